@@ -1,0 +1,12 @@
+//! The architecture behind a few hooks.
+//!
+//! Generic code never names a register or an opcode: it asks this module for the
+//! breakpoint instruction, the instruction pointer after a trap, the SysV argument
+//! registers, and an analysis of the instruction a probe displaces. Only x86-64 is
+//! implemented.
+
+mod x86_64;
+
+pub use x86_64::insn::{analyze, is_insn_boundary, InsnPlan};
+pub use x86_64::regs::Regs;
+pub use x86_64::{BREAKPOINT, BREAKPOINT_LEN, MAX_INSN_LEN, WORD};

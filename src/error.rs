@@ -1,0 +1,213 @@
+//! The library's one error type.
+//!
+//! Every variant carries the context a user needs (pid, symbol, path, address)
+//! and renders as one line that says what went wrong; [`Error::hint`] adds what to
+//! do about it. [`Error::is_tracee_gone`] classifies the errors that only mean the
+//! traced process (or one of its threads) has died under us, which the engine treats
+//! as an ordinary event rather than a failure.
+
+use std::io;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::addr::{Pid, RuntimeAddr};
+
+/// `Result` with rtrace's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while tracing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// There is no process with this pid.
+    #[error("no process with pid {pid}")]
+    NoSuchProcess {
+        /// The pid asked for.
+        pid: Pid,
+    },
+    /// Another tracer (a debugger, strace, …) is attached already.
+    #[error("pid {pid} is already traced by pid {tracer}")]
+    AlreadyTraced {
+        /// The pid asked for.
+        pid: Pid,
+        /// The tracer's pid, from `TracerPid` in /proc/PID/status.
+        tracer: Pid,
+    },
+    /// The kernel refused to let us trace the process.
+    #[error("not permitted to trace pid {pid}")]
+    PermissionDenied {
+        /// The pid asked for.
+        pid: Pid,
+    },
+    /// The program to launch was not found (or is not executable).
+    #[error("cannot run {program}: {reason}")]
+    Launch {
+        /// The program as given.
+        program: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A file is not an ELF object.
+    #[error("{}: not an ELF file", path.display())]
+    NotElf {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An ELF or DWARF file is truncated or malformed.
+    #[error("{}: corrupt or truncated ELF: {reason}", path.display())]
+    CorruptElf {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A probe spec does not parse.
+    #[error("invalid probe spec {spec:?}: {reason}")]
+    InvalidSpec {
+        /// The spec as given.
+        spec: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No function or symbol of that name in the modules searched.
+    #[error("no function {name:?} in {}", searched.join(", "))]
+    UnknownSymbol {
+        /// The name or pattern as given.
+        name: String,
+        /// The modules that were searched, by file name.
+        searched: Vec<String>,
+    },
+    /// No module of that name is loaded (and the spec is not allowed to wait for it).
+    #[error("no module {module:?} is loaded (loaded: {})", loaded.join(", "))]
+    UnknownModule {
+        /// The module as given.
+        module: String,
+        /// The modules that are loaded, by file name.
+        loaded: Vec<String>,
+    },
+    /// A source line has no code.
+    #[error("no code for {file}:{line}")]
+    NoLineInfo {
+        /// The file as given.
+        file: String,
+        /// The line as given.
+        line: u32,
+    },
+    /// `name+off` does not fall on an instruction boundary.
+    #[error("{spec}: offset {offset:#x} is not on an instruction boundary of {symbol}")]
+    NotInstructionBoundary {
+        /// The spec as given.
+        spec: String,
+        /// The function.
+        symbol: String,
+        /// The offset asked for.
+        offset: u64,
+    },
+    /// The instruction at a probe address cannot be stepped safely.
+    #[error("cannot probe {addr}: {reason}")]
+    UnsupportedInstruction {
+        /// The probe address.
+        addr: RuntimeAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A ptrace request failed.
+    #[error("ptrace {op} on tid {tid}: {errno}")]
+    Ptrace {
+        /// The request.
+        op: &'static str,
+        /// The thread.
+        tid: Pid,
+        /// The error.
+        errno: Errno,
+    },
+    /// Reading or writing tracee memory failed.
+    #[error("cannot access memory of pid {pid} at {addr}: {errno}")]
+    Memory {
+        /// The process.
+        pid: Pid,
+        /// The address.
+        addr: RuntimeAddr,
+        /// The error.
+        errno: Errno,
+    },
+    /// A system call made on rtrace's own behalf failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What rtrace was doing.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Writing the trace output failed (closed pipe, full disk, …).
+    #[error("cannot write output: {0}")]
+    Output(io::Error),
+    /// A handler returned an error; tracing stopped.
+    #[error("handler error: {0}")]
+    Handler(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what rtrace was doing.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True when the error only means that the tracee (or the thread concerned)
+    /// has exited or been killed: ptrace's ESRCH, memory gone.
+    pub fn is_tracee_gone(&self) -> bool {
+        match self {
+            Error::Ptrace { errno, .. } | Error::Memory { errno, .. } => {
+                matches!(errno, Errno::ESRCH | Errno::ENOENT)
+            }
+            Error::NoSuchProcess { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NoSuchProcess { .. } => Some("check the pid with `ps`".into()),
+            Error::AlreadyTraced { tracer, .. } => {
+                Some(format!("detach the other tracer (pid {tracer}) first"))
+            }
+            Error::PermissionDenied { .. } => Some(
+                "run as the same user with /proc/sys/kernel/yama/ptrace_scope set to 0, \
+                 or as root / with CAP_SYS_PTRACE"
+                    .into(),
+            ),
+            Error::Launch { .. } => Some("check the program path and permissions".into()),
+            Error::NotElf { .. } | Error::CorruptElf { .. } => {
+                Some("rtrace traces ELF executables only".into())
+            }
+            Error::InvalidSpec { .. } => Some(
+                "a spec is FUNC, MODULE:FUNC, GLOB, FUNC+OFFSET, ADDRESS, MODULE:ADDRESS \
+                 or FILE:LINE"
+                    .into(),
+            ),
+            Error::UnknownSymbol { .. } => {
+                Some("check the name with `nm -D` or qualify it with its module, e.g. libc:NAME".into())
+            }
+            Error::UnknownModule { .. } => {
+                Some("name a loaded module by its file name, e.g. libc".into())
+            }
+            Error::NoLineInfo { .. } => Some("build the program with -g".into()),
+            Error::NotInstructionBoundary { .. } => {
+                Some("pick an offset shown by `objdump -d`".into())
+            }
+            Error::UnsupportedInstruction { .. } => {
+                Some("probe another instruction of the function".into())
+            }
+            Error::Ptrace { .. }
+            | Error::Memory { .. }
+            | Error::Io { .. }
+            | Error::Output(_)
+            | Error::Handler(_) => None,
+        }
+    }
+}

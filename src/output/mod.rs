@@ -1,0 +1,1 @@
+//! The command-line tool's printers. They are ordinary [`Handler`](crate::Handler)s.

@@ -1,0 +1,26 @@
+//! Symbols: from files and `/proc/PID/maps` to owned indices.
+//!
+//! This layer is pure: it reads files and the text of `/proc/PID/maps`, and answers
+//! questions about them. It never touches a tracee (no ptrace, no tracee memory), so
+//! all of it is unit-testable without a process.
+//!
+//! - [`spec`]: parsing probe specs (`openat`, `libc:str*`, `work+0x8`, `count.c:12`, …)
+//! - [`glob`]: shell-style `*` / `?` matching
+//! - [`maps`]: `/proc/PID/maps` parsing
+//! - [`elf`]: one ELF file: symbols (.symtab, else .dynsym), segments, code bytes,
+//!   DWARF line tables (lazy)
+//! - [`modules`]: the loaded modules of a process, with their load bias
+//! - [`resolve`]: a spec against the module map → runtime addresses
+
+pub mod elf;
+pub mod glob;
+pub mod maps;
+pub mod modules;
+pub mod resolve;
+pub mod spec;
+
+pub use elf::{ElfCache, ElfFile, SymKind, Symbol};
+pub use maps::Mapping;
+pub use modules::{Module, ModuleMap, Symbolized};
+pub use resolve::{resolve, Location, Resolution};
+pub use spec::{ProbeSpec, Target};

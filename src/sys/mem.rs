@@ -1,0 +1,125 @@
+//! Tracee memory: one `/proc/PID/mem` file per address space.
+//!
+//! Writes go through `/proc/PID/mem`, which the kernel lets a tracer use on
+//! read-only text (FOLL_FORCE), so arming a breakpoint is a 1-byte `pwrite`.
+//! Reads use `process_vm_readv` (one syscall, no page-table walk through /proc),
+//! falling back to the file for pages `process_vm_readv` refuses (read-only text
+//! is readable by both; the fallback covers pages mapped without read permission).
+
+use std::fs::{File, OpenOptions};
+use std::io::IoSliceMut;
+use std::os::unix::fs::FileExt;
+
+use nix::errno::Errno;
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+
+use crate::addr::{Pid, RuntimeAddr};
+use crate::error::{Error, Result};
+
+/// Read and write access to one process's memory.
+#[derive(Debug)]
+pub struct ProcMem {
+    pid: Pid,
+    file: File,
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl ProcMem {
+    /// Opens `/proc/PID/mem` for reading and writing. The caller must be the
+    /// process's tracer (or otherwise pass the ptrace access check).
+    pub fn open(pid: Pid) -> Result<ProcMem> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|e| Error::Memory {
+                pid,
+                addr: RuntimeAddr(0),
+                errno: errno_of(&e),
+            })?;
+        Ok(ProcMem { pid, file })
+    }
+
+    /// The process whose memory this is.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    fn err(&self, addr: RuntimeAddr, errno: Errno) -> Error {
+        Error::Memory {
+            pid: self.pid,
+            addr,
+            errno,
+        }
+    }
+
+    /// Fills `buf` from `addr`. Fails unless every byte could be read.
+    pub fn read(&self, addr: RuntimeAddr, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let remote = [RemoteIoVec {
+            base: addr.get() as usize,
+            len: buf.len(),
+        }];
+        let len = buf.len();
+        match process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote) {
+            Ok(n) if n == len => Ok(()),
+            _ => self
+                .file
+                .read_exact_at(buf, addr.get())
+                .map_err(|e| self.err(addr, errno_of(&e))),
+        }
+    }
+
+    /// Reads `len` bytes at `addr`.
+    pub fn read_vec(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
+        let mut v = vec![0; len];
+        self.read(addr, &mut v)?;
+        Ok(v)
+    }
+
+    /// Reads a little-endian u64.
+    pub fn read_u64(&self, addr: RuntimeAddr) -> Result<u64> {
+        let mut b = [0; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
+    /// Returns the bytes and whether the terminator was found within `max`.
+    pub fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        // Read up to the next page boundary at a time, so an unmapped page after
+        // a short string is never touched.
+        while out.len() < max {
+            let to_page_end = 4096 - (at.get() % 4096) as usize;
+            let want = to_page_end.min(max - out.len());
+            let mut chunk = vec![0u8; want];
+            self.read(at, &mut chunk)?;
+            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok((out, true));
+            }
+            out.extend_from_slice(&chunk);
+            at = at.offset(want as i64);
+        }
+        Ok((out, false))
+    }
+
+    /// Writes `bytes` at `addr`, even into read-only text.
+    pub fn write(&self, addr: RuntimeAddr, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, addr.get())
+            .map_err(|e| self.err(addr, errno_of(&e)))
+    }
+
+    /// Writes a little-endian u64.
+    pub fn write_u64(&self, addr: RuntimeAddr, v: u64) -> Result<()> {
+        self.write(addr, &v.to_le_bytes())
+    }
+}

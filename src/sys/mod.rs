@@ -1,0 +1,4 @@
+//! The only module with `unsafe` or raw system calls. It owns no policy: it turns
+//! ptrace, waitpid, /proc and signals into typed calls and a closed [`wait::Stop`] enum.
+
+pub mod mem;
