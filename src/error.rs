@@ -132,6 +132,15 @@ pub enum Error {
         /// The error.
         errno: Errno,
     },
+    /// A thread came back through the return trampoline from a call rtrace has no
+    /// record of; its return address is unknown.
+    #[error("thread {tid} returned through the trampoline with no call in flight at sp {sp}")]
+    LostReturn {
+        /// The thread.
+        tid: Pid,
+        /// Its stack pointer.
+        sp: RuntimeAddr,
+    },
     /// A system call made on rtrace's own behalf failed.
     #[error("{context}: {source}")]
     Io {
@@ -205,6 +214,7 @@ impl Error {
             }
             Error::Ptrace { .. }
             | Error::Memory { .. }
+            | Error::LostReturn { .. }
             | Error::Io { .. }
             | Error::Output(_)
             | Error::Handler(_) => None,

@@ -102,8 +102,8 @@ pub enum Event {
         pid: Pid,
         /// The thread.
         tid: Tid,
-        /// The signal.
-        signal: nix::sys::signal::Signal,
+        /// The signal number (see [`signal_name`]).
+        signal: i32,
     },
     /// The traced process exited.
     Exited {
@@ -116,8 +116,8 @@ pub enum Event {
     Killed {
         /// The process.
         pid: Pid,
-        /// The signal.
-        signal: nix::sys::signal::Signal,
+        /// The signal number (see [`signal_name`]).
+        signal: i32,
         /// True when it dumped core.
         core_dumped: bool,
     },
@@ -131,6 +131,11 @@ pub enum Event {
         /// The probe spec.
         probe: String,
     },
+}
+
+/// The name of a signal number: `SIGUSR1`, `SIGRTMIN+3`.
+pub fn signal_name(signal: i32) -> String {
+    crate::sys::signal::name(signal)
 }
 
 /// How a child was created.
@@ -177,6 +182,11 @@ pub trait Handler {
         let _ = (event, time);
         Ok(())
     }
+    /// The tracer is about to block until the tracee does something (listeners
+    /// only): flush buffered output here so a person watching sees it now.
+    fn on_idle(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Tracing is over (the tracee exited, or rtrace detached): flush, summarise.
     fn on_finish(&mut self) -> Result<()> {
         Ok(())
@@ -196,6 +206,9 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     }
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
         self.borrow_mut().on_event(event, time)
+    }
+    fn on_idle(&mut self) -> Result<()> {
+        self.borrow_mut().on_idle()
     }
     fn on_finish(&mut self) -> Result<()> {
         self.borrow_mut().on_finish()

@@ -9,4 +9,6 @@ mod x86_64;
 
 pub use x86_64::insn::{analyze, is_insn_boundary, InsnPlan};
 pub use x86_64::regs::Regs;
-pub use x86_64::{BREAKPOINT, BREAKPOINT_LEN, MAX_INSN_LEN, WORD};
+pub use x86_64::{
+    BREAKPOINT, BREAKPOINT_LEN, MAX_INSN_LEN, SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET, SYSCALL_INSN, WORD,
+};

@@ -2,3 +2,7 @@
 //! ptrace, waitpid, /proc and signals into typed calls and a closed [`wait::Stop`] enum.
 
 pub mod mem;
+pub mod ptrace;
+pub mod signal;
+pub mod spawn;
+pub mod wait;

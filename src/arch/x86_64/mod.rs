@@ -11,3 +11,12 @@ pub const BREAKPOINT_LEN: u64 = BREAKPOINT.len() as u64;
 pub const MAX_INSN_LEN: usize = 15;
 /// The size of a return address on the stack.
 pub const WORD: u64 = 8;
+
+/// The scratch page's code: the return trampoline (a breakpoint) at offset 0,
+/// then a `syscall` followed by a breakpoint, used to make system calls on the
+/// tracee's behalf (unmapping the page itself, in a forked child).
+pub const SCRATCH_CODE: [u8; 4] = [0xcc, 0x0f, 0x05, 0xcc];
+/// Offset of the `syscall` instruction in [`SCRATCH_CODE`].
+pub const SCRATCH_SYSCALL_OFFSET: i64 = 1;
+/// The `syscall` instruction.
+pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];

@@ -94,6 +94,3 @@ impl Regs {
         }
     }
 }
-
-/// The `syscall` instruction.
-pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];

@@ -1,0 +1,156 @@
+//! Detaching: every change rtrace made to the tracee is undone, and every thread
+//! is let go with the signals that were meant for it.
+//!
+//! 1. Halt: every thread is brought to a ptrace-stop (PTRACE_INTERRUPT) and its
+//!    stops are handled in "halting" mode: a thread that trapped at one of our
+//!    breakpoints is rewound to re-execute the original instruction, one that
+//!    returned into the trampoline is sent on to its real return address, a
+//!    signal is kept for the detach, a group-stopped thread stays stopped.
+//! 2. Undo, per address space: every rewritten return address still holding the
+//!    trampoline gets its original back, every breakpoint its original bytes, and
+//!    the scratch page is unmapped.
+//! 3. Release: PTRACE_DETACH each thread, delivering its pending signal.
+
+use crate::addr::{RuntimeAddr, Tid};
+use crate::error::Result;
+use crate::handler::Event;
+use crate::sys::{ptrace, signal, wait};
+
+use super::task::TaskState;
+use super::Tracer;
+
+impl Tracer {
+    /// Detaches from everything. Tries every step even when one fails, and
+    /// returns the first error.
+    pub(super) fn detach_all(&mut self) -> Result<()> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        self.halting = true;
+        let halted = self.halt();
+        let undone = self.undo_all();
+        let released = self.release_all();
+        self.halting = false;
+        self.report_never_armed()?;
+        self.emit(Event::Detached { pid: self.root })?;
+        halted.and(undone).and(released)
+    }
+
+    fn halt(&mut self) -> Result<()> {
+        loop {
+            while let Some(stop) = self.deferred.pop_front() {
+                self.dispatch(stop)?;
+            }
+            let running: Vec<Tid> = self
+                .tasks
+                .iter()
+                .filter(|(_, t)| matches!(t.state, TaskState::Running | TaskState::Listening))
+                .map(|(tid, _)| *tid)
+                .collect();
+            let starting = self.tasks.values().any(|t| t.state == TaskState::Starting);
+            if running.is_empty() && !starting && self.deferred.is_empty() {
+                return Ok(());
+            }
+            if !running.is_empty() {
+                // The quiet ones are stopped now, with nothing to handle.
+                self.interrupt_and_collect(&running)?;
+                continue;
+            }
+            // Only new tasks whose first stop is still to come.
+            match wait::wait(wait::Which::Any, true) {
+                Ok(Some(stop)) => self.deferred.push_back(stop),
+                Ok(None) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn undo_all(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        let keys: Vec<_> = self.spaces.keys().copied().collect();
+        for key in keys {
+            let r = self.undo_space(key);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    fn undo_space(&mut self, key: crate::Pid) -> Result<()> {
+        let tids: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key)
+            .map(|(tid, _)| *tid)
+            .collect();
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let tramp = space.trampoline();
+        let mut first = Ok(());
+        let mut keep = |r: Result<()>| {
+            if let Err(e) = r {
+                if !e.is_tracee_gone() && first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        };
+        if let Some(tramp) = tramp {
+            for &tid in &tids {
+                let task = self.tasks.get_mut(&tid).expect("listed above");
+                // A thread stopped on the trampoline, about to execute it: it has
+                // returned already; send it where it was going.
+                if let Ok(mut regs) = ptrace::getregs(tid) {
+                    if regs.ip() == tramp.get() {
+                        let (_, found) = task.returns.pop_returning(RuntimeAddr(regs.sp()));
+                        if let Some(inst) = found {
+                            regs.set_ip(inst.orig_ret.get());
+                            keep(ptrace::setregs(tid, &regs));
+                        }
+                    }
+                }
+                for inst in task.returns.take_all() {
+                    keep((|| {
+                        if space.mem.read_u64(inst.slot)? == tramp.get() {
+                            space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
+                        }
+                        Ok(())
+                    })());
+                }
+            }
+        }
+        keep(space.disarm_all());
+        let scratch = space.scratch.take();
+        if let Some(page) = scratch {
+            // Any stopped thread of the space can make the call.
+            let caller = tids
+                .iter()
+                .copied()
+                .find(|t| self.tasks.get(t).is_some_and(|t| t.state == TaskState::Stopped));
+            if let Some(tid) = caller {
+                keep(self.unmap_scratch(tid, page));
+            }
+        }
+        first
+    }
+
+    fn release_all(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        let tasks = std::mem::take(&mut self.tasks);
+        self.spaces.clear();
+        for (tid, task) in tasks {
+            let mut sigs = task.pending_signals.into_iter();
+            let r = ptrace::detach(tid, sigs.next().unwrap_or(0));
+            if let Err(e) = r {
+                if !e.is_tracee_gone() && first.is_ok() {
+                    first = Err(e);
+                }
+            }
+            for sig in sigs {
+                signal::tgkill(task.pid, tid, sig);
+            }
+        }
+        first
+    }
+}

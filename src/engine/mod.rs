@@ -1,0 +1,690 @@
+//! The tracer: the event loop, the tasks, the hit path, the lifecycle.
+//!
+//! # The path of one hit
+//!
+//! ```text
+//! tracee executes int3 at site S ──► kernel stops the thread, SIGTRAP (SI_KERNEL)
+//!   wait → Stop::Trap { Breakpoint }          (sys::wait classifies)
+//!   probe table: bucket hash(S) → ProbeSite S (saved bytes, InsnPlan, probes…)
+//!   for each probe at S: handler.on_entry(&mut Hit)        (pre handler)
+//!   function probe: rewrite the return address → ReturnStack[tid].push(instance)
+//!   execute the displaced instruction: stop every other thread of the process,
+//!     restore the byte, single-step, re-arm, resume them           (1 extra stop)
+//!   for each probe at S: handler.on_post(&mut Hit)         (post handler)
+//!   resume
+//! later: the thread returns into the trampoline (an int3 in the scratch page)
+//!   ReturnStack[tid]: drop instances abandoned by longjmp, pop the returning one,
+//!   handler.on_return(&mut Return), ip = original return address, resume
+//! ```
+//!
+//! Stepping in place is only safe because every other thread of the address
+//! space is stopped while the breakpoint is lifted: no thread can run past an
+//! unarmed probe.
+//!
+//! # Glossary (the kernel's names)
+//!
+//! | kernel | here |
+//! | --- | --- |
+//! | `kprobe_table`, aggregate kprobe | `probe::ProbeTable`, `probe::ProbeSite` |
+//! | `uprobe_task` | `task::Task` |
+//! | `return_instance`, `cleanup_return_instances` | `probe::ReturnInstance`, `ReturnStack::pop_returning` |
+//! | XOL area, slot 0 = trampoline | the scratch page (`space::SCRATCH_CODE`) |
+//! | unknown trap → `send_sig(SIGTRAP)` | a trap that is not ours is delivered to the tracee |
+//!
+//! # Ownership of changes to the tracee
+//!
+//! The [`Tracer`] owns every change it makes (breakpoints, rewritten return
+//! addresses, the scratch page, registers): [`Tracer::run`] undoes them on every
+//! way out (exit, detach request, error), and so does `Drop` when `run` was never
+//! reached or was left by a panic.
+
+mod detach;
+mod hit;
+mod lifecycle;
+mod space;
+mod task;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use crate::addr::{Pid, Tid};
+use crate::error::{Error, Result};
+use crate::handler::{Event, Handler, ProbeId, ProbeKind};
+use crate::symbols::{ElfCache, ProbeSpec};
+use crate::sys::wait::{self, Stop, Which};
+use crate::sys::{ptrace, signal, spawn};
+
+use space::Space;
+use task::{Task, TaskState};
+
+/// How tracing ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The traced process exited with this code.
+    Exited(i32),
+    /// The traced process was killed by this signal.
+    Killed {
+        /// The signal number.
+        signal: i32,
+        /// Core dumped.
+        core_dumped: bool,
+    },
+    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, or [`Tracer::request_detach`]);
+    /// the process runs on.
+    Detached,
+}
+
+/// Tracing options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Function probes report entries only: no return address is rewritten.
+    pub entry_only: bool,
+    /// Trace children created by fork, vfork and clone too.
+    pub follow_forks: bool,
+}
+
+struct Probe {
+    spec: ProbeSpec,
+    handler: Box<dyn Handler>,
+}
+
+/// Traces one process (and, with `follow_forks`, its children).
+///
+/// A `Tracer` is `!Send`: ptrace ties tracees to the OS thread that attached.
+pub struct Tracer {
+    start: Instant,
+    opts: Options,
+    /// The process traced first; its end ends tracing.
+    root: Pid,
+    /// Set in launch mode: the child we forked.
+    launched: Option<spawn::Launched>,
+    probes: Vec<Option<Probe>>,
+    listeners: Vec<Box<dyn Handler>>,
+    tasks: BTreeMap<Tid, Task>,
+    spaces: BTreeMap<Pid, Space>,
+    /// Stops already waited for but not yet handled (collected while the world
+    /// was being stopped, or while a thread was stepped).
+    deferred: VecDeque<Stop>,
+    /// Stops of tasks whose creation event has not been handled yet.
+    orphans: HashMap<Tid, Stop>,
+    cache: ElfCache,
+    outcome: Option<Outcome>,
+    attach_reported: bool,
+    started: bool,
+    detach_requested: bool,
+    /// Set while detaching: threads are brought to a stop and kept there.
+    halting: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("root", &self.root)
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracer {
+    fn new(root: Pid, opts: Options) -> Tracer {
+        Tracer {
+            start: Instant::now(),
+            opts,
+            root,
+            launched: None,
+            probes: Vec::new(),
+            listeners: Vec::new(),
+            tasks: BTreeMap::new(),
+            spaces: BTreeMap::new(),
+            deferred: VecDeque::new(),
+            orphans: HashMap::new(),
+            cache: ElfCache::default(),
+            outcome: None,
+            attach_reported: false,
+            started: false,
+            detach_requested: false,
+            halting: false,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Launches `cmd` (program, arguments, environment and working directory are
+    /// taken from it; its stdio is inherited) stopped at its first instruction.
+    pub fn launch(cmd: &Command, opts: Options) -> Result<Tracer> {
+        let spec = launch_spec(cmd)?;
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut launched = spawn::launch(&spec)?;
+        let pid = launched.pid;
+        // Until the exec stop the child is ours alone; wait for it specifically.
+        loop {
+            let stop = match wait::wait(Which::Tid(pid), true) {
+                Ok(Some(s)) => s,
+                Ok(None) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(wait::wait_error(e)),
+            };
+            match stop {
+                Stop::Event {
+                    event: wait::Event::Exec { .. },
+                    ..
+                } => break,
+                Stop::Exited { .. } | Stop::Killed { .. } => {
+                    let reason = match launched.exec_error() {
+                        Some(Errno::ENOENT) => "no such file".to_string(),
+                        Some(Errno::EACCES) => "permission denied".to_string(),
+                        Some(Errno::ENOEXEC) => "not an executable format".to_string(),
+                        Some(e) => e.desc().to_string(),
+                        None => "it exited before starting".to_string(),
+                    };
+                    return Err(Error::Launch { program, reason });
+                }
+                // The SIGCONT that released it, and the stops around the seize.
+                _ => ptrace::cont(pid, 0)?,
+            }
+        }
+        let mut t = Tracer::new(pid, opts);
+        t.launched = Some(launched);
+        t.tasks.insert(pid, Task::new(pid, pid, TaskState::Stopped));
+        if let Err(e) = t.prepare_space(pid, pid) {
+            t.kill_launched();
+            return Err(e);
+        }
+        Ok(t)
+    }
+
+    /// Attaches to every thread of process `pid`, leaving them stopped until
+    /// [`run`](Self::run).
+    pub fn attach(pid: Pid, opts: Options) -> Result<Tracer> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|_| Error::NoSuchProcess { pid })?;
+        if let Some(tracer) = task::status_field(&status, "TracerPid:").filter(|&t| t != 0) {
+            return Err(Error::AlreadyTraced {
+                pid,
+                tracer: Pid::from_raw(tracer),
+            });
+        }
+        if task::status_field(&status, "Tgid:") != Some(pid.as_raw()) {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        let mut t = Tracer::new(pid, opts);
+        // Seize every thread, re-reading the list until it is stable: threads
+        // created meanwhile by a seized thread are auto-attached, but one created by
+        // a thread we had not seized yet must be found by the next read.
+        loop {
+            let mut added = false;
+            for tid in list_threads(pid)? {
+                if t.tasks.contains_key(&tid) {
+                    continue;
+                }
+                match ptrace::seize(tid, ptrace::options(false)) {
+                    Ok(()) => {
+                        t.tasks.insert(tid, Task::new(pid, pid, TaskState::Running));
+                        added = true;
+                    }
+                    Err(Errno::ESRCH) => {} // exited meanwhile
+                    Err(Errno::EPERM) if t.tasks.is_empty() => {
+                        return Err(attach_refused(pid));
+                    }
+                    Err(errno) => {
+                        return Err(Error::Ptrace {
+                            op: "PTRACE_SEIZE",
+                            tid,
+                            errno,
+                        })
+                    }
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        if t.tasks.is_empty() {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        t.stop_all()?;
+        t.prepare_space(pid, pid)?;
+        Ok(t)
+    }
+
+    /// The traced process.
+    pub fn pid(&self) -> Pid {
+        self.root
+    }
+
+    /// Time since the tracer started (what events' `time_ns` count).
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Adds a probe with its handler. The probe arms at once where it resolves;
+    /// a probe on a library that is not loaded yet waits for it. An unqualified
+    /// name that is found nowhere is an error once the startup libraries are loaded.
+    pub fn add_probe(&mut self, spec: ProbeSpec, handler: impl Handler + 'static) -> Result<ProbeId> {
+        let id = ProbeId(self.probes.len());
+        self.probes.push(Some(Probe {
+            spec,
+            handler: Box::new(handler),
+        }));
+        let keys: Vec<Pid> = self.spaces.keys().copied().collect();
+        for key in keys {
+            if let Err(e) = self.place_probe(key, id) {
+                self.remove_probe(id)?;
+                return Err(e);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Removes a probe: its breakpoints go (unless another probe shares them),
+    /// calls in flight still return normally but are no longer reported.
+    pub fn remove_probe(&mut self, id: ProbeId) -> Result<()> {
+        if self.probes.get_mut(id.0).and_then(Option::take).is_none() {
+            return Ok(());
+        }
+        for space in self.spaces.values_mut() {
+            space.disarm_probe(id)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a listener: it receives lifecycle events through
+    /// [`Handler::on_event`], [`Handler::on_idle`] before the tracer blocks, and
+    /// [`Handler::on_finish`] at the end.
+    pub fn add_listener(&mut self, listener: impl Handler + 'static) {
+        self.listeners.push(Box::new(listener));
+    }
+
+    /// Asks the tracer to detach at the next opportunity (as SIGINT does).
+    pub fn request_detach(&mut self) {
+        self.detach_requested = true;
+    }
+
+    /// Breakpoints armed in the traced process (sites with user probes).
+    pub fn armed_sites(&self) -> usize {
+        self.spaces.get(&self.root).map_or(0, Space::armed_sites)
+    }
+
+    /// Traces until the process exits or rtrace detaches.
+    ///
+    /// On an error (a handler's, or the tracer's) rtrace detaches first and then
+    /// returns it; in launch mode, a probe that cannot be resolved once the startup
+    /// libraries are loaded kills the launched program instead, since it never
+    /// started to do real work.
+    pub fn run(&mut self) -> Result<Outcome> {
+        loop {
+            match self.process_next() {
+                Ok(Some(outcome)) => {
+                    self.finish()?;
+                    return Ok(outcome);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if self.launched.is_some()
+                        && !self.attach_reported
+                        && matches!(e, Error::UnknownSymbol { .. } | Error::UnknownModule { .. })
+                    {
+                        self.kill_launched();
+                    } else {
+                        let _ = self.detach_all();
+                    }
+                    let _ = self.finish();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Handles one stop (blocking until there is one). Returns the outcome once
+    /// tracing is over. Between calls, probes may be added or removed.
+    pub fn process_next(&mut self) -> Result<Option<Outcome>> {
+        if let Some(o) = self.outcome {
+            return Ok(Some(o));
+        }
+        if !self.started {
+            self.started = true;
+            self.report_attached_if_ready()?;
+            self.resume_idle_tasks()?;
+        }
+        if self.detach_requested || signal::detach_requested().is_some() {
+            self.detach_all()?;
+            self.outcome = Some(Outcome::Detached);
+            return Ok(self.outcome);
+        }
+        let stop = match self.next_stop()? {
+            Some(s) => s,
+            None => return Ok(None), // interrupted: look at the detach flag again
+        };
+        self.dispatch(stop)?;
+        if self.tasks.is_empty() {
+            self.outcome.get_or_insert(Outcome::Detached);
+            return Ok(self.outcome);
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for p in self.probes.iter_mut().flatten() {
+            let r = p.handler.on_finish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        for l in &mut self.listeners {
+            let r = l.on_finish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// The next stop: deferred ones first; otherwise wait, telling the listeners
+    /// (so they flush output) when the wait is going to block.
+    fn next_stop(&mut self) -> Result<Option<Stop>> {
+        if let Some(s) = self.deferred.pop_front() {
+            return Ok(Some(s));
+        }
+        match wait::wait(Which::Any, false) {
+            Ok(Some(s)) => return Ok(Some(s)),
+            Ok(None) => {}
+            Err(Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(wait::wait_error(e)),
+        }
+        for l in &mut self.listeners {
+            l.on_idle()?;
+        }
+        match wait::wait(Which::Any, true) {
+            Ok(s) => Ok(s),
+            Err(Errno::EINTR) => Ok(None),
+            Err(e) => Err(wait::wait_error(e)),
+        }
+    }
+
+    /// Sends a lifecycle event to the listeners.
+    fn emit(&mut self, event: Event) -> Result<()> {
+        let time = self.start.elapsed();
+        for l in &mut self.listeners {
+            l.on_event(&event, time)?;
+        }
+        Ok(())
+    }
+
+    fn report_attached_if_ready(&mut self) -> Result<()> {
+        if self.attach_reported {
+            return Ok(());
+        }
+        let Some(space) = self.spaces.get(&self.root) else {
+            return Ok(());
+        };
+        if !space.ready {
+            return Ok(());
+        }
+        let pending = self
+            .probes
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                p.is_some() && !matches!(space.placed.get(&ProbeId(*i)), Some(space::Placement::Armed(_)))
+            })
+            .count();
+        let event = Event::Attached {
+            pid: self.root,
+            threads: self.tasks.values().filter(|t| t.pid == self.root).count(),
+            probes: space.armed_sites(),
+            pending,
+        };
+        self.attach_reported = true;
+        self.emit(event)
+    }
+
+    /// Resumes every stopped task that has no stop waiting to be handled.
+    fn resume_idle_tasks(&mut self) -> Result<()> {
+        let waiting: Vec<Tid> = self.deferred.iter().map(Stop::tid).collect();
+        let idle: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(tid, t)| t.state == TaskState::Stopped && !waiting.contains(tid))
+            .map(|(tid, _)| *tid)
+            .collect();
+        for tid in idle {
+            self.resume(tid, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Resumes a stopped task, delivering `sig` or else its first pending signal.
+    /// While detaching, the task stays stopped and a signal is kept for the detach.
+    fn resume(&mut self, tid: Tid, sig: i32) -> Result<()> {
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return Ok(());
+        };
+        if self.halting {
+            if sig != 0 {
+                task.pending_signals.push(sig);
+            }
+            return Ok(());
+        }
+        let sig = if sig == 0 && !task.pending_signals.is_empty() {
+            task.pending_signals.remove(0)
+        } else {
+            sig
+        };
+        task.state = TaskState::Running;
+        task.group_stopped = false;
+        match ptrace::cont(tid, sig) {
+            Err(e) if e.is_tracee_gone() => Ok(()), // its death is reported next
+            r => r,
+        }
+    }
+
+    /// Interrupts every running task and waits until all are stopped; stops other
+    /// than the interrupt itself are deferred. Used at attach.
+    fn stop_all(&mut self) -> Result<()> {
+        let running: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state == TaskState::Running)
+            .map(|(tid, _)| *tid)
+            .collect();
+        self.interrupt_and_collect(&running)?;
+        Ok(())
+    }
+
+    /// Interrupts `tids` and waits for each to stop. Returns the ones whose stop was
+    /// the interrupt itself (nothing else to handle: resume them when done); other
+    /// stops are deferred. Stops of other tasks that arrive meanwhile are deferred.
+    fn interrupt_and_collect(&mut self, tids: &[Tid]) -> Result<Vec<Tid>> {
+        let mut waiting: Vec<Tid> = Vec::new();
+        for &tid in tids {
+            match ptrace::interrupt(tid) {
+                Ok(()) => waiting.push(tid),
+                Err(e) if e.is_tracee_gone() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut quiet = Vec::new();
+        while !waiting.is_empty() {
+            let stop = match wait::wait(Which::Any, true) {
+                Ok(Some(s)) => s,
+                Ok(None) | Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => break,
+                Err(e) => return Err(wait::wait_error(e)),
+            };
+            let tid = stop.tid();
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                if t.state != TaskState::Starting {
+                    t.state = TaskState::Stopped;
+                }
+            }
+            match waiting.iter().position(|&t| t == tid) {
+                Some(i) => {
+                    waiting.swap_remove(i);
+                    match stop {
+                        Stop::Interrupt { .. } => quiet.push(tid),
+                        _ => self.deferred.push_back(stop),
+                    }
+                }
+                None => self.deferred.push_back(stop),
+            }
+        }
+        Ok(quiet)
+    }
+
+    fn kill_launched(&mut self) {
+        if let Some(l) = &self.launched {
+            let pid = l.pid;
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            // Reap every thread so nothing is left behind as a zombie.
+            while !self.tasks.is_empty() {
+                match wait::wait(Which::Any, true) {
+                    Ok(Some(s)) if s.is_death() => {
+                        self.tasks.remove(&s.tid());
+                    }
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+            self.tasks.clear();
+            self.spaces.clear();
+            self.outcome = Some(Outcome::Killed {
+                signal: libc::SIGKILL,
+                core_dumped: false,
+            });
+        }
+    }
+}
+
+impl Drop for Tracer {
+    /// The owner of last resort: if tracing was never run to its end (an error
+    /// before `run`, a panic), launched programs are killed (they never got to
+    /// run) and attached ones are detached unharmed.
+    fn drop(&mut self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        if self.launched.is_some() && !self.started {
+            self.kill_launched();
+        } else {
+            let _ = self.detach_all();
+        }
+    }
+}
+
+fn list_threads(pid: Pid) -> Result<Vec<Tid>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|_| Error::NoSuchProcess { pid })?;
+    Ok(dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .map(Tid::from_raw)
+        .collect())
+}
+
+/// Why PTRACE_SEIZE said EPERM: someone else traces it, or we may not.
+fn attach_refused(pid: Pid) -> Error {
+    let tracer = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| task::status_field(&s, "TracerPid:"))
+        .filter(|&t| t != 0);
+    match tracer {
+        Some(t) => Error::AlreadyTraced {
+            pid,
+            tracer: Pid::from_raw(t),
+        },
+        None => Error::PermissionDenied { pid },
+    }
+}
+
+/// Finds `program` like execvp does: as a path when it contains a slash, else in
+/// PATH. Checks it is an ELF file (or a `#!` script) before anything is started.
+pub fn find_program(program: &std::ffi::OsStr) -> Result<PathBuf> {
+    let name = program.to_string_lossy().into_owned();
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        std::env::var_os("PATH")
+            .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"))
+            .to_string_lossy()
+            .split(':')
+            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(&name))
+            .collect()
+    };
+    let found = candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::Launch {
+            program: name.clone(),
+            reason: if name.contains('/') {
+                "no such file".into()
+            } else {
+                "not found in PATH".into()
+            },
+        })?;
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&found).map_err(|e| Error::io(name.clone(), e))?;
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(Error::Launch {
+            program: name,
+            reason: "permission denied (not executable)".into(),
+        });
+    }
+    let mut head = [0u8; 4];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&found).map_err(|e| Error::io(name.clone(), e))?;
+        f.read(&mut head).map_err(|e| Error::io(name.clone(), e))?
+    };
+    if head[..n].starts_with(b"#!") {
+        return Ok(found);
+    }
+    // Parse it fully: a truncated or corrupt ELF is refused here, with a clear
+    // message, instead of failing obscurely after exec.
+    crate::symbols::ElfFile::open(&found)?;
+    Ok(found)
+}
+
+fn launch_spec(cmd: &Command) -> Result<spawn::LaunchSpec> {
+    let path = find_program(cmd.get_program())?;
+    let mut argv = vec![spawn::cstring(cmd.get_program())?];
+    for a in cmd.get_args() {
+        argv.push(spawn::cstring(a)?);
+    }
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => env.insert(k.to_owned(), v.to_owned()),
+            None => env.remove(k),
+        };
+    }
+    let mut envp = Vec::new();
+    for (k, v) in env {
+        let mut kv = k;
+        kv.push("=");
+        kv.push(v);
+        envp.push(spawn::cstring(&kv)?);
+    }
+    Ok(spawn::LaunchSpec {
+        path: spawn::cstring(path.as_os_str())?,
+        argv,
+        envp,
+        cwd: cmd.get_current_dir().map(|d| spawn::cstring(d.as_os_str())).transpose()?,
+    })
+}
+
+/// The kind a probe reports at a resolved location.
+fn kind_for(function_entry: bool, opts: &Options) -> ProbeKind {
+    if function_entry {
+        ProbeKind::Function {
+            returns: !opts.entry_only,
+        }
+    } else {
+        ProbeKind::Instruction
+    }
+}

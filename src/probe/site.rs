@@ -1,0 +1,90 @@
+//! One breakpoint and the probes behind it (the kernel's aggregate kprobe).
+
+use std::rc::Rc;
+
+use crate::addr::RuntimeAddr;
+use crate::arch::InsnPlan;
+use crate::handler::{ProbeId, Site};
+
+/// A breakpoint in one address space, and everything that runs when it is hit.
+#[derive(Debug, Clone)]
+pub struct ProbeSite {
+    /// Where the breakpoint is.
+    pub addr: RuntimeAddr,
+    /// The bytes the breakpoint replaced.
+    pub saved: Vec<u8>,
+    /// How the displaced instruction executes.
+    pub plan: InsnPlan,
+    /// The user probes here, in registration order.
+    pub probes: Vec<Rc<Site>>,
+    /// True when rtrace itself watches this address (the dynamic linker's
+    /// `r_brk`, where it reports library loads).
+    pub rtld: bool,
+}
+
+impl ProbeSite {
+    /// A site with no probes yet.
+    pub fn new(addr: RuntimeAddr, saved: Vec<u8>, plan: InsnPlan) -> Self {
+        ProbeSite {
+            addr,
+            saved,
+            plan,
+            probes: Vec::new(),
+            rtld: false,
+        }
+    }
+
+    /// Adds a probe, keeping registration (id) order.
+    pub fn add(&mut self, site: Rc<Site>) {
+        let at = self.probes.partition_point(|p| p.id <= site.id);
+        self.probes.insert(at, site);
+    }
+
+    /// Removes every probe of `id`; true when one was there.
+    pub fn remove(&mut self, id: ProbeId) -> bool {
+        let before = self.probes.len();
+        self.probes.retain(|p| p.id != id);
+        before != self.probes.len()
+    }
+
+    /// True when nothing needs the breakpoint any more.
+    pub fn is_unused(&self) -> bool {
+        self.probes.is_empty() && !self.rtld
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::ProbeKind;
+
+    fn site(id: usize) -> Rc<Site> {
+        Rc::new(Site {
+            probe: format!("p{id}"),
+            id: ProbeId(id),
+            kind: ProbeKind::Function { returns: true },
+            symbol: "work".into(),
+            offset: 0,
+            module: "/bin/x".into(),
+            address: RuntimeAddr(0x1000),
+        })
+    }
+
+    #[test]
+    fn probes_run_in_registration_order() {
+        let mut s = ProbeSite::new(RuntimeAddr(0x1000), vec![0x55], InsnPlan { len: 1 });
+        s.add(site(3));
+        s.add(site(1));
+        s.add(site(2));
+        let ids: Vec<_> = s.probes.iter().map(|p| p.id.0).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert!(s.remove(ProbeId(2)));
+        assert!(!s.remove(ProbeId(2)));
+        assert!(!s.is_unused());
+        s.remove(ProbeId(1));
+        s.remove(ProbeId(3));
+        assert!(s.is_unused());
+        s.rtld = true;
+        assert!(!s.is_unused());
+    }
+}

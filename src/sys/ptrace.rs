@@ -1,0 +1,111 @@
+//! ptrace(2) requests, each a typed call that names the request and the thread in
+//! its error.
+//!
+//! Signals travel as raw numbers (`i32`), not `nix::sys::signal::Signal`: a tracee
+//! may receive real-time signals (SIGRTMIN+n), which must be delivered unchanged.
+
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Options};
+
+use crate::addr::Tid;
+use crate::arch::Regs;
+use crate::error::{Error, Result};
+
+fn fail(op: &'static str, tid: Tid) -> impl Fn(Errno) -> Error {
+    move |errno| Error::Ptrace { op, tid, errno }
+}
+
+/// The options rtrace always sets: report clone/fork/vfork/exec as events, so
+/// that new threads and children are traced from their first instruction and a
+/// new image is noticed. `exit_kill` adds PTRACE_O_EXITKILL (launch mode).
+pub fn options(exit_kill: bool) -> Options {
+    let mut o = Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACEEXEC;
+    if exit_kill {
+        o |= Options::PTRACE_O_EXITKILL;
+    }
+    o
+}
+
+/// PTRACE_SEIZE: attach without stopping the thread.
+pub fn seize(tid: Tid, options: Options) -> Result<(), Errno> {
+    ptrace::seize(tid, options)
+}
+
+/// PTRACE_INTERRUPT: make a seized, running thread stop (PTRACE_EVENT_STOP).
+pub fn interrupt(tid: Tid) -> Result<()> {
+    ptrace::interrupt(tid).map_err(fail("PTRACE_INTERRUPT", tid))
+}
+
+fn request(req: libc::c_uint, op: &'static str, tid: Tid, sig: i32) -> Result<()> {
+    // SAFETY: CONT, SINGLESTEP, DETACH and LISTEN take no pointer: `addr` is
+    // ignored and `data` is a signal number (ptrace(2)), so no memory of ours is
+    // read or written by the kernel.
+    let r = unsafe {
+        libc::ptrace(
+            req,
+            tid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            sig as libc::c_long as *mut libc::c_void,
+        )
+    };
+    if r == -1 {
+        Err(Error::Ptrace {
+            op,
+            tid,
+            errno: Errno::last(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// PTRACE_CONT, delivering `sig` (0 for none).
+pub fn cont(tid: Tid, sig: i32) -> Result<()> {
+    request(libc::PTRACE_CONT, "PTRACE_CONT", tid, sig)
+}
+
+/// PTRACE_SINGLESTEP, delivering `sig` (0 for none).
+pub fn step(tid: Tid, sig: i32) -> Result<()> {
+    request(libc::PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP", tid, sig)
+}
+
+/// PTRACE_DETACH, delivering `sig` (0 for none). A thread in group-stop stays stopped.
+pub fn detach(tid: Tid, sig: i32) -> Result<()> {
+    request(libc::PTRACE_DETACH, "PTRACE_DETACH", tid, sig)
+}
+
+/// PTRACE_LISTEN: leave a thread in group-stop stopped, but let it report when
+/// SIGCONT (or a kill) arrives. Only valid after a group-stop.
+pub fn listen(tid: Tid) -> Result<()> {
+    request(libc::PTRACE_LISTEN, "PTRACE_LISTEN", tid, 0)
+}
+
+/// PTRACE_GETREGS.
+pub fn getregs(tid: Tid) -> Result<Regs> {
+    ptrace::getregs(tid)
+        .map(Regs::from_raw)
+        .map_err(fail("PTRACE_GETREGS", tid))
+}
+
+/// PTRACE_SETREGS.
+pub fn setregs(tid: Tid, regs: &Regs) -> Result<()> {
+    ptrace::setregs(tid, *regs.raw()).map_err(fail("PTRACE_SETREGS", tid))
+}
+
+/// PTRACE_GETSIGINFO: the `si_code` of the signal the thread is stopped for.
+pub fn siginfo_code(tid: Tid) -> Result<i32> {
+    ptrace::getsiginfo(tid)
+        .map(|si| si.si_code)
+        .map_err(fail("PTRACE_GETSIGINFO", tid))
+}
+
+/// PTRACE_GETEVENTMSG: the new child's pid at a clone/fork/vfork event, the
+/// former thread id at an exec event.
+pub fn event_msg(tid: Tid) -> Result<i64> {
+    ptrace::getevent(tid)
+        .map(|v| v as i64)
+        .map_err(fail("PTRACE_GETEVENTMSG", tid))
+}

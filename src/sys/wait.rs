@@ -1,0 +1,242 @@
+//! waitpid(2), classified once into the closed [`Stop`] enum.
+//!
+//! Raw wait statuses and `si_code`s never leave this module.
+
+use nix::errno::Errno;
+
+use crate::addr::Tid;
+use crate::error::{Error, Result};
+use crate::sys::ptrace;
+
+/// Why a SIGTRAP stopped a thread, from its `si_code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapCause {
+    /// An `int3` executed (si_code SI_KERNEL).
+    Breakpoint,
+    /// A single-step finished (TRAP_TRACE, or TRAP_BRKPT after stepping a `syscall`).
+    Step,
+    /// Someone sent SIGTRAP (kill, tgkill, raise…): it belongs to the tracee.
+    Sent,
+}
+
+/// A ptrace event stop (`status >> 16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new thread (or clone without CLONE_VFORK whose exit signal is not SIGCHLD).
+    Clone {
+        /// The new task.
+        child: Tid,
+    },
+    /// fork(2) (or clone with SIGCHLD).
+    Fork {
+        /// The new process.
+        child: Tid,
+    },
+    /// vfork(2) (or clone with CLONE_VFORK, as posix_spawn does).
+    Vfork {
+        /// The new process.
+        child: Tid,
+    },
+    /// The vfork child exec'ed or exited: the parent resumes.
+    VforkDone,
+    /// execve succeeded; the thread now runs the new image.
+    Exec {
+        /// The thread id the exec'ing thread had (differs when a non-leader exec'ed).
+        former: Tid,
+    },
+}
+
+/// Everything `waitpid` can report about a traced thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The thread exited.
+    Exited {
+        /// The thread.
+        tid: Tid,
+        /// Its exit status.
+        code: i32,
+    },
+    /// The thread was killed by a signal.
+    Killed {
+        /// The thread.
+        tid: Tid,
+        /// The signal.
+        signal: i32,
+        /// Core dumped.
+        core: bool,
+    },
+    /// A SIGTRAP signal-delivery-stop.
+    Trap {
+        /// The thread.
+        tid: Tid,
+        /// Where it came from.
+        cause: TrapCause,
+    },
+    /// A signal-delivery-stop for any other signal.
+    Signal {
+        /// The thread.
+        tid: Tid,
+        /// The signal.
+        signal: i32,
+    },
+    /// A group-stop (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU took effect).
+    GroupStop {
+        /// The thread.
+        tid: Tid,
+        /// The stop signal.
+        signal: i32,
+    },
+    /// PTRACE_EVENT_STOP outside a group-stop: a PTRACE_INTERRUPT took effect, a new
+    /// task made its first stop, or a PTRACE_LISTEN-ing thread was woken.
+    Interrupt {
+        /// The thread.
+        tid: Tid,
+    },
+    /// A ptrace event.
+    Event {
+        /// The thread.
+        tid: Tid,
+        /// The event.
+        event: Event,
+    },
+}
+
+impl Stop {
+    /// The thread the stop is about.
+    pub fn tid(&self) -> Tid {
+        match *self {
+            Stop::Exited { tid, .. }
+            | Stop::Killed { tid, .. }
+            | Stop::Trap { tid, .. }
+            | Stop::Signal { tid, .. }
+            | Stop::GroupStop { tid, .. }
+            | Stop::Interrupt { tid }
+            | Stop::Event { tid, .. } => tid,
+        }
+    }
+
+    /// True when the thread no longer exists.
+    pub fn is_death(&self) -> bool {
+        matches!(self, Stop::Exited { .. } | Stop::Killed { .. })
+    }
+}
+
+/// Which threads to wait for.
+#[derive(Clone, Copy, Debug)]
+pub enum Which {
+    /// Any tracee of this OS thread.
+    Any,
+    /// One thread.
+    Tid(Tid),
+}
+
+/// Waits for the next stop. `block: false` returns `Ok(None)` when nothing is
+/// ready; `Err` with `EINTR` when a signal interrupted the wait.
+///
+/// `__WALL` waits for threads as well as processes; `__WNOTHREAD` keeps each
+/// tracer to the tracees of its own OS thread, so several tracers can live in one
+/// process.
+pub fn wait(which: Which, block: bool) -> Result<Option<Stop>, Errno> {
+    let pid = match which {
+        Which::Any => -1,
+        Which::Tid(t) => t.as_raw(),
+    };
+    let mut flags = libc::__WALL | libc::__WNOTHREAD;
+    if !block {
+        flags |= libc::WNOHANG;
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == -1 {
+            return Err(Errno::last());
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        if let Some(stop) = classify(Tid::from_raw(r), status) {
+            return Ok(Some(stop));
+        }
+    }
+}
+
+fn classify(tid: Tid, status: i32) -> Option<Stop> {
+    if libc::WIFEXITED(status) {
+        return Some(Stop::Exited {
+            tid,
+            code: libc::WEXITSTATUS(status),
+        });
+    }
+    if libc::WIFSIGNALED(status) {
+        return Some(Stop::Killed {
+            tid,
+            signal: libc::WTERMSIG(status),
+            core: libc::WCOREDUMP(status),
+        });
+    }
+    if !libc::WIFSTOPPED(status) {
+        return None;
+    }
+    let sig = libc::WSTOPSIG(status);
+    let event = (status >> 16) & 0xff;
+    let msg = || ptrace::event_msg(tid).unwrap_or(0);
+    let child = || Tid::from_raw(msg() as i32);
+    Some(match event {
+        0 if sig == libc::SIGTRAP => Stop::Trap {
+            tid,
+            cause: trap_cause(tid),
+        },
+        0 => Stop::Signal { tid, signal: sig },
+        libc::PTRACE_EVENT_STOP => {
+            if matches!(
+                sig,
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+            ) {
+                Stop::GroupStop { tid, signal: sig }
+            } else {
+                Stop::Interrupt { tid }
+            }
+        }
+        libc::PTRACE_EVENT_CLONE => Stop::Event {
+            tid,
+            event: Event::Clone { child: child() },
+        },
+        libc::PTRACE_EVENT_FORK => Stop::Event {
+            tid,
+            event: Event::Fork { child: child() },
+        },
+        libc::PTRACE_EVENT_VFORK => Stop::Event {
+            tid,
+            event: Event::Vfork { child: child() },
+        },
+        libc::PTRACE_EVENT_VFORK_DONE => Stop::Event {
+            tid,
+            event: Event::VforkDone,
+        },
+        libc::PTRACE_EVENT_EXEC => Stop::Event {
+            tid,
+            event: Event::Exec { former: child() },
+        },
+        // No other event is enabled; treat one as an interrupt (resume it).
+        _ => Stop::Interrupt { tid },
+    })
+}
+
+fn trap_cause(tid: Tid) -> TrapCause {
+    const TRAP_BRKPT: i32 = 1;
+    const TRAP_TRACE: i32 = 2;
+    match ptrace::siginfo_code(tid) {
+        Ok(libc::SI_KERNEL) => TrapCause::Breakpoint,
+        Ok(TRAP_TRACE | TRAP_BRKPT) => TrapCause::Step,
+        Ok(_) => TrapCause::Sent,
+        // The thread vanished between the stop and the query: its death is
+        // reported next; what we call the trap does not matter.
+        Err(_) => TrapCause::Sent,
+    }
+}
+
+/// Maps an errno from `wait` to an error, for the unexpected cases.
+pub fn wait_error(errno: Errno) -> Error {
+    Error::io("waitpid", std::io::Error::from_raw_os_error(errno as i32))
+}
