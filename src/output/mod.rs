@@ -1,1 +1,179 @@
-//! The command-line tool's printers. They are ordinary [`Handler`](crate::Handler)s.
+//! The command-line tool's printers. They are ordinary [`Handler`]s.
+//!
+//! One [`Printer`] is attached as the handler of every probe and as a lifecycle
+//! listener; it writes text (strace/ltrace style) or JSON Lines, and the `-c`
+//! summary at [`Handler::on_finish`]. Files:
+//!
+//! - `render`: arguments and return values as strings (shared by both formats);
+//! - `text`: the text format, including the held entry that becomes one
+//!   `work(…) = 83 <0.000011>` line when nothing else comes in between;
+//! - `json`: the JSON Lines format;
+//! - `summary`: the per-probe statistics and the text table.
+//!
+//! Output is buffered; it is flushed by [`Printer::flush`] (the engine calls it
+//! before it blocks waiting for the tracee, so events show up live) and at the
+//! end. Every write error, a closed pipe included, comes back as
+//! [`Error::Output`] so that the engine detaches cleanly; nothing here panics on
+//! what the tracee passes.
+
+mod json;
+mod render;
+mod summary;
+mod text;
+
+use std::io::{self, BufWriter, Write};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::handler::{Event, Handler, Hit, Return};
+
+/// The output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One line per event, strace/ltrace style.
+    Text,
+    /// One JSON object per line (`--json`).
+    Json,
+}
+
+/// How a [`Printer`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrinterOptions {
+    /// Text or JSON Lines.
+    pub format: Format,
+    /// ANSI colours in text output (the caller resolves `--color auto`).
+    pub color: bool,
+    /// `-c`: gather per-probe statistics and print them at the end. In text
+    /// mode only the table and the `+++` lines are printed, as `strace -c` does;
+    /// in JSON mode every event is still printed, then one `summary` event per
+    /// probe and symbol.
+    pub summary: bool,
+}
+
+/// Where a printer writes: the buffered event stream, and stderr for the
+/// status lines (`rtrace: attached to …`) that SPEC sends there in text mode.
+pub(crate) struct Out {
+    events: BufWriter<Box<dyn Write>>,
+    diag: Box<dyn Write>,
+}
+
+impl Out {
+    fn new(events: Box<dyn Write>, diag: Box<dyn Write>) -> Out {
+        Out {
+            events: BufWriter::new(events),
+            diag,
+        }
+    }
+
+    /// Appends `s` to the event stream.
+    pub(crate) fn write(&mut self, s: &str) -> Result<()> {
+        self.events.write_all(s.as_bytes()).map_err(Error::Output)
+    }
+
+    /// Writes the buffered events out.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.events.flush().map_err(Error::Output)
+    }
+
+    /// Writes one status line to stderr. The event stream is flushed first:
+    /// it is stderr too unless `-o` was given, and the lines must stay in order.
+    pub(crate) fn diag(&mut self, line: &str) -> Result<()> {
+        self.flush()?;
+        writeln!(self.diag, "{line}").map_err(Error::Output)?;
+        self.diag.flush().map_err(Error::Output)
+    }
+}
+
+/// What differs between the formats. The [`Printer`] does the bookkeeping they
+/// share (statistics, finishing once) and hands each event to one of these.
+trait Emitter {
+    /// A probe was hit (function entry or instruction).
+    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>) -> Result<()>;
+    /// A probed function returned.
+    fn ret(&mut self, out: &mut Out, ret: &mut Return<'_>) -> Result<()>;
+    /// A lifecycle event.
+    fn event(&mut self, out: &mut Out, event: &Event, time: Duration) -> Result<()>;
+    /// The output is about to be flushed for the user to see while tracing goes on.
+    fn before_flush(&mut self, out: &mut Out) -> Result<()>;
+    /// Tracing is over; `rows` is the summary when one was asked for.
+    fn finish(&mut self, out: &mut Out, rows: Option<&[summary::Row]>) -> Result<()>;
+}
+
+/// The command line's event printer: text or JSON Lines, with an optional
+/// summary. Attach one instance (as `Rc<RefCell<Printer>>`) to every probe and
+/// as a listener, and call [`Handler::on_finish`] at the end.
+pub struct Printer {
+    out: Out,
+    emitter: Box<dyn Emitter>,
+    stats: Option<summary::Stats>,
+    finished: bool,
+}
+
+impl Printer {
+    /// A printer writing events to `out`, and its status lines (text mode) to
+    /// the process's stderr.
+    pub fn new(out: Box<dyn Write>, opts: PrinterOptions) -> Printer {
+        Printer::with_diag(out, Box::new(io::stderr()), opts)
+    }
+
+    /// Like [`Printer::new`], with the status lines going to `diag`.
+    pub(crate) fn with_diag(
+        out: Box<dyn Write>,
+        diag: Box<dyn Write>,
+        opts: PrinterOptions,
+    ) -> Printer {
+        let emitter: Box<dyn Emitter> = match opts.format {
+            Format::Text => Box::new(text::TextEmitter::new(opts.color, opts.summary)),
+            Format::Json => Box::new(json::JsonEmitter::default()),
+        };
+        Printer {
+            out: Out::new(out, diag),
+            emitter,
+            stats: opts.summary.then(summary::Stats::default),
+            finished: false,
+        }
+    }
+
+    /// Writes out what is buffered, so the user sees events while the tracee
+    /// runs. In text mode an entry still waiting for its return is shown
+    /// unterminated (`[pid 7] work(0x29, …)`), as strace shows a pending
+    /// syscall; the line is completed when the return or another event comes.
+    pub fn flush(&mut self) -> Result<()> {
+        self.emitter.before_flush(&mut self.out)?;
+        self.out.flush()
+    }
+}
+
+impl Handler for Printer {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        if let Some(stats) = &mut self.stats {
+            stats.entry(hit.site());
+        }
+        self.emitter.entry(&mut self.out, hit)
+    }
+
+    fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        if let Some(stats) = &mut self.stats {
+            stats.ret(ret.site(), ret.duration());
+        }
+        self.emitter.ret(&mut self.out, ret)
+    }
+
+    fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        self.emitter.event(&mut self.out, event, time)
+    }
+
+    fn on_finish(&mut self) -> Result<()> {
+        if !self.finished {
+            self.finished = true;
+            let rows = self.stats.as_ref().map(summary::Stats::rows);
+            self.emitter.finish(&mut self.out, rows.as_deref())?;
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;

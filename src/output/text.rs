@@ -1,0 +1,295 @@
+//! The text format: one line per event, strace/ltrace style.
+//!
+//! This file owns the line layouts and the *held entry*. A function entry is
+//! not printed when it happens but kept, so that when its return comes next on
+//! the same thread the call reads as one line, `[pid 7] work(0x29) = 83
+//! <0.000011>`. If anything else has to be printed first, the entry goes out as
+//! `[pid 7] work(0x29) ...` and its return later as `[pid 7] ... work resumed =
+//! 83 <0.000011>`, exactly as strace shows an interrupted syscall. The entry's
+//! [`CallId`], kept in the probe's data slot, tells a return whether it closes
+//! the held entry or an older one.
+//!
+//! Status lines (`rtrace: attached to …`) go to stderr, not to the event stream.
+
+use std::time::Duration;
+
+use crossterm::style::Stylize;
+
+use super::render::{self, seconds};
+use super::summary::{self, Row};
+use super::{Emitter, Out};
+use crate::addr::Pid;
+use crate::error::Result;
+use crate::handler::{Event, Hit, ProbeKind, Return};
+
+/// Identifies one function entry, so that its return can find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CallId(u64);
+
+/// An entry waiting for its return.
+struct Held {
+    call: CallId,
+    /// `[pid 7] work(0x29)`, without a newline.
+    text: String,
+    /// True once `text` has been written (by a flush) and only the rest of the
+    /// line is owed.
+    shown: bool,
+}
+
+/// The text printer's state.
+pub(crate) struct TextEmitter {
+    color: bool,
+    /// `-c`: print only the table and the `+++` lines.
+    summary: bool,
+    held: Option<Held>,
+    next_call: u64,
+    /// The process we attached to; its exit line carries no pid prefix, a
+    /// child's does (strace -f style).
+    root: Option<Pid>,
+}
+
+impl TextEmitter {
+    pub(crate) fn new(color: bool, summary: bool) -> TextEmitter {
+        TextEmitter {
+            color,
+            summary,
+            held: None,
+            next_call: 0,
+            root: None,
+        }
+    }
+
+    fn pid(&self, pid: Pid) -> String {
+        let s = format!("[pid {pid}]");
+        if self.color {
+            s.dim().to_string()
+        } else {
+            s
+        }
+    }
+
+    fn name(&self, name: &str) -> String {
+        if self.color {
+            name.bold().to_string()
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn retval(&self, v: String) -> String {
+        match (self.color, v.starts_with('-')) {
+            (false, _) => v,
+            (true, false) => v.green().to_string(),
+            (true, true) => v.red().to_string(),
+        }
+    }
+
+    fn lifecycle(&self, s: String) -> String {
+        if self.color {
+            s.yellow().to_string()
+        } else {
+            s
+        }
+    }
+
+    /// Prints the held entry as unfinished, because something else is about to
+    /// be printed.
+    fn release(&mut self, out: &mut Out) -> Result<()> {
+        match self.held.take() {
+            Some(h) if h.shown => out.write(" ...\n"),
+            Some(h) => out.write(&format!("{} ...\n", h.text)),
+            None => Ok(()),
+        }
+    }
+
+    fn line(&mut self, out: &mut Out, line: &str) -> Result<()> {
+        self.release(out)?;
+        out.write(line)?;
+        out.write("\n")
+    }
+
+    fn call_text(&self, hit: &Hit<'_>) -> String {
+        let site = hit.site();
+        let args = render::hit_args(hit);
+        format!(
+            "{} {}({})",
+            self.pid(hit.tid()),
+            self.name(&site.symbol),
+            args.join(", ")
+        )
+    }
+
+    fn exit_prefix(&self, pid: Pid) -> String {
+        match self.root {
+            Some(root) if root != pid => format!("{} ", self.pid(pid)),
+            _ => String::new(),
+        }
+    }
+}
+
+impl Emitter for TextEmitter {
+    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>) -> Result<()> {
+        if self.summary {
+            return Ok(());
+        }
+        match hit.site().kind {
+            ProbeKind::Function { returns: true } => {
+                let text = self.call_text(hit);
+                self.release(out)?;
+                let call = CallId(self.next_call);
+                self.next_call += 1;
+                hit.set_data(call);
+                self.held = Some(Held {
+                    call,
+                    text,
+                    shown: false,
+                });
+                Ok(())
+            }
+            ProbeKind::Function { returns: false } => {
+                let text = self.call_text(hit);
+                self.line(out, &text)
+            }
+            ProbeKind::Instruction => {
+                let site = hit.site();
+                let place = match (site.symbol.is_empty(), site.offset) {
+                    (true, _) => site.address.to_string(),
+                    (false, 0) => format!("{} ({})", self.name(&site.symbol), site.address),
+                    (false, off) => {
+                        format!("{}+{off:#x} ({})", self.name(&site.symbol), site.address)
+                    }
+                };
+                let text = format!("{} hit {place}", self.pid(hit.tid()));
+                self.line(out, &text)
+            }
+        }
+    }
+
+    fn ret(&mut self, out: &mut Out, ret: &mut Return<'_>) -> Result<()> {
+        if self.summary {
+            return Ok(());
+        }
+        let call = ret.take_data::<CallId>();
+        let tail = format!(
+            " = {} <{}>\n",
+            self.retval(render::ret_value(ret)),
+            seconds(ret.duration())
+        );
+        match self.held.take() {
+            Some(h) if Some(h.call) == call => {
+                if !h.shown {
+                    out.write(&h.text)?;
+                }
+                out.write(&tail)
+            }
+            other => {
+                self.held = other;
+                self.release(out)?;
+                let head = format!(
+                    "{} ... {} resumed",
+                    self.pid(ret.tid()),
+                    self.name(&ret.site().symbol)
+                );
+                out.write(&head)?;
+                out.write(&tail)
+            }
+        }
+    }
+
+    fn event(&mut self, out: &mut Out, event: &Event, _time: Duration) -> Result<()> {
+        self.release(out)?;
+        match event {
+            Event::Attached {
+                pid,
+                threads,
+                probes,
+                pending,
+            } => {
+                self.root = Some(*pid);
+                let mut s = format!(
+                    "rtrace: attached to pid {pid} ({threads} threads), {probes} probes armed"
+                );
+                if *pending > 0 {
+                    s.push_str(&format!(", {pending} pending"));
+                }
+                out.diag(&s)
+            }
+            Event::Detached { pid } => out.diag(&format!("rtrace: detached from pid {pid}")),
+            Event::NeverArmed { probe } => out.diag(&format!(
+                "rtrace: warning: probe {probe} never armed (its module was never loaded)"
+            )),
+            Event::Signal { tid, signal, .. } => {
+                if self.summary {
+                    return Ok(());
+                }
+                let s = format!(
+                    "{} {}",
+                    self.pid(*tid),
+                    self.lifecycle(format!("--- {} ---", signal.as_str()))
+                );
+                self.line(out, &s)
+            }
+            Event::Fork { pid, child, kind } => {
+                if self.summary {
+                    return Ok(());
+                }
+                let s = format!(
+                    "{} {}",
+                    self.pid(*pid),
+                    self.lifecycle(format!("--- {}: child {child} ---", kind.as_str()))
+                );
+                self.line(out, &s)
+            }
+            Event::Exec { pid, path } => {
+                if self.summary {
+                    return Ok(());
+                }
+                let s = format!(
+                    "{} {}",
+                    self.pid(*pid),
+                    self.lifecycle(format!("--- exec {} ---", path.display()))
+                );
+                self.line(out, &s)
+            }
+            Event::Exited { pid, code } => {
+                let s = format!(
+                    "{}{}",
+                    self.exit_prefix(*pid),
+                    self.lifecycle(format!("+++ exited with {code} +++"))
+                );
+                self.line(out, &s)
+            }
+            Event::Killed {
+                pid,
+                signal,
+                core_dumped,
+            } => {
+                let core = if *core_dumped { " (core dumped)" } else { "" };
+                let s = format!(
+                    "{}{}",
+                    self.exit_prefix(*pid),
+                    self.lifecycle(format!("+++ killed by {}{core} +++", signal.as_str()))
+                );
+                self.line(out, &s)
+            }
+        }
+    }
+
+    fn before_flush(&mut self, out: &mut Out) -> Result<()> {
+        if let Some(h) = &mut self.held {
+            if !h.shown {
+                h.shown = true;
+                out.write(&h.text)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Out, rows: Option<&[Row]>) -> Result<()> {
+        self.release(out)?;
+        match rows {
+            Some(rows) => out.write(&summary::table(rows)),
+            None => Ok(()),
+        }
+    }
+}
