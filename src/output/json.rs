@@ -134,13 +134,13 @@ impl Emitter for JsonEmitter {
                 .write(out),
             Event::Signal { pid, tid, signal } => Obj::new("signal", time, Some(*pid))
                 .field("tid", tid.as_raw())
-                .field("signal", signal.as_str())
+                .field("signal", crate::handler::signal_name(*signal))
                 .write(out),
             Event::Exited { pid, code } => Obj::new("exit", time, Some(*pid))
                 .field("code", *code)
                 .write(out),
             Event::Killed { pid, signal, .. } => Obj::new("killed", time, Some(*pid))
-                .field("signal", signal.as_str())
+                .field("signal", crate::handler::signal_name(*signal))
                 .write(out),
             Event::Detached { pid } => Obj::new("detach", time, Some(*pid)).write(out),
             Event::NeverArmed { probe } => Obj::new("warning", time, self.root)

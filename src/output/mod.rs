@@ -163,6 +163,10 @@ impl Handler for Printer {
         self.emitter.event(&mut self.out, event, time)
     }
 
+    fn on_idle(&mut self) -> Result<()> {
+        self.flush()
+    }
+
     fn on_finish(&mut self) -> Result<()> {
         if !self.finished {
             self.finished = true;

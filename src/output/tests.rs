@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::testutil::{function, site, BrokenPipe, SharedBuf, Tracee, PID};
@@ -84,7 +83,7 @@ fn a_signal_between_entry_and_return_splits_the_call() {
         Event::Signal {
             pid: Pid::from_raw(7),
             tid: Pid::from_raw(7),
-            signal: Signal::SIGUSR1,
+            signal: libc::SIGUSR1,
         },
     );
     t.leave(&mut p, &work, 7, 100, 200, 1, a).unwrap();
@@ -246,7 +245,7 @@ fn lifecycle_lines_and_status_lines() {
         &mut p,
         Event::Killed {
             pid,
-            signal: Signal::SIGSEGV,
+            signal: libc::SIGSEGV,
             core_dumped: true,
         },
     );
@@ -326,7 +325,7 @@ fn everything(p: &mut Printer) {
         Event::Signal {
             pid,
             tid: pid,
-            signal: Signal::SIGUSR1,
+            signal: libc::SIGUSR1,
         },
     );
     ev(
@@ -355,7 +354,7 @@ fn everything(p: &mut Printer) {
         p,
         Event::Killed {
             pid,
-            signal: Signal::SIGKILL,
+            signal: libc::SIGKILL,
             core_dumped: false,
         },
     );

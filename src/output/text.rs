@@ -225,7 +225,7 @@ impl Emitter for TextEmitter {
                 let s = format!(
                     "{} {}",
                     self.pid(*tid),
-                    self.lifecycle(format!("--- {} ---", signal.as_str()))
+                    self.lifecycle(format!("--- {} ---", crate::handler::signal_name(*signal)))
                 );
                 self.line(out, &s)
             }
@@ -268,7 +268,7 @@ impl Emitter for TextEmitter {
                 let s = format!(
                     "{}{}",
                     self.exit_prefix(*pid),
-                    self.lifecycle(format!("+++ killed by {}{core} +++", signal.as_str()))
+                    self.lifecycle(format!("+++ killed by {}{core} +++", crate::handler::signal_name(*signal)))
                 );
                 self.line(out, &s)
             }
