@@ -133,8 +133,9 @@ impl fmt::Display for Variant {
     }
 }
 
-/// The fixture programs in `target-fixtures/` (each `<name>.c`).
-pub const PROGRAMS: [&str; 11] = [
+/// The fixture programs in `target-fixtures/` (each `<name>.c` or
+/// `<name>.S`).
+pub const PROGRAMS: [&str; 12] = [
     "count",
     "sigtrap",
     "signals",
@@ -146,6 +147,7 @@ pub const PROGRAMS: [&str; 11] = [
     "dlopener",
     "recurse",
     "longjmper",
+    "insns",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -219,8 +221,12 @@ fn built(kind: Kind, name: &str, variant: Variant) -> PathBuf {
 
 fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
     let src_dir = source_dir();
-    let source = src_dir.join(format!("{name}.c"));
-    assert!(source.is_file(), "no fixture source {}", source.display());
+    // C, or hand-written assembly where the exact instructions matter.
+    let source = ["c", "S"]
+        .map(|ext| src_dir.join(format!("{name}.{ext}")))
+        .into_iter()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no {name}.c or {name}.S in {}", src_dir.display()));
     let out_dir = build_dir().join(variant.dir_name());
     fs::create_dir_all(&out_dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));

@@ -87,6 +87,34 @@ fn longjmper_jumps_three_times() {
 }
 
 #[test]
+fn insns_first_instructions_compute_their_values() {
+    check_all_variants(
+        "insns",
+        &[],
+        "rip=42\ncall=11\njmp=3\njcc=4\nret=5\npush=6\n",
+        0,
+    );
+}
+
+#[test]
+fn every_listed_fixture_builds_in_every_variant_it_supports() {
+    for name in PROGRAMS {
+        for variant in Variant::ALL {
+            if supports(name, variant) {
+                assert!(fixture(name, variant).is_file(), "{name} ({variant})");
+            }
+        }
+    }
+    for name in LIBRARIES {
+        for variant in Variant::ALL {
+            if variant.allows_library() {
+                assert!(library(name, variant).is_file(), "{name} ({variant})");
+            }
+        }
+    }
+}
+
+#[test]
 fn dlopener_loads_libplug() {
     for variant in Variant::ALL {
         if !supports("dlopener", variant) {
