@@ -3,8 +3,9 @@
 //! process (its code matches its files, its state).
 //!
 //! What it owns: compiling fixtures (once per test process, rebuilt when the
-//! source or the compiler command changed, renamed into place atomically so
-//! parallel tests and parallel test processes never see half a binary),
+//! source or the compiler command changed, under a file lock and renamed
+//! into place atomically so parallel tests and parallel test processes never
+//! see half a binary nor have one replaced under them),
 //! spawning processes with a hard timeout, and normalizing output for golden
 //! comparisons. What it must not do: sleep-and-retry for synchronisation.
 //! Every wait here is on an event (a line, end of file, exit) with a deadline
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
@@ -264,6 +266,17 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
     let mut stamp = out.clone().into_os_string();
     stamp.push(".recipe");
     let stamp = PathBuf::from(stamp);
+    // Another test process may be building the same file. Without this
+    // lock both would build, and the second rename would replace the binary
+    // under a fixture the first one had already started (its mapping then
+    // shows as "(deleted)"). With it, the second finds the output fresh.
+    let mut lock_path = out.clone().into_os_string();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let lock_file = fs::File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
     if is_fresh(
         &out,
         &stamp,

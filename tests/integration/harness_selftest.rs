@@ -348,7 +348,8 @@ fn fixture_is_built_once_and_reused() {
 
 #[test]
 fn freshness_follows_inputs_and_recipe() {
-    let dir = build_dir().join("selftest-freshness");
+    // Per process: concurrent test runs must not touch each other's files.
+    let dir = build_dir().join(format!("selftest-freshness-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let input = dir.join("input.c");
     let out = dir.join("out");
@@ -376,6 +377,7 @@ fn freshness_follows_inputs_and_recipe() {
         "gcc a\n",
         &[&input]
     ));
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
