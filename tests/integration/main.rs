@@ -1,1 +1,8 @@
+//! rtrace integration tests: one test binary, one module per area.
+//!
+//! `fixtures` builds the programs in `target-fixtures/` and runs them;
+//! `harness_selftest` checks the fixtures and the harness themselves, so a
+//! tracer test that fails points at the tracer.
 
+mod fixtures;
+mod harness_selftest;

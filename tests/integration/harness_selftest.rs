@@ -1,0 +1,514 @@
+//! Tests of the fixtures and the harness, without rtrace: every fixture
+//! builds in every variant it supports and, untraced, prints exactly what
+//! its header comment says; the variants really differ the way they claim;
+//! the process checks catch what they are meant to catch.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use goblin::elf::{header, program_header, Elf};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::fixtures::*;
+
+/// Runs `name args` untraced in every variant it supports and checks the
+/// exact stdout and exit status.
+fn check_all_variants(name: &str, args: &[&str], stdout: &str, code: i32) {
+    for variant in Variant::ALL {
+        if !supports(name, variant) {
+            continue;
+        }
+        let run = run_untraced(&fixture(name, variant), args);
+        assert_eq!(
+            (run.stdout.as_str(), run.code()),
+            (stdout, code),
+            "{name} {args:?} ({variant}): {run:?}"
+        );
+    }
+}
+
+#[test]
+fn count_prints_sum_and_exits_with_requested_status() {
+    check_all_variants("count", &["5", "3"], "sum=25\ntwice=41\n", 3);
+    check_all_variants("count", &[], "sum=100\ntwice=41\n", 0);
+}
+
+#[test]
+fn sigtrap_handles_its_own_traps() {
+    check_all_variants("sigtrap", &[], "traps=5\n", 0);
+}
+
+#[test]
+fn sigtrap_default_dies_by_sigtrap() {
+    check_all_variants("sigtrap", &["default"], "", 128 + 5);
+    let run = run_untraced(&fixture("sigtrap", Variant::Pie), &["default"]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(run.status.signal(), Some(libc::SIGTRAP));
+    assert!(!run.status.core_dumped(), "core dumps should be off");
+}
+
+#[test]
+fn signals_are_each_delivered_once() {
+    check_all_variants("signals", &[], "usr1=5\nusr2=1\n", 0);
+}
+
+#[test]
+fn threads_sum_every_call() {
+    check_all_variants("threads", &[], "total=4000000\n", 0);
+    check_all_variants("threads", &["3", "10"], "total=300\n", 0);
+}
+
+#[test]
+fn opener_opens_and_fails_as_documented() {
+    let path = source_dir().join("opener.c");
+    check_all_variants("opener", &[path.to_str().unwrap()], "ok\n", 0);
+    let run = run_untraced(&fixture("opener", Variant::Pie), &["/nonexistent/y"]);
+    assert_eq!(run.code(), 1, "{run:?}");
+}
+
+#[test]
+fn forker_child_exits_7() {
+    check_all_variants("forker", &[], "child=7\n", 0);
+}
+
+#[test]
+fn recurse_computes_factorial() {
+    check_all_variants("recurse", &[], "fact=120\n", 0);
+    check_all_variants("recurse", &["10"], "fact=3628800\n", 0);
+}
+
+#[test]
+fn longjmper_jumps_three_times() {
+    check_all_variants("longjmper", &[], "jumps=3\nwork=15\n", 0);
+}
+
+#[test]
+fn insns_first_instructions_compute_their_values() {
+    check_all_variants(
+        "insns",
+        &[],
+        "rip=42\ncall=11\njmp=3\njcc=4\nret=5\npush=6\n",
+        0,
+    );
+}
+
+#[test]
+fn every_listed_fixture_builds_in_every_variant_it_supports() {
+    for name in PROGRAMS {
+        for variant in Variant::ALL {
+            if supports(name, variant) {
+                assert!(fixture(name, variant).is_file(), "{name} ({variant})");
+            }
+        }
+    }
+    for name in LIBRARIES {
+        for variant in Variant::ALL {
+            if variant.allows_library() {
+                assert!(library(name, variant).is_file(), "{name} ({variant})");
+            }
+        }
+    }
+}
+
+#[test]
+fn dlopener_loads_libplug() {
+    for variant in Variant::ALL {
+        if !supports("dlopener", variant) {
+            continue;
+        }
+        let lib_variant = if variant.allows_library() {
+            variant
+        } else {
+            Variant::Pie
+        };
+        let lib = library("libplug", lib_variant);
+        let run = run_untraced(&fixture("dlopener", variant), &[lib.to_str().unwrap()]);
+        assert_eq!(
+            (run.stdout.as_str(), run.code()),
+            ("plug=306\n", 0),
+            "dlopener ({variant}) with {}: {run:?}",
+            lib.display()
+        );
+    }
+}
+
+/// Checks the output of a spin or stopper run that ended by SIGTERM.
+fn check_terminated(run: &Run, pid: i32, middle: &str) {
+    let expected_start = format!("pid={pid}\nready\n{middle}calls=");
+    assert!(run.stdout.starts_with(&expected_start), "{run:?}");
+    let rest = &run.stdout[expected_start.len()..];
+    let (calls, tail) = rest.split_once('\n').expect("calls line");
+    assert!(calls.parse::<u64>().is_ok(), "{run:?}");
+    assert_eq!(tail, "done\n", "{run:?}");
+    assert_eq!(run.code(), 0, "{run:?}");
+}
+
+#[test]
+fn spin_runs_until_sigterm() {
+    for variant in Variant::ALL {
+        let spin = Spawned::start(&fixture("spin", variant), &[]);
+        let pid = spin.pid();
+        assert_eq!(threads_of(pid), vec![pid]);
+        check_terminated(&spin.terminate(), pid, "");
+    }
+}
+
+#[test]
+fn spin_threads_runs_n_threads() {
+    let spin = Spawned::start(&fixture("spin", Variant::Pie), &["threads", "3"]);
+    let pid = spin.pid();
+    assert_eq!(threads_of(pid).len(), 4, "main thread and 3 workers");
+    check_terminated(&spin.terminate(), pid, "");
+}
+
+#[test]
+fn stopper_survives_sigstop_and_counts_sigcont() {
+    for variant in Variant::ALL {
+        let stopper = Spawned::start(&fixture("stopper", variant), &[]);
+        let pid = Pid::from_raw(stopper.pid());
+        stopper.signal(Signal::SIGSTOP);
+        // It is our child: waitpid reports the stop itself, no polling.
+        assert_eq!(
+            waitpid(pid, Some(WaitPidFlag::WUNTRACED)),
+            Ok(WaitStatus::Stopped(pid, Signal::SIGSTOP))
+        );
+        assert_eq!(process_state(pid.as_raw()), Some('T'));
+        stopper.signal(Signal::SIGCONT);
+        assert_eq!(
+            waitpid(pid, Some(WaitPidFlag::WCONTINUED)),
+            Ok(WaitStatus::Continued(pid))
+        );
+        check_terminated(&stopper.terminate(), pid.as_raw(), "conts=1\n");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The variants are what they say
+// ---------------------------------------------------------------------------
+
+fn elf_bytes(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn section_names<'a>(elf: &'a Elf) -> Vec<&'a str> {
+    elf.section_headers
+        .iter()
+        .filter_map(|sh| elf.shdr_strtab.get_at(sh.sh_name))
+        .collect()
+}
+
+fn has_interp(elf: &Elf) -> bool {
+    elf.program_headers
+        .iter()
+        .any(|ph| ph.p_type == program_header::PT_INTERP)
+}
+
+/// The first bytes of function `name` in the file.
+fn code_at_symbol(path: &Path, bytes: &[u8], name: &str, len: usize) -> Vec<u8> {
+    let elf = Elf::parse(bytes).unwrap();
+    let vaddr = symbol_value(path, name);
+    let load = elf
+        .program_headers
+        .iter()
+        .find(|ph| {
+            ph.p_type == program_header::PT_LOAD
+                && (ph.p_vaddr..ph.p_vaddr + ph.p_filesz).contains(&vaddr)
+        })
+        .expect("symbol in a PT_LOAD segment");
+    let offset = (vaddr - load.p_vaddr + load.p_offset) as usize;
+    bytes[offset..offset + len].to_vec()
+}
+
+const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+#[test]
+fn variants_have_the_promised_elf_shape() {
+    for variant in Variant::ALL {
+        let path = fixture("count", variant);
+        let bytes = elf_bytes(&path);
+        let elf = Elf::parse(&bytes).unwrap();
+        let sections = section_names(&elf);
+        let has = |name: &str| sections.contains(&name);
+        let ctx = format!("count ({variant}) sections {sections:?}");
+        match variant {
+            Variant::Pie | Variant::O2 | Variant::NoDebug | Variant::Stripped | Variant::Cet => {
+                assert_eq!(elf.header.e_type, header::ET_DYN, "{ctx}");
+                assert!(has_interp(&elf), "{ctx}");
+            }
+            Variant::NoPie => {
+                assert_eq!(elf.header.e_type, header::ET_EXEC, "{ctx}");
+                assert!(has_interp(&elf), "{ctx}");
+            }
+            Variant::Static => {
+                assert_eq!(elf.header.e_type, header::ET_EXEC, "{ctx}");
+                assert!(!has_interp(&elf), "{ctx}");
+            }
+        }
+        match variant {
+            Variant::Pie | Variant::NoPie | Variant::Static | Variant::O2 | Variant::Cet => {
+                assert!(has(".symtab") && has(".debug_info"), "{ctx}");
+            }
+            Variant::NoDebug => assert!(has(".symtab") && !has(".debug_info"), "{ctx}"),
+            Variant::Stripped => {
+                assert!(!has(".symtab") && !has(".debug_info"), "{ctx}");
+                assert!(elf.syms.is_empty(), "{ctx}");
+                for name in ["work", "twice"] {
+                    assert!(
+                        elf.dynsyms
+                            .iter()
+                            .any(|sym| elf.dynstrtab.get_at(sym.st_name) == Some(name)),
+                        "{name} not in .dynsym: {ctx}"
+                    );
+                }
+            }
+        }
+        let starts_with_endbr = code_at_symbol(&path, &bytes, "work", 4) == ENDBR64;
+        assert_eq!(starts_with_endbr, variant == Variant::Cet, "{ctx}");
+    }
+}
+
+#[test]
+fn stripped_tools_agree_no_symtab_but_dynsym() {
+    // Cross-check with binutils, independently of goblin.
+    let path = fixture("count", Variant::Stripped);
+    let nm = Command::new("nm").arg(&path).output().expect("run nm");
+    let nm_err = String::from_utf8_lossy(&nm.stderr);
+    assert!(nm_err.contains("no symbols"), "nm: {nm_err}");
+    let nm_d = Command::new("nm")
+        .arg("-D")
+        .arg(&path)
+        .output()
+        .expect("run nm -D");
+    let dynamic = String::from_utf8_lossy(&nm_d.stdout);
+    assert!(
+        dynamic.lines().any(|line| line.ends_with(" T work")),
+        "nm -D: {dynamic}"
+    );
+}
+
+#[test]
+fn o2_keeps_work_as_a_real_function() {
+    let path = fixture("count", Variant::O2);
+    let bytes = elf_bytes(&path);
+    let elf = Elf::parse(&bytes).unwrap();
+    let work = elf
+        .syms
+        .iter()
+        .find(|sym| elf.strtab.get_at(sym.st_name) == Some("work"))
+        .expect("work survives -O2 under its own name");
+    assert!(
+        work.st_size >= 4,
+        "work should keep several instructions, is {} bytes",
+        work.st_size
+    );
+}
+
+#[test]
+fn libplug_exports_plugin_fn() {
+    for variant in Variant::ALL {
+        if !variant.allows_library() {
+            continue;
+        }
+        let path = library("libplug", variant);
+        let bytes = elf_bytes(&path);
+        let elf = Elf::parse(&bytes).unwrap();
+        assert_eq!(elf.header.e_type, header::ET_DYN);
+        assert!(
+            elf.dynsyms
+                .iter()
+                .any(|sym| elf.dynstrtab.get_at(sym.st_name) == Some("plugin_fn")),
+            "libplug ({variant})"
+        );
+    }
+}
+
+#[test]
+fn symbol_value_of_nopie_is_a_fixed_address() {
+    let value = symbol_value(&fixture("count", Variant::NoPie), "work");
+    assert!(value >= 0x400000, "{value:#x}");
+}
+
+// ---------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fixture_is_built_once_and_reused() {
+    let first = fixture("count", Variant::Pie);
+    let modified = fs::metadata(&first).unwrap().modified().unwrap();
+    let second = fixture("count", Variant::Pie);
+    assert_eq!(first, second);
+    assert_eq!(fs::metadata(&second).unwrap().modified().unwrap(), modified);
+    assert!(first.starts_with(build_dir().join("pie")));
+}
+
+#[test]
+fn freshness_follows_inputs_and_recipe() {
+    // Per process: concurrent test runs must not touch each other's files.
+    let dir = build_dir().join(format!("selftest-freshness-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("input.c");
+    let out = dir.join("out");
+    let stamp = dir.join("out.recipe");
+    fs::write(&input, "int x;\n").unwrap();
+    fs::write(&out, "binary").unwrap();
+    fs::write(&stamp, "gcc a\n").unwrap();
+    // The output was written after the input.
+    assert!(is_fresh(&out, &stamp, "gcc a\n", &[&input]));
+    assert!(
+        !is_fresh(&out, &stamp, "gcc b\n", &[&input]),
+        "recipe changed"
+    );
+    let later = fs::metadata(&out).unwrap().modified().unwrap() + Duration::from_secs(5);
+    fs::File::options()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert!(!is_fresh(&out, &stamp, "gcc a\n", &[&input]), "input newer");
+    assert!(!is_fresh(
+        &dir.join("missing"),
+        &stamp,
+        "gcc a\n",
+        &[&input]
+    ));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[should_panic(expected = "did not finish within")]
+fn run_command_kills_what_overruns_its_timeout() {
+    let cmd = Command::new(fixture("spin", Variant::Pie));
+    run_command(cmd, Duration::from_millis(300));
+}
+
+#[test]
+fn exit_code_maps_signals_like_a_shell() {
+    let run = run_untraced(Path::new("/bin/sh"), &["-c", "kill -TERM $$"]);
+    assert_eq!(exit_code(run.status), 128 + 15);
+    let run = run_untraced(Path::new("/bin/sh"), &["-c", "exit 42"]);
+    assert_eq!(exit_code(run.status), 42);
+}
+
+#[test]
+fn spawned_is_killed_and_reaped_on_drop() {
+    let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
+    let pid = spin.pid();
+    assert!(process_state(pid).is_some());
+    drop(spin);
+    assert_eq!(process_state(pid), None, "pid {pid} still exists");
+}
+
+#[test]
+fn spawned_reports_missing_line_with_output() {
+    let result = std::panic::catch_unwind(|| {
+        let mut cmd = Command::new(fixture("count", Variant::Pie));
+        cmd.arg("2");
+        let mut spawned = Spawned::command(cmd);
+        spawned.wait_stdout_line(|line| line == "ready");
+    });
+    let message = *result.unwrap_err().downcast::<String>().unwrap();
+    assert!(message.contains("Eof"), "{message}");
+    assert!(message.contains("sum=4\ntwice=41\n"), "{message}");
+}
+
+#[test]
+fn code_matches_files_on_an_untraced_process() {
+    for variant in [Variant::Pie, Variant::Static, Variant::Stripped] {
+        let spin = Spawned::start(&fixture("spin", variant), &[]);
+        assert_eq!(code_matches_files(spin.pid()), Ok(()), "{variant}");
+    }
+}
+
+#[test]
+fn code_matches_files_catches_a_poked_byte() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let prog_path = fs::canonicalize(&prog).unwrap();
+    let text = maps(pid)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.perms == "r-xp" && Path::new(&m.path) == prog_path)
+        .expect("spin's own text mapping");
+    // The last byte of the file inside the text mapping is padding after
+    // .fini: never executed, so changing it cannot crash spin.
+    let file_len = fs::metadata(&prog_path).unwrap().len();
+    let last = text.start + (text.end - text.start).min(file_len - text.offset) - 1;
+    let original = read_memory(pid, last, 1).unwrap()[0];
+
+    poke(pid, last, original ^ 0xff);
+    let err = code_matches_files(pid).expect_err("a changed byte must be found");
+    assert!(
+        err.contains(prog_path.to_str().unwrap()) && err.contains(&format!("{last:#x}")),
+        "{err}"
+    );
+
+    poke(pid, last, original);
+    assert_eq!(code_matches_files(pid), Ok(()));
+    assert_eq!(spin.terminate().code(), 0);
+}
+
+/// Writes one byte into `pid`'s text. Plain `/proc/PID/mem` writes work on
+/// kernels that force them (the default, `CONFIG_PROC_MEM_ALWAYS_FORCE`);
+/// where only a tracer may force them (`PROC_MEM_FORCE_PTRACE`), attach
+/// with ptrace around the write.
+fn poke(pid: i32, addr: u64, byte: u8) {
+    if write_memory(pid, addr, &[byte]).is_ok() {
+        return;
+    }
+    let target = Pid::from_raw(pid);
+    nix::sys::ptrace::attach(target).expect("ptrace attach");
+    assert!(matches!(
+        waitpid(target, None),
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP))
+    ));
+    let written = write_memory(pid, addr, &[byte]);
+    nix::sys::ptrace::detach(target, None).expect("ptrace detach");
+    written.expect("write /proc/PID/mem while attached");
+}
+
+#[test]
+fn maps_lines_parse() {
+    let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
+    let maps = maps(spin.pid()).unwrap();
+    assert!(maps.iter().any(|m| m.path == "[stack]"));
+    assert!(maps.iter().all(|m| m.start < m.end && m.perms.len() == 4));
+}
+
+#[test]
+fn normalize_replaces_what_varies() {
+    assert_eq!(
+        normalize("[pid 4242] work(41) = 83 <0.000002>\n"),
+        "[pid N] work(41) = 83 <T>\n"
+    );
+    assert_eq!(
+        normalize("rtrace: attached to pid 77 (4 threads), 2 probes armed"),
+        "rtrace: attached to pid N (4 threads), 2 probes armed"
+    );
+    assert_eq!(
+        normalize("buf=0x7ffd1234abcd at 0x401136, flags=0x80000 small=0x10 work+0x8"),
+        "buf=0xADDR at 0xADDR, flags=0x80000 small=0x10 work+0x8"
+    );
+    assert_eq!(
+        normalize(
+            r#"{"event":"return","time_ns":123,"pid":9,"tid":10,"retval":-2,"duration_ns": 55}"#
+        ),
+        r#"{"event":"return","time_ns":T,"pid":N,"tid":N,"retval":-2,"duration_ns": T}"#
+    );
+    assert_eq!(
+        normalize(r#"{"event":"fork","child":31337,"kind":"fork","address":"0x55d0c0de1139"}"#),
+        r#"{"event":"fork","child":N,"kind":"fork","address":"0xADDR"}"#
+    );
+    // Left alone: numbers that are part of the result, and non-ASCII text.
+    assert_eq!(
+        normalize("rapid 5 <5> <a.b> 0x12345g é"),
+        "rapid 5 <5> <a.b> 0x12345g é"
+    );
+    assert_eq!(normalize("+++ exited with 0 +++"), "+++ exited with 0 +++");
+}
