@@ -18,6 +18,8 @@ pub mod maps;
 pub mod modules;
 pub mod resolve;
 pub mod spec;
+#[cfg(test)]
+mod test_support;
 
 pub use elf::{ElfCache, ElfFile, SymKind, Symbol};
 pub use maps::Mapping;
