@@ -339,6 +339,16 @@ impl ElfFile {
         })
     }
 
+    /// The file offset whose byte is loaded at `addr` (the inverse of
+    /// [`ElfFile::link_addr_of_offset`]), when `addr` is in a PT_LOAD's file part.
+    /// A probe site is identified by module and file offset, like a kernel uprobe.
+    pub fn offset_of_link_addr(&self, addr: LinkAddr) -> Option<FileOffset> {
+        self.segments.iter().find_map(|s| {
+            let d = addr.distance_from(s.vaddr)?;
+            (d < s.filesz).then(|| FileOffset(s.offset.get().wrapping_add(d)))
+        })
+    }
+
     /// The file bytes loaded at `addr..addr+len`, when they lie in one PT_LOAD's file part.
     pub fn bytes_at(&self, addr: LinkAddr, len: usize) -> Option<&[u8]> {
         let len = u64::try_from(len).ok()?;
@@ -898,6 +908,11 @@ mod tests {
             elf.link_addr_of_offset(FileOffset(file_off)),
             Some(marker.addr)
         );
+        assert_eq!(
+            elf.offset_of_link_addr(marker.addr),
+            Some(FileOffset(file_off))
+        );
+        assert_eq!(elf.offset_of_link_addr(LinkAddr(u64::MAX)), None);
         assert_eq!(std::hint::black_box(rtrace_elf_test_marker)(1), 3);
     }
 
