@@ -10,7 +10,7 @@
 //! - [`elf`]: one ELF file: symbols (.symtab, else .dynsym), segments, code bytes,
 //!   DWARF line tables (lazy)
 //! - [`modules`]: the loaded modules of a process, with their load bias
-//! - [`resolve`]: a spec against the module map → runtime addresses
+//! - [`resolve`](mod@resolve): a spec against the module map → runtime addresses
 
 pub mod elf;
 pub mod glob;
@@ -18,9 +18,11 @@ pub mod maps;
 pub mod modules;
 pub mod resolve;
 pub mod spec;
+#[cfg(test)]
+mod test_support;
 
-pub use elf::{ElfCache, ElfFile, SymKind, Symbol};
+pub use elf::{ElfCache, ElfFile, Segment, SymKind, Symbol};
 pub use maps::Mapping;
 pub use modules::{Module, ModuleMap, Symbolized};
-pub use resolve::{resolve, Location, Resolution};
+pub use resolve::{modules_defining, resolve, Location, Resolution};
 pub use spec::{ProbeSpec, Target};

@@ -1,11 +1,26 @@
-//! The modules loaded in a process.
+//! The modules loaded in a process: which ELF file is mapped where, and at what
+//! load bias.
+//!
+//! Owns the one conversion between [`LinkAddr`] and [`RuntimeAddr`] (a module's
+//! bias) and naming runtime addresses by function. It is built from a snapshot of
+//! `/proc/PID/maps` and never reads tracee memory, so a new map is built after every
+//! change to the address space (exec, dlopen) rather than patched.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::elf::{ElfCache, ElfFile};
+use super::elf::{ElfCache, ElfFile, Segment};
 use super::maps::Mapping;
 use crate::addr::{LinkAddr, RuntimeAddr};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The granularity of mappings: `mmap` maps whole pages, so a segment's mapping
+/// starts at its page-aligned address and file offset. x86-64 pages are 4 KiB
+/// (huge pages never back file mappings made by ld.so).
+const PAGE: u64 = 4096;
+
+const fn page_down(x: u64) -> u64 {
+    x & !(PAGE - 1)
+}
 
 /// One loaded ELF object (the executable, the dynamic linker, a library).
 #[derive(Clone, Debug)]
@@ -21,14 +36,30 @@ pub struct Module {
 }
 
 impl Module {
-    /// The file name (`libc.so.6`).
+    /// The file name (`libc.so.6`); empty if it is not UTF-8.
     pub fn name(&self) -> &str {
-        todo!()
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
     }
     /// True when a spec's module qualifier names this module: an absolute path equal
     /// to `path`, or a file name equal to `q`, or starting with `q.` or `q-`.
+    ///
+    /// So `libc` names `libc.so.6` and `libc-2.31.so`, and `ld-linux-x86-64` names
+    /// `ld-linux-x86-64.so.2`, but `lib` names neither.
     pub fn matches(&self, qualifier: &str) -> bool {
-        todo!("{qualifier}")
+        if qualifier.is_empty() {
+            return false;
+        }
+        if qualifier.starts_with('/') {
+            return Path::new(qualifier) == self.path;
+        }
+        let name = self.name();
+        match name.strip_prefix(qualifier) {
+            Some(rest) => rest.is_empty() || rest.starts_with(['.', '-']),
+            None => false,
+        }
     }
     /// Link address → runtime address.
     pub fn to_runtime(&self, a: LinkAddr) -> RuntimeAddr {
@@ -65,8 +96,52 @@ pub struct ModuleMap {
 impl ModuleMap {
     /// Builds the map from parsed maps; `exe` is the main executable's path
     /// (`/proc/PID/exe`). Files that cannot be parsed as ELF are skipped.
+    ///
+    /// `exe` may also be the `/proc/PID/exe` link itself; it is then read to find the
+    /// executable's path. Mappings are grouped by file, so a file is one module.
+    /// Pseudo-mappings (`[vdso]`, `[heap]`, anonymous memory) are not modules, and
+    /// files that cannot be parsed as ELF (a mapped font, a locale archive, a file
+    /// deleted since it was mapped) are skipped quietly. Only the executable must
+    /// parse: when it is corrupt or not ELF, that error is returned, since nothing
+    /// in it could be probed.
     pub fn new(maps: &[Mapping], exe: &Path, cache: &mut ElfCache) -> Result<ModuleMap> {
-        todo!("{}{}{}", maps.len(), exe.display(), cache.get(exe).is_ok())
+        let mut groups: Vec<(PathBuf, Vec<&Mapping>)> = Vec::new();
+        for m in maps {
+            let Some(path) = m.path() else { continue };
+            match groups.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, group)) => group.push(m),
+                None => groups.push((path, vec![m])),
+            }
+        }
+        let exe = executable_path(exe, &groups);
+        if let Some(i) = groups.iter().position(|(p, _)| Some(p) == exe.as_ref()) {
+            let group = groups.remove(i);
+            groups.insert(0, group);
+        }
+
+        let mut modules = Vec::with_capacity(groups.len());
+        for (path, group) in groups {
+            let is_exe = Some(&path) == exe.as_ref();
+            let elf = match cache.get(&path) {
+                Ok(elf) => elf,
+                Err(e @ (Error::NotElf { .. } | Error::CorruptElf { .. })) if is_exe => {
+                    return Err(e)
+                }
+                Err(_) => continue,
+            };
+            // A file mapped by the program itself rather than loaded (a data file
+            // that happens to be ELF) may match no segment; it is no module then.
+            let Some(bias) = load_bias(elf.segments(), &group) else {
+                continue;
+            };
+            modules.push(Module {
+                path,
+                bias,
+                ranges: group.iter().map(|m| (m.start, m.end)).collect(),
+                elf,
+            });
+        }
+        Ok(ModuleMap { modules })
     }
     /// The modules.
     pub fn modules(&self) -> &[Module] {
@@ -82,6 +157,226 @@ impl ModuleMap {
     }
     /// Names `a` by function.
     pub fn symbolize(&self, a: RuntimeAddr) -> Option<Symbolized<'_>> {
-        todo!("{a}")
+        let module = self.module_at(a)?;
+        let (symbol, offset) = module.elf.function_at(module.to_link(a))?;
+        Some(Symbolized {
+            module: &module.path,
+            symbol: &symbol.name,
+            offset,
+        })
+    }
+
+    /// The modules' file names, in map order (for "searched: …" messages).
+    pub fn names(&self) -> Vec<String> {
+        self.modules.iter().map(|m| m.name().to_string()).collect()
+    }
+}
+
+/// The executable's path as it appears in the maps: `exe` itself, or the target of
+/// the `/proc/PID/exe` link (without the ` (deleted)` the kernel appends to the
+/// link of an unlinked file, as it does in the maps).
+fn executable_path(exe: &Path, groups: &[(PathBuf, Vec<&Mapping>)]) -> Option<PathBuf> {
+    if groups.iter().any(|(p, _)| p == exe) {
+        return Some(exe.to_path_buf());
+    }
+    let target = std::fs::read_link(exe).ok()?;
+    let target = match target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) {
+        Some(t) => PathBuf::from(t),
+        None => target,
+    };
+    groups.iter().any(|(p, _)| *p == target).then_some(target)
+}
+
+/// The load bias of a file mapped as `group`: runtime address minus link address.
+///
+/// The mapping with the lowest file offset is matched with the PT_LOAD segment whose
+/// page-aligned file range contains that offset; that segment was mapped at
+/// `page_down(p_vaddr) + bias`, shifted by how far into the segment's first page the
+/// mapping starts. Using offsets (not "the first mapping is at link address 0")
+/// keeps this right for ET_EXEC (bias 0), for PIE and libraries (bias = base), and
+/// for files whose first PT_LOAD does not start at offset 0.
+fn load_bias(segments: &[Segment], group: &[&Mapping]) -> Option<u64> {
+    let first = group.iter().min_by_key(|m| (m.offset, m.start))?;
+    let off = first.offset.get();
+    let seg = segments.iter().find(|s| {
+        let start = page_down(s.offset.get());
+        let end = s.offset.get().saturating_add(s.filesz);
+        s.filesz > 0 && start <= off && off < end
+    })?;
+    let link = page_down(seg.vaddr.get()).wrapping_add(off - page_down(seg.offset.get()));
+    Some(first.start.get().wrapping_sub(link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::FileOffset;
+    use crate::symbols::maps;
+    use crate::symbols::test_support::{compile, fake_maps, LINES_C};
+
+    #[inline(never)]
+    fn rtrace_modules_test_marker(x: u64) -> u64 {
+        x.wrapping_add(7)
+    }
+
+    fn own_map() -> ModuleMap {
+        let maps = maps::read(crate::addr::Pid::this()).expect("own maps");
+        ModuleMap::new(&maps, Path::new("/proc/self/exe"), &mut ElfCache::default())
+            .expect("own module map")
+    }
+
+    #[test]
+    fn own_process() {
+        let map = own_map();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let first = map.modules().first().expect("modules");
+        assert_eq!(first.path, exe, "the executable comes first");
+        assert!(map.modules().iter().all(|m| m.path.is_absolute()));
+        assert!(map.modules().iter().all(|m| !m.name().starts_with('[')));
+
+        // The bias is right if a function's runtime address names that function.
+        let f = std::hint::black_box(rtrace_modules_test_marker as fn(u64) -> u64);
+        let here = RuntimeAddr(f as *const () as usize as u64);
+        let sym = map.symbolize(here).expect("symbolize our own function");
+        assert!(sym.symbol.contains("rtrace_modules_test_marker"), "{sym:?}");
+        assert_eq!((sym.module, sym.offset), (exe.as_path(), 0));
+        assert_eq!(f(1), 8);
+
+        let getpid = RuntimeAddr(libc::getpid as *const () as usize as u64);
+        let sym = map.symbolize(getpid).expect("symbolize getpid");
+        assert!(sym.symbol.contains("getpid"), "{sym:?}");
+        assert!(sym.module.to_string_lossy().contains("libc"));
+
+        let libc = map.find("libc").expect("libc is loaded");
+        assert_eq!(libc.name(), "libc.so.6");
+        assert!(libc.contains(getpid));
+        let link = libc.elf.function_named("getpid").expect("getpid").addr;
+        assert_eq!(libc.to_runtime(link), getpid);
+        assert_eq!(libc.to_link(getpid), link);
+        assert!(map.find("ld-linux-x86-64").is_some());
+        assert!(map.names().contains(&"libc.so.6".to_string()));
+    }
+
+    #[test]
+    fn exe_given_by_its_real_path() {
+        let maps = maps::read(crate::addr::Pid::this()).unwrap();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let map = ModuleMap::new(&maps, &exe, &mut ElfCache::default()).unwrap();
+        assert_eq!(map.modules()[0].path, exe);
+    }
+
+    #[test]
+    fn bias_of_fabricated_loads() {
+        let mut cache = ElfCache::default();
+        for (flags, bias) in [(&["-no-pie"][..], 0u64), (&["-pie"][..], 0x5555_5555_4000)] {
+            let exe = compile("bias", "x.c", LINES_C, flags);
+            let elf = cache.get(&exe).unwrap();
+            assert_eq!(elf.is_dyn(), bias != 0);
+            let maps = fake_maps(&elf, bias);
+            let map = ModuleMap::new(&maps, &exe, &mut cache).unwrap();
+            let m = &map.modules()[0];
+            assert_eq!(m.bias, bias, "{flags:?}");
+            assert_eq!(m.ranges.len(), maps.len());
+            let work = elf.function_named("work").unwrap().addr;
+            let sym = map.symbolize(m.to_runtime(work).offset(3)).unwrap();
+            assert_eq!((sym.symbol, sym.offset), ("work", 3));
+        }
+    }
+
+    #[test]
+    fn bias_when_first_mapping_is_not_offset_zero() {
+        // A mapping list that lacks the first segment (e.g. the head was unmapped):
+        // the bias must come from the segment that really contains the offset.
+        let mut cache = ElfCache::default();
+        let exe = compile("bias2", "x.c", LINES_C, &["-pie"]);
+        let elf = cache.get(&exe).unwrap();
+        let bias = 0x7f00_0000_0000;
+        let maps: Vec<Mapping> = fake_maps(&elf, bias)
+            .into_iter()
+            .filter(|m| m.offset != FileOffset(0))
+            .collect();
+        let map = ModuleMap::new(&maps, &exe, &mut cache).unwrap();
+        assert_eq!(map.modules()[0].bias, bias);
+    }
+
+    #[test]
+    fn executable_first_and_junk_skipped() {
+        let mut cache = ElfCache::default();
+        let lib = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let libc = cache.get(lib).unwrap();
+        let exe = compile("order", "x.c", LINES_C, &["-pie"]);
+        let elf = cache.get(&exe).unwrap();
+        let mut maps = fake_maps(&libc, 0x7f00_0000_0000);
+        maps.extend(fake_maps(&elf, 0x5555_5555_4000));
+        let junk = |name: &str, inode: u64| Mapping {
+            start: RuntimeAddr(0x1000),
+            end: RuntimeAddr(0x2000),
+            read: true,
+            write: false,
+            exec: false,
+            offset: FileOffset(0),
+            dev: "fd:01".into(),
+            inode,
+            name: name.into(),
+        };
+        maps.insert(0, junk("/etc/hostname", 5));
+        maps.push(junk("/nonexistent/lib.so", 6));
+        maps.push(junk("[vdso]", 0));
+        maps.push(junk("", 0));
+        let map = ModuleMap::new(&maps, &exe, &mut cache).unwrap();
+        let names: Vec<&str> = map.modules().iter().map(Module::name).collect();
+        assert_eq!(names, ["a.out", "libc.so.6"]);
+        assert!(map.module_at(RuntimeAddr(0x1000)).is_none());
+        assert!(map.symbolize(RuntimeAddr(0x1000)).is_none());
+    }
+
+    #[test]
+    fn corrupt_executable_is_an_error() {
+        let dir = crate::symbols::test_support::temp_dir("badexe");
+        let exe = dir.join("bad");
+        std::fs::write(&exe, b"\x7fELF-but-not-really").unwrap();
+        let maps = vec![Mapping {
+            start: RuntimeAddr(0x400000),
+            end: RuntimeAddr(0x401000),
+            read: true,
+            write: false,
+            exec: true,
+            offset: FileOffset(0),
+            dev: "fd:01".into(),
+            inode: 9,
+            name: exe.display().to_string(),
+        }];
+        let r = ModuleMap::new(&maps, &exe, &mut ElfCache::default());
+        assert!(matches!(r, Err(Error::CorruptElf { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn qualifiers() {
+        let elf = Arc::new(ElfFile::open(Path::new("/bin/true")).unwrap());
+        let module = |path: &str| Module {
+            path: path.into(),
+            bias: 0,
+            ranges: vec![],
+            elf: Arc::clone(&elf),
+        };
+        let libc6 = module("/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(libc6.name(), "libc.so.6");
+        assert!(libc6.matches("libc"));
+        assert!(libc6.matches("libc.so"));
+        assert!(libc6.matches("libc.so.6"));
+        assert!(libc6.matches("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(!libc6.matches("/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(!libc6.matches("lib"));
+        assert!(!libc6.matches("libc.so.6.1"));
+        assert!(!libc6.matches(""));
+        assert!(module("/lib/libc-2.31.so").matches("libc"));
+        assert!(!module("/lib/libcrypt.so.1").matches("libc"));
+        let ld = module("/lib64/ld-linux-x86-64.so.2");
+        assert!(ld.matches("ld-linux-x86-64"));
+        assert!(ld.matches("ld-linux"));
+        // By the rule, `ld` names it too (`ld-` prefix); `l` does not.
+        assert!(ld.matches("ld"));
+        assert!(!ld.matches("l"));
+        assert!(module("/tmp/count").matches("count"));
     }
 }
