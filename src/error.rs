@@ -199,9 +199,9 @@ impl Error {
                  or FILE:LINE"
                     .into(),
             ),
-            Error::UnknownSymbol { .. } => {
-                Some("check the name with `nm -D` or qualify it with its module, e.g. libc:NAME".into())
-            }
+            Error::UnknownSymbol { .. } => Some(
+                "check the name with `nm -D` or qualify it with its module, e.g. libc:NAME".into(),
+            ),
             Error::UnknownModule { .. } => {
                 Some("name a loaded module by its file name, e.g. libc".into())
             }

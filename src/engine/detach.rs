@@ -124,10 +124,11 @@ impl Tracer {
         let scratch = space.scratch.take();
         if let Some(page) = scratch {
             // Any stopped thread of the space can make the call.
-            let caller = tids
-                .iter()
-                .copied()
-                .find(|t| self.tasks.get(t).is_some_and(|t| t.state == TaskState::Stopped));
+            let caller = tids.iter().copied().find(|t| {
+                self.tasks
+                    .get(t)
+                    .is_some_and(|t| t.state == TaskState::Stopped)
+            });
             if let Some(tid) = caller {
                 keep(self.unmap_scratch(tid, page));
             }

@@ -71,7 +71,11 @@ impl Tracer {
         let (key, pid, silent) = (task.space, task.pid, task.silent);
         let space = &self.spaces[&key];
         let site = space.sites.get(addr).expect("caller checked the site");
-        let probes: Vec<Rc<Site>> = if silent { Vec::new() } else { site.probes.clone() };
+        let probes: Vec<Rc<Site>> = if silent {
+            Vec::new()
+        } else {
+            site.probes.clone()
+        };
         let rtld = site.rtld;
         let mut datas: Vec<Option<Box<dyn Any>>> = probes.iter().map(|_| None).collect();
         // A handler error is kept and returned once the hit is complete, so the
@@ -353,12 +357,29 @@ impl Tracer {
         let mut regs = saved;
         regs.setup_syscall(at.get(), nr, args);
         ptrace::setregs(tid, &regs)?;
-        let end = self.single_step(tid);
+        // A thread stopped inside a system call (at an exec event, or interrupted
+        // in a blocking call) reports a first step trap when that call returns,
+        // before our instruction ran (and wrote that call's result into rax):
+        // set the registers again and step until the instruction pointer moved.
+        let mut end;
+        let mut result;
+        loop {
+            end = self.single_step(tid);
+            result = match end {
+                Ok(StepEnd::Done) => ptrace::getregs(tid),
+                Ok(StepEnd::Gone) => Err(Error::NoSuchProcess { pid: tid }),
+                Err(ref e) => Err(Error::Handler(e.to_string())),
+            };
+            match &result {
+                // The pending return also overwrote rax: set the call up again.
+                Ok(r) if r.ip() == at.get() => ptrace::setregs(tid, &regs)?,
+                _ => break,
+            }
+        }
         let gone = matches!(end, Ok(StepEnd::Gone));
         let result = match end {
-            Ok(StepEnd::Done) => ptrace::getregs(tid).map(|r| r.retval() as i64),
-            Ok(StepEnd::Gone) => Err(Error::NoSuchProcess { pid: tid }),
             Err(e) => Err(e),
+            Ok(_) => result.map(|r| r.retval() as i64),
         };
         if !gone {
             ptrace::setregs(tid, &saved)?;

@@ -32,8 +32,7 @@ impl Tracer {
         if let Some(interp) = &interp {
             let rtld = space.modules.modules().iter().find(|m| {
                 m.path.as_os_str() == interp.as_str()
-                    || std::fs::canonicalize(&m.path).ok()
-                        == std::fs::canonicalize(interp).ok()
+                    || std::fs::canonicalize(&m.path).ok() == std::fs::canonicalize(interp).ok()
             });
             if let Some(m) = rtld {
                 let find = |name: &str| {
@@ -400,7 +399,10 @@ impl Tracer {
                 if task.pid == self.root {
                     self.outcome = Some(Outcome::Exited(code));
                 }
-                Event::Exited { pid: task.pid, code }
+                Event::Exited {
+                    pid: task.pid,
+                    code,
+                }
             }
             Stop::Killed { signal, core, .. } => {
                 if task.pid == self.root {

@@ -265,7 +265,11 @@ impl Tracer {
     /// Adds a probe with its handler. The probe arms at once where it resolves;
     /// a probe on a library that is not loaded yet waits for it. An unqualified
     /// name that is found nowhere is an error once the startup libraries are loaded.
-    pub fn add_probe(&mut self, spec: ProbeSpec, handler: impl Handler + 'static) -> Result<ProbeId> {
+    pub fn add_probe(
+        &mut self,
+        spec: ProbeSpec,
+        handler: impl Handler + 'static,
+    ) -> Result<ProbeId> {
         let id = ProbeId(self.probes.len());
         self.probes.push(Some(Probe {
             spec,
@@ -431,7 +435,11 @@ impl Tracer {
             .iter()
             .enumerate()
             .filter(|(i, p)| {
-                p.is_some() && !matches!(space.placed.get(&ProbeId(*i)), Some(space::Placement::Armed(_)))
+                p.is_some()
+                    && !matches!(
+                        space.placed.get(&ProbeId(*i)),
+                        Some(space::Placement::Armed(_))
+                    )
             })
             .count();
         let event = Event::Attached {
@@ -578,8 +586,8 @@ impl Drop for Tracer {
 }
 
 fn list_threads(pid: Pid) -> Result<Vec<Tid>> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map_err(|_| Error::NoSuchProcess { pid })?;
+    let dir =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|_| Error::NoSuchProcess { pid })?;
     Ok(dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -674,7 +682,10 @@ fn launch_spec(cmd: &Command) -> Result<spawn::LaunchSpec> {
         path: spawn::cstring(path.as_os_str())?,
         argv,
         envp,
-        cwd: cmd.get_current_dir().map(|d| spawn::cstring(d.as_os_str())).transpose()?,
+        cwd: cmd
+            .get_current_dir()
+            .map(|d| spawn::cstring(d.as_os_str()))
+            .transpose()?,
     })
 }
 

@@ -197,7 +197,10 @@ impl Space {
 
     /// Sites with user probes (what "probes armed" counts).
     pub fn armed_sites(&self) -> usize {
-        self.sites.iter().filter(|(_, s)| !s.probes.is_empty()).count()
+        self.sites
+            .iter()
+            .filter(|(_, s)| !s.probes.is_empty())
+            .count()
     }
 
     /// True when `ip` is a trap just past one of our breakpoints (armed, or removed
@@ -208,6 +211,9 @@ impl Space {
 
     /// The breakpoints and their saved bytes, for scrubbing a forked child.
     pub fn site_bytes(&self) -> Vec<(RuntimeAddr, Vec<u8>)> {
-        self.sites.iter().map(|(a, s)| (a, s.saved.clone())).collect()
+        self.sites
+            .iter()
+            .map(|(a, s)| (a, s.saved.clone()))
+            .collect()
     }
 }

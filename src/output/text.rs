@@ -268,7 +268,10 @@ impl Emitter for TextEmitter {
                 let s = format!(
                     "{}{}",
                     self.exit_prefix(*pid),
-                    self.lifecycle(format!("+++ killed by {}{core} +++", crate::handler::signal_name(*signal)))
+                    self.lifecycle(format!(
+                        "+++ killed by {}{core} +++",
+                        crate::handler::signal_name(*signal)
+                    ))
                 );
                 self.line(out, &s)
             }

@@ -16,6 +16,9 @@ use crate::addr::RuntimeAddr;
 use crate::arch::WORD;
 use crate::handler::Site;
 
+/// What a handler kept at entry with `Hit::set_data`.
+pub type HandlerData = Option<Box<dyn Any>>;
+
 /// A call in flight.
 pub struct ReturnInstance {
     /// The stack slot holding the rewritten return address.
@@ -25,7 +28,7 @@ pub struct ReturnInstance {
     /// When the call was entered.
     pub entered: Duration,
     /// The function probes to report, with what each handler kept at entry.
-    pub probes: Vec<(Rc<Site>, Option<Box<dyn Any>>)>,
+    pub probes: Vec<(Rc<Site>, HandlerData)>,
 }
 
 impl std::fmt::Debug for ReturnInstance {

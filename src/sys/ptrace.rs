@@ -106,6 +106,5 @@ pub fn siginfo_code(tid: Tid) -> Result<i32> {
 /// former thread id at an exec event.
 pub fn event_msg(tid: Tid) -> Result<i64> {
     ptrace::getevent(tid)
-        .map(|v| v as i64)
         .map_err(fail("PTRACE_GETEVENTMSG", tid))
 }

@@ -99,6 +99,10 @@ mod tests {
         assert!(analyze(&[0xf4], at).is_err(), "hlt");
         assert!(analyze(&[0xcd, 0x80], at).is_err(), "int 0x80");
         assert!(analyze(&[0x06], at).is_err(), "invalid in 64-bit mode");
-        assert_eq!(analyze(&[0x0f, 0x05], at).unwrap().len, 2, "syscall is fine");
+        assert_eq!(
+            analyze(&[0x0f, 0x05], at).unwrap().len,
+            2,
+            "syscall is fine"
+        );
     }
 }

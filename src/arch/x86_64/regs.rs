@@ -88,7 +88,9 @@ impl Regs {
         r.rip = ip;
         r.rax = nr as u64;
         r.orig_rax = u64::MAX;
-        let slots = [&mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.r10, &mut r.r8, &mut r.r9];
+        let slots = [
+            &mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.r10, &mut r.r8, &mut r.r9,
+        ];
         for (slot, &v) in slots.into_iter().zip(args) {
             *slot = v;
         }

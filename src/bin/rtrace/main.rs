@@ -56,9 +56,8 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     rtrace::sys::signal::install_detach_handlers();
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         Some(path) => {
-            let f = std::fs::File::create(path).map_err(|e| {
-                rtrace::Error::io(format!("cannot create {}", path.display()), e)
-            })?;
+            let f = std::fs::File::create(path)
+                .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
             (Box::new(f), false)
         }
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
