@@ -33,7 +33,7 @@ impl Tracer {
     /// removed) or the tracee's own (delivered as if untraced).
     pub(super) fn on_trap(&mut self, tid: Tid, cause: TrapCause) -> Result<()> {
         if cause != TrapCause::Breakpoint {
-            return self.resume(tid, libc::SIGTRAP);
+            return self.deliver_signal(tid, libc::SIGTRAP);
         }
         let mut regs = match ptrace::getregs(tid) {
             Ok(r) => r,
@@ -46,7 +46,7 @@ impl Tracer {
             return self.on_trampoline(tid, regs);
         }
         let Some(space) = self.spaces.get(&key) else {
-            return self.resume(tid, libc::SIGTRAP);
+            return self.deliver_signal(tid, libc::SIGTRAP);
         };
         if space.sites.get(site).is_some() && !self.halting {
             return self.on_breakpoint(tid, site, regs);
@@ -59,7 +59,7 @@ impl Tracer {
             return self.resume(tid, 0);
         }
         // The program's own int3.
-        self.resume(tid, libc::SIGTRAP)
+        self.deliver_signal(tid, libc::SIGTRAP)
     }
 
     /// The hit path proper. `tid` is stopped just past the breakpoint at `addr`.

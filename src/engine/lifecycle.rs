@@ -135,18 +135,7 @@ impl Tracer {
         }
         match stop {
             Stop::Trap { cause, .. } => self.on_trap(tid, cause),
-            Stop::Signal { signal, .. } => {
-                let task = &self.tasks[&tid];
-                if !task.silent {
-                    let event = Event::Signal {
-                        pid: task.pid,
-                        tid,
-                        signal,
-                    };
-                    self.emit(event)?;
-                }
-                self.resume(tid, signal)
-            }
+            Stop::Signal { signal, .. } => self.deliver_signal(tid, signal),
             Stop::GroupStop { .. } => {
                 let task = self.tasks.get_mut(&tid).expect("task checked above");
                 task.group_stopped = true;
@@ -164,6 +153,21 @@ impl Tracer {
             Stop::Event { event, .. } => self.on_ptrace_event(tid, event),
             Stop::Exited { .. } | Stop::Killed { .. } => unreachable!("deaths handled above"),
         }
+    }
+
+    /// Delivers a signal that is not ours to the thread it was meant for,
+    /// unchanged, and reports it.
+    pub(super) fn deliver_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
+        let task = &self.tasks[&tid];
+        if !task.silent {
+            let event = Event::Signal {
+                pid: task.pid,
+                tid,
+                signal,
+            };
+            self.emit(event)?;
+        }
+        self.resume(tid, signal)
     }
 
     fn on_ptrace_event(&mut self, tid: Tid, event: wait::Event) -> Result<()> {

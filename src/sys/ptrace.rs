@@ -105,6 +105,5 @@ pub fn siginfo_code(tid: Tid) -> Result<i32> {
 /// PTRACE_GETEVENTMSG: the new child's pid at a clone/fork/vfork event, the
 /// former thread id at an exec event.
 pub fn event_msg(tid: Tid) -> Result<i64> {
-    ptrace::getevent(tid)
-        .map_err(fail("PTRACE_GETEVENTMSG", tid))
+    ptrace::getevent(tid).map_err(fail("PTRACE_GETEVENTMSG", tid))
 }
