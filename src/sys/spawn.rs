@@ -28,7 +28,7 @@ use crate::sys::ptrace;
 pub struct LaunchSpec {
     /// The resolved path of the program.
     pub path: CString,
-    /// argv, argv[0] included.
+    /// The arguments, `argv[0]` included.
     pub argv: Vec<CString>,
     /// The whole environment (`KEY=VALUE`).
     pub envp: Vec<CString>,
