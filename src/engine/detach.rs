@@ -31,7 +31,6 @@ impl Tracer {
         let undone = self.undo_all();
         let released = self.release_all();
         self.halting = false;
-        self.report_never_armed()?;
         self.emit(Event::Detached { pid: self.root })?;
         halted.and(undone).and(released)
     }

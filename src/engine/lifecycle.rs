@@ -103,6 +103,7 @@ impl Tracer {
                     addrs.push(loc.addr);
                 }
                 space.placed.insert(id, Placement::Armed(addrs));
+                self.ever_armed.insert(id);
             }
             Resolution::Pending => {
                 space.placed.insert(id, Placement::Pending);
@@ -433,20 +434,12 @@ impl Tracer {
 
     /// Warns about probes that never armed (their library never loaded).
     pub(super) fn report_never_armed(&mut self) -> Result<()> {
-        let Some(space) = self.spaces.get(&self.root) else {
-            return Ok(());
-        };
         let never: Vec<String> = self
             .probes
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| {
-                let p = p.as_ref()?;
-                match space.placed.get(&ProbeId(i)) {
-                    Some(Placement::Armed(_)) => None,
-                    _ => Some(p.spec.as_str().to_string()),
-                }
-            })
+            .filter(|(i, _)| !self.ever_armed.contains(&ProbeId(*i)))
+            .filter_map(|(_, p)| Some(p.as_ref()?.spec.as_str().to_string()))
             .collect();
         for probe in never {
             self.emit(Event::NeverArmed { probe })?;

@@ -114,6 +114,9 @@ pub struct Tracer {
     /// Stops of tasks whose creation event has not been handled yet.
     orphans: HashMap<Tid, Stop>,
     cache: ElfCache,
+    /// Probes that armed somewhere at least once (the others are reported at
+    /// the end as never armed).
+    ever_armed: std::collections::HashSet<ProbeId>,
     outcome: Option<Outcome>,
     attach_reported: bool,
     started: bool,
@@ -146,6 +149,7 @@ impl Tracer {
             deferred: VecDeque::new(),
             orphans: HashMap::new(),
             cache: ElfCache::default(),
+            ever_armed: Default::default(),
             outcome: None,
             attach_reported: false,
             started: false,
@@ -373,7 +377,7 @@ impl Tracer {
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut first = Ok(());
+        let mut first = self.report_never_armed();
         for p in self.probes.iter_mut().flatten() {
             let r = p.handler.on_finish();
             if first.is_ok() {
