@@ -913,7 +913,8 @@ mod tests {
             Some(FileOffset(file_off))
         );
         assert_eq!(elf.offset_of_link_addr(LinkAddr(u64::MAX)), None);
-        assert_eq!(std::hint::black_box(rtrace_elf_test_marker)(1), 3);
+        let f: fn(u64) -> u64 = rtrace_elf_test_marker;
+        assert_eq!(std::hint::black_box(f)(1), 3);
     }
 
     #[test]
