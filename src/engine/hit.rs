@@ -103,6 +103,13 @@ impl Tracer {
             }
         }
 
+        // The registers go back first (ip rewound to the site, and whatever the
+        // pre handlers changed), so that from here on any failure leaves a thread
+        // that simply re-executes the site once the breakpoint is removed.
+        if dirty {
+            ptrace::setregs(tid, &regs)?;
+        }
+
         // Return probe: rewrite the return address, now, while `sp` points at it.
         let wants_return = probes
             .iter()
@@ -118,9 +125,6 @@ impl Tracer {
         }
 
         // The displaced instruction.
-        if dirty {
-            ptrace::setregs(tid, &regs)?;
-        }
         match self.step_displaced(tid, addr)? {
             StepEnd::Done => {}
             StepEnd::Gone => return Ok(()),
