@@ -1,4 +1,6 @@
-//! Counts the files a program opens, per path: a [`Handler`] on libc's `openat`.
+//! Counts the files a program opens, per path: one [`Handler`] on libc's `open`
+//! and `openat` (glibc's `open()` does not go through `openat()`, so both are
+//! probed).
 //!
 //! ```text
 //! cargo run --example open_counter -- cat /etc/hostname /etc/hostname
@@ -13,8 +15,8 @@
 //!       1       0  /etc/ld.so.cache
 //! ```
 //!
-//! How it works: `on_entry` runs at `openat`'s first instruction, where the path
-//! is the second SysV argument; it reads the C string from the tracee and keeps it
+//! How it works: `on_entry` runs at the function's first instruction, where the
+//! path is the first SysV argument of `open` and the second of `openat`; it reads the C string from the tracee and keeps it
 //! with the call (`Hit::set_data`). `on_return` gets it back with the return value:
 //! a negative value is a failed open.
 
@@ -33,7 +35,8 @@ struct OpenCounter {
 
 impl Handler for OpenCounter {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
-        let path = match hit.arg(1) {
+        let path_arg = if hit.site().symbol == "openat" { 1 } else { 0 };
+        let path = match hit.arg(path_arg) {
             Some(0) | None => "(null)".to_string(),
             Some(ptr) => match hit.read_cstr(ptr, 4096) {
                 Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -45,7 +48,8 @@ impl Handler for OpenCounter {
     }
 
     fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
-        let failed = ret.retval() < 0;
+        // open and openat return an int: only eax is meaningful.
+        let failed = (ret.retval() as i32) < 0;
         if let Some(path) = ret.take_data::<String>() {
             let entry = self.counts.entry(path).or_default();
             entry.0 += 1;
@@ -75,6 +79,7 @@ fn run(args: &[String]) -> rtrace::Result<u8> {
     cmd.args(&args[1..]);
     let mut tracer = Tracer::launch(&cmd, Options::default())?;
     let counter = Rc::new(RefCell::new(OpenCounter::default()));
+    tracer.add_probe("libc:open".parse()?, counter.clone())?;
     tracer.add_probe("libc:openat".parse()?, counter.clone())?;
     let outcome = tracer.run()?;
     println!("  opens  failed  path");
