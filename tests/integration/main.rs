@@ -4,5 +4,8 @@
 //! `harness_selftest` checks the fixtures and the harness themselves, so a
 //! tracer test that fails points at the tracer.
 
+mod events;
 mod fixtures;
-mod harness_selftest;
+mod events;
+
+mod cli;

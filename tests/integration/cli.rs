@@ -1,0 +1,550 @@
+//! The command-line tool in launch mode: function, offset, address and line
+//! probes over the fixture variant matrix, the summary, the text format,
+//! libc probes and probes on libraries loaded later.
+//!
+//! Every count here is exact: a fixture calls a function a documented number
+//! of times, and rtrace must report each call once.
+
+use std::fs;
+use std::path::Path;
+
+use goblin::elf::{program_header, Elf};
+use iced_x86::{Decoder, DecoderOptions};
+
+use crate::events::{
+    assert_one_error_line, assert_same_as_untraced, of_kind, of_symbol, retvals, show, str_field,
+    trace_json,
+};
+use crate::fixtures::{
+    fixture, library, normalize, run_rtrace, run_untraced, source_dir, supports, symbol_value,
+    Variant,
+};
+
+/// `work(i)` returns 2*i+1, for i in 0..n.
+fn expected_work_retvals(n: i64) -> Vec<i64> {
+    (0..n).map(|i| 2 * i + 1).collect()
+}
+
+#[test]
+fn count_work_every_variant_exact_entries_returns_and_values() {
+    for variant in Variant::ALL {
+        if !supports("count", variant) {
+            continue;
+        }
+        let prog = fixture("count", variant);
+        let untraced = run_untraced(&prog, &["50", "3"]);
+        assert_eq!(untraced.stdout, "sum=2500\ntwice=41\n");
+        assert_eq!(untraced.code(), 3);
+
+        let test = format!("count_work_{variant}");
+        let (run, events) = trace_json(&test, &["-s", "work"], &prog, &["50", "3"]);
+        let what = format!("rtrace -s work -- count 50 3 ({variant})");
+        assert_same_as_untraced(&run, &untraced, &what);
+        assert_eq!(
+            of_symbol(&events, "entry", "work").len(),
+            50,
+            "{what}: entries\n{}",
+            show(&events)
+        );
+        assert_eq!(
+            retvals(&events, "work"),
+            expected_work_retvals(50),
+            "{what}: return values in order\n{}",
+            show(&events)
+        );
+        let exits = of_kind(&events, "exit");
+        assert_eq!(exits.len(), 1, "{what}: one exit event\n{}", show(&events));
+        assert_eq!(exits[0]["code"], 3, "{what}: exit event code");
+    }
+}
+
+#[test]
+fn count_twice_every_variant_one_call_returning_41() {
+    for variant in Variant::ALL {
+        if !supports("count", variant) {
+            continue;
+        }
+        let prog = fixture("count", variant);
+        let test = format!("count_twice_{variant}");
+        let (run, events) = trace_json(&test, &["-s", "twice"], &prog, &["5"]);
+        let what = format!("rtrace -s twice -- count 5 ({variant})");
+        assert_eq!(run.stdout, "sum=25\ntwice=41\n", "{what}: stdout");
+        assert_eq!(run.code(), 0, "{what}: status\n{}", run.stderr);
+        assert_eq!(
+            of_symbol(&events, "entry", "twice").len(),
+            1,
+            "{what}\n{}",
+            show(&events)
+        );
+        assert_eq!(
+            retvals(&events, "twice"),
+            vec![41],
+            "{what}\n{}",
+            show(&events)
+        );
+        assert!(
+            of_symbol(&events, "entry", "work").is_empty(),
+            "{what}: work was not probed\n{}",
+            show(&events)
+        );
+    }
+}
+
+#[test]
+fn two_probes_on_one_function_both_report() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("two_probes", &["-s", "work", "-s", "work"], &prog, &["50"]);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        of_symbol(&events, "entry", "work").len(),
+        100,
+        "two probes on work, 50 calls\n{}",
+        show(&events)
+    );
+    assert_eq!(
+        of_symbol(&events, "return", "work").len(),
+        100,
+        "{}",
+        show(&events)
+    );
+}
+
+#[test]
+fn glob_matches_twice_only() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("glob_tw", &["-s", "tw*"], &prog, &["7"]);
+    assert_eq!(run.stdout, "sum=49\ntwice=41\n");
+    let entries = of_kind(&events, "entry");
+    assert_eq!(entries.len(), 1, "{}", show(&events));
+    assert_eq!(str_field(entries[0], "symbol"), "twice");
+    assert_eq!(str_field(entries[0], "probe"), "tw*");
+    assert_eq!(retvals(&events, "twice"), vec![41]);
+}
+
+#[test]
+fn module_qualified_by_executable_file_name() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("module_qualified", &["-s", "count:work"], &prog, &["50"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    let entries = of_symbol(&events, "entry", "work");
+    assert_eq!(entries.len(), 50, "{}", show(&events));
+    assert_eq!(str_field(entries[0], "probe"), "count:work");
+    assert_eq!(
+        Path::new(str_field(entries[0], "module")),
+        prog.as_path(),
+        "module is the executable"
+    );
+    assert_eq!(retvals(&events, "work"), expected_work_retvals(50));
+}
+
+/// The offsets (from the function's start) of every instruction of
+/// function `name` in the file, decoded from its bytes.
+fn instruction_offsets(path: &Path, name: &str) -> Vec<u64> {
+    let bytes = fs::read(path).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    let sym = elf
+        .syms
+        .iter()
+        .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
+        .or_else(|| {
+            elf.dynsyms
+                .iter()
+                .find(|s| elf.dynstrtab.get_at(s.st_name) == Some(name))
+        })
+        .unwrap_or_else(|| panic!("no {name} in {}", path.display()));
+    assert!(sym.st_size > 0, "{name} has no size");
+    let load = elf
+        .program_headers
+        .iter()
+        .find(|ph| {
+            ph.p_type == program_header::PT_LOAD
+                && (ph.p_vaddr..ph.p_vaddr + ph.p_filesz).contains(&sym.st_value)
+        })
+        .expect("symbol in a PT_LOAD segment");
+    let start = (sym.st_value - load.p_vaddr + load.p_offset) as usize;
+    let code = &bytes[start..start + sym.st_size as usize];
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut offsets = Vec::new();
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        assert!(
+            !insn.is_invalid(),
+            "{name}: undecodable byte at +{:#x}",
+            insn.ip()
+        );
+        offsets.push(insn.ip());
+    }
+    offsets
+}
+
+#[test]
+fn offset_probe_on_instruction_boundary_every_variant() {
+    for variant in Variant::ALL {
+        let prog = fixture("count", variant);
+        let offsets = instruction_offsets(&prog, "work");
+        assert!(offsets.len() >= 3, "{variant}: work is {offsets:?}");
+        let off = offsets[1];
+        let spec = format!("work+{off:#x}");
+        let test = format!("offset_probe_{variant}");
+        let (run, events) = trace_json(&test, &["-s", &spec], &prog, &["50"]);
+        let what = format!("rtrace -s {spec} -- count 50 ({variant})");
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        assert_eq!(run.stdout, "sum=2500\ntwice=41\n", "{what}");
+        let hits = of_kind(&events, "hit");
+        assert_eq!(hits.len(), 50, "{what}: hits\n{}", show(&events));
+        assert!(
+            hits.iter().all(|h| str_field(h, "symbol") == "work"),
+            "{what}: {}",
+            show(&events)
+        );
+        assert!(
+            of_kind(&events, "entry").is_empty() && of_kind(&events, "return").is_empty(),
+            "{what}: offset probes report hits only\n{}",
+            show(&events)
+        );
+    }
+}
+
+#[test]
+fn offset_probe_inside_an_instruction_is_refused() {
+    for variant in [Variant::Pie, Variant::O2, Variant::Cet] {
+        let prog = fixture("count", variant);
+        let offsets = instruction_offsets(&prog, "work");
+        // One byte into the first instruction longer than one byte.
+        let inside = offsets
+            .windows(2)
+            .find(|w| w[1] - w[0] > 1)
+            .map(|w| w[0] + 1)
+            .expect("an instruction of more than one byte");
+        let spec = format!("work+{inside:#x}");
+        let run = run_rtrace(&["-s", &spec], &prog, &["3"]);
+        let what = format!("rtrace -s {spec} -- count 3 ({variant})");
+        let line = assert_one_error_line(&run, 1, &what);
+        assert!(
+            line.contains("instruction boundary"),
+            "{what}: message should say why: {line}"
+        );
+        assert_eq!(run.stdout, "", "{what}: the program must not have run");
+    }
+}
+
+#[test]
+fn absolute_address_probe_nopie() {
+    let prog = fixture("count", Variant::NoPie);
+    let spec = format!("{:#x}", symbol_value(&prog, "work"));
+    let (run, events) = trace_json("address_nopie", &["-s", &spec], &prog, &["50"]);
+    assert_eq!(run.code(), 0, "rtrace -s {spec}: {}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    let hits = of_kind(&events, "hit");
+    assert_eq!(hits.len(), 50, "rtrace -s {spec}\n{}", show(&events));
+    assert_eq!(str_field(hits[0], "address"), spec);
+}
+
+#[test]
+fn module_relative_address_probe_pie() {
+    let prog = fixture("count", Variant::Pie);
+    let spec = format!("count:{:#x}", symbol_value(&prog, "work"));
+    let (run, events) = trace_json("address_pie", &["-s", &spec], &prog, &["50"]);
+    assert_eq!(run.code(), 0, "rtrace -s {spec}: {}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    let hits = of_kind(&events, "hit");
+    assert_eq!(hits.len(), 50, "rtrace -s {spec}\n{}", show(&events));
+    assert!(hits.iter().all(|h| str_field(h, "symbol") == "work"));
+}
+
+/// The 1-based line of count.c that contains `marker`.
+fn line_of(file: &str, marker: &str) -> usize {
+    let text = fs::read_to_string(source_dir().join(file)).unwrap();
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(marker))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(lines.len(), 1, "{marker:?} must occur once in {file}");
+    lines[0]
+}
+
+#[test]
+fn line_probe_in_work_body() {
+    let prog = fixture("count", Variant::Pie);
+    let spec = format!("count.c:{}", line_of("count.c", "return doubled + 1;"));
+    let (run, events) = trace_json("line_probe", &["-s", &spec], &prog, &["50"]);
+    assert_eq!(run.code(), 0, "rtrace -s {spec}: {}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    let hits = of_kind(&events, "hit");
+    assert_eq!(hits.len(), 50, "rtrace -s {spec}\n{}", show(&events));
+    assert!(
+        hits.iter().all(|h| str_field(h, "symbol") == "work"),
+        "{}",
+        show(&events)
+    );
+}
+
+#[test]
+fn entry_only_reports_no_returns() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json(
+        "entry_only",
+        &["--entry-only", "-s", "work"],
+        &prog,
+        &["50"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    assert_eq!(
+        of_symbol(&events, "entry", "work").len(),
+        50,
+        "{}",
+        show(&events)
+    );
+    assert_eq!(of_kind(&events, "return").len(), 0, "{}", show(&events));
+}
+
+#[test]
+fn summary_json_counts_calls() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("summary_json", &["-c", "-s", "work"], &prog, &["50"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let summaries = of_kind(&events, "summary");
+    assert_eq!(summaries.len(), 1, "{}", show(&events));
+    let s = summaries[0];
+    assert_eq!(str_field(s, "symbol"), "work");
+    assert_eq!(str_field(s, "probe"), "work");
+    assert_eq!(s["calls"], 50, "{s}");
+    assert_eq!(s["missed"], 0, "{s}");
+    let (min, max, total) = (
+        s["min_ns"].as_u64().unwrap(),
+        s["max_ns"].as_u64().unwrap(),
+        s["total_ns"].as_u64().unwrap(),
+    );
+    assert!(min <= max && max <= total && min * 50 <= total, "{s}");
+}
+
+#[test]
+fn summary_text_table_lists_work_with_50_calls() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-c", "--color", "never", "-s", "work"], &prog, &["50"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    let row = run
+        .stderr
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == "work"))
+        .unwrap_or_else(|| panic!("no row for work in:\n{}", run.stderr));
+    assert_eq!(
+        row.split_whitespace().next(),
+        Some("50"),
+        "calls column of {row:?}"
+    );
+    assert!(
+        !run.stderr.contains("work(0x"),
+        "-c prints the table, not the calls:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn text_output_golden_twice() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", "twice", "--color", "never"], &prog, &["1"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "sum=1\ntwice=41\n");
+    let text = normalize(&run.stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "stderr:\n{text}");
+    assert_eq!(
+        lines[0],
+        "rtrace: attached to pid N (1 threads), 1 probes armed"
+    );
+    let call = lines[1];
+    let args = call
+        .strip_prefix("[pid N] twice(")
+        .and_then(|rest| rest.strip_suffix(") = 41 <T>"))
+        .unwrap_or_else(|| panic!("not a twice call line: {call:?}"));
+    let first = args.split(", ").next().unwrap();
+    assert!(
+        first == "20" || first == "0x14",
+        "first argument of twice(20) rendered as {first:?} in {call:?}"
+    );
+    assert_eq!(lines[2], "+++ exited with 0 +++");
+    assert!(!run.stderr.contains('\x1b'), "--color never printed ESC");
+}
+
+/// SPEC: "Arguments are decoded from DWARF types where the module has debug
+/// info". count is built with -g and `twice` takes one `int`.
+#[test]
+fn text_args_decoded_from_dwarf() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", "twice", "--color", "never"], &prog, &["1"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let text = normalize(&run.stderr);
+    assert!(
+        text.lines().any(|l| l == "[pid N] twice(20) = 41 <T>"),
+        "expected `[pid N] twice(20) = 41 <T>` in:\n{text}"
+    );
+}
+
+#[test]
+fn color_always_has_escapes() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", "twice", "--color", "always"], &prog, &["1"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "sum=1\ntwice=41\n");
+    assert!(
+        run.stderr.contains('\x1b'),
+        "--color always printed no ESC:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn libc_open_in_cat() {
+    let cat = Path::new("/bin/cat");
+    let file = "/etc/hostname";
+    let content = fs::read_to_string(file).expect("/etc/hostname");
+    let untraced = run_untraced(cat, &[file]);
+    assert_eq!(untraced.stdout, content);
+    let (run, events) = trace_json("libc_open_cat", &["-s", "open"], cat, &[file]);
+    assert_same_as_untraced(&run, &untraced, "rtrace -s open -- cat /etc/hostname");
+    let entries = of_symbol(&events, "entry", "open");
+    assert_eq!(entries.len(), 1, "{}", show(&events));
+    assert_eq!(entries[0]["args"][0], "\"/etc/hostname\"", "{}", entries[0]);
+    assert!(
+        str_field(entries[0], "module").contains("libc"),
+        "{}",
+        entries[0]
+    );
+    let rets = retvals(&events, "open");
+    assert_eq!(rets.len(), 1, "{}", show(&events));
+    assert!(rets[0] >= 3, "open returned {}", rets[0]);
+}
+
+#[test]
+fn libc_openat_in_opener_renders_path() {
+    let prog = fixture("opener", Variant::Pie);
+    let untraced = run_untraced(&prog, &["/etc/hostname"]);
+    let (run, events) = trace_json(
+        "libc_openat_opener",
+        &["-s", "libc:openat"],
+        &prog,
+        &["/etc/hostname"],
+    );
+    assert_same_as_untraced(&run, &untraced, "rtrace -s libc:openat -- opener");
+    assert_eq!(run.stdout, "ok\n");
+    let entries = of_symbol(&events, "entry", "openat");
+    assert_eq!(entries.len(), 1, "{}", show(&events));
+    assert_eq!(entries[0]["args"][1], "\"/etc/hostname\"", "{}", entries[0]);
+    let rets = retvals(&events, "openat");
+    assert_eq!(rets.len(), 1);
+    assert!(rets[0] >= 3, "openat returned {}", rets[0]);
+}
+
+#[test]
+fn failed_open_returns_negative() {
+    let prog = fixture("opener", Variant::Pie);
+    let (run, events) = trace_json(
+        "libc_open_fail",
+        &["-s", "libc:open"],
+        &prog,
+        &["/etc/hostname"],
+    );
+    assert_eq!(run.stdout, "ok\n");
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let entries = of_symbol(&events, "entry", "open");
+    assert_eq!(entries.len(), 2, "{}", show(&events));
+    assert_eq!(entries[1]["args"][0], "\"/nonexistent/x\"");
+    // JSON carries rax as it is (SPEC); open() returns an int, so the low
+    // 32 bits are -1.
+    let rets = retvals(&events, "open");
+    assert_eq!(rets.len(), 2, "{}", show(&events));
+    assert!(
+        rets[0] >= 3 && rets[1] as i32 == -1,
+        "open returned {rets:?}"
+    );
+
+    // Text renders it with open()'s prototype: an int, -1.
+    let run = run_rtrace(
+        &["-s", "libc:open", "--color", "never"],
+        &prog,
+        &["/etc/hostname"],
+    );
+    let text = normalize(&run.stderr);
+    assert!(
+        text.lines()
+            .any(|l| l == "[pid N] open(\"/nonexistent/x\", O_RDONLY) = -1 <T>"),
+        "failed open line in:\n{text}"
+    );
+}
+
+#[test]
+fn dlopen_arms_pending_probe() {
+    for variant in [Variant::Pie, Variant::O2, Variant::Stripped] {
+        let prog = fixture("dlopener", variant);
+        let lib = library("libplug", variant);
+        let lib_arg = lib.to_str().unwrap();
+        let untraced = run_untraced(&prog, &[lib_arg]);
+        assert_eq!(untraced.stdout, "plug=306\n");
+        let test = format!("dlopen_{variant}");
+        let (run, events) = trace_json(&test, &["-s", "libplug:plugin_fn"], &prog, &[lib_arg]);
+        let what = format!("rtrace -s libplug:plugin_fn -- dlopener ({variant})");
+        assert_same_as_untraced(&run, &untraced, &what);
+        let attach = of_kind(&events, "attach");
+        assert_eq!(attach.len(), 1, "{what}\n{}", show(&events));
+        assert_eq!(attach[0]["pending"], 1, "{what}: {}", attach[0]);
+        assert_eq!(
+            of_symbol(&events, "entry", "plugin_fn").len(),
+            3,
+            "{what}\n{}",
+            show(&events)
+        );
+        assert_eq!(
+            retvals(&events, "plugin_fn"),
+            vec![101, 102, 103],
+            "{what}\n{}",
+            show(&events)
+        );
+        assert!(
+            of_kind(&events, "warning").is_empty(),
+            "{what}\n{}",
+            show(&events)
+        );
+    }
+}
+
+#[test]
+fn never_loaded_module_warns_text() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", "libnothere:f", "--color", "never"], &prog, &["3"]);
+    assert_eq!(run.stdout, "sum=9\ntwice=41\n");
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning") && l.contains("libnothere:f"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "rtrace -s libnothere:f -- count 3: one warning line naming the probe expected, stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn never_loaded_module_warns_json() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("never_loaded_json", &["-s", "libnothere:f"], &prog, &["3"]);
+    assert_eq!(run.stdout, "sum=9\ntwice=41\n");
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let warnings = of_kind(&events, "warning");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "rtrace --json -s libnothere:f -- count 3: one warning event expected\n{}",
+        show(&events)
+    );
+    assert_eq!(str_field(warnings[0], "probe"), "libnothere:f");
+}
