@@ -9,3 +9,4 @@ mod fixtures;
 mod events;
 
 mod cli;
+mod signals;
