@@ -6,7 +6,9 @@
 
 mod events;
 mod fixtures;
-mod events;
+mod harness_selftest;
 
+mod attach;
 mod cli;
+mod errors;
 mod signals;

@@ -1,0 +1,311 @@
+//! Attach mode (`-p PID`) and detach: rtrace attaches to a running fixture,
+//! reports its calls, and on SIGINT, SIGTERM or SIGHUP removes every trace
+//! of itself. The process must carry on untouched: same code as its files,
+//! no tracer, every thread alive, and a normal end when asked to stop.
+//!
+//! rtrace writes JSON events to its stderr here, so the test waits on lines
+//! (events), never on time.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::events::{of_kind, parse_events, show, str_field};
+use crate::fixtures::{
+    code_matches_files, fixture, process_state, threads_of, Run, Spawned, Variant,
+};
+
+/// The `TracerPid:` of `pid` from `/proc/PID/status`.
+pub fn tracer_pid(pid: i32) -> i32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("TracerPid line")
+}
+
+/// Reads JSON events from rtrace's stderr until one satisfies `want`;
+/// panics after `timeout` or at end of output.
+pub fn wait_event(rtrace: &mut Spawned, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rtrace.next_stderr_line(left) {
+            Ok(line) => {
+                if let Some(e) = parse_events(&line).into_iter().find(|e| want(e)) {
+                    return e;
+                }
+            }
+            Err(why) => panic!(
+                "expected event not seen ({why:?})\n--- stderr so far:\n{}",
+                rtrace.stderr_so_far()
+            ),
+        }
+    }
+}
+
+/// After a detach signal was sent: waits at most 10 s for the `detach`
+/// event, so a lost signal fails quickly and says so.
+pub fn wait_detach(rtrace: &mut Spawned, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rtrace.next_stderr_line(left) {
+            Ok(line) if line.contains("\"event\":\"detach\"") => return,
+            Ok(_) => {}
+            Err(why) => panic!(
+                "{what}: no detach event within 10 s of the signal ({why:?}); rtrace still running: {}\n--- stderr so far:\n{}",
+                matches!(rtrace.child().try_wait(), Ok(None)),
+                rtrace.stderr_so_far()
+            ),
+        }
+    }
+}
+
+fn is(kind: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| str_field(e, "event") == kind
+}
+
+/// Attaches to `pid` with `-s work --json`, waits for the attach event and
+/// `entries` entry events, stops rtrace with `signal` and checks the detach:
+/// exit 0, a detach event, code intact, no tracer, still running. Returns
+/// rtrace's run.
+fn attach_and_detach(pid: i32, signal: Signal, entries: usize) -> Run {
+    let what = format!("rtrace -p {pid} -s work --json, stopped by {signal}");
+    let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
+    let attach = wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+    assert_eq!(attach["pid"], pid, "{what}: {attach}");
+    assert_eq!(attach["probes"], 1, "{what}: {attach}");
+    for _ in 0..entries {
+        wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
+    }
+    assert_eq!(
+        tracer_pid(pid),
+        rtrace.pid(),
+        "{what}: the tracer while attached"
+    );
+    rtrace.signal(signal);
+    wait_detach(&mut rtrace, &what);
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{what}: exit status\n{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{what}\n{}", run.stderr);
+    let events = parse_events(&run.stderr);
+    assert_eq!(
+        of_kind(&events, "detach").len(),
+        1,
+        "{what}: one detach event\n{}",
+        show(&events)
+    );
+    assert!(
+        of_kind(&events, "exit").is_empty() && of_kind(&events, "killed").is_empty(),
+        "{what}: the process must not have ended\n{}",
+        show(&events)
+    );
+    // Returns pair with entries by tid; a call in flight at detach has no
+    // return, so returns <= entries.
+    let n_entries = of_kind(&events, "entry").len();
+    let n_returns = of_kind(&events, "return").len();
+    assert!(n_entries >= entries && n_returns <= n_entries, "{what}");
+    if let Err(e) = code_matches_files(pid) {
+        panic!("{what}: after detach: {e}");
+    }
+    assert_eq!(tracer_pid(pid), 0, "{what}: TracerPid after detach");
+    let state = process_state(pid);
+    assert!(
+        matches!(state, Some('R' | 'S' | 'D')),
+        "{what}: state after detach {state:?}"
+    );
+    run
+}
+
+/// SIGTERM to spin: it prints `calls=N` then `done` and exits 0.
+fn stop_spin(spin: Spawned) {
+    let run = spin.terminate();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(run.code(), 0, "spin status; stdout:\n{}", run.stdout);
+    assert_eq!(lines.len(), 4, "spin stdout:\n{}", run.stdout);
+    assert!(
+        lines[2].starts_with("calls="),
+        "spin stdout:\n{}",
+        run.stdout
+    );
+    assert_eq!(lines[3], "done");
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn attach_detach_sigint_five_times() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    for _ in 0..5 {
+        attach_and_detach(spin.pid(), Signal::SIGINT, 3);
+    }
+    stop_spin(spin);
+}
+
+#[test]
+fn attach_detach_sigterm() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    attach_and_detach(spin.pid(), Signal::SIGTERM, 3);
+    attach_and_detach(spin.pid(), Signal::SIGTERM, 3);
+    stop_spin(spin);
+}
+
+#[test]
+fn attach_detach_sighup() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    attach_and_detach(spin.pid(), Signal::SIGHUP, 3);
+    attach_and_detach(spin.pid(), Signal::SIGHUP, 3);
+    stop_spin(spin);
+}
+
+#[test]
+fn attach_values_are_consecutive() {
+    // spin calls work(i) for i = 0, 1, 2, …: the returns seen while
+    // attached are 2*i+1 for consecutive i.
+    let prog = fixture("spin", Variant::NoPie);
+    let spin = Spawned::start(&prog, &[]);
+    let run = attach_and_detach(spin.pid(), Signal::SIGINT, 10);
+    let events = parse_events(&run.stderr);
+    let rets: Vec<i64> = of_kind(&events, "return")
+        .iter()
+        .map(|e| e["retval"].as_i64().unwrap())
+        .collect();
+    assert!(rets.len() >= 5, "{}", show(&events));
+    for w in rets.windows(2) {
+        assert_eq!(w[1], w[0] + 2, "returns {rets:?}");
+    }
+    stop_spin(spin);
+}
+
+#[test]
+fn attach_threads_detach_leaves_all_alive() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &["threads", "4"]);
+    let pid = spin.pid();
+    let before = threads_of(pid);
+    assert_eq!(before.len(), 5, "main + 4 threads: {before:?}");
+
+    let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
+    let attach = wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+    assert_eq!(attach["threads"], 5, "{attach}");
+    let mut tids = BTreeSet::new();
+    while tids.len() < 4 {
+        let e = wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
+        tids.insert(e["tid"].as_i64().unwrap());
+    }
+    assert!(
+        tids.iter()
+            .all(|t| before.contains(&(*t as i32)) && *t != pid as i64),
+        "entries from the 4 worker threads: {tids:?} of {before:?}"
+    );
+    rtrace.signal(Signal::SIGINT);
+    wait_detach(&mut rtrace, "SIGINT to rtrace");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        of_kind(&parse_events(&run.stderr), "detach").len(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(threads_of(pid), before, "threads after detach");
+    for tid in &before {
+        assert_eq!(tracer_pid(*tid), 0, "thread {tid} still traced");
+    }
+    code_matches_files(pid).unwrap_or_else(|e| panic!("after detach: {e}"));
+    stop_spin(spin);
+}
+
+#[test]
+fn attach_text_mode_status_line() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--color", "never"], pid);
+    let line = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached"));
+    assert_eq!(
+        line,
+        format!("rtrace: attached to pid {pid} (1 threads), 1 probes armed")
+    );
+    rtrace.wait_stderr_line(|l| l.contains("work("));
+    rtrace.signal(Signal::SIGINT);
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.lines().any(|l| l.contains("detached from pid")),
+        "{}",
+        run.stderr
+    );
+    code_matches_files(pid).unwrap_or_else(|e| panic!("after detach: {e}"));
+    stop_spin(spin);
+}
+
+#[test]
+fn attach_summary_on_detach() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json", "-c"], pid);
+    wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+    for _ in 0..10 {
+        wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
+    }
+    rtrace.signal(Signal::SIGINT);
+    wait_detach(&mut rtrace, "SIGINT to rtrace");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let events = parse_events(&run.stderr);
+    let summary = of_kind(&events, "summary");
+    assert_eq!(summary.len(), 1, "{}", show(&events));
+    // A completed call is one with a return.
+    let returns = of_kind(&events, "return").len() as u64;
+    assert!(returns >= 9, "{}", show(&events));
+    assert_eq!(summary[0]["calls"], returns, "{}", summary[0]);
+    code_matches_files(pid).unwrap_or_else(|e| panic!("after detach: {e}"));
+    stop_spin(spin);
+}
+
+#[test]
+fn sigstop_while_attached_left_stopped_after_detach() {
+    let prog = fixture("stopper", Variant::Pie);
+    let stopper = Spawned::start(&prog, &[]);
+    let pid = stopper.pid();
+    let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
+    wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+    wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
+    stopper.signal(Signal::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(process_state(pid), Some('T' | 't')) {
+        assert!(
+            Instant::now() < deadline,
+            "stopper did not stop: {:?}",
+            process_state(pid)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    rtrace.signal(Signal::SIGINT);
+    wait_detach(&mut rtrace, "SIGINT to rtrace");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(tracer_pid(pid), 0);
+    assert_eq!(
+        process_state(pid),
+        Some('T'),
+        "SPEC: a stopped tracee is left stopped after detach"
+    );
+    code_matches_files(pid).unwrap_or_else(|e| panic!("after detach: {e}"));
+    stopper.signal(Signal::SIGCONT);
+    let run = stopper.terminate();
+    assert_eq!(run.code(), 0, "{}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    assert_eq!(lines[2], "conts=1", "{}", run.stdout);
+    assert_eq!(lines[4], "done");
+}

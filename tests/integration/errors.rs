@@ -1,0 +1,309 @@
+//! Errors: usage errors exit 2, runtime errors exit 1, and each is one line
+//! on stderr starting `rtrace: ` (no panic, no backtrace). A launched
+//! program that cannot be traced as asked must not run; a process rtrace
+//! could not attach to is left alone; when the output goes away rtrace
+//! detaches and the tracee finishes normally.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::attach::{tracer_pid, wait_detach, wait_event};
+use crate::events::{assert_one_error_line, of_kind, parse_events, show, str_field, temp_path};
+use crate::fixtures::{
+    code_matches_files, fixture, rtrace_bin, run_command, run_rtrace, Spawned, Variant, TIMEOUT,
+};
+
+fn rtrace(args: &[&str]) -> crate::fixtures::Run {
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(args);
+    run_command(cmd, TIMEOUT)
+}
+
+#[test]
+fn nonexistent_pid() {
+    let run = rtrace(&["-p", "999999", "-s", "work"]);
+    let line = assert_one_error_line(&run, 1, "rtrace -p 999999 -s work");
+    assert!(line.contains("999999"), "names the pid: {line}");
+}
+
+#[test]
+fn non_numeric_pid_is_usage_error() {
+    let run = rtrace(&["-p", "abc", "-s", "work"]);
+    assert_one_error_line(&run, 2, "rtrace -p abc -s work");
+}
+
+#[test]
+fn missing_program() {
+    let run = rtrace(&["-s", "work", "--", "/nonexistent/program"]);
+    let line = assert_one_error_line(&run, 1, "rtrace -s work -- /nonexistent/program");
+    assert!(line.contains("/nonexistent/program"), "names it: {line}");
+}
+
+/// A file with mode 755 holding `bytes`, named after the test.
+fn executable_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = temp_path(name);
+    fs::write(&path, bytes).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn not_an_elf() {
+    let path = executable_file("not_elf", b"hello, this is text\nnot a program\n");
+    let run = run_rtrace(&["-s", "work"], &path, &[]);
+    let what = "rtrace -s work -- <text file, mode 755>";
+    let line = assert_one_error_line(&run, 1, what);
+    assert!(
+        line.to_lowercase().contains("not an elf")
+            || line.contains("ENOEXEC")
+            || line.contains("Exec format"),
+        "{what}: says what is wrong: {line}"
+    );
+}
+
+#[test]
+fn truncated_elf() {
+    let bytes = fs::read(fixture("count", Variant::Pie)).unwrap();
+    for (name, len) in [("trunc_100", 100), ("trunc_half", bytes.len() / 2)] {
+        let path = executable_file(name, &bytes[..len]);
+        let run = run_rtrace(&["-s", "work"], &path, &["3"]);
+        let what = format!("rtrace -s work -- <count truncated to {len} bytes>");
+        assert_one_error_line(&run, 1, &what);
+        assert_eq!(run.stdout, "", "{what}");
+    }
+}
+
+#[test]
+fn unknown_symbol_launch() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", "no_such_fn"], &prog, &["3"]);
+    let what = "rtrace -s no_such_fn -- count 3";
+    let line = assert_one_error_line(&run, 1, what);
+    assert!(
+        line.contains("no_such_fn"),
+        "{what}: names the symbol: {line}"
+    );
+    assert!(
+        line.contains("count") && line.contains("libc"),
+        "{what}: lists the searched modules (count, libc): {line}"
+    );
+    assert_eq!(run.stdout, "", "{what}: the program must not have run");
+}
+
+#[test]
+fn unknown_symbol_attach_leaves_process_alone() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let run = rtrace(&["-p", &pid.to_string(), "-s", "no_such_fn"]);
+    let what = format!("rtrace -p {pid} -s no_such_fn");
+    let line = assert_one_error_line(&run, 1, &what);
+    assert!(line.contains("no_such_fn"), "{what}: {line}");
+    assert_eq!(tracer_pid(pid), 0, "{what}: still traced");
+    code_matches_files(pid).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let run = spin.terminate();
+    assert_eq!(run.code(), 0, "{}", run.stdout);
+    assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+}
+
+/// SPEC: a probe on a named module that is not loaded stays pending; at
+/// exit, a probe that never armed is reported in one warning.
+#[test]
+fn unknown_module_attach_is_pending() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let mut rt = Spawned::rtrace_attach(&["-s", "nomod:f", "--json"], pid);
+    let attach = wait_event(&mut rt, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "attach"
+    });
+    assert_eq!(attach["pending"], 1, "{attach}");
+    assert_eq!(attach["probes"], 0, "{attach}");
+    rt.signal(Signal::SIGINT);
+    let what = format!("rtrace -p {pid} -s nomod:f --json, SIGINT right after the attach event");
+    wait_detach(&mut rt, &what);
+    let run = rt.wait();
+    assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+    let events = parse_events(&run.stderr);
+    assert_eq!(of_kind(&events, "detach").len(), 1, "{}", show(&events));
+    let warnings = of_kind(&events, "warning");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "rtrace -p {pid} -s nomod:f --json, then SIGINT: one warning for the probe that never armed\n{}",
+        show(&events)
+    );
+    assert_eq!(str_field(warnings[0], "probe"), "nomod:f");
+    let run = spin.terminate();
+    assert_eq!(run.code(), 0);
+}
+
+#[test]
+fn empty_spec_is_usage_error() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", ""], &prog, &["3"]);
+    assert_one_error_line(&run, 2, "rtrace -s '' -- count 3");
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn no_probe_is_usage_error() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&[], &prog, &["3"]);
+    assert_one_error_line(&run, 2, "rtrace -- count 3");
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn pid_and_command_is_usage_error() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-p", "1", "-s", "work"], &prog, &["3"]);
+    assert_one_error_line(&run, 2, "rtrace -p 1 -s work -- count 3");
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn no_target_is_usage_error() {
+    let run = rtrace(&["-s", "work"]);
+    assert_one_error_line(&run, 2, "rtrace -s work");
+}
+
+#[test]
+fn bad_color_is_usage_error() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["--color", "sometimes", "-s", "work"], &prog, &["3"]);
+    assert_one_error_line(&run, 2, "rtrace --color sometimes -s work -- count 3");
+}
+
+#[test]
+fn already_traced_by_another_rtrace() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let mut first = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
+    wait_event(&mut first, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "attach"
+    });
+    let run = rtrace(&["-p", &pid.to_string(), "-s", "work"]);
+    let what = format!(
+        "second rtrace -p {pid} while rtrace {} traces it",
+        first.pid()
+    );
+    let line = assert_one_error_line(&run, 1, &what);
+    assert!(
+        line.contains(&first.pid().to_string()),
+        "{what}: the message names the tracer pid {}: {line}",
+        first.pid()
+    );
+    // The first tracer is unaffected.
+    assert_eq!(tracer_pid(pid), first.pid());
+    wait_event(&mut first, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "entry"
+    });
+    first.signal(Signal::SIGINT);
+    wait_detach(&mut first, "SIGINT to rtrace");
+    let run = first.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    code_matches_files(pid).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spin.terminate().code(), 0);
+}
+
+#[test]
+fn already_traced_by_strace() {
+    if !Path::new("/usr/bin/strace").exists() {
+        eprintln!("note: strace not installed, already_traced_by_strace skipped");
+        return;
+    }
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    let mut cmd = Command::new("/usr/bin/strace");
+    cmd.args([
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=none",
+        "-p",
+        &pid.to_string(),
+    ]);
+    let mut strace = Spawned::command(cmd);
+    // strace says "Process N attached" on stderr once it is attached.
+    strace.wait_stderr_line(|l| l.contains("attached"));
+    let run = rtrace(&["-p", &pid.to_string(), "-s", "work"]);
+    let what = format!("rtrace -p {pid} while strace {} traces it", strace.pid());
+    let line = assert_one_error_line(&run, 1, &what);
+    assert!(
+        line.contains(&strace.pid().to_string()),
+        "{what}: the message names the tracer pid: {line}"
+    );
+    strace.signal(Signal::SIGINT);
+    strace.wait();
+    assert_eq!(spin.terminate().code(), 0);
+}
+
+#[test]
+fn output_dev_full_detaches_and_tracee_completes() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["--json", "-o", "/dev/full", "-s", "work"], &prog, &["50"]);
+    let what = "rtrace --json -o /dev/full -s work -- count 50";
+    assert_one_error_line(&run, 1, what);
+    assert_eq!(
+        run.stdout, "sum=2500\ntwice=41\n",
+        "{what}: the tracee runs to its end"
+    );
+}
+
+#[test]
+fn output_dev_full_text_mode() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-o", "/dev/full", "-s", "work"], &prog, &["50"]);
+    let what = "rtrace -o /dev/full -s work -- count 50";
+    assert_eq!(run.code(), 1, "{what}: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{what}: {}", run.stderr);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("rtrace: attached"))
+        .collect();
+    assert!(
+        errors.len() == 1 && errors[0].starts_with("rtrace: "),
+        "{what}: one error line, got:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n", "{what}");
+}
+
+#[test]
+fn closed_pipe_detaches_and_tracee_completes() {
+    let prog = fixture("count", Variant::Pie);
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    // `timeout` bounds the run: this test cannot use run_command, which
+    // captures stderr itself.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "60"])
+        .arg(rtrace_bin())
+        .args(["-s", "work", "--"])
+        .arg(&prog)
+        .arg("50");
+    // Events go to stderr, a pipe nobody reads; the tracee's stdout is
+    // captured as usual.
+    cmd.stderr(Stdio::from(write_end));
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rtrace -s work -- count 50 with stderr a closed pipe: {:?}",
+        out.status
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sum=2500\ntwice=41\n");
+}
