@@ -20,6 +20,52 @@ use super::space::SCRATCH_SIZE;
 use super::task::TaskState;
 use super::Tracer;
 
+/// Which handler method a hit runs.
+#[derive(Clone, Copy)]
+enum Phase {
+    Entry,
+    Post,
+}
+
+/// Runs `phase` of the handler of every probe in `sites` (registration order),
+/// each with its own data slot. The first error is kept in `failed`; the others
+/// still run, so one failing handler does not silence the rest.
+#[allow(clippy::too_many_arguments)]
+fn run_handlers(
+    probes: &mut [Option<super::Probe>],
+    phase: Phase,
+    sites: &[Rc<Site>],
+    datas: &mut [crate::probe::HandlerData],
+    (pid, tid, time): (Pid, Tid, std::time::Duration),
+    (regs, dirty): &mut (&mut Regs, &mut bool),
+    space: &super::space::Space,
+    failed: &mut Option<Error>,
+) {
+    for (site, data) in sites.iter().zip(datas.iter_mut()) {
+        let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+            continue;
+        };
+        let mut hit = Hit {
+            pid,
+            tid,
+            site,
+            regs,
+            regs_dirty: dirty,
+            mem: &space.mem,
+            modules: &space.modules,
+            time,
+            data,
+        };
+        let r = match phase {
+            Phase::Entry => probe.handler.on_entry(&mut hit),
+            Phase::Post => probe.handler.on_post(&mut hit),
+        };
+        if let Err(e) = r {
+            failed.get_or_insert(e);
+        }
+    }
+}
+
 /// What a single-step of one thread ended with.
 enum StepEnd {
     /// The instruction executed; the thread is stopped after it.
@@ -83,25 +129,17 @@ impl Tracer {
         let mut failed: Option<Error> = None;
 
         // Pre handlers, in registration order.
-        for (site, data) in probes.iter().zip(datas.iter_mut()) {
-            let Some(probe) = self.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut hit = Hit {
-                pid,
-                tid,
-                site,
-                regs: &mut regs,
-                regs_dirty: &mut dirty,
-                mem: &space.mem,
-                modules: &space.modules,
-                time,
-                data,
-            };
-            if let Err(e) = probe.handler.on_entry(&mut hit) {
-                failed.get_or_insert(e);
-            }
-        }
+        let mut regs_ctx = (&mut regs, &mut dirty);
+        run_handlers(
+            &mut self.probes,
+            Phase::Entry,
+            &probes,
+            &mut datas,
+            (pid, tid, time),
+            &mut regs_ctx,
+            space,
+            &mut failed,
+        );
 
         // The registers go back first (ip rewound to the site, and whatever the
         // pre handlers changed), so that from here on any failure leaves a thread
@@ -134,25 +172,17 @@ impl Tracer {
 
         // Post handlers.
         let space = &self.spaces[&key];
-        for (site, data) in probes.iter().zip(datas.iter_mut()) {
-            let Some(probe) = self.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut hit = Hit {
-                pid,
-                tid,
-                site,
-                regs: &mut regs,
-                regs_dirty: &mut dirty,
-                mem: &space.mem,
-                modules: &space.modules,
-                time,
-                data,
-            };
-            if let Err(e) = probe.handler.on_post(&mut hit) {
-                failed.get_or_insert(e);
-            }
-        }
+        let mut regs_ctx = (&mut regs, &mut dirty);
+        run_handlers(
+            &mut self.probes,
+            Phase::Post,
+            &probes,
+            &mut datas,
+            (pid, tid, time),
+            &mut regs_ctx,
+            space,
+            &mut failed,
+        );
         if dirty {
             ptrace::setregs(tid, &regs)?;
         }
