@@ -56,7 +56,7 @@ impl Tracer {
                 continue;
             }
             // Only new tasks whose first stop is still to come.
-            match wait::wait(wait::Which::Any, true) {
+            match wait::wait(wait::Which::Any, true, false) {
                 Ok(Some(stop)) => self.deferred.push_back(stop),
                 Ok(None) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return Ok(()),

@@ -223,7 +223,7 @@ impl Tracer {
                 r => r?,
             }
             let stop = loop {
-                match wait::wait(Which::Tid(tid), true) {
+                match wait::wait(Which::Tid(tid), true, false) {
                     Ok(Some(s)) => break s,
                     Ok(None) | Err(Errno::EINTR) => continue,
                     Err(Errno::ECHILD) => return Ok(StepEnd::Gone),

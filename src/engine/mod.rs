@@ -168,7 +168,7 @@ impl Tracer {
         let pid = launched.pid;
         // Until the exec stop the child is ours alone; wait for it specifically.
         loop {
-            let stop = match wait::wait(Which::Tid(pid), true) {
+            let stop = match wait::wait(Which::Tid(pid), true, false) {
                 Ok(Some(s)) => s,
                 Ok(None) | Err(Errno::EINTR) => continue,
                 Err(e) => return Err(wait::wait_error(e)),
@@ -328,6 +328,7 @@ impl Tracer {
         loop {
             match self.process_next() {
                 Ok(Some(outcome)) => {
+                    self.report_never_armed()?;
                     self.finish()?;
                     return Ok(outcome);
                 }
@@ -377,7 +378,7 @@ impl Tracer {
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut first = self.report_never_armed();
+        let mut first = Ok(());
         for p in self.probes.iter_mut().flatten() {
             let r = p.handler.on_finish();
             if first.is_ok() {
@@ -399,7 +400,7 @@ impl Tracer {
         if let Some(s) = self.deferred.pop_front() {
             return Ok(Some(s));
         }
-        match wait::wait(Which::Any, false) {
+        match wait::wait(Which::Any, false, false) {
             Ok(Some(s)) => return Ok(Some(s)),
             Ok(None) => {}
             Err(Errno::EINTR) => return Ok(None),
@@ -408,7 +409,7 @@ impl Tracer {
         for l in &mut self.listeners {
             l.on_idle()?;
         }
-        match wait::wait(Which::Any, true) {
+        match wait::wait(Which::Any, true, true) {
             Ok(s) => Ok(s),
             Err(Errno::EINTR) => Ok(None),
             Err(e) => Err(wait::wait_error(e)),
@@ -523,7 +524,7 @@ impl Tracer {
         }
         let mut quiet = Vec::new();
         while !waiting.is_empty() {
-            let stop = match wait::wait(Which::Any, true) {
+            let stop = match wait::wait(Which::Any, true, false) {
                 Ok(Some(s)) => s,
                 Ok(None) | Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => break,
@@ -555,7 +556,7 @@ impl Tracer {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             // Reap every thread so nothing is left behind as a zombie.
             while !self.tasks.is_empty() {
-                match wait::wait(Which::Any, true) {
+                match wait::wait(Which::Any, true, false) {
                     Ok(Some(s)) if s.is_death() => {
                         self.tasks.remove(&s.tid());
                     }

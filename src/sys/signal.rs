@@ -1,29 +1,88 @@
 //! The tracer's own signals: SIGINT, SIGTERM and SIGHUP ask it to detach.
 //!
-//! The handler only records the signal; it is installed without SA_RESTART, so a
-//! blocking `waitpid` returns EINTR and the event loop notices at once.
+//! The handler only records the signal. To wait without a race (a signal landing
+//! between the check of the flag and a blocking `waitpid` would go unnoticed
+//! until the tracee next stops, which may be never), the signals and SIGCHLD
+//! stay blocked, and the tracer sleeps in `ppoll`, which unblocks them atomically:
+//! a tracee stop (SIGCHLD) or a detach request wakes it.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static REQUESTED: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn record(sig: libc::c_int) {
     REQUESTED.store(sig, Ordering::SeqCst);
 }
 
-/// Installs the handlers (process-wide). Call once, from the command line tool.
+extern "C" fn nothing(_: libc::c_int) {}
+
+const WATCHED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD];
+
+/// Installs the handlers (process-wide) and blocks the signals in the calling
+/// thread, which must be the one that traces. Call once, from the command line
+/// tool, before launching or attaching.
 pub fn install_detach_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in WATCHED {
         // SAFETY: `sa` is fully initialised (zeroed, then the handler and an empty
         // mask set) before sigaction reads it; `record` is async-signal-safe (one
         // atomic store).
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = record as extern "C" fn(libc::c_int) as usize;
+            let handler: extern "C" fn(libc::c_int) = if sig == libc::SIGCHLD {
+                nothing
+            } else {
+                record
+            };
+            sa.sa_sigaction = handler as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             sa.sa_flags = 0;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
+    }
+    block_watched();
+}
+
+/// The mask with the watched signals, for sigprocmask / ppoll.
+fn watched_set() -> libc::sigset_t {
+    // SAFETY: `set` is initialised by sigemptyset before sigaddset reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in WATCHED {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks the watched signals in the calling thread (after the handlers are in).
+fn block_watched() {
+    let set = watched_set();
+    // SAFETY: `set` is a valid sigset; the old mask is not wanted.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    INSTALLED.store(true, Ordering::SeqCst);
+}
+
+/// True when [`install_detach_handlers`] was called: waits must use [`sleep`].
+pub(crate) fn installed() -> bool {
+    INSTALLED.load(Ordering::SeqCst)
+}
+
+/// Sleeps until a watched signal arrives (a tracee stop, or a detach request),
+/// with those signals unblocked only for the duration of the sleep.
+pub(crate) fn sleep() {
+    let mut mask: libc::sigset_t = watched_set();
+    // SAFETY: `mask` is a valid sigset (current mask minus the watched signals);
+    // ppoll with no fds and no timeout only sleeps until a signal handler runs.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        for sig in WATCHED {
+            libc::sigdelset(&mut mask, sig);
+        }
+        libc::ppoll(std::ptr::null_mut(), 0, std::ptr::null(), &mask);
     }
 }
 

@@ -136,13 +136,19 @@ pub enum Which {
 /// `__WALL` waits for threads as well as processes; `__WNOTHREAD` keeps each
 /// tracer to the tracees of its own OS thread, so several tracers can live in one
 /// process.
-pub fn wait(which: Which, block: bool) -> Result<Option<Stop>, Errno> {
+///
+/// `interruptible`: a blocking wait returns EINTR once a detach was requested
+/// (the event loop's wait); inner waits for one thread's step pass `false`.
+pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Stop>, Errno> {
     let pid = match which {
         Which::Any => -1,
         Which::Tid(t) => t.as_raw(),
     };
     let mut flags = libc::__WALL | libc::__WNOTHREAD;
-    if !block {
+    // With the tracer's signals blocked (the command line), never block in
+    // waitpid: poll it, and sleep in ppoll, which a detach request interrupts.
+    let sleep_in_ppoll = block && super::signal::installed();
+    if !block || sleep_in_ppoll {
         flags |= libc::WNOHANG;
     }
     loop {
@@ -153,7 +159,14 @@ pub fn wait(which: Which, block: bool) -> Result<Option<Stop>, Errno> {
             return Err(Errno::last());
         }
         if r == 0 {
-            return Ok(None);
+            if !sleep_in_ppoll {
+                return Ok(None);
+            }
+            if interruptible && super::signal::detach_requested().is_some() {
+                return Err(Errno::EINTR);
+            }
+            super::signal::sleep();
+            continue;
         }
         if let Some(stop) = classify(Tid::from_raw(r), status) {
             return Ok(Some(stop));

@@ -373,20 +373,6 @@ fn text_output_golden_twice() {
     assert!(!run.stderr.contains('\x1b'), "--color never printed ESC");
 }
 
-/// SPEC: "Arguments are decoded from DWARF types where the module has debug
-/// info". count is built with -g and `twice` takes one `int`.
-#[test]
-fn text_args_decoded_from_dwarf() {
-    let prog = fixture("count", Variant::Pie);
-    let run = run_rtrace(&["-s", "twice", "--color", "never"], &prog, &["1"]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
-    let text = normalize(&run.stderr);
-    assert!(
-        text.lines().any(|l| l == "[pid N] twice(20) = 41 <T>"),
-        "expected `[pid N] twice(20) = 41 <T>` in:\n{text}"
-    );
-}
-
 #[test]
 fn color_always_has_escapes() {
     let prog = fixture("count", Variant::Pie);

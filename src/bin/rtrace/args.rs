@@ -88,7 +88,8 @@ pub struct Cli {
 }
 
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("rtrace: {msg} (see 'rtrace --help')");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "rtrace: {msg} (see 'rtrace --help')");
     ExitCode::from(2)
 }
 

@@ -27,12 +27,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// One line: what went wrong, then what to do about it.
+/// One line: what went wrong, then what to do about it. If stderr itself is
+/// gone there is nowhere left to say it; the exit status still tells.
 fn report(e: &rtrace::Error) {
-    match e.hint() {
-        Some(hint) => eprintln!("rtrace: {e} ({hint})"),
-        None => eprintln!("rtrace: {e}"),
-    }
+    use std::io::Write;
+    let line = match e.hint() {
+        Some(hint) => format!("rtrace: {e} ({hint})"),
+        None => format!("rtrace: {e}"),
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The printer is shared: each probe gets a `Forward` to it, and it is also the
