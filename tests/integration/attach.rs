@@ -309,3 +309,26 @@ fn sigstop_while_attached_left_stopped_after_detach() {
     assert_eq!(lines[2], "conts=1", "{}", run.stdout);
     assert_eq!(lines[4], "done");
 }
+
+/// A probe that is armed but never hit (spin never calls getpid): the
+/// tracee makes no ptrace stops, so only the signal itself can wake rtrace.
+/// SIGINT sent as soon as the attach event is out must still detach.
+#[test]
+fn attach_idle_probe_sigint_right_after_attach() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &[]);
+    let pid = spin.pid();
+    for _ in 0..3 {
+        let mut rtrace = Spawned::rtrace_attach(&["-s", "libc:getpid", "--json"], pid);
+        let attach = wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+        assert_eq!(attach["probes"], 1, "{attach}");
+        rtrace.signal(Signal::SIGINT);
+        let what = format!("rtrace -p {pid} -s libc:getpid --json, SIGINT right after attach");
+        wait_detach(&mut rtrace, &what);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        assert_eq!(tracer_pid(pid), 0, "{what}");
+        code_matches_files(pid).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    stop_spin(spin);
+}

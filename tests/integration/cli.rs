@@ -412,20 +412,23 @@ fn libc_open_in_cat() {
 fn libc_openat_in_opener_renders_path() {
     let prog = fixture("opener", Variant::Pie);
     let untraced = run_untraced(&prog, &["/etc/hostname"]);
-    let (run, events) = trace_json(
-        "libc_openat_opener",
-        &["-s", "libc:openat"],
-        &prog,
-        &["/etc/hostname"],
-    );
-    assert_same_as_untraced(&run, &untraced, "rtrace -s libc:openat -- opener");
-    assert_eq!(run.stdout, "ok\n");
-    let entries = of_symbol(&events, "entry", "openat");
-    assert_eq!(entries.len(), 1, "{}", show(&events));
-    assert_eq!(entries[0]["args"][1], "\"/etc/hostname\"", "{}", entries[0]);
-    let rets = retvals(&events, "openat");
-    assert_eq!(rets.len(), 1);
-    assert!(rets[0] >= 3, "openat returned {}", rets[0]);
+    for (i, spec) in ["openat", "libc:openat"].into_iter().enumerate() {
+        let what = format!("rtrace -s {spec} -- opener /etc/hostname");
+        let test = format!("libc_openat_opener_{i}");
+        let (run, events) = trace_json(&test, &["-s", spec], &prog, &["/etc/hostname"]);
+        assert_same_as_untraced(&run, &untraced, &what);
+        assert_eq!(run.stdout, "ok\n");
+        let entries = of_symbol(&events, "entry", "openat");
+        assert_eq!(entries.len(), 1, "{what}\n{}", show(&events));
+        assert_eq!(
+            entries[0]["args"][1], "\"/etc/hostname\"",
+            "{what}: {}",
+            entries[0]
+        );
+        let rets = retvals(&events, "openat");
+        assert_eq!(rets.len(), 1, "{what}");
+        assert!(rets[0] >= 3, "{what}: openat returned {}", rets[0]);
+    }
 }
 
 #[test]
