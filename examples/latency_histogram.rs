@@ -8,9 +8,9 @@
 //! For example `latency_histogram libc:write -- ls -l /usr/bin` prints, at the end:
 //!
 //! ```text
-//! libc:write: 212 calls
-//! [2us, 4us)             3 |@@                                       |
-//! [4us, 8us)            60 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
+//! libc:write: 212 calls, nanoseconds
+//! [16K, 32K)             3 |@@                                      |
+//! [32K, 64K)            60 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
 //! …
 //! ```
 //!
@@ -18,11 +18,12 @@
 //! duration (`Return::duration`, measured from the entry stop to the return stop,
 //! so it includes the tracing overhead of one stop) and counts it in the bucket of
 //! its power of two. `on_finish` prints the histogram when tracing ends — the
-//! program exited, or Ctrl-C detached rtrace and left the process running.
+//! program exited, or Ctrl-C detached rtrace and left the process running. It
+//! exits with the traced program's status (128+N if signal N killed it).
 
 use std::process::{Command, ExitCode};
 
-use rtrace::{Handler, Options, Pid, Return, Tracer};
+use rtrace::{Handler, Options, Outcome, Pid, Return, Tracer};
 
 struct Histogram {
     name: String,
@@ -39,7 +40,7 @@ impl Handler for Histogram {
 
     fn on_finish(&mut self) -> rtrace::Result<()> {
         let total: u64 = self.buckets.iter().sum();
-        println!("{}: {total} calls", self.name);
+        println!("{}: {total} calls, nanoseconds", self.name);
         let max = self.buckets.iter().copied().max().unwrap_or(0).max(1);
         let used: Vec<usize> = (0..64).filter(|&i| self.buckets[i] > 0).collect();
         let (Some(&lo), Some(&hi)) = (used.first(), used.last()) else {
@@ -55,12 +56,13 @@ impl Handler for Histogram {
     }
 }
 
-fn human(ns: u64) -> String {
-    match ns {
-        n if n >= 1_000_000_000 => format!("{}s", n / 1_000_000_000),
-        n if n >= 1_000_000 => format!("{}ms", n / 1_000_000),
-        n if n >= 1_000 => format!("{}us", n / 1_000),
-        n => format!("{n}ns"),
+/// A power of two as bpftrace writes it: 1024 is `1K`, 2^20 is `1M`.
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{}G", n >> 30),
+        n if n >= 1 << 20 => format!("{}M", n >> 20),
+        n if n >= 1 << 10 => format!("{}K", n >> 10),
+        n => n.to_string(),
     }
 }
 
@@ -96,8 +98,11 @@ fn main() -> ExitCode {
         tracer.add_probe(func.parse()?, hist)?;
         tracer.run()
     });
+    // Like rtrace itself: the traced program's exit status, or 128+N.
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(Outcome::Exited(code)) => ExitCode::from(code as u8),
+        Ok(Outcome::Killed { signal, .. }) => ExitCode::from(128 + signal as u8),
+        Ok(Outcome::Detached) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("latency_histogram: {e}");
             ExitCode::from(1)

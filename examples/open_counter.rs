@@ -7,7 +7,8 @@
 //! ```
 //!
 //! prints, when the program has finished, one line per path with how many times it
-//! was opened and how many of those opens failed:
+//! was opened and how many of those opens failed, the most opened first (paths
+//! opened as often in name order):
 //!
 //! ```text
 //!   opens  failed  path
@@ -82,8 +83,12 @@ fn run(args: &[String]) -> rtrace::Result<u8> {
     tracer.add_probe("libc:open".parse()?, counter.clone())?;
     tracer.add_probe("libc:openat".parse()?, counter.clone())?;
     let outcome = tracer.run()?;
+    let counter = counter.borrow();
+    let mut rows: Vec<_> = counter.counts.iter().collect();
+    // Most opened first; the sort is stable, so ties stay in path order.
+    rows.sort_by_key(|(_, (opens, _))| std::cmp::Reverse(*opens));
     println!("  opens  failed  path");
-    for (path, (opens, failed)) in &counter.borrow().counts {
+    for (path, (opens, failed)) in rows {
         println!("{opens:>7} {failed:>7}  {path}");
     }
     Ok(match outcome {

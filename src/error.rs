@@ -94,6 +94,22 @@ pub enum Error {
         /// The line as given.
         line: u32,
     },
+    /// A source line has no code, but other lines of the same file do.
+    #[error(
+        "no code at {file}:{line}; nearest line{} with code: {}",
+        if nearest.len() == 1 { "" } else { "s" },
+        nearest.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    NoCodeAtLine {
+        /// The file as given.
+        file: String,
+        /// The line as given.
+        line: u32,
+        /// The nearest lines of that file that have code, ascending (at most two:
+        /// the one before and the one after, or the two nearest on the one side
+        /// that has any).
+        nearest: Vec<u32>,
+    },
     /// `name+off` does not fall on an instruction boundary.
     #[error("{spec}: offset {offset:#x} is not on an instruction boundary of {symbol}")]
     NotInstructionBoundary {
@@ -111,6 +127,12 @@ pub enum Error {
         addr: RuntimeAddr,
         /// Why.
         reason: String,
+    },
+    /// An IFUNC whose implementation no relocated GOT slot names.
+    #[error("cannot tell which implementation of the IFUNC {name} the process uses (no GOT slot holds it yet)")]
+    UnresolvedIfunc {
+        /// The IFUNC's name.
+        name: String,
     },
     /// A ptrace request failed.
     #[error("ptrace {op} on tid {tid}: {errno}")]
@@ -206,12 +228,17 @@ impl Error {
                 Some("name a loaded module by its file name, e.g. libc".into())
             }
             Error::NoLineInfo { .. } => Some("build the program with -g".into()),
+            // The message already says what to do.
+            Error::NoCodeAtLine { .. } => None,
             Error::NotInstructionBoundary { .. } => {
                 Some("pick an offset shown by `objdump -d`".into())
             }
             Error::UnsupportedInstruction { .. } => {
                 Some("probe another instruction of the function".into())
             }
+            Error::UnresolvedIfunc { name } => Some(format!(
+                "probe its implementation by name; `rtrace --list '*{name}*' -- PROGRAM` lists candidates"
+            )),
             Error::Ptrace { .. }
             | Error::Memory { .. }
             | Error::LostReturn { .. }

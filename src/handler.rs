@@ -1,23 +1,141 @@
 //! The plugin surface: [`Handler`], [`Hit`] and [`Return`].
 //!
-//! A handler is attached to a probe with `Tracer::add_probe`; the command-line
-//! tool's printers are handlers like any other. The contract:
+//! A handler is attached to a probe with `Tracer::add_probe`, or added as a
+//! listener with `Tracer::add_listener`; the command-line tool's printers are
+//! handlers like any other. Every method has a default that does nothing, so a
+//! handler implements only what it needs. The programs in `examples/` are
+//! complete handlers: counting, timing, a leak report, a return value override.
 //!
-//! - **Thread.** Every method runs on the tracer's thread, with the tracee thread
-//!   that hit the probe stopped. Handlers must not block: the tracee waits.
-//! - **Order.** At a probe site, `on_entry` of every probe on that address runs in
-//!   registration order (the kprobe pre handlers); then the displaced instruction
-//!   executes; then `on_post` of each probe, in the same order (the post handlers).
-//!   For a function probe, `on_return` runs when the call returns, on the same thread.
-//!   Lifecycle events (attach, fork, exec, signals, exit, detach) reach the
-//!   listeners added with `Tracer::add_listener` through [`Handler::on_event`].
-//! - **Writes.** `on_entry` may change registers through [`Hit::regs_mut`] (they
-//!   are written back once, before the instruction executes); `on_return` may
-//!   change the return value with [`Return::set_retval`].
-//! - **Errors.** A handler that returns an error stops tracing: the tracer
-//!   detaches cleanly (every breakpoint and return address restored) and
-//!   `Tracer::run` returns the error. The tracee runs on.
-//! - **Defaults.** Every method has a default that does nothing.
+//! # The contract
+//!
+//! **Which thread.** Every method runs on the thread that calls `Tracer::run`
+//! (or `Tracer::process_next`); a `Tracer` is not `Send`, so there is only one.
+//! While `on_entry`, `on_post` and `on_return` run, the tracee thread that hit
+//! the probe is stopped (between the two it executes only the displaced
+//! instruction): a handler that blocks blocks that thread. Other threads of the
+//! traced process may be running meanwhile (they are stopped only while a
+//! displaced instruction is stepped in place), so memory a handler reads can
+//! change under it, as in any debugger.
+//!
+//! **Call order at a probe site.** When a thread executes the breakpoint at
+//! address S:
+//!
+//! 1. `on_entry` of every probe at S, in registration order (the order of the
+//!    `add_probe` calls; the kprobe pre handlers). Each probe has its own data
+//!    slot ([`Hit::set_data`]).
+//! 2. For a function probe that reports returns, the return address is replaced
+//!    by the trampoline's, using the stack pointer as `on_entry` left it.
+//! 3. The displaced instruction executes (emulated, stepped out of line, or
+//!    stepped in place).
+//! 4. `on_post` of every probe at S, in the same order (the post handlers), with
+//!    the registers as the instruction left them.
+//! 5. The registers are written back and the thread resumes.
+//!
+//! Later, when the probed function returns — through the trampoline, or, in
+//! code where return addresses must stay untouched (an unwinder is walking the
+//! stack), at its real return site — `on_return` runs on the same thread, once
+//! per probe of that call, innermost call first when several return at once
+//! (tail calls). Calls whose frames are left without returning (`longjmp`, a C++
+//! exception unwinding through them) are dropped silently: no `on_return`,
+//! and what their handlers kept with [`Hit::set_data`] is dropped. A probe that
+//! does not report returns (an instruction probe, `--entry-only`) never gets
+//! `on_return`. A thread that is traced but not reported (a `vfork` child
+//! running in the parent's memory when forks are not followed) passes the
+//! breakpoints without calling any handler.
+//!
+//! Lifecycle events (attach, fork, exec, signals, exit, detach) go only to
+//! listeners, through [`Handler::on_event`], in the order they happen; so does
+//! [`Handler::on_idle`], when the tracer is about to wait for the tracee (before
+//! every wait, or batched: see [`Handler::idle_interval`]).
+//! `Tracer::run` calls [`Handler::on_finish`] at the end, on the handler of every
+//! probe still registered (so a handler shared by several probes through
+//! `Rc<RefCell<_>>` is called once per probe; a removed probe's handler has been
+//! dropped) and then on every listener. A caller that drives the
+//! tracer with `Tracer::process_next` instead gets no `on_finish`.
+//!
+//! **What a handler may change.** `on_entry` may change registers through
+//! [`Hit::regs_mut`]: the displaced instruction executes with them. Moving the
+//! instruction pointer away from the probe skips the hit's rest, as a kprobe
+//! pre handler returning 1 does: the thread resumes where the pointer says,
+//! the probed instruction does not run, no return is watched and no `on_post`
+//! is called (to skip a whole call: set the return value, pop the return address
+//! into the pointer, add 8 to the stack pointer). `on_post`
+//! may change them too; they are written back before the thread resumes, the
+//! instruction pointer included. `on_return` may change the return value with
+//! [`Return::set_retval`] (the whole register; the caller of a function
+//! returning `int` reads its low 32 bits); the thread then resumes at the real
+//! return address. Tracee memory is read-only through `Hit` and `Return`.
+//!
+//! **What an error does.** A handler that returns an error stops tracing, but
+//! not in the middle of a hit: the other handlers of the hit still run (the first
+//! error is kept), the hit is completed and the thread resumed, and then
+//! `Tracer::process_next` returns the error. `Tracer::run` then detaches cleanly
+//! (every breakpoint and rewritten return address restored, the scratch page
+//! unmapped, pending signals delivered), calls `on_finish` on every handler, and
+//! returns the error. The tracee runs on unharmed, untraced. An error from
+//! `on_event` or `on_idle` is handled the same way.
+//!
+//! **What a panic does.** The engine catches a panic in any handler method and
+//! turns it into an error, [`Error::Handler`](crate::Error::Handler) with the
+//! panic's message (`a handler panicked: …`): the hit is completed, tracing
+//! stops, the tracer detaches and `Tracer::run` returns that error, exactly as
+//! for a returned error. The tracee runs on unharmed. (The panic message is
+//! still printed by the panic hook.) With `panic = "abort"` nothing can be
+//! caught: the tracer process dies at once and the kernel kills a launched
+//! tracee (`PTRACE_O_EXITKILL`). Returning an error is the better way.
+//!
+//! **Removing or disabling a probe.** Handlers see only [`Hit`] and
+//! [`Return`], not the tracer, so a handler cannot remove its own probe from
+//! inside a call. The pattern is a flag shared with the code that drives the
+//! tracer, which removes the probe between two `Tracer::process_next` calls:
+//!
+//! ```no_run
+//! use std::cell::Cell;
+//! use std::process::Command;
+//! use std::rc::Rc;
+//! use rtrace::{Handler, Hit, Options, Tracer};
+//!
+//! /// Reports the first call only.
+//! struct FirstCall(Rc<Cell<bool>>);
+//!
+//! impl Handler for FirstCall {
+//!     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+//!         if !self.0.get() {
+//!             println!("first call from thread {}", hit.tid());
+//!             self.0.set(true);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> rtrace::Result<()> {
+//! let mut tracer = Tracer::launch(&Command::new("ls"), Options::default())?;
+//! let done = Rc::new(Cell::new(false));
+//! let id = tracer.add_probe("libc:opendir".parse()?, FirstCall(done.clone()))?;
+//! let mut removed = false;
+//! let outcome = loop {
+//!     if let Some(outcome) = tracer.process_next()? {
+//!         break outcome;
+//!     }
+//!     if done.get() && !removed {
+//!         tracer.remove_probe(id)?; // the breakpoint goes; ls runs at full speed
+//!         removed = true;
+//!     }
+//! };
+//! # let _ = outcome;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Once `remove_probe` has returned, none of that probe's methods is called
+//! again: a thread already stopped at its breakpoint is sent through the
+//! original instruction, and calls in flight return normally, unreported.
+//! Between the hit that set the flag and the removal, no other stop is handled,
+//! so no other hit is reported. (Driving the loop with `process_next` means
+//! calling what `run` does at the end, `on_finish` included, yourself; and
+//! `process_next` does not detach on an error: drop the `Tracer` to detach.)
+//! A handler that only wants to ignore further hits can also keep the flag to
+//! itself and return early; the breakpoint then stays, and so does its cost.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -28,7 +146,7 @@ use std::time::Duration;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::Regs;
 use crate::error::Result;
-use crate::symbols::{ModuleMap, Symbolized};
+use crate::symbols::{Module, ModuleMap, Symbolized};
 use crate::sys::mem::ProcMem;
 
 /// Identifies a probe added to a tracer.
@@ -131,6 +249,75 @@ pub enum Event {
         /// The probe spec.
         probe: String,
     },
+    /// A glob probe left some of the functions it matches unprobed (once per
+    /// probe and address space).
+    Skipped {
+        /// The probe spec.
+        probe: String,
+        /// Why, with how many functions and the first few names, one entry per
+        /// reason.
+        reasons: Vec<SkipReason>,
+    },
+}
+
+/// Functions a glob probe skipped for one reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkipReason {
+    /// Why (`cannot step 'syscall'…`, `rtrace's unwinder hooks`).
+    pub reason: String,
+    /// How many functions.
+    pub count: usize,
+    /// The first few of them (at most 3).
+    pub examples: Vec<String>,
+}
+
+impl SkipReason {
+    /// Adds `symbol` to the reason `reason` of `reasons`.
+    pub(crate) fn add(reasons: &mut Vec<SkipReason>, reason: &str, symbol: &str) {
+        let i = match reasons.iter().position(|r| r.reason == reason) {
+            Some(i) => i,
+            None => {
+                reasons.push(SkipReason {
+                    reason: reason.to_string(),
+                    count: 0,
+                    examples: Vec::new(),
+                });
+                reasons.len() - 1
+            }
+        };
+        let r = &mut reasons[i];
+        r.count += 1;
+        if r.examples.len() < 3 {
+            r.examples.push(symbol.to_string());
+        }
+    }
+
+    /// `12 cannot be stepped (a, b, c, …)`.
+    pub fn describe(&self) -> String {
+        let more = if self.count > self.examples.len() {
+            ", …"
+        } else {
+            ""
+        };
+        format!(
+            "{} {}: {}{more}",
+            self.count,
+            self.reason,
+            self.examples.join(", ")
+        )
+    }
+}
+
+/// `probe libc:* skipped 5 functions: 3 whose first instruction cannot be
+/// stepped (…): a, b, c, …; 2 …`: the text of an [`Event::Skipped`].
+pub fn skipped_message(probe: &str, reasons: &[SkipReason]) -> String {
+    let total: usize = reasons.iter().map(|r| r.count).sum();
+    let parts: Vec<String> = reasons.iter().map(SkipReason::describe).collect();
+    let s = if total == 1 { "" } else { "s" };
+    format!(
+        "probe {probe} skipped {total} function{s}: {}",
+        parts.join("; ")
+    )
 }
 
 /// The name of a signal number: `SIGUSR1`, `SIGRTMIN+3`.
@@ -160,34 +347,83 @@ impl ForkKind {
     }
 }
 
-/// Probe logic. See the module docs for the contract.
+/// Probe logic: what runs when a probe is hit, when a probed call returns, and
+/// (for listeners) when the traced process changes.
+///
+/// Every method has a default that does nothing and returns `Ok(())`. Every
+/// method runs on the tracer's thread; the three hit methods run with the tracee
+/// thread that hit the probe stopped until they return. An error from any method
+/// stops tracing: `Tracer::run` detaches cleanly and returns it, and the tracee
+/// runs on. A panic is caught and handled as an error.
+/// The [module docs](self) give the contract in full: call order, threads, what
+/// may be changed, errors, panics, and removing a probe.
 pub trait Handler {
-    /// Before the probed instruction executes (kprobe pre handler).
+    /// Called when a thread reaches the probe, before the instruction at the
+    /// probed address executes (the kprobe pre handler). At a function probe
+    /// this is the function's first instruction: the arguments are in their
+    /// registers ([`Hit::arg`]) and the return address is at the stack pointer.
+    ///
+    /// Probes sharing the address are called in registration order. Registers
+    /// changed through [`Hit::regs_mut`] are what the instruction executes with;
+    /// moving the instruction pointer skips the instruction (see the module
+    /// docs). Data kept with [`Hit::set_data`] comes back
+    /// in [`Handler::on_return`] for this call.
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let _ = hit;
         Ok(())
     }
-    /// After the probed instruction executed (kprobe post handler).
+    /// Called after the probed instruction executed, before the thread resumes
+    /// (the kprobe post handler), in the same order as `on_entry`. The
+    /// registers are the ones the instruction left; changes through
+    /// [`Hit::regs_mut`], instruction pointer included, are written back before
+    /// the thread resumes. Not called when the instruction faulted: the
+    /// program gets its signal at the probed address instead, as untraced.
     fn on_post(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let _ = hit;
         Ok(())
     }
-    /// When a probed function returns (kretprobe handler).
+    /// Called when a call entered through a function probe returns (the
+    /// kretprobe handler), on the thread that made the call, with the return
+    /// value in its register ([`Return::retval`]) and the caller not yet
+    /// resumed; [`Return::set_retval`] changes what the caller gets.
+    ///
+    /// Called once per call whose entry was reported, except calls left without
+    /// returning (`longjmp`, an exception unwinding through them) and calls in
+    /// flight when the probe is removed or the tracer detaches. When several
+    /// calls return at once (tail calls), the innermost is reported first.
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
         let _ = ret;
         Ok(())
     }
-    /// A lifecycle event (for listeners).
+    /// Called on a listener (`Tracer::add_listener`) for each lifecycle event,
+    /// in the order they happen; `time` is the time since the tracer started.
+    /// Never called on a probe's handler.
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
         let _ = (event, time);
         Ok(())
     }
-    /// The tracer is about to block until the tracee does something (listeners
-    /// only): flush buffered output here so a person watching sees it now.
+    /// Called on a listener when the tracer is about to wait for the tracee:
+    /// flush buffered output here so a person watching sees it. How often
+    /// depends on [`Handler::idle_interval`]. Never called on a probe's handler.
     fn on_idle(&mut self) -> Result<()> {
         Ok(())
     }
-    /// Tracing is over (the tracee exited, or rtrace detached): flush, summarise.
+    /// How long this listener's buffered output may wait. `None` (the default):
+    /// [`Handler::on_idle`] before every wait, so output to a terminal stays in
+    /// step with the program's own. `Some(d)`: while the tracee keeps stopping,
+    /// at most every `d` (a flush per hit costs a write per hit), and at most `d`
+    /// after it stops stopping. The shortest wish of all listeners wins. (Driven
+    /// as a library without the command line's signal handling, the tracer tells
+    /// listeners before every blocking wait.)
+    fn idle_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Called once by `Tracer::run` when tracing is over — the tracee exited or
+    /// was killed, rtrace detached, or an error stopped tracing (after the
+    /// detach) — on every probe's handler and then every listener: flush,
+    /// summarise. A handler registered for several probes is called once per
+    /// probe; a removed probe's handler is not called. Not called when the
+    /// tracer is driven with `Tracer::process_next` alone.
     fn on_finish(&mut self) -> Result<()> {
         Ok(())
     }
@@ -209,6 +445,9 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     }
     fn on_idle(&mut self) -> Result<()> {
         self.borrow_mut().on_idle()
+    }
+    fn idle_interval(&self) -> Option<Duration> {
+        self.borrow().idle_interval()
     }
     fn on_finish(&mut self) -> Result<()> {
         self.borrow_mut().on_finish()
@@ -278,8 +517,17 @@ impl<'a> Hit<'a> {
     pub fn module_path(&self) -> &Path {
         &self.site.module
     }
+    /// The loaded module the probe is in: its parsed file (symbols, DWARF) and
+    /// load bias. None only if the address space changed under the site.
+    pub fn module(&self) -> Option<&Module> {
+        self.modules
+            .module_at(self.site.address)
+            .filter(|m| m.path == self.site.module)
+    }
     /// Keeps `data` with this call; [`Return::data`] gives it back at return.
-    /// Each probe's handler has its own slot.
+    /// Each probe's handler has its own slot; setting it again (in `on_entry`
+    /// or `on_post`) replaces it. It is dropped, unseen, when the probe does not
+    /// report returns or the call never returns.
     pub fn set_data<T: Any>(&mut self, data: T) {
         *self.data = Some(Box::new(data));
     }

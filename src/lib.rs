@@ -35,6 +35,17 @@
 //! # }
 //! ```
 //!
+//! # Handlers
+//!
+//! The [`handler`] module docs are the contract every [`Handler`] can rely on:
+//! the order of the calls at a probe site and at a return, which thread they
+//! run on (the tracer's, with the tracee thread stopped), what a handler may
+//! change (registers at entry, the return value at return), what an error does
+//! (tracing stops, rtrace detaches cleanly, `run` returns it, the tracee runs
+//! on), what a panic does, and how to remove a probe from a handler's decision.
+//! `examples/` holds complete handlers: per-path open counts, a latency
+//! histogram, a heap leak report, a return value override.
+//!
 //! # Layers
 //!
 //! Dependencies point one way: the `rtrace` binary → this library's API;
@@ -62,6 +73,7 @@ pub mod arch;
 mod engine;
 pub mod error;
 pub mod handler;
+pub mod inject;
 pub mod output;
 pub mod probe;
 pub mod symbols;
@@ -69,7 +81,10 @@ pub mod symbols;
 pub mod sys;
 
 pub use addr::{FileOffset, LinkAddr, Pid, RuntimeAddr, Tid};
+pub use arch::StepMode;
 pub use engine::{find_program, Options, Outcome, Tracer};
 pub use error::{Error, Result};
-pub use handler::{signal_name, Event, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site};
+pub use handler::{
+    signal_name, Event, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site, SkipReason,
+};
 pub use symbols::ProbeSpec;

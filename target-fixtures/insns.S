@@ -11,6 +11,17 @@
  *   jcc_first     je taken (ZF=1 from caller) returns 4 (0 if not taken)
  *   ret_first     ret (caller put 5 in eax)   returns 5
  *   push_first    push %rbx                   returns 6
+ *   endbr_first   endbr64                     returns 7
+ *   frame_first   mov %rsp,%rbp (rbp saved by the caller)   returns 8
+ *   sub_first     sub $0x18,%rsp              returns 9
+ *   store_first   movl %edi, slot(%rip)       returns 10 (reads it back)
+ *   lea_first     leaq answer(%rip), %rax     returns 42 (through the pointer)
+ *   icall_first   call *helper_ptr(%rip)      returns helper() + 2 = 12
+ *   ijmp_first    jmp *%rax (rax = its label) returns 13
+ *   syscall_first syscall (getpid, rax = 39)  returns 1 when it matches getpid()
+ *   rep_first     rep movsb (3 bytes)         returns 14 (copied bytes' sum)
+ *   jnc_first     jne not taken (ZF=1)        returns 15
+ *   xor_first     xor %eax,%eax               returns 16 (0 + 16)
  *
  * Usage: insns   (no arguments)
  * Output (stdout), exactly, one line per function in that order:
@@ -20,6 +31,17 @@
  *     jcc=4
  *     ret=5
  *     push=6
+ *     endbr=7
+ *     frame=8
+ *     sub=9
+ *     store=10
+ *     lea=42
+ *     icall=12
+ *     ijmp=13
+ *     syscall=1
+ *     rep=14
+ *     jnc=15
+ *     xor=16
  * Exit status 0. A wrongly stepped instruction shows as a wrong value, a
  * crash (ud2: SIGILL) or a jump into the weeds. */
 
@@ -27,6 +49,10 @@
 
         .data
 answer: .long 42
+slot:   .long 0
+helper_ptr: .quad helper
+src_bytes: .byte 3, 5, 6
+dst_bytes: .byte 0, 0, 0
 
         .section .rodata
 fmt:        .string "%s=%d\n"
@@ -36,6 +62,17 @@ name_jmp:   .string "jmp"
 name_jcc:   .string "jcc"
 name_ret:   .string "ret"
 name_push:  .string "push"
+name_endbr: .string "endbr"
+name_frame: .string "frame"
+name_sub:   .string "sub"
+name_store: .string "store"
+name_lea:   .string "lea"
+name_icall: .string "icall"
+name_ijmp:  .string "ijmp"
+name_syscall: .string "syscall"
+name_rep:   .string "rep"
+name_jnc:   .string "jnc"
+name_xor:   .string "xor"
 
         .text
 
@@ -95,6 +132,110 @@ push_first:
         ret
         .size push_first, .-push_first
 
+        .globl endbr_first
+        .type endbr_first, @function
+endbr_first:
+        endbr64
+        movl $7, %eax
+        ret
+        .size endbr_first, .-endbr_first
+
+/* Called with rbp already pushed by the caller: moves rsp into rbp and
+ * returns rsp-derived proof that rbp == rsp. */
+        .globl frame_first
+        .type frame_first, @function
+frame_first:
+        mov %rsp, %rbp
+        movl $8, %eax
+        cmp %rsp, %rbp
+        je 1f
+        movl $0, %eax
+1:      ret
+        .size frame_first, .-frame_first
+
+        .globl sub_first
+        .type sub_first, @function
+sub_first:
+        sub $0x18, %rsp
+        movl $9, (%rsp)
+        movl (%rsp), %eax
+        add $0x18, %rsp
+        ret
+        .size sub_first, .-sub_first
+
+        .globl store_first
+        .type store_first, @function
+store_first:
+        movl %edi, slot(%rip)
+        movl slot(%rip), %eax
+        ret
+        .size store_first, .-store_first
+
+        .globl lea_first
+        .type lea_first, @function
+lea_first:
+        leaq answer(%rip), %rax
+        movl (%rax), %eax
+        ret
+        .size lea_first, .-lea_first
+
+        .globl icall_first
+        .type icall_first, @function
+icall_first:
+        call *helper_ptr(%rip)
+        addl $2, %eax
+        ret
+        .size icall_first, .-icall_first
+
+/* The caller puts the address of ijmp_target in rax. */
+        .globl ijmp_first
+        .type ijmp_first, @function
+ijmp_first:
+        jmp *%rax
+        ud2
+ijmp_target:
+        movl $13, %eax
+        ret
+        .size ijmp_first, .-ijmp_first
+
+/* getpid through the syscall instruction; returns it. */
+        .globl syscall_first
+        .type syscall_first, @function
+syscall_first:
+        syscall
+        ret
+        .size syscall_first, .-syscall_first
+
+        .globl rep_first
+        .type rep_first, @function
+rep_first:
+        rep movsb
+        movzbl dst_bytes(%rip), %eax
+        movzbl dst_bytes+1(%rip), %ecx
+        addl %ecx, %eax
+        movzbl dst_bytes+2(%rip), %ecx
+        addl %ecx, %eax
+        ret
+        .size rep_first, .-rep_first
+
+        .globl jnc_first
+        .type jnc_first, @function
+jnc_first:
+        jne 1f
+        movl $15, %eax
+        ret
+1:      movl $0, %eax
+        ret
+        .size jnc_first, .-jnc_first
+
+        .globl xor_first
+        .type xor_first, @function
+xor_first:
+        xor %eax, %eax
+        addl $16, %eax
+        ret
+        .size xor_first, .-xor_first
+
 /* report NAME: printf("%s=%d\n", NAME, eax) */
 .macro report name
         movl %eax, %edx
@@ -128,6 +269,54 @@ main:
 
         call push_first
         report name_push
+
+        call endbr_first
+        report name_endbr
+
+        push %rbp
+        call frame_first
+        pop %rbp
+        report name_frame
+
+        call sub_first
+        report name_sub
+
+        movl $10, %edi
+        call store_first
+        report name_store
+
+        call lea_first
+        report name_lea
+
+        call icall_first
+        report name_icall
+
+        leaq ijmp_target(%rip), %rax
+        call ijmp_first
+        report name_ijmp
+
+        call getpid@PLT
+        movl %eax, %ebx
+        movl $39, %eax
+        call syscall_first
+        cmpl %eax, %ebx
+        sete %al
+        movzbl %al, %eax
+        report name_syscall
+
+        leaq src_bytes(%rip), %rsi
+        leaq dst_bytes(%rip), %rdi
+        movl $3, %ecx
+        call rep_first
+        report name_rep
+
+        xorl %eax, %eax         /* ZF=1: jne not taken */
+        call jnc_first
+        report name_jnc
+
+        movl $99, %eax
+        call xor_first
+        report name_xor
 
         xorl %eax, %eax
         pop %rbx

@@ -7,9 +7,12 @@
 
 mod x86_64;
 
-pub use x86_64::insn::{analyze, is_insn_boundary, InsnPlan};
+pub use x86_64::exec::{emulate, xol_cancel, xol_finish, xol_prepare, Stack, XolEnd};
+pub use x86_64::insn::{
+    analyze, is_insn_boundary, Emulation, Fixup, Gpr, InsnPlan, RipRel, StepMode, Strategy, Xol,
+};
 pub use x86_64::regs::Regs;
 pub use x86_64::{
     BREAKPOINT, BREAKPOINT_LEN, MAX_INSN_LEN, SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET, SYSCALL_INSN,
-    WORD,
+    WORD, XOL_SLOTS_OFFSET, XOL_SLOT_SIZE,
 };

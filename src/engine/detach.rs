@@ -12,11 +12,12 @@
 //! 3. Release: PTRACE_DETACH each thread, delivering its pending signal.
 
 use crate::addr::{RuntimeAddr, Tid};
+use crate::arch::BREAKPOINT_LEN;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::sys::{ptrace, signal, wait};
 
-use super::task::TaskState;
+use super::task::{self, TaskState};
 use super::Tracer;
 
 impl Tracer {
@@ -27,7 +28,7 @@ impl Tracer {
             return Ok(());
         }
         self.halting = true;
-        let halted = self.halt();
+        let halted = self.halt().and_then(|()| self.take_pending_traps());
         let undone = self.undo_all();
         let released = self.release_all();
         self.halting = false;
@@ -38,12 +39,17 @@ impl Tracer {
     fn halt(&mut self) -> Result<()> {
         loop {
             while let Some(stop) = self.deferred.pop_front() {
-                self.dispatch(stop)?;
+                match self.dispatch(stop) {
+                    Err(e) if e.is_tracee_gone() => {}
+                    r => r?,
+                }
             }
             let running: Vec<Tid> = self
                 .tasks
                 .iter()
-                .filter(|(_, t)| matches!(t.state, TaskState::Running | TaskState::Listening))
+                .filter(|(_, t)| {
+                    !t.exiting && matches!(t.state, TaskState::Running | TaskState::Listening)
+                })
                 .map(|(tid, _)| *tid)
                 .collect();
             let starting = self.tasks.values().any(|t| t.state == TaskState::Starting);
@@ -56,12 +62,59 @@ impl Tracer {
                 continue;
             }
             // Only new tasks whose first stop is still to come.
-            match wait::wait(wait::Which::Any, true, false) {
+            match self.wait_stop(wait::Which::Any, true, false) {
                 Ok(Some(stop)) => self.deferred.push_back(stop),
                 Ok(None) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return Ok(()),
             }
         }
+    }
+
+    /// A thread that executed one of our `int3`s just as it was interrupted
+    /// reports the interrupt first, with the SIGTRAP still pending (the kernel
+    /// handles PTRACE_INTERRUPT before it dequeues signals). Detached like that,
+    /// it would die of that SIGTRAP. Each such thread is resumed to take it now
+    /// (it runs no instruction before: a pending signal is dequeued on the way
+    /// out of the kernel) and the trap is handled as ours: the thread is rewound
+    /// to the site, or sent on from the trampoline to its return address.
+    fn take_pending_traps(&mut self) -> Result<()> {
+        let stopped: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state == TaskState::Stopped)
+            .map(|(tid, _)| *tid)
+            .collect();
+        for tid in stopped {
+            if !task::signal_pending(tid, libc::SIGTRAP) {
+                continue;
+            }
+            let Ok(regs) = ptrace::getregs(tid) else {
+                continue;
+            };
+            let at = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
+            let key = self.tasks[&tid].space;
+            let ours = Some(at) == self.trampoline_of(tid)
+                || self.spaces.get(&key).is_some_and(|s| s.is_our_trap(at));
+            if !ours {
+                continue;
+            }
+            match ptrace::cont(tid, 0) {
+                Err(e) if e.is_tracee_gone() => continue,
+                r => r?,
+            }
+            self.tasks.get_mut(&tid).expect("listed above").state = TaskState::Running;
+            let stop = loop {
+                match wait::wait(wait::Which::Tid(tid), true, false) {
+                    Ok(Some(stop)) => break Some(stop),
+                    Ok(None) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break None,
+                }
+            };
+            if let Some(stop) = stop {
+                self.dispatch(stop)?;
+            }
+        }
+        Ok(())
     }
 
     fn undo_all(&mut self) -> Result<()> {
@@ -83,11 +136,20 @@ impl Tracer {
             .filter(|(_, t)| t.space == key)
             .map(|(tid, _)| *tid)
             .collect();
+        // Out of the slots first: the scratch area goes below.
+        let mut stepped = Ok(());
+        for &tid in &tids {
+            if let Err(e) = self.abandon_step(tid) {
+                if !e.is_tracee_gone() && stepped.is_ok() {
+                    stepped = Err(e);
+                }
+            }
+        }
         let Some(space) = self.spaces.get_mut(&key) else {
-            return Ok(());
+            return stepped;
         };
         let tramp = space.trampoline();
-        let mut first = Ok(());
+        let mut first = stepped;
         let mut keep = |r: Result<()>| {
             if let Err(e) = r {
                 if !e.is_tracee_gone() && first.is_ok() {
@@ -103,7 +165,7 @@ impl Tracer {
                 if let Ok(mut regs) = ptrace::getregs(tid) {
                     if regs.ip() == tramp.get() {
                         let (_, found) = task.returns.pop_returning(RuntimeAddr(regs.sp()));
-                        if let Some(inst) = found {
+                        if let Some(inst) = found.first() {
                             regs.set_ip(inst.orig_ret.get());
                             keep(ptrace::setregs(tid, &regs));
                         }

@@ -7,18 +7,20 @@ use std::rc::Rc;
 use nix::errno::Errno;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::StepMode;
 use crate::arch::{
-    Regs, BREAKPOINT, BREAKPOINT_LEN, SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET, SYSCALL_INSN,
+    self, Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN, SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET,
+    SYSCALL_INSN, WORD,
 };
 use crate::error::{Error, Result};
 use crate::handler::{Hit, ProbeKind, Return, Site};
-use crate::probe::ReturnInstance;
+use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, Stop, TrapCause, Which};
 
 use super::space::SCRATCH_SIZE;
-use super::task::TaskState;
-use super::Tracer;
+use super::task::{Hijack, PendingHit, TaskState, XolStep};
+use super::{guarded, Tracer};
 
 /// Which handler method a hit runs.
 #[derive(Clone, Copy)]
@@ -57,8 +59,8 @@ fn run_handlers(
             data,
         };
         let r = match phase {
-            Phase::Entry => probe.handler.on_entry(&mut hit),
-            Phase::Post => probe.handler.on_post(&mut hit),
+            Phase::Entry => guarded(|| probe.handler.on_entry(&mut hit)),
+            Phase::Post => guarded(|| probe.handler.on_post(&mut hit)),
         };
         if let Err(e) = r {
             failed.get_or_insert(e);
@@ -66,20 +68,32 @@ fn run_handlers(
     }
 }
 
-/// What a single-step of one thread ended with.
+/// What an in-place single-step of one thread ended with.
 enum StepEnd {
     /// The instruction executed; the thread is stopped after it.
     Done,
     /// The thread died, or exec'd (the stop is deferred).
     Gone,
+    /// The instruction raised this signal (a fault) and did not complete.
+    Faulted(i32),
+}
+
+/// The length of the slot's copy of the instruction of an out-of-line step.
+fn xol_code_len(step: &XolStep) -> usize {
+    match &step.plan.strategy {
+        Strategy::Xol(xol) => xol.code.len(),
+        _ => 0,
+    }
 }
 
 impl Tracer {
     /// A SIGTRAP stopped `tid`: ours (a probe, the trampoline, a breakpoint just
-    /// removed) or the tracee's own (delivered as if untraced).
-    pub(super) fn on_trap(&mut self, tid: Tid, cause: TrapCause) -> Result<()> {
-        if cause != TrapCause::Breakpoint {
-            return self.deliver_signal(tid, libc::SIGTRAP);
+    /// removed, the end of an out-of-line step) or the tracee's own (delivered as
+    /// if untraced). `stray_step` is set when a step trap left over from a step
+    /// completed at a signal stop may come now.
+    pub(super) fn on_trap(&mut self, tid: Tid, stray_step: bool) -> Result<()> {
+        if let Some(step) = self.tasks.get(&tid).and_then(|t| t.step.clone()) {
+            return self.on_trap_in_step(tid, wait::trap_cause(tid), &step);
         }
         let mut regs = match ptrace::getregs(tid) {
             Ok(r) => r,
@@ -88,6 +102,25 @@ impl Tracer {
         };
         let key = self.tasks[&tid].space;
         let site = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
+        // Just past the trampoline, or past a live breakpoint whose displaced
+        // instruction is longer than one byte, no instruction boundary exists
+        // where a SIGTRAP sent by someone could have stopped the thread: the
+        // trap is our int3, and the kernel need not be asked.
+        let ours_for_sure = !stray_step
+            && !self.halting
+            && (Some(site) == self.trampoline_of(tid)
+                || self
+                    .spaces
+                    .get(&key)
+                    .and_then(|s| s.sites.get(site))
+                    .is_some_and(|s| s.plan.len > 1));
+        if !ours_for_sure {
+            match wait::trap_cause(tid) {
+                TrapCause::Step if stray_step => return self.resume(tid, 0),
+                TrapCause::Breakpoint => {}
+                _ => return self.deliver_signal(tid, libc::SIGTRAP),
+            }
+        }
         if Some(site) == self.trampoline_of(tid) {
             return self.on_trampoline(tid, regs);
         }
@@ -112,7 +145,25 @@ impl Tracer {
     fn on_breakpoint(&mut self, tid: Tid, addr: RuntimeAddr, mut regs: Regs) -> Result<()> {
         let time = self.start.elapsed();
         regs.set_ip(addr.get());
-        let mut dirty = true;
+        let key = self.tasks[&tid].space;
+        let (ret_refs, unwind) = {
+            let site = self.spaces[&key].sites.get(addr).expect("caller checked");
+            (site.ret_refs, site.unwind)
+        };
+        if ret_refs > 0 {
+            self.on_return_site(tid, addr, &mut regs, time)?;
+            if self.spaces[&key].sites.get(addr).is_none() {
+                // That was the last reason for the breakpoint: the original
+                // instruction is back, run it.
+                ptrace::setregs(tid, &regs)?;
+                return self.resume(tid, 0);
+            }
+        }
+        if unwind {
+            // An unwinder is about to walk this thread's stack: it must see
+            // only real return addresses.
+            self.watch_at_return_sites(tid)?;
+        }
         let task = &self.tasks[&tid];
         let (key, pid, silent) = (task.space, task.pid, task.silent);
         let space = &self.spaces[&key];
@@ -122,83 +173,338 @@ impl Tracer {
         } else {
             site.probes.clone()
         };
-        let rtld = site.rtld;
+        let (rtld, plan, slot) = (site.rtld, site.plan.clone(), site.slot);
         let mut datas: Vec<Option<Box<dyn Any>>> = probes.iter().map(|_| None).collect();
         // A handler error is kept and returned once the hit is complete, so the
-        // thread is never left half-way (breakpoint lifted, registers unwritten).
+        // thread is never left half-way.
         let mut failed: Option<Error> = None;
 
         // Pre handlers, in registration order.
-        let mut regs_ctx = (&mut regs, &mut dirty);
+        let mut dirty = false;
         run_handlers(
             &mut self.probes,
             Phase::Entry,
             &probes,
             &mut datas,
             (pid, tid, time),
-            &mut regs_ctx,
+            &mut (&mut regs, &mut dirty),
             space,
             &mut failed,
         );
 
-        // The registers go back first (ip rewound to the site, and whatever the
-        // pre handlers changed), so that from here on any failure leaves a thread
-        // that simply re-executes the site once the breakpoint is removed.
-        if dirty {
+        // A pre handler that moved the instruction pointer takes the thread
+        // elsewhere (as a kprobe pre handler returning 1 does): the displaced
+        // instruction, the return probe and the post handlers are skipped.
+        if regs.ip() != addr.get() {
             ptrace::setregs(tid, &regs)?;
+            self.resume(tid, 0)?;
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
         }
 
         // Return probe: rewrite the return address, now, while `sp` points at it.
         let wants_return = probes
             .iter()
             .any(|p| p.kind == ProbeKind::Function { returns: true });
-        let mut hijacked = None;
-        if wants_return {
-            if let Some(tramp) = space.trampoline() {
-                let slot = RuntimeAddr(regs.sp());
-                let orig = space.mem.read_u64(slot)?;
-                space.mem.write_u64(slot, tramp.get())?;
-                hijacked = Some((slot, RuntimeAddr(orig)));
+        let return_site_only = self.spaces[&key]
+            .sites
+            .get(addr)
+            .is_some_and(|s| s.return_site_only);
+        let hijacked = match self.hijack_return(tid, &regs, wants_return, return_site_only) {
+            Ok(h) => h,
+            Err(e) => {
+                // Nothing changed but the registers: back to the site.
+                ptrace::setregs(tid, &regs)?;
+                return Err(e);
+            }
+        };
+        let hit = PendingHit {
+            probes,
+            datas,
+            time,
+            hijacked,
+            rtld,
+            failed,
+        };
+        let len = u64::from(plan.len);
+        match &plan.strategy {
+            Strategy::Emulate(e) => {
+                if let Err(err) = arch::emulate(*e, addr.get(), len, &mut regs, &space.mem) {
+                    self.unhijack(key, hit.hijacked);
+                    if err.is_tracee_gone() {
+                        return Ok(());
+                    }
+                    // The thread goes back to the site: after the detach that
+                    // this error causes, it runs the instruction for real.
+                    regs.set_ip(addr.get());
+                    ptrace::setregs(tid, &regs)?;
+                    return Err(err);
+                }
+                self.finish_hit(tid, key, pid, regs, hit)
+            }
+            Strategy::Xol(xol) => {
+                let slot = slot.expect("an out-of-line site has a slot");
+                let saved_reg = arch::xol_prepare(xol, slot.get(), &mut regs);
+                ptrace::setregs(tid, &regs)?;
+                let task = self.tasks.get_mut(&tid).expect("task of the hit");
+                task.step = Some(XolStep {
+                    site: addr,
+                    slot,
+                    plan: plan.clone(),
+                    saved_reg,
+                });
+                task.pending_hit = Some(Box::new(hit));
+                // Single-steps it (see `resume`); the step trap completes the hit.
+                self.resume(tid, 0)
+            }
+            Strategy::InPlace => {
+                ptrace::setregs(tid, &regs)?;
+                match self.step_displaced(tid, addr)? {
+                    StepEnd::Done => {}
+                    StepEnd::Gone => return Ok(()),
+                    StepEnd::Faulted(signal) => {
+                        // The instruction raised a fault and did not complete:
+                        // the program gets the signal at the site, as untraced.
+                        self.unhijack(key, hit.hijacked);
+                        return self.deliver_signal(tid, signal);
+                    }
+                }
+                let regs = ptrace::getregs(tid)?;
+                self.finish_hit(tid, key, pid, regs, hit)
             }
         }
+    }
 
-        // The displaced instruction.
-        match self.step_displaced(tid, addr)? {
-            StepEnd::Done => {}
-            StepEnd::Gone => return Ok(()),
+    /// Rewrites the return address at the stack pointer to the trampoline, when
+    /// `wanted` and the space has one. When the slot holds the trampoline already
+    /// (a tail call from a function whose return is watched), the new call is
+    /// chained to that one and nothing is written.
+    /// In code where return addresses must stay as they are (`return_site_only`),
+    /// the return is watched at the return site instead, from the start.
+    fn hijack_return(
+        &self,
+        tid: Tid,
+        regs: &Regs,
+        wanted: bool,
+        return_site_only: bool,
+    ) -> Result<Option<Hijack>> {
+        let task = &self.tasks[&tid];
+        let space = &self.spaces[&task.space];
+        let (true, Some(tramp)) = (wanted, space.trampoline()) else {
+            return Ok(None);
+        };
+        let slot = RuntimeAddr(regs.sp());
+        let orig = space.mem.read_u64(slot)?;
+        if return_site_only && orig != tramp.get() {
+            return Ok(Some(Hijack {
+                slot,
+                orig: RuntimeAddr(orig),
+                chained: false,
+                watch: Watch::ReturnSite,
+            }));
         }
-        let mut regs = ptrace::getregs(tid)?;
+        if orig == tramp.get() {
+            return Ok(task.returns.in_slot(slot).map(|below| Hijack {
+                slot,
+                orig: below.orig_ret,
+                chained: true,
+                watch: below.watch,
+            }));
+        }
+        space.mem.write_u64(slot, tramp.get())?;
+        Ok(Some(Hijack {
+            slot,
+            orig: RuntimeAddr(orig),
+            chained: false,
+            watch: Watch::Trampoline,
+        }))
+    }
+
+    /// Puts back a return address rewritten for a hit that did not complete.
+    fn unhijack(&self, key: Pid, hijacked: Option<Hijack>) {
+        let (Some(h), Some(space)) = (hijacked, self.spaces.get(&key)) else {
+            return;
+        };
+        if h.chained || h.watch != Watch::Trampoline {
+            return;
+        }
+        if let Some(tramp) = space.trampoline() {
+            if space.mem.read_u64(h.slot).ok() == Some(tramp.get()) {
+                let _ = space.mem.write_u64(h.slot, h.orig.get());
+            }
+        }
+    }
+
+    /// A thread is entering an unwinder (`_Unwind_RaiseException`,
+    /// `_Unwind_Backtrace`…): every call of it in flight gets its real return
+    /// address back on the stack and is watched at its return site from now on,
+    /// gdb's `finish` way. The unwinder then finds the frames it would find
+    /// untraced; a frame it unwinds never reaches its return site, and is dropped
+    /// later by stack-pointer comparison.
+    fn watch_at_return_sites(&mut self, tid: Tid) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("a known task");
+        let Some(space) = self.spaces.get_mut(&task.space) else {
+            return Ok(());
+        };
+        let Some(tramp) = space.trampoline() else {
+            return Ok(());
+        };
+        for inst in task.returns.iter_mut() {
+            if inst.watch != Watch::Trampoline {
+                continue;
+            }
+            if space.mem.read_u64(inst.slot)? == tramp.get() {
+                space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
+            }
+            inst.watch = Watch::ReturnSite;
+            space.arm(inst.orig_ret, Owner::ReturnSite, StepMode::Auto)?;
+        }
+        Ok(())
+    }
+
+    /// `tid` hit a return site watched for calls in flight. Calls whose frames
+    /// are gone are dropped; the one returning here (its slot just below the stack
+    /// pointer) is reported. `regs` are the registers at the site.
+    fn on_return_site(
+        &mut self,
+        tid: Tid,
+        addr: RuntimeAddr,
+        regs: &mut Regs,
+        time: std::time::Duration,
+    ) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("a known task");
+        let sp = RuntimeAddr(regs.sp());
+        // Below the slot a return here would have come through, frames are gone
+        // (unwound by the exception): dropped, unreported.
+        let slot = sp.offset(-(WORD as i64));
+        let abandoned = task.returns.drop_abandoned(slot);
+        let returning_here = task.returns.iter().last().is_some_and(|top| {
+            top.slot == slot && top.watch == Watch::ReturnSite && top.orig_ret == addr
+        });
+        let returning = if returning_here {
+            task.returns.pop_returning(sp).1
+        } else {
+            Vec::new()
+        };
+        self.release_instances(tid, &abandoned)?;
+        self.release_instances(tid, &returning)?;
+        self.report_returns(tid, regs, returning, time)
+    }
+
+    /// Instances leaving a thread's return stack: their return sites are released.
+    fn release_instances(&mut self, tid: Tid, gone: &[ReturnInstance]) -> Result<()> {
+        let key = self.tasks[&tid].space;
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        for inst in gone.iter().filter(|i| i.watch == Watch::ReturnSite) {
+            space.release_return_site(inst.orig_ret)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the return handlers of `returning` (innermost first) on `regs`.
+    /// Returns the first handler error, after all have run.
+    fn report_returns(
+        &mut self,
+        tid: Tid,
+        regs: &mut Regs,
+        returning: Vec<ReturnInstance>,
+        time: std::time::Duration,
+    ) -> Result<()> {
+        let task = &self.tasks[&tid];
+        let (pid, key) = (task.pid, task.space);
+        let Some(space) = self.spaces.get(&key) else {
+            return Ok(());
+        };
         let mut dirty = false;
-
-        // Post handlers.
-        let space = &self.spaces[&key];
-        let mut regs_ctx = (&mut regs, &mut dirty);
-        run_handlers(
-            &mut self.probes,
-            Phase::Post,
-            &probes,
-            &mut datas,
-            (pid, tid, time),
-            &mut regs_ctx,
-            space,
-            &mut failed,
-        );
-        if dirty {
-            ptrace::setregs(tid, &regs)?;
+        let mut failed = None;
+        for inst in returning {
+            for (site, data) in inst.probes {
+                let Some(probe) = self.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                    continue;
+                };
+                let mut ret = Return {
+                    pid,
+                    tid,
+                    site: &site,
+                    regs,
+                    regs_dirty: &mut dirty,
+                    mem: &space.mem,
+                    time,
+                    entered: inst.entered,
+                    data,
+                };
+                if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        if let Some((slot, orig_ret)) = hijacked {
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The end of a hit, once the displaced instruction has executed (`regs` are
+    /// the registers after it): post handlers, the registers written back, the
+    /// return instance pushed, the dynamic linker's news, and the thread resumed.
+    fn finish_hit(
+        &mut self,
+        tid: Tid,
+        key: Pid,
+        pid: Pid,
+        mut regs: Regs,
+        hit: PendingHit,
+    ) -> Result<()> {
+        let PendingHit {
+            probes,
+            mut datas,
+            time,
+            hijacked,
+            rtld,
+            mut failed,
+        } = hit;
+        if let Some(space) = self.spaces.get(&key) {
+            let mut dirty = false;
+            run_handlers(
+                &mut self.probes,
+                Phase::Post,
+                &probes,
+                &mut datas,
+                (pid, tid, time),
+                &mut (&mut regs, &mut dirty),
+                space,
+                &mut failed,
+            );
+        }
+        match ptrace::setregs(tid, &regs) {
+            Err(e) if e.is_tracee_gone() => return Ok(()),
+            r => r?,
+        }
+        if let Some(h) = hijacked {
             let probes = probes
                 .into_iter()
                 .zip(datas)
                 .filter(|(p, _)| p.kind == ProbeKind::Function { returns: true })
                 .collect();
-            let task = self.tasks.get_mut(&tid).expect("task alive after step");
-            task.returns.push(ReturnInstance {
-                slot,
-                orig_ret,
-                entered: time,
-                probes,
-            });
+            if let Some(task) = self.tasks.get_mut(&tid) {
+                task.returns.push(ReturnInstance {
+                    slot: h.slot,
+                    orig_ret: h.orig,
+                    entered: time,
+                    probes,
+                    chained: h.chained,
+                    watch: h.watch,
+                });
+            }
+            if h.watch == Watch::ReturnSite {
+                if let Some(space) = self.spaces.get_mut(&key) {
+                    space.arm(h.orig, Owner::ReturnSite, StepMode::Auto)?;
+                }
+            }
         }
         if rtld {
             self.on_rtld_event(key)?;
@@ -210,6 +516,108 @@ impl Tracer {
         }
     }
 
+    /// A SIGTRAP stopped `tid` while it steps out of line.
+    fn on_trap_in_step(&mut self, tid: Tid, cause: TrapCause, step: &XolStep) -> Result<()> {
+        let regs = match ptrace::getregs(tid) {
+            Ok(r) => r,
+            Err(e) if e.is_tracee_gone() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let guard = step.slot.get() + xol_code_len(step) as u64 + BREAKPOINT_LEN;
+        match cause {
+            TrapCause::Step => self.complete_step(tid, regs),
+            // Something ran on past the instruction onto the slot's guard (a
+            // task created by the stepped system call, which is not stepping).
+            TrapCause::Breakpoint if regs.ip() == guard => self.complete_step(tid, regs),
+            _ => self.on_signal_in_step(tid, libc::SIGTRAP),
+        }
+    }
+
+    /// The out-of-line step of `tid` ended (`regs`, just read): fix the registers
+    /// up, and finish the hit. A `rep` instruction between iterations is stepped
+    /// again.
+    fn complete_step(&mut self, tid: Tid, mut regs: Regs) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("a stepping task");
+        let step = task.step.clone().expect("a stepping task");
+        let (key, pid) = (task.space, task.pid);
+        let Some(space) = self.spaces.get(&key) else {
+            return Ok(());
+        };
+        match step.finish(&mut regs, &space.mem) {
+            Ok(XolEnd::Again) => return self.resume(tid, 0),
+            Ok(XolEnd::Done) => {}
+            Err(e) if e.is_tracee_gone() => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let task = self.tasks.get_mut(&tid).expect("a stepping task");
+        task.step = None;
+        match task.pending_hit.take() {
+            Some(hit) => self.finish_hit(tid, key, pid, regs, *hit),
+            // A task that inherited the step (created by the stepped call).
+            None => {
+                ptrace::setregs(tid, &regs)?;
+                self.resume(tid, 0)
+            }
+        }
+    }
+
+    /// A signal stopped `tid` while it steps out of line. A fault raised by the
+    /// instruction cancels the step: the thread goes back to the site and gets
+    /// the signal there, as it would untraced. Any other signal waits for the
+    /// step to complete, then is delivered, once.
+    pub(super) fn on_signal_in_step(&mut self, tid: Tid, signal: i32) -> Result<()> {
+        let mut regs = match ptrace::getregs(tid) {
+            Ok(r) => r,
+            Err(e) if e.is_tracee_gone() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let task = self.tasks.get_mut(&tid).expect("a stepping task");
+        let step = task.step.clone().expect("a stepping task");
+        if regs.ip() != step.slot.get() {
+            // The instruction ran (a system call the signal interrupted): the
+            // step is over; the signal follows it.
+            task.stray_step = true;
+            self.hold_signal(tid, signal)?;
+            return self.complete_step(tid, regs);
+        }
+        if !wait::is_fault(tid, signal) {
+            self.hold_signal(tid, signal)?;
+            return self.resume(tid, 0);
+        }
+        step.cancel(&mut regs);
+        task.step = None;
+        let hit = task.pending_hit.take();
+        let key = task.space;
+        ptrace::setregs(tid, &regs)?;
+        if let Some(hit) = hit {
+            self.unhijack(key, hit.hijacked);
+        }
+        self.deliver_signal(tid, signal)
+    }
+
+    /// Detaching: a thread caught in an out-of-line step leaves the slot, either
+    /// back at the site (the instruction has not run) or after it, and a return
+    /// address rewritten for its hit gets its original back.
+    pub(super) fn abandon_step(&mut self, tid: Tid) -> Result<()> {
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return Ok(());
+        };
+        let (Some(step), hit) = (task.step.take(), task.pending_hit.take()) else {
+            return Ok(());
+        };
+        let key = task.space;
+        if let Some(hit) = hit {
+            self.unhijack(key, hit.hijacked);
+        }
+        let mut regs = ptrace::getregs(tid)?;
+        if regs.ip() == step.slot.get() {
+            step.cancel(&mut regs);
+        } else if let Some(space) = self.spaces.get(&key) {
+            step.finish(&mut regs, &space.mem)?;
+        }
+        ptrace::setregs(tid, &regs)
+    }
+
     /// Executes the instruction displaced by the breakpoint at `addr`, in place:
     /// every other thread of the address space is stopped, the original bytes go
     /// back, `tid` single-steps, the breakpoint is re-armed, the others resume.
@@ -219,7 +627,9 @@ impl Tracer {
         let others: Vec<Tid> = self
             .tasks
             .iter()
-            .filter(|(t, k)| k.space == key && **t != tid && k.state == TaskState::Running)
+            .filter(|(t, k)| {
+                k.space == key && **t != tid && k.state == TaskState::Running && !k.exiting
+            })
             .map(|(t, _)| *t)
             .collect();
         let stopped = self.interrupt_and_collect(&others)?;
@@ -229,10 +639,19 @@ impl Tracer {
             .map(|s| s.saved.clone())
             .expect("site armed");
         self.spaces[&key].mem.write(addr, &saved)?;
-        let end = self.single_step(tid);
+        let mut end = self.single_step(tid);
+        // A `rep` instruction stops between iterations, still at the site.
+        while let Ok(StepEnd::Done) = end {
+            match ptrace::getregs(tid) {
+                Ok(regs) if regs.ip() == addr.get() => end = self.single_step(tid),
+                _ => break,
+            }
+        }
         // Re-arm whatever happened, unless the address space is gone.
         if let Some(space) = self.spaces.get(&key) {
-            if matches!(end, Ok(StepEnd::Done)) || space.sites.get(addr).is_some() {
+            if matches!(end, Ok(StepEnd::Done | StepEnd::Faulted(_)))
+                || space.sites.get(addr).is_some()
+            {
                 match space.mem.write(addr, &BREAKPOINT) {
                     Err(e) if !e.is_tracee_gone() => return Err(e),
                     _ => {}
@@ -246,6 +665,7 @@ impl Tracer {
     }
 
     /// Single-steps `tid` once, keeping signals that arrive for later delivery.
+    /// A fault raised by the instruction itself ends the step (it did not run).
     fn single_step(&mut self, tid: Tid) -> Result<StepEnd> {
         loop {
             match ptrace::step(tid, 0) {
@@ -253,7 +673,7 @@ impl Tracer {
                 r => r?,
             }
             let stop = loop {
-                match wait::wait(Which::Tid(tid), true, false) {
+                match self.wait_stop(Which::Tid(tid), true, false) {
                     Ok(Some(s)) => break s,
                     Ok(None) | Err(Errno::EINTR) => continue,
                     Err(Errno::ECHILD) => return Ok(StepEnd::Gone),
@@ -261,12 +681,14 @@ impl Tracer {
                 }
             };
             match stop {
-                Stop::Trap {
-                    cause: TrapCause::Step,
-                    ..
-                } => return Ok(StepEnd::Done),
-                Stop::Trap { .. } => self.keep_signal(tid, libc::SIGTRAP),
-                Stop::Signal { signal, .. } => self.keep_signal(tid, signal),
+                Stop::Trap { .. } if wait::trap_cause(tid) == TrapCause::Step => {
+                    return Ok(StepEnd::Done)
+                }
+                Stop::Trap { .. } => self.hold_signal(tid, libc::SIGTRAP)?,
+                Stop::Signal { signal, .. } if wait::is_fault(tid, signal) => {
+                    return Ok(StepEnd::Faulted(signal))
+                }
+                Stop::Signal { signal, .. } => self.hold_signal(tid, signal)?,
                 Stop::GroupStop { .. } | Stop::Interrupt { .. } => {}
                 Stop::Exited { .. } | Stop::Killed { .. } => {
                     self.deferred.push_back(stop);
@@ -283,6 +705,10 @@ impl Tracer {
                         self.on_new_child(tid, child, crate::ForkKind::Vfork)?
                     }
                     wait::Event::VforkDone => {}
+                    wait::Event::Exit => {
+                        self.on_exiting(tid)?;
+                        return Ok(StepEnd::Gone);
+                    }
                     wait::Event::Exec { .. } => {
                         self.deferred.push_back(stop);
                         return Ok(StepEnd::Gone);
@@ -292,10 +718,22 @@ impl Tracer {
         }
     }
 
-    fn keep_signal(&mut self, tid: Tid, sig: i32) {
-        if let Some(t) = self.tasks.get_mut(&tid) {
-            t.pending_signals.push(sig);
+    /// Keeps a signal that arrived while `tid` was stepping, to deliver when the
+    /// step is over, and reports it now, as it arrives.
+    fn hold_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return Ok(());
+        };
+        task.pending_signals.push(signal);
+        if task.silent {
+            return Ok(());
         }
+        let event = crate::handler::Event::Signal {
+            pid: task.pid,
+            tid,
+            signal,
+        };
+        self.emit(event)
     }
 
     /// A thread returned into the trampoline: report the return, send it on to
@@ -303,44 +741,19 @@ impl Tracer {
     pub(super) fn on_trampoline(&mut self, tid: Tid, mut regs: Regs) -> Result<()> {
         let time = self.start.elapsed();
         let task = self.tasks.get_mut(&tid).expect("trap of a known task");
-        let (pid, key) = (task.pid, task.space);
-        let (_abandoned, found) = task.returns.pop_returning(RuntimeAddr(regs.sp()));
-        let Some(inst) = found else {
+        let (abandoned, returning) = task.returns.pop_returning(RuntimeAddr(regs.sp()));
+        let Some(innermost) = returning.first() else {
             return Err(Error::LostReturn {
                 tid,
                 sp: RuntimeAddr(regs.sp()),
             });
         };
-        regs.set_ip(inst.orig_ret.get());
-        let mut dirty = true;
-        let mut failed = None;
-        if let Some(space) = self.spaces.get(&key) {
-            for (site, data) in inst.probes {
-                let Some(probe) = self.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                    continue;
-                };
-                let mut ret = Return {
-                    pid,
-                    tid,
-                    site: &site,
-                    regs: &mut regs,
-                    regs_dirty: &mut dirty,
-                    mem: &space.mem,
-                    time,
-                    entered: inst.entered,
-                    data,
-                };
-                if let Err(e) = probe.handler.on_return(&mut ret) {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
+        regs.set_ip(innermost.orig_ret.get());
+        self.release_instances(tid, &abandoned)?;
+        let failed = self.report_returns(tid, &mut regs, returning, time);
         ptrace::setregs(tid, &regs)?;
         self.resume(tid, 0)?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        failed
     }
 
     /// Maps the scratch page into process `pid` by making `tid` (stopped) call
@@ -402,6 +815,14 @@ impl Tracer {
             result = match end {
                 Ok(StepEnd::Done) => ptrace::getregs(tid),
                 Ok(StepEnd::Gone) => Err(Error::NoSuchProcess { pid: tid }),
+                Ok(StepEnd::Faulted(signal)) => {
+                    self.hold_signal(tid, signal)?;
+                    Err(Error::Memory {
+                        pid: tid,
+                        addr: at,
+                        errno: Errno::EFAULT,
+                    })
+                }
                 Err(ref e) => Err(Error::Handler(e.to_string())),
             };
             match &result {

@@ -1,12 +1,15 @@
 //! Lifecycle: address spaces coming and going (startup, exec, library loads),
 //! threads and children being born and dying, and the stops that are not hits.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
-use crate::handler::{Event, ForkKind, ProbeId, Site};
-use crate::symbols::{resolve, Resolution};
+use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
+use crate::probe::Owner;
+use crate::symbols::resolve::{never_returns, not_found};
+use crate::symbols::{ifunc, reserved, resolve, Location, Resolution};
 use crate::sys::wait::{self, Stop};
 use crate::sys::{ptrace, signal};
 
@@ -55,7 +58,8 @@ impl Tracer {
         let space = self.space_mut(pid)?;
         space.scratch = Some(scratch);
         if let Some(r_brk) = space.rtld.map(|r| r.r_brk) {
-            space.arm(r_brk, None)?;
+            // rtrace's own hook: whatever `--step` says for the user's probes.
+            space.arm(r_brk, Owner::Rtld, crate::arch::StepMode::Auto)?;
         }
         self.place_all(pid)
     }
@@ -66,15 +70,48 @@ impl Tracer {
             .ok_or(Error::NoSuchProcess { pid: key })
     }
 
-    /// Places every probe that is not armed yet in space `key`.
+    /// Places every probe that is not armed yet in space `key`, and the
+    /// unwinder hooks.
     pub(super) fn place_all(&mut self, key: Pid) -> Result<()> {
         for i in 0..self.probes.len() {
             self.place_probe(key, ProbeId(i))?;
         }
+        self.place_unwind_hooks(key);
         Ok(())
     }
 
+    /// Watches the entries of the stack unwinders of every module (libgcc's, in
+    /// libgcc_s or linked statically), when return probes may rewrite return
+    /// addresses: see `watch_at_return_sites`. Best effort: an unwinder that
+    /// cannot be probed is left alone.
+    pub(super) fn place_unwind_hooks(&mut self, key: Pid) {
+        if self.opts.entry_only || self.probes.iter().all(Option::is_none) {
+            return;
+        }
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return;
+        };
+        let mut addrs = Vec::new();
+        for m in space.modules.modules() {
+            for name in crate::symbols::resolve::UNWINDERS {
+                if let Some(sym) = m.elf.function_named(name) {
+                    addrs.push(m.to_runtime(sym.addr));
+                }
+            }
+        }
+        for addr in addrs {
+            let _ = space.arm(addr, Owner::Unwind, crate::arch::StepMode::Auto);
+        }
+    }
+
     /// Resolves probe `id` in space `key` and arms it, unless it is armed already.
+    ///
+    /// An IFUNC is armed at the implementation the process uses (read from the
+    /// GOT slots the dynamic linker filled, see `symbols::ifunc`). A glob skips
+    /// the functions it cannot probe (an instruction that cannot be stepped, an
+    /// IFUNC not resolved yet, a function rtrace's own hooks use:
+    /// `symbols::reserved`) and reports them in one warning; a single function
+    /// that cannot be probed is an error.
     pub(super) fn place_probe(&mut self, key: Pid, id: ProbeId) -> Result<()> {
         let Some(probe) = self.probes.get(id.0).and_then(Option::as_ref) else {
             return Ok(());
@@ -86,34 +123,116 @@ impl Tracer {
         if matches!(space.placed.get(&id), Some(Placement::Armed(_))) {
             return Ok(());
         }
+        // An unqualified glob searches every module: wait until the startup
+        // libraries are all loaded (no code of the program runs before).
+        if probe.spec.is_glob() && probe.spec.module.is_none() && !space.ready {
+            return Ok(());
+        }
         match resolve(&probe.spec, &space.modules)? {
-            Resolution::Found(locations) => {
-                let mut addrs = Vec::with_capacity(locations.len());
+            Resolution::Found(found) => {
+                let glob = probe.spec.is_glob();
+                let mut skipped = Vec::new();
+                let mut locations = Vec::with_capacity(found.len());
+                let mut seen = HashSet::new();
+                for loc in found {
+                    if glob {
+                        if let Some(why) = reserved(&loc.linkage_name) {
+                            SkipReason::add(&mut skipped, why, &loc.symbol);
+                            continue;
+                        }
+                    }
+                    let loc = if loc.ifunc {
+                        match ifunc_implementation(space, &loc) {
+                            Some(implementation) => implementation,
+                            // Before the startup libraries are relocated (the
+                            // exec stop), no slot is filled yet: try again at
+                            // the next library event.
+                            None if !space.ready => {
+                                space.placed.remove(&id);
+                                return Ok(());
+                            }
+                            None if glob => {
+                                let why = "IFUNCs the dynamic linker has not resolved";
+                                SkipReason::add(&mut skipped, why, &loc.symbol);
+                                continue;
+                            }
+                            None => return Err(Error::UnresolvedIfunc { name: loc.symbol }),
+                        }
+                    } else {
+                        loc
+                    };
+                    // An IFUNC's implementation may be matched by its own name too.
+                    if seen.insert(loc.addr) {
+                        locations.push(loc);
+                    }
+                }
+                space.placed.insert(id, Placement::Armed(Vec::new()));
+                self.ever_armed.insert(id);
+                let entry_only = crate::Options {
+                    entry_only: true,
+                    ..self.opts
+                };
                 for loc in locations {
                     let site = Rc::new(Site {
                         probe: probe.spec.as_str().to_string(),
                         id,
-                        kind: kind_for(loc.function_entry, &self.opts),
-                        symbol: loc.symbol,
+                        kind: if never_returns(&loc.linkage_name) {
+                            kind_for(loc.function_entry, &entry_only)
+                        } else {
+                            kind_for(loc.function_entry, &self.opts)
+                        },
+                        symbol: loc.symbol.clone(),
                         offset: loc.offset,
                         module: loc.module,
                         address: loc.addr,
                     });
-                    space.arm(loc.addr, Some(site))?;
-                    addrs.push(loc.addr);
+                    match space.arm(loc.addr, Owner::Probe(site), self.opts.step) {
+                        Ok(()) => {
+                            if let Some(Placement::Armed(addrs)) = space.placed.get_mut(&id) {
+                                addrs.push(loc.addr);
+                            }
+                        }
+                        Err(Error::UnsupportedInstruction { reason, .. }) if glob => {
+                            let why =
+                                format!("whose first instruction cannot be stepped ({reason})");
+                            SkipReason::add(&mut skipped, &why, &loc.symbol);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                space.placed.insert(id, Placement::Armed(addrs));
-                self.ever_armed.insert(id);
+                if !skipped.is_empty() {
+                    self.warnings.push(Event::Skipped {
+                        probe: probe.spec.as_str().to_string(),
+                        reasons: skipped,
+                    });
+                }
             }
             Resolution::Pending => {
                 space.placed.insert(id, Placement::Pending);
             }
             Resolution::NotFound { searched } => {
                 space.placed.remove(&id);
-                if space.ready {
+                // SPEC's rule (an unqualified name must be found once the startup
+                // libraries are loaded) is about the program rtrace launched or
+                // attached to. An image reached by exec (a child running a shell,
+                // or the program itself running another) may well not have the
+                // function: the probe is simply not armed there.
+                let first_image = key == self.root && !self.root_execd;
+                if space.ready && first_image {
                     return Err(not_found(&probe.spec, searched));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Sends the warnings collected while placing probes to the listeners.
+    pub(super) fn flush_warnings(&mut self) -> Result<()> {
+        if self.listeners.is_empty() {
+            return Ok(());
+        }
+        for event in std::mem::take(&mut self.warnings) {
+            self.emit(event)?;
         }
         Ok(())
     }
@@ -131,11 +250,14 @@ impl Tracer {
         };
         let was_starting = task.state == TaskState::Starting;
         task.state = TaskState::Stopped;
+        let stray_step = std::mem::take(&mut task.stray_step);
+        let stepping = task.step.is_some();
         if was_starting {
             return self.on_first_stop(tid, stop);
         }
         match stop {
-            Stop::Trap { cause, .. } => self.on_trap(tid, cause),
+            Stop::Trap { .. } => self.on_trap(tid, stray_step),
+            Stop::Signal { signal, .. } if stepping => self.on_signal_in_step(tid, signal),
             Stop::Signal { signal, .. } => self.deliver_signal(tid, signal),
             Stop::GroupStop { .. } => {
                 let task = self.tasks.get_mut(&tid).expect("task checked above");
@@ -175,8 +297,20 @@ impl Tracer {
         match event {
             wait::Event::Clone { child } => self.on_new_child(tid, child, ForkKind::Clone)?,
             wait::Event::Fork { child } => self.on_new_child(tid, child, ForkKind::Fork)?,
-            wait::Event::Vfork { child } => self.on_new_child(tid, child, ForkKind::Vfork)?,
+            wait::Event::Vfork { child } => {
+                self.on_new_child(tid, child, ForkKind::Vfork)?;
+                // The parent stays in this stop until the child execs or dies.
+                // Resumed now, it would wait for the child in the kernel, where
+                // PTRACE_INTERRUPT cannot stop it: the first hit in the child,
+                // which stops every other thread of the address space for its
+                // step, would wait for it forever.
+                if let Some(task) = self.tasks.get_mut(&child) {
+                    task.vfork_parent = Some(tid);
+                    return Ok(());
+                }
+            }
             wait::Event::VforkDone => {}
+            wait::Event::Exit => return self.on_exiting(tid),
             wait::Event::Exec { former } => return self.on_exec(tid, former),
         }
         self.resume(tid, 0)
@@ -193,10 +327,13 @@ impl Tracer {
             task = Task::new(ppid, pspace, TaskState::Starting);
             task.silent = psilent;
         } else {
+            // The kernel reports a clone whose exit signal is SIGCHLD as a fork,
+            // CLONE_VM or not: only vfork says by itself that memory is shared.
             let shares_memory = match kind {
                 ForkKind::Vfork => true,
-                ForkKind::Fork => false,
-                ForkKind::Clone => signal::same_address_space(parent, child).unwrap_or(false),
+                ForkKind::Fork | ForkKind::Clone => {
+                    signal::same_address_space(parent, child).unwrap_or(false)
+                }
             };
             task = Task::new(child, pspace, TaskState::Starting);
             if self.opts.follow_forks && !psilent {
@@ -228,8 +365,15 @@ impl Tracer {
                         .collect(),
                     trampoline: space.trampoline(),
                     scratch: space.scratch,
+                    step: None,
                 });
             }
+        }
+        // Created by a system call stepped out of line: the child is in the slot
+        // too, just after that instruction, and finishes the step like its parent.
+        task.step = self.tasks[&parent].step.clone();
+        if let (Some(scrub), Some(step)) = (task.scrub.as_mut(), &task.step) {
+            scrub.step = Some(step.clone());
         }
         self.tasks.insert(child, task);
         if let Some(stop) = self.orphans.remove(&child) {
@@ -249,6 +393,8 @@ impl Tracer {
             sites: src.sites.clone(),
             tombstones: src.tombstones.clone(),
             scratch: src.scratch,
+            slots: src.slots.clone(),
+            slots_used: src.slots_used,
             rtld: src.rtld,
             ready: src.ready,
             placed: src.placed.clone(),
@@ -279,6 +425,13 @@ impl Tracer {
         };
         let result = (|| -> Result<()> {
             let mem = crate::sys::mem::ProcMem::open(tid)?;
+            if let Some(step) = &scrub.step {
+                // It was created by a system call stepped out of line: it is in
+                // the slot, after that instruction. Out before the unmap.
+                let mut regs = ptrace::getregs(tid)?;
+                step.finish(&mut regs, &mem)?;
+                ptrace::setregs(tid, &regs)?;
+            }
             for (addr, saved) in &scrub.sites {
                 mem.write(*addr, saved)?;
             }
@@ -319,8 +472,16 @@ impl Tracer {
             }
         }
         let task = self.tasks.get_mut(&tid).expect("exec of a known task");
+        let vfork_parent = task.vfork_parent.take();
         task.returns.take_all();
+        // An exec stepped out of line: the new image starts afresh.
+        task.step = None;
+        task.pending_hit = None;
         task.state = TaskState::Stopped;
+        if let Some(parent) = vfork_parent {
+            self.release_vfork_parent(parent)?;
+        }
+        let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         if task.silent {
             // A vfork child we kept only to protect its parent: its new image
             // carries nothing of ours.
@@ -332,6 +493,9 @@ impl Tracer {
         }
         let pid = task.pid;
         task.space = pid;
+        if pid == self.root {
+            self.root_execd = true;
+        }
         // Other threads of the old image are gone.
         let stale: Vec<Tid> = self
             .tasks
@@ -348,6 +512,15 @@ impl Tracer {
         self.emit(Event::Exec { pid, path })?;
         self.report_attached_if_ready()?;
         self.resume(tid, 0)
+    }
+
+    /// A vfork child exec'd or died: its parent, held in its vfork event stop,
+    /// goes on.
+    fn release_vfork_parent(&mut self, parent: Tid) -> Result<()> {
+        match self.tasks.get(&parent) {
+            Some(t) if t.state == TaskState::Stopped => self.resume(parent, 0),
+            _ => Ok(()),
+        }
     }
 
     /// The dynamic linker reported a change of the link map (a thread is stopped
@@ -382,6 +555,23 @@ impl Tracer {
         self.report_attached_if_ready()
     }
 
+    /// A thread is exiting: it runs no user code any more, and will not stop
+    /// again; its death is reported later (a leader's only once the whole group
+    /// is gone). Let it go on dying.
+    pub(super) fn on_exiting(&mut self, tid: Tid) -> Result<()> {
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return Ok(());
+        };
+        task.exiting = true;
+        task.step = None;
+        task.pending_hit = None;
+        task.state = TaskState::Running;
+        match ptrace::cont(tid, 0) {
+            Err(e) if e.is_tracee_gone() => Ok(()),
+            r => r,
+        }
+    }
+
     /// A thread died.
     fn on_death(&mut self, stop: Stop) -> Result<()> {
         let tid = stop.tid();
@@ -389,6 +579,9 @@ impl Tracer {
         let Some(task) = self.tasks.remove(&tid) else {
             return Ok(());
         };
+        if let Some(parent) = task.vfork_parent {
+            self.release_vfork_parent(parent)?;
+        }
         if tid != task.pid {
             return Ok(()); // a thread; its process lives on
         }
@@ -454,13 +647,9 @@ impl Tracer {
     }
 }
 
-fn not_found(spec: &crate::ProbeSpec, searched: Vec<String>) -> Error {
-    use crate::symbols::Target;
-    let name = match &spec.target {
-        Target::Function { name } => name.clone(),
-        Target::Offset { function, .. } => function.clone(),
-        Target::Address { addr } => format!("{addr:#x}"),
-        Target::Line { file, line } => format!("{file}:{line}"),
-    };
-    Error::UnknownSymbol { name, searched }
+/// The implementation of the IFUNC at `loc` in `space`: the first GOT slot
+/// (see `symbols::ifunc::slots`) that holds an answer. Called with the tracee
+/// stopped.
+fn ifunc_implementation(space: &Space, loc: &Location) -> Option<Location> {
+    ifunc::read_implementation(&space.modules, loc, &|a| space.mem.read_u64(a).ok())
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! tracee executes int3 at site S ──► kernel stops the thread, SIGTRAP (SI_KERNEL)
-//!   wait → Stop::Trap { Breakpoint }          (sys::wait classifies)
+//!   wait → Stop::Trap                        (sys::wait classifies)
 //!   probe table: bucket hash(S) → ProbeSite S (saved bytes, InsnPlan, probes…)
 //!   for each probe at S: handler.on_entry(&mut Hit)        (pre handler)
 //!   function probe: rewrite the return address → ReturnStack[tid].push(instance)
@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::addr::{Pid, Tid};
+use crate::arch::StepMode;
 use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, ProbeId, ProbeKind};
 use crate::symbols::{ElfCache, ProbeSpec};
@@ -87,6 +88,8 @@ pub struct Options {
     pub entry_only: bool,
     /// Trace children created by fork, vfork and clone too.
     pub follow_forks: bool,
+    /// How displaced instructions execute (`--step`).
+    pub step: StepMode,
 }
 
 struct Probe {
@@ -119,10 +122,20 @@ pub struct Tracer {
     ever_armed: std::collections::HashSet<ProbeId>,
     outcome: Option<Outcome>,
     attach_reported: bool,
+    /// Set once the traced process has exec'd: a probe that does not resolve in
+    /// the new image (or any image reached by exec) is not an error.
+    root_execd: bool,
     started: bool,
     detach_requested: bool,
     /// Set while detaching: threads are brought to a stop and kept there.
     halting: bool,
+    /// Stops waited for so far.
+    stops: u64,
+    /// When the listeners were last told the tracer is idle.
+    last_idle: Instant,
+    /// Warnings from placing probes (skipped functions), sent to the listeners
+    /// before the next stop is handled: probes are added before listeners.
+    warnings: Vec<Event>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -152,9 +165,13 @@ impl Tracer {
             ever_armed: Default::default(),
             outcome: None,
             attach_reported: false,
+            root_execd: false,
             started: false,
             detach_requested: false,
             halting: false,
+            stops: 0,
+            last_idle: Instant::now(),
+            warnings: Vec::new(),
             _not_send: PhantomData,
         }
     }
@@ -285,6 +302,7 @@ impl Tracer {
                 self.remove_probe(id)?;
                 return Err(e);
             }
+            self.place_unwind_hooks(key);
         }
         Ok(id)
     }
@@ -295,8 +313,12 @@ impl Tracer {
         if self.probes.get_mut(id.0).and_then(Option::take).is_none() {
             return Ok(());
         }
+        let last = self.probes.iter().all(Option::is_none);
         for space in self.spaces.values_mut() {
             space.disarm_probe(id)?;
+            if last {
+                space.drop_unwind_hooks()?;
+            }
         }
         Ok(())
     }
@@ -311,6 +333,27 @@ impl Tracer {
     /// Asks the tracer to detach at the next opportunity (as SIGINT does).
     pub fn request_detach(&mut self) {
         self.detach_requested = true;
+    }
+
+    /// The ptrace stops rtrace has waited for so far: the unit of a ptrace
+    /// tracer's cost. An emulated hit is one stop, an out-of-line or in-place
+    /// step adds one, a return adds one.
+    pub fn stops(&self) -> u64 {
+        self.stops
+    }
+
+    /// Waits for a stop (see [`wait::wait`]), counting it.
+    fn wait_stop(
+        &mut self,
+        which: Which,
+        block: bool,
+        interruptible: bool,
+    ) -> std::result::Result<Option<Stop>, Errno> {
+        let r = wait::wait(which, block, interruptible);
+        if let Ok(Some(_)) = r {
+            self.stops += 1;
+        }
+        r
     }
 
     /// Breakpoints armed in the traced process (sites with user probes).
@@ -336,7 +379,12 @@ impl Tracer {
                 Err(e) => {
                     if self.launched.is_some()
                         && !self.attach_reported
-                        && matches!(e, Error::UnknownSymbol { .. } | Error::UnknownModule { .. })
+                        && matches!(
+                            e,
+                            Error::UnknownSymbol { .. }
+                                | Error::UnknownModule { .. }
+                                | Error::NoLineInfo { .. }
+                        )
                     {
                         self.kill_launched();
                     } else {
@@ -355,6 +403,7 @@ impl Tracer {
         if let Some(o) = self.outcome {
             return Ok(Some(o));
         }
+        self.flush_warnings()?;
         if !self.started {
             self.started = true;
             self.report_attached_if_ready()?;
@@ -369,7 +418,12 @@ impl Tracer {
             Some(s) => s,
             None => return Ok(None), // interrupted: look at the detach flag again
         };
-        self.dispatch(stop)?;
+        match self.dispatch(stop) {
+            // The thread was killed while we handled its stop (another thread
+            // called exit_group, say): its death is reported next.
+            Err(e) if e.is_tracee_gone() => {}
+            r => r?,
+        }
         if self.tasks.is_empty() {
             self.outcome.get_or_insert(Outcome::Detached);
             return Ok(self.outcome);
@@ -380,13 +434,13 @@ impl Tracer {
     fn finish(&mut self) -> Result<()> {
         let mut first = Ok(());
         for p in self.probes.iter_mut().flatten() {
-            let r = p.handler.on_finish();
+            let r = guarded(|| p.handler.on_finish());
             if first.is_ok() {
                 first = r;
             }
         }
         for l in &mut self.listeners {
-            let r = l.on_finish();
+            let r = guarded(|| l.on_finish());
             if first.is_ok() {
                 first = r;
             }
@@ -400,16 +454,37 @@ impl Tracer {
         if let Some(s) = self.deferred.pop_front() {
             return Ok(Some(s));
         }
-        match wait::wait(Which::Any, false, false) {
+        match self.wait_stop(Which::Any, false, false) {
             Ok(Some(s)) => return Ok(Some(s)),
             Ok(None) => {}
             Err(Errno::EINTR) => return Ok(None),
             Err(e) => return Err(wait::wait_error(e)),
         }
-        for l in &mut self.listeners {
-            l.on_idle()?;
+        // The listeners are told at most every interval they asked for (a
+        // printer's flush to a file is a write: once per hit would double the
+        // cost of a hit). When they were told recently, sleep only until the
+        // interval is over, then tell them, so output never lags further.
+        let since = self.last_idle.elapsed();
+        let interval = self
+            .listeners
+            .iter()
+            .map(|l| l.idle_interval().unwrap_or_default())
+            .min()
+            .unwrap_or_default();
+        let timeout = if since >= interval || !signal::installed() {
+            for l in &mut self.listeners {
+                guarded(|| l.on_idle())?;
+            }
+            self.last_idle = std::time::Instant::now();
+            None
+        } else {
+            Some(interval - since)
+        };
+        let r = wait::wait_after_poll(Which::Any, true, timeout);
+        if let Ok(Some(_)) = r {
+            self.stops += 1;
         }
-        match wait::wait(Which::Any, true, true) {
+        match r {
             Ok(s) => Ok(s),
             Err(Errno::EINTR) => Ok(None),
             Err(e) => Err(wait::wait_error(e)),
@@ -420,7 +495,7 @@ impl Tracer {
     fn emit(&mut self, event: Event) -> Result<()> {
         let time = self.start.elapsed();
         for l in &mut self.listeners {
-            l.on_event(&event, time)?;
+            guarded(|| l.on_event(&event, time))?;
         }
         Ok(())
     }
@@ -491,6 +566,16 @@ impl Tracer {
         };
         task.state = TaskState::Running;
         task.group_stopped = false;
+        if task.step.is_some() {
+            // In an out-of-line step: one more instruction, and signals wait.
+            if sig != 0 {
+                task.pending_signals.insert(0, sig);
+            }
+            return match ptrace::step(tid, 0) {
+                Err(e) if e.is_tracee_gone() => Ok(()),
+                r => r,
+            };
+        }
         match ptrace::cont(tid, sig) {
             Err(e) if e.is_tracee_gone() => Ok(()), // its death is reported next
             r => r,
@@ -503,7 +588,7 @@ impl Tracer {
         let running: Vec<Tid> = self
             .tasks
             .iter()
-            .filter(|(_, t)| t.state == TaskState::Running)
+            .filter(|(_, t)| t.state == TaskState::Running && !t.exiting)
             .map(|(tid, _)| *tid)
             .collect();
         self.interrupt_and_collect(&running)?;
@@ -524,9 +609,10 @@ impl Tracer {
         }
         let mut quiet = Vec::new();
         while !waiting.is_empty() {
-            let stop = match wait::wait(Which::Any, true, false) {
+            let stop = match self.wait_stop(Which::Any, true, false) {
                 Ok(Some(s)) => s,
-                Ok(None) | Err(Errno::EINTR) => continue,
+                Ok(None) => continue,
+                Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => break,
                 Err(e) => return Err(wait::wait_error(e)),
             };
@@ -556,11 +642,15 @@ impl Tracer {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             // Reap every thread so nothing is left behind as a zombie.
             while !self.tasks.is_empty() {
-                match wait::wait(Which::Any, true, false) {
+                match self.wait_stop(Which::Any, true, false) {
                     Ok(Some(s)) if s.is_death() => {
                         self.tasks.remove(&s.tid());
                     }
-                    Ok(_) | Err(Errno::EINTR) => {}
+                    // PTRACE_EVENT_EXIT, or a stop that raced with the kill.
+                    Ok(Some(s)) => {
+                        let _ = ptrace::cont(s.tid(), 0);
+                    }
+                    Ok(None) | Err(Errno::EINTR) => {}
                     Err(_) => break,
                 }
             }
@@ -586,6 +676,24 @@ impl Drop for Tracer {
             self.kill_launched();
         } else {
             let _ = self.detach_all();
+        }
+    }
+}
+
+/// Runs one handler method. A panic in it becomes an error, like any handler
+/// error: tracing stops, and the tracer detaches (or, before the launched
+/// program started, kills it) instead of unwinding through the event loop with
+/// the tracee half-way through a hit.
+pub(super) fn guarded(call: impl FnOnce() -> Result<()>) -> Result<()> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Err(Error::Handler(format!("a handler panicked: {what}")))
         }
     }
 }

@@ -6,18 +6,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::rc::Rc;
 
 use crate::addr::{Pid, RuntimeAddr};
-use crate::arch::{self, BREAKPOINT, MAX_INSN_LEN};
+use crate::arch::{
+    self, StepMode, Strategy, BREAKPOINT, MAX_INSN_LEN, XOL_SLOTS_OFFSET, XOL_SLOT_SIZE,
+};
 use crate::error::Result;
-use crate::handler::{ProbeId, Site};
-use crate::probe::{ProbeSite, ProbeTable};
+use crate::handler::ProbeId;
+use crate::probe::{Owner, ProbeSite, ProbeTable};
 use crate::symbols::{self, ElfCache, ModuleMap};
 use crate::sys::mem::ProcMem;
 
-/// Size of the scratch page.
-pub(crate) const SCRATCH_SIZE: u64 = 4096;
+/// Size of the scratch area: the trampoline, the syscall gadget, then 32767
+/// out-of-line slots. Only the pages written to take memory.
+pub(crate) const SCRATCH_SIZE: u64 = 1 << 20;
 
 /// The dynamic linker's rendezvous: where it reports library loads (gdb's solib
 /// event breakpoint).
@@ -57,8 +59,14 @@ pub(crate) struct Space {
     /// Addresses whose breakpoint was removed: a thread that trapped there just
     /// before the removal is rewound, not handed a SIGTRAP.
     pub tombstones: HashSet<RuntimeAddr>,
-    /// The scratch page, once mapped.
+    /// The scratch area, once mapped.
     pub scratch: Option<RuntimeAddr>,
+    /// Out-of-line slots given out: site → (slot, the code in it). A site keeps
+    /// its slot for the life of the space (a thread may be stepping in it when
+    /// the probe goes), unless different code is armed at the same address.
+    pub slots: HashMap<RuntimeAddr, (RuntimeAddr, Vec<u8>)>,
+    /// Slots used so far.
+    pub slots_used: u64,
     pub rtld: Option<Rtld>,
     /// True once the libraries loaded at startup are mapped: an unqualified
     /// name not found from then on is an error, not something to wait for.
@@ -82,6 +90,8 @@ impl Space {
             sites: ProbeTable::new(),
             tombstones: HashSet::new(),
             scratch: None,
+            slots: HashMap::new(),
+            slots_used: 0,
             rtld: None,
             ready: false,
             placed: HashMap::new(),
@@ -115,28 +125,56 @@ impl Space {
         self.scratch
     }
 
-    /// Plants a breakpoint at `addr` (or joins the one there) for `probe`, or for
-    /// the dynamic linker hook when `probe` is None. The displaced instruction is
-    /// analysed first; one that cannot be stepped is refused.
-    pub fn arm(&mut self, addr: RuntimeAddr, probe: Option<Rc<Site>>) -> Result<()> {
+    /// Plants a breakpoint at `addr` (or joins the one there) for `owner`. The
+    /// displaced instruction is analysed first; one that cannot be executed in
+    /// `mode` is refused.
+    pub fn arm(&mut self, addr: RuntimeAddr, owner: Owner, mode: StepMode) -> Result<()> {
         if let Some(site) = self.sites.get_mut(addr) {
-            match probe {
-                Some(p) => site.add(p),
-                None => site.rtld = true,
-            }
+            site.own(owner);
             return Ok(());
         }
         let code = self.read_code(addr)?;
-        let plan = arch::analyze(&code, addr)?;
-        let mut site = ProbeSite::new(addr, code[..BREAKPOINT.len()].to_vec(), plan);
-        match probe {
-            Some(p) => site.add(p),
-            None => site.rtld = true,
+        let mut plan = arch::analyze(&code, addr, mode)?;
+        let mut slot = None;
+        if let Strategy::Xol(xol) = &plan.strategy {
+            slot = self.slot_for(addr, &xol.code)?;
+            if slot.is_none() {
+                // No scratch area, or it is full.
+                plan.strategy = Strategy::InPlace;
+            }
         }
+        let mut site = ProbeSite::new(addr, code[..BREAKPOINT.len()].to_vec(), plan);
+        site.slot = slot;
+        site.return_site_only = self.modules.module_at(addr).is_some_and(|m| m.elf.is_go());
+        site.own(owner);
         self.mem.write(addr, &BREAKPOINT)?;
         self.sites.insert(addr, site);
         self.tombstones.remove(&addr);
         Ok(())
+    }
+
+    /// The out-of-line slot of the site at `addr`, holding `code` then a guard
+    /// breakpoint; None when there is no scratch area or no slot left.
+    fn slot_for(&mut self, addr: RuntimeAddr, code: &[u8]) -> Result<Option<RuntimeAddr>> {
+        if let Some((slot, held)) = self.slots.get(&addr) {
+            if held == code {
+                return Ok(Some(*slot));
+            }
+        }
+        let Some(scratch) = self.scratch else {
+            return Ok(None);
+        };
+        let offset = XOL_SLOTS_OFFSET + self.slots_used * XOL_SLOT_SIZE;
+        if offset + XOL_SLOT_SIZE > SCRATCH_SIZE {
+            return Ok(None);
+        }
+        let slot = scratch.offset(offset as i64);
+        let mut bytes = code.to_vec();
+        bytes.extend_from_slice(&BREAKPOINT);
+        self.mem.write(slot, &bytes)?;
+        self.slots_used += 1;
+        self.slots.insert(addr, (slot, code.to_vec()));
+        Ok(Some(slot))
     }
 
     /// Up to MAX_INSN_LEN bytes at `addr`, fewer near the end of a mapping.
@@ -177,6 +215,41 @@ impl Space {
         if let Some(site) = self.sites.remove(addr) {
             self.tombstones.insert(addr);
             self.mem.write(addr, &site.saved)?;
+        }
+        Ok(())
+    }
+
+    /// A call in flight no longer needs the return site at `addr`.
+    pub fn release_return_site(&mut self, addr: RuntimeAddr) -> Result<()> {
+        let unused = match self.sites.get_mut(addr) {
+            Some(site) => {
+                site.ret_refs = site.ret_refs.saturating_sub(1);
+                site.is_unused()
+            }
+            None => false,
+        };
+        if unused {
+            self.remove_site(addr)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the unwinder hooks (no return probe is left).
+    pub fn drop_unwind_hooks(&mut self) -> Result<()> {
+        let hooked: Vec<RuntimeAddr> = self
+            .sites
+            .iter()
+            .filter(|(_, s)| s.unwind)
+            .map(|(a, _)| a)
+            .collect();
+        for addr in hooked {
+            let unused = self.sites.get_mut(addr).is_some_and(|site| {
+                site.unwind = false;
+                site.is_unused()
+            });
+            if unused {
+                self.remove_site(addr)?;
+            }
         }
         Ok(())
     }

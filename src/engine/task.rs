@@ -1,7 +1,13 @@
 //! One traced thread (the kernel's `uprobe_task`).
 
+use std::rc::Rc;
+use std::time::Duration;
+
 use crate::addr::{Pid, RuntimeAddr, Tid};
-use crate::probe::ReturnStack;
+use crate::arch::{self, InsnPlan, Regs, Stack, Strategy, Xol, XolEnd};
+use crate::error::Error;
+use crate::handler::Site;
+use crate::probe::{HandlerData, ReturnStack, Watch};
 
 /// Where a thread is, as far as the tracer knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +35,77 @@ pub(crate) struct Scrub {
     pub trampoline: Option<RuntimeAddr>,
     /// The scratch page to unmap.
     pub scratch: Option<RuntimeAddr>,
+    /// The out-of-line step it was created in the middle of, if any.
+    pub step: Option<XolStep>,
+}
+
+/// A thread stepping a displaced instruction in an out-of-line slot (the
+/// kernel's `uprobe_task` in `UTASK_SSTEP`).
+#[derive(Clone, Debug)]
+pub(crate) struct XolStep {
+    /// The probe site.
+    pub site: RuntimeAddr,
+    /// The slot it steps in.
+    pub slot: RuntimeAddr,
+    /// The instruction's plan (an out-of-line one).
+    pub plan: Rc<InsnPlan>,
+    /// The scratch register's own value, to give back after the step.
+    pub saved_reg: u64,
+}
+
+/// How the return of a call being hit is watched.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hijack {
+    /// The stack slot of the return address.
+    pub slot: RuntimeAddr,
+    /// The original return address.
+    pub orig: RuntimeAddr,
+    /// A tail call: the slot held the trampoline already.
+    pub chained: bool,
+    /// Trampoline in the slot, or a breakpoint at the return site.
+    pub watch: Watch,
+}
+
+impl XolStep {
+    fn xol(&self) -> &Xol {
+        match &self.plan.strategy {
+            Strategy::Xol(xol) => xol,
+            _ => unreachable!("only out-of-line sites are stepped asynchronously"),
+        }
+    }
+
+    /// Fixes `regs` up after the step (see `arch::xol_finish`).
+    pub fn finish(&self, regs: &mut Regs, stack: &dyn Stack) -> crate::Result<XolEnd> {
+        arch::xol_finish(
+            self.xol(),
+            self.site.get(),
+            u64::from(self.plan.len),
+            self.slot.get(),
+            self.saved_reg,
+            regs,
+            stack,
+        )
+    }
+
+    /// Puts a thread that has not executed the slot back at the site.
+    pub fn cancel(&self, regs: &mut Regs) {
+        arch::xol_cancel(self.xol(), self.site.get(), self.saved_reg, regs);
+    }
+}
+
+/// The rest of a hit, waiting for the displaced instruction to complete: the
+/// post handlers, the return instance to push.
+#[derive(Debug)]
+pub(crate) struct PendingHit {
+    pub probes: Vec<Rc<Site>>,
+    pub datas: Vec<HandlerData>,
+    pub time: Duration,
+    /// The return watched for this call, when it has a return probe.
+    pub hijacked: Option<Hijack>,
+    /// The site is the dynamic linker's hook.
+    pub rtld: bool,
+    /// A pre handler's error, returned once the hit is complete.
+    pub failed: Option<Error>,
 }
 
 /// A traced thread.
@@ -53,6 +130,19 @@ pub(crate) struct Task {
     pub scrub: Option<Scrub>,
     /// True once it reported a group-stop and has not been continued since.
     pub group_stopped: bool,
+    /// Set while it steps a displaced instruction out of line: every resume is
+    /// a single-step until the step completes.
+    pub step: Option<XolStep>,
+    /// The hit whose displaced instruction is being stepped.
+    pub pending_hit: Option<Box<PendingHit>>,
+    /// A step completed at a signal stop: the step trap may still be reported
+    /// after it, and is then ours.
+    pub stray_step: bool,
+    /// It reported PTRACE_EVENT_EXIT: it will not stop again, only die.
+    pub exiting: bool,
+    /// For a vfork child: the thread that vforked it. That thread is kept in its
+    /// vfork event stop until this child execs or dies (see `on_ptrace_event`).
+    pub vfork_parent: Option<Tid>,
 }
 
 impl Task {
@@ -66,6 +156,11 @@ impl Task {
             silent: false,
             scrub: None,
             group_stopped: false,
+            step: None,
+            pending_hit: None,
+            stray_step: false,
+            exiting: false,
+            vfork_parent: None,
         }
     }
 }
@@ -74,6 +169,19 @@ impl Task {
 pub(crate) fn tgid_of(tid: Tid) -> Option<Pid> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status_field(&status, "Tgid:").map(Pid::from_raw)
+}
+
+/// True when signal `sig` is pending for thread `tid` itself (`SigPnd` in
+/// /proc/TID/status: the thread's own queue, where a trap's SIGTRAP goes).
+pub(crate) fn signal_pending(tid: Tid, sig: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/task/{tid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigPnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
 }
 
 /// A numeric field of /proc/PID/status.

@@ -11,6 +11,16 @@
 //! - `summary` events carry the `time_ns` of the last event seen, and the pid
 //!   of the process attached to.
 //!
+//! And fields added to SPEC's events:
+//!
+//! - `entry`: `arg_names`, parallel to `args`: each parameter's name, `null`
+//!   where it is not known (raw registers, the `...` of a variadic function).
+//! - `return`: `rendered`, the value as the text format shows it (`-1`,
+//!   `true`, `RED`, `"green"`, `void`, `?`); `retval` is the value as its type
+//!   reads it (an `int` -1 is -1, an unsigned 64-bit value is unsigned),
+//!   `null` when the function returns no integer (`void`, floating point, a
+//!   struct), and rax as a signed 64-bit integer when the type is not known.
+//!
 //! `pid` is `null` only when an event comes before the attach event told us
 //! the process (a warning or a summary with nothing traced).
 
@@ -18,8 +28,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::render::RetVal;
 use super::summary::Row;
-use super::{render, Emitter, Out};
+use super::{Call, Emitter, Out};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return, Site};
@@ -28,25 +39,36 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// One JSON object being written.
-struct Obj(String);
+/// One JSON object being written (JSON text is UTF-8: serde_json writes it
+/// straight into the buffer, without a string per field).
+struct Obj(Vec<u8>);
 
 impl Obj {
     fn new(event: &str, time: Duration, pid: Option<Pid>) -> Obj {
-        let pid = pid.map_or(Value::Null, |p| Value::from(p.as_raw()));
-        Obj(format!(
-            "{{\"event\":{},\"time_ns\":{},\"pid\":{}",
-            Value::from(event),
-            nanos(time),
-            pid
-        ))
+        let mut obj = Obj(Vec::with_capacity(256));
+        obj.0.extend_from_slice(b"{\"event\":");
+        obj.value(event);
+        obj.0.extend_from_slice(b",\"time_ns\":");
+        obj.value(nanos(time));
+        obj.0.extend_from_slice(b",\"pid\":");
+        match pid {
+            Some(p) => obj.value(p.as_raw()),
+            None => obj.0.extend_from_slice(b"null"),
+        }
+        obj
+    }
+
+    /// Appends `v` as JSON.
+    fn value(&mut self, v: impl Into<Value>) {
+        // Writing into a Vec cannot fail, and a Value always serializes.
+        let _ = serde_json::to_writer(&mut self.0, &v.into());
     }
 
     fn field(mut self, key: &str, v: impl Into<Value>) -> Obj {
-        self.0.push(',');
-        self.0.push_str(&Value::from(key).to_string());
-        self.0.push(':');
-        self.0.push_str(&v.into().to_string());
+        self.0.push(b',');
+        self.value(key);
+        self.0.push(b':');
+        self.value(v);
         self
     }
 
@@ -58,8 +80,8 @@ impl Obj {
     }
 
     fn write(mut self, out: &mut Out) -> Result<()> {
-        self.0.push_str("}\n");
-        out.write(&self.0)
+        self.0.extend_from_slice(b"}\n");
+        out.write_bytes(&self.0)
     }
 }
 
@@ -70,6 +92,8 @@ pub(crate) struct JsonEmitter {
     root: Option<Pid>,
     /// The latest event time, for the summary events written at the end.
     last: Duration,
+    /// The next return is of a call skipped by fault injection.
+    injected: bool,
 }
 
 impl JsonEmitter {
@@ -79,7 +103,11 @@ impl JsonEmitter {
 }
 
 impl Emitter for JsonEmitter {
-    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>) -> Result<()> {
+    fn injected(&mut self) {
+        self.injected = true;
+    }
+
+    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>, call: &Call) -> Result<()> {
         self.saw(hit.time());
         let site = hit.site();
         let pid = Some(hit.pid());
@@ -89,7 +117,8 @@ impl Emitter for JsonEmitter {
                 .field("tid", hit.tid().as_raw())
                 .site(site)
                 .field("address", address)
-                .field("args", render::hit_args(hit))
+                .field("args", call.args.values.clone())
+                .field("arg_names", call.args.names.clone())
                 .write(out),
             ProbeKind::Instruction => Obj::new("hit", hit.time(), pid)
                 .field("tid", hit.tid().as_raw())
@@ -99,14 +128,24 @@ impl Emitter for JsonEmitter {
         }
     }
 
-    fn ret(&mut self, out: &mut Out, ret: &mut Return<'_>) -> Result<()> {
+    fn ret(
+        &mut self,
+        out: &mut Out,
+        ret: &mut Return<'_>,
+        _call: Option<u64>,
+        value: &RetVal,
+    ) -> Result<()> {
         self.saw(ret.time());
-        Obj::new("return", ret.time(), Some(ret.pid()))
+        let obj = Obj::new("return", ret.time(), Some(ret.pid()))
             .field("tid", ret.tid().as_raw())
             .site(ret.site())
-            .field("retval", ret.retval())
-            .field("duration_ns", nanos(ret.duration()))
-            .write(out)
+            .field("retval", value.number)
+            .field("rendered", value.text.as_str())
+            .field("duration_ns", nanos(ret.duration()));
+        match std::mem::take(&mut self.injected) {
+            true => obj.field("injected", true).write(out),
+            false => obj.write(out),
+        }
     }
 
     fn event(&mut self, out: &mut Out, event: &Event, time: Duration) -> Result<()> {
@@ -149,6 +188,14 @@ impl Emitter for JsonEmitter {
                     format!("probe {probe} never armed (its module was never loaded)"),
                 )
                 .field("probe", probe.as_str())
+                .write(out),
+            Event::Skipped { probe, reasons } => Obj::new("warning", time, self.root)
+                .field("message", crate::handler::skipped_message(probe, reasons))
+                .field("probe", probe.as_str())
+                .field(
+                    "skipped",
+                    reasons.iter().map(|r| r.count).sum::<usize>() as u64,
+                )
                 .write(out),
         }
     }

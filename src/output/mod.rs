@@ -21,11 +21,14 @@ mod render;
 mod summary;
 mod text;
 
+pub use render::DEFAULT_STRING_LIMIT;
+
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::handler::{Event, Handler, Hit, Return};
+use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
+use render::{Args, Known, Renderer, RetVal};
 
 /// The output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +51,13 @@ pub struct PrinterOptions {
     /// in JSON mode every event is still printed, then one `summary` event per
     /// probe and symbol.
     pub summary: bool,
+    /// How many bytes of a C string are shown before `...`
+    /// ([`DEFAULT_STRING_LIMIT`] unless `--string-limit` says otherwise).
+    pub string_limit: usize,
+    /// How long written events may stay buffered ([`Handler::idle_interval`]):
+    /// `None` to flush whenever the tracer waits (output to a terminal, in step
+    /// with the program's), e.g. 10 ms for a file or a pipe.
+    pub flush_interval: Option<std::time::Duration>,
 }
 
 /// Where a printer writes: the buffered event stream, and stderr for the
@@ -67,7 +77,12 @@ impl Out {
 
     /// Appends `s` to the event stream.
     pub(crate) fn write(&mut self, s: &str) -> Result<()> {
-        self.events.write_all(s.as_bytes()).map_err(Error::Output)
+        self.write_bytes(s.as_bytes())
+    }
+
+    /// Writes part of an event, already encoded.
+    pub(crate) fn write_bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.events.write_all(b).map_err(Error::Output)
     }
 
     /// Writes the buffered events out.
@@ -84,19 +99,42 @@ impl Out {
     }
 }
 
+/// One probe hit, as the printer saw it: a number that its return (if any)
+/// carries back, and the rendered arguments (none for an instruction probe).
+pub(crate) struct Call {
+    pub(crate) id: u64,
+    pub(crate) args: Args,
+}
+
+/// What a function entry leaves for its return, in the probe's data slot.
+struct Pending {
+    id: u64,
+    known: Known,
+}
+
 /// What differs between the formats. The [`Printer`] does the bookkeeping they
-/// share (statistics, finishing once) and hands each event to one of these.
+/// share (statistics, rendering, finishing once) and hands each event to one
+/// of these.
 trait Emitter {
     /// A probe was hit (function entry or instruction).
-    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>) -> Result<()>;
-    /// A probed function returned.
-    fn ret(&mut self, out: &mut Out, ret: &mut Return<'_>) -> Result<()>;
+    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>, call: &Call) -> Result<()>;
+    /// A probed function returned; `call` is the id its entry was given (None
+    /// when the entry was not seen).
+    fn ret(
+        &mut self,
+        out: &mut Out,
+        ret: &mut Return<'_>,
+        call: Option<u64>,
+        value: &RetVal,
+    ) -> Result<()>;
     /// A lifecycle event.
     fn event(&mut self, out: &mut Out, event: &Event, time: Duration) -> Result<()>;
     /// The output is about to be flushed for the user to see while tracing goes on.
     fn before_flush(&mut self, out: &mut Out) -> Result<()>;
     /// Tracing is over; `rows` is the summary when one was asked for.
     fn finish(&mut self, out: &mut Out, rows: Option<&[summary::Row]>) -> Result<()>;
+    /// The next `ret` is of a call skipped by fault injection.
+    fn injected(&mut self) {}
 }
 
 /// The command line's event printer: text or JSON Lines, with an optional
@@ -107,6 +145,14 @@ pub struct Printer {
     emitter: Box<dyn Emitter>,
     stats: Option<summary::Stats>,
     finished: bool,
+    renderer: Renderer,
+    /// False in text mode with `-c`, where no call is printed.
+    render_calls: bool,
+    next_call: u64,
+    /// Set by [`Printer::mark_injected`] for the next return.
+    injected: Option<Option<i32>>,
+    /// See [`PrinterOptions::flush_interval`].
+    flush_interval: Option<std::time::Duration>,
 }
 
 impl Printer {
@@ -131,7 +177,19 @@ impl Printer {
             emitter,
             stats: opts.summary.then(summary::Stats::default),
             finished: false,
+            renderer: Renderer::new(opts.string_limit),
+            render_calls: !(opts.summary && opts.format == Format::Text),
+            flush_interval: opts.flush_interval,
+            next_call: 0,
+            injected: None,
         }
+    }
+
+    /// The next return reported is of a call skipped by fault injection
+    /// (`--inject`), with `errno` set to this error number if any: the text
+    /// shows `= -1 ENOENT (injected)`, JSON adds `"injected":true`.
+    pub fn mark_injected(&mut self, errno: Option<i32>) {
+        self.injected = Some(errno);
     }
 
     /// Writes out what is buffered, so the user sees events while the tracee
@@ -149,14 +207,46 @@ impl Handler for Printer {
         if let Some(stats) = &mut self.stats {
             stats.entry(hit.site());
         }
-        self.emitter.entry(&mut self.out, hit)
+        let kind = hit.site().kind;
+        let function = matches!(kind, ProbeKind::Function { .. });
+        let (known, args) = if self.render_calls && function {
+            let known = self.renderer.known(hit);
+            let args = self.renderer.args(&known, hit);
+            (known, args)
+        } else {
+            (Known::Raw, Args::default())
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        self.emitter.entry(&mut self.out, hit, &Call { id, args })?;
+        if kind == (ProbeKind::Function { returns: true }) {
+            hit.set_data(Pending { id, known });
+        }
+        Ok(())
     }
 
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
         if let Some(stats) = &mut self.stats {
             stats.ret(ret.site(), ret.duration());
         }
-        self.emitter.ret(&mut self.out, ret)
+        let pending = ret.take_data::<Pending>();
+        let injected = self.injected.take();
+        if !self.render_calls {
+            return Ok(());
+        }
+        let mut value = self
+            .renderer
+            .retval(pending.as_ref().map(|p| &p.known), ret);
+        if let Some(errno) = injected {
+            if let Some(e) = errno {
+                value.text.push(' ');
+                value.text.push_str(&crate::inject::errno_name(e));
+            }
+            value.text.push_str(" (injected)");
+            self.emitter.injected();
+        }
+        self.emitter
+            .ret(&mut self.out, ret, pending.map(|p| p.id), &value)
     }
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
@@ -165,6 +255,10 @@ impl Handler for Printer {
 
     fn on_idle(&mut self) -> Result<()> {
         self.flush()
+    }
+
+    fn idle_interval(&self) -> Option<std::time::Duration> {
+        self.flush_interval
     }
 
     fn on_finish(&mut self) -> Result<()> {

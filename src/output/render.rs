@@ -1,32 +1,57 @@
 //! Rendering of arguments and return values, shared by the text and JSON printers.
 //!
-//! This file owns the mapping from raw register values to the strings a user
-//! reads: C strings quoted and escaped like strace, `open(2)` flags by name,
-//! signed integers, raw hex. It knows a few libc prototypes by name (the table
-//! [`PROTOTYPES`]); every other function gets its six SysV argument registers in
-//! hex, as ltrace shows a function it has no prototype for. DWARF-typed
-//! arguments will slot in as another source of [`Arg`] lists.
+//! This file owns the mapping from raw register and stack values to the strings
+//! a user reads. Three sources, best first:
+//!
+//! 1. **DWARF** ([`Signatures`]): parameter names and types of a function with
+//!    debug info. Integers by their width and sign, `char *` as a quoted
+//!    string, enums by name, `bool` as `true`/`false`, other pointers in hex, a
+//!    struct or union passed by value as `{struct point: 0x300000002}`: its
+//!    raw register eightbytes when it travels in integer registers, else only
+//!    `{struct point}` (its fields are never decoded).
+//!    Arguments are found where the SysV convention put them
+//!    ([`sysv::locate`]): integer registers, or the stack above the return
+//!    address; one in a vector register (a `float`, a `double`), which rtrace
+//!    does not read, is `?`.
+//! 2. **Built-in prototypes** ([`PROTOTYPES`]) of common libc functions, which
+//!    libc's own DWARF (when a debug file provides it) would render less well
+//!    (`O_RDONLY` rather than `0`); they win over DWARF in the C library only.
+//! 3. **Nothing known**: the six SysV argument registers in hex, as ltrace
+//!    shows a function it has no prototype for.
 //!
 //! It must not fail: tracee memory that cannot be read renders as the pointer
 //! in hex, never as an error, because a bad pointer passed by the tracee is
 //! exactly what a user may be tracing for.
 
-use crate::error::Result;
-use crate::handler::{Hit, Return};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// How many bytes of a C string are shown, like strace's `-s`.
-pub(crate) const STRING_LIMIT: usize = 256;
+use crate::error::Result;
+use crate::handler::{Hit, ProbeKind, Return, Site};
+use crate::symbols::dwarf::sysv::{self, Loc};
+use crate::symbols::dwarf::{Signature, Signatures, Type};
+
+/// How many bytes of a C string are shown by default, like strace's `-s`
+/// (`--string-limit`).
+pub const DEFAULT_STRING_LIMIT: usize = 64;
 
 /// Reads a C string of at most `max` bytes from tracee memory; the flag is true
 /// when the terminating NUL was found. [`Hit::read_cstr`](crate::Hit::read_cstr)
 /// and [`Return::read_cstr`](crate::Return::read_cstr) have this shape.
 pub(crate) type ReadCstr<'a> = &'a dyn Fn(u64, usize) -> Result<(Vec<u8>, bool)>;
 
-/// How one argument is shown.
+/// Reads `len` bytes of the entry stack at `sp + 8 + offset` (the first stack
+/// argument is at offset 0); None when it cannot be read.
+pub(crate) type ReadStack<'a> = &'a dyn Fn(u64, usize) -> Option<Vec<u8>>;
+
+/// How one argument of a prototype is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Arg {
     /// A C `int`: the low 32 bits, signed.
     Int,
+    /// A `long`, `ssize_t` or `off_t`: signed 64 bits.
+    Long,
     /// A directory fd for the `*at` calls: `AT_FDCWD` or an int.
     DirFd,
     /// A `const char *`: quoted and escaped.
@@ -35,6 +60,8 @@ enum Arg {
     Ptr,
     /// A `size_t`: unsigned decimal.
     Size,
+    /// Flags with no names here, in hex (`mmap`'s prot and flags, `send`'s).
+    Hex,
     /// `open(2)` flags by name.
     OpenFlags,
     /// A `mode_t` in octal.
@@ -46,7 +73,7 @@ enum Arg {
     AccessMode,
 }
 
-/// How a return value is shown.
+/// How a prototype's return value is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ret {
     /// A C `int`.
@@ -57,58 +84,318 @@ enum Ret {
     Size,
     /// A `char *`: the string it points to.
     Str,
+    /// A pointer.
+    Ptr,
+    /// Nothing (`free`, `exit`).
+    Void,
 }
 
-/// A known function's signature: name, arguments, return value.
-type Prototype = (&'static str, &'static [Arg], Ret);
+/// A known function's signature: name, arguments with their names (as the
+/// manual pages call them), return value.
+pub(crate) struct Prototype {
+    name: &'static str,
+    args: &'static [(Arg, &'static str)],
+    ret: Ret,
+}
+
+const fn proto(name: &'static str, args: &'static [(Arg, &'static str)], ret: Ret) -> Prototype {
+    Prototype { name, args, ret }
+}
 
 /// Built-in prototypes for common libc functions, used when a module has no
-/// debug info for them (libc never has).
+/// debug info for them (libc usually has none) and in the C library itself.
 const PROTOTYPES: &[Prototype] = {
     use Arg::*;
-    const OPENAT: &[Arg] = &[DirFd, Str, OpenFlags, OpenMode];
-    const OPEN: &[Arg] = &[Str, OpenFlags, OpenMode];
-    const RW: &[Arg] = &[Int, Ptr, Size];
+    const OPENAT: &[(Arg, &str)] = &[
+        (DirFd, "dirfd"),
+        (Str, "pathname"),
+        (OpenFlags, "flags"),
+        (OpenMode, "mode"),
+    ];
+    const OPEN: &[(Arg, &str)] = &[(Str, "pathname"), (OpenFlags, "flags"), (OpenMode, "mode")];
+    const RW: &[(Arg, &str)] = &[(Int, "fd"), (Ptr, "buf"), (Size, "count")];
+    const PRW: &[(Arg, &str)] = &[(Int, "fd"), (Ptr, "buf"), (Size, "count"), (Long, "offset")];
+    const FRW: &[(Arg, &str)] = &[
+        (Ptr, "ptr"),
+        (Size, "size"),
+        (Size, "nmemb"),
+        (Ptr, "stream"),
+    ];
+    const SOCKADDR: &[(Arg, &str)] = &[(Int, "sockfd"), (Ptr, "addr"), (Size, "addrlen")];
+    const SENDRECV: &[(Arg, &str)] =
+        &[(Int, "sockfd"), (Ptr, "buf"), (Size, "len"), (Hex, "flags")];
     &[
-        ("openat", OPENAT, Ret::Int),
-        ("openat64", OPENAT, Ret::Int),
-        ("open", OPEN, Ret::Int),
-        ("open64", OPEN, Ret::Int),
-        ("creat", &[Str, Mode], Ret::Int),
-        ("read", RW, Ret::Long),
-        ("write", RW, Ret::Long),
-        ("close", &[Int], Ret::Int),
-        ("strlen", &[Str], Ret::Size),
-        ("puts", &[Str], Ret::Int),
-        ("getenv", &[Str], Ret::Str),
-        ("unlink", &[Str], Ret::Int),
-        ("access", &[Str, AccessMode], Ret::Int),
+        proto("openat", OPENAT, Ret::Int),
+        proto("openat64", OPENAT, Ret::Int),
+        proto("open", OPEN, Ret::Int),
+        proto("open64", OPEN, Ret::Int),
+        proto("creat", &[(Str, "pathname"), (Mode, "mode")], Ret::Int),
+        proto("creat64", &[(Str, "pathname"), (Mode, "mode")], Ret::Int),
+        proto("read", RW, Ret::Long),
+        proto("write", RW, Ret::Long),
+        proto("pread", PRW, Ret::Long),
+        proto("pread64", PRW, Ret::Long),
+        proto("pwrite", PRW, Ret::Long),
+        proto("pwrite64", PRW, Ret::Long),
+        proto("close", &[(Int, "fd")], Ret::Int),
+        proto("malloc", &[(Size, "size")], Ret::Ptr),
+        proto("calloc", &[(Size, "nmemb"), (Size, "size")], Ret::Ptr),
+        proto("realloc", &[(Ptr, "ptr"), (Size, "size")], Ret::Ptr),
+        proto("free", &[(Ptr, "ptr")], Ret::Void),
+        proto(
+            "memcpy",
+            &[(Ptr, "dest"), (Ptr, "src"), (Size, "n")],
+            Ret::Ptr,
+        ),
+        proto("memset", &[(Ptr, "s"), (Int, "c"), (Size, "n")], Ret::Ptr),
+        proto("strlen", &[(Str, "s")], Ret::Size),
+        proto("strcmp", &[(Str, "s1"), (Str, "s2")], Ret::Int),
+        proto("strcpy", &[(Ptr, "dest"), (Str, "src")], Ret::Ptr),
+        proto("fopen", &[(Str, "pathname"), (Str, "mode")], Ret::Ptr),
+        proto("fopen64", &[(Str, "pathname"), (Str, "mode")], Ret::Ptr),
+        proto("fclose", &[(Ptr, "stream")], Ret::Int),
+        proto("fread", FRW, Ret::Size),
+        proto("fwrite", FRW, Ret::Size),
+        proto("getenv", &[(Str, "name")], Ret::Str),
+        proto(
+            "setenv",
+            &[(Str, "name"), (Str, "value"), (Int, "overwrite")],
+            Ret::Int,
+        ),
+        proto(
+            "socket",
+            &[(Int, "domain"), (Int, "type"), (Int, "protocol")],
+            Ret::Int,
+        ),
+        proto("connect", SOCKADDR, Ret::Int),
+        proto("bind", SOCKADDR, Ret::Int),
+        proto(
+            "accept",
+            &[(Int, "sockfd"), (Ptr, "addr"), (Ptr, "addrlen")],
+            Ret::Int,
+        ),
+        proto("send", SENDRECV, Ret::Long),
+        proto("recv", SENDRECV, Ret::Long),
+        proto(
+            "mmap",
+            &[
+                (Ptr, "addr"),
+                (Size, "length"),
+                (Hex, "prot"),
+                (Hex, "flags"),
+                (Int, "fd"),
+                (Long, "offset"),
+            ],
+            Ret::Ptr,
+        ),
+        proto("munmap", &[(Ptr, "addr"), (Size, "length")], Ret::Int),
+        proto("exit", &[(Int, "status")], Ret::Void),
+        proto("puts", &[(Str, "s")], Ret::Int),
+        proto("unlink", &[(Str, "pathname")], Ret::Int),
+        proto(
+            "access",
+            &[(Str, "pathname"), (AccessMode, "mode")],
+            Ret::Int,
+        ),
     ]
 };
 
-fn prototype(symbol: &str) -> Option<(&'static [Arg], Ret)> {
+fn prototype(symbol: &str) -> Option<&'static Prototype> {
     // A versioned name (`openat@@GLIBC_2.2.5`) is the same function.
     let name = symbol.split('@').next().unwrap_or(symbol);
-    PROTOTYPES
-        .iter()
-        .find(|p| p.0 == name)
-        .map(|&(_, args, ret)| (args, ret))
+    let name = if name == "mmap64" { "mmap" } else { name };
+    PROTOTYPES.iter().find(|p| p.name == name)
 }
 
-/// Renders the arguments of a call to `symbol`, given the six SysV argument
-/// registers at its entry.
+/// What is known about a probed function's signature.
+#[derive(Clone)]
+pub(crate) enum Known {
+    /// Its DWARF signature.
+    Dwarf(Arc<Signature>),
+    /// A built-in prototype.
+    Proto(&'static Prototype),
+    /// Nothing.
+    Raw,
+}
+
+/// The rendered arguments of one call: values, and the parameter names when
+/// known (same length).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Args {
+    pub(crate) names: Vec<Option<String>>,
+    pub(crate) values: Vec<String>,
+    /// True when the text format shows `name=value` (DWARF); prototypes are
+    /// shown strace style, by value only.
+    pub(crate) named: bool,
+}
+
+impl Args {
+    /// `x=41, s="hi"` (DWARF) or `3, 0x7ffd1000, 4096`.
+    pub(crate) fn text(&self) -> String {
+        let mut parts = Vec::with_capacity(self.values.len());
+        for (name, value) in self.names.iter().zip(&self.values) {
+            match name {
+                Some(n) if self.named => parts.push(format!("{n}={value}")),
+                _ => parts.push(value.clone()),
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+/// A rendered return value: the text, and the number for JSON's `retval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RetVal {
+    pub(crate) text: String,
+    pub(crate) number: Number,
+}
+
+/// A return value as an integer: typed when the type is an integer or a
+/// pointer, rax as a signed 64-bit integer when the type is not known, nothing
+/// when the function returns no integer (`void`, a `double`, a struct).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Number {
+    Signed(i64),
+    Unsigned(u64),
+    None,
+}
+
+impl From<Number> for serde_json::Value {
+    fn from(n: Number) -> serde_json::Value {
+        match n {
+            Number::Signed(v) => v.into(),
+            Number::Unsigned(v) => v.into(),
+            Number::None => serde_json::Value::Null,
+        }
+    }
+}
+
+/// Renders calls: the signatures found so far and the string limit.
+pub(crate) struct Renderer {
+    signatures: Signatures,
+    string_limit: usize,
+    /// What was found for each probed address (with the module and symbol
+    /// there: aliases may have different prototypes): the
+    /// hit path's shortcut, and the answer for a return whose entry left
+    /// nothing (a child traced with `-f` inherits calls in flight, not the
+    /// handlers' data).
+    by_site: HashMap<u64, (PathBuf, String, Known)>,
+}
+
+impl Renderer {
+    pub(crate) fn new(string_limit: usize) -> Renderer {
+        Renderer {
+            signatures: Signatures::new(),
+            string_limit,
+            by_site: HashMap::new(),
+        }
+    }
+
+    fn seen(&self, site: &Site) -> Option<&Known> {
+        match self.by_site.get(&site.address.get()) {
+            Some((module, symbol, known)) if *module == site.module && *symbol == site.symbol => {
+                Some(known)
+            }
+            _ => None,
+        }
+    }
+
+    /// What is known about the function `hit` stopped at the entry of. The
+    /// first hit of a function parses its DWARF; later ones find it cached.
+    pub(crate) fn known(&mut self, hit: &Hit<'_>) -> Known {
+        let site = hit.site();
+        if site.kind == ProbeKind::Instruction {
+            return Known::Raw;
+        }
+        if let Some(known) = self.seen(site) {
+            return known.clone();
+        }
+        let known = self.look_up(hit);
+        let key = (site.module.clone(), site.symbol.clone(), known.clone());
+        self.by_site.insert(site.address.get(), key);
+        known
+    }
+
+    fn look_up(&mut self, hit: &Hit<'_>) -> Known {
+        let site = hit.site();
+        let proto = prototype(&site.symbol);
+        let module = hit.module();
+        let in_libc = module.is_some_and(|m| m.matches("libc"));
+        if let (Some(p), true) = (proto, in_libc) {
+            return Known::Proto(p);
+        }
+        if let Some(m) = module {
+            if let Some(sig) = self.signatures.get(&m.elf, m.to_link(site.address)) {
+                return Known::Dwarf(sig);
+            }
+        }
+        match proto {
+            Some(p) => Known::Proto(p),
+            None => Known::Raw,
+        }
+    }
+
+    /// The arguments of the call `hit` stopped at, rendered.
+    pub(crate) fn args(&self, known: &Known, hit: &Hit<'_>) -> Args {
+        let regs: [u64; 6] = std::array::from_fn(|n| hit.arg(n).unwrap_or(0));
+        let read = |addr, max| hit.read_cstr(addr, max);
+        match known {
+            Known::Dwarf(sig) => {
+                let sp = hit.regs().sp();
+                let stack = |offset: u64, len: usize| {
+                    let at = sp.checked_add(8)?.checked_add(offset)?;
+                    hit.read_bytes(at, len).ok()
+                };
+                dwarf_args(sig, regs, &stack, &read, self.string_limit)
+            }
+            Known::Proto(p) => proto_args(p, regs, &read, self.string_limit),
+            Known::Raw => raw_args(regs),
+        }
+    }
+
+    /// The value the call `ret` stopped at returns, rendered; `known` is what
+    /// its entry found (None when the entry was not seen by this printer).
+    pub(crate) fn retval(&self, known: Option<&Known>, ret: &Return<'_>) -> RetVal {
+        let rax = ret.retval() as u64;
+        let read = |addr, max| ret.read_cstr(addr, max);
+        let known = match known.or_else(|| self.seen(ret.site())) {
+            Some(k) => k.clone(),
+            None => prototype(&ret.site().symbol).map_or(Known::Raw, Known::Proto),
+        };
+        render_ret(&known, rax, &read, self.string_limit)
+    }
+}
+
+/// The six argument registers in hex, names unknown.
+fn raw_args(regs: [u64; 6]) -> Args {
+    Args {
+        names: vec![None; 6],
+        values: regs.iter().map(|v| format!("{v:#x}")).collect(),
+        named: false,
+    }
+}
+
+/// Renders the arguments of a call to `symbol` (by prototype, else raw), given
+/// the six SysV argument registers at its entry.
+#[cfg(test)]
 pub(crate) fn render_args(symbol: &str, regs: [u64; 6], read: ReadCstr<'_>) -> Vec<String> {
-    let Some((kinds, _)) = prototype(symbol) else {
-        return regs.iter().map(|v| format!("{v:#x}")).collect();
-    };
-    let mut out = Vec::with_capacity(kinds.len());
-    for (i, (&kind, &v)) in kinds.iter().zip(regs.iter()).enumerate() {
+    match prototype(symbol) {
+        Some(p) => proto_args(p, regs, read, DEFAULT_STRING_LIMIT).values,
+        None => raw_args(regs).values,
+    }
+}
+
+fn proto_args(p: &Prototype, regs: [u64; 6], read: ReadCstr<'_>, limit: usize) -> Args {
+    let mut out = Args::default();
+    for (i, (&(kind, name), &v)) in p.args.iter().zip(regs.iter()).enumerate() {
         let s = match kind {
             Arg::Int => (v as i32).to_string(),
+            Arg::Long => (v as i64).to_string(),
             Arg::DirFd => dirfd(v),
-            Arg::Str => cstr_arg(v, read),
+            Arg::Str => cstr_arg(v, read, limit),
             Arg::Ptr => pointer(v),
             Arg::Size => v.to_string(),
+            Arg::Hex => format!("{v:#x}"),
             Arg::OpenFlags => open_flags(v),
             Arg::Mode => mode(v),
             Arg::OpenMode => {
@@ -120,46 +407,235 @@ pub(crate) fn render_args(symbol: &str, regs: [u64; 6], read: ReadCstr<'_>) -> V
             }
             Arg::AccessMode => access_mode(v),
         };
-        out.push(s);
+        out.names.push(Some(name.to_string()));
+        out.values.push(s);
     }
     out
 }
 
-/// Renders the value a call to `symbol` returned (rax).
-pub(crate) fn render_retval(symbol: &str, rax: u64, read: ReadCstr<'_>) -> String {
-    match prototype(symbol).map(|(_, ret)| ret) {
-        Some(Ret::Int) => (rax as i32).to_string(),
-        Some(Ret::Long) => (rax as i64).to_string(),
-        Some(Ret::Size) => rax.to_string(),
-        Some(Ret::Str) => cstr_arg(rax, read),
-        None => {
+/// Renders the arguments of a function with a DWARF signature: `regs` are the
+/// six integer argument registers at its entry, `stack` reads the stack
+/// arguments.
+pub(crate) fn dwarf_args(
+    sig: &Signature,
+    regs: [u64; 6],
+    stack: ReadStack<'_>,
+    read: ReadCstr<'_>,
+    limit: usize,
+) -> Args {
+    let mut out = Args {
+        named: true,
+        ..Args::default()
+    };
+    for (p, loc) in sig.params.iter().zip(sysv::locate(sig)) {
+        let raw = match loc {
+            Loc::Gp(ns) => {
+                let mut v: u128 = 0;
+                for (k, n) in ns.iter().enumerate() {
+                    v |= u128::from(regs.get(*n).copied().unwrap_or(0)) << (64 * k);
+                }
+                Some(v)
+            }
+            Loc::Stack { offset, size } => {
+                let len = size.min(16) as usize;
+                stack(offset, len).filter(|b| b.len() == len).map(|b| {
+                    let mut bytes = [0u8; 16];
+                    bytes[..len].copy_from_slice(&b);
+                    u128::from_le_bytes(bytes)
+                })
+            }
+            Loc::Unavailable | Loc::Nowhere => None,
+        };
+        out.names.push(p.name.clone());
+        out.values.push(typed(&p.ty, raw, read, limit));
+    }
+    if sig.variadic {
+        out.names.push(None);
+        out.values.push("...".into());
+    }
+    out
+}
+
+/// One value of type `ty` whose bytes (little-endian, as in a register) are
+/// `raw`; None when it could not be read.
+pub(crate) fn typed(ty: &Type, raw: Option<u128>, read: ReadCstr<'_>, limit: usize) -> String {
+    if let Type::Aggregate {
+        keyword,
+        name,
+        passing,
+    } = ty
+    {
+        let label = match name {
+            Some(n) => format!("{keyword} {n}"),
+            None => keyword.to_string(),
+        };
+        // Passed in integer registers: their raw contents, one eightbyte each,
+        // low first (the fields are not decoded).
+        if let (sysv::Passing::Regs(classes), Some(raw)) = (passing, raw) {
+            if classes.iter().all(|c| *c == sysv::Class::Integer) {
+                let words: Vec<String> = (0..classes.len())
+                    .map(|k| format!("{:#x}", (raw >> (64 * k)) as u64))
+                    .collect();
+                return format!("{{{label}: {}}}", words.join(", "));
+            }
+        }
+        return format!("{{{label}}}");
+    }
+    if matches!(ty, Type::Void) {
+        return "void".into();
+    }
+    let Some(raw) = raw else {
+        return "?".into();
+    };
+    match ty {
+        Type::Int { size, signed: true } => sign_extend(raw, *size).to_string(),
+        Type::Int {
+            size,
+            signed: false,
+        } => truncate(raw, *size).to_string(),
+        Type::Char => char_literal(raw as u8),
+        Type::Bool { size } => match truncate(raw, *size) {
+            0 => "false".into(),
+            1 => "true".into(),
+            v => v.to_string(),
+        },
+        Type::Float {
+            size: 4,
+            complex: false,
+            ..
+        } => format!("{:?}", f32::from_bits(raw as u32)),
+        Type::Float {
+            size: 8,
+            complex: false,
+            ..
+        } => format!("{:?}", f64::from_bits(raw as u64)),
+        Type::Float { .. } => "?".into(),
+        Type::Pointer { string: true } => cstr_arg(raw as u64, read, limit),
+        Type::Pointer { string: false } => pointer(raw as u64),
+        Type::Enum {
+            size,
+            signed,
+            values,
+        } => {
+            let v = truncate(raw, *size) as u64;
+            match values.iter().find(|(value, _)| *value == v) {
+                Some((_, name)) => name.clone(),
+                None if *signed => sign_extend(raw, *size).to_string(),
+                None => v.to_string(),
+            }
+        }
+        Type::Unknown => format!("{:#x}", raw as u64),
+        Type::Aggregate { .. } | Type::Void => unreachable!("handled above"),
+    }
+}
+
+fn sign_extend(raw: u128, size: u64) -> i128 {
+    let bits = (size.clamp(1, 16) * 8) as u32;
+    let shift = 128 - bits;
+    ((raw << shift) as i128) >> shift
+}
+
+fn truncate(raw: u128, size: u64) -> u128 {
+    let bits = (size.clamp(1, 16) * 8) as u32;
+    if bits == 128 {
+        raw
+    } else {
+        raw & ((1u128 << bits) - 1)
+    }
+}
+
+/// A `char` as C writes it: `'a'`, `'\n'`, `'\x01'`.
+fn char_literal(b: u8) -> String {
+    match b {
+        b'\'' => r"'\''".into(),
+        b'"' => "'\"'".into(),
+        _ => {
+            let q = quote(&[b], false);
+            format!("'{}'", &q[1..q.len() - 1])
+        }
+    }
+}
+
+/// The integer JSON shows as `retval` for a value of type `ty` in rax.
+fn typed_number(ty: &Type, rax: u64) -> Number {
+    let raw = u128::from(rax);
+    match ty {
+        Type::Int {
+            size: 1 | 2 | 4 | 8,
+            signed: true,
+        }
+        | Type::Enum { signed: true, .. } => {
+            let size = match ty {
+                Type::Int { size, .. } | Type::Enum { size, .. } => *size,
+                _ => 8,
+            };
+            Number::Signed(sign_extend(raw, size) as i64)
+        }
+        Type::Int {
+            size: size @ (1 | 2 | 4 | 8),
+            signed: false,
+        }
+        | Type::Enum { size, .. }
+        | Type::Bool { size } => Number::Unsigned(truncate(raw, *size) as u64),
+        Type::Char => Number::Signed(i64::from(rax as u8 as i8)),
+        Type::Pointer { .. } => Number::Unsigned(rax),
+        Type::Unknown => Number::Signed(rax as i64),
+        Type::Void | Type::Float { .. } | Type::Aggregate { .. } | Type::Int { .. } => Number::None,
+    }
+}
+
+fn render_ret(known: &Known, rax: u64, read: ReadCstr<'_>, limit: usize) -> RetVal {
+    let raw_number = Number::Signed(rax as i64);
+    match known {
+        Known::Dwarf(sig) => {
+            let text = match &sig.ret {
+                // Returned in xmm0 (or rax:rdx), which is not read here.
+                Type::Float { .. } | Type::Int { size: 16, .. } => "?".into(),
+                Type::Unknown => return render_ret(&Known::Raw, rax, read, limit),
+                ty => typed(ty, Some(u128::from(rax)), read, limit),
+            };
+            RetVal {
+                text,
+                number: typed_number(&sig.ret, rax),
+            }
+        }
+        Known::Proto(p) => {
+            let (text, number) = match p.ret {
+                Ret::Int => {
+                    let v = i64::from(rax as i32);
+                    (v.to_string(), Number::Signed(v))
+                }
+                Ret::Long => ((rax as i64).to_string(), raw_number),
+                Ret::Size => (rax.to_string(), Number::Unsigned(rax)),
+                Ret::Str => (cstr_arg(rax, read, limit), Number::Unsigned(rax)),
+                Ret::Ptr => (pointer(rax), Number::Unsigned(rax)),
+                Ret::Void => ("void".into(), Number::None),
+            };
+            RetVal { text, number }
+        }
+        Known::Raw => {
             // Without a prototype we do not know the width: a value that reads as
             // a small signed number most likely is one (an int, an error code);
             // anything else is more likely a pointer or a mask.
             let v = rax as i64;
-            if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&v) {
+            let text = if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&v) {
                 v.to_string()
             } else {
                 format!("{rax:#x}")
+            };
+            RetVal {
+                text,
+                number: raw_number,
             }
         }
     }
 }
 
-/// The arguments of the call `hit` stopped at, rendered.
-pub(crate) fn hit_args(hit: &Hit<'_>) -> Vec<String> {
-    let regs: [u64; 6] = std::array::from_fn(|n| hit.arg(n).unwrap_or(0));
-    render_args(&hit.site().symbol, regs, &|addr, max| {
-        hit.read_cstr(addr, max)
-    })
-}
-
-/// The value the call `ret` stopped at returns, rendered.
-pub(crate) fn ret_value(ret: &Return<'_>) -> String {
-    let rax = ret.retval() as u64;
-    render_retval(&ret.site().symbol, rax, &|addr, max| {
-        ret.read_cstr(addr, max)
-    })
+/// Renders the value a call to `symbol` returned (rax), by prototype or raw.
+#[cfg(test)]
+pub(crate) fn render_retval(symbol: &str, rax: u64, read: ReadCstr<'_>) -> String {
+    let known = prototype(symbol).map_or(Known::Raw, Known::Proto);
+    render_ret(&known, rax, read, DEFAULT_STRING_LIMIT).text
 }
 
 fn pointer(v: u64) -> String {
@@ -201,14 +677,20 @@ fn access_mode(v: u64) -> String {
     parts.join("|")
 }
 
-/// A `const char *` argument: `NULL`, the quoted string, or the pointer in hex
-/// when it cannot be read.
-fn cstr_arg(ptr: u64, read: ReadCstr<'_>) -> String {
+/// A `const char *` argument: `NULL`, the quoted string (at most `limit`
+/// bytes, then `...`), or the pointer in hex when it cannot be read.
+fn cstr_arg(ptr: u64, read: ReadCstr<'_>, limit: usize) -> String {
     if ptr == 0 {
         return "NULL".into();
     }
-    match read(ptr, STRING_LIMIT) {
-        Ok((bytes, complete)) => quote(&bytes, !complete),
+    // One byte more than shown, so that a string of exactly `limit` bytes is not
+    // taken for a longer one.
+    match read(ptr, limit.saturating_add(1)) {
+        Ok((mut bytes, complete)) => {
+            let cut = !complete || bytes.len() > limit;
+            bytes.truncate(limit);
+            quote(&bytes, cut)
+        }
         Err(_) => format!("{ptr:#x}"),
     }
 }
@@ -436,7 +918,10 @@ mod tests {
             Ok((long[..max.min(300)].to_vec(), max > 300))
         };
         let args = render_args("puts", [0x1000, 0, 0, 0, 0, 0], &read);
-        assert_eq!(args[0], format!("\"{}\"...", "x".repeat(STRING_LIMIT)));
+        assert_eq!(
+            args[0],
+            format!("\"{}\"...", "x".repeat(DEFAULT_STRING_LIMIT))
+        );
     }
 
     #[test]
@@ -478,6 +963,205 @@ mod tests {
             render_retval("getenv", 0x1000, &fixed(b"/root")),
             "\"/root\""
         );
+    }
+
+    use crate::symbols::dwarf::{Param, Passing};
+
+    fn t(ty: &Type, raw: u128) -> String {
+        typed(ty, Some(raw), &fixed(b"hi"), DEFAULT_STRING_LIMIT)
+    }
+
+    #[test]
+    fn integers_by_width_and_sign_ignore_upper_register_bits() {
+        let garbage = 0xdead_beef_0000_0000_u128;
+        let i = |size, signed| Type::Int { size, signed };
+        assert_eq!(t(&i(1, true), garbage | 0xfb), "-5");
+        assert_eq!(t(&i(1, false), garbage | 0xfb), "251");
+        assert_eq!(t(&i(2, true), garbage | 0xfed4), "-300");
+        assert_eq!(t(&i(2, false), garbage | 0xfde8), "65000");
+        assert_eq!(t(&i(4, true), garbage | 0xffff_ffff), "-1");
+        assert_eq!(t(&i(4, false), garbage | 0xffff_ffff), "4294967295");
+        assert_eq!(t(&i(8, true), u128::from(u64::MAX)), "-1");
+        assert_eq!(
+            t(&i(8, false), u128::from(u64::MAX)),
+            "18446744073709551615"
+        );
+        assert_eq!(t(&i(16, true), u128::MAX), "-1");
+    }
+
+    #[test]
+    fn bool_char_enum_float_pointer_aggregate() {
+        assert_eq!(t(&Type::Bool { size: 1 }, 0x100), "false");
+        assert_eq!(t(&Type::Bool { size: 1 }, 1), "true");
+        assert_eq!(t(&Type::Bool { size: 1 }, 7), "7");
+        assert_eq!(t(&Type::Char, u128::from(b'a')), "'a'");
+        assert_eq!(t(&Type::Char, u128::from(b'\n')), r"'\n'");
+        assert_eq!(t(&Type::Char, u128::from(b'\'')), r"'\''");
+        assert_eq!(t(&Type::Char, 0xff), r"'\xff'");
+        let e = Type::Enum {
+            size: 4,
+            signed: true,
+            values: vec![(0, "RED".into()), (0xffff_fffd, "BLUE".into())],
+        };
+        assert_eq!(t(&e, 0), "RED");
+        assert_eq!(t(&e, 0xffff_ffff_ffff_fffd), "BLUE");
+        assert_eq!(t(&e, 42), "42");
+        assert_eq!(t(&e, 0xffff_fff0), "-16");
+        let f = |size| Type::Float {
+            size,
+            complex: false,
+            x87: false,
+        };
+        assert_eq!(t(&f(8), u128::from(1.5f64.to_bits())), "1.5");
+        assert_eq!(t(&f(4), u128::from(0.25f32.to_bits())), "0.25");
+        assert_eq!(typed(&f(8), None, &no_memory, DEFAULT_STRING_LIMIT), "?");
+        assert_eq!(t(&Type::Pointer { string: false }, 0), "NULL");
+        assert_eq!(t(&Type::Pointer { string: false }, 0x1000), "0x1000");
+        assert_eq!(t(&Type::Pointer { string: true }, 0x1000), "\"hi\"");
+        assert_eq!(t(&Type::Pointer { string: true }, 0), "NULL");
+        let agg = |name: Option<&str>| Type::Aggregate {
+            keyword: "union",
+            name: name.map(String::from),
+            passing: Passing::Unknown,
+        };
+        assert_eq!(t(&agg(Some("u")), 0), "{union u}");
+        assert_eq!(
+            typed(&agg(None), None, &no_memory, DEFAULT_STRING_LIMIT),
+            "{union}"
+        );
+    }
+
+    #[test]
+    fn strings_cut_at_the_limit_but_not_at_exactly_the_limit() {
+        let read = fixed(b"hello");
+        assert_eq!(cstr_arg(0x1000, &read, 5), "\"hello\"");
+        assert_eq!(cstr_arg(0x1000, &read, 4), "\"hell\"...");
+        assert_eq!(cstr_arg(0x1000, &read, 0), "\"\"...");
+        assert_eq!(cstr_arg(0x1000, &no_memory, 4), "0x1000");
+    }
+
+    fn param(name: &str, ty: Type) -> Param {
+        Param {
+            name: Some(name.into()),
+            ty,
+        }
+    }
+
+    #[test]
+    fn dwarf_arguments_from_registers_and_stack() {
+        let int = Type::Int {
+            size: 4,
+            signed: true,
+        };
+        let double = Type::Float {
+            size: 8,
+            complex: false,
+            x87: false,
+        };
+        let mut params: Vec<Param> = ["a", "b", "c", "d", "e", "f", "g"]
+            .iter()
+            .map(|n| param(n, int.clone()))
+            .collect();
+        params.insert(1, param("x", double));
+        params.push(Param {
+            name: None,
+            ty: Type::Int {
+                size: 8,
+                signed: false,
+            },
+        });
+        let sig = Signature {
+            params,
+            variadic: true,
+            ret: Type::Void,
+        };
+        // g is the first stack argument (offset 0), the unnamed one the second.
+        let stack = |offset: u64, len: usize| -> Option<Vec<u8>> {
+            let v: u64 = match offset {
+                0 => 0xaaaa_aaaa_ffff_fff9,
+                8 => 77,
+                _ => return None,
+            };
+            Some(v.to_le_bytes()[..len].to_vec())
+        };
+        let regs = [1, 0xffff_fffe, 3, 4, 5, 6];
+        let args = dwarf_args(&sig, regs, &stack, &no_memory, DEFAULT_STRING_LIMIT);
+        assert_eq!(
+            args.text(),
+            "a=1, x=?, b=-2, c=3, d=4, e=5, f=6, g=-7, 77, ..."
+        );
+        assert_eq!(args.names.len(), args.values.len());
+        assert_eq!(args.names[1].as_deref(), Some("x"));
+        assert_eq!(args.names[8], None);
+        // A stack that cannot be read: unavailable, never made up.
+        let none = |_: u64, _: usize| -> Option<Vec<u8>> { None };
+        let args = dwarf_args(&sig, regs, &none, &no_memory, DEFAULT_STRING_LIMIT);
+        assert_eq!(args.values[7], "?");
+    }
+
+    #[test]
+    fn typed_return_values() {
+        let sig = |ret| {
+            Known::Dwarf(Arc::new(Signature {
+                params: vec![],
+                variadic: false,
+                ret,
+            }))
+        };
+        let int = sig(Type::Int {
+            size: 4,
+            signed: true,
+        });
+        let r = render_ret(&int, 0xffff_ffff, &no_memory, 64);
+        assert_eq!((r.text.as_str(), r.number), ("-1", Number::Signed(-1)));
+        let r = render_ret(&sig(Type::Void), 10, &no_memory, 64);
+        assert_eq!((r.text.as_str(), r.number), ("void", Number::None));
+        let r = render_ret(&sig(Type::Bool { size: 1 }), 0x100, &no_memory, 64);
+        assert_eq!((r.text.as_str(), r.number), ("false", Number::Unsigned(0)));
+        let u64_max = sig(Type::Int {
+            size: 8,
+            signed: false,
+        });
+        let r = render_ret(&u64_max, u64::MAX, &no_memory, 64);
+        assert_eq!(r.number, Number::Unsigned(u64::MAX));
+        let r = render_ret(&Known::Raw, 0xffff_ffff, &no_memory, 64);
+        assert_eq!(
+            (r.text.as_str(), r.number),
+            ("0xffffffff", Number::Signed(0xffff_ffff))
+        );
+        let free = Known::Proto(prototype("free").unwrap());
+        assert_eq!(render_ret(&free, 3, &no_memory, 64).text, "void");
+    }
+
+    #[test]
+    fn more_libc_prototypes() {
+        let read = fixed(b"r");
+        assert_eq!(
+            render_args("mmap", [0, 4096, 3, 0x22, (-1i64) as u64, 0], &read),
+            ["NULL", "4096", "0x3", "0x22", "-1", "0"]
+        );
+        assert_eq!(
+            render_args("pread64", [3, 0x1000, 10, 1 << 40, 0, 0], &read),
+            ["3", "0x1000", "10", "1099511627776"]
+        );
+        assert_eq!(
+            render_args("fopen", [0x1000, 0x2000, 0, 0, 0, 0], &read),
+            ["\"r\"", "\"r\""]
+        );
+        assert_eq!(render_args("exit", [3, 0, 0, 0, 0, 0], &read), ["3"]);
+        assert_eq!(render_args("free", [0, 0, 0, 0, 0, 0], &read), ["NULL"]);
+        assert_eq!(render_retval("malloc", 0x5555_0000, &read), "0x55550000");
+        assert_eq!(render_retval("memcpy", 0, &read), "NULL");
+        assert_eq!(render_retval("recv", (-1i64) as u64, &read), "-1");
+        assert_eq!(render_retval("fread", 4, &read), "4");
+        for name in [
+            "open", "openat", "creat", "read", "write", "pread", "pwrite", "pread64", "pwrite64",
+            "close", "malloc", "calloc", "realloc", "free", "memcpy", "memset", "strlen", "strcmp",
+            "strcpy", "fopen", "fclose", "fread", "fwrite", "getenv", "setenv", "socket",
+            "connect", "bind", "accept", "send", "recv", "mmap", "mmap64", "munmap", "exit",
+        ] {
+            assert!(prototype(name).is_some(), "{name}");
+        }
     }
 
     #[test]

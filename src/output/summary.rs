@@ -31,8 +31,10 @@ pub(crate) struct Row {
     pub(crate) total: Duration,
     pub(crate) min: Duration,
     pub(crate) max: Duration,
-    /// Hits seen but not reported (kretprobe's `nmissed`). Nothing feeds it yet:
-    /// the engine will, once it drops return probes past a depth limit.
+    /// Hits seen but not reported (kretprobe's `nmissed`). The ptrace engine
+    /// has no depth limit (every call in flight is kept, where the kernel stops
+    /// at 64), so it drops nothing and this stays 0; calls unwound by longjmp or
+    /// an exception did not return, and are not missed returns.
     pub(crate) missed: u64,
 }
 

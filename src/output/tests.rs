@@ -21,6 +21,8 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             format,
             color,
             summary,
+            string_limit: super::DEFAULT_STRING_LIMIT,
+            flush_interval: None,
         },
     );
     (p, out, diag)
@@ -194,7 +196,7 @@ fn openat_reads_the_path_from_tracee_memory() {
     t.leave(&mut p, &openat, 7, 30, 31, (-14i64) as u64, d)
         .unwrap();
     p.on_finish().unwrap();
-    let y = "y".repeat(256);
+    let y = "y".repeat(super::DEFAULT_STRING_LIMIT);
     assert_eq!(
         out.text(),
         format!(
@@ -443,8 +445,14 @@ fn json_events_have_exactly_the_spec_fields() {
     let site = ["tid", "probe", "symbol", "module"];
     let expect: &[(&str, Vec<&'static str>)] = &[
         ("attach", vec!["threads", "probes", "pending"]),
-        ("entry", [&site[..], &["address", "args"]].concat()),
-        ("return", [&site[..], &["retval", "duration_ns"]].concat()),
+        (
+            "entry",
+            [&site[..], &["address", "args", "arg_names"]].concat(),
+        ),
+        (
+            "return",
+            [&site[..], &["retval", "rendered", "duration_ns"]].concat(),
+        ),
         ("hit", [&site[..], &["address"]].concat()),
         ("signal", vec!["tid", "signal"]),
         ("fork", vec!["child", "kind"]),
@@ -483,10 +491,15 @@ fn json_events_have_exactly_the_spec_fields() {
     assert_eq!(entry["address"], "0x55d0c6a0d139");
     assert_eq!(entry["args"][0], "0x29");
     assert_eq!(entry["args"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        entry["arg_names"],
+        serde_json::json!([null, null, null, null, null, null])
+    );
 
     let ret = first("return");
     assert_eq!(ret["time_ns"], 10_000);
     assert_eq!(ret["retval"], 83);
+    assert_eq!(ret["rendered"], "83");
     assert_eq!(ret["duration_ns"], 10_000);
 
     let open = events
@@ -497,6 +510,10 @@ fn json_events_have_exactly_the_spec_fields() {
     assert_eq!(
         open["args"],
         serde_json::json!(["AT_FDCWD", "\"/etc/hostname\"", "O_RDONLY"])
+    );
+    assert_eq!(
+        open["arg_names"],
+        serde_json::json!(["dirfd", "pathname", "flags"])
     );
     let open_ret = events
         .iter()
@@ -580,6 +597,8 @@ fn a_closed_output_is_an_output_error() {
             format,
             color: false,
             summary: false,
+            string_limit: super::DEFAULT_STRING_LIMIT,
+            flush_interval: None,
         };
         let mut p = Printer::with_diag(Box::new(BrokenPipe), Box::new(SharedBuf::default()), opts);
         let t = Tracee::new();
@@ -603,6 +622,8 @@ fn a_closed_output_is_an_output_error() {
         format: Format::Text,
         color: false,
         summary: false,
+        string_limit: super::DEFAULT_STRING_LIMIT,
+        flush_interval: None,
     };
     let mut p = Printer::with_diag(Box::new(SharedBuf::default()), Box::new(BrokenPipe), opts);
     let r = p.on_event(

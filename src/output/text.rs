@@ -5,9 +5,9 @@
 //! the same thread the call reads as one line, `[pid 7] work(0x29) = 83
 //! <0.000011>`. If anything else has to be printed first, the entry goes out as
 //! `[pid 7] work(0x29) ...` and its return later as `[pid 7] ... work resumed =
-//! 83 <0.000011>`, exactly as strace shows an interrupted syscall. The entry's
-//! [`CallId`], kept in the probe's data slot, tells a return whether it closes
-//! the held entry or an older one.
+//! 83 <0.000011>`, exactly as strace shows an interrupted syscall. The call id
+//! the printer gives each entry (and hands back with its return) tells a return
+//! whether it closes the held entry or an older one.
 //!
 //! Status lines (`rtrace: attached to …`) go to stderr, not to the event stream.
 
@@ -15,20 +15,16 @@ use std::time::Duration;
 
 use crossterm::style::Stylize;
 
-use super::render::{self, seconds};
+use super::render::{seconds, RetVal};
 use super::summary::{self, Row};
-use super::{Emitter, Out};
+use super::{Call, Emitter, Out};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return};
 
-/// Identifies one function entry, so that its return can find it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct CallId(u64);
-
 /// An entry waiting for its return.
 struct Held {
-    call: CallId,
+    call: u64,
     /// `[pid 7] work(0x29)`, without a newline.
     text: String,
     /// True once `text` has been written (by a flush) and only the rest of the
@@ -42,7 +38,6 @@ pub(crate) struct TextEmitter {
     /// `-c`: print only the table and the `+++` lines.
     summary: bool,
     held: Option<Held>,
-    next_call: u64,
     /// The process we attached to; its exit line carries no pid prefix, a
     /// child's does (strace -f style).
     root: Option<Pid>,
@@ -54,7 +49,6 @@ impl TextEmitter {
             color,
             summary,
             held: None,
-            next_call: 0,
             root: None,
         }
     }
@@ -108,14 +102,12 @@ impl TextEmitter {
         out.write("\n")
     }
 
-    fn call_text(&self, hit: &Hit<'_>) -> String {
-        let site = hit.site();
-        let args = render::hit_args(hit);
+    fn call_text(&self, hit: &Hit<'_>, call: &Call) -> String {
         format!(
             "{} {}({})",
             self.pid(hit.tid()),
-            self.name(&site.symbol),
-            args.join(", ")
+            self.name(&hit.site().symbol),
+            call.args.text()
         )
     }
 
@@ -128,26 +120,23 @@ impl TextEmitter {
 }
 
 impl Emitter for TextEmitter {
-    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>) -> Result<()> {
+    fn entry(&mut self, out: &mut Out, hit: &mut Hit<'_>, call: &Call) -> Result<()> {
         if self.summary {
             return Ok(());
         }
         match hit.site().kind {
             ProbeKind::Function { returns: true } => {
-                let text = self.call_text(hit);
+                let text = self.call_text(hit, call);
                 self.release(out)?;
-                let call = CallId(self.next_call);
-                self.next_call += 1;
-                hit.set_data(call);
                 self.held = Some(Held {
-                    call,
+                    call: call.id,
                     text,
                     shown: false,
                 });
                 Ok(())
             }
             ProbeKind::Function { returns: false } => {
-                let text = self.call_text(hit);
+                let text = self.call_text(hit, call);
                 self.line(out, &text)
             }
             ProbeKind::Instruction => {
@@ -165,14 +154,19 @@ impl Emitter for TextEmitter {
         }
     }
 
-    fn ret(&mut self, out: &mut Out, ret: &mut Return<'_>) -> Result<()> {
+    fn ret(
+        &mut self,
+        out: &mut Out,
+        ret: &mut Return<'_>,
+        call: Option<u64>,
+        value: &RetVal,
+    ) -> Result<()> {
         if self.summary {
             return Ok(());
         }
-        let call = ret.take_data::<CallId>();
         let tail = format!(
             " = {} <{}>\n",
-            self.retval(render::ret_value(ret)),
+            self.retval(value.text.clone()),
             seconds(ret.duration())
         );
         match self.held.take() {
@@ -217,6 +211,10 @@ impl Emitter for TextEmitter {
             Event::Detached { pid } => out.diag(&format!("rtrace: detached from pid {pid}")),
             Event::NeverArmed { probe } => out.diag(&format!(
                 "rtrace: warning: probe {probe} never armed (its module was never loaded)"
+            )),
+            Event::Skipped { probe, reasons } => out.diag(&format!(
+                "rtrace: warning: {}",
+                crate::handler::skipped_message(probe, reasons)
             )),
             Event::Signal { tid, signal, .. } => {
                 if self.summary {

@@ -14,6 +14,6 @@ mod retstack;
 mod site;
 mod table;
 
-pub use retstack::{HandlerData, ReturnInstance, ReturnStack};
-pub use site::ProbeSite;
+pub use retstack::{HandlerData, ReturnInstance, ReturnStack, Watch};
+pub use site::{Owner, ProbeSite};
 pub use table::{ProbeTable, TABLE_BITS, TABLE_SIZE};

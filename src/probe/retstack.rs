@@ -1,4 +1,4 @@
-//! Return instances: one per call in flight whose return address was rewritten.
+//! Return instances: one per call in flight whose return is watched.
 //!
 //! At a function probe's entry the return address on the stack (at `sp`) is
 //! replaced by the trampoline; the instance remembers the slot and the original.
@@ -7,6 +7,16 @@
 //! instance. Instances whose slot is below that (deeper frames abandoned by
 //! longjmp or an exception) can never return: they are dropped, as the kernel's
 //! `cleanup_return_instances` does.
+//!
+//! A tail call enters a probed function with the trampoline already in the slot:
+//! its instance is *chained* to the one below (same slot, same original), and
+//! both return together, innermost first (the kernel's `chained` flag).
+//!
+//! An instance can also be watched at its return site instead ([`Watch::ReturnSite`],
+//! gdb's `finish`): the original return address stays on the stack, and a
+//! breakpoint at it reports the return when the stack pointer matches. Instances
+//! move there when the thread starts unwinding its stack (an exception, a
+//! backtrace), since an unwinder must never see the trampoline.
 
 use std::any::Any;
 use std::rc::Rc;
@@ -19,6 +29,15 @@ use crate::handler::Site;
 /// What a handler kept at entry with `Hit::set_data`.
 pub type HandlerData = Option<Box<dyn Any>>;
 
+/// How the return of a call in flight is caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// The slot holds the trampoline.
+    Trampoline,
+    /// The slot holds the original return address, where a breakpoint waits.
+    ReturnSite,
+}
+
 /// A call in flight.
 pub struct ReturnInstance {
     /// The stack slot holding the rewritten return address.
@@ -29,6 +48,11 @@ pub struct ReturnInstance {
     pub entered: Duration,
     /// The function probes to report, with what each handler kept at entry.
     pub probes: Vec<(Rc<Site>, HandlerData)>,
+    /// Entered by a tail call: the slot was already the trampoline's, for the
+    /// instance below, and this one returns with it.
+    pub chained: bool,
+    /// How its return is caught.
+    pub watch: Watch,
 }
 
 impl std::fmt::Debug for ReturnInstance {
@@ -36,6 +60,8 @@ impl std::fmt::Debug for ReturnInstance {
         f.debug_struct("ReturnInstance")
             .field("slot", &self.slot)
             .field("orig_ret", &self.orig_ret)
+            .field("chained", &self.chained)
+            .field("watch", &self.watch)
             .finish_non_exhaustive()
     }
 }
@@ -79,9 +105,35 @@ impl ReturnStack {
                     orig_ret: i.orig_ret,
                     entered: i.entered,
                     probes: i.probes.iter().map(|(s, _)| (s.clone(), None)).collect(),
+                    chained: i.chained,
+                    watch: i.watch,
                 })
                 .collect(),
         }
+    }
+
+    /// The calls in flight, writable (to change how they are watched).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ReturnInstance> {
+        self.instances.iter_mut()
+    }
+
+    /// The innermost instance whose slot is `slot`, if any.
+    pub fn in_slot(&self, slot: RuntimeAddr) -> Option<&ReturnInstance> {
+        self.instances.iter().rev().find(|i| i.slot == slot)
+    }
+
+    /// Drops the instances whose frames are gone for a thread whose stack
+    /// pointer is `sp` (their slots are below it), and returns them.
+    pub fn drop_abandoned(&mut self, sp: RuntimeAddr) -> Vec<ReturnInstance> {
+        let mut dropped = Vec::new();
+        while let Some(top) = self.instances.last() {
+            if top.slot < sp {
+                dropped.extend(self.instances.pop());
+            } else {
+                break;
+            }
+        }
+        dropped
     }
 
     /// Takes every instance (detach, exec, thread exit).
@@ -89,27 +141,25 @@ impl ReturnStack {
         std::mem::take(&mut self.instances)
     }
 
-    /// A thread arrived at the trampoline with stack pointer `sp`: it returned
-    /// through the slot at `sp - WORD`. Returns the abandoned instances (slots below
-    /// that one) and the returning instance, if it is found.
-    pub fn pop_returning(
-        &mut self,
-        sp: RuntimeAddr,
-    ) -> (Vec<ReturnInstance>, Option<ReturnInstance>) {
+    /// A thread returned with stack pointer `sp` (at the trampoline, or at a return
+    /// site): it returned through the slot at `sp - WORD`. Returns the abandoned
+    /// instances (slots below that one) and the returning ones, innermost first:
+    /// one, or several when tail calls chained them on the same slot.
+    pub fn pop_returning(&mut self, sp: RuntimeAddr) -> (Vec<ReturnInstance>, Vec<ReturnInstance>) {
         let slot = sp.offset(-(WORD as i64));
-        let mut dropped = Vec::new();
+        let dropped = self.drop_abandoned(slot);
+        let mut returning = Vec::new();
         while let Some(top) = self.instances.last() {
-            if top.slot < slot {
-                dropped.extend(self.instances.pop());
-            } else {
+            if top.slot != slot {
+                break;
+            }
+            let chained = top.chained;
+            returning.extend(self.instances.pop());
+            if !chained {
                 break;
             }
         }
-        let found = match self.instances.last() {
-            Some(top) if top.slot == slot => self.instances.pop(),
-            _ => None,
-        };
-        (dropped, found)
+        (dropped, returning)
     }
 }
 
@@ -123,7 +173,31 @@ mod tests {
             orig_ret: RuntimeAddr(ret),
             entered: Duration::ZERO,
             probes: Vec::new(),
+            chained: false,
+            watch: Watch::Trampoline,
         }
+    }
+
+    #[test]
+    fn tail_calls_return_together_innermost_first() {
+        // outer → mid (slot 0x7fd0) → tail-jumps to leaf (same slot, chained).
+        let mut s = ReturnStack::default();
+        s.push(inst(0x7ff0, 0x401000));
+        s.push(inst(0x7fd0, 0x401100));
+        let mut leaf = inst(0x7fd0, 0x401100);
+        leaf.chained = true;
+        leaf.entered = Duration::from_nanos(1);
+        s.push(leaf);
+        let (dropped, returning) = s.pop_returning(RuntimeAddr(0x7fd8));
+        assert!(dropped.is_empty());
+        assert_eq!(returning.len(), 2);
+        assert!(returning[0].chained && !returning[1].chained, "leaf first");
+        assert_eq!(s.len(), 1);
+        // A second call through the same slot later is not part of the chain.
+        s.push(inst(0x7fd0, 0x401100));
+        let (_, returning) = s.pop_returning(RuntimeAddr(0x7fd8));
+        assert_eq!(returning.len(), 1);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
@@ -134,9 +208,9 @@ mod tests {
         s.push(inst(0x7fb0, 0x401100));
         let (dropped, found) = s.pop_returning(RuntimeAddr(0x7fb8));
         assert!(dropped.is_empty());
-        assert_eq!(found.unwrap().slot, RuntimeAddr(0x7fb0));
+        assert_eq!(found[0].slot, RuntimeAddr(0x7fb0));
         let (_, found) = s.pop_returning(RuntimeAddr(0x7fd8));
-        assert_eq!(found.unwrap().orig_ret, RuntimeAddr(0x401100));
+        assert_eq!(found[0].orig_ret, RuntimeAddr(0x401100));
         assert_eq!(s.len(), 1);
     }
 
@@ -150,7 +224,8 @@ mod tests {
         let (dropped, found) = s.pop_returning(RuntimeAddr(0x7ff8));
         let slots: Vec<_> = dropped.iter().map(|i| i.slot.get()).collect();
         assert_eq!(slots, vec![0x7fb0, 0x7fd0]);
-        assert_eq!(found.unwrap().orig_ret, RuntimeAddr(0x401000));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].orig_ret, RuntimeAddr(0x401000));
         assert!(s.is_empty());
     }
 
@@ -159,7 +234,7 @@ mod tests {
         let mut s = ReturnStack::default();
         s.push(inst(0x7ff0, 0x401000));
         let (dropped, found) = s.pop_returning(RuntimeAddr(0x7fe0));
-        assert!(dropped.is_empty() && found.is_none());
+        assert!(dropped.is_empty() && found.is_empty());
         assert_eq!(s.len(), 1);
     }
 }

@@ -14,12 +14,35 @@ pub struct ProbeSite {
     /// The bytes the breakpoint replaced.
     pub saved: Vec<u8>,
     /// How the displaced instruction executes.
-    pub plan: InsnPlan,
+    pub plan: Rc<InsnPlan>,
+    /// Its out-of-line slot, when it is stepped out of line.
+    pub slot: Option<RuntimeAddr>,
     /// The user probes here, in registration order.
     pub probes: Vec<Rc<Site>>,
     /// True when rtrace itself watches this address (the dynamic linker's
     /// `r_brk`, where it reports library loads).
     pub rtld: bool,
+    /// True at the entry of an unwinder (`_Unwind_RaiseException`…): a thread
+    /// that gets here moves its calls in flight off the trampoline.
+    pub unwind: bool,
+    /// Calls in flight watched at this return site.
+    pub ret_refs: u32,
+    /// In code whose return addresses must never be rewritten (Go): a function
+    /// probe here watches its return at the return site from the start.
+    pub return_site_only: bool,
+}
+
+/// Who needs a breakpoint.
+#[derive(Clone, Debug)]
+pub enum Owner {
+    /// A user probe.
+    Probe(Rc<Site>),
+    /// The dynamic linker hook.
+    Rtld,
+    /// An unwinder entry.
+    Unwind,
+    /// A return site watched for a call in flight.
+    ReturnSite,
 }
 
 impl ProbeSite {
@@ -28,9 +51,23 @@ impl ProbeSite {
         ProbeSite {
             addr,
             saved,
-            plan,
+            plan: Rc::new(plan),
+            slot: None,
             probes: Vec::new(),
             rtld: false,
+            unwind: false,
+            ret_refs: 0,
+            return_site_only: false,
+        }
+    }
+
+    /// Adds an owner.
+    pub fn own(&mut self, owner: Owner) {
+        match owner {
+            Owner::Probe(site) => self.add(site),
+            Owner::Rtld => self.rtld = true,
+            Owner::Unwind => self.unwind = true,
+            Owner::ReturnSite => self.ret_refs += 1,
         }
     }
 
@@ -49,7 +86,7 @@ impl ProbeSite {
 
     /// True when nothing needs the breakpoint any more.
     pub fn is_unused(&self) -> bool {
-        self.probes.is_empty() && !self.rtld
+        self.probes.is_empty() && !self.rtld && !self.unwind && self.ret_refs == 0
     }
 }
 
@@ -72,7 +109,11 @@ mod tests {
 
     #[test]
     fn probes_run_in_registration_order() {
-        let mut s = ProbeSite::new(RuntimeAddr(0x1000), vec![0x55], InsnPlan { len: 1 });
+        let plan = InsnPlan {
+            len: 1,
+            strategy: crate::arch::Strategy::InPlace,
+        };
+        let mut s = ProbeSite::new(RuntimeAddr(0x1000), vec![0x55], plan);
         s.add(site(3));
         s.add(site(1));
         s.add(site(2));

@@ -15,6 +15,14 @@
 //! (O(symbols · log symbols)); the DWARF line table is parsed on the first
 //! [`ElfFile::line_addresses`] call and cached, failure included, so a program
 //! without `FILE:LINE` probes never pays for it.
+//!
+//! DWARF sections come from the file itself when it has any, else from its
+//! separate debug file (see [`super::debugfile`]: build-id, then
+//! `.gnu_debuglink`). That file is looked for, read and checked the first time a
+//! DWARF section is asked for, and kept (or its absence) for the life of the
+//! `ElfFile`. Compressed sections (`SHF_COMPRESSED` with zlib, as Debian ships
+//! its debug files, and the older `.zdebug_*`) are inflated on first use and
+//! kept too.
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
@@ -27,6 +35,8 @@ use goblin::elf::program_header::{self, ProgramHeader};
 use goblin::elf::section_header::{self, SectionHeader};
 use goblin::elf::sym;
 
+use super::debugfile::{self, DebugLink};
+use super::demangle::{demangle, Demangled};
 use crate::addr::{FileOffset, LinkAddr};
 use crate::error::{Error, Result};
 
@@ -92,7 +102,41 @@ struct Section {
     flags: u64,
     offset: u64,
     size: u64,
+    /// sh_link: for a relocation section, its symbol table's index.
+    link: u32,
+    /// The inflated contents of a compressed section, made on first use; the
+    /// reason it could not be inflated is kept the same way.
+    inflated: OnceLock<std::result::Result<Vec<u8>, String>>,
 }
+
+/// A separate debug file: only its sections are used (its program headers
+/// describe segments whose bytes it does not have).
+#[derive(Debug)]
+struct DebugFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    sections: Vec<Section>,
+}
+
+/// One dynamic relocation (Elf64_Rela of an allocated SHT_RELA section).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relocation {
+    /// The place it patches (r_offset).
+    pub offset: LinkAddr,
+    /// R_X86_64_* (ELF64_R_TYPE).
+    pub kind: u32,
+    /// The name of the symbol it refers to (version removed), if any.
+    pub symbol: Option<String>,
+    /// r_addend.
+    pub addend: i64,
+}
+
+/// R_X86_64_GLOB_DAT.
+pub const R_X86_64_GLOB_DAT: u32 = 6;
+/// R_X86_64_JUMP_SLOT.
+pub const R_X86_64_JUMP_SLOT: u32 = 7;
+/// R_X86_64_IRELATIVE.
+pub const R_X86_64_IRELATIVE: u32 = 37;
 
 /// One `is_stmt` row of a DWARF line program, reduced to what `FILE:LINE` needs.
 #[derive(Clone, Copy, Debug)]
@@ -132,6 +176,16 @@ pub struct ElfFile {
     /// The DWARF line table, parsed on first use; `Err` holds the reason it could
     /// not be parsed, cached like a success so a corrupt file is not re-parsed.
     lines: OnceLock<std::result::Result<LineTable, String>>,
+    /// The `NT_GNU_BUILD_ID` note's descriptor.
+    build_id: Option<Vec<u8>>,
+    /// The `.gnu_debuglink` section.
+    debuglink: Option<DebugLink>,
+    /// The separate debug file, looked for on first use (`None`: there is none,
+    /// or the file has DWARF of its own).
+    debug_file: OnceLock<Option<DebugFile>>,
+    /// The demangled forms of the mangled function names in `by_name` (index,
+    /// forms), built on first use: C programs never pay for it.
+    demangled: OnceLock<Vec<(usize, Demangled)>>,
 }
 
 impl fmt::Debug for ElfFile {
@@ -215,6 +269,14 @@ impl ElfFile {
             raw_symbols,
         } = parsed;
         let (functions, by_name) = index_symbols(raw_symbols);
+        let build_id = sections
+            .iter()
+            .filter(|s| s.kind == section_header::SHT_NOTE)
+            .find_map(|s| debugfile::parse_build_id(section_bytes(&bytes, s).ok()?));
+        let debuglink = sections
+            .iter()
+            .find(|s| s.name == ".gnu_debuglink")
+            .and_then(|s| DebugLink::parse(section_bytes(&bytes, s).ok()?));
         Ok(ElfFile {
             path: path.into(),
             bytes,
@@ -226,7 +288,84 @@ impl ElfFile {
             functions,
             by_name,
             lines: OnceLock::new(),
+            build_id,
+            debuglink,
+            debug_file: OnceLock::new(),
+            demangled: OnceLock::new(),
         })
+    }
+
+    /// The build-id (the `NT_GNU_BUILD_ID` note), when the file has one.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
+    }
+
+    /// The `.gnu_debuglink` section (debug file name and CRC), when there is one.
+    pub fn debug_link(&self) -> Option<&DebugLink> {
+        self.debuglink.as_ref()
+    }
+
+    /// The separate debug file that DWARF is read from, when the file has no
+    /// DWARF of its own and one was found (by build-id or `.gnu_debuglink`,
+    /// checked). The first call looks for it.
+    pub fn separate_debug_file(&self) -> Option<&Path> {
+        self.debug_file().map(|d| d.path.as_path())
+    }
+
+    /// True when DWARF (a `.debug_info` or `.debug_line` section with contents)
+    /// is available, in the file or in its separate debug file.
+    pub fn has_dwarf(&self) -> bool {
+        has_dwarf(&self.sections) || self.debug_file().is_some()
+    }
+
+    /// `reason` (a DWARF error) saying which file the DWARF came from when it is
+    /// the separate debug file.
+    fn in_debug_file(&self, reason: String) -> String {
+        match self.separate_debug_file() {
+            Some(path) if !reason.contains(&*path.to_string_lossy()) => {
+                format!("{reason} (in {})", path.display())
+            }
+            _ => reason,
+        }
+    }
+
+    /// The separate debug file, looked for on the first call: only when the file
+    /// has no DWARF of its own, and only a candidate that passes its check
+    /// (build-id or CRC) and has DWARF is taken.
+    fn debug_file(&self) -> Option<&DebugFile> {
+        self.debug_file
+            .get_or_init(|| {
+                if has_dwarf(&self.sections) {
+                    return None;
+                }
+                let dirs = debugfile::debug_dirs();
+                debugfile::candidates(
+                    &self.path,
+                    self.build_id.as_deref(),
+                    self.debuglink.as_ref(),
+                    &dirs,
+                )
+                .into_iter()
+                .find_map(|c| {
+                    // Regular files only: a FIFO or a device would block or
+                    // never end.
+                    if !std::fs::metadata(&c.path).is_ok_and(|m| m.is_file()) {
+                        return None;
+                    }
+                    let bytes = std::fs::read(&c.path).ok()?;
+                    let debug = DebugFile::parse(&c.path, bytes)?;
+                    let id = debug
+                        .sections
+                        .iter()
+                        .filter(|s| s.kind == section_header::SHT_NOTE)
+                        .find_map(|s| {
+                            debugfile::parse_build_id(section_bytes(&debug.bytes, s).ok()?)
+                        });
+                    (c.accepts(&debug.bytes, id.as_deref()) && has_dwarf(&debug.sections))
+                        .then_some(debug)
+                })
+            })
+            .as_ref()
     }
 
     /// The file's path.
@@ -242,6 +381,13 @@ impl ElfFile {
     /// The entry point (e_entry).
     pub fn entry(&self) -> LinkAddr {
         self.entry
+    }
+
+    /// True for a Go program (it has a `.go.buildinfo` section). Go's runtime
+    /// copies goroutine stacks and reads its own return addresses, so rtrace
+    /// never rewrites a return address in Go code.
+    pub fn is_go(&self) -> bool {
+        self.sections.iter().any(|s| s.name == ".go.buildinfo")
     }
 
     /// The program interpreter (PT_INTERP), when there is one.
@@ -291,6 +437,74 @@ impl ElfFile {
     /// included, version suffixes removed).
     pub fn symbols(&self) -> &[Symbol] {
         &self.by_name
+    }
+
+    /// The functions (Func or IFunc, aliases included) whose name is mangled, with
+    /// its demangled forms. Built on the first call (demangling every mangled
+    /// name once) and cached.
+    pub fn demangled_functions(&self) -> impl Iterator<Item = (&Symbol, &Demangled)> {
+        self.demangled
+            .get_or_init(|| {
+                self.by_name
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.kind.is_function())
+                    .filter_map(|(i, s)| Some((i, demangle(&s.name)?)))
+                    .collect()
+            })
+            .iter()
+            .filter_map(|(i, d)| Some((self.by_name.get(*i)?, d)))
+    }
+
+    /// The dynamic relocations: every entry of the allocated SHT_RELA sections
+    /// (`.rela.dyn`, `.rela.plt`), with the names of their symbols. Parsed on
+    /// each call; entries that do not parse are skipped.
+    pub fn relocations(&self) -> Vec<Relocation> {
+        const RELA_SIZE: usize = 24;
+        let mut out = Vec::new();
+        for s in &self.sections {
+            if s.kind != section_header::SHT_RELA
+                || s.flags & u64::from(section_header::SHF_ALLOC) == 0
+            {
+                continue;
+            }
+            let Some(table) = file_range(&self.bytes, s.offset, s.size) else {
+                continue;
+            };
+            // The symbol table it refers to, and that table's strings.
+            let symtab = self.sections.get(s.link as usize);
+            let syms = symtab.and_then(|t| file_range(&self.bytes, t.offset, t.size));
+            let strs = symtab
+                .and_then(|t| self.sections.get(t.link as usize))
+                .and_then(|t| file_range(&self.bytes, t.offset, t.size));
+            for e in table.chunks_exact(RELA_SIZE) {
+                let u64_at = |o: usize| -> Option<u64> {
+                    Some(u64::from_le_bytes(e.get(o..o + 8)?.try_into().ok()?))
+                };
+                let (Some(offset), Some(info), Some(addend)) = (u64_at(0), u64_at(8), u64_at(16))
+                else {
+                    continue;
+                };
+                let index = usize::try_from(info >> 32).unwrap_or(0);
+                let symbol = if index == 0 {
+                    None
+                } else {
+                    syms.zip(strs).and_then(|(syms, strs)| {
+                        let entry = syms.get(index.checked_mul(SYM_SIZE)?..)?;
+                        let name = u32::from_le_bytes(entry.get(..4)?.try_into().ok()?);
+                        let full = strtab_get(strs, usize::try_from(name).ok()?)?;
+                        Some(full.split('@').next().unwrap_or_default().to_string())
+                    })
+                };
+                out.push(Relocation {
+                    offset: LinkAddr(offset),
+                    kind: (info & 0xffff_ffff) as u32,
+                    symbol,
+                    addend: addend as i64,
+                });
+            }
+        }
+        out
     }
 
     /// The function containing `addr`, and the offset into it.
@@ -368,19 +582,30 @@ impl ElfFile {
         self.segments.iter().any(|s| s.exec && s.contains(addr))
     }
 
-    /// Addresses of the first instruction of source line `line` of `file`
-    /// (one per sequence/function that has it), from the DWARF line table.
+    /// Addresses of the first instruction of source line `line` of `file`: one
+    /// per function that has code for the line, from the DWARF line table.
     ///
     /// `file` matches a line program's file when it is a suffix of the full path by
     /// whole components: `count.c` and `fixtures/count.c` both match
-    /// `/src/fixtures/count.c`; `unt.c` does not. For each sequence the lowest
-    /// `is_stmt` address of the line is taken: that is where a breakpoint on the
-    /// line stops first (gdb does the same). Addresses outside executable segments
-    /// (functions discarded by the linker, whose rows point at 0) are ignored.
+    /// `/src/fixtures/count.c`; `unt.c` does not. In each function (the symbol
+    /// containing the row's address; the line-table sequence when no symbol
+    /// does) the lowest `is_stmt` address of the line is taken: that is where a
+    /// breakpoint on the line stops first in that function, as in gdb. A line
+    /// can have code in several functions: a `static inline` function inlined
+    /// into two callers, a macro, code duplicated by the compiler. Addresses
+    /// outside executable segments (functions discarded by the linker, whose
+    /// rows point at 0) are ignored.
+    ///
+    /// Errors: [`Error::NoLineInfo`] when no line of `file` has code (no DWARF,
+    /// or another file); [`Error::NoCodeAtLine`] with the nearest lines that do
+    /// when the file has code but not at `line`.
     ///
     /// The first call parses every line program of the file and caches the table.
     pub fn line_addresses(&self, file: &str, line: u32) -> Result<Vec<LinkAddr>> {
-        let table = match self.lines.get_or_init(|| self.parse_lines()) {
+        let table = match self.lines.get_or_init(|| {
+            self.parse_lines()
+                .map_err(|reason| self.in_debug_file(reason))
+        }) {
             Ok(table) => table,
             Err(reason) => {
                 return Err(Error::CorruptElf {
@@ -398,60 +623,90 @@ impl ElfFile {
             .iter()
             .map(|f| !wanted.as_os_str().is_empty() && f.ends_with(&wanted))
             .collect();
-        let mut first_by_seq: HashMap<u32, u64> = HashMap::new();
+        /// Where a row's code belongs: its function, else its sequence.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        enum Owner {
+            Function(LinkAddr),
+            Sequence(u32),
+        }
+        let mut first_by_owner: HashMap<Owner, u64> = HashMap::new();
+        let mut lines_with_code: Vec<u32> = Vec::new();
         for row in &table.rows {
             let is_file = file_matches
                 .get(row.file as usize)
                 .copied()
                 .unwrap_or(false);
-            if row.line == line && is_file && self.is_code(LinkAddr(row.addr)) {
-                first_by_seq
-                    .entry(row.seq)
-                    .and_modify(|a| *a = (*a).min(row.addr))
-                    .or_insert(row.addr);
+            let addr = LinkAddr(row.addr);
+            if !is_file || !self.is_code(addr) {
+                continue;
             }
+            if row.line != line {
+                lines_with_code.push(row.line);
+                continue;
+            }
+            let owner = match self.function_at(addr) {
+                Some((f, _)) => Owner::Function(f.addr),
+                None => Owner::Sequence(row.seq),
+            };
+            first_by_owner
+                .entry(owner)
+                .and_modify(|a| *a = (*a).min(row.addr))
+                .or_insert(row.addr);
         }
-        let mut addrs: Vec<LinkAddr> = first_by_seq.into_values().map(LinkAddr).collect();
+        let mut addrs: Vec<LinkAddr> = first_by_owner.into_values().map(LinkAddr).collect();
         addrs.sort_unstable();
         addrs.dedup();
-        if addrs.is_empty() {
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        if lines_with_code.is_empty() {
             return Err(Error::NoLineInfo {
                 file: file.to_string(),
                 line,
             });
         }
-        Ok(addrs)
+        lines_with_code.sort_unstable();
+        lines_with_code.dedup();
+        Err(Error::NoCodeAtLine {
+            file: file.to_string(),
+            line,
+            nearest: nearest_lines(&lines_with_code, line),
+        })
+    }
+
+    /// The contents of the DWARF section called `name` (`.debug_info`, …): empty
+    /// when it is absent, an error when it cannot be used (see `section_data`).
+    pub(crate) fn debug_section(&self, name: &str) -> std::result::Result<&[u8], String> {
+        self.section_data(name)
+    }
+
+    /// The source file and line of the instruction at `addr`, when a line
+    /// table row starts exactly there (function entries and line starts do).
+    /// Parses the line table on first use, like [`ElfFile::line_addresses`].
+    pub fn line_of(&self, addr: LinkAddr) -> Option<(PathBuf, u32)> {
+        let table = self
+            .lines
+            .get_or_init(|| self.parse_lines())
+            .as_ref()
+            .ok()?;
+        let row = table.rows.iter().find(|r| r.addr == addr.get())?;
+        Some((table.files.get(row.file as usize)?.clone(), row.line))
     }
 
     /// The contents of the section called `name`: empty when it is absent or has no
-    /// file bytes, an error when it is compressed or lies outside the file.
+    /// file bytes, an error when it cannot be inflated or lies outside the file.
+    ///
+    /// A DWARF section (`.debug_*`) of a file without DWARF of its own comes from
+    /// its separate debug file, when there is one.
     fn section_data(&self, name: &str) -> std::result::Result<&[u8], String> {
-        let Some(section) = self.sections.iter().find(|s| s.name == name) else {
-            // `.zdebug_*`: the pre-SHF_COMPRESSED GNU convention.
-            let zname = name.strip_prefix('.').map(|n| format!(".z{n}"));
-            if zname.is_some_and(|z| self.sections.iter().any(|s| s.name == z)) {
-                return Err(format!(
-                    "{name} is compressed (.zdebug), which is not supported"
-                ));
-            }
-            return Ok(&[]);
-        };
-        if section.kind == section_header::SHT_NOBITS {
-            return Ok(&[]);
+        if name.starts_with(".debug_") && !has_dwarf(&self.sections) {
+            return match self.debug_file() {
+                Some(debug) => find_section_data(&debug.bytes, &debug.sections, name)
+                    .map_err(|e| format!("{}: {e}", debug.path.display())),
+                None => Ok(&[]),
+            };
         }
-        if section.flags & u64::from(section_header::SHF_COMPRESSED) != 0 {
-            return Err(format!(
-                "{name} is compressed (SHF_COMPRESSED), which is not supported; \
-                 relink without --compress-debug-sections"
-            ));
-        }
-        let range = usize::try_from(section.offset)
-            .ok()
-            .zip(usize::try_from(section.size).ok())
-            .and_then(|(o, s)| Some(o..o.checked_add(s)?));
-        range
-            .and_then(|r| self.bytes.get(r))
-            .ok_or_else(|| format!("{name} extends past the end of the file"))
+        find_section_data(&self.bytes, &self.sections, name)
     }
 
     /// Parses every line program reachable from `.debug_info`'s units.
@@ -518,6 +773,146 @@ impl ElfFile {
             seq = seq.wrapping_add(1);
         }
         Ok(table)
+    }
+}
+
+/// The lines of `sorted` (ascending, unique, without `line`) to suggest for
+/// `line`: the nearest before and the nearest after; when one side has none, the
+/// two nearest on the other side.
+fn nearest_lines(sorted: &[u32], line: u32) -> Vec<u32> {
+    let split = sorted.partition_point(|&l| l < line);
+    let (before, after) = sorted.split_at(split);
+    match (before, after) {
+        ([.., b], [a, ..]) => vec![*b, *a],
+        ([], after) => after.iter().take(2).copied().collect(),
+        (before, []) => before.iter().rev().take(2).rev().copied().collect(),
+    }
+}
+
+/// True when `sections` hold DWARF: a `.debug_info` or `.debug_line` (or their
+/// `.zdebug_` forms) with contents in the file.
+fn has_dwarf(sections: &[Section]) -> bool {
+    sections.iter().any(|s| {
+        matches!(
+            s.name.as_str(),
+            ".debug_info" | ".debug_line" | ".zdebug_info" | ".zdebug_line"
+        ) && s.kind != section_header::SHT_NOBITS
+            && s.size > 0
+    })
+}
+
+/// The contents of the section called `name` in a file's `bytes`: empty when it
+/// is absent or has no file bytes; inflated when it is compressed, either way.
+fn find_section_data<'a>(
+    bytes: &'a [u8],
+    sections: &'a [Section],
+    name: &str,
+) -> std::result::Result<&'a [u8], String> {
+    if let Some(section) = sections.iter().find(|s| s.name == name) {
+        return section_bytes(bytes, section);
+    }
+    // `.zdebug_*`: the pre-SHF_COMPRESSED GNU convention.
+    let zname = name.strip_prefix('.').map(|n| format!(".z{n}"));
+    match sections.iter().find(|s| Some(&s.name) == zname.as_ref()) {
+        Some(section) => section_bytes(bytes, section),
+        None => Ok(&[]),
+    }
+}
+
+/// Sizeof(Elf64_Chdr): `ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64`.
+const CHDR_SIZE: usize = 24;
+/// `ELFCOMPRESS_ZLIB`.
+const ELFCOMPRESS_ZLIB: u32 = 1;
+/// The largest inflated section accepted: a corrupt header must not make us
+/// allocate without bound.
+const MAX_INFLATED: u64 = 1 << 32;
+
+/// The bytes of `section` (empty for SHT_NOBITS), inflated when it is compressed
+/// (`SHF_COMPRESSED` with zlib, or a `.zdebug_*` section) and kept inflated in
+/// the section.
+fn section_bytes<'a>(
+    bytes: &'a [u8],
+    section: &'a Section,
+) -> std::result::Result<&'a [u8], String> {
+    if section.kind == section_header::SHT_NOBITS {
+        return Ok(&[]);
+    }
+    let name = &section.name;
+    let raw = file_range(bytes, section.offset, section.size)
+        .ok_or_else(|| format!("{name} extends past the end of the file"))?;
+    let compressed = section.flags & u64::from(section_header::SHF_COMPRESSED) != 0;
+    let gnu_zdebug = name.starts_with(".zdebug_");
+    if !compressed && !gnu_zdebug {
+        return Ok(raw);
+    }
+    let inflated = section.inflated.get_or_init(|| {
+        let (size, stream) = if compressed {
+            let u32_at = |o: usize| {
+                raw.get(o..o + 4)
+                    .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+            };
+            let ch_type =
+                u32_at(0).ok_or_else(|| format!("{name}: truncated compression header"))?;
+            if ch_type != ELFCOMPRESS_ZLIB {
+                return Err(format!(
+                    "{name} is compressed with method {ch_type} (only zlib is supported); \
+                     relink with --compress-debug-sections=zlib or none"
+                ));
+            }
+            let size = raw
+                .get(8..16)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+                .ok_or_else(|| format!("{name}: truncated compression header"))?;
+            (size, raw.get(CHDR_SIZE..).unwrap_or_default())
+        } else {
+            // "ZLIB", the inflated size as a big-endian u64, a zlib stream.
+            let size = match (raw.get(..4), raw.get(4..12)) {
+                (Some(b"ZLIB"), Some(size)) => {
+                    u64::from_be_bytes(size.try_into().unwrap_or_default())
+                }
+                _ => return Err(format!("{name}: bad .zdebug header")),
+            };
+            (size, raw.get(12..).unwrap_or_default())
+        };
+        if size > MAX_INFLATED {
+            return Err(format!("{name}: inflated size {size} is too large"));
+        }
+        let limit = usize::try_from(size).map_err(|_| format!("{name}: too large"))?;
+        let out = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(stream, limit)
+            .map_err(|e| format!("{name}: cannot inflate: {:?}", e.status))?;
+        if out.len() != limit {
+            return Err(format!(
+                "{name}: inflated to {} bytes, the header says {size}",
+                out.len()
+            ));
+        }
+        Ok(out)
+    });
+    inflated.as_deref().map_err(Clone::clone)
+}
+
+impl DebugFile {
+    /// Parses the header and section headers of a candidate debug file; `None`
+    /// when it is not a well-formed x86-64 ELF file (the candidate is then
+    /// passed over, like one that does not exist).
+    fn parse(path: &Path, bytes: Vec<u8>) -> Option<DebugFile> {
+        if bytes.get(..4) != Some(&ELF_MAGIC[..])
+            || bytes.get(header::EI_CLASS) != Some(&header::ELFCLASS64)
+            || bytes.get(header::EI_DATA) != Some(&header::ELFDATA2LSB)
+        {
+            return None;
+        }
+        let hdr: Header = goblin::elf::Elf::parse_header(&bytes).ok()?;
+        if hdr.e_machine != header::EM_X86_64 {
+            return None;
+        }
+        let ctx = Ctx::new(Container::Big, Endian::Little);
+        let sections = parse_sections(&bytes, &hdr, ctx).ok()?;
+        Some(DebugFile {
+            path: path.to_path_buf(),
+            sections: sections.into_iter().map(|(s, _)| s).collect(),
+            bytes,
+        })
     }
 }
 
@@ -709,6 +1104,8 @@ fn parse_sections(
                     flags: s.sh_flags,
                     offset: s.sh_offset,
                     size: s.sh_size,
+                    inflated: OnceLock::new(),
+                    link: s.sh_link,
                 },
                 s.sh_link,
             ))
@@ -1157,12 +1554,103 @@ int alias_helper(void) __attribute__((weak, alias(\"helper\")));
         let (f, off) = elf.function_at(l12[0]).unwrap();
         assert_eq!(f.name, "main");
         assert!(off > 0);
-        for no_code in [2, 11, 1000] {
-            assert!(
-                matches!(elf.line_addresses(file, no_code), Err(Error::NoLineInfo { line, .. }) if line == no_code),
-                "line {no_code}"
-            );
+        // Lines with code: 4 5 6 7, 10, 12 13 14.
+        for (no_code, nearest) in [
+            (1, vec![4, 5]),
+            (2, vec![4, 5]),
+            (8, vec![7, 10]),
+            (11, vec![10, 12]),
+            (15, vec![13, 14]),
+            (1000, vec![13, 14]),
+        ] {
+            match elf.line_addresses(file, no_code) {
+                Err(Error::NoCodeAtLine {
+                    file: f,
+                    line,
+                    nearest: n,
+                }) => assert_eq!((f.as_str(), line, n), (file, no_code, nearest)),
+                other => panic!("line {no_code}: {other:?}"),
+            }
         }
+    }
+
+    #[test]
+    fn no_code_error_names_the_nearest_lines() {
+        let e = Error::NoCodeAtLine {
+            file: "count.c".into(),
+            line: 3,
+            nearest: vec![20, 21],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no code at count.c:3; nearest lines with code: 20, 21"
+        );
+        assert!(e.hint().is_none());
+        let e = Error::NoCodeAtLine {
+            file: "x.c".into(),
+            line: 9,
+            nearest: vec![4],
+        };
+        assert_eq!(e.to_string(), "no code at x.c:9; nearest line with code: 4");
+        assert_eq!(nearest_lines(&[], 5), Vec::<u32>::new());
+        assert_eq!(nearest_lines(&[7], 5), vec![7]);
+        assert_eq!(nearest_lines(&[3], 5), vec![3]);
+        assert_eq!(nearest_lines(&[1, 2, 3], 5), vec![2, 3]);
+        assert_eq!(nearest_lines(&[6, 8, 9], 5), vec![6, 8]);
+        assert_eq!(nearest_lines(&[1, 4, 6, 9], 5), vec![4, 6]);
+    }
+
+    /// A line of a function inlined into two callers, and a `for` line whose code
+    /// is in three places of one function. Line numbers matter.
+    const INLINED_C: &str = "\
+#include <stdio.h>
+
+static inline __attribute__((always_inline)) int helper(int x)
+{
+    return x * 3;
+}
+
+int first(int x)
+{
+    return helper(x) + 1;
+}
+
+int second(int x)
+{
+    return helper(x) - 1;
+}
+
+int main(void)
+{
+    int s = 0;
+    for (int i = 0; i < 3; i++)
+        s += first(i) + second(i);
+    printf(\"%d\\n\", s);
+    return 0;
+}
+";
+
+    #[test]
+    fn a_line_in_several_functions_gives_one_address_in_each() {
+        for opt in ["-O0", "-O1"] {
+            let exe = compile("inlined", "x.c", INLINED_C, &[opt, "-g"]);
+            let elf = ElfFile::open(&exe).unwrap();
+            let addrs = elf.line_addresses("x.c", 5).unwrap();
+            let names: Vec<&str> = addrs
+                .iter()
+                .map(|&a| elf.function_at(a).expect("in a function").0.name.as_str())
+                .collect();
+            assert_eq!(names, ["first", "second"], "{opt}: {addrs:?}");
+        }
+        // The `for` line has code for the initialisation, the increment and the
+        // test, all in main: one address, the lowest.
+        let exe = compile("forline", "x.c", INLINED_C, &["-O0", "-g"]);
+        let elf = ElfFile::open(&exe).unwrap();
+        let addrs = elf.line_addresses("x.c", 21).unwrap();
+        assert_eq!(addrs.len(), 1, "{addrs:?}");
+        let main = elf.function_named("main").unwrap();
+        let (f, _) = elf.function_at(addrs[0]).unwrap();
+        assert_eq!(f, main);
     }
 
     #[test]
@@ -1239,13 +1727,52 @@ int alias_helper(void) __attribute__((weak, alias(\"helper\")));
         }
     }
 
+    /// Runs `prog args`, panicking with its stderr when it fails.
+    fn run_tool(prog: &str, args: &[&std::ffi::OsStr]) {
+        let out = std::process::Command::new(prog)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        assert!(
+            out.status.success(),
+            "{prog} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
-    fn compressed_debug_sections_are_reported() {
-        let exe = compile("zdebug", "x.c", LINES_C, &["-O0", "-g", "-gz=zlib"]);
-        let elf = ElfFile::open(&exe).unwrap();
+    fn compressed_debug_sections_are_inflated() {
+        // SHF_COMPRESSED (what Debian's debug files use) and GNU .zdebug_*.
+        for flag in ["-gz=zlib", "-gz=zlib-gnu"] {
+            let exe = compile("zdebug", "x.c", LINES_C, &["-O0", "-g", flag]);
+            let elf = ElfFile::open(&exe).unwrap();
+            assert!(elf.has_dwarf(), "{flag}");
+            check_line_table(&elf, "x.c");
+        }
+    }
+
+    #[test]
+    fn unsupported_compression_is_reported() {
+        let exe = compile("zstd", "x.c", LINES_C, &["-O0", "-g"]);
+        let mut bytes = std::fs::read(&exe).unwrap();
+        let good = ElfFile::parse(&exe, bytes.clone()).unwrap();
+        // Mark .debug_line compressed with method 2 (zstd).
+        let idx = good
+            .sections
+            .iter()
+            .position(|s| s.name == ".debug_line")
+            .unwrap();
+        let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+        let flags_at = shoff + idx * 64 + 8;
+        let flags = u64::from_le_bytes(bytes[flags_at..flags_at + 8].try_into().unwrap())
+            | u64::from(section_header::SHF_COMPRESSED);
+        bytes[flags_at..flags_at + 8].copy_from_slice(&flags.to_le_bytes());
+        let at = good.sections[idx].offset as usize;
+        bytes[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        let elf = ElfFile::parse(&exe, bytes.clone()).unwrap();
         match elf.line_addresses("x.c", 5) {
             Err(Error::CorruptElf { reason, .. }) => {
-                assert!(reason.contains("compressed"), "{reason}")
+                assert!(reason.contains("only zlib"), "{reason}")
             }
             other => panic!("expected an unsupported-compression error, got {other:?}"),
         }
@@ -1254,6 +1781,151 @@ int alias_helper(void) __attribute__((weak, alias(\"helper\")));
             elf.line_addresses("x.c", 6),
             Err(Error::CorruptElf { .. })
         ));
+        // A zlib header whose stream is garbage, or whose size lies.
+        bytes[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+        for size in [0u64, 3, u64::MAX] {
+            bytes[at + 8..at + 16].copy_from_slice(&size.to_le_bytes());
+            let elf = ElfFile::parse(&exe, bytes.clone()).unwrap();
+            assert!(
+                matches!(elf.line_addresses("x.c", 5), Err(Error::CorruptElf { .. })),
+                "size {size}"
+            );
+        }
+    }
+
+    /// Builds [`LINES_C`] with `-g`, moves its DWARF into `x.debug` with
+    /// `objcopy --only-keep-debug`, strips it from the binary and links the two
+    /// with `--add-gnu-debuglink`. Returns (binary, debug file).
+    fn split_debug(tag: &str) -> (PathBuf, PathBuf) {
+        let exe = compile(tag, "x.c", LINES_C, &["-O0", "-g"]);
+        let dir = exe.parent().unwrap().to_path_buf();
+        let debug = dir.join("x.debug");
+        run_tool(
+            "objcopy",
+            &["--only-keep-debug".as_ref(), exe.as_ref(), debug.as_ref()],
+        );
+        run_tool("objcopy", &["--strip-debug".as_ref(), exe.as_ref()]);
+        // objcopy records the name and CRC of the file as given, found by name
+        // from the current directory: use an absolute path.
+        let link = format!("--add-gnu-debuglink={}", debug.display());
+        run_tool("objcopy", &[link.as_ref(), exe.as_ref()]);
+        (exe, debug)
+    }
+
+    #[test]
+    fn debuglink_next_to_the_binary() {
+        let (exe, debug) = split_debug("debuglink");
+        let elf = ElfFile::open(&exe).unwrap();
+        assert!(!has_dwarf(&elf.sections), "the binary lost its DWARF");
+        assert_eq!(elf.debug_link().map(|l| l.name.as_str()), Some("x.debug"));
+        // Nothing is looked for before DWARF is needed.
+        assert!(elf.debug_file.get().is_none());
+        check_line_table(&elf, "x.c");
+        assert_eq!(elf.separate_debug_file(), Some(debug.as_path()));
+        assert!(elf.has_dwarf());
+        // Symbols still come from the binary's own .symtab.
+        assert!(elf.function_named("work").is_some());
+    }
+
+    #[test]
+    fn debuglink_naming_a_fifo_is_passed_over() {
+        let (exe, debug) = split_debug("fifo");
+        std::fs::remove_file(&debug).unwrap();
+        run_tool("mkfifo", &[debug.as_ref()]);
+        let elf = ElfFile::open(&exe).unwrap();
+        assert!(matches!(
+            elf.line_addresses("x.c", 5),
+            Err(Error::NoLineInfo { .. })
+        ));
+        assert_eq!(elf.separate_debug_file(), None);
+    }
+
+    #[test]
+    fn debuglink_in_dot_debug_subdirectory() {
+        let (exe, debug) = split_debug("dotdebug");
+        let sub = exe.parent().unwrap().join(".debug");
+        std::fs::create_dir_all(&sub).unwrap();
+        let moved = sub.join("x.debug");
+        std::fs::rename(&debug, &moved).unwrap();
+        let elf = ElfFile::open(&exe).unwrap();
+        check_line_table(&elf, "x.c");
+        assert_eq!(elf.separate_debug_file(), Some(moved.as_path()));
+    }
+
+    #[test]
+    fn debuglink_with_wrong_crc_is_not_used() {
+        let (exe, debug) = split_debug("badcrc");
+        // Same name, other contents: a debug file from another build.
+        let mut bytes = std::fs::read(&debug).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&debug, bytes).unwrap();
+        let elf = ElfFile::open(&exe).unwrap();
+        assert!(matches!(
+            elf.line_addresses("x.c", 5),
+            Err(Error::NoLineInfo { .. })
+        ));
+        assert_eq!(elf.separate_debug_file(), None);
+        assert!(!elf.has_dwarf());
+    }
+
+    #[test]
+    fn corrupt_debug_file_never_panics() {
+        let (exe, debug) = split_debug("baddebug");
+        let full = std::fs::read(&debug).unwrap();
+        let mut rng = Rng(99);
+        let mut lengths: Vec<usize> = (0..full.len()).step_by(97).collect();
+        lengths.push(full.len() - 1);
+        for round in 0..120 {
+            let mut bytes = full.clone();
+            if round % 2 == 0 {
+                bytes.truncate(lengths[round % lengths.len()]);
+            } else {
+                for _ in 0..8 {
+                    let i = (rng.next() as usize) % bytes.len();
+                    bytes[i] ^= (rng.next() as u8) | 1;
+                }
+            }
+            // A corrupt file never passes the CRC check: parse it directly.
+            if let Some(file) = DebugFile::parse(&debug, bytes) {
+                for s in &file.sections {
+                    let _ = section_bytes(&file.bytes, s);
+                }
+            }
+        }
+        // Through the lookup: a corrupt file in place of the real one.
+        std::fs::write(&debug, &full[..full.len() / 2]).unwrap();
+        let elf = ElfFile::open(&exe).unwrap();
+        let _ = elf.line_addresses("x.c", 5);
+        assert_eq!(elf.separate_debug_file(), None);
+    }
+
+    #[test]
+    fn libc_dwarf_from_build_id_debug_file() {
+        // Debian's libc6-dbg installs /usr/lib/debug/.build-id/xx/yyyy.debug for
+        // the libc it was built with (.ci/run installs it).
+        let elf = open(LIBC);
+        let id = elf.build_id().expect("libc has a build-id");
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = PathBuf::from(format!(
+            "/usr/lib/debug/.build-id/{}/{}.debug",
+            &hex[..2],
+            &hex[2..]
+        ));
+        assert!(
+            expected.is_file(),
+            "{} is missing: install libc6-dbg (apt-get install libc6-dbg)",
+            expected.display()
+        );
+        assert!(elf.has_dwarf());
+        assert_eq!(elf.separate_debug_file(), Some(expected.as_path()));
+        // fputs (alias _IO_fputs) is defined in libio/iofputs.c; its first line
+        // with code is its own first address.
+        let fputs = elf.function_named("fputs").expect("fputs").addr;
+        let lines = elf.line_addresses("iofputs.c", 33).unwrap();
+        assert!(lines.contains(&fputs), "{lines:?} vs fputs at {fputs}");
+        let lines = elf.line_addresses("libio/iofputs.c", 33).unwrap();
+        assert!(lines.contains(&fputs));
     }
 
     #[test]

@@ -9,11 +9,22 @@
 //! - [`maps`]: `/proc/PID/maps` parsing
 //! - [`elf`]: one ELF file: symbols (.symtab, else .dynsym), segments, code bytes,
 //!   DWARF line tables (lazy)
+//! - [`debugfile`]: where a stripped binary's separate debug file is (build-id,
+//!   `.gnu_debuglink`)
+//! - [`dwarf`]: function signatures (parameter names and types) from DWARF, lazy and
+//!   cached per function, and where the SysV convention puts each argument
 //! - [`modules`]: the loaded modules of a process, with their load bias
 //! - [`resolve`](mod@resolve): a spec against the module map → runtime addresses
+//!   (and `--list`'s probe points)
+//! - [`demangle`]: C++ and Rust names, for output and for matching specs
+//! - [`ifunc`]: where an IFUNC's implementation is written (the engine reads it)
 
+pub mod debugfile;
+pub mod demangle;
+pub mod dwarf;
 pub mod elf;
 pub mod glob;
+pub mod ifunc;
 pub mod maps;
 pub mod modules;
 pub mod resolve;
@@ -24,5 +35,5 @@ mod test_support;
 pub use elf::{ElfCache, ElfFile, Segment, SymKind, Symbol};
 pub use maps::Mapping;
 pub use modules::{Module, ModuleMap, Symbolized};
-pub use resolve::{modules_defining, resolve, Location, Resolution};
+pub use resolve::{modules_defining, reserved, resolve, Location, Resolution};
 pub use spec::{ProbeSpec, Target};

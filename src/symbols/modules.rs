@@ -166,10 +166,143 @@ impl ModuleMap {
         })
     }
 
+    /// The modules a program would load, read from files without running it:
+    /// the executable, then its DT_NEEDED libraries breadth first (the dynamic
+    /// linker's load order), then its interpreter. Every module is at bias 0,
+    /// so addresses are link-time addresses, as `nm` prints them.
+    ///
+    /// Libraries are looked for the way ld.so mostly does: DT_RPATH (when there
+    /// is no DT_RUNPATH), `LD_LIBRARY_PATH`, DT_RUNPATH (`$ORIGIN` expanded),
+    /// then the directories of `/etc/ld.so.conf.d/*.conf` and the default ones.
+    /// A library found nowhere is left out: what it defines cannot be listed.
+    pub fn from_program(program: &Path, cache: &mut ElfCache) -> Result<ModuleMap> {
+        let exe = cache.get(program)?;
+        let mut paths = vec![program.to_path_buf()];
+        let mut queue = std::collections::VecDeque::from([program.to_path_buf()]);
+        while let Some(path) = queue.pop_front() {
+            for lib in needed(&path) {
+                if paths.iter().any(|p| p == &lib) {
+                    continue;
+                }
+                paths.push(lib.clone());
+                queue.push_back(lib);
+            }
+        }
+        if let Some(interp) = exe.interpreter() {
+            let interp = PathBuf::from(interp);
+            let canon = std::fs::canonicalize(&interp).ok();
+            let loaded = paths
+                .iter()
+                .any(|p| std::fs::canonicalize(p).ok() == canon && canon.is_some());
+            if !loaded {
+                paths.push(interp);
+            }
+        }
+        let mut modules = Vec::new();
+        for path in paths {
+            let elf = match cache.get(&path) {
+                Ok(elf) => elf,
+                Err(e) if path == program => return Err(e),
+                Err(_) => continue,
+            };
+            let ranges = elf
+                .segments()
+                .iter()
+                .map(|s| {
+                    (
+                        RuntimeAddr(s.vaddr.get()),
+                        RuntimeAddr(s.vaddr.get().saturating_add(s.memsz)),
+                    )
+                })
+                .collect();
+            modules.push(Module {
+                path,
+                bias: 0,
+                ranges,
+                elf,
+            });
+        }
+        Ok(ModuleMap { modules })
+    }
+
     /// The modules' file names, in map order (for "searched: …" messages).
     pub fn names(&self) -> Vec<String> {
         self.modules.iter().map(|m| m.name().to_string()).collect()
     }
+}
+
+/// The libraries `path` needs (DT_NEEDED), found on disk; see
+/// [`ModuleMap::from_program`] for the search order.
+fn needed(path: &Path) -> Vec<PathBuf> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(elf) = goblin::elf::Elf::parse(&bytes) else {
+        return Vec::new();
+    };
+    let origin = path.parent().unwrap_or(Path::new("/"));
+    let expand = |dirs: &[&str]| -> Vec<PathBuf> {
+        dirs.iter()
+            .flat_map(|d| d.split(':'))
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                let d = d
+                    .replace("${ORIGIN}", &origin.to_string_lossy())
+                    .replace("$ORIGIN", &origin.to_string_lossy());
+                PathBuf::from(d)
+            })
+            .collect()
+    };
+    let mut dirs = Vec::new();
+    if elf.runpaths.is_empty() {
+        dirs.extend(expand(&elf.rpaths));
+    }
+    if let Ok(env) = std::env::var("LD_LIBRARY_PATH") {
+        dirs.extend(expand(&[env.as_str()]));
+    }
+    dirs.extend(expand(&elf.runpaths));
+    dirs.extend(system_library_dirs());
+    elf.libraries
+        .iter()
+        .filter_map(|lib| {
+            if lib.contains('/') {
+                return Some(PathBuf::from(lib));
+            }
+            dirs.iter().map(|d| d.join(lib)).find(|p| p.is_file())
+        })
+        .collect()
+}
+
+/// The directories of `/etc/ld.so.conf.d/*.conf` (lines that are paths), then
+/// the usual defaults.
+fn system_library_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/etc/ld.so.conf.d") {
+        let mut confs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        confs.sort();
+        for conf in confs {
+            if conf.extension().is_some_and(|e| e == "conf") {
+                let text = std::fs::read_to_string(&conf).unwrap_or_default();
+                dirs.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| l.starts_with('/'))
+                        .map(PathBuf::from),
+                );
+            }
+        }
+    }
+    for d in [
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib64",
+        "/usr/lib64",
+        "/lib",
+        "/usr/lib",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs
 }
 
 /// The executable's path as it appears in the maps: `exe` itself, or the target of

@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
+use super::demangle::{demangle, display_name};
+use super::elf::{SymKind, Symbol};
 use super::glob;
 use super::modules::{Module, ModuleMap};
 use super::spec::{ProbeSpec, Target};
@@ -22,13 +24,22 @@ pub struct Location {
     pub addr: RuntimeAddr,
     /// The module's path.
     pub module: PathBuf,
-    /// The function containing it (or `0x…` when there is none).
+    /// The function containing it as output shows it: demangled when the symbol
+    /// is a mangled C++ or Rust name (see [`demangle`](super::demangle)), or
+    /// `0x…` when there is no function.
     pub symbol: String,
+    /// The symbol's name in the ELF file (mangled, when it is): what `symbol`
+    /// was made from.
+    pub linkage_name: String,
     /// Bytes into `symbol`.
     pub offset: u64,
     /// True when this is a function's first instruction and the spec is a function
     /// spec: it reports entries and returns.
     pub function_entry: bool,
+    /// True when the symbol is an IFUNC: `addr` is its resolver's, and which
+    /// implementation the process calls is only known from its memory (see
+    /// [`ifunc`](super::ifunc)). Only function entries are IFUNCs.
+    pub ifunc: bool,
 }
 
 /// The outcome of resolving a spec.
@@ -46,15 +57,110 @@ pub enum Resolution {
     },
 }
 
+/// The stack unwinders' entry points (libgcc's, in libgcc_s or linked
+/// statically), which rtrace hooks when return probes are in use.
+pub const UNWINDERS: [&str; 5] = [
+    "_Unwind_RaiseException",
+    "_Unwind_Resume",
+    "_Unwind_Resume_or_Rethrow",
+    "_Unwind_ForcedUnwind",
+    "_Unwind_Backtrace",
+];
+
+/// The dynamic linker's function that reports library loads: rtrace's own
+/// breakpoint (gdb's solib event), hit before rtrace knows the new map.
+pub const RTLD_HOOK: &str = "_dl_debug_state";
+
+/// Why a glob leaves the function `linkage_name` alone, when it does: rtrace's
+/// own machinery runs there. The unwinders' entries are hooked to move calls in
+/// flight off the trampoline before a frame is read; a return probe on the
+/// unwinder itself would put the trampoline back under it. `_dl_debug_state` is
+/// where library loads are noticed. (IFUNC resolvers are never probed: an IFUNC
+/// resolves to the implementation the process uses.) Named alone, they can still
+/// be probed.
+///
+/// Globs also leave alone the functions a return probe would break because they
+/// return twice on one stack, or are never called: the `setjmp` family and
+/// `getcontext` save their return address (which would be the trampoline),
+/// `vfork`'s child returns on its parent's stack, and `__restore_rt` is
+/// returned into by a signal handler, not called.
+pub fn reserved(linkage_name: &str) -> Option<&'static str> {
+    const TWICE: [&str; 9] = [
+        "setjmp",
+        "_setjmp",
+        "__sigsetjmp",
+        "sigsetjmp",
+        "getcontext",
+        "savectx",
+        "vfork",
+        "__vfork",
+        "__restore_rt",
+    ];
+    if linkage_name == RTLD_HOOK {
+        return Some("used by rtrace's library-load hook");
+    }
+    if UNWINDERS.contains(&linkage_name) {
+        return Some("used by rtrace's unwinder hooks");
+    }
+    TWICE
+        .contains(&linkage_name)
+        .then_some("that return twice or are never called")
+}
+
+/// True for the functions that never return to their caller (`exit`,
+/// `__libc_start_main`, `longjmp`, …) or are never called (`_start`, entered
+/// by the kernel with `argc` where a return address would be): probed
+/// entry-only, whatever the spec. A return probe there would never fire, and
+/// the instruction after the call may not even be code (`hlt` after `call
+/// __libc_start_main`), so it could not be watched as a return site when an
+/// unwinder runs; at `_start` it would overwrite `argc`.
+pub fn never_returns(linkage_name: &str) -> bool {
+    const NORETURN: [&str; 28] = [
+        "_start",
+        "_dl_start",
+        "_dl_start_user",
+        "__libc_start_main",
+        "__libc_start_call_main",
+        "exit",
+        "_exit",
+        "_Exit",
+        "quick_exit",
+        "abort",
+        "pthread_exit",
+        "thrd_exit",
+        "longjmp",
+        "_longjmp",
+        "siglongjmp",
+        "__longjmp_chk",
+        "__stack_chk_fail",
+        "__chk_fail",
+        "__fortify_fail",
+        "__assert_fail",
+        "__assert_perror_fail",
+        "__libc_fatal",
+        "err",
+        "errx",
+        "verr",
+        "verrx",
+        "__cxa_throw",
+        "__cxa_rethrow",
+    ];
+    NORETURN.contains(&linkage_name)
+}
+
 /// Resolves `spec` against `map`. Errors are for specs that can never resolve here
 /// (offset not on an instruction boundary, line without code, …).
 ///
 /// - A module-qualified spec whose module is not loaded is [`Resolution::Pending`].
-/// - A function name resolves to its first definition (executable, then libraries
-///   in load order); a glob to every matching function of every searched module,
-///   one location per address. Both report entries and returns. IFUNC symbols
-///   resolve to the resolver: which implementation it picks is only known in the
-///   running process.
+/// - A function name resolves in the first module (executable, then libraries in
+///   load order) that defines it: the function with that symbol name, else every
+///   function whose demangled name is it (C++ `ns::Class::method` with or
+///   without its parameter list, so every overload; Rust `app::parse` with or
+///   without its hash). A glob resolves to every function of every searched
+///   module whose symbol name or demangled name matches, one location per
+///   address. Both report entries and returns. An IFUNC resolves to its resolver,
+///   marked [`Location::ifunc`]: which implementation it picks is only known in
+///   the running process.
 /// - `name+off` is refused unless `off` is inside the function and on an
 ///   instruction boundary (decoding from the function's start).
 /// - An absolute address must lie in a loaded module; a module-relative one is a
@@ -79,24 +185,33 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
             found_or(spec, name, &searched, found)
         }
         Target::Function { name } => {
-            let found = first_function(name, &searched)
-                .map(|(m, addr)| {
-                    vec![Location {
-                        addr: m.to_runtime(addr),
-                        module: m.path.clone(),
-                        symbol: name.clone(),
-                        offset: 0,
-                        function_entry: true,
-                    }]
+            let found = first_functions(name, &searched)
+                .map(|(m, syms)| {
+                    syms.into_iter()
+                        .map(|s| entry_location(m, s))
+                        .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
             found_or(spec, name, &searched, found)
         }
         Target::Offset { function, offset } => {
-            let Some((m, addr)) = first_function(function, &searched) else {
+            let Some((m, syms)) = first_functions(function, &searched) else {
                 return found_or(spec, function, &searched, Vec::new());
             };
-            let loc = offset_location(spec, m, function, addr, *offset)?;
+            if syms.len() > 1 {
+                return Err(Error::InvalidSpec {
+                    spec: spec.as_str().to_string(),
+                    reason: format!(
+                        "{function} names {} functions ({}); give one by its full name",
+                        syms.len(),
+                        syms.iter()
+                            .map(|s| display_name(&s.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+            let loc = offset_location(spec, m, syms[0], *offset)?;
             Ok(Resolution::Found(vec![loc]))
         }
         Target::Address { addr } => match &spec.module {
@@ -128,14 +243,88 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
     }
 }
 
-/// The modules of `map` that define a function named exactly `name`, in search
-/// order. The first one is what an unqualified spec resolves to; more than one
-/// means the name is ambiguous, which the caller may want to warn about.
+/// The modules of `map` that define a function named `name` (by symbol name or
+/// demangled name), in search order. The first one is what an unqualified spec
+/// resolves to; more than one means the name is ambiguous, which the caller may
+/// want to warn about.
 pub fn modules_defining<'a>(name: &str, map: &'a ModuleMap) -> Vec<&'a Module> {
     map.modules()
         .iter()
-        .filter(|m| m.elf.function_named(name).is_some())
+        .filter(|m| !functions_named(m, name).is_empty())
         .collect()
+}
+
+/// The error for a spec found nowhere in `searched` (module file names).
+pub fn not_found(spec: &ProbeSpec, searched: Vec<String>) -> Error {
+    let name = match &spec.target {
+        Target::Function { name } => name.clone(),
+        Target::Offset { function, .. } => function.clone(),
+        Target::Address { addr } => format!("{addr:#x}"),
+        Target::Line { file, line } => {
+            return Error::NoLineInfo {
+                file: file.clone(),
+                line: *line,
+            }
+        }
+    };
+    Error::UnknownSymbol { name, searched }
+}
+
+/// One probe point a spec would match, for `--list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Where the probe would go (for an IFUNC whose implementation is known,
+    /// the implementation).
+    pub location: Location,
+    /// The IFUNC this is the implementation of, or the IFUNC itself when
+    /// `at_resolver`.
+    pub ifunc: Option<String>,
+    /// True for an IFUNC whose implementation is not known (no process, or
+    /// not relocated yet): `location` is its resolver.
+    pub at_resolver: bool,
+    /// The source line of the address, when the module has a line table.
+    pub line: Option<(PathBuf, u32)>,
+}
+
+/// The probe points `spec` matches in `map`, without arming anything: what
+/// `--list` prints. `read` reads a u64 of the process's memory, when there is
+/// a process (IFUNCs are then shown at their implementation). A spec that
+/// matches nothing, or names a module that is not loaded, is an error.
+pub fn list(
+    spec: &ProbeSpec,
+    map: &ModuleMap,
+    read: Option<&dyn Fn(RuntimeAddr) -> Option<u64>>,
+) -> Result<Vec<Listed>> {
+    let locations = match resolve(spec, map)? {
+        Resolution::Found(locations) => locations,
+        Resolution::Pending => {
+            return Err(Error::UnknownModule {
+                module: spec.module.clone().unwrap_or_default(),
+                loaded: map.names(),
+            })
+        }
+        Resolution::NotFound { searched } => return Err(not_found(spec, searched)),
+    };
+    let mut out = Vec::with_capacity(locations.len());
+    for loc in locations {
+        let implementation = match (loc.ifunc, read) {
+            (true, Some(read)) => super::ifunc::read_implementation(map, &loc, read),
+            _ => None,
+        };
+        let ifunc = loc.ifunc.then(|| loc.symbol.clone());
+        let at_resolver = loc.ifunc && implementation.is_none();
+        let location = implementation.unwrap_or(loc);
+        let line = map
+            .module_at(location.addr)
+            .and_then(|m| m.elf.line_of(m.to_link(location.addr)));
+        out.push(Listed {
+            location,
+            ifunc,
+            at_resolver,
+            line,
+        });
+    }
+    Ok(out)
 }
 
 fn names(modules: &[&Module]) -> Vec<String> {
@@ -164,66 +353,93 @@ fn found_or(
     })
 }
 
-/// The first module (in search order) with a function named `name`, and its
-/// link address there.
-fn first_function<'m>(name: &str, searched: &[&'m Module]) -> Option<(&'m Module, LinkAddr)> {
-    searched
-        .iter()
-        .find_map(|m| Some((*m, m.elf.function_named(name)?.addr)))
+/// The functions of `m` that `name` names: the one with that symbol name, else
+/// every function (one per address, lowest address first) whose demangled name
+/// is `name`.
+fn functions_named<'m>(m: &'m Module, name: &str) -> Vec<&'m Symbol> {
+    if let Some(s) = m.elf.function_named(name) {
+        return vec![s];
+    }
+    let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
+    for (s, d) in m.elf.demangled_functions() {
+        if d.is(name) {
+            by_addr.entry(s.addr).or_insert(s);
+        }
+    }
+    by_addr.into_values().collect()
 }
 
-/// Every function matching `pattern`, one location per runtime address, in module
-/// order then address order. Where several aliases match at one address the name
-/// `functions()` prefers is used, else the alphabetically first alias.
+/// The first module (in search order) with functions named `name`, and them.
+fn first_functions<'m>(
+    name: &str,
+    searched: &[&'m Module],
+) -> Option<(&'m Module, Vec<&'m Symbol>)> {
+    searched.iter().find_map(|m| {
+        let syms = functions_named(m, name);
+        (!syms.is_empty()).then_some((*m, syms))
+    })
+}
+
+/// The entry of function `s` of `m`.
+fn entry_location(m: &Module, s: &Symbol) -> Location {
+    Location {
+        addr: m.to_runtime(s.addr),
+        module: m.path.clone(),
+        symbol: display_name(&s.name),
+        linkage_name: s.name.clone(),
+        offset: 0,
+        function_entry: true,
+        ifunc: s.kind == SymKind::IFunc,
+    }
+}
+
+/// Every function matching `pattern` by symbol name or demangled name, one
+/// location per runtime address, in module order then address order. Where
+/// several aliases match at one address the name `functions()` prefers is used,
+/// else the alphabetically first alias.
 fn resolve_glob(pattern: &str, searched: &[&Module]) -> Vec<Location> {
     let mut out = Vec::new();
     let mut seen: HashSet<RuntimeAddr> = HashSet::new();
     for m in searched {
-        let mut by_addr: BTreeMap<LinkAddr, &str> = BTreeMap::new();
+        let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
         for s in m.elf.symbols() {
             if s.kind.is_function() && glob::matches(pattern, &s.name) {
-                by_addr.entry(s.addr).or_insert(&s.name);
+                by_addr.entry(s.addr).or_insert(s);
+            }
+        }
+        for (s, d) in m.elf.demangled_functions() {
+            if d.matches_glob(pattern) {
+                by_addr.entry(s.addr).or_insert(s);
             }
         }
         for (addr, alias) in by_addr {
             let preferred = m
                 .elf
                 .function_at(addr)
-                .filter(|(f, off)| *off == 0 && glob::matches(pattern, &f.name))
-                .map(|(f, _)| f.name.as_str());
+                .filter(|(f, off)| *off == 0 && f.kind == alias.kind && f.name != alias.name)
+                .filter(|(f, _)| {
+                    glob::matches(pattern, &f.name)
+                        || demangle(&f.name).is_some_and(|d| d.matches_glob(pattern))
+                })
+                .map(|(f, _)| f);
             let at = m.to_runtime(addr);
             if seen.insert(at) {
-                out.push(Location {
-                    addr: at,
-                    module: m.path.clone(),
-                    symbol: preferred.unwrap_or(alias).to_string(),
-                    offset: 0,
-                    function_entry: true,
-                });
+                out.push(entry_location(m, preferred.unwrap_or(alias)));
             }
         }
     }
     out
 }
 
-/// The location `offset` bytes into `function` (at link address `start` in `m`),
-/// refused unless it is inside the function and starts an instruction.
-fn offset_location(
-    spec: &ProbeSpec,
-    m: &Module,
-    function: &str,
-    start: LinkAddr,
-    offset: u64,
-) -> Result<Location> {
+/// The location `offset` bytes into function `f` of `m`, refused unless it is
+/// inside the function and starts an instruction.
+fn offset_location(spec: &ProbeSpec, m: &Module, f: &Symbol, offset: u64) -> Result<Location> {
     let invalid = |reason: String| Error::InvalidSpec {
         spec: spec.as_str().to_string(),
         reason,
     };
-    let size = m
-        .elf
-        .function_named(function)
-        .map(|s| s.size)
-        .unwrap_or_default();
+    let function = display_name(&f.name);
+    let size = f.size;
     if size > 0 && offset >= size {
         return Err(invalid(format!(
             "offset {offset:#x} is past the end of {function} ({size:#x} bytes)"
@@ -238,7 +454,7 @@ fn offset_location(
     };
     let code = usize::try_from(len)
         .ok()
-        .and_then(|len| m.elf.bytes_at(start, len))
+        .and_then(|len| m.elf.bytes_at(f.addr, len))
         .ok_or_else(|| {
             invalid(format!(
                 "the code of {function} is not in {} (cannot check the offset)",
@@ -248,32 +464,36 @@ fn offset_location(
     if !crate::arch::is_insn_boundary(code, offset) {
         return Err(Error::NotInstructionBoundary {
             spec: spec.as_str().to_string(),
-            symbol: function.to_string(),
+            symbol: function,
             offset,
         });
     }
     Ok(Location {
-        addr: m.to_runtime(LinkAddr(start.get().wrapping_add(offset))),
+        addr: m.to_runtime(LinkAddr(f.addr.get().wrapping_add(offset))),
         module: m.path.clone(),
-        symbol: function.to_string(),
+        symbol: function,
+        linkage_name: f.name.clone(),
         offset,
         function_entry: false,
+        ifunc: false,
     })
 }
 
 /// An entry-only location at runtime address `at` of `m`, named by the function
 /// containing it (or by the address itself when no function does).
 fn location_at(m: &Module, at: RuntimeAddr) -> Location {
-    let (symbol, offset) = match m.elf.function_at(m.to_link(at)) {
+    let (linkage_name, offset) = match m.elf.function_at(m.to_link(at)) {
         Some((f, off)) => (f.name.clone(), off),
         None => (at.to_string(), 0),
     };
     Location {
         addr: at,
         module: m.path.clone(),
-        symbol,
+        symbol: display_name(&linkage_name),
+        linkage_name,
         offset,
         function_entry: false,
+        ifunc: false,
     }
 }
 
@@ -300,10 +520,14 @@ fn resolve_line(file: &str, line: u32, searched: &[&Module]) -> Result<Resolutio
             Err(_) => {}
         }
     }
-    Err(first_error.unwrap_or_else(|| Error::NoLineInfo {
-        file: file.to_string(),
-        line,
-    }))
+    // No module loaded so far has the file: at a launch's exec stop the
+    // libraries are not mapped yet, so wait for them as for a function name.
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Resolution::NotFound {
+            searched: names(searched),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -370,8 +594,10 @@ mod tests {
                 addr: RuntimeAddr(EXE_BIAS + link(exe(), "work").get()),
                 module: exe().path.clone(),
                 symbol: "work".into(),
+                linkage_name: "work".into(),
                 offset: 0,
                 function_entry: true,
+                ifunc: false,
             }]
         );
         let openat = found("openat");
@@ -464,8 +690,10 @@ mod tests {
                 addr: exe().to_runtime(work).offset(1),
                 module: exe().path.clone(),
                 symbol: "work".into(),
+                linkage_name: "work".into(),
                 offset: 1,
                 function_entry: false,
+                ifunc: false,
             }]
         );
         assert_eq!(found("work+0x4")[0].offset, 4);
@@ -509,8 +737,10 @@ mod tests {
                 addr: at,
                 module: exe().path.clone(),
                 symbol: "work".into(),
+                linkage_name: "work".into(),
                 offset: 4,
                 function_entry: false,
+                ifunc: false,
             }]
         );
         // Module-relative: the link address, as nm prints it.
@@ -549,15 +779,123 @@ mod tests {
                 addr: work.offset(7),
                 module: exe().path.clone(),
                 symbol: "work".into(),
+                linkage_name: "work".into(),
                 offset: 7,
                 function_entry: false,
+                ifunc: false,
             }]
         );
         assert_eq!(found("x.c:4")[0].addr, work);
         assert!(matches!(
             run("x.c:11"),
-            Err(Error::NoLineInfo { line: 11, .. })
+            Err(Error::NoCodeAtLine { line: 11, .. })
         ));
-        assert!(matches!(run("other.c:5"), Err(Error::NoLineInfo { .. })));
+        // A file no loaded module has: not found (yet), as for a function name.
+        let other: ProbeSpec = "other.c:5".parse().unwrap();
+        let Ok(Resolution::NotFound { searched }) = resolve(&other, map()) else {
+            panic!("other.c:5 should be not found");
+        };
+        assert!(matches!(
+            not_found(&other, searched),
+            Error::NoLineInfo { line: 5, .. }
+        ));
+    }
+
+    #[test]
+    fn ifuncs_are_marked_and_have_slots() {
+        let strlen = found("libc:strlen");
+        assert_eq!(strlen.len(), 1);
+        assert!(strlen[0].ifunc && strlen[0].function_entry);
+        // libc calls strlen itself through an IRELATIVE slot.
+        let slots = crate::symbols::ifunc::slots(map(), &strlen[0]);
+        assert!(!slots.is_empty());
+        assert!(slots.iter().all(|s| libc().contains(s.addr)));
+        assert!(!found("libc:openat")[0].ifunc);
+    }
+
+    #[test]
+    fn reserved_functions() {
+        assert!(reserved("_dl_debug_state").is_some());
+        assert!(reserved("_Unwind_RaiseException").is_some());
+        assert!(reserved("setjmp").is_some());
+        assert!(reserved("strlen").is_none());
+        assert!(never_returns("exit") && never_returns("__libc_start_main"));
+        assert!(never_returns("_start"));
+        assert!(!never_returns("strlen"));
+    }
+
+    /// A C++ program (compiled by gcc's C++ front end, no library needed) at
+    /// `EXE_BIAS`, alone in its map.
+    fn cpp_map() -> &'static ModuleMap {
+        static MAP: OnceLock<ModuleMap> = OnceLock::new();
+        MAP.get_or_init(|| {
+            let src = "\
+namespace ns {
+struct C { int m(int x); int k() const; };
+int C::m(int x) { return x; }
+int C::k() const { return 1; }
+int over(int x) { return x; }
+int over(double x) { return (int)x; }
+}
+int inner(int x) { return x; }
+int main() { ns::C c; return c.m(1) + c.k() + ns::over(1) + ns::over(1.0) + inner(0); }
+";
+            let exe = compile("resolve_cpp", "x.cpp", src, &["-O0", "-pie"]);
+            let mut cache = ElfCache::default();
+            let maps = fake_maps(&cache.get(&exe).unwrap(), EXE_BIAS);
+            ModuleMap::new(&maps, &exe, &mut cache).unwrap()
+        })
+    }
+
+    fn cpp_symbols(spec: &str) -> Vec<String> {
+        match resolve(&spec.parse().unwrap(), cpp_map()) {
+            Ok(Resolution::Found(locs)) => locs.into_iter().map(|l| l.symbol).collect(),
+            other => panic!("{spec}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn demangled_names_match() {
+        assert_eq!(cpp_symbols("inner"), ["inner(int)"]);
+        assert_eq!(cpp_symbols("_Z5inneri"), ["inner(int)"]);
+        assert_eq!(cpp_symbols("inner(int)"), ["inner(int)"]);
+        assert_eq!(cpp_symbols("ns::C::m"), ["ns::C::m(int)"]);
+        assert_eq!(cpp_symbols("ns::C::k() const"), ["ns::C::k() const"]);
+        // An overload set is probed whole; one overload by its parameters.
+        let mut over = cpp_symbols("ns::over");
+        over.sort();
+        assert_eq!(over, ["ns::over(double)", "ns::over(int)"]);
+        assert_eq!(cpp_symbols("ns::over(double)"), ["ns::over(double)"]);
+        // Globs see demangled names, with or without parameters.
+        let mut ns = cpp_symbols("ns::*");
+        ns.sort();
+        assert_eq!(
+            ns,
+            [
+                "ns::C::k() const",
+                "ns::C::m(int)",
+                "ns::over(double)",
+                "ns::over(int)"
+            ]
+        );
+        assert_eq!(cpp_symbols("*::m(int)"), ["ns::C::m(int)"]);
+        // A part of a name is not the name.
+        assert!(matches!(
+            resolve(&"over".parse().unwrap(), cpp_map()),
+            Ok(Resolution::NotFound { .. })
+        ));
+        assert!(matches!(
+            resolve(&"ns::over+0".parse().unwrap(), cpp_map()),
+            Err(Error::InvalidSpec { .. })
+        ));
+        let m = &cpp_map().modules()[0];
+        let at = m.to_runtime(m.elf.function_named("_ZN2ns1C1mEi").unwrap().addr);
+        match resolve(&format!("{at}").parse().unwrap(), cpp_map()) {
+            Ok(Resolution::Found(locs)) => {
+                assert_eq!(locs[0].symbol, "ns::C::m(int)");
+                assert_eq!(locs[0].linkage_name, "_ZN2ns1C1mEi");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

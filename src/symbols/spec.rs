@@ -58,6 +58,12 @@ impl ProbeSpec {
     pub fn is_function(&self) -> bool {
         matches!(self.target, Target::Function { .. })
     }
+
+    /// True for a glob over function names (`str*`, `libc:*`): functions it
+    /// matches that cannot be probed are skipped (and reported), not an error.
+    pub fn is_glob(&self) -> bool {
+        matches!(&self.target, Target::Function { name } if is_glob(name))
+    }
 }
 
 impl FromStr for ProbeSpec {
@@ -84,7 +90,13 @@ impl FromStr for ProbeSpec {
         if s.is_empty() {
             return Err(invalid("the spec is empty"));
         }
-        if s.chars().any(char::is_whitespace) {
+        // Whitespace is part of a C++ name only inside or after its parameter
+        // or template list (`ns::f(int, char)`, `C::k() const`).
+        let list = s.find(['(', '<']).unwrap_or(s.len());
+        if s[..list].contains(char::is_whitespace)
+            || s.starts_with(char::is_whitespace)
+            || s.ends_with(char::is_whitespace)
+        {
             return Err(invalid("the spec contains whitespace"));
         }
         let (module, rest) = match module_separator(s) {
@@ -268,6 +280,8 @@ mod tests {
         assert_eq!(parts("str*"), function(None, "str*"));
         assert_eq!(parts("libc:mem?py"), function(Some("libc"), "mem?py"));
         assert!(parse("str*").is_function());
+        assert!(parse("libc:*").is_glob());
+        assert!(!parse("strlen").is_glob());
     }
 
     #[test]
@@ -339,6 +353,15 @@ mod tests {
             )
         );
         assert_eq!(parts("ns::*"), function(None, "ns::*"));
+        // Demangled names with parameter lists and qualifiers.
+        assert_eq!(
+            parts("ns::f(int, char)"),
+            function(None, "ns::f(int, char)")
+        );
+        assert_eq!(
+            parts("app:ns::C::k() const"),
+            function(Some("app"), "ns::C::k() const")
+        );
     }
 
     #[test]
@@ -360,6 +383,8 @@ mod tests {
         assert!(refused("libc: openat").contains("whitespace"));
         assert!(refused("lib c:openat").contains("whitespace"));
         assert!(refused("open\tat").contains("whitespace"));
+        assert!(refused("f(int) ").contains("whitespace"));
+        assert!(refused("ns ::f(int)").contains("whitespace"));
         assert!(refused("str*+8").contains("glob"));
         assert!(refused("mem?py+0x4").contains("glob"));
         assert!(refused("0x").contains("hex"));

@@ -39,6 +39,8 @@ pub enum Event {
     },
     /// The vfork child exec'ed or exited: the parent resumes.
     VforkDone,
+    /// The thread is exiting (PTRACE_EVENT_EXIT): it runs no more user code.
+    Exit,
     /// execve succeeded; the thread now runs the new image.
     Exec {
         /// The thread id the exec'ing thread had (differs when a non-leader exec'ed).
@@ -65,12 +67,12 @@ pub enum Stop {
         /// Core dumped.
         core: bool,
     },
-    /// A SIGTRAP signal-delivery-stop.
+    /// A SIGTRAP signal-delivery-stop. Where it came from is asked with
+    /// [`trap_cause`] only when the registers do not already tell (a
+    /// PTRACE_GETSIGINFO less per hit).
     Trap {
         /// The thread.
         tid: Tid,
-        /// Where it came from.
-        cause: TrapCause,
     },
     /// A signal-delivery-stop for any other signal.
     Signal {
@@ -140,6 +142,28 @@ pub enum Which {
 /// `interruptible`: a blocking wait returns EINTR once a detach was requested
 /// (the event loop's wait); inner waits for one thread's step pass `false`.
 pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Stop>, Errno> {
+    wait_inner(which, block, interruptible, true, None)
+}
+
+/// A blocking [`wait`] for a caller that has just polled (`block: false`) and
+/// found nothing: with the tracer's signals installed it goes to sleep at once
+/// instead of polling again first. With a `timeout` (only honoured with the
+/// signals installed), `Ok(None)` when it passes with no stop.
+pub fn wait_after_poll(
+    which: Which,
+    interruptible: bool,
+    timeout: Option<std::time::Duration>,
+) -> Result<Option<Stop>, Errno> {
+    wait_inner(which, true, interruptible, false, timeout)
+}
+
+fn wait_inner(
+    which: Which,
+    block: bool,
+    interruptible: bool,
+    poll_first: bool,
+    timeout: Option<std::time::Duration>,
+) -> Result<Option<Stop>, Errno> {
     let pid = match which {
         Which::Any => -1,
         Which::Tid(t) => t.as_raw(),
@@ -151,7 +175,17 @@ pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Sto
     if !block || sleep_in_ppoll {
         flags |= libc::WNOHANG;
     }
+    let mut sleep_first = sleep_in_ppoll && !poll_first;
+    let mut timed_out = false;
     loop {
+        if sleep_first {
+            sleep_first = false;
+            if interruptible && super::signal::detach_requested().is_some() {
+                return Err(Errno::EINTR);
+            }
+            super::signal::sleep(timeout);
+            timed_out = timeout.is_some();
+        }
         let mut status = 0;
         // SAFETY: `status` is a valid, writable c_int for the duration of the call.
         let r = unsafe { libc::waitpid(pid, &mut status, flags) };
@@ -165,7 +199,12 @@ pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Sto
             if interruptible && super::signal::detach_requested().is_some() {
                 return Err(Errno::EINTR);
             }
-            super::signal::sleep();
+            if timed_out {
+                // Woken by the timeout (or a stray SIGCHLD) with nothing to
+                // report: the caller decides what to do with the time.
+                return Ok(None);
+            }
+            super::signal::sleep(None);
             continue;
         }
         if let Some(stop) = classify(Tid::from_raw(r), status) {
@@ -196,10 +235,7 @@ fn classify(tid: Tid, status: i32) -> Option<Stop> {
     let msg = || ptrace::event_msg(tid).unwrap_or(0);
     let child = || Tid::from_raw(msg() as i32);
     Some(match event {
-        0 if sig == libc::SIGTRAP => Stop::Trap {
-            tid,
-            cause: trap_cause(tid),
-        },
+        0 if sig == libc::SIGTRAP => Stop::Trap { tid },
         0 => Stop::Signal { tid, signal: sig },
         libc::PTRACE_EVENT_STOP => {
             if matches!(
@@ -227,6 +263,10 @@ fn classify(tid: Tid, status: i32) -> Option<Stop> {
             tid,
             event: Event::VforkDone,
         },
+        libc::PTRACE_EVENT_EXIT => Stop::Event {
+            tid,
+            event: Event::Exit,
+        },
         libc::PTRACE_EVENT_EXEC => Stop::Event {
             tid,
             event: Event::Exec { former: child() },
@@ -236,7 +276,18 @@ fn classify(tid: Tid, status: i32) -> Option<Stop> {
     })
 }
 
-fn trap_cause(tid: Tid) -> TrapCause {
+/// True when `signal`, at `tid`'s signal-delivery stop, is a fault raised by the
+/// instruction the thread was executing (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP
+/// with a kernel `si_code`), not a signal someone sent.
+pub fn is_fault(tid: Tid, signal: i32) -> bool {
+    matches!(
+        signal,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+    ) && ptrace::siginfo_code(tid).is_ok_and(|code| code > 0)
+}
+
+/// Why the SIGTRAP at `tid`'s signal-delivery stop was raised, from its `si_code`.
+pub fn trap_cause(tid: Tid) -> TrapCause {
     const TRAP_BRKPT: i32 = 1;
     const TRAP_TRACE: i32 = 2;
     match ptrace::siginfo_code(tid) {

@@ -295,6 +295,12 @@ fn sigstop_while_attached_left_stopped_after_detach() {
     let run = rtrace.wait();
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(tracer_pid(pid), 0);
+    // PTRACE_DETACH wakes the thread, which then re-enters the group-stop on
+    // its own: wait for that (a thread left running would never get there).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_state(pid) != Some('T') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     assert_eq!(
         process_state(pid),
         Some('T'),

@@ -62,11 +62,24 @@ pub enum Variant {
     Stripped,
     /// `-O0 -g -fcf-protection=full`: functions start with `endbr64`.
     Cet,
+    /// `-O0 -g -fPIE -pie`, then the DWARF moved to a separate file as
+    /// distributions do: `objcopy --only-keep-debug` into `<name>.debug` next
+    /// to the binary, `objcopy --strip-debug`, `objcopy --add-gnu-debuglink`.
+    /// `.symtab` stays; `.debug_*` is only in the debug file.
+    Debuglink,
+    /// `-O0 -g -static-pie`: no dynamic linker, but ET_DYN at a random base
+    /// (the program relocates itself).
+    StaticPie,
+    /// `-O0 -g -fPIE -pie -Wl,-z,now`: every PLT slot is bound before `main`.
+    BindNow,
+    /// `-O0 -g -fno-plt -fPIE -pie`: calls to library functions go through
+    /// the GOT (`call *puts@GOTPCREL(%rip)`), never through a PLT stub.
+    NoPlt,
 }
 
 impl Variant {
     /// Every variant, in a fixed order.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 11] = [
         Variant::Pie,
         Variant::NoPie,
         Variant::Static,
@@ -74,6 +87,10 @@ impl Variant {
         Variant::NoDebug,
         Variant::Stripped,
         Variant::Cet,
+        Variant::Debuglink,
+        Variant::StaticPie,
+        Variant::BindNow,
+        Variant::NoPlt,
     ];
 
     /// The directory the variant's builds go to; also its display name.
@@ -86,6 +103,10 @@ impl Variant {
             Variant::NoDebug => "nodebug",
             Variant::Stripped => "stripped",
             Variant::Cet => "cet",
+            Variant::Debuglink => "debuglink",
+            Variant::StaticPie => "static-pie",
+            Variant::BindNow => "bind-now",
+            Variant::NoPlt => "no-plt",
         }
     }
 
@@ -99,15 +120,21 @@ impl Variant {
             Variant::NoDebug => &["-O0", "-fcf-protection=none"],
             Variant::Stripped => &["-O0", "-fcf-protection=none"],
             Variant::Cet => &["-O0", "-g", "-fcf-protection=full"],
+            Variant::Debuglink | Variant::StaticPie | Variant::BindNow => {
+                &["-O0", "-g", "-fcf-protection=none"]
+            }
+            Variant::NoPlt => &["-O0", "-g", "-fcf-protection=none", "-fno-plt"],
         }
     }
 
     /// Flags that decide what kind of executable comes out.
     fn program_flags(self) -> &'static [&'static str] {
         match self {
-            Variant::Pie => &["-fPIE", "-pie"],
+            Variant::Pie | Variant::Debuglink | Variant::NoPlt => &["-fPIE", "-pie"],
             Variant::NoPie => &["-fno-pie", "-no-pie"],
             Variant::Static => &["-static"],
+            Variant::StaticPie => &["-fPIE", "-static-pie"],
+            Variant::BindNow => &["-fPIE", "-pie", "-Wl,-z,now"],
             Variant::O2 | Variant::NoDebug | Variant::Cet => &[],
             Variant::Stripped => &["-rdynamic"],
         }
@@ -117,14 +144,23 @@ impl Variant {
         self == Variant::Stripped
     }
 
+    fn split_debug(self) -> bool {
+        self == Variant::Debuglink
+    }
+
     /// Whether a shared library can be built this way (a library is always
     /// position-independent and never static).
     pub fn allows_library(self) -> bool {
         match self {
-            Variant::NoPie | Variant::Static => false,
-            Variant::Pie | Variant::O2 | Variant::NoDebug | Variant::Stripped | Variant::Cet => {
-                true
-            }
+            Variant::NoPie | Variant::Static | Variant::StaticPie => false,
+            Variant::Pie
+            | Variant::O2
+            | Variant::NoDebug
+            | Variant::Stripped
+            | Variant::Cet
+            | Variant::Debuglink
+            | Variant::BindNow
+            | Variant::NoPlt => true,
         }
     }
 }
@@ -135,9 +171,9 @@ impl fmt::Display for Variant {
     }
 }
 
-/// The fixture programs in `target-fixtures/` (each `<name>.c` or
-/// `<name>.S`).
-pub const PROGRAMS: [&str; 12] = [
+/// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
+/// `<name>.S` or `<name>.rs`).
+pub const PROGRAMS: [&str; 32] = [
     "count",
     "sigtrap",
     "signals",
@@ -150,6 +186,26 @@ pub const PROGRAMS: [&str; 12] = [
     "recurse",
     "longjmper",
     "insns",
+    "execer",
+    "faulter",
+    "sigstorm",
+    "waves",
+    "exiter",
+    "blocker",
+    "thrower",
+    "tailcall",
+    "backtracer",
+    "deep",
+    "retaddr",
+    "sleepers",
+    "forkin",
+    "spawner",
+    "threadexec",
+    "inlined",
+    "typed",
+    "injectee",
+    "injthreads",
+    "leaker",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -159,7 +215,15 @@ pub const LIBRARIES: [&str; 1] = ["libplug"];
 /// Whether `name` can be built as `variant`. dlopen needs the dynamic
 /// linker, so `dlopener` has no static build.
 pub fn supports(name: &str, variant: Variant) -> bool {
-    !(name == "dlopener" && variant == Variant::Static)
+    !(name == "dlopener" && matches!(variant, Variant::Static | Variant::StaticPie))
+}
+
+/// The separate debug file of a [`Variant::Debuglink`] build at `path`:
+/// `<file name>.debug` next to it.
+pub fn debug_file_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().expect("a file").to_os_string();
+    name.push(".debug");
+    path.with_file_name(name)
 }
 
 /// The path of fixture program `name` built as `variant`, building it first
@@ -223,12 +287,21 @@ fn built(kind: Kind, name: &str, variant: Variant) -> PathBuf {
 
 fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
     let src_dir = source_dir();
-    // C, or hand-written assembly where the exact instructions matter.
-    let source = ["c", "S"]
+    // C, C++, or hand-written assembly where the exact instructions matter;
+    // Rust for Rust's own mangling (a single file, built by rustc).
+    let source = ["c", "cpp", "S", "rs"]
         .map(|ext| src_dir.join(format!("{name}.{ext}")))
         .into_iter()
         .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("no {name}.c or {name}.S in {}", src_dir.display()));
+        .unwrap_or_else(|| panic!("no {name}.c, .cpp, .S or .rs in {}", src_dir.display()));
+    let is_rust = source.extension().is_some_and(|e| e == "rs");
+    let compiler = if is_rust {
+        "rustc"
+    } else if source.extension().is_some_and(|e| e == "cpp") {
+        "g++"
+    } else {
+        "gcc"
+    };
     let out_dir = build_dir().join(variant.dir_name());
     fs::create_dir_all(&out_dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));
@@ -237,28 +310,54 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         Kind::Library => format!("{name}.so"),
     });
 
-    let mut args: Vec<String> = variant
-        .compile_flags()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(["-Wall", "-Wextra", "-Werror", "-pthread"].map(String::from));
-    match kind {
-        Kind::Program => args.extend(variant.program_flags().iter().map(|s| s.to_string())),
-        Kind::Library => args.extend(["-shared", "-fPIC"].map(String::from)),
-    }
-    args.push(format!("-I{}", src_dir.display()));
-    args.push(source.display().to_string());
-    if name == "dlopener" {
-        args.push("-ldl".into());
+    let mut args: Vec<String> = Vec::new();
+    if is_rust {
+        // The variant's optimisation and debug info; Rust programs are PIE.
+        let opt = if variant == Variant::O2 { "2" } else { "0" };
+        let debug = if matches!(variant, Variant::NoDebug | Variant::Stripped) {
+            "0"
+        } else {
+            "2"
+        };
+        args.extend(
+            [
+                "-C",
+                &format!("opt-level={opt}"),
+                "-C",
+                &format!("debuginfo={debug}"),
+            ]
+            .map(String::from),
+        );
+        args.extend(["--edition", "2021"].map(String::from));
+        if variant == Variant::Static {
+            args.extend(["-C", "target-feature=+crt-static"].map(String::from));
+        }
+        if kind == Kind::Library {
+            args.extend(["--crate-type", "cdylib"].map(String::from));
+        }
+        args.push(source.display().to_string());
+    } else {
+        args.extend(variant.compile_flags().iter().map(|s| s.to_string()));
+        args.extend(["-Wall", "-Wextra", "-Werror", "-pthread"].map(String::from));
+        match kind {
+            Kind::Program => args.extend(variant.program_flags().iter().map(|s| s.to_string())),
+            Kind::Library => args.extend(["-shared", "-fPIC"].map(String::from)),
+        }
+        args.push(format!("-I{}", src_dir.display()));
+        args.push(source.display().to_string());
+        if name == "dlopener" {
+            args.push("-ldl".into());
+        }
     }
     // The stamp records how the output was made, so a change of flags here
     // rebuilds even when the source is older than the output.
     let recipe = format!(
-        "gcc {}{}\n",
+        "{compiler} {}{}\n",
         args.join(" "),
         if variant.stripped() {
             " && strip --strip-all"
+        } else if variant.split_debug() {
+            " && objcopy --only-keep-debug && objcopy --strip-debug && objcopy --add-gnu-debuglink"
         } else {
             ""
         }
@@ -277,23 +376,27 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         .unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
         .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
-    if is_fresh(
-        &out,
-        &stamp,
-        &recipe,
-        &[&source, &src_dir.join("fixture.h")],
-    ) {
+    // A split build is whole only with its debug file.
+    let debug_present = !variant.split_debug() || debug_file_of(&out).is_file();
+    if debug_present
+        && is_fresh(
+            &out,
+            &stamp,
+            &recipe,
+            &[&source, &src_dir.join("fixture.h")],
+        )
+    {
         return out;
     }
 
     let tmp = unique_temp(&out);
-    let output = Command::new("gcc")
+    let output = Command::new(compiler)
         .args(&args)
         .arg("-o")
         .arg(&tmp)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     if !output.status.success() {
         let _ = fs::remove_file(&tmp);
         panic!(
@@ -315,6 +418,38 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
                 tmp.display(),
                 String::from_utf8_lossy(&output.stderr)
             );
+        }
+    }
+    if variant.split_debug() {
+        // The debug file goes into place first: the link records its name and
+        // the CRC of its contents, so it must be the final file.
+        let debug = debug_file_of(&out);
+        let tmp_debug = unique_temp(&debug);
+        let keep = [
+            "--only-keep-debug".into(),
+            tmp.clone().into_os_string(),
+            tmp_debug.clone().into_os_string(),
+        ];
+        let strip = ["--strip-debug".into(), tmp.clone().into_os_string()];
+        let mut link_arg = std::ffi::OsString::from("--add-gnu-debuglink=");
+        link_arg.push(&debug);
+        let link = [link_arg, tmp.clone().into_os_string()];
+        for (i, step) in [&keep[..], &strip[..], &link[..]].into_iter().enumerate() {
+            let output = Command::new("objcopy")
+                .args(step)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run objcopy: {e}"));
+            if !output.status.success() {
+                let _ = fs::remove_file(&tmp);
+                let _ = fs::remove_file(&tmp_debug);
+                panic!(
+                    "objcopy {step:?} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            if i == 0 {
+                fs::rename(&tmp_debug, &debug).expect("rename debug file into place");
+            }
         }
     }
     let tmp_stamp = unique_temp(&stamp);

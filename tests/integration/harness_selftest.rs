@@ -32,9 +32,51 @@ fn check_all_variants(name: &str, args: &[&str], stdout: &str, code: i32) {
 }
 
 #[test]
+fn inlined_prints_its_sum() {
+    check_all_variants("inlined", &[], "sum=60\n", 0);
+    check_all_variants("inlined", &["50"], "sum=7350\n", 0);
+}
+
+#[test]
 fn count_prints_sum_and_exits_with_requested_status() {
     check_all_variants("count", &["5", "3"], "sum=25\ntwice=41\n", 3);
     check_all_variants("count", &[], "sum=100\ntwice=41\n", 0);
+}
+
+/// The stdout of `typed`, whose `point=` line holds an address.
+pub fn typed_stdout_without_point(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("point="))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// What `typed` prints apart from its `point=ADDR` line.
+pub const TYPED_STDOUT: &str = "narrow=64945\nwide=-9000000007\nwide_max=18446744073709551615\n\
+negate=-1\nmeasure=5,100,0,9\nupper=65\npaint=5,42\nname=green\nflip=0\nmove=4\narea=6\n\
+mixed=3\neight=-11\nnothing\n";
+
+#[test]
+fn typed_prints_every_result() {
+    for variant in Variant::ALL {
+        let run = run_untraced(&fixture("typed", variant), &[]);
+        assert_eq!(run.code(), 0, "typed ({variant}): {run:?}");
+        assert_eq!(
+            typed_stdout_without_point(&run.stdout),
+            TYPED_STDOUT,
+            "typed ({variant})"
+        );
+        let point = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("point=0x"))
+            .unwrap_or_else(|| panic!("typed ({variant}): no point= line: {run:?}"));
+        assert!(
+            u64::from_str_radix(point, 16).is_ok(),
+            "typed ({variant}): point={point}"
+        );
+    }
 }
 
 #[test]
@@ -63,6 +105,11 @@ fn threads_sum_every_call() {
 }
 
 #[test]
+fn leaker_keeps_its_four_blocks() {
+    check_all_variants("leaker", &[], "kept 4 blocks\n", 0);
+}
+
+#[test]
 fn opener_opens_and_fails_as_documented() {
     let path = source_dir().join("opener.c");
     check_all_variants("opener", &[path.to_str().unwrap()], "ok\n", 0);
@@ -76,6 +123,119 @@ fn forker_child_exits_7() {
 }
 
 #[test]
+fn execer_runs_its_program_after_its_own_work() {
+    let count = fixture("count", Variant::Pie);
+    check_all_variants(
+        "execer",
+        &[count.to_str().unwrap(), "5", "3"],
+        "before=207\nsum=25\ntwice=41\n",
+        3,
+    );
+    let run = run_untraced(&fixture("execer", Variant::Pie), &["/nonexistent/prog"]);
+    assert_eq!((run.stdout.as_str(), run.code()), ("before=207\n", 127));
+}
+
+#[test]
+fn faulter_recovers_from_its_faults_or_dies() {
+    check_all_variants("faulter", &[], "faults=3 sum=15\n", 0);
+    let run = run_untraced(&fixture("faulter", Variant::Pie), &["crash"]);
+    assert_eq!(run.stdout, "crashing\n");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&run.status),
+        Some(libc::SIGSEGV),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn sigstorm_receives_every_signal() {
+    check_all_variants("sigstorm", &["500", "2000"], "received=500 calls=2000\n", 0);
+}
+
+#[test]
+fn waves_counts_every_thread() {
+    check_all_variants("waves", &[], "threads=20 total=200000\n", 0);
+}
+
+#[test]
+fn exiter_exits_3() {
+    check_all_variants("exiter", &[], "exiting\n", 3);
+}
+
+#[test]
+fn blocker_wakes_its_blocked_threads() {
+    check_all_variants("blocker", &["100"], "read=x cond=1 sum=10000\n", 0);
+}
+
+#[test]
+fn spawner_children_exit_as_documented() {
+    check_all_variants("spawner", &["fork"], "child=7\n", 0);
+    check_all_variants("spawner", &["vfork"], "child=8\n", 0);
+    check_all_variants("spawner", &["clone"], "child=9\n", 0);
+    check_all_variants("spawner", &["clonevm"], "child=10\n", 0);
+    let count = fixture("count", Variant::Pie);
+    let count = count.to_str().unwrap();
+    for mode in ["vforkexec", "spawn", "system"] {
+        check_all_variants(
+            "spawner",
+            &[mode, count, "3", "5"],
+            "sum=9\ntwice=41\nchild=5\n",
+            0,
+        );
+    }
+    check_all_variants(
+        "spawner",
+        &["popen", count, "3", "5"],
+        "read: sum=9\nread: twice=41\nchild=5\n",
+        0,
+    );
+    // A child that cannot exec reports 127, as the shell does.
+    check_all_variants(
+        "spawner",
+        &["vforkexec", "/nonexistent/program"],
+        "child=127\n",
+        0,
+    );
+    let run = run_untraced(&fixture("spawner", Variant::Pie), &["nosuchmode"]);
+    assert_eq!(run.code(), 64, "{run:?}");
+}
+
+#[test]
+fn threadexec_runs_its_program_from_a_second_thread() {
+    let count = fixture("count", Variant::Pie);
+    let count = count.to_str().unwrap();
+    let expected = "main=7\nthread=12\nsum=9\ntwice=41\n";
+    check_all_variants("threadexec", &[count, "3", "5"], expected, 5);
+    check_all_variants(
+        "threadexec",
+        &["--leader-exits", count, "3", "5"],
+        expected,
+        5,
+    );
+    check_all_variants(
+        "threadexec",
+        &["--leader-exits", "/nonexistent/program"],
+        "main=7\nthread=12\n",
+        127,
+    );
+}
+
+#[test]
+fn issue_four_fixtures_print_what_they_document() {
+    check_all_variants("deep", &[], "depth=10000\n", 0);
+    check_all_variants("tailcall", &[], "tail=106,108,101\n", 0);
+    check_all_variants("retaddr", &[], "inside=3\n", 0);
+    check_all_variants("sleepers", &["2", "3"], "ready\ntotal=6006\n", 0);
+    check_all_variants("forkin", &[], "child=18 work=3\n", 0);
+    check_all_variants(
+        "thrower",
+        &[],
+        "outer=-1,3,5,-1,9,11\ncleanups=6\nrethrown=2\n",
+        0,
+    );
+}
+
+#[test]
 fn recurse_computes_factorial() {
     check_all_variants("recurse", &[], "fact=120\n", 0);
     check_all_variants("recurse", &["10"], "fact=3628800\n", 0);
@@ -86,14 +246,13 @@ fn longjmper_jumps_three_times() {
     check_all_variants("longjmper", &[], "jumps=3\nwork=15\n", 0);
 }
 
+/// What `insns` prints: one line per function, as its header says.
+pub const INSNS_OUTPUT: &str = "rip=42\ncall=11\njmp=3\njcc=4\nret=5\npush=6\nendbr=7\nframe=8\n\
+sub=9\nstore=10\nlea=42\nicall=12\nijmp=13\nsyscall=1\nrep=14\njnc=15\nxor=16\n";
+
 #[test]
 fn insns_first_instructions_compute_their_values() {
-    check_all_variants(
-        "insns",
-        &[],
-        "rip=42\ncall=11\njmp=3\njcc=4\nret=5\npush=6\n",
-        0,
-    );
+    check_all_variants("insns", &[], INSNS_OUTPUT, 0);
 }
 
 #[test]
@@ -235,9 +394,20 @@ fn variants_have_the_promised_elf_shape() {
         let has = |name: &str| sections.contains(&name);
         let ctx = format!("count ({variant}) sections {sections:?}");
         match variant {
-            Variant::Pie | Variant::O2 | Variant::NoDebug | Variant::Stripped | Variant::Cet => {
+            Variant::Pie
+            | Variant::O2
+            | Variant::NoDebug
+            | Variant::Stripped
+            | Variant::Cet
+            | Variant::Debuglink
+            | Variant::BindNow
+            | Variant::NoPlt => {
                 assert_eq!(elf.header.e_type, header::ET_DYN, "{ctx}");
                 assert!(has_interp(&elf), "{ctx}");
+            }
+            Variant::StaticPie => {
+                assert_eq!(elf.header.e_type, header::ET_DYN, "{ctx}");
+                assert!(!has_interp(&elf), "{ctx}");
             }
             Variant::NoPie => {
                 assert_eq!(elf.header.e_type, header::ET_EXEC, "{ctx}");
@@ -249,8 +419,28 @@ fn variants_have_the_promised_elf_shape() {
             }
         }
         match variant {
-            Variant::Pie | Variant::NoPie | Variant::Static | Variant::O2 | Variant::Cet => {
+            Variant::Pie
+            | Variant::NoPie
+            | Variant::Static
+            | Variant::O2
+            | Variant::Cet
+            | Variant::StaticPie
+            | Variant::BindNow
+            | Variant::NoPlt => {
                 assert!(has(".symtab") && has(".debug_info"), "{ctx}");
+                assert!(!has(".gnu_debuglink"), "{ctx}");
+            }
+            Variant::Debuglink => {
+                assert!(has(".symtab") && has(".gnu_debuglink"), "{ctx}");
+                assert!(!has(".debug_info") && !has(".debug_line"), "{ctx}");
+                let debug = elf_bytes(&debug_file_of(&path));
+                let debug = Elf::parse(&debug).unwrap();
+                let debug_sections = section_names(&debug);
+                assert!(
+                    debug_sections.contains(&".debug_info")
+                        && debug_sections.contains(&".debug_line"),
+                    "{ctx}; debug file {debug_sections:?}"
+                );
             }
             Variant::NoDebug => assert!(has(".symtab") && !has(".debug_info"), "{ctx}"),
             Variant::Stripped => {
@@ -268,6 +458,30 @@ fn variants_have_the_promised_elf_shape() {
         }
         let starts_with_endbr = code_at_symbol(&path, &bytes, "work", 4) == ENDBR64;
         assert_eq!(starts_with_endbr, variant == Variant::Cet, "{ctx}");
+        // Bind-now: DT_FLAGS has DF_BIND_NOW or DT_FLAGS_1 has DF_1_NOW.
+        let dynamic = elf.dynamic.as_ref().map(|d| &d.dyns[..]).unwrap_or(&[]);
+        let bind_now = dynamic.iter().any(|d| {
+            (d.d_tag == goblin::elf::dynamic::DT_FLAGS
+                && d.d_val & goblin::elf::dynamic::DF_BIND_NOW != 0)
+                || (d.d_tag == goblin::elf::dynamic::DT_FLAGS_1
+                    && d.d_val & goblin::elf::dynamic::DF_1_NOW != 0)
+        });
+        if variant == Variant::BindNow {
+            assert!(bind_now, "{ctx}: not bind-now");
+        }
+        // -fno-plt: main calls printf through the GOT, there is no .plt stub
+        // for it (`.plt` may still exist for other reasons, e.g. IRELATIVE).
+        let plt_calls = elf
+            .pltrelocs
+            .iter()
+            .filter_map(|r| elf.dynsyms.get(r.r_sym))
+            .filter_map(|sym| elf.dynstrtab.get_at(sym.st_name))
+            .any(|name| name == "printf");
+        if variant == Variant::NoPlt {
+            assert!(!plt_calls, "{ctx}: printf has a PLT slot");
+        } else if matches!(variant, Variant::Pie | Variant::BindNow) {
+            assert!(plt_calls, "{ctx}: printf has no PLT slot");
+        }
     }
 }
 

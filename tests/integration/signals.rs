@@ -254,3 +254,57 @@ fn sigstop_sigcont_launch_mode() {
     let calls: usize = lines[3]["calls=".len()..].parse().unwrap();
     assert_eq!(of_symbol(&events, "entry", "work").len(), calls);
 }
+
+/// exec replaces the image: the probes are resolved again in the new one.
+/// `work` exists in both execer and count, so the one spec gives execer's
+/// single call (207) and then count's five (1, 3, 5, 7, 9).
+#[test]
+fn exec_resolves_probes_again_in_the_new_image() {
+    for target_variant in [Variant::Pie, Variant::Static] {
+        let prog = fixture("execer", Variant::Pie);
+        let target = fixture("count", target_variant);
+        let target_str = target.to_str().unwrap();
+        let args = [target_str, "5", "3"];
+        let untraced = run_untraced(&prog, &args);
+        assert_eq!(untraced.stdout, "before=207\nsum=25\ntwice=41\n");
+        let test = format!("exec_{target_variant}");
+        let (run, events) = trace_json(&test, &["-s", "work"], &prog, &args);
+        assert_same_as_untraced(&run, &untraced, "rtrace -s work -- execer count 5 3");
+        assert_eq!(
+            retvals(&events, "work"),
+            vec![207, 1, 3, 5, 7, 9],
+            "{target_variant}\n{}",
+            show(&events)
+        );
+        assert_eq!(of_symbol(&events, "entry", "work").len(), 6);
+        let execs = of_kind(&events, "exec");
+        assert_eq!(execs.len(), 1, "{}", show(&events));
+        assert_eq!(str_field(execs[0], "path"), target_str);
+        // The exec event comes after execer's call and before count's.
+        let position = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
+        let exec_at = position(&|e| str_field(e, "event") == "exec");
+        let first_count_call = position(&|e| {
+            // count's work(0): typed from DWARF, or in hex without it.
+            str_field(e, "event") == "entry" && (e["args"][0] == "0" || e["args"][0] == "0x0")
+        });
+        assert!(exec_at < first_count_call, "{}", show(&events));
+    }
+}
+
+/// A spec naming the new image's module is pending until the exec.
+#[test]
+fn exec_arms_a_spec_pending_on_the_new_module() {
+    let prog = fixture("execer", Variant::Pie);
+    let target = fixture("count", Variant::NoPie);
+    let args = [target.to_str().unwrap(), "4"];
+    let untraced = run_untraced(&prog, &args);
+    let (run, events) = trace_json("exec_pending", &["-s", "count:work"], &prog, &args);
+    assert_same_as_untraced(&run, &untraced, "rtrace -s count:work -- execer count 4");
+    assert_eq!(
+        retvals(&events, "work"),
+        vec![1, 3, 5, 7],
+        "{}",
+        show(&events)
+    );
+    assert!(!run.stderr.contains("never"), "{}", run.stderr);
+}

@@ -1,19 +1,238 @@
 //! Instruction analysis, done once when a probe is armed.
 //!
 //! Like the kernel's `arch_uprobe_analyze_insn`, [`analyze`] decodes the
-//! instruction a breakpoint displaces and decides how it will be executed, or
-//! refuses it with a typed error.
+//! instruction a breakpoint displaces and decides how it will run, or refuses it
+//! with a typed error. There are three ways, tried in this order in
+//! [`StepMode::Auto`]:
+//!
+//! 1. **Emulate** ([`Emulation`]): the tracer computes the instruction's effect
+//!    on the registers (and the stack) itself: no extra stop. The common
+//!    function-entry instructions (endbr64, nops, `push reg`, `mov reg,reg`,
+//!    `sub/add reg,imm`, `xor reg,reg`) and every relative branch (`call`,
+//!    `jmp`, `jcc`, `loop`, `jrcxz`) and `ret`.
+//! 2. **Out of line** ([`Xol`]): the instruction is copied to a slot in the
+//!    scratch page, where the thread single-steps it while the breakpoint stays
+//!    armed. A RIP-relative operand is re-encoded (iced-x86) to address a scratch
+//!    register that holds the absolute address, as the kernel's `riprel_pre_xol`
+//!    does, so the slot can be anywhere. After the step, [`Fixup`] moves the
+//!    instruction pointer (or a pushed return address) from the slot back to the
+//!    original code.
+//! 3. **In place**: the original byte goes back while the thread steps it, and
+//!    every other thread of the process is stopped meanwhile. For what neither of
+//!    the others can do (an EIP-relative operand, a full scratch page).
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction};
+use iced_x86::{
+    Code, ConditionCode, Decoder, DecoderOptions, Encoder, FlowControl, Instruction,
+    InstructionInfoFactory, Mnemonic, OpKind, Register,
+};
 
 use crate::addr::RuntimeAddr;
 use crate::error::{Error, Result};
 
-/// How the displaced instruction at a probe site is executed.
+/// Which execution strategy to use for displaced instructions (`--step`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepMode {
+    /// Emulate when possible, else out of line, else in place.
+    #[default]
+    Auto,
+    /// Emulate every displaced instruction; refuse those that cannot be.
+    Emulate,
+    /// Step every displaced instruction out of line; relative branches, which
+    /// cannot run anywhere but where they are, are emulated (as kernel uprobes do).
+    Xol,
+    /// Restore, step and re-arm, with the other threads stopped.
+    InPlace,
+}
+
+impl std::str::FromStr for StepMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "auto" => StepMode::Auto,
+            "emulate" => StepMode::Emulate,
+            "xol" => StepMode::Xol,
+            "inplace" => StepMode::InPlace,
+            _ => {
+                return Err(format!(
+                    "unknown step mode '{s}' (auto, emulate, xol, inplace)"
+                ))
+            }
+        })
+    }
+}
+
+/// A general-purpose register, by its number in the instruction encoding
+/// (0 = rax … 15 = r15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gpr(pub u8);
+
+impl Gpr {
+    /// rsp.
+    pub const RSP: Gpr = Gpr(4);
+
+    fn of(reg: Register) -> Option<Gpr> {
+        let full = reg.full_register();
+        if !full.is_gpr64() {
+            return None;
+        }
+        Some(Gpr((full as u32 - Register::RAX as u32) as u8))
+    }
+
+    fn register(self) -> Register {
+        Register::try_from(Register::RAX as usize + self.0 as usize).expect("a GPR number")
+    }
+}
+
+/// A condition, as `jcc` tests it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cond {
+    /// jo
+    O,
+    /// jno
+    No,
+    /// jb / jc
+    B,
+    /// jae / jnc
+    Ae,
+    /// je / jz
+    E,
+    /// jne / jnz
+    Ne,
+    /// jbe
+    Be,
+    /// ja
+    A,
+    /// js
+    S,
+    /// jns
+    Ns,
+    /// jp
+    P,
+    /// jnp
+    Np,
+    /// jl
+    L,
+    /// jge
+    Ge,
+    /// jle
+    Le,
+    /// jg
+    G,
+}
+
+/// The counter tests of `jrcxz`, `jecxz` and the `loop` family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterBranch {
+    /// jrcxz: jump when rcx is 0.
+    Jrcxz,
+    /// jecxz: jump when ecx is 0.
+    Jecxz,
+    /// loop: rcx -= 1, jump when it is not 0.
+    Loop,
+    /// loope: rcx -= 1, jump when it is not 0 and ZF is set.
+    Loope,
+    /// loopne: rcx -= 1, jump when it is not 0 and ZF is clear.
+    Loopne,
+}
+
+/// An instruction the tracer executes itself, without a stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulation {
+    /// endbr64, endbr32, the nop forms, pause: only the instruction pointer moves.
+    Nop,
+    /// `push r64`.
+    Push(Gpr),
+    /// `mov r64, r64`.
+    Mov64 {
+        /// Destination.
+        dst: Gpr,
+        /// Source.
+        src: Gpr,
+    },
+    /// `mov r32, r32` (the upper half of the destination is cleared).
+    Mov32 {
+        /// Destination.
+        dst: Gpr,
+        /// Source.
+        src: Gpr,
+    },
+    /// `add r64, imm` or `sub r64, imm`, flags included.
+    AddImm {
+        /// The register.
+        reg: Gpr,
+        /// The sign-extended immediate.
+        imm: i64,
+        /// True for `sub`.
+        sub: bool,
+    },
+    /// `xor r32, r32` of a register with itself: zero, and the flags of zero.
+    Zero(Gpr),
+    /// `jmp rel`.
+    Jmp(u64),
+    /// `jcc rel`.
+    Jcc(Cond, u64),
+    /// `jrcxz`, `jecxz`, `loop`, `loope`, `loopne`.
+    Counter(CounterBranch, u64),
+    /// `call rel32`.
+    Call(u64),
+    /// `ret` / `ret imm16`.
+    Ret(u16),
+}
+
+/// After an out-of-line step: how the instruction pointer gets back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fixup {
+    /// The instruction continues at the next one: the end of the slot becomes
+    /// the end of the original instruction.
+    Ip,
+    /// An indirect call: the pointer is the target already, but the return
+    /// address it pushed points into the slot, and is corrected.
+    Call,
+    /// An indirect jump or a return: the pointer is where it should be.
+    Absolute,
+}
+
+/// A RIP-relative operand rewritten to use a scratch register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RipRel {
+    /// The register the slot's copy addresses memory through; the instruction
+    /// does not otherwise use it. It holds `target` during the step and gets its
+    /// value back after.
+    pub reg: Gpr,
+    /// The absolute address the original operand referred to.
+    pub target: u64,
+}
+
+/// How an instruction runs out of line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Xol {
+    /// The bytes to place in a slot. They run at any address: a RIP-relative
+    /// operand has been rewritten to use [`RipRel::reg`].
+    pub code: Vec<u8>,
+    /// The rewritten operand, if any.
+    pub riprel: Option<RipRel>,
+    /// How the instruction pointer gets back after the step.
+    pub fixup: Fixup,
+}
+
+/// How the displaced instruction at a probe site is executed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// By the tracer, without a stop.
+    Emulate(Emulation),
+    /// Stepped in a scratch slot.
+    Xol(Xol),
+    /// Stepped in place with the other threads stopped.
+    InPlace,
+}
+
+/// The analysis of a displaced instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InsnPlan {
     /// The instruction's length in bytes.
     pub len: u8,
+    /// How it runs.
+    pub strategy: Strategy,
 }
 
 fn decode(bytes: &[u8], ip: u64) -> Instruction {
@@ -22,30 +241,190 @@ fn decode(bytes: &[u8], ip: u64) -> Instruction {
 }
 
 /// Decodes the instruction at `addr` (its bytes, as in the file) and decides how to
-/// step it. Refuses invalid instructions and instructions that trap by themselves
-/// (int3, int n, into, hlt and other privileged ones): single-stepping them would
-/// not do what the program meant.
-pub fn analyze(bytes: &[u8], addr: RuntimeAddr) -> Result<InsnPlan> {
+/// execute it in `mode`. Refuses invalid instructions and instructions that trap
+/// by themselves (int3, int n, into, hlt and other privileged ones, transactional
+/// memory): stepping them would not do what the program meant. In a forced mode,
+/// refuses what that mode cannot do.
+pub fn analyze(bytes: &[u8], addr: RuntimeAddr, mode: StepMode) -> Result<InsnPlan> {
     let insn = decode(bytes, addr.get());
-    let refuse = |reason: &str| {
-        Err(Error::UnsupportedInstruction {
-            addr,
-            reason: reason.to_string(),
-        })
-    };
+    let refuse = |reason: String| Err(Error::UnsupportedInstruction { addr, reason });
     if insn.is_invalid() {
-        return refuse("the bytes there do not decode as an instruction");
+        return refuse("the bytes there do not decode as an instruction".into());
     }
     if insn.flow_control() == FlowControl::Interrupt
         || matches!(insn.code(), Code::Int3 | Code::Int1 | Code::Hlt)
     {
-        return refuse("it is an interrupt or breakpoint instruction");
+        return refuse("it is an interrupt or breakpoint instruction".into());
     }
     if insn.is_privileged() {
-        return refuse("it is a privileged instruction");
+        return refuse("it is a privileged instruction".into());
     }
-    Ok(InsnPlan {
-        len: insn.len() as u8,
+    if insn.flow_control() == FlowControl::XbeginXabortXend
+        || matches!(
+            insn.mnemonic(),
+            Mnemonic::Xbegin | Mnemonic::Xabort | Mnemonic::Xend
+        )
+    {
+        return refuse("it is a transactional-memory instruction".into());
+    }
+    let len = insn.len() as u8;
+    let emulation = emulation(&insn);
+    let strategy = match mode {
+        StepMode::InPlace => Strategy::InPlace,
+        StepMode::Auto => match emulation {
+            Some(e) => Strategy::Emulate(e),
+            None => xol(&insn, bytes).map_or(Strategy::InPlace, Strategy::Xol),
+        },
+        StepMode::Emulate => match emulation {
+            Some(e) => Strategy::Emulate(e),
+            None => return refuse(format!("'{insn}' cannot be emulated (use --step auto)")),
+        },
+        StepMode::Xol => match (is_relative_branch(&insn), emulation, xol(&insn, bytes)) {
+            (true, Some(e), _) => Strategy::Emulate(e),
+            (_, _, Some(x)) => Strategy::Xol(x),
+            _ => {
+                return refuse(format!(
+                    "'{insn}' cannot be stepped out of line (use --step auto)"
+                ))
+            }
+        },
+    };
+    Ok(InsnPlan { len, strategy })
+}
+
+fn is_relative_branch(insn: &Instruction) -> bool {
+    matches!(
+        insn.op0_kind(),
+        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+    ) && insn.op_count() == 1
+}
+
+fn reg_op(insn: &Instruction, n: u32) -> Option<Register> {
+    (insn.op_kind(n) == OpKind::Register).then(|| insn.op_register(n))
+}
+
+/// The emulation of `insn`, when it is one of the instructions emulated.
+fn emulation(insn: &Instruction) -> Option<Emulation> {
+    if matches!(
+        insn.mnemonic(),
+        Mnemonic::Nop | Mnemonic::Endbr64 | Mnemonic::Endbr32 | Mnemonic::Pause
+    ) {
+        return Some(Emulation::Nop);
+    }
+    let target = insn.near_branch_target();
+    Some(match insn.code() {
+        Code::Push_r64 => Emulation::Push(Gpr::of(insn.op0_register())?),
+        Code::Mov_rm64_r64 | Code::Mov_r64_rm64 => Emulation::Mov64 {
+            dst: Gpr::of(reg_op(insn, 0)?)?,
+            src: Gpr::of(reg_op(insn, 1)?)?,
+        },
+        Code::Mov_rm32_r32 | Code::Mov_r32_rm32 => Emulation::Mov32 {
+            dst: Gpr::of(reg_op(insn, 0)?)?,
+            src: Gpr::of(reg_op(insn, 1)?)?,
+        },
+        Code::Add_rm64_imm8 | Code::Add_rm64_imm32 | Code::Sub_rm64_imm8 | Code::Sub_rm64_imm32 => {
+            Emulation::AddImm {
+                reg: Gpr::of(reg_op(insn, 0)?)?,
+                imm: insn.immediate(1) as i64,
+                sub: insn.mnemonic() == Mnemonic::Sub,
+            }
+        }
+        Code::Xor_rm32_r32 | Code::Xor_r32_rm32 => {
+            let (a, b) = (reg_op(insn, 0)?, reg_op(insn, 1)?);
+            if a != b {
+                return None;
+            }
+            Emulation::Zero(Gpr::of(a)?)
+        }
+        Code::Jmp_rel8_64 | Code::Jmp_rel32_64 => Emulation::Jmp(target),
+        Code::Call_rel32_64 => Emulation::Call(target),
+        Code::Jrcxz_rel8_64 => Emulation::Counter(CounterBranch::Jrcxz, target),
+        Code::Jecxz_rel8_64 => Emulation::Counter(CounterBranch::Jecxz, target),
+        Code::Loop_rel8_64_RCX => Emulation::Counter(CounterBranch::Loop, target),
+        Code::Loope_rel8_64_RCX => Emulation::Counter(CounterBranch::Loope, target),
+        Code::Loopne_rel8_64_RCX => Emulation::Counter(CounterBranch::Loopne, target),
+        Code::Retnq => Emulation::Ret(0),
+        Code::Retnq_imm16 => Emulation::Ret(insn.immediate16()),
+        _ if insn.flow_control() == FlowControl::ConditionalBranch
+            && insn.is_jcc_short_or_near()
+            && insn.op0_kind() == OpKind::NearBranch64 =>
+        {
+            Emulation::Jcc(cond(insn.condition_code())?, target)
+        }
+        _ => return None,
+    })
+}
+
+fn cond(c: ConditionCode) -> Option<Cond> {
+    Some(match c {
+        ConditionCode::o => Cond::O,
+        ConditionCode::no => Cond::No,
+        ConditionCode::b => Cond::B,
+        ConditionCode::ae => Cond::Ae,
+        ConditionCode::e => Cond::E,
+        ConditionCode::ne => Cond::Ne,
+        ConditionCode::be => Cond::Be,
+        ConditionCode::a => Cond::A,
+        ConditionCode::s => Cond::S,
+        ConditionCode::ns => Cond::Ns,
+        ConditionCode::p => Cond::P,
+        ConditionCode::np => Cond::Np,
+        ConditionCode::l => Cond::L,
+        ConditionCode::ge => Cond::Ge,
+        ConditionCode::le => Cond::Le,
+        ConditionCode::g => Cond::G,
+        ConditionCode::None => return None,
+    })
+}
+
+/// Scratch-register candidates for a RIP-relative operand: never rsp, rbp,
+/// r12 or r13, whose encodings need a SIB byte or a displacement.
+const SCRATCH_CANDIDATES: [u8; 10] = [0, 1, 2, 3, 6, 7, 8, 9, 10, 11];
+
+/// How `insn` runs out of line, or None when it cannot (a relative branch, an
+/// EIP-relative operand, no free scratch register).
+fn xol(insn: &Instruction, bytes: &[u8]) -> Option<Xol> {
+    if is_relative_branch(insn) {
+        return None;
+    }
+    let fixup = match insn.flow_control() {
+        // A system call returns to the next instruction.
+        _ if insn.code() == Code::Syscall => Fixup::Ip,
+        FlowControl::IndirectCall => Fixup::Call,
+        FlowControl::IndirectBranch | FlowControl::Return => Fixup::Absolute,
+        FlowControl::Next | FlowControl::Exception => Fixup::Ip,
+        _ => return None,
+    };
+    if insn.memory_base() == Register::EIP {
+        return None;
+    }
+    if !insn.is_ip_rel_memory_operand() {
+        // Nothing in it depends on where it is: the bytes are the relocation.
+        return Some(Xol {
+            code: bytes[..insn.len()].to_vec(),
+            riprel: None,
+            fixup,
+        });
+    }
+    let target = insn.ip_rel_memory_address();
+    let mut info = InstructionInfoFactory::new();
+    let used = info.info(insn).used_registers();
+    let busy = |g: u8| {
+        let r = Gpr(g).register();
+        used.iter().any(|u| u.register().full_register() == r)
+    };
+    let reg = Gpr(*SCRATCH_CANDIDATES.iter().find(|&&g| !busy(g))?);
+    let mut copy = *insn;
+    copy.set_memory_base(reg.register());
+    copy.set_memory_index(Register::None);
+    copy.set_memory_displacement64(0);
+    copy.set_memory_displ_size(0);
+    let mut encoder = Encoder::new(64);
+    encoder.encode(&copy, 0).ok()?;
+    Some(Xol {
+        code: encoder.take_buffer(),
+        riprel: Some(RipRel { reg, target }),
+        fixup,
     })
 }
 
@@ -68,41 +447,4 @@ pub fn is_insn_boundary(code: &[u8], offset: u64) -> bool {
         }
     }
     decoder.ip() == offset && offset == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // push rbp; mov rbp,rsp; mov DWORD PTR [rbp-0x4],edi; mov eax,[rbp-4]; pop rbp; ret
-    const WORK: [u8; 14] = [
-        0x55, 0x48, 0x89, 0xe5, 0x89, 0x7d, 0xfc, 0x8b, 0x45, 0xfc, 0x01, 0xc0, 0x5d, 0xc3,
-    ];
-
-    #[test]
-    fn boundaries() {
-        let ok: Vec<u64> = (0..WORK.len() as u64)
-            .filter(|&o| is_insn_boundary(&WORK, o))
-            .collect();
-        assert_eq!(ok, vec![0, 1, 4, 7, 10, 12, 13]);
-    }
-
-    #[test]
-    fn analyze_accepts_and_refuses() {
-        let at = RuntimeAddr(0x401000);
-        assert_eq!(analyze(&WORK, at).unwrap().len, 1);
-        assert_eq!(analyze(&[0xf3, 0x0f, 0x1e, 0xfa], at).unwrap().len, 4);
-        assert!(matches!(
-            analyze(&[0xcc], at),
-            Err(Error::UnsupportedInstruction { .. })
-        ));
-        assert!(analyze(&[0xf4], at).is_err(), "hlt");
-        assert!(analyze(&[0xcd, 0x80], at).is_err(), "int 0x80");
-        assert!(analyze(&[0x06], at).is_err(), "invalid in 64-bit mode");
-        assert_eq!(
-            analyze(&[0x0f, 0x05], at).unwrap().len,
-            2,
-            "syscall is fine"
-        );
-    }
 }

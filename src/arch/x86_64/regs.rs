@@ -13,6 +13,41 @@ impl std::fmt::Debug for Regs {
     }
 }
 
+impl Default for Regs {
+    /// Every register zero.
+    fn default() -> Self {
+        Regs(libc::user_regs_struct {
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            rbp: 0,
+            rbx: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rax: 0,
+            rcx: 0,
+            rdx: 0,
+            rsi: 0,
+            rdi: 0,
+            orig_rax: 0,
+            rip: 0,
+            cs: 0,
+            eflags: 0,
+            rsp: 0,
+            ss: 0,
+            fs_base: 0,
+            gs_base: 0,
+            ds: 0,
+            es: 0,
+            fs: 0,
+            gs: 0,
+        })
+    }
+}
+
 impl Regs {
     /// Wraps raw registers.
     pub fn from_raw(raw: libc::user_regs_struct) -> Self {
@@ -94,5 +129,53 @@ impl Regs {
         for (slot, &v) in slots.into_iter().zip(args) {
             *slot = v;
         }
+    }
+}
+
+impl Regs {
+    /// General-purpose register `r`, all 64 bits.
+    pub fn gpr(&self, r: super::insn::Gpr) -> u64 {
+        let x = &self.0;
+        match r.0 {
+            0 => x.rax,
+            1 => x.rcx,
+            2 => x.rdx,
+            3 => x.rbx,
+            4 => x.rsp,
+            5 => x.rbp,
+            6 => x.rsi,
+            7 => x.rdi,
+            8 => x.r8,
+            9 => x.r9,
+            10 => x.r10,
+            11 => x.r11,
+            12 => x.r12,
+            13 => x.r13,
+            14 => x.r14,
+            _ => x.r15,
+        }
+    }
+
+    /// Sets general-purpose register `r`.
+    pub fn set_gpr(&mut self, r: super::insn::Gpr, v: u64) {
+        let x = &mut self.0;
+        *match r.0 {
+            0 => &mut x.rax,
+            1 => &mut x.rcx,
+            2 => &mut x.rdx,
+            3 => &mut x.rbx,
+            4 => &mut x.rsp,
+            5 => &mut x.rbp,
+            6 => &mut x.rsi,
+            7 => &mut x.rdi,
+            8 => &mut x.r8,
+            9 => &mut x.r9,
+            10 => &mut x.r10,
+            11 => &mut x.r11,
+            12 => &mut x.r12,
+            13 => &mut x.r13,
+            14 => &mut x.r14,
+            _ => &mut x.r15,
+        } = v;
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use rtrace::{Pid, ProbeSpec};
+use rtrace::inject::InjectRule;
+use rtrace::{Pid, ProbeSpec, StepMode};
 
 /// When to colour text output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -24,8 +25,8 @@ pub enum ColorWhen {
     name = "rtrace",
     version,
     about = "Trace function calls in a running process or a program it launches (int3 probes over ptrace).",
-    override_usage = "rtrace [OPTIONS] -s SPEC... -p PID\n       rtrace [OPTIONS] -s SPEC... -- COMMAND [ARG]...",
-    after_help = "Probe specs:\n  openat              function in the executable or any loaded library\n  libc:openat         function in the module named libc (or an absolute path)\n  'str*'  'libc:mem?py'   every function matching the glob\n  work+0x8            instruction at offset 8 into work (entry-only)\n  0x401136  count:0x1139  absolute address, or link address in a module\n  count.c:12          first instruction of a source line\n\nExamples:\n  rtrace -s openat -- cat /etc/hostname\n  rtrace -p 1234 -s libc:write -c"
+    override_usage = "rtrace [OPTIONS] -s SPEC... -p PID\n       rtrace [OPTIONS] -s SPEC... -- COMMAND [ARG]...\n       rtrace -l SPEC... (-p PID | -- COMMAND)",
+    after_help = "Probe specs:\n  openat              function in the executable or any loaded library\n  libc:openat         function in the module named libc (or an absolute path)\n  'str*'  'libc:mem?py'   every function matching the glob\n  work+0x8            instruction at offset 8 into work (entry-only)\n  0x401136  count:0x1139  absolute address, or link address in a module\n  count.c:12          first instruction of a source line\nC++ and Rust functions match by demangled name too: 'ns::Class::method', 'app::parse', 'ns::*'.\n\nExamples:\n  rtrace -s openat -- cat /etc/hostname\n  rtrace -p 1234 -s libc:write -c"
 )]
 struct Raw {
     /// Attach to a running process (all its threads).
@@ -34,12 +35,31 @@ struct Raw {
     /// Add a probe (repeatable). See "Probe specs" below.
     #[arg(short = 's', long = "probe", value_name = "SPEC", value_parser = parse_spec)]
     probes: Vec<ProbeSpec>,
+    /// List the probe points the specs match (address, module, function,
+    /// source line) and exit without tracing. With -p, in that process; with
+    /// -- COMMAND, in the program and the libraries it needs, read from disk
+    /// (link-time addresses; COMMAND is not run).
+    #[arg(short = 'l', long = "list", value_name = "SPEC", value_parser = parse_spec, num_args = 1..)]
+    list: Vec<ProbeSpec>,
+    /// Fault injection (repeatable): skip the function's chosen calls and
+    /// return VALUE, with errno set to E (a name like ENOENT, or a number).
+    /// WHEN counts calls from 1: N (the Nth only), N+ (from the Nth on), N+S
+    /// (the Nth, then every Sth), N..M (the Nth to the Mth); default every
+    /// call. The function is traced too; its skipped calls show `(injected)`.
+    #[arg(long = "inject", value_name = "SPEC:retval=VALUE[:errno=E][:when=WHEN]",
+          value_parser = parse_inject)]
+    inject: Vec<InjectRule>,
     /// Function probes report entries only (no return probes).
     #[arg(long)]
     entry_only: bool,
     /// Also trace children created by fork, vfork and clone.
     #[arg(short = 'f', long)]
     follow_forks: bool,
+    /// How the instruction under a breakpoint runs: emulated, stepped out of
+    /// line, or stepped in place with the other threads stopped.
+    #[arg(long, value_name = "MODE", default_value = "auto",
+          value_parser = ["auto", "emulate", "xol", "inplace"])]
+    step: String,
     /// Write events to FILE instead of stderr.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -49,6 +69,9 @@ struct Raw {
     /// Print a per-probe table of calls and times at the end.
     #[arg(short = 'c', long)]
     summary: bool,
+    /// Show at most N bytes of each C string argument (then `...`).
+    #[arg(long, value_name = "N", default_value_t = rtrace::output::DEFAULT_STRING_LIMIT)]
+    string_limit: usize,
     /// Colour text output.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     color: ColorWhen,
@@ -59,6 +82,10 @@ struct Raw {
         value_name = "COMMAND"
     )]
     command: Vec<OsString>,
+}
+
+fn parse_inject(s: &str) -> Result<InjectRule, String> {
+    s.parse::<InjectRule>()
 }
 
 fn parse_spec(s: &str) -> Result<ProbeSpec, String> {
@@ -78,13 +105,18 @@ pub enum Target {
 #[derive(Debug)]
 pub struct Cli {
     pub target: Target,
+    /// `--list`: the specs to list instead of tracing (empty when tracing).
+    pub list: Vec<ProbeSpec>,
     pub probes: Vec<ProbeSpec>,
+    pub inject: Vec<InjectRule>,
     pub entry_only: bool,
     pub follow_forks: bool,
+    pub step: StepMode,
     pub output: Option<PathBuf>,
     pub json: bool,
     pub summary: bool,
     pub color: ColorWhen,
+    pub string_limit: usize,
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -116,17 +148,31 @@ pub fn parse() -> Result<Cli, ExitCode> {
         (Some(pid), true) => Target::Attach(Pid::from_raw(pid)),
         (None, false) => Target::Launch(raw.command),
     };
-    if raw.probes.is_empty() {
+    if !raw.list.is_empty() && !raw.probes.is_empty() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no -s with it",
+        ));
+    }
+    if !raw.list.is_empty() && !raw.inject.is_empty() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --inject with it",
+        ));
+    }
+    if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() {
         return Err(usage("give at least one probe with -s SPEC"));
     }
     Ok(Cli {
         target,
+        list: raw.list,
         probes: raw.probes,
+        inject: raw.inject,
         entry_only: raw.entry_only,
         follow_forks: raw.follow_forks,
+        step: raw.step.parse().expect("clap checked the value"),
         output: raw.output,
         json: raw.json,
         summary: raw.summary,
         color: raw.color,
+        string_limit: raw.string_limit,
     })
 }

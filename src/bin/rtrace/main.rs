@@ -55,7 +55,89 @@ impl Handler for Forward {
     }
 }
 
+/// `--inject`: the injector of one rule and the printer on the same probe. A
+/// return the injector skipped is marked before the printer reports it.
+struct Injecting {
+    injector: rtrace::inject::Injector,
+    printer: Rc<RefCell<Printer>>,
+}
+
+impl Handler for Injecting {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.printer.borrow_mut().on_entry(hit)?;
+        self.injector.on_entry(hit)
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.injector.on_post(hit)?;
+        self.printer.borrow_mut().on_post(hit)
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
+        let mut printer = self.printer.borrow_mut();
+        if let Some(injected) = self.injector.take_injected(ret) {
+            printer.mark_injected(injected.errno);
+        }
+        printer.on_return(ret)
+    }
+}
+
+/// `--list`: prints the probe points of every spec, one per line, fields
+/// separated by tabs (a C++ name may contain spaces): `ADDRESS MODULE
+/// FUNCTION[+OFFSET]`, then `FILE:LINE` when known, then `ifunc NAME` for an
+/// IFUNC's implementation or `ifunc NAME resolver` when only its resolver is
+/// known. Nothing is traced; the program is not run.
+fn list(cli: &Cli) -> rtrace::Result<u8> {
+    use rtrace::symbols::{maps, resolve, ElfCache, ModuleMap};
+    use std::io::Write;
+    let mut cache = ElfCache::new();
+    let (map, mem) = match &cli.target {
+        Target::Attach(pid) => {
+            let maps = maps::read(*pid)?;
+            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+            let map = ModuleMap::new(&maps, &exe, &mut cache)?;
+            // Without access to its memory, IFUNCs are listed at their resolver.
+            (map, rtrace::sys::mem::ProcMem::open(*pid).ok())
+        }
+        Target::Launch(argv) => {
+            let program = rtrace::find_program(&argv[0])?;
+            (ModuleMap::from_program(&program, &mut cache)?, None)
+        }
+    };
+    let read = |a: rtrace::RuntimeAddr| mem.as_ref().and_then(|m| m.read_u64(a).ok());
+    let mut out = String::new();
+    for spec in &cli.list {
+        let reader: Option<&dyn Fn(rtrace::RuntimeAddr) -> Option<u64>> =
+            mem.as_ref().map(|_| &read as _);
+        for l in resolve::list(spec, &map, reader)? {
+            let loc = &l.location;
+            let module = loc
+                .module
+                .file_name()
+                .map_or_else(|| loc.module.to_string_lossy(), |n| n.to_string_lossy());
+            out.push_str(&format!("{}\t{module}\t{}", loc.addr, loc.symbol));
+            if loc.offset > 0 {
+                out.push_str(&format!("+{:#x}", loc.offset));
+            }
+            if let Some((file, line)) = &l.line {
+                out.push_str(&format!("\t{}:{line}", file.display()));
+            }
+            match (&l.ifunc, l.at_resolver) {
+                (Some(name), false) => out.push_str(&format!("\tifunc {name}")),
+                (Some(name), true) => out.push_str(&format!("\tifunc {name} resolver")),
+                (None, _) => {}
+            }
+            out.push('\n');
+        }
+    }
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(rtrace::Error::Output)?;
+    Ok(0)
+}
+
 fn run(cli: Cli) -> rtrace::Result<u8> {
+    if !cli.list.is_empty() {
+        return list(&cli);
+    }
     rtrace::sys::signal::install_detach_handlers();
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         Some(path) => {
@@ -76,11 +158,16 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             format: if cli.json { Format::Json } else { Format::Text },
             color,
             summary: cli.summary,
+            string_limit: cli.string_limit,
+            // On a terminal, events keep in step with the program's own
+            // output; to a file or a pipe they are written in batches.
+            flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
         },
     )));
     let opts = Options {
         entry_only: cli.entry_only,
         follow_forks: cli.follow_forks,
+        step: cli.step,
     };
     let mut tracer = match &cli.target {
         Target::Attach(pid) => Tracer::attach(*pid, opts)?,
@@ -90,7 +177,22 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             Tracer::launch(&cmd, opts)?
         }
     };
+    for rule in cli.inject.iter() {
+        let spec = rule.spec.clone();
+        let injector = rtrace::inject::Injector::new(rule.clone());
+        tracer.add_probe(
+            spec,
+            Injecting {
+                injector,
+                printer: printer.clone(),
+            },
+        )?;
+    }
+    // A function injected into is traced by its --inject already.
     for spec in cli.probes {
+        if cli.inject.iter().any(|r| r.spec == spec) {
+            continue;
+        }
         tracer.add_probe(spec, Forward(printer.clone()))?;
     }
     tracer.add_listener(printer);

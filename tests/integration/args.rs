@@ -1,0 +1,353 @@
+//! Arguments and return values rendered from DWARF types, from built-in libc
+//! prototypes, and as raw registers when neither is known: the `typed`
+//! fixture's every function, in text and JSON, with and without debug info.
+
+use serde_json::{json, Value};
+
+use crate::events::{of_symbol, show, str_field, trace_json};
+use crate::fixtures::{fixture, normalize, run_rtrace, run_untraced, Variant};
+use crate::harness_selftest::{typed_stdout_without_point, TYPED_STDOUT};
+
+/// Every probed function of `typed`, in the order main calls them.
+const FUNCTIONS: [&str; 14] = [
+    "narrow", "wide", "wide_max", "negate", "measure", "upper", "paint", "name_of", "flip", "move",
+    "area", "mixed", "eight", "nothing",
+];
+
+fn probe_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args: Vec<&str> = FUNCTIONS.iter().flat_map(|f| ["-s", *f]).collect();
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The text lines for one run of `typed` (after normalize(): `pid N`, `<T>`,
+/// the struct pointer as `0xADDR`).
+const TYPED_TEXT: &str = "\
+rtrace: attached to pid N (1 threads), 14 probes armed
+[pid N] narrow(a=-5, b=250, c=-300, d=65000) = 64945 <T>
+[pid N] wide(a=-7, b=4000000000, c=-9000000000, d=18446744073709551615) = -9000000007 <T>
+[pid N] wide_max(d=18446744073709551615) = 18446744073709551615 <T>
+[pid N] negate(x=1) = -1 <T>
+[pid N] measure(s=\"hello\") = 5 <T>
+[pid N] measure(s=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"...) = 100 <T>
+[pid N] measure(s=NULL) = 0 <T>
+[pid N] measure(s=\"say \\\"hi\\\"\\n\") = 9 <T>
+[pid N] upper(c='a') = 65 <T>
+[pid N] paint(c=RED) = GREEN <T>
+[pid N] paint(c=BLUE) = 42 <T>
+[pid N] name_of(c=GREEN) = \"green\" <T>
+[pid N] flip(b=true) = false <T>
+[pid N] move(p=0xADDR, dx=3) = 4 <T>
+[pid N] area(p={struct point: 0xADDR}) = 6 <T>
+[pid N] mixed(x=?, a=1, b={struct big}, y=?, c=2) = ? <T>
+[pid N] eight(a=1, b=-2, c=3, d=4, e=5, f=6, g=-7, h=-21) = -11 <T>
+[pid N] nothing() = void <T>
++++ exited with 0 +++
+";
+
+/// The `point=0x…` line `typed` prints: the address `move` is passed.
+fn point(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("point="))
+        .unwrap_or_else(|| panic!("no point= line in {stdout:?}"))
+}
+
+#[test]
+fn typed_text_lines_exact_with_debug_info() {
+    for variant in [Variant::Pie, Variant::O2, Variant::Static, Variant::NoPie] {
+        let prog = fixture("typed", variant);
+        let run = run_rtrace(&probe_args(&["--color", "never"]), &prog, &[]);
+        let what = format!("rtrace -s … -- typed ({variant})");
+        assert_eq!(run.code(), 0, "{what}\n{}", run.stderr);
+        assert_eq!(
+            typed_stdout_without_point(&run.stdout),
+            TYPED_STDOUT,
+            "{what}: the tracee's own output"
+        );
+        assert_eq!(normalize(&run.stderr), TYPED_TEXT, "{what}");
+        // The struct pointer is the very address the program printed.
+        let move_line = format!("move(p={}, dx=3) = 4", point(&run.stdout));
+        assert!(
+            run.stderr.contains(&move_line),
+            "{what}: expected {move_line:?} in\n{}",
+            run.stderr
+        );
+    }
+}
+
+/// `(args, arg_names)` of each entry and `(retval, rendered)` of each return,
+/// in call order.
+type Pairs = Vec<(Value, Value)>;
+
+/// The entry and return pairs of `symbol`'s calls.
+fn calls(events: &[Value], symbol: &str) -> (Pairs, Pairs) {
+    let entries = of_symbol(events, "entry", symbol)
+        .iter()
+        .map(|e| (e["args"].clone(), e["arg_names"].clone()))
+        .collect();
+    let returns = of_symbol(events, "return", symbol)
+        .iter()
+        .map(|e| (e["retval"].clone(), e["rendered"].clone()))
+        .collect();
+    (entries, returns)
+}
+
+#[test]
+fn typed_json_args_names_and_retvals() {
+    for variant in [Variant::Pie, Variant::O2] {
+        let prog = fixture("typed", variant);
+        let test = format!("typed_json_{variant}");
+        let (run, events) = trace_json(&test, &probe_args(&[]), &prog, &[]);
+        let what = format!("rtrace --json -s … -- typed ({variant})");
+        assert_eq!(run.code(), 0, "{what}\n{}", run.stderr);
+        let p = point(&run.stdout).to_string();
+        let expect: Vec<(&str, Pairs, Pairs)> = vec![
+            (
+                "narrow",
+                vec![(
+                    json!(["-5", "250", "-300", "65000"]),
+                    json!(["a", "b", "c", "d"]),
+                )],
+                vec![(json!(64945), json!("64945"))],
+            ),
+            (
+                "wide",
+                vec![(
+                    json!(["-7", "4000000000", "-9000000000", "18446744073709551615"]),
+                    json!(["a", "b", "c", "d"]),
+                )],
+                vec![(json!(-9000000007i64), json!("-9000000007"))],
+            ),
+            (
+                "wide_max",
+                vec![(json!(["18446744073709551615"]), json!(["d"]))],
+                vec![(json!(u64::MAX), json!("18446744073709551615"))],
+            ),
+            (
+                "negate",
+                vec![(json!(["1"]), json!(["x"]))],
+                vec![(json!(-1), json!("-1"))],
+            ),
+            (
+                "measure",
+                vec![
+                    (json!(["\"hello\""]), json!(["s"])),
+                    (json!([format!("\"{}\"...", "a".repeat(64))]), json!(["s"])),
+                    (json!(["NULL"]), json!(["s"])),
+                    (json!(["\"say \\\"hi\\\"\\n\""]), json!(["s"])),
+                ],
+                vec![
+                    (json!(5), json!("5")),
+                    (json!(100), json!("100")),
+                    (json!(0), json!("0")),
+                    (json!(9), json!("9")),
+                ],
+            ),
+            (
+                "upper",
+                vec![(json!(["'a'"]), json!(["c"]))],
+                vec![(json!(65), json!("65"))],
+            ),
+            (
+                "paint",
+                vec![
+                    (json!(["RED"]), json!(["c"])),
+                    (json!(["BLUE"]), json!(["c"])),
+                ],
+                vec![(json!(5), json!("GREEN")), (json!(42), json!("42"))],
+            ),
+            (
+                "flip",
+                vec![(json!(["true"]), json!(["b"]))],
+                vec![(json!(0), json!("false"))],
+            ),
+            (
+                "move",
+                vec![(json!([p, "3"]), json!(["p", "dx"]))],
+                vec![(json!(4), json!("4"))],
+            ),
+            (
+                "area",
+                vec![(json!(["{struct point: 0x300000002}"]), json!(["p"]))],
+                vec![(json!(6), json!("6"))],
+            ),
+            (
+                "mixed",
+                vec![(
+                    json!(["?", "1", "{struct big}", "?", "2"]),
+                    json!(["x", "a", "b", "y", "c"]),
+                )],
+                vec![(Value::Null, json!("?"))],
+            ),
+            (
+                "eight",
+                vec![(
+                    json!(["1", "-2", "3", "4", "5", "6", "-7", "-21"]),
+                    json!(["a", "b", "c", "d", "e", "f", "g", "h"]),
+                )],
+                vec![(json!(-11), json!("-11"))],
+            ),
+            (
+                "nothing",
+                vec![(json!([]), json!([]))],
+                vec![(Value::Null, json!("void"))],
+            ),
+        ];
+        for (symbol, entries, returns) in expect {
+            assert_eq!(
+                calls(&events, symbol),
+                (entries, returns),
+                "{what}: {symbol}\n{}",
+                show(&events)
+            );
+        }
+        // name_of returns a char *: rendered as the string, retval the pointer.
+        let name_of = of_symbol(&events, "return", "name_of");
+        assert_eq!(name_of.len(), 1, "{what}\n{}", show(&events));
+        assert_eq!(name_of[0]["rendered"], "\"green\"", "{what}");
+        assert!(name_of[0]["retval"].as_u64().is_some_and(|v| v > 0x1000));
+    }
+}
+
+#[test]
+fn string_limit_cuts_longer_strings_only() {
+    let prog = fixture("typed", Variant::Pie);
+    for (limit, expect) in [
+        ("3", ["\"hel\"...", "\"aaa\"...", "NULL", "\"say\"..."]),
+        (
+            "5",
+            ["\"hello\"", "\"aaaaa\"...", "NULL", "\"say \\\"\"..."],
+        ),
+    ] {
+        let test = format!("typed_string_limit_{limit}");
+        let (run, events) = trace_json(
+            &test,
+            &["-s", "measure", "--string-limit", limit],
+            &prog,
+            &[],
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let args: Vec<&str> = of_symbol(&events, "entry", "measure")
+            .iter()
+            .map(|e| e["args"][0].as_str().unwrap_or("<not a string>"))
+            .collect();
+        assert_eq!(args, expect, "--string-limit {limit}\n{}", show(&events));
+    }
+}
+
+#[test]
+fn string_limit_must_be_a_number() {
+    let prog = fixture("typed", Variant::Pie);
+    let run = run_rtrace(&["-s", "measure", "--string-limit", "lots"], &prog, &[]);
+    crate::events::assert_one_error_line(&run, 2, "--string-limit lots");
+}
+
+#[test]
+fn without_debug_info_registers_in_hex_and_libc_by_prototype() {
+    for variant in [Variant::NoDebug, Variant::Stripped] {
+        let prog = fixture("typed", variant);
+        let untraced = run_untraced(&prog, &[]);
+        let test = format!("typed_nodebug_{variant}");
+        let (run, events) = trace_json(
+            &test,
+            &[
+                "-s", "narrow", "-s", "negate", "-s", "nothing", "-s", "puts",
+            ],
+            &prog,
+            &[],
+        );
+        let what = format!("typed ({variant})");
+        assert_eq!(run.code(), 0, "{what}\n{}", run.stderr);
+        assert_eq!(
+            typed_stdout_without_point(&run.stdout),
+            typed_stdout_without_point(&untraced.stdout),
+            "{what}"
+        );
+        let narrow = of_symbol(&events, "entry", "narrow");
+        assert_eq!(narrow.len(), 1, "{what}\n{}", show(&events));
+        let args = narrow[0]["args"].as_array().expect("args");
+        assert_eq!(args.len(), 6, "{what}: six raw registers");
+        assert!(
+            args.iter()
+                .all(|a| a.as_str().is_some_and(|s| s.starts_with("0x"))),
+            "{what}: {args:?}"
+        );
+        // The int8_t -5 is in the register as the caller left it.
+        assert!(
+            args[0] == "0xfffffffb" || args[0] == "0xfffffffffffffffb",
+            "{what}: {args:?}"
+        );
+        assert_eq!(
+            narrow[0]["arg_names"],
+            json!([null, null, null, null, null, null])
+        );
+        // Untyped: rax as a signed 64-bit integer; -1 as an int is 0xffffffff.
+        let negate = of_symbol(&events, "return", "negate");
+        assert_eq!(negate[0]["retval"], 0xffff_ffffu64, "{what}");
+        assert_eq!(negate[0]["rendered"], "0xffffffff", "{what}");
+        assert_eq!(of_symbol(&events, "return", "nothing").len(), 1);
+        // libc's puts by its built-in prototype.
+        let puts = of_symbol(&events, "entry", "puts");
+        assert_eq!(puts.len(), 1, "{what}\n{}", show(&events));
+        assert_eq!(puts[0]["args"], json!(["\"nothing\""]), "{what}");
+        assert_eq!(puts[0]["arg_names"], json!(["s"]), "{what}");
+        assert_eq!(str_field(puts[0], "symbol"), "puts");
+    }
+}
+
+#[test]
+fn libc_prototypes_with_debug_info_in_the_executable() {
+    // The executable's DWARF does not describe libc's functions: puts in libc
+    // still renders by its prototype, strace style, in text.
+    let prog = fixture("typed", Variant::Pie);
+    let run = run_rtrace(&["-s", "puts", "--color", "never"], &prog, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let text = normalize(&run.stderr);
+    assert!(
+        text.lines()
+            .any(|l| l == "[pid N] puts(\"nothing\") = 8 <T>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_library_loaded_later_is_typed_from_its_own_debug_info() {
+    for (variant, args, names) in [
+        (
+            Variant::Pie,
+            json!([["1"], ["2"], ["3"]]),
+            json!([["x"], ["x"], ["x"]]),
+        ),
+        (
+            Variant::NoDebug,
+            Value::Null,
+            json!(vec![vec![Value::Null; 6]; 3]),
+        ),
+    ] {
+        let prog = fixture("dlopener", variant);
+        let lib = crate::fixtures::library("libplug", variant);
+        let test = format!("typed_libplug_{variant}");
+        let (run, events) = trace_json(
+            &test,
+            &["-s", "libplug:plugin_fn"],
+            &prog,
+            &[lib.to_str().unwrap()],
+        );
+        let what = format!("rtrace -s libplug:plugin_fn -- dlopener ({variant})");
+        assert_eq!(run.code(), 0, "{what}\n{}", run.stderr);
+        let entries = of_symbol(&events, "entry", "plugin_fn");
+        assert_eq!(entries.len(), 3, "{what}\n{}", show(&events));
+        let got_names: Vec<&Value> = entries.iter().map(|e| &e["arg_names"]).collect();
+        assert_eq!(json!(got_names), names, "{what}");
+        if !args.is_null() {
+            let got: Vec<&Value> = entries.iter().map(|e| &e["args"]).collect();
+            assert_eq!(json!(got), args, "{what}");
+        }
+        let rendered: Vec<&Value> = of_symbol(&events, "return", "plugin_fn")
+            .iter()
+            .map(|e| &e["rendered"])
+            .collect();
+        assert_eq!(json!(rendered), json!(["101", "102", "103"]), "{what}");
+    }
+}
