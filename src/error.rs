@@ -177,6 +177,10 @@ pub enum Error {
     /// A handler returned an error; tracing stopped.
     #[error("handler error: {0}")]
     Handler(String),
+    /// A script does not compile, or ran past its limits
+    /// (`trace.rhai:3: …`).
+    #[error("{0}")]
+    Script(String),
 }
 
 impl Error {
@@ -244,7 +248,8 @@ impl Error {
             | Error::LostReturn { .. }
             | Error::Io { .. }
             | Error::Output(_)
-            | Error::Handler(_) => None,
+            | Error::Handler(_)
+            | Error::Script(_) => None,
         }
     }
 }

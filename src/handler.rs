@@ -541,6 +541,7 @@ pub struct Return<'a> {
     pub(crate) regs: &'a mut Regs,
     pub(crate) regs_dirty: &'a mut bool,
     pub(crate) mem: &'a ProcMem,
+    pub(crate) modules: &'a ModuleMap,
     pub(crate) time: Duration,
     pub(crate) entered: Duration,
     pub(crate) data: Option<Box<dyn Any>>,
@@ -587,6 +588,10 @@ impl<'a> Return<'a> {
     /// Reads a C string of at most `max` bytes; the flag is false when it was cut.
     pub fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
         self.mem.read_cstr(RuntimeAddr(addr), max)
+    }
+    /// Names an address by function and module.
+    pub fn symbolize(&self, addr: u64) -> Option<Symbolized<'_>> {
+        self.modules.symbolize(RuntimeAddr(addr))
     }
     /// What this probe's handler kept at entry with [`Hit::set_data`].
     pub fn data<T: Any>(&self) -> Option<&T> {

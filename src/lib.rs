@@ -76,6 +76,7 @@ pub mod handler;
 pub mod inject;
 pub mod output;
 pub mod probe;
+pub mod script;
 pub mod symbols;
 #[allow(unsafe_code)]
 pub mod sys;

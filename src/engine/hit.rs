@@ -433,6 +433,7 @@ impl Tracer {
                     regs,
                     regs_dirty: &mut dirty,
                     mem: &space.mem,
+                    modules: &space.modules,
                     time,
                     entered: inst.entered,
                     data,

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::render::RetVal;
 use super::summary::Row;
-use super::{Call, Emitter, Out};
+use super::{Call, Emitter, Out, ScriptItem, ScriptValue};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return, Site};
@@ -197,6 +197,56 @@ impl Emitter for JsonEmitter {
                     reasons.iter().map(|r| r.count).sum::<usize>() as u64,
                 )
                 .write(out),
+        }
+    }
+
+    fn script(&mut self, out: &mut Out, item: &ScriptItem, time: Duration) -> Result<()> {
+        self.saw(time);
+        fn json(v: &ScriptValue) -> Value {
+            match v {
+                ScriptValue::Int(i) => (*i).into(),
+                ScriptValue::Float(f) => (*f).into(),
+                ScriptValue::Bool(b) => (*b).into(),
+                ScriptValue::Text(t) => t.as_str().into(),
+            }
+        }
+        match item {
+            ScriptItem::Print { pid, tid, text } => {
+                let obj = Obj::new("print", time, pid.or(self.root));
+                let obj = match tid {
+                    Some(t) => obj.field("tid", t.as_raw()),
+                    None => obj,
+                };
+                obj.field("text", text.as_str()).write(out)
+            }
+            ScriptItem::Warning(w) => Obj::new("warning", time, self.root)
+                .field("message", w.as_str())
+                .write(out),
+            ScriptItem::Map { name, entries } => {
+                let entries: Vec<Value> = entries
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"key": json(k), "value": json(v)}))
+                    .collect();
+                Obj::new("map", time, self.root)
+                    .field("name", name.as_str())
+                    .field("entries", entries)
+                    .write(out)
+            }
+            ScriptItem::Global { name, value } => Obj::new("map", time, self.root)
+                .field("name", name.as_str())
+                .field("value", json(value))
+                .write(out),
+            ScriptItem::Hist { name, hist } => {
+                let buckets: Vec<Value> = hist
+                    .buckets()
+                    .iter()
+                    .map(|b| serde_json::json!({"low": b.low, "high": b.high, "count": b.count}))
+                    .collect();
+                Obj::new("hist", time, self.root)
+                    .field("name", name.as_str())
+                    .field("buckets", buckets)
+                    .write(out)
+            }
         }
     }
 

@@ -16,16 +16,19 @@
 //! [`Error::Output`] so that the engine detaches cleanly; nothing here panics on
 //! what the tracee passes.
 
+mod hist;
 mod json;
-mod render;
+pub(crate) mod render;
 mod summary;
 mod text;
 
+pub use hist::{Bucket, Log2Hist};
 pub use render::DEFAULT_STRING_LIMIT;
 
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;
 
+use crate::addr::{Pid, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
 use render::{Args, Known, Renderer, RetVal};
@@ -112,6 +115,68 @@ struct Pending {
     known: Known,
 }
 
+/// A value a script printed (a map entry, a global).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptValue {
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Anything else, as text.
+    Text(String),
+}
+
+impl std::fmt::Display for ScriptValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScriptValue::Int(i) => write!(f, "{i}"),
+            ScriptValue::Float(x) => write!(f, "{x}"),
+            ScriptValue::Bool(b) => write!(f, "{b}"),
+            ScriptValue::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// What a script writes to the trace output (`crate::script`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptItem {
+    /// A line from `print(…)`; `pid` and `tid` are the hit's (None in BEGIN
+    /// and END).
+    Print {
+        /// The process of the hit.
+        pid: Option<Pid>,
+        /// The thread of the hit.
+        tid: Option<Tid>,
+        /// The line.
+        text: String,
+    },
+    /// A script error reported while tracing goes on.
+    Warning(String),
+    /// A map at the end: `count[key]: value` lines.
+    Map {
+        /// The variable.
+        name: String,
+        /// Keys and values, in print order.
+        entries: Vec<(ScriptValue, ScriptValue)>,
+    },
+    /// A global that holds one value at the end: `n: 12`.
+    Global {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: ScriptValue,
+    },
+    /// A histogram at the end.
+    Hist {
+        /// Its name.
+        name: String,
+        /// Its counts.
+        hist: Box<Log2Hist>,
+    },
+}
+
 /// What differs between the formats. The [`Printer`] does the bookkeeping they
 /// share (statistics, rendering, finishing once) and hands each event to one
 /// of these.
@@ -135,6 +200,8 @@ trait Emitter {
     fn finish(&mut self, out: &mut Out, rows: Option<&[summary::Row]>) -> Result<()>;
     /// The next `ret` is of a call skipped by fault injection.
     fn injected(&mut self) {}
+    /// Something a script printed.
+    fn script(&mut self, out: &mut Out, item: &ScriptItem, time: Duration) -> Result<()>;
 }
 
 /// The command line's event printer: text or JSON Lines, with an optional
@@ -153,6 +220,8 @@ pub struct Printer {
     injected: Option<Option<i32>>,
     /// See [`PrinterOptions::flush_interval`].
     flush_interval: Option<std::time::Duration>,
+    /// The latest event time seen.
+    last: Duration,
 }
 
 impl Printer {
@@ -182,7 +251,19 @@ impl Printer {
             flush_interval: opts.flush_interval,
             next_call: 0,
             injected: None,
+            last: Duration::ZERO,
         }
+    }
+
+    /// Writes what a script printed, in its place among the events.
+    pub fn script(&mut self, item: &ScriptItem, time: Duration) -> Result<()> {
+        self.last = self.last.max(time);
+        self.emitter.script(&mut self.out, item, time)
+    }
+
+    /// The time of the latest event printed, for output made at the end.
+    pub fn last_time(&self) -> Duration {
+        self.last
     }
 
     /// The next return reported is of a call skipped by fault injection
@@ -204,6 +285,7 @@ impl Printer {
 
 impl Handler for Printer {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        self.last = self.last.max(hit.time());
         if let Some(stats) = &mut self.stats {
             stats.entry(hit.site());
         }
@@ -226,6 +308,7 @@ impl Handler for Printer {
     }
 
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        self.last = self.last.max(ret.time());
         if let Some(stats) = &mut self.stats {
             stats.ret(ret.site(), ret.duration());
         }
@@ -250,6 +333,7 @@ impl Handler for Printer {
     }
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        self.last = self.last.max(time);
         self.emitter.event(&mut self.out, event, time)
     }
 

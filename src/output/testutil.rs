@@ -150,6 +150,7 @@ impl Tracee {
             regs: &mut regs,
             regs_dirty: &mut dirty,
             mem: &self.mem,
+            modules: &self.modules,
             time: Duration::from_micros(at_us),
             entered: Duration::from_micros(entered_us),
             data,

@@ -17,7 +17,7 @@ use crossterm::style::Stylize;
 
 use super::render::{seconds, RetVal};
 use super::summary::{self, Row};
-use super::{Call, Emitter, Out};
+use super::{Call, Emitter, Out, ScriptItem};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return};
@@ -272,6 +272,28 @@ impl Emitter for TextEmitter {
                     ))
                 );
                 self.line(out, &s)
+            }
+        }
+    }
+
+    fn script(&mut self, out: &mut Out, item: &ScriptItem, _time: Duration) -> Result<()> {
+        match item {
+            ScriptItem::Print { text, .. } => self.line(out, text),
+            ScriptItem::Warning(w) => {
+                self.release(out)?;
+                out.diag(&format!("rtrace: warning: {w}"))
+            }
+            ScriptItem::Map { name, entries } => {
+                self.release(out)?;
+                for (key, value) in entries {
+                    out.write(&format!("{name}[{key}]: {value}\n"))?;
+                }
+                out.write("\n")
+            }
+            ScriptItem::Global { name, value } => self.line(out, &format!("{name}: {value}\n")),
+            ScriptItem::Hist { name, hist } => {
+                self.release(out)?;
+                out.write(&format!("{name}:\n{}\n", hist.render()))
             }
         }
     }

@@ -16,6 +16,26 @@ use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use crate::addr::{Pid, RuntimeAddr};
 use crate::error::{Error, Result};
 
+/// Fills `buf` from `addr` in process `pid` with one `process_vm_readv`, which
+/// needs no open file (so it works across an exec) and the ptrace access check
+/// only. Fails unless every byte could be read.
+pub fn read_process(pid: Pid, addr: RuntimeAddr, buf: &mut [u8]) -> Result<()> {
+    let len = buf.len();
+    let remote = [RemoteIoVec {
+        base: addr.get() as usize,
+        len,
+    }];
+    match process_vm_readv(pid, &mut [IoSliceMut::new(buf)], &remote) {
+        Ok(n) if n == len => Ok(()),
+        Ok(_) => Err(Error::Memory {
+            pid,
+            addr,
+            errno: Errno::EFAULT,
+        }),
+        Err(errno) => Err(Error::Memory { pid, addr, errno }),
+    }
+}
+
 /// Read and write access to one process's memory.
 #[derive(Debug)]
 pub struct ProcMem {
@@ -61,14 +81,9 @@ impl ProcMem {
         if buf.is_empty() {
             return Ok(());
         }
-        let remote = [RemoteIoVec {
-            base: addr.get() as usize,
-            len: buf.len(),
-        }];
-        let len = buf.len();
-        match process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote) {
-            Ok(n) if n == len => Ok(()),
-            _ => self
+        match read_process(self.pid, addr, buf) {
+            Ok(()) => Ok(()),
+            Err(_) => self
                 .file
                 .read_exact_at(buf, addr.get())
                 .map_err(|e| self.err(addr, errno_of(&e))),

@@ -21,6 +21,7 @@ mod library;
 mod names;
 mod processes;
 mod returns;
+mod scripts;
 mod signals;
 mod step;
 mod variants;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use rtrace::inject::InjectRule;
+use rtrace::script::{Limits, Script, ScriptSource};
 use rtrace::{Pid, ProbeSpec, StepMode};
 
 /// When to colour text output.
@@ -49,6 +50,18 @@ struct Raw {
     #[arg(long = "inject", value_name = "SPEC:retval=VALUE[:errno=E][:when=WHEN]",
           value_parser = parse_inject)]
     inject: Vec<InjectRule>,
+    /// Run the Rhai script in FILE (repeatable): `PROBE { … }` blocks run at
+    /// each hit, `PROBE:return { … }` at each return, BEGIN and END once.
+    #[arg(long = "script", value_name = "FILE")]
+    scripts: Vec<PathBuf>,
+    /// Run a one-line script (repeatable), e.g. -x 'libc:openat { count[str(arg(1))] += 1 }'.
+    /// A block that returns true prints the call; maps and hist() print at the end.
+    #[arg(short = 'x', value_name = "PROGRAM")]
+    programs: Vec<String>,
+    /// The most Rhai operations one script block may take per run; a block
+    /// that takes more (a runaway loop) ends tracing.
+    #[arg(long, value_name = "N", default_value_t = rtrace::script::Limits::DEFAULT_OPERATIONS)]
+    script_ops: u64,
     /// Function probes report entries only (no return probes).
     #[arg(long)]
     entry_only: bool,
@@ -84,6 +97,46 @@ struct Raw {
     command: Vec<OsString>,
 }
 
+/// Reads and compiles `--script` files and `-x` programs, in that order.
+/// An unreadable file is a runtime error (exit 1); a script that does not
+/// compile is a usage error (exit 2).
+fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
+    let mut sources = Vec::new();
+    for path in &raw.scripts {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push(ScriptSource {
+                name: path.display().to_string(),
+                text,
+            }),
+            Err(e) => {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "rtrace: cannot read script {}: {e} (check the path)",
+                    path.display()
+                );
+                return Err(ExitCode::from(1));
+            }
+        }
+    }
+    for (i, text) in raw.programs.iter().enumerate() {
+        sources.push(ScriptSource {
+            name: format!("-x #{}", i + 1),
+            text: text.clone(),
+        });
+    }
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let limits = Limits {
+        operations: raw.script_ops,
+        string: raw.string_limit,
+    };
+    Script::compile(&sources, limits)
+        .map(Some)
+        .map_err(|e| usage(&e.to_string()))
+}
+
 fn parse_inject(s: &str) -> Result<InjectRule, String> {
     s.parse::<InjectRule>()
 }
@@ -109,6 +162,8 @@ pub struct Cli {
     pub list: Vec<ProbeSpec>,
     pub probes: Vec<ProbeSpec>,
     pub inject: Vec<InjectRule>,
+    /// The compiled scripts (`--script`, `-x`), if any.
+    pub script: Option<Script>,
     pub entry_only: bool,
     pub follow_forks: bool,
     pub step: StepMode,
@@ -141,6 +196,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
             return Err(usage(first.trim_start_matches("error: ")));
         }
     };
+    let script = scripts(&raw)?;
     let target = match (raw.pid, raw.command.is_empty()) {
         (Some(_), false) => return Err(usage("give either -p PID or a command, not both")),
         (None, true) => return Err(usage("give -p PID or a command to launch after --")),
@@ -158,14 +214,30 @@ pub fn parse() -> Result<Cli, ExitCode> {
             "--list lists specs instead of tracing; give no --inject with it",
         ));
     }
-    if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() {
+    let script_probes = script.as_ref().map_or(0, |s| s.probes().len());
+    if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() && script_probes == 0 {
         return Err(usage("give at least one probe with -s SPEC"));
+    }
+    if !raw.list.is_empty() && script.is_some() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no script with it",
+        ));
+    }
+    if raw.entry_only
+        && script
+            .as_ref()
+            .is_some_and(|s| s.probes().iter().any(|p| p.2))
+    {
+        return Err(usage(
+            "the script has :return blocks, which --entry-only would never run",
+        ));
     }
     Ok(Cli {
         target,
         list: raw.list,
         probes: raw.probes,
         inject: raw.inject,
+        script,
         entry_only: raw.entry_only,
         follow_forks: raw.follow_forks,
         step: raw.step.parse().expect("clap checked the value"),

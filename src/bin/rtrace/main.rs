@@ -9,6 +9,7 @@ use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
 use rtrace::output::{Format, Printer, PrinterOptions};
+use rtrace::script::{ScriptListener, ScriptProbe};
 use rtrace::{Handler, Hit, Options, Outcome, Return, Tracer};
 
 use args::{Cli, ColorWhen, Target};
@@ -189,13 +190,27 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         )?;
     }
     // A function injected into is traced by its --inject already.
-    for spec in cli.probes {
-        if cli.inject.iter().any(|r| r.spec == spec) {
+    for spec in &cli.probes {
+        if cli.inject.iter().any(|r| &r.spec == spec) {
             continue;
         }
-        tracer.add_probe(spec, Forward(printer.clone()))?;
+        tracer.add_probe(spec.clone(), Forward(printer.clone()))?;
     }
-    tracer.add_listener(printer);
+    tracer.add_listener(printer.clone());
+    if let Some(script) = cli.script {
+        let probes = script.probes();
+        let script = Rc::new(RefCell::new(script));
+        for (spec, _, _) in probes {
+            let parsed: rtrace::ProbeSpec = spec.parse()?;
+            // Calls of a spec given with -s (or --inject) are printed there.
+            let printed_elsewhere = cli.probes.iter().any(|p| p.as_str() == spec)
+                || cli.inject.iter().any(|r| r.spec_text == spec);
+            let handler =
+                ScriptProbe::new(script.clone(), &spec, printer.clone(), !printed_elsewhere);
+            tracer.add_probe(parsed, handler)?;
+        }
+        tracer.add_listener(ScriptListener::new(script, printer));
+    }
     let outcome = tracer.run()?;
     Ok(match (outcome, &cli.target) {
         (Outcome::Exited(code), _) => code as u8,

@@ -1,0 +1,1002 @@
+//! Scripted handlers: `--script FILE` and `-x 'PROBE { … }'`, in Rhai.
+//!
+//! A script is a list of blocks, each a header and a body of
+//! [Rhai](https://rhai.rs) code (a pure-Rust language, sandboxed: no file or
+//! network access, no imports):
+//!
+//! ```text
+//! BEGIN { let limit = 3; }                    // once, before tracing starts
+//! libc:openat { str(arg(1)).starts_with("/etc") }   // at each entry
+//! libc:openat:return { if retval < 0 { failed[str(arg(1))] += 1 } }
+//! work:return { hist(duration) }              // when the call returns
+//! END { print(`${failed.len()} paths failed`) }   // once, at the end
+//! ```
+//!
+//! A probe block runs on the [`Handler`] path like any other handler: on the
+//! tracer's thread, with the hitting thread stopped. It sees `tid`, `pid`,
+//! `probe` (the spec), `func` (the function), `time` (nanoseconds since rtrace
+//! started), `arg(n)` (the SysV integer arguments at the entry, also in a
+//! return block), and in a `:return` block `retval` and `duration`
+//! (nanoseconds). `str(ptr)` and `str(ptr, max)` read a C string from the
+//! tracee, `read(ptr, len)` bytes, `hex(n)` formats an address. `print(x)`
+//! writes a line to the trace output.
+//!
+//! **Filtering.** The call is printed as `-s` prints it when a block returns
+//! `true`, and not otherwise (a block that returns `false`, or no value,
+//! prints nothing): with an entry block, its value decides at the entry; with
+//! only a `:return` block, the return block's value decides, and the whole
+//! call is printed then. A spec also given with `-s` is printed by `-s`.
+//!
+//! **Maps and histograms.** A variable the script uses without declaring it
+//! is global and starts empty: indexed (`count[key] += 1`, any value as key)
+//! it is a map, assigned (`n += 1`) a number. `hist(x)` counts `x` in a
+//! power-of-two histogram named after the block (`hist("name", x)` names
+//! it). When tracing is over, END blocks run, then every non-empty map,
+//! global number and histogram is printed, as bpftrace prints its maps.
+//! Variables declared in `BEGIN` (`let limit = 3;`) are global too, and not
+//! printed.
+//!
+//! **Errors and limits.** A script that does not compile is refused before
+//! anything is traced, with its line. An error while a block runs (a type
+//! mismatch, an unreadable pointer) is reported once per block with the
+//! script line, counted, and the hit goes on unprinted; the total is reported
+//! at the end. A block that runs past its operations budget (a runaway loop,
+//! [`Limits::operations`]) is an error that ends tracing: rtrace detaches and
+//! the tracee runs on unharmed.
+//!
+//! This module owns the script language's surface; the engine knows nothing
+//! of it: a script is a [`Handler`] on each probe it names ([`ScriptProbe`])
+//! and a listener ([`ScriptListener`]).
+
+mod source;
+
+pub use source::{Block, Header, SyntaxError};
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Scope, AST, INT};
+
+use crate::addr::{Pid, RuntimeAddr};
+use crate::arch::Regs;
+use crate::error::{Error, Result};
+use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
+use crate::output::render::{Known, Number, Renderer};
+use crate::output::{Log2Hist, Printer, ScriptItem, ScriptValue};
+
+/// A script's text and the name its errors use (a file's path, `-x #2`).
+#[derive(Clone, Debug)]
+pub struct ScriptSource {
+    /// `trace.rhai`, `-x #1`.
+    pub name: String,
+    /// The script.
+    pub text: String,
+}
+
+/// The safety limits of every block's run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Rhai operations one block may take per run (a runaway loop ends
+    /// tracing): [`Limits::DEFAULT_OPERATIONS`] unless `--script-ops` says.
+    pub operations: u64,
+    /// Bytes `str(ptr)` reads at most (`--string-limit`).
+    pub string: usize,
+}
+
+impl Limits {
+    /// 100,000: far beyond what a filter or a map update takes (tens), small
+    /// enough that a loop that never ends is stopped in about a millisecond.
+    pub const DEFAULT_OPERATIONS: u64 = 100_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            operations: Limits::DEFAULT_OPERATIONS,
+            string: crate::output::DEFAULT_STRING_LIMIT,
+        }
+    }
+}
+
+/// The most bytes `read(ptr, len)` returns.
+const MAX_READ: usize = 1 << 20;
+
+/// Names a probe block sees, set for each run.
+const HIT_VARS: [&str; 5] = ["tid", "pid", "probe", "func", "time"];
+/// Names only a `:return` block sees.
+const RETURN_VARS: [&str; 2] = ["retval", "duration"];
+
+/// A key of a script map: what a value is compared and printed as.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Bool(bool),
+    Int(INT),
+    Text(String),
+    Tuple(Vec<Key>),
+}
+
+impl Key {
+    fn of(v: &Dynamic) -> Key {
+        if let Ok(i) = v.as_int() {
+            Key::Int(i)
+        } else if let Ok(b) = v.as_bool() {
+            Key::Bool(b)
+        } else if v.is_array() {
+            let items = v.clone().into_array().unwrap_or_default();
+            Key::Tuple(items.iter().map(Key::of).collect())
+        } else if v.is_string() {
+            Key::Text(v.clone().into_string().unwrap_or_default())
+        } else {
+            Key::Text(v.to_string())
+        }
+    }
+}
+
+impl Key {
+    fn value(&self) -> ScriptValue {
+        match self {
+            Key::Bool(b) => ScriptValue::Bool(*b),
+            Key::Int(i) => ScriptValue::Int(*i),
+            Key::Text(_) | Key::Tuple(_) => ScriptValue::Text(self.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Bool(b) => write!(f, "{b}"),
+            Key::Int(i) => write!(f, "{i}"),
+            Key::Text(s) => f.write_str(s),
+            Key::Tuple(items) => {
+                for (i, k) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A script map (bpftrace's `@name[key]`): any value as key, ordered.
+#[derive(Clone, Debug, Default)]
+struct Table(BTreeMap<Key, Dynamic>);
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{k}: {v}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// What the registered functions see of the current run.
+#[derive(Default)]
+struct Ctx {
+    /// The process whose memory `str` and `read` read; None in BEGIN and END.
+    pid: Option<Pid>,
+    /// The entry's argument registers; None in BEGIN and END.
+    args: Option<[u64; 6]>,
+    /// The current block's name, for `hist(x)`.
+    block: String,
+    /// What `print` wrote during the run.
+    printed: Vec<String>,
+    hists: BTreeMap<String, Log2Hist>,
+    string_limit: usize,
+}
+
+type Shared = Rc<RefCell<Ctx>>;
+
+fn runtime_error(msg: String) -> Box<EvalAltResult> {
+    msg.into()
+}
+
+fn mem_read(
+    ctx: &Shared,
+    addr: INT,
+    buf: &mut [u8],
+) -> std::result::Result<(), Box<EvalAltResult>> {
+    let pid = ctx
+        .borrow()
+        .pid
+        .ok_or_else(|| runtime_error("tracee memory can only be read in a probe block".into()))?;
+    crate::sys::mem::read_process(pid, RuntimeAddr(addr as u64), buf)
+        .map_err(|_| runtime_error(format!("cannot read tracee memory at {:#x}", addr as u64)))
+}
+
+fn read_str(
+    ctx: &Shared,
+    addr: INT,
+    max: usize,
+) -> std::result::Result<String, Box<EvalAltResult>> {
+    if addr == 0 {
+        return Ok("(null)".into());
+    }
+    let mut out = Vec::new();
+    let mut at = addr as u64;
+    // A page at a time, so a short string before an unmapped page reads.
+    while out.len() < max {
+        let want = ((4096 - at % 4096) as usize).min(max - out.len());
+        let mut chunk = vec![0u8; want];
+        mem_read(ctx, at as INT, &mut chunk)?;
+        if let Some(nul) = chunk.iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..nul]);
+            return Ok(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.extend_from_slice(&chunk);
+        at += want as u64;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_strict_variables(true)
+        .set_max_operations(limits.operations)
+        .set_max_call_levels(32)
+        .set_max_expr_depths(64, 32)
+        .set_max_string_size(1 << 20)
+        .set_max_array_size(1 << 16)
+        .set_max_map_size(1 << 16);
+    let c = ctx.clone();
+    engine.on_print(move |s| c.borrow_mut().printed.push(s.to_string()));
+    let c = ctx.clone();
+    engine.on_debug(move |s, _, _| c.borrow_mut().printed.push(s.to_string()));
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "arg",
+        move |n: INT| -> std::result::Result<INT, Box<EvalAltResult>> {
+            let args = c
+                .borrow()
+                .args
+                .ok_or_else(|| runtime_error("arg(n) is only known in a probe block".into()))?;
+            usize::try_from(n)
+                .ok()
+                .and_then(|n| args.get(n).copied())
+                .map(|v| v as INT)
+                .ok_or_else(|| {
+                    runtime_error(format!("arg({n}): the arguments are arg(0) to arg(5)"))
+                })
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn("str", move |p: INT| {
+        let max = c.borrow().string_limit;
+        read_str(&c, p, max)
+    });
+    let c = ctx.clone();
+    engine.register_fn("str", move |p: INT, max: INT| {
+        read_str(&c, p, usize::try_from(max).unwrap_or(0).min(MAX_READ))
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "read",
+        move |p: INT, len: INT| -> std::result::Result<rhai::Blob, Box<EvalAltResult>> {
+            let len = usize::try_from(len).unwrap_or(0);
+            if len > MAX_READ {
+                return Err(runtime_error(format!(
+                    "read(ptr, {len}): at most {MAX_READ} bytes"
+                )));
+            }
+            let mut buf = vec![0u8; len];
+            mem_read(&c, p, &mut buf)?;
+            Ok(buf)
+        },
+    );
+    engine.register_fn("hex", |v: INT| format!("{:#x}", v as u64));
+    let c = ctx.clone();
+    engine.register_fn("hist", move |v: INT| {
+        let mut ctx = c.borrow_mut();
+        let name = ctx.block.clone();
+        ctx.hists.entry(name).or_default().add(v);
+    });
+    let c = ctx.clone();
+    engine.register_fn("hist", move |name: &str, v: INT| {
+        c.borrow_mut()
+            .hists
+            .entry(name.to_string())
+            .or_default()
+            .add(v);
+    });
+
+    // Maps: global variables that start empty.
+    engine
+        .register_type_with_name::<Table>("map")
+        .register_indexer_get_set(
+            |t: &mut Table, k: Dynamic| t.0.get(&Key::of(&k)).cloned().unwrap_or(Dynamic::UNIT),
+            |t: &mut Table, k: Dynamic, v: Dynamic| {
+                t.0.insert(Key::of(&k), v);
+            },
+        )
+        .register_fn("len", |t: &mut Table| t.0.len() as INT)
+        .register_fn("contains", |t: &mut Table, k: Dynamic| {
+            t.0.contains_key(&Key::of(&k))
+        })
+        .register_fn("remove", |t: &mut Table, k: Dynamic| {
+            t.0.remove(&Key::of(&k)).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("clear", |t: &mut Table| t.0.clear())
+        .register_fn("to_string", |t: &mut Table| t.to_string())
+        .register_fn("to_debug", |t: &mut Table| t.to_string());
+    // A map entry or a global not yet set is `()`, which counts as nothing:
+    // `count[k] += 1` and `n += 1` work from the first time.
+    engine
+        .register_fn("+", |_: (), b: INT| b)
+        .register_fn("+", |_: (), b: rhai::FLOAT| b)
+        .register_fn("+", |_: (), b: rhai::ImmutableString| b)
+        .register_fn("-", |_: (), b: INT| -b)
+        .register_fn("+", |t: &mut Table, b: INT| first_value(t, b))
+        .register_fn("+", |t: &mut Table, b: rhai::FLOAT| first_value(t, b))
+        .register_fn("-", |t: &mut Table, b: INT| first_value(t, -b));
+    engine
+}
+
+/// `n += 1` on a global that starts as an empty map makes it a number.
+fn first_value<T>(t: &mut Table, v: T) -> std::result::Result<T, Box<EvalAltResult>> {
+    match t.0.is_empty() {
+        true => Ok(v),
+        false => Err(runtime_error(
+            "this variable is a map: index it (`m[key] += 1`)".into(),
+        )),
+    }
+}
+
+/// A compiled block.
+struct Compiled {
+    source: usize,
+    line: usize,
+    header: Header,
+    ast: AST,
+    /// Errors while running, and whether the first was reported.
+    errors: u64,
+}
+
+impl Compiled {
+    /// `work:return`, `BEGIN`: the block's name in messages and `hist(x)`.
+    fn name(&self) -> String {
+        match &self.header {
+            Header::Begin => "BEGIN".into(),
+            Header::End => "END".into(),
+            Header::Entry(spec) => spec.clone(),
+            Header::Return(spec) => format!("{spec}:return"),
+        }
+    }
+}
+
+/// What one block's run left to print, in order.
+enum Printed {
+    Line(String),
+    Warning(String),
+}
+
+/// A compiled script, its global variables and its histograms. Shared
+/// (`Rc<RefCell<Script>>`) by its [`ScriptProbe`]s and its [`ScriptListener`].
+pub struct Script {
+    engine: Engine,
+    ctx: Shared,
+    /// Globals: BEGIN's variables, then the maps the blocks use.
+    scope: Scope<'static>,
+    /// The globals that started empty (maps and numbers printed at the end).
+    auto: Vec<String>,
+    names: Vec<String>,
+    blocks: Vec<Compiled>,
+    /// BEGIN's output, printed once tracing begins.
+    begun: Vec<Printed>,
+    ended: bool,
+}
+
+impl fmt::Debug for Script {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Script")
+            .field("sources", &self.names)
+            .field(
+                "blocks",
+                &self.blocks.iter().map(Compiled::name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A script error before tracing: `trace.rhai:3: …`.
+fn located(name: &str, line: usize, msg: impl fmt::Display) -> Error {
+    Error::Script(format!("{name}:{line}: {msg}"))
+}
+
+impl Script {
+    /// Splits and compiles the sources, runs their BEGIN blocks (their output
+    /// is kept for [`ScriptListener`] to print once tracing begins), and
+    /// checks every probe spec.
+    pub fn compile(sources: &[ScriptSource], limits: Limits) -> Result<Script> {
+        let ctx: Shared = Rc::new(RefCell::new(Ctx {
+            string_limit: limits.string,
+            ..Ctx::default()
+        }));
+        let engine = new_engine(&ctx, limits);
+        let mut script = Script {
+            engine,
+            ctx,
+            scope: Scope::new(),
+            auto: Vec::new(),
+            names: sources.iter().map(|s| s.name.clone()).collect(),
+            blocks: Vec::new(),
+            begun: Vec::new(),
+            ended: false,
+        };
+        let mut all = Vec::new();
+        for (i, src) in sources.iter().enumerate() {
+            let blocks =
+                source::blocks(&src.text).map_err(|e| located(&src.name, e.line, e.message))?;
+            if blocks.is_empty() {
+                return Err(Error::Script(format!(
+                    "{}: no blocks; a script is `PROBE {{ … }}` blocks",
+                    src.name
+                )));
+            }
+            all.extend(blocks.into_iter().map(|b| (i, b)));
+        }
+        // BEGIN first (it declares globals the others may use), END last (it
+        // sees every map the probe blocks made).
+        let rank = |h: &Header| match h {
+            Header::Begin => 0,
+            Header::End => 2,
+            Header::Entry(_) | Header::Return(_) => 1,
+        };
+        all.sort_by_key(|(_, b)| rank(&b.header));
+        for (source, block) in all {
+            if let Header::Entry(spec) | Header::Return(spec) = &block.header {
+                let parsed: crate::ProbeSpec = spec
+                    .parse()
+                    .map_err(|e| located(&sources[source].name, block.line, e))?;
+                if matches!(block.header, Header::Return(_)) && !parsed.is_function() {
+                    return Err(located(
+                        &sources[source].name,
+                        block.line,
+                        format!("{spec} is not a function probe: it has no return"),
+                    ));
+                }
+            }
+            let compiled = script.compile_block(source, block)?;
+            if compiled.header == Header::Begin {
+                script.blocks.push(compiled);
+                let i = script.blocks.len() - 1;
+                let printed = script.run_global(i)?;
+                script.begun.extend(printed);
+            } else {
+                script.blocks.push(compiled);
+            }
+        }
+        Ok(script)
+    }
+
+    fn compile_block(&mut self, source: usize, block: Block) -> Result<Compiled> {
+        let name = &self.names[source];
+        // Lines in Rhai's errors are the script's lines.
+        let text = "\n".repeat(block.line - 1) + block.body.as_str();
+        let (hit_vars, return_vars): (&[&str], &[&str]) = match block.header {
+            Header::Begin | Header::End => (&[], &[]),
+            Header::Entry(_) => (&HIT_VARS, &[]),
+            Header::Return(_) => (&HIT_VARS, &RETURN_VARS),
+        };
+        let ast = loop {
+            let mut scope = self.scope.clone();
+            // Variables, not constants: the optimizer would fold a constant's
+            // placeholder value into the code.
+            for v in hit_vars.iter().chain(return_vars) {
+                scope.push(*v, ());
+            }
+            match self.engine.compile_with_scope(&scope, &text) {
+                Ok(ast) => break ast,
+                Err(e) => {
+                    let line = e.position().line().unwrap_or(block.line);
+                    match e.err_type() {
+                        ParseErrorType::VariableUndefined(v) => {
+                            if HIT_VARS.contains(&v.as_str()) || RETURN_VARS.contains(&v.as_str()) {
+                                let only = if RETURN_VARS.contains(&v.as_str()) {
+                                    "a :return block"
+                                } else {
+                                    "a probe block"
+                                };
+                                return Err(located(
+                                    name,
+                                    line,
+                                    format!("`{v}` is only known in {only}"),
+                                ));
+                            }
+                            self.scope.push(v.clone(), Table::default());
+                            self.auto.push(v.clone());
+                        }
+                        other => return Err(located(name, line, other)),
+                    }
+                }
+            }
+        };
+        Ok(Compiled {
+            source,
+            line: block.line,
+            header: block.header,
+            ast,
+            errors: 0,
+        })
+    }
+
+    /// The probe specs the script names, each once, in order, with whether
+    /// it has entry and return blocks.
+    pub fn probes(&self) -> Vec<(String, bool, bool)> {
+        let mut out: Vec<(String, bool, bool)> = Vec::new();
+        for b in &self.blocks {
+            let (spec, entry) = match &b.header {
+                Header::Entry(s) => (s, true),
+                Header::Return(s) => (s, false),
+                Header::Begin | Header::End => continue,
+            };
+            match out.iter_mut().find(|(s, _, _)| s == spec) {
+                Some(p) if entry => p.1 = true,
+                Some(p) => p.2 = true,
+                None => out.push((spec.clone(), entry, !entry)),
+            }
+        }
+        out
+    }
+
+    /// Runs block `i` with the globals, keeping what it declares (BEGIN).
+    fn run_global(&mut self, i: usize) -> Result<Vec<Printed>> {
+        {
+            let mut ctx = self.ctx.borrow_mut();
+            ctx.pid = None;
+            ctx.args = None;
+            ctx.block = self.blocks[i].name();
+        }
+        let r = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.blocks[i].ast);
+        let mut printed: Vec<Printed> = self
+            .ctx
+            .borrow_mut()
+            .printed
+            .drain(..)
+            .map(Printed::Line)
+            .collect();
+        if let Err(e) = r {
+            let b = &self.blocks[i];
+            return match fatal(&e) {
+                true => Err(self.limit_error(b, &e)),
+                false => {
+                    printed.push(Printed::Warning(self.describe(b, &e)));
+                    Ok(printed)
+                }
+            };
+        }
+        Ok(printed)
+    }
+
+    fn describe(&self, b: &Compiled, e: &EvalAltResult) -> String {
+        let line = e.position().line().unwrap_or(b.line);
+        format!("{}:{line}: {}", self.names[b.source], message(e))
+    }
+
+    fn limit_error(&self, b: &Compiled, e: &EvalAltResult) -> Error {
+        let line = e.position().line().unwrap_or(b.line);
+        let what = match e {
+            EvalAltResult::ErrorTooManyOperations(_) => format!(
+                "ran past its limit of {} operations (a loop that never ends?); \
+                 raise --script-ops if it is meant to",
+                self.engine.max_operations()
+            ),
+            _ => format!("ran past a script limit: {}", message(e)),
+        };
+        Error::Script(format!(
+            "{}:{line}: block {} {what}",
+            self.names[b.source],
+            b.name()
+        ))
+    }
+
+    /// Runs every block with `header` for one hit, with `vars` set; true when
+    /// one of them returned `true`.
+    fn run_probe(&mut self, header: &Header, run: &Run<'_>) -> Result<(bool, Vec<Printed>)> {
+        let mut show = false;
+        let mut printed = Vec::new();
+        for i in 0..self.blocks.len() {
+            if &self.blocks[i].header != header {
+                continue;
+            }
+            {
+                let mut ctx = self.ctx.borrow_mut();
+                ctx.pid = Some(run.mem_pid);
+                ctx.args = Some(run.args);
+                ctx.block = self.blocks[i].name();
+            }
+            let base = self.scope.len();
+            self.scope
+                .push_constant("tid", INT::from(run.tid.as_raw()))
+                .push_constant("pid", INT::from(run.pid.as_raw()))
+                .push_constant("probe", run.probe.to_string())
+                .push_constant("func", run.func.to_string())
+                .push_constant("time", nanos(run.time));
+            if let Some((retval, duration)) = run.ret {
+                self.scope
+                    .push_constant("retval", retval)
+                    .push_constant("duration", nanos(duration));
+            }
+            let r = self
+                .engine
+                .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.blocks[i].ast);
+            self.scope.rewind(base);
+            printed.extend(self.ctx.borrow_mut().printed.drain(..).map(Printed::Line));
+            match r {
+                Ok(v) => show |= v.as_bool() == Ok(true),
+                Err(e) if fatal(&e) => return Err(self.limit_error(&self.blocks[i], &e)),
+                Err(e) => {
+                    let b = &self.blocks[i];
+                    if b.errors == 0 {
+                        printed.push(Printed::Warning(format!(
+                            "{} (reported once for this block; later errors are counted)",
+                            self.describe(b, &e)
+                        )));
+                    }
+                    self.blocks[i].errors += 1;
+                }
+            }
+        }
+        Ok((show, printed))
+    }
+
+    /// Runs the END blocks and lists what is left to print: their output,
+    /// the maps, the global numbers and the histograms, and the error counts.
+    fn finish(&mut self) -> Result<Vec<ScriptItem>> {
+        let mut items = Vec::new();
+        if std::mem::replace(&mut self.ended, true) {
+            return Ok(items);
+        }
+        for i in 0..self.blocks.len() {
+            if self.blocks[i].header == Header::End {
+                for p in self.run_global(i)? {
+                    items.push(printed_item(p, None));
+                }
+            }
+        }
+        for name in &self.auto {
+            let Some(v) = self.scope.get(name) else {
+                continue;
+            };
+            if let Some(t) = v.clone().try_cast::<Table>() {
+                if t.0.is_empty() {
+                    continue;
+                }
+                let mut entries: Vec<(ScriptValue, ScriptValue)> =
+                    t.0.iter().map(|(k, v)| (k.value(), value(v))).collect();
+                // bpftrace's order: by value, smallest first, when they are numbers.
+                if entries
+                    .iter()
+                    .all(|(_, v)| matches!(v, ScriptValue::Int(_)))
+                {
+                    entries.sort_by_key(|(_, v)| match v {
+                        ScriptValue::Int(i) => *i,
+                        _ => 0,
+                    });
+                }
+                items.push(ScriptItem::Map {
+                    name: name.clone(),
+                    entries,
+                });
+            } else if !v.is_unit() {
+                items.push(ScriptItem::Global {
+                    name: name.clone(),
+                    value: value(v),
+                });
+            }
+        }
+        for (name, hist) in std::mem::take(&mut self.ctx.borrow_mut().hists) {
+            items.push(ScriptItem::Hist {
+                name,
+                hist: Box::new(hist),
+            });
+        }
+        for b in &self.blocks {
+            if b.errors > 1 {
+                items.push(ScriptItem::Warning(format!(
+                    "{}:{}: block {} failed {} times",
+                    self.names[b.source],
+                    b.line,
+                    b.name(),
+                    b.errors
+                )));
+            }
+        }
+        Ok(items)
+    }
+}
+
+fn printed_item(p: Printed, run: Option<&Run<'_>>) -> ScriptItem {
+    match p {
+        Printed::Line(text) => ScriptItem::Print {
+            pid: run.map(|r| r.pid),
+            tid: run.map(|r| r.tid),
+            text,
+        },
+        Printed::Warning(w) => ScriptItem::Warning(w),
+    }
+}
+
+/// Rhai's message without the position it appends (the line is said first).
+/// Errors from rtrace's own functions (`str`, `arg`…) lose Rhai's
+/// `Runtime error: ` prefix: they say what went wrong themselves.
+fn message(e: &EvalAltResult) -> String {
+    let msg = e.to_string();
+    let msg = match msg.rfind(" (line ") {
+        Some(at) => &msg[..at],
+        None => &msg,
+    };
+    msg.strip_prefix("Runtime error: ")
+        .unwrap_or(msg)
+        .to_string()
+}
+
+/// True for errors that mean the script must stop: its limits.
+fn fatal(e: &EvalAltResult) -> bool {
+    matches!(
+        e,
+        EvalAltResult::ErrorTooManyOperations(_)
+            | EvalAltResult::ErrorStackOverflow(_)
+            | EvalAltResult::ErrorDataTooLarge(..)
+    )
+}
+
+fn nanos(d: Duration) -> INT {
+    INT::try_from(d.as_nanos()).unwrap_or(INT::MAX)
+}
+
+fn value(v: &Dynamic) -> ScriptValue {
+    if let Ok(i) = v.as_int() {
+        ScriptValue::Int(i)
+    } else if let Ok(f) = v.as_float() {
+        ScriptValue::Float(f)
+    } else if let Ok(b) = v.as_bool() {
+        ScriptValue::Bool(b)
+    } else {
+        ScriptValue::Text(v.to_string())
+    }
+}
+
+/// What one run of the probe blocks sees.
+struct Run<'a> {
+    pid: Pid,
+    /// Whose memory `str` and `read` read (the address space's process).
+    mem_pid: Pid,
+    tid: crate::addr::Tid,
+    probe: &'a str,
+    func: &'a str,
+    time: Duration,
+    args: [u64; 6],
+    ret: Option<(INT, Duration)>,
+}
+
+/// What an entry leaves for the return, in the probe's data slot.
+struct Call {
+    regs: Regs,
+    /// The function's signature, for the typed return value.
+    known: Known,
+    time: Duration,
+    /// The entry block's verdict (None: the probe has no entry block).
+    show: Option<bool>,
+    /// The printer's own data for the call, when its entry was printed.
+    printed: Option<Box<dyn Any>>,
+}
+
+/// The handler of one probe spec of a script: runs its entry and return
+/// blocks, and hands the calls they let through to the printer.
+pub struct ScriptProbe {
+    script: Rc<RefCell<Script>>,
+    printer: Rc<RefCell<Printer>>,
+    entry: Option<Header>,
+    ret: Option<Header>,
+    /// False when `-s` prints this spec already.
+    print_calls: bool,
+    /// Signatures, for `retval` as the function's type reads it.
+    renderer: Renderer,
+}
+
+impl ScriptProbe {
+    /// The handler of `spec`'s blocks in `script`; `print_calls` is false when
+    /// the calls are printed by another probe (`-s` with the same spec).
+    pub fn new(
+        script: Rc<RefCell<Script>>,
+        spec: &str,
+        printer: Rc<RefCell<Printer>>,
+        print_calls: bool,
+    ) -> ScriptProbe {
+        let (entry, ret) = {
+            let s = script.borrow();
+            let has = |h: &Header| s.blocks.iter().any(|b| &b.header == h);
+            let e = Header::Entry(spec.to_string());
+            let r = Header::Return(spec.to_string());
+            (has(&e).then_some(e), has(&r).then_some(r))
+        };
+        ScriptProbe {
+            script,
+            printer,
+            entry,
+            ret,
+            print_calls,
+            renderer: Renderer::new(0),
+        }
+    }
+
+    fn emit(&self, printed: Vec<Printed>, run: &Run<'_>) -> Result<()> {
+        let mut printer = self.printer.borrow_mut();
+        for p in printed {
+            printer.script(&printed_item(p, Some(run)), run.time)?;
+        }
+        Ok(())
+    }
+}
+
+/// The return value as its type reads it (an `int` -1 is -1, not
+/// 4294967295), as JSON's `retval`; rax as a signed integer when unknown.
+fn typed_retval(renderer: &Renderer, known: &Known, ret: &Return<'_>) -> INT {
+    match renderer.retval(Some(known), ret).number {
+        Number::Signed(v) => v,
+        Number::Unsigned(v) => v as INT,
+        Number::None => ret.retval(),
+    }
+}
+
+fn args_of(regs: &Regs) -> [u64; 6] {
+    std::array::from_fn(|n| regs.arg(n).unwrap_or(0))
+}
+
+impl Handler for ScriptProbe {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        let site = hit.site().clone();
+        let run = Run {
+            pid: hit.pid(),
+            mem_pid: hit.mem.pid(),
+            tid: hit.tid(),
+            probe: &site.probe,
+            func: &site.symbol,
+            time: hit.time(),
+            args: args_of(hit.regs()),
+            ret: None,
+        };
+        let show = match &self.entry {
+            Some(h) => {
+                let (show, printed) = self.script.borrow_mut().run_probe(h, &run)?;
+                self.emit(printed, &run)?;
+                Some(show)
+            }
+            None => None,
+        };
+        let mut printed = None;
+        if self.print_calls && show == Some(true) {
+            self.printer.borrow_mut().on_entry(hit)?;
+            printed = hit.data.take();
+        }
+        let returns = site.kind == (ProbeKind::Function { returns: true });
+        if returns && (self.ret.is_some() || printed.is_some()) {
+            let known = match self.ret {
+                Some(_) => self.renderer.known(hit),
+                None => Known::Raw,
+            };
+            hit.set_data(Call {
+                regs: *hit.regs(),
+                known,
+                time: hit.time(),
+                show,
+                printed,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        let Some(call) = ret.take_data::<Call>() else {
+            // The entry was not seen (a call in flight when a child was forked).
+            return Ok(());
+        };
+        let site = ret.site().clone();
+        let run = Run {
+            pid: ret.pid(),
+            mem_pid: ret.mem.pid(),
+            tid: ret.tid(),
+            probe: &site.probe,
+            func: &site.symbol,
+            time: ret.time(),
+            args: args_of(&call.regs),
+            ret: Some((
+                typed_retval(&self.renderer, &call.known, ret),
+                ret.duration(),
+            )),
+        };
+        let show_return = match &self.ret {
+            Some(h) => {
+                let (show, printed) = self.script.borrow_mut().run_probe(h, &run)?;
+                self.emit(printed, &run)?;
+                show
+            }
+            None => false,
+        };
+        let mut printer = self.printer.borrow_mut();
+        match call.show {
+            Some(true) if self.print_calls => {
+                ret.data = call.printed;
+                printer.on_return(ret)
+            }
+            None if self.print_calls && show_return => {
+                // Printed whole now: the entry as it was, then the return.
+                let mut regs = call.regs;
+                let mut dirty = false;
+                let mut data = None;
+                let mut hit = Hit {
+                    pid: ret.pid,
+                    tid: ret.tid,
+                    site: ret.site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: ret.mem,
+                    modules: ret.modules,
+                    time: call.time,
+                    data: &mut data,
+                };
+                printer.on_entry(&mut hit)?;
+                ret.data = data;
+                printer.on_return(ret)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The script's listener: prints BEGIN's output once tracing has begun, and
+/// at the end runs END and prints the maps and histograms. Add it after the
+/// printer's own listener, so that BEGIN's output follows the attach line.
+pub struct ScriptListener {
+    script: Rc<RefCell<Script>>,
+    printer: Rc<RefCell<Printer>>,
+}
+
+impl ScriptListener {
+    /// The listener of `script`, printing through `printer`.
+    pub fn new(script: Rc<RefCell<Script>>, printer: Rc<RefCell<Printer>>) -> ScriptListener {
+        ScriptListener { script, printer }
+    }
+}
+
+impl Handler for ScriptListener {
+    fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        if let Event::Attached { .. } = event {
+            let begun = std::mem::take(&mut self.script.borrow_mut().begun);
+            let mut printer = self.printer.borrow_mut();
+            for p in begun {
+                printer.script(&printed_item(p, None), time)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_finish(&mut self) -> Result<()> {
+        let items = self.script.borrow_mut().finish()?;
+        let mut printer = self.printer.borrow_mut();
+        let time = printer.last_time();
+        for item in &items {
+            printer.script(item, time)?;
+        }
+        printer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+//! Scripts end to end, without a tracee: fake hits (from `output::testutil`)
+//! in, exact printer bytes out.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{Limits, Script, ScriptListener, ScriptProbe, ScriptSource};
+use crate::error::Error;
+use crate::handler::{Event, Handler, ProbeKind};
+use crate::output::testutil::{function, site, SharedBuf, Tracee, PID};
+use crate::output::{Format, Printer, PrinterOptions};
+
+fn compile(text: &str) -> Result<Script, Error> {
+    Script::compile(
+        &[ScriptSource {
+            name: "t.rhai".into(),
+            text: text.into(),
+        }],
+        Limits::default(),
+    )
+}
+
+fn error(text: &str) -> String {
+    compile(text).unwrap_err().to_string()
+}
+
+struct Rig {
+    script: Rc<RefCell<Script>>,
+    printer: Rc<RefCell<Printer>>,
+    out: SharedBuf,
+    diag: SharedBuf,
+}
+
+fn rig(text: &str, format: Format) -> Rig {
+    let out = SharedBuf::default();
+    let diag = SharedBuf::default();
+    let printer = Printer::with_diag(
+        Box::new(out.clone()),
+        Box::new(diag.clone()),
+        PrinterOptions {
+            format,
+            color: false,
+            summary: false,
+            string_limit: 64,
+            flush_interval: None,
+        },
+    );
+    Rig {
+        script: Rc::new(RefCell::new(compile(text).unwrap())),
+        printer: Rc::new(RefCell::new(printer)),
+        out,
+        diag,
+    }
+}
+
+impl Rig {
+    fn probe(&self, spec: &str) -> ScriptProbe {
+        ScriptProbe::new(self.script.clone(), spec, self.printer.clone(), true)
+    }
+
+    fn finish(&self) {
+        let mut l = ScriptListener::new(self.script.clone(), self.printer.clone());
+        self.printer.borrow_mut().on_finish().unwrap();
+        l.on_finish().unwrap();
+    }
+}
+
+/// Calls `work(x)` returning `2x + 1` for each x, on thread 7, 10 µs each.
+fn calls(rig: &Rig, h: &mut ScriptProbe, xs: &[u64]) {
+    let t = Tracee::new();
+    let work = function("work");
+    for (i, &x) in xs.iter().enumerate() {
+        let at = 100 * i as u64;
+        let data = t.enter(h, &work, 7, at, [x, 0, 0, 0, 0, 0]).unwrap();
+        t.leave(h, &work, 7, at, at + 10, 2 * x + 1, data).unwrap();
+    }
+    let _ = rig;
+}
+
+#[test]
+fn an_entry_block_that_returns_true_prints_the_call() {
+    let r = rig("work { arg(0) % 2 == 0 }", Format::Text);
+    let mut h = r.probe("work");
+    calls(&r, &mut h, &[1, 2, 3, 4]);
+    r.finish();
+    assert_eq!(
+        r.out.text(),
+        "[pid 7] work(0x2, 0x0, 0x0, 0x0, 0x0, 0x0) = 5 <0.000010>\n\
+         [pid 7] work(0x4, 0x0, 0x0, 0x0, 0x0, 0x0) = 9 <0.000010>\n"
+    );
+}
+
+#[test]
+fn a_return_block_decides_and_the_whole_call_is_printed_then() {
+    let r = rig(
+        "work:return { retval > 5 && duration == 10000 }",
+        Format::Text,
+    );
+    let mut h = r.probe("work");
+    calls(&r, &mut h, &[1, 2, 3]);
+    r.finish();
+    assert_eq!(
+        r.out.text(),
+        "[pid 7] work(0x3, 0x0, 0x0, 0x0, 0x0, 0x0) = 7 <0.000010>\n"
+    );
+}
+
+#[test]
+fn a_block_without_true_prints_nothing_but_its_maps_at_the_end() {
+    let r = rig(
+        "work { count[tid] += 1; by[[arg(0) % 2, \"odd\"]] += 1; n += 1; false }\n\
+         work:return { total += retval; hist(duration); hist(\"x\", arg(0)) }",
+        Format::Text,
+    );
+    let mut h = r.probe("work");
+    calls(&r, &mut h, &[1, 2, 3]);
+    r.finish();
+    assert_eq!(
+        r.out.text(),
+        "count[7]: 3\n\n\
+         by[0, odd]: 1\nby[1, odd]: 2\n\n\
+         n: 3\n\n\
+         total: 15\n\n\
+         work:return:\n\
+         [8K, 16K)              3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n\n\
+         x:\n\
+         [1]                    1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n\
+         [2, 4)                 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n\n"
+    );
+}
+
+#[test]
+fn begin_declares_globals_end_sees_maps_and_prints_come_in_order() {
+    let r = rig(
+        "BEGIN { let limit = 2; print(\"start\") }\n\
+         work { if arg(0) <= limit { seen[arg(0)] += 1; print(`x=${arg(0)} in ${func} of ${probe} pid ${pid}`) } }\n\
+         END { print(`${seen.len()} seen`) }",
+        Format::Text,
+    );
+    let mut l = ScriptListener::new(r.script.clone(), r.printer.clone());
+    let attached = Event::Attached {
+        pid: nix::unistd::Pid::from_raw(PID),
+        threads: 1,
+        probes: 1,
+        pending: 0,
+    };
+    l.on_event(&attached, std::time::Duration::ZERO).unwrap();
+    let mut h = r.probe("work");
+    calls(&r, &mut h, &[1, 2, 3]);
+    r.finish();
+    assert_eq!(
+        r.out.text(),
+        "start\nx=1 in work of work pid 4242\nx=2 in work of work pid 4242\n2 seen\n\
+         seen[1]: 1\nseen[2]: 1\n\n"
+    );
+}
+
+#[test]
+fn json_prints_maps_and_histograms_as_events() {
+    let r = rig(
+        "work:return { m[\"a\"] += retval; hist(arg(0)); false }",
+        Format::Json,
+    );
+    let mut h = r.probe("work");
+    calls(&r, &mut h, &[0]);
+    r.finish();
+    let lines: Vec<serde_json::Value> = r
+        .out
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["event"], "map");
+    assert_eq!(lines[0]["name"], "m");
+    assert_eq!(
+        lines[0]["entries"],
+        serde_json::json!([{"key": "a", "value": 1}])
+    );
+    assert_eq!(lines[1]["event"], "hist");
+    assert_eq!(
+        lines[1]["buckets"],
+        serde_json::json!([{"low": 0, "high": 1, "count": 1}])
+    );
+}
+
+#[test]
+fn a_runtime_error_is_reported_once_with_its_line_and_counted() {
+    let r = rig(
+        "work {\n  true\n}\nwork:return {\n  let s = \"a\" - retval;\n}",
+        Format::Text,
+    );
+    let mut h = r.probe("work");
+    calls(&r, &mut h, &[1, 2, 3]);
+    r.finish();
+    assert_eq!(
+        r.diag.text(),
+        "rtrace: warning: t.rhai:5: Function not found: - (&str | ImmutableString | String, i64) \
+         (reported once for this block; later errors are counted)\n\
+         rtrace: warning: t.rhai:4: block work:return failed 3 times\n"
+    );
+    // The entry block let the calls through; the warning (on stderr) split
+    // the first one, as any other line between an entry and its return does.
+    assert_eq!(
+        r.out.text(),
+        "[pid 7] work(0x1, 0x0, 0x0, 0x0, 0x0, 0x0) ...\n\
+         [pid 7] ... work resumed = 3 <0.000010>\n\
+         [pid 7] work(0x2, 0x0, 0x0, 0x0, 0x0, 0x0) = 5 <0.000010>\n\
+         [pid 7] work(0x3, 0x0, 0x0, 0x0, 0x0, 0x0) = 7 <0.000010>\n"
+    );
+}
+
+#[test]
+fn a_runaway_block_ends_tracing_with_an_error() {
+    let r = rig("work {\n  let n = 0;\n  loop { n += 1; }\n}", Format::Text);
+    let mut h = r.probe("work");
+    let t = Tracee::new();
+    let err = t
+        .enter(&mut h, &function("work"), 7, 0, [0; 6])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.rhai:3: block work ran past its limit of 100000 operations (a loop that never ends?); \
+         raise --script-ops if it is meant to"
+    );
+}
+
+#[test]
+fn str_reads_tracee_memory_and_null_is_named() {
+    let r = rig("work { print(str(arg(0))); print(str(arg(0), 3)); print(str(arg(1))); print(read(arg(0), 2)) }", Format::Text);
+    let mut h = r.probe("work");
+    let mut t = Tracee::new();
+    let p = t.cstr("hello");
+    t.enter(&mut h, &function("work"), 7, 0, [p, 0, 0, 0, 0, 0])
+        .unwrap();
+    r.finish();
+    assert_eq!(r.out.text(), "hello\nhel\n(null)\n[6865]\n");
+}
+
+#[test]
+fn an_instruction_probe_runs_its_entry_block() {
+    let r = rig("work+0x4 { hits += 1; true }", Format::Text);
+    let mut h = r.probe("work+0x4");
+    let t = Tracee::new();
+    let s = site("work+0x4", "work", ProbeKind::Instruction, 4);
+    t.enter(&mut h, &s, 7, 0, [0; 6]).unwrap();
+    r.finish();
+    assert!(
+        r.out.text().starts_with("[pid 7] hit work+0x4 ("),
+        "{}",
+        r.out.text()
+    );
+    assert!(r.out.text().ends_with("hits: 1\n\n"), "{}", r.out.text());
+}
+
+#[test]
+fn what_cannot_compile_is_refused_with_its_line() {
+    assert_eq!(error("work {\n  (\n}"), "t.rhai:3: Script is incomplete");
+    assert_eq!(
+        error("work {\n  let = 1;\n}"),
+        "t.rhai:2: Expecting name of a variable"
+    );
+    assert_eq!(
+        error("work {\n  retval > 0\n}"),
+        "t.rhai:2: `retval` is only known in a :return block"
+    );
+    assert_eq!(
+        error("BEGIN {\n print(tid)\n}"),
+        "t.rhai:2: `tid` is only known in a probe block"
+    );
+    assert_eq!(
+        error("count.c:12:return { 1 }"),
+        "t.rhai:1: count.c:12 is not a function probe: it has no return"
+    );
+    assert_eq!(
+        error("\n\nwork { 1 "),
+        "t.rhai:3: this block is never closed (`}`)"
+    );
+    assert!(error("work+0x { 1 }").starts_with("t.rhai:1: "));
+    assert_eq!(
+        error("// nothing"),
+        "t.rhai: no blocks; a script is `PROBE { … }` blocks"
+    );
+    // Per-hit values cannot be assigned.
+    let r = rig("work { tid = 1 }", Format::Text);
+    let mut h = r.probe("work");
+    Tracee::new()
+        .enter(&mut h, &function("work"), 7, 0, [0; 6])
+        .unwrap();
+    r.finish();
+    assert!(
+        r.diag.text().contains("t.rhai:1: Cannot modify constant"),
+        "{}",
+        r.diag.text()
+    );
+}
+
+#[test]
+fn probes_are_listed_once_with_their_kinds() {
+    let s = compile("a { 1 }\nb:return { 1 }\na:return { 1 }\nBEGIN { 1 }\nEND { 1 }").unwrap();
+    assert_eq!(
+        s.probes(),
+        [
+            ("a".to_string(), true, true),
+            ("b".to_string(), false, true)
+        ]
+    );
+}

@@ -1,0 +1,321 @@
+//! Scripts (`--script FILE`, `-x 'PROBE { … }'`) against real programs:
+//! filters print exactly the calls they let through, maps and histograms
+//! count exactly, errors name their line, and a runaway script ends tracing
+//! with the program unharmed.
+
+use std::fs;
+
+use crate::events::{
+    assert_one_error_line, assert_same_as_untraced, of_kind, temp_path, trace_json,
+};
+use crate::fixtures::{fixture, run_rtrace, run_untraced, source_dir, Variant};
+
+/// The lines of rtrace's stderr that report calls of `symbol`.
+fn calls<'a>(stderr: &'a str, symbol: &str) -> Vec<&'a str> {
+    let needle = format!("] {symbol}(");
+    stderr.lines().filter(|l| l.contains(&needle)).collect()
+}
+
+/// `[pid N] rest` → `rest`.
+fn without_pid(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, rest)| rest)
+}
+
+#[test]
+fn an_entry_filter_prints_only_the_calls_it_lets_through() {
+    for variant in [
+        Variant::Pie,
+        Variant::NoPie,
+        Variant::Static,
+        Variant::NoDebug,
+    ] {
+        let prog = fixture("count", variant);
+        let untraced = run_untraced(&prog, &["30", "4"]);
+        let run = run_rtrace(
+            &["-x", "count:work { arg(0) % 10 == 0 }"],
+            &prog,
+            &["30", "4"],
+        );
+        assert_same_as_untraced(&run, &untraced, "filtered count");
+        let lines: Vec<&str> = calls(&run.stderr, "work")
+            .into_iter()
+            .map(|l| without_pid(l).split(" <").next().unwrap())
+            .collect();
+        let expected: Vec<String> = [0, 10, 20]
+            .iter()
+            .map(|x| match variant {
+                Variant::NoDebug => format!(
+                    "work({x:#x}, {}) = {}",
+                    lines_rest(&run.stderr, *x),
+                    2 * x + 1
+                ),
+                _ => format!("work(x={x}) = {}", 2 * x + 1),
+            })
+            .collect();
+        assert_eq!(lines, expected, "{variant}\n{}", run.stderr);
+    }
+}
+
+/// Without DWARF the call shows six registers; the five after the first are
+/// whatever the caller left there, so they are taken from the line itself.
+fn lines_rest(stderr: &str, x: u64) -> String {
+    let head = format!("work({x:#x}, ");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&head))
+        .unwrap_or_else(|| panic!("no call of work({x:#x}):\n{stderr}"));
+    let rest = &line[line.find(&head).unwrap() + head.len()..];
+    rest.split(')').next().unwrap().to_string()
+}
+
+#[test]
+fn a_return_filter_prints_whole_calls_of_its_choice() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-x", "work:return { retval > 53 }"], &prog, &["30", "0"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = calls(&run.stderr, "work")
+        .into_iter()
+        .map(|l| without_pid(l).split(" <").next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        ["work(x=27) = 55", "work(x=28) = 57", "work(x=29) = 59"],
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn maps_count_opens_and_failures_per_path_from_a_script_file() {
+    let prog = fixture("opener", Variant::Pie);
+    let path = source_dir().join("opener.c");
+    let path = path.to_str().unwrap();
+    let script = temp_path("opens.rhai");
+    fs::write(
+        &script,
+        "// opens per path, and which failed\n\
+         libc:open*:return {\n\
+         \x20   let p = str(if func.starts_with(\"openat\") { arg(1) } else { arg(0) });\n\
+         \x20   opens[p] += 1;\n\
+         \x20   if retval < 0 { failed[p] += 1; print(`failed: ${p}`); }\n\
+         }\n\
+         END { print(`${opens.len()} paths`) }\n",
+    )
+    .unwrap();
+    let untraced = run_untraced(&prog, &[path]);
+    let run = run_rtrace(&["--script", script.to_str().unwrap()], &prog, &[path]);
+    assert_same_as_untraced(&run, &untraced, "opener under a script");
+    let mut lines = run.stderr.lines().filter(|l| !l.starts_with("rtrace: "));
+    assert_eq!(
+        lines.next(),
+        Some("failed: /nonexistent/x"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(lines.next(), Some("+++ exited with 0 +++"));
+    let rest: Vec<&str> = lines.collect();
+    assert_eq!(
+        rest,
+        [
+            "2 paths".to_string(),
+            "opens[/nonexistent/x]: 1".into(),
+            format!("opens[{path}]: 2"),
+            "".into(),
+            "failed[/nonexistent/x]: 1".into(),
+            "".into(),
+        ],
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn per_thread_counts_are_exact_under_four_threads() {
+    let prog = fixture("threads", Variant::Pie);
+    let (run, events) = trace_json(
+        "script_threads",
+        &[
+            "-x",
+            "threads:work { count[tid] += 1; all += 1 }",
+            "-x",
+            "work:return { hist(\"x\", arg(0)) }",
+        ],
+        &prog,
+        &["4", "1000"],
+    );
+    assert_eq!(run.stdout, "total=4000000\n", "{}", run.stderr);
+    assert_eq!(run.code(), 0);
+    assert!(
+        of_kind(&events, "entry").is_empty(),
+        "nothing returned true"
+    );
+    let maps = of_kind(&events, "map");
+    assert_eq!(maps.len(), 2, "{maps:?}");
+    let count = maps.iter().find(|m| m["name"] == "count").unwrap();
+    let entries = count["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "four threads: {count}");
+    for e in entries {
+        assert_eq!(e["value"], 1000, "{count}");
+        assert!(e["key"].as_i64().unwrap() > 0, "a tid: {count}");
+    }
+    let all = maps.iter().find(|m| m["name"] == "all").unwrap();
+    assert_eq!(all["value"], 4000);
+    let hists = of_kind(&events, "hist");
+    assert_eq!(hists.len(), 1);
+    // arg(0) is 0..999 on each of 4 threads: 4 zeros, 4 ones, 8 in [2, 4), ….
+    let buckets = hists[0]["buckets"].as_array().unwrap();
+    let counts: Vec<i64> = buckets
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        [4, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1952],
+        "{}",
+        hists[0]
+    );
+}
+
+#[test]
+fn a_runtime_error_is_reported_once_with_its_line_and_tracing_goes_on() {
+    let prog = fixture("count", Variant::Pie);
+    let untraced = run_untraced(&prog, &["20", "0"]);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work {\n  let n = str(arg(0));\n  true\n}",
+            "-s",
+            "twice",
+        ],
+        &prog,
+        &["20", "0"],
+    );
+    assert_same_as_untraced(&run, &untraced, "a failing script");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("rtrace: warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{}", run.stderr);
+    // work(0) reads "(null)"; work(1) reads address 1, which is not mapped.
+    assert_eq!(
+        warnings[0],
+        "rtrace: warning: -x #1:2: cannot read tracee memory at 0x1 \
+         (reported once for this block; later errors are counted)"
+    );
+    assert_eq!(
+        warnings[1],
+        "rtrace: warning: -x #1:1: block work failed 19 times"
+    );
+    // The failing runs printed nothing; the first did, and -s twice still does.
+    assert_eq!(calls(&run.stderr, "work").len(), 1, "{}", run.stderr);
+    assert_eq!(calls(&run.stderr, "twice").len(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn a_runaway_loop_ends_tracing_and_the_program_runs_on() {
+    let prog = fixture("count", Variant::Pie);
+    let untraced = run_untraced(&prog, &["50", "3"]);
+    let run = run_rtrace(
+        &[
+            "--script-ops",
+            "5000",
+            "-x",
+            "work { if arg(0) == 7 { loop { } } }",
+        ],
+        &prog,
+        &["50", "3"],
+    );
+    // The tracee's own output and status are its own; rtrace says what
+    // happened and exits 1.
+    assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    let last = run.stderr.lines().last().unwrap();
+    assert_eq!(
+        last,
+        "rtrace: -x #1:1: block work ran past its limit of 5000 operations \
+         (a loop that never ends?); raise --script-ops if it is meant to",
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("rtrace: detached from pid"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_scripts_are_one_error_line() {
+    let prog = fixture("count", Variant::Pie);
+    let cases: [(&[&str], i32, &str); 5] = [
+        (
+            &["-x", "work {\n  let = 1;\n}"],
+            2,
+            "rtrace: -x #1:2: Expecting name of a variable",
+        ),
+        (
+            &["-x", "work { retval }"],
+            2,
+            "rtrace: -x #1:1: `retval` is only known in a :return block",
+        ),
+        (
+            &["-x", "work { 1"],
+            2,
+            "rtrace: -x #1:1: this block is never closed (`}`)",
+        ),
+        (
+            &["-x", "BEGIN { 1 }"],
+            2,
+            "rtrace: give at least one probe with -s SPEC",
+        ),
+        (
+            &["--script", "/nonexistent/s.rhai"],
+            1,
+            "rtrace: cannot read script /nonexistent/s.rhai",
+        ),
+    ];
+    for (args, code, start) in cases {
+        let run = run_rtrace(args, &prog, &[]);
+        let line = assert_one_error_line(&run, code, &format!("{args:?}"));
+        assert!(line.starts_with(start), "{args:?}: {line}");
+        assert!(run.stdout.is_empty(), "the program never ran: {args:?}");
+    }
+}
+
+#[test]
+fn begin_and_end_frame_the_trace() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "BEGIN { let every = 5; print(\"tracing\") }",
+            "-x",
+            "work { if arg(0) % every == 0 { print(`work ${arg(0)} on ${tid == pid}`) } }",
+            "-x",
+            "END { print(\"done\") }",
+        ],
+        &prog,
+        &["12", "0"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("rtrace: attached to pid"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "tracing",
+            "work 0 on true",
+            "work 5 on true",
+            "work 10 on true",
+            "+++ exited with 0 +++",
+            "done"
+        ],
+        "{}",
+        run.stderr
+    );
+}
