@@ -244,6 +244,28 @@ pub enum Event {
         /// The process.
         pid: Pid,
     },
+    /// A call entered through a function probe whose return cannot be
+    /// watched (its return address slot already holds the trampoline, but no
+    /// call in flight owns it, or there is no scratch page): its return will
+    /// not be reported, and it counts as missed (kretprobe's `nmissed`).
+    Missed {
+        /// The process.
+        pid: Pid,
+        /// The thread.
+        tid: Tid,
+        /// The probe spec.
+        probe: String,
+        /// The function.
+        symbol: String,
+    },
+    /// Something about a probe the user should know (once per probe and
+    /// address space): `rtrace: warning: probe P: MESSAGE`.
+    Warning {
+        /// The probe spec.
+        probe: String,
+        /// What to know.
+        message: String,
+    },
     /// A probe never armed (its module never loaded).
     NeverArmed {
         /// The probe spec.

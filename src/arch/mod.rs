@@ -9,7 +9,8 @@ mod x86_64;
 
 pub use x86_64::exec::{emulate, xol_cancel, xol_finish, xol_prepare, Stack, XolEnd};
 pub use x86_64::insn::{
-    analyze, is_insn_boundary, Emulation, Fixup, Gpr, InsnPlan, RipRel, StepMode, Strategy, Xol,
+    analyze, go_stack_check_len, is_insn_boundary, Emulation, Fixup, Gpr, InsnPlan, RipRel,
+    StepMode, Strategy, Xol,
 };
 pub use x86_64::regs::Regs;
 pub use x86_64::{

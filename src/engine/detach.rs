@@ -12,7 +12,7 @@
 //! 3. Release: PTRACE_DETACH each thread, delivering its pending signal.
 
 use crate::addr::{RuntimeAddr, Tid};
-use crate::arch::BREAKPOINT_LEN;
+use crate::arch::{BREAKPOINT_LEN, WORD};
 use crate::error::Result;
 use crate::handler::Event;
 use crate::sys::{ptrace, signal, wait};
@@ -162,23 +162,39 @@ impl Tracer {
                 let task = self.tasks.get_mut(&tid).expect("listed above");
                 // A thread stopped on the trampoline, about to execute it: it has
                 // returned already; send it where it was going.
+                let pid = space.pid;
+                let maps = &mut space.maps;
+                let mut same_stack = |a, b| maps.same_mapping(pid, a, b);
                 if let Ok(mut regs) = ptrace::getregs(tid) {
+                    let sp = RuntimeAddr(regs.sp());
                     if regs.ip() == tramp.get() {
-                        let (_, found) = task.returns.pop_returning(RuntimeAddr(regs.sp()));
-                        if let Some(inst) = found.first() {
-                            regs.set_ip(inst.orig_ret.get());
+                        let (_, found) = task.returns.pop_returning(sp, &mut same_stack);
+                        let orig = found
+                            .first()
+                            .map(|i| i.orig_ret)
+                            .or_else(|| task.returns.recover(sp.offset(-(WORD as i64))));
+                        if let Some(orig) = orig {
+                            regs.set_ip(orig.get());
                             keep(ptrace::setregs(tid, &regs));
                         }
+                    } else {
+                        // Calls below the stack pointer were left by longjmp:
+                        // their slots are free stack now (maybe a leaf
+                        // function's red zone), not to be written.
+                        task.returns.drop_abandoned(sp, false, &mut same_stack);
                     }
                 }
-                for inst in task.returns.take_all() {
+                // Innermost first, each slot once: a slot an abandoned call
+                // shares with a live one is the live one's.
+                for (slot, orig) in task.returns.restorations() {
                     keep((|| {
-                        if space.mem.read_u64(inst.slot)? == tramp.get() {
-                            space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
+                        if space.mem.read_u64(slot)? == tramp.get() {
+                            space.mem.write_u64(slot, orig.get())?;
                         }
                         Ok(())
                     })());
                 }
+                task.returns.take_all();
             }
         }
         keep(space.disarm_all());

@@ -160,9 +160,24 @@ impl Tracer {
             }
         }
         if unwind {
-            // An unwinder is about to walk this thread's stack: it must see
-            // only real return addresses.
+            // An unwinder is about to walk this thread's stack (or a catch
+            // handler has just been landed in): it must see only real return
+            // addresses. The call it is making overwrites the slot at `sp`:
+            // whatever was in flight there or below was unwound.
+            self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), true)?;
             self.watch_at_return_sites(tid)?;
+        } else if self.tasks[&tid]
+            .returns
+            .may_have_dead(RuntimeAddr(regs.sp()))
+            && self.spaces[&key]
+                .sites
+                .get(addr)
+                .is_some_and(|s| s.probes.iter().any(|p| p.kind != ProbeKind::Instruction))
+        {
+            // A function entry: `sp` holds the return address this call just
+            // pushed, so calls in flight below it, or in its slot but no longer
+            // returning through the trampoline, were left without returning.
+            self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), false)?;
         }
         let task = &self.tasks[&tid];
         let (key, pid, silent) = (task.space, task.pid, task.silent);
@@ -208,10 +223,7 @@ impl Tracer {
         let wants_return = probes
             .iter()
             .any(|p| p.kind == ProbeKind::Function { returns: true });
-        let return_site_only = self.spaces[&key]
-            .sites
-            .get(addr)
-            .is_some_and(|s| s.return_site_only);
+        let return_site_only = self.spaces[&key].unknown_unwinder;
         let hijacked = match self.hijack_return(tid, &regs, wants_return, return_site_only) {
             Ok(h) => h,
             Err(e) => {
@@ -220,11 +232,13 @@ impl Tracer {
                 return Err(e);
             }
         };
+        let missed = wants_return && hijacked.is_none();
         let hit = PendingHit {
             probes,
             datas,
             time,
             hijacked,
+            missed,
             rtld,
             failed,
         };
@@ -281,8 +295,9 @@ impl Tracer {
     /// `wanted` and the space has one. When the slot holds the trampoline already
     /// (a tail call from a function whose return is watched), the new call is
     /// chained to that one and nothing is written.
-    /// In code where return addresses must stay as they are (`return_site_only`),
-    /// the return is watched at the return site instead, from the start.
+    /// When return addresses must stay as they are (`return_site_only`: the
+    /// program has an unwinder rtrace cannot hook), the return is watched at
+    /// the return site instead, from the start.
     fn hijack_return(
         &self,
         tid: Tid,
@@ -337,6 +352,32 @@ impl Tracer {
         }
     }
 
+    /// Drops the calls in flight of `tid` that a call made with stack pointer
+    /// `sp` proves dead (the kernel's `cleanup_return_instances` at hijack
+    /// time): those below `sp` on the same stack, those at `sp` itself when
+    /// `inclusive` (the caller knows the slot is being reused), and a
+    /// trampoline-watched one at `sp` whose slot no longer holds the
+    /// trampoline (a call instruction wrote a real return address over it).
+    /// Called with `tid` stopped at a function's first instruction.
+    fn forget_dead_calls(&mut self, tid: Tid, sp: RuntimeAddr, inclusive: bool) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("a known task");
+        let Some(space) = self.spaces.get_mut(&task.space) else {
+            return Ok(());
+        };
+        let pid = space.pid;
+        let maps = &mut space.maps;
+        let mut gone = task
+            .returns
+            .drop_abandoned(sp, inclusive, &mut |a, b| maps.same_mapping(pid, a, b));
+        if !inclusive && task.returns.in_slot(sp).is_some() {
+            let tramp = space.trampoline().map(RuntimeAddr::get);
+            if Some(space.mem.read_u64(sp)?) != tramp {
+                gone.extend(task.returns.drop_overwritten(sp));
+            }
+        }
+        self.release_instances(tid, &gone)
+    }
+
     /// A thread is entering an unwinder (`_Unwind_RaiseException`,
     /// `_Unwind_Backtrace`…): every call of it in flight gets its real return
     /// address back on the stack and is watched at its return site from now on,
@@ -375,16 +416,23 @@ impl Tracer {
         time: std::time::Duration,
     ) -> Result<()> {
         let task = self.tasks.get_mut(&tid).expect("a known task");
+        let Some(space) = self.spaces.get_mut(&task.space) else {
+            return Ok(());
+        };
+        let pid = space.pid;
+        let maps = &mut space.maps;
+        let mut same_stack = |a, b| maps.same_mapping(pid, a, b);
         let sp = RuntimeAddr(regs.sp());
         // Below the slot a return here would have come through, frames are gone
         // (unwound by the exception): dropped, unreported.
         let slot = sp.offset(-(WORD as i64));
-        let abandoned = task.returns.drop_abandoned(slot);
-        let returning_here = task.returns.iter().last().is_some_and(|top| {
-            top.slot == slot && top.watch == Watch::ReturnSite && top.orig_ret == addr
-        });
+        let abandoned = task.returns.drop_abandoned(slot, false, &mut same_stack);
+        let returning_here = task
+            .returns
+            .in_slot(slot)
+            .is_some_and(|i| i.watch == Watch::ReturnSite && i.orig_ret == addr);
         let returning = if returning_here {
-            task.returns.pop_returning(sp).1
+            task.returns.pop_returning(sp, &mut same_stack).1
         } else {
             Vec::new()
         };
@@ -465,9 +513,26 @@ impl Tracer {
             mut datas,
             time,
             hijacked,
+            missed,
             rtld,
             mut failed,
         } = hit;
+        if missed {
+            for site in probes
+                .iter()
+                .filter(|p| p.kind == ProbeKind::Function { returns: true })
+            {
+                let event = crate::handler::Event::Missed {
+                    pid,
+                    tid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                };
+                if let Err(e) = self.emit(event) {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
         if let Some(space) = self.spaces.get(&key) {
             let mut dirty = false;
             run_handlers(
@@ -742,14 +807,26 @@ impl Tracer {
     pub(super) fn on_trampoline(&mut self, tid: Tid, mut regs: Regs) -> Result<()> {
         let time = self.start.elapsed();
         let task = self.tasks.get_mut(&tid).expect("trap of a known task");
-        let (abandoned, returning) = task.returns.pop_returning(RuntimeAddr(regs.sp()));
-        let Some(innermost) = returning.first() else {
-            return Err(Error::LostReturn {
-                tid,
-                sp: RuntimeAddr(regs.sp()),
-            });
+        let sp = RuntimeAddr(regs.sp());
+        let (abandoned, returning) = match self.spaces.get_mut(&task.space) {
+            Some(space) => {
+                let pid = space.pid;
+                let maps = &mut space.maps;
+                task.returns
+                    .pop_returning(sp, &mut |a, b| maps.same_mapping(pid, a, b))
+            }
+            None => (Vec::new(), Vec::new()),
         };
-        regs.set_ip(innermost.orig_ret.get());
+        let orig = match returning.first() {
+            Some(innermost) => innermost.orig_ret,
+            // A call judged abandoned, that was not: it goes where it was
+            // going, unreported, rather than nowhere.
+            None => match task.returns.recover(sp.offset(-(WORD as i64))) {
+                Some(orig) => orig,
+                None => return Err(Error::LostReturn { tid, sp }),
+            },
+        };
+        regs.set_ip(orig.get());
         self.release_instances(tid, &abandoned)?;
         let failed = self.report_returns(tid, &mut regs, returning, time);
         ptrace::setregs(tid, &regs)?;

@@ -8,7 +8,7 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
 use crate::probe::Owner;
-use crate::symbols::resolve::{never_returns, not_found};
+use crate::symbols::resolve::{never_returns, not_found, returns_twice};
 use crate::symbols::{ifunc, reserved, resolve, Location, Resolution};
 use crate::sys::wait::{self, Stop};
 use crate::sys::{ptrace, signal};
@@ -92,16 +92,30 @@ impl Tracer {
             return;
         };
         let mut addrs = Vec::new();
+        let mut unwinder = false;
         for m in space.modules.modules() {
             for name in crate::symbols::resolve::UNWINDERS {
                 if let Some(sym) = m.elf.function_named(name) {
                     addrs.push(m.to_runtime(sym.addr));
+                    unwinder = true;
                 }
+            }
+            // Where a catch handler starts: the frames the exception unwound
+            // end there, even when the handler's code goes on through the
+            // return site of the call that threw.
+            if let Some(sym) = m.elf.function_named(crate::symbols::resolve::CATCH_HOOK) {
+                addrs.push(m.to_runtime(sym.addr));
             }
         }
         for addr in addrs {
             let _ = space.arm(addr, Owner::Unwind, crate::arch::StepMode::Auto);
         }
+        let exe_has_eh = space
+            .modules
+            .modules()
+            .first()
+            .is_some_and(|m| m.elf.has_exception_tables());
+        space.unknown_unwinder = exe_has_eh && !unwinder;
     }
 
     /// Resolves probe `id` in space `key` and arms it, unless it is armed already.
@@ -172,11 +186,30 @@ impl Tracer {
                     entry_only: true,
                     ..self.opts
                 };
-                for loc in locations {
+                let mut go_code = false;
+                for mut loc in locations {
+                    // Go: see `arch::go_stack_check_len`; and no return address
+                    // of a goroutine can be watched, its stack moves.
+                    let go = loc.function_entry
+                        && space
+                            .modules
+                            .module_at(loc.addr)
+                            .is_some_and(|m| m.elf.is_go());
+                    if go {
+                        go_code = true;
+                        // lea (8 bytes) + cmp (4) + jbe rel32 (6).
+                        let code = space.mem.read_vec(loc.addr, 18).unwrap_or_default();
+                        let skip = crate::arch::go_stack_check_len(&code).unwrap_or(0);
+                        loc.addr = loc.addr.offset(skip as i64);
+                        loc.offset += skip as u64;
+                    }
                     let site = Rc::new(Site {
                         probe: probe.spec.as_str().to_string(),
                         id,
-                        kind: if never_returns(&loc.linkage_name) {
+                        kind: if go
+                            || never_returns(&loc.linkage_name)
+                            || returns_twice(&loc.linkage_name)
+                        {
                             kind_for(loc.function_entry, &entry_only)
                         } else {
                             kind_for(loc.function_entry, &self.opts)
@@ -199,6 +232,14 @@ impl Tracer {
                         }
                         Err(e) => return Err(e),
                     }
+                }
+                if go_code && !self.opts.entry_only {
+                    self.warnings.push(Event::Warning {
+                        probe: probe.spec.as_str().to_string(),
+                        message: "Go code: entries only (a goroutine's stack moves and it \
+                                  changes threads, so its returns cannot be watched)"
+                            .into(),
+                    });
                 }
                 if !skipped.is_empty() {
                     self.warnings.push(Event::Skipped {
@@ -358,11 +399,7 @@ impl Tracer {
                 let space = &self.spaces[&pspace];
                 task.scrub = Some(Scrub {
                     sites: space.site_bytes(),
-                    returns: self.tasks[&parent]
-                        .returns
-                        .iter()
-                        .map(|i| (i.slot, i.orig_ret))
-                        .collect(),
+                    returns: self.tasks[&parent].returns.restorations(),
                     trampoline: space.trampoline(),
                     scratch: space.scratch,
                     step: None,
@@ -398,6 +435,8 @@ impl Tracer {
             rtld: src.rtld,
             ready: src.ready,
             placed: src.placed.clone(),
+            maps: src.maps.clone(),
+            unknown_unwinder: src.unknown_unwinder,
         };
         self.spaces.insert(child, space);
         Ok(())

@@ -48,6 +48,42 @@ pub(crate) enum Placement {
     Pending,
 }
 
+/// The address ranges of a process's mappings, read from `/proc/PID/maps`
+/// only when a question needs them (a call abandoned by `longjmp`, a
+/// coroutine switch: never on the ordinary return path), and again when the
+/// answer may have changed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MapCache(Vec<(u64, u64)>);
+
+impl MapCache {
+    /// True when `a` and `b` lie in one mapping of process `pid` (the same
+    /// stack), or when `a` is not mapped at all (nothing lives there).
+    pub fn same_mapping(&mut self, pid: Pid, a: RuntimeAddr, b: RuntimeAddr) -> bool {
+        let find = |ranges: &[(u64, u64)], x: u64| {
+            ranges
+                .iter()
+                .copied()
+                .find(|&(start, end)| (start..end).contains(&x))
+        };
+        if let Some((start, end)) = find(&self.0, a.get()) {
+            if (start..end).contains(&b.get()) {
+                return true;
+            }
+        }
+        // Not known, or known to differ: stacks grow, so ask again.
+        match symbols::maps::read(pid) {
+            Ok(maps) => {
+                self.0 = maps.iter().map(|m| (m.start.get(), m.end.get())).collect();
+                match find(&self.0, a.get()) {
+                    Some((start, end)) => (start..end).contains(&b.get()),
+                    None => true,
+                }
+            }
+            Err(_) => true,
+        }
+    }
+}
+
 /// One address space.
 #[derive(Debug)]
 pub(crate) struct Space {
@@ -72,6 +108,13 @@ pub(crate) struct Space {
     /// name not found from then on is an error, not something to wait for.
     pub ready: bool,
     pub placed: HashMap<ProbeId, Placement>,
+    /// Mapping ranges, to tell stacks apart.
+    pub maps: MapCache,
+    /// True while the program has C++ exception tables but no unwinder entry
+    /// could be found to hook (a stripped program with the unwinder linked
+    /// in): every return is then watched at its return site, so an exception
+    /// never meets the trampoline.
+    pub unknown_unwinder: bool,
 }
 
 impl Space {
@@ -95,6 +138,8 @@ impl Space {
             rtld: None,
             ready: false,
             placed: HashMap::new(),
+            maps: MapCache::default(),
+            unknown_unwinder: false,
         })
     }
 
@@ -145,7 +190,6 @@ impl Space {
         }
         let mut site = ProbeSite::new(addr, code[..BREAKPOINT.len()].to_vec(), plan);
         site.slot = slot;
-        site.return_site_only = self.modules.module_at(addr).is_some_and(|m| m.elf.is_go());
         site.own(owner);
         self.mem.write(addr, &BREAKPOINT)?;
         self.sites.insert(addr, site);

@@ -102,6 +102,9 @@ pub(crate) struct PendingHit {
     pub time: Duration,
     /// The return watched for this call, when it has a return probe.
     pub hijacked: Option<Hijack>,
+    /// The call has a return probe but its return could not be watched
+    /// (counted as missed once the hit is complete).
+    pub missed: bool,
     /// The site is the dynamic linker's hook.
     pub rtld: bool,
     /// A pre handler's error, returned once the hit is complete.

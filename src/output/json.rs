@@ -182,6 +182,22 @@ impl Emitter for JsonEmitter {
                 .field("signal", crate::handler::signal_name(*signal))
                 .write(out),
             Event::Detached { pid } => Obj::new("detach", time, Some(*pid)).write(out),
+            Event::Missed {
+                pid, probe, symbol, ..
+            } => Obj::new("warning", time, Some(*pid))
+                .field(
+                    "message",
+                    format!(
+                        "probe {probe}: the return of a call of {symbol} could not be watched; \
+                         such calls are counted as missed in the summary"
+                    ),
+                )
+                .field("probe", probe.as_str())
+                .write(out),
+            Event::Warning { probe, message } => Obj::new("warning", time, self.root)
+                .field("message", format!("probe {probe}: {message}"))
+                .field("probe", probe.as_str())
+                .write(out),
             Event::NeverArmed { probe } => Obj::new("warning", time, self.root)
                 .field(
                     "message",
@@ -263,6 +279,7 @@ impl Emitter for JsonEmitter {
                 .field("total_ns", nanos(r.total))
                 .field("min_ns", nanos(r.min))
                 .field("max_ns", nanos(r.max))
+                .field("avg_ns", nanos(r.average()))
                 .field("missed", r.missed)
                 .write(out)?;
         }

@@ -222,6 +222,8 @@ pub struct Printer {
     flush_interval: Option<std::time::Duration>,
     /// The latest event time seen.
     last: Duration,
+    /// Probes already warned about a missed return.
+    missed_warned: std::collections::HashSet<String>,
 }
 
 impl Printer {
@@ -252,6 +254,7 @@ impl Printer {
             next_call: 0,
             injected: None,
             last: Duration::ZERO,
+            missed_warned: std::collections::HashSet::new(),
         }
     }
 
@@ -334,6 +337,15 @@ impl Handler for Printer {
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
         self.last = self.last.max(time);
+        if let Event::Missed { probe, symbol, .. } = event {
+            if let Some(stats) = &mut self.stats {
+                stats.missed(probe, symbol);
+            }
+            // Said once per probe; the summary has the count.
+            if !self.missed_warned.insert(probe.clone()) {
+                return Ok(());
+            }
+        }
         self.emitter.event(&mut self.out, event, time)
     }
 

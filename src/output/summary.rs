@@ -31,10 +31,11 @@ pub(crate) struct Row {
     pub(crate) total: Duration,
     pub(crate) min: Duration,
     pub(crate) max: Duration,
-    /// Hits seen but not reported (kretprobe's `nmissed`). The ptrace engine
-    /// has no depth limit (every call in flight is kept, where the kernel stops
-    /// at 64), so it drops nothing and this stays 0; calls unwound by longjmp or
-    /// an exception did not return, and are not missed returns.
+    /// Calls whose return could not be watched (kretprobe's `nmissed`,
+    /// [`Event::Missed`](crate::handler::Event::Missed)). The ptrace engine has
+    /// no depth limit (every call in flight is kept, where the kernel stops at
+    /// 64); calls unwound by longjmp or an exception did not return, and are
+    /// not missed returns.
     pub(crate) missed: u64,
 }
 
@@ -46,7 +47,7 @@ impl Row {
         self.calls += 1;
     }
 
-    fn average(&self) -> Duration {
+    pub(crate) fn average(&self) -> Duration {
         match u32::try_from(self.calls) {
             Ok(0) => Duration::ZERO,
             Ok(n) => self.total / n,
@@ -85,6 +86,24 @@ impl Stats {
                 self.row(site, Counted::Hits).add(Duration::ZERO)
             }
         }
+    }
+
+    /// A call of `symbol` through `probe` whose return could not be watched.
+    pub(crate) fn missed(&mut self, probe: &str, symbol: &str) {
+        let row = self
+            .rows
+            .entry((probe.to_string(), symbol.to_string()))
+            .or_insert_with(|| Row {
+                probe: probe.to_string(),
+                symbol: symbol.to_string(),
+                counted: Counted::Calls,
+                calls: 0,
+                total: Duration::ZERO,
+                min: Duration::ZERO,
+                max: Duration::ZERO,
+                missed: 0,
+            });
+        row.missed += 1;
     }
 
     /// A probed function returned after `d`.

@@ -464,7 +464,7 @@ fn json_events_have_exactly_the_spec_fields() {
         (
             "summary",
             vec![
-                "probe", "symbol", "calls", "total_ns", "min_ns", "max_ns", "missed",
+                "probe", "symbol", "calls", "total_ns", "min_ns", "max_ns", "avg_ns", "missed",
             ],
         ),
     ];
@@ -553,6 +553,7 @@ fn json_events_have_exactly_the_spec_fields() {
     assert_eq!(work["total_ns"], 60_000);
     assert_eq!(work["min_ns"], 10_000);
     assert_eq!(work["max_ns"], 30_000);
+    assert_eq!(work["avg_ns"], 20_000);
     assert_eq!(work["missed"], 0);
     let hits = summaries.iter().find(|s| s["probe"] == "work+0x8").unwrap();
     assert_eq!(hits["calls"], 3);
@@ -561,6 +562,59 @@ fn json_events_have_exactly_the_spec_fields() {
     assert!(events[events.len() - 3..]
         .iter()
         .all(|e| e["event"] == "summary"));
+}
+
+#[test]
+fn missed_returns_are_counted_and_said_once_per_probe() {
+    for format in [Format::Text, Format::Json] {
+        let (mut p, out, diag) = printer(format, false, true);
+        let t = Tracee::new();
+        let work = function("work");
+        let data = t.enter(&mut p, &work, 7, 100, ARGS).unwrap();
+        t.leave(&mut p, &work, 7, 100, 110, 83, data).unwrap();
+        for _ in 0..3 {
+            t.enter(&mut p, &work, 7, 200, ARGS).unwrap();
+            ev(
+                &mut p,
+                Event::Missed {
+                    pid: Pid::from_raw(PID),
+                    tid: Pid::from_raw(7),
+                    probe: "work".into(),
+                    symbol: "work".into(),
+                },
+            );
+        }
+        p.on_finish().unwrap();
+        match format {
+            Format::Text => {
+                assert_eq!(
+                    diag.text(),
+                    "rtrace: warning: probe work: the return of a call of work could not be \
+                     watched; such calls are counted as missed in the summary (-c)\n"
+                );
+                let row = out
+                    .text()
+                    .lines()
+                    .find(|l| l.contains(" work [work]"))
+                    .unwrap()
+                    .to_string();
+                let fields: Vec<&str> = row.split_whitespace().collect();
+                assert_eq!(
+                    (fields[0], fields[5]),
+                    ("1", "3"),
+                    "calls and missed: {row}"
+                );
+            }
+            Format::Json => {
+                let events = json_lines(&out);
+                let warnings = events.iter().filter(|e| e["event"] == "warning").count();
+                assert_eq!(warnings, 1);
+                let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+                assert_eq!(summary["calls"], 1);
+                assert_eq!(summary["missed"], 3);
+            }
+        }
+    }
 }
 
 #[test]

@@ -209,6 +209,13 @@ impl Emitter for TextEmitter {
                 out.diag(&s)
             }
             Event::Detached { pid } => out.diag(&format!("rtrace: detached from pid {pid}")),
+            Event::Missed { probe, symbol, .. } => out.diag(&format!(
+                "rtrace: warning: probe {probe}: the return of a call of {symbol} could not be \
+                 watched; such calls are counted as missed in the summary (-c)"
+            )),
+            Event::Warning { probe, message } => {
+                out.diag(&format!("rtrace: warning: probe {probe}: {message}"))
+            }
             Event::NeverArmed { probe } => out.diag(&format!(
                 "rtrace: warning: probe {probe} never armed (its module was never loaded)"
             )),

@@ -66,10 +66,16 @@ impl std::fmt::Debug for ReturnInstance {
     }
 }
 
+/// How many dropped instances a thread remembers (see [`ReturnStack::recover`]).
+const REMEMBERED: usize = 256;
+
 /// The return instances of one thread, innermost last.
 #[derive(Debug, Default)]
 pub struct ReturnStack {
     instances: Vec<ReturnInstance>,
+    /// (slot, original return address) of the instances dropped lately, the
+    /// latest last.
+    dropped: std::collections::VecDeque<(RuntimeAddr, RuntimeAddr)>,
 }
 
 impl ReturnStack {
@@ -97,6 +103,7 @@ impl ReturnStack {
     /// slots, the same return addresses; what handlers kept stays with the parent.
     pub fn clone_without_data(&self) -> ReturnStack {
         ReturnStack {
+            dropped: self.dropped.clone(),
             instances: self
                 .instances
                 .iter()
@@ -117,22 +124,84 @@ impl ReturnStack {
         self.instances.iter_mut()
     }
 
+    /// True when a call made with stack pointer `sp` may prove an instance
+    /// dead: the innermost one's slot is at or below it. (In the common case,
+    /// a call deeper than every call in flight, this is one comparison.)
+    pub fn may_have_dead(&self, sp: RuntimeAddr) -> bool {
+        self.instances.last().is_some_and(|i| i.slot <= sp)
+    }
+
+    fn remember(&mut self, dropped: &[ReturnInstance]) {
+        for i in dropped {
+            if self.dropped.len() == REMEMBERED {
+                self.dropped.pop_front();
+            }
+            self.dropped.push_back((i.slot, i.orig_ret));
+        }
+    }
+
+    /// The original return address of the latest instance dropped from slot
+    /// `slot`: the safety net for a thread that comes back through the
+    /// trampoline when rtrace judged its call abandoned (a stack rtrace could
+    /// not tell apart). Its return goes unreported, but it goes to the right
+    /// place.
+    pub fn recover(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
+        self.dropped
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, orig)| *orig)
+    }
+
     /// The innermost instance whose slot is `slot`, if any.
     pub fn in_slot(&self, slot: RuntimeAddr) -> Option<&ReturnInstance> {
         self.instances.iter().rev().find(|i| i.slot == slot)
     }
 
-    /// Drops the instances whose frames are gone for a thread whose stack
-    /// pointer is `sp` (their slots are below it), and returns them.
-    pub fn drop_abandoned(&mut self, sp: RuntimeAddr) -> Vec<ReturnInstance> {
+    /// Drops the instances whose frames are gone: those whose slot is below
+    /// `below` (or at it, when `inclusive`) on the same stack, as
+    /// `same_stack(slot, below)` tells. A slot on another stack (a coroutine's
+    /// after `swapcontext`, a signal handler's alternate stack) says nothing
+    /// about this stack pointer, and its instance is kept. Returns the dropped
+    /// instances, innermost first.
+    pub fn drop_abandoned(
+        &mut self,
+        below: RuntimeAddr,
+        inclusive: bool,
+        same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
+    ) -> Vec<ReturnInstance> {
         let mut dropped = Vec::new();
-        while let Some(top) = self.instances.last() {
-            if top.slot < sp {
-                dropped.extend(self.instances.pop());
-            } else {
+        let mut k = self.instances.len();
+        // Innermost first; the first call in flight above `below` ends the
+        // search (what is under it is older, and alive if it is).
+        while k > 0 {
+            k -= 1;
+            let slot = self.instances[k].slot;
+            if slot > below || (!inclusive && slot == below) {
                 break;
             }
+            if same_stack(slot, below) {
+                dropped.push(self.instances.remove(k));
+            }
         }
+        self.remember(&dropped);
+        dropped
+    }
+
+    /// Drops the instance of slot `slot` that a new call has just overwritten
+    /// (its return address is no longer the trampoline), with those chained to
+    /// it; returns them, innermost first.
+    pub fn drop_overwritten(&mut self, slot: RuntimeAddr) -> Vec<ReturnInstance> {
+        let mut dropped = Vec::new();
+        let mut k = self.instances.len();
+        while k > 0 {
+            k -= 1;
+            let i = &self.instances[k];
+            if i.slot == slot && i.watch == Watch::Trampoline {
+                dropped.push(self.instances.remove(k));
+            }
+        }
+        self.remember(&dropped);
         dropped
     }
 
@@ -141,23 +210,44 @@ impl ReturnStack {
         std::mem::take(&mut self.instances)
     }
 
+    /// The slots to give their return addresses back, innermost first and each
+    /// slot once: an instance left behind by a `longjmp` may share its slot
+    /// with a live call made since, and only the innermost is the slot's.
+    pub fn restorations(&self) -> Vec<(RuntimeAddr, RuntimeAddr)> {
+        let mut out: Vec<(RuntimeAddr, RuntimeAddr)> = Vec::new();
+        for i in self.instances.iter().rev() {
+            if !out.iter().any(|(slot, _)| *slot == i.slot) {
+                out.push((i.slot, i.orig_ret));
+            }
+        }
+        out
+    }
+
     /// A thread returned with stack pointer `sp` (at the trampoline, or at a return
     /// site): it returned through the slot at `sp - WORD`. Returns the abandoned
-    /// instances (slots below that one) and the returning ones, innermost first:
-    /// one, or several when tail calls chained them on the same slot.
-    pub fn pop_returning(&mut self, sp: RuntimeAddr) -> (Vec<ReturnInstance>, Vec<ReturnInstance>) {
+    /// instances (below that slot on the same stack) and the returning ones,
+    /// innermost first: one, or several when tail calls chained them on the
+    /// same slot. The returning instance need not be the innermost: calls on
+    /// another stack (a coroutine switched away from) stay in flight above it.
+    pub fn pop_returning(
+        &mut self,
+        sp: RuntimeAddr,
+        same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
+    ) -> (Vec<ReturnInstance>, Vec<ReturnInstance>) {
         let slot = sp.offset(-(WORD as i64));
-        let dropped = self.drop_abandoned(slot);
+        let dropped = self.drop_abandoned(slot, false, same_stack);
         let mut returning = Vec::new();
-        while let Some(top) = self.instances.last() {
-            if top.slot != slot {
+        let Some(mut k) = self.instances.iter().rposition(|i| i.slot == slot) else {
+            return (dropped, returning);
+        };
+        loop {
+            let inst = self.instances.remove(k);
+            let chained = inst.chained;
+            returning.push(inst);
+            if !chained || k == 0 || self.instances[k - 1].slot != slot {
                 break;
             }
-            let chained = top.chained;
-            returning.extend(self.instances.pop());
-            if !chained {
-                break;
-            }
+            k -= 1;
         }
         (dropped, returning)
     }
@@ -188,14 +278,14 @@ mod tests {
         leaf.chained = true;
         leaf.entered = Duration::from_nanos(1);
         s.push(leaf);
-        let (dropped, returning) = s.pop_returning(RuntimeAddr(0x7fd8));
+        let (dropped, returning) = s.pop_returning(RuntimeAddr(0x7fd8), &mut one_stack);
         assert!(dropped.is_empty());
         assert_eq!(returning.len(), 2);
         assert!(returning[0].chained && !returning[1].chained, "leaf first");
         assert_eq!(s.len(), 1);
         // A second call through the same slot later is not part of the chain.
         s.push(inst(0x7fd0, 0x401100));
-        let (_, returning) = s.pop_returning(RuntimeAddr(0x7fd8));
+        let (_, returning) = s.pop_returning(RuntimeAddr(0x7fd8), &mut one_stack);
         assert_eq!(returning.len(), 1);
         assert_eq!(s.len(), 1);
     }
@@ -206,10 +296,10 @@ mod tests {
         s.push(inst(0x7ff0, 0x401000));
         s.push(inst(0x7fd0, 0x401100));
         s.push(inst(0x7fb0, 0x401100));
-        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7fb8));
+        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7fb8), &mut one_stack);
         assert!(dropped.is_empty());
         assert_eq!(found[0].slot, RuntimeAddr(0x7fb0));
-        let (_, found) = s.pop_returning(RuntimeAddr(0x7fd8));
+        let (_, found) = s.pop_returning(RuntimeAddr(0x7fd8), &mut one_stack);
         assert_eq!(found[0].orig_ret, RuntimeAddr(0x401100));
         assert_eq!(s.len(), 1);
     }
@@ -221,7 +311,7 @@ mod tests {
         s.push(inst(0x7ff0, 0x401000));
         s.push(inst(0x7fd0, 0x401100));
         s.push(inst(0x7fb0, 0x401200));
-        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7ff8));
+        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7ff8), &mut one_stack);
         let slots: Vec<_> = dropped.iter().map(|i| i.slot.get()).collect();
         assert_eq!(slots, vec![0x7fb0, 0x7fd0]);
         assert_eq!(found.len(), 1);
@@ -229,11 +319,79 @@ mod tests {
         assert!(s.is_empty());
     }
 
+    fn one_stack(_: RuntimeAddr, _: RuntimeAddr) -> bool {
+        true
+    }
+
+    /// Two stacks: the main one at 0x7f.., a coroutine's at 0x55...
+    fn two_stacks(a: RuntimeAddr, b: RuntimeAddr) -> bool {
+        (a.get() >> 40) == (b.get() >> 40)
+    }
+
+    #[test]
+    fn a_call_on_another_stack_stays_in_flight() {
+        // main: resume_co (slot 0x7f..f0) switches to the coroutine, which
+        // calls yield (slot 0x55..f0) and switches back; resume_co returns.
+        let mut s = ReturnStack::default();
+        s.push(inst(0x7f00_0000_fff0, 0x401000));
+        s.push(inst(0x5500_0000_fff0, 0x402000));
+        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7f00_0000_fff8), &mut two_stacks);
+        assert!(dropped.is_empty(), "the coroutine's call is alive");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].orig_ret, RuntimeAddr(0x401000));
+        // Back on the coroutine, yield returns.
+        let (dropped, found) = s.pop_returning(RuntimeAddr(0x5500_0000_fff8), &mut two_stacks);
+        assert!(dropped.is_empty());
+        assert_eq!(found[0].orig_ret, RuntimeAddr(0x402000));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn entries_drop_what_they_prove_dead() {
+        let mut s = ReturnStack::default();
+        s.push(inst(0x7ff0, 0x401000));
+        s.push(inst(0x7fd0, 0x401100));
+        s.push(inst(0x7fb0, 0x401200));
+        // A catch handler's call at sp 0x7fd0: the slot there is overwritten.
+        let dropped = s.drop_abandoned(RuntimeAddr(0x7fd0), true, &mut one_stack);
+        let slots: Vec<_> = dropped.iter().map(|i| i.slot.get()).collect();
+        assert_eq!(slots, vec![0x7fb0, 0x7fd0], "innermost first");
+        assert_eq!(s.len(), 1);
+        // Not inclusive: the slot at the stack pointer stays.
+        s.push(inst(0x7fd0, 0x401100));
+        assert!(s
+            .drop_abandoned(RuntimeAddr(0x7fd0), false, &mut one_stack)
+            .is_empty());
+        // A new call wrote its own return address over a trampoline slot.
+        let mut chained = inst(0x7fd0, 0x401100);
+        chained.chained = true;
+        s.push(chained);
+        assert_eq!(s.drop_overwritten(RuntimeAddr(0x7fd0)).len(), 2);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn restorations_are_innermost_first_one_per_slot() {
+        // A call abandoned by longjmp left its instance at 0x7fd0; a live call
+        // made since from elsewhere uses the same slot.
+        let mut s = ReturnStack::default();
+        s.push(inst(0x7ff0, 0x401000));
+        s.push(inst(0x7fd0, 0x401100));
+        s.push(inst(0x7fd0, 0x401900));
+        assert_eq!(
+            s.restorations(),
+            vec![
+                (RuntimeAddr(0x7fd0), RuntimeAddr(0x401900)),
+                (RuntimeAddr(0x7ff0), RuntimeAddr(0x401000))
+            ]
+        );
+    }
+
     #[test]
     fn unknown_slot_finds_nothing() {
         let mut s = ReturnStack::default();
         s.push(inst(0x7ff0, 0x401000));
-        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7fe0));
+        let (dropped, found) = s.pop_returning(RuntimeAddr(0x7fe0), &mut one_stack);
         assert!(dropped.is_empty() && found.is_empty());
         assert_eq!(s.len(), 1);
     }

@@ -27,9 +27,6 @@ pub struct ProbeSite {
     pub unwind: bool,
     /// Calls in flight watched at this return site.
     pub ret_refs: u32,
-    /// In code whose return addresses must never be rewritten (Go): a function
-    /// probe here watches its return at the return site from the start.
-    pub return_site_only: bool,
 }
 
 /// Who needs a breakpoint.
@@ -57,7 +54,6 @@ impl ProbeSite {
             rtld: false,
             unwind: false,
             ret_refs: 0,
-            return_site_only: false,
         }
     }
 

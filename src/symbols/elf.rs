@@ -390,6 +390,12 @@ impl ElfFile {
         self.sections.iter().any(|s| s.name == ".go.buildinfo")
     }
 
+    /// True when the file has C++ exception tables (`.gcc_except_table`):
+    /// its code can be unwound through by an exception.
+    pub fn has_exception_tables(&self) -> bool {
+        self.sections.iter().any(|s| s.name == ".gcc_except_table")
+    }
+
     /// The program interpreter (PT_INTERP), when there is one.
     pub fn interpreter(&self) -> Option<&str> {
         self.interpreter.as_deref()

@@ -67,6 +67,11 @@ pub const UNWINDERS: [&str; 5] = [
     "_Unwind_Backtrace",
 ];
 
+/// Called at the start of every C++ catch handler (libstdc++'s, or linked
+/// statically): rtrace hooks it with the unwinders, to forget the calls the
+/// exception unwound.
+pub const CATCH_HOOK: &str = "__cxa_begin_catch";
+
 /// The dynamic linker's function that reports library loads: rtrace's own
 /// breakpoint (gdb's solib event), hit before rtrace knows the new map.
 pub const RTLD_HOOK: &str = "_dl_debug_state";
@@ -78,33 +83,36 @@ pub const RTLD_HOOK: &str = "_dl_debug_state";
 /// where library loads are noticed. (IFUNC resolvers are never probed: an IFUNC
 /// resolves to the implementation the process uses.) Named alone, they can still
 /// be probed.
-///
-/// Globs also leave alone the functions a return probe would break because they
-/// return twice on one stack, or are never called: the `setjmp` family and
-/// `getcontext` save their return address (which would be the trampoline),
-/// `vfork`'s child returns on its parent's stack, and `__restore_rt` is
-/// returned into by a signal handler, not called.
 pub fn reserved(linkage_name: &str) -> Option<&'static str> {
-    const TWICE: [&str; 9] = [
-        "setjmp",
-        "_setjmp",
-        "__sigsetjmp",
-        "sigsetjmp",
-        "getcontext",
-        "savectx",
-        "vfork",
-        "__vfork",
-        "__restore_rt",
-    ];
     if linkage_name == RTLD_HOOK {
         return Some("used by rtrace's library-load hook");
     }
     if UNWINDERS.contains(&linkage_name) {
         return Some("used by rtrace's unwinder hooks");
     }
-    TWICE
-        .contains(&linkage_name)
-        .then_some("that return twice or are never called")
+    None
+}
+
+/// True for the functions a return probe would break because they return
+/// twice on one stack, or are never called: the `setjmp` family, `getcontext`
+/// and `swapcontext` save their return address (which would be the
+/// trampoline) for a later jump, `vfork`'s child returns on its parent's
+/// stack, and `__restore_rt` is returned into by a signal handler, not
+/// called. They are probed entry-only, whatever the spec.
+pub fn returns_twice(linkage_name: &str) -> bool {
+    const TWICE: [&str; 10] = [
+        "setjmp",
+        "_setjmp",
+        "__sigsetjmp",
+        "sigsetjmp",
+        "getcontext",
+        "swapcontext",
+        "savectx",
+        "vfork",
+        "__vfork",
+        "__restore_rt",
+    ];
+    TWICE.contains(&linkage_name)
 }
 
 /// True for the functions that never return to their caller (`exit`,
@@ -817,7 +825,9 @@ mod tests {
     fn reserved_functions() {
         assert!(reserved("_dl_debug_state").is_some());
         assert!(reserved("_Unwind_RaiseException").is_some());
-        assert!(reserved("setjmp").is_some());
+        assert!(reserved("setjmp").is_none());
+        assert!(returns_twice("setjmp") && returns_twice("swapcontext"));
+        assert!(!returns_twice("strlen"));
         assert!(reserved("strlen").is_none());
         assert!(never_returns("exit") && never_returns("__libc_start_main"));
         assert!(never_returns("_start"));

@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 32] = [
+pub const PROGRAMS: [&str; 35] = [
     "count",
     "sigtrap",
     "signals",
@@ -206,6 +206,9 @@ pub const PROGRAMS: [&str; 32] = [
     "injectee",
     "injthreads",
     "leaker",
+    "catcher",
+    "coroutine",
+    "stalejmp",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -233,6 +233,10 @@ fn issue_four_fixtures_print_what_they_document() {
         "outer=-1,3,5,-1,9,11\ncleanups=6\nrethrown=2\n",
         0,
     );
+    check_all_variants("catcher", &[], "s=87\n", 0);
+    check_all_variants("coroutine", &[], "co s=6\nt=12 yields=3\n", 0);
+    check_all_variants("stalejmp", &["0"], "ready\nnapped=42 naps=1\nend\n", 0);
+    check_all_variants("stalejmp", &["1"], "ready\nchild ok\nparent=105\nend\n", 0);
 }
 
 #[test]

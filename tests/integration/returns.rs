@@ -62,7 +62,7 @@ const THROWER_PROBES: [&str; 5] = [
 
 #[test]
 fn exceptions_through_return_probes() {
-    for variant in [Variant::Pie, Variant::Static] {
+    for variant in Variant::ALL {
         let prog = fixture("thrower", variant);
         let untraced = run_untraced(&prog, &[]);
         assert_eq!(
@@ -93,6 +93,241 @@ fn exceptions_through_return_probes() {
         assert_eq!(retvals(&events, "rethrower(int)"), vec![2]);
         assert_eq!(retvals(&events, "outer2(int)"), vec![1, 1, 2]);
     }
+}
+
+/// A program with libstdc++ and the unwinder linked in and every symbol of
+/// theirs stripped: no unwinder entry can be hooked, so returns are watched
+/// at their return sites from the start, and the exceptions are caught as
+/// untraced (the trampoline would make the unwinder call terminate).
+#[test]
+fn exceptions_in_a_stripped_program_with_its_own_unwinder() {
+    use crate::events::temp_path;
+    use crate::fixtures::source_dir;
+    let prog = temp_path("thrower_static_unwinder");
+    let src = source_dir().join("thrower.cpp");
+    let status = std::process::Command::new("g++")
+        .args(["-O0", "-rdynamic", "-static-libstdc++", "-static-libgcc"])
+        .arg("-Wl,--exclude-libs,ALL")
+        .arg(format!("-I{}", source_dir().display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(&prog)
+        .status()
+        .expect("run g++");
+    assert!(status.success());
+    let status = std::process::Command::new("strip")
+        .arg("--strip-all")
+        .arg(&prog)
+        .status()
+        .expect("run strip");
+    assert!(status.success());
+    let nm = std::process::Command::new("nm")
+        .arg("-D")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    let dynsym = String::from_utf8_lossy(&nm.stdout);
+    assert!(dynsym.contains(" _Z5inneri"), "{dynsym}");
+    assert!(!dynsym.contains("_Unwind_RaiseException"), "{dynsym}");
+
+    let untraced = run_untraced(&prog, &[]);
+    assert_eq!(
+        untraced.stdout,
+        "outer=-1,3,5,-1,9,11\ncleanups=6\nrethrown=2\n"
+    );
+    let mut args = Vec::new();
+    for p in THROWER_PROBES {
+        args.extend(["-s", p]);
+    }
+    let (run, events) = trace_json("thrower_static_unwinder", &args, &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "thrower with its own unwinder");
+    assert_eq!(
+        retvals(&events, "middle(int)"),
+        vec![3, 5, 9, 11],
+        "{}",
+        show(&events)
+    );
+    assert_eq!(retvals(&events, "inner(int)"), vec![2, 4, 8, 10, 2]);
+    assert_eq!(retvals(&events, "outer2(int)"), vec![1, 1, 2]);
+}
+
+/// With fewer functions probed, no probed frame catches: the calls the
+/// exception unwinds are still dropped, at -O0 and -O2 alike.
+#[test]
+fn exceptions_through_probes_that_do_not_catch() {
+    for variant in [Variant::Pie, Variant::O2, Variant::Static] {
+        let prog = fixture("thrower", variant);
+        let untraced = run_untraced(&prog, &[]);
+        let args = ["-s", "_Z5inneri", "-s", "_Z6middlei"];
+        let (run, events) = trace_json(&format!("thrower_some_{variant}"), &args, &prog, &[]);
+        assert_same_as_untraced(&run, &untraced, &format!("thrower ({variant})"));
+        assert_eq!(of_symbol(&events, "entry", "inner(int)").len(), 9);
+        assert_eq!(
+            retvals(&events, "inner(int)"),
+            vec![2, 4, 8, 10, 2],
+            "{variant}: {}",
+            show(&events)
+        );
+        assert_eq!(
+            retvals(&events, "middle(int)"),
+            vec![3, 5, 9, 11],
+            "{variant}"
+        );
+    }
+}
+
+/// The caller catches what its callee threw and calls it again from the
+/// same place: the unwound call is never taken for a return, though the
+/// caller's stack pointer is where a return would leave it.
+#[test]
+fn exceptions_caught_by_the_caller_in_a_loop() {
+    for variant in Variant::ALL {
+        let prog = fixture("catcher", variant);
+        let untraced = run_untraced(&prog, &[]);
+        let (run, events) = trace_json(
+            &format!("catcher_{variant}"),
+            &["-s", "_Z1fi", "-s", "_Z6calleri"],
+            &prog,
+            &[],
+        );
+        assert_same_as_untraced(&run, &untraced, &format!("catcher ({variant})"));
+        assert_eq!(of_symbol(&events, "entry", "f(int)").len(), 6, "{variant}");
+        assert_eq!(
+            retvals(&events, "f(int)"),
+            vec![10, 30, 50],
+            "{variant}: {}",
+            show(&events)
+        );
+        assert_eq!(retvals(&events, "caller(int)"), vec![87], "{variant}");
+    }
+}
+
+/// swapcontext moves a thread between two stacks with calls in flight on
+/// each: a return on one leaves the other's calls alone.
+#[test]
+fn calls_in_flight_on_two_stacks() {
+    for variant in [Variant::Pie, Variant::O2, Variant::Static] {
+        let prog = fixture("coroutine", variant);
+        let untraced = run_untraced(&prog, &[]);
+        let (run, events) = trace_json(
+            &format!("coroutine_{variant}"),
+            &["-s", "resume_co", "-s", "co_yield_in", "-s", "co_body"],
+            &prog,
+            &[],
+        );
+        assert_same_as_untraced(&run, &untraced, &format!("coroutine ({variant})"));
+        assert_eq!(
+            retvals(&events, "resume_co"),
+            vec![0, 2, 4, 6],
+            "{}",
+            show(&events)
+        );
+        assert_eq!(
+            retvals(&events, "co_yield_in"),
+            vec![1, 2, 3],
+            "{}",
+            show(&events)
+        );
+        assert_eq!(of_symbol(&events, "return", "co_body").len(), 1);
+        // swapcontext itself saves its return address for a later jump: it is
+        // probed entry-only, and the program is unharmed.
+        let (run, events) = trace_json(
+            &format!("swapcontext_{variant}"),
+            &["-s", "swapcontext", "-s", "resume_co"],
+            &prog,
+            &[],
+        );
+        assert_same_as_untraced(&run, &untraced, &format!("swapcontext ({variant})"));
+        // Four from resume_co, three from co_yield_in.
+        assert_eq!(of_symbol(&events, "entry", "swapcontext").len(), 7);
+        assert!(of_symbol(&events, "return", "swapcontext").is_empty());
+        assert_eq!(retvals(&events, "resume_co"), vec![0, 2, 4, 6]);
+    }
+}
+
+/// setjmp returns twice: probed by name it is entry-only, and longjmp back
+/// into it harms nothing.
+#[test]
+fn setjmp_named_alone_is_entry_only() {
+    let prog = fixture("longjmper", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    let (run, events) = trace_json(
+        "setjmp_alone",
+        &["-s", "_setjmp", "-s", "escape"],
+        &prog,
+        &[],
+    );
+    assert_same_as_untraced(&run, &untraced, "setjmp probed");
+    // Three rounds, and the one glibc's start code makes before main (its
+    // thread-cancellation buffer).
+    assert_eq!(
+        of_symbol(&events, "entry", "_setjmp").len(),
+        4,
+        "{}",
+        show(&events)
+    );
+    assert!(of_symbol(&events, "return", "_setjmp").is_empty());
+}
+
+/// A call longjmp abandoned shares its slot with the live call made since
+/// from another call site of the same frame: the live call returns where it
+/// should, and a fork inside it gives the child the live return address.
+#[test]
+fn a_live_call_in_the_slot_of_an_abandoned_one() {
+    for variant in [Variant::Pie, Variant::O2] {
+        let prog = fixture("stalejmp", variant);
+        let untraced = run_untraced(&prog, &["0"]);
+        let probes = ["-s", "jump_away", "-s", "nap", "-s", "forker", "-s", "step"];
+        let (run, events) = trace_json(&format!("stale_{variant}"), &probes, &prog, &["0"]);
+        assert_same_as_untraced(&run, &untraced, &format!("stalejmp 0 ({variant})"));
+        assert_eq!(of_symbol(&events, "entry", "jump_away").len(), 1);
+        assert!(of_symbol(&events, "return", "jump_away").is_empty());
+        assert_eq!(retvals(&events, "nap"), vec![42], "{}", show(&events));
+        assert_eq!(of_symbol(&events, "return", "step").len(), 1);
+
+        let untraced = run_untraced(&prog, &["1"]);
+        assert_eq!(untraced.stdout, "ready\nchild ok\nparent=105\nend\n");
+        let (run, events) = trace_json(&format!("stale_fork_{variant}"), &probes, &prog, &["1"]);
+        assert_same_as_untraced(&run, &untraced, &format!("stalejmp 1 ({variant})"));
+        assert_eq!(retvals(&events, "forker"), vec![105], "{}", show(&events));
+        let mut follow = vec!["-f"];
+        follow.extend(probes);
+        let (run, events) = trace_json(&format!("stale_follow_{variant}"), &follow, &prog, &["1"]);
+        assert_same_as_untraced(&run, &untraced, &format!("stalejmp 1 -f ({variant})"));
+        let mut forker = retvals(&events, "forker");
+        forker.sort();
+        assert_eq!(forker, vec![7, 105], "{}", show(&events));
+    }
+}
+
+/// Detach while the live call is in flight in the slot of an abandoned one:
+/// the slot gets the live call's return address back, not the other's.
+#[test]
+fn detach_with_a_live_call_in_the_slot_of_an_abandoned_one() {
+    use crate::attach::{tracer_pid, wait_detach, wait_event};
+    use crate::fixtures::{code_matches_files, Spawned};
+    use std::time::Duration;
+
+    let prog = fixture("stalejmp", Variant::Pie);
+    let stale = Spawned::start(&prog, &["0", "3"]);
+    let pid = stale.pid();
+    let mut rtrace = Spawned::rtrace_attach(&["--json", "-s", "jump_away", "-s", "nap"], pid);
+    wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "attach"
+    });
+    stale.signal(nix::sys::signal::Signal::SIGUSR1);
+    wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "entry" && str_field(e, "symbol") == "nap"
+    });
+    rtrace.signal(nix::sys::signal::Signal::SIGINT);
+    wait_detach(&mut rtrace, "detach inside nap");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    code_matches_files(pid).unwrap_or_else(|e| panic!("after detach: {e}"));
+    assert_eq!(tracer_pid(pid), 0);
+    let run = stale.wait();
+    assert_eq!(run.stdout, "ready\nnapped=42 naps=1\nend\n", "{run:?}");
+    assert_eq!(run.code(), 0);
 }
 
 #[test]
@@ -223,8 +458,9 @@ fn fork_while_a_call_is_in_flight() {
 }
 
 /// In Go code (a `.go.buildinfo` section) return addresses are never
-/// rewritten: the function that reads its own return address sees the real
-/// one, and the returns are still reported, from the return site.
+/// rewritten: goroutine stacks move and change threads, so Go functions are
+/// probed entry-only, with one warning. The function that reads its own
+/// return address sees the real one.
 #[test]
 fn go_code_keeps_its_return_addresses() {
     let built = fixture("retaddr", Variant::Pie);
@@ -244,5 +480,18 @@ fn go_code_keeps_its_return_addresses() {
     assert_eq!(untraced.stdout, "inside=3\n");
     let (run, events) = trace_json("retaddr_go", &["-s", "check"], &prog, &[]);
     assert_same_as_untraced(&run, &untraced, "retaddr with .go.buildinfo");
-    assert_eq!(retvals(&events, "check"), vec![1, 1, 1]);
+    assert_eq!(of_symbol(&events, "entry", "check").len(), 3);
+    assert!(of_symbol(&events, "return", "check").is_empty());
+    let warnings: Vec<&str> = events
+        .iter()
+        .filter(|e| str_field(e, "event") == "warning")
+        .map(|e| str_field(e, "message"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "probe check: Go code: entries only (a goroutine's stack moves and it changes \
+          threads, so its returns cannot be watched)"
+        ]
+    );
 }

@@ -448,3 +448,36 @@ pub fn is_insn_boundary(code: &[u8], offset: u64) -> bool {
     }
     decoder.ip() == offset && offset == 0
 }
+
+/// The length of a Go function's stack-bound check, when `code` (the
+/// function's first bytes) starts with one: Go's prologue compares the stack
+/// pointer (or `lea r12, [rsp-N]` for a large frame) with the goroutine's
+/// stack guard, `[r14+16]`, and branches to `runtime.morestack` when it is
+/// short. `morestack` grows (copies) the stack and jumps back to the
+/// function's first instruction, so a probe there would see such calls
+/// twice; just past the check it sees each call once, with the argument
+/// registers untouched (`r12` is scratch in Go's ABI).
+pub fn go_stack_check_len(code: &[u8]) -> Option<usize> {
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    decoder.decode_out(&mut insn);
+    let mut compared = Register::RSP;
+    if insn.mnemonic() == Mnemonic::Lea
+        && insn.op0_register() == Register::R12
+        && insn.memory_base() == Register::RSP
+    {
+        compared = Register::R12;
+        decoder.decode_out(&mut insn);
+    }
+    let guard = insn.mnemonic() == Mnemonic::Cmp
+        && insn.op0_kind() == OpKind::Register
+        && insn.op0_register() == compared
+        && insn.op1_kind() == OpKind::Memory
+        && insn.memory_base() == Register::R14
+        && insn.memory_displacement64() == 16;
+    if !guard {
+        return None;
+    }
+    decoder.decode_out(&mut insn);
+    (insn.mnemonic() == Mnemonic::Jbe).then(|| decoder.ip() as usize)
+}

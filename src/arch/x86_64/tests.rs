@@ -437,3 +437,37 @@ fn boundaries() {
         .collect();
     assert_eq!(ok, vec![0, 1, 4, 7, 10, 12, 13]);
 }
+
+#[test]
+fn go_stack_checks_are_measured_and_nothing_else() {
+    // go1.19 main.main: cmp rsp,[r14+0x10]; jbe rel32; sub rsp,0x50.
+    let small = [
+        0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x8d, 0, 0, 0, 0x48, 0x83, 0xec, 0x50,
+    ];
+    assert_eq!(go_stack_check_len(&small), Some(10));
+    // A large frame: lea r12,[rsp-0x1a0]; cmp r12,[r14+0x10]; jbe rel32.
+    let large = [
+        0x4c, 0x8d, 0xa4, 0x24, 0x60, 0xfe, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0xfe,
+        0, 0, 0,
+    ];
+    assert_eq!(go_stack_check_len(&large), Some(18));
+    // jbe rel8.
+    assert_eq!(
+        go_stack_check_len(&[0x49, 0x3b, 0x66, 0x10, 0x76, 0x20]),
+        Some(6)
+    );
+    // C prologues, another guard offset, another branch: no check.
+    assert_eq!(go_stack_check_len(&[0x55, 0x48, 0x89, 0xe5]), None);
+    assert_eq!(go_stack_check_len(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55]), None);
+    assert_eq!(
+        go_stack_check_len(&[0x49, 0x3b, 0x66, 0x18, 0x76, 0x20]),
+        None
+    );
+    assert_eq!(
+        go_stack_check_len(&[0x49, 0x3b, 0x66, 0x10, 0x74, 0x20]),
+        None
+    );
+    // Cut short: no check either.
+    assert_eq!(go_stack_check_len(&large[..13]), None);
+    assert_eq!(go_stack_check_len(&[]), None);
+}
