@@ -76,7 +76,8 @@ impl Tracer {
     /// it would die of that SIGTRAP. Each such thread is resumed to take it now
     /// (it runs no instruction before: a pending signal is dequeued on the way
     /// out of the kernel) and the trap is handled as ours: the thread is rewound
-    /// to the site, or sent on from the trampoline to its return address.
+    /// to the site, or sent on from the trampoline to its return address, or
+    /// (the trap of a completed out-of-line step) moved out of the slot.
     fn take_pending_traps(&mut self) -> Result<()> {
         let stopped: Vec<Tid> = self
             .tasks
@@ -93,7 +94,10 @@ impl Tracer {
             };
             let at = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
             let key = self.tasks[&tid].space;
-            let ours = Some(at) == self.trampoline_of(tid)
+            // A thread stepping out of line whose step completed as it was
+            // interrupted has the step's SIGTRAP pending the same way.
+            let ours = self.tasks[&tid].step.is_some()
+                || Some(at) == self.trampoline_of(tid)
                 || self.spaces.get(&key).is_some_and(|s| s.is_our_trap(at));
             if !ours {
                 continue;
