@@ -222,15 +222,30 @@ impl Tracer {
         let tasks = std::mem::take(&mut self.tasks);
         self.spaces.clear();
         for (tid, task) in tasks {
-            let mut sigs = task.pending_signals.into_iter();
-            let r = ptrace::detach(tid, sigs.next().unwrap_or(0));
+            // A thread in a signal-delivery stop gets the oldest held signal
+            // from the detach itself, with its siginfo; the others are queued
+            // again once it is free. A nudge still pending stands for the
+            // oldest.
+            let mut held = task.held.into_iter();
+            let mut sig = 0;
+            if task.nudge.is_some() {
+                held.next();
+            } else if task.in_delivery_stop {
+                if let Some(h) = held.next() {
+                    if let Some(info) = &h.info {
+                        let _ = ptrace::setsiginfo(tid, info);
+                    }
+                    sig = h.signal;
+                }
+            }
+            let r = ptrace::detach(tid, sig);
             if let Err(e) = r {
                 if !e.is_tracee_gone() && first.is_ok() {
                     first = Err(e);
                 }
             }
-            for sig in sigs {
-                signal::tgkill(task.pid, tid, sig);
+            for h in held {
+                signal::requeue(task.pid, tid, h.signal, h.info.as_ref());
             }
         }
         first

@@ -19,7 +19,7 @@ use crate::sys::ptrace;
 use crate::sys::wait::{self, Stop, TrapCause, Which};
 
 use super::space::SCRATCH_SIZE;
-use super::task::{Hijack, PendingHit, TaskState, XolStep};
+use super::task::{HeldSignal, Hijack, PendingHit, TaskState, XolStep};
 use super::{guarded, Tracer};
 
 /// Which handler method a hit runs.
@@ -784,22 +784,20 @@ impl Tracer {
         }
     }
 
-    /// Keeps a signal that arrived while `tid` was stepping, to deliver when the
-    /// step is over, and reports it now, as it arrives.
+    /// Keeps a signal that arrived while `tid` was stepping (`tid` is in its
+    /// signal-delivery stop), with its siginfo, to deliver when the step is
+    /// over. It is reported when it is delivered.
     fn hold_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
         let Some(task) = self.tasks.get_mut(&tid) else {
             return Ok(());
         };
-        task.pending_signals.push(signal);
-        if task.silent {
-            return Ok(());
-        }
-        let event = crate::handler::Event::Signal {
-            pid: task.pid,
-            tid,
+        let info = ptrace::getsiginfo(tid).ok();
+        task.held.push(HeldSignal {
             signal,
-        };
-        self.emit(event)
+            info,
+            reported: false,
+        });
+        Ok(())
     }
 
     /// A thread returned into the trampoline: report the return, send it on to

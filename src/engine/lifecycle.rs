@@ -322,6 +322,15 @@ impl Tracer {
     /// Delivers a signal that is not ours to the thread it was meant for,
     /// unchanged, and reports it.
     pub(super) fn deliver_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("a known task");
+        if task.nudge == Some(signal)
+            && ptrace::getsiginfo(tid).is_ok_and(|i| i.tkill_from(nix::unistd::getpid()))
+        {
+            // rtrace's own, to deliver a held signal at this stop: it is not
+            // the program's, and goes no further.
+            task.nudge = None;
+            return self.resume(tid, 0);
+        }
         let task = &self.tasks[&tid];
         if !task.silent {
             let event = Event::Signal {
@@ -486,15 +495,14 @@ impl Tracer {
             }
             Ok(())
         })();
-        let mut task = self.tasks.remove(&tid).expect("child registered");
-        task.pending_signals.insert(0, sig);
-        let sigs = task.pending_signals;
-        match ptrace::detach(tid, sigs[0]) {
+        let task = self.tasks.remove(&tid).expect("child registered");
+        // `sig` is the signal of the stop it is in, delivered by the detach.
+        match ptrace::detach(tid, sig) {
             Err(e) if !e.is_tracee_gone() => return Err(e),
             _ => {}
         }
-        for &s in sigs.iter().skip(1).filter(|&&s| s != 0) {
-            signal::tgkill(tid, tid, s);
+        for held in task.held.iter().skip(usize::from(task.nudge.is_some())) {
+            signal::requeue(tid, tid, held.signal, held.info.as_ref());
         }
         match result {
             Err(e) if !e.is_tracee_gone() => Err(e),

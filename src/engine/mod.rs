@@ -62,7 +62,7 @@ use crate::sys::wait::{self, Stop, Which};
 use crate::sys::{ptrace, signal, spawn};
 
 use space::Space;
-use task::{Task, TaskState};
+use task::{HeldSignal, Task, TaskState};
 
 /// How tracing ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,8 +350,9 @@ impl Tracer {
         interruptible: bool,
     ) -> std::result::Result<Option<Stop>, Errno> {
         let r = wait::wait(which, block, interruptible);
-        if let Ok(Some(_)) = r {
+        if let Ok(Some(stop)) = &r {
             self.stops += 1;
+            self.saw(stop);
         }
         r
     }
@@ -481,8 +482,9 @@ impl Tracer {
             Some(interval - since)
         };
         let r = wait::wait_after_poll(Which::Any, true, timeout);
-        if let Ok(Some(_)) = r {
+        if let Ok(Some(stop)) = &r {
             self.stops += 1;
+            self.saw(stop);
         }
         match r {
             Ok(s) => Ok(s),
@@ -554,31 +556,82 @@ impl Tracer {
             return Ok(());
         };
         if self.halting {
+            // Stays stopped: the signal goes with the detach.
             if sig != 0 {
-                task.pending_signals.push(sig);
+                let info = ptrace::getsiginfo(tid).ok();
+                task.held.push(HeldSignal {
+                    signal: sig,
+                    info,
+                    reported: true,
+                });
             }
             return Ok(());
         }
-        let sig = if sig == 0 && !task.pending_signals.is_empty() {
-            task.pending_signals.remove(0)
-        } else {
-            sig
-        };
         task.state = TaskState::Running;
         task.group_stopped = false;
+        let in_delivery_stop = std::mem::take(&mut task.in_delivery_stop);
         if task.step.is_some() {
             // In an out-of-line step: one more instruction, and signals wait.
             if sig != 0 {
-                task.pending_signals.insert(0, sig);
+                let info = ptrace::getsiginfo(tid).ok();
+                task.held.push(HeldSignal {
+                    signal: sig,
+                    info,
+                    reported: true,
+                });
             }
             return match ptrace::step(tid, 0) {
                 Err(e) if e.is_tracee_gone() => Ok(()),
                 r => r,
             };
         }
-        match ptrace::cont(tid, sig) {
+        let mut deliver = sig;
+        let mut report = None;
+        if !task.held.is_empty() {
+            // (A signal the thread blocks now would only be queued again by
+            // the kernel, and come back: it waits for the nudge below, which
+            // arrives when the thread unblocks it.)
+            if in_delivery_stop && !task::signal_blocked(tid, task.held[0].signal) {
+                // Signals held during a step go first, oldest first, each with
+                // its own siginfo: this stop delivers the oldest one, and the
+                // signal it was for (if any) waits behind the others.
+                if sig != 0 {
+                    let info = ptrace::getsiginfo(tid).ok();
+                    task.held.push(HeldSignal {
+                        signal: sig,
+                        info,
+                        reported: true,
+                    });
+                }
+                let held = task.held.remove(0);
+                if let Some(info) = &held.info {
+                    ptrace::setsiginfo(tid, info)?;
+                }
+                deliver = held.signal;
+                if !held.reported && !task.silent {
+                    report = Some((task.pid, held.signal));
+                }
+            }
+            // More to deliver: a signal of rtrace's own brings the thread back
+            // to a signal-delivery stop as soon as it can take the next one.
+            if let (Some(next), None) = (task.held.first(), task.nudge) {
+                signal::tgkill(task.pid, tid, next.signal);
+                task.nudge = Some(next.signal);
+            }
+        }
+        if let Some((pid, signal)) = report {
+            self.emit(Event::Signal { pid, tid, signal })?;
+        }
+        match ptrace::cont(tid, deliver) {
             Err(e) if e.is_tracee_gone() => Ok(()), // its death is reported next
             r => r,
+        }
+    }
+
+    /// Notes what a stop left its thread in (see `Task::in_delivery_stop`).
+    fn saw(&mut self, stop: &Stop) {
+        if let Some(task) = self.tasks.get_mut(&stop.tid()) {
+            task.in_delivery_stop = matches!(stop, Stop::Trap { .. } | Stop::Signal { .. });
         }
     }
 

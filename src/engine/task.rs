@@ -111,6 +111,15 @@ pub(crate) struct PendingHit {
     pub failed: Option<Error>,
 }
 
+/// A signal rtrace holds for a thread, to deliver it later as it came.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldSignal {
+    pub signal: i32,
+    pub info: Option<crate::sys::ptrace::SigInfo>,
+    /// Already reported to the listeners (when it was first handled).
+    pub reported: bool,
+}
+
 /// A traced thread.
 #[derive(Debug)]
 pub(crate) struct Task {
@@ -123,9 +132,18 @@ pub(crate) struct Task {
     pub state: TaskState,
     /// Calls in flight whose return address was rewritten.
     pub returns: ReturnStack,
-    /// Signals to deliver when it next resumes (they arrived while it was being
-    /// stepped, or while rtrace was detaching).
-    pub pending_signals: Vec<i32>,
+    /// Signals that arrived while the thread could not take them (stepping
+    /// out of line or in place, or while rtrace detaches), oldest first, with
+    /// their `siginfo_t`. They are delivered, one per signal-delivery stop,
+    /// before any signal that came after them.
+    pub held: Vec<HeldSignal>,
+    /// A signal rtrace sent the thread (tgkill) to get a signal-delivery
+    /// stop at which to deliver its oldest held signal.
+    pub nudge: Option<i32>,
+    /// True while the thread is in a signal-delivery stop (a signal's, or a
+    /// SIGTRAP's: a breakpoint or a step), where a restart can deliver any
+    /// signal with any siginfo.
+    pub in_delivery_stop: bool,
     /// True for a task that is traced only to keep it unharmed (a vfork child
     /// without -f): no handler runs for it.
     pub silent: bool,
@@ -155,7 +173,9 @@ impl Task {
             space,
             state,
             returns: ReturnStack::default(),
-            pending_signals: Vec::new(),
+            held: Vec::new(),
+            nudge: None,
+            in_delivery_stop: false,
             silent: false,
             scrub: None,
             group_stopped: false,
@@ -177,14 +197,24 @@ pub(crate) fn tgid_of(tid: Tid) -> Option<Pid> {
 /// True when signal `sig` is pending for thread `tid` itself (`SigPnd` in
 /// /proc/TID/status: the thread's own queue, where a trap's SIGTRAP goes).
 pub(crate) fn signal_pending(tid: Tid, sig: i32) -> bool {
+    signal_in_mask(tid, "SigPnd:", sig)
+}
+
+/// True when thread `tid` blocks signal `sig` (`SigBlk`): a signal injected
+/// now would only be queued again, and delivered (and stopped for) later.
+pub(crate) fn signal_blocked(tid: Tid, sig: i32) -> bool {
+    signal_in_mask(tid, "SigBlk:", sig)
+}
+
+fn signal_in_mask(tid: Tid, field: &str, sig: i32) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/task/{tid}/status")) else {
         return false;
     };
     status
         .lines()
-        .find_map(|l| l.strip_prefix("SigPnd:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
+        .is_some_and(|mask| (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0)
 }
 
 /// A numeric field of /proc/PID/status.

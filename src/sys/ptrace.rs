@@ -106,6 +106,51 @@ pub fn siginfo_code(tid: Tid) -> Result<i32> {
         .map_err(fail("PTRACE_GETSIGINFO", tid))
 }
 
+/// The `siginfo_t` of the signal a thread is stopped for, kept so the signal
+/// can be delivered later exactly as it came.
+#[derive(Clone, Copy)]
+pub struct SigInfo(libc::siginfo_t);
+
+impl std::fmt::Debug for SigInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigInfo")
+            .field("signo", &self.0.si_signo)
+            .field("code", &self.0.si_code)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigInfo {
+    /// `si_code`: who raised it (SI_USER, SI_TKILL, SI_QUEUE, a kernel reason).
+    pub fn code(&self) -> i32 {
+        self.0.si_code
+    }
+
+    /// True when it was sent by `pid` with tgkill (`SI_TKILL`).
+    pub fn tkill_from(&self, pid: nix::unistd::Pid) -> bool {
+        // SAFETY: for SI_TKILL the kernel fills the `_kill` member, whose
+        // si_pid the accessor reads.
+        self.0.si_code == libc::SI_TKILL && unsafe { self.0.si_pid() } == pid.as_raw()
+    }
+
+    pub(crate) fn raw(&self) -> &libc::siginfo_t {
+        &self.0
+    }
+}
+
+/// PTRACE_GETSIGINFO: the signal the thread is stopped for.
+pub fn getsiginfo(tid: Tid) -> Result<SigInfo> {
+    ptrace::getsiginfo(tid)
+        .map(SigInfo)
+        .map_err(fail("PTRACE_GETSIGINFO", tid))
+}
+
+/// PTRACE_SETSIGINFO: what the signal the thread is stopped for will carry
+/// when it is delivered.
+pub fn setsiginfo(tid: Tid, info: &SigInfo) -> Result<()> {
+    ptrace::setsiginfo(tid, &info.0).map_err(fail("PTRACE_SETSIGINFO", tid))
+}
+
 /// PTRACE_GETEVENTMSG: the new child's pid at a clone/fork/vfork event, the
 /// former thread id at an exec event.
 pub fn event_msg(tid: Tid) -> Result<i64> {

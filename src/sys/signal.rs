@@ -192,3 +192,35 @@ pub fn tgkill(pid: crate::Pid, tid: crate::Tid, sig: i32) {
         );
     }
 }
+
+/// Queues `sig` for thread `tid` of process `pid` again, with its original
+/// `siginfo_t` when the kernel lets a tracer forge it (a negative `si_code`
+/// other than SI_TKILL: sigqueue, mq_notify, AIO), else as a tgkill. Used for
+/// signals held back while rtrace had the thread, once it lets it go.
+pub fn requeue(
+    pid: crate::Pid,
+    tid: crate::Tid,
+    sig: i32,
+    info: Option<&crate::sys::ptrace::SigInfo>,
+) {
+    match info {
+        Some(info) if info.code() < 0 && info.code() != libc::SI_TKILL => {
+            let mut raw = *info.raw();
+            // SAFETY: rt_tgsigqueueinfo reads a siginfo_t from the pointer,
+            // which points at a valid local copy for the duration of the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_tgsigqueueinfo,
+                    pid.as_raw() as libc::c_long,
+                    tid.as_raw() as libc::c_long,
+                    sig as libc::c_long,
+                    &mut raw as *mut libc::siginfo_t,
+                )
+            };
+            if r != 0 {
+                tgkill(pid, tid, sig);
+            }
+        }
+        _ => tgkill(pid, tid, sig),
+    }
+}

@@ -44,6 +44,34 @@ fn signals_during_steps_are_delivered_once() {
     }
 }
 
+/// Queued signals with values at four threads that keep hitting a probe,
+/// at -O0 (emulated first instruction) and -O2 (stepped out of line): each
+/// arrives once, in order, with the code and value it was sent with, in
+/// every step mode, and is reported once.
+#[test]
+fn queued_signals_keep_their_siginfo_and_order_on_every_thread() {
+    for variant in [Variant::Pie, Variant::O2] {
+        let prog = fixture("sigqueuer", variant);
+        let args = ["4", "1500"];
+        let untraced = run_untraced(&prog, &args);
+        assert_eq!(untraced.stdout, "received=1500 bad=0\n");
+        for mode in MODES {
+            let (run, events) = trace_json(
+                &format!("sigqueuer_{variant}_{mode}"),
+                &["--step", mode, "-s", "work", "--entry-only"],
+                &prog,
+                &args,
+            );
+            assert_same_as_untraced(&run, &untraced, &format!("{variant} {mode}"));
+            assert_eq!(
+                signals_named(&events, "SIGRTMIN").len(),
+                1500,
+                "{variant} {mode}"
+            );
+        }
+    }
+}
+
 /// The probed function's first instruction faults: the program gets SIGSEGV
 /// at the probed address each time, once, and recovers as it does untraced;
 /// the faulting calls never return and are not reported as returning.
