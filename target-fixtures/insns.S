@@ -22,6 +22,9 @@
  *   rep_first     rep movsb (3 bytes)         returns 14 (copied bytes' sum)
  *   jnc_first     jne not taken (ZF=1)        returns 15
  *   xor_first     xor %eax,%eax               returns 16 (0 + 16)
+ *   pushf_first   pushfq                      returns 17 when the pushed flags
+ *                                             have no trap flag (0 otherwise)
+ *   nop_first     nopl 0(%rax,%rax,1)         returns 18
  *
  * Usage: insns   (no arguments)
  * Output (stdout), exactly, one line per function in that order:
@@ -42,6 +45,8 @@
  *     rep=14
  *     jnc=15
  *     xor=16
+ *     pushf=17
+ *     nop=18
  * Exit status 0. A wrongly stepped instruction shows as a wrong value, a
  * crash (ud2: SIGILL) or a jump into the weeds. */
 
@@ -73,6 +78,8 @@ name_syscall: .string "syscall"
 name_rep:   .string "rep"
 name_jnc:   .string "jnc"
 name_xor:   .string "xor"
+name_pushf: .string "pushf"
+name_nop:   .string "nop"
 
         .text
 
@@ -236,6 +243,28 @@ xor_first:
         ret
         .size xor_first, .-xor_first
 
+/* A debugger that single-steps this pushf pushes its own trap flag. */
+        .globl pushf_first
+        .type pushf_first, @function
+pushf_first:
+        pushfq
+        popq %rax
+        testl $0x100, %eax
+        jnz 1f
+        movl $17, %eax
+        ret
+1:      movl $0, %eax
+        ret
+        .size pushf_first, .-pushf_first
+
+        .globl nop_first
+        .type nop_first, @function
+nop_first:
+        nopl 0(%rax,%rax,1)
+        movl $18, %eax
+        ret
+        .size nop_first, .-nop_first
+
 /* report NAME: printf("%s=%d\n", NAME, eax) */
 .macro report name
         movl %eax, %edx
@@ -317,6 +346,12 @@ main:
         movl $99, %eax
         call xor_first
         report name_xor
+
+        call pushf_first
+        report name_pushf
+
+        call nop_first
+        report name_nop
 
         xorl %eax, %eax
         pop %rbx

@@ -253,7 +253,7 @@ fn longjmper_jumps_three_times() {
 
 /// What `insns` prints: one line per function, as its header says.
 pub const INSNS_OUTPUT: &str = "rip=42\ncall=11\njmp=3\njcc=4\nret=5\npush=6\nendbr=7\nframe=8\n\
-sub=9\nstore=10\nlea=42\nicall=12\nijmp=13\nsyscall=1\nrep=14\njnc=15\nxor=16\n";
+sub=9\nstore=10\nlea=42\nicall=12\nijmp=13\nsyscall=1\nrep=14\njnc=15\nxor=16\npushf=17\nnop=18\n";
 
 #[test]
 fn insns_first_instructions_compute_their_values() {

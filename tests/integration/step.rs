@@ -13,7 +13,7 @@ use crate::fixtures::{fixture, run_rtrace, run_untraced, Variant};
 use crate::harness_selftest::INSNS_OUTPUT;
 
 /// The functions of `insns` with the value each returns.
-const INSNS: [(&str, i64); 17] = [
+const INSNS: [(&str, i64); 19] = [
     ("rip_relative", 42),
     ("call_first", 11),
     ("jmp_first", 3),
@@ -31,10 +31,12 @@ const INSNS: [(&str, i64); 17] = [
     ("rep_first", 14),
     ("jnc_first", 15),
     ("xor_first", 16),
+    ("pushf_first", 17),
+    ("nop_first", 18),
 ];
 
 /// Those whose first instruction is emulated.
-const EMULATED: [&str; 10] = [
+const EMULATED: [&str; 12] = [
     "call_first",
     "jmp_first",
     "jcc_first",
@@ -45,6 +47,8 @@ const EMULATED: [&str; 10] = [
     "sub_first",
     "jnc_first",
     "xor_first",
+    "pushf_first",
+    "nop_first",
 ];
 
 fn check_insns(mode: &str, variant: Variant, names: &[&str]) {
@@ -97,7 +101,28 @@ fn every_first_instruction_out_of_line() {
 
 #[test]
 fn every_first_instruction_in_place() {
-    check_insns("inplace", Variant::Pie, &all_insns());
+    // All but the system call, which is refused (below).
+    let names: Vec<&str> = all_insns()
+        .into_iter()
+        .filter(|&n| n != "syscall_first")
+        .collect();
+    check_insns("inplace", Variant::Pie, &names);
+}
+
+/// A system call stepped in place could block for good with every other
+/// thread stopped: refused, before the program runs, in one line.
+#[test]
+fn a_system_call_is_never_stepped_in_place() {
+    let prog = fixture("insns", Variant::Pie);
+    let run = run_rtrace(&["--step", "inplace", "-s", "syscall_first"], &prog, &[]);
+    assert_eq!(run.code(), 1, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{run:?}");
+    assert!(
+        lines[0].starts_with("rtrace: ") && lines[0].contains("cannot be stepped in place"),
+        "{run:?}"
+    );
+    assert_eq!(run.stdout, "", "the program never ran");
 }
 
 #[test]

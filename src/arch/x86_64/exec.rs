@@ -117,6 +117,16 @@ pub fn emulate(
             stack.write_word(sp, regs.gpr(reg))?;
             regs.set_sp(sp);
         }
+        Emulation::Pushf => {
+            // What the CPU pushes in user mode: RFLAGS with RF and VM clear
+            // (and TF, which only a debugger's step would have set).
+            const TF: u64 = 1 << 8;
+            const RF: u64 = 1 << 16;
+            const VM: u64 = 1 << 17;
+            let sp = regs.sp() - WORD;
+            stack.write_word(sp, regs.raw().eflags & !(TF | RF | VM))?;
+            regs.set_sp(sp);
+        }
         Emulation::Mov64 { dst, src } => regs.set_gpr(dst, regs.gpr(src)),
         Emulation::Mov32 { dst, src } => regs.set_gpr(dst, regs.gpr(src) & 0xffff_ffff),
         Emulation::AddImm { reg, imm, sub } => {

@@ -142,6 +142,10 @@ pub enum Emulation {
     Nop,
     /// `push r64`.
     Push(Gpr),
+    /// `pushfq`: emulated, never stepped, because a single-step runs with the
+    /// trap flag set, and a stepped `pushf` would push it (the program would
+    /// later `popf` it and trap).
+    Pushf,
     /// `mov r64, r64`.
     Mov64 {
         /// Destination.
@@ -269,7 +273,22 @@ pub fn analyze(bytes: &[u8], addr: RuntimeAddr, mode: StepMode) -> Result<InsnPl
     }
     let len = insn.len() as u8;
     let emulation = emulation(&insn);
+    if emulation == Some(Emulation::Pushf) {
+        // Whatever the mode: see `Emulation::Pushf`.
+        return Ok(InsnPlan {
+            len,
+            strategy: Strategy::Emulate(Emulation::Pushf),
+        });
+    }
+    let syscall = matches!(insn.mnemonic(), Mnemonic::Syscall | Mnemonic::Sysenter);
     let strategy = match mode {
+        StepMode::InPlace if syscall => {
+            return refuse(
+                "a system call cannot be stepped in place: it may block for good while \
+                 every other thread is stopped (use --step auto)"
+                    .into(),
+            )
+        }
         StepMode::InPlace => Strategy::InPlace,
         StepMode::Auto => match emulation {
             Some(e) => Strategy::Emulate(e),
@@ -314,6 +333,7 @@ fn emulation(insn: &Instruction) -> Option<Emulation> {
     let target = insn.near_branch_target();
     Some(match insn.code() {
         Code::Push_r64 => Emulation::Push(Gpr::of(insn.op0_register())?),
+        Code::Pushfq => Emulation::Pushf,
         Code::Mov_rm64_r64 | Code::Mov_r64_rm64 => Emulation::Mov64 {
             dst: Gpr::of(reg_op(insn, 0)?)?,
             src: Gpr::of(reg_op(insn, 1)?)?,

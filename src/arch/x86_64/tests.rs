@@ -471,3 +471,40 @@ fn go_stack_checks_are_measured_and_nothing_else() {
     assert_eq!(go_stack_check_len(&large[..13]), None);
     assert_eq!(go_stack_check_len(&[]), None);
 }
+
+#[test]
+fn pushf_is_emulated_in_every_mode_and_pushes_no_trap_flag() {
+    for mode in [
+        StepMode::Auto,
+        StepMode::Xol,
+        StepMode::InPlace,
+        StepMode::Emulate,
+    ] {
+        let p = plan(&[0x9c], mode);
+        assert_eq!(p.strategy, Strategy::Emulate(Emulation::Pushf), "{mode:?}");
+    }
+    let stack = Words::default();
+    let mut r = regs();
+    let sp = r.sp();
+    // As if a step were in progress: TF and RF set, with ZF and CF.
+    r.raw_mut().eflags = 0x202 | 0x100 | 0x10000 | 0x41;
+    emulate(Emulation::Pushf, SITE, 1, &mut r, &stack).unwrap();
+    assert_eq!(r.sp(), sp - 8);
+    assert_eq!(r.ip(), SITE + 1);
+    assert_eq!(stack.0.borrow()[&(sp - 8)], 0x202 | 0x41);
+}
+
+#[test]
+fn a_system_call_is_refused_in_place_only() {
+    let syscall = [0x0f, 0x05];
+    let e = analyze(&syscall, RuntimeAddr(SITE), StepMode::InPlace).unwrap_err();
+    assert!(e.to_string().contains("cannot be stepped in place"), "{e}");
+    assert!(matches!(
+        plan(&syscall, StepMode::Auto).strategy,
+        Strategy::Xol(_)
+    ));
+    assert!(matches!(
+        plan(&syscall, StepMode::Xol).strategy,
+        Strategy::Xol(_)
+    ));
+}
