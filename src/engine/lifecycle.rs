@@ -55,6 +55,7 @@ impl Tracer {
         }
         self.spaces.insert(pid, space);
         let scratch = self.map_scratch(tid, pid)?;
+        self.restore_group_stop(tid)?;
         let space = self.space_mut(pid)?;
         space.scratch = Some(scratch);
         if let Some(r_brk) = space.rtld.map(|r| r.r_brk) {
@@ -62,6 +63,54 @@ impl Tracer {
             space.arm(r_brk, Owner::Rtld, crate::arch::StepMode::Auto)?;
         }
         self.place_all(pid)
+    }
+
+    /// `tid` was in a group-stop (rtrace attached to a stopped process) and has
+    /// just been stepped to run a system call for rtrace, which took it out of
+    /// the group-stop: an untraced process would still be stopped, and a
+    /// PTRACE_LISTEN now would fail. It is sent SIGSTOP again (delivered
+    /// while the group is stopped anyway), which puts it back into the
+    /// group-stop it left; other signals that come first are held for later.
+    fn restore_group_stop(&mut self, tid: Tid) -> Result<()> {
+        let was_stopped = self
+            .deferred
+            .iter()
+            .any(|s| matches!(s, Stop::GroupStop { tid: t, .. } if *t == tid));
+        if !was_stopped {
+            return Ok(());
+        }
+        let pid = self.tasks[&tid].pid;
+        signal::tgkill(pid, tid, libc::SIGSTOP);
+        ptrace::cont(tid, 0)?;
+        loop {
+            let stop = match self.wait_stop(wait::Which::Tid(tid), true, false) {
+                Ok(Some(stop)) => stop,
+                Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(wait::wait_error(e)),
+            };
+            match stop {
+                Stop::Signal {
+                    signal: libc::SIGSTOP,
+                    ..
+                } => ptrace::cont(tid, libc::SIGSTOP)?,
+                Stop::Signal { signal, .. } => {
+                    let info = ptrace::getsiginfo(tid).ok();
+                    let task = self.tasks.get_mut(&tid).expect("a known task");
+                    task.held.push(super::task::HeldSignal {
+                        signal,
+                        info,
+                        reported: false,
+                    });
+                    ptrace::cont(tid, 0)?;
+                }
+                // Back in the group-stop (the one deferred stands for it).
+                Stop::GroupStop { .. } => return Ok(()),
+                other => {
+                    self.deferred.push_back(other);
+                    return Ok(());
+                }
+            }
+        }
     }
 
     pub(super) fn space_mut(&mut self, key: Pid) -> Result<&mut Space> {

@@ -316,6 +316,52 @@ fn sigstop_while_attached_left_stopped_after_detach() {
     assert_eq!(lines[4], "done");
 }
 
+/// Attached to a process that is stopped already (SIGSTOP): it stays
+/// stopped while traced and after a detach; continued while traced, its hits
+/// are reported; it counts the one SIGCONT it got, as untraced.
+#[test]
+fn attach_to_a_stopped_process() {
+    let prog = fixture("stopper", Variant::Pie);
+    for cont_while_traced in [false, true] {
+        let what = format!("continued while traced: {cont_while_traced}");
+        let stopper = Spawned::start(&prog, &[]);
+        let pid = stopper.pid();
+        stopper.signal(Signal::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_state(pid) != Some('T') {
+            assert!(Instant::now() < deadline, "{what}: stopper did not stop");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
+        wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+        assert!(matches!(process_state(pid), Some('T' | 't')), "{what}");
+        if cont_while_traced {
+            stopper.signal(Signal::SIGCONT);
+            wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
+        }
+        rtrace.signal(Signal::SIGINT);
+        wait_detach(&mut rtrace, &what);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        assert_eq!(tracer_pid(pid), 0, "{what}");
+        code_matches_files(pid).unwrap_or_else(|e| panic!("{what}: after detach: {e}"));
+        if !cont_while_traced {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while process_state(pid) != Some('T') && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(process_state(pid), Some('T'), "{what}: left stopped");
+            stopper.signal(Signal::SIGCONT);
+        }
+        let run = stopper.terminate();
+        assert_eq!(run.code(), 0, "{what}: {}", run.stdout);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 5, "{what}: {}", run.stdout);
+        assert_eq!(lines[2], "conts=1", "{what}: {}", run.stdout);
+        assert_eq!(lines[4], "done");
+    }
+}
+
 /// A probe that is armed but never hit (spin never calls getpid): the
 /// tracee makes no ptrace stops, so only the signal itself can wake rtrace.
 /// SIGINT sent as soon as the attach event is out must still detach.
