@@ -174,6 +174,26 @@ pub enum Error {
     /// Writing the trace output failed (closed pipe, full disk, …).
     #[error("cannot write output: {0}")]
     Output(io::Error),
+    /// `-p` named a thread, not a process.
+    #[error("{tid} is a thread of process {pid}, not a process")]
+    NotAProcess {
+        /// The thread given.
+        tid: Pid,
+        /// Its process.
+        pid: Pid,
+    },
+    /// The process's main thread has exited (a zombie until the process ends).
+    #[error("cannot attach to process {pid}: its main thread has exited")]
+    LeaderExited {
+        /// The process.
+        pid: Pid,
+    },
+    /// An absolute address probe that no loaded module maps.
+    #[error("no loaded module maps {addr}")]
+    UnmappedAddress {
+        /// The address.
+        addr: RuntimeAddr,
+    },
     /// A handler returned an error; tracing stopped.
     #[error("handler error: {0}")]
     Handler(String),
@@ -243,6 +263,17 @@ impl Error {
             Error::UnresolvedIfunc { name } => Some(format!(
                 "probe its implementation by name; `rtrace --list '*{name}*' -- PROGRAM` lists candidates"
             )),
+            Error::NotAProcess { pid, .. } => Some(format!("attach to the process: -p {pid}")),
+            Error::LeaderExited { .. } => Some(
+                "ptrace cannot attach while the main thread is a zombie; \
+                 launch the program under rtrace instead"
+                    .into(),
+            ),
+            Error::UnmappedAddress { .. } => Some(
+                "see /proc/PID/maps; in a PIE program or a library give the address \
+                 relative to its module, e.g. prog:0x1139"
+                    .into(),
+            ),
             Error::Ptrace { .. }
             | Error::Memory { .. }
             | Error::LostReturn { .. }

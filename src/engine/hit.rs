@@ -556,11 +556,16 @@ impl Tracer {
                 .zip(datas)
                 .filter(|(p, _)| p.kind == ProbeKind::Function { returns: true })
                 .collect();
+            // The call's time starts now, when the thread goes on into the
+            // function: what the handlers took at the entry (the first
+            // call of a function parses its debug information) is not the
+            // function's.
+            let entered = self.start.elapsed().max(time);
             if let Some(task) = self.tasks.get_mut(&tid) {
                 task.returns.push(ReturnInstance {
                     slot: h.slot,
                     orig_ret: h.orig,
-                    entered: time,
+                    entered,
                     probes,
                     chained: h.chained,
                     watch: h.watch,

@@ -230,8 +230,15 @@ impl Tracer {
                 tracer: Pid::from_raw(tracer),
             });
         }
-        if task::status_field(&status, "Tgid:") != Some(pid.as_raw()) {
-            return Err(Error::NoSuchProcess { pid });
+        match task::status_field(&status, "Tgid:") {
+            Some(tgid) if tgid == pid.as_raw() => {}
+            Some(tgid) => {
+                return Err(Error::NotAProcess {
+                    tid: pid,
+                    pid: Pid::from_raw(tgid),
+                })
+            }
+            None => return Err(Error::NoSuchProcess { pid }),
         }
         let mut t = Tracer::new(pid, opts);
         // Seize every thread, re-reading the list until it is stable: threads
@@ -365,9 +372,10 @@ impl Tracer {
     /// Traces until the process exits or rtrace detaches.
     ///
     /// On an error (a handler's, or the tracer's) rtrace detaches first and then
-    /// returns it; in launch mode, a probe that cannot be resolved once the startup
-    /// libraries are loaded kills the launched program instead, since it never
-    /// started to do real work.
+    /// returns it; in launch mode, an error before tracing has begun (a probe
+    /// that cannot be resolved or armed once the startup libraries are loaded)
+    /// kills the launched program instead, since it never started to do real
+    /// work and would otherwise run untraced.
     pub fn run(&mut self) -> Result<Outcome> {
         loop {
             match self.process_next() {
@@ -378,15 +386,10 @@ impl Tracer {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    if self.launched.is_some()
-                        && !self.attach_reported
-                        && matches!(
-                            e,
-                            Error::UnknownSymbol { .. }
-                                | Error::UnknownModule { .. }
-                                | Error::NoLineInfo { .. }
-                        )
-                    {
+                    // Before tracing has begun (the startup libraries are not
+                    // all loaded, main has not run), a launched program is
+                    // killed rather than let go: it would run untraced.
+                    if self.launched.is_some() && !self.attach_reported {
                         self.kill_launched();
                     } else {
                         let _ = self.detach_all();
@@ -767,11 +770,22 @@ fn attach_refused(pid: Pid) -> Error {
         .ok()
         .and_then(|s| task::status_field(&s, "TracerPid:"))
         .filter(|&t| t != 0);
+    let leader_gone = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .map(|v| v.trim().starts_with('Z'))
+        })
+        .unwrap_or(false);
     match tracer {
         Some(t) => Error::AlreadyTraced {
             pid,
             tracer: Pid::from_raw(t),
         },
+        // A main thread that called pthread_exit is a zombie until the whole
+        // process ends, and ptrace refuses it whoever asks.
+        None if leader_gone => Error::LeaderExited { pid },
         None => Error::PermissionDenied { pid },
     }
 }
@@ -795,7 +809,9 @@ pub fn find_program(program: &std::ffi::OsStr) -> Result<PathBuf> {
         .find(|p| p.is_file())
         .ok_or_else(|| Error::Launch {
             program: name.clone(),
-            reason: if name.contains('/') {
+            reason: if name.contains('/') && Path::new(program).is_dir() {
+                "it is a directory".into()
+            } else if name.contains('/') {
                 "no such file".into()
             } else {
                 "not found in PATH".into()

@@ -226,7 +226,7 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
             None => {
                 let at = RuntimeAddr(*addr);
                 Ok(match map.module_at(at) {
-                    Some(m) => Resolution::Found(vec![location_at(m, at)]),
+                    Some(m) => Resolution::Found(vec![address_location(spec, m, at)?]),
                     None => Resolution::NotFound {
                         searched: names(&searched),
                     },
@@ -239,7 +239,7 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
                 let at = m.to_runtime(LinkAddr(*addr));
                 // Outside the module's mappings there is nothing to probe.
                 Ok(if m.contains(at) {
-                    Resolution::Found(vec![location_at(m, at)])
+                    Resolution::Found(vec![address_location(spec, m, at)?])
                 } else {
                     Resolution::NotFound {
                         searched: names(&searched),
@@ -267,6 +267,11 @@ pub fn not_found(spec: &ProbeSpec, searched: Vec<String>) -> Error {
     let name = match &spec.target {
         Target::Function { name } => name.clone(),
         Target::Offset { function, .. } => function.clone(),
+        Target::Address { addr } if spec.module.is_none() => {
+            return Error::UnmappedAddress {
+                addr: RuntimeAddr(*addr),
+            }
+        }
         Target::Address { addr } => format!("{addr:#x}"),
         Target::Line { file, line } => {
             return Error::NoLineInfo {
@@ -489,6 +494,34 @@ fn offset_location(spec: &ProbeSpec, m: &Module, f: &Symbol, offset: u64) -> Res
 
 /// An entry-only location at runtime address `at` of `m`, named by the function
 /// containing it (or by the address itself when no function does).
+/// The location of an address probe at `at` in `m`, checked as the offset of
+/// a `name+off` spec is: it must be code (in an executable segment of the
+/// file, so a breakpoint there is executed rather than read as data), and an
+/// instruction boundary of the function containing it, when a symbol says
+/// where that function starts (without one, nothing can tell).
+fn address_location(spec: &ProbeSpec, m: &Module, at: RuntimeAddr) -> Result<Location> {
+    let link = m.to_link(at);
+    let in_code = m.elf.segments().iter().any(|seg| {
+        seg.exec
+            && (seg.vaddr.get()..seg.vaddr.get().saturating_add(seg.memsz)).contains(&link.get())
+    });
+    if !in_code {
+        return Err(Error::InvalidSpec {
+            spec: spec.as_str().to_string(),
+            reason: format!(
+                "the address is in the data of {}, not in its code",
+                m.name()
+            ),
+        });
+    }
+    if let Some((f, offset)) = m.elf.function_at(link) {
+        if offset > 0 {
+            return offset_location(spec, m, f, offset);
+        }
+    }
+    Ok(location_at(m, at))
+}
+
 fn location_at(m: &Module, at: RuntimeAddr) -> Location {
     let (linkage_name, offset) = match m.elf.function_at(m.to_link(at)) {
         Some((f, off)) => (f.name.clone(), off),
@@ -770,11 +803,25 @@ mod tests {
                 searched: vec!["a.out".into()]
             }
         );
-        // Mapped but in no function: named by its address. The ELF header is
-        // mapped at the module's start and is code of no function.
+        // Mapped, but not code: the ELF header at the module's start.
         let start = RuntimeAddr(EXE_BIAS);
-        let l = &found(&format!("{start}"))[0];
-        assert_eq!((l.symbol.as_str(), l.offset), ("0x555555554000", 0));
+        match run(&format!("{start}")) {
+            Err(Error::InvalidSpec { reason, .. }) => {
+                assert_eq!(
+                    reason,
+                    "the address is in the data of a.out, not in its code"
+                )
+            }
+            other => panic!("the ELF header probed: {other:?}"),
+        }
+        // Inside an instruction of work (push %rbp; mov %rsp,%rbp): refused
+        // as the offset would be.
+        let inside = exe().to_runtime(work).offset(2);
+        let r = run(&format!("{inside}"));
+        assert!(
+            matches!(r, Err(Error::NotInstructionBoundary { offset: 2, .. })),
+            "{r:?}"
+        );
     }
 
     #[test]

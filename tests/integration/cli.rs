@@ -93,7 +93,14 @@ fn count_twice_every_variant_one_call_returning_41() {
 #[test]
 fn two_probes_on_one_function_both_report() {
     let prog = fixture("count", Variant::Pie);
-    let (run, events) = trace_json("two_probes", &["-s", "work", "-s", "work"], &prog, &["50"]);
+    // Two specs naming one function: two probes behind one breakpoint. (The
+    // same spec twice is one probe: `a_spec_given_twice_is_one_probe`.)
+    let (run, events) = trace_json(
+        "two_probes",
+        &["-s", "work", "-s", "count:work"],
+        &prog,
+        &["50"],
+    );
     assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(
@@ -228,6 +235,85 @@ fn offset_probe_inside_an_instruction_is_refused() {
         );
         assert_eq!(run.stdout, "", "{what}: the program must not have run");
     }
+}
+
+/// An address probe is checked as an offset is: inside an instruction, or
+/// in data, it is refused before the program runs (a breakpoint there would
+/// corrupt the instruction or the data).
+#[test]
+fn address_probes_inside_an_instruction_or_in_data_are_refused() {
+    let nopie = fixture("count", Variant::NoPie);
+    let work = symbol_value(&nopie, "work");
+    let offsets = instruction_offsets(&nopie, "work");
+    let inside = offsets
+        .windows(2)
+        .find(|w| w[1] - w[0] > 1)
+        .map(|w| w[0] + 1)
+        .expect("an instruction of more than one byte");
+    let pie = fixture("count", Variant::Pie);
+    let pie_work = symbol_value(&pie, "work");
+    let rodata = section_address(&pie, ".rodata");
+    let cases = [
+        (
+            format!("{:#x}", work + inside),
+            &nopie,
+            "instruction boundary",
+        ),
+        (
+            format!("count:{:#x}", pie_work + inside),
+            &pie,
+            "instruction boundary",
+        ),
+        (format!("count:{rodata:#x}"), &pie, "not in its code"),
+        // A library's function plus an offset, in launch mode: the program
+        // is killed before it runs, not let go untraced.
+        (
+            format!("libc:getpid+{:#x}", 1),
+            &pie,
+            "instruction boundary",
+        ),
+    ];
+    for (spec, prog, why) in cases {
+        let run = run_rtrace(&["-s", &spec], prog, &["3"]);
+        let what = format!("rtrace -s {spec}");
+        let line = assert_one_error_line(&run, 1, &what);
+        assert!(line.contains(why), "{what}: {line}");
+        assert_eq!(run.stdout, "", "{what}: the program must not have run");
+    }
+}
+
+/// The link-time address of section `name` of `path` (readelf).
+fn section_address(path: &Path, name: &str) -> u64 {
+    let out = std::process::Command::new("readelf")
+        .arg("-SW")
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == name))
+        .unwrap_or_else(|| panic!("no {name} in {}", path.display()));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let at = fields.iter().position(|&w| w == name).unwrap();
+    u64::from_str_radix(fields[at + 2], 16).unwrap()
+}
+
+/// The same spec twice is one probe: each call reported and counted once.
+#[test]
+fn a_spec_given_twice_is_one_probe() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json(
+        "spec_twice",
+        &["-c", "-s", "work", "-s", "work"],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(of_kind(&events, "entry").len(), 3, "{}", show(&events));
+    let summaries = of_kind(&events, "summary");
+    assert_eq!(summaries.len(), 1, "{}", show(&events));
+    assert_eq!(summaries[0]["calls"], 3);
 }
 
 #[test]

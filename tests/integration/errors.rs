@@ -15,7 +15,8 @@ use nix::sys::signal::Signal;
 use crate::attach::{tracer_pid, wait_detach, wait_event};
 use crate::events::{assert_one_error_line, of_kind, parse_events, show, str_field, temp_path};
 use crate::fixtures::{
-    code_matches_files, fixture, rtrace_bin, run_command, run_rtrace, Spawned, Variant, TIMEOUT,
+    code_matches_files, fixture, rtrace_bin, run_command, run_rtrace, threads_of, Spawned, Variant,
+    TIMEOUT,
 };
 
 fn rtrace(args: &[&str]) -> crate::fixtures::Run {
@@ -42,6 +43,57 @@ fn missing_program() {
     let run = rtrace(&["-s", "work", "--", "/nonexistent/program"]);
     let line = assert_one_error_line(&run, 1, "rtrace -s work -- /nonexistent/program");
     assert!(line.contains("/nonexistent/program"), "names it: {line}");
+}
+
+#[test]
+fn a_directory_is_not_a_program() {
+    let run = rtrace(&["-s", "work", "--", "/tmp"]);
+    let line = assert_one_error_line(&run, 1, "rtrace -s work -- /tmp");
+    assert!(line.contains("/tmp: it is a directory"), "{line}");
+}
+
+/// Options are options wherever they are, and the command comes after `--`:
+/// an unknown option or a command without `--` is a usage error, never run.
+#[test]
+fn unknown_options_and_commands_without_dashes_are_usage_errors() {
+    let run = rtrace(&["-s", "work", "--bogus", "--", "true"]);
+    let line = assert_one_error_line(&run, 2, "rtrace -s work --bogus -- true");
+    assert!(line.contains("'--bogus'"), "{line}");
+    let run = rtrace(&["-s", "work", "true"]);
+    let line = assert_one_error_line(&run, 2, "rtrace -s work true");
+    assert!(
+        line.contains("the command to launch goes after --"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_address_no_module_maps() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", "0x1"], &prog, &[]);
+    let line = assert_one_error_line(&run, 1, "rtrace -s 0x1");
+    assert!(line.contains("no loaded module maps 0x1"), "{line}");
+    assert_eq!(run.stdout, "", "the program never ran");
+}
+
+/// `-p` with the id of a thread that is not its process's main thread.
+#[test]
+fn a_thread_is_not_a_process() {
+    let spin = Spawned::start(&fixture("spin", Variant::Pie), &["threads", "2"]);
+    let pid = spin.pid();
+    let tid = threads_of(pid)
+        .into_iter()
+        .find(|&t| t != pid)
+        .expect("a thread");
+    let run = rtrace(&["-p", &tid.to_string(), "-s", "work"]);
+    let line = assert_one_error_line(&run, 1, "rtrace -p TID");
+    assert!(
+        line.contains(&format!("{tid} is a thread of process {pid}"))
+            && line.contains(&format!("-p {pid}")),
+        "{line}"
+    );
+    assert_eq!(tracer_pid(pid), 0);
+    spin.terminate();
 }
 
 /// A file with mode 755 holding `bytes`, named after the test.

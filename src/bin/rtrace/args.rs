@@ -89,11 +89,7 @@ struct Raw {
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     color: ColorWhen,
     /// The program to launch and its arguments (after `--`).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
 }
 
@@ -193,7 +189,18 @@ pub fn parse() -> Result<Cli, ExitCode> {
             }
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            return Err(usage(first.trim_start_matches("error: ")));
+            let first = first.trim_start_matches("error: ");
+            // `rtrace -s work ls`: the command was meant, without its `--`.
+            let stray = match e.get(clap::error::ContextKind::InvalidArg) {
+                Some(clap::error::ContextValue::String(a)) => !a.starts_with('-'),
+                _ => false,
+            };
+            if e.kind() == ErrorKind::UnknownArgument && stray {
+                return Err(usage(&format!(
+                    "{first}; the command to launch goes after --"
+                )));
+            }
+            return Err(usage(first));
         }
     };
     let script = scripts(&raw)?;
@@ -232,10 +239,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
             "the script has :return blocks, which --entry-only would never run",
         ));
     }
+    // A spec given twice is one probe (its calls reported and counted once).
+    let mut probes: Vec<ProbeSpec> = Vec::with_capacity(raw.probes.len());
+    for p in raw.probes {
+        if !probes.iter().any(|q| q.as_str() == p.as_str()) {
+            probes.push(p);
+        }
+    }
     Ok(Cli {
         target,
         list: raw.list,
-        probes: raw.probes,
+        probes,
         inject: raw.inject,
         script,
         entry_only: raw.entry_only,
