@@ -681,42 +681,76 @@ impl Tracer {
         if tid != task.pid {
             return Ok(()); // a thread; its process lives on
         }
-        // The thread-group leader is reported last: the process is gone.
+        // The thread-group leader is reported last: the process is gone. Its
+        // address space is not, while a child made with CLONE_VM (or vfork)
+        // still runs in it: the breakpoints there are still to be removed.
         if task.space == task.pid {
-            self.spaces.remove(&task.pid);
+            let heir = self
+                .tasks
+                .iter()
+                .find(|(_, t)| t.space == task.pid)
+                .map(|(tid, _)| *tid);
+            match heir.map(crate::sys::mem::ProcMem::open) {
+                Some(Ok(mem)) => {
+                    if let Some(space) = self.spaces.get_mut(&task.pid) {
+                        space.pid = mem.pid();
+                        space.mem = mem;
+                    }
+                }
+                _ => {
+                    self.spaces.remove(&task.pid);
+                }
+            }
         }
         if task.silent {
-            return Ok(());
+            return self.end_after_root();
         }
-        let event = match stop {
-            Stop::Exited { code, .. } => {
-                if task.pid == self.root {
-                    self.outcome = Some(Outcome::Exited(code));
-                }
+        let (event, end) = match stop {
+            Stop::Exited { code, .. } => (
                 Event::Exited {
                     pid: task.pid,
                     code,
-                }
-            }
-            Stop::Killed { signal, core, .. } => {
-                if task.pid == self.root {
-                    self.outcome = Some(Outcome::Killed {
-                        signal,
-                        core_dumped: core,
-                    });
-                }
+                },
+                Outcome::Exited(code),
+            ),
+            Stop::Killed { signal, core, .. } => (
                 Event::Killed {
                     pid: task.pid,
                     signal,
                     core_dumped: core,
-                }
-            }
+                },
+                Outcome::Killed {
+                    signal,
+                    core_dumped: core,
+                },
+            ),
             _ => unreachable!("on_death takes deaths"),
         };
+        if task.pid == self.root {
+            // With -f, followed children keep being traced until they end.
+            let followed = self.tasks.values().any(|t| t.pid != self.root && !t.silent);
+            if self.opts.follow_forks && followed {
+                self.root_end = Some(end);
+            } else {
+                self.outcome = Some(end);
+            }
+        }
         self.emit(event)?;
+        self.end_after_root()?;
         if task.pid == self.root && self.tasks.values().all(|t| t.pid == self.root) {
             // Only stale tasks of the root could be left (they die with it).
             self.tasks.retain(|_, t| t.pid != self.root);
+        }
+        Ok(())
+    }
+
+    /// The root process has ended and the last followed child with it: the
+    /// outcome is the root's.
+    fn end_after_root(&mut self) -> Result<()> {
+        if self.outcome.is_none() && self.root_end.is_some() {
+            if !self.tasks.values().any(|t| !t.silent) {
+                self.outcome = self.root_end;
+            }
         }
         Ok(())
     }

@@ -121,6 +121,9 @@ pub struct Tracer {
     /// the end as never armed).
     ever_armed: std::collections::HashSet<ProbeId>,
     outcome: Option<Outcome>,
+    /// With -f: how the root process ended while followed children live on
+    /// (the outcome once the last of them has ended, as strace -f does).
+    root_end: Option<Outcome>,
     attach_reported: bool,
     /// Set once the traced process has exec'd: a probe that does not resolve in
     /// the new image (or any image reached by exec) is not an error.
@@ -164,6 +167,7 @@ impl Tracer {
             cache: ElfCache::default(),
             ever_armed: Default::default(),
             outcome: None,
+            root_end: None,
             attach_reported: false,
             root_execd: false,
             started: false,
@@ -429,7 +433,8 @@ impl Tracer {
             r => r?,
         }
         if self.tasks.is_empty() {
-            self.outcome.get_or_insert(Outcome::Detached);
+            self.outcome
+                .get_or_insert(self.root_end.unwrap_or(Outcome::Detached));
             return Ok(self.outcome);
         }
         Ok(None)

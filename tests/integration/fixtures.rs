@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 36] = [
+pub const PROGRAMS: [&str; 37] = [
     "count",
     "sigtrap",
     "signals",
@@ -210,6 +210,7 @@ pub const PROGRAMS: [&str; 36] = [
     "coroutine",
     "stalejmp",
     "sigqueuer",
+    "orphaner",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

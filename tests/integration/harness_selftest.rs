@@ -151,6 +151,18 @@ fn faulter_recovers_from_its_faults_or_dies() {
 fn sigstorm_receives_every_signal() {
     check_all_variants("sigstorm", &["500", "2000"], "received=500 calls=2000\n", 0);
     check_all_variants("sigqueuer", &["4", "400"], "received=400 bad=0\n", 0);
+    check_all_variants(
+        "orphaner",
+        &["fork", "50"],
+        "parent done\nchild sum=2500\n",
+        0,
+    );
+    check_all_variants(
+        "orphaner",
+        &["vm", "50"],
+        "parent done\nchild sum=2500\n",
+        0,
+    );
 }
 
 #[test]

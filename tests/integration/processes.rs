@@ -663,6 +663,46 @@ fn pending_library_probe_arms_in_a_spawned_child() {
 const CYCLES: usize = 50;
 const ENTRIES_PER_CYCLE: usize = 40;
 
+/// A child that outlives the traced program: without -f it is left
+/// unharmed, even when it runs in the program's memory (CLONE_VM), where the
+/// breakpoints were; with -f its calls are reported until it exits, and
+/// rtrace ends with the program's status.
+#[test]
+fn a_child_that_outlives_its_parent() {
+    let prog = fixture("orphaner", Variant::Pie);
+    for mode in ["fork", "vm"] {
+        let args = [mode, "50"];
+        let untraced = run_untraced(&prog, &args);
+        assert_eq!(untraced.stdout, "parent done\nchild sum=2500\n");
+        let (run, events) = trace_json(&format!("orphan_{mode}"), &["-s", "work"], &prog, &args);
+        assert_same_as_untraced(&run, &untraced, &format!("orphaner {mode}"));
+        assert!(
+            of_kind(&events, "entry").is_empty(),
+            "{mode}: {}",
+            show(&events)
+        );
+        let (run, events) = trace_json(
+            &format!("orphan_{mode}_follow"),
+            &["-f", "-s", "work"],
+            &prog,
+            &args,
+        );
+        assert_same_as_untraced(&run, &untraced, &format!("orphaner {mode} -f"));
+        let root = events[0]["pid"].as_i64().unwrap();
+        let entries = of_kind(&events, "entry");
+        assert_eq!(entries.len(), 50, "{mode} -f: {}", show(&events));
+        assert!(entries.iter().all(|e| e["pid"].as_i64() != Some(root)));
+        assert_eq!(retvals(&events, "work").iter().sum::<i64>(), 2500);
+        let exits = of_kind(&events, "exit");
+        assert_eq!(exits.len(), 2, "{mode} -f: the program's and the child's");
+        assert_eq!(
+            exits[0]["pid"].as_i64(),
+            Some(root),
+            "the program ends first"
+        );
+    }
+}
+
 /// `rtrace -p` on spin with 4 threads calling work(), then SIGINT, 50 times
 /// on the same process. After each detach: the code is the files' code, no
 /// thread has a tracer, all threads are alive and running. At the end spin
