@@ -747,10 +747,11 @@ impl Tracer {
     /// The root process has ended and the last followed child with it: the
     /// outcome is the root's.
     fn end_after_root(&mut self) -> Result<()> {
-        if self.outcome.is_none() && self.root_end.is_some() {
-            if !self.tasks.values().any(|t| !t.silent) {
-                self.outcome = self.root_end;
-            }
+        if self.outcome.is_none()
+            && self.root_end.is_some()
+            && !self.tasks.values().any(|t| !t.silent)
+        {
+            self.outcome = self.root_end;
         }
         Ok(())
     }
