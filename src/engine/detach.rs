@@ -222,6 +222,9 @@ impl Tracer {
         let tasks = std::mem::take(&mut self.tasks);
         self.spaces.clear();
         for (tid, task) in tasks {
+            if let Some(mask) = &task.affinity {
+                crate::sys::sched::set_affinity(tid, mask);
+            }
             // A thread in a signal-delivery stop gets the oldest held signal
             // from the detach itself, with its siginfo; the others are queued
             // again once it is free. A nudge still pending stands for the

@@ -464,6 +464,8 @@ impl Tracer {
                 });
             }
         }
+        // It inherited the pinned CPU; its own affinity is its parent's.
+        task.affinity = self.tasks[&parent].affinity;
         // Created by a system call stepped out of line: the child is in the slot
         // too, just after that instruction, and finishes the step like its parent.
         task.step = self.tasks[&parent].step.clone();
@@ -545,6 +547,9 @@ impl Tracer {
             Ok(())
         })();
         let task = self.tasks.remove(&tid).expect("child registered");
+        if let Some(mask) = &task.affinity {
+            crate::sys::sched::set_affinity(tid, mask);
+        }
         // `sig` is the signal of the stop it is in, delivered by the detach.
         match ptrace::detach(tid, sig) {
             Err(e) if !e.is_tracee_gone() => return Err(e),

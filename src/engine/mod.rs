@@ -121,6 +121,8 @@ pub struct Tracer {
     /// the end as never armed).
     ever_armed: std::collections::HashSet<ProbeId>,
     outcome: Option<Outcome>,
+    /// The CPU everything runs on (`pin_to_one_cpu`).
+    pinned: Option<usize>,
     /// With -f: how the root process ended while followed children live on
     /// (the outcome once the last of them has ended, as strace -f does).
     root_end: Option<Outcome>,
@@ -167,6 +169,7 @@ impl Tracer {
             cache: ElfCache::default(),
             ever_armed: Default::default(),
             outcome: None,
+            pinned: None,
             root_end: None,
             attach_reported: false,
             root_execd: false,
@@ -339,6 +342,29 @@ impl Tracer {
     /// [`Handler::on_finish`] at the end.
     pub fn add_listener(&mut self, listener: impl Handler + 'static) {
         self.listeners.push(Box::new(listener));
+    }
+
+    /// Runs the tracer and every thread it traces on one CPU, the one the
+    /// process runs on now, and returns it. A ptrace stop is then a switch
+    /// between two threads of one CPU instead of a wake-up on another, about
+    /// three times cheaper; threads the process creates later stay there too.
+    /// It serialises a process's threads on that CPU, so it suits a
+    /// single-threaded program (or one whose threads mostly wait). Every
+    /// thread gets its own affinity back when rtrace lets it go (detach, or a
+    /// child not followed).
+    pub fn pin_to_one_cpu(&mut self) -> Result<usize> {
+        use crate::sys::sched;
+        let cpu = sched::cpu_of(self.root).unwrap_or(0);
+        let one = sched::only(cpu)?;
+        sched::pin_self(cpu)?;
+        for (&tid, task) in self.tasks.iter_mut() {
+            if task.affinity.is_none() {
+                task.affinity = sched::affinity(tid);
+                sched::set_affinity(tid, &one);
+            }
+        }
+        self.pinned = Some(cpu);
+        Ok(cpu)
     }
 
     /// Asks the tracer to detach at the next opportunity (as SIGINT does).

@@ -140,6 +140,9 @@ pub(crate) struct Task {
     /// A signal rtrace sent the thread (tgkill) to get a signal-delivery
     /// stop at which to deliver its oldest held signal.
     pub nudge: Option<i32>,
+    /// Its own CPU affinity, while rtrace keeps it on rtrace's CPU (`--pin`):
+    /// given back when it is let go.
+    pub affinity: Option<crate::sys::sched::CpuMask>,
     /// True while the thread is in a signal-delivery stop (a signal's, or a
     /// SIGTRAP's: a breakpoint or a step), where a restart can deliver any
     /// signal with any siginfo.
@@ -176,6 +179,7 @@ impl Task {
             held: Vec::new(),
             nudge: None,
             in_delivery_stop: false,
+            affinity: None,
             silent: false,
             scrub: None,
             group_stopped: false,

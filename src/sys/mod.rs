@@ -3,6 +3,7 @@
 
 pub mod mem;
 pub mod ptrace;
+pub mod sched;
 pub mod signal;
 pub mod spawn;
 pub mod wait;

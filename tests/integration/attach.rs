@@ -362,6 +362,46 @@ fn attach_to_a_stopped_process() {
     }
 }
 
+/// The CPUs thread `tid` may run on (`Cpus_allowed_list`).
+fn cpus_allowed(tid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `--pin`: while traced, every thread of the process runs on one CPU (the
+/// tracer's); after the detach each has its own affinity back.
+#[test]
+fn pinned_while_traced_and_unpinned_after() {
+    let prog = fixture("spin", Variant::Pie);
+    let spin = Spawned::start(&prog, &["threads", "3"]);
+    let pid = spin.pid();
+    let threads = threads_of(pid);
+    let before: Vec<String> = threads.iter().map(|&t| cpus_allowed(t)).collect();
+    let mut rtrace = Spawned::rtrace_attach(&["--pin", "-s", "work", "--json"], pid);
+    wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+    wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
+    let during: Vec<String> = threads.iter().map(|&t| cpus_allowed(t)).collect();
+    assert!(
+        during
+            .iter()
+            .all(|c| c == &during[0] && c.parse::<usize>().is_ok()),
+        "one CPU for all: {during:?}"
+    );
+    assert_eq!(cpus_allowed(rtrace.pid()), during[0], "rtrace's own CPU");
+    rtrace.signal(Signal::SIGINT);
+    wait_detach(&mut rtrace, "--pin detach");
+    assert_eq!(rtrace.wait().code(), 0);
+    let after: Vec<String> = threads.iter().map(|&t| cpus_allowed(t)).collect();
+    assert_eq!(after, before, "affinity given back");
+    let run = spin.terminate();
+    assert_eq!(run.code(), 0);
+}
+
 /// A probe that is armed but never hit (spin never calls getpid): the
 /// tracee makes no ptrace stops, so only the signal itself can wake rtrace.
 /// SIGINT sent as soon as the attach event is out must still detach.

@@ -299,6 +299,23 @@ fn section_address(path: &Path, name: &str) -> u64 {
     u64::from_str_radix(fields[at + 2], 16).unwrap()
 }
 
+/// `--pin` in launch mode: the program runs as untraced, every call counted.
+#[test]
+fn pinned_launch_reports_every_call() {
+    let prog = fixture("threads", Variant::Pie);
+    let untraced = run_untraced(&prog, &["4", "500"]);
+    let (run, events) = trace_json(
+        "pinned_launch",
+        &["--pin", "-s", "work"],
+        &prog,
+        &["4", "500"],
+    );
+    assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
+    assert_eq!(run.code(), 0);
+    assert_eq!(of_kind(&events, "entry").len(), 2000);
+    assert_eq!(of_kind(&events, "return").len(), 2000);
+}
+
 /// The same spec twice is one probe: each call reported and counted once.
 #[test]
 fn a_spec_given_twice_is_one_probe() {

@@ -178,6 +178,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             Tracer::launch(&cmd, opts)?
         }
     };
+    if cli.pin {
+        tracer.pin_to_one_cpu()?;
+    }
     for rule in cli.inject.iter() {
         let spec = rule.spec.clone();
         let injector = rtrace::inject::Injector::new(rule.clone());
