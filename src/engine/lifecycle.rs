@@ -260,7 +260,7 @@ impl Tracer {
                 // function: the probe is simply not armed there.
                 let first_image = key == self.root && !self.root_execd;
                 if space.ready && first_image {
-                    return Err(not_found(&probe.spec, searched));
+                    return Err(not_found(&probe.spec, searched, &space.modules));
                 }
             }
         }

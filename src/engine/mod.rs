@@ -377,14 +377,7 @@ impl Tracer {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    if self.launched.is_some()
-                        && !self.attach_reported
-                        && matches!(
-                            e,
-                            Error::UnknownSymbol { .. }
-                                | Error::UnknownModule { .. }
-                                | Error::NoLineInfo { .. }
-                        )
+                    if self.launched.is_some() && !self.attach_reported && e.is_unplaceable_probe()
                     {
                         self.kill_launched();
                     } else {

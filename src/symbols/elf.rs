@@ -669,6 +669,8 @@ impl ElfFile {
             return Err(Error::NoLineInfo {
                 file: file.to_string(),
                 line,
+                searched: Vec::new(),
+                unbuilt: None,
             });
         }
         lines_with_code.sort_unstable();
@@ -923,8 +925,9 @@ impl DebugFile {
 }
 
 /// The full path of a line program's file entry: the unit's compilation directory,
-/// then the entry's include directory, then its name, each replacing what came
-/// before when it is absolute (as `addr2line` renders it).
+/// then the entry's include directory (unless it is directory 0, the
+/// compilation directory), then its name, each replacing what came before when
+/// it is absolute (as `addr2line` and gdb render it).
 fn file_path<R: gimli::Reader>(
     dwarf: &gimli::Dwarf<R>,
     unit: &gimli::Unit<R>,
@@ -947,8 +950,14 @@ fn file_path<R: gimli::Reader>(
                 .as_ref(),
         );
     }
-    if let Some(dir) = entry.directory(header) {
-        path.push(string(dir)?);
+    // Directory 0 is the compilation directory itself (DWARF 5 lists it
+    // again as entry 0; gimli hands back DW_AT_comp_dir for it in DWARF 4):
+    // pushed twice, a relative one (`./stdio-common`, as Debian's
+    // -fdebug-prefix-map leaves it) would be doubled.
+    if entry.directory_index() != 0 {
+        if let Some(dir) = entry.directory(header) {
+            path.push(string(dir)?);
+        }
     }
     path.push(string(entry.path_name())?);
     Ok(path)
@@ -1932,6 +1941,28 @@ int main(void)
         assert!(lines.contains(&fputs), "{lines:?} vs fputs at {fputs}");
         let lines = elf.line_addresses("libio/iofputs.c", 33).unwrap();
         assert!(lines.contains(&fputs));
+    }
+
+    #[test]
+    fn a_relative_compilation_directory_is_not_doubled() {
+        // Debian builds libc with -fdebug-prefix-map, leaving relative
+        // compilation directories (`./stdio-common`), which DWARF 5 repeats as
+        // directory 0 of the line table: gdb shows ./stdio-common/printf.c.
+        let printf = open(LIBC).function_named("printf").expect("printf").addr;
+        let (file, _) = open(LIBC).line_of(printf).expect("libc6-dbg has lines");
+        assert_eq!(file, Path::new("./stdio-common/printf.c"));
+        for version in ["-gdwarf-5", "-gdwarf-4"] {
+            let dir = temp_dir("reldir");
+            let map = format!("-fdebug-prefix-map={}=./sub", dir.display());
+            let exe = compile_in(&dir, "x.c", LINES_C, &["-O0", version, &map]);
+            let elf = ElfFile::open(&exe).unwrap();
+            let work = elf.function_named("work").unwrap().addr;
+            assert_eq!(
+                elf.line_of(work),
+                Some((PathBuf::from("./sub/x.c"), 4)),
+                "{version}"
+            );
+        }
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub enum Resolution {
     /// An unqualified name or pattern was not found in any loaded module; the
     /// caller decides whether to wait (libraries still loading) or fail.
     NotFound {
-        /// The modules searched, by file name.
+        /// The modules searched, by file name (for a `FILE:LINE` spec, those
+        /// that have a line table: the others could not have had it).
         searched: Vec<String>,
     },
 }
@@ -262,17 +263,26 @@ pub fn modules_defining<'a>(name: &str, map: &'a ModuleMap) -> Vec<&'a Module> {
         .collect()
 }
 
-/// The error for a spec found nowhere in `searched` (module file names).
-pub fn not_found(spec: &ProbeSpec, searched: Vec<String>) -> Error {
+/// The error for a spec found nowhere in `searched` (module file names, as
+/// [`Resolution::NotFound`] gives them) of `map`.
+pub fn not_found(spec: &ProbeSpec, searched: Vec<String>, map: &ModuleMap) -> Error {
     let name = match &spec.target {
         Target::Function { name } => name.clone(),
         Target::Offset { function, .. } => function.clone(),
         Target::Address { addr } => format!("{addr:#x}"),
         Target::Line { file, line } => {
+            let first = match &spec.module {
+                Some(q) => map.find(q),
+                None => map.modules().first(),
+            };
             return Error::NoLineInfo {
                 file: file.clone(),
                 line: *line,
-            }
+                searched,
+                unbuilt: first
+                    .filter(|m| !m.elf.has_dwarf())
+                    .map(|m| m.name().to_string()),
+            };
         }
     };
     Error::UnknownSymbol { name, searched }
@@ -311,7 +321,7 @@ pub fn list(
                 loaded: map.names(),
             })
         }
-        Resolution::NotFound { searched } => return Err(not_found(spec, searched)),
+        Resolution::NotFound { searched } => return Err(not_found(spec, searched, map)),
     };
     let mut out = Vec::with_capacity(locations.len());
     for loc in locations {
@@ -507,13 +517,20 @@ fn location_at(m: &Module, at: RuntimeAddr) -> Location {
 
 /// `file:line` in the first module that has code for it.
 ///
-/// A module without line information for it is passed over. An error that says why
-/// the line could not be looked up at all (corrupt or compressed DWARF) is
-/// reported when it comes from the first module searched (the executable, or the
-/// named module), where the user's source most likely is; otherwise the answer is
-/// "no code for that line".
+/// A module without line information for the file is passed over. When no
+/// module has code for the line, the answer is, in this order: the first
+/// module (in search order) whose line table has the file but no code at the
+/// line ([`Error::NoCodeAtLine`], naming the nearest lines that have code,
+/// whichever module it is: `printf.c:27` is libc's); an error that says why
+/// the first module's lines could not be read at all (corrupt or compressed
+/// DWARF: the executable, or the named module, is where the user's source
+/// most likely is); else [`Resolution::NotFound`], whose `searched` lists the
+/// modules that have line tables (the caller may wait for libraries, as for a
+/// function name).
 fn resolve_line(file: &str, line: u32, searched: &[&Module]) -> Result<Resolution> {
+    let mut no_code = None;
     let mut first_error = None;
+    let mut with_lines = Vec::new();
     for (i, m) in searched.iter().enumerate() {
         match m.elf.line_addresses(file, line) {
             Ok(addrs) => {
@@ -523,17 +540,22 @@ fn resolve_line(file: &str, line: u32, searched: &[&Module]) -> Result<Resolutio
                     .collect();
                 return Ok(Resolution::Found(locations));
             }
-            Err(Error::NoLineInfo { .. }) => {}
+            Err(e @ Error::NoCodeAtLine { .. }) => {
+                no_code.get_or_insert(e);
+            }
+            Err(Error::NoLineInfo { .. }) => {
+                if m.elf.has_dwarf() {
+                    with_lines.push(m.name().to_string());
+                }
+            }
             Err(e) if i == 0 => first_error = Some(e),
             Err(_) => {}
         }
     }
-    // No module loaded so far has the file: at a launch's exec stop the
-    // libraries are not mapped yet, so wait for them as for a function name.
-    match first_error {
+    match no_code.or(first_error) {
         Some(e) => Err(e),
         None => Ok(Resolution::NotFound {
-            searched: names(searched),
+            searched: with_lines,
         }),
     }
 }
@@ -799,14 +821,51 @@ mod tests {
             Err(Error::NoCodeAtLine { line: 11, .. })
         ));
         // A file no loaded module has: not found (yet), as for a function name.
+        // Both modules have line tables (libc's from libc6-dbg): the error
+        // names them instead of asking for -g.
         let other: ProbeSpec = "other.c:5".parse().unwrap();
         let Ok(Resolution::NotFound { searched }) = resolve(&other, map()) else {
             panic!("other.c:5 should be not found");
         };
-        assert!(matches!(
-            not_found(&other, searched),
-            Error::NoLineInfo { line: 5, .. }
-        ));
+        assert_eq!(searched, all_names());
+        let e = not_found(&other, searched, map());
+        assert_eq!(
+            e.to_string(),
+            "no code for other.c:5 (not a file of the line tables of a.out, libc.so.6)"
+        );
+        assert!(!e.hint().unwrap().contains("-g"), "{:?}", e.hint());
+    }
+
+    #[test]
+    fn a_line_without_code_in_a_library_names_the_nearest_lines() {
+        // printf.c is libc's, the second module searched: its nearest lines
+        // are reported, not "no code for".
+        match run("printf.c:27") {
+            Err(e @ Error::NoCodeAtLine { .. }) => assert_eq!(
+                e.to_string(),
+                "no code at printf.c:27; nearest lines with code: 28, 29"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let locs = found("printf.c:28");
+        assert_eq!(locs[0].module, Path::new(LIBC));
+        assert_eq!(locs[0].symbol, "printf");
+    }
+
+    #[test]
+    fn without_any_line_table_the_hint_asks_for_debug_info() {
+        let exe = compile("resolve_nodebug", "x.c", LINES_C, &["-O0"]);
+        let mut cache = ElfCache::default();
+        let maps = fake_maps(&cache.get(&exe).unwrap(), EXE_BIAS);
+        let map = ModuleMap::new(&maps, &exe, &mut cache).unwrap();
+        let spec: ProbeSpec = "x.c:5".parse().unwrap();
+        let Ok(Resolution::NotFound { searched }) = resolve(&spec, &map) else {
+            panic!("x.c:5 without -g should be not found");
+        };
+        assert!(searched.is_empty());
+        let e = not_found(&spec, searched, &map);
+        assert_eq!(e.to_string(), "no code for x.c:5 (a.out has no line table)");
+        assert!(e.hint().unwrap().contains("-g"));
     }
 
     #[test]

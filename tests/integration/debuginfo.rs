@@ -102,7 +102,11 @@ fn line_probe_without_the_debug_file_is_an_error() {
     let error = assert_one_error_line(&run, 1, &spec);
     assert_eq!(
         error,
-        format!("rtrace: no code for count.c:{line} (build the program with -g)")
+        format!(
+            "rtrace: no code for count.c:{line} (count has no line table; not a file of those \
+             of libc.so.6, ld-linux-x86-64.so.2) (build the program with -g, or install its \
+             debug package)"
+        )
     );
 }
 
@@ -206,6 +210,60 @@ fn libc_line_probe_in_launch_mode() {
         .collect();
     assert_eq!(hits.len(), 2, "{spec}: {events:?}");
     assert!(hits.iter().all(|e| str_field(e, "symbol") == "printf"));
+}
+
+/// A line of libc without code, in launch mode: found once the startup
+/// libraries are loaded, it names libc's nearest lines and ends the launch
+/// before the program runs.
+#[test]
+fn libc_line_without_code_names_the_nearest_lines() {
+    let entry = libc_entry_line("printf.c", "printf");
+    let spec = format!("printf.c:{}", entry - 1);
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", &spec], &prog, &["2"]);
+    let error = assert_one_error_line(&run, 1, &spec);
+    assert_eq!(
+        error,
+        format!(
+            "rtrace: no code at {spec}; nearest lines with code: {entry}, {}",
+            entry + 1
+        )
+    );
+    assert_eq!(run.stdout, "", "{spec}: the program must not have run");
+    // A file no line table has: the modules searched are named, and the
+    // hint is not to rebuild with -g (both have debug info).
+    let run = run_rtrace(&["-s", "nosuchfile.c:3"], &prog, &["2"]);
+    let error = assert_one_error_line(&run, 1, "nosuchfile.c:3");
+    assert!(
+        error.starts_with(
+            "rtrace: no code for nosuchfile.c:3 (not a file of the line tables of count, \
+             libc.so.6, ld-linux-x86-64.so.2) (check the file name"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("-g"), "{error}");
+    assert_eq!(run.stdout, "");
+}
+
+/// `--list` shows libc's source files as gdb does: `./stdio-common/printf.c`,
+/// the relative compilation directory not doubled.
+#[test]
+fn list_shows_library_source_paths_like_gdb() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-l", "libc:printf"], &prog, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let entry = libc_entry_line("printf.c", "printf");
+    let fields: Vec<&str> = run.stdout.trim_end().split('\t').collect();
+    assert_eq!(
+        fields[1..],
+        [
+            "libc.so.6",
+            "printf",
+            &format!("./stdio-common/printf.c:{entry}")
+        ],
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
