@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 35] = [
+pub const PROGRAMS: [&str; 37] = [
     "count",
     "sigtrap",
     "signals",
@@ -209,6 +209,8 @@ pub const PROGRAMS: [&str; 35] = [
     "catcher",
     "coroutine",
     "stalejmp",
+    "abi",
+    "clones",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
