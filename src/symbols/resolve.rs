@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use super::demangle::{demangle, display_name};
-use super::elf::{SymKind, Symbol};
+use super::elf::{SymKind, Symbol, Tables};
 use super::glob;
 use super::modules::{Module, ModuleMap};
 use super::spec::{ProbeSpec, Target};
@@ -194,7 +194,7 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
             found_or(spec, name, &searched, found)
         }
         Target::Function { name } => {
-            let found = first_functions(name, &searched)
+            let found = first_functions(name, &searched, spec.module.is_some())
                 .map(|(m, syms)| {
                     syms.into_iter()
                         .map(|s| entry_location(m, s))
@@ -204,7 +204,8 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
             found_or(spec, name, &searched, found)
         }
         Target::Offset { function, offset } => {
-            let Some((m, syms)) = first_functions(function, &searched) else {
+            let Some((m, syms)) = first_functions(function, &searched, spec.module.is_some())
+            else {
                 return found_or(spec, function, &searched, Vec::new());
             };
             if syms.len() > 1 {
@@ -259,8 +260,25 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
 pub fn modules_defining<'a>(name: &str, map: &'a ModuleMap) -> Vec<&'a Module> {
     map.modules()
         .iter()
-        .filter(|m| !functions_named(m, name).is_empty())
+        .enumerate()
+        .filter(|(i, m)| !functions_named(m, name, tables_for(*i, false)).is_empty())
+        .map(|(_, m)| m)
         .collect()
+}
+
+/// The symbol tables a name is looked up in, in the `i`th module searched.
+/// A separate debug file's symbols (a stripped program's static functions,
+/// a library's internal ones) are consulted for the executable (searched
+/// first) and for a module the spec names; a library's internal function
+/// is never what an unqualified name means: ld.so's own `strlen` would
+/// otherwise shadow libc's (ld.so is mapped, and its debug file read, before
+/// libc is loaded).
+fn tables_for(i: usize, qualified: bool) -> Tables {
+    if qualified || i == 0 {
+        Tables::WithDebugFile
+    } else {
+        Tables::Own
+    }
 }
 
 /// The error for a spec found nowhere in `searched` (module file names, as
@@ -373,16 +391,14 @@ fn found_or(
 
 /// The functions of `m` that `name` names: the one with that symbol name, else
 /// every function (one per address, lowest address first) whose demangled name
-/// is `name`.
-fn functions_named<'m>(m: &'m Module, name: &str) -> Vec<&'m Symbol> {
-    if let Some(s) = m.elf.function_named(name) {
+/// is `name`; in the symbol tables `tables` says.
+fn functions_named<'m>(m: &'m Module, name: &str, tables: Tables) -> Vec<&'m Symbol> {
+    if let Some(s) = m.elf.function_named_in(name, tables) {
         return vec![s];
     }
     let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
-    for (s, d) in m.elf.demangled_functions() {
-        if d.is(name) {
-            by_addr.entry(s.addr).or_insert(s);
-        }
+    for s in m.elf.functions_demangled(|d| d.is(name), tables) {
+        by_addr.entry(s.addr).or_insert(s);
     }
     by_addr.into_values().collect()
 }
@@ -391,9 +407,10 @@ fn functions_named<'m>(m: &'m Module, name: &str) -> Vec<&'m Symbol> {
 fn first_functions<'m>(
     name: &str,
     searched: &[&'m Module],
+    qualified: bool,
 ) -> Option<(&'m Module, Vec<&'m Symbol>)> {
-    searched.iter().find_map(|m| {
-        let syms = functions_named(m, name);
+    searched.iter().enumerate().find_map(|(i, m)| {
+        let syms = functions_named(m, name, tables_for(i, qualified));
         (!syms.is_empty()).then_some((*m, syms))
     })
 }
@@ -637,6 +654,21 @@ mod tests {
         assert!(openat[0].function_entry);
         assert_eq!(found("libc:openat"), openat);
         assert_eq!(found(&format!("{LIBC}:openat")), openat);
+    }
+
+    #[test]
+    fn a_librarys_internal_functions_need_its_name() {
+        // Known only to libc6-dbg's symbol table: found when libc is named,
+        // never by an unqualified name.
+        let locs = found("libc:__libc_start_call_main");
+        assert_eq!(locs[0].module, Path::new(LIBC));
+        assert_eq!(locs[0].symbol, "__libc_start_call_main");
+        assert_eq!(
+            run("__libc_start_call_main").unwrap(),
+            Resolution::NotFound {
+                searched: all_names()
+            }
+        );
     }
 
     #[test]

@@ -83,6 +83,63 @@ fn check_work_line_probe(test: &str, prog: &Path, extra_env: Option<(&str, &Path
     );
 }
 
+/// `count` with every symbol and all its DWARF moved to `count.debug`
+/// (`strip --strip-all`, then a debuglink): `work` exists only in the debug
+/// file's `.symtab`.
+fn fully_stripped_count(dir: &Path) -> PathBuf {
+    let prog = dir.join("count");
+    fs::copy(fixture("count", Variant::Pie), &prog).unwrap();
+    let debug = dir.join("count.debug");
+    objcopy(&[
+        "--only-keep-debug".as_ref(),
+        prog.as_os_str(),
+        debug.as_os_str(),
+    ]);
+    let out = Command::new("strip")
+        .arg("--strip-all")
+        .arg(&prog)
+        .output()
+        .expect("strip");
+    assert!(out.status.success(), "strip: {out:?}");
+    let mut link = std::ffi::OsString::from("--add-gnu-debuglink=");
+    link.push(&debug);
+    objcopy(&[link.as_os_str(), prog.as_os_str()]);
+    let elf = ElfFile::open(&prog).unwrap();
+    assert!(
+        elf.functions().iter().all(|f| f.name != "work"),
+        "work stripped"
+    );
+    prog
+}
+
+/// Functions that only the separate debug file's `.symtab` names are found
+/// by name, typed from its DWARF, and name the addresses a line probe hits,
+/// as gdb finds them.
+#[test]
+fn functions_found_in_the_debug_files_symbol_table() {
+    let dir = temp_dir("fully_stripped");
+    let prog = fully_stripped_count(&dir);
+    let untraced = run_untraced(&prog, &["3"]);
+    let (run, events) = trace_json("stripped_work", &["-s", "work"], &prog, &["3"]);
+    assert_same_as_untraced(&run, &untraced, "-s work");
+    let entries = of_kind(&events, "entry");
+    assert_eq!(entries.len(), 3, "{}", show(&events));
+    assert!(entries.iter().all(|e| str_field(e, "symbol") == "work"));
+    assert_eq!(entries[0]["arg_names"], serde_json::json!(["x"]));
+    check_work_line_probe("stripped_line", &prog, None);
+    // libc's internal functions are in libc6-dbg's symbol table only.
+    let (run, events) = trace_json(
+        "libc_internal",
+        &["-s", "libc:__libc_start_call_main"],
+        &prog,
+        &["3"],
+    );
+    assert_same_as_untraced(&run, &untraced, "-s libc:__libc_start_call_main");
+    let entries = of_kind(&events, "entry");
+    assert_eq!(entries.len(), 1, "{}", show(&events));
+    assert_eq!(str_field(entries[0], "symbol"), "__libc_start_call_main");
+}
+
 #[test]
 fn line_probe_with_dwarf_in_a_debuglink_file() {
     let prog = fixture("count", Variant::Debuglink);
