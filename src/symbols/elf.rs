@@ -508,25 +508,19 @@ impl ElfFile {
     /// The symbols named exactly `name` (version suffixes ignored), of any kind.
     ///
     /// Unlike [`ElfFile::functions`], aliases are all here: `openat` is found even
-    /// when its address is listed under another name. When the file's own
-    /// tables have none, the separate debug file's `.symtab` is asked (a
-    /// program stripped with `--strip-all` keeps its local functions there;
-    /// libc6-dbg has libc's internal ones, `__strlen_evex`): read once, on
-    /// the first such question.
+    /// when its address is listed under another name. Only the file's own
+    /// tables: what the dynamic linker and the program can reach by name
+    /// (rtrace's own hooks are looked up here).
     pub fn symbols_named(&self, name: &str) -> Vec<&Symbol> {
-        let own = self.own.named(name);
-        if !own.is_empty() {
-            return own;
-        }
-        self.debug_symbols()
-            .map(|d| d.named(name))
-            .unwrap_or_default()
+        self.own.named(name)
     }
 
     /// The function (Func or IFunc) named exactly `name`; the lowest address when
-    /// there are several (local functions of different object files). The
-    /// separate debug file's symbols are asked when the file's own have no
-    /// function of that name.
+    /// there are several (local functions of different object files). When
+    /// the file's own tables have none, the separate debug file's `.symtab` is
+    /// asked (a program stripped with `--strip-all` keeps its local functions
+    /// there; libc6-dbg has libc's internal ones, `__strlen_evex`): read once,
+    /// on the first such question.
     pub fn function_named(&self, name: &str) -> Option<&Symbol> {
         self.function_named_in(name, Tables::WithDebugFile)
     }

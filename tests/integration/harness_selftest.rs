@@ -113,6 +113,11 @@ fn abi_prints_every_result() {
 }
 
 #[test]
+fn lazyifunc_prints_its_string() {
+    check_all_variants("lazyifunc", &[], "abccc -1\n", 0);
+}
+
+#[test]
 fn clones_prints_its_sum() {
     check_all_variants("clones", &[], "36\n", 0);
     check_all_variants("clones", &["2"], "18\n", 0);
