@@ -199,7 +199,7 @@ impl Tracer {
                 for loc in unresolved {
                     self.watch_resolver(key, id, loc, glob, &mut skipped)?;
                 }
-                if go_code && !self.opts.entry_only {
+                if go_code && !self.opts.entry_only && self.go_reported.insert(id) {
                     self.warnings.push(Event::Warning {
                         probe: spec.clone(),
                         message: "Go code: entries only (a goroutine's stack moves and it \
@@ -207,12 +207,7 @@ impl Tracer {
                             .into(),
                     });
                 }
-                if !skipped.is_empty() {
-                    self.warnings.push(Event::Skipped {
-                        probe: spec,
-                        reasons: skipped,
-                    });
-                }
+                self.report_skipped(id, spec, skipped);
             }
             Resolution::Pending => {
                 space.placed.insert(id, Placement::Pending);
@@ -403,14 +398,17 @@ impl Tracer {
                 }
                 return Err(e);
             }
-            if !skipped.is_empty() {
-                self.warnings.push(Event::Skipped {
-                    probe: spec,
-                    reasons: skipped,
-                });
-            }
+            self.report_skipped(id, spec, skipped);
         }
         Ok(())
+    }
+
+    /// Queues the one warning of probe `id` (spec `probe`) about the functions
+    /// it skipped, unless it was given in this run already.
+    fn report_skipped(&mut self, id: ProbeId, probe: String, reasons: Vec<SkipReason>) {
+        if !reasons.is_empty() && self.skips_reported.insert(id) {
+            self.warnings.push(Event::Skipped { probe, reasons });
+        }
     }
 
     /// Sends the warnings collected while placing probes to the listeners.

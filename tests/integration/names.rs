@@ -430,6 +430,28 @@ fn list_errors() {
     crate::events::assert_one_error_line(&run, 2, "list and trace");
     let run = rtrace_only(&["-l", "inner"]);
     crate::events::assert_one_error_line(&run, 2, "list without a target");
+    // Options that shape a trace are refused, not ignored.
+    for option in ["--json", "-c", "--entry-only", "-f"] {
+        let run = rtrace_only(&["-l", "inner", option, "--", p]);
+        let line = crate::events::assert_one_error_line(&run, 2, option);
+        assert!(line.contains(option), "{line}");
+        assert_eq!(run.stdout, "", "{option}");
+    }
+}
+
+/// `-o FILE` with `--list`: the table goes to the file, nothing to stdout.
+#[test]
+fn list_to_a_file() {
+    let prog = fixture("names", Variant::Pie);
+    let p = prog.to_str().unwrap();
+    let to_stdout = rtrace_only(&["-l", "inner", "--", p]);
+    assert_eq!(to_stdout.code(), 0, "{}", to_stdout.stderr);
+    let file = crate::events::temp_path("list_to_a_file.txt");
+    let run = rtrace_only(&["-l", "inner", "-o", file.to_str().unwrap(), "--", p]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), to_stdout.stdout);
+    assert_eq!(to_stdout.stdout.lines().count(), 1, "{}", to_stdout.stdout);
 }
 
 /// In a static executable the IFUNC slots are filled by the program's own
