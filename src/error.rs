@@ -86,13 +86,20 @@ pub enum Error {
         /// The modules that are loaded, by file name.
         loaded: Vec<String>,
     },
-    /// A source line has no code.
-    #[error("no code for {file}:{line}")]
+    /// A source line has no code: no module searched has a line table naming
+    /// the file.
+    #[error("no code for {file}:{line}{}", in_line_tables(unbuilt.as_deref(), searched))]
     NoLineInfo {
         /// The file as given.
         file: String,
         /// The line as given.
         line: u32,
+        /// The modules whose line tables were searched (those with DWARF), by
+        /// file name: empty when no module searched has any.
+        searched: Vec<String>,
+        /// The first module searched (the executable, or the module named),
+        /// when it has no line table: where the file most likely was.
+        unbuilt: Option<String>,
     },
     /// A source line has no code, but other lines of the same file do.
     #[error(
@@ -203,6 +210,19 @@ pub enum Error {
     Script(String),
 }
 
+/// `NoLineInfo`'s account of the line tables searched.
+fn in_line_tables(unbuilt: Option<&str>, searched: &[String]) -> String {
+    match (unbuilt, searched) {
+        (None, []) => String::new(),
+        (Some(m), []) => format!(" ({m} has no line table)"),
+        (None, s) => format!(" (not a file of the line tables of {})", s.join(", ")),
+        (Some(m), s) => format!(
+            " ({m} has no line table; not a file of those of {})",
+            s.join(", ")
+        ),
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with what rtrace was doing.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
@@ -251,7 +271,17 @@ impl Error {
             Error::UnknownModule { .. } => {
                 Some("name a loaded module by its file name, e.g. libc".into())
             }
-            Error::NoLineInfo { .. } => Some("build the program with -g".into()),
+            // Without any line table the program was built without -g; with
+            // some, the file is simply not one of theirs.
+            Error::NoLineInfo {
+                searched, unbuilt, ..
+            } if searched.is_empty() || unbuilt.is_some() => {
+                Some("build the program with -g, or install its debug package".into())
+            }
+            Error::NoLineInfo { .. } => Some(
+                "check the file name: `rtrace -l FUNCTION -- PROGRAM` shows a function's source file"
+                    .into(),
+            ),
             // The message already says what to do.
             Error::NoCodeAtLine { .. } => None,
             Error::NotInstructionBoundary { .. } => {

@@ -18,7 +18,7 @@ use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, Stop, TrapCause, Which};
 
-use super::space::SCRATCH_SIZE;
+use super::space::{ResolverCall, SCRATCH_SIZE};
 use super::task::{HeldSignal, Hijack, PendingHit, TaskState, XolStep};
 use super::{guarded, Tracer};
 
@@ -146,18 +146,29 @@ impl Tracer {
         let time = self.start.elapsed();
         regs.set_ip(addr.get());
         let key = self.tasks[&tid].space;
-        let (ret_refs, unwind) = {
+        let (ret_refs, unwind, resolver, resolver_returns) = {
             let site = self.spaces[&key].sites.get(addr).expect("caller checked");
-            (site.ret_refs, site.unwind)
+            (
+                site.ret_refs,
+                site.unwind,
+                site.resolver,
+                site.resolver_returns,
+            )
         };
         if ret_refs > 0 {
             self.on_return_site(tid, addr, &mut regs, time)?;
-            if self.spaces[&key].sites.get(addr).is_none() {
-                // That was the last reason for the breakpoint: the original
-                // instruction is back, run it.
-                ptrace::setregs(tid, &regs)?;
-                return self.resume(tid, 0);
-            }
+        }
+        if resolver_returns > 0 {
+            self.on_resolver_return(tid, addr, &regs)?;
+        }
+        if (ret_refs > 0 || resolver_returns > 0) && self.spaces[&key].sites.get(addr).is_none() {
+            // That was the last reason for the breakpoint: the original
+            // instruction is back, run it.
+            ptrace::setregs(tid, &regs)?;
+            return self.resume(tid, 0);
+        }
+        if resolver {
+            self.on_resolver_entry(tid, addr, &regs)?;
         }
         if unwind {
             // An unwinder is about to walk this thread's stack (or a catch
@@ -439,6 +450,76 @@ impl Tracer {
         self.release_instances(tid, &abandoned)?;
         self.release_instances(tid, &returning)?;
         self.report_returns(tid, regs, returning, time)
+    }
+
+    /// `tid` entered the watched IFUNC resolver at `addr` (`regs` at its first
+    /// instruction: `[sp]` is its return address). Its return is watched at
+    /// the return address, for this thread and this stack pointer.
+    fn on_resolver_entry(&mut self, tid: Tid, addr: RuntimeAddr, regs: &Regs) -> Result<()> {
+        let key = self.tasks[&tid].space;
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let ret = RuntimeAddr(space.mem.read_u64(RuntimeAddr(regs.sp()))?);
+        // A call this thread never returned from (it cannot nest: a
+        // resolver calls no resolver) no longer needs its return site.
+        if let Some(old) = space.resolving.remove(&tid) {
+            space.release_resolver_return(old.ret)?;
+        }
+        match space.arm(ret, Owner::ResolverReturn, StepMode::Auto) {
+            Ok(()) => {
+                space.resolving.insert(
+                    tid,
+                    ResolverCall {
+                        resolver: addr,
+                        ret,
+                        sp_after: regs.sp().wrapping_add(WORD),
+                    },
+                );
+                Ok(())
+            }
+            Err(e) if e.is_tracee_gone() => Ok(()),
+            Err(Error::UnsupportedInstruction { reason, .. }) => {
+                let (symbol, probes) = match space.resolvers.get(&addr) {
+                    Some(w) => (w.ifunc.symbol.clone(), w.probes.clone()),
+                    None => return Ok(()),
+                };
+                for id in probes {
+                    if let Some(p) = self.probes.get(id.0).and_then(Option::as_ref) {
+                        self.warnings.push(crate::handler::Event::Warning {
+                            probe: p.spec.as_str().to_string(),
+                            message: format!(
+                                "the answer of a call of the resolver of the IFUNC {symbol} cannot \
+                                 be watched (its return site: {reason}): calls of {symbol} through \
+                                 that binding are not traced"
+                            ),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `tid` is at a return site of watched resolver calls (`regs` there):
+    /// when it is the return of its own call (same return address, the stack
+    /// pointer just above the return address), the answer in rax is armed.
+    /// Other threads and other calls through the same return site pass by.
+    fn on_resolver_return(&mut self, tid: Tid, addr: RuntimeAddr, regs: &Regs) -> Result<()> {
+        let key = self.tasks[&tid].space;
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some(call) = space.resolving.get(&tid).copied() else {
+            return Ok(());
+        };
+        if call.ret != addr || regs.sp() != call.sp_after {
+            return Ok(());
+        }
+        space.resolving.remove(&tid);
+        space.release_resolver_return(addr)?;
+        self.on_resolver_returned(key, call.resolver, regs.retval())
     }
 
     /// Instances leaving a thread's return stack: their return sites are released.

@@ -1,19 +1,20 @@
 //! Lifecycle: address spaces coming and going (startup, exec, library loads),
 //! threads and children being born and dying, and the stops that are not hits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
 use crate::probe::Owner;
+use crate::symbols::elf::Tables;
 use crate::symbols::resolve::{never_returns, not_found, returns_twice};
 use crate::symbols::{ifunc, reserved, resolve, Location, Resolution};
 use crate::sys::wait::{self, Stop};
 use crate::sys::{ptrace, signal};
 
-use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
+use super::space::{Placement, ResolverWatch, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
 use super::task::{tgid_of, Scrub, Task, TaskState};
 use super::{kind_for, Outcome, Tracer};
 
@@ -142,9 +143,12 @@ impl Tracer {
         };
         let mut addrs = Vec::new();
         let mut unwinder = false;
+        // The modules' own symbol tables only: libc6-dbg's names glibc's
+        // internal `_Unwind_Resume` wrapper, which is not the unwinder a
+        // program's exceptions run.
         for m in space.modules.modules() {
             for name in crate::symbols::resolve::UNWINDERS {
-                if let Some(sym) = m.elf.function_named(name) {
+                if let Some(sym) = m.elf.function_named_in(name, Tables::Own) {
                     addrs.push(m.to_runtime(sym.addr));
                     unwinder = true;
                 }
@@ -152,7 +156,10 @@ impl Tracer {
             // Where a catch handler starts: the frames the exception unwound
             // end there, even when the handler's code goes on through the
             // return site of the call that threw.
-            if let Some(sym) = m.elf.function_named(crate::symbols::resolve::CATCH_HOOK) {
+            if let Some(sym) = m
+                .elf
+                .function_named_in(crate::symbols::resolve::CATCH_HOOK, Tables::Own)
+            {
                 addrs.push(m.to_runtime(sym.addr));
             }
         }
@@ -194,8 +201,10 @@ impl Tracer {
         match resolve(&probe.spec, &space.modules)? {
             Resolution::Found(found) => {
                 let glob = probe.spec.is_glob();
+                let spec = probe.spec.as_str().to_string();
                 let mut skipped = Vec::new();
                 let mut locations = Vec::with_capacity(found.len());
+                let mut unresolved = Vec::new();
                 let mut seen = HashSet::new();
                 for loc in found {
                     if glob {
@@ -214,12 +223,16 @@ impl Tracer {
                                 space.placed.remove(&id);
                                 return Ok(());
                             }
-                            None if glob => {
-                                let why = "IFUNCs the dynamic linker has not resolved";
-                                SkipReason::add(&mut skipped, why, &loc.symbol);
+                            // No slot holds it yet: its PLT slots are bound
+                            // lazily (at their first call), or the start code
+                            // of a static executable has not relocated it.
+                            // Its resolver is watched: what the first call
+                            // of it returns is armed before anything calls
+                            // the implementation.
+                            None => {
+                                unresolved.push(loc);
                                 continue;
                             }
-                            None => return Err(Error::UnresolvedIfunc { name: loc.symbol }),
                         }
                     } else {
                         loc
@@ -231,71 +244,19 @@ impl Tracer {
                 }
                 space.placed.insert(id, Placement::Armed(Vec::new()));
                 self.ever_armed.insert(id);
-                let entry_only = crate::Options {
-                    entry_only: true,
-                    ..self.opts
-                };
-                let mut go_code = false;
-                for mut loc in locations {
-                    // Go: see `arch::go_stack_check_len`; and no return address
-                    // of a goroutine can be watched, its stack moves.
-                    let go = loc.function_entry
-                        && space
-                            .modules
-                            .module_at(loc.addr)
-                            .is_some_and(|m| m.elf.is_go());
-                    if go {
-                        go_code = true;
-                        // lea (8 bytes) + cmp (4) + jbe rel32 (6).
-                        let code = space.mem.read_vec(loc.addr, 18).unwrap_or_default();
-                        let skip = crate::arch::go_stack_check_len(&code).unwrap_or(0);
-                        loc.addr = loc.addr.offset(skip as i64);
-                        loc.offset += skip as u64;
-                    }
-                    let site = Rc::new(Site {
-                        probe: probe.spec.as_str().to_string(),
-                        id,
-                        kind: if go
-                            || never_returns(&loc.linkage_name)
-                            || returns_twice(&loc.linkage_name)
-                        {
-                            kind_for(loc.function_entry, &entry_only)
-                        } else {
-                            kind_for(loc.function_entry, &self.opts)
-                        },
-                        symbol: loc.symbol.clone(),
-                        offset: loc.offset,
-                        module: loc.module,
-                        address: loc.addr,
-                    });
-                    match space.arm(loc.addr, Owner::Probe(site), self.opts.step) {
-                        Ok(()) => {
-                            if let Some(Placement::Armed(addrs)) = space.placed.get_mut(&id) {
-                                addrs.push(loc.addr);
-                            }
-                        }
-                        Err(Error::UnsupportedInstruction { reason, .. }) if glob => {
-                            let why =
-                                format!("whose first instruction cannot be stepped ({reason})");
-                            SkipReason::add(&mut skipped, &why, &loc.symbol);
-                        }
-                        Err(e) => return Err(e),
-                    }
+                let go_code = self.arm_locations(key, id, locations, glob, &mut skipped)?;
+                for loc in unresolved {
+                    self.watch_resolver(key, id, loc, glob, &mut skipped)?;
                 }
-                if go_code && !self.opts.entry_only {
+                if go_code && !self.opts.entry_only && self.go_reported.insert(id) {
                     self.warnings.push(Event::Warning {
-                        probe: probe.spec.as_str().to_string(),
+                        probe: spec.clone(),
                         message: "Go code: entries only (a goroutine's stack moves and it \
                                   changes threads, so its returns cannot be watched)"
                             .into(),
                     });
                 }
-                if !skipped.is_empty() {
-                    self.warnings.push(Event::Skipped {
-                        probe: probe.spec.as_str().to_string(),
-                        reasons: skipped,
-                    });
-                }
+                self.report_skipped(id, spec, skipped);
             }
             Resolution::Pending => {
                 space.placed.insert(id, Placement::Pending);
@@ -309,11 +270,194 @@ impl Tracer {
                 // function: the probe is simply not armed there.
                 let first_image = key == self.root && !self.root_execd;
                 if space.ready && first_image {
-                    return Err(not_found(&probe.spec, searched));
+                    return Err(not_found(&probe.spec, searched, &space.modules));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Arms probe `id` at `locations` in space `key` (its placement is
+    /// `Armed` already), recording each address armed. A location that cannot
+    /// be probed is a skip reason for a glob, an error otherwise. Returns
+    /// true when a location is Go code (probed entry-only).
+    fn arm_locations(
+        &mut self,
+        key: Pid,
+        id: ProbeId,
+        locations: Vec<Location>,
+        glob: bool,
+        skipped: &mut Vec<SkipReason>,
+    ) -> Result<bool> {
+        let Some(probe) = self.probes.get(id.0).and_then(Option::as_ref) else {
+            return Ok(false);
+        };
+        let space = self
+            .spaces
+            .get_mut(&key)
+            .ok_or(Error::NoSuchProcess { pid: key })?;
+        let entry_only = crate::Options {
+            entry_only: true,
+            ..self.opts
+        };
+        let mut go_code = false;
+        for mut loc in locations {
+            // Go: see `arch::go_stack_check_len`; and no return address
+            // of a goroutine can be watched, its stack moves.
+            let go = loc.function_entry
+                && space
+                    .modules
+                    .module_at(loc.addr)
+                    .is_some_and(|m| m.elf.is_go());
+            if go {
+                go_code = true;
+                // lea (8 bytes) + cmp (4) + jbe rel32 (6).
+                let code = space.mem.read_vec(loc.addr, 18).unwrap_or_default();
+                let skip = crate::arch::go_stack_check_len(&code).unwrap_or(0);
+                loc.addr = loc.addr.offset(skip as i64);
+                loc.offset += skip as u64;
+            }
+            let site = Rc::new(Site {
+                probe: probe.spec.as_str().to_string(),
+                id,
+                kind: if go || never_returns(&loc.linkage_name) || returns_twice(&loc.linkage_name)
+                {
+                    kind_for(loc.function_entry, &entry_only)
+                } else {
+                    kind_for(loc.function_entry, &self.opts)
+                },
+                symbol: loc.symbol.clone(),
+                offset: loc.offset,
+                module: loc.module,
+                address: loc.addr,
+            });
+            match space.arm(loc.addr, Owner::Probe(site), self.opts.step) {
+                Ok(()) => {
+                    if let Some(Placement::Armed(addrs)) = space.placed.get_mut(&id) {
+                        addrs.push(loc.addr);
+                    }
+                }
+                Err(Error::UnsupportedInstruction { reason, .. }) if glob => {
+                    let why = format!("whose first instruction cannot be stepped ({reason})");
+                    SkipReason::add(skipped, &why, &loc.symbol);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(go_code)
+    }
+
+    /// Watches the resolver of the IFUNC at `loc` for probe `id` (see
+    /// `on_resolver_return`). A resolver whose first instruction cannot be
+    /// probed leaves the IFUNC unresolvable: skipped by a glob, an error for a
+    /// name.
+    fn watch_resolver(
+        &mut self,
+        key: Pid,
+        id: ProbeId,
+        loc: Location,
+        glob: bool,
+        skipped: &mut Vec<SkipReason>,
+    ) -> Result<()> {
+        let space = self
+            .spaces
+            .get_mut(&key)
+            .ok_or(Error::NoSuchProcess { pid: key })?;
+        match space.arm(loc.addr, Owner::Resolver, crate::arch::StepMode::Auto) {
+            Ok(()) => {
+                let watch = space
+                    .resolvers
+                    .entry(loc.addr)
+                    .or_insert_with(|| ResolverWatch {
+                        ifunc: loc,
+                        probes: Vec::new(),
+                    });
+                if !watch.probes.contains(&id) {
+                    watch.probes.push(id);
+                }
+                Ok(())
+            }
+            Err(Error::UnsupportedInstruction { reason, .. }) if glob => {
+                let why = format!(
+                    "IFUNCs no GOT slot resolves whose resolver cannot be watched ({reason})"
+                );
+                SkipReason::add(skipped, &why, &loc.symbol);
+                Ok(())
+            }
+            Err(Error::UnsupportedInstruction { .. }) => {
+                Err(Error::UnresolvedIfunc { name: loc.symbol })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A watched resolver returned to `ret` on `tid` (stopped there, `rax`
+    /// its answer): its implementation is armed for the probes waiting for
+    /// it, now, before the caller (the dynamic linker binding a PLT slot, or
+    /// the start code of a static executable) can jump to it. An answer that
+    /// is not code, or cannot be probed, is reported: calls of the IFUNC are
+    /// then not traced, and the user is told so.
+    pub(super) fn on_resolver_returned(
+        &mut self,
+        key: Pid,
+        resolver: RuntimeAddr,
+        answer: u64,
+    ) -> Result<()> {
+        let Some(space) = self.spaces.get(&key) else {
+            return Ok(());
+        };
+        let Some(watch) = space.resolvers.get(&resolver).cloned() else {
+            return Ok(());
+        };
+        let Some(implementation) = ifunc::answer(&space.modules, &watch.ifunc, answer) else {
+            for id in &watch.probes {
+                if let Some(p) = self.probes.get(id.0).and_then(Option::as_ref) {
+                    self.warnings.push(Event::Warning {
+                        probe: p.spec.as_str().to_string(),
+                        message: format!(
+                            "the resolver of the IFUNC {} returned {answer:#x}, which is not \
+                             code: its calls through that binding are not traced",
+                            watch.ifunc.symbol
+                        ),
+                    });
+                }
+            }
+            return Ok(());
+        };
+        for id in watch.probes {
+            let armed_there = matches!(
+                self.spaces.get(&key).and_then(|s| s.placed.get(&id)),
+                Some(Placement::Armed(addrs)) if addrs.contains(&implementation.addr)
+            );
+            let Some(spec) = self.probes.get(id.0).and_then(Option::as_ref) else {
+                continue;
+            };
+            if armed_there {
+                continue;
+            }
+            let spec = spec.spec.as_str().to_string();
+            let mut skipped = Vec::new();
+            // The program is running: what cannot be armed now is told, not
+            // fatal.
+            if let Err(e) =
+                self.arm_locations(key, id, vec![implementation.clone()], true, &mut skipped)
+            {
+                if e.is_tracee_gone() {
+                    return Ok(());
+                }
+                return Err(e);
+            }
+            self.report_skipped(id, spec, skipped);
+        }
+        Ok(())
+    }
+
+    /// Queues the one warning of probe `id` (spec `probe`) about the functions
+    /// it skipped, unless it was given in this run already.
+    fn report_skipped(&mut self, id: ProbeId, probe: String, reasons: Vec<SkipReason>) {
+        if !reasons.is_empty() && self.skips_reported.insert(id) {
+            self.warnings.push(Event::Skipped { probe, reasons });
+        }
     }
 
     /// Sends the warnings collected while placing probes to the listeners.
@@ -497,6 +641,10 @@ impl Tracer {
             placed: src.placed.clone(),
             maps: src.maps.clone(),
             unknown_unwinder: src.unknown_unwinder,
+            // The child has the parent's breakpoints, resolvers included; a
+            // resolver call in flight is the forking thread's, not the child's.
+            resolvers: src.resolvers.clone(),
+            resolving: HashMap::new(),
         };
         self.spaces.insert(child, space);
         Ok(())

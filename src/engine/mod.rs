@@ -141,6 +141,11 @@ pub struct Tracer {
     /// Warnings from placing probes (skipped functions), sent to the listeners
     /// before the next stop is handled: probes are added before listeners.
     warnings: Vec<Event>,
+    /// Probes whose skipped functions (or Go code) were reported already: an
+    /// image reached by exec, a shell run by `system()`, skips the same again
+    /// and is not reported again (once per probe per run).
+    skips_reported: std::collections::HashSet<ProbeId>,
+    go_reported: std::collections::HashSet<ProbeId>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -168,6 +173,8 @@ impl Tracer {
             orphans: HashMap::new(),
             cache: ElfCache::default(),
             ever_armed: Default::default(),
+            skips_reported: Default::default(),
+            go_reported: Default::default(),
             outcome: None,
             pinned: None,
             root_end: None,

@@ -7,14 +7,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::addr::{Pid, RuntimeAddr};
+use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::{
     self, StepMode, Strategy, BREAKPOINT, MAX_INSN_LEN, XOL_SLOTS_OFFSET, XOL_SLOT_SIZE,
 };
 use crate::error::Result;
 use crate::handler::ProbeId;
 use crate::probe::{Owner, ProbeSite, ProbeTable};
-use crate::symbols::{self, ElfCache, ModuleMap};
+use crate::symbols::{self, ElfCache, Location, ModuleMap};
 use crate::sys::mem::ProcMem;
 
 /// Size of the scratch area: the trampoline, the syscall gadget, then 32767
@@ -46,6 +46,29 @@ pub(crate) enum Placement {
     Armed(Vec<RuntimeAddr>),
     /// Its module is not loaded; it arms when a library load brings it.
     Pending,
+}
+
+/// An IFUNC whose implementation no GOT slot holds yet (its PLT slots are
+/// bound lazily): its resolver is watched, and when a call of it returns,
+/// its answer is armed for these probes before the caller runs on.
+#[derive(Clone, Debug)]
+pub(crate) struct ResolverWatch {
+    /// The IFUNC (its location is the resolver's).
+    pub ifunc: Location,
+    /// The probes waiting for its implementation.
+    pub probes: Vec<ProbeId>,
+}
+
+/// A watched resolver call in flight on one thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResolverCall {
+    /// The resolver.
+    pub resolver: RuntimeAddr,
+    /// Where it returns to.
+    pub ret: RuntimeAddr,
+    /// The stack pointer once it has returned (its entry sp + 8): tells its
+    /// return from another call through the same return site.
+    pub sp_after: u64,
 }
 
 /// The address ranges of a process's mappings, read from `/proc/PID/maps`
@@ -115,6 +138,10 @@ pub(crate) struct Space {
     /// in): every return is then watched at its return site, so an exception
     /// never meets the trampoline.
     pub unknown_unwinder: bool,
+    /// Watched IFUNC resolvers, by address.
+    pub resolvers: HashMap<RuntimeAddr, ResolverWatch>,
+    /// Watched resolver calls in flight, by thread.
+    pub resolving: HashMap<Tid, ResolverCall>,
 }
 
 impl Space {
@@ -140,6 +167,8 @@ impl Space {
             placed: HashMap::new(),
             maps: MapCache::default(),
             unknown_unwinder: false,
+            resolvers: HashMap::new(),
+            resolving: HashMap::new(),
         })
     }
 
@@ -161,7 +190,16 @@ impl Space {
                     self.placed.remove(&p.id);
                 }
             }
+            // A resolver unloaded with its library: its probes resolve
+            // afresh.
+            if let Some(watch) = self.resolvers.remove(&a) {
+                for id in watch.probes {
+                    self.placed.remove(&id);
+                }
+            }
         }
+        self.resolving
+            .retain(|_, call| self.sites.get(call.ret).is_some());
         Ok(())
     }
 
@@ -235,6 +273,16 @@ impl Space {
 
     /// Removes `id` from every site; breakpoints nothing else needs are removed.
     pub fn disarm_probe(&mut self, id: ProbeId) -> Result<()> {
+        let mut unwatched = Vec::new();
+        for (addr, watch) in self.resolvers.iter_mut() {
+            watch.probes.retain(|p| *p != id);
+            if watch.probes.is_empty() {
+                unwatched.push(*addr);
+            }
+        }
+        for addr in unwatched {
+            self.unwatch_resolver(addr)?;
+        }
         let addrs = match self.placed.remove(&id) {
             Some(Placement::Armed(addrs)) => addrs,
             _ => return Ok(()),
@@ -259,6 +307,32 @@ impl Space {
         if let Some(site) = self.sites.remove(addr) {
             self.tombstones.insert(addr);
             self.mem.write(addr, &site.saved)?;
+        }
+        Ok(())
+    }
+
+    /// Stops watching the resolver at `addr` (no probe waits for it).
+    pub fn unwatch_resolver(&mut self, addr: RuntimeAddr) -> Result<()> {
+        self.resolvers.remove(&addr);
+        let unused = self.sites.get_mut(addr).is_some_and(|site| {
+            site.resolver = false;
+            site.is_unused()
+        });
+        if unused {
+            self.remove_site(addr)?;
+        }
+        Ok(())
+    }
+
+    /// A watched resolver call returned, or will not: its return site at
+    /// `addr` is no longer needed for it.
+    pub fn release_resolver_return(&mut self, addr: RuntimeAddr) -> Result<()> {
+        let unused = self.sites.get_mut(addr).is_some_and(|site| {
+            site.resolver_returns = site.resolver_returns.saturating_sub(1);
+            site.is_unused()
+        });
+        if unused {
+            self.remove_site(addr)?;
         }
         Ok(())
     }
@@ -309,14 +383,17 @@ impl Space {
             }
         }
         self.placed.clear();
+        self.resolvers.clear();
+        self.resolving.clear();
         first
     }
 
-    /// Sites with user probes (what "probes armed" counts).
+    /// Sites with user probes, and the IFUNC resolvers watched for them
+    /// (what "probes armed" counts).
     pub fn armed_sites(&self) -> usize {
         self.sites
             .iter()
-            .filter(|(_, s)| !s.probes.is_empty())
+            .filter(|(_, s)| !s.probes.is_empty() || s.resolver)
             .count()
     }
 

@@ -7,12 +7,15 @@
 //!    debug info. Integers by their width and sign, `char *` as a quoted
 //!    string, enums by name, `bool` as `true`/`false`, other pointers in hex, a
 //!    struct or union passed by value as `{struct point: 0x300000002}`: its
-//!    raw register eightbytes when it travels in integer registers, else only
-//!    `{struct point}` (its fields are never decoded).
+//!    raw register eightbytes when it travels in registers (`?` for one in a
+//!    vector register), `{struct big @ 0x7ffd…}` when it is in memory (its
+//!    fields are never decoded).
 //!    Arguments are found where the SysV convention put them
-//!    ([`sysv::locate`]): integer registers, or the stack above the return
-//!    address; one in a vector register (a `float`, a `double`), which rtrace
-//!    does not read, is `?`.
+//!    ([`sysv::locate`]), or for a compiler clone where its own debug info
+//!    says ([`Signature::locations`]): registers, the stack above the return
+//!    address, a constant; one in a vector register (a `float`, a `double`),
+//!    which rtrace does not read, is `?`. Return values come from rax, and
+//!    rdx for the high eightbyte of a two-register value.
 //! 2. **Built-in prototypes** ([`PROTOTYPES`]) of common libc functions, which
 //!    libc's own DWARF (when a debug file provides it) would render less well
 //!    (`O_RDONLY` rather than `0`); they win over DWARF in the C library only.
@@ -27,6 +30,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::arch::Regs;
 use crate::error::Result;
 use crate::handler::{Hit, ProbeKind, Return, Site};
 use crate::symbols::dwarf::sysv::{self, Loc};
@@ -346,7 +350,7 @@ impl Renderer {
                     let at = sp.checked_add(8)?.checked_add(offset)?;
                     hit.read_bytes(at, len).ok()
                 };
-                dwarf_args(sig, regs, &stack, &read, self.string_limit)
+                dwarf_args(sig, hit.regs(), &stack, &read, self.string_limit)
             }
             Known::Proto(p) => proto_args(p, regs, &read, self.string_limit),
             Known::Raw => raw_args(regs),
@@ -357,12 +361,15 @@ impl Renderer {
     /// its entry found (None when the entry was not seen by this printer).
     pub(crate) fn retval(&self, known: Option<&Known>, ret: &Return<'_>) -> RetVal {
         let rax = ret.retval() as u64;
+        // The registers at the return are all read (PTRACE_GETREGS): rdx is
+        // the high eightbyte of a two-register value.
+        let rdx = Some(ret.regs().retval_high());
         let read = |addr, max| ret.read_cstr(addr, max);
         let known = match known.or_else(|| self.seen(ret.site())) {
             Some(k) => k.clone(),
             None => prototype(&ret.site().symbol).map_or(Known::Raw, Known::Proto),
         };
-        render_ret(&known, rax, &read, self.string_limit)
+        render_ret(&known, rax, rdx, &read, self.string_limit)
     }
 }
 
@@ -413,12 +420,11 @@ fn proto_args(p: &Prototype, regs: [u64; 6], read: ReadCstr<'_>, limit: usize) -
     out
 }
 
-/// Renders the arguments of a function with a DWARF signature: `regs` are the
-/// six integer argument registers at its entry, `stack` reads the stack
-/// arguments.
+/// Renders the arguments of a function with a DWARF signature: `regs` are
+/// the registers at its entry, `stack` reads the stack arguments.
 pub(crate) fn dwarf_args(
     sig: &Signature,
-    regs: [u64; 6],
+    regs: &Regs,
     stack: ReadStack<'_>,
     read: ReadCstr<'_>,
     limit: usize,
@@ -427,27 +433,35 @@ pub(crate) fn dwarf_args(
         named: true,
         ..Args::default()
     };
-    for (p, loc) in sig.params.iter().zip(sysv::locate(sig)) {
-        let raw = match loc {
-            Loc::Gp(ns) => {
-                let mut v: u128 = 0;
-                for (k, n) in ns.iter().enumerate() {
-                    v |= u128::from(regs.get(*n).copied().unwrap_or(0)) << (64 * k);
-                }
-                Some(v)
+    for (p, loc) in sig.params.iter().zip(sig.locations()) {
+        let value = match loc {
+            Loc::Gp(ns) => Found::Words(ns.iter().map(|n| regs.arg(*n)).collect()),
+            Loc::Split(ws) => {
+                Found::Words(ws.iter().map(|w| w.and_then(|n| regs.arg(n))).collect())
             }
+            Loc::Reg(r) => Found::Words(vec![regs.dwarf(r)]),
+            Loc::Const(v) => Found::Words(vec![Some(v as u64), Some((v >> 64) as u64)]),
             Loc::Stack { offset, size } => {
+                let at = regs.sp().checked_add(8).and_then(|a| a.checked_add(offset));
                 let len = size.min(16) as usize;
-                stack(offset, len).filter(|b| b.len() == len).map(|b| {
-                    let mut bytes = [0u8; 16];
-                    bytes[..len].copy_from_slice(&b);
-                    u128::from_le_bytes(bytes)
-                })
+                let bytes = stack(offset, len).filter(|b| b.len() == len);
+                let words = match bytes {
+                    Some(b) => b
+                        .chunks(8)
+                        .map(|c| {
+                            let mut w = [0u8; 8];
+                            w[..c.len()].copy_from_slice(c);
+                            Some(u64::from_le_bytes(w))
+                        })
+                        .collect(),
+                    None => vec![None],
+                };
+                Found::Stack { at, words }
             }
-            Loc::Unavailable | Loc::Nowhere => None,
+            Loc::Unavailable | Loc::Nowhere => Found::Nothing,
         };
         out.names.push(p.name.clone());
-        out.values.push(typed(&p.ty, raw, read, limit));
+        out.values.push(argument(&p.ty, &value, read, limit));
     }
     if sig.variadic {
         out.names.push(None);
@@ -456,30 +470,95 @@ pub(crate) fn dwarf_args(
     out
 }
 
-/// One value of type `ty` whose bytes (little-endian, as in a register) are
-/// `raw`; None when it could not be read.
-pub(crate) fn typed(ty: &Type, raw: Option<u128>, read: ReadCstr<'_>, limit: usize) -> String {
+/// What was found of one argument at the entry.
+enum Found {
+    /// Its eightbytes, low first (`None`: one that cannot be read, a vector
+    /// register).
+    Words(Vec<Option<u64>>),
+    /// In the stack argument area at `at`, whose first eightbytes are
+    /// `words`.
+    Stack {
+        at: Option<u64>,
+        words: Vec<Option<u64>>,
+    },
+    /// Nothing: not placed, or in a vector register.
+    Nothing,
+}
+
+/// One argument of type `ty`, from what was found of it.
+fn argument(ty: &Type, value: &Found, read: ReadCstr<'_>, limit: usize) -> String {
     if let Type::Aggregate {
         keyword,
         name,
         passing,
+        ..
     } = ty
     {
-        let label = match name {
-            Some(n) => format!("{keyword} {n}"),
-            None => keyword.to_string(),
-        };
-        // Passed in integer registers: their raw contents, one eightbyte each,
-        // low first (the fields are not decoded).
-        if let (sysv::Passing::Regs(classes), Some(raw)) = (passing, raw) {
-            if classes.iter().all(|c| *c == sysv::Class::Integer) {
-                let words: Vec<String> = (0..classes.len())
-                    .map(|k| format!("{:#x}", (raw >> (64 * k)) as u64))
-                    .collect();
-                return format!("{{{label}: {}}}", words.join(", "));
+        let label = aggregate_label(keyword, name.as_deref());
+        return match (passing, value) {
+            // In memory: where it is, never its bytes as if they were
+            // registers.
+            (sysv::Passing::Memory { .. }, Found::Stack { at: Some(at), .. }) => {
+                format!("{{{label} @ {at:#x}}}")
             }
+            (sysv::Passing::Regs(classes), Found::Words(words) | Found::Stack { words, .. }) => {
+                aggregate_words(&label, classes.len(), words)
+            }
+            _ => format!("{{{label}}}"),
+        };
+    }
+    if matches!(ty, Type::Void) {
+        // A parameter has a type; one that reads as void was not described.
+        return "?".into();
+    }
+    let words = match value {
+        Found::Words(w) | Found::Stack { words: w, .. } => w.as_slice(),
+        Found::Nothing => &[],
+    };
+    // As many eightbytes as the type has: all of them known, or nothing.
+    let needed = if matches!(ty, Type::Int { size: 16, .. }) {
+        2
+    } else {
+        1
+    };
+    let raw = match words.get(..needed) {
+        Some(w) if w.iter().all(Option::is_some) => {
+            Some(w.iter().enumerate().fold(0u128, |v, (k, x)| {
+                v | u128::from(x.unwrap_or(0)) << (64 * k)
+            }))
         }
-        return format!("{{{label}}}");
+        _ => None,
+    };
+    typed(ty, raw, read, limit)
+}
+
+/// `struct point`, `union`.
+fn aggregate_label(keyword: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{keyword} {n}"),
+        None => keyword.to_string(),
+    }
+}
+
+/// `{struct point: 0x300000002}`: the raw eightbytes of an aggregate that
+/// travels in registers, low first, `?` for one rtrace cannot read (a vector
+/// register); its fields are not decoded.
+fn aggregate_words(label: &str, n: usize, words: &[Option<u64>]) -> String {
+    let words: Vec<String> = (0..n)
+        .map(|k| match words.get(k).copied().flatten() {
+            Some(w) => format!("{w:#x}"),
+            None => "?".into(),
+        })
+        .collect();
+    format!("{{{label}: {}}}", words.join(", "))
+}
+
+/// One scalar value of type `ty` whose bytes (little-endian, as in a
+/// register) are `raw`; None when it could not be read. An aggregate is only
+/// labelled here (see [`argument`] for what is shown of one).
+pub(crate) fn typed(ty: &Type, raw: Option<u128>, read: ReadCstr<'_>, limit: usize) -> String {
+    if let Type::Aggregate { keyword, name, .. } = ty {
+        return format!("{{{}}}", aggregate_label(keyword, name.as_deref()));
     }
     if matches!(ty, Type::Void) {
         return "void".into();
@@ -584,14 +663,61 @@ fn typed_number(ty: &Type, rax: u64) -> Number {
     }
 }
 
-fn render_ret(known: &Known, rax: u64, read: ReadCstr<'_>, limit: usize) -> RetVal {
+/// The value a function returned, from rax and, when the registers at the
+/// return are known, rdx (the high eightbyte of a two-register value).
+fn render_ret(
+    known: &Known,
+    rax: u64,
+    rdx: Option<u64>,
+    read: ReadCstr<'_>,
+    limit: usize,
+) -> RetVal {
     let raw_number = Number::Signed(rax as i64);
     match known {
         Known::Dwarf(sig) => {
             let text = match &sig.ret {
-                // Returned in xmm0 (or rax:rdx), which is not read here.
-                Type::Float { .. } | Type::Int { size: 16, .. } => "?".into(),
-                Type::Unknown => return render_ret(&Known::Raw, rax, read, limit),
+                // Returned in xmm0, which is not read here.
+                Type::Float { .. } => "?".into(),
+                Type::Int { size: 16, .. } => match rdx {
+                    Some(rdx) => typed(
+                        &sig.ret,
+                        Some(u128::from(rax) | u128::from(rdx) << 64),
+                        read,
+                        limit,
+                    ),
+                    None => "?".into(),
+                },
+                Type::Aggregate {
+                    keyword,
+                    name,
+                    passing,
+                    ..
+                } => {
+                    let label = aggregate_label(keyword, name.as_deref());
+                    match passing {
+                        // INTEGER eightbytes come back in rax then rdx, SSE
+                        // ones in xmm0 then xmm1 (psABI 3.2.3, "Returning of
+                        // Values").
+                        sysv::Passing::Regs(classes) => {
+                            let mut ints = [Some(rax), rdx].into_iter();
+                            let words: Vec<Option<u64>> = classes
+                                .iter()
+                                .map(|c| match c {
+                                    sysv::Class::Integer => ints.next().flatten(),
+                                    sysv::Class::Sse | sysv::Class::Memory => None,
+                                })
+                                .collect();
+                            aggregate_words(&label, classes.len(), &words)
+                        }
+                        // rax holds the address of the buffer the caller
+                        // passed (the hidden first argument).
+                        sysv::Passing::Memory { .. } | sysv::Passing::ByReference => {
+                            format!("{{{label} @ {rax:#x}}}")
+                        }
+                        sysv::Passing::Nothing | sysv::Passing::Unknown => format!("{{{label}}}"),
+                    }
+                }
+                Type::Unknown => return render_ret(&Known::Raw, rax, rdx, read, limit),
                 ty => typed(ty, Some(u128::from(rax)), read, limit),
             };
             RetVal {
@@ -635,7 +761,7 @@ fn render_ret(known: &Known, rax: u64, read: ReadCstr<'_>, limit: usize) -> RetV
 #[cfg(test)]
 pub(crate) fn render_retval(symbol: &str, rax: u64, read: ReadCstr<'_>) -> String {
     let known = prototype(symbol).map_or(Known::Raw, Known::Proto);
-    render_ret(&known, rax, read, DEFAULT_STRING_LIMIT).text
+    render_ret(&known, rax, None, read, DEFAULT_STRING_LIMIT).text
 }
 
 fn pointer(v: u64) -> String {
@@ -1022,6 +1148,7 @@ mod tests {
         let agg = |name: Option<&str>| Type::Aggregate {
             keyword: "union",
             name: name.map(String::from),
+            align: 4,
             passing: Passing::Unknown,
         };
         assert_eq!(t(&agg(Some("u")), 0), "{union u}");
@@ -1038,6 +1165,18 @@ mod tests {
         assert_eq!(cstr_arg(0x1000, &read, 4), "\"hell\"...");
         assert_eq!(cstr_arg(0x1000, &read, 0), "\"\"...");
         assert_eq!(cstr_arg(0x1000, &no_memory, 4), "0x1000");
+    }
+
+    /// Registers at a function's entry: the six integer argument registers,
+    /// and sp at 0x7ffd_0000 (the return address there, stack arguments
+    /// from 0x7ffd_0008).
+    fn entry_regs(args: [u64; 6]) -> Regs {
+        let mut regs = Regs::default();
+        for (n, v) in args.into_iter().enumerate() {
+            regs.set_arg(n, v);
+        }
+        regs.set_sp(0x7ffd_0000);
+        regs
     }
 
     fn param(name: &str, ty: Type) -> Param {
@@ -1074,6 +1213,7 @@ mod tests {
             params,
             variadic: true,
             ret: Type::Void,
+            described: None,
         };
         // g is the first stack argument (offset 0), the unnamed one the second.
         let stack = |offset: u64, len: usize| -> Option<Vec<u8>> {
@@ -1084,8 +1224,8 @@ mod tests {
             };
             Some(v.to_le_bytes()[..len].to_vec())
         };
-        let regs = [1, 0xffff_fffe, 3, 4, 5, 6];
-        let args = dwarf_args(&sig, regs, &stack, &no_memory, DEFAULT_STRING_LIMIT);
+        let regs = entry_regs([1, 0xffff_fffe, 3, 4, 5, 6]);
+        let args = dwarf_args(&sig, &regs, &stack, &no_memory, DEFAULT_STRING_LIMIT);
         assert_eq!(
             args.text(),
             "a=1, x=?, b=-2, c=3, d=4, e=5, f=6, g=-7, 77, ..."
@@ -1095,7 +1235,7 @@ mod tests {
         assert_eq!(args.names[8], None);
         // A stack that cannot be read: unavailable, never made up.
         let none = |_: u64, _: usize| -> Option<Vec<u8>> { None };
-        let args = dwarf_args(&sig, regs, &none, &no_memory, DEFAULT_STRING_LIMIT);
+        let args = dwarf_args(&sig, &regs, &none, &no_memory, DEFAULT_STRING_LIMIT);
         assert_eq!(args.values[7], "?");
     }
 
@@ -1106,31 +1246,100 @@ mod tests {
                 params: vec![],
                 variadic: false,
                 ret,
+                described: None,
             }))
         };
         let int = sig(Type::Int {
             size: 4,
             signed: true,
         });
-        let r = render_ret(&int, 0xffff_ffff, &no_memory, 64);
+        let r = render_ret(&int, 0xffff_ffff, None, &no_memory, 64);
         assert_eq!((r.text.as_str(), r.number), ("-1", Number::Signed(-1)));
-        let r = render_ret(&sig(Type::Void), 10, &no_memory, 64);
+        let r = render_ret(&sig(Type::Void), 10, None, &no_memory, 64);
         assert_eq!((r.text.as_str(), r.number), ("void", Number::None));
-        let r = render_ret(&sig(Type::Bool { size: 1 }), 0x100, &no_memory, 64);
+        let r = render_ret(&sig(Type::Bool { size: 1 }), 0x100, None, &no_memory, 64);
         assert_eq!((r.text.as_str(), r.number), ("false", Number::Unsigned(0)));
         let u64_max = sig(Type::Int {
             size: 8,
             signed: false,
         });
-        let r = render_ret(&u64_max, u64::MAX, &no_memory, 64);
+        let r = render_ret(&u64_max, u64::MAX, None, &no_memory, 64);
         assert_eq!(r.number, Number::Unsigned(u64::MAX));
-        let r = render_ret(&Known::Raw, 0xffff_ffff, &no_memory, 64);
+        let r = render_ret(&Known::Raw, 0xffff_ffff, None, &no_memory, 64);
         assert_eq!(
             (r.text.as_str(), r.number),
             ("0xffffffff", Number::Signed(0xffff_ffff))
         );
         let free = Known::Proto(prototype("free").unwrap());
-        assert_eq!(render_ret(&free, 3, &no_memory, 64).text, "void");
+        assert_eq!(render_ret(&free, 3, None, &no_memory, 64).text, "void");
+    }
+
+    #[test]
+    fn aggregates_by_where_they_travel_and_two_register_returns() {
+        use crate::symbols::dwarf::Class;
+        let agg = |name: &str, passing| Type::Aggregate {
+            keyword: "struct",
+            name: Some(name.into()),
+            align: 8,
+            passing,
+        };
+        let two = agg("two", Passing::Regs(vec![Class::Integer, Class::Integer]));
+        let big = agg("big", Passing::Memory { size: 24, align: 8 });
+        let mix = agg("mix", Passing::Regs(vec![Class::Sse, Class::Integer]));
+        let sig = |params: Vec<Param>, ret| Signature {
+            params,
+            variadic: false,
+            ret,
+            described: None,
+        };
+        // big: in memory at sp + 8; two: rdi, rsi; mix: xmm0 and rdx.
+        let s = sig(
+            vec![
+                param("b", big.clone()),
+                param("t", two.clone()),
+                param("m", mix.clone()),
+            ],
+            Type::Void,
+        );
+        let none = |_: u64, _: usize| -> Option<Vec<u8>> { None };
+        let args = dwarf_args(
+            &s,
+            &entry_regs([4, 5, 0x2a, 0, 0, 0]),
+            &none,
+            &no_memory,
+            DEFAULT_STRING_LIMIT,
+        );
+        assert_eq!(
+            args.text(),
+            "b={struct big @ 0x7ffd0008}, t={struct two: 0x4, 0x5}, m={struct mix: ?, 0x2a}"
+        );
+        // Returned in rax:rdx; the high half unknown without rdx, never 0.
+        let known = |ret| Known::Dwarf(Arc::new(sig(vec![], ret)));
+        let r = render_ret(&known(two.clone()), 4, Some(5), &no_memory, 64);
+        assert_eq!(
+            (r.text.as_str(), r.number),
+            ("{struct two: 0x4, 0x5}", Number::None)
+        );
+        let r = render_ret(&known(two), 4, None, &no_memory, 64);
+        assert_eq!(r.text, "{struct two: 0x4, ?}");
+        let r = render_ret(&known(mix), 0x2a, Some(9), &no_memory, 64);
+        assert_eq!(r.text, "{struct mix: ?, 0x2a}");
+        // In memory: rax is the buffer's address.
+        let r = render_ret(&known(big), 0x7ffd_0100, Some(9), &no_memory, 64);
+        assert_eq!(r.text, "{struct big @ 0x7ffd0100}");
+        let i128 = known(Type::Int {
+            size: 16,
+            signed: true,
+        });
+        assert_eq!(
+            render_ret(&i128, 7, Some(1), &no_memory, 64).text,
+            "18446744073709551623"
+        );
+        assert_eq!(
+            render_ret(&i128, u64::MAX, Some(u64::MAX), &no_memory, 64).text,
+            "-1"
+        );
+        assert_eq!(render_ret(&i128, 7, None, &no_memory, 64).text, "?");
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub struct ProbeSite {
     pub unwind: bool,
     /// Calls in flight watched at this return site.
     pub ret_refs: u32,
+    /// True at the resolver of an IFUNC that no GOT slot resolves yet: the
+    /// dynamic linker calls it when it binds a lazy PLT slot, and its answer
+    /// is where the probe goes.
+    pub resolver: bool,
+    /// Resolver calls in flight returning here.
+    pub resolver_returns: u32,
 }
 
 /// Who needs a breakpoint.
@@ -40,6 +46,10 @@ pub enum Owner {
     Unwind,
     /// A return site watched for a call in flight.
     ReturnSite,
+    /// An IFUNC resolver whose answer a probe waits for.
+    Resolver,
+    /// Where a watched resolver call returns.
+    ResolverReturn,
 }
 
 impl ProbeSite {
@@ -54,6 +64,8 @@ impl ProbeSite {
             rtld: false,
             unwind: false,
             ret_refs: 0,
+            resolver: false,
+            resolver_returns: 0,
         }
     }
 
@@ -64,6 +76,8 @@ impl ProbeSite {
             Owner::Rtld => self.rtld = true,
             Owner::Unwind => self.unwind = true,
             Owner::ReturnSite => self.ret_refs += 1,
+            Owner::Resolver => self.resolver = true,
+            Owner::ResolverReturn => self.resolver_returns += 1,
         }
     }
 
@@ -82,7 +96,12 @@ impl ProbeSite {
 
     /// True when nothing needs the breakpoint any more.
     pub fn is_unused(&self) -> bool {
-        self.probes.is_empty() && !self.rtld && !self.unwind && self.ret_refs == 0
+        self.probes.is_empty()
+            && !self.rtld
+            && !self.unwind
+            && self.ret_refs == 0
+            && !self.resolver
+            && self.resolver_returns == 0
     }
 }
 

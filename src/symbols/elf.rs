@@ -169,10 +169,12 @@ pub struct ElfFile {
     interpreter: Option<String>,
     segments: Vec<Segment>,
     sections: Vec<Section>,
-    /// Functions, one per address, sorted by address.
-    functions: Vec<Symbol>,
-    /// Every defined symbol of both tables, sorted by name then address.
-    by_name: Vec<Symbol>,
+    /// The file's own symbols (`.symtab` and `.dynsym`).
+    own: SymbolIndex,
+    /// The symbols of the separate debug file's `.symtab`, read on the first
+    /// question the file's own symbols cannot answer (`None`: no debug file,
+    /// or no symbols in it).
+    debug_symbols: OnceLock<Option<SymbolIndex>>,
     /// The DWARF line table, parsed on first use; `Err` holds the reason it could
     /// not be parsed, cached like a success so a corrupt file is not re-parsed.
     lines: OnceLock<std::result::Result<LineTable, String>>,
@@ -183,9 +185,94 @@ pub struct ElfFile {
     /// The separate debug file, looked for on first use (`None`: there is none,
     /// or the file has DWARF of its own).
     debug_file: OnceLock<Option<DebugFile>>,
+}
+
+/// Which symbol tables a lookup by name consults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tables {
+    /// The file's own `.symtab` and `.dynsym`.
+    Own,
+    /// Those, then, for a name they lack, the separate debug file's `.symtab`.
+    WithDebugFile,
+}
+
+/// Symbols of one table set, indexed.
+struct SymbolIndex {
+    /// Functions, one per address, sorted by address.
+    functions: Vec<Symbol>,
+    /// Every defined symbol, sorted by name then address.
+    by_name: Vec<Symbol>,
     /// The demangled forms of the mangled function names in `by_name` (index,
     /// forms), built on first use: C programs never pay for it.
     demangled: OnceLock<Vec<(usize, Demangled)>>,
+}
+
+impl SymbolIndex {
+    fn new(raw: Vec<RawSym>) -> SymbolIndex {
+        let (functions, by_name) = index_symbols(raw);
+        SymbolIndex {
+            functions,
+            by_name,
+            demangled: OnceLock::new(),
+        }
+    }
+
+    fn named(&self, name: &str) -> Vec<&Symbol> {
+        let start = self.by_name.partition_point(|s| s.name.as_str() < name);
+        self.by_name
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|s| s.name == name)
+            .collect()
+    }
+
+    fn demangled(&self) -> impl Iterator<Item = (&Symbol, &Demangled)> {
+        self.demangled
+            .get_or_init(|| {
+                self.by_name
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.kind.is_function())
+                    .filter_map(|(i, s)| Some((i, demangle(&s.name)?)))
+                    .collect()
+            })
+            .iter()
+            .filter_map(|(i, d)| Some((self.by_name.get(*i)?, d)))
+    }
+
+    /// See [`ElfFile::function_at`]; `segments` bound an unsized last symbol.
+    fn function_at(&self, segments: &[Segment], addr: LinkAddr) -> Option<(&Symbol, u64)> {
+        let idx = self.functions.partition_point(|f| f.addr <= addr);
+        // Sized symbols may nest (a local label inside its function), so look a few
+        // entries back for one that really contains the address.
+        let lower = idx.saturating_sub(8);
+        for i in (lower..idx).rev() {
+            let f = self.functions.get(i)?;
+            let off = addr.distance_from(f.addr)?;
+            let end = if f.size > 0 {
+                f.size
+            } else if i + 1 == idx {
+                let next = self.functions.get(idx).map(|n| n.addr);
+                let seg_end = segments
+                    .iter()
+                    .find(|s| s.contains(f.addr))
+                    .map(|s| s.vaddr.get().saturating_add(s.memsz));
+                match (next, seg_end) {
+                    (Some(n), _) => n.get().saturating_sub(f.addr.get()),
+                    (None, Some(e)) => e.saturating_sub(f.addr.get()),
+                    (None, None) => 0,
+                }
+            } else {
+                // An unsized symbol is only a candidate when it is the nearest one.
+                0
+            };
+            if off < end {
+                return Some((f, off));
+            }
+        }
+        None
+    }
 }
 
 impl fmt::Debug for ElfFile {
@@ -198,8 +285,8 @@ impl fmt::Debug for ElfFile {
             .field("entry", &self.entry)
             .field("interpreter", &self.interpreter)
             .field("segments", &self.segments)
-            .field("functions", &self.functions.len())
-            .field("symbols", &self.by_name.len())
+            .field("functions", &self.own.functions.len())
+            .field("symbols", &self.own.by_name.len())
             .finish_non_exhaustive()
     }
 }
@@ -268,7 +355,7 @@ impl ElfFile {
             sections,
             raw_symbols,
         } = parsed;
-        let (functions, by_name) = index_symbols(raw_symbols);
+        let own = SymbolIndex::new(raw_symbols);
         let build_id = sections
             .iter()
             .filter(|s| s.kind == section_header::SHT_NOTE)
@@ -285,13 +372,12 @@ impl ElfFile {
             interpreter,
             segments,
             sections,
-            functions,
-            by_name,
+            own,
+            debug_symbols: OnceLock::new(),
             lines: OnceLock::new(),
             build_id,
             debuglink,
             debug_file: OnceLock::new(),
-            demangled: OnceLock::new(),
         })
     }
 
@@ -406,60 +492,98 @@ impl ElfFile {
         &self.segments
     }
 
-    /// All function symbols (Func and IFunc), sorted by address, deduplicated
-    /// (one per address, preferring a global name).
+    /// All function symbols (Func and IFunc) of the file's own tables, sorted
+    /// by address, deduplicated (one per address, preferring a global name).
     ///
     /// Symbols come from `.symtab` and `.dynsym` together: `.dynsym` is a subset of
     /// `.symtab` in an unstripped file, and all there is in a stripped one, so the
     /// union is never worse than either. At one address the name kept is GLOBAL
     /// before WEAK before LOCAL, then the shortest (`openat` over `__openat64`).
+    /// The separate debug file's symbols are not here (see
+    /// [`ElfFile::function_named`], [`ElfFile::function_at`]).
     pub fn functions(&self) -> &[Symbol] {
-        &self.functions
+        &self.own.functions
     }
 
     /// The symbols named exactly `name` (version suffixes ignored), of any kind.
     ///
     /// Unlike [`ElfFile::functions`], aliases are all here: `openat` is found even
-    /// when its address is listed under another name.
+    /// when its address is listed under another name. Only the file's own
+    /// tables: what the dynamic linker and the program can reach by name
+    /// (rtrace's own hooks are looked up here).
     pub fn symbols_named(&self, name: &str) -> Vec<&Symbol> {
-        let start = self.by_name.partition_point(|s| s.name.as_str() < name);
-        self.by_name
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|s| s.name == name)
-            .collect()
+        self.own.named(name)
     }
 
     /// The function (Func or IFunc) named exactly `name`; the lowest address when
-    /// there are several (local functions of different object files).
+    /// there are several (local functions of different object files). When
+    /// the file's own tables have none, the separate debug file's `.symtab` is
+    /// asked (a program stripped with `--strip-all` keeps its local functions
+    /// there; libc6-dbg has libc's internal ones, `__strlen_evex`): read once,
+    /// on the first such question.
     pub fn function_named(&self, name: &str) -> Option<&Symbol> {
-        self.symbols_named(name)
-            .into_iter()
-            .find(|s| s.kind.is_function())
+        self.function_named_in(name, Tables::WithDebugFile)
     }
 
-    /// Every symbol of both tables with an address, sorted by name (aliases
-    /// included, version suffixes removed).
+    /// [`ElfFile::function_named`], in the tables `tables` says.
+    pub fn function_named_in(&self, name: &str, tables: Tables) -> Option<&Symbol> {
+        fn function(syms: Vec<&Symbol>) -> Option<&Symbol> {
+            syms.into_iter().find(|s| s.kind.is_function())
+        }
+        function(self.own.named(name)).or_else(|| match tables {
+            Tables::Own => None,
+            Tables::WithDebugFile => function(self.debug_symbols()?.named(name)),
+        })
+    }
+
+    /// Every symbol of the file's own tables with an address, sorted by name
+    /// (aliases included, version suffixes removed).
     pub fn symbols(&self) -> &[Symbol] {
-        &self.by_name
+        &self.own.by_name
     }
 
-    /// The functions (Func or IFunc, aliases included) whose name is mangled, with
-    /// its demangled forms. Built on the first call (demangling every mangled
-    /// name once) and cached.
+    /// The functions (Func or IFunc, aliases included) of the file's own
+    /// tables whose name is mangled, with its demangled forms. Built on the
+    /// first call (demangling every mangled name once) and cached.
     pub fn demangled_functions(&self) -> impl Iterator<Item = (&Symbol, &Demangled)> {
-        self.demangled
+        self.own.demangled()
+    }
+
+    /// The functions whose demangled forms `matches`: those of the file's own
+    /// tables, else (when `tables` says so) those of its separate debug file.
+    pub fn functions_demangled(
+        &self,
+        matches: impl Fn(&Demangled) -> bool,
+        tables: Tables,
+    ) -> Vec<&Symbol> {
+        fn pick<'s>(
+            index: &'s SymbolIndex,
+            matches: &dyn Fn(&Demangled) -> bool,
+        ) -> Vec<&'s Symbol> {
+            index
+                .demangled()
+                .filter(|(_, d)| matches(d))
+                .map(|(s, _)| s)
+                .collect()
+        }
+        let own = pick(&self.own, &matches);
+        if !own.is_empty() || tables == Tables::Own {
+            return own;
+        }
+        self.debug_symbols()
+            .map(|d| pick(d, &matches))
+            .unwrap_or_default()
+    }
+
+    /// The separate debug file's symbols, read on first use.
+    fn debug_symbols(&self) -> Option<&SymbolIndex> {
+        self.debug_symbols
             .get_or_init(|| {
-                self.by_name
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.kind.is_function())
-                    .filter_map(|(i, s)| Some((i, demangle(&s.name)?)))
-                    .collect()
+                let debug = self.debug_file()?;
+                let raw = parse_symbols(&debug.bytes, &debug.sections).ok()?;
+                (!raw.is_empty()).then(|| SymbolIndex::new(raw))
             })
-            .iter()
-            .filter_map(|(i, d)| Some((self.by_name.get(*i)?, d)))
+            .as_ref()
     }
 
     /// The dynamic relocations: every entry of the allocated SHT_RELA sections
@@ -513,42 +637,19 @@ impl ElfFile {
         out
     }
 
-    /// The function containing `addr`, and the offset into it.
+    /// The function containing `addr`, and the offset into it, from the
+    /// file's own symbols or, where they have none, its separate debug file's.
     ///
     /// A function with a size contains `[addr, addr + size)`. One without (some
     /// hand-written assembly) is taken to run up to the next function or to the end
     /// of its segment, as `addr2line` and `perf` do.
     pub fn function_at(&self, addr: LinkAddr) -> Option<(&Symbol, u64)> {
-        let idx = self.functions.partition_point(|f| f.addr <= addr);
-        // Sized symbols may nest (a local label inside its function), so look a few
-        // entries back for one that really contains the address.
-        let lower = idx.saturating_sub(8);
-        for i in (lower..idx).rev() {
-            let f = self.functions.get(i)?;
-            let off = addr.distance_from(f.addr)?;
-            let end = if f.size > 0 {
-                f.size
-            } else if i + 1 == idx {
-                let next = self.functions.get(idx).map(|n| n.addr);
-                let seg_end = self
-                    .segments
-                    .iter()
-                    .find(|s| s.contains(f.addr))
-                    .map(|s| s.vaddr.get().saturating_add(s.memsz));
-                match (next, seg_end) {
-                    (Some(n), _) => n.get().saturating_sub(f.addr.get()),
-                    (None, Some(e)) => e.saturating_sub(f.addr.get()),
-                    (None, None) => 0,
-                }
-            } else {
-                // An unsized symbol is only a candidate when it is the nearest one.
-                0
-            };
-            if off < end {
-                return Some((f, off));
-            }
-        }
-        None
+        // The file's own symbols first; the debug file's for what they do not
+        // cover (a static function of a stripped program, libc's internal
+        // ones): it is read only when an address falls outside them.
+        self.own
+            .function_at(&self.segments, addr)
+            .or_else(|| self.debug_symbols()?.function_at(&self.segments, addr))
     }
 
     /// The link address that file offset `off` is loaded at, from PT_LOAD segments.
@@ -669,6 +770,8 @@ impl ElfFile {
             return Err(Error::NoLineInfo {
                 file: file.to_string(),
                 line,
+                searched: Vec::new(),
+                unbuilt: None,
             });
         }
         lines_with_code.sort_unstable();
@@ -923,8 +1026,9 @@ impl DebugFile {
 }
 
 /// The full path of a line program's file entry: the unit's compilation directory,
-/// then the entry's include directory, then its name, each replacing what came
-/// before when it is absolute (as `addr2line` renders it).
+/// then the entry's include directory (unless it is directory 0, the
+/// compilation directory), then its name, each replacing what came before when
+/// it is absolute (as `addr2line` and gdb render it).
 fn file_path<R: gimli::Reader>(
     dwarf: &gimli::Dwarf<R>,
     unit: &gimli::Unit<R>,
@@ -947,8 +1051,14 @@ fn file_path<R: gimli::Reader>(
                 .as_ref(),
         );
     }
-    if let Some(dir) = entry.directory(header) {
-        path.push(string(dir)?);
+    // Directory 0 is the compilation directory itself (DWARF 5 lists it
+    // again as entry 0; gimli hands back DW_AT_comp_dir for it in DWARF 4):
+    // pushed twice, a relative one (`./stdio-common`, as Debian's
+    // -fdebug-prefix-map leaves it) would be doubled.
+    if entry.directory_index() != 0 {
+        if let Some(dir) = entry.directory(header) {
+            path.push(string(dir)?);
+        }
     }
     path.push(string(entry.path_name())?);
     Ok(path)
@@ -1035,14 +1145,17 @@ impl Parsed {
             }
         }
 
-        let sections = parse_sections(bytes, &hdr, ctx)?;
+        let sections: Vec<Section> = parse_sections(bytes, &hdr, ctx)?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         let raw_symbols = parse_symbols(bytes, &sections)?;
         Ok(Parsed {
             is_dyn,
             entry: LinkAddr(hdr.e_entry),
             interpreter,
             segments,
-            sections: sections.into_iter().map(|(s, _)| s).collect(),
+            sections,
             raw_symbols,
         })
     }
@@ -1120,20 +1233,17 @@ fn parse_sections(
 }
 
 /// The defined, named symbols of `.symtab` and `.dynsym`.
-fn parse_symbols(
-    bytes: &[u8],
-    sections: &[(Section, u32)],
-) -> std::result::Result<Vec<RawSym>, String> {
+fn parse_symbols(bytes: &[u8], sections: &[Section]) -> std::result::Result<Vec<RawSym>, String> {
     let mut out = Vec::new();
-    for (section, link) in sections {
+    for section in sections {
         if section.kind != section_header::SHT_SYMTAB && section.kind != section_header::SHT_DYNSYM
         {
             continue;
         }
         let table = file_range(bytes, section.offset, section.size)
             .ok_or_else(|| format!("{} extends past the end of the file", section.name))?;
-        let strtab = match sections.get(*link as usize) {
-            Some((s, _)) => file_range(bytes, s.offset, s.size).ok_or_else(|| {
+        let strtab = match sections.get(section.link as usize) {
+            Some(s) => file_range(bytes, s.offset, s.size).ok_or_else(|| {
                 format!("{}'s strings extend past the end of the file", section.name)
             })?,
             None => return Err(format!("{} links to a missing string table", section.name)),
@@ -1932,6 +2042,38 @@ int main(void)
         assert!(lines.contains(&fputs), "{lines:?} vs fputs at {fputs}");
         let lines = elf.line_addresses("libio/iofputs.c", 33).unwrap();
         assert!(lines.contains(&fputs));
+        // Internal functions are only in the debug file's .symtab: found by
+        // name, and naming their addresses; globs and `functions()` stay
+        // with libc's own tables.
+        let internal = elf
+            .function_named("__libc_start_call_main")
+            .expect("in libc6-dbg's .symtab")
+            .clone();
+        assert!(elf.functions().iter().all(|f| f.addr != internal.addr));
+        let (f, off) = elf.function_at(internal.addr.offset(1)).unwrap();
+        assert_eq!((f.name.as_str(), off), ("__libc_start_call_main", 1));
+    }
+
+    #[test]
+    fn a_relative_compilation_directory_is_not_doubled() {
+        // Debian builds libc with -fdebug-prefix-map, leaving relative
+        // compilation directories (`./stdio-common`), which DWARF 5 repeats as
+        // directory 0 of the line table: gdb shows ./stdio-common/printf.c.
+        let printf = open(LIBC).function_named("printf").expect("printf").addr;
+        let (file, _) = open(LIBC).line_of(printf).expect("libc6-dbg has lines");
+        assert_eq!(file, Path::new("./stdio-common/printf.c"));
+        for version in ["-gdwarf-5", "-gdwarf-4"] {
+            let dir = temp_dir("reldir");
+            let map = format!("-fdebug-prefix-map={}=./sub", dir.display());
+            let exe = compile_in(&dir, "x.c", LINES_C, &["-O0", version, &map]);
+            let elf = ElfFile::open(&exe).unwrap();
+            let work = elf.function_named("work").unwrap().addr;
+            assert_eq!(
+                elf.line_of(work),
+                Some((PathBuf::from("./sub/x.c"), 4)),
+                "{version}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! dynamic linker got, without calling the resolver (which could run arbitrary
 //! code in the tracee).
 //!
+//! When no slot holds an answer yet (lazily bound PLT slots, a static
+//! executable before its start code), the engine watches the resolver's calls
+//! that the dynamic linker or the start code makes, and [`answer`] judges what
+//! one returned.
+//!
 //! This module stays pure: [`slots`] says where to look (from the ELF
 //! relocations) and [`implementation`] judges a value read there. Reading the
 //! tracee's memory is the engine's job, between the two.
@@ -95,10 +100,6 @@ pub fn implementation(
     slot: &Slot,
     value: u64,
 ) -> Option<Location> {
-    let at = RuntimeAddr(value);
-    if value == 0 || at == loc.addr {
-        return None;
-    }
     if slot
         .unrelocated
         .is_some_and(|(file, biased)| value == file || value == biased)
@@ -106,13 +107,29 @@ pub fn implementation(
         // Not relocated yet (a static executable before its start code ran).
         return None;
     }
+    let at = RuntimeAddr(value);
+    if slot.lazy
+        && map
+            .module_at(slot.addr)
+            .is_some_and(|h| map.module_at(at).is_some_and(|m| h.path == m.path))
+    {
+        // Back into the module that holds the slot: its PLT, not yet bound.
+        return None;
+    }
+    answer(map, loc, value)
+}
+
+/// The implementation of the IFUNC at `loc` whose address is `value`: what a
+/// relocated slot holds, or what a call of its resolver returned. None when
+/// `value` is not code of a loaded module, or is the resolver itself.
+pub fn answer(map: &ModuleMap, loc: &Location, value: u64) -> Option<Location> {
+    let at = RuntimeAddr(value);
+    if value == 0 || at == loc.addr {
+        return None;
+    }
     let m = map.module_at(at)?;
     let link = m.to_link(at);
     if !m.elf.is_code(link) {
-        return None;
-    }
-    if slot.lazy && map.module_at(slot.addr).is_some_and(|h| h.path == m.path) {
-        // Back into the module that holds the slot: its PLT, not yet bound.
         return None;
     }
     let (symbol, linkage_name) = match m.elf.function_at(link) {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use super::demangle::{demangle, display_name};
-use super::elf::{SymKind, Symbol};
+use super::elf::{SymKind, Symbol, Tables};
 use super::glob;
 use super::modules::{Module, ModuleMap};
 use super::spec::{ProbeSpec, Target};
@@ -52,7 +52,8 @@ pub enum Resolution {
     /// An unqualified name or pattern was not found in any loaded module; the
     /// caller decides whether to wait (libraries still loading) or fail.
     NotFound {
-        /// The modules searched, by file name.
+        /// The modules searched, by file name (for a `FILE:LINE` spec, those
+        /// that have a line table: the others could not have had it).
         searched: Vec<String>,
     },
 }
@@ -193,7 +194,7 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
             found_or(spec, name, &searched, found)
         }
         Target::Function { name } => {
-            let found = first_functions(name, &searched)
+            let found = first_functions(name, &searched, spec.module.is_some())
                 .map(|(m, syms)| {
                     syms.into_iter()
                         .map(|s| entry_location(m, s))
@@ -203,7 +204,8 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
             found_or(spec, name, &searched, found)
         }
         Target::Offset { function, offset } => {
-            let Some((m, syms)) = first_functions(function, &searched) else {
+            let Some((m, syms)) = first_functions(function, &searched, spec.module.is_some())
+            else {
                 return found_or(spec, function, &searched, Vec::new());
             };
             if syms.len() > 1 {
@@ -258,12 +260,30 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
 pub fn modules_defining<'a>(name: &str, map: &'a ModuleMap) -> Vec<&'a Module> {
     map.modules()
         .iter()
-        .filter(|m| !functions_named(m, name).is_empty())
+        .enumerate()
+        .filter(|(i, m)| !functions_named(m, name, tables_for(*i, false)).is_empty())
+        .map(|(_, m)| m)
         .collect()
 }
 
-/// The error for a spec found nowhere in `searched` (module file names).
-pub fn not_found(spec: &ProbeSpec, searched: Vec<String>) -> Error {
+/// The symbol tables a name is looked up in, in the `i`th module searched.
+/// A separate debug file's symbols (a stripped program's static functions,
+/// a library's internal ones) are consulted for the executable (searched
+/// first) and for a module the spec names; a library's internal function
+/// is never what an unqualified name means: ld.so's own `strlen` would
+/// otherwise shadow libc's (ld.so is mapped, and its debug file read, before
+/// libc is loaded).
+fn tables_for(i: usize, qualified: bool) -> Tables {
+    if qualified || i == 0 {
+        Tables::WithDebugFile
+    } else {
+        Tables::Own
+    }
+}
+
+/// The error for a spec found nowhere in `searched` (module file names, as
+/// [`Resolution::NotFound`] gives them) of `map`.
+pub fn not_found(spec: &ProbeSpec, searched: Vec<String>, map: &ModuleMap) -> Error {
     let name = match &spec.target {
         Target::Function { name } => name.clone(),
         Target::Offset { function, .. } => function.clone(),
@@ -274,10 +294,18 @@ pub fn not_found(spec: &ProbeSpec, searched: Vec<String>) -> Error {
         }
         Target::Address { addr } => format!("{addr:#x}"),
         Target::Line { file, line } => {
+            let first = match &spec.module {
+                Some(q) => map.find(q),
+                None => map.modules().first(),
+            };
             return Error::NoLineInfo {
                 file: file.clone(),
                 line: *line,
-            }
+                searched,
+                unbuilt: first
+                    .filter(|m| !m.elf.has_dwarf())
+                    .map(|m| m.name().to_string()),
+            };
         }
     };
     Error::UnknownSymbol { name, searched }
@@ -316,7 +344,7 @@ pub fn list(
                 loaded: map.names(),
             })
         }
-        Resolution::NotFound { searched } => return Err(not_found(spec, searched)),
+        Resolution::NotFound { searched } => return Err(not_found(spec, searched, map)),
     };
     let mut out = Vec::with_capacity(locations.len());
     for loc in locations {
@@ -368,16 +396,14 @@ fn found_or(
 
 /// The functions of `m` that `name` names: the one with that symbol name, else
 /// every function (one per address, lowest address first) whose demangled name
-/// is `name`.
-fn functions_named<'m>(m: &'m Module, name: &str) -> Vec<&'m Symbol> {
-    if let Some(s) = m.elf.function_named(name) {
+/// is `name`; in the symbol tables `tables` says.
+fn functions_named<'m>(m: &'m Module, name: &str, tables: Tables) -> Vec<&'m Symbol> {
+    if let Some(s) = m.elf.function_named_in(name, tables) {
         return vec![s];
     }
     let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
-    for (s, d) in m.elf.demangled_functions() {
-        if d.is(name) {
-            by_addr.entry(s.addr).or_insert(s);
-        }
+    for s in m.elf.functions_demangled(|d| d.is(name), tables) {
+        by_addr.entry(s.addr).or_insert(s);
     }
     by_addr.into_values().collect()
 }
@@ -386,9 +412,10 @@ fn functions_named<'m>(m: &'m Module, name: &str) -> Vec<&'m Symbol> {
 fn first_functions<'m>(
     name: &str,
     searched: &[&'m Module],
+    qualified: bool,
 ) -> Option<(&'m Module, Vec<&'m Symbol>)> {
-    searched.iter().find_map(|m| {
-        let syms = functions_named(m, name);
+    searched.iter().enumerate().find_map(|(i, m)| {
+        let syms = functions_named(m, name, tables_for(i, qualified));
         (!syms.is_empty()).then_some((*m, syms))
     })
 }
@@ -540,13 +567,20 @@ fn location_at(m: &Module, at: RuntimeAddr) -> Location {
 
 /// `file:line` in the first module that has code for it.
 ///
-/// A module without line information for it is passed over. An error that says why
-/// the line could not be looked up at all (corrupt or compressed DWARF) is
-/// reported when it comes from the first module searched (the executable, or the
-/// named module), where the user's source most likely is; otherwise the answer is
-/// "no code for that line".
+/// A module without line information for the file is passed over. When no
+/// module has code for the line, the answer is, in this order: the first
+/// module (in search order) whose line table has the file but no code at the
+/// line ([`Error::NoCodeAtLine`], naming the nearest lines that have code,
+/// whichever module it is: `printf.c:27` is libc's); an error that says why
+/// the first module's lines could not be read at all (corrupt or compressed
+/// DWARF: the executable, or the named module, is where the user's source
+/// most likely is); else [`Resolution::NotFound`], whose `searched` lists the
+/// modules that have line tables (the caller may wait for libraries, as for a
+/// function name).
 fn resolve_line(file: &str, line: u32, searched: &[&Module]) -> Result<Resolution> {
+    let mut no_code = None;
     let mut first_error = None;
+    let mut with_lines = Vec::new();
     for (i, m) in searched.iter().enumerate() {
         match m.elf.line_addresses(file, line) {
             Ok(addrs) => {
@@ -556,17 +590,22 @@ fn resolve_line(file: &str, line: u32, searched: &[&Module]) -> Result<Resolutio
                     .collect();
                 return Ok(Resolution::Found(locations));
             }
-            Err(Error::NoLineInfo { .. }) => {}
+            Err(e @ Error::NoCodeAtLine { .. }) => {
+                no_code.get_or_insert(e);
+            }
+            Err(Error::NoLineInfo { .. }) => {
+                if m.elf.has_dwarf() {
+                    with_lines.push(m.name().to_string());
+                }
+            }
             Err(e) if i == 0 => first_error = Some(e),
             Err(_) => {}
         }
     }
-    // No module loaded so far has the file: at a launch's exec stop the
-    // libraries are not mapped yet, so wait for them as for a function name.
-    match first_error {
+    match no_code.or(first_error) {
         Some(e) => Err(e),
         None => Ok(Resolution::NotFound {
-            searched: names(searched),
+            searched: with_lines,
         }),
     }
 }
@@ -648,6 +687,21 @@ mod tests {
         assert!(openat[0].function_entry);
         assert_eq!(found("libc:openat"), openat);
         assert_eq!(found(&format!("{LIBC}:openat")), openat);
+    }
+
+    #[test]
+    fn a_librarys_internal_functions_need_its_name() {
+        // Known only to libc6-dbg's symbol table: found when libc is named,
+        // never by an unqualified name.
+        let locs = found("libc:__libc_start_call_main");
+        assert_eq!(locs[0].module, Path::new(LIBC));
+        assert_eq!(locs[0].symbol, "__libc_start_call_main");
+        assert_eq!(
+            run("__libc_start_call_main").unwrap(),
+            Resolution::NotFound {
+                searched: all_names()
+            }
+        );
     }
 
     #[test]
@@ -846,14 +900,51 @@ mod tests {
             Err(Error::NoCodeAtLine { line: 11, .. })
         ));
         // A file no loaded module has: not found (yet), as for a function name.
+        // Both modules have line tables (libc's from libc6-dbg): the error
+        // names them instead of asking for -g.
         let other: ProbeSpec = "other.c:5".parse().unwrap();
         let Ok(Resolution::NotFound { searched }) = resolve(&other, map()) else {
             panic!("other.c:5 should be not found");
         };
-        assert!(matches!(
-            not_found(&other, searched),
-            Error::NoLineInfo { line: 5, .. }
-        ));
+        assert_eq!(searched, all_names());
+        let e = not_found(&other, searched, map());
+        assert_eq!(
+            e.to_string(),
+            "no code for other.c:5 (not a file of the line tables of a.out, libc.so.6)"
+        );
+        assert!(!e.hint().unwrap().contains("-g"), "{:?}", e.hint());
+    }
+
+    #[test]
+    fn a_line_without_code_in_a_library_names_the_nearest_lines() {
+        // printf.c is libc's, the second module searched: its nearest lines
+        // are reported, not "no code for".
+        match run("printf.c:27") {
+            Err(e @ Error::NoCodeAtLine { .. }) => assert_eq!(
+                e.to_string(),
+                "no code at printf.c:27; nearest lines with code: 28, 29"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let locs = found("printf.c:28");
+        assert_eq!(locs[0].module, Path::new(LIBC));
+        assert_eq!(locs[0].symbol, "printf");
+    }
+
+    #[test]
+    fn without_any_line_table_the_hint_asks_for_debug_info() {
+        let exe = compile("resolve_nodebug", "x.c", LINES_C, &["-O0"]);
+        let mut cache = ElfCache::default();
+        let maps = fake_maps(&cache.get(&exe).unwrap(), EXE_BIAS);
+        let map = ModuleMap::new(&maps, &exe, &mut cache).unwrap();
+        let spec: ProbeSpec = "x.c:5".parse().unwrap();
+        let Ok(Resolution::NotFound { searched }) = resolve(&spec, &map) else {
+            panic!("x.c:5 without -g should be not found");
+        };
+        assert!(searched.is_empty());
+        let e = not_found(&spec, searched, &map);
+        assert_eq!(e.to_string(), "no code for x.c:5 (a.out has no line table)");
+        assert!(e.hint().unwrap().contains("-g"));
     }
 
     #[test]

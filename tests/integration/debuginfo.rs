@@ -83,6 +83,63 @@ fn check_work_line_probe(test: &str, prog: &Path, extra_env: Option<(&str, &Path
     );
 }
 
+/// `count` with every symbol and all its DWARF moved to `count.debug`
+/// (`strip --strip-all`, then a debuglink): `work` exists only in the debug
+/// file's `.symtab`.
+fn fully_stripped_count(dir: &Path) -> PathBuf {
+    let prog = dir.join("count");
+    fs::copy(fixture("count", Variant::Pie), &prog).unwrap();
+    let debug = dir.join("count.debug");
+    objcopy(&[
+        "--only-keep-debug".as_ref(),
+        prog.as_os_str(),
+        debug.as_os_str(),
+    ]);
+    let out = Command::new("strip")
+        .arg("--strip-all")
+        .arg(&prog)
+        .output()
+        .expect("strip");
+    assert!(out.status.success(), "strip: {out:?}");
+    let mut link = std::ffi::OsString::from("--add-gnu-debuglink=");
+    link.push(&debug);
+    objcopy(&[link.as_os_str(), prog.as_os_str()]);
+    let elf = ElfFile::open(&prog).unwrap();
+    assert!(
+        elf.functions().iter().all(|f| f.name != "work"),
+        "work stripped"
+    );
+    prog
+}
+
+/// Functions that only the separate debug file's `.symtab` names are found
+/// by name, typed from its DWARF, and name the addresses a line probe hits,
+/// as gdb finds them.
+#[test]
+fn functions_found_in_the_debug_files_symbol_table() {
+    let dir = temp_dir("fully_stripped");
+    let prog = fully_stripped_count(&dir);
+    let untraced = run_untraced(&prog, &["3"]);
+    let (run, events) = trace_json("stripped_work", &["-s", "work"], &prog, &["3"]);
+    assert_same_as_untraced(&run, &untraced, "-s work");
+    let entries = of_kind(&events, "entry");
+    assert_eq!(entries.len(), 3, "{}", show(&events));
+    assert!(entries.iter().all(|e| str_field(e, "symbol") == "work"));
+    assert_eq!(entries[0]["arg_names"], serde_json::json!(["x"]));
+    check_work_line_probe("stripped_line", &prog, None);
+    // libc's internal functions are in libc6-dbg's symbol table only.
+    let (run, events) = trace_json(
+        "libc_internal",
+        &["-s", "libc:__libc_start_call_main"],
+        &prog,
+        &["3"],
+    );
+    assert_same_as_untraced(&run, &untraced, "-s libc:__libc_start_call_main");
+    let entries = of_kind(&events, "entry");
+    assert_eq!(entries.len(), 1, "{}", show(&events));
+    assert_eq!(str_field(entries[0], "symbol"), "__libc_start_call_main");
+}
+
 #[test]
 fn line_probe_with_dwarf_in_a_debuglink_file() {
     let prog = fixture("count", Variant::Debuglink);
@@ -102,7 +159,11 @@ fn line_probe_without_the_debug_file_is_an_error() {
     let error = assert_one_error_line(&run, 1, &spec);
     assert_eq!(
         error,
-        format!("rtrace: no code for count.c:{line} (build the program with -g)")
+        format!(
+            "rtrace: no code for count.c:{line} (count has no line table; not a file of those \
+             of libc.so.6, ld-linux-x86-64.so.2) (build the program with -g, or install its \
+             debug package)"
+        )
     );
 }
 
@@ -206,6 +267,60 @@ fn libc_line_probe_in_launch_mode() {
         .collect();
     assert_eq!(hits.len(), 2, "{spec}: {events:?}");
     assert!(hits.iter().all(|e| str_field(e, "symbol") == "printf"));
+}
+
+/// A line of libc without code, in launch mode: found once the startup
+/// libraries are loaded, it names libc's nearest lines and ends the launch
+/// before the program runs.
+#[test]
+fn libc_line_without_code_names_the_nearest_lines() {
+    let entry = libc_entry_line("printf.c", "printf");
+    let spec = format!("printf.c:{}", entry - 1);
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-s", &spec], &prog, &["2"]);
+    let error = assert_one_error_line(&run, 1, &spec);
+    assert_eq!(
+        error,
+        format!(
+            "rtrace: no code at {spec}; nearest lines with code: {entry}, {}",
+            entry + 1
+        )
+    );
+    assert_eq!(run.stdout, "", "{spec}: the program must not have run");
+    // A file no line table has: the modules searched are named, and the
+    // hint is not to rebuild with -g (both have debug info).
+    let run = run_rtrace(&["-s", "nosuchfile.c:3"], &prog, &["2"]);
+    let error = assert_one_error_line(&run, 1, "nosuchfile.c:3");
+    assert!(
+        error.starts_with(
+            "rtrace: no code for nosuchfile.c:3 (not a file of the line tables of count, \
+             libc.so.6, ld-linux-x86-64.so.2) (check the file name"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("-g"), "{error}");
+    assert_eq!(run.stdout, "");
+}
+
+/// `--list` shows libc's source files as gdb does: `./stdio-common/printf.c`,
+/// the relative compilation directory not doubled.
+#[test]
+fn list_shows_library_source_paths_like_gdb() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-l", "libc:printf"], &prog, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let entry = libc_entry_line("printf.c", "printf");
+    let fields: Vec<&str> = run.stdout.trim_end().split('\t').collect();
+    assert_eq!(
+        fields[1..],
+        [
+            "libc.so.6",
+            "printf",
+            &format!("./stdio-common/printf.c:{entry}")
+        ],
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

@@ -103,24 +103,48 @@ fn latency_histogram_counts_every_call_once() {
     assert_eq!(total, 50, "{run:?}");
 }
 
+/// The benchmark's small mode: it writes and builds its Rust program (20
+/// functions, full DWARF), times `rtrace -l`, `rtrace -s` and gdb on it once
+/// each (each checked to have done its job), and prints the table.
 #[test]
-fn resolve_startup_once_finds_the_function() {
-    // The measured process alone (the comparison needs gdb and takes seconds).
-    let prog = fixture("count", Variant::NoPie);
-    let work = crate::fixtures::symbol_value(&prog, "work");
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(example("resolve_startup"));
-        cmd.arg("--once").arg(&prog).args(args);
-        run_command(cmd, TIMEOUT)
-    };
-    let found = run(&["work"]);
-    assert_eq!(found.stdout, format!("work at {work:#x}\n"), "{found:?}");
-    assert_eq!(found.code(), 0);
-    let with_lines = run(&["work", "lines"]);
-    assert_eq!(with_lines.stdout, found.stdout, "{with_lines:?}");
-    let missing = run(&["no_such_function"]);
-    assert_eq!(missing.code(), 1, "{missing:?}");
-    assert_eq!(missing.stdout, "");
+fn resolve_startup_small_mode_measures_rtrace_and_gdb() {
+    let run = run_command(
+        {
+            let mut cmd = Command::new(example("resolve_startup"));
+            cmd.arg("--small");
+            cmd
+        },
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), 0, "{run:?}");
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("building "))
+        .collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    assert!(
+        lines[0].contains("bench_startup_20 (")
+            && lines[0].ends_with("MiB), function bench_startup::main, median of 1 runs"),
+        "{}",
+        lines[0]
+    );
+    for (line, name) in lines[1..4].iter().zip([
+        "rtrace -l bench_startup::main",
+        "rtrace -s bench_startup::main",
+        "gdb info address bench_startup::main",
+    ]) {
+        let (head, ms) = line.rsplit_once(' ').unwrap_or_default();
+        assert_eq!(ms, "ms", "{line}");
+        let (label, value) = head.trim_end().rsplit_once(' ').unwrap_or_default();
+        assert_eq!(label.trim_end(), name, "{line}");
+        assert!(value.parse::<f64>().is_ok_and(|v| v > 0.0), "{line}");
+    }
+    assert!(
+        lines[4].starts_with("gdb / rtrace -l: ") && lines[4].ends_with('x'),
+        "{}",
+        lines[4]
+    );
 }
 
 /// `leak_a+0x1f` → `leak_a+OFF`: call-site offsets depend on the compiler.

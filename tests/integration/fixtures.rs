@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 37] = [
+pub const PROGRAMS: [&str; 40] = [
     "count",
     "sigtrap",
     "signals",
@@ -211,6 +211,9 @@ pub const PROGRAMS: [&str; 37] = [
     "stalejmp",
     "sigqueuer",
     "orphaner",
+    "abi",
+    "clones",
+    "lazyifunc",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -79,6 +79,50 @@ fn typed_prints_every_result() {
     }
 }
 
+/// What `abi` prints, its two address lines (`in_memory_at=`, `res_at=`)
+/// replaced by `NAME=ADDR`.
+pub const ABI_STDOUT: &str = "wide_on_stack=80\naligned_on_stack=91\npair=4,5\nwide_ret=1:7\n\
+in_memory_at=ADDR\nin_memory=36\nres_at=ADDR\nmake_big=7,8,9\nmixed_regs=45\n";
+
+/// `abi`'s stdout with its addresses replaced by `ADDR`, and the addresses
+/// (`in_memory_at`, `res_at`), checked to be hex.
+pub fn abi_stdout(stdout: &str) -> (String, Vec<String>) {
+    let mut addrs = Vec::new();
+    let mut text = String::new();
+    for l in stdout.lines() {
+        match l.split_once("=0x") {
+            Some((name, hex)) if u64::from_str_radix(hex, 16).is_ok() => {
+                addrs.push(format!("0x{hex}"));
+                text.push_str(&format!("{name}=ADDR\n"));
+            }
+            _ => text.push_str(&format!("{l}\n")),
+        }
+    }
+    (text, addrs)
+}
+
+#[test]
+fn abi_prints_every_result() {
+    for variant in Variant::ALL {
+        let run = run_untraced(&fixture("abi", variant), &[]);
+        assert_eq!(run.code(), 0, "abi ({variant}): {run:?}");
+        let (text, addrs) = abi_stdout(&run.stdout);
+        assert_eq!(text, ABI_STDOUT, "abi ({variant})");
+        assert_eq!(addrs.len(), 2, "abi ({variant}): {run:?}");
+    }
+}
+
+#[test]
+fn lazyifunc_prints_its_string() {
+    check_all_variants("lazyifunc", &[], "abccc -1\n", 0);
+}
+
+#[test]
+fn clones_prints_its_sum() {
+    check_all_variants("clones", &[], "36\n", 0);
+    check_all_variants("clones", &["2"], "18\n", 0);
+}
+
 #[test]
 fn sigtrap_handles_its_own_traps() {
     check_all_variants("sigtrap", &[], "traps=5\n", 0);

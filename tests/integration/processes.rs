@@ -804,3 +804,26 @@ fn fifty_cycles(variant: Variant, step: &str) {
     assert_eq!(lines[3], "done");
     assert_eq!(run.stderr, "");
 }
+
+/// A glob that skips a function says so once per run, not once per image:
+/// execer runs itself twice, then count, and each image has ld.so's
+/// `_dl_debug_state` (rtrace's own hook, skipped by globs).
+#[test]
+fn a_skip_warning_is_given_once_whatever_the_execs() {
+    let prog = fixture("execer", Variant::Pie);
+    let count = fixture("count", Variant::Pie);
+    let (p, c) = (prog.to_str().unwrap(), count.to_str().unwrap());
+    let args = [p, p, c, "1"];
+    let untraced = run_untraced(&prog, &args);
+    let spec = "ld-linux-x86-64.so.2:_dl_debug_st*";
+    let (run, events) = trace_json("skip_once", &["-s", spec], &prog, &args);
+    assert_same_as_untraced(&run, &untraced, spec);
+    assert_eq!(of_kind(&events, "exec").len(), 3, "{}", show(&events));
+    let warnings = of_kind(&events, "warning");
+    assert_eq!(warnings.len(), 1, "{}", show(&events));
+    assert_eq!(
+        str_field(warnings[0], "message"),
+        "probe ld-linux-x86-64.so.2:_dl_debug_st* skipped 1 function: 1 used by rtrace's \
+         library-load hook: _dl_debug_state"
+    );
+}

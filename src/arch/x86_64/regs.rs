@@ -111,6 +111,37 @@ impl Regs {
     pub fn retval(&self) -> u64 {
         self.0.rax
     }
+    /// The second integer return register (rdx): the high eightbyte of a
+    /// value returned in two (an `__int128`, a 16-byte struct of integers).
+    pub fn retval_high(&self) -> u64 {
+        self.0.rdx
+    }
+    /// The general-purpose register with DWARF number `n` (the psABI's
+    /// "DWARF Register Number Mapping": 0 rax, 1 rdx, 2 rcx, 3 rbx, 4 rsi,
+    /// 5 rdi, 6 rbp, 7 rsp, 8-15 r8-r15); None for any other number (16 is
+    /// the return address column, vector registers are not read).
+    pub fn dwarf(&self, n: u16) -> Option<u64> {
+        let r = &self.0;
+        Some(match n {
+            0 => r.rax,
+            1 => r.rdx,
+            2 => r.rcx,
+            3 => r.rbx,
+            4 => r.rsi,
+            5 => r.rdi,
+            6 => r.rbp,
+            7 => r.rsp,
+            8 => r.r8,
+            9 => r.r9,
+            10 => r.r10,
+            11 => r.r11,
+            12 => r.r12,
+            13 => r.r13,
+            14 => r.r14,
+            15 => r.r15,
+            _ => return None,
+        })
+    }
     /// Sets the integer return value.
     pub fn set_retval(&mut self, v: u64) {
         self.0.rax = v;

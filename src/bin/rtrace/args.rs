@@ -232,6 +232,23 @@ pub fn parse() -> Result<Cli, ExitCode> {
     if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() && script_probes == 0 {
         return Err(usage("give at least one probe with -s SPEC"));
     }
+    // The listing is a table of probe points, not a trace: the options that
+    // shape a trace would be silently ignored. `-o` is honoured (the table
+    // goes to the file).
+    if !raw.list.is_empty() {
+        for (given, option) in [
+            (raw.json, "--json"),
+            (raw.summary, "-c"),
+            (raw.entry_only, "--entry-only"),
+            (raw.follow_forks, "-f"),
+        ] {
+            if given {
+                return Err(usage(&format!(
+                    "--list prints probe points, not a trace; {option} does not apply to it"
+                )));
+            }
+        }
+    }
     if !raw.list.is_empty() && script.is_some() {
         return Err(usage(
             "--list lists specs instead of tracing; give no script with it",

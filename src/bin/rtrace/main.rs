@@ -85,7 +85,8 @@ impl Handler for Injecting {
 /// separated by tabs (a C++ name may contain spaces): `ADDRESS MODULE
 /// FUNCTION[+OFFSET]`, then `FILE:LINE` when known, then `ifunc NAME` for an
 /// IFUNC's implementation or `ifunc NAME resolver` when only its resolver is
-/// known. Nothing is traced; the program is not run.
+/// known. Nothing is traced; the program is not run. To stdout, or to the
+/// file `-o` names.
 fn list(cli: &Cli) -> rtrace::Result<u8> {
     use rtrace::symbols::{maps, resolve, ElfCache, ModuleMap};
     use std::io::Write;
@@ -129,9 +130,13 @@ fn list(cli: &Cli) -> rtrace::Result<u8> {
             out.push('\n');
         }
     }
-    std::io::stdout()
-        .write_all(out.as_bytes())
-        .map_err(rtrace::Error::Output)?;
+    match &cli.output {
+        Some(path) => std::fs::write(path, out.as_bytes())
+            .map_err(|e| rtrace::Error::io(format!("cannot write {}", path.display()), e))?,
+        None => std::io::stdout()
+            .write_all(out.as_bytes())
+            .map_err(rtrace::Error::Output)?,
+    }
     Ok(0)
 }
 

@@ -6,7 +6,11 @@
 //! indexed once per file), finding the function's `DW_TAG_subprogram` in that
 //! unit only, and reducing DWARF types to the few shapes the printers render
 //! ([`Type`]). Typedefs and cv-qualifiers are followed; a struct or union keeps
-//! its name, size and SysV classification, never its field values.
+//! its name, alignment and SysV classification, never its field values. For a
+//! compiler clone ([`is_clone`]), where the clone's own debug info puts each
+//! parameter at its entry (`location`). DWARF that does not describe the
+//! parameters (an assembler unit, an unprototyped or `-g1` function, a
+//! reference into another unit) gives no signature, not an empty one.
 //!
 //! Cost model: nothing is parsed until a signature is asked for; then the
 //! file's unit index is built once, and each function's unit is parsed once.
@@ -17,6 +21,7 @@
 //! unsupported DWARF is an `Err` (a reason string), which callers treat as "no
 //! debug info".
 
+mod location;
 pub mod sysv;
 
 use std::collections::HashMap;
@@ -27,7 +32,7 @@ use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
 
 use super::elf::ElfFile;
 use crate::addr::LinkAddr;
-pub use sysv::{Class, Passing};
+pub use sysv::{Class, Loc, Passing};
 
 type R<'a> = EndianSlice<'a, LittleEndian>;
 type Die<'a> = gimli::DebuggingInformationEntry<R<'a>>;
@@ -85,6 +90,9 @@ pub enum Type {
         keyword: &'static str,
         /// Its tag name, when it has one.
         name: Option<String>,
+        /// Its alignment in bytes (members' and `DW_AT_alignment`s), 1 when
+        /// its layout is not known.
+        align: u64,
         /// How the SysV ABI passes it.
         passing: Passing,
     },
@@ -110,6 +118,33 @@ pub struct Signature {
     pub variadic: bool,
     /// The return type ([`Type::Void`] when there is none).
     pub ret: Type,
+    /// Where each parameter is at the function's entry as its own debug info
+    /// says, for a compiler clone (`work.isra.0`, `cp.constprop.0`,
+    /// `f.part.0`): GCC does not keep the SysV convention for those (an
+    /// argument may be dropped, replaced by what it pointed to, or fixed to a
+    /// constant). None for every other function: the SysV convention.
+    pub described: Option<Vec<Loc>>,
+}
+
+impl Signature {
+    /// Where each parameter is at the function's first instruction.
+    pub fn locations(&self) -> Vec<Loc> {
+        match &self.described {
+            Some(locs) => locs.clone(),
+            None => sysv::locate(self),
+        }
+    }
+}
+
+/// True for the symbol of a function the compiler cloned with a calling
+/// convention of its own: GCC's IPA-SRA (`.isra.N`), constant propagation
+/// (`.constprop.N`) and function splitting (`.part.N`) clones, clang's
+/// function specialisation (`.specialized.N`). (`.cold` parts are never
+/// called, and `.lto_priv.N` only renames.)
+pub fn is_clone(symbol: &str) -> bool {
+    [".isra.", ".constprop.", ".part.", ".specialized."]
+        .iter()
+        .any(|c| symbol.contains(c))
 }
 
 /// The compile units of one file by address range: `(begin, end, unit offset in
@@ -160,8 +195,17 @@ impl Signatures {
             *entry = fresh();
         }
         let units = entry.units.get_or_insert_with(|| unit_index(elf));
+        // The symbol says whether the function is a clone (its debug info
+        // does not: a clone's DIE looks like any out-of-line instance).
+        let clone = match elf.function_at(addr) {
+            Some((f, 0)) => CloneKind::of(&f.name),
+            _ => None,
+        };
         let sig = match units {
-            Ok(units) => signature(elf, units, addr.0).ok().flatten().map(Arc::new),
+            Ok(units) => signature(elf, units, addr.0, clone)
+                .ok()
+                .flatten()
+                .map(Arc::new),
             Err(_) => None,
         };
         entry.functions.insert(addr.0, sig.clone());
@@ -232,9 +276,34 @@ fn unit_index(elf: &ElfFile) -> Result<UnitIndex, String> {
     Ok(index)
 }
 
+/// What kind of compiler clone a function is (see [`is_clone`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloneKind {
+    /// IPA-SRA may also have dropped the return value (every caller ignored
+    /// it): rax is then whatever the clone left there.
+    Isra,
+    /// The return value is the original's.
+    Other,
+}
+
+impl CloneKind {
+    fn of(symbol: &str) -> Option<CloneKind> {
+        if symbol.contains(".isra.") {
+            Some(CloneKind::Isra)
+        } else {
+            is_clone(symbol).then_some(CloneKind::Other)
+        }
+    }
+}
+
 /// The signature of the function whose entry is `addr`, from the unit(s) whose
 /// ranges contain it.
-fn signature(elf: &ElfFile, index: &UnitIndex, addr: u64) -> Result<Option<Signature>, String> {
+fn signature(
+    elf: &ElfFile,
+    index: &UnitIndex,
+    addr: u64,
+    clone: Option<CloneKind>,
+) -> Result<Option<Signature>, String> {
     let dwarf = load(elf)?;
     let mut tried = Vec::new();
     for &(begin, end, unit) in index {
@@ -250,7 +319,7 @@ fn signature(elf: &ElfFile, index: &UnitIndex, addr: u64) -> Result<Option<Signa
             dwarf: &dwarf,
             unit: &unit,
         };
-        if let Some(sig) = reader.find_function(addr)? {
+        if let Some(sig) = reader.find_function(addr, clone)? {
             return Ok(Some(sig));
         }
     }
@@ -264,7 +333,11 @@ struct UnitReader<'d, 'a> {
 }
 
 impl<'a> UnitReader<'_, 'a> {
-    fn find_function(&self, addr: u64) -> Result<Option<Signature>, String> {
+    fn find_function(
+        &self,
+        addr: u64,
+        clone: Option<CloneKind>,
+    ) -> Result<Option<Signature>, String> {
         let mut cursor = self.unit.entries();
         while let Some(die) = cursor.next_dfs().map_err(dwarf_err)? {
             if die.tag() != gimli::DW_TAG_subprogram {
@@ -280,7 +353,7 @@ impl<'a> UnitReader<'_, 'a> {
             }
             if starts_here {
                 let die = die.clone();
-                return self.signature_of(&die).map(Some);
+                return self.signature_of(&die, addr, clone).map(Some);
             }
         }
         Ok(None)
@@ -290,10 +363,16 @@ impl<'a> UnitReader<'_, 'a> {
         self.unit.entry(offset).map_err(dwarf_err)
     }
 
-    /// The DIE an attribute refers to, when it is in this unit.
+    /// The DIE an attribute refers to, when it has the attribute. A
+    /// reference into another unit (`DW_FORM_ref_addr`, as LTO writes them)
+    /// is an error: what it names is not read, and a signature missing it
+    /// would be made up.
     fn reference(&self, die: &Die<'a>, at: gimli::DwAt) -> Result<Option<Die<'a>>, String> {
         match die.attr_value(at) {
             Some(AttributeValue::UnitRef(off)) => self.entry(off).map(Some),
+            Some(AttributeValue::DebugInfoRef(_) | AttributeValue::DebugInfoRefSup(_)) => {
+                Err(CROSS_UNIT.into())
+            }
             _ => Ok(None),
         }
     }
@@ -332,56 +411,213 @@ impl<'a> UnitReader<'_, 'a> {
         }
     }
 
-    fn type_of(&self, die: &Die<'a>) -> Result<Type, String> {
+    /// The type of a DIE's `DW_AT_type` (followed through its origin), or
+    /// `none` when it has none: `void` for a function's return, but nothing
+    /// known for a parameter.
+    fn type_or(&self, die: &Die<'a>, none: Type) -> Result<Type, String> {
         match self.inherited(die, gimli::DW_AT_type)? {
-            None => Ok(Type::Void),
+            None => Ok(none),
             Some(AttributeValue::UnitRef(off)) => self.resolve(off, 0),
+            Some(AttributeValue::DebugInfoRef(_) | AttributeValue::DebugInfoRefSup(_)) => {
+                Err(CROSS_UNIT.into())
+            }
             Some(_) => Ok(Type::Unknown),
         }
     }
 
-    /// The formal parameters of a subprogram: its own children, or those of the
-    /// abstract instance it is an out-of-line copy of when it lists none.
-    fn signature_of(&self, die: &Die<'a>) -> Result<Signature, String> {
-        let (mut params, mut variadic) = self.params(die.offset())?;
-        if params.is_empty() && !variadic {
-            let origin = match self.reference(die, gimli::DW_AT_abstract_origin)? {
-                Some(d) => Some(d),
-                None => self.reference(die, gimli::DW_AT_specification)?,
+    /// The signature of the subprogram `die` whose entry is `addr`: the formal
+    /// parameters of the declaration (its own children, or those of the
+    /// abstract instance or declaration it is a concrete copy of when it lists
+    /// none) and its return type.
+    ///
+    /// Refused (an error, so the caller falls back to a prototype or raw
+    /// registers) when the debug info does not say what the parameters are:
+    /// an assembler unit (its DIEs only name the code), a function listing no
+    /// parameter that is not known to take none (a C function not
+    /// `DW_AT_prototyped` is K&R or built with -g1; in another language, one
+    /// whose unit has no type at all is -g1), a reference into another unit.
+    fn signature_of(
+        &self,
+        die: &Die<'a>,
+        addr: u64,
+        clone: Option<CloneKind>,
+    ) -> Result<Signature, String> {
+        let language = self.language();
+        if language == Some(gimli::DW_LANG_Mips_Assembler) {
+            return Err("an assembler unit: no parameters described".into());
+        }
+        let own = self.children(die.offset())?;
+        let origin = match self.reference(die, gimli::DW_AT_abstract_origin)? {
+            Some(d) => Some(d),
+            None => self.reference(die, gimli::DW_AT_specification)?,
+        };
+        let declared = match &origin {
+            Some(o) if own.params.is_empty() || clone.is_some() => self.children(o.offset())?,
+            _ => own.clone(),
+        };
+        if declared.params.is_empty() && !declared.variadic {
+            let prototyped = matches!(
+                self.inherited(die, gimli::DW_AT_prototyped)?,
+                Some(AttributeValue::Flag(true))
+            );
+            let void_known = if is_c(language) {
+                prototyped
+            } else {
+                prototyped
+                    || self.inherited(die, gimli::DW_AT_type)?.is_some()
+                    || self.unit_has_types()?
             };
-            if let Some(origin) = origin {
-                (params, variadic) = self.params(origin.offset())?;
+            if !void_known {
+                return Err("no parameters described (unprototyped, or -g1)".into());
             }
         }
+        let mut params = Vec::with_capacity(declared.params.len());
+        for p in &declared.params {
+            let die = self.entry(*p)?;
+            params.push(Param {
+                name: self.name(&die)?,
+                ty: self.type_or(&die, Type::Unknown)?,
+            });
+        }
+        let mut ret = self.type_or(die, Type::Void)?;
+        let described = match clone {
+            None => None,
+            Some(kind) => {
+                if kind == CloneKind::Isra && ret != Type::Void {
+                    ret = Type::Unknown;
+                }
+                Some(self.clone_locations(die, addr, &own, &declared, &mut params)?)
+            }
+        };
         Ok(Signature {
             params,
-            variadic,
-            ret: self.type_of(die)?,
+            variadic: declared.variadic,
+            ret,
+            described,
         })
     }
 
-    fn params(&self, offset: UnitOffset) -> Result<(Vec<Param>, bool), String> {
+    /// Where each parameter of a clone is at its entry `addr`, from the
+    /// clone's own formal parameters (each names the declared one it stands
+    /// for with `DW_AT_abstract_origin`): in the declared order, a parameter
+    /// the clone does not list being [`Loc::Unavailable`]. A parameter of the
+    /// clone's own (no origin) is added after the declared ones. A clone that
+    /// lists none of its parameters says nothing: an error.
+    fn clone_locations(
+        &self,
+        die: &Die<'a>,
+        addr: u64,
+        own: &Children,
+        declared: &Children,
+        params: &mut Vec<Param>,
+    ) -> Result<Vec<Loc>, String> {
+        if own.params.is_empty() && !declared.params.is_empty() {
+            return Err("a clone whose debug info lists no parameter".into());
+        }
+        let cfa_based = self.frame_base_is_cfa(die);
+        let mut locs = vec![Loc::Unavailable; declared.params.len()];
+        for &p in &own.params {
+            let param = self.entry(p)?;
+            let origin = match param.attr_value(gimli::DW_AT_abstract_origin) {
+                Some(AttributeValue::UnitRef(off)) => Some(off),
+                Some(AttributeValue::DebugInfoRef(_) | AttributeValue::DebugInfoRefSup(_)) => {
+                    return Err(CROSS_UNIT.into())
+                }
+                _ => None,
+            };
+            let loc = location::at_entry(self.dwarf, self.unit, &param, addr, cfa_based)?;
+            let i = match origin.and_then(|o| declared.params.iter().position(|&d| d == o)) {
+                Some(i) => i,
+                None => {
+                    params.push(Param {
+                        name: self.name(&param)?,
+                        ty: self.type_or(&param, Type::Unknown)?,
+                    });
+                    locs.push(Loc::Unavailable);
+                    params.len() - 1
+                }
+            };
+            // A stack slot holds as many bytes as the parameter's type.
+            locs[i] = match loc {
+                Loc::Stack { offset, .. } => match sysv::stack_size(&params[i].ty) {
+                    Some(size) => Loc::Stack { offset, size },
+                    None => Loc::Unavailable,
+                },
+                other => other,
+            };
+        }
+        Ok(locs)
+    }
+
+    /// True when the subprogram's frame base is the call frame address
+    /// (`DW_OP_call_frame_cfa`, what GCC writes): `sp + 8` at its entry.
+    fn frame_base_is_cfa(&self, die: &Die<'a>) -> bool {
+        let Some(AttributeValue::Exprloc(expr)) = die.attr_value(gimli::DW_AT_frame_base) else {
+            return false;
+        };
+        let mut ops = expr.operations(self.unit.encoding());
+        matches!(ops.next(), Ok(Some(gimli::Operation::CallFrameCFA)))
+            && matches!(ops.next(), Ok(None))
+    }
+
+    /// The formal parameters (their DIEs) and `...` of the subprogram at
+    /// `offset`.
+    fn children(&self, offset: UnitOffset) -> Result<Children, String> {
         let mut tree = self.unit.entries_tree(Some(offset)).map_err(dwarf_err)?;
         let root = tree.root().map_err(dwarf_err)?;
         let mut children = root.children();
-        let mut params = Vec::new();
-        let mut variadic = false;
+        let mut out = Children::default();
         while let Some(child) = children.next().map_err(dwarf_err)? {
             let die = child.entry();
             match die.tag() {
-                gimli::DW_TAG_formal_parameter => params.push(Param {
-                    name: self.name(die)?,
-                    ty: self.type_of(die)?,
-                }),
-                gimli::DW_TAG_unspecified_parameters => variadic = true,
+                gimli::DW_TAG_formal_parameter => out.params.push(die.offset()),
+                gimli::DW_TAG_unspecified_parameters => out.variadic = true,
                 _ => {}
             }
         }
-        Ok((params, variadic))
+        Ok(out)
+    }
+
+    /// The unit's source language.
+    fn language(&self) -> Option<gimli::DwLang> {
+        let mut cursor = self.unit.entries();
+        let root = cursor.next_dfs().ok()??;
+        match root.attr_value(gimli::DW_AT_language) {
+            Some(AttributeValue::Language(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// True when the unit describes any type (-g1 describes none).
+    fn unit_has_types(&self) -> Result<bool, String> {
+        let mut tree = self.unit.entries_tree(None).map_err(dwarf_err)?;
+        let root = tree.root().map_err(dwarf_err)?;
+        let mut children = root.children();
+        while let Some(child) = children.next().map_err(dwarf_err)? {
+            if matches!(
+                child.entry().tag(),
+                gimli::DW_TAG_base_type
+                    | gimli::DW_TAG_pointer_type
+                    | gimli::DW_TAG_structure_type
+                    | gimli::DW_TAG_class_type
+                    | gimli::DW_TAG_union_type
+                    | gimli::DW_TAG_typedef
+            ) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn size(die: &Die<'a>) -> Option<u64> {
         die.attr_value(gimli::DW_AT_byte_size)?.udata_value()
+    }
+
+    /// `DW_AT_alignment` (DWARF 5, written for `_Alignas` and `aligned`), when
+    /// it is a power of two.
+    fn alignment(die: &Die<'a>) -> Option<u64> {
+        let a = die.attr_value(gimli::DW_AT_alignment)?.udata_value()?;
+        a.is_power_of_two().then_some(a)
     }
 
     /// The type at `offset`, typedefs and qualifiers followed.
@@ -417,10 +653,16 @@ impl<'a> UnitReader<'_, 'a> {
                     gimli::DW_TAG_class_type => "class",
                     _ => "struct",
                 };
+                let layout = self.layout(&die, depth);
                 Type::Aggregate {
                     keyword,
                     name: self.name(&die)?,
-                    passing: self.aggregate_passing(&die, depth),
+                    align: layout.as_ref().map_or(1, |l| l.align),
+                    passing: match layout {
+                        Some(l) if l.by_reference => Passing::ByReference,
+                        Some(l) => sysv::aggregate(l.size, l.align, &l.fields),
+                        None => Passing::Unknown,
+                    },
                 }
             }
             _ => Type::Unknown,
@@ -558,18 +800,6 @@ impl<'a> UnitReader<'_, 'a> {
         })
     }
 
-    /// How the SysV ABI passes a struct, union or class by value (psABI 3.2.3):
-    /// each eightbyte is classed by the fields that overlap it. Anything this
-    /// cannot see through (a C++ type that may be passed by invisible
-    /// reference, a field of unknown layout) makes it [`Passing::Unknown`].
-    fn aggregate_passing(&self, die: &Die<'a>, depth: usize) -> Passing {
-        match self.layout(die, depth) {
-            Some(l) if l.by_reference => Passing::ByReference,
-            Some(l) => sysv::aggregate(l.size, l.align, &l.fields),
-            None => Passing::Unknown,
-        }
-    }
-
     /// The scalar fields of an aggregate at their byte offsets (nested
     /// aggregates and arrays flattened), with its size and alignment. None when
     /// its layout cannot be known.
@@ -594,7 +824,9 @@ impl<'a> UnitReader<'_, 'a> {
         let size = Self::size(die)?;
         let mut layout = Layout {
             size,
-            align: 1,
+            // `struct __attribute__((aligned(16))) s`: DWARF 5's
+            // DW_AT_alignment on the type itself.
+            align: Self::alignment(die).unwrap_or(1),
             fields: Vec::new(),
             by_reference: false,
         };
@@ -657,7 +889,10 @@ impl<'a> UnitReader<'_, 'a> {
                 // Unaligned (packed) fields: passed in memory.
                 layout.fields.push((offset, sub.size.max(1), Class::Memory));
             }
-            layout.align = layout.align.max(sub.align);
+            // `_Alignas(16) long a;`: the member's own DW_AT_alignment raises
+            // the aggregate's alignment beyond its type's.
+            let member_align = Self::alignment(m).unwrap_or(1);
+            layout.align = layout.align.max(sub.align).max(member_align);
             for (o, s, c) in sub.fields {
                 layout.fields.push((offset.checked_add(o)?, s, c));
             }
@@ -676,7 +911,12 @@ impl<'a> UnitReader<'_, 'a> {
             | gimli::DW_TAG_const_type
             | gimli::DW_TAG_volatile_type
             | gimli::DW_TAG_atomic_type => match die.attr_value(gimli::DW_AT_type) {
-                Some(AttributeValue::UnitRef(off)) => self.field_layout(off, depth + 1),
+                Some(AttributeValue::UnitRef(off)) => {
+                    // `typedef long wide __attribute__((aligned(16)))`.
+                    let mut l = self.field_layout(off, depth + 1)?;
+                    l.align = l.align.max(Self::alignment(&die).unwrap_or(1));
+                    Some(l)
+                }
                 _ => None,
             },
             gimli::DW_TAG_structure_type | gimli::DW_TAG_class_type | gimli::DW_TAG_union_type => {
@@ -766,20 +1006,43 @@ impl<'a> UnitReader<'_, 'a> {
     }
 
     fn is_cplusplus(&self) -> bool {
-        let mut cursor = self.unit.entries();
-        let Ok(Some(root)) = cursor.next_dfs() else {
-            return false;
-        };
         matches!(
-            root.attr_value(gimli::DW_AT_language),
-            Some(AttributeValue::Language(
+            self.language(),
+            Some(
                 gimli::DW_LANG_C_plus_plus
                     | gimli::DW_LANG_C_plus_plus_03
                     | gimli::DW_LANG_C_plus_plus_11
                     | gimli::DW_LANG_C_plus_plus_14
-            ))
+            )
         )
     }
+}
+
+/// Why a signature naming a DIE of another unit is refused.
+const CROSS_UNIT: &str = "a reference into another unit (LTO)";
+
+/// The formal parameters of a subprogram DIE, by offset, and whether it is
+/// variadic.
+#[derive(Clone, Default)]
+struct Children {
+    params: Vec<UnitOffset>,
+    variadic: bool,
+}
+
+/// True for the C dialects, where a function that lists no parameter takes
+/// none only when it is `DW_AT_prototyped` (`int f(void)`, not `int f()`).
+fn is_c(language: Option<gimli::DwLang>) -> bool {
+    matches!(
+        language,
+        Some(
+            gimli::DW_LANG_C
+                | gimli::DW_LANG_C89
+                | gimli::DW_LANG_C99
+                | gimli::DW_LANG_C11
+                | gimli::DW_LANG_C17
+                | gimli::DW_LANG_ObjC
+        )
+    )
 }
 
 /// An aggregate's layout: scalar fields as `(offset, size, class)`.

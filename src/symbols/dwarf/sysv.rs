@@ -34,7 +34,7 @@ pub enum Passing {
     Memory {
         /// Bytes.
         size: u64,
-        /// Alignment on the stack (8 or 16).
+        /// The type's alignment, at least 8 (the stack argument area's).
         align: u64,
     },
     /// A C++ object passed by invisible reference: a pointer in an integer
@@ -52,6 +52,19 @@ pub enum Loc {
     /// In integer argument registers (indices 0..6: rdi, rsi, rdx, rcx, r8,
     /// r9), low eightbyte first.
     Gp(Vec<usize>),
+    /// An aggregate whose eightbytes are split between integer argument
+    /// registers (indices as in [`Loc::Gp`]) and vector registers (`None`,
+    /// not read), low eightbyte first.
+    Split(Vec<Option<usize>>),
+    /// In the register of this DWARF number (0 rax, 1 rdx, 2 rcx, 3 rbx, 4
+    /// rsi, 5 rdi, 6 rbp, 7 rsp, 8-15 r8-r15; 17-32 are vector registers),
+    /// as a function's own debug info says: for a compiler clone, whose
+    /// convention is not SysV's.
+    Reg(u16),
+    /// Not passed at all: the debug info gives its value, the same at every
+    /// call (a parameter a `.constprop` clone was specialised for), as the
+    /// little-endian bytes of a register.
+    Const(u128),
     /// On the stack at `sp + 8 + offset` (above the return address), `size`
     /// bytes.
     Stack {
@@ -73,7 +86,7 @@ const SSE_REGS: usize = 8;
 /// The classification of an aggregate of `size` bytes whose scalar fields are
 /// `(offset, size, class)`.
 pub fn aggregate(size: u64, align: u64, fields: &[(u64, u64, Class)]) -> Passing {
-    let align = align.clamp(8, 16);
+    let align = align.max(8);
     if size == 0 {
         return Passing::Nothing;
     }
@@ -100,6 +113,44 @@ pub fn aggregate(size: u64, align: u64, fields: &[(u64, u64, Class)]) -> Passing
     match classes.into_iter().collect::<Option<Vec<Class>>>() {
         Some(classes) => Passing::Regs(classes),
         None => Passing::Unknown,
+    }
+}
+
+/// The alignment a value of type `ty` gets in the stack argument area: its
+/// own alignment, at least 8 (psABI 3.2.3: "the size of each argument gets
+/// rounded up to eightbytes"; an argument on the stack keeps its type's
+/// alignment, so `__int128` and `_Alignas(16)` structs are 16-aligned).
+fn stack_align(ty: &Type) -> u64 {
+    let own = match ty {
+        Type::Int { size, .. } | Type::Float { size, .. } => *size,
+        Type::Aggregate { align, .. } => *align,
+        Type::Char
+        | Type::Bool { .. }
+        | Type::Pointer { .. }
+        | Type::Enum { .. }
+        | Type::Void
+        | Type::Unknown => 8,
+    };
+    own.max(8)
+}
+
+/// The bytes a value of type `ty` takes in a stack slot (its eightbytes for
+/// an aggregate passed in registers); None when not known.
+pub fn stack_size(ty: &Type) -> Option<u64> {
+    match ty {
+        Type::Int { size, .. }
+        | Type::Bool { size }
+        | Type::Enum { size, .. }
+        | Type::Float { size, .. } => Some(*size),
+        Type::Char => Some(1),
+        Type::Pointer { .. } => Some(8),
+        Type::Aggregate { passing, .. } => match passing {
+            Passing::Memory { size, .. } => Some(*size),
+            Passing::Regs(classes) => Some(classes.len() as u64 * 8),
+            Passing::ByReference => Some(8),
+            Passing::Nothing | Passing::Unknown => None,
+        },
+        Type::Void | Type::Unknown => None,
     }
 }
 
@@ -144,11 +195,18 @@ pub fn returns_in_memory(ty: &Type) -> bool {
     matches!(passing(ty), Passing::Memory { .. }) && !matches!(ty, Type::Float { .. })
 }
 
-/// Where each parameter of `sig` is at the function's first instruction.
+/// Where each parameter of `sig` is at the function's first instruction,
+/// by the SysV convention.
+///
+/// Registers are assigned in order whatever the stack holds, but a stack
+/// argument whose alignment the ABI does not fix (more than 16 bytes: GCC
+/// caps it at the largest alignment of the target, 16 without AVX, 32 with
+/// it) leaves its own offset and every later stack argument's unknown:
+/// those are [`Loc::Unavailable`], never guessed.
 pub fn locate(sig: &Signature) -> Vec<Loc> {
     let mut gp = usize::from(returns_in_memory(&sig.ret));
     let mut sse = 0;
-    let mut stack: u64 = 0;
+    let mut stack = Some(0u64);
     let mut known = true;
     let mut out = Vec::with_capacity(sig.params.len());
     for p in &sig.params {
@@ -156,35 +214,42 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
             out.push(Loc::Unavailable);
             continue;
         }
-        let (size, align) = match &p.ty {
-            Type::Int { size, .. } => (*size, (*size).clamp(8, 16)),
-            _ => (8, 8),
-        };
+        let align = stack_align(&p.ty);
         let loc = match passing(&p.ty) {
             Passing::Regs(classes) => {
                 let ints = classes.iter().filter(|c| **c == Class::Integer).count();
                 let vecs = classes.len() - ints;
                 if gp + ints <= GP_REGS && sse + vecs <= SSE_REGS {
-                    let regs: Vec<usize> = (gp..gp + ints).collect();
+                    let mut next = gp;
+                    let words: Vec<Option<usize>> = classes
+                        .iter()
+                        .map(|c| {
+                            (*c == Class::Integer).then(|| {
+                                next += 1;
+                                next - 1
+                            })
+                        })
+                        .collect();
                     gp += ints;
                     sse += vecs;
-                    if vecs == 0 {
-                        Loc::Gp(regs)
-                    } else {
-                        Loc::Unavailable
+                    match (vecs, &p.ty) {
+                        (0, _) => Loc::Gp(words.into_iter().flatten().collect()),
+                        (_, Type::Aggregate { .. }) => Loc::Split(words),
+                        // A float, a double, a complex: all in vector registers.
+                        _ => Loc::Unavailable,
                     }
                 } else {
                     // No room for every eightbyte: the whole argument goes on
                     // the stack, and no register is taken.
                     let bytes = (classes.len() as u64) * 8;
                     let size = match &p.ty {
-                        Type::Aggregate { .. } => bytes,
-                        _ => size.min(bytes),
+                        Type::Int { size, .. } => (*size).min(bytes),
+                        _ => bytes,
                     };
                     on_stack(&mut stack, size, align)
                 }
             }
-            Passing::Memory { size, align } => on_stack(&mut stack, size, align),
+            Passing::Memory { size, .. } => on_stack(&mut stack, size, align),
             Passing::ByReference => {
                 if gp < GP_REGS {
                     gp += 1;
@@ -204,10 +269,18 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
     out
 }
 
-fn on_stack(stack: &mut u64, size: u64, align: u64) -> Loc {
-    let align = align.clamp(8, 16);
+/// Places `size` bytes aligned to `align` in the stack argument area, whose
+/// next free offset is `stack` (None once an offset could not be known).
+fn on_stack(stack: &mut Option<u64>, size: u64, align: u64) -> Loc {
+    let Some(next) = *stack else {
+        return Loc::Unavailable;
+    };
+    if align > 16 {
+        *stack = None;
+        return Loc::Unavailable;
+    }
     // Sizes come from the file: saturate rather than wrap on nonsense.
-    let offset = stack.div_ceil(align).saturating_mul(align);
-    *stack = offset.saturating_add(size.div_ceil(8).saturating_mul(8));
+    let offset = next.div_ceil(align).saturating_mul(align);
+    *stack = Some(offset.saturating_add(size.div_ceil(8).saturating_mul(8)));
     Loc::Stack { offset, size }
 }

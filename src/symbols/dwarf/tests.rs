@@ -142,12 +142,12 @@ fn aggregates_are_classified_like_the_abi() {
         sysv::locate(&s),
         vec![
             Loc::Gp(vec![0]),
-            Loc::Unavailable,
+            Loc::Split(vec![None, Some(1)]),
             Loc::Stack {
                 offset: 0,
                 size: 24
             },
-            Loc::Unavailable,
+            Loc::Split(vec![None]),
             Loc::Gp(vec![2]),
             Loc::Gp(vec![3]),
         ]
@@ -278,6 +278,7 @@ fn an_unknown_type_makes_later_arguments_unavailable() {
         ],
         variadic: false,
         ret: Type::Void,
+        described: None,
     };
     assert_eq!(
         sysv::locate(&s),
@@ -372,4 +373,163 @@ fn corrupt_dwarf_never_panics() {
             }
         }
     }
+}
+
+/// Aggregates aligned beyond 8 bytes on the stack: by an `__int128` member,
+/// a member's `_Alignas`, the type's own `aligned` attribute; and one aligned
+/// past 16, whose stack place the ABI leaves to the compiler's target.
+const ALIGNED: &str = r#"
+struct w { __int128 v; };
+struct al { _Alignas(16) long a; long b; };
+struct __attribute__((aligned(16))) at { long a, b; };
+struct big32 { _Alignas(32) long a; long b, c, d; };
+__attribute__((noipa)) long g(long a, long b, long c, long d, long e, long f, int s, struct w x, int h) { return a + s + (long)x.v + h; }
+__attribute__((noipa)) long m(long a, long b, long c, long d, long e, long f, int s, struct al x, struct at y, short h) { return a + s + x.a + y.a + h; }
+__attribute__((noipa)) long k(long a, long b, long c, long d, long e, long f, int s, struct big32 x, int t, long r) { return a + s + x.a + t + r; }
+__attribute__((noipa)) long k2(int s, struct big32 x, int t) { return s + x.a + t; }
+int main(void) { return 0; }
+"#;
+
+#[test]
+fn stack_arguments_keep_their_types_alignment() {
+    let exe = compile("alignsig", "al.c", ALIGNED, &["-O0", "-g"]);
+    let elf = Arc::new(ElfFile::open(&exe).unwrap());
+    let mut cache = Signatures::new();
+    let regs: Vec<Loc> = (0..6).map(|n| Loc::Gp(vec![n])).collect();
+    let stack = |offset, size| Loc::Stack { offset, size };
+    // s: 0; x (16-aligned): 16, not 8; h: 32.
+    let s = sig(&elf, &mut cache, "g").unwrap();
+    assert!(matches!(s.params[7].ty, Type::Aggregate { align: 16, .. }));
+    let mut want = regs.clone();
+    want.extend([stack(0, 4), stack(16, 16), stack(32, 4)]);
+    assert_eq!(s.locations(), want);
+    let s = sig(&elf, &mut cache, "m").unwrap();
+    assert!(matches!(s.params[7].ty, Type::Aggregate { align: 16, .. }));
+    assert!(matches!(s.params[8].ty, Type::Aggregate { align: 16, .. }));
+    let mut want = regs.clone();
+    want.extend([stack(0, 4), stack(16, 16), stack(32, 16), stack(48, 2)]);
+    assert_eq!(s.locations(), want);
+    // Aligned to 32: where it goes depends on the compiler's target (GCC
+    // caps it at 16 without AVX, 32 with it), so it and every later stack
+    // argument are unknown; registers still are.
+    let s = sig(&elf, &mut cache, "k").unwrap();
+    let mut want = regs.clone();
+    want.extend([
+        stack(0, 4),
+        Loc::Unavailable,
+        Loc::Unavailable,
+        Loc::Unavailable,
+    ]);
+    assert_eq!(s.locations(), want);
+    let s = sig(&elf, &mut cache, "k2").unwrap();
+    assert_eq!(
+        s.locations(),
+        vec![Loc::Gp(vec![0]), Loc::Unavailable, Loc::Gp(vec![1])]
+    );
+}
+
+/// Debug info that does not say what a function's parameters are: a
+/// function is refused (None: a prototype or raw registers instead), never
+/// shown as taking none or taking `void`s.
+const UNDESCRIBED: &str = r#"
+__attribute__((noipa)) int narrow(signed char a, unsigned char b, short c) { return a + b + c; }
+__attribute__((noipa)) int knr() { return 1; }
+__attribute__((noipa)) int none(void) { return 2; }
+int main(void) { return narrow(1, 2, 3) + knr() + none(); }
+"#;
+
+#[test]
+fn functions_whose_parameters_are_not_described_are_refused() {
+    let build = |tag, flags: &[&str]| {
+        let exe = compile(tag, "u.c", UNDESCRIBED, flags);
+        Arc::new(ElfFile::open(&exe).unwrap())
+    };
+    let mut cache = Signatures::new();
+    // -g: a K&R definition says nothing of its parameters; (void) says none.
+    let elf = build("undescribed", &["-O0", "-g"]);
+    assert!(sig(&elf, &mut cache, "knr").is_none());
+    let none = sig(&elf, &mut cache, "none").expect("prototyped (void)");
+    assert!(none.params.is_empty() && !none.variadic);
+    assert_eq!(sig(&elf, &mut cache, "narrow").unwrap().params.len(), 3);
+    // -g1: functions are listed, with neither parameters nor types.
+    let elf = build("g1", &["-O0", "-g1"]);
+    for name in ["narrow", "knr", "none", "main"] {
+        assert!(sig(&elf, &mut cache, name).is_none(), "-g1 {name}");
+    }
+    // LTO: the out-of-line function refers to its declaration in another
+    // unit (DW_FORM_ref_addr). Refused; or, should a compiler write it
+    // all in one unit, right.
+    let elf = build("lto", &["-O0", "-g", "-flto"]);
+    if let Some(s) = sig(&elf, &mut cache, "narrow") {
+        let names: Vec<Option<&str>> = s.params.iter().map(|p| p.name.as_deref()).collect();
+        assert_eq!(names, [Some("a"), Some("b"), Some("c")]);
+        assert_eq!(s.params[0].ty, int(1, true));
+    }
+    assert!(sig(&elf, &mut cache, "knr").is_none());
+}
+
+#[test]
+fn assembler_units_describe_no_parameters() {
+    const ASM: &str = ".text\n.globl f\n.type f,@function\nf:\n ret\n.size f,.-f\n\
+.globl main\n.type main,@function\nmain:\n xor %eax,%eax\n ret\n.size main,.-main\n\
+.section .note.GNU-stack,\"\",@progbits\n";
+    let exe = compile("asmsig", "a.S", ASM, &["-g"]);
+    let elf = Arc::new(ElfFile::open(&exe).unwrap());
+    assert!(elf.has_dwarf());
+    assert!(sig(&elf, &mut Signatures::new(), "f").is_none());
+    // glibc's string functions and syscall() are assembler (libc6-dbg).
+    let libc = Arc::new(
+        ElfFile::open(std::path::Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")).unwrap(),
+    );
+    assert!(libc.has_dwarf(), "install libc6-dbg");
+    let mut cache = Signatures::new();
+    for name in ["syscall", "__memmove_avx_unaligned_erms", "__strncat_avx2"] {
+        if let Some(f) = libc.function_named(name) {
+            assert!(cache.get(&libc, f.addr).is_none(), "{name}");
+        }
+    }
+    let printf = sig(&libc, &mut cache, "printf").expect("printf is C");
+    assert_eq!(printf.params[0].name.as_deref(), Some("format"));
+    assert!(printf.variadic);
+}
+
+/// GCC's clones at -O2: each parameter where the clone's debug info says.
+const CLONES: &str = r#"
+struct cfg { int a; int b; long pad[8]; };
+static __attribute__((noinline)) int scale(int unused, const struct cfg *c, int k) { (void)unused; return c->b * k; }
+static __attribute__((noinline)) int pick(int mode, int v) { return mode == 3 ? v * 2 : v - 1; }
+int main(int argc, char **argv) {
+  (void)argv;
+  struct cfg c = {1, argc + 4, {0}};
+  int r = 0;
+  for (int i = 0; i < 3; i++) r += scale(i, &c, i + 1) + pick(3, i);
+  return r;
+}
+"#;
+
+#[test]
+fn clones_are_placed_by_their_own_debug_info() {
+    let exe = compile("clonesig", "c.c", CLONES, &["-O2", "-g"]);
+    let elf = Arc::new(ElfFile::open(&exe).unwrap());
+    let mut cache = Signatures::new();
+    let scale = sig(&elf, &mut cache, "scale.constprop.0.isra.0").expect("the clone has DWARF");
+    let names: Vec<&str> = scale
+        .params
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
+    assert_eq!(names, ["unused", "c", "k"], "the declared order");
+    // unused, c: values the caller computes (DW_OP_GNU_parameter_ref); k:
+    // rsi (DWARF register 4).
+    assert_eq!(
+        scale.locations(),
+        vec![Loc::Unavailable, Loc::Unavailable, Loc::Reg(4)]
+    );
+    // IPA-SRA may drop the return value: not typed.
+    assert_eq!(scale.ret, Type::Unknown);
+    let pick = sig(&elf, &mut cache, "pick.constprop.0").unwrap();
+    assert_eq!(pick.locations(), vec![Loc::Const(3), Loc::Reg(5)]);
+    assert_eq!(pick.ret, int(4, true));
+    assert!(is_clone("f.part.0") && is_clone("g.isra.1") && !is_clone("h.cold"));
+    assert!(!is_clone("main") && !is_clone("x.lto_priv.0"));
 }
