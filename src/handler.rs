@@ -440,6 +440,12 @@ pub trait Handler {
     fn idle_interval(&self) -> Option<Duration> {
         None
     }
+    /// How often this listener wants [`Handler::on_idle`] even when the
+    /// tracee does not stop at all (a live display redraws, reads keys).
+    /// `None` (the default): only around stops, as `idle_interval` says.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
     /// Called once by `Tracer::run` when tracing is over — the tracee exited or
     /// was killed, rtrace detached, or an error stopped tracing (after the
     /// detach) — on every probe's handler and then every listener: flush,
@@ -470,6 +476,9 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     }
     fn idle_interval(&self) -> Option<Duration> {
         self.borrow().idle_interval()
+    }
+    fn tick_interval(&self) -> Option<Duration> {
+        self.borrow().tick_interval()
     }
     fn on_finish(&mut self) -> Result<()> {
         self.borrow_mut().on_finish()

@@ -518,7 +518,11 @@ impl Tracer {
                 guarded(|| l.on_idle())?;
             }
             self.last_idle = std::time::Instant::now();
-            None
+            // A listener that wants to be told even while nothing stops.
+            self.listeners
+                .iter()
+                .filter_map(|l| l.tick_interval())
+                .min()
         } else {
             Some(interval - since)
         };

@@ -21,9 +21,11 @@ mod json;
 pub(crate) mod render;
 mod summary;
 mod text;
+mod tui;
 
 pub use hist::{Bucket, Log2Hist};
 pub use render::DEFAULT_STRING_LIMIT;
+pub use tui::{LatencyHist, Tui};
 
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;

@@ -6,4 +6,5 @@ pub mod ptrace;
 pub mod sched;
 pub mod signal;
 pub mod spawn;
+pub mod tty;
 pub mod wait;

@@ -133,7 +133,12 @@ pub(crate) fn sleep(timeout: Option<std::time::Duration>) {
     }
 }
 
-/// The signal that asked us to stop, if one arrived.
+/// Asks for a detach, as a SIGINT to rtrace would (a key in the live view).
+pub fn request_detach() {
+    REQUESTED.store(libc::SIGINT, Ordering::SeqCst);
+}
+
+/// The signal that asked us to stop (or the request), if one arrived.
 pub fn detach_requested() -> Option<i32> {
     match REQUESTED.load(Ordering::SeqCst) {
         0 => None,

@@ -79,6 +79,11 @@ struct Raw {
     /// affinity comes back when rtrace lets them go.
     #[arg(long)]
     pin: bool,
+    /// A live, top-like view of the probes on the terminal (stderr): calls,
+    /// rates, p50/p99/max durations, errors; keys sort, `p` pauses, `q`
+    /// quits. Events go to -o FILE if given, else nowhere.
+    #[arg(long)]
+    tui: bool,
     /// Write events to FILE instead of stderr.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -170,6 +175,7 @@ pub struct Cli {
     pub follow_forks: bool,
     pub step: StepMode,
     pub pin: bool,
+    pub tui: bool,
     pub output: Option<PathBuf>,
     pub json: bool,
     pub summary: bool,
@@ -249,6 +255,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
             }
         }
     }
+    if raw.tui && !raw.list.is_empty() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --tui with it",
+        ));
+    }
     if !raw.list.is_empty() && script.is_some() {
         return Err(usage(
             "--list lists specs instead of tracing; give no script with it",
@@ -280,6 +291,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         follow_forks: raw.follow_forks,
         step: raw.step.parse().expect("clap checked the value"),
         pin: raw.pin,
+        tui: raw.tui,
         output: raw.output,
         json: raw.json,
         summary: raw.summary,

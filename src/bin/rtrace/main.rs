@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
-use rtrace::output::{Format, Printer, PrinterOptions};
+use rtrace::output::{Format, Printer, PrinterOptions, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
 use rtrace::{Handler, Hit, Options, Outcome, Return, Tracer};
 
@@ -145,12 +145,18 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         return list(&cli);
     }
     rtrace::sys::signal::install_detach_handlers();
+    // The live view draws on stderr: events go to -o FILE, or nowhere.
+    let tui = match cli.tui {
+        true => Some(Rc::new(RefCell::new(Tui::new(cli.string_limit)?))),
+        false => None,
+    };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         Some(path) => {
             let f = std::fs::File::create(path)
                 .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
             (Box::new(f), false)
         }
+        None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
     };
     let color = match cli.color {
@@ -204,6 +210,20 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         }
         tracer.add_probe(spec.clone(), Forward(printer.clone()))?;
     }
+    if let Some(tui) = &tui {
+        // Its own probe beside each one given: the same breakpoints.
+        let mut specs: Vec<String> = cli.probes.iter().map(|p| p.as_str().to_string()).collect();
+        specs.extend(cli.inject.iter().map(|r| r.spec_text.clone()));
+        if let Some(script) = &cli.script {
+            specs.extend(script.probes().into_iter().map(|(s, _, _)| s));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for spec in specs {
+            if seen.insert(spec.clone()) {
+                tracer.add_probe(spec.parse()?, tui.clone())?;
+            }
+        }
+    }
     tracer.add_listener(printer.clone());
     if let Some(script) = cli.script {
         let probes = script.probes();
@@ -218,6 +238,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             tracer.add_probe(parsed, handler)?;
         }
         tracer.add_listener(ScriptListener::new(script, printer));
+    }
+    if let Some(tui) = tui {
+        tracer.add_listener(tui);
     }
     let outcome = tracer.run()?;
     Ok(match (outcome, &cli.target) {
