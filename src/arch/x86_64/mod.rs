@@ -1,5 +1,8 @@
 //! x86-64.
 
+pub mod detour;
+#[cfg(test)]
+mod detour_tests;
 pub mod exec;
 pub mod insn;
 pub mod regs;

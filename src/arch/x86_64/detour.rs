@@ -1,0 +1,565 @@
+//! Fast probes: the first bytes of a probed instruction are replaced by a
+//! `jmp rel32` to a detour that records the hit into a ring shared with
+//! rtrace, runs the displaced instructions and jumps back (the kernel's
+//! optprobes, `arch/x86/kernel/kprobes/opt.c`, in userspace). No stop.
+//!
+//! Pure: byte arrays in, byte arrays out. [`plan_patch`] decides once, when
+//! a site is patched, whether it can be (the kernel's `can_optimize`: the
+//! displaced instructions must be relocatable, and no branch in the function
+//! may land strictly inside the replaced bytes); [`assemble_detour`] writes
+//! the detour for one site (iced-x86's `CodeAssembler`, whose block encoder
+//! relocates RIP-relative operands and branches of the displaced
+//! instructions); [`jump`] is the patch itself.
+//!
+//! The detour, at any distance from the site within ±2 GiB:
+//!
+//! ```text
+//! lea rsp, [rsp-128]           ; past the red zone an instruction probe may be in
+//! pushfq; push rax, rcx, rdx, rsi, r10, r11
+//! claim a slot (Vyukov's bounded queue: lock cmpxchg on the enqueue position,
+//!               a per-slot sequence number); the ring is full → lock inc lost[index], skip
+//! record: index, kind, thread pointer, rdtsc, the 16 GPRs, rflags
+//! captures: C strings behind registers, stack bytes (each a byte loop whose
+//!           load may fault: rtrace fixes such a fault up, see `Detour::faults`)
+//! publish: slot.seq = position + 1
+//! pop …; popfq; lea rsp, [rsp+128]
+//! the displaced instructions, relocated
+//! jmp back (site + patch length)
+//! ```
+
+use iced_x86::code_asm::*;
+use iced_x86::{
+    BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind,
+    Register,
+};
+
+use super::insn::Gpr;
+
+/// The length of the patch's jump (`jmp rel32`); the displaced instructions
+/// cover at least this much.
+pub const JMP_LEN: usize = 5;
+/// The x86-64 SysV red zone below the stack pointer, which the detour must
+/// not touch (a leaf function may keep data there).
+pub const RED_ZONE: u64 = 128;
+
+/// The layout of the shared ring (a memfd mapped in rtrace and the tracee).
+///
+/// ```text
+/// 0        enqueue position (u64), advanced by producers with lock cmpxchg
+/// LOST     one u64 per fast site: records lost because the ring was full
+/// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
+/// ```
+///
+/// A slot's `seq` is its position when free for that lap and position + 1
+/// once its record is published; the consumer frees it for the next lap by
+/// writing position + capacity (Dmitry Vyukov's bounded MPMC queue).
+pub mod ring {
+    /// The enqueue position.
+    pub const ENQUEUE: u64 = 0;
+    /// The lost-record counters, one per site index.
+    pub const LOST: u64 = 64;
+    /// How many fast sites one ring serves.
+    pub const MAX_SITES: u64 = 16384;
+    /// Where the slots begin.
+    pub const SLOTS: u64 = (LOST + 8 * MAX_SITES + 4095) & !4095;
+
+    /// A record's sequence word.
+    pub const SEQ: u64 = 0;
+    /// The site index (u32).
+    pub const INDEX: u64 = 8;
+    /// What the record is (u32, [`KIND_ENTRY`](super::KIND_ENTRY)).
+    pub const KIND: u64 = 12;
+    /// The thread pointer (`fs_base`).
+    pub const TP: u64 = 16;
+    /// The time stamp counter.
+    pub const TSC: u64 = 24;
+    /// The 16 general-purpose registers, by encoding number (rax, rcx, rdx,
+    /// rbx, rsp, rbp, rsi, rdi, r8 … r15), as at the probed instruction.
+    pub const GPRS: u64 = 32;
+    /// rflags.
+    pub const FLAGS: u64 = 160;
+    /// Where captures begin.
+    pub const CAPTURES: u64 = 192;
+}
+
+/// A record of a hit (the probed instruction reached).
+pub const KIND_ENTRY: u32 = 0;
+
+/// A capture's status word, low 32 bits: the bytes copied.
+pub const CAPTURE_LEN_MASK: u64 = 0xffff_ffff;
+/// Status bit: a C string's NUL was found within the bytes asked for.
+pub const CAPTURE_TERMINATED: u64 = 1 << 32;
+/// Status bit: the memory could not be read (the status word's value until
+/// the copy completes; a faulting load leaves it).
+pub const CAPTURE_UNREADABLE: u64 = 1 << 33;
+
+/// One shared ring, as a detour addresses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingLayout {
+    /// Where the tracee maps it.
+    pub base: u64,
+    /// Slots (a power of two).
+    pub capacity: u64,
+    /// Bytes per slot (a multiple of 64).
+    pub slot_size: u64,
+}
+
+impl RingLayout {
+    /// The bytes the ring takes.
+    pub fn size(&self) -> u64 {
+        ring::SLOTS + self.capacity * self.slot_size
+    }
+}
+
+/// What a detour copies besides the registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureKind {
+    /// The C string `reg` points to: at most `max` bytes, up to its NUL.
+    CStr {
+        /// The register holding the pointer at the probed instruction.
+        reg: Gpr,
+        /// The most bytes copied.
+        max: u32,
+    },
+    /// `len` bytes of the stack above the return address (from `sp + 8`).
+    Stack {
+        /// Bytes.
+        len: u32,
+    },
+}
+
+/// One capture in a record: what, and where its status word is (the bytes
+/// follow it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureField {
+    /// What is copied.
+    pub kind: CaptureKind,
+    /// Offset of its status word in the slot.
+    pub offset: u32,
+}
+
+impl CaptureField {
+    /// The most bytes it copies.
+    pub fn max(&self) -> u32 {
+        match self.kind {
+            CaptureKind::CStr { max, .. } => max,
+            CaptureKind::Stack { len } => len,
+        }
+    }
+}
+
+/// Places `kinds` one after the other from [`ring::CAPTURES`]; returns the
+/// fields and the record size they need (a multiple of 64).
+pub fn layout_captures(kinds: &[CaptureKind]) -> (Vec<CaptureField>, u64) {
+    let mut at = ring::CAPTURES;
+    let mut fields = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        let field = CaptureField {
+            kind,
+            offset: at as u32,
+        };
+        at += 8 + u64::from(field.max()).div_ceil(8) * 8;
+        fields.push(field);
+    }
+    (fields, at.div_ceil(64) * 64)
+}
+
+/// How a detour reads the thread pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadPointer {
+    /// `rdfsbase` (the kernel enabled FSGSBASE for user space): never faults.
+    Rdfsbase,
+    /// `mov rax, fs:[0]`: the TCB's pointer to itself in glibc, which equals
+    /// `fs_base`.
+    FsSelf,
+}
+
+/// The displaced instructions of one site, judged relocatable.
+#[derive(Clone, Debug)]
+pub struct Patch {
+    /// The probed address.
+    pub addr: u64,
+    /// The bytes replaced (at least [`JMP_LEN`]): whole instructions.
+    pub len: usize,
+    /// The original bytes there.
+    pub saved: Vec<u8>,
+    insns: Vec<Instruction>,
+}
+
+/// A generated detour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detour {
+    /// Its code, to be written at the address it was assembled for.
+    pub code: Vec<u8>,
+    /// (ip of a load that may fault, ip to go on at): a capture reading
+    /// memory that is not mapped raises SIGSEGV there; rtrace moves the
+    /// thread to the fix-up, which leaves the capture marked unreadable,
+    /// instead of delivering the signal (the kernel's exception tables).
+    pub faults: Vec<(u64, u64)>,
+    /// The first instruction, and the `pushfq` after it: a thread stopped
+    /// at either has done nothing yet but move its stack pointer below the
+    /// red zone, and can be sent back to the site instead of stepped (a
+    /// stepped `pushfq` would push the trap flag).
+    pub entry: u64,
+    /// See `entry`.
+    pub pushf: u64,
+    /// Where the relocated displaced instructions begin: past it the
+    /// registers are the program's again.
+    pub displaced: u64,
+}
+
+fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
+    Decoder::with_ip(64, code, ip, DecoderOptions::NONE)
+}
+
+/// Decides whether the instruction(s) at `addr` can be replaced by a jump to
+/// a detour. `function` is the whole function containing `addr` (its original
+/// bytes: no breakpoint in them) starting at `start`; the patch must stay
+/// inside it. Refused, with the reason, when:
+///
+/// - fewer than [`JMP_LEN`] bytes of whole instructions are left in the
+///   function;
+/// - a displaced instruction cannot run elsewhere: a call (its return
+///   address would point into the detour), a system call or an interrupt (a
+///   thread could block or stop inside the detour), `pushf` (it would push
+///   the trap flag if a thread had to be stepped out of the detour),
+///   transactional memory, an invalid or privileged instruction;
+/// - any direct branch in the function, or any RIP-relative address it
+///   takes, lands strictly inside the replaced bytes (the kernel's
+///   `can_optimize`), or the function jumps indirectly other than through a
+///   RIP-relative slot (a jump table could land there).
+pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, String> {
+    let end = start + function.len() as u64;
+    if addr < start || addr >= end {
+        return Err("the address is outside its function".into());
+    }
+    let from = (addr - start) as usize;
+    let mut decoder = decode_at(&function[from..], addr);
+    let mut insns = Vec::new();
+    let mut len = 0usize;
+    while len < JMP_LEN {
+        if !decoder.can_decode() {
+            return Err(format!(
+                "the function has only {len} bytes of instructions there, fewer than a jump"
+            ));
+        }
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return Err("the bytes there do not decode as instructions".into());
+        }
+        displaceable(&insn)?;
+        len += insn.len();
+        insns.push(insn);
+    }
+    let range = (addr + 1)..(addr + len as u64);
+    let mut decoder = decode_at(function, start);
+    let mut insn = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() {
+            return Err(format!(
+                "the function has bytes at {:#x} that do not decode as instructions",
+                insn.ip()
+            ));
+        }
+        let near = matches!(
+            insn.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        if near && range.contains(&insn.near_branch_target()) {
+            return Err(format!(
+                "'{insn}' at {:#x} jumps into the bytes a jump would replace",
+                insn.ip()
+            ));
+        }
+        if insn.is_ip_rel_memory_operand() && range.contains(&insn.ip_rel_memory_address()) {
+            return Err(format!(
+                "'{insn}' at {:#x} takes an address inside the bytes a jump would replace",
+                insn.ip()
+            ));
+        }
+        let through_slot = insn.op0_kind() == OpKind::Memory && insn.is_ip_rel_memory_operand();
+        if insn.flow_control() == FlowControl::IndirectBranch && !through_slot {
+            return Err(format!(
+                "the function jumps indirectly ('{insn}' at {:#x}): a jump table could land \
+                 inside the bytes a jump would replace",
+                insn.ip()
+            ));
+        }
+    }
+    Ok(Patch {
+        addr,
+        len,
+        saved: function[from..from + len].to_vec(),
+        insns,
+    })
+}
+
+/// Whether `insn` can be moved into a detour.
+fn displaceable(insn: &Instruction) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("'{insn}' {why}"));
+    if insn.is_privileged() {
+        return refuse("is privileged");
+    }
+    // (iced-x86 counts `syscall` as a call.)
+    if matches!(insn.mnemonic(), Mnemonic::Syscall | Mnemonic::Sysenter) {
+        return refuse("is a system call (a thread could block inside the detour)");
+    }
+    match insn.flow_control() {
+        FlowControl::Call | FlowControl::IndirectCall => {
+            return refuse("is a call (its return address would point into the detour)")
+        }
+        FlowControl::Interrupt | FlowControl::Exception => {
+            return refuse("traps (int, ud2, a system call)")
+        }
+        FlowControl::XbeginXabortXend => return refuse("is transactional memory"),
+        FlowControl::Next
+        | FlowControl::UnconditionalBranch
+        | FlowControl::ConditionalBranch
+        | FlowControl::IndirectBranch
+        | FlowControl::Return => {}
+    }
+    if matches!(insn.code(), Code::Pushfq | Code::Pushfw | Code::Pushfd) {
+        return refuse(
+            "pushes the flags (a thread stepped out of the detour would push the trap flag)",
+        );
+    }
+    if insn.memory_base() == Register::EIP {
+        return refuse("addresses memory relative to eip");
+    }
+    Ok(())
+}
+
+/// The bytes of the patch: `jmp rel32` from `patch.addr` to `detour`, then
+/// `int3` over the rest of the displaced bytes (never executed: no branch
+/// lands there). None when the detour is out of a rel32's reach.
+pub fn jump(patch: &Patch, detour: u64) -> Option<Vec<u8>> {
+    let rel = (detour as i64).wrapping_sub((patch.addr + JMP_LEN as u64) as i64);
+    let rel = i32::try_from(rel).ok()?;
+    let mut bytes = vec![0xe9];
+    bytes.extend_from_slice(&rel.to_le_bytes());
+    bytes.resize(patch.len, 0xcc);
+    Some(bytes)
+}
+
+/// What one detour records.
+#[derive(Clone, Debug)]
+pub struct DetourSpec<'a> {
+    /// Where the detour will be.
+    pub at: u64,
+    /// The ring it writes to.
+    pub ring: RingLayout,
+    /// The site's index (the record's `INDEX`, its lost counter).
+    pub index: u32,
+    /// The captures, laid out by [`layout_captures`] (they must fit the
+    /// ring's slots).
+    pub captures: &'a [CaptureField],
+    /// How it reads the thread pointer.
+    pub tp: ThreadPointer,
+}
+
+/// Saved on the stack by the detour, in push order (the last is at rsp).
+const SAVED: [Register; 6] = [
+    Register::RAX,
+    Register::RCX,
+    Register::RDX,
+    Register::RSI,
+    Register::R10,
+    Register::R11,
+];
+
+/// Writes the detour of `patch` recording as `spec` says.
+pub fn assemble_detour(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, String> {
+    if u64::from(spec.index) >= ring::MAX_SITES {
+        return Err(format!(
+            "more than {} fast sites in one process",
+            ring::MAX_SITES
+        ));
+    }
+    let Ok(mask) = i32::try_from(spec.ring.capacity - 1) else {
+        return Err("the ring is too large".into());
+    };
+    build(patch, spec, mask).map_err(|e| format!("the detour cannot be assembled: {e}"))
+}
+
+fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced_x86::IcedError> {
+    let slot_size = spec.ring.slot_size as i32;
+    let slots = ring::SLOTS as i32;
+    // Where a saved register is, relative to rsp once all are pushed.
+    let saved_at = |r: Register| {
+        let i = SAVED
+            .iter()
+            .position(|&s| s == r)
+            .expect("a saved register");
+        ((SAVED.len() - 1 - i) * 8) as i32
+    };
+    let flags_at = (SAVED.len() * 8) as i32;
+    let frame = flags_at + 8 + RED_ZONE as i32;
+    let gpr = |n: u64| (ring::GPRS + 8 * n) as i32;
+
+    let mut a = CodeAssembler::new(64)?;
+    let mut entry = a.create_label();
+    let mut pushf = a.create_label();
+    let mut reload = a.create_label();
+    let mut retry = a.create_label();
+    let mut claim = a.create_label();
+    let mut full = a.create_label();
+    let mut restore = a.create_label();
+    let mut displaced = a.create_label();
+
+    a.set_label(&mut entry)?;
+    a.lea(rsp, ptr(rsp - RED_ZONE as i32))?;
+    a.set_label(&mut pushf)?;
+    a.pushfq()?;
+    a.push(rax)?;
+    a.push(rcx)?;
+    a.push(rdx)?;
+    a.push(rsi)?;
+    a.push(r10)?;
+    a.push(r11)?;
+    a.mov(r11, spec.ring.base)?;
+    // Claim a slot: Vyukov's enqueue.
+    a.set_label(&mut reload)?;
+    a.mov(rax, qword_ptr(r11 + ring::ENQUEUE as i32))?;
+    a.set_label(&mut retry)?;
+    a.mov(r10, rax)?;
+    a.and(r10, mask)?;
+    a.imul_3(r10, r10, slot_size)?;
+    a.lea(r10, ptr(r11 + r10 + slots))?;
+    a.mov(rdx, qword_ptr(r10 + ring::SEQ as i32))?;
+    a.sub(rdx, rax)?;
+    a.je(claim)?;
+    a.jl(full)?;
+    a.jmp(reload)?;
+    a.set_label(&mut claim)?;
+    a.lea(rdx, ptr(rax + 1))?;
+    a.lock()
+        .cmpxchg(qword_ptr(r11 + ring::ENQUEUE as i32), rdx)?;
+    a.jne(retry)?;
+    // r10: the slot; r11 from here: the sequence number that publishes it.
+    a.mov(r11, rdx)?;
+    a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
+    a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_ENTRY)?;
+    for (n, reg) in [
+        (0, Register::RAX),
+        (1, Register::RCX),
+        (2, Register::RDX),
+        (6, Register::RSI),
+        (10, Register::R10),
+        (11, Register::R11),
+    ] {
+        a.mov(rax, qword_ptr(rsp + saved_at(reg)))?;
+        a.mov(qword_ptr(r10 + gpr(n)), rax)?;
+    }
+    for (n, reg) in [
+        (3, rbx),
+        (5, rbp),
+        (7, rdi),
+        (8, r8),
+        (9, r9),
+        (12, r12),
+        (13, r13),
+        (14, r14),
+        (15, r15),
+    ] {
+        a.mov(qword_ptr(r10 + gpr(n)), reg)?;
+    }
+    a.lea(rax, ptr(rsp + frame))?;
+    a.mov(qword_ptr(r10 + gpr(4)), rax)?;
+    a.mov(rax, qword_ptr(rsp + flags_at))?;
+    a.mov(qword_ptr(r10 + ring::FLAGS as i32), rax)?;
+    match spec.tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
+        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
+    }
+    a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
+
+    let mut faults = Vec::new();
+    for field in spec.captures {
+        let status = field.offset as i32;
+        let mut lp = a.create_label();
+        let mut load = a.create_label();
+        let mut terminated = a.create_label();
+        let mut cut = a.create_label();
+        let mut done = a.create_label();
+        // Unreadable until the copy completes.
+        a.mov(rax, CAPTURE_UNREADABLE)?;
+        a.mov(qword_ptr(r10 + status), rax)?;
+        let (max, string) = match field.kind {
+            CaptureKind::CStr { reg, max } => {
+                a.mov(rdx, qword_ptr(r10 + gpr(u64::from(reg.0))))?;
+                (max, true)
+            }
+            CaptureKind::Stack { len } => {
+                a.mov(rdx, qword_ptr(r10 + gpr(4)))?;
+                a.add(rdx, 8)?;
+                (len, false)
+            }
+        };
+        a.lea(rsi, ptr(r10 + status + 8))?;
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut lp)?;
+        a.cmp(rcx, max as i32)?;
+        a.jae(cut)?;
+        a.set_label(&mut load)?;
+        a.movzx(eax, byte_ptr(rdx + rcx))?;
+        a.mov(byte_ptr(rsi + rcx), al)?;
+        if string {
+            a.test(eax, eax)?;
+            a.je(terminated)?;
+        }
+        a.inc(rcx)?;
+        a.jmp(lp)?;
+        a.set_label(&mut terminated)?;
+        a.bts(rcx, 32)?;
+        a.set_label(&mut cut)?;
+        a.mov(qword_ptr(r10 + status), rcx)?;
+        a.set_label(&mut done)?;
+        faults.push((load, done));
+        a.nop()?;
+    }
+    // Publish (x86 stores are not reordered with earlier stores).
+    a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
+    a.set_label(&mut restore)?;
+    a.pop(r11)?;
+    a.pop(r10)?;
+    a.pop(rsi)?;
+    a.pop(rdx)?;
+    a.pop(rcx)?;
+    a.pop(rax)?;
+    a.popfq()?;
+    a.lea(rsp, ptr(rsp + RED_ZONE as i32))?;
+    let mut first = true;
+    for insn in &patch.insns {
+        if first {
+            a.set_label(&mut displaced)?;
+            first = false;
+        }
+        a.add_instruction(*insn)?;
+    }
+    // (Unreachable after a displaced `ret` or jump, and harmless.)
+    a.jmp(patch.addr + patch.len as u64)?;
+    // The ring is full: count the record lost, record nothing.
+    a.set_label(&mut full)?;
+    a.lock().inc(qword_ptr(
+        r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
+    ))?;
+    a.jmp(restore)?;
+
+    let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let faults = faults
+        .into_iter()
+        .map(|(l, d)| Ok((out.label_ip(&l)?, out.label_ip(&d)?)))
+        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
+    Ok(Detour {
+        entry: out.label_ip(&entry)?,
+        pushf: out.label_ip(&pushf)?,
+        displaced: out.label_ip(&displaced)?,
+        faults,
+        code: out.inner.code_buffer,
+    })
+}

@@ -1,0 +1,284 @@
+//! The detour generator on byte arrays: what can be patched, what is refused
+//! and why, and what the generated code does with the displaced instructions.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
+
+use super::detour::*;
+use super::insn::Gpr;
+
+const START: u64 = 0x40_1136;
+const DETOUR: u64 = 0x3f_0000;
+
+fn ring() -> RingLayout {
+    RingLayout {
+        base: 0x7f00_0000_0000,
+        capacity: 1024,
+        slot_size: 256,
+    }
+}
+
+fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() {
+        out.push(d.decode());
+    }
+    out
+}
+
+fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, Detour) {
+    let patch = plan_patch(function, START, START + offset).expect("patchable");
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        captures,
+        tp: ThreadPointer::Rdfsbase,
+    };
+    let d = assemble_detour(&patch, &spec).expect("assembled");
+    (patch, d)
+}
+
+/// `work` of count.c at -O0 without CET: push rbp; mov rbp,rsp; mov
+/// [rbp-0x14],edi; mov eax,[rbp-0x14]; add eax,eax; ... pop rbp; ret.
+const WORK_O0: &[u8] = &[
+    0x55, 0x48, 0x89, 0xe5, 0x89, 0x7d, 0xec, 0x8b, 0x45, 0xec, 0x01, 0xc0, 0x89, 0x45, 0xfc, 0x8b,
+    0x45, 0xfc, 0x83, 0xc0, 0x01, 0x5d, 0xc3,
+];
+
+#[test]
+fn whole_instructions_covering_a_jump_are_displaced() {
+    let p = plan_patch(WORK_O0, START, START).unwrap();
+    // push (1) + mov rbp,rsp (3) + mov [rbp-0x14],edi (3).
+    assert_eq!(p.len, 7);
+    assert_eq!(p.saved, WORK_O0[..7]);
+    // endbr64 (4) + push rbp (1): exactly a jump.
+    let cet = [0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+    assert_eq!(plan_patch(&cet, START, START).unwrap().len, 5);
+    // An instruction probe in the middle of the function.
+    let p = plan_patch(WORK_O0, START, START + 7).unwrap();
+    assert_eq!(p.len, 5); // mov eax,[rbp-0x14] (3) + add eax,eax (2)
+}
+
+#[test]
+fn the_patch_is_a_rel32_jump_padded_with_int3() {
+    let p = plan_patch(WORK_O0, START, START).unwrap();
+    let bytes = jump(&p, DETOUR).unwrap();
+    assert_eq!(bytes.len(), 7);
+    assert_eq!(bytes[0], 0xe9);
+    let rel = i32::from_le_bytes(bytes[1..5].try_into().unwrap());
+    assert_eq!((START as i64 + 5 + i64::from(rel)) as u64, DETOUR);
+    assert_eq!(&bytes[5..], &[0xcc, 0xcc]);
+    // Beyond a rel32's reach there is no patch.
+    assert_eq!(jump(&p, START + (3 << 30)), None);
+    assert!(jump(&p, START.wrapping_sub(1 << 30)).is_some());
+}
+
+#[test]
+fn refused_when_the_function_is_shorter_than_a_jump() {
+    // xor eax,eax; ret
+    let err = plan_patch(&[0x31, 0xc0, 0xc3], START, START).unwrap_err();
+    assert!(err.contains("fewer than a jump"), "{err}");
+    // Near the end of a longer function too.
+    let err = plan_patch(WORK_O0, START, START + 19).unwrap_err();
+    assert!(err.contains("fewer than a jump"), "{err}");
+}
+
+#[test]
+fn refused_when_a_displaced_instruction_cannot_move() {
+    // call rel32 first.
+    let f = [0xe8, 0, 0, 0, 0, 0x5d, 0xc3, 0x90];
+    let err = plan_patch(&f, START, START).unwrap_err();
+    assert!(err.contains("is a call"), "{err}");
+    // syscall.
+    let f = [0x0f, 0x05, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+    let err = plan_patch(&f, START, START).unwrap_err();
+    assert!(
+        err.contains("system call") || err.contains("traps"),
+        "{err}"
+    );
+    // pushfq.
+    let f = [0x9c, 0x48, 0x89, 0xe5, 0x5d, 0x9d, 0xc3];
+    let err = plan_patch(&f, START, START).unwrap_err();
+    assert!(err.contains("pushes the flags"), "{err}");
+    // int3, ud2.
+    let f = [0xcc, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+    assert!(plan_patch(&f, START, START).is_err());
+    let f = [0x0f, 0x0b, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+    assert!(plan_patch(&f, START, START).is_err());
+    // Garbage.
+    let f = [0x06, 0x06, 0x06, 0x06, 0x06, 0x06];
+    assert!(plan_patch(&f, START, START).is_err());
+}
+
+#[test]
+fn refused_when_a_branch_lands_inside_the_replaced_bytes() {
+    // loop: push rbp (0); mov rbp,rsp (1); dec edi (4); jnz -> 1 (6); pop rbp; ret
+    let f = [0x55, 0x48, 0x89, 0xe5, 0xff, 0xcf, 0x75, 0xf9, 0x5d, 0xc3];
+    assert_eq!(
+        decode_all(&f, START)[3].near_branch_target(),
+        START + 1,
+        "the test's own encoding"
+    );
+    let err = plan_patch(&f, START, START).unwrap_err();
+    assert!(err.contains("jumps into the bytes"), "{err}");
+    // A branch to the probed address itself re-enters the probe, as it
+    // would hit a breakpoint there: allowed.
+    let f = [0x55, 0x48, 0x89, 0xe5, 0xff, 0xcf, 0x75, 0xf8, 0x5d, 0xc3];
+    assert_eq!(decode_all(&f, START)[3].near_branch_target(), START);
+    assert_eq!(plan_patch(&f, START, START).unwrap().len, 6);
+    // A branch to just past the replaced bytes: allowed.
+    let f = [0x55, 0x48, 0x89, 0xe5, 0xff, 0xcf, 0x75, 0xfe, 0x5d, 0xc3];
+    assert_eq!(decode_all(&f, START)[3].near_branch_target(), START + 6);
+    assert!(plan_patch(&f, START, START).is_ok());
+}
+
+#[test]
+fn refused_when_the_function_jumps_through_a_register() {
+    // push rbp; mov rbp,rsp; jmp rax; pop rbp; ret
+    let f = [0x55, 0x48, 0x89, 0xe5, 0xff, 0xe0, 0x5d, 0xc3];
+    let err = plan_patch(&f, START, START).unwrap_err();
+    assert!(err.contains("jumps indirectly"), "{err}");
+    // A tail call through a GOT slot is not a jump table: allowed.
+    let f = [
+        0x55, 0x48, 0x89, 0xe5, 0x5d, 0xff, 0x25, 0x10, 0x20, 0x00, 0x00,
+    ];
+    assert!(plan_patch(&f, START, START).is_ok());
+}
+
+#[test]
+fn refused_when_an_address_inside_is_taken() {
+    // lea rax,[rip-5] (the address START + 2, inside); push rbp; ret
+    let f = [0x48, 0x8d, 0x05, 0xfb, 0xff, 0xff, 0xff, 0x55, 0xc3];
+    assert_eq!(decode_all(&f, START)[0].ip_rel_memory_address(), START + 2);
+    let err = plan_patch(&f, START, START).unwrap_err();
+    assert!(err.contains("takes an address inside"), "{err}");
+}
+
+/// The relocated copy of the displaced instructions, as the detour holds it.
+fn relocated(patch: &Patch, d: &Detour) -> Vec<Instruction> {
+    let at = (d.displaced - DETOUR) as usize;
+    decode_all(&d.code[at..], d.displaced)
+        .into_iter()
+        .take_while(|i| i.ip() < d.displaced + 64)
+        .take(patch_insns(patch) + 1)
+        .collect()
+}
+
+fn patch_insns(patch: &Patch) -> usize {
+    decode_all(&patch.saved, patch.addr).len()
+}
+
+#[test]
+fn rip_relative_operands_keep_their_target() {
+    // mov rax,[rip+0x2ee2]; add eax,[rip+0x10]; ret
+    let f = [
+        0x48, 0x8b, 0x05, 0xe2, 0x2e, 0x00, 0x00, 0x03, 0x05, 0x10, 0x00, 0x00, 0x00, 0xc3,
+    ];
+    let original = decode_all(&f, START);
+    let (patch, d) = detour(&f, 0, &[]);
+    assert_eq!(patch.len, 7);
+    let moved = relocated(&patch, &d);
+    assert_eq!(moved[0].code(), Code::Mov_r64_rm64);
+    assert!(moved[0].is_ip_rel_memory_operand());
+    assert_eq!(
+        moved[0].ip_rel_memory_address(),
+        original[0].ip_rel_memory_address()
+    );
+    // Then the jump back past the displaced bytes.
+    assert_eq!(moved[1].mnemonic(), Mnemonic::Jmp);
+    assert_eq!(moved[1].near_branch_target(), START + 7);
+}
+
+#[test]
+fn relative_branches_keep_their_target() {
+    // test edi,edi; je +0x20; push rbx; ... (the target is far past)
+    let mut f = vec![0x85, 0xff, 0x74, 0x20, 0x53];
+    f.resize(0x40, 0x90);
+    f.push(0xc3);
+    let (patch, d) = detour(&f, 0, &[]);
+    assert_eq!(patch.len, 5);
+    let moved = relocated(&patch, &d);
+    assert_eq!(moved[0].mnemonic(), Mnemonic::Test);
+    assert_eq!(moved[1].mnemonic(), Mnemonic::Je);
+    assert_eq!(moved[1].near_branch_target(), START + 0x24);
+    assert_eq!(moved[2].code(), Code::Push_r64);
+    assert_eq!(moved[3].near_branch_target(), START + 5);
+}
+
+#[test]
+fn the_detour_saves_claims_records_and_restores() {
+    let captures = layout_captures(&[
+        CaptureKind::CStr {
+            reg: Gpr(7),
+            max: 65,
+        },
+        CaptureKind::Stack { len: 16 },
+    ]);
+    assert_eq!(captures.0[0].offset as u64, ring::CAPTURES);
+    // 8 status + 72 bytes, then 8 + 16; rounded to 64.
+    assert_eq!(captures.0[1].offset as u64, ring::CAPTURES + 80);
+    assert_eq!(captures.1, 320);
+    let (_, d) = detour(WORK_O0, 0, &captures.0);
+    let insns = decode_all(&d.code, DETOUR);
+    assert_eq!(d.entry, DETOUR);
+    // Below the red zone first, then the flags.
+    assert_eq!(insns[0].mnemonic(), Mnemonic::Lea);
+    assert_eq!(insns[0].memory_displacement64() as i64, -128);
+    assert_eq!(insns[1].code(), Code::Pushfq);
+    assert_eq!(d.pushf, insns[1].ip());
+    assert!(insns
+        .iter()
+        .any(|i| i.mnemonic() == Mnemonic::Cmpxchg && i.has_lock_prefix()));
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Rdtsc));
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Rdfsbase));
+    // The lost counter of index 3.
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Inc
+        && i.has_lock_prefix()
+        && i.memory_displacement64() == ring::LOST + 24));
+    assert!(insns.iter().any(|i| i.code() == Code::Popfq));
+    // One fault fix-up per capture: the load, and a later instruction.
+    assert_eq!(d.faults.len(), 2);
+    for &(load, fixup) in &d.faults {
+        let i = insns.iter().find(|i| i.ip() == load).expect("a load");
+        assert_eq!(i.mnemonic(), Mnemonic::Movzx);
+        assert_eq!(i.op1_kind(), OpKind::Memory);
+        assert!(fixup > load && fixup < d.displaced);
+    }
+    // The displaced instructions, then the jump back.
+    let at = insns.iter().position(|i| i.ip() == d.displaced).unwrap();
+    assert_eq!(insns[at].code(), Code::Push_r64);
+    assert_eq!(insns[at + 3].mnemonic(), Mnemonic::Jmp);
+    assert_eq!(insns[at + 3].near_branch_target(), START + 7);
+}
+
+#[test]
+fn the_thread_pointer_without_fsgsbase_is_fs_0() {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 0,
+        captures: &[],
+        tp: ThreadPointer::FsSelf,
+    };
+    let d = assemble_detour(&patch, &spec).unwrap();
+    let insns = decode_all(&d.code, DETOUR);
+    assert!(insns
+        .iter()
+        .any(|i| i.mnemonic() == Mnemonic::Mov && i.segment_prefix() == iced_x86::Register::FS));
+    assert!(!insns.iter().any(|i| i.mnemonic() == Mnemonic::Rdfsbase));
+}
+
+#[test]
+fn too_many_sites_for_one_ring_is_refused() {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: ring::MAX_SITES as u32,
+        captures: &[],
+        tp: ThreadPointer::Rdfsbase,
+    };
+    assert!(assemble_detour(&patch, &spec).is_err());
+}
