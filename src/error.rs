@@ -201,6 +201,14 @@ pub enum Error {
         /// The address.
         addr: RuntimeAddr,
     },
+    /// A handler of a fast probe read tracee memory its record does not hold
+    /// (a fast hit carries the registers and the memory its handlers asked
+    /// to capture, nothing else).
+    #[error("memory at {addr} was not captured by the fast probe")]
+    NotCaptured {
+        /// The address.
+        addr: RuntimeAddr,
+    },
     /// A handler returned an error; tracing stopped.
     #[error("handler error: {0}")]
     Handler(String),
@@ -309,6 +317,7 @@ impl Error {
             | Error::LostReturn { .. }
             | Error::Io { .. }
             | Error::Output(_)
+            | Error::NotCaptured { .. }
             | Error::Handler(_)
             | Error::Script(_) => None,
         }

@@ -144,8 +144,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
-use crate::arch::Regs;
-use crate::error::Result;
+use crate::arch::{Gpr, Regs};
+use crate::error::{Error, Result};
 use crate::symbols::{Module, ModuleMap, Symbolized};
 use crate::sys::mem::ProcMem;
 
@@ -271,6 +271,30 @@ pub enum Event {
         /// The probe spec.
         probe: String,
     },
+    /// With fast probes asked for (`Options::fast`): how the sites of a
+    /// probe run, once per probe, when tracing begins or when it first arms
+    /// (`rtrace: probe work: fast`, `… int3 (why)`).
+    ProbeMode {
+        /// The probe spec.
+        probe: String,
+        /// Sites patched with a jump to a detour.
+        fast: usize,
+        /// Sites left to int3 breakpoints, by reason.
+        int3: Vec<SkipReason>,
+    },
+    /// Records of fast hits were lost: the ring shared with the tracee was
+    /// full when they were made (the tracee never waits for rtrace). They
+    /// count as missed.
+    Lost {
+        /// The process.
+        pid: Pid,
+        /// The probe spec.
+        probe: String,
+        /// The function.
+        symbol: String,
+        /// How many, since the last such event.
+        count: u64,
+    },
     /// A glob probe left some of the functions it matches unprobed (once per
     /// probe and address space).
     Skipped {
@@ -327,6 +351,29 @@ impl SkipReason {
             self.reason,
             self.examples.join(", ")
         )
+    }
+}
+
+/// `probe work: fast`, `probe work: int3 (why)`, `probe 'str*': fast at
+/// 12 sites, int3 at 3 (2 why: a, b; 1 why: c)`: the text of an
+/// [`Event::ProbeMode`].
+pub fn probe_mode_message(probe: &str, fast: usize, int3: &[SkipReason]) -> String {
+    let slow: usize = int3.iter().map(|r| r.count).sum();
+    match (fast, slow, int3) {
+        (_, 0, _) => format!("probe {probe}: fast"),
+        (0, 1, [only]) => format!("probe {probe}: int3 ({})", only.reason),
+        (0, _, _) => {
+            let parts: Vec<String> = int3.iter().map(SkipReason::describe).collect();
+            format!("probe {probe}: int3 ({})", parts.join("; "))
+        }
+        _ => {
+            let parts: Vec<String> = int3.iter().map(SkipReason::describe).collect();
+            format!(
+                "probe {probe}: fast at {fast} site{}, int3 at {slow} ({})",
+                if fast == 1 { "" } else { "s" },
+                parts.join("; ")
+            )
+        }
     }
 }
 
@@ -446,6 +493,16 @@ pub trait Handler {
     fn tick_interval(&self) -> Option<Duration> {
         None
     }
+    /// Asked when a probe of this handler is armed with `Options::fast`:
+    /// may its hits at `site` be fast, recorded by a detour without stopping
+    /// the thread, and handed to [`Handler::on_entry`] afterwards (see
+    /// "Fast probes" in the module docs)? `module` is the module of the
+    /// site, for its symbols and DWARF. The default is no: a handler must say
+    /// what it reads, and that it changes nothing.
+    fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        let _ = (site, module);
+        Fast::No("its handler does not take fast hits".into())
+    }
     /// Called once by `Tracer::run` when tracing is over — the tracee exited or
     /// was killed, rtrace detached, or an error stopped tracing (after the
     /// detach) — on every probe's handler and then every listener: flush,
@@ -480,19 +537,181 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     fn tick_interval(&self) -> Option<Duration> {
         self.borrow().tick_interval()
     }
+    fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        self.borrow_mut().fast(site, module)
+    }
     fn on_finish(&mut self) -> Result<()> {
         self.borrow_mut().on_finish()
     }
 }
 
-/// What a handler sees of a tracee stopped at a probe.
+/// A handler's answer to [`Handler::fast`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fast {
+    /// Yes: hits may be fast, the detour capturing this memory with the
+    /// registers.
+    Yes(Capture),
+    /// No, and why (the user sees `rtrace: probe P: int3 (WHY)`).
+    No(String),
+}
+
+/// What the detour of a fast probe copies for a handler besides the
+/// registers: the memory the handler will read from a fast [`Hit`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// C strings: the register holding the pointer at the probed instruction,
+    /// and the most bytes to copy (its NUL ends the copy sooner). For a fast
+    /// hit, `read_cstr(pointer, max)` returns what it would have read live
+    /// at that moment, for any `max` up to this one.
+    pub strings: Vec<(Gpr, usize)>,
+    /// Bytes of the stack from `sp + 8` (above a function's return address:
+    /// its stack arguments), served to `read_bytes` and `read_u64`.
+    pub stack: usize,
+}
+
+impl Capture {
+    /// Also the C string that SysV argument `n` (0..6) points to at a
+    /// function's entry, at most `max` bytes.
+    pub fn string_arg(&mut self, n: usize, max: usize) -> &mut Self {
+        if let Some(reg) = Gpr::arg(n) {
+            self.string(reg, max);
+        }
+        self
+    }
+
+    /// Also the C string register `reg` points to, at most `max` bytes.
+    pub fn string(&mut self, reg: Gpr, max: usize) -> &mut Self {
+        match self.strings.iter_mut().find(|(r, _)| *r == reg) {
+            Some((_, m)) => *m = (*m).max(max),
+            None => self.strings.push((reg, max)),
+        }
+        self
+    }
+
+    /// Also everything `other` captures.
+    pub fn merge(&mut self, other: &Capture) {
+        for &(reg, max) in &other.strings {
+            self.string(reg, max);
+        }
+        self.stack = self.stack.max(other.stack);
+    }
+}
+
+/// Memory a hit reads: the live tracee's, or what a fast probe's detour
+/// copied when the hit happened.
+#[derive(Clone, Copy)]
+pub(crate) enum Memory<'a> {
+    /// The stopped tracee's.
+    Live(&'a ProcMem),
+    /// A fast record's captures.
+    Captured(&'a Captured),
+}
+
+/// One C string a detour copied.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CapturedStr {
+    /// The pointer.
+    pub ptr: u64,
+    /// The bytes copied, without the NUL.
+    pub bytes: Vec<u8>,
+    /// The NUL was among the bytes asked for.
+    pub terminated: bool,
+    /// The memory could be read.
+    pub readable: bool,
+}
+
+/// What a fast record holds of the tracee's memory.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Captured {
+    /// C strings.
+    pub strings: Vec<CapturedStr>,
+    /// Stack bytes from this address, when they could be read.
+    pub stack: Option<(u64, Vec<u8>)>,
+}
+
+impl Captured {
+    fn not_captured(addr: u64) -> Error {
+        Error::NotCaptured {
+            addr: RuntimeAddr(addr),
+        }
+    }
+
+    fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
+        let best = self
+            .strings
+            .iter()
+            .filter(|s| s.ptr == addr)
+            .max_by_key(|s| (s.readable, s.terminated, s.bytes.len()));
+        let Some(s) = best else {
+            return Err(Self::not_captured(addr));
+        };
+        if !s.readable {
+            return Err(Error::Memory {
+                pid: Pid::from_raw(0),
+                addr: RuntimeAddr(addr),
+                errno: nix::errno::Errno::EFAULT,
+            });
+        }
+        if s.terminated && s.bytes.len() < max {
+            return Ok((s.bytes.clone(), true));
+        }
+        Ok((s.bytes[..s.bytes.len().min(max)].to_vec(), false))
+    }
+
+    fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        if let Some((at, bytes)) = &self.stack {
+            let from = addr.wrapping_sub(*at);
+            if addr >= *at && from.saturating_add(len as u64) <= bytes.len() as u64 {
+                return Ok(bytes[from as usize..from as usize + len].to_vec());
+            }
+        }
+        Err(Self::not_captured(addr))
+    }
+}
+
+impl<'a> Memory<'a> {
+    /// The live tracee's memory, unless this is a fast record.
+    pub(crate) fn live(&self) -> Option<&'a ProcMem> {
+        match self {
+            Memory::Live(mem) => Some(mem),
+            Memory::Captured(_) => None,
+        }
+    }
+
+    fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        match self {
+            Memory::Live(mem) => mem.read_vec(RuntimeAddr(addr), len),
+            Memory::Captured(c) => c.read_bytes(addr, len),
+        }
+    }
+
+    fn read_u64(&self, addr: u64) -> Result<u64> {
+        match self {
+            Memory::Live(mem) => mem.read_u64(RuntimeAddr(addr)),
+            Memory::Captured(c) => {
+                let b = c.read_bytes(addr, 8)?;
+                Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            }
+        }
+    }
+
+    fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
+        match self {
+            Memory::Live(mem) => mem.read_cstr(RuntimeAddr(addr), max),
+            Memory::Captured(c) => c.read_cstr(addr, max),
+        }
+    }
+}
+
+/// What a handler sees of a tracee stopped at a probe, or of a fast
+/// probe's record of a hit.
 pub struct Hit<'a> {
     pub(crate) pid: Pid,
     pub(crate) tid: Tid,
     pub(crate) site: &'a Site,
     pub(crate) regs: &'a mut Regs,
     pub(crate) regs_dirty: &'a mut bool,
-    pub(crate) mem: &'a ProcMem,
+    pub(crate) mem: Memory<'a>,
     pub(crate) modules: &'a ModuleMap,
     pub(crate) time: Duration,
     pub(crate) data: &'a mut Option<Box<dyn Any>>,
@@ -519,10 +738,19 @@ impl<'a> Hit<'a> {
     pub fn regs(&self) -> &Regs {
         self.regs
     }
-    /// The thread's registers, for writing (written back before it resumes).
+    /// The thread's registers, for writing (written back before it resumes;
+    /// for a fast hit, which happened already, changes go nowhere).
     pub fn regs_mut(&mut self) -> &mut Regs {
         *self.regs_dirty = true;
         self.regs
+    }
+    /// True for a fast hit: a record, taken without stopping the thread,
+    /// handed over after the fact. Its registers are as they were at the
+    /// probed instruction (the instruction pointer is the probed address);
+    /// memory reads see what the detour captured ([`Handler::fast`]), and
+    /// fail with [`Error::NotCaptured`] elsewhere.
+    pub fn is_fast(&self) -> bool {
+        matches!(self.mem, Memory::Captured(_))
     }
     /// SysV integer argument `n` (0..6) at a function's entry.
     pub fn arg(&self, n: usize) -> Option<u64> {
@@ -530,15 +758,15 @@ impl<'a> Hit<'a> {
     }
     /// Reads `len` bytes of tracee memory.
     pub fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        self.mem.read_vec(RuntimeAddr(addr), len)
+        self.mem.read_bytes(addr, len)
     }
     /// Reads a u64 of tracee memory.
     pub fn read_u64(&self, addr: u64) -> Result<u64> {
-        self.mem.read_u64(RuntimeAddr(addr))
+        self.mem.read_u64(addr)
     }
     /// Reads a C string of at most `max` bytes; the flag is false when it was cut.
     pub fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
-        self.mem.read_cstr(RuntimeAddr(addr), max)
+        self.mem.read_cstr(addr, max)
     }
     /// Names an address by function and module.
     pub fn symbolize(&self, addr: u64) -> Option<Symbolized<'_>> {
@@ -571,7 +799,7 @@ pub struct Return<'a> {
     pub(crate) site: &'a Site,
     pub(crate) regs: &'a mut Regs,
     pub(crate) regs_dirty: &'a mut bool,
-    pub(crate) mem: &'a ProcMem,
+    pub(crate) mem: Memory<'a>,
     pub(crate) modules: &'a ModuleMap,
     pub(crate) time: Duration,
     pub(crate) entered: Duration,
@@ -614,11 +842,11 @@ impl<'a> Return<'a> {
     }
     /// Reads `len` bytes of tracee memory.
     pub fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        self.mem.read_vec(RuntimeAddr(addr), len)
+        self.mem.read_bytes(addr, len)
     }
     /// Reads a C string of at most `max` bytes; the flag is false when it was cut.
     pub fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
-        self.mem.read_cstr(RuntimeAddr(addr), max)
+        self.mem.read_cstr(addr, max)
     }
     /// Names an address by function and module.
     pub fn symbolize(&self, addr: u64) -> Option<Symbolized<'_>> {

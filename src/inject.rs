@@ -278,11 +278,13 @@ impl Injector {
                 libc.path.display()
             )));
         };
-        let tpoff = hit
+        let mem = hit
             .mem
-            .read_u64(RuntimeAddr(libc.bias.wrapping_add(slot)))?;
+            .live()
+            .ok_or_else(|| Error::Handler("--inject: a fast hit has no live thread".into()))?;
+        let tpoff = mem.read_u64(RuntimeAddr(libc.bias.wrapping_add(slot)))?;
         let addr = hit.regs().raw().fs_base.wrapping_add(tpoff);
-        hit.mem.write(RuntimeAddr(addr), &errno.to_le_bytes())
+        mem.write(RuntimeAddr(addr), &errno.to_le_bytes())
     }
 }
 

@@ -86,6 +86,7 @@ pub use arch::StepMode;
 pub use engine::{find_program, Options, Outcome, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
-    signal_name, Event, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site, SkipReason,
+    signal_name, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site,
+    SkipReason,
 };
 pub use symbols::ProbeSpec;

@@ -201,18 +201,27 @@ impl Tracer {
                 task.returns.take_all();
             }
         }
+        // Fast probes: every thread out of the detours, every record read,
+        // before the jumps go with the breakpoints.
+        let fast = self.quiesce_fast(key, &tids);
+        keep(fast);
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return first;
+        };
         keep(space.disarm_all());
-        let scratch = space.scratch.take();
-        if let Some(page) = scratch {
-            // Any stopped thread of the space can make the call.
-            let caller = tids.iter().copied().find(|t| {
-                self.tasks
-                    .get(t)
-                    .is_some_and(|t| t.state == TaskState::Stopped)
-            });
-            if let Some(tid) = caller {
-                keep(self.unmap_scratch(tid, page));
-            }
+        let scratch = space.scratch;
+        // Any stopped thread of the space can make the calls.
+        let caller = tids.iter().copied().find(|t| {
+            self.tasks
+                .get(t)
+                .is_some_and(|t| t.state == TaskState::Stopped)
+        });
+        keep(self.unmap_fast(key, caller.filter(|_| scratch.is_some())));
+        if let Some(space) = self.spaces.get_mut(&key) {
+            space.scratch = None;
+        }
+        if let (Some(page), Some(tid)) = (scratch, caller) {
+            keep(self.unmap_scratch(tid, page));
         }
         first
     }

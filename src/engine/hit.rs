@@ -53,7 +53,7 @@ fn run_handlers(
             site,
             regs,
             regs_dirty: dirty,
-            mem: &space.mem,
+            mem: crate::handler::Memory::Live(&space.mem),
             modules: &space.modules,
             time,
             data,
@@ -69,7 +69,7 @@ fn run_handlers(
 }
 
 /// What an in-place single-step of one thread ended with.
-enum StepEnd {
+pub(super) enum StepEnd {
     /// The instruction executed; the thread is stopped after it.
     Done,
     /// The thread died, or exec'd (the stop is deferred).
@@ -396,6 +396,16 @@ impl Tracer {
     /// untraced; a frame it unwinds never reaches its return site, and is dropped
     /// later by stack-pointer comparison.
     fn watch_at_return_sites(&mut self, tid: Tid) -> Result<()> {
+        let key = self.tasks[&tid].space;
+        let sites: Vec<RuntimeAddr> = self.tasks[&tid]
+            .returns
+            .iter()
+            .filter(|i| i.watch == Watch::Trampoline)
+            .map(|i| i.orig_ret)
+            .collect();
+        for a in sites {
+            self.clear_jumps_at(key, a)?;
+        }
         let task = self.tasks.get_mut(&tid).expect("a known task");
         let Some(space) = self.spaces.get_mut(&task.space) else {
             return Ok(());
@@ -457,10 +467,14 @@ impl Tracer {
     /// the return address, for this thread and this stack pointer.
     fn on_resolver_entry(&mut self, tid: Tid, addr: RuntimeAddr, regs: &Regs) -> Result<()> {
         let key = self.tasks[&tid].space;
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.spaces.get(&key) else {
             return Ok(());
         };
         let ret = RuntimeAddr(space.mem.read_u64(RuntimeAddr(regs.sp()))?);
+        self.clear_jumps_at(key, ret)?;
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
         // A call this thread never returned from (it cannot nest: a
         // resolver calls no resolver) no longer needs its return site.
         if let Some(old) = space.resolving.remove(&tid) {
@@ -561,7 +575,7 @@ impl Tracer {
                     site: &site,
                     regs,
                     regs_dirty: &mut dirty,
-                    mem: &space.mem,
+                    mem: crate::handler::Memory::Live(&space.mem),
                     modules: &space.modules,
                     time,
                     entered: inst.entered,
@@ -653,6 +667,7 @@ impl Tracer {
                 });
             }
             if h.watch == Watch::ReturnSite {
+                self.clear_jumps_at(key, h.orig)?;
                 if let Some(space) = self.spaces.get_mut(&key) {
                     space.arm(h.orig, Owner::ReturnSite, StepMode::Auto)?;
                 }
@@ -818,7 +833,7 @@ impl Tracer {
 
     /// Single-steps `tid` once, keeping signals that arrive for later delivery.
     /// A fault raised by the instruction itself ends the step (it did not run).
-    fn single_step(&mut self, tid: Tid) -> Result<StepEnd> {
+    pub(super) fn single_step(&mut self, tid: Tid) -> Result<StepEnd> {
         loop {
             match ptrace::step(tid, 0) {
                 Err(e) if e.is_tracee_gone() => return Ok(StepEnd::Gone),
@@ -873,7 +888,7 @@ impl Tracer {
     /// Keeps a signal that arrived while `tid` was stepping (`tid` is in its
     /// signal-delivery stop), with its siginfo, to deliver when the step is
     /// over. It is reported when it is delivered.
-    fn hold_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
+    pub(super) fn hold_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
         let Some(task) = self.tasks.get_mut(&tid) else {
             return Ok(());
         };
@@ -961,7 +976,13 @@ impl Tracer {
     /// Makes stopped thread `tid` execute system call `nr` with a `syscall`
     /// instruction at `at`, and restores its registers. Returns the result
     /// (negative errno values become errors).
-    fn inject_syscall(&mut self, tid: Tid, at: RuntimeAddr, nr: i64, args: &[u64]) -> Result<i64> {
+    pub(super) fn inject_syscall(
+        &mut self,
+        tid: Tid,
+        at: RuntimeAddr,
+        nr: i64,
+        args: &[u64],
+    ) -> Result<i64> {
         let saved = ptrace::getregs(tid)?;
         let mut regs = saved;
         regs.setup_syscall(at.get(), nr, args);

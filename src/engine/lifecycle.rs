@@ -163,15 +163,20 @@ impl Tracer {
                 addrs.push(m.to_runtime(sym.addr));
             }
         }
-        for addr in addrs {
-            let _ = space.arm(addr, Owner::Unwind, crate::arch::StepMode::Auto);
-        }
         let exe_has_eh = space
             .modules
             .modules()
             .first()
             .is_some_and(|m| m.elf.has_exception_tables());
         space.unknown_unwinder = exe_has_eh && !unwinder;
+        for addr in addrs {
+            if self.clear_jumps_at(key, addr).is_err() {
+                continue;
+            }
+            if let Some(space) = self.spaces.get_mut(&key) {
+                let _ = space.arm(addr, Owner::Unwind, crate::arch::StepMode::Auto);
+            }
+        }
     }
 
     /// Resolves probe `id` in space `key` and arms it, unless it is armed already.
@@ -292,16 +297,19 @@ impl Tracer {
         let Some(probe) = self.probes.get(id.0).and_then(Option::as_ref) else {
             return Ok(false);
         };
-        let space = self
-            .spaces
-            .get_mut(&key)
-            .ok_or(Error::NoSuchProcess { pid: key })?;
+        let spec = probe.spec.as_str().to_string();
         let entry_only = crate::Options {
             entry_only: true,
             ..self.opts
         };
         let mut go_code = false;
         for mut loc in locations {
+            // An int3 never goes into a jump of a fast probe.
+            self.clear_jumps_at(key, loc.addr)?;
+            let space = self
+                .spaces
+                .get_mut(&key)
+                .ok_or(Error::NoSuchProcess { pid: key })?;
             // Go: see `arch::go_stack_check_len`; and no return address
             // of a goroutine can be watched, its stack moves.
             let go = loc.function_entry
@@ -318,7 +326,7 @@ impl Tracer {
                 loc.offset += skip as u64;
             }
             let site = Rc::new(Site {
-                probe: probe.spec.as_str().to_string(),
+                probe: spec.clone(),
                 id,
                 kind: if go || never_returns(&loc.linkage_name) || returns_twice(&loc.linkage_name)
                 {
@@ -359,6 +367,7 @@ impl Tracer {
         glob: bool,
         skipped: &mut Vec<SkipReason>,
     ) -> Result<()> {
+        self.clear_jumps_at(key, loc.addr)?;
         let space = self
             .spaces
             .get_mut(&key)
@@ -492,7 +501,13 @@ impl Tracer {
         match stop {
             Stop::Trap { .. } => self.on_trap(tid, stray_step),
             Stop::Signal { signal, .. } if stepping => self.on_signal_in_step(tid, signal),
-            Stop::Signal { signal, .. } => self.deliver_signal(tid, signal),
+            Stop::Signal { signal, .. } => {
+                // A fast probe's capture read a bad pointer: ours, fixed up.
+                if self.fix_capture_fault(tid, signal)? {
+                    return Ok(());
+                }
+                self.deliver_signal(tid, signal)
+            }
             Stop::GroupStop { .. } => {
                 let task = self.tasks.get_mut(&tid).expect("task checked above");
                 task.group_stopped = true;
@@ -524,6 +539,10 @@ impl Tracer {
             task.nudge = None;
             return self.resume(tid, 0);
         }
+        // Delivered only out of the detours (the thread steps out first).
+        if self.signal_in_detour(tid, signal)? {
+            return Ok(());
+        }
         let task = &self.tasks[&tid];
         if !task.silent {
             let event = Event::Signal {
@@ -547,8 +566,13 @@ impl Tracer {
                 // PTRACE_INTERRUPT cannot stop it: the first hit in the child,
                 // which stops every other thread of the address space for its
                 // step, would wait for it forever.
+                let parent_space = self.tasks[&tid].space;
                 if let Some(task) = self.tasks.get_mut(&child) {
                     task.vfork_parent = Some(tid);
+                    if task.space == parent_space {
+                        // It runs on its parent's TLS until it execs.
+                        self.lend_thread_pointer(tid, child, true)?;
+                    }
                     return Ok(());
                 }
             }
@@ -600,6 +624,7 @@ impl Tracer {
             } else {
                 let space = &self.spaces[&pspace];
                 task.scrub = Some(Scrub {
+                    unmap: space.fast.mappings(),
                     sites: space.site_bytes(),
                     returns: self.tasks[&parent].returns.restorations(),
                     trampoline: space.trampoline(),
@@ -645,6 +670,9 @@ impl Tracer {
             // resolver call in flight is the forking thread's, not the child's.
             resolvers: src.resolvers.clone(),
             resolving: HashMap::new(),
+            // The same jumps and detours (copied with the memory); a ring
+            // of its own, made at its first stop.
+            fast: src.fast.for_child(),
         };
         self.spaces.insert(child, space);
         Ok(())
@@ -654,6 +682,15 @@ impl Tracer {
     fn on_first_stop(&mut self, tid: Tid, stop: Stop) -> Result<()> {
         if let Some(scrub) = self.tasks.get_mut(&tid).and_then(|t| t.scrub.take()) {
             return self.release_child(tid, stop, scrub);
+        }
+        let key = self.tasks[&tid].space;
+        if self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            // A forked child's own ring; a new thread's thread pointer
+            // (what its fast records will carry).
+            self.give_child_ring(tid)?;
+            if let Ok(regs) = ptrace::getregs(tid) {
+                self.note_thread(tid, regs.raw().fs_base)?;
+            }
         }
         match stop {
             // The usual first stop; anything else (a signal that raced in) is
@@ -690,6 +727,16 @@ impl Tracer {
                 }
             }
             if let Some(scratch) = scrub.scratch {
+                // Fast probes' ring (shared with the parent: it must not
+                // write there) and detour areas.
+                for (addr, len) in &scrub.unmap {
+                    self.inject_syscall(
+                        tid,
+                        scratch.offset(crate::arch::SCRATCH_SYSCALL_OFFSET),
+                        libc::SYS_munmap,
+                        &[addr.get(), *len],
+                    )?;
+                }
                 self.unmap_scratch(tid, scratch)?;
             }
             Ok(())
@@ -755,6 +802,8 @@ impl Tracer {
         for t in stale {
             self.tasks.remove(&t);
         }
+        // The old image's fast records, before its ring goes with it.
+        self.drain(pid, super::fast::Drain::Final)?;
         self.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
         let path = self.spaces[&pid].exe.clone();
@@ -766,6 +815,19 @@ impl Tracer {
     /// A vfork child exec'd or died: its parent, held in its vfork event stop,
     /// goes on.
     fn release_vfork_parent(&mut self, parent: Tid) -> Result<()> {
+        let lent = self.spaces.values().any(|s| !s.fast.lent.is_empty());
+        if lent {
+            if let Ok(regs) = ptrace::getregs(parent) {
+                let tp = regs.raw().fs_base;
+                let key = self.tasks.get(&parent).map(|t| t.space);
+                if let Some(key) = key {
+                    self.drain(key, super::fast::Drain::Quick)?;
+                    if let Some(space) = self.spaces.get_mut(&key) {
+                        space.fast.lent.remove(&tp);
+                    }
+                }
+            }
+        }
         match self.tasks.get(&parent) {
             Some(t) if t.state == TaskState::Stopped => self.resume(parent, 0),
             _ => Ok(()),
@@ -837,6 +899,15 @@ impl Tracer {
         // The thread-group leader is reported last: the process is gone. Its
         // address space is not, while a child made with CLONE_VM (or vfork)
         // still runs in it: the breakpoints there are still to be removed.
+        // Its fast records are all in (no thread of it will publish one).
+        if task.space == task.pid {
+            let heir = self.tasks.values().any(|t| t.space == task.pid);
+            let mode = match heir {
+                true => super::fast::Drain::Quick,
+                false => super::fast::Drain::Final,
+            };
+            self.drain(task.space, mode)?;
+        }
         if task.space == task.pid {
             let heir = self
                 .tasks

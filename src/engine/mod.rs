@@ -39,6 +39,7 @@
 //! reached or was left by a panic.
 
 mod detach;
+mod fast;
 mod hit;
 mod lifecycle;
 mod space;
@@ -90,6 +91,11 @@ pub struct Options {
     pub follow_forks: bool,
     /// How displaced instructions execute (`--step`).
     pub step: StepMode,
+    /// Fast probes (`--fast`): sites whose handlers allow it are patched
+    /// with a jump to a detour that records each hit without stopping the
+    /// thread; the records reach the handlers' `on_entry` within a few
+    /// milliseconds. Every other site stays an int3 breakpoint.
+    pub fast: bool,
 }
 
 struct Probe {
@@ -146,6 +152,12 @@ pub struct Tracer {
     /// and is not reported again (once per probe per run).
     skips_reported: std::collections::HashSet<ProbeId>,
     go_reported: std::collections::HashSet<ProbeId>,
+    /// Probes whose fast or int3 mode was reported.
+    modes_reported: std::collections::HashSet<ProbeId>,
+    /// Fast records' clock, once a ring exists.
+    tsc_clock: Option<fast::TscClock>,
+    /// When the rings were last drained.
+    last_drain: Instant,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -186,6 +198,9 @@ impl Tracer {
             stops: 0,
             last_idle: Instant::now(),
             warnings: Vec::new(),
+            modes_reported: Default::default(),
+            tsc_clock: None,
+            last_drain: Instant::now(),
             _not_send: PhantomData,
         }
     }
@@ -335,6 +350,15 @@ impl Tracer {
             return Ok(());
         }
         let last = self.probes.iter().all(Option::is_none);
+        // Fast sites of the probe lose their jumps first (with the threads
+        // stopped: a jump is more than one byte).
+        let keys: Vec<Pid> = self.spaces.keys().copied().collect();
+        for key in keys {
+            if let Some(space::Placement::Armed(addrs)) = self.spaces[&key].placed.get(&id) {
+                let addrs = addrs.clone();
+                self.unpatch_fast(key, &addrs)?;
+            }
+        }
         for space in self.spaces.values_mut() {
             space.disarm_probe(id)?;
             if last {
@@ -455,6 +479,21 @@ impl Tracer {
             self.outcome = Some(Outcome::Detached);
             return Ok(self.outcome);
         }
+        if self.opts.fast && self.attach_reported {
+            let dirty: Vec<Pid> = self
+                .spaces
+                .iter()
+                .filter(|(_, s)| s.fast.dirty)
+                .map(|(k, _)| *k)
+                .collect();
+            for key in dirty {
+                self.patch_fast(key)?;
+            }
+            self.report_modes()?;
+        }
+        if self.draining() && self.last_drain.elapsed() >= fast::DRAIN_INTERVAL {
+            self.drain_all(fast::Drain::Safe)?;
+        }
         let stop = match self.next_stop()? {
             Some(s) => s,
             None => return Ok(None), // interrupted: look at the detach flag again
@@ -506,6 +545,10 @@ impl Tracer {
         // printer's flush to a file is a write: once per hit would double the
         // cost of a hit). When they were told recently, sleep only until the
         // interval is over, then tell them, so output never lags further.
+        // Fast records first, so what the listeners flush includes them.
+        if self.draining() {
+            self.drain_all(fast::Drain::Safe)?;
+        }
         let since = self.last_idle.elapsed();
         let interval = self
             .listeners
@@ -525,6 +568,12 @@ impl Tracer {
                 .min()
         } else {
             Some(interval - since)
+        };
+        // While fast sites may record, wake up to drain them.
+        let timeout = match (timeout, self.draining()) {
+            (Some(t), true) => Some(t.min(fast::DRAIN_INTERVAL)),
+            (None, true) => Some(fast::DRAIN_INTERVAL),
+            (t, false) => t,
         };
         let r = wait::wait_after_poll(Which::Any, true, timeout);
         if let Ok(Some(stop)) = &r {
@@ -569,6 +618,13 @@ impl Tracer {
                     )
             })
             .count();
+        // Fast probes are patched before tracing is said to begin, so the
+        // attach line is followed by each probe's mode.
+        let root = self.root;
+        self.patch_fast(root)?;
+        let Some(space) = self.spaces.get(&self.root) else {
+            return Ok(());
+        };
         let event = Event::Attached {
             pid: self.root,
             threads: self.tasks.values().filter(|t| t.pid == self.root).count(),
@@ -576,7 +632,8 @@ impl Tracer {
             pending,
         };
         self.attach_reported = true;
-        self.emit(event)
+        self.emit(event)?;
+        self.report_modes()
     }
 
     /// Resumes every stopped task that has no stop waiting to be handled.

@@ -2,7 +2,9 @@
 //!
 //! Everything rtrace writes into a tracee's memory is recorded here, so that it
 //! can be undone: the breakpoints (each [`ProbeSite`] keeps the bytes it
-//! replaced) and the scratch page (which holds the return trampoline).
+//! replaced: one for an int3, all the jump replaced for a fast probe), the
+//! scratch page (which holds the return trampoline), and fast probes' ring
+//! and detour areas ([`FastState`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -16,6 +18,8 @@ use crate::handler::ProbeId;
 use crate::probe::{Owner, ProbeSite, ProbeTable};
 use crate::symbols::{self, ElfCache, Location, ModuleMap};
 use crate::sys::mem::ProcMem;
+
+use super::fast::FastState;
 
 /// Size of the scratch area: the trampoline, the syscall gadget, then 32767
 /// out-of-line slots. Only the pages written to take memory.
@@ -142,6 +146,8 @@ pub(crate) struct Space {
     pub resolvers: HashMap<RuntimeAddr, ResolverWatch>,
     /// Watched resolver calls in flight, by thread.
     pub resolving: HashMap<Tid, ResolverCall>,
+    /// Fast probes: the ring, the detour areas, the patched sites.
+    pub fast: FastState,
 }
 
 impl Space {
@@ -169,6 +175,7 @@ impl Space {
             unknown_unwinder: false,
             resolvers: HashMap::new(),
             resolving: HashMap::new(),
+            fast: FastState::default(),
         })
     }
 
@@ -185,6 +192,10 @@ impl Space {
             .map(|(a, _)| a)
             .collect();
         for a in gone {
+            for f in self.fast.sites.iter_mut().filter(|f| f.addr == a) {
+                f.live = false;
+            }
+            self.fast.refused.remove(&a);
             if let Some(site) = self.sites.remove(a) {
                 for p in &site.probes {
                     self.placed.remove(&p.id);
@@ -211,7 +222,14 @@ impl Space {
     /// Plants a breakpoint at `addr` (or joins the one there) for `owner`. The
     /// displaced instruction is analysed first; one that cannot be executed in
     /// `mode` is refused.
+    /// A site that gets a new user probe is judged again for fast probes.
+    /// (The caller has taken any fast probe's jump off the address first:
+    /// `Tracer::clear_jumps_at`.)
     pub fn arm(&mut self, addr: RuntimeAddr, owner: Owner, mode: StepMode) -> Result<()> {
+        if matches!(owner, Owner::Probe(_)) {
+            self.fast.refused.remove(&addr);
+            self.fast.dirty = true;
+        }
         if let Some(site) = self.sites.get_mut(addr) {
             site.own(owner);
             return Ok(());

@@ -37,6 +37,8 @@ pub(crate) struct Scrub {
     pub scratch: Option<RuntimeAddr>,
     /// The out-of-line step it was created in the middle of, if any.
     pub step: Option<XolStep>,
+    /// Fast probes' mappings it inherited: (address, length).
+    pub unmap: Vec<(RuntimeAddr, u64)>,
 }
 
 /// A thread stepping a displaced instruction in an out-of-line slot (the

@@ -198,6 +198,38 @@ impl Emitter for JsonEmitter {
                 .field("message", format!("probe {probe}: {message}"))
                 .field("probe", probe.as_str())
                 .write(out),
+            Event::ProbeMode { probe, fast, int3 } => {
+                let slow: usize = int3.iter().map(|r| r.count).sum();
+                let mode = match (*fast, slow) {
+                    (_, 0) => "fast",
+                    (0, _) => "int3",
+                    _ => "mixed",
+                };
+                let reasons: Vec<Value> = int3.iter().map(|r| Value::from(r.describe())).collect();
+                Obj::new("probe", time, self.root)
+                    .field("probe", probe.as_str())
+                    .field("mode", mode)
+                    .field("fast_sites", *fast as u64)
+                    .field("int3_sites", slow as u64)
+                    .field("reasons", reasons)
+                    .write(out)
+            }
+            Event::Lost {
+                pid,
+                probe,
+                symbol,
+                count,
+            } => Obj::new("warning", time, Some(*pid))
+                .field(
+                    "message",
+                    format!(
+                        "probe {probe}: {count} fast hits of {symbol} lost (the ring shared \
+                         with the tracee was full); counted as missed in the summary"
+                    ),
+                )
+                .field("probe", probe.as_str())
+                .field("lost", *count)
+                .write(out),
             Event::NeverArmed { probe } => Obj::new("warning", time, self.root)
                 .field(
                     "message",

@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use crate::addr::{Pid, Tid};
 use crate::error::{Error, Result};
-use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
+use crate::handler::{Capture, Event, Fast, Handler, Hit, ProbeKind, Return, Site};
+use crate::symbols::Module;
 use render::{Args, Known, Renderer, RetVal};
 
 /// The output format.
@@ -348,11 +349,34 @@ impl Handler for Printer {
                 return Ok(());
             }
         }
+        if let Event::Lost {
+            probe,
+            symbol,
+            count,
+            ..
+        } = event
+        {
+            if let Some(stats) = &mut self.stats {
+                stats.missed_n(probe, symbol, *count);
+            }
+            if !self.missed_warned.insert(format!("lost {probe}")) {
+                return Ok(());
+            }
+        }
         self.emitter.event(&mut self.out, event, time)
     }
 
     fn on_idle(&mut self) -> Result<()> {
         self.flush()
+    }
+
+    /// Printing needs nothing but the registers and the strings the
+    /// arguments point to: every site may be fast.
+    fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        if !self.render_calls || site.kind == ProbeKind::Instruction {
+            return Fast::Yes(Capture::default());
+        }
+        self.renderer.capture(site, module)
     }
 
     fn idle_interval(&self) -> Option<std::time::Duration> {

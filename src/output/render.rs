@@ -32,13 +32,17 @@ use std::sync::Arc;
 
 use crate::arch::Regs;
 use crate::error::Result;
-use crate::handler::{Hit, ProbeKind, Return, Site};
+use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Site};
 use crate::symbols::dwarf::sysv::{self, Loc};
 use crate::symbols::dwarf::{Signature, Signatures, Type};
+use crate::symbols::Module;
 
 /// How many bytes of a C string are shown by default, like strace's `-s`
 /// (`--string-limit`).
 pub const DEFAULT_STRING_LIMIT: usize = 64;
+
+/// The most bytes of stack arguments a fast probe captures for the printer.
+const MAX_STACK_CAPTURE: usize = 256;
 
 /// Reads a C string of at most `max` bytes from tracee memory; the flag is true
 /// when the terminating NUL was found. [`Hit::read_cstr`](crate::Hit::read_cstr)
@@ -307,23 +311,25 @@ impl Renderer {
     /// What is known about the function `hit` stopped at the entry of. The
     /// first hit of a function parses its DWARF; later ones find it cached.
     pub(crate) fn known(&mut self, hit: &Hit<'_>) -> Known {
-        let site = hit.site();
+        self.known_at(hit.site(), hit.module())
+    }
+
+    /// What is known about the function at `site` (in `module`).
+    pub(crate) fn known_at(&mut self, site: &Site, module: Option<&Module>) -> Known {
         if site.kind == ProbeKind::Instruction {
             return Known::Raw;
         }
         if let Some(known) = self.seen(site) {
             return known.clone();
         }
-        let known = self.look_up(hit);
+        let known = self.look_up(site, module);
         let key = (site.module.clone(), site.symbol.clone(), known.clone());
         self.by_site.insert(site.address.get(), key);
         known
     }
 
-    fn look_up(&mut self, hit: &Hit<'_>) -> Known {
-        let site = hit.site();
+    fn look_up(&mut self, site: &Site, module: Option<&Module>) -> Known {
         let proto = prototype(&site.symbol);
-        let module = hit.module();
         let in_libc = module.is_some_and(|m| m.matches("libc"));
         if let (Some(p), true) = (proto, in_libc) {
             return Known::Proto(p);
@@ -337,6 +343,57 @@ impl Renderer {
             Some(p) => Known::Proto(p),
             None => Known::Raw,
         }
+    }
+
+    /// What a fast probe must capture for [`Renderer::args`] to render the
+    /// entry of the function at `site` as it would live: the C strings its
+    /// arguments point to (one byte past the string limit, as `cstr_arg`
+    /// reads), and the stack arguments. A string passed on the stack (a
+    /// pointer to follow in captured memory) cannot be.
+    pub(crate) fn capture(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        let max = self.string_limit.saturating_add(1);
+        let mut capture = Capture::default();
+        match self.known_at(site, module) {
+            Known::Raw => {}
+            Known::Proto(p) => {
+                for (i, (kind, _)) in p.args.iter().enumerate() {
+                    if *kind == Arg::Str {
+                        capture.string_arg(i, max);
+                    }
+                }
+            }
+            Known::Dwarf(sig) => {
+                for (p, loc) in sig.params.iter().zip(sig.locations()) {
+                    let string = matches!(p.ty, Type::Pointer { string: true });
+                    match loc {
+                        Loc::Gp(ns) if string => {
+                            for n in ns {
+                                capture.string_arg(n, max);
+                            }
+                        }
+                        Loc::Reg(r) if string => {
+                            if let Some(reg) = crate::arch::Gpr::from_dwarf(r) {
+                                capture.string(reg, max);
+                            }
+                        }
+                        Loc::Stack { .. } if string => {
+                            return Fast::No("a string argument is passed on the stack".into())
+                        }
+                        Loc::Stack { offset, size } => {
+                            let end = offset.saturating_add(size.min(16));
+                            capture.stack = capture.stack.max(end as usize);
+                        }
+                        _ => {}
+                    }
+                }
+                if capture.stack > MAX_STACK_CAPTURE {
+                    return Fast::No(format!(
+                        "its stack arguments take more than {MAX_STACK_CAPTURE} bytes"
+                    ));
+                }
+            }
+        }
+        Fast::Yes(capture)
     }
 
     /// The arguments of the call `hit` stopped at, rendered.

@@ -90,6 +90,11 @@ impl Stats {
 
     /// A call of `symbol` through `probe` whose return could not be watched.
     pub(crate) fn missed(&mut self, probe: &str, symbol: &str) {
+        self.missed_n(probe, symbol, 1);
+    }
+
+    /// `n` hits or calls of `probe` at `symbol` were seen but not reported.
+    pub(crate) fn missed_n(&mut self, probe: &str, symbol: &str, n: u64) {
         let row = self
             .rows
             .entry((probe.to_string(), symbol.to_string()))
@@ -103,7 +108,7 @@ impl Stats {
                 max: Duration::ZERO,
                 missed: 0,
             });
-        row.missed += 1;
+        row.missed += n;
     }
 
     /// A probed function returned after `d`.

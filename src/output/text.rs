@@ -216,6 +216,21 @@ impl Emitter for TextEmitter {
             Event::Warning { probe, message } => {
                 out.diag(&format!("rtrace: warning: probe {probe}: {message}"))
             }
+            Event::ProbeMode { probe, fast, int3 } => out.diag(&format!(
+                "rtrace: {}",
+                crate::handler::probe_mode_message(probe, *fast, int3)
+            )),
+            Event::Lost {
+                probe,
+                symbol,
+                count,
+                ..
+            } => out.diag(&format!(
+                "rtrace: warning: probe {probe}: {count} fast hit{} of {symbol} lost (the ring \
+                 shared with the tracee was full); lost hits are counted as missed in the \
+                 summary (-c)",
+                if *count == 1 { "" } else { "s" }
+            )),
             Event::NeverArmed { probe } => out.diag(&format!(
                 "rtrace: warning: probe {probe} never armed (its module was never loaded)"
             )),

@@ -26,7 +26,8 @@ use crossterm::{cursor, execute, queue, terminal};
 use super::render::{Known, Number, Renderer};
 use crate::addr::Pid;
 use crate::error::{Error, Result};
-use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
+use crate::handler::{Capture, Event, Fast, Handler, Hit, ProbeKind, Return, Site};
+use crate::symbols::Module;
 
 /// Steps per power of two.
 const SUB: usize = 8;
@@ -414,6 +415,15 @@ impl Handler for Tui {
         Ok(())
     }
 
+    /// The live view shows arguments as the printer renders them: the same
+    /// captures.
+    fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        if site.kind == ProbeKind::Instruction {
+            return Fast::Yes(Capture::default());
+        }
+        self.renderer.capture(site, module)
+    }
+
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
         let entry = ret.take_data::<Entry>();
         let value = self.renderer.retval(entry.as_ref().map(|e| &e.known), ret);
@@ -435,6 +445,12 @@ impl Handler for Tui {
                 self.draw()?;
             }
             Event::Missed { probe, symbol, .. } => self.row(probe, symbol).missed += 1,
+            Event::Lost {
+                probe,
+                symbol,
+                count,
+                ..
+            } => self.row(probe, symbol).missed += count,
             Event::Exited { pid, code } if Some(*pid) == self.pid => {
                 self.ended = Some(format!("exited with {code}"));
             }

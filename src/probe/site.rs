@@ -33,6 +33,10 @@ pub struct ProbeSite {
     pub resolver: bool,
     /// Resolver calls in flight returning here.
     pub resolver_returns: u32,
+    /// Patched with a jump to a detour (a fast probe): its index among the
+    /// address space's fast sites. `saved` then holds every byte the jump
+    /// replaced.
+    pub fast: Option<u32>,
 }
 
 /// Who needs a breakpoint.
@@ -66,6 +70,7 @@ impl ProbeSite {
             ret_refs: 0,
             resolver: false,
             resolver_returns: 0,
+            fast: None,
         }
     }
 

@@ -864,7 +864,7 @@ impl Handler for ScriptProbe {
         let site = hit.site().clone();
         let run = Run {
             pid: hit.pid(),
-            mem_pid: hit.mem.pid(),
+            mem_pid: hit.mem.live().map_or(hit.pid, |m| m.pid()),
             tid: hit.tid(),
             probe: &site.probe,
             func: &site.symbol,
@@ -910,7 +910,7 @@ impl Handler for ScriptProbe {
         let site = ret.site().clone();
         let run = Run {
             pid: ret.pid(),
-            mem_pid: ret.mem.pid(),
+            mem_pid: ret.mem.live().map_or(ret.pid, |m| m.pid()),
             tid: ret.tid(),
             probe: &site.probe,
             func: &site.symbol,

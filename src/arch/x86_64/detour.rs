@@ -46,16 +46,22 @@ pub const RED_ZONE: u64 = 128;
 ///
 /// ```text
 /// 0        enqueue position (u64), advanced by producers with lock cmpxchg
+/// 8        records lost because the ring was full, in all
 /// LOST     one u64 per fast site: records lost because the ring was full
 /// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
 /// ```
 ///
-/// A slot's `seq` is its position when free for that lap and position + 1
-/// once its record is published; the consumer frees it for the next lap by
-/// writing position + capacity (Dmitry Vyukov's bounded MPMC queue).
+/// Dmitry Vyukov's bounded MPMC queue, with each slot's sequence number
+/// stored less its slot number, so that a fresh (zero) memfd is an empty
+/// ring: for position `p` (slot `p % capacity`, lap base `b = p - p %
+/// capacity`) the slot is free when its word is `b`, published when it is
+/// `b + 1`; the consumer frees it for the next lap by writing `b + capacity`.
+/// A producer that finds a word below `b` finds the ring full.
 pub mod ring {
     /// The enqueue position.
     pub const ENQUEUE: u64 = 0;
+    /// Records lost, in all.
+    pub const LOST_TOTAL: u64 = 8;
     /// The lost-record counters, one per site index.
     pub const LOST: u64 = 64;
     /// How many fast sites one ring serves.
@@ -426,8 +432,10 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     a.and(r10, mask)?;
     a.imul_3(r10, r10, slot_size)?;
     a.lea(r10, ptr(r11 + r10 + slots))?;
+    a.mov(rcx, rax)?;
+    a.and(rcx, !mask)?;
     a.mov(rdx, qword_ptr(r10 + ring::SEQ as i32))?;
-    a.sub(rdx, rax)?;
+    a.sub(rdx, rcx)?;
     a.je(claim)?;
     a.jl(full)?;
     a.jmp(reload)?;
@@ -436,8 +444,8 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     a.lock()
         .cmpxchg(qword_ptr(r11 + ring::ENQUEUE as i32), rdx)?;
     a.jne(retry)?;
-    // r10: the slot; r11 from here: the sequence number that publishes it.
-    a.mov(r11, rdx)?;
+    // r10: the slot; r11 from here: the sequence word that publishes it.
+    a.lea(r11, ptr(rcx + 1))?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_ENTRY)?;
     for (n, reg) in [
@@ -548,6 +556,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     a.lock().inc(qword_ptr(
         r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
     ))?;
+    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
     a.jmp(restore)?;
 
     let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
@@ -562,4 +571,25 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         faults,
         code: out.inner.code_buffer,
     })
+}
+
+/// The registers a record holds, as at the probed instruction `ip`
+/// (`fs_base` is the thread pointer; segment registers are not recorded).
+pub fn record_regs(record: &[u8], ip: u64) -> super::regs::Regs {
+    let word = |off: u64| {
+        let at = off as usize;
+        record
+            .get(at..at + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let mut regs = super::regs::Regs::default();
+    for n in 0..16u8 {
+        regs.set_gpr(Gpr(n), word(ring::GPRS + 8 * u64::from(n)));
+    }
+    let raw = regs.raw_mut();
+    raw.eflags = word(ring::FLAGS);
+    raw.fs_base = word(ring::TP);
+    raw.rip = ip;
+    raw.orig_rax = u64::MAX;
+    regs
 }

@@ -70,6 +70,20 @@ impl Gpr {
     /// rsp.
     pub const RSP: Gpr = Gpr(4);
 
+    /// The register of SysV integer argument `n` (0..6: rdi, rsi, rdx, rcx,
+    /// r8, r9).
+    pub fn arg(n: usize) -> Option<Gpr> {
+        [7, 6, 2, 1, 8, 9].get(n).map(|&g| Gpr(g))
+    }
+
+    /// The register of DWARF number `n` (the psABI's mapping: 0 rax, 1 rdx,
+    /// 2 rcx, 3 rbx, 4 rsi, 5 rdi, 6 rbp, 7 rsp, 8-15 r8-r15).
+    pub fn from_dwarf(n: u16) -> Option<Gpr> {
+        [0, 2, 1, 3, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15]
+            .get(usize::from(n))
+            .map(|&g| Gpr(g))
+    }
+
     fn of(reg: Register) -> Option<Gpr> {
         let full = reg.full_register();
         if !full.is_gpr64() {

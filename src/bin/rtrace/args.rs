@@ -65,6 +65,11 @@ struct Raw {
     /// Function probes report entries only (no return probes).
     #[arg(long)]
     entry_only: bool,
+    /// Fast probes: where the handlers allow it, the probed instruction is
+    /// replaced by a jump to a detour that records each hit without stopping
+    /// the thread; the other probes stay int3. Says which at attach.
+    #[arg(long)]
+    fast: bool,
     /// Also trace children created by fork, vfork and clone.
     #[arg(short = 'f', long)]
     follow_forks: bool,
@@ -172,6 +177,8 @@ pub struct Cli {
     /// The compiled scripts (`--script`, `-x`), if any.
     pub script: Option<Script>,
     pub entry_only: bool,
+    /// `--fast`.
+    pub fast: bool,
     pub follow_forks: bool,
     pub step: StepMode,
     pub pin: bool,
@@ -247,6 +254,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
             (raw.summary, "-c"),
             (raw.entry_only, "--entry-only"),
             (raw.follow_forks, "-f"),
+            (raw.fast, "--fast"),
         ] {
             if given {
                 return Err(usage(&format!(
@@ -288,6 +296,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         inject: raw.inject,
         script,
         entry_only: raw.entry_only,
+        fast: raw.fast,
         follow_forks: raw.follow_forks,
         step: raw.step.parse().expect("clap checked the value"),
         pin: raw.pin,

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use rtrace::output::{Format, Printer, PrinterOptions, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
-use rtrace::{Handler, Hit, Options, Outcome, Return, Tracer};
+use rtrace::{Fast, Handler, Hit, Options, Outcome, Return, Tracer};
 
 use args::{Cli, ColorWhen, Target};
 
@@ -54,6 +54,9 @@ impl Handler for Forward {
     fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
         self.0.borrow_mut().on_return(ret)
     }
+    fn fast(&mut self, site: &rtrace::Site, module: Option<&rtrace::symbols::Module>) -> Fast {
+        self.0.borrow_mut().fast(site, module)
+    }
 }
 
 /// `--inject`: the injector of one rule and the printer on the same probe. A
@@ -78,6 +81,9 @@ impl Handler for Injecting {
             printer.mark_injected(injected.errno);
         }
         printer.on_return(ret)
+    }
+    fn fast(&mut self, _: &rtrace::Site, _: Option<&rtrace::symbols::Module>) -> Fast {
+        Fast::No("fault injection changes registers".into())
     }
 }
 
@@ -180,6 +186,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         entry_only: cli.entry_only,
         follow_forks: cli.follow_forks,
         step: cli.step,
+        fast: cli.fast,
     };
     let mut tracer = match &cli.target {
         Target::Attach(pid) => Tracer::attach(*pid, opts)?,

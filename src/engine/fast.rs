@@ -1,0 +1,1538 @@
+//! Fast probes: sites patched with a jump to a detour that records the hit
+//! into a ring shared with rtrace and goes on, without a stop (the
+//! kernel's optprobes, in userspace; the code is `arch::detour`'s).
+//!
+//! What this file owns, per address space ([`FastState`], kept in the
+//! `Space` with everything else written into the tracee):
+//!
+//! - **the ring**: a memfd the tracee creates (an injected `memfd_create`),
+//!   mapped shared in the tracee (injected `mmap`) and in rtrace (through
+//!   `/proc/PID/fd/N`), then closed in the tracee: no descriptor of ours is
+//!   left there. Unmapped at detach, in a forked child that is not followed,
+//!   and gone with the image at exec.
+//! - **detour areas**: anonymous `r-x` mappings placed within ±2 GiB of the
+//!   code they serve (`jmp rel32` reaches them), each holding many detours.
+//! - **fast sites**: a probe site whose first bytes are the jump. Its
+//!   `ProbeSite` stays in the probe table, with `saved` holding every byte
+//!   the jump replaced, so removing it (detach, a forked child's scrub) puts
+//!   them all back. Index `i` of [`FastState::sites`] is the record's site
+//!   id; entries are never reused, so a record drained late still names its
+//!   probes.
+//!
+//! Patching and unpatching happen with every thread of the address space
+//! stopped ([`Tracer::patch_fast`], [`Tracer::unpatch_fast`]). A site is
+//! patched only when no thread's instruction pointer lies strictly inside
+//! the bytes replaced (else it waits for the next try); a site loses its
+//! jump (back to an int3) when anything but a fast-capable probe needs the
+//! address, or an address inside the jump. A thread inside a detour at that
+//! moment finishes it unharmed (the detour stays mapped and returns to an
+//! instruction boundary). Only when detours go away (detach) must threads
+//! leave them first ([`Tracer::leave_detour`]), and a signal is delivered
+//! only once its thread is out of any detour, so no signal frame ever holds
+//! a detour address (the stepped thread's signal waits, as during a step).
+//!
+//! Records are drained ([`Tracer::drain`]) before the tracer blocks, every
+//! [`DRAIN_INTERVAL`] while it is busy, and before anything that would make
+//! a record meaningless: a thread's id reused, an exec, the process's end,
+//! the detach. Each becomes a [`Hit`] handed to the probes' `on_entry`, its
+//! memory reads answered from the record's captures.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::detour::{
+    self, ring, CaptureField, CaptureKind, Detour, DetourSpec, Patch, RingLayout, ThreadPointer,
+};
+use crate::arch::SCRATCH_SYSCALL_OFFSET;
+use crate::error::{Error, Result};
+use crate::handler::{
+    Capture, Captured, CapturedStr, Event, Fast, Hit, Memory, ProbeId, ProbeKind,
+};
+use crate::handler::{Site, SkipReason};
+use crate::symbols::maps::Mapping;
+use crate::sys::ptrace;
+use crate::sys::shm::{self, SharedMap};
+
+use super::hit::StepEnd;
+use super::space::Placement;
+use super::task::TaskState;
+use super::{guarded, Tracer};
+
+/// The size of one detour area.
+pub(crate) const AREA_SIZE: u64 = 256 << 10;
+/// Room left free above the heap (or where `brk` starts) and below the
+/// stack, which grow into it.
+const GROWTH_ROOM: u64 = 1 << 30;
+/// Room kept for one detour: the longest one rtrace generates (a few
+/// captures, five displaced instructions) is well under this.
+const DETOUR_ROOM: u64 = 1024;
+/// The largest record (captures included) a fast site may need.
+const MAX_RECORD: u64 = 4096;
+/// About how much shared memory a ring takes.
+const RING_BYTES: u64 = 16 << 20;
+/// Bounds of a ring's slot count.
+const MIN_SLOTS: u64 = 1024;
+const MAX_SLOTS: u64 = 65536;
+/// How often records are drained while the tracer is busy, and the longest
+/// it sleeps while fast sites may be recording.
+pub(crate) const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
+/// The memfd's name, written into the scratch page for `memfd_create`
+/// (bytes 8..20: past the scratch code, before the out-of-line slots).
+const RING_NAME: &[u8] = b"rtrace-ring\0";
+const RING_NAME_OFFSET: i64 = 8;
+/// The most single-steps taken to bring a thread out of a detour (a capture
+/// loop of a few KiB is some thousands).
+const STEP_BUDGET: usize = 1 << 20;
+/// Lowest address an area may take (`vm.mmap_min_addr`'s usual value).
+const MIN_ADDR: u64 = 0x10000;
+const PAGE: u64 = 4096;
+
+/// The ring of one address space, as rtrace reads it.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    /// rtrace's own mapping of the memfd.
+    pub map: SharedMap,
+    /// Where the tracee has it, and its shape.
+    pub layout: RingLayout,
+    /// The next position to read (Vyukov's dequeue position; rtrace is the
+    /// only consumer).
+    pub consumed: u64,
+    /// The total lost counter as last seen.
+    pub lost_seen: u64,
+}
+
+/// A detour area.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Area {
+    pub base: RuntimeAddr,
+    pub used: u64,
+}
+
+/// A site that was patched with a jump (or still is: `live`).
+#[derive(Clone, Debug)]
+pub(crate) struct FastSite {
+    pub addr: RuntimeAddr,
+    /// Bytes the jump replaced.
+    pub len: usize,
+    /// Where its detour is, and what it is.
+    pub at: RuntimeAddr,
+    pub detour: Detour,
+    pub captures: Vec<CaptureField>,
+    /// The probes it records for.
+    pub probes: Vec<Rc<Site>>,
+    /// Its lost counter as last seen.
+    pub lost: u64,
+    /// Still patched.
+    pub live: bool,
+}
+
+impl FastSite {
+    fn contains_ip(&self, ip: u64) -> bool {
+        (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
+    }
+}
+
+/// Fast probes in one address space.
+#[derive(Debug, Default)]
+pub(crate) struct FastState {
+    pub ring: Option<Ring>,
+    /// A forked child's ring, to be made (at its parent's address, with its
+    /// parent's layout) before the child runs: until then it shares its
+    /// parent's.
+    pub ring_wanted: Option<RingLayout>,
+    /// Why no ring could be made here (every site stays int3).
+    pub broken: Option<String>,
+    pub areas: Vec<Area>,
+    pub sites: Vec<FastSite>,
+    /// Why a site address cannot be fast (judged once per set of owners).
+    pub refused: HashMap<RuntimeAddr, String>,
+    /// Thread pointer (`fs_base`) → thread.
+    pub threads: HashMap<u64, Tid>,
+    /// Thread pointers lent to a vfork child while its parent waits in the
+    /// kernel (the child runs on its parent's TLS): the child, and whether
+    /// it is silent.
+    pub lent: HashMap<u64, (Tid, bool)>,
+    /// Thread pointers no thread had at a refresh.
+    pub unknown: HashSet<u64>,
+    /// Sites may be waiting to be patched.
+    pub dirty: bool,
+}
+
+impl FastState {
+    /// The live fast sites whose replaced bytes contain `addr`.
+    pub fn covering(&self, addr: RuntimeAddr) -> Vec<RuntimeAddr> {
+        self.sites
+            .iter()
+            .filter(|s| s.live && (s.addr.get()..s.addr.get() + s.len as u64).contains(&addr.get()))
+            .map(|s| s.addr)
+            .collect()
+    }
+
+    /// The fast site (live or not) whose detour holds `ip`.
+    pub fn detour_at(&self, ip: u64) -> Option<&FastSite> {
+        self.sites.iter().find(|s| s.contains_ip(ip))
+    }
+
+    /// The fix-up of a capture load at `ip`.
+    pub fn fixup(&self, ip: u64) -> Option<u64> {
+        let site = self.detour_at(ip)?;
+        site.detour
+            .faults
+            .iter()
+            .find(|(load, _)| *load == ip)
+            .map(|(_, fix)| *fix)
+    }
+
+    /// True once anything of ours is in the tracee.
+    pub fn active(&self) -> bool {
+        !self.sites.is_empty() || self.ring.is_some()
+    }
+
+    /// Everything mapped into the tracee for fast probes: (address, length).
+    pub fn mappings(&self) -> Vec<(RuntimeAddr, u64)> {
+        let mut v: Vec<(RuntimeAddr, u64)> =
+            self.areas.iter().map(|a| (a.base, AREA_SIZE)).collect();
+        let layout = self.ring.as_ref().map(|r| r.layout).or(self.ring_wanted);
+        if let Some(l) = layout {
+            v.push((RuntimeAddr(l.base), l.size()));
+        }
+        v
+    }
+
+    /// The state a forked child starts with: the same patches and areas
+    /// (copied with its memory), and a ring of its own to be made.
+    pub fn for_child(&self) -> FastState {
+        FastState {
+            ring: None,
+            ring_wanted: self.ring.as_ref().map(|r| r.layout),
+            broken: self.broken.clone(),
+            areas: self.areas.clone(),
+            sites: self.sites.clone(),
+            refused: self.refused.clone(),
+            threads: HashMap::new(),
+            lent: HashMap::new(),
+            unknown: HashSet::new(),
+            dirty: false,
+        }
+    }
+
+    /// The thread a record with thread pointer `tp` came from, and whether
+    /// it is silent.
+    fn thread(&self, tp: u64) -> Option<(Tid, bool)> {
+        self.lent
+            .get(&tp)
+            .copied()
+            .or_else(|| self.threads.get(&tp).map(|&t| (t, false)))
+    }
+}
+
+/// Time stamp counter readings → time since the tracer started: a line
+/// through the first reading, its slope measured at the start (a 2 ms spin)
+/// and refined at every drain (the longer the baseline, the better).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TscClock {
+    tsc0: u64,
+    t0: Duration,
+    ns_per_tick: f64,
+}
+
+impl TscClock {
+    pub fn calibrate(start: Instant) -> TscClock {
+        let (tsc0, t0) = (shm::tsc(), start.elapsed());
+        let mut clock = TscClock {
+            tsc0,
+            t0,
+            ns_per_tick: 1.0,
+        };
+        while start.elapsed() < t0 + Duration::from_millis(2) {
+            std::hint::spin_loop();
+        }
+        clock.refine(start);
+        clock
+    }
+
+    pub fn refine(&mut self, start: Instant) {
+        let (tsc, t) = (shm::tsc(), start.elapsed());
+        if tsc > self.tsc0 && t > self.t0 {
+            self.ns_per_tick = (t - self.t0).as_nanos() as f64 / (tsc - self.tsc0) as f64;
+        }
+    }
+
+    pub fn time(&self, tsc: u64) -> Duration {
+        let ticks = tsc.wrapping_sub(self.tsc0) as i64;
+        let ns = self.t0.as_nanos() as f64 + ticks as f64 * self.ns_per_tick;
+        Duration::from_nanos(ns.max(0.0) as u64)
+    }
+}
+
+/// How a drain treats slots claimed but not yet published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Drain {
+    /// Leave them for later; thread pointers not known yet may be looked
+    /// up by stopping the threads (the tracer is between two stops).
+    Safe,
+    /// Leave them for later; no thread is stopped for it.
+    Quick,
+    /// No thread will publish them any more (the process is gone, or every
+    /// thread has left the detours): skip them.
+    Final,
+}
+
+/// A site judged patchable, with what its detour must capture.
+struct Planned {
+    addr: RuntimeAddr,
+    patch: Patch,
+    kinds: Vec<CaptureKind>,
+    probes: Vec<Rc<Site>>,
+}
+
+/// The address for an area of `size` bytes nearest `near` among the gaps of
+/// `maps` (sorted), or None when no gap within reach of a `jmp rel32` has
+/// room. Room is left where a mapping grows: above the heap (or, with no
+/// heap yet, above the executable's last mapping, where `brk` starts), and
+/// below the stack.
+pub(crate) fn place_area(maps: &[Mapping], exe: &Path, near: u64, size: u64) -> Option<u64> {
+    let reach = (1u64 << 31) - 2 * AREA_SIZE;
+    let exe_last = maps
+        .iter()
+        .filter(|m| Path::new(&m.name) == exe)
+        .map(|m| m.end.get())
+        .max();
+    let mut best: Option<u64> = None;
+    let mut consider = |lo: u64, hi: u64| {
+        // One page free on each side.
+        let (lo, hi) = (lo + PAGE, hi.saturating_sub(PAGE));
+        if hi < lo + size {
+            return;
+        }
+        let want = near & !(PAGE - 1);
+        let at = want.clamp(lo, hi - size);
+        let far = at.abs_diff(near).max((at + size).abs_diff(near));
+        if far >= reach {
+            return;
+        }
+        if best.is_none_or(|b| at.abs_diff(near) < b.abs_diff(near)) {
+            best = Some(at);
+        }
+    };
+    let mut prev_end = MIN_ADDR;
+    let mut prev: Option<&Mapping> = None;
+    for m in maps {
+        let grows_up = prev.is_some_and(|p| p.name == "[heap]" || Some(p.end.get()) == exe_last);
+        let grows_down = m.name == "[stack]";
+        let lo = match grows_up {
+            true => prev_end.saturating_add(GROWTH_ROOM),
+            false => prev_end,
+        };
+        let hi = match grows_down {
+            true => m.start.get().saturating_sub(GROWTH_ROOM),
+            false => m.start.get(),
+        };
+        if hi > lo {
+            consider(lo, hi);
+        }
+        prev_end = prev_end.max(m.end.get());
+        prev = Some(m);
+    }
+    best
+}
+
+impl Tracer {
+    /// The TSC clock, calibrated once.
+    fn clock(&mut self) -> TscClock {
+        let start = self.start;
+        *self
+            .tsc_clock
+            .get_or_insert_with(|| TscClock::calibrate(start))
+    }
+
+    /// Takes the jump off any fast site of space `key` whose replaced bytes
+    /// hold `addr`, before a breakpoint is armed there (an int3 written into
+    /// a jump would break it; a site that gets another owner is an int3).
+    pub(super) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
+        let covering = self
+            .spaces
+            .get(&key)
+            .map(|s| s.fast.covering(addr))
+            .unwrap_or_default();
+        if covering.is_empty() {
+            return Ok(());
+        }
+        self.unpatch_fast(key, &covering)
+    }
+
+    /// Patches every site of space `key` that can be fast and is not yet:
+    /// judges each (its probes' handlers, [`detour::plan_patch`]), then, with
+    /// every thread of the space stopped, makes the ring if there is none,
+    /// writes the detours and the jumps. A site with a thread inside its
+    /// replaced bytes waits for the next call.
+    pub(super) fn patch_fast(&mut self, key: Pid) -> Result<()> {
+        if !self.opts.fast || self.halting {
+            return Ok(());
+        }
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        if !space.fast.dirty || space.scratch.is_none() {
+            return Ok(());
+        }
+        space.fast.dirty = false;
+        let candidates: Vec<RuntimeAddr> = space
+            .sites
+            .iter()
+            .filter(|(a, s)| {
+                s.fast.is_none() && !s.probes.is_empty() && !space.fast.refused.contains_key(a)
+            })
+            .map(|(a, _)| a)
+            .collect();
+        let mut plans = Vec::new();
+        for addr in candidates {
+            match self.plan_fast(key, addr) {
+                Ok(p) => plans.push(p),
+                Err(why) => {
+                    self.space_mut(key)?.fast.refused.insert(addr, why);
+                }
+            }
+        }
+        if plans.is_empty() {
+            return Ok(());
+        }
+        let running: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
+            .map(|(tid, _)| *tid)
+            .collect();
+        let quiet = self.interrupt_and_collect(&running)?;
+        let r = self.patch_planned(key, plans, &quiet);
+        for t in quiet {
+            self.resume(t, 0)?;
+        }
+        r
+    }
+
+    /// Judges the site at `addr` of space `key`: the reason it cannot be
+    /// fast, or what to patch and capture.
+    fn plan_fast(&mut self, key: Pid, addr: RuntimeAddr) -> std::result::Result<Planned, String> {
+        let Tracer { spaces, probes, .. } = self;
+        let space = spaces.get(&key).ok_or("the process is gone")?;
+        let site = space.sites.get(addr).ok_or("the site is gone")?;
+        if site.rtld
+            || site.unwind
+            || site.ret_refs > 0
+            || site.resolver
+            || site.resolver_returns > 0
+        {
+            return Err("rtrace watches this address with a breakpoint of its own".into());
+        }
+        let module = space.modules.module_at(addr);
+        let mut capture = Capture::default();
+        for s in &site.probes {
+            if s.kind == (ProbeKind::Function { returns: true }) {
+                return Err(
+                    "returns are watched by int3 probes (--entry-only makes the \
+                            entry fast)"
+                        .into(),
+                );
+            }
+            let Some(probe) = probes.get_mut(s.id.0).and_then(Option::as_mut) else {
+                continue;
+            };
+            match probe.handler.fast(s, module) {
+                Fast::Yes(c) => capture.merge(&c),
+                Fast::No(why) => return Err(why),
+            }
+        }
+        let m = module.ok_or("no module maps the address")?;
+        let (sym, offset) = m
+            .elf
+            .function_at(m.to_link(addr))
+            .ok_or("no symbol covers the address")?;
+        if sym.size == 0 {
+            return Err("the size of its function is unknown".into());
+        }
+        if sym.size > 1 << 20 {
+            return Err("its function is too large to scan".into());
+        }
+        if offset > 0 && m.elf.has_exception_tables() {
+            return Err("exception landing pads inside the function are not checked".into());
+        }
+        let start = addr.offset(-(offset as i64));
+        let end = start.offset(sym.size as i64);
+        let mut bytes = space
+            .mem
+            .read_vec(start, sym.size as usize)
+            .map_err(|e| format!("its code cannot be read ({e})"))?;
+        // The original bytes, under our breakpoints and jumps.
+        for (a, s) in space.sites.iter() {
+            if a >= start && a < end {
+                let at = (a.get() - start.get()) as usize;
+                let n = s.saved.len().min(bytes.len() - at);
+                bytes[at..at + n].copy_from_slice(&s.saved[..n]);
+            }
+        }
+        let patch = detour::plan_patch(&bytes, start.get(), addr.get())?;
+        let replaced = addr.get()..addr.get() + patch.len as u64;
+        if space
+            .sites
+            .iter()
+            .any(|(a, _)| a != addr && replaced.contains(&a.get()))
+        {
+            return Err("another breakpoint is in the bytes a jump would replace".into());
+        }
+        let overlaps = space.fast.sites.iter().any(|f| {
+            f.live && f.addr.get() < replaced.end && replaced.start < f.addr.get() + f.len as u64
+        });
+        if overlaps {
+            return Err("another fast probe's jump overlaps the bytes".into());
+        }
+        let mut kinds: Vec<CaptureKind> = capture
+            .strings
+            .iter()
+            .map(|&(reg, max)| CaptureKind::CStr {
+                reg,
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            })
+            .collect();
+        if capture.stack > 0 {
+            kinds.push(CaptureKind::Stack {
+                len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
+            });
+        }
+        if detour::layout_captures(&kinds).1 > MAX_RECORD {
+            return Err(format!(
+                "what its handlers capture does not fit a fast record ({MAX_RECORD} bytes)"
+            ));
+        }
+        Ok(Planned {
+            addr,
+            patch,
+            kinds,
+            probes: site.probes.clone(),
+        })
+    }
+
+    /// The thread of space `key` to make system calls with: stopped, not
+    /// stepping, with nothing waiting to be handled (one of `quiet` first).
+    fn injector(&self, key: Pid, quiet: &[Tid]) -> Option<Tid> {
+        let waiting: Vec<Tid> = self.deferred.iter().map(|s| s.tid()).collect();
+        let usable = |tid: &Tid| {
+            self.tasks.get(tid).is_some_and(|t| {
+                t.space == key
+                    && t.state == TaskState::Stopped
+                    && !t.exiting
+                    && t.step.is_none()
+                    && t.scrub.is_none()
+            }) && !waiting.contains(tid)
+        };
+        quiet
+            .iter()
+            .copied()
+            .find(|t| usable(t))
+            .or_else(|| self.tasks.keys().copied().find(|t| usable(t)))
+    }
+
+    /// With every thread of space `key` stopped: makes the ring if needed,
+    /// and patches `plans`.
+    fn patch_planned(&mut self, key: Pid, plans: Vec<Planned>, quiet: &[Tid]) -> Result<()> {
+        let Some(tid) = self.injector(key, quiet) else {
+            // Try again later.
+            self.space_mut(key)?.fast.dirty = true;
+            return Ok(());
+        };
+        // Where every thread is, and its thread pointer.
+        let mut ips = Vec::new();
+        let stopped: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stopped {
+            if let Ok(regs) = ptrace::getregs(t) {
+                ips.push(regs.ip());
+                let fs_base = regs.raw().fs_base;
+                if fs_base != 0 {
+                    self.space_mut(key)?.fast.threads.insert(fs_base, t);
+                }
+            }
+        }
+        let stepping: Vec<RuntimeAddr> = self
+            .tasks
+            .values()
+            .filter(|t| t.space == key)
+            .filter_map(|t| t.step.as_ref().map(|s| s.site))
+            .collect();
+        if self.spaces[&key].fast.ring.is_none() {
+            let slot = plans
+                .iter()
+                .map(|p| detour::layout_captures(&p.kinds).1)
+                .max()
+                .unwrap_or(ring::CAPTURES)
+                .max(256);
+            if let Err(why) = self.make_ring(key, tid, slot, None) {
+                let space = self.space_mut(key)?;
+                space.fast.broken = Some(why.clone());
+                for p in plans {
+                    space.fast.refused.insert(p.addr, format!("no ring: {why}"));
+                }
+                return Ok(());
+            }
+        }
+        let tp = if shm::has_fsgsbase() {
+            ThreadPointer::Rdfsbase
+        } else {
+            ThreadPointer::FsSelf
+        };
+        for plan in plans {
+            let addr = plan.addr;
+            let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;
+            if ips.iter().any(|ip| inside.contains(ip)) || stepping.contains(&addr) {
+                self.space_mut(key)?.fast.dirty = true;
+                continue;
+            }
+            if let Err(why) = self.patch_one(key, tid, plan, tp) {
+                self.space_mut(key)?.fast.refused.insert(addr, why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the detour of `plan` and its jump.
+    fn patch_one(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        plan: Planned,
+        tp: ThreadPointer,
+    ) -> std::result::Result<(), String> {
+        let layout = self.spaces[&key]
+            .fast
+            .ring
+            .as_ref()
+            .map(|r| r.layout)
+            .ok_or("no ring")?;
+        let (captures, record) = detour::layout_captures(&plan.kinds);
+        if record > layout.slot_size {
+            return Err(format!(
+                "its captures do not fit the ring's records ({} bytes)",
+                layout.slot_size
+            ));
+        }
+        let area = self.area_near(key, tid, plan.addr)?;
+        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let at = space.fast.areas[area]
+            .base
+            .offset(space.fast.areas[area].used as i64);
+        let index = space.fast.sites.len() as u32;
+        let spec = DetourSpec {
+            at: at.get(),
+            ring: layout,
+            index,
+            captures: &captures,
+            tp,
+        };
+        let code = detour::assemble_detour(&plan.patch, &spec)?;
+        if code.code.len() as u64 > DETOUR_ROOM {
+            return Err("its detour is too long".into());
+        }
+        let jump =
+            detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
+        space
+            .mem
+            .write(at, &code.code)
+            .map_err(|e| format!("the detour cannot be written ({e})"))?;
+        space.fast.areas[area].used += (code.code.len() as u64).div_ceil(16) * 16;
+        space
+            .mem
+            .write(plan.addr, &jump)
+            .map_err(|e| format!("the jump cannot be written ({e})"))?;
+        let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
+        site.saved = plan.patch.saved.clone();
+        site.fast = Some(index);
+        space.fast.sites.push(FastSite {
+            addr: plan.addr,
+            len: plan.patch.len,
+            at,
+            detour: code,
+            captures,
+            probes: plan.probes,
+            lost: 0,
+            live: true,
+        });
+        Ok(())
+    }
+
+    /// An area of space `key` with room for a detour within reach of `addr`,
+    /// mapped (by `tid`) if there is none.
+    fn area_near(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        addr: RuntimeAddr,
+    ) -> std::result::Result<usize, String> {
+        let reach = (1u64 << 31) - 2 * AREA_SIZE;
+        let space = &self.spaces[&key];
+        if let Some(i) = space.fast.areas.iter().position(|a| {
+            a.used + DETOUR_ROOM <= AREA_SIZE && a.base.get().abs_diff(addr.get()) < reach
+        }) {
+            return Ok(i);
+        }
+        let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
+        let at = place_area(&maps, &space.exe, addr.get(), AREA_SIZE)
+            .ok_or("no free address range within reach of a jump")?;
+        let scratch = space.scratch.ok_or("no scratch page")?;
+        let got = self
+            .inject_syscall(
+                tid,
+                scratch.offset(SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_mmap,
+                &[
+                    at,
+                    AREA_SIZE,
+                    (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .map_err(|e| format!("no detour area could be mapped ({e})"))? as u64;
+        if got != at {
+            // A kernel without MAP_FIXED_NOREPLACE took it as a hint.
+            let _ = self.munmap_in(tid, key, RuntimeAddr(got), AREA_SIZE);
+            return Err("no detour area could be mapped where a jump reaches".into());
+        }
+        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        space.fast.areas.push(Area {
+            base: RuntimeAddr(at),
+            used: 0,
+        });
+        Ok(space.fast.areas.len() - 1)
+    }
+
+    /// Unmaps `len` bytes at `addr` in space `key`, by `tid` (stopped).
+    fn munmap_in(&mut self, tid: Tid, key: Pid, addr: RuntimeAddr, len: u64) -> Result<()> {
+        let scratch = self.spaces[&key]
+            .scratch
+            .ok_or(Error::NoSuchProcess { pid: key })?;
+        self.inject_syscall(
+            tid,
+            scratch.offset(SCRATCH_SYSCALL_OFFSET),
+            libc::SYS_munmap,
+            &[addr.get(), len],
+        )?;
+        Ok(())
+    }
+
+    /// Makes the ring of space `key` by `tid` (stopped): `memfd_create` in the
+    /// tracee, mapped there (at `fixed`, for a forked child taking its
+    /// parent's place, else where the kernel likes) and here, then closed
+    /// there. `slot` is the record size.
+    pub(super) fn make_ring(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        slot: u64,
+        fixed: Option<RingLayout>,
+    ) -> std::result::Result<(), String> {
+        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
+        let pid = self.spaces[&key].pid;
+        let gadget = scratch.offset(SCRATCH_SYSCALL_OFFSET);
+        let name = scratch.offset(RING_NAME_OFFSET);
+        let mut layout = fixed.unwrap_or_else(|| {
+            let slot_size = slot.div_ceil(64) * 64;
+            let slots = (RING_BYTES / slot_size).clamp(MIN_SLOTS, MAX_SLOTS);
+            RingLayout {
+                base: 0,
+                capacity: 1 << (63 - slots.leading_zeros()),
+                slot_size,
+            }
+        });
+        self.spaces[&key]
+            .mem
+            .write(name, RING_NAME)
+            .map_err(|e| e.to_string())?;
+        let fd = self
+            .inject_syscall(
+                tid,
+                gadget,
+                libc::SYS_memfd_create,
+                &[name.get(), libc::MFD_CLOEXEC as u64],
+            )
+            .map_err(|e| format!("memfd_create failed in the tracee ({e})"))?;
+        let made = (|| -> std::result::Result<(SharedMap, u64), String> {
+            let path = format!("/proc/{pid}/fd/{fd}");
+            let map = SharedMap::open(Path::new(&path), layout.size() as usize)
+                .map_err(|e| e.to_string())?;
+            let flags = match fixed {
+                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED,
+                None => libc::MAP_SHARED,
+            };
+            let base = self
+                .inject_syscall(
+                    tid,
+                    gadget,
+                    libc::SYS_mmap,
+                    &[
+                        layout.base,
+                        layout.size(),
+                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                        flags as u64,
+                        fd as u64,
+                        0,
+                    ],
+                )
+                .map_err(|e| format!("the ring cannot be mapped in the tracee ({e})"))?;
+            Ok((map, base as u64))
+        })();
+        let closed = self.inject_syscall(tid, gadget, libc::SYS_close, &[fd as u64]);
+        let (map, base) = made?;
+        closed.map_err(|e| e.to_string())?;
+        if fixed.is_some() && base != layout.base {
+            return Err("the ring could not take its parent's place".into());
+        }
+        layout.base = base;
+        self.clock();
+        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        space.fast.ring = Some(Ring {
+            map,
+            layout,
+            consumed: 0,
+            lost_seen: 0,
+        });
+        space.fast.ring_wanted = None;
+        Ok(())
+    }
+
+    /// Takes the jumps off the fast sites at `addrs` of space `key`, with
+    /// every thread of the space stopped: each gets its original bytes back,
+    /// and its int3 (it stays a breakpoint until its owners say otherwise).
+    /// A thread inside a detour finishes it: the detour stays mapped and
+    /// returns past the replaced bytes, to an instruction boundary.
+    pub(super) fn unpatch_fast(&mut self, key: Pid, addrs: &[RuntimeAddr]) -> Result<()> {
+        let live: Vec<RuntimeAddr> = match self.spaces.get(&key) {
+            Some(space) => addrs
+                .iter()
+                .copied()
+                .filter(|a| space.sites.get(*a).is_some_and(|s| s.fast.is_some()))
+                .collect(),
+            None => return Ok(()),
+        };
+        if live.is_empty() {
+            return Ok(());
+        }
+        let running: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
+            .map(|(tid, _)| *tid)
+            .collect();
+        let quiet = if self.halting {
+            Vec::new()
+        } else {
+            self.interrupt_and_collect(&running)?
+        };
+        let mut first = Ok(());
+        if let Some(space) = self.spaces.get_mut(&key) {
+            for addr in live {
+                let Some(site) = space.sites.get_mut(addr) else {
+                    continue;
+                };
+                let Some(index) = site.fast.take() else {
+                    continue;
+                };
+                let mut bytes = site.saved.clone();
+                bytes[..crate::arch::BREAKPOINT.len()].copy_from_slice(&crate::arch::BREAKPOINT);
+                site.saved.truncate(crate::arch::BREAKPOINT.len());
+                let r = space.mem.write(addr, &bytes);
+                if first.is_ok() {
+                    first = r;
+                }
+                if let Some(f) = space.fast.sites.get_mut(index as usize) {
+                    f.live = false;
+                }
+                space.fast.refused.remove(&addr);
+                space.fast.dirty = true;
+            }
+        }
+        for t in quiet {
+            self.resume(t, 0)?;
+        }
+        first
+    }
+
+    /// Brings stopped thread `tid` out of any detour: at a detour's first
+    /// instruction (or its `pushfq`) it is sent back to the probed address,
+    /// as if it had not got there yet; elsewhere it is single-stepped until
+    /// it leaves (a capture load that faults goes to its fix-up). False when
+    /// it could not be (it died, or a displaced instruction faulted: its
+    /// signal is then held for it).
+    pub(super) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        for _ in 0..STEP_BUDGET {
+            let mut regs = match ptrace::getregs(tid) {
+                Ok(r) => r,
+                Err(e) if e.is_tracee_gone() => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let ip = regs.ip();
+            let Some(space) = self.spaces.get(&key) else {
+                return Ok(true);
+            };
+            let Some(site) = space.fast.detour_at(ip) else {
+                return Ok(true);
+            };
+            if ip == site.detour.entry || ip == site.detour.pushf {
+                if ip == site.detour.pushf {
+                    regs.set_sp(regs.sp().wrapping_add(detour::RED_ZONE));
+                }
+                regs.set_ip(site.addr.get());
+                ptrace::setregs(tid, &regs)?;
+                return Ok(true);
+            }
+            match self.single_step(tid)? {
+                StepEnd::Done => {}
+                StepEnd::Gone => return Ok(false),
+                StepEnd::Faulted(signal) => {
+                    let regs = ptrace::getregs(tid)?;
+                    let fix = self.spaces.get(&key).and_then(|s| s.fast.fixup(regs.ip()));
+                    match fix {
+                        Some(fix) if matches!(signal, libc::SIGSEGV | libc::SIGBUS) => {
+                            let mut regs = regs;
+                            regs.set_ip(fix);
+                            ptrace::setregs(tid, &regs)?;
+                        }
+                        _ => {
+                            self.hold_signal(tid, signal)?;
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// `tid` is in a signal-delivery stop for `signal`: when it is a capture
+    /// load of a detour faulting on a bad pointer, the thread goes to the
+    /// load's fix-up (the capture is marked unreadable) and the signal is
+    /// not delivered. True when that was it.
+    pub(super) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        if !matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
+            return Ok(false);
+        }
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(false);
+        }
+        if !crate::sys::wait::is_fault(tid, signal) {
+            return Ok(false);
+        }
+        let mut regs = ptrace::getregs(tid)?;
+        let Some(fix) = self.spaces[&key].fast.fixup(regs.ip()) else {
+            return Ok(false);
+        };
+        regs.set_ip(fix);
+        ptrace::setregs(tid, &regs)?;
+        self.resume(tid, 0)?;
+        Ok(true)
+    }
+
+    /// A signal is about to be delivered to `tid` (stopped for it): a thread
+    /// inside a detour leaves it first, so the signal frame holds a program
+    /// address. True when the signal was held for that (it is delivered
+    /// when the thread resumes, out of the detour).
+    pub(super) fn signal_in_detour(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(false);
+        }
+        let Ok(regs) = ptrace::getregs(tid) else {
+            return Ok(false);
+        };
+        if self.spaces[&key].fast.detour_at(regs.ip()).is_none() {
+            return Ok(false);
+        }
+        self.hold_signal(tid, signal)?;
+        self.leave_detour(tid)?;
+        self.resume(tid, 0)?;
+        Ok(true)
+    }
+
+    /// Reads the thread pointer of every thread of space `key`, stopping
+    /// the running ones for it.
+    fn refresh_threads(&mut self, key: Pid) -> Result<()> {
+        let running: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
+            .map(|(tid, _)| *tid)
+            .collect();
+        let quiet = self.interrupt_and_collect(&running)?;
+        let stopped: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stopped {
+            if let Ok(regs) = ptrace::getregs(t) {
+                let tp = regs.raw().fs_base;
+                if tp != 0 {
+                    if let Some(space) = self.spaces.get_mut(&key) {
+                        space.fast.threads.insert(tp, t);
+                    }
+                }
+            }
+        }
+        for t in quiet {
+            self.resume(t, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Notes thread `tid`'s thread pointer `tp` (read at its first stop):
+    /// records already made under that pointer (a thread that ended, whose
+    /// TLS the new one reuses) are drained first.
+    pub(super) fn note_thread(&mut self, tid: Tid, tp: u64) -> Result<()> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(());
+        };
+        let Some(space) = self.spaces.get(&key) else {
+            return Ok(());
+        };
+        if tp == 0 || !space.fast.active() {
+            return Ok(());
+        }
+        if space.fast.threads.get(&tp).is_some_and(|&t| t != tid) {
+            self.drain(key, Drain::Quick)?;
+        }
+        if let Some(space) = self.spaces.get_mut(&key) {
+            space.fast.threads.insert(tp, tid);
+            space.fast.unknown.remove(&tp);
+        }
+        Ok(())
+    }
+
+    /// While vfork child `child` runs on its parent `parent`'s TLS, records
+    /// under the parent's thread pointer are the child's (the parent waits in
+    /// the kernel); `lend` false gives it back. Records made before are
+    /// drained first.
+    pub(super) fn lend_thread_pointer(
+        &mut self,
+        parent: Tid,
+        child: Tid,
+        lend: bool,
+    ) -> Result<()> {
+        let Some(key) = self.tasks.get(&child).map(|t| t.space) else {
+            return Ok(());
+        };
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(());
+        }
+        let Ok(regs) = ptrace::getregs(parent) else {
+            return Ok(());
+        };
+        let tp = regs.raw().fs_base;
+        self.drain(key, Drain::Quick)?;
+        let silent = self.tasks.get(&child).is_some_and(|t| t.silent);
+        if let Some(space) = self.spaces.get_mut(&key) {
+            if lend {
+                space.fast.lent.insert(tp, (child, silent));
+            } else {
+                space.fast.lent.remove(&tp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains every ring.
+    pub(super) fn drain_all(&mut self, mode: Drain) -> Result<()> {
+        self.last_drain = Instant::now();
+        let keys: Vec<Pid> = self
+            .spaces
+            .iter()
+            .filter(|(_, s)| s.fast.ring.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        let mut first = Ok(());
+        for key in keys {
+            let r = self.drain(key, mode);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// True when some ring may hold records.
+    pub(super) fn draining(&self) -> bool {
+        self.spaces.values().any(|s| s.fast.ring.is_some())
+    }
+
+    /// Hands every record published in the ring of space `key` to its
+    /// probes' `on_entry`, in ring order, and reports records lost.
+    pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
+        if self
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.ring.as_ref())
+            .is_none()
+        {
+            return Ok(());
+        }
+        if mode == Drain::Safe && self.unknown_thread_pointers(key) {
+            self.refresh_threads(key)?;
+            if let Some(space) = self.spaces.get_mut(&key) {
+                let unknown: Vec<u64> = published_tps(space.fast.ring.as_ref())
+                    .into_iter()
+                    .filter(|tp| space.fast.thread(*tp).is_none())
+                    .collect();
+                space.fast.unknown.extend(unknown);
+            }
+        }
+        let mut clock = self.clock();
+        clock.refine(self.start);
+        self.tsc_clock = Some(clock);
+        let (records, slot) = {
+            let space = self.spaces.get_mut(&key).expect("checked above");
+            let ring = space.fast.ring.as_mut().expect("checked above");
+            (
+                take_records(ring, mode == Drain::Final),
+                ring.layout.slot_size as usize,
+            )
+        };
+        let mut failed = None;
+        if !records.is_empty() {
+            self.deliver(key, &records, slot, clock, &mut failed);
+        }
+        self.report_lost(key, &mut failed);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// True when a record waiting in the ring of `key` has a thread pointer
+    /// no thread is known by (and that was not looked for already).
+    fn unknown_thread_pointers(&self, key: Pid) -> bool {
+        let Some(space) = self.spaces.get(&key) else {
+            return false;
+        };
+        published_tps(space.fast.ring.as_ref())
+            .into_iter()
+            .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
+    }
+
+    /// Runs the entry handlers for `records` (each `slot` bytes) of space
+    /// `key`. The first handler error is kept in `failed`.
+    fn deliver(
+        &mut self,
+        key: Pid,
+        records: &[u8],
+        slot: usize,
+        clock: TscClock,
+        failed: &mut Option<Error>,
+    ) {
+        let Tracer {
+            probes,
+            spaces,
+            tasks,
+            ..
+        } = self;
+        let Some(space) = spaces.get(&key) else {
+            return;
+        };
+        for rec in records.chunks(slot) {
+            let word = |off: u64| {
+                let at = off as usize;
+                u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
+            };
+            let index = word(ring::INDEX) as u32;
+            let Some(fs) = space.fast.sites.get(index as usize) else {
+                continue;
+            };
+            let tp = word(ring::TP);
+            let (tid, silent) = space.fast.thread(tp).unwrap_or((space.pid, false));
+            if silent {
+                continue;
+            }
+            let pid = tasks.get(&tid).map_or(space.pid, |t| t.pid);
+            let time = clock.time(word(ring::TSC));
+            let mut regs = detour::record_regs(rec, fs.addr.get());
+            let captured = captured(rec, &fs.captures, &regs);
+            for site in &fs.probes {
+                let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                    continue;
+                };
+                let mut dirty = false;
+                let mut data = None;
+                let mut hit = Hit {
+                    pid,
+                    tid,
+                    site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Captured(&captured),
+                    modules: &space.modules,
+                    time,
+                    data: &mut data,
+                };
+                if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Reports records of space `key` lost since the last look.
+    fn report_lost(&mut self, key: Pid, failed: &mut Option<Error>) {
+        let mut events = Vec::new();
+        if let Some(space) = self.spaces.get_mut(&key) {
+            let pid = space.pid;
+            let Some(ring) = space.fast.ring.as_mut() else {
+                return;
+            };
+            let total = ring.map.load_u64(ring::LOST_TOTAL);
+            if total == ring.lost_seen {
+                return;
+            }
+            ring.lost_seen = total;
+            for (i, fs) in space.fast.sites.iter_mut().enumerate() {
+                let lost = ring.map.load_u64(ring::LOST + 8 * i as u64);
+                if lost > fs.lost {
+                    for site in &fs.probes {
+                        events.push(Event::Lost {
+                            pid,
+                            probe: site.probe.clone(),
+                            symbol: site.symbol.clone(),
+                            count: lost - fs.lost,
+                        });
+                    }
+                    fs.lost = lost;
+                }
+            }
+        }
+        for e in events {
+            if let Err(e) = self.emit(e) {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Detaching from space `key` (its threads `tids` all stopped): every
+    /// thread leaves the detours, the ring is drained to its end. The jumps
+    /// go with the other breakpoints (`disarm_all`); then
+    /// [`Tracer::unmap_fast`].
+    pub(super) fn quiesce_fast(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(());
+        }
+        let mut first = Ok(());
+        let mut stuck = false;
+        for &tid in tids {
+            match self.leave_detour(tid) {
+                Ok(true) => {}
+                Ok(false) => stuck |= self.tasks.contains_key(&tid),
+                Err(e) if e.is_tracee_gone() => {}
+                Err(e) => {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        if stuck {
+            // A detour still in use stays mapped (its code no longer
+            // reached from the program's once the jumps are gone).
+            if let Some(space) = self.spaces.get_mut(&key) {
+                space.fast.areas.clear();
+            }
+        }
+        let r = self.drain(key, Drain::Final);
+        first.and(r)
+    }
+
+    /// Unmaps the ring and the detour areas of space `key` by `tid`
+    /// (stopped), and drops rtrace's side of the ring.
+    pub(super) fn unmap_fast(&mut self, key: Pid, tid: Option<Tid>) -> Result<()> {
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let mappings = space.fast.mappings();
+        space.fast.ring = None;
+        space.fast.ring_wanted = None;
+        space.fast.areas.clear();
+        let Some(tid) = tid else {
+            return Ok(());
+        };
+        let mut first = Ok(());
+        for (addr, len) in mappings {
+            let r = self.munmap_in(tid, key, addr, len);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// A forked child traced with `-f` (`tid`, at its first stop) still
+    /// shares its parent's ring: it gets one of its own at the same address,
+    /// so the detours it inherited write there. If that fails, its jumps go
+    /// (it has one thread, stopped, outside any detour: it was in `fork`).
+    pub(super) fn give_child_ring(&mut self, tid: Tid) -> Result<()> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(());
+        };
+        let Some(layout) = self.spaces.get(&key).and_then(|s| s.fast.ring_wanted) else {
+            return Ok(());
+        };
+        if let Ok(regs) = ptrace::getregs(tid) {
+            if let Some(space) = self.spaces.get_mut(&key) {
+                space.fast.threads.insert(regs.raw().fs_base, tid);
+            }
+        }
+        if let Err(why) = self.make_ring(key, tid, layout.slot_size, Some(layout)) {
+            let space = self.space_mut(key)?;
+            space.fast.broken = Some(why);
+            space.fast.ring_wanted = None;
+            let live: Vec<RuntimeAddr> = space
+                .fast
+                .sites
+                .iter()
+                .filter(|s| s.live)
+                .map(|s| s.addr)
+                .collect();
+            let halting = std::mem::replace(&mut self.halting, true);
+            let r = self.unpatch_fast(key, &live);
+            self.halting = halting;
+            r?;
+            // Nothing is patched any more: no new attempt in the child.
+            let space = self.space_mut(key)?;
+            let reason = "the child could not get a ring of its own".to_string();
+            for a in live {
+                space.fast.refused.insert(a, reason.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the listeners how the sites of each probe armed in the traced
+    /// process run, once per probe.
+    pub(super) fn report_modes(&mut self) -> Result<()> {
+        if !self.opts.fast {
+            return Ok(());
+        }
+        let Some(space) = self.spaces.get(&self.root) else {
+            return Ok(());
+        };
+        let mut events = Vec::new();
+        for (i, p) in self.probes.iter().enumerate() {
+            let id = ProbeId(i);
+            let Some(p) = p else {
+                continue;
+            };
+            if self.modes_reported.contains(&id) {
+                continue;
+            }
+            let Some(Placement::Armed(addrs)) = space.placed.get(&id) else {
+                continue;
+            };
+            if addrs.is_empty() {
+                continue;
+            }
+            let mut fast = 0;
+            let mut int3 = Vec::new();
+            for &a in addrs {
+                match space.fast.refused.get(&a) {
+                    Some(why) => {
+                        let symbol = space
+                            .sites
+                            .get(a)
+                            .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
+                            .unwrap_or_else(|| a.to_string());
+                        SkipReason::add(&mut int3, why, &symbol);
+                    }
+                    None => fast += 1,
+                }
+            }
+            events.push((
+                id,
+                Event::ProbeMode {
+                    probe: p.spec.as_str().to_string(),
+                    fast,
+                    int3,
+                },
+            ));
+        }
+        for (id, e) in events {
+            self.modes_reported.insert(id);
+            self.emit(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Thread pointers of the records published in `ring` and not read yet.
+fn published_tps(ring: Option<&Ring>) -> Vec<u64> {
+    let Some(ring) = ring else {
+        return Vec::new();
+    };
+    let l = ring.layout;
+    let mut out = Vec::new();
+    for pos in ring.consumed..ring.consumed + l.capacity {
+        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+        if ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1 {
+            break;
+        }
+        let tp = ring.map.load_u64(off + ring::TP);
+        if !out.contains(&tp) {
+            out.push(tp);
+        }
+    }
+    out
+}
+
+/// Copies the published records out of `ring` and frees their slots, in
+/// order; with `skip_unpublished`, a slot claimed but never published (its
+/// writer is gone) is passed over.
+fn take_records(ring: &mut Ring, skip_unpublished: bool) -> Vec<u8> {
+    let l = ring.layout;
+    let slot = l.slot_size as usize;
+    let enqueued = ring.map.load_u64(ring::ENQUEUE);
+    let mut out = Vec::new();
+    let mut taken = 0;
+    while taken < l.capacity {
+        let pos = ring.consumed;
+        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+        let lap = pos & !(l.capacity - 1);
+        if ring.map.load_u64(off + ring::SEQ) != lap + 1 {
+            if skip_unpublished && pos < enqueued {
+                ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
+                ring.consumed += 1;
+                taken += 1;
+                continue;
+            }
+            break;
+        }
+        let at = out.len();
+        out.resize(at + slot, 0);
+        ring.map.read(off, &mut out[at..]);
+        ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
+        ring.consumed += 1;
+        taken += 1;
+    }
+    out
+}
+
+/// What record `rec` captured, as `Hit` reads it.
+fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::Regs) -> Captured {
+    let mut c = Captured::default();
+    for f in fields {
+        let at = f.offset as usize;
+        let Some(status) = rec.get(at..at + 8) else {
+            continue;
+        };
+        let status = u64::from_le_bytes(status.try_into().expect("8 bytes"));
+        let len = ((status & detour::CAPTURE_LEN_MASK) as usize).min(f.max() as usize);
+        let readable = status & detour::CAPTURE_UNREADABLE == 0;
+        let bytes = rec.get(at + 8..at + 8 + len).unwrap_or_default().to_vec();
+        match f.kind {
+            CaptureKind::CStr { reg, .. } => c.strings.push(CapturedStr {
+                ptr: regs.gpr(reg),
+                bytes,
+                terminated: status & detour::CAPTURE_TERMINATED != 0,
+                readable,
+            }),
+            CaptureKind::Stack { .. } if readable => {
+                c.stack = Some((regs.sp().wrapping_add(8), bytes));
+            }
+            CaptureKind::Stack { .. } => {}
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::FileOffset;
+
+    fn map(start: u64, end: u64, name: &str) -> Mapping {
+        Mapping {
+            start: RuntimeAddr(start),
+            end: RuntimeAddr(end),
+            read: true,
+            write: false,
+            exec: true,
+            offset: FileOffset(0),
+            dev: "00:00".into(),
+            inode: 0,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn areas_go_below_a_non_pie_executable() {
+        let maps = [
+            map(0x40_0000, 0x40_1000, "/bin/count"),
+            map(0x40_1000, 0x40_2000, "/bin/count"),
+            map(0x40_2000, 0x40_5000, "/bin/count"),
+            map(0x7f00_0000_0000, 0x7f00_0010_0000, "/usr/lib/libc.so.6"),
+            map(0x7ffd_0000_0000, 0x7ffd_0002_1000, "[stack]"),
+        ];
+        let at = place_area(&maps, Path::new("/bin/count"), 0x40_1136, AREA_SIZE).unwrap();
+        // Right below it (one page free), not above it where brk starts.
+        assert_eq!(at, 0x40_0000 - PAGE - AREA_SIZE);
+        // Near libc: the gap below it.
+        let at = place_area(&maps, Path::new("/bin/count"), 0x7f00_0000_5000, AREA_SIZE).unwrap();
+        assert!(at + AREA_SIZE < 0x7f00_0000_0000);
+        assert!(0x7f00_0000_5000 - at < 1 << 31);
+        // Not right below the stack, which grows down.
+        let at = place_area(&maps, Path::new("/bin/count"), 0x7ffd_0000_1000, AREA_SIZE).unwrap();
+        assert!(at + AREA_SIZE <= 0x7ffd_0000_0000 - GROWTH_ROOM, "{at:#x}");
+    }
+
+    #[test]
+    fn no_area_when_nothing_within_reach_is_free() {
+        let maps = [
+            map(0x10000, 0x1_0000_0000, "/bin/huge"),
+            map(0x1_0000_0000, 0x2_0000_0000, "[heap]"),
+        ];
+        assert_eq!(
+            place_area(&maps, Path::new("/bin/huge"), 0x8000_0000, AREA_SIZE),
+            None
+        );
+    }
+
+    #[test]
+    fn the_heap_keeps_room_to_grow() {
+        let maps = [
+            map(0x55_0000_0000, 0x55_0000_5000, "/bin/pie"),
+            map(0x55_0001_0000, 0x55_0002_0000, "[heap]"),
+            map(0x7f00_0000_0000, 0x7f00_0010_0000, "/usr/lib/libc.so.6"),
+        ];
+        let at = place_area(&maps, Path::new("/bin/pie"), 0x55_0000_1000, AREA_SIZE).unwrap();
+        assert!(at + AREA_SIZE < 0x55_0000_0000, "{at:#x}");
+    }
+
+    #[test]
+    fn the_clock_maps_ticks_to_time() {
+        let clock = TscClock {
+            tsc0: 1000,
+            t0: Duration::from_micros(5),
+            ns_per_tick: 0.5,
+        };
+        assert_eq!(clock.time(3000), Duration::from_nanos(6000));
+        assert_eq!(clock.time(0), Duration::from_nanos(4500));
+    }
+}
