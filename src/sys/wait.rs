@@ -147,8 +147,8 @@ pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Sto
 
 /// A blocking [`wait`] for a caller that has just polled (`block: false`) and
 /// found nothing: with the tracer's signals installed it goes to sleep at once
-/// instead of polling again first. With a `timeout` (only honoured with the
-/// signals installed), `Ok(None)` when it passes with no stop.
+/// instead of polling again first. With a `timeout`, `Ok(None)` when it
+/// passes with no stop.
 pub fn wait_after_poll(
     which: Which,
     interruptible: bool,
@@ -169,6 +169,9 @@ fn wait_inner(
         Which::Tid(t) => t.as_raw(),
     };
     let mut flags = libc::__WALL | libc::__WNOTHREAD;
+    if let (true, false, Some(timeout)) = (block, super::signal::installed(), timeout) {
+        return timed_wait(pid, flags | libc::WNOHANG, timeout);
+    }
     // With the tracer's signals blocked (the command line), never block in
     // waitpid: poll it, and sleep in ppoll, which a detach request interrupts.
     let sleep_in_ppoll = block && super::signal::installed();
@@ -211,6 +214,47 @@ fn wait_inner(
             return Ok(Some(stop));
         }
     }
+}
+
+/// A wait of at most `timeout` without the tracer's signal handling (a
+/// library user's tracer): SIGCHLD is blocked in this thread around a
+/// `waitpid` poll and a `sigtimedwait`, so a stop that comes after the poll
+/// leaves SIGCHLD pending and ends the sleep at once.
+fn timed_wait(pid: i32, flags: i32, timeout: std::time::Duration) -> Result<Option<Stop>, Errno> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let old = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    let deadline = std::time::Instant::now() + timeout;
+    let result = loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == -1 {
+            break Err(Errno::last());
+        }
+        if r > 0 {
+            match classify(Tid::from_raw(r), status) {
+                Some(stop) => break Ok(Some(stop)),
+                None => continue,
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break Ok(None);
+        }
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: the set and the timespec are valid for the call; no
+        // siginfo is asked for (NULL).
+        unsafe {
+            libc::sigtimedwait(chld.as_ref(), std::ptr::null_mut(), &ts);
+        }
+    };
+    let _ = old.thread_set_mask();
+    result
 }
 
 fn classify(tid: Tid, status: i32) -> Option<Stop> {

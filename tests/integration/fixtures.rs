@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 40] = [
+pub const PROGRAMS: [&str; 41] = [
     "count",
     "sigtrap",
     "signals",
@@ -214,6 +214,7 @@ pub const PROGRAMS: [&str; 40] = [
     "abi",
     "clones",
     "lazyifunc",
+    "peeker",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -303,6 +303,12 @@ fn recurse_computes_factorial() {
 }
 
 #[test]
+fn peeker_peeks_without_reading() {
+    check_all_variants("peeker", &[], "peeks=6\n", 0);
+    check_all_variants("peeker", &["3"], "peeks=18\n", 0);
+}
+
+#[test]
 fn longjmper_jumps_three_times() {
     check_all_variants("longjmper", &[], "jumps=3\nwork=15\n", 0);
 }

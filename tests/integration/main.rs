@@ -15,6 +15,7 @@ mod concurrency;
 mod debuginfo;
 mod errors;
 mod examples;
+mod fast;
 mod handlers;
 mod inject;
 mod library;

@@ -246,7 +246,7 @@ pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, Strin
     while len < JMP_LEN {
         if !decoder.can_decode() {
             return Err(format!(
-                "the function has only {len} bytes of instructions there, fewer than a jump"
+                "the function has {len} of the {JMP_LEN} bytes a jump needs there"
             ));
         }
         let insn = decoder.decode();

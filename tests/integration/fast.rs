@@ -1,0 +1,491 @@
+//! Fast probes (`--fast`): sites patched with a jump to a detour that
+//! records each hit into a ring shared with rtrace. Every hit counted
+//! exactly and rendered as an int3 hit would be; the program's output and
+//! status unchanged; what cannot be fast falls back to int3 and says why;
+//! forks, execs, longjmp, exceptions and threads; a detach while detours are
+//! running leaves the code as its files and no mapping of ours behind.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use rtrace::{Capture, Fast, Handler, Hit, Options, Outcome, Site, Tracer};
+
+use crate::attach::{tracer_pid, wait_detach, wait_event};
+use crate::events::{assert_same_as_untraced, of_kind, of_symbol, show, str_field, trace_json};
+use crate::fixtures::{
+    code_matches_files, fixture, maps, normalize, process_state, run_rtrace, run_untraced, Spawned,
+    Variant,
+};
+use crate::harness_selftest::INSNS_OUTPUT;
+
+/// The functions of `insns` whose first instructions can be replaced by a
+/// jump (the others are calls, system calls, `pushf`, a `ret` alone, or
+/// displace a `ud2`).
+const FAST_INSNS: [&str; 12] = [
+    "rip_relative",
+    "jcc_first",
+    "push_first",
+    "endbr_first",
+    "frame_first",
+    "sub_first",
+    "store_first",
+    "lea_first",
+    "rep_first",
+    "jnc_first",
+    "xor_first",
+    "nop_first",
+];
+const INT3_INSNS: [&str; 7] = [
+    "call_first",
+    "jmp_first",
+    "ret_first",
+    "icall_first",
+    "ijmp_first",
+    "syscall_first",
+    "pushf_first",
+];
+
+/// The `probe` events, by probe: its mode.
+fn modes(events: &[Value]) -> BTreeMap<String, String> {
+    of_kind(events, "probe")
+        .into_iter()
+        .map(|e| {
+            (
+                str_field(e, "probe").to_string(),
+                str_field(e, "mode").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every kind of first instruction in `insns`, at once: the ones a jump can
+/// replace are fast (RIP-relative loads and stores, relative branches,
+/// `rep movsb` relocated into the detour), the others int3 with a reason;
+/// each function is hit exactly once and computes what it does untraced.
+#[test]
+fn every_first_instruction_fast_or_int3() {
+    for variant in [Variant::Pie, Variant::NoPie, Variant::Static] {
+        let prog = fixture("insns", variant);
+        let untraced = run_untraced(&prog, &[]);
+        assert_eq!(untraced.stdout, INSNS_OUTPUT);
+        let mut args = vec!["--fast", "--entry-only"];
+        for name in FAST_INSNS.iter().chain(&INT3_INSNS) {
+            args.extend(["-s", name]);
+        }
+        let (run, events) = trace_json(&format!("fast_insns_{variant}"), &args, &prog, &[]);
+        assert_same_as_untraced(&run, &untraced, &format!("--fast insns ({variant})"));
+        let modes = modes(&events);
+        for name in FAST_INSNS {
+            assert_eq!(modes[name], "fast", "{variant} {name}\n{}", show(&events));
+        }
+        for name in INT3_INSNS {
+            assert_eq!(modes[name], "int3", "{variant} {name}");
+            let e = of_kind(&events, "probe")
+                .into_iter()
+                .find(|e| str_field(e, "probe") == name)
+                .unwrap();
+            assert!(!e["reasons"][0].as_str().unwrap().is_empty(), "{e}");
+        }
+        for name in FAST_INSNS.iter().chain(&INT3_INSNS) {
+            assert_eq!(
+                of_symbol(&events, "entry", name).len(),
+                1,
+                "{variant} {name}\n{}",
+                show(&events)
+            );
+        }
+    }
+}
+
+/// The text rtrace prints for `args -- prog prog_args`, normalized, without
+/// the lines that say which probes are fast.
+fn trace_text(args: &[&str], prog: &std::path::Path, prog_args: &[&str]) -> String {
+    let run = run_rtrace(args, prog, prog_args);
+    assert_eq!(run.code(), 0, "{args:?}\n{}", run.stderr);
+    normalize(&run.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("rtrace: probe "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Fast hits are printed exactly as int3 hits: DWARF-typed arguments
+/// (integers of every width, enums, bools, stack arguments, C strings:
+/// long, cut, NULL) and, for strings the detour could not read (a pointer to
+/// nothing, a string running into an unmapped page), the pointer, with no
+/// signal reaching the program.
+#[test]
+fn fast_hits_render_as_int3_hits() {
+    for (name, prog_args, specs) in [
+        (
+            "typed",
+            &[][..],
+            &[
+                "narrow", "wide", "wide_max", "negate", "measure", "upper", "paint", "name_of",
+                "flip", "move", "area", "mixed", "eight", "nothing",
+            ][..],
+        ),
+        ("peeker", &["3"][..], &["peek"][..]),
+    ] {
+        let prog = fixture(name, Variant::Pie);
+        let mut int3 = vec!["--entry-only"];
+        for s in specs {
+            int3.extend(["-s", s]);
+        }
+        let mut fast = int3.clone();
+        fast.push("--fast");
+        let slow_text = trace_text(&int3, &prog, prog_args);
+        let fast_text = trace_text(&fast, &prog, prog_args);
+        assert_eq!(fast_text, slow_text, "{name}");
+        assert!(!fast_text.contains("SIGSEGV"), "{fast_text}");
+        let run = run_rtrace(&fast, &prog, prog_args);
+        for s in specs {
+            assert!(
+                run.stderr.contains(&format!("rtrace: probe {s}: fast")),
+                "{name} {s}\n{}",
+                run.stderr
+            );
+        }
+    }
+}
+
+/// 16 threads × 1000 calls, at -O0 and -O2: every call recorded once, by
+/// the thread that made it.
+#[test]
+fn sixteen_threads_are_counted_exactly() {
+    for variant in [Variant::Pie, Variant::O2] {
+        let prog = fixture("threads", variant);
+        let args = ["16", "1000"];
+        let untraced = run_untraced(&prog, &args);
+        let (run, events) = trace_json(
+            &format!("fast_threads_{variant}"),
+            &["--fast", "--entry-only", "-s", "work"],
+            &prog,
+            &args,
+        );
+        assert_same_as_untraced(&run, &untraced, &format!("threads {variant}"));
+        assert_eq!(modes(&events)["work"], "fast");
+        let entries = of_symbol(&events, "entry", "work");
+        assert_eq!(entries.len(), 16000, "{variant}");
+        let pid = events[0]["pid"].as_i64().unwrap();
+        let mut by_tid: BTreeMap<i64, usize> = BTreeMap::new();
+        for e in &entries {
+            *by_tid.entry(e["tid"].as_i64().unwrap()).or_default() += 1;
+        }
+        assert_eq!(by_tid.len(), 16, "{variant}: {by_tid:?}");
+        assert!(by_tid.values().all(|&n| n == 1000), "{variant}: {by_tid:?}");
+        assert!(
+            !by_tid.contains_key(&pid),
+            "the main thread calls no work()"
+        );
+        assert!(of_kind(&events, "warning").is_empty(), "{}", show(&events));
+    }
+}
+
+/// fork without -f: the child runs unharmed (its jump and ring are gone:
+/// it records nothing into its parent's ring); with -f it gets a ring of
+/// its own, and its calls are its own.
+#[test]
+fn fork_children_have_their_own_ring_or_none() {
+    let prog = fixture("forker", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    assert_eq!(untraced.stdout, "child=7\n");
+    for follow in [false, true] {
+        let mut args = vec!["--fast", "--entry-only", "-s", "work"];
+        if follow {
+            args.push("-f");
+        }
+        let (run, events) = trace_json(&format!("fast_forker_{follow}"), &args, &prog, &[]);
+        assert_same_as_untraced(&run, &untraced, &format!("forker -f={follow}"));
+        let entries = of_symbol(&events, "entry", "work");
+        let pid = events[0]["pid"].as_i64().unwrap();
+        let parent: Vec<i64> = entries
+            .iter()
+            .filter(|e| e["pid"] == pid)
+            .map(|e| e["tid"].as_i64().unwrap())
+            .collect();
+        assert_eq!(parent, vec![pid, pid], "{}", show(&events));
+        let child: Vec<&&Value> = entries.iter().filter(|e| e["pid"] != pid).collect();
+        if follow {
+            let child_pid = of_kind(&events, "fork")[0]["child"].as_i64().unwrap();
+            assert_eq!(child.len(), 3, "{}", show(&events));
+            assert!(child
+                .iter()
+                .all(|e| e["pid"] == child_pid && e["tid"] == child_pid));
+        } else {
+            assert!(child.is_empty(), "{}", show(&events));
+        }
+    }
+}
+
+/// exec: the old image's records are read before it goes, the new image's
+/// probes are patched afresh.
+#[test]
+fn exec_gives_the_new_image_its_own_fast_probes() {
+    let prog = fixture("execer", Variant::Pie);
+    let count = fixture("count", Variant::Pie);
+    let args = [count.to_str().unwrap(), "5"];
+    let untraced = run_untraced(&prog, &args);
+    let (run, events) = trace_json(
+        "fast_execer",
+        &["--fast", "--entry-only", "-s", "work"],
+        &prog,
+        &args,
+    );
+    assert_same_as_untraced(&run, &untraced, "execer");
+    let exec_at = events
+        .iter()
+        .position(|e| str_field(e, "event") == "exec")
+        .expect("an exec event");
+    let before = of_symbol(&events[..exec_at], "entry", "work");
+    let after = of_symbol(&events[exec_at..], "entry", "work");
+    assert_eq!(before.len(), 1, "{}", show(&events));
+    assert_eq!(after.len(), 5, "{}", show(&events));
+}
+
+/// longjmp out of probed calls, and C++ exceptions thrown through them:
+/// entries are counted as with int3 probes, and the program's results are
+/// its own (the detours leave nothing on the stack).
+#[test]
+fn longjmp_and_exceptions_through_fast_probes() {
+    for (name, specs) in [
+        ("longjmper", &["escape", "work"][..]),
+        (
+            "thrower",
+            &["inner", "middle", "outer", "rethrower", "outer2"][..],
+        ),
+    ] {
+        let prog = fixture(name, Variant::Pie);
+        let untraced = run_untraced(&prog, &[]);
+        let mut int3 = vec!["--entry-only"];
+        for s in specs {
+            int3.extend(["-s", s]);
+        }
+        let mut fast = int3.clone();
+        fast.push("--fast");
+        let (_, slow) = trace_json(&format!("fast_{name}_int3"), &int3, &prog, &[]);
+        let (run, events) = trace_json(&format!("fast_{name}"), &fast, &prog, &[]);
+        assert_same_as_untraced(&run, &untraced, name);
+        for s in specs {
+            assert_eq!(modes(&events)[*s], "fast", "{name} {s}");
+            assert_eq!(
+                of_symbol(&events, "entry", s).len(),
+                of_symbol(&slow, "entry", s).len(),
+                "{name} {s}"
+            );
+        }
+    }
+}
+
+/// What cannot be fast says why: a return probe (without --entry-only), a
+/// handler that changes registers (--inject), a probe in the middle of
+/// another's jump.
+#[test]
+fn what_falls_back_to_int3_says_why() {
+    let prog = fixture("count", Variant::NoPie);
+    let run = run_rtrace(&["--fast", "-s", "work", "-s", "twice"], &prog, &["3"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("rtrace: probe work: int3 (returns are watched by int3 probes"),
+        "{}",
+        run.stderr
+    );
+    let run = run_rtrace(
+        &[
+            "--fast",
+            "--entry-only",
+            "--inject",
+            "twice:retval=5",
+            "-s",
+            "work",
+        ],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.stdout, "sum=9\ntwice=5\n");
+    assert!(
+        run.stderr
+            .contains("rtrace: probe twice: int3 (fault injection changes registers)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("rtrace: probe work: fast"),
+        "{}",
+        run.stderr
+    );
+    // work+0x1 is inside the bytes a jump at work would replace.
+    let (run, events) = trace_json(
+        "fast_nested",
+        &["--fast", "--entry-only", "-s", "work", "-s", "work+0x1"],
+        &prog,
+        &["4"],
+    );
+    assert_eq!(run.stdout, "sum=16\ntwice=41\n");
+    assert_eq!(modes(&events)["work"], "int3", "{}", show(&events));
+    assert_eq!(of_symbol(&events, "entry", "work").len(), 4);
+    assert_eq!(of_symbol(&events, "hit", "work").len(), 4);
+}
+
+/// Counts hits, fast or not, and keeps their first arguments; takes fast
+/// hits with no captures.
+#[derive(Default)]
+struct Seen {
+    fast: u64,
+    int3: u64,
+    args: Vec<u64>,
+}
+
+struct Counter(Rc<RefCell<Seen>>);
+
+impl Handler for Counter {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        let mut c = self.0.borrow_mut();
+        if hit.is_fast() {
+            c.fast += 1;
+        } else {
+            c.int3 += 1;
+        }
+        c.args.push(hit.arg(0).unwrap());
+        Ok(())
+    }
+    fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
+        Fast::Yes(Capture::default())
+    }
+}
+
+const FAST_ENTRIES: Options = Options {
+    entry_only: true,
+    follow_forks: false,
+    step: rtrace::StepMode::Auto,
+    fast: true,
+};
+
+/// A fast hit takes no stop: the stops of a run do not grow with its calls.
+#[test]
+fn fast_hits_take_no_stops() {
+    let run = |n: u32| {
+        let mut cmd = Command::new(fixture("count", Variant::Pie));
+        cmd.arg(n.to_string());
+        let mut tracer = Tracer::launch(&cmd, FAST_ENTRIES).expect("launch");
+        let seen = Rc::new(RefCell::new(Seen::default()));
+        tracer
+            .add_probe("work".parse().unwrap(), Counter(seen.clone()))
+            .unwrap();
+        assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+        let s = seen.borrow();
+        (s.fast, s.int3, tracer.stops())
+    };
+    let (fast_small, slow_small, stops_small) = run(100);
+    let (fast_big, slow_big, stops_big) = run(20000);
+    assert_eq!((fast_small, slow_small), (100, 0));
+    assert_eq!((fast_big, slow_big), (20000, 0));
+    assert!(
+        stops_big < stops_small + 50,
+        "stops: {stops_small} for 100 calls, {stops_big} for 20000"
+    );
+}
+
+/// Steps the tracer until `done` holds; panics if tracing ends first.
+fn step_until(tracer: &mut Tracer, done: impl Fn() -> bool) {
+    while !done() {
+        if let Some(outcome) = tracer.process_next().expect("process_next") {
+            panic!("tracing ended early: {outcome:?}");
+        }
+    }
+}
+
+/// A probe added inside a fast probe's jump while the program runs (spin
+/// calls work(0), work(1), … every millisecond) takes the jump off: from
+/// then on work is an int3 (the new probe, at an instruction boundary past
+/// it, may be fast itself), and every call is seen exactly once.
+#[test]
+fn a_breakpoint_inside_a_jump_takes_it_off() {
+    let cmd = Command::new(fixture("spin", Variant::Pie));
+    let mut tracer = Tracer::launch(&cmd, FAST_ENTRIES).expect("launch");
+    let work = Rc::new(RefCell::new(Seen::default()));
+    tracer
+        .add_probe("work".parse().unwrap(), Counter(work.clone()))
+        .unwrap();
+    step_until(&mut tracer, || work.borrow().fast >= 20);
+    let inside = Rc::new(RefCell::new(Seen::default()));
+    tracer
+        .add_probe("work+0x1".parse().unwrap(), Counter(inside.clone()))
+        .unwrap();
+    step_until(&mut tracer, || {
+        let i = inside.borrow();
+        i.fast + i.int3 >= 20 && work.borrow().int3 >= 20
+    });
+    nix::sys::signal::kill(tracer.pid(), Signal::SIGTERM).unwrap();
+    assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+    let w = work.borrow();
+    assert!(
+        w.fast >= 20 && w.int3 >= 20,
+        "fast {}, int3 {}",
+        w.fast,
+        w.int3
+    );
+    let mut args = w.args.clone();
+    args.sort_unstable();
+    let n = args.len() as u64;
+    assert_eq!(args, (0..n).collect::<Vec<_>>(), "every call once");
+}
+
+/// The anonymous executable mappings and memfds of `pid`.
+fn our_mappings(pid: i32) -> (usize, usize) {
+    let maps = maps(pid).unwrap();
+    let anon_x = maps
+        .iter()
+        .filter(|m| m.perms.contains('x') && m.path.is_empty())
+        .count();
+    let memfd = maps.iter().filter(|m| m.path.contains("memfd:")).count();
+    (anon_x, memfd)
+}
+
+/// Attach to spin's four threads with fast probes and detach, 21 times:
+/// each time the code equals its files again, the ring and the detour areas
+/// are gone, the process has no tracer and runs on; at the end it stops
+/// normally.
+#[test]
+fn detach_while_detours_are_hot() {
+    let spin = Spawned::start(&fixture("spin", Variant::Pie), &["threads", "4"]);
+    let pid = spin.pid();
+    let before = our_mappings(pid);
+    for round in 0..21 {
+        let what = format!("round {round}");
+        let mut rtrace =
+            Spawned::rtrace_attach(&["--fast", "--entry-only", "-s", "work", "--json"], pid);
+        let mode = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            str_field(e, "event") == "probe"
+        });
+        assert_eq!(mode["mode"], "fast", "{what}: {mode}");
+        let during = our_mappings(pid);
+        assert_eq!(during.1, 1, "{what}: the ring while attached");
+        assert!(during.0 > before.0, "{what}: a detour area while attached");
+        for _ in 0..20 {
+            wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+                str_field(e, "event") == "entry"
+            });
+        }
+        rtrace.signal(Signal::SIGINT);
+        wait_detach(&mut rtrace, &what);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        if let Err(e) = code_matches_files(pid) {
+            panic!("{what}: after detach: {e}");
+        }
+        assert_eq!(our_mappings(pid), before, "{what}: mappings after detach");
+        assert_eq!(tracer_pid(pid), 0, "{what}");
+        assert!(matches!(process_state(pid), Some('R' | 'S')), "{what}");
+    }
+    let run = spin.terminate();
+    assert_eq!(run.code(), 0, "{}", run.stdout);
+    assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+}
