@@ -86,6 +86,9 @@ const RING_NAME_OFFSET: i64 = 8;
 /// The most single-steps taken to bring a thread out of a detour (a capture
 /// loop of a few KiB is some thousands).
 const STEP_BUDGET: usize = 1 << 20;
+/// Why a site is int3 while a task shares its memory and thread pointer.
+const SUSPENDED: &str = "a process sharing the memory runs on the same thread pointer \
+                         (clone with CLONE_VM and no TLS of its own)";
 /// Lowest address an area may take (`vm.mmap_min_addr`'s usual value).
 const MIN_ADDR: u64 = 0x10000;
 const PAGE: u64 = 4096;
@@ -159,6 +162,10 @@ pub(crate) struct FastState {
     pub unknown: HashSet<u64>,
     /// Sites may be waiting to be patched.
     pub dirty: bool,
+    /// Tasks that share this memory and a thread pointer with another
+    /// (CLONE_VM without TLS of their own): while any lives, nothing here is
+    /// fast.
+    pub suspended_by: HashSet<Tid>,
 }
 
 impl FastState {
@@ -216,6 +223,7 @@ impl FastState {
             lent: HashMap::new(),
             unknown: HashSet::new(),
             dirty: false,
+            suspended_by: HashSet::new(),
         }
     }
 
@@ -1010,17 +1018,71 @@ impl Tracer {
         let Some(space) = self.spaces.get(&key) else {
             return Ok(());
         };
-        if tp == 0 || !space.fast.active() {
+        if tp == 0 || !space.fast.active() || space.fast.lent.contains_key(&tp) {
             return Ok(());
         }
-        if space.fast.threads.get(&tp).is_some_and(|&t| t != tid) {
-            self.drain(key, Drain::Quick)?;
+        let Some(&other) = space.fast.threads.get(&tp).filter(|&&t| t != tid) else {
+            if let Some(space) = self.spaces.get_mut(&key) {
+                space.fast.threads.insert(tp, tid);
+                space.fast.unknown.remove(&tp);
+            }
+            return Ok(());
+        };
+        if self.tasks.get(&other).is_some_and(|t| !t.exiting) {
+            // Two live tasks on one thread pointer: a child made with
+            // CLONE_VM but no TLS of its own, running beside its parent.
+            // Their records could not be told apart: no fast probe in this
+            // memory while it lives.
+            return self.suspend_fast(key, tid);
         }
+        // A thread that ended, whose TLS the new one reuses: its records
+        // are read first.
+        self.drain(key, Drain::Quick)?;
         if let Some(space) = self.spaces.get_mut(&key) {
             space.fast.threads.insert(tp, tid);
             space.fast.unknown.remove(&tp);
         }
         Ok(())
+    }
+
+    /// Takes every jump of space `key` off while `by` (a task sharing its
+    /// memory and a thread pointer) lives.
+    fn suspend_fast(&mut self, key: Pid, by: Tid) -> Result<()> {
+        self.drain(key, Drain::Quick)?;
+        let live: Vec<RuntimeAddr> = match self.spaces.get_mut(&key) {
+            Some(space) => {
+                space.fast.suspended_by.insert(by);
+                space
+                    .fast
+                    .sites
+                    .iter()
+                    .filter(|s| s.live)
+                    .map(|s| s.addr)
+                    .collect()
+            }
+            None => return Ok(()),
+        };
+        self.unpatch_fast(key, &live)?;
+        if let Some(space) = self.spaces.get_mut(&key) {
+            for a in live {
+                space.fast.refused.insert(a, SUSPENDED.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Task `tid` is gone from space `key` (it died or exec'd): if it had
+    /// suspended the fast probes there and was the last to, they may come
+    /// back.
+    pub(super) fn end_suspension(&mut self, key: Pid, tid: Tid) {
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return;
+        };
+        if !space.fast.suspended_by.remove(&tid) || !space.fast.suspended_by.is_empty() {
+            return;
+        }
+        space.fast.refused.retain(|_, why| why != SUSPENDED);
+        space.fast.dirty = true;
     }
 
     /// While vfork child `child` runs on its parent `parent`'s TLS, records

@@ -769,6 +769,9 @@ impl Tracer {
         }
         let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         let vfork_parent = task.vfork_parent.take();
+        let old_space = task.space;
+        self.end_suspension(old_space, tid);
+        let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         task.returns.take_all();
         // An exec stepped out of line: the new image starts afresh.
         task.step = None;
@@ -890,6 +893,7 @@ impl Tracer {
         let Some(task) = self.tasks.remove(&tid) else {
             return Ok(());
         };
+        self.end_suspension(task.space, tid);
         if let Some(parent) = task.vfork_parent {
             self.release_vfork_parent(parent)?;
         }

@@ -224,6 +224,74 @@ fn fork_children_have_their_own_ring_or_none() {
     }
 }
 
+/// Children made every way (fork, vfork, clone with and without CLONE_VM,
+/// posix_spawn, system, popen), followed or not: the calls reported, and
+/// whose they are, are those int3 probes report. A vfork child runs on its
+/// parent's thread pointer while the parent waits: its records are its own
+/// (or, not followed, silent); a CLONE_VM child on its parent's thread
+/// pointer beside it suspends the fast probes while it lives.
+#[test]
+fn spawned_children_are_seen_as_with_int3() {
+    let prog = fixture("spawner", Variant::Pie);
+    let count = fixture("count", Variant::Pie);
+    let count = count.to_str().unwrap();
+    // (whose: the root process or another, the argument), sorted.
+    let calls = |events: &[Value]| {
+        let root = events[0]["pid"].as_i64().unwrap();
+        let mut v: Vec<(bool, String)> = of_symbol(events, "entry", "work")
+            .iter()
+            .map(|e| {
+                assert_eq!(e["pid"], e["tid"], "{e}");
+                (e["pid"] == root, e["args"][0].as_str().unwrap().to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    for mode in [
+        "fork",
+        "vfork",
+        "vforkexec",
+        "clone",
+        "clonevm",
+        "spawn",
+        "system",
+        "popen",
+    ] {
+        let args = [mode, count, "3", "5"];
+        let untraced = run_untraced(&prog, &args);
+        for follow in [false, true] {
+            let mut int3 = vec!["--entry-only", "-s", "work"];
+            if follow {
+                int3.push("-f");
+            }
+            let mut fast = int3.clone();
+            fast.push("--fast");
+            let what = format!("spawner {mode} -f={follow}");
+            let (_, slow) = trace_json(
+                &format!("fast_spawner_{mode}_{follow}_int3"),
+                &int3,
+                &prog,
+                &args,
+            );
+            let (run, events) = trace_json(
+                &format!("fast_spawner_{mode}_{follow}"),
+                &fast,
+                &prog,
+                &args,
+            );
+            assert_same_as_untraced(&run, &untraced, &what);
+            assert_eq!(
+                calls(&events),
+                calls(&slow),
+                "{what}
+{}",
+                show(&events)
+            );
+        }
+    }
+}
+
 /// exec: the old image's records are read before it goes, the new image's
 /// probes are patched afresh.
 #[test]
