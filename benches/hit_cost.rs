@@ -1,7 +1,9 @@
 //! Per-hit cost of rtrace against a minimal ptrace tracer doing the same work
 //! (`benches/floor.c`), and against ltrace, gdb and bpftrace when they are
-//! installed; the cost of output, of many armed probes, of CPU placement; and
-//! rtrace's peak memory with all of libc probed, against gdb's.
+//! installed; fast probes (`--fast`: a jump to a detour, no stop) side by
+//! side with int3 probes and bpftrace's uprobes; the cost of output, of many
+//! armed probes, of CPU placement; and rtrace's peak memory with all of libc
+//! probed, against gdb's.
 //!
 //! ```text
 //! cargo bench --bench hit_cost            # N = 20000 calls, 5 runs each
@@ -173,6 +175,21 @@ fn main() {
             &["--entry-only", "--step", "xol"][..],
             false,
         ),
+        (
+            "rtrace entry, emulated -c",
+            &["--entry-only", "-c"][..],
+            false,
+        ),
+        (
+            "rtrace --fast entry",
+            &["--fast", "--entry-only"][..],
+            false,
+        ),
+        (
+            "rtrace --fast entry -c",
+            &["--fast", "--entry-only", "-c"][..],
+            false,
+        ),
         ("rtrace entry+return", &[][..], false),
         ("rtrace entry+return, --pin", &["--pin"][..], false),
         ("rtrace entry+return, both pinned", &[][..], true),
@@ -278,24 +295,39 @@ fn main() {
         }
     }
 
+    // What costs a microsecond or less per call runs more calls, so that
+    // its slope stands out of the noise of starting a process (bpftrace
+    // compiles and loads its program): bpftrace 50 times N, fast probes 3
+    // times (3 × 20000 records still fit the ring, 65536, so none is lost
+    // while rtrace reads them).
+    let scale = |c: &Config| {
+        if c.name.starts_with("bpftrace") {
+            50
+        } else if c.name.contains("--fast") {
+            3
+        } else {
+            1
+        }
+    };
     let mut samples: Vec<[Vec<Duration>; 2]> = configs.iter().map(|_| [vec![], vec![]]).collect();
     for _ in 0..runs {
         for (i, c) in configs.iter().enumerate() {
             for (j, calls) in [small, n].into_iter().enumerate() {
-                samples[i][j].push(run(&(c.argv)(calls)).0);
+                samples[i][j].push(run(&(c.argv)(calls * scale(c))).0);
             }
         }
     }
     let per_call: Vec<f64> = samples
         .iter_mut()
-        .map(|[lo, hi]| {
+        .zip(&configs)
+        .map(|([lo, hi], c)| {
             let (lo, hi) = (median(lo), median(hi));
-            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(n - small)
+            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from((n - small) * scale(c))
         })
         .collect();
-    println!("µs per call: the slope between {small} and {n} calls, medians of {runs} runs");
+    println!("µs per call: the slope between {small} and {n} calls (× the scale shown), medians of {runs} runs");
     for (c, us) in configs.iter().zip(&per_call) {
-        println!("  {:<40} {us:>9.2}", c.name);
+        println!("  {:<40} {us:>9.2}  ×{}", c.name, scale(c));
     }
     let get = |name: &str| {
         configs
@@ -381,6 +413,33 @@ fn main() {
         "floor emulate, both pinned",
         "floor emulate (1 stop)",
         None,
+    );
+    // Fast probes: the tracee never stops; a hit costs the detour, and the
+    // run ends once rtrace has read every record (printing them or
+    // counting them).
+    let absolute = |what: &str, name: &str, goal: f64| {
+        if let Some(us) = get(name) {
+            let verdict = if us <= goal { "met" } else { "MISSED" };
+            println!("  {what:<52} {us:>6.2}  (goal <= {goal} us: {verdict})");
+        }
+    };
+    absolute("fast entry -c, us per hit", "rtrace --fast entry -c", 0.3);
+    absolute(
+        "fast entry, printed, us per hit",
+        "rtrace --fast entry",
+        0.3,
+    );
+    ratio(
+        "fast entry -c / int3 entry -c",
+        "rtrace --fast entry -c",
+        "rtrace entry, emulated -c",
+        None,
+    );
+    ratio(
+        "fast entry -c / bpftrace uprobe",
+        "rtrace --fast entry -c",
+        "bpftrace uprobe",
+        Some(1.0),
     );
     ratio(
         "entry+return / bpftrace uprobe + uretprobe",

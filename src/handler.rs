@@ -84,6 +84,33 @@
 //! caught: the tracer process dies at once and the kernel kills a launched
 //! tracee (`PTRACE_O_EXITKILL`). Returning an error is the better way.
 //!
+//! **Fast probes.** With `Options::fast` (`--fast`), when a site is armed the
+//! handler of every probe there is asked [`Handler::fast`]; when all say yes
+//! (and the instructions there allow it) the site is patched with a jump to a
+//! detour that records each hit into a ring shared with rtrace, and the thread
+//! never stops. The records reach `on_entry` after the fact, with a [`Hit`]
+//! built from the record ([`Hit::is_fast`]):
+//!
+//! - when: the tracer reads the ring before it waits for the tracee, every
+//!   2 ms while it is busy, and before the events that follow the hits (a
+//!   thread's id reused, exec, exit, detach); so fast hits are reported a little
+//!   late, in the order the threads made them, and interleave with int3 hits
+//!   and signals in the order they are read, not made;
+//! - what: the registers as they were at the probed instruction (the sixteen
+//!   general-purpose registers, rflags, `fs_base`; the instruction pointer is
+//!   the probed address), the time from the time stamp counter, and the memory
+//!   the handlers asked for in their [`Capture`] (C strings behind registers,
+//!   stack bytes): `read_cstr`, `read_bytes` and `read_u64` answer from it as
+//!   the live reads would have at that moment, and fail with
+//!   [`Error::NotCaptured`](crate::Error::NotCaptured) elsewhere;
+//! - only `on_entry`: no `on_post`, and no `on_return` (a function probe that
+//!   reports returns stays an int3 probe); `regs_mut` changes nothing (the hit
+//!   is over), and data kept with [`Hit::set_data`] is dropped.
+//!
+//! A site stays an int3 breakpoint when a handler says no (the reason is shown:
+//! `rtrace: probe P: int3 (why)`), and so does a site whose instructions a jump
+//! cannot replace.
+//!
 //! **Removing or disabling a probe.** Handlers see only [`Hit`] and
 //! [`Return`], not the tracer, so a handler cannot remove its own probe from
 //! inside a call. The pattern is a flag shared with the code that drives the

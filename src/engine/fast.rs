@@ -580,7 +580,7 @@ impl Tracer {
                 .map(|p| detour::layout_captures(&p.kinds).1)
                 .max()
                 .unwrap_or(ring::CAPTURES)
-                .max(256);
+                .max(ring::CAPTURES);
             if let Err(why) = self.make_ring(key, tid, slot, None) {
                 let space = self.space_mut(key)?;
                 space.fast.broken = Some(why.clone());
@@ -776,8 +776,10 @@ impl Tracer {
             let map = SharedMap::open(Path::new(&path), layout.size() as usize)
                 .map_err(|e| e.to_string())?;
             let flags = match fixed {
-                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED,
-                None => libc::MAP_SHARED,
+                // Populated: a page fault per 4 KiB of records, in the
+                // tracee's detours, would cost more than the records.
+                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
+                None => libc::MAP_SHARED | libc::MAP_POPULATE,
             };
             let base = self
                 .inject_syscall(

@@ -860,6 +860,14 @@ fn args_of(regs: &Regs) -> [u64; 6] {
 }
 
 impl Handler for ScriptProbe {
+    fn fast(
+        &mut self,
+        _: &crate::handler::Site,
+        _: Option<&crate::symbols::Module>,
+    ) -> crate::handler::Fast {
+        crate::handler::Fast::No("a script may read any memory of the stopped thread".into())
+    }
+
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let site = hit.site().clone();
         let run = Run {

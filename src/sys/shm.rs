@@ -22,8 +22,8 @@ pub struct SharedMap {
 
 impl SharedMap {
     /// Opens `path` read-write, sets its size to `len` bytes (a new memfd
-    /// is empty) and maps it shared. The file descriptor is closed again: the
-    /// mapping keeps the file.
+    /// is empty) and maps it shared, every page faulted in now. The file
+    /// descriptor is closed again: the mapping keeps the file.
     pub fn open(path: &Path, len: usize) -> Result<SharedMap> {
         let what = || format!("cannot map {}", path.display());
         let file = OpenOptions::new()
@@ -41,7 +41,7 @@ impl SharedMap {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 file.as_raw_fd(),
                 0,
             )
@@ -89,15 +89,28 @@ impl SharedMap {
         self.word(offset).store(value, Ordering::Release)
     }
 
-    /// Copies `buf.len()` bytes from `offset` (volatile byte loads: the
-    /// tracee may be writing them, though not while they are published).
+    /// Copies `buf.len()` bytes from `offset`, which must be 8-aligned
+    /// (volatile loads, a word at a time: the tracee writes the mapping,
+    /// though not a record while it is published).
     pub fn read(&self, offset: u64, buf: &mut [u8]) {
         let offset = usize::try_from(offset).expect("an offset in the mapping");
-        assert!(offset + buf.len() <= self.len, "read outside the mapping");
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: in bounds (checked above) of a live mapping; a
-            // volatile read of a byte another process may write is defined.
-            *b = unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(offset + i)) };
+        assert!(
+            offset % 8 == 0 && offset + buf.len() <= self.len,
+            "read outside the mapping"
+        );
+        let mut chunks = buf.chunks_exact_mut(8);
+        let mut at = offset;
+        for chunk in &mut chunks {
+            // SAFETY: in bounds and 8-aligned (checked above; the mapping is
+            // page-aligned) in a live mapping; a volatile load of memory
+            // another process may write is defined.
+            let word = unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(at).cast::<u64>()) };
+            chunk.copy_from_slice(&word.to_ne_bytes());
+            at += 8;
+        }
+        for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+            // SAFETY: in bounds (checked above) of a live mapping.
+            *b = unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(at + i)) };
         }
     }
 
