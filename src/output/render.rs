@@ -240,14 +240,19 @@ pub(crate) struct Args {
 impl Args {
     /// `x=41, s="hi"` (DWARF) or `3, 0x7ffd1000, 4096`.
     pub(crate) fn text(&self) -> String {
-        let mut parts = Vec::with_capacity(self.values.len());
-        for (name, value) in self.names.iter().zip(&self.values) {
-            match name {
-                Some(n) if self.named => parts.push(format!("{n}={value}")),
-                _ => parts.push(value.clone()),
+        let len: usize = self.values.iter().map(|v| v.len() + 8).sum();
+        let mut s = String::with_capacity(len);
+        for (i, (name, value)) in self.names.iter().zip(&self.values).enumerate() {
+            if i > 0 {
+                s.push_str(", ");
             }
+            if let (Some(n), true) = (name, self.named) {
+                s.push_str(n);
+                s.push('=');
+            }
+            s.push_str(value);
         }
-        parts.join(", ")
+        s
     }
 }
 

@@ -103,12 +103,22 @@ impl TextEmitter {
     }
 
     fn call_text(&self, hit: &Hit<'_>, call: &Call) -> String {
-        format!(
-            "{} {}({})",
-            self.pid(hit.tid()),
-            self.name(&hit.site().symbol),
-            call.args.text()
-        )
+        if self.color {
+            return format!(
+                "{} {}({})",
+                self.pid(hit.tid()),
+                self.name(&hit.site().symbol),
+                call.args.text()
+            );
+        }
+        // Once per hit: one string, written in place.
+        use std::fmt::Write as _;
+        let symbol = &hit.site().symbol;
+        let mut s = String::with_capacity(24 + symbol.len() + 24 * call.args.values.len());
+        let _ = write!(s, "[pid {}] {symbol}(", hit.tid());
+        s.push_str(&call.args.text());
+        s.push(')');
+        s
     }
 
     fn exit_prefix(&self, pid: Pid) -> String {
