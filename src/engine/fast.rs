@@ -876,8 +876,10 @@ impl Tracer {
 
     /// Brings stopped thread `tid` out of any detour: at a detour's first
     /// instruction (or its `pushfq`) it is sent back to the probed address,
-    /// as if it had not got there yet; elsewhere it is single-stepped until
-    /// it leaves (a capture load that faults goes to its fix-up). False when
+    /// as if it had not got there yet; among the restoring pops rtrace does
+    /// the rest of them itself; elsewhere it is single-stepped until it
+    /// leaves (a capture load that faults goes to its fix-up). `pushfq` and
+    /// `popfq` are never stepped: the kernel would leave the trap flag set. False when
     /// it could not be (it died, or a displaced instruction faulted: its
     /// signal is then held for it).
     pub(super) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
@@ -904,6 +906,12 @@ impl Tracer {
                 regs.set_ip(site.addr.get());
                 ptrace::setregs(tid, &regs)?;
                 return Ok(true);
+            }
+            // The restore is finished here, not stepped (see
+            // `Detour::restore`); the displaced instructions are stepped.
+            if detour::finish_restore(&site.detour, &mut regs, &space.mem)? {
+                ptrace::setregs(tid, &regs)?;
+                continue;
             }
             match self.single_step(tid)? {
                 StepEnd::Done => {}

@@ -557,3 +557,51 @@ fn detach_while_detours_are_hot() {
     assert_eq!(run.code(), 0, "{}", run.stdout);
     assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
 }
+
+/// Four threads calling work() back to back (each call spends much of its
+/// time in the detour, where a detach is likely to find a thread): attach
+/// with fast probes and detach, again and again while the program runs.
+/// Each time the code is its files' again, and at the end every one of the
+/// 4 × 10⁹ calls computed what it does untraced (the total), with no trap
+/// flag or detour address left behind.
+#[test]
+fn detach_from_threads_inside_their_detours() {
+    let prog = fixture("threads", Variant::Pie);
+    let mut cmd = Command::new(&prog);
+    cmd.args(["4", "1000000000"]);
+    let program = Spawned::command(cmd);
+    let pid = program.pid();
+    let before = our_mappings(pid);
+    let mut rounds = 0;
+    while rounds < 10 && matches!(process_state(pid), Some('R' | 'S')) {
+        let mut rtrace =
+            Spawned::rtrace_attach(&["--fast", "--entry-only", "-c", "-s", "work"], pid);
+        let line = rtrace
+            .wait_stderr_line(|l| l.starts_with("rtrace: probe work:") || l.contains("no process"));
+        if line.contains("no process") {
+            break;
+        }
+        assert_eq!(line, "rtrace: probe work: fast");
+        rtrace.signal(Signal::SIGINT);
+        let run = rtrace.wait();
+        if !run.stderr.contains("rtrace: detached from pid") {
+            // The program ended first.
+            assert!(
+                run.stderr.contains("+++ exited with 0 +++"),
+                "{}",
+                run.stderr
+            );
+            break;
+        }
+        assert_eq!(run.code(), 0, "round {rounds}: {}", run.stderr);
+        if let Err(e) = code_matches_files(pid) {
+            panic!("round {rounds}: {e}");
+        }
+        assert_eq!(our_mappings(pid), before, "round {rounds}");
+        rounds += 1;
+    }
+    assert!(rounds >= 3, "only {rounds} rounds before the program ended");
+    let run = program.wait();
+    assert_eq!(run.stdout, "total=4000000000000000000\n", "{run:?}");
+    assert_eq!(run.code(), 0);
+}

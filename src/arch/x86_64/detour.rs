@@ -212,6 +212,51 @@ pub struct Detour {
     /// Where the relocated displaced instructions begin: past it the
     /// registers are the program's again.
     pub displaced: u64,
+    /// The instructions that give the saved registers back (six pops,
+    /// `popfq`, the `lea` back over the red zone), in order: a thread
+    /// stopped at one of them is finished by [`finish_restore`] rather than
+    /// single-stepped, because a stepped `popfq` leaves the kernel believing
+    /// the program set the trap flag itself, and it is never cleared.
+    pub restore: Vec<u64>,
+}
+
+/// How many instructions the restore takes.
+const RESTORE_STEPS: usize = 8;
+
+/// Finishes what a thread stopped at `regs.ip()` among `detour.restore`
+/// had left of the restore, on `regs` and the stack words it pops, and
+/// moves it to the displaced instructions. False when the thread is not
+/// there.
+pub fn finish_restore(
+    detour: &Detour,
+    regs: &mut super::regs::Regs,
+    stack: &dyn super::exec::Stack,
+) -> crate::Result<bool> {
+    let Some(at) = detour.restore.iter().position(|&ip| ip == regs.ip()) else {
+        return Ok(false);
+    };
+    let gpr = |r: Register| match r {
+        Register::RAX => Gpr(0),
+        Register::RCX => Gpr(1),
+        Register::RDX => Gpr(2),
+        Register::RSI => Gpr(6),
+        Register::R10 => Gpr(10),
+        _ => Gpr(11),
+    };
+    for (i, reg) in SAVED.iter().rev().enumerate().skip(at) {
+        let _ = i;
+        let value = stack.read_word(regs.sp())?;
+        regs.set_gpr(gpr(*reg), value);
+        regs.set_sp(regs.sp() + 8);
+    }
+    if at <= SAVED.len() {
+        let flags = stack.read_word(regs.sp())?;
+        regs.raw_mut().eflags = flags;
+        regs.set_sp(regs.sp() + 8);
+    }
+    regs.set_sp(regs.sp() + RED_ZONE);
+    regs.set_ip(detour.displaced);
+    Ok(true)
 }
 
 fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
@@ -325,9 +370,13 @@ fn displaceable(insn: &Instruction) -> Result<(), String> {
         | FlowControl::IndirectBranch
         | FlowControl::Return => {}
     }
-    if matches!(insn.code(), Code::Pushfq | Code::Pushfw | Code::Pushfd) {
+    if matches!(
+        insn.code(),
+        Code::Pushfq | Code::Pushfw | Code::Pushfd | Code::Popfq | Code::Popfw | Code::Popfd
+    ) {
         return refuse(
-            "pushes the flags (a thread stepped out of the detour would push the trap flag)",
+            "moves the flags through the stack (a thread stepped out of the detour would get \
+             the trap flag)",
         );
     }
     if insn.memory_base() == Register::EIP {
@@ -410,7 +459,6 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     let mut retry = a.create_label();
     let mut claim = a.create_label();
     let mut full = a.create_label();
-    let mut restore = a.create_label();
     let mut displaced = a.create_label();
 
     a.set_label(&mut entry)?;
@@ -532,14 +580,24 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     }
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
-    a.set_label(&mut restore)?;
-    a.pop(r11)?;
-    a.pop(r10)?;
-    a.pop(rsi)?;
-    a.pop(rdx)?;
-    a.pop(rcx)?;
-    a.pop(rax)?;
+    // Each instruction of the restore labelled: a thread stopped among them
+    // finishes it by `finish_restore`, never by single steps.
+    let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
+    for (reg, label) in SAVED.iter().rev().zip(steps.iter_mut()) {
+        a.set_label(label)?;
+        let r = match reg {
+            Register::R11 => r11,
+            Register::R10 => r10,
+            Register::RSI => rsi,
+            Register::RDX => rdx,
+            Register::RCX => rcx,
+            _ => rax,
+        };
+        a.pop(r)?;
+    }
+    a.set_label(&mut steps[SAVED.len()])?;
     a.popfq()?;
+    a.set_label(&mut steps[SAVED.len() + 1])?;
     a.lea(rsp, ptr(rsp + RED_ZONE as i32))?;
     let mut first = true;
     for insn in &patch.insns {
@@ -557,14 +615,19 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
     ))?;
     a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
-    a.jmp(restore)?;
+    a.jmp(steps[0])?;
 
     let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
     let faults = faults
         .into_iter()
         .map(|(l, d)| Ok((out.label_ip(&l)?, out.label_ip(&d)?)))
         .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
+    let restore_ips = steps
+        .iter()
+        .map(|l| out.label_ip(l))
+        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
     Ok(Detour {
+        restore: restore_ips,
         entry: out.label_ip(&entry)?,
         pushf: out.label_ip(&pushf)?,
         displaced: out.label_ip(&displaced)?,

@@ -100,7 +100,7 @@ fn refused_when_a_displaced_instruction_cannot_move() {
     // pushfq.
     let f = [0x9c, 0x48, 0x89, 0xe5, 0x5d, 0x9d, 0xc3];
     let err = plan_patch(&f, START, START).unwrap_err();
-    assert!(err.contains("pushes the flags"), "{err}");
+    assert!(err.contains("moves the flags"), "{err}");
     // int3, ud2.
     let f = [0xcc, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
     assert!(plan_patch(&f, START, START).is_err());
@@ -281,4 +281,55 @@ fn too_many_sites_for_one_ring_is_refused() {
         tp: ThreadPointer::Rdfsbase,
     };
     assert!(assemble_detour(&patch, &spec).is_err());
+}
+
+/// A stack made of a map of words.
+#[derive(Default)]
+struct Words(std::cell::RefCell<std::collections::HashMap<u64, u64>>);
+
+impl super::exec::Stack for Words {
+    fn read_word(&self, addr: u64) -> crate::Result<u64> {
+        Ok(*self.0.borrow().get(&addr).unwrap_or(&0))
+    }
+    fn write_word(&self, addr: u64, value: u64) -> crate::Result<()> {
+        self.0.borrow_mut().insert(addr, value);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_thread_among_the_restoring_pops_is_finished_without_steps() {
+    let (_, d) = detour(WORK_O0, 0, &[]);
+    assert_eq!(d.restore.len(), 8);
+    let insns = decode_all(&d.code, DETOUR);
+    let at = |ip: u64| insns.iter().find(|i| i.ip() == ip).unwrap().mnemonic();
+    assert_eq!(at(d.restore[0]), Mnemonic::Pop);
+    assert_eq!(at(d.restore[6]), Mnemonic::Popfq);
+    assert_eq!(at(d.restore[7]), Mnemonic::Lea);
+    // Stopped after two pops (r11, r10): rsi, rdx, rcx, rax and the flags
+    // are still on the stack.
+    let sp = 0x7ffd_0000_1000u64;
+    let stack = Words::default();
+    for (i, v) in [6u64, 2, 1, 0, 0x246].iter().enumerate() {
+        stack.0.borrow_mut().insert(sp + 8 * i as u64, 0x1000 + v);
+    }
+    let mut regs = super::regs::Regs::default();
+    regs.set_sp(sp);
+    regs.set_ip(d.restore[2]);
+    assert!(finish_restore(&d, &mut regs, &stack).unwrap());
+    assert_eq!(regs.ip(), d.displaced);
+    assert_eq!(regs.sp(), sp + 5 * 8 + 128);
+    assert_eq!(regs.gpr(Gpr(6)), 0x1006); // rsi
+    assert_eq!(regs.gpr(Gpr(2)), 0x1002); // rdx
+    assert_eq!(regs.gpr(Gpr(1)), 0x1001); // rcx
+    assert_eq!(regs.gpr(Gpr(0)), 0x1000); // rax
+    assert_eq!(regs.raw().eflags, 0x1246);
+    // At the lea, only the red zone is left.
+    regs.set_sp(sp);
+    regs.set_ip(d.restore[7]);
+    assert!(finish_restore(&d, &mut regs, &stack).unwrap());
+    assert_eq!(regs.sp(), sp + 128);
+    // Anywhere else it is not among them.
+    regs.set_ip(d.entry);
+    assert!(!finish_restore(&d, &mut regs, &stack).unwrap());
 }
