@@ -79,6 +79,9 @@ const MAX_SLOTS: u64 = 65536;
 /// How often records are drained while the tracer is busy, and the longest
 /// it sleeps while fast sites may be recording.
 pub(crate) const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
+/// The most records one drain reads while the tracee runs (about 2 ms of
+/// printing): stops waiting meanwhile are not kept waiting longer.
+const DRAIN_BUDGET: u64 = 4096;
 /// The memfd's name, written into the scratch page for `memfd_create`
 /// (bytes 8..20: past the scratch code, before the out-of-line slots).
 const RING_NAME: &[u8] = b"rtrace-ring\0";
@@ -1130,6 +1133,7 @@ impl Tracer {
     /// Drains every ring.
     pub(super) fn drain_all(&mut self, mode: Drain) -> Result<()> {
         self.last_drain = Instant::now();
+        self.more_records = false;
         let keys: Vec<Pid> = self
             .spaces
             .iter()
@@ -1178,10 +1182,16 @@ impl Tracer {
         let (records, slot) = {
             let space = self.spaces.get_mut(&key).expect("checked above");
             let ring = space.fast.ring.as_mut().expect("checked above");
-            (
-                take_records(ring, mode == Drain::Final),
-                ring.layout.slot_size as usize,
-            )
+            let budget = match mode {
+                Drain::Final => ring.layout.capacity,
+                Drain::Safe | Drain::Quick => DRAIN_BUDGET,
+            };
+            let records = take_records(ring, mode == Drain::Final, budget);
+            let slot = ring.layout.slot_size as usize;
+            // Stopped at the budget: more may wait (the tracer then
+            // only polls for stops before reading on).
+            self.more_records |= records.len() / slot >= budget as usize;
+            (records, slot)
         };
         let mut failed = None;
         if !records.is_empty() {
@@ -1461,7 +1471,7 @@ fn published_tps(ring: Option<&Ring>) -> Vec<u64> {
     };
     let l = ring.layout;
     let mut out = Vec::new();
-    for pos in ring.consumed..ring.consumed + l.capacity {
+    for pos in ring.consumed..ring.consumed + l.capacity.min(DRAIN_BUDGET) {
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         if ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1 {
             break;
@@ -1477,13 +1487,13 @@ fn published_tps(ring: Option<&Ring>) -> Vec<u64> {
 /// Copies the published records out of `ring` and frees their slots, in
 /// order; with `skip_unpublished`, a slot claimed but never published (its
 /// writer is gone) is passed over.
-fn take_records(ring: &mut Ring, skip_unpublished: bool) -> Vec<u8> {
+fn take_records(ring: &mut Ring, skip_unpublished: bool, budget: u64) -> Vec<u8> {
     let l = ring.layout;
     let slot = l.slot_size as usize;
     let enqueued = ring.map.load_u64(ring::ENQUEUE);
     let mut out = Vec::new();
     let mut taken = 0;
-    while taken < l.capacity {
+    while taken < l.capacity.min(budget) {
         let pos = ring.consumed;
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         let lap = pos & !(l.capacity - 1);

@@ -158,6 +158,8 @@ pub struct Tracer {
     tsc_clock: Option<fast::TscClock>,
     /// When the rings were last drained.
     last_drain: Instant,
+    /// A drain stopped at its budget: records may be waiting.
+    more_records: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -201,6 +203,7 @@ impl Tracer {
             modes_reported: Default::default(),
             tsc_clock: None,
             last_drain: Instant::now(),
+            more_records: false,
             _not_send: PhantomData,
         }
     }
@@ -491,7 +494,9 @@ impl Tracer {
             }
             self.report_modes()?;
         }
-        if self.draining() && self.last_drain.elapsed() >= fast::DRAIN_INTERVAL {
+        if self.draining()
+            && (self.more_records || self.last_drain.elapsed() >= fast::DRAIN_INTERVAL)
+        {
             self.drain_all(fast::Drain::Safe)?;
         }
         let stop = match self.next_stop()? {
@@ -571,6 +576,8 @@ impl Tracer {
         };
         // While fast sites may record, wake up to drain them.
         let timeout = match (timeout, self.draining()) {
+            // Records are waiting: only look for stops.
+            _ if self.more_records => Some(Duration::ZERO),
             (Some(t), true) => Some(t.min(fast::DRAIN_INTERVAL)),
             (None, true) => Some(fast::DRAIN_INTERVAL),
             (t, false) => t,

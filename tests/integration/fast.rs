@@ -605,3 +605,40 @@ fn detach_from_threads_inside_their_detours() {
     assert_eq!(run.stdout, "total=4000000000000000000\n", "{run:?}");
     assert_eq!(run.code(), 0);
 }
+
+/// Signals at threads that keep running through detours: each is
+/// delivered once, in order, with its siginfo (a thread inside a detour
+/// leaves it first), as untraced; and every hit of the single-threaded storm
+/// is recorded.
+#[test]
+fn signals_reach_threads_out_of_their_detours() {
+    let prog = fixture("sigqueuer", Variant::Pie);
+    let run = run_rtrace(
+        &["--fast", "--entry-only", "-c", "-s", "work"],
+        &prog,
+        &["4", "1500"],
+    );
+    assert_eq!(run.stdout, "received=1500 bad=0\n", "{}", run.stderr);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stderr.contains("rtrace: probe work: fast"),
+        "{}",
+        run.stderr
+    );
+    let prog = fixture("sigstorm", Variant::Pie);
+    let args = ["2000", "20000"];
+    let untraced = run_untraced(&prog, &args);
+    let (run, events) = trace_json(
+        "fast_sigstorm",
+        &["--fast", "--entry-only", "-s", "work"],
+        &prog,
+        &args,
+    );
+    assert_same_as_untraced(&run, &untraced, "sigstorm");
+    assert_eq!(of_symbol(&events, "entry", "work").len(), 20000);
+    let signals = of_kind(&events, "signal")
+        .into_iter()
+        .filter(|e| str_field(e, "signal") == "SIGRTMIN")
+        .count();
+    assert_eq!(signals, 2000);
+}
