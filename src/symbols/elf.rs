@@ -305,6 +305,8 @@ fn bind_rank(bind: u8) -> u8 {
 struct RawSym {
     sym: Symbol,
     bind: u8,
+    /// A version that is not the default (`name@VER`, not `name@@VER`).
+    hidden: bool,
 }
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -515,8 +517,10 @@ impl ElfFile {
         self.own.named(name)
     }
 
-    /// The function (Func or IFunc) named exactly `name`; the lowest address when
-    /// there are several (local functions of different object files). When
+    /// The function (Func or IFunc) named exactly `name`: of a versioned
+    /// name, the default version (`@@`, the one a program links to); else the
+    /// lowest address when there are several (local functions of different
+    /// object files). When
     /// the file's own tables have none, the separate debug file's `.symtab` is
     /// asked (a program stripped with `--strip-all` keeps its local functions
     /// there; libc6-dbg has libc's internal ones, `__strlen_evex`): read once,
@@ -1234,12 +1238,20 @@ fn parse_sections(
 
 /// The defined, named symbols of `.symtab` and `.dynsym`.
 fn parse_symbols(bytes: &[u8], sections: &[Section]) -> std::result::Result<Vec<RawSym>, String> {
+    /// SHT_GNU_versym: one u16 per .dynsym entry, bit 15 set for a version
+    /// that is not the default one (`name@VER`, kept for old binaries).
+    const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
     let mut out = Vec::new();
-    for section in sections {
+    for (index, section) in sections.iter().enumerate() {
         if section.kind != section_header::SHT_SYMTAB && section.kind != section_header::SHT_DYNSYM
         {
             continue;
         }
+        let versym = sections
+            .iter()
+            .find(|v| v.kind == SHT_GNU_VERSYM && v.link as usize == index)
+            .and_then(|v| file_range(bytes, v.offset, v.size))
+            .unwrap_or_default();
         let table = file_range(bytes, section.offset, section.size)
             .ok_or_else(|| format!("{} extends past the end of the file", section.name))?;
         let strtab = match sections.get(section.link as usize) {
@@ -1248,8 +1260,11 @@ fn parse_symbols(bytes: &[u8], sections: &[Section]) -> std::result::Result<Vec<
             })?,
             None => return Err(format!("{} links to a missing string table", section.name)),
         };
-        for entry in table.chunks_exact(SYM_SIZE) {
-            if let Some(raw) = parse_sym(entry, strtab) {
+        for (i, entry) in table.chunks_exact(SYM_SIZE).enumerate() {
+            if let Some(mut raw) = parse_sym(entry, strtab) {
+                if let Some(v) = versym.get(2 * i..2 * i + 2) {
+                    raw.hidden |= u16::from_le_bytes([v[0], v[1]]) & 0x8000 != 0;
+                }
                 out.push(raw);
             }
         }
@@ -1282,7 +1297,9 @@ fn parse_sym(entry: &[u8], strtab: &[u8]) -> Option<RawSym> {
         return None;
     }
     let full = strtab_get(strtab, usize::try_from(st_name).ok()?)?;
-    // `memcpy@@GLIBC_2.14`, `memcpy@GLIBC_2.2.5`: the version is not part of the name.
+    // `memcpy@@GLIBC_2.14`, `memcpy@GLIBC_2.2.5`: the version is not part of
+    // the name, but a single `@` marks a version that is not the default.
+    let hidden = full.contains('@') && !full.contains("@@");
     let name = match full.split_once('@') {
         Some((base, _)) => base.to_string(),
         None => full,
@@ -1298,6 +1315,7 @@ fn parse_sym(entry: &[u8], strtab: &[u8]) -> Option<RawSym> {
             kind,
         },
         bind: sym::st_bind(st_info),
+        hidden,
     })
 }
 
@@ -1325,8 +1343,19 @@ fn index_symbols(raw: Vec<RawSym>) -> (Vec<Symbol>, Vec<Symbol>) {
             _ => functions.push(r.sym.clone()),
         }
     }
+    // By name, the default version first: `pthread_cond_signal` is the
+    // `@@GLIBC_2.3.2` one the linker binds, not the old `@GLIBC_2.2.5` copy
+    // at a lower address.
+    let mut raw = raw;
+    raw.sort_by(|a, b| {
+        (&a.sym.name, a.hidden, a.sym.addr, a.sym.size).cmp(&(
+            &b.sym.name,
+            b.hidden,
+            b.sym.addr,
+            b.sym.size,
+        ))
+    });
     let mut by_name: Vec<Symbol> = raw.into_iter().map(|r| r.sym).collect();
-    by_name.sort_by(|a, b| (&a.name, a.addr, a.size).cmp(&(&b.name, b.addr, b.size)));
     // The same symbol in .symtab and .dynsym.
     by_name.dedup_by(|a, b| a.name == b.name && a.addr == b.addr && a.kind == b.kind);
     (functions, by_name)
@@ -1517,6 +1546,73 @@ int alias_helper(void) __attribute__((weak, alias(\"helper\")));
         assert_eq!(helper.addr, alias.addr);
         let (f, _) = elf.function_at(helper.addr).expect("at helper");
         assert_eq!(f.name, "helper");
+    }
+
+    #[test]
+    fn the_default_version_of_a_name_wins() {
+        // vfun@V_1 (an old copy, at the lower address) and vfun@@V_2 (the
+        // default, what a program links to), in .symtab and in .dynsym.
+        let dir = temp_dir("symver2");
+        std::fs::write(
+            dir.join("v.map"),
+            "V_1 { global: vfun; local: *; };\nV_2 { global: vfun; } V_1;\n",
+        )
+        .unwrap();
+        let src = "\
+int vfun_old(void) { return 1; }
+__asm__(\".symver vfun_old, vfun@V_1\");
+int vfun_new(void) { return 2; }
+__asm__(\".symver vfun_new, vfun@@V_2\");
+";
+        let so = compile_in(
+            &dir,
+            "v.c",
+            src,
+            &["-shared", "-fPIC", "-Wl,--version-script=v.map"],
+        );
+        for stripped in [false, true] {
+            let path = if stripped {
+                let out = dir.join("v-stripped.so");
+                let ok = std::process::Command::new("strip")
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(&so)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+                out
+            } else {
+                so.clone()
+            };
+            let elf = ElfFile::open(&path).expect("parse .so");
+            let new = elf.function_named("vfun_new").map(|s| s.addr);
+            let chosen = elf.function_named("vfun").expect("vfun").addr;
+            if stripped {
+                // Only .dynsym is left: the two copies, told apart by .gnu.version.
+                let copies: Vec<_> = elf.symbols().iter().filter(|s| s.name == "vfun").collect();
+                assert_eq!(copies.len(), 2, "{copies:?}");
+                let high = copies.iter().map(|s| s.addr).max().unwrap();
+                assert_eq!(chosen, high, "the default version is the second copy");
+            } else {
+                assert_eq!(Some(chosen), new, "{:?}", elf.symbols());
+            }
+        }
+        // The same in libc, for a name with a compat version.
+        let libc = ElfFile::open(Path::new("/lib/x86_64-linux-gnu/libc.so.6")).unwrap();
+        let out = std::process::Command::new("nm")
+            .args(["-D", "/lib/x86_64-linux-gnu/libc.so.6"])
+            .output()
+            .unwrap();
+        let default = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.ends_with(" pthread_cond_signal@@GLIBC_2.3.2"))
+            .and_then(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
+            .expect("pthread_cond_signal@@GLIBC_2.3.2 in nm -D");
+        assert_eq!(
+            libc.function_named("pthread_cond_signal").unwrap().addr,
+            LinkAddr(default)
+        );
     }
 
     fn corrupt_or_not_elf(r: Result<ElfFile>) -> bool {
