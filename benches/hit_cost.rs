@@ -389,6 +389,33 @@ fn main() {
         None,
     );
 
+    // Startup with all of libc probed: launch /bin/true, resolve and arm
+    // every libc function, run it.
+    let mut startup: Vec<Duration> = (0..runs)
+        .map(|_| {
+            run(&strings(&[
+                &rtrace,
+                "-o",
+                "/dev/null",
+                "-s",
+                "libc:*",
+                "--",
+                "/bin/true",
+            ]))
+            .0
+        })
+        .collect();
+    let startup = median(&mut startup);
+    let verdict = if startup < Duration::from_secs(1) {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "startup, all of libc armed (rtrace -s 'libc:*' -- /bin/true): {:.1} ms  (goal < 1 s: {verdict})",
+        startup.as_secs_f64() * 1e3
+    );
+
     // Peak memory with all of libc probed, against gdb with the same
     // program stopped in main, libc loaded (a breakpoint on main).
     let (_, rtrace_kib) = run(&strings(&[
