@@ -123,6 +123,8 @@ pub struct Tracer {
     outcome: Option<Outcome>,
     /// The CPU everything runs on (`pin_to_one_cpu`).
     pinned: Option<usize>,
+    /// The period the tracer's timer is armed with (see `next_stop`).
+    timer: Option<Duration>,
     /// With -f: how the root process ended while followed children live on
     /// (the outcome once the last of them has ended, as strace -f does).
     root_end: Option<Outcome>,
@@ -177,6 +179,7 @@ impl Tracer {
             go_reported: Default::default(),
             outcome: None,
             pinned: None,
+            timer: None,
             root_end: None,
             attach_reported: false,
             root_execd: false,
@@ -474,6 +477,10 @@ impl Tracer {
     }
 
     fn finish(&mut self) -> Result<()> {
+        // No more waits to end: the timer must not interrupt the caller's.
+        if self.timer.take().is_some() {
+            signal::set_timer(None);
+        }
         let mut first = Ok(());
         for p in self.probes.iter_mut().flatten() {
             let r = guarded(|| p.handler.on_finish());
@@ -496,16 +503,12 @@ impl Tracer {
         if let Some(s) = self.deferred.pop_front() {
             return Ok(Some(s));
         }
-        match self.wait_stop(Which::Any, false, false) {
-            Ok(Some(s)) => return Ok(Some(s)),
-            Ok(None) => {}
-            Err(Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(wait::wait_error(e)),
-        }
-        // The listeners are told at most every interval they asked for (a
-        // printer's flush to a file is a write: once per hit would double the
-        // cost of a hit). When they were told recently, sleep only until the
-        // interval is over, then tell them, so output never lags further.
+        // The listeners are told the tracer is idle at most every interval
+        // they asked for (a printer's flush to a file is a write: once per
+        // hit would double the cost of a hit), and before the tracer blocks
+        // once it is due, unless a stop is waiting already. Until then it
+        // blocks at once, with the timer set to end the wait when it is due
+        // (or to the live view's period).
         let since = self.last_idle.elapsed();
         let interval = self
             .listeners
@@ -513,25 +516,37 @@ impl Tracer {
             .map(|l| l.idle_interval().unwrap_or_default())
             .min()
             .unwrap_or_default();
-        let timeout = if since >= interval || !signal::installed() {
+        let tick = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.tick_interval())
+            .min();
+        // Driven as a library without the signals there is no timer: the
+        // listeners are told before every blocking wait.
+        let due = since >= interval || !signal::installed();
+        if due {
+            match self.wait_stop(Which::Any, false, false) {
+                Ok(Some(s)) => return Ok(Some(s)),
+                Ok(None) => {}
+                Err(Errno::EINTR) => return Ok(None),
+                Err(e) => return Err(wait::wait_error(e)),
+            }
             for l in &mut self.listeners {
                 guarded(|| l.on_idle())?;
             }
-            self.last_idle = std::time::Instant::now();
-            // A listener that wants to be told even while nothing stops.
-            self.listeners
-                .iter()
-                .filter_map(|l| l.tick_interval())
-                .min()
-        } else {
-            Some(interval - since)
-        };
-        let r = wait::wait_after_poll(Which::Any, true, timeout);
-        if let Ok(Some(stop)) = &r {
-            self.stops += 1;
-            self.saw(stop);
+            self.last_idle = Instant::now();
         }
-        match r {
+        // The next deadline: the live view's ticks, or the end of the
+        // interval that started with the idle call just made (or earlier).
+        let wanted = match (tick, due || interval.is_zero()) {
+            (Some(t), _) => Some(t),
+            (None, false) => Some(interval),
+            (None, true) => None,
+        };
+        if wanted != self.timer && signal::set_timer(wanted) {
+            self.timer = wanted;
+        }
+        match self.wait_stop(Which::Any, true, true) {
             Ok(s) => Ok(s),
             Err(Errno::EINTR) => Ok(None),
             Err(e) => Err(wait::wait_error(e)),
@@ -767,6 +782,9 @@ impl Drop for Tracer {
     /// before `run`, a panic), launched programs are killed (they never got to
     /// run) and attached ones are detached unharmed.
     fn drop(&mut self) {
+        if self.timer.take().is_some() {
+            signal::set_timer(None);
+        }
         if self.tasks.is_empty() {
             return;
         }
