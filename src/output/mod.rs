@@ -8,7 +8,8 @@
 //! - `text`: the text format, including the held entry that becomes one
 //!   `work(…) = 83 <0.000011>` line when nothing else comes in between;
 //! - `json`: the JSON Lines format;
-//! - `summary`: the per-probe statistics and the text table.
+//! - `summary`: the per-probe statistics and the text table;
+//! - `timeline`: the `--perfetto` file, a [`Timeline`] handler of its own.
 //!
 //! Output is buffered; it is flushed by [`Printer::flush`] (the engine calls it
 //! before it blocks waiting for the tracee, so events show up live) and at the
@@ -21,9 +22,11 @@ mod json;
 pub(crate) mod render;
 mod summary;
 mod text;
+mod timeline;
 
 pub use hist::{Bucket, Log2Hist};
 pub use render::DEFAULT_STRING_LIMIT;
+pub use timeline::Timeline;
 
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;
@@ -324,11 +327,7 @@ impl Handler for Printer {
             .renderer
             .retval(pending.as_ref().map(|p| &p.known), ret);
         if let Some(errno) = injected {
-            if let Some(e) = errno {
-                value.text.push(' ');
-                value.text.push_str(&crate::inject::errno_name(e));
-            }
-            value.text.push_str(" (injected)");
+            value.mark_injected(errno);
             self.emitter.injected();
         }
         self.emitter
