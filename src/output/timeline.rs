@@ -20,7 +20,8 @@
 //! - **Slices** (`"ph":"X"`, category `call`): one per call of a function
 //!   probe that returned, written at its return. `ts` and `dur` are
 //!   microseconds since rtrace started, with three decimals (the
-//!   nanoseconds, exactly). `args` holds the rendered arguments, keyed by
+//!   nanoseconds, exactly), and the same as the printer's: a call is timed
+//!   from the moment the thread goes on into the function. `args` holds the rendered arguments, keyed by
 //!   parameter name (`arg0`… where the name is not known), then `return` (the
 //!   value as the text output shows it), `retval` (the value as a number,
 //!   as JSON Lines' `retval`; absent for `void`) and `injected` for a call
@@ -512,9 +513,14 @@ impl Handler for Timeline {
         if injected.is_some() {
             args.push(("injected".to_string(), true.into()));
         }
+        // The engine times a call from when the thread went on into the
+        // function, after the entry's handlers (the first hit of a function
+        // parses its debug information): the slice says what the printer
+        // says. It still starts after its parent's, and ends before.
+        let dur = ret.duration();
         let ev = Ev::new(&ret.site().symbol, "call", "X")
-            .time("ts", call.entered)
-            .time("dur", ret.time().saturating_sub(call.entered))
+            .time("ts", ret.time().saturating_sub(dur))
+            .time("dur", dur)
             .thread(ret.pid(), tid)
             .args(&args);
         self.write(ev)

@@ -24,4 +24,5 @@ mod returns;
 mod scripts;
 mod signals;
 mod step;
+mod timeline;
 mod variants;

@@ -85,6 +85,10 @@ struct Raw {
     /// One JSON object per line (JSON Lines) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write a timeline of the calls to FILE: Chrome trace-event JSON,
+    /// one track per thread, for ui.perfetto.dev or chrome://tracing.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
     /// Print a per-probe table of calls and times at the end.
     #[arg(short = 'c', long)]
     summary: bool,
@@ -172,6 +176,8 @@ pub struct Cli {
     pub pin: bool,
     pub output: Option<PathBuf>,
     pub json: bool,
+    /// `--perfetto FILE`: where the timeline goes.
+    pub perfetto: Option<PathBuf>,
     pub summary: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
@@ -232,6 +238,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
     if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() && script_probes == 0 {
         return Err(usage("give at least one probe with -s SPEC"));
     }
+    if !raw.list.is_empty() && raw.perfetto.is_some() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --perfetto with it",
+        ));
+    }
     if !raw.list.is_empty() && script.is_some() {
         return Err(usage(
             "--list lists specs instead of tracing; give no script with it",
@@ -265,6 +276,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         pin: raw.pin,
         output: raw.output,
         json: raw.json,
+        perfetto: raw.perfetto,
         summary: raw.summary,
         color: raw.color,
         string_limit: raw.string_limit,
