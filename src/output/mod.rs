@@ -57,6 +57,10 @@ pub struct PrinterOptions {
     /// in JSON mode every event is still printed, then one `summary` event per
     /// probe and symbol.
     pub summary: bool,
+    /// `--hist` (with `summary`): a log2 histogram of each probe's call
+    /// durations, in nanoseconds, under the text table or in each JSON
+    /// `summary` event (`hist`: buckets of `low`, `high`, `count`).
+    pub hist: bool,
     /// How many bytes of a C string are shown before `...`
     /// ([`DEFAULT_STRING_LIMIT`] unless `--string-limit` says otherwise).
     pub string_limit: usize,
@@ -249,7 +253,7 @@ impl Printer {
         Printer {
             out: Out::new(out, diag),
             emitter,
-            stats: opts.summary.then(summary::Stats::default),
+            stats: opts.summary.then(|| summary::Stats::new(opts.hist)),
             finished: false,
             renderer: Renderer::new(opts.string_limit),
             render_calls: !(opts.summary && opts.format == Format::Text),

@@ -16,6 +16,7 @@ mod debuginfo;
 mod errors;
 mod examples;
 mod handlers;
+mod hist;
 mod inject;
 mod library;
 mod names;

@@ -92,6 +92,11 @@ struct Raw {
     /// Print a per-probe table of calls and times at the end.
     #[arg(short = 'c', long)]
     summary: bool,
+    /// With -c: a log2 histogram of each probe's call durations (in
+    /// nanoseconds), bpftrace style, under the table (in JSON, a `hist` in
+    /// each summary event).
+    #[arg(long)]
+    hist: bool,
     /// Show at most N bytes of each C string argument (then `...`).
     #[arg(long, value_name = "N", default_value_t = rtrace::output::DEFAULT_STRING_LIMIT)]
     string_limit: usize,
@@ -179,6 +184,8 @@ pub struct Cli {
     /// `--perfetto FILE`: where the timeline goes.
     pub perfetto: Option<PathBuf>,
     pub summary: bool,
+    /// `--hist`: histograms in the summary.
+    pub hist: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
 }
@@ -238,6 +245,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
     if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() && script_probes == 0 {
         return Err(usage("give at least one probe with -s SPEC"));
     }
+    if raw.hist && !raw.summary {
+        return Err(usage(
+            "--hist draws histograms in the summary; give -c with it",
+        ));
+    }
     if !raw.list.is_empty() && raw.perfetto.is_some() {
         return Err(usage(
             "--list lists specs instead of tracing; give no --perfetto with it",
@@ -278,6 +290,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         json: raw.json,
         perfetto: raw.perfetto,
         summary: raw.summary,
+        hist: raw.hist,
         color: raw.color,
         string_limit: raw.string_limit,
     })

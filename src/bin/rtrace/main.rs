@@ -179,6 +179,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             format: if cli.json { Format::Json } else { Format::Text },
             color,
             summary: cli.summary,
+            hist: cli.hist,
             string_limit: cli.string_limit,
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
