@@ -9,7 +9,9 @@
 //!   `work(…) = 83 <0.000011>` line when nothing else comes in between;
 //! - `json`: the JSON Lines format;
 //! - `summary`: the per-probe statistics and the text table;
-//! - `timeline`: the `--perfetto` file, a [`Timeline`] handler of its own.
+//! - `timeline`: the `--perfetto` file, a [`Timeline`] handler of its own;
+//! - `progress`: the [`ProgressLine`] shown on a terminal while probes are
+//!   resolved and armed (fed by `Tracer::on_progress`, not a handler).
 //!
 //! Output is buffered; it is flushed by [`Printer::flush`] (the engine calls it
 //! before it blocks waiting for the tracee, so events show up live) and at the
@@ -19,12 +21,14 @@
 
 mod hist;
 mod json;
+mod progress;
 pub(crate) mod render;
 mod summary;
 mod text;
 mod timeline;
 
 pub use hist::{Bucket, Log2Hist};
+pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
 pub use timeline::Timeline;
 

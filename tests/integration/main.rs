@@ -21,6 +21,7 @@ mod inject;
 mod library;
 mod names;
 mod processes;
+mod progress;
 mod returns;
 mod scripts;
 mod signals;

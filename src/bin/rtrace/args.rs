@@ -188,6 +188,9 @@ pub struct Cli {
     pub hist: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
+    /// How long the work before tracing goes on before a terminal shows its
+    /// progress (`RTRACE_PROGRESS_DELAY_MS`, default one second).
+    pub progress_delay: std::time::Duration,
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -224,6 +227,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
         }
     };
     let script = scripts(&raw)?;
+    let progress_delay = match std::env::var("RTRACE_PROGRESS_DELAY_MS") {
+        Err(_) => rtrace::output::PROGRESS_DELAY,
+        Ok(ms) => match ms.parse() {
+            Ok(ms) => std::time::Duration::from_millis(ms),
+            Err(_) => {
+                return Err(usage(&format!(
+                    "RTRACE_PROGRESS_DELAY_MS={ms:?}: give a number of milliseconds"
+                )))
+            }
+        },
+    };
     let target = match (raw.pid, raw.command.is_empty()) {
         (Some(_), false) => return Err(usage("give either -p PID or a command, not both")),
         (None, true) => return Err(usage("give -p PID or a command to launch after --")),
@@ -293,5 +307,6 @@ pub fn parse() -> Result<Cli, ExitCode> {
         hist: raw.hist,
         color: raw.color,
         string_limit: raw.string_limit,
+        progress_delay,
     })
 }

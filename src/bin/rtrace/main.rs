@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
-use rtrace::output::{Format, Printer, PrinterOptions, Timeline};
+use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, Timeline};
 use rtrace::script::{ScriptListener, ScriptProbe};
 use rtrace::{Both, Handler, Hit, Options, Outcome, ProbeId, ProbeSpec, Return, Tracer};
 
@@ -159,6 +159,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     if !cli.list.is_empty() {
         return list(&cli);
     }
+    // The work before tracing (reading the program, resolving and arming
+    // probes) is timed from here.
+    let start = std::time::Instant::now();
     rtrace::sys::signal::install_detach_handlers();
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         Some(path) => {
@@ -214,6 +217,12 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     };
     if cli.pin {
         tracer.pin_to_one_cpu()?;
+    }
+    // Only a person at a terminal wants to see the work go on; a log or a
+    // pipe would keep the escape sequences.
+    if std::io::stderr().is_terminal() {
+        let mut line = ProgressLine::new(std::io::stderr(), start, cli.progress_delay);
+        tracer.on_progress(move |p| line.update(p, std::time::Instant::now()));
     }
     for rule in cli.inject.iter() {
         let spec = rule.spec.clone();
