@@ -5,6 +5,7 @@
 //! handlers like any other. Every method has a default that does nothing, so a
 //! handler implements only what it needs. The programs in `examples/` are
 //! complete handlers: counting, timing, a leak report, a return value override.
+//! Two handlers share one probe, each with its own data slot, as [`Both`].
 //!
 //! # The contract
 //!
@@ -146,6 +147,7 @@ use std::time::Duration;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::Regs;
 use crate::error::Result;
+use crate::probe::HandlerData;
 use crate::symbols::{Module, ModuleMap, Symbolized};
 use crate::sys::mem::ProcMem;
 
@@ -485,6 +487,99 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     }
 }
 
+/// Two handlers on one probe: `.0` runs first at every call, then `.1`, each
+/// with its own data slot. What one keeps with [`Hit::set_data`] the other
+/// never sees, and each gets its own back in [`Handler::on_return`], so two
+/// handlers written for a probe of their own can share one (the command
+/// line's printer and its timeline, say) without a second breakpoint.
+///
+/// As for probes sharing an address, an error from `.0` does not keep `.1`
+/// from running; the first error is returned. As a listener, both get every
+/// event, and the shorter [`Handler::idle_interval`] wins.
+pub struct Both<A, B>(pub A, pub B);
+
+/// The two data slots of a [`Both`], kept in its probe's one slot between the
+/// entry and the return.
+struct BothData(HandlerData, HandlerData);
+
+/// Takes what a [`Both`] keeps in `slot`: nothing at an entry, the pair after.
+fn split_slots(slot: &mut HandlerData) -> (HandlerData, HandlerData) {
+    match slot.take().map(|b| b.downcast::<BothData>()) {
+        Some(Ok(both)) => (both.0, both.1),
+        // The slot is this probe's alone, so only a pair is ever in it.
+        Some(Err(_)) | None => (None, None),
+    }
+}
+
+/// Runs `f` on `hit` with `data` in its slot; returns the result and what
+/// the slot holds after.
+fn with_slot(
+    hit: &mut Hit<'_>,
+    data: HandlerData,
+    f: impl FnOnce(&mut Hit<'_>) -> Result<()>,
+) -> (Result<()>, HandlerData) {
+    *hit.data = data;
+    let r = f(hit);
+    (r, hit.data.take())
+}
+
+/// Both phases of a hit go the same way: `.0` with its slot, `.1` with its own.
+fn both_at_hit(
+    hit: &mut Hit<'_>,
+    first: impl FnOnce(&mut Hit<'_>) -> Result<()>,
+    second: impl FnOnce(&mut Hit<'_>) -> Result<()>,
+) -> Result<()> {
+    let (a, b) = split_slots(hit.data);
+    let (ra, a) = with_slot(hit, a, first);
+    let (rb, b) = with_slot(hit, b, second);
+    if a.is_some() || b.is_some() {
+        *hit.data = Some(Box::new(BothData(a, b)));
+    }
+    ra.and(rb)
+}
+
+impl<A: Handler, B: Handler> Handler for Both<A, B> {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        let Both(first, second) = self;
+        both_at_hit(hit, |h| first.on_entry(h), |h| second.on_entry(h))
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        let Both(first, second) = self;
+        both_at_hit(hit, |h| first.on_post(h), |h| second.on_post(h))
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        let (a, b) = split_slots(&mut ret.data);
+        ret.data = a;
+        let ra = self.0.on_return(ret);
+        ret.data = b;
+        let rb = self.1.on_return(ret);
+        ret.data = None;
+        ra.and(rb)
+    }
+    fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        let ra = self.0.on_event(event, time);
+        let rb = self.1.on_event(event, time);
+        ra.and(rb)
+    }
+    fn on_idle(&mut self) -> Result<()> {
+        let ra = self.0.on_idle();
+        let rb = self.1.on_idle();
+        ra.and(rb)
+    }
+    fn idle_interval(&self) -> Option<Duration> {
+        // `None` asks for the most (before every wait).
+        match (self.0.idle_interval(), self.1.idle_interval()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (None, _) | (_, None) => None,
+        }
+    }
+    fn on_finish(&mut self) -> Result<()> {
+        let ra = self.0.on_finish();
+        let rb = self.1.on_finish();
+        ra.and(rb)
+    }
+}
+
 /// What a handler sees of a tracee stopped at a probe.
 pub struct Hit<'a> {
     pub(crate) pid: Pid,
@@ -638,5 +733,112 @@ impl<'a> Return<'a> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::output::testutil::{function, Tracee};
+
+    /// Keeps a label at the entry, appends to it after the instruction, and
+    /// records what comes back at the return.
+    struct Keeper {
+        label: &'static str,
+        fail_entry: bool,
+        entries: usize,
+        returned: Vec<Option<String>>,
+    }
+
+    impl Keeper {
+        fn new(label: &'static str, fail_entry: bool) -> Keeper {
+            Keeper {
+                label,
+                fail_entry,
+                entries: 0,
+                returned: Vec::new(),
+            }
+        }
+    }
+
+    impl Handler for Keeper {
+        fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+            self.entries += 1;
+            hit.set_data(self.label.to_string());
+            if self.fail_entry {
+                return Err(Error::Handler(format!("{} failed", self.label)));
+            }
+            Ok(())
+        }
+        fn on_post(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+            let mut kept = hit
+                .data
+                .take()
+                .and_then(|b| b.downcast::<String>().ok())
+                .map(|b| *b)
+                .unwrap_or_default();
+            kept.push_str("+post");
+            hit.set_data(kept);
+            Ok(())
+        }
+        fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+            self.returned.push(ret.take_data::<String>());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn both_gives_each_handler_its_own_data_slot() {
+        let t = Tracee::new();
+        let work = function("work");
+        let mut both = Both(Keeper::new("a", false), Keeper::new("b", false));
+        let data = t.enter(&mut both, &work, 7, 100, [0; 6]).unwrap();
+        t.leave(&mut both, &work, 7, 100, 110, 0, data).unwrap();
+        assert_eq!(both.0.returned, [Some("a+post".to_string())]);
+        assert_eq!(both.1.returned, [Some("b+post".to_string())]);
+    }
+
+    #[test]
+    fn both_runs_the_second_handler_after_an_error_of_the_first() {
+        let t = Tracee::new();
+        let work = function("work");
+        let mut both = Both(Keeper::new("a", true), Keeper::new("b", true));
+        let err = t.enter(&mut both, &work, 7, 100, [0; 6]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            Error::Handler("a failed".into()).to_string()
+        );
+        assert_eq!((both.0.entries, both.1.entries), (1, 1));
+    }
+
+    #[test]
+    fn both_keeps_nothing_when_neither_handler_does() {
+        struct Quiet;
+        impl Handler for Quiet {}
+        let t = Tracee::new();
+        let work = function("work");
+        let mut both = Both(Quiet, Quiet);
+        let data = t.enter(&mut both, &work, 7, 100, [0; 6]).unwrap();
+        assert!(
+            data.is_none(),
+            "no allocation for handlers that keep nothing"
+        );
+    }
+
+    #[test]
+    fn both_idle_interval_is_the_shorter_wish() {
+        struct Wants(Option<Duration>);
+        impl Handler for Wants {
+            fn idle_interval(&self) -> Option<Duration> {
+                self.0
+            }
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(
+            Both(Wants(Some(ms(10))), Wants(Some(ms(1000)))).idle_interval(),
+            Some(ms(10))
+        );
+        assert_eq!(Both(Wants(None), Wants(Some(ms(10)))).idle_interval(), None);
     }
 }

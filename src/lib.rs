@@ -83,9 +83,9 @@ pub mod sys;
 
 pub use addr::{FileOffset, LinkAddr, Pid, RuntimeAddr, Tid};
 pub use arch::StepMode;
-pub use engine::{find_program, Options, Outcome, Tracer};
+pub use engine::{find_program, Options, Outcome, Progress, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
-    signal_name, Event, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site, SkipReason,
+    signal_name, Both, Event, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site, SkipReason,
 };
 pub use symbols::ProbeSpec;

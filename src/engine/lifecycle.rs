@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use super::Progress;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
@@ -198,6 +199,9 @@ impl Tracer {
         if probe.spec.is_glob() && probe.spec.module.is_none() && !space.ready {
             return Ok(());
         }
+        self.progress.report(Progress::Resolving {
+            probe: probe.spec.as_str(),
+        });
         match resolve(&probe.spec, &space.modules)? {
             Resolution::Found(found) => {
                 let glob = probe.spec.is_glob();
@@ -301,7 +305,13 @@ impl Tracer {
             ..self.opts
         };
         let mut go_code = false;
-        for mut loc in locations {
+        let total = locations.len();
+        for (done, mut loc) in locations.into_iter().enumerate() {
+            self.progress.report(Progress::Arming {
+                probe: probe.spec.as_str(),
+                done,
+                total,
+            });
             // Go: see `arch::go_stack_check_len`; and no return address
             // of a goroutine can be watched, its stack moves.
             let go = loc.function_entry

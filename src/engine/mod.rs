@@ -97,6 +97,67 @@ struct Probe {
     handler: Box<dyn Handler>,
 }
 
+/// Work before tracing begins that can take a while (a glob over every
+/// module arms thousands of breakpoints; a line probe reads DWARF), told to
+/// the hook set with [`Tracer::on_progress`] so a front end can show it. The
+/// engine only reports; drawing is the caller's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// A probe spec is being looked up in the modules loaded so far (their
+    /// symbol tables; DWARF line tables for a source line).
+    Resolving {
+        /// The probe spec as given.
+        probe: &'a str,
+    },
+    /// A probe's breakpoints are being planted: `done` of its `total` probe
+    /// points so far.
+    Arming {
+        /// The probe spec as given.
+        probe: &'a str,
+        /// Probe points armed (or skipped) so far.
+        done: usize,
+        /// Probe points the spec resolved to.
+        total: usize,
+    },
+    /// The work reported so far is over: the tracer is about to wait for the
+    /// tracee or to tell the listeners something. A display clears itself.
+    Idle,
+}
+
+/// What [`Tracer::on_progress`] is given.
+type ProgressFn = Box<dyn FnMut(&Progress<'_>)>;
+
+/// The progress hook, and whether what it was last told is still going on.
+#[derive(Default)]
+struct ProgressHook {
+    f: Option<ProgressFn>,
+    /// Something other than `Idle` was reported last.
+    busy: bool,
+}
+
+impl ProgressHook {
+    fn report(&mut self, p: Progress<'_>) {
+        let Some(f) = &mut self.f else {
+            return;
+        };
+        let idle = p == Progress::Idle;
+        if idle && !self.busy {
+            return;
+        }
+        self.busy = !idle;
+        // A display that panics is not worth stopping tracing for: it goes.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&p))).is_err() {
+            self.f = None;
+        }
+    }
+
+    /// Tracing has begun: the display is told `Idle` and dropped.
+    fn end(&mut self) {
+        self.report(Progress::Idle);
+        self.f = None;
+    }
+}
+
 /// Traces one process (and, with `follow_forks`, its children).
 ///
 /// A `Tracer` is `!Send`: ptrace ties tracees to the OS thread that attached.
@@ -148,6 +209,8 @@ pub struct Tracer {
     /// and is not reported again (once per probe per run).
     skips_reported: std::collections::HashSet<ProbeId>,
     go_reported: std::collections::HashSet<ProbeId>,
+    /// `on_progress`: told about the work before tracing begins.
+    progress: ProgressHook,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -189,6 +252,7 @@ impl Tracer {
             stops: 0,
             last_idle: Instant::now(),
             warnings: Vec::new(),
+            progress: ProgressHook::default(),
             _not_send: PhantomData,
         }
     }
@@ -354,6 +418,18 @@ impl Tracer {
         self.listeners.push(Box::new(listener));
     }
 
+    /// Calls `f` as the work before tracing begins goes on: each probe spec
+    /// looked up, each probe point armed, then [`Progress::Idle`] whenever
+    /// the tracer is about to wait or to tell the listeners something (so a
+    /// progress line never sits in the middle of other output), and once
+    /// more when tracing begins (the attach event), after which `f` is
+    /// dropped. Set it before adding probes. `f` runs on the tracer's thread,
+    /// in the middle of arming: it must be quick (drawing a line at most a
+    /// few times a second is). A panic in it ends the reports, not tracing.
+    pub fn on_progress(&mut self, f: impl FnMut(&Progress<'_>) + 'static) {
+        self.progress.f = Some(Box::new(f));
+    }
+
     /// Runs the tracer and every thread it traces on one CPU, the one the
     /// process runs on now, and returns it. A ptrace stop is then a switch
     /// between two threads of one CPU instead of a wake-up on another, about
@@ -509,6 +585,7 @@ impl Tracer {
         // once it is due, unless a stop is waiting already. Until then it
         // blocks at once, with the timer set to end the wait when it is due
         // (or to the live view's period).
+        self.progress.report(Progress::Idle);
         let since = self.last_idle.elapsed();
         let interval = self
             .listeners
@@ -555,6 +632,7 @@ impl Tracer {
 
     /// Sends a lifecycle event to the listeners.
     fn emit(&mut self, event: Event) -> Result<()> {
+        self.progress.report(Progress::Idle);
         let time = self.start.elapsed();
         for l in &mut self.listeners {
             guarded(|| l.on_event(&event, time))?;
@@ -591,6 +669,7 @@ impl Tracer {
             pending,
         };
         self.attach_reported = true;
+        self.progress.end();
         self.emit(event)
     }
 

@@ -9,7 +9,9 @@
 //! - `warning`: `message` (the text line would say) and `probe`; emitted for a
 //!   probe that never armed because its module was never loaded.
 //! - `summary` events carry the `time_ns` of the last event seen, and the pid
-//!   of the process attached to.
+//!   of the process attached to; with `--hist`, `hist`: the buckets of the
+//!   durations' log2 histogram in nanoseconds (`low`, `high`, `count`, as a
+//!   script's `hist` event has them).
 //!
 //! And fields added to SPEC's events:
 //!
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::hist::Log2Hist;
 use super::render::RetVal;
 use super::summary::Row;
 use super::{Call, Emitter, Out, ScriptItem, ScriptValue};
@@ -37,6 +40,15 @@ use crate::handler::{Event, Hit, ProbeKind, Return, Site};
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A histogram's buckets, `{"low":…,"high":…,"count":…}` each, from the
+/// first that counted something to the last (`null` for an open end).
+fn buckets(h: &Log2Hist) -> Vec<Value> {
+    h.buckets()
+        .iter()
+        .map(|b| serde_json::json!({"low": b.low, "high": b.high, "count": b.count}))
+        .collect()
 }
 
 /// One JSON object being written (JSON text is UTF-8: serde_json writes it
@@ -252,17 +264,10 @@ impl Emitter for JsonEmitter {
                 .field("name", name.as_str())
                 .field("value", json(value))
                 .write(out),
-            ScriptItem::Hist { name, hist } => {
-                let buckets: Vec<Value> = hist
-                    .buckets()
-                    .iter()
-                    .map(|b| serde_json::json!({"low": b.low, "high": b.high, "count": b.count}))
-                    .collect();
-                Obj::new("hist", time, self.root)
-                    .field("name", name.as_str())
-                    .field("buckets", buckets)
-                    .write(out)
-            }
+            ScriptItem::Hist { name, hist } => Obj::new("hist", time, self.root)
+                .field("name", name.as_str())
+                .field("buckets", buckets(hist))
+                .write(out),
         }
     }
 
@@ -272,7 +277,7 @@ impl Emitter for JsonEmitter {
 
     fn finish(&mut self, out: &mut Out, rows: Option<&[Row]>) -> Result<()> {
         for r in rows.unwrap_or_default() {
-            Obj::new("summary", self.last, self.root)
+            let obj = Obj::new("summary", self.last, self.root)
                 .field("probe", r.probe.as_str())
                 .field("symbol", r.symbol.as_str())
                 .field("calls", r.calls)
@@ -280,8 +285,12 @@ impl Emitter for JsonEmitter {
                 .field("min_ns", nanos(r.min))
                 .field("max_ns", nanos(r.max))
                 .field("avg_ns", nanos(r.average()))
-                .field("missed", r.missed)
-                .write(out)?;
+                .field("missed", r.missed);
+            let obj = match &r.hist {
+                Some(h) => obj.field("hist", buckets(h)),
+                None => obj,
+            };
+            obj.write(out)?;
         }
         Ok(())
     }

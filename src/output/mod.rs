@@ -8,7 +8,10 @@
 //! - `text`: the text format, including the held entry that becomes one
 //!   `work(…) = 83 <0.000011>` line when nothing else comes in between;
 //! - `json`: the JSON Lines format;
-//! - `summary`: the per-probe statistics and the text table.
+//! - `summary`: the per-probe statistics and the text table;
+//! - `timeline`: the `--perfetto` file, a [`Timeline`] handler of its own;
+//! - `progress`: the [`ProgressLine`] shown on a terminal while probes are
+//!   resolved and armed (fed by `Tracer::on_progress`, not a handler).
 //!
 //! Output is buffered; it is flushed by [`Printer::flush`] (the engine calls it
 //! before it blocks waiting for the tracee, so events show up live) and at the
@@ -18,13 +21,17 @@
 
 mod hist;
 mod json;
+mod progress;
 pub(crate) mod render;
 mod summary;
 mod text;
+mod timeline;
 mod tui;
 
 pub use hist::{Bucket, Log2Hist};
+pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
+pub use timeline::Timeline;
 pub use tui::{LatencyHist, Tui};
 
 use std::io::{self, BufWriter, Write};
@@ -56,6 +63,10 @@ pub struct PrinterOptions {
     /// in JSON mode every event is still printed, then one `summary` event per
     /// probe and symbol.
     pub summary: bool,
+    /// `--hist` (with `summary`): a log2 histogram of each probe's call
+    /// durations, in nanoseconds, under the text table or in each JSON
+    /// `summary` event (`hist`: buckets of `low`, `high`, `count`).
+    pub hist: bool,
     /// How many bytes of a C string are shown before `...`
     /// ([`DEFAULT_STRING_LIMIT`] unless `--string-limit` says otherwise).
     pub string_limit: usize,
@@ -248,7 +259,7 @@ impl Printer {
         Printer {
             out: Out::new(out, diag),
             emitter,
-            stats: opts.summary.then(summary::Stats::default),
+            stats: opts.summary.then(|| summary::Stats::new(opts.hist)),
             finished: false,
             renderer: Renderer::new(opts.string_limit),
             render_calls: !(opts.summary && opts.format == Format::Text),
@@ -326,11 +337,7 @@ impl Handler for Printer {
             .renderer
             .retval(pending.as_ref().map(|p| &p.known), ret);
         if let Some(errno) = injected {
-            if let Some(e) = errno {
-                value.text.push(' ');
-                value.text.push_str(&crate::inject::errno_name(e));
-            }
-            value.text.push_str(" (injected)");
+            value.mark_injected(errno);
             self.emitter.injected();
         }
         self.emitter

@@ -21,6 +21,7 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             format,
             color,
             summary,
+            hist: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
         },
@@ -651,6 +652,7 @@ fn a_closed_output_is_an_output_error() {
             format,
             color: false,
             summary: false,
+            hist: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
         };
@@ -676,6 +678,7 @@ fn a_closed_output_is_an_output_error() {
         format: Format::Text,
         color: false,
         summary: false,
+        hist: false,
         string_limit: super::DEFAULT_STRING_LIMIT,
         flush_interval: None,
     };
@@ -708,4 +711,55 @@ fn recursion_on_one_thread_nests_like_ltrace() {
          [pid 7] ... fib resumed = 2 <0.000003>\n\
          [pid 7] ... fib resumed = 0 <0.000004>\n"
     );
+}
+
+#[test]
+fn hist_adds_buckets_to_the_summary() {
+    for format in [Format::Text, Format::Json] {
+        let out = SharedBuf::default();
+        let mut p = Printer::with_diag(
+            Box::new(out.clone()),
+            Box::new(SharedBuf::default()),
+            PrinterOptions {
+                format,
+                color: false,
+                summary: true,
+                hist: true,
+                string_limit: super::DEFAULT_STRING_LIMIT,
+                flush_interval: None,
+            },
+        );
+        let t = Tracee::new();
+        let work = function("work");
+        for (at, took) in [(0, 3), (10, 5), (20, 6), (30, 40)] {
+            let d = t.enter(&mut p, &work, 7, at, ARGS).unwrap();
+            t.leave(&mut p, &work, 7, at, at + took, 0, d).unwrap();
+        }
+        p.on_finish().unwrap();
+        match format {
+            Format::Text => assert!(
+                out.text().ends_with(
+                    "      4     0.000054                                           0  total
+
+work [work], ns:
+[2K, 4K)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
+[4K, 8K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
+[8K, 16K)              0 |                                                    |
+[16K, 32K)             0 |                                                    |
+[32K, 64K)             1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
+"
+                ),
+                "{}",
+                out.text()
+            ),
+            Format::Json => {
+                let events = json_lines(&out);
+                let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+                assert_eq!(
+                    summary["hist"].to_string(),
+                    r#"[{"count":1,"high":4096,"low":2048},{"count":2,"high":8192,"low":4096},{"count":0,"high":16384,"low":8192},{"count":0,"high":32768,"low":16384},{"count":1,"high":65536,"low":32768}]"#
+                );
+            }
+        }
+    }
 }

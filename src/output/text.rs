@@ -318,7 +318,10 @@ impl Emitter for TextEmitter {
     fn finish(&mut self, out: &mut Out, rows: Option<&[Row]>) -> Result<()> {
         self.release(out)?;
         match rows {
-            Some(rows) => out.write(&summary::table(rows)),
+            Some(rows) => {
+                out.write(&summary::table(rows))?;
+                out.write(&summary::histograms(rows))
+            }
             None => Ok(()),
         }
     }

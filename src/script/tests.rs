@@ -41,6 +41,7 @@ fn rig(text: &str, format: Format) -> Rig {
             format,
             color: false,
             summary: false,
+            hist: false,
             string_limit: 64,
             flush_interval: None,
         },

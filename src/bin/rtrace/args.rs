@@ -90,9 +90,18 @@ struct Raw {
     /// One JSON object per line (JSON Lines) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write a timeline of the calls to FILE: Chrome trace-event JSON,
+    /// one track per thread, for ui.perfetto.dev or chrome://tracing.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
     /// Print a per-probe table of calls and times at the end.
     #[arg(short = 'c', long)]
     summary: bool,
+    /// With -c: a log2 histogram of each probe's call durations (in
+    /// nanoseconds), bpftrace style, under the table (in JSON, a `hist` in
+    /// each summary event).
+    #[arg(long)]
+    hist: bool,
     /// Show at most N bytes of each C string argument (then `...`).
     #[arg(long, value_name = "N", default_value_t = rtrace::output::DEFAULT_STRING_LIMIT)]
     string_limit: usize,
@@ -178,9 +187,16 @@ pub struct Cli {
     pub tui: bool,
     pub output: Option<PathBuf>,
     pub json: bool,
+    /// `--perfetto FILE`: where the timeline goes.
+    pub perfetto: Option<PathBuf>,
     pub summary: bool,
+    /// `--hist`: histograms in the summary.
+    pub hist: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
+    /// How long the work before tracing goes on before a terminal shows its
+    /// progress (`RTRACE_PROGRESS_DELAY_MS`, default one second).
+    pub progress_delay: std::time::Duration,
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -217,6 +233,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
         }
     };
     let script = scripts(&raw)?;
+    let progress_delay = match std::env::var("RTRACE_PROGRESS_DELAY_MS") {
+        Err(_) => rtrace::output::PROGRESS_DELAY,
+        Ok(ms) => match ms.parse() {
+            Ok(ms) => std::time::Duration::from_millis(ms),
+            Err(_) => {
+                return Err(usage(&format!(
+                    "RTRACE_PROGRESS_DELAY_MS={ms:?}: give a number of milliseconds"
+                )))
+            }
+        },
+    };
     let target = match (raw.pid, raw.command.is_empty()) {
         (Some(_), false) => return Err(usage("give either -p PID or a command, not both")),
         (None, true) => return Err(usage("give -p PID or a command to launch after --")),
@@ -260,6 +287,16 @@ pub fn parse() -> Result<Cli, ExitCode> {
             "--list lists specs instead of tracing; give no --tui with it",
         ));
     }
+    if raw.hist && !raw.summary {
+        return Err(usage(
+            "--hist draws histograms in the summary; give -c with it",
+        ));
+    }
+    if !raw.list.is_empty() && raw.perfetto.is_some() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --perfetto with it",
+        ));
+    }
     if !raw.list.is_empty() && script.is_some() {
         return Err(usage(
             "--list lists specs instead of tracing; give no script with it",
@@ -294,8 +331,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
         tui: raw.tui,
         output: raw.output,
         json: raw.json,
+        perfetto: raw.perfetto,
         summary: raw.summary,
+        hist: raw.hist,
         color: raw.color,
         string_limit: raw.string_limit,
+        progress_delay,
     })
 }

@@ -8,9 +8,9 @@ use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
-use rtrace::output::{Format, Printer, PrinterOptions, Tui};
+use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, Timeline, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
-use rtrace::{Handler, Hit, Options, Outcome, Return, Tracer};
+use rtrace::{Both, Handler, Hit, Options, Outcome, ProbeId, ProbeSpec, Return, Tracer};
 
 use args::{Cli, ColorWhen, Target};
 
@@ -39,12 +39,13 @@ fn report(e: &rtrace::Error) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// The printer is shared: each probe gets a `Forward` to it, and it is also the
-/// listener (lifecycle events, idle flushes, the summary at the end). Only the
-/// listener registration sees `on_finish`, so the summary is printed once.
-struct Forward(Rc<RefCell<Printer>>);
+/// The printer (and the timeline) is shared: each probe gets a `Forward` to
+/// it, and it is also the listener (lifecycle events, idle flushes, the
+/// summary at the end). Only the listener registration sees `on_finish`, so
+/// the summary is printed, and the timeline closed, once.
+struct Forward<H>(Rc<RefCell<H>>);
 
-impl Handler for Forward {
+impl<H: Handler> Handler for Forward<H> {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
         self.0.borrow_mut().on_entry(hit)
     }
@@ -61,6 +62,8 @@ impl Handler for Forward {
 struct Injecting {
     injector: rtrace::inject::Injector,
     printer: Rc<RefCell<Printer>>,
+    /// Told too: its handler runs right after this one, on the same return.
+    timeline: Option<Rc<RefCell<Timeline>>>,
 }
 
 impl Handler for Injecting {
@@ -76,6 +79,9 @@ impl Handler for Injecting {
         let mut printer = self.printer.borrow_mut();
         if let Some(injected) = self.injector.take_injected(ret) {
             printer.mark_injected(injected.errno);
+            if let Some(t) = &self.timeline {
+                t.borrow_mut().mark_injected(injected.errno);
+            }
         }
         printer.on_return(ret)
     }
@@ -140,10 +146,27 @@ fn list(cli: &Cli) -> rtrace::Result<u8> {
     Ok(0)
 }
 
+/// Adds a probe with its handler, and with the timeline beside it (each with
+/// its own data slot) when there is one.
+fn add_probe(
+    tracer: &mut Tracer,
+    spec: ProbeSpec,
+    handler: impl Handler + 'static,
+    timeline: Option<&Rc<RefCell<Timeline>>>,
+) -> rtrace::Result<ProbeId> {
+    match timeline {
+        Some(t) => tracer.add_probe(spec, Both(handler, Forward(t.clone()))),
+        None => tracer.add_probe(spec, handler),
+    }
+}
+
 fn run(cli: Cli) -> rtrace::Result<u8> {
     if !cli.list.is_empty() {
         return list(&cli);
     }
+    // The work before tracing (reading the program, resolving and arming
+    // probes) is timed from here.
+    let start = std::time::Instant::now();
     rtrace::sys::signal::install_detach_handlers();
     // The live view draws on stderr: events go to -o FILE, or nowhere.
     let tui = match cli.tui {
@@ -170,12 +193,26 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             format: if cli.json { Format::Json } else { Format::Text },
             color,
             summary: cli.summary,
+            hist: cli.hist,
             string_limit: cli.string_limit,
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
             flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
         },
     )));
+    // Created before anything runs, so a path that cannot be written is
+    // said at once; dropped on every way out, which closes the file.
+    let timeline = match &cli.perfetto {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
+            Some(Rc::new(RefCell::new(Timeline::new(
+                Box::new(f),
+                cli.string_limit,
+            ))))
+        }
+        None => None,
+    };
     let opts = Options {
         entry_only: cli.entry_only,
         follow_forks: cli.follow_forks,
@@ -192,23 +229,29 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     if cli.pin {
         tracer.pin_to_one_cpu()?;
     }
+    // Only a person at a terminal wants to see the work go on; a log or a
+    // pipe would keep the escape sequences.
+    if std::io::stderr().is_terminal() {
+        let mut line = ProgressLine::new(std::io::stderr(), start, cli.progress_delay);
+        tracer.on_progress(move |p| line.update(p, std::time::Instant::now()));
+    }
     for rule in cli.inject.iter() {
         let spec = rule.spec.clone();
         let injector = rtrace::inject::Injector::new(rule.clone());
-        tracer.add_probe(
-            spec,
-            Injecting {
-                injector,
-                printer: printer.clone(),
-            },
-        )?;
+        let injecting = Injecting {
+            injector,
+            printer: printer.clone(),
+            timeline: timeline.clone(),
+        };
+        add_probe(&mut tracer, spec, injecting, timeline.as_ref())?;
     }
     // A function injected into is traced by its --inject already.
     for spec in &cli.probes {
         if cli.inject.iter().any(|r| &r.spec == spec) {
             continue;
         }
-        tracer.add_probe(spec.clone(), Forward(printer.clone()))?;
+        let forward = Forward(printer.clone());
+        add_probe(&mut tracer, spec.clone(), forward, timeline.as_ref())?;
     }
     if let Some(tui) = &tui {
         // Its own probe beside each one given: the same breakpoints.
@@ -225,6 +268,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         }
     }
     tracer.add_listener(printer.clone());
+    if let Some(t) = &timeline {
+        tracer.add_listener(t.clone());
+    }
     if let Some(script) = cli.script {
         let probes = script.probes();
         let script = Rc::new(RefCell::new(script));
@@ -235,7 +281,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
                 || cli.inject.iter().any(|r| r.spec_text == spec);
             let handler =
                 ScriptProbe::new(script.clone(), &spec, printer.clone(), !printed_elsewhere);
-            tracer.add_probe(parsed, handler)?;
+            add_probe(&mut tracer, parsed, handler, timeline.as_ref())?;
         }
         tracer.add_listener(ScriptListener::new(script, printer));
     }
