@@ -80,6 +80,7 @@ pub mod script;
 pub mod symbols;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod unwind;
 
 pub use addr::{FileOffset, LinkAddr, Pid, RuntimeAddr, Tid};
 pub use arch::StepMode;
