@@ -471,7 +471,7 @@ pub fn symbolize(raw: &RawFrame, modules: &ModuleMap) -> Frame {
     };
     frame.module = Some(module.path.clone());
     let link = module.to_link(at);
-    if let Some((symbol, _)) = module.elf.function_at(link) {
+    if let Some((symbol, _)) = module.elf.frame_function(link) {
         frame.symbol = Some(module.elf.shown_name(symbol));
         frame.offset = raw
             .pc

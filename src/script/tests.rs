@@ -43,6 +43,7 @@ fn rig(text: &str, format: Format) -> Rig {
             summary: false,
             string_limit: 64,
             flush_interval: None,
+            stack_depth: None,
         },
     );
     Rig {

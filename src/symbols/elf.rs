@@ -209,6 +209,9 @@ pub struct ElfFile {
     demangled: OnceLock<Vec<(usize, Demangled)>>,
     /// Call frame information, indexed on first use, and the rules found.
     cfi: CfiCache,
+    /// The functions of the separate debug file's symbol table, by address,
+    /// read when a frame's address is in none of the file's own.
+    debug_functions: OnceLock<Vec<Symbol>>,
     /// The names shown for mangled functions (by address), demangled once
     /// each when a stack first names them.
     shown_names: std::sync::Mutex<HashMap<u64, Arc<str>>>,
@@ -319,6 +322,7 @@ impl ElfFile {
             debug_file: OnceLock::new(),
             demangled: OnceLock::new(),
             cfi: CfiCache::default(),
+            debug_functions: OnceLock::new(),
             shown_names: Default::default(),
         })
     }
@@ -609,38 +613,71 @@ impl ElfFile {
     /// hand-written assembly) is taken to run up to the next function or to the end
     /// of its segment, as `addr2line` and `perf` do.
     pub fn function_at(&self, addr: LinkAddr) -> Option<(&Symbol, u64)> {
-        let idx = self.functions.partition_point(|f| f.addr <= addr);
-        // Sized symbols may nest (a local label inside its function), so look a few
-        // entries back for one that really contains the address.
-        let lower = idx.saturating_sub(8);
-        for i in (lower..idx).rev() {
-            let f = self.functions.get(i)?;
-            let off = addr.distance_from(f.addr)?;
-            let end = if f.size > 0 {
-                f.size
-            } else if i + 1 == idx {
-                let next = self.functions.get(idx).map(|n| n.addr);
-                let seg_end = self
-                    .segments
-                    .iter()
-                    .find(|s| s.contains(f.addr))
-                    .map(|s| s.vaddr.get().saturating_add(s.memsz));
-                match (next, seg_end) {
-                    (Some(n), _) => n.get().saturating_sub(f.addr.get()),
-                    (None, Some(e)) => e.saturating_sub(f.addr.get()),
-                    (None, None) => 0,
-                }
-            } else {
-                // An unsized symbol is only a candidate when it is the nearest one.
-                0
-            };
-            if off < end {
-                return Some((f, off));
-            }
-        }
-        None
+        function_in(&self.functions, &self.segments, addr)
     }
 
+    /// The function containing `addr` for naming a stack frame: from the
+    /// file's own symbols ([`ElfFile::function_at`]), else from the symbol
+    /// table of its separate debug file, which keeps the local functions a
+    /// distribution strips from the file itself (`msort_with_tmp` in libc).
+    /// The debug file's symbols are read on the first address the file's own
+    /// do not name.
+    pub fn frame_function(&self, addr: LinkAddr) -> Option<(&Symbol, u64)> {
+        if let Some(found) = self.function_at(addr) {
+            return Some(found);
+        }
+        let debug = self.debug_functions.get_or_init(|| {
+            let Some(debug) = self.debug_file() else {
+                return Vec::new();
+            };
+            match parse_symbols(&debug.bytes, &debug.sections) {
+                Ok(raw) => index_symbols(raw).0,
+                Err(_) => Vec::new(),
+            }
+        });
+        function_in(debug, &self.segments, addr)
+    }
+}
+
+/// The function of `functions` (sorted by address) containing `addr`, and
+/// the offset into it; see [`ElfFile::function_at`].
+fn function_in<'a>(
+    functions: &'a [Symbol],
+    segments: &[Segment],
+    addr: LinkAddr,
+) -> Option<(&'a Symbol, u64)> {
+    let idx = functions.partition_point(|f| f.addr <= addr);
+    // Sized symbols may nest (a local label inside its function), so look a few
+    // entries back for one that really contains the address.
+    let lower = idx.saturating_sub(8);
+    for i in (lower..idx).rev() {
+        let f = functions.get(i)?;
+        let off = addr.distance_from(f.addr)?;
+        let end = if f.size > 0 {
+            f.size
+        } else if i + 1 == idx {
+            let next = functions.get(idx).map(|n| n.addr);
+            let seg_end = segments
+                .iter()
+                .find(|s| s.contains(f.addr))
+                .map(|s| s.vaddr.get().saturating_add(s.memsz));
+            match (next, seg_end) {
+                (Some(n), _) => n.get().saturating_sub(f.addr.get()),
+                (None, Some(e)) => e.saturating_sub(f.addr.get()),
+                (None, None) => 0,
+            }
+        } else {
+            // An unsized symbol is only a candidate when it is the nearest one.
+            0
+        };
+        if off < end {
+            return Some((f, off));
+        }
+    }
+    None
+}
+
+impl ElfFile {
     /// The link address that file offset `off` is loaded at, from PT_LOAD segments.
     pub fn link_addr_of_offset(&self, off: FileOffset) -> Option<LinkAddr> {
         self.segments.iter().find_map(|s| {
@@ -1165,14 +1202,17 @@ impl Parsed {
             }
         }
 
-        let sections = parse_sections(bytes, &hdr, ctx)?;
+        let sections: Vec<Section> = parse_sections(bytes, &hdr, ctx)?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         let raw_symbols = parse_symbols(bytes, &sections)?;
         Ok(Parsed {
             is_dyn,
             entry: LinkAddr(hdr.e_entry),
             interpreter,
             segments,
-            sections: sections.into_iter().map(|(s, _)| s).collect(),
+            sections,
             raw_symbols,
         })
     }
@@ -1251,20 +1291,17 @@ fn parse_sections(
 }
 
 /// The defined, named symbols of `.symtab` and `.dynsym`.
-fn parse_symbols(
-    bytes: &[u8],
-    sections: &[(Section, u32)],
-) -> std::result::Result<Vec<RawSym>, String> {
+fn parse_symbols(bytes: &[u8], sections: &[Section]) -> std::result::Result<Vec<RawSym>, String> {
     let mut out = Vec::new();
-    for (section, link) in sections {
+    for section in sections {
         if section.kind != section_header::SHT_SYMTAB && section.kind != section_header::SHT_DYNSYM
         {
             continue;
         }
         let table = file_range(bytes, section.offset, section.size)
             .ok_or_else(|| format!("{} extends past the end of the file", section.name))?;
-        let strtab = match sections.get(*link as usize) {
-            Some((s, _)) => file_range(bytes, s.offset, s.size).ok_or_else(|| {
+        let strtab = match sections.get(section.link as usize) {
+            Some(s) => file_range(bytes, s.offset, s.size).ok_or_else(|| {
                 format!("{}'s strings extend past the end of the file", section.name)
             })?,
             None => return Err(format!("{} links to a missing string table", section.name)),

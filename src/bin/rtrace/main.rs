@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
-use rtrace::output::{Format, Printer, PrinterOptions};
+use rtrace::output::{Format, Printer, PrinterOptions, StackCounter};
 use rtrace::script::{ScriptListener, ScriptProbe};
 use rtrace::{Handler, Hit, Options, Outcome, Return, Tracer};
 
@@ -43,6 +43,31 @@ fn report(e: &rtrace::Error) {
 /// listener (lifecycle events, idle flushes, the summary at the end). Only the
 /// listener registration sees `on_finish`, so the summary is printed once.
 struct Forward(Rc<RefCell<Printer>>);
+
+/// A probe's handler, and the stack counter of `--folded`/`--flamegraph`
+/// after it, on the same hit: the stack the printer walked for `--stack` is
+/// the one counted, walked once. The counter is a listener too, for its
+/// `on_finish`.
+struct Counted<H> {
+    inner: H,
+    counter: Option<Rc<RefCell<StackCounter>>>,
+}
+
+impl<H: Handler> Handler for Counted<H> {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.inner.on_entry(hit)?;
+        match &self.counter {
+            Some(c) => c.borrow_mut().on_entry(hit),
+            None => Ok(()),
+        }
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.inner.on_post(hit)
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
+        self.inner.on_return(ret)
+    }
+}
 
 impl Handler for Forward {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
@@ -163,8 +188,28 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
             flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
+            stack_depth: cli.stack_depth,
         },
     )));
+    // The files of --folded and --flamegraph are made now, so a path that
+    // cannot be written is an error before anything is traced.
+    let create = |path: &std::path::PathBuf| -> rtrace::Result<Box<dyn std::io::Write>> {
+        let f = std::fs::File::create(path)
+            .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
+        Ok(Box::new(std::io::BufWriter::new(f)))
+    };
+    let counter = match (&cli.folded, &cli.flamegraph) {
+        (None, None) => None,
+        (folded, svg) => Some(Rc::new(RefCell::new(StackCounter::new(
+            cli.depth,
+            folded.as_ref().map(create).transpose()?,
+            svg.as_ref().map(create).transpose()?,
+        )))),
+    };
+    let counted = |inner| Counted {
+        inner,
+        counter: counter.clone(),
+    };
     let opts = Options {
         entry_only: cli.entry_only,
         follow_forks: cli.follow_forks,
@@ -186,9 +231,12 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         let injector = rtrace::inject::Injector::new(rule.clone());
         tracer.add_probe(
             spec,
-            Injecting {
-                injector,
-                printer: printer.clone(),
+            Counted {
+                inner: Injecting {
+                    injector,
+                    printer: printer.clone(),
+                },
+                counter: counter.clone(),
             },
         )?;
     }
@@ -197,9 +245,12 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         if cli.inject.iter().any(|r| &r.spec == spec) {
             continue;
         }
-        tracer.add_probe(spec.clone(), Forward(printer.clone()))?;
+        tracer.add_probe(spec.clone(), counted(Forward(printer.clone())))?;
     }
     tracer.add_listener(printer.clone());
+    if let Some(c) = &counter {
+        tracer.add_listener(c.clone());
+    }
     if let Some(script) = cli.script {
         let probes = script.probes();
         let script = Rc::new(RefCell::new(script));
@@ -210,7 +261,14 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
                 || cli.inject.iter().any(|r| r.spec_text == spec);
             let handler =
                 ScriptProbe::new(script.clone(), &spec, printer.clone(), !printed_elsewhere);
-            tracer.add_probe(parsed, handler)?;
+            tracer.add_probe(
+                parsed,
+                Counted {
+                    inner: handler,
+                    // A spec traced by -s too is counted there: once per hit.
+                    counter: counter.clone().filter(|_| !printed_elsewhere),
+                },
+            )?;
         }
         tracer.add_listener(ScriptListener::new(script, printer));
     }
