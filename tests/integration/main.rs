@@ -23,5 +23,6 @@ mod processes;
 mod returns;
 mod scripts;
 mod signals;
+mod stacks;
 mod step;
 mod variants;
