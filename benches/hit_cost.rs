@@ -180,6 +180,11 @@ fn main() {
         ("rtrace entry+return -c", &["-c"][..], false),
         ("rtrace entry+return --stack", &["--stack"][..], false),
         (
+            "rtrace entry+return --stack, --pin",
+            &["--stack", "--pin"][..],
+            false,
+        ),
+        (
             "rtrace -c, all of libc probed too",
             &["-c", "-s", "libc:*"][..],
             false,
@@ -392,6 +397,12 @@ fn main() {
         "--stack / no stack (entry+return)",
         "rtrace entry+return --stack",
         "rtrace entry+return",
+        None,
+    );
+    ratio(
+        "--stack / no stack, both --pin",
+        "rtrace entry+return --stack, --pin",
+        "rtrace entry+return, --pin",
         None,
     );
     ratio(

@@ -133,7 +133,7 @@ const MAX_CHUNKS: usize = 16;
 const MAX_EXPRESSION_OPS: u32 = 1000;
 
 /// Tracee memory read a chunk at a time: the first read of an address
-/// outside the chunks read so far reads [`CHUNK`] bytes from there (or up to
+/// outside the chunks read so far reads 8 KiB from there (or up to
 /// the end of its mapping) in one system call, and later reads nearby are
 /// answered from it.
 pub struct ChunkedMemory<'a> {
