@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench --bench hit_cost            # N = 20000 calls, 5 runs each
 //! cargo bench --bench hit_cost -- 50000 7 # N calls, R runs
+//! cargo bench --bench hit_cost -- 20000 5 'rtrace entry+return'  # only those
 //! ```
 //!
 //! A fixture (`count N`, built non-PIE with `work()` starting with
@@ -177,6 +178,12 @@ fn main() {
         ("rtrace entry+return, --pin", &["--pin"][..], false),
         ("rtrace entry+return, both pinned", &[][..], true),
         ("rtrace entry+return -c", &["-c"][..], false),
+        ("rtrace entry+return --stack", &["--stack"][..], false),
+        (
+            "rtrace entry+return --stack, --pin",
+            &["--stack", "--pin"][..],
+            false,
+        ),
         (
             "rtrace -c, all of libc probed too",
             &["-c", "-s", "libc:*"][..],
@@ -195,6 +202,29 @@ fn main() {
                 v.extend(strings(extra));
                 v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
                 v
+            }),
+        );
+    }
+    {
+        // Stacks walked at every hit and counted, nothing printed per hit.
+        let (rtrace, count) = (rtrace.clone(), count.clone());
+        let folded = out_dir.join("stacks.folded").to_str().unwrap().to_string();
+        add(
+            "rtrace entry+return -c --folded FILE",
+            Box::new(move |n| {
+                strings(&[
+                    &rtrace,
+                    "-c",
+                    "-o",
+                    "/dev/null",
+                    "--folded",
+                    &folded,
+                    "-s",
+                    "work",
+                    "--",
+                    &count,
+                    &n.to_string(),
+                ])
             }),
         );
     }
@@ -278,6 +308,11 @@ fn main() {
         }
     }
 
+    // A third argument keeps only the configurations whose name contains it
+    // (`-- 20000 5 rtrace` leaves out the floor, ltrace, gdb and bpftrace).
+    if let Some(only) = args.get(2) {
+        configs.retain(|c| c.name.contains(only.as_str()));
+    }
     let mut samples: Vec<[Vec<Duration>; 2]> = configs.iter().map(|_| [vec![], vec![]]).collect();
     for _ in 0..runs {
         for (i, c) in configs.iter().enumerate() {
@@ -357,6 +392,24 @@ fn main() {
         "rtrace -c, all of libc probed too",
         "rtrace entry+return -c",
         Some(1.10),
+    );
+    ratio(
+        "--stack / no stack (entry+return)",
+        "rtrace entry+return --stack",
+        "rtrace entry+return",
+        None,
+    );
+    ratio(
+        "--stack / no stack, both --pin",
+        "rtrace entry+return --stack, --pin",
+        "rtrace entry+return, --pin",
+        None,
+    );
+    ratio(
+        "--folded / no stack (-c)",
+        "rtrace entry+return -c --folded FILE",
+        "rtrace entry+return -c",
+        None,
     );
     ratio(
         "entry, --pin / unpinned",

@@ -148,8 +148,10 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::Regs;
 use crate::error::Result;
 use crate::probe::HandlerData;
+use crate::probe::ReturnStack;
 use crate::symbols::{Module, ModuleMap, Symbolized};
 use crate::sys::mem::ProcMem;
+use crate::unwind::{self, Stack};
 
 /// Identifies a probe added to a tracer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -573,10 +575,40 @@ impl<A: Handler, B: Handler> Handler for Both<A, B> {
             (None, _) | (_, None) => None,
         }
     }
+    fn tick_interval(&self) -> Option<Duration> {
+        match (self.0.tick_interval(), self.1.tick_interval()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
     fn on_finish(&mut self) -> Result<()> {
         let ra = self.0.on_finish();
         let rb = self.1.on_finish();
         ra.and(rb)
+    }
+}
+
+/// What the engine knows of the return addresses it rewrote on the hitting
+/// thread's stack: enough to walk a stack the trampoline appears on, and no
+/// more of the engine's state.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ReturnAddrs<'a> {
+    /// The trampoline's address (None: the space has none, so no return
+    /// address is rewritten).
+    pub trampoline: Option<RuntimeAddr>,
+    /// The thread's calls in flight.
+    pub calls: Option<&'a ReturnStack>,
+    /// (slot, original) rewritten for this very hit: the post handlers run
+    /// before the call is recorded in `calls`.
+    pub pending: Option<(RuntimeAddr, RuntimeAddr)>,
+}
+
+impl ReturnAddrs<'_> {
+    fn original(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
+        match self.pending {
+            Some((s, orig)) if s == slot => Some(orig),
+            _ => self.calls?.original_at(slot),
+        }
     }
 }
 
@@ -591,6 +623,11 @@ pub struct Hit<'a> {
     pub(crate) modules: &'a ModuleMap,
     pub(crate) time: Duration,
     pub(crate) data: &'a mut Option<Box<dyn Any>>,
+    pub(crate) returns: ReturnAddrs<'a>,
+    /// The stack walked at this hit (with the depth asked for), so handlers
+    /// sharing the hit walk it once; set beforehand when the hit is rebuilt
+    /// from an entry seen earlier.
+    pub(crate) stack: RefCell<Option<(usize, Rc<Stack>)>>,
 }
 
 impl<'a> Hit<'a> {
@@ -650,6 +687,54 @@ impl<'a> Hit<'a> {
             .module_at(self.site.address)
             .filter(|m| m.path == self.site.module)
     }
+    /// rtrace's return trampoline, when return probes can rewrite return
+    /// addresses in this process: while a watched call is in flight, its
+    /// return address slot on the stack holds this address instead of the
+    /// real one (see [`Hit::original_return`]).
+    pub fn trampoline(&self) -> Option<RuntimeAddr> {
+        self.returns.trampoline
+    }
+
+    /// The real return address of the call in flight whose return address
+    /// slot is the stack address `slot`, when that slot holds the trampoline
+    /// (the call's return is watched). None for any other slot. A stack
+    /// walker that reads the trampoline from a slot goes on with this.
+    pub fn original_return(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
+        self.returns.trampoline?;
+        self.returns.original(slot)
+    }
+
+    /// The thread's user stack, innermost frame first (the probed function,
+    /// or the function of an instruction probe), at most `max_depth` frames,
+    /// each named by function, module and (where the module has a line
+    /// table) source line. Walked with the modules' call frame information,
+    /// frame pointers where there is none, and the real return addresses of
+    /// calls whose return addresses the trampoline replaced (see
+    /// [`crate::unwind`]). The walk reads the stack a chunk per system call;
+    /// its result is kept for the rest of this handler call, so a second
+    /// call with the same depth costs nothing.
+    pub fn user_stack(&self, max_depth: usize) -> Rc<Stack> {
+        if let Some((depth, stack)) = &*self.stack.borrow() {
+            if *depth == max_depth {
+                return stack.clone();
+            }
+        }
+        let original = |slot| self.returns.original(slot);
+        let walk = unwind::Walk {
+            registers: crate::arch::unwind::dwarf_registers(self.regs),
+            at_entry: matches!(self.site.kind, ProbeKind::Function { .. })
+                && self.regs.ip() == self.site.address.get(),
+            max_depth,
+            trampoline: self.returns.trampoline.map(|addr| unwind::Trampoline {
+                addr,
+                original: &original,
+            }),
+        };
+        let stack = Rc::new(unwind::user_stack(&walk, self.modules, self.mem));
+        *self.stack.borrow_mut() = Some((max_depth, stack.clone()));
+        stack
+    }
+
     /// Keeps `data` with this call; [`Return::data`] gives it back at return.
     /// Each probe's handler has its own slot; setting it again (in `on_entry`
     /// or `on_post`) replaces it. It is dropped, unseen, when the probe does not

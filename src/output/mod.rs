@@ -12,6 +12,8 @@
 //! - `timeline`: the `--perfetto` file, a [`Timeline`] handler of its own;
 //! - `progress`: the [`ProgressLine`] shown on a terminal while probes are
 //!   resolved and armed (fed by `Tracer::on_progress`, not a handler).
+//! - `folded`: [`StackCounter`], the stacks of every hit counted for
+//!   `--folded` and `--flamegraph`, a handler of its own.
 //!
 //! Output is buffered; it is flushed by [`Printer::flush`] (the engine calls it
 //! before it blocks waiting for the tracee, so events show up live) and at the
@@ -19,6 +21,7 @@
 //! [`Error::Output`] so that the engine detaches cleanly; nothing here panics on
 //! what the tracee passes.
 
+mod folded;
 mod hist;
 mod json;
 mod progress;
@@ -28,6 +31,7 @@ mod text;
 mod timeline;
 mod tui;
 
+pub use folded::StackCounter;
 pub use hist::{Bucket, Log2Hist};
 pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
@@ -35,11 +39,13 @@ pub use timeline::Timeline;
 pub use tui::{LatencyHist, Tui};
 
 use std::io::{self, BufWriter, Write};
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::addr::{Pid, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
+use crate::unwind::Stack;
 use render::{Args, Known, Renderer, RetVal};
 
 /// The output format.
@@ -74,6 +80,10 @@ pub struct PrinterOptions {
     /// `None` to flush whenever the tracer waits (output to a terminal, in step
     /// with the program's), e.g. 10 ms for a file or a pipe.
     pub flush_interval: Option<std::time::Duration>,
+    /// `--stack`: show the user stack of each entry and instruction hit, at
+    /// most this many frames (text: one indented line per frame under the
+    /// call; JSON: a `stack` array).
+    pub stack_depth: Option<usize>,
 }
 
 /// Where a printer writes: the buffered event stream, and stderr for the
@@ -120,6 +130,8 @@ impl Out {
 pub(crate) struct Call {
     pub(crate) id: u64,
     pub(crate) args: Args,
+    /// The user stack at the hit, with `--stack`.
+    pub(crate) stack: Option<Rc<Stack>>,
 }
 
 /// What a function entry leaves for its return, in the probe's data slot.
@@ -237,6 +249,8 @@ pub struct Printer {
     last: Duration,
     /// Probes already warned about a missed return.
     missed_warned: std::collections::HashSet<String>,
+    /// See [`PrinterOptions::stack_depth`].
+    stack_depth: Option<usize>,
 }
 
 impl Printer {
@@ -268,7 +282,15 @@ impl Printer {
             injected: None,
             last: Duration::ZERO,
             missed_warned: std::collections::HashSet::new(),
+            stack_depth: opts.stack_depth,
         }
+    }
+
+    /// The depth of the stacks this printer shows (`--stack`), if it shows
+    /// any: a handler that prints a call later, from a `Hit` it rebuilds,
+    /// walks the stack at the entry with this depth and hands it over.
+    pub fn stack_depth(&self) -> Option<usize> {
+        self.stack_depth
     }
 
     /// Writes what a script printed, in its place among the events.
@@ -316,7 +338,12 @@ impl Handler for Printer {
         };
         let id = self.next_call;
         self.next_call += 1;
-        self.emitter.entry(&mut self.out, hit, &Call { id, args })?;
+        let stack = match self.stack_depth {
+            Some(depth) if self.render_calls => Some(hit.user_stack(depth)),
+            _ => None,
+        };
+        self.emitter
+            .entry(&mut self.out, hit, &Call { id, args, stack })?;
         if kind == (ProbeKind::Function { returns: true }) {
             hit.set_data(Pending { id, known });
         }

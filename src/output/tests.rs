@@ -24,6 +24,7 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             hist: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
+            stack_depth: None,
         },
     );
     (p, out, diag)
@@ -655,6 +656,7 @@ fn a_closed_output_is_an_output_error() {
             hist: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
+            stack_depth: None,
         };
         let mut p = Printer::with_diag(Box::new(BrokenPipe), Box::new(SharedBuf::default()), opts);
         let t = Tracee::new();
@@ -681,6 +683,7 @@ fn a_closed_output_is_an_output_error() {
         hist: false,
         string_limit: super::DEFAULT_STRING_LIMIT,
         flush_interval: None,
+        stack_depth: None,
     };
     let mut p = Printer::with_diag(Box::new(SharedBuf::default()), Box::new(BrokenPipe), opts);
     let r = p.on_event(
@@ -726,6 +729,7 @@ fn hist_adds_buckets_to_the_summary() {
                 summary: true,
                 hist: true,
                 string_limit: super::DEFAULT_STRING_LIMIT,
+                stack_depth: None,
                 flush_interval: None,
             },
         );
@@ -762,4 +766,40 @@ work [work], ns:
             }
         }
     }
+}
+
+#[test]
+fn stack_lines_name_every_frame() {
+    use crate::addr::RuntimeAddr;
+    use crate::unwind::{Frame, FrameSource, Stack};
+    let frame =
+        |addr, symbol: Option<&str>, offset, module: Option<&str>, line: Option<u32>| Frame {
+            address: RuntimeAddr(addr),
+            symbol: symbol.map(std::sync::Arc::from),
+            offset,
+            module: module.map(std::path::PathBuf::from),
+            file: line.map(|_| std::path::PathBuf::from("/src/stacker.c")),
+            line,
+            source: FrameSource::Cfi,
+        };
+    let mut stack = Stack {
+        frames: vec![
+            frame(0x401136, Some("c"), 0, Some("/tmp/stacker"), Some(21)),
+            frame(0x7f00_0000_1234, None, 0, Some("/lib/libc.so.6"), None),
+            frame(0xdead_0000, None, 0, None, None),
+        ],
+        truncated: false,
+    };
+    assert_eq!(
+        super::text::stack_lines(&stack),
+        "    #0 0x401136 c+0x0 (/tmp/stacker) /src/stacker.c:21\n\
+         \x20   #1 0x7f0000001234 ?? (/lib/libc.so.6)\n\
+         \x20   #2 0xdead0000 ?? ([unknown])\n"
+    );
+    stack.truncated = true;
+    stack.frames.truncate(1);
+    assert_eq!(
+        super::text::stack_lines(&stack),
+        "    #0 0x401136 c+0x0 (/tmp/stacker) /src/stacker.c:21\n    ...\n"
+    );
 }

@@ -44,6 +44,7 @@ fn rig(text: &str, format: Format) -> Rig {
             hist: false,
             string_limit: 64,
             flush_interval: None,
+            stack_depth: None,
         },
     );
     Rig {

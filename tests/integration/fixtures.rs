@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 40] = [
+pub const PROGRAMS: [&str; 41] = [
     "count",
     "sigtrap",
     "signals",
@@ -214,6 +214,7 @@ pub const PROGRAMS: [&str; 40] = [
     "abi",
     "clones",
     "lazyifunc",
+    "stacker",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -355,6 +356,10 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         args.push(source.display().to_string());
         if name == "dlopener" {
             args.push("-ldl".into());
+        }
+        // The point of stacker: stacks walked by CFI, not frame pointers.
+        if name == "stacker" {
+            args.push("-fomit-frame-pointer".into());
         }
     }
     // The stamp records how the output was made, so a change of flags here

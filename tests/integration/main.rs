@@ -25,6 +25,7 @@ mod progress;
 mod returns;
 mod scripts;
 mod signals;
+mod stacks;
 mod step;
 mod timeline;
 mod tui;

@@ -105,6 +105,21 @@ struct Raw {
     /// Show at most N bytes of each C string argument (then `...`).
     #[arg(long, value_name = "N", default_value_t = rtrace::output::DEFAULT_STRING_LIMIT)]
     string_limit: usize,
+    /// Show the user stack of the thread at each entry and instruction hit,
+    /// one indented line per frame under the call (JSON: a `stack` array).
+    #[arg(long)]
+    stack: bool,
+    /// The most frames a stack shows (--stack, --folded, --flamegraph).
+    #[arg(long, value_name = "N", default_value_t = rtrace::unwind::DEFAULT_DEPTH)]
+    stack_depth: usize,
+    /// At the end, write the stacks of every hit to FILE in the folded format
+    /// of flamegraph.pl and inferno (`main;a;b;c 3`: root first, the probed
+    /// function last, then the number of hits).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+    /// At the end, draw the stacks of every hit as an SVG flame graph in FILE.
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
     /// Colour text output.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     color: ColorWhen,
@@ -197,6 +212,12 @@ pub struct Cli {
     /// How long the work before tracing goes on before a terminal shows its
     /// progress (`RTRACE_PROGRESS_DELAY_MS`, default one second).
     pub progress_delay: std::time::Duration,
+    /// `--stack`: the depth of the stacks the printer shows.
+    pub stack_depth: Option<usize>,
+    /// `--stack-depth`, for `--folded` and `--flamegraph` too.
+    pub depth: usize,
+    pub folded: Option<PathBuf>,
+    pub flamegraph: Option<PathBuf>,
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -260,6 +281,14 @@ pub fn parse() -> Result<Cli, ExitCode> {
         return Err(usage(
             "--list lists specs instead of tracing; give no --inject with it",
         ));
+    }
+    if !raw.list.is_empty() && (raw.stack || raw.folded.is_some() || raw.flamegraph.is_some()) {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --stack, --folded or --flamegraph with it",
+        ));
+    }
+    if raw.stack_depth == 0 {
+        return Err(usage("--stack-depth must be at least 1"));
     }
     let script_probes = script.as_ref().map_or(0, |s| s.probes().len());
     if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() && script_probes == 0 {
@@ -337,5 +366,9 @@ pub fn parse() -> Result<Cli, ExitCode> {
         color: raw.color,
         string_limit: raw.string_limit,
         progress_delay,
+        stack_depth: raw.stack.then_some(raw.stack_depth),
+        depth: raw.stack_depth,
+        folded: raw.folded,
+        flamegraph: raw.flamegraph,
     })
 }

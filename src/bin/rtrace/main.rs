@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
-use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, Timeline, Tui};
+use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, StackCounter, Timeline, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
 use rtrace::{Both, Handler, Hit, Options, Outcome, ProbeId, ProbeSpec, Return, Tracer};
 
@@ -44,6 +44,31 @@ fn report(e: &rtrace::Error) {
 /// summary at the end). Only the listener registration sees `on_finish`, so
 /// the summary is printed, and the timeline closed, once.
 struct Forward<H>(Rc<RefCell<H>>);
+
+/// A probe's handler, and the stack counter of `--folded`/`--flamegraph`
+/// after it, on the same hit: the stack the printer walked for `--stack` is
+/// the one counted, walked once. The counter is a listener too, for its
+/// `on_finish`.
+struct Counted<H> {
+    inner: H,
+    counter: Option<Rc<RefCell<StackCounter>>>,
+}
+
+impl<H: Handler> Handler for Counted<H> {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.inner.on_entry(hit)?;
+        match &self.counter {
+            Some(c) => c.borrow_mut().on_entry(hit),
+            None => Ok(()),
+        }
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.inner.on_post(hit)
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
+        self.inner.on_return(ret)
+    }
+}
 
 impl<H: Handler> Handler for Forward<H> {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
@@ -153,7 +178,12 @@ fn add_probe(
     spec: ProbeSpec,
     handler: impl Handler + 'static,
     timeline: Option<&Rc<RefCell<Timeline>>>,
+    counter: Option<&Rc<RefCell<StackCounter>>>,
 ) -> rtrace::Result<ProbeId> {
+    let handler = Counted {
+        inner: handler,
+        counter: counter.cloned(),
+    };
     match timeline {
         Some(t) => tracer.add_probe(spec, Both(handler, Forward(t.clone()))),
         None => tracer.add_probe(spec, handler),
@@ -198,6 +228,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
             flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
+            stack_depth: cli.stack_depth,
         },
     )));
     // Created before anything runs, so a path that cannot be written is
@@ -212,6 +243,21 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             ))))
         }
         None => None,
+    };
+    // The files of --folded and --flamegraph are made now, so a path that
+    // cannot be written is an error before anything is traced.
+    let create = |path: &std::path::PathBuf| -> rtrace::Result<Box<dyn std::io::Write>> {
+        let f = std::fs::File::create(path)
+            .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
+        Ok(Box::new(std::io::BufWriter::new(f)))
+    };
+    let counter = match (&cli.folded, &cli.flamegraph) {
+        (None, None) => None,
+        (folded, svg) => Some(Rc::new(RefCell::new(StackCounter::new(
+            cli.depth,
+            folded.as_ref().map(create).transpose()?,
+            svg.as_ref().map(create).transpose()?,
+        )))),
     };
     let opts = Options {
         entry_only: cli.entry_only,
@@ -243,7 +289,13 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             printer: printer.clone(),
             timeline: timeline.clone(),
         };
-        add_probe(&mut tracer, spec, injecting, timeline.as_ref())?;
+        add_probe(
+            &mut tracer,
+            spec,
+            injecting,
+            timeline.as_ref(),
+            counter.as_ref(),
+        )?;
     }
     // A function injected into is traced by its --inject already.
     for spec in &cli.probes {
@@ -251,7 +303,13 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             continue;
         }
         let forward = Forward(printer.clone());
-        add_probe(&mut tracer, spec.clone(), forward, timeline.as_ref())?;
+        add_probe(
+            &mut tracer,
+            spec.clone(),
+            forward,
+            timeline.as_ref(),
+            counter.as_ref(),
+        )?;
     }
     if let Some(tui) = &tui {
         // Its own probe beside each one given: the same breakpoints.
@@ -271,6 +329,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     if let Some(t) = &timeline {
         tracer.add_listener(t.clone());
     }
+    if let Some(c) = &counter {
+        tracer.add_listener(c.clone());
+    }
     if let Some(script) = cli.script {
         let probes = script.probes();
         let script = Rc::new(RefCell::new(script));
@@ -281,7 +342,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
                 || cli.inject.iter().any(|r| r.spec_text == spec);
             let handler =
                 ScriptProbe::new(script.clone(), &spec, printer.clone(), !printed_elsewhere);
-            add_probe(&mut tracer, parsed, handler, timeline.as_ref())?;
+            // A spec traced by -s too is counted there: once per hit.
+            let counter = counter.as_ref().filter(|_| !printed_elsewhere);
+            add_probe(&mut tracer, parsed, handler, timeline.as_ref(), counter)?;
         }
         tracer.add_listener(ScriptListener::new(script, printer));
     }
