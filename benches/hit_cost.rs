@@ -102,6 +102,27 @@ fn run(argv: &[String]) -> (Duration, u64) {
     (elapsed, usage.ru_maxrss as u64)
 }
 
+/// The cost per call of each configuration: the slope of the median times
+/// between `small` and `n` calls, every run of every configuration
+/// interleaved.
+fn measure(configs: &[Config], small: u32, n: u32, runs: usize) -> Vec<f64> {
+    let mut samples: Vec<[Vec<Duration>; 2]> = configs.iter().map(|_| [vec![], vec![]]).collect();
+    for _ in 0..runs {
+        for (i, c) in configs.iter().enumerate() {
+            for (j, calls) in [small, n].into_iter().enumerate() {
+                samples[i][j].push(run(&(c.argv)(calls)).0);
+            }
+        }
+    }
+    samples
+        .iter_mut()
+        .map(|[lo, hi]| {
+            let (lo, hi) = (median(lo), median(hi));
+            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(n - small)
+        })
+        .collect()
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -146,8 +167,9 @@ fn main() {
         ("floor step (2 stops)", "step", false),
         ("floor emulate+ret (2 stops)", "emulate-ret", false),
         ("floor step+ret (3 stops)", "step-ret", false),
-        ("floor emulate, both pinned", "emulate", true),
-        ("floor emulate+ret, both pinned", "emulate-ret", true),
+        ("floor emulate, pinned", "emulate", true),
+        ("floor step, pinned", "step", true),
+        ("floor emulate+ret, pinned", "emulate-ret", true),
     ] {
         let (floor, work, count, cpu) = (floor.clone(), work.clone(), count.clone(), cpu.clone());
         add(
@@ -162,43 +184,44 @@ fn main() {
             }),
         );
     }
-    for (name, extra, pinned) in [
-        ("rtrace entry, emulated", &["--entry-only"][..], false),
+    // The tracer's own cost: a counting handler (-c), nothing written per
+    // hit; unpinned, and with --pin (rtrace and the program on one CPU, as
+    // the pinned floor runs).
+    for (name, extra) in [
+        ("rtrace entry, emulated", &["-c", "--entry-only"][..]),
         (
             "rtrace entry, emulated, --pin",
-            &["--entry-only", "--pin"][..],
-            false,
+            &["-c", "--entry-only", "--pin"][..],
         ),
         (
             "rtrace entry, xol",
-            &["--entry-only", "--step", "xol"][..],
-            false,
+            &["-c", "--entry-only", "--step", "xol"][..],
         ),
-        ("rtrace entry+return", &[][..], false),
-        ("rtrace entry+return, --pin", &["--pin"][..], false),
-        ("rtrace entry+return, both pinned", &[][..], true),
-        ("rtrace entry+return -c", &["-c"][..], false),
-        ("rtrace entry+return --stack", &["--stack"][..], false),
+        (
+            "rtrace entry, xol, --pin",
+            &["-c", "--entry-only", "--step", "xol", "--pin"][..],
+        ),
+        ("rtrace entry+return", &["-c"][..]),
+        ("rtrace entry+return, --pin", &["-c", "--pin"][..]),
+        (
+            "rtrace entry+return, all of libc too",
+            &["-c", "-s", "libc:*"][..],
+        ),
+        (
+            "rtrace entry+return, all of libc too, --pin",
+            &["-c", "--pin", "-s", "libc:*"][..],
+        ),
+        ("rtrace entry+return --stack", &["--stack"][..]),
         (
             "rtrace entry+return --stack, --pin",
             &["--stack", "--pin"][..],
-            false,
-        ),
-        (
-            "rtrace -c, all of libc probed too",
-            &["-c", "-s", "libc:*"][..],
-            false,
         ),
     ] {
-        let (rtrace, count, cpu) = (rtrace.clone(), count.clone(), cpu.clone());
+        let (rtrace, count) = (rtrace.clone(), count.clone());
         add(
             name,
             Box::new(move |n| {
-                let mut v = Vec::new();
-                if pinned {
-                    v.extend(strings(&["taskset", "-c", &cpu]));
-                }
-                v.extend(strings(&[&rtrace, "-o", "/dev/null"]));
+                let mut v = strings(&[&rtrace, "-o", "/dev/null"]);
                 v.extend(strings(extra));
                 v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
                 v
@@ -228,41 +251,48 @@ fn main() {
             }),
         );
     }
-    {
+    for (name, pin) in [
+        ("rtrace entry+return --json -o FILE", false),
+        ("rtrace entry+return --json -o FILE, --pin", true),
+    ] {
         let (rtrace, count, json_out) = (rtrace.clone(), count.clone(), json_out.clone());
         add(
-            "rtrace entry+return --json -o FILE",
+            name,
             Box::new(move |n| {
-                strings(&[
-                    &rtrace,
-                    "--json",
-                    "-o",
-                    &json_out,
-                    "-s",
-                    "work",
-                    "--",
-                    &count,
-                    &n.to_string(),
-                ])
+                let mut v = strings(&[&rtrace, "--json", "-o", &json_out]);
+                if pin {
+                    v.push("--pin".into());
+                }
+                v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
+                v
             }),
         );
     }
+    let pinned = |cpu: &str, pin: bool, v: Vec<String>| -> Vec<String> {
+        match pin {
+            true => [strings(&["taskset", "-c", cpu]), v].concat(),
+            false => v,
+        }
+    };
     if installed("ltrace") {
-        let count = count.clone();
-        add(
-            "ltrace -x work",
-            Box::new(move |n| {
-                strings(&[
-                    "ltrace",
-                    "-o",
-                    "/dev/null",
-                    "-x",
-                    "work",
-                    &count,
-                    &n.to_string(),
-                ])
-            }),
-        );
+        for (name, pin) in [("ltrace -x work", false), ("ltrace -x work, pinned", true)] {
+            let (count, cpu) = (count.clone(), cpu.clone());
+            add(
+                name,
+                Box::new(move |n| {
+                    let v = strings(&[
+                        "ltrace",
+                        "-o",
+                        "/dev/null",
+                        "-x",
+                        "work",
+                        &count,
+                        &n.to_string(),
+                    ]);
+                    pinned(&cpu, pin, v)
+                }),
+            );
+        }
     }
     if installed("gdb") {
         let script = out_dir.join("gdb-commands");
@@ -272,37 +302,25 @@ fn main() {
         )
         .unwrap();
         let script = script.to_str().unwrap().to_string();
-        let count = count.clone();
-        add(
-            "gdb break + continue",
-            Box::new(move |n| {
-                strings(&[
-                    "gdb",
-                    "-batch",
-                    "-nx",
-                    "-x",
-                    &script,
-                    "--args",
-                    &count,
-                    &n.to_string(),
-                ])
-            }),
-        );
-    }
-    if installed("bpftrace") {
-        for (name, program) in [
-            ("bpftrace uprobe", "uprobe:COUNT:work { @n = count(); }"),
-            (
-                "bpftrace uprobe + uretprobe",
-                "uprobe:COUNT:work { @s[tid] = nsecs; } uretprobe:COUNT:work { @t = sum(nsecs - @s[tid]); }",
-            ),
+        for (name, pin) in [
+            ("gdb break + continue", false),
+            ("gdb break + continue, pinned", true),
         ] {
-            let count = count.clone();
-            let program = program.replace("COUNT", &count);
+            let (count, cpu, script) = (count.clone(), cpu.clone(), script.clone());
             add(
                 name,
                 Box::new(move |n| {
-                    strings(&["bpftrace", "-q", "-e", &program, "-c", &format!("{count} {n}")])
+                    let v = strings(&[
+                        "gdb",
+                        "-batch",
+                        "-nx",
+                        "-x",
+                        &script,
+                        "--args",
+                        &count,
+                        &n.to_string(),
+                    ]);
+                    pinned(&cpu, pin, v)
                 }),
             );
         }
@@ -313,108 +331,121 @@ fn main() {
     if let Some(only) = args.get(2) {
         configs.retain(|c| c.name.contains(only.as_str()));
     }
-    let mut samples: Vec<[Vec<Duration>; 2]> = configs.iter().map(|_| [vec![], vec![]]).collect();
-    for _ in 0..runs {
-        for (i, c) in configs.iter().enumerate() {
-            for (j, calls) in [small, n].into_iter().enumerate() {
-                samples[i][j].push(run(&(c.argv)(calls)).0);
-            }
+    let per_call = measure(&configs, small, n, runs);
+    let mut table: Vec<(&'static str, f64)> =
+        configs.iter().map(|c| c.name).zip(per_call).collect();
+
+    // bpftrace stops nothing (a kernel uprobe is a trap, well under a
+    // microsecond): a hundred times more calls, for a slope above its
+    // seconds of startup.
+    if installed("bpftrace") && args.get(2).is_none_or(|o| "bpftrace".contains(o.as_str())) {
+        let mut bpf: Vec<Config> = Vec::new();
+        for (name, program) in [
+            ("bpftrace uprobe", "uprobe:COUNT:work { @n = count(); }"),
+            (
+                "bpftrace uprobe + uretprobe",
+                "uprobe:COUNT:work { @s[tid] = nsecs; } uretprobe:COUNT:work { @t = sum(nsecs - @s[tid]); }",
+            ),
+        ] {
+            let count = count.clone();
+            let program = program.replace("COUNT", &count);
+            bpf.push(Config {
+                name,
+                argv: Box::new(move |n| {
+                    strings(&["bpftrace", "-q", "-e", &program, "-c", &format!("{count} {n}")])
+                }),
+            });
         }
+        let (lo, hi) = (small.saturating_mul(100), n.saturating_mul(100));
+        let per = measure(&bpf, lo, hi, runs);
+        table.extend(bpf.iter().map(|c| c.name).zip(per));
     }
-    let per_call: Vec<f64> = samples
-        .iter_mut()
-        .map(|[lo, hi]| {
-            let (lo, hi) = (median(lo), median(hi));
-            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(n - small)
-        })
-        .collect();
-    println!("µs per call: the slope between {small} and {n} calls, medians of {runs} runs");
-    for (c, us) in configs.iter().zip(&per_call) {
-        println!("  {:<40} {us:>9.2}", c.name);
+
+    println!("µs per call: the slope between {small} and {n} calls (bpftrace: x100), medians of {runs} runs");
+    for (name, us) in &table {
+        println!("  {name:<46} {us:>9.2}");
     }
-    let get = |name: &str| {
-        configs
-            .iter()
-            .position(|c| c.name == name)
-            .map(|i| per_call[i])
-    };
+    let get = |name: &str| table.iter().find(|(n, _)| *n == name).map(|(_, us)| *us);
     let ratio = |what: &str, a: &str, b: &str, goal: Option<f64>| {
         if let (Some(x), Some(y)) = (get(a), get(b)) {
             let r = x / y;
             match goal {
                 Some(goal) => {
                     let verdict = if r <= goal { "met" } else { "MISSED" };
-                    println!("  {what:<52} {r:>6.2}  (goal <= {goal}: {verdict})");
+                    println!("  {what:<58} {r:>6.2}  (goal <= {goal}: {verdict})");
                 }
-                None => println!("  {what:<52} {r:>6.2}"),
+                None => println!("  {what:<58} {r:>6.2}"),
             }
         }
     };
-    println!("ratios:");
+    println!("ratios (unpinned, then pinned: rtrace --pin against taskset for the others):");
+    for (what, a, b, goal) in [
+        (
+            "entry emulated / floor emulate",
+            "rtrace entry, emulated",
+            "floor emulate (1 stop)",
+            Some(1.2),
+        ),
+        (
+            "entry+return / floor emulate+ret",
+            "rtrace entry+return",
+            "floor emulate+ret (2 stops)",
+            Some(1.2),
+        ),
+        (
+            "entry xol / floor step",
+            "rtrace entry, xol",
+            "floor step (2 stops)",
+            Some(1.2),
+        ),
+        (
+            "entry+return / ltrace",
+            "rtrace entry+return",
+            "ltrace -x work",
+            Some(0.45),
+        ),
+        (
+            // gdb's breakpoint reports entries only: against an entry probe.
+            "entry / gdb",
+            "rtrace entry, emulated",
+            "gdb break + continue",
+            Some(0.15),
+        ),
+        (
+            "--json -o FILE / counting only (-c)",
+            "rtrace entry+return --json -o FILE",
+            "rtrace entry+return",
+            Some(1.10),
+        ),
+        (
+            "all of libc probed too / one probe",
+            "rtrace entry+return, all of libc too",
+            "rtrace entry+return",
+            Some(1.10),
+        ),
+        (
+            "--stack / no stack",
+            "rtrace entry+return --stack",
+            "rtrace entry+return",
+            None,
+        ),
+    ] {
+        ratio(what, a, b, goal);
+        let pin = |c: &str| -> String {
+            if c.starts_with("rtrace") {
+                format!("{c}, --pin")
+            } else if c.starts_with("floor") {
+                format!("{}, pinned", c.split(" (").next().unwrap_or(c))
+            } else {
+                format!("{c}, pinned")
+            }
+        };
+        ratio(&format!("{what}, pinned"), &pin(a), &pin(b), goal);
+    }
     ratio(
-        "entry emulated / floor emulate",
-        "rtrace entry, emulated",
+        "floor emulate, pinned / unpinned",
+        "floor emulate, pinned",
         "floor emulate (1 stop)",
-        Some(1.2),
-    );
-    ratio(
-        "entry+return / floor emulate+ret",
-        "rtrace entry+return",
-        "floor emulate+ret (2 stops)",
-        Some(1.2),
-    );
-    ratio(
-        "entry xol / floor step",
-        "rtrace entry, xol",
-        "floor step (2 stops)",
-        Some(1.2),
-    );
-    ratio(
-        "entry+return / ltrace",
-        "rtrace entry+return",
-        "ltrace -x work",
-        Some(0.45),
-    );
-    ratio(
-        "entry+return / gdb",
-        "rtrace entry+return",
-        "gdb break + continue",
-        Some(0.15),
-    );
-    ratio(
-        "--json -o FILE / -c",
-        "rtrace entry+return --json -o FILE",
-        "rtrace entry+return -c",
-        Some(1.10),
-    );
-    ratio(
-        "all of libc probed / one probe (-c)",
-        "rtrace -c, all of libc probed too",
-        "rtrace entry+return -c",
-        Some(1.10),
-    );
-    ratio(
-        "--stack / no stack (entry+return)",
-        "rtrace entry+return --stack",
-        "rtrace entry+return",
-        None,
-    );
-    ratio(
-        "--stack / no stack, both --pin",
-        "rtrace entry+return --stack, --pin",
-        "rtrace entry+return, --pin",
-        None,
-    );
-    ratio(
-        "--folded / no stack (-c)",
-        "rtrace entry+return -c --folded FILE",
-        "rtrace entry+return -c",
-        None,
-    );
-    ratio(
-        "entry, --pin / unpinned",
-        "rtrace entry, emulated, --pin",
-        "rtrace entry, emulated",
         None,
     );
     ratio(
@@ -424,20 +455,8 @@ fn main() {
         None,
     );
     ratio(
-        "entry+return, both pinned / unpinned",
-        "rtrace entry+return, both pinned",
-        "rtrace entry+return",
-        None,
-    );
-    ratio(
-        "floor emulate, both pinned / unpinned",
-        "floor emulate, both pinned",
-        "floor emulate (1 stop)",
-        None,
-    );
-    ratio(
-        "entry+return / bpftrace uprobe + uretprobe",
-        "rtrace entry+return",
+        "entry+return, --pin / bpftrace uprobe + uretprobe",
+        "rtrace entry+return, --pin",
         "bpftrace uprobe + uretprobe",
         None,
     );
