@@ -1,13 +1,12 @@
 //! Per-hit cost of rtrace against a minimal ptrace tracer doing the same work
 //! (`benches/floor.c`), and against ltrace, gdb and bpftrace when they are
-//! installed; fast probes (`--fast`: a jump to a detour, no stop) side by
-//! side with int3 probes and bpftrace's uprobes; the cost of output, of many
-//! armed probes, of CPU placement; and rtrace's peak memory with all of libc
-//! probed, against gdb's.
+//! installed; the cost of output, of many armed probes, of CPU placement; and
+//! rtrace's peak memory with all of libc probed, against gdb's.
 //!
 //! ```text
 //! cargo bench --bench hit_cost            # N = 20000 calls, 5 runs each
 //! cargo bench --bench hit_cost -- 50000 7 # N calls, R runs
+//! cargo bench --bench hit_cost -- 20000 5 'rtrace entry+return'  # only those
 //! ```
 //!
 //! A fixture (`count N`, built non-PIE with `work()` starting with
@@ -103,6 +102,27 @@ fn run(argv: &[String]) -> (Duration, u64) {
     (elapsed, usage.ru_maxrss as u64)
 }
 
+/// The cost per call of each configuration: the slope of the median times
+/// between `small` and `n` calls, every run of every configuration
+/// interleaved.
+fn measure(configs: &[Config], small: u32, n: u32, runs: usize) -> Vec<f64> {
+    let mut samples: Vec<[Vec<Duration>; 2]> = configs.iter().map(|_| [vec![], vec![]]).collect();
+    for _ in 0..runs {
+        for (i, c) in configs.iter().enumerate() {
+            for (j, calls) in [small, n].into_iter().enumerate() {
+                samples[i][j].push(run(&(c.argv)(calls)).0);
+            }
+        }
+    }
+    samples
+        .iter_mut()
+        .map(|[lo, hi]| {
+            let (lo, hi) = (median(lo), median(hi));
+            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(n - small)
+        })
+        .collect()
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -147,8 +167,9 @@ fn main() {
         ("floor step (2 stops)", "step", false),
         ("floor emulate+ret (2 stops)", "emulate-ret", false),
         ("floor step+ret (3 stops)", "step-ret", false),
-        ("floor emulate, both pinned", "emulate", true),
-        ("floor emulate+ret, both pinned", "emulate-ret", true),
+        ("floor emulate, pinned", "emulate", true),
+        ("floor step, pinned", "step", true),
+        ("floor emulate+ret, pinned", "emulate-ret", true),
     ] {
         let (floor, work, count, cpu) = (floor.clone(), work.clone(), count.clone(), cpu.clone());
         add(
@@ -163,52 +184,44 @@ fn main() {
             }),
         );
     }
-    for (name, extra, pinned) in [
-        ("rtrace entry, emulated", &["--entry-only"][..], false),
+    // The tracer's own cost: a counting handler (-c), nothing written per
+    // hit; unpinned, and with --pin (rtrace and the program on one CPU, as
+    // the pinned floor runs).
+    for (name, extra) in [
+        ("rtrace entry, emulated", &["-c", "--entry-only"][..]),
         (
             "rtrace entry, emulated, --pin",
-            &["--entry-only", "--pin"][..],
-            false,
+            &["-c", "--entry-only", "--pin"][..],
         ),
         (
             "rtrace entry, xol",
-            &["--entry-only", "--step", "xol"][..],
-            false,
+            &["-c", "--entry-only", "--step", "xol"][..],
         ),
         (
-            "rtrace entry, emulated -c",
-            &["--entry-only", "-c"][..],
-            false,
+            "rtrace entry, xol, --pin",
+            &["-c", "--entry-only", "--step", "xol", "--pin"][..],
         ),
+        ("rtrace entry+return", &["-c"][..]),
+        ("rtrace entry+return, --pin", &["-c", "--pin"][..]),
         (
-            "rtrace --fast entry",
-            &["--fast", "--entry-only"][..],
-            false,
-        ),
-        (
-            "rtrace --fast entry -c",
-            &["--fast", "--entry-only", "-c"][..],
-            false,
-        ),
-        ("rtrace entry+return", &[][..], false),
-        ("rtrace entry+return, --pin", &["--pin"][..], false),
-        ("rtrace entry+return, both pinned", &[][..], true),
-        ("rtrace entry+return -c", &["-c"][..], false),
-        (
-            "rtrace -c, all of libc probed too",
+            "rtrace entry+return, all of libc too",
             &["-c", "-s", "libc:*"][..],
-            false,
+        ),
+        (
+            "rtrace entry+return, all of libc too, --pin",
+            &["-c", "--pin", "-s", "libc:*"][..],
+        ),
+        ("rtrace entry+return --stack", &["--stack"][..]),
+        (
+            "rtrace entry+return --stack, --pin",
+            &["--stack", "--pin"][..],
         ),
     ] {
-        let (rtrace, count, cpu) = (rtrace.clone(), count.clone(), cpu.clone());
+        let (rtrace, count) = (rtrace.clone(), count.clone());
         add(
             name,
             Box::new(move |n| {
-                let mut v = Vec::new();
-                if pinned {
-                    v.extend(strings(&["taskset", "-c", &cpu]));
-                }
-                v.extend(strings(&[&rtrace, "-o", "/dev/null"]));
+                let mut v = strings(&[&rtrace, "-o", "/dev/null"]);
                 v.extend(strings(extra));
                 v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
                 v
@@ -216,15 +229,19 @@ fn main() {
         );
     }
     {
-        let (rtrace, count, json_out) = (rtrace.clone(), count.clone(), json_out.clone());
+        // Stacks walked at every hit and counted, nothing printed per hit.
+        let (rtrace, count) = (rtrace.clone(), count.clone());
+        let folded = out_dir.join("stacks.folded").to_str().unwrap().to_string();
         add(
-            "rtrace entry+return --json -o FILE",
+            "rtrace entry+return -c --folded FILE",
             Box::new(move |n| {
                 strings(&[
                     &rtrace,
-                    "--json",
+                    "-c",
                     "-o",
-                    &json_out,
+                    "/dev/null",
+                    "--folded",
+                    &folded,
                     "-s",
                     "work",
                     "--",
@@ -234,22 +251,48 @@ fn main() {
             }),
         );
     }
-    if installed("ltrace") {
-        let count = count.clone();
+    for (name, pin) in [
+        ("rtrace entry+return --json -o FILE", false),
+        ("rtrace entry+return --json -o FILE, --pin", true),
+    ] {
+        let (rtrace, count, json_out) = (rtrace.clone(), count.clone(), json_out.clone());
         add(
-            "ltrace -x work",
+            name,
             Box::new(move |n| {
-                strings(&[
-                    "ltrace",
-                    "-o",
-                    "/dev/null",
-                    "-x",
-                    "work",
-                    &count,
-                    &n.to_string(),
-                ])
+                let mut v = strings(&[&rtrace, "--json", "-o", &json_out]);
+                if pin {
+                    v.push("--pin".into());
+                }
+                v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
+                v
             }),
         );
+    }
+    let pinned = |cpu: &str, pin: bool, v: Vec<String>| -> Vec<String> {
+        match pin {
+            true => [strings(&["taskset", "-c", cpu]), v].concat(),
+            false => v,
+        }
+    };
+    if installed("ltrace") {
+        for (name, pin) in [("ltrace -x work", false), ("ltrace -x work, pinned", true)] {
+            let (count, cpu) = (count.clone(), cpu.clone());
+            add(
+                name,
+                Box::new(move |n| {
+                    let v = strings(&[
+                        "ltrace",
+                        "-o",
+                        "/dev/null",
+                        "-x",
+                        "work",
+                        &count,
+                        &n.to_string(),
+                    ]);
+                    pinned(&cpu, pin, v)
+                }),
+            );
+        }
     }
     if installed("gdb") {
         let script = out_dir.join("gdb-commands");
@@ -259,24 +302,44 @@ fn main() {
         )
         .unwrap();
         let script = script.to_str().unwrap().to_string();
-        let count = count.clone();
-        add(
-            "gdb break + continue",
-            Box::new(move |n| {
-                strings(&[
-                    "gdb",
-                    "-batch",
-                    "-nx",
-                    "-x",
-                    &script,
-                    "--args",
-                    &count,
-                    &n.to_string(),
-                ])
-            }),
-        );
+        for (name, pin) in [
+            ("gdb break + continue", false),
+            ("gdb break + continue, pinned", true),
+        ] {
+            let (count, cpu, script) = (count.clone(), cpu.clone(), script.clone());
+            add(
+                name,
+                Box::new(move |n| {
+                    let v = strings(&[
+                        "gdb",
+                        "-batch",
+                        "-nx",
+                        "-x",
+                        &script,
+                        "--args",
+                        &count,
+                        &n.to_string(),
+                    ]);
+                    pinned(&cpu, pin, v)
+                }),
+            );
+        }
     }
-    if installed("bpftrace") {
+
+    // A third argument keeps only the configurations whose name contains it
+    // (`-- 20000 5 rtrace` leaves out the floor, ltrace, gdb and bpftrace).
+    if let Some(only) = args.get(2) {
+        configs.retain(|c| c.name.contains(only.as_str()));
+    }
+    let per_call = measure(&configs, small, n, runs);
+    let mut table: Vec<(&'static str, f64)> =
+        configs.iter().map(|c| c.name).zip(per_call).collect();
+
+    // bpftrace stops nothing (a kernel uprobe is a trap, well under a
+    // microsecond): a hundred times more calls, for a slope above its
+    // seconds of startup.
+    if installed("bpftrace") && args.get(2).is_none_or(|o| "bpftrace".contains(o.as_str())) {
+        let mut bpf: Vec<Config> = Vec::new();
         for (name, program) in [
             ("bpftrace uprobe", "uprobe:COUNT:work { @n = count(); }"),
             (
@@ -286,114 +349,103 @@ fn main() {
         ] {
             let count = count.clone();
             let program = program.replace("COUNT", &count);
-            add(
+            bpf.push(Config {
                 name,
-                Box::new(move |n| {
+                argv: Box::new(move |n| {
                     strings(&["bpftrace", "-q", "-e", &program, "-c", &format!("{count} {n}")])
                 }),
-            );
+            });
         }
+        let (lo, hi) = (small.saturating_mul(100), n.saturating_mul(100));
+        let per = measure(&bpf, lo, hi, runs);
+        table.extend(bpf.iter().map(|c| c.name).zip(per));
     }
 
-    // What costs a microsecond or less per call runs more calls, so that
-    // its slope stands out of the noise of starting a process (bpftrace
-    // compiles and loads its program): bpftrace 50 times N, fast probes 3
-    // times (3 × 20000 records still fit the ring, 65536, so none is lost
-    // while rtrace reads them).
-    let scale = |c: &Config| {
-        if c.name.starts_with("bpftrace") {
-            50
-        } else if c.name.contains("--fast") {
-            3
-        } else {
-            1
-        }
-    };
-    let mut samples: Vec<[Vec<Duration>; 2]> = configs.iter().map(|_| [vec![], vec![]]).collect();
-    for _ in 0..runs {
-        for (i, c) in configs.iter().enumerate() {
-            for (j, calls) in [small, n].into_iter().enumerate() {
-                samples[i][j].push(run(&(c.argv)(calls * scale(c))).0);
-            }
-        }
+    println!("µs per call: the slope between {small} and {n} calls (bpftrace: x100), medians of {runs} runs");
+    for (name, us) in &table {
+        println!("  {name:<46} {us:>9.2}");
     }
-    let per_call: Vec<f64> = samples
-        .iter_mut()
-        .zip(&configs)
-        .map(|([lo, hi], c)| {
-            let (lo, hi) = (median(lo), median(hi));
-            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from((n - small) * scale(c))
-        })
-        .collect();
-    println!("µs per call: the slope between {small} and {n} calls (× the scale shown), medians of {runs} runs");
-    for (c, us) in configs.iter().zip(&per_call) {
-        println!("  {:<40} {us:>9.2}  ×{}", c.name, scale(c));
-    }
-    let get = |name: &str| {
-        configs
-            .iter()
-            .position(|c| c.name == name)
-            .map(|i| per_call[i])
-    };
+    let get = |name: &str| table.iter().find(|(n, _)| *n == name).map(|(_, us)| *us);
     let ratio = |what: &str, a: &str, b: &str, goal: Option<f64>| {
         if let (Some(x), Some(y)) = (get(a), get(b)) {
             let r = x / y;
             match goal {
                 Some(goal) => {
                     let verdict = if r <= goal { "met" } else { "MISSED" };
-                    println!("  {what:<52} {r:>6.2}  (goal <= {goal}: {verdict})");
+                    println!("  {what:<58} {r:>6.2}  (goal <= {goal}: {verdict})");
                 }
-                None => println!("  {what:<52} {r:>6.2}"),
+                None => println!("  {what:<58} {r:>6.2}"),
             }
         }
     };
-    println!("ratios:");
+    println!("ratios (unpinned, then pinned: rtrace --pin against taskset for the others):");
+    for (what, a, b, goal) in [
+        (
+            "entry emulated / floor emulate",
+            "rtrace entry, emulated",
+            "floor emulate (1 stop)",
+            Some(1.2),
+        ),
+        (
+            "entry+return / floor emulate+ret",
+            "rtrace entry+return",
+            "floor emulate+ret (2 stops)",
+            Some(1.2),
+        ),
+        (
+            "entry xol / floor step",
+            "rtrace entry, xol",
+            "floor step (2 stops)",
+            Some(1.2),
+        ),
+        (
+            "entry+return / ltrace",
+            "rtrace entry+return",
+            "ltrace -x work",
+            Some(0.45),
+        ),
+        (
+            // gdb's breakpoint reports entries only: against an entry probe.
+            "entry / gdb",
+            "rtrace entry, emulated",
+            "gdb break + continue",
+            Some(0.15),
+        ),
+        (
+            "--json -o FILE / counting only (-c)",
+            "rtrace entry+return --json -o FILE",
+            "rtrace entry+return",
+            Some(1.10),
+        ),
+        (
+            "all of libc probed too / one probe",
+            "rtrace entry+return, all of libc too",
+            "rtrace entry+return",
+            Some(1.10),
+        ),
+        (
+            "--stack / no stack",
+            "rtrace entry+return --stack",
+            "rtrace entry+return",
+            None,
+        ),
+    ] {
+        ratio(what, a, b, goal);
+        let pin = |c: &str| -> String {
+            if c.starts_with("rtrace") {
+                format!("{c}, --pin")
+            } else if c.starts_with("floor") {
+                format!("{}, pinned", c.split(" (").next().unwrap_or(c))
+            } else {
+                format!("{c}, pinned")
+            }
+        };
+        ratio(&format!("{what}, pinned"), &pin(a), &pin(b), goal);
+    }
     ratio(
-        "entry emulated / floor emulate",
-        "rtrace entry, emulated",
+        "floor emulate, pinned / unpinned",
+        "floor emulate, pinned",
         "floor emulate (1 stop)",
-        Some(1.2),
-    );
-    ratio(
-        "entry+return / floor emulate+ret",
-        "rtrace entry+return",
-        "floor emulate+ret (2 stops)",
-        Some(1.2),
-    );
-    ratio(
-        "entry xol / floor step",
-        "rtrace entry, xol",
-        "floor step (2 stops)",
-        Some(1.2),
-    );
-    ratio(
-        "entry+return / ltrace",
-        "rtrace entry+return",
-        "ltrace -x work",
-        Some(0.45),
-    );
-    ratio(
-        "entry+return / gdb",
-        "rtrace entry+return",
-        "gdb break + continue",
-        Some(0.15),
-    );
-    ratio(
-        "--json -o FILE / -c",
-        "rtrace entry+return --json -o FILE",
-        "rtrace entry+return -c",
-        Some(1.10),
-    );
-    ratio(
-        "all of libc probed / one probe (-c)",
-        "rtrace -c, all of libc probed too",
-        "rtrace entry+return -c",
-        Some(1.10),
-    );
-    ratio(
-        "entry, --pin / unpinned",
-        "rtrace entry, emulated, --pin",
-        "rtrace entry, emulated",
         None,
     );
     ratio(
@@ -403,49 +455,37 @@ fn main() {
         None,
     );
     ratio(
-        "entry+return, both pinned / unpinned",
-        "rtrace entry+return, both pinned",
-        "rtrace entry+return",
-        None,
-    );
-    ratio(
-        "floor emulate, both pinned / unpinned",
-        "floor emulate, both pinned",
-        "floor emulate (1 stop)",
-        None,
-    );
-    // Fast probes: the tracee never stops; a hit costs the detour, and the
-    // run ends once rtrace has read every record (printing them or
-    // counting them).
-    let absolute = |what: &str, name: &str, goal: f64| {
-        if let Some(us) = get(name) {
-            let verdict = if us <= goal { "met" } else { "MISSED" };
-            println!("  {what:<52} {us:>6.2}  (goal <= {goal} us: {verdict})");
-        }
-    };
-    absolute("fast entry -c, us per hit", "rtrace --fast entry -c", 0.3);
-    absolute(
-        "fast entry, printed, us per hit",
-        "rtrace --fast entry",
-        0.3,
-    );
-    ratio(
-        "fast entry -c / int3 entry -c",
-        "rtrace --fast entry -c",
-        "rtrace entry, emulated -c",
-        None,
-    );
-    ratio(
-        "fast entry -c / bpftrace uprobe",
-        "rtrace --fast entry -c",
-        "bpftrace uprobe",
-        Some(1.0),
-    );
-    ratio(
-        "entry+return / bpftrace uprobe + uretprobe",
-        "rtrace entry+return",
+        "entry+return, --pin / bpftrace uprobe + uretprobe",
+        "rtrace entry+return, --pin",
         "bpftrace uprobe + uretprobe",
         None,
+    );
+
+    // Startup with all of libc probed: launch /bin/true, resolve and arm
+    // every libc function, run it.
+    let mut startup: Vec<Duration> = (0..runs)
+        .map(|_| {
+            run(&strings(&[
+                &rtrace,
+                "-o",
+                "/dev/null",
+                "-s",
+                "libc:*",
+                "--",
+                "/bin/true",
+            ]))
+            .0
+        })
+        .collect();
+    let startup = median(&mut startup);
+    let verdict = if startup < Duration::from_secs(1) {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "startup, all of libc armed (rtrace -s 'libc:*' -- /bin/true): {:.1} ms  (goal < 1 s: {verdict})",
+        startup.as_secs_f64() * 1e3
     );
 
     // Peak memory with all of libc probed, against gdb with the same

@@ -5,6 +5,7 @@
 //! handlers like any other. Every method has a default that does nothing, so a
 //! handler implements only what it needs. The programs in `examples/` are
 //! complete handlers: counting, timing, a leak report, a return value override.
+//! Two handlers share one probe, each with its own data slot, as [`Both`].
 //!
 //! # The contract
 //!
@@ -173,8 +174,11 @@ use std::time::Duration;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::{Gpr, Regs};
 use crate::error::{Error, Result};
+use crate::probe::HandlerData;
+use crate::probe::ReturnStack;
 use crate::symbols::{Module, ModuleMap, Symbolized};
 use crate::sys::mem::ProcMem;
+use crate::unwind::{self, Stack};
 
 /// Identifies a probe added to a tracer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -696,6 +700,26 @@ impl Captured {
     }
 }
 
+/// A stack walk over a fast record reads what the detour copied of the
+/// stack (nothing else of the thread's memory is known).
+impl unwind::Memory for Memory<'_> {
+    fn read(&self, addr: RuntimeAddr, buf: &mut [u8]) -> usize {
+        match self {
+            Memory::Live(mem) => mem.read_partial(addr, buf),
+            Memory::Captured(c) => match &c.stack {
+                Some((at, bytes)) if addr.get() >= *at => {
+                    let from = (addr.get() - at) as usize;
+                    let avail = bytes.get(from..).unwrap_or_default();
+                    let n = avail.len().min(buf.len());
+                    buf[..n].copy_from_slice(&avail[..n]);
+                    n
+                }
+                _ => 0,
+            },
+        }
+    }
+}
+
 impl<'a> Memory<'a> {
     /// The live tracee's memory, unless this is a fast record.
     pub(crate) fn live(&self) -> Option<&'a ProcMem> {
@@ -730,6 +754,139 @@ impl<'a> Memory<'a> {
     }
 }
 
+/// Two handlers on one probe: `.0` runs first at every call, then `.1`, each
+/// with its own data slot. What one keeps with [`Hit::set_data`] the other
+/// never sees, and each gets its own back in [`Handler::on_return`], so two
+/// handlers written for a probe of their own can share one (the command
+/// line's printer and its timeline, say) without a second breakpoint.
+///
+/// As for probes sharing an address, an error from `.0` does not keep `.1`
+/// from running; the first error is returned. As a listener, both get every
+/// event, and the shorter [`Handler::idle_interval`] wins.
+pub struct Both<A, B>(pub A, pub B);
+
+/// The two data slots of a [`Both`], kept in its probe's one slot between the
+/// entry and the return.
+struct BothData(HandlerData, HandlerData);
+
+/// Takes what a [`Both`] keeps in `slot`: nothing at an entry, the pair after.
+fn split_slots(slot: &mut HandlerData) -> (HandlerData, HandlerData) {
+    match slot.take().map(|b| b.downcast::<BothData>()) {
+        Some(Ok(both)) => (both.0, both.1),
+        // The slot is this probe's alone, so only a pair is ever in it.
+        Some(Err(_)) | None => (None, None),
+    }
+}
+
+/// Runs `f` on `hit` with `data` in its slot; returns the result and what
+/// the slot holds after.
+fn with_slot(
+    hit: &mut Hit<'_>,
+    data: HandlerData,
+    f: impl FnOnce(&mut Hit<'_>) -> Result<()>,
+) -> (Result<()>, HandlerData) {
+    *hit.data = data;
+    let r = f(hit);
+    (r, hit.data.take())
+}
+
+/// Both phases of a hit go the same way: `.0` with its slot, `.1` with its own.
+fn both_at_hit(
+    hit: &mut Hit<'_>,
+    first: impl FnOnce(&mut Hit<'_>) -> Result<()>,
+    second: impl FnOnce(&mut Hit<'_>) -> Result<()>,
+) -> Result<()> {
+    let (a, b) = split_slots(hit.data);
+    let (ra, a) = with_slot(hit, a, first);
+    let (rb, b) = with_slot(hit, b, second);
+    if a.is_some() || b.is_some() {
+        *hit.data = Some(Box::new(BothData(a, b)));
+    }
+    ra.and(rb)
+}
+
+impl<A: Handler, B: Handler> Handler for Both<A, B> {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        let Both(first, second) = self;
+        both_at_hit(hit, |h| first.on_entry(h), |h| second.on_entry(h))
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        let Both(first, second) = self;
+        both_at_hit(hit, |h| first.on_post(h), |h| second.on_post(h))
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        let (a, b) = split_slots(&mut ret.data);
+        ret.data = a;
+        let ra = self.0.on_return(ret);
+        ret.data = b;
+        let rb = self.1.on_return(ret);
+        ret.data = None;
+        ra.and(rb)
+    }
+    fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        let ra = self.0.on_event(event, time);
+        let rb = self.1.on_event(event, time);
+        ra.and(rb)
+    }
+    fn on_idle(&mut self) -> Result<()> {
+        let ra = self.0.on_idle();
+        let rb = self.1.on_idle();
+        ra.and(rb)
+    }
+    fn idle_interval(&self) -> Option<Duration> {
+        // `None` asks for the most (before every wait).
+        match (self.0.idle_interval(), self.1.idle_interval()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (None, _) | (_, None) => None,
+        }
+    }
+    fn tick_interval(&self) -> Option<Duration> {
+        match (self.0.tick_interval(), self.1.tick_interval()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        // Fast only when both take fast hits, capturing what either reads.
+        match (self.0.fast(site, module), self.1.fast(site, module)) {
+            (Fast::Yes(mut a), Fast::Yes(b)) => {
+                a.merge(&b);
+                Fast::Yes(a)
+            }
+            (Fast::No(why), _) | (_, Fast::No(why)) => Fast::No(why),
+        }
+    }
+    fn on_finish(&mut self) -> Result<()> {
+        let ra = self.0.on_finish();
+        let rb = self.1.on_finish();
+        ra.and(rb)
+    }
+}
+
+/// What the engine knows of the return addresses it rewrote on the hitting
+/// thread's stack: enough to walk a stack the trampoline appears on, and no
+/// more of the engine's state.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ReturnAddrs<'a> {
+    /// The trampoline's address (None: the space has none, so no return
+    /// address is rewritten).
+    pub trampoline: Option<RuntimeAddr>,
+    /// The thread's calls in flight.
+    pub calls: Option<&'a ReturnStack>,
+    /// (slot, original) rewritten for this very hit: the post handlers run
+    /// before the call is recorded in `calls`.
+    pub pending: Option<(RuntimeAddr, RuntimeAddr)>,
+}
+
+impl ReturnAddrs<'_> {
+    fn original(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
+        match self.pending {
+            Some((s, orig)) if s == slot => Some(orig),
+            _ => self.calls?.original_at(slot),
+        }
+    }
+}
+
 /// What a handler sees of a tracee stopped at a probe, or of a fast
 /// probe's record of a hit.
 pub struct Hit<'a> {
@@ -742,6 +899,11 @@ pub struct Hit<'a> {
     pub(crate) modules: &'a ModuleMap,
     pub(crate) time: Duration,
     pub(crate) data: &'a mut Option<Box<dyn Any>>,
+    pub(crate) returns: ReturnAddrs<'a>,
+    /// The stack walked at this hit (with the depth asked for), so handlers
+    /// sharing the hit walk it once; set beforehand when the hit is rebuilt
+    /// from an entry seen earlier.
+    pub(crate) stack: RefCell<Option<(usize, Rc<Stack>)>>,
 }
 
 impl<'a> Hit<'a> {
@@ -810,6 +972,54 @@ impl<'a> Hit<'a> {
             .module_at(self.site.address)
             .filter(|m| m.path == self.site.module)
     }
+    /// rtrace's return trampoline, when return probes can rewrite return
+    /// addresses in this process: while a watched call is in flight, its
+    /// return address slot on the stack holds this address instead of the
+    /// real one (see [`Hit::original_return`]).
+    pub fn trampoline(&self) -> Option<RuntimeAddr> {
+        self.returns.trampoline
+    }
+
+    /// The real return address of the call in flight whose return address
+    /// slot is the stack address `slot`, when that slot holds the trampoline
+    /// (the call's return is watched). None for any other slot. A stack
+    /// walker that reads the trampoline from a slot goes on with this.
+    pub fn original_return(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
+        self.returns.trampoline?;
+        self.returns.original(slot)
+    }
+
+    /// The thread's user stack, innermost frame first (the probed function,
+    /// or the function of an instruction probe), at most `max_depth` frames,
+    /// each named by function, module and (where the module has a line
+    /// table) source line. Walked with the modules' call frame information,
+    /// frame pointers where there is none, and the real return addresses of
+    /// calls whose return addresses the trampoline replaced (see
+    /// [`crate::unwind`]). The walk reads the stack a chunk per system call;
+    /// its result is kept for the rest of this handler call, so a second
+    /// call with the same depth costs nothing.
+    pub fn user_stack(&self, max_depth: usize) -> Rc<Stack> {
+        if let Some((depth, stack)) = &*self.stack.borrow() {
+            if *depth == max_depth {
+                return stack.clone();
+            }
+        }
+        let original = |slot| self.returns.original(slot);
+        let walk = unwind::Walk {
+            registers: crate::arch::unwind::dwarf_registers(self.regs),
+            at_entry: matches!(self.site.kind, ProbeKind::Function { .. })
+                && self.regs.ip() == self.site.address.get(),
+            max_depth,
+            trampoline: self.returns.trampoline.map(|addr| unwind::Trampoline {
+                addr,
+                original: &original,
+            }),
+        };
+        let stack = Rc::new(unwind::user_stack(&walk, self.modules, &self.mem));
+        *self.stack.borrow_mut() = Some((max_depth, stack.clone()));
+        stack
+    }
+
     /// Keeps `data` with this call; [`Return::data`] gives it back at return.
     /// Each probe's handler has its own slot; setting it again (in `on_entry`
     /// or `on_post`) replaces it. It is dropped, unseen, when the probe does not
@@ -893,5 +1103,112 @@ impl<'a> Return<'a> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::output::testutil::{function, Tracee};
+
+    /// Keeps a label at the entry, appends to it after the instruction, and
+    /// records what comes back at the return.
+    struct Keeper {
+        label: &'static str,
+        fail_entry: bool,
+        entries: usize,
+        returned: Vec<Option<String>>,
+    }
+
+    impl Keeper {
+        fn new(label: &'static str, fail_entry: bool) -> Keeper {
+            Keeper {
+                label,
+                fail_entry,
+                entries: 0,
+                returned: Vec::new(),
+            }
+        }
+    }
+
+    impl Handler for Keeper {
+        fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+            self.entries += 1;
+            hit.set_data(self.label.to_string());
+            if self.fail_entry {
+                return Err(Error::Handler(format!("{} failed", self.label)));
+            }
+            Ok(())
+        }
+        fn on_post(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+            let mut kept = hit
+                .data
+                .take()
+                .and_then(|b| b.downcast::<String>().ok())
+                .map(|b| *b)
+                .unwrap_or_default();
+            kept.push_str("+post");
+            hit.set_data(kept);
+            Ok(())
+        }
+        fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+            self.returned.push(ret.take_data::<String>());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn both_gives_each_handler_its_own_data_slot() {
+        let t = Tracee::new();
+        let work = function("work");
+        let mut both = Both(Keeper::new("a", false), Keeper::new("b", false));
+        let data = t.enter(&mut both, &work, 7, 100, [0; 6]).unwrap();
+        t.leave(&mut both, &work, 7, 100, 110, 0, data).unwrap();
+        assert_eq!(both.0.returned, [Some("a+post".to_string())]);
+        assert_eq!(both.1.returned, [Some("b+post".to_string())]);
+    }
+
+    #[test]
+    fn both_runs_the_second_handler_after_an_error_of_the_first() {
+        let t = Tracee::new();
+        let work = function("work");
+        let mut both = Both(Keeper::new("a", true), Keeper::new("b", true));
+        let err = t.enter(&mut both, &work, 7, 100, [0; 6]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            Error::Handler("a failed".into()).to_string()
+        );
+        assert_eq!((both.0.entries, both.1.entries), (1, 1));
+    }
+
+    #[test]
+    fn both_keeps_nothing_when_neither_handler_does() {
+        struct Quiet;
+        impl Handler for Quiet {}
+        let t = Tracee::new();
+        let work = function("work");
+        let mut both = Both(Quiet, Quiet);
+        let data = t.enter(&mut both, &work, 7, 100, [0; 6]).unwrap();
+        assert!(
+            data.is_none(),
+            "no allocation for handlers that keep nothing"
+        );
+    }
+
+    #[test]
+    fn both_idle_interval_is_the_shorter_wish() {
+        struct Wants(Option<Duration>);
+        impl Handler for Wants {
+            fn idle_interval(&self) -> Option<Duration> {
+                self.0
+            }
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(
+            Both(Wants(Some(ms(10))), Wants(Some(ms(1000)))).idle_interval(),
+            Some(ms(10))
+        );
+        assert_eq!(Both(Wants(None), Wants(Some(ms(10)))).idle_interval(), None);
     }
 }

@@ -61,6 +61,8 @@
 //!   sites, return instances. No system calls.
 //! - the engine ([`Tracer`]): the event loop, tasks, the hit path, the lifecycle
 //!   (clone, fork, vfork, exec, library loads, exit) and detach.
+//! - [`unwind`]: user stacks, walked from a stopped thread's registers with
+//!   the modules' call frame information ([`Hit::user_stack`]).
 //! - [`handler`]: the plugin surface; [`output`]: the command line's printers,
 //!   themselves handlers.
 //!
@@ -80,13 +82,14 @@ pub mod script;
 pub mod symbols;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod unwind;
 
 pub use addr::{FileOffset, LinkAddr, Pid, RuntimeAddr, Tid};
 pub use arch::StepMode;
-pub use engine::{find_program, Options, Outcome, Tracer};
+pub use engine::{find_program, Options, Outcome, Progress, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
-    signal_name, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return, Site,
-    SkipReason,
+    signal_name, Both, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return,
+    Site, SkipReason,
 };
 pub use symbols::ProbeSpec;

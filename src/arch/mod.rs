@@ -14,6 +14,7 @@ pub use x86_64::insn::{
     StepMode, Strategy, Xol,
 };
 pub use x86_64::regs::Regs;
+pub use x86_64::unwind;
 pub use x86_64::{
     BREAKPOINT, BREAKPOINT_LEN, MAX_INSN_LEN, SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET, SYSCALL_INSN,
     WORD, XOL_SLOTS_OFFSET, XOL_SLOT_SIZE,

@@ -1248,7 +1248,13 @@ impl Tracer {
             if silent {
                 continue;
             }
-            let pid = tasks.get(&tid).map_or(space.pid, |t| t.pid);
+            // A vfork child is a process of its own, and may be gone from
+            // the tasks already (its records are read as it dies).
+            let own = match space.fast.lent.contains_key(&tp) {
+                true => tid,
+                false => space.pid,
+            };
+            let pid = tasks.get(&tid).map_or(own, |t| t.pid);
             let time = clock.time(word(ring::TSC));
             let mut regs = detour::record_regs(rec, fs.addr.get());
             let captured = captured(rec, &fs.captures, &regs);
@@ -1268,6 +1274,8 @@ impl Tracer {
                     modules: &space.modules,
                     time,
                     data: &mut data,
+                    returns: Default::default(),
+                    stack: Default::default(),
                 };
                 if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
                     failed.get_or_insert(e);

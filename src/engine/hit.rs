@@ -13,7 +13,7 @@ use crate::arch::{
     SYSCALL_INSN, WORD,
 };
 use crate::error::{Error, Result};
-use crate::handler::{Hit, ProbeKind, Return, Site};
+use crate::handler::{Hit, ProbeKind, Return, ReturnAddrs, Site};
 use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, Stop, TrapCause, Which};
@@ -41,6 +41,7 @@ fn run_handlers(
     (pid, tid, time): (Pid, Tid, std::time::Duration),
     (regs, dirty): &mut (&mut Regs, &mut bool),
     space: &super::space::Space,
+    returns: ReturnAddrs<'_>,
     failed: &mut Option<Error>,
 ) {
     for (site, data) in sites.iter().zip(datas.iter_mut()) {
@@ -57,6 +58,8 @@ fn run_handlers(
             modules: &space.modules,
             time,
             data,
+            returns,
+            stack: Default::default(),
         };
         let r = match phase {
             Phase::Entry => guarded(|| probe.handler.on_entry(&mut hit)),
@@ -205,8 +208,14 @@ impl Tracer {
         // thread is never left half-way.
         let mut failed: Option<Error> = None;
 
-        // Pre handlers, in registration order.
+        // Pre handlers, in registration order. This call's own return
+        // address is not rewritten yet; the ones of calls in flight may be.
         let mut dirty = false;
+        let returns = ReturnAddrs {
+            trampoline: space.trampoline(),
+            calls: Some(&self.tasks[&tid].returns),
+            pending: None,
+        };
         run_handlers(
             &mut self.probes,
             Phase::Entry,
@@ -215,6 +224,7 @@ impl Tracer {
             (pid, tid, time),
             &mut (&mut regs, &mut dirty),
             space,
+            returns,
             &mut failed,
         );
 
@@ -630,6 +640,16 @@ impl Tracer {
         }
         if let Some(space) = self.spaces.get(&key) {
             let mut dirty = false;
+            // The return address rewritten for this call is recorded below,
+            // after the post handlers: until then it is `pending`.
+            let pending = hijacked
+                .filter(|h| h.watch == Watch::Trampoline && !h.chained)
+                .map(|h| (h.slot, h.orig));
+            let returns = ReturnAddrs {
+                trampoline: space.trampoline(),
+                calls: self.tasks.get(&tid).map(|t| &t.returns),
+                pending,
+            };
             run_handlers(
                 &mut self.probes,
                 Phase::Post,
@@ -638,6 +658,7 @@ impl Tracer {
                 (pid, tid, time),
                 &mut (&mut regs, &mut dirty),
                 space,
+                returns,
                 &mut failed,
             );
         }

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use super::Progress;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
@@ -203,6 +204,9 @@ impl Tracer {
         if probe.spec.is_glob() && probe.spec.module.is_none() && !space.ready {
             return Ok(());
         }
+        self.progress.report(Progress::Resolving {
+            probe: probe.spec.as_str(),
+        });
         match resolve(&probe.spec, &space.modules)? {
             Resolution::Found(found) => {
                 let glob = probe.spec.is_glob();
@@ -303,7 +307,13 @@ impl Tracer {
             ..self.opts
         };
         let mut go_code = false;
-        for mut loc in locations {
+        let total = locations.len();
+        for (done, mut loc) in locations.into_iter().enumerate() {
+            self.progress.report(Progress::Arming {
+                probe: &spec,
+                done,
+                total,
+            });
             // An int3 never goes into a jump of a fast probe.
             self.clear_jumps_at(key, loc.addr)?;
             let space = self

@@ -103,6 +103,67 @@ struct Probe {
     handler: Box<dyn Handler>,
 }
 
+/// Work before tracing begins that can take a while (a glob over every
+/// module arms thousands of breakpoints; a line probe reads DWARF), told to
+/// the hook set with [`Tracer::on_progress`] so a front end can show it. The
+/// engine only reports; drawing is the caller's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// A probe spec is being looked up in the modules loaded so far (their
+    /// symbol tables; DWARF line tables for a source line).
+    Resolving {
+        /// The probe spec as given.
+        probe: &'a str,
+    },
+    /// A probe's breakpoints are being planted: `done` of its `total` probe
+    /// points so far.
+    Arming {
+        /// The probe spec as given.
+        probe: &'a str,
+        /// Probe points armed (or skipped) so far.
+        done: usize,
+        /// Probe points the spec resolved to.
+        total: usize,
+    },
+    /// The work reported so far is over: the tracer is about to wait for the
+    /// tracee or to tell the listeners something. A display clears itself.
+    Idle,
+}
+
+/// What [`Tracer::on_progress`] is given.
+type ProgressFn = Box<dyn FnMut(&Progress<'_>)>;
+
+/// The progress hook, and whether what it was last told is still going on.
+#[derive(Default)]
+struct ProgressHook {
+    f: Option<ProgressFn>,
+    /// Something other than `Idle` was reported last.
+    busy: bool,
+}
+
+impl ProgressHook {
+    fn report(&mut self, p: Progress<'_>) {
+        let Some(f) = &mut self.f else {
+            return;
+        };
+        let idle = p == Progress::Idle;
+        if idle && !self.busy {
+            return;
+        }
+        self.busy = !idle;
+        // A display that panics is not worth stopping tracing for: it goes.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&p))).is_err() {
+            self.f = None;
+        }
+    }
+
+    /// Tracing has begun: the display is told `Idle` and dropped.
+    fn end(&mut self) {
+        self.report(Progress::Idle);
+        self.f = None;
+    }
+}
+
 /// Traces one process (and, with `follow_forks`, its children).
 ///
 /// A `Tracer` is `!Send`: ptrace ties tracees to the OS thread that attached.
@@ -129,6 +190,8 @@ pub struct Tracer {
     outcome: Option<Outcome>,
     /// The CPU everything runs on (`pin_to_one_cpu`).
     pinned: Option<usize>,
+    /// The period the tracer's timer is armed with (see `next_stop`).
+    timer: Option<Duration>,
     /// With -f: how the root process ended while followed children live on
     /// (the outcome once the last of them has ended, as strace -f does).
     root_end: Option<Outcome>,
@@ -160,6 +223,8 @@ pub struct Tracer {
     last_drain: Instant,
     /// A drain stopped at its budget: records may be waiting.
     more_records: bool,
+    /// `on_progress`: told about the work before tracing begins.
+    progress: ProgressHook,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -191,6 +256,7 @@ impl Tracer {
             go_reported: Default::default(),
             outcome: None,
             pinned: None,
+            timer: None,
             root_end: None,
             attach_reported: false,
             root_execd: false,
@@ -204,6 +270,7 @@ impl Tracer {
             tsc_clock: None,
             last_drain: Instant::now(),
             more_records: false,
+            progress: ProgressHook::default(),
             _not_send: PhantomData,
         }
     }
@@ -378,6 +445,18 @@ impl Tracer {
         self.listeners.push(Box::new(listener));
     }
 
+    /// Calls `f` as the work before tracing begins goes on: each probe spec
+    /// looked up, each probe point armed, then [`Progress::Idle`] whenever
+    /// the tracer is about to wait or to tell the listeners something (so a
+    /// progress line never sits in the middle of other output), and once
+    /// more when tracing begins (the attach event), after which `f` is
+    /// dropped. Set it before adding probes. `f` runs on the tracer's thread,
+    /// in the middle of arming: it must be quick (drawing a line at most a
+    /// few times a second is). A panic in it ends the reports, not tracing.
+    pub fn on_progress(&mut self, f: impl FnMut(&Progress<'_>) + 'static) {
+        self.progress.f = Some(Box::new(f));
+    }
+
     /// Runs the tracer and every thread it traces on one CPU, the one the
     /// process runs on now, and returns it. A ptrace stop is then a switch
     /// between two threads of one CPU instead of a wake-up on another, about
@@ -518,6 +597,11 @@ impl Tracer {
     }
 
     fn finish(&mut self) -> Result<()> {
+        // No more waits to end: the timer must not interrupt the caller's.
+        // (Disarmed even when no deadline was set: a detach request arms it
+        // once, in its handler.)
+        self.timer = None;
+        signal::set_timer(None);
         let mut first = Ok(());
         for p in self.probes.iter_mut().flatten() {
             let r = guarded(|| p.handler.on_finish());
@@ -540,19 +624,22 @@ impl Tracer {
         if let Some(s) = self.deferred.pop_front() {
             return Ok(Some(s));
         }
-        match self.wait_stop(Which::Any, false, false) {
-            Ok(Some(s)) => return Ok(Some(s)),
-            Ok(None) => {}
-            Err(Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(wait::wait_error(e)),
-        }
-        // The listeners are told at most every interval they asked for (a
-        // printer's flush to a file is a write: once per hit would double the
-        // cost of a hit). When they were told recently, sleep only until the
-        // interval is over, then tell them, so output never lags further.
-        // Fast records first, so what the listeners flush includes them.
-        if self.draining() {
-            self.drain_all(fast::Drain::Safe)?;
+        // The listeners are told the tracer is idle at most every interval
+        // they asked for (a printer's flush to a file is a write: once per
+        // hit would double the cost of a hit), and before the tracer blocks
+        // once it is due, unless a stop is waiting already. Until then it
+        // blocks at once, with the timer set to end the wait when it is due
+        // (or to the live view's period, or to the next drain of the fast
+        // probes' rings).
+        self.progress.report(Progress::Idle);
+        if self.more_records {
+            // A drain stopped at its budget: only look for stops, and come
+            // back to drain the rest.
+            return match self.wait_stop(Which::Any, false, false) {
+                Ok(s) => Ok(s),
+                Err(Errno::EINTR) => Ok(None),
+                Err(e) => Err(wait::wait_error(e)),
+            };
         }
         let since = self.last_idle.elapsed();
         let interval = self
@@ -561,33 +648,58 @@ impl Tracer {
             .map(|l| l.idle_interval().unwrap_or_default())
             .min()
             .unwrap_or_default();
-        let timeout = if since >= interval || !signal::installed() {
+        let tick = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.tick_interval())
+            .min();
+        // Driven as a library without the signals there is no timer: the
+        // listeners are told before every blocking wait.
+        let due = since >= interval || !signal::installed();
+        if due {
+            match self.wait_stop(Which::Any, false, false) {
+                Ok(Some(s)) => return Ok(Some(s)),
+                Ok(None) => {}
+                Err(Errno::EINTR) => return Ok(None),
+                Err(e) => return Err(wait::wait_error(e)),
+            }
+            // Fast records first, so what the listeners flush includes them.
+            if self.draining() {
+                self.drain_all(fast::Drain::Safe)?;
+            }
             for l in &mut self.listeners {
                 guarded(|| l.on_idle())?;
             }
-            self.last_idle = std::time::Instant::now();
-            // A listener that wants to be told even while nothing stops.
-            self.listeners
-                .iter()
-                .filter_map(|l| l.tick_interval())
-                .min()
-        } else {
-            Some(interval - since)
-        };
-        // While fast sites may record, wake up to drain them.
-        let timeout = match (timeout, self.draining()) {
-            // Records are waiting: only look for stops.
-            _ if self.more_records => Some(Duration::ZERO),
-            (Some(t), true) => Some(t.min(fast::DRAIN_INTERVAL)),
-            (None, true) => Some(fast::DRAIN_INTERVAL),
-            (t, false) => t,
-        };
-        let r = wait::wait_after_poll(Which::Any, true, timeout);
-        if let Ok(Some(stop)) = &r {
-            self.stops += 1;
-            self.saw(stop);
+            self.last_idle = Instant::now();
         }
-        match r {
+        // The next deadline: the live view's ticks, or the end of the
+        // interval that started with the idle call just made (or earlier);
+        // while fast sites may record, the next drain at the latest.
+        let wanted = match (tick, due || interval.is_zero()) {
+            (Some(t), _) => Some(t),
+            (None, false) => Some(interval),
+            (None, true) => None,
+        };
+        let draining = self.draining();
+        let wanted = match (wanted, draining) {
+            (Some(w), true) => Some(w.min(fast::DRAIN_INTERVAL)),
+            (None, true) => Some(fast::DRAIN_INTERVAL),
+            (w, false) => w,
+        };
+        if wanted != self.timer && signal::set_timer(wanted) {
+            self.timer = wanted;
+        }
+        if draining && !signal::installed() {
+            // No timer (a library's tracer without the signals): a wait that
+            // ends by itself, for the next drain.
+            let r = wait::wait_timeout(Which::Any, fast::DRAIN_INTERVAL);
+            if let Ok(Some(stop)) = &r {
+                self.stops += 1;
+                self.saw(stop);
+            }
+            return r.map_err(wait::wait_error);
+        }
+        match self.wait_stop(Which::Any, true, true) {
             Ok(s) => Ok(s),
             Err(Errno::EINTR) => Ok(None),
             Err(e) => Err(wait::wait_error(e)),
@@ -596,6 +708,7 @@ impl Tracer {
 
     /// Sends a lifecycle event to the listeners.
     fn emit(&mut self, event: Event) -> Result<()> {
+        self.progress.report(Progress::Idle);
         let time = self.start.elapsed();
         for l in &mut self.listeners {
             guarded(|| l.on_event(&event, time))?;
@@ -639,6 +752,7 @@ impl Tracer {
             pending,
         };
         self.attach_reported = true;
+        self.progress.end();
         self.emit(event)?;
         self.report_modes()
     }
@@ -831,6 +945,10 @@ impl Drop for Tracer {
     /// before `run`, a panic), launched programs are killed (they never got to
     /// run) and attached ones are detached unharmed.
     fn drop(&mut self) {
+        // (Disarmed even when no deadline was set: a detach request arms it
+        // once, in its handler.)
+        self.timer = None;
+        signal::set_timer(None);
         if self.tasks.is_empty() {
             return;
         }

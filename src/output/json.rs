@@ -9,10 +9,16 @@
 //! - `warning`: `message` (the text line would say) and `probe`; emitted for a
 //!   probe that never armed because its module was never loaded.
 //! - `summary` events carry the `time_ns` of the last event seen, and the pid
-//!   of the process attached to.
+//!   of the process attached to; with `--hist`, `hist`: the buckets of the
+//!   durations' log2 histogram in nanoseconds (`low`, `high`, `count`, as a
+//!   script's `hist` event has them).
 //!
 //! And fields added to SPEC's events:
 //!
+//! - `entry` and `hit`, with `--stack`: `stack`, the user stack at the hit,
+//!   innermost frame first, each `{"address","symbol","offset","module"}`
+//!   plus `"file"` and `"line"` where the module has a line table;
+//!   `stack_truncated: true` when `--stack-depth` cut it.
 //! - `entry`: `arg_names`, parallel to `args`: each parameter's name, `null`
 //!   where it is not known (raw registers, the `...` of a variadic function).
 //! - `return`: `rendered`, the value as the text format shows it (`-1`,
@@ -28,15 +34,26 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::hist::Log2Hist;
 use super::render::RetVal;
 use super::summary::Row;
 use super::{Call, Emitter, Out, ScriptItem, ScriptValue};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return, Site};
+use crate::unwind::Stack;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A histogram's buckets, `{"low":…,"high":…,"count":…}` each, from the
+/// first that counted something to the last (`null` for an open end).
+fn buckets(h: &Log2Hist) -> Vec<Value> {
+    h.buckets()
+        .iter()
+        .map(|b| serde_json::json!({"low": b.low, "high": b.high, "count": b.count}))
+        .collect()
 }
 
 /// One JSON object being written (JSON text is UTF-8: serde_json writes it
@@ -85,6 +102,37 @@ impl Obj {
     }
 }
 
+/// A stack as JSON: one object per frame, innermost first, with `address`
+/// (hex string), `symbol` and `module` (null when unknown), `offset`, and
+/// `file` and `line` when the module has a line table for the code.
+fn stack_json(stack: &Stack) -> Value {
+    let frames: Vec<Value> = stack
+        .frames
+        .iter()
+        .map(|f| {
+            let mut o = serde_json::Map::new();
+            o.insert("address".into(), f.address.to_string().into());
+            o.insert(
+                "symbol".into(),
+                f.symbol.as_deref().map_or(Value::Null, Value::from),
+            );
+            o.insert("offset".into(), f.offset.into());
+            o.insert(
+                "module".into(),
+                f.module
+                    .as_ref()
+                    .map_or(Value::Null, |m| m.to_string_lossy().into()),
+            );
+            if let (Some(file), Some(line)) = (&f.file, f.line) {
+                o.insert("file".into(), file.to_string_lossy().into());
+                o.insert("line".into(), line.into());
+            }
+            Value::Object(o)
+        })
+        .collect();
+    Value::Array(frames)
+}
+
 /// The JSON printer's state.
 #[derive(Default)]
 pub(crate) struct JsonEmitter {
@@ -112,19 +160,27 @@ impl Emitter for JsonEmitter {
         let site = hit.site();
         let pid = Some(hit.pid());
         let address = site.address.to_string();
-        match site.kind {
+        let obj = match site.kind {
             ProbeKind::Function { .. } => Obj::new("entry", hit.time(), pid)
                 .field("tid", hit.tid().as_raw())
                 .site(site)
                 .field("address", address)
                 .field("args", call.args.values.clone())
-                .field("arg_names", call.args.names.clone())
-                .write(out),
+                .field("arg_names", call.args.names.clone()),
             ProbeKind::Instruction => Obj::new("hit", hit.time(), pid)
                 .field("tid", hit.tid().as_raw())
                 .site(site)
-                .field("address", address)
-                .write(out),
+                .field("address", address),
+        };
+        match &call.stack {
+            Some(stack) => {
+                let obj = obj.field("stack", stack_json(stack));
+                match stack.truncated {
+                    true => obj.field("stack_truncated", true).write(out),
+                    false => obj.write(out),
+                }
+            }
+            None => obj.write(out),
         }
     }
 
@@ -284,17 +340,10 @@ impl Emitter for JsonEmitter {
                 .field("name", name.as_str())
                 .field("value", json(value))
                 .write(out),
-            ScriptItem::Hist { name, hist } => {
-                let buckets: Vec<Value> = hist
-                    .buckets()
-                    .iter()
-                    .map(|b| serde_json::json!({"low": b.low, "high": b.high, "count": b.count}))
-                    .collect();
-                Obj::new("hist", time, self.root)
-                    .field("name", name.as_str())
-                    .field("buckets", buckets)
-                    .write(out)
-            }
+            ScriptItem::Hist { name, hist } => Obj::new("hist", time, self.root)
+                .field("name", name.as_str())
+                .field("buckets", buckets(hist))
+                .write(out),
         }
     }
 
@@ -304,7 +353,7 @@ impl Emitter for JsonEmitter {
 
     fn finish(&mut self, out: &mut Out, rows: Option<&[Row]>) -> Result<()> {
         for r in rows.unwrap_or_default() {
-            Obj::new("summary", self.last, self.root)
+            let obj = Obj::new("summary", self.last, self.root)
                 .field("probe", r.probe.as_str())
                 .field("symbol", r.symbol.as_str())
                 .field("calls", r.calls)
@@ -312,8 +361,12 @@ impl Emitter for JsonEmitter {
                 .field("min_ns", nanos(r.min))
                 .field("max_ns", nanos(r.max))
                 .field("avg_ns", nanos(r.average()))
-                .field("missed", r.missed)
-                .write(out)?;
+                .field("missed", r.missed);
+            let obj = match &r.hist {
+                Some(h) => obj.field("hist", buckets(h)),
+                None => obj,
+            };
+            obj.write(out)?;
         }
         Ok(())
     }

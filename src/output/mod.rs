@@ -8,7 +8,12 @@
 //! - `text`: the text format, including the held entry that becomes one
 //!   `work(…) = 83 <0.000011>` line when nothing else comes in between;
 //! - `json`: the JSON Lines format;
-//! - `summary`: the per-probe statistics and the text table.
+//! - `summary`: the per-probe statistics and the text table;
+//! - `timeline`: the `--perfetto` file, a [`Timeline`] handler of its own;
+//! - `progress`: the [`ProgressLine`] shown on a terminal while probes are
+//!   resolved and armed (fed by `Tracer::on_progress`, not a handler).
+//! - `folded`: [`StackCounter`], the stacks of every hit counted for
+//!   `--folded` and `--flamegraph`, a handler of its own.
 //!
 //! Output is buffered; it is flushed by [`Printer::flush`] (the engine calls it
 //! before it blocks waiting for the tracee, so events show up live) and at the
@@ -16,24 +21,32 @@
 //! [`Error::Output`] so that the engine detaches cleanly; nothing here panics on
 //! what the tracee passes.
 
+mod folded;
 mod hist;
 mod json;
+mod progress;
 pub(crate) mod render;
 mod summary;
 mod text;
+mod timeline;
 mod tui;
 
+pub use folded::StackCounter;
 pub use hist::{Bucket, Log2Hist};
+pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
+pub use timeline::Timeline;
 pub use tui::{LatencyHist, Tui};
 
 use std::io::{self, BufWriter, Write};
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::addr::{Pid, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Capture, Event, Fast, Handler, Hit, ProbeKind, Return, Site};
 use crate::symbols::Module;
+use crate::unwind::Stack;
 use render::{Args, Known, Renderer, RetVal};
 
 /// The output format.
@@ -57,6 +70,10 @@ pub struct PrinterOptions {
     /// in JSON mode every event is still printed, then one `summary` event per
     /// probe and symbol.
     pub summary: bool,
+    /// `--hist` (with `summary`): a log2 histogram of each probe's call
+    /// durations, in nanoseconds, under the text table or in each JSON
+    /// `summary` event (`hist`: buckets of `low`, `high`, `count`).
+    pub hist: bool,
     /// How many bytes of a C string are shown before `...`
     /// ([`DEFAULT_STRING_LIMIT`] unless `--string-limit` says otherwise).
     pub string_limit: usize,
@@ -64,6 +81,10 @@ pub struct PrinterOptions {
     /// `None` to flush whenever the tracer waits (output to a terminal, in step
     /// with the program's), e.g. 10 ms for a file or a pipe.
     pub flush_interval: Option<std::time::Duration>,
+    /// `--stack`: show the user stack of each entry and instruction hit, at
+    /// most this many frames (text: one indented line per frame under the
+    /// call; JSON: a `stack` array).
+    pub stack_depth: Option<usize>,
 }
 
 /// Where a printer writes: the buffered event stream, and stderr for the
@@ -110,6 +131,8 @@ impl Out {
 pub(crate) struct Call {
     pub(crate) id: u64,
     pub(crate) args: Args,
+    /// The user stack at the hit, with `--stack`.
+    pub(crate) stack: Option<Rc<Stack>>,
 }
 
 /// What a function entry leaves for its return, in the probe's data slot.
@@ -227,6 +250,8 @@ pub struct Printer {
     last: Duration,
     /// Probes already warned about a missed return.
     missed_warned: std::collections::HashSet<String>,
+    /// See [`PrinterOptions::stack_depth`].
+    stack_depth: Option<usize>,
 }
 
 impl Printer {
@@ -249,7 +274,7 @@ impl Printer {
         Printer {
             out: Out::new(out, diag),
             emitter,
-            stats: opts.summary.then(summary::Stats::default),
+            stats: opts.summary.then(|| summary::Stats::new(opts.hist)),
             finished: false,
             renderer: Renderer::new(opts.string_limit),
             render_calls: !(opts.summary && opts.format == Format::Text),
@@ -258,7 +283,15 @@ impl Printer {
             injected: None,
             last: Duration::ZERO,
             missed_warned: std::collections::HashSet::new(),
+            stack_depth: opts.stack_depth,
         }
+    }
+
+    /// The depth of the stacks this printer shows (`--stack`), if it shows
+    /// any: a handler that prints a call later, from a `Hit` it rebuilds,
+    /// walks the stack at the entry with this depth and hands it over.
+    pub fn stack_depth(&self) -> Option<usize> {
+        self.stack_depth
     }
 
     /// Writes what a script printed, in its place among the events.
@@ -306,7 +339,12 @@ impl Handler for Printer {
         };
         let id = self.next_call;
         self.next_call += 1;
-        self.emitter.entry(&mut self.out, hit, &Call { id, args })?;
+        let stack = match self.stack_depth {
+            Some(depth) if self.render_calls => Some(hit.user_stack(depth)),
+            _ => None,
+        };
+        self.emitter
+            .entry(&mut self.out, hit, &Call { id, args, stack })?;
         if kind == (ProbeKind::Function { returns: true }) {
             hit.set_data(Pending { id, known });
         }
@@ -327,11 +365,7 @@ impl Handler for Printer {
             .renderer
             .retval(pending.as_ref().map(|p| &p.known), ret);
         if let Some(errno) = injected {
-            if let Some(e) = errno {
-                value.text.push(' ');
-                value.text.push_str(&crate::inject::errno_name(e));
-            }
-            value.text.push_str(" (injected)");
+            value.mark_injected(errno);
             self.emitter.injected();
         }
         self.emitter
@@ -373,6 +407,9 @@ impl Handler for Printer {
     /// Printing needs nothing but the registers and the strings the
     /// arguments point to: every site may be fast.
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        if self.render_calls && self.stack_depth.is_some() {
+            return Fast::No("--stack walks the stack of the stopped thread".into());
+        }
         if !self.render_calls || site.kind == ProbeKind::Instruction {
             return Fast::Yes(Capture::default());
         }

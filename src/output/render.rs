@@ -263,6 +263,18 @@ pub(crate) struct RetVal {
     pub(crate) number: Number,
 }
 
+impl RetVal {
+    /// Marks a value fault injection returned: `-1 ENOENT (injected)`, or
+    /// `-1 (injected)` when no errno was set.
+    pub(crate) fn mark_injected(&mut self, errno: Option<i32>) {
+        if let Some(e) = errno {
+            self.text.push(' ');
+            self.text.push_str(&crate::inject::errno_name(e));
+        }
+        self.text.push_str(" (injected)");
+    }
+}
+
 /// A return value as an integer: typed when the type is an integer or a
 /// pointer, rax as a signed 64-bit integer when the type is not known, nothing
 /// when the function returns no integer (`void`, a `double`, a struct).

@@ -5,11 +5,15 @@
 //! (an entry whose return never came, after a longjmp or an exit, is not a call
 //! and has no duration); an instruction probe, or a function probe traced with
 //! `--entry-only`, counts hits, with no time.
+//!
+//! With `--hist`, each row of calls also counts its durations in a
+//! [`Log2Hist`] of nanoseconds, drawn under the table, bpftrace style.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::hist::Log2Hist;
 use crate::handler::{ProbeKind, Site};
 
 /// What a summary row counts.
@@ -37,14 +41,34 @@ pub(crate) struct Row {
     /// 64); calls unwound by longjmp or an exception did not return, and are
     /// not missed returns.
     pub(crate) missed: u64,
+    /// `--hist`: the calls' durations in nanoseconds (None for hits, which
+    /// have no time, and without `--hist`).
+    pub(crate) hist: Option<Log2Hist>,
 }
 
 impl Row {
+    fn new(probe: &str, symbol: &str, counted: Counted, hist: bool) -> Row {
+        Row {
+            probe: probe.to_string(),
+            symbol: symbol.to_string(),
+            counted,
+            calls: 0,
+            total: Duration::ZERO,
+            min: Duration::ZERO,
+            max: Duration::ZERO,
+            missed: 0,
+            hist: (hist && counted == Counted::Calls).then(Log2Hist::default),
+        }
+    }
+
     fn add(&mut self, d: Duration) {
         self.min = if self.calls == 0 { d } else { self.min.min(d) };
         self.max = self.max.max(d);
         self.total += d;
         self.calls += 1;
+        if let Some(h) = &mut self.hist {
+            h.add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        }
     }
 
     pub(crate) fn average(&self) -> Duration {
@@ -57,25 +81,27 @@ impl Row {
 }
 
 /// The statistics being gathered.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     rows: BTreeMap<(String, String), Row>,
+    /// `--hist`: rows of calls keep a histogram of their durations.
+    hist: bool,
 }
 
 impl Stats {
+    /// Statistics, with histograms when `hist`.
+    pub(crate) fn new(hist: bool) -> Stats {
+        Stats {
+            rows: BTreeMap::new(),
+            hist,
+        }
+    }
+
     fn row(&mut self, site: &Site, counted: Counted) -> &mut Row {
+        let hist = self.hist;
         self.rows
             .entry((site.probe.clone(), site.symbol.clone()))
-            .or_insert_with(|| Row {
-                probe: site.probe.clone(),
-                symbol: site.symbol.clone(),
-                counted,
-                calls: 0,
-                total: Duration::ZERO,
-                min: Duration::ZERO,
-                max: Duration::ZERO,
-                missed: 0,
-            })
+            .or_insert_with(|| Row::new(&site.probe, &site.symbol, counted, hist))
     }
 
     /// A probe was hit. Counts it unless a return will complete the call.
@@ -95,19 +121,11 @@ impl Stats {
 
     /// `n` hits or calls of `probe` at `symbol` were seen but not reported.
     pub(crate) fn missed_n(&mut self, probe: &str, symbol: &str, n: u64) {
+        let hist = self.hist;
         let row = self
             .rows
             .entry((probe.to_string(), symbol.to_string()))
-            .or_insert_with(|| Row {
-                probe: probe.to_string(),
-                symbol: symbol.to_string(),
-                counted: Counted::Calls,
-                calls: 0,
-                total: Duration::ZERO,
-                min: Duration::ZERO,
-                max: Duration::ZERO,
-                missed: 0,
-            });
+            .or_insert_with(|| Row::new(probe, symbol, Counted::Calls, hist));
         row.missed += n;
     }
 
@@ -183,6 +201,20 @@ pub(crate) fn table(rows: &[Row]) -> String {
     s
 }
 
+/// `--hist`: the histogram of each row of calls, in the table's order, as
+/// bpftrace draws them: a title line naming the row and the unit, the
+/// buckets, an empty line. Rows without calls have none.
+pub(crate) fn histograms(rows: &[Row]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let Some(h) = r.hist.as_ref().filter(|h| h.total() > 0) else {
+            continue;
+        };
+        let _ = write!(s, "\n{} [{}], ns:\n{}", r.symbol, r.probe, h.render());
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,7 +237,7 @@ mod tests {
     fn counts_calls_and_hits() {
         let f = site("work", "work", ProbeKind::Function { returns: true });
         let i = site("work+0x8", "work", ProbeKind::Instruction);
-        let mut st = Stats::default();
+        let mut st = Stats::new(false);
         st.entry(&f);
         st.ret(&f, Duration::from_micros(10));
         st.entry(&f);
@@ -227,11 +259,54 @@ mod tests {
     }
 
     #[test]
+    fn histograms_count_each_call_in_its_power_of_two() {
+        let f = site("work", "work", ProbeKind::Function { returns: true });
+        let i = site("work+0x8", "work", ProbeKind::Instruction);
+        let mut st = Stats::new(true);
+        for ns in [9_000, 10_000, 16_383, 16_384, 55_000] {
+            st.ret(&f, Duration::from_nanos(ns));
+        }
+        st.entry(&i);
+        st.missed("libc:close", "close");
+        let rows = st.rows();
+        let work = rows.iter().find(|r| r.probe == "work").unwrap();
+        let buckets: Vec<(Option<i64>, u64)> = work
+            .hist
+            .as_ref()
+            .unwrap()
+            .buckets()
+            .iter()
+            .map(|b| (b.low, b.count))
+            .collect();
+        assert_eq!(
+            buckets,
+            [(Some(8192), 3), (Some(16384), 1), (Some(32768), 1)]
+        );
+        let hits = rows.iter().find(|r| r.probe == "work+0x8").unwrap();
+        assert_eq!(hits.hist, None, "hits have no time");
+        assert_eq!(
+            histograms(&rows),
+            "
+work [work], ns:
+[8K, 16K)              3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
+[16K, 32K)             1 |@@@@@@@@@@@@@@@@@@                                  |
+[32K, 64K)             1 |@@@@@@@@@@@@@@@@@@                                  |
+",
+            "a row without calls (close: missed only) draws nothing"
+        );
+        // Without --hist, nothing is kept.
+        let mut st = Stats::new(false);
+        st.ret(&f, Duration::from_nanos(9_000));
+        assert_eq!(st.rows()[0].hist, None);
+        assert_eq!(histograms(&st.rows()), "");
+    }
+
+    #[test]
     fn table_layout() {
         let f = site("work", "work", ProbeKind::Function { returns: true });
         let g = site("libc:str*", "strlen", ProbeKind::Function { returns: true });
         let i = site("work+0x8", "work", ProbeKind::Instruction);
-        let mut st = Stats::default();
+        let mut st = Stats::new(false);
         st.ret(&f, Duration::from_nanos(9_000));
         st.ret(&f, Duration::from_nanos(55_000));
         st.ret(&g, Duration::from_nanos(100_000));

@@ -21,8 +21,10 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             format,
             color,
             summary,
+            hist: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
+            stack_depth: None,
         },
     );
     (p, out, diag)
@@ -651,8 +653,10 @@ fn a_closed_output_is_an_output_error() {
             format,
             color: false,
             summary: false,
+            hist: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
+            stack_depth: None,
         };
         let mut p = Printer::with_diag(Box::new(BrokenPipe), Box::new(SharedBuf::default()), opts);
         let t = Tracee::new();
@@ -676,8 +680,10 @@ fn a_closed_output_is_an_output_error() {
         format: Format::Text,
         color: false,
         summary: false,
+        hist: false,
         string_limit: super::DEFAULT_STRING_LIMIT,
         flush_interval: None,
+        stack_depth: None,
     };
     let mut p = Printer::with_diag(Box::new(SharedBuf::default()), Box::new(BrokenPipe), opts);
     let r = p.on_event(
@@ -707,5 +713,93 @@ fn recursion_on_one_thread_nests_like_ltrace() {
          [pid 7] fib(0x1, 0x0, 0x0, 0x0, 0x0, 0x0) = 1 <0.000001>\n\
          [pid 7] ... fib resumed = 2 <0.000003>\n\
          [pid 7] ... fib resumed = 0 <0.000004>\n"
+    );
+}
+
+#[test]
+fn hist_adds_buckets_to_the_summary() {
+    for format in [Format::Text, Format::Json] {
+        let out = SharedBuf::default();
+        let mut p = Printer::with_diag(
+            Box::new(out.clone()),
+            Box::new(SharedBuf::default()),
+            PrinterOptions {
+                format,
+                color: false,
+                summary: true,
+                hist: true,
+                string_limit: super::DEFAULT_STRING_LIMIT,
+                stack_depth: None,
+                flush_interval: None,
+            },
+        );
+        let t = Tracee::new();
+        let work = function("work");
+        for (at, took) in [(0, 3), (10, 5), (20, 6), (30, 40)] {
+            let d = t.enter(&mut p, &work, 7, at, ARGS).unwrap();
+            t.leave(&mut p, &work, 7, at, at + took, 0, d).unwrap();
+        }
+        p.on_finish().unwrap();
+        match format {
+            Format::Text => assert!(
+                out.text().ends_with(
+                    "      4     0.000054                                           0  total
+
+work [work], ns:
+[2K, 4K)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
+[4K, 8K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
+[8K, 16K)              0 |                                                    |
+[16K, 32K)             0 |                                                    |
+[32K, 64K)             1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
+"
+                ),
+                "{}",
+                out.text()
+            ),
+            Format::Json => {
+                let events = json_lines(&out);
+                let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+                assert_eq!(
+                    summary["hist"].to_string(),
+                    r#"[{"count":1,"high":4096,"low":2048},{"count":2,"high":8192,"low":4096},{"count":0,"high":16384,"low":8192},{"count":0,"high":32768,"low":16384},{"count":1,"high":65536,"low":32768}]"#
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn stack_lines_name_every_frame() {
+    use crate::addr::RuntimeAddr;
+    use crate::unwind::{Frame, FrameSource, Stack};
+    let frame =
+        |addr, symbol: Option<&str>, offset, module: Option<&str>, line: Option<u32>| Frame {
+            address: RuntimeAddr(addr),
+            symbol: symbol.map(std::sync::Arc::from),
+            offset,
+            module: module.map(std::path::PathBuf::from),
+            file: line.map(|_| std::path::PathBuf::from("/src/stacker.c")),
+            line,
+            source: FrameSource::Cfi,
+        };
+    let mut stack = Stack {
+        frames: vec![
+            frame(0x401136, Some("c"), 0, Some("/tmp/stacker"), Some(21)),
+            frame(0x7f00_0000_1234, None, 0, Some("/lib/libc.so.6"), None),
+            frame(0xdead_0000, None, 0, None, None),
+        ],
+        truncated: false,
+    };
+    assert_eq!(
+        super::text::stack_lines(&stack),
+        "    #0 0x401136 c+0x0 (/tmp/stacker) /src/stacker.c:21\n\
+         \x20   #1 0x7f0000001234 ?? (/lib/libc.so.6)\n\
+         \x20   #2 0xdead0000 ?? ([unknown])\n"
+    );
+    stack.truncated = true;
+    stack.frames.truncate(1);
+    assert_eq!(
+        super::text::stack_lines(&stack),
+        "    #0 0x401136 c+0x0 (/tmp/stacker) /src/stacker.c:21\n    ...\n"
     );
 }

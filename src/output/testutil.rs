@@ -122,6 +122,8 @@ impl Tracee {
             modules: &self.modules,
             time: Duration::from_micros(at_us),
             data: &mut data,
+            returns: Default::default(),
+            stack: Default::default(),
         };
         h.on_entry(&mut hit)?;
         h.on_post(&mut hit)?;

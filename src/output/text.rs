@@ -11,6 +11,7 @@
 //!
 //! Status lines (`rtrace: attached to …`) go to stderr, not to the event stream.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use crossterm::style::Stylize;
@@ -21,6 +22,7 @@ use super::{Call, Emitter, Out, ScriptItem};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return};
+use crate::unwind::Stack;
 
 /// An entry waiting for its return.
 struct Held {
@@ -30,6 +32,39 @@ struct Held {
     /// True once `text` has been written (by a flush) and only the rest of the
     /// line is owed.
     shown: bool,
+    /// The call's stack lines (`--stack`), written once its line is ended.
+    frames: String,
+}
+
+/// The lines of `stack` under a call, strace -k / bpftrace `ustack` style:
+/// `    #1 0x55d0c6a0d19e b+0x15 (/tmp/stacker) /src/stacker.c:27`, the
+/// innermost frame first; `??` where no symbol covers the code, `[unknown]`
+/// where no module does; a last `    ...` when the depth limit cut it.
+pub(crate) fn stack_lines(stack: &Stack) -> String {
+    let mut s = String::new();
+    for (i, f) in stack.frames.iter().enumerate() {
+        let _ = write!(s, "    #{i} {}", f.address);
+        match &f.symbol {
+            Some(sym) => {
+                let _ = write!(s, " {sym}+{:#x}", f.offset);
+            }
+            None => s.push_str(" ??"),
+        }
+        match &f.module {
+            Some(m) => {
+                let _ = write!(s, " ({})", m.display());
+            }
+            None => s.push_str(" ([unknown])"),
+        }
+        if let (Some(file), Some(line)) = (&f.file, f.line) {
+            let _ = write!(s, " {}:{line}", file.display());
+        }
+        s.push('\n');
+    }
+    if stack.truncated {
+        s.push_str("    ...\n");
+    }
+    s
 }
 
 /// The text printer's state.
@@ -90,8 +125,14 @@ impl TextEmitter {
     /// be printed.
     fn release(&mut self, out: &mut Out) -> Result<()> {
         match self.held.take() {
-            Some(h) if h.shown => out.write(" ...\n"),
-            Some(h) => out.write(&format!("{} ...\n", h.text)),
+            Some(h) if h.shown => {
+                out.write(" ...\n")?;
+                out.write(&h.frames)
+            }
+            Some(h) => {
+                out.write(&format!("{} ...\n", h.text))?;
+                out.write(&h.frames)
+            }
             None => Ok(()),
         }
     }
@@ -134,6 +175,7 @@ impl Emitter for TextEmitter {
         if self.summary {
             return Ok(());
         }
+        let frames = call.stack.as_deref().map(stack_lines).unwrap_or_default();
         match hit.site().kind {
             ProbeKind::Function { returns: true } => {
                 let text = self.call_text(hit, call);
@@ -142,12 +184,14 @@ impl Emitter for TextEmitter {
                     call: call.id,
                     text,
                     shown: false,
+                    frames,
                 });
                 Ok(())
             }
             ProbeKind::Function { returns: false } => {
                 let text = self.call_text(hit, call);
-                self.line(out, &text)
+                self.line(out, &text)?;
+                out.write(&frames)
             }
             ProbeKind::Instruction => {
                 let site = hit.site();
@@ -159,7 +203,8 @@ impl Emitter for TextEmitter {
                     }
                 };
                 let text = format!("{} hit {place}", self.pid(hit.tid()));
-                self.line(out, &text)
+                self.line(out, &text)?;
+                out.write(&frames)
             }
         }
     }
@@ -184,7 +229,8 @@ impl Emitter for TextEmitter {
                 if !h.shown {
                     out.write(&h.text)?;
                 }
-                out.write(&tail)
+                out.write(&tail)?;
+                out.write(&h.frames)
             }
             other => {
                 self.held = other;
@@ -343,7 +389,10 @@ impl Emitter for TextEmitter {
     fn finish(&mut self, out: &mut Out, rows: Option<&[Row]>) -> Result<()> {
         self.release(out)?;
         match rows {
-            Some(rows) => out.write(&summary::table(rows)),
+            Some(rows) => {
+                out.write(&summary::table(rows))?;
+                out.write(&summary::histograms(rows))
+            }
             None => Ok(()),
         }
     }

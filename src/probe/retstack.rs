@@ -153,6 +153,20 @@ impl ReturnStack {
             .map(|(_, orig)| *orig)
     }
 
+    /// The real return address of the call whose return address slot is
+    /// `slot` and holds the trampoline: the innermost instance watched there
+    /// by the trampoline, else one dropped from that slot lately (see
+    /// [`ReturnStack::recover`]). For walking a stack that the trampoline
+    /// appears on.
+    pub fn original_at(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
+        self.instances
+            .iter()
+            .rev()
+            .find(|i| i.slot == slot && i.watch == Watch::Trampoline)
+            .map(|i| i.orig_ret)
+            .or_else(|| self.recover(slot))
+    }
+
     /// The innermost instance whose slot is `slot`, if any.
     pub fn in_slot(&self, slot: RuntimeAddr) -> Option<&ReturnInstance> {
         self.instances.iter().rev().find(|i| i.slot == slot)
@@ -384,6 +398,36 @@ mod tests {
                 (RuntimeAddr(0x7fd0), RuntimeAddr(0x401900)),
                 (RuntimeAddr(0x7ff0), RuntimeAddr(0x401000))
             ]
+        );
+    }
+
+    #[test]
+    fn original_return_addresses_by_slot() {
+        let mut s = ReturnStack::default();
+        s.push(inst(0x7ff0, 0x401000));
+        s.push(inst(0x7fd0, 0x401100));
+        let mut chained = inst(0x7fd0, 0x401100);
+        chained.chained = true;
+        s.push(chained);
+        let mut at_site = inst(0x7fb0, 0x401200);
+        at_site.watch = Watch::ReturnSite;
+        s.push(at_site);
+        assert_eq!(
+            s.original_at(RuntimeAddr(0x7ff0)),
+            Some(RuntimeAddr(0x401000))
+        );
+        assert_eq!(
+            s.original_at(RuntimeAddr(0x7fd0)),
+            Some(RuntimeAddr(0x401100))
+        );
+        // Watched at its return site, the slot holds the real address already.
+        assert_eq!(s.original_at(RuntimeAddr(0x7fb0)), None);
+        assert_eq!(s.original_at(RuntimeAddr(0x7f00)), None);
+        // Dropped, but remembered.
+        s.drop_abandoned(RuntimeAddr(0x7fe0), true, &mut one_stack);
+        assert_eq!(
+            s.original_at(RuntimeAddr(0x7fd0)),
+            Some(RuntimeAddr(0x401100))
         );
     }
 

@@ -795,6 +795,9 @@ struct Call {
     show: Option<bool>,
     /// The printer's own data for the call, when its entry was printed.
     printed: Option<Box<dyn Any>>,
+    /// The stack at the entry (with the depth the printer shows), for a call
+    /// the return block may print whole: at the return it is gone.
+    stack: Option<(usize, Rc<crate::unwind::Stack>)>,
 }
 
 /// The handler of one probe spec of a script: runs its entry and return
@@ -899,12 +902,19 @@ impl Handler for ScriptProbe {
                 Some(_) => self.renderer.known(hit),
                 None => Known::Raw,
             };
+            let may_print_at_return = show.is_none() && self.print_calls && self.ret.is_some();
+            let depth = self.printer.borrow().stack_depth();
+            let stack = match depth {
+                Some(d) if may_print_at_return => Some((d, hit.user_stack(d))),
+                _ => None,
+            };
             hit.set_data(Call {
                 regs: *hit.regs(),
                 known,
                 time: hit.time(),
                 show,
                 printed,
+                stack,
             });
         }
         Ok(())
@@ -958,6 +968,8 @@ impl Handler for ScriptProbe {
                     modules: ret.modules,
                     time: call.time,
                     data: &mut data,
+                    returns: Default::default(),
+                    stack: RefCell::new(call.stack),
                 };
                 printer.on_entry(&mut hit)?;
                 ret.data = data;

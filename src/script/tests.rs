@@ -41,8 +41,10 @@ fn rig(text: &str, format: Format) -> Rig {
             format,
             color: false,
             summary: false,
+            hist: false,
             string_limit: 64,
             flush_interval: None,
+            stack_depth: None,
         },
     );
     Rig {

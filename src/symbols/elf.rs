@@ -35,6 +35,7 @@ use goblin::elf::program_header::{self, ProgramHeader};
 use goblin::elf::section_header::{self, SectionHeader};
 use goblin::elf::sym;
 
+use super::cfi::{CfiCache, CfiSection, FrameRule, SectionKind};
 use super::debugfile::{self, DebugLink};
 use super::demangle::{demangle, Demangled};
 use crate::addr::{FileOffset, LinkAddr};
@@ -100,6 +101,8 @@ struct Section {
     name: String,
     kind: u32,
     flags: u64,
+    /// sh_addr: where an allocated section is loaded (link address).
+    addr: u64,
     offset: u64,
     size: u64,
     /// sh_link: for a relocation section, its symbol table's index.
@@ -138,16 +141,31 @@ pub const R_X86_64_JUMP_SLOT: u32 = 7;
 /// R_X86_64_IRELATIVE.
 pub const R_X86_64_IRELATIVE: u32 = 37;
 
-/// One `is_stmt` row of a DWARF line program, reduced to what `FILE:LINE` needs.
+/// One row of a DWARF line program, reduced to what `FILE:LINE` probes and
+/// naming an address by its line need.
 #[derive(Clone, Copy, Debug)]
 struct LineRow {
     /// Index into [`LineTable::files`].
     file: u32,
+    /// 0 when the row's code has no source line (compiler-generated code).
     line: u32,
     addr: u64,
     /// Which sequence (contiguous run of code, typically one function or one CU's
     /// `.text`) the row belongs to; unique across the whole file.
     seq: u32,
+    /// `is_stmt`: a place a breakpoint on the line should stop at. The other
+    /// rows only name the line of the code they start.
+    stmt: bool,
+}
+
+/// One sequence of a line program: the code `[start, end)`, described by
+/// `rows[first..last]` in address order.
+#[derive(Clone, Copy, Debug)]
+struct LineSequence {
+    start: u64,
+    end: u64,
+    first: usize,
+    last: usize,
 }
 
 /// Every line program of the file, flattened.
@@ -156,6 +174,9 @@ struct LineTable {
     /// Full source paths (comp dir + include dir + file name), interned.
     files: Vec<PathBuf>,
     rows: Vec<LineRow>,
+    /// The sequences that cover code, sorted by start: the index for naming
+    /// an address by its line.
+    sequences: Vec<LineSequence>,
 }
 
 /// A parsed ELF file.
@@ -185,6 +206,11 @@ pub struct ElfFile {
     /// The separate debug file, looked for on first use (`None`: there is none,
     /// or the file has DWARF of its own).
     debug_file: OnceLock<Option<DebugFile>>,
+    /// Call frame information, indexed on first use, and the rules found.
+    cfi: CfiCache,
+    /// The names shown for mangled functions (by address), demangled once
+    /// each when a stack first names them.
+    shown_names: std::sync::Mutex<HashMap<u64, Arc<str>>>,
 }
 
 /// Which symbol tables a lookup by name consults.
@@ -305,6 +331,8 @@ fn bind_rank(bind: u8) -> u8 {
 struct RawSym {
     sym: Symbol,
     bind: u8,
+    /// A version that is not the default (`name@VER`, not `name@@VER`).
+    hidden: bool,
 }
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -378,7 +406,71 @@ impl ElfFile {
             build_id,
             debuglink,
             debug_file: OnceLock::new(),
+            cfi: CfiCache::default(),
+            shown_names: Default::default(),
         })
+    }
+
+    /// The call frame rule for the code at `addr`: from `.eh_frame`, else
+    /// from `.debug_frame` (the file's own, or its separate debug file's).
+    /// None where no FDE covers `addr` or the CFI does not parse. The first
+    /// call indexes the FDEs; rules are kept per address (see
+    /// [`super::cfi`]).
+    pub fn frame_rule(&self, addr: LinkAddr) -> Option<Arc<FrameRule>> {
+        let eh = || {
+            let data = self.section_data(".eh_frame").ok()?;
+            let addr_of = |name: &str| {
+                self.sections
+                    .iter()
+                    .find(|s| s.name == name && s.kind != section_header::SHT_NOBITS)
+                    .map(|s| s.addr)
+            };
+            let mut bases = gimli::BaseAddresses::default();
+            for (name, set) in [
+                (
+                    ".eh_frame",
+                    gimli::BaseAddresses::set_eh_frame as fn(_, _) -> _,
+                ),
+                (".eh_frame_hdr", gimli::BaseAddresses::set_eh_frame_hdr),
+                (".text", gimli::BaseAddresses::set_text),
+                (".got", gimli::BaseAddresses::set_got),
+            ] {
+                if let Some(a) = addr_of(name) {
+                    bases = set(bases, a);
+                }
+            }
+            (!data.is_empty()).then_some(CfiSection {
+                kind: SectionKind::EhFrame,
+                data,
+                bases,
+            })
+        };
+        let debug = || {
+            let data = self.section_data(".debug_frame").ok()?;
+            (!data.is_empty()).then_some(CfiSection {
+                kind: SectionKind::DebugFrame,
+                data,
+                bases: gimli::BaseAddresses::default(),
+            })
+        };
+        self.cfi.rule(addr, eh, debug)
+    }
+
+    /// The name output shows for `symbol`, one of this file's functions: the
+    /// demangled form of a C++ or Rust name (computed once per function), the
+    /// name itself otherwise.
+    pub fn shown_name(&self, symbol: &Symbol) -> Arc<str> {
+        if !(symbol.name.starts_with("_Z")
+            || symbol.name.starts_with("_R")
+            || symbol.name.starts_with("__Z"))
+        {
+            return Arc::from(symbol.name.as_str());
+        }
+        let mut names = self.shown_names.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .entry(symbol.addr.get())
+            .or_insert_with(|| Arc::from(super::demangle::display_name(&symbol.name)))
+            .clone()
     }
 
     /// The build-id (the `NT_GNU_BUILD_ID` note), when the file has one.
@@ -515,8 +607,10 @@ impl ElfFile {
         self.own.named(name)
     }
 
-    /// The function (Func or IFunc) named exactly `name`; the lowest address when
-    /// there are several (local functions of different object files). When
+    /// The function (Func or IFunc) named exactly `name`: of a versioned
+    /// name, the default version (`@@`, the one a program links to); else the
+    /// lowest address when there are several (local functions of different
+    /// object files). When
     /// the file's own tables have none, the separate debug file's `.symtab` is
     /// asked (a program stripped with `--strip-all` keeps its local functions
     /// there; libc6-dbg has libc's internal ones, `__strlen_evex`): read once,
@@ -652,6 +746,16 @@ impl ElfFile {
             .or_else(|| self.debug_symbols()?.function_at(&self.segments, addr))
     }
 
+    /// The function containing `addr` for naming a stack frame: as
+    /// [`ElfFile::function_at`], which asks the separate debug file's symbol
+    /// table for what the file's own do not name (the local functions a
+    /// distribution strips from the file itself, `msort_with_tmp` in libc).
+    pub fn frame_function(&self, addr: LinkAddr) -> Option<(&Symbol, u64)> {
+        self.function_at(addr)
+    }
+}
+
+impl ElfFile {
     /// The link address that file offset `off` is loaded at, from PT_LOAD segments.
     pub fn link_addr_of_offset(&self, off: FileOffset) -> Option<LinkAddr> {
         self.segments.iter().find_map(|s| {
@@ -738,7 +842,7 @@ impl ElfFile {
         }
         let mut first_by_owner: HashMap<Owner, u64> = HashMap::new();
         let mut lines_with_code: Vec<u32> = Vec::new();
-        for row in &table.rows {
+        for row in table.rows.iter().filter(|r| r.stmt && r.line != 0) {
             let is_file = file_matches
                 .get(row.file as usize)
                 .copied()
@@ -798,8 +902,37 @@ impl ElfFile {
             .get_or_init(|| self.parse_lines())
             .as_ref()
             .ok()?;
-        let row = table.rows.iter().find(|r| r.addr == addr.get())?;
+        let row = table
+            .rows
+            .iter()
+            .find(|r| r.stmt && r.line != 0 && r.addr == addr.get())?;
         Some((table.files.get(row.file as usize)?.clone(), row.line))
+    }
+
+    /// The source file and line of the code at `addr`: the last row at or
+    /// before it in the line-table sequence that covers it, as `addr2line`
+    /// answers. None without a line table, outside every sequence, or in code
+    /// that has no line (line 0). Parses the line table on first use; each
+    /// call after that is two binary searches.
+    pub fn line_at(&self, addr: LinkAddr) -> Option<(&Path, u32)> {
+        let table = self
+            .lines
+            .get_or_init(|| self.parse_lines())
+            .as_ref()
+            .ok()?;
+        let a = addr.get();
+        let i = table.sequences.partition_point(|s| s.start <= a);
+        // Sequences do not overlap in a linked file, but a corrupt or unusual
+        // one may nest them: the nearest few that start before `a` are tried.
+        let candidates = table.sequences.get(i.saturating_sub(4)..i)?;
+        let seq = candidates.iter().rev().find(|s| a < s.end)?;
+        let rows = table.rows.get(seq.first..seq.last)?;
+        let k = rows.partition_point(|r| r.addr <= a);
+        let row = rows.get(k.checked_sub(1)?)?;
+        if row.line == 0 {
+            return None;
+        }
+        Some((table.files.get(row.file as usize)?.as_path(), row.line))
     }
 
     /// The contents of the section called `name`: empty when it is absent or has no
@@ -843,17 +976,26 @@ impl ElfFile {
             // File index → interned id, per unit (indices are per line program).
             let mut unit_files: HashMap<u64, u32> = HashMap::new();
             let mut rows = program.rows();
+            // Where the current sequence's rows begin in `table.rows`.
+            let mut first = table.rows.len();
             while let Some((header, row)) = rows.next_row().map_err(dwarf_err)? {
                 if row.end_sequence() {
+                    let start = table.rows.get(first).map(|r| r.addr);
+                    if let Some(start) = start.filter(|&a| self.is_code(LinkAddr(a))) {
+                        table.sequences.push(LineSequence {
+                            start,
+                            end: row.address(),
+                            first,
+                            last: table.rows.len(),
+                        });
+                    }
+                    first = table.rows.len();
                     seq = seq.wrapping_add(1);
                     continue;
                 }
-                if !row.is_stmt() {
-                    continue;
-                }
-                let Some(line) = row.line().and_then(|l| u32::try_from(l.get()).ok()) else {
-                    continue;
-                };
+                let line = row
+                    .line()
+                    .map_or(0, |l| u32::try_from(l.get()).unwrap_or(0));
                 let file = match unit_files.get(&row.file_index()) {
                     Some(&id) => id,
                     None => {
@@ -876,11 +1018,13 @@ impl ElfFile {
                     line,
                     addr: row.address(),
                     seq,
+                    stmt: row.is_stmt(),
                 });
             }
             // A sequence never spans units, even if a program forgets its end.
             seq = seq.wrapping_add(1);
         }
+        table.sequences.sort_by_key(|s| (s.start, s.end));
         Ok(table)
     }
 }
@@ -1221,6 +1365,7 @@ fn parse_sections(
                     name,
                     kind: s.sh_type,
                     flags: s.sh_flags,
+                    addr: s.sh_addr,
                     offset: s.sh_offset,
                     size: s.sh_size,
                     inflated: OnceLock::new(),
@@ -1234,12 +1379,20 @@ fn parse_sections(
 
 /// The defined, named symbols of `.symtab` and `.dynsym`.
 fn parse_symbols(bytes: &[u8], sections: &[Section]) -> std::result::Result<Vec<RawSym>, String> {
+    /// SHT_GNU_versym: one u16 per .dynsym entry, bit 15 set for a version
+    /// that is not the default one (`name@VER`, kept for old binaries).
+    const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
     let mut out = Vec::new();
-    for section in sections {
+    for (index, section) in sections.iter().enumerate() {
         if section.kind != section_header::SHT_SYMTAB && section.kind != section_header::SHT_DYNSYM
         {
             continue;
         }
+        let versym = sections
+            .iter()
+            .find(|v| v.kind == SHT_GNU_VERSYM && v.link as usize == index)
+            .and_then(|v| file_range(bytes, v.offset, v.size))
+            .unwrap_or_default();
         let table = file_range(bytes, section.offset, section.size)
             .ok_or_else(|| format!("{} extends past the end of the file", section.name))?;
         let strtab = match sections.get(section.link as usize) {
@@ -1248,8 +1401,11 @@ fn parse_symbols(bytes: &[u8], sections: &[Section]) -> std::result::Result<Vec<
             })?,
             None => return Err(format!("{} links to a missing string table", section.name)),
         };
-        for entry in table.chunks_exact(SYM_SIZE) {
-            if let Some(raw) = parse_sym(entry, strtab) {
+        for (i, entry) in table.chunks_exact(SYM_SIZE).enumerate() {
+            if let Some(mut raw) = parse_sym(entry, strtab) {
+                if let Some(v) = versym.get(2 * i..2 * i + 2) {
+                    raw.hidden |= u16::from_le_bytes([v[0], v[1]]) & 0x8000 != 0;
+                }
                 out.push(raw);
             }
         }
@@ -1282,7 +1438,9 @@ fn parse_sym(entry: &[u8], strtab: &[u8]) -> Option<RawSym> {
         return None;
     }
     let full = strtab_get(strtab, usize::try_from(st_name).ok()?)?;
-    // `memcpy@@GLIBC_2.14`, `memcpy@GLIBC_2.2.5`: the version is not part of the name.
+    // `memcpy@@GLIBC_2.14`, `memcpy@GLIBC_2.2.5`: the version is not part of
+    // the name, but a single `@` marks a version that is not the default.
+    let hidden = full.contains('@') && !full.contains("@@");
     let name = match full.split_once('@') {
         Some((base, _)) => base.to_string(),
         None => full,
@@ -1298,6 +1456,7 @@ fn parse_sym(entry: &[u8], strtab: &[u8]) -> Option<RawSym> {
             kind,
         },
         bind: sym::st_bind(st_info),
+        hidden,
     })
 }
 
@@ -1325,8 +1484,19 @@ fn index_symbols(raw: Vec<RawSym>) -> (Vec<Symbol>, Vec<Symbol>) {
             _ => functions.push(r.sym.clone()),
         }
     }
+    // By name, the default version first: `pthread_cond_signal` is the
+    // `@@GLIBC_2.3.2` one the linker binds, not the old `@GLIBC_2.2.5` copy
+    // at a lower address.
+    let mut raw = raw;
+    raw.sort_by(|a, b| {
+        (&a.sym.name, a.hidden, a.sym.addr, a.sym.size).cmp(&(
+            &b.sym.name,
+            b.hidden,
+            b.sym.addr,
+            b.sym.size,
+        ))
+    });
     let mut by_name: Vec<Symbol> = raw.into_iter().map(|r| r.sym).collect();
-    by_name.sort_by(|a, b| (&a.name, a.addr, a.size).cmp(&(&b.name, b.addr, b.size)));
     // The same symbol in .symtab and .dynsym.
     by_name.dedup_by(|a, b| a.name == b.name && a.addr == b.addr && a.kind == b.kind);
     (functions, by_name)
@@ -1517,6 +1687,73 @@ int alias_helper(void) __attribute__((weak, alias(\"helper\")));
         assert_eq!(helper.addr, alias.addr);
         let (f, _) = elf.function_at(helper.addr).expect("at helper");
         assert_eq!(f.name, "helper");
+    }
+
+    #[test]
+    fn the_default_version_of_a_name_wins() {
+        // vfun@V_1 (an old copy, at the lower address) and vfun@@V_2 (the
+        // default, what a program links to), in .symtab and in .dynsym.
+        let dir = temp_dir("symver2");
+        std::fs::write(
+            dir.join("v.map"),
+            "V_1 { global: vfun; local: *; };\nV_2 { global: vfun; } V_1;\n",
+        )
+        .unwrap();
+        let src = "\
+int vfun_old(void) { return 1; }
+__asm__(\".symver vfun_old, vfun@V_1\");
+int vfun_new(void) { return 2; }
+__asm__(\".symver vfun_new, vfun@@V_2\");
+";
+        let so = compile_in(
+            &dir,
+            "v.c",
+            src,
+            &["-shared", "-fPIC", "-Wl,--version-script=v.map"],
+        );
+        for stripped in [false, true] {
+            let path = if stripped {
+                let out = dir.join("v-stripped.so");
+                let ok = std::process::Command::new("strip")
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(&so)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+                out
+            } else {
+                so.clone()
+            };
+            let elf = ElfFile::open(&path).expect("parse .so");
+            let new = elf.function_named("vfun_new").map(|s| s.addr);
+            let chosen = elf.function_named("vfun").expect("vfun").addr;
+            if stripped {
+                // Only .dynsym is left: the two copies, told apart by .gnu.version.
+                let copies: Vec<_> = elf.symbols().iter().filter(|s| s.name == "vfun").collect();
+                assert_eq!(copies.len(), 2, "{copies:?}");
+                let high = copies.iter().map(|s| s.addr).max().unwrap();
+                assert_eq!(chosen, high, "the default version is the second copy");
+            } else {
+                assert_eq!(Some(chosen), new, "{:?}", elf.symbols());
+            }
+        }
+        // The same in libc, for a name with a compat version.
+        let libc = ElfFile::open(Path::new("/lib/x86_64-linux-gnu/libc.so.6")).unwrap();
+        let out = std::process::Command::new("nm")
+            .args(["-D", "/lib/x86_64-linux-gnu/libc.so.6"])
+            .output()
+            .unwrap();
+        let default = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.ends_with(" pthread_cond_signal@@GLIBC_2.3.2"))
+            .and_then(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
+            .expect("pthread_cond_signal@@GLIBC_2.3.2 in nm -D");
+        assert_eq!(
+            libc.function_named("pthread_cond_signal").unwrap().addr,
+            LinkAddr(default)
+        );
     }
 
     fn corrupt_or_not_elf(r: Result<ElfFile>) -> bool {
@@ -2121,5 +2358,121 @@ int main(void)
             cache.get(Path::new("/etc/hostname")),
             Err(Error::NotElf { .. }) | Err(Error::Io { .. })
         ));
+    }
+
+    /// CFA = register + offset, as a rule says.
+    fn cfa_of(rule: &FrameRule) -> (u16, i64) {
+        match rule.cfa {
+            crate::symbols::cfi::CfaRule::RegisterOffset { register, offset } => (register, offset),
+            ref other => panic!("not register + offset: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frame_rules_of_optimised_code_without_frame_pointers() {
+        use crate::symbols::cfi::RegisterRule;
+        let exe = compile(
+            "cfi-o2",
+            "x.c",
+            LINES_C,
+            &["-O2", "-fomit-frame-pointer", "-g"],
+        );
+        let elf = ElfFile::open(&exe).unwrap();
+        for name in ["work", "main"] {
+            let f = elf.function_named(name).unwrap().clone();
+            let entry = elf.frame_rule(f.addr).expect("an FDE covers the entry");
+            assert_eq!(cfa_of(&entry), (7, 8), "{name}: CFA = rsp + 8 at entry");
+            assert_eq!(entry.register(16), Some(&RegisterRule::Offset(-8)));
+            // Asked again: the same rule, from the cache.
+            let again = elf.frame_rule(f.addr).unwrap();
+            assert!(Arc::ptr_eq(&entry, &again));
+        }
+        // main calls printf with its stack realigned (`sub $8,%rsp`): somewhere
+        // in it the CFA is rsp + 16, never rbp-based (no frame pointer).
+        let main = elf.function_named("main").unwrap().clone();
+        let cfas: Vec<(u16, i64)> = (0..main.size)
+            .filter_map(|k| elf.frame_rule(main.addr.offset(k as i64)))
+            .map(|r| cfa_of(&r))
+            .collect();
+        assert_eq!(
+            cfas.len() as u64,
+            main.size,
+            "every byte of main is covered"
+        );
+        assert!(cfas.contains(&(7, 16)), "{cfas:?}");
+        assert!(cfas.iter().all(|&(reg, _)| reg == 7), "{cfas:?}");
+        // Outside any FDE: no rule.
+        assert!(elf.frame_rule(LinkAddr(0x10)).is_none());
+    }
+
+    #[test]
+    fn line_at_agrees_with_addr2line_on_every_byte() {
+        for opt in ["-O0", "-O2"] {
+            let exe = compile("line-at", "x.c", LINES_C, &[opt, "-g"]);
+            let elf = ElfFile::open(&exe).unwrap();
+            let mut addrs = Vec::new();
+            for name in ["work", "main"] {
+                let f = elf.function_named(name).unwrap();
+                addrs.extend((0..f.size).map(|k| f.addr.get() + k));
+            }
+            let out = std::process::Command::new("addr2line")
+                .arg("-e")
+                .arg(&exe)
+                .args(addrs.iter().map(|a| format!("{a:#x}")))
+                .output()
+                .expect("run addr2line");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let expected: Vec<&str> = text.lines().collect();
+            assert_eq!(expected.len(), addrs.len());
+            for (a, want) in addrs.iter().zip(expected) {
+                // `/dir/x.c:5`, maybe followed by ` (discriminator 1)`.
+                let want = want.split(' ').next().unwrap();
+                let got = match elf.line_at(LinkAddr(*a)) {
+                    Some((file, line)) => format!("{}:{line}", file.display()),
+                    None => "??:0".to_string(),
+                };
+                assert_eq!(got, want, "{opt} at {a:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_frame_in_the_file_and_in_its_separate_debug_file() {
+        let flags = [
+            "-O0",
+            "-g",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+        ];
+        let exe = compile("debug-frame", "x.c", LINES_C, &flags);
+        let check = |elf: &ElfFile| {
+            let work = elf.function_named("work").unwrap().clone();
+            // After `push %rbp; mov %rsp,%rbp` (-O0 keeps the frame pointer).
+            let rule = elf
+                .frame_rule(work.addr.offset(4))
+                .expect("from .debug_frame");
+            assert_eq!(cfa_of(&rule), (6, 16));
+            assert_eq!(cfa_of(&elf.frame_rule(work.addr).unwrap()), (7, 8));
+        };
+        let elf = ElfFile::open(&exe).unwrap();
+        assert!(!elf.section_data(".debug_frame").unwrap().is_empty());
+        check(&elf);
+
+        let dir = exe.parent().unwrap().to_path_buf();
+        let debug = dir.join("x.debug");
+        run_tool(
+            "objcopy",
+            &["--only-keep-debug".as_ref(), exe.as_ref(), debug.as_ref()],
+        );
+        run_tool("objcopy", &["--strip-debug".as_ref(), exe.as_ref()]);
+        let link = format!("--add-gnu-debuglink={}", debug.display());
+        run_tool("objcopy", &[link.as_ref(), exe.as_ref()]);
+        let elf = ElfFile::open(&exe).unwrap();
+        assert!(
+            !elf.sections.iter().any(|s| s.name == ".debug_frame"),
+            "stripped"
+        );
+        check(&elf);
+        assert_eq!(elf.separate_debug_file(), Some(debug.as_path()));
     }
 }

@@ -9,6 +9,8 @@
 //! - [`maps`]: `/proc/PID/maps` parsing
 //! - [`elf`]: one ELF file: symbols (.symtab, else .dynsym), segments, code bytes,
 //!   DWARF line tables (lazy)
+//! - [`cfi`]: call frame information (`.eh_frame`, `.debug_frame`): the rule that
+//!   finds a caller's frame, lazy and cached per file
 //! - [`debugfile`]: where a stripped binary's separate debug file is (build-id,
 //!   `.gnu_debuglink`)
 //! - [`dwarf`]: function signatures (parameter names and types) from DWARF, lazy and
@@ -19,6 +21,7 @@
 //! - [`demangle`]: C++ and Rust names, for output and for matching specs
 //! - [`ifunc`]: where an IFUNC's implementation is written (the engine reads it)
 
+pub mod cfi;
 pub mod debugfile;
 pub mod demangle;
 pub mod dwarf;

@@ -36,6 +36,42 @@ pub fn read_process(pid: Pid, addr: RuntimeAddr, buf: &mut [u8]) -> Result<()> {
     }
 }
 
+/// Fills as much of `buf` from `addr` in process `pid` as can be read with one
+/// `process_vm_readv`, and returns how many bytes that is: the bytes up to the
+/// first page that cannot be read. process_vm_readv(2) transfers partially
+/// only "at the granularity of iovec elements", so the remote range is given
+/// as one element per page: a read that runs off the end of a mapping still
+/// gives the pages before it. 0 when nothing could be read.
+pub fn read_process_partial(pid: Pid, addr: RuntimeAddr, buf: &mut [u8]) -> usize {
+    const PAGE: u64 = 4096;
+    /// One element per page of the longest read asked for (a stack chunk).
+    const MAX_PAGES: usize = 16;
+    let mut remote = [RemoteIoVec { base: 0, len: 0 }; MAX_PAGES];
+    let mut n = 0;
+    let mut at = addr.get();
+    let mut left = buf
+        .len()
+        .min(MAX_PAGES * PAGE as usize - (at % PAGE) as usize);
+    let total = left;
+    while left > 0 && n < MAX_PAGES {
+        let len = ((PAGE - at % PAGE) as usize).min(left);
+        remote[n] = RemoteIoVec {
+            base: at as usize,
+            len,
+        };
+        n += 1;
+        left -= len;
+        at = at.wrapping_add(len as u64);
+    }
+    if n == 0 {
+        return 0;
+    }
+    let Some(local) = buf.get_mut(..total) else {
+        return 0;
+    };
+    process_vm_readv(pid, &mut [IoSliceMut::new(local)], &remote[..n]).unwrap_or(0)
+}
+
 /// Read and write access to one process's memory.
 #[derive(Debug)]
 pub struct ProcMem {
@@ -88,6 +124,13 @@ impl ProcMem {
                 .read_exact_at(buf, addr.get())
                 .map_err(|e| self.err(addr, errno_of(&e))),
         }
+    }
+
+    /// Fills as much of `buf` from `addr` as one read gives (see
+    /// [`read_process_partial`]); returns how many bytes that is. For reading a
+    /// run of stack in one system call when its end may not be mapped.
+    pub fn read_partial(&self, addr: RuntimeAddr, buf: &mut [u8]) -> usize {
+        read_process_partial(self.pid, addr, buf)
     }
 
     /// Reads `len` bytes at `addr`.

@@ -1,80 +1,112 @@
 //! The tracer's own signals: SIGINT, SIGTERM and SIGHUP ask it to detach.
 //!
-//! The handler only records the signal. To wait without a race (a signal landing
-//! between the check of the flag and a blocking `waitpid` would go unnoticed
-//! until the tracee next stops, which may be never), these signals and SIGCHLD
-//! stay blocked, and the tracer sleeps in `ppoll`, which unblocks the detach
-//! signals atomically. SIGCHLD (a tracee stopped or died) is not handled: it is
-//! read from a signalfd that `ppoll` watches, so a tracee stop costs no signal
-//! frame (on a machine with AVX-512, saving and restoring the FPU state for a
-//! handler is a measurable part of a hit).
+//! The tracer blocks in `waitpid`, one system call per stop, as the smallest
+//! ptrace tracer does. The handlers are installed without SA_RESTART, so a
+//! signal that arrives during the wait ends it with EINTR, and the event loop
+//! looks at the flag the handler set. One that arrives just before the wait
+//! (after the flag was looked at) would leave it waiting for the tracee's
+//! next stop, which may never come: so the handler also sets the timer below
+//! to fire a millisecond later (timer_settime is async-signal-safe), which
+//! ends the wait. (Interrupting a tracee instead would add a stop to
+//! whatever rtrace was doing with it.)
+//!
+//! Waits with a deadline (a printer's flush, the live view's redraws) use a
+//! POSIX timer aimed at the tracing thread: its signal (SIGALRM, whose handler
+//! does nothing) interrupts the wait the same way. The timer repeats while it
+//! is armed and is armed once per interval, not once per stop, so a stop
+//! costs no timer call, and an expiry that lands just before a wait delays
+//! the next wake-up by one period at most.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::time::Duration;
 
 static REQUESTED: AtomicI32 = AtomicI32::new(0);
+/// How many detach signals arrived.
+static REQUESTS: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-/// The signalfd SIGCHLD is read from.
-static CHLD_FD: AtomicI32 = AtomicI32::new(-1);
-/// The signal mask `sleep` unblocks the detach signals with, made once.
-static SLEEP_MASK: std::sync::OnceLock<libc::sigset_t> = std::sync::OnceLock::new();
+/// The timer (a `timer_t`, which may well be 0), once made.
+static TIMER: AtomicUsize = AtomicUsize::new(0);
+static TIMER_MADE: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn record(sig: libc::c_int) {
     REQUESTED.store(sig, Ordering::SeqCst);
+    REQUESTS.fetch_add(1, Ordering::SeqCst);
+    // If this landed after the event loop looked at the flag but before it
+    // blocked, the timer ends that wait in a millisecond.
+    if TIMER_MADE.load(Ordering::SeqCst) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            },
+        };
+        // SAFETY: timer_settime is a system call, async-signal-safe; the timer
+        // exists (TIMER_MADE) and `spec` is a valid itimerspec.
+        unsafe {
+            libc::timer_settime(
+                TIMER.load(Ordering::SeqCst) as libc::timer_t,
+                0,
+                &spec,
+                std::ptr::null_mut(),
+            );
+        }
+    }
 }
 
-/// SIGCHLD's handler, for when no signalfd could be made: it only has to
-/// exist, so that the signal interrupts `ppoll`.
+/// The timer's handler: it only has to exist (and not restart the wait).
 extern "C" fn nothing(_: libc::c_int) {}
 
 const DETACH: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// Installs the handlers (process-wide) and blocks the signals in the calling
-/// thread, which must be the one that traces. Call once, from the command line
-/// tool, before launching or attaching.
+/// Installs the handlers (process-wide) and the timer of the calling thread,
+/// which must be the one that traces. Call once, from the command line tool,
+/// before launching or attaching.
 pub fn install_detach_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD] {
-        // SAFETY: `sa` is fully initialised (zeroed, then the handler and an empty
-        // mask set) before sigaction reads it; `record` is async-signal-safe (one
-        // atomic store), `nothing` does nothing.
+    for sig in DETACH.into_iter().chain([libc::SIGALRM]) {
+        let handler: extern "C" fn(libc::c_int) = if sig == libc::SIGALRM {
+            nothing
+        } else {
+            record
+        };
+        // SAFETY: `sa` is fully initialised (zeroed, then the handler and an
+        // empty mask set) before sigaction reads it; both handlers are
+        // async-signal-safe (atomics and one system call). No SA_RESTART: the
+        // wait the signal lands in must return.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            let handler: extern "C" fn(libc::c_int) = if sig == libc::SIGCHLD {
-                nothing
-            } else {
-                record
-            };
             sa.sa_sigaction = handler as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             sa.sa_flags = 0;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
-    let set = set_of(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD]);
+    let set = set_of(
+        &DETACH
+            .into_iter()
+            .chain([libc::SIGALRM])
+            .collect::<Vec<_>>(),
+    );
     // SAFETY: `set` is a valid sigset; the old mask is not wanted.
     unsafe {
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    // The mask to sleep with: the thread's mask now, minus the detach signals
-    // (and SIGCHLD too when there is no signalfd for it).
-    let mut sleep_mask: libc::sigset_t = set_of(&[]);
-    // SAFETY: `sleep_mask` is a valid sigset, written by pthread_sigmask.
+    // SAFETY: `sev` is zeroed, then filled for a thread-directed signal to
+    // this thread; `timer` is written by timer_create.
     unsafe {
-        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut sleep_mask);
-        for sig in DETACH {
-            libc::sigdelset(&mut sleep_mask, sig);
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = libc::SIGALRM;
+        sev.sigev_notify_thread_id = libc::gettid();
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer) == 0 {
+            TIMER.store(timer as usize, Ordering::SeqCst);
+            TIMER_MADE.store(true, Ordering::SeqCst);
         }
     }
-    let chld = set_of(&[libc::SIGCHLD]);
-    // SAFETY: `chld` is a valid sigset; -1 asks for a new descriptor.
-    let fd = unsafe { libc::signalfd(-1, &chld, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    CHLD_FD.store(fd, Ordering::SeqCst);
-    if fd < 0 {
-        // SAFETY: `sleep_mask` is a valid sigset.
-        unsafe {
-            libc::sigdelset(&mut sleep_mask, libc::SIGCHLD);
-        }
-    }
-    let _ = SLEEP_MASK.set(sleep_mask);
     INSTALLED.store(true, Ordering::SeqCst);
 }
 
@@ -91,51 +123,44 @@ fn set_of(sigs: &[libc::c_int]) -> libc::sigset_t {
     }
 }
 
-/// True when [`install_detach_handlers`] was called: waits must use [`sleep`].
+/// True when [`install_detach_handlers`] was called: a detach request or the
+/// timer ends a blocking wait with EINTR.
 pub(crate) fn installed() -> bool {
     INSTALLED.load(Ordering::SeqCst)
 }
 
-/// Sleeps until a tracee changes state (SIGCHLD), a detach is requested, or
-/// `timeout` passes, with the detach signals unblocked only for the duration of
-/// the sleep.
-pub(crate) fn sleep(timeout: Option<std::time::Duration>) {
-    let fd = CHLD_FD.load(Ordering::SeqCst);
-    let Some(mask) = SLEEP_MASK.get() else {
-        return;
-    };
-    // SAFETY: `mask` is a valid sigset (the tracing thread's mask minus the
-    // detach signals); `pfd` is a valid pollfd array of length 1 (or 0 without
-    // a signalfd, when ppoll only waits for a handler); `ts_ptr` is null or
-    // points at `ts`, alive for the call; `buf` is writable for its length.
-    unsafe {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let n = libc::c_ulong::from(fd >= 0);
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        libc::ppoll(&mut pfd, n, ts_ptr, mask);
-        if fd >= 0 && pfd.revents & libc::POLLIN != 0 {
-            // Drain it (SIGCHLD is pending once however many tracees
-            // stopped, so one read does): the waits that follow find every
-            // stop with WNOHANG.
-            let mut buf = [0u8; 4 * std::mem::size_of::<libc::signalfd_siginfo>()];
-            while libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) == buf.len() as isize {}
-        }
+/// Arms the timer to interrupt the tracer's waits every `period`, or disarms
+/// it (`None`). False when there is no timer (the signals are not
+/// installed): waits then have no deadline.
+pub(crate) fn set_timer(period: Option<Duration>) -> bool {
+    if !TIMER_MADE.load(Ordering::SeqCst) {
+        return false;
     }
+    let timer = TIMER.load(Ordering::SeqCst);
+    let ts = |d: Duration| libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    // A zero period would disarm it: the shortest is a microsecond.
+    let p = period.map(|p| p.max(Duration::from_micros(1)));
+    let spec = libc::itimerspec {
+        it_interval: ts(p.unwrap_or_default()),
+        it_value: ts(p.unwrap_or_default()),
+    };
+    // SAFETY: `timer` was made by timer_create; `spec` is a valid itimerspec.
+    unsafe { libc::timer_settime(timer as libc::timer_t, 0, &spec, std::ptr::null_mut()) == 0 }
 }
 
 /// Asks for a detach, as a SIGINT to rtrace would (a key in the live view).
 pub fn request_detach() {
     REQUESTED.store(libc::SIGINT, Ordering::SeqCst);
+}
+
+/// How many detach signals (SIGINT, SIGTERM, SIGHUP) have arrived so far:
+/// a wait that outlives tracing (the launched program's end, after a
+/// detach) goes on through an EINTR unless another one came.
+pub fn requests() -> usize {
+    REQUESTS.load(Ordering::SeqCst)
 }
 
 /// The signal that asked us to stop (or the request), if one arrived.

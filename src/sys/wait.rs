@@ -139,76 +139,39 @@ pub enum Which {
 /// tracer to the tracees of its own OS thread, so several tracers can live in one
 /// process.
 ///
-/// `interruptible`: a blocking wait returns EINTR once a detach was requested
-/// (the event loop's wait); inner waits for one thread's step pass `false`.
+/// `interruptible`: a blocking wait returns EINTR once a detach was requested,
+/// or when the tracer's timer fires (the event loop's wait); inner waits for
+/// one thread's step pass `false` and go on waiting.
 pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Stop>, Errno> {
-    wait_inner(which, block, interruptible, true, None)
+    wait_inner(which, block, interruptible)
 }
 
-/// A blocking [`wait`] for a caller that has just polled (`block: false`) and
-/// found nothing: with the tracer's signals installed it goes to sleep at once
-/// instead of polling again first. With a `timeout`, `Ok(None)` when it
-/// passes with no stop.
-pub fn wait_after_poll(
-    which: Which,
-    interruptible: bool,
-    timeout: Option<std::time::Duration>,
-) -> Result<Option<Stop>, Errno> {
-    wait_inner(which, true, interruptible, false, timeout)
-}
-
-fn wait_inner(
-    which: Which,
-    block: bool,
-    interruptible: bool,
-    poll_first: bool,
-    timeout: Option<std::time::Duration>,
-) -> Result<Option<Stop>, Errno> {
+fn wait_inner(which: Which, block: bool, interruptible: bool) -> Result<Option<Stop>, Errno> {
     let pid = match which {
         Which::Any => -1,
         Which::Tid(t) => t.as_raw(),
     };
     let mut flags = libc::__WALL | libc::__WNOTHREAD;
-    if let (true, false, Some(timeout)) = (block, super::signal::installed(), timeout) {
-        return timed_wait(pid, flags | libc::WNOHANG, timeout);
-    }
-    // With the tracer's signals blocked (the command line), never block in
-    // waitpid: poll it, and sleep in ppoll, which a detach request interrupts.
-    let sleep_in_ppoll = block && super::signal::installed();
-    if !block || sleep_in_ppoll {
+    if !block {
         flags |= libc::WNOHANG;
     }
-    let mut sleep_first = sleep_in_ppoll && !poll_first;
-    let mut timed_out = false;
+    if block && interruptible && super::signal::detach_requested().is_some() {
+        return Err(Errno::EINTR);
+    }
     loop {
-        if sleep_first {
-            sleep_first = false;
-            if interruptible && super::signal::detach_requested().is_some() {
-                return Err(Errno::EINTR);
-            }
-            super::signal::sleep(timeout);
-            timed_out = timeout.is_some();
-        }
         let mut status = 0;
         // SAFETY: `status` is a valid, writable c_int for the duration of the call.
         let r = unsafe { libc::waitpid(pid, &mut status, flags) };
         if r == -1 {
-            return Err(Errno::last());
+            match Errno::last() {
+                // A detach request or the timer (see `signal`): the event loop
+                // looks at why; an inner wait for one thread's step goes on.
+                Errno::EINTR if !interruptible => continue,
+                e => return Err(e),
+            }
         }
         if r == 0 {
-            if !sleep_in_ppoll {
-                return Ok(None);
-            }
-            if interruptible && super::signal::detach_requested().is_some() {
-                return Err(Errno::EINTR);
-            }
-            if timed_out {
-                // Woken by the timeout (or a stray SIGCHLD) with nothing to
-                // report: the caller decides what to do with the time.
-                return Ok(None);
-            }
-            super::signal::sleep(None);
-            continue;
+            return Ok(None);
         }
         if let Some(stop) = classify(Tid::from_raw(r), status) {
             return Ok(Some(stop));
@@ -216,12 +179,18 @@ fn wait_inner(
     }
 }
 
-/// A wait of at most `timeout` without the tracer's signal handling (a
-/// library user's tracer): SIGCHLD is blocked in this thread around a
-/// `waitpid` poll and a `sigtimedwait`, so a stop that comes after the poll
-/// leaves SIGCHLD pending and ends the sleep at once.
-fn timed_wait(pid: i32, flags: i32, timeout: std::time::Duration) -> Result<Option<Stop>, Errno> {
+/// A wait of at most `timeout`, for a tracer without the signal handling
+/// (a library user's, with no timer to end a blocking wait): SIGCHLD is
+/// blocked in this thread around a `waitpid` poll and a `sigtimedwait`, so
+/// a stop that comes after the poll leaves SIGCHLD pending and ends the
+/// sleep at once. `Ok(None)` when the time passes with no stop.
+pub fn wait_timeout(which: Which, timeout: std::time::Duration) -> Result<Option<Stop>, Errno> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let pid = match which {
+        Which::Any => -1,
+        Which::Tid(t) => t.as_raw(),
+    };
+    let flags = libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG;
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     let old = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;

@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 41] = [
+pub const PROGRAMS: [&str; 42] = [
     "count",
     "sigtrap",
     "signals",
@@ -215,6 +215,7 @@ pub const PROGRAMS: [&str; 41] = [
     "clones",
     "lazyifunc",
     "peeker",
+    "stacker",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -356,6 +357,10 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         args.push(source.display().to_string());
         if name == "dlopener" {
             args.push("-ldl".into());
+        }
+        // The point of stacker: stacks walked by CFI, not frame pointers.
+        if name == "stacker" {
+            args.push("-fomit-frame-pointer".into());
         }
     }
     // The stamp records how the output was made, so a change of flags here

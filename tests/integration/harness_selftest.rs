@@ -572,6 +572,36 @@ fn stripped_tools_agree_no_symtab_but_dynsym() {
 }
 
 #[test]
+fn stacker_prints_its_results_without_frame_pointers() {
+    check_all_variants("stacker", &[], "sum=9\nfp=12\nsorted=1,2\n", 0);
+    check_all_variants("stacker", &["4"], "sum=36\nfp=12\nsorted=1,2\n", 0);
+    for variant in Variant::ALL {
+        let path = fixture("stacker", variant);
+        let bytes = elf_bytes(&path);
+        for name in ["a", "b", "c", "cmp"] {
+            let code = code_at_symbol(&path, &bytes, name, 5);
+            let first = if code.starts_with(&ENDBR64) {
+                code[4]
+            } else {
+                code[0]
+            };
+            // 0x55 is `push %rbp`, the start of a frame-pointer prologue.
+            assert_ne!(
+                first, 0x55,
+                "stacker {name} ({variant}) sets up a frame pointer"
+            );
+        }
+        // through_fp is the one with a frame pointer and no CFI.
+        let code = code_at_symbol(&path, &bytes, "through_fp", 4);
+        assert_eq!(
+            code,
+            [0x55, 0x48, 0x89, 0xe5],
+            "stacker through_fp ({variant})"
+        );
+    }
+}
+
+#[test]
 fn o2_keeps_work_as_a_real_function() {
     let path = fixture("count", Variant::O2);
     let bytes = elf_bytes(&path);

@@ -293,19 +293,22 @@ fn glob_over_every_function_of_every_module() {
     }
 }
 
+/// Every function of libc armed at once: thousands of probes, the program
+/// runs as untraced. (How long arming takes is measured by the benchmark,
+/// not here: test machines are shared.)
 #[test]
-fn arming_all_of_libc_is_fast() {
-    let start = Instant::now();
-    let run = run_rtrace(
-        &["-c", "-s", "libc:*"],
+fn arming_all_of_libc() {
+    let (run, events) = trace_json(
+        "libc_everything",
+        &["-s", "libc:*"],
         std::path::Path::new("/bin/true"),
         &[],
     );
-    let took = start.elapsed();
     assert_eq!(run.code(), 0, "{}", run.stderr);
-    assert!(run.stderr.contains("probes armed"), "{}", run.stderr);
-    // Typically ~40 ms; the bound leaves room for a loaded test machine.
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let attach = of_kind(&events, "attach");
+    assert_eq!(attach.len(), 1, "{}", show(&events));
+    let armed = attach[0]["probes"].as_u64().unwrap();
+    assert!(armed > 2000, "{armed} sites armed");
 }
 
 /// Runs `rtrace ARGS` (no program to trace) to completion.

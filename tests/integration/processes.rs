@@ -663,6 +663,40 @@ fn pending_library_probe_arms_in_a_spawned_child() {
 const CYCLES: usize = 50;
 const ENTRIES_PER_CYCLE: usize = 40;
 
+/// Ctrl-C to rtrace in launch mode while four threads keep stepping out of
+/// line (work() begins with a `lea` at -O2): rtrace detaches, the program
+/// finishes on its own with its own output, and rtrace exits with its status.
+#[test]
+fn ctrl_c_in_launch_mode_while_steps_are_in_flight() {
+    let prog = fixture("threads", Variant::O2);
+    let untraced = run_untraced(&prog, &["4", "300000"]);
+    for _ in 0..5 {
+        let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+        cmd.args([
+            "--json",
+            "--entry-only",
+            "--step",
+            "xol",
+            "-s",
+            "work",
+            "--",
+        ])
+        .arg(&prog)
+        .args(["4", "300000"]);
+        let mut rtrace = Spawned::command(cmd);
+        for _ in 0..200 {
+            wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+                crate::events::str_field(e, "event") == "entry"
+            });
+        }
+        rtrace.signal(Signal::SIGINT);
+        wait_detach(&mut rtrace, "SIGINT in launch mode");
+        let run = rtrace.wait();
+        assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
+        assert_eq!(run.code(), 0, "the program's status: {}", run.stderr);
+    }
+}
+
 /// A child that outlives the traced program: without -f it is left
 /// unharmed, even when it runs in the program's memory (CLONE_VM), where the
 /// breakpoints were; with -f its calls are reported until it exits, and

@@ -8,6 +8,7 @@ pub mod insn;
 pub mod regs;
 #[cfg(test)]
 mod tests;
+pub mod unwind;
 
 /// The breakpoint instruction: `int3`.
 pub const BREAKPOINT: [u8; 1] = [0xcc];

@@ -95,12 +95,36 @@ struct Raw {
     /// One JSON object per line (JSON Lines) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write a timeline of the calls to FILE: Chrome trace-event JSON,
+    /// one track per thread, for ui.perfetto.dev or chrome://tracing.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
     /// Print a per-probe table of calls and times at the end.
     #[arg(short = 'c', long)]
     summary: bool,
+    /// With -c: a log2 histogram of each probe's call durations (in
+    /// nanoseconds), bpftrace style, under the table (in JSON, a `hist` in
+    /// each summary event).
+    #[arg(long)]
+    hist: bool,
     /// Show at most N bytes of each C string argument (then `...`).
     #[arg(long, value_name = "N", default_value_t = rtrace::output::DEFAULT_STRING_LIMIT)]
     string_limit: usize,
+    /// Show the user stack of the thread at each entry and instruction hit,
+    /// one indented line per frame under the call (JSON: a `stack` array).
+    #[arg(long)]
+    stack: bool,
+    /// The most frames a stack shows (--stack, --folded, --flamegraph).
+    #[arg(long, value_name = "N", default_value_t = rtrace::unwind::DEFAULT_DEPTH)]
+    stack_depth: usize,
+    /// At the end, write the stacks of every hit to FILE in the folded format
+    /// of flamegraph.pl and inferno (`main;a;b;c 3`: root first, the probed
+    /// function last, then the number of hits).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+    /// At the end, draw the stacks of every hit as an SVG flame graph in FILE.
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
     /// Colour text output.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     color: ColorWhen,
@@ -185,9 +209,22 @@ pub struct Cli {
     pub tui: bool,
     pub output: Option<PathBuf>,
     pub json: bool,
+    /// `--perfetto FILE`: where the timeline goes.
+    pub perfetto: Option<PathBuf>,
     pub summary: bool,
+    /// `--hist`: histograms in the summary.
+    pub hist: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
+    /// How long the work before tracing goes on before a terminal shows its
+    /// progress (`RTRACE_PROGRESS_DELAY_MS`, default one second).
+    pub progress_delay: std::time::Duration,
+    /// `--stack`: the depth of the stacks the printer shows.
+    pub stack_depth: Option<usize>,
+    /// `--stack-depth`, for `--folded` and `--flamegraph` too.
+    pub depth: usize,
+    pub folded: Option<PathBuf>,
+    pub flamegraph: Option<PathBuf>,
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -224,6 +261,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
         }
     };
     let script = scripts(&raw)?;
+    let progress_delay = match std::env::var("RTRACE_PROGRESS_DELAY_MS") {
+        Err(_) => rtrace::output::PROGRESS_DELAY,
+        Ok(ms) => match ms.parse() {
+            Ok(ms) => std::time::Duration::from_millis(ms),
+            Err(_) => {
+                return Err(usage(&format!(
+                    "RTRACE_PROGRESS_DELAY_MS={ms:?}: give a number of milliseconds"
+                )))
+            }
+        },
+    };
     let target = match (raw.pid, raw.command.is_empty()) {
         (Some(_), false) => return Err(usage("give either -p PID or a command, not both")),
         (None, true) => return Err(usage("give -p PID or a command to launch after --")),
@@ -240,6 +288,14 @@ pub fn parse() -> Result<Cli, ExitCode> {
         return Err(usage(
             "--list lists specs instead of tracing; give no --inject with it",
         ));
+    }
+    if !raw.list.is_empty() && (raw.stack || raw.folded.is_some() || raw.flamegraph.is_some()) {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --stack, --folded or --flamegraph with it",
+        ));
+    }
+    if raw.stack_depth == 0 {
+        return Err(usage("--stack-depth must be at least 1"));
     }
     let script_probes = script.as_ref().map_or(0, |s| s.probes().len());
     if raw.probes.is_empty() && raw.list.is_empty() && raw.inject.is_empty() && script_probes == 0 {
@@ -266,6 +322,16 @@ pub fn parse() -> Result<Cli, ExitCode> {
     if raw.tui && !raw.list.is_empty() {
         return Err(usage(
             "--list lists specs instead of tracing; give no --tui with it",
+        ));
+    }
+    if raw.hist && !raw.summary {
+        return Err(usage(
+            "--hist draws histograms in the summary; give -c with it",
+        ));
+    }
+    if !raw.list.is_empty() && raw.perfetto.is_some() {
+        return Err(usage(
+            "--list lists specs instead of tracing; give no --perfetto with it",
         ));
     }
     if !raw.list.is_empty() && script.is_some() {
@@ -303,8 +369,15 @@ pub fn parse() -> Result<Cli, ExitCode> {
         tui: raw.tui,
         output: raw.output,
         json: raw.json,
+        perfetto: raw.perfetto,
         summary: raw.summary,
+        hist: raw.hist,
         color: raw.color,
         string_limit: raw.string_limit,
+        progress_delay,
+        stack_depth: raw.stack.then_some(raw.stack_depth),
+        depth: raw.stack_depth,
+        folded: raw.folded,
+        flamegraph: raw.flamegraph,
     })
 }

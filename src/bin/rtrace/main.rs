@@ -8,9 +8,9 @@ use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 
-use rtrace::output::{Format, Printer, PrinterOptions, Tui};
+use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, StackCounter, Timeline, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
-use rtrace::{Fast, Handler, Hit, Options, Outcome, Return, Tracer};
+use rtrace::{Both, Fast, Handler, Hit, Options, Outcome, ProbeId, ProbeSpec, Return, Tracer};
 
 use args::{Cli, ColorWhen, Target};
 
@@ -39,12 +39,44 @@ fn report(e: &rtrace::Error) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// The printer is shared: each probe gets a `Forward` to it, and it is also the
-/// listener (lifecycle events, idle flushes, the summary at the end). Only the
-/// listener registration sees `on_finish`, so the summary is printed once.
-struct Forward(Rc<RefCell<Printer>>);
+/// The printer (and the timeline) is shared: each probe gets a `Forward` to
+/// it, and it is also the listener (lifecycle events, idle flushes, the
+/// summary at the end). Only the listener registration sees `on_finish`, so
+/// the summary is printed, and the timeline closed, once.
+struct Forward<H>(Rc<RefCell<H>>);
 
-impl Handler for Forward {
+/// A probe's handler, and the stack counter of `--folded`/`--flamegraph`
+/// after it, on the same hit: the stack the printer walked for `--stack` is
+/// the one counted, walked once. The counter is a listener too, for its
+/// `on_finish`.
+struct Counted<H> {
+    inner: H,
+    counter: Option<Rc<RefCell<StackCounter>>>,
+}
+
+impl<H: Handler> Handler for Counted<H> {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.inner.on_entry(hit)?;
+        match &self.counter {
+            Some(c) => c.borrow_mut().on_entry(hit),
+            None => Ok(()),
+        }
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.inner.on_post(hit)
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
+        self.inner.on_return(ret)
+    }
+    fn fast(&mut self, site: &rtrace::Site, module: Option<&rtrace::symbols::Module>) -> Fast {
+        match &self.counter {
+            Some(c) => c.borrow_mut().fast(site, module),
+            None => self.inner.fast(site, module),
+        }
+    }
+}
+
+impl<H: Handler> Handler for Forward<H> {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
         self.0.borrow_mut().on_entry(hit)
     }
@@ -64,6 +96,8 @@ impl Handler for Forward {
 struct Injecting {
     injector: rtrace::inject::Injector,
     printer: Rc<RefCell<Printer>>,
+    /// Told too: its handler runs right after this one, on the same return.
+    timeline: Option<Rc<RefCell<Timeline>>>,
 }
 
 impl Handler for Injecting {
@@ -79,6 +113,9 @@ impl Handler for Injecting {
         let mut printer = self.printer.borrow_mut();
         if let Some(injected) = self.injector.take_injected(ret) {
             printer.mark_injected(injected.errno);
+            if let Some(t) = &self.timeline {
+                t.borrow_mut().mark_injected(injected.errno);
+            }
         }
         printer.on_return(ret)
     }
@@ -146,10 +183,32 @@ fn list(cli: &Cli) -> rtrace::Result<u8> {
     Ok(0)
 }
 
+/// Adds a probe with its handler, and with the timeline beside it (each with
+/// its own data slot) when there is one.
+fn add_probe(
+    tracer: &mut Tracer,
+    spec: ProbeSpec,
+    handler: impl Handler + 'static,
+    timeline: Option<&Rc<RefCell<Timeline>>>,
+    counter: Option<&Rc<RefCell<StackCounter>>>,
+) -> rtrace::Result<ProbeId> {
+    let handler = Counted {
+        inner: handler,
+        counter: counter.cloned(),
+    };
+    match timeline {
+        Some(t) => tracer.add_probe(spec, Both(handler, Forward(t.clone()))),
+        None => tracer.add_probe(spec, handler),
+    }
+}
+
 fn run(cli: Cli) -> rtrace::Result<u8> {
     if !cli.list.is_empty() {
         return list(&cli);
     }
+    // The work before tracing (reading the program, resolving and arming
+    // probes) is timed from here.
+    let start = std::time::Instant::now();
     rtrace::sys::signal::install_detach_handlers();
     // The live view draws on stderr: events go to -o FILE, or nowhere.
     let tui = match cli.tui {
@@ -176,12 +235,42 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             format: if cli.json { Format::Json } else { Format::Text },
             color,
             summary: cli.summary,
+            hist: cli.hist,
             string_limit: cli.string_limit,
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
             flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
+            stack_depth: cli.stack_depth,
         },
     )));
+    // Created before anything runs, so a path that cannot be written is
+    // said at once; dropped on every way out, which closes the file.
+    let timeline = match &cli.perfetto {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
+            Some(Rc::new(RefCell::new(Timeline::new(
+                Box::new(f),
+                cli.string_limit,
+            ))))
+        }
+        None => None,
+    };
+    // The files of --folded and --flamegraph are made now, so a path that
+    // cannot be written is an error before anything is traced.
+    let create = |path: &std::path::PathBuf| -> rtrace::Result<Box<dyn std::io::Write>> {
+        let f = std::fs::File::create(path)
+            .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
+        Ok(Box::new(std::io::BufWriter::new(f)))
+    };
+    let counter = match (&cli.folded, &cli.flamegraph) {
+        (None, None) => None,
+        (folded, svg) => Some(Rc::new(RefCell::new(StackCounter::new(
+            cli.depth,
+            folded.as_ref().map(create).transpose()?,
+            svg.as_ref().map(create).transpose()?,
+        )))),
+    };
     let opts = Options {
         entry_only: cli.entry_only,
         follow_forks: cli.follow_forks,
@@ -199,15 +288,26 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     if cli.pin {
         tracer.pin_to_one_cpu()?;
     }
+    // Only a person at a terminal wants to see the work go on; a log or a
+    // pipe would keep the escape sequences.
+    if std::io::stderr().is_terminal() {
+        let mut line = ProgressLine::new(std::io::stderr(), start, cli.progress_delay);
+        tracer.on_progress(move |p| line.update(p, std::time::Instant::now()));
+    }
     for rule in cli.inject.iter() {
         let spec = rule.spec.clone();
         let injector = rtrace::inject::Injector::new(rule.clone());
-        tracer.add_probe(
+        let injecting = Injecting {
+            injector,
+            printer: printer.clone(),
+            timeline: timeline.clone(),
+        };
+        add_probe(
+            &mut tracer,
             spec,
-            Injecting {
-                injector,
-                printer: printer.clone(),
-            },
+            injecting,
+            timeline.as_ref(),
+            counter.as_ref(),
         )?;
     }
     // A function injected into is traced by its --inject already.
@@ -215,7 +315,14 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         if cli.inject.iter().any(|r| &r.spec == spec) {
             continue;
         }
-        tracer.add_probe(spec.clone(), Forward(printer.clone()))?;
+        let forward = Forward(printer.clone());
+        add_probe(
+            &mut tracer,
+            spec.clone(),
+            forward,
+            timeline.as_ref(),
+            counter.as_ref(),
+        )?;
     }
     if let Some(tui) = &tui {
         // Its own probe beside each one given: the same breakpoints.
@@ -232,6 +339,12 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         }
     }
     tracer.add_listener(printer.clone());
+    if let Some(t) = &timeline {
+        tracer.add_listener(t.clone());
+    }
+    if let Some(c) = &counter {
+        tracer.add_listener(c.clone());
+    }
     if let Some(script) = cli.script {
         let probes = script.probes();
         let script = Rc::new(RefCell::new(script));
@@ -242,7 +355,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
                 || cli.inject.iter().any(|r| r.spec_text == spec);
             let handler =
                 ScriptProbe::new(script.clone(), &spec, printer.clone(), !printed_elsewhere);
-            tracer.add_probe(parsed, handler)?;
+            // A spec traced by -s too is counted there: once per hit.
+            let counter = counter.as_ref().filter(|_| !printed_elsewhere);
+            add_probe(&mut tracer, parsed, handler, timeline.as_ref(), counter)?;
         }
         tracer.add_listener(ScriptListener::new(script, printer));
     }
@@ -262,11 +377,16 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
 
 fn wait_child(pid: rtrace::Pid) -> u8 {
     use nix::sys::wait::{waitpid, WaitStatus};
+    let requests = rtrace::sys::signal::requests();
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return code as u8,
             Ok(WaitStatus::Signaled(_, sig, _)) => return 128u8.wrapping_add(sig as u8),
             Ok(_) => continue,
+            // The timer the detach request armed, say: wait on.
+            Err(nix::errno::Errno::EINTR) if rtrace::sys::signal::requests() == requests => {
+                continue
+            }
             // Interrupted by a second signal to rtrace: stop waiting.
             Err(nix::errno::Errno::EINTR) => {
                 let sig = rtrace::sys::signal::detach_requested().unwrap_or(libc::SIGINT);
