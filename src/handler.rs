@@ -598,6 +598,9 @@ pub struct Capture {
     /// Bytes of the stack from `sp + 8` (above a function's return address:
     /// its stack arguments), served to `read_bytes` and `read_u64`.
     pub stack: usize,
+    /// At a fast return: the most bytes of the C string the return value
+    /// (rax) points to, served to `read_cstr` on the [`Return`] (0: none).
+    pub ret_string: usize,
 }
 
 impl Capture {
@@ -625,6 +628,7 @@ impl Capture {
             self.string(reg, max);
         }
         self.stack = self.stack.max(other.stack);
+        self.ret_string = self.ret_string.max(other.ret_string);
     }
 }
 

@@ -149,11 +149,19 @@ impl Tracer {
                 }
             }
         }
+        // Fast probes: every thread out of the detours and the return stub,
+        // every record read, every slot holding the stub given its return
+        // address back (which may be the trampoline: before the
+        // trampoline's slots are), before the jumps go with the breakpoints.
+        let fast = match self.quiesce_fast(key, &tids) {
+            Err(e) if e.is_tracee_gone() => Ok(()),
+            r => r,
+        };
         let Some(space) = self.spaces.get_mut(&key) else {
-            return stepped;
+            return stepped.and(fast);
         };
         let tramp = space.trampoline();
-        let mut first = stepped;
+        let mut first = stepped.and(fast);
         let mut keep = |r: Result<()>| {
             if let Err(e) = r {
                 if !e.is_tracee_gone() && first.is_ok() {
@@ -201,10 +209,6 @@ impl Tracer {
                 task.returns.take_all();
             }
         }
-        // Fast probes: every thread out of the detours, every record read,
-        // before the jumps go with the breakpoints.
-        let fast = self.quiesce_fast(key, &tids);
-        keep(fast);
         let Some(space) = self.spaces.get_mut(&key) else {
             return first;
         };

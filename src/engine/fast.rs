@@ -44,14 +44,17 @@ use std::time::{Duration, Instant};
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{
-    self, ring, CaptureField, CaptureKind, Detour, DetourSpec, Patch, RingLayout, ThreadPointer,
+    self, ring, table, CaptureField, CaptureKind, Detour, DetourSpec, Patch, ReturnSpec,
+    RingLayout, Stub, StubSpec, ThreadPointer,
 };
+use crate::arch::Regs;
 use crate::arch::SCRATCH_SYSCALL_OFFSET;
 use crate::error::{Error, Result};
 use crate::handler::{
-    Capture, Captured, CapturedStr, Event, Fast, Hit, Memory, ProbeId, ProbeKind,
+    Capture, Captured, CapturedStr, Event, Fast, Hit, Memory, ProbeId, ProbeKind, Return,
 };
 use crate::handler::{Site, SkipReason};
+use crate::probe::{ReturnInstance, Watch};
 use crate::symbols::maps::Mapping;
 use crate::sys::ptrace;
 use crate::sys::shm::{self, SharedMap};
@@ -60,6 +63,8 @@ use super::hit::StepEnd;
 use super::space::Placement;
 use super::task::TaskState;
 use super::{guarded, Tracer};
+use crate::arch::StepMode;
+use crate::probe::Owner;
 
 /// The size of one detour area.
 pub(crate) const AREA_SIZE: u64 = 256 << 10;
@@ -94,6 +99,8 @@ const SUSPENDED: &str = "a process sharing the memory runs on the same thread po
                          (clone with CLONE_VM and no TLS of its own)";
 /// Lowest address an area may take (`vm.mmap_min_addr`'s usual value).
 const MIN_ADDR: u64 = 0x10000;
+/// rflags' trap flag.
+const TRAP_FLAG: u64 = 0x100;
 const PAGE: u64 = 4096;
 
 /// The ring of one address space, as rtrace reads it.
@@ -129,6 +136,8 @@ pub(crate) struct FastSite {
     pub captures: Vec<CaptureField>,
     /// The probes it records for.
     pub probes: Vec<Rc<Site>>,
+    /// The most bytes of the returned C string its return records hold.
+    pub ret_string: u32,
     /// Its lost counter as last seen.
     pub lost: u64,
     /// Still patched.
@@ -140,6 +149,26 @@ impl FastSite {
         (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
     }
 }
+
+/// The return stub of an address space and the table it reads.
+#[derive(Clone, Debug)]
+pub(crate) struct ReturnStub {
+    pub stub: Stub,
+    /// The table (a private mapping of [`table::SIZE`] bytes).
+    pub table: RuntimeAddr,
+    /// Its lost counter as last seen.
+    pub lost: u64,
+}
+
+impl ReturnStub {
+    fn contains_ip(&self, ip: u64) -> bool {
+        (self.stub.entry..self.stub.entry + self.stub.code.len() as u64).contains(&ip)
+    }
+}
+
+/// The stub's lost-record counter: the last one of the ring (no site has
+/// its index).
+const STUB_LOST_INDEX: u32 = (ring::MAX_SITES - 1) as u32;
 
 /// Fast probes in one address space.
 #[derive(Debug, Default)]
@@ -165,6 +194,10 @@ pub(crate) struct FastState {
     pub unknown: HashSet<u64>,
     /// Sites may be waiting to be patched.
     pub dirty: bool,
+    /// The return stub, once a fast site watches returns (or why it could
+    /// not be made).
+    pub stub: Option<ReturnStub>,
+    pub stub_failed: Option<String>,
     /// Tasks that share this memory and a thread pointer with another
     /// (CLONE_VM without TLS of their own): while any lives, nothing here is
     /// fast.
@@ -181,6 +214,11 @@ impl FastState {
             .collect()
     }
 
+    /// True when `ip` is in fast code: a detour or the return stub.
+    pub fn in_fast_code(&self, ip: u64) -> bool {
+        self.detour_at(ip).is_some() || self.stub.as_ref().is_some_and(|s| s.contains_ip(ip))
+    }
+
     /// The fast site (live or not) whose detour holds `ip`.
     pub fn detour_at(&self, ip: u64) -> Option<&FastSite> {
         self.sites.iter().find(|s| s.contains_ip(ip))
@@ -188,6 +226,14 @@ impl FastState {
 
     /// The fix-up of a capture load at `ip`.
     pub fn fixup(&self, ip: u64) -> Option<u64> {
+        if let Some(stub) = self.stub.as_ref().filter(|s| s.contains_ip(ip)) {
+            return stub
+                .stub
+                .faults
+                .iter()
+                .find(|(load, _)| *load == ip)
+                .map(|(_, fix)| *fix);
+        }
         let site = self.detour_at(ip)?;
         site.detour
             .faults
@@ -209,6 +255,9 @@ impl FastState {
         if let Some(l) = layout {
             v.push((RuntimeAddr(l.base), l.size()));
         }
+        if let Some(stub) = &self.stub {
+            v.push((stub.table, table::SIZE));
+        }
         v
     }
 
@@ -226,6 +275,10 @@ impl FastState {
             lent: HashMap::new(),
             unknown: HashSet::new(),
             dirty: false,
+            // The child's table is a copy of its parent's (a private
+            // mapping), matching its copy of the stack.
+            stub: self.stub.clone(),
+            stub_failed: self.stub_failed.clone(),
             suspended_by: HashSet::new(),
         }
     }
@@ -298,6 +351,10 @@ struct Planned {
     patch: Patch,
     kinds: Vec<CaptureKind>,
     probes: Vec<Rc<Site>>,
+    /// The detour swaps the return address for the stub.
+    returns: bool,
+    /// The most bytes of the returned C string its return record copies.
+    ret_string: u32,
 }
 
 /// The address for an area of `size` bytes nearest `near` among the gaps of
@@ -441,13 +498,18 @@ impl Tracer {
         }
         let module = space.modules.module_at(addr);
         let mut capture = Capture::default();
+        let mut returns = false;
         for s in &site.probes {
             if s.kind == (ProbeKind::Function { returns: true }) {
-                return Err(
-                    "returns are watched by int3 probes (--entry-only makes the \
-                            entry fast)"
-                        .into(),
-                );
+                if space.unknown_unwinder {
+                    return Err("the program's unwinder could not be found: returns are \
+                                watched at their return sites, by int3"
+                        .into());
+                }
+                if let Some(why) = &space.fast.stub_failed {
+                    return Err(format!("no return stub: {why}"));
+                }
+                returns = true;
             }
             let Some(probe) = probes.get_mut(s.id.0).and_then(Option::as_mut) else {
                 continue;
@@ -513,6 +575,12 @@ impl Tracer {
                 len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
             });
         }
+        if returns && ring::CAPTURES + 8 + capture.ret_string as u64 > MAX_RECORD {
+            return Err(format!(
+                "the string its return value points to does not fit a fast record \
+                 ({MAX_RECORD} bytes)"
+            ));
+        }
         if detour::layout_captures(&kinds).1 > MAX_RECORD {
             return Err(format!(
                 "what its handlers capture does not fit a fast record ({MAX_RECORD} bytes)"
@@ -523,6 +591,11 @@ impl Tracer {
             patch,
             kinds,
             probes: site.probes.clone(),
+            returns,
+            ret_string: match returns {
+                true => u32::try_from(capture.ret_string).unwrap_or(u32::MAX),
+                false => 0,
+            },
         })
     }
 
@@ -548,7 +621,7 @@ impl Tracer {
 
     /// With every thread of space `key` stopped: makes the ring if needed,
     /// and patches `plans`.
-    fn patch_planned(&mut self, key: Pid, plans: Vec<Planned>, quiet: &[Tid]) -> Result<()> {
+    fn patch_planned(&mut self, key: Pid, mut plans: Vec<Planned>, quiet: &[Tid]) -> Result<()> {
         let Some(tid) = self.injector(key, quiet) else {
             // Try again later.
             self.space_mut(key)?.fast.dirty = true;
@@ -580,7 +653,10 @@ impl Tracer {
         if self.spaces[&key].fast.ring.is_none() {
             let slot = plans
                 .iter()
-                .map(|p| detour::layout_captures(&p.kinds).1)
+                .map(|p| {
+                    let ret = (ring::CAPTURES + 8 + u64::from(p.ret_string)).div_ceil(64) * 64;
+                    detour::layout_captures(&p.kinds).1.max(ret)
+                })
                 .max()
                 .unwrap_or(ring::CAPTURES)
                 .max(ring::CAPTURES);
@@ -598,6 +674,28 @@ impl Tracer {
         } else {
             ThreadPointer::FsSelf
         };
+        let stub_wanted = plans.iter().any(|p| p.returns);
+        if stub_wanted && self.spaces[&key].fast.stub.is_none() {
+            if let Some(near) = plans.first().map(|p| p.addr) {
+                if let Err(why) = self.make_stub(key, tid, near, tp) {
+                    let space = self.space_mut(key)?;
+                    space.fast.stub_failed = Some(why.clone());
+                    let mut kept = Vec::new();
+                    for p in plans {
+                        match p.returns {
+                            true => {
+                                space
+                                    .fast
+                                    .refused
+                                    .insert(p.addr, format!("no return stub: {why}"));
+                            }
+                            false => kept.push(p),
+                        }
+                    }
+                    plans = kept;
+                }
+            }
+        }
         for plan in plans {
             let addr = plan.addr;
             let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;
@@ -627,6 +725,7 @@ impl Tracer {
             .map(|r| r.layout)
             .ok_or("no ring")?;
         let (captures, record) = detour::layout_captures(&plan.kinds);
+        let record = record.max(ring::CAPTURES + 8 + u64::from(plan.ret_string));
         if record > layout.slot_size {
             return Err(format!(
                 "its captures do not fit the ring's records ({} bytes)",
@@ -645,7 +744,18 @@ impl Tracer {
             index,
             captures: &captures,
             tp,
+            returns: match plan.returns {
+                true => space.fast.stub.as_ref().map(|s| ReturnSpec {
+                    stub: s.stub.entry,
+                    table: s.table.get(),
+                    ret_string: plan.ret_string,
+                }),
+                false => None,
+            },
         };
+        if plan.returns && spec.returns.is_none() {
+            return Err("no return stub".into());
+        }
         let code = detour::assemble_detour(&plan.patch, &spec)?;
         if code.code.len() as u64 > DETOUR_ROOM {
             return Err("its detour is too long".into());
@@ -671,10 +781,78 @@ impl Tracer {
             detour: code,
             captures,
             probes: plan.probes,
+            ret_string: plan.ret_string,
             lost: 0,
             live: true,
         });
         Ok(())
+    }
+
+    /// Makes the return stub of space `key` (by `tid`, stopped): the table,
+    /// a private anonymous mapping, and the stub's code in a detour area
+    /// (near `near`, as good as anywhere: the stub is reached by `ret`).
+    fn make_stub(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        near: RuntimeAddr,
+        tp: ThreadPointer,
+    ) -> std::result::Result<(), String> {
+        let layout = self.spaces[&key]
+            .fast
+            .ring
+            .as_ref()
+            .map(|r| r.layout)
+            .ok_or("no ring")?;
+        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
+        let table = self
+            .inject_syscall(
+                tid,
+                scratch.offset(SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_mmap,
+                &[
+                    0,
+                    table::SIZE,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .map_err(|e| format!("the table of return addresses cannot be mapped ({e})"))?
+            as u64;
+        let made = (|| {
+            let area = self.area_near(key, tid, near)?;
+            let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+            let at = space.fast.areas[area]
+                .base
+                .offset(space.fast.areas[area].used as i64);
+            let stub = detour::assemble_stub(&StubSpec {
+                at: at.get(),
+                ring: layout,
+                table,
+                tp,
+                lost_index: STUB_LOST_INDEX,
+            })?;
+            if stub.code.len() as u64 > DETOUR_ROOM {
+                return Err("the return stub is too long".to_string());
+            }
+            space
+                .mem
+                .write(at, &stub.code)
+                .map_err(|e| format!("the return stub cannot be written ({e})"))?;
+            space.fast.areas[area].used += (stub.code.len() as u64).div_ceil(16) * 16;
+            space.fast.stub = Some(ReturnStub {
+                stub,
+                table: RuntimeAddr(table),
+                lost: 0,
+            });
+            Ok(())
+        })();
+        if made.is_err() {
+            let _ = self.munmap_in(tid, key, RuntimeAddr(table), table::SIZE);
+        }
+        made
     }
 
     /// An area of space `key` with room for a detour within reach of `addr`,
@@ -899,6 +1077,13 @@ impl Tracer {
             let Some(space) = self.spaces.get(&key) else {
                 return Ok(true);
             };
+            if let Some(stub) = space.fast.stub.as_ref().filter(|s| s.contains_ip(ip)) {
+                let stub = stub.stub.clone();
+                match self.stub_step(tid, &stub, regs)? {
+                    Some(out) => return Ok(out),
+                    None => continue,
+                }
+            }
             let Some(site) = space.fast.detour_at(ip) else {
                 return Ok(true);
             };
@@ -937,6 +1122,110 @@ impl Tracer {
             }
         }
         Ok(false)
+    }
+
+    /// One move of stopped thread `tid` (with `regs`) through the return
+    /// stub: `lea` and `pushfq` emulated (a stepped `pushfq` would push the
+    /// trap flag), the restore finished by rtrace, the final `ret`
+    /// emulated, the rest stepped. Some(true) once it is out, Some(false)
+    /// when it cannot be brought out, None to go on.
+    fn stub_step(&mut self, tid: Tid, stub: &Stub, mut regs: Regs) -> Result<Option<bool>> {
+        let key = self.tasks[&tid].space;
+        let ip = regs.ip();
+        if ip == stub.entry {
+            regs.set_sp(regs.sp().wrapping_sub(detour::RED_ZONE + 8));
+            regs.set_ip(stub.pushf);
+        } else if ip == stub.pushf {
+            let sp = regs.sp().wrapping_sub(8);
+            self.spaces[&key]
+                .mem
+                .write_u64(RuntimeAddr(sp), regs.raw().eflags & !TRAP_FLAG)?;
+            regs.set_sp(sp);
+            regs.set_ip(stub.pushf + 1);
+        } else if ip == stub.ret {
+            let to = self.spaces[&key].mem.read_u64(RuntimeAddr(regs.sp()))?;
+            regs.set_sp(regs.sp() + 8);
+            regs.set_ip(to);
+            ptrace::setregs(tid, &regs)?;
+            return Ok(Some(true));
+        } else if ip == stub.orphan {
+            regs.set_ip(stub.orphan + 1);
+            ptrace::setregs(tid, &regs)?;
+            return Ok(Some(self.orphan_return(tid, regs)?));
+        } else if detour::finish_stub_restore(stub, &mut regs, &self.spaces[&key].mem)? {
+            // At the `ret` (or the orphan's trap) now.
+        } else {
+            return match self.single_step(tid)? {
+                StepEnd::Done => Ok(None),
+                StepEnd::Gone => Ok(Some(false)),
+                StepEnd::Faulted(signal) => {
+                    self.hold_signal(tid, signal)?;
+                    Ok(Some(false))
+                }
+            };
+        }
+        ptrace::setregs(tid, &regs)?;
+        Ok(None)
+    }
+
+    /// `tid` trapped at the return stub's orphan `int3` (`regs` just past
+    /// it, rsp at the slot): the table had no entry for its slot. When a
+    /// call rtrace knows of returns through that slot, the thread goes on
+    /// at its return address, the return counted missed. True when the
+    /// trap was that one and the thread could go on.
+    pub(super) fn orphan_return(&mut self, tid: Tid, mut regs: Regs) -> Result<bool> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        let is_orphan = self.spaces.get(&key).is_some_and(|s| {
+            s.fast
+                .stub
+                .as_ref()
+                .is_some_and(|st| regs.ip() == st.stub.orphan + 1)
+        });
+        if !is_orphan {
+            return Ok(false);
+        }
+        self.drain(key, Drain::Quick)?;
+        let slot = RuntimeAddr(regs.sp());
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return Ok(false);
+        };
+        let (pid, space) = (task.pid, self.spaces.get_mut(&key).expect("checked above"));
+        let maps = &mut space.maps;
+        let space_pid = space.pid;
+        let orig = task
+            .fast_calls
+            .in_slot(slot)
+            .map(|i| i.orig_ret)
+            .or_else(|| task.fast_calls.recover(slot));
+        let (_, returning) = task.fast_calls.pop_returning(slot.offset(8), &mut |a, b| {
+            maps.same_mapping(space_pid, a, b)
+        });
+        let Some(orig) = orig else {
+            self.emit(Event::Warning {
+                probe: String::new(),
+                message: format!(
+                    "thread {tid} returned through the fast return stub from stack slot {slot} \
+                     with no return address known for it"
+                ),
+            })?;
+            return Ok(false);
+        };
+        for inst in returning {
+            for (site, _) in inst.probes {
+                self.emit(Event::Missed {
+                    pid,
+                    tid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                })?;
+            }
+        }
+        regs.set_ip(orig.get());
+        regs.set_sp(slot.get() + 8);
+        ptrace::setregs(tid, &regs)?;
+        Ok(true)
     }
 
     /// `tid` is in a signal-delivery stop for `signal`: when it is a capture
@@ -980,7 +1269,7 @@ impl Tracer {
         let Ok(regs) = ptrace::getregs(tid) else {
             return Ok(false);
         };
-        if self.spaces[&key].fast.detour_at(regs.ip()).is_none() {
+        if !self.spaces[&key].fast.in_fast_code(regs.ip()) {
             return Ok(false);
         }
         self.hold_signal(tid, signal)?;
@@ -1166,6 +1455,9 @@ impl Tracer {
         {
             return Ok(());
         }
+        if mode != Drain::Final && self.spaces[&key].fast.ring.as_ref().is_some_and(ring_idle) {
+            return Ok(());
+        }
         if mode == Drain::Safe && self.unknown_thread_pointers(key) {
             self.refresh_threads(key)?;
             if let Some(space) = self.spaces.get_mut(&key) {
@@ -1216,7 +1508,8 @@ impl Tracer {
     }
 
     /// Runs the entry handlers for `records` (each `slot` bytes) of space
-    /// `key`. The first handler error is kept in `failed`.
+    /// `key`, and the return handlers of the calls they return from. The
+    /// first handler error is kept in `failed`.
     fn deliver(
         &mut self,
         key: Pid,
@@ -1225,26 +1518,26 @@ impl Tracer {
         clock: TscClock,
         failed: &mut Option<Error>,
     ) {
+        let mut events = Vec::new();
         let Tracer {
             probes,
             spaces,
             tasks,
             ..
         } = self;
-        let Some(space) = spaces.get(&key) else {
+        let Some(space) = spaces.get_mut(&key) else {
             return;
         };
+        let space_pid = space.pid;
         for rec in records.chunks(slot) {
             let word = |off: u64| {
                 let at = off as usize;
                 u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
             };
             let index = word(ring::INDEX) as u32;
-            let Some(fs) = space.fast.sites.get(index as usize) else {
-                continue;
-            };
+            let kind = word(ring::KIND) as u32;
             let tp = word(ring::TP);
-            let (tid, silent) = space.fast.thread(tp).unwrap_or((space.pid, false));
+            let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
             if silent {
                 continue;
             }
@@ -1252,12 +1545,65 @@ impl Tracer {
             // the tasks already (its records are read as it dies).
             let own = match space.fast.lent.contains_key(&tp) {
                 true => tid,
-                false => space.pid,
+                false => space_pid,
             };
             let pid = tasks.get(&tid).map_or(own, |t| t.pid);
             let time = clock.time(word(ring::TSC));
+            let maps = &mut space.maps;
+            let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
+            if kind == detour::KIND_RETURN {
+                let Some(task) = tasks.get_mut(&tid) else {
+                    continue;
+                };
+                let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
+                let sp = RuntimeAddr(regs.sp());
+                let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
+                let mut dirty = false;
+                let string = space
+                    .fast
+                    .sites
+                    .get(index as usize)
+                    .map_or(0, |f| f.ret_string);
+                let field = CaptureField {
+                    kind: CaptureKind::CStr {
+                        reg: crate::arch::Gpr(0),
+                        max: string,
+                    },
+                    offset: ring::CAPTURES as u32,
+                };
+                let fields = if string > 0 { &[field][..] } else { &[][..] };
+                let captured = captured(rec, fields, &regs);
+                for inst in returning {
+                    for (site, data) in inst.probes {
+                        let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                            continue;
+                        };
+                        let mut ret = Return {
+                            pid,
+                            tid,
+                            site: &site,
+                            regs: &mut regs,
+                            regs_dirty: &mut dirty,
+                            mem: Memory::Captured(&captured),
+                            modules: &space.modules,
+                            time,
+                            entered: inst.entered,
+                            data,
+                        };
+                        if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(fs) = space.fast.sites.get(index as usize) else {
+                continue;
+            };
             let mut regs = detour::record_regs(rec, fs.addr.get());
             let captured = captured(rec, &fs.captures, &regs);
+            let watch = word(ring::RET_WATCH) as u32;
+            let mut kept = Vec::new();
             for site in &fs.probes {
                 let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
                     continue;
@@ -1280,6 +1626,54 @@ impl Tracer {
                 if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
                     failed.get_or_insert(e);
                 }
+                if site.kind == (ProbeKind::Function { returns: true }) {
+                    kept.push((site.clone(), data));
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            let Some(task) = tasks.get_mut(&tid) else {
+                continue;
+            };
+            let slot = RuntimeAddr(regs.sp());
+            // Calls below this one's slot, or in it, cannot return any more
+            // (left by longjmp or an exception): dropped, unreported.
+            let chained = watch == detour::WATCH_CHAINED;
+            task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
+            if !chained {
+                task.fast_calls.drop_overwritten(slot);
+            }
+            let orig = match watch {
+                detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
+                detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
+                _ => None,
+            };
+            let Some(orig) = orig else {
+                // The table was full (or the call it chains to was lost):
+                // this return is not watched.
+                for (site, _) in &kept {
+                    events.push(Event::Missed {
+                        pid,
+                        tid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                    });
+                }
+                continue;
+            };
+            task.fast_calls.push(ReturnInstance {
+                slot,
+                orig_ret: orig,
+                entered: time,
+                probes: kept,
+                chained,
+                watch: Watch::Trampoline,
+            });
+        }
+        for event in events {
+            if let Err(e) = self.emit(event) {
+                failed.get_or_insert(e);
             }
         }
     }
@@ -1309,6 +1703,22 @@ impl Tracer {
                         });
                     }
                     fs.lost = lost;
+                }
+            }
+            if let Some(stub) = space.fast.stub.as_mut() {
+                let lost = ring
+                    .map
+                    .load_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX));
+                if lost > stub.lost {
+                    events.push(Event::Warning {
+                        probe: String::new(),
+                        message: format!(
+                            "{} fast returns lost: the ring was full when they were made \
+                             (those calls show no return)",
+                            lost - stub.lost
+                        ),
+                    });
+                    stub.lost = lost;
                 }
             }
         }
@@ -1349,7 +1759,163 @@ impl Tracer {
             }
         }
         let r = self.drain(key, Drain::Final);
-        first.and(r)
+        // Every slot that holds the stub gets its return address back: the
+        // stub goes with the areas.
+        let restored = self.restore_fast_returns(key, tids);
+        first.and(r).and(restored)
+    }
+
+    /// Gives back, in space `key` whose threads `tids` are stopped, the
+    /// return addresses the detours swapped for the stub, as the table has
+    /// them; the calls in flight are forgotten (no return is reported).
+    fn restore_fast_returns(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
+        for tid in tids {
+            if let Some(t) = self.tasks.get_mut(tid) {
+                t.fast_calls.take_all();
+            }
+        }
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some(stub) = space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)) else {
+            return Ok(());
+        };
+        let threads: Vec<(u64, RuntimeAddr)> = tids
+            .iter()
+            .filter_map(|t| ptrace::getregs(*t).ok())
+            .map(|r| (r.raw().fs_base, RuntimeAddr(r.sp())))
+            .collect();
+        let pid = space.pid;
+        let maps = &mut space.maps;
+        restore_stub_slots(&space.mem, stub.0, stub.1, &threads, &mut |a, b| {
+            maps.same_mapping(pid, a, b)
+        })?;
+        Ok(())
+    }
+
+    /// Reads the ring of space `key` until it is empty (as far as records
+    /// published by now go), budget after budget.
+    pub(super) fn drain_through(&mut self, key: Pid) -> Result<()> {
+        let Some(capacity) = self
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.ring.as_ref())
+            .map(|r| r.layout.capacity)
+        else {
+            return Ok(());
+        };
+        for _ in 0..=capacity / DRAIN_BUDGET {
+            self.more_records = false;
+            self.drain(key, Drain::Quick)?;
+            if !self.more_records {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `tid` (stopped) is entering an unwinder (an exception, a
+    /// `backtrace`): its calls in flight whose slot holds the stub get
+    /// their real return address back and are watched at their return
+    /// sites from now on, as the trampoline's are
+    /// (`watch_at_return_sites`); the unwinder sees only real frames.
+    /// Calls below `sp` (which the unwinder's own call overwrote) are gone.
+    pub(super) fn fast_calls_to_return_sites(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(());
+        };
+        let Some((stub, table)) = self
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.stub.as_ref())
+            .map(|s| (s.stub.entry, s.table))
+        else {
+            return Ok(());
+        };
+        self.drain_through(key)?;
+        let task = self.tasks.get_mut(&tid).expect("a known task");
+        let space = self.spaces.get_mut(&key).expect("checked above");
+        let pid = space.pid;
+        let maps = &mut space.maps;
+        let dead = task
+            .fast_calls
+            .drop_abandoned(sp, true, &mut |a, b| maps.same_mapping(pid, a, b));
+        let calls = task.fast_calls.take_all();
+        if calls.is_empty() && dead.is_empty() {
+            return Ok(());
+        }
+        let entries = space
+            .mem
+            .read_vec(table, table::SIZE as usize)
+            .unwrap_or_default();
+        let free = |slot: RuntimeAddr| -> Result<()> {
+            if let Some(e) = table::find(&entries, slot.get()) {
+                space
+                    .mem
+                    .write_u64(table.offset((e * table::ENTRY + table::KEY) as i64), 0)?;
+            }
+            Ok(())
+        };
+        for inst in &dead {
+            free(inst.slot)?;
+        }
+        let tramp = space.trampoline().map(RuntimeAddr::get);
+        let mut converted = Vec::new();
+        let mut missed = Vec::new();
+        for inst in calls {
+            free(inst.slot)?;
+            if Some(inst.orig_ret.get()) == tramp {
+                // A fast call made over an int3 probe's call in the same slot
+                // (a tail call): the slot gets the trampoline back, and the
+                // int3 call reports its return; this one's is not watched.
+                space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
+                missed.extend(inst.probes.iter().map(|(s, _)| s.clone()));
+                continue;
+            }
+            match space.mem.read_u64(inst.slot)? {
+                v if v == stub => space.mem.write_u64(inst.slot, inst.orig_ret.get())?,
+                v if Some(v) == tramp => {
+                    // An int3 probe's tail call over this one: its call took
+                    // the stub for the return address; it is this call's,
+                    // and it returns with this one.
+                    for i in task.returns.iter_mut() {
+                        if i.slot == inst.slot && i.orig_ret.get() == stub {
+                            i.orig_ret = inst.orig_ret;
+                            i.chained = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            converted.push(inst);
+        }
+        let pid = task.pid;
+        for a in converted.iter().map(|i| i.orig_ret).collect::<Vec<_>>() {
+            self.clear_jumps_at(key, a)?;
+        }
+        let space = self.spaces.get_mut(&key).expect("checked above");
+        let task = self.tasks.get_mut(&tid).expect("a known task");
+        for inst in &mut converted {
+            inst.watch = Watch::ReturnSite;
+            space.arm(inst.orig_ret, Owner::ReturnSite, StepMode::Auto)?;
+        }
+        // One return stack, outermost (highest slot) first; in a slot both
+        // have, the fast call is the outer one (see above).
+        let mut all = converted;
+        all.extend(task.returns.take_all());
+        all.sort_by_key(|i| std::cmp::Reverse(i.slot));
+        for inst in all {
+            task.returns.push(inst);
+        }
+        for site in missed {
+            self.emit(Event::Missed {
+                pid,
+                tid,
+                probe: site.probe.clone(),
+                symbol: site.symbol.clone(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Unmaps the ring and the detour areas of space `key` by `tid`
@@ -1473,6 +2039,16 @@ impl Tracer {
 }
 
 /// Thread pointers of the records published in `ring` and not read yet.
+/// True when `ring` has nothing new: no record published at the next
+/// position, no record lost since the last look (two loads).
+fn ring_idle(ring: &Ring) -> bool {
+    let l = ring.layout;
+    let pos = ring.consumed;
+    let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+    ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1
+        && ring.map.load_u64(ring::LOST_TOTAL) == ring.lost_seen
+}
+
 fn published_tps(ring: Option<&Ring>) -> Vec<u64> {
     let Some(ring) = ring else {
         return Vec::new();
@@ -1522,6 +2098,38 @@ fn take_records(ring: &mut Ring, skip_unpublished: bool, budget: u64) -> Vec<u8>
         taken += 1;
     }
     out
+}
+
+/// Puts back the return addresses the detours swapped for the stub `stub`,
+/// as the table at `table` (in `mem`) lists them, on the stacks of the
+/// threads `threads` (thread pointer, stack pointer; all stopped): a slot
+/// whose entry is a thread's, at or above its stack pointer (or on another
+/// stack of it), and that still holds the stub. Returns how many.
+pub(crate) fn restore_stub_slots(
+    mem: &crate::sys::mem::ProcMem,
+    stub: u64,
+    table: RuntimeAddr,
+    threads: &[(u64, RuntimeAddr)],
+    same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
+) -> Result<usize> {
+    let entries = mem.read_vec(table, table::SIZE as usize)?;
+    let mut restored = 0;
+    for e in 0..table::ENTRIES {
+        let field = |off| table::word(&entries, e, off).unwrap_or(0);
+        let slot = RuntimeAddr(field(table::KEY));
+        if slot.get() == 0 {
+            continue;
+        }
+        let tp = field(table::TP);
+        let live = threads
+            .iter()
+            .any(|&(t, sp)| t == tp && (slot >= sp || !same_stack(slot, sp)));
+        if live && mem.read_u64(slot).ok() == Some(stub) {
+            mem.write_u64(slot, field(table::ORIG))?;
+            restored += 1;
+        }
+    }
+    Ok(restored)
 }
 
 /// What record `rec` captured, as `Hit` reads it.

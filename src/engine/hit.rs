@@ -104,6 +104,9 @@ impl Tracer {
             Err(e) => return Err(e),
         };
         let key = self.tasks[&tid].space;
+        // Fast records made before this trap are handled before it, so that
+        // a thread's fast and int3 events keep their order.
+        self.drain(key, super::fast::Drain::Quick)?;
         let site = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
         // Just past the trampoline, or past a live breakpoint whose displaced
         // instruction is longer than one byte, no instruction boundary exists
@@ -138,6 +141,10 @@ impl Tracer {
             // instruction as if the breakpoint had never been there.
             regs.set_ip(site.get());
             ptrace::setregs(tid, &regs)?;
+            return self.resume(tid, 0);
+        }
+        // The fast return stub's, for a slot it has no entry for.
+        if self.orphan_return(tid, regs)? {
             return self.resume(tid, 0);
         }
         // The program's own int3.
@@ -179,6 +186,7 @@ impl Tracer {
             // addresses. The call it is making overwrites the slot at `sp`:
             // whatever was in flight there or below was unwound.
             self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), true)?;
+            self.fast_calls_to_return_sites(tid, RuntimeAddr(regs.sp()))?;
             self.watch_at_return_sites(tid)?;
         } else if self.tasks[&tid]
             .returns
@@ -1004,7 +1012,7 @@ impl Tracer {
         nr: i64,
         args: &[u64],
     ) -> Result<i64> {
-        let saved = ptrace::getregs(tid)?;
+        let mut saved = ptrace::getregs(tid)?;
         let mut regs = saved;
         regs.setup_syscall(at.get(), nr, args);
         ptrace::setregs(tid, &regs)?;
@@ -1031,7 +1039,15 @@ impl Tracer {
             };
             match &result {
                 // The pending return also overwrote rax: set the call up again.
-                Ok(r) if r.ip() == at.get() => ptrace::setregs(tid, &regs)?,
+                // That value is the interrupted call's result, which the
+                // thread must find when it goes on (a `clone3` stopped at its
+                // clone event returns the child's id there: given back the
+                // -ENOSYS of the stop, glibc would call `clone` again and
+                // make a second thread on the same stack).
+                Ok(r) if r.ip() == at.get() => {
+                    saved.set_retval(r.retval());
+                    ptrace::setregs(tid, &regs)?
+                }
                 _ => break,
             }
         }

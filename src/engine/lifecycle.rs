@@ -596,6 +596,11 @@ impl Tracer {
     /// A traced task created `child` (a thread or a process). Registers it; its
     /// first stop may already have arrived (it is then among the orphans).
     pub(super) fn on_new_child(&mut self, parent: Tid, child: Tid, kind: ForkKind) -> Result<()> {
+        // The parent's fast records up to the fork, so that its calls in
+        // flight are known (a followed child inherits them).
+        if let Some(space) = self.tasks.get(&parent).map(|t| t.space) {
+            self.drain_through(space)?;
+        }
         let p = &self.tasks[&parent];
         let (ppid, pspace, psilent) = (p.pid, p.space, p.silent);
         let is_thread = kind == ForkKind::Clone && tgid_of(child) == Some(ppid);
@@ -621,6 +626,7 @@ impl Tracer {
                     // slots hold the trampoline, so it gets the same return stack.
                     let copies = self.tasks[&parent].returns.clone_without_data();
                     task.returns = copies;
+                    task.fast_calls = self.tasks[&parent].fast_calls.clone_without_data();
                 }
                 self.emit(Event::Fork {
                     pid: ppid,
@@ -634,6 +640,7 @@ impl Tracer {
             } else {
                 let space = &self.spaces[&pspace];
                 task.scrub = Some(Scrub {
+                    fast_returns: space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)),
                     unmap: space.fast.mappings(),
                     sites: space.site_bytes(),
                     returns: self.tasks[&parent].returns.restorations(),
@@ -736,6 +743,17 @@ impl Tracer {
                     }
                 }
             }
+            if let Some((stub, table)) = scrub.fast_returns {
+                // Its copy of the table says which slots of its copy of the
+                // stack hold the stub.
+                let regs = ptrace::getregs(tid)?;
+                let threads = [(regs.raw().fs_base, RuntimeAddr(regs.sp()))];
+                let pid = crate::addr::Pid::from_raw(tid.as_raw());
+                let mut maps = super::space::MapCache::default();
+                super::fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
+                    maps.same_mapping(pid, a, b)
+                })?;
+            }
             if let Some(scratch) = scrub.scratch {
                 // Fast probes' ring (shared with the parent: it must not
                 // write there) and detour areas.
@@ -783,6 +801,7 @@ impl Tracer {
         self.end_suspension(old_space, tid);
         let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         task.returns.take_all();
+        task.fast_calls.take_all();
         // An exec stepped out of line: the new image starts afresh.
         task.step = None;
         task.pending_hit = None;
@@ -883,6 +902,11 @@ impl Tracer {
     /// again; its death is reported later (a leader's only once the whole group
     /// is gone). Let it go on dying.
     pub(super) fn on_exiting(&mut self, tid: Tid) -> Result<()> {
+        // Its fast records, while its memory is still there to tell its
+        // stacks apart.
+        if let Some(space) = self.tasks.get(&tid).map(|t| t.space) {
+            self.drain_through(space)?;
+        }
         let Some(task) = self.tasks.get_mut(&tid) else {
             return Ok(());
         };
@@ -900,6 +924,11 @@ impl Tracer {
     fn on_death(&mut self, stop: Stop) -> Result<()> {
         let tid = stop.tid();
         self.orphans.remove(&tid);
+        // Its fast records first, while it is still known: the returns they
+        // report are its calls'.
+        if let Some(space) = self.tasks.get(&tid).map(|t| t.space) {
+            self.drain_through(space)?;
+        }
         let Some(task) = self.tasks.remove(&tid) else {
             return Ok(());
         };

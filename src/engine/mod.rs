@@ -355,6 +355,10 @@ impl Tracer {
                         added = true;
                     }
                     Err(Errno::ESRCH) => {} // exited meanwhile
+                    // Made by a thread seized already, and so traced by us
+                    // already (its creator's clone event brings it in), or
+                    // exiting: nothing to seize.
+                    Err(Errno::EPERM) if traced_by_us_or_exiting(pid, tid) => {}
                     Err(Errno::EPERM) if t.tasks.is_empty() => {
                         return Err(attach_refused(pid));
                     }
@@ -989,6 +993,19 @@ fn list_threads(pid: Pid) -> Result<Vec<Tid>> {
 }
 
 /// Why PTRACE_SEIZE said EPERM: someone else traces it, or we may not.
+/// True when thread `tid` of process `pid` is traced by this process, or
+/// is exiting (a zombie, or gone).
+fn traced_by_us_or_exiting(pid: Pid, tid: Tid) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")) else {
+        return true;
+    };
+    let exiting = status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .is_some_and(|s| matches!(s.trim_start().chars().next(), Some('Z' | 'X')));
+    exiting || task::status_field(&status, "TracerPid:") == Some(std::process::id() as i32)
+}
+
 fn attach_refused(pid: Pid) -> Error {
     let tracer = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()

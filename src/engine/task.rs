@@ -39,6 +39,9 @@ pub(crate) struct Scrub {
     pub step: Option<XolStep>,
     /// Fast probes' mappings it inherited: (address, length).
     pub unmap: Vec<(RuntimeAddr, u64)>,
+    /// The fast return stub's address and the table (the child's copy says
+    /// which slots of its stack hold the stub).
+    pub fast_returns: Option<(u64, RuntimeAddr)>,
 }
 
 /// A thread stepping a displaced instruction in an out-of-line slot (the
@@ -134,6 +137,10 @@ pub(crate) struct Task {
     pub state: TaskState,
     /// Calls in flight whose return address was rewritten.
     pub returns: ReturnStack,
+    /// Calls in flight whose return address a fast probe's detour swapped
+    /// for the return stub, as the records read so far tell (their slots
+    /// hold the stub).
+    pub fast_calls: ReturnStack,
     /// Signals that arrived while the thread could not take them (stepping
     /// out of line or in place, or while rtrace detaches), oldest first, with
     /// their `siginfo_t`. They are delivered, one per signal-delivery stop,
@@ -178,6 +185,7 @@ impl Task {
             space,
             state,
             returns: ReturnStack::default(),
+            fast_calls: ReturnStack::default(),
             held: Vec::new(),
             nudge: None,
             in_delivery_stop: false,

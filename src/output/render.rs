@@ -378,6 +378,9 @@ impl Renderer {
                         capture.string_arg(i, max);
                     }
                 }
+                if p.ret == Ret::Str {
+                    capture.ret_string = max;
+                }
             }
             Known::Dwarf(sig) => {
                 for (p, loc) in sig.params.iter().zip(sig.locations()) {
@@ -402,6 +405,9 @@ impl Renderer {
                         }
                         _ => {}
                     }
+                }
+                if matches!(sig.ret, Type::Pointer { string: true }) {
+                    capture.ret_string = max;
                 }
                 if capture.stack > MAX_STACK_CAPTURE {
                     return Fast::No(format!(

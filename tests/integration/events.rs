@@ -48,13 +48,96 @@ pub fn read_events(path: &Path) -> Vec<Value> {
 /// prog_args` to completion; returns the run (the tracee's own stdout and
 /// stderr, rtrace's stderr) and the events.
 pub fn trace_json(test: &str, args: &[&str], prog: &Path, prog_args: &[&str]) -> (Run, Vec<Value>) {
+    let fast = FAST.with(|f| f.get());
+    let test = match fast {
+        true => format!("{test}_fast"),
+        false => test.to_string(),
+    };
     let out = temp_path(&format!("{test}.jsonl"));
     let out_str = out.to_str().expect("UTF-8 temp path");
     let mut all = vec!["--json", "-o", out_str];
+    if fast {
+        all.push("--fast");
+    }
     all.extend_from_slice(args);
     let run = run_rtrace(&all, prog, prog_args);
     let events = read_events(&out);
+    if fast {
+        assert_all_fast(&events);
+    }
     (run, events)
+}
+
+thread_local! {
+    static FAST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `test` with `--fast` added to every [`trace_json`] and
+/// [`crate::fixtures::Spawned::rtrace_attach`] of this thread, each of which
+/// then also checks that every probe was patched (see [`assert_all_fast`]):
+/// the same test, the same expectations, through jump-patched detours.
+pub fn with_fast(test: fn()) {
+    FAST.with(|f| f.set(true));
+    FAST_PROBES.with(|n| n.set(0));
+    let r = std::panic::catch_unwind(test);
+    FAST.with(|f| f.set(false));
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+    // Attach tests read their events from rtrace's output as it goes.
+    let seen = FAST_PROBES.with(|n| n.get());
+    assert!(
+        seen > 0 || ATTACHED.with(|a| a.get()),
+        "no probe was patched"
+    );
+}
+
+thread_local! {
+    static FAST_PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static ATTACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes that an attached rtrace ran with `--fast` (its probe modes are
+/// checked by the test itself).
+pub fn note_attached() {
+    ATTACHED.with(|a| a.set(true));
+}
+
+/// True inside [`with_fast`].
+pub fn fast_mode() -> bool {
+    FAST.with(|f| f.get())
+}
+
+/// Every `probe` event of a `--fast` run says `fast`, or `int3` only
+/// because the site's own instructions cannot be replaced by a jump (a
+/// `call` among the first five bytes at -O2, a function shorter than a
+/// jump): never because of its handler or its return.
+pub fn assert_all_fast(events: &[Value]) {
+    let modes = of_kind(events, "probe");
+    assert!(
+        !modes.is_empty(),
+        "no probe mode reported: {}",
+        show(events)
+    );
+    for m in modes {
+        if str_field(m, "mode") == "fast" {
+            FAST_PROBES.with(|n| n.set(n.get() + 1));
+            continue;
+        }
+        for reason in m["reasons"].as_array().into_iter().flatten() {
+            let reason = reason.as_str().unwrap_or("");
+            let about_the_code = [
+                "is a call",
+                "bytes a jump needs",
+                "jumps into the bytes",
+                "jumps indirectly",
+                "takes an address inside",
+            ]
+            .iter()
+            .any(|r| reason.contains(r));
+            assert!(about_the_code, "{m}\n{}", show(events));
+        }
+    }
 }
 
 /// The value of `key` as a string, or "" when absent or not a string.

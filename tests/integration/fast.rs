@@ -134,38 +134,58 @@ fn fast_hits_render_as_int3_hits() {
         ("peeker", &["3"][..], &["peek"][..]),
     ] {
         let prog = fixture(name, Variant::Pie);
-        let mut int3 = vec!["--entry-only"];
-        for s in specs {
-            int3.extend(["-s", s]);
-        }
-        let mut fast = int3.clone();
-        fast.push("--fast");
-        let slow_text = trace_text(&int3, &prog, prog_args);
-        let fast_text = trace_text(&fast, &prog, prog_args);
-        assert_eq!(fast_text, slow_text, "{name}");
-        assert!(!fast_text.contains("SIGSEGV"), "{fast_text}");
-        let run = run_rtrace(&fast, &prog, prog_args);
-        for s in specs {
-            assert!(
-                run.stderr.contains(&format!("rtrace: probe {s}: fast")),
-                "{name} {s}\n{}",
-                run.stderr
-            );
+        // Entries alone, then calls with their typed return values.
+        for entry_only in [true, false] {
+            let mut int3 = Vec::new();
+            if entry_only {
+                int3.push("--entry-only");
+            }
+            for s in specs {
+                int3.extend(["-s", s]);
+            }
+            let mut fast = int3.clone();
+            fast.push("--fast");
+            let slow_text = trace_text(&int3, &prog, prog_args);
+            let fast_text = trace_text(&fast, &prog, prog_args);
+            assert_eq!(fast_text, slow_text, "{name}");
+            assert!(!fast_text.contains("SIGSEGV"), "{fast_text}");
+            if !entry_only {
+                assert!(fast_text.contains(") = "), "{fast_text}");
+            }
+            let run = run_rtrace(&fast, &prog, prog_args);
+            for s in specs {
+                assert!(
+                    run.stderr.contains(&format!("rtrace: probe {s}: fast")),
+                    "{name} {s}\n{}",
+                    run.stderr
+                );
+            }
         }
     }
 }
 
-/// 16 threads × 1000 calls, at -O0 and -O2: every call recorded once, by
-/// the thread that made it.
+/// 16 threads × 1000 calls, at -O0 and -O2, entries alone and with their
+/// returns: every call recorded once, by the thread that made it, and
+/// every return with the value it returned (the sum of a thread's is
+/// 1000²).
 #[test]
 fn sixteen_threads_are_counted_exactly() {
-    for variant in [Variant::Pie, Variant::O2] {
+    for (variant, entry_only) in [
+        (Variant::Pie, true),
+        (Variant::O2, true),
+        (Variant::Pie, false),
+        (Variant::O2, false),
+    ] {
         let prog = fixture("threads", variant);
         let args = ["16", "1000"];
         let untraced = run_untraced(&prog, &args);
+        let mut rtrace_args = vec!["--fast", "-s", "work"];
+        if entry_only {
+            rtrace_args.push("--entry-only");
+        }
         let (run, events) = trace_json(
-            &format!("fast_threads_{variant}"),
-            &["--fast", "--entry-only", "-s", "work"],
+            &format!("fast_threads_{variant}_{entry_only}"),
+            &rtrace_args,
             &prog,
             &args,
         );
@@ -185,6 +205,18 @@ fn sixteen_threads_are_counted_exactly() {
             "the main thread calls no work()"
         );
         assert!(of_kind(&events, "warning").is_empty(), "{}", show(&events));
+        if !entry_only {
+            let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+            for e in of_symbol(&events, "return", "work") {
+                *sums.entry(e["tid"].as_i64().unwrap()).or_default() +=
+                    e["retval"].as_i64().unwrap();
+            }
+            assert_eq!(sums.len(), 16, "{variant}: {sums:?}");
+            assert!(
+                sums.values().all(|&s| s == 1_000_000),
+                "{variant}: {sums:?}"
+            );
+        }
     }
 }
 
@@ -196,12 +228,33 @@ fn fork_children_have_their_own_ring_or_none() {
     let prog = fixture("forker", Variant::Pie);
     let untraced = run_untraced(&prog, &[]);
     assert_eq!(untraced.stdout, "child=7\n");
-    for follow in [false, true] {
-        let mut args = vec!["--fast", "--entry-only", "-s", "work"];
+    for (follow, entry_only) in [(false, true), (true, true), (false, false), (true, false)] {
+        let mut args = vec!["--fast", "-s", "work"];
         if follow {
             args.push("-f");
         }
-        let (run, events) = trace_json(&format!("fast_forker_{follow}"), &args, &prog, &[]);
+        if entry_only {
+            args.push("--entry-only");
+        }
+        let (run, events) = trace_json(
+            &format!("fast_forker_{follow}_{entry_only}"),
+            &args,
+            &prog,
+            &[],
+        );
+        assert_eq!(modes(&events)["work"], "fast");
+        if !entry_only {
+            // Each call returns once, in the process that made it.
+            let calls = |kind| {
+                let mut v: Vec<i64> = of_symbol(&events, kind, "work")
+                    .iter()
+                    .map(|e| e["pid"].as_i64().unwrap())
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(calls("entry"), calls("return"), "{}", show(&events));
+        }
         assert_same_as_untraced(&run, &untraced, &format!("forker -f={follow}"));
         let entries = of_symbol(&events, "entry", "work");
         let pid = events[0]["pid"].as_i64().unwrap();
@@ -235,14 +288,19 @@ fn spawned_children_are_seen_as_with_int3() {
     let prog = fixture("spawner", Variant::Pie);
     let count = fixture("count", Variant::Pie);
     let count = count.to_str().unwrap();
-    // (whose: the root process or another, the argument), sorted.
-    let calls = |events: &[Value]| {
+    // (whose: the root process or another, the argument or the value
+    // returned), sorted.
+    let calls = |events: &[Value], kind: &str| {
         let root = events[0]["pid"].as_i64().unwrap();
-        let mut v: Vec<(bool, String)> = of_symbol(events, "entry", "work")
+        let mut v: Vec<(bool, String)> = of_symbol(events, kind, "work")
             .iter()
             .map(|e| {
                 assert_eq!(e["pid"], e["tid"], "{e}");
-                (e["pid"] == root, e["args"][0].as_str().unwrap().to_string())
+                let value = match kind {
+                    "entry" => e["args"][0].as_str().unwrap().to_string(),
+                    _ => e["retval"].to_string(),
+                };
+                (e["pid"] == root, value)
             })
             .collect();
         v.sort();
@@ -260,34 +318,38 @@ fn spawned_children_are_seen_as_with_int3() {
     ] {
         let args = [mode, count, "3", "5"];
         let untraced = run_untraced(&prog, &args);
-        for follow in [false, true] {
-            let mut int3 = vec!["--entry-only", "-s", "work"];
+        for (follow, entry_only) in [(false, true), (true, true), (false, false), (true, false)] {
+            let mut int3 = vec!["-s", "work"];
+            if entry_only {
+                int3.push("--entry-only");
+            }
             if follow {
                 int3.push("-f");
             }
             let mut fast = int3.clone();
             fast.push("--fast");
-            let what = format!("spawner {mode} -f={follow}");
+            let what = format!("spawner {mode} -f={follow} --entry-only={entry_only}");
             let (_, slow) = trace_json(
-                &format!("fast_spawner_{mode}_{follow}_int3"),
+                &format!("fast_spawner_{mode}_{follow}_{entry_only}_int3"),
                 &int3,
                 &prog,
                 &args,
             );
             let (run, events) = trace_json(
-                &format!("fast_spawner_{mode}_{follow}"),
+                &format!("fast_spawner_{mode}_{follow}_{entry_only}"),
                 &fast,
                 &prog,
                 &args,
             );
             assert_same_as_untraced(&run, &untraced, &what);
-            assert_eq!(
-                calls(&events),
-                calls(&slow),
-                "{what}
-{}",
-                show(&events)
-            );
+            for kind in ["entry", "return"] {
+                assert_eq!(
+                    calls(&events, kind),
+                    calls(&slow, kind),
+                    "{what} {kind}\n{}",
+                    show(&events)
+                );
+            }
         }
     }
 }
@@ -300,21 +362,33 @@ fn exec_gives_the_new_image_its_own_fast_probes() {
     let count = fixture("count", Variant::Pie);
     let args = [count.to_str().unwrap(), "5"];
     let untraced = run_untraced(&prog, &args);
-    let (run, events) = trace_json(
-        "fast_execer",
-        &["--fast", "--entry-only", "-s", "work"],
-        &prog,
-        &args,
-    );
-    assert_same_as_untraced(&run, &untraced, "execer");
-    let exec_at = events
-        .iter()
-        .position(|e| str_field(e, "event") == "exec")
-        .expect("an exec event");
-    let before = of_symbol(&events[..exec_at], "entry", "work");
-    let after = of_symbol(&events[exec_at..], "entry", "work");
-    assert_eq!(before.len(), 1, "{}", show(&events));
-    assert_eq!(after.len(), 5, "{}", show(&events));
+    for entry_only in [true, false] {
+        let mut rtrace_args = vec!["--fast", "-s", "work"];
+        if entry_only {
+            rtrace_args.push("--entry-only");
+        }
+        let (run, events) = trace_json(
+            &format!("fast_execer_{entry_only}"),
+            &rtrace_args,
+            &prog,
+            &args,
+        );
+        assert_same_as_untraced(&run, &untraced, "execer");
+        let exec_at = events
+            .iter()
+            .position(|e| str_field(e, "event") == "exec")
+            .expect("an exec event");
+        for kind in ["entry", "return"] {
+            let before = of_symbol(&events[..exec_at], kind, "work");
+            let after = of_symbol(&events[exec_at..], kind, "work");
+            let (b, a) = match (kind, entry_only) {
+                ("return", true) => (0, 0),
+                _ => (1, 5),
+            };
+            assert_eq!(before.len(), b, "{kind}\n{}", show(&events));
+            assert_eq!(after.len(), a, "{kind}\n{}", show(&events));
+        }
+    }
 }
 
 /// longjmp out of probed calls, and C++ exceptions thrown through them:
@@ -357,14 +431,6 @@ fn longjmp_and_exceptions_through_fast_probes() {
 #[test]
 fn what_falls_back_to_int3_says_why() {
     let prog = fixture("count", Variant::NoPie);
-    let run = run_rtrace(&["--fast", "-s", "work", "-s", "twice"], &prog, &["3"]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("rtrace: probe work: int3 (returns are watched by int3 probes"),
-        "{}",
-        run.stderr
-    );
     let run = run_rtrace(
         &[
             "--fast",
@@ -559,7 +625,8 @@ fn detach_while_detours_are_hot() {
 }
 
 /// Four threads calling work() back to back (each call spends much of its
-/// time in the detour, where a detach is likely to find a thread): attach
+/// time in the detour or the return stub, where a detach is likely to find
+/// a thread): attach
 /// with fast probes and detach, again and again while the program runs.
 /// Each time the code is its files' again, and at the end every one of the
 /// 4 × 10⁹ calls computed what it does untraced (the total), with no trap
@@ -574,8 +641,14 @@ fn detach_from_threads_inside_their_detours() {
     let before = our_mappings(pid);
     let mut rounds = 0;
     while rounds < 10 && matches!(process_state(pid), Some('R' | 'S')) {
-        let mut rtrace =
-            Spawned::rtrace_attach(&["--fast", "--entry-only", "-c", "-s", "work"], pid);
+        // Every other round with returns: threads are then found in the
+        // return stub too, and slots holding it get their return address
+        // back.
+        let args: &[&str] = match rounds % 2 {
+            0 => &["--fast", "--entry-only", "-c", "-s", "work"],
+            _ => &["--fast", "-c", "-s", "work"],
+        };
+        let mut rtrace = Spawned::rtrace_attach(args, pid);
         let line = rtrace
             .wait_stderr_line(|l| l.starts_with("rtrace: probe work:") || l.contains("no process"));
         if line.contains("no process") {
@@ -641,4 +714,52 @@ fn signals_reach_threads_out_of_their_detours() {
         .filter(|e| str_field(e, "signal") == "SIGRTMIN")
         .count();
     assert_eq!(signals, 2000);
+}
+
+/// Attach and detach again and again while a program creates threads as
+/// fast as it can: rtrace's system calls in the tracee (the scratch page,
+/// the ring, the detour areas) are made by a thread that may be stopped at
+/// its `clone3` event, inside the call. That thread must go on with the
+/// call's own result (the new thread's id): given anything else, glibc
+/// would make the thread a second time, on the same stack. The program's
+/// output is its untraced output, with int3 probes and fast ones.
+#[test]
+fn attach_while_threads_are_being_created() {
+    let prog = fixture("churn", Variant::Pie);
+    let untraced = run_untraced(&prog, &["100"]);
+    assert_eq!(untraced.stdout, "rounds=100 total=20000\n");
+    for fast in [false, true] {
+        let mut cmd = Command::new(&prog);
+        cmd.arg("40000");
+        let program = Spawned::command(cmd);
+        let pid = program.pid();
+        let mut rounds = 0;
+        while rounds < 12 && matches!(process_state(pid), Some('R' | 'S')) {
+            let mut rtrace_args = vec!["-c", "-s", "work"];
+            if fast {
+                rtrace_args.push("--fast");
+            }
+            let mut rtrace = Spawned::rtrace_attach(&rtrace_args, pid);
+            let line = rtrace.wait_stderr_line(|l| {
+                l.starts_with("rtrace: attached") || l.contains("no process")
+            });
+            if line.contains("no process") {
+                break;
+            }
+            rtrace.signal(Signal::SIGINT);
+            let run = rtrace.wait();
+            if !run.stderr.contains("rtrace: detached from pid") {
+                break;
+            }
+            assert_eq!(run.code(), 0, "round {rounds}: {}", run.stderr);
+            rounds += 1;
+        }
+        assert!(rounds >= 5, "only {rounds} rounds before the program ended");
+        let run = program.wait();
+        assert_eq!(
+            run.stdout, "rounds=40000 total=8000000\n",
+            "fast={fast}: {run:?}"
+        );
+        assert_eq!(run.code(), 0);
+    }
 }

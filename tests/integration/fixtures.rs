@@ -173,7 +173,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 42] = [
+pub const PROGRAMS: [&str; 43] = [
     "count",
     "sigtrap",
     "signals",
@@ -190,6 +190,7 @@ pub const PROGRAMS: [&str; 42] = [
     "faulter",
     "sigstorm",
     "waves",
+    "churn",
     "exiter",
     "blocker",
     "thrower",
@@ -754,6 +755,10 @@ impl Spawned {
     /// Wait for `rtrace: attached …` with [`Spawned::wait_stderr_line`].
     pub fn rtrace_attach(rtrace_args: &[&str], pid: i32) -> Spawned {
         let mut cmd = Command::new(rtrace_bin());
+        if crate::events::fast_mode() {
+            crate::events::note_attached();
+            cmd.arg("--fast");
+        }
         cmd.args(rtrace_args).arg("-p").arg(pid.to_string());
         Spawned::command(cmd)
     }

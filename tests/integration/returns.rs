@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 
-use crate::events::{assert_same_as_untraced, of_symbol, retvals, show, str_field, trace_json};
+use crate::events::{
+    assert_same_as_untraced, of_kind, of_symbol, retvals, show, str_field, trace_json,
+};
 use crate::fixtures::{fixture, run_untraced, Variant};
 
 /// The return events, in order, as (symbol, retval).
@@ -149,6 +151,20 @@ fn exceptions_in_a_stripped_program_with_its_own_unwinder() {
     );
     assert_eq!(retvals(&events, "inner(int)"), vec![2, 4, 8, 10, 2]);
     assert_eq!(retvals(&events, "outer2(int)"), vec![1, 1, 2]);
+
+    // With --fast, no detour may swap a return address where no unwinder
+    // can be hooked: those probes stay int3, and say why.
+    let mut fast = vec!["--fast"];
+    fast.extend(&args);
+    let (run, events) = trace_json("thrower_static_unwinder_fast", &fast, &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "thrower with its own unwinder, --fast");
+    assert_eq!(retvals(&events, "middle(int)"), vec![3, 5, 9, 11]);
+    for e in of_kind(&events, "probe") {
+        assert_eq!(str_field(e, "mode"), "int3", "{e}");
+        assert!(e["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("unwinder could not be found")));
+    }
 }
 
 /// With fewer functions probed, no probed frame catches: the calls the
@@ -493,5 +509,38 @@ fn go_code_keeps_its_return_addresses() {
             "probe check: Go code: entries only (a goroutine's stack moves and it changes \
           threads, so its returns cannot be watched)"
         ]
+    );
+}
+
+/// The same cases with `--fast`: the detours swap the return addresses for
+/// the fast return stub, and every probe must be patched (no int3 probe
+/// stands in for one).
+mod fast {
+    use crate::events::with_fast;
+
+    macro_rules! through_detours {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    with_fast(super::$name);
+                }
+            )*
+        };
+    }
+
+    through_detours!(
+        recursion_ten_thousand_deep,
+        longjmp_out_of_probed_calls_drops_them,
+        exceptions_through_return_probes,
+        exceptions_through_probes_that_do_not_catch,
+        exceptions_caught_by_the_caller_in_a_loop,
+        calls_in_flight_on_two_stacks,
+        a_live_call_in_the_slot_of_an_abandoned_one,
+        detach_with_a_live_call_in_the_slot_of_an_abandoned_one,
+        tail_call_reports_both_returns,
+        backtrace_inside_probed_functions_sees_real_frames,
+        detach_with_calls_in_flight_on_four_threads,
+        fork_while_a_call_is_in_flight,
     );
 }

@@ -84,12 +84,91 @@ pub mod ring {
     pub const GPRS: u64 = 32;
     /// rflags.
     pub const FLAGS: u64 = 160;
+    /// The return address at the probed function's entry (`[rsp]`); in a
+    /// return record, the original the stub went back to.
+    pub const RET_ADDR: u64 = 168;
+    /// How the return of an entry is watched (u32, `WATCH_*`).
+    pub const RET_WATCH: u64 = 176;
     /// Where captures begin.
     pub const CAPTURES: u64 = 192;
 }
 
 /// A record of a hit (the probed instruction reached).
 pub const KIND_ENTRY: u32 = 0;
+/// A record of a return through the stub: rax and rdx as returned, rsp
+/// just past the slot, `RET_ADDR` the original return address.
+pub const KIND_RETURN: u32 = 1;
+
+/// An entry whose return is not watched (the site does not ask for it).
+pub const WATCH_NONE: u32 = 0;
+/// The return address was swapped for the stub; the original is in the
+/// table under the slot.
+pub const WATCH_STUB: u32 = 1;
+/// The slot held the stub already (a tail call from a watched call): this
+/// call returns with the one below it.
+pub const WATCH_CHAINED: u32 = 2;
+/// The table had no free entry near the slot's: the return is not watched.
+pub const WATCH_FULL: u32 = 3;
+
+/// The table of swapped return addresses: a private anonymous mapping of
+/// the tracee (so a forked child gets a copy matching its copy of the
+/// stack), open-addressed by stack slot. Each entry is written only by the
+/// thread whose stack holds its slot; a free one (key 0) is claimed with
+/// `lock cmpxchg`.
+///
+/// ```text
+/// 0   key: the stack slot (0: free)
+/// 8   the original return address
+/// 16  the thread pointer of the thread that made the call
+/// 24  the site index (u32)
+/// 28  the most bytes of the C string the return value points to, for the
+///     return record (u32, 0: none)
+/// ```
+pub mod table {
+    /// Bytes per entry.
+    pub const ENTRY: u64 = 32;
+    /// Entries (a power of two).
+    pub const ENTRIES: u64 = 1 << BITS;
+    /// log2 of `ENTRIES`.
+    pub const BITS: u32 = 14;
+    /// Entries looked at from a slot's hash before the table counts as full.
+    pub const PROBES: u64 = 32;
+    /// The table's size in bytes.
+    pub const SIZE: u64 = ENTRIES * ENTRY;
+    /// The key's offset in an entry.
+    pub const KEY: u64 = 0;
+    /// The original return address's offset.
+    pub const ORIG: u64 = 8;
+    /// The thread pointer's offset.
+    pub const TP: u64 = 16;
+    /// The site index's offset.
+    pub const INDEX: u64 = 24;
+    /// The return string capture's offset.
+    pub const RET_STRING: u64 = 28;
+    /// Multiplier of the hash (Fibonacci hashing, like the kernel's
+    /// `hash_64`).
+    pub const GOLDEN: u64 = 0x61c8_8646_80b5_83eb;
+
+    /// The first entry looked at for `slot`.
+    pub fn home(slot: u64) -> u64 {
+        (slot >> 3).wrapping_mul(GOLDEN) >> (64 - BITS)
+    }
+
+    /// The entry (its index) holding `slot` in `table` (its bytes), if any.
+    pub fn find(table: &[u8], slot: u64) -> Option<u64> {
+        let h = home(slot);
+        (0..PROBES)
+            .map(|i| (h + i) & (ENTRIES - 1))
+            .find(|&e| word(table, e, KEY) == Some(slot))
+    }
+
+    /// Field `off` of entry `e` of `table`.
+    pub fn word(table: &[u8], e: u64, off: u64) -> Option<u64> {
+        let at = (e * ENTRY + off) as usize;
+        let b = table.get(at..at + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+}
 
 /// A capture's status word, low 32 bits: the bytes copied.
 pub const CAPTURE_LEN_MASK: u64 = 0xffff_ffff;
@@ -235,26 +314,7 @@ pub fn finish_restore(
     let Some(at) = detour.restore.iter().position(|&ip| ip == regs.ip()) else {
         return Ok(false);
     };
-    let gpr = |r: Register| match r {
-        Register::RAX => Gpr(0),
-        Register::RCX => Gpr(1),
-        Register::RDX => Gpr(2),
-        Register::RSI => Gpr(6),
-        Register::R10 => Gpr(10),
-        _ => Gpr(11),
-    };
-    for (i, reg) in SAVED.iter().rev().enumerate().skip(at) {
-        let _ = i;
-        let value = stack.read_word(regs.sp())?;
-        regs.set_gpr(gpr(*reg), value);
-        regs.set_sp(regs.sp() + 8);
-    }
-    if at <= SAVED.len() {
-        let flags = stack.read_word(regs.sp())?;
-        regs.raw_mut().eflags = flags;
-        regs.set_sp(regs.sp() + 8);
-    }
-    regs.set_sp(regs.sp() + RED_ZONE);
+    restore_from(at, regs, stack)?;
     regs.set_ip(detour.displaced);
     Ok(true)
 }
@@ -411,6 +471,21 @@ pub struct DetourSpec<'a> {
     pub captures: &'a [CaptureField],
     /// How it reads the thread pointer.
     pub tp: ThreadPointer,
+    /// Watch the function's return: swap the return address for the stub.
+    pub returns: Option<ReturnSpec>,
+}
+
+/// Where the return stub and the table are, for a detour that watches
+/// returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReturnSpec {
+    /// The stub's address.
+    pub stub: u64,
+    /// The table's address.
+    pub table: u64,
+    /// The most bytes of the C string the return value points to, copied
+    /// into the return record (0: none).
+    pub ret_string: u32,
 }
 
 /// Saved on the stack by the detour, in push order (the last is at rsp).
@@ -425,7 +500,8 @@ const SAVED: [Register; 6] = [
 
 /// Writes the detour of `patch` recording as `spec` says.
 pub fn assemble_detour(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, String> {
-    if u64::from(spec.index) >= ring::MAX_SITES {
+    // (The last lost counter is the return stub's.)
+    if u64::from(spec.index) >= ring::MAX_SITES - 1 {
         return Err(format!(
             "more than {} fast sites in one process",
             ring::MAX_SITES
@@ -578,27 +654,15 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         faults.push((load, done));
         a.nop()?;
     }
+    if let Some(ret) = spec.returns {
+        hijack(&mut a, ret, spec.index)?;
+    }
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
     // Each instruction of the restore labelled: a thread stopped among them
     // finishes it by `finish_restore`, never by single steps.
     let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
-    for (reg, label) in SAVED.iter().rev().zip(steps.iter_mut()) {
-        a.set_label(label)?;
-        let r = match reg {
-            Register::R11 => r11,
-            Register::R10 => r10,
-            Register::RSI => rsi,
-            Register::RDX => rdx,
-            Register::RCX => rcx,
-            _ => rax,
-        };
-        a.pop(r)?;
-    }
-    a.set_label(&mut steps[SAVED.len()])?;
-    a.popfq()?;
-    a.set_label(&mut steps[SAVED.len() + 1])?;
-    a.lea(rsp, ptr(rsp + RED_ZONE as i32))?;
+    restore(&mut a, &mut steps)?;
     let mut first = true;
     for insn in &patch.insns {
         if first {
@@ -634,6 +698,392 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         faults,
         code: out.inner.code_buffer,
     })
+}
+
+/// The return hijack of a detour, with r10 pointing at the claimed slot of
+/// the ring (the registers recorded). rax, rcx, rdx and rsi are free; r11
+/// (the publishing word) is kept on the stack meanwhile. The return address
+/// at the recorded rsp is swapped for the stub, its original kept in the
+/// table under the slot; a slot holding the stub already is a tail call.
+fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced_x86::IcedError> {
+    let gpr_rsp = (ring::GPRS + 8 * 4) as i32;
+    let mut not_chained = a.create_label();
+    let mut find = a.create_label();
+    let mut claim_loop = a.create_label();
+    let mut next_claim = a.create_label();
+    let mut full = a.create_label();
+    let mut take = a.create_label();
+    let mut done = a.create_label();
+    a.push(r11)?;
+    a.mov(rdx, qword_ptr(r10 + gpr_rsp))?;
+    a.mov(rax, qword_ptr(rdx))?;
+    a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
+    a.mov(rcx, ret.stub)?;
+    a.cmp(rax, rcx)?;
+    a.jne(not_chained)?;
+    a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_CHAINED)?;
+    a.jmp(done)?;
+    a.set_label(&mut not_chained)?;
+    // rsi: the home entry of the slot.
+    a.mov(rsi, rdx)?;
+    a.shr(rsi, 3)?;
+    a.mov(rax, table::GOLDEN)?;
+    a.imul_2(rsi, rax)?;
+    a.shr(rsi, 64 - table::BITS)?;
+    // First pass: the slot's own entry, left by a call that never returned
+    // (longjmp), is taken over.
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut find)?;
+    entry_at(a)?;
+    a.mov(rax, ret.table)?;
+    a.add(r11, rax)?;
+    a.cmp(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(take)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(find)?;
+    // Second pass: claim a free entry.
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut claim_loop)?;
+    entry_at(a)?;
+    a.mov(rax, ret.table)?;
+    a.add(r11, rax)?;
+    a.xor(eax, eax)?;
+    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(take)?;
+    a.set_label(&mut next_claim)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(claim_loop)?;
+    a.set_label(&mut full)?;
+    a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_FULL)?;
+    a.jmp(done)?;
+    a.set_label(&mut take)?;
+    a.mov(rax, qword_ptr(r10 + ring::RET_ADDR as i32))?;
+    a.mov(qword_ptr(r11 + table::ORIG as i32), rax)?;
+    a.mov(rax, qword_ptr(r10 + ring::TP as i32))?;
+    a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
+    a.mov(dword_ptr(r11 + table::INDEX as i32), index)?;
+    a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?;
+    a.mov(rax, ret.stub)?;
+    a.mov(qword_ptr(rdx), rax)?;
+    a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_STUB)?;
+    a.set_label(&mut done)?;
+    a.pop(r11)?;
+    Ok(())
+}
+
+/// r11 = the byte offset of entry (rsi + ecx) mod ENTRIES.
+fn entry_at(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
+    a.lea(r11, ptr(rsi + rcx))?;
+    a.and(r11, (table::ENTRIES - 1) as i32)?;
+    a.shl(r11, table::ENTRY.trailing_zeros())?;
+    Ok(())
+}
+
+/// What the return stub needs to know.
+#[derive(Clone, Copy, Debug)]
+pub struct StubSpec {
+    /// Where it will be.
+    pub at: u64,
+    /// The ring it writes return records to.
+    pub ring: RingLayout,
+    /// The table of original return addresses.
+    pub table: u64,
+    /// How it reads the thread pointer.
+    pub tp: ThreadPointer,
+    /// The index its own lost-record counter has (one past the sites').
+    pub lost_index: u32,
+}
+
+/// The generated return stub: where a watched call returns to instead of
+/// its caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stub {
+    /// Its code.
+    pub code: Vec<u8>,
+    /// The first instruction (the `lea` below the slot) and the `pushfq`:
+    /// rtrace never steps `pushfq` (see [`Detour::entry`]); a thread there
+    /// has them emulated.
+    pub entry: u64,
+    /// See `entry`.
+    pub pushf: u64,
+    /// The restore, as [`Detour::restore`].
+    pub restore: Vec<u64>,
+    /// The final `ret` to the original return address (back in the slot).
+    pub ret: u64,
+    /// The `int3` a thread reaches when the table has no entry for its slot
+    /// (rtrace then returns it from what it knows), with rsp at the slot.
+    pub orphan: u64,
+    /// (load that may fault, fix-up): the copy of the returned string, as
+    /// [`Detour::faults`].
+    pub faults: Vec<(u64, u64)>,
+}
+
+/// The return stub, entered by `ret` with rsp just past the slot:
+///
+/// ```text
+/// lea rsp, [rsp-136]           ; below the slot (the callee's frame is dead)
+/// pushfq; push rax, rcx, rdx, rsi, r10, r11
+/// look the slot up in the table → rsi: the site index; the slot gets its
+///     original return address back, the entry is freed
+///     (not found → pop …; popfq; lea rsp, [rsp+128]; int3)
+/// claim a ring slot (full → lock inc lost[lost_index], skip the record)
+/// record: index, KIND_RETURN, thread pointer, rdtsc, rax, rdx, rsp, RET_ADDR,
+///     and the C string at rax when the entry asks for it (at CAPTURES)
+/// publish
+/// pop …; popfq; lea rsp, [rsp+128]  ; rsp = the slot
+/// ret                          ; to the original, as the function would have
+/// ```
+pub fn assemble_stub(spec: &StubSpec) -> Result<Stub, String> {
+    let Ok(mask) = i32::try_from(spec.ring.capacity - 1) else {
+        return Err("the ring is too large".into());
+    };
+    build_stub(spec, mask).map_err(|e| format!("the return stub cannot be assembled: {e}"))
+}
+
+fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
+    let slot_size = spec.ring.slot_size as i32;
+    let slots = ring::SLOTS as i32;
+    let saved_at = |r: Register| {
+        let i = SAVED
+            .iter()
+            .position(|&s| s == r)
+            .expect("a saved register");
+        ((SAVED.len() - 1 - i) * 8) as i32
+    };
+    // From rsp (all pushed) to the slot.
+    let to_slot = (SAVED.len() * 8 + 8) as i32 + RED_ZONE as i32;
+    let gpr = |n: u64| (ring::GPRS + 8 * n) as i32;
+
+    let mut a = CodeAssembler::new(64)?;
+    let mut entry = a.create_label();
+    let mut pushf = a.create_label();
+    let mut find = a.create_label();
+    let mut found = a.create_label();
+    let mut reload = a.create_label();
+    let mut retry = a.create_label();
+    let mut claim = a.create_label();
+    let mut full = a.create_label();
+    let mut ret_label = a.create_label();
+    let mut orphan = a.create_label();
+    let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
+    let mut orphan_steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
+
+    a.set_label(&mut entry)?;
+    a.lea(rsp, ptr(rsp - (RED_ZONE as i32 + 8)))?;
+    a.set_label(&mut pushf)?;
+    a.pushfq()?;
+    a.push(rax)?;
+    a.push(rcx)?;
+    a.push(rdx)?;
+    a.push(rsi)?;
+    a.push(r10)?;
+    a.push(r11)?;
+    // rdx: the slot; rsi: its home entry; ecx: the probe count.
+    a.lea(rdx, ptr(rsp + to_slot))?;
+    a.mov(rsi, rdx)?;
+    a.shr(rsi, 3)?;
+    a.mov(rax, table::GOLDEN)?;
+    a.imul_2(rsi, rax)?;
+    a.shr(rsi, 64 - table::BITS)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut find)?;
+    entry_at(&mut a)?;
+    a.mov(rax, spec.table)?;
+    a.add(r11, rax)?;
+    a.cmp(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(found)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(find)?;
+    a.jmp(orphan_steps[0])?;
+    a.set_label(&mut found)?;
+    a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
+    a.mov(qword_ptr(rdx), rax)?;
+    // rsi: the site index, and in its high half the string to copy.
+    a.mov(rsi, qword_ptr(r11 + table::INDEX as i32))?;
+    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    // Claim a ring slot, as the detours do.
+    a.mov(r11, spec.ring.base)?;
+    a.set_label(&mut reload)?;
+    a.mov(rax, qword_ptr(r11 + ring::ENQUEUE as i32))?;
+    a.set_label(&mut retry)?;
+    a.mov(r10, rax)?;
+    a.and(r10, mask)?;
+    a.imul_3(r10, r10, slot_size)?;
+    a.lea(r10, ptr(r11 + r10 + slots))?;
+    a.mov(rcx, rax)?;
+    a.and(rcx, !mask)?;
+    a.mov(rdx, qword_ptr(r10 + ring::SEQ as i32))?;
+    a.sub(rdx, rcx)?;
+    a.je(claim)?;
+    a.jl(full)?;
+    a.jmp(reload)?;
+    a.set_label(&mut claim)?;
+    a.lea(rdx, ptr(rax + 1))?;
+    a.lock()
+        .cmpxchg(qword_ptr(r11 + ring::ENQUEUE as i32), rdx)?;
+    a.jne(retry)?;
+    a.lea(r11, ptr(rcx + 1))?;
+    a.mov(dword_ptr(r10 + ring::INDEX as i32), esi)?;
+    a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_RETURN)?;
+    a.mov(rax, qword_ptr(rsp + saved_at(Register::RAX)))?;
+    a.mov(qword_ptr(r10 + gpr(0)), rax)?;
+    a.mov(rax, qword_ptr(rsp + saved_at(Register::RDX)))?;
+    a.mov(qword_ptr(r10 + gpr(2)), rax)?;
+    a.lea(rax, ptr(rsp + to_slot + 8))?;
+    a.mov(qword_ptr(r10 + gpr(4)), rax)?;
+    a.mov(rax, qword_ptr(rsp + to_slot))?;
+    a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
+    match spec.tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
+        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
+    }
+    a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
+    // The returned string: at most (rsi >> 32) bytes from the saved rax,
+    // the limit kept in the record's RET_WATCH word (unused in a return).
+    let mut lp = a.create_label();
+    let mut load = a.create_label();
+    let mut terminated = a.create_label();
+    let mut cut = a.create_label();
+    let mut copied = a.create_label();
+    let mut publish = a.create_label();
+    let status = ring::CAPTURES as i32;
+    a.mov(rcx, rsi)?;
+    a.shr(rcx, 32)?;
+    a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), ecx)?;
+    a.test(ecx, ecx)?;
+    a.je(publish)?;
+    a.mov(rax, CAPTURE_UNREADABLE)?;
+    a.mov(qword_ptr(r10 + status), rax)?;
+    a.mov(rdx, qword_ptr(rsp + saved_at(Register::RAX)))?;
+    a.lea(rsi, ptr(r10 + status + 8))?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut lp)?;
+    a.cmp(ecx, dword_ptr(r10 + ring::RET_WATCH as i32))?;
+    a.jae(cut)?;
+    a.set_label(&mut load)?;
+    a.movzx(eax, byte_ptr(rdx + rcx))?;
+    a.mov(byte_ptr(rsi + rcx), al)?;
+    a.test(eax, eax)?;
+    a.je(terminated)?;
+    a.inc(rcx)?;
+    a.jmp(lp)?;
+    a.set_label(&mut terminated)?;
+    a.bts(rcx, 32)?;
+    a.set_label(&mut cut)?;
+    a.mov(qword_ptr(r10 + status), rcx)?;
+    a.set_label(&mut copied)?;
+    a.nop()?;
+    a.set_label(&mut publish)?;
+    a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
+    restore(&mut a, &mut steps)?;
+    a.set_label(&mut ret_label)?;
+    a.ret()?;
+    // The ring is full: the return goes unrecorded, counted lost.
+    a.set_label(&mut full)?;
+    a.mov(r11, spec.ring.base)?;
+    a.lock().inc(qword_ptr(
+        r11 + (ring::LOST + 8 * u64::from(spec.lost_index)) as i32,
+    ))?;
+    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    a.jmp(steps[0])?;
+    // No entry for the slot: give the registers back and trap to rtrace.
+    restore(&mut a, &mut orphan_steps)?;
+    a.set_label(&mut orphan)?;
+    a.int3()?;
+
+    let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let mut restore_ips = Vec::new();
+    for l in steps.iter().chain(&orphan_steps) {
+        restore_ips.push(out.label_ip(l)?);
+    }
+    let faults = vec![(out.label_ip(&load)?, out.label_ip(&copied)?)];
+    Ok(Stub {
+        faults,
+        entry: out.label_ip(&entry)?,
+        pushf: out.label_ip(&pushf)?,
+        restore: restore_ips,
+        ret: out.label_ip(&ret_label)?,
+        orphan: out.label_ip(&orphan)?,
+        code: out.inner.code_buffer,
+    })
+}
+
+/// The restore shared by the detours and the stub: six pops, `popfq`, the
+/// `lea` back over the red zone, each at its label in `steps`.
+fn restore(a: &mut CodeAssembler, steps: &mut [CodeLabel]) -> Result<(), iced_x86::IcedError> {
+    for (reg, label) in SAVED.iter().rev().zip(steps.iter_mut()) {
+        a.set_label(label)?;
+        let r = match reg {
+            Register::R11 => r11,
+            Register::R10 => r10,
+            Register::RSI => rsi,
+            Register::RDX => rdx,
+            Register::RCX => rcx,
+            _ => rax,
+        };
+        a.pop(r)?;
+    }
+    a.set_label(&mut steps[SAVED.len()])?;
+    a.popfq()?;
+    a.set_label(&mut steps[SAVED.len() + 1])?;
+    a.lea(rsp, ptr(rsp + RED_ZONE as i32))?;
+    Ok(())
+}
+
+/// Finishes the restore of a thread stopped among `restore` (a stub's
+/// restore: see [`finish_restore`]), leaving it at `next`. False when the
+/// thread is not there.
+pub fn finish_stub_restore(
+    stub: &Stub,
+    regs: &mut super::regs::Regs,
+    stack: &dyn super::exec::Stack,
+) -> crate::Result<bool> {
+    for (half, next) in [(0, stub.ret), (1, stub.orphan)] {
+        let steps = &stub.restore[half * RESTORE_STEPS..(half + 1) * RESTORE_STEPS];
+        let Some(at) = steps.iter().position(|&ip| ip == regs.ip()) else {
+            continue;
+        };
+        restore_from(at, regs, stack)?;
+        regs.set_ip(next);
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// What is left of the restore from its step `at`, done on `regs` and the
+/// words it pops.
+fn restore_from(
+    at: usize,
+    regs: &mut super::regs::Regs,
+    stack: &dyn super::exec::Stack,
+) -> crate::Result<()> {
+    let gpr = |r: Register| match r {
+        Register::RAX => Gpr(0),
+        Register::RCX => Gpr(1),
+        Register::RDX => Gpr(2),
+        Register::RSI => Gpr(6),
+        Register::R10 => Gpr(10),
+        _ => Gpr(11),
+    };
+    for reg in SAVED.iter().rev().skip(at) {
+        let value = stack.read_word(regs.sp())?;
+        regs.set_gpr(gpr(*reg), value);
+        regs.set_sp(regs.sp() + 8);
+    }
+    if at <= SAVED.len() {
+        let flags = stack.read_word(regs.sp())?;
+        regs.raw_mut().eflags = flags;
+        regs.set_sp(regs.sp() + 8);
+    }
+    regs.set_sp(regs.sp() + RED_ZONE);
+    Ok(())
 }
 
 /// The registers a record holds, as at the probed instruction `ip`

@@ -34,6 +34,7 @@ fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, De
         index: 3,
         captures,
         tp: ThreadPointer::Rdfsbase,
+        returns: None,
     };
     let d = assemble_detour(&patch, &spec).expect("assembled");
     (patch, d)
@@ -261,6 +262,7 @@ fn the_thread_pointer_without_fsgsbase_is_fs_0() {
         index: 0,
         captures: &[],
         tp: ThreadPointer::FsSelf,
+        returns: None,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -279,6 +281,7 @@ fn too_many_sites_for_one_ring_is_refused() {
         index: ring::MAX_SITES as u32,
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
+        returns: None,
     };
     assert!(assemble_detour(&patch, &spec).is_err());
 }
@@ -332,4 +335,173 @@ fn a_thread_among_the_restoring_pops_is_finished_without_steps() {
     // Anywhere else it is not among them.
     regs.set_ip(d.entry);
     assert!(!finish_restore(&d, &mut regs, &stack).unwrap());
+}
+
+const STUB: u64 = 0x3f_8000;
+const TABLE: u64 = 0x7f00_1000_0000;
+
+fn returns_detour() -> Detour {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        captures: &[],
+        tp: ThreadPointer::Rdfsbase,
+        returns: Some(ReturnSpec {
+            stub: STUB,
+            table: TABLE,
+            ret_string: 65,
+        }),
+    };
+    assemble_detour(&patch, &spec).unwrap()
+}
+
+fn stub() -> Stub {
+    assemble_stub(&StubSpec {
+        at: STUB,
+        ring: ring(),
+        table: TABLE,
+        tp: ThreadPointer::Rdfsbase,
+        lost_index: (ring::MAX_SITES - 1) as u32,
+    })
+    .unwrap()
+}
+
+/// A detour that watches returns compares the return address with the
+/// stub (a tail call), claims a table entry with `lock cmpxchg`, keeps the
+/// site and the string limit there, and swaps the return address for the
+/// stub, before it publishes the record.
+#[test]
+fn a_returning_detour_swaps_the_return_address_for_the_stub() {
+    let d = returns_detour();
+    let insns = decode_all(&d.code, DETOUR);
+    let imm64 = |v: u64| insns.iter().filter(|i| i.immediate64() == v).count();
+    // The stub's address: compared (a chained call) and written.
+    assert_eq!(imm64(STUB), 2);
+    // The table's address, once per pass.
+    assert_eq!(imm64(TABLE), 2);
+    // The entry's site index and string limit.
+    let stores: Vec<(u64, u64)> = insns
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Mov && i.op0_kind() == OpKind::Memory)
+        .filter(|i| matches!(i.op1_kind(), OpKind::Immediate32 | OpKind::Immediate32to64))
+        .map(|i| (i.memory_displacement64(), i.immediate32() as u64))
+        .collect();
+    assert!(stores.contains(&(table::INDEX, 3)), "{stores:x?}");
+    assert!(stores.contains(&(table::RET_STRING, 65)), "{stores:x?}");
+    for watch in [WATCH_STUB, WATCH_CHAINED, WATCH_FULL] {
+        assert!(
+            stores.contains(&(ring::RET_WATCH, u64::from(watch))),
+            "{watch}: {stores:x?}"
+        );
+    }
+    // Two locked compare-and-swaps: the ring's slot, the table's entry.
+    let locked = insns
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Cmpxchg && i.has_lock_prefix())
+        .count();
+    assert_eq!(locked, 2);
+    // All of it before the record is published (the store of r11 to SEQ).
+    let publish = insns
+        .iter()
+        .position(|i| {
+            i.mnemonic() == Mnemonic::Mov
+                && i.op0_kind() == OpKind::Memory
+                && i.memory_displacement64() == ring::SEQ
+                && i.op1_register() == iced_x86::Register::R11
+        })
+        .unwrap();
+    let last_stub = insns.iter().rposition(|i| i.immediate64() == STUB).unwrap();
+    assert!(last_stub < publish);
+    // And the same restore as any detour.
+    assert_eq!(d.restore.len(), 8);
+}
+
+/// The stub: below the slot, flags and six registers saved, the slot
+/// looked up in the table (its home entry by the same hash as rtrace's
+/// `table::home`), the original return address put back in the slot, the
+/// return recorded, everything restored, and `ret`.
+#[test]
+fn the_stub_puts_the_return_address_back_and_records_the_return() {
+    let s = stub();
+    let insns = decode_all(&s.code, STUB);
+    assert_eq!(s.entry, STUB);
+    assert_eq!(insns[0].mnemonic(), Mnemonic::Lea);
+    assert_eq!(insns[0].memory_displacement64() as i64, -136);
+    assert_eq!(insns[1].code(), Code::Pushfq);
+    assert_eq!(s.pushf, insns[1].ip());
+    assert!(insns.iter().any(|i| i.immediate64() == table::GOLDEN));
+    assert!(insns.iter().any(|i| i.immediate64() == TABLE));
+    // The return record's kind.
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Mov
+        && i.op0_kind() == OpKind::Memory
+        && i.memory_displacement64() == ring::KIND
+        && i.immediate32() == KIND_RETURN));
+    // The stub's own lost counter.
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Inc
+        && i.has_lock_prefix()
+        && i.memory_displacement64() == ring::LOST + 8 * (ring::MAX_SITES - 1)));
+    let at = |ip: u64| insns.iter().find(|i| i.ip() == ip).unwrap();
+    assert_eq!(at(s.ret).mnemonic(), Mnemonic::Ret);
+    assert_eq!(at(s.orphan).mnemonic(), Mnemonic::Int3);
+    // Two restores of eight steps: the return's, and the orphan's.
+    assert_eq!(s.restore.len(), 16);
+    assert_eq!(at(s.restore[6]).code(), Code::Popfq);
+    assert_eq!(at(s.restore[14]).code(), Code::Popfq);
+    // The returned string's copy may fault, and has its fix-up.
+    assert_eq!(s.faults.len(), 1);
+    assert_eq!(at(s.faults[0].0).mnemonic(), Mnemonic::Movzx);
+}
+
+/// A thread stopped among the stub's restoring pops is finished by rtrace:
+/// to the `ret` (the slot has its return address back), or for an orphan
+/// to its `int3`, with the stack pointer at the slot.
+#[test]
+fn a_thread_among_the_stubs_pops_is_finished_without_steps() {
+    let s = stub();
+    let slot = 0x7ffd_0000_2000u64;
+    // All pushed: rsp = slot - 128 - 8 (flags) - 48.
+    let sp = slot - 128 - 8 - 48;
+    let stack = Words::default();
+    for (i, v) in [11u64, 10, 6, 2, 1, 0, 0x202].iter().enumerate() {
+        stack.0.borrow_mut().insert(sp + 8 * i as u64, 0x2000 + v);
+    }
+    for (half, next) in [(0, s.ret), (1, s.orphan)] {
+        let mut regs = super::regs::Regs::default();
+        regs.set_sp(sp);
+        regs.set_ip(s.restore[half * 8]);
+        assert!(finish_stub_restore(&s, &mut regs, &stack).unwrap());
+        assert_eq!(regs.ip(), next);
+        assert_eq!(regs.sp(), slot);
+        assert_eq!(regs.gpr(Gpr(11)), 0x200b);
+        assert_eq!(regs.gpr(Gpr(0)), 0x2000);
+        assert_eq!(regs.raw().eflags, 0x2202);
+    }
+    let mut regs = super::regs::Regs::default();
+    regs.set_ip(s.entry);
+    assert!(!finish_stub_restore(&s, &mut regs, &stack).unwrap());
+}
+
+/// rtrace's lookup finds what the generated code stores: the slot's home
+/// entry or one of the next ones.
+#[test]
+fn the_table_is_searched_from_the_home_entry() {
+    let mut t = vec![0u8; table::SIZE as usize];
+    let slot = 0x7ffd_1234_5678u64 & !7;
+    let home = table::home(slot);
+    assert!(home < table::ENTRIES);
+    // Taken by another slot: the next entry (wrapping) holds ours.
+    let put = |t: &mut Vec<u8>, e: u64, key: u64| {
+        let at = (e * table::ENTRY) as usize;
+        t[at..at + 8].copy_from_slice(&key.to_le_bytes());
+    };
+    put(&mut t, home, slot + 8);
+    put(&mut t, (home + 1) % table::ENTRIES, slot);
+    assert_eq!(table::find(&t, slot), Some((home + 1) % table::ENTRIES));
+    assert_eq!(table::find(&t, slot + 16), None);
+    // Past the probes, not found.
+    let mut t = vec![0u8; table::SIZE as usize];
+    put(&mut t, (home + table::PROBES) % table::ENTRIES, slot);
+    assert_eq!(table::find(&t, slot), None);
 }
