@@ -361,7 +361,50 @@ fn main() {
         table.extend(bpf.iter().map(|c| c.name).zip(per));
     }
 
-    println!("µs per call: the slope between {small} and {n} calls (bpftrace: x100), medians of {runs} runs");
+    // Fast probes stop nothing either: as many calls as the ring holds
+    // records (65536: one per entry, one per return), so that none is lost
+    // and the time is the program's detours plus rtrace reading every
+    // record (the run ends once it has). Each also runs once with its
+    // stderr read, to tell whether records were lost after all (a
+    // flattering time: a lost record costs rtrace nothing).
+    let mut fast: Vec<(Config, u32)> = Vec::new();
+    for (name, extra, records) in [
+        ("rtrace --fast entry -c", &["--entry-only"][..], 1),
+        ("rtrace --fast entry+return -c", &[][..], 2),
+    ] {
+        let (rtrace, count) = (rtrace.clone(), count.clone());
+        let config = Config {
+            name,
+            argv: Box::new(move |n| {
+                let mut v = strings(&[&rtrace, "-o", "/dev/null", "-c", "--fast"]);
+                v.extend(strings(extra));
+                v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
+                v
+            }),
+        };
+        fast.push((config, 60_000 / records));
+    }
+    if let Some(only) = args.get(2) {
+        fast.retain(|(c, _)| c.name.contains(only.as_str()));
+    }
+    let mut lost = Vec::new();
+    for (c, hi) in &fast {
+        let per = measure(std::slice::from_ref(c), hi / 5, *hi, runs);
+        table.push((c.name, per[0]));
+        {
+            let argv = (c.argv)(*hi);
+            let out = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .output()
+                .expect("run rtrace --fast");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            lost.push((c.name, stderr.contains(" lost")));
+        }
+    }
+
+    println!("µs per call: the slope between {small} and {n} calls (bpftrace: x100; --fast: 12000 and 60000 records), medians of {runs} runs");
     for (name, us) in &table {
         println!("  {name:<46} {us:>9.2}");
     }
@@ -460,6 +503,49 @@ fn main() {
         "bpftrace uprobe + uretprobe",
         None,
     );
+    // Fast probes: absolute goals, and against the kernel's uprobes.
+    println!("fast probes (no stop: the detour records, rtrace reads the ring meanwhile):");
+    for (what, name, goal) in [
+        ("fast entry, us per hit", "rtrace --fast entry -c", 0.3),
+        (
+            "fast entry+return, us per call",
+            "rtrace --fast entry+return -c",
+            0.6,
+        ),
+    ] {
+        if let Some(us) = get(name) {
+            let verdict = if us <= goal { "met" } else { "MISSED" };
+            let lost = match lost.iter().find(|(n, _)| *n == name) {
+                Some((_, true)) => ", records lost",
+                _ => ", no record lost",
+            };
+            println!("  {what:<58} {us:>6.2}  (goal <= {goal} us: {verdict}{lost})");
+        }
+    }
+    for (what, a, b) in [
+        (
+            "fast entry / bpftrace uprobe",
+            "rtrace --fast entry -c",
+            "bpftrace uprobe",
+        ),
+        (
+            "fast entry+return / bpftrace uprobe + uretprobe",
+            "rtrace --fast entry+return -c",
+            "bpftrace uprobe + uretprobe",
+        ),
+        (
+            "fast entry / int3 entry (emulated)",
+            "rtrace --fast entry -c",
+            "rtrace entry, emulated",
+        ),
+        (
+            "fast entry+return / int3 entry+return",
+            "rtrace --fast entry+return -c",
+            "rtrace entry+return",
+        ),
+    ] {
+        ratio(what, a, b, None);
+    }
 
     // Startup with all of libc probed: launch /bin/true, resolve and arm
     // every libc function, run it.

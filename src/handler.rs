@@ -104,9 +104,15 @@
 //!   stack bytes): `read_cstr`, `read_bytes` and `read_u64` answer from it as
 //!   the live reads would have at that moment, and fail with
 //!   [`Error::NotCaptured`](crate::Error::NotCaptured) elsewhere;
-//! - only `on_entry`: no `on_post`, and no `on_return` (a function probe that
-//!   reports returns stays an int3 probe); `regs_mut` changes nothing (the hit
-//!   is over), and data kept with [`Hit::set_data`] is dropped.
+//! - `on_entry`, and `on_return` for a function probe that reports returns
+//!   (the detour swaps the return address for a return stub, which records
+//!   the return: rax and rdx as returned, rsp, the time, and the C string
+//!   rax points to when [`Capture::ret_string`] asks for it); no `on_post`;
+//!   `regs_mut` changes nothing (the hit is over); data kept with
+//!   [`Hit::set_data`] comes back in [`Return::data`] as for int3 calls. A
+//!   call whose return was not recorded (the ring was full, or an unwinder
+//!   ran through it and it was left to an int3 at its return site) is
+//!   reported the int3 way or counted missed, never made up.
 //!
 //! A site stays an int3 breakpoint when a handler says no (the reason is shown:
 //! `rtrace: probe P: int3 (why)`), and so does a site whose instructions a jump
