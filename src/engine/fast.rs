@@ -549,6 +549,29 @@ impl Tracer {
         }
         let patch = detour::plan_patch(&bytes, start.get(), addr.get())?;
         let replaced = addr.get()..addr.get() + patch.len as u64;
+        // Code elsewhere in the module (another function) may jump in too.
+        let inside = m.to_link(addr.offset(1))..m.to_link(addr.offset(patch.len as i64));
+        if let Some((at, to)) = m.elf.code_ref_into(inside.start, inside.end) {
+            let whose = m
+                .elf
+                .function_at(at)
+                .map(|(s, off)| format!(" ({}+{off:#x})", m.elf.shown_name(s)))
+                .unwrap_or_default();
+            return Err(format!(
+                "code at {:#x}{whose} jumps to {:#x}, inside the bytes a jump would replace",
+                m.to_runtime(at).get(),
+                m.to_runtime(to).get()
+            ));
+        }
+        // Nor may another function begin there.
+        let starts = m
+            .elf
+            .functions()
+            .iter()
+            .any(|f| f.addr > inside.start.offset(-1) && f.addr < inside.end);
+        if starts {
+            return Err("another function begins inside the bytes a jump would replace".into());
+        }
         if space
             .sites
             .iter()
@@ -2016,7 +2039,13 @@ impl Tracer {
                             .get(a)
                             .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
                             .unwrap_or_else(|| a.to_string());
-                        SkipReason::add(&mut int3, why, &symbol);
+                        // A glob's many sites are grouped by what refused
+                        // them, not by the instruction or address.
+                        let why = match addrs.len() {
+                            1 => why.clone(),
+                            _ => general_reason(why),
+                        };
+                        SkipReason::add(&mut int3, &why, &symbol);
                     }
                     None => fast += 1,
                 }
@@ -2036,6 +2065,42 @@ impl Tracer {
         }
         Ok(())
     }
+}
+
+/// `why` without what differs from one site to the next: quoted
+/// instructions become `'…'`, addresses `…`, and a parenthesized
+/// `function+offset` goes.
+fn general_reason(why: &str) -> String {
+    let mut out = String::with_capacity(why.len());
+    let mut rest = why;
+    while let Some(c) = rest.chars().next() {
+        if c == '\'' {
+            if let Some(end) = rest[1..].find('\'') {
+                out.push_str("'…'");
+                rest = &rest[end + 2..];
+                continue;
+            }
+        }
+        if rest.starts_with("0x") {
+            let hex = rest[2..]
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .unwrap_or(rest.len() - 2);
+            out.push('…');
+            rest = &rest[2 + hex..];
+            continue;
+        }
+        if rest.starts_with(" (") && !rest.starts_with(" ('") {
+            if let Some(end) = rest.find(')') {
+                if rest[..end].contains('+') {
+                    rest = &rest[end + 1..];
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// Thread pointers of the records published in `ring` and not read yet.
@@ -2221,6 +2286,30 @@ mod tests {
         ];
         let at = place_area(&maps, Path::new("/bin/pie"), 0x55_0000_1000, AREA_SIZE).unwrap();
         assert!(at + AREA_SIZE < 0x55_0000_0000, "{at:#x}");
+    }
+
+    #[test]
+    fn reasons_of_many_sites_are_grouped_by_what_refused_them() {
+        assert_eq!(
+            general_reason(
+                "the function jumps indirectly ('jmp rax' at 0x7ff98328a7b4): a jump \
+                 table could land inside the bytes a jump would replace"
+            ),
+            "the function jumps indirectly ('…' at …): a jump table could land inside \
+             the bytes a jump would replace"
+        );
+        assert_eq!(
+            general_reason("'call 00007F2710DC8690h' is a call (its return address would point into the detour)"),
+            "'…' is a call (its return address would point into the detour)"
+        );
+        assert_eq!(
+            general_reason(
+                "code at 0x7fdc4327c7c6 (__mempcpy_avx512_unaligned_erms+0x6) jumps to \
+                 0x7fdc4327c803, inside the bytes a jump would replace"
+            ),
+            "code at … jumps to …, inside the bytes a jump would replace"
+        );
+        assert_eq!(general_reason("no ring: it failed"), "no ring: it failed");
     }
 
     #[test]

@@ -206,6 +206,11 @@ pub struct ElfFile {
     /// The separate debug file, looked for on first use (`None`: there is none,
     /// or the file has DWARF of its own).
     debug_file: OnceLock<Option<DebugFile>>,
+    /// Every direct branch target and RIP-relative address in the
+    /// executable segments, with where it is taken, sorted by target: built
+    /// on first use (by fast probes, which must not replace bytes that code
+    /// elsewhere in the module jumps into).
+    code_refs: OnceLock<Vec<(u64, u64)>>,
     /// Call frame information, indexed on first use, and the rules found.
     cfi: CfiCache,
     /// The names shown for mangled functions (by address), demangled once
@@ -406,6 +411,7 @@ impl ElfFile {
             build_id,
             debuglink,
             debug_file: OnceLock::new(),
+            code_refs: OnceLock::new(),
             cfi: CfiCache::default(),
             shown_names: Default::default(),
         })
@@ -582,6 +588,61 @@ impl ElfFile {
     /// The PT_LOAD segments, in program header order.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
+    }
+
+    /// A direct branch, call or RIP-relative address anywhere in the file's
+    /// executable segments that lands strictly inside `from..to` (link
+    /// addresses): (where it is taken, where it lands). The segments are
+    /// decoded once, linearly, on the first question (about 30 ms for libc):
+    /// hand-written code jumps from one function into another (glibc's
+    /// `mempcpy` into `memmove` just past its first instruction), which a
+    /// scan of the probed function alone cannot see.
+    pub fn code_ref_into(&self, from: LinkAddr, to: LinkAddr) -> Option<(LinkAddr, LinkAddr)> {
+        let refs = self.code_refs.get_or_init(|| self.scan_code_refs());
+        let (lo, hi) = (from.get(), to.get());
+        let i = refs.partition_point(|&(t, _)| t <= lo);
+        refs.get(i)
+            .filter(|&&(t, _)| t < hi)
+            .map(|&(t, at)| (LinkAddr(at), LinkAddr(t)))
+    }
+
+    fn scan_code_refs(&self) -> Vec<(u64, u64)> {
+        use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind};
+        let mut refs = Vec::new();
+        let exec: Vec<&Segment> = self.segments.iter().filter(|s| s.exec).collect();
+        let in_code = |a: u64| {
+            exec.iter()
+                .any(|s| a >= s.vaddr.get() && a - s.vaddr.get() < s.memsz)
+        };
+        for seg in &exec {
+            let start = seg.offset.get() as usize;
+            let Some(code) = self
+                .bytes
+                .get(start..start.saturating_add(seg.filesz as usize))
+            else {
+                continue;
+            };
+            let mut decoder = Decoder::with_ip(64, code, seg.vaddr.get(), DecoderOptions::NONE);
+            let mut insn = Instruction::default();
+            while decoder.can_decode() {
+                decoder.decode_out(&mut insn);
+                if insn.is_invalid() {
+                    continue;
+                }
+                let target = match insn.op0_kind() {
+                    OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
+                        Some(insn.near_branch_target())
+                    }
+                    _ if insn.is_ip_rel_memory_operand() => Some(insn.ip_rel_memory_address()),
+                    _ => None,
+                };
+                if let Some(t) = target.filter(|&t| in_code(t)) {
+                    refs.push((t, insn.ip()));
+                }
+            }
+        }
+        refs.sort_unstable();
+        refs
     }
 
     /// All function symbols (Func and IFunc) of the file's own tables, sorted

@@ -763,3 +763,28 @@ fn attach_while_threads_are_being_created() {
         assert_eq!(run.code(), 0);
     }
 }
+
+/// All of libc, fast, under a real program: its output and status are its
+/// untraced ones. glibc's hand-written string functions jump into each
+/// other (`mempcpy` into `memmove` just past its first instruction), so a
+/// site whose replaced bytes some other function jumps into must stay int3
+/// (the module's code is scanned for such jumps, not only the function).
+#[test]
+fn all_of_libc_fast_under_a_real_program() {
+    let ls = std::path::Path::new("/bin/ls");
+    let args = ["-la", "/usr/lib", "/usr/bin"];
+    let untraced = run_untraced(ls, &args);
+    assert_eq!(untraced.code(), 0);
+    for extra in [&["--entry-only"][..], &[][..]] {
+        let mut rtrace_args = vec!["--fast", "-c", "-s", "libc:*"];
+        rtrace_args.extend(extra);
+        let run = run_rtrace(&rtrace_args, ls, &args);
+        assert_eq!(run.code(), 0, "{extra:?}: {}", run.stderr);
+        assert_eq!(run.stdout, untraced.stdout, "{extra:?}");
+        assert!(
+            run.stderr.contains("rtrace: probe libc:*: fast at "),
+            "{}",
+            run.stderr
+        );
+    }
+}
