@@ -741,12 +741,7 @@ impl Tracer {
         plan: Planned,
         tp: ThreadPointer,
     ) -> std::result::Result<(), String> {
-        let layout = self.spaces[&key]
-            .fast
-            .ring
-            .as_ref()
-            .map(|r| r.layout)
-            .ok_or("no ring")?;
+        let layout = self.ring_layout(key)?;
         let (captures, record) = detour::layout_captures(&plan.kinds);
         let record = record.max(ring::CAPTURES + 8 + u64::from(plan.ret_string));
         if record > layout.slot_size {
@@ -755,11 +750,8 @@ impl Tracer {
                 layout.slot_size
             ));
         }
-        let area = self.area_near(key, tid, plan.addr)?;
+        let (area, at) = self.room_near(key, tid, plan.addr)?;
         let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
-        let at = space.fast.areas[area]
-            .base
-            .offset(space.fast.areas[area].used as i64);
         let index = space.fast.sites.len() as u32;
         let spec = DetourSpec {
             at: at.get(),
@@ -780,16 +772,9 @@ impl Tracer {
             return Err("no return stub".into());
         }
         let code = detour::assemble_detour(&plan.patch, &spec)?;
-        if code.code.len() as u64 > DETOUR_ROOM {
-            return Err("its detour is too long".into());
-        }
         let jump =
             detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
-        space
-            .mem
-            .write(at, &code.code)
-            .map_err(|e| format!("the detour cannot be written ({e})"))?;
-        space.fast.areas[area].used += (code.code.len() as u64).div_ceil(16) * 16;
+        write_code(space, area, at, &code.code, "its detour")?;
         space
             .mem
             .write(plan.addr, &jump)
@@ -821,12 +806,7 @@ impl Tracer {
         near: RuntimeAddr,
         tp: ThreadPointer,
     ) -> std::result::Result<(), String> {
-        let layout = self.spaces[&key]
-            .fast
-            .ring
-            .as_ref()
-            .map(|r| r.layout)
-            .ok_or("no ring")?;
+        let layout = self.ring_layout(key)?;
         let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
         let table = self
             .inject_syscall(
@@ -845,11 +825,8 @@ impl Tracer {
             .map_err(|e| format!("the table of return addresses cannot be mapped ({e})"))?
             as u64;
         let made = (|| {
-            let area = self.area_near(key, tid, near)?;
+            let (area, at) = self.room_near(key, tid, near)?;
             let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
-            let at = space.fast.areas[area]
-                .base
-                .offset(space.fast.areas[area].used as i64);
             let stub = detour::assemble_stub(&StubSpec {
                 at: at.get(),
                 ring: layout,
@@ -857,14 +834,7 @@ impl Tracer {
                 tp,
                 lost_index: STUB_LOST_INDEX,
             })?;
-            if stub.code.len() as u64 > DETOUR_ROOM {
-                return Err("the return stub is too long".to_string());
-            }
-            space
-                .mem
-                .write(at, &stub.code)
-                .map_err(|e| format!("the return stub cannot be written ({e})"))?;
-            space.fast.areas[area].used += (stub.code.len() as u64).div_ceil(16) * 16;
+            write_code(space, area, at, &stub.code, "the return stub")?;
             space.fast.stub = Some(ReturnStub {
                 stub,
                 table: RuntimeAddr(table),
@@ -876,6 +846,28 @@ impl Tracer {
             let _ = self.munmap_in(tid, key, RuntimeAddr(table), table::SIZE);
         }
         made
+    }
+
+    /// The layout of space `key`'s ring.
+    fn ring_layout(&self, key: Pid) -> std::result::Result<RingLayout, String> {
+        self.spaces
+            .get(&key)
+            .and_then(|s| s.fast.ring.as_ref())
+            .map(|r| r.layout)
+            .ok_or_else(|| "no ring".to_string())
+    }
+
+    /// An area of space `key` with room for code within reach of `near`, and
+    /// the address where that room begins.
+    fn room_near(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        near: RuntimeAddr,
+    ) -> std::result::Result<(usize, RuntimeAddr), String> {
+        let area = self.area_near(key, tid, near)?;
+        let a = self.spaces[&key].fast.areas[area];
+        Ok((area, a.base.offset(a.used as i64)))
     }
 
     /// An area of space `key` with room for a detour within reach of `addr`,
@@ -1867,15 +1859,16 @@ impl Tracer {
         if calls.is_empty() && dead.is_empty() {
             return Ok(());
         }
-        let entries = space
-            .mem
-            .read_vec(table, table::SIZE as usize)
-            .unwrap_or_default();
+        // Each slot's entry is among the few after its home entry: those are
+        // read, not the whole table.
         let free = |slot: RuntimeAddr| -> Result<()> {
-            if let Some(e) = table::find(&entries, slot.get()) {
-                space
-                    .mem
-                    .write_u64(table.offset((e * table::ENTRY + table::KEY) as i64), 0)?;
+            let home = table::home(slot.get());
+            for e in (home..home + table::PROBES).map(|e| e % table::ENTRIES) {
+                let key = table.offset((e * table::ENTRY + table::KEY) as i64);
+                if space.mem.read_u64(key)? == slot.get() {
+                    space.mem.write_u64(key, 0)?;
+                    break;
+                }
             }
             Ok(())
         };
@@ -2163,6 +2156,26 @@ fn take_records(ring: &mut Ring, skip_unpublished: bool, budget: u64) -> Vec<u8>
         taken += 1;
     }
     out
+}
+
+/// Writes `code` (assembled for `at`, the room of area `area`) into the
+/// tracee and takes its room; `what` names it in an error.
+fn write_code(
+    space: &mut super::space::Space,
+    area: usize,
+    at: RuntimeAddr,
+    code: &[u8],
+    what: &str,
+) -> std::result::Result<(), String> {
+    if code.len() as u64 > DETOUR_ROOM {
+        return Err(format!("{what} is too long"));
+    }
+    space
+        .mem
+        .write(at, code)
+        .map_err(|e| format!("{what} cannot be written ({e})"))?;
+    space.fast.areas[area].used += (code.len() as u64).div_ceil(16) * 16;
+    Ok(())
 }
 
 /// Puts back the return addresses the detours swapped for the stub `stub`,

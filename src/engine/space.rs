@@ -86,6 +86,21 @@ impl MapCache {
     /// True when `a` and `b` lie in one mapping of process `pid` (the same
     /// stack), or when `a` is not mapped at all (nothing lives there).
     pub fn same_mapping(&mut self, pid: Pid, a: RuntimeAddr, b: RuntimeAddr) -> bool {
+        self.same(pid, a, b, true)
+    }
+
+    /// As [`MapCache::same_mapping`], for a question asked after the fact
+    /// (fast records are read later than they were made, maybe once the
+    /// process is gone): an address no mapping holds any more, or maps that
+    /// cannot be read, answer false, so nothing is judged abandoned on the
+    /// strength of memory that was unmapped since.
+    pub fn same_mapping_known(&mut self, pid: Pid, a: RuntimeAddr, b: RuntimeAddr) -> bool {
+        self.same(pid, a, b, false)
+    }
+
+    /// `unknown`: the answer when `a` is in no mapping, or the maps cannot
+    /// be read.
+    fn same(&mut self, pid: Pid, a: RuntimeAddr, b: RuntimeAddr, unknown: bool) -> bool {
         let find = |ranges: &[(u64, u64)], x: u64| {
             ranges
                 .iter()
@@ -99,42 +114,14 @@ impl MapCache {
         }
         // Not known, or known to differ: stacks grow, so ask again.
         match symbols::maps::read(pid) {
-            Ok(maps) => {
+            Ok(maps) if !maps.is_empty() => {
                 self.0 = maps.iter().map(|m| (m.start.get(), m.end.get())).collect();
                 match find(&self.0, a.get()) {
                     Some((start, end)) => (start..end).contains(&b.get()),
-                    None => true,
+                    None => unknown,
                 }
             }
-            Err(_) => true,
-        }
-    }
-}
-
-impl MapCache {
-    /// As [`MapCache::same_mapping`], for a question asked after the fact
-    /// (fast records are read later than they were made, maybe once the
-    /// process is gone): an address no mapping holds any more, or maps that
-    /// cannot be read, answer false, so nothing is judged abandoned on the
-    /// strength of memory that was unmapped since.
-    pub fn same_mapping_known(&mut self, pid: Pid, a: RuntimeAddr, b: RuntimeAddr) -> bool {
-        let find = |ranges: &[(u64, u64)], x: u64| {
-            ranges
-                .iter()
-                .copied()
-                .find(|&(start, end)| (start..end).contains(&x))
-        };
-        if let Some((start, end)) = find(&self.0, a.get()) {
-            if (start..end).contains(&b.get()) {
-                return true;
-            }
-        }
-        match symbols::maps::read(pid) {
-            Ok(maps) if !maps.is_empty() => {
-                self.0 = maps.iter().map(|m| (m.start.get(), m.end.get())).collect();
-                find(&self.0, a.get()).is_some_and(|(start, end)| (start..end).contains(&b.get()))
-            }
-            _ => false,
+            _ => unknown,
         }
     }
 }

@@ -514,8 +514,6 @@ pub fn assemble_detour(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, S
 }
 
 fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced_x86::IcedError> {
-    let slot_size = spec.ring.slot_size as i32;
-    let slots = ring::SLOTS as i32;
     // Where a saved register is, relative to rsp once all are pushed.
     let saved_at = |r: Register| {
         let i = SAVED
@@ -531,45 +529,11 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     let mut a = CodeAssembler::new(64)?;
     let mut entry = a.create_label();
     let mut pushf = a.create_label();
-    let mut reload = a.create_label();
-    let mut retry = a.create_label();
-    let mut claim = a.create_label();
     let mut full = a.create_label();
     let mut displaced = a.create_label();
 
-    a.set_label(&mut entry)?;
-    a.lea(rsp, ptr(rsp - RED_ZONE as i32))?;
-    a.set_label(&mut pushf)?;
-    a.pushfq()?;
-    a.push(rax)?;
-    a.push(rcx)?;
-    a.push(rdx)?;
-    a.push(rsi)?;
-    a.push(r10)?;
-    a.push(r11)?;
-    a.mov(r11, spec.ring.base)?;
-    // Claim a slot: Vyukov's enqueue.
-    a.set_label(&mut reload)?;
-    a.mov(rax, qword_ptr(r11 + ring::ENQUEUE as i32))?;
-    a.set_label(&mut retry)?;
-    a.mov(r10, rax)?;
-    a.and(r10, mask)?;
-    a.imul_3(r10, r10, slot_size)?;
-    a.lea(r10, ptr(r11 + r10 + slots))?;
-    a.mov(rcx, rax)?;
-    a.and(rcx, !mask)?;
-    a.mov(rdx, qword_ptr(r10 + ring::SEQ as i32))?;
-    a.sub(rdx, rcx)?;
-    a.je(claim)?;
-    a.jl(full)?;
-    a.jmp(reload)?;
-    a.set_label(&mut claim)?;
-    a.lea(rdx, ptr(rax + 1))?;
-    a.lock()
-        .cmpxchg(qword_ptr(r11 + ring::ENQUEUE as i32), rdx)?;
-    a.jne(retry)?;
-    // r10: the slot; r11 from here: the sequence word that publishes it.
-    a.lea(r11, ptr(rcx + 1))?;
+    save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
+    claim_slot(&mut a, spec.ring, mask, full)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_ENTRY)?;
     for (n, reg) in [
@@ -600,15 +564,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     a.mov(qword_ptr(r10 + gpr(4)), rax)?;
     a.mov(rax, qword_ptr(rsp + flags_at))?;
     a.mov(qword_ptr(r10 + ring::FLAGS as i32), rax)?;
-    match spec.tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
-        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
-    }
-    a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
-    a.rdtsc()?;
-    a.shl(rdx, 32)?;
-    a.or(rax, rdx)?;
-    a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
+    stamp(&mut a, spec.tp)?;
 
     let mut faults = Vec::new();
     for field in spec.captures {
@@ -725,11 +681,7 @@ fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced
     a.jmp(done)?;
     a.set_label(&mut not_chained)?;
     // rsi: the home entry of the slot.
-    a.mov(rsi, rdx)?;
-    a.shr(rsi, 3)?;
-    a.mov(rax, table::GOLDEN)?;
-    a.imul_2(rsi, rax)?;
-    a.shr(rsi, 64 - table::BITS)?;
+    home_entry(a)?;
     // First pass: the slot's own entry, left by a call that never returned
     // (longjmp), is taken over.
     a.xor(ecx, ecx)?;
@@ -770,6 +722,88 @@ fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_STUB)?;
     a.set_label(&mut done)?;
     a.pop(r11)?;
+    Ok(())
+}
+
+/// The detours' and the stub's prologue: below `below` bytes of stack
+/// (`entry`), then the flags (`pushf`) and the `SAVED` registers.
+fn save(
+    a: &mut CodeAssembler,
+    below: i32,
+    entry: &mut CodeLabel,
+    pushf: &mut CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    a.set_label(entry)?;
+    a.lea(rsp, ptr(rsp - below))?;
+    a.set_label(pushf)?;
+    a.pushfq()?;
+    a.push(rax)?;
+    a.push(rcx)?;
+    a.push(rdx)?;
+    a.push(rsi)?;
+    a.push(r10)?;
+    a.push(r11)?;
+    Ok(())
+}
+
+/// Claims a slot of `ring` (Vyukov's enqueue): r10 the slot, r11 from then
+/// on the sequence word that publishes it; to `full` (r11 the ring's base)
+/// when the ring is full. Uses rax, rcx, rdx.
+fn claim_slot(
+    a: &mut CodeAssembler,
+    ring: RingLayout,
+    mask: i32,
+    full: CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    let mut reload = a.create_label();
+    let mut retry = a.create_label();
+    let mut claim = a.create_label();
+    a.mov(r11, ring.base)?;
+    a.set_label(&mut reload)?;
+    a.mov(rax, qword_ptr(r11 + ring::ENQUEUE as i32))?;
+    a.set_label(&mut retry)?;
+    a.mov(r10, rax)?;
+    a.and(r10, mask)?;
+    a.imul_3(r10, r10, ring.slot_size as i32)?;
+    a.lea(r10, ptr(r11 + r10 + ring::SLOTS as i32))?;
+    a.mov(rcx, rax)?;
+    a.and(rcx, !mask)?;
+    a.mov(rdx, qword_ptr(r10 + ring::SEQ as i32))?;
+    a.sub(rdx, rcx)?;
+    a.je(claim)?;
+    a.jl(full)?;
+    a.jmp(reload)?;
+    a.set_label(&mut claim)?;
+    a.lea(rdx, ptr(rax + 1))?;
+    a.lock()
+        .cmpxchg(qword_ptr(r11 + ring::ENQUEUE as i32), rdx)?;
+    a.jne(retry)?;
+    a.lea(r11, ptr(rcx + 1))?;
+    Ok(())
+}
+
+/// Stores the thread pointer and the time stamp counter into the record at
+/// r10. Uses rax, rdx.
+fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
+    match tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
+        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
+    }
+    a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
+    Ok(())
+}
+
+/// rsi = the home entry of the slot in rdx (as [`table::home`]). Uses rax.
+fn home_entry(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
+    a.mov(rsi, rdx)?;
+    a.shr(rsi, 3)?;
+    a.mov(rax, table::GOLDEN)?;
+    a.imul_2(rsi, rax)?;
+    a.shr(rsi, 64 - table::BITS)?;
     Ok(())
 }
 
@@ -843,8 +877,6 @@ pub fn assemble_stub(spec: &StubSpec) -> Result<Stub, String> {
 }
 
 fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
-    let slot_size = spec.ring.slot_size as i32;
-    let slots = ring::SLOTS as i32;
     let saved_at = |r: Register| {
         let i = SAVED
             .iter()
@@ -861,32 +893,16 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     let mut pushf = a.create_label();
     let mut find = a.create_label();
     let mut found = a.create_label();
-    let mut reload = a.create_label();
-    let mut retry = a.create_label();
-    let mut claim = a.create_label();
     let mut full = a.create_label();
     let mut ret_label = a.create_label();
     let mut orphan = a.create_label();
     let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
     let mut orphan_steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
 
-    a.set_label(&mut entry)?;
-    a.lea(rsp, ptr(rsp - (RED_ZONE as i32 + 8)))?;
-    a.set_label(&mut pushf)?;
-    a.pushfq()?;
-    a.push(rax)?;
-    a.push(rcx)?;
-    a.push(rdx)?;
-    a.push(rsi)?;
-    a.push(r10)?;
-    a.push(r11)?;
+    save(&mut a, RED_ZONE as i32 + 8, &mut entry, &mut pushf)?;
     // rdx: the slot; rsi: its home entry; ecx: the probe count.
     a.lea(rdx, ptr(rsp + to_slot))?;
-    a.mov(rsi, rdx)?;
-    a.shr(rsi, 3)?;
-    a.mov(rax, table::GOLDEN)?;
-    a.imul_2(rsi, rax)?;
-    a.shr(rsi, 64 - table::BITS)?;
+    home_entry(&mut a)?;
     a.xor(ecx, ecx)?;
     a.set_label(&mut find)?;
     entry_at(&mut a)?;
@@ -905,27 +921,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(rsi, qword_ptr(r11 + table::INDEX as i32))?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
     // Claim a ring slot, as the detours do.
-    a.mov(r11, spec.ring.base)?;
-    a.set_label(&mut reload)?;
-    a.mov(rax, qword_ptr(r11 + ring::ENQUEUE as i32))?;
-    a.set_label(&mut retry)?;
-    a.mov(r10, rax)?;
-    a.and(r10, mask)?;
-    a.imul_3(r10, r10, slot_size)?;
-    a.lea(r10, ptr(r11 + r10 + slots))?;
-    a.mov(rcx, rax)?;
-    a.and(rcx, !mask)?;
-    a.mov(rdx, qword_ptr(r10 + ring::SEQ as i32))?;
-    a.sub(rdx, rcx)?;
-    a.je(claim)?;
-    a.jl(full)?;
-    a.jmp(reload)?;
-    a.set_label(&mut claim)?;
-    a.lea(rdx, ptr(rax + 1))?;
-    a.lock()
-        .cmpxchg(qword_ptr(r11 + ring::ENQUEUE as i32), rdx)?;
-    a.jne(retry)?;
-    a.lea(r11, ptr(rcx + 1))?;
+    claim_slot(&mut a, spec.ring, mask, full)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), esi)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_RETURN)?;
     a.mov(rax, qword_ptr(rsp + saved_at(Register::RAX)))?;
@@ -936,15 +932,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(qword_ptr(r10 + gpr(4)), rax)?;
     a.mov(rax, qword_ptr(rsp + to_slot))?;
     a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
-    match spec.tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
-        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
-    }
-    a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
-    a.rdtsc()?;
-    a.shl(rdx, 32)?;
-    a.or(rax, rdx)?;
-    a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
+    stamp(&mut a, spec.tp)?;
     // The returned string: at most (rsi >> 32) bytes from the saved rax,
     // the limit kept in the record's RET_WATCH word (unused in a return).
     let mut lp = a.create_label();
@@ -987,7 +975,6 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.ret()?;
     // The ring is full: the return goes unrecorded, counted lost.
     a.set_label(&mut full)?;
-    a.mov(r11, spec.ring.base)?;
     a.lock().inc(qword_ptr(
         r11 + (ring::LOST + 8 * u64::from(spec.lost_index)) as i32,
     ))?;

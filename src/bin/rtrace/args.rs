@@ -66,8 +66,9 @@ struct Raw {
     #[arg(long)]
     entry_only: bool,
     /// Fast probes: where the handlers allow it, the probed instruction is
-    /// replaced by a jump to a detour that records each hit without stopping
-    /// the thread; the other probes stay int3. Says which at attach.
+    /// replaced by a jump to a detour that records each hit (and, through a
+    /// return stub, each return) without stopping the thread; the other
+    /// probes stay int3. Says which at attach.
     #[arg(long)]
     fast: bool,
     /// Also trace children created by fork, vfork and clone.
