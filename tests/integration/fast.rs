@@ -733,6 +733,15 @@ fn attach_while_threads_are_being_created() {
         cmd.arg("40000");
         let program = Spawned::command(cmd);
         let pid = program.pid();
+        // Past its dynamic linker: making threads.
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()) < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "churn never made a thread"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut rounds = 0;
         while rounds < 12 && matches!(process_state(pid), Some('R' | 'S')) {
             let mut rtrace_args = vec!["-c", "-s", "work"];
