@@ -789,12 +789,7 @@ impl Tracer {
 
     /// A task exec'd: its process has a new image (and no other thread).
     fn on_exec(&mut self, tid: Tid, former: Tid) -> Result<()> {
-        if former != tid {
-            // A non-leader exec'd: it now has the leader's id.
-            if let Some(t) = self.tasks.remove(&former) {
-                self.tasks.insert(tid, t);
-            }
-        }
+        self.adopt_exec(tid, former);
         let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         let vfork_parent = task.vfork_parent.take();
         let old_space = task.space;
@@ -824,16 +819,6 @@ impl Tracer {
         if pid == self.root {
             self.root_execd = true;
         }
-        // Other threads of the old image are gone.
-        let stale: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(t, k)| k.pid == pid && **t != tid)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in stale {
-            self.tasks.remove(&t);
-        }
         // The old image's fast records, before its ring goes with it.
         self.drain(pid, super::fast::Drain::Final)?;
         self.spaces.remove(&pid);
@@ -842,6 +827,21 @@ impl Tracer {
         self.emit(Event::Exec { pid, path })?;
         self.report_attached_if_ready()?;
         self.resume(tid, 0)
+    }
+
+    /// The thread `former` exec'd and is now `tid` (a non-leader that execs
+    /// takes the leader's id): the task is renamed, and the other threads of
+    /// its process, gone with the old image, are forgotten.
+    pub(super) fn adopt_exec(&mut self, tid: Tid, former: Tid) {
+        if former != tid {
+            if let Some(t) = self.tasks.remove(&former) {
+                self.tasks.insert(tid, t);
+            }
+        }
+        let Some(pid) = self.tasks.get(&tid).map(|t| t.pid) else {
+            return;
+        };
+        self.tasks.retain(|t, k| k.pid != pid || *t == tid);
     }
 
     /// A vfork child exec'd or died: its parent, held in its vfork event stop,

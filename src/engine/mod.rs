@@ -379,8 +379,37 @@ impl Tracer {
             return Err(Error::NoSuchProcess { pid });
         }
         t.stop_all()?;
+        t.exec_during_attach();
         t.prepare_space(pid, pid)?;
         Ok(t)
+    }
+
+    /// A thread that was in `execve` as rtrace attached reports the exec
+    /// event as its first stop, and the kernel reports it only once the new
+    /// image is in place (`exec_binprm` calls `ptrace_event` after
+    /// `begin_new_exec`): the memory rtrace is about to read is the new
+    /// image already. The event is taken here, so that the image is set up
+    /// once, now; handled later, it would set the new image up a second time
+    /// over rtrace's own breakpoints.
+    fn exec_during_attach(&mut self) {
+        let Some(i) = self.deferred.iter().position(|s| {
+            matches!(
+                s,
+                Stop::Event {
+                    event: wait::Event::Exec { .. },
+                    ..
+                }
+            )
+        }) else {
+            return;
+        };
+        if let Some(Stop::Event {
+            tid,
+            event: wait::Event::Exec { former },
+        }) = self.deferred.remove(i)
+        {
+            self.adopt_exec(tid, former);
+        }
     }
 
     /// The traced process.

@@ -34,6 +34,17 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+/// How many rounds a race test runs: `quick` by default (CI), `full` when
+/// the environment variable `RTRACE_STRESS_ROUNDS` is set (to anything but
+/// `0`), as the stress runs behind the numbers in the README's "Safety"
+/// section do.
+pub fn rounds(full: usize, quick: usize) -> usize {
+    match std::env::var("RTRACE_STRESS_ROUNDS") {
+        Ok(v) if !v.is_empty() && v != "0" => full,
+        _ => quick,
+    }
+}
+
 /// The hard limit on any one process a test runs. Every fixture finishes in
 /// well under a second untraced; spin and stopper give up after 60 s.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -173,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 43] = [
+pub const PROGRAMS: [&str; 44] = [
     "count",
     "sigtrap",
     "signals",
@@ -217,6 +228,7 @@ pub const PROGRAMS: [&str; 43] = [
     "lazyifunc",
     "peeker",
     "stacker",
+    "execloop",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -1008,6 +1020,24 @@ pub fn code_matches_files(pid: i32) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// [`code_matches_files`] for a process that may be replacing its image
+/// meanwhile (execve): the check counts only when the mappings were the same
+/// before and after it, and held the program's code (in the middle of an
+/// exec, they may hold nothing yet); it is made again otherwise.
+pub fn code_matches_files_settled(pid: i32) -> Result<(), String> {
+    for _ in 0..10_000 {
+        let before = maps(pid)?;
+        let result = code_matches_files(pid);
+        let has_code = before
+            .iter()
+            .any(|m| m.perms == "r-xp" && m.path.starts_with('/'));
+        if has_code && maps(pid)? == before {
+            return result;
+        }
+    }
+    Err(format!("pid {pid} never kept its mappings for one check"))
 }
 
 /// The state letter of `pid` from `/proc/PID/stat` (`R`, `S`, `T` stopped,

@@ -24,6 +24,7 @@ mod names;
 mod processes;
 mod progress;
 mod returns;
+mod safety;
 mod scripts;
 mod signals;
 mod stacks;
