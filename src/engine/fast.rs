@@ -781,6 +781,7 @@ impl Tracer {
             .map_err(|e| format!("the jump cannot be written ({e})"))?;
         let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
         site.saved = plan.patch.saved.clone();
+        site.written = jump.clone();
         site.fast = Some(index);
         space.fast.sites.push(FastSite {
             addr: plan.addr,
@@ -1053,6 +1054,7 @@ impl Tracer {
                 let mut bytes = site.saved.clone();
                 bytes[..crate::arch::BREAKPOINT.len()].copy_from_slice(&crate::arch::BREAKPOINT);
                 site.saved.truncate(crate::arch::BREAKPOINT.len());
+                site.written = crate::arch::BREAKPOINT.to_vec();
                 let r = space.mem.write(addr, &bytes);
                 if first.is_ok() {
                     first = r;

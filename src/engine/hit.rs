@@ -1002,6 +1002,56 @@ impl Tracer {
         Ok(())
     }
 
+    /// A thread interrupted just after it executed one of rtrace's `int3`s
+    /// reports the interrupt first, with the SIGTRAP still pending (the
+    /// kernel handles PTRACE_INTERRUPT before it dequeues signals). Stepped
+    /// now for rtrace's own purposes, it would take that trap as the step's
+    /// and rtrace would hold it for the program. It is taken here instead
+    /// (the thread runs no instruction before: a pending signal is dequeued
+    /// on the way out of the kernel), and the thread is put back on the
+    /// `int3`, which it executes again when it runs on: the hit, or the
+    /// return through the trampoline, is seen then. A trap that is not ours
+    /// stays pending for the program.
+    fn rewind_pending_trap(&mut self, tid: Tid) -> Result<()> {
+        if !super::task::signal_pending(tid, libc::SIGTRAP) {
+            return Ok(());
+        }
+        let regs = ptrace::getregs(tid)?;
+        let at = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
+        let key = self.tasks[&tid].space;
+        let ours = Some(at) == self.trampoline_of(tid)
+            || self.spaces.get(&key).is_some_and(|s| s.is_our_trap(at));
+        if !ours {
+            return Ok(());
+        }
+        ptrace::cont(tid, 0)?;
+        let stop = loop {
+            match self.wait_stop(Which::Tid(tid), true, false) {
+                Ok(Some(stop)) => break stop,
+                Ok(None) | Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => return Err(Error::NoSuchProcess { pid: tid }),
+                Err(e) => return Err(wait::wait_error(e)),
+            }
+        };
+        match stop {
+            Stop::Trap { .. } => {
+                let mut regs = ptrace::getregs(tid)?;
+                regs.set_ip(at.get());
+                ptrace::setregs(tid, &regs)
+            }
+            // Anything else (its death, a stop that came first) is handled
+            // as it comes.
+            other => {
+                let gone = other.is_death();
+                self.deferred.push_back(other);
+                match gone {
+                    true => Err(Error::NoSuchProcess { pid: tid }),
+                    false => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Makes stopped thread `tid` execute system call `nr` with a `syscall`
     /// instruction at `at`, and restores its registers. Returns the result
     /// (negative errno values become errors).
@@ -1012,6 +1062,7 @@ impl Tracer {
         nr: i64,
         args: &[u64],
     ) -> Result<i64> {
+        self.rewind_pending_trap(tid)?;
         let mut saved = ptrace::getregs(tid)?;
         let mut regs = saved;
         regs.setup_syscall(at.get(), nr, args);

@@ -620,7 +620,7 @@ impl Tracer {
             task = Task::new(child, pspace, TaskState::Starting);
             if self.opts.follow_forks && !psilent {
                 if !shares_memory {
-                    self.fork_space(pspace, child)?;
+                    task.needs_setup = self.fork_space(pspace, child)?;
                     task.space = child;
                     // The child's stack is a copy of the parent thread's: the same
                     // slots hold the trampoline, so it gets the same return stack.
@@ -642,7 +642,7 @@ impl Tracer {
                 task.scrub = Some(Scrub {
                     fast_returns: space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)),
                     unmap: space.fast.mappings(),
-                    sites: space.site_bytes(),
+                    sites: space.code_changes(),
                     returns: self.tasks[&parent].returns.restorations(),
                     trampoline: space.trampoline(),
                     scratch: space.scratch,
@@ -665,16 +665,30 @@ impl Tracer {
         Ok(())
     }
 
-    /// A copy of space `from` for a forked child that will be traced.
-    fn fork_space(&mut self, from: Pid, child: Pid) -> Result<()> {
+    /// A copy of space `from` for a forked child that will be traced. The
+    /// child's memory is a copy taken at the fork, which may be older than
+    /// some of rtrace's changes to the parent (its event is handled later):
+    /// the copy of the space is made to agree with it (`Space::reconcile`).
+    /// A child forked before the scratch page was mapped has nothing of
+    /// rtrace's: it gets a space of its own, set up at its first stop
+    /// (`Task::needs_setup`).
+    fn fork_space(&mut self, from: Pid, child: Pid) -> Result<bool> {
+        let maps = crate::symbols::maps::read(child)?;
+        let mapped = |a: RuntimeAddr| maps.iter().any(|m| m.start <= a && a < m.end);
+        if !self.spaces[&from].scratch.is_some_and(mapped) {
+            let space = Space::open(child, &mut self.cache)?;
+            self.spaces.insert(child, space);
+            return Ok(true);
+        }
         let src = &self.spaces[&from];
-        let space = Space {
+        let mut space = Space {
             pid: child,
             mem: crate::sys::mem::ProcMem::open(child)?,
             exe: src.exe.clone(),
             modules: src.modules.clone(),
             sites: src.sites.clone(),
             tombstones: src.tombstones.clone(),
+            rewritten: Vec::new(),
             scratch: src.scratch,
             slots: src.slots.clone(),
             slots_used: src.slots_used,
@@ -691,8 +705,9 @@ impl Tracer {
             // of its own, made at its first stop.
             fast: src.fast.for_child(),
         };
+        space.reconcile(&mapped)?;
         self.spaces.insert(child, space);
-        Ok(())
+        Ok(false)
     }
 
     /// The first stop of a new task.
@@ -701,6 +716,17 @@ impl Tracer {
             return self.release_child(tid, stop, scrub);
         }
         let key = self.tasks[&tid].space;
+        if std::mem::take(&mut self.tasks.get_mut(&tid).expect("a known task").needs_setup) {
+            // Forked before rtrace changed anything: set up like an image
+            // after exec (unless rtrace is leaving: there is nothing to undo).
+            if !self.halting {
+                self.prepare_space(key, tid)?;
+            }
+            return match stop {
+                Stop::Interrupt { .. } => self.resume(tid, 0),
+                other => self.dispatch(other),
+            };
+        }
         if self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
             // A forked child's own ring; a new thread's thread pointer
             // (what its fast records will carry).
@@ -726,6 +752,8 @@ impl Tracer {
         };
         let result = (|| -> Result<()> {
             let mem = crate::sys::mem::ProcMem::open(tid)?;
+            let maps = crate::symbols::maps::read(tid)?;
+            let mapped = |a: RuntimeAddr| maps.iter().any(|m| m.start <= a && a < m.end);
             if let Some(step) = &scrub.step {
                 // It was created by a system call stepped out of line: it is in
                 // the slot, after that instruction. Out before the unmap.
@@ -733,17 +761,21 @@ impl Tracer {
                 step.finish(&mut regs, &mem)?;
                 ptrace::setregs(tid, &regs)?;
             }
-            for (addr, saved) in &scrub.sites {
-                mem.write(*addr, saved)?;
+            // The child's copy of the memory was taken at the fork, which
+            // may come before some of rtrace's changes (the fork event is
+            // handled later): what the child has is read from it, never
+            // assumed from the parent's state of now.
+            for (addr, undo) in scrub.sites.iter().filter(|(a, _)| mapped(*a)) {
+                super::space::undo_write(&mem, *addr, undo)?;
             }
-            if let Some(tramp) = scrub.trampoline {
+            if let Some(tramp) = scrub.trampoline.filter(|t| mapped(*t)) {
                 for (slot, orig) in &scrub.returns {
                     if mem.read_u64(*slot)? == tramp.get() {
                         mem.write_u64(*slot, orig.get())?;
                     }
                 }
             }
-            if let Some((stub, table)) = scrub.fast_returns {
+            if let Some((stub, table)) = scrub.fast_returns.filter(|(_, t)| mapped(*t)) {
                 // Its copy of the table says which slots of its copy of the
                 // stack hold the stub.
                 let regs = ptrace::getregs(tid)?;
@@ -754,10 +786,13 @@ impl Tracer {
                     maps.same_mapping(pid, a, b)
                 })?;
             }
-            if let Some(scratch) = scrub.scratch {
+            // The scratch page is the first change rtrace makes to a
+            // process and the last it undoes: a child without it has none
+            // of rtrace's mappings.
+            if let Some(scratch) = scrub.scratch.filter(|s| mapped(*s)) {
                 // Fast probes' ring (shared with the parent: it must not
                 // write there) and detour areas.
-                for (addr, len) in &scrub.unmap {
+                for (addr, len) in scrub.unmap.iter().filter(|(a, _)| mapped(*a)) {
                     self.inject_syscall(
                         tid,
                         scratch.offset(crate::arch::SCRATCH_SYSCALL_OFFSET),

@@ -6,7 +6,7 @@
 //! scratch page (which holds the return trampoline), and fast probes' ring
 //! and detour areas ([`FastState`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
@@ -134,9 +134,14 @@ pub(crate) struct Space {
     pub exe: PathBuf,
     pub modules: ModuleMap,
     pub sites: ProbeTable<ProbeSite>,
-    /// Addresses whose breakpoint was removed: a thread that trapped there just
-    /// before the removal is rewound, not handed a SIGTRAP.
-    pub tombstones: HashSet<RuntimeAddr>,
+    /// Addresses whose breakpoint was removed, with what was undone there: a
+    /// thread that trapped there just before the removal is rewound, not
+    /// handed a SIGTRAP; and a child forked before the removal still has the
+    /// breakpoint in its copy of the memory, which must be undone there too.
+    pub tombstones: HashMap<RuntimeAddr, Undo>,
+    /// Addresses whose code the program rewrote after rtrace changed it:
+    /// left as the program wrote them, and reported (see [`undo_write`]).
+    pub rewritten: Vec<RuntimeAddr>,
     /// The scratch area, once mapped.
     pub scratch: Option<RuntimeAddr>,
     /// Out-of-line slots given out: site → (slot, the code in it). A site keeps
@@ -179,7 +184,8 @@ impl Space {
             exe,
             modules,
             sites: ProbeTable::new(),
-            tombstones: HashSet::new(),
+            tombstones: HashMap::new(),
+            rewritten: Vec::new(),
             scratch: None,
             slots: HashMap::new(),
             slots_used: 0,
@@ -224,6 +230,11 @@ impl Space {
                 }
             }
         }
+        // A tombstone in memory unmapped since means nothing there any more
+        // (another library may come to the same address).
+        let modules = &self.modules;
+        self.tombstones
+            .retain(|a, _| modules.module_at(*a).is_some());
         self.resolving
             .retain(|_, call| self.sites.get(call.ret).is_some());
         Ok(())
@@ -259,7 +270,8 @@ impl Space {
                 plan.strategy = Strategy::InPlace;
             }
         }
-        let mut site = ProbeSite::new(addr, code[..BREAKPOINT.len()].to_vec(), plan);
+        let saved = code[..BREAKPOINT.len()].to_vec();
+        let mut site = ProbeSite::new(addr, saved, BREAKPOINT.to_vec(), plan);
         site.slot = slot;
         site.own(owner);
         self.mem.write(addr, &BREAKPOINT)?;
@@ -338,10 +350,23 @@ impl Space {
     /// Restores the original bytes at `addr` and forgets the site.
     pub fn remove_site(&mut self, addr: RuntimeAddr) -> Result<()> {
         if let Some(site) = self.sites.remove(addr) {
-            self.tombstones.insert(addr);
-            self.mem.write(addr, &site.saved)?;
+            self.bury(site)?;
         }
         Ok(())
+    }
+
+    /// Undoes a site taken out of the table, and keeps its tombstone.
+    fn bury(&mut self, site: ProbeSite) -> Result<()> {
+        let undo = Undo {
+            saved: site.saved,
+            written: site.written,
+        };
+        let r = undo_write(&self.mem, site.addr, &undo);
+        if let Ok(Undone::Rewritten) = r {
+            self.rewritten.push(site.addr);
+        }
+        self.tombstones.insert(site.addr, undo);
+        r.map(|_| ())
     }
 
     /// Stops watching the resolver at `addr` (no probe waits for it).
@@ -408,9 +433,14 @@ impl Space {
     /// Removes every breakpoint (detach). Tries them all, returns the first error.
     pub fn disarm_all(&mut self) -> Result<()> {
         let mut first = Ok(());
-        for (addr, site) in self.sites.drain() {
-            self.tombstones.insert(addr);
-            let r = self.mem.write(addr, &site.saved);
+        let sites: Vec<ProbeSite> = self
+            .sites
+            .drain()
+            .into_iter()
+            .map(|(_, site)| site)
+            .collect();
+        for site in sites {
+            let r = self.bury(site);
             if first.is_ok() {
                 first = r;
             }
@@ -433,14 +463,118 @@ impl Space {
     /// True when `ip` is a trap just past one of our breakpoints (armed, or removed
     /// since the thread trapped).
     pub fn is_our_trap(&self, site: RuntimeAddr) -> bool {
-        self.sites.get(site).is_some() || self.tombstones.contains(&site)
+        self.sites.get(site).is_some() || self.tombstones.contains_key(&site)
     }
 
-    /// The breakpoints and their saved bytes, for scrubbing a forked child.
-    pub fn site_bytes(&self) -> Vec<(RuntimeAddr, Vec<u8>)> {
-        self.sites
-            .iter()
-            .map(|(a, s)| (a, s.saved.clone()))
-            .collect()
+    /// Makes this space, copied from a forked child's parent, agree with
+    /// the child's memory (`mapped` tells what the child has mapped): the
+    /// copy was taken at the fork, and rtrace may have changed the parent
+    /// since, before it heard of the fork. The scratch page is there
+    /// (the caller checked). Out-of-line slots written since are written
+    /// into it; breakpoints armed since are armed; breakpoints removed since
+    /// are removed; a fast site whose jump the child lacks is an int3 there;
+    /// fast probes' mappings it lacks are forgotten.
+    pub fn reconcile(&mut self, mapped: &dyn Fn(RuntimeAddr) -> bool) -> Result<()> {
+        if let Some(scratch) = self.scratch {
+            self.mem.write(scratch, &arch::SCRATCH_CODE)?;
+        }
+        for (slot, code) in self.slots.values() {
+            let mut bytes = code.clone();
+            bytes.extend_from_slice(&BREAKPOINT);
+            self.mem.write(*slot, &bytes)?;
+        }
+        for (addr, undo) in self.tombstones.iter() {
+            if mapped(*addr) {
+                undo_write(&self.mem, *addr, undo)?;
+            }
+        }
+        self.fast.areas.retain(|a| mapped(a.base));
+        if self.fast.stub.as_ref().is_some_and(|s| !mapped(s.table)) {
+            self.fast.stub = None;
+        }
+        if self
+            .fast
+            .ring_wanted
+            .is_some_and(|l| !mapped(RuntimeAddr(l.base)))
+        {
+            self.fast.ring_wanted = None;
+        }
+        let addrs: Vec<RuntimeAddr> = self.sites.iter().map(|(a, _)| a).collect();
+        for addr in addrs {
+            let Some(site) = self.sites.get_mut(addr) else {
+                continue;
+            };
+            let current = self.mem.read_vec(addr, site.written.len())?;
+            if current == site.written {
+                continue;
+            }
+            if let Some(index) = site.fast.take() {
+                // The jump came after the fork: an int3 here instead.
+                site.saved.truncate(BREAKPOINT.len());
+                site.written = BREAKPOINT.to_vec();
+                if let Some(f) = self.fast.sites.get_mut(index as usize) {
+                    f.live = false;
+                }
+                self.fast
+                    .refused
+                    .insert(addr, "patched after this child was forked".to_string());
+            }
+            self.mem.write(addr, &BREAKPOINT)?;
+        }
+        Ok(())
     }
+
+    /// Every change made to code in this space, the ones undone since
+    /// included, for scrubbing a forked child: its copy of the memory was
+    /// taken at the fork, which may be older than the last of them.
+    pub fn code_changes(&self) -> Vec<(RuntimeAddr, Undo)> {
+        let live = self.sites.iter().map(|(a, s)| {
+            let undo = Undo {
+                saved: s.saved.clone(),
+                written: s.written.clone(),
+            };
+            (a, undo)
+        });
+        let undone = self.tombstones.iter().map(|(a, u)| (*a, u.clone()));
+        live.chain(undone).collect()
+    }
+}
+
+/// A change rtrace made to code: the bytes it replaced, and the bytes it
+/// wrote over them last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Undo {
+    pub saved: Vec<u8>,
+    pub written: Vec<u8>,
+}
+
+/// What undoing a change to code found at its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Undone {
+    /// rtrace's bytes were there; the original ones are back.
+    Restored,
+    /// The original bytes were there already (the memory of a child forked
+    /// before the change, or a change undone before).
+    Original,
+    /// Neither: the program rewrote its code there since rtrace changed it.
+    /// It is left as the program wrote it.
+    Rewritten,
+}
+
+/// Puts `undo.saved` back at `addr` in `mem` when the address holds what
+/// rtrace wrote there: `undo.written`, or a breakpoint, which every site
+/// began as before a fast probe's jump could replace it (a child forked in
+/// between has the breakpoint). Anything else is the program's own code
+/// now, and is not touched: kernel uprobes check the same before they
+/// remove a breakpoint (`verify_opcode`).
+pub(crate) fn undo_write(mem: &ProcMem, addr: RuntimeAddr, undo: &Undo) -> Result<Undone> {
+    let current = mem.read_vec(addr, undo.saved.len())?;
+    if current == undo.saved {
+        return Ok(Undone::Original);
+    }
+    if current.starts_with(&undo.written) || current.starts_with(&BREAKPOINT) {
+        mem.write(addr, &undo.saved)?;
+        return Ok(Undone::Restored);
+    }
+    Ok(Undone::Rewritten)
 }

@@ -27,8 +27,9 @@ pub(crate) enum TaskState {
 /// breakpoints and rewritten return addresses it inherited, and the scratch page.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Scrub {
-    /// (site, bytes the breakpoint replaced).
-    pub sites: Vec<(RuntimeAddr, Vec<u8>)>,
+    /// Every change made to code in the parent's memory, undone since or
+    /// not (the child's copy may predate the undoing).
+    pub sites: Vec<(RuntimeAddr, super::space::Undo)>,
     /// (stack slot, original return address).
     pub returns: Vec<(RuntimeAddr, RuntimeAddr)>,
     /// The trampoline address the child's stack slots may hold.
@@ -161,6 +162,9 @@ pub(crate) struct Task {
     pub silent: bool,
     /// Set for a child to be scrubbed and released at its first stop.
     pub scrub: Option<Scrub>,
+    /// Set for a followed child forked before rtrace changed its parent's
+    /// memory: its space is set up at its first stop, as after an exec.
+    pub needs_setup: bool,
     /// True once it reported a group-stop and has not been continued since.
     pub group_stopped: bool,
     /// Set while it steps a displaced instruction out of line: every resume is
@@ -192,6 +196,7 @@ impl Task {
             affinity: None,
             silent: false,
             scrub: None,
+            needs_setup: false,
             group_stopped: false,
             step: None,
             pending_hit: None,

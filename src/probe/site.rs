@@ -13,6 +13,11 @@ pub struct ProbeSite {
     pub addr: RuntimeAddr,
     /// The bytes the breakpoint replaced.
     pub saved: Vec<u8>,
+    /// The bytes rtrace wrote over them last: the breakpoint, or a fast
+    /// probe's jump. Undoing checks the address still holds them (or a
+    /// breakpoint, which every site began as): code the program rewrote
+    /// since is left as the program wrote it.
+    pub written: Vec<u8>,
     /// How the displaced instruction executes.
     pub plan: Rc<InsnPlan>,
     /// Its out-of-line slot, when it is stepped out of line.
@@ -57,11 +62,12 @@ pub enum Owner {
 }
 
 impl ProbeSite {
-    /// A site with no probes yet.
-    pub fn new(addr: RuntimeAddr, saved: Vec<u8>, plan: InsnPlan) -> Self {
+    /// A site with no probes yet, where `written` replaced `saved`.
+    pub fn new(addr: RuntimeAddr, saved: Vec<u8>, written: Vec<u8>, plan: InsnPlan) -> Self {
         ProbeSite {
             addr,
             saved,
+            written,
             plan: Rc::new(plan),
             slot: None,
             probes: Vec::new(),
@@ -133,7 +139,7 @@ mod tests {
             len: 1,
             strategy: crate::arch::Strategy::InPlace,
         };
-        let mut s = ProbeSite::new(RuntimeAddr(0x1000), vec![0x55], plan);
+        let mut s = ProbeSite::new(RuntimeAddr(0x1000), vec![0x55], vec![0xcc], plan);
         s.add(site(3));
         s.add(site(1));
         s.add(site(2));

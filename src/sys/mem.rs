@@ -79,8 +79,17 @@ pub struct ProcMem {
     file: File,
 }
 
+/// The errno of a failed access to `/proc/PID/mem`. The kernel's `mem_rw`
+/// answers an unmapped address with EIO, but a process whose memory is gone
+/// (it exited, and is a zombie until reaped) with 0 bytes: end of file on a
+/// read, nothing written on a write. That is the process gone (ESRCH), not
+/// a bad address.
 fn errno_of(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+    match (e.raw_os_error(), e.kind()) {
+        (Some(raw), _) => Errno::from_raw(raw),
+        (None, std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::WriteZero) => Errno::ESRCH,
+        (None, _) => Errno::EIO,
+    }
 }
 
 impl ProcMem {

@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 44] = [
+pub const PROGRAMS: [&str; 45] = [
     "count",
     "sigtrap",
     "signals",
@@ -229,6 +229,7 @@ pub const PROGRAMS: [&str; 44] = [
     "peeker",
     "stacker",
     "execloop",
+    "forkloop",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
