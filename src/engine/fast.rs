@@ -87,6 +87,15 @@ pub(crate) const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
 /// The most records one drain reads while the tracee runs (about 2 ms of
 /// printing): stops waiting meanwhile are not kept waiting longer.
 const DRAIN_BUDGET: u64 = 4096;
+
+/// Why a function that reads its own return address (`dlsym`, `dlopen`…:
+/// `symbols::resolve::reads_return_address`) keeps its int3: its returns
+/// are watched at their return sites, and it is hooked for tail calls into
+/// it (see `Tracer::own_return_address_back`). The detour would swap the
+/// return address for the return stub, which lies in no module.
+const READS_RETURN_ADDRESS: &str =
+    "the function reads its own return address: its returns are watched at their return \
+     sites, by int3";
 /// The memfd's name, written into the scratch page for `memfd_create`
 /// (bytes 8..20: past the scratch code, before the out-of-line slots).
 const RING_NAME: &[u8] = b"rtrace-ring\0";
@@ -488,6 +497,9 @@ impl Tracer {
         let Tracer { spaces, probes, .. } = self;
         let space = spaces.get(&key).ok_or("the process is gone")?;
         let site = space.sites.get(addr).ok_or("the site is gone")?;
+        if site.caller_hook {
+            return Err(READS_RETURN_ADDRESS.into());
+        }
         if site.rtld
             || site.unwind
             || site.ret_refs > 0
@@ -505,6 +517,9 @@ impl Tracer {
                     return Err("the program's unwinder could not be found: returns are \
                                 watched at their return sites, by int3"
                         .into());
+                }
+                if site.reads_return_address {
+                    return Err(READS_RETURN_ADDRESS.into());
                 }
                 if let Some(why) = &space.fast.stub_failed {
                     return Err(format!("no return stub: {why}"));
@@ -1836,8 +1851,16 @@ impl Tracer {
     /// their real return address back and are watched at their return
     /// sites from now on, as the trampoline's are
     /// (`watch_at_return_sites`); the unwinder sees only real frames.
-    /// Calls below `sp` (which the unwinder's own call overwrote) are gone.
-    pub(super) fn fast_calls_to_return_sites(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+    /// Calls below `sp` (and at `sp` when `inclusive`: the unwinder's own
+    /// call overwrote that slot) are gone. Not inclusive at the entry of a
+    /// function that reads its own return address, reached by a tail call:
+    /// the call whose slot it found the stub in is alive.
+    pub(super) fn fast_calls_to_return_sites(
+        &mut self,
+        tid: Tid,
+        sp: RuntimeAddr,
+        inclusive: bool,
+    ) -> Result<()> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
@@ -1856,7 +1879,7 @@ impl Tracer {
         let maps = &mut space.maps;
         let dead = task
             .fast_calls
-            .drop_abandoned(sp, true, &mut |a, b| maps.same_mapping(pid, a, b));
+            .drop_abandoned(sp, inclusive, &mut |a, b| maps.same_mapping(pid, a, b));
         let calls = task.fast_calls.take_all();
         if calls.is_empty() && dead.is_empty() {
             return Ok(());

@@ -156,13 +156,14 @@ impl Tracer {
         let time = self.start.elapsed();
         regs.set_ip(addr.get());
         let key = self.tasks[&tid].space;
-        let (ret_refs, unwind, resolver, resolver_returns) = {
+        let (ret_refs, unwind, resolver, resolver_returns, reads_ret) = {
             let site = self.spaces[&key].sites.get(addr).expect("caller checked");
             (
                 site.ret_refs,
                 site.unwind,
                 site.resolver,
                 site.resolver_returns,
+                site.reads_return_address,
             )
         };
         if ret_refs > 0 {
@@ -186,21 +187,23 @@ impl Tracer {
             // addresses. The call it is making overwrites the slot at `sp`:
             // whatever was in flight there or below was unwound.
             self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), true)?;
-            self.fast_calls_to_return_sites(tid, RuntimeAddr(regs.sp()))?;
+            self.fast_calls_to_return_sites(tid, RuntimeAddr(regs.sp()), true)?;
             self.watch_at_return_sites(tid)?;
         } else if self.tasks[&tid]
             .returns
             .may_have_dead(RuntimeAddr(regs.sp()))
-            && self.spaces[&key]
-                .sites
-                .get(addr)
-                .is_some_and(|s| s.probes.iter().any(|p| p.kind != ProbeKind::Instruction))
+            && self.spaces[&key].sites.get(addr).is_some_and(|s| {
+                s.caller_hook || s.probes.iter().any(|p| p.kind != ProbeKind::Instruction)
+            })
         {
             // A function entry: `sp` holds the return address this call just
             // pushed, so calls in flight below it, or in its slot but no longer
             // returning through the trampoline, were left without returning.
             self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), false)?;
         }
+        // A function that reads its own return address must find the real
+        // one in its slot, even when it was reached by a tail call.
+        let tail_call = reads_ret && self.own_return_address_back(tid, RuntimeAddr(regs.sp()))?;
         let task = &self.tasks[&tid];
         let (key, pid, silent) = (task.space, task.pid, task.silent);
         let space = &self.spaces[&key];
@@ -252,15 +255,16 @@ impl Tracer {
         let wants_return = probes
             .iter()
             .any(|p| p.kind == ProbeKind::Function { returns: true });
-        let return_site_only = self.spaces[&key].unknown_unwinder;
-        let hijacked = match self.hijack_return(tid, &regs, wants_return, return_site_only) {
-            Ok(h) => h,
-            Err(e) => {
-                // Nothing changed but the registers: back to the site.
-                ptrace::setregs(tid, &regs)?;
-                return Err(e);
-            }
-        };
+        let return_site_only = self.spaces[&key].unknown_unwinder || reads_ret;
+        let hijacked =
+            match self.hijack_return(tid, &regs, wants_return, return_site_only, tail_call) {
+                Ok(h) => h,
+                Err(e) => {
+                    // Nothing changed but the registers: back to the site.
+                    ptrace::setregs(tid, &regs)?;
+                    return Err(e);
+                }
+            };
         let missed = wants_return && hijacked.is_none();
         let hit = PendingHit {
             probes,
@@ -325,14 +329,19 @@ impl Tracer {
     /// (a tail call from a function whose return is watched), the new call is
     /// chained to that one and nothing is written.
     /// When return addresses must stay as they are (`return_site_only`: the
-    /// program has an unwinder rtrace cannot hook), the return is watched at
-    /// the return site instead, from the start.
+    /// program has an unwinder rtrace cannot hook, or the function reads its
+    /// own return address), the return is watched at the return site
+    /// instead, from the start. After `tail_call` (the slot held the
+    /// trampoline or the fast return stub, which `own_return_address_back`
+    /// gave back), the call is chained to the one it was made for: they
+    /// return together, through the same slot.
     fn hijack_return(
         &self,
         tid: Tid,
         regs: &Regs,
         wanted: bool,
         return_site_only: bool,
+        tail_call: bool,
     ) -> Result<Option<Hijack>> {
         let task = &self.tasks[&tid];
         let space = &self.spaces[&task.space];
@@ -342,10 +351,14 @@ impl Tracer {
         let slot = RuntimeAddr(regs.sp());
         let orig = space.mem.read_u64(slot)?;
         if return_site_only && orig != tramp.get() {
+            let chained = tail_call
+                && task.returns.in_slot(slot).is_some_and(|below| {
+                    below.watch == Watch::ReturnSite && below.orig_ret.get() == orig
+                });
             return Ok(Some(Hijack {
                 slot,
                 orig: RuntimeAddr(orig),
-                chained: false,
+                chained,
                 watch: Watch::ReturnSite,
             }));
         }
@@ -442,6 +455,29 @@ impl Tracer {
             space.arm(inst.orig_ret, Owner::ReturnSite, StepMode::Auto)?;
         }
         Ok(())
+    }
+
+    /// `tid` is at the first instruction of a function that reads its own
+    /// return address (`dlsym` finds its caller's module with it), `sp` at
+    /// that return address. When the slot holds the trampoline or the fast
+    /// return stub, the function was reached by a tail call from one whose
+    /// return is watched: as when an unwinder starts, the thread's calls in
+    /// flight get their real return addresses back and are watched at their
+    /// return sites from now on (the one at `sp` stays: the jump did not
+    /// end it). Returns true then.
+    fn own_return_address_back(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<bool> {
+        let Some(space) = self.tasks.get(&tid).and_then(|t| self.spaces.get(&t.space)) else {
+            return Ok(false);
+        };
+        let held = space.mem.read_u64(sp)?;
+        let tramp = space.trampoline().map(RuntimeAddr::get);
+        let stub = space.fast.stub.as_ref().map(|s| s.stub.entry);
+        if Some(held) != tramp && Some(held) != stub {
+            return Ok(false);
+        }
+        self.fast_calls_to_return_sites(tid, sp, false)?;
+        self.watch_at_return_sites(tid)?;
+        Ok(true)
     }
 
     /// `tid` hit a return site watched for calls in flight. Calls whose frames

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
 use crate::probe::Owner;
 use crate::symbols::elf::Tables;
-use crate::symbols::resolve::{never_returns, not_found, returns_twice};
+use crate::symbols::resolve::{
+    function_reads_return_address, never_returns, not_found, returns_twice,
+};
 use crate::symbols::{ifunc, reserved, resolve, Location, Resolution};
 use crate::sys::wait::{self, Stop};
 use crate::sys::{ptrace, signal};
@@ -133,8 +135,13 @@ impl Tracer {
 
     /// Watches the entries of the stack unwinders of every module (libgcc's, in
     /// libgcc_s or linked statically), when return probes may rewrite return
-    /// addresses: see `watch_at_return_sites`. Best effort: an unwinder that
-    /// cannot be probed is left alone.
+    /// addresses: see `watch_at_return_sites`. And the entries of the
+    /// functions that find their caller from their return address
+    /// (`CALLER_LOOKUPS`: `dlopen`, `dlsym`…), which a function whose return
+    /// is watched may reach by a tail call, with the trampoline or the fast
+    /// return stub where their return address should be: see
+    /// `own_return_address_back`. Best effort: an entry that cannot be
+    /// probed is left alone.
     pub(super) fn place_unwind_hooks(&mut self, key: Pid) {
         if self.opts.entry_only || self.probes.iter().all(Option::is_none) {
             return;
@@ -143,6 +150,7 @@ impl Tracer {
             return;
         };
         let mut addrs = Vec::new();
+        let mut callers = Vec::new();
         let mut unwinder = false;
         // The modules' own symbol tables only: libc6-dbg's names glibc's
         // internal `_Unwind_Resume` wrapper, which is not the unwinder a
@@ -163,6 +171,11 @@ impl Tracer {
             {
                 addrs.push(m.to_runtime(sym.addr));
             }
+            for name in crate::symbols::resolve::CALLER_LOOKUPS {
+                if let Some(sym) = m.elf.function_named_in(name, Tables::Own) {
+                    callers.push(m.to_runtime(sym.addr));
+                }
+            }
         }
         let exe_has_eh = space
             .modules
@@ -170,12 +183,16 @@ impl Tracer {
             .first()
             .is_some_and(|m| m.elf.has_exception_tables());
         space.unknown_unwinder = exe_has_eh && !unwinder;
-        for addr in addrs {
+        let hooks = addrs
+            .into_iter()
+            .map(|a| (a, Owner::Unwind))
+            .chain(callers.into_iter().map(|a| (a, Owner::CallerHook)));
+        for (addr, owner) in hooks {
             if self.clear_jumps_at(key, addr).is_err() {
                 continue;
             }
             if let Some(space) = self.spaces.get_mut(&key) {
-                let _ = space.arm(addr, Owner::Unwind, crate::arch::StepMode::Auto);
+                let _ = space.arm(addr, owner, crate::arch::StepMode::Auto);
             }
         }
     }
@@ -335,6 +352,12 @@ impl Tracer {
                 loc.addr = loc.addr.offset(skip as i64);
                 loc.offset += skip as u64;
             }
+            // A function that reads its own return address has its returns
+            // watched at the return site (see `hijack_return`).
+            let reads_ret = loc.function_entry
+                && space.modules.module_at(loc.addr).is_some_and(|m| {
+                    function_reads_return_address(m, m.to_link(loc.addr), &loc.linkage_name)
+                });
             let site = Rc::new(Site {
                 probe: spec.clone(),
                 id,
@@ -353,6 +376,11 @@ impl Tracer {
                 Ok(()) => {
                     if let Some(Placement::Armed(addrs)) = space.placed.get_mut(&id) {
                         addrs.push(loc.addr);
+                    }
+                    if reads_ret {
+                        if let Some(site) = space.sites.get_mut(loc.addr) {
+                            site.reads_return_address = true;
+                        }
                     }
                 }
                 Err(Error::UnsupportedInstruction { reason, .. }) if glob => {

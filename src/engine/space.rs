@@ -410,17 +410,19 @@ impl Space {
         Ok(())
     }
 
-    /// Removes the unwinder hooks (no return probe is left).
+    /// Removes the unwinder hooks and the hooks of the functions that find
+    /// their caller from their return address (no return probe is left).
     pub fn drop_unwind_hooks(&mut self) -> Result<()> {
         let hooked: Vec<RuntimeAddr> = self
             .sites
             .iter()
-            .filter(|(_, s)| s.unwind)
+            .filter(|(_, s)| s.unwind || s.caller_hook)
             .map(|(a, _)| a)
             .collect();
         for addr in hooked {
             let unused = self.sites.get_mut(addr).is_some_and(|site| {
                 site.unwind = false;
+                site.caller_hook = false;
                 site.is_unused()
             });
             if unused {

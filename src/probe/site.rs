@@ -30,6 +30,16 @@ pub struct ProbeSite {
     /// True at the entry of an unwinder (`_Unwind_RaiseException`…): a thread
     /// that gets here moves its calls in flight off the trampoline.
     pub unwind: bool,
+    /// True at the entry of a function that reads its own return address
+    /// (`dlsym`, `dlopen`…: `symbols::resolve::reads_return_address`): a
+    /// return probe here watches the return site instead of rewriting the
+    /// return address, and a thread entering with the trampoline or the fast
+    /// return stub in its return address slot (a tail call from a function
+    /// whose return is watched) gets the real one back first.
+    pub reads_return_address: bool,
+    /// True when rtrace hooks this entry for that last reason alone
+    /// (`symbols::resolve::CALLER_LOOKUPS`, while return probes are in use).
+    pub caller_hook: bool,
     /// Calls in flight watched at this return site.
     pub ret_refs: u32,
     /// True at the resolver of an IFUNC that no GOT slot resolves yet: the
@@ -53,6 +63,8 @@ pub enum Owner {
     Rtld,
     /// An unwinder entry.
     Unwind,
+    /// The entry of a function that finds its caller from its return address.
+    CallerHook,
     /// A return site watched for a call in flight.
     ReturnSite,
     /// An IFUNC resolver whose answer a probe waits for.
@@ -73,6 +85,8 @@ impl ProbeSite {
             probes: Vec::new(),
             rtld: false,
             unwind: false,
+            reads_return_address: false,
+            caller_hook: false,
             ret_refs: 0,
             resolver: false,
             resolver_returns: 0,
@@ -86,6 +100,10 @@ impl ProbeSite {
             Owner::Probe(site) => self.add(site),
             Owner::Rtld => self.rtld = true,
             Owner::Unwind => self.unwind = true,
+            Owner::CallerHook => {
+                self.caller_hook = true;
+                self.reads_return_address = true;
+            }
             Owner::ReturnSite => self.ret_refs += 1,
             Owner::Resolver => self.resolver = true,
             Owner::ResolverReturn => self.resolver_returns += 1,
@@ -110,6 +128,7 @@ impl ProbeSite {
         self.probes.is_empty()
             && !self.rtld
             && !self.unwind
+            && !self.caller_hook
             && self.ret_refs == 0
             && !self.resolver
             && self.resolver_returns == 0

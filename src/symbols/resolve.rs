@@ -94,6 +94,101 @@ pub fn reserved(linkage_name: &str) -> Option<&'static str> {
     None
 }
 
+/// The functions that find out who called them from their own return
+/// address (`RETURN_ADDRESS (0)` in glibc 2.36's sources), and that any
+/// function may reach by a tail call: `dlopen`, `dlmopen` and
+/// `__libc_dlopen_mode` (`dlfcn/dlopen.c`, `dlfcn/dlmopen.c`,
+/// `elf/dl-libc.c`) search the caller's RUNPATH (`$ORIGIN`) and open in its
+/// namespace; `dlsym` and `dlvsym` (`dlfcn/dlsym.c`, `dlfcn/dlvsym.c`) look
+/// `RTLD_NEXT` up after the caller's module, and fail when the address is in
+/// no module; `dl_iterate_phdr` (`elf/dl-iteratephdr.c`) lists the caller's
+/// namespace; `_dl_mcount_wrapper` and `_dl_mcount_wrapper_check`
+/// (`elf/dl-profstub.c`) record the caller for `LD_PROFILE`. With the
+/// trampoline in their return address slot they would take rtrace's scratch
+/// page for their caller. rtrace hooks their entries whenever return probes
+/// are in use, and watches their own returns at the return site (see
+/// [`reads_return_address`]).
+pub const CALLER_LOOKUPS: [&str; 8] = [
+    "dlopen",
+    "dlmopen",
+    "dlsym",
+    "dlvsym",
+    "dl_iterate_phdr",
+    "__libc_dlopen_mode",
+    "_dl_mcount_wrapper",
+    "_dl_mcount_wrapper_check",
+];
+
+/// Functions that read their own return address but are only ever reached
+/// by a call the compiler emits at the start of a function, never by a tail
+/// call: the profiling entries of `-pg` code (glibc's
+/// `sysdeps/x86_64/_mcount.S`: `selfpc` is the return address) and libgcc's
+/// split-stack `__morestack` family (`config/i386/morestack.S`: it goes on
+/// with the caller's prologue one byte past its return address).
+const PROLOGUE_CALLEES: [&str; 6] = [
+    "mcount",
+    "_mcount",
+    "__fentry__",
+    "__morestack",
+    "__morestack_non_split",
+    "__morestack_large_model",
+];
+
+/// The library whose allocators pass their return address to the legacy
+/// `__malloc_hook` family and to mtrace's log (`malloc/malloc-debug.c`; the
+/// allocators of `libc.so.6` no longer use theirs), and those allocators.
+const MALLOC_DEBUG: (&str, [&str; 9]) = (
+    "libc_malloc_debug.so",
+    [
+        "malloc",
+        "free",
+        "realloc",
+        "calloc",
+        "memalign",
+        "aligned_alloc",
+        "valloc",
+        "pvalloc",
+        "posix_memalign",
+    ],
+);
+
+/// True when the function `name` of the module file `file` reads its own
+/// return address: [`CALLER_LOOKUPS`], the profiling and split-stack entries
+/// (`mcount`, `__fentry__`, `__morestack`…), the unwinders (libgcc's
+/// `uw_init_context` starts the walk from it), and `libc_malloc_debug.so`'s
+/// allocators. A return probe there leaves the return address alone and
+/// watches the return site in the caller (gdb's `finish`); a fast probe
+/// keeps its int3.
+pub fn reads_return_address(file: &str, name: &str) -> bool {
+    CALLER_LOOKUPS.contains(&name)
+        || PROLOGUE_CALLEES.contains(&name)
+        || UNWINDERS.contains(&name)
+        || (file.starts_with(MALLOC_DEBUG.0) && MALLOC_DEBUG.1.contains(&name))
+}
+
+/// [`reads_return_address`] for the function at `addr` of `m`, whatever
+/// alias named it (`___dlsym` from libc6-dbg is `dlsym`; `dlopen@GLIBC_2.2.5`
+/// and `dlopen@@GLIBC_2.34` are one function): the names of the module's own
+/// symbol tables at that address are asked too.
+pub fn function_reads_return_address(m: &Module, addr: LinkAddr, name: &str) -> bool {
+    let file = m.name();
+    reads_return_address(file, name)
+        || CALLER_LOOKUPS
+            .iter()
+            .chain(&PROLOGUE_CALLEES)
+            .chain(&UNWINDERS)
+            .chain(match file.starts_with(MALLOC_DEBUG.0) {
+                true => &MALLOC_DEBUG.1[..],
+                false => &[],
+            })
+            .any(|n| {
+                m.elf
+                    .symbols_named(n)
+                    .iter()
+                    .any(|s| s.kind.is_function() && s.addr == addr)
+            })
+}
+
 /// True for the functions a return probe would break because they return
 /// twice on one stack, or are never called: the `setjmp` family, `getcontext`
 /// and `swapcontext` save their return address (which would be the
@@ -970,6 +1065,71 @@ mod tests {
         assert!(never_returns("exit") && never_returns("__libc_start_main"));
         assert!(never_returns("_start"));
         assert!(!never_returns("strlen"));
+    }
+
+    #[test]
+    fn functions_that_read_their_return_address() {
+        let libc_file = "libc.so.6";
+        for name in [
+            "dlopen",
+            "dlmopen",
+            "dlsym",
+            "dlvsym",
+            "dl_iterate_phdr",
+            "__libc_dlopen_mode",
+            "_dl_mcount_wrapper",
+            "_dl_mcount_wrapper_check",
+            "mcount",
+            "_mcount",
+            "__fentry__",
+            "__morestack",
+            "_Unwind_RaiseException",
+            "_Unwind_Backtrace",
+        ] {
+            assert!(reads_return_address(libc_file, name), "{name}");
+        }
+        // libc's allocators no longer pass it on; libc_malloc_debug's do.
+        assert!(!reads_return_address(libc_file, "malloc"));
+        assert!(!reads_return_address(libc_file, "dlerror"));
+        assert!(!reads_return_address(libc_file, "dladdr"));
+        assert!(!reads_return_address("libc.so.6", "_dl_find_object"));
+        assert!(reads_return_address("libc_malloc_debug.so.0", "malloc"));
+        assert!(reads_return_address(
+            "libc_malloc_debug.so.0",
+            "posix_memalign"
+        ));
+        assert!(!reads_return_address("libc_malloc_debug.so.0", "mallopt"));
+        // Every hooked name is on the list.
+        assert!(CALLER_LOOKUPS
+            .iter()
+            .all(|n| reads_return_address(libc_file, n)));
+
+        // In this machine's libc, under every name of the function: dlsym
+        // and dlopen have two versions (2.2.5 and 2.34) at one address.
+        let m = libc();
+        for name in ["dlsym", "dlopen", "dlvsym", "dlmopen", "dl_iterate_phdr"] {
+            let syms = m.elf.symbols_named(name);
+            assert!(!syms.is_empty(), "libc has no {name}");
+            for s in syms {
+                assert!(function_reads_return_address(m, s.addr, name), "{name}");
+                // Named otherwise (a debug file's internal alias), the
+                // address still says it.
+                assert!(function_reads_return_address(m, s.addr, "___alias"));
+            }
+        }
+        let dlopen = found("libc:dl*")
+            .into_iter()
+            .find(|l| l.linkage_name == "dlopen")
+            .expect("libc:dl* has dlopen");
+        assert!(function_reads_return_address(
+            m,
+            m.to_link(dlopen.addr),
+            &dlopen.linkage_name
+        ));
+        let malloc = link(m, "malloc");
+        assert!(!function_reads_return_address(m, malloc, "malloc"));
+        let dlerror = link(m, "dlerror");
+        assert!(!function_reads_return_address(m, dlerror, "dlerror"));
     }
 
     /// A C++ program (compiled by gcc's C++ front end, no library needed) at

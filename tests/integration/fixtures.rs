@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 45] = [
+pub const PROGRAMS: [&str; 47] = [
     "count",
     "sigtrap",
     "signals",
@@ -230,16 +230,31 @@ pub const PROGRAMS: [&str; 45] = [
     "stacker",
     "execloop",
     "forkloop",
+    "interposer",
+    "pluginhost",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
-/// `<name>.so`).
-pub const LIBRARIES: [&str; 1] = ["libplug"];
+/// `<name>.so`, whose soname is its file name).
+pub const LIBRARIES: [&str; 4] = ["libplug", "libinterpose", "libloader", "libsecond"];
 
-/// Whether `name` can be built as `variant`. dlopen needs the dynamic
-/// linker, so `dlopener` has no static build.
+/// The fixture libraries a program links against: they come before libc
+/// in its search order, as LD_PRELOAD libraries would, and are found
+/// through its RUNPATH (the build directory). Built as the program's
+/// variant, or as [`Variant::Pie`] when there is no library of it.
+fn linked_libraries(name: &str) -> &'static [&'static str] {
+    match name {
+        "interposer" => &["libinterpose"],
+        _ => &[],
+    }
+}
+
+/// Whether `name` can be built as `variant`. dlopen and shared libraries
+/// need the dynamic linker, so `dlopener`, `pluginhost` and `interposer`
+/// have no static build.
 pub fn supports(name: &str, variant: Variant) -> bool {
-    !(name == "dlopener" && matches!(variant, Variant::Static | Variant::StaticPie))
+    let dynamic = matches!(name, "dlopener" | "pluginhost" | "interposer");
+    !(dynamic && matches!(variant, Variant::Static | Variant::StaticPie))
 }
 
 /// The separate debug file of a [`Variant::Debuglink`] build at `path`:
@@ -365,17 +380,40 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         args.extend(["-Wall", "-Wextra", "-Werror", "-pthread"].map(String::from));
         match kind {
             Kind::Program => args.extend(variant.program_flags().iter().map(|s| s.to_string())),
-            Kind::Library => args.extend(["-shared", "-fPIC"].map(String::from)),
+            Kind::Library => {
+                args.extend(["-shared", "-fPIC"].map(String::from));
+                args.push(format!("-Wl,-soname,{name}.so"));
+            }
         }
         args.push(format!("-I{}", src_dir.display()));
         args.push(source.display().to_string());
         if name == "dlopener" {
             args.push("-ldl".into());
         }
+        // The plugin loader finds what it loads next to itself.
+        if name == "libloader" {
+            args.extend(["-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"].map(String::from));
+        }
         // The point of stacker: stacks walked by CFI, not frame pointers.
         if name == "stacker" {
             args.push("-fomit-frame-pointer".into());
         }
+    }
+    let mut linked = Vec::new();
+    for lib in linked_libraries(name) {
+        let lib_variant = match variant.allows_library() {
+            true => variant,
+            false => Variant::Pie,
+        };
+        let path = library(lib, lib_variant);
+        let dir = path
+            .parent()
+            .expect("a build directory")
+            .display()
+            .to_string();
+        args.push(path.display().to_string());
+        args.push(format!("-Wl,-rpath,{dir}"));
+        linked.push(path);
     }
     // The stamp records how the output was made, so a change of flags here
     // rebuilds even when the source is older than the output.
@@ -406,14 +444,10 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
     // A split build is whole only with its debug file.
     let debug_present = !variant.split_debug() || debug_file_of(&out).is_file();
-    if debug_present
-        && is_fresh(
-            &out,
-            &stamp,
-            &recipe,
-            &[&source, &src_dir.join("fixture.h")],
-        )
-    {
+    let header = src_dir.join("fixture.h");
+    let mut inputs = vec![source.as_path(), header.as_path()];
+    inputs.extend(linked.iter().map(PathBuf::as_path));
+    if debug_present && is_fresh(&out, &stamp, &recipe, &inputs) {
         return out;
     }
 

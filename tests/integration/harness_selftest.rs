@@ -362,6 +362,47 @@ fn dlopener_loads_libplug() {
     }
 }
 
+#[test]
+fn interposer_forwards_to_libc_through_rtld_next() {
+    check_all_variants("interposer", &[], "interposed=3\n", 0);
+}
+
+/// libloader finds libsecond next to itself, through its RUNPATH alone:
+/// with libsecond elsewhere, the same load fails.
+#[test]
+fn pluginhost_loads_through_the_loaders_origin() {
+    for variant in Variant::ALL {
+        if !supports("pluginhost", variant) {
+            continue;
+        }
+        let lib_variant = if variant.allows_library() {
+            variant
+        } else {
+            Variant::Pie
+        };
+        library("libsecond", lib_variant);
+        let loader = library("libloader", lib_variant);
+        let run = run_untraced(&fixture("pluginhost", variant), &[loader.to_str().unwrap()]);
+        assert_eq!(
+            (run.stdout.as_str(), run.code()),
+            ("second=42 again=42\n", 0),
+            "pluginhost ({variant}) with {}: {run:?}",
+            loader.display()
+        );
+    }
+    // A copy of the loader alone in a directory finds no libsecond.so.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lonely-loader");
+    fs::create_dir_all(&dir).unwrap();
+    let lonely = dir.join("libloader.so");
+    fs::copy(library("libloader", Variant::Pie), &lonely).unwrap();
+    let run = run_untraced(
+        &fixture("pluginhost", Variant::Pie),
+        &[lonely.to_str().unwrap()],
+    );
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr.starts_with("load_plugin: "), "{run:?}");
+}
+
 /// Checks the output of a spin or stopper run that ended by SIGTERM.
 fn check_terminated(run: &Run, pid: i32, middle: &str) {
     let expected_start = format!("pid={pid}\nready\n{middle}calls=");

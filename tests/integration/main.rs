@@ -10,6 +10,7 @@ mod harness_selftest;
 
 mod args;
 mod attach;
+mod callers;
 mod cli;
 mod concurrency;
 mod debuginfo;
