@@ -25,6 +25,7 @@ mod processes;
 mod progress;
 mod returns;
 mod scripts;
+mod seccomp;
 mod signals;
 mod stacks;
 mod step;
