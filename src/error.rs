@@ -359,8 +359,8 @@ impl Error {
                 errno: Errno::EPERM | Errno::EACCES,
                 ..
             } => Some(
-                "a security policy of the program refused it (an LSM such as SELinux's \
-                 execmem, or a seccomp filter installed by another thread meanwhile)"
+                "a security policy the program runs under refused it (an LSM such as \
+                 SELinux's execmem)"
                     .into(),
             ),
             Error::Ptrace { .. }
