@@ -161,6 +161,30 @@ pub enum Error {
         /// The error.
         errno: Errno,
     },
+    /// A system call rtrace made a tracee thread run (to map its scratch
+    /// page, fast probes' ring or detour areas, or to unmap them) failed.
+    #[error("{call} made by rtrace in thread {tid} failed: {errno}")]
+    Syscall {
+        /// The thread that ran it.
+        tid: Pid,
+        /// The call (`mmap`, `munmap`, `memfd_create`, `close`).
+        call: &'static str,
+        /// What the kernel answered.
+        errno: Errno,
+    },
+    /// rtrace would have to make a tracee thread run a system call of its
+    /// own, and that call would go through the thread's seccomp filter (or
+    /// strict mode), which rtrace may not suspend: it makes none there.
+    #[error("{}", seccomp_message(*pid, *tid, why.as_deref()))]
+    Seccomp {
+        /// The process.
+        pid: Pid,
+        /// The thread that would run the call.
+        tid: Pid,
+        /// Why the filter cannot be suspended (`no CAP_SYS_ADMIN`); None in
+        /// strict mode, which no call of rtrace's may pass.
+        why: Option<String>,
+    },
     /// A thread came back through the return trampoline from a call rtrace has no
     /// record of; its return address is unknown.
     #[error("thread {tid} returned through the trampoline with no call in flight at sp {sp}")]
@@ -228,6 +252,20 @@ fn in_line_tables(unbuilt: Option<&str>, searched: &[String]) -> String {
             " ({m} has no line table; not a file of those of {})",
             s.join(", ")
         ),
+    }
+}
+
+/// `Seccomp`'s line: who runs under what, and why rtrace cannot suspend it.
+fn seccomp_message(pid: Pid, tid: Pid, why: Option<&str>) -> String {
+    let who = match pid == tid {
+        true => format!("pid {pid}"),
+        false => format!("thread {tid} of pid {pid}"),
+    };
+    match why {
+        Some(why) => {
+            format!("{who} runs under a seccomp filter that rtrace may not suspend ({why})")
+        }
+        None => format!("{who} runs in seccomp strict mode (only read, write, exit and sigreturn)"),
     }
 }
 
@@ -312,7 +350,22 @@ impl Error {
                  relative to its module, e.g. prog:0x1139"
                     .into(),
             ),
+            Error::Seccomp { why: Some(_), .. } => Some(
+                "run rtrace as root (CAP_SYS_ADMIN), outside any seccomp sandbox, to \
+                 suspend the filter for rtrace's own calls"
+                    .into(),
+            ),
+            Error::Syscall {
+                errno: Errno::EPERM | Errno::EACCES,
+                ..
+            } => Some(
+                "a security policy the program runs under refused it (an LSM such as \
+                 SELinux's execmem)"
+                    .into(),
+            ),
             Error::Ptrace { .. }
+            | Error::Seccomp { .. }
+            | Error::Syscall { .. }
             | Error::Memory { .. }
             | Error::LostReturn { .. }
             | Error::Io { .. }

@@ -283,7 +283,7 @@ pub enum Event {
     },
     /// A call entered through a function probe whose return cannot be
     /// watched (its return address slot already holds the trampoline, but no
-    /// call in flight owns it, or there is no scratch page): its return will
+    /// call in flight owns it): its return will
     /// not be reported, and it counts as missed (kretprobe's `nmissed`).
     Missed {
         /// The process.
@@ -300,6 +300,15 @@ pub enum Event {
     Warning {
         /// The probe spec.
         probe: String,
+        /// What to know.
+        message: String,
+    },
+    /// Something about a traced process the user should know:
+    /// `rtrace: warning: MESSAGE` (a seccomp filter that keeps rtrace from
+    /// mapping anything into it, pages rtrace could not unmap).
+    ProcessWarning {
+        /// The process.
+        pid: Pid,
         /// What to know.
         message: String,
     },

@@ -8,7 +8,9 @@
 //!    signal is kept for the detach, a group-stopped thread stays stopped.
 //! 2. Undo, per address space: every rewritten return address still holding the
 //!    trampoline gets its original back, every breakpoint its original bytes, and
-//!    the scratch page is unmapped.
+//!    the scratch page is unmapped (unless a seccomp filter that arrived since,
+//!    and that rtrace may not suspend, would see the munmap: it then stays,
+//!    unused, and a warning says so).
 //! 3. Release: PTRACE_DETACH each thread, delivering its pending signal.
 
 use crate::addr::{RuntimeAddr, Tid};
@@ -32,8 +34,10 @@ impl Tracer {
         let undone = self.undo_all();
         let released = self.release_all();
         self.halting = false;
+        // What could not be undone, said before the detach is.
+        let warned = self.flush_warnings();
         self.emit(Event::Detached { pid: self.root })?;
-        halted.and(undone).and(released)
+        halted.and(undone).and(released).and(warned)
     }
 
     fn halt(&mut self) -> Result<()> {
@@ -220,12 +224,35 @@ impl Tracer {
                 .get(t)
                 .is_some_and(|t| t.state == TaskState::Stopped)
         });
-        keep(self.unmap_fast(key, caller.filter(|_| scratch.is_some())));
+        // A seccomp filter that arrived after the mappings were made (a
+        // launched program installs its own), and that rtrace may not
+        // suspend, refuses the munmaps: the mappings stay, unused (no
+        // return address, thread or jump leads there any more), and the
+        // user is told. A SIGSYS or a failing call in the program would be
+        // worse.
+        let mut left = Vec::new();
+        let mut refused = None;
+        match self.unmap_fast(key, caller.filter(|_| scratch.is_some())) {
+            Err(e @ crate::Error::Seccomp { .. }) => {
+                left.push("fast probes' ring and detour areas");
+                refused = Some(e);
+            }
+            r => keep(r),
+        }
         if let Some(space) = self.spaces.get_mut(&key) {
             space.scratch = None;
         }
         if let (Some(page), Some(tid)) = (scratch, caller) {
-            keep(self.unmap_scratch(tid, page));
+            match self.unmap_scratch(tid, page) {
+                Err(e @ crate::Error::Seccomp { .. }) => {
+                    left.insert(0, "rtrace's scratch page");
+                    refused = Some(e);
+                }
+                r => keep(r),
+            }
+        }
+        if let Some(e) = refused {
+            self.warn_left_mapped(&e, &left);
         }
         first
     }

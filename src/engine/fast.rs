@@ -453,7 +453,24 @@ impl Tracer {
         let Some(space) = self.spaces.get_mut(&key) else {
             return Ok(());
         };
-        if !space.fast.dirty || space.scratch.is_none() {
+        if !space.fast.dirty {
+            return Ok(());
+        }
+        if space.scratch.is_none() {
+            // No code may be injected (the process's seccomp mode): no ring,
+            // no detour. Every site stays int3, and says why.
+            if let Some(why) = space.no_injection.clone() {
+                space.fast.dirty = false;
+                let sites: Vec<RuntimeAddr> = space
+                    .sites
+                    .iter()
+                    .filter(|(_, s)| s.fast.is_none() && !s.probes.is_empty())
+                    .map(|(a, _)| a)
+                    .collect();
+                for a in sites {
+                    space.fast.refused.entry(a).or_insert_with(|| why.clone());
+                }
+            }
             return Ok(());
         }
         space.fast.dirty = false;
@@ -982,7 +999,7 @@ impl Tracer {
                 libc::SYS_memfd_create,
                 &[name.get(), libc::MFD_CLOEXEC as u64],
             )
-            .map_err(|e| format!("memfd_create failed in the tracee ({e})"))?;
+            .map_err(|e| e.to_string())?;
         let made = (|| -> std::result::Result<(SharedMap, u64), String> {
             let path = format!("/proc/{pid}/fd/{fd}");
             let map = SharedMap::open(Path::new(&path), layout.size() as usize)
@@ -1136,6 +1153,7 @@ impl Tracer {
             match self.single_step(tid)? {
                 StepEnd::Done => {}
                 StepEnd::Gone => return Ok(false),
+                StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => {}
                 StepEnd::Faulted(signal) => {
                     let regs = ptrace::getregs(tid)?;
                     let fix = self.spaces.get(&key).and_then(|s| s.fast.fixup(regs.ip()));
@@ -1190,6 +1208,7 @@ impl Tracer {
             return match self.single_step(tid)? {
                 StepEnd::Done => Ok(None),
                 StepEnd::Gone => Ok(Some(false)),
+                StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => Ok(None),
                 StepEnd::Faulted(signal) => {
                     self.hold_signal(tid, signal)?;
                     Ok(Some(false))
@@ -1260,10 +1279,55 @@ impl Tracer {
         Ok(true)
     }
 
+    /// `tid` (stopped) faulted with `signal` at the `rdtsc` of a detour or
+    /// of the return stub: the thread has disabled the time stamp counter
+    /// (seccomp strict mode does, as `prctl(PR_SET_TSC, PR_TSC_SIGSEGV)`
+    /// does), after its fast probes were made. rtrace reads the counter for
+    /// it (its own reading: the same counter, a few microseconds later) and
+    /// moves it past the instruction; the program never sees the fault.
+    /// True when that was it (the thread's registers are set, it is not
+    /// resumed).
+    fn emulate_rdtsc(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        const RDTSC: [u8; 2] = [0x0f, 0x31];
+        if signal != libc::SIGSEGV {
+            return Ok(false);
+        }
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        let Some(space) = self.spaces.get(&key) else {
+            return Ok(false);
+        };
+        let mut regs = ptrace::getregs(tid)?;
+        let ip = regs.ip();
+        if !space.fast.in_fast_code(ip) || space.mem.read_vec(RuntimeAddr(ip), 2)? != RDTSC {
+            return Ok(false);
+        }
+        let tsc = shm::tsc();
+        let r = regs.raw_mut();
+        r.rax = tsc & 0xffff_ffff;
+        r.rdx = tsc >> 32;
+        regs.set_ip(ip + RDTSC.len() as u64);
+        ptrace::setregs(tid, &regs)?;
+        let pid = space.pid;
+        if self.tsc_warned.insert(pid) {
+            self.warnings.push(Event::ProcessWarning {
+                pid,
+                message: format!(
+                    "pid {pid} disabled the time stamp counter the fast probes' records read \
+                     (seccomp strict mode, or PR_SET_TSC): rtrace reads it for them, at a stop \
+                     per record"
+                ),
+            });
+        }
+        Ok(true)
+    }
+
     /// `tid` is in a signal-delivery stop for `signal`: when it is a capture
     /// load of a detour faulting on a bad pointer, the thread goes to the
     /// load's fix-up (the capture is marked unreadable) and the signal is
-    /// not delivered. True when that was it.
+    /// not delivered; when it is the `rdtsc` of fast code, rtrace reads the
+    /// counter for it (`emulate_rdtsc`). True when that was it.
     pub(super) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
         if !matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
             return Ok(false);
@@ -1276,6 +1340,10 @@ impl Tracer {
         }
         if !crate::sys::wait::is_fault(tid, signal) {
             return Ok(false);
+        }
+        if self.emulate_rdtsc(tid, signal)? {
+            self.resume(tid, 0)?;
+            return Ok(true);
         }
         let mut regs = ptrace::getregs(tid)?;
         let Some(fix) = self.spaces[&key].fast.fixup(regs.ip()) else {
@@ -1975,6 +2043,10 @@ impl Tracer {
         let mut first = Ok(());
         for (addr, len) in mappings {
             let r = self.munmap_in(tid, key, addr, len);
+            if let Err(crate::Error::Seccomp { .. }) = r {
+                // The same for every call: they all stay.
+                return r;
+            }
             if first.is_ok() {
                 first = r;
             }

@@ -1,5 +1,5 @@
 //! The hit path: breakpoint → pre handlers → return probe → displaced
-//! instruction → post handlers → resume; the trampoline; syscall injection.
+//! instruction → post handlers → resume; the trampoline; single steps.
 
 use std::any::Any;
 use std::rc::Rc;
@@ -8,17 +8,14 @@ use nix::errno::Errno;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::StepMode;
-use crate::arch::{
-    self, Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN, SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET,
-    SYSCALL_INSN, WORD,
-};
+use crate::arch::{self, Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN, WORD};
 use crate::error::{Error, Result};
 use crate::handler::{Hit, ProbeKind, Return, ReturnAddrs, Site};
 use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, Stop, TrapCause, Which};
 
-use super::space::{ResolverCall, SCRATCH_SIZE};
+use super::space::ResolverCall;
 use super::task::{HeldSignal, Hijack, PendingHit, TaskState, XolStep};
 use super::{guarded, Tracer};
 
@@ -330,11 +327,12 @@ impl Tracer {
     /// chained to that one and nothing is written.
     /// When return addresses must stay as they are (`return_site_only`: the
     /// program has an unwinder rtrace cannot hook, or the function reads its
-    /// own return address), the return is watched at the return site
-    /// instead, from the start. After `tail_call` (the slot held the
-    /// trampoline or the fast return stub, which `own_return_address_back`
-    /// gave back), the call is chained to the one it was made for: they
-    /// return together, through the same slot.
+    /// own return address), or there is no trampoline (no scratch page: the
+    /// program's seccomp filter keeps rtrace from mapping one), the return is
+    /// watched at the return site instead, from the start. After `tail_call`
+    /// (the slot held the trampoline or the fast return stub, which
+    /// `own_return_address_back` gave back), the call is chained to the one
+    /// it was made for: they return together, through the same slot.
     fn hijack_return(
         &self,
         tid: Tid,
@@ -345,23 +343,26 @@ impl Tracer {
     ) -> Result<Option<Hijack>> {
         let task = &self.tasks[&tid];
         let space = &self.spaces[&task.space];
-        let (true, Some(tramp)) = (wanted, space.trampoline()) else {
+        if !wanted {
             return Ok(None);
-        };
+        }
         let slot = RuntimeAddr(regs.sp());
         let orig = space.mem.read_u64(slot)?;
-        if return_site_only && orig != tramp.get() {
-            let chained = tail_call
-                && task.returns.in_slot(slot).is_some_and(|below| {
-                    below.watch == Watch::ReturnSite && below.orig_ret.get() == orig
-                });
-            return Ok(Some(Hijack {
-                slot,
-                orig: RuntimeAddr(orig),
-                chained,
-                watch: Watch::ReturnSite,
-            }));
-        }
+        let tramp = match space.trampoline() {
+            Some(tramp) if !return_site_only || orig == tramp.get() => tramp,
+            _ => {
+                let chained = tail_call
+                    && task.returns.in_slot(slot).is_some_and(|below| {
+                        below.watch == Watch::ReturnSite && below.orig_ret.get() == orig
+                    });
+                return Ok(Some(Hijack {
+                    slot,
+                    orig: RuntimeAddr(orig),
+                    chained,
+                    watch: Watch::ReturnSite,
+                }));
+            }
+        };
         if orig == tramp.get() {
             return Ok(task.returns.in_slot(slot).map(|below| Hijack {
                 slot,
@@ -996,164 +997,5 @@ impl Tracer {
         ptrace::setregs(tid, &regs)?;
         self.resume(tid, 0)?;
         failed
-    }
-
-    /// Maps the scratch page into process `pid` by making `tid` (stopped) call
-    /// mmap, with a `syscall` instruction written over its current instruction for
-    /// the duration. Every other thread of the process must be stopped.
-    pub(super) fn map_scratch(&mut self, tid: Tid, pid: Pid) -> Result<RuntimeAddr> {
-        let regs = ptrace::getregs(tid)?;
-        let at = RuntimeAddr(regs.ip());
-        let mem = &self.spaces[&pid].mem;
-        let saved = mem.read_vec(at, SYSCALL_INSN.len())?;
-        mem.write(at, &SYSCALL_INSN)?;
-        let r = self.inject_syscall(
-            tid,
-            at,
-            libc::SYS_mmap,
-            &[
-                0,
-                SCRATCH_SIZE,
-                (libc::PROT_READ | libc::PROT_EXEC) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        );
-        self.spaces[&pid].mem.write(at, &saved)?;
-        let page = RuntimeAddr(r? as u64);
-        self.spaces[&pid].mem.write(page, &SCRATCH_CODE)?;
-        Ok(page)
-    }
-
-    /// Unmaps the scratch page at `page` from the process of `tid` (stopped), using
-    /// the `syscall` instruction kept in the page itself.
-    pub(super) fn unmap_scratch(&mut self, tid: Tid, page: RuntimeAddr) -> Result<()> {
-        self.inject_syscall(
-            tid,
-            page.offset(SCRATCH_SYSCALL_OFFSET),
-            libc::SYS_munmap,
-            &[page.get(), SCRATCH_SIZE],
-        )?;
-        Ok(())
-    }
-
-    /// A thread interrupted just after it executed one of rtrace's `int3`s
-    /// reports the interrupt first, with the SIGTRAP still pending (the
-    /// kernel handles PTRACE_INTERRUPT before it dequeues signals). Stepped
-    /// now for rtrace's own purposes, it would take that trap as the step's
-    /// and rtrace would hold it for the program. It is taken here instead
-    /// (the thread runs no instruction before: a pending signal is dequeued
-    /// on the way out of the kernel), and the thread is put back on the
-    /// `int3`, which it executes again when it runs on: the hit, or the
-    /// return through the trampoline, is seen then. A trap that is not ours
-    /// stays pending for the program.
-    fn rewind_pending_trap(&mut self, tid: Tid) -> Result<()> {
-        if !super::task::signal_pending(tid, libc::SIGTRAP) {
-            return Ok(());
-        }
-        let regs = ptrace::getregs(tid)?;
-        let at = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
-        let key = self.tasks[&tid].space;
-        let ours = Some(at) == self.trampoline_of(tid)
-            || self.spaces.get(&key).is_some_and(|s| s.is_our_trap(at));
-        if !ours {
-            return Ok(());
-        }
-        ptrace::cont(tid, 0)?;
-        let stop = loop {
-            match self.wait_stop(Which::Tid(tid), true, false) {
-                Ok(Some(stop)) => break stop,
-                Ok(None) | Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => return Err(Error::NoSuchProcess { pid: tid }),
-                Err(e) => return Err(wait::wait_error(e)),
-            }
-        };
-        match stop {
-            Stop::Trap { .. } => {
-                let mut regs = ptrace::getregs(tid)?;
-                regs.set_ip(at.get());
-                ptrace::setregs(tid, &regs)
-            }
-            // Anything else (its death, a stop that came first) is handled
-            // as it comes.
-            other => {
-                let gone = other.is_death();
-                self.deferred.push_back(other);
-                match gone {
-                    true => Err(Error::NoSuchProcess { pid: tid }),
-                    false => Ok(()),
-                }
-            }
-        }
-    }
-
-    /// Makes stopped thread `tid` execute system call `nr` with a `syscall`
-    /// instruction at `at`, and restores its registers. Returns the result
-    /// (negative errno values become errors).
-    pub(super) fn inject_syscall(
-        &mut self,
-        tid: Tid,
-        at: RuntimeAddr,
-        nr: i64,
-        args: &[u64],
-    ) -> Result<i64> {
-        self.rewind_pending_trap(tid)?;
-        let mut saved = ptrace::getregs(tid)?;
-        let mut regs = saved;
-        regs.setup_syscall(at.get(), nr, args);
-        ptrace::setregs(tid, &regs)?;
-        // A thread stopped inside a system call (at an exec event, or interrupted
-        // in a blocking call) reports a first step trap when that call returns,
-        // before our instruction ran (and wrote that call's result into rax):
-        // set the registers again and step until the instruction pointer moved.
-        let mut end;
-        let mut result;
-        loop {
-            end = self.single_step(tid);
-            result = match end {
-                Ok(StepEnd::Done) => ptrace::getregs(tid),
-                Ok(StepEnd::Gone) => Err(Error::NoSuchProcess { pid: tid }),
-                Ok(StepEnd::Faulted(signal)) => {
-                    self.hold_signal(tid, signal)?;
-                    Err(Error::Memory {
-                        pid: tid,
-                        addr: at,
-                        errno: Errno::EFAULT,
-                    })
-                }
-                Err(ref e) => Err(Error::Handler(e.to_string())),
-            };
-            match &result {
-                // The pending return also overwrote rax: set the call up again.
-                // That value is the interrupted call's result, which the
-                // thread must find when it goes on (a `clone3` stopped at its
-                // clone event returns the child's id there: given back the
-                // -ENOSYS of the stop, glibc would call `clone` again and
-                // make a second thread on the same stack).
-                Ok(r) if r.ip() == at.get() => {
-                    saved.set_retval(r.retval());
-                    ptrace::setregs(tid, &regs)?
-                }
-                _ => break,
-            }
-        }
-        let gone = matches!(end, Ok(StepEnd::Gone));
-        let result = match end {
-            Err(e) => Err(e),
-            Ok(_) => result.map(|r| r.retval() as i64),
-        };
-        if !gone {
-            ptrace::setregs(tid, &saved)?;
-        }
-        let r = result?;
-        if (-4095..0).contains(&r) {
-            return Err(Error::Memory {
-                pid: tid,
-                addr: at,
-                errno: Errno::from_raw(-r as i32),
-            });
-        }
-        Ok(r)
     }
 }

@@ -58,10 +58,25 @@ impl Tracer {
             }
         }
         self.spaces.insert(pid, space);
-        let scratch = self.map_scratch(tid, pid)?;
-        self.restore_group_stop(tid)?;
+        // Without a scratch page (a seccomp filter rtrace may not suspend):
+        // no out-of-line slot, so instructions are emulated or stepped in
+        // place (`Space::arm`); no trampoline, so returns are watched at
+        // their return sites (`hijack_return`); no fast probe
+        // (`patch_fast`).
+        let scratch = match self.map_scratch(tid, pid) {
+            Ok(page) => {
+                self.restore_group_stop(tid)?;
+                Some(page)
+            }
+            Err(e @ Error::Seccomp { .. }) => {
+                self.warn_no_injection(pid, &e);
+                self.space_mut(pid)?.no_injection = Some(e.to_string());
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let space = self.space_mut(pid)?;
-        space.scratch = Some(scratch);
+        space.scratch = scratch;
         if let Some(r_brk) = space.rtld.map(|r| r.r_brk) {
             // rtrace's own hook: whatever `--step` says for the user's probes.
             space.arm(r_brk, Owner::Rtld, crate::arch::StepMode::Auto)?;
@@ -718,6 +733,7 @@ impl Tracer {
             tombstones: src.tombstones.clone(),
             rewritten: Vec::new(),
             scratch: src.scratch,
+            no_injection: src.no_injection.clone(),
             slots: src.slots.clone(),
             slots_used: src.slots_used,
             rtld: src.rtld,
@@ -819,16 +835,31 @@ impl Tracer {
             // of rtrace's mappings.
             if let Some(scratch) = scrub.scratch.filter(|s| mapped(*s)) {
                 // Fast probes' ring (shared with the parent: it must not
-                // write there) and detour areas.
-                for (addr, len) in scrub.unmap.iter().filter(|(a, _)| mapped(*a)) {
-                    self.inject_syscall(
-                        tid,
-                        scratch.offset(crate::arch::SCRATCH_SYSCALL_OFFSET),
-                        libc::SYS_munmap,
-                        &[addr.get(), *len],
-                    )?;
+                // write there) and detour areas. A seccomp filter rtrace may
+                // not suspend leaves them (and the scratch page) mapped:
+                // nothing in the child leads there any more, its code being
+                // its files' again.
+                let unmapped = (|| {
+                    for (addr, len) in scrub.unmap.iter().filter(|(a, _)| mapped(*a)) {
+                        self.inject_syscall(
+                            tid,
+                            scratch.offset(crate::arch::SCRATCH_SYSCALL_OFFSET),
+                            libc::SYS_munmap,
+                            &[addr.get(), *len],
+                        )?;
+                    }
+                    self.unmap_scratch(tid, scratch)
+                })();
+                match unmapped {
+                    Err(e @ Error::Seccomp { .. }) => {
+                        let mut left = vec!["rtrace's scratch page"];
+                        if !scrub.unmap.is_empty() {
+                            left.push("fast probes' ring and detour areas");
+                        }
+                        self.warn_left_mapped(&e, &left);
+                    }
+                    r => r?,
                 }
-                self.unmap_scratch(tid, scratch)?;
             }
             Ok(())
         })();

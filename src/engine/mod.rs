@@ -43,6 +43,7 @@ mod fast;
 mod hit;
 mod lifecycle;
 mod space;
+mod syscall;
 mod task;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -225,6 +226,13 @@ pub struct Tracer {
     more_records: bool,
     /// `on_progress`: told about the work before tracing begins.
     progress: ProgressHook,
+    /// Why the kernel will not let rtrace suspend a tracee's seccomp filter
+    /// (`no CAP_SYS_ADMIN`), once it has said so.
+    seccomp_refused: Option<String>,
+    /// Processes told they get no scratch page for their seccomp mode.
+    seccomp_warned: std::collections::HashSet<Pid>,
+    /// Processes told their fast records' time stamps are read by rtrace.
+    tsc_warned: std::collections::HashSet<Pid>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -271,6 +279,9 @@ impl Tracer {
             last_drain: Instant::now(),
             more_records: false,
             progress: ProgressHook::default(),
+            seccomp_refused: None,
+            seccomp_warned: Default::default(),
+            tsc_warned: Default::default(),
             _not_send: PhantomData,
         }
     }

@@ -144,6 +144,9 @@ pub(crate) struct Space {
     pub rewritten: Vec<RuntimeAddr>,
     /// The scratch area, once mapped.
     pub scratch: Option<RuntimeAddr>,
+    /// Why no scratch area could be mapped (the process's seccomp mode), if
+    /// that is why: then no code is injected into it at all.
+    pub no_injection: Option<String>,
     /// Out-of-line slots given out: site → (slot, the code in it). A site keeps
     /// its slot for the life of the space (a thread may be stepping in it when
     /// the probe goes), unless different code is armed at the same address.
@@ -187,6 +190,7 @@ impl Space {
             tombstones: HashMap::new(),
             rewritten: Vec::new(),
             scratch: None,
+            no_injection: None,
             slots: HashMap::new(),
             slots_used: 0,
             rtld: None,
@@ -266,7 +270,18 @@ impl Space {
         if let Strategy::Xol(xol) = &plan.strategy {
             slot = self.slot_for(addr, &xol.code)?;
             if slot.is_none() {
-                // No scratch area, or it is full.
+                // No scratch area (the process's seccomp mode), or it is
+                // full. A system call is never stepped in place: it could
+                // block with every other thread stopped.
+                if arch::analyze(&code, addr, StepMode::InPlace).is_err() {
+                    return Err(crate::Error::UnsupportedInstruction {
+                        addr,
+                        reason: "a system call is stepped out of line only, and no \
+                                 out-of-line slot is free (the process has no scratch page, \
+                                 or it is full)"
+                            .into(),
+                    });
+                }
                 plan.strategy = Strategy::InPlace;
             }
         }

@@ -254,6 +254,9 @@ impl Emitter for JsonEmitter {
                 .field("message", format!("probe {probe}: {message}"))
                 .field("probe", probe.as_str())
                 .write(out),
+            Event::ProcessWarning { pid, message } => Obj::new("warning", time, Some(*pid))
+                .field("message", message.as_str())
+                .write(out),
             Event::ProbeMode { probe, fast, int3 } => {
                 let slow: usize = int3.iter().map(|r| r.count).sum();
                 let mode = match (*fast, slow) {

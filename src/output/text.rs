@@ -272,6 +272,9 @@ impl Emitter for TextEmitter {
             Event::Warning { probe, message } => {
                 out.diag(&format!("rtrace: warning: probe {probe}: {message}"))
             }
+            Event::ProcessWarning { message, .. } => {
+                out.diag(&format!("rtrace: warning: {message}"))
+            }
             Event::ProbeMode { probe, fast, int3 } => out.diag(&format!(
                 "rtrace: {}",
                 crate::handler::probe_mode_message(probe, *fast, int3)

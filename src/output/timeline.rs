@@ -570,6 +570,7 @@ impl Handler for Timeline {
             | Event::Detached { .. }
             | Event::Missed { .. }
             | Event::Warning { .. }
+            | Event::ProcessWarning { .. }
             | Event::NeverArmed { .. }
             | Event::ProbeMode { .. }
             | Event::Lost { .. }

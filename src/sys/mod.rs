@@ -4,6 +4,7 @@
 pub mod mem;
 pub mod ptrace;
 pub mod sched;
+pub mod seccomp;
 pub mod shm;
 pub mod signal;
 pub mod spawn;

@@ -573,7 +573,7 @@ fn a_breakpoint_inside_a_jump_takes_it_off() {
 }
 
 /// The anonymous executable mappings and memfds of `pid`.
-fn our_mappings(pid: i32) -> (usize, usize) {
+pub fn our_mappings(pid: i32) -> (usize, usize) {
     let maps = maps(pid).unwrap();
     let anon_x = maps
         .iter()

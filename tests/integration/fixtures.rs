@@ -19,11 +19,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 47] = [
+pub const PROGRAMS: [&str; 48] = [
     "count",
     "sigtrap",
     "signals",
@@ -232,6 +232,7 @@ pub const PROGRAMS: [&str; 47] = [
     "forkloop",
     "interposer",
     "pluginhost",
+    "seccomp",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -785,6 +786,8 @@ pub struct Spawned {
     what: String,
     stdout: Lines,
     stderr: Lines,
+    /// Its stdin, when started with [`Spawned::with_stdin`].
+    stdin: Option<ChildStdin>,
 }
 
 impl Spawned {
@@ -811,10 +814,31 @@ impl Spawned {
     }
 
     /// Starts `cmd` with no stdin and both outputs read line by line.
-    pub fn command(mut cmd: Command) -> Spawned {
+    pub fn command(cmd: Command) -> Spawned {
+        Spawned::spawn(cmd, false)
+    }
+
+    /// Starts `cmd` with a pipe for stdin (see [`Spawned::send`]) and both
+    /// outputs read line by line: for a program that waits for a go-ahead
+    /// (a process rtrace launches reads rtrace's stdin).
+    pub fn with_stdin(cmd: Command) -> Spawned {
+        Spawned::spawn(cmd, true)
+    }
+
+    /// Writes `text` to the process's stdin (started with
+    /// [`Spawned::with_stdin`]).
+    pub fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("started with_stdin");
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("write to the stdin of {}: {e}", self.what));
+    }
+
+    fn spawn(mut cmd: Command, stdin: bool) -> Spawned {
         let what = format!("{cmd:?}");
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -823,6 +847,7 @@ impl Spawned {
         let stderr = Lines::start(child.stderr.take().unwrap());
         Spawned {
             pid: child.id() as i32,
+            stdin: child.stdin.take(),
             child,
             what,
             stdout,

@@ -322,6 +322,19 @@ fn insns_first_instructions_compute_their_values() {
     check_all_variants("insns", &[], INSNS_OUTPUT, 0);
 }
 
+/// Each filter of `seccomp` holds: the call it forbids, made last, kills
+/// the program (SIGSYS, or SIGKILL in strict mode) or fails with EPERM.
+#[test]
+fn seccomp_filters_hold_to_the_end() {
+    let out = "ready\nsum=100\n";
+    check_all_variants("seccomp", &["none", "10"], out, 3);
+    check_all_variants("seccomp", &["memfd", "10"], out, 128 + libc::SIGSYS);
+    let wx = "ready\nsum=100\nexec mmap: EPERM\n";
+    check_all_variants("seccomp", &["wx", "10"], wx, 3);
+    check_all_variants("seccomp", &["allow", "10"], out, 128 + libc::SIGSYS);
+    check_all_variants("seccomp", &["strict", "10"], out, 128 + libc::SIGKILL);
+}
+
 #[test]
 fn every_listed_fixture_builds_in_every_variant_it_supports() {
     for name in PROGRAMS {

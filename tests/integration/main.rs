@@ -27,6 +27,7 @@ mod progress;
 mod returns;
 mod safety;
 mod scripts;
+mod seccomp;
 mod signals;
 mod stacks;
 mod step;
