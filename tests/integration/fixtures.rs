@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 48] = [
+pub const PROGRAMS: [&str; 49] = [
     "count",
     "sigtrap",
     "signals",
@@ -230,6 +230,7 @@ pub const PROGRAMS: [&str; 48] = [
     "stacker",
     "execloop",
     "forkloop",
+    "dlhammer",
     "interposer",
     "pluginhost",
     "seccomp",
@@ -254,7 +255,7 @@ fn linked_libraries(name: &str) -> &'static [&'static str] {
 /// need the dynamic linker, so `dlopener`, `pluginhost` and `interposer`
 /// have no static build.
 pub fn supports(name: &str, variant: Variant) -> bool {
-    let dynamic = matches!(name, "dlopener" | "pluginhost" | "interposer");
+    let dynamic = matches!(name, "dlopener" | "pluginhost" | "interposer" | "dlhammer");
     !(dynamic && matches!(variant, Variant::Static | Variant::StaticPie))
 }
 
@@ -388,7 +389,7 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         }
         args.push(format!("-I{}", src_dir.display()));
         args.push(source.display().to_string());
-        if name == "dlopener" {
+        if matches!(name, "dlopener" | "dlhammer") {
             args.push("-ldl".into());
         }
         // The plugin loader finds what it loads next to itself.

@@ -13,9 +13,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::attach::{tracer_pid, wait_detach, wait_event};
-use crate::events::{str_field, temp_path};
+use crate::events::{assert_same_as_untraced, of_kind, parse_events, show, str_field, temp_path};
 use crate::fixtures::{
-    code_matches_files, code_matches_files_settled, fixture, rounds, Spawned, Variant,
+    code_matches_files, code_matches_files_settled, fixture, library, rounds, run_rtrace,
+    run_untraced, Spawned, Variant,
 };
 
 /// `execloop`'s last line: `execs=N sum=S ok`. Returns N.
@@ -146,4 +147,129 @@ fn detach_while_the_program_forks_in_a_loop() {
         run.stderr
     );
     assert!(forkloop_result(&run.stdout) > 0, "{}", run.stdout);
+}
+
+/// Events that say the traced program, or a program it ran, was harmed: a
+/// death by a signal, or a SIGTRAP, SIGSEGV or SIGILL delivered to it.
+fn harm(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| match str_field(e, "event") {
+            "killed" => true,
+            "signal" => matches!(str_field(e, "signal"), "SIGTRAP" | "SIGSEGV" | "SIGILL"),
+            _ => false,
+        })
+        .collect()
+}
+
+/// A shell script that runs eight short programs, every one of them traced
+/// (-f) with fast probes on libc's close. A program fresh from its exec
+/// runs with int3 probes until its fast probes are made, and rtrace makes
+/// them by system calls the program runs: a thread interrupted just after
+/// one of rtrace's int3s (a probe, or a return into the trampoline) has that
+/// SIGTRAP pending, and an injected call used to take it as its own step,
+/// and hand it to the program, which died of SIGTRAP.
+#[test]
+fn short_programs_under_fast_probes_and_follow_forks() {
+    let script = temp_path("eight_programs.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\n\
+         /bin/true\n\
+         /bin/ls / > /dev/null\n\
+         /bin/cat /etc/hostname > /dev/null\n\
+         /bin/echo hello\n\
+         /usr/bin/env true\n\
+         /bin/date -u -d @0 +%Y\n\
+         /usr/bin/id -u\n\
+         /bin/uname -s\n\
+         echo done\n",
+    )
+    .expect("write the script");
+    let mut perms = fs::metadata(&script)
+        .expect("stat the script")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(&script, perms).expect("chmod the script");
+    let untraced = run_untraced(&script, &[]);
+    assert_eq!(untraced.code(), 0, "{untraced:?}");
+    assert!(untraced.stdout.ends_with("done\n"), "{untraced:?}");
+    let out = temp_path("eight_programs.jsonl");
+    let out_str = out.to_str().expect("UTF-8 temp path");
+    for round in 0..rounds(50, 5) {
+        let what = format!("round {round}");
+        let run = run_rtrace(
+            &["--fast", "-f", "--json", "-o", out_str, "-s", "libc:close"],
+            &script,
+            &[],
+        );
+        assert_same_as_untraced(&run, &untraced, &what);
+        let events = parse_events(&fs::read_to_string(&out).expect("read the events"));
+        assert!(harm(&events).is_empty(), "{what}: {}", show(&events));
+        // Eight programs and the shell: every one exited, with 0.
+        let exits = of_kind(&events, "exit");
+        assert_eq!(exits.len(), 9, "{what}: {}", show(&events));
+        assert!(
+            exits.iter().all(|e| e["code"] == 0),
+            "{what}: {}",
+            show(&events)
+        );
+    }
+}
+
+/// Threads returning through the trampoline and hitting an int3 probe
+/// non-stop (eight of them, more than there are CPUs, so that a thread is
+/// often preempted between its trap and its stop) while the main thread
+/// loads and unloads a library with a fast probe in it: each load makes
+/// rtrace arm the probe, write its detour near the library and patch it,
+/// running system calls in a thread it stopped, which may have just
+/// executed one of rtrace's int3s. No thread may be handed that trap; every
+/// call is counted.
+#[test]
+fn libraries_loaded_while_threads_hit_int3_probes() {
+    let prog = fixture("dlhammer", Variant::Pie);
+    let lib = library("libplug", Variant::Pie);
+    let lib_str = lib.to_str().expect("UTF-8 path");
+    let out = temp_path("dlhammer.txt");
+    let out_str = out.to_str().expect("UTF-8 temp path");
+    for round in 0..rounds(40, 4) {
+        let what = format!("round {round}");
+        let run = run_rtrace(
+            &[
+                "--fast",
+                "-o",
+                out_str,
+                "-c",
+                "-s",
+                "hot",
+                "-s",
+                "libplug:plugin_fn",
+            ],
+            &prog,
+            &[lib_str, "8", "50"],
+        );
+        let table = fs::read_to_string(&out).expect("read the summary");
+        assert_eq!(run.code(), 0, "{what}: {}{}{table}", run.stdout, run.stderr);
+        assert!(!table.contains("SIG"), "{what}: {table}");
+        let words: Vec<&str> = run.stdout.split_whitespace().collect();
+        assert_eq!(
+            words.get(1..),
+            Some(&["plug=15300", "ok"][..]),
+            "{what}: {}",
+            run.stdout
+        );
+        let made: u64 = words[0]
+            .strip_prefix("calls=")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: {}", run.stdout));
+        // The table's row of a probe: its calls first, `function [probe]` last.
+        let counted = |probe: &str| {
+            table
+                .lines()
+                .find(|l| l.ends_with(&format!(" [{probe}]")))
+                .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        assert_eq!(counted("hot"), Some(made), "{what}: {table}");
+        assert_eq!(counted("libplug:plugin_fn"), Some(150), "{what}: {table}");
+    }
 }
