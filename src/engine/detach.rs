@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::handler::Event;
 use crate::sys::{ptrace, signal, wait};
 
+use super::space::SCRATCH_SIZE;
 use super::task::{self, TaskState};
 use super::Tracer;
 
@@ -218,43 +219,85 @@ impl Tracer {
         };
         keep(space.disarm_all());
         let scratch = space.scratch;
-        // Any stopped thread of the space can make the calls.
-        let caller = tids.iter().copied().find(|t| {
-            self.tasks
-                .get(t)
-                .is_some_and(|t| t.state == TaskState::Stopped)
-        });
-        // A seccomp filter that arrived after the mappings were made (a
+        let fast = space.fast.mappings();
+        space.fast.ring = None;
+        space.fast.ring_wanted = None;
+        space.fast.areas.clear();
+        space.scratch = None;
+        // rtrace's mappings: the fast probes' ring and detour areas, then the
+        // scratch page, whose `syscall` instruction every munmap uses (so it
+        // goes last). A seccomp filter that arrived after they were made (a
         // launched program installs its own), and that rtrace may not
-        // suspend, refuses the munmaps: the mappings stay, unused (no
-        // return address, thread or jump leads there any more), and the
-        // user is told. A SIGSYS or a failing call in the program would be
-        // worse.
+        // suspend, refuses the munmaps: the mappings stay, unused (no return
+        // address, thread or jump leads there any more), and the user is
+        // told. A SIGSYS or a failing call in the program would be worse.
         let mut left = Vec::new();
         let mut refused = None;
-        match self.unmap_fast(key, caller.filter(|_| scratch.is_some())) {
-            Err(e @ crate::Error::Seccomp { .. }) => {
-                left.push("fast probes' ring and detour areas");
-                refused = Some(e);
-            }
-            r => keep(r),
-        }
-        if let Some(space) = self.spaces.get_mut(&key) {
-            space.scratch = None;
-        }
-        if let (Some(page), Some(tid)) = (scratch, caller) {
-            match self.unmap_scratch(tid, page) {
-                Err(e @ crate::Error::Seccomp { .. }) => {
-                    left.insert(0, "rtrace's scratch page");
-                    refused = Some(e);
+        if let Some(page) = scratch {
+            let unmaps = fast
+                .iter()
+                .map(|&(addr, len)| (addr, len, "fast probes' ring and detour areas"))
+                .chain([(page, SCRATCH_SIZE, "rtrace's scratch page")]);
+            for (addr, len, what) in unmaps {
+                match self.munmap_by_any(&tids, page, addr, len) {
+                    Err(e @ crate::Error::Seccomp { .. }) => {
+                        // Said scratch page first.
+                        if !left.contains(&what) {
+                            match addr == page {
+                                true => left.insert(0, what),
+                                false => left.push(what),
+                            }
+                        }
+                        refused = Some(e);
+                    }
+                    r => keep(r),
                 }
-                r => keep(r),
             }
         }
         if let Some(e) = refused {
             self.warn_left_mapped(&e, &left);
         }
         first
+    }
+
+    /// Unmaps `len` bytes at `addr` by a system call (with the `syscall`
+    /// instruction of the scratch page at `page`) made by a stopped thread
+    /// among `tids`. Threads come and go while rtrace detaches: one that is
+    /// gone (it exited between its stop and the call, or during the call)
+    /// leaves the call to the next, so nothing of rtrace's is left mapped
+    /// while a thread of the process can still make it.
+    fn munmap_by_any(
+        &mut self,
+        tids: &[Tid],
+        page: RuntimeAddr,
+        addr: RuntimeAddr,
+        len: u64,
+    ) -> Result<()> {
+        let mut callers: Vec<Tid> = tids
+            .iter()
+            .copied()
+            .filter(|t| {
+                self.tasks
+                    .get(t)
+                    .is_some_and(|t| t.state == TaskState::Stopped && !t.exiting)
+            })
+            .collect();
+        // The thread-group leader first: it is the last to go.
+        callers.sort_by_key(|t| self.tasks.get(t).is_none_or(|k| k.pid != *t));
+        let mut last = Ok(());
+        for tid in callers {
+            let r = self.inject_syscall(
+                tid,
+                page.offset(crate::arch::SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_munmap,
+                &[addr.get(), len],
+            );
+            match r {
+                Err(e) if e.is_tracee_gone() => last = Err(e),
+                r => return r.map(|_| ()),
+            }
+        }
+        last
     }
 
     fn release_all(&mut self) -> Result<()> {

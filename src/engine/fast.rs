@@ -1842,7 +1842,9 @@ impl Tracer {
         for &tid in tids {
             match self.leave_detour(tid) {
                 Ok(true) => {}
-                Ok(false) => stuck |= self.tasks.contains_key(&tid),
+                // Not brought out: stuck there only if it lives on (a
+                // thread that exited meanwhile needs the detours no more).
+                Ok(false) => stuck |= self.still_in_fast_code(key, tid),
                 Err(e) if e.is_tracee_gone() => {}
                 Err(e) => {
                     if first.is_ok() {
@@ -1863,6 +1865,20 @@ impl Tracer {
         // stub goes with the areas.
         let restored = self.restore_fast_returns(key, tids);
         first.and(r).and(restored)
+    }
+
+    /// True when `tid` lives, is not exiting, and its instruction pointer
+    /// is in a detour or the return stub of space `key`.
+    fn still_in_fast_code(&self, key: Pid, tid: Tid) -> bool {
+        if self.tasks.get(&tid).is_none_or(|t| t.exiting) {
+            return false;
+        }
+        let Ok(regs) = ptrace::getregs(tid) else {
+            return false;
+        };
+        self.spaces
+            .get(&key)
+            .is_some_and(|s| s.fast.in_fast_code(regs.ip()))
     }
 
     /// Gives back, in space `key` whose threads `tids` are stopped, the
@@ -2025,33 +2041,6 @@ impl Tracer {
             })?;
         }
         Ok(())
-    }
-
-    /// Unmaps the ring and the detour areas of space `key` by `tid`
-    /// (stopped), and drops rtrace's side of the ring.
-    pub(super) fn unmap_fast(&mut self, key: Pid, tid: Option<Tid>) -> Result<()> {
-        let Some(space) = self.spaces.get_mut(&key) else {
-            return Ok(());
-        };
-        let mappings = space.fast.mappings();
-        space.fast.ring = None;
-        space.fast.ring_wanted = None;
-        space.fast.areas.clear();
-        let Some(tid) = tid else {
-            return Ok(());
-        };
-        let mut first = Ok(());
-        for (addr, len) in mappings {
-            let r = self.munmap_in(tid, key, addr, len);
-            if let Err(crate::Error::Seccomp { .. }) = r {
-                // The same for every call: they all stay.
-                return r;
-            }
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
     }
 
     /// A forked child traced with `-f` (`tid`, at its first stop) still

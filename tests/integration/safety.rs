@@ -273,3 +273,47 @@ fn libraries_loaded_while_threads_hit_int3_probes() {
         assert_eq!(counted("libplug:plugin_fn"), Some(150), "{what}: {table}");
     }
 }
+
+/// Attach with fast probes to a program whose threads are made and joined
+/// without pause, and detach, round after round. A thread that exits while
+/// rtrace brings the threads out of the detours used to count as one stuck
+/// in a detour, and the detour areas were left mapped; they piled up. After
+/// every detach the program has none of rtrace's mappings, and its code is
+/// its files'.
+#[test]
+fn fast_detach_while_threads_come_and_go_leaves_no_mapping() {
+    let prog = fixture("churn", Variant::Pie);
+    let mut cmd = std::process::Command::new(&prog);
+    cmd.arg("1000000000");
+    let churn = Spawned::command(cmd);
+    let pid = churn.pid();
+    let before = crate::fast::our_mappings(pid);
+    for round in 0..rounds(60, 8) {
+        let what = format!("round {round}");
+        let mut rtrace = Spawned::rtrace_attach(&["--fast", "-s", "work", "--json"], pid);
+        let mode = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            str_field(e, "event") == "probe"
+        });
+        assert_eq!(mode["mode"], "fast", "{what}: {mode}");
+        for _ in 0..5 {
+            wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+                str_field(e, "event") == "entry"
+            });
+        }
+        rtrace.signal(Signal::SIGINT);
+        wait_detach(&mut rtrace, &what);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        code_matches_files(pid).unwrap_or_else(|e| panic!("{what}: after detach: {e}"));
+        assert_eq!(
+            crate::fast::our_mappings(pid),
+            before,
+            "{what}: rtrace's mappings after detach"
+        );
+        assert_eq!(tracer_pid(pid), 0, "{what}");
+    }
+    assert!(
+        matches!(crate::fixtures::process_state(pid), Some('R' | 'S')),
+        "churn runs on"
+    );
+}
