@@ -287,7 +287,9 @@ impl Tracer {
     }
 
     /// Launches `cmd` (program, arguments, environment and working directory are
-    /// taken from it; its stdio is inherited) stopped at its first instruction.
+    /// taken from it; its stdio is inherited, and a standard descriptor this
+    /// process was started without stays closed) stopped at its first
+    /// instruction.
     pub fn launch(cmd: &Command, opts: Options) -> Result<Tracer> {
         let spec = launch_spec(cmd)?;
         let program = cmd.get_program().to_string_lossy().into_owned();
