@@ -78,8 +78,8 @@ pub enum Outcome {
         /// Core dumped.
         core_dumped: bool,
     },
-    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, or [`Tracer::request_detach`]);
-    /// the process runs on.
+    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, [`Tracer::request_detach`], or
+    /// an error once tracing had begun); the process runs on.
     Detached,
 }
 
@@ -430,6 +430,15 @@ impl Tracer {
         self.root
     }
 
+    /// How tracing ended, once it has: what [`run`](Self::run) returned, or,
+    /// after it returned an error, what became of the process (`Detached`: it
+    /// runs on untraced; `Killed` with SIGKILL: a launched program killed
+    /// before tracing began; `Exited` or `Killed`: it ended while traced).
+    /// `None` while tracing goes on.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
     /// Time since the tracer started (what events' `time_ns` count).
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
@@ -564,7 +573,9 @@ impl Tracer {
     /// returns it; in launch mode, an error before tracing has begun (a probe
     /// that cannot be resolved or armed once the startup libraries are loaded)
     /// kills the launched program instead, since it never started to do real
-    /// work and would otherwise run untraced.
+    /// work and would otherwise run untraced. [`outcome`](Self::outcome) then
+    /// says which: `Detached` when the process runs on (a launched program is
+    /// still the caller's child, to wait for), `Killed` when it was killed.
     pub fn run(&mut self) -> Result<Outcome> {
         loop {
             match self.process_next() {
@@ -582,6 +593,10 @@ impl Tracer {
                         self.kill_launched();
                     } else {
                         let _ = self.detach_all();
+                        // Unless the process ended meanwhile (its end was
+                        // waited for: the outcome says how), it runs on.
+                        self.outcome
+                            .get_or_insert(self.root_end.unwrap_or(Outcome::Detached));
                     }
                     let _ = self.finish();
                     return Err(e);
