@@ -78,8 +78,8 @@ pub enum Outcome {
         /// Core dumped.
         core_dumped: bool,
     },
-    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, or [`Tracer::request_detach`]);
-    /// the process runs on.
+    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, [`Tracer::request_detach`], or
+    /// an error once tracing had begun); the process runs on.
     Detached,
 }
 
@@ -287,7 +287,9 @@ impl Tracer {
     }
 
     /// Launches `cmd` (program, arguments, environment and working directory are
-    /// taken from it; its stdio is inherited) stopped at its first instruction.
+    /// taken from it; its stdio is inherited, and a standard descriptor this
+    /// process was started without stays closed) stopped at its first
+    /// instruction.
     pub fn launch(cmd: &Command, opts: Options) -> Result<Tracer> {
         let spec = launch_spec(cmd)?;
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -428,6 +430,15 @@ impl Tracer {
         self.root
     }
 
+    /// How tracing ended, once it has: what [`run`](Self::run) returned, or,
+    /// after it returned an error, what became of the process (`Detached`: it
+    /// runs on untraced; `Killed` with SIGKILL: a launched program killed
+    /// before tracing began; `Exited` or `Killed`: it ended while traced).
+    /// `None` while tracing goes on.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
     /// Time since the tracer started (what events' `time_ns` count).
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
@@ -562,7 +573,9 @@ impl Tracer {
     /// returns it; in launch mode, an error before tracing has begun (a probe
     /// that cannot be resolved or armed once the startup libraries are loaded)
     /// kills the launched program instead, since it never started to do real
-    /// work and would otherwise run untraced.
+    /// work and would otherwise run untraced. [`outcome`](Self::outcome) then
+    /// says which: `Detached` when the process runs on (a launched program is
+    /// still the caller's child, to wait for), `Killed` when it was killed.
     pub fn run(&mut self) -> Result<Outcome> {
         loop {
             match self.process_next() {
@@ -580,6 +593,10 @@ impl Tracer {
                         self.kill_launched();
                     } else {
                         let _ = self.detach_all();
+                        // Unless the process ended meanwhile (its end was
+                        // waited for: the outcome says how), it runs on.
+                        self.outcome
+                            .get_or_insert(self.root_end.unwrap_or(Outcome::Detached));
                     }
                     let _ = self.finish();
                     return Err(e);

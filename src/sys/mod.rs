@@ -8,5 +8,6 @@ pub mod seccomp;
 pub mod shm;
 pub mod signal;
 pub mod spawn;
+pub mod stdfds;
 pub mod tty;
 pub mod wait;

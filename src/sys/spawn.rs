@@ -10,6 +10,11 @@
 //!
 //! If `execve` fails, the child writes its errno to a close-on-exec pipe and exits
 //! with 127; [`Launched::exec_error`] reads it.
+//!
+//! The program inherits exactly the descriptors rtrace was given: each of fds
+//! 0, 1 and 2 that was closed when rtrace started (and holds only the
+//! `/dev/null` Rust's runtime put there, see [`super::stdfds`]) is closed in
+//! the child before `execve`.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -21,7 +26,7 @@ use nix::errno::Errno;
 
 use crate::addr::Pid;
 use crate::error::{Error, Result};
-use crate::sys::ptrace;
+use crate::sys::{ptrace, stdfds};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -77,10 +82,13 @@ pub fn launch(spec: &LaunchSpec) -> Result<Launched> {
     }
     // SAFETY: pipe2 just returned these two descriptors; we own them.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Looked at before the fork: the child only closes.
+    let placeholders = stdfds::placeholders();
 
     // SAFETY: between fork and execve/_exit the child only calls async-signal-safe
-    // functions (sigprocmask, signal, chdir, kill, getpid, execve, write, _exit) on
-    // memory prepared before the fork; it allocates nothing and takes no lock.
+    // functions (sigprocmask, signal, chdir, close, kill, getpid, execve, write,
+    // _exit) on memory prepared before the fork; it allocates nothing and takes
+    // no lock.
     let pid = unsafe { libc::fork() };
     if pid == -1 {
         return Err(Error::io("fork", std::io::Error::last_os_error()));
@@ -97,6 +105,13 @@ pub fn launch(spec: &LaunchSpec) -> Result<Launched> {
             if let Some(cwd) = &spec.cwd {
                 if libc::chdir(cwd.as_ptr()) == -1 {
                     child_fail(wr.as_raw_fd());
+                }
+            }
+            // The descriptors rtrace was started without, closed again. The
+            // error pipe is above them: they were open (std's) when it was made.
+            for (fd, placeholder) in placeholders.iter().enumerate() {
+                if *placeholder {
+                    libc::close(fd as libc::c_int);
                 }
             }
             libc::kill(libc::getpid(), libc::SIGSTOP);

@@ -234,6 +234,7 @@ pub const PROGRAMS: [&str; 49] = [
     "interposer",
     "pluginhost",
     "seccomp",
+    "stdfds",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

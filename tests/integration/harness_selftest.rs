@@ -335,6 +335,38 @@ fn seccomp_filters_hold_to_the_end() {
     check_all_variants("seccomp", &["strict", "10"], out, 128 + libc::SIGKILL);
 }
 
+/// stdfds writes what it saw of fds 0-2 and its sum to its file, and
+/// nothing to stdout or stderr; a closed fd 2 is seen as closed.
+#[test]
+fn stdfds_writes_its_report_to_its_file() {
+    for variant in Variant::ALL {
+        let path = crate::events::temp_path(&format!("stdfds_selftest_{variant}.txt"));
+        let run = run_untraced(
+            &fixture("stdfds", variant),
+            &[path.to_str().unwrap(), "4", "6"],
+        );
+        assert_eq!(
+            (run.stdout.as_str(), run.stderr.as_str(), run.code()),
+            ("", "", 6)
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "fd0=open fd1=open fd2=open write2=ok\nsum=16\n",
+            "stdfds ({variant})"
+        );
+    }
+    let path = crate::events::temp_path("stdfds_selftest_closed.txt");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exec \"$@\" 2>&-", "sh"])
+        .arg(fixture("stdfds", Variant::Pie))
+        .arg(&path);
+    assert_eq!(run_command(cmd, TIMEOUT).code(), 0);
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "fd0=open fd1=open fd2=closed write2=EBADF\nsum=100\n"
+    );
+}
+
 #[test]
 fn every_listed_fixture_builds_in_every_variant_it_supports() {
     for name in PROGRAMS {

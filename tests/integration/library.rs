@@ -250,3 +250,47 @@ fn an_entry_handler_can_skip_the_call() {
         (0..10).map(|i| 2 * i + 1).collect::<Vec<i64>>()
     );
 }
+
+/// Fails at the Nth entry.
+struct FailAt {
+    seen: u32,
+    at: u32,
+}
+
+impl Handler for FailAt {
+    fn on_entry(&mut self, _: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.seen += 1;
+        match self.seen == self.at {
+            true => Err(rtrace::Error::Handler("stop here".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+/// An error once tracing has begun: `run` detaches and returns it, and
+/// `outcome` says the launched program runs on; it is still the caller's
+/// child, and ends as it would have untraced.
+#[test]
+fn after_an_error_the_launched_program_runs_on_as_the_callers_child() {
+    let prog = fixture("stdfds", Variant::Pie);
+    let file = crate::events::temp_path("library_error_runs_on.txt");
+    let mut cmd = Command::new(&prog);
+    cmd.arg(&file).args(["300", "5"]);
+    let mut tracer = Tracer::launch(&cmd, Options::default()).expect("launch");
+    assert_eq!(tracer.outcome(), None);
+    tracer
+        .add_probe("work".parse().unwrap(), FailAt { seen: 0, at: 3 })
+        .unwrap();
+    let error = tracer.run().expect_err("the handler's error");
+    assert!(matches!(error, rtrace::Error::Handler(_)), "{error}");
+    assert_eq!(tracer.outcome(), Some(Outcome::Detached));
+    let pid = tracer.pid();
+    assert_eq!(
+        nix::sys::wait::waitpid(pid, None).expect("waitpid"),
+        nix::sys::wait::WaitStatus::Exited(pid, 5)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "fd0=open fd1=open fd2=open write2=ok\nsum=90000\n"
+    );
+}

@@ -20,6 +20,7 @@ mod fast;
 mod handlers;
 mod hist;
 mod inject;
+mod launch;
 mod library;
 mod names;
 mod processes;

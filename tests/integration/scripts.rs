@@ -9,6 +9,7 @@ use crate::events::{
     assert_one_error_line, assert_same_as_untraced, of_kind, temp_path, trace_json,
 };
 use crate::fixtures::{fixture, run_rtrace, run_untraced, source_dir, Variant};
+use crate::launch::assert_ran_on;
 
 /// The lines of rtrace's stderr that report calls of `symbol`.
 fn calls<'a>(stderr: &'a str, symbol: &str) -> Vec<&'a str> {
@@ -227,12 +228,11 @@ fn a_runaway_loop_ends_tracing_and_the_program_runs_on() {
         &["50", "3"],
     );
     // The tracee's own output and status are its own; rtrace says what
-    // happened and exits 1.
+    // happened, waits for it, says how it ended and exits 1.
     assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
-    assert_eq!(run.code(), 1, "{}", run.stderr);
-    let last = run.stderr.lines().last().unwrap();
+    let error = assert_ran_on(&run, "", "exited with 3", "a runaway script");
     assert_eq!(
-        last,
+        error,
         "rtrace: -x #1:1: block work ran past its limit of 5000 operations \
          (a loop that never ends?); raise --script-ops if it is meant to",
         "{}",

@@ -28,14 +28,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// One line: what went wrong, then what to do about it. If stderr itself is
-/// gone there is nowhere left to say it; the exit status still tells.
+/// One line: what went wrong, then what to do about it.
 fn report(e: &rtrace::Error) {
+    match e.hint() {
+        Some(hint) => say(&format!("rtrace: {e} ({hint})")),
+        None => say(&format!("rtrace: {e}")),
+    }
+}
+
+/// Writes one line to stderr. If stderr itself is gone (a closed pipe, a full
+/// disk: perhaps the very error being reported) there is nowhere left to say
+/// it: the line is dropped, and the exit status still tells.
+fn say(line: &str) {
     use std::io::Write;
-    let line = match e.hint() {
-        Some(hint) => format!("rtrace: {e} ({hint})"),
-        None => format!("rtrace: {e}"),
-    };
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
@@ -364,24 +369,92 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     if let Some(tui) = tui {
         tracer.add_listener(tui);
     }
-    let outcome = tracer.run()?;
+    let launched = matches!(cli.target, Target::Launch(_));
+    let outcome = match tracer.run() {
+        Ok(outcome) => outcome,
+        // Tracing stopped on an error once it had begun (an output error, a
+        // script past its limit, an exec into an image rtrace cannot trace):
+        // rtrace has detached, and the launched program runs on untraced. As
+        // after Ctrl-C it is waited for, so it is never orphaned with its
+        // output still to come; the error is said first, so the user knows
+        // tracing stopped while the program runs, and how the program ended
+        // last, since rtrace's own status is 1: tracing failed.
+        Err(e) if launched && tracer.outcome() == Some(Outcome::Detached) => {
+            report(&e);
+            let pid = tracer.pid();
+            let ended = wait_child(pid);
+            if let Some(end) = ended.describe() {
+                say(&format!("rtrace: pid {pid} ran on untraced and {end}"));
+            }
+            return Ok(1);
+        }
+        Err(e) => return Err(e),
+    };
     Ok(match (outcome, &cli.target) {
         (Outcome::Exited(code), _) => code as u8,
         (Outcome::Killed { signal, .. }, _) => 128u8.wrapping_add(signal as u8),
         (Outcome::Detached, Target::Attach(_)) => 0,
         // The launched program runs on untraced; it is still our child, so its
         // status is still ours to report, as when it runs traced to the end.
-        (Outcome::Detached, Target::Launch(_)) => wait_child(tracer.pid()),
+        (Outcome::Detached, Target::Launch(_)) => wait_child(tracer.pid()).status(),
     })
 }
 
-fn wait_child(pid: rtrace::Pid) -> u8 {
+/// How the wait for a launched program rtrace has let go ended.
+enum Waited {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it.
+    Killed { signal: i32, core_dumped: bool },
+    /// A second signal to rtrace (this one) ended the wait; the program runs on.
+    Interrupted(i32),
+    /// It could not be waited for (it is no longer our child).
+    Lost,
+}
+
+impl Waited {
+    /// rtrace's exit status after a detach: the program's, as a shell gives
+    /// it (128+N for signal N).
+    fn status(&self) -> u8 {
+        match *self {
+            Waited::Exited(code) => code as u8,
+            Waited::Killed { signal, .. } | Waited::Interrupted(signal) => {
+                128u8.wrapping_add(signal as u8)
+            }
+            Waited::Lost => 0,
+        }
+    }
+
+    /// How the program ended, as the end of a sentence; `None` when it is
+    /// not known.
+    fn describe(&self) -> Option<String> {
+        match *self {
+            Waited::Exited(code) => Some(format!("exited with {code}")),
+            Waited::Killed {
+                signal,
+                core_dumped,
+            } => Some(format!(
+                "was killed by {}{}",
+                rtrace::signal_name(signal),
+                if core_dumped { " (core dumped)" } else { "" }
+            )),
+            Waited::Interrupted(_) | Waited::Lost => None,
+        }
+    }
+}
+
+fn wait_child(pid: rtrace::Pid) -> Waited {
     use nix::sys::wait::{waitpid, WaitStatus};
     let requests = rtrace::sys::signal::requests();
     loop {
         match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code as u8,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128u8.wrapping_add(sig as u8),
+            Ok(WaitStatus::Exited(_, code)) => return Waited::Exited(code),
+            Ok(WaitStatus::Signaled(_, sig, core_dumped)) => {
+                return Waited::Killed {
+                    signal: sig as i32,
+                    core_dumped,
+                }
+            }
             Ok(_) => continue,
             // The timer the detach request armed, say: wait on.
             Err(nix::errno::Errno::EINTR) if rtrace::sys::signal::requests() == requests => {
@@ -390,9 +463,9 @@ fn wait_child(pid: rtrace::Pid) -> u8 {
             // Interrupted by a second signal to rtrace: stop waiting.
             Err(nix::errno::Errno::EINTR) => {
                 let sig = rtrace::sys::signal::detach_requested().unwrap_or(libc::SIGINT);
-                return 128u8.wrapping_add(sig as u8);
+                return Waited::Interrupted(sig);
             }
-            Err(_) => return 0,
+            Err(_) => return Waited::Lost,
         }
     }
 }
