@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 49] = [
+pub const PROGRAMS: [&str; 50] = [
     "count",
     "sigtrap",
     "signals",
