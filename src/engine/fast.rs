@@ -115,8 +115,12 @@ const PAGE: u64 = 4096;
 /// The ring of one address space, as rtrace reads it.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    /// rtrace's own mapping of the memfd.
-    pub map: SharedMap,
+    /// rtrace's own mapping of the memfd (shared with its watchman).
+    pub map: std::sync::Arc<SharedMap>,
+    /// The thread that keeps rtrace's side of the hooks' protocol (see
+    /// `hooks`); it stops when the ring goes (dropped after `map`, whose
+    /// mapping it shares).
+    pub _watchman: Option<super::hooks::Watchman>,
     /// Where the tracee has it, and its shape.
     pub layout: RingLayout,
     /// The next position to read (Vyukov's dequeue position; rtrace is the
@@ -151,6 +155,8 @@ pub(crate) struct FastSite {
     pub lost: u64,
     /// Still patched.
     pub live: bool,
+    /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
+    pub hook: Option<crate::arch::hook::HookKind>,
 }
 
 impl FastSite {
@@ -193,6 +199,8 @@ pub(crate) struct FastState {
     pub sites: Vec<FastSite>,
     /// Why a site address cannot be fast (judged once per set of owners).
     pub refused: HashMap<RuntimeAddr, String>,
+    /// rtrace's own sites whose bytes a hook's jump cannot replace.
+    pub hooks_refused: HashSet<RuntimeAddr>,
     /// Thread pointer (`fs_base`) → thread.
     pub threads: HashMap<u64, Tid>,
     /// Thread pointers lent to a vfork child while its parent waits in the
@@ -280,6 +288,7 @@ impl FastState {
             areas: self.areas.clone(),
             sites: self.sites.clone(),
             refused: self.refused.clone(),
+            hooks_refused: self.hooks_refused.clone(),
             threads: HashMap::new(),
             lent: HashMap::new(),
             unknown: HashSet::new(),
@@ -294,6 +303,11 @@ impl FastState {
 
     /// The thread a record with thread pointer `tp` came from, and whether
     /// it is silent.
+    /// The thread whose thread pointer is `tp`, if known.
+    pub fn thread_of(&self, tp: u64) -> Option<Tid> {
+        self.thread(tp).map(|(t, _)| t)
+    }
+
     fn thread(&self, tp: u64) -> Option<(Tid, bool)> {
         self.lent
             .get(&tp)
@@ -491,7 +505,10 @@ impl Tracer {
                 }
             }
         }
-        if plans.is_empty() {
+        // rtrace's own hooks: back to int3s if an int3 probe now watches
+        // returns, else fast where they can be (see `hooks`).
+        self.unfast_hooks(key)?;
+        if plans.is_empty() && self.plan_hooks(key).is_empty() {
             return Ok(());
         }
         let running: Vec<Tid> = self
@@ -501,11 +518,44 @@ impl Tracer {
             .map(|(tid, _)| *tid)
             .collect();
         let quiet = self.interrupt_and_collect(&running)?;
-        let r = self.patch_planned(key, plans, &quiet);
+        let mut r = match plans.is_empty() {
+            true => Ok(()),
+            false => self.patch_planned(key, plans, &quiet),
+        };
+        if r.is_ok() {
+            // After the user's sites: the ring and the stub exist now.
+            r = self.patch_planned_hooks(key, &quiet);
+        }
         for t in quiet {
             self.resume(t, 0)?;
         }
         r
+    }
+
+    /// With every thread of space `key` stopped, patches rtrace's hooks
+    /// that can be fast.
+    fn patch_planned_hooks(&mut self, key: Pid, quiet: &[Tid]) -> Result<()> {
+        let hooks = self.plan_hooks(key);
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let Some(tid) = self.injector(key, quiet) else {
+            self.space_mut(key)?.fast.dirty = true;
+            return Ok(());
+        };
+        let ips: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .filter_map(|(t, _)| ptrace::getregs(*t).ok())
+            .map(|r| r.ip())
+            .collect();
+        let tp = if shm::has_fsgsbase() {
+            ThreadPointer::Rdfsbase
+        } else {
+            ThreadPointer::FsSelf
+        };
+        self.patch_hooks(key, tid, hooks, &ips, tp)
     }
 
     /// Judges the site at `addr` of space `key`: the reason it cannot be
@@ -551,6 +601,57 @@ impl Tracer {
                 Fast::No(why) => return Err(why),
             }
         }
+        let probes_here = site.probes.clone();
+        let patch = self.plan_bytes(key, addr, false)?;
+        let mut kinds: Vec<CaptureKind> = capture
+            .strings
+            .iter()
+            .map(|&(reg, max)| CaptureKind::CStr {
+                reg,
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            })
+            .collect();
+        if capture.stack > 0 {
+            kinds.push(CaptureKind::Stack {
+                len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
+            });
+        }
+        if returns && ring::CAPTURES + 8 + capture.ret_string as u64 > MAX_RECORD {
+            return Err(format!(
+                "the string its return value points to does not fit a fast record \
+                 ({MAX_RECORD} bytes)"
+            ));
+        }
+        if detour::layout_captures(&kinds).1 > MAX_RECORD {
+            return Err(format!(
+                "what its handlers capture does not fit a fast record ({MAX_RECORD} bytes)"
+            ));
+        }
+        Ok(Planned {
+            addr,
+            patch,
+            kinds,
+            probes: probes_here,
+            returns,
+            ret_string: match returns {
+                true => u32::try_from(capture.ret_string).unwrap_or(u32::MAX),
+                false => 0,
+            },
+        })
+    }
+
+    /// The patch a jump at `addr` of space `key` would make: the displaced
+    /// instructions judged by [`detour::plan_patch`], with the whole
+    /// function and module scanned for branches into the replaced bytes
+    /// and the other sites checked, or why there is none.
+    pub(super) fn plan_bytes(
+        &self,
+        key: Pid,
+        addr: RuntimeAddr,
+        hook: bool,
+    ) -> std::result::Result<Patch, String> {
+        let space = self.spaces.get(&key).ok_or("the process is gone")?;
+        let module = space.modules.module_at(addr);
         let m = module.ok_or("no module maps the address")?;
         let (sym, offset) = m
             .elf
@@ -562,7 +663,12 @@ impl Tracer {
         if sym.size > 1 << 20 {
             return Err("its function is too large to scan".into());
         }
-        if offset > 0 && m.elf.has_exception_tables() {
+        // Landing pads (where an unwinder jumps, in the function's LSDA) are
+        // not checked: a function with one is refused, past its entry.
+        if offset > 0
+            && m.elf.has_exception_tables()
+            && m.elf.has_landing_pads(m.to_link(addr)) != Some(false)
+        {
             return Err("exception landing pads inside the function are not checked".into());
         }
         let start = addr.offset(-(offset as i64));
@@ -579,7 +685,23 @@ impl Tracer {
                 bytes[at..at + n].copy_from_slice(&s.saved[..n]);
             }
         }
-        let patch = detour::plan_patch(&bytes, start.get(), addr.get())?;
+        let patch = match hook {
+            false => detour::plan_patch(&bytes, start.get(), addr.get())?,
+            true => {
+                // What follows the function up to the next one (at most a
+                // jump's length is needed).
+                let next = m
+                    .elf
+                    .functions()
+                    .iter()
+                    .map(|f| f.addr)
+                    .filter(|a| *a >= m.to_link(end))
+                    .min()
+                    .map_or(0, |a| (a.get() - m.to_link(end).get()).min(16));
+                let padding = space.mem.read_vec(end, next as usize).unwrap_or_default();
+                detour::plan_hook_patch(&bytes, &padding, start.get(), addr.get())?
+            }
+        };
         let replaced = addr.get()..addr.get() + patch.len as u64;
         // Code elsewhere in the module (another function) may jump in too.
         let inside = m.to_link(addr.offset(1))..m.to_link(addr.offset(patch.len as i64));
@@ -617,41 +739,7 @@ impl Tracer {
         if overlaps {
             return Err("another fast probe's jump overlaps the bytes".into());
         }
-        let mut kinds: Vec<CaptureKind> = capture
-            .strings
-            .iter()
-            .map(|&(reg, max)| CaptureKind::CStr {
-                reg,
-                max: u32::try_from(max).unwrap_or(u32::MAX),
-            })
-            .collect();
-        if capture.stack > 0 {
-            kinds.push(CaptureKind::Stack {
-                len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
-            });
-        }
-        if returns && ring::CAPTURES + 8 + capture.ret_string as u64 > MAX_RECORD {
-            return Err(format!(
-                "the string its return value points to does not fit a fast record \
-                 ({MAX_RECORD} bytes)"
-            ));
-        }
-        if detour::layout_captures(&kinds).1 > MAX_RECORD {
-            return Err(format!(
-                "what its handlers capture does not fit a fast record ({MAX_RECORD} bytes)"
-            ));
-        }
-        Ok(Planned {
-            addr,
-            patch,
-            kinds,
-            probes: site.probes.clone(),
-            returns,
-            ret_string: match returns {
-                true => u32::try_from(capture.ret_string).unwrap_or(u32::MAX),
-                false => 0,
-            },
-        })
+        Ok(patch)
     }
 
     /// The thread of space `key` to make system calls with: stopped, not
@@ -814,6 +902,7 @@ impl Tracer {
         let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
         site.saved = plan.patch.saved.clone();
         site.written = jump.clone();
+        site.deferred = false;
         site.fast = Some(index);
         space.fast.sites.push(FastSite {
             addr: plan.addr,
@@ -825,6 +914,7 @@ impl Tracer {
             ret_string: plan.ret_string,
             lost: 0,
             live: true,
+            hook: None,
         });
         Ok(())
     }
@@ -882,7 +972,7 @@ impl Tracer {
     }
 
     /// The layout of space `key`'s ring.
-    fn ring_layout(&self, key: Pid) -> std::result::Result<RingLayout, String> {
+    pub(super) fn ring_layout(&self, key: Pid) -> std::result::Result<RingLayout, String> {
         self.spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
@@ -892,7 +982,7 @@ impl Tracer {
 
     /// An area of space `key` with room for code within reach of `near`, and
     /// the address where that room begins.
-    fn room_near(
+    pub(super) fn room_near(
         &mut self,
         key: Pid,
         tid: Tid,
@@ -1036,8 +1126,12 @@ impl Tracer {
         layout.base = base;
         self.clock();
         let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let map = std::sync::Arc::new(map);
+        let watchman = super::hooks::Watchman::start(map.clone(), nix::unistd::gettid())
+            .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
         space.fast.ring = Some(Ring {
             map,
+            _watchman: Some(watchman),
             layout,
             consumed: 0,
             lost_seen: 0,
@@ -1133,6 +1227,16 @@ impl Tracer {
                     None => continue,
                 }
             }
+            let Some(hook) = space.fast.detour_at(ip).map(|s| s.hook.is_some()) else {
+                return Ok(true);
+            };
+            // In a hook's body (its loops, its waits): back to its site.
+            if hook && self.abandon_hook(tid)? {
+                return Ok(true);
+            }
+            let Some(space) = self.spaces.get(&key) else {
+                return Ok(true);
+            };
             let Some(site) = space.fast.detour_at(ip) else {
                 return Ok(true);
             };
@@ -1697,6 +1801,15 @@ impl Tracer {
                 }
                 continue;
             }
+            if kind == detour::KIND_CATCH {
+                // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
+                // the calls at or below its stack pointer were unwound.
+                let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
+                if let Some(task) = tasks.get_mut(&tid) {
+                    task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
+                }
+                continue;
+            }
             let Some(fs) = space.fast.sites.get(index as usize) else {
                 continue;
             };
@@ -2246,7 +2359,7 @@ fn take_records(ring: &mut Ring, skip_unpublished: bool, budget: u64) -> Vec<u8>
 
 /// Writes `code` (assembled for `at`, the room of area `area`) into the
 /// tracee and takes its room; `what` names it in an error.
-fn write_code(
+pub(super) fn write_code(
     space: &mut super::space::Space,
     area: usize,
     at: RuntimeAddr,

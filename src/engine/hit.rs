@@ -153,7 +153,7 @@ impl Tracer {
         let time = self.start.elapsed();
         regs.set_ip(addr.get());
         let key = self.tasks[&tid].space;
-        let (ret_refs, unwind, resolver, resolver_returns, reads_ret) = {
+        let (ret_refs, unwind, resolver, resolver_returns, reads_ret, unpark) = {
             let site = self.spaces[&key].sites.get(addr).expect("caller checked");
             (
                 site.ret_refs,
@@ -161,8 +161,14 @@ impl Tracer {
                 site.resolver,
                 site.resolver_returns,
                 site.reads_return_address,
+                site.unpark,
             )
         };
+        if unpark {
+            // A return site of `_Unwind_Backtrace` that is not a hook yet:
+            // the calls parked for it get the stub back.
+            self.unpark_calls(tid, RuntimeAddr(regs.sp()))?;
+        }
         if ret_refs > 0 {
             self.on_return_site(tid, addr, &mut regs, time)?;
         }

@@ -203,7 +203,16 @@ impl Tracer {
             .map(|a| (a, Owner::Unwind))
             .chain(callers.into_iter().map(|a| (a, Owner::CallerHook)));
         for (addr, owner) in hooks {
-            if self.clear_jumps_at(key, addr).is_err() {
+            // Hooked already (maybe as a fast hook, whose jump stays).
+            let hooked = self
+                .spaces
+                .get(&key)
+                .and_then(|s| s.sites.get(addr))
+                .is_some_and(|s| match owner {
+                    Owner::Unwind => s.unwind,
+                    _ => s.caller_hook,
+                });
+            if hooked || self.clear_jumps_at(key, addr).is_err() {
                 continue;
             }
             if let Some(space) = self.spaces.get_mut(&key) {
@@ -695,6 +704,9 @@ impl Tracer {
         }
         // It inherited the pinned CPU; its own affinity is its parent's.
         task.affinity = self.tasks[&parent].affinity;
+        if let (Some(guardian), Some(own)) = (self.guardian.as_mut(), &task.affinity) {
+            guardian.pinned(child, own);
+        }
         // Created by a system call stepped out of line: the child is in the slot
         // too, just after that instruction, and finishes the step like its parent.
         task.step = self.tasks[&parent].step.clone();
@@ -748,6 +760,7 @@ impl Tracer {
             // The same jumps and detours (copied with the memory); a ring
             // of its own, made at its first stop.
             fast: src.fast.for_child(),
+            defer_probes: false,
         };
         space.reconcile(&mapped)?;
         self.spaces.insert(child, space);

@@ -41,6 +41,7 @@
 mod detach;
 mod fast;
 mod hit;
+mod hooks;
 mod lifecycle;
 mod space;
 mod syscall;
@@ -191,6 +192,8 @@ pub struct Tracer {
     outcome: Option<Outcome>,
     /// The CPU everything runs on (`pin_to_one_cpu`).
     pinned: Option<usize>,
+    /// Gives the pinned threads their affinity back if rtrace dies.
+    guardian: Option<crate::sys::sched::Guardian>,
     /// The period the tracer's timer is armed with (see `next_stop`).
     timer: Option<Duration>,
     /// With -f: how the root process ended while followed children live on
@@ -264,6 +267,7 @@ impl Tracer {
             go_reported: Default::default(),
             outcome: None,
             pinned: None,
+            guardian: None,
             timer: None,
             root_end: None,
             attach_reported: false,
@@ -519,18 +523,26 @@ impl Tracer {
     /// It serialises a process's threads on that CPU, so it suits a
     /// single-threaded program (or one whose threads mostly wait). Every
     /// thread gets its own affinity back when rtrace lets it go (detach, or a
-    /// child not followed).
+    /// child not followed), and, were rtrace killed, from a small process of
+    /// rtrace's that outlives it (`sys::sched::Guardian`).
     pub fn pin_to_one_cpu(&mut self) -> Result<usize> {
         use crate::sys::sched;
         let cpu = sched::cpu_of(self.root).unwrap_or(0);
         let one = sched::only(cpu)?;
         sched::pin_self(cpu)?;
+        // Started before any thread is pinned: were rtrace killed, it would
+        // give each its own affinity back.
+        let mut guardian = sched::Guardian::start()?;
         for (&tid, task) in self.tasks.iter_mut() {
             if task.affinity.is_none() {
                 task.affinity = sched::affinity(tid);
+                if let Some(own) = &task.affinity {
+                    guardian.pinned(tid, own);
+                }
                 sched::set_affinity(tid, &one);
             }
         }
+        self.guardian = Some(guardian);
         self.pinned = Some(cpu);
         Ok(cpu)
     }
@@ -612,6 +624,9 @@ impl Tracer {
             return Ok(Some(o));
         }
         self.flush_warnings()?;
+        // Requests of rtrace's own hooks (a new link map, a backtrace): the
+        // thread that posted one waits for it.
+        self.serve_requests()?;
         if !self.started {
             self.started = true;
             self.report_attached_if_ready()?;

@@ -171,6 +171,10 @@ pub(crate) struct Space {
     pub resolving: HashMap<Tid, ResolverCall>,
     /// Fast probes: the ring, the detour areas, the patched sites.
     pub fast: FastState,
+    /// New user probes' sites are not written at once (see
+    /// `ProbeSite::deferred`): set while rtrace places the probes of the
+    /// libraries the dynamic linker is loading, with fast probes.
+    pub defer_probes: bool,
 }
 
 impl Space {
@@ -201,6 +205,7 @@ impl Space {
             resolvers: HashMap::new(),
             resolving: HashMap::new(),
             fast: FastState::default(),
+            defer_probes: false,
         })
     }
 
@@ -258,8 +263,10 @@ impl Space {
     pub fn arm(&mut self, addr: RuntimeAddr, owner: Owner, mode: StepMode) -> Result<()> {
         if matches!(owner, Owner::Probe(_)) {
             self.fast.refused.remove(&addr);
-            self.fast.dirty = true;
         }
+        // A new owner: the site is judged again (a user probe's site, or
+        // one of rtrace's own that may be a hook).
+        self.fast.dirty = true;
         if let Some(site) = self.sites.get_mut(addr) {
             site.own(owner);
             return Ok(());
@@ -286,12 +293,39 @@ impl Space {
             }
         }
         let saved = code[..BREAKPOINT.len()].to_vec();
-        let mut site = ProbeSite::new(addr, saved, BREAKPOINT.to_vec(), plan);
+        let deferred = self.defer_probes && matches!(owner, Owner::Probe(_));
+        let written = match deferred {
+            true => saved.clone(),
+            false => BREAKPOINT.to_vec(),
+        };
+        let mut site = ProbeSite::new(addr, saved, written, plan);
         site.slot = slot;
+        site.deferred = deferred;
         site.own(owner);
-        self.mem.write(addr, &BREAKPOINT)?;
+        if !deferred {
+            self.mem.write(addr, &BREAKPOINT)?;
+        }
         self.sites.insert(addr, site);
         self.tombstones.remove(&addr);
+        Ok(())
+    }
+
+    /// Writes the breakpoints of the sites whose writing was deferred and
+    /// that no fast probe's jump took (see `ProbeSite::deferred`).
+    pub fn arm_deferred(&mut self) -> Result<()> {
+        let deferred: Vec<RuntimeAddr> = self
+            .sites
+            .iter()
+            .filter(|(_, s)| s.deferred)
+            .map(|(a, _)| a)
+            .collect();
+        for addr in deferred {
+            self.mem.write(addr, &BREAKPOINT)?;
+            if let Some(site) = self.sites.get_mut(addr) {
+                site.deferred = false;
+                site.written = BREAKPOINT.to_vec();
+            }
+        }
         Ok(())
     }
 

@@ -48,6 +48,16 @@ pub struct ProbeSite {
     pub resolver: bool,
     /// Resolver calls in flight returning here.
     pub resolver_returns: u32,
+    /// A return site of `_Unwind_Backtrace` where the calls parked for the
+    /// unwinder get the fast return stub back (`arch::hook`).
+    pub unpark: bool,
+    /// A return site hooked for fast calls whose slot lost the stub
+    /// (`arch::hook`'s `Returned`).
+    pub returned: bool,
+    /// Not written yet: a fast probe's site placed where it is to be
+    /// patched before any thread can reach it (a library the dynamic linker
+    /// is loading); `written` is `saved` meanwhile.
+    pub deferred: bool,
     /// Patched with a jump to a detour (a fast probe): its index among the
     /// address space's fast sites. `saved` then holds every byte the jump
     /// replaced.
@@ -71,6 +81,12 @@ pub enum Owner {
     Resolver,
     /// Where a watched resolver call returns.
     ResolverReturn,
+    /// A return site of `_Unwind_Backtrace`: a thread passing there gets
+    /// its calls parked for the unwinder back on the fast return stub.
+    Unpark,
+    /// A return site where a fast call returns whose slot lost the stub
+    /// (it tail-called a function that reads its own return address).
+    Returned,
 }
 
 impl ProbeSite {
@@ -90,6 +106,9 @@ impl ProbeSite {
             ret_refs: 0,
             resolver: false,
             resolver_returns: 0,
+            unpark: false,
+            returned: false,
+            deferred: false,
             fast: None,
         }
     }
@@ -107,6 +126,8 @@ impl ProbeSite {
             Owner::ReturnSite => self.ret_refs += 1,
             Owner::Resolver => self.resolver = true,
             Owner::ResolverReturn => self.resolver_returns += 1,
+            Owner::Unpark => self.unpark = true,
+            Owner::Returned => self.returned = true,
         }
     }
 
@@ -132,6 +153,8 @@ impl ProbeSite {
             && self.ret_refs == 0
             && !self.resolver
             && self.resolver_returns == 0
+            && !self.unpark
+            && !self.returned
     }
 }
 

@@ -188,6 +188,40 @@ where
     out
 }
 
+/// Whether the function whose FDE in `section` (an `.eh_frame`) covers
+/// `pc` has a language-specific data area (an LSDA: the C++ exception table
+/// that lists its landing pads); None when no FDE covers `pc` or the
+/// section is not an `.eh_frame`. Walks the section: for an occasional
+/// question, not for every hit.
+pub(crate) fn has_lsda(section: &CfiSection<'_>, pc: u64) -> Option<bool> {
+    if section.kind != SectionKind::EhFrame {
+        return None;
+    }
+    let mut eh = EhFrame::from(Slice::new(section.data, LittleEndian));
+    eh.set_address_size(8);
+    let mut cies: HashMap<usize, CommonInformationEntry<Slice<'_>>> = HashMap::new();
+    let mut entries = eh.entries(&section.bases);
+    while let Ok(Some(entry)) = entries.next() {
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        let fde = partial.parse(|s, b, offset| {
+            let key = gimli::UnwindOffset::into(offset);
+            if let Some(cie) = cies.get(&key) {
+                return Ok(cie.clone());
+            }
+            let cie = s.cie_from_offset(b, offset)?;
+            cies.insert(key, cie.clone());
+            Ok(cie)
+        });
+        let Ok(fde) = fde else { continue };
+        if fde.contains(pc) {
+            return Some(fde.lsda().is_some());
+        }
+    }
+    None
+}
+
 /// The rule for `pc` from the FDE at `offset` of `section`; None when the
 /// FDE or its instructions do not parse, or do not cover `pc`.
 pub(crate) fn rule_at(

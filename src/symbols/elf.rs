@@ -417,40 +417,51 @@ impl ElfFile {
         })
     }
 
+    /// Whether the function at `addr` has an exception table (an LSDA in
+    /// its `.eh_frame` FDE: C++ landing pads, which the unwinder jumps to);
+    /// None when no FDE covers it.
+    pub fn has_landing_pads(&self, addr: LinkAddr) -> Option<bool> {
+        let section = self.eh_frame_section()?;
+        super::cfi::has_lsda(&section, addr.get())
+    }
+
+    /// The `.eh_frame` section with the bases its pointers are relative to.
+    fn eh_frame_section(&self) -> Option<CfiSection<'_>> {
+        let data = self.section_data(".eh_frame").ok()?;
+        let addr_of = |name: &str| {
+            self.sections
+                .iter()
+                .find(|s| s.name == name && s.kind != section_header::SHT_NOBITS)
+                .map(|s| s.addr)
+        };
+        let mut bases = gimli::BaseAddresses::default();
+        for (name, set) in [
+            (
+                ".eh_frame",
+                gimli::BaseAddresses::set_eh_frame as fn(_, _) -> _,
+            ),
+            (".eh_frame_hdr", gimli::BaseAddresses::set_eh_frame_hdr),
+            (".text", gimli::BaseAddresses::set_text),
+            (".got", gimli::BaseAddresses::set_got),
+        ] {
+            if let Some(a) = addr_of(name) {
+                bases = set(bases, a);
+            }
+        }
+        (!data.is_empty()).then_some(CfiSection {
+            kind: SectionKind::EhFrame,
+            data,
+            bases,
+        })
+    }
+
     /// The call frame rule for the code at `addr`: from `.eh_frame`, else
     /// from `.debug_frame` (the file's own, or its separate debug file's).
     /// None where no FDE covers `addr` or the CFI does not parse. The first
     /// call indexes the FDEs; rules are kept per address (see
     /// [`super::cfi`]).
     pub fn frame_rule(&self, addr: LinkAddr) -> Option<Arc<FrameRule>> {
-        let eh = || {
-            let data = self.section_data(".eh_frame").ok()?;
-            let addr_of = |name: &str| {
-                self.sections
-                    .iter()
-                    .find(|s| s.name == name && s.kind != section_header::SHT_NOBITS)
-                    .map(|s| s.addr)
-            };
-            let mut bases = gimli::BaseAddresses::default();
-            for (name, set) in [
-                (
-                    ".eh_frame",
-                    gimli::BaseAddresses::set_eh_frame as fn(_, _) -> _,
-                ),
-                (".eh_frame_hdr", gimli::BaseAddresses::set_eh_frame_hdr),
-                (".text", gimli::BaseAddresses::set_text),
-                (".got", gimli::BaseAddresses::set_got),
-            ] {
-                if let Some(a) = addr_of(name) {
-                    bases = set(bases, a);
-                }
-            }
-            (!data.is_empty()).then_some(CfiSection {
-                kind: SectionKind::EhFrame,
-                data,
-                bases,
-            })
-        };
+        let eh = || self.eh_frame_section();
         let debug = || {
             let data = self.section_data(".debug_frame").ok()?;
             (!data.is_empty()).then_some(CfiSection {

@@ -128,6 +128,192 @@ impl SharedMap {
     }
 }
 
+// SAFETY: the mapping is plain memory that belongs to the value; every
+// access through it is atomic or volatile (see the accessors), which is what
+// another process writing it already requires, so threads of rtrace may
+// share it too (the watchman thread sleeps on a word of it).
+unsafe impl Send for SharedMap {}
+// SAFETY: see `Send`: `&SharedMap` only offers atomic and volatile accesses.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    fn word32(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
+        let offset = usize::try_from(offset).expect("an offset in the mapping");
+        assert!(
+            offset % 4 == 0 && offset + 4 <= self.len,
+            "word {offset:#x} outside a mapping of {:#x} bytes",
+            self.len
+        );
+        // SAFETY: in bounds and 4-aligned (checked above), in a mapping that
+        // lives as long as `self`; AtomicU32 has the layout of u32.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<std::sync::atomic::AtomicU32>()
+        }
+    }
+
+    /// The 32-bit word at `offset`.
+    pub fn load_u32(&self, offset: u64) -> u32 {
+        self.word32(offset).load(Ordering::Acquire)
+    }
+
+    /// Stores the 32-bit word at `offset`.
+    pub fn store_u32(&self, offset: u64, value: u32) {
+        self.word32(offset).store(value, Ordering::Release)
+    }
+
+    /// Replaces the 32-bit word at `offset` with `new` if it is `current`.
+    pub fn compare_exchange_u32(&self, offset: u64, current: u32, new: u32) -> bool {
+        self.word32(offset)
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Adds 1 to the 32-bit word at `offset` (wrapping).
+    pub fn bump_u32(&self, offset: u64) {
+        self.word32(offset).fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The address of the 32-bit word at `offset` in this process.
+    fn addr32(&self, offset: u64) -> *mut u32 {
+        self.word32(offset).as_ptr()
+    }
+
+    /// Sleeps while the 32-bit word at `offset` is `expected`, at most
+    /// `timeout` (for ever with None): a shared futex wait (not
+    /// FUTEX_PRIVATE: the tracee wakes it from its own mapping of the file).
+    /// Returns early on a wake, a signal, or a word that differs.
+    pub fn futex_wait(&self, offset: u64, expected: u32, timeout: Option<std::time::Duration>) {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the word is in bounds of a live mapping (`addr32` checks);
+        // `ts_ptr` is null or points at a timespec that outlives the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.addr32(offset),
+                libc::FUTEX_WAIT,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Wakes every waiter on the 32-bit word at `offset` (in any process
+    /// that maps the file).
+    pub fn futex_wake(&self, offset: u64) {
+        // SAFETY: the word is in bounds of a live mapping (`addr32` checks).
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.addr32(offset),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Makes the calling thread the owner of the 32-bit word at `offset` as
+    /// a robust futex: the word holds the thread's id, and the kernel sets
+    /// `FUTEX_OWNER_DIED` in it when the thread ends, however it ends
+    /// (`exit_robust_list`, run from the exit of every thread, SIGKILL
+    /// included: robust-futex-ABI.txt). `entry` must live as long as the
+    /// thread holds the word; [`SharedMap::disown_robust`] ends it.
+    pub fn own_robust(&self, offset: u64, entry: &mut RobustEntry) {
+        // SAFETY: gettid takes nothing.
+        let tid = unsafe { libc::gettid() } as u32;
+        let word = self.addr32(offset);
+        entry.head.list.next = &mut entry.node;
+        entry.node.next = &mut entry.head.list;
+        entry.head.futex_offset = (word as isize).wrapping_sub(&entry.node as *const _ as isize);
+        entry.head.list_op_pending = std::ptr::null_mut();
+        self.store_u32(offset, tid);
+        // SAFETY: `entry` is a robust list of one node, its `next` back at
+        // the head as the ABI requires, whose futex word (node + offset) is
+        // in a live mapping; the caller keeps `entry` alive and calls
+        // `disown_robust` before it goes. Only this thread's list changes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_set_robust_list,
+                &mut entry.head as *mut RobustHead,
+                std::mem::size_of::<RobustHead>(),
+            );
+        }
+    }
+
+    /// Ends [`SharedMap::own_robust`] for the calling thread: the list is
+    /// emptied (so the kernel reads nothing of `entry` at the thread's exit)
+    /// and the word cleared.
+    pub fn disown_robust(&self, offset: u64, entry: &mut RobustEntry) {
+        entry.head.list.next = &mut entry.head.list;
+        // SAFETY: an empty robust list (the head pointing at itself), valid
+        // for as long as `entry`, which the caller keeps until the thread
+        // ends; the kernel only reads it at the exit.
+        unsafe {
+            libc::syscall(
+                libc::SYS_set_robust_list,
+                &mut entry.head as *mut RobustHead,
+                std::mem::size_of::<RobustHead>(),
+            );
+        }
+        self.store_u32(offset, 0);
+    }
+}
+
+/// `struct robust_list` (linux/futex.h).
+#[repr(C)]
+#[derive(Debug)]
+struct RobustNode {
+    next: *mut RobustNode,
+}
+
+/// `struct robust_list_head` (linux/futex.h).
+#[repr(C)]
+#[derive(Debug)]
+struct RobustHead {
+    list: RobustNode,
+    futex_offset: isize,
+    list_op_pending: *mut RobustNode,
+}
+
+/// A robust futex list of one entry, for [`SharedMap::own_robust`]. Keep it
+/// where it does not move (a `Box`) while it is registered.
+#[derive(Debug)]
+pub struct RobustEntry {
+    head: RobustHead,
+    node: RobustNode,
+}
+
+impl Default for RobustEntry {
+    fn default() -> Self {
+        RobustEntry {
+            head: RobustHead {
+                list: RobustNode {
+                    next: std::ptr::null_mut(),
+                },
+                futex_offset: 0,
+                list_op_pending: std::ptr::null_mut(),
+            },
+            node: RobustNode {
+                next: std::ptr::null_mut(),
+            },
+        }
+    }
+}
+
 impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `open`, of this length, unmapped once;

@@ -209,6 +209,28 @@ pub fn same_address_space(a: crate::Pid, b: crate::Pid) -> Option<bool> {
     }
 }
 
+/// Blocks every signal in the calling thread (a helper thread of rtrace's:
+/// the tracer's signals go to the tracing thread, never to it).
+pub fn block_all_here() {
+    // SAFETY: `set` is initialised by sigfillset before pthread_sigmask
+    // reads it; the old mask is not wanted.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Wakes the tracing thread `tracer` of this process from a blocking wait
+/// (the timer's signal, SIGALRM, whose handler does nothing), when the
+/// handlers are installed; driven as a library, the tracer's waits end by
+/// themselves every few milliseconds while fast probes run.
+pub fn kick(tracer: crate::Tid) {
+    if installed() {
+        tgkill(nix::unistd::getpid(), tracer, libc::SIGALRM);
+    }
+}
+
 /// Sends `sig` to thread `tid` of process `pid` (tgkill). Failures are ignored:
 /// the thread may be gone.
 pub fn tgkill(pid: crate::Pid, tid: crate::Tid, sig: i32) {

@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 50] = [
+pub const PROGRAMS: [&str; 52] = [
     "count",
     "sigtrap",
     "signals",
@@ -231,6 +231,8 @@ pub const PROGRAMS: [&str; 50] = [
     "execloop",
     "forkloop",
     "dlhammer",
+    "throwloop",
+    "dlloop",
     "interposer",
     "pluginhost",
     "seccomp",
@@ -256,7 +258,10 @@ fn linked_libraries(name: &str) -> &'static [&'static str] {
 /// need the dynamic linker, so `dlopener`, `pluginhost` and `interposer`
 /// have no static build.
 pub fn supports(name: &str, variant: Variant) -> bool {
-    let dynamic = matches!(name, "dlopener" | "pluginhost" | "interposer" | "dlhammer");
+    let dynamic = matches!(
+        name,
+        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop"
+    );
     !(dynamic && matches!(variant, Variant::Static | Variant::StaticPie))
 }
 
@@ -390,7 +395,7 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         }
         args.push(format!("-I{}", src_dir.display()));
         args.push(source.display().to_string());
-        if matches!(name, "dlopener" | "dlhammer") {
+        if matches!(name, "dlopener" | "dlhammer" | "dlloop") {
             args.push("-ldl".into());
         }
         // The plugin loader finds what it loads next to itself.

@@ -317,3 +317,132 @@ fn fast_detach_while_threads_come_and_go_leaves_no_mapping() {
         "churn runs on"
     );
 }
+
+/// The CPUs each thread of `pid` may run on (`Cpus_allowed_list`), by tid.
+fn affinities(pid: i32) -> Vec<(i32, String)> {
+    crate::fixtures::threads_of(pid)
+        .into_iter()
+        .filter_map(|tid| {
+            let status = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+                .trim()
+                .to_string();
+            Some((tid, list))
+        })
+        .collect()
+}
+
+/// Attaches `rtrace --fast --json <args>` to `pid`, waits until every
+/// probe in `specs` is fast and `entries` calls were seen, then kills
+/// rtrace with SIGKILL. Nothing of rtrace's runs after that: the program
+/// must go on by itself.
+fn attach_and_kill(pid: i32, args: &[&str], specs: &[&str], entries: usize, what: &str) {
+    let mut all = vec!["--fast", "--json"];
+    all.extend_from_slice(args);
+    for spec in specs {
+        all.extend(["-s", spec]);
+    }
+    let mut rtrace = Spawned::rtrace_attach(&all, pid);
+    for spec in specs {
+        let mode = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            str_field(e, "event") == "probe" && str_field(e, "probe") == *spec
+        });
+        assert_eq!(mode["mode"], "fast", "{what}: {mode}");
+    }
+    for _ in 0..entries {
+        wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            str_field(e, "event") == "entry"
+        });
+    }
+    rtrace.child().kill().expect("SIGKILL rtrace");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 128 + 9, "{what}: rtrace was killed");
+}
+
+/// rtrace killed (SIGKILL) while it traces, with fast probes, a C++
+/// program throwing exceptions in a loop: rtrace's own hooks at the
+/// unwinders and at `__cxa_begin_catch` are jumps to code that goes on
+/// without it (int3s there killed the program with SIGTRAP: ptrace tools
+/// leave their breakpoints behind when they are killed), and the calls in
+/// flight, whose return addresses the fast probes swapped, return where
+/// they should. The program finishes with its own output and status.
+#[test]
+fn killed_rtrace_leaves_a_throwing_program_running() {
+    let prog = fixture("throwloop", Variant::Pie);
+    for round in 0..rounds(20, 3) {
+        let what = format!("round {round}");
+        let stop = temp_path(&format!("throwloop_kill_stop_{round}"));
+        let stop_str = stop.to_str().expect("UTF-8 temp path");
+        let program = Spawned::start(&prog, &[stop_str]);
+        attach_and_kill(
+            program.pid(),
+            &[],
+            &["inner", "middle", "outer"],
+            1 + 17 * round,
+            &what,
+        );
+        fs::write(&stop, b"").expect("create the stop file");
+        let run = program.wait();
+        assert_eq!(run.code(), 0, "{what}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.ends_with(" ok\n"), "{what}: {}", run.stdout);
+    }
+}
+
+/// rtrace killed while it traces, with fast probes, a program that loads
+/// and unloads a library in a loop: rtrace's hook at the dynamic linker's
+/// `_dl_debug_state` goes on without it, and the library's probes, placed
+/// at each load, are jumps from the start (an int3 there, between its
+/// placing and its patching, would outlive a killed rtrace).
+#[test]
+fn killed_rtrace_leaves_a_program_loading_libraries_running() {
+    let prog = fixture("dlloop", Variant::Pie);
+    let lib = library("libplug", Variant::Pie);
+    let lib_str = lib.to_str().expect("UTF-8 path");
+    for round in 0..rounds(20, 3) {
+        let what = format!("round {round}");
+        let stop = temp_path(&format!("dlloop_kill_stop_{round}"));
+        let stop_str = stop.to_str().expect("UTF-8 temp path");
+        let program = Spawned::start(&prog, &[lib_str, stop_str]);
+        attach_and_kill(
+            program.pid(),
+            &[],
+            &["work", "libplug:plugin_fn"],
+            1 + 13 * round,
+            &what,
+        );
+        fs::write(&stop, b"").expect("create the stop file");
+        let run = program.wait();
+        assert_eq!(run.code(), 0, "{what}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.ends_with(" ok\n"), "{what}: {}", run.stdout);
+    }
+}
+
+/// rtrace killed while eight threads are inside a probed function (their
+/// return addresses swapped for the fast return stub), with `--pin`: every
+/// call returns where it should, the program computes its own total, and
+/// every thread gets its own CPU affinity back (from rtrace's guardian, a
+/// process that outlives it).
+#[test]
+fn killed_rtrace_leaves_threads_with_calls_in_flight_running() {
+    let prog = fixture("sleepers", Variant::Pie);
+    let untraced = crate::fixtures::run_untraced(&prog, &["8", "25"]);
+    for round in 0..rounds(10, 2) {
+        let what = format!("round {round}");
+        let program = Spawned::start(&prog, &["8", "25"]);
+        let pid = program.pid();
+        let before = affinities(pid);
+        attach_and_kill(pid, &["--pin"], &["nap"], 8 + 5 * round, &what);
+        // The guardian sees rtrace's end of its pipe close, and acts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while affinities(pid) != before && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let after = affinities(pid);
+        let run = program.wait();
+        assert_eq!(after, before, "{what}: CPU affinities after rtrace died");
+        assert_eq!(run.code(), 0, "{what}: {}", run.stdout);
+        assert_eq!(run.stdout, untraced.stdout, "{what}");
+    }
+}

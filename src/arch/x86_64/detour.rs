@@ -47,7 +47,12 @@ pub const RED_ZONE: u64 = 128;
 /// ```text
 /// 0        enqueue position (u64), advanced by producers with lock cmpxchg
 /// 8        records lost because the ring was full, in all
+/// 16       ALIVE (u32): rtrace's watchman thread id while rtrace lives; the
+///          kernel sets FUTEX_OWNER_DIED in it when rtrace dies (a robust futex)
+/// 20       HEARTBEAT (u32): bumped every millisecond while a request waits
+/// 24       DOORBELL (u32): bumped by a hook that posts a request
 /// LOST     one u64 per fast site: records lost because the ring was full
+/// REQUESTS REQUEST_COUNT requests of rtrace's own hooks (see `hook`)
 /// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
 /// ```
 ///
@@ -62,12 +67,30 @@ pub mod ring {
     pub const ENQUEUE: u64 = 0;
     /// Records lost, in all.
     pub const LOST_TOTAL: u64 = 8;
+    /// rtrace's liveness (u32): its watchman's thread id, with
+    /// [`OWNER_DIED`] set by the kernel once rtrace is gone; 0 before.
+    pub const ALIVE: u64 = 16;
+    /// Bumped by rtrace every millisecond while a request waits (u32): a
+    /// hook that sees it stand still knows rtrace is stopped.
+    pub const HEARTBEAT: u64 = 20;
+    /// Bumped by a hook that posts a request (u32); rtrace's watchman
+    /// sleeps on it.
+    pub const DOORBELL: u64 = 24;
+    /// The bit the kernel sets in a robust futex whose owner died
+    /// (`FUTEX_OWNER_DIED`, linux/futex.h).
+    pub const OWNER_DIED: u32 = 0x4000_0000;
     /// The lost-record counters, one per site index.
     pub const LOST: u64 = 64;
     /// How many fast sites one ring serves.
     pub const MAX_SITES: u64 = 16384;
+    /// The requests rtrace's own hooks post (see `hook::Request`).
+    pub const REQUESTS: u64 = LOST + 8 * MAX_SITES;
+    /// How many requests can wait at once.
+    pub const REQUEST_COUNT: u64 = 16;
+    /// Bytes per request.
+    pub const REQUEST_SIZE: u64 = 32;
     /// Where the slots begin.
-    pub const SLOTS: u64 = (LOST + 8 * MAX_SITES + 4095) & !4095;
+    pub const SLOTS: u64 = (REQUESTS + REQUEST_COUNT * REQUEST_SIZE + 4095) & !4095;
 
     /// A record's sequence word.
     pub const SEQ: u64 = 0;
@@ -98,6 +121,9 @@ pub const KIND_ENTRY: u32 = 0;
 /// A record of a return through the stub: rax and rdx as returned, rsp
 /// just past the slot, `RET_ADDR` the original return address.
 pub const KIND_RETURN: u32 = 1;
+/// A record of a catch handler starting (`__cxa_begin_catch`'s hook): the
+/// thread's calls in flight at or below its `rsp` were unwound.
+pub const KIND_CATCH: u32 = 2;
 
 /// An entry whose return is not watched (the site does not ask for it).
 pub const WATCH_NONE: u32 = 0;
@@ -145,6 +171,10 @@ pub mod table {
     pub const INDEX: u64 = 24;
     /// The return string capture's offset.
     pub const RET_STRING: u64 = 28;
+    /// Set in the thread pointer of an entry whose slot was given its
+    /// original back for an unwinder (parked, see `hook`): the call is in
+    /// flight, its return goes straight to its caller until it is unparked.
+    pub const PARKED: u64 = 1 << 63;
     /// Multiplier of the hash (Fibonacci hashing, like the kernel's
     /// `hash_64`).
     pub const GOLDEN: u64 = 0x61c8_8646_80b5_83eb;
@@ -268,7 +298,7 @@ pub struct Patch {
     pub len: usize,
     /// The original bytes there.
     pub saved: Vec<u8>,
-    insns: Vec<Instruction>,
+    pub(super) insns: Vec<Instruction>,
 }
 
 /// A generated detour.
@@ -297,10 +327,16 @@ pub struct Detour {
     /// single-stepped, because a stepped `popfq` leaves the kernel believing
     /// the program set the trap flag itself, and it is never cleared.
     pub restore: Vec<u64>,
+    /// For one of rtrace's own hooks (`hook::assemble_hook`): the body, from
+    /// the first instruction after every register is saved to the first
+    /// that gives them back. A thread stopped there is sent back to the
+    /// site instead of stepped (`hook::abandon`): what a hook does can be
+    /// done again, and its loops and waits are long to step.
+    pub body: Option<(u64, u64)>,
 }
 
 /// How many instructions the restore takes.
-const RESTORE_STEPS: usize = 8;
+pub(super) const RESTORE_STEPS: usize = 8;
 
 /// Finishes what a thread stopped at `regs.ip()` among `detour.restore`
 /// had left of the restore, on `regs` and the stack words it pops, and
@@ -340,6 +376,43 @@ fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
 ///   `can_optimize`), or the function jumps indirectly other than through a
 ///   RIP-relative slot (a jump table could land there).
 pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, String> {
+    plan(function, start, addr, false)
+}
+
+/// [`plan_patch`] for one of rtrace's own hooks (see `hook`), at the entry
+/// of a well-known runtime function (the dynamic linker's, the unwinder's,
+/// the C++ runtime's). Two rules are relaxed:
+///
+/// - a function shorter than a jump (`_dl_debug_state` is a lone `ret`)
+///   may be patched over the padding that follows it up to the next
+///   function, when that padding is nothing but `nop`s: no code runs or
+///   lands there;
+/// - at a function's entry, an indirect jump in the function is not a
+///   reason to refuse: its targets (a jump table's case blocks, the landing
+///   pad an unwinder installs) are where control arrives from elsewhere,
+///   never the middle of the function's first instructions, which only the
+///   entry reaches; direct branches into them are still checked, in the
+///   function and across the module.
+pub fn plan_hook_patch(
+    function: &[u8],
+    padding: &[u8],
+    start: u64,
+    addr: u64,
+) -> Result<Patch, String> {
+    let mut extended = function.to_vec();
+    let mut decoder = decode_at(padding, start + function.len() as u64);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() || insn.mnemonic() != Mnemonic::Nop {
+            break;
+        }
+        let at = (insn.ip() - start) as usize - function.len();
+        extended.extend_from_slice(&padding[at..at + insn.len()]);
+    }
+    plan(&extended, start, addr, addr == start)
+}
+
+fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patch, String> {
     let end = start + function.len() as u64;
     if addr < start || addr >= end {
         return Err("the address is outside its function".into());
@@ -390,7 +463,7 @@ pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, Strin
             ));
         }
         let through_slot = insn.op0_kind() == OpKind::Memory && insn.is_ip_rel_memory_operand();
-        if insn.flow_control() == FlowControl::IndirectBranch && !through_slot {
+        if insn.flow_control() == FlowControl::IndirectBranch && !through_slot && !entry_hook {
             return Err(format!(
                 "the function jumps indirectly ('{insn}' at {:#x}): a jump table could land \
                  inside the bytes a jump would replace",
@@ -489,7 +562,7 @@ pub struct ReturnSpec {
 }
 
 /// Saved on the stack by the detour, in push order (the last is at rsp).
-const SAVED: [Register; 6] = [
+pub(super) const SAVED: [Register; 6] = [
     Register::RAX,
     Register::RCX,
     Register::RDX,
@@ -648,6 +721,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
     Ok(Detour {
         restore: restore_ips,
+        body: None,
         entry: out.label_ip(&entry)?,
         pushf: out.label_ip(&pushf)?,
         displaced: out.label_ip(&displaced)?,
@@ -727,7 +801,7 @@ fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced
 
 /// The detours' and the stub's prologue: below `below` bytes of stack
 /// (`entry`), then the flags (`pushf`) and the `SAVED` registers.
-fn save(
+pub(super) fn save(
     a: &mut CodeAssembler,
     below: i32,
     entry: &mut CodeLabel,
@@ -749,7 +823,7 @@ fn save(
 /// Claims a slot of `ring` (Vyukov's enqueue): r10 the slot, r11 from then
 /// on the sequence word that publishes it; to `full` (r11 the ring's base)
 /// when the ring is full. Uses rax, rcx, rdx.
-fn claim_slot(
+pub(super) fn claim_slot(
     a: &mut CodeAssembler,
     ring: RingLayout,
     mask: i32,
@@ -784,7 +858,7 @@ fn claim_slot(
 
 /// Stores the thread pointer and the time stamp counter into the record at
 /// r10. Uses rax, rdx.
-fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
+pub(super) fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
     match tp {
         ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
         ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
@@ -798,7 +872,7 @@ fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedE
 }
 
 /// rsi = the home entry of the slot in rdx (as [`table::home`]). Uses rax.
-fn home_entry(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
+pub(super) fn home_entry(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
     a.mov(rsi, rdx)?;
     a.shr(rsi, 3)?;
     a.mov(rax, table::GOLDEN)?;
@@ -808,7 +882,7 @@ fn home_entry(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
 }
 
 /// r11 = the byte offset of entry (rsi + ecx) mod ENTRIES.
-fn entry_at(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
+pub(super) fn entry_at(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
     a.lea(r11, ptr(rsi + rcx))?;
     a.and(r11, (table::ENTRIES - 1) as i32)?;
     a.shl(r11, table::ENTRY.trailing_zeros())?;
@@ -1004,7 +1078,10 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
 
 /// The restore shared by the detours and the stub: six pops, `popfq`, the
 /// `lea` back over the red zone, each at its label in `steps`.
-fn restore(a: &mut CodeAssembler, steps: &mut [CodeLabel]) -> Result<(), iced_x86::IcedError> {
+pub(super) fn restore(
+    a: &mut CodeAssembler,
+    steps: &mut [CodeLabel],
+) -> Result<(), iced_x86::IcedError> {
     for (reg, label) in SAVED.iter().rev().zip(steps.iter_mut()) {
         a.set_label(label)?;
         let r = match reg {
@@ -1046,7 +1123,7 @@ pub fn finish_stub_restore(
 
 /// What is left of the restore from its step `at`, done on `regs` and the
 /// words it pops.
-fn restore_from(
+pub(super) fn restore_from(
     at: usize,
     regs: &mut super::regs::Regs,
     stack: &dyn super::exec::Stack,

@@ -4,6 +4,7 @@ pub mod detour;
 #[cfg(test)]
 mod detour_tests;
 pub mod exec;
+pub mod hook;
 pub mod insn;
 pub mod regs;
 #[cfg(test)]

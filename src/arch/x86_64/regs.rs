@@ -49,6 +49,12 @@ impl Default for Regs {
 }
 
 impl Regs {
+    /// The thread pointer (`fs_base`: glibc's TCB, what fast-probe records
+    /// carry to tell threads apart).
+    pub fn thread_pointer(&self) -> u64 {
+        self.raw().fs_base
+    }
+
     /// Wraps raw registers.
     pub fn from_raw(raw: libc::user_regs_struct) -> Self {
         Regs(raw)
