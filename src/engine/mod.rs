@@ -601,6 +601,9 @@ impl Tracer {
             self.resume_idle_tasks()?;
         }
         if self.detach_requested || signal::detach_requested().is_some() {
+            // A handler that runs long from now on (END) stops only for a
+            // signal that comes later.
+            signal::honour();
             self.detach_all()?;
             self.outcome = Some(Outcome::Detached);
             return Ok(self.outcome);

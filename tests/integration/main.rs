@@ -25,6 +25,7 @@ mod names;
 mod processes;
 mod progress;
 mod returns;
+mod runaway;
 mod safety;
 mod scripts;
 mod seccomp;
