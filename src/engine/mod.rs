@@ -719,6 +719,12 @@ impl Tracer {
             }
             self.last_idle = Instant::now();
         }
+        // A ring found corrupt just now (in that drain, or the one before
+        // this wait): its jumps come off before the tracer blocks, which may
+        // be for long (fast sites make no stops).
+        if self.fast_switch_pending() {
+            return Ok(None);
+        }
         // The next deadline: the live view's ticks, or the end of the
         // interval that started with the idle call just made (or earlier);
         // while fast sites may record, the next drain at the latest.

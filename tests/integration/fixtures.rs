@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 48] = [
+pub const PROGRAMS: [&str; 49] = [
     "count",
     "sigtrap",
     "signals",
@@ -233,6 +233,7 @@ pub const PROGRAMS: [&str; 48] = [
     "interposer",
     "pluginhost",
     "seccomp",
+    "scribbler",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
