@@ -76,6 +76,13 @@
 //! returns the error. The tracee runs on unharmed, untraced. An error from
 //! `on_event` or `on_idle` is handled the same way.
 //!
+//! **A handler that runs long** keeps the tracer from doing anything else,
+//! a Ctrl-C included: the tracer looks at its detach request between two
+//! stops. One that may loop for long (a script with no operations budget)
+//! should ask [`crate::sys::signal::stop_requested`] as it goes and return
+//! (an `Ok`, or an error) once it is true: the tracer then detaches as for
+//! any SIGINT.
+//!
 //! **What a panic does.** The engine catches a panic in any handler method and
 //! turns it into an error, [`Error::Handler`](crate::Error::Handler) with the
 //! panic's message (`a handler panicked: …`): the hit is completed, tracing

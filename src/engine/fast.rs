@@ -36,6 +36,22 @@
 //! a record meaningless: a thread's id reused, an exec, the process's end,
 //! the detach. Each becomes a [`Hit`] handed to the probes' `on_entry`, its
 //! memory reads answered from the record's captures.
+//!
+//! **The ring is untrusted input.** The tracee can write anything into it
+//! at any time (a wild `memset`, a program that goes looking for it in
+//! `/proc/self/maps`). Every loop over it is bounded by its capacity and
+//! the drain's budget, every length read from it is clamped to the field it
+//! describes, and what no detour writes is recognised
+//! ([`take_records`], [`check_record`], [`read_losses`]): a sequence word that
+//! is neither free nor published, an enqueue position more than a ring's
+//! length from the records read, a published record that changes while it
+//! is copied, a site index, kind or watch no detour writes, a time stamp
+//! outside the run, a lost counter that goes back or leaps further than
+//! records can be lost. Then the ring is **corrupt**
+//! ([`Tracer::ring_corrupt`]): said once, never read again (its records and
+//! counts are not believed), its sites go back to int3 breakpoints, which
+//! report the calls made from then on, and the calls in flight it knew of
+//! are counted missed.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -87,6 +103,18 @@ pub(crate) const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
 /// The most records one drain reads while the tracee runs (about 2 ms of
 /// printing): stops waiting meanwhile are not kept waiting longer.
 const DRAIN_BUDGET: u64 = 4096;
+/// Thread pointers no thread had, remembered so that the threads are not
+/// stopped again for them; past this many (a ring written over with
+/// garbage) no more are looked for.
+const MAX_UNKNOWN_TPS: usize = 1024;
+/// More records than this lost per nanosecond cannot be: a lost record is
+/// a detour's forty-odd instructions and two locked increments (tens of
+/// nanoseconds on one CPU), and this allows for thousands of CPUs. A lost
+/// counter that leaps further is not a count.
+const MAX_LOSSES_PER_NS: u64 = 4096;
+/// How far (in time) a record's time stamp may lie outside the run and
+/// still be believed: counters of different CPUs differ slightly.
+const TSC_SLACK: Duration = Duration::from_secs(1);
 
 /// Why a function that reads its own return address (`dlsym`, `dlopen`…:
 /// `symbols::resolve::reads_return_address`) keeps its int3: its returns
@@ -128,6 +156,9 @@ pub(crate) struct Ring {
     pub consumed: u64,
     /// The total lost counter as last seen.
     pub lost_seen: u64,
+    /// When `lost_seen` was read (how many records could have been lost
+    /// since is bounded by the time).
+    pub lost_at: Instant,
 }
 
 /// A detour area.
@@ -219,6 +250,9 @@ pub(crate) struct FastState {
     /// (CLONE_VM without TLS of their own): while any lives, nothing here is
     /// fast.
     pub suspended_by: HashSet<Tid>,
+    /// Why the ring is no longer read: the program wrote over it (see the
+    /// module's docs). Its sites go back to int3.
+    pub corrupt: Option<String>,
 }
 
 impl FastState {
@@ -286,7 +320,15 @@ impl FastState {
             ring_wanted: self.ring.as_ref().map(|r| r.layout),
             broken: self.broken.clone(),
             areas: self.areas.clone(),
-            sites: self.sites.clone(),
+            // Its ring's counters start from zero.
+            sites: self
+                .sites
+                .iter()
+                .map(|f| FastSite {
+                    lost: 0,
+                    ..f.clone()
+                })
+                .collect(),
             refused: self.refused.clone(),
             hooks_refused: self.hooks_refused.clone(),
             threads: HashMap::new(),
@@ -295,9 +337,11 @@ impl FastState {
             dirty: false,
             // The child's table is a copy of its parent's (a private
             // mapping), matching its copy of the stack.
-            stub: self.stub.clone(),
+            stub: self.stub.clone().map(|s| ReturnStub { lost: 0, ..s }),
             stub_failed: self.stub_failed.clone(),
             suspended_by: HashSet::new(),
+            // A ring of its own, new.
+            corrupt: None,
         }
     }
 
@@ -346,6 +390,14 @@ impl TscClock {
         if tsc > self.tsc0 && t > self.t0 {
             self.ns_per_tick = (t - self.t0).as_nanos() as f64 / (tsc - self.tsc0) as f64;
         }
+    }
+
+    /// The time stamps a record read when the counter is at `now` may
+    /// carry: from the clock's first reading (before any ring existed) to
+    /// `now`, give or take [`TSC_SLACK`].
+    pub fn plausible(&self, now: u64) -> std::ops::RangeInclusive<u64> {
+        let slack = (TSC_SLACK.as_nanos() as f64 / self.ns_per_tick.max(1e-3)) as u64;
+        self.tsc0.saturating_sub(slack)..=now.saturating_add(slack)
     }
 
     pub fn time(&self, tsc: u64) -> Duration {
@@ -468,6 +520,31 @@ impl Tracer {
             return Ok(());
         };
         if !space.fast.dirty {
+            return Ok(());
+        }
+        if let Some(why) = space.fast.corrupt.clone() {
+            // The ring is not read any more: every jump comes off, and no
+            // site is patched here again.
+            let live: Vec<RuntimeAddr> = space
+                .fast
+                .sites
+                .iter()
+                .filter(|s| s.live)
+                .map(|s| s.addr)
+                .collect();
+            self.unpatch_fast(key, &live)?;
+            let space = self.space_mut(key)?;
+            space.fast.dirty = false;
+            let reason = format!("the fast probes' ring is corrupt ({why})");
+            let sites: Vec<RuntimeAddr> = space
+                .sites
+                .iter()
+                .filter(|(_, s)| s.fast.is_none() && !s.probes.is_empty())
+                .map(|(a, _)| a)
+                .collect();
+            for a in sites {
+                space.fast.refused.insert(a, reason.clone());
+            }
             return Ok(());
         }
         if space.scratch.is_none() {
@@ -1135,6 +1212,7 @@ impl Tracer {
             layout,
             consumed: 0,
             lost_seen: 0,
+            lost_at: Instant::now(),
         });
         space.fast.ring_wanted = None;
         Ok(())
@@ -1643,19 +1721,31 @@ impl Tracer {
         first
     }
 
-    /// True when some ring may hold records.
+    /// True when a ring was found corrupt and its sites still wait to go
+    /// back to int3 ([`Tracer::patch_fast`] does it).
+    pub(super) fn fast_switch_pending(&self) -> bool {
+        self.opts.fast
+            && self.attach_reported
+            && self
+                .spaces
+                .values()
+                .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
+    }
+
+    /// True when some ring may hold records (and is read: not corrupt).
     pub(super) fn draining(&self) -> bool {
-        self.spaces.values().any(|s| s.fast.ring.is_some())
+        self.spaces
+            .values()
+            .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
     }
 
     /// Hands every record published in the ring of space `key` to its
     /// probes' `on_entry`, in ring order, and reports records lost.
     pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
-        if self
+        if !self
             .spaces
             .get(&key)
-            .and_then(|s| s.fast.ring.as_ref())
-            .is_none()
+            .is_some_and(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
         {
             return Ok(());
         }
@@ -1665,9 +1755,11 @@ impl Tracer {
         if mode == Drain::Safe && self.unknown_thread_pointers(key) {
             self.refresh_threads(key)?;
             if let Some(space) = self.spaces.get_mut(&key) {
+                let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
                 let unknown: Vec<u64> = published_tps(space.fast.ring.as_ref())
                     .into_iter()
                     .filter(|tp| space.fast.thread(*tp).is_none())
+                    .take(room)
                     .collect();
                 space.fast.unknown.extend(unknown);
             }
@@ -1675,37 +1767,103 @@ impl Tracer {
         let mut clock = self.clock();
         clock.refine(self.start);
         self.tsc_clock = Some(clock);
-        let (records, slot) = {
+        let (taken, slot) = {
             let space = self.spaces.get_mut(&key).expect("checked above");
+            let sites = space.fast.sites.len();
+            let stub = space.fast.stub.is_some();
             let ring = space.fast.ring.as_mut().expect("checked above");
             let budget = match mode {
                 Drain::Final => ring.layout.capacity,
                 Drain::Safe | Drain::Quick => DRAIN_BUDGET,
             };
-            let records = take_records(ring, mode == Drain::Final, budget);
             let slot = ring.layout.slot_size as usize;
-            // Stopped at the budget: more may wait (the tracer then
-            // only polls for stops before reading on).
-            self.more_records |= records.len() / slot >= budget as usize;
-            (records, slot)
+            let taken = take_records(ring, mode == Drain::Final, budget).and_then(|records| {
+                // Read after the records were: none is later than this.
+                let stamps = clock.plausible(shm::tsc());
+                records
+                    .chunks(slot)
+                    .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
+                    .map(|()| records)
+            });
+            if let Ok(records) = &taken {
+                // Stopped at the budget: more may wait (the tracer then
+                // only polls for stops before reading on).
+                self.more_records |= records.len() / slot >= budget as usize;
+            }
+            (taken, slot)
+        };
+        let records = match taken {
+            Ok(records) => records,
+            // None of this batch is believed.
+            Err(why) => return self.ring_corrupt(key, why),
         };
         let mut failed = None;
         if !records.is_empty() {
             self.deliver(key, &records, slot, clock, &mut failed);
         }
-        self.report_lost(key, &mut failed);
+        if let Err(why) = self.report_lost(key, &mut failed) {
+            self.ring_corrupt(key, why)?;
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
+    /// The ring of space `key` holds what no detour writes (`why`): the
+    /// program wrote over it. Said once; the ring is not read again (it
+    /// stays mapped: detours a thread is in and the return stub still write
+    /// to it, unread); its sites go back to int3 at the next
+    /// [`Tracer::patch_fast`], which never patches there again; the calls in
+    /// flight known from its records are counted missed (their returns would
+    /// be recorded there).
+    pub(super) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        if space.fast.corrupt.is_some() {
+            return Ok(());
+        }
+        space.fast.corrupt = Some(why.clone());
+        space.fast.dirty = true;
+        self.more_records = false;
+        let pid = space.pid;
+        let mut events = vec![Event::ProcessWarning {
+            pid,
+            message: format!(
+                "the fast probes' ring of pid {pid} is corrupt ({why}): the program wrote over \
+                 it; what it holds is not read any more, and its fast probes go back to int3 \
+                 breakpoints"
+            ),
+        }];
+        for (&tid, task) in self.tasks.iter_mut().filter(|(_, t)| t.space == key) {
+            for inst in task.fast_calls.take_all() {
+                for (site, _) in inst.probes {
+                    events.push(Event::Missed {
+                        pid: task.pid,
+                        tid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                    });
+                }
+            }
+        }
+        for e in events {
+            self.emit(e)?;
+        }
+        Ok(())
+    }
+
     /// True when a record waiting in the ring of `key` has a thread pointer
-    /// no thread is known by (and that was not looked for already).
+    /// no thread is known by (and that was not looked for already, unless
+    /// too many were: see [`MAX_UNKNOWN_TPS`]).
     fn unknown_thread_pointers(&self, key: Pid) -> bool {
         let Some(space) = self.spaces.get(&key) else {
             return false;
         };
+        if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
+            return false;
+        }
         published_tps(space.fast.ring.as_ref())
             .into_iter()
             .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
@@ -1891,48 +2049,50 @@ impl Tracer {
         }
     }
 
-    /// Reports records of space `key` lost since the last look.
-    fn report_lost(&mut self, key: Pid, failed: &mut Option<Error>) {
+    /// Reports records of space `key` lost since the last look (an emit
+    /// error goes to `failed`). Err when the counters cannot be counts (see
+    /// [`read_losses`]): nothing is reported then.
+    fn report_lost(
+        &mut self,
+        key: Pid,
+        failed: &mut Option<Error>,
+    ) -> std::result::Result<(), String> {
         let mut events = Vec::new();
         if let Some(space) = self.spaces.get_mut(&key) {
             let pid = space.pid;
             let Some(ring) = space.fast.ring.as_mut() else {
-                return;
+                return Ok(());
             };
-            let total = ring.map.load_u64(ring::LOST_TOTAL);
-            if total == ring.lost_seen {
-                return;
-            }
-            ring.lost_seen = total;
-            for (i, fs) in space.fast.sites.iter_mut().enumerate() {
-                let lost = ring.map.load_u64(ring::LOST + 8 * i as u64);
-                if lost > fs.lost {
-                    for site in &fs.probes {
-                        events.push(Event::Lost {
-                            pid,
-                            probe: site.probe.clone(),
-                            symbol: site.symbol.clone(),
-                            count: lost - fs.lost,
-                        });
-                    }
-                    fs.lost = lost;
-                }
-            }
-            if let Some(stub) = space.fast.stub.as_mut() {
-                let lost = ring
-                    .map
-                    .load_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX));
-                if lost > stub.lost {
-                    events.push(Event::Warning {
-                        probe: String::new(),
-                        message: format!(
-                            "{} fast returns lost: the ring was full when they were made \
-                             (those calls show no return)",
-                            lost - stub.lost
-                        ),
+            let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
+            let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
+            let now = Instant::now();
+            let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
+                return Ok(());
+            };
+            ring.lost_seen = losses.total;
+            ring.lost_at = now;
+            for (i, lost) in losses.sites {
+                let fs = &mut space.fast.sites[i];
+                for site in &fs.probes {
+                    events.push(Event::Lost {
+                        pid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                        count: lost - fs.lost,
                     });
-                    stub.lost = lost;
                 }
+                fs.lost = lost;
+            }
+            if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
+                events.push(Event::Warning {
+                    probe: String::new(),
+                    message: format!(
+                        "{} fast returns lost: the ring was full when they were made \
+                         (those calls show no return)",
+                        lost - stub.lost
+                    ),
+                });
+                stub.lost = lost;
             }
         }
         for e in events {
@@ -1940,6 +2100,7 @@ impl Tracer {
                 failed.get_or_insert(e);
             }
         }
+        Ok(())
     }
 
     /// Detaching from space `key` (its threads `tids` all stopped): every
@@ -2073,6 +2234,18 @@ impl Tracer {
         let task = self.tasks.get_mut(&tid).expect("a known task");
         let space = self.spaces.get_mut(&key).expect("checked above");
         let pid = space.pid;
+        if space.fast.corrupt.is_some() {
+            // The calls in flight were forgotten with the ring, and some
+            // were never read: the table (the program's private memory,
+            // not the ring) says which slots of this thread hold the stub.
+            // They get their return address back, unwatched.
+            let tp = ptrace::getregs(tid)?.raw().fs_base;
+            let maps = &mut space.maps;
+            restore_stub_slots(&space.mem, stub, table, &[(tp, sp)], &mut |a, b| {
+                maps.same_mapping(pid, a, b)
+            })?;
+            return Ok(());
+        }
         let maps = &mut space.maps;
         let dead = task
             .fast_calls
@@ -2295,66 +2468,228 @@ fn general_reason(why: &str) -> String {
     out
 }
 
-/// Thread pointers of the records published in `ring` and not read yet.
-/// True when `ring` has nothing new: no record published at the next
-/// position, no record lost since the last look (two loads).
+/// True when `ring` has nothing new: the slot at the next position is free
+/// (not published, and not something no detour writes), no record lost
+/// since the last look (two loads).
 fn ring_idle(ring: &Ring) -> bool {
     let l = ring.layout;
     let pos = ring.consumed;
     let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
-    ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1
+    ring.map.load_u64(off + ring::SEQ) == pos & !(l.capacity - 1)
         && ring.map.load_u64(ring::LOST_TOTAL) == ring.lost_seen
 }
 
-fn published_tps(ring: Option<&Ring>) -> Vec<u64> {
+/// Thread pointers of the records published in `ring` and not read yet
+/// (at most a drain's budget of records looked at).
+fn published_tps(ring: Option<&Ring>) -> HashSet<u64> {
     let Some(ring) = ring else {
-        return Vec::new();
+        return HashSet::new();
     };
     let l = ring.layout;
-    let mut out = Vec::new();
+    let mut out = HashSet::new();
     for pos in ring.consumed..ring.consumed + l.capacity.min(DRAIN_BUDGET) {
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         if ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1 {
             break;
         }
-        let tp = ring.map.load_u64(off + ring::TP);
-        if !out.contains(&tp) {
-            out.push(tp);
-        }
+        out.insert(ring.map.load_u64(off + ring::TP));
     }
     out
 }
 
 /// Copies the published records out of `ring` and frees their slots, in
-/// order; with `skip_unpublished`, a slot claimed but never published (its
-/// writer is gone) is passed over.
-fn take_records(ring: &mut Ring, skip_unpublished: bool, budget: u64) -> Vec<u8> {
+/// order, at most `budget` (and never more than the ring holds); with
+/// `skip_unpublished`, a slot claimed but never published (its writer is
+/// gone) is passed over. Err, with what was found, when the ring holds what
+/// no detour writes (the records copied so far are not to be believed
+/// either):
+///
+/// - an enqueue position below the records read, or more than a ring's
+///   length above them (a producer claims position `p` only once rtrace
+///   has freed `p - capacity`);
+/// - a slot whose sequence word is neither free for this lap nor published
+///   in it (rtrace freed it for this lap itself);
+/// - a published record that changed while it was copied (producers never
+///   write a published slot; only rtrace frees it).
+fn take_records(
+    ring: &mut Ring,
+    skip_unpublished: bool,
+    budget: u64,
+) -> std::result::Result<Vec<u8>, String> {
     let l = ring.layout;
     let slot = l.slot_size as usize;
     let enqueued = ring.map.load_u64(ring::ENQUEUE);
+    if enqueued < ring.consumed || enqueued - ring.consumed > l.capacity {
+        return Err(format!(
+            "its enqueue position is {enqueued}, with {} records read from a ring of {}",
+            ring.consumed, l.capacity
+        ));
+    }
     let mut out = Vec::new();
     let mut taken = 0;
     while taken < l.capacity.min(budget) {
         let pos = ring.consumed;
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         let lap = pos & !(l.capacity - 1);
-        if ring.map.load_u64(off + ring::SEQ) != lap + 1 {
-            if skip_unpublished && pos < enqueued {
-                ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
-                ring.consumed += 1;
-                taken += 1;
-                continue;
-            }
+        let seq = ring.map.load_u64(off + ring::SEQ);
+        if seq == lap && skip_unpublished && pos < enqueued {
+            ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
+            ring.consumed += 1;
+            taken += 1;
+            continue;
+        }
+        if seq == lap {
             break;
+        }
+        if seq != lap + 1 {
+            return Err(format!(
+                "the slot of record {pos} has sequence word {seq:#x}, where {lap:#x} (free) or \
+                 {:#x} (published) belongs",
+                lap + 1
+            ));
         }
         let at = out.len();
         out.resize(at + slot, 0);
         ring.map.read(off, &mut out[at..]);
+        if ring.map.load_u64(off + ring::SEQ) != seq {
+            return Err(format!("record {pos} was written while it was read"));
+        }
         ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
         ring.consumed += 1;
         taken += 1;
     }
-    out
+    Ok(out)
+}
+
+/// Checks what a detour, the stub or a hook writes into record `rec` of a ring
+/// serving `sites` fast sites (and a return stub, with `stub`): its kind,
+/// its site index, an entry's watch, and its time stamp (within `stamps`).
+/// Err says what no detour writes.
+fn check_record(
+    rec: &[u8],
+    sites: usize,
+    stub: bool,
+    stamps: &std::ops::RangeInclusive<u64>,
+) -> std::result::Result<(), String> {
+    let word = |off: u64| {
+        let at = off as usize;
+        rec.get(at..at + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let (index, kind) = (word(ring::INDEX) as u32, word(ring::KIND) as u32);
+    match kind {
+        detour::KIND_ENTRY => {
+            let watch = word(ring::RET_WATCH) as u32;
+            if watch > detour::WATCH_FULL {
+                return Err(format!("a record says its return is watched as {watch}"));
+            }
+        }
+        detour::KIND_RETURN if stub => {}
+        // rtrace's hook at `__cxa_begin_catch` (see `hooks`).
+        detour::KIND_CATCH => {}
+        _ => return Err(format!("a record is of kind {kind}")),
+    }
+    if index as usize >= sites {
+        return Err(format!(
+            "a record is of fast site {index}, of {sites} patched"
+        ));
+    }
+    let tsc = word(ring::TSC);
+    if !stamps.contains(&tsc) {
+        return Err(format!(
+            "a record's time stamp {tsc:#x} is outside the run ({:#x} to {:#x})",
+            stamps.start(),
+            stamps.end()
+        ));
+    }
+    Ok(())
+}
+
+/// The lost counters of a ring that moved since they were last seen.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Losses {
+    /// The total now.
+    total: u64,
+    /// (site index, its count now) of the sites whose counter moved.
+    sites: Vec<(usize, u64)>,
+    /// The return stub's count now, when it moved.
+    stub: Option<u64>,
+}
+
+/// Reads the lost counters of `ring` when its total has moved since
+/// `ring.lost_seen` (None when it has not): `seen` has each site's count as
+/// last seen, `stub_seen` the return stub's (None: there is no stub, and
+/// its counter must be 0), `elapsed` the time since they were read. Err
+/// when they cannot be counts of lost records: a counter that went back, one
+/// that leapt further than records can be lost in `elapsed`
+/// ([`MAX_LOSSES_PER_NS`]), or a total above the sum of the counters (each
+/// detour counts its own before the total).
+fn read_losses(
+    ring: &Ring,
+    seen: &[u64],
+    stub_seen: Option<u64>,
+    elapsed: Duration,
+) -> std::result::Result<Option<Losses>, String> {
+    let total = ring.map.load_u64(ring::LOST_TOTAL);
+    if total == ring.lost_seen {
+        return Ok(None);
+    }
+    let most = u64::try_from(elapsed.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1_000_000)
+        .saturating_mul(MAX_LOSSES_PER_NS);
+    let moved = |what: &dyn Fn() -> String, before: u64, now: u64| {
+        if now < before {
+            Err(format!("{} went back from {before} to {now}", what()))
+        } else if now - before > most {
+            Err(format!(
+                "{} leapt from {before} to {now} in {} ms",
+                what(),
+                elapsed.as_millis()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    moved(
+        &|| "its count of lost records".into(),
+        ring.lost_seen,
+        total,
+    )?;
+    let mut sum = 0u128;
+    let mut sites = Vec::new();
+    for (i, &before) in seen.iter().enumerate() {
+        let now = ring.map.load_u64(ring::LOST + 8 * i as u64);
+        moved(&|| format!("the lost count of fast site {i}"), before, now)?;
+        sum += u128::from(now);
+        if now != before {
+            sites.push((i, now));
+        }
+    }
+    let stub_now = ring
+        .map
+        .load_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX));
+    moved(
+        &|| "the return stub's lost count".into(),
+        stub_seen.unwrap_or(0),
+        stub_now,
+    )?;
+    if stub_seen.is_none() && stub_now != 0 {
+        return Err(format!(
+            "the return stub's lost count is {stub_now}, with no return stub"
+        ));
+    }
+    sum += u128::from(stub_now);
+    if sum < u128::from(total) {
+        return Err(format!(
+            "{total} records lost in all, {sum} by the counts of its sites"
+        ));
+    }
+    Ok(Some(Losses {
+        total,
+        sites,
+        stub: (Some(stub_now) != stub_seen && stub_seen.is_some()).then_some(stub_now),
+    }))
 }
 
 /// Writes `code` (assembled for `at`, the room of area `area`) into the
@@ -2522,6 +2857,226 @@ mod tests {
             "code at … jumps to …, inside the bytes a jump would replace"
         );
         assert_eq!(general_reason("no ring: it failed"), "no ring: it failed");
+    }
+
+    /// A ring of `capacity` slots of 256 bytes over a file of its own (as
+    /// the memfd is), all zero: empty.
+    fn test_ring(capacity: u64) -> Ring {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("rtrace-ring-{}-{n}", std::process::id()));
+        std::fs::File::create(&path).unwrap();
+        let layout = RingLayout {
+            base: 0x7f00_0000_0000,
+            capacity,
+            slot_size: 256,
+        };
+        let map = SharedMap::open(&path, layout.size() as usize).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        Ring {
+            map: std::sync::Arc::new(map),
+            _watchman: None,
+            layout,
+            consumed: 0,
+            lost_seen: 0,
+            lost_at: Instant::now(),
+        }
+    }
+
+    /// Writes and publishes the record of position `pos`, as a detour does
+    /// (the enqueue position claimed past it).
+    fn publish(ring: &Ring, pos: u64, index: u32, tp: u64, tsc: u64) {
+        let l = ring.layout;
+        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+        ring.map.store_u64(off + ring::INDEX, u64::from(index));
+        ring.map.store_u64(off + ring::TP, tp);
+        ring.map.store_u64(off + ring::TSC, tsc);
+        ring.map
+            .store_u64(off + ring::SEQ, (pos & !(l.capacity - 1)) + 1);
+        let enq = ring.map.load_u64(ring::ENQUEUE).max(pos + 1);
+        ring.map.store_u64(ring::ENQUEUE, enq);
+    }
+
+    /// Fills the whole ring as a program that writes over it would.
+    fn scribble(ring: &Ring, seed: &mut u64, byte: Option<u8>) {
+        let mut bytes = vec![0u8; ring.map.len()];
+        for b in &mut bytes {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = byte.unwrap_or((*seed >> 56) as u8);
+        }
+        ring.map.write(0, &bytes);
+    }
+
+    #[test]
+    fn published_records_are_taken_in_order_and_their_slots_freed() {
+        let mut r = test_ring(16);
+        for pos in 0..20 {
+            publish(&r, pos, pos as u32, 7, 100 + pos);
+            if pos == 9 {
+                let got = take_records(&mut r, false, 64).unwrap();
+                assert_eq!(got.len(), 10 * 256);
+                assert_eq!(r.consumed, 10);
+            }
+        }
+        let got = take_records(&mut r, false, 64).unwrap();
+        let tscs: Vec<u64> = got
+            .chunks(256)
+            .map(|rec| u64::from_le_bytes(rec[24..32].try_into().unwrap()))
+            .collect();
+        assert_eq!(tscs, (110..120).collect::<Vec<_>>());
+        // Freed for the next lap: nothing more, and the ring is idle.
+        assert!(take_records(&mut r, false, 64).unwrap().is_empty());
+        assert!(ring_idle(&r));
+        // A slot claimed but never published stops a drain, and is passed
+        // over by the last one.
+        r.map.store_u64(ring::ENQUEUE, 21);
+        publish(&r, 21, 0, 7, 0);
+        assert!(take_records(&mut r, false, 64).unwrap().is_empty());
+        assert_eq!(take_records(&mut r, true, 64).unwrap().len(), 256);
+        assert_eq!(r.consumed, 22);
+    }
+
+    #[test]
+    fn a_ring_written_over_is_corrupt_and_nothing_of_it_is_read() {
+        // Every value no detour writes, one at a time.
+        let mut r = test_ring(16);
+        publish(&r, 0, 0, 7, 100);
+        take_records(&mut r, false, 64).unwrap();
+        let cases: [(&str, u64, u64); 4] = [
+            ("enqueue position", ring::ENQUEUE, u64::MAX),
+            ("enqueue position", ring::ENQUEUE, 0),
+            ("enqueue position", ring::ENQUEUE, 1 + 16 + 1),
+            ("sequence word", ring::SLOTS + 256 + ring::SEQ, 0xdead_beef),
+        ];
+        for (what, off, value) in cases {
+            let mut r = test_ring(16);
+            publish(&r, 0, 0, 7, 100);
+            take_records(&mut r, false, 64).unwrap();
+            publish(&r, 1, 0, 7, 100);
+            r.map.store_u64(off, value);
+            let e = take_records(&mut r, false, 64).expect_err(what);
+            assert!(e.contains(what), "{e}");
+            assert_eq!(r.consumed, 1, "{what}: nothing taken");
+            assert!(!ring_idle(&r) || off == ring::ENQUEUE, "{what}");
+        }
+        // All 0xff, all zeros, and random bytes, many times: an error every
+        // time, never a panic, never more than the budget looked at.
+        let mut seed = 1;
+        for round in 0..200 {
+            let mut r = test_ring(16);
+            publish(&r, 0, 0, 7, 100);
+            take_records(&mut r, false, 64).unwrap();
+            let byte = match round % 3 {
+                0 => Some(0xff),
+                1 => Some(0),
+                _ => None,
+            };
+            scribble(&r, &mut seed, byte);
+            let taken = take_records(&mut r, round % 2 == 0, 8);
+            assert!(taken.is_err(), "round {round}: {taken:?}");
+            assert!(published_tps(Some(&r)).len() <= 16);
+        }
+    }
+
+    #[test]
+    fn a_full_looking_ring_is_read_a_ring_at_a_time() {
+        // Every slot published, the position a ring ahead: legal, and read
+        // in budgets, never more than the ring holds.
+        let mut r = test_ring(16);
+        for pos in 0..16 {
+            publish(&r, pos, 0, pos, 100);
+        }
+        assert_eq!(published_tps(Some(&r)).len(), 16);
+        assert_eq!(take_records(&mut r, false, 5).unwrap().len(), 5 * 256);
+        assert_eq!(take_records(&mut r, true, 100).unwrap().len(), 11 * 256);
+        assert!(take_records(&mut r, true, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_no_detour_writes_are_refused() {
+        let stamps = 1000..=2000;
+        let rec = |index: u32, kind: u32, watch: u32, tsc: u64| {
+            let mut rec = vec![0u8; 256];
+            rec[8..12].copy_from_slice(&index.to_le_bytes());
+            rec[12..16].copy_from_slice(&kind.to_le_bytes());
+            rec[24..32].copy_from_slice(&tsc.to_le_bytes());
+            rec[176..180].copy_from_slice(&watch.to_le_bytes());
+            rec
+        };
+        assert_eq!(check_record(&rec(2, 0, 1, 1500), 3, false, &stamps), Ok(()));
+        assert_eq!(check_record(&rec(2, 1, 9, 1500), 3, true, &stamps), Ok(()));
+        assert_eq!(check_record(&rec(2, 2, 0, 1500), 3, true, &stamps), Ok(()));
+        let bad = [
+            (rec(3, 0, 0, 1500), false, "fast site 3, of 3"),
+            (rec(u32::MAX, 0, 0, 1500), false, "fast site"),
+            (rec(0, 7, 0, 1500), false, "kind 7"),
+            (rec(0, 1, 0, 1500), false, "kind 1"),
+            (rec(0, 0, 4, 1500), false, "watched as 4"),
+            (rec(0, 0, 0, 999), false, "time stamp"),
+            (rec(0, 0, 0, u64::MAX), true, "time stamp"),
+        ];
+        for (rec, stub, what) in bad {
+            let e = check_record(&rec, 3, stub, &stamps).expect_err(what);
+            assert!(e.contains(what), "{e}");
+        }
+        // A truncated record reads as zeros, never panics.
+        assert!(check_record(&[0xff; 10], 3, true, &stamps).is_err());
+    }
+
+    #[test]
+    fn lost_counters_that_cannot_be_counts_are_refused() {
+        let ms = Duration::from_millis(2);
+        let r = test_ring(16);
+        // Nothing lost: nothing to read.
+        assert_eq!(read_losses(&r, &[0, 0], Some(0), ms), Ok(None));
+        // Five of site 1, two of the stub.
+        r.map.store_u64(ring::LOST + 8, 5);
+        r.map
+            .store_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX), 2);
+        r.map.store_u64(ring::LOST_TOTAL, 7);
+        let l = read_losses(&r, &[0, 0], Some(0), ms).unwrap().unwrap();
+        assert_eq!(
+            l,
+            Losses {
+                total: 7,
+                sites: vec![(1, 5)],
+                stub: Some(2)
+            }
+        );
+        // A site counted before the total: fine.
+        r.map.store_u64(ring::LOST, 1);
+        assert!(read_losses(&r, &[0, 0], Some(0), ms).unwrap().is_some());
+        let cases: [(&str, u64, u64); 4] = [
+            ("leapt", ring::LOST_TOTAL, u64::MAX),
+            ("leapt", ring::LOST + 8, u64::MAX),
+            ("in all", ring::LOST_TOTAL, 100),
+            ("went back", ring::LOST + 8, 4),
+        ];
+        for (what, off, value) in cases {
+            let r = test_ring(16);
+            r.map.store_u64(ring::LOST + 8, 5);
+            r.map.store_u64(ring::LOST_TOTAL, 6);
+            r.map.store_u64(off, value);
+            let e = read_losses(&r, &[0, 5], Some(0), ms)
+                .map(|_| ())
+                .expect_err(what);
+            assert!(e.contains(what), "{what}: {e}");
+        }
+        // The stub's counter, with no stub.
+        let r = test_ring(16);
+        r.map.store_u64(ring::LOST_TOTAL, 1);
+        r.map
+            .store_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX), 1);
+        let e = read_losses(&r, &[0], None, ms).unwrap_err();
+        assert!(e.contains("no return stub"), "{e}");
+        // The total going back.
+        let mut r = test_ring(16);
+        r.lost_seen = 10;
+        r.map.store_u64(ring::LOST_TOTAL, 3);
+        let e = read_losses(&r, &[10], Some(0), ms).unwrap_err();
+        assert!(e.contains("went back from 10 to 3"), "{e}");
     }
 
     #[test]

@@ -879,10 +879,16 @@ impl Tracer {
             .expect("site armed");
         self.spaces[&key].mem.write(addr, &saved)?;
         let mut end = self.single_step(tid);
-        // A `rep` instruction stops between iterations, still at the site.
+        // A `rep` instruction stops between iterations, still at the site,
+        // and is stepped on: its count is the program's, without bound, so a
+        // detach signal ends the stepping (the thread stays between two
+        // iterations, at the site; its trap there is rewound at the detach
+        // that follows, and the rest runs untraced).
         while let Ok(StepEnd::Done) = end {
             match ptrace::getregs(tid) {
-                Ok(regs) if regs.ip() == addr.get() => end = self.single_step(tid),
+                Ok(regs) if regs.ip() == addr.get() && !crate::sys::signal::stop_requested() => {
+                    end = self.single_step(tid)
+                }
                 _ => break,
             }
         }

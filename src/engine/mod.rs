@@ -633,6 +633,9 @@ impl Tracer {
             self.resume_idle_tasks()?;
         }
         if self.detach_requested || signal::detach_requested().is_some() {
+            // A handler that runs long from now on (END) stops only for a
+            // signal that comes later.
+            signal::honour();
             self.detach_all()?;
             self.outcome = Some(Outcome::Detached);
             return Ok(self.outcome);
@@ -747,6 +750,12 @@ impl Tracer {
                 guarded(|| l.on_idle())?;
             }
             self.last_idle = Instant::now();
+        }
+        // A ring found corrupt just now (in that drain, or the one before
+        // this wait): its jumps come off before the tracer blocks, which may
+        // be for long (fast sites make no stops).
+        if self.fast_switch_pending() {
+            return Ok(None);
         }
         // The next deadline: the live view's ticks, or the end of the
         // interval that started with the idle call just made (or earlier);

@@ -42,7 +42,17 @@
 //! script line, counted, and the hit goes on unprinted; the total is reported
 //! at the end. A block that runs past its operations budget (a runaway loop,
 //! [`Limits::operations`]) is an error that ends tracing: rtrace detaches and
-//! the tracee runs on unharmed.
+//! the tracee runs on unharmed. A map holds at most [`MAX_MAP_KEYS`] keys.
+//!
+//! **Stopping.** Every [`STOP_CHECK_OPS`] operations a block asks whether
+//! SIGINT, SIGTERM or SIGHUP arrived ([`crate::sys::signal::stop_requested`]):
+//! with no budget (`--script-ops 0`) a loop that never ends would otherwise
+//! keep the tracer from ever detaching, the hit thread stopped for good. A
+//! probe block stopped that way ends like a block that returned nothing (the
+//! hit is not printed), says where it was stopped, and the tracer detaches as
+//! for any SIGINT. END runs after that detach; a further signal stops it.
+//! BEGIN runs before rtrace installs its signal handlers (nothing is traced
+//! yet): SIGINT ends rtrace there as it ends any program.
 //!
 //! This module owns the script language's surface; the engine knows nothing
 //! of it: a script is a [`Handler`] on each probe it names ([`ScriptProbe`])
@@ -104,6 +114,18 @@ impl Default for Limits {
 
 /// The most bytes `read(ptr, len)` returns.
 const MAX_READ: usize = 1 << 20;
+
+/// The most keys one map holds (as many as a Rhai object map may): a block
+/// that keys a map by something without bound (an address, a time) fails
+/// there rather than grow rtrace without end.
+pub const MAX_MAP_KEYS: usize = 1 << 16;
+
+/// How often (in Rhai operations) a running block asks whether a signal
+/// asked rtrace to stop: a few microseconds of a loop.
+pub const STOP_CHECK_OPS: u64 = 1024;
+
+/// The token of a run ended by a stop request (`EvalAltResult::ErrorTerminated`).
+const STOPPED: &str = "rtrace: stop requested";
 
 /// Names a probe block sees, set for each run.
 const HIT_VARS: [&str; 5] = ["tid", "pid", "probe", "func", "time"];
@@ -251,6 +273,11 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
         .set_max_string_size(1 << 20)
         .set_max_array_size(1 << 16)
         .set_max_map_size(1 << 16);
+    // With or without an operations budget: SIGINT must always end a run.
+    engine.on_progress(|ops| {
+        (ops % STOP_CHECK_OPS == 0 && crate::sys::signal::stop_requested())
+            .then(|| Dynamic::from(STOPPED))
+    });
     let c = ctx.clone();
     engine.on_print(move |s| c.borrow_mut().printed.push(s.to_string()));
     let c = ctx.clone();
@@ -318,8 +345,18 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
         .register_type_with_name::<Table>("map")
         .register_indexer_get_set(
             |t: &mut Table, k: Dynamic| t.0.get(&Key::of(&k)).cloned().unwrap_or(Dynamic::UNIT),
-            |t: &mut Table, k: Dynamic, v: Dynamic| {
-                t.0.insert(Key::of(&k), v);
+            |t: &mut Table,
+             k: Dynamic,
+             v: Dynamic|
+             -> std::result::Result<(), Box<EvalAltResult>> {
+                let k = Key::of(&k);
+                if t.0.len() >= MAX_MAP_KEYS && !t.0.contains_key(&k) {
+                    return Err(runtime_error(format!(
+                        "this map has {MAX_MAP_KEYS} keys, as many as a map may hold"
+                    )));
+                }
+                t.0.insert(k, v);
+                Ok(())
             },
         )
         .register_fn("len", |t: &mut Table| t.0.len() as INT)
@@ -572,6 +609,10 @@ impl Script {
             .collect();
         if let Err(e) = r {
             let b = &self.blocks[i];
+            if stopped(&e) {
+                printed.push(Printed::Warning(self.stopped_at(b, &e)));
+                return Ok(printed);
+            }
             return match fatal(&e) {
                 true => Err(self.limit_error(b, &e)),
                 false => {
@@ -581,6 +622,19 @@ impl Script {
             };
         }
         Ok(printed)
+    }
+
+    /// `-x #1:3: block work stopped by SIGINT`: where a run was when a
+    /// signal asked rtrace to stop.
+    fn stopped_at(&self, b: &Compiled, e: &EvalAltResult) -> String {
+        let line = e.position().line().unwrap_or(b.line);
+        let by = crate::sys::signal::detach_requested()
+            .map_or_else(|| "a request to stop".into(), crate::sys::signal::name);
+        format!(
+            "{}:{line}: block {} stopped by {by}",
+            self.names[b.source],
+            b.name()
+        )
     }
 
     fn describe(&self, b: &Compiled, e: &EvalAltResult) -> String {
@@ -639,6 +693,11 @@ impl Script {
             printed.extend(self.ctx.borrow_mut().printed.drain(..).map(Printed::Line));
             match r {
                 Ok(v) => show |= v.as_bool() == Ok(true),
+                Err(e) if stopped(&e) => {
+                    // Tracing is ending: the other blocks of this hit do not run.
+                    printed.push(Printed::Warning(self.stopped_at(&self.blocks[i], &e)));
+                    return Ok((false, printed));
+                }
                 Err(e) if fatal(&e) => return Err(self.limit_error(&self.blocks[i], &e)),
                 Err(e) => {
                     let b = &self.blocks[i];
@@ -664,6 +723,11 @@ impl Script {
         }
         for i in 0..self.blocks.len() {
             if self.blocks[i].header == Header::End {
+                // After a stop request, the END blocks left are not begun:
+                // what the maps hold is printed at once.
+                if crate::sys::signal::stop_requested() {
+                    break;
+                }
                 for p in self.run_global(i)? {
                     items.push(printed_item(p, None));
                 }
@@ -744,6 +808,16 @@ fn message(e: &EvalAltResult) -> String {
     msg.strip_prefix("Runtime error: ")
         .unwrap_or(msg)
         .to_string()
+}
+
+/// True for a run ended by a stop request (see [`STOP_CHECK_OPS`]).
+fn stopped(e: &EvalAltResult) -> bool {
+    match e {
+        EvalAltResult::ErrorTerminated(token, _) => {
+            token.clone().into_string().is_ok_and(|t| t == STOPPED)
+        }
+        _ => false,
+    }
 }
 
 /// True for errors that mean the script must stop: its limits.

@@ -11,12 +11,16 @@ use crate::output::testutil::{function, site, SharedBuf, Tracee, PID};
 use crate::output::{Format, Printer, PrinterOptions};
 
 fn compile(text: &str) -> Result<Script, Error> {
+    compile_with(text, Limits::default())
+}
+
+fn compile_with(text: &str, limits: Limits) -> Result<Script, Error> {
     Script::compile(
         &[ScriptSource {
             name: "t.rhai".into(),
             text: text.into(),
         }],
-        Limits::default(),
+        limits,
     )
 }
 
@@ -32,6 +36,10 @@ struct Rig {
 }
 
 fn rig(text: &str, format: Format) -> Rig {
+    rig_with(text, format, Limits::default())
+}
+
+fn rig_with(text: &str, format: Format, limits: Limits) -> Rig {
     let out = SharedBuf::default();
     let diag = SharedBuf::default();
     let printer = Printer::with_diag(
@@ -48,7 +56,7 @@ fn rig(text: &str, format: Format) -> Rig {
         },
     );
     Rig {
-        script: Rc::new(RefCell::new(compile(text).unwrap())),
+        script: Rc::new(RefCell::new(compile_with(text, limits).unwrap())),
         printer: Rc::new(RefCell::new(printer)),
         out,
         diag,
@@ -308,4 +316,35 @@ fn probes_are_listed_once_with_their_kinds() {
             ("b".to_string(), false, true)
         ]
     );
+}
+
+#[test]
+fn a_map_holds_at_most_its_limit_of_keys() {
+    let r = rig_with(
+        "work {\n  for i in 0..arg(0) { m[[tid, i]] = 1; }\n  m[[tid, 0]] = 2;\n}",
+        Format::Text,
+        Limits {
+            operations: 0,
+            ..Limits::default()
+        },
+    );
+    let mut h = r.probe("work");
+    let limit = super::MAX_MAP_KEYS;
+    // Up to the limit, and an update of a key it has, run fine; one key
+    // more is an error, reported with the line.
+    calls(&r, &mut h, &[limit as u64, limit as u64 + 1]);
+    r.finish();
+    assert_eq!(
+        r.diag.text(),
+        format!(
+            "rtrace: warning: t.rhai:2: this map has {limit} keys, as many as a map may hold \
+                 (reported once for this block; later errors are counted)\n"
+        )
+    );
+    let out = r.out.text();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), limit + 1, "the keys and a blank line");
+    // The second run set every key to 1 again before it failed.
+    assert_eq!(lines[0], "m[7, 0]: 1");
+    assert_eq!(lines[limit - 1], format!("m[7, {}]: 1", limit - 1));
 }

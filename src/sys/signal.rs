@@ -10,6 +10,13 @@
 //! ends the wait. (Interrupting a tracee instead would add a stop to
 //! whatever rtrace was doing with it.)
 //!
+//! A handler that runs long on the tracer's thread (a script's loop, with
+//! `--script-ops 0`) keeps the event loop from looking at the flag: it asks
+//! [`stop_requested`] as it goes, and returns early when a request arrived
+//! that the tracer has not acted on yet (`honour` marks those it has: a
+//! block in END, run after a detach that SIGINT asked for, stops at the
+//! next one).
+//!
 //! Waits with a deadline (a printer's flush, the live view's redraws) use a
 //! POSIX timer aimed at the tracing thread: its signal (SIGALRM, whose handler
 //! does nothing) interrupts the wait the same way. The timer repeats while it
@@ -23,6 +30,9 @@ use std::time::Duration;
 static REQUESTED: AtomicI32 = AtomicI32::new(0);
 /// How many detach signals arrived.
 static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+/// How many of them the tracer had acted on (a detach begun) when it last
+/// looked.
+static HONOURED: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// The timer (a `timer_t`, which may well be 0), once made.
 static TIMER: AtomicUsize = AtomicUsize::new(0);
@@ -161,6 +171,21 @@ pub fn request_detach() {
 /// detach) goes on through an EINTR unless another one came.
 pub fn requests() -> usize {
     REQUESTS.load(Ordering::SeqCst)
+}
+
+/// Notes that the tracer is acting on every detach signal that has arrived
+/// so far (it is detaching): [`stop_requested`] is false again until
+/// another one comes.
+pub(crate) fn honour() {
+    HONOURED.store(REQUESTS.load(Ordering::SeqCst), Ordering::SeqCst);
+}
+
+/// True when a detach signal (SIGINT, SIGTERM, SIGHUP) arrived that the
+/// tracer has not acted on yet: a handler that may run long (a script's
+/// loop) should return as soon as it can, so that the tracer detaches. Two
+/// atomic loads: cheap enough to ask every few thousand operations.
+pub fn stop_requested() -> bool {
+    REQUESTS.load(Ordering::Relaxed) > HONOURED.load(Ordering::Relaxed)
 }
 
 /// The signal that asked us to stop (or the request), if one arrived.

@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 52] = [
+pub const PROGRAMS: [&str; 53] = [
     "count",
     "sigtrap",
     "signals",
@@ -237,6 +237,7 @@ pub const PROGRAMS: [&str; 52] = [
     "pluginhost",
     "seccomp",
     "stdfds",
+    "scribbler",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -26,6 +26,7 @@ mod names;
 mod processes;
 mod progress;
 mod returns;
+mod runaway;
 mod safety;
 mod scripts;
 mod seccomp;

@@ -609,6 +609,11 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     claim_slot(&mut a, spec.ring, mask, full)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_ENTRY)?;
+    if spec.returns.is_none() {
+        // The slot may hold a return record's string limit there: every
+        // field rtrace reads is written.
+        a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_NONE)?;
+    }
     for (n, reg) in [
         (0, Register::RAX),
         (1, Register::RCX),
@@ -823,6 +828,12 @@ pub(super) fn save(
 /// Claims a slot of `ring` (Vyukov's enqueue): r10 the slot, r11 from then
 /// on the sequence word that publishes it; to `full` (r11 the ring's base)
 /// when the ring is full. Uses rax, rcx, rdx.
+///
+/// A slot ahead of the position read (another producer claimed it) means
+/// the enqueue position has moved on since: the position is read again.
+/// When it has not moved, the ring was written over by the program (the
+/// claim would retry forever, and rtrace, stepping a thread out of the
+/// detour, with it): the record is counted lost instead.
 pub(super) fn claim_slot(
     a: &mut CodeAssembler,
     ring: RingLayout,
@@ -846,6 +857,8 @@ pub(super) fn claim_slot(
     a.sub(rdx, rcx)?;
     a.je(claim)?;
     a.jl(full)?;
+    a.cmp(qword_ptr(r11 + ring::ENQUEUE as i32), rax)?;
+    a.je(full)?;
     a.jmp(reload)?;
     a.set_label(&mut claim)?;
     a.lea(rdx, ptr(rax + 1))?;
@@ -1008,7 +1021,14 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
     stamp(&mut a, spec.tp)?;
     // The returned string: at most (rsi >> 32) bytes from the saved rax,
-    // the limit kept in the record's RET_WATCH word (unused in a return).
+    // the limit kept in the record's RET_WATCH word (unused in a return),
+    // and never past the slot (the limit is read again from the ring, which
+    // the program may write: the loop is bounded by `room` as well).
+    let room = spec
+        .ring
+        .slot_size
+        .saturating_sub(ring::CAPTURES + 8)
+        .min(i32::MAX as u64) as i32;
     let mut lp = a.create_label();
     let mut load = a.create_label();
     let mut terminated = a.create_label();
@@ -1027,6 +1047,8 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.lea(rsi, ptr(r10 + status + 8))?;
     a.xor(ecx, ecx)?;
     a.set_label(&mut lp)?;
+    a.cmp(ecx, room)?;
+    a.jae(cut)?;
     a.cmp(ecx, dword_ptr(r10 + ring::RET_WATCH as i32))?;
     a.jae(cut)?;
     a.set_label(&mut load)?;

@@ -251,6 +251,13 @@ fn the_detour_saves_claims_records_and_restores() {
     assert_eq!(insns[at].code(), Code::Push_r64);
     assert_eq!(insns[at + 3].mnemonic(), Mnemonic::Jmp);
     assert_eq!(insns[at + 3].near_branch_target(), START + 7);
+    // Every field rtrace reads is written, the watch too (the slot may
+    // hold a return record's string limit there).
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Mov
+        && i.op0_kind() == OpKind::Memory
+        && i.memory_displacement64() == ring::RET_WATCH
+        && matches!(i.op1_kind(), OpKind::Immediate32)
+        && i.immediate32() == WATCH_NONE));
 }
 
 #[test]
@@ -504,4 +511,68 @@ fn the_table_is_searched_from_the_home_entry() {
     let mut t = vec![0u8; table::SIZE as usize];
     put(&mut t, (home + table::PROBES) % table::ENTRIES, slot);
     assert_eq!(table::find(&t, slot), None);
+}
+
+/// The claim of a slot (detours and the stub alike): a slot found ahead of
+/// the position read sends the producer back to read the position again,
+/// unless the position has not moved (the ring was written over: the claim
+/// would retry forever), in which case the record is counted lost: the
+/// `cmp [r11+ENQUEUE], rax` is followed by a `je` to the lost counter's
+/// `lock inc`.
+#[test]
+fn a_claim_that_finds_the_position_unmoved_counts_the_record_lost() {
+    let (_, d) = detour(WORK_O0, 0, &[]);
+    let s = stub();
+    for (code, at, lost) in [
+        (&d.code, DETOUR, ring::LOST + 24),
+        (&s.code, STUB, ring::LOST + 8 * (ring::MAX_SITES - 1)),
+    ] {
+        let insns = decode_all(code, at);
+        let recheck = insns
+            .iter()
+            .position(|i| {
+                i.mnemonic() == Mnemonic::Cmp
+                    && i.op0_kind() == OpKind::Memory
+                    && i.memory_base() == iced_x86::Register::R11
+                    && i.memory_displacement64() == ring::ENQUEUE
+                    && i.op1_register() == iced_x86::Register::RAX
+            })
+            .expect("the enqueue position compared again");
+        let je = &insns[recheck + 1];
+        assert_eq!(je.mnemonic(), Mnemonic::Je);
+        let target = insns
+            .iter()
+            .find(|i| i.ip() == je.near_branch_target())
+            .unwrap();
+        assert_eq!(target.mnemonic(), Mnemonic::Inc);
+        assert!(target.has_lock_prefix());
+        assert_eq!(target.memory_displacement64(), lost);
+        // Otherwise back to the load of the position.
+        let jmp = &insns[recheck + 2];
+        assert_eq!(jmp.mnemonic(), Mnemonic::Jmp);
+        let reload = insns
+            .iter()
+            .find(|i| i.ip() == jmp.near_branch_target())
+            .unwrap();
+        assert_eq!(reload.mnemonic(), Mnemonic::Mov);
+        assert_eq!(reload.memory_displacement64(), ring::ENQUEUE);
+    }
+}
+
+/// The stub copies the returned string up to the limit the table gave it,
+/// which it keeps in the ring (the program may write there): the loop is
+/// also bounded by the room the slot has, an immediate.
+#[test]
+fn the_stubs_string_copy_never_leaves_its_slot() {
+    let s = stub();
+    let insns = decode_all(&s.code, STUB);
+    let load = insns.iter().position(|i| i.ip() == s.faults[0].0).unwrap();
+    let room = (ring().slot_size - ring::CAPTURES - 8) as u32;
+    let bounded = insns[..load].iter().rev().take(4).any(|i| {
+        i.mnemonic() == Mnemonic::Cmp
+            && i.op0_register() == iced_x86::Register::ECX
+            && matches!(i.op1_kind(), OpKind::Immediate32 | OpKind::Immediate8to32)
+            && i.immediate32() == room
+    });
+    assert!(bounded, "no bound of {room} before the load");
 }

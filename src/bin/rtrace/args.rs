@@ -59,7 +59,8 @@ struct Raw {
     #[arg(short = 'x', value_name = "PROGRAM")]
     programs: Vec<String>,
     /// The most Rhai operations one script block may take per run; a block
-    /// that takes more (a runaway loop) ends tracing.
+    /// that takes more (a runaway loop) ends tracing. 0: no limit (SIGINT
+    /// still stops a block).
     #[arg(long, value_name = "N", default_value_t = rtrace::script::Limits::DEFAULT_OPERATIONS)]
     script_ops: u64,
     /// Function probes report entries only (no return probes).
