@@ -218,6 +218,9 @@ impl Tracer {
             return first;
         };
         keep(space.disarm_all());
+        // Code the program rewrote since rtrace changed it stays the
+        // program's: said, not undone.
+        let rewritten = space.rewritten_report();
         let scratch = space.scratch;
         let fast = space.fast.mappings();
         space.fast.ring = None;
@@ -256,6 +259,9 @@ impl Tracer {
         }
         if let Some(e) = refused {
             self.warn_left_mapped(&e, &left);
+        }
+        if let Some(event) = rewritten {
+            keep(self.emit(event));
         }
         first
     }

@@ -493,6 +493,9 @@ impl Tracer {
             if last {
                 space.drop_unwind_hooks()?;
             }
+            if let Some(warning) = space.rewritten_report() {
+                self.warnings.push(warning);
+            }
         }
         Ok(())
     }

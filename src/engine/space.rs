@@ -575,6 +575,40 @@ impl Space {
         Ok(())
     }
 
+    /// The warning that says where the program rewrote code rtrace had
+    /// changed (see [`undo_write`]), once: None when it did not.
+    pub fn rewritten_report(&mut self) -> Option<crate::handler::Event> {
+        if self.rewritten.is_empty() {
+            return None;
+        }
+        let mut addrs = std::mem::take(&mut self.rewritten);
+        addrs.sort();
+        addrs.dedup();
+        let shown: Vec<String> = addrs
+            .iter()
+            .take(8)
+            .map(|&a| {
+                let name = self.modules.module_at(a).and_then(|m| {
+                    let (sym, off) = m.elf.function_at(m.to_link(a))?;
+                    Some(format!(" ({}+{off:#x})", m.elf.shown_name(sym)))
+                });
+                format!("{:#x}{}", a.get(), name.unwrap_or_default())
+            })
+            .collect();
+        let more = match addrs.len() {
+            n if n > 8 => format!(" and {} more", n - 8),
+            _ => String::new(),
+        };
+        Some(crate::handler::Event::ProcessWarning {
+            pid: self.pid,
+            message: format!(
+                "pid {} rewrote its own code where rtrace had probed it, at {}{more}:                  left as the program wrote it",
+                self.pid,
+                shown.join(", ")
+            ),
+        })
+    }
+
     /// Every change made to code in this space, the ones undone since
     /// included, for scrubbing a forked child: its copy of the memory was
     /// taken at the fork, which may be older than the last of them.
@@ -610,6 +644,8 @@ pub(crate) enum Undone {
     /// Neither: the program rewrote its code there since rtrace changed it.
     /// It is left as the program wrote it.
     Rewritten,
+    /// The address is not mapped any more.
+    Unmapped,
 }
 
 /// Puts `undo.saved` back at `addr` in `mem` when the address holds what
@@ -619,7 +655,16 @@ pub(crate) enum Undone {
 /// now, and is not touched: kernel uprobes check the same before they
 /// remove a breakpoint (`verify_opcode`).
 pub(crate) fn undo_write(mem: &ProcMem, addr: RuntimeAddr, undo: &Undo) -> Result<Undone> {
-    let current = mem.read_vec(addr, undo.saved.len())?;
+    let current = match mem.read_vec(addr, undo.saved.len()) {
+        Ok(bytes) => bytes,
+        // Unmapped since (a library closed whose unloading rtrace has not
+        // heard of yet): nothing of rtrace's is left there.
+        Err(crate::Error::Memory {
+            errno: nix::errno::Errno::EIO,
+            ..
+        }) => return Ok(Undone::Unmapped),
+        Err(e) => return Err(e),
+    };
     if current == undo.saved {
         return Ok(Undone::Original);
     }

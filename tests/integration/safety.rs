@@ -446,3 +446,119 @@ fn killed_rtrace_leaves_threads_with_calls_in_flight_running() {
         assert_eq!(run.stdout, untraced.stdout, "{what}");
     }
 }
+
+/// A program that rewrites the code of its probed function while traced (a
+/// JIT, a hot patcher): at the detach, rtrace finds the program's bytes
+/// where its breakpoint (or its jump) was, leaves them as they are and says
+/// so. Writing back the bytes it saved at arm time would mix them into the
+/// program's new code: here `push rbp` into `mov eax, 42; ret`.
+#[test]
+fn code_the_program_rewrote_is_left_as_it_wrote_it() {
+    let prog = fixture("rewriter", Variant::Pie);
+    for fast in [false, true] {
+        let what = format!("fast: {fast}");
+        let mut program = Spawned::with_stdin(std::process::Command::new(&prog));
+        program.wait_stdout_line(|l| l == "ready");
+        let pid = program.pid();
+        let mut args = vec!["-s", "work", "--json"];
+        if fast {
+            args.push("--fast");
+        }
+        let mut rtrace = Spawned::rtrace_attach(&args, pid);
+        let mode = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            let kind = str_field(e, "event");
+            kind == "probe" || (!fast && kind == "attach")
+        });
+        if fast {
+            assert_eq!(mode["mode"], "fast", "{what}: {mode}");
+        }
+        program.send("call\n");
+        program.wait_stdout_line(|l| l == "15");
+        wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            str_field(e, "event") == "entry"
+        });
+        program.send("rewrite\n");
+        program.wait_stdout_line(|l| l == "rewritten");
+        program.send("call\n");
+        program.wait_stdout_line(|l| l == "42");
+        rtrace.signal(Signal::SIGINT);
+        wait_detach(&mut rtrace, &what);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        let warned = crate::events::parse_events(&run.stderr)
+            .into_iter()
+            .filter(|e| str_field(e, "event") == "warning")
+            .map(|e| str_field(&e, "message").to_string())
+            .collect::<Vec<_>>();
+        assert!(
+            warned.len() == 1
+                && warned[0].contains("rewrote its own code where rtrace had probed it")
+                && warned[0].contains("(work+0x0)"),
+            "{what}: {warned:?}"
+        );
+        // The program's code, not rtrace's saved bytes.
+        program.send("call\n");
+        program.wait_stdout_line(|l| l == "42");
+        program.send("quit\n");
+        let run = program.wait();
+        assert_eq!(run.code(), 0, "{what}: {}{}", run.stdout, run.stderr);
+    }
+}
+
+/// Attach with fast probes and detach, round after round, while the program
+/// throws exceptions or loads libraries without pause: a detach often finds
+/// a thread inside one of rtrace's hooks (its table scan, its wait for
+/// rtrace), which is sent back to the hooked function's first instruction
+/// and runs it as untraced; the calls parked for an unwinder get their
+/// real return addresses back. The program's own checks hold at the end,
+/// and its code is its files' after each detach.
+#[test]
+fn detach_while_threads_are_in_rtrace_s_hooks() {
+    let throwloop = fixture("throwloop", Variant::Pie);
+    let dlloop = fixture("dlloop", Variant::Pie);
+    let lib = library("libplug", Variant::Pie);
+    let lib_str = lib.to_str().expect("UTF-8 path");
+    let cases: [(&std::path::Path, Vec<&str>, &[&str]); 2] = [
+        (&throwloop, vec![], &["inner", "middle", "outer"]),
+        (&dlloop, vec![lib_str], &["work", "libplug:plugin_fn"]),
+    ];
+    for (prog, prog_args, specs) in cases {
+        let name = prog.file_name().unwrap().to_string_lossy().to_string();
+        let stop = temp_path(&format!("{name}_detach_stop"));
+        let mut args = prog_args.clone();
+        args.push(stop.to_str().expect("UTF-8 temp path"));
+        let program = Spawned::start(prog, &args);
+        let pid = program.pid();
+        for round in 0..rounds(30, 4) {
+            let what = format!("{name} round {round}");
+            let mut all = vec!["--fast", "--json"];
+            for spec in specs {
+                all.extend(["-s", spec]);
+            }
+            let mut rtrace = Spawned::rtrace_attach(&all, pid);
+            for _ in 0..1 + 7 * round {
+                wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+                    str_field(e, "event") == "entry"
+                });
+            }
+            rtrace.signal(Signal::SIGINT);
+            wait_detach(&mut rtrace, &what);
+            let run = rtrace.wait();
+            let said: Vec<&str> = run
+                .stderr
+                .lines()
+                .filter(|l| {
+                    !l.contains("\"event\":\"entry\"") && !l.contains("\"event\":\"return\"")
+                })
+                .collect();
+            assert_eq!(run.code(), 0, "{what}: {said:#?}");
+            assert_eq!(tracer_pid(pid), 0, "{what}");
+            // (dlloop maps and unmaps its library all the while.)
+            code_matches_files_settled(pid).unwrap_or_else(|e| panic!("{what}: after detach: {e}"));
+        }
+        fs::write(&stop, b"").expect("create the stop file");
+        let run = program.wait();
+        assert_eq!(run.code(), 0, "{name}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.ends_with(" ok\n"), "{name}: {}", run.stdout);
+    }
+}
