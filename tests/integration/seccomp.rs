@@ -384,14 +384,6 @@ fn detach_after_the_filter_arrived() {
     }
 }
 
-/// Rounds of a stress test: `default`, or `RTRACE_STRESS_ROUNDS`.
-fn stress_rounds(default: usize) -> usize {
-    std::env::var("RTRACE_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Attach as root with fast probes and detach at once, round after round,
 /// while four threads (the main one among them) call work() and, after
 /// every 100 calls, make an executable mmap their filter must refuse, and
@@ -401,10 +393,11 @@ fn stress_rounds(default: usize) -> usize {
 /// suspended for the call: a suspension that outlived its call would let
 /// that thread's next mmap through while rtrace is attached (a detach
 /// clears every ptrace option), and the program would say so and exit 1.
-/// Every other round is entry-only. 5 rounds, or `RTRACE_STRESS_ROUNDS`.
+/// Every other round is entry-only. 5 rounds, 300 with
+/// `RTRACE_STRESS_ROUNDS`.
 #[test]
 fn suspensions_end_with_rtrace_s_calls() {
-    let rounds = stress_rounds(5);
+    let rounds = crate::fixtures::rounds(300, 5);
     let mut cmd = Command::new(fixture("seccomp", Variant::Pie));
     cmd.args(["wx", "100", "loop", "4"]);
     let mut program = Spawned::with_stdin(cmd);
