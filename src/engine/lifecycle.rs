@@ -313,7 +313,7 @@ impl Tracer {
             }
             Resolution::NotFound { searched } => {
                 space.placed.remove(&id);
-                // SPEC's rule (an unqualified name must be found once the startup
+                // The rule (an unqualified name must be found once the startup
                 // libraries are loaded) is about the program rtrace launched or
                 // attached to. An image reached by exec (a child running a shell,
                 // or the program itself running another) may well not have the

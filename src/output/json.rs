@@ -1,6 +1,6 @@
 //! The JSON Lines format (`--json`): one object per event, one event per line.
 //!
-//! This file owns the event names and field sets of SPEC's "JSON Lines output"
+//! This file owns the event names and field sets of the README's JSON Lines output
 //! table. Every object starts with `event`, `time_ns` and `pid`, in that order
 //! (written by hand so that a human reading the stream sees them first; values
 //! are escaped by serde_json). Two events are rtrace's own additions to the
@@ -13,7 +13,7 @@
 //!   durations' log2 histogram in nanoseconds (`low`, `high`, `count`, as a
 //!   script's `hist` event has them).
 //!
-//! And fields added to SPEC's events:
+//! And fields beyond the first description of the events:
 //!
 //! - `entry` and `hit`, with `--stack`: `stack`, the user stack at the hit,
 //!   innermost frame first, each `{"address","symbol","offset","module"}`

@@ -88,7 +88,7 @@ pub struct PrinterOptions {
 }
 
 /// Where a printer writes: the buffered event stream, and stderr for the
-/// status lines (`rtrace: attached to …`) that SPEC sends there in text mode.
+/// status lines (`rtrace: attached to …`) that go there in text mode.
 pub(crate) struct Out {
     events: BufWriter<Box<dyn Write>>,
     diag: Box<dyn Write>,

@@ -1,7 +1,7 @@
 //! Resolving a probe spec against the loaded modules: from what the user wrote to
 //! the runtime addresses where breakpoints go.
 //!
-//! Owns the search policy of SPEC's "Probe specs": the executable first, then the
+//! Owns the search policy of the README's "Probe specs": the executable first, then the
 //! libraries in load order; the first module with the name wins. It reads only the
 //! module map (a snapshot); whether to wait for a library that is not loaded yet is
 //! the caller's decision, which is why "not here (yet)" is a [`Resolution`] and not

@@ -1,6 +1,6 @@
 //! Probe spec parsing: the text a user gives to `-s` becomes a [`ProbeSpec`].
 //!
-//! Owns the grammar only (SPEC's "Probe specs"). It looks nothing up: whether the
+//! Owns the grammar only (the README's "Probe specs"). It looks nothing up: whether the
 //! module is loaded or the function exists is decided by `resolve`, against a
 //! module map.
 use std::str::FromStr;
@@ -38,7 +38,7 @@ pub enum Target {
     },
 }
 
-/// A parsed probe spec. See SPEC's "Probe specs".
+/// A parsed probe spec. See the README's "Probe specs".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeSpec {
     text: String,
@@ -69,7 +69,7 @@ impl ProbeSpec {
 impl FromStr for ProbeSpec {
     type Err = Error;
 
-    /// Parses a spec as SPEC's "Probe specs" describes it:
+    /// Parses a spec as the README's "Probe specs" describes it:
     ///
     /// ```text
     /// spec    := [module ':'] target | file ':' line
