@@ -346,14 +346,19 @@ impl Tracer {
     }
 
     fn serve_requests_of(&mut self, key: Pid) -> Result<()> {
-        for i in 0..ring::REQUEST_COUNT {
-            let at = ring::REQUESTS + i * ring::REQUEST_SIZE;
+        let Some(map) = self.ring_map(key) else {
+            return Ok(());
+        };
+        let posted: Vec<u64> = (0..ring::REQUEST_COUNT)
+            .map(|i| ring::REQUESTS + i * ring::REQUEST_SIZE)
+            .filter(|at| map.load_u32(at + hook::REQ_STATE) == request::POSTED)
+            .collect();
+        drop(map);
+        for at in posted {
+            // (Serving one may have dropped the ring: an exec, an error.)
             let Some(map) = self.ring_map(key) else {
                 return Ok(());
             };
-            if map.load_u32(at + hook::REQ_STATE) != request::POSTED {
-                continue;
-            }
             let kind = map.load_u32(at + hook::REQ_KIND);
             let tp = map.load_u64(at + hook::REQ_TP);
             let addr = RuntimeAddr(map.load_u64(at + hook::REQ_ADDR));
