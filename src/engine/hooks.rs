@@ -508,7 +508,9 @@ impl Tracer {
         for e in 0..table::ENTRIES {
             let field = |off| table::word(&entries, e, off).unwrap_or(0);
             let slot = field(table::KEY);
-            if slot == 0 || field(table::TP) != tp {
+            // Parked by an unwinder entered further out, still at work (see
+            // `table::PARK_SP`): it stays parked.
+            if slot == 0 || field(table::TP) != tp || field(table::PARK_SP) > limit {
                 continue;
             }
             let at = |off: u64| tbl.offset((e * table::ENTRY + off) as i64);

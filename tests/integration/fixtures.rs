@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 54] = [
+pub const PROGRAMS: [&str; 55] = [
     "count",
     "sigtrap",
     "signals",
@@ -239,6 +239,7 @@ pub const PROGRAMS: [&str; 54] = [
     "seccomp",
     "stdfds",
     "scribbler",
+    "profiler",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -562,3 +562,76 @@ fn detach_while_threads_are_in_rtrace_s_hooks() {
         assert!(run.stdout.ends_with(" ok\n"), "{name}: {}", run.stdout);
     }
 }
+
+/// The calls column of the summary row of `probe` in `table` (rows end
+/// with `function [probe]`), and its missed column.
+fn summary_row(table: &str, probe: &str) -> Option<(u64, u64)> {
+    let line = table
+        .lines()
+        .find(|l| l.ends_with(&format!(" [{probe}]")))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Some((words.first()?.parse().ok()?, words.get(5)?.parse().ok()?))
+}
+
+/// A sampling profiler's SIGPROF handler (`backtrace()`, or a throw and
+/// catch of its own) over a program that throws through return probes: the
+/// signal often lands while the program's exception is being unwound. With
+/// fast probes, the thread's calls are then parked by rtrace's hook at the
+/// unwinder's entry (their real return addresses back in their slots). The
+/// handler's catch, or the end of its walk, used to give every parked call
+/// of the thread the return stub back, those of the interrupted unwinder
+/// too, which then met the stub in the frames it went on walking:
+/// std::terminate. With int3 probes and with fast ones, the program's
+/// output and status are its untraced ones, and every call is counted.
+#[test]
+fn a_profiler_s_signal_handler_over_exceptions_under_return_probes() {
+    let prog = fixture("profiler", Variant::Pie);
+    let out = temp_path("profiler.txt");
+    let out_str = out.to_str().expect("UTF-8 temp path");
+    // Few enough calls that the fast probes' ring holds all their records
+    // (about 5 per call) however late rtrace reads it; int3 probes stop the
+    // program at every call: fewer calls, as many signals per call.
+    for (engine, calls) in [("fast", 10_000u64), ("int3", 5_000)] {
+        let n = calls.to_string();
+        // outer(i % 1000) for every call; middle's and inner's calls return
+        // unless inner throws (i % 1000 divisible by 3).
+        let returning = (0..calls).filter(|i| (i % 1000) % 3 != 0).count() as u64;
+        for mode in ["backtrace", "throw"] {
+            let untraced = run_untraced(&prog, &[mode, &n]);
+            assert_eq!(untraced.code(), 0, "{mode}: {untraced:?}");
+            for round in 0..rounds(10, 2) {
+                let what = format!("{engine} {mode} round {round}");
+                let mut args = vec![
+                    "-c", "-o", out_str, "-s", "inner", "-s", "middle", "-s", "outer",
+                ];
+                if engine == "fast" {
+                    args.insert(0, "--fast");
+                }
+                let run = run_rtrace(&args, &prog, &[mode, &n]);
+                assert_same_as_untraced(&run, &untraced, &what);
+                if engine == "fast" {
+                    for probe in ["inner", "middle", "outer"] {
+                        assert!(
+                            run.stderr.contains(&format!("rtrace: probe {probe}: fast")),
+                            "{what}: {}",
+                            run.stderr
+                        );
+                    }
+                }
+                let table = fs::read_to_string(&out).expect("read the summary");
+                assert_eq!(
+                    summary_row(&table, "outer"),
+                    Some((calls, 0)),
+                    "{what}: {table}"
+                );
+                for probe in ["middle", "inner"] {
+                    assert_eq!(
+                        summary_row(&table, probe),
+                        Some((returning, 0)),
+                        "{what}: {table}"
+                    );
+                }
+            }
+        }
+    }
+}

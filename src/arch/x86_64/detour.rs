@@ -152,7 +152,7 @@ pub const WATCH_FULL: u32 = 3;
 /// ```
 pub mod table {
     /// Bytes per entry.
-    pub const ENTRY: u64 = 32;
+    pub const ENTRY: u64 = 64;
     /// Entries (a power of two).
     pub const ENTRIES: u64 = 1 << BITS;
     /// log2 of `ENTRIES`.
@@ -171,6 +171,12 @@ pub mod table {
     pub const INDEX: u64 = 24;
     /// The return string capture's offset.
     pub const RET_STRING: u64 = 28;
+    /// While the entry is [`PARKED`]: the stack pointer at the entry of the
+    /// unwinder that parked it (its hook's site). Only an unpark at or above
+    /// it gives the call the stub back: an unwinder entered further out is
+    /// still running (a signal handler that catches an exception, or calls
+    /// `backtrace()`, interrupted it) and walks the frames its entry parked.
+    pub const PARK_SP: u64 = 32;
     /// Set in the thread pointer of an entry whose slot was given its
     /// original back for an unwinder (parked, see `hook`): the call is in
     /// flight, its return goes straight to its caller until it is unparked.

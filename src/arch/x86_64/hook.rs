@@ -19,9 +19,12 @@
 //!   of `_Unwind_Backtrace` with [`HookKind::Unpark`] (the frames it walked
 //!   return normally; its own return address must stay real: it reads it).
 //! - [`HookKind::Catch`]: records a catch (the calls at or below its stack
-//!   pointer were unwound) and unparks: a parked call at or below the stack
-//!   pointer is dead and its entry freed, one above that still holds its
-//!   original return address gets the stub back.
+//!   pointer were unwound) and unparks the calls parked by an unwinder
+//!   entered below it: a parked call at or below the stack pointer is dead
+//!   and its entry freed, one above that still holds its original return
+//!   address gets the stub back. (A call parked by an unwinder entered above
+//!   it stays parked: that unwinder is still running, interrupted by the
+//!   signal handler this catch is in.)
 //! - [`HookKind::Unpark`]: unparks (at a return site of `_Unwind_Backtrace`).
 //! - [`HookKind::Caller`]: when the stub is in the slot of a function that
 //!   reads its own return address (reached by a tail call from a watched
@@ -264,8 +267,9 @@ fn mapped(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
 
 /// Parks the thread's calls: each entry of the table whose thread pointer
 /// is the thread's (not parked), whose slot is above the site's stack
-/// pointer, mapped, and holds the stub, gets its original back in the slot
-/// and [`table::PARKED`] in its thread pointer.
+/// pointer, mapped, and holds the stub, gets its original back in the slot,
+/// [`table::PARKED`] in its thread pointer and the site's stack pointer in
+/// [`table::PARK_SP`].
 fn park(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedError> {
     let mut lp = a.create_label();
     let mut next = a.create_label();
@@ -289,6 +293,8 @@ fn park(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedErro
     a.jne(next)?;
     a.mov(rax, qword_ptr(r8 + table::ORIG as i32))?;
     a.mov(qword_ptr(rdx), rax)?;
+    a.mov(rax, qword_ptr(rsp + S_LIMIT))?;
+    a.mov(qword_ptr(r8 + table::PARK_SP as i32), rax)?;
     a.bts(qword_ptr(r8 + table::TP as i32), 63)?;
     a.set_label(&mut next)?;
     a.add(r8, table::ENTRY as i32)?;
@@ -297,10 +303,14 @@ fn park(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedErro
     Ok(())
 }
 
-/// Unparks the thread's parked calls: one whose slot is at or below the
-/// limit (`S_LIMIT`) is dead (unwound) and its entry freed; one above it
-/// whose slot still holds its original return address gets the stub back;
-/// any other (its frame is gone, the slot reused) is freed.
+/// Unparks the thread's calls parked by an unwinder entered at or below the
+/// limit (`S_LIMIT`): one whose slot is at or below the limit is dead
+/// (unwound) and its entry freed; one above it whose slot still holds its
+/// original return address gets the stub back; any other (its frame is
+/// gone, the slot reused) is freed. A call parked by an unwinder entered
+/// above the limit stays parked: that unwinder is still at work further out
+/// (this catch, or this backtrace, is a signal handler's that interrupted
+/// it), and would find the stub in the frames it walks.
 fn unpark(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedError> {
     let mut lp = a.create_label();
     let mut live = a.create_label();
@@ -316,6 +326,9 @@ fn unpark(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedEr
     a.bts(rax, 63)?;
     a.cmp(qword_ptr(r8 + table::TP as i32), rax)?;
     a.jne(next)?;
+    a.mov(rax, qword_ptr(r8 + table::PARK_SP as i32))?;
+    a.cmp(rax, qword_ptr(rsp + S_LIMIT))?;
+    a.ja(next)?;
     a.cmp(rdx, qword_ptr(rsp + S_LIMIT))?;
     a.ja(live)?;
     a.jmp(free)?;
