@@ -15,6 +15,7 @@ use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, Stop, TrapCause, Which};
 
+use super::guards::HitInProgress;
 use super::space::ResolverCall;
 use super::task::{HeldSignal, Hijack, PendingHit, TaskState, XolStep};
 use super::{guarded, Tracer};
@@ -151,6 +152,9 @@ impl Tracer {
     /// The hit path proper. `tid` is stopped just past the breakpoint at `addr`.
     fn on_breakpoint(&mut self, tid: Tid, addr: RuntimeAddr, mut regs: Regs) -> Result<()> {
         let time = self.start.elapsed();
+        // Until its registers are set for what follows, an error leaves the
+        // thread at `addr`, not past the int3.
+        let in_progress = HitInProgress::new(tid, addr);
         regs.set_ip(addr.get());
         let key = self.tasks[&tid].space;
         let (ret_refs, unwind, resolver, resolver_returns, reads_ret, unpark) = {
@@ -179,6 +183,7 @@ impl Tracer {
             // That was the last reason for the breakpoint: the original
             // instruction is back, run it.
             ptrace::setregs(tid, &regs)?;
+            in_progress.done();
             return self.resume(tid, 0);
         }
         if resolver {
@@ -247,6 +252,7 @@ impl Tracer {
         // instruction, the return probe and the post handlers are skipped.
         if regs.ip() != addr.get() {
             ptrace::setregs(tid, &regs)?;
+            in_progress.done();
             self.resume(tid, 0)?;
             return match failed {
                 Some(e) => Err(e),
@@ -286,18 +292,21 @@ impl Tracer {
                     if err.is_tracee_gone() {
                         return Ok(());
                     }
-                    // The thread goes back to the site: after the detach that
-                    // this error causes, it runs the instruction for real.
-                    regs.set_ip(addr.get());
-                    ptrace::setregs(tid, &regs)?;
+                    // The thread goes back to the site (`in_progress`): after
+                    // the detach that this error causes, it runs the
+                    // instruction for real.
                     return Err(err);
                 }
+                // Its effects are in memory and in `regs`: they are the
+                // thread's now.
+                in_progress.done();
                 self.finish_hit(tid, key, pid, regs, hit)
             }
             Strategy::Xol(xol) => {
                 let slot = slot.expect("an out-of-line site has a slot");
                 let saved_reg = arch::xol_prepare(xol, slot.get(), &mut regs);
                 ptrace::setregs(tid, &regs)?;
+                in_progress.done();
                 let task = self.tasks.get_mut(&tid).expect("task of the hit");
                 task.step = Some(XolStep {
                     site: addr,
@@ -311,6 +320,7 @@ impl Tracer {
             }
             Strategy::InPlace => {
                 ptrace::setregs(tid, &regs)?;
+                in_progress.done();
                 match self.step_displaced(tid, addr)? {
                     StepEnd::Done => {}
                     StepEnd::Gone => return Ok(()),
@@ -1003,10 +1013,14 @@ impl Tracer {
                 None => return Err(Error::LostReturn { tid, sp }),
             },
         };
+        // The call is off the thread's list: an error from here on sends
+        // the thread to its caller, as the trampoline would have.
+        let in_progress = HitInProgress::new(tid, orig);
         regs.set_ip(orig.get());
         self.release_instances(tid, &abandoned)?;
         let failed = self.report_returns(tid, &mut regs, returning, time);
         ptrace::setregs(tid, &regs)?;
+        in_progress.done();
         self.resume(tid, 0)?;
         failed
     }

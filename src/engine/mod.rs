@@ -40,6 +40,7 @@
 
 mod detach;
 mod fast;
+mod guards;
 mod hit;
 mod hooks;
 mod lifecycle;

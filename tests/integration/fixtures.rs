@@ -184,7 +184,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 55] = [
+pub const PROGRAMS: [&str; 56] = [
     "count",
     "sigtrap",
     "signals",
@@ -240,6 +240,7 @@ pub const PROGRAMS: [&str; 55] = [
     "stdfds",
     "scribbler",
     "profiler",
+    "trapret",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

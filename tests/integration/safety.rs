@@ -635,3 +635,39 @@ fn a_profiler_s_signal_handler_over_exceptions_under_return_probes() {
         }
     }
 }
+
+/// An engine error in the middle of a hit (here: a call in flight returns
+/// onto an int3 of the program's own, where a return cannot be watched)
+/// ends the trace, and the thread that hit the breakpoint goes on at the
+/// probe address, not one byte past it. The function hit is a tail call's
+/// target whose first instruction is `push %rbp`: run from its second byte
+/// it returned to the wrong address (SIGSEGV). The program's output and
+/// status are its untraced ones; rtrace says why it stopped and exits 1.
+#[test]
+fn an_engine_error_in_a_hit_leaves_the_thread_at_the_probe_address() {
+    let prog = fixture("trapret", Variant::Pie);
+    let untraced = run_untraced(&prog, &["3"]);
+    assert_eq!(untraced.code(), 0, "{untraced:?}");
+    assert_eq!(untraced.stdout, "sum=6 traps=3\n");
+    let run = run_rtrace(&["-s", "relay"], &prog, &["3"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("it is an interrupt or breakpoint instruction"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.ends_with(&format!(
+            "rtrace: pid {} ran on untraced and exited with 0\n",
+            run.stderr
+                .split("attached to pid ")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .expect("the attach line")
+        )),
+        "{}",
+        run.stderr
+    );
+}
