@@ -31,6 +31,7 @@ use crate::sys::ptrace;
 use crate::sys::seccomp::{self, Mode, Suspension};
 use crate::sys::wait::{self, Stop, Which};
 
+use super::guards::InjectedCode;
 use super::hit::StepEnd;
 use super::space::SCRATCH_SIZE;
 use super::Tracer;
@@ -55,9 +56,7 @@ impl Tracer {
         let page = self.with_seccomp_gate(tid, |t| {
             let regs = ptrace::getregs(tid)?;
             let at = RuntimeAddr(regs.ip());
-            let mem = &t.spaces[&pid].mem;
-            let saved = mem.read_vec(at, SYSCALL_INSN.len())?;
-            mem.write(at, &SYSCALL_INSN)?;
+            let code = InjectedCode::write(t.spaces[&pid].mem.try_clone()?, at, &SYSCALL_INSN)?;
             let r = t.run_syscall(
                 tid,
                 at,
@@ -71,7 +70,7 @@ impl Tracer {
                     0,
                 ],
             );
-            t.spaces[&pid].mem.write(at, &saved)?;
+            code.undo()?;
             r
         })?;
         let page = RuntimeAddr(page as u64);

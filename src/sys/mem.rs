@@ -108,6 +108,19 @@ impl ProcMem {
         Ok(ProcMem { pid, file })
     }
 
+    /// A second handle on the same memory (the descriptor duplicated), for
+    /// a guard that must write there while the first is borrowed elsewhere.
+    pub fn try_clone(&self) -> Result<ProcMem> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| self.err(RuntimeAddr(0), errno_of(&e)))?;
+        Ok(ProcMem {
+            pid: self.pid,
+            file,
+        })
+    }
+
     /// The process whose memory this is.
     pub fn pid(&self) -> Pid {
         self.pid
