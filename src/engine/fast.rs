@@ -75,8 +75,8 @@ use crate::symbols::maps::Mapping;
 use crate::sys::ptrace;
 use crate::sys::shm::{self, SharedMap};
 
-use super::hit::StepEnd;
 use super::space::Placement;
+use super::step::StepEnd;
 use super::task::TaskState;
 use super::{guarded, Tracer};
 use crate::arch::StepMode;

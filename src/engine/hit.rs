@@ -1,23 +1,24 @@
-//! The hit path: breakpoint → pre handlers → return probe → displaced
-//! instruction → post handlers → resume; the trampoline; single steps.
+//! The hit path: breakpoint → rtrace's own consumers → pre handlers →
+//! return probe → displaced instruction → post handlers → resume
+//! ([`Tracer::on_breakpoint`]); the trampoline. The steps of the displaced
+//! instruction are in `step`, rtrace's own consumers in `own` and `ifunc`.
 
 use std::any::Any;
 use std::rc::Rc;
 
-use nix::errno::Errno;
-
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::StepMode;
-use crate::arch::{self, Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN, WORD};
+use crate::arch::{self, Regs, Strategy, BREAKPOINT_LEN, WORD};
 use crate::error::{Error, Result};
 use crate::handler::{Hit, ProbeKind, Return, ReturnAddrs, Site};
 use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
-use crate::sys::wait::{self, Stop, TrapCause, Which};
+use crate::sys::wait::{self, TrapCause};
 
 use super::guards::HitInProgress;
-use super::space::ResolverCall;
-use super::task::{HeldSignal, Hijack, PendingHit, TaskState, XolStep};
+use super::own::{OwnEnd, SiteHit};
+use super::step::StepEnd;
+use super::task::{Hijack, PendingHit, XolStep};
 use super::{guarded, Tracer};
 
 /// Which handler method a hit runs.
@@ -66,24 +67,6 @@ fn run_handlers(
         if let Err(e) = r {
             failed.get_or_insert(e);
         }
-    }
-}
-
-/// What an in-place single-step of one thread ended with.
-pub(super) enum StepEnd {
-    /// The instruction executed; the thread is stopped after it.
-    Done,
-    /// The thread died, or exec'd (the stop is deferred).
-    Gone,
-    /// The instruction raised this signal (a fault) and did not complete.
-    Faulted(i32),
-}
-
-/// The length of the slot's copy of the instruction of an out-of-line step.
-fn xol_code_len(step: &XolStep) -> usize {
-    match &step.plan.strategy {
-        Strategy::Xol(xol) => xol.code.len(),
-        _ => 0,
     }
 }
 
@@ -149,85 +132,62 @@ impl Tracer {
         self.deliver_signal(tid, libc::SIGTRAP)
     }
 
-    /// The hit path proper. `tid` is stopped just past the breakpoint at `addr`.
+    /// The hit path (the kernel's `handle_swbp`): `tid` is stopped just past
+    /// the breakpoint at `addr`. The site is read once; then, top to bottom:
+    ///
+    /// 0. rtrace's own consumers of the breakpoint (`own.rs`), when the site
+    ///    has any: a return site's calls return, an IFUNC resolver is
+    ///    entered or returns, an unwinder or a function that reads its own
+    ///    return address is entered. When that was the breakpoint's last
+    ///    reason, the original instruction is back: the thread runs it;
+    /// 1. the user's pre handlers;
+    /// 2. the return probe (the return address rewritten, or the return site
+    ///    watched);
+    /// 3. the displaced instruction: emulated, set up out of line (the step
+    ///    trap completes the hit), or stepped in place (`step.rs`);
+    /// 4. the post handlers (`finish_hit`), and the dynamic linker's
+    ///    breakpoint, rtrace's own consumer that runs after the user's;
+    /// 5. the thread resumes.
+    ///
+    /// Until the registers are set for what follows, an error anywhere
+    /// leaves the thread at `addr` ([`HitInProgress`]).
     fn on_breakpoint(&mut self, tid: Tid, addr: RuntimeAddr, mut regs: Regs) -> Result<()> {
         let time = self.start.elapsed();
-        // Until its registers are set for what follows, an error leaves the
-        // thread at `addr`, not past the int3.
         let in_progress = HitInProgress::new(tid, addr);
         regs.set_ip(addr.get());
-        let key = self.tasks[&tid].space;
-        let (ret_refs, unwind, resolver, resolver_returns, reads_ret, unpark) = {
-            let site = self.spaces[&key].sites.get(addr).expect("caller checked");
-            (
-                site.ret_refs,
-                site.unwind,
-                site.resolver,
-                site.resolver_returns,
-                site.reads_return_address,
-                site.unpark,
-            )
-        };
-        if unpark {
-            // A return site of `_Unwind_Backtrace` that is not a hook yet:
-            // the calls parked for it get the stub back.
-            self.unpark_calls(tid, RuntimeAddr(regs.sp()))?;
-        }
-        if ret_refs > 0 {
-            self.on_return_site(tid, addr, &mut regs, time)?;
-        }
-        if resolver_returns > 0 {
-            self.on_resolver_return(tid, addr, &regs)?;
-        }
-        if (ret_refs > 0 || resolver_returns > 0) && self.spaces[&key].sites.get(addr).is_none() {
-            // That was the last reason for the breakpoint: the original
-            // instruction is back, run it.
-            ptrace::setregs(tid, &regs)?;
-            in_progress.done();
-            return self.resume(tid, 0);
-        }
-        if resolver {
-            self.on_resolver_entry(tid, addr, &regs)?;
-        }
-        if unwind {
-            // An unwinder is about to walk this thread's stack (or a catch
-            // handler has just been landed in): it must see only real return
-            // addresses. The call it is making overwrites the slot at `sp`:
-            // whatever was in flight there or below was unwound.
-            self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), true)?;
-            self.fast_calls_to_return_sites(tid, RuntimeAddr(regs.sp()), true)?;
-            self.watch_at_return_sites(tid)?;
-        } else if self.tasks[&tid]
-            .returns
-            .may_have_dead(RuntimeAddr(regs.sp()))
-            && self.spaces[&key].sites.get(addr).is_some_and(|s| {
-                s.caller_hook || s.probes.iter().any(|p| p.kind != ProbeKind::Instruction)
-            })
-        {
-            // A function entry: `sp` holds the return address this call just
-            // pushed, so calls in flight below it, or in its slot but no longer
-            // returning through the trampoline, were left without returning.
-            self.forget_dead_calls(tid, RuntimeAddr(regs.sp()), false)?;
-        }
-        // A function that reads its own return address must find the real
-        // one in its slot, even when it was reached by a tail call.
-        let tail_call = reads_ret && self.own_return_address_back(tid, RuntimeAddr(regs.sp()))?;
         let task = &self.tasks[&tid];
         let (key, pid, silent) = (task.space, task.pid, task.silent);
-        let space = &self.spaces[&key];
-        let site = space.sites.get(addr).expect("caller checked the site");
-        let probes: Vec<Rc<Site>> = if silent {
-            Vec::new()
-        } else {
-            site.probes.clone()
+        let site = SiteHit::of(
+            self.spaces[&key]
+                .sites
+                .get(addr)
+                .expect("caller checked the site"),
+            silent,
+        );
+
+        // 0. rtrace's own consumers.
+        let tail_call = match self.own_consumers(tid, addr, &mut regs, &site, time)? {
+            OwnEnd::SiteGone => {
+                ptrace::setregs(tid, &regs)?;
+                in_progress.done();
+                return self.resume(tid, 0);
+            }
+            OwnEnd::Go { tail_call } => tail_call,
         };
-        let (rtld, plan, slot) = (site.rtld, site.plan.clone(), site.slot);
+        let SiteHit {
+            probes,
+            own,
+            plan,
+            slot,
+            ..
+        } = site;
+        let space = &self.spaces[&key];
         let mut datas: Vec<Option<Box<dyn Any>>> = probes.iter().map(|_| None).collect();
         // A handler error is kept and returned once the hit is complete, so the
         // thread is never left half-way.
         let mut failed: Option<Error> = None;
 
-        // Pre handlers, in registration order. This call's own return
+        // 1. Pre handlers, in registration order. This call's own return
         // address is not rewritten yet; the ones of calls in flight may be.
         let mut dirty = false;
         let returns = ReturnAddrs {
@@ -260,11 +220,11 @@ impl Tracer {
             };
         }
 
-        // Return probe: rewrite the return address, now, while `sp` points at it.
+        // 2. Return probe: rewrite the return address, now, while `sp` points at it.
         let wants_return = probes
             .iter()
             .any(|p| p.kind == ProbeKind::Function { returns: true });
-        let return_site_only = self.spaces[&key].unknown_unwinder || reads_ret;
+        let return_site_only = self.spaces[&key].unknown_unwinder || own.reads_return_address;
         let hijacked =
             match self.hijack_return(tid, &regs, wants_return, return_site_only, tail_call) {
                 Ok(h) => h,
@@ -281,9 +241,11 @@ impl Tracer {
             time,
             hijacked,
             missed,
-            rtld,
+            rtld: own.rtld,
             failed,
         };
+        // 3. The displaced instruction; 4. and 5. in `finish_hit`, or when
+        // the step out of line completes.
         let len = u64::from(plan.len);
         match &plan.strategy {
             Strategy::Emulate(e) => {
@@ -397,7 +359,7 @@ impl Tracer {
     }
 
     /// Puts back a return address rewritten for a hit that did not complete.
-    fn unhijack(&self, key: Pid, hijacked: Option<Hijack>) {
+    pub(super) fn unhijack(&self, key: Pid, hijacked: Option<Hijack>) {
         let (Some(h), Some(space)) = (hijacked, self.spaces.get(&key)) else {
             return;
         };
@@ -411,204 +373,8 @@ impl Tracer {
         }
     }
 
-    /// Drops the calls in flight of `tid` that a call made with stack pointer
-    /// `sp` proves dead (the kernel's `cleanup_return_instances` at hijack
-    /// time): those below `sp` on the same stack, those at `sp` itself when
-    /// `inclusive` (the caller knows the slot is being reused), and a
-    /// trampoline-watched one at `sp` whose slot no longer holds the
-    /// trampoline (a call instruction wrote a real return address over it).
-    /// Called with `tid` stopped at a function's first instruction.
-    fn forget_dead_calls(&mut self, tid: Tid, sp: RuntimeAddr, inclusive: bool) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let Some(space) = self.spaces.get_mut(&task.space) else {
-            return Ok(());
-        };
-        let pid = space.pid;
-        let maps = &mut space.maps;
-        let mut gone = task
-            .returns
-            .drop_abandoned(sp, inclusive, &mut |a, b| maps.same_mapping(pid, a, b));
-        if !inclusive && task.returns.in_slot(sp).is_some() {
-            let tramp = space.trampoline().map(RuntimeAddr::get);
-            if Some(space.mem.read_u64(sp)?) != tramp {
-                gone.extend(task.returns.drop_overwritten(sp));
-            }
-        }
-        self.release_instances(tid, &gone)
-    }
-
-    /// A thread is entering an unwinder (`_Unwind_RaiseException`,
-    /// `_Unwind_Backtrace`…): every call of it in flight gets its real return
-    /// address back on the stack and is watched at its return site from now on,
-    /// gdb's `finish` way. The unwinder then finds the frames it would find
-    /// untraced; a frame it unwinds never reaches its return site, and is dropped
-    /// later by stack-pointer comparison.
-    fn watch_at_return_sites(&mut self, tid: Tid) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let sites: Vec<RuntimeAddr> = self.tasks[&tid]
-            .returns
-            .iter()
-            .filter(|i| i.watch == Watch::Trampoline)
-            .map(|i| i.orig_ret)
-            .collect();
-        for a in sites {
-            self.clear_jumps_at(key, a)?;
-        }
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let Some(space) = self.spaces.get_mut(&task.space) else {
-            return Ok(());
-        };
-        let Some(tramp) = space.trampoline() else {
-            return Ok(());
-        };
-        for inst in task.returns.iter_mut() {
-            if inst.watch != Watch::Trampoline {
-                continue;
-            }
-            if space.mem.read_u64(inst.slot)? == tramp.get() {
-                space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
-            }
-            inst.watch = Watch::ReturnSite;
-            space.arm(inst.orig_ret, Owner::ReturnSite, StepMode::Auto)?;
-        }
-        Ok(())
-    }
-
-    /// `tid` is at the first instruction of a function that reads its own
-    /// return address (`dlsym` finds its caller's module with it), `sp` at
-    /// that return address. When the slot holds the trampoline or the fast
-    /// return stub, the function was reached by a tail call from one whose
-    /// return is watched: as when an unwinder starts, the thread's calls in
-    /// flight get their real return addresses back and are watched at their
-    /// return sites from now on (the one at `sp` stays: the jump did not
-    /// end it). Returns true then.
-    fn own_return_address_back(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<bool> {
-        let Some(space) = self.tasks.get(&tid).and_then(|t| self.spaces.get(&t.space)) else {
-            return Ok(false);
-        };
-        let held = space.mem.read_u64(sp)?;
-        let tramp = space.trampoline().map(RuntimeAddr::get);
-        let stub = space.fast.stub.as_ref().map(|s| s.stub.entry);
-        if Some(held) != tramp && Some(held) != stub {
-            return Ok(false);
-        }
-        self.fast_calls_to_return_sites(tid, sp, false)?;
-        self.watch_at_return_sites(tid)?;
-        Ok(true)
-    }
-
-    /// `tid` hit a return site watched for calls in flight. Calls whose frames
-    /// are gone are dropped; the one returning here (its slot just below the stack
-    /// pointer) is reported. `regs` are the registers at the site.
-    fn on_return_site(
-        &mut self,
-        tid: Tid,
-        addr: RuntimeAddr,
-        regs: &mut Regs,
-        time: std::time::Duration,
-    ) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let Some(space) = self.spaces.get_mut(&task.space) else {
-            return Ok(());
-        };
-        let pid = space.pid;
-        let maps = &mut space.maps;
-        let mut same_stack = |a, b| maps.same_mapping(pid, a, b);
-        let sp = RuntimeAddr(regs.sp());
-        // Below the slot a return here would have come through, frames are gone
-        // (unwound by the exception): dropped, unreported.
-        let slot = sp.offset(-(WORD as i64));
-        let abandoned = task.returns.drop_abandoned(slot, false, &mut same_stack);
-        let returning_here = task
-            .returns
-            .in_slot(slot)
-            .is_some_and(|i| i.watch == Watch::ReturnSite && i.orig_ret == addr);
-        let returning = if returning_here {
-            task.returns.pop_returning(sp, &mut same_stack).1
-        } else {
-            Vec::new()
-        };
-        self.release_instances(tid, &abandoned)?;
-        self.release_instances(tid, &returning)?;
-        self.report_returns(tid, regs, returning, time)
-    }
-
-    /// `tid` entered the watched IFUNC resolver at `addr` (`regs` at its first
-    /// instruction: `[sp]` is its return address). Its return is watched at
-    /// the return address, for this thread and this stack pointer.
-    fn on_resolver_entry(&mut self, tid: Tid, addr: RuntimeAddr, regs: &Regs) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let Some(space) = self.spaces.get(&key) else {
-            return Ok(());
-        };
-        let ret = RuntimeAddr(space.mem.read_u64(RuntimeAddr(regs.sp()))?);
-        self.clear_jumps_at(key, ret)?;
-        let Some(space) = self.spaces.get_mut(&key) else {
-            return Ok(());
-        };
-        // A call this thread never returned from (it cannot nest: a
-        // resolver calls no resolver) no longer needs its return site.
-        if let Some(old) = space.resolving.remove(&tid) {
-            space.release_resolver_return(old.ret)?;
-        }
-        match space.arm(ret, Owner::ResolverReturn, StepMode::Auto) {
-            Ok(()) => {
-                space.resolving.insert(
-                    tid,
-                    ResolverCall {
-                        resolver: addr,
-                        ret,
-                        sp_after: regs.sp().wrapping_add(WORD),
-                    },
-                );
-                Ok(())
-            }
-            Err(e) if e.is_tracee_gone() => Ok(()),
-            Err(Error::UnsupportedInstruction { reason, .. }) => {
-                let (symbol, probes) = match space.resolvers.get(&addr) {
-                    Some(w) => (w.ifunc.symbol.clone(), w.probes.clone()),
-                    None => return Ok(()),
-                };
-                for id in probes {
-                    if let Some(p) = self.probes.get(id.0).and_then(Option::as_ref) {
-                        self.warnings.push(crate::handler::Event::Warning {
-                            probe: p.spec.as_str().to_string(),
-                            message: format!(
-                                "the answer of a call of the resolver of the IFUNC {symbol} cannot \
-                                 be watched (its return site: {reason}): calls of {symbol} through \
-                                 that binding are not traced"
-                            ),
-                        });
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `tid` is at a return site of watched resolver calls (`regs` there):
-    /// when it is the return of its own call (same return address, the stack
-    /// pointer just above the return address), the answer in rax is armed.
-    /// Other threads and other calls through the same return site pass by.
-    fn on_resolver_return(&mut self, tid: Tid, addr: RuntimeAddr, regs: &Regs) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let Some(space) = self.spaces.get_mut(&key) else {
-            return Ok(());
-        };
-        let Some(call) = space.resolving.get(&tid).copied() else {
-            return Ok(());
-        };
-        if call.ret != addr || regs.sp() != call.sp_after {
-            return Ok(());
-        }
-        space.resolving.remove(&tid);
-        space.release_resolver_return(addr)?;
-        self.on_resolver_returned(key, call.resolver, regs.retval())
-    }
-
     /// Instances leaving a thread's return stack: their return sites are released.
-    fn release_instances(&mut self, tid: Tid, gone: &[ReturnInstance]) -> Result<()> {
+    pub(super) fn release_instances(&mut self, tid: Tid, gone: &[ReturnInstance]) -> Result<()> {
         let key = self.tasks[&tid].space;
         let Some(space) = self.spaces.get_mut(&key) else {
             return Ok(());
@@ -621,7 +387,7 @@ impl Tracer {
 
     /// Runs the return handlers of `returning` (innermost first) on `regs`.
     /// Returns the first handler error, after all have run.
-    fn report_returns(
+    pub(super) fn report_returns(
         &mut self,
         tid: Tid,
         regs: &mut Regs,
@@ -666,7 +432,7 @@ impl Tracer {
     /// The end of a hit, once the displaced instruction has executed (`regs` are
     /// the registers after it): post handlers, the registers written back, the
     /// return instance pushed, the dynamic linker's news, and the thread resumed.
-    fn finish_hit(
+    pub(super) fn finish_hit(
         &mut self,
         tid: Tid,
         key: Pid,
@@ -763,230 +529,6 @@ impl Tracer {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    /// A SIGTRAP stopped `tid` while it steps out of line.
-    fn on_trap_in_step(&mut self, tid: Tid, cause: TrapCause, step: &XolStep) -> Result<()> {
-        let regs = match ptrace::getregs(tid) {
-            Ok(r) => r,
-            Err(e) if e.is_tracee_gone() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let guard = step.slot.get() + xol_code_len(step) as u64 + BREAKPOINT_LEN;
-        match cause {
-            TrapCause::Step => self.complete_step(tid, regs),
-            // Something ran on past the instruction onto the slot's guard (a
-            // task created by the stepped system call, which is not stepping).
-            TrapCause::Breakpoint if regs.ip() == guard => self.complete_step(tid, regs),
-            _ => self.on_signal_in_step(tid, libc::SIGTRAP),
-        }
-    }
-
-    /// The out-of-line step of `tid` ended (`regs`, just read): fix the registers
-    /// up, and finish the hit. A `rep` instruction between iterations is stepped
-    /// again.
-    fn complete_step(&mut self, tid: Tid, mut regs: Regs) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a stepping task");
-        let step = task.step.clone().expect("a stepping task");
-        let (key, pid) = (task.space, task.pid);
-        let Some(space) = self.spaces.get(&key) else {
-            return Ok(());
-        };
-        match step.finish(&mut regs, &space.mem) {
-            Ok(XolEnd::Again) => return self.resume(tid, 0),
-            Ok(XolEnd::Done) => {}
-            Err(e) if e.is_tracee_gone() => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let task = self.tasks.get_mut(&tid).expect("a stepping task");
-        task.step = None;
-        match task.pending_hit.take() {
-            Some(hit) => self.finish_hit(tid, key, pid, regs, *hit),
-            // A task that inherited the step (created by the stepped call).
-            None => {
-                ptrace::setregs(tid, &regs)?;
-                self.resume(tid, 0)
-            }
-        }
-    }
-
-    /// A signal stopped `tid` while it steps out of line. A fault raised by the
-    /// instruction cancels the step: the thread goes back to the site and gets
-    /// the signal there, as it would untraced. Any other signal waits for the
-    /// step to complete, then is delivered, once.
-    pub(super) fn on_signal_in_step(&mut self, tid: Tid, signal: i32) -> Result<()> {
-        let mut regs = match ptrace::getregs(tid) {
-            Ok(r) => r,
-            Err(e) if e.is_tracee_gone() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let task = self.tasks.get_mut(&tid).expect("a stepping task");
-        let step = task.step.clone().expect("a stepping task");
-        if regs.ip() != step.slot.get() {
-            // The instruction ran (a system call the signal interrupted): the
-            // step is over; the signal follows it.
-            task.stray_step = true;
-            self.hold_signal(tid, signal)?;
-            return self.complete_step(tid, regs);
-        }
-        if !wait::is_fault(tid, signal) {
-            self.hold_signal(tid, signal)?;
-            return self.resume(tid, 0);
-        }
-        step.cancel(&mut regs);
-        task.step = None;
-        let hit = task.pending_hit.take();
-        let key = task.space;
-        ptrace::setregs(tid, &regs)?;
-        if let Some(hit) = hit {
-            self.unhijack(key, hit.hijacked);
-        }
-        self.deliver_signal(tid, signal)
-    }
-
-    /// Detaching: a thread caught in an out-of-line step leaves the slot, either
-    /// back at the site (the instruction has not run) or after it, and a return
-    /// address rewritten for its hit gets its original back.
-    pub(super) fn abandon_step(&mut self, tid: Tid) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
-            return Ok(());
-        };
-        let (Some(step), hit) = (task.step.take(), task.pending_hit.take()) else {
-            return Ok(());
-        };
-        let key = task.space;
-        if let Some(hit) = hit {
-            self.unhijack(key, hit.hijacked);
-        }
-        let mut regs = ptrace::getregs(tid)?;
-        if regs.ip() == step.slot.get() {
-            step.cancel(&mut regs);
-        } else if let Some(space) = self.spaces.get(&key) {
-            step.finish(&mut regs, &space.mem)?;
-        }
-        ptrace::setregs(tid, &regs)
-    }
-
-    /// Executes the instruction displaced by the breakpoint at `addr`, in place:
-    /// every other thread of the address space is stopped, the original bytes go
-    /// back, `tid` single-steps, the breakpoint is re-armed, the others resume.
-    /// Signals that arrive during the step are kept for after it.
-    fn step_displaced(&mut self, tid: Tid, addr: RuntimeAddr) -> Result<StepEnd> {
-        let key = self.tasks[&tid].space;
-        let others: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(t, k)| {
-                k.space == key && **t != tid && k.state == TaskState::Running && !k.exiting
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        let stopped = self.interrupt_and_collect(&others)?;
-        let saved = self.spaces[&key]
-            .sites
-            .get(addr)
-            .map(|s| s.saved.clone())
-            .expect("site armed");
-        self.spaces[&key].mem.write(addr, &saved)?;
-        let mut end = self.single_step(tid);
-        // A `rep` instruction stops between iterations, still at the site,
-        // and is stepped on: its count is the program's, without bound, so a
-        // detach signal ends the stepping (the thread stays between two
-        // iterations, at the site; its trap there is rewound at the detach
-        // that follows, and the rest runs untraced).
-        while let Ok(StepEnd::Done) = end {
-            match ptrace::getregs(tid) {
-                Ok(regs) if regs.ip() == addr.get() && !crate::sys::signal::stop_requested() => {
-                    end = self.single_step(tid)
-                }
-                _ => break,
-            }
-        }
-        // Re-arm whatever happened, unless the address space is gone.
-        if let Some(space) = self.spaces.get(&key) {
-            if matches!(end, Ok(StepEnd::Done | StepEnd::Faulted(_)))
-                || space.sites.get(addr).is_some()
-            {
-                match space.mem.write(addr, &BREAKPOINT) {
-                    Err(e) if !e.is_tracee_gone() => return Err(e),
-                    _ => {}
-                }
-            }
-        }
-        for t in stopped {
-            self.resume(t, 0)?;
-        }
-        end
-    }
-
-    /// Single-steps `tid` once, keeping signals that arrive for later delivery.
-    /// A fault raised by the instruction itself ends the step (it did not run).
-    pub(super) fn single_step(&mut self, tid: Tid) -> Result<StepEnd> {
-        loop {
-            match ptrace::step(tid, 0) {
-                Err(e) if e.is_tracee_gone() => return Ok(StepEnd::Gone),
-                r => r?,
-            }
-            let stop = loop {
-                match self.wait_stop(Which::Tid(tid), true, false) {
-                    Ok(Some(s)) => break s,
-                    Ok(None) | Err(Errno::EINTR) => continue,
-                    Err(Errno::ECHILD) => return Ok(StepEnd::Gone),
-                    Err(e) => return Err(wait::wait_error(e)),
-                }
-            };
-            match stop {
-                Stop::Trap { .. } if wait::trap_cause(tid) == TrapCause::Step => {
-                    return Ok(StepEnd::Done)
-                }
-                Stop::Trap { .. } => self.hold_signal(tid, libc::SIGTRAP)?,
-                Stop::Signal { signal, .. } if wait::is_fault(tid, signal) => {
-                    return Ok(StepEnd::Faulted(signal))
-                }
-                Stop::Signal { signal, .. } => self.hold_signal(tid, signal)?,
-                Stop::GroupStop { .. } | Stop::Interrupt { .. } => {}
-                Stop::Exited { .. } | Stop::Killed { .. } => {
-                    self.deferred.push_back(stop);
-                    return Ok(StepEnd::Gone);
-                }
-                Stop::Event { event, .. } => match event {
-                    wait::Event::Clone { child } => {
-                        self.on_new_child(tid, child, crate::ForkKind::Clone)?
-                    }
-                    wait::Event::Fork { child } => {
-                        self.on_new_child(tid, child, crate::ForkKind::Fork)?
-                    }
-                    wait::Event::Vfork { child } => {
-                        self.on_new_child(tid, child, crate::ForkKind::Vfork)?
-                    }
-                    wait::Event::VforkDone => {}
-                    wait::Event::Exit => {
-                        self.on_exiting(tid)?;
-                        return Ok(StepEnd::Gone);
-                    }
-                    wait::Event::Exec { .. } => {
-                        self.deferred.push_back(stop);
-                        return Ok(StepEnd::Gone);
-                    }
-                },
-            }
-        }
-    }
-
-    /// Keeps a signal that arrived while `tid` was stepping (`tid` is in its
-    /// signal-delivery stop), with its siginfo, to deliver when the step is
-    /// over. It is reported when it is delivered.
-    pub(super) fn hold_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
-            return Ok(());
-        };
-        let info = ptrace::getsiginfo(tid).ok();
-        task.held.push(HeldSignal {
-            signal,
-            info,
-            reported: false,
-        });
-        Ok(())
     }
 
     /// A thread returned into the trampoline: report the return, send it on to

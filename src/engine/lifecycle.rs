@@ -17,7 +17,7 @@ use crate::symbols::{ifunc, reserved, resolve, Location, Resolution};
 use crate::sys::wait::{self, Stop};
 use crate::sys::{ptrace, signal};
 
-use super::space::{Placement, ResolverWatch, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
+use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
 use super::task::{tgid_of, Scrub, Task, TaskState};
 use super::{kind_for, Outcome, Tracer};
 
@@ -331,7 +331,7 @@ impl Tracer {
     /// `Armed` already), recording each address armed. A location that cannot
     /// be probed is a skip reason for a glob, an error otherwise. Returns
     /// true when a location is Go code (probed entry-only).
-    fn arm_locations(
+    pub(super) fn arm_locations(
         &mut self,
         key: Pid,
         id: ProbeId,
@@ -417,115 +417,9 @@ impl Tracer {
         Ok(go_code)
     }
 
-    /// Watches the resolver of the IFUNC at `loc` for probe `id` (see
-    /// `on_resolver_return`). A resolver whose first instruction cannot be
-    /// probed leaves the IFUNC unresolvable: skipped by a glob, an error for a
-    /// name.
-    fn watch_resolver(
-        &mut self,
-        key: Pid,
-        id: ProbeId,
-        loc: Location,
-        glob: bool,
-        skipped: &mut Vec<SkipReason>,
-    ) -> Result<()> {
-        self.clear_jumps_at(key, loc.addr)?;
-        let space = self
-            .spaces
-            .get_mut(&key)
-            .ok_or(Error::NoSuchProcess { pid: key })?;
-        match space.arm(loc.addr, Owner::Resolver, crate::arch::StepMode::Auto) {
-            Ok(()) => {
-                let watch = space
-                    .resolvers
-                    .entry(loc.addr)
-                    .or_insert_with(|| ResolverWatch {
-                        ifunc: loc,
-                        probes: Vec::new(),
-                    });
-                if !watch.probes.contains(&id) {
-                    watch.probes.push(id);
-                }
-                Ok(())
-            }
-            Err(Error::UnsupportedInstruction { reason, .. }) if glob => {
-                let why = format!(
-                    "IFUNCs no GOT slot resolves whose resolver cannot be watched ({reason})"
-                );
-                SkipReason::add(skipped, &why, &loc.symbol);
-                Ok(())
-            }
-            Err(Error::UnsupportedInstruction { .. }) => {
-                Err(Error::UnresolvedIfunc { name: loc.symbol })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A watched resolver returned to `ret` on `tid` (stopped there, `rax`
-    /// its answer): its implementation is armed for the probes waiting for
-    /// it, now, before the caller (the dynamic linker binding a PLT slot, or
-    /// the start code of a static executable) can jump to it. An answer that
-    /// is not code, or cannot be probed, is reported: calls of the IFUNC are
-    /// then not traced, and the user is told so.
-    pub(super) fn on_resolver_returned(
-        &mut self,
-        key: Pid,
-        resolver: RuntimeAddr,
-        answer: u64,
-    ) -> Result<()> {
-        let Some(space) = self.spaces.get(&key) else {
-            return Ok(());
-        };
-        let Some(watch) = space.resolvers.get(&resolver).cloned() else {
-            return Ok(());
-        };
-        let Some(implementation) = ifunc::answer(&space.modules, &watch.ifunc, answer) else {
-            for id in &watch.probes {
-                if let Some(p) = self.probes.get(id.0).and_then(Option::as_ref) {
-                    self.warnings.push(Event::Warning {
-                        probe: p.spec.as_str().to_string(),
-                        message: format!(
-                            "the resolver of the IFUNC {} returned {answer:#x}, which is not \
-                             code: its calls through that binding are not traced",
-                            watch.ifunc.symbol
-                        ),
-                    });
-                }
-            }
-            return Ok(());
-        };
-        for id in watch.probes {
-            let armed_there = matches!(
-                self.spaces.get(&key).and_then(|s| s.placed.get(&id)),
-                Some(Placement::Armed(addrs)) if addrs.contains(&implementation.addr)
-            );
-            let Some(spec) = self.probes.get(id.0).and_then(Option::as_ref) else {
-                continue;
-            };
-            if armed_there {
-                continue;
-            }
-            let spec = spec.spec.as_str().to_string();
-            let mut skipped = Vec::new();
-            // The program is running: what cannot be armed now is told, not
-            // fatal.
-            if let Err(e) =
-                self.arm_locations(key, id, vec![implementation.clone()], true, &mut skipped)
-            {
-                if e.is_tracee_gone() {
-                    return Ok(());
-                }
-                return Err(e);
-            }
-            self.report_skipped(id, spec, skipped);
-        }
-        Ok(())
-    }
-
     /// Queues the one warning of probe `id` (spec `probe`) about the functions
     /// it skipped, unless it was given in this run already.
-    fn report_skipped(&mut self, id: ProbeId, probe: String, reasons: Vec<SkipReason>) {
+    pub(super) fn report_skipped(&mut self, id: ProbeId, probe: String, reasons: Vec<SkipReason>) {
         if !reasons.is_empty() && self.skips_reported.insert(id) {
             self.warnings.push(Event::Skipped { probe, reasons });
         }

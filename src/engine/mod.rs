@@ -4,22 +4,40 @@
 //!
 //! ```text
 //! tracee executes int3 at site S ──► kernel stops the thread, SIGTRAP (SI_KERNEL)
-//!   wait → Stop::Trap                        (sys::wait classifies)
-//!   probe table: bucket hash(S) → ProbeSite S (saved bytes, InsnPlan, probes…)
-//!   for each probe at S: handler.on_entry(&mut Hit)        (pre handler)
-//!   function probe: rewrite the return address → ReturnStack[tid].push(instance)
-//!   execute the displaced instruction: stop every other thread of the process,
-//!     restore the byte, single-step, re-arm, resume them           (1 extra stop)
-//!   for each probe at S: handler.on_post(&mut Hit)         (post handler)
-//!   resume
+//!   wait → Stop::Trap                                    (sys::wait classifies)
+//!   hit::on_trap: fast records made before this stop are read first; the trap
+//!     is ours (a site, the trampoline, a breakpoint just removed) or the
+//!     program's own (delivered as untraced)
+//!   hit::on_breakpoint, the site read once (own::SiteHit)
+//!     0. rtrace's own consumers (own::own_consumers): return sites, IFUNC
+//!        resolvers (ifunc), unwinders, functions that read their own return
+//!        address; when that was the site's last reason, run the original
+//!        instruction and resume
+//!     1. for each probe at S: handler.on_entry(&mut Hit)     (pre handlers)
+//!     2. function probe: rewrite the return address (or watch the return
+//!        site) → the thread's ReturnStack gets the call at step 4
+//!     3. the displaced instruction (arch::InsnPlan):
+//!        emulated (a jump, a call, a push…: no extra stop),
+//!        out of line (its copy in the scratch page, single-stepped, fixed up
+//!        at the step trap: step::complete_step; 1 extra stop), or
+//!        in place (every other thread stopped, the byte back, one step, the
+//!        int3 again, the others resumed: step::step_displaced)
+//!     4. hit::finish_hit: for each probe at S: handler.on_post(&mut Hit), the
+//!        call recorded, then the dynamic linker's breakpoint (new libraries)
+//!     5. resume
+//!   an error before the registers are set leaves the thread at S
+//!   (guards::HitInProgress)
 //! later: the thread returns into the trampoline (an int3 in the scratch page)
-//!   ReturnStack[tid]: drop instances abandoned by longjmp, pop the returning one,
-//!   handler.on_return(&mut Return), ip = original return address, resume
+//!   hit::on_trampoline: ReturnStack[tid]: drop instances abandoned by longjmp,
+//!   pop the returning one, handler.on_return(&mut Return), ip = original
+//!   return address, resume
 //! ```
 //!
-//! Stepping in place is only safe because every other thread of the address
-//! space is stopped while the breakpoint is lifted: no thread can run past an
-//! unarmed probe.
+//! Fast probes (`fast`) take the place of int3s where they can: a jump to a
+//! detour that records the hit in a ring shared with rtrace, read at the next
+//! stop or on a timer. Stepping in place is only safe because every other
+//! thread of the address space is stopped while the breakpoint is lifted: no
+//! thread can run past an unarmed probe.
 //!
 //! # Glossary (the kernel's names)
 //!
@@ -43,8 +61,11 @@ mod fast;
 mod guards;
 mod hit;
 mod hooks;
+mod ifunc;
 mod lifecycle;
+mod own;
 mod space;
+mod step;
 mod syscall;
 mod task;
 

@@ -32,8 +32,8 @@ use crate::sys::seccomp::{self, Mode, Suspension};
 use crate::sys::wait::{self, Stop, Which};
 
 use super::guards::InjectedCode;
-use super::hit::StepEnd;
 use super::space::SCRATCH_SIZE;
+use super::step::StepEnd;
 use super::Tracer;
 
 /// The name of system call `nr`, for errors (only the calls rtrace makes).
