@@ -9,7 +9,8 @@
  *                    slot; each round checks both threads ran once.
  * Output (stdout), exactly: "rounds=<N> total=<N*200>\n", exit 0; a round
  * that finds a thread ran twice or not at all prints "bad round" and exits
- * 1. */
+ * 1. On stderr, "ready" as the first round begins (past the dynamic
+ * linker, about to make threads). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 1000;
     long total = 0;
+    fprintf(stderr, "ready\n");
     for (int r = 0; r < n; r++) {
         struct slot slots[2] = {{0, 0}, {0, 0}};
         pthread_t t[2];

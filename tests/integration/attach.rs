@@ -275,39 +275,33 @@ fn attach_summary_on_detach() {
 #[test]
 fn sigstop_while_attached_left_stopped_after_detach() {
     let prog = fixture("stopper", Variant::Pie);
-    let stopper = Spawned::start(&prog, &[]);
+    let mut stopper = Spawned::start(&prog, &[]);
     let pid = stopper.pid();
     let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
     wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
     wait_event(&mut rtrace, Duration::from_secs(30), is("entry"));
     stopper.signal(Signal::SIGSTOP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !matches!(process_state(pid), Some('T' | 't')) {
-        assert!(
-            Instant::now() < deadline,
-            "stopper did not stop: {:?}",
-            process_state(pid)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The group-stop completes while traced: the kernel reports it to us,
+    // the real parent, too.
+    assert_eq!(stopper.wait_stopped(), Signal::SIGSTOP);
+    assert!(matches!(process_state(pid), Some('T' | 't')));
     rtrace.signal(Signal::SIGINT);
     wait_detach(&mut rtrace, "SIGINT to rtrace");
     let run = rtrace.wait();
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(tracer_pid(pid), 0);
-    // PTRACE_DETACH wakes the thread, which then re-enters the group-stop on
-    // its own: wait for that (a thread left running would never get there).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while process_state(pid) != Some('T') && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert_eq!(
-        process_state(pid),
-        Some('T'),
+    // SPEC: a stopped tracee is left stopped after detach. PTRACE_DETACH
+    // wakes the thread, which re-enters the group-stop on its own as long as
+    // the stop is in force (`__ptrace_unlink` sets JOBCTL_STOP_PENDING); only
+    // a SIGCONT ends it, and ending it leaves a report for the parent. None
+    // is there now, and our SIGCONT below is the one that ends it.
+    assert!(
+        !stopper.continued(),
         "SPEC: a stopped tracee is left stopped after detach"
     );
     code_matches_files(pid).unwrap_or_else(|e| panic!("after detach: {e}"));
     stopper.signal(Signal::SIGCONT);
+    stopper.wait_continued();
     let run = stopper.terminate();
     assert_eq!(run.code(), 0, "{}", run.stdout);
     let lines: Vec<&str> = run.stdout.lines().collect();
@@ -324,14 +318,11 @@ fn attach_to_a_stopped_process() {
     let prog = fixture("stopper", Variant::Pie);
     for cont_while_traced in [false, true] {
         let what = format!("continued while traced: {cont_while_traced}");
-        let stopper = Spawned::start(&prog, &[]);
+        let mut stopper = Spawned::start(&prog, &[]);
         let pid = stopper.pid();
         stopper.signal(Signal::SIGSTOP);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while process_state(pid) != Some('T') {
-            assert!(Instant::now() < deadline, "{what}: stopper did not stop");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        assert_eq!(stopper.wait_stopped(), Signal::SIGSTOP, "{what}");
+        assert_eq!(process_state(pid), Some('T'), "{what}");
         let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json"], pid);
         wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
         assert!(matches!(process_state(pid), Some('T' | 't')), "{what}");
@@ -346,12 +337,12 @@ fn attach_to_a_stopped_process() {
         assert_eq!(tracer_pid(pid), 0, "{what}");
         code_matches_files(pid).unwrap_or_else(|e| panic!("{what}: after detach: {e}"));
         if !cont_while_traced {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while process_state(pid) != Some('T') && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            assert_eq!(process_state(pid), Some('T'), "{what}: left stopped");
+            // Left stopped: the stop is still in force (no SIGCONT has ended
+            // it, see sigstop_while_attached_left_stopped_after_detach), and
+            // ours ends it.
+            assert!(!stopper.continued(), "{what}: left stopped");
             stopper.signal(Signal::SIGCONT);
+            stopper.wait_continued();
         }
         let run = stopper.terminate();
         assert_eq!(run.code(), 0, "{what}: {}", run.stdout);

@@ -19,8 +19,8 @@ use rtrace::{Capture, Fast, Handler, Hit, Options, Outcome, Site, Tracer};
 use crate::attach::{tracer_pid, wait_detach, wait_event};
 use crate::events::{assert_same_as_untraced, of_kind, of_symbol, show, str_field, trace_json};
 use crate::fixtures::{
-    code_matches_files, fixture, maps, normalize, process_state, run_rtrace, run_untraced, Spawned,
-    Variant,
+    bounded, code_matches_files, fixture, maps, normalize, process_state, run_rtrace, run_untraced,
+    Spawned, Variant,
 };
 use crate::harness_selftest::INSNS_OUTPUT;
 
@@ -506,16 +506,18 @@ const FAST_ENTRIES: Options = Options {
 #[test]
 fn fast_hits_take_no_stops() {
     let run = |n: u32| {
-        let mut cmd = Command::new(fixture("count", Variant::Pie));
-        cmd.arg(n.to_string());
-        let mut tracer = Tracer::launch(&cmd, FAST_ENTRIES).expect("launch");
-        let seen = Rc::new(RefCell::new(Seen::default()));
-        tracer
-            .add_probe("work".parse().unwrap(), Counter(seen.clone()))
-            .unwrap();
-        assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
-        let s = seen.borrow();
-        (s.fast, s.int3, tracer.stops())
+        bounded(move |session| {
+            let mut cmd = Command::new(fixture("count", Variant::Pie));
+            cmd.arg(n.to_string());
+            let mut tracer = session.launch(&cmd, FAST_ENTRIES).expect("launch");
+            let seen = Rc::new(RefCell::new(Seen::default()));
+            tracer
+                .add_probe("work".parse().unwrap(), Counter(seen.clone()))
+                .unwrap();
+            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+            let s = seen.borrow();
+            (s.fast, s.int3, tracer.stops())
+        })
     };
     let (fast_small, slow_small, stops_small) = run(100);
     let (fast_big, slow_big, stops_big) = run(20000);
@@ -542,34 +544,36 @@ fn step_until(tracer: &mut Tracer, done: impl Fn() -> bool) {
 /// it, may be fast itself), and every call is seen exactly once.
 #[test]
 fn a_breakpoint_inside_a_jump_takes_it_off() {
-    let cmd = Command::new(fixture("spin", Variant::Pie));
-    let mut tracer = Tracer::launch(&cmd, FAST_ENTRIES).expect("launch");
-    let work = Rc::new(RefCell::new(Seen::default()));
-    tracer
-        .add_probe("work".parse().unwrap(), Counter(work.clone()))
-        .unwrap();
-    step_until(&mut tracer, || work.borrow().fast >= 20);
-    let inside = Rc::new(RefCell::new(Seen::default()));
-    tracer
-        .add_probe("work+0x1".parse().unwrap(), Counter(inside.clone()))
-        .unwrap();
-    step_until(&mut tracer, || {
-        let i = inside.borrow();
-        i.fast + i.int3 >= 20 && work.borrow().int3 >= 20
+    bounded(move |session| {
+        let cmd = Command::new(fixture("spin", Variant::Pie));
+        let mut tracer = session.launch(&cmd, FAST_ENTRIES).expect("launch");
+        let work = Rc::new(RefCell::new(Seen::default()));
+        tracer
+            .add_probe("work".parse().unwrap(), Counter(work.clone()))
+            .unwrap();
+        step_until(&mut tracer, || work.borrow().fast >= 20);
+        let inside = Rc::new(RefCell::new(Seen::default()));
+        tracer
+            .add_probe("work+0x1".parse().unwrap(), Counter(inside.clone()))
+            .unwrap();
+        step_until(&mut tracer, || {
+            let i = inside.borrow();
+            i.fast + i.int3 >= 20 && work.borrow().int3 >= 20
+        });
+        nix::sys::signal::kill(tracer.pid(), Signal::SIGTERM).unwrap();
+        assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+        let w = work.borrow();
+        assert!(
+            w.fast >= 20 && w.int3 >= 20,
+            "fast {}, int3 {}",
+            w.fast,
+            w.int3
+        );
+        let mut args = w.args.clone();
+        args.sort_unstable();
+        let n = args.len() as u64;
+        assert_eq!(args, (0..n).collect::<Vec<_>>(), "every call once");
     });
-    nix::sys::signal::kill(tracer.pid(), Signal::SIGTERM).unwrap();
-    assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
-    let w = work.borrow();
-    assert!(
-        w.fast >= 20 && w.int3 >= 20,
-        "fast {}, int3 {}",
-        w.fast,
-        w.int3
-    );
-    let mut args = w.args.clone();
-    args.sort_unstable();
-    let n = args.len() as u64;
-    assert_eq!(args, (0..n).collect::<Vec<_>>(), "every call once");
 }
 
 /// The anonymous executable mappings and memfds of `pid`.
@@ -731,17 +735,10 @@ fn attach_while_threads_are_being_created() {
     for fast in [false, true] {
         let mut cmd = Command::new(&prog);
         cmd.arg("40000");
-        let program = Spawned::command(cmd);
+        let mut program = Spawned::command(cmd);
         let pid = program.pid();
         // Past its dynamic linker: making threads.
-        let started = std::time::Instant::now();
-        while std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()) < 2 {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "churn never made a thread"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        program.wait_stderr_line(|l| l == "ready");
         let mut rounds = 0;
         while rounds < 12 && matches!(process_state(pid), Some('R' | 'S')) {
             let mut rtrace_args = vec!["-c", "-s", "work"];

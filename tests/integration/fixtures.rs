@@ -6,10 +6,13 @@
 //! source or the compiler command changed, under a file lock and renamed
 //! into place atomically so parallel tests and parallel test processes never
 //! see half a binary nor have one replaced under them),
-//! spawning processes with a hard timeout, and normalizing output for golden
-//! comparisons. What it must not do: sleep-and-retry for synchronisation.
-//! Every wait here is on an event (a line, end of file, exit) with a deadline
-//! that fails the test loudly, showing what the process printed so far.
+//! spawning processes with a hard timeout, running in-process tracing
+//! sessions (`Tracer::launch`, `Tracer::attach`) under one too ([`bounded`]),
+//! and normalizing output for golden comparisons. What it must not do:
+//! sleep-and-retry for synchronisation. Every wait here is on an event (a
+//! line, end of file, exit, a stop or continue reported by `waitid`) with a
+//! deadline that fails the test loudly, showing what the process printed so
+//! far.
 //!
 //! Everything assumes the tests run as root (reading another process's
 //! memory, attaching).
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// How many rounds a race test runs: `quick` by default (CI), `full` when
@@ -673,6 +677,92 @@ pub fn run_command(mut cmd: Command, timeout: Duration) -> Run {
     }
 }
 
+/// What [`bounded`] hands its body: the way to start an in-process tracer
+/// so that the tracee is known, and killed if the body does not finish in
+/// time.
+pub struct Session {
+    tracees: Arc<Mutex<Vec<Pid>>>,
+}
+
+impl Session {
+    /// `Tracer::launch`, the launched program noted as this session's.
+    pub fn launch(&self, cmd: &Command, opts: rtrace::Options) -> rtrace::Result<rtrace::Tracer> {
+        let tracer = rtrace::Tracer::launch(cmd, opts)?;
+        self.note(tracer.pid());
+        Ok(tracer)
+    }
+
+    /// `Tracer::attach`, the process noted as this session's.
+    pub fn attach(&self, pid: Pid, opts: rtrace::Options) -> rtrace::Result<rtrace::Tracer> {
+        self.note(pid);
+        rtrace::Tracer::attach(pid, opts)
+    }
+
+    fn note(&self, pid: Pid) {
+        self.tracees
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(pid);
+    }
+}
+
+/// Runs `body`, an in-process tracing session (the tracer started through
+/// the [`Session`] it is given), within [`TIMEOUT`]: see [`bounded_for`].
+pub fn bounded<T: Send + 'static>(body: impl FnOnce(&Session) -> T + Send + 'static) -> T {
+    bounded_for(TIMEOUT, body)
+}
+
+/// Runs `body` on a thread of its own (the tracer's: ptrace requests come
+/// from the thread that attached) and waits for it at most `limit`. A panic
+/// in the body is the test's panic. When the limit passes first, every
+/// process the session launched or attached to is killed with SIGKILL, so
+/// none is left behind, and the test fails saying so; the tracer, seeing
+/// its tracee die, then ends on its own.
+pub fn bounded_for<T: Send + 'static>(
+    limit: Duration,
+    body: impl FnOnce(&Session) -> T + Send + 'static,
+) -> T {
+    let tracees = Arc::new(Mutex::new(Vec::new()));
+    let session = Session {
+        tracees: tracees.clone(),
+    };
+    let name = thread::current()
+        .name()
+        .unwrap_or("an in-process tracing test")
+        .to_owned();
+    let (tx, rx) = mpsc::channel();
+    let tracer = thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let _ = tx.send(body(&session));
+        })
+        .unwrap_or_else(|e| panic!("{name}: cannot start the tracer thread: {e}"));
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            let _ = tracer.join();
+            value
+        }
+        // The body panicked before it sent anything: its panic is the test's.
+        Err(RecvTimeoutError::Disconnected) => match tracer.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the body sends its value before it ends"),
+        },
+        Err(RecvTimeoutError::Timeout) => {
+            let pids = tracees
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            for &pid in &pids {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            panic!(
+                "{name}: in-process tracing did not finish within {limit:?}; \
+                 killed its tracees {pids:?}"
+            );
+        }
+    }
+}
+
 /// Reads a pipe to its end on a thread of its own, keeping what it read
 /// visible for error messages.
 struct Collector {
@@ -917,6 +1007,56 @@ impl Spawned {
                 Ok(_) => {}
                 Err(why) => self.fail(&format!("expected stderr line not seen ({why:?})")),
             }
+        }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until the process, this test's child, has
+    /// stopped by a signal, as a shell's `wait` learns it: `waitid(WSTOPPED)`,
+    /// which the kernel answers once the whole group has stopped (also when
+    /// another process traces it: `do_notify_parent_cldstop` tells the real
+    /// parent too). Consumes that report; returns the stopping signal.
+    pub fn wait_stopped(&mut self) -> Signal {
+        match self.waitid(WaitPidFlag::WSTOPPED) {
+            WaitStatus::Stopped(_, signal) => signal,
+            other => self.fail(&format!("expected a stop, waitid said {other:?}")),
+        }
+    }
+
+    /// Whether a SIGCONT has ended a stop of the process since the last
+    /// report of one was taken (`waitid(WCONTINUED | WNOHANG)`, without
+    /// waiting). False while a stop is still in force.
+    pub fn continued(&mut self) -> bool {
+        let id = Id::Pid(Pid::from_raw(self.pid));
+        match waitid(id, WaitPidFlag::WCONTINUED | WaitPidFlag::WNOHANG) {
+            Ok(WaitStatus::Continued(_)) => true,
+            Ok(WaitStatus::StillAlive) => false,
+            other => self.fail(&format!("waitid(WCONTINUED | WNOHANG) said {other:?}")),
+        }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until a SIGCONT has ended a stop of the
+    /// process (`waitid(WCONTINUED)`), and takes that report.
+    pub fn wait_continued(&mut self) {
+        match self.waitid(WaitPidFlag::WCONTINUED) {
+            WaitStatus::Continued(_) => {}
+            other => self.fail(&format!("expected a continue, waitid said {other:?}")),
+        }
+    }
+
+    /// `waitid(P_PID, pid, flags)` on a thread of its own, waited for at
+    /// most [`TIMEOUT`]. Should the time pass, the thread stays blocked until
+    /// the process is reaped (dropping `self` kills and reaps it), then
+    /// ends with ECHILD.
+    fn waitid(&mut self, flags: WaitPidFlag) -> WaitStatus {
+        let id = Id::Pid(Pid::from_raw(self.pid));
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(waitid(id, flags));
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => self.fail(&format!("waitid({flags:?}): {e}")),
+            Err(_) => self.fail(&format!("no waitid({flags:?}) report within {TIMEOUT:?}")),
         }
     }
 

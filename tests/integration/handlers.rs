@@ -5,12 +5,11 @@
 use std::cell::{Cell, RefCell};
 use std::process::Command;
 use std::rc::Rc;
-use std::time::Instant;
 
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use rtrace::{Error, Handler, Hit, Options, Outcome, Pid, Return, Tracer};
+use nix::sys::wait::{waitpid, WaitStatus};
+use rtrace::{Error, Handler, Hit, Options, Outcome, Pid, Return};
 
-use crate::fixtures::{fixture, Variant, TIMEOUT};
+use crate::fixtures::{bounded, fixture, Variant};
 
 /// `count 5 3`: calls work 5 times, exits 3. (`Tracer::launch` takes the
 /// program, arguments and environment of a `Command`; its stdio is inherited,
@@ -21,18 +20,10 @@ fn count_command() -> Command {
     cmd
 }
 
-/// Waits (at most [`TIMEOUT`]) for the launched tracee, a child of this
-/// process, after the tracer let it go.
+/// Waits for the launched tracee, a child of this process, after the tracer
+/// let it go: a blocking wait, bounded by the [`bounded`] session it runs in.
 fn wait_tracee(pid: Pid) -> WaitStatus {
-    let start = Instant::now();
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
-            WaitStatus::StillAlive if start.elapsed() < TIMEOUT => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            status => return status,
-        }
-    }
+    waitpid(pid, None).expect("waitpid")
 }
 
 /// Fails at the `nth` entry or return of its probe; counts `on_finish`.
@@ -73,25 +64,29 @@ impl Handler for FailAt {
 }
 
 fn check_error_leaves_the_tracee_running(at_return: bool) {
-    let mut tracer = Tracer::launch(&count_command(), Options::default()).expect("launch");
-    let pid = tracer.pid();
-    let finished = Rc::new(Cell::new(0));
-    let handler = FailAt {
-        nth: 3,
-        at_return,
-        seen: 0,
-        finished: finished.clone(),
-    };
-    tracer
-        .add_probe("count:work".parse().unwrap(), handler)
-        .unwrap();
-    match tracer.run() {
-        Err(Error::Handler(message)) => assert_eq!(message, "failed at call 3"),
-        other => panic!("expected the handler's error, got {other:?}"),
-    }
-    assert_eq!(finished.get(), 1, "on_finish runs after the error");
-    drop(tracer);
-    assert_eq!(wait_tracee(pid), WaitStatus::Exited(pid, 3));
+    bounded(move |session| {
+        let mut tracer = session
+            .launch(&count_command(), Options::default())
+            .expect("launch");
+        let pid = tracer.pid();
+        let finished = Rc::new(Cell::new(0));
+        let handler = FailAt {
+            nth: 3,
+            at_return,
+            seen: 0,
+            finished: finished.clone(),
+        };
+        tracer
+            .add_probe("count:work".parse().unwrap(), handler)
+            .unwrap();
+        match tracer.run() {
+            Err(Error::Handler(message)) => assert_eq!(message, "failed at call 3"),
+            other => panic!("expected the handler's error, got {other:?}"),
+        }
+        assert_eq!(finished.get(), 1, "on_finish runs after the error");
+        drop(tracer);
+        assert_eq!(wait_tracee(pid), WaitStatus::Exited(pid, 3));
+    });
 }
 
 #[test]
@@ -122,28 +117,32 @@ impl Handler for FirstTwo {
 
 #[test]
 fn a_probe_removed_on_its_handlers_flag_is_not_called_again() {
-    let mut tracer = Tracer::launch(&count_command(), Options::default()).expect("launch");
-    let args = Rc::new(RefCell::new(Vec::new()));
-    let done = Rc::new(Cell::new(false));
-    let handler = FirstTwo {
-        args: args.clone(),
-        done: done.clone(),
-    };
-    let id = tracer
-        .add_probe("count:work".parse().unwrap(), handler)
-        .unwrap();
-    let mut removed = false;
-    let outcome = loop {
-        if let Some(outcome) = tracer.process_next().expect("process_next") {
-            break outcome;
-        }
-        if done.get() && !removed {
-            tracer.remove_probe(id).unwrap();
-            removed = true;
-        }
-    };
-    assert_eq!(outcome, Outcome::Exited(3));
-    assert_eq!(*args.borrow(), [0, 1]);
+    bounded(move |session| {
+        let mut tracer = session
+            .launch(&count_command(), Options::default())
+            .expect("launch");
+        let args = Rc::new(RefCell::new(Vec::new()));
+        let done = Rc::new(Cell::new(false));
+        let handler = FirstTwo {
+            args: args.clone(),
+            done: done.clone(),
+        };
+        let id = tracer
+            .add_probe("count:work".parse().unwrap(), handler)
+            .unwrap();
+        let mut removed = false;
+        let outcome = loop {
+            if let Some(outcome) = tracer.process_next().expect("process_next") {
+                break outcome;
+            }
+            if done.get() && !removed {
+                tracer.remove_probe(id).unwrap();
+                removed = true;
+            }
+        };
+        assert_eq!(outcome, Outcome::Exited(3));
+        assert_eq!(*args.borrow(), [0, 1]);
+    });
 }
 
 /// Panics at the second entry.
@@ -161,19 +160,21 @@ impl Handler for PanicAtSecond {
 /// the tracer detaches, and the tracee runs on to its normal end.
 #[test]
 fn a_panicking_handler_leaves_the_tracee_running() {
-    let cmd = count_command();
-    let mut tracer = Tracer::launch(&cmd, Options::default()).expect("launch");
-    let pid = tracer.pid();
-    tracer
-        .add_probe("count:work".parse().unwrap(), PanicAtSecond(0))
-        .unwrap();
-    match tracer.run() {
-        Err(rtrace::Error::Handler(msg)) => {
-            assert_eq!(msg, "a handler panicked: handler panics at entry")
+    bounded(move |session| {
+        let cmd = count_command();
+        let mut tracer = session.launch(&cmd, Options::default()).expect("launch");
+        let pid = tracer.pid();
+        tracer
+            .add_probe("count:work".parse().unwrap(), PanicAtSecond(0))
+            .unwrap();
+        match tracer.run() {
+            Err(rtrace::Error::Handler(msg)) => {
+                assert_eq!(msg, "a handler panicked: handler panics at entry")
+            }
+            other => panic!("expected the panic as a handler error, got {other:?}"),
         }
-        other => panic!("expected the panic as a handler error, got {other:?}"),
-    }
-    drop(tracer);
-    let status = wait_tracee(pid);
-    assert_eq!(status, WaitStatus::Exited(pid, 3));
+        drop(tracer);
+        let status = wait_tracee(pid);
+        assert_eq!(status, WaitStatus::Exited(pid, 3));
+    });
 }

@@ -909,3 +909,42 @@ fn normalize_replaces_what_varies() {
     );
     assert_eq!(normalize("+++ exited with 0 +++"), "+++ exited with 0 +++");
 }
+
+/// An in-process tracing session that never ends (spin runs until SIGTERM,
+/// and nobody sends it) fails its test when the bound passes, saying so,
+/// and its tracee is killed: the tracer, left running on its own thread,
+/// then sees it die by SIGKILL.
+#[test]
+fn a_tracing_session_past_its_bound_fails_and_kills_its_tracee() {
+    let prog = fixture("spin", Variant::Pie);
+    let (tx, outcome) = std::sync::mpsc::channel();
+    let caught = std::panic::catch_unwind(move || {
+        bounded_for(Duration::from_secs(1), move |session| {
+            let mut tracer = session
+                .launch(&Command::new(&prog), rtrace::Options::default())
+                .expect("launch");
+            let _ = tx.send(tracer.run().expect("run"));
+        })
+    });
+    let message = match caught {
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "a panic without a message".into()),
+        Ok(()) => panic!("a session that never ends passed its bound"),
+    };
+    assert!(
+        message.contains("in-process tracing did not finish within 1s; killed its tracees"),
+        "{message}"
+    );
+    let outcome = outcome
+        .recv_timeout(TIMEOUT)
+        .expect("the tracer ends once its tracee is killed");
+    assert_eq!(
+        outcome,
+        rtrace::Outcome::Killed {
+            signal: Signal::SIGKILL as i32,
+            core_dumped: false
+        }
+    );
+}

@@ -13,10 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use rtrace::{Handler, Hit, Options, Outcome, Tracer};
+use rtrace::{Handler, Hit, Options, Outcome};
 
 use crate::events::temp_path;
-use crate::fixtures::{fixture, rtrace_bin, run_command, run_untraced, Run, Variant, TIMEOUT};
+use crate::fixtures::{
+    bounded, fixture, rtrace_bin, run_command, run_untraced, Run, Variant, TIMEOUT,
+};
 
 /// Runs `command args` through `sh -c 'exec "$@" REDIRECTIONS'`, so that it
 /// starts with the descriptors the redirections leave it (`2>&-`: fd 2 really
@@ -123,13 +125,15 @@ fn library_host() {
     else {
         return;
     };
-    let mut cmd = Command::new(prog);
-    cmd.arg(file).args(["3", "5"]);
-    let mut tracer = Tracer::launch(&cmd, Options::default()).expect("launch");
-    tracer
-        .add_probe("work".parse().unwrap(), Nothing)
-        .expect("add work");
-    assert_eq!(tracer.run().expect("run"), Outcome::Exited(5));
+    bounded(move |session| {
+        let mut cmd = Command::new(prog);
+        cmd.arg(file).args(["3", "5"]);
+        let mut tracer = session.launch(&cmd, Options::default()).expect("launch");
+        tracer
+            .add_probe("work".parse().unwrap(), Nothing)
+            .expect("add work");
+        assert_eq!(tracer.run().expect("run"), Outcome::Exited(5));
+    });
 }
 
 /// The library notes the descriptors its host was started without before

@@ -12,10 +12,10 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use rtrace::{Handler, Hit, Options, Outcome, RuntimeAddr, Tracer};
+use rtrace::{Handler, Hit, Options, Outcome, RuntimeAddr};
 
 use crate::events::{assert_same_as_untraced, of_symbol, retvals, show, temp_path, trace_json};
-use crate::fixtures::{fixture, normalize, run_rtrace, run_untraced, source_dir, Variant};
+use crate::fixtures::{bounded, fixture, normalize, run_rtrace, run_untraced, source_dir, Variant};
 
 /// The fixture's own functions.
 const OWN: [&str; 6] = ["a", "b", "c", "cmp", "main", "through_fp"];
@@ -479,25 +479,29 @@ impl Handler for AtB {
 
 #[test]
 fn a_handler_walks_the_stack_before_and_after_its_return_address_is_rewritten() {
-    let prog = fixture("stacker", Variant::O2);
-    let mut tracer = Tracer::launch(Command::new(&prog).arg("1"), Options::default()).unwrap();
-    let seen = Rc::new(RefCell::new(SeenAtB::default()));
-    tracer
-        .add_probe("b".parse().unwrap(), AtB(seen.clone(), 0, 0))
-        .unwrap();
-    assert_eq!(tracer.run().unwrap(), Outcome::Exited(0));
-    let seen = seen.borrow();
-    assert_eq!(seen.entry_stacks.len(), 2, "{seen:?}");
-    assert_eq!(seen.entry_stacks[0][..3], ["b", "a", "main"]);
-    assert_eq!(seen.entry_stacks[1][..3], ["b", "through_fp", "main"]);
-    // After the displaced instruction the slot holds the trampoline, and the
-    // walk goes on with the real return address all the same.
-    assert_eq!(seen.post_stacks, seen.entry_stacks);
-    for &(word, trampoline, original, at_entry) in &seen.slots {
-        let trampoline = trampoline.expect("a trampoline");
-        assert_eq!(word, trampoline.get(), "the slot was rewritten");
-        assert_eq!(original, Some(RuntimeAddr(at_entry)));
-    }
+    bounded(move |session| {
+        let prog = fixture("stacker", Variant::O2);
+        let mut tracer = session
+            .launch(Command::new(&prog).arg("1"), Options::default())
+            .unwrap();
+        let seen = Rc::new(RefCell::new(SeenAtB::default()));
+        tracer
+            .add_probe("b".parse().unwrap(), AtB(seen.clone(), 0, 0))
+            .unwrap();
+        assert_eq!(tracer.run().unwrap(), Outcome::Exited(0));
+        let seen = seen.borrow();
+        assert_eq!(seen.entry_stacks.len(), 2, "{seen:?}");
+        assert_eq!(seen.entry_stacks[0][..3], ["b", "a", "main"]);
+        assert_eq!(seen.entry_stacks[1][..3], ["b", "through_fp", "main"]);
+        // After the displaced instruction the slot holds the trampoline, and the
+        // walk goes on with the real return address all the same.
+        assert_eq!(seen.post_stacks, seen.entry_stacks);
+        for &(word, trampoline, original, at_entry) in &seen.slots {
+            let trampoline = trampoline.expect("a trampoline");
+            assert_eq!(word, trampoline.get(), "the slot was rewritten");
+            assert_eq!(original, Some(RuntimeAddr(at_entry)));
+        }
+    });
 }
 
 #[test]

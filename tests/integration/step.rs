@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use rtrace::{Handler, Options, Outcome, StepMode, Tracer};
+use rtrace::{Handler, Options, Outcome, StepMode};
 
 use crate::events::{assert_same_as_untraced, of_symbol, retvals, show, str_field, trace_json};
-use crate::fixtures::{fixture, run_rtrace, run_untraced, Variant};
+use crate::fixtures::{bounded, fixture, run_rtrace, run_untraced, Variant};
 use crate::harness_selftest::INSNS_OUTPUT;
 
 /// The functions of `insns` with the value each returns.
@@ -160,17 +160,19 @@ impl Handler for Nothing {}
 
 /// The stops of `count N` traced with a probe on `work` in `step` mode.
 fn stops(variant: Variant, n: u32, step: StepMode, entry_only: bool) -> u64 {
-    let mut cmd = Command::new(fixture("count", variant));
-    cmd.arg(n.to_string());
-    let opts = Options {
-        entry_only,
-        step,
-        ..Options::default()
-    };
-    let mut tracer = Tracer::launch(&cmd, opts).expect("launch");
-    tracer.add_probe("work".parse().unwrap(), Nothing).unwrap();
-    assert_eq!(tracer.run().unwrap(), Outcome::Exited(0));
-    tracer.stops()
+    bounded(move |session| {
+        let mut cmd = Command::new(fixture("count", variant));
+        cmd.arg(n.to_string());
+        let opts = Options {
+            entry_only,
+            step,
+            ..Options::default()
+        };
+        let mut tracer = session.launch(&cmd, opts).expect("launch");
+        tracer.add_probe("work".parse().unwrap(), Nothing).unwrap();
+        assert_eq!(tracer.run().unwrap(), Outcome::Exited(0));
+        tracer.stops()
+    })
 }
 
 /// Per hit: the breakpoint is one stop; stepping the displaced instruction

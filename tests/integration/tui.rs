@@ -1,16 +1,27 @@
 //! The live view (`--tui`) in a real terminal: tmux runs rtrace in a pane,
 //! `capture-pane` reads the screen, `send-keys` presses keys.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::events::{assert_one_error_line, temp_path};
-use crate::fixtures::{fixture, rtrace_bin, run_rtrace, Variant};
+use nix::sys::stat::Mode;
+use nix::unistd::mkfifo;
 
-/// A tmux server of this test's own, killed on drop.
+use crate::events::{assert_one_error_line, temp_path};
+use crate::fixtures::{fixture, rtrace_bin, run_command, run_rtrace, Variant};
+
+/// A tmux server of this test's own, killed on drop. What its pane prints
+/// is copied (`pipe-pane`) into a FIFO a thread reads: each chunk is a
+/// notice that the screen may have changed, so waits for the screen block
+/// on the pane's output, not on time.
 struct Tmux {
     socket: String,
+    output: Receiver<()>,
 }
 
 impl Tmux {
@@ -19,8 +30,26 @@ impl Tmux {
             Command::new("tmux").arg("-V").output().is_ok(),
             "the live view tests need tmux (apt-get install tmux)"
         );
+        let fifo = temp_path(&format!("tui-{name}.pipe"));
+        mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)
+            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", fifo.display()));
+        let (tx, output) = mpsc::channel();
+        let reader = fifo.clone();
+        thread::spawn(move || {
+            // Opening blocks until pipe-pane's `cat` opens the other end.
+            let Ok(mut pipe) = File::open(&reader) else {
+                return;
+            };
+            let mut chunk = [0u8; 4096];
+            while let Ok(1..) = pipe.read(&mut chunk) {
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
         let t = Tmux {
             socket: format!("rtrace-{name}-{}", std::process::id()),
+            output,
         };
         let ok = t
             .cmd(&[
@@ -35,6 +64,11 @@ impl Tmux {
             .status
             .success();
         assert!(ok, "tmux new-session");
+        let pipe = format!("cat > {}", shell_quote(&fifo));
+        assert!(
+            t.cmd(&["pipe-pane", "-O", &pipe]).status.success(),
+            "tmux pipe-pane"
+        );
         t
     }
 
@@ -54,7 +88,10 @@ impl Tmux {
         self.cmd(&["send-keys", keys]);
     }
 
-    /// The screen once `want` holds, within 30 s; panics with the screen.
+    /// The screen once `want` holds; looked at again each time the pane
+    /// prints something (tmux has drawn it by then: it copies what it read to
+    /// the pipe after parsing it). Panics with the screen when 30 s pass
+    /// without it.
     fn wait(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -62,11 +99,11 @@ impl Tmux {
             if want(&s) {
                 return s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(()) => {}
+                Err(why) => panic!("waiting for {what} ({why:?}); screen:\n{s}"),
+            }
         }
     }
 
@@ -96,12 +133,15 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display())
 }
 
+/// The tmux channel the pane's shell signals when rtrace has ended.
+const DONE: &str = "rtrace-ended";
+
 #[test]
 fn live_view_in_a_terminal() {
     let spin = fixture("spin", Variant::Pie);
     let rc: PathBuf = temp_path("tui_rc");
     let command = format!(
-        "{} --tui -s work -s libc:nanosleep -- {} threads 2; echo $? > {}; sleep 60",
+        "{} --tui -s work -s libc:nanosleep -- {} threads 2; echo $? > {}; tmux wait-for -S {DONE}; sleep 60",
         shell_quote(&rtrace_bin()),
         shell_quote(&spin),
         shell_quote(&rc)
@@ -165,15 +205,11 @@ fn live_view_in_a_terminal() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&rc).map_or(true, |s| s.trim().is_empty()) {
-        assert!(
-            Instant::now() < deadline,
-            "rtrace did not end:\n{}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The pane's shell signals the channel once rtrace has ended.
+    let mut wait = Command::new("tmux");
+    wait.args(["-L", &tmux.socket, "wait-for", DONE]);
+    let run = run_command(wait, Duration::from_secs(30));
+    assert_eq!(run.code(), 0, "tmux wait-for: {run:?}\n{}", tmux.screen());
     assert_eq!(
         std::fs::read_to_string(&rc).unwrap().trim(),
         "0",
