@@ -17,7 +17,8 @@ use crate::addr::{RuntimeAddr, Tid};
 use crate::arch::{BREAKPOINT_LEN, WORD};
 use crate::error::Result;
 use crate::handler::Event;
-use crate::sys::{ptrace, signal, wait};
+use crate::sys::ptrace::{self, Restart};
+use crate::sys::{signal, wait};
 
 use super::space::SCRATCH_SIZE;
 use super::task::{self, TaskState};
@@ -107,7 +108,7 @@ impl Tracer {
             if !ours {
                 continue;
             }
-            match ptrace::cont(tid, 0) {
+            match ptrace::restart(tid, Restart::Continue(0)) {
                 Err(e) if e.is_tracee_gone() => continue,
                 r => r?,
             }
@@ -330,7 +331,7 @@ impl Tracer {
                     sig = h.signal;
                 }
             }
-            let r = ptrace::detach(tid, sig);
+            let r = ptrace::restart(tid, Restart::Detach(sig));
             if let Err(e) = r {
                 if !e.is_tracee_gone() && first.is_ok() {
                     first = Err(e);

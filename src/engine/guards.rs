@@ -108,19 +108,32 @@ impl Drop for InjectedCode {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
     use std::process::{Child, Command, Stdio};
 
     use super::*;
     use crate::addr::Pid;
 
-    /// A child process (blocked reading a pipe nobody writes), the start
-    /// of its first executable mapping, and the bytes there.
+    /// A child process (`cat`, blocked reading its pipe once it echoed a
+    /// first line: its program is in place), the start of its first
+    /// executable mapping, and the bytes there.
     fn child() -> (Child, ProcMem, RuntimeAddr, Vec<u8>) {
-        let child = Command::new("cat")
+        let mut child = Command::new("cat")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("spawn cat");
+        child
+            .stdin
+            .as_mut()
+            .expect("its stdin")
+            .write_all(b"ready\n")
+            .expect("write to cat");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("read from cat");
+        assert_eq!(line, "ready\n");
         let pid = Pid::from_raw(child.id() as i32);
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
         let start = maps

@@ -14,8 +14,9 @@ use crate::symbols::resolve::{
     function_reads_return_address, never_returns, not_found, returns_twice,
 };
 use crate::symbols::{ifunc, reserved, resolve, Location, Resolution};
+use crate::sys::ptrace::{self, Restart};
+use crate::sys::signal;
 use crate::sys::wait::{self, Stop};
-use crate::sys::{ptrace, signal};
 
 use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
 use super::task::{tgid_of, Scrub, Task, TaskState};
@@ -100,7 +101,7 @@ impl Tracer {
         }
         let pid = self.tasks[&tid].pid;
         signal::tgkill(pid, tid, libc::SIGSTOP);
-        ptrace::cont(tid, 0)?;
+        ptrace::restart(tid, Restart::Continue(0))?;
         loop {
             let stop = match self.wait_stop(wait::Which::Tid(tid), true, false) {
                 Ok(Some(stop)) => stop,
@@ -111,7 +112,7 @@ impl Tracer {
                 Stop::Signal {
                     signal: libc::SIGSTOP,
                     ..
-                } => ptrace::cont(tid, libc::SIGSTOP)?,
+                } => ptrace::restart(tid, Restart::Continue(libc::SIGSTOP))?,
                 Stop::Signal { signal, .. } => {
                     let info = ptrace::getsiginfo(tid).ok();
                     let task = self.tasks.get_mut(&tid).expect("a known task");
@@ -120,7 +121,7 @@ impl Tracer {
                         info,
                         reported: false,
                     });
-                    ptrace::cont(tid, 0)?;
+                    ptrace::restart(tid, Restart::Continue(0))?;
                 }
                 // Back in the group-stop (the one deferred stands for it).
                 Stop::GroupStop { .. } => return Ok(()),
@@ -472,7 +473,7 @@ impl Tracer {
                 }
                 // Stay stopped as an untraced process would, but hear about SIGCONT.
                 task.state = TaskState::Listening;
-                match ptrace::listen(tid) {
+                match ptrace::restart(tid, Restart::Listen) {
                     Err(e) if e.is_tracee_gone() => Ok(()),
                     r => r,
                 }
@@ -775,7 +776,7 @@ impl Tracer {
             crate::sys::sched::set_affinity(tid, mask);
         }
         // `sig` is the signal of the stop it is in, delivered by the detach.
-        match ptrace::detach(tid, sig) {
+        match ptrace::restart(tid, Restart::Detach(sig)) {
             Err(e) if !e.is_tracee_gone() => return Err(e),
             _ => {}
         }
@@ -810,7 +811,7 @@ impl Tracer {
             // A vfork child we kept only to protect its parent: its new image
             // carries nothing of ours.
             self.tasks.remove(&tid);
-            return match ptrace::detach(tid, 0) {
+            return match ptrace::restart(tid, Restart::Detach(0)) {
                 Err(e) if !e.is_tracee_gone() => Err(e),
                 _ => Ok(()),
             };
@@ -915,7 +916,7 @@ impl Tracer {
         task.step = None;
         task.pending_hit = None;
         task.state = TaskState::Running;
-        match ptrace::cont(tid, 0) {
+        match ptrace::restart(tid, Restart::Continue(0)) {
             Err(e) if e.is_tracee_gone() => Ok(()),
             r => r,
         }

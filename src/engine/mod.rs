@@ -83,8 +83,9 @@ use crate::arch::StepMode;
 use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, ProbeId, ProbeKind};
 use crate::symbols::{ElfCache, ProbeSpec};
+use crate::sys::ptrace::{self, Restart};
 use crate::sys::wait::{self, Stop, Which};
-use crate::sys::{ptrace, signal, spawn};
+use crate::sys::{signal, spawn};
 
 use space::Space;
 use task::{HeldSignal, Task, TaskState};
@@ -344,7 +345,7 @@ impl Tracer {
                     return Err(Error::Launch { program, reason });
                 }
                 // The SIGCONT that released it, and the stops around the seize.
-                _ => ptrace::cont(pid, 0)?,
+                _ => ptrace::restart(pid, Restart::Continue(0))?,
             }
         }
         let mut t = Tracer::new(pid, opts);
@@ -913,7 +914,7 @@ impl Tracer {
                     reported: true,
                 });
             }
-            return match ptrace::step(tid, 0) {
+            return match ptrace::restart(tid, Restart::Step(0)) {
                 Err(e) if e.is_tracee_gone() => Ok(()),
                 r => r,
             };
@@ -955,7 +956,7 @@ impl Tracer {
         if let Some((pid, signal)) = report {
             self.emit(Event::Signal { pid, tid, signal })?;
         }
-        match ptrace::cont(tid, deliver) {
+        match ptrace::restart(tid, Restart::Continue(deliver)) {
             Err(e) if e.is_tracee_gone() => Ok(()), // its death is reported next
             r => r,
         }
@@ -1034,7 +1035,7 @@ impl Tracer {
                     }
                     // PTRACE_EVENT_EXIT, or a stop that raced with the kill.
                     Ok(Some(s)) => {
-                        let _ = ptrace::cont(s.tid(), 0);
+                        let _ = ptrace::restart(s.tid(), Restart::Continue(0));
                     }
                     Ok(None) | Err(Errno::EINTR) => {}
                     Err(_) => break,

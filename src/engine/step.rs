@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use crate::addr::{RuntimeAddr, Tid};
 use crate::arch::{Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN};
 use crate::error::Result;
-use crate::sys::ptrace;
+use crate::sys::ptrace::{self, Restart};
 use crate::sys::wait::{self, Stop, TrapCause, Which};
 
 use super::task::{HeldSignal, TaskState, XolStep};
@@ -198,7 +198,7 @@ impl Tracer {
     /// A fault raised by the instruction itself ends the step (it did not run).
     pub(super) fn single_step(&mut self, tid: Tid) -> Result<StepEnd> {
         loop {
-            match ptrace::step(tid, 0) {
+            match ptrace::restart(tid, Restart::Step(0)) {
                 Err(e) if e.is_tracee_gone() => return Ok(StepEnd::Gone),
                 r => r?,
             }

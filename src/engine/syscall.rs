@@ -27,7 +27,7 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::{SCRATCH_CODE, SCRATCH_SYSCALL_OFFSET, SYSCALL_INSN};
 use crate::error::{Error, Result};
 use crate::handler::Event;
-use crate::sys::ptrace;
+use crate::sys::ptrace::{self, Restart};
 use crate::sys::seccomp::{self, Mode, Suspension};
 use crate::sys::wait::{self, Stop, Which};
 
@@ -241,7 +241,7 @@ impl Tracer {
         if !ours {
             return Ok(());
         }
-        ptrace::cont(tid, 0)?;
+        ptrace::restart(tid, Restart::Continue(0))?;
         let stop = loop {
             match self.wait_stop(Which::Tid(tid), true, false) {
                 Ok(Some(stop)) => break stop,

@@ -66,25 +66,31 @@ fn request(req: libc::c_uint, op: &'static str, tid: Tid, sig: i32) -> Result<()
     }
 }
 
-/// PTRACE_CONT, delivering `sig` (0 for none).
-pub fn cont(tid: Tid, sig: i32) -> Result<()> {
-    request(libc::PTRACE_CONT, "PTRACE_CONT", tid, sig)
+/// Every way rtrace lets a stopped thread go on: ptrace(2)'s restarting
+/// requests. A signal of 0 delivers none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// PTRACE_CONT, delivering a signal.
+    Continue(i32),
+    /// PTRACE_SINGLESTEP, delivering a signal: the thread stops again after
+    /// one instruction (or at a signal handler's first).
+    Step(i32),
+    /// PTRACE_LISTEN: a thread in group-stop stays stopped, but reports when
+    /// SIGCONT (or a kill) arrives. Only valid after a group-stop.
+    Listen,
+    /// PTRACE_DETACH, delivering a signal: the thread is no longer traced.
+    /// A thread in group-stop stays stopped.
+    Detach(i32),
 }
 
-/// PTRACE_SINGLESTEP, delivering `sig` (0 for none).
-pub fn step(tid: Tid, sig: i32) -> Result<()> {
-    request(libc::PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP", tid, sig)
-}
-
-/// PTRACE_DETACH, delivering `sig` (0 for none). A thread in group-stop stays stopped.
-pub fn detach(tid: Tid, sig: i32) -> Result<()> {
-    request(libc::PTRACE_DETACH, "PTRACE_DETACH", tid, sig)
-}
-
-/// PTRACE_LISTEN: leave a thread in group-stop stopped, but let it report when
-/// SIGCONT (or a kill) arrives. Only valid after a group-stop.
-pub fn listen(tid: Tid) -> Result<()> {
-    request(libc::PTRACE_LISTEN, "PTRACE_LISTEN", tid, 0)
+/// Restarts stopped thread `tid` as `how` says.
+pub fn restart(tid: Tid, how: Restart) -> Result<()> {
+    match how {
+        Restart::Continue(sig) => request(libc::PTRACE_CONT, "PTRACE_CONT", tid, sig),
+        Restart::Step(sig) => request(libc::PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP", tid, sig),
+        Restart::Listen => request(libc::PTRACE_LISTEN, "PTRACE_LISTEN", tid, 0),
+        Restart::Detach(sig) => request(libc::PTRACE_DETACH, "PTRACE_DETACH", tid, sig),
+    }
 }
 
 /// PTRACE_GETREGS.
