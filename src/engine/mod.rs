@@ -41,7 +41,6 @@
 mod detach;
 mod fast;
 mod hit;
-mod hooks;
 mod lifecycle;
 mod space;
 mod syscall;

@@ -1,0 +1,356 @@
+//! Which sites can be fast: a site's owners and handlers judged
+//! (`Tracer::plan_fast`), the bytes a jump would replace checked against
+//! the function and the module (`Tracer::plan_bytes`), the reasons a site
+//! stays an int3, and the attach line that groups them
+//! (`Tracer::report_modes`).
+
+use std::rc::Rc;
+
+use crate::addr::{Pid, RuntimeAddr};
+use crate::arch::detour::{self, ring, CaptureKind, Patch};
+use crate::error::Result;
+use crate::handler::{Capture, Event, Fast, ProbeId, ProbeKind};
+use crate::handler::{Site, SkipReason};
+
+use crate::engine::space::Placement;
+use crate::engine::Tracer;
+
+/// The largest record (captures included) a fast site may need.
+pub(super) const MAX_RECORD: u64 = 4096;
+
+/// Why a function that reads its own return address (`dlsym`, `dlopen`…:
+/// `symbols::resolve::reads_return_address`) keeps its int3: its returns
+/// are watched at their return sites, and it is hooked for tail calls into
+/// it (see `Tracer::own_return_address_back`). The detour would swap the
+/// return address for the return stub, which lies in no module.
+pub(super) const READS_RETURN_ADDRESS: &str =
+    "the function reads its own return address: its returns are watched at their return \
+     sites, by int3";
+
+/// A site judged patchable, with what its detour must capture.
+pub(super) struct Planned {
+    pub(super) addr: RuntimeAddr,
+    pub(super) patch: Patch,
+    pub(super) kinds: Vec<CaptureKind>,
+    pub(super) probes: Vec<Rc<Site>>,
+    /// The detour swaps the return address for the stub.
+    pub(super) returns: bool,
+    /// The most bytes of the returned C string its return record copies.
+    pub(super) ret_string: u32,
+}
+
+/// `why` without what differs from one site to the next: quoted
+/// instructions become `'…'`, addresses `…`, and a parenthesized
+/// `function+offset` goes.
+pub(super) fn general_reason(why: &str) -> String {
+    let mut out = String::with_capacity(why.len());
+    let mut rest = why;
+    while let Some(c) = rest.chars().next() {
+        if c == '\'' {
+            if let Some(end) = rest[1..].find('\'') {
+                out.push_str("'…'");
+                rest = &rest[end + 2..];
+                continue;
+            }
+        }
+        if rest.starts_with("0x") {
+            let hex = rest[2..]
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .unwrap_or(rest.len() - 2);
+            out.push('…');
+            rest = &rest[2 + hex..];
+            continue;
+        }
+        if rest.starts_with(" (") && !rest.starts_with(" ('") {
+            if let Some(end) = rest.find(')') {
+                if rest[..end].contains('+') {
+                    rest = &rest[end + 1..];
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+impl Tracer {
+    /// Judges the site at `addr` of space `key`: the reason it cannot be
+    /// fast, or what to patch and capture.
+    pub(super) fn plan_fast(
+        &mut self,
+        key: Pid,
+        addr: RuntimeAddr,
+    ) -> std::result::Result<Planned, String> {
+        let Tracer { spaces, probes, .. } = self;
+        let space = spaces.get(&key).ok_or("the process is gone")?;
+        let site = space.sites.get(addr).ok_or("the site is gone")?;
+        if site.caller_hook {
+            return Err(READS_RETURN_ADDRESS.into());
+        }
+        if site.rtld
+            || site.unwind
+            || site.ret_refs > 0
+            || site.resolver
+            || site.resolver_returns > 0
+        {
+            return Err("rtrace watches this address with a breakpoint of its own".into());
+        }
+        let module = space.modules.module_at(addr);
+        let mut capture = Capture::default();
+        let mut returns = false;
+        for s in &site.probes {
+            if s.kind == (ProbeKind::Function { returns: true }) {
+                if space.unknown_unwinder {
+                    return Err("the program's unwinder could not be found: returns are \
+                                watched at their return sites, by int3"
+                        .into());
+                }
+                if site.reads_return_address {
+                    return Err(READS_RETURN_ADDRESS.into());
+                }
+                if let Some(why) = &space.fast.stub_failed {
+                    return Err(format!("no return stub: {why}"));
+                }
+                returns = true;
+            }
+            let Some(probe) = probes.get_mut(s.id.0).and_then(Option::as_mut) else {
+                continue;
+            };
+            match probe.handler.fast(s, module) {
+                Fast::Yes(c) => capture.merge(&c),
+                Fast::No(why) => return Err(why),
+            }
+        }
+        let probes_here = site.probes.clone();
+        let patch = self.plan_bytes(key, addr, false)?;
+        let mut kinds: Vec<CaptureKind> = capture
+            .strings
+            .iter()
+            .map(|&(reg, max)| CaptureKind::CStr {
+                reg,
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            })
+            .collect();
+        if capture.stack > 0 {
+            kinds.push(CaptureKind::Stack {
+                len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
+            });
+        }
+        if returns && ring::CAPTURES + 8 + capture.ret_string as u64 > MAX_RECORD {
+            return Err(format!(
+                "the string its return value points to does not fit a fast record \
+                 ({MAX_RECORD} bytes)"
+            ));
+        }
+        if detour::layout_captures(&kinds).1 > MAX_RECORD {
+            return Err(format!(
+                "what its handlers capture does not fit a fast record ({MAX_RECORD} bytes)"
+            ));
+        }
+        Ok(Planned {
+            addr,
+            patch,
+            kinds,
+            probes: probes_here,
+            returns,
+            ret_string: match returns {
+                true => u32::try_from(capture.ret_string).unwrap_or(u32::MAX),
+                false => 0,
+            },
+        })
+    }
+
+    /// The patch a jump at `addr` of space `key` would make: the displaced
+    /// instructions judged by [`detour::plan_patch`], with the whole
+    /// function and module scanned for branches into the replaced bytes
+    /// and the other sites checked, or why there is none.
+    pub(in crate::engine) fn plan_bytes(
+        &self,
+        key: Pid,
+        addr: RuntimeAddr,
+        hook: bool,
+    ) -> std::result::Result<Patch, String> {
+        let space = self.spaces.get(&key).ok_or("the process is gone")?;
+        let module = space.modules.module_at(addr);
+        let m = module.ok_or("no module maps the address")?;
+        let (sym, offset) = m
+            .elf
+            .function_at(m.to_link(addr))
+            .ok_or("no symbol covers the address")?;
+        if sym.size == 0 {
+            return Err("the size of its function is unknown".into());
+        }
+        if sym.size > 1 << 20 {
+            return Err("its function is too large to scan".into());
+        }
+        // Landing pads (where an unwinder jumps, in the function's LSDA) are
+        // not checked: a function with one is refused, past its entry.
+        if offset > 0
+            && m.elf.has_exception_tables()
+            && m.elf.has_landing_pads(m.to_link(addr)) != Some(false)
+        {
+            return Err("exception landing pads inside the function are not checked".into());
+        }
+        let start = addr.offset(-(offset as i64));
+        let end = start.offset(sym.size as i64);
+        let mut bytes = space
+            .mem
+            .read_vec(start, sym.size as usize)
+            .map_err(|e| format!("its code cannot be read ({e})"))?;
+        // The original bytes, under our breakpoints and jumps.
+        for (a, s) in space.sites.iter() {
+            if a >= start && a < end {
+                let at = (a.get() - start.get()) as usize;
+                let n = s.saved.len().min(bytes.len() - at);
+                bytes[at..at + n].copy_from_slice(&s.saved[..n]);
+            }
+        }
+        let patch = match hook {
+            false => detour::plan_patch(&bytes, start.get(), addr.get())?,
+            true => {
+                // What follows the function up to the next one (at most a
+                // jump's length is needed).
+                let next = m
+                    .elf
+                    .functions()
+                    .iter()
+                    .map(|f| f.addr)
+                    .filter(|a| *a >= m.to_link(end))
+                    .min()
+                    .map_or(0, |a| (a.get() - m.to_link(end).get()).min(16));
+                let padding = space.mem.read_vec(end, next as usize).unwrap_or_default();
+                detour::plan_hook_patch(&bytes, &padding, start.get(), addr.get())?
+            }
+        };
+        let replaced = addr.get()..addr.get() + patch.len as u64;
+        // Code elsewhere in the module (another function) may jump in too.
+        let inside = m.to_link(addr.offset(1))..m.to_link(addr.offset(patch.len as i64));
+        if let Some((at, to)) = m.elf.code_ref_into(inside.start, inside.end) {
+            let whose = m
+                .elf
+                .function_at(at)
+                .map(|(s, off)| format!(" ({}+{off:#x})", m.elf.shown_name(s)))
+                .unwrap_or_default();
+            return Err(format!(
+                "code at {:#x}{whose} jumps to {:#x}, inside the bytes a jump would replace",
+                m.to_runtime(at).get(),
+                m.to_runtime(to).get()
+            ));
+        }
+        // Nor may another function begin there.
+        let starts = m
+            .elf
+            .functions()
+            .iter()
+            .any(|f| f.addr > inside.start.offset(-1) && f.addr < inside.end);
+        if starts {
+            return Err("another function begins inside the bytes a jump would replace".into());
+        }
+        if space
+            .sites
+            .iter()
+            .any(|(a, _)| a != addr && replaced.contains(&a.get()))
+        {
+            return Err("another breakpoint is in the bytes a jump would replace".into());
+        }
+        let overlaps = space.fast.sites.iter().any(|f| {
+            f.live && f.addr.get() < replaced.end && replaced.start < f.addr.get() + f.len as u64
+        });
+        if overlaps {
+            return Err("another fast probe's jump overlaps the bytes".into());
+        }
+        Ok(patch)
+    }
+
+    /// Tells the listeners how the sites of each probe armed in the traced
+    /// process run, once per probe.
+    pub(in crate::engine) fn report_modes(&mut self) -> Result<()> {
+        if !self.opts.fast {
+            return Ok(());
+        }
+        let Some(space) = self.spaces.get(&self.root) else {
+            return Ok(());
+        };
+        let mut events = Vec::new();
+        for (i, p) in self.probes.iter().enumerate() {
+            let id = ProbeId(i);
+            let Some(p) = p else {
+                continue;
+            };
+            if self.modes_reported.contains(&id) {
+                continue;
+            }
+            let Some(Placement::Armed(addrs)) = space.placed.get(&id) else {
+                continue;
+            };
+            if addrs.is_empty() {
+                continue;
+            }
+            let mut fast = 0;
+            let mut int3 = Vec::new();
+            for &a in addrs {
+                match space.fast.refused.get(&a) {
+                    Some(why) => {
+                        let symbol = space
+                            .sites
+                            .get(a)
+                            .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
+                            .unwrap_or_else(|| a.to_string());
+                        // A glob's many sites are grouped by what refused
+                        // them, not by the instruction or address.
+                        let why = match addrs.len() {
+                            1 => why.clone(),
+                            _ => general_reason(why),
+                        };
+                        SkipReason::add(&mut int3, &why, &symbol);
+                    }
+                    None => fast += 1,
+                }
+            }
+            events.push((
+                id,
+                Event::ProbeMode {
+                    probe: p.spec.as_str().to_string(),
+                    fast,
+                    int3,
+                },
+            ));
+        }
+        for (id, e) in events {
+            self.modes_reported.insert(id);
+            self.emit(e)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_of_many_sites_are_grouped_by_what_refused_them() {
+        assert_eq!(
+            general_reason(
+                "the function jumps indirectly ('jmp rax' at 0x7ff98328a7b4): a jump \
+                 table could land inside the bytes a jump would replace"
+            ),
+            "the function jumps indirectly ('…' at …): a jump table could land inside \
+             the bytes a jump would replace"
+        );
+        assert_eq!(
+            general_reason("'call 00007F2710DC8690h' is a call (its return address would point into the detour)"),
+            "'…' is a call (its return address would point into the detour)"
+        );
+        assert_eq!(
+            general_reason(
+                "code at 0x7fdc4327c7c6 (__mempcpy_avx512_unaligned_erms+0x6) jumps to \
+                 0x7fdc4327c803, inside the bytes a jump would replace"
+            ),
+            "code at … jumps to …, inside the bytes a jump would replace"
+        );
+        assert_eq!(general_reason("no ring: it failed"), "no ring: it failed");
+    }
+}
