@@ -65,11 +65,7 @@ impl Tracer {
             let Some(site) = space.fast.detour_at(ip) else {
                 return Ok(true);
             };
-            if ip == site.detour.entry || ip == site.detour.pushf {
-                if ip == site.detour.pushf {
-                    regs.set_sp(regs.sp().wrapping_add(detour::RED_ZONE));
-                }
-                regs.set_ip(site.addr.get());
+            if detour::back_to_site(&site.detour, site.addr.get(), &mut regs) {
                 ptrace::setregs(tid, &regs)?;
                 return Ok(true);
             }
@@ -112,7 +108,6 @@ impl Tracer {
     /// True when that was it (the thread's registers are set, it is not
     /// resumed).
     pub(super) fn emulate_rdtsc(&mut self, tid: Tid, signal: i32) -> Result<bool> {
-        const RDTSC: [u8; 2] = [0x0f, 0x31];
         if signal != libc::SIGSEGV {
             return Ok(false);
         }
@@ -124,14 +119,13 @@ impl Tracer {
         };
         let mut regs = ptrace::getregs(tid)?;
         let ip = regs.ip();
-        if !space.fast.in_fast_code(ip) || space.mem.read_vec(RuntimeAddr(ip), 2)? != RDTSC {
+        if !space.fast.in_fast_code(ip) {
             return Ok(false);
         }
-        let tsc = shm::tsc();
-        let r = regs.raw_mut();
-        r.rax = tsc & 0xffff_ffff;
-        r.rdx = tsc >> 32;
-        regs.set_ip(ip + RDTSC.len() as u64);
+        let code = space.mem.read_vec(RuntimeAddr(ip), 2)?;
+        if !detour::emulate_rdtsc(&code, shm::tsc(), &mut regs) {
+            return Ok(false);
+        }
         ptrace::setregs(tid, &regs)?;
         let pid = space.pid;
         if self.tsc_warned.insert(pid) {
@@ -272,7 +266,7 @@ impl Tracer {
         let threads: Vec<(u64, RuntimeAddr)> = tids
             .iter()
             .filter_map(|t| ptrace::getregs(*t).ok())
-            .map(|r| (r.raw().fs_base, RuntimeAddr(r.sp())))
+            .map(|r| (r.thread_pointer(), RuntimeAddr(r.sp())))
             .collect();
         let pid = space.pid;
         let maps = &mut space.maps;

@@ -76,5 +76,6 @@ mod stub;
 mod threads;
 
 pub(crate) use drain::{Drain, TscClock, DRAIN_INTERVAL};
+pub(crate) use plan::Refusal;
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;

@@ -5,7 +5,7 @@
 //! (`Tracer::unpatch_fast`), always with every thread of the space
 //! stopped.
 
-use super::plan::Planned;
+use super::plan::{Planned, Refusal};
 use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
 use std::path::Path;
 use std::time::Instant;
@@ -165,7 +165,7 @@ impl Tracer {
             self.unpatch_fast(key, &live)?;
             let space = self.space_mut(key)?;
             space.fast.dirty = false;
-            let reason = format!("the fast probes' ring is corrupt ({why})");
+            let reason = Refusal::RingCorrupt(why);
             let sites: Vec<RuntimeAddr> = space
                 .sites
                 .iter()
@@ -189,7 +189,11 @@ impl Tracer {
                     .map(|(a, _)| a)
                     .collect();
                 for a in sites {
-                    space.fast.refused.entry(a).or_insert_with(|| why.clone());
+                    space
+                        .fast
+                        .refused
+                        .entry(a)
+                        .or_insert_with(|| Refusal::NoInjection(why.clone()));
                 }
             }
             return Ok(());
@@ -309,9 +313,9 @@ impl Tracer {
         for t in stopped {
             if let Ok(regs) = ptrace::getregs(t) {
                 ips.push(regs.ip());
-                let fs_base = regs.raw().fs_base;
-                if fs_base != 0 {
-                    self.space_mut(key)?.fast.threads.insert(fs_base, t);
+                let tp = regs.thread_pointer();
+                if tp != 0 {
+                    self.space_mut(key)?.fast.threads.insert(tp, t);
                 }
             }
         }
@@ -335,7 +339,10 @@ impl Tracer {
                 let space = self.space_mut(key)?;
                 space.fast.broken = Some(why.clone());
                 for p in plans {
-                    space.fast.refused.insert(p.addr, format!("no ring: {why}"));
+                    space
+                        .fast
+                        .refused
+                        .insert(p.addr, Refusal::NoRing(why.clone()));
                 }
                 return Ok(());
             }
@@ -358,7 +365,7 @@ impl Tracer {
                                 space
                                     .fast
                                     .refused
-                                    .insert(p.addr, format!("no return stub: {why}"));
+                                    .insert(p.addr, Refusal::NoStub(why.clone()));
                             }
                             false => kept.push(p),
                         }
@@ -375,7 +382,10 @@ impl Tracer {
                 continue;
             }
             if let Err(why) = self.patch_one(key, tid, plan, tp) {
-                self.space_mut(key)?.fast.refused.insert(addr, why);
+                self.space_mut(key)?
+                    .fast
+                    .refused
+                    .insert(addr, Refusal::Failed(why));
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! stub and its table, the threads known by their thread pointer, and why
 //! sites were refused.
 
+use super::plan::Refusal;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
@@ -106,7 +107,7 @@ pub(crate) struct FastState {
     pub areas: Vec<Area>,
     pub sites: Vec<FastSite>,
     /// Why a site address cannot be fast (judged once per set of owners).
-    pub refused: HashMap<RuntimeAddr, String>,
+    pub refused: HashMap<RuntimeAddr, Refusal>,
     /// rtrace's own sites whose bytes a hook's jump cannot replace.
     pub hooks_refused: HashSet<RuntimeAddr>,
     /// Thread pointer (`fs_base`) → thread.

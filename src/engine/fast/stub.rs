@@ -6,7 +6,7 @@
 use super::drain::Drain;
 
 use crate::addr::{RuntimeAddr, Tid};
-use crate::arch::detour::{self, table, Stub};
+use crate::arch::detour::{self, table, Stub, StubMove};
 use crate::arch::Regs;
 use crate::error::Result;
 use crate::handler::Event;
@@ -17,9 +17,6 @@ use crate::arch::StepMode;
 use crate::engine::hit::StepEnd;
 use crate::engine::Tracer;
 use crate::probe::Owner;
-
-/// rflags' trap flag.
-pub(super) const TRAP_FLAG: u64 = 0x100;
 
 /// Puts back the return addresses the detours swapped for the stub `stub`,
 /// as the table at `table` (in `mem`) lists them, on the stacks of the
@@ -66,31 +63,20 @@ impl Tracer {
         mut regs: Regs,
     ) -> Result<Option<bool>> {
         let key = self.tasks[&tid].space;
-        let ip = regs.ip();
-        if ip == stub.entry {
-            regs.set_sp(regs.sp().wrapping_sub(detour::RED_ZONE + 8));
-            regs.set_ip(stub.pushf);
-        } else if ip == stub.pushf {
-            let sp = regs.sp().wrapping_sub(8);
-            self.spaces[&key]
-                .mem
-                .write_u64(RuntimeAddr(sp), regs.raw().eflags & !TRAP_FLAG)?;
-            regs.set_sp(sp);
-            regs.set_ip(stub.pushf + 1);
-        } else if ip == stub.ret {
-            let to = self.spaces[&key].mem.read_u64(RuntimeAddr(regs.sp()))?;
-            regs.set_sp(regs.sp() + 8);
-            regs.set_ip(to);
-            ptrace::setregs(tid, &regs)?;
-            return Ok(Some(true));
-        } else if ip == stub.orphan {
-            regs.set_ip(stub.orphan + 1);
-            ptrace::setregs(tid, &regs)?;
-            return Ok(Some(self.orphan_return(tid, regs)?));
-        } else if detour::finish_stub_restore(stub, &mut regs, &self.spaces[&key].mem)? {
-            // At the `ret` (or the orphan's trap) now.
-        } else {
-            return match self.single_step(tid)? {
+        match detour::stub_move(stub, &mut regs, &self.spaces[&key].mem)? {
+            StubMove::Moved => {
+                ptrace::setregs(tid, &regs)?;
+                Ok(None)
+            }
+            StubMove::Out => {
+                ptrace::setregs(tid, &regs)?;
+                Ok(Some(true))
+            }
+            StubMove::Orphan => {
+                ptrace::setregs(tid, &regs)?;
+                Ok(Some(self.orphan_return(tid, regs)?))
+            }
+            StubMove::Step => match self.single_step(tid)? {
                 StepEnd::Done => Ok(None),
                 StepEnd::Gone => Ok(Some(false)),
                 StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => Ok(None),
@@ -98,10 +84,8 @@ impl Tracer {
                     self.hold_signal(tid, signal)?;
                     Ok(Some(false))
                 }
-            };
+            },
         }
-        ptrace::setregs(tid, &regs)?;
-        Ok(None)
     }
 
     /// `tid` trapped at the return stub's orphan `int3` (`regs` just past
@@ -199,7 +183,7 @@ impl Tracer {
             // were never read: the table (the program's private memory,
             // not the ring) says which slots of this thread hold the stub.
             // They get their return address back, unwatched.
-            let tp = ptrace::getregs(tid)?.raw().fs_base;
+            let tp = ptrace::getregs(tid)?.thread_pointer();
             let maps = &mut space.maps;
             restore_stub_slots(&space.mem, stub, table, &[(tp, sp)], &mut |a, b| {
                 maps.same_mapping(pid, a, b)

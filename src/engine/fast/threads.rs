@@ -5,6 +5,7 @@
 //! child's own ring.
 
 use super::drain::Drain;
+use super::plan::Refusal;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::Result;
@@ -12,10 +13,6 @@ use crate::sys::ptrace;
 
 use crate::engine::task::TaskState;
 use crate::engine::Tracer;
-
-/// Why a site is int3 while a task shares its memory and thread pointer.
-pub(super) const SUSPENDED: &str = "a process sharing the memory runs on the same thread pointer \
-                         (clone with CLONE_VM and no TLS of its own)";
 
 impl Tracer {
     /// Reads the thread pointer of every thread of space `key`, stopping
@@ -36,7 +33,7 @@ impl Tracer {
             .collect();
         for t in stopped {
             if let Ok(regs) = ptrace::getregs(t) {
-                let tp = regs.raw().fs_base;
+                let tp = regs.thread_pointer();
                 if tp != 0 {
                     if let Some(space) = self.spaces.get_mut(&key) {
                         space.fast.threads.insert(tp, t);
@@ -107,7 +104,7 @@ impl Tracer {
         self.unpatch_fast(key, &live)?;
         if let Some(space) = self.spaces.get_mut(&key) {
             for a in live {
-                space.fast.refused.insert(a, SUSPENDED.into());
+                space.fast.refused.insert(a, Refusal::Suspended);
             }
         }
         Ok(())
@@ -123,7 +120,10 @@ impl Tracer {
         if !space.fast.suspended_by.remove(&tid) || !space.fast.suspended_by.is_empty() {
             return;
         }
-        space.fast.refused.retain(|_, why| why != SUSPENDED);
+        space
+            .fast
+            .refused
+            .retain(|_, why| *why != Refusal::Suspended);
         space.fast.dirty = true;
     }
 
@@ -146,7 +146,7 @@ impl Tracer {
         let Ok(regs) = ptrace::getregs(parent) else {
             return Ok(());
         };
-        let tp = regs.raw().fs_base;
+        let tp = regs.thread_pointer();
         self.drain(key, Drain::Quick)?;
         let silent = self.tasks.get(&child).is_some_and(|t| t.silent);
         if let Some(space) = self.spaces.get_mut(&key) {
@@ -172,7 +172,7 @@ impl Tracer {
         };
         if let Ok(regs) = ptrace::getregs(tid) {
             if let Some(space) = self.spaces.get_mut(&key) {
-                space.fast.threads.insert(regs.raw().fs_base, tid);
+                space.fast.threads.insert(regs.thread_pointer(), tid);
             }
         }
         if let Err(why) = self.make_ring(key, tid, layout.slot_size, Some(layout)) {
@@ -192,7 +192,7 @@ impl Tracer {
             r?;
             // Nothing is patched any more: no new attempt in the child.
             let space = self.space_mut(key)?;
-            let reason = "the child could not get a ring of its own".to_string();
+            let reason = Refusal::ChildWithoutRing;
             for a in live {
                 space.fast.refused.insert(a, reason.clone());
             }
