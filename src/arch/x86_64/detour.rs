@@ -27,13 +27,14 @@
 //! jmp back (site + patch length)
 //! ```
 
+pub use super::detour_leave::{back_to_site, emulate_rdtsc, stub_move, StubMove};
+pub use super::detour_refusal::PatchRefusal;
+use super::insn::Gpr;
 use iced_x86::code_asm::*;
 use iced_x86::{
     BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind,
     Register,
 };
-
-use super::insn::Gpr;
 
 /// The length of the patch's jump (`jmp rel32`); the displaced instructions
 /// cover at least this much.
@@ -363,115 +364,6 @@ pub fn finish_restore(
 
 fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
     Decoder::with_ip(64, code, ip, DecoderOptions::NONE)
-}
-
-/// Why the bytes at an address cannot take a jump to a detour
-/// ([`plan_patch`]). `Display` says it for one site; [`general`](Self::general)
-/// says it without what differs from one site to the next (the instruction,
-/// the addresses), so that the many sites of a glob group by what refused
-/// them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PatchRefusal {
-    /// The address is not inside the function given.
-    OutsideFunction,
-    /// Fewer than [`JMP_LEN`] bytes of whole instructions are left.
-    TooShort {
-        /// The bytes there are.
-        have: usize,
-    },
-    /// The bytes at the address do not decode.
-    Undecodable,
-    /// The function holds bytes that do not decode, at `at`.
-    UndecodableAt {
-        /// Where.
-        at: u64,
-    },
-    /// A displaced instruction cannot run elsewhere: `why`.
-    Displaced {
-        /// The instruction, as iced-x86 shows it.
-        insn: String,
-        /// Why it cannot move.
-        why: &'static str,
-    },
-    /// A branch at `at` lands strictly inside the replaced bytes.
-    JumpsInto {
-        /// The branch.
-        insn: String,
-        /// Its address.
-        at: u64,
-    },
-    /// An instruction at `at` takes an address strictly inside them.
-    TakesAddress {
-        /// The instruction.
-        insn: String,
-        /// Its address.
-        at: u64,
-    },
-    /// The function jumps through a register at `at` (a jump table).
-    IndirectJump {
-        /// The jump.
-        insn: String,
-        /// Its address.
-        at: u64,
-    },
-}
-
-/// What the jump would replace, as the refusals say it.
-const REPLACED: &str = "the bytes a jump would replace";
-
-impl std::fmt::Display for PatchRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PatchRefusal::OutsideFunction => f.write_str("the address is outside its function"),
-            PatchRefusal::TooShort { have } => write!(
-                f,
-                "the function has {have} of the {JMP_LEN} bytes a jump needs there"
-            ),
-            PatchRefusal::Undecodable => {
-                f.write_str("the bytes there do not decode as instructions")
-            }
-            PatchRefusal::UndecodableAt { at } => write!(
-                f,
-                "the function has bytes at {at:#x} that do not decode as instructions"
-            ),
-            PatchRefusal::Displaced { insn, why } => write!(f, "'{insn}' {why}"),
-            PatchRefusal::JumpsInto { insn, at } => {
-                write!(f, "'{insn}' at {at:#x} jumps into {REPLACED}")
-            }
-            PatchRefusal::TakesAddress { insn, at } => {
-                write!(f, "'{insn}' at {at:#x} takes an address inside {REPLACED}")
-            }
-            PatchRefusal::IndirectJump { insn, at } => write!(
-                f,
-                "the function jumps indirectly ('{insn}' at {at:#x}): a jump table could land \
-                 inside {REPLACED}"
-            ),
-        }
-    }
-}
-
-impl PatchRefusal {
-    /// The refusal without the instruction (`'…'`) and the addresses
-    /// (`…`): the same for every site refused for the same reason.
-    pub fn general(&self) -> String {
-        match self {
-            PatchRefusal::OutsideFunction
-            | PatchRefusal::TooShort { .. }
-            | PatchRefusal::Undecodable => self.to_string(),
-            PatchRefusal::UndecodableAt { .. } => {
-                "the function has bytes at … that do not decode as instructions".into()
-            }
-            PatchRefusal::Displaced { why, .. } => format!("'…' {why}"),
-            PatchRefusal::JumpsInto { .. } => format!("'…' at … jumps into {REPLACED}"),
-            PatchRefusal::TakesAddress { .. } => {
-                format!("'…' at … takes an address inside {REPLACED}")
-            }
-            PatchRefusal::IndirectJump { .. } => format!(
-                "the function jumps indirectly ('…' at …): a jump table could land inside \
-                 {REPLACED}"
-            ),
-        }
-    }
 }
 
 /// Decides whether the instruction(s) at `addr` can be replaced by a jump to
@@ -1255,93 +1147,6 @@ pub fn finish_stub_restore(
         return Ok(true);
     }
     Ok(false)
-}
-
-/// rflags' trap flag (TF): set, the CPU traps after the next instruction.
-pub(crate) const TRAP_FLAG: u64 = 0x100;
-
-/// What [`stub_move`] did with a thread stopped in the return stub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StubMove {
-    /// Its registers moved it on inside the stub (the `lea` or the `pushfq`
-    /// emulated, the restore finished): set them and look again.
-    Moved,
-    /// Its registers take it out: the final `ret` emulated, at the original
-    /// return address.
-    Out,
-    /// It was at the orphan `int3`: its registers are as just past it (the
-    /// table had no entry for its slot).
-    Orphan,
-    /// Nothing done: its next instruction is to be single-stepped.
-    Step,
-}
-
-/// One move of a thread stopped in `stub` with `regs`, without stepping
-/// the instructions that must not be stepped: the first `lea` and the
-/// `pushfq` are emulated (a stepped `pushfq` would push the trap flag),
-/// the restore is finished from the saved words on `stack`
-/// ([`finish_stub_restore`]), the final `ret` is emulated.
-pub fn stub_move(
-    stub: &Stub,
-    regs: &mut super::regs::Regs,
-    stack: &dyn super::exec::Stack,
-) -> crate::Result<StubMove> {
-    let ip = regs.ip();
-    if ip == stub.entry {
-        regs.set_sp(regs.sp().wrapping_sub(RED_ZONE + 8));
-        regs.set_ip(stub.pushf);
-    } else if ip == stub.pushf {
-        let below = regs.sp().wrapping_sub(8);
-        stack.write_word(below, regs.raw().eflags & !TRAP_FLAG)?;
-        regs.set_sp(below);
-        regs.set_ip(stub.pushf + 1);
-    } else if ip == stub.ret {
-        let to = stack.read_word(regs.sp())?;
-        regs.set_sp(regs.sp() + 8);
-        regs.set_ip(to);
-        return Ok(StubMove::Out);
-    } else if ip == stub.orphan {
-        regs.set_ip(stub.orphan + 1);
-        return Ok(StubMove::Orphan);
-    } else if !finish_stub_restore(stub, regs, stack)? {
-        return Ok(StubMove::Step);
-    }
-    Ok(StubMove::Moved)
-}
-
-/// A thread stopped at the first instruction of `detour` or at its
-/// `pushfq` has done nothing yet: `regs` are sent back to the probed
-/// address `site`, as if it had not got there (the red zone the `lea`
-/// stepped over given back). False, `regs` untouched, anywhere else.
-pub fn back_to_site(detour: &Detour, site: u64, regs: &mut super::regs::Regs) -> bool {
-    let ip = regs.ip();
-    if ip != detour.entry && ip != detour.pushf {
-        return false;
-    }
-    if ip == detour.pushf {
-        regs.set_sp(regs.sp().wrapping_add(RED_ZONE));
-    }
-    regs.set_ip(site);
-    true
-}
-
-/// The `rdtsc` instruction.
-const RDTSC: [u8; 2] = [0x0f, 0x31];
-
-/// `regs` stopped at `code` (the bytes at the instruction pointer) faulted:
-/// when that is an `rdtsc` (the thread disabled the time stamp counter), it
-/// is emulated with the reading `tsc` (edx:eax, the instruction pointer
-/// past it). False, `regs` untouched, for any other instruction.
-pub fn emulate_rdtsc(code: &[u8], tsc: u64, regs: &mut super::regs::Regs) -> bool {
-    if !code.starts_with(&RDTSC) {
-        return false;
-    }
-    let ip = regs.ip();
-    let r = regs.raw_mut();
-    r.rax = tsc & 0xffff_ffff;
-    r.rdx = tsc >> 32;
-    regs.set_ip(ip + RDTSC.len() as u64);
-    true
 }
 
 /// What is left of the restore from its step `at`, done on `regs` and the

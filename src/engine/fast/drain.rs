@@ -4,18 +4,18 @@
 //! counted, a ring written over declared corrupt; and the time stamp
 //! counter's clock ([`TscClock`]).
 
-use super::state::{Ring, STUB_LOST_INDEX};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
+use crate::engine::{guarded, Tracer};
 use crate::error::{Error, Result};
 use crate::handler::{Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
 use crate::probe::{ReturnInstance, Watch};
 use crate::sys::shm::{self};
 
-use crate::engine::{guarded, Tracer};
+use super::state::{Ring, STUB_LOST_INDEX};
 
 /// How often records are drained while the tracer is busy, and the longest
 /// it sleeps while fast sites may be recording.

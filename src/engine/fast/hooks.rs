@@ -27,7 +27,6 @@
 //! It must not block the program on a dead or stopped rtrace: every wait is
 //! the hook's, bounded by the liveness words; rtrace never holds a thread.
 
-use super::state::FastSite;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -37,6 +36,8 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, ring, table, ThreadPointer};
 use crate::arch::hook::{self, request, HookKind, HookSpec};
 use crate::arch::StepMode;
+use crate::engine::space::Space;
+use crate::engine::Tracer;
 use crate::error::Result;
 use crate::handler::{Event, ProbeKind};
 use crate::probe::Owner;
@@ -44,8 +45,7 @@ use crate::sys::ptrace;
 use crate::sys::shm::{RobustEntry, SharedMap};
 use crate::sys::signal;
 
-use crate::engine::space::Space;
-use crate::engine::Tracer;
+use super::state::FastSite;
 
 /// rtrace's side of one ring's liveness (see the module documentation).
 #[derive(Debug)]

@@ -5,18 +5,17 @@
 //! the ring read to its end, the stub's return addresses given back
 //! (`Tracer::quiesce_fast`).
 
-use super::drain::Drain;
-use super::stub::restore_stub_slots;
-
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self};
+use crate::engine::hit::StepEnd;
+use crate::engine::Tracer;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::sys::ptrace;
 use crate::sys::shm::{self};
 
-use crate::engine::hit::StepEnd;
-use crate::engine::Tracer;
+use super::drain::Drain;
+use super::stub::restore_stub_slots;
 
 /// The most single-steps taken to bring a thread out of a detour (a capture
 /// loop of a few KiB is some thousands).

@@ -5,8 +5,6 @@
 //! (`Tracer::unpatch_fast`), always with every thread of the space
 //! stopped.
 
-use super::plan::{Planned, Refusal};
-use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,13 +13,15 @@ use crate::arch::detour::{
     self, ring, table, DetourSpec, ReturnSpec, RingLayout, StubSpec, ThreadPointer,
 };
 use crate::arch::SCRATCH_SYSCALL_OFFSET;
+use crate::engine::task::TaskState;
+use crate::engine::Tracer;
 use crate::error::{Error, Result};
 use crate::symbols::maps::Mapping;
 use crate::sys::ptrace;
 use crate::sys::shm::{self, SharedMap};
 
-use crate::engine::task::TaskState;
-use crate::engine::Tracer;
+use super::plan::{Planned, Refusal};
+use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
 
 /// Room left free above the heap (or where `brk` starts) and below the
 /// stack, which grow into it.

@@ -8,12 +8,11 @@ use std::rc::Rc;
 
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureKind, Patch, PatchRefusal};
+use crate::engine::space::Placement;
+use crate::engine::Tracer;
 use crate::error::Result;
 use crate::handler::{Capture, Event, Fast, ProbeId, ProbeKind};
 use crate::handler::{Site, SkipReason};
-
-use crate::engine::space::Placement;
-use crate::engine::Tracer;
 
 /// The largest record (captures included) a fast site may need.
 pub(super) const MAX_RECORD: u64 = 4096;

@@ -5,7 +5,6 @@
 //! stub and its table, the threads known by their thread pointer, and why
 //! sites were refused.
 
-use super::plan::Refusal;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
@@ -14,6 +13,8 @@ use crate::addr::{RuntimeAddr, Tid};
 use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
 use crate::handler::Site;
 use crate::sys::shm::SharedMap;
+
+use super::plan::Refusal;
 
 /// The size of one detour area.
 pub(crate) const AREA_SIZE: u64 = 256 << 10;

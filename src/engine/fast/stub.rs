@@ -3,20 +3,19 @@
 //! watches moved to their return sites when an unwinder starts, and the
 //! table's return addresses put back on the stacks ([`restore_stub_slots`]).
 
-use super::drain::Drain;
-
 use crate::addr::{RuntimeAddr, Tid};
 use crate::arch::detour::{self, table, Stub, StubMove};
 use crate::arch::Regs;
-use crate::error::Result;
-use crate::handler::Event;
-use crate::probe::Watch;
-use crate::sys::ptrace;
-
 use crate::arch::StepMode;
 use crate::engine::hit::StepEnd;
 use crate::engine::Tracer;
+use crate::error::Result;
+use crate::handler::Event;
 use crate::probe::Owner;
+use crate::probe::Watch;
+use crate::sys::ptrace;
+
+use super::drain::Drain;
 
 /// Puts back the return addresses the detours swapped for the stub `stub`,
 /// as the table at `table` (in `mem`) lists them, on the stacks of the

@@ -4,15 +4,14 @@
 //! task sharing one (fast probes suspended while it lives), and a forked
 //! child's own ring.
 
-use super::drain::Drain;
-use super::plan::Refusal;
-
 use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::engine::task::TaskState;
+use crate::engine::Tracer;
 use crate::error::Result;
 use crate::sys::ptrace;
 
-use crate::engine::task::TaskState;
-use crate::engine::Tracer;
+use super::drain::Drain;
+use super::plan::Refusal;
 
 impl Tracer {
     /// Reads the thread pointer of every thread of space `key`, stopping
