@@ -684,7 +684,7 @@ impl Tracer {
             // (what its fast records will carry).
             self.give_child_ring(tid)?;
             if let Ok(regs) = ptrace::getregs(tid) {
-                self.note_thread(tid, regs.raw().fs_base)?;
+                self.note_thread(tid, regs.thread_pointer())?;
             }
         }
         match stop {
@@ -731,7 +731,7 @@ impl Tracer {
                 // Its copy of the table says which slots of its copy of the
                 // stack hold the stub.
                 let regs = ptrace::getregs(tid)?;
-                let threads = [(regs.raw().fs_base, RuntimeAddr(regs.sp()))];
+                let threads = [(regs.thread_pointer(), RuntimeAddr(regs.sp()))];
                 let pid = crate::addr::Pid::from_raw(tid.as_raw());
                 let mut maps = super::space::MapCache::default();
                 super::fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
@@ -852,7 +852,7 @@ impl Tracer {
         let lent = self.spaces.values().any(|s| !s.fast.lent.is_empty());
         if lent {
             if let Ok(regs) = ptrace::getregs(parent) {
-                let tp = regs.raw().fs_base;
+                let tp = regs.thread_pointer();
                 let key = self.tasks.get(&parent).map(|t| t.space);
                 if let Some(key) = key {
                     self.drain(key, super::fast::Drain::Quick)?;

@@ -60,7 +60,6 @@ mod detach;
 mod fast;
 mod guards;
 mod hit;
-mod hooks;
 mod ifunc;
 mod lifecycle;
 mod own;

@@ -568,7 +568,7 @@ impl Space {
                 }
                 self.fast
                     .refused
-                    .insert(addr, "patched after this child was forked".to_string());
+                    .insert(addr, super::fast::Refusal::PatchedAfterFork);
             }
             self.mem.write(addr, &BREAKPOINT)?;
         }

@@ -27,13 +27,14 @@
 //! jmp back (site + patch length)
 //! ```
 
+pub use super::detour_leave::{back_to_site, emulate_rdtsc, stub_move, StubMove};
+pub use super::detour_refusal::PatchRefusal;
+use super::insn::Gpr;
 use iced_x86::code_asm::*;
 use iced_x86::{
     BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind,
     Register,
 };
-
-use super::insn::Gpr;
 
 /// The length of the patch's jump (`jmp rel32`); the displaced instructions
 /// cover at least this much.
@@ -381,7 +382,7 @@ fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
 ///   takes, lands strictly inside the replaced bytes (the kernel's
 ///   `can_optimize`), or the function jumps indirectly other than through a
 ///   RIP-relative slot (a jump table could land there).
-pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, String> {
+pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, PatchRefusal> {
     plan(function, start, addr, false)
 }
 
@@ -404,7 +405,7 @@ pub fn plan_hook_patch(
     padding: &[u8],
     start: u64,
     addr: u64,
-) -> Result<Patch, String> {
+) -> Result<Patch, PatchRefusal> {
     let mut extended = function.to_vec();
     let mut decoder = decode_at(padding, start + function.len() as u64);
     while decoder.can_decode() {
@@ -418,10 +419,10 @@ pub fn plan_hook_patch(
     plan(&extended, start, addr, addr == start)
 }
 
-fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patch, String> {
+fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patch, PatchRefusal> {
     let end = start + function.len() as u64;
     if addr < start || addr >= end {
-        return Err("the address is outside its function".into());
+        return Err(PatchRefusal::OutsideFunction);
     }
     let from = (addr - start) as usize;
     let mut decoder = decode_at(&function[from..], addr);
@@ -429,13 +430,11 @@ fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patc
     let mut len = 0usize;
     while len < JMP_LEN {
         if !decoder.can_decode() {
-            return Err(format!(
-                "the function has {len} of the {JMP_LEN} bytes a jump needs there"
-            ));
+            return Err(PatchRefusal::TooShort { have: len });
         }
         let insn = decoder.decode();
         if insn.is_invalid() {
-            return Err("the bytes there do not decode as instructions".into());
+            return Err(PatchRefusal::Undecodable);
         }
         displaceable(&insn)?;
         len += insn.len();
@@ -447,34 +446,30 @@ fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patc
     while decoder.can_decode() {
         decoder.decode_out(&mut insn);
         if insn.is_invalid() {
-            return Err(format!(
-                "the function has bytes at {:#x} that do not decode as instructions",
-                insn.ip()
-            ));
+            return Err(PatchRefusal::UndecodableAt { at: insn.ip() });
         }
         let near = matches!(
             insn.op0_kind(),
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
         );
         if near && range.contains(&insn.near_branch_target()) {
-            return Err(format!(
-                "'{insn}' at {:#x} jumps into the bytes a jump would replace",
-                insn.ip()
-            ));
+            return Err(PatchRefusal::JumpsInto {
+                insn: insn.to_string(),
+                at: insn.ip(),
+            });
         }
         if insn.is_ip_rel_memory_operand() && range.contains(&insn.ip_rel_memory_address()) {
-            return Err(format!(
-                "'{insn}' at {:#x} takes an address inside the bytes a jump would replace",
-                insn.ip()
-            ));
+            return Err(PatchRefusal::TakesAddress {
+                insn: insn.to_string(),
+                at: insn.ip(),
+            });
         }
         let through_slot = insn.op0_kind() == OpKind::Memory && insn.is_ip_rel_memory_operand();
         if insn.flow_control() == FlowControl::IndirectBranch && !through_slot && !entry_hook {
-            return Err(format!(
-                "the function jumps indirectly ('{insn}' at {:#x}): a jump table could land \
-                 inside the bytes a jump would replace",
-                insn.ip()
-            ));
+            return Err(PatchRefusal::IndirectJump {
+                insn: insn.to_string(),
+                at: insn.ip(),
+            });
         }
     }
     Ok(Patch {
@@ -486,8 +481,13 @@ fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patc
 }
 
 /// Whether `insn` can be moved into a detour.
-fn displaceable(insn: &Instruction) -> Result<(), String> {
-    let refuse = |why: &str| Err(format!("'{insn}' {why}"));
+fn displaceable(insn: &Instruction) -> Result<(), PatchRefusal> {
+    let refuse = |why: &'static str| {
+        Err(PatchRefusal::Displaced {
+            insn: insn.to_string(),
+            why,
+        })
+    };
     if insn.is_privileged() {
         return refuse("is privileged");
     }

@@ -78,10 +78,14 @@ fn the_patch_is_a_rel32_jump_padded_with_int3() {
 #[test]
 fn refused_when_the_function_is_shorter_than_a_jump() {
     // xor eax,eax; ret
-    let err = plan_patch(&[0x31, 0xc0, 0xc3], START, START).unwrap_err();
+    let err = plan_patch(&[0x31, 0xc0, 0xc3], START, START)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bytes a jump needs"), "{err}");
     // Near the end of a longer function too.
-    let err = plan_patch(WORK_O0, START, START + 19).unwrap_err();
+    let err = plan_patch(WORK_O0, START, START + 19)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bytes a jump needs"), "{err}");
 }
 
@@ -89,18 +93,18 @@ fn refused_when_the_function_is_shorter_than_a_jump() {
 fn refused_when_a_displaced_instruction_cannot_move() {
     // call rel32 first.
     let f = [0xe8, 0, 0, 0, 0, 0x5d, 0xc3, 0x90];
-    let err = plan_patch(&f, START, START).unwrap_err();
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
     assert!(err.contains("is a call"), "{err}");
     // syscall.
     let f = [0x0f, 0x05, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
-    let err = plan_patch(&f, START, START).unwrap_err();
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
     assert!(
         err.contains("system call") || err.contains("traps"),
         "{err}"
     );
     // pushfq.
     let f = [0x9c, 0x48, 0x89, 0xe5, 0x5d, 0x9d, 0xc3];
-    let err = plan_patch(&f, START, START).unwrap_err();
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
     assert!(err.contains("moves the flags"), "{err}");
     // int3, ud2.
     let f = [0xcc, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
@@ -121,7 +125,7 @@ fn refused_when_a_branch_lands_inside_the_replaced_bytes() {
         START + 1,
         "the test's own encoding"
     );
-    let err = plan_patch(&f, START, START).unwrap_err();
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
     assert!(err.contains("jumps into the bytes"), "{err}");
     // A branch to the probed address itself re-enters the probe, as it
     // would hit a breakpoint there: allowed.
@@ -138,7 +142,7 @@ fn refused_when_a_branch_lands_inside_the_replaced_bytes() {
 fn refused_when_the_function_jumps_through_a_register() {
     // push rbp; mov rbp,rsp; jmp rax; pop rbp; ret
     let f = [0x55, 0x48, 0x89, 0xe5, 0xff, 0xe0, 0x5d, 0xc3];
-    let err = plan_patch(&f, START, START).unwrap_err();
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
     assert!(err.contains("jumps indirectly"), "{err}");
     // A tail call through a GOT slot is not a jump table: allowed.
     let f = [
@@ -152,7 +156,7 @@ fn refused_when_an_address_inside_is_taken() {
     // lea rax,[rip-5] (the address START + 2, inside); push rbp; ret
     let f = [0x48, 0x8d, 0x05, 0xfb, 0xff, 0xff, 0xff, 0x55, 0xc3];
     assert_eq!(decode_all(&f, START)[0].ip_rel_memory_address(), START + 2);
-    let err = plan_patch(&f, START, START).unwrap_err();
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
     assert!(err.contains("takes an address inside"), "{err}");
 }
 

@@ -1,6 +1,8 @@
 //! x86-64.
 
 pub mod detour;
+mod detour_leave;
+mod detour_refusal;
 #[cfg(test)]
 mod detour_tests;
 pub mod exec;

@@ -36,6 +36,8 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, ring, table, ThreadPointer};
 use crate::arch::hook::{self, request, HookKind, HookSpec};
 use crate::arch::StepMode;
+use crate::engine::space::Space;
+use crate::engine::Tracer;
 use crate::error::Result;
 use crate::handler::{Event, ProbeKind};
 use crate::probe::Owner;
@@ -43,9 +45,7 @@ use crate::sys::ptrace;
 use crate::sys::shm::{RobustEntry, SharedMap};
 use crate::sys::signal;
 
-use super::fast::FastSite;
-use super::space::Space;
-use super::Tracer;
+use super::state::FastSite;
 
 /// rtrace's side of one ring's liveness (see the module documentation).
 #[derive(Debug)]
@@ -133,7 +133,7 @@ pub(super) struct PlannedHook {
 impl Tracer {
     /// The hook the site at `addr` of space `key` can be: a site of
     /// rtrace's own (no user probe), with one owner that has a hook.
-    pub(super) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
+    pub(in crate::engine) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
         let space = self.spaces.get(&key)?;
         let site = space.sites.get(addr)?;
         if !site.probes.is_empty()
@@ -181,7 +181,7 @@ impl Tracer {
     /// no ring; a probe with returns that is an int3 (its calls in flight
     /// need rtrace at the unwinders); no return stub yet for the hooks that
     /// read the table.
-    fn hooks_refused(&self, key: Pid, kind: HookKind) -> Option<&'static str> {
+    pub(super) fn hooks_refused(&self, key: Pid, kind: HookKind) -> Option<&'static str> {
         let space = self.spaces.get(&key)?;
         if space.fast.ring.is_none() {
             return Some("no ring");
@@ -253,7 +253,7 @@ impl Tracer {
         Ok(())
     }
 
-    fn patch_hook(
+    pub(super) fn patch_hook(
         &mut self,
         key: Pid,
         tid: Tid,
@@ -282,7 +282,7 @@ impl Tracer {
         let code = hook::assemble_hook(&plan.patch, &spec)?;
         let jump =
             detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
-        super::fast::write_code(space, area, at, &code.code, "its hook")?;
+        super::patch::write_code(space, area, at, &code.code, "its hook")?;
         space
             .mem
             .write(plan.addr, &jump)
@@ -309,7 +309,7 @@ impl Tracer {
     /// Takes the hooks of space `key` back to int3s when they may no longer
     /// be fast (an int3 probe with returns came: its calls need rtrace at
     /// the unwinders), and lets the others be judged again.
-    pub(super) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
+    pub(in crate::engine) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
         let Some(space) = self.spaces.get(&key) else {
             return Ok(());
         };
@@ -332,7 +332,7 @@ impl Tracer {
     }
 
     /// Serves the requests rtrace's hooks posted in every ring.
-    pub(super) fn serve_requests(&mut self) -> Result<()> {
+    pub(in crate::engine) fn serve_requests(&mut self) -> Result<()> {
         let keys: Vec<Pid> = self
             .spaces
             .iter()
@@ -345,7 +345,7 @@ impl Tracer {
         Ok(())
     }
 
-    fn serve_requests_of(&mut self, key: Pid) -> Result<()> {
+    pub(super) fn serve_requests_of(&mut self, key: Pid) -> Result<()> {
         let Some(map) = self.ring_map(key) else {
             return Ok(());
         };
@@ -366,7 +366,7 @@ impl Tracer {
             match kind {
                 request::KIND_RTLD => {
                     // Its records first: calls made before the new library.
-                    self.drain(key, super::fast::Drain::Quick)?;
+                    self.drain(key, super::drain::Drain::Quick)?;
                     // The new libraries' probes are fast before their code
                     // runs, and never int3s first (a killed rtrace would
                     // leave one behind): probes placed now are written when
@@ -398,7 +398,7 @@ impl Tracer {
         Ok(())
     }
 
-    fn ring_map(&self, key: Pid) -> Option<Arc<SharedMap>> {
+    pub(super) fn ring_map(&self, key: Pid) -> Option<Arc<SharedMap>> {
         self.spaces
             .get(&key)?
             .fast
@@ -412,7 +412,7 @@ impl Tracer {
     /// to `ret`: the return site gets an unpark hook (an int3 until it is
     /// patched, or for good when it cannot be), so that those calls get the
     /// stub back once the walk is over.
-    fn watch_backtrace_return(
+    pub(super) fn watch_backtrace_return(
         &mut self,
         key: Pid,
         tp: u64,
@@ -445,7 +445,7 @@ impl Tracer {
     /// slot, at `sp`, held the stub, which the hook took out): that call's
     /// return is seen at its return site `ret`, hooked with a `Returned`
     /// hook; where that cannot be, it is counted missed.
-    fn watch_return_site(
+    pub(super) fn watch_return_site(
         &mut self,
         key: Pid,
         tp: u64,
@@ -492,7 +492,7 @@ impl Tracer {
 
     /// `tid` (stopped, stack pointer `sp`) is at an unpark site reached as
     /// an int3 (not patched): what the unpark hook does, done by rtrace.
-    pub(super) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+    pub(in crate::engine) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
@@ -528,7 +528,7 @@ impl Tracer {
 
     /// The call of thread `tid` in the slot at `sp` (and the tail calls
     /// chained to it) returns unseen: counted missed.
-    pub(super) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+    pub(in crate::engine) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
         let Some(task) = self.tasks.get_mut(&tid) else {
             return Ok(());
         };
@@ -556,7 +556,7 @@ impl Tracer {
 
     /// Sends `tid` (stopped) out of a hook's body back to its site, and
     /// frees the requests it posted. False when it is not in a hook's body.
-    pub(super) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
+    pub(in crate::engine) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };

@@ -1,0 +1,1024 @@
+//! Reading the ring: records taken in order and checked (the ring is
+//! untrusted input: see the module `fast`), each turned into a `Hit` for
+//! its probes' `on_entry` or a `Return` for their `on_return`, lost records
+//! counted, a ring written over declared corrupt; and the time stamp
+//! counter's clock ([`TscClock`]).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::addr::{Pid, RuntimeAddr};
+use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
+use crate::engine::{guarded, Tracer};
+use crate::error::{Error, Result};
+use crate::handler::{Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
+use crate::probe::{ReturnInstance, Watch};
+use crate::sys::shm::{self};
+
+use super::state::{Ring, STUB_LOST_INDEX};
+
+/// How often records are drained while the tracer is busy, and the longest
+/// it sleeps while fast sites may be recording.
+pub(crate) const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The most records one drain reads while the tracee runs (about 2 ms of
+/// printing): stops waiting meanwhile are not kept waiting longer.
+pub(super) const DRAIN_BUDGET: u64 = 4096;
+
+/// Thread pointers no thread had, remembered so that the threads are not
+/// stopped again for them; past this many (a ring written over with
+/// garbage) no more are looked for.
+pub(super) const MAX_UNKNOWN_TPS: usize = 1024;
+
+/// More records than this lost per nanosecond cannot be: a lost record is
+/// a detour's forty-odd instructions and two locked increments (tens of
+/// nanoseconds on one CPU), and this allows for thousands of CPUs. A lost
+/// counter that leaps further is not a count.
+pub(super) const MAX_LOSSES_PER_NS: u64 = 4096;
+
+/// How far (in time) a record's time stamp may lie outside the run and
+/// still be believed: counters of different CPUs differ slightly.
+pub(super) const TSC_SLACK: Duration = Duration::from_secs(1);
+
+/// Time stamp counter readings → time since the tracer started: a line
+/// through the first reading, its slope measured at the start (a 2 ms spin)
+/// and refined at every drain (the longer the baseline, the better).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TscClock {
+    tsc0: u64,
+    t0: Duration,
+    ns_per_tick: f64,
+}
+
+impl TscClock {
+    pub fn calibrate(start: Instant) -> TscClock {
+        let (tsc0, t0) = (shm::tsc(), start.elapsed());
+        let mut clock = TscClock {
+            tsc0,
+            t0,
+            ns_per_tick: 1.0,
+        };
+        while start.elapsed() < t0 + Duration::from_millis(2) {
+            std::hint::spin_loop();
+        }
+        clock.refine(start);
+        clock
+    }
+
+    pub fn refine(&mut self, start: Instant) {
+        let (tsc, t) = (shm::tsc(), start.elapsed());
+        if tsc > self.tsc0 && t > self.t0 {
+            self.ns_per_tick = (t - self.t0).as_nanos() as f64 / (tsc - self.tsc0) as f64;
+        }
+    }
+
+    /// The time stamps a record read when the counter is at `now` may
+    /// carry: from the clock's first reading (before any ring existed) to
+    /// `now`, give or take [`TSC_SLACK`].
+    pub fn plausible(&self, now: u64) -> std::ops::RangeInclusive<u64> {
+        let slack = (TSC_SLACK.as_nanos() as f64 / self.ns_per_tick.max(1e-3)) as u64;
+        self.tsc0.saturating_sub(slack)..=now.saturating_add(slack)
+    }
+
+    pub fn time(&self, tsc: u64) -> Duration {
+        let ticks = tsc.wrapping_sub(self.tsc0) as i64;
+        let ns = self.t0.as_nanos() as f64 + ticks as f64 * self.ns_per_tick;
+        Duration::from_nanos(ns.max(0.0) as u64)
+    }
+}
+
+/// How a drain treats slots claimed but not yet published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Drain {
+    /// Leave them for later; thread pointers not known yet may be looked
+    /// up by stopping the threads (the tracer is between two stops).
+    Safe,
+    /// Leave them for later; no thread is stopped for it.
+    Quick,
+    /// No thread will publish them any more (the process is gone, or every
+    /// thread has left the detours): skip them.
+    Final,
+}
+
+/// True when `ring` has nothing new: the slot at the next position is free
+/// (not published, and not something no detour writes), no record lost
+/// since the last look (two loads).
+pub(super) fn ring_idle(ring: &Ring) -> bool {
+    let l = ring.layout;
+    let pos = ring.consumed;
+    let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+    ring.map.load_u64(off + ring::SEQ) == pos & !(l.capacity - 1)
+        && ring.map.load_u64(ring::LOST_TOTAL) == ring.lost_seen
+}
+
+/// Thread pointers of the records published in `ring` and not read yet
+/// (at most a drain's budget of records looked at).
+pub(super) fn published_tps(ring: Option<&Ring>) -> HashSet<u64> {
+    let Some(ring) = ring else {
+        return HashSet::new();
+    };
+    let l = ring.layout;
+    let mut out = HashSet::new();
+    for pos in ring.consumed..ring.consumed + l.capacity.min(DRAIN_BUDGET) {
+        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+        if ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1 {
+            break;
+        }
+        out.insert(ring.map.load_u64(off + ring::TP));
+    }
+    out
+}
+
+/// Copies the published records out of `ring` and frees their slots, in
+/// order, at most `budget` (and never more than the ring holds); with
+/// `skip_unpublished`, a slot claimed but never published (its writer is
+/// gone) is passed over. Err, with what was found, when the ring holds what
+/// no detour writes (the records copied so far are not to be believed
+/// either):
+///
+/// - an enqueue position below the records read, or more than a ring's
+///   length above them (a producer claims position `p` only once rtrace
+///   has freed `p - capacity`);
+/// - a slot whose sequence word is neither free for this lap nor published
+///   in it (rtrace freed it for this lap itself);
+/// - a published record that changed while it was copied (producers never
+///   write a published slot; only rtrace frees it).
+pub(super) fn take_records(
+    ring: &mut Ring,
+    skip_unpublished: bool,
+    budget: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    let l = ring.layout;
+    let slot = l.slot_size as usize;
+    let enqueued = ring.map.load_u64(ring::ENQUEUE);
+    if enqueued < ring.consumed || enqueued - ring.consumed > l.capacity {
+        return Err(format!(
+            "its enqueue position is {enqueued}, with {} records read from a ring of {}",
+            ring.consumed, l.capacity
+        ));
+    }
+    let mut out = Vec::new();
+    let mut taken = 0;
+    while taken < l.capacity.min(budget) {
+        let pos = ring.consumed;
+        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+        let lap = pos & !(l.capacity - 1);
+        let seq = ring.map.load_u64(off + ring::SEQ);
+        if seq == lap && skip_unpublished && pos < enqueued {
+            ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
+            ring.consumed += 1;
+            taken += 1;
+            continue;
+        }
+        if seq == lap {
+            break;
+        }
+        if seq != lap + 1 {
+            return Err(format!(
+                "the slot of record {pos} has sequence word {seq:#x}, where {lap:#x} (free) or \
+                 {:#x} (published) belongs",
+                lap + 1
+            ));
+        }
+        let at = out.len();
+        out.resize(at + slot, 0);
+        ring.map.read(off, &mut out[at..]);
+        if ring.map.load_u64(off + ring::SEQ) != seq {
+            return Err(format!("record {pos} was written while it was read"));
+        }
+        ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
+        ring.consumed += 1;
+        taken += 1;
+    }
+    Ok(out)
+}
+
+/// Checks what a detour, the stub or a hook writes into record `rec` of a ring
+/// serving `sites` fast sites (and a return stub, with `stub`): its kind,
+/// its site index, an entry's watch, and its time stamp (within `stamps`).
+/// Err says what no detour writes.
+pub(super) fn check_record(
+    rec: &[u8],
+    sites: usize,
+    stub: bool,
+    stamps: &std::ops::RangeInclusive<u64>,
+) -> std::result::Result<(), String> {
+    let word = |off: u64| {
+        let at = off as usize;
+        rec.get(at..at + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let (index, kind) = (word(ring::INDEX) as u32, word(ring::KIND) as u32);
+    match kind {
+        detour::KIND_ENTRY => {
+            let watch = word(ring::RET_WATCH) as u32;
+            if watch > detour::WATCH_FULL {
+                return Err(format!("a record says its return is watched as {watch}"));
+            }
+        }
+        detour::KIND_RETURN if stub => {}
+        // rtrace's hook at `__cxa_begin_catch` (see `hooks`).
+        detour::KIND_CATCH => {}
+        _ => return Err(format!("a record is of kind {kind}")),
+    }
+    if index as usize >= sites {
+        return Err(format!(
+            "a record is of fast site {index}, of {sites} patched"
+        ));
+    }
+    let tsc = word(ring::TSC);
+    if !stamps.contains(&tsc) {
+        return Err(format!(
+            "a record's time stamp {tsc:#x} is outside the run ({:#x} to {:#x})",
+            stamps.start(),
+            stamps.end()
+        ));
+    }
+    Ok(())
+}
+
+/// The lost counters of a ring that moved since they were last seen.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Losses {
+    /// The total now.
+    total: u64,
+    /// (site index, its count now) of the sites whose counter moved.
+    sites: Vec<(usize, u64)>,
+    /// The return stub's count now, when it moved.
+    stub: Option<u64>,
+}
+
+/// Reads the lost counters of `ring` when its total has moved since
+/// `ring.lost_seen` (None when it has not): `seen` has each site's count as
+/// last seen, `stub_seen` the return stub's (None: there is no stub, and
+/// its counter must be 0), `elapsed` the time since they were read. Err
+/// when they cannot be counts of lost records: a counter that went back, one
+/// that leapt further than records can be lost in `elapsed`
+/// ([`MAX_LOSSES_PER_NS`]), or a total above the sum of the counters (each
+/// detour counts its own before the total).
+pub(super) fn read_losses(
+    ring: &Ring,
+    seen: &[u64],
+    stub_seen: Option<u64>,
+    elapsed: Duration,
+) -> std::result::Result<Option<Losses>, String> {
+    let total = ring.map.load_u64(ring::LOST_TOTAL);
+    if total == ring.lost_seen {
+        return Ok(None);
+    }
+    let most = u64::try_from(elapsed.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1_000_000)
+        .saturating_mul(MAX_LOSSES_PER_NS);
+    let moved = |what: &dyn Fn() -> String, before: u64, now: u64| {
+        if now < before {
+            Err(format!("{} went back from {before} to {now}", what()))
+        } else if now - before > most {
+            Err(format!(
+                "{} leapt from {before} to {now} in {} ms",
+                what(),
+                elapsed.as_millis()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    moved(
+        &|| "its count of lost records".into(),
+        ring.lost_seen,
+        total,
+    )?;
+    let mut sum = 0u128;
+    let mut sites = Vec::new();
+    for (i, &before) in seen.iter().enumerate() {
+        let now = ring.map.load_u64(ring::LOST + 8 * i as u64);
+        moved(&|| format!("the lost count of fast site {i}"), before, now)?;
+        sum += u128::from(now);
+        if now != before {
+            sites.push((i, now));
+        }
+    }
+    let stub_now = ring
+        .map
+        .load_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX));
+    moved(
+        &|| "the return stub's lost count".into(),
+        stub_seen.unwrap_or(0),
+        stub_now,
+    )?;
+    if stub_seen.is_none() && stub_now != 0 {
+        return Err(format!(
+            "the return stub's lost count is {stub_now}, with no return stub"
+        ));
+    }
+    sum += u128::from(stub_now);
+    if sum < u128::from(total) {
+        return Err(format!(
+            "{total} records lost in all, {sum} by the counts of its sites"
+        ));
+    }
+    Ok(Some(Losses {
+        total,
+        sites,
+        stub: (Some(stub_now) != stub_seen && stub_seen.is_some()).then_some(stub_now),
+    }))
+}
+
+/// What record `rec` captured, as `Hit` reads it.
+pub(super) fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::Regs) -> Captured {
+    let mut c = Captured::default();
+    for f in fields {
+        let at = f.offset as usize;
+        let Some(status) = rec.get(at..at + 8) else {
+            continue;
+        };
+        let status = u64::from_le_bytes(status.try_into().expect("8 bytes"));
+        let len = ((status & detour::CAPTURE_LEN_MASK) as usize).min(f.max() as usize);
+        let readable = status & detour::CAPTURE_UNREADABLE == 0;
+        let bytes = rec.get(at + 8..at + 8 + len).unwrap_or_default().to_vec();
+        match f.kind {
+            CaptureKind::CStr { reg, .. } => c.strings.push(CapturedStr {
+                ptr: regs.gpr(reg),
+                bytes,
+                terminated: status & detour::CAPTURE_TERMINATED != 0,
+                readable,
+            }),
+            CaptureKind::Stack { .. } if readable => {
+                c.stack = Some((regs.sp().wrapping_add(8), bytes));
+            }
+            CaptureKind::Stack { .. } => {}
+        }
+    }
+    c
+}
+
+impl Tracer {
+    /// The TSC clock, calibrated once.
+    pub(super) fn clock(&mut self) -> TscClock {
+        let start = self.start;
+        *self
+            .tsc_clock
+            .get_or_insert_with(|| TscClock::calibrate(start))
+    }
+
+    /// Drains every ring.
+    pub(in crate::engine) fn drain_all(&mut self, mode: Drain) -> Result<()> {
+        self.last_drain = Instant::now();
+        self.more_records = false;
+        let keys: Vec<Pid> = self
+            .spaces
+            .iter()
+            .filter(|(_, s)| s.fast.ring.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        let mut first = Ok(());
+        for key in keys {
+            let r = self.drain(key, mode);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// True when a ring was found corrupt and its sites still wait to go
+    /// back to int3 ([`Tracer::patch_fast`] does it).
+    pub(in crate::engine) fn fast_switch_pending(&self) -> bool {
+        self.opts.fast
+            && self.attach_reported
+            && self
+                .spaces
+                .values()
+                .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
+    }
+
+    /// True when some ring may hold records (and is read: not corrupt).
+    pub(in crate::engine) fn draining(&self) -> bool {
+        self.spaces
+            .values()
+            .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
+    }
+
+    /// Hands every record published in the ring of space `key` to its
+    /// probes' `on_entry`, in ring order, and reports records lost.
+    pub(in crate::engine) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
+        if !self
+            .spaces
+            .get(&key)
+            .is_some_and(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
+        {
+            return Ok(());
+        }
+        if mode != Drain::Final && self.spaces[&key].fast.ring.as_ref().is_some_and(ring_idle) {
+            return Ok(());
+        }
+        if mode == Drain::Safe && self.unknown_thread_pointers(key) {
+            self.refresh_threads(key)?;
+            if let Some(space) = self.spaces.get_mut(&key) {
+                let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
+                let unknown: Vec<u64> = published_tps(space.fast.ring.as_ref())
+                    .into_iter()
+                    .filter(|tp| space.fast.thread(*tp).is_none())
+                    .take(room)
+                    .collect();
+                space.fast.unknown.extend(unknown);
+            }
+        }
+        let mut clock = self.clock();
+        clock.refine(self.start);
+        self.tsc_clock = Some(clock);
+        let (taken, slot) = {
+            let space = self.spaces.get_mut(&key).expect("checked above");
+            let sites = space.fast.sites.len();
+            let stub = space.fast.stub.is_some();
+            let ring = space.fast.ring.as_mut().expect("checked above");
+            let budget = match mode {
+                Drain::Final => ring.layout.capacity,
+                Drain::Safe | Drain::Quick => DRAIN_BUDGET,
+            };
+            let slot = ring.layout.slot_size as usize;
+            let taken = take_records(ring, mode == Drain::Final, budget).and_then(|records| {
+                // Read after the records were: none is later than this.
+                let stamps = clock.plausible(shm::tsc());
+                records
+                    .chunks(slot)
+                    .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
+                    .map(|()| records)
+            });
+            if let Ok(records) = &taken {
+                // Stopped at the budget: more may wait (the tracer then
+                // only polls for stops before reading on).
+                self.more_records |= records.len() / slot >= budget as usize;
+            }
+            (taken, slot)
+        };
+        let records = match taken {
+            Ok(records) => records,
+            // None of this batch is believed.
+            Err(why) => return self.ring_corrupt(key, why),
+        };
+        let mut failed = None;
+        if !records.is_empty() {
+            self.deliver(key, &records, slot, clock, &mut failed);
+        }
+        if let Err(why) = self.report_lost(key, &mut failed) {
+            self.ring_corrupt(key, why)?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The ring of space `key` holds what no detour writes (`why`): the
+    /// program wrote over it. Said once; the ring is not read again (it
+    /// stays mapped: detours a thread is in and the return stub still write
+    /// to it, unread); its sites go back to int3 at the next
+    /// [`Tracer::patch_fast`], which never patches there again; the calls in
+    /// flight known from its records are counted missed (their returns would
+    /// be recorded there).
+    pub(in crate::engine) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        if space.fast.corrupt.is_some() {
+            return Ok(());
+        }
+        space.fast.corrupt = Some(why.clone());
+        space.fast.dirty = true;
+        self.more_records = false;
+        let pid = space.pid;
+        let mut events = vec![Event::ProcessWarning {
+            pid,
+            message: format!(
+                "the fast probes' ring of pid {pid} is corrupt ({why}): the program wrote over \
+                 it; what it holds is not read any more, and its fast probes go back to int3 \
+                 breakpoints"
+            ),
+        }];
+        for (&tid, task) in self.tasks.iter_mut().filter(|(_, t)| t.space == key) {
+            for inst in task.fast_calls.take_all() {
+                for (site, _) in inst.probes {
+                    events.push(Event::Missed {
+                        pid: task.pid,
+                        tid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                    });
+                }
+            }
+        }
+        for e in events {
+            self.emit(e)?;
+        }
+        Ok(())
+    }
+
+    /// True when a record waiting in the ring of `key` has a thread pointer
+    /// no thread is known by (and that was not looked for already, unless
+    /// too many were: see [`MAX_UNKNOWN_TPS`]).
+    pub(super) fn unknown_thread_pointers(&self, key: Pid) -> bool {
+        let Some(space) = self.spaces.get(&key) else {
+            return false;
+        };
+        if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
+            return false;
+        }
+        published_tps(space.fast.ring.as_ref())
+            .into_iter()
+            .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
+    }
+
+    /// Runs the entry handlers for `records` (each `slot` bytes) of space
+    /// `key`, and the return handlers of the calls they return from. The
+    /// first handler error is kept in `failed`.
+    pub(super) fn deliver(
+        &mut self,
+        key: Pid,
+        records: &[u8],
+        slot: usize,
+        clock: TscClock,
+        failed: &mut Option<Error>,
+    ) {
+        let mut events = Vec::new();
+        let Tracer {
+            probes,
+            spaces,
+            tasks,
+            ..
+        } = self;
+        let Some(space) = spaces.get_mut(&key) else {
+            return;
+        };
+        let space_pid = space.pid;
+        for rec in records.chunks(slot) {
+            let word = |off: u64| {
+                let at = off as usize;
+                u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
+            };
+            let index = word(ring::INDEX) as u32;
+            let kind = word(ring::KIND) as u32;
+            let tp = word(ring::TP);
+            let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
+            if silent {
+                continue;
+            }
+            // A vfork child is a process of its own, and may be gone from
+            // the tasks already (its records are read as it dies).
+            let own = match space.fast.lent.contains_key(&tp) {
+                true => tid,
+                false => space_pid,
+            };
+            let pid = tasks.get(&tid).map_or(own, |t| t.pid);
+            let time = clock.time(word(ring::TSC));
+            let maps = &mut space.maps;
+            let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
+            if kind == detour::KIND_RETURN {
+                let Some(task) = tasks.get_mut(&tid) else {
+                    continue;
+                };
+                let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
+                let sp = RuntimeAddr(regs.sp());
+                let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
+                let mut dirty = false;
+                let string = space
+                    .fast
+                    .sites
+                    .get(index as usize)
+                    .map_or(0, |f| f.ret_string);
+                let field = CaptureField {
+                    kind: CaptureKind::CStr {
+                        reg: crate::arch::Gpr(0),
+                        max: string,
+                    },
+                    offset: ring::CAPTURES as u32,
+                };
+                let fields = if string > 0 { &[field][..] } else { &[][..] };
+                let captured = captured(rec, fields, &regs);
+                for inst in returning {
+                    for (site, data) in inst.probes {
+                        let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                            continue;
+                        };
+                        let mut ret = Return {
+                            pid,
+                            tid,
+                            site: &site,
+                            regs: &mut regs,
+                            regs_dirty: &mut dirty,
+                            mem: Memory::Captured(&captured),
+                            modules: &space.modules,
+                            time,
+                            entered: inst.entered,
+                            data,
+                        };
+                        if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+                continue;
+            }
+            if kind == detour::KIND_CATCH {
+                // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
+                // the calls at or below its stack pointer were unwound.
+                let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
+                if let Some(task) = tasks.get_mut(&tid) {
+                    task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
+                }
+                continue;
+            }
+            let Some(fs) = space.fast.sites.get(index as usize) else {
+                continue;
+            };
+            let mut regs = detour::record_regs(rec, fs.addr.get());
+            let captured = captured(rec, &fs.captures, &regs);
+            let watch = word(ring::RET_WATCH) as u32;
+            let mut kept = Vec::new();
+            for site in &fs.probes {
+                let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                    continue;
+                };
+                let mut dirty = false;
+                let mut data = None;
+                let mut hit = Hit {
+                    pid,
+                    tid,
+                    site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Captured(&captured),
+                    modules: &space.modules,
+                    time,
+                    data: &mut data,
+                    returns: Default::default(),
+                    stack: Default::default(),
+                };
+                if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
+                    failed.get_or_insert(e);
+                }
+                if site.kind == (ProbeKind::Function { returns: true }) {
+                    kept.push((site.clone(), data));
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            let Some(task) = tasks.get_mut(&tid) else {
+                continue;
+            };
+            let slot = RuntimeAddr(regs.sp());
+            // Calls below this one's slot, or in it, cannot return any more
+            // (left by longjmp or an exception): dropped, unreported.
+            let chained = watch == detour::WATCH_CHAINED;
+            task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
+            if !chained {
+                task.fast_calls.drop_overwritten(slot);
+            }
+            let orig = match watch {
+                detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
+                detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
+                _ => None,
+            };
+            let Some(orig) = orig else {
+                // The table was full (or the call it chains to was lost):
+                // this return is not watched.
+                for (site, _) in &kept {
+                    events.push(Event::Missed {
+                        pid,
+                        tid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                    });
+                }
+                continue;
+            };
+            task.fast_calls.push(ReturnInstance {
+                slot,
+                orig_ret: orig,
+                entered: time,
+                probes: kept,
+                chained,
+                watch: Watch::Trampoline,
+            });
+        }
+        for event in events {
+            if let Err(e) = self.emit(event) {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Reports records of space `key` lost since the last look (an emit
+    /// error goes to `failed`). Err when the counters cannot be counts (see
+    /// [`read_losses`]): nothing is reported then.
+    pub(super) fn report_lost(
+        &mut self,
+        key: Pid,
+        failed: &mut Option<Error>,
+    ) -> std::result::Result<(), String> {
+        let mut events = Vec::new();
+        if let Some(space) = self.spaces.get_mut(&key) {
+            let pid = space.pid;
+            let Some(ring) = space.fast.ring.as_mut() else {
+                return Ok(());
+            };
+            let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
+            let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
+            let now = Instant::now();
+            let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
+                return Ok(());
+            };
+            ring.lost_seen = losses.total;
+            ring.lost_at = now;
+            for (i, lost) in losses.sites {
+                let fs = &mut space.fast.sites[i];
+                for site in &fs.probes {
+                    events.push(Event::Lost {
+                        pid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                        count: lost - fs.lost,
+                    });
+                }
+                fs.lost = lost;
+            }
+            if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
+                events.push(Event::Warning {
+                    probe: String::new(),
+                    message: format!(
+                        "{} fast returns lost: the ring was full when they were made \
+                         (those calls show no return)",
+                        lost - stub.lost
+                    ),
+                });
+                stub.lost = lost;
+            }
+        }
+        for e in events {
+            if let Err(e) = self.emit(e) {
+                failed.get_or_insert(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the ring of space `key` until it is empty (as far as records
+    /// published by now go), budget after budget.
+    pub(in crate::engine) fn drain_through(&mut self, key: Pid) -> Result<()> {
+        let Some(capacity) = self
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.ring.as_ref())
+            .map(|r| r.layout.capacity)
+        else {
+            return Ok(());
+        };
+        for _ in 0..=capacity / DRAIN_BUDGET {
+            self.more_records = false;
+            self.drain(key, Drain::Quick)?;
+            if !self.more_records {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::detour::RingLayout;
+    use crate::sys::shm::SharedMap;
+
+    /// A ring of `capacity` slots of 256 bytes over a file of its own (as
+    /// the memfd is), all zero: empty.
+    fn test_ring(capacity: u64) -> Ring {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("rtrace-ring-{}-{n}", std::process::id()));
+        std::fs::File::create(&path).unwrap();
+        let layout = RingLayout {
+            base: 0x7f00_0000_0000,
+            capacity,
+            slot_size: 256,
+        };
+        let map = SharedMap::open(&path, layout.size() as usize).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        Ring {
+            map: std::sync::Arc::new(map),
+            _watchman: None,
+            layout,
+            consumed: 0,
+            lost_seen: 0,
+            lost_at: Instant::now(),
+        }
+    }
+
+    /// Writes and publishes the record of position `pos`, as a detour does
+    /// (the enqueue position claimed past it).
+    fn publish(ring: &Ring, pos: u64, index: u32, tp: u64, tsc: u64) {
+        let l = ring.layout;
+        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
+        ring.map.store_u64(off + ring::INDEX, u64::from(index));
+        ring.map.store_u64(off + ring::TP, tp);
+        ring.map.store_u64(off + ring::TSC, tsc);
+        ring.map
+            .store_u64(off + ring::SEQ, (pos & !(l.capacity - 1)) + 1);
+        let enq = ring.map.load_u64(ring::ENQUEUE).max(pos + 1);
+        ring.map.store_u64(ring::ENQUEUE, enq);
+    }
+
+    /// Fills the whole ring as a program that writes over it would.
+    fn scribble(ring: &Ring, seed: &mut u64, byte: Option<u8>) {
+        let mut bytes = vec![0u8; ring.map.len()];
+        for b in &mut bytes {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = byte.unwrap_or((*seed >> 56) as u8);
+        }
+        ring.map.write(0, &bytes);
+    }
+
+    #[test]
+    fn published_records_are_taken_in_order_and_their_slots_freed() {
+        let mut r = test_ring(16);
+        for pos in 0..20 {
+            publish(&r, pos, pos as u32, 7, 100 + pos);
+            if pos == 9 {
+                let got = take_records(&mut r, false, 64).unwrap();
+                assert_eq!(got.len(), 10 * 256);
+                assert_eq!(r.consumed, 10);
+            }
+        }
+        let got = take_records(&mut r, false, 64).unwrap();
+        let tscs: Vec<u64> = got
+            .chunks(256)
+            .map(|rec| u64::from_le_bytes(rec[24..32].try_into().unwrap()))
+            .collect();
+        assert_eq!(tscs, (110..120).collect::<Vec<_>>());
+        // Freed for the next lap: nothing more, and the ring is idle.
+        assert!(take_records(&mut r, false, 64).unwrap().is_empty());
+        assert!(ring_idle(&r));
+        // A slot claimed but never published stops a drain, and is passed
+        // over by the last one.
+        r.map.store_u64(ring::ENQUEUE, 21);
+        publish(&r, 21, 0, 7, 0);
+        assert!(take_records(&mut r, false, 64).unwrap().is_empty());
+        assert_eq!(take_records(&mut r, true, 64).unwrap().len(), 256);
+        assert_eq!(r.consumed, 22);
+    }
+
+    #[test]
+    fn a_ring_written_over_is_corrupt_and_nothing_of_it_is_read() {
+        // Every value no detour writes, one at a time.
+        let mut r = test_ring(16);
+        publish(&r, 0, 0, 7, 100);
+        take_records(&mut r, false, 64).unwrap();
+        let cases: [(&str, u64, u64); 4] = [
+            ("enqueue position", ring::ENQUEUE, u64::MAX),
+            ("enqueue position", ring::ENQUEUE, 0),
+            ("enqueue position", ring::ENQUEUE, 1 + 16 + 1),
+            ("sequence word", ring::SLOTS + 256 + ring::SEQ, 0xdead_beef),
+        ];
+        for (what, off, value) in cases {
+            let mut r = test_ring(16);
+            publish(&r, 0, 0, 7, 100);
+            take_records(&mut r, false, 64).unwrap();
+            publish(&r, 1, 0, 7, 100);
+            r.map.store_u64(off, value);
+            let e = take_records(&mut r, false, 64).expect_err(what);
+            assert!(e.contains(what), "{e}");
+            assert_eq!(r.consumed, 1, "{what}: nothing taken");
+            assert!(!ring_idle(&r) || off == ring::ENQUEUE, "{what}");
+        }
+        // All 0xff, all zeros, and random bytes, many times: an error every
+        // time, never a panic, never more than the budget looked at.
+        let mut seed = 1;
+        for round in 0..200 {
+            let mut r = test_ring(16);
+            publish(&r, 0, 0, 7, 100);
+            take_records(&mut r, false, 64).unwrap();
+            let byte = match round % 3 {
+                0 => Some(0xff),
+                1 => Some(0),
+                _ => None,
+            };
+            scribble(&r, &mut seed, byte);
+            let taken = take_records(&mut r, round % 2 == 0, 8);
+            assert!(taken.is_err(), "round {round}: {taken:?}");
+            assert!(published_tps(Some(&r)).len() <= 16);
+        }
+    }
+
+    #[test]
+    fn a_full_looking_ring_is_read_a_ring_at_a_time() {
+        // Every slot published, the position a ring ahead: legal, and read
+        // in budgets, never more than the ring holds.
+        let mut r = test_ring(16);
+        for pos in 0..16 {
+            publish(&r, pos, 0, pos, 100);
+        }
+        assert_eq!(published_tps(Some(&r)).len(), 16);
+        assert_eq!(take_records(&mut r, false, 5).unwrap().len(), 5 * 256);
+        assert_eq!(take_records(&mut r, true, 100).unwrap().len(), 11 * 256);
+        assert!(take_records(&mut r, true, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_no_detour_writes_are_refused() {
+        let stamps = 1000..=2000;
+        let rec = |index: u32, kind: u32, watch: u32, tsc: u64| {
+            let mut rec = vec![0u8; 256];
+            rec[8..12].copy_from_slice(&index.to_le_bytes());
+            rec[12..16].copy_from_slice(&kind.to_le_bytes());
+            rec[24..32].copy_from_slice(&tsc.to_le_bytes());
+            rec[176..180].copy_from_slice(&watch.to_le_bytes());
+            rec
+        };
+        assert_eq!(check_record(&rec(2, 0, 1, 1500), 3, false, &stamps), Ok(()));
+        assert_eq!(check_record(&rec(2, 1, 9, 1500), 3, true, &stamps), Ok(()));
+        assert_eq!(check_record(&rec(2, 2, 0, 1500), 3, true, &stamps), Ok(()));
+        let bad = [
+            (rec(3, 0, 0, 1500), false, "fast site 3, of 3"),
+            (rec(u32::MAX, 0, 0, 1500), false, "fast site"),
+            (rec(0, 7, 0, 1500), false, "kind 7"),
+            (rec(0, 1, 0, 1500), false, "kind 1"),
+            (rec(0, 0, 4, 1500), false, "watched as 4"),
+            (rec(0, 0, 0, 999), false, "time stamp"),
+            (rec(0, 0, 0, u64::MAX), true, "time stamp"),
+        ];
+        for (rec, stub, what) in bad {
+            let e = check_record(&rec, 3, stub, &stamps).expect_err(what);
+            assert!(e.contains(what), "{e}");
+        }
+        // A truncated record reads as zeros, never panics.
+        assert!(check_record(&[0xff; 10], 3, true, &stamps).is_err());
+    }
+
+    #[test]
+    fn lost_counters_that_cannot_be_counts_are_refused() {
+        let ms = Duration::from_millis(2);
+        let r = test_ring(16);
+        // Nothing lost: nothing to read.
+        assert_eq!(read_losses(&r, &[0, 0], Some(0), ms), Ok(None));
+        // Five of site 1, two of the stub.
+        r.map.store_u64(ring::LOST + 8, 5);
+        r.map
+            .store_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX), 2);
+        r.map.store_u64(ring::LOST_TOTAL, 7);
+        let l = read_losses(&r, &[0, 0], Some(0), ms).unwrap().unwrap();
+        assert_eq!(
+            l,
+            Losses {
+                total: 7,
+                sites: vec![(1, 5)],
+                stub: Some(2)
+            }
+        );
+        // A site counted before the total: fine.
+        r.map.store_u64(ring::LOST, 1);
+        assert!(read_losses(&r, &[0, 0], Some(0), ms).unwrap().is_some());
+        let cases: [(&str, u64, u64); 4] = [
+            ("leapt", ring::LOST_TOTAL, u64::MAX),
+            ("leapt", ring::LOST + 8, u64::MAX),
+            ("in all", ring::LOST_TOTAL, 100),
+            ("went back", ring::LOST + 8, 4),
+        ];
+        for (what, off, value) in cases {
+            let r = test_ring(16);
+            r.map.store_u64(ring::LOST + 8, 5);
+            r.map.store_u64(ring::LOST_TOTAL, 6);
+            r.map.store_u64(off, value);
+            let e = read_losses(&r, &[0, 5], Some(0), ms)
+                .map(|_| ())
+                .expect_err(what);
+            assert!(e.contains(what), "{what}: {e}");
+        }
+        // The stub's counter, with no stub.
+        let r = test_ring(16);
+        r.map.store_u64(ring::LOST_TOTAL, 1);
+        r.map
+            .store_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX), 1);
+        let e = read_losses(&r, &[0], None, ms).unwrap_err();
+        assert!(e.contains("no return stub"), "{e}");
+        // The total going back.
+        let mut r = test_ring(16);
+        r.lost_seen = 10;
+        r.map.store_u64(ring::LOST_TOTAL, 3);
+        let e = read_losses(&r, &[10], Some(0), ms).unwrap_err();
+        assert!(e.contains("went back from 10 to 3"), "{e}");
+    }
+
+    #[test]
+    fn the_clock_maps_ticks_to_time() {
+        let clock = TscClock {
+            tsc0: 1000,
+            t0: Duration::from_micros(5),
+            ns_per_tick: 0.5,
+        };
+        assert_eq!(clock.time(3000), Duration::from_nanos(6000));
+        assert_eq!(clock.time(0), Duration::from_nanos(4500));
+    }
+}

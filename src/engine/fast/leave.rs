@@ -1,0 +1,277 @@
+//! Leaving fast code: a stopped thread brought out of a detour or the
+//! return stub (`Tracer::leave_detour`), the faults of fast code that are
+//! rtrace's own (a capture's bad pointer, a disabled `rdtsc`), a signal held
+//! until its thread is out of a detour, and the detach: every thread out,
+//! the ring read to its end, the stub's return addresses given back
+//! (`Tracer::quiesce_fast`).
+
+use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::detour::{self};
+use crate::engine::step::StepEnd;
+use crate::engine::Tracer;
+use crate::error::Result;
+use crate::handler::Event;
+use crate::sys::ptrace;
+use crate::sys::shm::{self};
+
+use super::drain::Drain;
+use super::stub::restore_stub_slots;
+
+/// The most single-steps taken to bring a thread out of a detour (a capture
+/// loop of a few KiB is some thousands).
+pub(super) const STEP_BUDGET: usize = 1 << 20;
+
+impl Tracer {
+    /// Brings stopped thread `tid` out of any detour: at a detour's first
+    /// instruction (or its `pushfq`) it is sent back to the probed address,
+    /// as if it had not got there yet; among the restoring pops rtrace does
+    /// the rest of them itself; elsewhere it is single-stepped until it
+    /// leaves (a capture load that faults goes to its fix-up). `pushfq` and
+    /// `popfq` are never stepped: the kernel would leave the trap flag set. False when
+    /// it could not be (it died, or a displaced instruction faulted: its
+    /// signal is then held for it).
+    pub(in crate::engine) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        for _ in 0..STEP_BUDGET {
+            let mut regs = match ptrace::getregs(tid) {
+                Ok(r) => r,
+                Err(e) if e.is_tracee_gone() => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let ip = regs.ip();
+            let Some(space) = self.spaces.get(&key) else {
+                return Ok(true);
+            };
+            if let Some(stub) = space.fast.stub.as_ref().filter(|s| s.contains_ip(ip)) {
+                let stub = stub.stub.clone();
+                match self.stub_step(tid, &stub, regs)? {
+                    Some(out) => return Ok(out),
+                    None => continue,
+                }
+            }
+            let Some(hook) = space.fast.detour_at(ip).map(|s| s.hook.is_some()) else {
+                return Ok(true);
+            };
+            // In a hook's body (its loops, its waits): back to its site.
+            if hook && self.abandon_hook(tid)? {
+                return Ok(true);
+            }
+            let Some(space) = self.spaces.get(&key) else {
+                return Ok(true);
+            };
+            let Some(site) = space.fast.detour_at(ip) else {
+                return Ok(true);
+            };
+            if detour::back_to_site(&site.detour, site.addr.get(), &mut regs) {
+                ptrace::setregs(tid, &regs)?;
+                return Ok(true);
+            }
+            // The restore is finished here, not stepped (see
+            // `Detour::restore`); the displaced instructions are stepped.
+            if detour::finish_restore(&site.detour, &mut regs, &space.mem)? {
+                ptrace::setregs(tid, &regs)?;
+                continue;
+            }
+            match self.single_step(tid)? {
+                StepEnd::Done => {}
+                StepEnd::Gone => return Ok(false),
+                StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => {}
+                StepEnd::Faulted(signal) => {
+                    let regs = ptrace::getregs(tid)?;
+                    let fix = self.spaces.get(&key).and_then(|s| s.fast.fixup(regs.ip()));
+                    match fix {
+                        Some(fix) if matches!(signal, libc::SIGSEGV | libc::SIGBUS) => {
+                            let mut regs = regs;
+                            regs.set_ip(fix);
+                            ptrace::setregs(tid, &regs)?;
+                        }
+                        _ => {
+                            self.hold_signal(tid, signal)?;
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// `tid` (stopped) faulted with `signal` at the `rdtsc` of a detour or
+    /// of the return stub: the thread has disabled the time stamp counter
+    /// (seccomp strict mode does, as `prctl(PR_SET_TSC, PR_TSC_SIGSEGV)`
+    /// does), after its fast probes were made. rtrace reads the counter for
+    /// it (its own reading: the same counter, a few microseconds later) and
+    /// moves it past the instruction; the program never sees the fault.
+    /// True when that was it (the thread's registers are set, it is not
+    /// resumed).
+    pub(super) fn emulate_rdtsc(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        if signal != libc::SIGSEGV {
+            return Ok(false);
+        }
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        let Some(space) = self.spaces.get(&key) else {
+            return Ok(false);
+        };
+        let mut regs = ptrace::getregs(tid)?;
+        let ip = regs.ip();
+        if !space.fast.in_fast_code(ip) {
+            return Ok(false);
+        }
+        let code = space.mem.read_vec(RuntimeAddr(ip), 2)?;
+        if !detour::emulate_rdtsc(&code, shm::tsc(), &mut regs) {
+            return Ok(false);
+        }
+        ptrace::setregs(tid, &regs)?;
+        let pid = space.pid;
+        if self.tsc_warned.insert(pid) {
+            self.warnings.push(Event::ProcessWarning {
+                pid,
+                message: format!(
+                    "pid {pid} disabled the time stamp counter the fast probes' records read \
+                     (seccomp strict mode, or PR_SET_TSC): rtrace reads it for them, at a stop \
+                     per record"
+                ),
+            });
+        }
+        Ok(true)
+    }
+
+    /// `tid` is in a signal-delivery stop for `signal`: when it is a capture
+    /// load of a detour faulting on a bad pointer, the thread goes to the
+    /// load's fix-up (the capture is marked unreadable) and the signal is
+    /// not delivered; when it is the `rdtsc` of fast code, rtrace reads the
+    /// counter for it (`emulate_rdtsc`). True when that was it.
+    pub(in crate::engine) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        if !matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
+            return Ok(false);
+        }
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(false);
+        }
+        if !crate::sys::wait::is_fault(tid, signal) {
+            return Ok(false);
+        }
+        if self.emulate_rdtsc(tid, signal)? {
+            self.resume(tid, 0)?;
+            return Ok(true);
+        }
+        let mut regs = ptrace::getregs(tid)?;
+        let Some(fix) = self.spaces[&key].fast.fixup(regs.ip()) else {
+            return Ok(false);
+        };
+        regs.set_ip(fix);
+        ptrace::setregs(tid, &regs)?;
+        self.resume(tid, 0)?;
+        Ok(true)
+    }
+
+    /// A signal is about to be delivered to `tid` (stopped for it): a thread
+    /// inside a detour leaves it first, so the signal frame holds a program
+    /// address. True when the signal was held for that (it is delivered
+    /// when the thread resumes, out of the detour).
+    pub(in crate::engine) fn signal_in_detour(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+            return Ok(false);
+        };
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(false);
+        }
+        let Ok(regs) = ptrace::getregs(tid) else {
+            return Ok(false);
+        };
+        if !self.spaces[&key].fast.in_fast_code(regs.ip()) {
+            return Ok(false);
+        }
+        self.hold_signal(tid, signal)?;
+        self.leave_detour(tid)?;
+        self.resume(tid, 0)?;
+        Ok(true)
+    }
+
+    /// Detaching from space `key` (its threads `tids` all stopped): every
+    /// thread leaves the detours, the ring is drained to its end. The jumps
+    /// go with the other breakpoints (`disarm_all`); then
+    /// [`Tracer::unmap_fast`].
+    pub(in crate::engine) fn quiesce_fast(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
+        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(());
+        }
+        let mut first = Ok(());
+        let mut stuck = false;
+        for &tid in tids {
+            match self.leave_detour(tid) {
+                Ok(true) => {}
+                // Not brought out: stuck there only if it lives on (a
+                // thread that exited meanwhile needs the detours no more).
+                Ok(false) => stuck |= self.still_in_fast_code(key, tid),
+                Err(e) if e.is_tracee_gone() => {}
+                Err(e) => {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        if stuck {
+            // A detour still in use stays mapped (its code no longer
+            // reached from the program's once the jumps are gone).
+            if let Some(space) = self.spaces.get_mut(&key) {
+                space.fast.areas.clear();
+            }
+        }
+        let r = self.drain(key, Drain::Final);
+        // Every slot that holds the stub gets its return address back: the
+        // stub goes with the areas.
+        let restored = self.restore_fast_returns(key, tids);
+        first.and(r).and(restored)
+    }
+
+    /// True when `tid` lives, is not exiting, and its instruction pointer
+    /// is in a detour or the return stub of space `key`.
+    pub(super) fn still_in_fast_code(&self, key: Pid, tid: Tid) -> bool {
+        if self.tasks.get(&tid).is_none_or(|t| t.exiting) {
+            return false;
+        }
+        let Ok(regs) = ptrace::getregs(tid) else {
+            return false;
+        };
+        self.spaces
+            .get(&key)
+            .is_some_and(|s| s.fast.in_fast_code(regs.ip()))
+    }
+
+    /// Gives back, in space `key` whose threads `tids` are stopped, the
+    /// return addresses the detours swapped for the stub, as the table has
+    /// them; the calls in flight are forgotten (no return is reported).
+    pub(super) fn restore_fast_returns(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
+        for tid in tids {
+            if let Some(t) = self.tasks.get_mut(tid) {
+                t.fast_calls.take_all();
+            }
+        }
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some(stub) = space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)) else {
+            return Ok(());
+        };
+        let threads: Vec<(u64, RuntimeAddr)> = tids
+            .iter()
+            .filter_map(|t| ptrace::getregs(*t).ok())
+            .map(|r| (r.thread_pointer(), RuntimeAddr(r.sp())))
+            .collect();
+        let pid = space.pid;
+        let maps = &mut space.maps;
+        restore_stub_slots(&space.mem, stub.0, stub.1, &threads, &mut |a, b| {
+            maps.same_mapping(pid, a, b)
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,816 @@
+//! Writing and undoing the jumps: the detour areas (placed within a
+//! `jmp rel32`'s reach of the code they serve, [`place_area`]), the ring
+//! (a memfd mapped in the tracee and here), the return stub and its table,
+//! the detours, the jumps (`Tracer::patch_fast`) and taking them off again
+//! (`Tracer::unpatch_fast`), always with every thread of the space
+//! stopped.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::detour::{
+    self, ring, table, DetourSpec, ReturnSpec, RingLayout, StubSpec, ThreadPointer,
+};
+use crate::arch::SCRATCH_SYSCALL_OFFSET;
+use crate::engine::task::TaskState;
+use crate::engine::Tracer;
+use crate::error::{Error, Result};
+use crate::symbols::maps::Mapping;
+use crate::sys::ptrace;
+use crate::sys::shm::{self, SharedMap};
+
+use super::plan::{Planned, Refusal};
+use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
+
+/// Room left free above the heap (or where `brk` starts) and below the
+/// stack, which grow into it.
+pub(super) const GROWTH_ROOM: u64 = 1 << 30;
+
+/// Room kept for one detour: the longest one rtrace generates (a few
+/// captures, five displaced instructions) is well under this.
+pub(super) const DETOUR_ROOM: u64 = 1024;
+
+/// About how much shared memory a ring takes.
+pub(super) const RING_BYTES: u64 = 16 << 20;
+
+/// Bounds of a ring's slot count.
+pub(super) const MIN_SLOTS: u64 = 1024;
+
+pub(super) const MAX_SLOTS: u64 = 65536;
+
+/// The memfd's name, written into the scratch page for `memfd_create`
+/// (bytes 8..20: past the scratch code, before the out-of-line slots).
+pub(super) const RING_NAME: &[u8] = b"rtrace-ring\0";
+
+pub(super) const RING_NAME_OFFSET: i64 = 8;
+
+/// Lowest address an area may take (`vm.mmap_min_addr`'s usual value).
+pub(super) const MIN_ADDR: u64 = 0x10000;
+
+pub(super) const PAGE: u64 = 4096;
+
+/// The address for an area of `size` bytes nearest `near` among the gaps of
+/// `maps` (sorted), or None when no gap within reach of a `jmp rel32` has
+/// room. Room is left where a mapping grows: above the heap (or, with no
+/// heap yet, above the executable's last mapping, where `brk` starts), and
+/// below the stack.
+pub(crate) fn place_area(maps: &[Mapping], exe: &Path, near: u64, size: u64) -> Option<u64> {
+    let reach = (1u64 << 31) - 2 * AREA_SIZE;
+    let exe_last = maps
+        .iter()
+        .filter(|m| Path::new(&m.name) == exe)
+        .map(|m| m.end.get())
+        .max();
+    let mut best: Option<u64> = None;
+    let mut consider = |lo: u64, hi: u64| {
+        // One page free on each side.
+        let (lo, hi) = (lo + PAGE, hi.saturating_sub(PAGE));
+        if hi < lo + size {
+            return;
+        }
+        let want = near & !(PAGE - 1);
+        let at = want.clamp(lo, hi - size);
+        let far = at.abs_diff(near).max((at + size).abs_diff(near));
+        if far >= reach {
+            return;
+        }
+        if best.is_none_or(|b| at.abs_diff(near) < b.abs_diff(near)) {
+            best = Some(at);
+        }
+    };
+    let mut prev_end = MIN_ADDR;
+    let mut prev: Option<&Mapping> = None;
+    for m in maps {
+        let grows_up = prev.is_some_and(|p| p.name == "[heap]" || Some(p.end.get()) == exe_last);
+        let grows_down = m.name == "[stack]";
+        let lo = match grows_up {
+            true => prev_end.saturating_add(GROWTH_ROOM),
+            false => prev_end,
+        };
+        let hi = match grows_down {
+            true => m.start.get().saturating_sub(GROWTH_ROOM),
+            false => m.start.get(),
+        };
+        if hi > lo {
+            consider(lo, hi);
+        }
+        prev_end = prev_end.max(m.end.get());
+        prev = Some(m);
+    }
+    best
+}
+
+/// Writes `code` (assembled for `at`, the room of area `area`) into the
+/// tracee and takes its room; `what` names it in an error.
+pub(in crate::engine) fn write_code(
+    space: &mut crate::engine::space::Space,
+    area: usize,
+    at: RuntimeAddr,
+    code: &[u8],
+    what: &str,
+) -> std::result::Result<(), String> {
+    if code.len() as u64 > DETOUR_ROOM {
+        return Err(format!("{what} is too long"));
+    }
+    space
+        .mem
+        .write(at, code)
+        .map_err(|e| format!("{what} cannot be written ({e})"))?;
+    space.fast.areas[area].used += (code.len() as u64).div_ceil(16) * 16;
+    Ok(())
+}
+
+impl Tracer {
+    /// Takes the jump off any fast site of space `key` whose replaced bytes
+    /// hold `addr`, before a breakpoint is armed there (an int3 written into
+    /// a jump would break it; a site that gets another owner is an int3).
+    pub(in crate::engine) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
+        let covering = self
+            .spaces
+            .get(&key)
+            .map(|s| s.fast.covering(addr))
+            .unwrap_or_default();
+        if covering.is_empty() {
+            return Ok(());
+        }
+        self.unpatch_fast(key, &covering)
+    }
+
+    /// Patches every site of space `key` that can be fast and is not yet:
+    /// judges each (its probes' handlers, [`detour::plan_patch`]), then, with
+    /// every thread of the space stopped, makes the ring if there is none,
+    /// writes the detours and the jumps. A site with a thread inside its
+    /// replaced bytes waits for the next call.
+    pub(in crate::engine) fn patch_fast(&mut self, key: Pid) -> Result<()> {
+        if !self.opts.fast || self.halting {
+            return Ok(());
+        }
+        let Some(space) = self.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        if !space.fast.dirty {
+            return Ok(());
+        }
+        if let Some(why) = space.fast.corrupt.clone() {
+            // The ring is not read any more: every jump comes off, and no
+            // site is patched here again.
+            let live: Vec<RuntimeAddr> = space
+                .fast
+                .sites
+                .iter()
+                .filter(|s| s.live)
+                .map(|s| s.addr)
+                .collect();
+            self.unpatch_fast(key, &live)?;
+            let space = self.space_mut(key)?;
+            space.fast.dirty = false;
+            let reason = Refusal::RingCorrupt(why);
+            let sites: Vec<RuntimeAddr> = space
+                .sites
+                .iter()
+                .filter(|(_, s)| s.fast.is_none() && !s.probes.is_empty())
+                .map(|(a, _)| a)
+                .collect();
+            for a in sites {
+                space.fast.refused.insert(a, reason.clone());
+            }
+            return Ok(());
+        }
+        if space.scratch.is_none() {
+            // No code may be injected (the process's seccomp mode): no ring,
+            // no detour. Every site stays int3, and says why.
+            if let Some(why) = space.no_injection.clone() {
+                space.fast.dirty = false;
+                let sites: Vec<RuntimeAddr> = space
+                    .sites
+                    .iter()
+                    .filter(|(_, s)| s.fast.is_none() && !s.probes.is_empty())
+                    .map(|(a, _)| a)
+                    .collect();
+                for a in sites {
+                    space
+                        .fast
+                        .refused
+                        .entry(a)
+                        .or_insert_with(|| Refusal::NoInjection(why.clone()));
+                }
+            }
+            return Ok(());
+        }
+        space.fast.dirty = false;
+        let candidates: Vec<RuntimeAddr> = space
+            .sites
+            .iter()
+            .filter(|(a, s)| {
+                s.fast.is_none() && !s.probes.is_empty() && !space.fast.refused.contains_key(a)
+            })
+            .map(|(a, _)| a)
+            .collect();
+        let mut plans = Vec::new();
+        for addr in candidates {
+            match self.plan_fast(key, addr) {
+                Ok(p) => plans.push(p),
+                Err(why) => {
+                    self.space_mut(key)?.fast.refused.insert(addr, why);
+                }
+            }
+        }
+        // rtrace's own hooks: back to int3s if an int3 probe now watches
+        // returns, else fast where they can be (see `hooks`).
+        self.unfast_hooks(key)?;
+        if plans.is_empty() && self.plan_hooks(key).is_empty() {
+            return Ok(());
+        }
+        let running: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
+            .map(|(tid, _)| *tid)
+            .collect();
+        let quiet = self.interrupt_and_collect(&running)?;
+        let mut r = match plans.is_empty() {
+            true => Ok(()),
+            false => self.patch_planned(key, plans, &quiet),
+        };
+        if r.is_ok() {
+            // After the user's sites: the ring and the stub exist now.
+            r = self.patch_planned_hooks(key, &quiet);
+        }
+        for t in quiet {
+            self.resume(t, 0)?;
+        }
+        r
+    }
+
+    /// With every thread of space `key` stopped, patches rtrace's hooks
+    /// that can be fast.
+    pub(super) fn patch_planned_hooks(&mut self, key: Pid, quiet: &[Tid]) -> Result<()> {
+        let hooks = self.plan_hooks(key);
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let Some(tid) = self.injector(key, quiet) else {
+            self.space_mut(key)?.fast.dirty = true;
+            return Ok(());
+        };
+        let ips: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .filter_map(|(t, _)| ptrace::getregs(*t).ok())
+            .map(|r| r.ip())
+            .collect();
+        let tp = if shm::has_fsgsbase() {
+            ThreadPointer::Rdfsbase
+        } else {
+            ThreadPointer::FsSelf
+        };
+        self.patch_hooks(key, tid, hooks, &ips, tp)
+    }
+
+    /// The thread of space `key` to make system calls with: stopped, not
+    /// stepping, with nothing waiting to be handled (one of `quiet` first).
+    pub(super) fn injector(&self, key: Pid, quiet: &[Tid]) -> Option<Tid> {
+        let waiting: Vec<Tid> = self.deferred.iter().map(|s| s.tid()).collect();
+        let usable = |tid: &Tid| {
+            self.tasks.get(tid).is_some_and(|t| {
+                t.space == key
+                    && t.state == TaskState::Stopped
+                    && !t.exiting
+                    && t.step.is_none()
+                    && t.scrub.is_none()
+            }) && !waiting.contains(tid)
+        };
+        quiet
+            .iter()
+            .copied()
+            .find(|t| usable(t))
+            .or_else(|| self.tasks.keys().copied().find(|t| usable(t)))
+    }
+
+    /// With every thread of space `key` stopped: makes the ring if needed,
+    /// and patches `plans`.
+    pub(super) fn patch_planned(
+        &mut self,
+        key: Pid,
+        mut plans: Vec<Planned>,
+        quiet: &[Tid],
+    ) -> Result<()> {
+        let Some(tid) = self.injector(key, quiet) else {
+            // Try again later.
+            self.space_mut(key)?.fast.dirty = true;
+            return Ok(());
+        };
+        // Where every thread is, and its thread pointer.
+        let mut ips = Vec::new();
+        let stopped: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stopped {
+            if let Ok(regs) = ptrace::getregs(t) {
+                ips.push(regs.ip());
+                let tp = regs.thread_pointer();
+                if tp != 0 {
+                    self.space_mut(key)?.fast.threads.insert(tp, t);
+                }
+            }
+        }
+        let stepping: Vec<RuntimeAddr> = self
+            .tasks
+            .values()
+            .filter(|t| t.space == key)
+            .filter_map(|t| t.step.as_ref().map(|s| s.site))
+            .collect();
+        if self.spaces[&key].fast.ring.is_none() {
+            let slot = plans
+                .iter()
+                .map(|p| {
+                    let ret = (ring::CAPTURES + 8 + u64::from(p.ret_string)).div_ceil(64) * 64;
+                    detour::layout_captures(&p.kinds).1.max(ret)
+                })
+                .max()
+                .unwrap_or(ring::CAPTURES)
+                .max(ring::CAPTURES);
+            if let Err(why) = self.make_ring(key, tid, slot, None) {
+                let space = self.space_mut(key)?;
+                space.fast.broken = Some(why.clone());
+                for p in plans {
+                    space
+                        .fast
+                        .refused
+                        .insert(p.addr, Refusal::NoRing(why.clone()));
+                }
+                return Ok(());
+            }
+        }
+        let tp = if shm::has_fsgsbase() {
+            ThreadPointer::Rdfsbase
+        } else {
+            ThreadPointer::FsSelf
+        };
+        let stub_wanted = plans.iter().any(|p| p.returns);
+        if stub_wanted && self.spaces[&key].fast.stub.is_none() {
+            if let Some(near) = plans.first().map(|p| p.addr) {
+                if let Err(why) = self.make_stub(key, tid, near, tp) {
+                    let space = self.space_mut(key)?;
+                    space.fast.stub_failed = Some(why.clone());
+                    let mut kept = Vec::new();
+                    for p in plans {
+                        match p.returns {
+                            true => {
+                                space
+                                    .fast
+                                    .refused
+                                    .insert(p.addr, Refusal::NoStub(why.clone()));
+                            }
+                            false => kept.push(p),
+                        }
+                    }
+                    plans = kept;
+                }
+            }
+        }
+        for plan in plans {
+            let addr = plan.addr;
+            let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;
+            if ips.iter().any(|ip| inside.contains(ip)) || stepping.contains(&addr) {
+                self.space_mut(key)?.fast.dirty = true;
+                continue;
+            }
+            if let Err(why) = self.patch_one(key, tid, plan, tp) {
+                self.space_mut(key)?
+                    .fast
+                    .refused
+                    .insert(addr, Refusal::Failed(why));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the detour of `plan` and its jump.
+    pub(super) fn patch_one(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        plan: Planned,
+        tp: ThreadPointer,
+    ) -> std::result::Result<(), String> {
+        let layout = self.ring_layout(key)?;
+        let (captures, record) = detour::layout_captures(&plan.kinds);
+        let record = record.max(ring::CAPTURES + 8 + u64::from(plan.ret_string));
+        if record > layout.slot_size {
+            return Err(format!(
+                "its captures do not fit the ring's records ({} bytes)",
+                layout.slot_size
+            ));
+        }
+        let (area, at) = self.room_near(key, tid, plan.addr)?;
+        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let index = space.fast.sites.len() as u32;
+        let spec = DetourSpec {
+            at: at.get(),
+            ring: layout,
+            index,
+            captures: &captures,
+            tp,
+            returns: match plan.returns {
+                true => space.fast.stub.as_ref().map(|s| ReturnSpec {
+                    stub: s.stub.entry,
+                    table: s.table.get(),
+                    ret_string: plan.ret_string,
+                }),
+                false => None,
+            },
+        };
+        if plan.returns && spec.returns.is_none() {
+            return Err("no return stub".into());
+        }
+        let code = detour::assemble_detour(&plan.patch, &spec)?;
+        let jump =
+            detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
+        write_code(space, area, at, &code.code, "its detour")?;
+        space
+            .mem
+            .write(plan.addr, &jump)
+            .map_err(|e| format!("the jump cannot be written ({e})"))?;
+        let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
+        site.saved = plan.patch.saved.clone();
+        site.written = jump.clone();
+        site.deferred = false;
+        site.fast = Some(index);
+        space.fast.sites.push(FastSite {
+            addr: plan.addr,
+            len: plan.patch.len,
+            at,
+            detour: code,
+            captures,
+            probes: plan.probes,
+            ret_string: plan.ret_string,
+            lost: 0,
+            live: true,
+            hook: None,
+        });
+        Ok(())
+    }
+
+    /// Makes the return stub of space `key` (by `tid`, stopped): the table,
+    /// a private anonymous mapping, and the stub's code in a detour area
+    /// (near `near`, as good as anywhere: the stub is reached by `ret`).
+    pub(super) fn make_stub(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        near: RuntimeAddr,
+        tp: ThreadPointer,
+    ) -> std::result::Result<(), String> {
+        let layout = self.ring_layout(key)?;
+        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
+        let table = self
+            .inject_syscall(
+                tid,
+                scratch.offset(SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_mmap,
+                &[
+                    0,
+                    table::SIZE,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .map_err(|e| format!("the table of return addresses cannot be mapped ({e})"))?
+            as u64;
+        let made = (|| {
+            let (area, at) = self.room_near(key, tid, near)?;
+            let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+            let stub = detour::assemble_stub(&StubSpec {
+                at: at.get(),
+                ring: layout,
+                table,
+                tp,
+                lost_index: STUB_LOST_INDEX,
+            })?;
+            write_code(space, area, at, &stub.code, "the return stub")?;
+            space.fast.stub = Some(ReturnStub {
+                stub,
+                table: RuntimeAddr(table),
+                lost: 0,
+            });
+            Ok(())
+        })();
+        if made.is_err() {
+            let _ = self.munmap_in(tid, key, RuntimeAddr(table), table::SIZE);
+        }
+        made
+    }
+
+    /// The layout of space `key`'s ring.
+    pub(in crate::engine) fn ring_layout(
+        &self,
+        key: Pid,
+    ) -> std::result::Result<RingLayout, String> {
+        self.spaces
+            .get(&key)
+            .and_then(|s| s.fast.ring.as_ref())
+            .map(|r| r.layout)
+            .ok_or_else(|| "no ring".to_string())
+    }
+
+    /// An area of space `key` with room for code within reach of `near`, and
+    /// the address where that room begins.
+    pub(in crate::engine) fn room_near(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        near: RuntimeAddr,
+    ) -> std::result::Result<(usize, RuntimeAddr), String> {
+        let area = self.area_near(key, tid, near)?;
+        let a = self.spaces[&key].fast.areas[area];
+        Ok((area, a.base.offset(a.used as i64)))
+    }
+
+    /// An area of space `key` with room for a detour within reach of `addr`,
+    /// mapped (by `tid`) if there is none.
+    pub(super) fn area_near(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        addr: RuntimeAddr,
+    ) -> std::result::Result<usize, String> {
+        let reach = (1u64 << 31) - 2 * AREA_SIZE;
+        let space = &self.spaces[&key];
+        if let Some(i) = space.fast.areas.iter().position(|a| {
+            a.used + DETOUR_ROOM <= AREA_SIZE && a.base.get().abs_diff(addr.get()) < reach
+        }) {
+            return Ok(i);
+        }
+        let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
+        let at = place_area(&maps, &space.exe, addr.get(), AREA_SIZE)
+            .ok_or("no free address range within reach of a jump")?;
+        let scratch = space.scratch.ok_or("no scratch page")?;
+        let got = self
+            .inject_syscall(
+                tid,
+                scratch.offset(SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_mmap,
+                &[
+                    at,
+                    AREA_SIZE,
+                    (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .map_err(|e| format!("no detour area could be mapped ({e})"))? as u64;
+        if got != at {
+            // A kernel without MAP_FIXED_NOREPLACE took it as a hint.
+            let _ = self.munmap_in(tid, key, RuntimeAddr(got), AREA_SIZE);
+            return Err("no detour area could be mapped where a jump reaches".into());
+        }
+        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        space.fast.areas.push(Area {
+            base: RuntimeAddr(at),
+            used: 0,
+        });
+        Ok(space.fast.areas.len() - 1)
+    }
+
+    /// Unmaps `len` bytes at `addr` in space `key`, by `tid` (stopped).
+    pub(super) fn munmap_in(
+        &mut self,
+        tid: Tid,
+        key: Pid,
+        addr: RuntimeAddr,
+        len: u64,
+    ) -> Result<()> {
+        let scratch = self.spaces[&key]
+            .scratch
+            .ok_or(Error::NoSuchProcess { pid: key })?;
+        self.inject_syscall(
+            tid,
+            scratch.offset(SCRATCH_SYSCALL_OFFSET),
+            libc::SYS_munmap,
+            &[addr.get(), len],
+        )?;
+        Ok(())
+    }
+
+    /// Makes the ring of space `key` by `tid` (stopped): `memfd_create` in the
+    /// tracee, mapped there (at `fixed`, for a forked child taking its
+    /// parent's place, else where the kernel likes) and here, then closed
+    /// there. `slot` is the record size.
+    pub(in crate::engine) fn make_ring(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        slot: u64,
+        fixed: Option<RingLayout>,
+    ) -> std::result::Result<(), String> {
+        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
+        let pid = self.spaces[&key].pid;
+        let gadget = scratch.offset(SCRATCH_SYSCALL_OFFSET);
+        let name = scratch.offset(RING_NAME_OFFSET);
+        let mut layout = fixed.unwrap_or_else(|| {
+            let slot_size = slot.div_ceil(64) * 64;
+            let slots = (RING_BYTES / slot_size).clamp(MIN_SLOTS, MAX_SLOTS);
+            RingLayout {
+                base: 0,
+                capacity: 1 << (63 - slots.leading_zeros()),
+                slot_size,
+            }
+        });
+        self.spaces[&key]
+            .mem
+            .write(name, RING_NAME)
+            .map_err(|e| e.to_string())?;
+        let fd = self
+            .inject_syscall(
+                tid,
+                gadget,
+                libc::SYS_memfd_create,
+                &[name.get(), libc::MFD_CLOEXEC as u64],
+            )
+            .map_err(|e| e.to_string())?;
+        let made = (|| -> std::result::Result<(SharedMap, u64), String> {
+            let path = format!("/proc/{pid}/fd/{fd}");
+            let map = SharedMap::open(Path::new(&path), layout.size() as usize)
+                .map_err(|e| e.to_string())?;
+            let flags = match fixed {
+                // Populated: a page fault per 4 KiB of records, in the
+                // tracee's detours, would cost more than the records.
+                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
+                None => libc::MAP_SHARED | libc::MAP_POPULATE,
+            };
+            let base = self
+                .inject_syscall(
+                    tid,
+                    gadget,
+                    libc::SYS_mmap,
+                    &[
+                        layout.base,
+                        layout.size(),
+                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                        flags as u64,
+                        fd as u64,
+                        0,
+                    ],
+                )
+                .map_err(|e| format!("the ring cannot be mapped in the tracee ({e})"))?;
+            Ok((map, base as u64))
+        })();
+        let closed = self.inject_syscall(tid, gadget, libc::SYS_close, &[fd as u64]);
+        let (map, base) = made?;
+        closed.map_err(|e| e.to_string())?;
+        if fixed.is_some() && base != layout.base {
+            return Err("the ring could not take its parent's place".into());
+        }
+        layout.base = base;
+        self.clock();
+        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let map = std::sync::Arc::new(map);
+        let watchman = super::hooks::Watchman::start(map.clone(), nix::unistd::gettid())
+            .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
+        space.fast.ring = Some(Ring {
+            map,
+            _watchman: Some(watchman),
+            layout,
+            consumed: 0,
+            lost_seen: 0,
+            lost_at: Instant::now(),
+        });
+        space.fast.ring_wanted = None;
+        Ok(())
+    }
+
+    /// Takes the jumps off the fast sites at `addrs` of space `key`, with
+    /// every thread of the space stopped: each gets its original bytes back,
+    /// and its int3 (it stays a breakpoint until its owners say otherwise).
+    /// A thread inside a detour finishes it: the detour stays mapped and
+    /// returns past the replaced bytes, to an instruction boundary.
+    pub(in crate::engine) fn unpatch_fast(
+        &mut self,
+        key: Pid,
+        addrs: &[RuntimeAddr],
+    ) -> Result<()> {
+        let live: Vec<RuntimeAddr> = match self.spaces.get(&key) {
+            Some(space) => addrs
+                .iter()
+                .copied()
+                .filter(|a| space.sites.get(*a).is_some_and(|s| s.fast.is_some()))
+                .collect(),
+            None => return Ok(()),
+        };
+        if live.is_empty() {
+            return Ok(());
+        }
+        let running: Vec<Tid> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
+            .map(|(tid, _)| *tid)
+            .collect();
+        let quiet = if self.halting {
+            Vec::new()
+        } else {
+            self.interrupt_and_collect(&running)?
+        };
+        let mut first = Ok(());
+        if let Some(space) = self.spaces.get_mut(&key) {
+            for addr in live {
+                let Some(site) = space.sites.get_mut(addr) else {
+                    continue;
+                };
+                let Some(index) = site.fast.take() else {
+                    continue;
+                };
+                let mut bytes = site.saved.clone();
+                bytes[..crate::arch::BREAKPOINT.len()].copy_from_slice(&crate::arch::BREAKPOINT);
+                site.saved.truncate(crate::arch::BREAKPOINT.len());
+                site.written = crate::arch::BREAKPOINT.to_vec();
+                let r = space.mem.write(addr, &bytes);
+                if first.is_ok() {
+                    first = r;
+                }
+                if let Some(f) = space.fast.sites.get_mut(index as usize) {
+                    f.live = false;
+                }
+                space.fast.refused.remove(&addr);
+                space.fast.dirty = true;
+            }
+        }
+        for t in quiet {
+            self.resume(t, 0)?;
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::FileOffset;
+
+    fn map(start: u64, end: u64, name: &str) -> Mapping {
+        Mapping {
+            start: RuntimeAddr(start),
+            end: RuntimeAddr(end),
+            read: true,
+            write: false,
+            exec: true,
+            offset: FileOffset(0),
+            dev: "00:00".into(),
+            inode: 0,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn areas_go_below_a_non_pie_executable() {
+        let maps = [
+            map(0x40_0000, 0x40_1000, "/bin/count"),
+            map(0x40_1000, 0x40_2000, "/bin/count"),
+            map(0x40_2000, 0x40_5000, "/bin/count"),
+            map(0x7f00_0000_0000, 0x7f00_0010_0000, "/usr/lib/libc.so.6"),
+            map(0x7ffd_0000_0000, 0x7ffd_0002_1000, "[stack]"),
+        ];
+        let at = place_area(&maps, Path::new("/bin/count"), 0x40_1136, AREA_SIZE).unwrap();
+        // Right below it (one page free), not above it where brk starts.
+        assert_eq!(at, 0x40_0000 - PAGE - AREA_SIZE);
+        // Near libc: the gap below it.
+        let at = place_area(&maps, Path::new("/bin/count"), 0x7f00_0000_5000, AREA_SIZE).unwrap();
+        assert!(at + AREA_SIZE < 0x7f00_0000_0000);
+        assert!(0x7f00_0000_5000 - at < 1 << 31);
+        // Not right below the stack, which grows down.
+        let at = place_area(&maps, Path::new("/bin/count"), 0x7ffd_0000_1000, AREA_SIZE).unwrap();
+        assert!(at + AREA_SIZE <= 0x7ffd_0000_0000 - GROWTH_ROOM, "{at:#x}");
+    }
+
+    #[test]
+    fn no_area_when_nothing_within_reach_is_free() {
+        let maps = [
+            map(0x10000, 0x1_0000_0000, "/bin/huge"),
+            map(0x1_0000_0000, 0x2_0000_0000, "[heap]"),
+        ];
+        assert_eq!(
+            place_area(&maps, Path::new("/bin/huge"), 0x8000_0000, AREA_SIZE),
+            None
+        );
+    }
+
+    #[test]
+    fn the_heap_keeps_room_to_grow() {
+        let maps = [
+            map(0x55_0000_0000, 0x55_0000_5000, "/bin/pie"),
+            map(0x55_0001_0000, 0x55_0002_0000, "[heap]"),
+            map(0x7f00_0000_0000, 0x7f00_0010_0000, "/usr/lib/libc.so.6"),
+        ];
+        let at = place_area(&maps, Path::new("/bin/pie"), 0x55_0000_1000, AREA_SIZE).unwrap();
+        assert!(at + AREA_SIZE < 0x55_0000_0000, "{at:#x}");
+    }
+}

@@ -1,0 +1,240 @@
+//! Fast probes' state in one address space ([`FastState`], kept in the
+//! `Space` with everything else written into the tracee): the ring as
+//! rtrace reads it, the detour areas, the fast sites (index `i` of
+//! [`FastState::sites`] is a record's site id, never reused), the return
+//! stub and its table, the threads known by their thread pointer, and why
+//! sites were refused.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::addr::{RuntimeAddr, Tid};
+use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
+use crate::handler::Site;
+use crate::sys::shm::SharedMap;
+
+use super::plan::Refusal;
+
+/// The size of one detour area.
+pub(crate) const AREA_SIZE: u64 = 256 << 10;
+
+/// The ring of one address space, as rtrace reads it.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    /// rtrace's own mapping of the memfd (shared with its watchman).
+    pub map: std::sync::Arc<SharedMap>,
+    /// The thread that keeps rtrace's side of the hooks' protocol (see
+    /// `hooks`); it stops when the ring goes (dropped after `map`, whose
+    /// mapping it shares).
+    pub _watchman: Option<super::hooks::Watchman>,
+    /// Where the tracee has it, and its shape.
+    pub layout: RingLayout,
+    /// The next position to read (Vyukov's dequeue position; rtrace is the
+    /// only consumer).
+    pub consumed: u64,
+    /// The total lost counter as last seen.
+    pub lost_seen: u64,
+    /// When `lost_seen` was read (how many records could have been lost
+    /// since is bounded by the time).
+    pub lost_at: Instant,
+}
+
+/// A detour area.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Area {
+    pub base: RuntimeAddr,
+    pub used: u64,
+}
+
+/// A site that was patched with a jump (or still is: `live`).
+#[derive(Clone, Debug)]
+pub(crate) struct FastSite {
+    pub addr: RuntimeAddr,
+    /// Bytes the jump replaced.
+    pub len: usize,
+    /// Where its detour is, and what it is.
+    pub at: RuntimeAddr,
+    pub detour: Detour,
+    pub captures: Vec<CaptureField>,
+    /// The probes it records for.
+    pub probes: Vec<Rc<Site>>,
+    /// The most bytes of the returned C string its return records hold.
+    pub ret_string: u32,
+    /// Its lost counter as last seen.
+    pub lost: u64,
+    /// Still patched.
+    pub live: bool,
+    /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
+    pub hook: Option<crate::arch::hook::HookKind>,
+}
+
+impl FastSite {
+    pub(super) fn contains_ip(&self, ip: u64) -> bool {
+        (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
+    }
+}
+
+/// The return stub of an address space and the table it reads.
+#[derive(Clone, Debug)]
+pub(crate) struct ReturnStub {
+    pub stub: Stub,
+    /// The table (a private mapping of [`table::SIZE`] bytes).
+    pub table: RuntimeAddr,
+    /// Its lost counter as last seen.
+    pub lost: u64,
+}
+
+impl ReturnStub {
+    pub(super) fn contains_ip(&self, ip: u64) -> bool {
+        (self.stub.entry..self.stub.entry + self.stub.code.len() as u64).contains(&ip)
+    }
+}
+
+/// The stub's lost-record counter: the last one of the ring (no site has
+/// its index).
+pub(super) const STUB_LOST_INDEX: u32 = (ring::MAX_SITES - 1) as u32;
+
+/// Fast probes in one address space.
+#[derive(Debug, Default)]
+pub(crate) struct FastState {
+    pub ring: Option<Ring>,
+    /// A forked child's ring, to be made (at its parent's address, with its
+    /// parent's layout) before the child runs: until then it shares its
+    /// parent's.
+    pub ring_wanted: Option<RingLayout>,
+    /// Why no ring could be made here (every site stays int3).
+    pub broken: Option<String>,
+    pub areas: Vec<Area>,
+    pub sites: Vec<FastSite>,
+    /// Why a site address cannot be fast (judged once per set of owners).
+    pub refused: HashMap<RuntimeAddr, Refusal>,
+    /// rtrace's own sites whose bytes a hook's jump cannot replace.
+    pub hooks_refused: HashSet<RuntimeAddr>,
+    /// Thread pointer (`fs_base`) → thread.
+    pub threads: HashMap<u64, Tid>,
+    /// Thread pointers lent to a vfork child while its parent waits in the
+    /// kernel (the child runs on its parent's TLS): the child, and whether
+    /// it is silent.
+    pub lent: HashMap<u64, (Tid, bool)>,
+    /// Thread pointers no thread had at a refresh.
+    pub unknown: HashSet<u64>,
+    /// Sites may be waiting to be patched.
+    pub dirty: bool,
+    /// The return stub, once a fast site watches returns (or why it could
+    /// not be made).
+    pub stub: Option<ReturnStub>,
+    pub stub_failed: Option<String>,
+    /// Tasks that share this memory and a thread pointer with another
+    /// (CLONE_VM without TLS of their own): while any lives, nothing here is
+    /// fast.
+    pub suspended_by: HashSet<Tid>,
+    /// Why the ring is no longer read: the program wrote over it (see the
+    /// module's docs). Its sites go back to int3.
+    pub corrupt: Option<String>,
+}
+
+impl FastState {
+    /// The live fast sites whose replaced bytes contain `addr`.
+    pub fn covering(&self, addr: RuntimeAddr) -> Vec<RuntimeAddr> {
+        self.sites
+            .iter()
+            .filter(|s| s.live && (s.addr.get()..s.addr.get() + s.len as u64).contains(&addr.get()))
+            .map(|s| s.addr)
+            .collect()
+    }
+
+    /// True when `ip` is in fast code: a detour or the return stub.
+    pub fn in_fast_code(&self, ip: u64) -> bool {
+        self.detour_at(ip).is_some() || self.stub.as_ref().is_some_and(|s| s.contains_ip(ip))
+    }
+
+    /// The fast site (live or not) whose detour holds `ip`.
+    pub fn detour_at(&self, ip: u64) -> Option<&FastSite> {
+        self.sites.iter().find(|s| s.contains_ip(ip))
+    }
+
+    /// The fix-up of a capture load at `ip`.
+    pub fn fixup(&self, ip: u64) -> Option<u64> {
+        if let Some(stub) = self.stub.as_ref().filter(|s| s.contains_ip(ip)) {
+            return stub
+                .stub
+                .faults
+                .iter()
+                .find(|(load, _)| *load == ip)
+                .map(|(_, fix)| *fix);
+        }
+        let site = self.detour_at(ip)?;
+        site.detour
+            .faults
+            .iter()
+            .find(|(load, _)| *load == ip)
+            .map(|(_, fix)| *fix)
+    }
+
+    /// True once anything of ours is in the tracee.
+    pub fn active(&self) -> bool {
+        !self.sites.is_empty() || self.ring.is_some()
+    }
+
+    /// Everything mapped into the tracee for fast probes: (address, length).
+    pub fn mappings(&self) -> Vec<(RuntimeAddr, u64)> {
+        let mut v: Vec<(RuntimeAddr, u64)> =
+            self.areas.iter().map(|a| (a.base, AREA_SIZE)).collect();
+        let layout = self.ring.as_ref().map(|r| r.layout).or(self.ring_wanted);
+        if let Some(l) = layout {
+            v.push((RuntimeAddr(l.base), l.size()));
+        }
+        if let Some(stub) = &self.stub {
+            v.push((stub.table, table::SIZE));
+        }
+        v
+    }
+
+    /// The state a forked child starts with: the same patches and areas
+    /// (copied with its memory), and a ring of its own to be made.
+    pub fn for_child(&self) -> FastState {
+        FastState {
+            ring: None,
+            ring_wanted: self.ring.as_ref().map(|r| r.layout),
+            broken: self.broken.clone(),
+            areas: self.areas.clone(),
+            // Its ring's counters start from zero.
+            sites: self
+                .sites
+                .iter()
+                .map(|f| FastSite {
+                    lost: 0,
+                    ..f.clone()
+                })
+                .collect(),
+            refused: self.refused.clone(),
+            hooks_refused: self.hooks_refused.clone(),
+            threads: HashMap::new(),
+            lent: HashMap::new(),
+            unknown: HashSet::new(),
+            dirty: false,
+            // The child's table is a copy of its parent's (a private
+            // mapping), matching its copy of the stack.
+            stub: self.stub.clone().map(|s| ReturnStub { lost: 0, ..s }),
+            stub_failed: self.stub_failed.clone(),
+            suspended_by: HashSet::new(),
+            // A ring of its own, new.
+            corrupt: None,
+        }
+    }
+
+    /// The thread a record with thread pointer `tp` came from, and whether
+    /// it is silent.
+    /// The thread whose thread pointer is `tp`, if known.
+    pub fn thread_of(&self, tp: u64) -> Option<Tid> {
+        self.thread(tp).map(|(t, _)| t)
+    }
+
+    pub(super) fn thread(&self, tp: u64) -> Option<(Tid, bool)> {
+        self.lent
+            .get(&tp)
+            .copied()
+            .or_else(|| self.threads.get(&tp).map(|&t| (t, false)))
+    }
+}
