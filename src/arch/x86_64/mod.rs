@@ -1,5 +1,6 @@
 //! x86-64.
 
+pub mod code_refs;
 pub mod detour;
 #[cfg(test)]
 mod detour_tests;
