@@ -1,20 +1,32 @@
-//! One ELF file: its segments, its function symbols, its code bytes and (lazily)
-//! its DWARF line table.
+//! One ELF file: its segments, its function symbols, its relocations and
+//! dynamic section, its code bytes and (lazily) its DWARF line table.
 //!
 //! Owns reading and indexing a file on disk. It knows nothing of processes: every
 //! address here is a [`LinkAddr`] or a [`FileOffset`]; turning them into runtime
 //! addresses is `modules`' job, which knows the load bias.
 //!
+//! The file formats are goblin's (`read`: headers, sections, symbol tables and
+//! versions, relocations, notes, the dynamic section, compression headers;
+//! what goblin does not read, and why, is said there). On top of them sits
+//! rtrace's own logic: which symbol names an address and which copy a
+//! versioned name means (`symtab`), the line table (`lines`), the separate
+//! debug file, and the code-reference scan, which is the architecture's
+//! ([`crate::arch::code_refs`]).
+//!
 //! Files come from the tracee's maps and may be anything: truncated, corrupt, or
 //! written by an adversary. Parsing must therefore never panic and never trust a
-//! count or an offset: every read of the file goes through `get`/checked
-//! arithmetic, and goblin's own sanity checks bound the table sizes before anything
-//! is allocated.
+//! count or an offset: every table is checked to lie in the file before goblin
+//! reads it, every other read goes through `get`/checked arithmetic, and a part
+//! that does not parse is an error ([`Error::CorruptElf`]) or, for the parts a
+//! probe can do without (relocations, the dynamic section, versions, notes),
+//! missing.
 //!
-//! Cost model: [`ElfFile::parse`] reads the headers and both symbol tables once
-//! (O(symbols · log symbols)); the DWARF line table is parsed on the first
-//! [`ElfFile::line_addresses`] call and cached, failure included, so a program
-//! without `FILE:LINE` probes never pays for it.
+//! Cost model: [`ElfFile::parse`] reads the file once, from disk into memory,
+//! then its headers, both symbol tables and the dynamic section
+//! (O(symbols · log symbols)); the relocations are read on the first question
+//! about them, and the DWARF line table on the first
+//! [`ElfFile::line_addresses`] call, each cached (failure included), so a
+//! program without IFUNC or `FILE:LINE` probes never pays for them.
 //!
 //! DWARF sections come from the file itself when it has any, else from its
 //! separate debug file (see [`super::debugfile`]: build-id, then
@@ -113,14 +125,29 @@ pub struct Relocation {
     pub symbol: Option<String>,
     /// r_addend.
     pub addend: i64,
+    /// The offset in the module's TLS block its symbol stands for: the
+    /// symbol's value when it is thread-local (STT_TLS), 0 when the
+    /// relocation has no symbol (the addend alone is the offset), None for
+    /// any other symbol.
+    pub tls_offset: Option<u64>,
 }
 
-/// R_X86_64_GLOB_DAT.
-pub const R_X86_64_GLOB_DAT: u32 = 6;
-/// R_X86_64_JUMP_SLOT.
-pub const R_X86_64_JUMP_SLOT: u32 = 7;
-/// R_X86_64_IRELATIVE.
-pub const R_X86_64_IRELATIVE: u32 = 37;
+pub use goblin::elf::reloc::{
+    R_X86_64_GLOB_DAT, R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, R_X86_64_TPOFF64,
+};
+
+/// What a file's dynamic section asks of the dynamic linker: the libraries
+/// it needs and where to look for them, as written (`$ORIGIN` unexpanded),
+/// in the order they appear.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dependencies {
+    /// DT_NEEDED: library names (`libc.so.6`), or paths when they hold a `/`.
+    pub needed: Vec<String>,
+    /// DT_RPATH: colon-separated directory lists.
+    pub rpath: Vec<String>,
+    /// DT_RUNPATH: colon-separated directory lists.
+    pub runpath: Vec<String>,
+}
 
 /// A parsed ELF file.
 pub struct ElfFile {
@@ -135,6 +162,12 @@ pub struct ElfFile {
     sections: Vec<Section>,
     /// The file's own symbols (`.symtab` and `.dynsym`).
     own: SymbolIndex,
+    /// The thread-local symbols of `.dynsym`: name, offset in the TLS block.
+    tls_symbols: Vec<(String, u64)>,
+    /// The dynamic section's libraries and search paths.
+    dependencies: Dependencies,
+    /// The dynamic relocations, read on first use (IFUNC slots, `errno`).
+    relocations: OnceLock<Vec<Relocation>>,
     /// The symbols of the separate debug file's `.symtab`, read on the first
     /// question the file's own symbols cannot answer (`None`: no debug file,
     /// or no symbols in it).
@@ -231,6 +264,8 @@ impl ElfFile {
             segments,
             sections,
             raw_symbols,
+            tls_symbols,
+            dependencies,
         } = parsed;
         let own = SymbolIndex::new(raw_symbols);
         let build_id = sections
@@ -250,6 +285,9 @@ impl ElfFile {
             segments,
             sections,
             own,
+            tls_symbols,
+            dependencies,
+            relocations: OnceLock::new(),
             debug_symbols: OnceLock::new(),
             lines: OnceLock::new(),
             build_id,
@@ -557,17 +595,39 @@ impl ElfFile {
         self.debug_symbols
             .get_or_init(|| {
                 let debug = self.debug_file()?;
-                let raw = parse_symbols(&debug.bytes, &debug.sections).ok()?;
+                let (raw, _) = parse_symbols(&debug.bytes, &debug.sections).ok()?;
                 (!raw.is_empty()).then(|| SymbolIndex::new(raw))
             })
             .as_ref()
     }
 
     /// The dynamic relocations: every entry of the allocated SHT_RELA sections
-    /// (`.rela.dyn`, `.rela.plt`), with the names of their symbols. Parsed on
-    /// each call; entries that do not parse are skipped.
-    pub fn relocations(&self) -> Vec<Relocation> {
-        read::relocations(&self.bytes, &self.sections)
+    /// (`.rela.dyn`, `.rela.plt`), with the names of their symbols. Read on
+    /// the first call and kept; entries that do not parse are skipped.
+    pub fn relocations(&self) -> &[Relocation] {
+        self.relocations
+            .get_or_init(|| read::relocations(&self.bytes, &self.sections))
+    }
+
+    /// The GOT slot that the dynamic linker fills with the offset of the
+    /// thread-local variable `name` (a `.dynsym` symbol of this file) from
+    /// the thread pointer: the R_X86_64_TPOFF64 relocation whose target
+    /// (its TLS symbol's value, or 0 without a symbol, plus the addend) is
+    /// `name`'s. A library's own accesses to its TLS variables use such
+    /// slots (glibc's `errno`).
+    pub fn tls_offset_slot(&self, name: &str) -> Option<LinkAddr> {
+        let (_, value) = self.tls_symbols.iter().find(|(n, _)| n == name)?;
+        self.relocations()
+            .iter()
+            .filter(|r| r.kind == R_X86_64_TPOFF64)
+            .find(|r| r.tls_offset.map(|b| b.wrapping_add(r.addend as u64)) == Some(*value))
+            .map(|r| r.offset)
+    }
+
+    /// The libraries the file needs and where it asks for them to be
+    /// looked for (its dynamic section).
+    pub fn dependencies(&self) -> &Dependencies {
+        &self.dependencies
     }
 
     /// The function containing `addr`, and the offset into it, from the

@@ -1,18 +1,52 @@
-//! Reading the file formats: the ELF header, program and section headers,
-//! symbol tables, relocations, and section contents (inflated when
-//! compressed).
+//! Reading the file formats, with goblin: the ELF header, program and
+//! section headers, symbol tables and their versions (`.gnu.version`),
+//! relocations, notes, the dynamic section and compression headers. What is
+//! kept of them is rtrace's (segments, sections by name, raw symbols); what
+//! is chosen from them is the parent module's.
+//!
+//! goblin's `Elf::parse` is not used: it reads every part a file has (every
+//! relocation section, `.dynsym` sized through the hash tables) and fails the
+//! whole file for any part it rejects, where a probe needs only the parts
+//! below, each checked on its own. goblin's pieces are used one by one
+//! instead: `Header`, `ProgramHeader`, `SectionHeader`, `Symtab`,
+//! `VersymSection`, `RelocSection`, `Dynamic`, `CompressionHeader` and the
+//! note iterator (in `debugfile`).
+//!
+//! Two parts are not goblin's, and why:
+//! - names in string tables ([`strtab_get`]): goblin's `Strtab` refuses a
+//!   whole table for one name that is not UTF-8 and indexes every string
+//!   before the first lookup; a name here is read when its symbol is, and
+//!   decoded lossily, so one bad name costs only itself;
+//! - `.zdebug_*` sections: the GNU convention older than `SHF_COMPRESSED`
+//!   (a `ZLIB` magic and a big-endian size), which goblin does not know.
+//!
+//! Every offset and size comes from the file and is checked against it
+//! ([`file_range`]) before goblin is handed a table, so a corrupt file is an
+//! error or a missing part, never a panic.
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::compression_header::{CompressionHeader, ELFCOMPRESS_ZLIB};
+use goblin::elf::dynamic::{self, Dynamic};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{self, ProgramHeader};
 use goblin::elf::section_header::{self, SectionHeader};
-use goblin::elf::sym;
+use goblin::elf::sym::{self, Sym, Symtab};
+use goblin::elf::{RelocSection, VersymSection};
 
 use super::symtab::RawSym;
-use super::{Relocation, Segment, SymKind, Symbol, ELF_MAGIC};
+use super::{Dependencies, Relocation, Segment, SymKind, Symbol, ELF_MAGIC};
 use crate::addr::{FileOffset, LinkAddr};
+
+/// sizeof(Elf64_Sym).
+const SYM_SIZE: usize = 24;
+
+/// ELF64, little-endian: the only layout rtrace reads (x86-64).
+const CTX: Ctx = Ctx {
+    container: Container::Big,
+    le: Endian::Little,
+};
 
 /// A section header, kept for loading DWARF sections by name.
 #[derive(Clone, Debug)]
@@ -39,9 +73,6 @@ pub(super) struct DebugFile {
     pub(super) bytes: Vec<u8>,
     pub(super) sections: Vec<Section>,
 }
-
-/// sizeof(Elf64_Sym).
-const SYM_SIZE: usize = 24;
 
 /// True when `sections` hold DWARF: a `.debug_info` or `.debug_line` (or their
 /// `.zdebug_` forms) with contents in the file.
@@ -73,10 +104,6 @@ pub(super) fn find_section_data<'a>(
     }
 }
 
-/// Sizeof(Elf64_Chdr): `ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64`.
-const CHDR_SIZE: usize = 24;
-/// `ELFCOMPRESS_ZLIB`.
-const ELFCOMPRESS_ZLIB: u32 = 1;
 /// The largest inflated section accepted: a corrupt header must not make us
 /// allocate without bound.
 const MAX_INFLATED: u64 = 1 << 32;
@@ -101,23 +128,17 @@ pub(super) fn section_bytes<'a>(
     }
     let inflated = section.inflated.get_or_init(|| {
         let (size, stream) = if compressed {
-            let u32_at = |o: usize| {
-                raw.get(o..o + 4)
-                    .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
-            };
-            let ch_type =
-                u32_at(0).ok_or_else(|| format!("{name}: truncated compression header"))?;
-            if ch_type != ELFCOMPRESS_ZLIB {
+            let chdr = CompressionHeader::parse(raw, 0, CTX)
+                .map_err(|_| format!("{name}: truncated compression header"))?;
+            if chdr.ch_type != ELFCOMPRESS_ZLIB {
                 return Err(format!(
-                    "{name} is compressed with method {ch_type} (only zlib is supported); \
-                     relink with --compress-debug-sections=zlib or none"
+                    "{name} is compressed with method {} (only zlib is supported); \
+                     relink with --compress-debug-sections=zlib or none",
+                    chdr.ch_type
                 ));
             }
-            let size = raw
-                .get(8..16)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-                .ok_or_else(|| format!("{name}: truncated compression header"))?;
-            (size, raw.get(CHDR_SIZE..).unwrap_or_default())
+            let stream = raw.get(CompressionHeader::size(CTX)..).unwrap_or_default();
+            (chdr.ch_size, stream)
         } else {
             // "ZLIB", the inflated size as a big-endian u64, a zlib stream.
             let size = match (raw.get(..4), raw.get(4..12)) {
@@ -160,11 +181,10 @@ impl DebugFile {
         if hdr.e_machine != header::EM_X86_64 {
             return None;
         }
-        let ctx = Ctx::new(Container::Big, Endian::Little);
-        let sections = parse_sections(&bytes, &hdr, ctx).ok()?;
+        let sections = parse_sections(&bytes, &hdr).ok()?;
         Some(DebugFile {
             path: path.to_path_buf(),
-            sections: sections.into_iter().map(|(s, _)| s).collect(),
+            sections,
             bytes,
         })
     }
@@ -178,11 +198,15 @@ pub(super) struct Parsed {
     pub(super) segments: Vec<Segment>,
     pub(super) sections: Vec<Section>,
     pub(super) raw_symbols: Vec<RawSym>,
+    pub(super) tls_symbols: Vec<(String, u64)>,
+    pub(super) dependencies: Dependencies,
 }
 
 impl Parsed {
-    /// Reads the headers and symbol tables of `bytes` (which start with the magic).
-    /// Errors are reasons for [`Error::CorruptElf`].
+    /// Reads the headers, symbol tables and dynamic section of `bytes` (which
+    /// start with the magic). Errors are reasons for [`Error::CorruptElf`].
+    ///
+    /// [`Error::CorruptElf`]: crate::error::Error::CorruptElf
     pub(super) fn new(bytes: &[u8]) -> std::result::Result<Parsed, String> {
         let ident = |i: usize| bytes.get(i).copied();
         if ident(header::EI_CLASS) != Some(header::ELFCLASS64) {
@@ -208,13 +232,12 @@ impl Parsed {
                 ))
             }
         };
-        let ctx = Ctx::new(Container::Big, Endian::Little);
 
-        if hdr.e_phnum > 0 && usize::from(hdr.e_phentsize) != ProgramHeader::size(ctx) {
+        if hdr.e_phnum > 0 && usize::from(hdr.e_phentsize) != ProgramHeader::size(CTX) {
             return Err(format!("bad program header size {}", hdr.e_phentsize));
         }
         let phoff = usize::try_from(hdr.e_phoff).map_err(|_| "program headers out of range")?;
-        let phdrs = ProgramHeader::parse(bytes, phoff, usize::from(hdr.e_phnum), ctx)
+        let phdrs = ProgramHeader::parse(bytes, phoff, usize::from(hdr.e_phnum), CTX)
             .map_err(|e| format!("program headers: {e}"))?;
         let mut segments = Vec::new();
         let mut interpreter = None;
@@ -251,11 +274,8 @@ impl Parsed {
             }
         }
 
-        let sections: Vec<Section> = parse_sections(bytes, &hdr, ctx)?
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
-        let raw_symbols = parse_symbols(bytes, &sections)?;
+        let sections = parse_sections(bytes, &hdr)?;
+        let (raw_symbols, tls_symbols) = parse_symbols(bytes, &sections)?;
         Ok(Parsed {
             is_dyn,
             entry: LinkAddr(hdr.e_entry),
@@ -263,6 +283,8 @@ impl Parsed {
             segments,
             sections,
             raw_symbols,
+            tls_symbols,
+            dependencies: dependencies(bytes, &phdrs),
         })
     }
 }
@@ -276,27 +298,23 @@ pub(super) fn file_range(bytes: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
 
 /// The NUL-terminated string at `offset` in a string table (lossily decoded: one bad
 /// name must not cost the whole table).
-pub(super) fn strtab_get(strtab: &[u8], offset: usize) -> Option<String> {
+fn strtab_get(strtab: &[u8], offset: usize) -> Option<String> {
     let tail = strtab.get(offset..)?;
     let end = tail.iter().position(|&b| b == 0)?;
     Some(String::from_utf8_lossy(tail.get(..end)?).into_owned())
 }
 
-/// The section headers with their names, each with its `sh_link`.
-fn parse_sections(
-    bytes: &[u8],
-    hdr: &Header,
-    ctx: Ctx,
-) -> std::result::Result<Vec<(Section, u32)>, String> {
+/// The section headers, with their names.
+fn parse_sections(bytes: &[u8], hdr: &Header) -> std::result::Result<Vec<Section>, String> {
     if hdr.e_shoff == 0 {
         // No section header table: legal (sstrip'ed files); no symbols then.
         return Ok(Vec::new());
     }
-    if usize::from(hdr.e_shentsize) != SectionHeader::size(ctx) {
+    if usize::from(hdr.e_shentsize) != SectionHeader::size(CTX) {
         return Err(format!("bad section header size {}", hdr.e_shentsize));
     }
     let shoff = usize::try_from(hdr.e_shoff).map_err(|_| "section headers out of range")?;
-    let shdrs = SectionHeader::parse(bytes, shoff, usize::from(hdr.e_shnum), ctx)
+    let shdrs = SectionHeader::parse(bytes, shoff, usize::from(hdr.e_shnum), CTX)
         .map_err(|e| format!("section headers: {e}"))?;
     // With many sections the real index lives in the first header's sh_link.
     let shstrndx = match u32::from(hdr.e_shstrndx) {
@@ -321,88 +339,108 @@ fn parse_sections(
                     s.sh_offset
                 ));
             }
-            let name = strtab_get(shstrtab, s.sh_name).unwrap_or_default();
-            Ok((
-                Section {
-                    name,
-                    kind: s.sh_type,
-                    flags: s.sh_flags,
-                    addr: s.sh_addr,
-                    offset: s.sh_offset,
-                    size: s.sh_size,
-                    inflated: OnceLock::new(),
-                    link: s.sh_link,
-                },
-                s.sh_link,
-            ))
+            Ok(Section {
+                name: strtab_get(shstrtab, s.sh_name).unwrap_or_default(),
+                kind: s.sh_type,
+                flags: s.sh_flags,
+                addr: s.sh_addr,
+                offset: s.sh_offset,
+                size: s.sh_size,
+                inflated: OnceLock::new(),
+                link: s.sh_link,
+            })
         })
         .collect()
 }
 
-/// The defined, named symbols of `.symtab` and `.dynsym`.
+/// The symbol table `section` and its string table, when both lie in the
+/// file.
+fn symbol_table<'a>(
+    bytes: &'a [u8],
+    sections: &[Section],
+    section: &Section,
+) -> std::result::Result<(Symtab<'a>, &'a [u8]), String> {
+    let name = &section.name;
+    let table = file_range(bytes, section.offset, section.size)
+        .ok_or_else(|| format!("{name} extends past the end of the file"))?;
+    // Whole entries only; goblin refuses a table that starts at its end.
+    let count = table.len() / SYM_SIZE;
+    let symtab = match count {
+        0 => Symtab::default(),
+        n => Symtab::parse(table, 0, n, CTX).map_err(|e| format!("{name}: {e}"))?,
+    };
+    let strtab = match sections.get(section.link as usize) {
+        Some(s) => file_range(bytes, s.offset, s.size)
+            .ok_or_else(|| format!("{name}'s strings extend past the end of the file"))?,
+        None => return Err(format!("{name} links to a missing string table")),
+    };
+    Ok((symtab, strtab))
+}
+
+/// The defined, named symbols of `.symtab` and `.dynsym`, and the
+/// thread-local ones of `.dynsym` (name, offset in the module's TLS block).
+#[allow(clippy::type_complexity)]
 pub(super) fn parse_symbols(
     bytes: &[u8],
     sections: &[Section],
-) -> std::result::Result<Vec<RawSym>, String> {
-    /// SHT_GNU_versym: one u16 per .dynsym entry, bit 15 set for a version
-    /// that is not the default one (`name@VER`, kept for old binaries).
-    const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
+) -> std::result::Result<(Vec<RawSym>, Vec<(String, u64)>), String> {
     let mut out = Vec::new();
+    let mut tls = Vec::new();
     for (index, section) in sections.iter().enumerate() {
-        if section.kind != section_header::SHT_SYMTAB && section.kind != section_header::SHT_DYNSYM
-        {
+        let dynamic = section.kind == section_header::SHT_DYNSYM;
+        if section.kind != section_header::SHT_SYMTAB && !dynamic {
             continue;
         }
+        // `.gnu.version`: one entry per symbol of the table it links to, its
+        // hidden bit set for a version that is not the default one
+        // (`name@VER`, kept for old binaries).
         let versym = sections
             .iter()
-            .find(|v| v.kind == SHT_GNU_VERSYM && v.link as usize == index)
-            .and_then(|v| file_range(bytes, v.offset, v.size))
-            .unwrap_or_default();
-        let table = file_range(bytes, section.offset, section.size)
-            .ok_or_else(|| format!("{} extends past the end of the file", section.name))?;
-        let strtab = match sections.get(section.link as usize) {
-            Some(s) => file_range(bytes, s.offset, s.size).ok_or_else(|| {
-                format!("{}'s strings extend past the end of the file", section.name)
-            })?,
-            None => return Err(format!("{} links to a missing string table", section.name)),
-        };
-        for (i, entry) in table.chunks_exact(SYM_SIZE).enumerate() {
-            if let Some(mut raw) = parse_sym(entry, strtab) {
-                if let Some(v) = versym.get(2 * i..2 * i + 2) {
-                    raw.hidden |= u16::from_le_bytes([v[0], v[1]]) & 0x8000 != 0;
+            .find(|v| v.kind == section_header::SHT_GNU_VERSYM && v.link as usize == index)
+            .and_then(|v| {
+                let shdr = SectionHeader {
+                    sh_type: v.kind,
+                    sh_offset: v.offset,
+                    sh_size: v.size,
+                    ..SectionHeader::default()
+                };
+                VersymSection::parse(bytes, &[shdr], CTX).ok().flatten()
+            });
+        let (symtab, strtab) = symbol_table(bytes, sections, section)?;
+        for (i, sym) in symtab.iter().enumerate() {
+            if dynamic && sym.st_type() == sym::STT_TLS {
+                if let Some(name) = strtab_get(strtab, sym.st_name) {
+                    tls.push((name, sym.st_value));
                 }
+            }
+            if let Some(mut raw) = raw_symbol(&sym, strtab) {
+                raw.hidden |= versym
+                    .as_ref()
+                    .and_then(|v| v.get_at(i))
+                    .is_some_and(|v| v.is_hidden());
                 out.push(raw);
             }
         }
     }
-    Ok(out)
+    Ok((out, tls))
 }
 
-/// One Elf64_Sym: `st_name u32, st_info u8, st_other u8, st_shndx u16,
-/// st_value u64, st_size u64`. Undefined, unnamed, section, file and TLS symbols
-/// (whose value is not an address) are dropped.
-fn parse_sym(entry: &[u8], strtab: &[u8]) -> Option<RawSym> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(entry.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(entry.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(entry.get(o..o + 8)?.try_into().ok()?));
-    let st_name = u32_at(0)?;
-    let st_info = *entry.get(4)?;
-    let st_shndx = u16_at(6)?;
-    let st_value = u64_at(8)?;
-    let st_size = u64_at(16)?;
-    if u32::from(st_shndx) == section_header::SHN_UNDEF {
+/// One symbol, as rtrace keeps it. Undefined, unnamed, section, file and TLS
+/// symbols (whose value is not an address) are dropped.
+fn raw_symbol(sym: &Sym, strtab: &[u8]) -> Option<RawSym> {
+    if sym.st_shndx == section_header::SHN_UNDEF as usize {
         return None;
     }
-    let kind = match sym::st_type(st_info) {
+    let kind = match sym.st_type() {
         sym::STT_FUNC => SymKind::Func,
         sym::STT_GNU_IFUNC => SymKind::IFunc,
         sym::STT_SECTION | sym::STT_FILE | sym::STT_TLS => return None,
         _ => SymKind::Other,
     };
-    if kind.is_function() && st_value == 0 {
+    if kind.is_function() && sym.st_value == 0 {
         return None;
     }
-    let full = strtab_get(strtab, usize::try_from(st_name).ok()?)?;
+    let full = strtab_get(strtab, sym.st_name)?;
     // `memcpy@@GLIBC_2.14`, `memcpy@GLIBC_2.2.5`: the version is not part of
     // the name, but a single `@` marks a version that is not the default.
     let hidden = full.contains('@') && !full.contains("@@");
@@ -416,20 +454,19 @@ fn parse_sym(entry: &[u8], strtab: &[u8]) -> Option<RawSym> {
     Some(RawSym {
         sym: Symbol {
             name,
-            addr: LinkAddr(st_value),
-            size: st_size,
+            addr: LinkAddr(sym.st_value),
+            size: sym.st_size,
             kind,
         },
-        bind: sym::st_bind(st_info),
+        bind: sym.st_bind(),
         hidden,
     })
 }
 
 /// The dynamic relocations: every entry of the allocated SHT_RELA sections
-/// (`.rela.dyn`, `.rela.plt`), with the names of their symbols; entries that
-/// do not parse are skipped.
+/// (`.rela.dyn`, `.rela.plt`), with the names of their symbols. A section
+/// that is not in the file is skipped, and so is a symbol table that is not.
 pub(super) fn relocations(bytes: &[u8], sections: &[Section]) -> Vec<Relocation> {
-    const RELA_SIZE: usize = 24;
     let mut out = Vec::new();
     for s in sections {
         if s.kind != section_header::SHT_RELA || s.flags & u64::from(section_header::SHF_ALLOC) == 0
@@ -439,38 +476,70 @@ pub(super) fn relocations(bytes: &[u8], sections: &[Section]) -> Vec<Relocation>
         let Some(table) = file_range(bytes, s.offset, s.size) else {
             continue;
         };
+        let Ok(relocs) = RelocSection::parse(table, 0, table.len(), true, CTX) else {
+            continue;
+        };
         // The symbol table it refers to, and that table's strings.
-        let symtab = sections.get(s.link as usize);
-        let syms = symtab.and_then(|t| file_range(bytes, t.offset, t.size));
-        let strs = symtab
-            .and_then(|t| sections.get(t.link as usize))
-            .and_then(|t| file_range(bytes, t.offset, t.size));
-        for e in table.chunks_exact(RELA_SIZE) {
-            let u64_at = |o: usize| -> Option<u64> {
-                Some(u64::from_le_bytes(e.get(o..o + 8)?.try_into().ok()?))
+        let symbols = sections
+            .get(s.link as usize)
+            .and_then(|t| symbol_table(bytes, sections, t).ok());
+        for r in relocs.iter() {
+            let sym = match r.r_sym {
+                0 => None,
+                i => symbols
+                    .as_ref()
+                    .and_then(|(syms, strs)| Some((syms.get(i)?, *strs))),
             };
-            let (Some(offset), Some(info), Some(addend)) = (u64_at(0), u64_at(8), u64_at(16))
-            else {
-                continue;
-            };
-            let index = usize::try_from(info >> 32).unwrap_or(0);
-            let symbol = if index == 0 {
-                None
-            } else {
-                syms.zip(strs).and_then(|(syms, strs)| {
-                    let entry = syms.get(index.checked_mul(SYM_SIZE)?..)?;
-                    let name = u32::from_le_bytes(entry.get(..4)?.try_into().ok()?);
-                    let full = strtab_get(strs, usize::try_from(name).ok()?)?;
-                    Some(full.split('@').next().unwrap_or_default().to_string())
-                })
+            let symbol = sym.as_ref().and_then(|(sym, strs)| {
+                let full = strtab_get(strs, sym.st_name)?;
+                Some(full.split('@').next().unwrap_or_default().to_string())
+            });
+            let tls_offset = match &sym {
+                None if r.r_sym == 0 => Some(0),
+                Some((sym, _)) if sym.st_type() == sym::STT_TLS => Some(sym.st_value),
+                None | Some(_) => None,
             };
             out.push(Relocation {
-                offset: LinkAddr(offset),
-                kind: (info & 0xffff_ffff) as u32,
+                offset: LinkAddr(r.r_offset),
+                kind: r.r_type,
                 symbol,
-                addend: addend as i64,
+                addend: r.r_addend.unwrap_or(0),
+                tls_offset,
             });
         }
     }
     out
+}
+
+/// The libraries a file names in its dynamic section (`DT_NEEDED`) and where
+/// it asks for them to be looked for (`DT_RPATH`, `DT_RUNPATH`), in the
+/// order they appear. Empty when there is no dynamic section or it does not
+/// parse: such a file needs nothing that could be found.
+fn dependencies(bytes: &[u8], phdrs: &[ProgramHeader]) -> Dependencies {
+    let mut deps = Dependencies::default();
+    let Some(dynamic) = Dynamic::parse(bytes, phdrs, CTX).ok().flatten() else {
+        return deps;
+    };
+    // DT_STRTAB, turned into a file offset by goblin (0 when it is not in a
+    // PT_LOAD, or missing).
+    let info = &dynamic.info;
+    let strtab = (info.strtab != 0)
+        .then(|| file_range(bytes, info.strtab as u64, info.strsz as u64))
+        .flatten()
+        .unwrap_or_default();
+    for d in &dynamic.dyns {
+        let list = match d.d_tag {
+            dynamic::DT_NEEDED => &mut deps.needed,
+            dynamic::DT_RPATH => &mut deps.rpath,
+            dynamic::DT_RUNPATH => &mut deps.runpath,
+            _ => continue,
+        };
+        if let Some(name) = usize::try_from(d.d_val)
+            .ok()
+            .and_then(|at| strtab_get(strtab, at))
+        {
+            list.push(name);
+        }
+    }
+    deps
 }

@@ -359,6 +359,158 @@ fn flipped_header_bytes_never_panic() {
     }
 }
 
+/// Uses every query that reads the tables goblin parses (symbols and their
+/// versions, relocations, the dynamic section, notes) and the code scan.
+fn exercise_tables(elf: &ElfFile) {
+    exercise(elf);
+    let _ = elf.symbols().len();
+    let _ = elf.function_named("vfun");
+    let _ = elf.relocations().len();
+    let _ = elf.tls_offset_slot("errno");
+    let _ = elf.dependencies().needed.len();
+    let _ = elf.build_id();
+    let _ = elf.debug_link();
+    if let Some(f) = elf.functions().first() {
+        let _ = elf.code_ref_into(f.addr, f.addr.offset(5));
+    }
+}
+
+#[test]
+fn truncated_at_every_header_offset_never_panics() {
+    let full = std::fs::read(SMALL).unwrap();
+    let shoff = u64::from_le_bytes(full[0x28..0x30].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(full[0x38..0x3a].try_into().unwrap()) as usize;
+    // Every length inside the ELF header and the program headers, and inside
+    // the section header table (at the end of the file).
+    for len in (0..0x40 + phnum * 56).chain(shoff..full.len()) {
+        let r = ElfFile::parse(Path::new(SMALL), full[..len].to_vec());
+        assert!(corrupt_or_not_elf(r), "truncated at {len}");
+    }
+}
+
+#[test]
+fn flipped_table_bytes_never_panic() {
+    // Every byte of the tables goblin reads (symbol tables, their strings and
+    // versions, relocations, the dynamic section, notes) of a real
+    // executable and a library with versioned symbols, each set to a few
+    // values; the files that still parse are queried throughout.
+    let dir = temp_dir("fliptables");
+    std::fs::write(dir.join("v.map"), "V_1 { global: vfun; local: *; };\n").unwrap();
+    let so = compile_in(
+        &dir,
+        "v.c",
+        "int vfun(void) { return 1; }\n__thread int errno_like;\nint *tls(void) { return &errno_like; }\n",
+        &["-shared", "-fPIC", "-Wl,--version-script=v.map"],
+    );
+    let mut rng = Rng(0x5eed);
+    for path in [Path::new(SMALL), so.as_path()] {
+        let full = std::fs::read(path).unwrap();
+        let good = ElfFile::parse(path, full.clone()).unwrap();
+        exercise_tables(&good);
+        let tables: Vec<(usize, usize)> = good
+            .sections
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    section_header::SHT_SYMTAB
+                        | section_header::SHT_DYNSYM
+                        | section_header::SHT_STRTAB
+                        | section_header::SHT_GNU_VERSYM
+                        | section_header::SHT_RELA
+                        | section_header::SHT_DYNAMIC
+                        | section_header::SHT_NOTE
+                )
+            })
+            .map(|s| (s.offset as usize, (s.size as usize).min(4096)))
+            .collect();
+        assert!(tables.len() >= 6, "{path:?}: {tables:?}");
+        for (start, len) in tables {
+            for i in start..start + len {
+                for v in [0xffu8, rng.next() as u8] {
+                    let mut bytes = full.clone();
+                    bytes[i] = v;
+                    if let Ok(elf) = ElfFile::parse(path, bytes) {
+                        exercise_tables(&elf);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// goblin's whole-file parser, asked the same questions: the relocations,
+/// the dynamic section's libraries and search paths, and `errno`'s
+/// thread-pointer slot (as rtrace computed it before reading with goblin's
+/// pieces) agree with what [`ElfFile`] reads.
+#[test]
+fn agrees_with_goblins_whole_file_parse() {
+    use goblin::elf::{reloc, sym, Elf};
+    for path in [LIBC, LD_SO, SMALL, "/usr/bin/python3"] {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let full = Elf::parse(&bytes).unwrap();
+        let elf = open(path);
+        // Relocations: .rela.dyn then .rela.plt, as their sections come.
+        let theirs: Vec<(u64, u32, i64)> = full
+            .dynrelas
+            .iter()
+            .chain(full.pltrelocs.iter())
+            .map(|r| (r.r_offset, r.r_type, r.r_addend.unwrap_or(0)))
+            .collect();
+        let ours: Vec<(u64, u32, i64)> = elf
+            .relocations()
+            .iter()
+            .map(|r| (r.offset.get(), r.kind, r.addend))
+            .collect();
+        assert_eq!(ours, theirs, "{path}");
+        for (r, g) in elf
+            .relocations()
+            .iter()
+            .zip(full.dynrelas.iter().chain(full.pltrelocs.iter()))
+        {
+            let name = (g.r_sym != 0)
+                .then(|| full.dynsyms.get(g.r_sym))
+                .flatten()
+                .and_then(|s| full.dynstrtab.get_at(s.st_name));
+            assert_eq!(r.symbol.as_deref(), name, "{path} at {:#x}", g.r_offset);
+        }
+        let deps = elf.dependencies();
+        assert_eq!(deps.needed, full.libraries, "{path}");
+        assert_eq!(deps.rpath, full.rpaths, "{path}");
+        assert_eq!(deps.runpath, full.runpaths, "{path}");
+        // errno's slot, the way it was found from goblin's whole parse.
+        let tls_value = |index: usize| -> Option<(u64, bool)> {
+            let s = full.dynsyms.get(index)?;
+            let is_errno = full.dynstrtab.get_at(s.st_name) == Some("errno");
+            (s.st_type() == sym::STT_TLS || index == 0).then_some((s.st_value, is_errno))
+        };
+        let slot = (0..full.dynsyms.len())
+            .filter_map(tls_value)
+            .find(|(_, is_errno)| *is_errno)
+            .and_then(|(errno_value, _)| {
+                full.dynrelas
+                    .iter()
+                    .filter(|r| r.r_type == reloc::R_X86_64_TPOFF64)
+                    .find(|r| {
+                        let base = if r.r_sym == 0 {
+                            Some(0)
+                        } else {
+                            tls_value(r.r_sym).map(|(v, _)| v)
+                        };
+                        base.map(|b| b.wrapping_add(r.r_addend.unwrap_or(0) as u64))
+                            == Some(errno_value)
+                    })
+                    .map(|r| LinkAddr(r.r_offset))
+            });
+        assert_eq!(elf.tls_offset_slot("errno"), slot, "{path}");
+        if path == LIBC {
+            assert!(slot.is_some(), "libc's errno has a TPOFF64 slot");
+        }
+    }
+}
+
 /// Where gcc puts the lines of [`LINES_C`] at -O0 without CET (hand-computed
 /// from the code gcc emits; `objdump --dwarf=decodedline` agrees):
 /// - line 4 `{` is `work`'s prologue: `push rbp; mov rbp,rsp; mov [rbp-0x14],edi`
