@@ -2,12 +2,12 @@
 //! address by its source line.
 //!
 //! Owns reading every line program (gimli) into one flat table, parsed on
-//! the first question and cached in the [`ElfFile`], failure included, so a
-//! program without `FILE:LINE` probes never pays for it.
+//! the first question and cached by the `ElfFile`, failure included, so a
+//! program without `FILE:LINE` probes never pays for it. It knows nothing of
+//! the file: the caller hands it the DWARF sections and says what is code.
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use super::ElfFile;
 use crate::addr::LinkAddr;
 use crate::error::{Error, Result};
 
@@ -49,39 +49,18 @@ pub(super) struct LineTable {
     sequences: Vec<LineSequence>,
 }
 
-impl ElfFile {
-    /// Addresses of the first instruction of source line `line` of `file`: one
-    /// per function that has code for the line, from the DWARF line table.
-    ///
-    /// `file` matches a line program's file when it is a suffix of the full path by
-    /// whole components: `count.c` and `fixtures/count.c` both match
-    /// `/src/fixtures/count.c`; `unt.c` does not. In each function (the symbol
-    /// containing the row's address; the line-table sequence when no symbol
-    /// does) the lowest `is_stmt` address of the line is taken: that is where a
-    /// breakpoint on the line stops first in that function, as in gdb. A line
-    /// can have code in several functions: a `static inline` function inlined
-    /// into two callers, a macro, code duplicated by the compiler. Addresses
-    /// outside executable segments (functions discarded by the linker, whose
-    /// rows point at 0) are ignored.
-    ///
-    /// Errors: [`Error::NoLineInfo`] when no line of `file` has code (no DWARF,
-    /// or another file); [`Error::NoCodeAtLine`] with the nearest lines that do
-    /// when the file has code but not at `line`.
-    ///
-    /// The first call parses every line program of the file and caches the table.
-    pub fn line_addresses(&self, file: &str, line: u32) -> Result<Vec<LinkAddr>> {
-        let table = match self.lines.get_or_init(|| {
-            self.parse_lines()
-                .map_err(|reason| self.in_debug_file(reason))
-        }) {
-            Ok(table) => table,
-            Err(reason) => {
-                return Err(Error::CorruptElf {
-                    path: self.path.clone(),
-                    reason: reason.clone(),
-                })
-            }
-        };
+impl LineTable {
+    /// See [`ElfFile::line_addresses`](super::ElfFile::line_addresses): `is_code` says whether an address is
+    /// in an executable segment, `function_of` gives the function
+    /// containing an address (its start).
+    pub(super) fn addresses(
+        &self,
+        file: &str,
+        line: u32,
+        is_code: impl Fn(LinkAddr) -> bool,
+        function_of: impl Fn(LinkAddr) -> Option<LinkAddr>,
+    ) -> Result<Vec<LinkAddr>> {
+        let table = self;
         let wanted: PathBuf = Path::new(file)
             .components()
             .filter(|c| !matches!(c, Component::CurDir))
@@ -105,15 +84,15 @@ impl ElfFile {
                 .copied()
                 .unwrap_or(false);
             let addr = LinkAddr(row.addr);
-            if !is_file || !self.is_code(addr) {
+            if !is_file || !is_code(addr) {
                 continue;
             }
             if row.line != line {
                 lines_with_code.push(row.line);
                 continue;
             }
-            let owner = match self.function_at(addr) {
-                Some((f, _)) => Owner::Function(f.addr),
+            let owner = match function_of(addr) {
+                Some(f) => Owner::Function(f),
                 None => Owner::Sequence(row.seq),
             };
             first_by_owner
@@ -144,15 +123,9 @@ impl ElfFile {
         })
     }
 
-    /// The source file and line of the instruction at `addr`, when a line
-    /// table row starts exactly there (function entries and line starts do).
-    /// Parses the line table on first use, like [`ElfFile::line_addresses`].
-    pub fn line_of(&self, addr: LinkAddr) -> Option<(PathBuf, u32)> {
-        let table = self
-            .lines
-            .get_or_init(|| self.parse_lines())
-            .as_ref()
-            .ok()?;
+    /// See [`ElfFile::line_of`](super::ElfFile::line_of).
+    pub(super) fn line_of(&self, addr: LinkAddr) -> Option<(PathBuf, u32)> {
+        let table = self;
         let row = table
             .rows
             .iter()
@@ -160,17 +133,9 @@ impl ElfFile {
         Some((table.files.get(row.file as usize)?.clone(), row.line))
     }
 
-    /// The source file and line of the code at `addr`: the last row at or
-    /// before it in the line-table sequence that covers it, as `addr2line`
-    /// answers. None without a line table, outside every sequence, or in code
-    /// that has no line (line 0). Parses the line table on first use; each
-    /// call after that is two binary searches.
-    pub fn line_at(&self, addr: LinkAddr) -> Option<(&Path, u32)> {
-        let table = self
-            .lines
-            .get_or_init(|| self.parse_lines())
-            .as_ref()
-            .ok()?;
+    /// See [`ElfFile::line_at`](super::ElfFile::line_at).
+    pub(super) fn line_at(&self, addr: LinkAddr) -> Option<(&Path, u32)> {
+        let table = self;
         let a = addr.get();
         let i = table.sequences.partition_point(|s| s.start <= a);
         // Sequences do not overlap in a linked file, but a corrupt or unusual
@@ -186,15 +151,17 @@ impl ElfFile {
         Some((table.files.get(row.file as usize)?.as_path(), row.line))
     }
 
-    /// Parses every line program reachable from `.debug_info`'s units.
-    fn parse_lines(&self) -> std::result::Result<LineTable, String> {
+    /// Parses every line program reachable from `.debug_info`'s units;
+    /// `section` gives a DWARF section's contents by name, and only
+    /// sequences that start in code (`is_code`) index the table.
+    pub(super) fn parse<'a>(
+        section: impl Fn(&str) -> std::result::Result<&'a [u8], String>,
+        is_code: impl Fn(LinkAddr) -> bool,
+    ) -> std::result::Result<LineTable, String> {
         use gimli::{EndianSlice, LittleEndian};
 
         let load = |id: gimli::SectionId| -> std::result::Result<_, String> {
-            Ok(EndianSlice::new(
-                self.section_data(id.name())?,
-                LittleEndian,
-            ))
+            Ok(EndianSlice::new(section(id.name())?, LittleEndian))
         };
         let dwarf = gimli::Dwarf::load(load)?;
         let dwarf_err = |e: gimli::Error| format!("DWARF: {e}");
@@ -216,7 +183,7 @@ impl ElfFile {
             while let Some((header, row)) = rows.next_row().map_err(dwarf_err)? {
                 if row.end_sequence() {
                     let start = table.rows.get(first).map(|r| r.addr);
-                    if let Some(start) = start.filter(|&a| self.is_code(LinkAddr(a))) {
+                    if let Some(start) = start.filter(|&a| is_code(LinkAddr(a))) {
                         table.sequences.push(LineSequence {
                             start,
                             end: row.address(),

@@ -51,103 +51,20 @@ use crate::error::{Error, Result};
 use lines::LineTable;
 use read::{
     find_section_data, has_dwarf, parse_symbols, section_bytes, DebugFile, Parsed, Section,
+    ELF_MAGIC,
 };
 use symtab::SymbolIndex;
+pub use types::{
+    Dependencies, Relocation, Segment, SymKind, Symbol, R_X86_64_GLOB_DAT, R_X86_64_IRELATIVE,
+    R_X86_64_JUMP_SLOT, R_X86_64_TPOFF64,
+};
 
 mod lines;
 mod read;
 mod symtab;
 #[cfg(test)]
 mod tests;
-
-/// The kind of a symbol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SymKind {
-    /// STT_FUNC.
-    Func,
-    /// STT_GNU_IFUNC: the address is the resolver's.
-    IFunc,
-    /// Anything else with an address (objects, notype).
-    Other,
-}
-
-impl SymKind {
-    /// True for functions and IFUNC resolvers: what a function probe can name.
-    pub fn is_function(self) -> bool {
-        matches!(self, SymKind::Func | SymKind::IFunc)
-    }
-}
-
-/// A symbol with its version suffix (`@@GLIBC_2.4`) removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Symbol {
-    /// The name, without version.
-    pub name: String,
-    /// Its link-time address.
-    pub addr: LinkAddr,
-    /// Its size in bytes (0 when unknown).
-    pub size: u64,
-    /// Its kind.
-    pub kind: SymKind,
-}
-
-/// A PT_LOAD segment: how a range of the file is laid out in memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
-    /// Where the segment starts in memory (p_vaddr).
-    pub vaddr: LinkAddr,
-    /// Its size in memory (p_memsz); the part past `filesz` is zero-filled.
-    pub memsz: u64,
-    /// Where its bytes start in the file (p_offset).
-    pub offset: FileOffset,
-    /// How many bytes come from the file (p_filesz).
-    pub filesz: u64,
-    /// PF_X: mapped executable.
-    pub exec: bool,
-}
-
-impl Segment {
-    /// True when `addr` lies in the segment's memory image.
-    pub fn contains(&self, addr: LinkAddr) -> bool {
-        addr.distance_from(self.vaddr)
-            .is_some_and(|d| d < self.memsz)
-    }
-}
-
-/// One dynamic relocation (Elf64_Rela of an allocated SHT_RELA section).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Relocation {
-    /// The place it patches (r_offset).
-    pub offset: LinkAddr,
-    /// R_X86_64_* (ELF64_R_TYPE).
-    pub kind: u32,
-    /// The name of the symbol it refers to (version removed), if any.
-    pub symbol: Option<String>,
-    /// r_addend.
-    pub addend: i64,
-    /// The offset in the module's TLS block its symbol stands for: the
-    /// symbol's value when it is thread-local (STT_TLS), 0 when the
-    /// relocation has no symbol (the addend alone is the offset), None for
-    /// any other symbol.
-    pub tls_offset: Option<u64>,
-}
-
-pub use goblin::elf::reloc::{
-    R_X86_64_GLOB_DAT, R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, R_X86_64_TPOFF64,
-};
-
-/// What a file's dynamic section asks of the dynamic linker: the libraries
-/// it needs and where to look for them, as written (`$ORIGIN` unexpanded),
-/// in the order they appear.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Dependencies {
-    /// DT_NEEDED: library names (`libc.so.6`), or paths when they hold a `/`.
-    pub needed: Vec<String>,
-    /// DT_RPATH: colon-separated directory lists.
-    pub rpath: Vec<String>,
-    /// DT_RUNPATH: colon-separated directory lists.
-    pub runpath: Vec<String>,
-}
+mod types;
 
 /// A parsed ELF file.
 pub struct ElfFile {
@@ -218,8 +135,6 @@ impl fmt::Debug for ElfFile {
             .finish_non_exhaustive()
     }
 }
-
-const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 
 impl ElfFile {
     /// Reads and parses `path`.
@@ -690,6 +605,75 @@ impl ElfFile {
     /// True when `addr` lies in an executable segment.
     pub fn is_code(&self, addr: LinkAddr) -> bool {
         self.segments.iter().any(|s| s.exec && s.contains(addr))
+    }
+
+    /// Addresses of the first instruction of source line `line` of `file`: one
+    /// per function that has code for the line, from the DWARF line table.
+    ///
+    /// `file` matches a line program's file when it is a suffix of the full path by
+    /// whole components: `count.c` and `fixtures/count.c` both match
+    /// `/src/fixtures/count.c`; `unt.c` does not. In each function (the symbol
+    /// containing the row's address; the line-table sequence when no symbol
+    /// does) the lowest `is_stmt` address of the line is taken: that is where a
+    /// breakpoint on the line stops first in that function, as in gdb. A line
+    /// can have code in several functions: a `static inline` function inlined
+    /// into two callers, a macro, code duplicated by the compiler. Addresses
+    /// outside executable segments (functions discarded by the linker, whose
+    /// rows point at 0) are ignored.
+    ///
+    /// Errors: [`Error::NoLineInfo`] when no line of `file` has code (no DWARF,
+    /// or another file); [`Error::NoCodeAtLine`] with the nearest lines that do
+    /// when the file has code but not at `line`.
+    ///
+    /// The first call parses every line program of the file and caches the table.
+    pub fn line_addresses(&self, file: &str, line: u32) -> Result<Vec<LinkAddr>> {
+        let table = match self.lines.get_or_init(|| {
+            self.parse_lines()
+                .map_err(|reason| self.in_debug_file(reason))
+        }) {
+            Ok(table) => table,
+            Err(reason) => {
+                return Err(Error::CorruptElf {
+                    path: self.path.clone(),
+                    reason: reason.clone(),
+                })
+            }
+        };
+        table.addresses(
+            file,
+            line,
+            |a| self.is_code(a),
+            |a| self.function_at(a).map(|(f, _)| f.addr),
+        )
+    }
+
+    /// The source file and line of the instruction at `addr`, when a line
+    /// table row starts exactly there (function entries and line starts do).
+    /// Parses the line table on first use, like [`ElfFile::line_addresses`].
+    pub fn line_of(&self, addr: LinkAddr) -> Option<(PathBuf, u32)> {
+        self.lines
+            .get_or_init(|| self.parse_lines())
+            .as_ref()
+            .ok()?
+            .line_of(addr)
+    }
+
+    /// The source file and line of the code at `addr`: the last row at or
+    /// before it in the line-table sequence that covers it, as `addr2line`
+    /// answers. None without a line table, outside every sequence, or in code
+    /// that has no line (line 0). Parses the line table on first use; each
+    /// call after that is two binary searches.
+    pub fn line_at(&self, addr: LinkAddr) -> Option<(&Path, u32)> {
+        self.lines
+            .get_or_init(|| self.parse_lines())
+            .as_ref()
+            .ok()?
+            .line_at(addr)
+    }
+
+    /// Parses every line program of the file (or of its separate debug file).
+    fn parse_lines(&self) -> std::result::Result<LineTable, String> {
+        LineTable::parse(|name| self.section_data(name), |a| self.is_code(a))
     }
 
     /// The contents of the DWARF section called `name` (`.debug_info`, …): empty

@@ -36,8 +36,11 @@ use goblin::elf::sym::{self, Sym, Symtab};
 use goblin::elf::{RelocSection, VersymSection};
 
 use super::symtab::RawSym;
-use super::{Dependencies, Relocation, Segment, SymKind, Symbol, ELF_MAGIC};
+use super::types::{Dependencies, Relocation, Segment, SymKind, Symbol};
 use crate::addr::{FileOffset, LinkAddr};
+
+/// The first four bytes of every ELF file.
+pub(super) const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 
 /// sizeof(Elf64_Sym).
 const SYM_SIZE: usize = 24;

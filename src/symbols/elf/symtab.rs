@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use goblin::elf::sym;
 
-use super::{Segment, Symbol};
+use super::types::{Segment, Symbol};
 use crate::addr::LinkAddr;
 use crate::symbols::demangle::{demangle, Demangled};
 
