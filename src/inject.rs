@@ -28,13 +28,14 @@
 //! `errno` is glibc's TLS variable: its address is the thread pointer
 //! (`fs_base`) plus a fixed offset, which the dynamic linker wrote into libc's
 //! GOT at startup (the R_X86_64_TPOFF64 relocation libc's own `errno` accesses
-//! use). That offset is read from the tracee once per libc and kept.
+//! use). Where that slot is comes from libc's parsed file
+//! (`ElfFile::tls_offset_slot`, its relocations read once per file); the
+//! offset is read from the tracee at each injection.
 //!
 //! This module must not change anything in the tracee but the registers of the
 //! thread it injects into and that thread's `errno`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::addr::{RuntimeAddr, Tid};
@@ -225,9 +226,6 @@ pub struct Injector {
     /// (thread, stack pointer after the return) of the calls skipped whose
     /// return has not been seen yet.
     skipped: HashSet<(Tid, u64)>,
-    /// Per libc file: the link-time address of its GOT slot holding `errno`'s
-    /// offset from the thread pointer (None: not found).
-    errno_slots: HashMap<PathBuf, Option<u64>>,
 }
 
 impl Injector {
@@ -238,7 +236,6 @@ impl Injector {
             calls: 0,
             entering: HashMap::new(),
             skipped: HashSet::new(),
-            errno_slots: HashMap::new(),
         }
     }
 
@@ -258,21 +255,13 @@ impl Injector {
     }
 
     /// Sets glibc's `errno` of the thread of `hit` (stopped) to `errno`.
-    fn set_errno(&mut self, hit: &Hit<'_>, errno: i32) -> Result<()> {
+    fn set_errno(&self, hit: &Hit<'_>, errno: i32) -> Result<()> {
         let Some(libc) = hit.modules.modules().iter().find(|m| m.matches("libc")) else {
             return Err(Error::Handler(
                 "--inject errno=: no libc is loaded in the process to hold errno".into(),
             ));
         };
-        let slot = match self.errno_slots.get(&libc.path) {
-            Some(s) => *s,
-            None => {
-                let s = errno_tpoff_slot(&libc.path);
-                self.errno_slots.insert(libc.path.clone(), s);
-                s
-            }
-        };
-        let Some(slot) = slot else {
+        let Some(slot) = libc.elf.tls_offset_slot("errno") else {
             return Err(Error::Handler(format!(
                 "--inject errno=: cannot locate errno in {} (no R_X86_64_TPOFF64 for its TLS symbol errno)",
                 libc.path.display()
@@ -282,40 +271,10 @@ impl Injector {
             .mem
             .live()
             .ok_or_else(|| Error::Handler("--inject: a fast hit has no live thread".into()))?;
-        let tpoff = mem.read_u64(RuntimeAddr(libc.bias.wrapping_add(slot)))?;
+        let tpoff = mem.read_u64(libc.to_runtime(slot))?;
         let addr = hit.regs().raw().fs_base.wrapping_add(tpoff);
         mem.write(RuntimeAddr(addr), &errno.to_le_bytes())
     }
-}
-
-/// The link-time address of the GOT slot of `path` (a libc) that the dynamic
-/// linker fills with `errno`'s offset from the thread pointer: the
-/// R_X86_64_TPOFF64 relocation whose target (symbol value plus addend) is the
-/// TLS symbol `errno`.
-fn errno_tpoff_slot(path: &std::path::Path) -> Option<u64> {
-    use goblin::elf::{reloc, sym, Elf};
-    let bytes = std::fs::read(path).ok()?;
-    let elf = Elf::parse(&bytes).ok()?;
-    let tls_value = |index: usize| -> Option<(u64, bool)> {
-        let s = elf.dynsyms.get(index)?;
-        let is_errno = elf.dynstrtab.get_at(s.st_name) == Some("errno");
-        (s.st_type() == sym::STT_TLS || index == 0).then_some((s.st_value, is_errno))
-    };
-    let (errno_value, _) = (0..elf.dynsyms.len())
-        .filter_map(tls_value)
-        .find(|(_, is_errno)| *is_errno)?;
-    elf.dynrelas
-        .iter()
-        .filter(|r| r.r_type == reloc::R_X86_64_TPOFF64)
-        .find(|r| {
-            let base = if r.r_sym == 0 {
-                Some(0)
-            } else {
-                tls_value(r.r_sym).map(|(v, _)| v)
-            };
-            base.map(|b| b.wrapping_add(r.r_addend.unwrap_or(0) as u64)) == Some(errno_value)
-        })
-        .map(|r| r.r_offset)
 }
 
 impl Handler for Injector {

@@ -2,11 +2,13 @@
 //!
 //! Generic code never names a register or an opcode: it asks this module for the
 //! breakpoint instruction, the instruction pointer after a trap, the SysV argument
-//! registers, and an analysis of the instruction a probe displaces. Only x86-64 is
+//! registers, an analysis of the instruction a probe displaces, and the scan of a
+//! module's code for references into it ([`code_refs`]). Only x86-64 is
 //! implemented.
 
 mod x86_64;
 
+pub use x86_64::code_refs::code_refs;
 pub use x86_64::detour;
 pub use x86_64::exec::{emulate, xol_cancel, xol_finish, xol_prepare, Stack, XolEnd};
 pub use x86_64::hook;

@@ -2,10 +2,10 @@
 //! way gdb finds it ("Debugging Information in Separate Files" in the gdb
 //! manual).
 //!
-//! Owns the lookup rules and the small parsers they need (the build-id note, the
-//! `.gnu_debuglink` section, the CRC-32 that checks it). It never opens the
-//! binary itself and knows nothing of sections beyond their bytes: `elf` reads
-//! the files, asks here which paths to try, and checks each candidate with
+//! Owns the lookup rules and the small parsers they need (the build-id note,
+//! read with goblin; the `.gnu_debuglink` section; the CRC-32 that checks
+//! it). It never opens the binary itself and knows nothing of sections beyond
+//! their bytes: `elf` reads the files, asks here which paths to try, and checks each candidate with
 //! [`Candidate::accepts`] before using it.
 //!
 //! Two ways, tried in this order, in each debug directory (by default
@@ -35,7 +35,7 @@ pub const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
 pub const DEBUG_DIR_ENV: &str = "RTRACE_DEBUG_FILE_DIRECTORY";
 
 /// `NT_GNU_BUILD_ID`, the note type of a build-id (owner `GNU`).
-const NT_GNU_BUILD_ID: u32 = 3;
+use goblin::elf::note::NT_GNU_BUILD_ID;
 
 /// The contents of a `.gnu_debuglink` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,28 +66,25 @@ impl DebugLink {
 }
 
 /// The build-id in a note section or segment (`SHT_NOTE` bytes): the descriptor
-/// of the first note owned by `GNU` with type `NT_GNU_BUILD_ID`.
+/// of the first note owned by `GNU` with type `NT_GNU_BUILD_ID`. Notes are read
+/// with goblin, 4-byte aligned (as GNU notes of x86-64 are); a malformed note
+/// ends the search.
 pub fn parse_build_id(notes: &[u8]) -> Option<Vec<u8>> {
-    let u32_at = |o: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(
-            notes.get(o..o.checked_add(4)?)?.try_into().ok()?,
-        ))
+    let ctx = goblin::container::Ctx::new(
+        goblin::container::Container::Big,
+        goblin::container::Endian::Little,
+    );
+    let iter = goblin::elf::note::NoteDataIterator {
+        data: notes,
+        size: notes.len(),
+        offset: 0,
+        ctx: (4, ctx),
     };
-    let align4 = |n: usize| n.checked_add(3).map(|n| n & !3);
-    let mut at = 0usize;
-    while at < notes.len() {
-        let namesz = usize::try_from(u32_at(at)?).ok()?;
-        let descsz = usize::try_from(u32_at(at.checked_add(4)?)?).ok()?;
-        let kind = u32_at(at.checked_add(8)?)?;
-        let name_at = at.checked_add(12)?;
-        let desc_at = name_at.checked_add(align4(namesz)?)?;
-        let next = desc_at.checked_add(align4(descsz)?)?;
-        let name = notes.get(name_at..name_at.checked_add(namesz)?)?;
-        if kind == NT_GNU_BUILD_ID && name == b"GNU\0" {
-            let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
-            return (!desc.is_empty()).then(|| desc.to_vec());
+    for note in iter {
+        let note = note.ok()?;
+        if note.n_type == NT_GNU_BUILD_ID && note.name == "GNU" {
+            return (!note.desc.is_empty()).then(|| note.desc.to_vec());
         }
-        at = next;
     }
     None
 }

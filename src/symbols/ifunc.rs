@@ -19,9 +19,9 @@
 //! relocations) and [`implementation`] judges a value read there. Reading the
 //! tracee's memory is the engine's job, between the two.
 use super::elf::{R_X86_64_GLOB_DAT, R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT};
-use super::modules::ModuleMap;
-use super::resolve::Location;
-use crate::addr::RuntimeAddr;
+use super::location::Location;
+use super::modules::{Module, ModuleMap};
+use crate::addr::{LinkAddr, RuntimeAddr};
 
 /// The implementation of the IFUNC at `loc`: the first of its [`slots`] whose
 /// value, read with `read` (tracee memory, the caller's business), is an
@@ -44,19 +44,20 @@ pub struct Slot {
     /// True for a `JUMP_SLOT`, which may be bound lazily: until the first call
     /// it points back into its own module's PLT, which is not an answer.
     lazy: bool,
-    /// What the slot holds before it is relocated (its bytes in the file, and
-    /// the same plus the load bias): a value equal to either is not an answer.
-    unrelocated: Option<(u64, u64)>,
+    /// What the slot holds before it is relocated: its bytes in the file (a
+    /// link address), and the runtime address that names in the module. A
+    /// value equal to either is not an answer.
+    unrelocated: Option<(LinkAddr, RuntimeAddr)>,
 }
 
 impl Slot {
-    fn new(m: &super::modules::Module, offset: crate::addr::LinkAddr, lazy: bool) -> Slot {
+    fn new(m: &Module, offset: LinkAddr, lazy: bool) -> Slot {
         let unrelocated = m
             .elf
             .bytes_at(offset, 8)
             .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .map(|v| (v, v.wrapping_add(m.bias)));
+            .map(|b| LinkAddr(u64::from_le_bytes(b)))
+            .map(|v| (v, m.to_runtime(v)));
         Slot {
             addr: m.to_runtime(offset),
             lazy,
@@ -73,9 +74,10 @@ pub fn slots(map: &ModuleMap, loc: &Location) -> Vec<Slot> {
     let Some(def) = map.module_at(loc.addr) else {
         return out;
     };
-    let resolver = def.to_link(loc.addr).get();
+    // An IRELATIVE relocation's addend is its resolver's link address.
+    let resolver = def.to_link(loc.addr);
     for r in def.elf.relocations() {
-        if r.kind == R_X86_64_IRELATIVE && r.addend as u64 == resolver {
+        if r.kind == R_X86_64_IRELATIVE && LinkAddr(r.addend as u64) == resolver {
             out.push(Slot::new(def, r.offset, false));
         }
     }
@@ -102,7 +104,7 @@ pub fn implementation(
 ) -> Option<Location> {
     if slot
         .unrelocated
-        .is_some_and(|(file, biased)| value == file || value == biased)
+        .is_some_and(|(file, runtime)| value == file.get() || value == runtime.get())
     {
         // Not relocated yet (a static executable before its start code ran).
         return None;

@@ -16,6 +16,7 @@
 //! - [`dwarf`]: function signatures (parameter names and types) from DWARF, lazy and
 //!   cached per function, and where the SysV convention puts each argument
 //! - [`modules`]: the loaded modules of a process, with their load bias
+//! - [`location`]: a place a spec resolved to (shared by `resolve` and `ifunc`)
 //! - [`resolve`](mod@resolve): a spec against the module map → runtime addresses
 //!   (and `--list`'s probe points)
 //! - [`demangle`]: C++ and Rust names, for output and for matching specs
@@ -28,6 +29,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod glob;
 pub mod ifunc;
+pub mod location;
 pub mod maps;
 pub mod modules;
 pub mod resolve;

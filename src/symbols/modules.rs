@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::elf::{ElfCache, ElfFile, Segment};
+use super::elf::{Dependencies, ElfCache, ElfFile, Segment};
 use super::maps::Mapping;
 use crate::addr::{LinkAddr, RuntimeAddr};
 use crate::error::{Error, Result};
@@ -27,8 +27,9 @@ const fn page_down(x: u64) -> u64 {
 pub struct Module {
     /// The mapped file.
     pub path: PathBuf,
-    /// Runtime address = link address + bias.
-    pub bias: u64,
+    /// Runtime address = link address + bias. Private: every conversion
+    /// goes through [`Module::to_runtime`] and [`Module::to_link`].
+    bias: u64,
     /// The runtime ranges mapped from the file.
     pub ranges: Vec<(RuntimeAddr, RuntimeAddr)>,
     /// The parsed file.
@@ -180,7 +181,9 @@ impl ModuleMap {
         let mut paths = vec![program.to_path_buf()];
         let mut queue = std::collections::VecDeque::from([program.to_path_buf()]);
         while let Some(path) = queue.pop_front() {
-            for lib in needed(&path) {
+            // A library that does not parse needs nothing that could be found.
+            let Ok(elf) = cache.get(&path) else { continue };
+            for lib in needed(&path, elf.dependencies()) {
                 if paths.iter().any(|p| p == &lib) {
                     continue;
                 }
@@ -231,17 +234,11 @@ impl ModuleMap {
     }
 }
 
-/// The libraries `path` needs (DT_NEEDED), found on disk; see
+/// The libraries `path` needs (DT_NEEDED of its `deps`), found on disk; see
 /// [`ModuleMap::from_program`] for the search order.
-fn needed(path: &Path) -> Vec<PathBuf> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let Ok(elf) = goblin::elf::Elf::parse(&bytes) else {
-        return Vec::new();
-    };
+fn needed(path: &Path, deps: &Dependencies) -> Vec<PathBuf> {
     let origin = path.parent().unwrap_or(Path::new("/"));
-    let expand = |dirs: &[&str]| -> Vec<PathBuf> {
+    let expand = |dirs: &[String]| -> Vec<PathBuf> {
         dirs.iter()
             .flat_map(|d| d.split(':'))
             .filter(|d| !d.is_empty())
@@ -254,15 +251,15 @@ fn needed(path: &Path) -> Vec<PathBuf> {
             .collect()
     };
     let mut dirs = Vec::new();
-    if elf.runpaths.is_empty() {
-        dirs.extend(expand(&elf.rpaths));
+    if deps.runpath.is_empty() {
+        dirs.extend(expand(&deps.rpath));
     }
     if let Ok(env) = std::env::var("LD_LIBRARY_PATH") {
-        dirs.extend(expand(&[env.as_str()]));
+        dirs.extend(expand(&[env]));
     }
-    dirs.extend(expand(&elf.runpaths));
+    dirs.extend(expand(&deps.runpath));
     dirs.extend(system_library_dirs());
-    elf.libraries
+    deps.needed
         .iter()
         .filter_map(|lib| {
             if lib.contains('/') {

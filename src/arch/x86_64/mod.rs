@@ -1,5 +1,6 @@
 //! x86-64.
 
+pub mod code_refs;
 pub mod detour;
 mod detour_leave;
 mod detour_refusal;
