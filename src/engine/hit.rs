@@ -4,8 +4,6 @@
 use std::any::Any;
 use std::rc::Rc;
 
-use nix::errno::Errno;
-
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::StepMode;
 use crate::arch::{self, Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN, WORD};
@@ -13,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::handler::{Hit, ProbeKind, Return, ReturnAddrs, Site};
 use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
-use crate::sys::wait::{self, Stop, TrapCause, Which};
+use crate::sys::wait::{self, Stop, TrapCause, Waited, Which};
 
 use super::space::ResolverCall;
 use super::task::{HeldSignal, Hijack, PendingHit, TaskState, XolStep};
@@ -918,11 +916,10 @@ impl Tracer {
                 r => r?,
             }
             let stop = loop {
-                match self.wait_stop(Which::Tid(tid), true, false) {
-                    Ok(Some(s)) => break s,
-                    Ok(None) | Err(Errno::EINTR) => continue,
-                    Err(Errno::ECHILD) => return Ok(StepEnd::Gone),
-                    Err(e) => return Err(wait::wait_error(e)),
+                match self.wait_stop(Which::Tid(tid), true, false)? {
+                    Waited::Stop(s) => break s,
+                    Waited::NotReady | Waited::Interrupted => continue,
+                    Waited::NoTracee => return Ok(StepEnd::Gone),
                 }
             };
             match stop {

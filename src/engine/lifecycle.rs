@@ -102,10 +102,10 @@ impl Tracer {
         signal::tgkill(pid, tid, libc::SIGSTOP);
         ptrace::cont(tid, 0)?;
         loop {
-            let stop = match self.wait_stop(wait::Which::Tid(tid), true, false) {
-                Ok(Some(stop)) => stop,
-                Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(wait::wait_error(e)),
+            let stop = match self.wait_stop(wait::Which::Tid(tid), true, false)? {
+                wait::Waited::Stop(stop) => stop,
+                wait::Waited::NotReady | wait::Waited::Interrupted => continue,
+                wait::Waited::NoTracee => return Err(wait::no_tracee_error()),
             };
             match stop {
                 Stop::Signal {

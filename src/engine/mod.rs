@@ -61,7 +61,7 @@ use crate::arch::StepMode;
 use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, ProbeId, ProbeKind};
 use crate::symbols::{ElfCache, ProbeSpec};
-use crate::sys::wait::{self, Stop, Which};
+use crate::sys::wait::{self, Stop, Waited, Which};
 use crate::sys::{ptrace, signal, spawn};
 
 use space::Space;
@@ -301,10 +301,10 @@ impl Tracer {
         let pid = launched.pid;
         // Until the exec stop the child is ours alone; wait for it specifically.
         loop {
-            let stop = match wait::wait(Which::Tid(pid), true, false) {
-                Ok(Some(s)) => s,
-                Ok(None) | Err(Errno::EINTR) => continue,
-                Err(e) => return Err(wait::wait_error(e)),
+            let stop = match wait::wait(Which::Tid(pid), true, false)? {
+                Waited::Stop(s) => s,
+                Waited::NotReady | Waited::Interrupted => continue,
+                Waited::NoTracee => return Err(wait::no_tracee_error()),
             };
             match stop {
                 Stop::Event {
@@ -563,14 +563,9 @@ impl Tracer {
     }
 
     /// Waits for a stop (see [`wait::wait`]), counting it.
-    fn wait_stop(
-        &mut self,
-        which: Which,
-        block: bool,
-        interruptible: bool,
-    ) -> std::result::Result<Option<Stop>, Errno> {
+    fn wait_stop(&mut self, which: Which, block: bool, interruptible: bool) -> Result<Waited> {
         let r = wait::wait(which, block, interruptible);
-        if let Ok(Some(stop)) = &r {
+        if let Ok(Waited::Stop(stop)) = &r {
             self.stops += 1;
             self.saw(stop);
         }
@@ -717,10 +712,10 @@ impl Tracer {
         if self.more_records {
             // A drain stopped at its budget: only look for stops, and come
             // back to drain the rest.
-            return match self.wait_stop(Which::Any, false, false) {
-                Ok(s) => Ok(s),
-                Err(Errno::EINTR) => Ok(None),
-                Err(e) => Err(wait::wait_error(e)),
+            return match self.wait_stop(Which::Any, false, false)? {
+                Waited::Stop(s) => Ok(Some(s)),
+                Waited::NotReady | Waited::Interrupted => Ok(None),
+                Waited::NoTracee => Err(wait::no_tracee_error()),
             };
         }
         let since = self.last_idle.elapsed();
@@ -739,11 +734,11 @@ impl Tracer {
         // listeners are told before every blocking wait.
         let due = since >= interval || !signal::installed();
         if due {
-            match self.wait_stop(Which::Any, false, false) {
-                Ok(Some(s)) => return Ok(Some(s)),
-                Ok(None) => {}
-                Err(Errno::EINTR) => return Ok(None),
-                Err(e) => return Err(wait::wait_error(e)),
+            match self.wait_stop(Which::Any, false, false)? {
+                Waited::Stop(s) => return Ok(Some(s)),
+                Waited::NotReady => {}
+                Waited::Interrupted => return Ok(None),
+                Waited::NoTracee => return Err(wait::no_tracee_error()),
             }
             // Fast records first, so what the listeners flush includes them.
             if self.draining() {
@@ -785,12 +780,12 @@ impl Tracer {
                 self.stops += 1;
                 self.saw(stop);
             }
-            return r.map_err(wait::wait_error);
+            return r;
         }
-        match self.wait_stop(Which::Any, true, true) {
-            Ok(s) => Ok(s),
-            Err(Errno::EINTR) => Ok(None),
-            Err(e) => Err(wait::wait_error(e)),
+        match self.wait_stop(Which::Any, true, true)? {
+            Waited::Stop(s) => Ok(Some(s)),
+            Waited::NotReady | Waited::Interrupted => Ok(None),
+            Waited::NoTracee => Err(wait::no_tracee_error()),
         }
     }
 
@@ -973,12 +968,10 @@ impl Tracer {
         }
         let mut quiet = Vec::new();
         while !waiting.is_empty() {
-            let stop = match self.wait_stop(Which::Any, true, false) {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => break,
-                Err(e) => return Err(wait::wait_error(e)),
+            let stop = match self.wait_stop(Which::Any, true, false)? {
+                Waited::Stop(s) => s,
+                Waited::NotReady | Waited::Interrupted => continue,
+                Waited::NoTracee => break,
             };
             let tid = stop.tid();
             if let Some(t) = self.tasks.get_mut(&tid) {
@@ -1007,15 +1000,15 @@ impl Tracer {
             // Reap every thread so nothing is left behind as a zombie.
             while !self.tasks.is_empty() {
                 match self.wait_stop(Which::Any, true, false) {
-                    Ok(Some(s)) if s.is_death() => {
+                    Ok(Waited::Stop(s)) if s.is_death() => {
                         self.tasks.remove(&s.tid());
                     }
                     // PTRACE_EVENT_EXIT, or a stop that raced with the kill.
-                    Ok(Some(s)) => {
+                    Ok(Waited::Stop(s)) => {
                         let _ = ptrace::cont(s.tid(), 0);
                     }
-                    Ok(None) | Err(Errno::EINTR) => {}
-                    Err(_) => break,
+                    Ok(Waited::NotReady | Waited::Interrupted) => {}
+                    Ok(Waited::NoTracee) | Err(_) => break,
                 }
             }
             self.tasks.clear();

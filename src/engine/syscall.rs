@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::handler::Event;
 use crate::sys::ptrace;
 use crate::sys::seccomp::{self, Mode, Suspension};
-use crate::sys::wait::{self, Stop, Which};
+use crate::sys::wait::{Stop, Waited, Which};
 
 use super::hit::StepEnd;
 use super::space::SCRATCH_SIZE;
@@ -244,11 +244,10 @@ impl Tracer {
         }
         ptrace::cont(tid, 0)?;
         let stop = loop {
-            match self.wait_stop(Which::Tid(tid), true, false) {
-                Ok(Some(stop)) => break stop,
-                Ok(None) | Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => return Err(Error::NoSuchProcess { pid: tid }),
-                Err(e) => return Err(wait::wait_error(e)),
+            match self.wait_stop(Which::Tid(tid), true, false)? {
+                Waited::Stop(stop) => break stop,
+                Waited::NotReady | Waited::Interrupted => continue,
+                Waited::NoTracee => return Err(Error::NoSuchProcess { pid: tid }),
             }
         };
         match stop {
