@@ -286,7 +286,30 @@ impl Error {
                 matches!(errno, Errno::ESRCH | Errno::ENOENT)
             }
             Error::NoSuchProcess { .. } => true,
-            _ => false,
+            Error::AlreadyTraced { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Launch { .. }
+            | Error::NotElf { .. }
+            | Error::CorruptElf { .. }
+            | Error::InvalidSpec { .. }
+            | Error::UnknownSymbol { .. }
+            | Error::UnknownModule { .. }
+            | Error::NoLineInfo { .. }
+            | Error::NoCodeAtLine { .. }
+            | Error::NotInstructionBoundary { .. }
+            | Error::UnsupportedInstruction { .. }
+            | Error::UnresolvedIfunc { .. }
+            | Error::Syscall { .. }
+            | Error::Seccomp { .. }
+            | Error::LostReturn { .. }
+            | Error::Io { .. }
+            | Error::Output(_)
+            | Error::NotAProcess { .. }
+            | Error::LeaderExited { .. }
+            | Error::UnmappedAddress { .. }
+            | Error::NotCaptured { .. }
+            | Error::Handler(_)
+            | Error::Script(_) => false,
         }
     }
 

@@ -80,7 +80,7 @@ pub(super) enum StepEnd {
 fn xol_code_len(step: &XolStep) -> usize {
     match &step.plan.strategy {
         Strategy::Xol(xol) => xol.code.len(),
-        _ => 0,
+        Strategy::Emulate(_) | Strategy::InPlace => 0,
     }
 }
 
@@ -119,7 +119,9 @@ impl Tracer {
             match wait::trap_cause(tid) {
                 TrapCause::Step if stray_step => return self.resume(tid, 0),
                 TrapCause::Breakpoint => {}
-                _ => return self.deliver_signal(tid, libc::SIGTRAP),
+                TrapCause::Step | TrapCause::Sent => {
+                    return self.deliver_signal(tid, libc::SIGTRAP)
+                }
             }
         }
         if Some(site) == self.trampoline_of(tid) {
@@ -766,7 +768,7 @@ impl Tracer {
             // Something ran on past the instruction onto the slot's guard (a
             // task created by the stepped system call, which is not stepping).
             TrapCause::Breakpoint if regs.ip() == guard => self.complete_step(tid, regs),
-            _ => self.on_signal_in_step(tid, libc::SIGTRAP),
+            TrapCause::Breakpoint | TrapCause::Sent => self.on_signal_in_step(tid, libc::SIGTRAP),
         }
     }
 

@@ -322,7 +322,19 @@ impl Tracer {
                     return Err(Error::Launch { program, reason });
                 }
                 // The SIGCONT that released it, and the stops around the seize.
-                _ => ptrace::cont(pid, 0)?,
+                Stop::Trap { .. }
+                | Stop::Signal { .. }
+                | Stop::GroupStop { .. }
+                | Stop::Interrupt { .. }
+                | Stop::Event {
+                    event:
+                        wait::Event::Clone { .. }
+                        | wait::Event::Fork { .. }
+                        | wait::Event::Vfork { .. }
+                        | wait::Event::VforkDone
+                        | wait::Event::Exit,
+                    ..
+                } => ptrace::cont(pid, 0)?,
             }
         }
         let mut t = Tracer::new(pid, opts);
@@ -984,7 +996,12 @@ impl Tracer {
                     waiting.swap_remove(i);
                     match stop {
                         Stop::Interrupt { .. } => quiet.push(tid),
-                        _ => self.deferred.push_back(stop),
+                        Stop::Exited { .. }
+                        | Stop::Killed { .. }
+                        | Stop::Trap { .. }
+                        | Stop::Signal { .. }
+                        | Stop::GroupStop { .. }
+                        | Stop::Event { .. } => self.deferred.push_back(stop),
                     }
                 }
                 None => self.deferred.push_back(stop),

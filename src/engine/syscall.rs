@@ -258,7 +258,12 @@ impl Tracer {
             }
             // Anything else (its death, a stop that came first) is handled
             // as it comes.
-            other => {
+            other @ (Stop::Exited { .. }
+            | Stop::Killed { .. }
+            | Stop::Signal { .. }
+            | Stop::GroupStop { .. }
+            | Stop::Interrupt { .. }
+            | Stop::Event { .. }) => {
                 let gone = other.is_death();
                 self.deferred.push_back(other);
                 match gone {

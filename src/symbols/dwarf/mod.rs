@@ -543,7 +543,12 @@ impl<'a> UnitReader<'_, 'a> {
                     Some(size) => Loc::Stack { offset, size },
                     None => Loc::Unavailable,
                 },
-                other => other,
+                other @ (Loc::Gp(_)
+                | Loc::Split(_)
+                | Loc::Reg(_)
+                | Loc::Const(_)
+                | Loc::Unavailable
+                | Loc::Nowhere) => other,
             };
         }
         Ok(locs)
@@ -791,7 +796,17 @@ impl<'a> UnitReader<'_, 'a> {
         }
         let signed = match underlying {
             Some(Type::Int { signed, .. }) => signed,
-            _ => negative,
+            Some(
+                Type::Void
+                | Type::Char
+                | Type::Bool { .. }
+                | Type::Float { .. }
+                | Type::Pointer { .. }
+                | Type::Enum { .. }
+                | Type::Aggregate { .. }
+                | Type::Unknown,
+            )
+            | None => negative,
         };
         Ok(Type::Enum {
             size,
@@ -957,7 +972,7 @@ impl<'a> UnitReader<'_, 'a> {
                         x87: true, size, ..
                     } => (size, Class::Memory),
                     Type::Float { size, .. } => (size, Class::Sse),
-                    _ => return None,
+                    Type::Void | Type::Aggregate { .. } | Type::Unknown => return None,
                 };
                 let align = match ty {
                     Type::Float {
@@ -965,7 +980,15 @@ impl<'a> UnitReader<'_, 'a> {
                         size,
                         ..
                     } => size / 2,
-                    _ => size,
+                    Type::Float { .. }
+                    | Type::Int { .. }
+                    | Type::Bool { .. }
+                    | Type::Enum { .. }
+                    | Type::Char
+                    | Type::Pointer { .. }
+                    | Type::Void
+                    | Type::Aggregate { .. }
+                    | Type::Unknown => size,
                 }
                 .clamp(1, 16);
                 Some(Layout {
