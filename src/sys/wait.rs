@@ -49,6 +49,8 @@ pub enum Event {
 }
 
 /// Everything `waitpid` can report about a traced thread.
+// `GroupStop` is ptrace(2)'s name for that stop.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// The thread exited.
