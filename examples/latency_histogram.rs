@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         }
         "-p" => match args.get(2).and_then(|p| p.parse().ok()) {
             Some(pid) => {
-                rtrace::sys::signal::install_detach_handlers();
+                rtrace::install_detach_handlers();
                 Tracer::attach(Pid::from_raw(pid), Options::default())
             }
             None => return usage(),

@@ -86,6 +86,15 @@ pub enum Error {
         /// The modules that are loaded, by file name.
         loaded: Vec<String>,
     },
+    /// A file's DWARF does not describe what rtrace looks for (a function's
+    /// parameters), or does not parse: its arguments are shown raw.
+    #[error("{}: DWARF: {reason}", path.display())]
+    Dwarf {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
     /// A source line has no code: no module searched has a line table naming
     /// the file.
     #[error("no code for {file}:{line}{}", in_line_tables(unbuilt.as_deref(), searched))]
@@ -233,6 +242,14 @@ pub enum Error {
         /// The address.
         addr: RuntimeAddr,
     },
+    /// A command-line value does not parse (`--step`, `--inject`).
+    #[error("{reason}")]
+    InvalidValue {
+        /// The option.
+        option: &'static str,
+        /// What is wrong, naming the value.
+        reason: String,
+    },
     /// A handler returned an error; tracing stopped.
     #[error("handler error: {0}")]
     Handler(String),
@@ -286,7 +303,32 @@ impl Error {
                 matches!(errno, Errno::ESRCH | Errno::ENOENT)
             }
             Error::NoSuchProcess { .. } => true,
-            _ => false,
+            Error::AlreadyTraced { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Launch { .. }
+            | Error::NotElf { .. }
+            | Error::CorruptElf { .. }
+            | Error::Dwarf { .. }
+            | Error::InvalidSpec { .. }
+            | Error::UnknownSymbol { .. }
+            | Error::UnknownModule { .. }
+            | Error::NoLineInfo { .. }
+            | Error::NoCodeAtLine { .. }
+            | Error::NotInstructionBoundary { .. }
+            | Error::UnsupportedInstruction { .. }
+            | Error::UnresolvedIfunc { .. }
+            | Error::Syscall { .. }
+            | Error::Seccomp { .. }
+            | Error::LostReturn { .. }
+            | Error::Io { .. }
+            | Error::Output(_)
+            | Error::NotAProcess { .. }
+            | Error::LeaderExited { .. }
+            | Error::UnmappedAddress { .. }
+            | Error::NotCaptured { .. }
+            | Error::InvalidValue { .. }
+            | Error::Handler(_)
+            | Error::Script(_) => false,
         }
     }
 
@@ -305,6 +347,9 @@ impl Error {
             Error::Launch { .. } => Some("check the program path and permissions".into()),
             Error::NotElf { .. } | Error::CorruptElf { .. } => {
                 Some("rtrace traces ELF executables only".into())
+            }
+            Error::Dwarf { .. } => {
+                Some("build the program with -g, or install its debug package".into())
             }
             Error::InvalidSpec { .. } => Some(
                 "a spec is FUNC, MODULE:FUNC, GLOB, FUNC+OFFSET, ADDRESS, MODULE:ADDRESS \
@@ -340,6 +385,7 @@ impl Error {
                 "probe its implementation by name; `rtrace --list '*{name}*' -- PROGRAM` lists candidates"
             )),
             Error::NotAProcess { pid, .. } => Some(format!("attach to the process: -p {pid}")),
+            Error::InvalidValue { option, .. } => Some(format!("see `rtrace --help` for {option}")),
             Error::LeaderExited { .. } => Some(
                 "ptrace cannot attach while the main thread is a zombie; \
                  launch the program under rtrace instead"

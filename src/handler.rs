@@ -79,12 +79,12 @@
 //! **A handler that runs long** keeps the tracer from doing anything else,
 //! a Ctrl-C included: the tracer looks at its detach request between two
 //! stops. One that may loop for long (a script with no operations budget)
-//! should ask [`crate::sys::signal::stop_requested`] as it goes and return
+//! should ask [`crate::stop_requested`] as it goes and return
 //! (an `Ok`, or an error) once it is true: the tracer then detaches as for
 //! any SIGINT.
 //!
 //! **What a panic does.** The engine catches a panic in any handler method and
-//! turns it into an error, [`Error::Handler`](crate::Error::Handler) with the
+//! turns it into an error, [`Error::Handler`] with the
 //! panic's message (`a handler panicked: …`): the hit is completed, tracing
 //! stops, the tracer detaches and `Tracer::run` returns that error, exactly as
 //! for a returned error. The tracee runs on unharmed. (The panic message is
@@ -110,7 +110,7 @@
 //!   the handlers asked for in their [`Capture`] (C strings behind registers,
 //!   stack bytes): `read_cstr`, `read_bytes` and `read_u64` answer from it as
 //!   the live reads would have at that moment, and fail with
-//!   [`Error::NotCaptured`](crate::Error::NotCaptured) elsewhere;
+//!   [`Error::NotCaptured`] elsewhere;
 //! - `on_entry`, and `on_return` for a function probe that reports returns
 //!   (the detour swaps the return address for a return stub, which records
 //!   the return: rax and rdx as returned, rsp, the time, and the C string
@@ -410,7 +410,7 @@ impl SkipReason {
 /// `probe work: fast`, `probe work: int3 (why)`, `probe 'str*': fast at
 /// 12 sites, int3 at 3 (2 why: a, b; 1 why: c)`: the text of an
 /// [`Event::ProbeMode`].
-pub fn probe_mode_message(probe: &str, fast: usize, int3: &[SkipReason]) -> String {
+pub(crate) fn probe_mode_message(probe: &str, fast: usize, int3: &[SkipReason]) -> String {
     let slow: usize = int3.iter().map(|r| r.count).sum();
     match (fast, slow, int3) {
         (_, 0, _) => format!("probe {probe}: fast"),
@@ -432,7 +432,7 @@ pub fn probe_mode_message(probe: &str, fast: usize, int3: &[SkipReason]) -> Stri
 
 /// `probe libc:* skipped 5 functions: 3 whose first instruction cannot be
 /// stepped (…): a, b, c, …; 2 …`: the text of an [`Event::Skipped`].
-pub fn skipped_message(probe: &str, reasons: &[SkipReason]) -> String {
+pub(crate) fn skipped_message(probe: &str, reasons: &[SkipReason]) -> String {
     let total: usize = reasons.iter().map(|r| r.count).sum();
     let parts: Vec<String> = reasons.iter().map(SkipReason::describe).collect();
     let s = if total == 1 { "" } else { "s" };

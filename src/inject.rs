@@ -79,21 +79,23 @@ impl When {
 }
 
 impl FromStr for When {
-    type Err = String;
+    type Err = Error;
 
-    fn from_str(s: &str) -> std::result::Result<When, String> {
-        let num = |t: &str| -> std::result::Result<u64, String> {
+    fn from_str(s: &str) -> Result<When> {
+        let num = |t: &str| -> Result<u64> {
             match t.parse::<u64>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!(
+                _ => Err(invalid(format!(
                     "invalid when={s}: expected N, N+, N+STEP or N..M with numbers from 1"
-                )),
+                ))),
             }
         };
         if let Some((a, b)) = s.split_once("..") {
             let (first, last) = (num(a)?, num(b)?);
             if last < first {
-                return Err(format!("invalid when={s}: the range ends before it starts"));
+                return Err(invalid(format!(
+                    "invalid when={s}: the range ends before it starts"
+                )));
             }
             return Ok(When::Range { first, last });
         }
@@ -105,6 +107,14 @@ impl FromStr for When {
             });
         }
         Ok(When::Only(num(s)?))
+    }
+}
+
+/// The error of an `--inject` rule refused for `reason`.
+fn invalid(reason: String) -> Error {
+    Error::InvalidValue {
+        option: "--inject",
+        reason,
     }
 }
 
@@ -143,11 +153,11 @@ pub fn errno_name(n: i32) -> String {
 }
 
 impl FromStr for InjectRule {
-    type Err = String;
+    type Err = Error;
 
     /// `SPEC:retval=V[:errno=E][:when=W]`. The spec may contain `:` itself
     /// (`libc:openat`), so the `key=value` fields are taken from the right.
-    fn from_str(s: &str) -> std::result::Result<InjectRule, String> {
+    fn from_str(s: &str) -> Result<InjectRule> {
         let mut rest = s;
         let (mut retval, mut errno, mut when) = (None, None, None);
         while let Some((head, field)) = rest.rsplit_once(':') {
@@ -156,13 +166,16 @@ impl FromStr for InjectRule {
             };
             match key {
                 "retval" => {
-                    let v = parse_i64(value)
-                        .ok_or_else(|| format!("invalid retval={value}: expected an integer"))?;
+                    let v = parse_i64(value).ok_or_else(|| {
+                        invalid(format!("invalid retval={value}: expected an integer"))
+                    })?;
                     retval.get_or_insert(v);
                 }
                 "errno" => {
                     let e = errno_number(value).ok_or_else(|| {
-                        format!("invalid errno={value}: expected a name like ENOENT or a number")
+                        invalid(format!(
+                            "invalid errno={value}: expected a name like ENOENT or a number"
+                        ))
                     })?;
                     errno.get_or_insert(e);
                 }
@@ -174,12 +187,14 @@ impl FromStr for InjectRule {
             rest = head;
         }
         if rest.is_empty() || rest.contains('=') {
-            return Err("expected SPEC:retval=VALUE[:errno=E][:when=W]".to_string());
+            return Err(invalid(
+                "expected SPEC:retval=VALUE[:errno=E][:when=W]".to_string(),
+            ));
         }
         let Some(retval) = retval else {
-            return Err("retval=VALUE is missing".to_string());
+            return Err(invalid("retval=VALUE is missing".to_string()));
         };
-        let spec = rest.parse::<ProbeSpec>().map_err(|e| e.to_string())?;
+        let spec = rest.parse::<ProbeSpec>()?;
         Ok(InjectRule {
             spec,
             spec_text: rest.to_string(),

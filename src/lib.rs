@@ -46,46 +46,63 @@
 //! `examples/` holds complete handlers: per-path open counts, a latency
 //! histogram, a heap leak report, a return value override.
 //!
-//! # Layers
+//! # The public surface
 //!
-//! Dependencies point one way: the `rtrace` binary → this library's API;
-//! [`output`] → [`handler`], [`symbols`]; the engine → [`probe`], [`symbols`],
-//! [`sys`], [`arch`], [`handler`].
+//! What a plugin author needs, and nothing of the machinery behind it:
 //!
-//! - [`sys`]: the only module with `unsafe` and raw system calls (ptrace, waitpid
-//!   classified into a closed `Stop` enum, tracee memory, launching, signals).
-//! - [`arch`]: registers, the SysV calling convention, instruction analysis
-//!   (iced-x86). Generic code never names a register or an opcode.
-//! - [`symbols`]: pure: probe specs, ELF, DWARF line tables, module maps, resolution.
-//! - [`probe`]: the kprobes mirror: the 64-bucket [`probe::ProbeTable`], probe
-//!   sites, return instances. No system calls.
-//! - the engine ([`Tracer`]): the event loop, tasks, the hit path, the lifecycle
-//!   (clone, fork, vfork, exec, library loads, exit) and detach.
-//! - [`unwind`]: user stacks, walked from a stopped thread's registers with
-//!   the modules' call frame information ([`Hit::user_stack`]).
-//! - [`handler`]: the plugin surface; [`output`]: the command line's printers,
-//!   themselves handlers.
+//! - [`Tracer`] with its [`Options`] (launch or attach, add probes and
+//!   listeners, run), the [`Outcome`] of a run and the [`Progress`] of its
+//!   start;
+//! - [`Handler`] and what its methods are given: [`Hit`] (with [`Regs`],
+//!   [`Gpr`]), [`Return`], the probe's [`Site`], lifecycle [`Event`]s; for
+//!   fast probes [`Fast`] and [`Capture`]; [`Both`] to put two handlers on
+//!   one probe;
+//! - [`Error`] and [`Result`];
+//! - the symbol types a handler meets, in [`symbols`]: the [`symbols::Module`]
+//!   of a site, a [`symbols::Symbolized`] address, the [`ProbeSpec`] a probe
+//!   is added with; the user stacks of [`unwind`];
+//! - [`output`]: the command line's printers, themselves handlers, for a
+//!   front end that wants the same text, JSON, timeline or live view;
+//! - [`install_detach_handlers`] and [`stop_requested`]: Ctrl-C (SIGINT,
+//!   SIGTERM, SIGHUP) ends tracing with a clean detach.
+//!
+//! Addresses are typed: [`RuntimeAddr`] in the traced process, [`LinkAddr`]
+//! in an ELF file ([`symbols::Module`] converts between them).
+//!
+//! Inside, dependencies point one way: the `rtrace` binary → this library's
+//! API; `output` → `handler`, `symbols`; the engine → `probe`, `symbols`,
+//! `sys`, `arch`, `handler`. `sys` is the only module with `unsafe` and raw
+//! system calls (ptrace, waitpid classified into a closed `Stop` enum,
+//! tracee memory, launching, signals); `arch` holds registers, the SysV
+//! calling convention and instruction analysis, so generic code never names
+//! a register or an opcode; `symbols` is pure (probe specs, ELF, DWARF,
+//! module maps, resolution); `probe` mirrors kprobes (the 64-bucket probe
+//! table, probe sites, return instances). None of them is public.
 //!
 //! `docs/ARCHITECTURE.md` walks through one hit and the decisions behind it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod addr;
-pub mod arch;
+mod addr;
+pub(crate) mod arch;
 mod engine;
-pub mod error;
+mod error;
 pub mod handler;
+#[doc(hidden)]
 pub mod inject;
+#[doc(hidden)]
+pub mod listing;
 pub mod output;
-pub mod probe;
+pub(crate) mod probe;
+#[doc(hidden)]
 pub mod script;
 pub mod symbols;
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 pub mod unwind;
 
-pub use addr::{FileOffset, LinkAddr, Pid, RuntimeAddr, Tid};
-pub use arch::StepMode;
+pub use addr::{LinkAddr, Pid, RuntimeAddr, Tid};
+pub use arch::{Gpr, Regs, StepMode};
 pub use engine::{find_program, Options, Outcome, Progress, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
@@ -93,3 +110,7 @@ pub use handler::{
     Site, SkipReason,
 };
 pub use symbols::ProbeSpec;
+pub use sys::signal::{install_detach_handlers, stop_requested};
+// The command line's wait for the program it launched, after a detach.
+#[doc(hidden)]
+pub use sys::signal::{detach_requested, requests};

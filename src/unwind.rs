@@ -6,6 +6,9 @@
 //! tracee and never writes to it; it keeps no state between walks (rules are
 //! cached per module by `symbols::cfi`, one `ElfFile` at a time).
 //!
+//! Its public part is what [`Hit::user_stack`](crate::Hit::user_stack)
+//! answers: a [`Stack`] of [`Frame`]s.
+//!
 //! One step, from a frame whose registers are known (all of them for the
 //! innermost frame; what the rules recovered for the others):
 //!
@@ -24,7 +27,7 @@
 //!    others unknown. Its code address is the return address.
 //! 4. A return address that is rtrace's trampoline (a call in flight whose
 //!    return is watched) is replaced by the real one, found by the stack slot
-//!    it was read from ([`Trampoline`]).
+//!    it was read from (`Trampoline`).
 //!
 //! The walk ends, cleanly, at an undefined return address (the outermost
 //! frame's CFI says so: `_start`, `clone`'s child), a return address of 0,
@@ -54,7 +57,7 @@ pub const DEFAULT_DEPTH: usize = 64;
 
 /// The register state of one frame, by DWARF number; None where the value
 /// is not known.
-pub type Registers = [Option<u64>; DWARF_REGS];
+pub(crate) type Registers = [Option<u64>; DWARF_REGS];
 
 /// How a frame was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +75,7 @@ pub enum FrameSource {
 
 /// Reads tracee memory, as much as it can: the number of bytes read from
 /// the start of `buf` (0 when nothing can be read).
-pub trait Memory {
+pub(crate) trait Memory {
     /// Fills a prefix of `buf` from `addr`; returns its length.
     fn read(&self, addr: RuntimeAddr, buf: &mut [u8]) -> usize;
 }
@@ -84,7 +87,7 @@ impl Memory for ProcMem {
 }
 
 /// What the address space knows about a code address.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The call frame rule for it.
     Rule(Arc<FrameRule>),
     /// It is in a module, which has no CFI for it.
@@ -95,7 +98,7 @@ pub enum Lookup {
 
 /// Where call frame rules come from: a process's modules, or a test's
 /// fabrication.
-pub trait Rules {
+pub(crate) trait Rules {
     /// The rule for the code at `pc`.
     fn rule(&self, pc: RuntimeAddr) -> Lookup;
 }
@@ -116,7 +119,7 @@ impl Rules for ModuleMap {
 /// flight: its address, and the real return address of the call whose
 /// return address slot (the stack address the trampoline was read from)
 /// is given.
-pub struct Trampoline<'a> {
+pub(crate) struct Trampoline<'a> {
     /// The trampoline's address.
     pub addr: RuntimeAddr,
     /// The original return address of the call whose slot this is.
@@ -136,7 +139,7 @@ const MAX_EXPRESSION_OPS: u32 = 1000;
 /// outside the chunks read so far reads 8 KiB from there (or up to
 /// the end of its mapping) in one system call, and later reads nearby are
 /// answered from it.
-pub struct ChunkedMemory<'a> {
+pub(crate) struct ChunkedMemory<'a> {
     mem: &'a dyn Memory,
     chunks: RefCell<Vec<(u64, Vec<u8>)>>,
     reads: Cell<usize>,
@@ -152,7 +155,8 @@ impl<'a> ChunkedMemory<'a> {
         }
     }
 
-    /// How many reads of tracee memory were made.
+    /// How many reads of tracee memory were made (for tests).
+    #[cfg(test)]
     pub fn reads(&self) -> usize {
         self.reads.get()
     }
@@ -198,7 +202,7 @@ impl<'a> ChunkedMemory<'a> {
 /// One frame of a walk, before it is named: its code address, whether that
 /// is a return address (named by the `call` before it), and how it was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawFrame {
+pub(crate) struct RawFrame {
     /// The instruction pointer (innermost frame, or a frame a signal
     /// interrupted) or the return address.
     pub pc: RuntimeAddr,
@@ -221,7 +225,7 @@ impl RawFrame {
 }
 
 /// What a walk asks for and works with.
-pub struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     /// The innermost frame's registers (see `arch::unwind::dwarf_registers`).
     pub registers: Registers,
     /// The innermost frame is at its function's first instruction (a function
@@ -237,7 +241,7 @@ pub struct Walk<'a> {
 /// Walks the stack: the innermost frame first, at most `walk.max_depth`
 /// frames. The flag is true when the walk stopped at the depth limit with
 /// more frames possibly beyond.
-pub fn unwind(
+pub(crate) fn unwind(
     walk: &Walk<'_>,
     rules: &dyn Rules,
     mem: &ChunkedMemory<'_>,
@@ -455,7 +459,7 @@ pub struct Stack {
 }
 
 /// Names `raw` by function, module and line.
-pub fn symbolize(raw: &RawFrame, modules: &ModuleMap) -> Frame {
+pub(crate) fn symbolize(raw: &RawFrame, modules: &ModuleMap) -> Frame {
     let mut frame = Frame {
         address: raw.pc,
         symbol: None,
@@ -487,7 +491,7 @@ pub fn symbolize(raw: &RawFrame, modules: &ModuleMap) -> Frame {
 
 /// Walks and names the stack of a stopped thread: `walk` over the rules of
 /// `modules`, reading `mem`.
-pub fn user_stack(walk: &Walk<'_>, modules: &ModuleMap, mem: &dyn Memory) -> Stack {
+pub(crate) fn user_stack(walk: &Walk<'_>, modules: &ModuleMap, mem: &dyn Memory) -> Stack {
     let chunked = ChunkedMemory::new(mem);
     let (raw, truncated) = unwind(walk, modules, &chunked);
     Stack {

@@ -69,9 +69,9 @@ impl Tracer {
             }
             // Only new tasks whose first stop is still to come.
             match self.wait_stop(wait::Which::Any, true, false) {
-                Ok(Some(stop)) => self.deferred.push_back(stop),
-                Ok(None) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return Ok(()),
+                Ok(wait::Waited::Stop(stop)) => self.deferred.push_back(stop),
+                Ok(wait::Waited::NotReady | wait::Waited::Interrupted) => {}
+                Ok(wait::Waited::NoTracee) | Err(_) => return Ok(()),
             }
         }
     }
@@ -115,9 +115,9 @@ impl Tracer {
             self.tasks.get_mut(&tid).expect("listed above").state = TaskState::Running;
             let stop = loop {
                 match wait::wait(wait::Which::Tid(tid), true, false) {
-                    Ok(Some(stop)) => break Some(stop),
-                    Ok(None) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(_) => break None,
+                    Ok(wait::Waited::Stop(stop)) => break Some(stop),
+                    Ok(wait::Waited::NotReady | wait::Waited::Interrupted) => {}
+                    Ok(wait::Waited::NoTracee) | Err(_) => break None,
                 }
             };
             if let Some(stop) = stop {

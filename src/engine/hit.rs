@@ -105,7 +105,9 @@ impl Tracer {
             match wait::trap_cause(tid) {
                 TrapCause::Step if stray_step => return self.resume(tid, 0),
                 TrapCause::Breakpoint => {}
-                _ => return self.deliver_signal(tid, libc::SIGTRAP),
+                TrapCause::Step | TrapCause::Sent => {
+                    return self.deliver_signal(tid, libc::SIGTRAP)
+                }
             }
         }
         if Some(site) == self.trampoline_of(tid) {

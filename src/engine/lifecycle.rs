@@ -103,10 +103,10 @@ impl Tracer {
         signal::tgkill(pid, tid, libc::SIGSTOP);
         ptrace::restart(tid, Restart::Continue(0))?;
         loop {
-            let stop = match self.wait_stop(wait::Which::Tid(tid), true, false) {
-                Ok(Some(stop)) => stop,
-                Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(wait::wait_error(e)),
+            let stop = match self.wait_stop(wait::Which::Tid(tid), true, false)? {
+                wait::Waited::Stop(stop) => stop,
+                wait::Waited::NotReady | wait::Waited::Interrupted => continue,
+                wait::Waited::NoTracee => return Err(wait::no_tracee_error()),
             };
             match stop {
                 Stop::Signal {
@@ -125,7 +125,11 @@ impl Tracer {
                 }
                 // Back in the group-stop (the one deferred stands for it).
                 Stop::GroupStop { .. } => return Ok(()),
-                other => {
+                other @ (Stop::Exited { .. }
+                | Stop::Killed { .. }
+                | Stop::Trap { .. }
+                | Stop::Interrupt { .. }
+                | Stop::Event { .. }) => {
                     self.deferred.push_back(other);
                     return Ok(());
                 }
@@ -211,7 +215,15 @@ impl Tracer {
                 .and_then(|s| s.sites.get(addr))
                 .is_some_and(|s| match owner {
                     Owner::Unwind => s.unwind,
-                    _ => s.caller_hook,
+                    Owner::CallerHook => s.caller_hook,
+                    // The list above holds the two hooks only.
+                    Owner::Probe(_)
+                    | Owner::Rtld
+                    | Owner::ReturnSite
+                    | Owner::Resolver
+                    | Owner::ResolverReturn
+                    | Owner::Unpark
+                    | Owner::Returned => false,
                 });
             if hooked || self.clear_jumps_at(key, addr).is_err() {
                 continue;
@@ -676,7 +688,12 @@ impl Tracer {
             }
             return match stop {
                 Stop::Interrupt { .. } => self.resume(tid, 0),
-                other => self.dispatch(other),
+                other @ (Stop::Exited { .. }
+                | Stop::Killed { .. }
+                | Stop::Trap { .. }
+                | Stop::Signal { .. }
+                | Stop::GroupStop { .. }
+                | Stop::Event { .. }) => self.dispatch(other),
             };
         }
         if self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
@@ -691,7 +708,12 @@ impl Tracer {
             // The usual first stop; anything else (a signal that raced in) is
             // handled as it would be later.
             Stop::Interrupt { .. } => self.resume(tid, 0),
-            other => self.dispatch(other),
+            other @ (Stop::Exited { .. }
+            | Stop::Killed { .. }
+            | Stop::Trap { .. }
+            | Stop::Signal { .. }
+            | Stop::GroupStop { .. }
+            | Stop::Event { .. }) => self.dispatch(other),
         }
     }
 
@@ -700,7 +722,12 @@ impl Tracer {
     fn release_child(&mut self, tid: Tid, stop: Stop, scrub: Scrub) -> Result<()> {
         let sig = match stop {
             Stop::Signal { signal, .. } => signal,
-            _ => 0,
+            Stop::Exited { .. }
+            | Stop::Killed { .. }
+            | Stop::Trap { .. }
+            | Stop::GroupStop { .. }
+            | Stop::Interrupt { .. }
+            | Stop::Event { .. } => 0,
         };
         let result = (|| -> Result<()> {
             let mem = crate::sys::mem::ProcMem::open(tid)?;
@@ -993,7 +1020,11 @@ impl Tracer {
                     core_dumped: core,
                 },
             ),
-            _ => unreachable!("on_death takes deaths"),
+            Stop::Trap { .. }
+            | Stop::Signal { .. }
+            | Stop::GroupStop { .. }
+            | Stop::Interrupt { .. }
+            | Stop::Event { .. } => unreachable!("on_death takes deaths"),
         };
         if task.pid == self.root {
             // With -f, followed children keep being traced until they end.

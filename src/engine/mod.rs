@@ -83,7 +83,7 @@ use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, ProbeId, ProbeKind};
 use crate::symbols::{ElfCache, ProbeSpec};
 use crate::sys::ptrace::{self, Restart};
-use crate::sys::wait::{self, Stop, Which};
+use crate::sys::wait::{self, Stop, Waited, Which};
 use crate::sys::{signal, spawn};
 
 use space::Space;
@@ -323,10 +323,10 @@ impl Tracer {
         let pid = launched.pid;
         // Until the exec stop the child is ours alone; wait for it specifically.
         loop {
-            let stop = match wait::wait(Which::Tid(pid), true, false) {
-                Ok(Some(s)) => s,
-                Ok(None) | Err(Errno::EINTR) => continue,
-                Err(e) => return Err(wait::wait_error(e)),
+            let stop = match wait::wait(Which::Tid(pid), true, false)? {
+                Waited::Stop(s) => s,
+                Waited::NotReady | Waited::Interrupted => continue,
+                Waited::NoTracee => return Err(wait::no_tracee_error()),
             };
             match stop {
                 Stop::Event {
@@ -344,7 +344,19 @@ impl Tracer {
                     return Err(Error::Launch { program, reason });
                 }
                 // The SIGCONT that released it, and the stops around the seize.
-                _ => ptrace::restart(pid, Restart::Continue(0))?,
+                Stop::Trap { .. }
+                | Stop::Signal { .. }
+                | Stop::GroupStop { .. }
+                | Stop::Interrupt { .. }
+                | Stop::Event {
+                    event:
+                        wait::Event::Clone { .. }
+                        | wait::Event::Fork { .. }
+                        | wait::Event::Vfork { .. }
+                        | wait::Event::VforkDone
+                        | wait::Event::Exit,
+                    ..
+                } => ptrace::restart(pid, Restart::Continue(0))?,
             }
         }
         let mut t = Tracer::new(pid, opts);
@@ -585,14 +597,9 @@ impl Tracer {
     }
 
     /// Waits for a stop (see [`wait::wait`]), counting it.
-    fn wait_stop(
-        &mut self,
-        which: Which,
-        block: bool,
-        interruptible: bool,
-    ) -> std::result::Result<Option<Stop>, Errno> {
+    fn wait_stop(&mut self, which: Which, block: bool, interruptible: bool) -> Result<Waited> {
         let r = wait::wait(which, block, interruptible);
-        if let Ok(Some(stop)) = &r {
+        if let Ok(Waited::Stop(stop)) = &r {
             self.stops += 1;
             self.saw(stop);
         }
@@ -739,10 +746,10 @@ impl Tracer {
         if self.more_records {
             // A drain stopped at its budget: only look for stops, and come
             // back to drain the rest.
-            return match self.wait_stop(Which::Any, false, false) {
-                Ok(s) => Ok(s),
-                Err(Errno::EINTR) => Ok(None),
-                Err(e) => Err(wait::wait_error(e)),
+            return match self.wait_stop(Which::Any, false, false)? {
+                Waited::Stop(s) => Ok(Some(s)),
+                Waited::NotReady | Waited::Interrupted => Ok(None),
+                Waited::NoTracee => Err(wait::no_tracee_error()),
             };
         }
         let since = self.last_idle.elapsed();
@@ -761,11 +768,11 @@ impl Tracer {
         // listeners are told before every blocking wait.
         let due = since >= interval || !signal::installed();
         if due {
-            match self.wait_stop(Which::Any, false, false) {
-                Ok(Some(s)) => return Ok(Some(s)),
-                Ok(None) => {}
-                Err(Errno::EINTR) => return Ok(None),
-                Err(e) => return Err(wait::wait_error(e)),
+            match self.wait_stop(Which::Any, false, false)? {
+                Waited::Stop(s) => return Ok(Some(s)),
+                Waited::NotReady => {}
+                Waited::Interrupted => return Ok(None),
+                Waited::NoTracee => return Err(wait::no_tracee_error()),
             }
             // Fast records first, so what the listeners flush includes them.
             if self.draining() {
@@ -807,12 +814,12 @@ impl Tracer {
                 self.stops += 1;
                 self.saw(stop);
             }
-            return r.map_err(wait::wait_error);
+            return r;
         }
-        match self.wait_stop(Which::Any, true, true) {
-            Ok(s) => Ok(s),
-            Err(Errno::EINTR) => Ok(None),
-            Err(e) => Err(wait::wait_error(e)),
+        match self.wait_stop(Which::Any, true, true)? {
+            Waited::Stop(s) => Ok(Some(s)),
+            Waited::NotReady | Waited::Interrupted => Ok(None),
+            Waited::NoTracee => Err(wait::no_tracee_error()),
         }
     }
 
@@ -995,12 +1002,10 @@ impl Tracer {
         }
         let mut quiet = Vec::new();
         while !waiting.is_empty() {
-            let stop = match self.wait_stop(Which::Any, true, false) {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => break,
-                Err(e) => return Err(wait::wait_error(e)),
+            let stop = match self.wait_stop(Which::Any, true, false)? {
+                Waited::Stop(s) => s,
+                Waited::NotReady | Waited::Interrupted => continue,
+                Waited::NoTracee => break,
             };
             let tid = stop.tid();
             if let Some(t) = self.tasks.get_mut(&tid) {
@@ -1013,7 +1018,12 @@ impl Tracer {
                     waiting.swap_remove(i);
                     match stop {
                         Stop::Interrupt { .. } => quiet.push(tid),
-                        _ => self.deferred.push_back(stop),
+                        Stop::Exited { .. }
+                        | Stop::Killed { .. }
+                        | Stop::Trap { .. }
+                        | Stop::Signal { .. }
+                        | Stop::GroupStop { .. }
+                        | Stop::Event { .. } => self.deferred.push_back(stop),
                     }
                 }
                 None => self.deferred.push_back(stop),
@@ -1029,15 +1039,15 @@ impl Tracer {
             // Reap every thread so nothing is left behind as a zombie.
             while !self.tasks.is_empty() {
                 match self.wait_stop(Which::Any, true, false) {
-                    Ok(Some(s)) if s.is_death() => {
+                    Ok(Waited::Stop(s)) if s.is_death() => {
                         self.tasks.remove(&s.tid());
                     }
                     // PTRACE_EVENT_EXIT, or a stop that raced with the kill.
-                    Ok(Some(s)) => {
+                    Ok(Waited::Stop(s)) => {
                         let _ = ptrace::restart(s.tid(), Restart::Continue(0));
                     }
-                    Ok(None) | Err(Errno::EINTR) => {}
-                    Err(_) => break,
+                    Ok(Waited::NotReady | Waited::Interrupted) => {}
+                    Ok(Waited::NoTracee) | Err(_) => break,
                 }
             }
             self.tasks.clear();

@@ -379,7 +379,7 @@ impl Space {
         }
         let addrs = match self.placed.remove(&id) {
             Some(Placement::Armed(addrs)) => addrs,
-            _ => return Ok(()),
+            Some(Placement::Pending) | None => return Ok(()),
         };
         for addr in addrs {
             let unused = match self.sites.get_mut(addr) {

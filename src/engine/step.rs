@@ -5,13 +5,11 @@
 //! the process stopped meanwhile). Signals that arrive during a step are
 //! held for after it.
 
-use nix::errno::Errno;
-
 use crate::addr::{RuntimeAddr, Tid};
 use crate::arch::{Regs, Strategy, XolEnd, BREAKPOINT, BREAKPOINT_LEN};
 use crate::error::Result;
 use crate::sys::ptrace::{self, Restart};
-use crate::sys::wait::{self, Stop, TrapCause, Which};
+use crate::sys::wait::{self, Stop, TrapCause, Waited, Which};
 
 use super::task::{HeldSignal, TaskState, XolStep};
 use super::Tracer;
@@ -30,7 +28,7 @@ pub(super) enum StepEnd {
 fn xol_code_len(step: &XolStep) -> usize {
     match &step.plan.strategy {
         Strategy::Xol(xol) => xol.code.len(),
-        _ => 0,
+        Strategy::Emulate(_) | Strategy::InPlace => 0,
     }
 }
 
@@ -53,7 +51,7 @@ impl Tracer {
             // Something ran on past the instruction onto the slot's guard (a
             // task created by the stepped system call, which is not stepping).
             TrapCause::Breakpoint if regs.ip() == guard => self.complete_step(tid, regs),
-            _ => self.on_signal_in_step(tid, libc::SIGTRAP),
+            TrapCause::Breakpoint | TrapCause::Sent => self.on_signal_in_step(tid, libc::SIGTRAP),
         }
     }
 
@@ -203,11 +201,10 @@ impl Tracer {
                 r => r?,
             }
             let stop = loop {
-                match self.wait_stop(Which::Tid(tid), true, false) {
-                    Ok(Some(s)) => break s,
-                    Ok(None) | Err(Errno::EINTR) => continue,
-                    Err(Errno::ECHILD) => return Ok(StepEnd::Gone),
-                    Err(e) => return Err(wait::wait_error(e)),
+                match self.wait_stop(Which::Tid(tid), true, false)? {
+                    Waited::Stop(s) => break s,
+                    Waited::NotReady | Waited::Interrupted => continue,
+                    Waited::NoTracee => return Ok(StepEnd::Gone),
                 }
             };
             match stop {

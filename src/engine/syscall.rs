@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::handler::Event;
 use crate::sys::ptrace::{self, Restart};
 use crate::sys::seccomp::{self, Mode, Suspension};
-use crate::sys::wait::{self, Stop, Which};
+use crate::sys::wait::{Stop, Waited, Which};
 
 use super::guards::InjectedCode;
 use super::space::SCRATCH_SIZE;
@@ -243,11 +243,10 @@ impl Tracer {
         }
         ptrace::restart(tid, Restart::Continue(0))?;
         let stop = loop {
-            match self.wait_stop(Which::Tid(tid), true, false) {
-                Ok(Some(stop)) => break stop,
-                Ok(None) | Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => return Err(Error::NoSuchProcess { pid: tid }),
-                Err(e) => return Err(wait::wait_error(e)),
+            match self.wait_stop(Which::Tid(tid), true, false)? {
+                Waited::Stop(stop) => break stop,
+                Waited::NotReady | Waited::Interrupted => continue,
+                Waited::NoTracee => return Err(Error::NoSuchProcess { pid: tid }),
             }
         };
         match stop {
@@ -258,7 +257,12 @@ impl Tracer {
             }
             // Anything else (its death, a stop that came first) is handled
             // as it comes.
-            other => {
+            other @ (Stop::Exited { .. }
+            | Stop::Killed { .. }
+            | Stop::Signal { .. }
+            | Stop::GroupStop { .. }
+            | Stop::Interrupt { .. }
+            | Stop::Event { .. }) => {
                 let gone = other.is_death();
                 self.deferred.push_back(other);
                 match gone {

@@ -76,7 +76,9 @@ impl XolStep {
     fn xol(&self) -> &Xol {
         match &self.plan.strategy {
             Strategy::Xol(xol) => xol,
-            _ => unreachable!("only out-of-line sites are stepped asynchronously"),
+            Strategy::Emulate(_) | Strategy::InPlace => {
+                unreachable!("only out-of-line sites are stepped asynchronously")
+            }
         }
     }
 

@@ -32,11 +32,11 @@ mod timeline;
 mod tui;
 
 pub use folded::StackCounter;
-pub use hist::{Bucket, Log2Hist};
+pub(crate) use hist::Log2Hist;
 pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
 pub use timeline::Timeline;
-pub use tui::{LatencyHist, Tui};
+pub use tui::Tui;
 
 use std::io::{self, BufWriter, Write};
 use std::rc::Rc;
@@ -143,7 +143,7 @@ struct Pending {
 
 /// A value a script printed (a map entry, a global).
 #[derive(Clone, Debug, PartialEq)]
-pub enum ScriptValue {
+pub(crate) enum ScriptValue {
     /// An integer.
     Int(i64),
     /// A floating-point number.
@@ -167,7 +167,7 @@ impl std::fmt::Display for ScriptValue {
 
 /// What a script writes to the trace output (`crate::script`).
 #[derive(Clone, Debug, PartialEq)]
-pub enum ScriptItem {
+pub(crate) enum ScriptItem {
     /// A line from `print(…)`; `pid` and `tid` are the hit's (None in BEGIN
     /// and END).
     Print {
@@ -295,7 +295,7 @@ impl Printer {
     }
 
     /// Writes what a script printed, in its place among the events.
-    pub fn script(&mut self, item: &ScriptItem, time: Duration) -> Result<()> {
+    pub(crate) fn script(&mut self, item: &ScriptItem, time: Duration) -> Result<()> {
         self.last = self.last.max(time);
         self.emitter.script(&mut self.out, item, time)
     }

@@ -403,7 +403,14 @@ impl Renderer {
                             let end = offset.saturating_add(size.min(16));
                             capture.stack = capture.stack.max(end as usize);
                         }
-                        _ => {}
+                        // Nothing to copy: registers come with every
+                        // record, and the rest cannot be read.
+                        Loc::Gp(_)
+                        | Loc::Reg(_)
+                        | Loc::Split(_)
+                        | Loc::Const(_)
+                        | Loc::Unavailable
+                        | Loc::Nowhere => {}
                     }
                 }
                 if matches!(sig.ret, Type::Pointer { string: true }) {
@@ -584,7 +591,14 @@ fn argument(ty: &Type, value: &Found, read: ReadCstr<'_>, limit: usize) -> Strin
             (sysv::Passing::Regs(classes), Found::Words(words) | Found::Stack { words, .. }) => {
                 aggregate_words(&label, classes.len(), words)
             }
-            _ => format!("{{{label}}}"),
+            (
+                sysv::Passing::Memory { .. },
+                Found::Stack { at: None, .. } | Found::Words(_) | Found::Nothing,
+            )
+            | (sysv::Passing::Regs(_), Found::Nothing)
+            | (sysv::Passing::ByReference | sysv::Passing::Nothing | sysv::Passing::Unknown, _) => {
+                format!("{{{label}}}")
+            }
         };
     }
     if matches!(ty, Type::Void) {
@@ -726,7 +740,13 @@ fn typed_number(ty: &Type, rax: u64) -> Number {
         | Type::Enum { signed: true, .. } => {
             let size = match ty {
                 Type::Int { size, .. } | Type::Enum { size, .. } => *size,
-                _ => 8,
+                Type::Void
+                | Type::Char
+                | Type::Bool { .. }
+                | Type::Float { .. }
+                | Type::Pointer { .. }
+                | Type::Aggregate { .. }
+                | Type::Unknown => 8,
             };
             Number::Signed(sign_extend(raw, size) as i64)
         }
@@ -798,7 +818,12 @@ fn render_ret(
                     }
                 }
                 Type::Unknown => return render_ret(&Known::Raw, rax, rdx, read, limit),
-                ty => typed(ty, Some(u128::from(rax)), read, limit),
+                ty @ (Type::Void
+                | Type::Int { .. }
+                | Type::Char
+                | Type::Bool { .. }
+                | Type::Pointer { .. }
+                | Type::Enum { .. }) => typed(ty, Some(u128::from(rax)), read, limit),
             };
             RetVal {
                 text,

@@ -427,7 +427,7 @@ impl Handler for Timeline {
         // A record is drawn as its instant; a slice needs the return.
         match site.kind {
             ProbeKind::Instruction => Fast::Yes(Capture::default()),
-            _ => self.renderer.capture(site, module),
+            ProbeKind::Function { .. } => self.renderer.capture(site, module),
         }
     }
 

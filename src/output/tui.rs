@@ -461,7 +461,16 @@ impl Handler for Tui {
                 ));
             }
             Event::Detached { .. } => self.ended = Some("detached".into()),
-            _ => {}
+            Event::Exited { .. }
+            | Event::Killed { .. }
+            | Event::Fork { .. }
+            | Event::Exec { .. }
+            | Event::Signal { .. }
+            | Event::Warning { .. }
+            | Event::ProcessWarning { .. }
+            | Event::NeverArmed { .. }
+            | Event::ProbeMode { .. }
+            | Event::Skipped { .. } => {}
         }
         Ok(())
     }

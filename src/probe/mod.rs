@@ -16,4 +16,4 @@ mod table;
 
 pub use retstack::{HandlerData, ReturnInstance, ReturnStack, Watch};
 pub use site::{Owner, ProbeSite};
-pub use table::{ProbeTable, TABLE_BITS, TABLE_SIZE};
+pub use table::ProbeTable;

@@ -89,13 +89,15 @@ impl ReturnStack {
         self.instances.iter()
     }
 
-    /// The number of calls in flight.
-    pub fn len(&self) -> usize {
+    /// The number of calls in flight (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.instances.len()
     }
 
-    /// True when no call is in flight.
-    pub fn is_empty(&self) -> bool {
+    /// True when no call is in flight (for tests).
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }
 

@@ -24,14 +24,12 @@ pub fn bucket_of(addr: RuntimeAddr) -> usize {
 #[derive(Debug, Clone)]
 pub struct ProbeTable<T> {
     buckets: Vec<Vec<(RuntimeAddr, T)>>,
-    len: usize,
 }
 
 impl<T> Default for ProbeTable<T> {
     fn default() -> Self {
         ProbeTable {
             buckets: (0..TABLE_SIZE).map(|_| Vec::new()).collect(),
-            len: 0,
         }
     }
 }
@@ -42,14 +40,16 @@ impl<T> ProbeTable<T> {
         Self::default()
     }
 
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.len
+    /// The number of entries (for tests: the engine never counts them).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
     }
 
     /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The entry at `addr`.
@@ -75,7 +75,6 @@ impl<T> ProbeTable<T> {
             return Some(std::mem::replace(&mut slot.1, value));
         }
         bucket.push((addr, value));
-        self.len += 1;
         None
     }
 
@@ -83,7 +82,6 @@ impl<T> ProbeTable<T> {
     pub fn remove(&mut self, addr: RuntimeAddr) -> Option<T> {
         let bucket = &mut self.buckets[bucket_of(addr)];
         let i = bucket.iter().position(|(a, _)| *a == addr)?;
-        self.len -= 1;
         Some(bucket.swap_remove(i).1)
     }
 
@@ -94,12 +92,12 @@ impl<T> ProbeTable<T> {
 
     /// Removes and returns every entry.
     pub fn drain(&mut self) -> Vec<(RuntimeAddr, T)> {
-        self.len = 0;
         self.buckets.iter_mut().flat_map(std::mem::take).collect()
     }
 
-    /// The number of entries in each bucket (for tests and statistics).
-    pub fn bucket_lengths(&self) -> Vec<usize> {
+    /// The number of entries in each bucket (for tests).
+    #[cfg(test)]
+    fn bucket_lengths(&self) -> Vec<usize> {
         self.buckets.iter().map(Vec::len).collect()
     }
 }

@@ -750,7 +750,7 @@ impl Script {
                 {
                     entries.sort_by_key(|(_, v)| match v {
                         ScriptValue::Int(i) => *i,
-                        _ => 0,
+                        ScriptValue::Float(_) | ScriptValue::Bool(_) | ScriptValue::Text(_) => 0,
                     });
                 }
                 items.push(ScriptItem::Map {

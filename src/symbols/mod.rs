@@ -4,41 +4,51 @@
 //! questions about them. It never touches a tracee (no ptrace, no tracee memory), so
 //! all of it is unit-testable without a process.
 //!
-//! - [`spec`]: parsing probe specs (`openat`, `libc:str*`, `work+0x8`, `count.c:12`, …)
-//! - [`glob`]: shell-style `*` / `?` matching
-//! - [`maps`]: `/proc/PID/maps` parsing
-//! - [`elf`]: one ELF file: symbols (.symtab, else .dynsym), segments, code bytes,
+//! Its public part is what a handler meets: the [`Module`] a site is in (given
+//! to `Handler::fast`, with its symbols and DWARF), a [`Symbolized`] address,
+//! and the [`ProbeSpec`] a probe is added with. The files below are the
+//! engine's.
+//!
+//! - `spec`: parsing probe specs (`openat`, `libc:str*`, `work+0x8`, `count.c:12`, …)
+//! - `glob`: shell-style `*` / `?` matching
+//! - `maps`: `/proc/PID/maps` parsing
+//! - `elf`: one ELF file: symbols (.symtab, else .dynsym), segments, code bytes,
 //!   DWARF line tables (lazy)
-//! - [`cfi`]: call frame information (`.eh_frame`, `.debug_frame`): the rule that
+//! - `cfi`: call frame information (`.eh_frame`, `.debug_frame`): the rule that
 //!   finds a caller's frame, lazy and cached per file
-//! - [`debugfile`]: where a stripped binary's separate debug file is (build-id,
+//! - `debugfile`: where a stripped binary's separate debug file is (build-id,
 //!   `.gnu_debuglink`)
-//! - [`dwarf`]: function signatures (parameter names and types) from DWARF, lazy and
+//! - `dwarf`: function signatures (parameter names and types) from DWARF, lazy and
 //!   cached per function, and where the SysV convention puts each argument
-//! - [`modules`]: the loaded modules of a process, with their load bias
-//! - [`location`]: a place a spec resolved to (shared by `resolve` and `ifunc`)
-//! - [`resolve`](mod@resolve): a spec against the module map → runtime addresses
+//! - `modules`: the loaded modules of a process, with their load bias
+//! - `location`: a place a spec resolved to (shared by `resolve` and `ifunc`)
+//! - `resolve`: a spec against the module map → runtime addresses
 //!   (and `--list`'s probe points)
-//! - [`demangle`]: C++ and Rust names, for output and for matching specs
-//! - [`ifunc`]: where an IFUNC's implementation is written (the engine reads it)
+//! - `demangle`: C++ and Rust names, for output and for matching specs
+//! - `ifunc`: where an IFUNC's implementation is written (the engine reads it)
 
-pub mod cfi;
-pub mod debugfile;
-pub mod demangle;
-pub mod dwarf;
-pub mod elf;
-pub mod glob;
-pub mod ifunc;
-pub mod location;
-pub mod maps;
-pub mod modules;
-pub mod resolve;
-pub mod spec;
+pub(crate) mod cfi;
+pub(crate) mod debugfile;
+pub(crate) mod demangle;
+pub(crate) mod dwarf;
+pub(crate) mod elf;
+pub(crate) mod glob;
+pub(crate) mod ifunc;
+pub(crate) mod location;
+pub(crate) mod maps;
+pub(crate) mod modules;
+pub(crate) mod resolve;
+pub(crate) mod spec;
 #[cfg(test)]
 mod test_support;
 
-pub use elf::{ElfCache, ElfFile, Segment, SymKind, Symbol};
-pub use maps::Mapping;
-pub use modules::{Module, ModuleMap, Symbolized};
-pub use resolve::{modules_defining, reserved, resolve, Location, Resolution};
+pub use modules::{Module, Symbolized};
 pub use spec::{ProbeSpec, Target};
+
+// The file reader behind `Module`, for tests that check what it reads.
+#[doc(hidden)]
+pub use elf::ElfFile;
+
+pub(crate) use elf::ElfCache;
+pub(crate) use modules::ModuleMap;
+pub(crate) use resolve::{reserved, resolve, Location, Resolution};

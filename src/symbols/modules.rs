@@ -33,7 +33,7 @@ pub struct Module {
     /// The runtime ranges mapped from the file.
     pub ranges: Vec<(RuntimeAddr, RuntimeAddr)>,
     /// The parsed file.
-    pub elf: Arc<ElfFile>,
+    pub(crate) elf: Arc<ElfFile>,
 }
 
 impl Module {

@@ -328,6 +328,7 @@ pub fn resolve(spec: &ProbeSpec, map: &ModuleMap) -> Result<Resolution> {
 /// demangled name), in search order. The first one is what an unqualified spec
 /// resolves to; more than one means the name is ambiguous, which the caller may
 /// want to warn about.
+#[cfg(test)]
 pub fn modules_defining<'a>(name: &str, map: &'a ModuleMap) -> Vec<&'a Module> {
     map.modules()
         .iter()

@@ -133,7 +133,7 @@ impl FromStr for ProbeSpec {
                 ));
             }
         }
-        let target = parse_target(rest).map_err(|reason| invalid(&reason))?;
+        let target = parse_target(s, rest)?;
         Ok(ProbeSpec {
             text: s.to_string(),
             module: module.map(str::to_string),
@@ -154,49 +154,61 @@ fn module_separator(s: &str) -> Option<usize> {
 }
 
 /// Parses what follows the module (if any): an address, `name+offset`, a name or a
-/// glob. Returns the reason on failure.
-fn parse_target(t: &str) -> std::result::Result<Target, String> {
+/// glob; `spec` is the whole spec, for the error.
+fn parse_target(spec: &str, t: &str) -> Result<Target> {
+    let invalid = |reason: String| invalid_spec(spec, reason);
     if t.starts_with(|c: char| c.is_ascii_digit()) {
         // A symbol name never starts with a digit: this is an address.
         let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) else {
-            return Err(format!(
+            return Err(invalid(format!(
                 "{t:?} is neither a name nor an address; write addresses in hex (0x401136)"
-            ));
+            )));
         };
-        let addr = parse_hex(hex).ok_or_else(|| format!("{t:?} is not a valid hex address"))?;
+        let addr =
+            parse_hex(hex).ok_or_else(|| invalid(format!("{t:?} is not a valid hex address")))?;
         return Ok(Target::Address { addr });
     }
     if let Some((function, offset)) = t.rsplit_once('+') {
         if function.is_empty() {
-            return Err("the function before '+' is empty".into());
+            return Err(invalid("the function before '+' is empty".into()));
         }
         if is_glob(function) {
-            return Err("an offset applies to one function, not a glob".into());
+            return Err(invalid(
+                "an offset applies to one function, not a glob".into(),
+            ));
         }
-        check_name(function)?;
+        check_name(spec, function)?;
         let offset = parse_number(offset)
-            .ok_or_else(|| format!("{offset:?} is not an offset (0x8 or 8)"))?;
+            .ok_or_else(|| invalid(format!("{offset:?} is not an offset (0x8 or 8)")))?;
         return Ok(Target::Offset {
             function: function.to_string(),
             offset,
         });
     }
-    check_name(t)?;
+    check_name(spec, t)?;
     Ok(Target::Function {
         name: t.to_string(),
     })
 }
 
 /// Refuses names that cannot be a symbol: empty, or with a colon that is not part
-/// of a C++ `::`.
-fn check_name(name: &str) -> std::result::Result<(), String> {
+/// of a C++ `::`; `spec` is the whole spec, for the error.
+fn check_name(spec: &str, name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err("the function name is empty".into());
+        return Err(invalid_spec(spec, "the function name is empty".into()));
     }
     if name.split("::").any(|part| part.contains(':')) {
-        return Err(format!("stray ':' in {name:?}"));
+        return Err(invalid_spec(spec, format!("stray ':' in {name:?}")));
     }
     Ok(())
+}
+
+/// The error of spec `spec`, refused for `reason`.
+fn invalid_spec(spec: &str, reason: String) -> Error {
+    Error::InvalidSpec {
+        spec: spec.to_string(),
+        reason,
+    }
 }
 
 /// `0x1f` or `31`.

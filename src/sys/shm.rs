@@ -54,14 +54,10 @@ impl SharedMap {
         Ok(SharedMap { ptr, len })
     }
 
-    /// Its size in bytes.
+    /// Its size in bytes (for tests).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// True when it has no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     fn word(&self, offset: u64) -> &AtomicU64 {
@@ -114,7 +110,8 @@ impl SharedMap {
         }
     }
 
-    /// Copies `bytes` to `offset`.
+    /// Copies `bytes` to `offset` (for tests: the tracee writes the ring).
+    #[cfg(test)]
     pub fn write(&self, offset: u64, bytes: &[u8]) {
         let offset = usize::try_from(offset).expect("an offset in the mapping");
         assert!(

@@ -49,6 +49,8 @@ pub enum Event {
 }
 
 /// Everything `waitpid` can report about a traced thread.
+// `GroupStop` is ptrace(2)'s name for that stop.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// The thread exited.
@@ -132,8 +134,24 @@ pub enum Which {
     Tid(Tid),
 }
 
-/// Waits for the next stop. `block: false` returns `Ok(None)` when nothing is
-/// ready; `Err` with `EINTR` when a signal interrupted the wait.
+/// What a [`wait`] came back with: errno is classified here, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// A thread stopped, or ended.
+    Stop(Stop),
+    /// A non-blocking wait found no stop ready (`waitpid` returned 0).
+    NotReady,
+    /// An interruptible wait was ended by a detach request or the tracer's
+    /// timer (EINTR): the event loop looks at why.
+    Interrupted,
+    /// No tracee is left to wait for (ECHILD): every thread of this tracer
+    /// (or the one thread named) has been reaped, or was never ours.
+    NoTracee,
+}
+
+/// Waits for the next stop. `block: false` answers [`Waited::NotReady`] when
+/// nothing is ready; [`Waited::Interrupted`] when a signal interrupted an
+/// interruptible wait; any errno other than EINTR and ECHILD is an error.
 ///
 /// `__WALL` waits for threads as well as processes; `__WNOTHREAD` keeps each
 /// tracer to the tracees of its own OS thread, so several tracers can live in one
@@ -142,8 +160,14 @@ pub enum Which {
 /// `interruptible`: a blocking wait returns EINTR once a detach was requested,
 /// or when the tracer's timer fires (the event loop's wait); inner waits for
 /// one thread's step pass `false` and go on waiting.
-pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Option<Stop>, Errno> {
-    wait_inner(which, block, interruptible)
+pub fn wait(which: Which, block: bool, interruptible: bool) -> Result<Waited> {
+    match wait_inner(which, block, interruptible) {
+        Ok(Some(stop)) => Ok(Waited::Stop(stop)),
+        Ok(None) => Ok(Waited::NotReady),
+        Err(Errno::EINTR) => Ok(Waited::Interrupted),
+        Err(Errno::ECHILD) => Ok(Waited::NoTracee),
+        Err(e) => Err(wait_error(e)),
+    }
 }
 
 fn wait_inner(which: Which, block: bool, interruptible: bool) -> Result<Option<Stop>, Errno> {
@@ -183,8 +207,10 @@ fn wait_inner(which: Which, block: bool, interruptible: bool) -> Result<Option<S
 /// (a library user's, with no timer to end a blocking wait): SIGCHLD is
 /// blocked in this thread around a `waitpid` poll and a `sigtimedwait`, so
 /// a stop that comes after the poll leaves SIGCHLD pending and ends the
-/// sleep at once. `Ok(None)` when the time passes with no stop.
-pub fn wait_timeout(which: Which, timeout: std::time::Duration) -> Result<Option<Stop>, Errno> {
+/// sleep at once. `Ok(None)` when the time passes with no stop; every errno
+/// is an error here (the wait neither blocks in `waitpid` nor is
+/// interruptible).
+pub fn wait_timeout(which: Which, timeout: std::time::Duration) -> Result<Option<Stop>> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     let pid = match which {
         Which::Any => -1,
@@ -193,14 +219,16 @@ pub fn wait_timeout(which: Which, timeout: std::time::Duration) -> Result<Option
     let flags = libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG;
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
-    let old = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    let old = chld
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(wait_error)?;
     let deadline = std::time::Instant::now() + timeout;
     let result = loop {
         let mut status = 0;
         // SAFETY: `status` is a valid, writable c_int for the duration of the call.
         let r = unsafe { libc::waitpid(pid, &mut status, flags) };
         if r == -1 {
-            break Err(Errno::last());
+            break Err(wait_error(Errno::last()));
         }
         if r > 0 {
             match classify(Tid::from_raw(r), status) {
@@ -313,7 +341,13 @@ pub fn trap_cause(tid: Tid) -> TrapCause {
     }
 }
 
-/// Maps an errno from `wait` to an error, for the unexpected cases.
-pub fn wait_error(errno: Errno) -> Error {
+/// What a caller that needs a tracee makes of [`Waited::NoTracee`]: the
+/// error an unexpected ECHILD is.
+pub fn no_tracee_error() -> Error {
+    wait_error(Errno::ECHILD)
+}
+
+/// The error of a wait that failed unexpectedly.
+fn wait_error(errno: Errno) -> Error {
     Error::io("waitpid", std::io::Error::from_raw_os_error(errno as i32))
 }

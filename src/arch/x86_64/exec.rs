@@ -163,7 +163,9 @@ pub fn emulate(
                         && match kind {
                             CounterBranch::Loope => zf,
                             CounterBranch::Loopne => !zf,
-                            _ => true,
+                            CounterBranch::Loop => true,
+                            // Not counting branches: the arm above is theirs.
+                            CounterBranch::Jrcxz | CounterBranch::Jecxz => true,
                         }
                 }
             };

@@ -45,17 +45,18 @@ pub enum StepMode {
 }
 
 impl std::str::FromStr for StepMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
         Ok(match s {
             "auto" => StepMode::Auto,
             "emulate" => StepMode::Emulate,
             "xol" => StepMode::Xol,
             "inplace" => StepMode::InPlace,
             _ => {
-                return Err(format!(
-                    "unknown step mode '{s}' (auto, emulate, xol, inplace)"
-                ))
+                return Err(crate::error::Error::InvalidValue {
+                    option: "--step",
+                    reason: format!("unknown step mode '{s}' (auto, emulate, xol, inplace)"),
+                })
             }
         })
     }

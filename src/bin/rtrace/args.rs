@@ -176,7 +176,7 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
 }
 
 fn parse_inject(s: &str) -> Result<InjectRule, String> {
-    s.parse::<InjectRule>()
+    s.parse::<InjectRule>().map_err(|e| e.to_string())
 }
 
 fn parse_spec(s: &str) -> Result<ProbeSpec, String> {

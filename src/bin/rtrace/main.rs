@@ -136,47 +136,35 @@ impl Handler for Injecting {
 /// known. Nothing is traced; the program is not run. To stdout, or to the
 /// file `-o` names.
 fn list(cli: &Cli) -> rtrace::Result<u8> {
-    use rtrace::symbols::{maps, resolve, ElfCache, ModuleMap};
+    use rtrace::listing::{list, ListIn};
     use std::io::Write;
-    let mut cache = ElfCache::new();
-    let (map, mem) = match &cli.target {
-        Target::Attach(pid) => {
-            let maps = maps::read(*pid)?;
-            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-            let map = ModuleMap::new(&maps, &exe, &mut cache)?;
-            // Without access to its memory, IFUNCs are listed at their resolver.
-            (map, rtrace::sys::mem::ProcMem::open(*pid).ok())
-        }
+    let listed = match &cli.target {
+        Target::Attach(pid) => list(&cli.list, ListIn::Process(*pid))?,
         Target::Launch(argv) => {
             let program = rtrace::find_program(&argv[0])?;
-            (ModuleMap::from_program(&program, &mut cache)?, None)
+            list(&cli.list, ListIn::Program(&program))?
         }
     };
-    let read = |a: rtrace::RuntimeAddr| mem.as_ref().and_then(|m| m.read_u64(a).ok());
     let mut out = String::new();
-    for spec in &cli.list {
-        let reader: Option<&dyn Fn(rtrace::RuntimeAddr) -> Option<u64>> =
-            mem.as_ref().map(|_| &read as _);
-        for l in resolve::list(spec, &map, reader)? {
-            let loc = &l.location;
-            let module = loc
-                .module
-                .file_name()
-                .map_or_else(|| loc.module.to_string_lossy(), |n| n.to_string_lossy());
-            out.push_str(&format!("{}\t{module}\t{}", loc.addr, loc.symbol));
-            if loc.offset > 0 {
-                out.push_str(&format!("+{:#x}", loc.offset));
-            }
-            if let Some((file, line)) = &l.line {
-                out.push_str(&format!("\t{}:{line}", file.display()));
-            }
-            match (&l.ifunc, l.at_resolver) {
-                (Some(name), false) => out.push_str(&format!("\tifunc {name}")),
-                (Some(name), true) => out.push_str(&format!("\tifunc {name} resolver")),
-                (None, _) => {}
-            }
-            out.push('\n');
+    for l in listed {
+        let loc = &l.location;
+        let module = loc
+            .module
+            .file_name()
+            .map_or_else(|| loc.module.to_string_lossy(), |n| n.to_string_lossy());
+        out.push_str(&format!("{}\t{module}\t{}", loc.addr, loc.symbol));
+        if loc.offset > 0 {
+            out.push_str(&format!("+{:#x}", loc.offset));
         }
+        if let Some((file, line)) = &l.line {
+            out.push_str(&format!("\t{}:{line}", file.display()));
+        }
+        match (&l.ifunc, l.at_resolver) {
+            (Some(name), false) => out.push_str(&format!("\tifunc {name}")),
+            (Some(name), true) => out.push_str(&format!("\tifunc {name} resolver")),
+            (None, _) => {}
+        }
+        out.push('\n');
     }
     match &cli.output {
         Some(path) => std::fs::write(path, out.as_bytes())
@@ -214,7 +202,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     // The work before tracing (reading the program, resolving and arming
     // probes) is timed from here.
     let start = std::time::Instant::now();
-    rtrace::sys::signal::install_detach_handlers();
+    rtrace::install_detach_handlers();
     // The live view draws on stderr: events go to -o FILE, or nowhere.
     let tui = match cli.tui {
         true => Some(Rc::new(RefCell::new(Tui::new(cli.string_limit)?))),
@@ -445,7 +433,7 @@ impl Waited {
 
 fn wait_child(pid: rtrace::Pid) -> Waited {
     use nix::sys::wait::{waitpid, WaitStatus};
-    let requests = rtrace::sys::signal::requests();
+    let requests = rtrace::requests();
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Waited::Exited(code),
@@ -457,12 +445,10 @@ fn wait_child(pid: rtrace::Pid) -> Waited {
             }
             Ok(_) => continue,
             // The timer the detach request armed, say: wait on.
-            Err(nix::errno::Errno::EINTR) if rtrace::sys::signal::requests() == requests => {
-                continue
-            }
+            Err(nix::errno::Errno::EINTR) if rtrace::requests() == requests => continue,
             // Interrupted by a second signal to rtrace: stop waiting.
             Err(nix::errno::Errno::EINTR) => {
-                let sig = rtrace::sys::signal::detach_requested().unwrap_or(libc::SIGINT);
+                let sig = rtrace::detach_requested().unwrap_or(libc::SIGINT);
                 return Waited::Interrupted(sig);
             }
             Err(_) => return Waited::Lost,

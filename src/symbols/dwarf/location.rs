@@ -17,7 +17,7 @@
 use gimli::{AttributeValue, Operation};
 
 use super::sysv::Loc;
-use super::{dwarf_err, Die, R};
+use super::{Die, R};
 
 /// `DW_OP_reg7`: rsp.
 const RSP: u16 = 7;
@@ -33,7 +33,7 @@ pub(super) fn at_entry(
     param: &Die<'_>,
     pc: u64,
     cfa_based: bool,
-) -> Result<Loc, String> {
+) -> gimli::Result<Loc> {
     if let Some(v) = param.attr_value(gimli::DW_AT_const_value) {
         return Ok(constant(&v).map_or(Loc::Unavailable, Loc::Const));
     }
@@ -45,10 +45,10 @@ pub(super) fn at_entry(
     if let AttributeValue::Exprloc(expr) = value {
         return Ok(evaluate(expr, encoding, cfa_based));
     }
-    let Some(mut list) = dwarf.attr_locations(unit, value).map_err(dwarf_err)? else {
+    let Some(mut list) = dwarf.attr_locations(unit, value)? else {
         return Ok(Loc::Unavailable);
     };
-    while let Some(entry) = list.next().map_err(dwarf_err)? {
+    while let Some(entry) = list.next()? {
         if entry.range.begin <= pc && pc < entry.range.end {
             return Ok(evaluate(entry.data, encoding, cfa_based));
         }

@@ -25,13 +25,14 @@ mod location;
 pub mod sysv;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
 
 use super::elf::ElfFile;
 use crate::addr::LinkAddr;
+use crate::error::{Error, Result};
 pub use sysv::{Class, Loc, Passing};
 
 type R<'a> = EndianSlice<'a, LittleEndian>;
@@ -161,7 +162,7 @@ struct FileEntry {
     /// The file the answers came from: a new parse of the same path (the file was
     /// replaced, a new process) starts over.
     elf: Arc<ElfFile>,
-    units: Option<Result<UnitIndex, String>>,
+    units: Option<Result<UnitIndex>>,
     functions: HashMap<u64, Option<Arc<Signature>>>,
 }
 
@@ -213,36 +214,44 @@ impl Signatures {
     }
 }
 
-fn dwarf_err(e: gimli::Error) -> String {
-    format!("DWARF: {e}")
+/// The error of `path`'s DWARF, for `reason`.
+fn dwarf_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Dwarf {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// The file's DWARF sections (only slices of the file: cheap to make).
-fn load(elf: &ElfFile) -> Result<gimli::Dwarf<R<'_>>, String> {
-    gimli::Dwarf::load(|id: gimli::SectionId| -> Result<R<'_>, String> {
-        Ok(EndianSlice::new(
-            elf.debug_section(id.name())?,
-            LittleEndian,
-        ))
+fn load(elf: &ElfFile) -> Result<gimli::Dwarf<R<'_>>> {
+    gimli::Dwarf::load(|id: gimli::SectionId| -> Result<R<'_>> {
+        let section = elf
+            .debug_section(id.name())
+            .map_err(|e| dwarf_err(elf.path(), e))?;
+        Ok(EndianSlice::new(section, LittleEndian))
     })
 }
 
 /// Which unit covers which addresses: from `.debug_aranges` when present (no unit
 /// is parsed), else from each unit's root DIE.
-fn unit_index(elf: &ElfFile) -> Result<UnitIndex, String> {
-    let info = elf.debug_section(".debug_info")?;
+fn unit_index(elf: &ElfFile) -> Result<UnitIndex> {
+    let info = elf
+        .debug_section(".debug_info")
+        .map_err(|e| dwarf_err(elf.path(), e))?;
     if info.is_empty() {
-        return Err("no .debug_info".into());
+        return Err(dwarf_err(elf.path(), "no .debug_info"));
     }
     let mut index = UnitIndex::new();
-    let aranges = elf.debug_section(".debug_aranges")?;
+    let aranges = elf
+        .debug_section(".debug_aranges")
+        .map_err(|e| dwarf_err(elf.path(), e))?;
     if !aranges.is_empty() {
         let aranges = gimli::DebugAranges::new(aranges, LittleEndian);
         let mut headers = aranges.headers();
-        while let Some(header) = headers.next().map_err(dwarf_err)? {
+        while let Some(header) = headers.next().map_err(|e| dwarf_err(elf.path(), e))? {
             let unit = header.debug_info_offset().0;
             let mut entries = header.entries();
-            while let Some(e) = entries.next().map_err(dwarf_err)? {
+            while let Some(e) = entries.next().map_err(|e| dwarf_err(elf.path(), e))? {
                 let r = e.range();
                 if r.begin < r.end {
                     index.push((r.begin, r.end, unit));
@@ -255,7 +264,7 @@ fn unit_index(elf: &ElfFile) -> Result<UnitIndex, String> {
     let covered: std::collections::HashSet<usize> = index.iter().map(|&(_, _, u)| u).collect();
     let dwarf = load(elf)?;
     let mut units = dwarf.units();
-    while let Some(header) = units.next().map_err(dwarf_err)? {
+    while let Some(header) = units.next().map_err(|e| dwarf_err(elf.path(), e))? {
         let Some(offset) = header.debug_info_offset() else {
             continue;
         };
@@ -265,8 +274,10 @@ fn unit_index(elf: &ElfFile) -> Result<UnitIndex, String> {
         let Ok(unit) = dwarf.unit(header) else {
             continue;
         };
-        let mut ranges = dwarf.unit_ranges(&unit).map_err(dwarf_err)?;
-        while let Some(r) = ranges.next().map_err(dwarf_err)? {
+        let mut ranges = dwarf
+            .unit_ranges(&unit)
+            .map_err(|e| dwarf_err(elf.path(), e))?;
+        while let Some(r) = ranges.next().map_err(|e| dwarf_err(elf.path(), e))? {
             if r.begin < r.end {
                 index.push((r.begin, r.end, offset.0));
             }
@@ -303,7 +314,7 @@ fn signature(
     index: &UnitIndex,
     addr: u64,
     clone: Option<CloneKind>,
-) -> Result<Option<Signature>, String> {
+) -> Result<Option<Signature>> {
     let dwarf = load(elf)?;
     let mut tried = Vec::new();
     for &(begin, end, unit) in index {
@@ -313,9 +324,10 @@ fn signature(
         tried.push(unit);
         let header = dwarf
             .unit_header(gimli::DebugInfoOffset(unit))
-            .map_err(dwarf_err)?;
-        let unit = dwarf.unit(header).map_err(dwarf_err)?;
+            .map_err(|e| dwarf_err(elf.path(), e))?;
+        let unit = dwarf.unit(header).map_err(|e| dwarf_err(elf.path(), e))?;
         let reader = UnitReader {
+            path: elf.path(),
             dwarf: &dwarf,
             unit: &unit,
         };
@@ -328,24 +340,30 @@ fn signature(
 
 /// Reads DIEs of one unit.
 struct UnitReader<'d, 'a> {
+    /// The file, for errors.
+    path: &'d Path,
     dwarf: &'d gimli::Dwarf<R<'a>>,
     unit: &'d gimli::Unit<R<'a>>,
 }
 
 impl<'a> UnitReader<'_, 'a> {
-    fn find_function(
-        &self,
-        addr: u64,
-        clone: Option<CloneKind>,
-    ) -> Result<Option<Signature>, String> {
+    /// The error of this file's DWARF, for `reason`.
+    fn err(&self, reason: impl std::fmt::Display) -> Error {
+        dwarf_err(self.path, reason)
+    }
+
+    fn find_function(&self, addr: u64, clone: Option<CloneKind>) -> Result<Option<Signature>> {
         let mut cursor = self.unit.entries();
-        while let Some(die) = cursor.next_dfs().map_err(dwarf_err)? {
+        while let Some(die) = cursor.next_dfs().map_err(|e| self.err(e))? {
             if die.tag() != gimli::DW_TAG_subprogram {
                 continue;
             }
-            let mut ranges = self.dwarf.die_ranges(self.unit, die).map_err(dwarf_err)?;
+            let mut ranges = self
+                .dwarf
+                .die_ranges(self.unit, die)
+                .map_err(|e| self.err(e))?;
             let mut starts_here = false;
-            while let Some(r) = ranges.next().map_err(dwarf_err)? {
+            while let Some(r) = ranges.next().map_err(|e| self.err(e))? {
                 if r.begin == addr {
                     starts_here = true;
                     break;
@@ -359,19 +377,19 @@ impl<'a> UnitReader<'_, 'a> {
         Ok(None)
     }
 
-    fn entry(&self, offset: UnitOffset) -> Result<Die<'a>, String> {
-        self.unit.entry(offset).map_err(dwarf_err)
+    fn entry(&self, offset: UnitOffset) -> Result<Die<'a>> {
+        self.unit.entry(offset).map_err(|e| self.err(e))
     }
 
     /// The DIE an attribute refers to, when it has the attribute. A
     /// reference into another unit (`DW_FORM_ref_addr`, as LTO writes them)
     /// is an error: what it names is not read, and a signature missing it
     /// would be made up.
-    fn reference(&self, die: &Die<'a>, at: gimli::DwAt) -> Result<Option<Die<'a>>, String> {
+    fn reference(&self, die: &Die<'a>, at: gimli::DwAt) -> Result<Option<Die<'a>>> {
         match die.attr_value(at) {
             Some(AttributeValue::UnitRef(off)) => self.entry(off).map(Some),
             Some(AttributeValue::DebugInfoRef(_) | AttributeValue::DebugInfoRefSup(_)) => {
-                Err(CROSS_UNIT.into())
+                Err(self.err(CROSS_UNIT))
             }
             _ => Ok(None),
         }
@@ -379,11 +397,7 @@ impl<'a> UnitReader<'_, 'a> {
 
     /// An attribute of `die`, or of the DIE it is a concrete instance or the
     /// definition of (`DW_AT_abstract_origin`, `DW_AT_specification`).
-    fn inherited(
-        &self,
-        die: &Die<'a>,
-        at: gimli::DwAt,
-    ) -> Result<Option<AttributeValue<R<'a>>>, String> {
+    fn inherited(&self, die: &Die<'a>, at: gimli::DwAt) -> Result<Option<AttributeValue<R<'a>>>> {
         let mut die = die.clone();
         for _ in 0..MAX_DEPTH {
             if let Some(v) = die.attr_value(at) {
@@ -401,10 +415,13 @@ impl<'a> UnitReader<'_, 'a> {
         Ok(None)
     }
 
-    fn name(&self, die: &Die<'a>) -> Result<Option<String>, String> {
+    fn name(&self, die: &Die<'a>) -> Result<Option<String>> {
         match self.inherited(die, gimli::DW_AT_name)? {
             Some(v) => {
-                let s = self.dwarf.attr_string(self.unit, v).map_err(dwarf_err)?;
+                let s = self
+                    .dwarf
+                    .attr_string(self.unit, v)
+                    .map_err(|e| self.err(e))?;
                 Ok(Some(s.to_string_lossy().into_owned()))
             }
             None => Ok(None),
@@ -414,12 +431,12 @@ impl<'a> UnitReader<'_, 'a> {
     /// The type of a DIE's `DW_AT_type` (followed through its origin), or
     /// `none` when it has none: `void` for a function's return, but nothing
     /// known for a parameter.
-    fn type_or(&self, die: &Die<'a>, none: Type) -> Result<Type, String> {
+    fn type_or(&self, die: &Die<'a>, none: Type) -> Result<Type> {
         match self.inherited(die, gimli::DW_AT_type)? {
             None => Ok(none),
             Some(AttributeValue::UnitRef(off)) => self.resolve(off, 0),
             Some(AttributeValue::DebugInfoRef(_) | AttributeValue::DebugInfoRefSup(_)) => {
-                Err(CROSS_UNIT.into())
+                Err(self.err(CROSS_UNIT))
             }
             Some(_) => Ok(Type::Unknown),
         }
@@ -441,10 +458,10 @@ impl<'a> UnitReader<'_, 'a> {
         die: &Die<'a>,
         addr: u64,
         clone: Option<CloneKind>,
-    ) -> Result<Signature, String> {
+    ) -> Result<Signature> {
         let language = self.language();
         if language == Some(gimli::DW_LANG_Mips_Assembler) {
-            return Err("an assembler unit: no parameters described".into());
+            return Err(self.err("an assembler unit: no parameters described"));
         }
         let own = self.children(die.offset())?;
         let origin = match self.reference(die, gimli::DW_AT_abstract_origin)? {
@@ -468,7 +485,7 @@ impl<'a> UnitReader<'_, 'a> {
                     || self.unit_has_types()?
             };
             if !void_known {
-                return Err("no parameters described (unprototyped, or -g1)".into());
+                return Err(self.err("no parameters described (unprototyped, or -g1)"));
             }
         }
         let mut params = Vec::with_capacity(declared.params.len());
@@ -510,9 +527,9 @@ impl<'a> UnitReader<'_, 'a> {
         own: &Children,
         declared: &Children,
         params: &mut Vec<Param>,
-    ) -> Result<Vec<Loc>, String> {
+    ) -> Result<Vec<Loc>> {
         if own.params.is_empty() && !declared.params.is_empty() {
-            return Err("a clone whose debug info lists no parameter".into());
+            return Err(self.err("a clone whose debug info lists no parameter"));
         }
         let cfa_based = self.frame_base_is_cfa(die);
         let mut locs = vec![Loc::Unavailable; declared.params.len()];
@@ -521,11 +538,12 @@ impl<'a> UnitReader<'_, 'a> {
             let origin = match param.attr_value(gimli::DW_AT_abstract_origin) {
                 Some(AttributeValue::UnitRef(off)) => Some(off),
                 Some(AttributeValue::DebugInfoRef(_) | AttributeValue::DebugInfoRefSup(_)) => {
-                    return Err(CROSS_UNIT.into())
+                    return Err(self.err(CROSS_UNIT))
                 }
                 _ => None,
             };
-            let loc = location::at_entry(self.dwarf, self.unit, &param, addr, cfa_based)?;
+            let loc = location::at_entry(self.dwarf, self.unit, &param, addr, cfa_based)
+                .map_err(|e| self.err(e))?;
             let i = match origin.and_then(|o| declared.params.iter().position(|&d| d == o)) {
                 Some(i) => i,
                 None => {
@@ -543,7 +561,12 @@ impl<'a> UnitReader<'_, 'a> {
                     Some(size) => Loc::Stack { offset, size },
                     None => Loc::Unavailable,
                 },
-                other => other,
+                other @ (Loc::Gp(_)
+                | Loc::Split(_)
+                | Loc::Reg(_)
+                | Loc::Const(_)
+                | Loc::Unavailable
+                | Loc::Nowhere) => other,
             };
         }
         Ok(locs)
@@ -562,12 +585,15 @@ impl<'a> UnitReader<'_, 'a> {
 
     /// The formal parameters (their DIEs) and `...` of the subprogram at
     /// `offset`.
-    fn children(&self, offset: UnitOffset) -> Result<Children, String> {
-        let mut tree = self.unit.entries_tree(Some(offset)).map_err(dwarf_err)?;
-        let root = tree.root().map_err(dwarf_err)?;
+    fn children(&self, offset: UnitOffset) -> Result<Children> {
+        let mut tree = self
+            .unit
+            .entries_tree(Some(offset))
+            .map_err(|e| self.err(e))?;
+        let root = tree.root().map_err(|e| self.err(e))?;
         let mut children = root.children();
         let mut out = Children::default();
-        while let Some(child) = children.next().map_err(dwarf_err)? {
+        while let Some(child) = children.next().map_err(|e| self.err(e))? {
             let die = child.entry();
             match die.tag() {
                 gimli::DW_TAG_formal_parameter => out.params.push(die.offset()),
@@ -589,11 +615,11 @@ impl<'a> UnitReader<'_, 'a> {
     }
 
     /// True when the unit describes any type (-g1 describes none).
-    fn unit_has_types(&self) -> Result<bool, String> {
-        let mut tree = self.unit.entries_tree(None).map_err(dwarf_err)?;
-        let root = tree.root().map_err(dwarf_err)?;
+    fn unit_has_types(&self) -> Result<bool> {
+        let mut tree = self.unit.entries_tree(None).map_err(|e| self.err(e))?;
+        let root = tree.root().map_err(|e| self.err(e))?;
         let mut children = root.children();
-        while let Some(child) = children.next().map_err(dwarf_err)? {
+        while let Some(child) = children.next().map_err(|e| self.err(e))? {
             if matches!(
                 child.entry().tag(),
                 gimli::DW_TAG_base_type
@@ -621,7 +647,7 @@ impl<'a> UnitReader<'_, 'a> {
     }
 
     /// The type at `offset`, typedefs and qualifiers followed.
-    fn resolve(&self, offset: UnitOffset, depth: usize) -> Result<Type, String> {
+    fn resolve(&self, offset: UnitOffset, depth: usize) -> Result<Type> {
         if depth > MAX_DEPTH {
             return Ok(Type::Unknown);
         }
@@ -672,7 +698,7 @@ impl<'a> UnitReader<'_, 'a> {
     /// True when the type at `offset` is a one-byte character type (through
     /// typedefs and qualifiers). Only that is asked of a pointer's target, never
     /// its full type: a struct that points to itself must not be expanded.
-    fn is_char(&self, offset: UnitOffset, depth: usize) -> Result<bool, String> {
+    fn is_char(&self, offset: UnitOffset, depth: usize) -> Result<bool> {
         if depth > MAX_DEPTH {
             return Ok(false);
         }
@@ -699,7 +725,7 @@ impl<'a> UnitReader<'_, 'a> {
         })
     }
 
-    fn base_type(&self, die: &Die<'a>) -> Result<Type, String> {
+    fn base_type(&self, die: &Die<'a>) -> Result<Type> {
         let Some(size) = Self::size(die) else {
             return Ok(Type::Unknown);
         };
@@ -742,7 +768,7 @@ impl<'a> UnitReader<'_, 'a> {
         })
     }
 
-    fn enumeration(&self, die: &Die<'a>, depth: usize) -> Result<Type, String> {
+    fn enumeration(&self, die: &Die<'a>, depth: usize) -> Result<Type> {
         let underlying = match die.attr_value(gimli::DW_AT_type) {
             Some(AttributeValue::UnitRef(off)) => Some(self.resolve(off, depth + 1)?),
             _ => None,
@@ -765,10 +791,10 @@ impl<'a> UnitReader<'_, 'a> {
         let mut tree = self
             .unit
             .entries_tree(Some(die.offset()))
-            .map_err(dwarf_err)?;
-        let root = tree.root().map_err(dwarf_err)?;
+            .map_err(|e| self.err(e))?;
+        let root = tree.root().map_err(|e| self.err(e))?;
         let mut children = root.children();
-        while let Some(child) = children.next().map_err(dwarf_err)? {
+        while let Some(child) = children.next().map_err(|e| self.err(e))? {
             let e = child.entry();
             if e.tag() != gimli::DW_TAG_enumerator {
                 continue;
@@ -791,7 +817,17 @@ impl<'a> UnitReader<'_, 'a> {
         }
         let signed = match underlying {
             Some(Type::Int { signed, .. }) => signed,
-            _ => negative,
+            Some(
+                Type::Void
+                | Type::Char
+                | Type::Bool { .. }
+                | Type::Float { .. }
+                | Type::Pointer { .. }
+                | Type::Enum { .. }
+                | Type::Aggregate { .. }
+                | Type::Unknown,
+            )
+            | None => negative,
         };
         Ok(Type::Enum {
             size,
@@ -957,7 +993,7 @@ impl<'a> UnitReader<'_, 'a> {
                         x87: true, size, ..
                     } => (size, Class::Memory),
                     Type::Float { size, .. } => (size, Class::Sse),
-                    _ => return None,
+                    Type::Void | Type::Aggregate { .. } | Type::Unknown => return None,
                 };
                 let align = match ty {
                     Type::Float {
@@ -965,7 +1001,15 @@ impl<'a> UnitReader<'_, 'a> {
                         size,
                         ..
                     } => size / 2,
-                    _ => size,
+                    Type::Float { .. }
+                    | Type::Int { .. }
+                    | Type::Bool { .. }
+                    | Type::Enum { .. }
+                    | Type::Char
+                    | Type::Pointer { .. }
+                    | Type::Void
+                    | Type::Aggregate { .. }
+                    | Type::Unknown => size,
                 }
                 .clamp(1, 16);
                 Some(Layout {

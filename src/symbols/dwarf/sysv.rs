@@ -104,7 +104,7 @@ pub fn aggregate(size: u64, align: u64, fields: &[(u64, u64, Class)]) -> Passing
         for slot in classes.iter_mut().take(last as usize + 1).skip(first) {
             *slot = Some(match (*slot, class) {
                 (Some(Class::Integer), _) | (_, Class::Integer) => Class::Integer,
-                _ => Class::Sse,
+                (None | Some(Class::Sse | Class::Memory), Class::Sse | Class::Memory) => Class::Sse,
             });
         }
     }
@@ -236,7 +236,17 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
                         (0, _) => Loc::Gp(words.into_iter().flatten().collect()),
                         (_, Type::Aggregate { .. }) => Loc::Split(words),
                         // A float, a double, a complex: all in vector registers.
-                        _ => Loc::Unavailable,
+                        (
+                            _,
+                            Type::Void
+                            | Type::Int { .. }
+                            | Type::Char
+                            | Type::Bool { .. }
+                            | Type::Float { .. }
+                            | Type::Pointer { .. }
+                            | Type::Enum { .. }
+                            | Type::Unknown,
+                        ) => Loc::Unavailable,
                     }
                 } else {
                     // No room for every eightbyte: the whole argument goes on
@@ -244,7 +254,14 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
                     let bytes = (classes.len() as u64) * 8;
                     let size = match &p.ty {
                         Type::Int { size, .. } => (*size).min(bytes),
-                        _ => bytes,
+                        Type::Void
+                        | Type::Char
+                        | Type::Bool { .. }
+                        | Type::Float { .. }
+                        | Type::Pointer { .. }
+                        | Type::Enum { .. }
+                        | Type::Aggregate { .. }
+                        | Type::Unknown => bytes,
                     };
                     on_stack(&mut stack, size, align)
                 }
