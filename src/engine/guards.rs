@@ -1,11 +1,23 @@
-//! Guards for changes rtrace makes to a stopped thread, undone on every
-//! exit path, `?` included (as the kernel's uprobes leave a thread at the
-//! probe address when a hit cannot go on).
+//! Guards for changes rtrace makes to a tracee, undone on every exit path,
+//! `?` included:
+//!
+//! - [`HitInProgress`]: a thread stopped by a trap goes back to the probe
+//!   address (or its call's return address) unless the hit completed, as
+//!   the kernel's uprobes leave a thread at the probe address when a hit
+//!   cannot go on;
+//! - [`InjectedCode`]: code written over the program's own for a moment
+//!   goes back;
+//! - [`Tracer::with_world_stopped`]: the threads it stopped are resumed
+//!   (the kernel's `stop_machine`, for one process);
+//! - every restart of a stopped thread is one `sys::ptrace::Restart`.
 
-use crate::addr::{RuntimeAddr, Tid};
+use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::Result;
 use crate::sys::mem::ProcMem;
 use crate::sys::ptrace;
+
+use super::task::TaskState;
+use super::Tracer;
 
 /// A trap rtrace is handling, whose thread the kernel stopped past the int3
 /// (or at the trampoline) with nothing of the hit done yet in its
@@ -106,6 +118,62 @@ impl Drop for InjectedCode {
     }
 }
 
+/// The threads a world stop takes.
+#[derive(Clone, Copy)]
+pub(super) enum World {
+    /// Every running thread of the address space.
+    Space(Pid),
+    /// Every running thread of the address space but this one (stopped
+    /// already: the thread rtrace is working for).
+    SpaceBut(Pid, Tid),
+    /// None: every thread is stopped already (rtrace is halting for a
+    /// detach).
+    Stopped,
+}
+
+impl Tracer {
+    /// The running threads of `world`.
+    fn running(&self, world: World) -> Vec<Tid> {
+        let (key, but) = match world {
+            World::Space(key) => (key, None),
+            World::SpaceBut(key, tid) => (key, Some(tid)),
+            World::Stopped => return Vec::new(),
+        };
+        self.tasks
+            .iter()
+            .filter(|(t, k)| {
+                k.space == key && Some(**t) != but && k.state == TaskState::Running && !k.exiting
+            })
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Runs `f` with the running threads of `world` stopped: each is
+    /// interrupted and its stop collected (other stops that come meanwhile
+    /// are deferred), `f` gets the ones whose stop was the interrupt alone,
+    /// and those are resumed when `f` returns, whatever it returns. An error
+    /// of `f` comes first, then the first of the resumes (each is tried).
+    pub(super) fn with_world_stopped<T>(
+        &mut self,
+        world: World,
+        f: impl FnOnce(&mut Tracer, &[Tid]) -> Result<T>,
+    ) -> Result<T> {
+        let running = self.running(world);
+        let quiet = self.interrupt_and_collect(&running)?;
+        let r = f(self, &quiet);
+        let mut resumed = Ok(());
+        for t in quiet {
+            let one = self.resume(t, 0);
+            if resumed.is_ok() {
+                resumed = one;
+            }
+        }
+        let value = r?;
+        resumed?;
+        Ok(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{BufRead, BufReader, Write};
@@ -177,6 +245,53 @@ mod tests {
         let (mut child, mem, _, _) = child();
         let nowhere = RuntimeAddr(8);
         assert!(InjectedCode::write(mem.try_clone().unwrap(), nowhere, &[0x0f, 0x05]).is_err());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The state letter of thread `tid` in `/proc` (`t`: a tracing stop).
+    fn state(tid: Pid) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).expect("its stat");
+        let after = &stat[stat.rfind(')').expect("comm ends") + 2..];
+        after.chars().next().expect("a state")
+    }
+
+    #[test]
+    fn a_stopped_world_is_resumed_on_every_path() {
+        let (mut child, _, _, _) = child();
+        let pid = Pid::from_raw(child.id() as i32);
+        let mut t = Tracer::attach(pid, crate::Options::default()).expect("attach");
+        // Attached, every thread is stopped: let the one there is run.
+        t.resume(pid, 0).expect("resume");
+        assert_eq!(t.tasks[&pid].state, TaskState::Running);
+
+        // The work succeeds: the thread it stopped runs again.
+        let seen = t
+            .with_world_stopped(World::Space(pid), |t, quiet| {
+                assert_eq!(quiet, [pid]);
+                assert_eq!(t.tasks[&pid].state, TaskState::Stopped);
+                assert_eq!(state(pid), 't');
+                Ok(quiet.len())
+            })
+            .expect("the work");
+        assert_eq!(seen, 1);
+        assert_eq!(t.tasks[&pid].state, TaskState::Running);
+        assert_ne!(state(pid), 't');
+
+        // The work fails half-way (a `?`): the same.
+        let r: Result<()> = t.with_world_stopped(World::Space(pid), |_, quiet| {
+            assert_eq!(quiet, [pid]);
+            Err(crate::Error::NoSuchProcess { pid })
+        });
+        assert!(matches!(r, Err(crate::Error::NoSuchProcess { .. })));
+        assert_eq!(t.tasks[&pid].state, TaskState::Running);
+        assert_ne!(state(pid), 't');
+
+        // A thread left out of the world is not touched.
+        let r = t.with_world_stopped(World::SpaceBut(pid, pid), |_, quiet| Ok(quiet.len()));
+        assert_eq!(r.expect("nothing to stop"), 0);
+
+        drop(t);
         child.kill().unwrap();
         child.wait().unwrap();
     }

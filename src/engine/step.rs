@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::sys::ptrace::{self, Restart};
 use crate::sys::wait::{self, Stop, TrapCause, Waited, Which};
 
-use super::task::{HeldSignal, TaskState, XolStep};
+use super::guards::World;
+use super::task::{HeldSignal, XolStep};
 use super::Tracer;
 
 /// What an in-place single-step of one thread ended with.
@@ -146,50 +147,42 @@ impl Tracer {
     /// Signals that arrive during the step are kept for after it.
     pub(super) fn step_displaced(&mut self, tid: Tid, addr: RuntimeAddr) -> Result<StepEnd> {
         let key = self.tasks[&tid].space;
-        let others: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(t, k)| {
-                k.space == key && **t != tid && k.state == TaskState::Running && !k.exiting
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        let stopped = self.interrupt_and_collect(&others)?;
-        let saved = self.spaces[&key]
-            .sites
-            .get(addr)
-            .map(|s| s.saved.clone())
-            .expect("site armed");
-        self.spaces[&key].mem.write(addr, &saved)?;
-        let mut end = self.single_step(tid);
-        // A `rep` instruction stops between iterations, still at the site,
-        // and is stepped on: its count is the program's, without bound, so a
-        // detach signal ends the stepping (the thread stays between two
-        // iterations, at the site; its trap there is rewound at the detach
-        // that follows, and the rest runs untraced).
-        while let Ok(StepEnd::Done) = end {
-            match ptrace::getregs(tid) {
-                Ok(regs) if regs.ip() == addr.get() && !crate::sys::signal::stop_requested() => {
-                    end = self.single_step(tid)
-                }
-                _ => break,
-            }
-        }
-        // Re-arm whatever happened, unless the address space is gone.
-        if let Some(space) = self.spaces.get(&key) {
-            if matches!(end, Ok(StepEnd::Done | StepEnd::Faulted(_)))
-                || space.sites.get(addr).is_some()
-            {
-                match space.mem.write(addr, &BREAKPOINT) {
-                    Err(e) if !e.is_tracee_gone() => return Err(e),
-                    _ => {}
+        self.with_world_stopped(World::SpaceBut(key, tid), |t, _| {
+            let saved = t.spaces[&key]
+                .sites
+                .get(addr)
+                .map(|s| s.saved.clone())
+                .expect("site armed");
+            t.spaces[&key].mem.write(addr, &saved)?;
+            let mut end = t.single_step(tid);
+            // A `rep` instruction stops between iterations, still at the site,
+            // and is stepped on: its count is the program's, without bound, so a
+            // detach signal ends the stepping (the thread stays between two
+            // iterations, at the site; its trap there is rewound at the detach
+            // that follows, and the rest runs untraced).
+            while let Ok(StepEnd::Done) = end {
+                match ptrace::getregs(tid) {
+                    Ok(regs)
+                        if regs.ip() == addr.get() && !crate::sys::signal::stop_requested() =>
+                    {
+                        end = t.single_step(tid)
+                    }
+                    _ => break,
                 }
             }
-        }
-        for t in stopped {
-            self.resume(t, 0)?;
-        }
-        end
+            // Re-arm whatever happened, unless the address space is gone.
+            if let Some(space) = t.spaces.get(&key) {
+                if matches!(end, Ok(StepEnd::Done | StepEnd::Faulted(_)))
+                    || space.sites.get(addr).is_some()
+                {
+                    match space.mem.write(addr, &BREAKPOINT) {
+                        Err(e) if !e.is_tracee_gone() => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+            end
+        })
     }
 
     /// Single-steps `tid` once, keeping signals that arrive for later delivery.

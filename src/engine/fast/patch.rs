@@ -13,6 +13,7 @@ use crate::arch::detour::{
     self, ring, table, DetourSpec, ReturnSpec, RingLayout, StubSpec, ThreadPointer,
 };
 use crate::arch::SCRATCH_SYSCALL_OFFSET;
+use crate::engine::guards::World;
 use crate::engine::task::TaskState;
 use crate::engine::Tracer;
 use crate::error::{Error, Result};
@@ -222,25 +223,13 @@ impl Tracer {
         if plans.is_empty() && self.plan_hooks(key).is_empty() {
             return Ok(());
         }
-        let running: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
-            .map(|(tid, _)| *tid)
-            .collect();
-        let quiet = self.interrupt_and_collect(&running)?;
-        let mut r = match plans.is_empty() {
-            true => Ok(()),
-            false => self.patch_planned(key, plans, &quiet),
-        };
-        if r.is_ok() {
+        self.with_world_stopped(World::Space(key), |t, quiet| {
+            if !plans.is_empty() {
+                t.patch_planned(key, plans, quiet)?;
+            }
             // After the user's sites: the ring and the stub exist now.
-            r = self.patch_planned_hooks(key, &quiet);
-        }
-        for t in quiet {
-            self.resume(t, 0)?;
-        }
-        r
+            t.patch_planned_hooks(key, quiet)
+        })
     }
 
     /// With every thread of space `key` stopped, patches rtrace's hooks
@@ -709,17 +698,17 @@ impl Tracer {
         if live.is_empty() {
             return Ok(());
         }
-        let running: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
-            .map(|(tid, _)| *tid)
-            .collect();
-        let quiet = if self.halting {
-            Vec::new()
-        } else {
-            self.interrupt_and_collect(&running)?
+        let world = match self.halting {
+            true => World::Stopped,
+            false => World::Space(key),
         };
+        self.with_world_stopped(world, |t, _| t.take_jumps_off(key, live))
+    }
+
+    /// With every thread of space `key` stopped, puts the breakpoint back in
+    /// place of the jump at each of `live` (fast sites): the first byte an
+    /// int3, the rest the original bytes.
+    fn take_jumps_off(&mut self, key: Pid, live: Vec<RuntimeAddr>) -> Result<()> {
         let mut first = Ok(());
         if let Some(space) = self.spaces.get_mut(&key) {
             for addr in live {
@@ -743,9 +732,6 @@ impl Tracer {
                 space.fast.refused.remove(&addr);
                 space.fast.dirty = true;
             }
-        }
-        for t in quiet {
-            self.resume(t, 0)?;
         }
         first
     }

@@ -5,6 +5,7 @@
 //! child's own ring.
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::engine::guards::World;
 use crate::engine::task::TaskState;
 use crate::engine::Tracer;
 use crate::error::Result;
@@ -17,33 +18,25 @@ impl Tracer {
     /// Reads the thread pointer of every thread of space `key`, stopping
     /// the running ones for it.
     pub(super) fn refresh_threads(&mut self, key: Pid) -> Result<()> {
-        let running: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.space == key && t.state == TaskState::Running && !t.exiting)
-            .map(|(tid, _)| *tid)
-            .collect();
-        let quiet = self.interrupt_and_collect(&running)?;
-        let stopped: Vec<Tid> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in stopped {
-            if let Ok(regs) = ptrace::getregs(t) {
-                let tp = regs.thread_pointer();
-                if tp != 0 {
-                    if let Some(space) = self.spaces.get_mut(&key) {
-                        space.fast.threads.insert(tp, t);
+        self.with_world_stopped(World::Space(key), |this, _| {
+            let stopped: Vec<Tid> = this
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in stopped {
+                if let Ok(regs) = ptrace::getregs(t) {
+                    let tp = regs.thread_pointer();
+                    if tp != 0 {
+                        if let Some(space) = this.spaces.get_mut(&key) {
+                            space.fast.threads.insert(tp, t);
+                        }
                     }
                 }
             }
-        }
-        for t in quiet {
-            self.resume(t, 0)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Notes thread `tid`'s thread pointer `tp` (read at its first stop):
