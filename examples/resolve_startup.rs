@@ -244,7 +244,7 @@ fn run() -> Result<(), String> {
                 cmd
             }),
             check: Box::new(|_, err| {
-                err.contains("1 probes armed") && err.contains("+++ exited with 0 +++")
+                err.contains("1 probe armed") && err.contains("+++ exited with 0 +++")
             }),
             times: Vec::new(),
         }

@@ -287,7 +287,7 @@ fn lifecycle_lines_and_status_lines() {
     );
     assert_eq!(
         diag.text(),
-        "rtrace: attached to pid 4242 (1 threads), 1 probes armed, 2 pending\n"
+        "rtrace: attached to pid 4242 (1 thread), 1 probe armed, 2 pending\n"
     );
 }
 
@@ -378,7 +378,8 @@ fn no_escape_bytes_without_colour_and_some_with_it() {
 
     let (mut p, out, diag) = printer(Format::Text, true, false);
     everything(&mut p);
-    // Bold and dim are attributes, shown even under NO_COLOR.
+    // Bold and dim too: the caller decides whether there is colour at all
+    // (NO_COLOR is read where `--color auto` is resolved).
     assert!(
         out.text().contains("\x1b[1mwork\x1b[0m"),
         "{:?}",

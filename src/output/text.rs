@@ -14,8 +14,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crossterm::style::Stylize;
-
 use super::render::{seconds, RetVal};
 use super::summary::{self, Row};
 use super::{Call, Emitter, Out, ScriptItem};
@@ -78,6 +76,22 @@ pub(crate) struct TextEmitter {
     root: Option<Pid>,
 }
 
+/// `s` in the SGR attribute `code` (1 bold, 2 dim, 31 red, 32 green, 33
+/// yellow), reset after. Written here rather than by a terminal library, which
+/// leaves empty `ESC[m` pairs around the text when the environment says
+/// `NO_COLOR`: the caller decides, once, whether there is colour at all.
+fn sgr(code: &str, s: &str) -> String {
+    format!("\x1b[{code}m{s}\x1b[0m")
+}
+
+/// `n` and `noun`, plural but for one: "1 thread", "2 threads".
+fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 impl TextEmitter {
     pub(crate) fn new(color: bool, summary: bool) -> TextEmitter {
         TextEmitter {
@@ -91,7 +105,7 @@ impl TextEmitter {
     fn pid(&self, pid: Pid) -> String {
         let s = format!("[pid {pid}]");
         if self.color {
-            s.dim().to_string()
+            sgr("2", &s)
         } else {
             s
         }
@@ -99,7 +113,7 @@ impl TextEmitter {
 
     fn name(&self, name: &str) -> String {
         if self.color {
-            name.bold().to_string()
+            sgr("1", name)
         } else {
             name.to_string()
         }
@@ -108,14 +122,14 @@ impl TextEmitter {
     fn retval(&self, v: String) -> String {
         match (self.color, v.starts_with('-')) {
             (false, _) => v,
-            (true, false) => v.green().to_string(),
-            (true, true) => v.red().to_string(),
+            (true, false) => sgr("32", &v),
+            (true, true) => sgr("31", &v),
         }
     }
 
     fn lifecycle(&self, s: String) -> String {
         if self.color {
-            s.yellow().to_string()
+            sgr("33", &s)
         } else {
             s
         }
@@ -257,7 +271,9 @@ impl Emitter for TextEmitter {
             } => {
                 self.root = Some(*pid);
                 let mut s = format!(
-                    "rtrace: attached to pid {pid} ({threads} threads), {probes} probes armed"
+                    "rtrace: attached to pid {pid} ({}), {} armed",
+                    counted(*threads, "thread"),
+                    counted(*probes, "probe")
                 );
                 if *pending > 0 {
                     s.push_str(&format!(", {pending} pending"));

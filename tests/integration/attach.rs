@@ -232,7 +232,7 @@ fn attach_text_mode_status_line() {
     let line = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached"));
     assert_eq!(
         line,
-        format!("rtrace: attached to pid {pid} (1 threads), 1 probes armed")
+        format!("rtrace: attached to pid {pid} (1 thread), 1 probe armed")
     );
     rtrace.wait_stderr_line(|l| l.contains("work("));
     rtrace.signal(Signal::SIGINT);

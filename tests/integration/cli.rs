@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use goblin::elf::{program_header, Elf};
 use iced_x86::{Decoder, DecoderOptions};
@@ -16,8 +17,8 @@ use crate::events::{
     trace_json,
 };
 use crate::fixtures::{
-    fixture, library, normalize, run_rtrace, run_untraced, source_dir, supports, symbol_value,
-    Variant,
+    fixture, library, normalize, rtrace_bin, run_command, run_rtrace, run_untraced, source_dir,
+    supports, symbol_value, Variant, TIMEOUT,
 };
 
 /// `work(i)` returns 2*i+1, for i in 0..n.
@@ -460,7 +461,7 @@ fn text_output_golden_twice() {
     assert_eq!(lines.len(), 3, "stderr:\n{text}");
     assert_eq!(
         lines[0],
-        "rtrace: attached to pid N (1 threads), 1 probes armed"
+        "rtrace: attached to pid N (1 thread), 1 probe armed"
     );
     // twice has DWARF: its parameter by name and type.
     assert_eq!(lines[1], "[pid N] twice(x=20) = 41 <T>");
@@ -479,6 +480,97 @@ fn color_always_has_escapes() {
         "--color always printed no ESC:\n{}",
         run.stderr
     );
+}
+
+/// Runs rtrace with `args` on `count 1` in a pseudo-terminal (`script`,
+/// util-linux), with `NO_COLOR` set to `no_color` or unset: what the
+/// terminal showed.
+fn on_a_terminal(args: &[&str], no_color: Option<&str>) -> String {
+    let prog = fixture("count", Variant::Pie);
+    let mut line = format!("{} {}", rtrace_bin().display(), args.join(" "));
+    line.push_str(&format!(" -- {} 1", prog.display()));
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    let run = run_command(cmd, TIMEOUT);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("twice=41"), "{}", run.stdout);
+    run.stdout
+}
+
+/// On a terminal, `--color auto` colours; `NO_COLOR` (set, not empty)
+/// turns off every escape sequence, bold and dim too; an empty `NO_COLOR`
+/// does not count (no-color.org). `--color always` is asked for explicitly
+/// and wins, with whole sequences: no empty `ESC[m`.
+#[test]
+fn no_color_turns_every_escape_off() {
+    let coloured = on_a_terminal(&["-s", "twice"], None);
+    assert!(coloured.contains("\x1b[1mtwice\x1b[0m"), "{coloured:?}");
+    assert!(coloured.contains("\x1b[2m[pid "), "{coloured:?}");
+    let plain = on_a_terminal(&["-s", "twice"], Some("1"));
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    assert!(plain.contains("twice(x=20) = 41 <"), "{plain:?}");
+    let empty = on_a_terminal(&["-s", "twice"], Some(""));
+    assert!(empty.contains("\x1b[1mtwice\x1b[0m"), "{empty:?}");
+
+    let prog = fixture("count", Variant::Pie);
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["--color", "always", "-s", "twice", "--"])
+        .arg(&prog)
+        .arg("1")
+        .env("NO_COLOR", "1");
+    let run = run_command(cmd, TIMEOUT);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("\x1b[1mtwice\x1b[0m(x=20) = \x1b[32m41\x1b[0m"),
+        "{:?}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("\x1b[m"), "{:?}", run.stderr);
+}
+
+/// Every example of `rtrace --help` that launches a program runs on this
+/// machine and prints a call of each function it probes.
+#[test]
+fn help_examples_print_what_they_promise() {
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.arg("--help");
+    let help = run_command(cmd, TIMEOUT);
+    assert_eq!(help.code(), 0, "{}", help.stderr);
+    let examples: Vec<&str> = help
+        .stdout
+        .split("Examples:\n")
+        .nth(1)
+        .expect("an Examples section")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rtrace ") && l.contains(" -- "))
+        .collect();
+    assert!(!examples.is_empty(), "{}", help.stdout);
+    for example in examples {
+        let words: Vec<&str> = example.split_whitespace().skip(1).collect();
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args(&words);
+        let run = run_command(cmd, TIMEOUT);
+        assert_eq!(run.code(), 0, "{example}: {}", run.stderr);
+        let probed = words
+            .windows(2)
+            .filter(|w| w[0] == "-s")
+            .map(|w| w[1].rsplit(':').next().unwrap_or(w[1]));
+        for name in probed {
+            assert!(
+                run.stderr
+                    .lines()
+                    .any(|l| l.starts_with("[pid ") && l.contains(&format!("] {name}("))),
+                "{example}: no call of {name}\n{}",
+                run.stderr
+            );
+        }
+    }
 }
 
 #[test]

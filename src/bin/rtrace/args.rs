@@ -27,7 +27,7 @@ pub enum ColorWhen {
     version,
     about = "Trace function calls in a running process or a program it launches (int3 probes over ptrace).",
     override_usage = "rtrace [OPTIONS] -s SPEC... -p PID\n       rtrace [OPTIONS] -s SPEC... -- COMMAND [ARG]...\n       rtrace -l SPEC... (-p PID | -- COMMAND)",
-    after_help = "Probe specs:\n  openat              function in the executable or any loaded library\n  libc:openat         function in the module named libc (or an absolute path)\n  'str*'  'libc:mem?py'   every function matching the glob\n  work+0x8            instruction at offset 8 into work (entry-only)\n  0x401136  count:0x1139  absolute address, or link address in a module\n  count.c:12          first instruction of a source line\nC++ and Rust functions match by demangled name too: 'ns::Class::method', 'app::parse', 'ns::*'.\n\nExamples:\n  rtrace -s openat -- cat /etc/hostname\n  rtrace -p 1234 -s libc:write -c"
+    after_help = "Probe specs:\n  openat              function in the executable or any loaded library\n  libc:openat         function in the module named libc (or an absolute path)\n  'str*'  'libc:mem?py'   every function matching the glob\n  work+0x8            instruction at offset 8 into work (entry-only)\n  0x401136  count:0x1139  absolute address, or link address in a module\n  count.c:12          first instruction of a source line\nC++ and Rust functions match by demangled name too: 'ns::Class::method', 'app::parse', 'ns::*'.\n\nExamples:\n  rtrace -s open -s close -- cat /etc/hostname\n  rtrace -p 1234 -s libc:write -c"
 )]
 struct Raw {
     /// Attach to a running process (all its threads).

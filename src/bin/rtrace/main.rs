@@ -220,7 +220,12 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     let color = match cli.color {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
-        ColorWhen::Auto => to_terminal && !cli.json,
+        // NO_COLOR (no-color.org), set and not empty, turns every escape
+        // sequence off, attributes too; `--color always` is asked for
+        // explicitly, and wins.
+        ColorWhen::Auto => {
+            to_terminal && !cli.json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
     };
     let printer = Rc::new(RefCell::new(Printer::new(
         out,
