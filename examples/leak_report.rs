@@ -58,8 +58,8 @@ impl LeakReport {
     /// The call site of a call stopped at a function's first instruction, when
     /// the caller is in the executable.
     fn call_site(&mut self, hit: &Hit<'_>) -> Option<String> {
-        let ret = hit.read_u64(hit.regs().sp()).ok()?;
-        let sym = hit.symbolize(ret)?;
+        let ret = hit.read_u64(hit.sp()).ok()?;
+        let sym = hit.symbolize(ret.into())?;
         let exe = self
             .exes
             .entry(hit.pid())

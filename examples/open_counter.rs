@@ -39,7 +39,7 @@ impl Handler for OpenCounter {
         let path_arg = if hit.site().symbol == "openat" { 1 } else { 0 };
         let path = match hit.arg(path_arg) {
             Some(0) | None => "(null)".to_string(),
-            Some(ptr) => match hit.read_cstr(ptr, 4096) {
+            Some(ptr) => match hit.read_cstr(ptr.into(), 4096) {
                 Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(_) => format!("{ptr:#x}"),
             },

@@ -50,6 +50,27 @@ macro_rules! address_type {
                 fmt::LowerHex::fmt(&self.0, f)
             }
         }
+
+        impl fmt::UpperHex for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::UpperHex::fmt(&self.0, f)
+            }
+        }
+
+        /// The address with this raw value (a register's, a pointer read
+        /// from memory).
+        impl From<u64> for $name {
+            fn from(raw: u64) -> Self {
+                Self(raw)
+            }
+        }
+
+        /// The raw value.
+        impl From<$name> for u64 {
+            fn from(addr: $name) -> u64 {
+                addr.0
+            }
+        }
     };
 }
 
@@ -78,5 +99,15 @@ mod tests {
         assert_eq!(RuntimeAddr(0x1010).distance_from(a), Some(0x10));
         assert_eq!(a.distance_from(RuntimeAddr(0x1010)), None);
         assert_eq!(a.to_string(), "0x1000");
+    }
+
+    #[test]
+    fn conversions_and_formats() {
+        let a = RuntimeAddr::from(0x7f00_dead_beefu64);
+        assert_eq!(u64::from(a), 0x7f00_dead_beef);
+        assert_eq!(
+            format!("{a:x} {a:#x} {a:X} {a:016x}"),
+            "7f00deadbeef 0x7f00deadbeef 7F00DEADBEEF 00007f00deadbeef"
+        );
     }
 }

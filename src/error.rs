@@ -287,6 +287,122 @@ fn seccomp_message(pid: Pid, tid: Pid, why: Option<&str>) -> String {
 }
 
 impl Error {
+    /// The same error again, for a failure that is cached and reported at
+    /// every use (a section that does not inflate, a line table that does
+    /// not parse): the error is not `Clone`, since an I/O error is not; one
+    /// is copied by its kind and message, which is all that is shown of it.
+    pub(crate) fn again(&self) -> Error {
+        fn io_again(e: &io::Error) -> io::Error {
+            io::Error::new(e.kind(), e.to_string())
+        }
+        match self {
+            Error::NoSuchProcess { pid } => Error::NoSuchProcess { pid: *pid },
+            Error::AlreadyTraced { pid, tracer } => Error::AlreadyTraced {
+                pid: *pid,
+                tracer: *tracer,
+            },
+            Error::PermissionDenied { pid } => Error::PermissionDenied { pid: *pid },
+            Error::Launch { program, reason } => Error::Launch {
+                program: program.clone(),
+                reason: reason.clone(),
+            },
+            Error::NotElf { path } => Error::NotElf { path: path.clone() },
+            Error::CorruptElf { path, reason } => Error::CorruptElf {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::InvalidSpec { spec, reason } => Error::InvalidSpec {
+                spec: spec.clone(),
+                reason: reason.clone(),
+            },
+            Error::UnknownSymbol { name, searched } => Error::UnknownSymbol {
+                name: name.clone(),
+                searched: searched.clone(),
+            },
+            Error::UnknownModule { module, loaded } => Error::UnknownModule {
+                module: module.clone(),
+                loaded: loaded.clone(),
+            },
+            Error::Dwarf { path, reason } => Error::Dwarf {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::NoLineInfo {
+                file,
+                line,
+                searched,
+                unbuilt,
+            } => Error::NoLineInfo {
+                file: file.clone(),
+                line: *line,
+                searched: searched.clone(),
+                unbuilt: unbuilt.clone(),
+            },
+            Error::NoCodeAtLine {
+                file,
+                line,
+                nearest,
+            } => Error::NoCodeAtLine {
+                file: file.clone(),
+                line: *line,
+                nearest: nearest.clone(),
+            },
+            Error::NotInstructionBoundary {
+                spec,
+                symbol,
+                offset,
+            } => Error::NotInstructionBoundary {
+                spec: spec.clone(),
+                symbol: symbol.clone(),
+                offset: *offset,
+            },
+            Error::UnsupportedInstruction { addr, reason } => Error::UnsupportedInstruction {
+                addr: *addr,
+                reason: reason.clone(),
+            },
+            Error::UnresolvedIfunc { name } => Error::UnresolvedIfunc { name: name.clone() },
+            Error::Ptrace { op, tid, errno } => Error::Ptrace {
+                op,
+                tid: *tid,
+                errno: *errno,
+            },
+            Error::Memory { pid, addr, errno } => Error::Memory {
+                pid: *pid,
+                addr: *addr,
+                errno: *errno,
+            },
+            Error::Syscall { tid, call, errno } => Error::Syscall {
+                tid: *tid,
+                call,
+                errno: *errno,
+            },
+            Error::Seccomp { pid, tid, why } => Error::Seccomp {
+                pid: *pid,
+                tid: *tid,
+                why: why.clone(),
+            },
+            Error::LostReturn { tid, sp } => Error::LostReturn { tid: *tid, sp: *sp },
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: io_again(source),
+            },
+            Error::Output(e) => Error::Output(io_again(e)),
+            Error::NotAProcess { tid, pid } => Error::NotAProcess {
+                tid: *tid,
+                pid: *pid,
+            },
+            Error::LeaderExited { pid } => Error::LeaderExited { pid: *pid },
+            Error::UnmappedAddress { addr } => Error::UnmappedAddress { addr: *addr },
+            Error::NotCaptured { addr } => Error::NotCaptured { addr: *addr },
+            Error::InvalidValue { option, reason } => Error::InvalidValue {
+                option,
+                reason: reason.clone(),
+            },
+            Error::Handler(message) => Error::Handler(message.clone()),
+            Error::Script(message) => Error::Script(message.clone()),
+        }
+    }
+
     /// Wraps an I/O error with what rtrace was doing.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
@@ -419,6 +535,37 @@ impl Error {
             | Error::NotCaptured { .. }
             | Error::Handler(_)
             | Error::Script(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn again_says_the_same() {
+        let errors = [
+            Error::CorruptElf {
+                path: "/lib/x.so".into(),
+                reason: ".debug_line: bad .zdebug header".into(),
+            },
+            Error::io("cannot read /x", io::Error::from_raw_os_error(libc::ENOENT)),
+            Error::Output(io::Error::from(io::ErrorKind::BrokenPipe)),
+            Error::Memory {
+                pid: Pid::from_raw(7),
+                addr: RuntimeAddr(0x1000),
+                errno: Errno::EFAULT,
+            },
+            Error::UnresolvedIfunc {
+                name: "strlen".into(),
+            },
+        ];
+        for e in &errors {
+            let again = e.again();
+            assert_eq!(again.to_string(), e.to_string());
+            assert_eq!(again.hint(), e.hint());
+            assert_eq!(again.is_tracee_gone(), e.is_tracee_gone());
         }
     }
 }

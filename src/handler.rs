@@ -668,7 +668,7 @@ pub(crate) enum Memory<'a> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CapturedStr {
     /// The pointer.
-    pub ptr: u64,
+    pub ptr: RuntimeAddr,
     /// The bytes copied, without the NUL.
     pub bytes: Vec<u8>,
     /// The NUL was among the bytes asked for.
@@ -683,17 +683,15 @@ pub(crate) struct Captured {
     /// C strings.
     pub strings: Vec<CapturedStr>,
     /// Stack bytes from this address, when they could be read.
-    pub stack: Option<(u64, Vec<u8>)>,
+    pub stack: Option<(RuntimeAddr, Vec<u8>)>,
 }
 
 impl Captured {
-    fn not_captured(addr: u64) -> Error {
-        Error::NotCaptured {
-            addr: RuntimeAddr(addr),
-        }
+    fn not_captured(addr: RuntimeAddr) -> Error {
+        Error::NotCaptured { addr }
     }
 
-    fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
+    fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         let best = self
             .strings
             .iter()
@@ -705,7 +703,7 @@ impl Captured {
         if !s.readable {
             return Err(Error::Memory {
                 pid: Pid::from_raw(0),
-                addr: RuntimeAddr(addr),
+                addr,
                 errno: nix::errno::Errno::EFAULT,
             });
         }
@@ -715,10 +713,10 @@ impl Captured {
         Ok((s.bytes[..s.bytes.len().min(max)].to_vec(), false))
     }
 
-    fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_bytes(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
         if let Some((at, bytes)) = &self.stack {
-            let from = addr.wrapping_sub(*at);
-            if addr >= *at && from.saturating_add(len as u64) <= bytes.len() as u64 {
+            let from = addr.distance_from(*at).unwrap_or(u64::MAX);
+            if from.saturating_add(len as u64) <= bytes.len() as u64 {
                 return Ok(bytes[from as usize..from as usize + len].to_vec());
             }
         }
@@ -733,8 +731,8 @@ impl unwind::Memory for Memory<'_> {
         match self {
             Memory::Live(mem) => mem.read_partial(addr, buf),
             Memory::Captured(c) => match &c.stack {
-                Some((at, bytes)) if addr.get() >= *at => {
-                    let from = (addr.get() - at) as usize;
+                Some((at, bytes)) if addr >= *at => {
+                    let from = (addr.get() - at.get()) as usize;
                     let avail = bytes.get(from..).unwrap_or_default();
                     let n = avail.len().min(buf.len());
                     buf[..n].copy_from_slice(&avail[..n]);
@@ -755,16 +753,16 @@ impl<'a> Memory<'a> {
         }
     }
 
-    fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_bytes(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
         match self {
-            Memory::Live(mem) => mem.read_vec(RuntimeAddr(addr), len),
+            Memory::Live(mem) => mem.read_vec(addr, len),
             Memory::Captured(c) => c.read_bytes(addr, len),
         }
     }
 
-    fn read_u64(&self, addr: u64) -> Result<u64> {
+    fn read_u64(&self, addr: RuntimeAddr) -> Result<u64> {
         match self {
-            Memory::Live(mem) => mem.read_u64(RuntimeAddr(addr)),
+            Memory::Live(mem) => mem.read_u64(addr),
             Memory::Captured(c) => {
                 let b = c.read_bytes(addr, 8)?;
                 Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -772,9 +770,9 @@ impl<'a> Memory<'a> {
         }
     }
 
-    fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
+    fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         match self {
-            Memory::Live(mem) => mem.read_cstr(RuntimeAddr(addr), max),
+            Memory::Live(mem) => mem.read_cstr(addr, max),
             Memory::Captured(c) => c.read_cstr(addr, max),
         }
     }
@@ -967,25 +965,37 @@ impl<'a> Hit<'a> {
     pub fn is_fast(&self) -> bool {
         matches!(self.mem, Memory::Captured(_))
     }
-    /// SysV integer argument `n` (0..6) at a function's entry.
+    /// SysV integer argument `n` (0..6) at a function's entry. A pointer
+    /// argument becomes an address with `RuntimeAddr::from`.
     pub fn arg(&self, n: usize) -> Option<u64> {
         self.regs.arg(n)
     }
-    /// Reads `len` bytes of tracee memory.
-    pub fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+    /// The instruction pointer: the probed address in `on_entry` (unless an
+    /// earlier handler moved it), the next instruction in `on_post`.
+    pub fn ip(&self) -> RuntimeAddr {
+        RuntimeAddr(self.regs.ip())
+    }
+    /// The stack pointer. At a function's entry the return address is the
+    /// word there: `hit.read_u64(hit.sp())`.
+    pub fn sp(&self) -> RuntimeAddr {
+        RuntimeAddr(self.regs.sp())
+    }
+    /// Reads `len` bytes of tracee memory at `addr`.
+    pub fn read_bytes(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
         self.mem.read_bytes(addr, len)
     }
-    /// Reads a u64 of tracee memory.
-    pub fn read_u64(&self, addr: u64) -> Result<u64> {
+    /// Reads a u64 of tracee memory at `addr`.
+    pub fn read_u64(&self, addr: RuntimeAddr) -> Result<u64> {
         self.mem.read_u64(addr)
     }
-    /// Reads a C string of at most `max` bytes; the flag is false when it was cut.
-    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
+    /// Reads the C string at `addr`, at most `max` bytes; the flag is false
+    /// when it was cut.
+    pub fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         self.mem.read_cstr(addr, max)
     }
     /// Names an address by function and module.
-    pub fn symbolize(&self, addr: u64) -> Option<Symbolized<'_>> {
-        self.modules.symbolize(RuntimeAddr(addr))
+    pub fn symbolize(&self, addr: RuntimeAddr) -> Option<Symbolized<'_>> {
+        self.modules.symbolize(addr)
     }
     /// The module mapping the probe.
     pub fn module_path(&self) -> &Path {
@@ -1034,7 +1044,7 @@ impl<'a> Hit<'a> {
         let walk = unwind::Walk {
             registers: crate::arch::unwind::dwarf_registers(self.regs),
             at_entry: matches!(self.site.kind, ProbeKind::Function { .. })
-                && self.regs.ip() == self.site.address.get(),
+                && self.ip() == self.site.address,
             max_depth,
             trampoline: self.returns.trampoline.map(|addr| unwind::Trampoline {
                 addr,
@@ -1103,17 +1113,22 @@ impl<'a> Return<'a> {
     pub fn regs(&self) -> &Regs {
         self.regs
     }
-    /// Reads `len` bytes of tracee memory.
-    pub fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+    /// Reads `len` bytes of tracee memory at `addr`.
+    pub fn read_bytes(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
         self.mem.read_bytes(addr, len)
     }
-    /// Reads a C string of at most `max` bytes; the flag is false when it was cut.
-    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<(Vec<u8>, bool)> {
+    /// Reads a u64 of tracee memory at `addr`.
+    pub fn read_u64(&self, addr: RuntimeAddr) -> Result<u64> {
+        self.mem.read_u64(addr)
+    }
+    /// Reads the C string at `addr`, at most `max` bytes; the flag is false
+    /// when it was cut.
+    pub fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         self.mem.read_cstr(addr, max)
     }
     /// Names an address by function and module.
-    pub fn symbolize(&self, addr: u64) -> Option<Symbolized<'_>> {
-        self.modules.symbolize(RuntimeAddr(addr))
+    pub fn symbolize(&self, addr: RuntimeAddr) -> Option<Symbolized<'_>> {
+        self.modules.symbolize(addr)
     }
     /// What this probe's handler kept at entry with [`Hit::set_data`].
     pub fn data<T: Any>(&self) -> Option<&T> {

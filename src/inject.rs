@@ -26,9 +26,9 @@
 //! store.
 //!
 //! `errno` is glibc's TLS variable: its address is the thread pointer
-//! (`fs_base`) plus a fixed offset, which the dynamic linker wrote into libc's
-//! GOT at startup (the R_X86_64_TPOFF64 relocation libc's own `errno` accesses
-//! use). Where that slot is comes from libc's parsed file
+//! (`Regs::thread_pointer`: `fs_base`) plus a fixed offset, which the
+//! dynamic linker wrote into libc's GOT at startup (the R_X86_64_TPOFF64
+//! relocation libc's own `errno` accesses use). Where that slot is comes from libc's parsed file
 //! (`ElfFile::tls_offset_slot`, its relocations read once per file); the
 //! offset is read from the tracee at each injection.
 //!
@@ -287,7 +287,7 @@ impl Injector {
             .live()
             .ok_or_else(|| Error::Handler("--inject: a fast hit has no live thread".into()))?;
         let tpoff = mem.read_u64(libc.to_runtime(slot))?;
-        let addr = hit.regs().raw().fs_base.wrapping_add(tpoff);
+        let addr = hit.regs().thread_pointer().wrapping_add(tpoff);
         mem.write(RuntimeAddr(addr), &errno.to_le_bytes())
     }
 }
@@ -321,7 +321,7 @@ impl Handler for Injector {
             self.set_errno(hit, e)?;
         }
         let sp = regs.sp();
-        let ret_addr = hit.read_u64(sp)?;
+        let ret_addr = hit.read_u64(RuntimeAddr(sp))?;
         regs.set_retval(self.rule.retval as u64);
         regs.set_ip(ret_addr);
         regs.set_sp(sp + WORD);

@@ -67,7 +67,10 @@
 //!   SIGTERM, SIGHUP) ends tracing with a clean detach.
 //!
 //! Addresses are typed: [`RuntimeAddr`] in the traced process, [`LinkAddr`]
-//! in an ELF file ([`symbols::Module`] converts between them).
+//! in an ELF file ([`symbols::Module`] converts between them). [`Hit`] and
+//! [`Return`] read memory at a `RuntimeAddr` ([`Hit::read_cstr`],
+//! [`Hit::read_u64`] at [`Hit::sp`], …); a register or an argument is a
+//! plain `u64`, made an address with `RuntimeAddr::from` (or `.into()`).
 //!
 //! Inside, dependencies point one way: the `rtrace` binary → this library's
 //! API; `output` → `handler`, `symbols`; the engine → `probe`, `symbols`,

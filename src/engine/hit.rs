@@ -251,7 +251,7 @@ impl Tracer {
         let len = u64::from(plan.len);
         match &plan.strategy {
             Strategy::Emulate(e) => {
-                if let Err(err) = arch::emulate(*e, addr.get(), len, &mut regs, &space.mem) {
+                if let Err(err) = arch::emulate(*e, addr, len, &mut regs, &space.mem) {
                     self.unhijack(key, hit.hijacked);
                     if err.is_tracee_gone() {
                         return Ok(());
@@ -268,7 +268,7 @@ impl Tracer {
             }
             Strategy::Xol(xol) => {
                 let slot = slot.expect("an out-of-line site has a slot");
-                let saved_reg = arch::xol_prepare(xol, slot.get(), &mut regs);
+                let saved_reg = arch::xol_prepare(xol, slot, &mut regs);
                 ptrace::setregs(tid, &regs)?;
                 in_progress.done();
                 let task = self.tasks.get_mut(&tid).expect("task of the hit");

@@ -278,7 +278,7 @@ impl Tracer {
         self.rewind_pending_trap(tid)?;
         let mut saved = ptrace::getregs(tid)?;
         let mut regs = saved;
-        regs.setup_syscall(at.get(), nr, args);
+        regs.setup_syscall(at, nr, args);
         ptrace::setregs(tid, &regs)?;
         // A thread stopped inside a system call (at an exec event, or interrupted
         // in a blocking call) reports a first step trap when that call returns,

@@ -86,9 +86,9 @@ impl XolStep {
     pub fn finish(&self, regs: &mut Regs, stack: &dyn Stack) -> crate::Result<XolEnd> {
         arch::xol_finish(
             self.xol(),
-            self.site.get(),
+            self.site,
             u64::from(self.plan.len),
-            self.slot.get(),
+            self.slot,
             self.saved_reg,
             regs,
             stack,
@@ -97,7 +97,7 @@ impl XolStep {
 
     /// Puts a thread that has not executed the slot back at the site.
     pub fn cancel(&self, regs: &mut Regs) {
-        arch::xol_cancel(self.xol(), self.site.get(), self.saved_reg, regs);
+        arch::xol_cancel(self.xol(), self.site, self.saved_reg, regs);
     }
 }
 

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::addr::RuntimeAddr;
 use crate::arch::Regs;
 use crate::error::Result;
 use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Site};
@@ -47,7 +48,7 @@ const MAX_STACK_CAPTURE: usize = 256;
 /// Reads a C string of at most `max` bytes from tracee memory; the flag is true
 /// when the terminating NUL was found. [`Hit::read_cstr`](crate::Hit::read_cstr)
 /// and [`Return::read_cstr`](crate::Return::read_cstr) have this shape.
-pub(crate) type ReadCstr<'a> = &'a dyn Fn(u64, usize) -> Result<(Vec<u8>, bool)>;
+pub(crate) type ReadCstr<'a> = &'a dyn Fn(RuntimeAddr, usize) -> Result<(Vec<u8>, bool)>;
 
 /// Reads `len` bytes of the entry stack at `sp + 8 + offset` (the first stack
 /// argument is at offset 0); None when it cannot be read.
@@ -432,10 +433,10 @@ impl Renderer {
         let read = |addr, max| hit.read_cstr(addr, max);
         match known {
             Known::Dwarf(sig) => {
-                let sp = hit.regs().sp();
+                let sp = hit.sp().get();
                 let stack = |offset: u64, len: usize| {
                     let at = sp.checked_add(8)?.checked_add(offset)?;
-                    hit.read_bytes(at, len).ok()
+                    hit.read_bytes(RuntimeAddr(at), len).ok()
                 };
                 dwarf_args(sig, hit.regs(), &stack, &read, self.string_limit)
             }
@@ -916,7 +917,7 @@ fn cstr_arg(ptr: u64, read: ReadCstr<'_>, limit: usize) -> String {
     }
     // One byte more than shown, so that a string of exactly `limit` bytes is not
     // taken for a longer one.
-    match read(ptr, limit.saturating_add(1)) {
+    match read(RuntimeAddr(ptr), limit.saturating_add(1)) {
         Ok((mut bytes, complete)) => {
             let cut = !complete || bytes.len() > limit;
             bytes.truncate(limit);
@@ -1027,15 +1028,15 @@ mod tests {
     use crate::error::Error;
     use nix::errno::Errno;
 
-    fn no_memory(addr: u64, _max: usize) -> Result<(Vec<u8>, bool)> {
+    fn no_memory(addr: RuntimeAddr, _max: usize) -> Result<(Vec<u8>, bool)> {
         Err(Error::Memory {
             pid: nix::unistd::getpid(),
-            addr: RuntimeAddr(addr),
+            addr,
             errno: Errno::EFAULT,
         })
     }
 
-    fn fixed(s: &'static [u8]) -> impl Fn(u64, usize) -> Result<(Vec<u8>, bool)> {
+    fn fixed(s: &'static [u8]) -> impl Fn(RuntimeAddr, usize) -> Result<(Vec<u8>, bool)> {
         move |_, max| {
             let n = s.len().min(max);
             Ok((s[..n].to_vec(), s.len() <= max))
@@ -1145,7 +1146,7 @@ mod tests {
             ["0xdead0000"]
         );
         let long = [b'x'; 300];
-        let read = move |_: u64, max: usize| -> Result<(Vec<u8>, bool)> {
+        let read = move |_: RuntimeAddr, max: usize| -> Result<(Vec<u8>, bool)> {
             Ok((long[..max.min(300)].to_vec(), max > 300))
         };
         let args = render_args("puts", [0x1000, 0, 0, 0, 0, 0], &read);

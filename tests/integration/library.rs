@@ -204,7 +204,7 @@ struct SkipCall {
 impl Handler for SkipCall {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
         let sp = hit.regs().sp();
-        let ret = hit.read_u64(sp)?;
+        let ret = hit.read_u64(sp.into())?;
         self.stack.borrow_mut().push(ret);
         let regs = hit.regs_mut();
         regs.set_retval(self.value);

@@ -461,14 +461,14 @@ fn names(hit: &Hit<'_>) -> Vec<String> {
 impl Handler for AtB {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
         self.1 = hit.regs().sp();
-        self.2 = hit.read_u64(self.1)?;
+        self.2 = hit.read_u64(RuntimeAddr(self.1))?;
         // This call's own slot still holds its real return address.
         assert_eq!(hit.original_return(RuntimeAddr(self.1)), None);
         self.0.borrow_mut().entry_stacks.push(names(hit));
         Ok(())
     }
     fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
-        let word = hit.read_u64(self.1)?;
+        let word = hit.read_u64(RuntimeAddr(self.1))?;
         let original = hit.original_return(RuntimeAddr(self.1));
         let mut seen = self.0.borrow_mut();
         seen.slots.push((word, hit.trampoline(), original, self.2));

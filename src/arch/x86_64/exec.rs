@@ -7,6 +7,7 @@
 use super::insn::{Cond, CounterBranch, Emulation, Fixup, Gpr, Xol};
 use super::regs::Regs;
 use super::WORD;
+use crate::addr::RuntimeAddr;
 use crate::error::Result;
 
 /// The tracee memory emulation and fix-ups touch: stack words.
@@ -19,10 +20,10 @@ pub trait Stack {
 
 impl Stack for crate::sys::mem::ProcMem {
     fn read_word(&self, addr: u64) -> Result<u64> {
-        self.read_u64(crate::addr::RuntimeAddr(addr))
+        self.read_u64(RuntimeAddr(addr))
     }
     fn write_word(&self, addr: u64, value: u64) -> Result<()> {
-        self.write_u64(crate::addr::RuntimeAddr(addr), value)
+        self.write_u64(RuntimeAddr(addr), value)
     }
 }
 
@@ -103,12 +104,12 @@ pub fn holds(cond: Cond, eflags: u64) -> bool {
 /// instruction pointer is `site`) and `stack`.
 pub fn emulate(
     e: Emulation,
-    site: u64,
+    site: RuntimeAddr,
     len: u64,
     regs: &mut Regs,
     stack: &dyn Stack,
 ) -> Result<()> {
-    let next = site + len;
+    let next = site.get() + len;
     let mut ip = next;
     match e {
         Emulation::Nop => {}
@@ -144,10 +145,10 @@ pub fn emulate(
             regs.set_gpr(reg, 0);
             set_arith_flags(regs, logic_flags(0));
         }
-        Emulation::Jmp(target) => ip = target,
+        Emulation::Jmp(target) => ip = target.get(),
         Emulation::Jcc(cond, target) => {
             if holds(cond, regs.raw().eflags) {
-                ip = target;
+                ip = target.get();
             }
         }
         Emulation::Counter(kind, target) => {
@@ -170,14 +171,14 @@ pub fn emulate(
                 }
             };
             if taken {
-                ip = target;
+                ip = target.get();
             }
         }
         Emulation::Call(target) => {
             let sp = regs.sp() - WORD;
             stack.write_word(sp, next)?;
             regs.set_sp(sp);
-            ip = target;
+            ip = target.get();
         }
         Emulation::Ret(pop) => {
             let sp = regs.sp();
@@ -191,12 +192,12 @@ pub fn emulate(
 
 /// Sets `regs` up to step `xol` in the slot at `slot`. Returns the value of the
 /// scratch register, to give back in [`xol_finish`].
-pub fn xol_prepare(xol: &Xol, slot: u64, regs: &mut Regs) -> u64 {
-    regs.set_ip(slot);
+pub fn xol_prepare(xol: &Xol, slot: RuntimeAddr, regs: &mut Regs) -> u64 {
+    regs.set_ip(slot.get());
     match xol.riprel {
         Some(rr) => {
             let saved = regs.gpr(rr.reg);
-            regs.set_gpr(rr.reg, rr.target);
+            regs.set_gpr(rr.reg, rr.target.get());
             saved
         }
         None => 0,
@@ -218,13 +219,14 @@ pub enum XolEnd {
 /// back to the original code.
 pub fn xol_finish(
     xol: &Xol,
-    site: u64,
+    site: RuntimeAddr,
     len: u64,
-    slot: u64,
+    slot: RuntimeAddr,
     saved: u64,
     regs: &mut Regs,
     stack: &dyn Stack,
 ) -> Result<XolEnd> {
+    let (site, slot) = (site.get(), slot.get());
     let slot_end = slot + xol.code.len() as u64;
     if regs.ip() == slot && xol.fixup == Fixup::Ip {
         return Ok(XolEnd::Again);
@@ -253,9 +255,9 @@ pub fn xol_finish(
 
 /// Undoes [`xol_prepare`] for a thread that has not executed the slot's
 /// instruction yet: back at `site`, scratch register restored.
-pub fn xol_cancel(xol: &Xol, site: u64, saved: u64, regs: &mut Regs) {
+pub fn xol_cancel(xol: &Xol, site: RuntimeAddr, saved: u64, regs: &mut Regs) {
     if let Some(rr) = xol.riprel {
         regs.set_gpr(rr.reg, saved);
     }
-    regs.set_ip(site);
+    regs.set_ip(site.get());
 }

@@ -186,14 +186,14 @@ pub enum Emulation {
     },
     /// `xor r32, r32` of a register with itself: zero, and the flags of zero.
     Zero(Gpr),
-    /// `jmp rel`.
-    Jmp(u64),
+    /// `jmp rel`, to the address given.
+    Jmp(RuntimeAddr),
     /// `jcc rel`.
-    Jcc(Cond, u64),
+    Jcc(Cond, RuntimeAddr),
     /// `jrcxz`, `jecxz`, `loop`, `loope`, `loopne`.
-    Counter(CounterBranch, u64),
+    Counter(CounterBranch, RuntimeAddr),
     /// `call rel32`.
-    Call(u64),
+    Call(RuntimeAddr),
     /// `ret` / `ret imm16`.
     Ret(u16),
 }
@@ -219,7 +219,7 @@ pub struct RipRel {
     /// value back after.
     pub reg: Gpr,
     /// The absolute address the original operand referred to.
-    pub target: u64,
+    pub target: RuntimeAddr,
 }
 
 /// How an instruction runs out of line.
@@ -345,7 +345,7 @@ fn emulation(insn: &Instruction) -> Option<Emulation> {
     ) {
         return Some(Emulation::Nop);
     }
-    let target = insn.near_branch_target();
+    let target = RuntimeAddr(insn.near_branch_target());
     Some(match insn.code() {
         Code::Push_r64 => Emulation::Push(Gpr::of(insn.op0_register())?),
         Code::Pushfq => Emulation::Pushf,
@@ -441,7 +441,7 @@ fn xol(insn: &Instruction, bytes: &[u8]) -> Option<Xol> {
             fixup,
         });
     }
-    let target = insn.ip_rel_memory_address();
+    let target = RuntimeAddr(insn.ip_rel_memory_address());
     let mut info = InstructionInfoFactory::new();
     let used = info.info(insn).used_registers();
     let busy = |g: u8| {

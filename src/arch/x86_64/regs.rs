@@ -1,5 +1,7 @@
 //! Registers and the SysV calling convention.
 
+use crate::addr::RuntimeAddr;
+
 /// A thread's general-purpose registers, as `PTRACE_GETREGS` returns them.
 #[derive(Clone, Copy)]
 pub struct Regs(pub(crate) libc::user_regs_struct);
@@ -155,9 +157,9 @@ impl Regs {
     /// Prepares the registers for an injected system call `nr(args…)` whose
     /// `syscall` instruction is at `ip`. `orig_rax` is set to -1 so that the
     /// kernel's syscall-restart logic leaves the injected call alone.
-    pub fn setup_syscall(&mut self, ip: u64, nr: i64, args: &[u64]) {
+    pub fn setup_syscall(&mut self, ip: RuntimeAddr, nr: i64, args: &[u64]) {
         let r = &mut self.0;
-        r.rip = ip;
+        r.rip = ip.get();
         r.rax = nr as u64;
         r.orig_rax = u64::MAX;
         let slots = [

@@ -121,30 +121,30 @@ fn relative_branches_are_emulated_with_absolute_targets() {
     // call rel32 +0x100: target = SITE + 5 + 0x100
     assert_eq!(
         emulation_of(&[0xe8, 0x00, 0x01, 0x00, 0x00]),
-        Emulation::Call(SITE + 0x105)
+        Emulation::Call(RuntimeAddr(SITE + 0x105))
     );
     assert_eq!(
         emulation_of(&[0xeb, 0xfe]),
-        Emulation::Jmp(SITE),
+        Emulation::Jmp(RuntimeAddr(SITE)),
         "jmp to itself"
     );
     assert_eq!(
         emulation_of(&[0xe9, 0xfb, 0xff, 0xff, 0xff]),
-        Emulation::Jmp(SITE)
+        Emulation::Jmp(RuntimeAddr(SITE))
     );
     assert_eq!(
         emulation_of(&[0x74, 0x10]),
-        Emulation::Jcc(Cond::E, SITE + 0x12)
+        Emulation::Jcc(Cond::E, RuntimeAddr(SITE + 0x12))
     );
     assert_eq!(
         emulation_of(&[0x0f, 0x8f, 0x00, 0x10, 0x00, 0x00]),
-        Emulation::Jcc(Cond::G, SITE + 0x1006)
+        Emulation::Jcc(Cond::G, RuntimeAddr(SITE + 0x1006))
     );
     assert_eq!(emulation_of(&[0xc3]), Emulation::Ret(0));
     assert_eq!(emulation_of(&[0xc2, 0x08, 0x00]), Emulation::Ret(8));
     assert_eq!(
         emulation_of(&[0xe2, 0x02]),
-        Emulation::Counter(CounterBranch::Loop, SITE + 4)
+        Emulation::Counter(CounterBranch::Loop, RuntimeAddr(SITE + 4))
     );
 }
 
@@ -154,12 +154,12 @@ fn emulated_prologue_matches_the_cpu() {
     let mut r = regs();
     r.set_gpr(RBP, 0x1111);
     let sp0 = r.sp();
-    emulate(emulation_of(&[0x55]), SITE, 1, &mut r, &stack).unwrap();
+    emulate(emulation_of(&[0x55]), RuntimeAddr(SITE), 1, &mut r, &stack).unwrap();
     assert_eq!((r.ip(), r.sp()), (SITE + 1, sp0 - 8));
     assert_eq!(stack.read_word(sp0 - 8).unwrap(), 0x1111);
     emulate(
         emulation_of(&[0x48, 0x89, 0xe5]),
-        SITE + 1,
+        RuntimeAddr(SITE + 1),
         3,
         &mut r,
         &stack,
@@ -169,7 +169,7 @@ fn emulated_prologue_matches_the_cpu() {
     assert_eq!(r.ip(), SITE + 4);
     emulate(
         emulation_of(&[0x48, 0x83, 0xec, 0x10]),
-        SITE + 4,
+        RuntimeAddr(SITE + 4),
         4,
         &mut r,
         &stack,
@@ -195,7 +195,7 @@ fn emulated_sub_sets_carry_zero_sign_and_overflow() {
             imm,
             sub: true,
         };
-        emulate(e, SITE, 4, &mut r, &stack).unwrap();
+        emulate(e, RuntimeAddr(SITE), 4, &mut r, &stack).unwrap();
         (r.gpr(RAX), r.raw().eflags & 0x8d5)
     };
     assert_eq!(sub(5, 5), (0, 0x40 | 0x4), "zero, even parity");
@@ -216,7 +216,7 @@ fn emulated_sub_sets_carry_zero_sign_and_overflow() {
         imm: 1,
         sub: false,
     };
-    emulate(e, SITE, 4, &mut r, &stack).unwrap();
+    emulate(e, RuntimeAddr(SITE), 4, &mut r, &stack).unwrap();
     assert_eq!(
         (r.gpr(RAX), r.raw().eflags & 0x8d5),
         (0, 0x1 | 0x40 | 0x4 | 0x10)
@@ -228,25 +228,46 @@ fn emulated_branches() {
     let stack = Words::default();
     let mut r = regs();
     let sp0 = r.sp();
-    emulate(Emulation::Call(0x4000), SITE, 5, &mut r, &stack).unwrap();
+    emulate(
+        Emulation::Call(RuntimeAddr(0x4000)),
+        RuntimeAddr(SITE),
+        5,
+        &mut r,
+        &stack,
+    )
+    .unwrap();
     assert_eq!((r.ip(), r.sp()), (0x4000, sp0 - 8));
     assert_eq!(stack.read_word(sp0 - 8).unwrap(), SITE + 5);
-    emulate(Emulation::Ret(16), 0x4000, 3, &mut r, &stack).unwrap();
+    emulate(Emulation::Ret(16), RuntimeAddr(0x4000), 3, &mut r, &stack).unwrap();
     assert_eq!((r.ip(), r.sp()), (SITE + 5, sp0 + 16));
 
     let mut r = regs();
     r.raw_mut().eflags |= 0x40; // ZF
-    emulate(Emulation::Jcc(Cond::E, 0x9000), SITE, 2, &mut r, &stack).unwrap();
+    emulate(
+        Emulation::Jcc(Cond::E, RuntimeAddr(0x9000)),
+        RuntimeAddr(SITE),
+        2,
+        &mut r,
+        &stack,
+    )
+    .unwrap();
     assert_eq!(r.ip(), 0x9000, "je taken");
-    emulate(Emulation::Jcc(Cond::Ne, 0x9000), SITE, 2, &mut r, &stack).unwrap();
+    emulate(
+        Emulation::Jcc(Cond::Ne, RuntimeAddr(0x9000)),
+        RuntimeAddr(SITE),
+        2,
+        &mut r,
+        &stack,
+    )
+    .unwrap();
     assert_eq!(r.ip(), SITE + 2, "jne not taken");
 
     let mut r = regs();
     r.set_gpr(RCX, 2);
-    let lp = Emulation::Counter(CounterBranch::Loop, 0x9000);
-    emulate(lp, SITE, 2, &mut r, &stack).unwrap();
+    let lp = Emulation::Counter(CounterBranch::Loop, RuntimeAddr(0x9000));
+    emulate(lp, RuntimeAddr(SITE), 2, &mut r, &stack).unwrap();
     assert_eq!((r.ip(), r.gpr(RCX)), (0x9000, 1));
-    emulate(lp, SITE, 2, &mut r, &stack).unwrap();
+    emulate(lp, RuntimeAddr(SITE), 2, &mut r, &stack).unwrap();
     assert_eq!((r.ip(), r.gpr(RCX)), (SITE + 2, 0));
 }
 
@@ -265,7 +286,7 @@ fn rip_relative_load_is_rewritten_to_a_scratch_register() {
     // mov eax, [rip+0x2000]  (8b 05 00 20 00 00): the target is SITE+6+0x2000.
     let x = xol_of(&[0x8b, 0x05, 0x00, 0x20, 0x00, 0x00]);
     let rr = x.riprel.expect("rip-relative");
-    assert_eq!(rr.target, SITE + 6 + 0x2000);
+    assert_eq!(rr.target, RuntimeAddr(SITE + 6 + 0x2000));
     assert_ne!(rr.reg, RAX, "eax is the destination");
     assert_eq!(rr.reg, RCX);
     // mov eax, [rcx]
@@ -274,13 +295,22 @@ fn rip_relative_load_is_rewritten_to_a_scratch_register() {
 
     let mut r = regs();
     r.set_gpr(RCX, 0xc0ffee);
-    let saved = xol_prepare(&x, SLOT, &mut r);
+    let saved = xol_prepare(&x, RuntimeAddr(SLOT), &mut r);
     assert_eq!((r.ip(), r.gpr(RCX), saved), (SLOT, SITE + 0x2006, 0xc0ffee));
     // The CPU runs the slot: ip moves past it.
     r.set_ip(SLOT + 2);
     let stack = Words::default();
     assert_eq!(
-        xol_finish(&x, SITE, 6, SLOT, saved, &mut r, &stack).unwrap(),
+        xol_finish(
+            &x,
+            RuntimeAddr(SITE),
+            6,
+            RuntimeAddr(SLOT),
+            saved,
+            &mut r,
+            &stack
+        )
+        .unwrap(),
         XolEnd::Done
     );
     assert_eq!((r.ip(), r.gpr(RCX)), (SITE + 6, 0xc0ffee));
@@ -294,7 +324,7 @@ fn rip_relative_store_and_lea_avoid_every_register_they_use() {
     assert_eq!(x.code, vec![0x48, 0x89, 0x08], "mov [rax], rcx");
     // lea rax, [rip-0x10] (48 8d 05 f0 ff ff ff)
     let x = xol_of(&[0x48, 0x8d, 0x05, 0xf0, 0xff, 0xff, 0xff]);
-    assert_eq!(x.riprel.unwrap().target, SITE + 7 - 0x10);
+    assert_eq!(x.riprel.unwrap().target, RuntimeAddr(SITE + 7 - 0x10));
     assert_eq!(x.riprel.unwrap().reg, RCX);
     // cmpxchg [rip+0], ecx uses rax and rcx implicitly/explicitly.
     let x = xol_of(&[0x0f, 0xb1, 0x0d, 0x00, 0x00, 0x00, 0x00]);
@@ -309,13 +339,22 @@ fn indirect_call_through_memory_fixes_the_pushed_return_address() {
     assert_eq!(x.code, vec![0xff, 0x10]);
     let stack = Words::default();
     let mut r = regs();
-    let saved = xol_prepare(&x, SLOT, &mut r);
+    let saved = xol_prepare(&x, RuntimeAddr(SLOT), &mut r);
     // The CPU called the target from the slot: return address slot+2.
     let sp = r.sp() - 8;
     stack.write_word(sp, SLOT + 2).unwrap();
     r.set_sp(sp);
     r.set_ip(0x4000);
-    xol_finish(&x, SITE, 6, SLOT, saved, &mut r, &stack).unwrap();
+    xol_finish(
+        &x,
+        RuntimeAddr(SITE),
+        6,
+        RuntimeAddr(SLOT),
+        saved,
+        &mut r,
+        &stack,
+    )
+    .unwrap();
     assert_eq!(r.ip(), 0x4000, "the target stays");
     assert_eq!(
         stack.read_word(sp).unwrap(),
@@ -347,14 +386,32 @@ fn rep_instruction_between_iterations_steps_again() {
     let x = xol_of(&[0xf3, 0xa4]); // rep movsb
     let stack = Words::default();
     let mut r = regs();
-    let saved = xol_prepare(&x, SLOT, &mut r);
+    let saved = xol_prepare(&x, RuntimeAddr(SLOT), &mut r);
     assert_eq!(
-        xol_finish(&x, SITE, 2, SLOT, saved, &mut r, &stack).unwrap(),
+        xol_finish(
+            &x,
+            RuntimeAddr(SITE),
+            2,
+            RuntimeAddr(SLOT),
+            saved,
+            &mut r,
+            &stack
+        )
+        .unwrap(),
         XolEnd::Again
     );
     r.set_ip(SLOT + 2);
     assert_eq!(
-        xol_finish(&x, SITE, 2, SLOT, saved, &mut r, &stack).unwrap(),
+        xol_finish(
+            &x,
+            RuntimeAddr(SITE),
+            2,
+            RuntimeAddr(SLOT),
+            saved,
+            &mut r,
+            &stack
+        )
+        .unwrap(),
         XolEnd::Done
     );
     assert_eq!(r.ip(), SITE + 2);
@@ -365,8 +422,8 @@ fn cancel_puts_the_thread_back_at_the_site() {
     let x = xol_of(&[0x8b, 0x05, 0x00, 0x20, 0x00, 0x00]);
     let mut r = regs();
     r.set_gpr(RCX, 7);
-    let saved = xol_prepare(&x, SLOT, &mut r);
-    xol_cancel(&x, SITE, saved, &mut r);
+    let saved = xol_prepare(&x, RuntimeAddr(SLOT), &mut r);
+    xol_cancel(&x, RuntimeAddr(SITE), saved, &mut r);
     assert_eq!((r.ip(), r.gpr(RCX)), (SITE, 7));
 }
 
@@ -488,7 +545,7 @@ fn pushf_is_emulated_in_every_mode_and_pushes_no_trap_flag() {
     let sp = r.sp();
     // As if a step were in progress: TF and RF set, with ZF and CF.
     r.raw_mut().eflags = 0x202 | 0x100 | 0x10000 | 0x41;
-    emulate(Emulation::Pushf, SITE, 1, &mut r, &stack).unwrap();
+    emulate(Emulation::Pushf, RuntimeAddr(SITE), 1, &mut r, &stack).unwrap();
     assert_eq!(r.sp(), sp - 8);
     assert_eq!(r.ip(), SITE + 1);
     assert_eq!(stack.0.borrow()[&(sp - 8)], 0x202 | 0x41);

@@ -338,13 +338,13 @@ pub(super) fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::
         let bytes = rec.get(at + 8..at + 8 + len).unwrap_or_default().to_vec();
         match f.kind {
             CaptureKind::CStr { reg, .. } => c.strings.push(CapturedStr {
-                ptr: regs.gpr(reg),
+                ptr: RuntimeAddr(regs.gpr(reg)),
                 bytes,
                 terminated: status & detour::CAPTURE_TERMINATED != 0,
                 readable,
             }),
             CaptureKind::Stack { .. } if readable => {
-                c.stack = Some((regs.sp().wrapping_add(8), bytes));
+                c.stack = Some((RuntimeAddr(regs.sp()).offset(8), bytes));
             }
             CaptureKind::Stack { .. } => {}
         }

@@ -225,26 +225,22 @@ fn dwarf_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// The file's DWARF sections (only slices of the file: cheap to make).
 fn load(elf: &ElfFile) -> Result<gimli::Dwarf<R<'_>>> {
     gimli::Dwarf::load(|id: gimli::SectionId| -> Result<R<'_>> {
-        let section = elf
-            .debug_section(id.name())
-            .map_err(|e| dwarf_err(elf.path(), e))?;
-        Ok(EndianSlice::new(section, LittleEndian))
+        Ok(EndianSlice::new(
+            elf.debug_section(id.name())?,
+            LittleEndian,
+        ))
     })
 }
 
 /// Which unit covers which addresses: from `.debug_aranges` when present (no unit
 /// is parsed), else from each unit's root DIE.
 fn unit_index(elf: &ElfFile) -> Result<UnitIndex> {
-    let info = elf
-        .debug_section(".debug_info")
-        .map_err(|e| dwarf_err(elf.path(), e))?;
+    let info = elf.debug_section(".debug_info")?;
     if info.is_empty() {
         return Err(dwarf_err(elf.path(), "no .debug_info"));
     }
     let mut index = UnitIndex::new();
-    let aranges = elf
-        .debug_section(".debug_aranges")
-        .map_err(|e| dwarf_err(elf.path(), e))?;
+    let aranges = elf.debug_section(".debug_aranges")?;
     if !aranges.is_empty() {
         let aranges = gimli::DebugAranges::new(aranges, LittleEndian);
         let mut headers = aranges.headers();

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
+use super::read::Corrupt;
 use crate::addr::LinkAddr;
 use crate::error::{Error, Result};
 
@@ -154,17 +155,19 @@ impl LineTable {
     /// Parses every line program reachable from `.debug_info`'s units;
     /// `section` gives a DWARF section's contents by name, and only
     /// sequences that start in code (`is_code`) index the table.
+    /// What does not parse is reported through `corrupt`.
     pub(super) fn parse<'a>(
-        section: impl Fn(&str) -> std::result::Result<&'a [u8], String>,
+        section: impl Fn(&str) -> Result<&'a [u8]>,
         is_code: impl Fn(LinkAddr) -> bool,
-    ) -> std::result::Result<LineTable, String> {
+        corrupt: Corrupt<'_>,
+    ) -> Result<LineTable> {
         use gimli::{EndianSlice, LittleEndian};
 
-        let load = |id: gimli::SectionId| -> std::result::Result<_, String> {
+        let load = |id: gimli::SectionId| -> Result<_> {
             Ok(EndianSlice::new(section(id.name())?, LittleEndian))
         };
         let dwarf = gimli::Dwarf::load(load)?;
-        let dwarf_err = |e: gimli::Error| format!("DWARF: {e}");
+        let dwarf_err = |e: gimli::Error| corrupt(format!("DWARF: {e}"));
 
         let mut table = LineTable::default();
         let mut interned: HashMap<PathBuf, u32> = HashMap::new();
@@ -202,11 +205,11 @@ impl LineTable {
                     Some(&id) => id,
                     None => {
                         let path = match row.file(header) {
-                            Some(entry) => file_path(&dwarf, &unit, header, entry)?,
+                            Some(entry) => file_path(&dwarf, &unit, header, entry, corrupt)?,
                             None => PathBuf::new(),
                         };
                         let next = u32::try_from(table.files.len())
-                            .map_err(|_| "too many source files".to_string())?;
+                            .map_err(|_| corrupt("too many source files".into()))?;
                         let id = *interned.entry(path.clone()).or_insert(next);
                         if id == next {
                             table.files.push(path);
@@ -253,22 +256,17 @@ fn file_path<R: gimli::Reader>(
     unit: &gimli::Unit<R>,
     header: &gimli::LineProgramHeader<R>,
     entry: &gimli::FileEntry<R>,
-) -> std::result::Result<PathBuf, String> {
-    let string = |attr| -> std::result::Result<String, String> {
-        let r = dwarf
-            .attr_string(unit, attr)
-            .map_err(|e| format!("DWARF: {e}"))?;
-        let s = r.to_string_lossy().map_err(|e| format!("DWARF: {e}"))?;
+    corrupt: Corrupt<'_>,
+) -> Result<PathBuf> {
+    let dwarf_err = |e: gimli::Error| corrupt(format!("DWARF: {e}"));
+    let string = |attr| -> Result<String> {
+        let r = dwarf.attr_string(unit, attr).map_err(dwarf_err)?;
+        let s = r.to_string_lossy().map_err(dwarf_err)?;
         Ok(s.into_owned())
     };
     let mut path = PathBuf::new();
     if let Some(comp_dir) = &unit.comp_dir {
-        path.push(
-            comp_dir
-                .to_string_lossy()
-                .map_err(|e| format!("DWARF: {e}"))?
-                .as_ref(),
-        );
+        path.push(comp_dir.to_string_lossy().map_err(dwarf_err)?.as_ref());
     }
     // Directory 0 is the compilation directory itself (DWARF 5 lists it
     // again as entry 0; gimli hands back DW_AT_comp_dir for it in DWARF 4):

@@ -50,8 +50,8 @@ use crate::addr::{FileOffset, LinkAddr};
 use crate::error::{Error, Result};
 use lines::LineTable;
 use read::{
-    find_section_data, has_dwarf, parse_symbols, section_bytes, DebugFile, Parsed, Section,
-    ELF_MAGIC,
+    corrupt_elf, find_section_data, has_dwarf, parse_symbols, section_bytes, Corrupt, DebugFile,
+    Parsed, Section, ELF_MAGIC,
 };
 use symtab::SymbolIndex;
 pub use types::{
@@ -91,7 +91,7 @@ pub struct ElfFile {
     debug_symbols: OnceLock<Option<SymbolIndex>>,
     /// The DWARF line table, parsed on first use; `Err` holds the reason it could
     /// not be parsed, cached like a success so a corrupt file is not re-parsed.
-    lines: OnceLock<std::result::Result<LineTable, String>>,
+    lines: OnceLock<Result<LineTable>>,
     /// The `NT_GNU_BUILD_ID` note's descriptor.
     build_id: Option<Vec<u8>>,
     /// The `.gnu_debuglink` section.
@@ -167,11 +167,7 @@ impl ElfFile {
         if bytes.get(..4) != Some(&ELF_MAGIC[..]) {
             return Err(Error::NotElf { path: path.into() });
         }
-        let corrupt = |reason: String| Error::CorruptElf {
-            path: path.into(),
-            reason,
-        };
-        let parsed = Parsed::new(&bytes).map_err(corrupt)?;
+        let parsed = Parsed::new(path, &bytes)?;
         let Parsed {
             is_dyn,
             entry,
@@ -186,11 +182,13 @@ impl ElfFile {
         let build_id = sections
             .iter()
             .filter(|s| s.kind == section_header::SHT_NOTE)
-            .find_map(|s| debugfile::parse_build_id(section_bytes(&bytes, s).ok()?));
+            .find_map(|s| {
+                debugfile::parse_build_id(section_bytes(&bytes, s, &corrupt_elf(path)).ok()?)
+            });
         let debuglink = sections
             .iter()
             .find(|s| s.name == ".gnu_debuglink")
-            .and_then(|s| DebugLink::parse(section_bytes(&bytes, s).ok()?));
+            .and_then(|s| DebugLink::parse(section_bytes(&bytes, s, &corrupt_elf(path)).ok()?));
         Ok(ElfFile {
             path: path.into(),
             bytes,
@@ -224,7 +222,9 @@ impl ElfFile {
 
     /// The `.eh_frame` section with the bases its pointers are relative to.
     fn eh_frame_section(&self) -> Option<CfiSection<'_>> {
-        let data = self.section_data(".eh_frame").ok()?;
+        let data = self
+            .section_data(".eh_frame", &corrupt_elf(&self.path))
+            .ok()?;
         let addr_of = |name: &str| {
             self.sections
                 .iter()
@@ -260,7 +260,9 @@ impl ElfFile {
     pub fn frame_rule(&self, addr: LinkAddr) -> Option<Arc<FrameRule>> {
         let eh = || self.eh_frame_section();
         let debug = || {
-            let data = self.section_data(".debug_frame").ok()?;
+            let data = self
+                .section_data(".debug_frame", &corrupt_elf(&self.path))
+                .ok()?;
             (!data.is_empty()).then_some(CfiSection {
                 kind: SectionKind::DebugFrame,
                 data,
@@ -351,7 +353,10 @@ impl ElfFile {
                         .iter()
                         .filter(|s| s.kind == section_header::SHT_NOTE)
                         .find_map(|s| {
-                            debugfile::parse_build_id(section_bytes(&debug.bytes, s).ok()?)
+                            let corrupt = corrupt_elf(&debug.path);
+                            debugfile::parse_build_id(
+                                section_bytes(&debug.bytes, s, &corrupt).ok()?,
+                            )
                         });
                     (c.accepts(&debug.bytes, id.as_deref()) && has_dwarf(&debug.sections))
                         .then_some(debug)
@@ -510,7 +515,7 @@ impl ElfFile {
         self.debug_symbols
             .get_or_init(|| {
                 let debug = self.debug_file()?;
-                let (raw, _) = parse_symbols(&debug.bytes, &debug.sections).ok()?;
+                let (raw, _) = parse_symbols(&debug.path, &debug.bytes, &debug.sections).ok()?;
                 (!raw.is_empty()).then(|| SymbolIndex::new(raw))
             })
             .as_ref()
@@ -521,7 +526,7 @@ impl ElfFile {
     /// the first call and kept; entries that do not parse are skipped.
     pub fn relocations(&self) -> &[Relocation] {
         self.relocations
-            .get_or_init(|| read::relocations(&self.bytes, &self.sections))
+            .get_or_init(|| read::relocations(&self.path, &self.bytes, &self.sections))
     }
 
     /// The GOT slot that the dynamic linker fills with the offset of the
@@ -627,17 +632,10 @@ impl ElfFile {
     ///
     /// The first call parses every line program of the file and caches the table.
     pub fn line_addresses(&self, file: &str, line: u32) -> Result<Vec<LinkAddr>> {
-        let table = match self.lines.get_or_init(|| {
-            self.parse_lines()
-                .map_err(|reason| self.in_debug_file(reason))
-        }) {
+        let table = match self.lines.get_or_init(|| self.parse_lines()) {
             Ok(table) => table,
-            Err(reason) => {
-                return Err(Error::CorruptElf {
-                    path: self.path.clone(),
-                    reason: reason.clone(),
-                })
-            }
+            // Reported at every use, parsed once.
+            Err(e) => return Err(e.again()),
         };
         table.addresses(
             file,
@@ -671,31 +669,48 @@ impl ElfFile {
             .line_at(addr)
     }
 
-    /// Parses every line program of the file (or of its separate debug file).
-    fn parse_lines(&self) -> std::result::Result<LineTable, String> {
-        LineTable::parse(|name| self.section_data(name), |a| self.is_code(a))
+    /// Parses every line program of the file (or of its separate debug
+    /// file): [`Error::CorruptElf`] of this file when one does not parse,
+    /// naming the debug file the DWARF came from.
+    fn parse_lines(&self) -> Result<LineTable> {
+        let corrupt = |reason| Error::CorruptElf {
+            path: self.path.clone(),
+            reason: self.in_debug_file(reason),
+        };
+        LineTable::parse(
+            |name| self.section_data(name, &corrupt),
+            |a| self.is_code(a),
+            &corrupt,
+        )
     }
 
     /// The contents of the DWARF section called `name` (`.debug_info`, …): empty
-    /// when it is absent, an error when it cannot be used (see `section_data`).
-    pub(crate) fn debug_section(&self, name: &str) -> std::result::Result<&[u8], String> {
-        self.section_data(name)
+    /// when it is absent, [`Error::Dwarf`] of this file when it cannot be
+    /// used (see `section_data`).
+    pub(crate) fn debug_section(&self, name: &str) -> Result<&[u8]> {
+        self.section_data(name, &|reason| Error::Dwarf {
+            path: self.path.clone(),
+            reason,
+        })
     }
 
     /// The contents of the section called `name`: empty when it is absent or has no
     /// file bytes, an error when it cannot be inflated or lies outside the file.
     ///
     /// A DWARF section (`.debug_*`) of a file without DWARF of its own comes from
-    /// its separate debug file, when there is one.
-    fn section_data(&self, name: &str) -> std::result::Result<&[u8], String> {
+    /// its separate debug file, when there is one (whose path then begins the
+    /// reason given to `corrupt`).
+    fn section_data(&self, name: &str, corrupt: Corrupt<'_>) -> Result<&[u8]> {
         if name.starts_with(".debug_") && !has_dwarf(&self.sections) {
             return match self.debug_file() {
-                Some(debug) => find_section_data(&debug.bytes, &debug.sections, name)
-                    .map_err(|e| format!("{}: {e}", debug.path.display())),
+                Some(debug) => {
+                    let in_debug = |reason| corrupt(format!("{}: {reason}", debug.path.display()));
+                    find_section_data(&debug.bytes, &debug.sections, name, &in_debug)
+                }
                 None => Ok(&[]),
             };
         }
-        find_section_data(&self.bytes, &self.sections, name)
+        find_section_data(&self.bytes, &self.sections, name, corrupt)
     }
 }
 

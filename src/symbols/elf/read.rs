@@ -38,6 +38,7 @@ use goblin::elf::{RelocSection, VersymSection};
 use super::symtab::RawSym;
 use super::types::{Dependencies, Relocation, Segment, SymKind, Symbol};
 use crate::addr::{FileOffset, LinkAddr};
+use crate::error::{Error, Result};
 
 /// The first four bytes of every ELF file.
 pub(super) const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -50,6 +51,20 @@ const CTX: Ctx = Ctx {
     container: Container::Big,
     le: Endian::Little,
 };
+
+/// How a reader of a part of a file reports a part it cannot use: the
+/// reason (`.debug_line extends past the end of the file`) goes into the
+/// caller's error, [`Error::CorruptElf`] when the file is opened, its DWARF
+/// error when DWARF is read ([`corrupt_elf`] makes the first).
+pub(super) type Corrupt<'a> = &'a dyn Fn(String) -> Error;
+
+/// [`Error::CorruptElf`] of the file at `path`, for a reason.
+pub(super) fn corrupt_elf(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::CorruptElf {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
 
 /// A section header, kept for loading DWARF sections by name.
 #[derive(Clone, Debug)]
@@ -64,7 +79,8 @@ pub(super) struct Section {
     /// sh_link: for a relocation section, its symbol table's index.
     pub(super) link: u32,
     /// The inflated contents of a compressed section, made on first use; the
-    /// reason it could not be inflated is kept the same way.
+    /// reason it could not be inflated is kept the same way, as text: each
+    /// reader wraps it in its own error ([`Corrupt`]).
     pub(super) inflated: OnceLock<std::result::Result<Vec<u8>, String>>,
 }
 
@@ -95,14 +111,15 @@ pub(super) fn find_section_data<'a>(
     bytes: &'a [u8],
     sections: &'a [Section],
     name: &str,
-) -> std::result::Result<&'a [u8], String> {
+    corrupt: Corrupt<'_>,
+) -> Result<&'a [u8]> {
     if let Some(section) = sections.iter().find(|s| s.name == name) {
-        return section_bytes(bytes, section);
+        return section_bytes(bytes, section, corrupt);
     }
     // `.zdebug_*`: the pre-SHF_COMPRESSED GNU convention.
     let zname = name.strip_prefix('.').map(|n| format!(".z{n}"));
     match sections.iter().find(|s| Some(&s.name) == zname.as_ref()) {
-        Some(section) => section_bytes(bytes, section),
+        Some(section) => section_bytes(bytes, section, corrupt),
         None => Ok(&[]),
     }
 }
@@ -117,13 +134,14 @@ const MAX_INFLATED: u64 = 1 << 32;
 pub(super) fn section_bytes<'a>(
     bytes: &'a [u8],
     section: &'a Section,
-) -> std::result::Result<&'a [u8], String> {
+    corrupt: Corrupt<'_>,
+) -> Result<&'a [u8]> {
     if section.kind == section_header::SHT_NOBITS {
         return Ok(&[]);
     }
     let name = &section.name;
     let raw = file_range(bytes, section.offset, section.size)
-        .ok_or_else(|| format!("{name} extends past the end of the file"))?;
+        .ok_or_else(|| corrupt(format!("{name} extends past the end of the file")))?;
     let compressed = section.flags & u64::from(section_header::SHF_COMPRESSED) != 0;
     let gnu_zdebug = name.starts_with(".zdebug_");
     if !compressed && !gnu_zdebug {
@@ -166,7 +184,9 @@ pub(super) fn section_bytes<'a>(
         }
         Ok(out)
     });
-    inflated.as_deref().map_err(Clone::clone)
+    inflated
+        .as_deref()
+        .map_err(|reason| corrupt(reason.clone()))
 }
 
 impl DebugFile {
@@ -184,7 +204,7 @@ impl DebugFile {
         if hdr.e_machine != header::EM_X86_64 {
             return None;
         }
-        let sections = parse_sections(&bytes, &hdr).ok()?;
+        let sections = parse_sections(path, &bytes, &hdr).ok()?;
         Some(DebugFile {
             path: path.to_path_buf(),
             sections,
@@ -207,41 +227,50 @@ pub(super) struct Parsed {
 
 impl Parsed {
     /// Reads the headers, symbol tables and dynamic section of `bytes` (which
-    /// start with the magic). Errors are reasons for [`Error::CorruptElf`].
-    ///
-    /// [`Error::CorruptElf`]: crate::error::Error::CorruptElf
-    pub(super) fn new(bytes: &[u8]) -> std::result::Result<Parsed, String> {
+    /// start with the magic), read from `path`: [`Error::CorruptElf`] for a
+    /// part that does not parse.
+    pub(super) fn new(path: &Path, bytes: &[u8]) -> Result<Parsed> {
+        let corrupt = corrupt_elf(path);
         let ident = |i: usize| bytes.get(i).copied();
         if ident(header::EI_CLASS) != Some(header::ELFCLASS64) {
-            return Err("not a 64-bit ELF file; rtrace supports x86-64 only".into());
+            return Err(corrupt(
+                "not a 64-bit ELF file; rtrace supports x86-64 only".into(),
+            ));
         }
         if ident(header::EI_DATA) != Some(header::ELFDATA2LSB) {
-            return Err("not a little-endian ELF file; rtrace supports x86-64 only".into());
+            return Err(corrupt(
+                "not a little-endian ELF file; rtrace supports x86-64 only".into(),
+            ));
         }
-        let hdr: Header = goblin::elf::Elf::parse_header(bytes).map_err(|e| e.to_string())?;
+        let hdr: Header =
+            goblin::elf::Elf::parse_header(bytes).map_err(|e| corrupt(e.to_string()))?;
         if hdr.e_machine != header::EM_X86_64 {
-            return Err(format!(
+            return Err(corrupt(format!(
                 "machine is {}, not x86-64",
                 header::machine_to_str(hdr.e_machine)
-            ));
+            )));
         }
         let is_dyn = match hdr.e_type {
             header::ET_DYN => true,
             header::ET_EXEC => false,
             other => {
-                return Err(format!(
+                return Err(corrupt(format!(
                     "{} is not an executable or shared object",
                     header::et_to_str(other)
-                ))
+                )))
             }
         };
 
         if hdr.e_phnum > 0 && usize::from(hdr.e_phentsize) != ProgramHeader::size(CTX) {
-            return Err(format!("bad program header size {}", hdr.e_phentsize));
+            return Err(corrupt(format!(
+                "bad program header size {}",
+                hdr.e_phentsize
+            )));
         }
-        let phoff = usize::try_from(hdr.e_phoff).map_err(|_| "program headers out of range")?;
+        let phoff = usize::try_from(hdr.e_phoff)
+            .map_err(|_| corrupt("program headers out of range".into()))?;
         let phdrs = ProgramHeader::parse(bytes, phoff, usize::from(hdr.e_phnum), CTX)
-            .map_err(|e| format!("program headers: {e}"))?;
+            .map_err(|e| corrupt(format!("program headers: {e}")))?;
         let mut segments = Vec::new();
         let mut interpreter = None;
         for ph in &phdrs {
@@ -249,16 +278,16 @@ impl Parsed {
             match ph.p_type {
                 program_header::PT_LOAD => {
                     if file_range.is_none() {
-                        return Err(format!(
+                        return Err(corrupt(format!(
                             "PT_LOAD at offset {:#x} extends past the end of the file",
                             ph.p_offset
-                        ));
+                        )));
                     }
                     if ph.p_filesz > ph.p_memsz {
-                        return Err(format!(
+                        return Err(corrupt(format!(
                             "PT_LOAD at {:#x} has more file bytes than memory",
                             ph.p_vaddr
-                        ));
+                        )));
                     }
                     segments.push(Segment {
                         vaddr: LinkAddr(ph.p_vaddr),
@@ -269,7 +298,9 @@ impl Parsed {
                     });
                 }
                 program_header::PT_INTERP => {
-                    let raw = file_range.ok_or("PT_INTERP extends past the end of the file")?;
+                    let raw = file_range.ok_or_else(|| {
+                        corrupt("PT_INTERP extends past the end of the file".into())
+                    })?;
                     let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
                     interpreter = Some(String::from_utf8_lossy(raw).into_owned());
                 }
@@ -277,8 +308,8 @@ impl Parsed {
             }
         }
 
-        let sections = parse_sections(bytes, &hdr)?;
-        let (raw_symbols, tls_symbols) = parse_symbols(bytes, &sections)?;
+        let sections = parse_sections(path, bytes, &hdr)?;
+        let (raw_symbols, tls_symbols) = parse_symbols(path, bytes, &sections)?;
         Ok(Parsed {
             is_dyn,
             entry: LinkAddr(hdr.e_entry),
@@ -308,17 +339,22 @@ fn strtab_get(strtab: &[u8], offset: usize) -> Option<String> {
 }
 
 /// The section headers, with their names.
-fn parse_sections(bytes: &[u8], hdr: &Header) -> std::result::Result<Vec<Section>, String> {
+fn parse_sections(path: &Path, bytes: &[u8], hdr: &Header) -> Result<Vec<Section>> {
+    let corrupt = corrupt_elf(path);
     if hdr.e_shoff == 0 {
         // No section header table: legal (sstrip'ed files); no symbols then.
         return Ok(Vec::new());
     }
     if usize::from(hdr.e_shentsize) != SectionHeader::size(CTX) {
-        return Err(format!("bad section header size {}", hdr.e_shentsize));
+        return Err(corrupt(format!(
+            "bad section header size {}",
+            hdr.e_shentsize
+        )));
     }
-    let shoff = usize::try_from(hdr.e_shoff).map_err(|_| "section headers out of range")?;
+    let shoff =
+        usize::try_from(hdr.e_shoff).map_err(|_| corrupt("section headers out of range".into()))?;
     let shdrs = SectionHeader::parse(bytes, shoff, usize::from(hdr.e_shnum), CTX)
-        .map_err(|e| format!("section headers: {e}"))?;
+        .map_err(|e| corrupt(format!("section headers: {e}")))?;
     // With many sections the real index lives in the first header's sh_link.
     let shstrndx = match u32::from(hdr.e_shstrndx) {
         section_header::SHN_XINDEX => shdrs.first().map_or(0, |s| s.sh_link),
@@ -326,8 +362,9 @@ fn parse_sections(bytes: &[u8], hdr: &Header) -> std::result::Result<Vec<Section
     };
     let shstrtab = match shdrs.get(shstrndx as usize) {
         Some(s) if shstrndx != section_header::SHN_UNDEF => {
-            file_range(bytes, s.sh_offset, s.sh_size)
-                .ok_or("the section name table extends past the end of the file")?
+            file_range(bytes, s.sh_offset, s.sh_size).ok_or_else(|| {
+                corrupt("the section name table extends past the end of the file".into())
+            })?
         }
         _ => &[],
     };
@@ -337,10 +374,10 @@ fn parse_sections(bytes: &[u8], hdr: &Header) -> std::result::Result<Vec<Section
             if s.sh_type != section_header::SHT_NOBITS
                 && file_range(bytes, s.sh_offset, s.sh_size).is_none()
             {
-                return Err(format!(
+                return Err(corrupt(format!(
                     "section at offset {:#x} extends past the end of the file",
                     s.sh_offset
-                ));
+                )));
             }
             Ok(Section {
                 name: strtab_get(shstrtab, s.sh_name).unwrap_or_default(),
@@ -359,23 +396,25 @@ fn parse_sections(bytes: &[u8], hdr: &Header) -> std::result::Result<Vec<Section
 /// The symbol table `section` and its string table, when both lie in the
 /// file.
 fn symbol_table<'a>(
+    path: &Path,
     bytes: &'a [u8],
     sections: &[Section],
     section: &Section,
-) -> std::result::Result<(Symtab<'a>, &'a [u8]), String> {
+) -> Result<(Symtab<'a>, &'a [u8])> {
+    let corrupt = corrupt_elf(path);
     let name = &section.name;
     let table = file_range(bytes, section.offset, section.size)
-        .ok_or_else(|| format!("{name} extends past the end of the file"))?;
+        .ok_or_else(|| corrupt(format!("{name} extends past the end of the file")))?;
     // Whole entries only; goblin refuses a table that starts at its end.
     let count = table.len() / SYM_SIZE;
     let symtab = match count {
         0 => Symtab::default(),
-        n => Symtab::parse(table, 0, n, CTX).map_err(|e| format!("{name}: {e}"))?,
+        n => Symtab::parse(table, 0, n, CTX).map_err(|e| corrupt(format!("{name}: {e}")))?,
     };
     let strtab = match sections.get(section.link as usize) {
         Some(s) => file_range(bytes, s.offset, s.size)
-            .ok_or_else(|| format!("{name}'s strings extend past the end of the file"))?,
-        None => return Err(format!("{name} links to a missing string table")),
+            .ok_or_else(|| corrupt(format!("{name}'s strings extend past the end of the file")))?,
+        None => return Err(corrupt(format!("{name} links to a missing string table"))),
     };
     Ok((symtab, strtab))
 }
@@ -384,9 +423,10 @@ fn symbol_table<'a>(
 /// thread-local ones of `.dynsym` (name, offset in the module's TLS block).
 #[allow(clippy::type_complexity)]
 pub(super) fn parse_symbols(
+    path: &Path,
     bytes: &[u8],
     sections: &[Section],
-) -> std::result::Result<(Vec<RawSym>, Vec<(String, u64)>), String> {
+) -> Result<(Vec<RawSym>, Vec<(String, u64)>)> {
     let mut out = Vec::new();
     let mut tls = Vec::new();
     for (index, section) in sections.iter().enumerate() {
@@ -409,7 +449,7 @@ pub(super) fn parse_symbols(
                 };
                 VersymSection::parse(bytes, &[shdr], CTX).ok().flatten()
             });
-        let (symtab, strtab) = symbol_table(bytes, sections, section)?;
+        let (symtab, strtab) = symbol_table(path, bytes, sections, section)?;
         for (i, sym) in symtab.iter().enumerate() {
             if dynamic && sym.st_type() == sym::STT_TLS {
                 if let Some(name) = strtab_get(strtab, sym.st_name) {
@@ -469,7 +509,7 @@ fn raw_symbol(sym: &Sym, strtab: &[u8]) -> Option<RawSym> {
 /// The dynamic relocations: every entry of the allocated SHT_RELA sections
 /// (`.rela.dyn`, `.rela.plt`), with the names of their symbols. A section
 /// that is not in the file is skipped, and so is a symbol table that is not.
-pub(super) fn relocations(bytes: &[u8], sections: &[Section]) -> Vec<Relocation> {
+pub(super) fn relocations(path: &Path, bytes: &[u8], sections: &[Section]) -> Vec<Relocation> {
     let mut out = Vec::new();
     for s in sections {
         if s.kind != section_header::SHT_RELA || s.flags & u64::from(section_header::SHF_ALLOC) == 0
@@ -485,7 +525,7 @@ pub(super) fn relocations(bytes: &[u8], sections: &[Section]) -> Vec<Relocation>
         // The symbol table it refers to, and that table's strings.
         let symbols = sections
             .get(s.link as usize)
-            .and_then(|t| symbol_table(bytes, sections, t).ok());
+            .and_then(|t| symbol_table(path, bytes, sections, t).ok());
         for r in relocs.iter() {
             let sym = match r.r_sym {
                 0 => None,

@@ -862,7 +862,7 @@ fn corrupt_debug_file_never_panics() {
         // A corrupt file never passes the CRC check: parse it directly.
         if let Some(file) = DebugFile::parse(&debug, bytes) {
             for s in &file.sections {
-                let _ = section_bytes(&file.bytes, s);
+                let _ = section_bytes(&file.bytes, s, &corrupt_elf(&debug));
             }
         }
     }
@@ -1075,7 +1075,10 @@ fn debug_frame_in_the_file_and_in_its_separate_debug_file() {
         assert_eq!(cfa_of(&elf.frame_rule(work.addr).unwrap()), (7, 8));
     };
     let elf = ElfFile::open(&exe).unwrap();
-    assert!(!elf.section_data(".debug_frame").unwrap().is_empty());
+    assert!(!elf
+        .section_data(".debug_frame", &corrupt_elf(elf.path()))
+        .unwrap()
+        .is_empty());
     check(&elf);
 
     let dir = exe.parent().unwrap().to_path_buf();
