@@ -512,7 +512,9 @@ fn no_color_turns_every_escape_off() {
     assert!(coloured.contains("\x1b[2m[pid "), "{coloured:?}");
     let plain = on_a_terminal(&["-s", "twice"], Some("1"));
     assert!(!plain.contains('\x1b'), "{plain:?}");
-    assert!(plain.contains("twice(x=20) = 41 <"), "{plain:?}");
+    // On a terminal a call's entry may be shown before its return comes
+    // (`... twice resumed>`), when rtrace goes idle in between.
+    assert!(plain.contains("twice(x=20)"), "{plain:?}");
     let empty = on_a_terminal(&["-s", "twice"], Some(""));
     assert!(empty.contains("\x1b[1mtwice\x1b[0m"), "{empty:?}");
 
