@@ -71,7 +71,7 @@ impl When {
     /// True when call number `n` (from 1) is injected.
     pub fn matches(self, n: u64) -> bool {
         match self {
-            When::From { first, step } => n >= first && (n - first) % step == 0,
+            When::From { first, step } => n >= first && (n - first).is_multiple_of(step),
             When::Only(first) => n == first,
             When::Range { first, last } => (first..=last).contains(&n),
         }

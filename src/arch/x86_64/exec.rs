@@ -65,7 +65,7 @@ fn logic_flags(r: u64) -> u64 {
     if r >> 63 != 0 {
         f |= SF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         f |= PF;
     }
     f
