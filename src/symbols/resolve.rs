@@ -53,6 +53,19 @@ pub const CATCH_HOOK: &str = "__cxa_begin_catch";
 /// breakpoint (gdb's solib event), hit before rtrace knows the new map.
 pub const RTLD_HOOK: &str = "_dl_debug_state";
 
+/// Why a `.cold` fragment is never probed (see [`cold_fragment`]).
+pub const COLD_FRAGMENT: &str = "a .cold fragment: part of a function, jumped to, not called";
+
+/// True for a part of a function that GCC moved out of line for paths it
+/// judged unlikely (`work.cold`, `_Z7throwerl.cold`, `work.cold.3`; shown
+/// as `thrower(long) [clone .cold]`). It is jumped to from its function,
+/// never called: it has no entry, and its "arguments" are whatever the
+/// registers hold. The functions GCC clones for real calls (`.part.N`,
+/// `.isra.N`, `.constprop.N`, `.clone.N`) are entries, and stay.
+pub fn cold_fragment(linkage_name: &str) -> bool {
+    linkage_name.split('.').skip(1).any(|part| part == "cold")
+}
+
 /// Why a glob leaves the function `linkage_name` alone, when it does: rtrace's
 /// own machinery runs there. The unwinders' entries are hooked to move calls in
 /// flight off the trampoline before a frame is read; a return probe on the
@@ -397,6 +410,8 @@ pub struct Listed {
     pub at_resolver: bool,
     /// The source line of the address, when the module has a line table.
     pub line: Option<(PathBuf, u32)>,
+    /// Why a function the spec names is not probed ([`COLD_FRAGMENT`]).
+    pub skipped: Option<&'static str>,
 }
 
 /// The probe points `spec` matches in `map`, without arming anything: what
@@ -435,9 +450,57 @@ pub fn list(
             ifunc,
             at_resolver,
             line,
+            skipped: None,
         });
     }
+    // What the spec names but rtrace leaves alone, said rather than hidden.
+    if let Target::Function { name } = &spec.target {
+        let searched: Vec<&Module> = match &spec.module {
+            Some(q) => map.find(q).into_iter().collect(),
+            None => map.modules().iter().collect(),
+        };
+        for loc in cold_fragments_named(name, &searched) {
+            let line = map
+                .module_at(loc.addr)
+                .and_then(|m| m.elf.line_of(m.to_link(loc.addr)));
+            out.push(Listed {
+                location: loc,
+                ifunc: None,
+                at_resolver: false,
+                line,
+                skipped: Some(COLD_FRAGMENT),
+            });
+        }
+    }
     Ok(out)
+}
+
+/// The `.cold` fragments of the functions `name` (a name or a glob) names
+/// in `searched`, by symbol name (without the suffix) or demangled name.
+fn cold_fragments_named(name: &str, searched: &[&Module]) -> Vec<Location> {
+    let glob = glob::is_glob(name);
+    let mut out = Vec::new();
+    for m in searched {
+        let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
+        for s in m.elf.symbols() {
+            if !s.kind.is_function() || !cold_fragment(&s.name) {
+                continue;
+            }
+            let base = s.name.split('.').next().unwrap_or(&s.name);
+            let named = match glob {
+                true => {
+                    glob::matches(name, base)
+                        || demangle(&s.name).is_some_and(|d| d.matches_glob(name))
+                }
+                false => base == name || demangle(&s.name).is_some_and(|d| d.is(name)),
+            };
+            if named {
+                by_addr.entry(s.addr).or_insert(s);
+            }
+        }
+        out.extend(by_addr.values().map(|s| entry_location(m, s)));
+    }
+    out
 }
 
 fn names(modules: &[&Module]) -> Vec<String> {
@@ -475,7 +538,9 @@ fn functions_named<'m>(m: &'m Module, name: &str, tables: Tables) -> Vec<&'m Sym
     }
     let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
     for s in m.elf.functions_demangled(|d| d.is(name), tables) {
-        by_addr.entry(s.addr).or_insert(s);
+        if !cold_fragment(&s.name) {
+            by_addr.entry(s.addr).or_insert(s);
+        }
     }
     by_addr.into_values().collect()
 }
@@ -515,12 +580,12 @@ fn resolve_glob(pattern: &str, searched: &[&Module]) -> Vec<Location> {
     for m in searched {
         let mut by_addr: BTreeMap<LinkAddr, &Symbol> = BTreeMap::new();
         for s in m.elf.symbols() {
-            if s.kind.is_function() && glob::matches(pattern, &s.name) {
+            if s.kind.is_function() && !cold_fragment(&s.name) && glob::matches(pattern, &s.name) {
                 by_addr.entry(s.addr).or_insert(s);
             }
         }
         for (s, d) in m.elf.demangled_functions() {
-            if d.matches_glob(pattern) {
+            if !cold_fragment(&s.name) && d.matches_glob(pattern) {
                 by_addr.entry(s.addr).or_insert(s);
             }
         }
@@ -1029,6 +1094,28 @@ mod tests {
         assert!(!slots.is_empty());
         assert!(slots.iter().all(|s| libc().contains(s.addr)));
         assert!(!found("libc:openat")[0].ifunc);
+    }
+
+    #[test]
+    fn cold_fragments_are_told_from_clones() {
+        for cold in [
+            "work.cold",
+            "_Z7throwerl.cold",
+            "work.cold.3",
+            "_Z1fv.part.0.cold",
+        ] {
+            assert!(cold_fragment(cold), "{cold}");
+        }
+        for entry in [
+            "work",
+            "work.part.0",
+            "work.isra.0",
+            "work.constprop.0",
+            "cold",
+            "coldstart",
+        ] {
+            assert!(!cold_fragment(entry), "{entry}");
+        }
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 56] = [
+pub const PROGRAMS: [&str; 57] = [
     "count",
     "sigtrap",
     "signals",
@@ -245,6 +245,7 @@ pub const PROGRAMS: [&str; 56] = [
     "scribbler",
     "profiler",
     "trapret",
+    "coldsplit",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

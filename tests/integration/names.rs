@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::events::{
     assert_same_as_untraced, of_kind, of_symbol, retvals, show, str_field, trace_json,
 };
-use crate::fixtures::{fixture, run_rtrace, run_untraced, Variant};
+use crate::fixtures::{fixture, normalize, run_rtrace, run_untraced, Variant};
 
 /// Entry events per symbol.
 fn entry_counts(events: &[Value]) -> BTreeMap<String, usize> {
@@ -595,4 +595,60 @@ fn rust_v0_mangled_functions_by_path() {
         show(&events)
     );
     assert_eq!(retvals(&events, "rnames::parse"), vec![1, 2, 3]);
+}
+
+/// GCC moves thrower's throw into `thrower(long) [clone .cold]`, a fragment
+/// jumped to, never called: `-s thrower` arms thrower alone, and prints one
+/// line per call (the throwing call unfinished, nothing for the fragment).
+/// `-l` shows the fragment, marked as not probed, and so does a glob's list.
+#[test]
+fn cold_fragments_are_not_probed_and_said_in_the_list() {
+    let prog = fixture("coldsplit", Variant::O2);
+    let untraced = run_untraced(&prog, &["2"]);
+    assert_eq!(untraced.stdout, "sum=1\n");
+    let run = run_rtrace(&["--color", "never", "-s", "thrower"], &prog, &["2"]);
+    assert_same_as_untraced(&run, &untraced, "-s thrower");
+    let text = normalize(&run.stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "rtrace: attached to pid N (1 thread), 1 probe armed",
+        "{text}"
+    );
+    let calls: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("[pid N]"))
+        .collect();
+    assert_eq!(calls.len(), 3, "{text}");
+    assert!(calls.iter().all(|l| !l.contains("cold")), "{text}");
+    assert!(calls[0].ends_with("(x=-1) ..."), "{text}");
+
+    for spec in ["thrower", "thro*"] {
+        let list = run_rtrace(&["-l", spec], &prog, &[]);
+        assert_eq!(list.code(), 0, "{}", list.stderr);
+        let rows: Vec<Vec<&str>> = list
+            .stdout
+            .lines()
+            .filter(|l| l.contains("coldsplit\t"))
+            .map(|l| l.split('\t').collect())
+            .collect();
+        assert_eq!(rows.len(), 2, "{spec}: {}", list.stdout);
+        assert_eq!(rows[0][2], "thrower(long)", "{spec}: {}", list.stdout);
+        assert!(
+            !rows[0].iter().any(|f| f.starts_with("not probed")),
+            "{}",
+            list.stdout
+        );
+        assert_eq!(
+            rows[1][2], "thrower(long) [clone .cold]",
+            "{spec}: {}",
+            list.stdout
+        );
+        assert_eq!(
+            rows[1].last().copied(),
+            Some("not probed: a .cold fragment: part of a function, jumped to, not called"),
+            "{spec}: {}",
+            list.stdout
+        );
+    }
 }

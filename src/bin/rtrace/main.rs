@@ -133,7 +133,8 @@ impl Handler for Injecting {
 /// separated by tabs (a C++ name may contain spaces): `ADDRESS MODULE
 /// FUNCTION[+OFFSET]`, then `FILE:LINE` when known, then `ifunc NAME` for an
 /// IFUNC's implementation or `ifunc NAME resolver` when only its resolver is
-/// known. Nothing is traced; the program is not run. To stdout, or to the
+/// known, and `not probed: WHY` for what the spec names but rtrace leaves
+/// alone (a `.cold` fragment). Nothing is traced; the program is not run. To stdout, or to the
 /// file `-o` names.
 fn list(cli: &Cli) -> rtrace::Result<u8> {
     use rtrace::listing::{list, ListIn};
@@ -163,6 +164,9 @@ fn list(cli: &Cli) -> rtrace::Result<u8> {
             (Some(name), false) => out.push_str(&format!("\tifunc {name}")),
             (Some(name), true) => out.push_str(&format!("\tifunc {name} resolver")),
             (None, _) => {}
+        }
+        if let Some(why) = l.skipped {
+            out.push_str(&format!("\tnot probed: {why}"));
         }
         out.push('\n');
     }
