@@ -2,10 +2,15 @@
 //! prototypes, and as raw registers when neither is known: the `typed`
 //! fixture's every function, in text and JSON, with and without debug info.
 
+use std::fs;
+use std::process::Command;
+
 use serde_json::{json, Value};
 
-use crate::events::{of_symbol, show, str_field, trace_json};
-use crate::fixtures::{fixture, normalize, run_rtrace, run_untraced, Variant};
+use crate::events::{of_symbol, show, str_field, temp_path, trace_json};
+use crate::fixtures::{
+    fixture, normalize, rtrace_bin, run_command, run_rtrace, run_untraced, Variant, TIMEOUT,
+};
 use crate::harness_selftest::{typed_stdout_without_point, TYPED_STDOUT};
 
 /// Every probed function of `typed`, in the order main calls them.
@@ -460,4 +465,39 @@ fn compiler_clones_show_their_own_parameters() {
         expect.push_str("+++ exited with 0 +++\n");
         assert_eq!(normalize(&run.stderr), expect, "{what}");
     }
+}
+
+/// `-s open,read,close` is three probes, as strace's `-e trace=` lists are;
+/// a comma inside a C++ name's brackets is the name's. `-o -` writes the
+/// events to standard output (no file named `-`).
+#[test]
+fn comma_lists_and_output_to_stdout() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["--color", "never", "-s", "work,twice"], &prog, &["1"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        normalize(&run.stderr),
+        "rtrace: attached to pid N (1 thread), 2 probes armed\n\
+         [pid N] work(x=0) = 1 <T>\n\
+         [pid N] twice(x=20) = 41 <T>\n\
+         +++ exited with 0 +++\n"
+    );
+    let run = run_rtrace(&["-s", "work,"], &prog, &["1"]);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("the spec is empty"), "{}", run.stderr);
+
+    let dir = temp_path("dash-output");
+    fs::create_dir_all(&dir).expect("a directory");
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.current_dir(&dir)
+        .args(["--color", "never", "-o", "-", "-s", "work", "--"])
+        .arg(&prog)
+        .arg("1");
+    let run = run_command(cmd, TIMEOUT);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let out = normalize(&run.stdout);
+    assert!(out.starts_with("sum=1\ntwice=41\n"), "{out}");
+    assert!(out.contains("[pid N] work(x=0) = 1 <T>\n"), "{out}");
+    assert!(!run.stderr.contains("work("), "{}", run.stderr);
+    assert!(!dir.join("-").exists(), "a file named - was written");
 }

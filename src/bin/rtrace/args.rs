@@ -33,15 +33,16 @@ struct Raw {
     /// Attach to a running process (all its threads).
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pid: Option<i32>,
-    /// Add a probe (repeatable). See "Probe specs" below.
-    #[arg(short = 's', long = "probe", value_name = "SPEC", value_parser = parse_spec)]
-    probes: Vec<ProbeSpec>,
+    /// Add probes (repeatable; several specs separated by commas, as
+    /// strace's -e trace=). See "Probe specs" below.
+    #[arg(short = 's', long = "probe", value_name = "SPEC[,SPEC...]", value_parser = parse_specs)]
+    probes: Vec<Specs>,
     /// List the probe points the specs match (address, module, function,
     /// source line) and exit without tracing. With -p, in that process; with
     /// -- COMMAND, in the program and the libraries it needs, read from disk
     /// (link-time addresses; COMMAND is not run).
-    #[arg(short = 'l', long = "list", value_name = "SPEC", value_parser = parse_spec, num_args = 1..)]
-    list: Vec<ProbeSpec>,
+    #[arg(short = 'l', long = "list", value_name = "SPEC", value_parser = parse_specs, num_args = 1..)]
+    list: Vec<Specs>,
     /// Fault injection (repeatable): skip the function's chosen calls and
     /// return VALUE, with errno set to E (a name like ENOENT, or a number).
     /// WHEN counts calls from 1: N (the Nth only), N+ (from the Nth on), N+S
@@ -91,7 +92,7 @@ struct Raw {
     /// quits. Events go to -o FILE if given, else nowhere.
     #[arg(long)]
     tui: bool,
-    /// Write events to FILE instead of stderr.
+    /// Write events to FILE instead of stderr (`-` for stdout).
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// One JSON object per line (JSON Lines) instead of text.
@@ -179,8 +180,38 @@ fn parse_inject(s: &str) -> Result<InjectRule, String> {
     s.parse::<InjectRule>().map_err(|e| e.to_string())
 }
 
-fn parse_spec(s: &str) -> Result<ProbeSpec, String> {
-    s.parse::<ProbeSpec>().map_err(|e| e.to_string())
+/// The specs of one `-s` or `-l` argument.
+#[derive(Clone, Debug)]
+pub struct Specs(Vec<ProbeSpec>);
+
+/// Parses `open,read,close`: the specs separated by commas outside
+/// brackets (a C++ name's parameters and template arguments keep theirs:
+/// `'ns::f(int, long)'`, `'std::map<int, int>::find'`).
+fn parse_specs(s: &str) -> Result<Specs, String> {
+    split_specs(s)
+        .into_iter()
+        .map(|one| one.parse::<ProbeSpec>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Specs)
+}
+
+/// `s` cut at the commas that are not inside `()`, `<>` or `[]`.
+fn split_specs(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut from) = (0usize, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' | '<' | '[' => depth += 1,
+            ')' | '>' | ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&s[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[from..]);
+    parts
 }
 
 /// What to trace.
@@ -352,14 +383,14 @@ pub fn parse() -> Result<Cli, ExitCode> {
     }
     // A spec given twice is one probe (its calls reported and counted once).
     let mut probes: Vec<ProbeSpec> = Vec::with_capacity(raw.probes.len());
-    for p in raw.probes {
+    for p in raw.probes.into_iter().flat_map(|s| s.0) {
         if !probes.iter().any(|q| q.as_str() == p.as_str()) {
             probes.push(p);
         }
     }
     Ok(Cli {
         target,
-        list: raw.list,
+        list: raw.list.into_iter().flat_map(|s| s.0).collect(),
         probes,
         inject: raw.inject,
         script,
@@ -382,4 +413,20 @@ pub fn parse() -> Result<Cli, ExitCode> {
         folded: raw.folded,
         flamegraph: raw.flamegraph,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_specs;
+
+    #[test]
+    fn specs_split_at_commas_outside_brackets() {
+        assert_eq!(split_specs("open,read,close"), ["open", "read", "close"]);
+        assert_eq!(split_specs("libc:str*"), ["libc:str*"]);
+        assert_eq!(
+            split_specs("ns::f(int, long),std::map<int, int>::find,work"),
+            ["ns::f(int, long)", "std::map<int, int>::find", "work"]
+        );
+        assert_eq!(split_specs("work,"), ["work", ""]);
+    }
 }

@@ -170,7 +170,7 @@ fn list(cli: &Cli) -> rtrace::Result<u8> {
         }
         out.push('\n');
     }
-    match &cli.output {
+    match cli.output.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(path) => std::fs::write(path, out.as_bytes())
             .map_err(|e| rtrace::Error::io(format!("cannot write {}", path.display()), e))?,
         None => std::io::stdout()
@@ -213,6 +213,10 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         false => None,
     };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
+        // `-o -`: standard output, as for strace.
+        Some(path) if path.as_os_str() == "-" => {
+            (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
+        }
         Some(path) => {
             let f = std::fs::File::create(path)
                 .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
