@@ -42,7 +42,7 @@ use crate::addr::{RuntimeAddr, Tid};
 use crate::arch::{Regs, WORD};
 use crate::error::{Error, Result};
 use crate::handler::{Handler, Hit, ProbeKind, Return};
-use crate::symbols::ProbeSpec;
+use crate::symbols::{ProbeSpec, Target};
 
 /// Which calls of the function are injected (strace's `when=`), counted from 1
 /// over every thread of the traced processes.
@@ -169,7 +169,9 @@ impl FromStr for InjectRule {
                     let v = parse_i64(value).ok_or_else(|| {
                         invalid(format!("invalid retval={value}: expected an integer"))
                     })?;
-                    retval.get_or_insert(v);
+                    if retval.replace(v).is_some() {
+                        return Err(invalid("retval= is given twice".to_string()));
+                    }
                 }
                 "errno" => {
                     let e = errno_number(value).ok_or_else(|| {
@@ -177,10 +179,14 @@ impl FromStr for InjectRule {
                             "invalid errno={value}: expected a name like ENOENT or a number"
                         ))
                     })?;
-                    errno.get_or_insert(e);
+                    if errno.replace(e).is_some() {
+                        return Err(invalid("errno= is given twice".to_string()));
+                    }
                 }
                 "when" => {
-                    when.get_or_insert(value.parse::<When>()?);
+                    if when.replace(value.parse::<When>()?).is_some() {
+                        return Err(invalid("when= is given twice".to_string()));
+                    }
                 }
                 _ => break,
             }
@@ -195,6 +201,17 @@ impl FromStr for InjectRule {
             return Err(invalid("retval=VALUE is missing".to_string()));
         };
         let spec = rest.parse::<ProbeSpec>()?;
+        // Said now, before anything runs: a return value is given at a
+        // function's entry, not in the middle of its code.
+        match spec.target {
+            Target::Function { .. } => {}
+            Target::Offset { .. } | Target::Address { .. } | Target::Line { .. } => {
+                return Err(invalid(format!(
+                    "{rest} is an instruction probe; only a function's entry can be \
+                     injected (give the function's name)"
+                )))
+            }
+        }
         Ok(InjectRule {
             spec,
             spec_text: rest.to_string(),
@@ -370,6 +387,12 @@ mod tests {
             "openat:retval=-1:when=a+",
             ":retval=1",
             "openat:retval=1:colour=red",
+            "openat:retval=1:retval=2",
+            "openat:errno=EIO:retval=1:errno=EIO",
+            "openat:when=1:retval=1:when=2",
+            "openat+0x4:retval=1",
+            "0x401136:retval=1",
+            "count.c:12:retval=1",
         ] {
             assert!(bad.parse::<InjectRule>().is_err(), "{bad}");
         }

@@ -244,3 +244,37 @@ fn bad_inject_syntax_is_a_usage_error() {
 fn path_of(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
+
+/// A rule that gives a field twice, or names an instruction (an offset, an
+/// address, a source line), is refused at startup with one usage line,
+/// before the program runs: not at its first hit with the program running.
+#[test]
+fn rules_that_cannot_be_applied_are_refused_at_startup() {
+    let prog = fixture("count", Variant::Pie);
+    for (rule, why) in [
+        ("work:retval=1:retval=2", "retval= is given twice"),
+        ("work:errno=EIO:retval=1:errno=EIO", "errno= is given twice"),
+        (
+            "work+0x4:retval=1",
+            "work+0x4 is an instruction probe; only a function's entry can be injected \
+             (give the function's name)",
+        ),
+        (
+            "count.c:12:retval=1",
+            "count.c:12 is an instruction probe; only a function's entry can be injected \
+             (give the function's name)",
+        ),
+    ] {
+        let run = run_rtrace(&["--inject", rule], &prog, &["1"]);
+        assert_eq!(run.code(), 2, "{rule}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{rule}: the program ran");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "rtrace: invalid value '{rule}' for '--inject \
+                 <SPEC:retval=VALUE[:errno=E][:when=WHEN]>': {why} (see 'rtrace --help')\n"
+            ),
+            "{rule}"
+        );
+    }
+}
