@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use super::hist::Log2Hist;
 use super::render::RetVal;
-use super::summary::Row;
+use super::summary::{Counted, Row};
 use super::{Call, Emitter, Out, ScriptItem, ScriptValue};
 use crate::addr::Pid;
 use crate::error::Result;
@@ -195,6 +195,7 @@ impl Emitter for JsonEmitter {
         let obj = Obj::new("return", ret.time(), Some(ret.pid()))
             .field("tid", ret.tid().as_raw())
             .site(ret.site())
+            .field("address", ret.site().address.to_string())
             .field("retval", value.number)
             .field("rendered", value.text.as_str())
             .field("duration_ns", nanos(ret.duration()));
@@ -359,12 +360,18 @@ impl Emitter for JsonEmitter {
             let obj = Obj::new("summary", self.last, self.root)
                 .field("probe", r.probe.as_str())
                 .field("symbol", r.symbol.as_str())
-                .field("calls", r.calls)
-                .field("total_ns", nanos(r.total))
-                .field("min_ns", nanos(r.min))
-                .field("max_ns", nanos(r.max))
-                .field("avg_ns", nanos(r.average()))
-                .field("missed", r.missed);
+                .field("calls", r.calls);
+            // Hits (entry-only and instruction probes) have no time: no
+            // duration fields, rather than zeros that read as measured.
+            let obj = match r.counted {
+                Counted::Calls => obj
+                    .field("total_ns", nanos(r.total))
+                    .field("min_ns", nanos(r.min))
+                    .field("max_ns", nanos(r.max))
+                    .field("avg_ns", nanos(r.average())),
+                Counted::Hits => obj,
+            }
+            .field("missed", r.missed);
             let obj = match &r.hist {
                 Some(h) => obj.field("hist", buckets(h)),
                 None => obj,

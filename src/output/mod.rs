@@ -65,10 +65,10 @@ pub struct PrinterOptions {
     pub format: Format,
     /// ANSI colours in text output (the caller resolves `--color auto`).
     pub color: bool,
-    /// `-c`: gather per-probe statistics and print them at the end. In text
-    /// mode only the table and the `+++` lines are printed, as `strace -c` does;
-    /// in JSON mode every event is still printed, then one `summary` event per
-    /// probe and symbol.
+    /// `-c`: gather per-probe statistics and print them at the end, and no
+    /// call: in text mode the table and the `+++` lines, as `strace -c` does;
+    /// in JSON mode the lifecycle events and one `summary` event per probe and
+    /// symbol (hits, without time, have no duration fields).
     pub summary: bool,
     /// `--hist` (with `summary`): a log2 histogram of each probe's call
     /// durations, in nanoseconds, under the text table or in each JSON
@@ -277,7 +277,7 @@ impl Printer {
             stats: opts.summary.then(|| summary::Stats::new(opts.hist)),
             finished: false,
             renderer: Renderer::new(opts.string_limit),
-            render_calls: !(opts.summary && opts.format == Format::Text),
+            render_calls: !opts.summary,
             flush_interval: opts.flush_interval,
             next_call: 0,
             injected: None,
@@ -337,12 +337,13 @@ impl Handler for Printer {
         } else {
             (Known::Raw, Args::default())
         };
+        if !self.render_calls {
+            // `-c`: counted above, not printed.
+            return Ok(());
+        }
         let id = self.next_call;
         self.next_call += 1;
-        let stack = match self.stack_depth {
-            Some(depth) if self.render_calls => Some(hit.user_stack(depth)),
-            _ => None,
-        };
+        let stack = self.stack_depth.map(|depth| hit.user_stack(depth));
         self.emitter
             .entry(&mut self.out, hit, &Call { id, args, stack })?;
         if kind == (ProbeKind::Function { returns: true }) {
@@ -356,11 +357,11 @@ impl Handler for Printer {
         if let Some(stats) = &mut self.stats {
             stats.ret(ret.site(), ret.duration());
         }
-        let pending = ret.take_data::<Pending>();
         let injected = self.injected.take();
         if !self.render_calls {
             return Ok(());
         }
+        let pending = ret.take_data::<Pending>();
         let mut value = self
             .renderer
             .retval(pending.as_ref().map(|p| &p.known), ret);

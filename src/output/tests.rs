@@ -435,10 +435,31 @@ fn set(ks: &[&'static str]) -> BTreeSet<&'static str> {
 
 #[test]
 fn json_events_have_exactly_the_spec_fields() {
-    let (mut p, out, diag) = printer(Format::Json, false, true);
+    let (mut p, out, diag) = printer(Format::Json, false, false);
     everything(&mut p);
     assert_eq!(diag.text(), "", "JSON mode writes nothing to stderr");
-    let events = json_lines(&out);
+    // `-c` writes the lifecycle events and the summaries, no call: those
+    // are taken from a second printer.
+    let (mut counted, counted_out, _) = printer(Format::Json, false, true);
+    everything(&mut counted);
+    let summaries: Vec<Value> = json_lines(&counted_out);
+    for call in ["entry", "return", "hit"] {
+        assert!(
+            summaries.iter().all(|e| e["event"] != call),
+            "-c wrote a {call}"
+        );
+    }
+    let mut events = json_lines(&out);
+    events.extend(summaries.into_iter().filter(|e| e["event"] == "summary"));
+    let hits_summary = events
+        .iter()
+        .find(|e| e["event"] == "summary" && e["probe"] == "work+0x8")
+        .expect("a summary of hits");
+    assert_eq!(
+        keys(hits_summary),
+        set(&["probe", "symbol", "calls", "missed"]),
+        "hits have no time"
+    );
     let first = |name: &str| {
         events
             .iter()
@@ -454,7 +475,7 @@ fn json_events_have_exactly_the_spec_fields() {
         ),
         (
             "return",
-            [&site[..], &["retval", "rendered", "duration_ns"]].concat(),
+            [&site[..], &["address", "retval", "rendered", "duration_ns"]].concat(),
         ),
         ("hit", [&site[..], &["address"]].concat()),
         ("signal", vec!["tid", "signal"]),
@@ -480,7 +501,7 @@ fn json_events_have_exactly_the_spec_fields() {
         .collect();
     assert_eq!(names, expect.iter().map(|(n, _)| *n).collect());
     // Every line starts with the common fields, in order.
-    for line in out.text().lines() {
+    for line in out.text().lines().chain(counted_out.text().lines()) {
         assert!(line.starts_with("{\"event\":"), "{line}");
     }
 
@@ -560,7 +581,7 @@ fn json_events_have_exactly_the_spec_fields() {
     assert_eq!(work["missed"], 0);
     let hits = summaries.iter().find(|s| s["probe"] == "work+0x8").unwrap();
     assert_eq!(hits["calls"], 3);
-    assert_eq!(hits["total_ns"], 0);
+    assert_eq!(hits["total_ns"], Value::Null);
     // Summaries come last.
     assert!(events[events.len() - 3..]
         .iter()

@@ -321,14 +321,18 @@ fn pinned_launch_reports_every_call() {
 #[test]
 fn a_spec_given_twice_is_one_probe() {
     let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("spec_twice", &["-s", "work", "-s", "work"], &prog, &["3"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(of_kind(&events, "entry").len(), 3, "{}", show(&events));
+    // `-c` counts, and writes no call.
     let (run, events) = trace_json(
-        "spec_twice",
+        "spec_twice_counted",
         &["-c", "-s", "work", "-s", "work"],
         &prog,
         &["3"],
     );
     assert_eq!(run.code(), 0, "{}", run.stderr);
-    assert_eq!(of_kind(&events, "entry").len(), 3, "{}", show(&events));
+    assert_eq!(of_kind(&events, "entry").len(), 0, "{}", show(&events));
     let summaries = of_kind(&events, "summary");
     assert_eq!(summaries.len(), 1, "{}", show(&events));
     assert_eq!(summaries[0]["calls"], 3);
@@ -405,6 +409,46 @@ fn entry_only_reports_no_returns() {
         show(&events)
     );
     assert_eq!(of_kind(&events, "return").len(), 0, "{}", show(&events));
+}
+
+/// JSON as scripts want it: `--json -c` writes the lifecycle events and
+/// the summaries, no call (as text `-c` prints only the table); a summary of
+/// hits (an entry-only probe) has no duration fields; a return carries the
+/// probe's address, as its entry does.
+#[test]
+fn json_summaries_and_returns() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json(
+        "json_counted",
+        &["-c", "-s", "work", "-s", "twice", "--entry-only"],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let kinds: Vec<&str> = events.iter().map(|e| str_field(e, "event")).collect();
+    assert_eq!(
+        kinds,
+        ["attach", "exit", "summary", "summary"],
+        "{}",
+        show(&events)
+    );
+    for s in of_kind(&events, "summary") {
+        let keys: Vec<&String> = s.as_object().expect("an object").keys().collect();
+        assert_eq!(
+            keys,
+            ["calls", "event", "missed", "pid", "probe", "symbol", "time_ns"],
+            "{s}"
+        );
+    }
+    let (run, events) = trace_json("json_return_address", &["-s", "work"], &prog, &["2"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let entries = of_kind(&events, "entry");
+    let returns = of_kind(&events, "return");
+    assert_eq!(returns.len(), 2, "{}", show(&events));
+    for (entry, ret) in entries.iter().zip(&returns) {
+        assert_eq!(ret["address"], entry["address"], "{ret}");
+        assert!(str_field(ret, "address").starts_with("0x"), "{ret}");
+    }
 }
 
 #[test]
