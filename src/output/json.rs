@@ -167,10 +167,16 @@ impl Emitter for JsonEmitter {
                 .field("address", address)
                 .field("args", call.args.values.clone())
                 .field("arg_names", call.args.names.clone()),
-            ProbeKind::Instruction => Obj::new("hit", hit.time(), pid)
-                .field("tid", hit.tid().as_raw())
-                .site(site)
-                .field("address", address),
+            ProbeKind::Instruction => {
+                let obj = Obj::new("hit", hit.time(), pid)
+                    .field("tid", hit.tid().as_raw())
+                    .site(site)
+                    .field("address", address);
+                match &call.source {
+                    Some(source) => obj.field("source", source.as_str()),
+                    None => obj,
+                }
+            }
         };
         match &call.stack {
             Some(stack) => {

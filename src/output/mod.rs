@@ -133,6 +133,18 @@ pub(crate) struct Call {
     pub(crate) args: Args,
     /// The user stack at the hit, with `--stack`.
     pub(crate) stack: Option<Rc<Stack>>,
+    /// `FILE:LINE` of an instruction probe's address, when its module has a
+    /// line table (as gdb says where a breakpoint stopped).
+    pub(crate) source: Option<String>,
+}
+
+/// `FILE:LINE` of the address `hit` stopped at, from its module's line table.
+fn source_line(hit: &Hit<'_>) -> Option<String> {
+    let m = hit.module()?;
+    // The row covering the address: an offset or address probe is not
+    // always where a line begins.
+    let (file, line) = m.elf.line_at(m.to_link(hit.site().address))?;
+    Some(format!("{}:{line}", file.display()))
 }
 
 /// What a function entry leaves for its return, in the probe's data slot.
@@ -344,8 +356,20 @@ impl Handler for Printer {
         let id = self.next_call;
         self.next_call += 1;
         let stack = self.stack_depth.map(|depth| hit.user_stack(depth));
-        self.emitter
-            .entry(&mut self.out, hit, &Call { id, args, stack })?;
+        let source = match kind {
+            ProbeKind::Instruction => source_line(hit),
+            ProbeKind::Function { .. } => None,
+        };
+        self.emitter.entry(
+            &mut self.out,
+            hit,
+            &Call {
+                id,
+                args,
+                stack,
+                source,
+            },
+        )?;
         if kind == (ProbeKind::Function { returns: true }) {
             hit.set_data(Pending { id, known });
         }

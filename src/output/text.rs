@@ -216,7 +216,11 @@ impl Emitter for TextEmitter {
                         format!("{}+{off:#x} ({})", self.name(&site.symbol), site.address)
                     }
                 };
-                let text = format!("{} hit {place}", self.pid(hit.tid()));
+                let mut text = format!("{} hit {place}", self.pid(hit.tid()));
+                if let Some(source) = &call.source {
+                    text.push_str(" at ");
+                    text.push_str(source);
+                }
                 self.line(out, &text)?;
                 out.write(&frames)
             }

@@ -451,6 +451,45 @@ fn json_summaries_and_returns() {
     }
 }
 
+/// A line or offset probe's hit says where in the source it stopped, as
+/// gdb does: `at FILE:LINE` in text, `source` in JSON. The line is the one
+/// whose code covers the address (work's `{`, line 21 of count.c, for its
+/// first instructions).
+#[test]
+fn instruction_hits_show_their_source_line() {
+    let prog = fixture("count", Variant::Pie);
+    let source = source_dir().join("count.c");
+    let text = fs::read_to_string(&source).expect("count.c");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("PROBED int work(int x)"))
+        .expect("work's definition")
+        + 2;
+    let at = format!("{}:{line}", source.display());
+    let spec = format!("count.c:{line}");
+    let run = run_rtrace(
+        &["--color", "never", "-s", &spec, "-s", "work+0x4"],
+        &prog,
+        &["1"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let hits: Vec<String> = normalize(&run.stderr)
+        .lines()
+        .filter(|l| l.contains("] hit "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(hits.len(), 2, "{}", run.stderr);
+    assert!(hits[0].starts_with("[pid N] hit work ("), "{hits:?}");
+    assert!(hits[0].ends_with(&format!(") at {at}")), "{hits:?}");
+    assert!(hits[1].starts_with("[pid N] hit work+0x4 ("), "{hits:?}");
+    assert!(hits[1].ends_with(&format!(") at {at}")), "{hits:?}");
+    let (run, events) = trace_json("hit_source", &["-s", &spec], &prog, &["1"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let hits = of_kind(&events, "hit");
+    assert_eq!(hits.len(), 1, "{}", show(&events));
+    assert_eq!(str_field(hits[0], "source"), at);
+}
+
 #[test]
 fn summary_json_counts_calls() {
     let prog = fixture("count", Variant::Pie);
