@@ -353,3 +353,27 @@ fn closed_pipe_detaches_and_tracee_completes() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "sum=2500\ntwice=41\n");
 }
+
+/// A mistyped option or value gets clap's suggestion on the one usage line,
+/// not only "unexpected argument": what strace and cargo users rely on.
+#[test]
+fn usage_errors_keep_the_suggestion() {
+    for (args, line) in [
+        (
+            &["--entryonly", "-s", "work", "--", "true"][..],
+            "rtrace: unexpected argument '--entryonly' found; a similar argument exists: \
+             '--entry-only' (see 'rtrace --help')\n",
+        ),
+        (
+            &["--color", "sometimes", "-s", "work", "--", "true"],
+            "rtrace: invalid value 'sometimes' for '--color <WHEN>'; possible values: auto, \
+             always, never (see 'rtrace --help')\n",
+        ),
+    ] {
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args(args);
+        let run = run_command(cmd, TIMEOUT);
+        assert_eq!(run.code(), 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr, line, "{args:?}");
+    }
+}

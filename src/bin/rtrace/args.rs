@@ -280,6 +280,24 @@ pub fn parse() -> Result<Cli, ExitCode> {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
             let first = first.trim_start_matches("error: ");
+            // clap's tips ("a similar argument exists: '--entry-only'") and
+            // the possible values are the useful part: they stay, on the same
+            // line. (Its tip to pass an argument "as a value" after `--` does
+            // not apply: after `--` comes the command.)
+            let tips: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter_map(|l| {
+                    l.strip_prefix("tip: ")
+                        .or_else(|| l.strip_prefix('[').and_then(|v| v.strip_suffix(']')))
+                })
+                .filter(|tip| !tip.contains("as a value"))
+                .collect();
+            let first = match tips.is_empty() {
+                true => first.to_string(),
+                false => format!("{first}; {}", tips.join("; ")),
+            };
+            let first = first.as_str();
             // `rtrace -s work ls`: the command was meant, without its `--`.
             let stray = match e.get(clap::error::ContextKind::InvalidArg) {
                 Some(clap::error::ContextValue::String(a)) => !a.starts_with('-'),
