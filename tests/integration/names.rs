@@ -652,3 +652,20 @@ fn cold_fragments_are_not_probed_and_said_in_the_list() {
         );
     }
 }
+
+/// `rtrace -l work ./prog` lists as `rtrace -l work -- ./prog` does: the
+/// list's last word is the program when it names a file, as ltrace users
+/// type it.
+#[test]
+fn list_takes_the_program_without_dashes() {
+    let prog = fixture("count", Variant::Pie);
+    let path = prog.to_str().expect("UTF-8 path");
+    let with = run_rtrace(&["-l", "work", "twice"], &prog, &[]);
+    assert_eq!(with.code(), 0, "{}", with.stderr);
+    assert_eq!(with.stdout.lines().count(), 2, "{}", with.stdout);
+    let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+    cmd.args(["-l", "work", "twice", path]);
+    let without = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
+    assert_eq!(without.code(), 0, "{}", without.stderr);
+    assert_eq!(without.stdout, with.stdout);
+}

@@ -323,6 +323,24 @@ pub fn parse() -> Result<Cli, ExitCode> {
             }
         },
     };
+    let mut raw = raw;
+    // `rtrace -l work ./prog`: the list's last word is the program when it
+    // names a file (with `-l` taking several specs, clap cannot tell).
+    if raw.pid.is_none() && raw.command.is_empty() {
+        let specs: usize = raw.list.iter().map(|s| s.0.len()).sum();
+        let program = raw
+            .list
+            .last()
+            .and_then(|s| s.0.last())
+            .map(|p| p.as_str().to_string())
+            .filter(|p| specs > 1 && std::path::Path::new(p).is_file());
+        if let Some(program) = program {
+            if let Some(last) = raw.list.last_mut() {
+                last.0.pop();
+            }
+            raw.command.push(program.into());
+        }
+    }
     let target = match (raw.pid, raw.command.is_empty()) {
         (Some(_), false) => return Err(usage("give either -p PID or a command, not both")),
         (None, true) => return Err(usage("give -p PID or a command to launch after --")),
