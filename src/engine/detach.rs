@@ -22,7 +22,7 @@ use crate::sys::{signal, wait};
 
 use super::space::SCRATCH_SIZE;
 use super::task::{self, TaskState};
-use super::Tracer;
+use super::tracer::Tracer;
 
 impl Tracer {
     /// Detaches from everything. Tries every step even when one fails, and

@@ -17,7 +17,7 @@ use crate::sys::mem::ProcMem;
 use crate::sys::ptrace;
 
 use super::task::TaskState;
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// A trap rtrace is handling, whose thread the kernel stopped past the int3
 /// (or at the trampoline) with nothing of the hit done yet in its

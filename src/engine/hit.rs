@@ -19,7 +19,7 @@ use super::guards::HitInProgress;
 use super::own::{OwnEnd, SiteHit};
 use super::step::StepEnd;
 use super::task::{Hijack, PendingHit, XolStep};
-use super::{guarded, Tracer};
+use super::tracer::{guarded, Tracer};
 
 /// Which handler method a hit runs.
 #[derive(Clone, Copy)]

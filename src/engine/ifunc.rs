@@ -14,7 +14,7 @@ use crate::probe::Owner;
 use crate::symbols::{ifunc, Location};
 
 use super::space::{Placement, ResolverCall, ResolverWatch};
-use super::Tracer;
+use super::tracer::Tracer;
 
 impl Tracer {
     /// Watches the resolver of the IFUNC at `loc` for probe `id` (see

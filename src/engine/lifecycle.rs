@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use super::Progress;
+use super::tracer::Progress;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
@@ -20,7 +20,7 @@ use crate::sys::wait::{self, Stop};
 
 use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
 use super::task::{tgid_of, Scrub, Task, TaskState};
-use super::{kind_for, Outcome, Tracer};
+use super::tracer::{kind_for, Outcome, Tracer};
 
 impl Tracer {
     /// Sets up the address space of process `pid` (after attach, or after an

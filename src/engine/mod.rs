@@ -67,10 +67,10 @@ mod space;
 mod step;
 mod syscall;
 mod task;
+mod tracer;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -78,240 +78,19 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::addr::{Pid, Tid};
-use crate::arch::StepMode;
 use crate::error::{Error, Result};
-use crate::handler::{Event, Handler, ProbeId, ProbeKind};
-use crate::symbols::{ElfCache, ProbeSpec};
+use crate::handler::{Event, Handler, ProbeId};
+use crate::symbols::ProbeSpec;
 use crate::sys::ptrace::{self, Restart};
 use crate::sys::wait::{self, Stop, Waited, Which};
 use crate::sys::{signal, spawn};
 
 use space::Space;
 use task::{HeldSignal, Task, TaskState};
-
-/// How tracing ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The traced process exited with this code.
-    Exited(i32),
-    /// The traced process was killed by this signal.
-    Killed {
-        /// The signal number.
-        signal: i32,
-        /// Core dumped.
-        core_dumped: bool,
-    },
-    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, [`Tracer::request_detach`], or
-    /// an error once tracing had begun); the process runs on.
-    Detached,
-}
-
-/// Tracing options.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Options {
-    /// Function probes report entries only: no return address is rewritten.
-    pub entry_only: bool,
-    /// Trace children created by fork, vfork and clone too.
-    pub follow_forks: bool,
-    /// How displaced instructions execute (`--step`).
-    pub step: StepMode,
-    /// Fast probes (`--fast`): sites whose handlers allow it are patched
-    /// with a jump to a detour that records each hit without stopping the
-    /// thread; the records reach the handlers' `on_entry` within a few
-    /// milliseconds. Every other site stays an int3 breakpoint.
-    pub fast: bool,
-}
-
-struct Probe {
-    spec: ProbeSpec,
-    handler: Box<dyn Handler>,
-}
-
-/// Work before tracing begins that can take a while (a glob over every
-/// module arms thousands of breakpoints; a line probe reads DWARF), told to
-/// the hook set with [`Tracer::on_progress`] so a front end can show it. The
-/// engine only reports; drawing is the caller's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress<'a> {
-    /// A probe spec is being looked up in the modules loaded so far (their
-    /// symbol tables; DWARF line tables for a source line).
-    Resolving {
-        /// The probe spec as given.
-        probe: &'a str,
-    },
-    /// A probe's breakpoints are being planted: `done` of its `total` probe
-    /// points so far.
-    Arming {
-        /// The probe spec as given.
-        probe: &'a str,
-        /// Probe points armed (or skipped) so far.
-        done: usize,
-        /// Probe points the spec resolved to.
-        total: usize,
-    },
-    /// The work reported so far is over: the tracer is about to wait for the
-    /// tracee or to tell the listeners something. A display clears itself.
-    Idle,
-}
-
-/// What [`Tracer::on_progress`] is given.
-type ProgressFn = Box<dyn FnMut(&Progress<'_>)>;
-
-/// The progress hook, and whether what it was last told is still going on.
-#[derive(Default)]
-struct ProgressHook {
-    f: Option<ProgressFn>,
-    /// Something other than `Idle` was reported last.
-    busy: bool,
-}
-
-impl ProgressHook {
-    fn report(&mut self, p: Progress<'_>) {
-        let Some(f) = &mut self.f else {
-            return;
-        };
-        let idle = p == Progress::Idle;
-        if idle && !self.busy {
-            return;
-        }
-        self.busy = !idle;
-        // A display that panics is not worth stopping tracing for: it goes.
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&p))).is_err() {
-            self.f = None;
-        }
-    }
-
-    /// Tracing has begun: the display is told `Idle` and dropped.
-    fn end(&mut self) {
-        self.report(Progress::Idle);
-        self.f = None;
-    }
-}
-
-/// Traces one process (and, with `follow_forks`, its children).
-///
-/// A `Tracer` is `!Send`: ptrace ties tracees to the OS thread that attached.
-pub struct Tracer {
-    start: Instant,
-    opts: Options,
-    /// The process traced first; its end ends tracing.
-    root: Pid,
-    /// Set in launch mode: the child we forked.
-    launched: Option<spawn::Launched>,
-    probes: Vec<Option<Probe>>,
-    listeners: Vec<Box<dyn Handler>>,
-    tasks: BTreeMap<Tid, Task>,
-    spaces: BTreeMap<Pid, Space>,
-    /// Stops already waited for but not yet handled (collected while the world
-    /// was being stopped, or while a thread was stepped).
-    deferred: VecDeque<Stop>,
-    /// Stops of tasks whose creation event has not been handled yet.
-    orphans: HashMap<Tid, Stop>,
-    cache: ElfCache,
-    /// Probes that armed somewhere at least once (the others are reported at
-    /// the end as never armed).
-    ever_armed: std::collections::HashSet<ProbeId>,
-    outcome: Option<Outcome>,
-    /// The CPU everything runs on (`pin_to_one_cpu`).
-    pinned: Option<usize>,
-    /// Gives the pinned threads their affinity back if rtrace dies.
-    guardian: Option<crate::sys::sched::Guardian>,
-    /// The period the tracer's timer is armed with (see `next_stop`).
-    timer: Option<Duration>,
-    /// With -f: how the root process ended while followed children live on
-    /// (the outcome once the last of them has ended, as strace -f does).
-    root_end: Option<Outcome>,
-    attach_reported: bool,
-    /// Set once the traced process has exec'd: a probe that does not resolve in
-    /// the new image (or any image reached by exec) is not an error.
-    root_execd: bool,
-    started: bool,
-    detach_requested: bool,
-    /// Set while detaching: threads are brought to a stop and kept there.
-    halting: bool,
-    /// Stops waited for so far.
-    stops: u64,
-    /// When the listeners were last told the tracer is idle.
-    last_idle: Instant,
-    /// Warnings from placing probes (skipped functions), sent to the listeners
-    /// before the next stop is handled: probes are added before listeners.
-    warnings: Vec<Event>,
-    /// Probes whose skipped functions (or Go code) were reported already: an
-    /// image reached by exec, a shell run by `system()`, skips the same again
-    /// and is not reported again (once per probe per run).
-    skips_reported: std::collections::HashSet<ProbeId>,
-    go_reported: std::collections::HashSet<ProbeId>,
-    /// Probes whose fast or int3 mode was reported.
-    modes_reported: std::collections::HashSet<ProbeId>,
-    /// Fast records' clock, once a ring exists.
-    tsc_clock: Option<fast::TscClock>,
-    /// When the rings were last drained.
-    last_drain: Instant,
-    /// A drain stopped at its budget: records may be waiting.
-    more_records: bool,
-    /// `on_progress`: told about the work before tracing begins.
-    progress: ProgressHook,
-    /// Why the kernel will not let rtrace suspend a tracee's seccomp filter
-    /// (`no CAP_SYS_ADMIN`), once it has said so.
-    seccomp_refused: Option<String>,
-    /// Processes told they get no scratch page for their seccomp mode.
-    seccomp_warned: std::collections::HashSet<Pid>,
-    /// Processes told their fast records' time stamps are read by rtrace.
-    tsc_warned: std::collections::HashSet<Pid>,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl std::fmt::Debug for Tracer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracer")
-            .field("root", &self.root)
-            .field("tasks", &self.tasks.len())
-            .finish_non_exhaustive()
-    }
-}
+use tracer::{guarded, Probe};
+pub use tracer::{Options, Outcome, Progress, Tracer};
 
 impl Tracer {
-    fn new(root: Pid, opts: Options) -> Tracer {
-        Tracer {
-            start: Instant::now(),
-            opts,
-            root,
-            launched: None,
-            probes: Vec::new(),
-            listeners: Vec::new(),
-            tasks: BTreeMap::new(),
-            spaces: BTreeMap::new(),
-            deferred: VecDeque::new(),
-            orphans: HashMap::new(),
-            cache: ElfCache::default(),
-            ever_armed: Default::default(),
-            skips_reported: Default::default(),
-            go_reported: Default::default(),
-            outcome: None,
-            pinned: None,
-            guardian: None,
-            timer: None,
-            root_end: None,
-            attach_reported: false,
-            root_execd: false,
-            started: false,
-            detach_requested: false,
-            halting: false,
-            stops: 0,
-            last_idle: Instant::now(),
-            warnings: Vec::new(),
-            modes_reported: Default::default(),
-            tsc_clock: None,
-            last_drain: Instant::now(),
-            more_records: false,
-            progress: ProgressHook::default(),
-            seccomp_refused: None,
-            seccomp_warned: Default::default(),
-            tsc_warned: Default::default(),
-            _not_send: PhantomData,
-        }
-    }
-
     /// Launches `cmd` (program, arguments, environment and working directory are
     /// taken from it; its stdio is inherited, and a standard descriptor this
     /// process was started without stays closed) stopped at its first
@@ -1080,24 +859,6 @@ impl Drop for Tracer {
     }
 }
 
-/// Runs one handler method. A panic in it becomes an error, like any handler
-/// error: tracing stops, and the tracer detaches (or, before the launched
-/// program started, kills it) instead of unwinding through the event loop with
-/// the tracee half-way through a hit.
-pub(super) fn guarded(call: impl FnOnce() -> Result<()>) -> Result<()> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into());
-            Err(Error::Handler(format!("a handler panicked: {what}")))
-        }
-    }
-}
-
 fn list_threads(pid: Pid) -> Result<Vec<Tid>> {
     let dir =
         std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|_| Error::NoSuchProcess { pid })?;
@@ -1226,15 +987,4 @@ fn launch_spec(cmd: &Command) -> Result<spawn::LaunchSpec> {
             .map(|d| spawn::cstring(d.as_os_str()))
             .transpose()?,
     })
-}
-
-/// The kind a probe reports at a resolved location.
-fn kind_for(function_entry: bool, opts: &Options) -> ProbeKind {
-    if function_entry {
-        ProbeKind::Function {
-            returns: !opts.entry_only,
-        }
-    } else {
-        ProbeKind::Instruction
-    }
 }

@@ -31,7 +31,7 @@ use crate::error::Result;
 use crate::handler::{ProbeKind, Site};
 use crate::probe::{Owner, ProbeSite, Watch};
 
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// rtrace's own reasons for one breakpoint, read from its site.
 #[derive(Clone, Copy)]

@@ -13,7 +13,7 @@ use crate::sys::wait::{self, Stop, TrapCause, Waited, Which};
 
 use super::guards::World;
 use super::task::{HeldSignal, XolStep};
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// What an in-place single-step of one thread ended with.
 pub(super) enum StepEnd {

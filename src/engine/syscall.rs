@@ -34,7 +34,7 @@ use crate::sys::wait::{Stop, Waited, Which};
 use super::guards::InjectedCode;
 use super::space::SCRATCH_SIZE;
 use super::step::StepEnd;
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// The name of system call `nr`, for errors (only the calls rtrace makes).
 fn call_name(nr: i64) -> &'static str {

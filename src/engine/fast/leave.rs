@@ -8,13 +8,13 @@
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self};
 use crate::engine::step::StepEnd;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::sys::ptrace;
 use crate::sys::shm::{self};
 
-use super::drain::Drain;
+use super::clock::Drain;
 use super::stub::restore_stub_slots;
 
 /// The most single-steps taken to bring a thread out of a detour (a capture

@@ -66,16 +66,19 @@
 //! | `stub.rs` | the return stub: stepping through it, orphans, calls moved to return sites |
 //! | `hooks.rs` | rtrace's own hooks as fast sites, and the watchman |
 
+mod clock;
 mod drain;
 mod hooks;
 mod leave;
 mod patch;
 mod plan;
+mod refusal;
 mod state;
 mod stub;
 mod threads;
+mod watchman;
 
-pub(crate) use drain::{Drain, TscClock, DRAIN_INTERVAL};
-pub(crate) use plan::Refusal;
+pub(crate) use clock::{Drain, TscClock, DRAIN_INTERVAL};
+pub(crate) use refusal::Refusal;
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;

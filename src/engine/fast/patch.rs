@@ -15,13 +15,14 @@ use crate::arch::detour::{
 use crate::arch::SCRATCH_SYSCALL_OFFSET;
 use crate::engine::guards::World;
 use crate::engine::task::TaskState;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::{Error, Result};
 use crate::symbols::maps::Mapping;
 use crate::sys::ptrace;
 use crate::sys::shm::{self, SharedMap};
 
-use super::plan::{Planned, Refusal};
+use super::plan::Planned;
+use super::refusal::Refusal;
 use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
 
 /// Room left free above the heap (or where `brk` starts) and below the
@@ -663,7 +664,7 @@ impl Tracer {
         self.clock();
         let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
         let map = std::sync::Arc::new(map);
-        let watchman = super::hooks::Watchman::start(map.clone(), nix::unistd::gettid())
+        let watchman = super::watchman::Watchman::start(map.clone(), nix::unistd::gettid())
             .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
         space.fast.ring = Some(Ring {
             map,

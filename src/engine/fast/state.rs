@@ -14,7 +14,7 @@ use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
 use crate::handler::Site;
 use crate::sys::shm::SharedMap;
 
-use super::plan::Refusal;
+use super::refusal::Refusal;
 
 /// The size of one detour area.
 pub(crate) const AREA_SIZE: u64 = 256 << 10;
@@ -27,7 +27,7 @@ pub(crate) struct Ring {
     /// The thread that keeps rtrace's side of the hooks' protocol (see
     /// `hooks`); it stops when the ring goes (dropped after `map`, whose
     /// mapping it shares).
-    pub _watchman: Option<super::hooks::Watchman>,
+    pub _watchman: Option<super::watchman::Watchman>,
     /// Where the tracee has it, and its shape.
     pub layout: RingLayout,
     /// The next position to read (Vyukov's dequeue position; rtrace is the

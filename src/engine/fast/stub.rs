@@ -8,14 +8,14 @@ use crate::arch::detour::{self, table, Stub, StubMove};
 use crate::arch::Regs;
 use crate::arch::StepMode;
 use crate::engine::step::StepEnd;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::probe::Owner;
 use crate::probe::Watch;
 use crate::sys::ptrace;
 
-use super::drain::Drain;
+use super::clock::Drain;
 
 /// Puts back the return addresses the detours swapped for the stub `stub`,
 /// as the table at `table` (in `mem`) lists them, on the stacks of the

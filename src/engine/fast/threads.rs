@@ -7,12 +7,12 @@
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::engine::guards::World;
 use crate::engine::task::TaskState;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::sys::ptrace;
 
-use super::drain::Drain;
-use super::plan::Refusal;
+use super::clock::Drain;
+use super::refusal::Refusal;
 
 impl Tracer {
     /// Reads the thread pointer of every thread of space `key`, stopping
