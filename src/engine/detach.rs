@@ -20,6 +20,7 @@ use crate::handler::Event;
 use crate::sys::ptrace::{self, Restart};
 use crate::sys::{signal, wait};
 
+use super::fast;
 use super::space::SCRATCH_SIZE;
 use super::task::{self, TaskState};
 use super::tracer::Tracer;
@@ -159,7 +160,7 @@ impl Tracer {
         // every record read, every slot holding the stub given its return
         // address back (which may be the trampoline: before the
         // trampoline's slots are), before the jumps go with the breakpoints.
-        let fast = match self.quiesce_fast(key, &tids) {
+        let fast = match fast::quiesce(self, key, &tids) {
             Err(e) if e.is_tracee_gone() => Ok(()),
             r => r,
         };
@@ -223,10 +224,7 @@ impl Tracer {
         // program's: said, not undone.
         let rewritten = space.rewritten_report();
         let scratch = space.scratch;
-        let fast = space.fast.mappings();
-        space.fast.ring = None;
-        space.fast.ring_wanted = None;
-        space.fast.areas.clear();
+        let fast = space.fast.release();
         space.scratch = None;
         // rtrace's mappings: the fast probes' ring and detour areas, then the
         // scratch page, whose `syscall` instruction every munmap uses (so it

@@ -15,6 +15,7 @@ use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, TrapCause};
 
+use super::fast;
 use super::guards::HitInProgress;
 use super::own::{OwnEnd, SiteHit};
 use super::step::StepEnd;
@@ -87,7 +88,7 @@ impl Tracer {
         let key = self.tasks[&tid].space;
         // Fast records made before this trap are handled before it, so that
         // a thread's fast and int3 events keep their order.
-        self.drain(key, super::fast::Drain::Quick)?;
+        fast::before_trap(self, key)?;
         let site = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
         // Just past the trampoline, or past a live breakpoint whose displaced
         // instruction is longer than one byte, no instruction boundary exists
@@ -127,7 +128,7 @@ impl Tracer {
             return self.resume(tid, 0);
         }
         // The fast return stub's, for a slot it has no entry for.
-        if self.orphan_return(tid, regs)? {
+        if fast::on_stray_trap(self, tid, regs)? {
             return self.resume(tid, 0);
         }
         // The program's own int3.
@@ -517,7 +518,7 @@ impl Tracer {
                 });
             }
             if h.watch == Watch::ReturnSite {
-                self.clear_jumps_at(key, h.orig)?;
+                fast::before_arm(self, key, h.orig)?;
                 if let Some(space) = self.spaces.get_mut(&key) {
                     space.arm(h.orig, Owner::ReturnSite, StepMode::Auto)?;
                 }

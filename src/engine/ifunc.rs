@@ -13,6 +13,7 @@ use crate::handler::{Event, ProbeId, SkipReason};
 use crate::probe::Owner;
 use crate::symbols::{ifunc, Location};
 
+use super::fast;
 use super::space::{Placement, ResolverCall, ResolverWatch};
 use super::tracer::Tracer;
 
@@ -29,7 +30,7 @@ impl Tracer {
         glob: bool,
         skipped: &mut Vec<SkipReason>,
     ) -> Result<()> {
-        self.clear_jumps_at(key, loc.addr)?;
+        fast::before_arm(self, key, loc.addr)?;
         let space = self
             .spaces
             .get_mut(&key)
@@ -137,7 +138,7 @@ impl Tracer {
             return Ok(());
         };
         let ret = RuntimeAddr(space.mem.read_u64(RuntimeAddr(regs.sp()))?);
-        self.clear_jumps_at(key, ret)?;
+        fast::before_arm(self, key, ret)?;
         let Some(space) = self.spaces.get_mut(&key) else {
             return Ok(());
         };

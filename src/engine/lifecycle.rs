@@ -18,6 +18,7 @@ use crate::sys::ptrace::{self, Restart};
 use crate::sys::signal;
 use crate::sys::wait::{self, Stop};
 
+use super::fast::{self, Exit, Fork};
 use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
 use super::task::{tgid_of, Scrub, Task, TaskState};
 use super::tracer::{kind_for, Outcome, Tracer};
@@ -225,7 +226,7 @@ impl Tracer {
                     | Owner::Unpark
                     | Owner::Returned => false,
                 });
-            if hooked || self.clear_jumps_at(key, addr).is_err() {
+            if hooked || fast::before_arm(self, key, addr).is_err() {
                 continue;
             }
             if let Some(space) = self.spaces.get_mut(&key) {
@@ -369,7 +370,7 @@ impl Tracer {
                 total,
             });
             // An int3 never goes into a jump of a fast probe.
-            self.clear_jumps_at(key, loc.addr)?;
+            fast::before_arm(self, key, loc.addr)?;
             let space = self
                 .spaces
                 .get_mut(&key)
@@ -472,7 +473,7 @@ impl Tracer {
             Stop::Signal { signal, .. } if stepping => self.on_signal_in_step(tid, signal),
             Stop::Signal { signal, .. } => {
                 // A fast probe's capture read a bad pointer: ours, fixed up.
-                if self.fix_capture_fault(tid, signal)? {
+                if fast::on_signal(self, tid, signal)? {
                     return Ok(());
                 }
                 self.deliver_signal(tid, signal)
@@ -509,7 +510,7 @@ impl Tracer {
             return self.resume(tid, 0);
         }
         // Delivered only out of the detours (the thread steps out first).
-        if self.signal_in_detour(tid, signal)? {
+        if fast::before_deliver(self, tid, signal)? {
             return Ok(());
         }
         let task = &self.tasks[&tid];
@@ -540,7 +541,7 @@ impl Tracer {
                     task.vfork_parent = Some(tid);
                     if task.space == parent_space {
                         // It runs on its parent's TLS until it execs.
-                        self.lend_thread_pointer(tid, child, true)?;
+                        fast::on_fork(self, parent_space, tid, Fork::Vfork { child })?;
                     }
                     return Ok(());
                 }
@@ -558,7 +559,7 @@ impl Tracer {
         // The parent's fast records up to the fork, so that its calls in
         // flight are known (a followed child inherits them).
         if let Some(space) = self.tasks.get(&parent).map(|t| t.space) {
-            self.drain_through(space)?;
+            fast::on_fork(self, space, parent, Fork::Child)?;
         }
         let p = &self.tasks[&parent];
         let (ppid, pspace, psilent) = (p.pid, p.space, p.silent);
@@ -598,9 +599,10 @@ impl Tracer {
                 task.silent = true;
             } else {
                 let space = &self.spaces[&pspace];
+                let fast = space.fast.scrub();
                 task.scrub = Some(Scrub {
-                    fast_returns: space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)),
-                    unmap: space.fast.mappings(),
+                    fast_returns: fast.returns,
+                    unmap: fast.unmap,
                     sites: space.code_changes(),
                     returns: self.tasks[&parent].returns.restorations(),
                     trampoline: space.trampoline(),
@@ -696,14 +698,9 @@ impl Tracer {
                 | Stop::Event { .. }) => self.dispatch(other),
             };
         }
-        if self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
-            // A forked child's own ring; a new thread's thread pointer
-            // (what its fast records will carry).
-            self.give_child_ring(tid)?;
-            if let Ok(regs) = ptrace::getregs(tid) {
-                self.note_thread(tid, regs.thread_pointer())?;
-            }
-        }
+        // A forked child's own ring; a new thread's thread pointer (what
+        // its fast records will carry).
+        fast::on_thread_seen(self, key, tid)?;
         match stop {
             // The usual first stop; anything else (a signal that raced in) is
             // handled as it would be later.
@@ -761,7 +758,7 @@ impl Tracer {
                 let threads = [(regs.thread_pointer(), RuntimeAddr(regs.sp()))];
                 let pid = crate::addr::Pid::from_raw(tid.as_raw());
                 let mut maps = super::space::MapCache::default();
-                super::fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
+                fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
                     maps.same_mapping(pid, a, b)
                 })?;
             }
@@ -822,7 +819,6 @@ impl Tracer {
         let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         let vfork_parent = task.vfork_parent.take();
         let old_space = task.space;
-        self.end_suspension(old_space, tid);
         let task = self.tasks.get_mut(&tid).expect("exec of a known task");
         task.returns.take_all();
         task.fast_calls.take_all();
@@ -848,8 +844,9 @@ impl Tracer {
         if pid == self.root {
             self.root_execd = true;
         }
-        // The old image's fast records, before its ring goes with it.
-        self.drain(pid, super::fast::Drain::Final)?;
+        // A suspension for it ends; the old image's fast records, before
+        // its ring goes with it.
+        fast::on_exec(self, old_space, pid, tid)?;
         self.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
         let path = self.spaces[&pid].exe.clone();
@@ -876,18 +873,8 @@ impl Tracer {
     /// A vfork child exec'd or died: its parent, held in its vfork event stop,
     /// goes on.
     fn release_vfork_parent(&mut self, parent: Tid) -> Result<()> {
-        let lent = self.spaces.values().any(|s| !s.fast.lent.is_empty());
-        if lent {
-            if let Ok(regs) = ptrace::getregs(parent) {
-                let tp = regs.thread_pointer();
-                let key = self.tasks.get(&parent).map(|t| t.space);
-                if let Some(key) = key {
-                    self.drain(key, super::fast::Drain::Quick)?;
-                    if let Some(space) = self.spaces.get_mut(&key) {
-                        space.fast.lent.remove(&tp);
-                    }
-                }
-            }
+        if let Some(key) = self.tasks.get(&parent).map(|t| t.space) {
+            fast::on_fork(self, key, parent, Fork::VforkDone)?;
         }
         match self.tasks.get(&parent) {
             Some(t) if t.state == TaskState::Stopped => self.resume(parent, 0),
@@ -934,7 +921,7 @@ impl Tracer {
         // Its fast records, while its memory is still there to tell its
         // stacks apart.
         if let Some(space) = self.tasks.get(&tid).map(|t| t.space) {
-            self.drain_through(space)?;
+            fast::on_exit(self, space, tid, Exit::Exiting)?;
         }
         let Some(task) = self.tasks.get_mut(&tid) else {
             return Ok(());
@@ -956,12 +943,12 @@ impl Tracer {
         // Its fast records first, while it is still known: the returns they
         // report are its calls'.
         if let Some(space) = self.tasks.get(&tid).map(|t| t.space) {
-            self.drain_through(space)?;
+            fast::on_exit(self, space, tid, Exit::Died)?;
         }
         let Some(task) = self.tasks.remove(&tid) else {
             return Ok(());
         };
-        self.end_suspension(task.space, tid);
+        fast::on_exit(self, task.space, tid, Exit::Forgotten)?;
         if let Some(parent) = task.vfork_parent {
             self.release_vfork_parent(parent)?;
         }
@@ -974,11 +961,7 @@ impl Tracer {
         // Its fast records are all in (no thread of it will publish one).
         if task.space == task.pid {
             let heir = self.tasks.values().any(|t| t.space == task.pid);
-            let mode = match heir {
-                true => super::fast::Drain::Quick,
-                false => super::fast::Drain::Final,
-            };
-            self.drain(task.space, mode)?;
+            fast::on_exit(self, task.space, tid, Exit::Leader { heir })?;
         }
         if task.space == task.pid {
             let heir = self

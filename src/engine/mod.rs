@@ -298,7 +298,7 @@ impl Tracer {
         for key in keys {
             if let Some(space::Placement::Armed(addrs)) = self.spaces[&key].placed.get(&id) {
                 let addrs = addrs.clone();
-                self.unpatch_fast(key, &addrs)?;
+                fast::before_disarm(self, key, &addrs)?;
             }
         }
         for space in self.spaces.values_mut() {
@@ -436,8 +436,9 @@ impl Tracer {
         }
         self.flush_warnings()?;
         // Requests of rtrace's own hooks (a new link map, a backtrace): the
-        // thread that posted one waits for it.
-        self.serve_requests()?;
+        // thread that posted one waits for it. Dirty spaces patched, modes
+        // said, the rings read on time.
+        fast::on_pass(self, self.attach_reported)?;
         if !self.started {
             self.started = true;
             self.report_attached_if_ready()?;
@@ -450,23 +451,6 @@ impl Tracer {
             self.detach_all()?;
             self.outcome = Some(Outcome::Detached);
             return Ok(self.outcome);
-        }
-        if self.opts.fast && self.attach_reported {
-            let dirty: Vec<Pid> = self
-                .spaces
-                .iter()
-                .filter(|(_, s)| s.fast.dirty)
-                .map(|(k, _)| *k)
-                .collect();
-            for key in dirty {
-                self.patch_fast(key)?;
-            }
-            self.report_modes()?;
-        }
-        if self.draining()
-            && (self.more_records || self.last_drain.elapsed() >= fast::DRAIN_INTERVAL)
-        {
-            self.drain_all(fast::Drain::Safe)?;
         }
         let stop = match self.next_stop()? {
             Some(s) => s,
@@ -554,9 +538,7 @@ impl Tracer {
                 Waited::NoTracee => return Err(wait::no_tracee_error()),
             }
             // Fast records first, so what the listeners flush includes them.
-            if self.draining() {
-                self.drain_all(fast::Drain::Safe)?;
-            }
+            fast::drain(self)?;
             for l in &mut self.listeners {
                 guarded(|| l.on_idle())?;
             }
@@ -565,7 +547,7 @@ impl Tracer {
         // A ring found corrupt just now (in that drain, or the one before
         // this wait): its jumps come off before the tracer blocks, which may
         // be for long (fast sites make no stops).
-        if self.fast_switch_pending() {
+        if fast::switch_pending(self) {
             return Ok(None);
         }
         // The next deadline: the live view's ticks, or the end of the
@@ -576,19 +558,19 @@ impl Tracer {
             (None, false) => Some(interval),
             (None, true) => None,
         };
-        let draining = self.draining();
-        let wanted = match (wanted, draining) {
-            (Some(w), true) => Some(w.min(fast::DRAIN_INTERVAL)),
-            (None, true) => Some(fast::DRAIN_INTERVAL),
-            (w, false) => w,
+        let pace = fast::pace(self);
+        let wanted = match (wanted, pace) {
+            (Some(w), Some(p)) => Some(w.min(p)),
+            (None, Some(p)) => Some(p),
+            (w, None) => w,
         };
         if wanted != self.timer && signal::set_timer(wanted) {
             self.timer = wanted;
         }
-        if draining && !signal::installed() {
+        if let Some(pace) = pace.filter(|_| !signal::installed()) {
             // No timer (a library's tracer without the signals): a wait that
             // ends by itself, for the next drain.
-            let r = wait::wait_timeout(Which::Any, fast::DRAIN_INTERVAL);
+            let r = wait::wait_timeout(Which::Any, pace);
             if let Ok(Some(stop)) = &r {
                 self.stops += 1;
                 self.saw(stop);
@@ -637,7 +619,7 @@ impl Tracer {
         // Fast probes are patched before tracing is said to begin, so the
         // attach line is followed by each probe's mode.
         let root = self.root;
-        self.patch_fast(root)?;
+        fast::on_attach(self, root)?;
         let Some(space) = self.spaces.get(&self.root) else {
             return Ok(());
         };
@@ -650,7 +632,7 @@ impl Tracer {
         self.attach_reported = true;
         self.progress.end();
         self.emit(event)?;
-        self.report_modes()
+        fast::report_modes(self)
     }
 
     /// Resumes every stopped task that has no stop waiting to be handled.

@@ -31,6 +31,7 @@ use crate::error::Result;
 use crate::handler::{ProbeKind, Site};
 use crate::probe::{Owner, ProbeSite, Watch};
 
+use super::fast::{self, Unwinding};
 use super::tracer::Tracer;
 
 /// rtrace's own reasons for one breakpoint, read from its site.
@@ -117,7 +118,7 @@ impl Tracer {
         let own = site.own;
         let sp = RuntimeAddr(regs.sp());
         if own.unpark {
-            self.unpark_calls(tid, sp)?;
+            fast::on_unwinder_entry(self, tid, sp, Unwinding::BacktraceDone)?;
         }
         if own.return_site {
             self.on_return_site(tid, addr, regs, time)?;
@@ -138,7 +139,7 @@ impl Tracer {
             // addresses. The call it is making overwrites the slot at `sp`:
             // whatever was in flight there or below was unwound.
             self.forget_dead_calls(tid, sp, true)?;
-            self.fast_calls_to_return_sites(tid, sp, true)?;
+            fast::on_unwinder_entry(self, tid, sp, Unwinding::Unwinder)?;
             self.watch_at_return_sites(tid)?;
         } else if own.function_entry && self.tasks[&tid].returns.may_have_dead(sp) {
             // A function entry: `sp` holds the return address this call just
@@ -193,7 +194,7 @@ impl Tracer {
             .map(|i| i.orig_ret)
             .collect();
         for a in sites {
-            self.clear_jumps_at(key, a)?;
+            fast::before_arm(self, key, a)?;
         }
         let task = self.tasks.get_mut(&tid).expect("a known task");
         let Some(space) = self.spaces.get_mut(&task.space) else {
@@ -229,11 +230,11 @@ impl Tracer {
         };
         let held = space.mem.read_u64(sp)?;
         let tramp = space.trampoline().map(RuntimeAddr::get);
-        let stub = space.fast.stub.as_ref().map(|s| s.stub.entry);
+        let stub = space.fast.stub_entry();
         if Some(held) != tramp && Some(held) != stub {
             return Ok(false);
         }
-        self.fast_calls_to_return_sites(tid, sp, false)?;
+        fast::on_unwinder_entry(self, tid, sp, Unwinding::ReadsReturnAddress)?;
         self.watch_at_return_sites(tid)?;
         Ok(true)
     }

@@ -222,10 +222,7 @@ impl Space {
             .map(|(a, _)| a)
             .collect();
         for a in gone {
-            for f in self.fast.sites.iter_mut().filter(|f| f.addr == a) {
-                f.live = false;
-            }
-            self.fast.refused.remove(&a);
+            self.fast.on_unload(a);
             if let Some(site) = self.sites.remove(a) {
                 for p in &site.probes {
                     self.placed.remove(&p.id);
@@ -261,12 +258,9 @@ impl Space {
     /// (The caller has taken any fast probe's jump off the address first:
     /// `Tracer::clear_jumps_at`.)
     pub fn arm(&mut self, addr: RuntimeAddr, owner: Owner, mode: StepMode) -> Result<()> {
-        if matches!(owner, Owner::Probe(_)) {
-            self.fast.refused.remove(&addr);
-        }
         // A new owner: the site is judged again (a user probe's site, or
         // one of rtrace's own that may be a hook).
-        self.fast.dirty = true;
+        self.fast.on_arm(addr, matches!(owner, Owner::Probe(_)));
         if let Some(site) = self.sites.get_mut(addr) {
             site.own(owner);
             return Ok(());
@@ -539,17 +533,7 @@ impl Space {
                 undo_write(&self.mem, *addr, undo)?;
             }
         }
-        self.fast.areas.retain(|a| mapped(a.base));
-        if self.fast.stub.as_ref().is_some_and(|s| !mapped(s.table)) {
-            self.fast.stub = None;
-        }
-        if self
-            .fast
-            .ring_wanted
-            .is_some_and(|l| !mapped(RuntimeAddr(l.base)))
-        {
-            self.fast.ring_wanted = None;
-        }
+        self.fast.keep_mapped(mapped);
         let addrs: Vec<RuntimeAddr> = self.sites.iter().map(|(a, _)| a).collect();
         for addr in addrs {
             let Some(site) = self.sites.get_mut(addr) else {
@@ -563,12 +547,7 @@ impl Space {
                 // The jump came after the fork: an int3 here instead.
                 site.saved.truncate(BREAKPOINT.len());
                 site.written = BREAKPOINT.to_vec();
-                if let Some(f) = self.fast.sites.get_mut(index as usize) {
-                    f.live = false;
-                }
-                self.fast
-                    .refused
-                    .insert(addr, super::fast::Refusal::PatchedAfterFork);
+                self.fast.on_jump_missing(index, addr);
             }
             self.mem.write(addr, &BREAKPOINT)?;
         }

@@ -294,7 +294,7 @@ impl Tracer {
     }
 
     /// Drains every ring.
-    pub(in crate::engine) fn drain_all(&mut self, mode: Drain) -> Result<()> {
+    pub(super) fn drain_all(&mut self, mode: Drain) -> Result<()> {
         self.last_drain = Instant::now();
         self.more_records = false;
         let keys: Vec<Pid> = self
@@ -315,7 +315,7 @@ impl Tracer {
 
     /// True when a ring was found corrupt and its sites still wait to go
     /// back to int3 ([`Tracer::patch_fast`] does it).
-    pub(in crate::engine) fn fast_switch_pending(&self) -> bool {
+    pub(super) fn fast_switch_pending(&self) -> bool {
         self.opts.fast
             && self.attach_reported
             && self
@@ -325,7 +325,7 @@ impl Tracer {
     }
 
     /// True when some ring may hold records (and is read: not corrupt).
-    pub(in crate::engine) fn draining(&self) -> bool {
+    pub(super) fn draining(&self) -> bool {
         self.spaces
             .values()
             .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
@@ -333,7 +333,7 @@ impl Tracer {
 
     /// Hands every record published in the ring of space `key` to its
     /// probes' `on_entry`, in ring order, and reports records lost.
-    pub(in crate::engine) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
+    pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
         if !self
             .spaces
             .get(&key)
@@ -409,7 +409,7 @@ impl Tracer {
     /// [`Tracer::patch_fast`], which never patches there again; the calls in
     /// flight known from its records are counted missed (their returns would
     /// be recorded there).
-    pub(in crate::engine) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
+    pub(super) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
         let Some(space) = self.spaces.get_mut(&key) else {
             return Ok(());
         };
@@ -697,7 +697,7 @@ impl Tracer {
 
     /// Reads the ring of space `key` until it is empty (as far as records
     /// published by now go), budget after budget.
-    pub(in crate::engine) fn drain_through(&mut self, key: Pid) -> Result<()> {
+    pub(super) fn drain_through(&mut self, key: Pid) -> Result<()> {
         let Some(capacity) = self
             .spaces
             .get(&key)

@@ -52,7 +52,7 @@ pub(super) struct PlannedHook {
 impl Tracer {
     /// The hook the site at `addr` of space `key` can be: a site of
     /// rtrace's own (no user probe), with one owner that has a hook.
-    pub(in crate::engine) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
+    pub(super) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
         let space = self.spaces.get(&key)?;
         let site = space.sites.get(addr)?;
         if !site.probes.is_empty()
@@ -228,7 +228,7 @@ impl Tracer {
     /// Takes the hooks of space `key` back to int3s when they may no longer
     /// be fast (an int3 probe with returns came: its calls need rtrace at
     /// the unwinders), and lets the others be judged again.
-    pub(in crate::engine) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
+    pub(super) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
         let Some(space) = self.spaces.get(&key) else {
             return Ok(());
         };
@@ -251,7 +251,7 @@ impl Tracer {
     }
 
     /// Serves the requests rtrace's hooks posted in every ring.
-    pub(in crate::engine) fn serve_requests(&mut self) -> Result<()> {
+    pub(super) fn serve_requests(&mut self) -> Result<()> {
         let keys: Vec<Pid> = self
             .spaces
             .iter()
@@ -411,7 +411,7 @@ impl Tracer {
 
     /// `tid` (stopped, stack pointer `sp`) is at an unpark site reached as
     /// an int3 (not patched): what the unpark hook does, done by rtrace.
-    pub(in crate::engine) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+    pub(super) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
@@ -447,7 +447,7 @@ impl Tracer {
 
     /// The call of thread `tid` in the slot at `sp` (and the tail calls
     /// chained to it) returns unseen: counted missed.
-    pub(in crate::engine) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+    pub(super) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
         let Some(task) = self.tasks.get_mut(&tid) else {
             return Ok(());
         };
@@ -475,7 +475,7 @@ impl Tracer {
 
     /// Sends `tid` (stopped) out of a hook's body back to its site, and
     /// frees the requests it posted. False when it is not in a hook's body.
-    pub(in crate::engine) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
+    pub(super) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };

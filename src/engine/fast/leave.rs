@@ -30,7 +30,7 @@ impl Tracer {
     /// `popfq` are never stepped: the kernel would leave the trap flag set. False when
     /// it could not be (it died, or a displaced instruction faulted: its
     /// signal is then held for it).
-    pub(in crate::engine) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
+    pub(super) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
@@ -145,7 +145,7 @@ impl Tracer {
     /// load's fix-up (the capture is marked unreadable) and the signal is
     /// not delivered; when it is the `rdtsc` of fast code, rtrace reads the
     /// counter for it (`emulate_rdtsc`). True when that was it.
-    pub(in crate::engine) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+    pub(super) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
         if !matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
             return Ok(false);
         }
@@ -176,7 +176,7 @@ impl Tracer {
     /// inside a detour leaves it first, so the signal frame holds a program
     /// address. True when the signal was held for that (it is delivered
     /// when the thread resumes, out of the detour).
-    pub(in crate::engine) fn signal_in_detour(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+    pub(super) fn signal_in_detour(&mut self, tid: Tid, signal: i32) -> Result<bool> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
@@ -199,7 +199,7 @@ impl Tracer {
     /// thread leaves the detours, the ring is drained to its end. The jumps
     /// go with the other breakpoints (`disarm_all`); then
     /// [`Tracer::unmap_fast`].
-    pub(in crate::engine) fn quiesce_fast(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
+    pub(super) fn quiesce_fast(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
         if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
             return Ok(());
         }

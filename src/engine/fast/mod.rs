@@ -79,6 +79,246 @@ mod threads;
 mod watchman;
 
 pub(crate) use clock::{Drain, TscClock, DRAIN_INTERVAL};
-pub(crate) use refusal::Refusal;
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;
+
+use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::Regs;
+use crate::engine::tracer::Tracer;
+use crate::error::Result;
+use crate::sys::ptrace;
+
+// The hooks: the only ways the int3 engine reaches into this component
+// (docs/ARCHITECTURE.md, "The fast-probe component", has when each is
+// called and what it may touch). Those that read the ring, stop the world
+// or inject code need the tasks, the spaces, the handlers and the listeners
+// together, and take the whole `Tracer`; those that concern one address
+// space's state take that `FastState` alone.
+
+/// A thread of space `key` stopped at an int3, before the trap is handled:
+/// the records made before it are read, so that a thread's fast and int3
+/// events keep their order. Touches the ring, the handlers, the tasks' fast
+/// calls in flight.
+pub(in crate::engine) fn before_trap(t: &mut Tracer, key: Pid) -> Result<()> {
+    t.drain(key, Drain::Quick)
+}
+
+/// A trap that is no probe's and none of rtrace's breakpoints: true when it
+/// is the return stub's orphan `int3` (the thread is then moved on; the
+/// caller resumes it). Touches that thread's registers and calls in flight.
+pub(in crate::engine) fn on_stray_trap(t: &mut Tracer, tid: Tid, regs: Regs) -> Result<bool> {
+    t.orphan_return(tid, regs)
+}
+
+/// An int3 is about to be armed at `addr` in space `key` (a user probe, a
+/// return site, an IFUNC's implementation, rtrace's own): a jump covering
+/// the address comes off first (with the world of that space stopped).
+pub(in crate::engine) fn before_arm(t: &mut Tracer, key: Pid, addr: RuntimeAddr) -> Result<()> {
+    t.clear_jumps_at(key, addr)
+}
+
+/// A probe's sites at `addrs` of space `key` are about to be disarmed: their
+/// jumps come off first (with the world of that space stopped).
+pub(in crate::engine) fn before_disarm(
+    t: &mut Tracer,
+    key: Pid,
+    addrs: &[RuntimeAddr],
+) -> Result<()> {
+    t.unpatch_fast(key, addrs)
+}
+
+/// A signal-delivery stop outside a step: true when the signal is fast
+/// code's own fault (a capture's bad pointer, a disabled `rdtsc`), fixed up
+/// and not to be delivered. Touches that thread's registers.
+pub(in crate::engine) fn on_signal(t: &mut Tracer, tid: Tid, signal: i32) -> Result<bool> {
+    t.fix_capture_fault(tid, signal)
+}
+
+/// A signal is about to be delivered to `tid`: a thread inside fast code
+/// leaves it first (the signal waits meanwhile); true when it was moved and
+/// the delivery is left for later. Touches that thread's registers.
+pub(in crate::engine) fn before_deliver(t: &mut Tracer, tid: Tid, signal: i32) -> Result<bool> {
+    t.signal_in_detour(tid, signal)
+}
+
+/// What made a thread enter an unwinder, for [`on_unwinder_entry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum Unwinding {
+    /// An unwinder's entry (or a catch landed in): the slot at `sp` was
+    /// overwritten by its call, so calls in flight there or below are gone.
+    Unwinder,
+    /// A function that reads its own return address, entered by a tail
+    /// call: the call whose slot holds the stub at `sp` is alive.
+    ReadsReturnAddress,
+    /// The return site of `_Unwind_Backtrace` reached as an int3 before its
+    /// hook was patched: the calls parked for the backtrace come back.
+    BacktraceDone,
+}
+
+/// Thread `tid` at stack pointer `sp` enters an unwinder (see
+/// [`Unwinding`]): its fast calls in flight move to int3 return sites, so
+/// the unwinder sees real return addresses. Touches the ring (read
+/// through), the stub's table, that thread's slots and return stack, the
+/// return sites' breakpoints.
+pub(in crate::engine) fn on_unwinder_entry(
+    t: &mut Tracer,
+    tid: Tid,
+    sp: RuntimeAddr,
+    why: Unwinding,
+) -> Result<()> {
+    match why {
+        Unwinding::Unwinder => t.fast_calls_to_return_sites(tid, sp, true),
+        Unwinding::ReadsReturnAddress => t.fast_calls_to_return_sites(tid, sp, false),
+        Unwinding::BacktraceDone => t.unpark_calls(tid, sp),
+    }
+}
+
+/// A task's first stop, in space `key`: a followed child's own ring, and
+/// the thread pointer its records will carry (a reused one drains first; a
+/// shared one suspends fast probes in that space). Touches
+/// `FastState::threads`, the ring, the jumps.
+pub(in crate::engine) fn on_thread_seen(t: &mut Tracer, key: Pid, tid: Tid) -> Result<()> {
+    if !t.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+        return Ok(());
+    }
+    t.give_child_ring(tid)?;
+    if let Ok(regs) = ptrace::getregs(tid) {
+        t.note_thread(tid, regs.thread_pointer())?;
+    }
+    Ok(())
+}
+
+/// What happened at a fork, for [`on_fork`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum Fork {
+    /// A child is being made (any kind): the parent's records up to it.
+    Child,
+    /// A vfork child that runs on its parent's thread pointer until it
+    /// execs or exits.
+    Vfork { child: Tid },
+    /// That vfork child exec'd or died: the parent goes on with its pointer.
+    VforkDone,
+}
+
+/// Thread `parent` of space `key` forked (see [`Fork`]). Touches the ring
+/// (drained) and `FastState::lent`.
+pub(in crate::engine) fn on_fork(t: &mut Tracer, key: Pid, parent: Tid, what: Fork) -> Result<()> {
+    match what {
+        Fork::Child => t.drain_through(key),
+        Fork::Vfork { child } => t.lend_thread_pointer(parent, child, true),
+        Fork::VforkDone => {
+            if t.spaces.values().all(|s| s.fast.lent.is_empty()) {
+                return Ok(());
+            }
+            let Ok(regs) = ptrace::getregs(parent) else {
+                return Ok(());
+            };
+            t.drain(key, Drain::Quick)?;
+            if let Some(space) = t.spaces.get_mut(&key) {
+                space.fast.lent.remove(&regs.thread_pointer());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Thread `tid` exec'd; `old` was its address space, `new` is its process
+/// (whose old image's ring goes with the image): a suspension for it ends,
+/// the old image's records are read to their end.
+pub(in crate::engine) fn on_exec(t: &mut Tracer, old: Pid, new: Pid, tid: Tid) -> Result<()> {
+    t.end_suspension(old, tid);
+    t.drain(new, Drain::Final)
+}
+
+/// What happened at a thread's end, for [`on_exit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum Exit {
+    /// It is exiting (its memory still there): its records are read.
+    Exiting,
+    /// It died; it is still known, so the returns its records report are
+    /// its calls'.
+    Died,
+    /// It died and is forgotten: a suspension for it ends.
+    Forgotten,
+    /// The leader of the space died: the last records (`heir`: a thread of
+    /// another process still runs in the memory, and may yet publish).
+    Leader { heir: bool },
+}
+
+/// Thread `tid` of space `key` ends (see [`Exit`]). Touches the ring, the
+/// handlers, `FastState::threads`, the jumps (a suspension's end).
+pub(in crate::engine) fn on_exit(t: &mut Tracer, key: Pid, tid: Tid, what: Exit) -> Result<()> {
+    match what {
+        Exit::Exiting | Exit::Died => t.drain_through(key),
+        Exit::Forgotten => {
+            t.end_suspension(key, tid);
+            Ok(())
+        }
+        Exit::Leader { heir: true } => t.drain(key, Drain::Quick),
+        Exit::Leader { heir: false } => t.drain(key, Drain::Final),
+    }
+}
+
+/// Every thread of space `key` (`tids`) is stopped for the detach: each
+/// leaves fast code, the ring is read to its end, the stub's slots get
+/// their return addresses back. Everything of the component.
+pub(in crate::engine) fn quiesce(t: &mut Tracer, key: Pid, tids: &[Tid]) -> Result<()> {
+    t.quiesce_fast(key, tids)
+}
+
+/// The event loop's pass, before it waits: hooks' requests served (always);
+/// then, once tracing has begun (`begun`), dirty spaces patched (stops
+/// their worlds) and each probe's mode said once; and the rings read every
+/// [`DRAIN_INTERVAL`] while the tracer is busy.
+pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
+    t.serve_requests()?;
+    if t.opts.fast && begun {
+        let dirty: Vec<Pid> = t
+            .spaces
+            .iter()
+            .filter(|(_, s)| s.fast.dirty)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in dirty {
+            t.patch_fast(key)?;
+        }
+        t.report_modes()?;
+    }
+    if t.draining() && (t.more_records || t.last_drain.elapsed() >= DRAIN_INTERVAL) {
+        t.drain_all(Drain::Safe)?;
+    }
+    Ok(())
+}
+
+/// Tracing is about to be said to begin in space `key`: its sites are
+/// patched, so the attach line can be followed by each probe's mode.
+pub(in crate::engine) fn on_attach(t: &mut Tracer, key: Pid) -> Result<()> {
+    t.patch_fast(key)
+}
+
+/// Each probe's mode, said once (after the attach line).
+pub(in crate::engine) fn report_modes(t: &mut Tracer) -> Result<()> {
+    t.report_modes()
+}
+
+/// The tracer is about to block (or tell the listeners it is idle): the
+/// rings are read, when some may record. Touches the rings and the
+/// handlers.
+pub(in crate::engine) fn drain(t: &mut Tracer) -> Result<()> {
+    match t.draining() {
+        true => t.drain_all(Drain::Safe),
+        false => Ok(()),
+    }
+}
+
+/// The longest the tracer may block: [`DRAIN_INTERVAL`] while a ring may
+/// be recording, else no limit of the component's.
+pub(in crate::engine) fn pace(t: &Tracer) -> Option<std::time::Duration> {
+    t.draining().then_some(DRAIN_INTERVAL)
+}
+
+/// A ring found corrupt since the last pass: its jumps must come off before
+/// the tracer blocks (fast sites make no stops that would wake it).
+pub(in crate::engine) fn switch_pending(t: &Tracer) -> bool {
+    t.fast_switch_pending()
+}

@@ -105,7 +105,7 @@ pub(crate) fn place_area(maps: &[Mapping], exe: &Path, near: u64, size: u64) -> 
 
 /// Writes `code` (assembled for `at`, the room of area `area`) into the
 /// tracee and takes its room; `what` names it in an error.
-pub(in crate::engine) fn write_code(
+pub(super) fn write_code(
     space: &mut crate::engine::space::Space,
     area: usize,
     at: RuntimeAddr,
@@ -127,7 +127,7 @@ impl Tracer {
     /// Takes the jump off any fast site of space `key` whose replaced bytes
     /// hold `addr`, before a breakpoint is armed there (an int3 written into
     /// a jump would break it; a site that gets another owner is an int3).
-    pub(in crate::engine) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
+    pub(super) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
         let covering = self
             .spaces
             .get(&key)
@@ -144,7 +144,7 @@ impl Tracer {
     /// every thread of the space stopped, makes the ring if there is none,
     /// writes the detours and the jumps. A site with a thread inside its
     /// replaced bytes waits for the next call.
-    pub(in crate::engine) fn patch_fast(&mut self, key: Pid) -> Result<()> {
+    pub(super) fn patch_fast(&mut self, key: Pid) -> Result<()> {
         if !self.opts.fast || self.halting {
             return Ok(());
         }
@@ -500,10 +500,7 @@ impl Tracer {
     }
 
     /// The layout of space `key`'s ring.
-    pub(in crate::engine) fn ring_layout(
-        &self,
-        key: Pid,
-    ) -> std::result::Result<RingLayout, String> {
+    pub(super) fn ring_layout(&self, key: Pid) -> std::result::Result<RingLayout, String> {
         self.spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
@@ -513,7 +510,7 @@ impl Tracer {
 
     /// An area of space `key` with room for code within reach of `near`, and
     /// the address where that room begins.
-    pub(in crate::engine) fn room_near(
+    pub(super) fn room_near(
         &mut self,
         key: Pid,
         tid: Tid,
@@ -595,7 +592,7 @@ impl Tracer {
     /// tracee, mapped there (at `fixed`, for a forked child taking its
     /// parent's place, else where the kernel likes) and here, then closed
     /// there. `slot` is the record size.
-    pub(in crate::engine) fn make_ring(
+    pub(super) fn make_ring(
         &mut self,
         key: Pid,
         tid: Tid,
@@ -683,11 +680,7 @@ impl Tracer {
     /// and its int3 (it stays a breakpoint until its owners say otherwise).
     /// A thread inside a detour finishes it: the detour stays mapped and
     /// returns past the replaced bytes, to an instruction boundary.
-    pub(in crate::engine) fn unpatch_fast(
-        &mut self,
-        key: Pid,
-        addrs: &[RuntimeAddr],
-    ) -> Result<()> {
+    pub(super) fn unpatch_fast(&mut self, key: Pid, addrs: &[RuntimeAddr]) -> Result<()> {
         let live: Vec<RuntimeAddr> = match self.spaces.get(&key) {
             Some(space) => addrs
                 .iter()

@@ -112,7 +112,7 @@ impl Tracer {
     /// instructions judged by [`detour::plan_patch`], with the whole
     /// function and module scanned for branches into the replaced bytes
     /// and the other sites checked, or why there is none.
-    pub(in crate::engine) fn plan_bytes(
+    pub(super) fn plan_bytes(
         &self,
         key: Pid,
         addr: RuntimeAddr,
@@ -211,7 +211,7 @@ impl Tracer {
 
     /// Tells the listeners how the sites of each probe armed in the traced
     /// process run, once per probe.
-    pub(in crate::engine) fn report_modes(&mut self) -> Result<()> {
+    pub(super) fn report_modes(&mut self) -> Result<()> {
         if !self.opts.fast {
             return Ok(());
         }

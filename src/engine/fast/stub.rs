@@ -92,7 +92,7 @@ impl Tracer {
     /// call rtrace knows of returns through that slot, the thread goes on
     /// at its return address, the return counted missed. True when the
     /// trap was that one and the thread could go on.
-    pub(in crate::engine) fn orphan_return(&mut self, tid: Tid, mut regs: Regs) -> Result<bool> {
+    pub(super) fn orphan_return(&mut self, tid: Tid, mut regs: Regs) -> Result<bool> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
@@ -156,7 +156,7 @@ impl Tracer {
     /// call overwrote that slot) are gone. Not inclusive at the entry of a
     /// function that reads its own return address, reached by a tail call:
     /// the call whose slot it found the stub in is alive.
-    pub(in crate::engine) fn fast_calls_to_return_sites(
+    pub(super) fn fast_calls_to_return_sites(
         &mut self,
         tid: Tid,
         sp: RuntimeAddr,

@@ -42,7 +42,7 @@ impl Tracer {
     /// Notes thread `tid`'s thread pointer `tp` (read at its first stop):
     /// records already made under that pointer (a thread that ended, whose
     /// TLS the new one reuses) are drained first.
-    pub(in crate::engine) fn note_thread(&mut self, tid: Tid, tp: u64) -> Result<()> {
+    pub(super) fn note_thread(&mut self, tid: Tid, tp: u64) -> Result<()> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
@@ -105,7 +105,7 @@ impl Tracer {
     /// Task `tid` is gone from space `key` (it died or exec'd): if it had
     /// suspended the fast probes there and was the last to, they may come
     /// back.
-    pub(in crate::engine) fn end_suspension(&mut self, key: Pid, tid: Tid) {
+    pub(super) fn end_suspension(&mut self, key: Pid, tid: Tid) {
         let Some(space) = self.spaces.get_mut(&key) else {
             return;
         };
@@ -123,7 +123,7 @@ impl Tracer {
     /// under the parent's thread pointer are the child's (the parent waits in
     /// the kernel); `lend` false gives it back. Records made before are
     /// drained first.
-    pub(in crate::engine) fn lend_thread_pointer(
+    pub(super) fn lend_thread_pointer(
         &mut self,
         parent: Tid,
         child: Tid,
@@ -155,7 +155,7 @@ impl Tracer {
     /// shares its parent's ring: it gets one of its own at the same address,
     /// so the detours it inherited write there. If that fails, its jumps go
     /// (it has one thread, stopped, outside any detour: it was in `fork`).
-    pub(in crate::engine) fn give_child_ring(&mut self, tid: Tid) -> Result<()> {
+    pub(super) fn give_child_ring(&mut self, tid: Tid) -> Result<()> {
         let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
