@@ -140,7 +140,9 @@ impl Tracer {
         }
         let mut t = Tracer::new(pid, opts);
         t.launched = Some(launched);
-        t.tasks.insert(pid, Task::new(pid, pid, TaskState::Stopped));
+        t.world
+            .tasks
+            .insert(pid, Task::new(pid, pid, TaskState::Stopped));
         if let Err(e) = t.prepare_space(pid, pid) {
             t.kill_launched();
             return Err(e);
@@ -176,12 +178,14 @@ impl Tracer {
         loop {
             let mut added = false;
             for tid in list_threads(pid)? {
-                if t.tasks.contains_key(&tid) {
+                if t.world.tasks.contains_key(&tid) {
                     continue;
                 }
                 match ptrace::seize(tid, ptrace::options(false)) {
                     Ok(()) => {
-                        t.tasks.insert(tid, Task::new(pid, pid, TaskState::Running));
+                        t.world
+                            .tasks
+                            .insert(tid, Task::new(pid, pid, TaskState::Running));
                         added = true;
                     }
                     Err(Errno::ESRCH) => {} // exited meanwhile
@@ -189,7 +193,7 @@ impl Tracer {
                     // already (its creator's clone event brings it in), or
                     // exiting: nothing to seize.
                     Err(Errno::EPERM) if traced_by_us_or_exiting(pid, tid) => {}
-                    Err(Errno::EPERM) if t.tasks.is_empty() => {
+                    Err(Errno::EPERM) if t.world.tasks.is_empty() => {
                         return Err(attach_refused(pid));
                     }
                     Err(errno) => {
@@ -205,7 +209,7 @@ impl Tracer {
                 break;
             }
         }
-        if t.tasks.is_empty() {
+        if t.world.tasks.is_empty() {
             return Err(Error::NoSuchProcess { pid });
         }
         t.stop_all()?;
@@ -222,7 +226,7 @@ impl Tracer {
     /// once, now; handled later, it would set the new image up a second time
     /// over rtrace's own breakpoints.
     fn exec_during_attach(&mut self) {
-        let Some(i) = self.deferred.iter().position(|s| {
+        let Some(i) = self.world.deferred.iter().position(|s| {
             matches!(
                 s,
                 Stop::Event {
@@ -236,7 +240,7 @@ impl Tracer {
         if let Some(Stop::Event {
             tid,
             event: wait::Event::Exec { former },
-        }) = self.deferred.remove(i)
+        }) = self.world.deferred.remove(i)
         {
             self.adopt_exec(tid, former);
         }
@@ -269,12 +273,12 @@ impl Tracer {
         spec: ProbeSpec,
         handler: impl Handler + 'static,
     ) -> Result<ProbeId> {
-        let id = ProbeId(self.probes.len());
-        self.probes.push(Some(Probe {
+        let id = ProbeId(self.consumers.probes.len());
+        self.consumers.probes.push(Some(Probe {
             spec,
             handler: Box::new(handler),
         }));
-        let keys: Vec<Pid> = self.spaces.keys().copied().collect();
+        let keys: Vec<Pid> = self.world.spaces.keys().copied().collect();
         for key in keys {
             if let Err(e) = self.place_probe(key, id) {
                 self.remove_probe(id)?;
@@ -288,26 +292,32 @@ impl Tracer {
     /// Removes a probe: its breakpoints go (unless another probe shares them),
     /// calls in flight still return normally but are no longer reported.
     pub fn remove_probe(&mut self, id: ProbeId) -> Result<()> {
-        if self.probes.get_mut(id.0).and_then(Option::take).is_none() {
+        if self
+            .consumers
+            .probes
+            .get_mut(id.0)
+            .and_then(Option::take)
+            .is_none()
+        {
             return Ok(());
         }
-        let last = self.probes.iter().all(Option::is_none);
+        let last = self.consumers.probes.iter().all(Option::is_none);
         // Fast sites of the probe lose their jumps first (with the threads
         // stopped: a jump is more than one byte).
-        let keys: Vec<Pid> = self.spaces.keys().copied().collect();
+        let keys: Vec<Pid> = self.world.spaces.keys().copied().collect();
         for key in keys {
-            if let Some(space::Placement::Armed(addrs)) = self.spaces[&key].placed.get(&id) {
+            if let Some(space::Placement::Armed(addrs)) = self.world.spaces[&key].placed.get(&id) {
                 let addrs = addrs.clone();
                 fast::before_disarm(self, key, &addrs)?;
             }
         }
-        for space in self.spaces.values_mut() {
+        for space in self.world.spaces.values_mut() {
             space.disarm_probe(id)?;
             if last {
                 space.drop_unwind_hooks()?;
             }
             if let Some(warning) = space.rewritten_report() {
-                self.warnings.push(warning);
+                self.consumers.warnings.push(warning);
             }
         }
         Ok(())
@@ -317,7 +327,7 @@ impl Tracer {
     /// [`Handler::on_event`], [`Handler::on_idle`] before the tracer blocks, and
     /// [`Handler::on_finish`] at the end.
     pub fn add_listener(&mut self, listener: impl Handler + 'static) {
-        self.listeners.push(Box::new(listener));
+        self.consumers.listeners.push(Box::new(listener));
     }
 
     /// Calls `f` as the work before tracing begins goes on: each probe spec
@@ -349,7 +359,7 @@ impl Tracer {
         // Started before any thread is pinned: were rtrace killed, it would
         // give each its own affinity back.
         let mut guardian = sched::Guardian::start()?;
-        for (&tid, task) in self.tasks.iter_mut() {
+        for (&tid, task) in self.world.tasks.iter_mut() {
             if task.affinity.is_none() {
                 task.affinity = sched::affinity(tid);
                 if let Some(own) = &task.affinity {
@@ -387,7 +397,10 @@ impl Tracer {
 
     /// Breakpoints armed in the traced process (sites with user probes).
     pub fn armed_sites(&self) -> usize {
-        self.spaces.get(&self.root).map_or(0, Space::armed_sites)
+        self.world
+            .spaces
+            .get(&self.root)
+            .map_or(0, Space::armed_sites)
     }
 
     /// Traces until the process exits or rtrace detaches.
@@ -462,7 +475,7 @@ impl Tracer {
             Err(e) if e.is_tracee_gone() => {}
             r => r?,
         }
-        if self.tasks.is_empty() {
+        if self.world.tasks.is_empty() {
             self.outcome
                 .get_or_insert(self.root_end.unwrap_or(Outcome::Detached));
             return Ok(self.outcome);
@@ -477,13 +490,13 @@ impl Tracer {
         self.timer = None;
         signal::set_timer(None);
         let mut first = Ok(());
-        for p in self.probes.iter_mut().flatten() {
+        for p in self.consumers.probes.iter_mut().flatten() {
             let r = guarded(|| p.handler.on_finish());
             if first.is_ok() {
                 first = r;
             }
         }
-        for l in &mut self.listeners {
+        for l in &mut self.consumers.listeners {
             let r = guarded(|| l.on_finish());
             if first.is_ok() {
                 first = r;
@@ -495,7 +508,7 @@ impl Tracer {
     /// The next stop: deferred ones first; otherwise wait, telling the listeners
     /// (so they flush output) when the wait is going to block.
     fn next_stop(&mut self) -> Result<Option<Stop>> {
-        if let Some(s) = self.deferred.pop_front() {
+        if let Some(s) = self.world.deferred.pop_front() {
             return Ok(Some(s));
         }
         // The listeners are told the tracer is idle at most every interval
@@ -506,7 +519,7 @@ impl Tracer {
         // (or to the live view's period, or to the next drain of the fast
         // probes' rings).
         self.progress.report(Progress::Idle);
-        if self.more_records {
+        if self.pace.records_waiting() {
             // A drain stopped at its budget: only look for stops, and come
             // back to drain the rest.
             return match self.wait_stop(Which::Any, false, false)? {
@@ -517,12 +530,14 @@ impl Tracer {
         }
         let since = self.last_idle.elapsed();
         let interval = self
+            .consumers
             .listeners
             .iter()
             .map(|l| l.idle_interval().unwrap_or_default())
             .min()
             .unwrap_or_default();
         let tick = self
+            .consumers
             .listeners
             .iter()
             .filter_map(|l| l.tick_interval())
@@ -539,7 +554,7 @@ impl Tracer {
             }
             // Fast records first, so what the listeners flush includes them.
             fast::drain(self)?;
-            for l in &mut self.listeners {
+            for l in &mut self.consumers.listeners {
                 guarded(|| l.on_idle())?;
             }
             self.last_idle = Instant::now();
@@ -588,7 +603,7 @@ impl Tracer {
     fn emit(&mut self, event: Event) -> Result<()> {
         self.progress.report(Progress::Idle);
         let time = self.start.elapsed();
-        for l in &mut self.listeners {
+        for l in &mut self.consumers.listeners {
             guarded(|| l.on_event(&event, time))?;
         }
         Ok(())
@@ -598,13 +613,14 @@ impl Tracer {
         if self.attach_reported {
             return Ok(());
         }
-        let Some(space) = self.spaces.get(&self.root) else {
+        let Some(space) = self.world.spaces.get(&self.root) else {
             return Ok(());
         };
         if !space.ready {
             return Ok(());
         }
         let pending = self
+            .consumers
             .probes
             .iter()
             .enumerate()
@@ -620,12 +636,17 @@ impl Tracer {
         // attach line is followed by each probe's mode.
         let root = self.root;
         fast::on_attach(self, root)?;
-        let Some(space) = self.spaces.get(&self.root) else {
+        let Some(space) = self.world.spaces.get(&self.root) else {
             return Ok(());
         };
         let event = Event::Attached {
             pid: self.root,
-            threads: self.tasks.values().filter(|t| t.pid == self.root).count(),
+            threads: self
+                .world
+                .tasks
+                .values()
+                .filter(|t| t.pid == self.root)
+                .count(),
             probes: space.armed_sites(),
             pending,
         };
@@ -637,8 +658,9 @@ impl Tracer {
 
     /// Resumes every stopped task that has no stop waiting to be handled.
     fn resume_idle_tasks(&mut self) -> Result<()> {
-        let waiting: Vec<Tid> = self.deferred.iter().map(Stop::tid).collect();
+        let waiting: Vec<Tid> = self.world.deferred.iter().map(Stop::tid).collect();
         let idle: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(tid, t)| t.state == TaskState::Stopped && !waiting.contains(tid))
@@ -653,7 +675,7 @@ impl Tracer {
     /// Resumes a stopped task, delivering `sig` or else its first pending signal.
     /// While detaching, the task stays stopped and a signal is kept for the detach.
     fn resume(&mut self, tid: Tid, sig: i32) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         if self.halting {
@@ -731,7 +753,7 @@ impl Tracer {
 
     /// Notes what a stop left its thread in (see `Task::in_delivery_stop`).
     fn saw(&mut self, stop: &Stop) {
-        if let Some(task) = self.tasks.get_mut(&stop.tid()) {
+        if let Some(task) = self.world.tasks.get_mut(&stop.tid()) {
             task.in_delivery_stop = matches!(stop, Stop::Trap { .. } | Stop::Signal { .. });
         }
     }
@@ -740,6 +762,7 @@ impl Tracer {
     /// than the interrupt itself are deferred. Used at attach.
     fn stop_all(&mut self) -> Result<()> {
         let running: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.state == TaskState::Running && !t.exiting)
@@ -769,7 +792,7 @@ impl Tracer {
                 Waited::NoTracee => break,
             };
             let tid = stop.tid();
-            if let Some(t) = self.tasks.get_mut(&tid) {
+            if let Some(t) = self.world.tasks.get_mut(&tid) {
                 if t.state != TaskState::Starting {
                     t.state = TaskState::Stopped;
                 }
@@ -784,10 +807,10 @@ impl Tracer {
                         | Stop::Trap { .. }
                         | Stop::Signal { .. }
                         | Stop::GroupStop { .. }
-                        | Stop::Event { .. } => self.deferred.push_back(stop),
+                        | Stop::Event { .. } => self.world.deferred.push_back(stop),
                     }
                 }
-                None => self.deferred.push_back(stop),
+                None => self.world.deferred.push_back(stop),
             }
         }
         Ok(quiet)
@@ -798,10 +821,10 @@ impl Tracer {
             let pid = l.pid;
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             // Reap every thread so nothing is left behind as a zombie.
-            while !self.tasks.is_empty() {
+            while !self.world.tasks.is_empty() {
                 match self.wait_stop(Which::Any, true, false) {
                     Ok(Waited::Stop(s)) if s.is_death() => {
-                        self.tasks.remove(&s.tid());
+                        self.world.tasks.remove(&s.tid());
                     }
                     // PTRACE_EVENT_EXIT, or a stop that raced with the kill.
                     Ok(Waited::Stop(s)) => {
@@ -811,8 +834,8 @@ impl Tracer {
                     Ok(Waited::NoTracee) | Err(_) => break,
                 }
             }
-            self.tasks.clear();
-            self.spaces.clear();
+            self.world.tasks.clear();
+            self.world.spaces.clear();
             self.outcome = Some(Outcome::Killed {
                 signal: libc::SIGKILL,
                 core_dumped: false,
@@ -830,7 +853,7 @@ impl Drop for Tracer {
         // once, in its handler.)
         self.timer = None;
         signal::set_timer(None);
-        if self.tasks.is_empty() {
+        if self.world.tasks.is_empty() {
             return;
         }
         if self.launched.is_some() && !self.started {

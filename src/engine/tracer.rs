@@ -17,7 +17,7 @@ use crate::symbols::{ElfCache, ProbeSpec};
 use crate::sys::spawn;
 use crate::sys::wait::Stop;
 
-use super::fast::TscClock;
+use super::fast::Pace;
 use super::space::Space;
 use super::task::Task;
 
@@ -130,15 +130,15 @@ pub struct Tracer {
     pub(super) root: Pid,
     /// Set in launch mode: the child we forked.
     pub(super) launched: Option<spawn::Launched>,
-    pub(super) probes: Vec<Option<Probe>>,
-    pub(super) listeners: Vec<Box<dyn Handler>>,
-    pub(super) tasks: BTreeMap<Tid, Task>,
-    pub(super) spaces: BTreeMap<Pid, Space>,
-    /// Stops already waited for but not yet handled (collected while the world
-    /// was being stopped, or while a thread was stepped).
-    pub(super) deferred: VecDeque<Stop>,
-    /// Stops of tasks whose creation event has not been handled yet.
-    pub(super) orphans: HashMap<Tid, Stop>,
+    /// What is traced: tasks, address spaces (each with its probe table),
+    /// stops waiting to be handled.
+    pub(super) world: World,
+    /// Who is told: the probes' handlers, the listeners, warnings waiting,
+    /// what was reported once.
+    pub(super) consumers: Consumers,
+    /// The fast-probe component's own timing: its clock, when the rings
+    /// were read, whether records wait (per-space state is in each space).
+    pub(super) pace: Pace,
     pub(super) cache: ElfCache,
     /// Probes that armed somewhere at least once (the others are reported at
     /// the end as never armed).
@@ -165,6 +165,37 @@ pub struct Tracer {
     pub(super) stops: u64,
     /// When the listeners were last told the tracer is idle.
     pub(super) last_idle: Instant,
+    /// `on_progress`: told about the work before tracing begins.
+    pub(super) progress: ProgressHook,
+    /// Why the kernel will not let rtrace suspend a tracee's seccomp filter
+    /// (`no CAP_SYS_ADMIN`), once it has said so.
+    pub(super) seccomp_refused: Option<String>,
+    /// Processes told they get no scratch page for their seccomp mode.
+    pub(super) seccomp_warned: std::collections::HashSet<Pid>,
+    pub(super) _not_send: PhantomData<*const ()>,
+}
+
+/// The world the tracer acts on: every traced thread, every address space
+/// (its memory, its probe table, its fast-probe state), and the stops
+/// waited for but not yet handled.
+#[derive(Default)]
+pub(super) struct World {
+    pub(super) tasks: BTreeMap<Tid, Task>,
+    pub(super) spaces: BTreeMap<Pid, Space>,
+    /// Stops already waited for but not yet handled (collected while the world
+    /// was being stopped, or while a thread was stepped).
+    pub(super) deferred: VecDeque<Stop>,
+    /// Stops of tasks whose creation event has not been handled yet.
+    pub(super) orphans: HashMap<Tid, Stop>,
+}
+
+/// The consumers of what the tracer sees: the probes (spec and handler),
+/// the listeners (printers), warnings waiting for the listeners, and the
+/// sets that make a report once per probe.
+#[derive(Default)]
+pub(super) struct Consumers {
+    pub(super) probes: Vec<Option<Probe>>,
+    pub(super) listeners: Vec<Box<dyn Handler>>,
     /// Warnings from placing probes (skipped functions), sent to the listeners
     /// before the next stop is handled: probes are added before listeners.
     pub(super) warnings: Vec<Event>,
@@ -175,29 +206,13 @@ pub struct Tracer {
     pub(super) go_reported: std::collections::HashSet<ProbeId>,
     /// Probes whose fast or int3 mode was reported.
     pub(super) modes_reported: std::collections::HashSet<ProbeId>,
-    /// Fast records' clock, once a ring exists.
-    pub(super) tsc_clock: Option<TscClock>,
-    /// When the rings were last drained.
-    pub(super) last_drain: Instant,
-    /// A drain stopped at its budget: records may be waiting.
-    pub(super) more_records: bool,
-    /// `on_progress`: told about the work before tracing begins.
-    pub(super) progress: ProgressHook,
-    /// Why the kernel will not let rtrace suspend a tracee's seccomp filter
-    /// (`no CAP_SYS_ADMIN`), once it has said so.
-    pub(super) seccomp_refused: Option<String>,
-    /// Processes told they get no scratch page for their seccomp mode.
-    pub(super) seccomp_warned: std::collections::HashSet<Pid>,
-    /// Processes told their fast records' time stamps are read by rtrace.
-    pub(super) tsc_warned: std::collections::HashSet<Pid>,
-    pub(super) _not_send: PhantomData<*const ()>,
 }
 
 impl std::fmt::Debug for Tracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracer")
             .field("root", &self.root)
-            .field("tasks", &self.tasks.len())
+            .field("tasks", &self.world.tasks.len())
             .finish_non_exhaustive()
     }
 }
@@ -209,16 +224,11 @@ impl Tracer {
             opts,
             root,
             launched: None,
-            probes: Vec::new(),
-            listeners: Vec::new(),
-            tasks: BTreeMap::new(),
-            spaces: BTreeMap::new(),
-            deferred: VecDeque::new(),
-            orphans: HashMap::new(),
+            world: World::default(),
+            consumers: Consumers::default(),
+            pace: Pace::default(),
             cache: ElfCache::default(),
             ever_armed: Default::default(),
-            skips_reported: Default::default(),
-            go_reported: Default::default(),
             outcome: None,
             pinned: None,
             guardian: None,
@@ -231,15 +241,9 @@ impl Tracer {
             halting: false,
             stops: 0,
             last_idle: Instant::now(),
-            warnings: Vec::new(),
-            modes_reported: Default::default(),
-            tsc_clock: None,
-            last_drain: Instant::now(),
-            more_records: false,
             progress: ProgressHook::default(),
             seccomp_refused: None,
             seccomp_warned: Default::default(),
-            tsc_warned: Default::default(),
             _not_send: PhantomData,
         }
     }

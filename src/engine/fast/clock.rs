@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::addr::Pid;
 use crate::sys::shm;
 
 /// How often records are drained while the tracer is busy, and the longest
@@ -74,4 +75,37 @@ pub(crate) enum Drain {
     /// No thread will publish them any more (the process is gone, or every
     /// thread has left the detours): skip them.
     Final,
+}
+
+/// The component's timing, kept by the tracer beside the per-space state:
+/// the clock, when the rings were last read, whether a drain left records,
+/// the processes told their time stamps are read by rtrace.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    /// Fast records' clock, once a ring exists.
+    pub(super) clock: Option<TscClock>,
+    /// When the rings were last drained.
+    pub(super) last_drain: Instant,
+    /// A drain stopped at its budget: records may be waiting.
+    pub(super) more_records: bool,
+    /// Processes told their fast records' time stamps are read by rtrace.
+    pub(super) tsc_warned: std::collections::HashSet<Pid>,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
+            clock: None,
+            last_drain: Instant::now(),
+            more_records: false,
+            tsc_warned: Default::default(),
+        }
+    }
+}
+
+impl Pace {
+    /// A drain stopped at its budget: records may be waiting.
+    pub(in crate::engine) fn records_waiting(&self) -> bool {
+        self.more_records
+    }
 }

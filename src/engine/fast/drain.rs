@@ -289,15 +289,17 @@ impl Tracer {
     pub(super) fn clock(&mut self) -> TscClock {
         let start = self.start;
         *self
-            .tsc_clock
+            .pace
+            .clock
             .get_or_insert_with(|| TscClock::calibrate(start))
     }
 
     /// Drains every ring.
     pub(super) fn drain_all(&mut self, mode: Drain) -> Result<()> {
-        self.last_drain = Instant::now();
-        self.more_records = false;
+        self.pace.last_drain = Instant::now();
+        self.pace.more_records = false;
         let keys: Vec<Pid> = self
+            .world
             .spaces
             .iter()
             .filter(|(_, s)| s.fast.ring.is_some())
@@ -319,6 +321,7 @@ impl Tracer {
         self.opts.fast
             && self.attach_reported
             && self
+                .world
                 .spaces
                 .values()
                 .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
@@ -326,7 +329,8 @@ impl Tracer {
 
     /// True when some ring may hold records (and is read: not corrupt).
     pub(super) fn draining(&self) -> bool {
-        self.spaces
+        self.world
+            .spaces
             .values()
             .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
     }
@@ -335,18 +339,25 @@ impl Tracer {
     /// probes' `on_entry`, in ring order, and reports records lost.
     pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
         if !self
+            .world
             .spaces
             .get(&key)
             .is_some_and(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
         {
             return Ok(());
         }
-        if mode != Drain::Final && self.spaces[&key].fast.ring.as_ref().is_some_and(ring_idle) {
+        if mode != Drain::Final
+            && self.world.spaces[&key]
+                .fast
+                .ring
+                .as_ref()
+                .is_some_and(ring_idle)
+        {
             return Ok(());
         }
         if mode == Drain::Safe && self.unknown_thread_pointers(key) {
             self.refresh_threads(key)?;
-            if let Some(space) = self.spaces.get_mut(&key) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
                 let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
                 let unknown: Vec<u64> = published_tps(space.fast.ring.as_ref())
                     .into_iter()
@@ -358,9 +369,9 @@ impl Tracer {
         }
         let mut clock = self.clock();
         clock.refine(self.start);
-        self.tsc_clock = Some(clock);
+        self.pace.clock = Some(clock);
         let (taken, slot) = {
-            let space = self.spaces.get_mut(&key).expect("checked above");
+            let space = self.world.spaces.get_mut(&key).expect("checked above");
             let sites = space.fast.sites.len();
             let stub = space.fast.stub.is_some();
             let ring = space.fast.ring.as_mut().expect("checked above");
@@ -380,7 +391,7 @@ impl Tracer {
             if let Ok(records) = &taken {
                 // Stopped at the budget: more may wait (the tracer then
                 // only polls for stops before reading on).
-                self.more_records |= records.len() / slot >= budget as usize;
+                self.pace.more_records |= records.len() / slot >= budget as usize;
             }
             (taken, slot)
         };
@@ -410,7 +421,7 @@ impl Tracer {
     /// flight known from its records are counted missed (their returns would
     /// be recorded there).
     pub(super) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         if space.fast.corrupt.is_some() {
@@ -418,7 +429,7 @@ impl Tracer {
         }
         space.fast.corrupt = Some(why.clone());
         space.fast.dirty = true;
-        self.more_records = false;
+        self.pace.more_records = false;
         let pid = space.pid;
         let mut events = vec![Event::ProcessWarning {
             pid,
@@ -428,7 +439,7 @@ impl Tracer {
                  breakpoints"
             ),
         }];
-        for (&tid, task) in self.tasks.iter_mut().filter(|(_, t)| t.space == key) {
+        for (&tid, task) in self.world.tasks.iter_mut().filter(|(_, t)| t.space == key) {
             for inst in task.fast_calls.take_all() {
                 for (site, _) in inst.probes {
                     events.push(Event::Missed {
@@ -450,7 +461,7 @@ impl Tracer {
     /// no thread is known by (and that was not looked for already, unless
     /// too many were: see [`MAX_UNKNOWN_TPS`]).
     pub(super) fn unknown_thread_pointers(&self, key: Pid) -> bool {
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return false;
         };
         if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
@@ -473,12 +484,11 @@ impl Tracer {
         failed: &mut Option<Error>,
     ) {
         let mut events = Vec::new();
-        let Tracer {
-            probes,
-            spaces,
-            tasks,
-            ..
-        } = self;
+        let (probes, spaces, tasks) = (
+            &mut self.consumers.probes,
+            &mut self.world.spaces,
+            &mut self.world.tasks,
+        );
         let Some(space) = spaces.get_mut(&key) else {
             return;
         };
@@ -650,7 +660,7 @@ impl Tracer {
         failed: &mut Option<Error>,
     ) -> std::result::Result<(), String> {
         let mut events = Vec::new();
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             let pid = space.pid;
             let Some(ring) = space.fast.ring.as_mut() else {
                 return Ok(());
@@ -699,6 +709,7 @@ impl Tracer {
     /// published by now go), budget after budget.
     pub(super) fn drain_through(&mut self, key: Pid) -> Result<()> {
         let Some(capacity) = self
+            .world
             .spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
@@ -707,9 +718,9 @@ impl Tracer {
             return Ok(());
         };
         for _ in 0..=capacity / DRAIN_BUDGET {
-            self.more_records = false;
+            self.pace.more_records = false;
             self.drain(key, Drain::Quick)?;
-            if !self.more_records {
+            if !self.pace.more_records {
                 break;
             }
         }

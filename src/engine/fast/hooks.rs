@@ -53,7 +53,7 @@ impl Tracer {
     /// The hook the site at `addr` of space `key` can be: a site of
     /// rtrace's own (no user probe), with one owner that has a hook.
     pub(super) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
-        let space = self.spaces.get(&key)?;
+        let space = self.world.spaces.get(&key)?;
         let site = space.sites.get(addr)?;
         if !site.probes.is_empty()
             || site.resolver
@@ -101,7 +101,7 @@ impl Tracer {
     /// need rtrace at the unwinders); no return stub yet for the hooks that
     /// read the table.
     pub(super) fn hooks_refused(&self, key: Pid, kind: HookKind) -> Option<&'static str> {
-        let space = self.spaces.get(&key)?;
+        let space = self.world.spaces.get(&key)?;
         if space.fast.ring.is_none() {
             return Some("no ring");
         }
@@ -117,7 +117,7 @@ impl Tracer {
     /// The hooks of space `key` that can be patched now (not yet patched,
     /// not refused), planned.
     pub(super) fn plan_hooks(&mut self, key: Pid) -> Vec<PlannedHook> {
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Vec::new();
         };
         let addrs: Vec<RuntimeAddr> = space
@@ -139,7 +139,7 @@ impl Tracer {
             match self.plan_bytes(key, addr, true) {
                 Ok(patch) => plans.push(PlannedHook { addr, kind, patch }),
                 Err(_) => {
-                    if let Some(space) = self.spaces.get_mut(&key) {
+                    if let Some(space) = self.world.spaces.get_mut(&key) {
                         space.fast.hooks_refused.insert(addr);
                     }
                 }
@@ -181,7 +181,11 @@ impl Tracer {
     ) -> std::result::Result<(), String> {
         let layout = self.ring_layout(key)?;
         let (area, at) = self.room_near(key, tid, plan.addr)?;
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         let index = space.fast.sites.len() as u32;
         let (table, stub) = space
             .fast
@@ -229,7 +233,7 @@ impl Tracer {
     /// be fast (an int3 probe with returns came: its calls need rtrace at
     /// the unwinders), and lets the others be judged again.
     pub(super) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let refused =
@@ -253,6 +257,7 @@ impl Tracer {
     /// Serves the requests rtrace's hooks posted in every ring.
     pub(super) fn serve_requests(&mut self) -> Result<()> {
         let keys: Vec<Pid> = self
+            .world
             .spaces
             .iter()
             .filter(|(_, s)| s.fast.ring.is_some())
@@ -293,7 +298,7 @@ impl Tracer {
                     self.space_mut(key)?.defer_probes = true;
                     let placed = self.on_rtld_event(key);
                     let patched = placed.and_then(|()| self.patch_fast(key));
-                    let armed = match self.spaces.get_mut(&key) {
+                    let armed = match self.world.spaces.get_mut(&key) {
                         Some(space) => {
                             space.defer_probes = false;
                             space.arm_deferred()
@@ -318,7 +323,8 @@ impl Tracer {
     }
 
     pub(super) fn ring_map(&self, key: Pid) -> Option<Arc<SharedMap>> {
-        self.spaces
+        self.world
+            .spaces
             .get(&key)?
             .fast
             .ring
@@ -339,6 +345,7 @@ impl Tracer {
         sp: RuntimeAddr,
     ) -> Result<()> {
         let known = self
+            .world
             .spaces
             .get(&key)
             .is_some_and(|s| s.sites.get(ret).is_some_and(|site| site.unpark));
@@ -350,7 +357,11 @@ impl Tracer {
         if armed.is_err() {
             // An instruction that cannot be stepped there: the calls go to
             // int3 return sites, as with int3 hooks.
-            let tid = self.spaces.get(&key).and_then(|s| s.fast.thread_of(tp));
+            let tid = self
+                .world
+                .spaces
+                .get(&key)
+                .and_then(|s| s.fast.thread_of(tp));
             if let Some(tid) = tid {
                 self.fast_calls_to_return_sites(tid, sp, true)?;
             }
@@ -372,7 +383,7 @@ impl Tracer {
         sp: RuntimeAddr,
     ) -> Result<()> {
         let hooked = |t: &Tracer| {
-            t.spaces.get(&key).is_some_and(|s| {
+            t.world.spaces.get(&key).is_some_and(|s| {
                 s.sites
                     .get(ret)
                     .is_some_and(|site| site.returned && site.fast.is_some())
@@ -393,7 +404,7 @@ impl Tracer {
         }
         // No hook there: no int3 stays for it (a return site of rtrace's
         // own must not outlive rtrace), and the call goes unseen.
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             let unused = space.sites.get_mut(ret).is_some_and(|site| {
                 site.returned = false;
                 site.is_unused()
@@ -402,7 +413,11 @@ impl Tracer {
                 space.remove_site(ret)?;
             }
         }
-        let tid = self.spaces.get(&key).and_then(|s| s.fast.thread_of(tp));
+        let tid = self
+            .world
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.thread_of(tp));
         match tid {
             Some(tid) => self.fast_caller(tid, sp),
             None => Ok(()),
@@ -412,10 +427,10 @@ impl Tracer {
     /// `tid` (stopped, stack pointer `sp`) is at an unpark site reached as
     /// an int3 (not patched): what the unpark hook does, done by rtrace.
     pub(super) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let Some((stub, tbl)) = space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)) else {
@@ -448,11 +463,11 @@ impl Tracer {
     /// The call of thread `tid` in the slot at `sp` (and the tail calls
     /// chained to it) returns unseen: counted missed.
     pub(super) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         let pid = task.pid;
-        let Some(space) = self.spaces.get_mut(&task.space) else {
+        let Some(space) = self.world.spaces.get_mut(&task.space) else {
             return Ok(());
         };
         let space_pid = space.pid;
@@ -476,11 +491,11 @@ impl Tracer {
     /// Sends `tid` (stopped) out of a hook's body back to its site, and
     /// frees the requests it posted. False when it is not in a hook's body.
     pub(super) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
         let mut regs = ptrace::getregs(tid)?;
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(false);
         };
         let Some(site) = space.fast.detour_at(regs.ip()) else {

@@ -78,7 +78,7 @@ mod stub;
 mod threads;
 mod watchman;
 
-pub(crate) use clock::{Drain, TscClock, DRAIN_INTERVAL};
+pub(crate) use clock::{Drain, Pace, DRAIN_INTERVAL};
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;
 
@@ -178,7 +178,7 @@ pub(in crate::engine) fn on_unwinder_entry(
 /// shared one suspends fast probes in that space). Touches
 /// `FastState::threads`, the ring, the jumps.
 pub(in crate::engine) fn on_thread_seen(t: &mut Tracer, key: Pid, tid: Tid) -> Result<()> {
-    if !t.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+    if !t.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
         return Ok(());
     }
     t.give_child_ring(tid)?;
@@ -207,14 +207,14 @@ pub(in crate::engine) fn on_fork(t: &mut Tracer, key: Pid, parent: Tid, what: Fo
         Fork::Child => t.drain_through(key),
         Fork::Vfork { child } => t.lend_thread_pointer(parent, child, true),
         Fork::VforkDone => {
-            if t.spaces.values().all(|s| s.fast.lent.is_empty()) {
+            if t.world.spaces.values().all(|s| s.fast.lent.is_empty()) {
                 return Ok(());
             }
             let Ok(regs) = ptrace::getregs(parent) else {
                 return Ok(());
             };
             t.drain(key, Drain::Quick)?;
-            if let Some(space) = t.spaces.get_mut(&key) {
+            if let Some(space) = t.world.spaces.get_mut(&key) {
                 space.fast.lent.remove(&regs.thread_pointer());
             }
             Ok(())
@@ -274,6 +274,7 @@ pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
     t.serve_requests()?;
     if t.opts.fast && begun {
         let dirty: Vec<Pid> = t
+            .world
             .spaces
             .iter()
             .filter(|(_, s)| s.fast.dirty)
@@ -284,7 +285,7 @@ pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
         }
         t.report_modes()?;
     }
-    if t.draining() && (t.more_records || t.last_drain.elapsed() >= DRAIN_INTERVAL) {
+    if t.draining() && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL) {
         t.drain_all(Drain::Safe)?;
     }
     Ok(())

@@ -129,6 +129,7 @@ impl Tracer {
     /// a jump would break it; a site that gets another owner is an int3).
     pub(super) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
         let covering = self
+            .world
             .spaces
             .get(&key)
             .map(|s| s.fast.covering(addr))
@@ -148,7 +149,7 @@ impl Tracer {
         if !self.opts.fast || self.halting {
             return Ok(());
         }
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         if !space.fast.dirty {
@@ -245,6 +246,7 @@ impl Tracer {
             return Ok(());
         };
         let ips: Vec<u64> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
@@ -262,9 +264,9 @@ impl Tracer {
     /// The thread of space `key` to make system calls with: stopped, not
     /// stepping, with nothing waiting to be handled (one of `quiet` first).
     pub(super) fn injector(&self, key: Pid, quiet: &[Tid]) -> Option<Tid> {
-        let waiting: Vec<Tid> = self.deferred.iter().map(|s| s.tid()).collect();
+        let waiting: Vec<Tid> = self.world.deferred.iter().map(|s| s.tid()).collect();
         let usable = |tid: &Tid| {
-            self.tasks.get(tid).is_some_and(|t| {
+            self.world.tasks.get(tid).is_some_and(|t| {
                 t.space == key
                     && t.state == TaskState::Stopped
                     && !t.exiting
@@ -276,7 +278,7 @@ impl Tracer {
             .iter()
             .copied()
             .find(|t| usable(t))
-            .or_else(|| self.tasks.keys().copied().find(|t| usable(t)))
+            .or_else(|| self.world.tasks.keys().copied().find(|t| usable(t)))
     }
 
     /// With every thread of space `key` stopped: makes the ring if needed,
@@ -295,6 +297,7 @@ impl Tracer {
         // Where every thread is, and its thread pointer.
         let mut ips = Vec::new();
         let stopped: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
@@ -310,12 +313,13 @@ impl Tracer {
             }
         }
         let stepping: Vec<RuntimeAddr> = self
+            .world
             .tasks
             .values()
             .filter(|t| t.space == key)
             .filter_map(|t| t.step.as_ref().map(|s| s.site))
             .collect();
-        if self.spaces[&key].fast.ring.is_none() {
+        if self.world.spaces[&key].fast.ring.is_none() {
             let slot = plans
                 .iter()
                 .map(|p| {
@@ -343,7 +347,7 @@ impl Tracer {
             ThreadPointer::FsSelf
         };
         let stub_wanted = plans.iter().any(|p| p.returns);
-        if stub_wanted && self.spaces[&key].fast.stub.is_none() {
+        if stub_wanted && self.world.spaces[&key].fast.stub.is_none() {
             if let Some(near) = plans.first().map(|p| p.addr) {
                 if let Err(why) = self.make_stub(key, tid, near, tp) {
                     let space = self.space_mut(key)?;
@@ -399,7 +403,11 @@ impl Tracer {
             ));
         }
         let (area, at) = self.room_near(key, tid, plan.addr)?;
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         let index = space.fast.sites.len() as u32;
         let spec = DetourSpec {
             at: at.get(),
@@ -458,7 +466,7 @@ impl Tracer {
         tp: ThreadPointer,
     ) -> std::result::Result<(), String> {
         let layout = self.ring_layout(key)?;
-        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
+        let scratch = self.world.spaces[&key].scratch.ok_or("no scratch page")?;
         let table = self
             .inject_syscall(
                 tid,
@@ -477,7 +485,11 @@ impl Tracer {
             as u64;
         let made = (|| {
             let (area, at) = self.room_near(key, tid, near)?;
-            let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+            let space = self
+                .world
+                .spaces
+                .get_mut(&key)
+                .ok_or("the process is gone")?;
             let stub = detour::assemble_stub(&StubSpec {
                 at: at.get(),
                 ring: layout,
@@ -501,7 +513,8 @@ impl Tracer {
 
     /// The layout of space `key`'s ring.
     pub(super) fn ring_layout(&self, key: Pid) -> std::result::Result<RingLayout, String> {
-        self.spaces
+        self.world
+            .spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
             .map(|r| r.layout)
@@ -517,7 +530,7 @@ impl Tracer {
         near: RuntimeAddr,
     ) -> std::result::Result<(usize, RuntimeAddr), String> {
         let area = self.area_near(key, tid, near)?;
-        let a = self.spaces[&key].fast.areas[area];
+        let a = self.world.spaces[&key].fast.areas[area];
         Ok((area, a.base.offset(a.used as i64)))
     }
 
@@ -530,7 +543,7 @@ impl Tracer {
         addr: RuntimeAddr,
     ) -> std::result::Result<usize, String> {
         let reach = (1u64 << 31) - 2 * AREA_SIZE;
-        let space = &self.spaces[&key];
+        let space = &self.world.spaces[&key];
         if let Some(i) = space.fast.areas.iter().position(|a| {
             a.used + DETOUR_ROOM <= AREA_SIZE && a.base.get().abs_diff(addr.get()) < reach
         }) {
@@ -560,7 +573,11 @@ impl Tracer {
             let _ = self.munmap_in(tid, key, RuntimeAddr(got), AREA_SIZE);
             return Err("no detour area could be mapped where a jump reaches".into());
         }
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         space.fast.areas.push(Area {
             base: RuntimeAddr(at),
             used: 0,
@@ -576,7 +593,7 @@ impl Tracer {
         addr: RuntimeAddr,
         len: u64,
     ) -> Result<()> {
-        let scratch = self.spaces[&key]
+        let scratch = self.world.spaces[&key]
             .scratch
             .ok_or(Error::NoSuchProcess { pid: key })?;
         self.inject_syscall(
@@ -599,8 +616,8 @@ impl Tracer {
         slot: u64,
         fixed: Option<RingLayout>,
     ) -> std::result::Result<(), String> {
-        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
-        let pid = self.spaces[&key].pid;
+        let scratch = self.world.spaces[&key].scratch.ok_or("no scratch page")?;
+        let pid = self.world.spaces[&key].pid;
         let gadget = scratch.offset(SCRATCH_SYSCALL_OFFSET);
         let name = scratch.offset(RING_NAME_OFFSET);
         let mut layout = fixed.unwrap_or_else(|| {
@@ -612,7 +629,7 @@ impl Tracer {
                 slot_size,
             }
         });
-        self.spaces[&key]
+        self.world.spaces[&key]
             .mem
             .write(name, RING_NAME)
             .map_err(|e| e.to_string())?;
@@ -659,7 +676,11 @@ impl Tracer {
         }
         layout.base = base;
         self.clock();
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         let map = std::sync::Arc::new(map);
         let watchman = super::watchman::Watchman::start(map.clone(), nix::unistd::gettid())
             .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
@@ -681,7 +702,7 @@ impl Tracer {
     /// A thread inside a detour finishes it: the detour stays mapped and
     /// returns past the replaced bytes, to an instruction boundary.
     pub(super) fn unpatch_fast(&mut self, key: Pid, addrs: &[RuntimeAddr]) -> Result<()> {
-        let live: Vec<RuntimeAddr> = match self.spaces.get(&key) {
+        let live: Vec<RuntimeAddr> = match self.world.spaces.get(&key) {
             Some(space) => addrs
                 .iter()
                 .copied()
@@ -704,7 +725,7 @@ impl Tracer {
     /// int3, the rest the original bytes.
     fn take_jumps_off(&mut self, key: Pid, live: Vec<RuntimeAddr>) -> Result<()> {
         let mut first = Ok(());
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             for addr in live {
                 let Some(site) = space.sites.get_mut(addr) else {
                     continue;

@@ -36,7 +36,7 @@ impl Tracer {
         key: Pid,
         addr: RuntimeAddr,
     ) -> std::result::Result<Planned, Refusal> {
-        let Tracer { spaces, probes, .. } = self;
+        let (spaces, probes) = (&self.world.spaces, &mut self.consumers.probes);
         let space = spaces.get(&key).ok_or(Refusal::ProcessGone)?;
         let site = space.sites.get(addr).ok_or(Refusal::SiteGone)?;
         if site.caller_hook {
@@ -118,7 +118,7 @@ impl Tracer {
         addr: RuntimeAddr,
         hook: bool,
     ) -> std::result::Result<Patch, Refusal> {
-        let space = self.spaces.get(&key).ok_or(Refusal::ProcessGone)?;
+        let space = self.world.spaces.get(&key).ok_or(Refusal::ProcessGone)?;
         let module = space.modules.module_at(addr);
         let m = module.ok_or(Refusal::NoModule)?;
         let (sym, offset) = m
@@ -215,16 +215,16 @@ impl Tracer {
         if !self.opts.fast {
             return Ok(());
         }
-        let Some(space) = self.spaces.get(&self.root) else {
+        let Some(space) = self.world.spaces.get(&self.root) else {
             return Ok(());
         };
         let mut events = Vec::new();
-        for (i, p) in self.probes.iter().enumerate() {
+        for (i, p) in self.consumers.probes.iter().enumerate() {
             let id = ProbeId(i);
             let Some(p) = p else {
                 continue;
             };
-            if self.modes_reported.contains(&id) {
+            if self.consumers.modes_reported.contains(&id) {
                 continue;
             }
             let Some(Placement::Armed(addrs)) = space.placed.get(&id) else {
@@ -264,7 +264,7 @@ impl Tracer {
             ));
         }
         for (id, e) in events {
-            self.modes_reported.insert(id);
+            self.consumers.modes_reported.insert(id);
             self.emit(e)?;
         }
         Ok(())
