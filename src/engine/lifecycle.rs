@@ -1,7 +1,7 @@
 //! Lifecycle: address spaces coming and going (startup, exec, library loads),
 //! threads and children being born and dying, and the stops that are not hits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use super::tracer::Progress;
@@ -652,32 +652,7 @@ impl Tracer {
             return Ok(true);
         }
         let src = &self.world.spaces[&from];
-        let mut space = Space {
-            pid: child,
-            mem: crate::sys::mem::ProcMem::open(child)?,
-            exe: src.exe.clone(),
-            modules: src.modules.clone(),
-            sites: src.sites.clone(),
-            tombstones: src.tombstones.clone(),
-            rewritten: Vec::new(),
-            scratch: src.scratch,
-            no_injection: src.no_injection.clone(),
-            slots: src.slots.clone(),
-            slots_used: src.slots_used,
-            rtld: src.rtld,
-            ready: src.ready,
-            placed: src.placed.clone(),
-            maps: src.maps.clone(),
-            unknown_unwinder: src.unknown_unwinder,
-            // The child has the parent's breakpoints, resolvers included; a
-            // resolver call in flight is the forking thread's, not the child's.
-            resolvers: src.resolvers.clone(),
-            resolving: HashMap::new(),
-            // The same jumps and detours (copied with the memory); a ring
-            // of its own, made at its first stop.
-            fast: src.fast.for_child(),
-            defer_probes: false,
-        };
+        let mut space = src.for_child(child)?;
         space.reconcile(&mapped)?;
         self.world.spaces.insert(child, space);
         Ok(false)
@@ -875,7 +850,7 @@ impl Tracer {
         fast::on_exec(self, old_space, pid, tid)?;
         self.world.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
-        let path = self.world.spaces[&pid].exe.clone();
+        let path = self.world.spaces[&pid].exe().to_path_buf();
         self.emit(Event::Exec { pid, path })?;
         self.report_attached_if_ready()?;
         self.resume(tid, 0)

@@ -550,7 +550,7 @@ impl Tracer {
             return Ok(i);
         }
         let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
-        let at = place_area(&maps, &space.exe, addr.get(), AREA_SIZE)
+        let at = place_area(&maps, space.exe(), addr.get(), AREA_SIZE)
             .ok_or("no free address range within reach of a jump")?;
         let scratch = space.scratch.ok_or("no scratch page")?;
         let got = self
