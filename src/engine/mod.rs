@@ -35,9 +35,22 @@
 //!
 //! Fast probes (`fast`) take the place of int3s where they can: a jump to a
 //! detour that records the hit in a ring shared with rtrace, read at the next
-//! stop or on a timer. Stepping in place is only safe because every other
+//! stop or on a timer. The int3 engine reaches them only through the hooks
+//! of `fast` (`fast::before_trap`, `before_arm`, `on_signal`,
+//! `on_unwinder_entry`, `on_thread_seen`, `on_fork`, `on_exec`, `on_exit`,
+//! `quiesce`, `on_pass`, `drain`…: see `fast/mod.rs`). Stepping in place is only safe because every other
 //! thread of the address space is stopped while the breakpoint is lifted: no
 //! thread can run past an unarmed probe.
+//!
+//! # Parts
+//!
+//! [`Tracer`] is defined in `tracer.rs`, in parts: the world (`World`: tasks,
+//! address spaces with their probe tables, deferred stops), the consumers
+//! (`Consumers`: probes and their handlers, listeners, warnings, the
+//! reported-once sets) and the fast probes' pace (`fast::Pace`). This file
+//! is the event loop; every other file adds the methods of one idea (`impl
+//! Tracer`) and imports the type from `tracer.rs`, which imports only the
+//! state it holds, so no file of the engine imports one that imports it back.
 //!
 //! # Glossary (the kernel's names)
 //!

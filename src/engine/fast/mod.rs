@@ -3,7 +3,9 @@
 //! kernel's optprobes, in userspace; the code is `arch::detour`'s).
 //!
 //! What this component owns, per address space ([`FastState`], kept in the
-//! `Space` with everything else written into the tracee):
+//! `Space` with everything else written into the tracee; its fields are
+//! the component's alone), besides its timing ([`Pace`], kept by the
+//! tracer):
 //!
 //! - **the ring**: a memfd the tracee creates (an injected `memfd_create`),
 //!   mapped shared in the tracee (injected `mmap`) and in rtrace (through
@@ -57,14 +59,24 @@
 //!
 //! | file | owns |
 //! | --- | --- |
-//! | `state.rs` | [`FastState`]: the ring, areas, fast sites, stub, threads, refusals of one space |
+//! | `state.rs` | [`FastState`]: the ring, areas, fast sites, stub, threads, refusals of one space; its per-space side of the hooks (`on_arm`, `on_unload`, `keep_mapped`, `on_jump_missing`, `for_child`, `scrub`, `stub_entry`, `release`) |
 //! | `plan.rs` | which sites can be fast, and why not; the attach line's grouping |
 //! | `patch.rs` | detour areas, the ring's making, the stub's, the jumps written and undone |
-//! | `drain.rs` | reading the ring: records → hits and returns, losses, corruption; the clock |
+//! | `drain.rs` | reading the ring: records → hits and returns, losses, corruption |
 //! | `threads.rs` | thread pointers: threads seen, vfork lending, `CLONE_VM` suspension, a child's ring |
 //! | `leave.rs` | leaving fast code: detours, faults of fast code, signals, the detach's quiesce |
 //! | `stub.rs` | the return stub: stepping through it, orphans, calls moved to return sites |
-//! | `hooks.rs` | rtrace's own hooks as fast sites, and the watchman |
+//! | `clock.rs` | the clock (`TscClock`), the pace ([`DRAIN_INTERVAL`], [`Drain`], [`Pace`]) |
+//! | `refusal.rs` | why a site stays an int3 (`Refusal`) |
+//! | `hooks.rs` | rtrace's own hooks as fast sites, and their requests |
+//! | `watchman.rs` | the thread that keeps a ring's liveness words |
+//!
+//! # Hooks
+//!
+//! The rest of the engine calls this component only through the functions
+//! at the end of this file (the table of docs/ARCHITECTURE.md, "The
+//! fast-probe component", says when each is called and what it may touch).
+//! Everything else here is `pub(super)`.
 
 mod clock;
 mod drain;
