@@ -263,7 +263,7 @@ impl Tracer {
         if probe.spec.is_glob() && probe.spec.module.is_none() && !space.ready {
             return Ok(());
         }
-        self.progress.report(Progress::Resolving {
+        self.consumers.progress.report(Progress::Resolving {
             probe: probe.spec.as_str(),
         });
         match resolve(&probe.spec, &space.modules)? {
@@ -368,7 +368,7 @@ impl Tracer {
         let mut go_code = false;
         let total = locations.len();
         for (done, mut loc) in locations.into_iter().enumerate() {
-            self.progress.report(Progress::Arming {
+            self.consumers.progress.report(Progress::Arming {
                 probe: &spec,
                 done,
                 total,

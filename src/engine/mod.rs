@@ -352,7 +352,7 @@ impl Tracer {
     /// in the middle of arming: it must be quick (drawing a line at most a
     /// few times a second is). A panic in it ends the reports, not tracing.
     pub fn on_progress(&mut self, f: impl FnMut(&Progress<'_>) + 'static) {
-        self.progress.f = Some(Box::new(f));
+        self.consumers.progress.f = Some(Box::new(f));
     }
 
     /// Runs the tracer and every thread it traces on one CPU, the one the
@@ -531,7 +531,7 @@ impl Tracer {
         // blocks at once, with the timer set to end the wait when it is due
         // (or to the live view's period, or to the next drain of the fast
         // probes' rings).
-        self.progress.report(Progress::Idle);
+        self.consumers.progress.report(Progress::Idle);
         if self.pace.records_waiting() {
             // A drain stopped at its budget: only look for stops, and come
             // back to drain the rest.
@@ -575,7 +575,7 @@ impl Tracer {
         // A ring found corrupt just now (in that drain, or the one before
         // this wait): its jumps come off before the tracer blocks, which may
         // be for long (fast sites make no stops).
-        if fast::switch_pending(self) {
+        if fast::switch_pending(&self.world, self.opts.fast && self.attach_reported) {
             return Ok(None);
         }
         // The next deadline: the live view's ticks, or the end of the
@@ -586,7 +586,7 @@ impl Tracer {
             (None, false) => Some(interval),
             (None, true) => None,
         };
-        let pace = fast::pace(self);
+        let pace = fast::pace(&self.world);
         let wanted = match (wanted, pace) {
             (Some(w), Some(p)) => Some(w.min(p)),
             (None, Some(p)) => Some(p),
@@ -614,12 +614,7 @@ impl Tracer {
 
     /// Sends a lifecycle event to the listeners.
     fn emit(&mut self, event: Event) -> Result<()> {
-        self.progress.report(Progress::Idle);
-        let time = self.start.elapsed();
-        for l in &mut self.consumers.listeners {
-            guarded(|| l.on_event(&event, time))?;
-        }
-        Ok(())
+        self.consumers.emit(event, self.start.elapsed())
     }
 
     fn report_attached_if_ready(&mut self) -> Result<()> {
@@ -664,7 +659,7 @@ impl Tracer {
             pending,
         };
         self.attach_reported = true;
-        self.progress.end();
+        self.consumers.progress.end();
         self.emit(event)?;
         fast::report_modes(self)
     }

@@ -165,8 +165,6 @@ pub struct Tracer {
     pub(super) stops: u64,
     /// When the listeners were last told the tracer is idle.
     pub(super) last_idle: Instant,
-    /// `on_progress`: told about the work before tracing begins.
-    pub(super) progress: ProgressHook,
     /// Why the kernel will not let rtrace suspend a tracee's seccomp filter
     /// (`no CAP_SYS_ADMIN`), once it has said so.
     pub(super) seccomp_refused: Option<String>,
@@ -194,6 +192,8 @@ pub(super) struct World {
 /// sets that make a report once per probe.
 #[derive(Default)]
 pub(super) struct Consumers {
+    /// `on_progress`: told about the work before tracing begins.
+    pub(super) progress: ProgressHook,
     pub(super) probes: Vec<Option<Probe>>,
     pub(super) listeners: Vec<Box<dyn Handler>>,
     /// Warnings from placing probes (skipped functions), sent to the listeners
@@ -206,6 +206,18 @@ pub(super) struct Consumers {
     pub(super) go_reported: std::collections::HashSet<ProbeId>,
     /// Probes whose fast or int3 mode was reported.
     pub(super) modes_reported: std::collections::HashSet<ProbeId>,
+}
+
+impl Consumers {
+    /// Tells the listeners `event`, seen at `time` (since the tracer
+    /// started); a progress display is told the work reported is over.
+    pub(super) fn emit(&mut self, event: Event, time: Duration) -> Result<()> {
+        self.progress.report(Progress::Idle);
+        for l in &mut self.listeners {
+            guarded(|| l.on_event(&event, time))?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Tracer {
@@ -241,7 +253,6 @@ impl Tracer {
             halting: false,
             stops: 0,
             last_idle: Instant::now(),
-            progress: ProgressHook::default(),
             seccomp_refused: None,
             seccomp_warned: Default::default(),
             _not_send: PhantomData,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
-use crate::engine::tracer::{guarded, Tracer};
+use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
 use crate::handler::{Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
 use crate::probe::{ReturnInstance, Watch};
@@ -317,24 +317,6 @@ impl Tracer {
 
     /// True when a ring was found corrupt and its sites still wait to go
     /// back to int3 ([`Tracer::patch_fast`] does it).
-    pub(super) fn fast_switch_pending(&self) -> bool {
-        self.opts.fast
-            && self.attach_reported
-            && self
-                .world
-                .spaces
-                .values()
-                .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
-    }
-
-    /// True when some ring may hold records (and is read: not corrupt).
-    pub(super) fn draining(&self) -> bool {
-        self.world
-            .spaces
-            .values()
-            .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
-    }
-
     /// Hands every record published in the ring of space `key` to its
     /// probes' `on_entry`, in ring order, and reports records lost.
     pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
@@ -355,7 +337,7 @@ impl Tracer {
         {
             return Ok(());
         }
-        if mode == Drain::Safe && self.unknown_thread_pointers(key) {
+        if mode == Drain::Safe && unknown_thread_pointers(&self.world, key) {
             self.refresh_threads(key)?;
             if let Some(space) = self.world.spaces.get_mut(&key) {
                 let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
@@ -402,9 +384,24 @@ impl Tracer {
         };
         let mut failed = None;
         if !records.is_empty() {
-            self.deliver(key, &records, slot, clock, &mut failed);
+            deliver(
+                &mut self.world,
+                &mut self.consumers,
+                self.start,
+                key,
+                &records,
+                slot,
+                clock,
+                &mut failed,
+            );
         }
-        if let Err(why) = self.report_lost(key, &mut failed) {
+        if let Err(why) = report_lost(
+            &mut self.world,
+            &mut self.consumers,
+            self.start,
+            key,
+            &mut failed,
+        ) {
             self.ring_corrupt(key, why)?;
         }
         match failed {
@@ -457,254 +454,6 @@ impl Tracer {
         Ok(())
     }
 
-    /// True when a record waiting in the ring of `key` has a thread pointer
-    /// no thread is known by (and that was not looked for already, unless
-    /// too many were: see [`MAX_UNKNOWN_TPS`]).
-    pub(super) fn unknown_thread_pointers(&self, key: Pid) -> bool {
-        let Some(space) = self.world.spaces.get(&key) else {
-            return false;
-        };
-        if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
-            return false;
-        }
-        published_tps(space.fast.ring.as_ref())
-            .into_iter()
-            .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
-    }
-
-    /// Runs the entry handlers for `records` (each `slot` bytes) of space
-    /// `key`, and the return handlers of the calls they return from. The
-    /// first handler error is kept in `failed`.
-    pub(super) fn deliver(
-        &mut self,
-        key: Pid,
-        records: &[u8],
-        slot: usize,
-        clock: TscClock,
-        failed: &mut Option<Error>,
-    ) {
-        let mut events = Vec::new();
-        let (probes, spaces, tasks) = (
-            &mut self.consumers.probes,
-            &mut self.world.spaces,
-            &mut self.world.tasks,
-        );
-        let Some(space) = spaces.get_mut(&key) else {
-            return;
-        };
-        let space_pid = space.pid;
-        for rec in records.chunks(slot) {
-            let word = |off: u64| {
-                let at = off as usize;
-                u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
-            };
-            let index = word(ring::INDEX) as u32;
-            let kind = word(ring::KIND) as u32;
-            let tp = word(ring::TP);
-            let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
-            if silent {
-                continue;
-            }
-            // A vfork child is a process of its own, and may be gone from
-            // the tasks already (its records are read as it dies).
-            let own = match space.fast.lent.contains_key(&tp) {
-                true => tid,
-                false => space_pid,
-            };
-            let pid = tasks.get(&tid).map_or(own, |t| t.pid);
-            let time = clock.time(word(ring::TSC));
-            let maps = &mut space.maps;
-            let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
-            if kind == detour::KIND_RETURN {
-                let Some(task) = tasks.get_mut(&tid) else {
-                    continue;
-                };
-                let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
-                let sp = RuntimeAddr(regs.sp());
-                let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
-                let mut dirty = false;
-                let string = space
-                    .fast
-                    .sites
-                    .get(index as usize)
-                    .map_or(0, |f| f.ret_string);
-                let field = CaptureField {
-                    kind: CaptureKind::CStr {
-                        reg: crate::arch::Gpr(0),
-                        max: string,
-                    },
-                    offset: ring::CAPTURES as u32,
-                };
-                let fields = if string > 0 { &[field][..] } else { &[][..] };
-                let captured = captured(rec, fields, &regs);
-                for inst in returning {
-                    for (site, data) in inst.probes {
-                        let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                            continue;
-                        };
-                        let mut ret = Return {
-                            pid,
-                            tid,
-                            site: &site,
-                            regs: &mut regs,
-                            regs_dirty: &mut dirty,
-                            mem: Memory::Captured(&captured),
-                            modules: &space.modules,
-                            time,
-                            entered: inst.entered,
-                            data,
-                        };
-                        if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
-                            failed.get_or_insert(e);
-                        }
-                    }
-                }
-                continue;
-            }
-            if kind == detour::KIND_CATCH {
-                // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
-                // the calls at or below its stack pointer were unwound.
-                let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
-                if let Some(task) = tasks.get_mut(&tid) {
-                    task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
-                }
-                continue;
-            }
-            let Some(fs) = space.fast.sites.get(index as usize) else {
-                continue;
-            };
-            let mut regs = detour::record_regs(rec, fs.addr.get());
-            let captured = captured(rec, &fs.captures, &regs);
-            let watch = word(ring::RET_WATCH) as u32;
-            let mut kept = Vec::new();
-            for site in &fs.probes {
-                let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                    continue;
-                };
-                let mut dirty = false;
-                let mut data = None;
-                let mut hit = Hit {
-                    pid,
-                    tid,
-                    site,
-                    regs: &mut regs,
-                    regs_dirty: &mut dirty,
-                    mem: Memory::Captured(&captured),
-                    modules: &space.modules,
-                    time,
-                    data: &mut data,
-                    returns: Default::default(),
-                    stack: Default::default(),
-                };
-                if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
-                    failed.get_or_insert(e);
-                }
-                if site.kind == (ProbeKind::Function { returns: true }) {
-                    kept.push((site.clone(), data));
-                }
-            }
-            if kept.is_empty() {
-                continue;
-            }
-            let Some(task) = tasks.get_mut(&tid) else {
-                continue;
-            };
-            let slot = RuntimeAddr(regs.sp());
-            // Calls below this one's slot, or in it, cannot return any more
-            // (left by longjmp or an exception): dropped, unreported.
-            let chained = watch == detour::WATCH_CHAINED;
-            task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
-            if !chained {
-                task.fast_calls.drop_overwritten(slot);
-            }
-            let orig = match watch {
-                detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
-                detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
-                _ => None,
-            };
-            let Some(orig) = orig else {
-                // The table was full (or the call it chains to was lost):
-                // this return is not watched.
-                for (site, _) in &kept {
-                    events.push(Event::Missed {
-                        pid,
-                        tid,
-                        probe: site.probe.clone(),
-                        symbol: site.symbol.clone(),
-                    });
-                }
-                continue;
-            };
-            task.fast_calls.push(ReturnInstance {
-                slot,
-                orig_ret: orig,
-                entered: time,
-                probes: kept,
-                chained,
-                watch: Watch::Trampoline,
-            });
-        }
-        for event in events {
-            if let Err(e) = self.emit(event) {
-                failed.get_or_insert(e);
-            }
-        }
-    }
-
-    /// Reports records of space `key` lost since the last look (an emit
-    /// error goes to `failed`). Err when the counters cannot be counts (see
-    /// [`read_losses`]): nothing is reported then.
-    pub(super) fn report_lost(
-        &mut self,
-        key: Pid,
-        failed: &mut Option<Error>,
-    ) -> std::result::Result<(), String> {
-        let mut events = Vec::new();
-        if let Some(space) = self.world.spaces.get_mut(&key) {
-            let pid = space.pid;
-            let Some(ring) = space.fast.ring.as_mut() else {
-                return Ok(());
-            };
-            let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
-            let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
-            let now = Instant::now();
-            let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
-                return Ok(());
-            };
-            ring.lost_seen = losses.total;
-            ring.lost_at = now;
-            for (i, lost) in losses.sites {
-                let fs = &mut space.fast.sites[i];
-                for site in &fs.probes {
-                    events.push(Event::Lost {
-                        pid,
-                        probe: site.probe.clone(),
-                        symbol: site.symbol.clone(),
-                        count: lost - fs.lost,
-                    });
-                }
-                fs.lost = lost;
-            }
-            if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
-                events.push(Event::Warning {
-                    probe: String::new(),
-                    message: format!(
-                        "{} fast returns lost: the ring was full when they were made \
-                         (those calls show no return)",
-                        lost - stub.lost
-                    ),
-                });
-                stub.lost = lost;
-            }
-        }
-        for e in events {
-            if let Err(e) = self.emit(e) {
-                failed.get_or_insert(e);
-            }
-        }
-        Ok(())
-    }
-
     /// Reads the ring of space `key` until it is empty (as far as records
     /// published by now go), budget after budget.
     pub(super) fn drain_through(&mut self, key: Pid) -> Result<()> {
@@ -726,6 +475,274 @@ impl Tracer {
         }
         Ok(())
     }
+}
+
+/// True once tracing has begun (`begun`, with fast probes on) when a ring
+/// found corrupt still has jumps to take off.
+pub(super) fn switch_pending(world: &World, begun: bool) -> bool {
+    begun
+        && world
+            .spaces
+            .values()
+            .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
+}
+
+/// True when some ring may hold records (and is read: not corrupt).
+pub(super) fn draining(world: &World) -> bool {
+    world
+        .spaces
+        .values()
+        .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
+}
+
+/// True when a record waiting in the ring of `key` has a thread pointer
+/// no thread is known by (and that was not looked for already, unless
+/// too many were: see [`MAX_UNKNOWN_TPS`]).
+pub(super) fn unknown_thread_pointers(world: &World, key: Pid) -> bool {
+    let Some(space) = world.spaces.get(&key) else {
+        return false;
+    };
+    if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
+        return false;
+    }
+    published_tps(space.fast.ring.as_ref())
+        .into_iter()
+        .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
+}
+
+/// Runs the entry handlers for `records` (each `slot` bytes) of space
+/// `key`, and the return handlers of the calls they return from. The
+/// first handler error is kept in `failed`. Given the world and the
+/// consumers, not the tracer: it stops no thread and injects nothing.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deliver(
+    world: &mut World,
+    consumers: &mut Consumers,
+    start: Instant,
+    key: Pid,
+    records: &[u8],
+    slot: usize,
+    clock: TscClock,
+    failed: &mut Option<Error>,
+) {
+    let mut events = Vec::new();
+    let (probes, spaces, tasks) = (&mut consumers.probes, &mut world.spaces, &mut world.tasks);
+    let Some(space) = spaces.get_mut(&key) else {
+        return;
+    };
+    let space_pid = space.pid;
+    for rec in records.chunks(slot) {
+        let word = |off: u64| {
+            let at = off as usize;
+            u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let index = word(ring::INDEX) as u32;
+        let kind = word(ring::KIND) as u32;
+        let tp = word(ring::TP);
+        let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
+        if silent {
+            continue;
+        }
+        // A vfork child is a process of its own, and may be gone from
+        // the tasks already (its records are read as it dies).
+        let own = match space.fast.lent.contains_key(&tp) {
+            true => tid,
+            false => space_pid,
+        };
+        let pid = tasks.get(&tid).map_or(own, |t| t.pid);
+        let time = clock.time(word(ring::TSC));
+        let maps = &mut space.maps;
+        let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
+        if kind == detour::KIND_RETURN {
+            let Some(task) = tasks.get_mut(&tid) else {
+                continue;
+            };
+            let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
+            let sp = RuntimeAddr(regs.sp());
+            let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
+            let mut dirty = false;
+            let string = space
+                .fast
+                .sites
+                .get(index as usize)
+                .map_or(0, |f| f.ret_string);
+            let field = CaptureField {
+                kind: CaptureKind::CStr {
+                    reg: crate::arch::Gpr(0),
+                    max: string,
+                },
+                offset: ring::CAPTURES as u32,
+            };
+            let fields = if string > 0 { &[field][..] } else { &[][..] };
+            let captured = captured(rec, fields, &regs);
+            for inst in returning {
+                for (site, data) in inst.probes {
+                    let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    let mut ret = Return {
+                        pid,
+                        tid,
+                        site: &site,
+                        regs: &mut regs,
+                        regs_dirty: &mut dirty,
+                        mem: Memory::Captured(&captured),
+                        modules: &space.modules,
+                        time,
+                        entered: inst.entered,
+                        data,
+                    };
+                    if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            continue;
+        }
+        if kind == detour::KIND_CATCH {
+            // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
+            // the calls at or below its stack pointer were unwound.
+            let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
+            if let Some(task) = tasks.get_mut(&tid) {
+                task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
+            }
+            continue;
+        }
+        let Some(fs) = space.fast.sites.get(index as usize) else {
+            continue;
+        };
+        let mut regs = detour::record_regs(rec, fs.addr.get());
+        let captured = captured(rec, &fs.captures, &regs);
+        let watch = word(ring::RET_WATCH) as u32;
+        let mut kept = Vec::new();
+        for site in &fs.probes {
+            let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                continue;
+            };
+            let mut dirty = false;
+            let mut data = None;
+            let mut hit = Hit {
+                pid,
+                tid,
+                site,
+                regs: &mut regs,
+                regs_dirty: &mut dirty,
+                mem: Memory::Captured(&captured),
+                modules: &space.modules,
+                time,
+                data: &mut data,
+                returns: Default::default(),
+                stack: Default::default(),
+            };
+            if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
+                failed.get_or_insert(e);
+            }
+            if site.kind == (ProbeKind::Function { returns: true }) {
+                kept.push((site.clone(), data));
+            }
+        }
+        if kept.is_empty() {
+            continue;
+        }
+        let Some(task) = tasks.get_mut(&tid) else {
+            continue;
+        };
+        let slot = RuntimeAddr(regs.sp());
+        // Calls below this one's slot, or in it, cannot return any more
+        // (left by longjmp or an exception): dropped, unreported.
+        let chained = watch == detour::WATCH_CHAINED;
+        task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
+        if !chained {
+            task.fast_calls.drop_overwritten(slot);
+        }
+        let orig = match watch {
+            detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
+            detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
+            _ => None,
+        };
+        let Some(orig) = orig else {
+            // The table was full (or the call it chains to was lost):
+            // this return is not watched.
+            for (site, _) in &kept {
+                events.push(Event::Missed {
+                    pid,
+                    tid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                });
+            }
+            continue;
+        };
+        task.fast_calls.push(ReturnInstance {
+            slot,
+            orig_ret: orig,
+            entered: time,
+            probes: kept,
+            chained,
+            watch: Watch::Trampoline,
+        });
+    }
+    for event in events {
+        if let Err(e) = consumers.emit(event, start.elapsed()) {
+            failed.get_or_insert(e);
+        }
+    }
+}
+
+/// Reports records of space `key` lost since the last look (an emit
+/// error goes to `failed`). Err when the counters cannot be counts (see
+/// [`read_losses`]): nothing is reported then.
+pub(super) fn report_lost(
+    world: &mut World,
+    consumers: &mut Consumers,
+    start: Instant,
+    key: Pid,
+    failed: &mut Option<Error>,
+) -> std::result::Result<(), String> {
+    let mut events = Vec::new();
+    if let Some(space) = world.spaces.get_mut(&key) {
+        let pid = space.pid;
+        let Some(ring) = space.fast.ring.as_mut() else {
+            return Ok(());
+        };
+        let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
+        let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
+        let now = Instant::now();
+        let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
+            return Ok(());
+        };
+        ring.lost_seen = losses.total;
+        ring.lost_at = now;
+        for (i, lost) in losses.sites {
+            let fs = &mut space.fast.sites[i];
+            for site in &fs.probes {
+                events.push(Event::Lost {
+                    pid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                    count: lost - fs.lost,
+                });
+            }
+            fs.lost = lost;
+        }
+        if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
+            events.push(Event::Warning {
+                probe: String::new(),
+                message: format!(
+                    "{} fast returns lost: the ring was full when they were made \
+                     (those calls show no return)",
+                    lost - stub.lost
+                ),
+            });
+            stub.lost = lost;
+        }
+    }
+    for e in events {
+        if let Err(e) = consumers.emit(e, start.elapsed()) {
+            failed.get_or_insert(e);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

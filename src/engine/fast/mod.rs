@@ -96,7 +96,7 @@ pub(crate) use stub::restore_stub_slots;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::Regs;
-use crate::engine::tracer::Tracer;
+use crate::engine::tracer::{Tracer, World};
 use crate::error::Result;
 use crate::sys::ptrace;
 
@@ -297,7 +297,9 @@ pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
         }
         t.report_modes()?;
     }
-    if t.draining() && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL) {
+    if drain::draining(&t.world)
+        && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL)
+    {
         t.drain_all(Drain::Safe)?;
     }
     Ok(())
@@ -318,7 +320,7 @@ pub(in crate::engine) fn report_modes(t: &mut Tracer) -> Result<()> {
 /// rings are read, when some may record. Touches the rings and the
 /// handlers.
 pub(in crate::engine) fn drain(t: &mut Tracer) -> Result<()> {
-    match t.draining() {
+    match drain::draining(&t.world) {
         true => t.drain_all(Drain::Safe),
         false => Ok(()),
     }
@@ -326,12 +328,13 @@ pub(in crate::engine) fn drain(t: &mut Tracer) -> Result<()> {
 
 /// The longest the tracer may block: [`DRAIN_INTERVAL`] while a ring may
 /// be recording, else no limit of the component's.
-pub(in crate::engine) fn pace(t: &Tracer) -> Option<std::time::Duration> {
-    t.draining().then_some(DRAIN_INTERVAL)
+pub(in crate::engine) fn pace(world: &World) -> Option<std::time::Duration> {
+    drain::draining(world).then_some(DRAIN_INTERVAL)
 }
 
 /// A ring found corrupt since the last pass: its jumps must come off before
 /// the tracer blocks (fast sites make no stops that would wake it).
-pub(in crate::engine) fn switch_pending(t: &Tracer) -> bool {
-    t.fast_switch_pending()
+/// `begun`: fast probes are on and tracing has begun.
+pub(in crate::engine) fn switch_pending(world: &World, begun: bool) -> bool {
+    drain::switch_pending(world, begun)
 }
