@@ -812,6 +812,7 @@ impl Tracer {
             .expect("exec of a known task");
         let vfork_parent = task.vfork_parent.take();
         let old_space = task.space;
+        fast::on_thread_gone(&mut self.world, old_space, tid);
         let task = self
             .world
             .tasks
@@ -845,9 +846,8 @@ impl Tracer {
         if pid == self.root {
             self.root_execd = true;
         }
-        // A suspension for it ends; the old image's fast records, before
-        // its ring goes with it.
-        fast::on_exec(self, old_space, pid, tid)?;
+        // The old image's fast records, before its ring goes with it.
+        fast::on_exec(self, pid)?;
         self.world.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
         let path = self.world.spaces[&pid].exe().to_path_buf();
@@ -923,7 +923,7 @@ impl Tracer {
         // Its fast records, while its memory is still there to tell its
         // stacks apart.
         if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
-            fast::on_exit(self, space, tid, Exit::Exiting)?;
+            fast::on_exit(self, space, Exit::Exiting)?;
         }
         let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
@@ -945,12 +945,12 @@ impl Tracer {
         // Its fast records first, while it is still known: the returns they
         // report are its calls'.
         if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
-            fast::on_exit(self, space, tid, Exit::Died)?;
+            fast::on_exit(self, space, Exit::Died)?;
         }
         let Some(task) = self.world.tasks.remove(&tid) else {
             return Ok(());
         };
-        fast::on_exit(self, task.space, tid, Exit::Forgotten)?;
+        fast::on_thread_gone(&mut self.world, task.space, tid);
         if let Some(parent) = task.vfork_parent {
             self.release_vfork_parent(parent)?;
         }
@@ -963,7 +963,7 @@ impl Tracer {
         // Its fast records are all in (no thread of it will publish one).
         if task.space == task.pid {
             let heir = self.world.tasks.values().any(|t| t.space == task.pid);
-            fast::on_exit(self, task.space, tid, Exit::Leader { heir })?;
+            fast::on_exit(self, task.space, Exit::Leader { heir })?;
         }
         if task.space == task.pid {
             let heir = self

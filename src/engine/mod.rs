@@ -462,9 +462,8 @@ impl Tracer {
         }
         self.flush_warnings()?;
         // Requests of rtrace's own hooks (a new link map, a backtrace): the
-        // thread that posted one waits for it. Dirty spaces patched, modes
-        // said, the rings read on time.
-        fast::on_pass(self, self.attach_reported)?;
+        // thread that posted one waits for it.
+        fast::on_requests(self)?;
         if !self.started {
             self.started = true;
             self.report_attached_if_ready()?;
@@ -478,6 +477,9 @@ impl Tracer {
             self.outcome = Some(Outcome::Detached);
             return Ok(self.outcome);
         }
+        // Dirty spaces patched and each probe's mode said (once tracing has
+        // begun); the rings read on time.
+        fast::on_pass(self, self.attach_reported)?;
         let stop = match self.next_stop()? {
             Some(s) => s,
             None => return Ok(None), // interrupted: look at the detach flag again
@@ -661,7 +663,10 @@ impl Tracer {
         self.attach_reported = true;
         self.consumers.progress.end();
         self.emit(event)?;
-        fast::report_modes(self)
+        if !self.opts.fast {
+            return Ok(());
+        }
+        fast::report_modes(&self.world, &mut self.consumers, self.root, self.start)
     }
 
     /// Resumes every stopped task that has no stop waiting to be handled.

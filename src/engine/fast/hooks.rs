@@ -307,7 +307,14 @@ impl Tracer {
                     };
                     patched?;
                     armed?;
-                    self.report_modes()?;
+                    if self.opts.fast {
+                        super::plan::report_modes(
+                            &self.world,
+                            &mut self.consumers,
+                            self.root,
+                            self.start,
+                        )?;
+                    }
                 }
                 request::KIND_BACKTRACE => self.watch_backtrace_return(key, tp, addr, sp)?,
                 request::KIND_RETURN_SITE => self.watch_return_site(key, tp, addr, sp)?,

@@ -96,7 +96,7 @@ pub(crate) use stub::restore_stub_slots;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::Regs;
-use crate::engine::tracer::{Tracer, World};
+use crate::engine::tracer::{Consumers, Tracer, World};
 use crate::error::Result;
 use crate::sys::ptrace;
 
@@ -234,12 +234,11 @@ pub(in crate::engine) fn on_fork(t: &mut Tracer, key: Pid, parent: Tid, what: Fo
     }
 }
 
-/// Thread `tid` exec'd; `old` was its address space, `new` is its process
-/// (whose old image's ring goes with the image): a suspension for it ends,
-/// the old image's records are read to their end.
-pub(in crate::engine) fn on_exec(t: &mut Tracer, old: Pid, new: Pid, tid: Tid) -> Result<()> {
-    t.end_suspension(old, tid);
-    t.drain(new, Drain::Final)
+/// A thread of process `pid` exec'd: the old image's records are read to
+/// their end, before its ring goes with the image (the thread's own
+/// suspension ended first: [`on_thread_gone`]). Touches the ring, handlers.
+pub(in crate::engine) fn on_exec(t: &mut Tracer, pid: Pid) -> Result<()> {
+    t.drain(pid, Drain::Final)
 }
 
 /// What happened at a thread's end, for [`on_exit`].
@@ -250,22 +249,16 @@ pub(in crate::engine) enum Exit {
     /// It died; it is still known, so the returns its records report are
     /// its calls'.
     Died,
-    /// It died and is forgotten: a suspension for it ends.
-    Forgotten,
     /// The leader of the space died: the last records (`heir`: a thread of
     /// another process still runs in the memory, and may yet publish).
     Leader { heir: bool },
 }
 
-/// Thread `tid` of space `key` ends (see [`Exit`]). Touches the ring, the
-/// handlers, `FastState::threads`, the jumps (a suspension's end).
-pub(in crate::engine) fn on_exit(t: &mut Tracer, key: Pid, tid: Tid, what: Exit) -> Result<()> {
+/// A thread of space `key` ends (see [`Exit`]); when it is forgotten,
+/// [`on_thread_gone`]. Touches the ring and the handlers.
+pub(in crate::engine) fn on_exit(t: &mut Tracer, key: Pid, what: Exit) -> Result<()> {
     match what {
         Exit::Exiting | Exit::Died => t.drain_through(key),
-        Exit::Forgotten => {
-            t.end_suspension(key, tid);
-            Ok(())
-        }
         Exit::Leader { heir: true } => t.drain(key, Drain::Quick),
         Exit::Leader { heir: false } => t.drain(key, Drain::Final),
     }
@@ -278,12 +271,18 @@ pub(in crate::engine) fn quiesce(t: &mut Tracer, key: Pid, tids: &[Tid]) -> Resu
     t.quiesce_fast(key, tids)
 }
 
-/// The event loop's pass, before it waits: hooks' requests served (always);
-/// then, once tracing has begun (`begun`), dirty spaces patched (stops
-/// their worlds) and each probe's mode said once; and the rings read every
-/// [`DRAIN_INTERVAL`] while the tracer is busy.
+/// The event loop's pass begins: requests rtrace's own hooks posted (a new
+/// link map, a backtrace) are served; the thread that posted one waits for
+/// it. Touches everything of the component.
+pub(in crate::engine) fn on_requests(t: &mut Tracer) -> Result<()> {
+    t.serve_requests()
+}
+
+/// The event loop's pass, before it waits for a stop (after a detach
+/// request was looked for): once tracing has begun (`begun`), dirty spaces
+/// patched (stops their worlds) and each probe's mode said once; the rings
+/// read every [`DRAIN_INTERVAL`] while the tracer is busy.
 pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
-    t.serve_requests()?;
     if t.opts.fast && begun {
         let dirty: Vec<Pid> = t
             .world
@@ -295,7 +294,7 @@ pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
         for key in dirty {
             t.patch_fast(key)?;
         }
-        t.report_modes()?;
+        plan::report_modes(&t.world, &mut t.consumers, t.root, t.start)?;
     }
     if drain::draining(&t.world)
         && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL)
@@ -311,9 +310,24 @@ pub(in crate::engine) fn on_attach(t: &mut Tracer, key: Pid) -> Result<()> {
     t.patch_fast(key)
 }
 
-/// Each probe's mode, said once (after the attach line).
-pub(in crate::engine) fn report_modes(t: &mut Tracer) -> Result<()> {
-    t.report_modes()
+/// Each probe's mode in the root process, said once (after the attach
+/// line). Touches the consumers only.
+pub(in crate::engine) fn report_modes(
+    world: &World,
+    consumers: &mut Consumers,
+    root: Pid,
+    start: std::time::Instant,
+) -> Result<()> {
+    plan::report_modes(world, consumers, root, start)
+}
+
+/// Thread `tid` of space `key` is gone and forgotten: a suspension of fast
+/// probes for it (a `CLONE_VM` thread sharing a thread pointer) ends when it
+/// was the last. Touches that space's `FastState` (refusals, `dirty`).
+pub(in crate::engine) fn on_thread_gone(world: &mut World, key: Pid, tid: Tid) {
+    if let Some(space) = world.spaces.get_mut(&key) {
+        space.fast.end_suspension(tid);
+    }
 }
 
 /// The tracer is about to block (or tell the listeners it is idle): the

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureKind, Patch};
 use crate::engine::space::Placement;
-use crate::engine::tracer::Tracer;
+use std::time::Instant;
+
+use crate::engine::tracer::{Consumers, Tracer, World};
 
 use super::refusal::{Refusal, MAX_RECORD};
 use crate::error::Result;
@@ -208,65 +210,68 @@ impl Tracer {
         }
         Ok(patch)
     }
+}
 
-    /// Tells the listeners how the sites of each probe armed in the traced
-    /// process run, once per probe.
-    pub(super) fn report_modes(&mut self) -> Result<()> {
-        if !self.opts.fast {
-            return Ok(());
-        }
-        let Some(space) = self.world.spaces.get(&self.root) else {
-            return Ok(());
+/// Tells the listeners how the sites of each probe armed in the traced
+/// process (`root`) run, once per probe. Needs the world and the
+/// consumers only: it stops nothing.
+pub(super) fn report_modes(
+    world: &World,
+    consumers: &mut Consumers,
+    root: Pid,
+    start: Instant,
+) -> Result<()> {
+    let Some(space) = world.spaces.get(&root) else {
+        return Ok(());
+    };
+    let mut events = Vec::new();
+    for (i, p) in consumers.probes.iter().enumerate() {
+        let id = ProbeId(i);
+        let Some(p) = p else {
+            continue;
         };
-        let mut events = Vec::new();
-        for (i, p) in self.consumers.probes.iter().enumerate() {
-            let id = ProbeId(i);
-            let Some(p) = p else {
-                continue;
-            };
-            if self.consumers.modes_reported.contains(&id) {
-                continue;
-            }
-            let Some(Placement::Armed(addrs)) = space.placed.get(&id) else {
-                continue;
-            };
-            if addrs.is_empty() {
-                continue;
-            }
-            let mut fast = 0;
-            let mut int3 = Vec::new();
-            for &a in addrs {
-                match space.fast.refused.get(&a) {
-                    Some(why) => {
-                        let symbol = space
-                            .sites
-                            .get(a)
-                            .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
-                            .unwrap_or_else(|| a.to_string());
-                        // A glob's many sites are grouped by what refused
-                        // them, not by the instruction or address.
-                        let why = match addrs.len() {
-                            1 => why.to_string(),
-                            _ => why.general(),
-                        };
-                        SkipReason::add(&mut int3, &why, &symbol);
-                    }
-                    None => fast += 1,
+        if consumers.modes_reported.contains(&id) {
+            continue;
+        }
+        let Some(Placement::Armed(addrs)) = space.placed.get(&id) else {
+            continue;
+        };
+        if addrs.is_empty() {
+            continue;
+        }
+        let mut fast = 0;
+        let mut int3 = Vec::new();
+        for &a in addrs {
+            match space.fast.refused.get(&a) {
+                Some(why) => {
+                    let symbol = space
+                        .sites
+                        .get(a)
+                        .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
+                        .unwrap_or_else(|| a.to_string());
+                    // A glob's many sites are grouped by what refused
+                    // them, not by the instruction or address.
+                    let why = match addrs.len() {
+                        1 => why.to_string(),
+                        _ => why.general(),
+                    };
+                    SkipReason::add(&mut int3, &why, &symbol);
                 }
+                None => fast += 1,
             }
-            events.push((
-                id,
-                Event::ProbeMode {
-                    probe: p.spec.as_str().to_string(),
-                    fast,
-                    int3,
-                },
-            ));
         }
-        for (id, e) in events {
-            self.consumers.modes_reported.insert(id);
-            self.emit(e)?;
-        }
-        Ok(())
+        events.push((
+            id,
+            Event::ProbeMode {
+                probe: p.spec.as_str().to_string(),
+                fast,
+                int3,
+            },
+        ));
     }
+    for (id, e) in events {
+        consumers.modes_reported.insert(id);
+        consumers.emit(e, start.elapsed())?;
+    }
+    Ok(())
 }

@@ -236,6 +236,17 @@ impl FastState {
             .or_else(|| self.threads.get(&tp).map(|&t| (t, false)))
     }
 
+    /// Task `tid` is gone from this space (it died or exec'd): if it had
+    /// suspended the fast probes there and was the last to, they may come
+    /// back.
+    pub(super) fn end_suspension(&mut self, tid: Tid) {
+        if !self.suspended_by.remove(&tid) || !self.suspended_by.is_empty() {
+            return;
+        }
+        self.refused.retain(|_, why| *why != Refusal::Suspended);
+        self.dirty = true;
+    }
+
     // What the address space (`engine::space`), a fork and a detach tell
     // this state, or ask of it: the per-space side of the hooks, each
     // given this state alone.

@@ -103,23 +103,6 @@ impl Tracer {
         Ok(())
     }
 
-    /// Task `tid` is gone from space `key` (it died or exec'd): if it had
-    /// suspended the fast probes there and was the last to, they may come
-    /// back.
-    pub(super) fn end_suspension(&mut self, key: Pid, tid: Tid) {
-        let Some(space) = self.world.spaces.get_mut(&key) else {
-            return;
-        };
-        if !space.fast.suspended_by.remove(&tid) || !space.fast.suspended_by.is_empty() {
-            return;
-        }
-        space
-            .fast
-            .refused
-            .retain(|_, why| *why != Refusal::Suspended);
-        space.fast.dirty = true;
-    }
-
     /// While vfork child `child` runs on its parent `parent`'s TLS, records
     /// under the parent's thread pointer are the child's (the parent waits in
     /// the kernel); `lend` false gives it back. Records made before are
