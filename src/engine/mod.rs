@@ -38,9 +38,10 @@
 //! stop or on a timer. The int3 engine reaches them only through the hooks
 //! of `fast` (`fast::before_trap`, `before_arm`, `on_signal`,
 //! `on_unwinder_entry`, `on_thread_seen`, `on_fork`, `on_exec`, `on_exit`,
-//! `quiesce`, `on_pass`, `drain`…: see `fast/mod.rs`). Stepping in place is only safe because every other
-//! thread of the address space is stopped while the breakpoint is lifted: no
-//! thread can run past an unarmed probe.
+//! `quiesce`, `on_requests`, `on_pass`, `drain`…: see `fast/mod.rs`).
+//! Stepping in place is only safe because every other thread of the
+//! address space is stopped while the breakpoint is lifted: no thread can
+//! run past an unarmed probe.
 //!
 //! # Parts
 //!
