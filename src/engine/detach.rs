@@ -20,15 +20,16 @@ use crate::handler::Event;
 use crate::sys::ptrace::{self, Restart};
 use crate::sys::{signal, wait};
 
+use super::fast;
 use super::space::SCRATCH_SIZE;
 use super::task::{self, TaskState};
-use super::Tracer;
+use super::tracer::Tracer;
 
 impl Tracer {
     /// Detaches from everything. Tries every step even when one fails, and
     /// returns the first error.
     pub(super) fn detach_all(&mut self) -> Result<()> {
-        if self.tasks.is_empty() {
+        if self.world.tasks.is_empty() {
             return Ok(());
         }
         self.halting = true;
@@ -44,13 +45,14 @@ impl Tracer {
 
     fn halt(&mut self) -> Result<()> {
         loop {
-            while let Some(stop) = self.deferred.pop_front() {
+            while let Some(stop) = self.world.deferred.pop_front() {
                 match self.dispatch(stop) {
                     Err(e) if e.is_tracee_gone() => {}
                     r => r?,
                 }
             }
             let running: Vec<Tid> = self
+                .world
                 .tasks
                 .iter()
                 .filter(|(_, t)| {
@@ -58,8 +60,12 @@ impl Tracer {
                 })
                 .map(|(tid, _)| *tid)
                 .collect();
-            let starting = self.tasks.values().any(|t| t.state == TaskState::Starting);
-            if running.is_empty() && !starting && self.deferred.is_empty() {
+            let starting = self
+                .world
+                .tasks
+                .values()
+                .any(|t| t.state == TaskState::Starting);
+            if running.is_empty() && !starting && self.world.deferred.is_empty() {
                 return Ok(());
             }
             if !running.is_empty() {
@@ -69,7 +75,7 @@ impl Tracer {
             }
             // Only new tasks whose first stop is still to come.
             match self.wait_stop(wait::Which::Any, true, false) {
-                Ok(wait::Waited::Stop(stop)) => self.deferred.push_back(stop),
+                Ok(wait::Waited::Stop(stop)) => self.world.deferred.push_back(stop),
                 Ok(wait::Waited::NotReady | wait::Waited::Interrupted) => {}
                 Ok(wait::Waited::NoTracee) | Err(_) => return Ok(()),
             }
@@ -86,6 +92,7 @@ impl Tracer {
     /// (the trap of a completed out-of-line step) moved out of the slot.
     fn take_pending_traps(&mut self) -> Result<()> {
         let stopped: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.state == TaskState::Stopped)
@@ -99,12 +106,16 @@ impl Tracer {
                 continue;
             };
             let at = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
-            let key = self.tasks[&tid].space;
+            let key = self.world.tasks[&tid].space;
             // A thread stepping out of line whose step completed as it was
             // interrupted has the step's SIGTRAP pending the same way.
-            let ours = self.tasks[&tid].step.is_some()
+            let ours = self.world.tasks[&tid].step.is_some()
                 || Some(at) == self.trampoline_of(tid)
-                || self.spaces.get(&key).is_some_and(|s| s.is_our_trap(at));
+                || self
+                    .world
+                    .spaces
+                    .get(&key)
+                    .is_some_and(|s| s.is_our_trap(at));
             if !ours {
                 continue;
             }
@@ -112,7 +123,7 @@ impl Tracer {
                 Err(e) if e.is_tracee_gone() => continue,
                 r => r?,
             }
-            self.tasks.get_mut(&tid).expect("listed above").state = TaskState::Running;
+            self.world.tasks.get_mut(&tid).expect("listed above").state = TaskState::Running;
             let stop = loop {
                 match wait::wait(wait::Which::Tid(tid), true, false) {
                     Ok(wait::Waited::Stop(stop)) => break Some(stop),
@@ -129,7 +140,7 @@ impl Tracer {
 
     fn undo_all(&mut self) -> Result<()> {
         let mut first = Ok(());
-        let keys: Vec<_> = self.spaces.keys().copied().collect();
+        let keys: Vec<_> = self.world.spaces.keys().copied().collect();
         for key in keys {
             let r = self.undo_space(key);
             if first.is_ok() {
@@ -141,6 +152,7 @@ impl Tracer {
 
     fn undo_space(&mut self, key: crate::Pid) -> Result<()> {
         let tids: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.space == key)
@@ -159,11 +171,11 @@ impl Tracer {
         // every record read, every slot holding the stub given its return
         // address back (which may be the trampoline: before the
         // trampoline's slots are), before the jumps go with the breakpoints.
-        let fast = match self.quiesce_fast(key, &tids) {
+        let fast = match fast::quiesce(self, key, &tids) {
             Err(e) if e.is_tracee_gone() => Ok(()),
             r => r,
         };
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return stepped.and(fast);
         };
         let tramp = space.trampoline();
@@ -177,7 +189,7 @@ impl Tracer {
         };
         if let Some(tramp) = tramp {
             for &tid in &tids {
-                let task = self.tasks.get_mut(&tid).expect("listed above");
+                let task = self.world.tasks.get_mut(&tid).expect("listed above");
                 // A thread stopped on the trampoline, about to execute it: it has
                 // returned already; send it where it was going.
                 let pid = space.pid;
@@ -215,7 +227,7 @@ impl Tracer {
                 task.returns.take_all();
             }
         }
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return first;
         };
         keep(space.disarm_all());
@@ -223,10 +235,7 @@ impl Tracer {
         // program's: said, not undone.
         let rewritten = space.rewritten_report();
         let scratch = space.scratch;
-        let fast = space.fast.mappings();
-        space.fast.ring = None;
-        space.fast.ring_wanted = None;
-        space.fast.areas.clear();
+        let fast = space.fast.release();
         space.scratch = None;
         // rtrace's mappings: the fast probes' ring and detour areas, then the
         // scratch page, whose `syscall` instruction every munmap uses (so it
@@ -284,13 +293,14 @@ impl Tracer {
             .iter()
             .copied()
             .filter(|t| {
-                self.tasks
+                self.world
+                    .tasks
                     .get(t)
                     .is_some_and(|t| t.state == TaskState::Stopped && !t.exiting)
             })
             .collect();
         // The thread-group leader first: it is the last to go.
-        callers.sort_by_key(|t| self.tasks.get(t).is_none_or(|k| k.pid != *t));
+        callers.sort_by_key(|t| self.world.tasks.get(t).is_none_or(|k| k.pid != *t));
         let mut last = Ok(());
         for tid in callers {
             let r = self.inject_syscall(
@@ -309,8 +319,8 @@ impl Tracer {
 
     fn release_all(&mut self) -> Result<()> {
         let mut first = Ok(());
-        let tasks = std::mem::take(&mut self.tasks);
-        self.spaces.clear();
+        let tasks = std::mem::take(&mut self.world.tasks);
+        self.world.spaces.clear();
         for (tid, task) in tasks {
             if let Some(mask) = &task.affinity {
                 crate::sys::sched::set_affinity(tid, mask);

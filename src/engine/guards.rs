@@ -17,7 +17,7 @@ use crate::sys::mem::ProcMem;
 use crate::sys::ptrace;
 
 use super::task::TaskState;
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// A trap rtrace is handling, whose thread the kernel stopped past the int3
 /// (or at the trampoline) with nothing of the hit done yet in its
@@ -139,7 +139,8 @@ impl Tracer {
             World::SpaceBut(key, tid) => (key, Some(tid)),
             World::Stopped => return Vec::new(),
         };
-        self.tasks
+        self.world
+            .tasks
             .iter()
             .filter(|(t, k)| {
                 k.space == key && Some(**t) != but && k.state == TaskState::Running && !k.exiting
@@ -263,19 +264,19 @@ mod tests {
         let mut t = Tracer::attach(pid, crate::Options::default()).expect("attach");
         // Attached, every thread is stopped: let the one there is run.
         t.resume(pid, 0).expect("resume");
-        assert_eq!(t.tasks[&pid].state, TaskState::Running);
+        assert_eq!(t.world.tasks[&pid].state, TaskState::Running);
 
         // The work succeeds: the thread it stopped runs again.
         let seen = t
             .with_world_stopped(World::Space(pid), |t, quiet| {
                 assert_eq!(quiet, [pid]);
-                assert_eq!(t.tasks[&pid].state, TaskState::Stopped);
+                assert_eq!(t.world.tasks[&pid].state, TaskState::Stopped);
                 assert_eq!(state(pid), 't');
                 Ok(quiet.len())
             })
             .expect("the work");
         assert_eq!(seen, 1);
-        assert_eq!(t.tasks[&pid].state, TaskState::Running);
+        assert_eq!(t.world.tasks[&pid].state, TaskState::Running);
         assert_ne!(state(pid), 't');
 
         // The work fails half-way (a `?`): the same.
@@ -284,7 +285,7 @@ mod tests {
             Err(crate::Error::NoSuchProcess { pid })
         });
         assert!(matches!(r, Err(crate::Error::NoSuchProcess { .. })));
-        assert_eq!(t.tasks[&pid].state, TaskState::Running);
+        assert_eq!(t.world.tasks[&pid].state, TaskState::Running);
         assert_ne!(state(pid), 't');
 
         // A thread left out of the world is not touched.

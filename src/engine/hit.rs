@@ -15,11 +15,12 @@ use crate::probe::{Owner, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::wait::{self, TrapCause};
 
+use super::fast;
 use super::guards::HitInProgress;
 use super::own::{OwnEnd, SiteHit};
 use super::step::StepEnd;
 use super::task::{Hijack, PendingHit, XolStep};
-use super::{guarded, Tracer};
+use super::tracer::{guarded, Tracer};
 
 /// Which handler method a hit runs.
 #[derive(Clone, Copy)]
@@ -76,7 +77,7 @@ impl Tracer {
     /// if untraced). `stray_step` is set when a step trap left over from a step
     /// completed at a signal stop may come now.
     pub(super) fn on_trap(&mut self, tid: Tid, stray_step: bool) -> Result<()> {
-        if let Some(step) = self.tasks.get(&tid).and_then(|t| t.step.clone()) {
+        if let Some(step) = self.world.tasks.get(&tid).and_then(|t| t.step.clone()) {
             return self.on_trap_in_step(tid, wait::trap_cause(tid), &step);
         }
         let mut regs = match ptrace::getregs(tid) {
@@ -84,10 +85,10 @@ impl Tracer {
             Err(e) if e.is_tracee_gone() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let key = self.tasks[&tid].space;
+        let key = self.world.tasks[&tid].space;
         // Fast records made before this trap are handled before it, so that
         // a thread's fast and int3 events keep their order.
-        self.drain(key, super::fast::Drain::Quick)?;
+        fast::before_trap(self, key)?;
         let site = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
         // Just past the trampoline, or past a live breakpoint whose displaced
         // instruction is longer than one byte, no instruction boundary exists
@@ -97,6 +98,7 @@ impl Tracer {
             && !self.halting
             && (Some(site) == self.trampoline_of(tid)
                 || self
+                    .world
                     .spaces
                     .get(&key)
                     .and_then(|s| s.sites.get(site))
@@ -113,7 +115,7 @@ impl Tracer {
         if Some(site) == self.trampoline_of(tid) {
             return self.on_trampoline(tid, regs);
         }
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return self.deliver_signal(tid, libc::SIGTRAP);
         };
         if space.sites.get(site).is_some() && !self.halting {
@@ -127,7 +129,7 @@ impl Tracer {
             return self.resume(tid, 0);
         }
         // The fast return stub's, for a slot it has no entry for.
-        if self.orphan_return(tid, regs)? {
+        if fast::on_stray_trap(self, tid, regs)? {
             return self.resume(tid, 0);
         }
         // The program's own int3.
@@ -157,10 +159,10 @@ impl Tracer {
         let time = self.start.elapsed();
         let in_progress = HitInProgress::new(tid, addr);
         regs.set_ip(addr.get());
-        let task = &self.tasks[&tid];
+        let task = &self.world.tasks[&tid];
         let (key, pid, silent) = (task.space, task.pid, task.silent);
         let site = SiteHit::of(
-            self.spaces[&key]
+            self.world.spaces[&key]
                 .sites
                 .get(addr)
                 .expect("caller checked the site"),
@@ -183,7 +185,7 @@ impl Tracer {
             slot,
             ..
         } = site;
-        let space = &self.spaces[&key];
+        let space = &self.world.spaces[&key];
         let mut datas: Vec<Option<Box<dyn Any>>> = probes.iter().map(|_| None).collect();
         // A handler error is kept and returned once the hit is complete, so the
         // thread is never left half-way.
@@ -194,11 +196,11 @@ impl Tracer {
         let mut dirty = false;
         let returns = ReturnAddrs {
             trampoline: space.trampoline(),
-            calls: Some(&self.tasks[&tid].returns),
+            calls: Some(&self.world.tasks[&tid].returns),
             pending: None,
         };
         run_handlers(
-            &mut self.probes,
+            &mut self.consumers.probes,
             Phase::Entry,
             &probes,
             &mut datas,
@@ -226,7 +228,7 @@ impl Tracer {
         let wants_return = probes
             .iter()
             .any(|p| p.kind == ProbeKind::Function { returns: true });
-        let return_site_only = self.spaces[&key].unknown_unwinder || own.reads_return_address;
+        let return_site_only = self.world.spaces[&key].unknown_unwinder || own.reads_return_address;
         let hijacked =
             match self.hijack_return(tid, &regs, wants_return, return_site_only, tail_call) {
                 Ok(h) => h,
@@ -271,7 +273,7 @@ impl Tracer {
                 let saved_reg = arch::xol_prepare(xol, slot, &mut regs);
                 ptrace::setregs(tid, &regs)?;
                 in_progress.done();
-                let task = self.tasks.get_mut(&tid).expect("task of the hit");
+                let task = self.world.tasks.get_mut(&tid).expect("task of the hit");
                 task.step = Some(XolStep {
                     site: addr,
                     slot,
@@ -321,8 +323,8 @@ impl Tracer {
         return_site_only: bool,
         tail_call: bool,
     ) -> Result<Option<Hijack>> {
-        let task = &self.tasks[&tid];
-        let space = &self.spaces[&task.space];
+        let task = &self.world.tasks[&tid];
+        let space = &self.world.spaces[&task.space];
         if !wanted {
             return Ok(None);
         }
@@ -362,7 +364,7 @@ impl Tracer {
 
     /// Puts back a return address rewritten for a hit that did not complete.
     pub(super) fn unhijack(&self, key: Pid, hijacked: Option<Hijack>) {
-        let (Some(h), Some(space)) = (hijacked, self.spaces.get(&key)) else {
+        let (Some(h), Some(space)) = (hijacked, self.world.spaces.get(&key)) else {
             return;
         };
         if h.chained || h.watch != Watch::Trampoline {
@@ -377,8 +379,8 @@ impl Tracer {
 
     /// Instances leaving a thread's return stack: their return sites are released.
     pub(super) fn release_instances(&mut self, tid: Tid, gone: &[ReturnInstance]) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let key = self.world.tasks[&tid].space;
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         for inst in gone.iter().filter(|i| i.watch == Watch::ReturnSite) {
@@ -396,16 +398,21 @@ impl Tracer {
         returning: Vec<ReturnInstance>,
         time: std::time::Duration,
     ) -> Result<()> {
-        let task = &self.tasks[&tid];
+        let task = &self.world.tasks[&tid];
         let (pid, key) = (task.pid, task.space);
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let mut dirty = false;
         let mut failed = None;
         for inst in returning {
             for (site, data) in inst.probes {
-                let Some(probe) = self.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                let Some(probe) = self
+                    .consumers
+                    .probes
+                    .get_mut(site.id.0)
+                    .and_then(Option::as_mut)
+                else {
                     continue;
                 };
                 let mut ret = Return {
@@ -467,7 +474,7 @@ impl Tracer {
                 }
             }
         }
-        if let Some(space) = self.spaces.get(&key) {
+        if let Some(space) = self.world.spaces.get(&key) {
             let mut dirty = false;
             // The return address rewritten for this call is recorded below,
             // after the post handlers: until then it is `pending`.
@@ -476,11 +483,11 @@ impl Tracer {
                 .map(|h| (h.slot, h.orig));
             let returns = ReturnAddrs {
                 trampoline: space.trampoline(),
-                calls: self.tasks.get(&tid).map(|t| &t.returns),
+                calls: self.world.tasks.get(&tid).map(|t| &t.returns),
                 pending,
             };
             run_handlers(
-                &mut self.probes,
+                &mut self.consumers.probes,
                 Phase::Post,
                 &probes,
                 &mut datas,
@@ -506,7 +513,7 @@ impl Tracer {
             // call of a function parses its debug information) is not the
             // function's.
             let entered = self.start.elapsed().max(time);
-            if let Some(task) = self.tasks.get_mut(&tid) {
+            if let Some(task) = self.world.tasks.get_mut(&tid) {
                 task.returns.push(ReturnInstance {
                     slot: h.slot,
                     orig_ret: h.orig,
@@ -517,8 +524,8 @@ impl Tracer {
                 });
             }
             if h.watch == Watch::ReturnSite {
-                self.clear_jumps_at(key, h.orig)?;
-                if let Some(space) = self.spaces.get_mut(&key) {
+                fast::before_arm(self, key, h.orig)?;
+                if let Some(space) = self.world.spaces.get_mut(&key) {
                     space.arm(h.orig, Owner::ReturnSite, StepMode::Auto)?;
                 }
             }
@@ -537,9 +544,13 @@ impl Tracer {
     /// the real return address.
     pub(super) fn on_trampoline(&mut self, tid: Tid, mut regs: Regs) -> Result<()> {
         let time = self.start.elapsed();
-        let task = self.tasks.get_mut(&tid).expect("trap of a known task");
+        let task = self
+            .world
+            .tasks
+            .get_mut(&tid)
+            .expect("trap of a known task");
         let sp = RuntimeAddr(regs.sp());
-        let (abandoned, returning) = match self.spaces.get_mut(&task.space) {
+        let (abandoned, returning) = match self.world.spaces.get_mut(&task.space) {
             Some(space) => {
                 let pid = space.pid;
                 let maps = &mut space.maps;

@@ -13,8 +13,9 @@ use crate::handler::{Event, ProbeId, SkipReason};
 use crate::probe::Owner;
 use crate::symbols::{ifunc, Location};
 
+use super::fast;
 use super::space::{Placement, ResolverCall, ResolverWatch};
-use super::Tracer;
+use super::tracer::Tracer;
 
 impl Tracer {
     /// Watches the resolver of the IFUNC at `loc` for probe `id` (see
@@ -29,8 +30,9 @@ impl Tracer {
         glob: bool,
         skipped: &mut Vec<SkipReason>,
     ) -> Result<()> {
-        self.clear_jumps_at(key, loc.addr)?;
+        fast::before_arm(self, key, loc.addr)?;
         let space = self
+            .world
             .spaces
             .get_mut(&key)
             .ok_or(Error::NoSuchProcess { pid: key })?;
@@ -74,7 +76,7 @@ impl Tracer {
         resolver: RuntimeAddr,
         answer: u64,
     ) -> Result<()> {
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let Some(watch) = space.resolvers.get(&resolver).cloned() else {
@@ -82,8 +84,8 @@ impl Tracer {
         };
         let Some(implementation) = ifunc::answer(&space.modules, &watch.ifunc, answer) else {
             for id in &watch.probes {
-                if let Some(p) = self.probes.get(id.0).and_then(Option::as_ref) {
-                    self.warnings.push(Event::Warning {
+                if let Some(p) = self.consumers.probes.get(id.0).and_then(Option::as_ref) {
+                    self.consumers.warnings.push(Event::Warning {
                         probe: p.spec.as_str().to_string(),
                         message: format!(
                             "the resolver of the IFUNC {} returned {answer:#x}, which is not \
@@ -97,10 +99,10 @@ impl Tracer {
         };
         for id in watch.probes {
             let armed_there = matches!(
-                self.spaces.get(&key).and_then(|s| s.placed.get(&id)),
+                self.world.spaces.get(&key).and_then(|s| s.placed.get(&id)),
                 Some(Placement::Armed(addrs)) if addrs.contains(&implementation.addr)
             );
-            let Some(spec) = self.probes.get(id.0).and_then(Option::as_ref) else {
+            let Some(spec) = self.consumers.probes.get(id.0).and_then(Option::as_ref) else {
                 continue;
             };
             if armed_there {
@@ -132,13 +134,13 @@ impl Tracer {
         addr: RuntimeAddr,
         regs: &Regs,
     ) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let Some(space) = self.spaces.get(&key) else {
+        let key = self.world.tasks[&tid].space;
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let ret = RuntimeAddr(space.mem.read_u64(RuntimeAddr(regs.sp()))?);
-        self.clear_jumps_at(key, ret)?;
-        let Some(space) = self.spaces.get_mut(&key) else {
+        fast::before_arm(self, key, ret)?;
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         // A call this thread never returned from (it cannot nest: a
@@ -165,15 +167,17 @@ impl Tracer {
                     None => return Ok(()),
                 };
                 for id in probes {
-                    if let Some(p) = self.probes.get(id.0).and_then(Option::as_ref) {
-                        self.warnings.push(crate::handler::Event::Warning {
-                            probe: p.spec.as_str().to_string(),
-                            message: format!(
+                    if let Some(p) = self.consumers.probes.get(id.0).and_then(Option::as_ref) {
+                        self.consumers
+                            .warnings
+                            .push(crate::handler::Event::Warning {
+                                probe: p.spec.as_str().to_string(),
+                                message: format!(
                                 "the answer of a call of the resolver of the IFUNC {symbol} cannot \
                                  be watched (its return site: {reason}): calls of {symbol} through \
                                  that binding are not traced"
                             ),
-                        });
+                            });
                     }
                 }
                 Ok(())
@@ -192,8 +196,8 @@ impl Tracer {
         addr: RuntimeAddr,
         regs: &Regs,
     ) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let key = self.world.tasks[&tid].space;
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         let Some(call) = space.resolving.get(&tid).copied() else {

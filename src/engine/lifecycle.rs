@@ -1,10 +1,10 @@
 //! Lifecycle: address spaces coming and going (startup, exec, library loads),
 //! threads and children being born and dying, and the stops that are not hits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
-use super::Progress;
+use super::tracer::Progress;
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::error::{Error, Result};
 use crate::handler::{Event, ForkKind, ProbeId, Site, SkipReason};
@@ -18,9 +18,10 @@ use crate::sys::ptrace::{self, Restart};
 use crate::sys::signal;
 use crate::sys::wait::{self, Stop};
 
+use super::fast::{self, Exit, Fork};
 use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
 use super::task::{tgid_of, Scrub, Task, TaskState};
-use super::{kind_for, Outcome, Tracer};
+use super::tracer::{kind_for, Outcome, Tracer};
 
 impl Tracer {
     /// Sets up the address space of process `pid` (after attach, or after an
@@ -58,7 +59,7 @@ impl Tracer {
                 }
             }
         }
-        self.spaces.insert(pid, space);
+        self.world.spaces.insert(pid, space);
         // Without a scratch page (a seccomp filter rtrace may not suspend):
         // no out-of-line slot, so instructions are emulated or stepped in
         // place (`Space::arm`); no trampoline, so returns are watched at
@@ -93,13 +94,14 @@ impl Tracer {
     /// group-stop it left; other signals that come first are held for later.
     fn restore_group_stop(&mut self, tid: Tid) -> Result<()> {
         let was_stopped = self
+            .world
             .deferred
             .iter()
             .any(|s| matches!(s, Stop::GroupStop { tid: t, .. } if *t == tid));
         if !was_stopped {
             return Ok(());
         }
-        let pid = self.tasks[&tid].pid;
+        let pid = self.world.tasks[&tid].pid;
         signal::tgkill(pid, tid, libc::SIGSTOP);
         ptrace::restart(tid, Restart::Continue(0))?;
         loop {
@@ -115,7 +117,7 @@ impl Tracer {
                 } => ptrace::restart(tid, Restart::Continue(libc::SIGSTOP))?,
                 Stop::Signal { signal, .. } => {
                     let info = ptrace::getsiginfo(tid).ok();
-                    let task = self.tasks.get_mut(&tid).expect("a known task");
+                    let task = self.world.tasks.get_mut(&tid).expect("a known task");
                     task.held.push(super::task::HeldSignal {
                         signal,
                         info,
@@ -130,7 +132,7 @@ impl Tracer {
                 | Stop::Trap { .. }
                 | Stop::Interrupt { .. }
                 | Stop::Event { .. }) => {
-                    self.deferred.push_back(other);
+                    self.world.deferred.push_back(other);
                     return Ok(());
                 }
             }
@@ -138,7 +140,8 @@ impl Tracer {
     }
 
     pub(super) fn space_mut(&mut self, key: Pid) -> Result<&mut Space> {
-        self.spaces
+        self.world
+            .spaces
             .get_mut(&key)
             .ok_or(Error::NoSuchProcess { pid: key })
     }
@@ -146,7 +149,7 @@ impl Tracer {
     /// Places every probe that is not armed yet in space `key`, and the
     /// unwinder hooks.
     pub(super) fn place_all(&mut self, key: Pid) -> Result<()> {
-        for i in 0..self.probes.len() {
+        for i in 0..self.consumers.probes.len() {
             self.place_probe(key, ProbeId(i))?;
         }
         self.place_unwind_hooks(key);
@@ -163,10 +166,10 @@ impl Tracer {
     /// `own_return_address_back`. Best effort: an entry that cannot be
     /// probed is left alone.
     pub(super) fn place_unwind_hooks(&mut self, key: Pid) {
-        if self.opts.entry_only || self.probes.iter().all(Option::is_none) {
+        if self.opts.entry_only || self.consumers.probes.iter().all(Option::is_none) {
             return;
         }
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return;
         };
         let mut addrs = Vec::new();
@@ -210,6 +213,7 @@ impl Tracer {
         for (addr, owner) in hooks {
             // Hooked already (maybe as a fast hook, whose jump stays).
             let hooked = self
+                .world
                 .spaces
                 .get(&key)
                 .and_then(|s| s.sites.get(addr))
@@ -225,10 +229,10 @@ impl Tracer {
                     | Owner::Unpark
                     | Owner::Returned => false,
                 });
-            if hooked || self.clear_jumps_at(key, addr).is_err() {
+            if hooked || fast::before_arm(self, key, addr).is_err() {
                 continue;
             }
-            if let Some(space) = self.spaces.get_mut(&key) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
                 let _ = space.arm(addr, owner, crate::arch::StepMode::Auto);
             }
         }
@@ -243,10 +247,11 @@ impl Tracer {
     /// `symbols::reserved`) and reports them in one warning; a single function
     /// that cannot be probed is an error.
     pub(super) fn place_probe(&mut self, key: Pid, id: ProbeId) -> Result<()> {
-        let Some(probe) = self.probes.get(id.0).and_then(Option::as_ref) else {
+        let Some(probe) = self.consumers.probes.get(id.0).and_then(Option::as_ref) else {
             return Ok(());
         };
         let space = self
+            .world
             .spaces
             .get_mut(&key)
             .ok_or(Error::NoSuchProcess { pid: key })?;
@@ -258,7 +263,7 @@ impl Tracer {
         if probe.spec.is_glob() && probe.spec.module.is_none() && !space.ready {
             return Ok(());
         }
-        self.progress.report(Progress::Resolving {
+        self.consumers.progress.report(Progress::Resolving {
             probe: probe.spec.as_str(),
         });
         match resolve(&probe.spec, &space.modules)? {
@@ -311,8 +316,8 @@ impl Tracer {
                 for loc in unresolved {
                     self.watch_resolver(key, id, loc, glob, &mut skipped)?;
                 }
-                if go_code && !self.opts.entry_only && self.go_reported.insert(id) {
-                    self.warnings.push(Event::Warning {
+                if go_code && !self.opts.entry_only && self.consumers.go_reported.insert(id) {
+                    self.consumers.warnings.push(Event::Warning {
                         probe: spec.clone(),
                         message: "Go code: entries only (a goroutine's stack moves and it \
                                   changes threads, so its returns cannot be watched)"
@@ -352,7 +357,7 @@ impl Tracer {
         glob: bool,
         skipped: &mut Vec<SkipReason>,
     ) -> Result<bool> {
-        let Some(probe) = self.probes.get(id.0).and_then(Option::as_ref) else {
+        let Some(probe) = self.consumers.probes.get(id.0).and_then(Option::as_ref) else {
             return Ok(false);
         };
         let spec = probe.spec.as_str().to_string();
@@ -363,14 +368,15 @@ impl Tracer {
         let mut go_code = false;
         let total = locations.len();
         for (done, mut loc) in locations.into_iter().enumerate() {
-            self.progress.report(Progress::Arming {
+            self.consumers.progress.report(Progress::Arming {
                 probe: &spec,
                 done,
                 total,
             });
             // An int3 never goes into a jump of a fast probe.
-            self.clear_jumps_at(key, loc.addr)?;
+            fast::before_arm(self, key, loc.addr)?;
             let space = self
+                .world
                 .spaces
                 .get_mut(&key)
                 .ok_or(Error::NoSuchProcess { pid: key })?;
@@ -433,17 +439,19 @@ impl Tracer {
     /// Queues the one warning of probe `id` (spec `probe`) about the functions
     /// it skipped, unless it was given in this run already.
     pub(super) fn report_skipped(&mut self, id: ProbeId, probe: String, reasons: Vec<SkipReason>) {
-        if !reasons.is_empty() && self.skips_reported.insert(id) {
-            self.warnings.push(Event::Skipped { probe, reasons });
+        if !reasons.is_empty() && self.consumers.skips_reported.insert(id) {
+            self.consumers
+                .warnings
+                .push(Event::Skipped { probe, reasons });
         }
     }
 
     /// Sends the warnings collected while placing probes to the listeners.
     pub(super) fn flush_warnings(&mut self) -> Result<()> {
-        if self.listeners.is_empty() {
+        if self.consumers.listeners.is_empty() {
             return Ok(());
         }
-        for event in std::mem::take(&mut self.warnings) {
+        for event in std::mem::take(&mut self.consumers.warnings) {
             self.emit(event)?;
         }
         Ok(())
@@ -455,9 +463,9 @@ impl Tracer {
         if stop.is_death() {
             return self.on_death(stop);
         }
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             // A new task whose creation event has not been handled yet.
-            self.orphans.insert(tid, stop);
+            self.world.orphans.insert(tid, stop);
             return Ok(());
         };
         let was_starting = task.state == TaskState::Starting;
@@ -472,13 +480,13 @@ impl Tracer {
             Stop::Signal { signal, .. } if stepping => self.on_signal_in_step(tid, signal),
             Stop::Signal { signal, .. } => {
                 // A fast probe's capture read a bad pointer: ours, fixed up.
-                if self.fix_capture_fault(tid, signal)? {
+                if fast::on_signal(self, tid, signal)? {
                     return Ok(());
                 }
                 self.deliver_signal(tid, signal)
             }
             Stop::GroupStop { .. } => {
-                let task = self.tasks.get_mut(&tid).expect("task checked above");
+                let task = self.world.tasks.get_mut(&tid).expect("task checked above");
                 task.group_stopped = true;
                 if self.halting {
                     return Ok(());
@@ -499,7 +507,7 @@ impl Tracer {
     /// Delivers a signal that is not ours to the thread it was meant for,
     /// unchanged, and reports it.
     pub(super) fn deliver_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a known task");
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
         if task.nudge == Some(signal)
             && ptrace::getsiginfo(tid).is_ok_and(|i| i.tkill_from(nix::unistd::getpid()))
         {
@@ -509,10 +517,10 @@ impl Tracer {
             return self.resume(tid, 0);
         }
         // Delivered only out of the detours (the thread steps out first).
-        if self.signal_in_detour(tid, signal)? {
+        if fast::before_deliver(self, tid, signal)? {
             return Ok(());
         }
-        let task = &self.tasks[&tid];
+        let task = &self.world.tasks[&tid];
         if !task.silent {
             let event = Event::Signal {
                 pid: task.pid,
@@ -535,12 +543,12 @@ impl Tracer {
                 // PTRACE_INTERRUPT cannot stop it: the first hit in the child,
                 // which stops every other thread of the address space for its
                 // step, would wait for it forever.
-                let parent_space = self.tasks[&tid].space;
-                if let Some(task) = self.tasks.get_mut(&child) {
+                let parent_space = self.world.tasks[&tid].space;
+                if let Some(task) = self.world.tasks.get_mut(&child) {
                     task.vfork_parent = Some(tid);
                     if task.space == parent_space {
                         // It runs on its parent's TLS until it execs.
-                        self.lend_thread_pointer(tid, child, true)?;
+                        fast::on_fork(self, parent_space, tid, Fork::Vfork { child })?;
                     }
                     return Ok(());
                 }
@@ -557,10 +565,10 @@ impl Tracer {
     pub(super) fn on_new_child(&mut self, parent: Tid, child: Tid, kind: ForkKind) -> Result<()> {
         // The parent's fast records up to the fork, so that its calls in
         // flight are known (a followed child inherits them).
-        if let Some(space) = self.tasks.get(&parent).map(|t| t.space) {
-            self.drain_through(space)?;
+        if let Some(space) = self.world.tasks.get(&parent).map(|t| t.space) {
+            fast::on_fork(self, space, parent, Fork::Child)?;
         }
-        let p = &self.tasks[&parent];
+        let p = &self.world.tasks[&parent];
         let (ppid, pspace, psilent) = (p.pid, p.space, p.silent);
         let is_thread = kind == ForkKind::Clone && tgid_of(child) == Some(ppid);
         let mut task;
@@ -583,9 +591,9 @@ impl Tracer {
                     task.space = child;
                     // The child's stack is a copy of the parent thread's: the same
                     // slots hold the trampoline, so it gets the same return stack.
-                    let copies = self.tasks[&parent].returns.clone_without_data();
+                    let copies = self.world.tasks[&parent].returns.clone_without_data();
                     task.returns = copies;
-                    task.fast_calls = self.tasks[&parent].fast_calls.clone_without_data();
+                    task.fast_calls = self.world.tasks[&parent].fast_calls.clone_without_data();
                 }
                 self.emit(Event::Fork {
                     pid: ppid,
@@ -597,12 +605,13 @@ impl Tracer {
                 // keep it traced, silently, so a hit there is stepped, not fatal.
                 task.silent = true;
             } else {
-                let space = &self.spaces[&pspace];
+                let space = &self.world.spaces[&pspace];
+                let fast = space.fast.scrub();
                 task.scrub = Some(Scrub {
-                    fast_returns: space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)),
-                    unmap: space.fast.mappings(),
+                    fast_returns: fast.returns,
+                    unmap: fast.unmap,
                     sites: space.code_changes(),
-                    returns: self.tasks[&parent].returns.restorations(),
+                    returns: self.world.tasks[&parent].returns.restorations(),
                     trampoline: space.trampoline(),
                     scratch: space.scratch,
                     step: None,
@@ -610,19 +619,19 @@ impl Tracer {
             }
         }
         // It inherited the pinned CPU; its own affinity is its parent's.
-        task.affinity = self.tasks[&parent].affinity;
+        task.affinity = self.world.tasks[&parent].affinity;
         if let (Some(guardian), Some(own)) = (self.guardian.as_mut(), &task.affinity) {
             guardian.pinned(child, own);
         }
         // Created by a system call stepped out of line: the child is in the slot
         // too, just after that instruction, and finishes the step like its parent.
-        task.step = self.tasks[&parent].step.clone();
+        task.step = self.world.tasks[&parent].step.clone();
         if let (Some(scrub), Some(step)) = (task.scrub.as_mut(), &task.step) {
             scrub.step = Some(step.clone());
         }
-        self.tasks.insert(child, task);
-        if let Some(stop) = self.orphans.remove(&child) {
-            self.deferred.push_front(stop);
+        self.world.tasks.insert(child, task);
+        if let Some(stop) = self.world.orphans.remove(&child) {
+            self.world.deferred.push_front(stop);
         }
         Ok(())
     }
@@ -637,50 +646,32 @@ impl Tracer {
     fn fork_space(&mut self, from: Pid, child: Pid) -> Result<bool> {
         let maps = crate::symbols::maps::read(child)?;
         let mapped = |a: RuntimeAddr| maps.iter().any(|m| m.start <= a && a < m.end);
-        if !self.spaces[&from].scratch.is_some_and(mapped) {
+        if !self.world.spaces[&from].scratch.is_some_and(mapped) {
             let space = Space::open(child, &mut self.cache)?;
-            self.spaces.insert(child, space);
+            self.world.spaces.insert(child, space);
             return Ok(true);
         }
-        let src = &self.spaces[&from];
-        let mut space = Space {
-            pid: child,
-            mem: crate::sys::mem::ProcMem::open(child)?,
-            exe: src.exe.clone(),
-            modules: src.modules.clone(),
-            sites: src.sites.clone(),
-            tombstones: src.tombstones.clone(),
-            rewritten: Vec::new(),
-            scratch: src.scratch,
-            no_injection: src.no_injection.clone(),
-            slots: src.slots.clone(),
-            slots_used: src.slots_used,
-            rtld: src.rtld,
-            ready: src.ready,
-            placed: src.placed.clone(),
-            maps: src.maps.clone(),
-            unknown_unwinder: src.unknown_unwinder,
-            // The child has the parent's breakpoints, resolvers included; a
-            // resolver call in flight is the forking thread's, not the child's.
-            resolvers: src.resolvers.clone(),
-            resolving: HashMap::new(),
-            // The same jumps and detours (copied with the memory); a ring
-            // of its own, made at its first stop.
-            fast: src.fast.for_child(),
-            defer_probes: false,
-        };
+        let src = &self.world.spaces[&from];
+        let mut space = src.for_child(child)?;
         space.reconcile(&mapped)?;
-        self.spaces.insert(child, space);
+        self.world.spaces.insert(child, space);
         Ok(false)
     }
 
     /// The first stop of a new task.
     fn on_first_stop(&mut self, tid: Tid, stop: Stop) -> Result<()> {
-        if let Some(scrub) = self.tasks.get_mut(&tid).and_then(|t| t.scrub.take()) {
+        if let Some(scrub) = self.world.tasks.get_mut(&tid).and_then(|t| t.scrub.take()) {
             return self.release_child(tid, stop, scrub);
         }
-        let key = self.tasks[&tid].space;
-        if std::mem::take(&mut self.tasks.get_mut(&tid).expect("a known task").needs_setup) {
+        let key = self.world.tasks[&tid].space;
+        if std::mem::take(
+            &mut self
+                .world
+                .tasks
+                .get_mut(&tid)
+                .expect("a known task")
+                .needs_setup,
+        ) {
             // Forked before rtrace changed anything: set up like an image
             // after exec (unless rtrace is leaving: there is nothing to undo).
             if !self.halting {
@@ -696,14 +687,9 @@ impl Tracer {
                 | Stop::Event { .. }) => self.dispatch(other),
             };
         }
-        if self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
-            // A forked child's own ring; a new thread's thread pointer
-            // (what its fast records will carry).
-            self.give_child_ring(tid)?;
-            if let Ok(regs) = ptrace::getregs(tid) {
-                self.note_thread(tid, regs.thread_pointer())?;
-            }
-        }
+        // A forked child's own ring; a new thread's thread pointer (what
+        // its fast records will carry).
+        fast::on_thread_seen(self, key, tid)?;
         match stop {
             // The usual first stop; anything else (a signal that raced in) is
             // handled as it would be later.
@@ -761,7 +747,7 @@ impl Tracer {
                 let threads = [(regs.thread_pointer(), RuntimeAddr(regs.sp()))];
                 let pid = crate::addr::Pid::from_raw(tid.as_raw());
                 let mut maps = super::space::MapCache::default();
-                super::fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
+                fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
                     maps.same_mapping(pid, a, b)
                 })?;
             }
@@ -798,7 +784,7 @@ impl Tracer {
             }
             Ok(())
         })();
-        let task = self.tasks.remove(&tid).expect("child registered");
+        let task = self.world.tasks.remove(&tid).expect("child registered");
         if let Some(mask) = &task.affinity {
             crate::sys::sched::set_affinity(tid, mask);
         }
@@ -819,11 +805,19 @@ impl Tracer {
     /// A task exec'd: its process has a new image (and no other thread).
     fn on_exec(&mut self, tid: Tid, former: Tid) -> Result<()> {
         self.adopt_exec(tid, former);
-        let task = self.tasks.get_mut(&tid).expect("exec of a known task");
+        let task = self
+            .world
+            .tasks
+            .get_mut(&tid)
+            .expect("exec of a known task");
         let vfork_parent = task.vfork_parent.take();
         let old_space = task.space;
-        self.end_suspension(old_space, tid);
-        let task = self.tasks.get_mut(&tid).expect("exec of a known task");
+        fast::on_thread_gone(&mut self.world, old_space, tid);
+        let task = self
+            .world
+            .tasks
+            .get_mut(&tid)
+            .expect("exec of a known task");
         task.returns.take_all();
         task.fast_calls.take_all();
         // An exec stepped out of line: the new image starts afresh.
@@ -833,11 +827,15 @@ impl Tracer {
         if let Some(parent) = vfork_parent {
             self.release_vfork_parent(parent)?;
         }
-        let task = self.tasks.get_mut(&tid).expect("exec of a known task");
+        let task = self
+            .world
+            .tasks
+            .get_mut(&tid)
+            .expect("exec of a known task");
         if task.silent {
             // A vfork child we kept only to protect its parent: its new image
             // carries nothing of ours.
-            self.tasks.remove(&tid);
+            self.world.tasks.remove(&tid);
             return match ptrace::restart(tid, Restart::Detach(0)) {
                 Err(e) if !e.is_tracee_gone() => Err(e),
                 _ => Ok(()),
@@ -849,10 +847,10 @@ impl Tracer {
             self.root_execd = true;
         }
         // The old image's fast records, before its ring goes with it.
-        self.drain(pid, super::fast::Drain::Final)?;
-        self.spaces.remove(&pid);
+        fast::on_exec(self, pid)?;
+        self.world.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
-        let path = self.spaces[&pid].exe.clone();
+        let path = self.world.spaces[&pid].exe().to_path_buf();
         self.emit(Event::Exec { pid, path })?;
         self.report_attached_if_ready()?;
         self.resume(tid, 0)
@@ -863,33 +861,23 @@ impl Tracer {
     /// its process, gone with the old image, are forgotten.
     pub(super) fn adopt_exec(&mut self, tid: Tid, former: Tid) {
         if former != tid {
-            if let Some(t) = self.tasks.remove(&former) {
-                self.tasks.insert(tid, t);
+            if let Some(t) = self.world.tasks.remove(&former) {
+                self.world.tasks.insert(tid, t);
             }
         }
-        let Some(pid) = self.tasks.get(&tid).map(|t| t.pid) else {
+        let Some(pid) = self.world.tasks.get(&tid).map(|t| t.pid) else {
             return;
         };
-        self.tasks.retain(|t, k| k.pid != pid || *t == tid);
+        self.world.tasks.retain(|t, k| k.pid != pid || *t == tid);
     }
 
     /// A vfork child exec'd or died: its parent, held in its vfork event stop,
     /// goes on.
     fn release_vfork_parent(&mut self, parent: Tid) -> Result<()> {
-        let lent = self.spaces.values().any(|s| !s.fast.lent.is_empty());
-        if lent {
-            if let Ok(regs) = ptrace::getregs(parent) {
-                let tp = regs.thread_pointer();
-                let key = self.tasks.get(&parent).map(|t| t.space);
-                if let Some(key) = key {
-                    self.drain(key, super::fast::Drain::Quick)?;
-                    if let Some(space) = self.spaces.get_mut(&key) {
-                        space.fast.lent.remove(&tp);
-                    }
-                }
-            }
+        if let Some(key) = self.world.tasks.get(&parent).map(|t| t.space) {
+            fast::on_fork(self, key, parent, Fork::VforkDone)?;
         }
-        match self.tasks.get(&parent) {
+        match self.world.tasks.get(&parent) {
             Some(t) if t.state == TaskState::Stopped => self.resume(parent, 0),
             _ => Ok(()),
         }
@@ -901,6 +889,7 @@ impl Tracer {
     pub(super) fn on_rtld_event(&mut self, key: Pid) -> Result<()> {
         let cache = &mut self.cache;
         let space = self
+            .world
             .spaces
             .get_mut(&key)
             .ok_or(Error::NoSuchProcess { pid: key })?;
@@ -933,10 +922,10 @@ impl Tracer {
     pub(super) fn on_exiting(&mut self, tid: Tid) -> Result<()> {
         // Its fast records, while its memory is still there to tell its
         // stacks apart.
-        if let Some(space) = self.tasks.get(&tid).map(|t| t.space) {
-            self.drain_through(space)?;
+        if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
+            fast::on_exit(self, space, Exit::Exiting)?;
         }
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         task.exiting = true;
@@ -952,16 +941,16 @@ impl Tracer {
     /// A thread died.
     fn on_death(&mut self, stop: Stop) -> Result<()> {
         let tid = stop.tid();
-        self.orphans.remove(&tid);
+        self.world.orphans.remove(&tid);
         // Its fast records first, while it is still known: the returns they
         // report are its calls'.
-        if let Some(space) = self.tasks.get(&tid).map(|t| t.space) {
-            self.drain_through(space)?;
+        if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
+            fast::on_exit(self, space, Exit::Died)?;
         }
-        let Some(task) = self.tasks.remove(&tid) else {
+        let Some(task) = self.world.tasks.remove(&tid) else {
             return Ok(());
         };
-        self.end_suspension(task.space, tid);
+        fast::on_thread_gone(&mut self.world, task.space, tid);
         if let Some(parent) = task.vfork_parent {
             self.release_vfork_parent(parent)?;
         }
@@ -973,28 +962,25 @@ impl Tracer {
         // still runs in it: the breakpoints there are still to be removed.
         // Its fast records are all in (no thread of it will publish one).
         if task.space == task.pid {
-            let heir = self.tasks.values().any(|t| t.space == task.pid);
-            let mode = match heir {
-                true => super::fast::Drain::Quick,
-                false => super::fast::Drain::Final,
-            };
-            self.drain(task.space, mode)?;
+            let heir = self.world.tasks.values().any(|t| t.space == task.pid);
+            fast::on_exit(self, task.space, Exit::Leader { heir })?;
         }
         if task.space == task.pid {
             let heir = self
+                .world
                 .tasks
                 .iter()
                 .find(|(_, t)| t.space == task.pid)
                 .map(|(tid, _)| *tid);
             match heir.map(crate::sys::mem::ProcMem::open) {
                 Some(Ok(mem)) => {
-                    if let Some(space) = self.spaces.get_mut(&task.pid) {
+                    if let Some(space) = self.world.spaces.get_mut(&task.pid) {
                         space.pid = mem.pid();
                         space.mem = mem;
                     }
                 }
                 _ => {
-                    self.spaces.remove(&task.pid);
+                    self.world.spaces.remove(&task.pid);
                 }
             }
         }
@@ -1028,7 +1014,11 @@ impl Tracer {
         };
         if task.pid == self.root {
             // With -f, followed children keep being traced until they end.
-            let followed = self.tasks.values().any(|t| t.pid != self.root && !t.silent);
+            let followed = self
+                .world
+                .tasks
+                .values()
+                .any(|t| t.pid != self.root && !t.silent);
             if self.opts.follow_forks && followed {
                 self.root_end = Some(end);
             } else {
@@ -1037,9 +1027,9 @@ impl Tracer {
         }
         self.emit(event)?;
         self.end_after_root()?;
-        if task.pid == self.root && self.tasks.values().all(|t| t.pid == self.root) {
+        if task.pid == self.root && self.world.tasks.values().all(|t| t.pid == self.root) {
             // Only stale tasks of the root could be left (they die with it).
-            self.tasks.retain(|_, t| t.pid != self.root);
+            self.world.tasks.retain(|_, t| t.pid != self.root);
         }
         Ok(())
     }
@@ -1049,7 +1039,7 @@ impl Tracer {
     fn end_after_root(&mut self) -> Result<()> {
         if self.outcome.is_none()
             && self.root_end.is_some()
-            && !self.tasks.values().any(|t| !t.silent)
+            && !self.world.tasks.values().any(|t| !t.silent)
         {
             self.outcome = self.root_end;
         }
@@ -1059,6 +1049,7 @@ impl Tracer {
     /// Warns about probes that never armed (their library never loaded).
     pub(super) fn report_never_armed(&mut self) -> Result<()> {
         let never: Vec<String> = self
+            .consumers
             .probes
             .iter()
             .enumerate()
@@ -1073,8 +1064,8 @@ impl Tracer {
 
     /// The trampoline address of the space of `tid`, if any.
     pub(super) fn trampoline_of(&self, tid: Tid) -> Option<RuntimeAddr> {
-        let task = self.tasks.get(&tid)?;
-        self.spaces.get(&task.space)?.trampoline()
+        let task = self.world.tasks.get(&tid)?;
+        self.world.spaces.get(&task.space)?.trampoline()
     }
 }
 

@@ -35,9 +35,23 @@
 //!
 //! Fast probes (`fast`) take the place of int3s where they can: a jump to a
 //! detour that records the hit in a ring shared with rtrace, read at the next
-//! stop or on a timer. Stepping in place is only safe because every other
-//! thread of the address space is stopped while the breakpoint is lifted: no
-//! thread can run past an unarmed probe.
+//! stop or on a timer. The int3 engine reaches them only through the hooks
+//! of `fast` (`fast::before_trap`, `before_arm`, `on_signal`,
+//! `on_unwinder_entry`, `on_thread_seen`, `on_fork`, `on_exec`, `on_exit`,
+//! `quiesce`, `on_requests`, `on_pass`, `drain`…: see `fast/mod.rs`).
+//! Stepping in place is only safe because every other thread of the
+//! address space is stopped while the breakpoint is lifted: no thread can
+//! run past an unarmed probe.
+//!
+//! # Parts
+//!
+//! [`Tracer`] is defined in `tracer.rs`, in parts: the world (`World`: tasks,
+//! address spaces with their probe tables, deferred stops), the consumers
+//! (`Consumers`: probes and their handlers, listeners, warnings, the
+//! reported-once sets) and the fast probes' pace (`fast::Pace`). This file
+//! is the event loop; every other file adds the methods of one idea (`impl
+//! Tracer`) and imports the type from `tracer.rs`, which imports only the
+//! state it holds, so no file of the engine imports one that imports it back.
 //!
 //! # Glossary (the kernel's names)
 //!
@@ -67,10 +81,10 @@ mod space;
 mod step;
 mod syscall;
 mod task;
+mod tracer;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -78,240 +92,19 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::addr::{Pid, Tid};
-use crate::arch::StepMode;
 use crate::error::{Error, Result};
-use crate::handler::{Event, Handler, ProbeId, ProbeKind};
-use crate::symbols::{ElfCache, ProbeSpec};
+use crate::handler::{Event, Handler, ProbeId};
+use crate::symbols::ProbeSpec;
 use crate::sys::ptrace::{self, Restart};
 use crate::sys::wait::{self, Stop, Waited, Which};
 use crate::sys::{signal, spawn};
 
 use space::Space;
 use task::{HeldSignal, Task, TaskState};
-
-/// How tracing ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The traced process exited with this code.
-    Exited(i32),
-    /// The traced process was killed by this signal.
-    Killed {
-        /// The signal number.
-        signal: i32,
-        /// Core dumped.
-        core_dumped: bool,
-    },
-    /// rtrace detached (SIGINT, SIGTERM, SIGHUP, [`Tracer::request_detach`], or
-    /// an error once tracing had begun); the process runs on.
-    Detached,
-}
-
-/// Tracing options.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Options {
-    /// Function probes report entries only: no return address is rewritten.
-    pub entry_only: bool,
-    /// Trace children created by fork, vfork and clone too.
-    pub follow_forks: bool,
-    /// How displaced instructions execute (`--step`).
-    pub step: StepMode,
-    /// Fast probes (`--fast`): sites whose handlers allow it are patched
-    /// with a jump to a detour that records each hit without stopping the
-    /// thread; the records reach the handlers' `on_entry` within a few
-    /// milliseconds. Every other site stays an int3 breakpoint.
-    pub fast: bool,
-}
-
-struct Probe {
-    spec: ProbeSpec,
-    handler: Box<dyn Handler>,
-}
-
-/// Work before tracing begins that can take a while (a glob over every
-/// module arms thousands of breakpoints; a line probe reads DWARF), told to
-/// the hook set with [`Tracer::on_progress`] so a front end can show it. The
-/// engine only reports; drawing is the caller's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress<'a> {
-    /// A probe spec is being looked up in the modules loaded so far (their
-    /// symbol tables; DWARF line tables for a source line).
-    Resolving {
-        /// The probe spec as given.
-        probe: &'a str,
-    },
-    /// A probe's breakpoints are being planted: `done` of its `total` probe
-    /// points so far.
-    Arming {
-        /// The probe spec as given.
-        probe: &'a str,
-        /// Probe points armed (or skipped) so far.
-        done: usize,
-        /// Probe points the spec resolved to.
-        total: usize,
-    },
-    /// The work reported so far is over: the tracer is about to wait for the
-    /// tracee or to tell the listeners something. A display clears itself.
-    Idle,
-}
-
-/// What [`Tracer::on_progress`] is given.
-type ProgressFn = Box<dyn FnMut(&Progress<'_>)>;
-
-/// The progress hook, and whether what it was last told is still going on.
-#[derive(Default)]
-struct ProgressHook {
-    f: Option<ProgressFn>,
-    /// Something other than `Idle` was reported last.
-    busy: bool,
-}
-
-impl ProgressHook {
-    fn report(&mut self, p: Progress<'_>) {
-        let Some(f) = &mut self.f else {
-            return;
-        };
-        let idle = p == Progress::Idle;
-        if idle && !self.busy {
-            return;
-        }
-        self.busy = !idle;
-        // A display that panics is not worth stopping tracing for: it goes.
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&p))).is_err() {
-            self.f = None;
-        }
-    }
-
-    /// Tracing has begun: the display is told `Idle` and dropped.
-    fn end(&mut self) {
-        self.report(Progress::Idle);
-        self.f = None;
-    }
-}
-
-/// Traces one process (and, with `follow_forks`, its children).
-///
-/// A `Tracer` is `!Send`: ptrace ties tracees to the OS thread that attached.
-pub struct Tracer {
-    start: Instant,
-    opts: Options,
-    /// The process traced first; its end ends tracing.
-    root: Pid,
-    /// Set in launch mode: the child we forked.
-    launched: Option<spawn::Launched>,
-    probes: Vec<Option<Probe>>,
-    listeners: Vec<Box<dyn Handler>>,
-    tasks: BTreeMap<Tid, Task>,
-    spaces: BTreeMap<Pid, Space>,
-    /// Stops already waited for but not yet handled (collected while the world
-    /// was being stopped, or while a thread was stepped).
-    deferred: VecDeque<Stop>,
-    /// Stops of tasks whose creation event has not been handled yet.
-    orphans: HashMap<Tid, Stop>,
-    cache: ElfCache,
-    /// Probes that armed somewhere at least once (the others are reported at
-    /// the end as never armed).
-    ever_armed: std::collections::HashSet<ProbeId>,
-    outcome: Option<Outcome>,
-    /// The CPU everything runs on (`pin_to_one_cpu`).
-    pinned: Option<usize>,
-    /// Gives the pinned threads their affinity back if rtrace dies.
-    guardian: Option<crate::sys::sched::Guardian>,
-    /// The period the tracer's timer is armed with (see `next_stop`).
-    timer: Option<Duration>,
-    /// With -f: how the root process ended while followed children live on
-    /// (the outcome once the last of them has ended, as strace -f does).
-    root_end: Option<Outcome>,
-    attach_reported: bool,
-    /// Set once the traced process has exec'd: a probe that does not resolve in
-    /// the new image (or any image reached by exec) is not an error.
-    root_execd: bool,
-    started: bool,
-    detach_requested: bool,
-    /// Set while detaching: threads are brought to a stop and kept there.
-    halting: bool,
-    /// Stops waited for so far.
-    stops: u64,
-    /// When the listeners were last told the tracer is idle.
-    last_idle: Instant,
-    /// Warnings from placing probes (skipped functions), sent to the listeners
-    /// before the next stop is handled: probes are added before listeners.
-    warnings: Vec<Event>,
-    /// Probes whose skipped functions (or Go code) were reported already: an
-    /// image reached by exec, a shell run by `system()`, skips the same again
-    /// and is not reported again (once per probe per run).
-    skips_reported: std::collections::HashSet<ProbeId>,
-    go_reported: std::collections::HashSet<ProbeId>,
-    /// Probes whose fast or int3 mode was reported.
-    modes_reported: std::collections::HashSet<ProbeId>,
-    /// Fast records' clock, once a ring exists.
-    tsc_clock: Option<fast::TscClock>,
-    /// When the rings were last drained.
-    last_drain: Instant,
-    /// A drain stopped at its budget: records may be waiting.
-    more_records: bool,
-    /// `on_progress`: told about the work before tracing begins.
-    progress: ProgressHook,
-    /// Why the kernel will not let rtrace suspend a tracee's seccomp filter
-    /// (`no CAP_SYS_ADMIN`), once it has said so.
-    seccomp_refused: Option<String>,
-    /// Processes told they get no scratch page for their seccomp mode.
-    seccomp_warned: std::collections::HashSet<Pid>,
-    /// Processes told their fast records' time stamps are read by rtrace.
-    tsc_warned: std::collections::HashSet<Pid>,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl std::fmt::Debug for Tracer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracer")
-            .field("root", &self.root)
-            .field("tasks", &self.tasks.len())
-            .finish_non_exhaustive()
-    }
-}
+use tracer::{guarded, Probe};
+pub use tracer::{Options, Outcome, Progress, Tracer};
 
 impl Tracer {
-    fn new(root: Pid, opts: Options) -> Tracer {
-        Tracer {
-            start: Instant::now(),
-            opts,
-            root,
-            launched: None,
-            probes: Vec::new(),
-            listeners: Vec::new(),
-            tasks: BTreeMap::new(),
-            spaces: BTreeMap::new(),
-            deferred: VecDeque::new(),
-            orphans: HashMap::new(),
-            cache: ElfCache::default(),
-            ever_armed: Default::default(),
-            skips_reported: Default::default(),
-            go_reported: Default::default(),
-            outcome: None,
-            pinned: None,
-            guardian: None,
-            timer: None,
-            root_end: None,
-            attach_reported: false,
-            root_execd: false,
-            started: false,
-            detach_requested: false,
-            halting: false,
-            stops: 0,
-            last_idle: Instant::now(),
-            warnings: Vec::new(),
-            modes_reported: Default::default(),
-            tsc_clock: None,
-            last_drain: Instant::now(),
-            more_records: false,
-            progress: ProgressHook::default(),
-            seccomp_refused: None,
-            seccomp_warned: Default::default(),
-            tsc_warned: Default::default(),
-            _not_send: PhantomData,
-        }
-    }
-
     /// Launches `cmd` (program, arguments, environment and working directory are
     /// taken from it; its stdio is inherited, and a standard descriptor this
     /// process was started without stays closed) stopped at its first
@@ -361,7 +154,9 @@ impl Tracer {
         }
         let mut t = Tracer::new(pid, opts);
         t.launched = Some(launched);
-        t.tasks.insert(pid, Task::new(pid, pid, TaskState::Stopped));
+        t.world
+            .tasks
+            .insert(pid, Task::new(pid, pid, TaskState::Stopped));
         if let Err(e) = t.prepare_space(pid, pid) {
             t.kill_launched();
             return Err(e);
@@ -397,12 +192,14 @@ impl Tracer {
         loop {
             let mut added = false;
             for tid in list_threads(pid)? {
-                if t.tasks.contains_key(&tid) {
+                if t.world.tasks.contains_key(&tid) {
                     continue;
                 }
                 match ptrace::seize(tid, ptrace::options(false)) {
                     Ok(()) => {
-                        t.tasks.insert(tid, Task::new(pid, pid, TaskState::Running));
+                        t.world
+                            .tasks
+                            .insert(tid, Task::new(pid, pid, TaskState::Running));
                         added = true;
                     }
                     Err(Errno::ESRCH) => {} // exited meanwhile
@@ -410,7 +207,7 @@ impl Tracer {
                     // already (its creator's clone event brings it in), or
                     // exiting: nothing to seize.
                     Err(Errno::EPERM) if traced_by_us_or_exiting(pid, tid) => {}
-                    Err(Errno::EPERM) if t.tasks.is_empty() => {
+                    Err(Errno::EPERM) if t.world.tasks.is_empty() => {
                         return Err(attach_refused(pid));
                     }
                     Err(errno) => {
@@ -426,7 +223,7 @@ impl Tracer {
                 break;
             }
         }
-        if t.tasks.is_empty() {
+        if t.world.tasks.is_empty() {
             return Err(Error::NoSuchProcess { pid });
         }
         t.stop_all()?;
@@ -443,7 +240,7 @@ impl Tracer {
     /// once, now; handled later, it would set the new image up a second time
     /// over rtrace's own breakpoints.
     fn exec_during_attach(&mut self) {
-        let Some(i) = self.deferred.iter().position(|s| {
+        let Some(i) = self.world.deferred.iter().position(|s| {
             matches!(
                 s,
                 Stop::Event {
@@ -457,7 +254,7 @@ impl Tracer {
         if let Some(Stop::Event {
             tid,
             event: wait::Event::Exec { former },
-        }) = self.deferred.remove(i)
+        }) = self.world.deferred.remove(i)
         {
             self.adopt_exec(tid, former);
         }
@@ -490,12 +287,12 @@ impl Tracer {
         spec: ProbeSpec,
         handler: impl Handler + 'static,
     ) -> Result<ProbeId> {
-        let id = ProbeId(self.probes.len());
-        self.probes.push(Some(Probe {
+        let id = ProbeId(self.consumers.probes.len());
+        self.consumers.probes.push(Some(Probe {
             spec,
             handler: Box::new(handler),
         }));
-        let keys: Vec<Pid> = self.spaces.keys().copied().collect();
+        let keys: Vec<Pid> = self.world.spaces.keys().copied().collect();
         for key in keys {
             if let Err(e) = self.place_probe(key, id) {
                 self.remove_probe(id)?;
@@ -509,26 +306,32 @@ impl Tracer {
     /// Removes a probe: its breakpoints go (unless another probe shares them),
     /// calls in flight still return normally but are no longer reported.
     pub fn remove_probe(&mut self, id: ProbeId) -> Result<()> {
-        if self.probes.get_mut(id.0).and_then(Option::take).is_none() {
+        if self
+            .consumers
+            .probes
+            .get_mut(id.0)
+            .and_then(Option::take)
+            .is_none()
+        {
             return Ok(());
         }
-        let last = self.probes.iter().all(Option::is_none);
+        let last = self.consumers.probes.iter().all(Option::is_none);
         // Fast sites of the probe lose their jumps first (with the threads
         // stopped: a jump is more than one byte).
-        let keys: Vec<Pid> = self.spaces.keys().copied().collect();
+        let keys: Vec<Pid> = self.world.spaces.keys().copied().collect();
         for key in keys {
-            if let Some(space::Placement::Armed(addrs)) = self.spaces[&key].placed.get(&id) {
+            if let Some(space::Placement::Armed(addrs)) = self.world.spaces[&key].placed.get(&id) {
                 let addrs = addrs.clone();
-                self.unpatch_fast(key, &addrs)?;
+                fast::before_disarm(self, key, &addrs)?;
             }
         }
-        for space in self.spaces.values_mut() {
+        for space in self.world.spaces.values_mut() {
             space.disarm_probe(id)?;
             if last {
                 space.drop_unwind_hooks()?;
             }
             if let Some(warning) = space.rewritten_report() {
-                self.warnings.push(warning);
+                self.consumers.warnings.push(warning);
             }
         }
         Ok(())
@@ -538,7 +341,7 @@ impl Tracer {
     /// [`Handler::on_event`], [`Handler::on_idle`] before the tracer blocks, and
     /// [`Handler::on_finish`] at the end.
     pub fn add_listener(&mut self, listener: impl Handler + 'static) {
-        self.listeners.push(Box::new(listener));
+        self.consumers.listeners.push(Box::new(listener));
     }
 
     /// Calls `f` as the work before tracing begins goes on: each probe spec
@@ -550,7 +353,7 @@ impl Tracer {
     /// in the middle of arming: it must be quick (drawing a line at most a
     /// few times a second is). A panic in it ends the reports, not tracing.
     pub fn on_progress(&mut self, f: impl FnMut(&Progress<'_>) + 'static) {
-        self.progress.f = Some(Box::new(f));
+        self.consumers.progress.f = Some(Box::new(f));
     }
 
     /// Runs the tracer and every thread it traces on one CPU, the one the
@@ -570,7 +373,7 @@ impl Tracer {
         // Started before any thread is pinned: were rtrace killed, it would
         // give each its own affinity back.
         let mut guardian = sched::Guardian::start()?;
-        for (&tid, task) in self.tasks.iter_mut() {
+        for (&tid, task) in self.world.tasks.iter_mut() {
             if task.affinity.is_none() {
                 task.affinity = sched::affinity(tid);
                 if let Some(own) = &task.affinity {
@@ -608,7 +411,10 @@ impl Tracer {
 
     /// Breakpoints armed in the traced process (sites with user probes).
     pub fn armed_sites(&self) -> usize {
-        self.spaces.get(&self.root).map_or(0, Space::armed_sites)
+        self.world
+            .spaces
+            .get(&self.root)
+            .map_or(0, Space::armed_sites)
     }
 
     /// Traces until the process exits or rtrace detaches.
@@ -658,7 +464,7 @@ impl Tracer {
         self.flush_warnings()?;
         // Requests of rtrace's own hooks (a new link map, a backtrace): the
         // thread that posted one waits for it.
-        self.serve_requests()?;
+        fast::on_requests(self)?;
         if !self.started {
             self.started = true;
             self.report_attached_if_ready()?;
@@ -672,23 +478,9 @@ impl Tracer {
             self.outcome = Some(Outcome::Detached);
             return Ok(self.outcome);
         }
-        if self.opts.fast && self.attach_reported {
-            let dirty: Vec<Pid> = self
-                .spaces
-                .iter()
-                .filter(|(_, s)| s.fast.dirty)
-                .map(|(k, _)| *k)
-                .collect();
-            for key in dirty {
-                self.patch_fast(key)?;
-            }
-            self.report_modes()?;
-        }
-        if self.draining()
-            && (self.more_records || self.last_drain.elapsed() >= fast::DRAIN_INTERVAL)
-        {
-            self.drain_all(fast::Drain::Safe)?;
-        }
+        // Dirty spaces patched and each probe's mode said (once tracing has
+        // begun); the rings read on time.
+        fast::on_pass(self, self.attach_reported)?;
         let stop = match self.next_stop()? {
             Some(s) => s,
             None => return Ok(None), // interrupted: look at the detach flag again
@@ -699,7 +491,7 @@ impl Tracer {
             Err(e) if e.is_tracee_gone() => {}
             r => r?,
         }
-        if self.tasks.is_empty() {
+        if self.world.tasks.is_empty() {
             self.outcome
                 .get_or_insert(self.root_end.unwrap_or(Outcome::Detached));
             return Ok(self.outcome);
@@ -714,13 +506,13 @@ impl Tracer {
         self.timer = None;
         signal::set_timer(None);
         let mut first = Ok(());
-        for p in self.probes.iter_mut().flatten() {
+        for p in self.consumers.probes.iter_mut().flatten() {
             let r = guarded(|| p.handler.on_finish());
             if first.is_ok() {
                 first = r;
             }
         }
-        for l in &mut self.listeners {
+        for l in &mut self.consumers.listeners {
             let r = guarded(|| l.on_finish());
             if first.is_ok() {
                 first = r;
@@ -732,7 +524,7 @@ impl Tracer {
     /// The next stop: deferred ones first; otherwise wait, telling the listeners
     /// (so they flush output) when the wait is going to block.
     fn next_stop(&mut self) -> Result<Option<Stop>> {
-        if let Some(s) = self.deferred.pop_front() {
+        if let Some(s) = self.world.deferred.pop_front() {
             return Ok(Some(s));
         }
         // The listeners are told the tracer is idle at most every interval
@@ -742,8 +534,8 @@ impl Tracer {
         // blocks at once, with the timer set to end the wait when it is due
         // (or to the live view's period, or to the next drain of the fast
         // probes' rings).
-        self.progress.report(Progress::Idle);
-        if self.more_records {
+        self.consumers.progress.report(Progress::Idle);
+        if self.pace.records_waiting() {
             // A drain stopped at its budget: only look for stops, and come
             // back to drain the rest.
             return match self.wait_stop(Which::Any, false, false)? {
@@ -754,12 +546,14 @@ impl Tracer {
         }
         let since = self.last_idle.elapsed();
         let interval = self
+            .consumers
             .listeners
             .iter()
             .map(|l| l.idle_interval().unwrap_or_default())
             .min()
             .unwrap_or_default();
         let tick = self
+            .consumers
             .listeners
             .iter()
             .filter_map(|l| l.tick_interval())
@@ -775,10 +569,8 @@ impl Tracer {
                 Waited::NoTracee => return Err(wait::no_tracee_error()),
             }
             // Fast records first, so what the listeners flush includes them.
-            if self.draining() {
-                self.drain_all(fast::Drain::Safe)?;
-            }
-            for l in &mut self.listeners {
+            fast::drain(self)?;
+            for l in &mut self.consumers.listeners {
                 guarded(|| l.on_idle())?;
             }
             self.last_idle = Instant::now();
@@ -786,7 +578,7 @@ impl Tracer {
         // A ring found corrupt just now (in that drain, or the one before
         // this wait): its jumps come off before the tracer blocks, which may
         // be for long (fast sites make no stops).
-        if self.fast_switch_pending() {
+        if fast::switch_pending(&self.world, self.opts.fast && self.attach_reported) {
             return Ok(None);
         }
         // The next deadline: the live view's ticks, or the end of the
@@ -797,19 +589,19 @@ impl Tracer {
             (None, false) => Some(interval),
             (None, true) => None,
         };
-        let draining = self.draining();
-        let wanted = match (wanted, draining) {
-            (Some(w), true) => Some(w.min(fast::DRAIN_INTERVAL)),
-            (None, true) => Some(fast::DRAIN_INTERVAL),
-            (w, false) => w,
+        let pace = fast::pace(&self.world);
+        let wanted = match (wanted, pace) {
+            (Some(w), Some(p)) => Some(w.min(p)),
+            (None, Some(p)) => Some(p),
+            (w, None) => w,
         };
         if wanted != self.timer && signal::set_timer(wanted) {
             self.timer = wanted;
         }
-        if draining && !signal::installed() {
+        if let Some(pace) = pace.filter(|_| !signal::installed()) {
             // No timer (a library's tracer without the signals): a wait that
             // ends by itself, for the next drain.
-            let r = wait::wait_timeout(Which::Any, fast::DRAIN_INTERVAL);
+            let r = wait::wait_timeout(Which::Any, pace);
             if let Ok(Some(stop)) = &r {
                 self.stops += 1;
                 self.saw(stop);
@@ -825,25 +617,21 @@ impl Tracer {
 
     /// Sends a lifecycle event to the listeners.
     fn emit(&mut self, event: Event) -> Result<()> {
-        self.progress.report(Progress::Idle);
-        let time = self.start.elapsed();
-        for l in &mut self.listeners {
-            guarded(|| l.on_event(&event, time))?;
-        }
-        Ok(())
+        self.consumers.emit(event, self.start.elapsed())
     }
 
     fn report_attached_if_ready(&mut self) -> Result<()> {
         if self.attach_reported {
             return Ok(());
         }
-        let Some(space) = self.spaces.get(&self.root) else {
+        let Some(space) = self.world.spaces.get(&self.root) else {
             return Ok(());
         };
         if !space.ready {
             return Ok(());
         }
         let pending = self
+            .consumers
             .probes
             .iter()
             .enumerate()
@@ -858,26 +646,35 @@ impl Tracer {
         // Fast probes are patched before tracing is said to begin, so the
         // attach line is followed by each probe's mode.
         let root = self.root;
-        self.patch_fast(root)?;
-        let Some(space) = self.spaces.get(&self.root) else {
+        fast::on_attach(self, root)?;
+        let Some(space) = self.world.spaces.get(&self.root) else {
             return Ok(());
         };
         let event = Event::Attached {
             pid: self.root,
-            threads: self.tasks.values().filter(|t| t.pid == self.root).count(),
+            threads: self
+                .world
+                .tasks
+                .values()
+                .filter(|t| t.pid == self.root)
+                .count(),
             probes: space.armed_sites(),
             pending,
         };
         self.attach_reported = true;
-        self.progress.end();
+        self.consumers.progress.end();
         self.emit(event)?;
-        self.report_modes()
+        if !self.opts.fast {
+            return Ok(());
+        }
+        fast::report_modes(&self.world, &mut self.consumers, self.root, self.start)
     }
 
     /// Resumes every stopped task that has no stop waiting to be handled.
     fn resume_idle_tasks(&mut self) -> Result<()> {
-        let waiting: Vec<Tid> = self.deferred.iter().map(Stop::tid).collect();
+        let waiting: Vec<Tid> = self.world.deferred.iter().map(Stop::tid).collect();
         let idle: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(tid, t)| t.state == TaskState::Stopped && !waiting.contains(tid))
@@ -892,7 +689,7 @@ impl Tracer {
     /// Resumes a stopped task, delivering `sig` or else its first pending signal.
     /// While detaching, the task stays stopped and a signal is kept for the detach.
     fn resume(&mut self, tid: Tid, sig: i32) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         if self.halting {
@@ -970,7 +767,7 @@ impl Tracer {
 
     /// Notes what a stop left its thread in (see `Task::in_delivery_stop`).
     fn saw(&mut self, stop: &Stop) {
-        if let Some(task) = self.tasks.get_mut(&stop.tid()) {
+        if let Some(task) = self.world.tasks.get_mut(&stop.tid()) {
             task.in_delivery_stop = matches!(stop, Stop::Trap { .. } | Stop::Signal { .. });
         }
     }
@@ -979,6 +776,7 @@ impl Tracer {
     /// than the interrupt itself are deferred. Used at attach.
     fn stop_all(&mut self) -> Result<()> {
         let running: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.state == TaskState::Running && !t.exiting)
@@ -1008,7 +806,7 @@ impl Tracer {
                 Waited::NoTracee => break,
             };
             let tid = stop.tid();
-            if let Some(t) = self.tasks.get_mut(&tid) {
+            if let Some(t) = self.world.tasks.get_mut(&tid) {
                 if t.state != TaskState::Starting {
                     t.state = TaskState::Stopped;
                 }
@@ -1023,10 +821,10 @@ impl Tracer {
                         | Stop::Trap { .. }
                         | Stop::Signal { .. }
                         | Stop::GroupStop { .. }
-                        | Stop::Event { .. } => self.deferred.push_back(stop),
+                        | Stop::Event { .. } => self.world.deferred.push_back(stop),
                     }
                 }
-                None => self.deferred.push_back(stop),
+                None => self.world.deferred.push_back(stop),
             }
         }
         Ok(quiet)
@@ -1037,10 +835,10 @@ impl Tracer {
             let pid = l.pid;
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             // Reap every thread so nothing is left behind as a zombie.
-            while !self.tasks.is_empty() {
+            while !self.world.tasks.is_empty() {
                 match self.wait_stop(Which::Any, true, false) {
                     Ok(Waited::Stop(s)) if s.is_death() => {
-                        self.tasks.remove(&s.tid());
+                        self.world.tasks.remove(&s.tid());
                     }
                     // PTRACE_EVENT_EXIT, or a stop that raced with the kill.
                     Ok(Waited::Stop(s)) => {
@@ -1050,8 +848,8 @@ impl Tracer {
                     Ok(Waited::NoTracee) | Err(_) => break,
                 }
             }
-            self.tasks.clear();
-            self.spaces.clear();
+            self.world.tasks.clear();
+            self.world.spaces.clear();
             self.outcome = Some(Outcome::Killed {
                 signal: libc::SIGKILL,
                 core_dumped: false,
@@ -1069,31 +867,13 @@ impl Drop for Tracer {
         // once, in its handler.)
         self.timer = None;
         signal::set_timer(None);
-        if self.tasks.is_empty() {
+        if self.world.tasks.is_empty() {
             return;
         }
         if self.launched.is_some() && !self.started {
             self.kill_launched();
         } else {
             let _ = self.detach_all();
-        }
-    }
-}
-
-/// Runs one handler method. A panic in it becomes an error, like any handler
-/// error: tracing stops, and the tracer detaches (or, before the launched
-/// program started, kills it) instead of unwinding through the event loop with
-/// the tracee half-way through a hit.
-pub(super) fn guarded(call: impl FnOnce() -> Result<()>) -> Result<()> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into());
-            Err(Error::Handler(format!("a handler panicked: {what}")))
         }
     }
 }
@@ -1226,15 +1006,4 @@ fn launch_spec(cmd: &Command) -> Result<spawn::LaunchSpec> {
             .map(|d| spawn::cstring(d.as_os_str()))
             .transpose()?,
     })
-}
-
-/// The kind a probe reports at a resolved location.
-fn kind_for(function_entry: bool, opts: &Options) -> ProbeKind {
-    if function_entry {
-        ProbeKind::Function {
-            returns: !opts.entry_only,
-        }
-    } else {
-        ProbeKind::Instruction
-    }
 }

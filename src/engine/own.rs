@@ -31,7 +31,8 @@ use crate::error::Result;
 use crate::handler::{ProbeKind, Site};
 use crate::probe::{Owner, ProbeSite, Watch};
 
-use super::Tracer;
+use super::fast::{self, Unwinding};
+use super::tracer::Tracer;
 
 /// rtrace's own reasons for one breakpoint, read from its site.
 #[derive(Clone, Copy)]
@@ -117,7 +118,7 @@ impl Tracer {
         let own = site.own;
         let sp = RuntimeAddr(regs.sp());
         if own.unpark {
-            self.unpark_calls(tid, sp)?;
+            fast::on_unwinder_entry(self, tid, sp, Unwinding::BacktraceDone)?;
         }
         if own.return_site {
             self.on_return_site(tid, addr, regs, time)?;
@@ -125,8 +126,10 @@ impl Tracer {
         if own.resolver_return {
             self.on_resolver_return(tid, addr, regs)?;
         }
-        let key = self.tasks[&tid].space;
-        if (own.return_site || own.resolver_return) && self.spaces[&key].sites.get(addr).is_none() {
+        let key = self.world.tasks[&tid].space;
+        if (own.return_site || own.resolver_return)
+            && self.world.spaces[&key].sites.get(addr).is_none()
+        {
             return Ok(OwnEnd::SiteGone);
         }
         if own.resolver {
@@ -138,9 +141,9 @@ impl Tracer {
             // addresses. The call it is making overwrites the slot at `sp`:
             // whatever was in flight there or below was unwound.
             self.forget_dead_calls(tid, sp, true)?;
-            self.fast_calls_to_return_sites(tid, sp, true)?;
+            fast::on_unwinder_entry(self, tid, sp, Unwinding::Unwinder)?;
             self.watch_at_return_sites(tid)?;
-        } else if own.function_entry && self.tasks[&tid].returns.may_have_dead(sp) {
+        } else if own.function_entry && self.world.tasks[&tid].returns.may_have_dead(sp) {
             // A function entry: `sp` holds the return address this call just
             // pushed, so calls in flight below it, or in its slot but no longer
             // returning through the trampoline, were left without returning.
@@ -160,8 +163,8 @@ impl Tracer {
     /// trampoline (a call instruction wrote a real return address over it).
     /// Called with `tid` stopped at a function's first instruction.
     fn forget_dead_calls(&mut self, tid: Tid, sp: RuntimeAddr, inclusive: bool) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let Some(space) = self.spaces.get_mut(&task.space) else {
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
+        let Some(space) = self.world.spaces.get_mut(&task.space) else {
             return Ok(());
         };
         let pid = space.pid;
@@ -185,18 +188,18 @@ impl Tracer {
     /// untraced; a frame it unwinds never reaches its return site, and is dropped
     /// later by stack-pointer comparison.
     fn watch_at_return_sites(&mut self, tid: Tid) -> Result<()> {
-        let key = self.tasks[&tid].space;
-        let sites: Vec<RuntimeAddr> = self.tasks[&tid]
+        let key = self.world.tasks[&tid].space;
+        let sites: Vec<RuntimeAddr> = self.world.tasks[&tid]
             .returns
             .iter()
             .filter(|i| i.watch == Watch::Trampoline)
             .map(|i| i.orig_ret)
             .collect();
         for a in sites {
-            self.clear_jumps_at(key, a)?;
+            fast::before_arm(self, key, a)?;
         }
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let Some(space) = self.spaces.get_mut(&task.space) else {
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
+        let Some(space) = self.world.spaces.get_mut(&task.space) else {
             return Ok(());
         };
         let Some(tramp) = space.trampoline() else {
@@ -224,16 +227,21 @@ impl Tracer {
     /// return sites from now on (the one at `sp` stays: the jump did not
     /// end it). Returns true then.
     fn own_return_address_back(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<bool> {
-        let Some(space) = self.tasks.get(&tid).and_then(|t| self.spaces.get(&t.space)) else {
+        let Some(space) = self
+            .world
+            .tasks
+            .get(&tid)
+            .and_then(|t| self.world.spaces.get(&t.space))
+        else {
             return Ok(false);
         };
         let held = space.mem.read_u64(sp)?;
         let tramp = space.trampoline().map(RuntimeAddr::get);
-        let stub = space.fast.stub.as_ref().map(|s| s.stub.entry);
+        let stub = space.fast.stub_entry();
         if Some(held) != tramp && Some(held) != stub {
             return Ok(false);
         }
-        self.fast_calls_to_return_sites(tid, sp, false)?;
+        fast::on_unwinder_entry(self, tid, sp, Unwinding::ReadsReturnAddress)?;
         self.watch_at_return_sites(tid)?;
         Ok(true)
     }
@@ -248,8 +256,8 @@ impl Tracer {
         regs: &mut Regs,
         time: std::time::Duration,
     ) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let Some(space) = self.spaces.get_mut(&task.space) else {
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
+        let Some(space) = self.world.spaces.get_mut(&task.space) else {
             return Ok(());
         };
         let pid = space.pid;

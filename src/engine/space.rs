@@ -129,55 +129,92 @@ impl MapCache {
 /// One address space.
 #[derive(Debug)]
 pub(crate) struct Space {
-    pub pid: Pid,
-    pub mem: ProcMem,
-    pub exe: PathBuf,
-    pub modules: ModuleMap,
-    pub sites: ProbeTable<ProbeSite>,
+    pub(super) pid: Pid,
+    pub(super) mem: ProcMem,
+    exe: PathBuf,
+    pub(super) modules: ModuleMap,
+    pub(super) sites: ProbeTable<ProbeSite>,
     /// Addresses whose breakpoint was removed, with what was undone there: a
     /// thread that trapped there just before the removal is rewound, not
     /// handed a SIGTRAP; and a child forked before the removal still has the
     /// breakpoint in its copy of the memory, which must be undone there too.
-    pub tombstones: HashMap<RuntimeAddr, Undo>,
+    tombstones: HashMap<RuntimeAddr, Undo>,
     /// Addresses whose code the program rewrote after rtrace changed it:
     /// left as the program wrote them, and reported (see [`undo_write`]).
-    pub rewritten: Vec<RuntimeAddr>,
+    rewritten: Vec<RuntimeAddr>,
     /// The scratch area, once mapped.
-    pub scratch: Option<RuntimeAddr>,
+    pub(super) scratch: Option<RuntimeAddr>,
     /// Why no scratch area could be mapped (the process's seccomp mode), if
     /// that is why: then no code is injected into it at all.
-    pub no_injection: Option<String>,
+    pub(super) no_injection: Option<String>,
     /// Out-of-line slots given out: site → (slot, the code in it). A site keeps
     /// its slot for the life of the space (a thread may be stepping in it when
     /// the probe goes), unless different code is armed at the same address.
-    pub slots: HashMap<RuntimeAddr, (RuntimeAddr, Vec<u8>)>,
+    slots: HashMap<RuntimeAddr, (RuntimeAddr, Vec<u8>)>,
     /// Slots used so far.
-    pub slots_used: u64,
-    pub rtld: Option<Rtld>,
+    slots_used: u64,
+    pub(super) rtld: Option<Rtld>,
     /// True once the libraries loaded at startup are mapped: an unqualified
     /// name not found from then on is an error, not something to wait for.
-    pub ready: bool,
-    pub placed: HashMap<ProbeId, Placement>,
+    pub(super) ready: bool,
+    pub(super) placed: HashMap<ProbeId, Placement>,
     /// Mapping ranges, to tell stacks apart.
-    pub maps: MapCache,
+    pub(super) maps: MapCache,
     /// True while the program has C++ exception tables but no unwinder entry
     /// could be found to hook (a stripped program with the unwinder linked
     /// in): every return is then watched at its return site, so an exception
     /// never meets the trampoline.
-    pub unknown_unwinder: bool,
+    pub(super) unknown_unwinder: bool,
     /// Watched IFUNC resolvers, by address.
-    pub resolvers: HashMap<RuntimeAddr, ResolverWatch>,
+    pub(super) resolvers: HashMap<RuntimeAddr, ResolverWatch>,
     /// Watched resolver calls in flight, by thread.
-    pub resolving: HashMap<Tid, ResolverCall>,
+    pub(super) resolving: HashMap<Tid, ResolverCall>,
     /// Fast probes: the ring, the detour areas, the patched sites.
-    pub fast: FastState,
+    pub(super) fast: FastState,
     /// New user probes' sites are not written at once (see
     /// `ProbeSite::deferred`): set while rtrace places the probes of the
     /// libraries the dynamic linker is loading, with fast probes.
-    pub defer_probes: bool,
+    pub(super) defer_probes: bool,
 }
 
 impl Space {
+    /// The address space of a forked child that has this one's scratch
+    /// page: a copy of everything rtrace wrote (the child's memory is a
+    /// copy), with nothing of the parent's threads.
+    pub fn for_child(&self, child: Pid) -> Result<Space> {
+        Ok(Space {
+            pid: child,
+            mem: crate::sys::mem::ProcMem::open(child)?,
+            exe: self.exe.clone(),
+            modules: self.modules.clone(),
+            sites: self.sites.clone(),
+            tombstones: self.tombstones.clone(),
+            rewritten: Vec::new(),
+            scratch: self.scratch,
+            no_injection: self.no_injection.clone(),
+            slots: self.slots.clone(),
+            slots_used: self.slots_used,
+            rtld: self.rtld,
+            ready: self.ready,
+            placed: self.placed.clone(),
+            maps: self.maps.clone(),
+            unknown_unwinder: self.unknown_unwinder,
+            // The child has the parent's breakpoints, resolvers included; a
+            // resolver call in flight is the forking thread's, not the child's.
+            resolvers: self.resolvers.clone(),
+            resolving: HashMap::new(),
+            // The same jumps and detours (copied with the memory); a ring
+            // of its own, made at its first stop.
+            fast: self.fast.for_child(),
+            defer_probes: false,
+        })
+    }
+
+    /// The executable this space runs.
+    pub fn exe(&self) -> &std::path::Path {
+        &self.exe
+    }
+
     /// Opens the address space of `pid` and maps its modules.
     pub fn open(pid: Pid, cache: &mut ElfCache) -> Result<Space> {
         let mem = ProcMem::open(pid)?;
@@ -222,10 +259,7 @@ impl Space {
             .map(|(a, _)| a)
             .collect();
         for a in gone {
-            for f in self.fast.sites.iter_mut().filter(|f| f.addr == a) {
-                f.live = false;
-            }
-            self.fast.refused.remove(&a);
+            self.fast.on_unload(a);
             if let Some(site) = self.sites.remove(a) {
                 for p in &site.probes {
                     self.placed.remove(&p.id);
@@ -261,12 +295,9 @@ impl Space {
     /// (The caller has taken any fast probe's jump off the address first:
     /// `Tracer::clear_jumps_at`.)
     pub fn arm(&mut self, addr: RuntimeAddr, owner: Owner, mode: StepMode) -> Result<()> {
-        if matches!(owner, Owner::Probe(_)) {
-            self.fast.refused.remove(&addr);
-        }
         // A new owner: the site is judged again (a user probe's site, or
         // one of rtrace's own that may be a hook).
-        self.fast.dirty = true;
+        self.fast.on_arm(addr, matches!(owner, Owner::Probe(_)));
         if let Some(site) = self.sites.get_mut(addr) {
             site.own(owner);
             return Ok(());
@@ -539,17 +570,7 @@ impl Space {
                 undo_write(&self.mem, *addr, undo)?;
             }
         }
-        self.fast.areas.retain(|a| mapped(a.base));
-        if self.fast.stub.as_ref().is_some_and(|s| !mapped(s.table)) {
-            self.fast.stub = None;
-        }
-        if self
-            .fast
-            .ring_wanted
-            .is_some_and(|l| !mapped(RuntimeAddr(l.base)))
-        {
-            self.fast.ring_wanted = None;
-        }
+        self.fast.keep_mapped(mapped);
         let addrs: Vec<RuntimeAddr> = self.sites.iter().map(|(a, _)| a).collect();
         for addr in addrs {
             let Some(site) = self.sites.get_mut(addr) else {
@@ -563,12 +584,7 @@ impl Space {
                 // The jump came after the fork: an int3 here instead.
                 site.saved.truncate(BREAKPOINT.len());
                 site.written = BREAKPOINT.to_vec();
-                if let Some(f) = self.fast.sites.get_mut(index as usize) {
-                    f.live = false;
-                }
-                self.fast
-                    .refused
-                    .insert(addr, super::fast::Refusal::PatchedAfterFork);
+                self.fast.on_jump_missing(index, addr);
             }
             self.mem.write(addr, &BREAKPOINT)?;
         }

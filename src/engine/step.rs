@@ -13,7 +13,7 @@ use crate::sys::wait::{self, Stop, TrapCause, Waited, Which};
 
 use super::guards::World;
 use super::task::{HeldSignal, XolStep};
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// What an in-place single-step of one thread ended with.
 pub(super) enum StepEnd {
@@ -60,10 +60,10 @@ impl Tracer {
     /// up, and finish the hit. A `rep` instruction between iterations is stepped
     /// again.
     fn complete_step(&mut self, tid: Tid, mut regs: Regs) -> Result<()> {
-        let task = self.tasks.get_mut(&tid).expect("a stepping task");
+        let task = self.world.tasks.get_mut(&tid).expect("a stepping task");
         let step = task.step.clone().expect("a stepping task");
         let (key, pid) = (task.space, task.pid);
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         match step.finish(&mut regs, &space.mem) {
@@ -72,7 +72,7 @@ impl Tracer {
             Err(e) if e.is_tracee_gone() => return Ok(()),
             Err(e) => return Err(e),
         }
-        let task = self.tasks.get_mut(&tid).expect("a stepping task");
+        let task = self.world.tasks.get_mut(&tid).expect("a stepping task");
         task.step = None;
         match task.pending_hit.take() {
             Some(hit) => self.finish_hit(tid, key, pid, regs, *hit),
@@ -94,7 +94,7 @@ impl Tracer {
             Err(e) if e.is_tracee_gone() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let task = self.tasks.get_mut(&tid).expect("a stepping task");
+        let task = self.world.tasks.get_mut(&tid).expect("a stepping task");
         let step = task.step.clone().expect("a stepping task");
         if regs.ip() != step.slot.get() {
             // The instruction ran (a system call the signal interrupted): the
@@ -122,7 +122,7 @@ impl Tracer {
     /// back at the site (the instruction has not run) or after it, and a return
     /// address rewritten for its hit gets its original back.
     pub(super) fn abandon_step(&mut self, tid: Tid) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         let (Some(step), hit) = (task.step.take(), task.pending_hit.take()) else {
@@ -135,7 +135,7 @@ impl Tracer {
         let mut regs = ptrace::getregs(tid)?;
         if regs.ip() == step.slot.get() {
             step.cancel(&mut regs);
-        } else if let Some(space) = self.spaces.get(&key) {
+        } else if let Some(space) = self.world.spaces.get(&key) {
             step.finish(&mut regs, &space.mem)?;
         }
         ptrace::setregs(tid, &regs)
@@ -146,14 +146,14 @@ impl Tracer {
     /// back, `tid` single-steps, the breakpoint is re-armed, the others resume.
     /// Signals that arrive during the step are kept for after it.
     pub(super) fn step_displaced(&mut self, tid: Tid, addr: RuntimeAddr) -> Result<StepEnd> {
-        let key = self.tasks[&tid].space;
+        let key = self.world.tasks[&tid].space;
         self.with_world_stopped(World::SpaceBut(key, tid), |t, _| {
-            let saved = t.spaces[&key]
+            let saved = t.world.spaces[&key]
                 .sites
                 .get(addr)
                 .map(|s| s.saved.clone())
                 .expect("site armed");
-            t.spaces[&key].mem.write(addr, &saved)?;
+            t.world.spaces[&key].mem.write(addr, &saved)?;
             let mut end = t.single_step(tid);
             // A `rep` instruction stops between iterations, still at the site,
             // and is stepped on: its count is the program's, without bound, so a
@@ -171,7 +171,7 @@ impl Tracer {
                 }
             }
             // Re-arm whatever happened, unless the address space is gone.
-            if let Some(space) = t.spaces.get(&key) {
+            if let Some(space) = t.world.spaces.get(&key) {
                 if matches!(end, Ok(StepEnd::Done | StepEnd::Faulted(_)))
                     || space.sites.get(addr).is_some()
                 {
@@ -211,7 +211,7 @@ impl Tracer {
                 Stop::Signal { signal, .. } => self.hold_signal(tid, signal)?,
                 Stop::GroupStop { .. } | Stop::Interrupt { .. } => {}
                 Stop::Exited { .. } | Stop::Killed { .. } => {
-                    self.deferred.push_back(stop);
+                    self.world.deferred.push_back(stop);
                     return Ok(StepEnd::Gone);
                 }
                 Stop::Event { event, .. } => match event {
@@ -230,7 +230,7 @@ impl Tracer {
                         return Ok(StepEnd::Gone);
                     }
                     wait::Event::Exec { .. } => {
-                        self.deferred.push_back(stop);
+                        self.world.deferred.push_back(stop);
                         return Ok(StepEnd::Gone);
                     }
                 },
@@ -242,7 +242,7 @@ impl Tracer {
     /// signal-delivery stop), with its siginfo, to deliver when the step is
     /// over. It is reported when it is delivered.
     pub(super) fn hold_signal(&mut self, tid: Tid, signal: i32) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         let info = ptrace::getsiginfo(tid).ok();

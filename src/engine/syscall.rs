@@ -34,7 +34,7 @@ use crate::sys::wait::{Stop, Waited, Which};
 use super::guards::InjectedCode;
 use super::space::SCRATCH_SIZE;
 use super::step::StepEnd;
-use super::Tracer;
+use super::tracer::Tracer;
 
 /// The name of system call `nr`, for errors (only the calls rtrace makes).
 fn call_name(nr: i64) -> &'static str {
@@ -56,7 +56,8 @@ impl Tracer {
         let page = self.with_seccomp_gate(tid, |t| {
             let regs = ptrace::getregs(tid)?;
             let at = RuntimeAddr(regs.ip());
-            let code = InjectedCode::write(t.spaces[&pid].mem.try_clone()?, at, &SYSCALL_INSN)?;
+            let code =
+                InjectedCode::write(t.world.spaces[&pid].mem.try_clone()?, at, &SYSCALL_INSN)?;
             let r = t.run_syscall(
                 tid,
                 at,
@@ -74,7 +75,7 @@ impl Tracer {
             r
         })?;
         let page = RuntimeAddr(page as u64);
-        self.spaces[&pid].mem.write(page, &SCRATCH_CODE)?;
+        self.world.spaces[&pid].mem.write(page, &SCRATCH_CODE)?;
         Ok(page)
     }
 
@@ -127,7 +128,7 @@ impl Tracer {
     /// for the call, or `Error::Seccomp`. The kernel's refusal to suspend
     /// (no privilege) is remembered: it will not change while rtrace runs.
     fn seccomp_gate(&mut self, tid: Tid) -> Result<Option<Suspension>> {
-        let pid = self.tasks.get(&tid).map_or(tid, |t| t.pid);
+        let pid = self.world.tasks.get(&tid).map_or(tid, |t| t.pid);
         match seccomp::mode(tid)? {
             Mode::Disabled => Ok(None),
             // Suspension would let calls through strict mode too, but a
@@ -191,7 +192,7 @@ impl Tracer {
         if self.opts.fast {
             instead.push("fast probes stay int3 probes");
         }
-        self.warnings.push(Event::ProcessWarning {
+        self.consumers.warnings.push(Event::ProcessWarning {
             pid,
             message: format!(
                 "{refused}: rtrace maps nothing into it; {}",
@@ -210,7 +211,7 @@ impl Tracer {
             [one] => (one.to_string(), "stays"),
             _ => (left.join(" and "), "stay"),
         };
-        self.warnings.push(Event::ProcessWarning {
+        self.consumers.warnings.push(Event::ProcessWarning {
             pid: *pid,
             message: format!(
                 "{refused}: rtrace makes no munmap there, so {what} {verb} mapped, unused \
@@ -235,9 +236,13 @@ impl Tracer {
         }
         let regs = ptrace::getregs(tid)?;
         let at = RuntimeAddr(regs.ip()).offset(-(crate::arch::BREAKPOINT_LEN as i64));
-        let key = self.tasks[&tid].space;
+        let key = self.world.tasks[&tid].space;
         let ours = Some(at) == self.trampoline_of(tid)
-            || self.spaces.get(&key).is_some_and(|s| s.is_our_trap(at));
+            || self
+                .world
+                .spaces
+                .get(&key)
+                .is_some_and(|s| s.is_our_trap(at));
         if !ours {
             return Ok(());
         }
@@ -264,7 +269,7 @@ impl Tracer {
             | Stop::Interrupt { .. }
             | Stop::Event { .. }) => {
                 let gone = other.is_death();
-                self.deferred.push_back(other);
+                self.world.deferred.push_back(other);
                 match gone {
                     true => Err(Error::NoSuchProcess { pid: tid }),
                     false => Ok(()),

@@ -132,56 +132,56 @@ pub(crate) struct HeldSignal {
 #[derive(Debug)]
 pub(crate) struct Task {
     /// Its process (thread group).
-    pub pid: Pid,
+    pub(super) pid: Pid,
     /// The key of its address space: its process, except for a vfork child, which
     /// runs in its parent's memory until it execs.
-    pub space: Pid,
+    pub(super) space: Pid,
     /// What we know of it.
-    pub state: TaskState,
+    pub(super) state: TaskState,
     /// Calls in flight whose return address was rewritten.
-    pub returns: ReturnStack,
+    pub(super) returns: ReturnStack,
     /// Calls in flight whose return address a fast probe's detour swapped
     /// for the return stub, as the records read so far tell (their slots
     /// hold the stub).
-    pub fast_calls: ReturnStack,
+    pub(super) fast_calls: ReturnStack,
     /// Signals that arrived while the thread could not take them (stepping
     /// out of line or in place, or while rtrace detaches), oldest first, with
     /// their `siginfo_t`. They are delivered, one per signal-delivery stop,
     /// before any signal that came after them.
-    pub held: Vec<HeldSignal>,
+    pub(super) held: Vec<HeldSignal>,
     /// A signal rtrace sent the thread (tgkill) to get a signal-delivery
     /// stop at which to deliver its oldest held signal.
-    pub nudge: Option<i32>,
+    pub(super) nudge: Option<i32>,
     /// Its own CPU affinity, while rtrace keeps it on rtrace's CPU (`--pin`):
     /// given back when it is let go.
-    pub affinity: Option<crate::sys::sched::CpuMask>,
+    pub(super) affinity: Option<crate::sys::sched::CpuMask>,
     /// True while the thread is in a signal-delivery stop (a signal's, or a
     /// SIGTRAP's: a breakpoint or a step), where a restart can deliver any
     /// signal with any siginfo.
-    pub in_delivery_stop: bool,
+    pub(super) in_delivery_stop: bool,
     /// True for a task that is traced only to keep it unharmed (a vfork child
     /// without -f): no handler runs for it.
-    pub silent: bool,
+    pub(super) silent: bool,
     /// Set for a child to be scrubbed and released at its first stop.
-    pub scrub: Option<Scrub>,
+    pub(super) scrub: Option<Scrub>,
     /// Set for a followed child forked before rtrace changed its parent's
     /// memory: its space is set up at its first stop, as after an exec.
-    pub needs_setup: bool,
+    pub(super) needs_setup: bool,
     /// True once it reported a group-stop and has not been continued since.
-    pub group_stopped: bool,
+    pub(super) group_stopped: bool,
     /// Set while it steps a displaced instruction out of line: every resume is
     /// a single-step until the step completes.
-    pub step: Option<XolStep>,
+    pub(super) step: Option<XolStep>,
     /// The hit whose displaced instruction is being stepped.
-    pub pending_hit: Option<Box<PendingHit>>,
+    pub(super) pending_hit: Option<Box<PendingHit>>,
     /// A step completed at a signal stop: the step trap may still be reported
     /// after it, and is then ours.
-    pub stray_step: bool,
+    pub(super) stray_step: bool,
     /// It reported PTRACE_EVENT_EXIT: it will not stop again, only die.
-    pub exiting: bool,
+    pub(super) exiting: bool,
     /// For a vfork child: the thread that vforked it. That thread is kept in its
     /// vfork event stop until this child execs or dies (see `on_ptrace_event`).
-    pub vfork_parent: Option<Tid>,
+    pub(super) vfork_parent: Option<Tid>,
 }
 
 impl Task {

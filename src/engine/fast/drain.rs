@@ -1,25 +1,21 @@
 //! Reading the ring: records taken in order and checked (the ring is
 //! untrusted input: see the module `fast`), each turned into a `Hit` for
 //! its probes' `on_entry` or a `Return` for their `on_return`, lost records
-//! counted, a ring written over declared corrupt; and the time stamp
-//! counter's clock ([`TscClock`]).
+//! counted, a ring written over declared corrupt.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
-use crate::engine::{guarded, Tracer};
+use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
 use crate::handler::{Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
 use crate::probe::{ReturnInstance, Watch};
 use crate::sys::shm::{self};
 
+use super::clock::{Drain, TscClock};
 use super::state::{Ring, STUB_LOST_INDEX};
-
-/// How often records are drained while the tracer is busy, and the longest
-/// it sleeps while fast sites may be recording.
-pub(crate) const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The most records one drain reads while the tracee runs (about 2 ms of
 /// printing): stops waiting meanwhile are not kept waiting longer.
@@ -35,70 +31,6 @@ pub(super) const MAX_UNKNOWN_TPS: usize = 1024;
 /// nanoseconds on one CPU), and this allows for thousands of CPUs. A lost
 /// counter that leaps further is not a count.
 pub(super) const MAX_LOSSES_PER_NS: u64 = 4096;
-
-/// How far (in time) a record's time stamp may lie outside the run and
-/// still be believed: counters of different CPUs differ slightly.
-pub(super) const TSC_SLACK: Duration = Duration::from_secs(1);
-
-/// Time stamp counter readings → time since the tracer started: a line
-/// through the first reading, its slope measured at the start (a 2 ms spin)
-/// and refined at every drain (the longer the baseline, the better).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TscClock {
-    tsc0: u64,
-    t0: Duration,
-    ns_per_tick: f64,
-}
-
-impl TscClock {
-    pub fn calibrate(start: Instant) -> TscClock {
-        let (tsc0, t0) = (shm::tsc(), start.elapsed());
-        let mut clock = TscClock {
-            tsc0,
-            t0,
-            ns_per_tick: 1.0,
-        };
-        while start.elapsed() < t0 + Duration::from_millis(2) {
-            std::hint::spin_loop();
-        }
-        clock.refine(start);
-        clock
-    }
-
-    pub fn refine(&mut self, start: Instant) {
-        let (tsc, t) = (shm::tsc(), start.elapsed());
-        if tsc > self.tsc0 && t > self.t0 {
-            self.ns_per_tick = (t - self.t0).as_nanos() as f64 / (tsc - self.tsc0) as f64;
-        }
-    }
-
-    /// The time stamps a record read when the counter is at `now` may
-    /// carry: from the clock's first reading (before any ring existed) to
-    /// `now`, give or take [`TSC_SLACK`].
-    pub fn plausible(&self, now: u64) -> std::ops::RangeInclusive<u64> {
-        let slack = (TSC_SLACK.as_nanos() as f64 / self.ns_per_tick.max(1e-3)) as u64;
-        self.tsc0.saturating_sub(slack)..=now.saturating_add(slack)
-    }
-
-    pub fn time(&self, tsc: u64) -> Duration {
-        let ticks = tsc.wrapping_sub(self.tsc0) as i64;
-        let ns = self.t0.as_nanos() as f64 + ticks as f64 * self.ns_per_tick;
-        Duration::from_nanos(ns.max(0.0) as u64)
-    }
-}
-
-/// How a drain treats slots claimed but not yet published.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Drain {
-    /// Leave them for later; thread pointers not known yet may be looked
-    /// up by stopping the threads (the tracer is between two stops).
-    Safe,
-    /// Leave them for later; no thread is stopped for it.
-    Quick,
-    /// No thread will publish them any more (the process is gone, or every
-    /// thread has left the detours): skip them.
-    Final,
-}
 
 /// True when `ring` has nothing new: the slot at the next position is free
 /// (not published, and not something no detour writes), no record lost
@@ -357,15 +289,17 @@ impl Tracer {
     pub(super) fn clock(&mut self) -> TscClock {
         let start = self.start;
         *self
-            .tsc_clock
+            .pace
+            .clock
             .get_or_insert_with(|| TscClock::calibrate(start))
     }
 
     /// Drains every ring.
-    pub(in crate::engine) fn drain_all(&mut self, mode: Drain) -> Result<()> {
-        self.last_drain = Instant::now();
-        self.more_records = false;
+    pub(super) fn drain_all(&mut self, mode: Drain) -> Result<()> {
+        self.pace.last_drain = Instant::now();
+        self.pace.more_records = false;
         let keys: Vec<Pid> = self
+            .world
             .spaces
             .iter()
             .filter(|(_, s)| s.fast.ring.is_some())
@@ -383,38 +317,29 @@ impl Tracer {
 
     /// True when a ring was found corrupt and its sites still wait to go
     /// back to int3 ([`Tracer::patch_fast`] does it).
-    pub(in crate::engine) fn fast_switch_pending(&self) -> bool {
-        self.opts.fast
-            && self.attach_reported
-            && self
-                .spaces
-                .values()
-                .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
-    }
-
-    /// True when some ring may hold records (and is read: not corrupt).
-    pub(in crate::engine) fn draining(&self) -> bool {
-        self.spaces
-            .values()
-            .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
-    }
-
     /// Hands every record published in the ring of space `key` to its
     /// probes' `on_entry`, in ring order, and reports records lost.
-    pub(in crate::engine) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
+    pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
         if !self
+            .world
             .spaces
             .get(&key)
             .is_some_and(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
         {
             return Ok(());
         }
-        if mode != Drain::Final && self.spaces[&key].fast.ring.as_ref().is_some_and(ring_idle) {
+        if mode != Drain::Final
+            && self.world.spaces[&key]
+                .fast
+                .ring
+                .as_ref()
+                .is_some_and(ring_idle)
+        {
             return Ok(());
         }
-        if mode == Drain::Safe && self.unknown_thread_pointers(key) {
+        if mode == Drain::Safe && unknown_thread_pointers(&self.world, key) {
             self.refresh_threads(key)?;
-            if let Some(space) = self.spaces.get_mut(&key) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
                 let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
                 let unknown: Vec<u64> = published_tps(space.fast.ring.as_ref())
                     .into_iter()
@@ -426,9 +351,9 @@ impl Tracer {
         }
         let mut clock = self.clock();
         clock.refine(self.start);
-        self.tsc_clock = Some(clock);
+        self.pace.clock = Some(clock);
         let (taken, slot) = {
-            let space = self.spaces.get_mut(&key).expect("checked above");
+            let space = self.world.spaces.get_mut(&key).expect("checked above");
             let sites = space.fast.sites.len();
             let stub = space.fast.stub.is_some();
             let ring = space.fast.ring.as_mut().expect("checked above");
@@ -448,7 +373,7 @@ impl Tracer {
             if let Ok(records) = &taken {
                 // Stopped at the budget: more may wait (the tracer then
                 // only polls for stops before reading on).
-                self.more_records |= records.len() / slot >= budget as usize;
+                self.pace.more_records |= records.len() / slot >= budget as usize;
             }
             (taken, slot)
         };
@@ -459,9 +384,24 @@ impl Tracer {
         };
         let mut failed = None;
         if !records.is_empty() {
-            self.deliver(key, &records, slot, clock, &mut failed);
+            deliver(
+                &mut self.world,
+                &mut self.consumers,
+                self.start,
+                key,
+                &records,
+                slot,
+                clock,
+                &mut failed,
+            );
         }
-        if let Err(why) = self.report_lost(key, &mut failed) {
+        if let Err(why) = report_lost(
+            &mut self.world,
+            &mut self.consumers,
+            self.start,
+            key,
+            &mut failed,
+        ) {
             self.ring_corrupt(key, why)?;
         }
         match failed {
@@ -477,8 +417,8 @@ impl Tracer {
     /// [`Tracer::patch_fast`], which never patches there again; the calls in
     /// flight known from its records are counted missed (their returns would
     /// be recorded there).
-    pub(in crate::engine) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
-        let Some(space) = self.spaces.get_mut(&key) else {
+    pub(super) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         if space.fast.corrupt.is_some() {
@@ -486,7 +426,7 @@ impl Tracer {
         }
         space.fast.corrupt = Some(why.clone());
         space.fast.dirty = true;
-        self.more_records = false;
+        self.pace.more_records = false;
         let pid = space.pid;
         let mut events = vec![Event::ProcessWarning {
             pid,
@@ -496,7 +436,7 @@ impl Tracer {
                  breakpoints"
             ),
         }];
-        for (&tid, task) in self.tasks.iter_mut().filter(|(_, t)| t.space == key) {
+        for (&tid, task) in self.world.tasks.iter_mut().filter(|(_, t)| t.space == key) {
             for inst in task.fast_calls.take_all() {
                 for (site, _) in inst.probes {
                     events.push(Event::Missed {
@@ -514,259 +454,11 @@ impl Tracer {
         Ok(())
     }
 
-    /// True when a record waiting in the ring of `key` has a thread pointer
-    /// no thread is known by (and that was not looked for already, unless
-    /// too many were: see [`MAX_UNKNOWN_TPS`]).
-    pub(super) fn unknown_thread_pointers(&self, key: Pid) -> bool {
-        let Some(space) = self.spaces.get(&key) else {
-            return false;
-        };
-        if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
-            return false;
-        }
-        published_tps(space.fast.ring.as_ref())
-            .into_iter()
-            .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
-    }
-
-    /// Runs the entry handlers for `records` (each `slot` bytes) of space
-    /// `key`, and the return handlers of the calls they return from. The
-    /// first handler error is kept in `failed`.
-    pub(super) fn deliver(
-        &mut self,
-        key: Pid,
-        records: &[u8],
-        slot: usize,
-        clock: TscClock,
-        failed: &mut Option<Error>,
-    ) {
-        let mut events = Vec::new();
-        let Tracer {
-            probes,
-            spaces,
-            tasks,
-            ..
-        } = self;
-        let Some(space) = spaces.get_mut(&key) else {
-            return;
-        };
-        let space_pid = space.pid;
-        for rec in records.chunks(slot) {
-            let word = |off: u64| {
-                let at = off as usize;
-                u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
-            };
-            let index = word(ring::INDEX) as u32;
-            let kind = word(ring::KIND) as u32;
-            let tp = word(ring::TP);
-            let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
-            if silent {
-                continue;
-            }
-            // A vfork child is a process of its own, and may be gone from
-            // the tasks already (its records are read as it dies).
-            let own = match space.fast.lent.contains_key(&tp) {
-                true => tid,
-                false => space_pid,
-            };
-            let pid = tasks.get(&tid).map_or(own, |t| t.pid);
-            let time = clock.time(word(ring::TSC));
-            let maps = &mut space.maps;
-            let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
-            if kind == detour::KIND_RETURN {
-                let Some(task) = tasks.get_mut(&tid) else {
-                    continue;
-                };
-                let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
-                let sp = RuntimeAddr(regs.sp());
-                let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
-                let mut dirty = false;
-                let string = space
-                    .fast
-                    .sites
-                    .get(index as usize)
-                    .map_or(0, |f| f.ret_string);
-                let field = CaptureField {
-                    kind: CaptureKind::CStr {
-                        reg: crate::arch::Gpr(0),
-                        max: string,
-                    },
-                    offset: ring::CAPTURES as u32,
-                };
-                let fields = if string > 0 { &[field][..] } else { &[][..] };
-                let captured = captured(rec, fields, &regs);
-                for inst in returning {
-                    for (site, data) in inst.probes {
-                        let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                            continue;
-                        };
-                        let mut ret = Return {
-                            pid,
-                            tid,
-                            site: &site,
-                            regs: &mut regs,
-                            regs_dirty: &mut dirty,
-                            mem: Memory::Captured(&captured),
-                            modules: &space.modules,
-                            time,
-                            entered: inst.entered,
-                            data,
-                        };
-                        if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
-                            failed.get_or_insert(e);
-                        }
-                    }
-                }
-                continue;
-            }
-            if kind == detour::KIND_CATCH {
-                // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
-                // the calls at or below its stack pointer were unwound.
-                let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
-                if let Some(task) = tasks.get_mut(&tid) {
-                    task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
-                }
-                continue;
-            }
-            let Some(fs) = space.fast.sites.get(index as usize) else {
-                continue;
-            };
-            let mut regs = detour::record_regs(rec, fs.addr.get());
-            let captured = captured(rec, &fs.captures, &regs);
-            let watch = word(ring::RET_WATCH) as u32;
-            let mut kept = Vec::new();
-            for site in &fs.probes {
-                let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                    continue;
-                };
-                let mut dirty = false;
-                let mut data = None;
-                let mut hit = Hit {
-                    pid,
-                    tid,
-                    site,
-                    regs: &mut regs,
-                    regs_dirty: &mut dirty,
-                    mem: Memory::Captured(&captured),
-                    modules: &space.modules,
-                    time,
-                    data: &mut data,
-                    returns: Default::default(),
-                    stack: Default::default(),
-                };
-                if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
-                    failed.get_or_insert(e);
-                }
-                if site.kind == (ProbeKind::Function { returns: true }) {
-                    kept.push((site.clone(), data));
-                }
-            }
-            if kept.is_empty() {
-                continue;
-            }
-            let Some(task) = tasks.get_mut(&tid) else {
-                continue;
-            };
-            let slot = RuntimeAddr(regs.sp());
-            // Calls below this one's slot, or in it, cannot return any more
-            // (left by longjmp or an exception): dropped, unreported.
-            let chained = watch == detour::WATCH_CHAINED;
-            task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
-            if !chained {
-                task.fast_calls.drop_overwritten(slot);
-            }
-            let orig = match watch {
-                detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
-                detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
-                _ => None,
-            };
-            let Some(orig) = orig else {
-                // The table was full (or the call it chains to was lost):
-                // this return is not watched.
-                for (site, _) in &kept {
-                    events.push(Event::Missed {
-                        pid,
-                        tid,
-                        probe: site.probe.clone(),
-                        symbol: site.symbol.clone(),
-                    });
-                }
-                continue;
-            };
-            task.fast_calls.push(ReturnInstance {
-                slot,
-                orig_ret: orig,
-                entered: time,
-                probes: kept,
-                chained,
-                watch: Watch::Trampoline,
-            });
-        }
-        for event in events {
-            if let Err(e) = self.emit(event) {
-                failed.get_or_insert(e);
-            }
-        }
-    }
-
-    /// Reports records of space `key` lost since the last look (an emit
-    /// error goes to `failed`). Err when the counters cannot be counts (see
-    /// [`read_losses`]): nothing is reported then.
-    pub(super) fn report_lost(
-        &mut self,
-        key: Pid,
-        failed: &mut Option<Error>,
-    ) -> std::result::Result<(), String> {
-        let mut events = Vec::new();
-        if let Some(space) = self.spaces.get_mut(&key) {
-            let pid = space.pid;
-            let Some(ring) = space.fast.ring.as_mut() else {
-                return Ok(());
-            };
-            let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
-            let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
-            let now = Instant::now();
-            let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
-                return Ok(());
-            };
-            ring.lost_seen = losses.total;
-            ring.lost_at = now;
-            for (i, lost) in losses.sites {
-                let fs = &mut space.fast.sites[i];
-                for site in &fs.probes {
-                    events.push(Event::Lost {
-                        pid,
-                        probe: site.probe.clone(),
-                        symbol: site.symbol.clone(),
-                        count: lost - fs.lost,
-                    });
-                }
-                fs.lost = lost;
-            }
-            if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
-                events.push(Event::Warning {
-                    probe: String::new(),
-                    message: format!(
-                        "{} fast returns lost: the ring was full when they were made \
-                         (those calls show no return)",
-                        lost - stub.lost
-                    ),
-                });
-                stub.lost = lost;
-            }
-        }
-        for e in events {
-            if let Err(e) = self.emit(e) {
-                failed.get_or_insert(e);
-            }
-        }
-        Ok(())
-    }
-
     /// Reads the ring of space `key` until it is empty (as far as records
     /// published by now go), budget after budget.
-    pub(in crate::engine) fn drain_through(&mut self, key: Pid) -> Result<()> {
+    pub(super) fn drain_through(&mut self, key: Pid) -> Result<()> {
         let Some(capacity) = self
+            .world
             .spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
@@ -775,14 +467,282 @@ impl Tracer {
             return Ok(());
         };
         for _ in 0..=capacity / DRAIN_BUDGET {
-            self.more_records = false;
+            self.pace.more_records = false;
             self.drain(key, Drain::Quick)?;
-            if !self.more_records {
+            if !self.pace.more_records {
                 break;
             }
         }
         Ok(())
     }
+}
+
+/// True once tracing has begun (`begun`, with fast probes on) when a ring
+/// found corrupt still has jumps to take off.
+pub(super) fn switch_pending(world: &World, begun: bool) -> bool {
+    begun
+        && world
+            .spaces
+            .values()
+            .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
+}
+
+/// True when some ring may hold records (and is read: not corrupt).
+pub(super) fn draining(world: &World) -> bool {
+    world
+        .spaces
+        .values()
+        .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
+}
+
+/// True when a record waiting in the ring of `key` has a thread pointer
+/// no thread is known by (and that was not looked for already, unless
+/// too many were: see [`MAX_UNKNOWN_TPS`]).
+pub(super) fn unknown_thread_pointers(world: &World, key: Pid) -> bool {
+    let Some(space) = world.spaces.get(&key) else {
+        return false;
+    };
+    if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
+        return false;
+    }
+    published_tps(space.fast.ring.as_ref())
+        .into_iter()
+        .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
+}
+
+/// Runs the entry handlers for `records` (each `slot` bytes) of space
+/// `key`, and the return handlers of the calls they return from. The
+/// first handler error is kept in `failed`. Given the world and the
+/// consumers, not the tracer: it stops no thread and injects nothing.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deliver(
+    world: &mut World,
+    consumers: &mut Consumers,
+    start: Instant,
+    key: Pid,
+    records: &[u8],
+    slot: usize,
+    clock: TscClock,
+    failed: &mut Option<Error>,
+) {
+    let mut events = Vec::new();
+    let (probes, spaces, tasks) = (&mut consumers.probes, &mut world.spaces, &mut world.tasks);
+    let Some(space) = spaces.get_mut(&key) else {
+        return;
+    };
+    let space_pid = space.pid;
+    for rec in records.chunks(slot) {
+        let word = |off: u64| {
+            let at = off as usize;
+            u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let index = word(ring::INDEX) as u32;
+        let kind = word(ring::KIND) as u32;
+        let tp = word(ring::TP);
+        let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
+        if silent {
+            continue;
+        }
+        // A vfork child is a process of its own, and may be gone from
+        // the tasks already (its records are read as it dies).
+        let own = match space.fast.lent.contains_key(&tp) {
+            true => tid,
+            false => space_pid,
+        };
+        let pid = tasks.get(&tid).map_or(own, |t| t.pid);
+        let time = clock.time(word(ring::TSC));
+        let maps = &mut space.maps;
+        let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
+        if kind == detour::KIND_RETURN {
+            let Some(task) = tasks.get_mut(&tid) else {
+                continue;
+            };
+            let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
+            let sp = RuntimeAddr(regs.sp());
+            let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
+            let mut dirty = false;
+            let string = space
+                .fast
+                .sites
+                .get(index as usize)
+                .map_or(0, |f| f.ret_string);
+            let field = CaptureField {
+                kind: CaptureKind::CStr {
+                    reg: crate::arch::Gpr(0),
+                    max: string,
+                },
+                offset: ring::CAPTURES as u32,
+            };
+            let fields = if string > 0 { &[field][..] } else { &[][..] };
+            let captured = captured(rec, fields, &regs);
+            for inst in returning {
+                for (site, data) in inst.probes {
+                    let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    let mut ret = Return {
+                        pid,
+                        tid,
+                        site: &site,
+                        regs: &mut regs,
+                        regs_dirty: &mut dirty,
+                        mem: Memory::Captured(&captured),
+                        modules: &space.modules,
+                        time,
+                        entered: inst.entered,
+                        data,
+                    };
+                    if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            continue;
+        }
+        if kind == detour::KIND_CATCH {
+            // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
+            // the calls at or below its stack pointer were unwound.
+            let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
+            if let Some(task) = tasks.get_mut(&tid) {
+                task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
+            }
+            continue;
+        }
+        let Some(fs) = space.fast.sites.get(index as usize) else {
+            continue;
+        };
+        let mut regs = detour::record_regs(rec, fs.addr.get());
+        let captured = captured(rec, &fs.captures, &regs);
+        let watch = word(ring::RET_WATCH) as u32;
+        let mut kept = Vec::new();
+        for site in &fs.probes {
+            let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                continue;
+            };
+            let mut dirty = false;
+            let mut data = None;
+            let mut hit = Hit {
+                pid,
+                tid,
+                site,
+                regs: &mut regs,
+                regs_dirty: &mut dirty,
+                mem: Memory::Captured(&captured),
+                modules: &space.modules,
+                time,
+                data: &mut data,
+                returns: Default::default(),
+                stack: Default::default(),
+            };
+            if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
+                failed.get_or_insert(e);
+            }
+            if site.kind == (ProbeKind::Function { returns: true }) {
+                kept.push((site.clone(), data));
+            }
+        }
+        if kept.is_empty() {
+            continue;
+        }
+        let Some(task) = tasks.get_mut(&tid) else {
+            continue;
+        };
+        let slot = RuntimeAddr(regs.sp());
+        // Calls below this one's slot, or in it, cannot return any more
+        // (left by longjmp or an exception): dropped, unreported.
+        let chained = watch == detour::WATCH_CHAINED;
+        task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
+        if !chained {
+            task.fast_calls.drop_overwritten(slot);
+        }
+        let orig = match watch {
+            detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
+            detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
+            _ => None,
+        };
+        let Some(orig) = orig else {
+            // The table was full (or the call it chains to was lost):
+            // this return is not watched.
+            for (site, _) in &kept {
+                events.push(Event::Missed {
+                    pid,
+                    tid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                });
+            }
+            continue;
+        };
+        task.fast_calls.push(ReturnInstance {
+            slot,
+            orig_ret: orig,
+            entered: time,
+            probes: kept,
+            chained,
+            watch: Watch::Trampoline,
+        });
+    }
+    for event in events {
+        if let Err(e) = consumers.emit(event, start.elapsed()) {
+            failed.get_or_insert(e);
+        }
+    }
+}
+
+/// Reports records of space `key` lost since the last look (an emit
+/// error goes to `failed`). Err when the counters cannot be counts (see
+/// [`read_losses`]): nothing is reported then.
+pub(super) fn report_lost(
+    world: &mut World,
+    consumers: &mut Consumers,
+    start: Instant,
+    key: Pid,
+    failed: &mut Option<Error>,
+) -> std::result::Result<(), String> {
+    let mut events = Vec::new();
+    if let Some(space) = world.spaces.get_mut(&key) {
+        let pid = space.pid;
+        let Some(ring) = space.fast.ring.as_mut() else {
+            return Ok(());
+        };
+        let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
+        let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
+        let now = Instant::now();
+        let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
+            return Ok(());
+        };
+        ring.lost_seen = losses.total;
+        ring.lost_at = now;
+        for (i, lost) in losses.sites {
+            let fs = &mut space.fast.sites[i];
+            for site in &fs.probes {
+                events.push(Event::Lost {
+                    pid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                    count: lost - fs.lost,
+                });
+            }
+            fs.lost = lost;
+        }
+        if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
+            events.push(Event::Warning {
+                probe: String::new(),
+                message: format!(
+                    "{} fast returns lost: the ring was full when they were made \
+                     (those calls show no return)",
+                    lost - stub.lost
+                ),
+            });
+            stub.lost = lost;
+        }
+    }
+    for e in events {
+        if let Err(e) = consumers.emit(e, start.elapsed()) {
+            failed.get_or_insert(e);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,10 +14,9 @@
 //!   needs rtrace at the unwinders: there the hooks stay int3s);
 //! - patching them ([`Tracer::patch_hooks`]) and taking them back to int3s
 //!   when an int3 return probe comes ([`Tracer::unfast_hooks`]);
-//! - the [`Watchman`]: a thread of rtrace's per ring that holds the ring's
-//!   `ALIVE` word as a robust futex (the kernel marks it when rtrace dies),
-//!   keeps the heartbeat while requests wait, and wakes the tracing thread
-//!   when a hook rings the doorbell;
+//! - the liveness words the watchman keeps (`watchman.rs`: rtrace's thread
+//!   per ring that holds `ALIVE` as a robust futex and wakes the tracing
+//!   thread when a hook rings the doorbell);
 //! - serving the requests hooks post ([`Tracer::serve_requests`]): a new
 //!   link map (arm the probes of new libraries before their code runs), a
 //!   backtrace (hook the return site of `_Unwind_Backtrace` with an unpark);
@@ -27,101 +26,21 @@
 //! It must not block the program on a dead or stopped rtrace: every wait is
 //! the hook's, bounded by the liveness words; rtrace never holds a thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, ring, table, ThreadPointer};
 use crate::arch::hook::{self, request, HookKind, HookSpec};
 use crate::arch::StepMode;
 use crate::engine::space::Space;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::handler::{Event, ProbeKind};
 use crate::probe::Owner;
 use crate::sys::ptrace;
-use crate::sys::shm::{RobustEntry, SharedMap};
-use crate::sys::signal;
+use crate::sys::shm::SharedMap;
 
 use super::state::FastSite;
-
-/// rtrace's side of one ring's liveness (see the module documentation).
-#[derive(Debug)]
-pub(crate) struct Watchman {
-    map: Arc<SharedMap>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watchman {
-    /// Starts the watchman of the ring mapped at `map`, waking `tracer`
-    /// (the tracing thread) for requests. Returns once it holds `ALIVE`.
-    pub fn start(map: Arc<SharedMap>, tracer: Tid) -> std::io::Result<Watchman> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready, held) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("rtrace-watch".into())
-            .stack_size(64 << 10)
-            .spawn({
-                let map = map.clone();
-                let stop = stop.clone();
-                move || watch(&map, &stop, tracer, ready)
-            })?;
-        let _ = held.recv();
-        Ok(Watchman {
-            map,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Watchman {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        self.map.bump_u32(ring::DOORBELL);
-        self.map.futex_wake(ring::DOORBELL);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The watchman's thread: `ALIVE` held as a robust futex for as long as it
-/// runs (so until rtrace ends, however it ends), a heartbeat every
-/// millisecond while a request waits, and a wake-up of the tracer at every
-/// ring of the doorbell (and every millisecond while a request waits: a
-/// wake-up that came just before the tracer blocked is not lost).
-fn watch(map: &SharedMap, stop: &AtomicBool, tracer: Tid, ready: std::sync::mpsc::Sender<()>) {
-    signal::block_all_here();
-    let mut entry = Box::new(RobustEntry::default());
-    map.own_robust(ring::ALIVE, &mut entry);
-    let _ = ready.send(());
-    let mut seen = map.load_u32(ring::DOORBELL);
-    while !stop.load(Ordering::Acquire) {
-        let waiting = (0..ring::REQUEST_COUNT).any(|i| {
-            map.load_u32(ring::REQUESTS + i * ring::REQUEST_SIZE + hook::REQ_STATE)
-                == request::POSTED
-        });
-        if waiting {
-            map.bump_u32(ring::HEARTBEAT);
-            signal::kick(tracer);
-        }
-        map.futex_wait(
-            ring::DOORBELL,
-            seen,
-            waiting.then_some(Duration::from_millis(1)),
-        );
-        let now = map.load_u32(ring::DOORBELL);
-        if now != seen {
-            seen = now;
-            signal::kick(tracer);
-        }
-    }
-    map.disown_robust(ring::ALIVE, &mut entry);
-}
 
 /// A hook to patch.
 pub(super) struct PlannedHook {
@@ -133,8 +52,8 @@ pub(super) struct PlannedHook {
 impl Tracer {
     /// The hook the site at `addr` of space `key` can be: a site of
     /// rtrace's own (no user probe), with one owner that has a hook.
-    pub(in crate::engine) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
-        let space = self.spaces.get(&key)?;
+    pub(super) fn hook_kind(&self, key: Pid, addr: RuntimeAddr) -> Option<HookKind> {
+        let space = self.world.spaces.get(&key)?;
         let site = space.sites.get(addr)?;
         if !site.probes.is_empty()
             || site.resolver
@@ -182,7 +101,7 @@ impl Tracer {
     /// need rtrace at the unwinders); no return stub yet for the hooks that
     /// read the table.
     pub(super) fn hooks_refused(&self, key: Pid, kind: HookKind) -> Option<&'static str> {
-        let space = self.spaces.get(&key)?;
+        let space = self.world.spaces.get(&key)?;
         if space.fast.ring.is_none() {
             return Some("no ring");
         }
@@ -198,7 +117,7 @@ impl Tracer {
     /// The hooks of space `key` that can be patched now (not yet patched,
     /// not refused), planned.
     pub(super) fn plan_hooks(&mut self, key: Pid) -> Vec<PlannedHook> {
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Vec::new();
         };
         let addrs: Vec<RuntimeAddr> = space
@@ -220,7 +139,7 @@ impl Tracer {
             match self.plan_bytes(key, addr, true) {
                 Ok(patch) => plans.push(PlannedHook { addr, kind, patch }),
                 Err(_) => {
-                    if let Some(space) = self.spaces.get_mut(&key) {
+                    if let Some(space) = self.world.spaces.get_mut(&key) {
                         space.fast.hooks_refused.insert(addr);
                     }
                 }
@@ -262,7 +181,11 @@ impl Tracer {
     ) -> std::result::Result<(), String> {
         let layout = self.ring_layout(key)?;
         let (area, at) = self.room_near(key, tid, plan.addr)?;
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         let index = space.fast.sites.len() as u32;
         let (table, stub) = space
             .fast
@@ -309,8 +232,8 @@ impl Tracer {
     /// Takes the hooks of space `key` back to int3s when they may no longer
     /// be fast (an int3 probe with returns came: its calls need rtrace at
     /// the unwinders), and lets the others be judged again.
-    pub(in crate::engine) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
-        let Some(space) = self.spaces.get(&key) else {
+    pub(super) fn unfast_hooks(&mut self, key: Pid) -> Result<()> {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let refused =
@@ -332,8 +255,9 @@ impl Tracer {
     }
 
     /// Serves the requests rtrace's hooks posted in every ring.
-    pub(in crate::engine) fn serve_requests(&mut self) -> Result<()> {
+    pub(super) fn serve_requests(&mut self) -> Result<()> {
         let keys: Vec<Pid> = self
+            .world
             .spaces
             .iter()
             .filter(|(_, s)| s.fast.ring.is_some())
@@ -366,7 +290,7 @@ impl Tracer {
             match kind {
                 request::KIND_RTLD => {
                     // Its records first: calls made before the new library.
-                    self.drain(key, super::drain::Drain::Quick)?;
+                    self.drain(key, super::clock::Drain::Quick)?;
                     // The new libraries' probes are fast before their code
                     // runs, and never int3s first (a killed rtrace would
                     // leave one behind): probes placed now are written when
@@ -374,7 +298,7 @@ impl Tracer {
                     self.space_mut(key)?.defer_probes = true;
                     let placed = self.on_rtld_event(key);
                     let patched = placed.and_then(|()| self.patch_fast(key));
-                    let armed = match self.spaces.get_mut(&key) {
+                    let armed = match self.world.spaces.get_mut(&key) {
                         Some(space) => {
                             space.defer_probes = false;
                             space.arm_deferred()
@@ -383,7 +307,14 @@ impl Tracer {
                     };
                     patched?;
                     armed?;
-                    self.report_modes()?;
+                    if self.opts.fast {
+                        super::plan::report_modes(
+                            &self.world,
+                            &mut self.consumers,
+                            self.root,
+                            self.start,
+                        )?;
+                    }
                 }
                 request::KIND_BACKTRACE => self.watch_backtrace_return(key, tp, addr, sp)?,
                 request::KIND_RETURN_SITE => self.watch_return_site(key, tp, addr, sp)?,
@@ -399,7 +330,8 @@ impl Tracer {
     }
 
     pub(super) fn ring_map(&self, key: Pid) -> Option<Arc<SharedMap>> {
-        self.spaces
+        self.world
+            .spaces
             .get(&key)?
             .fast
             .ring
@@ -420,6 +352,7 @@ impl Tracer {
         sp: RuntimeAddr,
     ) -> Result<()> {
         let known = self
+            .world
             .spaces
             .get(&key)
             .is_some_and(|s| s.sites.get(ret).is_some_and(|site| site.unpark));
@@ -431,7 +364,11 @@ impl Tracer {
         if armed.is_err() {
             // An instruction that cannot be stepped there: the calls go to
             // int3 return sites, as with int3 hooks.
-            let tid = self.spaces.get(&key).and_then(|s| s.fast.thread_of(tp));
+            let tid = self
+                .world
+                .spaces
+                .get(&key)
+                .and_then(|s| s.fast.thread_of(tp));
             if let Some(tid) = tid {
                 self.fast_calls_to_return_sites(tid, sp, true)?;
             }
@@ -453,7 +390,7 @@ impl Tracer {
         sp: RuntimeAddr,
     ) -> Result<()> {
         let hooked = |t: &Tracer| {
-            t.spaces.get(&key).is_some_and(|s| {
+            t.world.spaces.get(&key).is_some_and(|s| {
                 s.sites
                     .get(ret)
                     .is_some_and(|site| site.returned && site.fast.is_some())
@@ -474,7 +411,7 @@ impl Tracer {
         }
         // No hook there: no int3 stays for it (a return site of rtrace's
         // own must not outlive rtrace), and the call goes unseen.
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             let unused = space.sites.get_mut(ret).is_some_and(|site| {
                 site.returned = false;
                 site.is_unused()
@@ -483,7 +420,11 @@ impl Tracer {
                 space.remove_site(ret)?;
             }
         }
-        let tid = self.spaces.get(&key).and_then(|s| s.fast.thread_of(tp));
+        let tid = self
+            .world
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.thread_of(tp));
         match tid {
             Some(tid) => self.fast_caller(tid, sp),
             None => Ok(()),
@@ -492,11 +433,11 @@ impl Tracer {
 
     /// `tid` (stopped, stack pointer `sp`) is at an unpark site reached as
     /// an int3 (not patched): what the unpark hook does, done by rtrace.
-    pub(in crate::engine) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn unpark_calls(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         let Some((stub, tbl)) = space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)) else {
@@ -528,12 +469,12 @@ impl Tracer {
 
     /// The call of thread `tid` in the slot at `sp` (and the tail calls
     /// chained to it) returns unseen: counted missed.
-    pub(in crate::engine) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&tid) else {
+    pub(super) fn fast_caller(&mut self, tid: Tid, sp: RuntimeAddr) -> Result<()> {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
         };
         let pid = task.pid;
-        let Some(space) = self.spaces.get_mut(&task.space) else {
+        let Some(space) = self.world.spaces.get_mut(&task.space) else {
             return Ok(());
         };
         let space_pid = space.pid;
@@ -556,12 +497,12 @@ impl Tracer {
 
     /// Sends `tid` (stopped) out of a hook's body back to its site, and
     /// frees the requests it posted. False when it is not in a hook's body.
-    pub(in crate::engine) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
         let mut regs = ptrace::getregs(tid)?;
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(false);
         };
         let Some(site) = space.fast.detour_at(regs.ip()) else {

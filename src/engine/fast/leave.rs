@@ -8,13 +8,13 @@
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self};
 use crate::engine::step::StepEnd;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::sys::ptrace;
 use crate::sys::shm::{self};
 
-use super::drain::Drain;
+use super::clock::Drain;
 use super::stub::restore_stub_slots;
 
 /// The most single-steps taken to bring a thread out of a detour (a capture
@@ -30,8 +30,8 @@ impl Tracer {
     /// `popfq` are never stepped: the kernel would leave the trap flag set. False when
     /// it could not be (it died, or a displaced instruction faulted: its
     /// signal is then held for it).
-    pub(in crate::engine) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
         for _ in 0..STEP_BUDGET {
@@ -41,7 +41,7 @@ impl Tracer {
                 Err(e) => return Err(e),
             };
             let ip = regs.ip();
-            let Some(space) = self.spaces.get(&key) else {
+            let Some(space) = self.world.spaces.get(&key) else {
                 return Ok(true);
             };
             if let Some(stub) = space.fast.stub.as_ref().filter(|s| s.contains_ip(ip)) {
@@ -58,7 +58,7 @@ impl Tracer {
             if hook && self.abandon_hook(tid)? {
                 return Ok(true);
             }
-            let Some(space) = self.spaces.get(&key) else {
+            let Some(space) = self.world.spaces.get(&key) else {
                 return Ok(true);
             };
             let Some(site) = space.fast.detour_at(ip) else {
@@ -80,7 +80,11 @@ impl Tracer {
                 StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => {}
                 StepEnd::Faulted(signal) => {
                     let regs = ptrace::getregs(tid)?;
-                    let fix = self.spaces.get(&key).and_then(|s| s.fast.fixup(regs.ip()));
+                    let fix = self
+                        .world
+                        .spaces
+                        .get(&key)
+                        .and_then(|s| s.fast.fixup(regs.ip()));
                     match fix {
                         Some(fix) if matches!(signal, libc::SIGSEGV | libc::SIGBUS) => {
                             let mut regs = regs;
@@ -110,10 +114,10 @@ impl Tracer {
         if signal != libc::SIGSEGV {
             return Ok(false);
         }
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(false);
         };
         let mut regs = ptrace::getregs(tid)?;
@@ -127,8 +131,8 @@ impl Tracer {
         }
         ptrace::setregs(tid, &regs)?;
         let pid = space.pid;
-        if self.tsc_warned.insert(pid) {
-            self.warnings.push(Event::ProcessWarning {
+        if self.pace.tsc_warned.insert(pid) {
+            self.consumers.warnings.push(Event::ProcessWarning {
                 pid,
                 message: format!(
                     "pid {pid} disabled the time stamp counter the fast probes' records read \
@@ -145,14 +149,14 @@ impl Tracer {
     /// load's fix-up (the capture is marked unreadable) and the signal is
     /// not delivered; when it is the `rdtsc` of fast code, rtrace reads the
     /// counter for it (`emulate_rdtsc`). True when that was it.
-    pub(in crate::engine) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+    pub(super) fn fix_capture_fault(&mut self, tid: Tid, signal: i32) -> Result<bool> {
         if !matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
             return Ok(false);
         }
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
-        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+        if !self.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
             return Ok(false);
         }
         if !crate::sys::wait::is_fault(tid, signal) {
@@ -163,7 +167,7 @@ impl Tracer {
             return Ok(true);
         }
         let mut regs = ptrace::getregs(tid)?;
-        let Some(fix) = self.spaces[&key].fast.fixup(regs.ip()) else {
+        let Some(fix) = self.world.spaces[&key].fast.fixup(regs.ip()) else {
             return Ok(false);
         };
         regs.set_ip(fix);
@@ -176,17 +180,17 @@ impl Tracer {
     /// inside a detour leaves it first, so the signal frame holds a program
     /// address. True when the signal was held for that (it is delivered
     /// when the thread resumes, out of the detour).
-    pub(in crate::engine) fn signal_in_detour(&mut self, tid: Tid, signal: i32) -> Result<bool> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn signal_in_detour(&mut self, tid: Tid, signal: i32) -> Result<bool> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
-        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+        if !self.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
             return Ok(false);
         }
         let Ok(regs) = ptrace::getregs(tid) else {
             return Ok(false);
         };
-        if !self.spaces[&key].fast.in_fast_code(regs.ip()) {
+        if !self.world.spaces[&key].fast.in_fast_code(regs.ip()) {
             return Ok(false);
         }
         self.hold_signal(tid, signal)?;
@@ -199,8 +203,8 @@ impl Tracer {
     /// thread leaves the detours, the ring is drained to its end. The jumps
     /// go with the other breakpoints (`disarm_all`); then
     /// [`Tracer::unmap_fast`].
-    pub(in crate::engine) fn quiesce_fast(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
-        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+    pub(super) fn quiesce_fast(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
+        if !self.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
             return Ok(());
         }
         let mut first = Ok(());
@@ -222,7 +226,7 @@ impl Tracer {
         if stuck {
             // A detour still in use stays mapped (its code no longer
             // reached from the program's once the jumps are gone).
-            if let Some(space) = self.spaces.get_mut(&key) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
                 space.fast.areas.clear();
             }
         }
@@ -236,13 +240,14 @@ impl Tracer {
     /// True when `tid` lives, is not exiting, and its instruction pointer
     /// is in a detour or the return stub of space `key`.
     pub(super) fn still_in_fast_code(&self, key: Pid, tid: Tid) -> bool {
-        if self.tasks.get(&tid).is_none_or(|t| t.exiting) {
+        if self.world.tasks.get(&tid).is_none_or(|t| t.exiting) {
             return false;
         }
         let Ok(regs) = ptrace::getregs(tid) else {
             return false;
         };
-        self.spaces
+        self.world
+            .spaces
             .get(&key)
             .is_some_and(|s| s.fast.in_fast_code(regs.ip()))
     }
@@ -252,11 +257,11 @@ impl Tracer {
     /// them; the calls in flight are forgotten (no return is reported).
     pub(super) fn restore_fast_returns(&mut self, key: Pid, tids: &[Tid]) -> Result<()> {
         for tid in tids {
-            if let Some(t) = self.tasks.get_mut(tid) {
+            if let Some(t) = self.world.tasks.get_mut(tid) {
                 t.fast_calls.take_all();
             }
         }
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         let Some(stub) = space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)) else {

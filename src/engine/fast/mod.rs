@@ -3,7 +3,9 @@
 //! kernel's optprobes, in userspace; the code is `arch::detour`'s).
 //!
 //! What this component owns, per address space ([`FastState`], kept in the
-//! `Space` with everything else written into the tracee):
+//! `Space` with everything else written into the tracee; its fields are
+//! the component's alone), besides its timing ([`Pace`], kept by the
+//! tracer):
 //!
 //! - **the ring**: a memfd the tracee creates (an injected `memfd_create`),
 //!   mapped shared in the tracee (injected `mmap`) and in rtrace (through
@@ -57,25 +59,296 @@
 //!
 //! | file | owns |
 //! | --- | --- |
-//! | `state.rs` | [`FastState`]: the ring, areas, fast sites, stub, threads, refusals of one space |
+//! | `state.rs` | [`FastState`]: the ring, areas, fast sites, stub, threads, refusals of one space; its per-space side of the hooks (`on_arm`, `on_unload`, `keep_mapped`, `on_jump_missing`, `for_child`, `scrub`, `stub_entry`, `release`) |
 //! | `plan.rs` | which sites can be fast, and why not; the attach line's grouping |
 //! | `patch.rs` | detour areas, the ring's making, the stub's, the jumps written and undone |
-//! | `drain.rs` | reading the ring: records → hits and returns, losses, corruption; the clock |
+//! | `drain.rs` | reading the ring: records → hits and returns, losses, corruption |
 //! | `threads.rs` | thread pointers: threads seen, vfork lending, `CLONE_VM` suspension, a child's ring |
 //! | `leave.rs` | leaving fast code: detours, faults of fast code, signals, the detach's quiesce |
 //! | `stub.rs` | the return stub: stepping through it, orphans, calls moved to return sites |
-//! | `hooks.rs` | rtrace's own hooks as fast sites, and the watchman |
+//! | `clock.rs` | the clock (`TscClock`), the pace ([`DRAIN_INTERVAL`], [`Drain`], [`Pace`]) |
+//! | `refusal.rs` | why a site stays an int3 (`Refusal`) |
+//! | `hooks.rs` | rtrace's own hooks as fast sites, and their requests |
+//! | `watchman.rs` | the thread that keeps a ring's liveness words |
+//!
+//! # Hooks
+//!
+//! The rest of the engine calls this component only through the functions
+//! at the end of this file (the table of docs/ARCHITECTURE.md, "The
+//! fast-probe component", says when each is called and what it may touch).
+//! Everything else here is `pub(super)`.
 
+mod clock;
 mod drain;
 mod hooks;
 mod leave;
 mod patch;
 mod plan;
+mod refusal;
 mod state;
 mod stub;
 mod threads;
+mod watchman;
 
-pub(crate) use drain::{Drain, TscClock, DRAIN_INTERVAL};
-pub(crate) use plan::Refusal;
+pub(crate) use clock::{Drain, Pace, DRAIN_INTERVAL};
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;
+
+use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::Regs;
+use crate::engine::tracer::{Consumers, Tracer, World};
+use crate::error::Result;
+use crate::sys::ptrace;
+
+// The hooks: the only ways the int3 engine reaches into this component
+// (docs/ARCHITECTURE.md, "The fast-probe component", has when each is
+// called and what it may touch). Those that read the ring, stop the world
+// or inject code need the tasks, the spaces, the handlers and the listeners
+// together, and take the whole `Tracer`; those that concern one address
+// space's state take that `FastState` alone.
+
+/// A thread of space `key` stopped at an int3, before the trap is handled:
+/// the records made before it are read, so that a thread's fast and int3
+/// events keep their order. Touches the ring, the handlers, the tasks' fast
+/// calls in flight.
+pub(in crate::engine) fn before_trap(t: &mut Tracer, key: Pid) -> Result<()> {
+    t.drain(key, Drain::Quick)
+}
+
+/// A trap that is no probe's and none of rtrace's breakpoints: true when it
+/// is the return stub's orphan `int3` (the thread is then moved on; the
+/// caller resumes it). Touches that thread's registers and calls in flight.
+pub(in crate::engine) fn on_stray_trap(t: &mut Tracer, tid: Tid, regs: Regs) -> Result<bool> {
+    t.orphan_return(tid, regs)
+}
+
+/// An int3 is about to be armed at `addr` in space `key` (a user probe, a
+/// return site, an IFUNC's implementation, rtrace's own): a jump covering
+/// the address comes off first (with the world of that space stopped).
+pub(in crate::engine) fn before_arm(t: &mut Tracer, key: Pid, addr: RuntimeAddr) -> Result<()> {
+    t.clear_jumps_at(key, addr)
+}
+
+/// A probe's sites at `addrs` of space `key` are about to be disarmed: their
+/// jumps come off first (with the world of that space stopped).
+pub(in crate::engine) fn before_disarm(
+    t: &mut Tracer,
+    key: Pid,
+    addrs: &[RuntimeAddr],
+) -> Result<()> {
+    t.unpatch_fast(key, addrs)
+}
+
+/// A signal-delivery stop outside a step: true when the signal is fast
+/// code's own fault (a capture's bad pointer, a disabled `rdtsc`), fixed up
+/// and not to be delivered. Touches that thread's registers.
+pub(in crate::engine) fn on_signal(t: &mut Tracer, tid: Tid, signal: i32) -> Result<bool> {
+    t.fix_capture_fault(tid, signal)
+}
+
+/// A signal is about to be delivered to `tid`: a thread inside fast code
+/// leaves it first (the signal waits meanwhile); true when it was moved and
+/// the delivery is left for later. Touches that thread's registers.
+pub(in crate::engine) fn before_deliver(t: &mut Tracer, tid: Tid, signal: i32) -> Result<bool> {
+    t.signal_in_detour(tid, signal)
+}
+
+/// What made a thread enter an unwinder, for [`on_unwinder_entry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum Unwinding {
+    /// An unwinder's entry (or a catch landed in): the slot at `sp` was
+    /// overwritten by its call, so calls in flight there or below are gone.
+    Unwinder,
+    /// A function that reads its own return address, entered by a tail
+    /// call: the call whose slot holds the stub at `sp` is alive.
+    ReadsReturnAddress,
+    /// The return site of `_Unwind_Backtrace` reached as an int3 before its
+    /// hook was patched: the calls parked for the backtrace come back.
+    BacktraceDone,
+}
+
+/// Thread `tid` at stack pointer `sp` enters an unwinder (see
+/// [`Unwinding`]): its fast calls in flight move to int3 return sites, so
+/// the unwinder sees real return addresses. Touches the ring (read
+/// through), the stub's table, that thread's slots and return stack, the
+/// return sites' breakpoints.
+pub(in crate::engine) fn on_unwinder_entry(
+    t: &mut Tracer,
+    tid: Tid,
+    sp: RuntimeAddr,
+    why: Unwinding,
+) -> Result<()> {
+    match why {
+        Unwinding::Unwinder => t.fast_calls_to_return_sites(tid, sp, true),
+        Unwinding::ReadsReturnAddress => t.fast_calls_to_return_sites(tid, sp, false),
+        Unwinding::BacktraceDone => t.unpark_calls(tid, sp),
+    }
+}
+
+/// A task's first stop, in space `key`: a followed child's own ring, and
+/// the thread pointer its records will carry (a reused one drains first; a
+/// shared one suspends fast probes in that space). Touches
+/// `FastState::threads`, the ring, the jumps.
+pub(in crate::engine) fn on_thread_seen(t: &mut Tracer, key: Pid, tid: Tid) -> Result<()> {
+    if !t.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+        return Ok(());
+    }
+    t.give_child_ring(tid)?;
+    if let Ok(regs) = ptrace::getregs(tid) {
+        t.note_thread(tid, regs.thread_pointer())?;
+    }
+    Ok(())
+}
+
+/// What happened at a fork, for [`on_fork`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum Fork {
+    /// A child is being made (any kind): the parent's records up to it.
+    Child,
+    /// A vfork child that runs on its parent's thread pointer until it
+    /// execs or exits.
+    Vfork { child: Tid },
+    /// That vfork child exec'd or died: the parent goes on with its pointer.
+    VforkDone,
+}
+
+/// Thread `parent` of space `key` forked (see [`Fork`]). Touches the ring
+/// (drained) and `FastState::lent`.
+pub(in crate::engine) fn on_fork(t: &mut Tracer, key: Pid, parent: Tid, what: Fork) -> Result<()> {
+    match what {
+        Fork::Child => t.drain_through(key),
+        Fork::Vfork { child } => t.lend_thread_pointer(parent, child, true),
+        Fork::VforkDone => {
+            if t.world.spaces.values().all(|s| s.fast.lent.is_empty()) {
+                return Ok(());
+            }
+            let Ok(regs) = ptrace::getregs(parent) else {
+                return Ok(());
+            };
+            t.drain(key, Drain::Quick)?;
+            if let Some(space) = t.world.spaces.get_mut(&key) {
+                space.fast.lent.remove(&regs.thread_pointer());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A thread of process `pid` exec'd: the old image's records are read to
+/// their end, before its ring goes with the image (the thread's own
+/// suspension ended first: [`on_thread_gone`]). Touches the ring, handlers.
+pub(in crate::engine) fn on_exec(t: &mut Tracer, pid: Pid) -> Result<()> {
+    t.drain(pid, Drain::Final)
+}
+
+/// What happened at a thread's end, for [`on_exit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum Exit {
+    /// It is exiting (its memory still there): its records are read.
+    Exiting,
+    /// It died; it is still known, so the returns its records report are
+    /// its calls'.
+    Died,
+    /// The leader of the space died: the last records (`heir`: a thread of
+    /// another process still runs in the memory, and may yet publish).
+    Leader { heir: bool },
+}
+
+/// A thread of space `key` ends (see [`Exit`]); when it is forgotten,
+/// [`on_thread_gone`]. Touches the ring and the handlers.
+pub(in crate::engine) fn on_exit(t: &mut Tracer, key: Pid, what: Exit) -> Result<()> {
+    match what {
+        Exit::Exiting | Exit::Died => t.drain_through(key),
+        Exit::Leader { heir: true } => t.drain(key, Drain::Quick),
+        Exit::Leader { heir: false } => t.drain(key, Drain::Final),
+    }
+}
+
+/// Every thread of space `key` (`tids`) is stopped for the detach: each
+/// leaves fast code, the ring is read to its end, the stub's slots get
+/// their return addresses back. Everything of the component.
+pub(in crate::engine) fn quiesce(t: &mut Tracer, key: Pid, tids: &[Tid]) -> Result<()> {
+    t.quiesce_fast(key, tids)
+}
+
+/// The event loop's pass begins: requests rtrace's own hooks posted (a new
+/// link map, a backtrace) are served; the thread that posted one waits for
+/// it. Touches everything of the component.
+pub(in crate::engine) fn on_requests(t: &mut Tracer) -> Result<()> {
+    t.serve_requests()
+}
+
+/// The event loop's pass, before it waits for a stop (after a detach
+/// request was looked for): once tracing has begun (`begun`), dirty spaces
+/// patched (stops their worlds) and each probe's mode said once; the rings
+/// read every [`DRAIN_INTERVAL`] while the tracer is busy.
+pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
+    if t.opts.fast && begun {
+        let dirty: Vec<Pid> = t
+            .world
+            .spaces
+            .iter()
+            .filter(|(_, s)| s.fast.dirty)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in dirty {
+            t.patch_fast(key)?;
+        }
+        plan::report_modes(&t.world, &mut t.consumers, t.root, t.start)?;
+    }
+    if drain::draining(&t.world)
+        && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL)
+    {
+        t.drain_all(Drain::Safe)?;
+    }
+    Ok(())
+}
+
+/// Tracing is about to be said to begin in space `key`: its sites are
+/// patched, so the attach line can be followed by each probe's mode.
+pub(in crate::engine) fn on_attach(t: &mut Tracer, key: Pid) -> Result<()> {
+    t.patch_fast(key)
+}
+
+/// Each probe's mode in the root process, said once (after the attach
+/// line). Touches the consumers only.
+pub(in crate::engine) fn report_modes(
+    world: &World,
+    consumers: &mut Consumers,
+    root: Pid,
+    start: std::time::Instant,
+) -> Result<()> {
+    plan::report_modes(world, consumers, root, start)
+}
+
+/// Thread `tid` of space `key` is gone and forgotten: a suspension of fast
+/// probes for it (a `CLONE_VM` thread sharing a thread pointer) ends when it
+/// was the last. Touches that space's `FastState` (refusals, `dirty`).
+pub(in crate::engine) fn on_thread_gone(world: &mut World, key: Pid, tid: Tid) {
+    if let Some(space) = world.spaces.get_mut(&key) {
+        space.fast.end_suspension(tid);
+    }
+}
+
+/// The tracer is about to block (or tell the listeners it is idle): the
+/// rings are read, when some may record. Touches the rings and the
+/// handlers.
+pub(in crate::engine) fn drain(t: &mut Tracer) -> Result<()> {
+    match drain::draining(&t.world) {
+        true => t.drain_all(Drain::Safe),
+        false => Ok(()),
+    }
+}
+
+/// The longest the tracer may block: [`DRAIN_INTERVAL`] while a ring may
+/// be recording, else no limit of the component's.
+pub(in crate::engine) fn pace(world: &World) -> Option<std::time::Duration> {
+    drain::draining(world).then_some(DRAIN_INTERVAL)
+}
+
+/// A ring found corrupt since the last pass: its jumps must come off before
+/// the tracer blocks (fast sites make no stops that would wake it).
+/// `begun`: fast probes are on and tracing has begun.
+pub(in crate::engine) fn switch_pending(world: &World, begun: bool) -> bool {
+    drain::switch_pending(world, begun)
+}

@@ -15,13 +15,14 @@ use crate::arch::detour::{
 use crate::arch::SCRATCH_SYSCALL_OFFSET;
 use crate::engine::guards::World;
 use crate::engine::task::TaskState;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::{Error, Result};
 use crate::symbols::maps::Mapping;
 use crate::sys::ptrace;
 use crate::sys::shm::{self, SharedMap};
 
-use super::plan::{Planned, Refusal};
+use super::plan::Planned;
+use super::refusal::Refusal;
 use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
 
 /// Room left free above the heap (or where `brk` starts) and below the
@@ -104,7 +105,7 @@ pub(crate) fn place_area(maps: &[Mapping], exe: &Path, near: u64, size: u64) -> 
 
 /// Writes `code` (assembled for `at`, the room of area `area`) into the
 /// tracee and takes its room; `what` names it in an error.
-pub(in crate::engine) fn write_code(
+pub(super) fn write_code(
     space: &mut crate::engine::space::Space,
     area: usize,
     at: RuntimeAddr,
@@ -126,8 +127,9 @@ impl Tracer {
     /// Takes the jump off any fast site of space `key` whose replaced bytes
     /// hold `addr`, before a breakpoint is armed there (an int3 written into
     /// a jump would break it; a site that gets another owner is an int3).
-    pub(in crate::engine) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
+    pub(super) fn clear_jumps_at(&mut self, key: Pid, addr: RuntimeAddr) -> Result<()> {
         let covering = self
+            .world
             .spaces
             .get(&key)
             .map(|s| s.fast.covering(addr))
@@ -143,11 +145,11 @@ impl Tracer {
     /// every thread of the space stopped, makes the ring if there is none,
     /// writes the detours and the jumps. A site with a thread inside its
     /// replaced bytes waits for the next call.
-    pub(in crate::engine) fn patch_fast(&mut self, key: Pid) -> Result<()> {
+    pub(super) fn patch_fast(&mut self, key: Pid) -> Result<()> {
         if !self.opts.fast || self.halting {
             return Ok(());
         }
-        let Some(space) = self.spaces.get_mut(&key) else {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
         if !space.fast.dirty {
@@ -244,6 +246,7 @@ impl Tracer {
             return Ok(());
         };
         let ips: Vec<u64> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
@@ -261,9 +264,9 @@ impl Tracer {
     /// The thread of space `key` to make system calls with: stopped, not
     /// stepping, with nothing waiting to be handled (one of `quiet` first).
     pub(super) fn injector(&self, key: Pid, quiet: &[Tid]) -> Option<Tid> {
-        let waiting: Vec<Tid> = self.deferred.iter().map(|s| s.tid()).collect();
+        let waiting: Vec<Tid> = self.world.deferred.iter().map(|s| s.tid()).collect();
         let usable = |tid: &Tid| {
-            self.tasks.get(tid).is_some_and(|t| {
+            self.world.tasks.get(tid).is_some_and(|t| {
                 t.space == key
                     && t.state == TaskState::Stopped
                     && !t.exiting
@@ -275,7 +278,7 @@ impl Tracer {
             .iter()
             .copied()
             .find(|t| usable(t))
-            .or_else(|| self.tasks.keys().copied().find(|t| usable(t)))
+            .or_else(|| self.world.tasks.keys().copied().find(|t| usable(t)))
     }
 
     /// With every thread of space `key` stopped: makes the ring if needed,
@@ -294,6 +297,7 @@ impl Tracer {
         // Where every thread is, and its thread pointer.
         let mut ips = Vec::new();
         let stopped: Vec<Tid> = self
+            .world
             .tasks
             .iter()
             .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
@@ -309,12 +313,13 @@ impl Tracer {
             }
         }
         let stepping: Vec<RuntimeAddr> = self
+            .world
             .tasks
             .values()
             .filter(|t| t.space == key)
             .filter_map(|t| t.step.as_ref().map(|s| s.site))
             .collect();
-        if self.spaces[&key].fast.ring.is_none() {
+        if self.world.spaces[&key].fast.ring.is_none() {
             let slot = plans
                 .iter()
                 .map(|p| {
@@ -342,7 +347,7 @@ impl Tracer {
             ThreadPointer::FsSelf
         };
         let stub_wanted = plans.iter().any(|p| p.returns);
-        if stub_wanted && self.spaces[&key].fast.stub.is_none() {
+        if stub_wanted && self.world.spaces[&key].fast.stub.is_none() {
             if let Some(near) = plans.first().map(|p| p.addr) {
                 if let Err(why) = self.make_stub(key, tid, near, tp) {
                     let space = self.space_mut(key)?;
@@ -398,7 +403,11 @@ impl Tracer {
             ));
         }
         let (area, at) = self.room_near(key, tid, plan.addr)?;
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         let index = space.fast.sites.len() as u32;
         let spec = DetourSpec {
             at: at.get(),
@@ -457,7 +466,7 @@ impl Tracer {
         tp: ThreadPointer,
     ) -> std::result::Result<(), String> {
         let layout = self.ring_layout(key)?;
-        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
+        let scratch = self.world.spaces[&key].scratch.ok_or("no scratch page")?;
         let table = self
             .inject_syscall(
                 tid,
@@ -476,7 +485,11 @@ impl Tracer {
             as u64;
         let made = (|| {
             let (area, at) = self.room_near(key, tid, near)?;
-            let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+            let space = self
+                .world
+                .spaces
+                .get_mut(&key)
+                .ok_or("the process is gone")?;
             let stub = detour::assemble_stub(&StubSpec {
                 at: at.get(),
                 ring: layout,
@@ -499,11 +512,9 @@ impl Tracer {
     }
 
     /// The layout of space `key`'s ring.
-    pub(in crate::engine) fn ring_layout(
-        &self,
-        key: Pid,
-    ) -> std::result::Result<RingLayout, String> {
-        self.spaces
+    pub(super) fn ring_layout(&self, key: Pid) -> std::result::Result<RingLayout, String> {
+        self.world
+            .spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
             .map(|r| r.layout)
@@ -512,14 +523,14 @@ impl Tracer {
 
     /// An area of space `key` with room for code within reach of `near`, and
     /// the address where that room begins.
-    pub(in crate::engine) fn room_near(
+    pub(super) fn room_near(
         &mut self,
         key: Pid,
         tid: Tid,
         near: RuntimeAddr,
     ) -> std::result::Result<(usize, RuntimeAddr), String> {
         let area = self.area_near(key, tid, near)?;
-        let a = self.spaces[&key].fast.areas[area];
+        let a = self.world.spaces[&key].fast.areas[area];
         Ok((area, a.base.offset(a.used as i64)))
     }
 
@@ -532,14 +543,14 @@ impl Tracer {
         addr: RuntimeAddr,
     ) -> std::result::Result<usize, String> {
         let reach = (1u64 << 31) - 2 * AREA_SIZE;
-        let space = &self.spaces[&key];
+        let space = &self.world.spaces[&key];
         if let Some(i) = space.fast.areas.iter().position(|a| {
             a.used + DETOUR_ROOM <= AREA_SIZE && a.base.get().abs_diff(addr.get()) < reach
         }) {
             return Ok(i);
         }
         let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
-        let at = place_area(&maps, &space.exe, addr.get(), AREA_SIZE)
+        let at = place_area(&maps, space.exe(), addr.get(), AREA_SIZE)
             .ok_or("no free address range within reach of a jump")?;
         let scratch = space.scratch.ok_or("no scratch page")?;
         let got = self
@@ -562,7 +573,11 @@ impl Tracer {
             let _ = self.munmap_in(tid, key, RuntimeAddr(got), AREA_SIZE);
             return Err("no detour area could be mapped where a jump reaches".into());
         }
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         space.fast.areas.push(Area {
             base: RuntimeAddr(at),
             used: 0,
@@ -578,7 +593,7 @@ impl Tracer {
         addr: RuntimeAddr,
         len: u64,
     ) -> Result<()> {
-        let scratch = self.spaces[&key]
+        let scratch = self.world.spaces[&key]
             .scratch
             .ok_or(Error::NoSuchProcess { pid: key })?;
         self.inject_syscall(
@@ -594,15 +609,15 @@ impl Tracer {
     /// tracee, mapped there (at `fixed`, for a forked child taking its
     /// parent's place, else where the kernel likes) and here, then closed
     /// there. `slot` is the record size.
-    pub(in crate::engine) fn make_ring(
+    pub(super) fn make_ring(
         &mut self,
         key: Pid,
         tid: Tid,
         slot: u64,
         fixed: Option<RingLayout>,
     ) -> std::result::Result<(), String> {
-        let scratch = self.spaces[&key].scratch.ok_or("no scratch page")?;
-        let pid = self.spaces[&key].pid;
+        let scratch = self.world.spaces[&key].scratch.ok_or("no scratch page")?;
+        let pid = self.world.spaces[&key].pid;
         let gadget = scratch.offset(SCRATCH_SYSCALL_OFFSET);
         let name = scratch.offset(RING_NAME_OFFSET);
         let mut layout = fixed.unwrap_or_else(|| {
@@ -614,7 +629,7 @@ impl Tracer {
                 slot_size,
             }
         });
-        self.spaces[&key]
+        self.world.spaces[&key]
             .mem
             .write(name, RING_NAME)
             .map_err(|e| e.to_string())?;
@@ -661,9 +676,13 @@ impl Tracer {
         }
         layout.base = base;
         self.clock();
-        let space = self.spaces.get_mut(&key).ok_or("the process is gone")?;
+        let space = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?;
         let map = std::sync::Arc::new(map);
-        let watchman = super::hooks::Watchman::start(map.clone(), nix::unistd::gettid())
+        let watchman = super::watchman::Watchman::start(map.clone(), nix::unistd::gettid())
             .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
         space.fast.ring = Some(Ring {
             map,
@@ -682,12 +701,8 @@ impl Tracer {
     /// and its int3 (it stays a breakpoint until its owners say otherwise).
     /// A thread inside a detour finishes it: the detour stays mapped and
     /// returns past the replaced bytes, to an instruction boundary.
-    pub(in crate::engine) fn unpatch_fast(
-        &mut self,
-        key: Pid,
-        addrs: &[RuntimeAddr],
-    ) -> Result<()> {
-        let live: Vec<RuntimeAddr> = match self.spaces.get(&key) {
+    pub(super) fn unpatch_fast(&mut self, key: Pid, addrs: &[RuntimeAddr]) -> Result<()> {
+        let live: Vec<RuntimeAddr> = match self.world.spaces.get(&key) {
             Some(space) => addrs
                 .iter()
                 .copied()
@@ -710,7 +725,7 @@ impl Tracer {
     /// int3, the rest the original bytes.
     fn take_jumps_off(&mut self, key: Pid, live: Vec<RuntimeAddr>) -> Result<()> {
         let mut first = Ok(());
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             for addr in live {
                 let Some(site) = space.sites.get_mut(addr) else {
                     continue;

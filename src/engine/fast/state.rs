@@ -14,7 +14,7 @@ use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
 use crate::handler::Site;
 use crate::sys::shm::SharedMap;
 
-use super::plan::Refusal;
+use super::refusal::Refusal;
 
 /// The size of one detour area.
 pub(crate) const AREA_SIZE: u64 = 256 << 10;
@@ -27,7 +27,7 @@ pub(crate) struct Ring {
     /// The thread that keeps rtrace's side of the hooks' protocol (see
     /// `hooks`); it stops when the ring goes (dropped after `map`, whose
     /// mapping it shares).
-    pub _watchman: Option<super::hooks::Watchman>,
+    pub _watchman: Option<super::watchman::Watchman>,
     /// Where the tracee has it, and its shape.
     pub layout: RingLayout,
     /// The next position to read (Vyukov's dequeue position; rtrace is the
@@ -98,45 +98,45 @@ pub(super) const STUB_LOST_INDEX: u32 = (ring::MAX_SITES - 1) as u32;
 /// Fast probes in one address space.
 #[derive(Debug, Default)]
 pub(crate) struct FastState {
-    pub ring: Option<Ring>,
+    pub(super) ring: Option<Ring>,
     /// A forked child's ring, to be made (at its parent's address, with its
     /// parent's layout) before the child runs: until then it shares its
     /// parent's.
-    pub ring_wanted: Option<RingLayout>,
+    pub(super) ring_wanted: Option<RingLayout>,
     /// Why no ring could be made here (every site stays int3).
-    pub broken: Option<String>,
-    pub areas: Vec<Area>,
-    pub sites: Vec<FastSite>,
+    pub(super) broken: Option<String>,
+    pub(super) areas: Vec<Area>,
+    pub(super) sites: Vec<FastSite>,
     /// Why a site address cannot be fast (judged once per set of owners).
-    pub refused: HashMap<RuntimeAddr, Refusal>,
+    pub(super) refused: HashMap<RuntimeAddr, Refusal>,
     /// rtrace's own sites whose bytes a hook's jump cannot replace.
-    pub hooks_refused: HashSet<RuntimeAddr>,
+    pub(super) hooks_refused: HashSet<RuntimeAddr>,
     /// Thread pointer (`fs_base`) → thread.
-    pub threads: HashMap<u64, Tid>,
+    pub(super) threads: HashMap<u64, Tid>,
     /// Thread pointers lent to a vfork child while its parent waits in the
     /// kernel (the child runs on its parent's TLS): the child, and whether
     /// it is silent.
-    pub lent: HashMap<u64, (Tid, bool)>,
+    pub(super) lent: HashMap<u64, (Tid, bool)>,
     /// Thread pointers no thread had at a refresh.
-    pub unknown: HashSet<u64>,
+    pub(super) unknown: HashSet<u64>,
     /// Sites may be waiting to be patched.
-    pub dirty: bool,
+    pub(super) dirty: bool,
     /// The return stub, once a fast site watches returns (or why it could
     /// not be made).
-    pub stub: Option<ReturnStub>,
-    pub stub_failed: Option<String>,
+    pub(super) stub: Option<ReturnStub>,
+    pub(super) stub_failed: Option<String>,
     /// Tasks that share this memory and a thread pointer with another
     /// (CLONE_VM without TLS of their own): while any lives, nothing here is
     /// fast.
-    pub suspended_by: HashSet<Tid>,
+    pub(super) suspended_by: HashSet<Tid>,
     /// Why the ring is no longer read: the program wrote over it (see the
     /// module's docs). Its sites go back to int3.
-    pub corrupt: Option<String>,
+    pub(super) corrupt: Option<String>,
 }
 
 impl FastState {
     /// The live fast sites whose replaced bytes contain `addr`.
-    pub fn covering(&self, addr: RuntimeAddr) -> Vec<RuntimeAddr> {
+    pub(super) fn covering(&self, addr: RuntimeAddr) -> Vec<RuntimeAddr> {
         self.sites
             .iter()
             .filter(|s| s.live && (s.addr.get()..s.addr.get() + s.len as u64).contains(&addr.get()))
@@ -145,17 +145,17 @@ impl FastState {
     }
 
     /// True when `ip` is in fast code: a detour or the return stub.
-    pub fn in_fast_code(&self, ip: u64) -> bool {
+    pub(super) fn in_fast_code(&self, ip: u64) -> bool {
         self.detour_at(ip).is_some() || self.stub.as_ref().is_some_and(|s| s.contains_ip(ip))
     }
 
     /// The fast site (live or not) whose detour holds `ip`.
-    pub fn detour_at(&self, ip: u64) -> Option<&FastSite> {
+    pub(super) fn detour_at(&self, ip: u64) -> Option<&FastSite> {
         self.sites.iter().find(|s| s.contains_ip(ip))
     }
 
     /// The fix-up of a capture load at `ip`.
-    pub fn fixup(&self, ip: u64) -> Option<u64> {
+    pub(super) fn fixup(&self, ip: u64) -> Option<u64> {
         if let Some(stub) = self.stub.as_ref().filter(|s| s.contains_ip(ip)) {
             return stub
                 .stub
@@ -173,12 +173,12 @@ impl FastState {
     }
 
     /// True once anything of ours is in the tracee.
-    pub fn active(&self) -> bool {
+    pub(super) fn active(&self) -> bool {
         !self.sites.is_empty() || self.ring.is_some()
     }
 
     /// Everything mapped into the tracee for fast probes: (address, length).
-    pub fn mappings(&self) -> Vec<(RuntimeAddr, u64)> {
+    pub(super) fn mappings(&self) -> Vec<(RuntimeAddr, u64)> {
         let mut v: Vec<(RuntimeAddr, u64)> =
             self.areas.iter().map(|a| (a.base, AREA_SIZE)).collect();
         let layout = self.ring.as_ref().map(|r| r.layout).or(self.ring_wanted);
@@ -193,7 +193,7 @@ impl FastState {
 
     /// The state a forked child starts with: the same patches and areas
     /// (copied with its memory), and a ring of its own to be made.
-    pub fn for_child(&self) -> FastState {
+    pub(in crate::engine) fn for_child(&self) -> FastState {
         FastState {
             ring: None,
             ring_wanted: self.ring.as_ref().map(|r| r.layout),
@@ -224,10 +224,8 @@ impl FastState {
         }
     }
 
-    /// The thread a record with thread pointer `tp` came from, and whether
-    /// it is silent.
     /// The thread whose thread pointer is `tp`, if known.
-    pub fn thread_of(&self, tp: u64) -> Option<Tid> {
+    pub(super) fn thread_of(&self, tp: u64) -> Option<Tid> {
         self.thread(tp).map(|(t, _)| t)
     }
 
@@ -237,4 +235,96 @@ impl FastState {
             .copied()
             .or_else(|| self.threads.get(&tp).map(|&t| (t, false)))
     }
+
+    /// Task `tid` is gone from this space (it died or exec'd): if it had
+    /// suspended the fast probes there and was the last to, they may come
+    /// back.
+    pub(super) fn end_suspension(&mut self, tid: Tid) {
+        if !self.suspended_by.remove(&tid) || !self.suspended_by.is_empty() {
+            return;
+        }
+        self.refused.retain(|_, why| *why != Refusal::Suspended);
+        self.dirty = true;
+    }
+
+    // What the address space (`engine::space`), a fork and a detach tell
+    // this state, or ask of it: the per-space side of the hooks, each
+    // given this state alone.
+
+    /// An int3 is armed at `addr` (`user`: for a user probe, whose site is
+    /// judged afresh): sites wait to be judged again.
+    pub(in crate::engine) fn on_arm(&mut self, addr: RuntimeAddr, user: bool) {
+        if user {
+            self.refused.remove(&addr);
+        }
+        self.dirty = true;
+    }
+
+    /// The code at `addr` was unloaded: a site there is gone.
+    pub(in crate::engine) fn on_unload(&mut self, addr: RuntimeAddr) {
+        for f in self.sites.iter_mut().filter(|f| f.addr == addr) {
+            f.live = false;
+        }
+        self.refused.remove(&addr);
+    }
+
+    /// A forked child's memory: what of the copied state is not `mapped`
+    /// there is forgotten.
+    pub(in crate::engine) fn keep_mapped(&mut self, mapped: impl Fn(RuntimeAddr) -> bool) {
+        self.areas.retain(|a| mapped(a.base));
+        if self.stub.as_ref().is_some_and(|s| !mapped(s.table)) {
+            self.stub = None;
+        }
+        if self
+            .ring_wanted
+            .is_some_and(|l| !mapped(RuntimeAddr(l.base)))
+        {
+            self.ring_wanted = None;
+        }
+    }
+
+    /// Site `index`'s jump at `addr` came after a fork and is not in the
+    /// child: the site is an int3 there, never patched again.
+    pub(in crate::engine) fn on_jump_missing(&mut self, index: u32, addr: RuntimeAddr) {
+        if let Some(f) = self.sites.get_mut(index as usize) {
+            f.live = false;
+        }
+        self.refused.insert(addr, Refusal::PatchedAfterFork);
+    }
+
+    /// The return stub's entry, where a slot may hold it instead of a
+    /// return address.
+    pub(in crate::engine) fn stub_entry(&self) -> Option<u64> {
+        self.stub.as_ref().map(|s| s.stub.entry)
+    }
+
+    /// What an unfollowed child must undo: the stub and its table (the
+    /// slots holding the stub get their return addresses back,
+    /// [`restore_stub_slots`](super::restore_stub_slots)), and the mappings.
+    pub(in crate::engine) fn scrub(&self) -> FastScrub {
+        FastScrub {
+            returns: self.stub.as_ref().map(|s| (s.stub.entry, s.table)),
+            unmap: self.mappings(),
+        }
+    }
+
+    /// The detach: the mappings to unmap, forgotten here (the jumps went
+    /// with the breakpoints).
+    pub(in crate::engine) fn release(&mut self) -> Vec<(RuntimeAddr, u64)> {
+        let fast = self.mappings();
+        self.ring = None;
+        self.ring_wanted = None;
+        self.areas.clear();
+        fast
+    }
+}
+
+/// What a forked child that is not followed must undo of the component
+/// ([`FastState::scrub`]).
+#[derive(Debug, Clone)]
+pub(crate) struct FastScrub {
+    /// The return stub's entry and its table.
+    pub returns: Option<(u64, RuntimeAddr)>,
+    /// rtrace's mappings: (address, length).
+    pub unmap: Vec<(RuntimeAddr, u64)>,
 }

@@ -8,14 +8,14 @@ use crate::arch::detour::{self, table, Stub, StubMove};
 use crate::arch::Regs;
 use crate::arch::StepMode;
 use crate::engine::step::StepEnd;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::probe::Owner;
 use crate::probe::Watch;
 use crate::sys::ptrace;
 
-use super::drain::Drain;
+use super::clock::Drain;
 
 /// Puts back the return addresses the detours swapped for the stub `stub`,
 /// as the table at `table` (in `mem`) lists them, on the stacks of the
@@ -61,8 +61,8 @@ impl Tracer {
         stub: &Stub,
         mut regs: Regs,
     ) -> Result<Option<bool>> {
-        let key = self.tasks[&tid].space;
-        match detour::stub_move(stub, &mut regs, &self.spaces[&key].mem)? {
+        let key = self.world.tasks[&tid].space;
+        match detour::stub_move(stub, &mut regs, &self.world.spaces[&key].mem)? {
             StubMove::Moved => {
                 ptrace::setregs(tid, &regs)?;
                 Ok(None)
@@ -92,11 +92,11 @@ impl Tracer {
     /// call rtrace knows of returns through that slot, the thread goes on
     /// at its return address, the return counted missed. True when the
     /// trap was that one and the thread could go on.
-    pub(in crate::engine) fn orphan_return(&mut self, tid: Tid, mut regs: Regs) -> Result<bool> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn orphan_return(&mut self, tid: Tid, mut regs: Regs) -> Result<bool> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
-        let is_orphan = self.spaces.get(&key).is_some_and(|s| {
+        let is_orphan = self.world.spaces.get(&key).is_some_and(|s| {
             s.fast
                 .stub
                 .as_ref()
@@ -107,10 +107,13 @@ impl Tracer {
         }
         self.drain(key, Drain::Quick)?;
         let slot = RuntimeAddr(regs.sp());
-        let Some(task) = self.tasks.get_mut(&tid) else {
+        let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(false);
         };
-        let (pid, space) = (task.pid, self.spaces.get_mut(&key).expect("checked above"));
+        let (pid, space) = (
+            task.pid,
+            self.world.spaces.get_mut(&key).expect("checked above"),
+        );
         let maps = &mut space.maps;
         let space_pid = space.pid;
         let orig = task
@@ -156,16 +159,17 @@ impl Tracer {
     /// call overwrote that slot) are gone. Not inclusive at the entry of a
     /// function that reads its own return address, reached by a tail call:
     /// the call whose slot it found the stub in is alive.
-    pub(in crate::engine) fn fast_calls_to_return_sites(
+    pub(super) fn fast_calls_to_return_sites(
         &mut self,
         tid: Tid,
         sp: RuntimeAddr,
         inclusive: bool,
     ) -> Result<()> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
         let Some((stub, table)) = self
+            .world
             .spaces
             .get(&key)
             .and_then(|s| s.fast.stub.as_ref())
@@ -174,8 +178,8 @@ impl Tracer {
             return Ok(());
         };
         self.drain_through(key)?;
-        let task = self.tasks.get_mut(&tid).expect("a known task");
-        let space = self.spaces.get_mut(&key).expect("checked above");
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
+        let space = self.world.spaces.get_mut(&key).expect("checked above");
         let pid = space.pid;
         if space.fast.corrupt.is_some() {
             // The calls in flight were forgotten with the ring, and some
@@ -247,8 +251,8 @@ impl Tracer {
         for a in converted.iter().map(|i| i.orig_ret).collect::<Vec<_>>() {
             self.clear_jumps_at(key, a)?;
         }
-        let space = self.spaces.get_mut(&key).expect("checked above");
-        let task = self.tasks.get_mut(&tid).expect("a known task");
+        let space = self.world.spaces.get_mut(&key).expect("checked above");
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
         for inst in &mut converted {
             inst.watch = Watch::ReturnSite;
             space.arm(inst.orig_ret, Owner::ReturnSite, StepMode::Auto)?;

@@ -7,12 +7,12 @@
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::engine::guards::World;
 use crate::engine::task::TaskState;
-use crate::engine::Tracer;
+use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::sys::ptrace;
 
-use super::drain::Drain;
-use super::plan::Refusal;
+use super::clock::Drain;
+use super::refusal::Refusal;
 
 impl Tracer {
     /// Reads the thread pointer of every thread of space `key`, stopping
@@ -20,6 +20,7 @@ impl Tracer {
     pub(super) fn refresh_threads(&mut self, key: Pid) -> Result<()> {
         self.with_world_stopped(World::Space(key), |this, _| {
             let stopped: Vec<Tid> = this
+                .world
                 .tasks
                 .iter()
                 .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
@@ -29,7 +30,7 @@ impl Tracer {
                 if let Ok(regs) = ptrace::getregs(t) {
                     let tp = regs.thread_pointer();
                     if tp != 0 {
-                        if let Some(space) = this.spaces.get_mut(&key) {
+                        if let Some(space) = this.world.spaces.get_mut(&key) {
                             space.fast.threads.insert(tp, t);
                         }
                     }
@@ -42,24 +43,24 @@ impl Tracer {
     /// Notes thread `tid`'s thread pointer `tp` (read at its first stop):
     /// records already made under that pointer (a thread that ended, whose
     /// TLS the new one reuses) are drained first.
-    pub(in crate::engine) fn note_thread(&mut self, tid: Tid, tp: u64) -> Result<()> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn note_thread(&mut self, tid: Tid, tp: u64) -> Result<()> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
-        let Some(space) = self.spaces.get(&key) else {
+        let Some(space) = self.world.spaces.get(&key) else {
             return Ok(());
         };
         if tp == 0 || !space.fast.active() || space.fast.lent.contains_key(&tp) {
             return Ok(());
         }
         let Some(&other) = space.fast.threads.get(&tp).filter(|&&t| t != tid) else {
-            if let Some(space) = self.spaces.get_mut(&key) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
                 space.fast.threads.insert(tp, tid);
                 space.fast.unknown.remove(&tp);
             }
             return Ok(());
         };
-        if self.tasks.get(&other).is_some_and(|t| !t.exiting) {
+        if self.world.tasks.get(&other).is_some_and(|t| !t.exiting) {
             // Two live tasks on one thread pointer: a child made with
             // CLONE_VM but no TLS of its own, running beside its parent.
             // Their records could not be told apart: no fast probe in this
@@ -69,7 +70,7 @@ impl Tracer {
         // A thread that ended, whose TLS the new one reuses: its records
         // are read first.
         self.drain(key, Drain::Quick)?;
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             space.fast.threads.insert(tp, tid);
             space.fast.unknown.remove(&tp);
         }
@@ -80,7 +81,7 @@ impl Tracer {
     /// memory and a thread pointer) lives.
     pub(super) fn suspend_fast(&mut self, key: Pid, by: Tid) -> Result<()> {
         self.drain(key, Drain::Quick)?;
-        let live: Vec<RuntimeAddr> = match self.spaces.get_mut(&key) {
+        let live: Vec<RuntimeAddr> = match self.world.spaces.get_mut(&key) {
             Some(space) => {
                 space.fast.suspended_by.insert(by);
                 space
@@ -94,7 +95,7 @@ impl Tracer {
             None => return Ok(()),
         };
         self.unpatch_fast(key, &live)?;
-        if let Some(space) = self.spaces.get_mut(&key) {
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             for a in live {
                 space.fast.refused.insert(a, Refusal::Suspended);
             }
@@ -102,37 +103,20 @@ impl Tracer {
         Ok(())
     }
 
-    /// Task `tid` is gone from space `key` (it died or exec'd): if it had
-    /// suspended the fast probes there and was the last to, they may come
-    /// back.
-    pub(in crate::engine) fn end_suspension(&mut self, key: Pid, tid: Tid) {
-        let Some(space) = self.spaces.get_mut(&key) else {
-            return;
-        };
-        if !space.fast.suspended_by.remove(&tid) || !space.fast.suspended_by.is_empty() {
-            return;
-        }
-        space
-            .fast
-            .refused
-            .retain(|_, why| *why != Refusal::Suspended);
-        space.fast.dirty = true;
-    }
-
     /// While vfork child `child` runs on its parent `parent`'s TLS, records
     /// under the parent's thread pointer are the child's (the parent waits in
     /// the kernel); `lend` false gives it back. Records made before are
     /// drained first.
-    pub(in crate::engine) fn lend_thread_pointer(
+    pub(super) fn lend_thread_pointer(
         &mut self,
         parent: Tid,
         child: Tid,
         lend: bool,
     ) -> Result<()> {
-        let Some(key) = self.tasks.get(&child).map(|t| t.space) else {
+        let Some(key) = self.world.tasks.get(&child).map(|t| t.space) else {
             return Ok(());
         };
-        if !self.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+        if !self.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
             return Ok(());
         }
         let Ok(regs) = ptrace::getregs(parent) else {
@@ -140,8 +124,8 @@ impl Tracer {
         };
         let tp = regs.thread_pointer();
         self.drain(key, Drain::Quick)?;
-        let silent = self.tasks.get(&child).is_some_and(|t| t.silent);
-        if let Some(space) = self.spaces.get_mut(&key) {
+        let silent = self.world.tasks.get(&child).is_some_and(|t| t.silent);
+        if let Some(space) = self.world.spaces.get_mut(&key) {
             if lend {
                 space.fast.lent.insert(tp, (child, silent));
             } else {
@@ -155,15 +139,15 @@ impl Tracer {
     /// shares its parent's ring: it gets one of its own at the same address,
     /// so the detours it inherited write there. If that fails, its jumps go
     /// (it has one thread, stopped, outside any detour: it was in `fork`).
-    pub(in crate::engine) fn give_child_ring(&mut self, tid: Tid) -> Result<()> {
-        let Some(key) = self.tasks.get(&tid).map(|t| t.space) else {
+    pub(super) fn give_child_ring(&mut self, tid: Tid) -> Result<()> {
+        let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(());
         };
-        let Some(layout) = self.spaces.get(&key).and_then(|s| s.fast.ring_wanted) else {
+        let Some(layout) = self.world.spaces.get(&key).and_then(|s| s.fast.ring_wanted) else {
             return Ok(());
         };
         if let Ok(regs) = ptrace::getregs(tid) {
-            if let Some(space) = self.spaces.get_mut(&key) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
                 space.fast.threads.insert(regs.thread_pointer(), tid);
             }
         }
