@@ -2,6 +2,7 @@
 
 pub mod code_refs;
 pub mod detour;
+mod detour_layout;
 mod detour_leave;
 mod detour_refusal;
 #[cfg(test)]

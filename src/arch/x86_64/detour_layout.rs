@@ -1,0 +1,169 @@
+//! The layouts of the memory fast probes share with rtrace: the ring of
+//! records (`ring`) and the table of original return addresses (`table`),
+//! read by the detours, the return stub and rtrace's hooks, and by rtrace.
+
+/// The layout of the shared ring (a memfd mapped in rtrace and the tracee).
+///
+/// ```text
+/// 0        enqueue position (u64), advanced by producers with lock cmpxchg
+/// 8        records lost because the ring was full, in all
+/// 16       ALIVE (u32): rtrace's watchman thread id while rtrace lives; the
+///          kernel sets FUTEX_OWNER_DIED in it when rtrace dies (a robust futex)
+/// 20       HEARTBEAT (u32): bumped every millisecond while a request waits
+/// 24       DOORBELL (u32): bumped by a hook that posts a request
+/// LOST     one u64 per fast site: records lost because the ring was full
+/// REQUESTS REQUEST_COUNT requests of rtrace's own hooks (see `hook`)
+/// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
+/// ```
+///
+/// Dmitry Vyukov's bounded MPMC queue, with each slot's sequence number
+/// stored less its slot number, so that a fresh (zero) memfd is an empty
+/// ring: for position `p` (slot `p % capacity`, lap base `b = p - p %
+/// capacity`) the slot is free when its word is `b`, published when it is
+/// `b + 1`; the consumer frees it for the next lap by writing `b + capacity`.
+/// A producer that finds a word below `b` finds the ring full.
+pub mod ring {
+    /// The enqueue position.
+    pub const ENQUEUE: u64 = 0;
+    /// Records lost, in all.
+    pub const LOST_TOTAL: u64 = 8;
+    /// rtrace's liveness (u32): its watchman's thread id, with
+    /// [`OWNER_DIED`] set by the kernel once rtrace is gone; 0 before.
+    pub const ALIVE: u64 = 16;
+    /// Bumped by rtrace every millisecond while a request waits (u32): a
+    /// hook that sees it stand still knows rtrace is stopped.
+    pub const HEARTBEAT: u64 = 20;
+    /// Bumped by a hook that posts a request (u32); rtrace's watchman
+    /// sleeps on it.
+    pub const DOORBELL: u64 = 24;
+    /// The bit the kernel sets in a robust futex whose owner died
+    /// (`FUTEX_OWNER_DIED`, linux/futex.h).
+    pub const OWNER_DIED: u32 = 0x4000_0000;
+    /// The lost-record counters, one per site index.
+    pub const LOST: u64 = 64;
+    /// How many fast sites one ring serves.
+    pub const MAX_SITES: u64 = 16384;
+    /// The requests rtrace's own hooks post (see `hook::Request`).
+    pub const REQUESTS: u64 = LOST + 8 * MAX_SITES;
+    /// How many requests can wait at once.
+    pub const REQUEST_COUNT: u64 = 16;
+    /// Bytes per request.
+    pub const REQUEST_SIZE: u64 = 32;
+    /// Where the slots begin.
+    pub const SLOTS: u64 = (REQUESTS + REQUEST_COUNT * REQUEST_SIZE + 4095) & !4095;
+
+    /// A record's sequence word.
+    pub const SEQ: u64 = 0;
+    /// The site index (u32).
+    pub const INDEX: u64 = 8;
+    /// What the record is (u32, [`KIND_ENTRY`](super::KIND_ENTRY)).
+    pub const KIND: u64 = 12;
+    /// The thread pointer (`fs_base`).
+    pub const TP: u64 = 16;
+    /// The time stamp counter.
+    pub const TSC: u64 = 24;
+    /// The 16 general-purpose registers, by encoding number (rax, rcx, rdx,
+    /// rbx, rsp, rbp, rsi, rdi, r8 … r15), as at the probed instruction.
+    pub const GPRS: u64 = 32;
+    /// rflags.
+    pub const FLAGS: u64 = 160;
+    /// The return address at the probed function's entry (`[rsp]`); in a
+    /// return record, the original the stub went back to.
+    pub const RET_ADDR: u64 = 168;
+    /// How the return of an entry is watched (u32, `WATCH_*`).
+    pub const RET_WATCH: u64 = 176;
+    /// Where captures begin.
+    pub const CAPTURES: u64 = 192;
+}
+
+/// A record of a hit (the probed instruction reached).
+pub const KIND_ENTRY: u32 = 0;
+/// A record of a return through the stub: rax and rdx as returned, rsp
+/// just past the slot, `RET_ADDR` the original return address.
+pub const KIND_RETURN: u32 = 1;
+/// A record of a catch handler starting (`__cxa_begin_catch`'s hook): the
+/// thread's calls in flight at or below its `rsp` were unwound.
+pub const KIND_CATCH: u32 = 2;
+
+/// An entry whose return is not watched (the site does not ask for it).
+pub const WATCH_NONE: u32 = 0;
+/// The return address was swapped for the stub; the original is in the
+/// table under the slot.
+pub const WATCH_STUB: u32 = 1;
+/// The slot held the stub already (a tail call from a watched call): this
+/// call returns with the one below it.
+pub const WATCH_CHAINED: u32 = 2;
+/// The table had no free entry near the slot's: the return is not watched.
+pub const WATCH_FULL: u32 = 3;
+
+/// The table of swapped return addresses: a private anonymous mapping of
+/// the tracee (so a forked child gets a copy matching its copy of the
+/// stack), open-addressed by stack slot. Each entry is written only by the
+/// thread whose stack holds its slot; a free one (key 0) is claimed with
+/// `lock cmpxchg`.
+///
+/// ```text
+/// 0   key: the stack slot (0: free)
+/// 8   the original return address
+/// 16  the thread pointer of the thread that made the call
+/// 24  the site index (u32)
+/// 28  the most bytes of the C string the return value points to, for the
+///     return record (u32, 0: none)
+/// ```
+pub mod table {
+    /// Bytes per entry.
+    pub const ENTRY: u64 = 64;
+    /// Entries (a power of two).
+    pub const ENTRIES: u64 = 1 << BITS;
+    /// log2 of `ENTRIES`.
+    pub const BITS: u32 = 14;
+    /// Entries looked at from a slot's hash before the table counts as full.
+    pub const PROBES: u64 = 32;
+    /// The table's size in bytes.
+    pub const SIZE: u64 = ENTRIES * ENTRY;
+    /// The key's offset in an entry.
+    pub const KEY: u64 = 0;
+    /// The original return address's offset.
+    pub const ORIG: u64 = 8;
+    /// The thread pointer's offset.
+    pub const TP: u64 = 16;
+    /// The site index's offset.
+    pub const INDEX: u64 = 24;
+    /// The return string capture's offset.
+    pub const RET_STRING: u64 = 28;
+    /// While the entry is [`PARKED`]: the stack pointer at the entry of the
+    /// unwinder that parked it (its hook's site). Only an unpark at or above
+    /// it gives the call the stub back: an unwinder entered further out is
+    /// still running (a signal handler that catches an exception, or calls
+    /// `backtrace()`, interrupted it) and walks the frames its entry parked.
+    pub const PARK_SP: u64 = 32;
+    /// Set in the thread pointer of an entry whose slot was given its
+    /// original back for an unwinder (parked, see `hook`): the call is in
+    /// flight, its return goes straight to its caller until it is unparked.
+    pub const PARKED: u64 = 1 << 63;
+    /// Multiplier of the hash (Fibonacci hashing, like the kernel's
+    /// `hash_64`).
+    pub const GOLDEN: u64 = 0x61c8_8646_80b5_83eb;
+
+    /// The first entry looked at for `slot`.
+    pub fn home(slot: u64) -> u64 {
+        (slot >> 3).wrapping_mul(GOLDEN) >> (64 - BITS)
+    }
+
+    /// The entry (its index) holding `slot` in `table` (its bytes), if any
+    /// (the detours' own lookup, for tests).
+    #[cfg(test)]
+    pub fn find(table: &[u8], slot: u64) -> Option<u64> {
+        let h = home(slot);
+        (0..PROBES)
+            .map(|i| (h + i) & (ENTRIES - 1))
+            .find(|&e| word(table, e, KEY) == Some(slot))
+    }
+
+    /// Field `off` of entry `e` of `table`.
+    pub fn word(table: &[u8], e: u64, off: u64) -> Option<u64> {
+        let at = (e * ENTRY + off) as usize;
+        let b = table.get(at..at + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+}
