@@ -162,3 +162,80 @@ pub fn setsiginfo(tid: Tid, info: &SigInfo) -> Result<()> {
 pub fn event_msg(tid: Tid) -> Result<i64> {
     ptrace::getevent(tid).map_err(fail("PTRACE_GETEVENTMSG", tid))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    use nix::sys::wait::{waitpid, WaitStatus};
+
+    use super::*;
+
+    /// The state letter of `tid` in `/proc` (`t`: a tracing stop).
+    fn state(tid: Tid) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).expect("its stat");
+        let after = &stat[stat.rfind(')').expect("comm ends") + 2..];
+        after.chars().next().expect("a state")
+    }
+
+    /// Each `Restart` does what its ptrace(2) request does, on a real
+    /// thread: a step stops again after one instruction, a continue lets it
+    /// run, a detach lets it go untraced.
+    #[test]
+    fn every_restart_restarts() {
+        // A shell spinning in user space once it said so: no system call to
+        // be stopped in.
+        let mut child = Command::new("sh")
+            .args(["-c", "echo ready; while :; do :; done"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let mut out = BufReader::new(child.stdout.take().expect("its stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read");
+        assert_eq!(line, "ready\n");
+        let tid = Tid::from_raw(child.id() as i32);
+        // Bounded: a wait that never ends kills sh, and the test fails.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if finished
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_err()
+            {
+                let _ = nix::sys::signal::kill(tid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        seize(tid, Options::empty()).expect("seize");
+
+        interrupt(tid).expect("interrupt");
+        assert!(matches!(
+            waitpid(tid, None),
+            Ok(WaitStatus::PtraceEvent(..))
+        ));
+        let before = getregs(tid).expect("registers");
+        restart(tid, Restart::Step(0)).expect("step");
+        match waitpid(tid, None) {
+            Ok(WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGTRAP)) => {}
+            other => panic!("after a step: {other:?}"),
+        }
+        let after = getregs(tid).expect("registers");
+        assert_ne!(before.ip(), after.ip(), "one instruction ran");
+
+        restart(tid, Restart::Continue(0)).expect("continue");
+        assert_ne!(state(tid), 't');
+
+        interrupt(tid).expect("interrupt");
+        assert!(matches!(
+            waitpid(tid, None),
+            Ok(WaitStatus::PtraceEvent(..))
+        ));
+        restart(tid, Restart::Detach(0)).expect("detach");
+        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).expect("status");
+        assert!(status.contains("TracerPid:\t0\n"), "{status}");
+        assert_ne!(state(tid), 't');
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let _ = done.send(());
+    }
+}
