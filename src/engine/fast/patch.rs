@@ -295,23 +295,7 @@ impl Tracer {
             return Ok(());
         };
         // Where every thread is, and its thread pointer.
-        let mut ips = Vec::new();
-        let stopped: Vec<Tid> = self
-            .world
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in stopped {
-            if let Ok(regs) = ptrace::getregs(t) {
-                ips.push(regs.ip());
-                let tp = regs.thread_pointer();
-                if tp != 0 {
-                    self.space_mut(key)?.fast.threads.insert(tp, t);
-                }
-            }
-        }
+        let ips = self.note_stopped_threads(key);
         let stepping: Vec<RuntimeAddr> = self
             .world
             .tasks

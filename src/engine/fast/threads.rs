@@ -19,25 +19,32 @@ impl Tracer {
     /// the running ones for it.
     pub(super) fn refresh_threads(&mut self, key: Pid) -> Result<()> {
         self.with_world_stopped(World::Space(key), |this, _| {
-            let stopped: Vec<Tid> = this
-                .world
-                .tasks
-                .iter()
-                .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
-                .map(|(t, _)| *t)
-                .collect();
-            for t in stopped {
-                if let Ok(regs) = ptrace::getregs(t) {
-                    let tp = regs.thread_pointer();
-                    if tp != 0 {
-                        if let Some(space) = this.world.spaces.get_mut(&key) {
-                            space.fast.threads.insert(tp, t);
-                        }
-                    }
-                }
-            }
+            this.note_stopped_threads(key);
             Ok(())
         })
+    }
+
+    /// Notes the thread pointer of every stopped thread of space `key`, and
+    /// returns where each of them is (their instruction pointers).
+    pub(super) fn note_stopped_threads(&mut self, key: Pid) -> Vec<u64> {
+        let stopped: Vec<Tid> = self
+            .world
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .map(|(t, _)| *t)
+            .collect();
+        let mut ips = Vec::with_capacity(stopped.len());
+        for t in stopped {
+            if let Ok(regs) = ptrace::getregs(t) {
+                ips.push(regs.ip());
+                let tp = regs.thread_pointer();
+                if let Some(space) = self.world.spaces.get_mut(&key).filter(|_| tp != 0) {
+                    space.fast.threads.insert(tp, t);
+                }
+            }
+        }
+        ips
     }
 
     /// Notes thread `tid`'s thread pointer `tp` (read at its first stop):
