@@ -540,20 +540,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     }
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
-    // Each instruction of the restore labelled: a thread stopped among them
-    // finishes it by `finish_restore`, never by single steps.
-    let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
-    restore(&mut a, &mut steps)?;
-    let mut first = true;
-    for insn in &patch.insns {
-        if first {
-            a.set_label(&mut displaced)?;
-            first = false;
-        }
-        a.add_instruction(*insn)?;
-    }
-    // (Unreachable after a displaced `ret` or jump, and harmless.)
-    a.jmp(patch.addr + patch.len as u64)?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
     // The ring is full: count the record lost, record nothing.
     a.set_label(&mut full)?;
     a.lock().inc(qword_ptr(
@@ -943,6 +930,28 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         orphan: out.label_ip(&orphan)?,
         code: out.inner.code_buffer,
     })
+}
+
+/// The end of a detour (or of a hook): the restore, each instruction of it
+/// labelled (a thread stopped among them finishes it by `finish_restore`,
+/// never by single steps; the labels are returned), then the displaced
+/// instructions (the first at `displaced`), then the jump back past the
+/// patch (unreachable after a displaced `ret` or jump, and harmless).
+pub(super) fn restore_and_resume(
+    a: &mut CodeAssembler,
+    patch: &Patch,
+    displaced: &mut CodeLabel,
+) -> Result<Vec<CodeLabel>, iced_x86::IcedError> {
+    let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
+    restore(a, &mut steps)?;
+    for (i, insn) in patch.insns.iter().enumerate() {
+        if i == 0 {
+            a.set_label(displaced)?;
+        }
+        a.add_instruction(*insn)?;
+    }
+    a.jmp(patch.addr + patch.len as u64)?;
+    Ok(steps)
 }
 
 /// The restore shared by the detours and the stub: six pops, `popfq`, the

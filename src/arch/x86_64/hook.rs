@@ -48,8 +48,8 @@ use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 
 use super::detour::{
-    claim_slot, restore, ring, save, stamp, table, Detour, Patch, RingLayout, ThreadPointer,
-    KIND_CATCH, KIND_RETURN, RED_ZONE, RESTORE_STEPS, SAVED,
+    claim_slot, restore_and_resume, ring, save, stamp, table, Detour, Patch, RingLayout,
+    ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE, SAVED,
 };
 
 /// Which of rtrace's hooks a detour is.
@@ -224,17 +224,7 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     a.pop(r9)?;
     a.pop(r8)?;
     a.pop(rdi)?;
-    let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
-    restore(&mut a, &mut steps)?;
-    let mut first = true;
-    for insn in &patch.insns {
-        if first {
-            a.set_label(&mut displaced)?;
-            first = false;
-        }
-        a.add_instruction(*insn)?;
-    }
-    a.jmp(patch.addr + patch.len as u64)?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
 
     let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
     let restore_ips = steps
