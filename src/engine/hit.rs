@@ -88,7 +88,7 @@ impl Tracer {
         let key = self.world.tasks[&tid].space;
         // Fast records made before this trap are handled before it, so that
         // a thread's fast and int3 events keep their order.
-        fast::before_trap(self, key)?;
+        fast::before_trap(&mut self.reader(), key)?;
         let site = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
         // Just past the trampoline, or past a live breakpoint whose displaced
         // instruction is longer than one byte, no instruction boundary exists

@@ -548,7 +548,12 @@ impl Tracer {
                     task.vfork_parent = Some(tid);
                     if task.space == parent_space {
                         // It runs on its parent's TLS until it execs.
-                        fast::on_fork(self, parent_space, tid, Fork::Vfork { child })?;
+                        fast::on_fork(
+                            &mut self.reader(),
+                            parent_space,
+                            tid,
+                            Fork::Vfork { child },
+                        )?;
                     }
                     return Ok(());
                 }
@@ -566,7 +571,7 @@ impl Tracer {
         // The parent's fast records up to the fork, so that its calls in
         // flight are known (a followed child inherits them).
         if let Some(space) = self.world.tasks.get(&parent).map(|t| t.space) {
-            fast::on_fork(self, space, parent, Fork::Child)?;
+            fast::on_fork(&mut self.reader(), space, parent, Fork::Child)?;
         }
         let p = &self.world.tasks[&parent];
         let (ppid, pspace, psilent) = (p.pid, p.space, p.silent);
@@ -847,7 +852,7 @@ impl Tracer {
             self.root_execd = true;
         }
         // The old image's fast records, before its ring goes with it.
-        fast::on_exec(self, pid)?;
+        fast::on_exec(&mut self.reader(), pid)?;
         self.world.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
         let path = self.world.spaces[&pid].exe().to_path_buf();
@@ -875,7 +880,7 @@ impl Tracer {
     /// goes on.
     fn release_vfork_parent(&mut self, parent: Tid) -> Result<()> {
         if let Some(key) = self.world.tasks.get(&parent).map(|t| t.space) {
-            fast::on_fork(self, key, parent, Fork::VforkDone)?;
+            fast::on_fork(&mut self.reader(), key, parent, Fork::VforkDone)?;
         }
         match self.world.tasks.get(&parent) {
             Some(t) if t.state == TaskState::Stopped => self.resume(parent, 0),
@@ -923,7 +928,7 @@ impl Tracer {
         // Its fast records, while its memory is still there to tell its
         // stacks apart.
         if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
-            fast::on_exit(self, space, Exit::Exiting)?;
+            fast::on_exit(&mut self.reader(), space, Exit::Exiting)?;
         }
         let Some(task) = self.world.tasks.get_mut(&tid) else {
             return Ok(());
@@ -945,7 +950,7 @@ impl Tracer {
         // Its fast records first, while it is still known: the returns they
         // report are its calls'.
         if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
-            fast::on_exit(self, space, Exit::Died)?;
+            fast::on_exit(&mut self.reader(), space, Exit::Died)?;
         }
         let Some(task) = self.world.tasks.remove(&tid) else {
             return Ok(());
@@ -963,7 +968,7 @@ impl Tracer {
         // Its fast records are all in (no thread of it will publish one).
         if task.space == task.pid {
             let heir = self.world.tasks.values().any(|t| t.space == task.pid);
-            fast::on_exit(self, task.space, Exit::Leader { heir })?;
+            fast::on_exit(&mut self.reader(), task.space, Exit::Leader { heir })?;
         }
         if task.space == task.pid {
             let heir = self

@@ -6,15 +6,16 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::addr::{Pid, RuntimeAddr};
+use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
 use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
 use crate::handler::{Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
 use crate::probe::{ReturnInstance, Watch};
+use crate::sys::ptrace;
 use crate::sys::shm::{self};
 
-use super::clock::{Drain, TscClock};
+use super::clock::{Drain, Pace, TscClock};
 use super::state::{Ring, STUB_LOST_INDEX};
 
 /// The most records one drain reads while the tracee runs (about 2 ms of
@@ -284,60 +285,41 @@ pub(super) fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::
     c
 }
 
+/// What reading the rings touches, borrowed from the tracer: the world
+/// (the rings, the tasks' calls in flight), the consumers (the handlers
+/// records are delivered to, the listeners told of losses) and the pace
+/// (the clock, when the rings were last read). A reader stops no thread
+/// and injects nothing: what needs that (noting the thread pointers of
+/// threads not yet seen) is done before, by [`Tracer::drain`].
+pub(in crate::engine) struct Reader<'a> {
+    pub world: &'a mut World,
+    pub consumers: &'a mut Consumers,
+    pub pace: &'a mut Pace,
+    /// When tracing started: event times are measured from it.
+    pub start: Instant,
+}
+
 impl Tracer {
-    /// The TSC clock, calibrated once.
-    pub(super) fn clock(&mut self) -> TscClock {
-        let start = self.start;
-        *self
-            .pace
-            .clock
-            .get_or_insert_with(|| TscClock::calibrate(start))
-    }
-
-    /// Drains every ring.
-    pub(super) fn drain_all(&mut self, mode: Drain) -> Result<()> {
-        self.pace.last_drain = Instant::now();
-        self.pace.more_records = false;
-        let keys: Vec<Pid> = self
-            .world
-            .spaces
-            .iter()
-            .filter(|(_, s)| s.fast.ring.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        let mut first = Ok(());
-        for key in keys {
-            let r = self.drain(key, mode);
-            if first.is_ok() {
-                first = r;
-            }
+    /// The tracer's parts a drain touches.
+    pub(in crate::engine) fn reader(&mut self) -> Reader<'_> {
+        Reader {
+            world: &mut self.world,
+            consumers: &mut self.consumers,
+            pace: &mut self.pace,
+            start: self.start,
         }
-        first
     }
 
-    /// True when a ring was found corrupt and its sites still wait to go
-    /// back to int3 ([`Tracer::patch_fast`] does it).
-    /// Hands every record published in the ring of space `key` to its
-    /// probes' `on_entry`, in ring order, and reports records lost.
+    /// Drains the ring of space `key` (see [`Reader::drain`]). In `Safe`
+    /// mode, threads whose thread pointers the waiting records carry but
+    /// no known thread has are looked for first (the space's world is
+    /// stopped to read them), so their records are not dropped as
+    /// strangers'.
     pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
-        if !self
-            .world
-            .spaces
-            .get(&key)
-            .is_some_and(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
+        if mode == Drain::Safe
+            && self.reader().readable(key)
+            && unknown_thread_pointers(&self.world, key)
         {
-            return Ok(());
-        }
-        if mode != Drain::Final
-            && self.world.spaces[&key]
-                .fast
-                .ring
-                .as_ref()
-                .is_some_and(ring_idle)
-        {
-            return Ok(());
-        }
-        if mode == Drain::Safe && unknown_thread_pointers(&self.world, key) {
             self.refresh_threads(key)?;
             if let Some(space) = self.world.spaces.get_mut(&key) {
                 let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
@@ -348,6 +330,94 @@ impl Tracer {
                     .collect();
                 space.fast.unknown.extend(unknown);
             }
+        }
+        self.reader().drain(key, mode)
+    }
+
+    /// Drains every ring, `Safe`ly (see [`Tracer::drain`]).
+    pub(super) fn drain_all_safely(&mut self) -> Result<()> {
+        self.pace.last_drain = Instant::now();
+        self.pace.more_records = false;
+        let keys = self.reader().rings();
+        let mut first = Ok(());
+        for key in keys {
+            let r = self.drain(key, Drain::Safe);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+impl Reader<'_> {
+    /// While vfork child `child` runs on its parent `parent`'s TLS, records
+    /// under the parent's thread pointer are the child's (the parent waits
+    /// in the kernel, until `Fork::VforkDone` gives the pointer back).
+    /// Records made before are drained first.
+    pub(super) fn lend_thread_pointer(&mut self, parent: Tid, child: Tid) -> Result<()> {
+        let Some(key) = self.world.tasks.get(&child).map(|t| t.space) else {
+            return Ok(());
+        };
+        if !self.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+            return Ok(());
+        }
+        let Ok(regs) = ptrace::getregs(parent) else {
+            return Ok(());
+        };
+        let tp = regs.thread_pointer();
+        self.drain(key, Drain::Quick)?;
+        let silent = self.world.tasks.get(&child).is_some_and(|t| t.silent);
+        if let Some(space) = self.world.spaces.get_mut(&key) {
+            space.fast.lent.insert(tp, (child, silent));
+        }
+        Ok(())
+    }
+
+    /// The TSC clock, calibrated once.
+    pub(super) fn clock(&mut self) -> TscClock {
+        let start = self.start;
+        *self
+            .pace
+            .clock
+            .get_or_insert_with(|| TscClock::calibrate(start))
+    }
+
+    /// The spaces that have a ring.
+    fn rings(&self) -> Vec<Pid> {
+        self.world
+            .spaces
+            .iter()
+            .filter(|(_, s)| s.fast.ring.is_some())
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// True when space `key` has a ring that is read (not corrupt).
+    fn readable(&self, key: Pid) -> bool {
+        self.world
+            .spaces
+            .get(&key)
+            .is_some_and(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
+    }
+
+    /// Hands every record published in the ring of space `key` to its
+    /// probes' `on_entry`, in ring order, and reports records lost. At most
+    /// [`DRAIN_BUDGET`] records unless `mode` is `Final` (the ring read to
+    /// its end, its last records taken even if a detour is still writing
+    /// them: the process is gone or leaving).
+    pub(in crate::engine) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
+        if !self.readable(key) {
+            return Ok(());
+        }
+        if mode != Drain::Final
+            && self.world.spaces[&key]
+                .fast
+                .ring
+                .as_ref()
+                .is_some_and(ring_idle)
+        {
+            return Ok(());
         }
         let mut clock = self.clock();
         clock.refine(self.start);
@@ -385,8 +455,8 @@ impl Tracer {
         let mut failed = None;
         if !records.is_empty() {
             deliver(
-                &mut self.world,
-                &mut self.consumers,
+                self.world,
+                self.consumers,
                 self.start,
                 key,
                 &records,
@@ -395,13 +465,7 @@ impl Tracer {
                 &mut failed,
             );
         }
-        if let Err(why) = report_lost(
-            &mut self.world,
-            &mut self.consumers,
-            self.start,
-            key,
-            &mut failed,
-        ) {
+        if let Err(why) = report_lost(self.world, self.consumers, self.start, key, &mut failed) {
             self.ring_corrupt(key, why)?;
         }
         match failed {
@@ -414,10 +478,10 @@ impl Tracer {
     /// program wrote over it. Said once; the ring is not read again (it
     /// stays mapped: detours a thread is in and the return stub still write
     /// to it, unread); its sites go back to int3 at the next
-    /// [`Tracer::patch_fast`], which never patches there again; the calls in
+    /// `Tracer::patch_fast`, which never patches there again; the calls in
     /// flight known from its records are counted missed (their returns would
     /// be recorded there).
-    pub(super) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
+    pub(in crate::engine) fn ring_corrupt(&mut self, key: Pid, why: String) -> Result<()> {
         let Some(space) = self.world.spaces.get_mut(&key) else {
             return Ok(());
         };
@@ -449,14 +513,14 @@ impl Tracer {
             }
         }
         for e in events {
-            self.emit(e)?;
+            self.consumers.emit(e, self.start.elapsed())?;
         }
         Ok(())
     }
 
     /// Reads the ring of space `key` until it is empty (as far as records
     /// published by now go), budget after budget.
-    pub(super) fn drain_through(&mut self, key: Pid) -> Result<()> {
+    pub(in crate::engine) fn drain_through(&mut self, key: Pid) -> Result<()> {
         let Some(capacity) = self
             .world
             .spaces

@@ -33,7 +33,7 @@
 //! only once its thread is out of any detour, so no signal frame ever holds
 //! a detour address (the stepped thread's signal waits, as during a step).
 //!
-//! Records are drained ([`Tracer::drain`]) before the tracer blocks, every
+//! Records are drained ([`Reader::drain`]) before the tracer blocks, every
 //! [`DRAIN_INTERVAL`] while it is busy, and before anything that would make
 //! a record meaningless: a thread's id reused, an exec, the process's end,
 //! the detach. Each becomes a [`Hit`] handed to the probes' `on_entry`, its
@@ -50,7 +50,7 @@
 //! is copied, a site index, kind or watch no detour writes, a time stamp
 //! outside the run, a lost counter that goes back or leaps further than
 //! records can be lost. Then the ring is **corrupt**
-//! ([`Tracer::ring_corrupt`]): said once, never read again (its records and
+//! ([`Reader::ring_corrupt`]): said once, never read again (its records and
 //! counts are not believed), its sites go back to int3 breakpoints, which
 //! report the calls made from then on, and the calls in flight it knew of
 //! are counted missed.
@@ -91,6 +91,7 @@ mod threads;
 mod watchman;
 
 pub(crate) use clock::{Drain, Pace, DRAIN_INTERVAL};
+pub(in crate::engine) use drain::Reader;
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;
 
@@ -102,17 +103,18 @@ use crate::sys::ptrace;
 
 // The hooks: the only ways the int3 engine reaches into this component
 // (docs/ARCHITECTURE.md, "The fast-probe component", has when each is
-// called and what it may touch). Those that read the ring, stop the world
-// or inject code need the tasks, the spaces, the handlers and the listeners
-// together, and take the whole `Tracer`; those that concern one address
-// space's state take that `FastState` alone.
+// called and what it may touch). Each takes the parts it touches: those
+// that only read rings a `Reader` (the world, the consumers, the pace);
+// those that stop a space's threads, step or resume one, or inject a
+// system call the whole `Tracer`, whose services those are; the others
+// the world or the consumers, read-only where they only look.
 
 /// A thread of space `key` stopped at an int3, before the trap is handled:
 /// the records made before it are read, so that a thread's fast and int3
 /// events keep their order. Touches the ring, the handlers, the tasks' fast
 /// calls in flight.
-pub(in crate::engine) fn before_trap(t: &mut Tracer, key: Pid) -> Result<()> {
-    t.drain(key, Drain::Quick)
+pub(in crate::engine) fn before_trap(r: &mut Reader, key: Pid) -> Result<()> {
+    r.drain(key, Drain::Quick)
 }
 
 /// A trap that is no probe's and none of rtrace's breakpoints: true when it
@@ -214,19 +216,19 @@ pub(in crate::engine) enum Fork {
 
 /// Thread `parent` of space `key` forked (see [`Fork`]). Touches the ring
 /// (drained) and `FastState::lent`.
-pub(in crate::engine) fn on_fork(t: &mut Tracer, key: Pid, parent: Tid, what: Fork) -> Result<()> {
+pub(in crate::engine) fn on_fork(r: &mut Reader, key: Pid, parent: Tid, what: Fork) -> Result<()> {
     match what {
-        Fork::Child => t.drain_through(key),
-        Fork::Vfork { child } => t.lend_thread_pointer(parent, child, true),
+        Fork::Child => r.drain_through(key),
+        Fork::Vfork { child } => r.lend_thread_pointer(parent, child),
         Fork::VforkDone => {
-            if t.world.spaces.values().all(|s| s.fast.lent.is_empty()) {
+            if r.world.spaces.values().all(|s| s.fast.lent.is_empty()) {
                 return Ok(());
             }
             let Ok(regs) = ptrace::getregs(parent) else {
                 return Ok(());
             };
-            t.drain(key, Drain::Quick)?;
-            if let Some(space) = t.world.spaces.get_mut(&key) {
+            r.drain(key, Drain::Quick)?;
+            if let Some(space) = r.world.spaces.get_mut(&key) {
                 space.fast.lent.remove(&regs.thread_pointer());
             }
             Ok(())
@@ -237,8 +239,8 @@ pub(in crate::engine) fn on_fork(t: &mut Tracer, key: Pid, parent: Tid, what: Fo
 /// A thread of process `pid` exec'd: the old image's records are read to
 /// their end, before its ring goes with the image (the thread's own
 /// suspension ended first: [`on_thread_gone`]). Touches the ring, handlers.
-pub(in crate::engine) fn on_exec(t: &mut Tracer, pid: Pid) -> Result<()> {
-    t.drain(pid, Drain::Final)
+pub(in crate::engine) fn on_exec(r: &mut Reader, pid: Pid) -> Result<()> {
+    r.drain(pid, Drain::Final)
 }
 
 /// What happened at a thread's end, for [`on_exit`].
@@ -256,11 +258,11 @@ pub(in crate::engine) enum Exit {
 
 /// A thread of space `key` ends (see [`Exit`]); when it is forgotten,
 /// [`on_thread_gone`]. Touches the ring and the handlers.
-pub(in crate::engine) fn on_exit(t: &mut Tracer, key: Pid, what: Exit) -> Result<()> {
+pub(in crate::engine) fn on_exit(r: &mut Reader, key: Pid, what: Exit) -> Result<()> {
     match what {
-        Exit::Exiting | Exit::Died => t.drain_through(key),
-        Exit::Leader { heir: true } => t.drain(key, Drain::Quick),
-        Exit::Leader { heir: false } => t.drain(key, Drain::Final),
+        Exit::Exiting | Exit::Died => r.drain_through(key),
+        Exit::Leader { heir: true } => r.drain(key, Drain::Quick),
+        Exit::Leader { heir: false } => r.drain(key, Drain::Final),
     }
 }
 
@@ -299,7 +301,7 @@ pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
     if drain::draining(&t.world)
         && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL)
     {
-        t.drain_all(Drain::Safe)?;
+        t.drain_all_safely()?;
     }
     Ok(())
 }
@@ -335,7 +337,7 @@ pub(in crate::engine) fn on_thread_gone(world: &mut World, key: Pid, tid: Tid) {
 /// handlers.
 pub(in crate::engine) fn drain(t: &mut Tracer) -> Result<()> {
     match drain::draining(&t.world) {
-        true => t.drain_all(Drain::Safe),
+        true => t.drain_all_safely(),
         false => Ok(()),
     }
 }

@@ -659,7 +659,7 @@ impl Tracer {
             return Err("the ring could not take its parent's place".into());
         }
         layout.base = base;
-        self.clock();
+        self.reader().clock();
         let space = self
             .world
             .spaces

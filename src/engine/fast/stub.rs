@@ -177,7 +177,7 @@ impl Tracer {
         else {
             return Ok(());
         };
-        self.drain_through(key)?;
+        self.reader().drain_through(key)?;
         let task = self.world.tasks.get_mut(&tid).expect("a known task");
         let space = self.world.spaces.get_mut(&key).expect("checked above");
         let pid = space.pid;

@@ -110,38 +110,6 @@ impl Tracer {
         Ok(())
     }
 
-    /// While vfork child `child` runs on its parent `parent`'s TLS, records
-    /// under the parent's thread pointer are the child's (the parent waits in
-    /// the kernel); `lend` false gives it back. Records made before are
-    /// drained first.
-    pub(super) fn lend_thread_pointer(
-        &mut self,
-        parent: Tid,
-        child: Tid,
-        lend: bool,
-    ) -> Result<()> {
-        let Some(key) = self.world.tasks.get(&child).map(|t| t.space) else {
-            return Ok(());
-        };
-        if !self.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
-            return Ok(());
-        }
-        let Ok(regs) = ptrace::getregs(parent) else {
-            return Ok(());
-        };
-        let tp = regs.thread_pointer();
-        self.drain(key, Drain::Quick)?;
-        let silent = self.world.tasks.get(&child).is_some_and(|t| t.silent);
-        if let Some(space) = self.world.spaces.get_mut(&key) {
-            if lend {
-                space.fast.lent.insert(tp, (child, silent));
-            } else {
-                space.fast.lent.remove(&tp);
-            }
-        }
-        Ok(())
-    }
-
     /// A forked child traced with `-f` (`tid`, at its first stop) still
     /// shares its parent's ring: it gets one of its own at the same address,
     /// so the detours it inherited write there. If that fails, its jumps go
