@@ -106,7 +106,7 @@ pub mod unwind;
 
 pub use addr::{LinkAddr, Pid, RuntimeAddr, Tid};
 pub use arch::{Gpr, Regs, StepMode};
-pub use engine::{find_program, Options, Outcome, Progress, Tracer};
+pub use engine::{find_program, Options, Outcome, Overflow, Progress, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
     signal_name, Both, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId, ProbeKind, Return,

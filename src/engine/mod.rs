@@ -102,7 +102,7 @@ use crate::sys::{signal, spawn};
 use space::Space;
 use task::{HeldSignal, Task, TaskState};
 use tracer::{guarded, Probe};
-pub use tracer::{Options, Outcome, Progress, Tracer};
+pub use tracer::{Options, Outcome, Overflow, Progress, Tracer};
 
 impl Tracer {
     /// Launches `cmd` (program, arguments, environment and working directory are

@@ -52,6 +52,23 @@ pub struct Options {
     /// thread; the records reach the handlers' `on_entry` within a few
     /// milliseconds. Every other site stays an int3 breakpoint.
     pub fast: bool,
+    /// What a fast probe does when the ring it shares with rtrace is full
+    /// (`--overflow`).
+    pub overflow: Overflow,
+}
+
+/// What a fast probe does when the ring it shares with rtrace is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// The thread waits for rtrace to make room: the program slows down to
+    /// rtrace's pace and nothing is lost. The wait is bounded by rtrace's
+    /// liveness: when rtrace is gone, stopped, or has not read for a while,
+    /// the record is dropped and counted, and the program runs on.
+    #[default]
+    Block,
+    /// The record is dropped at once and counted (`missed` in the summary):
+    /// the program never waits for rtrace.
+    Drop,
 }
 
 pub(super) struct Probe {

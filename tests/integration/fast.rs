@@ -500,6 +500,7 @@ const FAST_ENTRIES: Options = Options {
     follow_forks: false,
     step: rtrace::StepMode::Auto,
     fast: true,
+    overflow: rtrace::Overflow::Block,
 };
 
 /// A fast hit takes no stop: the stops of a run do not grow with its calls.

@@ -29,6 +29,8 @@
 
 pub use super::detour_leave::{back_to_site, emulate_rdtsc, stub_move, StubMove};
 pub use super::detour_refusal::PatchRefusal;
+pub use super::detour_wait::leave_wait;
+use super::detour_wait::{enter_frame, leave_frame, wait_for_room};
 use super::insn::Gpr;
 use iced_x86::code_asm::*;
 use iced_x86::{
@@ -44,8 +46,8 @@ pub const JMP_LEN: usize = 5;
 pub const RED_ZONE: u64 = 128;
 
 pub use super::detour_layout::{
-    ring, table, KIND_CATCH, KIND_ENTRY, KIND_RETURN, WATCH_CHAINED, WATCH_FULL, WATCH_NONE,
-    WATCH_STUB,
+    ring, table, KIND_CATCH, KIND_ENTRY, KIND_NONE, KIND_RETURN, WATCH_CHAINED, WATCH_FULL,
+    WATCH_NONE, WATCH_STUB,
 };
 
 /// A capture's status word, low 32 bits: the bytes copied.
@@ -175,11 +177,13 @@ pub struct Detour {
     /// single-stepped, because a stepped `popfq` leaves the kernel believing
     /// the program set the trap flag itself, and it is never cleared.
     pub restore: Vec<u64>,
-    /// For one of rtrace's own hooks (`hook::assemble_hook`): the body, from
-    /// the first instruction after every register is saved to the first
-    /// that gives them back. A thread stopped there is sent back to the
-    /// site instead of stepped (`hook::abandon`): what a hook does can be
-    /// done again, and its loops and waits are long to step.
+    /// The body: for one of rtrace's own hooks (`hook::assemble_hook`),
+    /// from the first instruction after every register is saved to the
+    /// first that gives them back; for a detour that waits for room in a
+    /// full ring, its wait (`detour_wait`). A thread stopped there is sent
+    /// back to the site instead of stepped ([`leave_wait`]): what a hook
+    /// does can be done again, a waiting detour has recorded nothing yet,
+    /// and their loops and waits are long to step.
     pub body: Option<(u64, u64)>,
 }
 
@@ -393,6 +397,9 @@ pub struct DetourSpec<'a> {
     pub tp: ThreadPointer,
     /// Watch the function's return: swap the return address for the stub.
     pub returns: Option<ReturnSpec>,
+    /// A hit that finds the ring full waits for room (see `detour_wait`)
+    /// instead of being dropped.
+    pub block: bool,
 }
 
 /// Where the return stub and the table are, for a detour that watches
@@ -450,9 +457,12 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     let mut entry = a.create_label();
     let mut pushf = a.create_label();
     let mut full = a.create_label();
+    let mut lost = a.create_label();
+    let mut claim = a.create_label();
     let mut displaced = a.create_label();
 
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
+    a.set_label(&mut claim)?;
     claim_slot(&mut a, spec.ring, mask, full)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_ENTRY)?;
@@ -541,8 +551,16 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
-    // The ring is full: count the record lost, record nothing.
+    // The ring is full: wait for room, or count the record lost and record
+    // nothing (the return is not watched either).
     a.set_label(&mut full)?;
+    a.nop()?;
+    let body = match spec.block {
+        true => Some(wait_in_frame(&mut a, spec.ring, mask, claim, lost)?),
+        false => None,
+    };
+    a.set_label(&mut lost)?;
+    a.mov(r11, spec.ring.base)?;
     a.lock().inc(qword_ptr(
         r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
     ))?;
@@ -558,9 +576,13 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         .iter()
         .map(|l| out.label_ip(l))
         .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
+    let body = match body {
+        Some((from, to)) => Some((out.label_ip(&from)?, out.label_ip(&to)?)),
+        None => None,
+    };
     Ok(Detour {
         restore: restore_ips,
-        body: None,
+        body,
         entry: out.label_ip(&entry)?,
         pushf: out.label_ip(&pushf)?,
         displaced: out.label_ip(&displaced)?,
@@ -703,14 +725,49 @@ pub(super) fn claim_slot(
     Ok(())
 }
 
-/// Stores the thread pointer and the time stamp counter into the record at
-/// r10. Uses rax, rdx.
-pub(super) fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
+/// The wait for room of a detour or of the stub (at the `full` label of
+/// its claim): the frame made, the wait (its body, returned as labels), the
+/// frame taken down and back to `claim`, or to `lost` when rtrace is gone,
+/// stopped or not reading.
+pub(super) fn wait_in_frame(
+    a: &mut CodeAssembler,
+    ring: RingLayout,
+    mask: i32,
+    claim: CodeLabel,
+    lost: CodeLabel,
+) -> Result<(CodeLabel, CodeLabel), iced_x86::IcedError> {
+    let mut body = a.create_label();
+    let mut body_end = a.create_label();
+    let mut room = a.create_label();
+    let mut give_up = a.create_label();
+    enter_frame(a)?;
+    a.set_label(&mut body)?;
+    wait_for_room(a, ring, mask, room, give_up)?;
+    a.set_label(&mut room)?;
+    a.nop()?;
+    a.set_label(&mut body_end)?;
+    leave_frame(a)?;
+    a.jmp(claim)?;
+    a.set_label(&mut give_up)?;
+    leave_frame(a)?;
+    a.jmp(lost)?;
+    Ok((body, body_end))
+}
+
+/// Stores the thread pointer into the record at r10. Uses rax.
+fn thread_pointer(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
     match tp {
         ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
         ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
     }
     a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
+    Ok(())
+}
+
+/// Stores the thread pointer and the time stamp counter into the record at
+/// r10. Uses rax, rdx.
+pub(super) fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
+    thread_pointer(a, tp)?;
     a.rdtsc()?;
     a.shl(rdx, 32)?;
     a.or(rax, rdx)?;
@@ -747,8 +804,11 @@ pub struct StubSpec {
     pub table: u64,
     /// How it reads the thread pointer.
     pub tp: ThreadPointer,
-    /// The index its own lost-record counter has (one past the sites').
-    pub lost_index: u32,
+    /// The site index of its [`KIND_NONE`] records (one past the sites').
+    pub none_index: u32,
+    /// A return that finds the ring full waits for room (see
+    /// `detour_wait`) instead of being dropped.
+    pub block: bool,
 }
 
 /// The generated return stub: where a watched call returns to instead of
@@ -773,6 +833,9 @@ pub struct Stub {
     /// (load that may fault, fix-up): the copy of the returned string, as
     /// [`Detour::faults`].
     pub faults: Vec<(u64, u64)>,
+    /// Its wait for room, as [`Detour::body`]: a thread there is sent back
+    /// to `entry` (nothing is claimed or taken from the table yet).
+    pub body: Option<(u64, u64)>,
 }
 
 /// The return stub, entered by `ret` with rsp just past the slot:
@@ -780,21 +843,67 @@ pub struct Stub {
 /// ```text
 /// lea rsp, [rsp-136]           ; below the slot (the callee's frame is dead)
 /// pushfq; push rax, rcx, rdx, rsi, r10, r11
+/// rdtsc, kept below the slot (the return's time, before any wait)
+/// claim a ring slot (full → wait for room, or no slot: see below)
 /// look the slot up in the table → rsi: the site index; the slot gets its
 ///     original return address back, the entry is freed
-///     (not found → pop …; popfq; lea rsp, [rsp+128]; int3)
-/// claim a ring slot (full → lock inc lost[lost_index], skip the record)
+///     (not found → the claimed slot published as KIND_NONE;
+///      pop …; popfq; lea rsp, [rsp+128]; int3)
 /// record: index, KIND_RETURN, thread pointer, rdtsc, rax, rdx, rsp, RET_ADDR,
 ///     and the C string at rax when the entry asks for it (at CAPTURES)
 /// publish
 /// pop …; popfq; lea rsp, [rsp+128]  ; rsp = the slot
 /// ret                          ; to the original, as the function would have
+/// no slot: the lookup as above, then lock inc ret_lost[site index] and
+///     the restore and ret, recording nothing
 /// ```
+///
+/// The slot is claimed before the table is touched, so that a thread
+/// waiting for room has changed nothing yet and can be sent back to the
+/// stub's entry.
 pub fn assemble_stub(spec: &StubSpec) -> Result<Stub, String> {
     let Ok(mask) = i32::try_from(spec.ring.capacity - 1) else {
         return Err("the ring is too large".into());
     };
     build_stub(spec, mask).map_err(|e| format!("the return stub cannot be assembled: {e}"))
+}
+
+/// Looks the stub's slot up in the table (rdx: the slot, `to_slot` bytes
+/// above rsp): on to `found` with r11 the entry's address, else to
+/// `not_found`. Uses rax, rcx, rdx, rsi, r11.
+fn stub_lookup(
+    a: &mut CodeAssembler,
+    table: u64,
+    to_slot: i32,
+    found: CodeLabel,
+    not_found: CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    let mut find = a.create_label();
+    a.lea(rdx, ptr(rsp + to_slot))?;
+    home_entry(a)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut find)?;
+    entry_at(a)?;
+    a.mov(rax, table)?;
+    a.add(r11, rax)?;
+    a.cmp(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(found)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(find)?;
+    a.jmp(not_found)?;
+    Ok(())
+}
+
+/// The entry at r11 found for the slot at rdx: the slot gets its original
+/// return address back, rsi the site index (and in its high half the
+/// string to copy), and the entry is freed.
+fn stub_take(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
+    a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
+    a.mov(qword_ptr(rdx), rax)?;
+    a.mov(rsi, qword_ptr(r11 + table::INDEX as i32))?;
+    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    Ok(())
 }
 
 fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
@@ -812,37 +921,46 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let mut entry = a.create_label();
     let mut pushf = a.create_label();
-    let mut find = a.create_label();
+    let mut claim = a.create_label();
     let mut found = a.create_label();
+    let mut not_found = a.create_label();
     let mut full = a.create_label();
+    let mut lost = a.create_label();
+    let mut lost_found = a.create_label();
+    let mut uncounted = a.create_label();
     let mut ret_label = a.create_label();
     let mut orphan = a.create_label();
     let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
     let mut orphan_steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
 
     save(&mut a, RED_ZONE as i32 + 8, &mut entry, &mut pushf)?;
-    // rdx: the slot; rsi: its home entry; ecx: the probe count.
-    a.lea(rdx, ptr(rsp + to_slot))?;
-    home_entry(&mut a)?;
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut find)?;
-    entry_at(&mut a)?;
-    a.mov(rax, spec.table)?;
-    a.add(r11, rax)?;
-    a.cmp(qword_ptr(r11 + table::KEY as i32), rdx)?;
-    a.je(found)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, table::PROBES as i32)?;
-    a.jb(find)?;
+    // The time of the return, before any wait for room (kept in the dead
+    // callee frame the stub steps over, below the slot).
+    let when = to_slot - 16;
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.mov(qword_ptr(rsp + when), rax)?;
+    a.set_label(&mut claim)?;
+    claim_slot(&mut a, spec.ring, mask, full)?;
+    // r11 (the publishing word) is kept on the stack over the lookup.
+    a.push(r11)?;
+    stub_lookup(&mut a, spec.table, to_slot + 8, found, not_found)?;
+    // No entry for the slot: the claimed slot is published with nothing
+    // in it, the registers given back, and rtrace takes the trap.
+    a.set_label(&mut not_found)?;
+    a.pop(r11)?;
+    a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.none_index)?;
+    a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_NONE)?;
+    a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_NONE)?;
+    a.push(r11)?;
+    stamp(&mut a, spec.tp)?;
+    a.pop(r11)?;
+    a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
     a.jmp(orphan_steps[0])?;
     a.set_label(&mut found)?;
-    a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
-    a.mov(qword_ptr(rdx), rax)?;
-    // rsi: the site index, and in its high half the string to copy.
-    a.mov(rsi, qword_ptr(r11 + table::INDEX as i32))?;
-    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
-    // Claim a ring slot, as the detours do.
-    claim_slot(&mut a, spec.ring, mask, full)?;
+    stub_take(&mut a)?;
+    a.pop(r11)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), esi)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_RETURN)?;
     a.mov(rax, qword_ptr(rsp + saved_at(Register::RAX)))?;
@@ -853,7 +971,9 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(qword_ptr(r10 + gpr(4)), rax)?;
     a.mov(rax, qword_ptr(rsp + to_slot))?;
     a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
-    stamp(&mut a, spec.tp)?;
+    thread_pointer(&mut a, spec.tp)?;
+    a.mov(rax, qword_ptr(rsp + when))?;
+    a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
     // The returned string: at most (rsi >> 32) bytes from the saved rax,
     // the limit kept in the record's RET_WATCH word (unused in a return),
     // and never past the slot (the limit is read again from the ring, which
@@ -903,12 +1023,27 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     restore(&mut a, &mut steps)?;
     a.set_label(&mut ret_label)?;
     a.ret()?;
-    // The ring is full: the return goes unrecorded, counted lost.
+    // The ring is full: wait for room, or go on without a slot.
     a.set_label(&mut full)?;
-    a.lock().inc(qword_ptr(
-        r11 + (ring::LOST + 8 * u64::from(spec.lost_index)) as i32,
-    ))?;
+    a.nop()?;
+    let body = match spec.block {
+        true => Some(wait_in_frame(&mut a, spec.ring, mask, claim, lost)?),
+        false => None,
+    };
+    // No slot: the call returns as it would, its return counted lost under
+    // its site (an index the table cannot have is not counted).
+    a.set_label(&mut lost)?;
+    stub_lookup(&mut a, spec.table, to_slot, lost_found, orphan_steps[0])?;
+    a.set_label(&mut lost_found)?;
+    stub_take(&mut a)?;
+    a.mov(esi, esi)?;
+    a.cmp(rsi, (ring::MAX_SITES - 1) as i32)?;
+    a.jae(uncounted)?;
+    a.mov(r11, spec.ring.base)?;
+    a.lock()
+        .inc(qword_ptr(r11 + rsi * 8 + ring::RET_LOST as i32))?;
     a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    a.set_label(&mut uncounted)?;
     a.jmp(steps[0])?;
     // No entry for the slot: give the registers back and trap to rtrace.
     restore(&mut a, &mut orphan_steps)?;
@@ -921,6 +1056,10 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         restore_ips.push(out.label_ip(l)?);
     }
     let faults = vec![(out.label_ip(&load)?, out.label_ip(&copied)?)];
+    let body = match body {
+        Some((from, to)) => Some((out.label_ip(&from)?, out.label_ip(&to)?)),
+        None => None,
+    };
     Ok(Stub {
         faults,
         entry: out.label_ip(&entry)?,
@@ -928,6 +1067,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         restore: restore_ips,
         ret: out.label_ip(&ret_label)?,
         orphan: out.label_ip(&orphan)?,
+        body,
         code: out.inner.code_buffer,
     })
 }

@@ -9,9 +9,18 @@
 /// 8        records lost because the ring was full, in all
 /// 16       ALIVE (u32): rtrace's watchman thread id while rtrace lives; the
 ///          kernel sets FUTEX_OWNER_DIED in it when rtrace dies (a robust futex)
-/// 20       HEARTBEAT (u32): bumped every millisecond while a request waits
-/// 24       DOORBELL (u32): bumped by a hook that posts a request
+/// 20       HEARTBEAT (u32): bumped every millisecond while a request or a
+///          thread waits and rtrace is reading
+/// 24       DOORBELL (u32): bumped by a hook that posts a request, and by a
+///          thread that waits for room
+/// 28       WAITING (u32): set by a thread about to wait for room; rtrace
+///          clears it when it wakes the waiters
+/// 32       ROOM (u32): bumped by rtrace after each read that freed slots;
+///          the waiters sleep on it
+/// 40       STALE (u64): (1 << 32) | the heartbeat at which a waiter gave
+///          rtrace up; cleared by rtrace when it reads
 /// LOST     one u64 per fast site: records lost because the ring was full
+/// RET_LOST one u64 per fast site: its calls' return records lost
 /// REQUESTS REQUEST_COUNT requests of rtrace's own hooks (see `hook`)
 /// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
 /// ```
@@ -36,6 +45,21 @@ pub mod ring {
     /// Bumped by a hook that posts a request (u32); rtrace's watchman
     /// sleeps on it.
     pub const DOORBELL: u64 = 24;
+    /// Set (u32) by a thread about to wait for room in a full ring;
+    /// cleared by rtrace when it wakes the waiters.
+    pub const WAITING: u64 = 28;
+    /// Bumped (u32) by rtrace after each read that freed slots: the futex
+    /// a thread waiting for room sleeps on.
+    pub const ROOM: u64 = 32;
+    /// The heartbeat with bit 32 set (u64), written by a thread that waited
+    /// for room without a heartbeat for [`STALE_ROOM_WAITS`] waits: until
+    /// the heartbeat moves, a full ring drops at once. rtrace clears it when
+    /// it reads.
+    pub const STALE: u64 = 40;
+    /// Waits of a millisecond for room without a heartbeat after which a
+    /// thread takes rtrace for stopped, or not reading, and drops its record
+    /// (counted lost).
+    pub const STALE_ROOM_WAITS: u64 = 10;
     /// The bit the kernel sets in a robust futex whose owner died
     /// (`FUTEX_OWNER_DIED`, linux/futex.h).
     pub const OWNER_DIED: u32 = 0x4000_0000;
@@ -43,8 +67,11 @@ pub mod ring {
     pub const LOST: u64 = 64;
     /// How many fast sites one ring serves.
     pub const MAX_SITES: u64 = 16384;
+    /// The lost-return counters, one per site index: the return stub
+    /// counts a return it could not record under the site of its call.
+    pub const RET_LOST: u64 = LOST + 8 * MAX_SITES;
     /// The requests rtrace's own hooks post (see `hook::Request`).
-    pub const REQUESTS: u64 = LOST + 8 * MAX_SITES;
+    pub const REQUESTS: u64 = RET_LOST + 8 * MAX_SITES;
     /// How many requests can wait at once.
     pub const REQUEST_COUNT: u64 = 16;
     /// Bytes per request.
@@ -81,6 +108,9 @@ pub const KIND_ENTRY: u32 = 0;
 /// A record of a return through the stub: rax and rdx as returned, rsp
 /// just past the slot, `RET_ADDR` the original return address.
 pub const KIND_RETURN: u32 = 1;
+/// A slot the return stub claimed and then had nothing to record in (the
+/// table had no entry for its stack slot): skipped.
+pub const KIND_NONE: u32 = 3;
 /// A record of a catch handler starting (`__cxa_begin_catch`'s hook): the
 /// thread's calls in flight at or below its `rsp` were unwound.
 pub const KIND_CATCH: u32 = 2;

@@ -35,6 +35,7 @@ fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, De
         captures,
         tp: ThreadPointer::Rdfsbase,
         returns: None,
+        block: false,
     };
     let d = assemble_detour(&patch, &spec).expect("assembled");
     (patch, d)
@@ -274,6 +275,7 @@ fn the_thread_pointer_without_fsgsbase_is_fs_0() {
         captures: &[],
         tp: ThreadPointer::FsSelf,
         returns: None,
+        block: false,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -293,6 +295,7 @@ fn too_many_sites_for_one_ring_is_refused() {
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: None,
+        block: false,
     };
     assert!(assemble_detour(&patch, &spec).is_err());
 }
@@ -364,6 +367,7 @@ fn returns_detour() -> Detour {
             table: TABLE,
             ret_string: 65,
         }),
+        block: false,
     };
     assemble_detour(&patch, &spec).unwrap()
 }
@@ -374,7 +378,8 @@ fn stub() -> Stub {
         ring: ring(),
         table: TABLE,
         tp: ThreadPointer::Rdfsbase,
-        lost_index: (ring::MAX_SITES - 1) as u32,
+        none_index: (ring::MAX_SITES - 1) as u32,
+        block: false,
     })
     .unwrap()
 }
@@ -449,10 +454,11 @@ fn the_stub_puts_the_return_address_back_and_records_the_return() {
         && i.op0_kind() == OpKind::Memory
         && i.memory_displacement64() == ring::KIND
         && i.immediate32() == KIND_RETURN));
-    // The stub's own lost counter.
+    // A return it has no slot for, counted under its site.
     assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Inc
         && i.has_lock_prefix()
-        && i.memory_displacement64() == ring::LOST + 8 * (ring::MAX_SITES - 1)));
+        && i.memory_index() == iced_x86::Register::RSI
+        && i.memory_displacement64() == ring::RET_LOST));
     let at = |ip: u64| insns.iter().find(|i| i.ip() == ip).unwrap();
     assert_eq!(at(s.ret).mnemonic(), Mnemonic::Ret);
     assert_eq!(at(s.orphan).mnemonic(), Mnemonic::Int3);
@@ -521,15 +527,16 @@ fn the_table_is_searched_from_the_home_entry() {
 /// the position read sends the producer back to read the position again,
 /// unless the position has not moved (the ring was written over: the claim
 /// would retry forever), in which case the record is counted lost: the
-/// `cmp [r11+ENQUEUE], rax` is followed by a `je` to the lost counter's
-/// `lock inc`.
+/// `cmp [r11+ENQUEUE], rax` is followed by a `je` on to the lost counter's
+/// `lock inc` (the site's; for the stub, the site's lost returns, once the
+/// table has named the site).
 #[test]
 fn a_claim_that_finds_the_position_unmoved_counts_the_record_lost() {
     let (_, d) = detour(WORK_O0, 0, &[]);
     let s = stub();
     for (code, at, lost) in [
         (&d.code, DETOUR, ring::LOST + 24),
-        (&s.code, STUB, ring::LOST + 8 * (ring::MAX_SITES - 1)),
+        (&s.code, STUB, ring::RET_LOST),
     ] {
         let insns = decode_all(code, at);
         let recheck = insns
@@ -546,9 +553,12 @@ fn a_claim_that_finds_the_position_unmoved_counts_the_record_lost() {
         assert_eq!(je.mnemonic(), Mnemonic::Je);
         let target = insns
             .iter()
-            .find(|i| i.ip() == je.near_branch_target())
+            .find(|i| {
+                i.ip() >= je.near_branch_target()
+                    && i.mnemonic() == Mnemonic::Inc
+                    && i.has_lock_prefix()
+            })
             .unwrap();
-        assert_eq!(target.mnemonic(), Mnemonic::Inc);
         assert!(target.has_lock_prefix());
         assert_eq!(target.memory_displacement64(), lost);
         // Otherwise back to the load of the position.
@@ -579,4 +589,177 @@ fn the_stubs_string_copy_never_leaves_its_slot() {
             && i.immediate32() == room
     });
     assert!(bounded, "no bound of {room} before the load");
+}
+
+fn blocking_stub() -> Stub {
+    assemble_stub(&StubSpec {
+        at: STUB,
+        ring: ring(),
+        table: TABLE,
+        tp: ThreadPointer::Rdfsbase,
+        none_index: (ring::MAX_SITES - 1) as u32,
+        block: true,
+    })
+    .unwrap()
+}
+
+/// The system calls in `insns`.
+fn syscalls(insns: &[Instruction]) -> usize {
+    insns
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Syscall)
+        .count()
+}
+
+/// A detour that drops on a full ring makes no system call and has no
+/// body; one that blocks waits in a body (the doorbell's wake, the sleep on
+/// ROOM: two system calls, both inside it) after a claim that found the ring
+/// full, and claims again from there.
+#[test]
+fn a_blocking_detour_waits_for_room_in_its_body() {
+    let (_, dropping) = detour(WORK_O0, 0, &[]);
+    assert_eq!(dropping.body, None);
+    assert_eq!(syscalls(&decode_all(&dropping.code, DETOUR)), 0);
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let d = assemble_detour(
+        &patch,
+        &DetourSpec {
+            at: DETOUR,
+            ring: ring(),
+            index: 3,
+            captures: &[],
+            tp: ThreadPointer::Rdfsbase,
+            returns: None,
+            block: true,
+        },
+    )
+    .unwrap();
+    let (from, to) = d.body.expect("a body");
+    let insns = decode_all(&d.code, DETOUR);
+    assert_eq!(syscalls(&insns), 2);
+    for i in insns.iter().filter(|i| i.mnemonic() == Mnemonic::Syscall) {
+        assert!((from..to).contains(&i.ip()), "{:#x}", i.ip());
+    }
+    // The ring's words it reads and writes while it waits, each at its
+    // offset from the ring's base (r11).
+    let at = |off: u64| {
+        insns
+            .iter()
+            .filter(|i| i.op_kinds().any(|k| k == OpKind::Memory))
+            .filter(|i| i.memory_base() == iced_x86::Register::R11)
+            .filter(|i| i.memory_displacement64() == off)
+            .count()
+    };
+    for (what, off) in [
+        ("ALIVE", ring::ALIVE),
+        ("HEARTBEAT", ring::HEARTBEAT),
+        ("DOORBELL", ring::DOORBELL),
+        ("WAITING", ring::WAITING),
+        ("ROOM", ring::ROOM),
+        ("STALE", ring::STALE),
+    ] {
+        assert!(at(off) > 0, "{what}");
+    }
+    // Two claims of the enqueue position's slot: none inside the body.
+    let claims: Vec<u64> = insns
+        .iter()
+        .filter(|i| i.has_lock_prefix() && i.mnemonic() == Mnemonic::Cmpxchg)
+        .map(|i| i.ip())
+        .collect();
+    assert_eq!(claims.len(), 1);
+    assert!(claims.iter().all(|ip| !(from..to).contains(ip)));
+}
+
+/// A thread stopped in a wait's body goes back to where it entered, with
+/// the nine registers the frame holds, its flags and its stack pointer as
+/// they were there, and no system call to restart.
+#[test]
+fn a_thread_waiting_for_room_is_sent_back_with_its_registers() {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        captures: &[],
+        tp: ThreadPointer::Rdfsbase,
+        returns: None,
+        block: true,
+    };
+    let d = assemble_detour(&patch, &spec).unwrap();
+    let (from, to) = d.body.unwrap();
+    let sp = 0x7ffd_0000_1000u64;
+    let stack = Words::default();
+    // Scratch (96 bytes), then r9, r8, rdi, r11, r10, rsi, rdx, rcx, rax,
+    // the flags.
+    let saved = [9u64, 8, 7, 11, 10, 6, 2, 1, 0];
+    for (i, n) in saved.iter().enumerate() {
+        stack
+            .0
+            .borrow_mut()
+            .insert(sp + 96 + 8 * i as u64, 0x1000 + n);
+    }
+    stack.0.borrow_mut().insert(sp + 96 + 72, 0x246);
+    let mut regs = super::regs::Regs::default();
+    regs.set_sp(sp);
+    regs.set_ip(to);
+    regs.raw_mut().orig_rax = 202;
+    assert!(!leave_wait((from, to), START, RED_ZONE, &mut regs, &stack).unwrap());
+    assert_eq!(regs.ip(), to);
+    regs.set_ip(from + 1);
+    assert!(leave_wait((from, to), START, RED_ZONE, &mut regs, &stack).unwrap());
+    assert_eq!(regs.ip(), START);
+    assert_eq!(regs.sp(), sp + 96 + 80 + 128);
+    for n in saved {
+        assert_eq!(regs.gpr(Gpr(n as u8)), 0x1000 + n, "register {n}");
+    }
+    assert_eq!(regs.raw().eflags, 0x246);
+    assert_eq!(regs.raw().orig_rax, u64::MAX);
+}
+
+/// The blocking stub claims its slot before it touches the table (a thread
+/// waiting for room has taken nothing yet: it goes back to the stub's
+/// entry, one slot deeper than a detour's site), publishes a claimed slot
+/// it has no entry for as nothing, and without a slot counts the return
+/// lost under the site the table names.
+#[test]
+fn the_blocking_stub_claims_before_it_takes_the_entry() {
+    let s = blocking_stub();
+    let insns = decode_all(&s.code, STUB);
+    let (from, to) = s.body.expect("a body");
+    assert_eq!(syscalls(&insns), 2);
+    let first = |m: Mnemonic, lock: bool| {
+        insns
+            .iter()
+            .find(|i| i.mnemonic() == m && i.has_lock_prefix() == lock)
+            .map(|i| i.ip())
+            .unwrap()
+    };
+    let claim = first(Mnemonic::Cmpxchg, true);
+    let table = insns
+        .iter()
+        .find(|i| i.immediate64() == TABLE)
+        .map(|i| i.ip())
+        .unwrap();
+    assert!(claim < table && to < s.ret + 0x1000 && from > claim);
+    // KIND_NONE written once; the lost return counted under RET_LOST.
+    assert_eq!(
+        insns
+            .iter()
+            .filter(|i| i.op1_kind() == OpKind::Immediate32 && i.immediate32() == KIND_NONE)
+            .filter(|i| i.memory_displacement64() == ring::KIND)
+            .count(),
+        1
+    );
+    assert_eq!(
+        insns
+            .iter()
+            .filter(|i| i.has_lock_prefix() && i.mnemonic() == Mnemonic::Inc)
+            .filter(|i| i.memory_displacement64() == ring::RET_LOST)
+            .count(),
+        1
+    );
+    assert!(!(from..to).contains(&s.entry));
+    let dropping = stub();
+    assert_eq!(dropping.body, None);
+    assert_eq!(syscalls(&decode_all(&dropping.code, STUB)), 0);
 }

@@ -49,8 +49,9 @@ use iced_x86::BlockEncoderOptions;
 
 use super::detour::{
     claim_slot, restore_and_resume, ring, save, stamp, table, Detour, Patch, RingLayout,
-    ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE, SAVED,
+    ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
 };
+use super::detour_wait::{enter_frame, leave_frame, leave_wait, wait_for_room, TO_EXTRA, TO_FLAGS};
 
 /// Which of rtrace's hooks a detour is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,22 +115,13 @@ const SYS_FUTEX: i32 = 202;
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
 
-/// Registers saved after the detours' own six, in push order: what a
-/// system call may clobber or take as an argument.
-const EXTRA: usize = 3;
-/// Scratch bytes on the stack below them.
-const SCRATCH: i32 = 64;
-// Scratch slots.
+/// Scratch slots (the frame's, see `detour_wait`).
 const S_TS: i32 = 0;
 const S_VEC: i32 = 16;
 const S_TP: i32 = 24;
 const S_LIMIT: i32 = 32;
 const S_BEAT: i32 = 40;
 const S_STALE: i32 = 48;
-/// From rsp in the body to the saved r9 (then r8, rdi, then the six).
-const TO_EXTRA: i32 = SCRATCH;
-/// From rsp in the body to the saved flags.
-const TO_FLAGS: i32 = TO_EXTRA + 8 * (EXTRA as i32 + SAVED.len() as i32);
 /// From rsp in the body to the site's stack pointer.
 const TO_SITE_SP: i32 = TO_FLAGS + 8 + RED_ZONE as i32;
 
@@ -153,6 +145,9 @@ pub struct HookSpec {
     pub table: u64,
     /// See `table`.
     pub stub: u64,
+    /// A record that finds the ring full waits for room (see
+    /// `detour_wait`) instead of being dropped.
+    pub block: bool,
 }
 
 /// Writes the hook detour of `patch` as `spec` says.
@@ -178,10 +173,7 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     let mut displaced = a.create_label();
 
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
-    a.push(rdi)?;
-    a.push(r8)?;
-    a.push(r9)?;
-    a.lea(rsp, ptr(rsp - SCRATCH))?;
+    enter_frame(&mut a)?;
     a.set_label(&mut body)?;
     // The thread pointer and the site's stack pointer, kept in the scratch.
     match spec.tp {
@@ -220,10 +212,7 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     // (A label of the body may end it: one instruction before the end.)
     a.nop()?;
     a.set_label(&mut body_end)?;
-    a.lea(rsp, ptr(rsp + SCRATCH))?;
-    a.pop(r9)?;
-    a.pop(r8)?;
-    a.pop(rdi)?;
+    leave_frame(&mut a)?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
 
     let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
@@ -354,11 +343,14 @@ fn record(
     ret: bool,
 ) -> Result<(), iced_x86::IcedError> {
     let mut full = a.create_label();
+    let mut lost = a.create_label();
+    let mut claim = a.create_label();
     let mut done = a.create_label();
     if ret {
         a.mov(rax, spec.at_site)?;
         a.mov(qword_ptr(rsp + S_BEAT), rax)?;
     }
+    a.set_label(&mut claim)?;
     claim_slot(a, spec.ring, mask, full)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), kind)?;
@@ -379,6 +371,12 @@ fn record(
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
     a.jmp(done)?;
     a.set_label(&mut full)?;
+    a.nop()?;
+    if spec.block {
+        wait_for_room(a, spec.ring, mask, claim, lost)?;
+    }
+    a.set_label(&mut lost)?;
+    a.mov(r11, spec.ring.base)?;
     a.lock().inc(qword_ptr(
         r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
     ))?;
@@ -536,26 +534,8 @@ pub fn abandon(
     regs: &mut super::regs::Regs,
     stack: &dyn super::exec::Stack,
 ) -> crate::Result<bool> {
-    let Some((from, to)) = detour.body else {
+    let Some(body) = detour.body else {
         return Ok(false);
     };
-    if !(from..to).contains(&regs.ip()) {
-        return Ok(false);
-    }
-    let base = regs.sp();
-    let word = |off: i32| stack.read_word(base.wrapping_add(off as u64));
-    use super::insn::Gpr;
-    // r9, r8, rdi, then the six in reverse push order.
-    let extra = [Gpr(9), Gpr(8), Gpr(7)];
-    let six = [Gpr(11), Gpr(10), Gpr(6), Gpr(2), Gpr(1), Gpr(0)];
-    for (i, reg) in extra.iter().chain(six.iter()).enumerate() {
-        let value = word(TO_EXTRA + 8 * i as i32)?;
-        regs.set_gpr(*reg, value);
-    }
-    regs.raw_mut().eflags = word(TO_FLAGS)?;
-    regs.set_sp(base.wrapping_add(TO_SITE_SP as u64));
-    // Not back into a system call it was interrupted in.
-    regs.raw_mut().orig_rax = u64::MAX;
-    regs.set_ip(site);
-    Ok(true)
+    leave_wait(body, site, RED_ZONE, regs, stack)
 }

@@ -7,6 +7,7 @@ mod detour_leave;
 mod detour_refusal;
 #[cfg(test)]
 mod detour_tests;
+mod detour_wait;
 pub mod exec;
 pub mod hook;
 pub mod insn;

@@ -21,6 +21,17 @@ pub enum ColorWhen {
     Never,
 }
 
+/// What a fast probe does when the ring it shares with rtrace is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OverflowWhen {
+    /// The thread waits for rtrace to make room (nothing is lost; the
+    /// program slows to rtrace's pace, and never waits on a dead, stopped or
+    /// stuck rtrace for more than a few milliseconds).
+    Block,
+    /// The record is dropped and counted as missed (the program never waits).
+    Drop,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "rtrace",
@@ -73,6 +84,10 @@ struct Raw {
     /// probes stay int3. Says which at attach.
     #[arg(long)]
     fast: bool,
+    /// When the ring a fast probe records into is full: block (wait for
+    /// rtrace to read; nothing lost) or drop (count the record missed).
+    #[arg(long, value_enum, default_value_t = OverflowWhen::Block, value_name = "WHAT")]
+    overflow: OverflowWhen,
     /// Also trace children created by fork, vfork and clone.
     #[arg(short = 'f', long)]
     follow_forks: bool,
@@ -236,6 +251,8 @@ pub struct Cli {
     pub entry_only: bool,
     /// `--fast`.
     pub fast: bool,
+    /// `--overflow`.
+    pub overflow: OverflowWhen,
     pub follow_forks: bool,
     pub step: StepMode,
     pub pin: bool,
@@ -432,6 +449,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         script,
         entry_only: raw.entry_only,
         fast: raw.fast,
+        overflow: raw.overflow,
         follow_forks: raw.follow_forks,
         step: raw.step.parse().expect("clap checked the value"),
         pin: raw.pin,

@@ -10,7 +10,9 @@ use std::rc::Rc;
 
 use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, StackCounter, Timeline, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
-use rtrace::{Both, Fast, Handler, Hit, Options, Outcome, ProbeId, ProbeSpec, Return, Tracer};
+use rtrace::{
+    Both, Fast, Handler, Hit, Options, Outcome, Overflow, ProbeId, ProbeSpec, Return, Tracer,
+};
 
 use args::{Cli, ColorWhen, Target};
 
@@ -282,6 +284,10 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         follow_forks: cli.follow_forks,
         step: cli.step,
         fast: cli.fast,
+        overflow: match cli.overflow {
+            args::OverflowWhen::Block => Overflow::Block,
+            args::OverflowWhen::Drop => Overflow::Drop,
+        },
     };
     let mut tracer = match &cli.target {
         Target::Attach(pid) => Tracer::attach(*pid, opts)?,

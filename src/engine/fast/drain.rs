@@ -16,7 +16,7 @@ use crate::sys::ptrace;
 use crate::sys::shm::{self};
 
 use super::clock::{Drain, Pace, TscClock};
-use super::state::{Ring, STUB_LOST_INDEX};
+use super::state::{Ring, STUB_INDEX};
 
 /// The most records one drain reads while the tracee runs (about 2 ms of
 /// printing): stops waiting meanwhile are not kept waiting longer.
@@ -126,6 +126,22 @@ pub(super) fn take_records(
     Ok(out)
 }
 
+/// `taken` records were taken from `ring` (their slots freed): threads
+/// waiting for room are woken (`ROOM` bumped before `WAITING` is cleared:
+/// see `arch::detour`'s wait), a judgement that rtrace had stopped reading
+/// is taken back, and the watchman sees rtrace reading.
+pub(super) fn made_room(ring: &Ring, taken: u64) {
+    ring.taken
+        .fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
+    ring.map.bump_u32(ring::ROOM);
+    if ring.map.load_u64(ring::STALE) != 0 {
+        ring.map.store_u64(ring::STALE, 0);
+    }
+    if ring.map.compare_exchange_u32(ring::WAITING, 1, 0) {
+        ring.map.futex_wake(ring::ROOM);
+    }
+}
+
 /// Checks what a detour, the stub or a hook writes into record `rec` of a ring
 /// serving `sites` fast sites (and a return stub, with `stub`): its kind,
 /// its site index, an entry's watch, and its time stamp (within `stamps`).
@@ -152,9 +168,11 @@ pub(super) fn check_record(
         detour::KIND_RETURN if stub => {}
         // rtrace's hook at `__cxa_begin_catch` (see `hooks`).
         detour::KIND_CATCH => {}
+        // A slot the stub claimed and had nothing for (under its index).
+        detour::KIND_NONE if stub && index == STUB_INDEX => {}
         _ => return Err(format!("a record is of kind {kind}")),
     }
-    if index as usize >= sites {
+    if index as usize >= sites && kind != detour::KIND_NONE {
         return Err(format!(
             "a record is of fast site {index}, of {sites} patched"
         ));
@@ -177,22 +195,21 @@ pub(super) struct Losses {
     total: u64,
     /// (site index, its count now) of the sites whose counter moved.
     sites: Vec<(usize, u64)>,
-    /// The return stub's count now, when it moved.
-    stub: Option<u64>,
+    /// (site index, its lost-return count now) of the sites whose counter
+    /// moved.
+    returns: Vec<(usize, u64)>,
 }
 
 /// Reads the lost counters of `ring` when its total has moved since
-/// `ring.lost_seen` (None when it has not): `seen` has each site's count as
-/// last seen, `stub_seen` the return stub's (None: there is no stub, and
-/// its counter must be 0), `elapsed` the time since they were read. Err
-/// when they cannot be counts of lost records: a counter that went back, one
-/// that leapt further than records can be lost in `elapsed`
-/// ([`MAX_LOSSES_PER_NS`]), or a total above the sum of the counters (each
-/// detour counts its own before the total).
+/// `ring.lost_seen` (None when it has not): `seen` has each site's counts
+/// (records lost, returns lost) as last seen, `elapsed` the time since they
+/// were read. Err when they cannot be counts of lost records: a counter
+/// that went back, one that leapt further than records can be lost in
+/// `elapsed` ([`MAX_LOSSES_PER_NS`]), or a total above the sum of the
+/// counters (each detour, and the stub, counts its own before the total).
 pub(super) fn read_losses(
     ring: &Ring,
-    seen: &[u64],
-    stub_seen: Option<u64>,
+    seen: &[(u64, u64)],
     elapsed: Duration,
 ) -> std::result::Result<Option<Losses>, String> {
     let total = ring.map.load_u64(ring::LOST_TOTAL);
@@ -222,39 +239,33 @@ pub(super) fn read_losses(
         total,
     )?;
     let mut sum = 0u128;
-    let mut sites = Vec::new();
-    for (i, &before) in seen.iter().enumerate() {
+    let mut losses = Losses {
+        total,
+        ..Losses::default()
+    };
+    for (i, &(before, ret_before)) in seen.iter().enumerate() {
         let now = ring.map.load_u64(ring::LOST + 8 * i as u64);
         moved(&|| format!("the lost count of fast site {i}"), before, now)?;
-        sum += u128::from(now);
+        let ret_now = ring.map.load_u64(ring::RET_LOST + 8 * i as u64);
+        moved(
+            &|| format!("the lost-return count of fast site {i}"),
+            ret_before,
+            ret_now,
+        )?;
+        sum += u128::from(now) + u128::from(ret_now);
         if now != before {
-            sites.push((i, now));
+            losses.sites.push((i, now));
+        }
+        if ret_now != ret_before {
+            losses.returns.push((i, ret_now));
         }
     }
-    let stub_now = ring
-        .map
-        .load_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX));
-    moved(
-        &|| "the return stub's lost count".into(),
-        stub_seen.unwrap_or(0),
-        stub_now,
-    )?;
-    if stub_seen.is_none() && stub_now != 0 {
-        return Err(format!(
-            "the return stub's lost count is {stub_now}, with no return stub"
-        ));
-    }
-    sum += u128::from(stub_now);
     if sum < u128::from(total) {
         return Err(format!(
             "{total} records lost in all, {sum} by the counts of its sites"
         ));
     }
-    Ok(Some(Losses {
-        total,
-        sites,
-        stub: (Some(stub_now) != stub_seen && stub_seen.is_some()).then_some(stub_now),
-    }))
+    Ok(Some(losses))
 }
 
 /// What record `rec` captured, as `Hit` reads it.
@@ -444,6 +455,9 @@ impl Reader<'_> {
                 // Stopped at the budget: more may wait (the tracer then
                 // only polls for stops before reading on).
                 self.pace.more_records |= records.len() / slot >= budget as usize;
+                if !records.is_empty() {
+                    made_room(ring, (records.len() / slot) as u64);
+                }
             }
             (taken, slot)
         };
@@ -551,6 +565,17 @@ pub(super) fn switch_pending(world: &World, begun: bool) -> bool {
             .any(|s| s.fast.corrupt.is_some() && s.fast.dirty)
 }
 
+/// True when a thread may be waiting for room in a ring that is read.
+pub(super) fn waiting(world: &World) -> bool {
+    world.spaces.values().any(|s| {
+        s.fast.corrupt.is_none()
+            && s.fast
+                .ring
+                .as_ref()
+                .is_some_and(|r| r.map.load_u32(ring::WAITING) != 0)
+    })
+}
+
 /// True when some ring may hold records (and is read: not corrupt).
 pub(super) fn draining(world: &World) -> bool {
     world
@@ -602,6 +627,9 @@ pub(super) fn deliver(
         };
         let index = word(ring::INDEX) as u32;
         let kind = word(ring::KIND) as u32;
+        if kind == detour::KIND_NONE {
+            continue;
+        }
         let tp = word(ring::TP);
         let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
         if silent {
@@ -769,36 +797,43 @@ pub(super) fn report_lost(
         let Some(ring) = space.fast.ring.as_mut() else {
             return Ok(());
         };
-        let seen: Vec<u64> = space.fast.sites.iter().map(|f| f.lost).collect();
-        let stub_seen = space.fast.stub.as_ref().map(|s| s.lost);
+        let seen: Vec<(u64, u64)> = space
+            .fast
+            .sites
+            .iter()
+            .map(|f| (f.lost, f.ret_lost))
+            .collect();
         let now = Instant::now();
-        let Some(losses) = read_losses(ring, &seen, stub_seen, now - ring.lost_at)? else {
+        let Some(losses) = read_losses(ring, &seen, now - ring.lost_at)? else {
             return Ok(());
         };
         ring.lost_seen = losses.total;
         ring.lost_at = now;
+        // A call whose entry or return record was lost counts once, as
+        // missed: its entry lost, nothing of it was seen; its return lost,
+        // its entry was, and it stays in flight until a later call of the
+        // thread takes its place (as a call left by longjmp does), never
+        // counted as a call.
+        let mut counts: Vec<(usize, u64)> = Vec::new();
         for (i, lost) in losses.sites {
             let fs = &mut space.fast.sites[i];
-            for site in &fs.probes {
+            counts.push((i, lost - fs.lost));
+            fs.lost = lost;
+        }
+        for (i, lost) in losses.returns {
+            let fs = &mut space.fast.sites[i];
+            counts.push((i, lost - fs.ret_lost));
+            fs.ret_lost = lost;
+        }
+        for (i, count) in counts {
+            for site in &space.fast.sites[i].probes {
                 events.push(Event::Lost {
                     pid,
                     probe: site.probe.clone(),
                     symbol: site.symbol.clone(),
-                    count: lost - fs.lost,
+                    count,
                 });
             }
-            fs.lost = lost;
-        }
-        if let (Some(lost), Some(stub)) = (losses.stub, space.fast.stub.as_mut()) {
-            events.push(Event::Warning {
-                probe: String::new(),
-                message: format!(
-                    "{} fast returns lost: the ring was full when they were made \
-                     (those calls show no return)",
-                    lost - stub.lost
-                ),
-            });
-            stub.lost = lost;
         }
     }
     for e in events {
@@ -836,6 +871,7 @@ mod tests {
             consumed: 0,
             lost_seen: 0,
             lost_at: Instant::now(),
+            taken: Default::default(),
         }
     }
 
@@ -986,52 +1022,55 @@ mod tests {
         let ms = Duration::from_millis(2);
         let r = test_ring(16);
         // Nothing lost: nothing to read.
-        assert_eq!(read_losses(&r, &[0, 0], Some(0), ms), Ok(None));
-        // Five of site 1, two of the stub.
+        assert_eq!(read_losses(&r, &[(0, 0), (0, 0)], ms), Ok(None));
+        // Five records of site 1, two returns of site 0.
         r.map.store_u64(ring::LOST + 8, 5);
-        r.map
-            .store_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX), 2);
+        r.map.store_u64(ring::RET_LOST, 2);
         r.map.store_u64(ring::LOST_TOTAL, 7);
-        let l = read_losses(&r, &[0, 0], Some(0), ms).unwrap().unwrap();
+        let l = read_losses(&r, &[(0, 0), (0, 0)], ms).unwrap().unwrap();
         assert_eq!(
             l,
             Losses {
                 total: 7,
                 sites: vec![(1, 5)],
-                stub: Some(2)
+                returns: vec![(0, 2)],
             }
         );
         // A site counted before the total: fine.
         r.map.store_u64(ring::LOST, 1);
-        assert!(read_losses(&r, &[0, 0], Some(0), ms).unwrap().is_some());
-        let cases: [(&str, u64, u64); 4] = [
+        assert!(read_losses(&r, &[(0, 0), (0, 0)], ms).unwrap().is_some());
+        let cases: [(&str, u64, u64); 6] = [
             ("leapt", ring::LOST_TOTAL, u64::MAX),
             ("leapt", ring::LOST + 8, u64::MAX),
             ("in all", ring::LOST_TOTAL, 100),
             ("went back", ring::LOST + 8, 4),
+            (
+                "lost-return count of fast site 1 went back",
+                ring::RET_LOST + 8,
+                0,
+            ),
+            (
+                "lost-return count of fast site 0 leapt",
+                ring::RET_LOST,
+                u64::MAX,
+            ),
         ];
         for (what, off, value) in cases {
             let r = test_ring(16);
             r.map.store_u64(ring::LOST + 8, 5);
+            r.map.store_u64(ring::RET_LOST + 8, 1);
             r.map.store_u64(ring::LOST_TOTAL, 6);
             r.map.store_u64(off, value);
-            let e = read_losses(&r, &[0, 5], Some(0), ms)
+            let e = read_losses(&r, &[(0, 0), (5, 1)], ms)
                 .map(|_| ())
                 .expect_err(what);
             assert!(e.contains(what), "{what}: {e}");
         }
-        // The stub's counter, with no stub.
-        let r = test_ring(16);
-        r.map.store_u64(ring::LOST_TOTAL, 1);
-        r.map
-            .store_u64(ring::LOST + 8 * u64::from(STUB_LOST_INDEX), 1);
-        let e = read_losses(&r, &[0], None, ms).unwrap_err();
-        assert!(e.contains("no return stub"), "{e}");
         // The total going back.
         let mut r = test_ring(16);
         r.lost_seen = 10;
         r.map.store_u64(ring::LOST_TOTAL, 3);
-        let e = read_losses(&r, &[10], Some(0), ms).unwrap_err();
+        let e = read_losses(&r, &[(10, 0)], ms).unwrap_err();
         assert!(e.contains("went back from 10 to 3"), "{e}");
     }
 

@@ -33,7 +33,7 @@ use crate::arch::detour::{self, ring, table, ThreadPointer};
 use crate::arch::hook::{self, request, HookKind, HookSpec};
 use crate::arch::StepMode;
 use crate::engine::space::Space;
-use crate::engine::tracer::Tracer;
+use crate::engine::tracer::{Overflow, Tracer};
 use crate::error::Result;
 use crate::handler::{Event, ProbeKind};
 use crate::probe::Owner;
@@ -201,6 +201,7 @@ impl Tracer {
             tp,
             table,
             stub,
+            block: self.opts.overflow == Overflow::Block,
         };
         let code = hook::assemble_hook(&plan.patch, &spec)?;
         let jump =
@@ -223,6 +224,7 @@ impl Tracer {
             probes: Vec::new(),
             ret_string: 0,
             lost: 0,
+            ret_lost: 0,
             live: true,
             hook: Some(plan.kind),
         });
@@ -495,9 +497,10 @@ impl Tracer {
         Ok(())
     }
 
-    /// Sends `tid` (stopped) out of a hook's body back to its site, and
-    /// frees the requests it posted. False when it is not in a hook's body.
-    pub(super) fn abandon_hook(&mut self, tid: Tid) -> Result<bool> {
+    /// Sends `tid` (stopped) out of a hook's body, or a detour's wait for
+    /// room, back to its site, and frees the requests it posted. False when
+    /// it is not in such a body.
+    pub(super) fn abandon_body(&mut self, tid: Tid) -> Result<bool> {
         let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
         };
@@ -508,9 +511,6 @@ impl Tracer {
         let Some(site) = space.fast.detour_at(regs.ip()) else {
             return Ok(false);
         };
-        if site.hook.is_none() {
-            return Ok(false);
-        }
         let (detour, addr) = (site.detour.clone(), site.addr);
         if !hook::abandon(&detour, addr.get(), &mut regs, &space.mem)? {
             return Ok(false);

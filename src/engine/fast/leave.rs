@@ -46,16 +46,31 @@ impl Tracer {
             };
             if let Some(stub) = space.fast.stub.as_ref().filter(|s| s.contains_ip(ip)) {
                 let stub = stub.stub.clone();
+                if let Some(body) = stub.body.filter(|(from, to)| (*from..*to).contains(&ip)) {
+                    // Waiting for room: the ring is read (it would wait on,
+                    // stepped), and the thread goes back to the stub's
+                    // entry, where it has taken nothing yet.
+                    self.drain(key, Drain::Quick)?;
+                    let Some(space) = self.world.spaces.get(&key) else {
+                        return Ok(true);
+                    };
+                    let below = detour::RED_ZONE + 8;
+                    if detour::leave_wait(body, stub.entry, below, &mut regs, &space.mem)? {
+                        ptrace::setregs(tid, &regs)?;
+                    }
+                    continue;
+                }
                 match self.stub_step(tid, &stub, regs)? {
                     Some(out) => return Ok(out),
                     None => continue,
                 }
             }
-            let Some(hook) = space.fast.detour_at(ip).map(|s| s.hook.is_some()) else {
+            if space.fast.detour_at(ip).is_none() {
                 return Ok(true);
-            };
-            // In a hook's body (its loops, its waits): back to its site.
-            if hook && self.abandon_hook(tid)? {
+            }
+            // In a hook's body (its loops, its waits), or a detour's wait for
+            // room: back to its site.
+            if self.abandon_body(tid)? {
                 return Ok(true);
             }
             let Some(space) = self.world.spaces.get(&key) else {

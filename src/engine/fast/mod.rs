@@ -283,7 +283,8 @@ pub(in crate::engine) fn on_requests(t: &mut Tracer) -> Result<()> {
 /// The event loop's pass, before it waits for a stop (after a detach
 /// request was looked for): once tracing has begun (`begun`), dirty spaces
 /// patched (stops their worlds) and each probe's mode said once; the rings
-/// read every [`DRAIN_INTERVAL`] while the tracer is busy.
+/// read every [`DRAIN_INTERVAL`] while the tracer is busy, and at once when
+/// a thread waits for room.
 pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
     if t.opts.fast && begun {
         let dirty: Vec<Pid> = t
@@ -299,7 +300,9 @@ pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
         plan::report_modes(&t.world, &mut t.consumers, t.root, t.start)?;
     }
     if drain::draining(&t.world)
-        && (t.pace.more_records || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL)
+        && (t.pace.more_records
+            || t.pace.last_drain.elapsed() >= DRAIN_INTERVAL
+            || drain::waiting(&t.world))
     {
         t.drain_all_safely()?;
     }

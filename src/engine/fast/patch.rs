@@ -15,7 +15,7 @@ use crate::arch::detour::{
 use crate::arch::SCRATCH_SYSCALL_OFFSET;
 use crate::engine::guards::World;
 use crate::engine::task::TaskState;
-use crate::engine::tracer::Tracer;
+use crate::engine::tracer::{Overflow, Tracer};
 use crate::error::{Error, Result};
 use crate::symbols::maps::Mapping;
 use crate::sys::ptrace;
@@ -23,7 +23,7 @@ use crate::sys::shm::{self, SharedMap};
 
 use super::plan::Planned;
 use super::refusal::Refusal;
-use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_LOST_INDEX};
+use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_INDEX};
 
 /// Room left free above the heap (or where `brk` starts) and below the
 /// stack, which grow into it.
@@ -31,7 +31,7 @@ pub(super) const GROWTH_ROOM: u64 = 1 << 30;
 
 /// Room kept for one detour: the longest one rtrace generates (a few
 /// captures, five displaced instructions) is well under this.
-pub(super) const DETOUR_ROOM: u64 = 1024;
+pub(super) const DETOUR_ROOM: u64 = 2048;
 
 /// About how much shared memory a ring takes.
 pub(super) const RING_BYTES: u64 = 16 << 20;
@@ -407,6 +407,7 @@ impl Tracer {
                 }),
                 false => None,
             },
+            block: self.opts.overflow == Overflow::Block,
         };
         if plan.returns && spec.returns.is_none() {
             return Err("no return stub".into());
@@ -433,6 +434,7 @@ impl Tracer {
             probes: plan.probes,
             ret_string: plan.ret_string,
             lost: 0,
+            ret_lost: 0,
             live: true,
             hook: None,
         });
@@ -467,6 +469,7 @@ impl Tracer {
             )
             .map_err(|e| format!("the table of return addresses cannot be mapped ({e})"))?
             as u64;
+        let block = self.opts.overflow == Overflow::Block;
         let made = (|| {
             let (area, at) = self.room_near(key, tid, near)?;
             let space = self
@@ -479,13 +482,13 @@ impl Tracer {
                 ring: layout,
                 table,
                 tp,
-                lost_index: STUB_LOST_INDEX,
+                none_index: STUB_INDEX,
+                block,
             })?;
             write_code(space, area, at, &stub.code, "the return stub")?;
             space.fast.stub = Some(ReturnStub {
                 stub,
                 table: RuntimeAddr(table),
-                lost: 0,
             });
             Ok(())
         })();
@@ -666,8 +669,10 @@ impl Tracer {
             .get_mut(&key)
             .ok_or("the process is gone")?;
         let map = std::sync::Arc::new(map);
-        let watchman = super::watchman::Watchman::start(map.clone(), nix::unistd::gettid())
-            .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let watchman =
+            super::watchman::Watchman::start(map.clone(), nix::unistd::gettid(), taken.clone())
+                .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
         space.fast.ring = Some(Ring {
             map,
             _watchman: Some(watchman),
@@ -675,6 +680,7 @@ impl Tracer {
             consumed: 0,
             lost_seen: 0,
             lost_at: Instant::now(),
+            taken,
         });
         space.fast.ring_wanted = None;
         Ok(())

@@ -38,6 +38,10 @@ pub(crate) struct Ring {
     /// When `lost_seen` was read (how many records could have been lost
     /// since is bounded by the time).
     pub lost_at: Instant,
+    /// Records taken from it, in all, shared with its watchman: it keeps
+    /// the heartbeat for threads waiting for room only while this moves
+    /// (rtrace is reading).
+    pub taken: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A detour area.
@@ -63,6 +67,8 @@ pub(crate) struct FastSite {
     pub ret_string: u32,
     /// Its lost counter as last seen.
     pub lost: u64,
+    /// Its lost-return counter as last seen.
+    pub ret_lost: u64,
     /// Still patched.
     pub live: bool,
     /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
@@ -81,8 +87,6 @@ pub(crate) struct ReturnStub {
     pub stub: Stub,
     /// The table (a private mapping of [`table::SIZE`] bytes).
     pub table: RuntimeAddr,
-    /// Its lost counter as last seen.
-    pub lost: u64,
 }
 
 impl ReturnStub {
@@ -91,9 +95,9 @@ impl ReturnStub {
     }
 }
 
-/// The stub's lost-record counter: the last one of the ring (no site has
-/// its index).
-pub(super) const STUB_LOST_INDEX: u32 = (ring::MAX_SITES - 1) as u32;
+/// The site index of the return stub's `KIND_NONE` records: the last one
+/// of the ring (no site has it).
+pub(super) const STUB_INDEX: u32 = (ring::MAX_SITES - 1) as u32;
 
 /// Fast probes in one address space.
 #[derive(Debug, Default)]
@@ -205,6 +209,7 @@ impl FastState {
                 .iter()
                 .map(|f| FastSite {
                     lost: 0,
+                    ret_lost: 0,
                     ..f.clone()
                 })
                 .collect(),
@@ -216,7 +221,7 @@ impl FastState {
             dirty: false,
             // The child's table is a copy of its parent's (a private
             // mapping), matching its copy of the stack.
-            stub: self.stub.clone().map(|s| ReturnStub { lost: 0, ..s }),
+            stub: self.stub.clone(),
             stub_failed: self.stub_failed.clone(),
             suspended_by: HashSet::new(),
             // A ring of its own, new.
