@@ -345,7 +345,8 @@ pub enum Event {
         probe: String,
         /// The function.
         symbol: String,
-        /// How many, since the last such event.
+        /// How many, since the last such event (the printers add them
+        /// up, and say the total once, at the end).
         count: u64,
     },
     /// A glob probe left some of the functions it matches unprobed (once per
@@ -428,6 +429,17 @@ pub(crate) fn probe_mode_message(probe: &str, fast: usize, int3: &[SkipReason]) 
             )
         }
     }
+}
+
+/// What a printer says of the fast calls of `symbol` (probe `probe`) whose
+/// records were lost: `count` of them, in all.
+pub(crate) fn lost_message(probe: &str, symbol: &str, count: u64) -> String {
+    format!(
+        "probe {probe}: {count} fast call{} of {symbol} not recorded: the ring shared with the \
+         program was full while rtrace was not reading (stopped, stuck or gone) or with \
+         --overflow drop; counted as missed in the summary (-c)",
+        if count == 1 { "" } else { "s" }
+    )
 }
 
 /// `probe libc:* skipped 5 functions: 3 whose first instruction cannot be

@@ -288,10 +288,7 @@ impl Emitter for JsonEmitter {
             } => Obj::new("warning", time, Some(*pid))
                 .field(
                     "message",
-                    format!(
-                        "probe {probe}: {count} fast hits of {symbol} lost (the ring shared \
-                         with the tracee was full); counted as missed in the summary"
-                    ),
+                    crate::handler::lost_message(probe, symbol, *count),
                 )
                 .field("probe", probe.as_str())
                 .field("lost", *count)

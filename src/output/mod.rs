@@ -262,6 +262,9 @@ pub struct Printer {
     last: Duration,
     /// Probes already warned about a missed return.
     missed_warned: std::collections::HashSet<String>,
+    /// Fast calls lost, by probe and function (with the first process that
+    /// lost one): said once each, at the end, with the final count.
+    lost: std::collections::BTreeMap<(String, String), (crate::Pid, u64)>,
     /// See [`PrinterOptions::stack_depth`].
     stack_depth: Option<usize>,
 }
@@ -295,6 +298,7 @@ impl Printer {
             injected: None,
             last: Duration::ZERO,
             missed_warned: std::collections::HashSet::new(),
+            lost: Default::default(),
             stack_depth: opts.stack_depth,
         }
     }
@@ -409,18 +413,22 @@ impl Handler for Printer {
             }
         }
         if let Event::Lost {
+            pid,
             probe,
             symbol,
             count,
-            ..
         } = event
         {
             if let Some(stats) = &mut self.stats {
                 stats.missed_n(probe, symbol, *count);
             }
-            if !self.missed_warned.insert(format!("lost {probe}")) {
-                return Ok(());
-            }
+            // Said at the end, once per probe and function, with the total.
+            let lost = self
+                .lost
+                .entry((probe.clone(), symbol.clone()))
+                .or_insert((*pid, 0));
+            lost.1 += count;
+            return Ok(());
         }
         self.emitter.event(&mut self.out, event, time)
     }
@@ -448,6 +456,15 @@ impl Handler for Printer {
     fn on_finish(&mut self) -> Result<()> {
         if !self.finished {
             self.finished = true;
+            for ((probe, symbol), (pid, count)) in std::mem::take(&mut self.lost) {
+                let event = Event::Lost {
+                    pid,
+                    probe,
+                    symbol,
+                    count,
+                };
+                self.emitter.event(&mut self.out, &event, self.last)?;
+            }
             let rows = self.stats.as_ref().map(summary::Stats::rows);
             self.emitter.finish(&mut self.out, rows.as_deref())?;
         }

@@ -305,10 +305,8 @@ impl Emitter for TextEmitter {
                 count,
                 ..
             } => out.diag(&format!(
-                "rtrace: warning: probe {probe}: {count} fast hit{} of {symbol} lost (the ring \
-                 shared with the tracee was full); lost hits are counted as missed in the \
-                 summary (-c)",
-                if *count == 1 { "" } else { "s" }
+                "rtrace: warning: {}",
+                crate::handler::lost_message(probe, symbol, *count)
             )),
             Event::NeverArmed { probe } => out.diag(&format!(
                 "rtrace: warning: probe {probe} never armed (its module was never loaded)"

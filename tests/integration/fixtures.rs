@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 57] = [
+pub const PROGRAMS: [&str; 58] = [
     "count",
     "sigtrap",
     "signals",
@@ -246,6 +246,7 @@ pub const PROGRAMS: [&str; 57] = [
     "profiler",
     "trapret",
     "coldsplit",
+    "hot",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -32,6 +32,17 @@ fn check_all_variants(name: &str, args: &[&str], stdout: &str, code: i32) {
 }
 
 #[test]
+fn hot_prints_its_calls() {
+    check_all_variants("hot", &[], "ready\nstarted\ncalls=1000 sum=1000000\n", 0);
+    check_all_variants(
+        "hot",
+        &["3", "100"],
+        "ready\nstarted\ncalls=300 sum=30000\n",
+        0,
+    );
+}
+
+#[test]
 fn inlined_prints_its_sum() {
     check_all_variants("inlined", &[], "sum=60\n", 0);
     check_all_variants("inlined", &["50"], "sum=7350\n", 0);

@@ -22,6 +22,7 @@ mod hist;
 mod inject;
 mod launch;
 mod library;
+mod lossless;
 mod names;
 mod processes;
 mod progress;

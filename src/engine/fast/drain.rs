@@ -126,6 +126,19 @@ pub(super) fn take_records(
     Ok(out)
 }
 
+/// A pause after every read that took records, for the tests of a slow
+/// reader (the environment variable `RTRACE_TEST_READ_PAUSE_MS`, read
+/// once; not for users: it only makes rtrace slower).
+fn test_read_pause() -> Option<Duration> {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("RTRACE_TEST_READ_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    })
+}
+
 /// `taken` records were taken from `ring` (their slots freed): threads
 /// waiting for room are woken (`ROOM` bumped before `WAITING` is cleared:
 /// see `arch::detour`'s wait), a judgement that rtrace had stopped reading
@@ -457,6 +470,9 @@ impl Reader<'_> {
                 self.pace.more_records |= records.len() / slot >= budget as usize;
                 if !records.is_empty() {
                     made_room(ring, (records.len() / slot) as u64);
+                    if let Some(pause) = test_read_pause() {
+                        std::thread::sleep(pause);
+                    }
                 }
             }
             (taken, slot)

@@ -1,0 +1,308 @@
+//! Fast probes that never lose a call: under sustained load the threads
+//! wait for rtrace to make room in the ring (`--overflow block`, the
+//! default) and every call is counted; a stopped or killed rtrace never
+//! holds the program for more than a few milliseconds per wait, and every
+//! record it could not take is counted as missed; with `--overflow drop`
+//! the counts still add up to the calls made.
+//!
+//! Every wait is on a line of output, a process state or a thread's system
+//! call, with a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::events::temp_path;
+use crate::fixtures::{
+    fixture, maps, rtrace_bin, run_command, run_untraced, threads_of, Spawned, Variant, TIMEOUT,
+};
+
+/// The summary row of `probe` in `table` (rows end with `function
+/// [probe]`): its calls and missed columns.
+fn summary_row(table: &str, probe: &str) -> (u64, u64) {
+    let line = table
+        .lines()
+        .find(|l| l.ends_with(&format!(" [{probe}]")))
+        .unwrap_or_else(|| panic!("no summary row for {probe}:\n{table}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let n = |i: usize| -> u64 {
+        words
+            .get(i)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("column {i} of {line:?}"))
+    };
+    (n(0), n(5))
+}
+
+/// The warnings that say fast calls were not recorded.
+fn lost_warnings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("not recorded"))
+        .collect()
+}
+
+/// hot's last line for `threads` × `calls`.
+fn hot_result(threads: u64, calls: u64) -> String {
+    format!("calls={} sum={}", threads * calls, threads * calls * calls)
+}
+
+/// `rtrace --fast <args> -c -s work -- hot threads calls`, run to its end
+/// (hot starts at once: its stdin is empty).
+fn count_hot(args: &[&str], variant: Variant, threads: u64, calls: u64) -> crate::fixtures::Run {
+    let prog = fixture("hot", variant);
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.arg("--fast")
+        .args(args)
+        .args(["-c", "-s", "work", "--"])
+        .arg(&prog)
+        .args([threads.to_string(), calls.to_string()]);
+    run_command(cmd, TIMEOUT)
+}
+
+/// 8 threads × 200,000 calls of a function that does almost nothing, at
+/// -O0 and -O2: `-c` counts every one of the 1,600,000 calls, none missed,
+/// no warning of anything lost; the program's output and status are its
+/// untraced ones.
+#[test]
+fn every_call_of_eight_threads_is_counted() {
+    for variant in [Variant::Pie, Variant::O2] {
+        let what = format!("{variant}");
+        let untraced = run_untraced(&fixture("hot", variant), &["8", "200000"]);
+        let run = count_hot(&[], variant, 8, 200_000);
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        assert_eq!(run.stdout, untraced.stdout, "{what}");
+        assert!(
+            untraced
+                .stdout
+                .ends_with(&format!("{}\n", hot_result(8, 200_000))),
+            "{what}: {}",
+            untraced.stdout
+        );
+        assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{what}");
+        assert_eq!(lost_warnings(&run.stderr), Vec::<&str>::new(), "{what}");
+    }
+}
+
+/// Ten million calls on one thread: `-c` counts ten million.
+#[test]
+fn ten_million_calls_are_ten_million_counted() {
+    let run = count_hot(&[], Variant::O2, 1, 10_000_000);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .ends_with(&format!("{}\n", hot_result(1, 10_000_000))),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(summary_row(&run.stderr, "work"), (10_000_000, 0));
+    assert_eq!(lost_warnings(&run.stderr), Vec::<&str>::new());
+}
+
+/// Every entry and every return of 8 threads × 200,000 calls written as
+/// JSON Lines (read from a FIFO as rtrace writes them, and counted): one
+/// entry and one return per call, at -O0 and -O2.
+#[test]
+fn every_event_of_eight_threads_is_written() {
+    for variant in [Variant::Pie, Variant::O2] {
+        let what = format!("{variant}");
+        let fifo = temp_path(&format!("events-{variant}.fifo"));
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let file = std::fs::File::open(&fifo).expect("open the FIFO");
+                let (mut entries, mut returns, mut other) = (0u64, 0u64, 0u64);
+                for line in BufReader::with_capacity(1 << 20, file).lines() {
+                    let line = line.expect("a line of JSON");
+                    if line.starts_with("{\"event\":\"entry\"") {
+                        entries += 1;
+                    } else if line.starts_with("{\"event\":\"return\"") {
+                        returns += 1;
+                    } else if line.contains("not recorded") {
+                        other += 1;
+                    }
+                }
+                (entries, returns, other)
+            })
+        };
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args(["--fast", "--json", "-o"])
+            .arg(&fifo)
+            .args(["-s", "work", "--"])
+            .arg(fixture("hot", variant))
+            .args(["8", "200000"]);
+        let run = run_command(cmd, TIMEOUT);
+        let counted = reader.join().expect("the reader");
+        let _ = std::fs::remove_file(&fifo);
+        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+        assert!(
+            run.stdout
+                .ends_with(&format!("{}\n", hot_result(8, 200_000))),
+            "{what}: {}",
+            run.stdout
+        );
+        assert_eq!(counted, (1_600_000, 1_600_000, 0), "{what}");
+    }
+}
+
+/// rtrace reading slowly (a pause after each read, a test knob): the
+/// threads wait for room and nothing is lost. The same run with
+/// `--overflow drop` loses records (the ring does fill up), and its counts
+/// still add up: counted + missed = made, with one warning at the end that
+/// gives the missed figure.
+#[test]
+fn a_slow_reader_loses_nothing_and_drop_counts_every_loss() {
+    let slow = |args: &[&str]| {
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.env("RTRACE_TEST_READ_PAUSE_MS", "20")
+            .arg("--fast")
+            .args(args)
+            .args(["-c", "-s", "work", "--"])
+            .arg(fixture("hot", Variant::O2))
+            .args(["4", "20000"]);
+        run_command(cmd, TIMEOUT)
+    };
+    let blocked = slow(&[]);
+    assert_eq!(blocked.code(), 0, "{}", blocked.stderr);
+    assert!(blocked
+        .stdout
+        .ends_with(&format!("{}\n", hot_result(4, 20_000))));
+    assert_eq!(summary_row(&blocked.stderr, "work"), (80_000, 0));
+    assert_eq!(lost_warnings(&blocked.stderr), Vec::<&str>::new());
+
+    let dropped = slow(&["--overflow", "drop"]);
+    assert_eq!(dropped.code(), 0, "{}", dropped.stderr);
+    assert!(dropped
+        .stdout
+        .ends_with(&format!("{}\n", hot_result(4, 20_000))));
+    let (calls, missed) = summary_row(&dropped.stderr, "work");
+    assert!(missed > 0, "the ring never filled:\n{}", dropped.stderr);
+    assert_eq!(calls + missed, 80_000, "{}", dropped.stderr);
+    let warnings = lost_warnings(&dropped.stderr);
+    assert_eq!(warnings.len(), 1, "{}", dropped.stderr);
+    assert!(
+        warnings[0].starts_with(&format!(
+            "rtrace: warning: probe work: {missed} fast calls of work not recorded: "
+        )),
+        "{}",
+        warnings[0]
+    );
+}
+
+/// hot, with rtrace attached to it (`--fast -c -s work`, `env` in rtrace's
+/// environment), driven by its cues: its threads exist (`started`) before
+/// the caller does anything to rtrace, and run once [`Hot::go`] is called.
+/// Both are this test's children.
+struct Hot {
+    program: Spawned,
+    rtrace: Spawned,
+}
+
+impl Hot {
+    fn start(env: &[(&str, &str)], threads: u64, calls: u64) -> Hot {
+        let mut cmd = Command::new(fixture("hot", Variant::O2));
+        cmd.args([threads.to_string(), calls.to_string()]);
+        let mut program = Spawned::with_stdin(cmd);
+        program.wait_stdout_line(|l| l == "ready");
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.envs(env.iter().copied())
+            .args(["--fast", "-c", "-s", "work", "-p"])
+            .arg(program.pid().to_string());
+        let mut rtrace = Spawned::command(cmd);
+        rtrace.wait_stderr_line(|l| l == "rtrace: probe work: fast");
+        program.send("start\n");
+        program.wait_stdout_line(|l| l == "started");
+        Hot { program, rtrace }
+    }
+
+    fn go(&mut self) {
+        self.program.send("go\n");
+    }
+}
+
+/// rtrace stopped (SIGSTOP) while 4 threads make 500,000 calls each: the
+/// ring fills, the waiting threads see no heartbeat and go on, and the
+/// program finishes its calls while rtrace is still stopped (no thread
+/// waits on a stopped rtrace for good). Continued, rtrace counts every
+/// call: counted + missed = 2,000,000, the missed ones said once.
+#[test]
+fn a_stopped_rtrace_never_holds_the_program() {
+    let mut hot = Hot::start(&[], 4, 500_000);
+    hot.rtrace.signal(Signal::SIGSTOP);
+    hot.rtrace.wait_stopped();
+    hot.go();
+    let done = hot.program.wait_stdout_line(|l| l.starts_with("calls="));
+    assert_eq!(done, hot_result(4, 500_000));
+    hot.rtrace.signal(Signal::SIGCONT);
+    let program = hot.program.wait();
+    assert_eq!(program.code(), 0, "{}", program.stderr);
+    let run = hot.rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let (calls, missed) = summary_row(&run.stderr, "work");
+    assert!(missed > 0, "{}", run.stderr);
+    assert_eq!(calls + missed, 2_000_000, "{}", run.stderr);
+    assert_eq!(lost_warnings(&run.stderr).len(), 1, "{}", run.stderr);
+}
+
+/// The threads of `pid` blocked in a system call (from
+/// `/proc/PID/task/TID/syscall`): the call's number and the instruction
+/// pointer.
+fn blocked_threads(pid: i32) -> Vec<(u64, u64)> {
+    threads_of(pid)
+        .into_iter()
+        .filter_map(|tid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let nr: u64 = words.first()?.parse().ok()?;
+            let pc = u64::from_str_radix(words.last()?.trim_start_matches("0x"), 16).ok()?;
+            Some((nr, pc))
+        })
+        .collect()
+}
+
+/// rtrace SIGKILLed while the program's 4 threads wait for room inside
+/// their detours (rtrace reading slowly, the ring full: each thread is
+/// seen asleep in `futex` at an address of the executable anonymous
+/// mappings rtrace made): the threads see rtrace gone, drop their records
+/// and go on, and the program finishes with its own output and status.
+#[test]
+fn rtrace_killed_while_threads_wait_for_room() {
+    let mut hot = Hot::start(&[("RTRACE_TEST_READ_PAUSE_MS", "50")], 4, 2_000_000);
+    let pid = hot.program.pid();
+    let detours: Vec<(u64, u64)> = maps(pid)
+        .expect("its maps")
+        .iter()
+        .filter(|m| m.perms.contains('x') && m.path.is_empty())
+        .map(|m| (m.start, m.end))
+        .collect();
+    assert!(!detours.is_empty(), "no detour area");
+    hot.go();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let waiting = blocked_threads(pid)
+            .into_iter()
+            .filter(|&(nr, pc)| {
+                nr == libc::SYS_futex as u64 && detours.iter().any(|&(s, e)| (s..e).contains(&pc))
+            })
+            .count();
+        if waiting == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the threads never all waited in their detours ({waiting} of 4)"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    hot.rtrace.signal(Signal::SIGKILL);
+    let _ = hot.rtrace.wait();
+    let done = hot.program.wait_stdout_line(|l| l.starts_with("calls="));
+    assert_eq!(done, hot_result(4, 2_000_000));
+    let program = hot.program.wait();
+    assert_eq!(program.code(), 0, "{}", program.stderr);
+}
