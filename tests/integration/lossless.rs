@@ -16,7 +16,8 @@ use nix::sys::signal::Signal;
 
 use crate::events::temp_path;
 use crate::fixtures::{
-    fixture, maps, rtrace_bin, run_command, run_untraced, threads_of, Spawned, Variant, TIMEOUT,
+    fixture, maps, process_state, rtrace_bin, run_command, run_untraced, threads_of, Spawned,
+    Variant, TIMEOUT,
 };
 
 /// The summary row of `probe` in `table` (rows end with `function
@@ -217,6 +218,26 @@ impl Hot {
         rtrace.wait_stderr_line(|l| l == "rtrace: probe work: fast");
         program.send("start\n");
         program.wait_stdout_line(|l| l == "started");
+        // Each new thread's first stop let go by rtrace: all of them asleep
+        // (at the start barrier; the main thread reading its cue).
+        let pid = program.pid();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let tids = threads_of(pid);
+            let asleep = tids
+                .iter()
+                .filter(|&&t| process_state(t) == Some('S'))
+                .count();
+            if tids.len() as u64 == threads + 1 && asleep == tids.len() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hot's threads never all slept at the barrier ({asleep} of {})",
+                tids.len()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         Hot { program, rtrace }
     }
 
