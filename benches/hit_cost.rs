@@ -361,50 +361,7 @@ fn main() {
         table.extend(bpf.iter().map(|c| c.name).zip(per));
     }
 
-    // Fast probes stop nothing either: as many calls as the ring holds
-    // records (65536: one per entry, one per return), so that none is lost
-    // and the time is the program's detours plus rtrace reading every
-    // record (the run ends once it has). Each also runs once with its
-    // stderr read, to tell whether records were lost after all (a
-    // flattering time: a lost record costs rtrace nothing).
-    let mut fast: Vec<(Config, u32)> = Vec::new();
-    for (name, extra, records) in [
-        ("rtrace --fast entry -c", &["--entry-only"][..], 1),
-        ("rtrace --fast entry+return -c", &[][..], 2),
-    ] {
-        let (rtrace, count) = (rtrace.clone(), count.clone());
-        let config = Config {
-            name,
-            argv: Box::new(move |n| {
-                let mut v = strings(&[&rtrace, "-o", "/dev/null", "-c", "--fast"]);
-                v.extend(strings(extra));
-                v.extend(strings(&["-s", "work", "--", &count, &n.to_string()]));
-                v
-            }),
-        };
-        fast.push((config, 60_000 / records));
-    }
-    if let Some(only) = args.get(2) {
-        fast.retain(|(c, _)| c.name.contains(only.as_str()));
-    }
-    let mut lost = Vec::new();
-    for (c, hi) in &fast {
-        let per = measure(std::slice::from_ref(c), hi / 5, *hi, runs);
-        table.push((c.name, per[0]));
-        {
-            let argv = (c.argv)(*hi);
-            let out = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .output()
-                .expect("run rtrace --fast");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            lost.push((c.name, stderr.contains(" lost")));
-        }
-    }
-
-    println!("µs per call: the slope between {small} and {n} calls (bpftrace: x100; --fast: 12000 and 60000 records), medians of {runs} runs");
+    println!("µs per call: the slope between {small} and {n} calls (bpftrace: x100), medians of {runs} runs");
     for (name, us) in &table {
         println!("  {name:<46} {us:>9.2}");
     }
@@ -503,48 +460,27 @@ fn main() {
         "bpftrace uprobe + uretprobe",
         None,
     );
-    // Fast probes: absolute goals, and against the kernel's uprobes.
-    println!("fast probes (no stop: the detour records, rtrace reads the ring meanwhile):");
-    for (what, name, goal) in [
-        ("fast entry, us per hit", "rtrace --fast entry -c", 0.3),
-        (
-            "fast entry+return, us per call",
-            "rtrace --fast entry+return -c",
-            0.6,
-        ),
-    ] {
-        if let Some(us) = get(name) {
-            let verdict = if us <= goal { "met" } else { "MISSED" };
-            let lost = match lost.iter().find(|(n, _)| *n == name) {
-                Some((_, true)) => ", records lost",
-                _ => ", no record lost",
-            };
-            println!("  {what:<58} {us:>6.2}  (goal <= {goal} us: {verdict}{lost})");
+    // Fast probes, sustained: see `fast_probes`.
+    if args.get(2).is_none_or(|only| "fast".contains(only.as_str())) {
+        let hot = build_hot(&out_dir);
+        let per = fast_probes(&rtrace, &hot, &out_dir, runs);
+        for (what, name, peer) in [
+            (
+                "fast entry / bpftrace uprobe",
+                "rtrace --fast entry -c",
+                "bpftrace uprobe",
+            ),
+            (
+                "fast entry+return / bpftrace uprobe + uretprobe",
+                "rtrace --fast entry+return -c",
+                "bpftrace uprobe + uretprobe",
+            ),
+        ] {
+            let fast = per.iter().find(|(n, _)| *n == name).map(|(_, us)| *us);
+            if let (Some(x), Some(y)) = (fast, get(peer)) {
+                println!("  {what:<58} {:>6.2}", x / y);
+            }
         }
-    }
-    for (what, a, b) in [
-        (
-            "fast entry / bpftrace uprobe",
-            "rtrace --fast entry -c",
-            "bpftrace uprobe",
-        ),
-        (
-            "fast entry+return / bpftrace uprobe + uretprobe",
-            "rtrace --fast entry+return -c",
-            "bpftrace uprobe + uretprobe",
-        ),
-        (
-            "fast entry / int3 entry (emulated)",
-            "rtrace --fast entry -c",
-            "rtrace entry, emulated",
-        ),
-        (
-            "fast entry+return / int3 entry+return",
-            "rtrace --fast entry+return -c",
-            "rtrace entry+return",
-        ),
-    ] {
-        ratio(what, a, b, None);
     }
 
     // Startup with all of libc probed: launch /bin/true, resolve and arm
@@ -609,4 +545,243 @@ fn main() {
         let verdict = if r <= 1.0 { "met" } else { "MISSED" };
         println!("  {:<52} {r:>6.2}  (goal <= 1: {verdict})", "rtrace / gdb");
     }
+}
+
+/// Builds `hot` (target-fixtures/hot.c, gcc -O2: `work()` almost nothing).
+fn build_hot(out_dir: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = root.join("target-fixtures");
+    let hot = out_dir.join("hot");
+    let status = Command::new("gcc")
+        .args(["-O2", "-pthread", &format!("-I{}", fixtures.display())])
+        .arg(fixtures.join("hot.c"))
+        .arg("-o")
+        .arg(&hot)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc hot.c");
+    hot.to_str().unwrap().to_string()
+}
+
+/// One row of the fast-probe table.
+struct FastRow {
+    name: &'static str,
+    /// rtrace's arguments before `-s work -- hot`.
+    args: &'static [&'static str],
+    threads: u32,
+    /// Calls at the larger size (the smaller is a fifth).
+    calls: u32,
+    /// The events are written as JSON to a file (counted after each run).
+    written: bool,
+    /// Records may be dropped (`--overflow drop`): the row reports the
+    /// loss instead of requiring none.
+    drops: bool,
+    /// The goal per call, in µs.
+    goal: Option<f64>,
+}
+
+/// Runs `argv` (hot under rtrace, or alone) to its end, its stderr into
+/// `err`: its wall time, that stderr, and its peak resident set (KiB).
+fn run_read(argv: &[String], err: &Path) -> (Duration, String, u64) {
+    let start = Instant::now();
+    let file = std::fs::File::create(err).expect("the stderr file");
+    // Reaped by wait4 below (for its rusage), not by Child::wait.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {argv:?}: {e}"));
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; the pid is our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    assert!(r > 0, "wait4 {argv:?}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{argv:?}: status {status:#x}"
+    );
+    let text = std::fs::read_to_string(err).unwrap_or_default();
+    (elapsed, text, usage.ru_maxrss as u64)
+}
+
+/// The calls and missed columns of `work`'s row of a `-c` table.
+fn counted(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr.lines().find(|l| l.ends_with(" [work]"))?;
+    let w: Vec<&str> = line.split_whitespace().collect();
+    Some((w.first()?.parse().ok()?, w.get(5)?.parse().ok()?))
+}
+
+/// Entry and return events in a JSON Lines file.
+fn events_in(path: &Path) -> (u64, u64) {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).expect("the events file");
+    let (mut entries, mut returns) = (0, 0);
+    for line in std::io::BufReader::with_capacity(1 << 20, file).split(b'\n') {
+        let line = line.expect("a line");
+        if line.starts_with(b"{\"event\":\"entry\"") {
+            entries += 1;
+        } else if line.starts_with(b"{\"event\":\"return\"") {
+            returns += 1;
+        }
+    }
+    (entries, returns)
+}
+
+/// Fast probes over millions of calls of `hot`'s `work()`, sustained: each
+/// row's cost is the slope of the median wall time between a fifth of its
+/// calls and all of them, less the untraced program's slope, and counts
+/// only if every run of it was checked to have seen every call (the `-c`
+/// table: calls counted = calls made, none missed; or, written as JSON, one
+/// entry and one return event per call). A dropped record is not a cheap
+/// hit: a row that lost any is said to have, and `--overflow drop` shows
+/// what it lost instead. Returns the cost per call of the rows that passed.
+fn fast_probes(rtrace: &str, hot: &str, out_dir: &Path, runs: usize) -> Vec<(&'static str, f64)> {
+    const M: u32 = 1_000_000;
+    let rows = [
+        FastRow {
+            name: "rtrace --fast entry -c",
+            args: &["--fast", "--entry-only", "-c"],
+            threads: 1,
+            calls: 10 * M,
+            written: false,
+            drops: false,
+            goal: Some(0.05),
+        },
+        FastRow {
+            name: "rtrace --fast entry+return -c",
+            args: &["--fast", "-c"],
+            threads: 1,
+            calls: 10 * M,
+            written: false,
+            drops: false,
+            goal: Some(0.15),
+        },
+        FastRow {
+            name: "rtrace --fast entry+return, 8 threads -c",
+            args: &["--fast", "-c"],
+            threads: 8,
+            calls: 10 * M,
+            written: false,
+            drops: false,
+            goal: Some(0.15),
+        },
+        FastRow {
+            name: "rtrace --fast entry+return --json -o FILE",
+            args: &["--fast", "--json"],
+            threads: 1,
+            calls: 2 * M,
+            written: true,
+            drops: false,
+            goal: Some(1.0),
+        },
+        FastRow {
+            name: "rtrace --fast entry+return --json -o FILE, 8 thr.",
+            args: &["--fast", "--json"],
+            threads: 8,
+            calls: 2 * M,
+            written: true,
+            drops: false,
+            goal: Some(1.0),
+        },
+        FastRow {
+            name: "rtrace --fast entry+return -c --overflow drop",
+            args: &["--fast", "-c", "--overflow", "drop"],
+            threads: 1,
+            calls: 10 * M,
+            written: false,
+            drops: true,
+            goal: None,
+        },
+    ];
+    let events = out_dir.join("fast-events.jsonl");
+    let err = out_dir.join("fast-stderr.txt");
+    let argv = |row: Option<&FastRow>, threads: u32, calls: u32| -> Vec<String> {
+        let per_thread = (calls / threads).to_string();
+        let mut v = Vec::new();
+        if let Some(row) = row {
+            v.push(rtrace.to_string());
+            v.extend(strings(row.args));
+            // A `-c` table goes to stderr, to be checked.
+            if row.written {
+                v.extend(strings(&["-o", events.to_str().unwrap()]));
+            }
+            v.extend(strings(&["-s", "work", "--"]));
+        }
+        v.extend(strings(&[hot, &threads.to_string(), &per_thread]));
+        v
+    };
+    println!(
+        "fast probes, sustained (hot -O2, work() almost nothing; µs per call over the untraced \
+         program, the slope between a fifth of the calls and all of them, medians of {runs} runs; \
+         every run checked):"
+    );
+    let mut out = Vec::new();
+    for row in &rows {
+        let mut times: [Vec<Duration>; 2] = [vec![], vec![]];
+        let mut bare: [Vec<Duration>; 2] = [vec![], vec![]];
+        let mut exact = true;
+        let mut lost = (0u64, 0u64);
+        let mut rss = 0;
+        for _ in 0..runs {
+            for (i, calls) in [row.calls / 5, row.calls].into_iter().enumerate() {
+                let calls = calls / row.threads * row.threads;
+                bare[i].push(run_read(&argv(None, row.threads, calls), &err).0);
+                let (t, stderr, kib) = run_read(&argv(Some(row), row.threads, calls), &err);
+                times[i].push(t);
+                rss = rss.max(kib);
+                let (seen, missed) = match row.written {
+                    true => {
+                        let (entries, returns) = events_in(&events);
+                        let _ = std::fs::remove_file(&events);
+                        let seen = entries.min(returns);
+                        (seen, u64::from(calls) - seen)
+                    }
+                    false => counted(&stderr).unwrap_or((0, u64::from(calls))),
+                };
+                if row.drops {
+                    exact &= seen + missed == u64::from(calls);
+                    lost = (lost.0 + missed, lost.1 + u64::from(calls));
+                } else {
+                    exact &= seen == u64::from(calls) && missed == 0;
+                }
+            }
+        }
+        let slope = |v: &mut [Vec<Duration>; 2], n: u32| {
+            let (lo, hi) = (median(&mut v[0]), median(&mut v[1]));
+            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(n - n / 5)
+        };
+        let us = slope(&mut times, row.calls) - slope(&mut bare, row.calls);
+        let verdict = match (exact, row.drops, row.goal) {
+            (false, false, _) => "CALLS LOST: no cost reported".to_string(),
+            (false, true, _) => "counts do not add up".to_string(),
+            (true, true, _) => format!(
+                "{:.1}% of the calls dropped, counted",
+                100.0 * lost.0 as f64 / lost.1.max(1) as f64
+            ),
+            (true, false, Some(goal)) => {
+                out.push((row.name, us));
+                let met = if us <= goal { "met" } else { "MISSED" };
+                format!("every call seen; goal <= {goal}: {met}")
+            }
+            (true, false, None) => {
+                out.push((row.name, us));
+                "every call seen".to_string()
+            }
+        };
+        let shown = match exact {
+            true => format!("{us:>6.3}"),
+            false => "     -".to_string(),
+        };
+        println!(
+            "  {:<50} {shown}  ({} calls, {verdict}; rtrace peak RSS {} MiB)",
+            row.name,
+            row.calls,
+            rss / 1024
+        );
+    }
+    out
 }
