@@ -461,7 +461,10 @@ fn main() {
         None,
     );
     // Fast probes, sustained: see `fast_probes`.
-    if args.get(2).is_none_or(|only| "fast".contains(only.as_str())) {
+    if args
+        .get(2)
+        .is_none_or(|only| "fast".contains(only.as_str()))
+    {
         let hot = build_hot(&out_dir);
         let per = fast_probes(&rtrace, &hot, &out_dir, runs);
         for (what, name, peer) in [

@@ -86,6 +86,9 @@ pub(crate) struct Stats {
     rows: BTreeMap<(String, String), Row>,
     /// `--hist`: rows of calls keep a histogram of their durations.
     hist: bool,
+    /// The key of the row found last: calls come in runs of one probe's,
+    /// found again without making a key.
+    last: Option<(String, String)>,
 }
 
 impl Stats {
@@ -94,14 +97,25 @@ impl Stats {
         Stats {
             rows: BTreeMap::new(),
             hist,
+            last: None,
         }
     }
 
     fn row(&mut self, site: &Site, counted: Counted) -> &mut Row {
         let hist = self.hist;
-        self.rows
-            .entry((site.probe.clone(), site.symbol.clone()))
-            .or_insert_with(|| Row::new(&site.probe, &site.symbol, counted, hist))
+        let same = self
+            .last
+            .as_ref()
+            .is_some_and(|(p, s)| *p == site.probe && *s == site.symbol);
+        if !same {
+            self.last = Some((site.probe.clone(), site.symbol.clone()));
+        }
+        let key = self.last.as_ref().expect("just set");
+        if !self.rows.contains_key(key) {
+            let row = Row::new(&site.probe, &site.symbol, counted, hist);
+            self.rows.insert(key.clone(), row);
+        }
+        self.rows.get_mut(key).expect("just inserted")
     }
 
     /// A probe was hit. Counts it unless a return will complete the call.

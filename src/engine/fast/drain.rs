@@ -3,7 +3,6 @@
 //! its probes' `on_entry` or a `Return` for their `on_return`, lost records
 //! counted, a ring written over declared corrupt.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
@@ -44,20 +43,19 @@ pub(super) fn ring_idle(ring: &Ring) -> bool {
         && ring.map.load_u64(ring::LOST_TOTAL) == ring.lost_seen
 }
 
-/// Thread pointers of the records published in `ring` and not read yet
-/// (at most a drain's budget of records looked at).
-pub(super) fn published_tps(ring: Option<&Ring>) -> HashSet<u64> {
-    let Some(ring) = ring else {
-        return HashSet::new();
-    };
-    let l = ring.layout;
-    let mut out = HashSet::new();
-    for pos in ring.consumed..ring.consumed + l.capacity.min(DRAIN_BUDGET) {
-        let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
-        if ring.map.load_u64(off + ring::SEQ) != (pos & !(l.capacity - 1)) + 1 {
-            break;
+/// The thread pointers of `records` (each `slot` bytes), a run of one
+/// thread's records once, in order.
+pub(super) fn batch_tps(records: &[u8], slot: usize) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for rec in records.chunks(slot) {
+        let at = ring::TP as usize;
+        let Some(tp) = rec.get(at..at + 8) else {
+            continue;
+        };
+        let tp = u64::from_le_bytes(tp.try_into().expect("8 bytes"));
+        if out.last() != Some(&tp) {
+            out.push(tp);
         }
-        out.insert(ring.map.load_u64(off + ring::TP));
     }
     out
 }
@@ -309,6 +307,15 @@ pub(super) fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::
     c
 }
 
+/// Records taken from a ring, checked, not yet handed to the handlers.
+pub(super) struct Batch {
+    records: Vec<u8>,
+    /// Bytes per record.
+    slot: usize,
+    /// The clock their time stamps are read with.
+    clock: TscClock,
+}
+
 /// What reading the rings touches, borrowed from the tracer: the world
 /// (the rings, the tasks' calls in flight), the consumers (the handlers
 /// records are delivered to, the listeners told of losses) and the pace
@@ -340,22 +347,25 @@ impl Tracer {
     /// stopped to read them), so their records are not dropped as
     /// strangers'.
     pub(super) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
-        if mode == Drain::Safe
-            && self.reader().readable(key)
-            && unknown_thread_pointers(&self.world, key)
-        {
-            self.refresh_threads(key)?;
-            if let Some(space) = self.world.spaces.get_mut(&key) {
-                let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
-                let unknown: Vec<u64> = published_tps(space.fast.ring.as_ref())
-                    .into_iter()
-                    .filter(|tp| space.fast.thread(*tp).is_none())
-                    .take(room)
-                    .collect();
-                space.fast.unknown.extend(unknown);
+        let Some(batch) = self.reader().take(key, mode)? else {
+            return Ok(());
+        };
+        if mode == Drain::Safe {
+            let strangers = strangers(&self.world, key, &batch);
+            if !strangers.is_empty() {
+                self.refresh_threads(key)?;
+                if let Some(space) = self.world.spaces.get_mut(&key) {
+                    let room = MAX_UNKNOWN_TPS.saturating_sub(space.fast.unknown.len());
+                    let unknown: Vec<u64> = strangers
+                        .into_iter()
+                        .filter(|tp| space.fast.thread(*tp).is_none())
+                        .take(room)
+                        .collect();
+                    space.fast.unknown.extend(unknown);
+                }
             }
         }
-        self.reader().drain(key, mode)
+        self.reader().hand_over(key, batch)
     }
 
     /// Drains every ring, `Safe`ly (see [`Tracer::drain`]).
@@ -431,8 +441,18 @@ impl Reader<'_> {
     /// its end, its last records taken even if a detour is still writing
     /// them: the process is gone or leaving).
     pub(in crate::engine) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
+        match self.take(key, mode)? {
+            Some(batch) => self.hand_over(key, batch),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the records published in the ring of space `key` (see
+    /// [`Reader::drain`]), checked: None when there is nothing to read (no
+    /// ring, a corrupt one, nothing new) or the ring was found corrupt now.
+    fn take(&mut self, key: Pid, mode: Drain) -> Result<Option<Batch>> {
         if !self.readable(key) {
-            return Ok(());
+            return Ok(None);
         }
         if mode != Drain::Final
             && self.world.spaces[&key]
@@ -441,7 +461,7 @@ impl Reader<'_> {
                 .as_ref()
                 .is_some_and(ring_idle)
         {
-            return Ok(());
+            return Ok(None);
         }
         let mut clock = self.clock();
         clock.refine(self.start);
@@ -477,21 +497,30 @@ impl Reader<'_> {
             }
             (taken, slot)
         };
-        let records = match taken {
-            Ok(records) => records,
+        match taken {
+            Ok(records) => Ok(Some(Batch {
+                records,
+                slot,
+                clock,
+            })),
             // None of this batch is believed.
-            Err(why) => return self.ring_corrupt(key, why),
-        };
+            Err(why) => self.ring_corrupt(key, why).map(|()| None),
+        }
+    }
+
+    /// Hands `batch` of space `key` to the handlers, and reports the
+    /// records lost since the last look.
+    fn hand_over(&mut self, key: Pid, batch: Batch) -> Result<()> {
         let mut failed = None;
-        if !records.is_empty() {
+        if !batch.records.is_empty() {
             deliver(
                 self.world,
                 self.consumers,
                 self.start,
                 key,
-                &records,
-                slot,
-                clock,
+                &batch.records,
+                batch.slot,
+                batch.clock,
                 &mut failed,
             );
         }
@@ -600,19 +629,21 @@ pub(super) fn draining(world: &World) -> bool {
         .any(|s| s.fast.ring.is_some() && s.fast.corrupt.is_none())
 }
 
-/// True when a record waiting in the ring of `key` has a thread pointer
-/// no thread is known by (and that was not looked for already, unless
-/// too many were: see [`MAX_UNKNOWN_TPS`]).
-pub(super) fn unknown_thread_pointers(world: &World, key: Pid) -> bool {
+/// The thread pointers of `batch` (of space `key`) no thread is known by
+/// and that were not looked for already, unless too many were (see
+/// [`MAX_UNKNOWN_TPS`]).
+fn strangers(world: &World, key: Pid, batch: &Batch) -> Vec<u64> {
     let Some(space) = world.spaces.get(&key) else {
-        return false;
+        return Vec::new();
     };
     if space.fast.unknown.len() >= MAX_UNKNOWN_TPS {
-        return false;
+        return Vec::new();
     }
-    published_tps(space.fast.ring.as_ref())
-        .into_iter()
-        .any(|tp| space.fast.thread(tp).is_none() && !space.fast.unknown.contains(&tp))
+    let mut out = batch_tps(&batch.records, batch.slot);
+    out.retain(|tp| space.fast.thread(*tp).is_none() && !space.fast.unknown.contains(tp));
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Runs the entry handlers for `records` (each `slot` bytes) of space
@@ -636,6 +667,7 @@ pub(super) fn deliver(
         return;
     };
     let space_pid = space.pid;
+    let mut last_thread: Option<(u64, (crate::addr::Tid, bool))> = None;
     for rec in records.chunks(slot) {
         let word = |off: u64| {
             let at = off as usize;
@@ -647,7 +679,16 @@ pub(super) fn deliver(
             continue;
         }
         let tp = word(ring::TP);
-        let (tid, silent) = space.fast.thread(tp).unwrap_or((space_pid, false));
+        // (Records come in runs of one thread's: the last one looked up
+        // is kept.)
+        let (tid, silent) = match last_thread {
+            Some((t, found)) if t == tp => found,
+            _ => {
+                let found = space.fast.thread(tp).unwrap_or((space_pid, false));
+                last_thread = Some((tp, found));
+                found
+            }
+        };
         if silent {
             continue;
         }
@@ -984,7 +1025,6 @@ mod tests {
             scribble(&r, &mut seed, byte);
             let taken = take_records(&mut r, round % 2 == 0, 8);
             assert!(taken.is_err(), "round {round}: {taken:?}");
-            assert!(published_tps(Some(&r)).len() <= 16);
         }
     }
 
@@ -996,8 +1036,10 @@ mod tests {
         for pos in 0..16 {
             publish(&r, pos, 0, pos, 100);
         }
-        assert_eq!(published_tps(Some(&r)).len(), 16);
-        assert_eq!(take_records(&mut r, false, 5).unwrap().len(), 5 * 256);
+        let five = take_records(&mut r, false, 5).unwrap();
+        assert_eq!(five.len(), 5 * 256);
+        // Their thread pointers (each record its own thread here).
+        assert_eq!(batch_tps(&five, 256), [0, 1, 2, 3, 4]);
         assert_eq!(take_records(&mut r, true, 100).unwrap().len(), 11 * 256);
         assert!(take_records(&mut r, true, 100).unwrap().is_empty());
     }
