@@ -465,8 +465,10 @@ fn main() {
         .get(2)
         .is_none_or(|only| "fast".contains(only.as_str()))
     {
-        let hot = build_hot(&out_dir);
+        let hot = build_fixture(&out_dir, "hot");
         let per = fast_probes(&rtrace, &hot, &out_dir, runs);
+        let litter = build_fixture(&out_dir, "litter");
+        live_children(&rtrace, &litter, &out_dir, runs);
         for (what, name, peer) in [
             (
                 "fast entry / bpftrace uprobe",
@@ -550,20 +552,61 @@ fn main() {
     }
 }
 
-/// Builds `hot` (target-fixtures/hot.c, gcc -O2: `work()` almost nothing).
-fn build_hot(out_dir: &Path) -> String {
+/// Builds fixture `name` (target-fixtures/NAME.c, gcc -O2).
+fn build_fixture(out_dir: &Path, name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixtures = root.join("target-fixtures");
-    let hot = out_dir.join("hot");
+    let out = out_dir.join(name);
     let status = Command::new("gcc")
         .args(["-O2", "-pthread", &format!("-I{}", fixtures.display())])
-        .arg(fixtures.join("hot.c"))
+        .arg(fixtures.join(format!("{name}.c")))
         .arg("-o")
-        .arg(&hot)
+        .arg(&out)
         .status()
         .expect("run gcc");
-    assert!(status.success(), "gcc hot.c");
-    hot.to_str().unwrap().to_string()
+    assert!(status.success(), "gcc {name}.c");
+    out.to_str().unwrap().to_string()
+}
+
+/// 1,000 children alive at once, traced with `-f`: fast probes (a ring per
+/// child) against int3 probes, the wall time and rtrace's peak RSS (medians
+/// of `runs`), every run checked to have counted every call.
+fn live_children(rtrace: &str, litter: &str, out_dir: &Path, runs: usize) {
+    const CHILDREN: u64 = 1000;
+    let err = out_dir.join("litter-stderr.txt");
+    let mut rows = Vec::new();
+    for (name, fast) in [("int3", false), ("--fast", true)] {
+        let mut argv = strings(&[rtrace, "-f", "-c", "-s", "work"]);
+        if fast {
+            argv.push("--fast".into());
+        }
+        argv.extend(strings(&["--", litter, &CHILDREN.to_string()]));
+        let (mut times, mut rss) = (Vec::new(), Vec::new());
+        let mut exact = true;
+        for _ in 0..runs {
+            let (t, stderr, kib) = run_read(&argv, &err);
+            times.push(t);
+            rss.push(Duration::from_secs(kib));
+            exact &= counted(&stderr) == Some((100 * (CHILDREN + 1), 0));
+        }
+        let (t, kib) = (median(&mut times), median(&mut rss).as_secs());
+        rows.push((name, t, kib, exact));
+    }
+    println!("{CHILDREN} children alive at once (-f -c, litter), medians of {runs} runs:");
+    for (name, t, kib, exact) in &rows {
+        let seen = if *exact { "every call seen" } else { "CALLS LOST" };
+        println!(
+            "  {name:<8} {:>8.2} s  peak RSS {:>6} MiB  ({seen})",
+            t.as_secs_f64(),
+            kib / 1024
+        );
+    }
+    if let [(_, t3, _, true), (_, tf, kf, true)] = rows[..] {
+        let r = tf.as_secs_f64() / t3.as_secs_f64();
+        let time = if r <= 2.0 { "met" } else { "MISSED" };
+        let mem = if kf <= 200 * 1024 { "met" } else { "MISSED" };
+        println!("  --fast / int3 time {r:.2} (goal <= 2: {time}); --fast RSS (goal <= 200 MiB: {mem})");
+    }
 }
 
 /// One row of the fast-probe table.

@@ -22,9 +22,10 @@ pub struct SharedMap {
 
 impl SharedMap {
     /// Opens `path` read-write, sets its size to `len` bytes (a new memfd
-    /// is empty) and maps it shared, every page faulted in now. The file
-    /// descriptor is closed again: the mapping keeps the file.
-    pub fn open(path: &Path, len: usize) -> Result<SharedMap> {
+    /// is empty) and maps it shared, every page faulted in now when
+    /// `populate`, else as it is first touched. The file descriptor is
+    /// closed again: the mapping keeps the file.
+    pub fn open(path: &Path, len: usize, populate: bool) -> Result<SharedMap> {
         let what = || format!("cannot map {}", path.display());
         let file = OpenOptions::new()
             .read(true)
@@ -41,7 +42,10 @@ impl SharedMap {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                match populate {
+                    true => libc::MAP_SHARED | libc::MAP_POPULATE,
+                    false => libc::MAP_SHARED,
+                },
                 file.as_raw_fd(),
                 0,
             )

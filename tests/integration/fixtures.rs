@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 58] = [
+pub const PROGRAMS: [&str; 59] = [
     "count",
     "sigtrap",
     "signals",
@@ -247,6 +247,7 @@ pub const PROGRAMS: [&str; 58] = [
     "trapret",
     "coldsplit",
     "hot",
+    "litter",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -43,6 +43,12 @@ fn hot_prints_its_calls() {
 }
 
 #[test]
+fn litter_prints_its_children() {
+    check_all_variants("litter", &[], "forked 10\ndone 110000\n", 0);
+    check_all_variants("litter", &["3"], "forked 3\ndone 40000\n", 0);
+}
+
+#[test]
 fn inlined_prints_its_sum() {
     check_all_variants("inlined", &[], "sum=60\n", 0);
     check_all_variants("inlined", &["50"], "sum=7350\n", 0);

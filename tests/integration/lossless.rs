@@ -327,3 +327,68 @@ fn rtrace_killed_while_threads_wait_for_room() {
     let program = hot.program.wait();
     assert_eq!(program.code(), 0, "{}", program.stderr);
 }
+
+/// The children of process `pid` (its main thread's).
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// A process's peak resident set, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// 300 children alive at once under `--fast -f`, each with its fast
+/// probes and a ring of its own (16 MiB of shared memory at its parent's
+/// place): rtrace's peak resident memory while they all live stays under
+/// 200 MB, as a child's ring takes memory only as records are written (300
+/// rings made whole would be 4.8 GB); and every call of every process is
+/// counted.
+#[test]
+fn many_live_children_do_not_take_a_ring_of_memory_each() {
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["--fast", "-f", "-c", "-s", "work", "--"])
+        .arg(fixture("litter", Variant::O2))
+        .arg("300");
+    let mut rtrace = Spawned::with_stdin(cmd);
+    let attached = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid "));
+    let root: i32 = attached["rtrace: attached to pid ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the program's pid");
+    rtrace.wait_stdout_line(|l| l == "forked 300");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let children = children_of(root);
+        let with_ring = children
+            .iter()
+            .filter(|&&c| crate::fast::our_mappings(c).1 == 1)
+            .count();
+        if children.len() == 300 && with_ring == 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} children, {with_ring} with a ring",
+            children.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kib = peak_rss_kib(rtrace.pid());
+    assert!(kib < 200 * 1024, "rtrace's peak RSS: {kib} KiB");
+    rtrace.send("go\n");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(run.stdout.ends_with("done 3010000\n"), "{}", run.stdout);
+    assert_eq!(summary_row(&run.stderr, "work"), (30_100, 0));
+}

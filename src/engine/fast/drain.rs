@@ -919,7 +919,7 @@ mod tests {
             capacity,
             slot_size: 256,
         };
-        let map = SharedMap::open(&path, layout.size() as usize).unwrap();
+        let map = SharedMap::open(&path, layout.size() as usize, false).unwrap();
         std::fs::remove_file(&path).unwrap();
         Ring {
             map: std::sync::Arc::new(map),

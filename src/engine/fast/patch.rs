@@ -630,12 +630,16 @@ impl Tracer {
             .map_err(|e| e.to_string())?;
         let made = (|| -> std::result::Result<(SharedMap, u64), String> {
             let path = format!("/proc/{pid}/fd/{fd}");
-            let map = SharedMap::open(Path::new(&path), layout.size() as usize)
+            // A followed child's ring (at its parent's place) is not
+            // populated: thousands of children may live at once, most of
+            // them making few calls; their pages come as they are written.
+            let populate = fixed.is_none();
+            let map = SharedMap::open(Path::new(&path), layout.size() as usize, populate)
                 .map_err(|e| e.to_string())?;
             let flags = match fixed {
-                // Populated: a page fault per 4 KiB of records, in the
-                // tracee's detours, would cost more than the records.
-                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
+                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED,
+                // The root's ring populated: no page fault in its detours
+                // on the first lap.
                 None => libc::MAP_SHARED | libc::MAP_POPULATE,
             };
             let base = self
