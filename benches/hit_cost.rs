@@ -594,7 +594,11 @@ fn live_children(rtrace: &str, litter: &str, out_dir: &Path, runs: usize) {
     }
     println!("{CHILDREN} children alive at once (-f -c, litter), medians of {runs} runs:");
     for (name, t, kib, exact) in &rows {
-        let seen = if *exact { "every call seen" } else { "CALLS LOST" };
+        let seen = if *exact {
+            "every call seen"
+        } else {
+            "CALLS LOST"
+        };
         println!(
             "  {name:<8} {:>8.2} s  peak RSS {:>6} MiB  ({seen})",
             t.as_secs_f64(),
@@ -605,7 +609,9 @@ fn live_children(rtrace: &str, litter: &str, out_dir: &Path, runs: usize) {
         let r = tf.as_secs_f64() / t3.as_secs_f64();
         let time = if r <= 2.0 { "met" } else { "MISSED" };
         let mem = if kf <= 200 * 1024 { "met" } else { "MISSED" };
-        println!("  --fast / int3 time {r:.2} (goal <= 2: {time}); --fast RSS (goal <= 200 MiB: {mem})");
+        println!(
+            "  --fast / int3 time {r:.2} (goal <= 2: {time}); --fast RSS (goal <= 200 MiB: {mem})"
+        );
     }
 }
 

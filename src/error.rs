@@ -144,6 +144,22 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Another tool's breakpoint is at a probe address: an int3 in memory
+    /// where the module's file has another byte.
+    #[error(
+        "cannot probe {addr}: another tracer's breakpoint is there (an int3 in memory, where \
+         {} has {byte:#04x}): a debugger or a kernel uprobe (perf probe, bpftrace, SystemTap) \
+         owns this address",
+        file.display()
+    )]
+    ForeignBreakpoint {
+        /// The probe address.
+        addr: RuntimeAddr,
+        /// The module's file.
+        file: std::path::PathBuf,
+        /// The byte the file has there.
+        byte: u8,
+    },
     /// An IFUNC whose implementation no relocated GOT slot names.
     #[error("cannot tell which implementation of the IFUNC {name} the process uses (no GOT slot holds it yet)")]
     UnresolvedIfunc {
@@ -360,6 +376,11 @@ impl Error {
                 addr: *addr,
                 reason: reason.clone(),
             },
+            Error::ForeignBreakpoint { addr, file, byte } => Error::ForeignBreakpoint {
+                addr: *addr,
+                file: file.clone(),
+                byte: *byte,
+            },
             Error::UnresolvedIfunc { name } => Error::UnresolvedIfunc { name: name.clone() },
             Error::Ptrace { op, tid, errno } => Error::Ptrace {
                 op,
@@ -432,6 +453,7 @@ impl Error {
             | Error::NoCodeAtLine { .. }
             | Error::NotInstructionBoundary { .. }
             | Error::UnsupportedInstruction { .. }
+            | Error::ForeignBreakpoint { .. }
             | Error::UnresolvedIfunc { .. }
             | Error::Syscall { .. }
             | Error::Seccomp { .. }
@@ -497,6 +519,11 @@ impl Error {
             Error::UnsupportedInstruction { .. } => {
                 Some("probe another instruction of the function".into())
             }
+            Error::ForeignBreakpoint { .. } => Some(
+                "remove that breakpoint (delete it in the debugger, `perf probe -d`, or end the \
+                 bpftrace program) and run rtrace again, or probe another instruction"
+                    .into(),
+            ),
             Error::UnresolvedIfunc { name } => Some(format!(
                 "probe its implementation by name; `rtrace --list '*{name}*' -- PROGRAM` lists candidates"
             )),

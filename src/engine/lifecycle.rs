@@ -430,6 +430,11 @@ impl Tracer {
                     let why = format!("whose first instruction cannot be stepped ({reason})");
                     SkipReason::add(skipped, &why, &loc.symbol);
                 }
+                Err(Error::ForeignBreakpoint { .. }) if glob => {
+                    let why = "where another tracer's breakpoint is (a debugger's or a kernel \
+                               uprobe's)";
+                    SkipReason::add(skipped, why, &loc.symbol);
+                }
                 Err(e) => return Err(e),
             }
         }

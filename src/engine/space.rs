@@ -303,6 +303,9 @@ impl Space {
             return Ok(());
         }
         let code = self.read_code(addr)?;
+        if let Some(e) = self.foreign_breakpoint(addr, &code) {
+            return Err(e);
+        }
         let mut plan = arch::analyze(&code, addr, mode)?;
         let mut slot = None;
         if let Strategy::Xol(xol) = &plan.strategy {
@@ -385,6 +388,22 @@ impl Space {
     }
 
     /// Up to MAX_INSN_LEN bytes at `addr`, fewer near the end of a mapping.
+    /// Another tool's breakpoint at `addr` (`code` read there): an int3
+    /// in memory where the module's file has another byte (rtrace's own
+    /// are in its sites, never read here).
+    fn foreign_breakpoint(&self, addr: RuntimeAddr, code: &[u8]) -> Option<crate::Error> {
+        if code.first() != Some(&BREAKPOINT[0]) {
+            return None;
+        }
+        let m = self.modules.module_at(addr)?;
+        let byte = *m.elf.bytes_at(m.to_link(addr), 1)?.first()?;
+        (byte != BREAKPOINT[0]).then(|| crate::Error::ForeignBreakpoint {
+            addr,
+            file: m.path.clone(),
+            byte,
+        })
+    }
+
     fn read_code(&self, addr: RuntimeAddr) -> Result<Vec<u8>> {
         let mut len = MAX_INSN_LEN;
         loop {

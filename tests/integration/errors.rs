@@ -377,3 +377,74 @@ fn usage_errors_keep_the_suggestion() {
         assert_eq!(run.stderr, line, "{args:?}");
     }
 }
+
+/// Another tool's breakpoint (an int3 a debugger or a kernel uprobe wrote)
+/// at the probed function's first instruction: rtrace says whose it is
+/// (the byte in memory differs from the file's), what to do, exits 1, and
+/// leaves the process as it found it (the other tool's int3 included). A
+/// glob over the program's functions skips that one and says so.
+#[test]
+fn another_tracers_breakpoint_is_named() {
+    let prog = fixture("hot", Variant::NoPie);
+    let work = crate::fixtures::symbol_value(&prog, "work");
+    let mut cmd = Command::new(&prog);
+    cmd.arg("1");
+    let mut hot = Spawned::with_stdin(cmd);
+    hot.wait_stdout_line(|l| l == "ready");
+    let pid = hot.pid();
+    let original = crate::fixtures::read_memory(pid, work, 1).expect("read work");
+    assert_ne!(original, [0xcc]);
+    crate::fixtures::write_memory(pid, work, &[0xcc]).expect("plant an int3");
+    for fast in [false, true] {
+        let what = format!("fast {fast}");
+        let mut args = vec!["-s", "work", "-p"];
+        let pid_s = pid.to_string();
+        args.push(&pid_s);
+        if fast {
+            args.push("--fast");
+        }
+        let run = rtrace(&args);
+        let line = assert_one_error_line(&run, 1, &what);
+        assert_eq!(
+            line,
+            format!(
+                "rtrace: cannot probe {work:#x}: another tracer's breakpoint is there (an int3 \
+                 in memory, where {} has {:#04x}): a debugger or a kernel uprobe (perf probe, \
+                 bpftrace, SystemTap) owns this address (remove that breakpoint (delete it in \
+                 the debugger, `perf probe -d`, or end the bpftrace program) and run rtrace \
+                 again, or probe another instruction)",
+                prog.display(),
+                original[0]
+            ),
+            "{what}"
+        );
+        assert_eq!(tracer_pid(pid), 0, "{what}");
+        assert_eq!(
+            crate::fixtures::read_memory(pid, work, 1).unwrap(),
+            [0xcc],
+            "{what}: the other tool's breakpoint stays"
+        );
+    }
+    // A glob: the other functions are probed, that one skipped, named.
+    let mut rtrace_glob = Spawned::command({
+        let mut c = Command::new(rtrace_bin());
+        c.args(["-s", "hot:w*", "-s", "main", "-p", &pid.to_string()]);
+        c
+    });
+    let warning = rtrace_glob.wait_stderr_line(|l| l.starts_with("rtrace: warning: probe hot:w* "));
+    assert_eq!(
+        warning,
+        "rtrace: warning: probe hot:w* skipped 1 function: 1 where another tracer's breakpoint \
+         is (a debugger's or a kernel uprobe's): work"
+    );
+    rtrace_glob.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid "));
+    rtrace_glob.signal(Signal::SIGINT);
+    let run = rtrace_glob.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(tracer_pid(pid), 0);
+    crate::fixtures::write_memory(pid, work, &original).expect("take the int3 back");
+    hot.send("start\ngo\n");
+    let done = hot.wait_stdout_line(|l| l.starts_with("calls="));
+    assert_eq!(done, "calls=1000 sum=1000000");
+    assert_eq!(hot.wait().code(), 0);
+}
