@@ -568,6 +568,15 @@ pub trait Handler {
         let _ = (site, module);
         Fast::No("its handler does not take fast hits".into())
     }
+    /// The hits of fast `site` the program counted since the last call
+    /// (`counts`), for a handler that answered [`Fast::Aggregate`] when
+    /// every handler of the site did: instead of [`Handler::on_entry`] for
+    /// each of them. Called as the rings are read, and a last time before
+    /// the process ends, execs or is let go.
+    fn on_aggregate(&mut self, site: &Site, counts: &Aggregate) -> Result<()> {
+        let _ = (site, counts);
+        Ok(())
+    }
     /// Called once by `Tracer::run` when tracing is over — the tracee exited or
     /// was killed, rtrace detached, or an error stopped tracing (after the
     /// detach) — on every probe's handler and then every listener: flush,
@@ -605,6 +614,9 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         self.borrow_mut().fast(site, module)
     }
+    fn on_aggregate(&mut self, site: &Site, counts: &Aggregate) -> Result<()> {
+        self.borrow_mut().on_aggregate(site, counts)
+    }
     fn on_finish(&mut self) -> Result<()> {
         self.borrow_mut().on_finish()
     }
@@ -616,8 +628,27 @@ pub enum Fast {
     /// Yes: hits may be fast, the detour capturing this memory with the
     /// registers.
     Yes(Capture),
+    /// Yes, and the handler only counts the site's hits: when every handler
+    /// of a site without return probes says so, the detour counts each hit
+    /// in the program's memory (a locked add, per thread group, as
+    /// bpftrace's per-CPU maps do) and writes no record, and the handlers
+    /// get [`Handler::on_aggregate`] instead of `on_entry`. Otherwise (a
+    /// site with returns, or another handler that wants the hits) the hits
+    /// come to `on_entry` as with `Yes` and no capture.
+    Aggregate,
     /// No, and why (the user sees `rtrace: probe P: int3 (WHY)`).
     No(String),
+}
+
+/// What the program counted of a fast site's hits, for
+/// [`Handler::on_aggregate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Aggregate {
+    /// The process.
+    pub pid: Pid,
+    /// Hits since the last call.
+    pub hits: u64,
 }
 
 /// What the detour of a fast probe copies for a handler besides the
@@ -883,14 +914,22 @@ impl<A: Handler, B: Handler> Handler for Both<A, B> {
         }
     }
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
-        // Fast only when both take fast hits, capturing what either reads.
+        // Fast only when both take fast hits, capturing what either reads;
+        // counted in the program only when both only count.
         match (self.0.fast(site, module), self.1.fast(site, module)) {
+            (Fast::No(why), _) | (_, Fast::No(why)) => Fast::No(why),
+            (Fast::Aggregate, Fast::Aggregate) => Fast::Aggregate,
             (Fast::Yes(mut a), Fast::Yes(b)) => {
                 a.merge(&b);
                 Fast::Yes(a)
             }
-            (Fast::No(why), _) | (_, Fast::No(why)) => Fast::No(why),
+            (Fast::Yes(c), Fast::Aggregate) | (Fast::Aggregate, Fast::Yes(c)) => Fast::Yes(c),
         }
+    }
+    fn on_aggregate(&mut self, site: &Site, counts: &Aggregate) -> Result<()> {
+        let ra = self.0.on_aggregate(site, counts);
+        let rb = self.1.on_aggregate(site, counts);
+        ra.and(rb)
     }
     fn on_finish(&mut self) -> Result<()> {
         let ra = self.0.on_finish();

@@ -443,10 +443,21 @@ impl Handler for Printer {
         if self.render_calls && self.stack_depth.is_some() {
             return Fast::No("--stack walks the stack of the stopped thread".into());
         }
-        if !self.render_calls || site.kind == ProbeKind::Instruction {
+        if !self.render_calls {
+            // The summary only counts: hits may be counted in the program.
+            return Fast::Aggregate;
+        }
+        if site.kind == ProbeKind::Instruction {
             return Fast::Yes(Capture::default());
         }
         self.renderer.capture(site, module)
+    }
+
+    fn on_aggregate(&mut self, site: &Site, counts: &crate::handler::Aggregate) -> Result<()> {
+        if let Some(stats) = &mut self.stats {
+            stats.hits(site, counts.hits);
+        }
+        Ok(())
     }
 
     fn idle_interval(&self) -> Option<std::time::Duration> {

@@ -128,6 +128,15 @@ impl Stats {
         }
     }
 
+    /// `n` hits of a probe without returns, counted in the program.
+    pub(crate) fn hits(&mut self, site: &Site, n: u64) {
+        if n > 0 {
+            let row = self.row(site, Counted::Hits);
+            row.min = Duration::ZERO;
+            row.calls += n;
+        }
+    }
+
     /// A call of `symbol` through `probe` whose return could not be watched.
     pub(crate) fn missed(&mut self, probe: &str, symbol: &str) {
         self.missed_n(probe, symbol, 1);

@@ -795,3 +795,67 @@ fn all_of_libc_fast_under_a_real_program() {
         );
     }
 }
+
+/// Counts what a handler that only counts is given: hits one by one
+/// (`on_entry`), and hits counted in the program (`on_aggregate`).
+#[derive(Default)]
+struct Tally {
+    entries: u64,
+    counted: u64,
+    reports: u64,
+}
+
+struct Counting(Rc<RefCell<Tally>>);
+
+impl Handler for Counting {
+    fn on_entry(&mut self, _: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.0.borrow_mut().entries += 1;
+        Ok(())
+    }
+    fn on_aggregate(&mut self, _: &Site, counts: &rtrace::Aggregate) -> rtrace::Result<()> {
+        let mut t = self.0.borrow_mut();
+        t.counted += counts.hits;
+        t.reports += 1;
+        Ok(())
+    }
+    fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
+        Fast::Aggregate
+    }
+}
+
+/// A handler that only counts (`Fast::Aggregate`) on a fast entry probe:
+/// the program counts the hits itself, and the handler gets them all
+/// through `on_aggregate` (8 threads × 100,000 calls: 800,000), none
+/// through `on_entry`. With a second handler on the same site that wants
+/// each hit (`Fast::Yes`), both get every hit through `on_entry` and
+/// nothing is counted in the program.
+#[test]
+fn hits_counted_in_the_program_reach_on_aggregate() {
+    let run = |with_recorder: bool| {
+        bounded(move |session| {
+            let mut cmd = Command::new(fixture("hot", Variant::O2));
+            cmd.args(["8", "100000"]);
+            let mut tracer = session.launch(&cmd, FAST_ENTRIES).expect("launch");
+            let tally = Rc::new(RefCell::new(Tally::default()));
+            tracer
+                .add_probe("work".parse().unwrap(), Counting(tally.clone()))
+                .unwrap();
+            let seen = Rc::new(RefCell::new(Seen::default()));
+            if with_recorder {
+                tracer
+                    .add_probe("work".parse().unwrap(), Counter(seen.clone()))
+                    .unwrap();
+            }
+            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+            let t = tally.borrow();
+            let s = seen.borrow();
+            (t.entries, t.counted, t.reports, s.fast, s.int3)
+        })
+    };
+    let (entries, counted, reports, _, _) = run(false);
+    assert_eq!((entries, counted), (0, 800_000));
+    assert!(reports >= 1);
+    let (entries, counted, reports, fast, int3) = run(true);
+    assert_eq!((entries, counted, reports), (800_000, 0, 0));
+    assert_eq!((fast, int3), (800_000, 0));
+}

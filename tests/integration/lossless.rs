@@ -392,3 +392,34 @@ fn many_live_children_do_not_take_a_ring_of_memory_each() {
     assert!(run.stdout.ends_with("done 3010000\n"), "{}", run.stdout);
     assert_eq!(summary_row(&run.stderr, "work"), (30_100, 0));
 }
+
+/// `--entry-only -c` counts every hit of 8 threads × 200,000 calls (in
+/// the program: the detours add to counters rtrace reads), the table the
+/// same as int3 probes give, and with `--perfetto` beside it (which wants
+/// each hit: the hits are recorded) the same counts again.
+#[test]
+fn hits_counted_in_the_program_are_every_hit() {
+    let timeline = temp_path("counted-hits.perfetto");
+    let timeline_arg = timeline.to_str().expect("UTF-8").to_string();
+    for args in [
+        vec!["--entry-only"],
+        vec!["--entry-only", "--perfetto", &timeline_arg],
+    ] {
+        let run = count_hot(&args, Variant::O2, 8, 200_000);
+        assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
+        assert!(run
+            .stdout
+            .ends_with(&format!("{}\n", hot_result(8, 200_000))));
+        assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{args:?}");
+        let row = run
+            .stderr
+            .lines()
+            .find(|l| l.ends_with(" [work]"))
+            .expect("the row");
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["1600000", "-", "-", "-", "-", "0", "work", "[work]"],
+            "{args:?}"
+        );
+    }
+}

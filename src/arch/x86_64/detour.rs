@@ -400,6 +400,9 @@ pub struct DetourSpec<'a> {
     /// A hit that finds the ring full waits for room (see `detour_wait`)
     /// instead of being dropped.
     pub block: bool,
+    /// The hit is counted in the ring's header ([`ring::AGG`]) and not
+    /// recorded: no captures, no returns.
+    pub count_only: bool,
 }
 
 /// Where the return stub and the table are, for a detour that watches
@@ -437,7 +440,56 @@ pub fn assemble_detour(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, S
     let Ok(mask) = i32::try_from(spec.ring.capacity - 1) else {
         return Err("the ring is too large".into());
     };
+    if spec.count_only {
+        if spec.returns.is_some() || !spec.captures.is_empty() {
+            return Err("a counting detour records nothing".into());
+        }
+        return build_counting(patch, spec)
+            .map_err(|e| format!("the detour cannot be assembled: {e}"));
+    }
     build(patch, spec, mask).map_err(|e| format!("the detour cannot be assembled: {e}"))
+}
+
+/// A detour that only counts its hit:
+///
+/// ```text
+/// lea rsp, [rsp-128]; pushfq; push rax, rcx, rdx, rsi, r10, r11
+/// rax = the thread pointer; rax = shard_of(rax) * AGG_SHARD
+/// lock inc qword [ring + AGG + index * 8 + rax]
+/// pop …; popfq; lea rsp, [rsp+128]
+/// the displaced instructions, relocated; jmp back
+/// ```
+fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x86::IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    let mut entry = a.create_label();
+    let mut pushf = a.create_label();
+    let mut displaced = a.create_label();
+    save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
+    match spec.tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
+        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
+    }
+    a.mov(rdx, table::GOLDEN)?;
+    a.imul_2(rax, rdx)?;
+    a.shr(rax, 64 - ring::AGG_SHARDS.trailing_zeros())?;
+    a.shl(rax, ring::AGG_SHARD.trailing_zeros())?;
+    a.mov(rdx, spec.ring.base + ring::AGG + 8 * u64::from(spec.index))?;
+    a.lock().inc(qword_ptr(rdx + rax))?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
+    let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let restore_ips = steps
+        .iter()
+        .map(|l| out.label_ip(l))
+        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
+    Ok(Detour {
+        restore: restore_ips,
+        body: None,
+        entry: out.label_ip(&entry)?,
+        pushf: out.label_ip(&pushf)?,
+        displaced: out.label_ip(&displaced)?,
+        faults: Vec::new(),
+        code: out.inner.code_buffer,
+    })
 }
 
 fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced_x86::IcedError> {

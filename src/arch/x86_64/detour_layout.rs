@@ -22,6 +22,8 @@
 /// LOST     one u64 per fast site: records lost because the ring was full
 /// RET_LOST one u64 per fast site: its calls' return records lost
 /// REQUESTS REQUEST_COUNT requests of rtrace's own hooks (see `hook`)
+/// AGG      AGG_SHARDS blocks of one u64 per fast site: the hits of sites
+///          counted in the program
 /// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
 /// ```
 ///
@@ -76,8 +78,18 @@ pub mod ring {
     pub const REQUEST_COUNT: u64 = 16;
     /// Bytes per request.
     pub const REQUEST_SIZE: u64 = 32;
+    /// The hit counters of the sites that count in the program (see
+    /// `detour`'s counting detours): [`AGG_SHARDS`] blocks of one u64 per
+    /// site index, a thread adding to the block its thread pointer hashes
+    /// to (`tp * table::GOLDEN >> 61`, Fibonacci hashing as the table's),
+    /// so that threads on other CPUs seldom share its cache line.
+    pub const AGG: u64 = (REQUESTS + REQUEST_COUNT * REQUEST_SIZE + 63) & !63;
+    /// Blocks of hit counters (a power of two).
+    pub const AGG_SHARDS: u64 = 8;
+    /// The bytes of one block.
+    pub const AGG_SHARD: u64 = 8 * MAX_SITES;
     /// Where the slots begin.
-    pub const SLOTS: u64 = (REQUESTS + REQUEST_COUNT * REQUEST_SIZE + 4095) & !4095;
+    pub const SLOTS: u64 = (AGG + AGG_SHARDS * AGG_SHARD + 4095) & !4095;
 
     /// A record's sequence word.
     pub const SEQ: u64 = 0;

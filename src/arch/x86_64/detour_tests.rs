@@ -36,6 +36,7 @@ fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, De
         tp: ThreadPointer::Rdfsbase,
         returns: None,
         block: false,
+        count_only: false,
     };
     let d = assemble_detour(&patch, &spec).expect("assembled");
     (patch, d)
@@ -276,6 +277,7 @@ fn the_thread_pointer_without_fsgsbase_is_fs_0() {
         tp: ThreadPointer::FsSelf,
         returns: None,
         block: false,
+        count_only: false,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -296,6 +298,7 @@ fn too_many_sites_for_one_ring_is_refused() {
         tp: ThreadPointer::Rdfsbase,
         returns: None,
         block: false,
+        count_only: false,
     };
     assert!(assemble_detour(&patch, &spec).is_err());
 }
@@ -368,6 +371,7 @@ fn returns_detour() -> Detour {
             ret_string: 65,
         }),
         block: false,
+        count_only: false,
     };
     assemble_detour(&patch, &spec).unwrap()
 }
@@ -631,6 +635,7 @@ fn a_blocking_detour_waits_for_room_in_its_body() {
             tp: ThreadPointer::Rdfsbase,
             returns: None,
             block: true,
+            count_only: false,
         },
     )
     .unwrap();
@@ -684,6 +689,7 @@ fn a_thread_waiting_for_room_is_sent_back_with_its_registers() {
         tp: ThreadPointer::Rdfsbase,
         returns: None,
         block: true,
+        count_only: false,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let (from, to) = d.body.unwrap();
@@ -762,4 +768,49 @@ fn the_blocking_stub_claims_before_it_takes_the_entry() {
     let dropping = stub();
     assert_eq!(dropping.body, None);
     assert_eq!(syscalls(&decode_all(&dropping.code, STUB)), 0);
+}
+
+/// A counting detour claims no slot, makes no system call and records
+/// nothing: it adds one, with a locked add, to its site's counter in the
+/// block its thread pointer hashes to (Fibonacci hashing: the table's
+/// multiplier, the top three bits), then runs the displaced instructions.
+#[test]
+fn a_counting_detour_only_adds_one() {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        captures: &[],
+        tp: ThreadPointer::Rdfsbase,
+        returns: None,
+        block: true,
+        count_only: true,
+    };
+    let d = assemble_detour(&patch, &spec).unwrap();
+    let insns = decode_all(&d.code, DETOUR);
+    assert_eq!(syscalls(&insns), 0);
+    assert!(!insns.iter().any(|i| i.mnemonic() == Mnemonic::Cmpxchg));
+    assert!(insns.iter().any(|i| i.immediate64() == table::GOLDEN));
+    assert!(insns
+        .iter()
+        .any(|i| i.immediate64() == ring().base + ring::AGG + 8 * 3));
+    let adds: Vec<&Instruction> = insns.iter().filter(|i| i.has_lock_prefix()).collect();
+    assert_eq!(adds.len(), 1);
+    assert_eq!(adds[0].mnemonic(), Mnemonic::Inc);
+    let shifts: Vec<u32> = insns
+        .iter()
+        .filter(|i| matches!(i.mnemonic(), Mnemonic::Shr | Mnemonic::Shl))
+        .map(|i| i.immediate8() as u32)
+        .collect();
+    assert_eq!(shifts, [61, ring::AGG_SHARD.trailing_zeros()]);
+    assert_eq!(d.body, None);
+    assert_eq!(d.restore.len(), 8);
+    // Not with a capture, nor returns.
+    let field = layout_captures(&[CaptureKind::Stack { len: 8 }]).0;
+    let with = DetourSpec {
+        captures: &field,
+        ..spec.clone()
+    };
+    assert!(assemble_detour(&patch, &with).is_err());
 }

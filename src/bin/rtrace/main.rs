@@ -11,7 +11,8 @@ use std::rc::Rc;
 use rtrace::output::{Format, Printer, PrinterOptions, ProgressLine, StackCounter, Timeline, Tui};
 use rtrace::script::{ScriptListener, ScriptProbe};
 use rtrace::{
-    Both, Fast, Handler, Hit, Options, Outcome, Overflow, ProbeId, ProbeSpec, Return, Tracer,
+    Aggregate, Both, Fast, Handler, Hit, Options, Outcome, Overflow, ProbeId, ProbeSpec, Return,
+    Tracer,
 };
 
 use args::{Cli, ColorWhen, Target};
@@ -81,6 +82,9 @@ impl<H: Handler> Handler for Counted<H> {
             None => self.inner.fast(site, module),
         }
     }
+    fn on_aggregate(&mut self, site: &rtrace::Site, counts: &Aggregate) -> rtrace::Result<()> {
+        self.inner.on_aggregate(site, counts)
+    }
 }
 
 impl<H: Handler> Handler for Forward<H> {
@@ -95,6 +99,9 @@ impl<H: Handler> Handler for Forward<H> {
     }
     fn fast(&mut self, site: &rtrace::Site, module: Option<&rtrace::symbols::Module>) -> Fast {
         self.0.borrow_mut().fast(site, module)
+    }
+    fn on_aggregate(&mut self, site: &rtrace::Site, counts: &Aggregate) -> rtrace::Result<()> {
+        self.0.borrow_mut().on_aggregate(site, counts)
     }
 }
 

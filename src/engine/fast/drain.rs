@@ -9,7 +9,7 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
 use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
-use crate::handler::{Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
+use crate::handler::{Aggregate, Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
 use crate::probe::{ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::shm::{self};
@@ -454,13 +454,9 @@ impl Reader<'_> {
         if !self.readable(key) {
             return Ok(None);
         }
-        if mode != Drain::Final
-            && self.world.spaces[&key]
-                .fast
-                .ring
-                .as_ref()
-                .is_some_and(ring_idle)
-        {
+        let space = &self.world.spaces[&key];
+        let counting = space.fast.sites.iter().any(|f| f.count_only);
+        if mode != Drain::Final && !counting && space.fast.ring.as_ref().is_some_and(ring_idle) {
             return Ok(None);
         }
         let mut clock = self.clock();
@@ -525,6 +521,8 @@ impl Reader<'_> {
             );
         }
         if let Err(why) = report_lost(self.world, self.consumers, self.start, key, &mut failed) {
+            self.ring_corrupt(key, why)?;
+        } else if let Err(why) = report_counts(self.world, self.consumers, key, &mut failed) {
             self.ring_corrupt(key, why)?;
         }
         match failed {
@@ -901,6 +899,92 @@ pub(super) fn report_lost(
     Ok(())
 }
 
+/// The hits the counting sites of `ring` (`sites`: their index and their
+/// sum as last seen) counted since, each site's shards added up; Err when
+/// a sum cannot be a count (it went back, or leapt further than hits can
+/// be made in `elapsed`).
+pub(super) fn read_counts(
+    ring: &Ring,
+    sites: &[(usize, u64)],
+    elapsed: Duration,
+) -> std::result::Result<Vec<(usize, u64)>, String> {
+    let most = u64::try_from(elapsed.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1_000_000)
+        .saturating_mul(MAX_LOSSES_PER_NS);
+    let mut out = Vec::new();
+    for &(i, before) in sites {
+        let now = (0..ring::AGG_SHARDS).fold(0u64, |sum, shard| {
+            let at = ring::AGG + shard * ring::AGG_SHARD + 8 * i as u64;
+            sum.wrapping_add(ring.map.load_u64(at))
+        });
+        if now < before {
+            return Err(format!(
+                "the hit count of fast site {i} went back from {before} to {now}"
+            ));
+        }
+        if now - before > most {
+            return Err(format!(
+                "the hit count of fast site {i} leapt from {before} to {now} in {} ms",
+                elapsed.as_millis()
+            ));
+        }
+        out.push((i, now));
+    }
+    Ok(out)
+}
+
+/// Hands the hits the counting sites of space `key` counted since the last
+/// look to their probes' `on_aggregate`. The first handler error is kept
+/// in `failed`; Err when the counts cannot be believed (see
+/// [`read_counts`]).
+fn report_counts(
+    world: &mut World,
+    consumers: &mut Consumers,
+    key: Pid,
+    failed: &mut Option<Error>,
+) -> std::result::Result<(), String> {
+    let Some(space) = world.spaces.get_mut(&key) else {
+        return Ok(());
+    };
+    let sites: Vec<(usize, u64)> = space
+        .fast
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.count_only)
+        .map(|(i, f)| (i, f.counted))
+        .collect();
+    let Some(ring) = space.fast.ring.as_mut() else {
+        return Ok(());
+    };
+    if sites.is_empty() {
+        return Ok(());
+    }
+    let now = Instant::now();
+    let counts = read_counts(ring, &sites, now - ring.counted_at)?;
+    ring.counted_at = now;
+    let pid = space.pid;
+    for (i, total) in counts {
+        let fs = &mut space.fast.sites[i];
+        let hits = total - fs.counted;
+        fs.counted = total;
+        if hits == 0 {
+            continue;
+        }
+        let counts = Aggregate { pid, hits };
+        for site in &fs.probes {
+            let Some(probe) = consumers.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Err(e) = guarded(|| probe.handler.on_aggregate(site, &counts)) {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -928,6 +1012,7 @@ mod tests {
             consumed: 0,
             lost_seen: 0,
             lost_at: Instant::now(),
+            counted_at: Instant::now(),
             taken: Default::default(),
         }
     }
@@ -1130,6 +1215,25 @@ mod tests {
         r.map.store_u64(ring::LOST_TOTAL, 3);
         let e = read_losses(&r, &[(10, 0)], ms).unwrap_err();
         assert!(e.contains("went back from 10 to 3"), "{e}");
+    }
+
+    #[test]
+    fn hit_counts_add_their_shards_and_must_be_counts() {
+        let ms = Duration::from_millis(2);
+        let r = test_ring(16);
+        let counter = |shard: u64, site: u64| ring::AGG + shard * ring::AGG_SHARD + 8 * site;
+        r.map.store_u64(counter(0, 2), 5);
+        r.map.store_u64(counter(7, 2), 6);
+        r.map.store_u64(counter(3, 1), 1);
+        assert_eq!(
+            read_counts(&r, &[(1, 0), (2, 4)], ms),
+            Ok(vec![(1, 1), (2, 11)])
+        );
+        let e = read_counts(&r, &[(2, 12)], ms).unwrap_err();
+        assert!(e.contains("went back from 12 to 11"), "{e}");
+        r.map.store_u64(counter(4, 2), u64::MAX / 2);
+        let e = read_counts(&r, &[(2, 11)], ms).unwrap_err();
+        assert!(e.contains("leapt"), "{e}");
     }
 
     #[test]

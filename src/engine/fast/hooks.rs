@@ -225,6 +225,8 @@ impl Tracer {
             ret_string: 0,
             lost: 0,
             ret_lost: 0,
+            count_only: false,
+            counted: 0,
             live: true,
             hook: Some(plan.kind),
         });

@@ -408,6 +408,7 @@ impl Tracer {
                 false => None,
             },
             block: self.opts.overflow == Overflow::Block,
+            count_only: plan.count_only,
         };
         if plan.returns && spec.returns.is_none() {
             return Err("no return stub".into());
@@ -435,6 +436,8 @@ impl Tracer {
             ret_string: plan.ret_string,
             lost: 0,
             ret_lost: 0,
+            count_only: plan.count_only,
+            counted: 0,
             live: true,
             hook: None,
         });
@@ -684,6 +687,7 @@ impl Tracer {
             consumed: 0,
             lost_seen: 0,
             lost_at: Instant::now(),
+            counted_at: Instant::now(),
             taken,
         });
         space.fast.ring_wanted = None;

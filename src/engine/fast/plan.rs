@@ -28,6 +28,10 @@ pub(super) struct Planned {
     pub(super) returns: bool,
     /// The most bytes of the returned C string its return record copies.
     pub(super) ret_string: u32,
+    /// Every handler of the site only counts (`Fast::Aggregate`) and no
+    /// probe there watches returns: the detour counts its hits and
+    /// records nothing.
+    pub(super) count_only: bool,
 }
 
 impl Tracer {
@@ -55,6 +59,7 @@ impl Tracer {
         let module = space.modules.module_at(addr);
         let mut capture = Capture::default();
         let mut returns = false;
+        let mut count_only = true;
         for s in &site.probes {
             if s.kind == (ProbeKind::Function { returns: true }) {
                 if space.unknown_unwinder {
@@ -72,10 +77,15 @@ impl Tracer {
                 continue;
             };
             match probe.handler.fast(s, module) {
-                Fast::Yes(c) => capture.merge(&c),
+                Fast::Yes(c) => {
+                    capture.merge(&c);
+                    count_only = false;
+                }
+                Fast::Aggregate => {}
                 Fast::No(why) => return Err(Refusal::Handler(why)),
             }
         }
+        let count_only = count_only && !returns && !site.probes.is_empty();
         let probes_here = site.probes.clone();
         let patch = self.plan_bytes(key, addr, false)?;
         let mut kinds: Vec<CaptureKind> = capture
@@ -107,6 +117,7 @@ impl Tracer {
                 true => u32::try_from(capture.ret_string).unwrap_or(u32::MAX),
                 false => 0,
             },
+            count_only,
         })
     }
 

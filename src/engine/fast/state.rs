@@ -38,6 +38,9 @@ pub(crate) struct Ring {
     /// When `lost_seen` was read (how many records could have been lost
     /// since is bounded by the time).
     pub lost_at: Instant,
+    /// When the hit counters were last read (how far they can have moved
+    /// since is bounded by the time).
+    pub counted_at: Instant,
     /// Records taken from it, in all, shared with its watchman: it keeps
     /// the heartbeat for threads waiting for room only while this moves
     /// (rtrace is reading).
@@ -69,6 +72,10 @@ pub(crate) struct FastSite {
     pub lost: u64,
     /// Its lost-return counter as last seen.
     pub ret_lost: u64,
+    /// Its detour counts its hits in the ring's header, records nothing.
+    pub count_only: bool,
+    /// Its hit counters' sum as last seen.
+    pub counted: u64,
     /// Still patched.
     pub live: bool,
     /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
@@ -210,6 +217,7 @@ impl FastState {
                 .map(|f| FastSite {
                     lost: 0,
                     ret_lost: 0,
+                    counted: 0,
                     ..f.clone()
                 })
                 .collect(),
