@@ -957,9 +957,11 @@ impl Tracer {
         if let Some(space) = self.world.tasks.get(&tid).map(|t| t.space) {
             fast::on_exit(&mut self.reader(), space, Exit::Died)?;
         }
-        let Some(task) = self.world.tasks.remove(&tid) else {
+        let Some(mut task) = self.world.tasks.remove(&tid) else {
             return Ok(());
         };
+        let calls = std::mem::take(&mut task.fast_calls);
+        fast::on_thread_died(&mut self.world, task.space, tid, task.pid, calls);
         fast::on_thread_gone(&mut self.world, task.space, tid);
         if let Some(parent) = task.vfork_parent {
             self.release_vfork_parent(parent)?;

@@ -58,9 +58,9 @@ pub mod ring {
     /// the heartbeat moves, a full ring drops at once. rtrace clears it when
     /// it reads.
     pub const STALE: u64 = 40;
-    /// Waits of a millisecond for room without a heartbeat after which a
-    /// thread takes rtrace for stopped, or not reading, and drops its record
-    /// (counted lost).
+    /// Waits of a millisecond for room without a heartbeat or a read (no
+    /// move of `ROOM`) after which a thread takes rtrace for stopped, or
+    /// not reading, and drops its record (counted lost).
     pub const STALE_ROOM_WAITS: u64 = 10;
     /// The bit the kernel sets in a robust futex whose owner died
     /// (`FUTEX_OWNER_DIED`, linux/futex.h).

@@ -13,8 +13,10 @@
 //!
 //! - rtrace is gone (`ALIVE` 0, or marked by the kernel as a dead robust
 //!   futex's owner): the record is dropped at once;
-//! - the heartbeat has not moved for [`ring::STALE_ROOM_WAITS`] waits
-//!   (rtrace stopped, or not reading): the thread writes `STALE` with the
+//! - neither the heartbeat nor `ROOM` has moved for
+//!   [`ring::STALE_ROOM_WAITS`] waits (rtrace stopped, or not reading; a
+//!   wait in which neither moves lasts its whole millisecond, since only a
+//!   bump of `ROOM` ends one sooner): the thread writes `STALE` with the
 //!   heartbeat it gave up at, and drops; every thread that finds the ring
 //!   full while the heartbeat still stands there drops at once, without
 //!   waiting, until rtrace reads again (it clears `STALE`).
@@ -49,8 +51,10 @@ const S_W_BEAT: i32 = 56;
 const S_W_STALE: i32 = 64;
 /// The futex's timeout (a timespec).
 const S_W_TS: i32 = 72;
+/// `ROOM` as last seen.
+const S_W_ROOM: i32 = 88;
 
-const _: () = assert!(S_W_TS + 16 <= SCRATCH, "the wait's scratch fits the frame");
+const _: () = assert!(S_W_ROOM + 8 <= SCRATCH, "the wait's scratch fits the frame");
 
 /// Pauses spent looking for room before the first sleep.
 const SPINS: i32 = 64;
@@ -120,6 +124,7 @@ pub(super) fn wait_for_room(
     let mut spin = a.create_label();
     let mut wait = a.create_label();
     let mut no_beat = a.create_label();
+    let mut beat = a.create_label();
     let mut sleep = a.create_label();
     let mut stalled = a.create_label();
     let base = ring.base;
@@ -132,6 +137,8 @@ pub(super) fn wait_for_room(
     a.cmp(qword_ptr(r11 + ring::STALE as i32), rax)?;
     a.je(give_up)?;
     a.mov(qword_ptr(rsp + S_W_STALE), 0)?;
+    a.mov(eax, dword_ptr(r11 + ring::ROOM as i32))?;
+    a.mov(qword_ptr(rsp + S_W_ROOM), rax)?;
     a.mov(ecx, SPINS)?;
     a.set_label(&mut spin)?;
     a.pause()?;
@@ -155,6 +162,14 @@ pub(super) fn wait_for_room(
     a.mov(r8d, dword_ptr(r11 + ring::ROOM as i32))?;
     peek(a, ring, mask, room)?;
     unless_alive(a, give_up)?;
+    // rtrace read since the last look (ROOM moved): it is reading, however
+    // often the thread was woken meanwhile.
+    a.cmp(r8, qword_ptr(rsp + S_W_ROOM))?;
+    a.je(beat)?;
+    a.mov(qword_ptr(rsp + S_W_ROOM), r8)?;
+    a.mov(qword_ptr(rsp + S_W_STALE), 0)?;
+    a.jmp(sleep)?;
+    a.set_label(&mut beat)?;
     a.mov(eax, dword_ptr(r11 + ring::HEARTBEAT as i32))?;
     a.cmp(rax, qword_ptr(rsp + S_W_BEAT))?;
     a.je(no_beat)?;

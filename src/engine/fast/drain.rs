@@ -525,6 +525,12 @@ impl Reader<'_> {
         } else if let Err(why) = report_counts(self.world, self.consumers, key, &mut failed) {
             self.ring_corrupt(key, why)?;
         }
+        // Threads that died whose records have all been read now.
+        if let Some(space) = self.world.spaces.get_mut(&key) {
+            if let Some(read) = space.fast.ring.as_ref().map(|r| r.consumed) {
+                space.fast.departed.retain(|_, d| d.upto > read);
+            }
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
@@ -696,17 +702,22 @@ pub(super) fn deliver(
             true => tid,
             false => space_pid,
         };
-        let pid = tasks.get(&tid).map_or(own, |t| t.pid);
+        let departed = &mut space.fast.departed;
+        let pid = match (tasks.get(&tid), departed.get(&tid)) {
+            (Some(t), _) => t.pid,
+            (None, Some(d)) => d.pid,
+            (None, None) => own,
+        };
         let time = clock.time(word(ring::TSC));
         let maps = &mut space.maps;
         let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
         if kind == detour::KIND_RETURN {
-            let Some(task) = tasks.get_mut(&tid) else {
+            let Some(calls) = calls_of(tasks, departed, tid) else {
                 continue;
             };
             let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
             let sp = RuntimeAddr(regs.sp());
-            let (_, returning) = task.fast_calls.pop_returning(sp, &mut same_stack);
+            let (_, returning) = calls.pop_returning(sp, &mut same_stack);
             let mut dirty = false;
             let string = space
                 .fast
@@ -750,8 +761,8 @@ pub(super) fn deliver(
             // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
             // the calls at or below its stack pointer were unwound.
             let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
-            if let Some(task) = tasks.get_mut(&tid) {
-                task.fast_calls.drop_abandoned(sp, true, &mut same_stack);
+            if let Some(calls) = calls_of(tasks, departed, tid) {
+                calls.drop_abandoned(sp, true, &mut same_stack);
             }
             continue;
         }
@@ -791,20 +802,20 @@ pub(super) fn deliver(
         if kept.is_empty() {
             continue;
         }
-        let Some(task) = tasks.get_mut(&tid) else {
+        let Some(calls) = calls_of(tasks, departed, tid) else {
             continue;
         };
         let slot = RuntimeAddr(regs.sp());
         // Calls below this one's slot, or in it, cannot return any more
         // (left by longjmp or an exception): dropped, unreported.
         let chained = watch == detour::WATCH_CHAINED;
-        task.fast_calls.drop_abandoned(slot, false, &mut same_stack);
+        calls.drop_abandoned(slot, false, &mut same_stack);
         if !chained {
-            task.fast_calls.drop_overwritten(slot);
+            calls.drop_overwritten(slot);
         }
         let orig = match watch {
             detour::WATCH_STUB => Some(RuntimeAddr(word(ring::RET_ADDR))),
-            detour::WATCH_CHAINED => task.fast_calls.in_slot(slot).map(|i| i.orig_ret),
+            detour::WATCH_CHAINED => calls.in_slot(slot).map(|i| i.orig_ret),
             _ => None,
         };
         let Some(orig) = orig else {
@@ -820,7 +831,7 @@ pub(super) fn deliver(
             }
             continue;
         };
-        task.fast_calls.push(ReturnInstance {
+        calls.push(ReturnInstance {
             slot,
             orig_ret: orig,
             entered: time,
@@ -833,6 +844,19 @@ pub(super) fn deliver(
         if let Err(e) = consumers.emit(event, start.elapsed()) {
             failed.get_or_insert(e);
         }
+    }
+}
+
+/// The calls in flight of thread `tid`: a live task's, or those of a
+/// thread that died with records of its unread.
+fn calls_of<'a>(
+    tasks: &'a mut std::collections::BTreeMap<Tid, crate::engine::task::Task>,
+    departed: &'a mut std::collections::HashMap<Tid, super::state::Departed>,
+    tid: Tid,
+) -> Option<&'a mut crate::probe::ReturnStack> {
+    match tasks.get_mut(&tid) {
+        Some(t) => Some(&mut t.fast_calls),
+        None => departed.get_mut(&tid).map(|d| &mut d.calls),
     }
 }
 

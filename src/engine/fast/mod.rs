@@ -326,6 +326,32 @@ pub(in crate::engine) fn report_modes(
     plan::report_modes(world, consumers, root, start)
 }
 
+/// Thread `tid` (of process `pid`) of space `key` died and is about to be
+/// forgotten, with `calls`, its fast calls in flight: when records of its
+/// may still wait unread in the ring (behind a slot another thread claimed
+/// and has not published yet), the calls are kept until the ring has been
+/// read past its death, so that its last records still find them. Touches
+/// that space's `FastState::departed`.
+pub(in crate::engine) fn on_thread_died(
+    world: &mut World,
+    key: Pid,
+    tid: Tid,
+    pid: Pid,
+    calls: crate::probe::ReturnStack,
+) {
+    let Some(space) = world.spaces.get_mut(&key) else {
+        return;
+    };
+    let Some(ring) = space.fast.ring.as_ref() else {
+        return;
+    };
+    let upto = ring.map.load_u64(crate::arch::detour::ring::ENQUEUE);
+    if space.fast.corrupt.is_none() && upto > ring.consumed {
+        let departed = state::Departed { pid, calls, upto };
+        space.fast.departed.insert(tid, departed);
+    }
+}
+
 /// Thread `tid` of space `key` is gone and forgotten: a suspension of fast
 /// probes for it (a `CLONE_VM` thread sharing a thread pointer) ends when it
 /// was the last. Touches that space's `FastState` (refusals, `dirty`).

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::addr::{RuntimeAddr, Tid};
+use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
 use crate::handler::Site;
 use crate::sys::shm::SharedMap;
@@ -52,6 +52,19 @@ pub(crate) struct Ring {
 pub(crate) struct Area {
     pub base: RuntimeAddr,
     pub used: u64,
+}
+
+/// A thread that died with records possibly unread (see
+/// [`FastState::departed`]).
+#[derive(Debug)]
+pub(crate) struct Departed {
+    /// Its process.
+    pub pid: Pid,
+    /// Its calls in flight.
+    pub calls: crate::probe::ReturnStack,
+    /// The ring's enqueue position when it died: every record of its is
+    /// below.
+    pub upto: u64,
 }
 
 /// A site that was patched with a jump (or still is: `live`).
@@ -130,6 +143,12 @@ pub(crate) struct FastState {
     pub(super) lent: HashMap<u64, (Tid, bool)>,
     /// Thread pointers no thread had at a refresh.
     pub(super) unknown: HashSet<u64>,
+    /// Threads that died while records of theirs may still wait in the ring
+    /// behind a slot another thread has claimed and not yet published: their
+    /// calls in flight, kept (with the enqueue position at their death)
+    /// until the ring has been read that far, so that those records still
+    /// find them.
+    pub(super) departed: HashMap<Tid, Departed>,
     /// Sites may be waiting to be patched.
     pub(super) dirty: bool,
     /// The return stub, once a fast site watches returns (or why it could
@@ -226,6 +245,7 @@ impl FastState {
             threads: HashMap::new(),
             lent: HashMap::new(),
             unknown: HashSet::new(),
+            departed: HashMap::new(),
             dirty: false,
             // The child's table is a copy of its parent's (a private
             // mapping), matching its copy of the stack.
