@@ -423,3 +423,29 @@ fn hits_counted_in_the_program_are_every_hit() {
         );
     }
 }
+
+/// Signals to threads that wait for room (rtrace reading slowly: 3 threads
+/// mostly asleep in their detours and in the return stub): each of 200
+/// SIGUSR1s is handled before the next is sent, and the program finishes
+/// with its output, well within the test's deadline. (A thread rtrace
+/// brought out of the stub's wait used to be stepped back into a claim of a
+/// ring the other threads had filled again, over and over, its signal held
+/// meanwhile for tens of seconds.) Every call is counted or missed.
+#[test]
+fn signals_reach_threads_that_wait_for_room() {
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.env("RTRACE_TEST_READ_PAUSE_MS", "50")
+        .args(["--fast", "-c", "-s", "work", "--"])
+        .arg(fixture("hot", Variant::O2))
+        .args(["3", "200000", "200"]);
+    let run = run_command(cmd, TIMEOUT);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    // (The last thread's result and the signals' line, in either order.)
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let mut last = lines[2..].to_vec();
+    last.sort_unstable();
+    assert_eq!(lines[..2], ["ready", "started"], "{}", run.stdout);
+    assert_eq!(last, [hot_result(3, 200_000).as_str(), "signals=200"]);
+    let (calls, missed) = summary_row(&run.stderr, "work");
+    assert_eq!(calls + missed, 600_000, "{}", run.stderr);
+}

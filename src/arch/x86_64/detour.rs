@@ -29,7 +29,6 @@
 
 pub use super::detour_leave::{back_to_site, emulate_rdtsc, stub_move, StubMove};
 pub use super::detour_refusal::PatchRefusal;
-pub use super::detour_wait::leave_wait;
 use super::detour_wait::{enter_frame, leave_frame, wait_for_room};
 use super::insn::Gpr;
 use iced_x86::code_asm::*;
@@ -629,7 +628,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         .map(|l| out.label_ip(l))
         .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
     let body = match body {
-        Some((from, to)) => Some((out.label_ip(&from)?, out.label_ip(&to)?)),
+        Some((from, to, _)) => Some((out.label_ip(&from)?, out.label_ip(&to)?)),
         None => None,
     };
     Ok(Detour {
@@ -778,16 +777,16 @@ pub(super) fn claim_slot(
 }
 
 /// The wait for room of a detour or of the stub (at the `full` label of
-/// its claim): the frame made, the wait (its body, returned as labels), the
-/// frame taken down and back to `claim`, or to `lost` when rtrace is gone,
-/// stopped or not reading.
+/// its claim): the frame made, the wait (its body, and where it gives up,
+/// returned as labels), the frame taken down and back to `claim`, or to
+/// `lost` when rtrace is gone, stopped or not reading.
 pub(super) fn wait_in_frame(
     a: &mut CodeAssembler,
     ring: RingLayout,
     mask: i32,
     claim: CodeLabel,
     lost: CodeLabel,
-) -> Result<(CodeLabel, CodeLabel), iced_x86::IcedError> {
+) -> Result<(CodeLabel, CodeLabel, CodeLabel), iced_x86::IcedError> {
     let mut body = a.create_label();
     let mut body_end = a.create_label();
     let mut room = a.create_label();
@@ -803,7 +802,7 @@ pub(super) fn wait_in_frame(
     a.set_label(&mut give_up)?;
     leave_frame(a)?;
     a.jmp(lost)?;
-    Ok((body, body_end))
+    Ok((body, body_end, give_up))
 }
 
 /// Stores the thread pointer into the record at r10. Uses rax.
@@ -885,9 +884,14 @@ pub struct Stub {
     /// (load that may fault, fix-up): the copy of the returned string, as
     /// [`Detour::faults`].
     pub faults: Vec<(u64, u64)>,
-    /// Its wait for room, as [`Detour::body`]: a thread there is sent back
-    /// to `entry` (nothing is claimed or taken from the table yet).
+    /// Its wait for room, as [`Detour::body`].
     pub body: Option<(u64, u64)>,
+    /// Where its wait gives up (the frame still made): a thread rtrace must
+    /// bring out of the wait goes on from there, as if rtrace were gone,
+    /// and returns with its return counted lost. Stepped back into a claim
+    /// instead, it could find the ring filled again by the other threads,
+    /// for ever.
+    pub give_up: Option<u64>,
 }
 
 /// The return stub, entered by `ret` with rsp just past the slot:
@@ -1108,9 +1112,12 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         restore_ips.push(out.label_ip(l)?);
     }
     let faults = vec![(out.label_ip(&load)?, out.label_ip(&copied)?)];
-    let body = match body {
-        Some((from, to)) => Some((out.label_ip(&from)?, out.label_ip(&to)?)),
-        None => None,
+    let (body, give_up) = match body {
+        Some((from, to, give_up)) => (
+            Some((out.label_ip(&from)?, out.label_ip(&to)?)),
+            Some(out.label_ip(&give_up)?),
+        ),
+        None => (None, None),
     };
     Ok(Stub {
         faults,
@@ -1120,6 +1127,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         ret: out.label_ip(&ret_label)?,
         orphan: out.label_ip(&orphan)?,
         body,
+        give_up,
         code: out.inner.code_buffer,
     })
 }

@@ -4,6 +4,7 @@
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 use super::detour::*;
+use super::detour_wait::leave_wait;
 use super::insn::Gpr;
 
 const START: u64 = 0x40_1136;

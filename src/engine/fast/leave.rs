@@ -46,18 +46,14 @@ impl Tracer {
             };
             if let Some(stub) = space.fast.stub.as_ref().filter(|s| s.contains_ip(ip)) {
                 let stub = stub.stub.clone();
-                if let Some(body) = stub.body.filter(|(from, to)| (*from..*to).contains(&ip)) {
-                    // Waiting for room: the ring is read (it would wait on,
-                    // stepped), and the thread goes back to the stub's
-                    // entry, where it has taken nothing yet.
-                    self.drain(key, Drain::Quick)?;
-                    let Some(space) = self.world.spaces.get(&key) else {
-                        return Ok(true);
-                    };
-                    let below = detour::RED_ZONE + 8;
-                    if detour::leave_wait(body, stub.entry, below, &mut regs, &space.mem)? {
-                        ptrace::setregs(tid, &regs)?;
-                    }
+                let waiting = stub.body.is_some_and(|(from, to)| (from..to).contains(&ip));
+                if let (true, Some(give_up)) = (waiting, stub.give_up) {
+                    // Waiting for room: it goes on from where the wait
+                    // gives up (its return counted lost), a bounded way
+                    // out, and not into a system call again.
+                    regs.set_ip(give_up);
+                    regs.raw_mut().orig_rax = u64::MAX;
+                    ptrace::setregs(tid, &regs)?;
                     continue;
                 }
                 match self.stub_step(tid, &stub, regs)? {
