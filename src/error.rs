@@ -40,6 +40,15 @@ pub enum Error {
         /// The pid asked for.
         pid: Pid,
     },
+    /// A process no tracer can trace, whatever its privileges: rtrace
+    /// itself, a kernel thread, the system's init.
+    #[error("cannot trace pid {pid}: {why}")]
+    Untraceable {
+        /// The pid asked for.
+        pid: Pid,
+        /// What it is.
+        why: &'static str,
+    },
     /// The program to launch was not found (or is not executable).
     #[error("cannot run {program}: {reason}")]
     Launch {
@@ -318,6 +327,7 @@ impl Error {
                 tracer: *tracer,
             },
             Error::PermissionDenied { pid } => Error::PermissionDenied { pid: *pid },
+            Error::Untraceable { pid, why } => Error::Untraceable { pid: *pid, why },
             Error::Launch { program, reason } => Error::Launch {
                 program: program.clone(),
                 reason: reason.clone(),
@@ -442,6 +452,7 @@ impl Error {
             Error::NoSuchProcess { .. } => true,
             Error::AlreadyTraced { .. }
             | Error::PermissionDenied { .. }
+            | Error::Untraceable { .. }
             | Error::Launch { .. }
             | Error::NotElf { .. }
             | Error::CorruptElf { .. }
@@ -482,6 +493,7 @@ impl Error {
                  or as root / with CAP_SYS_PTRACE"
                     .into(),
             ),
+            Error::Untraceable { .. } => Some("attach to a user process: `ps -e` lists them".into()),
             Error::Launch { .. } => Some("check the program path and permissions".into()),
             Error::NotElf { .. } | Error::CorruptElf { .. } => {
                 Some("rtrace traces ELF executables only".into())

@@ -169,6 +169,24 @@ impl Tracer {
     pub fn attach(pid: Pid, opts: Options) -> Result<Tracer> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .map_err(|_| Error::NoSuchProcess { pid })?;
+        // What no privilege lets a tracer attach to: the kernel refuses it
+        // (`ptrace_attach`: a thread of the tracer's own group, a kernel
+        // thread), and "not permitted" would send the user after a
+        // privilege that does not help.
+        if u32::try_from(pid.as_raw()).ok() == Some(std::process::id()) {
+            return Err(Error::Untraceable {
+                pid,
+                why: "it is rtrace itself",
+            });
+        }
+        if task::status_field(&status, "Kthread:") == Some(1)
+            || (task::status_field(&status, "PPid:") == Some(0) && pid.as_raw() != 1)
+        {
+            return Err(Error::Untraceable {
+                pid,
+                why: "it is a kernel thread",
+            });
+        }
         if let Some(tracer) = task::status_field(&status, "TracerPid:").filter(|&t| t != 0) {
             return Err(Error::AlreadyTraced {
                 pid,
@@ -208,6 +226,13 @@ impl Tracer {
                     // exiting: nothing to seize.
                     Err(Errno::EPERM) if traced_by_us_or_exiting(pid, tid) => {}
                     Err(Errno::EPERM) if t.world.tasks.is_empty() => {
+                        if pid.as_raw() == 1 && effective_root() {
+                            return Err(Error::Untraceable {
+                                pid,
+                                why: "it is init, and the kernel refused to let even \
+                                      root trace it",
+                            });
+                        }
                         return Err(attach_refused(pid));
                     }
                     Err(errno) => {
@@ -1006,4 +1031,17 @@ fn launch_spec(cmd: &Command) -> Result<spawn::LaunchSpec> {
             .map(|d| spawn::cstring(d.as_os_str()))
             .transpose()?,
     })
+}
+
+/// True when rtrace runs with effective user id 0 (the second field of
+/// `Uid:` in /proc/self/status).
+fn effective_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }

@@ -448,3 +448,40 @@ fn another_tracers_breakpoint_is_named() {
     assert_eq!(done, "calls=1000 sum=1000000");
     assert_eq!(hot.wait().code(), 0);
 }
+
+/// Processes no privilege lets rtrace trace are named for what they are,
+/// not met with "run as root": rtrace itself (`sh -c 'exec rtrace -p $$'`)
+/// and a kernel thread (the first process whose status says `Kthread: 1`,
+/// or whose parent is 0 and that is not init).
+#[test]
+fn untraceable_processes_are_named() {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec {} -s work -p $$", rtrace_bin().display()));
+    let run = run_command(cmd, TIMEOUT);
+    let line = assert_one_error_line(&run, 1, "rtrace -p its own pid");
+    assert!(
+        line.starts_with("rtrace: cannot trace pid ")
+            && line
+                .ends_with(": it is rtrace itself (attach to a user process: `ps -e` lists them)"),
+        "{line}"
+    );
+    let kthread = fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status.lines().any(|l| l == "Kthread:\t1")
+                || (*pid != 1 && status.lines().any(|l| l == "PPid:\t0"))
+        })
+        .expect("a kernel thread");
+    let run = rtrace(&["-s", "work", "-p", &kthread.to_string()]);
+    let line = assert_one_error_line(&run, 1, "rtrace -p a kernel thread");
+    assert_eq!(
+        line,
+        format!(
+            "rtrace: cannot trace pid {kthread}: it is a kernel thread (attach to a user \
+             process: `ps -e` lists them)"
+        )
+    );
+}
