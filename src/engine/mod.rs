@@ -179,6 +179,16 @@ impl Tracer {
                 why: "it is rtrace itself",
             });
         }
+        let zombie = status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        if zombie {
+            return Err(Error::Untraceable {
+                pid,
+                why: "it is a zombie: it has exited, and waits for its parent to reap it",
+            });
+        }
         if task::status_field(&status, "Kthread:") == Some(1)
             || (task::status_field(&status, "PPid:") == Some(0) && pid.as_raw() != 1)
         {

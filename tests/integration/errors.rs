@@ -484,4 +484,22 @@ fn untraceable_processes_are_named() {
              process: `ps -e` lists them)"
         )
     );
+    // A zombie: this test's child, exited and not reaped yet.
+    let mut child = Command::new("true").spawn().expect("run true");
+    let pid = child.id() as i32;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while crate::fixtures::process_state(pid) != Some('Z') {
+        assert!(std::time::Instant::now() < deadline, "true never ended");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let run = rtrace(&["-s", "work", "-p", &pid.to_string()]);
+    let line = assert_one_error_line(&run, 1, "rtrace -p a zombie");
+    assert_eq!(
+        line,
+        format!(
+            "rtrace: cannot trace pid {pid}: it is a zombie: it has exited, and waits for its \
+             parent to reap it (attach to a user process: `ps -e` lists them)"
+        )
+    );
+    child.wait().expect("reap it");
 }
