@@ -79,27 +79,8 @@ fn installed(cmd: &str) -> bool {
 
 /// Runs `argv` to completion: its wall time and its peak resident set (KiB).
 fn run(argv: &[String]) -> (Duration, u64) {
-    let start = Instant::now();
-    // Reaped by wait4 below (for its rusage), not by Child::wait.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {argv:?}: {e}"));
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in; the pid is our child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    assert!(r > 0, "wait4 {argv:?}");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{argv:?}: status {status:#x}"
-    );
-    (elapsed, usage.ru_maxrss as u64)
+    let (elapsed, _, kib) = run_read(argv, Path::new("/dev/null"));
+    (elapsed, kib)
 }
 
 /// The cost per call of each configuration: the slope of the median times
@@ -632,8 +613,8 @@ struct FastRow {
     goal: Option<f64>,
 }
 
-/// Runs `argv` (hot under rtrace, or alone) to its end, its stderr into
-/// `err`: its wall time, that stderr, and its peak resident set (KiB).
+/// Runs `argv` to its end, its stderr into `err`: its wall time, that
+/// stderr, and its peak resident set (KiB).
 fn run_read(argv: &[String], err: &Path) -> (Duration, String, u64) {
     let start = Instant::now();
     let file = std::fs::File::create(err).expect("the stderr file");
