@@ -475,20 +475,15 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
     a.mov(rdx, spec.ring.base + ring::AGG + 8 * u64::from(spec.index))?;
     a.lock().inc(qword_ptr(rdx + rax))?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
-    let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let restore_ips = steps
-        .iter()
-        .map(|l| out.label_ip(l))
-        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
-    Ok(Detour {
-        restore: restore_ips,
+    let labels = DetourLabels {
+        entry,
+        pushf,
+        displaced,
+        steps,
         body: None,
-        entry: out.label_ip(&entry)?,
-        pushf: out.label_ip(&pushf)?,
-        displaced: out.label_ip(&displaced)?,
         faults: Vec::new(),
-        code: out.inner.code_buffer,
-    })
+    };
+    assembled(&mut a, spec.at, labels)
 }
 
 fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced_x86::IcedError> {
@@ -618,25 +613,59 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
     a.jmp(steps[0])?;
 
-    let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let faults = faults
-        .into_iter()
-        .map(|(l, d)| Ok((out.label_ip(&l)?, out.label_ip(&d)?)))
-        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
-    let restore_ips = steps
+    let labels = DetourLabels {
+        entry,
+        pushf,
+        displaced,
+        steps,
+        body: body.map(|(from, to, _)| (from, to)),
+        faults,
+    };
+    assembled(&mut a, spec.at, labels)
+}
+
+/// The labels of a generated detour's parts, as [`Detour`] has their
+/// addresses.
+pub(super) struct DetourLabels {
+    pub entry: CodeLabel,
+    pub pushf: CodeLabel,
+    pub displaced: CodeLabel,
+    /// The restore's steps.
+    pub steps: Vec<CodeLabel>,
+    pub body: Option<(CodeLabel, CodeLabel)>,
+    /// (load that may fault, fix-up).
+    pub faults: Vec<(CodeLabel, CodeLabel)>,
+}
+
+/// Assembles `a` for address `at` into a [`Detour`] with the addresses of
+/// `labels`.
+pub(super) fn assembled(
+    a: &mut CodeAssembler,
+    at: u64,
+    labels: DetourLabels,
+) -> Result<Detour, iced_x86::IcedError> {
+    let out = a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let ip = |l: &CodeLabel| out.label_ip(l);
+    let faults = labels
+        .faults
         .iter()
-        .map(|l| out.label_ip(l))
+        .map(|(l, d)| Ok((ip(l)?, ip(d)?)))
         .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
-    let body = match body {
-        Some((from, to, _)) => Some((out.label_ip(&from)?, out.label_ip(&to)?)),
+    let restore = labels
+        .steps
+        .iter()
+        .map(ip)
+        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
+    let body = match &labels.body {
+        Some((from, to)) => Some((ip(from)?, ip(to)?)),
         None => None,
     };
     Ok(Detour {
-        restore: restore_ips,
+        restore,
         body,
-        entry: out.label_ip(&entry)?,
-        pushf: out.label_ip(&pushf)?,
-        displaced: out.label_ip(&displaced)?,
+        entry: ip(&labels.entry)?,
+        pushf: ip(&labels.pushf)?,
+        displaced: ip(&labels.displaced)?,
         faults,
         code: out.inner.code_buffer,
     })
@@ -650,7 +679,6 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
 fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced_x86::IcedError> {
     let gpr_rsp = (ring::GPRS + 8 * 4) as i32;
     let mut not_chained = a.create_label();
-    let mut find = a.create_label();
     let mut claim_loop = a.create_label();
     let mut next_claim = a.create_label();
     let mut full = a.create_label();
@@ -670,16 +698,7 @@ fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced
     home_entry(a)?;
     // First pass: the slot's own entry, left by a call that never returned
     // (longjmp), is taken over.
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut find)?;
-    entry_at(a)?;
-    a.mov(rax, ret.table)?;
-    a.add(r11, rax)?;
-    a.cmp(qword_ptr(r11 + table::KEY as i32), rdx)?;
-    a.je(take)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, table::PROBES as i32)?;
-    a.jb(find)?;
+    find_entry(a, ret.table, take)?;
     // Second pass: claim a free entry.
     a.xor(ecx, ecx)?;
     a.set_label(&mut claim_loop)?;
@@ -924,19 +943,16 @@ pub fn assemble_stub(spec: &StubSpec) -> Result<Stub, String> {
     build_stub(spec, mask).map_err(|e| format!("the return stub cannot be assembled: {e}"))
 }
 
-/// Looks the stub's slot up in the table (rdx: the slot, `to_slot` bytes
-/// above rsp): on to `found` with r11 the entry's address, else to
-/// `not_found`. Uses rax, rcx, rdx, rsi, r11.
-fn stub_lookup(
+/// Searches the table at `table` for the entry of the slot at rdx, from
+/// its home entry (rsi): on to `found` with r11 the entry's address; falls
+/// through when none of the [`table::PROBES`] entries looked at is it.
+/// Uses rax, rcx, r11.
+fn find_entry(
     a: &mut CodeAssembler,
     table: u64,
-    to_slot: i32,
     found: CodeLabel,
-    not_found: CodeLabel,
 ) -> Result<(), iced_x86::IcedError> {
     let mut find = a.create_label();
-    a.lea(rdx, ptr(rsp + to_slot))?;
-    home_entry(a)?;
     a.xor(ecx, ecx)?;
     a.set_label(&mut find)?;
     entry_at(a)?;
@@ -947,6 +963,22 @@ fn stub_lookup(
     a.inc(ecx)?;
     a.cmp(ecx, table::PROBES as i32)?;
     a.jb(find)?;
+    Ok(())
+}
+
+/// Looks the stub's slot up in the table (rdx: the slot, `to_slot` bytes
+/// above rsp): on to `found` with r11 the entry's address, else to
+/// `not_found`. Uses rax, rcx, rdx, rsi, r11.
+fn stub_lookup(
+    a: &mut CodeAssembler,
+    table: u64,
+    to_slot: i32,
+    found: CodeLabel,
+    not_found: CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    a.lea(rdx, ptr(rsp + to_slot))?;
+    home_entry(a)?;
+    find_entry(a, table, found)?;
     a.jmp(not_found)?;
     Ok(())
 }

@@ -45,11 +45,10 @@
 //! never faults a hook.
 
 use iced_x86::code_asm::*;
-use iced_x86::BlockEncoderOptions;
 
 use super::detour::{
-    claim_slot, restore_and_resume, ring, save, stamp, table, Detour, Patch, RingLayout,
-    ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
+    assembled, claim_slot, restore_and_resume, ring, save, stamp, table, Detour, DetourLabels,
+    Patch, RingLayout, ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
 };
 use super::detour_wait::{enter_frame, leave_frame, leave_wait, wait_for_room, TO_EXTRA, TO_FLAGS};
 
@@ -214,21 +213,15 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     a.set_label(&mut body_end)?;
     leave_frame(&mut a)?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
-
-    let out = a.assemble_options(spec.at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let restore_ips = steps
-        .iter()
-        .map(|l| out.label_ip(l))
-        .collect::<Result<Vec<_>, iced_x86::IcedError>>()?;
-    Ok(Detour {
-        restore: restore_ips,
-        body: Some((out.label_ip(&body)?, out.label_ip(&body_end)?)),
-        entry: out.label_ip(&entry)?,
-        pushf: out.label_ip(&pushf)?,
-        displaced: out.label_ip(&displaced)?,
+    let labels = DetourLabels {
+        entry,
+        pushf,
+        displaced,
+        steps,
+        body: Some((body, body_end)),
         faults: Vec::new(),
-        code: out.inner.code_buffer,
-    })
+    };
+    assembled(&mut a, spec.at, labels)
 }
 
 /// `mincore(page of rdx, 1, scratch)`: rax 0 when the page of the address
