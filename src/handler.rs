@@ -119,7 +119,12 @@
 //!   [`Hit::set_data`] comes back in [`Return::data`] as for int3 calls. A
 //!   call whose return was not recorded (the ring was full, or an unwinder
 //!   ran through it and it was left to an int3 at its return site) is
-//!   reported the int3 way or counted missed, never made up.
+//!   reported the int3 way or counted missed, never made up;
+//! - a handler that only counts answers [`Fast::Aggregate`]: when every
+//!   handler of a site does, the program counts the hits (or times the
+//!   calls) itself and writes no record, and the handlers get
+//!   [`Handler::on_aggregate`] with the totals as the rings are read. The
+//!   `-c` summary (with `--hist` too) is such a handler.
 //!
 //! A site stays an int3 breakpoint when a handler says no (the reason is shown:
 //! `rtrace: probe P: int3 (why)`), and so does a site whose instructions a jump
@@ -349,6 +354,23 @@ pub enum Event {
         /// up, and say the total once, at the end).
         count: u64,
     },
+    /// Calls of a fast site timed in the program (see [`Fast::Aggregate`])
+    /// whose returns could not be watched: a tail call chained to a call
+    /// that already has one, a full table of return addresses, a function
+    /// that reads its own return address reached by a tail call, an
+    /// unwinder that started while they were in flight. They count as
+    /// missed, as a return an int3 probe cannot watch does
+    /// ([`Event::Missed`], one event per call), and are no lost records.
+    Unwatched {
+        /// The process.
+        pid: Pid,
+        /// The probe spec.
+        probe: String,
+        /// The function.
+        symbol: String,
+        /// How many, since the last such event.
+        count: u64,
+    },
     /// A glob probe left some of the functions it matches unprobed (once per
     /// probe and address space).
     Skipped {
@@ -568,11 +590,12 @@ pub trait Handler {
         let _ = (site, module);
         Fast::No("its handler does not take fast hits".into())
     }
-    /// The hits of fast `site` the program counted since the last call
-    /// (`counts`), for a handler that answered [`Fast::Aggregate`] when
-    /// every handler of the site did: instead of [`Handler::on_entry`] for
-    /// each of them. Called as the rings are read, and a last time before
-    /// the process ends, execs or is let go.
+    /// The hits, or the calls and their times, of fast `site` the program
+    /// counted since the last call (`counts`), for a handler that answered
+    /// [`Fast::Aggregate`] when every handler of the site did: instead of
+    /// [`Handler::on_entry`] (and [`Handler::on_return`]) for each of them.
+    /// Called as the rings are read, and a last time before the process
+    /// ends, execs or is let go.
     fn on_aggregate(&mut self, site: &Site, counts: &Aggregate) -> Result<()> {
         let _ = (site, counts);
         Ok(())
@@ -628,27 +651,58 @@ pub enum Fast {
     /// Yes: hits may be fast, the detour capturing this memory with the
     /// registers.
     Yes(Capture),
-    /// Yes, and the handler only counts the site's hits: when every handler
-    /// of a site without return probes says so, the detour counts each hit
-    /// in the program's memory (a locked add, per thread group, as
-    /// bpftrace's per-CPU maps do) and writes no record, and the handlers
-    /// get [`Handler::on_aggregate`] instead of `on_entry`. Otherwise (a
-    /// site with returns, or another handler that wants the hits) the hits
-    /// come to `on_entry` as with `Yes` and no capture.
+    /// Yes, and the handler only aggregates: it counts the site's hits, or
+    /// its calls with their durations (a count, the sum, the shortest and
+    /// longest, a log2 histogram), and reads nothing else. When every
+    /// handler of a site says so, the program does the counting and no
+    /// record is written: at a site without return probes the detour adds
+    /// one to the site's hits; at a site where every probe watches returns
+    /// the detour keeps the entry's time and the return stub adds the
+    /// call's duration to the site's row. Both are locked adds in the
+    /// program's memory, in blocks chosen by thread, as bpftrace's per-CPU
+    /// maps do. The handlers then get [`Handler::on_aggregate`] instead of
+    /// `on_entry` and `on_return`. Otherwise (another handler wants the
+    /// hits, a site mixing entry-only and return probes, or more timed
+    /// sites than a process's ring has rows for, 1,024) the hits come to
+    /// `on_entry` and `on_return` as with `Yes` and no capture.
     Aggregate,
     /// No, and why (the user sees `rtrace: probe P: int3 (WHY)`).
     No(String),
 }
 
-/// What the program counted of a fast site's hits, for
+/// What the program counted of a fast site's hits or calls, for
 /// [`Handler::on_aggregate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Aggregate {
     /// The process.
     pub pid: Pid,
-    /// Hits since the last call.
+    /// Hits since the last call, at a site without return probes.
     pub hits: u64,
+    /// Calls completed since the last call, at a site whose calls are
+    /// timed in the program (as `on_return` would have seen them: a call
+    /// left by longjmp or an exception never completes).
+    pub calls: u64,
+    /// Those calls' durations (None at a site without return probes).
+    pub times: Option<CallTimes>,
+}
+
+/// The durations of the calls an [`Aggregate`] counts, measured in the
+/// program between the detour's and the return stub's time stamp counter
+/// readings, in nanoseconds as rtrace's clock converts them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallTimes {
+    /// The sum of the calls' durations.
+    pub total: Duration,
+    /// The shortest call so far in this process (not only among these).
+    pub min: Duration,
+    /// The longest call so far in this process.
+    pub max: Duration,
+    /// The calls by duration in nanoseconds, in log2 buckets: `[0]` is
+    /// unused (a negative time), `[1]` counts 0 ns, `[2 + k]` from `2^k`
+    /// to `2^(k+1)` ns. The counts add up to `calls`.
+    pub log2_ns: [u64; 65],
 }
 
 /// What the detour of a fast probe copies for a handler besides the

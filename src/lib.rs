@@ -109,8 +109,8 @@ pub use arch::{Gpr, Regs, StepMode};
 pub use engine::{find_program, Options, Outcome, Overflow, Progress, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
-    signal_name, Aggregate, Both, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId, ProbeKind,
-    Return, Site, SkipReason,
+    signal_name, Aggregate, Both, CallTimes, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId,
+    ProbeKind, Return, Site, SkipReason,
 };
 pub use symbols::ProbeSpec;
 pub use sys::signal::{install_detach_handlers, stop_requested};

@@ -47,6 +47,16 @@ impl Log2Hist {
         self.counts[i] += 1;
     }
 
+    /// Adds counts bucket by bucket, in this histogram's order (negative,
+    /// 0, then one per power of two), as [`CallTimes::log2_ns`] has them.
+    ///
+    /// [`CallTimes::log2_ns`]: crate::handler::CallTimes::log2_ns
+    pub fn add_buckets(&mut self, counts: &[u64; BUCKETS]) {
+        for (c, &n) in self.counts.iter_mut().zip(counts) {
+            *c += n;
+        }
+    }
+
     /// Values counted in all.
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()

@@ -247,6 +247,9 @@ impl Emitter for JsonEmitter {
             Event::Detached { pid } => Obj::new("detach", time, Some(*pid)).write(out),
             Event::Missed {
                 pid, probe, symbol, ..
+            }
+            | Event::Unwatched {
+                pid, probe, symbol, ..
             } => Obj::new("warning", time, Some(*pid))
                 .field(
                     "message",

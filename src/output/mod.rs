@@ -412,6 +412,28 @@ impl Handler for Printer {
                 return Ok(());
             }
         }
+        if let Event::Unwatched {
+            pid,
+            probe,
+            symbol,
+            count,
+        } = event
+        {
+            if let Some(stats) = &mut self.stats {
+                stats.missed_n(probe, symbol, *count);
+            }
+            // Said as a return that could not be watched is, once per probe.
+            if !self.missed_warned.insert(probe.clone()) {
+                return Ok(());
+            }
+            let missed = Event::Missed {
+                pid: *pid,
+                tid: *pid,
+                probe: probe.clone(),
+                symbol: symbol.clone(),
+            };
+            return self.emitter.event(&mut self.out, &missed, time);
+        }
         if let Event::Lost {
             pid,
             probe,
@@ -456,6 +478,9 @@ impl Handler for Printer {
     fn on_aggregate(&mut self, site: &Site, counts: &crate::handler::Aggregate) -> Result<()> {
         if let Some(stats) = &mut self.stats {
             stats.hits(site, counts.hits);
+            if let Some(times) = &counts.times {
+                stats.timed(site, counts.calls, times);
+            }
         }
         Ok(())
     }

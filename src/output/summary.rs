@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::hist::Log2Hist;
-use crate::handler::{ProbeKind, Site};
+use crate::handler::{CallTimes, ProbeKind, Site};
 
 /// What a summary row counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +134,24 @@ impl Stats {
             let row = self.row(site, Counted::Hits);
             row.min = Duration::ZERO;
             row.calls += n;
+        }
+    }
+
+    /// `calls` calls of a probe with returns, timed in the program.
+    pub(crate) fn timed(&mut self, site: &Site, calls: u64, times: &CallTimes) {
+        if calls == 0 {
+            return;
+        }
+        let row = self.row(site, Counted::Calls);
+        row.min = match row.calls {
+            0 => times.min,
+            _ => row.min.min(times.min),
+        };
+        row.max = row.max.max(times.max);
+        row.total += times.total;
+        row.calls += calls;
+        if let Some(h) = &mut row.hist {
+            h.add_buckets(&times.log2_ns);
         }
     }
 

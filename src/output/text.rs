@@ -285,7 +285,8 @@ impl Emitter for TextEmitter {
                 out.diag(&s)
             }
             Event::Detached { pid } => out.diag(&format!("rtrace: detached from pid {pid}")),
-            Event::Missed { probe, symbol, .. } => out.diag(&format!(
+            Event::Missed { probe, symbol, .. } | Event::Unwatched { probe, symbol, .. } => out
+                .diag(&format!(
                 "rtrace: warning: probe {probe}: the return of a call of {symbol} could not be \
                  watched; such calls are counted as missed in the summary (-c)"
             )),

@@ -574,6 +574,7 @@ impl Handler for Timeline {
             | Event::NeverArmed { .. }
             | Event::ProbeMode { .. }
             | Event::Lost { .. }
+            | Event::Unwatched { .. }
             | Event::Skipped { .. } => Ok(()),
         }
     }

@@ -450,6 +450,12 @@ impl Handler for Tui {
                 symbol,
                 count,
                 ..
+            }
+            | Event::Unwatched {
+                probe,
+                symbol,
+                count,
+                ..
             } => self.row(probe, symbol).missed += count,
             Event::Exited { pid, code } if Some(*pid) == self.pid => {
                 self.ended = Some(format!("exited with {code}"));

@@ -859,3 +859,95 @@ fn hits_counted_in_the_program_reach_on_aggregate() {
     assert_eq!((entries, counted, reports), (800_000, 0, 0));
     assert_eq!((fast, int3), (800_000, 0));
 }
+
+/// What a handler that only aggregates calls is given: calls one by one
+/// (`on_entry`, `on_return`), and calls timed in the program
+/// (`on_aggregate`).
+#[derive(Default)]
+struct CallTally {
+    entries: u64,
+    returns: u64,
+    calls: u64,
+    total: Duration,
+    min: Option<Duration>,
+    max: Duration,
+    bucketed: u64,
+}
+
+struct Timing(Rc<RefCell<CallTally>>);
+
+impl Handler for Timing {
+    fn on_entry(&mut self, _: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.0.borrow_mut().entries += 1;
+        Ok(())
+    }
+    fn on_return(&mut self, _: &mut rtrace::Return<'_>) -> rtrace::Result<()> {
+        self.0.borrow_mut().returns += 1;
+        Ok(())
+    }
+    fn on_aggregate(&mut self, _: &Site, counts: &rtrace::Aggregate) -> rtrace::Result<()> {
+        let mut t = self.0.borrow_mut();
+        assert_eq!(counts.hits, 0);
+        let times = counts.times.as_ref().expect("a timed site's times");
+        t.calls += counts.calls;
+        t.total += times.total;
+        t.min = Some(t.min.map_or(times.min, |m| m.min(times.min)));
+        t.max = t.max.max(times.max);
+        t.bucketed += times.log2_ns.iter().sum::<u64>();
+        Ok(())
+    }
+    fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
+        Fast::Aggregate
+    }
+}
+
+/// A handler that only aggregates (`Fast::Aggregate`) on a fast function
+/// probe that watches returns: the program times the calls itself (the
+/// detour keeps the entry's time, the return stub adds the duration to the
+/// site's row), and the handler gets every call through `on_aggregate`
+/// (8 threads × 100,000 calls: 800,000), none through `on_entry` or
+/// `on_return`; the histogram's buckets add up to the calls, and the
+/// average lies between the shortest and the longest. With a second
+/// handler that wants each hit, both get every call one by one and
+/// nothing is timed in the program.
+#[test]
+fn calls_timed_in_the_program_reach_on_aggregate() {
+    let run = |with_recorder: bool| {
+        bounded(move |session| {
+            let mut cmd = Command::new(fixture("hot", Variant::O2));
+            cmd.args(["8", "100000"]);
+            let opts = Options {
+                entry_only: false,
+                ..FAST_ENTRIES
+            };
+            let mut tracer = session.launch(&cmd, opts).expect("launch");
+            let tally = Rc::new(RefCell::new(CallTally::default()));
+            tracer
+                .add_probe("work".parse().unwrap(), Timing(tally.clone()))
+                .unwrap();
+            let seen = Rc::new(RefCell::new(Seen::default()));
+            if with_recorder {
+                tracer
+                    .add_probe("work".parse().unwrap(), Counter(seen.clone()))
+                    .unwrap();
+            }
+            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+            let t = std::mem::take(&mut *tally.borrow_mut());
+            let fast = seen.borrow().fast;
+            (t, fast)
+        })
+    };
+    let (t, _) = run(false);
+    assert_eq!((t.entries, t.returns, t.calls), (0, 0, 800_000));
+    assert_eq!(t.bucketed, 800_000);
+    let min = t.min.expect("some calls");
+    let average = t.total / 800_000;
+    assert!(
+        min <= average && average <= t.max,
+        "{min:?} {average:?} {:?}",
+        t.max
+    );
+    let (t, fast) = run(true);
+    assert_eq!((t.entries, t.returns, t.calls), (800_000, 800_000, 0));
+    assert_eq!(fast, 800_000);
+}

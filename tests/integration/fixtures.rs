@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 59] = [
+pub const PROGRAMS: [&str; 60] = [
     "count",
     "sigtrap",
     "signals",
@@ -248,6 +248,7 @@ pub const PROGRAMS: [&str; 59] = [
     "coldsplit",
     "hot",
     "litter",
+    "chain",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -45,6 +45,15 @@ fn lost_warnings(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Arguments that make every call recorded into the ring beside `-c`
+/// (`--perfetto FILE`, named after `name`: the timeline wants each call),
+/// for the tests of a ring that fills up: `-c` alone times the calls in the
+/// program, and writes no record.
+fn recorded(name: &str) -> [String; 2] {
+    let path = temp_path(&format!("{name}.perfetto"));
+    ["--perfetto".into(), path.to_str().expect("UTF-8").into()]
+}
+
 /// hot's last line for `threads` × `calls`.
 fn hot_result(threads: u64, calls: u64) -> String {
     format!("calls={} sum={}", threads * calls, threads * calls * calls)
@@ -162,6 +171,7 @@ fn a_slow_reader_loses_nothing_and_drop_counts_every_loss() {
         let mut cmd = Command::new(rtrace_bin());
         cmd.env("RTRACE_TEST_READ_PAUSE_MS", "20")
             .arg("--fast")
+            .args(recorded("slow-reader"))
             .args(args)
             .args(["-c", "-s", "work", "--"])
             .arg(fixture("hot", Variant::O2))
@@ -195,7 +205,8 @@ fn a_slow_reader_loses_nothing_and_drop_counts_every_loss() {
     );
 }
 
-/// hot, with rtrace attached to it (`--fast -c -s work`, `env` in rtrace's
+/// hot, with rtrace attached to it (`--fast -c -s work`, recorded: see
+/// [`recorded`]; `env` in rtrace's
 /// environment), driven by its cues: its threads exist (`started`) before
 /// the caller does anything to rtrace, and run once [`Hot::go`] is called.
 /// Both are this test's children.
@@ -212,6 +223,7 @@ impl Hot {
         program.wait_stdout_line(|l| l == "ready");
         let mut cmd = Command::new(rtrace_bin());
         cmd.envs(env.iter().copied())
+            .args(recorded("hot-attached"))
             .args(["--fast", "-c", "-s", "work", "-p"])
             .arg(program.pid().to_string());
         let mut rtrace = Spawned::command(cmd);
@@ -435,6 +447,7 @@ fn hits_counted_in_the_program_are_every_hit() {
 fn signals_reach_threads_that_wait_for_room() {
     let mut cmd = Command::new(rtrace_bin());
     cmd.env("RTRACE_TEST_READ_PAUSE_MS", "50")
+        .args(recorded("signalled"))
         .args(["--fast", "-c", "-s", "work", "--"])
         .arg(fixture("hot", Variant::O2))
         .args(["3", "200000", "200"]);
@@ -448,4 +461,97 @@ fn signals_reach_threads_that_wait_for_room() {
     assert_eq!(last, [hot_result(3, 200_000).as_str(), "signals=200"]);
     let (calls, missed) = summary_row(&run.stderr, "work");
     assert_eq!(calls + missed, 600_000, "{}", run.stderr);
+}
+
+/// `-c` on a function probe times every call in the program (8 threads ×
+/// 200,000 calls: 1,600,000 calls, none missed, no record written), with
+/// `--hist` too (its buckets add up to the calls), and the table is the
+/// same as when every call is recorded (`--perfetto` beside it): the
+/// calls and missed columns equal, the average between the shortest and
+/// the longest.
+#[test]
+fn calls_timed_in_the_program_are_every_call() {
+    for args in [
+        vec![],
+        vec!["--hist".to_string()],
+        recorded("timed-calls").to_vec(),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = count_hot(&args, Variant::O2, 8, 200_000);
+        assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
+        assert!(run
+            .stdout
+            .ends_with(&format!("{}\n", hot_result(8, 200_000))));
+        assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{args:?}");
+        let row = run
+            .stderr
+            .lines()
+            .find(|l| l.ends_with(" [work]"))
+            .expect("the row");
+        let us: Vec<f64> = row
+            .split_whitespace()
+            .skip(2)
+            .take(3)
+            .map(|w| w.parse().expect("microseconds"))
+            .collect();
+        assert!(us[1] <= us[0] && us[0] <= us[2], "{args:?}: {row}");
+        if args == ["--hist"] {
+            let bucketed: u64 = run
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with('['))
+                .map(|l| {
+                    let after = &l[l.find(')').expect("a bucket") + 1..];
+                    after
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .sum();
+            assert_eq!(bucketed, 1_600_000, "{}", run.stderr);
+        }
+    }
+}
+
+/// Tail calls timed in the program (fixture `chain`: middle tail-jumps to
+/// inner, outer to middle, 1,000 rounds of each): a call chained to a
+/// timed call is timed with it, and one chained further (inner, reached
+/// from outer) is counted missed, said once; every function's calls +
+/// missed equal the calls int3 probes count, and the program's output is
+/// the same.
+#[test]
+fn tail_calls_timed_in_the_program_add_up() {
+    let prog = fixture("chain", Variant::O2);
+    let count = |fast: bool| {
+        let mut cmd = Command::new(rtrace_bin());
+        if fast {
+            cmd.arg("--fast");
+        }
+        cmd.args(["-c", "-s", "inner", "-s", "middle", "-s", "outer", "--"])
+            .arg(&prog);
+        run_command(cmd, TIMEOUT)
+    };
+    let (fast, int3) = (count(true), count(false));
+    for run in [&fast, &int3] {
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.stdout, "chain=1203000\n");
+    }
+    assert!(
+        fast.stderr.contains("rtrace: probe middle: fast"),
+        "{}",
+        fast.stderr
+    );
+    let rows = |run: &crate::fixtures::Run| {
+        ["outer", "middle", "inner"].map(|f| summary_row(&run.stderr, f))
+    };
+    assert_eq!(rows(&int3), [(1_000, 0), (2_000, 0), (2_000, 0)]);
+    assert_eq!(rows(&fast), [(1_000, 0), (2_000, 0), (1_000, 1_000)]);
+    let warned = fast
+        .stderr
+        .lines()
+        .filter(|l| l.contains("could not be watched"))
+        .count();
+    assert_eq!(warned, 1, "{}", fast.stderr);
 }

@@ -402,6 +402,11 @@ pub struct DetourSpec<'a> {
     /// The hit is counted in the ring's header ([`ring::AGG`]) and not
     /// recorded: no captures, no returns.
     pub count_only: bool,
+    /// The call is timed in the program, in this row of the ring's
+    /// [`ring::TIMED`] blocks, and not recorded: the detour keeps its entry
+    /// time in the table, and the stub adds its duration to the row (see
+    /// [`assemble_stub`]). With `returns`, and no captures.
+    pub timed: Option<u32>,
 }
 
 /// Where the return stub and the table are, for a detour that watches
@@ -440,10 +445,23 @@ pub fn assemble_detour(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, S
         return Err("the ring is too large".into());
     };
     if spec.count_only {
-        if spec.returns.is_some() || !spec.captures.is_empty() {
+        if spec.returns.is_some() || !spec.captures.is_empty() || spec.timed.is_some() {
             return Err("a counting detour records nothing".into());
         }
         return build_counting(patch, spec)
+            .map_err(|e| format!("the detour cannot be assembled: {e}"));
+    }
+    if let Some(row) = spec.timed {
+        let Some(ret) = spec.returns.filter(|_| spec.captures.is_empty()) else {
+            return Err("a timed detour watches the return and records nothing".into());
+        };
+        if u64::from(row) >= ring::MAX_TIMED {
+            return Err(format!(
+                "more than {} timed fast sites in one process",
+                ring::MAX_TIMED
+            ));
+        }
+        return build_timed(patch, spec, ret, row)
             .map_err(|e| format!("the detour cannot be assembled: {e}"));
     }
     build(patch, spec, mask).map_err(|e| format!("the detour cannot be assembled: {e}"))
@@ -474,6 +492,116 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
     a.shl(rax, ring::AGG_SHARD.trailing_zeros())?;
     a.mov(rdx, spec.ring.base + ring::AGG + 8 * u64::from(spec.index))?;
     a.lock().inc(qword_ptr(rdx + rax))?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
+    let labels = DetourLabels {
+        entry,
+        pushf,
+        displaced,
+        steps,
+        body: None,
+        faults: Vec::new(),
+    };
+    assembled(&mut a, spec.at, labels)
+}
+
+/// A detour that times its call in the program, recording nothing:
+///
+/// ```text
+/// lea rsp, [rsp-128]; pushfq; push rax, rcx, rdx, rsi, r10, r11
+/// the return address is the stub already (a tail call from a watched
+///     call): the caller's entry, when it is timed and has no chained call
+///     yet, gets this call's row and site index and rdtsc as its chained
+///     call's; otherwise the call is counted missed (ret_lost[index])
+/// else: a table entry for the slot (as a recording detour's hijack):
+///     original return address, thread pointer, index, row + 1, rdtsc;
+///     the slot gets the stub (no entry free: counted missed)
+/// pop …; popfq; lea rsp, [rsp+128]
+/// the displaced instructions, relocated; jmp back
+/// ```
+fn build_timed(
+    patch: &Patch,
+    spec: &DetourSpec<'_>,
+    ret: ReturnSpec,
+    row: u32,
+) -> Result<Detour, iced_x86::IcedError> {
+    let frame = (SAVED.len() * 8 + 8) as i32 + RED_ZONE as i32;
+    let timed = (row + 1) as i32;
+    let mut a = CodeAssembler::new(64)?;
+    let mut entry = a.create_label();
+    let mut pushf = a.create_label();
+    let mut displaced = a.create_label();
+    let mut chained = a.create_label();
+    let mut claim_loop = a.create_label();
+    let mut take = a.create_label();
+    let mut outer = a.create_label();
+    let mut lost = a.create_label();
+    let mut done = a.create_label();
+    save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
+    // rdx: the slot; r10: the return address in it.
+    a.lea(rdx, ptr(rsp + frame))?;
+    a.mov(r10, qword_ptr(rdx))?;
+    a.mov(rax, ret.stub)?;
+    a.cmp(r10, rax)?;
+    a.je(chained)?;
+    home_entry(&mut a)?;
+    // The slot's own entry, left by a call that never returned, is taken
+    // over; else a free one is claimed.
+    find_entry(&mut a, ret.table, take)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut claim_loop)?;
+    entry_at(&mut a)?;
+    a.mov(rax, ret.table)?;
+    a.add(r11, rax)?;
+    a.xor(eax, eax)?;
+    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(take)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(claim_loop)?;
+    a.jmp(lost)?;
+    a.set_label(&mut take)?;
+    a.mov(qword_ptr(r11 + table::ORIG as i32), r10)?;
+    match spec.tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
+        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
+    }
+    a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
+    // The index, no string (one word); the row, no chained call (one word).
+    a.mov(qword_ptr(r11 + table::INDEX as i32), spec.index as i32)?;
+    a.mov(qword_ptr(r11 + table::TIMED as i32), timed)?;
+    a.mov(rsi, rdx)?;
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
+    a.mov(rax, ret.stub)?;
+    a.mov(qword_ptr(rsi), rax)?;
+    a.jmp(done)?;
+    a.set_label(&mut chained)?;
+    home_entry(&mut a)?;
+    find_entry(&mut a, ret.table, outer)?;
+    a.jmp(lost)?;
+    a.set_label(&mut outer)?;
+    a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
+    a.je(lost)?;
+    a.cmp(dword_ptr(r11 + table::CHAIN as i32), 0)?;
+    a.jne(lost)?;
+    a.mov(dword_ptr(r11 + table::CHAIN_INDEX as i32), spec.index)?;
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.mov(qword_ptr(r11 + table::CHAIN_ENTERED as i32), rax)?;
+    a.mov(dword_ptr(r11 + table::CHAIN as i32), timed)?;
+    a.jmp(done)?;
+    // The return cannot be watched: the call is counted missed.
+    a.set_label(&mut lost)?;
+    a.mov(r11, spec.ring.base)?;
+    a.lock().inc(qword_ptr(
+        r11 + (ring::RET_LOST + 8 * u64::from(spec.index)) as i32,
+    ))?;
+    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    a.set_label(&mut done)?;
+    a.nop()?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
     let labels = DetourLabels {
         entry,
@@ -722,6 +850,8 @@ fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced
     a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
     a.mov(dword_ptr(r11 + table::INDEX as i32), index)?;
     a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?;
+    // Recorded, not timed (the entry may be a timed call's, taken over).
+    a.mov(qword_ptr(r11 + table::TIMED as i32), 0)?;
     a.mov(rax, ret.stub)?;
     a.mov(qword_ptr(rdx), rax)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_STUB)?;
@@ -1029,6 +1159,35 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.shl(rdx, 32)?;
     a.or(rax, rdx)?;
     a.mov(qword_ptr(rsp + when), rax)?;
+    // A timed call (and the call chained to it) is added to its row, and
+    // nothing is recorded: no slot is claimed, there is no wait.
+    let mut timed = a.create_label();
+    let mut untimed = a.create_label();
+    let mut no_chain = a.create_label();
+    stub_lookup(&mut a, spec.table, to_slot, timed, untimed)?;
+    a.set_label(&mut timed)?;
+    a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
+    a.je(untimed)?;
+    a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
+    a.mov(qword_ptr(rdx), rax)?;
+    // The entry, kept on the stack over the adds (it is freed last: until
+    // then no other thread can claim it).
+    a.push(r11)?;
+    a.mov(esi, dword_ptr(r11 + table::TIMED as i32))?;
+    a.mov(rcx, qword_ptr(r11 + table::ENTERED as i32))?;
+    add_timed_call(&mut a, spec, when + 8)?;
+    a.mov(r11, qword_ptr(rsp))?;
+    a.mov(esi, dword_ptr(r11 + table::CHAIN as i32))?;
+    a.test(esi, esi)?;
+    a.je(no_chain)?;
+    a.mov(rcx, qword_ptr(r11 + table::CHAIN_ENTERED as i32))?;
+    add_timed_call(&mut a, spec, when + 8)?;
+    a.set_label(&mut no_chain)?;
+    a.pop(r11)?;
+    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    a.jmp(steps[0])?;
+    a.set_label(&mut untimed)?;
+    a.nop()?;
     a.set_label(&mut claim)?;
     claim_slot(&mut a, spec.ring, mask, full)?;
     // r11 (the publishing word) is kept on the stack over the lookup.
@@ -1162,6 +1321,84 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         give_up,
         code: out.inner.code_buffer,
     })
+}
+
+/// Adds a timed call to its row (esi: the row plus one, as the table
+/// has it; rcx: the time stamp counter at its entry; the return's at
+/// `[rsp + when]`): its duration in nanoseconds (`ticks * NS_MULT >> 32`;
+/// 0 when the counter went back) to the sum, one to its log2 bucket, and
+/// the longest and shortest kept with `lock cmpxchg`. The block is the one
+/// the thread pointer hashes to. A row out of range (the table is the
+/// program's memory) is not added. Uses rax, rcx, rdx, rsi, r10, r11.
+fn add_timed_call(
+    a: &mut CodeAssembler,
+    spec: &StubSpec,
+    when: i32,
+) -> Result<(), iced_x86::IcedError> {
+    let mut skip = a.create_label();
+    let mut ahead = a.create_label();
+    let mut zero = a.create_label();
+    let mut longest = a.create_label();
+    let mut longer = a.create_label();
+    let mut shortest = a.create_label();
+    let mut shorter = a.create_label();
+    a.dec(esi)?;
+    a.cmp(esi, ring::MAX_TIMED as i32)?;
+    a.jae(skip)?;
+    a.mov(rax, qword_ptr(rsp + when))?;
+    a.sub(rax, rcx)?;
+    a.jae(ahead)?;
+    a.xor(eax, eax)?;
+    a.set_label(&mut ahead)?;
+    a.mov(r11, spec.ring.base)?;
+    a.mul(qword_ptr(r11 + ring::NS_MULT as i32))?;
+    a.shrd(rax, rdx, 32)?;
+    // r10: the row, in the thread's block.
+    match spec.tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(rcx)?,
+        ThreadPointer::FsSelf => a.mov(rcx, qword_ptr(0u64).fs())?,
+    }
+    a.mov(rdx, table::GOLDEN)?;
+    a.imul_2(rcx, rdx)?;
+    a.shr(rcx, 64 - ring::TIMED_SHARDS.trailing_zeros())?;
+    a.imul_3(rcx, rcx, ring::TIMED_SHARD as i32)?;
+    a.imul_3(rsi, rsi, ring::TIMED_ROW as i32)?;
+    a.lea(r10, ptr(r11 + rsi + ring::TIMED as i32))?;
+    a.add(r10, rcx)?;
+    a.lock().add(qword_ptr(r10 + ring::ROW_SUM as i32), rax)?;
+    // The bucket: 1 for 0 ns, else 2 + log2.
+    a.mov(rsi, rax)?;
+    a.mov(ecx, 1)?;
+    a.test(rax, rax)?;
+    a.je(zero)?;
+    a.bsr(rcx, rax)?;
+    a.add(ecx, 2)?;
+    a.set_label(&mut zero)?;
+    a.lock()
+        .inc(qword_ptr(r10 + rcx * 8 + ring::ROW_HIST as i32))?;
+    // The longest (a failed cmpxchg loads the word again into rax).
+    a.mov(rax, qword_ptr(r10 + ring::ROW_MAX as i32))?;
+    a.set_label(&mut longest)?;
+    a.cmp(rax, rsi)?;
+    a.jae(longer)?;
+    a.lock()
+        .cmpxchg(qword_ptr(r10 + ring::ROW_MAX as i32), rsi)?;
+    a.jne(longest)?;
+    a.set_label(&mut longer)?;
+    // The shortest, kept complemented.
+    a.not(rsi)?;
+    a.mov(rax, qword_ptr(r10 + ring::ROW_MIN_NOT as i32))?;
+    a.set_label(&mut shortest)?;
+    a.cmp(rax, rsi)?;
+    a.jae(shorter)?;
+    a.lock()
+        .cmpxchg(qword_ptr(r10 + ring::ROW_MIN_NOT as i32), rsi)?;
+    a.jne(shortest)?;
+    a.set_label(&mut shorter)?;
+    a.nop()?;
+    a.set_label(&mut skip)?;
+    a.nop()?;
+    Ok(())
 }
 
 /// The end of a detour (or of a hook): the restore, each instruction of it

@@ -19,11 +19,16 @@
 ///          the waiters sleep on it
 /// 40       STALE (u64): (1 << 32) | the heartbeat at which a waiter gave
 ///          rtrace up; cleared by rtrace when it reads
+/// 48       NS_MULT (u64): nanoseconds per time stamp counter tick, in 32.32
+///          fixed point, written by rtrace: the return stub's durations
 /// LOST     one u64 per fast site: records lost because the ring was full
 /// RET_LOST one u64 per fast site: its calls' return records lost
 /// REQUESTS REQUEST_COUNT requests of rtrace's own hooks (see `hook`)
 /// AGG      AGG_SHARDS blocks of one u64 per fast site: the hits of sites
 ///          counted in the program
+/// TIMED    TIMED_SHARDS blocks of MAX_TIMED rows: the calls of sites timed
+///          in the program (their durations' sum, extremes and log2
+///          histogram)
 /// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
 /// ```
 ///
@@ -62,6 +67,10 @@ pub mod ring {
     /// move of `ROOM`) after which a thread takes rtrace for stopped, or
     /// not reading, and drops its record (counted lost).
     pub const STALE_ROOM_WAITS: u64 = 10;
+    /// Nanoseconds per tick of the time stamp counter, times 2^32 (u64),
+    /// as rtrace's clock has it: the return stub's durations of timed
+    /// calls are `(ticks * NS_MULT) >> 32`.
+    pub const NS_MULT: u64 = 48;
     /// The bit the kernel sets in a robust futex whose owner died
     /// (`FUTEX_OWNER_DIED`, linux/futex.h).
     pub const OWNER_DIED: u32 = 0x4000_0000;
@@ -88,8 +97,35 @@ pub mod ring {
     pub const AGG_SHARDS: u64 = 8;
     /// The bytes of one block.
     pub const AGG_SHARD: u64 = 8 * MAX_SITES;
+    /// The call rows of the sites timed in the program (see `detour`'s
+    /// timed detours): [`TIMED_SHARDS`] blocks of [`MAX_TIMED`] rows, a
+    /// thread adding to the block its thread pointer hashes to, as
+    /// [`AGG`]'s.
+    pub const TIMED: u64 = AGG + AGG_SHARDS * AGG_SHARD;
+    /// Blocks of call rows (a power of two).
+    pub const TIMED_SHARDS: u64 = 4;
+    /// How many sites of one ring can be timed in the program (the others
+    /// record their calls).
+    pub const MAX_TIMED: u64 = 1024;
+    /// Bytes per row (a multiple of 64: a row is cache lines of its own).
+    pub const TIMED_ROW: u64 = 576;
+    /// The bytes of one block.
+    pub const TIMED_SHARD: u64 = MAX_TIMED * TIMED_ROW;
+    /// In a row: the durations' sum, in nanoseconds.
+    pub const ROW_SUM: u64 = 0;
+    /// In a row: the longest duration.
+    pub const ROW_MAX: u64 = 8;
+    /// In a row: the shortest duration, complemented (`!ns`, so that it
+    /// too is kept by a maximum; 0 before any call).
+    pub const ROW_MIN_NOT: u64 = 16;
+    /// In a row: [`ROW_BUCKETS`] counts of calls by duration, log2
+    /// buckets as rtrace's histograms have them: `[0]` unused (negative),
+    /// `[1]` 0 ns, `[2 + k]` from 2^k to 2^(k+1) ns. Their sum is the calls.
+    pub const ROW_HIST: u64 = 24;
+    /// Buckets in a row.
+    pub const ROW_BUCKETS: u64 = 65;
     /// Where the slots begin.
-    pub const SLOTS: u64 = (AGG + AGG_SHARDS * AGG_SHARD + 4095) & !4095;
+    pub const SLOTS: u64 = (TIMED + TIMED_SHARDS * TIMED_SHARD + 4095) & !4095;
 
     /// A record's sequence word.
     pub const SEQ: u64 = 0;
@@ -150,7 +186,14 @@ pub const WATCH_FULL: u32 = 3;
 /// 16  the thread pointer of the thread that made the call
 /// 24  the site index (u32)
 /// 28  the most bytes of the C string the return value points to, for the
-///     return record (u32, 0: none)
+///     return record (u32, 0: none); in a timed entry, the site index of
+///     the call chained to it
+/// 32  the unwinder's stack pointer while the entry is parked
+/// 40  a timed call: its row in the ring's `TIMED` blocks, plus one (u32,
+///     0: the call's return is recorded)
+/// 44  a call chained to it (a tail call), timed: its row plus one (u32)
+/// 48  a timed call: the time stamp counter at its entry
+/// 56  the chained call's
 /// ```
 pub mod table {
     /// Bytes per entry.
@@ -173,12 +216,23 @@ pub mod table {
     pub const INDEX: u64 = 24;
     /// The return string capture's offset.
     pub const RET_STRING: u64 = 28;
+    /// In a timed entry (no return record, so no string): the site index
+    /// of the timed call chained to it.
+    pub const CHAIN_INDEX: u64 = 28;
     /// While the entry is [`PARKED`]: the stack pointer at the entry of the
     /// unwinder that parked it (its hook's site). Only an unpark at or above
     /// it gives the call the stub back: an unwinder entered further out is
     /// still running (a signal handler that catches an exception, or calls
     /// `backtrace()`, interrupted it) and walks the frames its entry parked.
     pub const PARK_SP: u64 = 32;
+    /// A timed call's row plus one (u32; 0: the call is recorded).
+    pub const TIMED: u64 = 40;
+    /// The row plus one of a timed call chained to it (u32; 0: none).
+    pub const CHAIN: u64 = 44;
+    /// The time stamp counter at the timed call's entry.
+    pub const ENTERED: u64 = 48;
+    /// The time stamp counter at the chained call's entry.
+    pub const CHAIN_ENTERED: u64 = 56;
     /// Set in the thread pointer of an entry whose slot was given its
     /// original back for an unwinder (parked, see `hook`): the call is in
     /// flight, its return goes straight to its caller until it is unparked.

@@ -38,6 +38,7 @@ fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, De
         returns: None,
         block: false,
         count_only: false,
+        timed: None,
     };
     let d = assemble_detour(&patch, &spec).expect("assembled");
     (patch, d)
@@ -279,6 +280,7 @@ fn the_thread_pointer_without_fsgsbase_is_fs_0() {
         returns: None,
         block: false,
         count_only: false,
+        timed: None,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -300,6 +302,7 @@ fn too_many_sites_for_one_ring_is_refused() {
         returns: None,
         block: false,
         count_only: false,
+        timed: None,
     };
     assert!(assemble_detour(&patch, &spec).is_err());
 }
@@ -373,6 +376,7 @@ fn returns_detour() -> Detour {
         }),
         block: false,
         count_only: false,
+        timed: None,
     };
     assemble_detour(&patch, &spec).unwrap()
 }
@@ -637,6 +641,7 @@ fn a_blocking_detour_waits_for_room_in_its_body() {
             returns: None,
             block: true,
             count_only: false,
+            timed: None,
         },
     )
     .unwrap();
@@ -691,6 +696,7 @@ fn a_thread_waiting_for_room_is_sent_back_with_its_registers() {
         returns: None,
         block: true,
         count_only: false,
+        timed: None,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let (from, to) = d.body.unwrap();
@@ -723,31 +729,36 @@ fn a_thread_waiting_for_room_is_sent_back_with_its_registers() {
     assert_eq!(regs.raw().orig_rax, u64::MAX);
 }
 
-/// The blocking stub claims its slot before it touches the table (a thread
-/// waiting for room has taken nothing yet: it goes back to the stub's
-/// entry, one slot deeper than a detour's site), publishes a claimed slot
-/// it has no entry for as nothing, and without a slot counts the return
-/// lost under the site the table names.
+/// The blocking stub claims its slot before it takes a recorded call's
+/// entry (a thread waiting for room has taken nothing yet: it goes back to
+/// the stub's entry, one slot deeper than a detour's site; the lookup
+/// before the claim only reads, for a timed call, which never waits),
+/// publishes a claimed slot it has no entry for as nothing, and without a
+/// slot counts the return lost under the site the table names.
 #[test]
 fn the_blocking_stub_claims_before_it_takes_the_entry() {
     let s = blocking_stub();
     let insns = decode_all(&s.code, STUB);
     let (from, to) = s.body.expect("a body");
     assert_eq!(syscalls(&insns), 2);
-    let first = |m: Mnemonic, lock: bool| {
-        insns
-            .iter()
-            .find(|i| i.mnemonic() == m && i.has_lock_prefix() == lock)
-            .map(|i| i.ip())
-            .unwrap()
-    };
-    let claim = first(Mnemonic::Cmpxchg, true);
-    let table = insns
+    let claim = insns
         .iter()
-        .find(|i| i.immediate64() == TABLE)
+        .find(|i| {
+            i.mnemonic() == Mnemonic::Cmpxchg
+                && i.has_lock_prefix()
+                && i.memory_base() == iced_x86::Register::R11
+                && i.memory_displacement64() == ring::ENQUEUE
+        })
         .map(|i| i.ip())
         .unwrap();
-    assert!(claim < table && to < s.ret + 0x1000 && from > claim);
+    let tables: Vec<u64> = insns
+        .iter()
+        .filter(|i| i.immediate64() == TABLE)
+        .map(|i| i.ip())
+        .collect();
+    assert!(tables.first().is_some_and(|&t| t < claim), "{tables:x?}");
+    assert!(tables.iter().any(|&t| t > claim && t < from), "{tables:x?}");
+    assert!(to < s.ret + 0x1000 && from > claim);
     // KIND_NONE written once; the lost return counted under RET_LOST.
     assert_eq!(
         insns
@@ -787,6 +798,7 @@ fn a_counting_detour_only_adds_one() {
         returns: None,
         block: true,
         count_only: true,
+        timed: None,
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -814,4 +826,159 @@ fn a_counting_detour_only_adds_one() {
         ..spec.clone()
     };
     assert!(assemble_detour(&patch, &with).is_err());
+}
+
+fn timed_detour(row: u32) -> Result<Detour, String> {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        captures: &[],
+        tp: ThreadPointer::Rdfsbase,
+        returns: Some(ReturnSpec {
+            stub: STUB,
+            table: TABLE,
+            ret_string: 0,
+        }),
+        block: true,
+        count_only: false,
+        timed: Some(row),
+    };
+    assemble_detour(&patch, &spec)
+}
+
+/// A timed detour writes no record and never waits: it claims a table
+/// entry (the one locked compare-and-swap), keeps its row plus one, its
+/// site index and the time stamp counter there, and swaps the return
+/// address for the stub; a tail call from a timed call is kept in that
+/// call's entry as its chained call; a return it cannot watch is counted
+/// lost under its site.
+#[test]
+fn a_timed_detour_keeps_the_entry_time_in_the_table() {
+    let d = timed_detour(7).unwrap();
+    let insns = decode_all(&d.code, DETOUR);
+    assert_eq!(syscalls(&insns), 0);
+    assert_eq!(d.body, None);
+    let locked = |m: Mnemonic| {
+        insns
+            .iter()
+            .filter(|i| i.mnemonic() == m && i.has_lock_prefix())
+            .count()
+    };
+    // The table's entry, not a ring slot.
+    assert_eq!(locked(Mnemonic::Cmpxchg), 1);
+    // Lost: the site's lost-return counter and the total.
+    assert_eq!(locked(Mnemonic::Inc), 2);
+    assert!(insns
+        .iter()
+        .any(|i| i.has_lock_prefix() && i.memory_displacement64() == ring::RET_LOST + 8 * 3));
+    let stores: Vec<(u64, u64)> = insns
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Mov && i.op0_kind() == OpKind::Memory)
+        .filter(|i| matches!(i.op1_kind(), OpKind::Immediate32 | OpKind::Immediate32to64))
+        .map(|i| (i.memory_displacement64(), i.immediate32() as u64))
+        .collect();
+    for want in [
+        (table::INDEX, 3),
+        (table::TIMED, 8),
+        (table::CHAIN_INDEX, 3),
+        (table::CHAIN, 8),
+    ] {
+        assert!(stores.contains(&want), "{want:x?}: {stores:x?}");
+    }
+    let times: Vec<u64> = insns
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Mov && i.op0_kind() == OpKind::Memory)
+        .filter(|i| i.op1_kind() == OpKind::Register)
+        .map(|i| i.memory_displacement64())
+        .filter(|&d| d == table::ENTERED || d == table::CHAIN_ENTERED)
+        .collect();
+    assert_eq!(times, [table::ENTERED, table::CHAIN_ENTERED]);
+    assert_eq!(
+        insns
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Rdtsc)
+            .count(),
+        2
+    );
+    assert_eq!(d.restore.len(), 8);
+    // A row the ring does not have, a capture, or no return: refused.
+    assert!(timed_detour(ring::MAX_TIMED as u32).is_err());
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let field = layout_captures(&[CaptureKind::Stack { len: 8 }]).0;
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        captures: &field,
+        tp: ThreadPointer::Rdfsbase,
+        returns: Some(ReturnSpec {
+            stub: STUB,
+            table: TABLE,
+            ret_string: 0,
+        }),
+        block: true,
+        count_only: false,
+        timed: Some(1),
+    };
+    assert!(assemble_detour(&patch, &spec).is_err());
+    let spec = DetourSpec {
+        captures: &[],
+        returns: None,
+        ..spec
+    };
+    assert!(assemble_detour(&patch, &spec).is_err());
+}
+
+/// The stub adds a timed call, and the call chained to it, to their rows
+/// without claiming a slot: the duration converted by the ring's
+/// `NS_MULT`, a locked add to the sum, a locked increment of the bucket,
+/// the longest and the shortest kept by locked compare-and-swaps; the
+/// entry freed last.
+#[test]
+fn the_stub_adds_a_timed_call_to_its_row() {
+    let s = blocking_stub();
+    let insns = decode_all(&s.code, STUB);
+    let claim = insns
+        .iter()
+        .position(|i| {
+            i.mnemonic() == Mnemonic::Cmpxchg
+                && i.has_lock_prefix()
+                && i.memory_displacement64() == ring::ENQUEUE
+        })
+        .unwrap();
+    let timed = &insns[..claim];
+    let count = |f: &dyn Fn(&Instruction) -> bool| timed.iter().filter(|i| f(i)).count();
+    assert_eq!(
+        count(&|i| i.mnemonic() == Mnemonic::Mul && i.memory_displacement64() == ring::NS_MULT),
+        2
+    );
+    for (m, disp) in [
+        (Mnemonic::Add, ring::ROW_SUM),
+        (Mnemonic::Inc, ring::ROW_HIST),
+        (Mnemonic::Cmpxchg, ring::ROW_MAX),
+        (Mnemonic::Cmpxchg, ring::ROW_MIN_NOT),
+    ] {
+        assert_eq!(
+            count(&|i| i.mnemonic() == m
+                && i.has_lock_prefix()
+                && i.memory_displacement64() == disp),
+            2,
+            "{m:?} at {disp:#x}"
+        );
+    }
+    assert_eq!(syscalls(timed), 0);
+    // The entry freed after the adds.
+    let freed = timed
+        .iter()
+        .rposition(|i| {
+            i.mnemonic() == Mnemonic::Mov
+                && i.op0_kind() == OpKind::Memory
+                && i.memory_displacement64() == table::KEY
+                && i.op1_kind() == OpKind::Immediate32to64
+        })
+        .unwrap();
+    let last_add = timed.iter().rposition(|i| i.has_lock_prefix()).unwrap();
+    assert!(freed > last_add);
 }

@@ -57,6 +57,18 @@ impl TscClock {
         self.tsc0.saturating_sub(slack)..=now.saturating_add(slack)
     }
 
+    /// Nanoseconds per tick, times 2^32: what the return stub multiplies
+    /// a timed call's ticks by (`ring::NS_MULT`).
+    pub fn ns_mult(&self) -> u64 {
+        (self.ns_per_tick * (1u64 << 32) as f64) as u64
+    }
+
+    /// Gives the clock's rate to the program's timed calls, in `map` (a
+    /// ring).
+    pub fn share(&self, map: &shm::SharedMap) {
+        map.store_u64(crate::arch::detour::ring::NS_MULT, self.ns_mult());
+    }
+
     pub fn time(&self, tsc: u64) -> Duration {
         let ticks = tsc.wrapping_sub(self.tsc0) as i64;
         let ns = self.t0.as_nanos() as f64 + ticks as f64 * self.ns_per_tick;

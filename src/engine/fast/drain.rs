@@ -9,7 +9,9 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
 use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
-use crate::handler::{Aggregate, Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return};
+use crate::handler::{
+    Aggregate, CallTimes, Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return,
+};
 use crate::probe::{ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::shm::{self};
@@ -455,7 +457,11 @@ impl Reader<'_> {
             return Ok(None);
         }
         let space = &self.world.spaces[&key];
-        let counting = space.fast.sites.iter().any(|f| f.count_only);
+        let counting = space
+            .fast
+            .sites
+            .iter()
+            .any(|f| f.count_only || f.timed.is_some());
         if mode != Drain::Final && !counting && space.fast.ring.as_ref().is_some_and(ring_idle) {
             return Ok(None);
         }
@@ -467,6 +473,7 @@ impl Reader<'_> {
             let sites = space.fast.sites.len();
             let stub = space.fast.stub.is_some();
             let ring = space.fast.ring.as_mut().expect("checked above");
+            clock.share(&ring.map);
             let budget = match mode {
                 Drain::Final => ring.layout.capacity,
                 Drain::Safe | Drain::Quick => DRAIN_BUDGET,
@@ -905,12 +912,24 @@ pub(super) fn report_lost(
             fs.ret_lost = lost;
         }
         for (i, count) in counts {
-            for site in &space.fast.sites[i].probes {
-                events.push(Event::Lost {
-                    pid,
-                    probe: site.probe.clone(),
-                    symbol: site.symbol.clone(),
-                    count,
+            let fs = &space.fast.sites[i];
+            for site in &fs.probes {
+                let (probe, symbol) = (site.probe.clone(), site.symbol.clone());
+                events.push(match fs.timed {
+                    // Its returns are counted by the stub, in its row: what
+                    // its counter has are calls whose return was not seen.
+                    Some(_) => Event::Unwatched {
+                        pid,
+                        probe,
+                        symbol,
+                        count,
+                    },
+                    None => Event::Lost {
+                        pid,
+                        probe,
+                        symbol,
+                        count,
+                    },
                 });
             }
         }
@@ -958,10 +977,98 @@ pub(super) fn read_counts(
     Ok(out)
 }
 
-/// Hands the hits the counting sites of space `key` counted since the last
-/// look to their probes' `on_aggregate`. The first handler error is kept
-/// in `failed`; Err when the counts cannot be believed (see
-/// [`read_counts`]).
+/// A timed row's totals: its blocks added up (see `ring::TIMED`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RowTotals {
+    /// The durations' sum, in nanoseconds.
+    pub sum_ns: u64,
+    /// The longest.
+    pub max_ns: u64,
+    /// The shortest, complemented (0: no call yet).
+    pub min_not: u64,
+    /// The log2 buckets.
+    pub hist: [u64; ring::ROW_BUCKETS as usize],
+}
+
+impl Default for RowTotals {
+    fn default() -> RowTotals {
+        RowTotals {
+            sum_ns: 0,
+            max_ns: 0,
+            min_not: 0,
+            hist: [0; ring::ROW_BUCKETS as usize],
+        }
+    }
+}
+
+/// Row `row` of `ring`'s timed blocks, added up.
+pub(super) fn read_row(ring: &Ring, row: u32) -> RowTotals {
+    let mut t = RowTotals::default();
+    for shard in 0..ring::TIMED_SHARDS {
+        let at = ring::TIMED + shard * ring::TIMED_SHARD + u64::from(row) * ring::TIMED_ROW;
+        t.sum_ns = t.sum_ns.wrapping_add(ring.map.load_u64(at + ring::ROW_SUM));
+        t.max_ns = t.max_ns.max(ring.map.load_u64(at + ring::ROW_MAX));
+        t.min_not = t.min_not.max(ring.map.load_u64(at + ring::ROW_MIN_NOT));
+        for (b, count) in t.hist.iter_mut().enumerate() {
+            *count = count.wrapping_add(ring.map.load_u64(at + ring::ROW_HIST + 8 * b as u64));
+        }
+    }
+    t
+}
+
+/// The calls of a timed row between `before` and `now` (read at most
+/// `elapsed` apart) and their times; Err when `now` cannot follow `before`:
+/// a sum or a bucket went back, or the calls leapt further than calls can
+/// be made in `elapsed`.
+pub(super) fn row_since(
+    before: &RowTotals,
+    now: &RowTotals,
+    elapsed: Duration,
+) -> std::result::Result<(u64, CallTimes), String> {
+    let most = u64::try_from(elapsed.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1_000_000)
+        .saturating_mul(MAX_LOSSES_PER_NS);
+    if now.sum_ns < before.sum_ns {
+        return Err(format!(
+            "a timed row's sum went back from {} to {} ns",
+            before.sum_ns, now.sum_ns
+        ));
+    }
+    let mut log2_ns = [0u64; ring::ROW_BUCKETS as usize];
+    for (b, d) in log2_ns.iter_mut().enumerate() {
+        let (was, is) = (before.hist[b], now.hist[b]);
+        if is < was {
+            return Err(format!(
+                "a timed row's bucket {b} went back from {was} to {is}"
+            ));
+        }
+        *d = is - was;
+    }
+    let calls = log2_ns.iter().fold(0u64, |a, &b| a.saturating_add(b));
+    if calls > most {
+        return Err(format!(
+            "a timed row's calls leapt by {calls} in {} ms",
+            elapsed.as_millis()
+        ));
+    }
+    let ns = Duration::from_nanos;
+    let times = CallTimes {
+        total: ns(now.sum_ns - before.sum_ns),
+        min: match now.min_not {
+            0 => Duration::ZERO,
+            m => ns(!m),
+        },
+        max: ns(now.max_ns),
+        log2_ns,
+    };
+    Ok((calls, times))
+}
+
+/// Hands the hits the counting sites of space `key` counted, and the
+/// calls its timed sites timed, since the last look to their probes'
+/// `on_aggregate`. The first handler error is kept in `failed`; Err when
+/// the counts cannot be believed (see [`read_counts`], [`row_since`]).
 fn report_counts(
     world: &mut World,
     consumers: &mut Consumers,
@@ -979,25 +1086,62 @@ fn report_counts(
         .filter(|(_, f)| f.count_only)
         .map(|(i, f)| (i, f.counted))
         .collect();
+    let timed: Vec<(usize, u32)> = space
+        .fast
+        .sites
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f.timed?)))
+        .collect();
     let Some(ring) = space.fast.ring.as_mut() else {
         return Ok(());
     };
-    if sites.is_empty() {
+    if sites.is_empty() && timed.is_empty() {
         return Ok(());
     }
     let now = Instant::now();
-    let counts = read_counts(ring, &sites, now - ring.counted_at)?;
+    let elapsed = now - ring.counted_at;
+    let counts = read_counts(ring, &sites, elapsed)?;
+    let mut aggregates = Vec::new();
+    for (i, row) in timed {
+        let totals = read_row(ring, row);
+        let fs = &space.fast.sites[i];
+        let before = fs.timed_seen.as_deref().cloned().unwrap_or_default();
+        let (calls, times) = row_since(&before, &totals, elapsed)?;
+        // (No call yet: what moved is kept for the look that sees it.)
+        if calls > 0 {
+            aggregates.push((i, calls, times, totals));
+        }
+    }
     ring.counted_at = now;
     let pid = space.pid;
+    let mut handed = Vec::new();
     for (i, total) in counts {
         let fs = &mut space.fast.sites[i];
         let hits = total - fs.counted;
         fs.counted = total;
-        if hits == 0 {
-            continue;
+        if hits > 0 {
+            let counts = Aggregate {
+                pid,
+                hits,
+                calls: 0,
+                times: None,
+            };
+            handed.push((i, counts));
         }
-        let counts = Aggregate { pid, hits };
-        for site in &fs.probes {
+    }
+    for (i, calls, times, totals) in aggregates {
+        space.fast.sites[i].timed_seen = Some(Box::new(totals));
+        let counts = Aggregate {
+            pid,
+            hits: 0,
+            calls,
+            times: Some(times),
+        };
+        handed.push((i, counts));
+    }
+    for (i, counts) in handed {
+        for site in &space.fast.sites[i].probes {
             let Some(probe) = consumers.probes.get_mut(site.id.0).and_then(Option::as_mut) else {
                 continue;
             };
@@ -1258,6 +1402,49 @@ mod tests {
         r.map.store_u64(counter(4, 2), u64::MAX / 2);
         let e = read_counts(&r, &[(2, 11)], ms).unwrap_err();
         assert!(e.contains("leapt"), "{e}");
+    }
+
+    #[test]
+    fn timed_rows_add_their_shards_and_must_be_counts() {
+        let ms = Duration::from_millis(2);
+        let r = test_ring(16);
+        let row = |shard: u64, off: u64| {
+            ring::TIMED + shard * ring::TIMED_SHARD + 5 * ring::TIMED_ROW + off
+        };
+        // Two calls in block 0 (3 ns and 40 ns), one in block 3 (0 ns).
+        r.map.store_u64(row(0, ring::ROW_SUM), 43);
+        r.map.store_u64(row(0, ring::ROW_MAX), 40);
+        r.map.store_u64(row(0, ring::ROW_MIN_NOT), !3);
+        r.map.store_u64(row(0, ring::ROW_HIST + 8 * 3), 1);
+        r.map.store_u64(row(0, ring::ROW_HIST + 8 * 7), 1);
+        r.map.store_u64(row(3, ring::ROW_HIST + 8), 1);
+        r.map.store_u64(row(3, ring::ROW_MIN_NOT), !0);
+        let now = read_row(&r, 5);
+        assert_eq!((now.sum_ns, now.max_ns, now.min_not), (43, 40, !0));
+        let (calls, times) = row_since(&RowTotals::default(), &now, ms).unwrap();
+        assert_eq!(calls, 3);
+        assert_eq!(times.total, Duration::from_nanos(43));
+        assert_eq!(times.min, Duration::ZERO);
+        assert_eq!(times.max, Duration::from_nanos(40));
+        let mut want = [0u64; 65];
+        (want[1], want[3], want[7]) = (1, 1, 1);
+        assert_eq!(times.log2_ns, want);
+        // Since a later look: only what came after.
+        let mut before = now.clone();
+        before.hist[7] = 0;
+        before.sum_ns = 3;
+        let (calls, times) = row_since(&before, &now, ms).unwrap();
+        assert_eq!((calls, times.total), (1, Duration::from_nanos(40)));
+        // Counts that went back, or leapt, are not counts.
+        let e = row_since(&now, &RowTotals::default(), ms).unwrap_err();
+        assert!(e.contains("went back"), "{e}");
+        let mut leap = now.clone();
+        leap.hist[9] = u64::MAX / 2;
+        let e = row_since(&now, &leap, ms).unwrap_err();
+        assert!(e.contains("leapt"), "{e}");
+        // No call yet: no shortest.
+        let (_, times) = row_since(&RowTotals::default(), &RowTotals::default(), ms).unwrap();
+        assert_eq!(times.min, Duration::ZERO);
     }
 
     #[test]

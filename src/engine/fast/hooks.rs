@@ -227,6 +227,8 @@ impl Tracer {
             ret_lost: 0,
             count_only: false,
             counted: 0,
+            timed: None,
+            timed_seen: None,
             live: true,
             hook: Some(plan.kind),
         });

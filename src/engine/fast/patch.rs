@@ -393,6 +393,22 @@ impl Tracer {
             .get_mut(&key)
             .ok_or("the process is gone")?;
         let index = space.fast.sites.len() as u32;
+        // Timed in the program while the ring has rows left; recorded past
+        // that.
+        let timed = match plan.timed {
+            true => {
+                let rows = space
+                    .fast
+                    .sites
+                    .iter()
+                    .filter(|f| f.timed.is_some())
+                    .count();
+                u32::try_from(rows)
+                    .ok()
+                    .filter(|&r| u64::from(r) < ring::MAX_TIMED)
+            }
+            false => None,
+        };
         let spec = DetourSpec {
             at: at.get(),
             ring: layout,
@@ -409,6 +425,7 @@ impl Tracer {
             },
             block: self.opts.overflow == Overflow::Block,
             count_only: plan.count_only,
+            timed,
         };
         if plan.returns && spec.returns.is_none() {
             return Err("no return stub".into());
@@ -438,6 +455,8 @@ impl Tracer {
             ret_lost: 0,
             count_only: plan.count_only,
             counted: 0,
+            timed,
+            timed_seen: None,
             live: true,
             hook: None,
         });
@@ -669,7 +688,7 @@ impl Tracer {
             return Err("the ring could not take its parent's place".into());
         }
         layout.base = base;
-        self.reader().clock();
+        self.reader().clock().share(&map);
         let space = self
             .world
             .spaces

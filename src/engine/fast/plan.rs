@@ -32,6 +32,10 @@ pub(super) struct Planned {
     /// probe there watches returns: the detour counts its hits and
     /// records nothing.
     pub(super) count_only: bool,
+    /// Every handler of the site only aggregates and every probe there
+    /// watches returns: the calls may be timed in the program (the detour
+    /// and the stub record nothing).
+    pub(super) timed: bool,
 }
 
 impl Tracer {
@@ -85,7 +89,13 @@ impl Tracer {
                 Fast::No(why) => return Err(Refusal::Handler(why)),
             }
         }
-        let count_only = count_only && !returns && !site.probes.is_empty();
+        let aggregate = count_only && !site.probes.is_empty();
+        let count_only = aggregate && !returns;
+        let timed = aggregate
+            && site
+                .probes
+                .iter()
+                .all(|s| s.kind == ProbeKind::Function { returns: true });
         let probes_here = site.probes.clone();
         let patch = self.plan_bytes(key, addr, false)?;
         let mut kinds: Vec<CaptureKind> = capture
@@ -118,6 +128,7 @@ impl Tracer {
                 false => 0,
             },
             count_only,
+            timed,
         })
     }
 

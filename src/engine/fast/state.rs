@@ -89,6 +89,11 @@ pub(crate) struct FastSite {
     pub count_only: bool,
     /// Its hit counters' sum as last seen.
     pub counted: u64,
+    /// Its calls are timed in the program, in this row of the ring's
+    /// `TIMED` blocks: its detour and the stub record nothing.
+    pub timed: Option<u32>,
+    /// Its row's totals as last seen.
+    pub timed_seen: Option<Box<super::drain::RowTotals>>,
     /// Still patched.
     pub live: bool,
     /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
@@ -237,6 +242,7 @@ impl FastState {
                     lost: 0,
                     ret_lost: 0,
                     counted: 0,
+                    timed_seen: None,
                     ..f.clone()
                 })
                 .collect(),

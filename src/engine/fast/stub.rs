@@ -49,6 +49,51 @@ pub(crate) fn restore_stub_slots(
     Ok(restored)
 }
 
+/// The calls timed in the program (see `table::TIMED`) of the thread with
+/// thread pointer `tp` (stopped at `sp`), as the table at `table` (in
+/// `mem`) lists them, when an unwinder starts: rtrace knows nothing of
+/// them but their entries. A call below `sp` (at `sp` too when
+/// `inclusive`) on the same stack was unwound: its entry is freed. One
+/// whose slot above still holds the stub gets its original return address
+/// back (the unwinder must see real frames) and its entry freed: it will
+/// return unseen. Returns the site indexes of those (a chained call's
+/// too), to be counted missed.
+pub(crate) fn release_timed_calls(
+    mem: &crate::sys::mem::ProcMem,
+    stub: u64,
+    table: RuntimeAddr,
+    (tp, sp): (u64, RuntimeAddr),
+    inclusive: bool,
+    same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
+) -> Result<Vec<u32>> {
+    let entries = mem.read_vec(table, table::SIZE as usize)?;
+    let mut unseen = Vec::new();
+    for e in 0..table::ENTRIES {
+        let field = |off| table::word(&entries, e, off).unwrap_or(0);
+        let slot = RuntimeAddr(field(table::KEY));
+        let timed = field(table::TIMED);
+        if slot.get() == 0 || timed as u32 == 0 || field(table::TP) != tp {
+            continue;
+        }
+        let key = table.offset((e * table::ENTRY + table::KEY) as i64);
+        let same = same_stack(slot, sp);
+        if same && (slot < sp || (inclusive && slot == sp)) {
+            mem.write_u64(key, 0)?;
+            continue;
+        }
+        if mem.read_u64(slot).ok() != Some(stub) {
+            continue;
+        }
+        mem.write_u64(slot, field(table::ORIG))?;
+        mem.write_u64(key, 0)?;
+        unseen.push(field(table::INDEX) as u32);
+        if (timed >> 32) as u32 != 0 {
+            unseen.push(field(table::CHAIN_INDEX) as u32);
+        }
+    }
+    Ok(unseen)
+}
+
 impl Tracer {
     /// One move of stopped thread `tid` (with `regs`) through the return
     /// stub: `lea` and `pushfq` emulated (a stepped `pushfq` would push the
@@ -193,6 +238,31 @@ impl Tracer {
             })?;
             return Ok(());
         }
+        let maps = &mut space.maps;
+        if space.fast.sites.iter().any(|f| f.timed.is_some()) {
+            let tp = ptrace::getregs(tid)?.thread_pointer();
+            let unseen =
+                release_timed_calls(&space.mem, stub, table, (tp, sp), inclusive, &mut |a, b| {
+                    maps.same_mapping(pid, a, b)
+                })?;
+            let mut missed = Vec::new();
+            for i in unseen {
+                if let Some(f) = space.fast.sites.get(i as usize) {
+                    missed.extend(f.probes.iter().cloned());
+                }
+            }
+            let tpid = task.pid;
+            for site in missed {
+                self.emit(Event::Missed {
+                    pid: tpid,
+                    tid,
+                    probe: site.probe.clone(),
+                    symbol: site.symbol.clone(),
+                })?;
+            }
+        }
+        let task = self.world.tasks.get_mut(&tid).expect("a known task");
+        let space = self.world.spaces.get_mut(&key).expect("checked above");
         let maps = &mut space.maps;
         let dead = task
             .fast_calls
