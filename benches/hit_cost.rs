@@ -648,20 +648,30 @@ fn counted(stderr: &str) -> Option<(u64, u64)> {
     Some((w.first()?.parse().ok()?, w.get(5)?.parse().ok()?))
 }
 
-/// Entry and return events in a JSON Lines file.
-fn events_in(path: &Path) -> (u64, u64) {
+/// Entry and return events in a JSON Lines file, and the calls its
+/// warnings say were not recorded (their `lost` fields).
+fn events_in(path: &Path) -> (u64, u64, u64) {
     use std::io::BufRead;
     let file = std::fs::File::open(path).expect("the events file");
-    let (mut entries, mut returns) = (0, 0);
+    let (mut entries, mut returns, mut lost) = (0, 0, 0);
     for line in std::io::BufReader::with_capacity(1 << 20, file).split(b'\n') {
         let line = line.expect("a line");
         if line.starts_with(b"{\"event\":\"entry\"") {
             entries += 1;
         } else if line.starts_with(b"{\"event\":\"return\"") {
             returns += 1;
+        } else if line.starts_with(b"{\"event\":\"warning\"") {
+            let text = String::from_utf8_lossy(&line);
+            if let Some(at) = text.find("\"lost\":") {
+                let digits: String = text[at + 7..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                lost += digits.parse::<u64>().unwrap_or(0);
+            }
         }
     }
-    (entries, returns)
+    (entries, returns, lost)
 }
 
 /// Fast probes over millions of calls of `hot`'s `work()`, sustained: each
@@ -721,11 +731,11 @@ fn fast_probes(rtrace: &str, hot: &str, out_dir: &Path, runs: usize) -> Vec<(&'s
             goal: Some(1.0),
         },
         FastRow {
-            name: "rtrace --fast entry+return -c --overflow drop",
-            args: &["--fast", "-c", "--overflow", "drop"],
+            name: "rtrace --fast entry+return --json --overflow drop",
+            args: &["--fast", "--json", "--overflow", "drop"],
             threads: 1,
-            calls: 10 * M,
-            written: false,
+            calls: 2 * M,
+            written: true,
             drops: true,
             goal: None,
         },
@@ -767,8 +777,15 @@ fn fast_probes(rtrace: &str, hot: &str, out_dir: &Path, runs: usize) -> Vec<(&'s
                 times[i].push(t);
                 rss = rss.max(kib);
                 let (seen, missed) = match row.written {
+                    // Each call once: whole (an entry and a return event),
+                    // or said not recorded.
+                    true if row.drops => {
+                        let (_, returns, lost) = events_in(&events);
+                        let _ = std::fs::remove_file(&events);
+                        (returns, lost)
+                    }
                     true => {
-                        let (entries, returns) = events_in(&events);
+                        let (entries, returns, _) = events_in(&events);
                         let _ = std::fs::remove_file(&events);
                         let seen = entries.min(returns);
                         (seen, u64::from(calls) - seen)

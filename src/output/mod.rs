@@ -466,7 +466,8 @@ impl Handler for Printer {
             return Fast::No("--stack walks the stack of the stopped thread".into());
         }
         if !self.render_calls {
-            // The summary only counts: hits may be counted in the program.
+            // The summary only aggregates: hits may be counted, and calls
+            // timed, in the program.
             return Fast::Aggregate;
         }
         if site.kind == ProbeKind::Instruction {

@@ -503,3 +503,29 @@ fn untraceable_processes_are_named() {
     );
     child.wait().expect("reap it");
 }
+
+/// A file of rtrace's output that cannot be written is named in the error
+/// (`-o`, `--perfetto`, `--folded`, `--flamegraph`), not only "output";
+/// the program runs to its end as untraced, and rtrace exits 1.
+#[test]
+fn write_failures_name_the_file() {
+    let prog = fixture("count", Variant::Pie);
+    for args in [
+        &["-o", "/dev/full"][..],
+        &["-c", "--perfetto", "/dev/full"],
+        &["-c", "--folded", "/dev/full"],
+        &["-c", "--flamegraph", "/dev/full"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["-s", "work"]);
+        let run = run_rtrace(&all, &prog, &["50"]);
+        assert_eq!(run.code(), 1, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "sum=2500\ntwice=41\n", "{args:?}");
+        assert!(
+            run.stderr.lines().any(|l| l
+                == "rtrace: cannot write output: /dev/full: No space left on device (os error 28)"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

@@ -208,6 +208,41 @@ fn add_probe(
     }
 }
 
+/// A file rtrace writes its output to (`-o`, `--perfetto`, `--folded`,
+/// `--flamegraph`), whose write errors name it: `rtrace: cannot write
+/// output: out.json: No space left on device (os error 28)`.
+struct OutputFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl OutputFile {
+    /// Creates (or truncates) `path`.
+    fn create(path: &std::path::Path) -> rtrace::Result<OutputFile> {
+        let file = std::fs::File::create(path)
+            .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
+        Ok(OutputFile {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// `e`, of the same kind, saying the file.
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+    }
+}
+
+impl std::io::Write for OutputFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.file.write(bytes).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|e| self.named(e))
+    }
+}
+
 fn run(cli: Cli) -> rtrace::Result<u8> {
     if !cli.list.is_empty() {
         return list(&cli);
@@ -226,11 +261,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         Some(path) if path.as_os_str() == "-" => {
             (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
         }
-        Some(path) => {
-            let f = std::fs::File::create(path)
-                .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
-            (Box::new(f), false)
-        }
+        Some(path) => (Box::new(OutputFile::create(path)?), false),
         None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
     };
@@ -261,22 +292,16 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     // Created before anything runs, so a path that cannot be written is
     // said at once; dropped on every way out, which closes the file.
     let timeline = match &cli.perfetto {
-        Some(path) => {
-            let f = std::fs::File::create(path)
-                .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
-            Some(Rc::new(RefCell::new(Timeline::new(
-                Box::new(f),
-                cli.string_limit,
-            ))))
-        }
+        Some(path) => Some(Rc::new(RefCell::new(Timeline::new(
+            Box::new(OutputFile::create(path)?),
+            cli.string_limit,
+        )))),
         None => None,
     };
     // The files of --folded and --flamegraph are made now, so a path that
     // cannot be written is an error before anything is traced.
     let create = |path: &std::path::PathBuf| -> rtrace::Result<Box<dyn std::io::Write>> {
-        let f = std::fs::File::create(path)
-            .map_err(|e| rtrace::Error::io(format!("cannot create {}", path.display()), e))?;
-        Ok(Box::new(std::io::BufWriter::new(f)))
+        Ok(Box::new(std::io::BufWriter::new(OutputFile::create(path)?)))
     };
     let counter = match (&cli.folded, &cli.flamegraph) {
         (None, None) => None,
