@@ -4,8 +4,8 @@
  * Exercises: fast return probes on tail calls. outer(x) tail-jumps to
  * middle, which tail-jumps to inner: a call of outer is three calls that
  * all return with inner's `ret`. middle is also called directly (one tail
- * call deep). Counted in the program (`--fast -c`), a call chained to a
- * timed call is timed with it; one chained further is counted missed.
+ * call deep). Counted in the program (`--fast -c`), the calls chained to a
+ * timed call are timed with it.
  *
  * inner(x) = x + 100, middle(x) = inner(x + 1), outer(x) = middle(x + 2)
  * (written in assembly so the compiler cannot change the tail calls).

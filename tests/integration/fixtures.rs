@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 60] = [
+pub const PROGRAMS: [&str; 61] = [
     "count",
     "sigtrap",
     "signals",
@@ -249,6 +249,7 @@ pub const PROGRAMS: [&str; 60] = [
     "hot",
     "litter",
     "chain",
+    "tailsym",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -509,9 +509,10 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
 /// ```text
 /// lea rsp, [rsp-128]; pushfq; push rax, rcx, rdx, rsi, r10, r11
 /// the return address is the stub already (a tail call from a watched
-///     call): the caller's entry, when it is timed and has no chained call
-///     yet, gets this call's row and site index and rdtsc as its chained
-///     call's; otherwise the call is counted missed (ret_lost[index])
+///     call): when the caller's entry is timed, with fewer than MAX_CHAIN
+///     calls chained to it, an entry keyed by the slot plus one more than
+///     those (no thread pointer; index, row + 1, rdtsc), and the caller's
+///     count bumped; otherwise the call is counted missed (ret_lost[index])
 /// else: a table entry for the slot (as a recording detour's hijack):
 ///     original return address, thread pointer, index, row + 1, rdtsc;
 ///     the slot gets the stub (no entry free: counted missed)
@@ -534,6 +535,8 @@ fn build_timed(
     let mut claim_loop = a.create_label();
     let mut take = a.create_label();
     let mut outer = a.create_label();
+    let mut chain_claim = a.create_label();
+    let mut chain_take = a.create_label();
     let mut lost = a.create_label();
     let mut done = a.create_label();
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
@@ -584,14 +587,39 @@ fn build_timed(
     a.set_label(&mut outer)?;
     a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
     a.je(lost)?;
-    a.cmp(dword_ptr(r11 + table::CHAIN as i32), 0)?;
-    a.jne(lost)?;
-    a.mov(dword_ptr(r11 + table::CHAIN_INDEX as i32), spec.index)?;
+    a.mov(eax, dword_ptr(r11 + table::CHAIN as i32))?;
+    a.cmp(eax, table::MAX_CHAIN as i32)?;
+    a.jae(lost)?;
+    // r10: the caller's entry; rdx: the key of this call's (the slot plus
+    // its place in the chain), taken over when a call left it (longjmp),
+    // else claimed.
+    a.mov(r10, r11)?;
+    a.lea(rdx, ptr(rdx + rax + 1))?;
+    home_entry(&mut a)?;
+    find_entry(&mut a, ret.table, chain_take)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut chain_claim)?;
+    entry_at(&mut a)?;
+    a.mov(rax, ret.table)?;
+    a.add(r11, rax)?;
+    a.xor(eax, eax)?;
+    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(chain_take)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(chain_claim)?;
+    a.jmp(lost)?;
+    a.set_label(&mut chain_take)?;
+    a.mov(qword_ptr(r11 + table::TP as i32), 0)?;
+    a.mov(qword_ptr(r11 + table::INDEX as i32), spec.index as i32)?;
+    a.mov(qword_ptr(r11 + table::TIMED as i32), timed)?;
+    a.mov(rsi, rdx)?;
     a.rdtsc()?;
     a.shl(rdx, 32)?;
     a.or(rax, rdx)?;
-    a.mov(qword_ptr(r11 + table::CHAIN_ENTERED as i32), rax)?;
-    a.mov(dword_ptr(r11 + table::CHAIN as i32), timed)?;
+    a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
+    a.and(esi, 7)?;
+    a.mov(dword_ptr(r10 + table::CHAIN as i32), esi)?;
     a.jmp(done)?;
     // The return cannot be watched: the call is counted missed.
     a.set_label(&mut lost)?;
@@ -1049,6 +1077,10 @@ pub struct Stub {
 /// lea rsp, [rsp-136]           ; below the slot (the callee's frame is dead)
 /// pushfq; push rax, rcx, rdx, rsi, r10, r11
 /// rdtsc, kept below the slot (the return's time, before any wait)
+/// the slot's entry is a timed call's: the slot gets its original back,
+///     the call's duration is added to its row (`add_timed_call`), then
+///     each call chained to it (its entry found by key, freed, added),
+///     the entry freed; restore and ret, nothing recorded
 /// claim a ring slot (full → wait for room, or no slot: see below)
 /// look the slot up in the table → rsi: the site index; the slot gets its
 ///     original return address back, the entry is freed
@@ -1077,7 +1109,7 @@ pub fn assemble_stub(spec: &StubSpec) -> Result<Stub, String> {
 /// its home entry (rsi): on to `found` with r11 the entry's address; falls
 /// through when none of the [`table::PROBES`] entries looked at is it.
 /// Uses rax, rcx, r11.
-fn find_entry(
+pub(super) fn find_entry(
     a: &mut CodeAssembler,
     table: u64,
     found: CodeLabel,
@@ -1159,11 +1191,14 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.shl(rdx, 32)?;
     a.or(rax, rdx)?;
     a.mov(qword_ptr(rsp + when), rax)?;
-    // A timed call (and the call chained to it) is added to its row, and
+    // A timed call (and the calls chained to it) is added to its row, and
     // nothing is recorded: no slot is claimed, there is no wait.
     let mut timed = a.create_label();
     let mut untimed = a.create_label();
-    let mut no_chain = a.create_label();
+    let mut counted = a.create_label();
+    let mut next_chained = a.create_label();
+    let mut chained = a.create_label();
+    let mut chain_done = a.create_label();
     stub_lookup(&mut a, spec.table, to_slot, timed, untimed)?;
     a.set_label(&mut timed)?;
     a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
@@ -1176,13 +1211,33 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(esi, dword_ptr(r11 + table::TIMED as i32))?;
     a.mov(rcx, qword_ptr(r11 + table::ENTERED as i32))?;
     add_timed_call(&mut a, spec, when + 8)?;
+    // The calls chained to it, from the last: each entry (the slot plus
+    // its place) found, freed and added. Their count, kept on the stack,
+    // is the program's memory: past MAX_CHAIN it is none.
     a.mov(r11, qword_ptr(rsp))?;
-    a.mov(esi, dword_ptr(r11 + table::CHAIN as i32))?;
-    a.test(esi, esi)?;
-    a.je(no_chain)?;
-    a.mov(rcx, qword_ptr(r11 + table::CHAIN_ENTERED as i32))?;
-    add_timed_call(&mut a, spec, when + 8)?;
-    a.set_label(&mut no_chain)?;
+    a.mov(eax, dword_ptr(r11 + table::CHAIN as i32))?;
+    a.cmp(eax, table::MAX_CHAIN as i32)?;
+    a.jbe(counted)?;
+    a.xor(eax, eax)?;
+    a.set_label(&mut counted)?;
+    a.push(rax)?;
+    a.set_label(&mut next_chained)?;
+    a.cmp(qword_ptr(rsp), 0)?;
+    a.je(chain_done)?;
+    a.lea(rdx, ptr(rsp + to_slot + 16))?;
+    a.add(rdx, qword_ptr(rsp))?;
+    a.dec(qword_ptr(rsp))?;
+    home_entry(&mut a)?;
+    find_entry(&mut a, spec.table, chained)?;
+    a.jmp(next_chained)?;
+    a.set_label(&mut chained)?;
+    a.mov(esi, dword_ptr(r11 + table::TIMED as i32))?;
+    a.mov(rcx, qword_ptr(r11 + table::ENTERED as i32))?;
+    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    add_timed_call(&mut a, spec, when + 16)?;
+    a.jmp(next_chained)?;
+    a.set_label(&mut chain_done)?;
+    a.pop(rax)?;
     a.pop(r11)?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
     a.jmp(steps[0])?;

@@ -186,15 +186,20 @@ pub const WATCH_FULL: u32 = 3;
 /// 16  the thread pointer of the thread that made the call
 /// 24  the site index (u32)
 /// 28  the most bytes of the C string the return value points to, for the
-///     return record (u32, 0: none); in a timed entry, the site index of
-///     the call chained to it
+///     return record (u32, 0: none)
 /// 32  the unwinder's stack pointer while the entry is parked
 /// 40  a timed call: its row in the ring's `TIMED` blocks, plus one (u32,
 ///     0: the call's return is recorded)
-/// 44  a call chained to it (a tail call), timed: its row plus one (u32)
+/// 44  a timed call: how many timed calls are chained to it (u32)
 /// 48  a timed call: the time stamp counter at its entry
-/// 56  the chained call's
 /// ```
+///
+/// A timed call chained to a timed call (a tail call: the slot holds the
+/// stub already) has an entry of its own, keyed by the slot plus its place
+/// in the chain (1 to [`MAX_CHAIN`]: slots are 8-aligned, so no slot is
+/// such a key), with no thread pointer (no thread's scan of its own slots
+/// meets it): its site index, row and entry time. The stub times the chain
+/// with the call it returns for.
 pub mod table {
     /// Bytes per entry.
     pub const ENTRY: u64 = 64;
@@ -216,9 +221,6 @@ pub mod table {
     pub const INDEX: u64 = 24;
     /// The return string capture's offset.
     pub const RET_STRING: u64 = 28;
-    /// In a timed entry (no return record, so no string): the site index
-    /// of the timed call chained to it.
-    pub const CHAIN_INDEX: u64 = 28;
     /// While the entry is [`PARKED`]: the stack pointer at the entry of the
     /// unwinder that parked it (its hook's site). Only an unpark at or above
     /// it gives the call the stub back: an unwinder entered further out is
@@ -227,12 +229,13 @@ pub mod table {
     pub const PARK_SP: u64 = 32;
     /// A timed call's row plus one (u32; 0: the call is recorded).
     pub const TIMED: u64 = 40;
-    /// The row plus one of a timed call chained to it (u32; 0: none).
+    /// How many timed calls are chained to a timed call (u32).
     pub const CHAIN: u64 = 44;
     /// The time stamp counter at the timed call's entry.
     pub const ENTERED: u64 = 48;
-    /// The time stamp counter at the chained call's entry.
-    pub const CHAIN_ENTERED: u64 = 56;
+    /// The most timed calls chained to one (their keys are the slot plus
+    /// 1 to 7).
+    pub const MAX_CHAIN: u64 = 7;
     /// Set in the thread pointer of an entry whose slot was given its
     /// original back for an unwinder (parked, see `hook`): the call is in
     /// flight, its return goes straight to its caller until it is unparked.

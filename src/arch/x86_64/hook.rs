@@ -380,8 +380,8 @@ fn record(
 }
 
 /// The caller hook: when `[site sp]` is the stub, the slot's entry is
-/// looked up, the original put back and the entry freed; otherwise (or with
-/// no entry) on to `skip`.
+/// looked up, the original put back and the entry freed (a timed call's is
+/// left for rtrace to take); otherwise (or with no entry) on to `skip`.
 fn caller(
     a: &mut CodeAssembler,
     spec: &HookSpec,
@@ -415,32 +415,18 @@ fn caller(
     a.set_label(&mut found)?;
     a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
     a.mov(qword_ptr(rdx), rax)?;
-    // A timed call (and the call chained to it) returns unseen now: counted
-    // missed, and no return site is asked for.
+    // A timed call's entry (and those of the calls chained to it) is left
+    // for rtrace, which takes it as it serves the request: the return site
+    // then records the return of a call it knows.
     let mut recorded = a.create_label();
-    let mut chain = a.create_label();
-    let mut freed = a.create_label();
+    let mut kept = a.create_label();
     a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
     a.je(recorded)?;
-    a.mov(rcx, spec.ring.base)?;
-    for (index, next) in [(table::INDEX, &mut chain), (table::CHAIN_INDEX, &mut freed)] {
-        if index == table::CHAIN_INDEX {
-            a.cmp(dword_ptr(r11 + table::CHAIN as i32), 0)?;
-            a.je(*next)?;
-        }
-        a.mov(eax, dword_ptr(r11 + index as i32))?;
-        a.cmp(eax, (ring::MAX_SITES - 1) as i32)?;
-        a.jae(*next)?;
-        a.lock()
-            .inc(qword_ptr(rcx + rax * 8 + ring::RET_LOST as i32))?;
-        a.lock().inc(qword_ptr(rcx + ring::LOST_TOTAL as i32))?;
-        a.set_label(next)?;
-        a.nop()?;
-    }
-    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
-    a.jmp(skip)?;
+    a.jmp(kept)?;
     a.set_label(&mut recorded)?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    a.set_label(&mut kept)?;
+    a.nop()?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! watches moved to their return sites when an unwinder starts, and the
 //! table's return addresses put back on the stacks ([`restore_stub_slots`]).
 
-use crate::addr::{RuntimeAddr, Tid};
+use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{self, table, Stub, StubMove};
 use crate::arch::Regs;
 use crate::arch::StepMode;
@@ -12,7 +12,7 @@ use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::handler::Event;
 use crate::probe::Owner;
-use crate::probe::Watch;
+use crate::probe::{ReturnInstance, Watch};
 use crate::sys::ptrace;
 
 use super::clock::Drain;
@@ -49,49 +49,115 @@ pub(crate) fn restore_stub_slots(
     Ok(restored)
 }
 
-/// The calls timed in the program (see `table::TIMED`) of the thread with
-/// thread pointer `tp` (stopped at `sp`), as the table at `table` (in
-/// `mem`) lists them, when an unwinder starts: rtrace knows nothing of
-/// them but their entries. A call below `sp` (at `sp` too when
-/// `inclusive`) on the same stack was unwound: its entry is freed. One
-/// whose slot above still holds the stub gets its original return address
-/// back (the unwinder must see real frames) and its entry freed: it will
-/// return unseen. Returns the site indexes of those (a chained call's
-/// too), to be counted missed.
-pub(crate) fn release_timed_calls(
+/// A call timed in the program, as its table entry has it (see
+/// [`take_timed_calls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimedCall {
+    /// Its stack slot.
+    pub slot: RuntimeAddr,
+    /// The return address the stub replaced.
+    pub orig: RuntimeAddr,
+    /// Its site's index.
+    pub index: u32,
+    /// The time stamp counter at its entry.
+    pub entered: u64,
+    /// Reached by a tail call from the call in the same slot.
+    pub chained: bool,
+}
+
+/// Which timed calls [`take_timed_calls`] takes out of the table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TimedOf {
+    /// The thread with this thread pointer, stopped at this stack pointer,
+    /// entering an unwinder: its calls whose slot holds the stub are
+    /// taken; those below the stack pointer (at it too when `inclusive`)
+    /// on the same stack were unwound, and are dropped.
+    Unwinding {
+        tp: u64,
+        sp: RuntimeAddr,
+        inclusive: bool,
+    },
+    /// The one call of this thread pointer in this slot (its return
+    /// address put back by the hook of a function that reads it).
+    Slot { tp: u64, slot: RuntimeAddr },
+}
+
+/// Takes calls timed in the program (see `table::TIMED`) out of the table
+/// at `table` (in `mem`), as `of` says, so that rtrace watches them as it
+/// watches recorded calls: each entry taken is freed, with the entries of
+/// the calls chained to it. Returns those kept, each followed by the calls
+/// chained to it, in their order; outermost first.
+pub(crate) fn take_timed_calls(
     mem: &crate::sys::mem::ProcMem,
     stub: u64,
     table: RuntimeAddr,
-    (tp, sp): (u64, RuntimeAddr),
-    inclusive: bool,
+    of: TimedOf,
     same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
-) -> Result<Vec<u32>> {
+) -> Result<Vec<TimedCall>> {
     let entries = mem.read_vec(table, table::SIZE as usize)?;
-    let mut unseen = Vec::new();
+    let field = |e: u64, off| table::word(&entries, e, off).unwrap_or(0);
+    let key_at = |e: u64| table.offset((e * table::ENTRY + table::KEY) as i64);
+    let call = |e: u64, slot: u64, chained: bool| TimedCall {
+        slot: RuntimeAddr(slot),
+        orig: RuntimeAddr(field(e, table::ORIG)),
+        index: field(e, table::INDEX) as u32,
+        entered: field(e, table::ENTERED),
+        chained,
+    };
+    let tp = match of {
+        TimedOf::Unwinding { tp, .. } | TimedOf::Slot { tp, .. } => tp,
+    };
+    // The calls taken out (by slot): kept, or dropped (unwound).
+    let mut taken: std::collections::BTreeMap<u64, Option<TimedCall>> = Default::default();
     for e in 0..table::ENTRIES {
-        let field = |off| table::word(&entries, e, off).unwrap_or(0);
-        let slot = RuntimeAddr(field(table::KEY));
-        let timed = field(table::TIMED);
-        if slot.get() == 0 || timed as u32 == 0 || field(table::TP) != tp {
+        let slot = RuntimeAddr(field(e, table::KEY));
+        let timed = field(e, table::TIMED) as u32 != 0;
+        if slot.get() == 0 || !slot.get().is_multiple_of(8) || !timed || field(e, table::TP) != tp {
             continue;
         }
-        let key = table.offset((e * table::ENTRY + table::KEY) as i64);
-        let same = same_stack(slot, sp);
-        if same && (slot < sp || (inclusive && slot == sp)) {
-            mem.write_u64(key, 0)?;
+        let kept = match of {
+            TimedOf::Slot { slot: only, .. } if slot == only => true,
+            TimedOf::Slot { .. } => continue,
+            TimedOf::Unwinding { sp, inclusive, .. } => {
+                let unwound = same_stack(slot, sp) && (slot < sp || (inclusive && slot == sp));
+                if !unwound && mem.read_u64(slot).ok() != Some(stub) {
+                    continue;
+                }
+                !unwound
+            }
+        };
+        mem.write_u64(key_at(e), 0)?;
+        taken.insert(slot.get(), kept.then(|| call(e, slot.get(), false)));
+    }
+    // The chained calls' entries (keyed by their call's slot plus 1 to
+    // MAX_CHAIN) go with their call.
+    let mut chained: Vec<(u64, u64, TimedCall)> = Vec::new();
+    for e in 0..table::ENTRIES {
+        let key = field(e, table::KEY);
+        let place = key % 8;
+        if key == 0 || place == 0 || place > table::MAX_CHAIN || field(e, table::TIMED) as u32 == 0
+        {
             continue;
         }
-        if mem.read_u64(slot).ok() != Some(stub) {
-            continue;
-        }
-        mem.write_u64(slot, field(table::ORIG))?;
-        mem.write_u64(key, 0)?;
-        unseen.push(field(table::INDEX) as u32);
-        if (timed >> 32) as u32 != 0 {
-            unseen.push(field(table::CHAIN_INDEX) as u32);
+        if let Some(kept) = taken.get(&(key - place)) {
+            mem.write_u64(key_at(e), 0)?;
+            if let Some(c) = kept {
+                let mut chained_call = call(e, c.slot.get(), true);
+                chained_call.orig = c.orig;
+                chained.push((c.slot.get(), place, chained_call));
+            }
         }
     }
-    Ok(unseen)
+    chained.sort_by_key(|&(slot, place, _)| (std::cmp::Reverse(slot), place));
+    let mut out = Vec::new();
+    for (slot, kept) in taken.into_iter().rev() {
+        let Some(c) = kept else {
+            continue;
+        };
+        out.push(c);
+        out.extend(chained.iter().filter(|x| x.0 == slot).map(|x| x.2));
+    }
+    Ok(out)
 }
 
 impl Tracer {
@@ -195,6 +261,54 @@ impl Tracer {
         Ok(true)
     }
 
+    /// Takes the calls timed in the program that `of` says out of the
+    /// table of space `key` (see [`take_timed_calls`]) and makes them
+    /// calls in flight of thread `tid`, as recorded calls are, to be
+    /// watched as those are (a library handler gets their returns through
+    /// `on_return`).
+    pub(super) fn adopt_timed_calls(&mut self, key: Pid, tid: Tid, of: TimedOf) -> Result<()> {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some((stub, table)) = space.fast.stub.as_ref().map(|s| (s.stub.entry, s.table)) else {
+            return Ok(());
+        };
+        let (pid, maps) = (space.pid, &mut space.maps);
+        let timed = take_timed_calls(&space.mem, stub, table, of, &mut |a, b| {
+            maps.same_mapping(pid, a, b)
+        })?;
+        if timed.is_empty() {
+            return Ok(());
+        }
+        let clock = self.reader().clock();
+        let (Some(task), Some(space)) =
+            (self.world.tasks.get_mut(&tid), self.world.spaces.get(&key))
+        else {
+            return Ok(());
+        };
+        let mut all = task.fast_calls.take_all();
+        for c in timed {
+            let Some(f) = space.fast.sites.get(c.index as usize) else {
+                continue;
+            };
+            all.push(ReturnInstance {
+                slot: c.slot,
+                orig_ret: c.orig,
+                entered: clock.time(c.entered),
+                probes: f.probes.iter().map(|s| (s.clone(), None)).collect(),
+                chained: c.chained,
+                watch: Watch::Trampoline,
+            });
+        }
+        // Outermost first; in one slot, the call before those chained to
+        // it (a stable sort keeps their order).
+        all.sort_by_key(|i| std::cmp::Reverse(i.slot));
+        for inst in all {
+            task.fast_calls.push(inst);
+        }
+        Ok(())
+    }
+
     /// `tid` (stopped) is entering an unwinder (an exception, a
     /// `backtrace`): its calls in flight whose slot holds the stub get
     /// their real return address back and are watched at their return
@@ -223,7 +337,6 @@ impl Tracer {
             return Ok(());
         };
         self.reader().drain_through(key)?;
-        let task = self.world.tasks.get_mut(&tid).expect("a known task");
         let space = self.world.spaces.get_mut(&key).expect("checked above");
         let pid = space.pid;
         if space.fast.corrupt.is_some() {
@@ -238,28 +351,10 @@ impl Tracer {
             })?;
             return Ok(());
         }
-        let maps = &mut space.maps;
         if space.fast.sites.iter().any(|f| f.timed.is_some()) {
             let tp = ptrace::getregs(tid)?.thread_pointer();
-            let unseen =
-                release_timed_calls(&space.mem, stub, table, (tp, sp), inclusive, &mut |a, b| {
-                    maps.same_mapping(pid, a, b)
-                })?;
-            let mut missed = Vec::new();
-            for i in unseen {
-                if let Some(f) = space.fast.sites.get(i as usize) {
-                    missed.extend(f.probes.iter().cloned());
-                }
-            }
-            let tpid = task.pid;
-            for site in missed {
-                self.emit(Event::Missed {
-                    pid: tpid,
-                    tid,
-                    probe: site.probe.clone(),
-                    symbol: site.symbol.clone(),
-                })?;
-            }
+            let of = TimedOf::Unwinding { tp, sp, inclusive };
+            self.adopt_timed_calls(key, tid, of)?;
         }
         let task = self.world.tasks.get_mut(&tid).expect("a known task");
         let space = self.world.spaces.get_mut(&key).expect("checked above");
