@@ -63,6 +63,15 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// A well-formed ELF file of another kind than rtrace traces: 32-bit,
+    /// big-endian, or for another machine.
+    #[error("{}: {what}: rtrace traces 64-bit x86-64 programs only", path.display())]
+    UnsupportedElf {
+        /// The file.
+        path: PathBuf,
+        /// What it is: `a 32-bit ELF file`, `an ELF file for AARCH64`.
+        what: String,
+    },
     /// An ELF or DWARF file is truncated or malformed.
     #[error("{}: corrupt or truncated ELF: {reason}", path.display())]
     CorruptElf {
@@ -333,6 +342,10 @@ impl Error {
                 reason: reason.clone(),
             },
             Error::NotElf { path } => Error::NotElf { path: path.clone() },
+            Error::UnsupportedElf { path, what } => Error::UnsupportedElf {
+                path: path.clone(),
+                what: what.clone(),
+            },
             Error::CorruptElf { path, reason } => Error::CorruptElf {
                 path: path.clone(),
                 reason: reason.clone(),
@@ -455,6 +468,7 @@ impl Error {
             | Error::Untraceable { .. }
             | Error::Launch { .. }
             | Error::NotElf { .. }
+            | Error::UnsupportedElf { .. }
             | Error::CorruptElf { .. }
             | Error::Dwarf { .. }
             | Error::InvalidSpec { .. }
@@ -497,6 +511,9 @@ impl Error {
             Error::Launch { .. } => Some("check the program path and permissions".into()),
             Error::NotElf { .. } | Error::CorruptElf { .. } => {
                 Some("rtrace traces ELF executables only".into())
+            }
+            Error::UnsupportedElf { .. } => {
+                Some("trace its x86-64 build; `file PROGRAM` says what a program is built for".into())
             }
             Error::Dwarf { .. } => {
                 Some("build the program with -g, or install its debug package".into())

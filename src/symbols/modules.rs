@@ -125,9 +125,11 @@ impl ModuleMap {
             let is_exe = Some(&path) == exe.as_ref();
             let elf = match cache.get(&path) {
                 Ok(elf) => elf,
-                Err(e @ (Error::NotElf { .. } | Error::CorruptElf { .. })) if is_exe => {
-                    return Err(e)
-                }
+                Err(
+                    e @ (Error::NotElf { .. }
+                    | Error::UnsupportedElf { .. }
+                    | Error::CorruptElf { .. }),
+                ) if is_exe => return Err(e),
                 Err(_) => continue,
             };
             // A file mapped by the program itself rather than loaded (a data file

@@ -529,3 +529,27 @@ fn write_failures_name_the_file() {
         );
     }
 }
+
+/// A program of another kind than rtrace traces is said to be so, not
+/// called corrupt: a 32-bit ELF file (here `true` with its class byte made
+/// ELFCLASS32) is refused with one line, exit status 1.
+#[test]
+fn a_32_bit_program_is_named_for_what_it_is() {
+    let path = temp_path("true32");
+    let mut bytes = std::fs::read("/bin/true").expect("/bin/true");
+    bytes[4] = 1; // EI_CLASS: ELFCLASS32
+    std::fs::write(&path, bytes).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["-s", "main", "--"]).arg(&path);
+    let run = run_command(cmd, TIMEOUT);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "rtrace: {}: a 32-bit ELF file: rtrace traces 64-bit x86-64 programs only (trace its \
+             x86-64 build; `file PROGRAM` says what a program is built for)\n",
+            path.display()
+        )
+    );
+}

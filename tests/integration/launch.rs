@@ -418,7 +418,12 @@ fn an_exec_into_a_32_bit_image_waits_for_the_program() {
     cmd.args(["-s", "work", "--"]).arg(&prog).arg(ia32);
     let run = run_command(cmd, TIMEOUT);
     let what = "rtrace -s work -- execer IA32";
-    assert_ran_on(&run, "not a 64-bit ELF file", "exited with 42", what);
+    assert_ran_on(
+        &run,
+        "a 32-bit ELF file: rtrace traces 64-bit x86-64 programs only",
+        "exited with 42",
+        what,
+    );
     assert_eq!(run.stdout, untraced.stdout, "{what}");
     assert!(run.stderr.contains("work(x=100) = 207"), "{}", run.stderr);
 }

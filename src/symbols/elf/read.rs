@@ -232,21 +232,29 @@ impl Parsed {
     pub(super) fn new(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         let corrupt = corrupt_elf(path);
         let ident = |i: usize| bytes.get(i).copied();
-        if ident(header::EI_CLASS) != Some(header::ELFCLASS64) {
-            return Err(corrupt(
-                "not a 64-bit ELF file; rtrace supports x86-64 only".into(),
-            ));
+        let unsupported = |what: String| Error::UnsupportedElf {
+            path: path.to_path_buf(),
+            what,
+        };
+        match ident(header::EI_CLASS) {
+            Some(header::ELFCLASS64) => {}
+            Some(header::ELFCLASS32) => return Err(unsupported("a 32-bit ELF file".into())),
+            _ => return Err(corrupt("its class is neither 32- nor 64-bit".into())),
         }
-        if ident(header::EI_DATA) != Some(header::ELFDATA2LSB) {
-            return Err(corrupt(
-                "not a little-endian ELF file; rtrace supports x86-64 only".into(),
-            ));
+        match ident(header::EI_DATA) {
+            Some(header::ELFDATA2LSB) => {}
+            Some(header::ELFDATA2MSB) => return Err(unsupported("a big-endian ELF file".into())),
+            _ => {
+                return Err(corrupt(
+                    "its byte order is neither little- nor big-endian".into(),
+                ))
+            }
         }
         let hdr: Header =
             goblin::elf::Elf::parse_header(bytes).map_err(|e| corrupt(e.to_string()))?;
         if hdr.e_machine != header::EM_X86_64 {
-            return Err(corrupt(format!(
-                "machine is {}, not x86-64",
+            return Err(unsupported(format!(
+                "an ELF file for {}",
                 header::machine_to_str(hdr.e_machine)
             )));
         }
