@@ -223,8 +223,14 @@ pub struct Site {
     pub id: ProbeId,
     /// What it reports.
     pub kind: ProbeKind,
-    /// The function containing the address.
+    /// The function containing the address (C++ with its parameter types,
+    /// as JSON output has it).
     pub symbol: String,
+    /// How text output names that function: C++ without its parameter
+    /// types (`thrower`, as gdb and uftrace show it), unless the module
+    /// has another function of that name (an overload); otherwise as
+    /// `symbol`.
+    pub name: String,
     /// Bytes into `symbol` (0 for function entries).
     pub offset: u64,
     /// The module's path.

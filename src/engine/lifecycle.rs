@@ -401,6 +401,12 @@ impl Tracer {
                 && space.modules.module_at(loc.addr).is_some_and(|m| {
                     function_reads_return_address(m, m.to_link(loc.addr), &loc.linkage_name)
                 });
+            let name = match space.modules.module_at(loc.addr) {
+                Some(m) if !loc.symbol.is_empty() => {
+                    crate::symbols::short_name(m, &loc.linkage_name)
+                }
+                _ => loc.symbol.clone(),
+            };
             let site = Rc::new(Site {
                 probe: spec.clone(),
                 id,
@@ -411,6 +417,7 @@ impl Tracer {
                     kind_for(loc.function_entry, &self.opts)
                 },
                 symbol: loc.symbol.clone(),
+                name,
                 offset: loc.offset,
                 module: loc.module,
                 address: loc.addr,

@@ -29,7 +29,10 @@ pub(crate) enum Counted {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Row {
     pub(crate) probe: String,
+    /// The function, as JSON has it (C++ with its parameter types).
     pub(crate) symbol: String,
+    /// The function, as the text table shows it (see `Site::name`).
+    pub(crate) name: String,
     pub(crate) counted: Counted,
     pub(crate) calls: u64,
     pub(crate) total: Duration,
@@ -51,6 +54,7 @@ impl Row {
         Row {
             probe: probe.to_string(),
             symbol: symbol.to_string(),
+            name: symbol.to_string(),
             counted,
             calls: 0,
             total: Duration::ZERO,
@@ -112,10 +116,16 @@ impl Stats {
         }
         let key = self.last.as_ref().expect("just set");
         if !self.rows.contains_key(key) {
-            let row = Row::new(&site.probe, &site.symbol, counted, hist);
+            let mut row = Row::new(&site.probe, &site.symbol, counted, hist);
+            row.name = site.name.clone();
             self.rows.insert(key.clone(), row);
         }
-        self.rows.get_mut(key).expect("just inserted")
+        let row = self.rows.get_mut(key).expect("just inserted");
+        // (A row a missed call made first has only the symbol.)
+        if row.name != site.name {
+            row.name = site.name.clone();
+        }
+        row
     }
 
     /// A probe was hit. Counts it unless a return will complete the call.
@@ -225,7 +235,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         let _ = writeln!(
             s,
             "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7}  {} [{}]",
-            r.calls, tot, avg, min, max, r.missed, r.symbol, r.probe
+            r.calls, tot, avg, min, max, r.missed, r.name, r.probe
         );
     }
     s.push_str(&rule);
@@ -251,7 +261,7 @@ pub(crate) fn histograms(rows: &[Row]) -> String {
         let Some(h) = r.hist.as_ref().filter(|h| h.total() > 0) else {
             continue;
         };
-        let _ = write!(s, "\n{} [{}], ns:\n{}", r.symbol, r.probe, h.render());
+        let _ = write!(s, "\n{} [{}], ns:\n{}", r.name, r.probe, h.render());
     }
     s
 }
@@ -268,6 +278,7 @@ mod tests {
             id: ProbeId(0),
             kind,
             symbol: symbol.into(),
+            name: symbol.into(),
             offset: 0,
             module: "/bin/x".into(),
             address: RuntimeAddr(0x1000),

@@ -60,6 +60,7 @@ pub(crate) fn site(probe: &str, symbol: &str, kind: ProbeKind, offset: u64) -> S
         id: ProbeId(0),
         kind,
         symbol: symbol.into(),
+        name: symbol.into(),
         offset,
         module: "/usr/bin/count".into(),
         address: RuntimeAddr(0x55d0_c6a0_d139 + offset),

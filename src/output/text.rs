@@ -162,13 +162,13 @@ impl TextEmitter {
             return format!(
                 "{} {}({})",
                 self.pid(hit.tid()),
-                self.name(&hit.site().symbol),
+                self.name(&hit.site().name),
                 call.args.text()
             );
         }
         // Once per hit: one string, written in place.
         use std::fmt::Write as _;
-        let symbol = &hit.site().symbol;
+        let symbol = &hit.site().name;
         let mut s = String::with_capacity(24 + symbol.len() + 24 * call.args.values.len());
         let _ = write!(s, "[pid {}] {symbol}(", hit.tid());
         s.push_str(&call.args.text());
@@ -209,11 +209,11 @@ impl Emitter for TextEmitter {
             }
             ProbeKind::Instruction => {
                 let site = hit.site();
-                let place = match (site.symbol.is_empty(), site.offset) {
+                let place = match (site.name.is_empty(), site.offset) {
                     (true, _) => site.address.to_string(),
-                    (false, 0) => format!("{} ({})", self.name(&site.symbol), site.address),
+                    (false, 0) => format!("{} ({})", self.name(&site.name), site.address),
                     (false, off) => {
-                        format!("{}+{off:#x} ({})", self.name(&site.symbol), site.address)
+                        format!("{}+{off:#x} ({})", self.name(&site.name), site.address)
                     }
                 };
                 let mut text = format!("{} hit {place}", self.pid(hit.tid()));
@@ -256,7 +256,7 @@ impl Emitter for TextEmitter {
                 let head = format!(
                     "{} ... {} resumed",
                     self.pid(ret.tid()),
-                    self.name(&ret.site().symbol)
+                    self.name(&ret.site().name)
                 );
                 out.write(&head)?;
                 out.write(&tail)

@@ -463,15 +463,15 @@ impl Handler for Timeline {
             ProbeKind::Function { returns: false } => {
                 let known = self.renderer.known(hit);
                 let args = arg_pairs(&self.renderer.args(&known, hit));
-                let name = hit.site().symbol.clone();
+                let name = hit.site().name.clone();
                 self.instant(hit, &name, "entry", &args)
             }
             ProbeKind::Instruction => {
                 let site = hit.site();
-                let name = match (site.symbol.is_empty(), site.offset) {
+                let name = match (site.name.is_empty(), site.offset) {
                     (true, _) => site.address.to_string(),
-                    (false, 0) => site.symbol.clone(),
-                    (false, off) => format!("{}+{off:#x}", site.symbol),
+                    (false, 0) => site.name.clone(),
+                    (false, off) => format!("{}+{off:#x}", site.name),
                 };
                 let args = [
                     ("probe".to_string(), site.probe.as_str().into()),
@@ -527,7 +527,7 @@ impl Handler for Timeline {
         // parses its debug information): the slice says what the printer
         // says. It still starts after its parent's, and ends before.
         let dur = ret.duration();
-        let ev = Ev::new(&ret.site().symbol, "call", "X")
+        let ev = Ev::new(&ret.site().name, "call", "X")
             .time("ts", ret.time().saturating_sub(dur))
             .time("dur", dur)
             .thread(ret.pid(), tid)

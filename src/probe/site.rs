@@ -169,6 +169,7 @@ mod tests {
             id: ProbeId(id),
             kind: ProbeKind::Function { returns: true },
             symbol: "work".into(),
+            name: "work".into(),
             offset: 0,
             module: "/bin/x".into(),
             address: RuntimeAddr(0x1000),

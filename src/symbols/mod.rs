@@ -51,4 +51,4 @@ pub use elf::ElfFile;
 
 pub(crate) use elf::ElfCache;
 pub(crate) use modules::ModuleMap;
-pub(crate) use resolve::{reserved, resolve, Location, Resolution};
+pub(crate) use resolve::{reserved, resolve, short_name, Location, Resolution};

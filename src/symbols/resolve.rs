@@ -545,6 +545,31 @@ fn functions_named<'m>(m: &'m Module, name: &str, tables: Tables) -> Vec<&'m Sym
     by_addr.into_values().collect()
 }
 
+/// How text output names function `linkage` of `m`: its demangled name
+/// without parameter types (`thrower`, as gdb and uftrace show it, not
+/// `thrower(long)`), unless another function of `m` has that name (an
+/// overload: its types tell them apart); C and Rust names as
+/// [`display_name`] has them.
+pub(crate) fn short_name(m: &Module, linkage: &str) -> String {
+    let Some(d) = demangle(linkage) else {
+        return linkage.to_string();
+    };
+    if d.base == d.display || d.base.is_empty() {
+        return d.display;
+    }
+    let namesakes: HashSet<LinkAddr> = m
+        .elf
+        .functions_demangled(|o| o.base == d.base, Tables::WithDebugFile)
+        .into_iter()
+        .filter(|s| !cold_fragment(&s.name))
+        .map(|s| s.addr)
+        .collect();
+    match namesakes.len() {
+        0 | 1 => d.base,
+        _ => d.display,
+    }
+}
+
 /// The first module (in search order) with functions named `name`, and them.
 fn first_functions<'m>(
     name: &str,

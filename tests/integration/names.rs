@@ -95,12 +95,55 @@ fn cpp_mangled_names_still_work_and_show_demangled() {
         entry_counts(&events),
         counts(&[("ns::Class::peek() const", 1)])
     );
-    let text = run_rtrace(&["--color", "never", "-s", "_Z5inneri"], &prog, &[]);
-    assert!(
-        text.stderr.contains("] inner(int)(x=1) = 2"),
-        "text output shows the demangled name:\n{}",
+    // Text output shows a C++ function by its name alone, as gdb and
+    // uftrace do, with its parameter types only where an overload needs
+    // them (JSON's `symbol` above keeps them all).
+    let text = run_rtrace(
+        &[
+            "--color",
+            "never",
+            "-c",
+            "-s",
+            "_Z5inneri",
+            "-s",
+            "ns::over",
+            "-s",
+            "ns::twice",
+        ],
+        &prog,
+        &[],
+    );
+    let rows: Vec<&str> = text
+        .stderr
+        .lines()
+        .filter(|l| l.ends_with(']') && !l.contains("function ["))
+        .map(|l| l.split_whitespace().rev().nth(1).unwrap())
+        .collect();
+    let mut rows = rows;
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        ["inner", "ns::over(double)", "ns::over(int)", "ns::twice"],
+        "{}",
         text.stderr
     );
+    let text = run_rtrace(
+        &["--color", "never", "-s", "_Z5inneri", "-s", "ns::over"],
+        &prog,
+        &[],
+    );
+    for line in [
+        "] inner(x=1) = 2",
+        "] ns::over(int)(x=3) = 6",
+        "] ns::over(double)(x=",
+    ] {
+        assert!(
+            text.stderr.contains(line),
+            "text output shows {line:?}:\n{}",
+            text.stderr
+        );
+    }
+    assert!(!text.stderr.contains("inner(int)"), "{}", text.stderr);
 }
 
 #[test]
