@@ -403,36 +403,25 @@ impl Handler for Printer {
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
         self.last = self.last.max(time);
-        if let Event::Missed { probe, symbol, .. } = event {
+        // A return that could not be watched (a timed call's: counted),
+        // said once per probe; the summary has the count.
+        let missed = match event {
+            Event::Missed { probe, symbol, .. } => Some((probe, symbol, 1)),
+            Event::Unwatched {
+                probe,
+                symbol,
+                count,
+                ..
+            } => Some((probe, symbol, *count)),
+            _ => None,
+        };
+        if let Some((probe, symbol, count)) = missed {
             if let Some(stats) = &mut self.stats {
-                stats.missed(probe, symbol);
+                stats.missed_n(probe, symbol, count);
             }
-            // Said once per probe; the summary has the count.
             if !self.missed_warned.insert(probe.clone()) {
                 return Ok(());
             }
-        }
-        if let Event::Unwatched {
-            pid,
-            probe,
-            symbol,
-            count,
-        } = event
-        {
-            if let Some(stats) = &mut self.stats {
-                stats.missed_n(probe, symbol, *count);
-            }
-            // Said as a return that could not be watched is, once per probe.
-            if !self.missed_warned.insert(probe.clone()) {
-                return Ok(());
-            }
-            let missed = Event::Missed {
-                pid: *pid,
-                tid: *pid,
-                probe: probe.clone(),
-                symbol: symbol.clone(),
-            };
-            return self.emitter.event(&mut self.out, &missed, time);
         }
         if let Event::Lost {
             pid,

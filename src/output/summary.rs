@@ -165,12 +165,8 @@ impl Stats {
         }
     }
 
-    /// A call of `symbol` through `probe` whose return could not be watched.
-    pub(crate) fn missed(&mut self, probe: &str, symbol: &str) {
-        self.missed_n(probe, symbol, 1);
-    }
-
-    /// `n` hits or calls of `probe` at `symbol` were seen but not reported.
+    /// `n` hits or calls of `probe` at `symbol` were seen but not reported
+    /// (returns that could not be watched, records lost).
     pub(crate) fn missed_n(&mut self, probe: &str, symbol: &str, n: u64) {
         let hist = self.hist;
         let row = self
@@ -319,7 +315,7 @@ mod tests {
             st.ret(&f, Duration::from_nanos(ns));
         }
         st.entry(&i);
-        st.missed("libc:close", "close");
+        st.missed_n("libc:close", "close", 1);
         let rows = st.rows();
         let work = rows.iter().find(|r| r.probe == "work").unwrap();
         let buckets: Vec<(Option<i64>, u64)> = work

@@ -532,10 +532,8 @@ fn build_timed(
     let mut pushf = a.create_label();
     let mut displaced = a.create_label();
     let mut chained = a.create_label();
-    let mut claim_loop = a.create_label();
     let mut take = a.create_label();
     let mut outer = a.create_label();
-    let mut chain_claim = a.create_label();
     let mut chain_take = a.create_label();
     let mut lost = a.create_label();
     let mut done = a.create_label();
@@ -547,21 +545,7 @@ fn build_timed(
     a.cmp(r10, rax)?;
     a.je(chained)?;
     home_entry(&mut a)?;
-    // The slot's own entry, left by a call that never returned, is taken
-    // over; else a free one is claimed.
-    find_entry(&mut a, ret.table, take)?;
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut claim_loop)?;
-    entry_at(&mut a)?;
-    a.mov(rax, ret.table)?;
-    a.add(r11, rax)?;
-    a.xor(eax, eax)?;
-    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
-    a.je(take)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, table::PROBES as i32)?;
-    a.jb(claim_loop)?;
-    a.jmp(lost)?;
+    take_entry(&mut a, ret.table, take, lost)?;
     a.set_label(&mut take)?;
     a.mov(qword_ptr(r11 + table::ORIG as i32), r10)?;
     match spec.tp {
@@ -573,9 +557,7 @@ fn build_timed(
     a.mov(qword_ptr(r11 + table::INDEX as i32), spec.index as i32)?;
     a.mov(qword_ptr(r11 + table::TIMED as i32), timed)?;
     a.mov(rsi, rdx)?;
-    a.rdtsc()?;
-    a.shl(rdx, 32)?;
-    a.or(rax, rdx)?;
+    read_tsc(&mut a)?;
     a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
     a.mov(rax, ret.stub)?;
     a.mov(qword_ptr(rsi), rax)?;
@@ -591,32 +573,17 @@ fn build_timed(
     a.cmp(eax, table::MAX_CHAIN as i32)?;
     a.jae(lost)?;
     // r10: the caller's entry; rdx: the key of this call's (the slot plus
-    // its place in the chain), taken over when a call left it (longjmp),
-    // else claimed.
+    // its place in the chain).
     a.mov(r10, r11)?;
     a.lea(rdx, ptr(rdx + rax + 1))?;
     home_entry(&mut a)?;
-    find_entry(&mut a, ret.table, chain_take)?;
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut chain_claim)?;
-    entry_at(&mut a)?;
-    a.mov(rax, ret.table)?;
-    a.add(r11, rax)?;
-    a.xor(eax, eax)?;
-    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
-    a.je(chain_take)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, table::PROBES as i32)?;
-    a.jb(chain_claim)?;
-    a.jmp(lost)?;
+    take_entry(&mut a, ret.table, chain_take, lost)?;
     a.set_label(&mut chain_take)?;
     a.mov(qword_ptr(r11 + table::TP as i32), 0)?;
     a.mov(qword_ptr(r11 + table::INDEX as i32), spec.index as i32)?;
     a.mov(qword_ptr(r11 + table::TIMED as i32), timed)?;
     a.mov(rsi, rdx)?;
-    a.rdtsc()?;
-    a.shl(rdx, 32)?;
-    a.or(rax, rdx)?;
+    read_tsc(&mut a)?;
     a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
     a.and(esi, 7)?;
     a.mov(dword_ptr(r10 + table::CHAIN as i32), esi)?;
@@ -835,8 +802,6 @@ pub(super) fn assembled(
 fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced_x86::IcedError> {
     let gpr_rsp = (ring::GPRS + 8 * 4) as i32;
     let mut not_chained = a.create_label();
-    let mut claim_loop = a.create_label();
-    let mut next_claim = a.create_label();
     let mut full = a.create_label();
     let mut take = a.create_label();
     let mut done = a.create_label();
@@ -852,22 +817,7 @@ fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced
     a.set_label(&mut not_chained)?;
     // rsi: the home entry of the slot.
     home_entry(a)?;
-    // First pass: the slot's own entry, left by a call that never returned
-    // (longjmp), is taken over.
-    find_entry(a, ret.table, take)?;
-    // Second pass: claim a free entry.
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut claim_loop)?;
-    entry_at(a)?;
-    a.mov(rax, ret.table)?;
-    a.add(r11, rax)?;
-    a.xor(eax, eax)?;
-    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
-    a.je(take)?;
-    a.set_label(&mut next_claim)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, table::PROBES as i32)?;
-    a.jb(claim_loop)?;
+    take_entry(a, ret.table, take, full)?;
     a.set_label(&mut full)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_FULL)?;
     a.jmp(done)?;
@@ -996,9 +946,7 @@ fn thread_pointer(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x
 /// r10. Uses rax, rdx.
 pub(super) fn stamp(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
     thread_pointer(a, tp)?;
-    a.rdtsc()?;
-    a.shl(rdx, 32)?;
-    a.or(rax, rdx)?;
+    read_tsc(a)?;
     a.mov(qword_ptr(r10 + ring::TSC as i32), rax)?;
     Ok(())
 }
@@ -1128,6 +1076,42 @@ pub(super) fn find_entry(
     Ok(())
 }
 
+/// Takes the entry for the key in rdx (rsi: its home entry): the one that
+/// holds the key already (left by a call that never returned: longjmp) is
+/// taken over, else a free one is claimed with `lock cmpxchg`; on to `take`
+/// with r11 the entry, or to `none` when none of the [`table::PROBES`]
+/// entries looked at is either. Uses rax, rcx, r11.
+fn take_entry(
+    a: &mut CodeAssembler,
+    table: u64,
+    take: CodeLabel,
+    none: CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    let mut claim = a.create_label();
+    find_entry(a, table, take)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut claim)?;
+    entry_at(a)?;
+    a.mov(rax, table)?;
+    a.add(r11, rax)?;
+    a.xor(eax, eax)?;
+    a.lock().cmpxchg(qword_ptr(r11 + table::KEY as i32), rdx)?;
+    a.je(take)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, table::PROBES as i32)?;
+    a.jb(claim)?;
+    a.jmp(none)?;
+    Ok(())
+}
+
+/// rax = the time stamp counter. Uses rdx.
+fn read_tsc(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
+    a.rdtsc()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    Ok(())
+}
+
 /// Looks the stub's slot up in the table (rdx: the slot, `to_slot` bytes
 /// above rsp): on to `found` with r11 the entry's address, else to
 /// `not_found`. Uses rax, rcx, rdx, rsi, r11.
@@ -1187,9 +1171,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     // The time of the return, before any wait for room (kept in the dead
     // callee frame the stub steps over, below the slot).
     let when = to_slot - 16;
-    a.rdtsc()?;
-    a.shl(rdx, 32)?;
-    a.or(rax, rdx)?;
+    read_tsc(&mut a)?;
     a.mov(qword_ptr(rsp + when), rax)?;
     // A timed call (and the calls chained to it) is added to its row, and
     // nothing is recorded: no slot is claimed, there is no wait.

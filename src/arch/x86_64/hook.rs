@@ -47,8 +47,8 @@
 use iced_x86::code_asm::*;
 
 use super::detour::{
-    assembled, claim_slot, restore_and_resume, ring, save, stamp, table, Detour, DetourLabels,
-    Patch, RingLayout, ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
+    assembled, claim_slot, find_entry, home_entry, restore_and_resume, ring, save, stamp, table,
+    Detour, DetourLabels, Patch, RingLayout, ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
 };
 use super::detour_wait::{enter_frame, leave_frame, leave_wait, wait_for_room, TO_EXTRA, TO_FLAGS};
 
@@ -387,30 +387,14 @@ fn caller(
     spec: &HookSpec,
     skip: CodeLabel,
 ) -> Result<(), iced_x86::IcedError> {
-    let mut find = a.create_label();
     let mut found = a.create_label();
+    let mut kept = a.create_label();
     a.mov(rdx, qword_ptr(rsp + S_LIMIT))?;
     a.mov(rax, spec.stub)?;
     a.cmp(qword_ptr(rdx), rax)?;
     a.jne(skip)?;
-    // rsi: the home entry of the slot in rdx.
-    a.mov(rsi, rdx)?;
-    a.shr(rsi, 3)?;
-    a.mov(rax, table::GOLDEN)?;
-    a.imul_2(rsi, rax)?;
-    a.shr(rsi, 64 - table::BITS)?;
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut find)?;
-    a.lea(r11, ptr(rsi + rcx))?;
-    a.and(r11, (table::ENTRIES - 1) as i32)?;
-    a.shl(r11, table::ENTRY.trailing_zeros())?;
-    a.mov(rax, spec.table)?;
-    a.add(r11, rax)?;
-    a.cmp(qword_ptr(r11 + table::KEY as i32), rdx)?;
-    a.je(found)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, table::PROBES as i32)?;
-    a.jb(find)?;
+    home_entry(a)?;
+    find_entry(a, spec.table, found)?;
     a.jmp(skip)?;
     a.set_label(&mut found)?;
     a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
@@ -418,12 +402,8 @@ fn caller(
     // A timed call's entry (and those of the calls chained to it) is left
     // for rtrace, which takes it as it serves the request: the return site
     // then records the return of a call it knows.
-    let mut recorded = a.create_label();
-    let mut kept = a.create_label();
     a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
-    a.je(recorded)?;
-    a.jmp(kept)?;
-    a.set_label(&mut recorded)?;
+    a.jne(kept)?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
     a.set_label(&mut kept)?;
     a.nop()?;
