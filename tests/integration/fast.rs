@@ -645,7 +645,9 @@ fn detach_from_threads_inside_their_detours() {
     let pid = program.pid();
     let before = our_mappings(pid);
     let mut rounds = 0;
-    while rounds < 10 && matches!(process_state(pid), Some('R' | 'S')) {
+    // (Alive: running or asleep, in the kernel's disk sleep too: a program
+    // just started may be paging its code in.)
+    while rounds < 10 && matches!(process_state(pid), Some('R' | 'S' | 'D')) {
         // Every other round with returns: threads are then found in the
         // return stub too, and slots holding it get their return address
         // back.
@@ -741,7 +743,7 @@ fn attach_while_threads_are_being_created() {
         // Past its dynamic linker: making threads.
         program.wait_stderr_line(|l| l == "ready");
         let mut rounds = 0;
-        while rounds < 12 && matches!(process_state(pid), Some('R' | 'S')) {
+        while rounds < 12 && matches!(process_state(pid), Some('R' | 'S' | 'D')) {
             let mut rtrace_args = vec!["-c", "-s", "work"];
             if fast {
                 rtrace_args.push("--fast");
