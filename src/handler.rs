@@ -362,7 +362,8 @@ pub enum Event {
     },
     /// Calls of a fast site timed in the program (see [`Fast::Aggregate`])
     /// whose returns could not be watched: the eighth tail call in a row
-    /// from a timed call, or a full table of return addresses. They count as
+    /// from a timed call, a full table of return addresses, or a function
+    /// that reads its own return address reached by a tail call. They count as
     /// missed, as a return an int3 probe cannot watch does
     /// ([`Event::Missed`], one event per call), and are no lost records.
     Unwatched {
@@ -662,10 +663,10 @@ pub enum Fast {
     /// record is written: at a site without return probes the detour adds
     /// one to the site's hits; at a site where every probe watches returns
     /// the detour keeps the entry's time and the return stub adds the
-    /// call's duration to the site's row (a call whose return only an
-    /// int3 can watch, met by an unwinder or by a function that reads its
-    /// own return address, comes to `on_return` as an int3 call's does,
-    /// without `on_entry`). Both are locked adds in the
+    /// call's duration to the site's row (a call in flight when an int3
+    /// probe on an unwinder's entry, or on a function that reads its own
+    /// return address, is hit comes to `on_return` as an int3 call's
+    /// does, without `on_entry`). Both are locked adds in the
     /// program's memory, in blocks chosen by thread, as bpftrace's per-CPU
     /// maps do. The handlers then get [`Handler::on_aggregate`] instead of
     /// `on_entry` and `on_return`. Otherwise (another handler wants the

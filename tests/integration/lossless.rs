@@ -551,14 +551,16 @@ fn tail_calls_timed_in_the_program_add_up() {
 }
 
 /// Calls timed in the program whose returns an unwinder or a function that
-/// reads its own return address takes from the stub: rtrace takes them
-/// out of the table and watches them as recorded calls, and every count is
-/// the one int3 probes give, none missed. `thrower` with the unwinder's
-/// entry probed too (`_Unwind_RaiseException`: the hook that parks calls in
-/// the program cannot be there, so the unwinder is met as an int3 with
-/// timed calls in flight); `tailsym`, whose findsym reaches dlsym by a tail
-/// call (dlsym's hook puts the real return address back, and the return
-/// is watched at its return site), with dlsym probed and without.
+/// reads its own return address, met at an int3, takes from the stub:
+/// rtrace takes them out of the table and watches them as recorded calls,
+/// and every count is the one int3 probes give, none missed. `thrower`
+/// with the unwinder's entry probed too (`_Unwind_RaiseException`: the
+/// hook that parks calls in the program cannot be there, so the unwinder
+/// is met as an int3 with timed calls in flight); `tailsym`, whose findsym
+/// reaches dlsym by a tail call, with dlsym probed and without. (Where
+/// dlsym's hook runs in the program instead, it puts the real return
+/// address back and counts the timed call missed: calls + missed stay the
+/// calls made.)
 #[test]
 fn timed_calls_an_unwinder_or_a_caller_reader_meets_are_counted() {
     // (The program, its functions compared, other functions probed.)

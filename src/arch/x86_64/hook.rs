@@ -380,15 +380,20 @@ fn record(
 }
 
 /// The caller hook: when `[site sp]` is the stub, the slot's entry is
-/// looked up, the original put back and the entry freed (a timed call's is
-/// left for rtrace to take); otherwise (or with no entry) on to `skip`.
+/// looked up, the original put back and the entry freed; a timed call is
+/// counted missed, and on to `skip`. Otherwise (or with no entry) on to
+/// `skip`.
 fn caller(
     a: &mut CodeAssembler,
     spec: &HookSpec,
     skip: CodeLabel,
 ) -> Result<(), iced_x86::IcedError> {
     let mut found = a.create_label();
-    let mut kept = a.create_label();
+    let mut timed = a.create_label();
+    let mut counted = a.create_label();
+    let mut next = a.create_label();
+    let mut chained = a.create_label();
+    let mut recorded = a.create_label();
     a.mov(rdx, qword_ptr(rsp + S_LIMIT))?;
     a.mov(rax, spec.stub)?;
     a.cmp(qword_ptr(rdx), rax)?;
@@ -399,13 +404,54 @@ fn caller(
     a.set_label(&mut found)?;
     a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
     a.mov(qword_ptr(rdx), rax)?;
-    // A timed call's entry (and those of the calls chained to it) is left
-    // for rtrace, which takes it as it serves the request: the return site
-    // then records the return of a call it knows.
     a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
-    a.jne(kept)?;
+    a.jne(timed)?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
-    a.set_label(&mut kept)?;
+    a.jmp(recorded)?;
+    // A timed call (and the calls chained to it) returns unseen now:
+    // counted missed, the entries freed, and no return site asked for (the
+    // return site would see the calls of that site that return through
+    // the stub too, which rtrace does not know). r8: the chained calls
+    // left, r9: the slot (the hook saved both).
+    a.set_label(&mut timed)?;
+    count_unwatched(a, spec)?;
+    a.mov(r8d, dword_ptr(r11 + table::CHAIN as i32))?;
+    a.cmp(r8d, table::MAX_CHAIN as i32)?;
+    a.jbe(counted)?;
+    a.xor(r8d, r8d)?;
+    a.set_label(&mut counted)?;
+    a.mov(r9, rdx)?;
+    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    a.set_label(&mut next)?;
+    a.test(r8d, r8d)?;
+    a.je(skip)?;
+    a.lea(rdx, ptr(r9 + r8))?;
+    a.dec(r8d)?;
+    home_entry(a)?;
+    find_entry(a, spec.table, chained)?;
+    a.jmp(next)?;
+    a.set_label(&mut chained)?;
+    count_unwatched(a, spec)?;
+    a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
+    a.jmp(next)?;
+    a.set_label(&mut recorded)?;
+    a.nop()?;
+    Ok(())
+}
+
+/// Counts the call of the timed entry at r11 missed: `RET_LOST` of the
+/// site it names (an index the ring cannot have is not counted), and the
+/// total. Uses rax, rcx.
+fn count_unwatched(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedError> {
+    let mut done = a.create_label();
+    a.mov(eax, dword_ptr(r11 + table::INDEX as i32))?;
+    a.cmp(eax, (ring::MAX_SITES - 1) as i32)?;
+    a.jae(done)?;
+    a.mov(rcx, spec.ring.base)?;
+    a.lock()
+        .inc(qword_ptr(rcx + rax * 8 + ring::RET_LOST as i32))?;
+    a.lock().inc(qword_ptr(rcx + ring::LOST_TOTAL as i32))?;
+    a.set_label(&mut done)?;
     a.nop()?;
     Ok(())
 }

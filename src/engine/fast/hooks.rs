@@ -395,16 +395,6 @@ impl Tracer {
         ret: RuntimeAddr,
         sp: RuntimeAddr,
     ) -> Result<()> {
-        // A timed call there is known only to the table: rtrace takes it,
-        // and its return is seen at the return site as a recorded call's.
-        let tid = self
-            .world
-            .spaces
-            .get(&key)
-            .and_then(|s| s.fast.thread_of(tp));
-        if let Some(tid) = tid {
-            self.adopt_timed_calls(key, tid, super::stub::TimedOf::Slot { tp, slot: sp })?;
-        }
         let hooked = |t: &Tracer| {
             t.world.spaces.get(&key).is_some_and(|s| {
                 s.sites

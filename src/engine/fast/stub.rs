@@ -65,21 +65,15 @@ pub(crate) struct TimedCall {
     pub chained: bool,
 }
 
-/// Which timed calls [`take_timed_calls`] takes out of the table.
+/// Whose timed calls [`take_timed_calls`] takes out of the table: the
+/// thread with thread pointer `tp`, stopped at `sp`, entering an unwinder.
+/// Its calls whose slot holds the stub are taken; those below `sp` (at it
+/// too when `inclusive`) on the same stack were unwound, and are dropped.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum TimedOf {
-    /// The thread with this thread pointer, stopped at this stack pointer,
-    /// entering an unwinder: its calls whose slot holds the stub are
-    /// taken; those below the stack pointer (at it too when `inclusive`)
-    /// on the same stack were unwound, and are dropped.
-    Unwinding {
-        tp: u64,
-        sp: RuntimeAddr,
-        inclusive: bool,
-    },
-    /// The one call of this thread pointer in this slot (its return
-    /// address put back by the hook of a function that reads it).
-    Slot { tp: u64, slot: RuntimeAddr },
+pub(crate) struct TimedOf {
+    pub tp: u64,
+    pub sp: RuntimeAddr,
+    pub inclusive: bool,
 }
 
 /// Takes calls timed in the program (see `table::TIMED`) out of the table
@@ -104,9 +98,7 @@ pub(crate) fn take_timed_calls(
         entered: field(e, table::ENTERED),
         chained,
     };
-    let tp = match of {
-        TimedOf::Unwinding { tp, .. } | TimedOf::Slot { tp, .. } => tp,
-    };
+    let TimedOf { tp, sp, inclusive } = of;
     // The calls taken out (by slot): kept, or dropped (unwound).
     let mut taken: std::collections::BTreeMap<u64, Option<TimedCall>> = Default::default();
     for e in 0..table::ENTRIES {
@@ -115,19 +107,12 @@ pub(crate) fn take_timed_calls(
         if slot.get() == 0 || !slot.get().is_multiple_of(8) || !timed || field(e, table::TP) != tp {
             continue;
         }
-        let kept = match of {
-            TimedOf::Slot { slot: only, .. } if slot == only => true,
-            TimedOf::Slot { .. } => continue,
-            TimedOf::Unwinding { sp, inclusive, .. } => {
-                let unwound = same_stack(slot, sp) && (slot < sp || (inclusive && slot == sp));
-                if !unwound && mem.read_u64(slot).ok() != Some(stub) {
-                    continue;
-                }
-                !unwound
-            }
-        };
+        let unwound = same_stack(slot, sp) && (slot < sp || (inclusive && slot == sp));
+        if !unwound && mem.read_u64(slot).ok() != Some(stub) {
+            continue;
+        }
         mem.write_u64(key_at(e), 0)?;
-        taken.insert(slot.get(), kept.then(|| call(e, slot.get(), false)));
+        taken.insert(slot.get(), (!unwound).then(|| call(e, slot.get(), false)));
     }
     // The chained calls' entries (keyed by their call's slot plus 1 to
     // MAX_CHAIN) go with their call.
@@ -353,7 +338,7 @@ impl Tracer {
         }
         if space.fast.sites.iter().any(|f| f.timed.is_some()) {
             let tp = ptrace::getregs(tid)?.thread_pointer();
-            let of = TimedOf::Unwinding { tp, sp, inclusive };
+            let of = TimedOf { tp, sp, inclusive };
             self.adopt_timed_calls(key, tid, of)?;
         }
         let task = self.world.tasks.get_mut(&tid).expect("a known task");

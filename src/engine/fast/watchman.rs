@@ -72,8 +72,11 @@ impl Drop for Watchman {
 }
 
 /// How recently records must have been taken from the ring for the
-/// watchman to beat for threads waiting for room.
-pub(super) const READING: Duration = Duration::from_millis(100);
+/// watchman to beat for threads waiting for room: long enough that a slow
+/// output, or a tracing thread left waiting by the scheduler of a busy
+/// machine, slows the program down rather than make it drop records;
+/// short enough that a tracing thread stuck for good lets it go soon.
+pub(super) const READING: Duration = Duration::from_secs(1);
 
 /// How long after the last ring of the doorbell threads may still be
 /// waiting for room (each rings it before every wait of a millisecond).
