@@ -66,7 +66,7 @@ pub mod ring {
     /// Waits of a millisecond for room without a heartbeat or a read (no
     /// move of `ROOM`) after which a thread takes rtrace for stopped, or
     /// not reading, and drops its record (counted lost).
-    pub const STALE_ROOM_WAITS: u64 = 50;
+    pub const STALE_ROOM_WAITS: u64 = 10;
     /// Nanoseconds per tick of the time stamp counter, times 2^32 (u64),
     /// as rtrace's clock has it: the return stub's durations of timed
     /// calls are `(ticks * NS_MULT) >> 32`.
