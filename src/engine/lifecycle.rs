@@ -750,23 +750,35 @@ impl Tracer {
             for (addr, undo) in scrub.sites.iter().filter(|(a, _)| mapped(*a)) {
                 super::space::undo_write(&mem, *addr, undo)?;
             }
-            if let Some(tramp) = scrub.trampoline.filter(|t| mapped(*t)) {
-                for (slot, orig) in &scrub.returns {
-                    if mem.read_u64(*slot)? == tramp.get() {
-                        mem.write_u64(*slot, orig.get())?;
+            // A slot may hold the trampoline over the stub, or the stub
+            // over the trampoline (a call of one kind of probe reached by a
+            // tail call from a call of the other): each pass gives back one
+            // layer, until a pass gives back nothing.
+            let regs = ptrace::getregs(tid)?;
+            let threads = [(regs.thread_pointer(), RuntimeAddr(regs.sp()))];
+            let pid = crate::addr::Pid::from_raw(tid.as_raw());
+            let mut maps = super::space::MapCache::default();
+            for _ in 0..16 {
+                let mut restored = 0;
+                if let Some(tramp) = scrub.trampoline.filter(|t| mapped(*t)) {
+                    for (slot, orig) in &scrub.returns {
+                        if mem.read_u64(*slot)? == tramp.get() && *orig != tramp {
+                            mem.write_u64(*slot, orig.get())?;
+                            restored += 1;
+                        }
                     }
                 }
-            }
-            if let Some((stub, table)) = scrub.fast_returns.filter(|(_, t)| mapped(*t)) {
-                // Its copy of the table says which slots of its copy of the
-                // stack hold the stub.
-                let regs = ptrace::getregs(tid)?;
-                let threads = [(regs.thread_pointer(), RuntimeAddr(regs.sp()))];
-                let pid = crate::addr::Pid::from_raw(tid.as_raw());
-                let mut maps = super::space::MapCache::default();
-                fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
-                    maps.same_mapping(pid, a, b)
-                })?;
+                if let Some((stub, table)) = scrub.fast_returns.filter(|(_, t)| mapped(*t)) {
+                    // Its copy of the table says which slots of its copy of
+                    // the stack hold the stub.
+                    restored +=
+                        fast::restore_stub_slots(&mem, stub, table, &threads, &mut |a, b| {
+                            maps.same_mapping(pid, a, b)
+                        })?;
+                }
+                if restored == 0 {
+                    break;
+                }
             }
             // The scratch page is the first change rtrace makes to a
             // process and the last it undoes: a child without it has none

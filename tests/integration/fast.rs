@@ -953,3 +953,34 @@ fn calls_timed_in_the_program_reach_on_aggregate() {
     assert_eq!((t.entries, t.returns, t.calls), (800_000, 800_000, 0));
     assert_eq!(fast, 800_000);
 }
+
+/// A child forked, and not followed, inside a function reached by a tail
+/// call from a function whose return an int3 probe watches (`forktail`:
+/// outer, an int3 probe, jumps to forkret, a fast one): its slot holds the
+/// fast probes' return stub over the int3 trampoline, and the child gets
+/// both layers back, returns through outer as untraced and exits with its
+/// result (the parent checks it). It used to get the trampoline back, not
+/// mapped in it, and die of SIGSEGV.
+#[test]
+fn a_child_forked_under_both_kinds_of_return_probe_returns_as_untraced() {
+    let prog = fixture("forktail", Variant::O2);
+    let untraced = crate::fixtures::run_untraced(&prog, &["5"]);
+    assert_eq!(untraced.stdout, "children=5 ok=5\n");
+    let mut cmd = Command::new(crate::fixtures::rtrace_bin());
+    cmd.args(["--fast", "-s", "outer", "-s", "forkret", "--"])
+        .arg(&prog)
+        .arg("5");
+    let run = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
+    assert!(
+        run.stderr.contains("rtrace: probe forkret: fast"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("rtrace: probe outer: int3"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+}

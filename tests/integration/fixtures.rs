@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 61] = [
+pub const PROGRAMS: [&str; 62] = [
     "count",
     "sigtrap",
     "signals",
@@ -250,6 +250,7 @@ pub const PROGRAMS: [&str; 61] = [
     "litter",
     "chain",
     "tailsym",
+    "forktail",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
