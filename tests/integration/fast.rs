@@ -798,12 +798,23 @@ fn all_of_libc_fast_under_a_real_program() {
     }
 }
 
-/// Counts what a handler that only counts is given: hits one by one
-/// (`on_entry`), and hits counted in the program (`on_aggregate`).
+/// What a handler that only aggregates is given: hits and calls one by one
+/// (`on_entry`, `on_return`), and hits counted or calls timed in the
+/// program (`on_aggregate`).
 #[derive(Default)]
 struct Tally {
     entries: u64,
+    returns: u64,
+    /// Hits counted in the program.
     counted: u64,
+    /// Calls timed in the program, their total, extremes and bucketed
+    /// count.
+    calls: u64,
+    total: Duration,
+    min: Option<Duration>,
+    max: Duration,
+    bucketed: u64,
+    /// `on_aggregate` calls.
     reports: u64,
 }
 
@@ -814,15 +825,56 @@ impl Handler for Counting {
         self.0.borrow_mut().entries += 1;
         Ok(())
     }
+    fn on_return(&mut self, _: &mut rtrace::Return<'_>) -> rtrace::Result<()> {
+        self.0.borrow_mut().returns += 1;
+        Ok(())
+    }
     fn on_aggregate(&mut self, _: &Site, counts: &rtrace::Aggregate) -> rtrace::Result<()> {
         let mut t = self.0.borrow_mut();
         t.counted += counts.hits;
         t.reports += 1;
+        if let Some(times) = &counts.times {
+            t.calls += counts.calls;
+            t.total += times.total;
+            t.min = Some(t.min.map_or(times.min, |m| m.min(times.min)));
+            t.max = t.max.max(times.max);
+            t.bucketed += times.log2_ns.iter().sum::<u64>();
+        }
         Ok(())
     }
     fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
         Fast::Aggregate
     }
+}
+
+/// `hot 8 100000` traced fast with `entry_only` as given, `work` probed by
+/// a [`Counting`] handler and, `with_recorder`, by a [`Counter`] that
+/// wants each hit: what the first was given, and the second's (fast, int3)
+/// hits.
+fn aggregated(entry_only: bool, with_recorder: bool) -> (Tally, (u64, u64)) {
+    bounded(move |session| {
+        let mut cmd = Command::new(fixture("hot", Variant::O2));
+        cmd.args(["8", "100000"]);
+        let opts = Options {
+            entry_only,
+            ..FAST_ENTRIES
+        };
+        let mut tracer = session.launch(&cmd, opts).expect("launch");
+        let tally = Rc::new(RefCell::new(Tally::default()));
+        tracer
+            .add_probe("work".parse().unwrap(), Counting(tally.clone()))
+            .unwrap();
+        let seen = Rc::new(RefCell::new(Seen::default()));
+        if with_recorder {
+            tracer
+                .add_probe("work".parse().unwrap(), Counter(seen.clone()))
+                .unwrap();
+        }
+        assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+        let t = std::mem::take(&mut *tally.borrow_mut());
+        let s = seen.borrow();
+        (t, (s.fast, s.int3))
+    })
 }
 
 /// A handler that only counts (`Fast::Aggregate`) on a fast entry probe:
@@ -833,74 +885,12 @@ impl Handler for Counting {
 /// nothing is counted in the program.
 #[test]
 fn hits_counted_in_the_program_reach_on_aggregate() {
-    let run = |with_recorder: bool| {
-        bounded(move |session| {
-            let mut cmd = Command::new(fixture("hot", Variant::O2));
-            cmd.args(["8", "100000"]);
-            let mut tracer = session.launch(&cmd, FAST_ENTRIES).expect("launch");
-            let tally = Rc::new(RefCell::new(Tally::default()));
-            tracer
-                .add_probe("work".parse().unwrap(), Counting(tally.clone()))
-                .unwrap();
-            let seen = Rc::new(RefCell::new(Seen::default()));
-            if with_recorder {
-                tracer
-                    .add_probe("work".parse().unwrap(), Counter(seen.clone()))
-                    .unwrap();
-            }
-            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
-            let t = tally.borrow();
-            let s = seen.borrow();
-            (t.entries, t.counted, t.reports, s.fast, s.int3)
-        })
-    };
-    let (entries, counted, reports, _, _) = run(false);
-    assert_eq!((entries, counted), (0, 800_000));
-    assert!(reports >= 1);
-    let (entries, counted, reports, fast, int3) = run(true);
-    assert_eq!((entries, counted, reports), (800_000, 0, 0));
-    assert_eq!((fast, int3), (800_000, 0));
-}
-
-/// What a handler that only aggregates calls is given: calls one by one
-/// (`on_entry`, `on_return`), and calls timed in the program
-/// (`on_aggregate`).
-#[derive(Default)]
-struct CallTally {
-    entries: u64,
-    returns: u64,
-    calls: u64,
-    total: Duration,
-    min: Option<Duration>,
-    max: Duration,
-    bucketed: u64,
-}
-
-struct Timing(Rc<RefCell<CallTally>>);
-
-impl Handler for Timing {
-    fn on_entry(&mut self, _: &mut Hit<'_>) -> rtrace::Result<()> {
-        self.0.borrow_mut().entries += 1;
-        Ok(())
-    }
-    fn on_return(&mut self, _: &mut rtrace::Return<'_>) -> rtrace::Result<()> {
-        self.0.borrow_mut().returns += 1;
-        Ok(())
-    }
-    fn on_aggregate(&mut self, _: &Site, counts: &rtrace::Aggregate) -> rtrace::Result<()> {
-        let mut t = self.0.borrow_mut();
-        assert_eq!(counts.hits, 0);
-        let times = counts.times.as_ref().expect("a timed site's times");
-        t.calls += counts.calls;
-        t.total += times.total;
-        t.min = Some(t.min.map_or(times.min, |m| m.min(times.min)));
-        t.max = t.max.max(times.max);
-        t.bucketed += times.log2_ns.iter().sum::<u64>();
-        Ok(())
-    }
-    fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
-        Fast::Aggregate
-    }
+    let (t, _) = aggregated(true, false);
+    assert_eq!((t.entries, t.counted), (0, 800_000));
+    assert!(t.reports >= 1);
+    let (t, recorded) = aggregated(true, true);
+    assert_eq!((t.entries, t.counted, t.reports), (800_000, 0, 0));
+    assert_eq!(recorded, (800_000, 0));
 }
 
 /// A handler that only aggregates (`Fast::Aggregate`) on a fast function
@@ -914,33 +904,11 @@ impl Handler for Timing {
 /// nothing is timed in the program.
 #[test]
 fn calls_timed_in_the_program_reach_on_aggregate() {
-    let run = |with_recorder: bool| {
-        bounded(move |session| {
-            let mut cmd = Command::new(fixture("hot", Variant::O2));
-            cmd.args(["8", "100000"]);
-            let opts = Options {
-                entry_only: false,
-                ..FAST_ENTRIES
-            };
-            let mut tracer = session.launch(&cmd, opts).expect("launch");
-            let tally = Rc::new(RefCell::new(CallTally::default()));
-            tracer
-                .add_probe("work".parse().unwrap(), Timing(tally.clone()))
-                .unwrap();
-            let seen = Rc::new(RefCell::new(Seen::default()));
-            if with_recorder {
-                tracer
-                    .add_probe("work".parse().unwrap(), Counter(seen.clone()))
-                    .unwrap();
-            }
-            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
-            let t = std::mem::take(&mut *tally.borrow_mut());
-            let fast = seen.borrow().fast;
-            (t, fast)
-        })
-    };
-    let (t, _) = run(false);
-    assert_eq!((t.entries, t.returns, t.calls), (0, 0, 800_000));
+    let (t, _) = aggregated(false, false);
+    assert_eq!(
+        (t.entries, t.returns, t.calls, t.counted),
+        (0, 0, 800_000, 0)
+    );
     assert_eq!(t.bucketed, 800_000);
     let min = t.min.expect("some calls");
     let average = t.total / 800_000;
@@ -949,9 +917,9 @@ fn calls_timed_in_the_program_reach_on_aggregate() {
         "{min:?} {average:?} {:?}",
         t.max
     );
-    let (t, fast) = run(true);
+    let (t, recorded) = aggregated(false, true);
     assert_eq!((t.entries, t.returns, t.calls), (800_000, 800_000, 0));
-    assert_eq!(fast, 800_000);
+    assert_eq!(recorded, (800_000, 0));
 }
 
 /// A child forked, and not followed, inside a function reached by a tail

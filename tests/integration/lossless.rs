@@ -23,10 +23,7 @@ use crate::fixtures::{
 /// The summary row of `probe` in `table` (rows end with `function
 /// [probe]`): its calls and missed columns.
 fn summary_row(table: &str, probe: &str) -> (u64, u64) {
-    let line = table
-        .lines()
-        .find(|l| l.ends_with(&format!(" [{probe}]")))
-        .unwrap_or_else(|| panic!("no summary row for {probe}:\n{table}"));
+    let line = summary_line(table, probe);
     let words: Vec<&str> = line.split_whitespace().collect();
     let n = |i: usize| -> u64 {
         words
@@ -35,6 +32,14 @@ fn summary_row(table: &str, probe: &str) -> (u64, u64) {
             .unwrap_or_else(|| panic!("column {i} of {line:?}"))
     };
     (n(0), n(5))
+}
+
+/// The line of the summary row of `probe` in `table`.
+fn summary_line<'t>(table: &'t str, probe: &str) -> &'t str {
+    table
+        .lines()
+        .find(|l| l.ends_with(&format!(" [{probe}]")))
+        .unwrap_or_else(|| panic!("no summary row for {probe}:\n{table}"))
 }
 
 /// The warnings that say fast calls were not recorded.
@@ -423,11 +428,7 @@ fn hits_counted_in_the_program_are_every_hit() {
             .stdout
             .ends_with(&format!("{}\n", hot_result(8, 200_000))));
         assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{args:?}");
-        let row = run
-            .stderr
-            .lines()
-            .find(|l| l.ends_with(" [work]"))
-            .expect("the row");
+        let row = summary_line(&run.stderr, "work");
         assert_eq!(
             row.split_whitespace().collect::<Vec<_>>(),
             ["1600000", "-", "-", "-", "-", "0", "work", "[work]"],
@@ -483,11 +484,7 @@ fn calls_timed_in_the_program_are_every_call() {
             .stdout
             .ends_with(&format!("{}\n", hot_result(8, 200_000))));
         assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{args:?}");
-        let row = run
-            .stderr
-            .lines()
-            .find(|l| l.ends_with(" [work]"))
-            .expect("the row");
+        let row = summary_line(&run.stderr, "work");
         let us: Vec<f64> = row
             .split_whitespace()
             .skip(2)
@@ -594,20 +591,10 @@ fn timed_calls_an_unwinder_or_a_caller_reader_meets_are_counted() {
             assert_eq!(run.stdout, untraced.stdout, "{name}");
         }
         for f in functions {
-            // (C++ rows carry their parameter types.)
-            let row = |run: &crate::fixtures::Run| {
-                let line = run
-                    .stderr
-                    .lines()
-                    .find(|l| l.ends_with(&format!(" [{f}]")))
-                    .unwrap_or_else(|| panic!("{name}: no row for {f}:\n{}", run.stderr));
-                let words: Vec<&str> = line.split_whitespace().collect();
-                (words[0].to_string(), words[5].to_string())
-            };
-            let (calls, missed) = row(&int3);
-            assert_ne!(calls, "0", "{name} {f}: {}", int3.stderr);
-            assert_eq!(missed, "0", "{name} {f}");
-            assert_eq!(row(&fast), (calls, missed), "{name} {f}: {}", fast.stderr);
+            let (calls, missed) = summary_row(&int3.stderr, f);
+            assert_ne!(calls, 0, "{name} {f}: {}", int3.stderr);
+            assert_eq!(missed, 0, "{name} {f}");
+            assert_eq!(summary_row(&fast.stderr, f), (calls, 0), "{name} {f}");
         }
     }
 }

@@ -1016,6 +1016,19 @@ pub(super) fn read_row(ring: &Ring, row: u32) -> RowTotals {
     t
 }
 
+/// Whether row `row` of `ring` may have calls since `seen`: a call adds to
+/// the sum, or, lasting 0 ns, to the bucket of 0 (two words a block,
+/// where the whole row is 68).
+fn row_moved(ring: &Ring, row: u32, seen: &RowTotals) -> bool {
+    let (mut sum, mut zero) = (0u64, 0u64);
+    for shard in 0..ring::TIMED_SHARDS {
+        let at = ring::TIMED + shard * ring::TIMED_SHARD + u64::from(row) * ring::TIMED_ROW;
+        sum = sum.wrapping_add(ring.map.load_u64(at + ring::ROW_SUM));
+        zero = zero.wrapping_add(ring.map.load_u64(at + ring::ROW_HIST + 8));
+    }
+    sum != seen.sum_ns || zero != seen.hist[1]
+}
+
 /// The calls of a timed row between `before` and `now` (read at most
 /// `elapsed` apart) and their times; Err when `now` cannot follow `before`:
 /// a sum or a bucket went back, or the calls leapt further than calls can
@@ -1104,9 +1117,12 @@ fn report_counts(
     let counts = read_counts(ring, &sites, elapsed)?;
     let mut aggregates = Vec::new();
     for (i, row) in timed {
-        let totals = read_row(ring, row);
         let fs = &space.fast.sites[i];
         let before = fs.timed_seen.as_deref().cloned().unwrap_or_default();
+        if !row_moved(ring, row, &before) {
+            continue;
+        }
+        let totals = read_row(ring, row);
         let (calls, times) = row_since(&before, &totals, elapsed)?;
         // (No call yet: what moved is kept for the look that sees it.)
         if calls > 0 {
@@ -1421,6 +1437,12 @@ mod tests {
         r.map.store_u64(row(3, ring::ROW_MIN_NOT), !0);
         let now = read_row(&r, 5);
         assert_eq!((now.sum_ns, now.max_ns, now.min_not), (43, 40, !0));
+        // Looked at again only when its sum or its bucket of 0 moved.
+        assert!(row_moved(&r, 5, &RowTotals::default()));
+        assert!(!row_moved(&r, 5, &now));
+        let mut zero_less = now.clone();
+        zero_less.hist[1] = 0;
+        assert!(row_moved(&r, 5, &zero_less));
         let (calls, times) = row_since(&RowTotals::default(), &now, ms).unwrap();
         assert_eq!(calls, 3);
         assert_eq!(times.total, Duration::from_nanos(43));
