@@ -25,8 +25,9 @@ pub enum ColorWhen {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OverflowWhen {
     /// The thread waits for rtrace to make room (nothing is lost; the
-    /// program slows to rtrace's pace, and never waits on a dead, stopped or
-    /// stuck rtrace for more than a few milliseconds).
+    /// program slows to rtrace's pace, and never waits on a dead or stopped
+    /// rtrace for more than a few milliseconds, on a stuck one for more
+    /// than a second).
     Block,
     /// The record is dropped and counted as missed (the program never waits).
     Drop,
@@ -117,7 +118,8 @@ struct Raw {
     /// one track per thread, for ui.perfetto.dev or chrome://tracing.
     #[arg(long, value_name = "FILE")]
     perfetto: Option<PathBuf>,
-    /// Print a per-probe table of calls and times at the end.
+    /// Print a per-probe table of calls and times at the end (with --fast,
+    /// the program counts and times the calls itself: no record per call).
     #[arg(short = 'c', long)]
     summary: bool,
     /// With -c: a log2 histogram of each probe's call durations (in
