@@ -498,10 +498,12 @@ fn calls_timed_in_the_program_are_every_call() {
                 .lines()
                 .filter(|l| l.starts_with('['))
                 .map(|l| {
-                    let after = &l[l.find(')').expect("a bucket") + 1..];
-                    after
+                    // `[8, 16)   1019916 |@@…|`, `[0]   1 |@…|`: the count
+                    // is the last word before the bar.
+                    let label = &l[..l.find('|').expect("a bar")];
+                    label
                         .split_whitespace()
-                        .next()
+                        .last()
                         .unwrap()
                         .parse::<u64>()
                         .unwrap()
