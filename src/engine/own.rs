@@ -173,8 +173,11 @@ impl Tracer {
             .returns
             .drop_abandoned(sp, inclusive, &mut |a, b| maps.same_mapping(pid, a, b));
         if !inclusive && task.returns.in_slot(sp).is_some() {
+            // (The fast return stub over the trampoline is the trampoline:
+            // a fast function reached by a tail call from the watched one.)
             let tramp = space.trampoline().map(RuntimeAddr::get);
-            if Some(space.mem.read_u64(sp)?) != tramp {
+            let held = space.mem.read_u64(sp)?;
+            if Some(space.fast.under_stub(&space.mem, sp, held)?) != tramp {
                 gone.extend(task.returns.drop_overwritten(sp));
             }
         }

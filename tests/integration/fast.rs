@@ -952,3 +952,61 @@ fn a_child_forked_under_both_kinds_of_return_probe_returns_as_untraced() {
     assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
     assert_eq!(run.code(), 0, "{}", run.stderr);
 }
+
+/// dlsym reached by tail calls through both kinds of return probe in one
+/// slot (`symlayer`: outer, an int3 probe, jumps to findsym, a fast one,
+/// which jumps to dlsym): the slot holds the fast probes' return stub
+/// over the int3 trampoline, and dlsym finds its caller's module, as
+/// untraced (`found=200`), with dlsym probed and without, counted (`-c`)
+/// and printed. findsym's call is chained to outer's and returns with
+/// it: 200 calls each, none missed, as with int3 probes alone. (The int3
+/// call used to be taken for one a call instruction had overwritten and
+/// dropped, and dlsym got the trampoline for its caller: found=0.)
+#[test]
+fn dlsym_under_both_kinds_of_return_probe_finds_its_caller() {
+    let prog = fixture("symlayer", Variant::O2);
+    let untraced = run_untraced(&prog, &["200"]);
+    assert_eq!(untraced.stdout, "found=200\n");
+    for also in [&[][..], &["-s", "dlsym"]] {
+        for count in [true, false] {
+            let mut cmd = Command::new(crate::fixtures::rtrace_bin());
+            cmd.args(["--fast", "-s", "outer", "-s", "findsym"])
+                .args(also);
+            if count {
+                cmd.arg("-c");
+            }
+            cmd.arg("--").arg(&prog).arg("200");
+            let run = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
+            let what = format!("{also:?} count={count}: {}", run.stderr);
+            assert!(run.stderr.contains("rtrace: probe outer: int3"), "{what}");
+            assert!(run.stderr.contains("rtrace: probe findsym: fast"), "{what}");
+            assert_eq!(run.stdout, untraced.stdout, "{what}");
+            assert_eq!(run.code(), 0, "{what}");
+            assert!(!run.stderr.contains("warning"), "{what}");
+            let rows: Vec<&str> = run.stderr.lines().collect();
+            for (f, n) in [("outer", 200), ("findsym", 200), ("dlsym", 201)] {
+                if f == "dlsym" && also.is_empty() {
+                    continue;
+                }
+                let seen = if count {
+                    let row = rows
+                        .iter()
+                        .find(|l| l.ends_with(&format!(" {f} [{f}]")))
+                        .unwrap_or_else(|| panic!("no row for {f}: {what}"));
+                    let words: Vec<&str> = row.split_whitespace().collect();
+                    assert_eq!(words[5], "0", "{f} missed: {what}");
+                    words[0].parse::<usize>().unwrap()
+                } else {
+                    let resumed = format!("... {f} resumed = ");
+                    let done = format!("] {f}(");
+                    rows.iter()
+                        .filter(|l| {
+                            l.contains(&resumed) || (l.contains(&done) && !l.ends_with("..."))
+                        })
+                        .count()
+                };
+                assert_eq!(seen, n, "{f}: {what}");
+            }
+        }
+    }
+}

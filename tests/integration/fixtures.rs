@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 62] = [
+pub const PROGRAMS: [&str; 63] = [
     "count",
     "sigtrap",
     "signals",
@@ -251,6 +251,7 @@ pub const PROGRAMS: [&str; 62] = [
     "chain",
     "tailsym",
     "forktail",
+    "symlayer",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -301,6 +301,7 @@ fn issue_four_fixtures_print_what_they_document() {
     check_all_variants("chain", &[], "chain=1203000\n", 0);
     check_all_variants("tailsym", &[], "found=1000\n", 0);
     check_all_variants("forktail", &[], "children=3 ok=3\n", 0);
+    check_all_variants("symlayer", &[], "found=1000\n", 0);
     check_all_variants("retaddr", &[], "inside=3\n", 0);
     check_all_variants("sleepers", &["2", "3"], "ready\ntotal=6006\n", 0);
     check_all_variants("forkin", &[], "child=18 work=3\n", 0);

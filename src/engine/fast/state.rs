@@ -337,6 +337,30 @@ impl FastState {
         self.stub.as_ref().map(|s| s.stub.entry)
     }
 
+    /// What a slot of the program's stack holds under the return stub:
+    /// `held` itself unless it is the stub, else the return address the
+    /// table keeps for the slot (`held` when it keeps none). An int3
+    /// return probe's trampoline may be under the stub (a fast call
+    /// reached by a tail call from an int3-watched one).
+    pub(in crate::engine) fn under_stub(
+        &self,
+        mem: &crate::sys::mem::ProcMem,
+        slot: RuntimeAddr,
+        held: u64,
+    ) -> crate::error::Result<u64> {
+        let Some(stub) = self.stub.as_ref().filter(|s| s.stub.entry == held) else {
+            return Ok(held);
+        };
+        let home = table::home(slot.get());
+        for e in (home..home + table::PROBES).map(|e| e % table::ENTRIES) {
+            let entry = stub.table.offset((e * table::ENTRY) as i64);
+            if mem.read_u64(entry.offset(table::KEY as i64))? == slot.get() {
+                return mem.read_u64(entry.offset(table::ORIG as i64));
+            }
+        }
+        Ok(held)
+    }
+
     /// What an unfollowed child must undo: the stub and its table (the
     /// slots holding the stub get their return addresses back,
     /// [`restore_stub_slots`](super::restore_stub_slots)), and the mappings.

@@ -369,15 +369,29 @@ impl Tracer {
         }
         let tramp = space.trampoline().map(RuntimeAddr::get);
         let mut converted = Vec::new();
+        let mut layered: Vec<ReturnInstance> = Vec::new();
         let mut missed = Vec::new();
-        for inst in calls {
+        for mut inst in calls {
             free(inst.slot)?;
-            if Some(inst.orig_ret.get()) == tramp {
-                // A fast call made over an int3 probe's call in the same slot
-                // (a tail call): the slot gets the trampoline back, and the
-                // int3 call reports its return; this one's is not watched.
-                space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
-                missed.extend(inst.probes.iter().map(|(s, _)| s.clone()));
+            let head = Some(inst.orig_ret.get()) == tramp;
+            if head || (inst.chained && layered.last().is_some_and(|l| l.slot == inst.slot)) {
+                // A fast call made over an int3 probe's call in the same
+                // slot (a tail call), and those chained to it: the slot gets
+                // the trampoline back, and they are chained to the int3
+                // call, returning with it through the trampoline, as an
+                // int3 probe's tail call is.
+                if head {
+                    space.mem.write_u64(inst.slot, inst.orig_ret.get())?;
+                }
+                match task.returns.in_slot(inst.slot) {
+                    Some(below) if below.watch == Watch::Trampoline => {
+                        inst.orig_ret = below.orig_ret;
+                        inst.chained = true;
+                        inst.watch = Watch::Trampoline;
+                        layered.push(inst);
+                    }
+                    _ => missed.extend(inst.probes.iter().map(|(s, _)| s.clone())),
+                }
                 continue;
             }
             match space.mem.read_u64(inst.slot)? {
@@ -408,9 +422,12 @@ impl Tracer {
             space.arm(inst.orig_ret, Owner::ReturnSite, StepMode::Auto)?;
         }
         // One return stack, outermost (highest slot) first; in a slot both
-        // have, the fast call is the outer one (see above).
+        // have, the outer call is the one made first: the fast one under an
+        // int3 probe's tail call, the int3 one under a fast probe's (a
+        // stable sort keeps each slot's order).
         let mut all = converted;
         all.extend(task.returns.take_all());
+        all.extend(layered);
         all.sort_by_key(|i| std::cmp::Reverse(i.slot));
         for inst in all {
             task.returns.push(inst);
