@@ -38,9 +38,9 @@ use super::hist::Log2Hist;
 use super::render::RetVal;
 use super::summary::{Counted, Row};
 use super::{Call, Emitter, Out, ScriptItem, ScriptValue};
-use crate::addr::Pid;
+use crate::addr::{AddrMap, Pid, RuntimeAddr};
 use crate::error::Result;
-use crate::handler::{Event, Hit, ProbeKind, Return, Site};
+use crate::handler::{Event, Hit, ProbeId, ProbeKind, Return, Site};
 use crate::unwind::Stack;
 
 fn nanos(d: Duration) -> u64 {
@@ -56,49 +56,105 @@ fn buckets(h: &Log2Hist) -> Vec<Value> {
         .collect()
 }
 
-/// One JSON object being written (JSON text is UTF-8: serde_json writes it
-/// straight into the buffer, without a string per field).
+/// One JSON object being written (JSON text is UTF-8: serde_json writes
+/// strings and numbers straight into the buffer, with no `Value` and no
+/// string per field on the paths of calls and returns).
 struct Obj(Vec<u8>);
 
 impl Obj {
     fn new(event: &str, time: Duration, pid: Option<Pid>) -> Obj {
         let mut obj = Obj(Vec::with_capacity(256));
         obj.0.extend_from_slice(b"{\"event\":");
-        obj.value(event);
+        obj.string(event);
         obj.0.extend_from_slice(b",\"time_ns\":");
-        obj.value(nanos(time));
+        obj.number(nanos(time));
         obj.0.extend_from_slice(b",\"pid\":");
         match pid {
-            Some(p) => obj.value(p.as_raw()),
+            Some(p) => obj.number(p.as_raw()),
             None => obj.0.extend_from_slice(b"null"),
         }
         obj
     }
 
-    /// Appends `v` as JSON.
-    fn value(&mut self, v: impl Into<Value>) {
-        // Writing into a Vec cannot fail, and a Value always serializes.
-        let _ = serde_json::to_writer(&mut self.0, &v.into());
+    /// Appends `,"key":` (keys are this file's own ASCII words: nothing to
+    /// escape).
+    fn key(&mut self, key: &str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
     }
 
+    // (Writing into a Vec cannot fail, and these always serialize.)
+    fn string(&mut self, s: &str) {
+        let _ = serde_json::to_writer(&mut self.0, s);
+    }
+
+    fn number(&mut self, n: impl Into<serde_json::Number>) {
+        let _ = serde_json::to_writer(&mut self.0, &n.into());
+    }
+
+    /// A field of any JSON value (the events that are not calls).
     fn field(mut self, key: &str, v: impl Into<Value>) -> Obj {
-        self.0.push(b',');
-        self.value(key);
-        self.0.push(b':');
-        self.value(v);
+        self.key(key);
+        let _ = serde_json::to_writer(&mut self.0, &v.into());
         self
     }
 
-    /// The fields naming a probe site.
-    fn site(self, site: &Site) -> Obj {
-        self.field("probe", site.probe.as_str())
-            .field("symbol", site.symbol.as_str())
-            .field("module", site.module.to_string_lossy().as_ref())
+    fn text(mut self, key: &str, v: &str) -> Obj {
+        self.key(key);
+        self.string(v);
+        self
+    }
+
+    fn uint(mut self, key: &str, v: impl Into<serde_json::Number>) -> Obj {
+        self.key(key);
+        self.number(v);
+        self
+    }
+
+    /// The fields naming a probe site and its address, written once per
+    /// site into `sites` and copied from there. (A probe's address may be
+    /// another function's in another process: the entry is kept for the
+    /// symbol and module it was written for.)
+    fn site(mut self, site: &Site, sites: &mut SiteFields) -> Obj {
+        let fields = sites
+            .entry((site.id, site.address))
+            .or_insert_with(|| SiteEntry::of(site));
+        if fields.symbol != site.symbol || fields.module != site.module.as_os_str() {
+            *fields = SiteEntry::of(site);
+        }
+        self.0.extend_from_slice(&fields.json);
+        self
     }
 
     fn write(mut self, out: &mut Out) -> Result<()> {
         self.0.extend_from_slice(b"}\n");
         out.write_bytes(&self.0)
+    }
+}
+
+/// Each probe site's `probe`, `symbol`, `module` and `address` fields, as
+/// JSON text.
+type SiteFields = AddrMap<(ProbeId, RuntimeAddr), SiteEntry>;
+
+struct SiteEntry {
+    symbol: String,
+    module: std::ffi::OsString,
+    json: Vec<u8>,
+}
+
+impl SiteEntry {
+    fn of(site: &Site) -> SiteEntry {
+        SiteEntry {
+            symbol: site.symbol.clone(),
+            module: site.module.clone().into_os_string(),
+            json: Obj(Vec::new())
+                .text("probe", &site.probe)
+                .text("symbol", &site.symbol)
+                .text("module", &site.module.to_string_lossy())
+                .text("address", &site.address.to_string())
+                .0,
+        }
     }
 }
 
@@ -142,6 +198,8 @@ pub(crate) struct JsonEmitter {
     last: Duration,
     /// The next return is of a call skipped by fault injection.
     injected: bool,
+    /// The fields naming each site seen.
+    sites: SiteFields,
 }
 
 impl JsonEmitter {
@@ -159,21 +217,23 @@ impl Emitter for JsonEmitter {
         self.saw(hit.time());
         let site = hit.site();
         let pid = Some(hit.pid());
-        let address = site.address.to_string();
         let obj = match site.kind {
-            ProbeKind::Function { .. } => Obj::new("entry", hit.time(), pid)
-                .field("tid", hit.tid().as_raw())
-                .site(site)
-                .field("address", address)
-                .field("args", call.args.values.clone())
-                .field("arg_names", call.args.names.clone()),
+            ProbeKind::Function { .. } => {
+                let mut obj = Obj::new("entry", hit.time(), pid)
+                    .uint("tid", hit.tid().as_raw())
+                    .site(site, &mut self.sites);
+                obj.key("args");
+                let _ = serde_json::to_writer(&mut obj.0, &call.args.values);
+                obj.key("arg_names");
+                let _ = serde_json::to_writer(&mut obj.0, &call.args.names);
+                obj
+            }
             ProbeKind::Instruction => {
                 let obj = Obj::new("hit", hit.time(), pid)
-                    .field("tid", hit.tid().as_raw())
-                    .site(site)
-                    .field("address", address);
+                    .uint("tid", hit.tid().as_raw())
+                    .site(site, &mut self.sites);
                 match &call.source {
-                    Some(source) => obj.field("source", source.as_str()),
+                    Some(source) => obj.text("source", source),
                     None => obj,
                 }
             }
@@ -199,12 +259,11 @@ impl Emitter for JsonEmitter {
     ) -> Result<()> {
         self.saw(ret.time());
         let obj = Obj::new("return", ret.time(), Some(ret.pid()))
-            .field("tid", ret.tid().as_raw())
-            .site(ret.site())
-            .field("address", ret.site().address.to_string())
+            .uint("tid", ret.tid().as_raw())
+            .site(ret.site(), &mut self.sites)
             .field("retval", value.number)
-            .field("rendered", value.text.as_str())
-            .field("duration_ns", nanos(ret.duration()));
+            .text("rendered", &value.text)
+            .uint("duration_ns", nanos(ret.duration()));
         match std::mem::take(&mut self.injected) {
             true => obj.field("injected", true).write(out),
             false => obj.write(out),

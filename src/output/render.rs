@@ -26,11 +26,10 @@
 //! in hex, never as an error, because a bad pointer passed by the tracee is
 //! exactly what a user may be tracing for.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::addr::RuntimeAddr;
+use crate::addr::{AddrMap, RuntimeAddr};
 use crate::arch::Regs;
 use crate::error::Result;
 use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Site};
@@ -305,7 +304,7 @@ pub(crate) struct Renderer {
     /// hit path's shortcut, and the answer for a return whose entry left
     /// nothing (a child traced with `-f` inherits calls in flight, not the
     /// handlers' data).
-    by_site: HashMap<u64, (PathBuf, String, Known)>,
+    by_site: AddrMap<u64, (PathBuf, String, Known)>,
 }
 
 impl Renderer {
@@ -313,13 +312,17 @@ impl Renderer {
         Renderer {
             signatures: Signatures::new(),
             string_limit,
-            by_site: HashMap::new(),
+            by_site: AddrMap::default(),
         }
     }
 
     fn seen(&self, site: &Site) -> Option<&Known> {
         match self.by_site.get(&site.address.get()) {
-            Some((module, symbol, known)) if *module == site.module && *symbol == site.symbol => {
+            // (The paths as bytes: comparing them component by component
+            // costs more than the rest of a call's rendering.)
+            Some((module, symbol, known))
+                if module.as_os_str() == site.module.as_os_str() && *symbol == site.symbol =>
+            {
                 Some(known)
             }
             _ => None,
