@@ -299,15 +299,33 @@ fn already_traced_by_strace() {
     assert_eq!(spin.terminate().code(), 0);
 }
 
+/// A file that cannot be written (`/dev/full`): with 20,000 calls, the
+/// error comes while the program runs (a file is written every 10 ms, by a
+/// thread of rtrace's own), rtrace detaches and says so, and the program
+/// runs to its end. With 50 calls the program may end before the first
+/// write: the error is said at the end, rtrace exits 1 all the same.
 #[test]
 fn output_dev_full_detaches_and_tracee_completes() {
     let prog = fixture("count", Variant::Pie);
-    let run = run_rtrace(&["--json", "-o", "/dev/full", "-s", "work"], &prog, &["50"]);
-    let what = "rtrace --json -o /dev/full -s work -- count 50";
+    let run = run_rtrace(
+        &["--json", "-o", "/dev/full", "-s", "work"],
+        &prog,
+        &["20000"],
+    );
+    let what = "rtrace --json -o /dev/full -s work -- count 20000";
     assert_ran_on(&run, "No space left on device", "exited with 0", what);
     assert_eq!(
-        run.stdout, "sum=2500\ntwice=41\n",
+        run.stdout, "sum=400000000\ntwice=41\n",
         "{what}: the tracee runs to its end"
+    );
+    let run = run_rtrace(&["--json", "-o", "/dev/full", "-s", "work"], &prog, &["50"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "sum=2500\ntwice=41\n");
+    assert!(
+        run.stderr
+            .contains("rtrace: cannot write output: /dev/full: No space left on device"),
+        "{}",
+        run.stderr
     );
 }
 

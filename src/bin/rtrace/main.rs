@@ -2,6 +2,7 @@
 //! outcome to an exit status. Everything else lives in the library.
 
 mod args;
+mod writer;
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
@@ -261,7 +262,13 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         Some(path) if path.as_os_str() == "-" => {
             (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
         }
-        Some(path) => (Box::new(OutputFile::create(path)?), false),
+        // Written by a thread of its own: the kernel's copy of the events
+        // overlaps with reading and rendering the next ones.
+        Some(path) => {
+            let file = writer::Background::new(OutputFile::create(path)?)
+                .map_err(|e| rtrace::Error::io(format!("cannot write {}", path.display()), e))?;
+            (Box::new(file), false)
+        }
         None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
     };
