@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::detour::RingLayout;
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
 use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
@@ -14,7 +15,8 @@ use crate::handler::{
 };
 use crate::probe::{ReturnInstance, Watch};
 use crate::sys::ptrace;
-use crate::sys::shm::{self};
+use crate::sys::shm::{self, SharedMap};
+use std::sync::atomic::AtomicU64;
 
 use super::clock::{Drain, Pace, TscClock};
 use super::state::{Ring, STUB_INDEX};
@@ -34,15 +36,11 @@ pub(super) const MAX_UNKNOWN_TPS: usize = 1024;
 /// counter that leaps further is not a count.
 pub(super) const MAX_LOSSES_PER_NS: u64 = 4096;
 
-/// True when `ring` has nothing new: the slot at the next position is free
-/// (not published, and not something no detour writes), no record lost
-/// since the last look (two loads).
+/// True when `ring` has nothing new: no batch of records waits, the slot
+/// at the next position is free (not published, and not something no
+/// detour writes), no record lost since the last look.
 pub(super) fn ring_idle(ring: &Ring) -> bool {
-    let l = ring.layout;
-    let pos = ring.consumed;
-    let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
-    ring.map.load_u64(off + ring::SEQ) == pos & !(l.capacity - 1)
-        && ring.map.load_u64(ring::LOST_TOTAL) == ring.lost_seen
+    ring.copying.idle() && ring.map.load_u64(ring::LOST_TOTAL) == ring.lost_seen
 }
 
 /// The thread pointers of `records` (each `slot` bytes), a run of one
@@ -62,7 +60,8 @@ pub(super) fn batch_tps(records: &[u8], slot: usize) -> Vec<u64> {
     out
 }
 
-/// Copies the published records out of `ring` and frees their slots, in
+/// Copies the published records out of the ring mapped at `map` (shape
+/// `l`, dequeue position `consumed`) and frees their slots, in
 /// order, at most `budget` (and never more than the ring holds); with
 /// `skip_unpublished`, a slot claimed but never published (its writer is
 /// gone) is passed over. Err, with what was found, when the ring holds what
@@ -77,29 +76,30 @@ pub(super) fn batch_tps(records: &[u8], slot: usize) -> Vec<u64> {
 /// - a published record that changed while it was copied (producers never
 ///   write a published slot; only rtrace frees it).
 pub(super) fn take_records(
-    ring: &mut Ring,
+    map: &SharedMap,
+    l: RingLayout,
+    consumed: &mut u64,
     skip_unpublished: bool,
     budget: u64,
 ) -> std::result::Result<Vec<u8>, String> {
-    let l = ring.layout;
     let slot = l.slot_size as usize;
-    let enqueued = ring.map.load_u64(ring::ENQUEUE);
-    if enqueued < ring.consumed || enqueued - ring.consumed > l.capacity {
+    let enqueued = map.load_u64(ring::ENQUEUE);
+    if enqueued < *consumed || enqueued - *consumed > l.capacity {
         return Err(format!(
             "its enqueue position is {enqueued}, with {} records read from a ring of {}",
-            ring.consumed, l.capacity
+            *consumed, l.capacity
         ));
     }
     let mut out = Vec::new();
     let mut taken = 0;
     while taken < l.capacity.min(budget) {
-        let pos = ring.consumed;
+        let pos = *consumed;
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         let lap = pos & !(l.capacity - 1);
-        let seq = ring.map.load_u64(off + ring::SEQ);
+        let seq = map.load_u64(off + ring::SEQ);
         if seq == lap && skip_unpublished && pos < enqueued {
-            ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
-            ring.consumed += 1;
+            map.store_u64(off + ring::SEQ, lap + l.capacity);
+            *consumed += 1;
             taken += 1;
             continue;
         }
@@ -115,12 +115,12 @@ pub(super) fn take_records(
         }
         let at = out.len();
         out.resize(at + slot, 0);
-        ring.map.read(off, &mut out[at..]);
-        if ring.map.load_u64(off + ring::SEQ) != seq {
+        map.read(off, &mut out[at..]);
+        if map.load_u64(off + ring::SEQ) != seq {
             return Err(format!("record {pos} was written while it was read"));
         }
-        ring.map.store_u64(off + ring::SEQ, lap + l.capacity);
-        ring.consumed += 1;
+        map.store_u64(off + ring::SEQ, lap + l.capacity);
+        *consumed += 1;
         taken += 1;
     }
     Ok(out)
@@ -129,7 +129,7 @@ pub(super) fn take_records(
 /// A pause after every read that took records, for the tests of a slow
 /// reader (the environment variable `RTRACE_TEST_READ_PAUSE_MS`, read
 /// once; not for users: it only makes rtrace slower).
-fn test_read_pause() -> Option<Duration> {
+pub(super) fn test_read_pause() -> Option<Duration> {
     static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
     *PAUSE.get_or_init(|| {
         std::env::var("RTRACE_TEST_READ_PAUSE_MS")
@@ -139,19 +139,19 @@ fn test_read_pause() -> Option<Duration> {
     })
 }
 
-/// `taken` records were taken from `ring` (their slots freed): threads
-/// waiting for room are woken (`ROOM` bumped before `WAITING` is cleared:
-/// see `arch::detour`'s wait), a judgement that rtrace had stopped reading
-/// is taken back, and the watchman sees rtrace reading.
-pub(super) fn made_room(ring: &Ring, taken: u64) {
-    ring.taken
-        .fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
-    ring.map.bump_u32(ring::ROOM);
-    if ring.map.load_u64(ring::STALE) != 0 {
-        ring.map.store_u64(ring::STALE, 0);
+/// `n` records were taken from the ring mapped at `map` (their slots
+/// freed; `taken` counts them in all): threads waiting for room are woken
+/// (`ROOM` bumped before `WAITING` is cleared: see `arch::detour`'s wait),
+/// a judgement that rtrace had stopped reading is taken back, and the
+/// watchman sees rtrace reading.
+pub(super) fn made_room(map: &SharedMap, taken: &AtomicU64, n: u64) {
+    taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    map.bump_u32(ring::ROOM);
+    if map.load_u64(ring::STALE) != 0 {
+        map.store_u64(ring::STALE, 0);
     }
-    if ring.map.compare_exchange_u32(ring::WAITING, 1, 0) {
-        ring.map.futex_wake(ring::ROOM);
+    if map.compare_exchange_u32(ring::WAITING, 1, 0) {
+        map.futex_wake(ring::ROOM);
     }
 }
 
@@ -475,24 +475,30 @@ impl Reader<'_> {
             let ring = space.fast.ring.as_mut().expect("checked above");
             clock.share(&ring.map);
             let budget = match mode {
-                Drain::Final => ring.layout.capacity,
+                // The copier's batches and the ring's own.
+                Drain::Final => u64::MAX,
                 Drain::Safe | Drain::Quick => DRAIN_BUDGET,
             };
             let slot = ring.layout.slot_size as usize;
-            let taken = take_records(ring, mode == Drain::Final, budget).and_then(|records| {
-                // Read after the records were: none is later than this.
-                let stamps = clock.plausible(shm::tsc());
-                records
-                    .chunks(slot)
-                    .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
-                    .map(|()| records)
-            });
-            if let Ok(records) = &taken {
-                // Stopped at the budget: more may wait (the tracer then
-                // only polls for stops before reading on).
-                self.pace.more_records |= records.len() / slot >= budget as usize;
-                if !records.is_empty() {
-                    made_room(ring, (records.len() / slot) as u64);
+            let taken =
+                ring.copying
+                    .take(mode == Drain::Final, budget)
+                    .and_then(|(records, upto)| {
+                        // Read after the records were: none is later than this.
+                        let stamps = clock.plausible(shm::tsc());
+                        records
+                            .chunks(slot)
+                            .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
+                            .map(|()| (records, upto))
+                    });
+            if let Ok((records, upto)) = &taken {
+                // Stopped at the budget, or the copier has more: more may
+                // wait (the tracer then only polls for stops before
+                // reading on).
+                let n = records.len() / slot;
+                self.pace.more_records |= n >= budget as usize || ring.copying.waiting();
+                ring.consumed = *upto;
+                if n > 0 {
                     if let Some(pause) = test_read_pause() {
                         std::thread::sleep(pause);
                     }
@@ -501,7 +507,7 @@ impl Reader<'_> {
             (taken, slot)
         };
         match taken {
-            Ok(records) => Ok(Some(Batch {
+            Ok((records, _)) => Ok(Some(Batch {
                 records,
                 slot,
                 clock,
@@ -591,16 +597,17 @@ impl Reader<'_> {
     /// Reads the ring of space `key` until it is empty (as far as records
     /// published by now go), budget after budget.
     pub(in crate::engine) fn drain_through(&mut self, key: Pid) -> Result<()> {
-        let Some(capacity) = self
+        let Some(most) = self
             .world
             .spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
-            .map(|r| r.layout.capacity)
+            .map(|r| r.layout.capacity + (super::copier::MAX_QUEUED as u64) / r.layout.slot_size)
         else {
             return Ok(());
         };
-        for _ in 0..=capacity / DRAIN_BUDGET {
+        // (A ring's worth, and what the copier may hold.)
+        for _ in 0..=most / DRAIN_BUDGET {
             self.pace.more_records = false;
             self.drain(key, Drain::Quick)?;
             if !self.pace.more_records {
@@ -1170,14 +1177,14 @@ fn report_counts(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::arch::detour::RingLayout;
     use crate::sys::shm::SharedMap;
 
     /// A ring of `capacity` slots of 256 bytes over a file of its own (as
     /// the memfd is), all zero: empty.
-    fn test_ring(capacity: u64) -> Ring {
+    pub(in crate::engine::fast) fn test_ring(capacity: u64) -> Ring {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = std::env::temp_dir().join(format!("rtrace-ring-{}-{n}", std::process::id()));
@@ -1189,21 +1196,33 @@ mod tests {
         };
         let map = SharedMap::open(&path, layout.size() as usize, false).unwrap();
         std::fs::remove_file(&path).unwrap();
+        let map = std::sync::Arc::new(map);
         Ring {
-            map: std::sync::Arc::new(map),
+            copying: super::super::copier::Copying::unregistered(map.clone(), layout),
+            map,
             _watchman: None,
             layout,
             consumed: 0,
             lost_seen: 0,
             lost_at: Instant::now(),
             counted_at: Instant::now(),
-            taken: Default::default(),
         }
+    }
+
+    /// What the tracing thread takes from `r` (the copier not running).
+    fn take_records(
+        r: &mut Ring,
+        skip_unpublished: bool,
+        budget: u64,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let (records, upto) = r.copying.take(skip_unpublished, budget)?;
+        r.consumed = upto;
+        Ok(records)
     }
 
     /// Writes and publishes the record of position `pos`, as a detour does
     /// (the enqueue position claimed past it).
-    fn publish(ring: &Ring, pos: u64, index: u32, tp: u64, tsc: u64) {
+    pub(in crate::engine::fast) fn publish(ring: &Ring, pos: u64, index: u32, tp: u64, tsc: u64) {
         let l = ring.layout;
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         ring.map.store_u64(off + ring::INDEX, u64::from(index));

@@ -79,6 +79,7 @@
 //! Everything else here is `pub(super)`.
 
 mod clock;
+mod copier;
 mod drain;
 mod hooks;
 mod leave;

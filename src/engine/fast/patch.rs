@@ -699,15 +699,16 @@ impl Tracer {
         let watchman =
             super::watchman::Watchman::start(map.clone(), nix::unistd::gettid(), taken.clone())
                 .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
+        let copying = super::copier::Copying::start(map.clone(), layout, taken.clone());
         space.fast.ring = Some(Ring {
             map,
             _watchman: Some(watchman),
             layout,
             consumed: 0,
+            copying,
             lost_seen: 0,
             lost_at: Instant::now(),
             counted_at: Instant::now(),
-            taken,
         });
         space.fast.ring_wanted = None;
         Ok(())

@@ -30,9 +30,12 @@ pub(crate) struct Ring {
     pub _watchman: Option<super::watchman::Watchman>,
     /// Where the tracee has it, and its shape.
     pub layout: RingLayout,
-    /// The next position to read (Vyukov's dequeue position; rtrace is the
-    /// only consumer).
+    /// The records handed to the handlers, in all: the ring's position up
+    /// to which they are.
     pub consumed: u64,
+    /// The ring as the copier shares it (its dequeue position, the batches
+    /// taken out and not yet handed over).
+    pub copying: std::sync::Arc<super::copier::Copying>,
     /// The total lost counter as last seen.
     pub lost_seen: u64,
     /// When `lost_seen` was read (how many records could have been lost
@@ -41,10 +44,6 @@ pub(crate) struct Ring {
     /// When the hit counters were last read (how far they can have moved
     /// since is bounded by the time).
     pub counted_at: Instant,
-    /// Records taken from it, in all, shared with its watchman: it keeps
-    /// the heartbeat for threads waiting for room only while this moves
-    /// (rtrace is reading).
-    pub taken: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A detour area.

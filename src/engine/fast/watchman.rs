@@ -8,10 +8,11 @@
 //! For a hook's request the heartbeat only says rtrace runs (not stopped).
 //! For a thread waiting for room in a full ring it says more: rtrace is
 //! reading. The watchman beats for such waiters only while the records
-//! taken from the ring (counted by the tracing thread) have moved within
-//! [`READING`]: a tracing thread stuck in a handler, or writing to a pipe
-//! nobody reads, lets the waiters go (they drop their records, counted)
-//! rather than hold the program.
+//! taken from the ring (counted by the copier and the tracing thread) have
+//! moved within [`READING`]: a tracing thread stuck in a handler, or
+//! writing to a pipe nobody reads, lets the waiters go once the copier
+//! holds all it may (they drop their records, counted) rather than hold
+//! the program.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +36,8 @@ pub(crate) struct Watchman {
 impl Watchman {
     /// Starts the watchman of the ring mapped at `map`, waking `tracer`
     /// (the tracing thread) for requests; `taken` counts the records the
-    /// tracing thread took from the ring. Returns once it holds `ALIVE`.
+    /// copier and the tracing thread took from the ring. Returns once it
+    /// holds `ALIVE`.
     pub fn start(
         map: Arc<SharedMap>,
         tracer: Tid,
