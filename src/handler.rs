@@ -190,7 +190,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
-use crate::arch::{Gpr, Regs};
+use crate::arch::{Gpr, RegSet, Regs};
 use crate::error::{Error, Result};
 use crate::probe::HandlerData;
 use crate::probe::ReturnStack;
@@ -728,9 +728,24 @@ pub struct Capture {
     /// At a fast return: the most bytes of the C string the return value
     /// (rax) points to, served to `read_cstr` on the [`Return`] (0: none).
     pub ret_string: usize,
+    /// The registers a fast [`Hit`] carries: every one by default; a
+    /// handler that says fewer makes each record smaller and the detour
+    /// shorter (the printers ask for the argument registers). The others
+    /// read as 0 in a fast hit. The stack pointer, and the registers the
+    /// strings are read from, are always recorded.
+    pub registers: RegSet,
 }
 
 impl Capture {
+    /// Nothing: no register (but the stack pointer), no memory; for a
+    /// handler that reads only the site and the time of a fast hit.
+    pub fn nothing() -> Capture {
+        Capture {
+            registers: RegSet::NONE,
+            ..Capture::default()
+        }
+    }
+
     /// Also the C string that SysV argument `n` (0..6) points to at a
     /// function's entry, at most `max` bytes.
     pub fn string_arg(&mut self, n: usize, max: usize) -> &mut Self {
@@ -749,8 +764,16 @@ impl Capture {
         self
     }
 
+    /// Only `regs` (and the stack pointer, and the registers of the
+    /// strings) in a fast hit, rather than every register.
+    pub fn registers(&mut self, regs: RegSet) -> &mut Self {
+        self.registers = regs;
+        self
+    }
+
     /// Also everything `other` captures.
     pub fn merge(&mut self, other: &Capture) {
+        self.registers = self.registers.union(other.registers);
         for &(reg, max) in &other.strings {
             self.string(reg, max);
         }

@@ -105,7 +105,7 @@ pub(crate) mod sys;
 pub mod unwind;
 
 pub use addr::{LinkAddr, Pid, RuntimeAddr, Tid};
-pub use arch::{Gpr, Regs, StepMode};
+pub use arch::{Gpr, RegSet, Regs, StepMode};
 pub use engine::{find_program, Options, Outcome, Overflow, Progress, Tracer};
 pub use error::{Error, Result};
 pub use handler::{

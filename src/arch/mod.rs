@@ -13,7 +13,7 @@ pub use x86_64::detour;
 pub use x86_64::exec::{emulate, xol_cancel, xol_finish, xol_prepare, Stack, XolEnd};
 pub use x86_64::hook;
 pub use x86_64::insn::{
-    analyze, go_stack_check_len, is_insn_boundary, Gpr, InsnPlan, StepMode, Strategy, Xol,
+    analyze, go_stack_check_len, is_insn_boundary, Gpr, InsnPlan, RegSet, StepMode, Strategy, Xol,
 };
 pub use x86_64::regs::Regs;
 pub use x86_64::unwind;

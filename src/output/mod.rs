@@ -460,7 +460,7 @@ impl Handler for Printer {
             return Fast::Aggregate;
         }
         if site.kind == ProbeKind::Instruction {
-            return Fast::Yes(Capture::default());
+            return Fast::Yes(Capture::nothing());
         }
         self.renderer.capture(site, module)
     }

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::addr::{AddrMap, RuntimeAddr};
-use crate::arch::Regs;
+use crate::arch::{RegSet, Regs};
 use crate::error::Result;
 use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Site};
 use crate::symbols::dwarf::sysv::{self, Loc};
@@ -373,7 +373,10 @@ impl Renderer {
     /// pointer to follow in captured memory) cannot be.
     pub(crate) fn capture(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         let max = self.string_limit.saturating_add(1);
+        // The arguments are read from the argument registers (and from a
+        // compiler clone's own, below), and from the stack: nothing else.
         let mut capture = Capture::default();
+        capture.registers(RegSet::NONE.with_args());
         match self.known_at(site, module) {
             Known::Raw => {}
             Known::Proto(p) => {
@@ -395,9 +398,12 @@ impl Renderer {
                                 capture.string_arg(n, max);
                             }
                         }
-                        Loc::Reg(r) if string => {
+                        Loc::Reg(r) => {
                             if let Some(reg) = crate::arch::Gpr::from_dwarf(r) {
-                                capture.string(reg, max);
+                                capture.registers = capture.registers.with(reg);
+                                if string {
+                                    capture.string(reg, max);
+                                }
                             }
                         }
                         Loc::Stack { .. } if string => {
@@ -407,10 +413,9 @@ impl Renderer {
                             let end = offset.saturating_add(size.min(16));
                             capture.stack = capture.stack.max(end as usize);
                         }
-                        // Nothing to copy: registers come with every
+                        // Nothing to copy: the argument registers come with every
                         // record, and the rest cannot be read.
                         Loc::Gp(_)
-                        | Loc::Reg(_)
                         | Loc::Split(_)
                         | Loc::Const(_)
                         | Loc::Unavailable

@@ -426,7 +426,7 @@ impl Handler for Timeline {
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         // A record is drawn as its instant; a slice needs the return.
         match site.kind {
-            ProbeKind::Instruction => Fast::Yes(Capture::default()),
+            ProbeKind::Instruction => Fast::Yes(Capture::nothing()),
             ProbeKind::Function { .. } => self.renderer.capture(site, module),
         }
     }

@@ -419,7 +419,7 @@ impl Handler for Tui {
     /// captures.
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         if site.kind == ProbeKind::Instruction {
-            return Fast::Yes(Capture::default());
+            return Fast::Yes(Capture::nothing());
         }
         self.renderer.capture(site, module)
     }

@@ -1010,3 +1010,65 @@ fn dlsym_under_both_kinds_of_return_probe_finds_its_caller() {
         }
     }
 }
+
+/// rdi, rbx and rsp as a hit has them, and whether it was fast.
+type Seen4 = (u64, u64, u64, bool);
+
+/// What a fast hit's registers read as, for a handler that asks for `regs`.
+struct Registers {
+    regs: Option<rtrace::RegSet>,
+    seen: Rc<RefCell<Vec<Seen4>>>,
+}
+
+impl Handler for Registers {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        let r = hit.regs().raw();
+        self.seen.borrow_mut().push((r.rdi, r.rbx, r.rsp, hit.is_fast()));
+        Ok(())
+    }
+    fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
+        let mut c = Capture::default();
+        if let Some(regs) = self.regs {
+            c.registers(regs);
+        }
+        Fast::Yes(c)
+    }
+}
+
+/// A handler that asks for rdi alone gets rdi and the stack pointer in
+/// each fast hit, and the registers it did not ask for as 0 (the records
+/// carry no more); one that says nothing gets every register, rbx (main's
+/// loop keeps a value there) included.
+#[test]
+fn a_fast_hit_carries_the_registers_its_handler_asked_for() {
+    let run = |regs: Option<rtrace::RegSet>| {
+        bounded(move |session| {
+            let mut cmd = Command::new(fixture("count", Variant::O2));
+            cmd.arg("50");
+            let mut tracer = session.launch(&cmd, FAST_ENTRIES).expect("launch");
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            tracer
+                .add_probe(
+                    "work".parse().unwrap(),
+                    Registers {
+                        regs,
+                        seen: seen.clone(),
+                    },
+                )
+                .unwrap();
+            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+            let seen = seen.borrow().clone();
+            seen
+        })
+    };
+    let rdi = rtrace::Gpr::arg(0).unwrap();
+    let few = run(Some(rtrace::RegSet::NONE.with(rdi)));
+    let all = run(None);
+    for seen in [&few, &all] {
+        let args: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(args, (0..50).collect::<Vec<u64>>());
+        assert!(seen.iter().all(|s| s.3 && s.2 % 8 == 0), "{seen:x?}");
+    }
+    assert!(few.iter().all(|s| s.1 == 0), "{few:x?}");
+    assert!(all.iter().any(|s| s.1 != 0), "{all:x?}");
+}

@@ -30,7 +30,7 @@
 pub use super::detour_leave::{back_to_site, emulate_rdtsc, stub_move, StubMove};
 pub use super::detour_refusal::PatchRefusal;
 use super::detour_wait::{enter_frame, leave_frame, wait_for_room};
-use super::insn::Gpr;
+use super::insn::{Gpr, RegSet};
 use iced_x86::code_asm::*;
 use iced_x86::{
     BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind,
@@ -112,10 +112,11 @@ impl CaptureField {
     }
 }
 
-/// Places `kinds` one after the other from [`ring::CAPTURES`]; returns the
-/// fields and the record size they need (a multiple of 64).
-pub fn layout_captures(kinds: &[CaptureKind]) -> (Vec<CaptureField>, u64) {
-    let mut at = ring::CAPTURES;
+/// Places `kinds` one after the other, after the registers of `regs` (see
+/// [`entry_regs`]); returns the fields and the record size they need (a
+/// multiple of 64).
+pub fn layout_captures(kinds: &[CaptureKind], regs: RegSet) -> (Vec<CaptureField>, u64) {
+    let mut at = ring::REGS + 8 * u64::from(entry_regs(regs).len());
     let mut fields = Vec::with_capacity(kinds.len());
     for &kind in kinds {
         let field = CaptureField {
@@ -389,8 +390,10 @@ pub struct DetourSpec<'a> {
     pub ring: RingLayout,
     /// The site's index (the record's `INDEX`, its lost counter).
     pub index: u32,
-    /// The captures, laid out by [`layout_captures`] (they must fit the
-    /// ring's slots).
+    /// The registers its records carry (the stack pointer is added).
+    pub regs: RegSet,
+    /// The captures, laid out by [`layout_captures`] for `regs` (they must
+    /// fit the ring's slots).
     pub captures: &'a [CaptureField],
     /// How it reads the thread pointer.
     pub tp: ThreadPointer,
@@ -620,7 +623,8 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     };
     let flags_at = (SAVED.len() * 8) as i32;
     let frame = flags_at + 8 + RED_ZONE as i32;
-    let gpr = |n: u64| (ring::GPRS + 8 * n) as i32;
+    let regs = entry_regs(spec.regs);
+    let gpr = |n: u8| reg_offset(regs, Gpr(n)).expect("a register of the set") as i32;
 
     let mut a = CodeAssembler::new(64)?;
     let mut entry = a.create_label();
@@ -640,6 +644,8 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         // field rtrace reads is written.
         a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_NONE)?;
     }
+    // The site's registers only: the saved ones from the stack, the others
+    // as they are, rsp as at the site.
     for (n, reg) in [
         (0, Register::RAX),
         (1, Register::RCX),
@@ -648,8 +654,10 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         (10, Register::R10),
         (11, Register::R11),
     ] {
-        a.mov(rax, qword_ptr(rsp + saved_at(reg)))?;
-        a.mov(qword_ptr(r10 + gpr(n)), rax)?;
+        if regs.has(Gpr(n)) {
+            a.mov(rax, qword_ptr(rsp + saved_at(reg)))?;
+            a.mov(qword_ptr(r10 + gpr(n)), rax)?;
+        }
     }
     for (n, reg) in [
         (3, rbx),
@@ -662,12 +670,16 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         (14, r14),
         (15, r15),
     ] {
-        a.mov(qword_ptr(r10 + gpr(n)), reg)?;
+        if regs.has(Gpr(n)) {
+            a.mov(qword_ptr(r10 + gpr(n)), reg)?;
+        }
     }
     a.lea(rax, ptr(rsp + frame))?;
     a.mov(qword_ptr(r10 + gpr(4)), rax)?;
-    a.mov(rax, qword_ptr(rsp + flags_at))?;
-    a.mov(qword_ptr(r10 + ring::FLAGS as i32), rax)?;
+    if regs.has_flags() {
+        a.mov(rax, qword_ptr(rsp + flags_at))?;
+        a.mov(qword_ptr(r10 + flags_offset(regs) as i32), rax)?;
+    }
     stamp(&mut a, spec.tp)?;
 
     let mut faults = Vec::new();
@@ -683,7 +695,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         a.mov(qword_ptr(r10 + status), rax)?;
         let (max, string) = match field.kind {
             CaptureKind::CStr { reg, max } => {
-                a.mov(rdx, qword_ptr(r10 + gpr(u64::from(reg.0))))?;
+                a.mov(rdx, qword_ptr(r10 + gpr(reg.0)))?;
                 (max, true)
             }
             CaptureKind::Stack { len } => {
@@ -715,7 +727,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         a.nop()?;
     }
     if let Some(ret) = spec.returns {
-        hijack(&mut a, ret, spec.index)?;
+        hijack(&mut a, ret, spec.index, gpr(4))?;
     }
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
@@ -799,8 +811,12 @@ pub(super) fn assembled(
 /// (the publishing word) is kept on the stack meanwhile. The return address
 /// at the recorded rsp is swapped for the stub, its original kept in the
 /// table under the slot; a slot holding the stub already is a tail call.
-fn hijack(a: &mut CodeAssembler, ret: ReturnSpec, index: u32) -> Result<(), iced_x86::IcedError> {
-    let gpr_rsp = (ring::GPRS + 8 * 4) as i32;
+fn hijack(
+    a: &mut CodeAssembler,
+    ret: ReturnSpec,
+    index: u32,
+    gpr_rsp: i32,
+) -> Result<(), iced_x86::IcedError> {
     let mut not_chained = a.create_label();
     let mut full = a.create_label();
     let mut take = a.create_label();
@@ -1150,7 +1166,6 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     };
     // From rsp (all pushed) to the slot.
     let to_slot = (SAVED.len() * 8 + 8) as i32 + RED_ZONE as i32;
-    let gpr = |n: u64| (ring::GPRS + 8 * n) as i32;
 
     let mut a = CodeAssembler::new(64)?;
     let mut entry = a.create_label();
@@ -1248,11 +1263,11 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(dword_ptr(r10 + ring::INDEX as i32), esi)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_RETURN)?;
     a.mov(rax, qword_ptr(rsp + saved_at(Register::RAX)))?;
-    a.mov(qword_ptr(r10 + gpr(0)), rax)?;
+    a.mov(qword_ptr(r10 + ring::RET_RAX as i32), rax)?;
     a.mov(rax, qword_ptr(rsp + saved_at(Register::RDX)))?;
-    a.mov(qword_ptr(r10 + gpr(2)), rax)?;
+    a.mov(qword_ptr(r10 + ring::RET_RDX as i32), rax)?;
     a.lea(rax, ptr(rsp + to_slot + 8))?;
-    a.mov(qword_ptr(r10 + gpr(4)), rax)?;
+    a.mov(qword_ptr(r10 + ring::RET_SP as i32), rax)?;
     a.mov(rax, qword_ptr(rsp + to_slot))?;
     a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
     thread_pointer(&mut a, spec.tp)?;
@@ -1265,7 +1280,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     let room = spec
         .ring
         .slot_size
-        .saturating_sub(ring::CAPTURES + 8)
+        .saturating_sub(ring::RET_STRING + 8)
         .min(i32::MAX as u64) as i32;
     let mut lp = a.create_label();
     let mut load = a.create_label();
@@ -1273,7 +1288,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     let mut cut = a.create_label();
     let mut copied = a.create_label();
     let mut publish = a.create_label();
-    let status = ring::CAPTURES as i32;
+    let status = ring::RET_STRING as i32;
     a.mov(rcx, rsi)?;
     a.shr(rcx, 32)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), ecx)?;
@@ -1534,23 +1549,68 @@ pub(super) fn restore_from(
     Ok(())
 }
 
-/// The registers a record holds, as at the probed instruction `ip`
-/// (`fs_base` is the thread pointer; segment registers are not recorded).
-pub fn record_regs(record: &[u8], ip: u64) -> super::regs::Regs {
+/// The registers an entry record holds: those of `regs` and the stack
+/// pointer.
+pub fn entry_regs(regs: RegSet) -> RegSet {
+    regs.with(Gpr::RSP)
+}
+
+/// Where register `reg` is in an entry record of registers `regs` (as
+/// [`entry_regs`] has them), if it is there.
+pub fn reg_offset(regs: RegSet, reg: Gpr) -> Option<u64> {
+    regs.has(reg)
+        .then(|| ring::REGS + 8 * u64::from(regs.before(reg)))
+}
+
+/// Where rflags is in an entry record of registers `regs` (when they have
+/// it): after the general-purpose ones.
+fn flags_offset(regs: RegSet) -> u64 {
+    ring::REGS + 8 * u64::from(regs.len() - 1)
+}
+
+/// The registers an entry record of registers `regs` holds, as at the
+/// probed instruction `ip` (`fs_base` is the thread pointer; registers not
+/// recorded read as 0, segment registers are not recorded).
+pub fn record_regs(record: &[u8], regs: RegSet, ip: u64) -> super::regs::Regs {
+    let regs = entry_regs(regs);
     let word = |off: u64| {
         let at = off as usize;
         record
             .get(at..at + 8)
             .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     };
-    let mut regs = super::regs::Regs::default();
-    for n in 0..16u8 {
-        regs.set_gpr(Gpr(n), word(ring::GPRS + 8 * u64::from(n)));
+    let mut out = super::regs::Regs::default();
+    for g in regs.gprs() {
+        if let Some(at) = reg_offset(regs, g) {
+            out.set_gpr(g, word(at));
+        }
     }
-    let raw = regs.raw_mut();
-    raw.eflags = word(ring::FLAGS);
+    let raw = out.raw_mut();
+    if regs.has_flags() {
+        raw.eflags = word(flags_offset(regs));
+    }
     raw.fs_base = word(ring::TP);
     raw.rip = ip;
     raw.orig_rax = u64::MAX;
-    regs
+    out
+}
+
+/// The registers a return record holds (rax, rdx and the stack pointer
+/// past the slot), at `ip`, the address returned to.
+pub fn return_regs(record: &[u8], ip: u64) -> super::regs::Regs {
+    let word = |off: u64| {
+        let at = off as usize;
+        record
+            .get(at..at + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let mut out = super::regs::Regs::default();
+    out.set_gpr(Gpr(0), word(ring::RET_RAX));
+    out.set_gpr(Gpr(2), word(ring::RET_RDX));
+    out.set_gpr(Gpr::RSP, word(ring::RET_SP));
+    let raw = out.raw_mut();
+    raw.fs_base = word(ring::TP);
+    raw.rip = ip;
+    raw.orig_rax = u64::MAX;
+    out
 }

@@ -32,6 +32,21 @@
 /// SLOTS    capacity × slot_size bytes; each slot: seq, then one record
 /// ```
 ///
+/// A record, in its slot:
+///
+/// ```text
+/// 0   SEQ, the slot's sequence word
+/// 8   INDEX (u32): the site      12  KIND (u32): entry, return, catch, none
+/// 16  TP: the thread pointer     24  TSC: the time stamp counter
+/// 32  RET_ADDR                   40  RET_WATCH (u32)
+/// 48  an entry: its site's registers, packed, then its captures
+///     a return: rax (48), rdx (56), the stack pointer (64), the string (72)
+/// ```
+///
+/// An entry carries only the registers its site's handlers asked for
+/// (`Capture::registers`), so that a record costs the program what its
+/// readers need: the printers ask for the argument registers.
+///
 /// Dmitry Vyukov's bounded MPMC queue, with each slot's sequence number
 /// stored less its slot number, so that a fresh (zero) memfd is an empty
 /// ring: for position `p` (slot `p % capacity`, lap base `b = p - p %
@@ -137,18 +152,31 @@ pub mod ring {
     pub const TP: u64 = 16;
     /// The time stamp counter.
     pub const TSC: u64 = 24;
-    /// The 16 general-purpose registers, by encoding number (rax, rcx, rdx,
-    /// rbx, rsp, rbp, rsi, rdi, r8 … r15), as at the probed instruction.
-    pub const GPRS: u64 = 32;
-    /// rflags.
-    pub const FLAGS: u64 = 160;
     /// The return address at the probed function's entry (`[rsp]`); in a
     /// return record, the original the stub went back to.
-    pub const RET_ADDR: u64 = 168;
+    pub const RET_ADDR: u64 = 32;
     /// How the return of an entry is watched (u32, `WATCH_*`).
-    pub const RET_WATCH: u64 = 176;
-    /// Where captures begin.
-    pub const CAPTURES: u64 = 192;
+    pub const RET_WATCH: u64 = 40;
+    /// An entry record's registers: those of its site's set
+    /// ([`RegSet`](crate::arch::RegSet), the stack pointer always among
+    /// them), as at the probed instruction, one word each in encoding order,
+    /// then rflags when the set has it; its captures follow
+    /// (`detour::layout_captures`).
+    pub const REGS: u64 = 48;
+    /// A return record's rax, as the function returned it (a return: the
+    /// return stub's, or rtrace's hook at a return site).
+    pub const RET_RAX: u64 = 48;
+    /// A return record's rdx.
+    pub const RET_RDX: u64 = 56;
+    /// A return record's stack pointer, just past the slot of the return
+    /// address; a catch record's, at `__cxa_begin_catch`.
+    pub const RET_SP: u64 = 64;
+    /// A return record's copy of the C string rax points to (a status
+    /// word, then the bytes), when the entry asked for it.
+    pub const RET_STRING: u64 = 72;
+    /// The least slot size: a ring's slots hold whatever the sites armed
+    /// later capture, up to what they would hold at this size.
+    pub const MIN_SLOT: u64 = 256;
 }
 
 /// A record of a hit (the probed instruction reached).

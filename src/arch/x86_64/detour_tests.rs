@@ -5,7 +5,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
 use super::detour::*;
 use super::detour_wait::leave_wait;
-use super::insn::Gpr;
+use super::insn::{Gpr, RegSet};
 
 const START: u64 = 0x40_1136;
 const DETOUR: u64 = 0x3f_0000;
@@ -33,6 +33,7 @@ fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, De
         at: DETOUR,
         ring: ring(),
         index: 3,
+        regs: RegSet::ALL,
         captures,
         tp: ThreadPointer::Rdfsbase,
         returns: None,
@@ -217,16 +218,21 @@ fn relative_branches_keep_their_target() {
 
 #[test]
 fn the_detour_saves_claims_records_and_restores() {
-    let captures = layout_captures(&[
-        CaptureKind::CStr {
-            reg: Gpr(7),
-            max: 65,
-        },
-        CaptureKind::Stack { len: 16 },
-    ]);
-    assert_eq!(captures.0[0].offset as u64, ring::CAPTURES);
+    let captures = layout_captures(
+        &[
+            CaptureKind::CStr {
+                reg: Gpr(7),
+                max: 65,
+            },
+            CaptureKind::Stack { len: 16 },
+        ],
+        RegSet::ALL,
+    );
+    // After the 16 registers and rflags.
+    let start = ring::REGS + 17 * 8;
+    assert_eq!(captures.0[0].offset as u64, start);
     // 8 status + 72 bytes, then 8 + 16; rounded to 64.
-    assert_eq!(captures.0[1].offset as u64, ring::CAPTURES + 80);
+    assert_eq!(captures.0[1].offset as u64, start + 80);
     assert_eq!(captures.1, 320);
     let (_, d) = detour(WORK_O0, 0, &captures.0);
     let insns = decode_all(&d.code, DETOUR);
@@ -275,6 +281,7 @@ fn the_thread_pointer_without_fsgsbase_is_fs_0() {
         at: DETOUR,
         ring: ring(),
         index: 0,
+        regs: RegSet::ALL,
         captures: &[],
         tp: ThreadPointer::FsSelf,
         returns: None,
@@ -297,6 +304,7 @@ fn too_many_sites_for_one_ring_is_refused() {
         at: DETOUR,
         ring: ring(),
         index: ring::MAX_SITES as u32,
+        regs: RegSet::ALL,
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: None,
@@ -367,6 +375,7 @@ fn returns_detour() -> Detour {
         at: DETOUR,
         ring: ring(),
         index: 3,
+        regs: RegSet::ALL,
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: Some(ReturnSpec {
@@ -590,7 +599,7 @@ fn the_stubs_string_copy_never_leaves_its_slot() {
     let s = stub();
     let insns = decode_all(&s.code, STUB);
     let load = insns.iter().position(|i| i.ip() == s.faults[0].0).unwrap();
-    let room = (ring().slot_size - ring::CAPTURES - 8) as u32;
+    let room = (ring().slot_size - ring::RET_STRING - 8) as u32;
     let bounded = insns[..load].iter().rev().take(4).any(|i| {
         i.mnemonic() == Mnemonic::Cmp
             && i.op0_register() == iced_x86::Register::ECX
@@ -636,6 +645,7 @@ fn a_blocking_detour_waits_for_room_in_its_body() {
             at: DETOUR,
             ring: ring(),
             index: 3,
+            regs: RegSet::ALL,
             captures: &[],
             tp: ThreadPointer::Rdfsbase,
             returns: None,
@@ -691,6 +701,7 @@ fn a_thread_waiting_for_room_is_sent_back_with_its_registers() {
         at: DETOUR,
         ring: ring(),
         index: 3,
+        regs: RegSet::ALL,
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: None,
@@ -793,6 +804,7 @@ fn a_counting_detour_only_adds_one() {
         at: DETOUR,
         ring: ring(),
         index: 3,
+        regs: RegSet::ALL,
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: None,
@@ -820,7 +832,7 @@ fn a_counting_detour_only_adds_one() {
     assert_eq!(d.body, None);
     assert_eq!(d.restore.len(), 8);
     // Not with a capture, nor returns.
-    let field = layout_captures(&[CaptureKind::Stack { len: 8 }]).0;
+    let field = layout_captures(&[CaptureKind::Stack { len: 8 }], RegSet::ALL).0;
     let with = DetourSpec {
         captures: &field,
         ..spec.clone()
@@ -834,6 +846,7 @@ fn timed_detour(row: u32) -> Result<Detour, String> {
         at: DETOUR,
         ring: ring(),
         index: 3,
+        regs: RegSet::ALL,
         captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: Some(ReturnSpec {
@@ -907,11 +920,12 @@ fn a_timed_detour_keeps_the_entry_time_in_the_table() {
     // A row the ring does not have, a capture, or no return: refused.
     assert!(timed_detour(ring::MAX_TIMED as u32).is_err());
     let patch = plan_patch(WORK_O0, START, START).unwrap();
-    let field = layout_captures(&[CaptureKind::Stack { len: 8 }]).0;
+    let field = layout_captures(&[CaptureKind::Stack { len: 8 }], RegSet::ALL).0;
     let spec = DetourSpec {
         at: DETOUR,
         ring: ring(),
         index: 3,
+        regs: RegSet::ALL,
         captures: &field,
         tp: ThreadPointer::Rdfsbase,
         returns: Some(ReturnSpec {
@@ -982,4 +996,68 @@ fn the_stub_adds_a_timed_call_to_its_row() {
         .unwrap();
     let last_add = timed.iter().rposition(|i| i.has_lock_prefix()).unwrap();
     assert!(freed > last_add);
+}
+
+/// A site whose handlers ask for the argument registers records those and
+/// the stack pointer, packed after the header in encoding order (rcx, rdx,
+/// rsp, rsi, rdi, r8, r9), and no other register, nor rflags; its captures
+/// follow them. `record_regs` reads them back, the others as 0; with every
+/// register asked for, all 16 and rflags are stored.
+#[test]
+fn a_record_carries_only_the_registers_asked_for() {
+    let stored = |regs: RegSet| -> (Vec<u64>, Vec<CaptureField>) {
+        let (fields, _) = layout_captures(
+            &[CaptureKind::CStr {
+                reg: Gpr(7),
+                max: 8,
+            }],
+            regs,
+        );
+        let patch = plan_patch(WORK_O0, START, START).unwrap();
+        let spec = DetourSpec {
+            at: DETOUR,
+            ring: ring(),
+            index: 3,
+            regs,
+            captures: &fields,
+            tp: ThreadPointer::Rdfsbase,
+            returns: None,
+            block: false,
+            count_only: false,
+            timed: None,
+        };
+        let d = assemble_detour(&patch, &spec).unwrap();
+        let mut at: Vec<u64> = decode_all(&d.code, DETOUR)
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Mov && i.op0_kind() == OpKind::Memory)
+            .filter(|i| i.memory_base() == iced_x86::Register::R10)
+            .filter(|i| i.op1_kind() == OpKind::Register && i.op1_register().size() == 8)
+            .map(|i| i.memory_displacement64())
+            .filter(|&d| d >= ring::REGS && d < u64::from(fields[0].offset))
+            .collect();
+        at.sort_unstable();
+        (at, fields)
+    };
+    let (at, fields) = stored(RegSet::NONE.with_args());
+    assert_eq!(at, (0..7).map(|k| ring::REGS + 8 * k).collect::<Vec<_>>());
+    assert_eq!(u64::from(fields[0].offset), ring::REGS + 7 * 8);
+    let (at, _) = stored(RegSet::ALL);
+    assert_eq!(at, (0..17).map(|k| ring::REGS + 8 * k).collect::<Vec<_>>());
+
+    let mut record = vec![0u8; 256];
+    for (k, v) in [1u64, 2, 0x7ffd_0000, 6, 7, 8, 9].iter().enumerate() {
+        let off = (ring::REGS + 8 * k as u64) as usize;
+        record[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let regs = record_regs(&record, RegSet::NONE.with_args(), 0x1234);
+    let raw = regs.raw();
+    assert_eq!(
+        (raw.rcx, raw.rdx, raw.rsp, raw.rsi, raw.rdi, raw.r8, raw.r9),
+        (1, 2, 0x7ffd_0000, 6, 7, 8, 9)
+    );
+    assert_eq!(
+        (raw.rax, raw.rbx, raw.rbp, raw.r15, raw.eflags),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!(raw.rip, 0x1234);
 }

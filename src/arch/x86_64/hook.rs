@@ -348,14 +348,14 @@ fn record(
     a.mov(dword_ptr(r10 + ring::INDEX as i32), spec.index)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), kind)?;
     a.mov(rax, qword_ptr(rsp + S_LIMIT))?;
-    a.mov(qword_ptr(r10 + (ring::GPRS + 8 * 4) as i32), rax)?;
+    a.mov(qword_ptr(r10 + ring::RET_SP as i32), rax)?;
     if ret {
         // A return: rax and rdx as the program has them, the site as where
         // the call returned to, no string.
         a.mov(rax, qword_ptr(rsp + TO_EXTRA + 64))?;
-        a.mov(qword_ptr(r10 + ring::GPRS as i32), rax)?;
+        a.mov(qword_ptr(r10 + ring::RET_RAX as i32), rax)?;
         a.mov(rax, qword_ptr(rsp + TO_EXTRA + 48))?;
-        a.mov(qword_ptr(r10 + (ring::GPRS + 8 * 2) as i32), rax)?;
+        a.mov(qword_ptr(r10 + ring::RET_RDX as i32), rax)?;
         a.mov(rax, qword_ptr(rsp + S_BEAT))?;
         a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
         a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), 0)?;

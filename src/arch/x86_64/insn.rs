@@ -98,6 +98,79 @@ impl Gpr {
     }
 }
 
+/// Registers a fast probe's record carries: general-purpose registers by
+/// encoding number, and rflags. A handler says which it reads from a fast
+/// hit (`Capture::registers`); the stack pointer is always recorded.
+/// The default is every one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegSet(u32);
+
+impl RegSet {
+    /// Every general-purpose register and rflags.
+    pub const ALL: RegSet = RegSet(0x1_ffff);
+    /// None (the stack pointer is recorded all the same).
+    pub const NONE: RegSet = RegSet(0);
+    const FLAGS: u32 = 1 << 16;
+
+    /// This set and `reg`.
+    pub const fn with(self, reg: Gpr) -> RegSet {
+        RegSet(self.0 | 1 << (reg.0 & 15))
+    }
+
+    /// This set and rflags.
+    pub const fn with_flags(self) -> RegSet {
+        RegSet(self.0 | Self::FLAGS)
+    }
+
+    /// This set and the six SysV integer argument registers (rdi, rsi,
+    /// rdx, rcx, r8, r9).
+    pub const fn with_args(self) -> RegSet {
+        RegSet(self.0 | 1 << 7 | 1 << 6 | 1 << 2 | 1 << 1 | 1 << 8 | 1 << 9)
+    }
+
+    /// Both sets' registers.
+    pub const fn union(self, other: RegSet) -> RegSet {
+        RegSet(self.0 | other.0)
+    }
+
+    /// Whether `reg` is in the set.
+    pub const fn has(self, reg: Gpr) -> bool {
+        self.0 & 1 << (reg.0 & 15) != 0
+    }
+
+    /// Whether rflags is in the set.
+    pub const fn has_flags(self) -> bool {
+        self.0 & Self::FLAGS != 0
+    }
+
+    /// The general-purpose registers of the set, in encoding order.
+    pub fn gprs(self) -> impl Iterator<Item = Gpr> {
+        (0..16u8).filter(move |&n| self.0 & 1 << n != 0).map(Gpr)
+    }
+
+    /// How many registers it holds (rflags counted).
+    pub const fn len(self) -> u32 {
+        (self.0 & Self::ALL.0).count_ones()
+    }
+
+    /// Whether it holds none.
+    pub const fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many of its general-purpose registers come before `reg` in
+    /// encoding order.
+    pub const fn before(self, reg: Gpr) -> u32 {
+        (self.0 & ((1 << (reg.0 & 15)) - 1)).count_ones()
+    }
+}
+
+impl Default for RegSet {
+    fn default() -> RegSet {
+        RegSet::ALL
+    }
+}
+
 /// A condition, as `jcc` tests it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cond {

@@ -729,7 +729,7 @@ pub(super) fn deliver(
             let Some(calls) = calls_of(tasks, departed, tid) else {
                 continue;
             };
-            let mut regs = detour::record_regs(rec, word(ring::RET_ADDR));
+            let mut regs = detour::return_regs(rec, word(ring::RET_ADDR));
             let sp = RuntimeAddr(regs.sp());
             let (_, returning) = calls.pop_returning(sp, &mut same_stack);
             let mut dirty = false;
@@ -743,7 +743,7 @@ pub(super) fn deliver(
                     reg: crate::arch::Gpr(0),
                     max: string,
                 },
-                offset: ring::CAPTURES as u32,
+                offset: ring::RET_STRING as u32,
             };
             let fields = if string > 0 { &[field][..] } else { &[][..] };
             let captured = captured(rec, fields, &regs);
@@ -774,7 +774,7 @@ pub(super) fn deliver(
         if kind == detour::KIND_CATCH {
             // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
             // the calls at or below its stack pointer were unwound.
-            let sp = RuntimeAddr(word(ring::GPRS + 8 * 4));
+            let sp = RuntimeAddr(word(ring::RET_SP));
             if let Some(calls) = calls_of(tasks, departed, tid) {
                 calls.drop_abandoned(sp, true, &mut same_stack);
             }
@@ -783,7 +783,7 @@ pub(super) fn deliver(
         let Some(fs) = space.fast.sites.get(index as usize) else {
             continue;
         };
-        let mut regs = detour::record_regs(rec, fs.addr.get());
+        let mut regs = detour::record_regs(rec, fs.regs, fs.addr.get());
         let captured = captured(rec, &fs.captures, &regs);
         let watch = word(ring::RET_WATCH) as u32;
         let mut kept = Vec::new();
@@ -1340,7 +1340,8 @@ pub(super) mod tests {
             rec[8..12].copy_from_slice(&index.to_le_bytes());
             rec[12..16].copy_from_slice(&kind.to_le_bytes());
             rec[24..32].copy_from_slice(&tsc.to_le_bytes());
-            rec[176..180].copy_from_slice(&watch.to_le_bytes());
+            rec[ring::RET_WATCH as usize..ring::RET_WATCH as usize + 4]
+                .copy_from_slice(&watch.to_le_bytes());
             rec
         };
         assert_eq!(check_record(&rec(2, 0, 1, 1500), 3, false, &stamps), Ok(()));

@@ -220,6 +220,8 @@ impl Tracer {
             len: plan.patch.len,
             at,
             detour: code,
+            // (Its records are catches and returns, of fixed fields.)
+            regs: detour::entry_regs(crate::arch::RegSet::NONE),
             captures: Vec::new(),
             probes: Vec::new(),
             ret_string: 0,

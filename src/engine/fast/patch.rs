@@ -307,12 +307,12 @@ impl Tracer {
             let slot = plans
                 .iter()
                 .map(|p| {
-                    let ret = (ring::CAPTURES + 8 + u64::from(p.ret_string)).div_ceil(64) * 64;
-                    detour::layout_captures(&p.kinds).1.max(ret)
+                    let ret = (ring::RET_STRING + 8 + u64::from(p.ret_string)).div_ceil(64) * 64;
+                    detour::layout_captures(&p.kinds, p.regs).1.max(ret)
                 })
                 .max()
-                .unwrap_or(ring::CAPTURES)
-                .max(ring::CAPTURES);
+                .unwrap_or(ring::MIN_SLOT)
+                .max(ring::MIN_SLOT);
             if let Err(why) = self.make_ring(key, tid, slot, None) {
                 let space = self.space_mut(key)?;
                 space.fast.broken = Some(why.clone());
@@ -378,8 +378,8 @@ impl Tracer {
         tp: ThreadPointer,
     ) -> std::result::Result<(), String> {
         let layout = self.ring_layout(key)?;
-        let (captures, record) = detour::layout_captures(&plan.kinds);
-        let record = record.max(ring::CAPTURES + 8 + u64::from(plan.ret_string));
+        let (captures, record) = detour::layout_captures(&plan.kinds, plan.regs);
+        let record = record.max(ring::RET_STRING + 8 + u64::from(plan.ret_string));
         if record > layout.slot_size {
             return Err(format!(
                 "its captures do not fit the ring's records ({} bytes)",
@@ -413,6 +413,7 @@ impl Tracer {
             at: at.get(),
             ring: layout,
             index,
+            regs: plan.regs,
             captures: &captures,
             tp,
             returns: match plan.returns {
@@ -448,6 +449,7 @@ impl Tracer {
             len: plan.patch.len,
             at,
             detour: code,
+            regs: detour::entry_regs(plan.regs),
             captures,
             probes: plan.probes,
             ret_string: plan.ret_string,

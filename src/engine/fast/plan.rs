@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureKind, Patch};
+use crate::arch::RegSet;
 use crate::engine::space::Placement;
 use std::time::Instant;
 
@@ -23,6 +24,9 @@ pub(super) struct Planned {
     pub(super) addr: RuntimeAddr,
     pub(super) patch: Patch,
     pub(super) kinds: Vec<CaptureKind>,
+    /// The registers its records carry: what its handlers asked for, and
+    /// the strings' registers.
+    pub(super) regs: RegSet,
     pub(super) probes: Vec<Rc<Site>>,
     /// The detour swaps the return address for the stub.
     pub(super) returns: bool,
@@ -61,7 +65,8 @@ impl Tracer {
             return Err(Refusal::OwnBreakpoint);
         }
         let module = space.modules.module_at(addr);
-        let mut capture = Capture::default();
+        // What the handlers ask for, and nothing more.
+        let mut capture = Capture::nothing();
         let mut returns = false;
         let mut count_only = true;
         for s in &site.probes {
@@ -111,16 +116,21 @@ impl Tracer {
                 len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
             });
         }
-        if returns && ring::CAPTURES + 8 + capture.ret_string as u64 > MAX_RECORD {
+        let regs = capture
+            .strings
+            .iter()
+            .fold(capture.registers, |set, &(reg, _)| set.with(reg));
+        if returns && ring::RET_STRING + 8 + capture.ret_string as u64 > MAX_RECORD {
             return Err(Refusal::ReturnStringTooLong);
         }
-        if detour::layout_captures(&kinds).1 > MAX_RECORD {
+        if detour::layout_captures(&kinds, regs).1 > MAX_RECORD {
             return Err(Refusal::CapturesTooLong);
         }
         Ok(Planned {
             addr,
             patch,
             kinds,
+            regs,
             probes: probes_here,
             returns,
             ret_string: match returns {

@@ -75,6 +75,8 @@ pub(crate) struct FastSite {
     /// Where its detour is, and what it is.
     pub at: RuntimeAddr,
     pub detour: Detour,
+    /// The registers its entry records carry (the stack pointer added).
+    pub regs: crate::arch::RegSet,
     pub captures: Vec<CaptureField>,
     /// The probes it records for.
     pub probes: Vec<Rc<Site>>,
