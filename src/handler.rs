@@ -252,6 +252,10 @@ pub enum Event {
         probes: usize,
         /// Probes waiting for a library.
         pending: usize,
+        /// The wall clock at this event: an event's wall-clock time is this
+        /// plus its time less this event's (event times are the tracer's
+        /// monotonic clock, from its start).
+        realtime: std::time::SystemTime,
     },
     /// A traced process created a child.
     Fork {

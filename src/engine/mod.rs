@@ -695,6 +695,7 @@ impl Tracer {
                 .count(),
             probes: space.armed_sites(),
             pending,
+            realtime: std::time::SystemTime::now(),
         };
         self.attach_reported = true;
         self.consumers.progress.end();

@@ -19,6 +19,9 @@
 //!   innermost frame first, each `{"address","symbol","offset","module"}`
 //!   plus `"file"` and `"line"` where the module has a line table;
 //!   `stack_truncated: true` when `--stack-depth` cut it.
+//! - `attach`: `realtime_ns`, the wall clock at the attach event in
+//!   nanoseconds since the Unix epoch: an event happened at `realtime_ns +
+//!   time_ns - (the attach event's time_ns)`.
 //! - `entry`: `arg_names`, parallel to `args`: each parameter's name, `null`
 //!   where it is not known (raw registers, the `...` of a variadic function).
 //! - `return`: `rendered`, the value as the text format shows it (`-1`,
@@ -278,12 +281,17 @@ impl Emitter for JsonEmitter {
                 threads,
                 probes,
                 pending,
+                realtime,
             } => {
                 self.root = Some(*pid);
+                let realtime = realtime
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, nanos);
                 Obj::new("attach", time, Some(*pid))
                     .field("threads", *threads)
                     .field("probes", *probes)
                     .field("pending", *pending)
+                    .uint("realtime_ns", realtime)
                     .write(out)
             }
             Event::Fork { pid, child, kind } => Obj::new("fork", time, Some(*pid))

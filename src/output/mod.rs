@@ -58,6 +58,26 @@ pub enum Format {
     Json,
 }
 
+/// The wall clock on text lines (`-t`, `-tt`, `-ttt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WallClock {
+    /// `-t`: the local time of day, `12:34:56`.
+    Seconds,
+    /// `-tt`: with microseconds, `12:34:56.123456`.
+    Micros,
+    /// `-ttt`: seconds since the Unix epoch, `1700000000.123456`.
+    Epoch,
+}
+
+/// The time stamps of text lines, as strace writes them after the pid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timestamps {
+    /// The wall clock at the event (`-t`, `-tt`, `-ttt`).
+    pub clock: Option<WallClock>,
+    /// `-r`: the time since the previous line's event, `     0.000123`.
+    pub relative: bool,
+}
+
 /// How a [`Printer`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrinterOptions {
@@ -81,6 +101,9 @@ pub struct PrinterOptions {
     /// `None` to flush whenever the tracer waits (output to a terminal, in step
     /// with the program's), e.g. 10 ms for a file or a pipe.
     pub flush_interval: Option<std::time::Duration>,
+    /// Time stamps on text lines (`-t`, `-tt`, `-ttt`, `-r`); JSON events
+    /// carry `time_ns`, and the attach event `realtime_ns`.
+    pub timestamps: Timestamps,
     /// `--stack`: show the user stack of each entry and instruction hit, at
     /// most this many frames (text: one indented line per frame under the
     /// call; JSON: a `stack` array).
@@ -283,7 +306,11 @@ impl Printer {
         opts: PrinterOptions,
     ) -> Printer {
         let emitter: Box<dyn Emitter> = match opts.format {
-            Format::Text => Box::new(text::TextEmitter::new(opts.color, opts.summary)),
+            Format::Text => Box::new(text::TextEmitter::new(
+                opts.color,
+                opts.summary,
+                opts.timestamps,
+            )),
             Format::Json => Box::new(json::JsonEmitter::default()),
         };
         Printer {

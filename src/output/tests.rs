@@ -22,6 +22,7 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             color,
             summary,
             hist: false,
+            timestamps: Default::default(),
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
@@ -221,6 +222,7 @@ fn lifecycle_lines_and_status_lines() {
             threads: 2,
             probes: 3,
             pending: 0,
+            realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
     );
     ev(
@@ -283,6 +285,7 @@ fn lifecycle_lines_and_status_lines() {
             threads: 1,
             probes: 1,
             pending: 2,
+            realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
     );
     assert_eq!(
@@ -303,6 +306,7 @@ fn everything(p: &mut Printer) {
             threads: 1,
             probes: 2,
             pending: 0,
+            realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
     );
     let work = function("work");
@@ -468,7 +472,10 @@ fn json_events_have_exactly_the_spec_fields() {
     };
     let site = ["tid", "probe", "symbol", "module"];
     let expect: &[(&str, Vec<&'static str>)] = &[
-        ("attach", vec!["threads", "probes", "pending"]),
+        (
+            "attach",
+            vec!["threads", "probes", "pending", "realtime_ns"],
+        ),
         (
             "entry",
             [&site[..], &["address", "args", "arg_names"]].concat(),
@@ -676,6 +683,7 @@ fn a_closed_output_is_an_output_error() {
             color: false,
             summary: false,
             hist: false,
+            timestamps: Default::default(),
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
@@ -703,6 +711,7 @@ fn a_closed_output_is_an_output_error() {
         color: false,
         summary: false,
         hist: false,
+        timestamps: Default::default(),
         string_limit: super::DEFAULT_STRING_LIMIT,
         flush_interval: None,
         stack_depth: None,
@@ -750,6 +759,7 @@ fn hist_adds_buckets_to_the_summary() {
                 color: false,
                 summary: true,
                 hist: true,
+                timestamps: Default::default(),
                 string_limit: super::DEFAULT_STRING_LIMIT,
                 stack_depth: None,
                 flush_interval: None,
@@ -823,5 +833,59 @@ fn stack_lines_name_every_frame() {
     assert_eq!(
         super::text::stack_lines(&stack),
         "    #0 0x401136 c+0x0 (/tmp/stacker) /src/stacker.c:21\n    ...\n"
+    );
+}
+
+/// `-ttt -r`: each line's wall clock is the attach event's plus the time
+/// since it (an entry's line at its entry, a `+++` line at its event), and
+/// `-r` the time since the previous line's event, the first 0.
+#[test]
+fn timestamps_place_each_line_in_real_time() {
+    let out = SharedBuf::default();
+    let mut p = Printer::with_diag(
+        Box::new(out.clone()),
+        Box::new(SharedBuf::default()),
+        PrinterOptions {
+            format: Format::Text,
+            color: false,
+            summary: false,
+            hist: false,
+            timestamps: super::Timestamps {
+                clock: Some(super::WallClock::Epoch),
+                relative: true,
+            },
+            string_limit: super::DEFAULT_STRING_LIMIT,
+            flush_interval: None,
+            stack_depth: None,
+        },
+    );
+    let pid = Pid::from_raw(7);
+    p.on_event(
+        &Event::Attached {
+            pid,
+            threads: 1,
+            probes: 1,
+            pending: 0,
+            realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        },
+        Duration::from_micros(500),
+    )
+    .unwrap();
+    let t = Tracee::new();
+    let work = function("work");
+    let a = t.enter(&mut p, &work, 7, 1000, ARGS).unwrap();
+    t.leave(&mut p, &work, 7, 1000, 1011, 83, a).unwrap();
+    let b = t.enter(&mut p, &work, 7, 2500, ARGS).unwrap();
+    t.leave(&mut p, &work, 7, 2500, 2504, 1, b).unwrap();
+    p.on_event(&Event::Exited { pid, code: 0 }, Duration::from_micros(3000))
+        .unwrap();
+    p.on_finish().unwrap();
+    assert_eq!(
+        out.text(),
+        format!(
+            "[pid 7] 1700000000.000500      0.000000 work({WORK_ARGS}) = 83 <0.000011>\n\
+             [pid 7] 1700000000.002000      0.001500 work({WORK_ARGS}) = 1 <0.000004>\n\
+             1700000000.002500      0.000500 +++ exited with 0 +++\n"
+        )
     );
 }

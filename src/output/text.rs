@@ -12,11 +12,11 @@
 //! Status lines (`rtrace: attached to …`) go to stderr, not to the event stream.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::render::{seconds, RetVal};
 use super::summary::{self, Row};
-use super::{Call, Emitter, Out, ScriptItem};
+use super::{Call, Emitter, Out, ScriptItem, Timestamps, WallClock};
 use crate::addr::Pid;
 use crate::error::Result;
 use crate::handler::{Event, Hit, ProbeKind, Return};
@@ -74,6 +74,12 @@ pub(crate) struct TextEmitter {
     /// The process we attached to; its exit line carries no pid prefix, a
     /// child's does (strace -f style).
     root: Option<Pid>,
+    /// What each line's time stamp shows (`-t`, `-tt`, `-ttt`, `-r`).
+    stamps: Timestamps,
+    /// An event time and the wall clock then (the attach event's).
+    anchor: Option<(Duration, SystemTime)>,
+    /// The time of the last line stamped, for `-r`.
+    last: Option<Duration>,
 }
 
 /// `s` in the SGR attribute `code` (1 bold, 2 dim, 31 red, 32 green, 33
@@ -93,13 +99,45 @@ fn counted(n: usize, noun: &str) -> String {
 }
 
 impl TextEmitter {
-    pub(crate) fn new(color: bool, summary: bool) -> TextEmitter {
+    pub(crate) fn new(color: bool, summary: bool, stamps: Timestamps) -> TextEmitter {
         TextEmitter {
             color,
             summary,
             held: None,
             root: None,
+            stamps,
+            anchor: None,
+            last: None,
         }
+    }
+
+    /// The time stamps of a line of an event at `time`, each followed by a
+    /// space, as strace writes them after the pid: the wall clock (`-t`
+    /// `12:34:56`, `-tt` `12:34:56.123456`, `-ttt` `1700000000.123456`),
+    /// then (`-r`) the time since the previous line's event, `     0.000123`.
+    fn stamp(&mut self, time: Duration) -> String {
+        let mut s = String::new();
+        if let Some(clock) = self.stamps.clock {
+            let wall = match self.anchor {
+                Some((at, wall)) if time >= at => wall + (time - at),
+                Some((at, wall)) => wall - (at - time),
+                None => SystemTime::now(),
+            };
+            s.push_str(&wall_clock(wall, clock));
+            s.push(' ');
+        }
+        if self.stamps.relative {
+            let since = time.saturating_sub(self.last.unwrap_or(time));
+            let _ = write!(s, "{:6}.{:06} ", since.as_secs(), since.subsec_micros());
+            self.last = Some(time);
+        }
+        s
+    }
+
+    /// `[pid 7] ` and the time stamps of an event at `time`.
+    fn lead(&mut self, pid: Pid, time: Duration) -> String {
+        let stamp = self.stamp(time);
+        format!("{} {stamp}", self.pid(pid))
     }
 
     fn pid(&self, pid: Pid) -> String {
@@ -157,29 +195,30 @@ impl TextEmitter {
         out.write("\n")
     }
 
-    fn call_text(&self, hit: &Hit<'_>, call: &Call) -> String {
+    fn call_text(&mut self, hit: &Hit<'_>, call: &Call) -> String {
+        let stamp = self.stamp(hit.time());
         if self.color {
             return format!(
-                "{} {}({})",
+                "{} {stamp}{}({})",
                 self.pid(hit.tid()),
                 self.name(&hit.site().name),
                 call.args.text()
             );
         }
         // Once per hit: one string, written in place.
-        use std::fmt::Write as _;
         let symbol = &hit.site().name;
         let mut s = String::with_capacity(24 + symbol.len() + 24 * call.args.values.len());
-        let _ = write!(s, "[pid {}] {symbol}(", hit.tid());
+        let _ = write!(s, "[pid {}] {stamp}{symbol}(", hit.tid());
         s.push_str(&call.args.text());
         s.push(')');
         s
     }
 
-    fn exit_prefix(&self, pid: Pid) -> String {
+    fn exit_prefix(&mut self, pid: Pid, time: Duration) -> String {
+        let stamp = self.stamp(time);
         match self.root {
-            Some(root) if root != pid => format!("{} ", self.pid(pid)),
-            _ => String::new(),
+            Some(root) if root != pid => format!("{} {stamp}", self.pid(pid)),
+            _ => stamp,
         }
     }
 }
@@ -216,7 +255,7 @@ impl Emitter for TextEmitter {
                         format!("{}+{off:#x} ({})", self.name(&site.name), site.address)
                     }
                 };
-                let mut text = format!("{} hit {place}", self.pid(hit.tid()));
+                let mut text = format!("{}hit {place}", self.lead(hit.tid(), hit.time()));
                 if let Some(source) = &call.source {
                     text.push_str(" at ");
                     text.push_str(source);
@@ -254,8 +293,8 @@ impl Emitter for TextEmitter {
                 self.held = other;
                 self.release(out)?;
                 let head = format!(
-                    "{} ... {} resumed",
-                    self.pid(ret.tid()),
+                    "{}... {} resumed",
+                    self.lead(ret.tid(), ret.time()),
                     self.name(&ret.site().name)
                 );
                 out.write(&head)?;
@@ -264,7 +303,7 @@ impl Emitter for TextEmitter {
         }
     }
 
-    fn event(&mut self, out: &mut Out, event: &Event, _time: Duration) -> Result<()> {
+    fn event(&mut self, out: &mut Out, event: &Event, time: Duration) -> Result<()> {
         self.release(out)?;
         match event {
             Event::Attached {
@@ -272,8 +311,10 @@ impl Emitter for TextEmitter {
                 threads,
                 probes,
                 pending,
+                realtime,
             } => {
                 self.root = Some(*pid);
+                self.anchor = Some((time, *realtime));
                 let mut s = format!(
                     "rtrace: attached to pid {pid} ({}), {} armed",
                     counted(*threads, "thread"),
@@ -321,8 +362,8 @@ impl Emitter for TextEmitter {
                     return Ok(());
                 }
                 let s = format!(
-                    "{} {}",
-                    self.pid(*tid),
+                    "{}{}",
+                    self.lead(*tid, time),
                     self.lifecycle(format!("--- {} ---", crate::handler::signal_name(*signal)))
                 );
                 self.line(out, &s)
@@ -332,8 +373,8 @@ impl Emitter for TextEmitter {
                     return Ok(());
                 }
                 let s = format!(
-                    "{} {}",
-                    self.pid(*pid),
+                    "{}{}",
+                    self.lead(*pid, time),
                     self.lifecycle(format!("--- {}: child {child} ---", kind.as_str()))
                 );
                 self.line(out, &s)
@@ -343,8 +384,8 @@ impl Emitter for TextEmitter {
                     return Ok(());
                 }
                 let s = format!(
-                    "{} {}",
-                    self.pid(*pid),
+                    "{}{}",
+                    self.lead(*pid, time),
                     self.lifecycle(format!("--- exec {} ---", path.display()))
                 );
                 self.line(out, &s)
@@ -352,7 +393,7 @@ impl Emitter for TextEmitter {
             Event::Exited { pid, code } => {
                 let s = format!(
                     "{}{}",
-                    self.exit_prefix(*pid),
+                    self.exit_prefix(*pid, time),
                     self.lifecycle(format!("+++ exited with {code} +++"))
                 );
                 self.line(out, &s)
@@ -365,7 +406,7 @@ impl Emitter for TextEmitter {
                 let core = if *core_dumped { " (core dumped)" } else { "" };
                 let s = format!(
                     "{}{}",
-                    self.exit_prefix(*pid),
+                    self.exit_prefix(*pid, time),
                     self.lifecycle(format!(
                         "+++ killed by {}{core} +++",
                         crate::handler::signal_name(*signal)
@@ -417,5 +458,29 @@ impl Emitter for TextEmitter {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// `wall` as `clock` shows it: local time of day to the second (`-t`) or
+/// the microsecond (`-tt`), or seconds since the Unix epoch (`-ttt`).
+fn wall_clock(wall: SystemTime, clock: WallClock) -> String {
+    let since = wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let micros = since.subsec_micros();
+    if clock == WallClock::Epoch {
+        return format!("{}.{micros:06}", since.as_secs());
+    }
+    let (h, m, s) = crate::sys::time::local_time_of_day(since.as_secs()).unwrap_or_else(|| {
+        let day = since.as_secs() % 86_400;
+        (
+            (day / 3600) as u32,
+            (day / 60 % 60) as u32,
+            (day % 60) as u32,
+        )
+    });
+    match clock {
+        WallClock::Seconds => format!("{h:02}:{m:02}:{s:02}"),
+        _ => format!("{h:02}:{m:02}:{s:02}.{micros:06}"),
     }
 }

@@ -50,6 +50,7 @@ fn rig_with(text: &str, format: Format, limits: Limits) -> Rig {
             color: false,
             summary: false,
             hist: false,
+            timestamps: Default::default(),
             string_limit: 64,
             flush_interval: None,
             stack_depth: None,
@@ -153,6 +154,7 @@ fn begin_declares_globals_end_sees_maps_and_prints_come_in_order() {
         threads: 1,
         probes: 1,
         pending: 0,
+        realtime: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
     };
     l.on_event(&attached, std::time::Duration::ZERO).unwrap();
     let mut h = r.probe("work");

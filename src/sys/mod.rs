@@ -9,5 +9,6 @@ pub mod shm;
 pub mod signal;
 pub mod spawn;
 pub mod stdfds;
+pub mod time;
 pub mod tty;
 pub mod wait;

@@ -809,3 +809,117 @@ fn never_loaded_module_warns_json() {
     );
     assert_eq!(str_field(warnings[0], "probe"), "libnothere:f");
 }
+
+/// Time stamps as strace writes them, after the pid: under `-ttt` every
+/// line of `count 3` (three `work` calls, one `twice`, the exit) carries the
+/// wall clock, in the run and never going back; `-tt` the time of day to
+/// the microsecond; `-r` the time since the previous line's event, the
+/// first 0, adding up to no more than the run. JSON carries the wall clock
+/// as the attach event's `realtime_ns`, and `-t` with `--json` is a usage
+/// error.
+#[test]
+fn timestamps_as_strace_writes_them() {
+    use std::time::SystemTime;
+    let prog = fixture("count", Variant::Pie);
+    let now = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let event_lines = |run: &crate::fixtures::Run| -> Vec<String> {
+        run.stderr
+            .lines()
+            .filter(|l| !l.starts_with("rtrace:"))
+            .map(str::to_string)
+            .collect()
+    };
+    // The stamp after `[pid N] ` (or at the start of the `+++` line), and
+    // the rest.
+    let split = |line: &str| -> (String, String) {
+        let line = match line.strip_prefix("[pid ") {
+            Some(rest) => &rest[rest.find("] ").expect("a pid") + 2..],
+            None => line,
+        };
+        let (stamp, rest) = line.trim_start().split_once(' ').expect("a stamp");
+        (stamp.to_string(), rest.trim_start().to_string())
+    };
+
+    let before = now();
+    let run = run_rtrace(&["-ttt", "-s", "work", "-s", "twice"], &prog, &["3"]);
+    let after = now();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines = event_lines(&run);
+    let rests: Vec<String> = lines.iter().map(|l| split(l).1).collect();
+    assert_eq!(
+        rests,
+        [
+            "work(x=0) = 1",
+            "work(x=1) = 3",
+            "work(x=2) = 5",
+            "twice(x=20) = 41",
+            "+++ exited with 0 +++"
+        ]
+        .iter()
+        .zip(&rests)
+        .map(|(want, got)| match got.split_once(" <") {
+            Some((_, t)) if !want.starts_with("+++") => format!("{want} <{t}"),
+            _ => want.to_string(),
+        })
+        .collect::<Vec<_>>(),
+        "{}",
+        run.stderr
+    );
+    let stamps: Vec<f64> = lines
+        .iter()
+        .map(|l| split(l).0.parse().expect("seconds.micros"))
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    assert!(
+        stamps[0] >= before - 0.001 && stamps[4] <= after + 0.001,
+        "{before} {stamps:?} {after}"
+    );
+
+    let run = run_rtrace(&["-tt", "-s", "work"], &prog, &["3"]);
+    for line in event_lines(&run) {
+        let (stamp, _) = split(&line);
+        let b = stamp.as_bytes();
+        assert!(
+            b.len() == 15
+                && stamp.char_indices().all(|(i, c)| match i {
+                    2 | 5 => c == ':',
+                    8 => c == '.',
+                    _ => c.is_ascii_digit(),
+                }),
+            "{line}"
+        );
+    }
+
+    let start = now();
+    let run = run_rtrace(&["-r", "-s", "work"], &prog, &["3"]);
+    let took = now() - start;
+    let deltas: Vec<f64> = event_lines(&run)
+        .iter()
+        .map(|l| split(l).0.parse().expect("seconds.micros"))
+        .collect();
+    assert_eq!(deltas.len(), 4, "{}", run.stderr);
+    assert_eq!(deltas[0], 0.0);
+    assert!(deltas.iter().sum::<f64>() <= took, "{deltas:?} {took}");
+
+    let before = now();
+    let run = run_rtrace(&["--json", "-s", "work"], &prog, &["1"]);
+    let after = now();
+    let events = crate::events::parse_events(&run.stderr);
+    let attach = &events[0];
+    assert_eq!(attach["event"], "attach");
+    let wall = attach["realtime_ns"].as_u64().expect("realtime_ns") as f64 / 1e9;
+    assert!(wall >= before && wall <= after, "{before} {wall} {after}");
+
+    let run = run_rtrace(&["-t", "--json", "-s", "work"], &prog, &["1"]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr.starts_with("rtrace: -t and -r stamp text lines"),
+        "{}",
+        run.stderr
+    );
+}

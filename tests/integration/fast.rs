@@ -1023,7 +1023,9 @@ struct Registers {
 impl Handler for Registers {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
         let r = hit.regs().raw();
-        self.seen.borrow_mut().push((r.rdi, r.rbx, r.rsp, hit.is_fast()));
+        self.seen
+            .borrow_mut()
+            .push((r.rdi, r.rbx, r.rsp, hit.is_fast()));
         Ok(())
     }
     fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {

@@ -118,6 +118,13 @@ struct Raw {
     /// one track per thread, for ui.perfetto.dev or chrome://tracing.
     #[arg(long, value_name = "FILE")]
     perfetto: Option<PathBuf>,
+    /// Prefix each line with the wall clock, as strace does: -t the time of
+    /// day, -tt with microseconds, -ttt seconds since the epoch.
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    timestamps: u8,
+    /// Prefix each line with the time since the previous line's event.
+    #[arg(short = 'r')]
+    relative: bool,
     /// Print a per-probe table of calls and times at the end (with --fast,
     /// the program counts and times the calls itself: no record per call).
     #[arg(short = 'c', long)]
@@ -266,6 +273,8 @@ pub struct Cli {
     pub summary: bool,
     /// `--hist`: histograms in the summary.
     pub hist: bool,
+    /// `-t`, `-tt`, `-ttt`, `-r`.
+    pub timestamps: rtrace::output::Timestamps,
     pub color: ColorWhen,
     pub string_limit: usize,
     /// How long the work before tracing goes on before a terminal shows its
@@ -412,6 +421,15 @@ pub fn parse() -> Result<Cli, ExitCode> {
             "--list lists specs instead of tracing; give no --tui with it",
         ));
     }
+    if raw.timestamps > 3 {
+        return Err(usage("-t is given at most three times (-t, -tt, -ttt)"));
+    }
+    if (raw.timestamps > 0 || raw.relative) && raw.json {
+        return Err(usage(
+            "-t and -r stamp text lines; JSON events carry time_ns, and the attach event \
+             realtime_ns (the wall clock)",
+        ));
+    }
     if raw.hist && !raw.summary {
         return Err(usage(
             "--hist draws histograms in the summary; give -c with it",
@@ -461,6 +479,15 @@ pub fn parse() -> Result<Cli, ExitCode> {
         perfetto: raw.perfetto,
         summary: raw.summary,
         hist: raw.hist,
+        timestamps: rtrace::output::Timestamps {
+            clock: match raw.timestamps {
+                0 => None,
+                1 => Some(rtrace::output::WallClock::Seconds),
+                2 => Some(rtrace::output::WallClock::Micros),
+                _ => Some(rtrace::output::WallClock::Epoch),
+            },
+            relative: raw.relative,
+        },
         color: raw.color,
         string_limit: raw.string_limit,
         progress_delay,

@@ -289,6 +289,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             color,
             summary: cli.summary,
             hist: cli.hist,
+            timestamps: cli.timestamps,
             string_limit: cli.string_limit,
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
