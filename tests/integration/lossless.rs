@@ -51,12 +51,13 @@ fn lost_warnings(stderr: &str) -> Vec<&str> {
 }
 
 /// Arguments that make every call recorded into the ring beside `-c`
-/// (`--perfetto FILE`, named after `name`: the timeline wants each call),
-/// for the tests of a ring that fills up: `-c` alone times the calls in the
-/// program, and writes no record.
-fn recorded(name: &str) -> [String; 2] {
-    let path = temp_path(&format!("{name}.perfetto"));
-    ["--perfetto".into(), path.to_str().expect("UTF-8").into()]
+/// (`--perfetto /dev/null`: the timeline wants each call), for the tests
+/// of a ring that fills up: `-c` alone times the calls in the program, and
+/// writes no record. (The file is not what these tests look at; a disk
+/// busy with other writes could hold rtrace's writes for longer than a
+/// reader is given, and the program's threads would rightly drop.)
+fn recorded() -> [&'static str; 2] {
+    ["--perfetto", "/dev/null"]
 }
 
 /// hot's last line for `threads` × `calls`.
@@ -169,9 +170,9 @@ fn every_event_of_eight_threads_is_written() {
 /// threads wait for room and nothing is lost. The same run with
 /// `--overflow drop` loses records (the ring does fill up), and its counts
 /// still add up: counted + missed = made, with one warning at the end that
-/// gives the missed figure. (The pause is 5 ms, under the 10 ms a waiting
-/// thread gives rtrace between two signs of reading, so that the test
-/// holds on a machine so loaded that rtrace's watchman thread, which
+/// gives the missed figure. (The pause is 5 ms, well under the 50 ms a
+/// waiting thread gives rtrace between two signs of reading, so that the
+/// test holds on a machine so loaded that rtrace's watchman thread, which
 /// keeps the heartbeat meanwhile, is not run for that long: the threads
 /// would then rightly drop, as for an rtrace that stopped reading.)
 #[test]
@@ -180,7 +181,7 @@ fn a_slow_reader_loses_nothing_and_drop_counts_every_loss() {
         let mut cmd = Command::new(rtrace_bin());
         cmd.env("RTRACE_TEST_READ_PAUSE_MS", "5")
             .arg("--fast")
-            .args(recorded("slow-reader"))
+            .args(recorded())
             .args(args)
             .args(["-c", "-s", "work", "--"])
             .arg(fixture("hot", Variant::O2))
@@ -232,7 +233,7 @@ impl Hot {
         program.wait_stdout_line(|l| l == "ready");
         let mut cmd = Command::new(rtrace_bin());
         cmd.envs(env.iter().copied())
-            .args(recorded("hot-attached"))
+            .args(recorded())
             .args(["--fast", "-c", "-s", "work", "-p"])
             .arg(program.pid().to_string());
         let mut rtrace = Spawned::command(cmd);
@@ -420,18 +421,19 @@ fn many_live_children_do_not_take_a_ring_of_memory_each() {
 /// each hit: the hits are recorded) the same counts again.
 #[test]
 fn hits_counted_in_the_program_are_every_hit() {
-    let timeline = temp_path("counted-hits.perfetto");
-    let timeline_arg = timeline.to_str().expect("UTF-8").to_string();
-    for args in [
-        vec!["--entry-only"],
-        vec!["--entry-only", "--perfetto", &timeline_arg],
-    ] {
+    let recorded: Vec<&str> = ["--entry-only"].into_iter().chain(recorded()).collect();
+    for args in [vec!["--entry-only"], recorded] {
         let run = count_hot(&args, Variant::O2, 8, 200_000);
         assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
         assert!(run
             .stdout
             .ends_with(&format!("{}\n", hot_result(8, 200_000))));
-        assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{args:?}");
+        assert_eq!(
+            summary_row(&run.stderr, "work"),
+            (1_600_000, 0),
+            "{args:?}: {}",
+            run.stderr
+        );
         let row = summary_line(&run.stderr, "work");
         assert_eq!(
             row.split_whitespace().collect::<Vec<_>>(),
@@ -452,7 +454,7 @@ fn hits_counted_in_the_program_are_every_hit() {
 fn signals_reach_threads_that_wait_for_room() {
     let mut cmd = Command::new(rtrace_bin());
     cmd.env("RTRACE_TEST_READ_PAUSE_MS", "50")
-        .args(recorded("signalled"))
+        .args(recorded())
         .args(["--fast", "-c", "-s", "work", "--"])
         .arg(fixture("hot", Variant::O2))
         .args(["3", "200000", "200"]);
@@ -476,18 +478,18 @@ fn signals_reach_threads_that_wait_for_room() {
 /// the longest.
 #[test]
 fn calls_timed_in_the_program_are_every_call() {
-    for args in [
-        vec![],
-        vec!["--hist".to_string()],
-        recorded("timed-calls").to_vec(),
-    ] {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for args in [vec![], vec!["--hist"], recorded().to_vec()] {
         let run = count_hot(&args, Variant::O2, 8, 200_000);
         assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
         assert!(run
             .stdout
             .ends_with(&format!("{}\n", hot_result(8, 200_000))));
-        assert_eq!(summary_row(&run.stderr, "work"), (1_600_000, 0), "{args:?}");
+        assert_eq!(
+            summary_row(&run.stderr, "work"),
+            (1_600_000, 0),
+            "{args:?}: {}",
+            run.stderr
+        );
         let row = summary_line(&run.stderr, "work");
         let us: Vec<f64> = row
             .split_whitespace()

@@ -80,8 +80,11 @@ pub mod ring {
     pub const STALE: u64 = 40;
     /// Waits of a millisecond for room without a heartbeat or a read (no
     /// move of `ROOM`) after which a thread takes rtrace for stopped, or
-    /// not reading, and drops its record (counted lost).
-    pub const STALE_ROOM_WAITS: u64 = 10;
+    /// not reading, and drops its record (counted lost). 50: on a machine
+    /// whose CPUs are all busy, rtrace's watchman thread was seen left
+    /// waiting by the scheduler for up to 45 ms while rtrace read on, and
+    /// 10 made the program drop what a little patience keeps.
+    pub const STALE_ROOM_WAITS: u64 = 50;
     /// Nanoseconds per tick of the time stamp counter, times 2^32 (u64),
     /// as rtrace's clock has it: the return stub's durations of timed
     /// calls are `(ticks * NS_MULT) >> 32`.

@@ -143,7 +143,14 @@ impl Copying {
         if left == 0 {
             return Ok((out, upto.unwrap_or(c.pos)));
         }
-        let direct = take_records(&self.map, self.layout, &mut c.pos, skip_unpublished, left)?;
+        let direct = take_records(
+            &self.map,
+            self.layout,
+            &mut c.pos,
+            skip_unpublished,
+            left,
+            spare(),
+        )?;
         let upto = c.pos;
         drop(c);
         if !direct.is_empty() {
@@ -180,8 +187,18 @@ impl Copying {
             return false;
         }
         let mut pos = c.pos;
-        match take_records(&self.map, self.layout, &mut pos, false, COPY_BUDGET) {
-            Ok(records) if records.is_empty() => false,
+        match take_records(
+            &self.map,
+            self.layout,
+            &mut pos,
+            false,
+            COPY_BUDGET,
+            spare(),
+        ) {
+            Ok(records) if records.is_empty() => {
+                recycle(records);
+                false
+            }
             Ok(records) => {
                 c.pos = pos;
                 let n = records.len() / self.layout.slot_size as usize;
@@ -206,6 +223,33 @@ impl Drop for Copying {
         let c = self.copied.get_mut().unwrap_or_else(|p| p.into_inner());
         let held: usize = c.batches.iter().map(|(b, _)| b.len()).sum();
         QUEUED.fetch_sub(held, Ordering::Relaxed);
+    }
+}
+
+/// Buffers of records handed over, kept for the next copies (a copy into
+/// fresh memory faults its pages in, which a machine short of free pages
+/// can make take tens of milliseconds, while the ring fills).
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// The most buffers kept.
+const SPARES: usize = 64;
+
+/// A buffer for records: one kept, or a new one.
+fn spare() -> Vec<u8> {
+    SPARE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop()
+        .unwrap_or_default()
+}
+
+/// Keeps `records` (handed over, or empty) for a later copy.
+pub(super) fn recycle(records: Vec<u8>) {
+    if records.capacity() == 0 {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+    if spare.len() < SPARES {
+        spare.push(records);
     }
 }
 

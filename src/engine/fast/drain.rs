@@ -61,7 +61,8 @@ pub(super) fn batch_tps(records: &[u8], slot: usize) -> Vec<u64> {
 }
 
 /// Copies the published records out of the ring mapped at `map` (shape
-/// `l`, dequeue position `consumed`) and frees their slots, in
+/// `l`, dequeue position `consumed`) into `out` (emptied first: a buffer
+/// to reuse) and frees their slots, in
 /// order, at most `budget` (and never more than the ring holds); with
 /// `skip_unpublished`, a slot claimed but never published (its writer is
 /// gone) is passed over. Err, with what was found, when the ring holds what
@@ -81,6 +82,7 @@ pub(super) fn take_records(
     consumed: &mut u64,
     skip_unpublished: bool,
     budget: u64,
+    mut out: Vec<u8>,
 ) -> std::result::Result<Vec<u8>, String> {
     let slot = l.slot_size as usize;
     let enqueued = map.load_u64(ring::ENQUEUE);
@@ -90,7 +92,7 @@ pub(super) fn take_records(
             *consumed, l.capacity
         ));
     }
-    let mut out = Vec::new();
+    out.clear();
     let mut taken = 0;
     while taken < l.capacity.min(budget) {
         let pos = *consumed;
@@ -538,6 +540,7 @@ impl Reader<'_> {
         } else if let Err(why) = report_counts(self.world, self.consumers, key, &mut failed) {
             self.ring_corrupt(key, why)?;
         }
+        super::copier::recycle(batch.records);
         // Threads that died whose records have all been read now.
         if let Some(space) = self.world.spaces.get_mut(&key) {
             if let Some(read) = space.fast.ring.as_ref().map(|r| r.consumed) {
