@@ -1266,6 +1266,21 @@ impl<'a> Return<'a> {
     pub fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         self.mem.read_cstr(addr, max)
     }
+    /// glibc's `errno` of the returning thread, live (not for a fast
+    /// return, whose thread went on): read where libc's own code reads it,
+    /// the thread pointer plus the offset the dynamic linker wrote into its
+    /// R_X86_64_TPOFF64 slot. None without libc, or where that cannot be
+    /// read.
+    pub fn errno(&self) -> Option<i32> {
+        let libc = self.modules.modules().iter().find(|m| m.matches("libc"))?;
+        let slot = libc.elf.tls_offset_slot("errno")?;
+        let mem = self.mem.live()?;
+        let tpoff = mem.read_u64(libc.to_runtime(slot)).ok()?;
+        let addr = self.regs.thread_pointer().wrapping_add(tpoff);
+        let mut bytes = [0u8; 4];
+        mem.read(RuntimeAddr(addr), &mut bytes).ok()?;
+        Some(i32::from_le_bytes(bytes))
+    }
     /// Names an address by function and module.
     pub fn symbolize(&self, addr: RuntimeAddr) -> Option<Symbolized<'_>> {
         self.modules.symbolize(addr)

@@ -267,6 +267,10 @@ impl Emitter for JsonEmitter {
             .field("retval", value.number)
             .text("rendered", &value.text)
             .uint("duration_ns", nanos(ret.duration()));
+        let obj = match value.errno {
+            Some(e) => obj.text("errno", &crate::inject::errno_name(e)),
+            None => obj,
+        };
         match std::mem::take(&mut self.injected) {
             true => obj.field("injected", true).write(out),
             false => obj.write(out),

@@ -149,6 +149,15 @@ impl Out {
     }
 }
 
+/// Whether `site` is in glibc's libc, whose functions that return -1 set
+/// errno.
+fn in_libc(site: &Site) -> bool {
+    site.module
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("libc.so") || n.starts_with("libc-"))
+}
+
 /// One probe hit, as the printer saw it: a number that its return (if any)
 /// carries back, and the rendered arguments (none for an instruction probe).
 pub(crate) struct Call {
@@ -423,6 +432,12 @@ impl Handler for Printer {
         if let Some(errno) = injected {
             value.mark_injected(errno);
             self.emitter.injected();
+        } else if value.is_failure() && in_libc(ret.site()) {
+            // A libc function that failed says why in errno (the thread is
+            // stopped at an int3 return: a fast return's has gone on).
+            if let Some(errno) = ret.errno().filter(|&e| e > 0) {
+                value.mark_errno(errno);
+            }
         }
         self.emitter
             .ret(&mut self.out, ret, pending.map(|p| p.id), &value)

@@ -261,9 +261,29 @@ impl Args {
 pub(crate) struct RetVal {
     pub(crate) text: String,
     pub(crate) number: Number,
+    /// The errno a failing libc function left (see [`RetVal::mark_errno`]).
+    pub(crate) errno: Option<i32>,
 }
 
 impl RetVal {
+    /// Marks the errno a libc function that returned -1 left, as strace
+    /// shows a failed system call: `-1 ENOENT (No such file or directory)`.
+    pub(crate) fn mark_errno(&mut self, errno: i32) {
+        self.errno = Some(errno);
+        self.text.push(' ');
+        self.text.push_str(&crate::inject::errno_name(errno));
+        let e = nix::errno::Errno::from_raw(errno);
+        if e != nix::errno::Errno::UnknownErrno {
+            self.text.push_str(&format!(" ({})", e.desc()));
+        }
+    }
+
+    /// Whether this is what a libc function returns on failure, an integer
+    /// -1 (its errno then says why).
+    pub(crate) fn is_failure(&self) -> bool {
+        self.number == Number::Signed(-1)
+    }
+
     /// Marks a value fault injection returned: `-1 ENOENT (injected)`, or
     /// `-1 (injected)` when no errno was set.
     pub(crate) fn mark_injected(&mut self, errno: Option<i32>) {
@@ -837,6 +857,7 @@ fn render_ret(
             RetVal {
                 text,
                 number: typed_number(&sig.ret, rax),
+                errno: None,
             }
         }
         Known::Proto(p) => {
@@ -851,7 +872,11 @@ fn render_ret(
                 Ret::Ptr => (pointer(rax), Number::Unsigned(rax)),
                 Ret::Void => ("void".into(), Number::None),
             };
-            RetVal { text, number }
+            RetVal {
+                text,
+                number,
+                errno: None,
+            }
         }
         Known::Raw => {
             // Without a prototype we do not know the width: a value that reads as
@@ -866,6 +891,7 @@ fn render_ret(
             RetVal {
                 text,
                 number: raw_number,
+                errno: None,
             }
         }
     }

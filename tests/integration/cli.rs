@@ -725,8 +725,22 @@ fn failed_open_returns_negative() {
         rets[0] >= 3 && rets[1] as i32 == -1,
         "open returned {rets:?}"
     );
+    // The failing return says why, as strace does (an int3 return: the
+    // thread is there to read errno from; a fast one's has gone on).
+    let returns = of_symbol(&events, "return", "open");
+    assert_eq!(returns[0].get("errno"), None, "{}", returns[0]);
+    match crate::events::fast_mode() {
+        false => {
+            assert_eq!(returns[1]["errno"], "ENOENT", "{}", returns[1]);
+            assert_eq!(
+                returns[1]["rendered"],
+                "-1 ENOENT (No such file or directory)"
+            );
+        }
+        true => assert_eq!(returns[1]["rendered"], "-1", "{}", returns[1]),
+    }
 
-    // Text renders it with open()'s prototype: an int, -1.
+    // Text renders it with open()'s prototype: an int, -1, and its errno.
     let run = run_rtrace(
         &["-s", "libc:open", "--color", "never"],
         &prog,
@@ -734,8 +748,9 @@ fn failed_open_returns_negative() {
     );
     let text = normalize(&run.stderr);
     assert!(
-        text.lines()
-            .any(|l| l == "[pid N] open(\"/nonexistent/x\", O_RDONLY) = -1 <T>"),
+        text.lines().any(|l| l
+            == "[pid N] open(\"/nonexistent/x\", O_RDONLY) = -1 ENOENT (No such file or \
+                directory) <T>"),
         "failed open line in:\n{text}"
     );
 }
