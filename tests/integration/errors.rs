@@ -299,11 +299,10 @@ fn already_traced_by_strace() {
     assert_eq!(spin.terminate().code(), 0);
 }
 
-/// A file that cannot be written (`/dev/full`): with 20,000 calls, the
-/// error comes while the program runs (a file is written every 10 ms, by a
-/// thread of rtrace's own), rtrace detaches and says so, and the program
-/// runs to its end. With 50 calls the program may end before the first
-/// write: the error is said at the end, rtrace exits 1 all the same.
+/// A file that cannot be written (`/dev/full`): the error comes while the
+/// program runs (a device is written as the events come, not by the
+/// thread that writes regular files), rtrace detaches and says so, and the
+/// program runs to its end; with 50 calls too, rtrace exits 1.
 #[test]
 fn output_dev_full_detaches_and_tracee_completes() {
     let prog = fixture("count", Variant::Pie);

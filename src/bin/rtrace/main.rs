@@ -262,12 +262,20 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         Some(path) if path.as_os_str() == "-" => {
             (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
         }
-        // Written by a thread of its own: the kernel's copy of the events
-        // overlaps with reading and rendering the next ones.
+        // A regular file is written by a thread of its own: the kernel's
+        // copy of the events overlaps with reading and rendering the next
+        // ones. Anything else (a device, a FIFO) is written as it comes, so
+        // that it pushes back, or fails, at once.
         Some(path) => {
-            let file = writer::Background::new(OutputFile::create(path)?)
-                .map_err(|e| rtrace::Error::io(format!("cannot write {}", path.display()), e))?;
-            (Box::new(file), false)
+            let file = OutputFile::create(path)?;
+            let regular = file.file.metadata().is_ok_and(|m| m.is_file());
+            let out: Box<dyn std::io::Write> = match regular {
+                true => Box::new(writer::Background::new(file).map_err(|e| {
+                    rtrace::Error::io(format!("cannot write {}", path.display()), e)
+                })?),
+                false => Box::new(file),
+            };
+            (out, false)
         }
         None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
