@@ -1568,17 +1568,21 @@ fn flags_offset(regs: RegSet) -> u64 {
     ring::REGS + 8 * u64::from(regs.len() - 1)
 }
 
+/// The word at `off` of `record` (0 past its end: a record is the
+/// program's to write, and may be short of nothing but sense).
+fn record_word(record: &[u8], off: u64) -> u64 {
+    let at = off as usize;
+    record
+        .get(at..at + 8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
 /// The registers an entry record of registers `regs` holds, as at the
 /// probed instruction `ip` (`fs_base` is the thread pointer; registers not
 /// recorded read as 0, segment registers are not recorded).
 pub fn record_regs(record: &[u8], regs: RegSet, ip: u64) -> super::regs::Regs {
     let regs = entry_regs(regs);
-    let word = |off: u64| {
-        let at = off as usize;
-        record
-            .get(at..at + 8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
+    let word = |off| record_word(record, off);
     let mut out = super::regs::Regs::default();
     for g in regs.gprs() {
         if let Some(at) = reg_offset(regs, g) {
@@ -1598,12 +1602,7 @@ pub fn record_regs(record: &[u8], regs: RegSet, ip: u64) -> super::regs::Regs {
 /// The registers a return record holds (rax, rdx and the stack pointer
 /// past the slot), at `ip`, the address returned to.
 pub fn return_regs(record: &[u8], ip: u64) -> super::regs::Regs {
-    let word = |off: u64| {
-        let at = off as usize;
-        record
-            .get(at..at + 8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
+    let word = |off| record_word(record, off);
     let mut out = super::regs::Regs::default();
     out.set_gpr(Gpr(0), word(ring::RET_RAX));
     out.set_gpr(Gpr(2), word(ring::RET_RDX));
