@@ -268,6 +268,21 @@ impl Tracer {
         });
         match resolve(&probe.spec, &space.modules)? {
             Resolution::Found(found) => {
+                // The sites the exclusions name in this process.
+                let excluded: HashSet<RuntimeAddr> = self
+                    .excluded
+                    .iter()
+                    .filter_map(|x| match resolve(x, &space.modules) {
+                        Ok(Resolution::Found(locs)) => Some(locs),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|l| l.addr)
+                    .collect();
+                let found: Vec<_> = found
+                    .into_iter()
+                    .filter(|l| !excluded.contains(&l.addr))
+                    .collect();
                 let glob = probe.spec.is_glob();
                 let spec = probe.spec.as_str().to_string();
                 let mut skipped = Vec::new();

@@ -338,6 +338,23 @@ impl Tracer {
         Ok(id)
     }
 
+    /// Excludes the functions `spec` names (a function name or glob, in a
+    /// module or not) from every probe placed from now on, as strace's
+    /// `-e trace=!…` does: a site a probe would arm is left alone when
+    /// `spec` resolves to it in that process (libraries loaded later
+    /// included). Err for a spec that does not name functions.
+    pub fn exclude(&mut self, spec: ProbeSpec) -> Result<()> {
+        if !spec.is_function() {
+            return Err(Error::InvalidSpec {
+                spec: spec.as_str().to_string(),
+                reason: "an exclusion names functions (a name or a glob), not an instruction"
+                    .into(),
+            });
+        }
+        self.excluded.push(spec);
+        Ok(())
+    }
+
     /// Removes a probe: its breakpoints go (unless another probe shares them),
     /// calls in flight still return normally but are no longer reported.
     pub fn remove_probe(&mut self, id: ProbeId) -> Result<()> {

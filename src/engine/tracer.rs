@@ -160,6 +160,8 @@ pub struct Tracer {
     /// Probes that armed somewhere at least once (the others are reported at
     /// the end as never armed).
     pub(super) ever_armed: std::collections::HashSet<ProbeId>,
+    /// Specs whose functions no probe arms (`Tracer::exclude`).
+    pub(super) excluded: Vec<crate::symbols::ProbeSpec>,
     pub(super) outcome: Option<Outcome>,
     /// The CPU everything runs on (`pin_to_one_cpu`).
     pub(super) pinned: Option<usize>,
@@ -258,6 +260,7 @@ impl Tracer {
             pace: Pace::default(),
             cache: ElfCache::default(),
             ever_armed: Default::default(),
+            excluded: Vec::new(),
             outcome: None,
             pinned: None,
             guardian: None,

@@ -938,3 +938,58 @@ fn timestamps_as_strace_writes_them() {
         run.stderr
     );
 }
+
+/// `!SPEC` removes the functions SPEC names from the other probes, as
+/// strace's `-e trace=!…` does: `count:*` less `count:w*` arms exactly the
+/// sites of the one less those of the other, and no call of a `w…`
+/// function of count is reported, while twice's is; `work,twice,!work`
+/// reports twice alone. An exclusion alone, or of an instruction, is a
+/// usage error.
+#[test]
+fn exclusions_remove_functions_from_the_probes() {
+    let prog = fixture("count", Variant::Pie);
+    let armed = |specs: &str| {
+        let (run, events) = trace_json(
+            &format!("exclusions-{specs}"),
+            &["-s", specs],
+            &prog,
+            &["2"],
+        );
+        assert_eq!(run.code(), 0, "{specs}: {}", run.stderr);
+        let attach = of_kind(&events, "attach");
+        (attach[0]["probes"].as_u64().unwrap(), events)
+    };
+    let (all, _) = armed("count:*");
+    let (w, _) = armed("count:w*");
+    let (rest, events) = armed("count:*,!count:w*");
+    assert!(w >= 1 && all > w, "{all} {w}");
+    assert_eq!(rest, all - w);
+    let entries = of_kind(&events, "entry");
+    assert!(
+        !entries
+            .iter()
+            .any(|e| str_field(e, "symbol").starts_with('w')),
+        "{}",
+        show(&events)
+    );
+    assert_eq!(of_symbol(&events, "entry", "twice").len(), 1);
+
+    let (_, events) = armed("work,twice,!work");
+    let symbols: Vec<&str> = of_kind(&events, "entry")
+        .iter()
+        .map(|e| str_field(e, "symbol"))
+        .collect();
+    assert_eq!(symbols, ["twice"], "{}", show(&events));
+
+    for (specs, says) in [
+        (
+            "!work",
+            "an exclusion (!SPEC) removes functions from the other probes",
+        ),
+        ("work,!work+0x1", "an exclusion names functions"),
+    ] {
+        let run = run_rtrace(&["-s", specs], &prog, &["2"]);
+        assert_eq!(run.code(), 2, "{specs}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{specs}: {}", run.stderr);
+    }
+}

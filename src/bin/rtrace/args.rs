@@ -46,7 +46,8 @@ struct Raw {
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pid: Option<i32>,
     /// Add probes (repeatable; several specs separated by commas, as
-    /// strace's -e trace=). See "Probe specs" below.
+    /// strace's -e trace=; !SPEC removes the functions it names from the
+    /// others). See "Probe specs" below.
     #[arg(short = 's', long = "probe", value_name = "SPEC[,SPEC...]", value_parser = parse_specs)]
     probes: Vec<Specs>,
     /// List the probe points the specs match (address, module, function,
@@ -204,19 +205,33 @@ fn parse_inject(s: &str) -> Result<InjectRule, String> {
     s.parse::<InjectRule>().map_err(|e| e.to_string())
 }
 
-/// The specs of one `-s` or `-l` argument.
+/// The specs of one `-s` or `-l` argument, and its exclusions (`!spec`).
 #[derive(Clone, Debug)]
-pub struct Specs(Vec<ProbeSpec>);
+pub struct Specs(Vec<ProbeSpec>, Vec<ProbeSpec>);
 
 /// Parses `open,read,close`: the specs separated by commas outside
 /// brackets (a C++ name's parameters and template arguments keep theirs:
-/// `'ns::f(int, long)'`, `'std::map<int, int>::find'`).
+/// `'ns::f(int, long)'`, `'std::map<int, int>::find'`). A spec after `!`
+/// excludes the functions it names, as strace's `-e trace=!…` does.
 fn parse_specs(s: &str) -> Result<Specs, String> {
-    split_specs(s)
-        .into_iter()
-        .map(|one| one.parse::<ProbeSpec>().map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Specs)
+    let parse = |one: &str| one.parse::<ProbeSpec>().map_err(|e| e.to_string());
+    let mut specs = Specs(Vec::new(), Vec::new());
+    for one in split_specs(s) {
+        match one.strip_prefix('!') {
+            Some(rest) => {
+                let spec = parse(rest)?;
+                if !spec.is_function() {
+                    return Err(format!(
+                        "{one}: an exclusion names functions (a name or a glob), not an \
+                         instruction"
+                    ));
+                }
+                specs.1.push(spec);
+            }
+            None => specs.0.push(parse(one)?),
+        }
+    }
+    Ok(specs)
 }
 
 /// `s` cut at the commas that are not inside `()`, `<>` or `[]`.
@@ -254,6 +269,8 @@ pub struct Cli {
     /// `--list`: the specs to list instead of tracing (empty when tracing).
     pub list: Vec<ProbeSpec>,
     pub probes: Vec<ProbeSpec>,
+    /// `-s '!spec'`: functions no probe arms.
+    pub excluded: Vec<ProbeSpec>,
     pub inject: Vec<InjectRule>,
     /// The compiled scripts (`--script`, `-x`), if any.
     pub script: Option<Script>,
@@ -376,6 +393,16 @@ pub fn parse() -> Result<Cli, ExitCode> {
         (Some(pid), true) => Target::Attach(Pid::from_raw(pid)),
         (None, false) => Target::Launch(raw.command),
     };
+    if raw.list.iter().any(|s| !s.1.is_empty()) {
+        return Err(usage(
+            "an exclusion (!SPEC) removes functions from the probes of -s; --list takes none",
+        ));
+    }
+    if raw.probes.iter().all(|s| s.0.is_empty()) && raw.probes.iter().any(|s| !s.1.is_empty()) {
+        return Err(usage(
+            "an exclusion (!SPEC) removes functions from the other probes; give one with -s SPEC",
+        ));
+    }
     if !raw.list.is_empty() && !raw.probes.is_empty() {
         return Err(usage(
             "--list lists specs instead of tracing; give no -s with it",
@@ -456,6 +483,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
     }
     // A spec given twice is one probe (its calls reported and counted once).
     let mut probes: Vec<ProbeSpec> = Vec::with_capacity(raw.probes.len());
+    let excluded: Vec<ProbeSpec> = raw.probes.iter().flat_map(|s| s.1.clone()).collect();
     for p in raw.probes.into_iter().flat_map(|s| s.0) {
         if !probes.iter().any(|q| q.as_str() == p.as_str()) {
             probes.push(p);
@@ -465,6 +493,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         target,
         list: raw.list.into_iter().flat_map(|s| s.0).collect(),
         probes,
+        excluded,
         inject: raw.inject,
         script,
         entry_only: raw.entry_only,

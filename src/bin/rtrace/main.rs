@@ -345,6 +345,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             Tracer::launch(&cmd, opts)?
         }
     };
+    for spec in &cli.excluded {
+        tracer.exclude(spec.clone())?;
+    }
     if cli.pin {
         tracer.pin_to_one_cpu()?;
     }
