@@ -104,6 +104,11 @@ pub struct PrinterOptions {
     /// Time stamps on text lines (`-t`, `-tt`, `-ttt`, `-r`); JSON events
     /// carry `time_ns`, and the attach event `realtime_ns`.
     pub timestamps: Timestamps,
+    /// `--tree` (text): each thread's calls nested, as uftrace's `replay`
+    /// and ftrace's function_graph show them: `work(x=1) {`, the calls it
+    /// made indented by two spaces, `} = 3 <0.000010>`; a call that made
+    /// none on one line.
+    pub tree: bool,
     /// `--stack`: show the user stack of each entry and instruction hit, at
     /// most this many frames (text: one indented line per frame under the
     /// call; JSON: a `stack` array).
@@ -319,6 +324,7 @@ impl Printer {
                 opts.color,
                 opts.summary,
                 opts.timestamps,
+                opts.tree,
             )),
             Format::Json => Box::new(json::JsonEmitter::default()),
         };

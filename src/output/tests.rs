@@ -23,6 +23,7 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             summary,
             hist: false,
             timestamps: Default::default(),
+            tree: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
@@ -684,6 +685,7 @@ fn a_closed_output_is_an_output_error() {
             summary: false,
             hist: false,
             timestamps: Default::default(),
+            tree: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
@@ -712,6 +714,7 @@ fn a_closed_output_is_an_output_error() {
         summary: false,
         hist: false,
         timestamps: Default::default(),
+        tree: false,
         string_limit: super::DEFAULT_STRING_LIMIT,
         flush_interval: None,
         stack_depth: None,
@@ -760,6 +763,7 @@ fn hist_adds_buckets_to_the_summary() {
                 summary: true,
                 hist: true,
                 timestamps: Default::default(),
+                tree: false,
                 string_limit: super::DEFAULT_STRING_LIMIT,
                 stack_depth: None,
                 flush_interval: None,
@@ -854,6 +858,7 @@ fn timestamps_place_each_line_in_real_time() {
                 clock: Some(super::WallClock::Epoch),
                 relative: true,
             },
+            tree: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
@@ -886,6 +891,50 @@ fn timestamps_place_each_line_in_real_time() {
             "[pid 7] 1700000000.000500      0.000000 work({WORK_ARGS}) = 83 <0.000011>\n\
              [pid 7] 1700000000.002000      0.001500 work({WORK_ARGS}) = 1 <0.000004>\n\
              1700000000.002500      0.000500 +++ exited with 0 +++\n"
+        )
+    );
+}
+
+/// `--tree`: a call whose inner calls never returned (longjmp) is closed
+/// where it was opened, and what comes after is back at its depth; another
+/// thread's calls nest on their own.
+#[test]
+fn a_tree_closes_a_call_where_it_was_opened() {
+    let out = SharedBuf::default();
+    let mut p = Printer::with_diag(
+        Box::new(out.clone()),
+        Box::new(SharedBuf::default()),
+        PrinterOptions {
+            format: Format::Text,
+            color: false,
+            summary: false,
+            hist: false,
+            timestamps: Default::default(),
+            tree: true,
+            string_limit: super::DEFAULT_STRING_LIMIT,
+            flush_interval: None,
+            stack_depth: None,
+        },
+    );
+    let t = Tracee::new();
+    let work = function("work");
+    let outer = t.enter(&mut p, &work, 1, 100, [1, 0, 0, 0, 0, 0]).unwrap();
+    let _lost = t.enter(&mut p, &work, 1, 101, [2, 0, 0, 0, 0, 0]).unwrap();
+    let other = t.enter(&mut p, &work, 2, 102, [3, 0, 0, 0, 0, 0]).unwrap();
+    t.leave(&mut p, &work, 2, 102, 103, 7, other).unwrap();
+    t.leave(&mut p, &work, 1, 100, 110, 5, outer).unwrap();
+    let next = t.enter(&mut p, &work, 1, 120, [4, 0, 0, 0, 0, 0]).unwrap();
+    t.leave(&mut p, &work, 1, 120, 121, 9, next).unwrap();
+    p.on_finish().unwrap();
+    let z = "0x0, 0x0, 0x0, 0x0, 0x0";
+    assert_eq!(
+        out.text(),
+        format!(
+            "[pid 1] work(0x1, {z}) {{\n\
+             [pid 1]   work(0x2, {z}) {{\n\
+             [pid 2] work(0x3, {z}) = 7 <0.000001>\n\
+             [pid 1] }} = 5 <0.000010>\n\
+             [pid 1] work(0x4, {z}) = 9 <0.000001>\n"
         )
     );
 }

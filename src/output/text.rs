@@ -25,6 +25,8 @@ use crate::unwind::Stack;
 /// An entry waiting for its return.
 struct Held {
     call: u64,
+    /// The thread that made it.
+    tid: Pid,
     /// `[pid 7] work(0x29)`, without a newline.
     text: String,
     /// True once `text` has been written (by a flush) and only the rest of the
@@ -76,6 +78,11 @@ pub(crate) struct TextEmitter {
     root: Option<Pid>,
     /// What each line's time stamp shows (`-t`, `-tt`, `-ttt`, `-r`).
     stamps: Timestamps,
+    /// `--tree`: calls nested per thread, `work(x=1) {` … `} = 3`.
+    tree: bool,
+    /// With `tree`, each thread's calls printed open (`{`), outermost
+    /// first, by call id.
+    open: std::collections::HashMap<Pid, Vec<u64>>,
     /// An event time and the wall clock then (the attach event's).
     anchor: Option<(Duration, SystemTime)>,
     /// The time of the last line stamped, for `-r`.
@@ -99,13 +106,15 @@ fn counted(n: usize, noun: &str) -> String {
 }
 
 impl TextEmitter {
-    pub(crate) fn new(color: bool, summary: bool, stamps: Timestamps) -> TextEmitter {
+    pub(crate) fn new(color: bool, summary: bool, stamps: Timestamps, tree: bool) -> TextEmitter {
         TextEmitter {
             color,
             summary,
             held: None,
             root: None,
             stamps,
+            tree,
+            open: Default::default(),
             anchor: None,
             last: None,
         }
@@ -134,10 +143,19 @@ impl TextEmitter {
         s
     }
 
-    /// `[pid 7] ` and the time stamps of an event at `time`.
+    /// `[pid 7] `, the time stamps of an event at `time`, and (`--tree`)
+    /// two spaces for each call of the thread printed open.
     fn lead(&mut self, pid: Pid, time: Duration) -> String {
         let stamp = self.stamp(time);
-        format!("{} {stamp}", self.pid(pid))
+        format!("{} {stamp}{}", self.pid(pid), self.indent(pid))
+    }
+
+    /// Two spaces for each open call of thread `tid` (`--tree`).
+    fn indent(&self, tid: Pid) -> String {
+        match self.tree {
+            true => "  ".repeat(self.open.get(&tid).map_or(0, Vec::len)),
+            false => String::new(),
+        }
     }
 
     fn pid(&self, pid: Pid) -> String {
@@ -175,18 +193,24 @@ impl TextEmitter {
 
     /// Prints the held entry as unfinished, because something else is about to
     /// be printed.
+    /// (`--tree`: it is printed open, `work(x=1) {`, and what the thread
+    /// prints until its return is nested in it.)
     fn release(&mut self, out: &mut Out) -> Result<()> {
-        match self.held.take() {
-            Some(h) if h.shown => {
-                out.write(" ...\n")?;
-                out.write(&h.frames)
+        let Some(h) = self.held.take() else {
+            return Ok(());
+        };
+        let end = match self.tree {
+            true => {
+                self.open.entry(h.tid).or_default().push(h.call);
+                " {\n"
             }
-            Some(h) => {
-                out.write(&format!("{} ...\n", h.text))?;
-                out.write(&h.frames)
-            }
-            None => Ok(()),
+            false => " ...\n",
+        };
+        if !h.shown {
+            out.write(&h.text)?;
         }
+        out.write(end)?;
+        out.write(&h.frames)
     }
 
     fn line(&mut self, out: &mut Out, line: &str) -> Result<()> {
@@ -197,9 +221,10 @@ impl TextEmitter {
 
     fn call_text(&mut self, hit: &Hit<'_>, call: &Call) -> String {
         let stamp = self.stamp(hit.time());
+        let indent = self.indent(hit.tid());
         if self.color {
             return format!(
-                "{} {stamp}{}({})",
+                "{} {stamp}{indent}{}({})",
                 self.pid(hit.tid()),
                 self.name(&hit.site().name),
                 call.args.text()
@@ -208,7 +233,7 @@ impl TextEmitter {
         // Once per hit: one string, written in place.
         let symbol = &hit.site().name;
         let mut s = String::with_capacity(24 + symbol.len() + 24 * call.args.values.len());
-        let _ = write!(s, "[pid {}] {stamp}{symbol}(", hit.tid());
+        let _ = write!(s, "[pid {}] {stamp}{indent}{symbol}(", hit.tid());
         s.push_str(&call.args.text());
         s.push(')');
         s
@@ -231,10 +256,13 @@ impl Emitter for TextEmitter {
         let frames = call.stack.as_deref().map(stack_lines).unwrap_or_default();
         match hit.site().kind {
             ProbeKind::Function { returns: true } => {
-                let text = self.call_text(hit, call);
+                // (Released first: under `--tree` an entry held on this
+                // thread is the one this call is nested in.)
                 self.release(out)?;
+                let text = self.call_text(hit, call);
                 self.held = Some(Held {
                     call: call.id,
+                    tid: hit.tid(),
                     text,
                     shown: false,
                     frames,
@@ -242,6 +270,7 @@ impl Emitter for TextEmitter {
                 Ok(())
             }
             ProbeKind::Function { returns: false } => {
+                self.release(out)?;
                 let text = self.call_text(hit, call);
                 self.line(out, &text)?;
                 out.write(&frames)
@@ -255,6 +284,7 @@ impl Emitter for TextEmitter {
                         format!("{}+{off:#x} ({})", self.name(&site.name), site.address)
                     }
                 };
+                self.release(out)?;
                 let mut text = format!("{}hit {place}", self.lead(hit.tid(), hit.time()));
                 if let Some(source) = &call.source {
                     text.push_str(" at ");
@@ -292,11 +322,27 @@ impl Emitter for TextEmitter {
             other => {
                 self.held = other;
                 self.release(out)?;
-                let head = format!(
-                    "{}... {} resumed",
-                    self.lead(ret.tid(), ret.time()),
-                    self.name(&ret.site().name)
-                );
+                // `--tree`: the call is closed where it was opened (the calls
+                // opened after it on the thread never returned: longjmp).
+                let tid = ret.tid();
+                let closed = self.tree
+                    && self.open.get_mut(&tid).is_some_and(|calls| {
+                        match call.and_then(|c| calls.iter().rposition(|&o| o == c)) {
+                            Some(at) => {
+                                calls.truncate(at);
+                                true
+                            }
+                            None => false,
+                        }
+                    });
+                let head = match closed {
+                    true => format!("{}}}", self.lead(tid, ret.time())),
+                    false => format!(
+                        "{}... {} resumed",
+                        self.lead(tid, ret.time()),
+                        self.name(&ret.site().name)
+                    ),
+                };
                 out.write(&head)?;
                 out.write(&tail)
             }

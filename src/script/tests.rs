@@ -51,6 +51,7 @@ fn rig_with(text: &str, format: Format, limits: Limits) -> Rig {
             summary: false,
             hist: false,
             timestamps: Default::default(),
+            tree: false,
             string_limit: 64,
             flush_interval: None,
             stack_depth: None,

@@ -993,3 +993,45 @@ fn exclusions_remove_functions_from_the_probes() {
         assert!(run.stderr.contains(says), "{specs}: {}", run.stderr);
     }
 }
+
+/// `--tree` nests a recursion 5 deep exactly, as uftrace's replay and
+/// ftrace's function_graph do: each call that made calls opens with `{`,
+/// the calls it made two spaces further in, and closes with `} = value`;
+/// the innermost, which made none, is one line. `--tree` with `--json` or
+/// `-c` is a usage error.
+#[test]
+fn tree_nests_a_recursion_exactly() {
+    let prog = fixture("recurse", Variant::Pie);
+    let run = run_rtrace(&["--tree", "-s", "fact"], &prog, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "fact=120\n");
+    let text = normalize(&run.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("rtrace:")).collect();
+    assert_eq!(
+        lines,
+        [
+            "[pid N] fact(n=5) {",
+            "[pid N]   fact(n=4) {",
+            "[pid N]     fact(n=3) {",
+            "[pid N]       fact(n=2) {",
+            "[pid N]         fact(n=1) {",
+            "[pid N]           fact(n=0) = 1 <T>",
+            "[pid N]         } = 1 <T>",
+            "[pid N]       } = 2 <T>",
+            "[pid N]     } = 6 <T>",
+            "[pid N]   } = 24 <T>",
+            "[pid N] } = 120 <T>",
+            "+++ exited with 0 +++",
+        ],
+        "{text}"
+    );
+    for extra in ["--json", "-c"] {
+        let run = run_rtrace(&["--tree", extra, "-s", "fact"], &prog, &[]);
+        assert_eq!(run.code(), 2, "{extra}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("rtrace: --tree nests"),
+            "{}",
+            run.stderr
+        );
+    }
+}

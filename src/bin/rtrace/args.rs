@@ -126,6 +126,11 @@ struct Raw {
     /// Prefix each line with the time since the previous line's event.
     #[arg(short = 'r')]
     relative: bool,
+    /// Nest each thread's calls as a tree, uftrace/function_graph style:
+    /// `work(x=1) {`, the calls it made indented, `} = 3 <0.000010>`; a
+    /// call that made none on one line.
+    #[arg(long)]
+    tree: bool,
     /// Print a per-probe table of calls and times at the end (with --fast,
     /// the program counts and times the calls itself: no record per call).
     #[arg(short = 'c', long)]
@@ -292,6 +297,8 @@ pub struct Cli {
     pub hist: bool,
     /// `-t`, `-tt`, `-ttt`, `-r`.
     pub timestamps: rtrace::output::Timestamps,
+    /// `--tree`.
+    pub tree: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
     /// How long the work before tracing goes on before a terminal shows its
@@ -457,6 +464,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
              realtime_ns (the wall clock)",
         ));
     }
+    if raw.tree && (raw.json || raw.summary) {
+        return Err(usage(
+            "--tree nests the calls of the text output; give it without --json and -c",
+        ));
+    }
     if raw.hist && !raw.summary {
         return Err(usage(
             "--hist draws histograms in the summary; give -c with it",
@@ -508,6 +520,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         perfetto: raw.perfetto,
         summary: raw.summary,
         hist: raw.hist,
+        tree: raw.tree,
         timestamps: rtrace::output::Timestamps {
             clock: match raw.timestamps {
                 0 => None,

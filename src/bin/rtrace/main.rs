@@ -298,6 +298,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             summary: cli.summary,
             hist: cli.hist,
             timestamps: cli.timestamps,
+            tree: cli.tree,
             string_limit: cli.string_limit,
             // On a terminal, events keep in step with the program's own
             // output; to a file or a pipe they are written in batches.
