@@ -104,9 +104,10 @@
 //!   thread's id reused, exec, exit, detach); so fast hits are reported a little
 //!   late, in the order the threads made them, and interleave with int3 hits
 //!   and signals in the order they are read, not made;
-//! - what: the registers as they were at the probed instruction (the sixteen
-//!   general-purpose registers, rflags, `fs_base`; the instruction pointer is
-//!   the probed address), the time from the time stamp counter, and the memory
+//! - what: the registers as they were at the probed instruction (those the
+//!   handlers asked for in [`Capture::registers`], every one by default, and
+//!   the stack pointer and `fs_base`; the others read as 0; the instruction
+//!   pointer is the probed address), the time from the time stamp counter, and the memory
 //!   the handlers asked for in their [`Capture`] (C strings behind registers,
 //!   stack bytes): `read_cstr`, `read_bytes` and `read_u64` answer from it as
 //!   the live reads would have at that moment, and fail with

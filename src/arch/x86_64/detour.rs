@@ -18,7 +18,8 @@
 //! pushfq; push rax, rcx, rdx, rsi, r10, r11
 //! claim a slot (Vyukov's bounded queue: lock cmpxchg on the enqueue position,
 //!               a per-slot sequence number); the ring is full → lock inc lost[index], skip
-//! record: index, kind, thread pointer, rdtsc, the 16 GPRs, rflags
+//! record: index, kind, thread pointer, rdtsc, the site's registers (its
+//!         `RegSet` and rsp; rflags when asked)
 //! captures: C strings behind registers, stack bytes (each a byte loop whose
 //!           load may fault: rtrace fixes such a fault up, see `Detour::faults`)
 //! publish: slot.seq = position + 1
@@ -1051,7 +1052,7 @@ pub struct Stub {
 ///     (not found → the claimed slot published as KIND_NONE;
 ///      pop …; popfq; lea rsp, [rsp+128]; int3)
 /// record: index, KIND_RETURN, thread pointer, rdtsc, rax, rdx, rsp, RET_ADDR,
-///     and the C string at rax when the entry asks for it (at CAPTURES)
+///     and the C string at rax when the entry asks for it (at RET_STRING)
 /// publish
 /// pop …; popfq; lea rsp, [rsp+128]  ; rsp = the slot
 /// ret                          ; to the original, as the function would have

@@ -48,6 +48,17 @@ const LONGEST_NAP: Duration = Duration::from_millis(1);
 /// Bytes of records held by the copier, in all rings' batches.
 static QUEUED: AtomicUsize = AtomicUsize::new(0);
 
+/// What [`Copying::take`] took.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Taken {
+    /// The records, whole slots, in order.
+    pub records: Vec<u8>,
+    /// The ring's position past them.
+    pub upto: u64,
+    /// What makes the ring corrupt, found after them.
+    pub corrupt: Option<String>,
+}
+
 /// One ring as the copier and the tracing thread share it.
 #[derive(Debug)]
 pub(crate) struct Copying {
@@ -110,14 +121,16 @@ impl Copying {
     /// Takes up to about `budget` records, in order: the copier's batches
     /// first, then (with budget left) the ring's own, with
     /// `skip_unpublished` as `take_records` has it. Returns them with the
-    /// ring's position past them (past the slots skipped too). Err with
-    /// what makes the ring corrupt, once no batch copied before it was
-    /// found is left.
+    /// ring's position past them (past the slots skipped too), and what
+    /// makes the ring corrupt when that was found after them (by the
+    /// copier, or by this read of the ring): they are to be handed over,
+    /// then the ring declared corrupt. Err with what makes it corrupt when
+    /// no record came before.
     pub(super) fn take(
         &self,
         skip_unpublished: bool,
         budget: u64,
-    ) -> std::result::Result<(Vec<u8>, u64), String> {
+    ) -> std::result::Result<Taken, String> {
         let slot = self.layout.slot_size as usize;
         let mut c = self.lock();
         let mut out = Vec::new();
@@ -134,33 +147,53 @@ impl Copying {
             upto = Some(past);
         }
         let left = budget.saturating_sub((out.len() / slot) as u64);
-        if let Some(why) = &c.corrupt {
-            return match upto {
-                Some(upto) => Ok((out, upto)),
-                None => Err(why.clone()),
-            };
+        let mut corrupt = c.corrupt.clone();
+        if corrupt.is_none() && left > 0 {
+            let mut pos = c.pos;
+            match take_records(
+                &self.map,
+                self.layout,
+                &mut pos,
+                skip_unpublished,
+                left,
+                spare(),
+            ) {
+                Ok(direct) => {
+                    c.pos = pos;
+                    upto = Some(pos);
+                    if !direct.is_empty() {
+                        made_room(&self.map, &self.taken, (direct.len() / slot) as u64);
+                    }
+                    match out.is_empty() {
+                        true => out = direct,
+                        false => out.extend_from_slice(&direct),
+                    }
+                }
+                // The ring is read no more, by the copier either.
+                Err(why) => {
+                    c.corrupt = Some(why.clone());
+                    corrupt = Some(why);
+                }
+            }
         }
-        if left == 0 {
-            return Ok((out, upto.unwrap_or(c.pos)));
+        match (upto, corrupt) {
+            (None, Some(why)) => Err(why),
+            (upto, corrupt) => Ok(Taken {
+                records: out,
+                upto: upto.unwrap_or(c.pos),
+                corrupt,
+            }),
         }
-        let direct = take_records(
-            &self.map,
-            self.layout,
-            &mut c.pos,
-            skip_unpublished,
-            left,
-            spare(),
-        )?;
-        let upto = c.pos;
-        drop(c);
-        if !direct.is_empty() {
-            made_room(&self.map, &self.taken, (direct.len() / slot) as u64);
+    }
+
+    /// The ring is corrupt (`why`, found by the tracing thread): the
+    /// copier reads it no more, and its batches go.
+    pub(super) fn abandon(&self, why: &str) {
+        let mut c = self.lock();
+        c.corrupt.get_or_insert_with(|| why.to_string());
+        for (batch, _) in c.batches.drain(..) {
+            QUEUED.fetch_sub(batch.len(), Ordering::Relaxed);
         }
-        match out.is_empty() {
-            true => out = direct,
-            false => out.extend_from_slice(&direct),
-        }
-        Ok((out, upto))
     }
 
     /// True when there is nothing new: no batch waits, and the ring's next
@@ -347,19 +380,34 @@ mod tests {
         assert!(r.copying.waiting());
         assert!(!r.copying.idle());
         // A budget is met in whole batches: the copied one first.
-        let (first, upto) = r.copying.take(false, 4).unwrap();
+        let Taken {
+            records: first,
+            upto,
+            ..
+        } = r.copying.take(false, 4).unwrap();
         assert_eq!(upto, 10);
         assert_eq!(tscs(&first), (100..110).collect::<Vec<_>>());
         assert!(!r.copying.waiting());
-        let (rest, upto) = r.copying.take(false, 64).unwrap();
+        let Taken {
+            records: rest,
+            upto,
+            ..
+        } = r.copying.take(false, 64).unwrap();
         assert_eq!(upto, 26);
         assert_eq!(tscs(&rest), (110..126).collect::<Vec<_>>());
         assert!(r.copying.idle());
-        assert_eq!(r.copying.take(false, 64).unwrap(), (vec![], 26));
+        assert_eq!(
+            r.copying.take(false, 64).unwrap(),
+            Taken {
+                records: vec![],
+                upto: 26,
+                corrupt: None
+            }
+        );
     }
 
     #[test]
-    fn a_corrupt_ring_found_by_the_copier_is_said_after_its_batches() {
+    fn a_corrupt_ring_found_by_the_copier_is_said_with_its_batches() {
         let r = test_ring(16);
         for pos in 0..3 {
             publish(&r, pos, 0, 7, 100 + pos);
@@ -369,9 +417,32 @@ mod tests {
         r.map.store_u64(ring::ENQUEUE, 1000);
         assert!(!r.copying.copy());
         assert!(!r.copying.idle());
-        assert_eq!(tscs(&r.copying.take(false, 64).unwrap().0), [100, 101, 102]);
-        let why = r.copying.take(false, 64).unwrap_err();
+        // The batch comes with the corruption found after it, in one take
+        // (a last read of the ring is one take).
+        let taken = r.copying.take(false, 64).unwrap();
+        assert_eq!(tscs(&taken.records), [100, 101, 102]);
+        let why = taken.corrupt.expect("the corruption");
         assert!(why.starts_with("its enqueue position is 1000"), "{why}");
+        assert_eq!(r.copying.take(false, 64).unwrap_err(), why);
         assert!(!r.copying.copy(), "a corrupt ring is not read again");
+    }
+
+    /// A ring the tracing thread found corrupt is not copied any more, and
+    /// its batches are let go (the copier's memory with them).
+    #[test]
+    fn a_ring_found_corrupt_by_the_tracing_thread_is_copied_no_more() {
+        let r = test_ring(16);
+        for pos in 0..3 {
+            publish(&r, pos, 0, 7, 100 + pos);
+        }
+        assert!(r.copying.copy());
+        r.copying.abandon("a record is of kind 7");
+        assert!(!r.copying.waiting());
+        publish(&r, 3, 0, 7, 103);
+        assert!(!r.copying.copy());
+        assert_eq!(
+            r.copying.take(false, 64).unwrap_err(),
+            "a record is of kind 7"
+        );
     }
 }

@@ -314,6 +314,9 @@ pub(super) fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::
 /// Records taken from a ring, checked, not yet handed to the handlers.
 pub(super) struct Batch {
     records: Vec<u8>,
+    /// What makes the ring corrupt, found after these records: said once
+    /// they are handed over.
+    corrupt: Option<String>,
     /// Bytes per record.
     slot: usize,
     /// The clock their time stamps are read with.
@@ -404,7 +407,7 @@ impl Reader<'_> {
             return Ok(());
         };
         let tp = regs.thread_pointer();
-        self.drain(key, Drain::Quick)?;
+        self.drain_through(key)?;
         let silent = self.world.tasks.get(&child).is_some_and(|t| t.silent);
         if let Some(space) = self.world.spaces.get_mut(&key) {
             space.fast.lent.insert(tp, (child, silent));
@@ -482,18 +485,19 @@ impl Reader<'_> {
                 Drain::Safe | Drain::Quick => DRAIN_BUDGET,
             };
             let slot = ring.layout.slot_size as usize;
-            let taken =
-                ring.copying
-                    .take(mode == Drain::Final, budget)
-                    .and_then(|(records, upto)| {
-                        // Read after the records were: none is later than this.
-                        let stamps = clock.plausible(shm::tsc());
-                        records
-                            .chunks(slot)
-                            .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
-                            .map(|()| (records, upto))
-                    });
-            if let Ok((records, upto)) = &taken {
+            let taken = ring
+                .copying
+                .take(mode == Drain::Final, budget)
+                .and_then(|taken| {
+                    // Read after the records were: none is later than this.
+                    let stamps = clock.plausible(shm::tsc());
+                    taken
+                        .records
+                        .chunks(slot)
+                        .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
+                        .map(|()| taken)
+                });
+            if let Ok(super::copier::Taken { records, upto, .. }) = &taken {
                 // Stopped at the budget, or the copier has more: more may
                 // wait (the tracer then only polls for stops before
                 // reading on).
@@ -509,8 +513,9 @@ impl Reader<'_> {
             (taken, slot)
         };
         match taken {
-            Ok((records, _)) => Ok(Some(Batch {
-                records,
+            Ok(taken) => Ok(Some(Batch {
+                records: taken.records,
+                corrupt: taken.corrupt,
                 slot,
                 clock,
             })),
@@ -541,6 +546,9 @@ impl Reader<'_> {
             self.ring_corrupt(key, why)?;
         }
         super::copier::recycle(batch.records);
+        if let Some(why) = batch.corrupt {
+            self.ring_corrupt(key, why)?;
+        }
         // Threads that died whose records have all been read now.
         if let Some(space) = self.world.spaces.get_mut(&key) {
             if let Some(read) = space.fast.ring.as_ref().map(|r| r.consumed) {
@@ -569,6 +577,9 @@ impl Reader<'_> {
         }
         space.fast.corrupt = Some(why.clone());
         space.fast.dirty = true;
+        if let Some(ring) = &space.fast.ring {
+            ring.copying.abandon(&why);
+        }
         self.pace.more_records = false;
         let pid = space.pid;
         let mut events = vec![Event::ProcessWarning {
@@ -1218,9 +1229,12 @@ pub(super) mod tests {
         skip_unpublished: bool,
         budget: u64,
     ) -> std::result::Result<Vec<u8>, String> {
-        let (records, upto) = r.copying.take(skip_unpublished, budget)?;
-        r.consumed = upto;
-        Ok(records)
+        let taken = r.copying.take(skip_unpublished, budget)?;
+        r.consumed = taken.upto;
+        match taken.corrupt {
+            Some(why) if taken.records.is_empty() => Err(why),
+            _ => Ok(taken.records),
+        }
     }
 
     /// Writes and publishes the record of position `pos`, as a detour does

@@ -298,7 +298,7 @@ impl Tracer {
             match kind {
                 request::KIND_RTLD => {
                     // Its records first: calls made before the new library.
-                    self.drain(key, super::clock::Drain::Quick)?;
+                    self.reader().drain_through(key)?;
                     // The new libraries' probes are fast before their code
                     // runs, and never int3s first (a killed rtrace would
                     // leave one behind): probes placed now are written when

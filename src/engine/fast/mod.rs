@@ -115,7 +115,7 @@ use crate::sys::ptrace;
 /// events keep their order. Touches the ring, the handlers, the tasks' fast
 /// calls in flight.
 pub(in crate::engine) fn before_trap(r: &mut Reader, key: Pid) -> Result<()> {
-    r.drain(key, Drain::Quick)
+    r.drain_through(key)
 }
 
 /// A trap that is no probe's and none of rtrace's breakpoints: true when it
@@ -228,7 +228,7 @@ pub(in crate::engine) fn on_fork(r: &mut Reader, key: Pid, parent: Tid, what: Fo
             let Ok(regs) = ptrace::getregs(parent) else {
                 return Ok(());
             };
-            r.drain(key, Drain::Quick)?;
+            r.drain_through(key)?;
             if let Some(space) = r.world.spaces.get_mut(&key) {
                 space.fast.lent.remove(&regs.thread_pointer());
             }

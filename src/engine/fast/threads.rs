@@ -76,7 +76,7 @@ impl Tracer {
         }
         // A thread that ended, whose TLS the new one reuses: its records
         // are read first.
-        self.drain(key, Drain::Quick)?;
+        self.reader().drain_through(key)?;
         if let Some(space) = self.world.spaces.get_mut(&key) {
             space.fast.threads.insert(tp, tid);
             space.fast.unknown.remove(&tp);
