@@ -23,7 +23,11 @@
 //!   nanoseconds since the Unix epoch: an event happened at `realtime_ns +
 //!   time_ns - (the attach event's time_ns)`.
 //! - `entry`: `arg_names`, parallel to `args`: each parameter's name, `null`
-//!   where it is not known (raw registers, the `...` of a variadic function).
+//!   where it is not known (raw registers, the `...` of a variadic function);
+//!   `values`, parallel too: each argument as a raw 64-bit integer (its
+//!   register, or its first eightbyte on the stack), `null` where it is not
+//!   one (an aggregate, a vector register, the `...`), so that scripts need
+//!   not parse `args`.
 //! - `return`: `rendered`, the value as the text format shows it (`-1`,
 //!   `true`, `RED`, `"green"`, `void`, `?`); `retval` is the value as its type
 //!   reads it (an `int` -1 is -1, an unsigned 64-bit value is unsigned),
@@ -229,6 +233,8 @@ impl Emitter for JsonEmitter {
                 let _ = serde_json::to_writer(&mut obj.0, &call.args.values);
                 obj.key("arg_names");
                 let _ = serde_json::to_writer(&mut obj.0, &call.args.names);
+                obj.key("values");
+                let _ = serde_json::to_writer(&mut obj.0, &call.args.raw);
                 obj
             }
             ProbeKind::Instruction => {

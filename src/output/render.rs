@@ -232,6 +232,10 @@ pub(crate) enum Known {
 pub(crate) struct Args {
     pub(crate) names: Vec<Option<String>>,
     pub(crate) values: Vec<String>,
+    /// Each argument as a raw 64-bit integer (its register, or its first
+    /// eightbyte on the stack), `None` where it is not one: an aggregate,
+    /// a vector register, the `...` of a variadic function (same length).
+    pub(crate) raw: Vec<Option<u64>>,
     /// True when the text format shows `name=value` (DWARF); prototypes are
     /// shown strace style, by value only.
     pub(crate) named: bool,
@@ -494,6 +498,7 @@ fn raw_args(regs: [u64; 6]) -> Args {
     Args {
         names: vec![None; 6],
         values: regs.iter().map(|v| format!("{v:#x}")).collect(),
+        raw: regs.iter().map(|&v| Some(v)).collect(),
         named: false,
     }
 }
@@ -532,6 +537,7 @@ fn proto_args(p: &Prototype, regs: [u64; 6], read: ReadCstr<'_>, limit: usize) -
         };
         out.names.push(Some(name.to_string()));
         out.values.push(s);
+        out.raw.push(Some(v));
     }
     out
 }
@@ -578,10 +584,15 @@ pub(crate) fn dwarf_args(
         };
         out.names.push(p.name.clone());
         out.values.push(argument(&p.ty, &value, read, limit));
+        out.raw.push(match (&p.ty, &value) {
+            (Type::Aggregate { .. } | Type::Void, _) | (_, Found::Nothing) => None,
+            (_, Found::Words(w) | Found::Stack { words: w, .. }) => w.first().copied().flatten(),
+        });
     }
     if sig.variadic {
         out.names.push(None);
         out.values.push("...".into());
+        out.raw.push(None);
     }
     out
 }

@@ -479,7 +479,7 @@ fn json_events_have_exactly_the_spec_fields() {
         ),
         (
             "entry",
-            [&site[..], &["address", "args", "arg_names"]].concat(),
+            [&site[..], &["address", "args", "arg_names", "values"]].concat(),
         ),
         (
             "return",
@@ -523,6 +523,7 @@ fn json_events_have_exactly_the_spec_fields() {
     assert_eq!(entry["address"], "0x55d0c6a0d139");
     assert_eq!(entry["args"][0], "0x29");
     assert_eq!(entry["args"].as_array().unwrap().len(), 6);
+    assert_eq!(entry["values"], serde_json::json!([0x29, 0, 0, 0, 0, 0]));
     assert_eq!(
         entry["arg_names"],
         serde_json::json!([null, null, null, null, null, null])
@@ -547,6 +548,10 @@ fn json_events_have_exactly_the_spec_fields() {
         open["arg_names"],
         serde_json::json!(["dirfd", "pathname", "flags"])
     );
+    // The raw integers beside: AT_FDCWD is -100 as a 64-bit register.
+    assert_eq!(open["values"][0], (-100i64) as u64);
+    assert_eq!(open["values"][2], 0);
+    assert!(open["values"][1].as_u64().unwrap() > 0);
     let open_ret = events
         .iter()
         .find(|e| e["symbol"] == "openat" && e["event"] == "return");

@@ -501,3 +501,26 @@ fn comma_lists_and_output_to_stdout() {
     assert!(!run.stderr.contains("work("), "{}", run.stderr);
     assert!(!dir.join("-").exists(), "a file named - was written");
 }
+
+/// JSON `values` beside `args`: each argument as a raw 64-bit integer
+/// (its register), `null` where it is not one (a double in a vector
+/// register, a struct, in registers or in memory), so that scripts do not
+/// parse the rendered text.
+#[test]
+fn typed_json_values_are_the_raw_integers() {
+    let prog = fixture("typed", Variant::Pie);
+    let (run, events) = trace_json("typed_json_values", &probe_args(&[]), &prog, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let values = |symbol: &str| -> Vec<Value> {
+        of_symbol(&events, "entry", symbol)
+            .iter()
+            .map(|e| e["values"].clone())
+            .collect()
+    };
+    assert_eq!(values("negate"), [json!([1])]);
+    assert_eq!(values("wide_max"), [json!([u64::MAX])]);
+    assert_eq!(values("measure")[2], json!([0]));
+    assert_eq!(values("area"), [json!([null])]);
+    assert_eq!(values("mixed"), [json!([null, 1, null, null, 2])]);
+    assert_eq!(values("nothing"), [json!([])]);
+}

@@ -315,6 +315,7 @@ fn argument_keys_are_names_unique_and_never_the_value_keys() {
             Some("arg1".into()),
         ],
         values: ["1", "2", "3", "4", "5"].map(String::from).to_vec(),
+        raw: vec![Some(1), Some(2), Some(3), Some(4), Some(5)],
         named: true,
     };
     let keys: Vec<String> = arg_pairs(&args).into_iter().map(|(k, _)| k).collect();
