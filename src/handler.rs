@@ -733,11 +733,13 @@ pub struct Capture {
     /// At a fast return: the most bytes of the C string the return value
     /// (rax) points to, served to `read_cstr` on the [`Return`] (0: none).
     pub ret_string: usize,
-    /// The registers a fast [`Hit`] carries: every one by default; a
-    /// handler that says fewer makes each record smaller and the detour
-    /// shorter (the printers ask for the argument registers). The others
-    /// read as 0 in a fast hit. The stack pointer, and the registers the
-    /// strings are read from, are always recorded.
+    /// The registers a fast [`Hit`] carries: every general-purpose one and
+    /// rflags by default; a handler that says fewer makes each record
+    /// smaller and the detour shorter (the printers ask for the argument
+    /// registers, and the xmm registers of `float` and `double` arguments:
+    /// [`Hit::xmm`]). The others read as 0 (an xmm one as None) in a fast
+    /// hit. The stack pointer, and the registers the strings are read from,
+    /// are always recorded.
     pub registers: RegSet,
 }
 
@@ -817,6 +819,8 @@ pub(crate) struct Captured {
     pub strings: Vec<CapturedStr>,
     /// Stack bytes from this address, when they could be read.
     pub stack: Option<(RuntimeAddr, Vec<u8>)>,
+    /// The low 64 bits of xmm0 to xmm7, those recorded.
+    pub xmm: [Option<u64>; 8],
 }
 
 impl Captured {
@@ -1106,6 +1110,16 @@ impl<'a> Hit<'a> {
     pub fn is_fast(&self) -> bool {
         matches!(self.mem, Memory::Captured(_))
     }
+    /// The low 64 bits of xmm register `n` (a float or double argument of
+    /// the SysV ABI: the first in xmm0), read from the stopped thread, or
+    /// from a fast hit's record when its handlers asked for it
+    /// ([`RegSet::with_xmm`]); None otherwise.
+    pub fn xmm(&self, n: usize) -> Option<u64> {
+        match self.mem {
+            Memory::Captured(c) => c.xmm.get(n).copied().flatten(),
+            Memory::Live(_) => crate::sys::ptrace::xmm_low(self.tid).ok()?.get(n).copied(),
+        }
+    }
     /// SysV integer argument `n` (0..6) at a function's entry. A pointer
     /// argument becomes an address with `RuntimeAddr::from`.
     pub fn arg(&self, n: usize) -> Option<u64> {
@@ -1266,6 +1280,15 @@ impl<'a> Return<'a> {
     /// when it was cut.
     pub fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         self.mem.read_cstr(addr, max)
+    }
+    /// The low 64 bits of xmm register `n` at the return (a float or
+    /// double return value is in xmm0), read from the stopped thread; a
+    /// fast return's record holds xmm0 alone.
+    pub fn xmm(&self, n: usize) -> Option<u64> {
+        match self.mem {
+            Memory::Captured(c) => c.xmm.get(n).copied().flatten(),
+            Memory::Live(_) => crate::sys::ptrace::xmm_low(self.tid).ok()?.get(n).copied(),
+        }
     }
     /// glibc's `errno` of the returning thread, live (not for a fast
     /// return, whose thread went on): read where libc's own code reads it,

@@ -26,8 +26,8 @@
 //!   where it is not known (raw registers, the `...` of a variadic function);
 //!   `values`, parallel too: each argument as a raw 64-bit integer (its
 //!   register, or its first eightbyte on the stack), `null` where it is not
-//!   one (an aggregate, a vector register, the `...`), so that scripts need
-//!   not parse `args`.
+//!   one (an aggregate, a float or a double, the `...`), so that scripts
+//!   need not parse `args`.
 //! - `return`: `rendered`, the value as the text format shows it (`-1`,
 //!   `true`, `RED`, `"green"`, `void`, `?`); `retval` is the value as its type
 //!   reads it (an `int` -1 is -1, an unsigned 64-bit value is unsigned),

@@ -234,7 +234,7 @@ pub(crate) struct Args {
     pub(crate) values: Vec<String>,
     /// Each argument as a raw 64-bit integer (its register, or its first
     /// eightbyte on the stack), `None` where it is not one: an aggregate,
-    /// a vector register, the `...` of a variadic function (same length).
+    /// a float or a double, the `...` of a variadic function (same length).
     pub(crate) raw: Vec<Option<u64>>,
     /// True when the text format shows `name=value` (DWARF); prototypes are
     /// shown strace style, by value only.
@@ -439,6 +439,7 @@ impl Renderer {
                         }
                         // Nothing to copy: the argument registers come with every
                         // record, and the rest cannot be read.
+                        Loc::Vector(n) => capture.registers = capture.registers.with_xmm(n),
                         Loc::Gp(_)
                         | Loc::Split(_)
                         | Loc::Const(_)
@@ -470,7 +471,8 @@ impl Renderer {
                     let at = sp.checked_add(8)?.checked_add(offset)?;
                     hit.read_bytes(RuntimeAddr(at), len).ok()
                 };
-                dwarf_args(sig, hit.regs(), &stack, &read, self.string_limit)
+                let xmm = |n| hit.xmm(n);
+                dwarf_args(sig, hit.regs(), &xmm, &stack, &read, self.string_limit)
             }
             Known::Proto(p) => proto_args(p, regs, &read, self.string_limit),
             Known::Raw => raw_args(regs),
@@ -489,7 +491,7 @@ impl Renderer {
             Some(k) => k.clone(),
             None => prototype(&ret.site().symbol).map_or(Known::Raw, Known::Proto),
         };
-        render_ret(&known, rax, rdx, &read, self.string_limit)
+        render_ret(&known, rax, rdx, ret.xmm(0), &read, self.string_limit)
     }
 }
 
@@ -547,6 +549,7 @@ fn proto_args(p: &Prototype, regs: [u64; 6], read: ReadCstr<'_>, limit: usize) -
 pub(crate) fn dwarf_args(
     sig: &Signature,
     regs: &Regs,
+    xmm: &dyn Fn(usize) -> Option<u64>,
     stack: ReadStack<'_>,
     read: ReadCstr<'_>,
     limit: usize,
@@ -562,6 +565,7 @@ pub(crate) fn dwarf_args(
                 Found::Words(ws.iter().map(|w| w.and_then(|n| regs.arg(n))).collect())
             }
             Loc::Reg(r) => Found::Words(vec![regs.dwarf(r)]),
+            Loc::Vector(n) => Found::Words(vec![xmm(n)]),
             Loc::Const(v) => Found::Words(vec![Some(v as u64), Some((v >> 64) as u64)]),
             Loc::Stack { offset, size } => {
                 let at = regs.sp().checked_add(8).and_then(|a| a.checked_add(offset));
@@ -585,7 +589,9 @@ pub(crate) fn dwarf_args(
         out.names.push(p.name.clone());
         out.values.push(argument(&p.ty, &value, read, limit));
         out.raw.push(match (&p.ty, &value) {
-            (Type::Aggregate { .. } | Type::Void, _) | (_, Found::Nothing) => None,
+            (Type::Aggregate { .. } | Type::Void | Type::Float { .. }, _) | (_, Found::Nothing) => {
+                None
+            }
             (_, Found::Words(w) | Found::Stack { words: w, .. }) => w.first().copied().flatten(),
         });
     }
@@ -804,11 +810,13 @@ fn typed_number(ty: &Type, rax: u64) -> Number {
 }
 
 /// The value a function returned, from rax and, when the registers at the
-/// return are known, rdx (the high eightbyte of a two-register value).
+/// return are known, rdx (the high eightbyte of a two-register value) and
+/// xmm0 (a `float` or `double`).
 fn render_ret(
     known: &Known,
     rax: u64,
     rdx: Option<u64>,
+    xmm0: Option<u64>,
     read: ReadCstr<'_>,
     limit: usize,
 ) -> RetVal {
@@ -816,7 +824,13 @@ fn render_ret(
     match known {
         Known::Dwarf(sig) => {
             let text = match &sig.ret {
-                // Returned in xmm0, which is not read here.
+                // A float or a double is returned in xmm0 (read at an int3
+                // return; not at a fast one).
+                Type::Float {
+                    size: 4 | 8,
+                    complex: false,
+                    x87: false,
+                } => typed(&sig.ret, xmm0.map(u128::from), read, limit),
                 Type::Float { .. } => "?".into(),
                 Type::Int { size: 16, .. } => match rdx {
                     Some(rdx) => typed(
@@ -857,7 +871,7 @@ fn render_ret(
                         sysv::Passing::Nothing | sysv::Passing::Unknown => format!("{{{label}}}"),
                     }
                 }
-                Type::Unknown => return render_ret(&Known::Raw, rax, rdx, read, limit),
+                Type::Unknown => return render_ret(&Known::Raw, rax, rdx, xmm0, read, limit),
                 ty @ (Type::Void
                 | Type::Int { .. }
                 | Type::Char
@@ -912,7 +926,7 @@ fn render_ret(
 #[cfg(test)]
 pub(crate) fn render_retval(symbol: &str, rax: u64, read: ReadCstr<'_>) -> String {
     let known = prototype(symbol).map_or(Known::Raw, Known::Proto);
-    render_ret(&known, rax, None, read, DEFAULT_STRING_LIMIT).text
+    render_ret(&known, rax, None, None, read, DEFAULT_STRING_LIMIT).text
 }
 
 fn pointer(v: u64) -> String {
@@ -1376,7 +1390,14 @@ mod tests {
             Some(v.to_le_bytes()[..len].to_vec())
         };
         let regs = entry_regs([1, 0xffff_fffe, 3, 4, 5, 6]);
-        let args = dwarf_args(&sig, &regs, &stack, &no_memory, DEFAULT_STRING_LIMIT);
+        let args = dwarf_args(
+            &sig,
+            &regs,
+            &|_| None,
+            &stack,
+            &no_memory,
+            DEFAULT_STRING_LIMIT,
+        );
         assert_eq!(
             args.text(),
             "a=1, x=?, b=-2, c=3, d=4, e=5, f=6, g=-7, 77, ..."
@@ -1386,7 +1407,14 @@ mod tests {
         assert_eq!(args.names[8], None);
         // A stack that cannot be read: unavailable, never made up.
         let none = |_: u64, _: usize| -> Option<Vec<u8>> { None };
-        let args = dwarf_args(&sig, &regs, &none, &no_memory, DEFAULT_STRING_LIMIT);
+        let args = dwarf_args(
+            &sig,
+            &regs,
+            &|_| None,
+            &none,
+            &no_memory,
+            DEFAULT_STRING_LIMIT,
+        );
         assert_eq!(args.values[7], "?");
     }
 
@@ -1404,25 +1432,35 @@ mod tests {
             size: 4,
             signed: true,
         });
-        let r = render_ret(&int, 0xffff_ffff, None, &no_memory, 64);
+        let r = render_ret(&int, 0xffff_ffff, None, None, &no_memory, 64);
         assert_eq!((r.text.as_str(), r.number), ("-1", Number::Signed(-1)));
-        let r = render_ret(&sig(Type::Void), 10, None, &no_memory, 64);
+        let r = render_ret(&sig(Type::Void), 10, None, None, &no_memory, 64);
         assert_eq!((r.text.as_str(), r.number), ("void", Number::None));
-        let r = render_ret(&sig(Type::Bool { size: 1 }), 0x100, None, &no_memory, 64);
+        let r = render_ret(
+            &sig(Type::Bool { size: 1 }),
+            0x100,
+            None,
+            None,
+            &no_memory,
+            64,
+        );
         assert_eq!((r.text.as_str(), r.number), ("false", Number::Unsigned(0)));
         let u64_max = sig(Type::Int {
             size: 8,
             signed: false,
         });
-        let r = render_ret(&u64_max, u64::MAX, None, &no_memory, 64);
+        let r = render_ret(&u64_max, u64::MAX, None, None, &no_memory, 64);
         assert_eq!(r.number, Number::Unsigned(u64::MAX));
-        let r = render_ret(&Known::Raw, 0xffff_ffff, None, &no_memory, 64);
+        let r = render_ret(&Known::Raw, 0xffff_ffff, None, None, &no_memory, 64);
         assert_eq!(
             (r.text.as_str(), r.number),
             ("0xffffffff", Number::Signed(0xffff_ffff))
         );
         let free = Known::Proto(prototype("free").unwrap());
-        assert_eq!(render_ret(&free, 3, None, &no_memory, 64).text, "void");
+        assert_eq!(
+            render_ret(&free, 3, None, None, &no_memory, 64).text,
+            "void"
+        );
     }
 
     #[test]
@@ -1456,6 +1494,7 @@ mod tests {
         let args = dwarf_args(
             &s,
             &entry_regs([4, 5, 0x2a, 0, 0, 0]),
+            &|_| None,
             &none,
             &no_memory,
             DEFAULT_STRING_LIMIT,
@@ -1466,31 +1505,31 @@ mod tests {
         );
         // Returned in rax:rdx; the high half unknown without rdx, never 0.
         let known = |ret| Known::Dwarf(Arc::new(sig(vec![], ret)));
-        let r = render_ret(&known(two.clone()), 4, Some(5), &no_memory, 64);
+        let r = render_ret(&known(two.clone()), 4, Some(5), None, &no_memory, 64);
         assert_eq!(
             (r.text.as_str(), r.number),
             ("{struct two: 0x4, 0x5}", Number::None)
         );
-        let r = render_ret(&known(two), 4, None, &no_memory, 64);
+        let r = render_ret(&known(two), 4, None, None, &no_memory, 64);
         assert_eq!(r.text, "{struct two: 0x4, ?}");
-        let r = render_ret(&known(mix), 0x2a, Some(9), &no_memory, 64);
+        let r = render_ret(&known(mix), 0x2a, Some(9), None, &no_memory, 64);
         assert_eq!(r.text, "{struct mix: ?, 0x2a}");
         // In memory: rax is the buffer's address.
-        let r = render_ret(&known(big), 0x7ffd_0100, Some(9), &no_memory, 64);
+        let r = render_ret(&known(big), 0x7ffd_0100, Some(9), None, &no_memory, 64);
         assert_eq!(r.text, "{struct big @ 0x7ffd0100}");
         let i128 = known(Type::Int {
             size: 16,
             signed: true,
         });
         assert_eq!(
-            render_ret(&i128, 7, Some(1), &no_memory, 64).text,
+            render_ret(&i128, 7, Some(1), None, &no_memory, 64).text,
             "18446744073709551623"
         );
         assert_eq!(
-            render_ret(&i128, u64::MAX, Some(u64::MAX), &no_memory, 64).text,
+            render_ret(&i128, u64::MAX, Some(u64::MAX), None, &no_memory, 64).text,
             "-1"
         );
-        assert_eq!(render_ret(&i128, 7, None, &no_memory, 64).text, "?");
+        assert_eq!(render_ret(&i128, 7, None, None, &no_memory, 64).text, "?");
     }
 
     #[test]

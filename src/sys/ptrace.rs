@@ -100,6 +100,33 @@ pub fn getregs(tid: Tid) -> Result<Regs> {
         .map_err(fail("PTRACE_GETREGS", tid))
 }
 
+/// PTRACE_GETFPREGS: the low 64 bits of each of the 16 xmm registers (a
+/// float or double argument or return value of the SysV ABI).
+pub fn xmm_low(tid: Tid) -> Result<[u64; 16]> {
+    // SAFETY: `fp` is plain data, ours, of the size PTRACE_GETFPREGS writes
+    // (user_fpregs_struct, asm/user.h); the kernel writes only it.
+    let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETFPREGS,
+            tid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            &mut fp as *mut libc::user_fpregs_struct as *mut libc::c_void,
+        )
+    };
+    if r == -1 {
+        return Err(Error::Ptrace {
+            op: "PTRACE_GETFPREGS",
+            tid,
+            errno: Errno::last(),
+        });
+    }
+    // Each xmm register is four u32 words, low first.
+    Ok(std::array::from_fn(|n| {
+        u64::from(fp.xmm_space[4 * n]) | u64::from(fp.xmm_space[4 * n + 1]) << 32
+    }))
+}
+
 /// PTRACE_SETREGS.
 pub fn setregs(tid: Tid, regs: &Regs) -> Result<()> {
     ptrace::setregs(tid, *regs.raw()).map_err(fail("PTRACE_SETREGS", tid))

@@ -44,7 +44,7 @@ rtrace: attached to pid N (1 thread), 14 probes armed
 [pid N] flip(b=true) = false <T>
 [pid N] move(p=0xADDR, dx=3) = 4 <T>
 [pid N] area(p={struct point: 0xADDR}) = 6 <T>
-[pid N] mixed(x=?, a=1, b={struct big @ 0xADDR}, y=?, c=2) = ? <T>
+[pid N] mixed(x=0.5, a=1, b={struct big @ 0xADDR}, y=0.5, c=2) = 3.0 <T>
 [pid N] eight(a=1, b=-2, c=3, d=4, e=5, f=6, g=-7, h=-21) = -11 <T>
 [pid N] nothing() = void <T>
 +++ exited with 0 +++
@@ -180,10 +180,10 @@ fn typed_json_args_names_and_retvals() {
             (
                 "mixed",
                 vec![(
-                    json!(["?", "1", "{struct big @ ADDR}", "?", "2"]),
+                    json!(["0.5", "1", "{struct big @ ADDR}", "0.5", "2"]),
                     json!(["x", "a", "b", "y", "c"]),
                 )],
-                vec![(Value::Null, json!("?"))],
+                vec![(Value::Null, json!("3.0"))],
             ),
             (
                 "eight",
@@ -503,9 +503,9 @@ fn comma_lists_and_output_to_stdout() {
 }
 
 /// JSON `values` beside `args`: each argument as a raw 64-bit integer
-/// (its register), `null` where it is not one (a double in a vector
-/// register, a struct, in registers or in memory), so that scripts do not
-/// parse the rendered text.
+/// (its register), `null` where it is not one (a double or a float, a
+/// struct, in registers or in memory), so that scripts do not parse the
+/// rendered text.
 #[test]
 fn typed_json_values_are_the_raw_integers() {
     let prog = fixture("typed", Variant::Pie);

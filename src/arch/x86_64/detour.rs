@@ -117,7 +117,8 @@ impl CaptureField {
 /// [`entry_regs`]); returns the fields and the record size they need (a
 /// multiple of 64).
 pub fn layout_captures(kinds: &[CaptureKind], regs: RegSet) -> (Vec<CaptureField>, u64) {
-    let mut at = ring::REGS + 8 * u64::from(entry_regs(regs).len());
+    let regs = entry_regs(regs);
+    let mut at = ring::REGS + 8 * u64::from(regs.len() + regs.xmm_len());
     let mut fields = Vec::with_capacity(kinds.len());
     for &kind in kinds {
         let field = CaptureField {
@@ -680,6 +681,15 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     if regs.has_flags() {
         a.mov(rax, qword_ptr(rsp + flags_at))?;
         a.mov(qword_ptr(r10 + flags_offset(regs) as i32), rax)?;
+    }
+    // The vector registers asked for, low 64 bits (read, never written).
+    for (n, xmm) in [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(at) = xmm_offset(regs, n) {
+            a.movq(qword_ptr(r10 + at as i32), xmm)?;
+        }
     }
     stamp(&mut a, spec.tp)?;
 
@@ -1269,6 +1279,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.mov(qword_ptr(r10 + ring::RET_RDX as i32), rax)?;
     a.lea(rax, ptr(rsp + to_slot + 8))?;
     a.mov(qword_ptr(r10 + ring::RET_SP as i32), rax)?;
+    a.movq(qword_ptr(r10 + ring::RET_XMM0 as i32), xmm0)?;
     a.mov(rax, qword_ptr(rsp + to_slot))?;
     a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
     thread_pointer(&mut a, spec.tp)?;
@@ -1561,6 +1572,13 @@ pub fn entry_regs(regs: RegSet) -> RegSet {
 pub fn reg_offset(regs: RegSet, reg: Gpr) -> Option<u64> {
     regs.has(reg)
         .then(|| ring::REGS + 8 * u64::from(regs.before(reg)))
+}
+
+/// Where xmm`n` is in an entry record of registers `regs` (as
+/// [`entry_regs`] has them), if it is there: after rflags.
+pub fn xmm_offset(regs: RegSet, n: usize) -> Option<u64> {
+    regs.has_xmm(n)
+        .then(|| ring::REGS + 8 * u64::from(regs.len() + regs.xmm_before(n)))
 }
 
 /// Where rflags is in an entry record of registers `regs` (when they have

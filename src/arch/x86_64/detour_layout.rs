@@ -39,8 +39,10 @@
 /// 8   INDEX (u32): the site      12  KIND (u32): entry, return, catch, none
 /// 16  TP: the thread pointer     24  TSC: the time stamp counter
 /// 32  RET_ADDR                   40  RET_WATCH (u32)
-/// 48  an entry: its site's registers, packed, then its captures
-///     a return: rax (48), rdx (56), the stack pointer (64), the string (72)
+/// 48  an entry: its site's registers, packed (general-purpose ones,
+///     rflags, then xmm ones), then its captures
+///     a return: rax (48), rdx (56), the stack pointer (64), xmm0 (72), the
+///     string (80)
 /// ```
 ///
 /// An entry carries only the registers its site's handlers asked for
@@ -174,9 +176,12 @@ pub mod ring {
     /// A return record's stack pointer, just past the slot of the return
     /// address; a catch record's, at `__cxa_begin_catch`.
     pub const RET_SP: u64 = 64;
+    /// A return record's xmm0, low 64 bits (a `float` or `double` return
+    /// value).
+    pub const RET_XMM0: u64 = 72;
     /// A return record's copy of the C string rax points to (a status
     /// word, then the bytes), when the entry asked for it.
-    pub const RET_STRING: u64 = 72;
+    pub const RET_STRING: u64 = 80;
     /// The least slot size: a ring's slots hold whatever the sites armed
     /// later capture, up to what they would hold at this size.
     pub const MIN_SLOT: u64 = 256;

@@ -1061,3 +1061,51 @@ fn a_record_carries_only_the_registers_asked_for() {
     );
     assert_eq!(raw.rip, 0x1234);
 }
+
+/// The vector registers asked for (xmm0 and xmm3 here) are stored after
+/// the general-purpose ones, low 64 bits each (`movq`, which leaves them
+/// as they are), and the captures come after them; the return stub stores
+/// xmm0 (a `float` or `double` return value) at its fixed place.
+#[test]
+fn vector_registers_asked_for_are_recorded_after_the_others() {
+    let regs = RegSet::NONE.with_xmm(0).with_xmm(3);
+    let (fields, _) = layout_captures(&[CaptureKind::Stack { len: 8 }], regs);
+    // rsp, then xmm0 and xmm3.
+    assert_eq!(xmm_offset(entry_regs(regs), 0), Some(ring::REGS + 8));
+    assert_eq!(xmm_offset(entry_regs(regs), 3), Some(ring::REGS + 16));
+    assert_eq!(xmm_offset(entry_regs(regs), 1), None);
+    assert_eq!(u64::from(fields[0].offset), ring::REGS + 24);
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        regs,
+        captures: &fields,
+        tp: ThreadPointer::Rdfsbase,
+        returns: None,
+        block: false,
+        count_only: false,
+        timed: None,
+    };
+    let d = assemble_detour(&patch, &spec).unwrap();
+    let movq: Vec<(u64, iced_x86::Register)> = decode_all(&d.code, DETOUR)
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Movq && i.op0_kind() == OpKind::Memory)
+        .map(|i| (i.memory_displacement64(), i.op1_register()))
+        .collect();
+    assert_eq!(
+        movq,
+        [
+            (ring::REGS + 8, iced_x86::Register::XMM0),
+            (ring::REGS + 16, iced_x86::Register::XMM3)
+        ]
+    );
+    let s = stub();
+    let stored = decode_all(&s.code, STUB).iter().any(|i| {
+        i.mnemonic() == Mnemonic::Movq
+            && i.memory_displacement64() == ring::RET_XMM0
+            && i.op1_register() == iced_x86::Register::XMM0
+    });
+    assert!(stored, "the stub stores xmm0");
+}

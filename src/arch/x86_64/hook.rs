@@ -356,6 +356,7 @@ fn record(
         a.mov(qword_ptr(r10 + ring::RET_RAX as i32), rax)?;
         a.mov(rax, qword_ptr(rsp + TO_EXTRA + 48))?;
         a.mov(qword_ptr(r10 + ring::RET_RDX as i32), rax)?;
+        a.movq(qword_ptr(r10 + ring::RET_XMM0 as i32), xmm0)?;
         a.mov(rax, qword_ptr(rsp + S_BEAT))?;
         a.mov(qword_ptr(r10 + ring::RET_ADDR as i32), rax)?;
         a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), 0)?;

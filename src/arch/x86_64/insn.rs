@@ -99,9 +99,11 @@ impl Gpr {
 }
 
 /// Registers a fast probe's record carries: general-purpose registers by
-/// encoding number, and rflags. A handler says which it reads from a fast
-/// hit (`Capture::registers`); the stack pointer is always recorded.
-/// The default is every one of them.
+/// encoding number, rflags, and the low 64 bits of xmm0 to xmm7 (the
+/// vector registers of `float` and `double` arguments). A handler says
+/// which it reads from a fast hit (`Capture::registers`); the stack pointer
+/// is always recorded. The default is every general-purpose register and
+/// rflags, no vector register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegSet(u32);
 
@@ -148,14 +150,38 @@ impl RegSet {
         (0..16u8).filter(move |&n| self.0 & 1 << n != 0).map(Gpr)
     }
 
-    /// How many registers it holds (rflags counted).
+    /// This set and vector register xmm`n` (0..8: the SysV `float` and
+    /// `double` arguments; its low 64 bits are recorded).
+    pub const fn with_xmm(self, n: usize) -> RegSet {
+        match n {
+            0..8 => RegSet(self.0 | 1 << (17 + n)),
+            _ => self,
+        }
+    }
+
+    /// Whether xmm`n` is in the set.
+    pub const fn has_xmm(self, n: usize) -> bool {
+        n < 8 && self.0 & 1 << (17 + n) != 0
+    }
+
+    /// How many general-purpose registers and rflags it holds.
     pub const fn len(self) -> u32 {
         (self.0 & Self::ALL.0).count_ones()
     }
 
+    /// How many xmm registers it holds before xmm`n`.
+    pub const fn xmm_before(self, n: usize) -> u32 {
+        (self.0 >> 17 & ((1 << n) - 1)).count_ones()
+    }
+
+    /// How many xmm registers it holds.
+    pub const fn xmm_len(self) -> u32 {
+        (self.0 >> 17 & 0xff).count_ones()
+    }
+
     /// Whether it holds none.
     pub const fn is_empty(self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.xmm_len() == 0
     }
 
     /// How many of its general-purpose registers come before `reg` in

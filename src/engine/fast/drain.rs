@@ -284,8 +284,16 @@ pub(super) fn read_losses(
 }
 
 /// What record `rec` captured, as `Hit` reads it.
-pub(super) fn captured(rec: &[u8], fields: &[CaptureField], regs: &crate::arch::Regs) -> Captured {
-    let mut c = Captured::default();
+pub(super) fn captured(
+    rec: &[u8],
+    fields: &[CaptureField],
+    regs: &crate::arch::Regs,
+    xmm: [Option<u64>; 8],
+) -> Captured {
+    let mut c = Captured {
+        xmm,
+        ..Captured::default()
+    };
     for f in fields {
         let at = f.offset as usize;
         let Some(status) = rec.get(at..at + 8) else {
@@ -760,7 +768,9 @@ pub(super) fn deliver(
                 offset: ring::RET_STRING as u32,
             };
             let fields = if string > 0 { &[field][..] } else { &[][..] };
-            let captured = captured(rec, fields, &regs);
+            let mut xmm = [None; 8];
+            xmm[0] = Some(word(ring::RET_XMM0));
+            let captured = captured(rec, fields, &regs, xmm);
             for inst in returning {
                 for (site, data) in inst.probes {
                     let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
@@ -798,7 +808,8 @@ pub(super) fn deliver(
             continue;
         };
         let mut regs = detour::record_regs(rec, fs.regs, fs.addr.get());
-        let captured = captured(rec, &fs.captures, &regs);
+        let xmm = std::array::from_fn(|n| detour::xmm_offset(fs.regs, n).map(&word));
+        let captured = captured(rec, &fs.captures, &regs, xmm);
         let watch = word(ring::RET_WATCH) as u32;
         let mut kept = Vec::new();
         for site in &fs.probes {

@@ -560,6 +560,7 @@ impl<'a> UnitReader<'_, 'a> {
                 other @ (Loc::Gp(_)
                 | Loc::Split(_)
                 | Loc::Reg(_)
+                | Loc::Vector(_)
                 | Loc::Const(_)
                 | Loc::Unavailable
                 | Loc::Nowhere) => other,

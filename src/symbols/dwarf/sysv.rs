@@ -73,7 +73,10 @@ pub enum Loc {
         /// Bytes.
         size: u64,
     },
-    /// Somewhere rtrace cannot read (a vector register) or cannot know.
+    /// A `float` or `double` in vector register xmm`n` (its low bits).
+    Vector(usize),
+    /// Somewhere rtrace cannot read (a vector register of a complex or an
+    /// aggregate) or cannot know.
     Unavailable,
     /// Nowhere: the type has no bytes to pass.
     Nowhere,
@@ -230,11 +233,21 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
                             })
                         })
                         .collect();
+                    let first_vector = sse;
                     gp += ints;
                     sse += vecs;
                     match (vecs, &p.ty) {
                         (0, _) => Loc::Gp(words.into_iter().flatten().collect()),
                         (_, Type::Aggregate { .. }) => Loc::Split(words),
+                        // A float or a double: its own vector register.
+                        (
+                            1,
+                            Type::Float {
+                                size: 4 | 8,
+                                complex: false,
+                                x87: false,
+                            },
+                        ) => Loc::Vector(first_vector),
                         // A float, a double, a complex: all in vector registers.
                         (
                             _,

@@ -186,14 +186,14 @@ fn stack_arguments_and_hidden_return_pointer() {
             },
         ]
     );
-    // Floats take vector registers; the long double goes on the stack; d is
-    // still the first integer register.
+    // Floats take vector registers, xmm0 and xmm1; the long double goes on
+    // the stack; d is still the first integer register.
     let s = sig(&elf, &mut cache, "fl").unwrap();
     assert_eq!(
         sysv::locate(&s),
         vec![
-            Loc::Unavailable,
-            Loc::Unavailable,
+            Loc::Vector(0),
+            Loc::Vector(1),
             Loc::Stack {
                 offset: 0,
                 size: 16
