@@ -845,13 +845,10 @@ fn stack_lines_name_every_frame() {
     );
 }
 
-/// `-ttt -r`: each line's wall clock is the attach event's plus the time
-/// since it (an entry's line at its entry, a `+++` line at its event), and
-/// `-r` the time since the previous line's event, the first 0.
-#[test]
-fn timestamps_place_each_line_in_real_time() {
+/// A text printer with `stamps` and `tree`, and its output.
+fn text_with(stamps: super::Timestamps, tree: bool) -> (Printer, SharedBuf) {
     let out = SharedBuf::default();
-    let mut p = Printer::with_diag(
+    let p = Printer::with_diag(
         Box::new(out.clone()),
         Box::new(SharedBuf::default()),
         PrinterOptions {
@@ -859,15 +856,27 @@ fn timestamps_place_each_line_in_real_time() {
             color: false,
             summary: false,
             hist: false,
-            timestamps: super::Timestamps {
-                clock: Some(super::WallClock::Epoch),
-                relative: true,
-            },
-            tree: false,
+            timestamps: stamps,
+            tree,
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
         },
+    );
+    (p, out)
+}
+
+/// `-ttt -r`: each line's wall clock is the attach event's plus the time
+/// since it (an entry's line at its entry, a `+++` line at its event), and
+/// `-r` the time since the previous line's event, the first 0.
+#[test]
+fn timestamps_place_each_line_in_real_time() {
+    let (mut p, out) = text_with(
+        super::Timestamps {
+            clock: Some(super::WallClock::Epoch),
+            relative: true,
+        },
+        false,
     );
     let pid = Pid::from_raw(7);
     p.on_event(
@@ -905,22 +914,7 @@ fn timestamps_place_each_line_in_real_time() {
 /// thread's calls nest on their own.
 #[test]
 fn a_tree_closes_a_call_where_it_was_opened() {
-    let out = SharedBuf::default();
-    let mut p = Printer::with_diag(
-        Box::new(out.clone()),
-        Box::new(SharedBuf::default()),
-        PrinterOptions {
-            format: Format::Text,
-            color: false,
-            summary: false,
-            hist: false,
-            timestamps: Default::default(),
-            tree: true,
-            string_limit: super::DEFAULT_STRING_LIMIT,
-            flush_interval: None,
-            stack_depth: None,
-        },
-    );
+    let (mut p, out) = text_with(Default::default(), true);
     let t = Tracee::new();
     let work = function("work");
     let outer = t.enter(&mut p, &work, 1, 100, [1, 0, 0, 0, 0, 0]).unwrap();

@@ -998,6 +998,24 @@ fn the_stub_adds_a_timed_call_to_its_row() {
     assert!(freed > last_add);
 }
 
+/// The detour of `work`'s entry recording `regs` and `fields`, no return.
+fn recording_detour(regs: RegSet, fields: &[CaptureField]) -> Detour {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        at: DETOUR,
+        ring: ring(),
+        index: 3,
+        regs,
+        captures: fields,
+        tp: ThreadPointer::Rdfsbase,
+        returns: None,
+        block: false,
+        count_only: false,
+        timed: None,
+    };
+    assemble_detour(&patch, &spec).unwrap()
+}
+
 /// A site whose handlers ask for the argument registers records those and
 /// the stack pointer, packed after the header in encoding order (rcx, rdx,
 /// rsp, rsi, rdi, r8, r9), and no other register, nor rflags; its captures
@@ -1013,20 +1031,7 @@ fn a_record_carries_only_the_registers_asked_for() {
             }],
             regs,
         );
-        let patch = plan_patch(WORK_O0, START, START).unwrap();
-        let spec = DetourSpec {
-            at: DETOUR,
-            ring: ring(),
-            index: 3,
-            regs,
-            captures: &fields,
-            tp: ThreadPointer::Rdfsbase,
-            returns: None,
-            block: false,
-            count_only: false,
-            timed: None,
-        };
-        let d = assemble_detour(&patch, &spec).unwrap();
+        let d = recording_detour(regs, &fields);
         let mut at: Vec<u64> = decode_all(&d.code, DETOUR)
             .iter()
             .filter(|i| i.mnemonic() == Mnemonic::Mov && i.op0_kind() == OpKind::Memory)
@@ -1075,20 +1080,7 @@ fn vector_registers_asked_for_are_recorded_after_the_others() {
     assert_eq!(xmm_offset(entry_regs(regs), 3), Some(ring::REGS + 16));
     assert_eq!(xmm_offset(entry_regs(regs), 1), None);
     assert_eq!(u64::from(fields[0].offset), ring::REGS + 24);
-    let patch = plan_patch(WORK_O0, START, START).unwrap();
-    let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
-        regs,
-        captures: &fields,
-        tp: ThreadPointer::Rdfsbase,
-        returns: None,
-        block: false,
-        count_only: false,
-        timed: None,
-    };
-    let d = assemble_detour(&patch, &spec).unwrap();
+    let d = recording_detour(regs, &fields);
     let movq: Vec<(u64, iced_x86::Register)> = decode_all(&d.code, DETOUR)
         .iter()
         .filter(|i| i.mnemonic() == Mnemonic::Movq && i.op0_kind() == OpKind::Memory)
