@@ -274,7 +274,9 @@ impl Emitter for JsonEmitter {
             .text("rendered", &value.text)
             .uint("duration_ns", nanos(ret.duration()));
         let obj = match value.errno {
-            Some(e) => obj.text("errno", &crate::inject::errno_name(e)),
+            Some(e) => obj
+                .field("errno", e)
+                .text("errno_name", &crate::inject::errno_name(e)),
             None => obj,
         };
         match std::mem::take(&mut self.injected) {

@@ -731,7 +731,8 @@ fn failed_open_returns_negative() {
     assert_eq!(returns[0].get("errno"), None, "{}", returns[0]);
     match crate::events::fast_mode() {
         false => {
-            assert_eq!(returns[1]["errno"], "ENOENT", "{}", returns[1]);
+            assert_eq!(returns[1]["errno"], libc::ENOENT, "{}", returns[1]);
+            assert_eq!(returns[1]["errno_name"], "ENOENT", "{}", returns[1]);
             assert_eq!(
                 returns[1]["rendered"],
                 "-1 ENOENT (No such file or directory)"
