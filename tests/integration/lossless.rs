@@ -415,6 +415,24 @@ fn many_live_children_do_not_take_a_ring_of_memory_each() {
     assert_eq!(summary_row(&run.stderr, "work"), (30_100, 0));
 }
 
+/// `-c` (and `args`) over `hot 8 200000` (-O2): the program's output and
+/// status are its own, and the table counts all 1,600,000 calls, none
+/// missed. Returns the run.
+fn every_hot_call_counted(args: &[&str]) -> crate::fixtures::Run {
+    let run = count_hot(args, Variant::O2, 8, 200_000);
+    assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
+    assert!(run
+        .stdout
+        .ends_with(&format!("{}\n", hot_result(8, 200_000))));
+    assert_eq!(
+        summary_row(&run.stderr, "work"),
+        (1_600_000, 0),
+        "{args:?}: {}",
+        run.stderr
+    );
+    run
+}
+
 /// `--entry-only -c` counts every hit of 8 threads × 200,000 calls (in
 /// the program: the detours add to counters rtrace reads), the table the
 /// same as int3 probes give, and with `--perfetto` beside it (which wants
@@ -423,17 +441,7 @@ fn many_live_children_do_not_take_a_ring_of_memory_each() {
 fn hits_counted_in_the_program_are_every_hit() {
     let recorded: Vec<&str> = ["--entry-only"].into_iter().chain(recorded()).collect();
     for args in [vec!["--entry-only"], recorded] {
-        let run = count_hot(&args, Variant::O2, 8, 200_000);
-        assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
-        assert!(run
-            .stdout
-            .ends_with(&format!("{}\n", hot_result(8, 200_000))));
-        assert_eq!(
-            summary_row(&run.stderr, "work"),
-            (1_600_000, 0),
-            "{args:?}: {}",
-            run.stderr
-        );
+        let run = every_hot_call_counted(&args);
         let row = summary_line(&run.stderr, "work");
         assert_eq!(
             row.split_whitespace().collect::<Vec<_>>(),
@@ -479,17 +487,7 @@ fn signals_reach_threads_that_wait_for_room() {
 #[test]
 fn calls_timed_in_the_program_are_every_call() {
     for args in [vec![], vec!["--hist"], recorded().to_vec()] {
-        let run = count_hot(&args, Variant::O2, 8, 200_000);
-        assert_eq!(run.code(), 0, "{args:?}: {}", run.stderr);
-        assert!(run
-            .stdout
-            .ends_with(&format!("{}\n", hot_result(8, 200_000))));
-        assert_eq!(
-            summary_row(&run.stderr, "work"),
-            (1_600_000, 0),
-            "{args:?}: {}",
-            run.stderr
-        );
+        let run = every_hot_call_counted(&args);
         let row = summary_line(&run.stderr, "work");
         let us: Vec<f64> = row
             .split_whitespace()

@@ -487,10 +487,7 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
     let mut pushf = a.create_label();
     let mut displaced = a.create_label();
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
-    match spec.tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
-        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
-    }
+    load_thread_pointer(&mut a, spec.tp, rax)?;
     a.mov(rdx, table::GOLDEN)?;
     a.imul_2(rax, rdx)?;
     a.shr(rax, 64 - ring::AGG_SHARDS.trailing_zeros())?;
@@ -553,10 +550,7 @@ fn build_timed(
     take_entry(&mut a, ret.table, take, lost)?;
     a.set_label(&mut take)?;
     a.mov(qword_ptr(r11 + table::ORIG as i32), r10)?;
-    match spec.tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
-        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
-    }
+    load_thread_pointer(&mut a, spec.tp, rax)?;
     a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
     // The index, no string (one word); the row, no chained call (one word).
     a.mov(qword_ptr(r11 + table::INDEX as i32), spec.index as i32)?;
@@ -959,12 +953,21 @@ pub(super) fn wait_in_frame(
     Ok((body, body_end, give_up))
 }
 
+/// Loads the thread pointer into `reg`, as `tp` says to read it.
+pub(super) fn load_thread_pointer(
+    a: &mut CodeAssembler,
+    tp: ThreadPointer,
+    reg: AsmRegister64,
+) -> Result<(), iced_x86::IcedError> {
+    match tp {
+        ThreadPointer::Rdfsbase => a.rdfsbase(reg),
+        ThreadPointer::FsSelf => a.mov(reg, qword_ptr(0u64).fs()),
+    }
+}
+
 /// Stores the thread pointer into the record at r10. Uses rax.
 fn thread_pointer(a: &mut CodeAssembler, tp: ThreadPointer) -> Result<(), iced_x86::IcedError> {
-    match tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
-        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
-    }
+    load_thread_pointer(a, tp, rax)?;
     a.mov(qword_ptr(r10 + ring::TP as i32), rax)?;
     Ok(())
 }
@@ -1187,7 +1190,6 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     let mut full = a.create_label();
     let mut lost = a.create_label();
     let mut lost_found = a.create_label();
-    let mut uncounted = a.create_label();
     let mut ret_label = a.create_label();
     let mut orphan = a.create_label();
     let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
@@ -1348,13 +1350,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.set_label(&mut lost_found)?;
     stub_take(&mut a)?;
     a.mov(esi, esi)?;
-    a.cmp(rsi, (ring::MAX_SITES - 1) as i32)?;
-    a.jae(uncounted)?;
-    a.mov(r11, spec.ring.base)?;
-    a.lock()
-        .inc(qword_ptr(r11 + rsi * 8 + ring::RET_LOST as i32))?;
-    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
-    a.set_label(&mut uncounted)?;
+    count_return_lost(&mut a, spec.ring.base, rsi, r11)?;
     a.jmp(steps[0])?;
     // No entry for the slot: give the registers back and trap to rtrace.
     restore(&mut a, &mut orphan_steps)?;
@@ -1385,6 +1381,27 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         give_up,
         code: out.inner.code_buffer,
     })
+}
+
+/// Counts a return lost under site `index` (a register holding the site
+/// index, zero-extended; an index the ring cannot have is not counted),
+/// and the total, in the ring at `base`. Uses `scratch`.
+pub(super) fn count_return_lost(
+    a: &mut CodeAssembler,
+    base: u64,
+    index: AsmRegister64,
+    scratch: AsmRegister64,
+) -> Result<(), iced_x86::IcedError> {
+    let mut done = a.create_label();
+    a.cmp(index, (ring::MAX_SITES - 1) as i32)?;
+    a.jae(done)?;
+    a.mov(scratch, base)?;
+    a.lock()
+        .inc(qword_ptr(scratch + index * 8 + ring::RET_LOST as i32))?;
+    a.lock().inc(qword_ptr(scratch + ring::LOST_TOTAL as i32))?;
+    a.set_label(&mut done)?;
+    a.nop()?;
+    Ok(())
 }
 
 /// Adds a timed call to its row (esi: the row plus one, as the table
@@ -1418,10 +1435,7 @@ fn add_timed_call(
     a.mul(qword_ptr(r11 + ring::NS_MULT as i32))?;
     a.shrd(rax, rdx, 32)?;
     // r10: the row, in the thread's block.
-    match spec.tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rcx)?,
-        ThreadPointer::FsSelf => a.mov(rcx, qword_ptr(0u64).fs())?,
-    }
+    load_thread_pointer(a, spec.tp, rcx)?;
     a.mov(rdx, table::GOLDEN)?;
     a.imul_2(rcx, rdx)?;
     a.shr(rcx, 64 - ring::TIMED_SHARDS.trailing_zeros())?;

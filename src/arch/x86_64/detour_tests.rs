@@ -27,19 +27,28 @@ fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
     out
 }
 
-fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, Detour) {
-    let patch = plan_patch(function, START, START + offset).expect("patchable");
-    let spec = DetourSpec {
+/// A detour's spec with the tests' usual values: at `DETOUR`, site 3,
+/// every register, no capture, no return, no waiting.
+fn base_spec() -> DetourSpec<'static> {
+    DetourSpec {
         at: DETOUR,
         ring: ring(),
         index: 3,
         regs: RegSet::ALL,
-        captures,
+        captures: &[],
         tp: ThreadPointer::Rdfsbase,
         returns: None,
         block: false,
         count_only: false,
         timed: None,
+    }
+}
+
+fn detour(function: &[u8], offset: u64, captures: &[CaptureField]) -> (Patch, Detour) {
+    let patch = plan_patch(function, START, START + offset).expect("patchable");
+    let spec = DetourSpec {
+        captures,
+        ..base_spec()
     };
     let d = assemble_detour(&patch, &spec).expect("assembled");
     (patch, d)
@@ -278,16 +287,9 @@ fn the_detour_saves_claims_records_and_restores() {
 fn the_thread_pointer_without_fsgsbase_is_fs_0() {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
         index: 0,
-        regs: RegSet::ALL,
-        captures: &[],
         tp: ThreadPointer::FsSelf,
-        returns: None,
-        block: false,
-        count_only: false,
-        timed: None,
+        ..base_spec()
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -301,16 +303,8 @@ fn the_thread_pointer_without_fsgsbase_is_fs_0() {
 fn too_many_sites_for_one_ring_is_refused() {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
         index: ring::MAX_SITES as u32,
-        regs: RegSet::ALL,
-        captures: &[],
-        tp: ThreadPointer::Rdfsbase,
-        returns: None,
-        block: false,
-        count_only: false,
-        timed: None,
+        ..base_spec()
     };
     assert!(assemble_detour(&patch, &spec).is_err());
 }
@@ -372,20 +366,12 @@ const TABLE: u64 = 0x7f00_1000_0000;
 fn returns_detour() -> Detour {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
-        regs: RegSet::ALL,
-        captures: &[],
-        tp: ThreadPointer::Rdfsbase,
         returns: Some(ReturnSpec {
             stub: STUB,
             table: TABLE,
             ret_string: 65,
         }),
-        block: false,
-        count_only: false,
-        timed: None,
+        ..base_spec()
     };
     assemble_detour(&patch, &spec).unwrap()
 }
@@ -642,16 +628,8 @@ fn a_blocking_detour_waits_for_room_in_its_body() {
     let d = assemble_detour(
         &patch,
         &DetourSpec {
-            at: DETOUR,
-            ring: ring(),
-            index: 3,
-            regs: RegSet::ALL,
-            captures: &[],
-            tp: ThreadPointer::Rdfsbase,
-            returns: None,
             block: true,
-            count_only: false,
-            timed: None,
+            ..base_spec()
         },
     )
     .unwrap();
@@ -698,16 +676,8 @@ fn a_blocking_detour_waits_for_room_in_its_body() {
 fn a_thread_waiting_for_room_is_sent_back_with_its_registers() {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
-        regs: RegSet::ALL,
-        captures: &[],
-        tp: ThreadPointer::Rdfsbase,
-        returns: None,
         block: true,
-        count_only: false,
-        timed: None,
+        ..base_spec()
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let (from, to) = d.body.unwrap();
@@ -801,16 +771,9 @@ fn the_blocking_stub_claims_before_it_takes_the_entry() {
 fn a_counting_detour_only_adds_one() {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
-        regs: RegSet::ALL,
-        captures: &[],
-        tp: ThreadPointer::Rdfsbase,
-        returns: None,
         block: true,
         count_only: true,
-        timed: None,
+        ..base_spec()
     };
     let d = assemble_detour(&patch, &spec).unwrap();
     let insns = decode_all(&d.code, DETOUR);
@@ -843,20 +806,14 @@ fn a_counting_detour_only_adds_one() {
 fn timed_detour(row: u32) -> Result<Detour, String> {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
-        regs: RegSet::ALL,
-        captures: &[],
-        tp: ThreadPointer::Rdfsbase,
         returns: Some(ReturnSpec {
             stub: STUB,
             table: TABLE,
             ret_string: 0,
         }),
         block: true,
-        count_only: false,
         timed: Some(row),
+        ..base_spec()
     };
     assemble_detour(&patch, &spec)
 }
@@ -922,20 +879,15 @@ fn a_timed_detour_keeps_the_entry_time_in_the_table() {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let field = layout_captures(&[CaptureKind::Stack { len: 8 }], RegSet::ALL).0;
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
-        regs: RegSet::ALL,
         captures: &field,
-        tp: ThreadPointer::Rdfsbase,
         returns: Some(ReturnSpec {
             stub: STUB,
             table: TABLE,
             ret_string: 0,
         }),
         block: true,
-        count_only: false,
         timed: Some(1),
+        ..base_spec()
     };
     assert!(assemble_detour(&patch, &spec).is_err());
     let spec = DetourSpec {
@@ -1002,16 +954,9 @@ fn the_stub_adds_a_timed_call_to_its_row() {
 fn recording_detour(regs: RegSet, fields: &[CaptureField]) -> Detour {
     let patch = plan_patch(WORK_O0, START, START).unwrap();
     let spec = DetourSpec {
-        at: DETOUR,
-        ring: ring(),
-        index: 3,
         regs,
         captures: fields,
-        tp: ThreadPointer::Rdfsbase,
-        returns: None,
-        block: false,
-        count_only: false,
-        timed: None,
+        ..base_spec()
     };
     assemble_detour(&patch, &spec).unwrap()
 }

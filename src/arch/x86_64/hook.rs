@@ -47,8 +47,9 @@
 use iced_x86::code_asm::*;
 
 use super::detour::{
-    assembled, claim_slot, find_entry, home_entry, restore_and_resume, ring, save, stamp, table,
-    Detour, DetourLabels, Patch, RingLayout, ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
+    assembled, claim_slot, count_return_lost, find_entry, home_entry, load_thread_pointer,
+    restore_and_resume, ring, save, stamp, table, Detour, DetourLabels, Patch, RingLayout,
+    ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
 };
 use super::detour_wait::{enter_frame, leave_frame, leave_wait, wait_for_room, TO_EXTRA, TO_FLAGS};
 
@@ -175,10 +176,7 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     enter_frame(&mut a)?;
     a.set_label(&mut body)?;
     // The thread pointer and the site's stack pointer, kept in the scratch.
-    match spec.tp {
-        ThreadPointer::Rdfsbase => a.rdfsbase(rax)?,
-        ThreadPointer::FsSelf => a.mov(rax, qword_ptr(0u64).fs())?,
-    }
+    load_thread_pointer(&mut a, spec.tp, rax)?;
     a.mov(qword_ptr(rsp + S_TP), rax)?;
     a.lea(rax, ptr(rsp + TO_SITE_SP))?;
     a.mov(qword_ptr(rsp + S_LIMIT), rax)?;
@@ -444,17 +442,8 @@ fn caller(
 /// site it names (an index the ring cannot have is not counted), and the
 /// total. Uses rax, rcx.
 fn count_unwatched(a: &mut CodeAssembler, spec: &HookSpec) -> Result<(), iced_x86::IcedError> {
-    let mut done = a.create_label();
     a.mov(eax, dword_ptr(r11 + table::INDEX as i32))?;
-    a.cmp(eax, (ring::MAX_SITES - 1) as i32)?;
-    a.jae(done)?;
-    a.mov(rcx, spec.ring.base)?;
-    a.lock()
-        .inc(qword_ptr(rcx + rax * 8 + ring::RET_LOST as i32))?;
-    a.lock().inc(qword_ptr(rcx + ring::LOST_TOTAL as i32))?;
-    a.set_label(&mut done)?;
-    a.nop()?;
-    Ok(())
+    count_return_lost(a, spec.ring.base, rax, rcx)
 }
 
 /// Posts a request of `kind` and waits for rtrace to serve it, while rtrace
