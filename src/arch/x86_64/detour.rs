@@ -589,11 +589,11 @@ fn build_timed(
     a.jmp(done)?;
     // The return cannot be watched: the call is counted missed.
     a.set_label(&mut lost)?;
-    a.mov(r11, spec.ring.base)?;
-    a.lock().inc(qword_ptr(
-        r11 + (ring::RET_LOST + 8 * u64::from(spec.index)) as i32,
-    ))?;
-    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    count_lost(
+        &mut a,
+        spec.ring.base,
+        ring::RET_LOST + 8 * u64::from(spec.index),
+    )?;
     a.set_label(&mut done)?;
     a.nop()?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
@@ -746,11 +746,11 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         false => None,
     };
     a.set_label(&mut lost)?;
-    a.mov(r11, spec.ring.base)?;
-    a.lock().inc(qword_ptr(
-        r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
-    ))?;
-    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    count_lost(
+        &mut a,
+        spec.ring.base,
+        ring::LOST + 8 * u64::from(spec.index),
+    )?;
     a.jmp(steps[0])?;
 
     let labels = DetourLabels {
@@ -1381,6 +1381,19 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
         give_up,
         code: out.inner.code_buffer,
     })
+}
+
+/// Counts one lost in the counter at `counter` of the ring at `base` (a
+/// site's `LOST` or `RET_LOST`), and in the total. Uses r11.
+pub(super) fn count_lost(
+    a: &mut CodeAssembler,
+    base: u64,
+    counter: u64,
+) -> Result<(), iced_x86::IcedError> {
+    a.mov(r11, base)?;
+    a.lock().inc(qword_ptr(r11 + counter as i32))?;
+    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    Ok(())
 }
 
 /// Counts a return lost under site `index` (a register holding the site

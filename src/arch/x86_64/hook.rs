@@ -47,9 +47,9 @@
 use iced_x86::code_asm::*;
 
 use super::detour::{
-    assembled, claim_slot, count_return_lost, find_entry, home_entry, load_thread_pointer,
-    restore_and_resume, ring, save, stamp, table, Detour, DetourLabels, Patch, RingLayout,
-    ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
+    assembled, claim_slot, count_lost, count_return_lost, find_entry, home_entry,
+    load_thread_pointer, restore_and_resume, ring, save, stamp, table, Detour, DetourLabels, Patch,
+    RingLayout, ThreadPointer, KIND_CATCH, KIND_RETURN, RED_ZONE,
 };
 use super::detour_wait::{enter_frame, leave_frame, leave_wait, wait_for_room, TO_EXTRA, TO_FLAGS};
 
@@ -368,11 +368,7 @@ fn record(
         wait_for_room(a, spec.ring, mask, claim, lost)?;
     }
     a.set_label(&mut lost)?;
-    a.mov(r11, spec.ring.base)?;
-    a.lock().inc(qword_ptr(
-        r11 + (ring::LOST + 8 * u64::from(spec.index)) as i32,
-    ))?;
-    a.lock().inc(qword_ptr(r11 + ring::LOST_TOTAL as i32))?;
+    count_lost(a, spec.ring.base, ring::LOST + 8 * u64::from(spec.index))?;
     a.set_label(&mut done)?;
     a.nop()?;
     Ok(())
