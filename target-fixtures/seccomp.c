@@ -20,7 +20,8 @@
  *             call is SIGKILL).
  *   The filter is a hand-written BPF program, installed after
  *   PR_SET_NO_NEW_PRIVS, as the first thing main does (after setting
- *   RLIMIT_CORE to 0, so a kill dumps no core). Then it prints "ready"; with
+ *   RLIMIT_CORE to 0, so a kill dumps no core, and ignoring SIGINT). Then
+ *   it prints "ready"; with
  *   `wait` it reads a line from stdin (the go-ahead), calls work(i) for
  *   i = 0..N-1 and prints "sum=<N*N>"; with `wait` it reads a line again.
  *   Last, it makes the call its filter forbids, which shows the filter is
@@ -47,6 +48,7 @@
  * "ready\nloops=ok\n"), then for wx "exec mmap: EPERM\n". */
 #include <pthread.h>
 #include <errno.h>
+#include <signal.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -214,6 +216,9 @@ int main(int argc, char **argv)
         threads = 64;
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
+    /* A Ctrl-C passed on by a tracer that launched it leaves it running, so
+     * that a test can look at it after the tracer let go. */
+    signal(SIGINT, SIG_IGN);
     char line[64];
     if (install(filter) != 0) {
         perror("seccomp");

@@ -23,7 +23,7 @@ use crate::sys::{signal, wait};
 use super::fast;
 use super::space::SCRATCH_SIZE;
 use super::task::{self, TaskState};
-use super::tracer::Tracer;
+use super::tracer::{guarded, Outcome, Tracer};
 
 impl Tracer {
     /// Detaches from everything. Tries every step even when one fails, and
@@ -41,6 +41,52 @@ impl Tracer {
         let warned = self.flush_warnings();
         self.emit(Event::Detached { pid: self.root })?;
         halted.and(undone).and(released).and(warned)
+    }
+
+    /// After a detach asked for by `sig` (SIGINT, SIGTERM, SIGHUP): sends it
+    /// to the program rtrace launched, which runs untraced now, and waits for
+    /// the program to end. Its end is told to the listeners as if it had been
+    /// traced to it, and becomes the outcome. A second detach signal to rtrace
+    /// ends the wait, leaving the program to run on (the outcome stays
+    /// `Detached`).
+    pub(super) fn pass_on(&mut self, sig: i32) -> Result<()> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        let root = self.root;
+        // The events so far are out before the program's last words.
+        for l in &mut self.consumers.listeners {
+            guarded(|| l.on_idle())?;
+        }
+        // (Should it have ended meanwhile, the wait reaps it.)
+        let _ =
+            nix::sys::signal::Signal::try_from(sig).and_then(|s| nix::sys::signal::kill(root, s));
+        let requests = signal::requests();
+        let (event, end) = loop {
+            match waitpid(root, None) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    break (Event::Exited { pid: root, code }, Outcome::Exited(code))
+                }
+                Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
+                    let signal = signal as i32;
+                    break (
+                        Event::Killed {
+                            pid: root,
+                            signal,
+                            core_dumped,
+                        },
+                        Outcome::Killed {
+                            signal,
+                            core_dumped,
+                        },
+                    );
+                }
+                Ok(_) => continue,
+                // The timer, say: wait on, unless another signal came.
+                Err(nix::errno::Errno::EINTR) if signal::requests() == requests => continue,
+                Err(_) => return Ok(()),
+            }
+        };
+        self.outcome = Some(end);
+        self.emit(event)
     }
 
     fn halt(&mut self) -> Result<()> {

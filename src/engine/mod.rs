@@ -527,7 +527,21 @@ impl Tracer {
             // signal that comes later.
             signal::honour();
             self.detach_all()?;
-            self.outcome = Some(Outcome::Detached);
+            // (With -f the launched program may have ended already, its
+            // children still traced.)
+            self.outcome = Some(self.root_end.unwrap_or(Outcome::Detached));
+            // As strace does, the signal that ended the tracing of a program
+            // rtrace started ends the program too.
+            match signal::detach_requested() {
+                Some(sig)
+                    if self.opts.pass_signal_on
+                        && self.launched.is_some()
+                        && self.root_end.is_none() =>
+                {
+                    self.pass_on(sig)?
+                }
+                _ => {}
+            }
             return Ok(self.outcome);
         }
         // Dirty spaces patched and each probe's mode said (once tracing has

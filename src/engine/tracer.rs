@@ -55,6 +55,13 @@ pub struct Options {
     /// What a fast probe does when the ring it shares with rtrace is full
     /// (`--overflow`).
     pub overflow: Overflow,
+    /// In launch mode, a SIGINT, SIGTERM or SIGHUP that makes rtrace detach
+    /// is then sent to the program it started, and [`Tracer::run`] waits for
+    /// the program to end: the outcome is its exit or its death, as if it had
+    /// been traced to the end (strace's Ctrl-C). A second such signal ends
+    /// the wait: the outcome is then `Detached`, and the program runs on.
+    /// Off, a launched program runs on untraced after any detach.
+    pub pass_signal_on: bool,
 }
 
 /// What a fast probe does when the ring it shares with rtrace is full.

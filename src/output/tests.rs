@@ -269,13 +269,13 @@ fn lifecycle_lines_and_status_lines() {
         "[pid 4242] --- vfork: child 4243 ---\n\
          [pid 4243] --- exec /usr/bin/ls ---\n\
          [pid 4243] +++ exited with 0 +++\n\
-         +++ killed by SIGSEGV (core dumped) +++\n"
+         +++ killed by SIGSEGV (core dumped) +++\n\
+         +++ detached +++\n"
     );
     assert_eq!(
         diag.text(),
         "rtrace: attached to pid 4242 (2 threads), 3 probes armed\n\
-         rtrace: warning: probe libplug:plugin_fn never armed (its module was never loaded)\n\
-         rtrace: detached from pid 4242\n"
+         rtrace: warning: probe libplug:plugin_fn never armed (its module was never loaded)\n"
     );
 
     let (mut p, _, diag) = text();
@@ -404,6 +404,7 @@ fn summary_in_text_mode_prints_only_the_table_and_exits() {
     let expected = "\
 +++ exited with 3 +++
 +++ killed by SIGKILL +++
++++ detached +++
   calls     total(s)     avg(us)     min(us)     max(us)  missed  function [probe]
 ------- ------------ ----------- ----------- ----------- -------  ----------------
       1     0.000100     100.000     100.000     100.000       0  openat [libc:openat]
@@ -726,8 +727,8 @@ fn a_closed_output_is_an_output_error() {
     };
     let mut p = Printer::with_diag(Box::new(SharedBuf::default()), Box::new(BrokenPipe), opts);
     let r = p.on_event(
-        &Event::Detached {
-            pid: Pid::from_raw(1),
+        &Event::NeverArmed {
+            probe: "libplug:plugin_fn".into(),
         },
         Duration::ZERO,
     );

@@ -371,7 +371,15 @@ impl Emitter for TextEmitter {
                 }
                 out.diag(&s)
             }
-            Event::Detached { pid } => out.diag(&format!("rtrace: detached from pid {pid}")),
+            // The last line about the process: it runs on, untraced.
+            Event::Detached { pid } => {
+                let s = format!(
+                    "{}{}",
+                    self.exit_prefix(*pid, time),
+                    self.lifecycle("+++ detached +++".into())
+                );
+                self.line(out, &s)
+            }
             Event::Missed { probe, symbol, .. } | Event::Unwatched { probe, symbol, .. } => out
                 .diag(&format!(
                 "rtrace: warning: probe {probe}: the return of a call of {symbol} could not be \

@@ -239,7 +239,7 @@ fn attach_text_mode_status_line() {
     let run = rtrace.wait();
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(
-        run.stderr.lines().any(|l| l.contains("detached from pid")),
+        run.stderr.lines().any(|l| l == "+++ detached +++"),
         "{}",
         run.stderr
     );

@@ -501,6 +501,7 @@ const FAST_ENTRIES: Options = Options {
     step: rtrace::StepMode::Auto,
     fast: true,
     overflow: rtrace::Overflow::Block,
+    pass_signal_on: false,
 };
 
 /// A fast hit takes no stop: the stops of a run do not grow with its calls.
@@ -664,7 +665,7 @@ fn detach_from_threads_inside_their_detours() {
         assert_eq!(line, "rtrace: probe work: fast");
         rtrace.signal(Signal::SIGINT);
         let run = rtrace.wait();
-        if !run.stderr.contains("rtrace: detached from pid") {
+        if !run.stderr.contains("+++ detached +++") {
             // The program ended first.
             assert!(
                 run.stderr.contains("+++ exited with 0 +++"),
@@ -757,7 +758,7 @@ fn attach_while_threads_are_being_created() {
             }
             rtrace.signal(Signal::SIGINT);
             let run = rtrace.wait();
-            if !run.stderr.contains("rtrace: detached from pid") {
+            if !run.stderr.contains("+++ detached +++") {
                 break;
             }
             assert_eq!(run.code(), 0, "round {rounds}: {}", run.stderr);

@@ -1050,6 +1050,13 @@ impl Spawned {
         }
     }
 
+    /// Waits (at most [`TIMEOUT`]) until the process has ended, and returns
+    /// how; it stays to be reaped by [`Spawned::wait`] (`WNOWAIT`), which
+    /// also collects its output (still open in a child it left behind, say).
+    pub fn wait_ended(&mut self) -> WaitStatus {
+        self.waitid(WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+    }
+
     /// `waitid(P_PID, pid, flags)` on a thread of its own, waited for at
     /// most [`TIMEOUT`]. Should the time pass, the thread stays blocked until
     /// the process is reaped (dropping `self` kills and reaps it), then

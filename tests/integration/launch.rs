@@ -17,7 +17,7 @@ use rtrace::{Handler, Hit, Options, Outcome};
 
 use crate::events::temp_path;
 use crate::fixtures::{
-    bounded, fixture, rtrace_bin, run_command, run_untraced, Run, Variant, TIMEOUT,
+    bounded, fixture, rtrace_bin, run_command, run_untraced, Run, Spawned, Variant, TIMEOUT,
 };
 
 /// Runs `command args` through `sh -c 'exec "$@" REDIRECTIONS'`, so that it
@@ -426,4 +426,104 @@ fn an_exec_into_a_32_bit_image_waits_for_the_program() {
     );
     assert_eq!(run.stdout, untraced.stdout, "{what}");
     assert!(run.stderr.contains("work(x=100) = 207"), "{}", run.stderr);
+}
+
+/// SIGINT, SIGTERM and SIGHUP to rtrace in launch mode end the program too,
+/// as strace does: rtrace detaches (every call in flight let go, int3 and
+/// fast alike), passes the same signal on, waits for the program, and exits
+/// with its status. sleepers does not handle them: it dies of the signal,
+/// and rtrace exits 128+N; the last two lines say it was let go, then how
+/// it ended. spin ends on SIGTERM by itself (`calls=N`, `done`, status 0),
+/// and rtrace says so and exits 0.
+#[test]
+fn a_signal_to_rtrace_ends_the_program_it_launched() {
+    use nix::sys::signal::Signal;
+    let sleepers = fixture("sleepers", Variant::Pie);
+    let cases = [
+        (Signal::SIGTERM, &[][..], 143),
+        (Signal::SIGINT, &["--fast"][..], 130),
+        (Signal::SIGHUP, &[][..], 129),
+    ];
+    for (signal, extra, status) in cases {
+        let what = format!("{signal} to rtrace {extra:?} -s nap -- sleepers 2 1000");
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args(extra)
+            .args(["-s", "nap", "--"])
+            .arg(&sleepers)
+            .args(["2", "1000"]);
+        let mut rtrace = Spawned::command(cmd);
+        rtrace.wait_stdout_line(|l| l == "ready");
+        // A call returned: calls are in flight on both threads from now on.
+        rtrace.wait_stderr_line(|l| l.contains("nap(") && l.contains(" = 10"));
+        rtrace.signal(signal);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), status, "{what}: {}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(
+            lines[lines.len() - 2..],
+            [
+                "+++ detached +++".to_string(),
+                format!("+++ killed by {signal} +++")
+            ],
+            "{what}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "ready\n", "{what}");
+    }
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["-s", "work", "--"])
+        .arg(fixture("spin", Variant::Pie));
+    let mut rtrace = Spawned::command(cmd);
+    rtrace.wait_stdout_line(|l| l == "ready");
+    rtrace.wait_stderr_line(|l| l.contains("work("));
+    rtrace.signal(nix::sys::signal::Signal::SIGTERM);
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["+++ detached +++", "+++ exited with 0 +++"],
+        "{}",
+        run.stderr
+    );
+}
+
+/// A program that ignores the signal passed on runs on, and rtrace waits
+/// for it; another signal to rtrace ends the wait (rtrace exits 128+N) and
+/// leaves the program running, untraced, to its own end.
+#[test]
+fn a_second_signal_ends_the_wait_for_the_program() {
+    use nix::sys::signal::Signal;
+    let prog = fixture("seccomp", Variant::Pie);
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["-s", "work", "--"])
+        .arg(&prog)
+        .args(["none", "5", "wait"]);
+    let mut rtrace = Spawned::with_stdin(cmd);
+    let line = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid "));
+    let pid: i32 = line["rtrace: attached to pid ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the attach line's pid");
+    rtrace.wait_stdout_line(|l| l == "ready");
+    // seccomp ignores SIGINT: rtrace has detached and waits.
+    rtrace.signal(Signal::SIGINT);
+    rtrace.wait_stderr_line(|l| l == "+++ detached +++");
+    assert_eq!(crate::attach::tracer_pid(pid), 0);
+    // Alive, in its read of stdin.
+    assert_eq!(crate::fixtures::process_state(pid), Some('S'));
+    rtrace.signal(Signal::SIGTERM);
+    assert_eq!(
+        rtrace.wait_ended(),
+        nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(rtrace.pid()), 143)
+    );
+    // rtrace has gone; the program runs on, and ends once told to.
+    assert_eq!(crate::attach::tracer_pid(pid), 0);
+    assert_eq!(crate::fixtures::process_state(pid), Some('S'));
+    rtrace.send("go\ngo\n");
+    let run = rtrace.wait();
+    assert_eq!(run.stdout, "ready\nsum=25\n");
+    assert_eq!(run.stderr.lines().last(), Some("+++ detached +++"));
 }

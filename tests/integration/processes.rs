@@ -664,8 +664,10 @@ const CYCLES: usize = 50;
 const ENTRIES_PER_CYCLE: usize = 40;
 
 /// Ctrl-C to rtrace in launch mode while four threads keep stepping out of
-/// line (work() begins with a `lea` at -O2): rtrace detaches, the program
-/// finishes on its own with its own output, and rtrace exits with its status.
+/// line (work() begins with a `lea` at -O2): rtrace detaches, then passes the
+/// SIGINT on, as strace does. The program dies of that SIGINT (not of a trap
+/// left behind), its end is the last event, and rtrace exits as a shell
+/// reports it (130).
 #[test]
 fn ctrl_c_in_launch_mode_while_steps_are_in_flight() {
     let prog = fixture("threads", Variant::O2);
@@ -692,8 +694,13 @@ fn ctrl_c_in_launch_mode_while_steps_are_in_flight() {
         rtrace.signal(Signal::SIGINT);
         wait_detach(&mut rtrace, "SIGINT in launch mode");
         let run = rtrace.wait();
-        assert_eq!(run.stdout, untraced.stdout, "{}", run.stderr);
-        assert_eq!(run.code(), 0, "the program's status: {}", run.stderr);
+        assert_eq!(run.code(), 130, "the program's status: {}", run.stderr);
+        let events = parse_events(&run.stderr);
+        let last = events.last().expect("events");
+        assert_eq!(str_field(last, "event"), "killed", "{}", show(&events));
+        assert_eq!(str_field(last, "signal"), "SIGINT", "{}", show(&events));
+        // What it printed before the signal, it printed as untraced.
+        assert!(untraced.stdout.starts_with(&run.stdout), "{}", run.stdout);
     }
 }
 

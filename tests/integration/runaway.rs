@@ -10,8 +10,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::attach::{tracer_pid, wait_detach, wait_event};
@@ -135,12 +134,13 @@ fn a_runaway_block_without_a_budget_stops_at_sigint_or_sigterm() {
     }
 }
 
-/// The same in launch mode: SIGINT to rtrace stops the block and detaches,
-/// as Ctrl-C does without a script; rtrace then waits for the program it
-/// launched, which runs on untraced, and exits with its status.
+/// The same in launch mode: SIGTERM to rtrace stops the block and detaches,
+/// as it does without a script, then is passed on to the program rtrace
+/// launched (as strace does). spin ends on SIGTERM as it does untraced, and
+/// rtrace exits with its status; the program's end is the last event.
 #[test]
-fn a_runaway_block_in_a_launched_program_stops_at_sigint() {
-    let what = "launched, SIGINT";
+fn a_runaway_block_in_a_launched_program_stops_at_sigterm() {
+    let what = "launched, SIGTERM";
     let mut cmd = Command::new(rtrace_bin());
     cmd.args([
         "--script-ops",
@@ -158,14 +158,18 @@ fn a_runaway_block_in_a_launched_program_stops_at_sigint() {
     let pid: i32 = line["pid=".len()..].parse().unwrap();
     wait_event(&mut rtrace, Duration::from_secs(30), is("return"));
     wait_traced_stop(pid, what);
-    rtrace.signal(Signal::SIGINT);
-    wait_detach(&mut rtrace, what);
-    assert_eq!(tracer_pid(pid), 0, "{what}");
-    // rtrace waits for its child meanwhile: it ends when spin does.
-    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    rtrace.signal(Signal::SIGTERM);
     let run = rtrace.wait();
-    assert_stopped_cleanly(&run, Signal::SIGINT, what);
+    assert_stopped_cleanly(&run, Signal::SIGTERM, what);
     assert_spin_ended(&run, what);
+    let events = parse_events(&run.stderr);
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| ["detach", "exit", "killed"].contains(&str_field(e, "event")))
+        .collect();
+    let kinds: Vec<&str> = ends.iter().map(|e| str_field(e, "event")).collect();
+    assert_eq!(kinds, ["detach", "exit"], "{what}\n{}", show(&events));
+    assert_eq!(ends[1]["code"], 0, "{what}");
 }
 
 /// The `work` entries of `events`, by argument.

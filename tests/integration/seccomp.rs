@@ -421,7 +421,7 @@ fn suspensions_end_with_rtrace_s_calls() {
         let run = rtrace.wait();
         assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
         assert!(
-            run.stderr.contains("rtrace: detached from pid"),
+            run.stderr.contains("+++ detached +++"),
             "{what}: {}",
             run.stderr
         );

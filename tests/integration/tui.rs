@@ -192,19 +192,17 @@ fn live_view_in_a_terminal() {
     });
     assert!(narrow.lines().count() <= 20, "{narrow}");
 
-    // q detaches and puts the terminal back; the final table stays.
+    // q does what Ctrl-C does: in launch mode rtrace detaches, passes the
+    // SIGINT on to the program and waits for it, then puts the terminal
+    // back; the final table stays, saying how the program ended.
     tmux.keys("q");
-    let screen = tmux.wait("the terminal back", |s| s.contains("[detached]"));
+    let screen = tmux.wait("the terminal back", |s| {
+        s.contains("[killed by SIGINT]") && s.contains(&format!("pid {pid}"))
+    });
     assert!(
         !tmux.alternate_screen(),
         "left the alternate screen:\n{screen}"
     );
-    // In launch mode rtrace then waits for the program, as after Ctrl-C.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
     // The pane's shell signals the channel once rtrace has ended.
     let mut wait = Command::new("tmux");
     wait.args(["-L", &tmux.socket, "wait-for", DONE]);
@@ -212,8 +210,8 @@ fn live_view_in_a_terminal() {
     assert_eq!(run.code(), 0, "tmux wait-for: {run:?}\n{}", tmux.screen());
     assert_eq!(
         std::fs::read_to_string(&rc).unwrap().trim(),
-        "0",
-        "spin's status"
+        "130",
+        "spin's status: killed by SIGINT"
     );
 }
 

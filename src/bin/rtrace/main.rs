@@ -337,6 +337,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             args::OverflowWhen::Block => Overflow::Block,
             args::OverflowWhen::Drop => Overflow::Drop,
         },
+        pass_signal_on: true,
     };
     let mut tracer = match &cli.target {
         Target::Attach(pid) => Tracer::attach(*pid, opts)?,
@@ -453,6 +454,11 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         (Outcome::Exited(code), _) => code as u8,
         (Outcome::Killed { signal, .. }, _) => 128u8.wrapping_add(signal as u8),
         (Outcome::Detached, Target::Attach(_)) => 0,
+        // A signal to rtrace was passed on to the launched program and the
+        // wait for it was ended by another: the program runs on.
+        (Outcome::Detached, Target::Launch(_)) if rtrace::detach_requested().is_some() => {
+            128u8.wrapping_add(rtrace::detach_requested().unwrap_or(libc::SIGINT) as u8)
+        }
         // The launched program runs on untraced; it is still our child, so its
         // status is still ours to report, as when it runs traced to the end.
         (Outcome::Detached, Target::Launch(_)) => wait_child(tracer.pid()).status(),
