@@ -96,6 +96,23 @@ pub enum Error {
         /// The modules that were searched, by file name.
         searched: Vec<String>,
     },
+    /// A probe names a module that is not loaded and that the process can
+    /// never load (see `ModuleMap::never_loads`): waiting for it would
+    /// trace nothing.
+    #[error(
+        "probe {probe}: no module {module:?} is loaded, and {why}{}",
+        closest.as_ref().map(|c| format!(" (did you mean {c}?)")).unwrap_or_default()
+    )]
+    ModuleNeverLoads {
+        /// The probe spec as given.
+        probe: String,
+        /// The module as given.
+        module: String,
+        /// Why it can never be loaded.
+        why: String,
+        /// The loaded module whose name is closest, as a name qualifier.
+        closest: Option<String>,
+    },
     /// No module of that name is loaded (and the spec is not allowed to wait for it).
     #[error("no module {module:?} is loaded (loaded: {})", loaded.join(", "))]
     UnknownModule {
@@ -362,6 +379,17 @@ impl Error {
                 module: module.clone(),
                 loaded: loaded.clone(),
             },
+            Error::ModuleNeverLoads {
+                probe,
+                module,
+                why,
+                closest,
+            } => Error::ModuleNeverLoads {
+                probe: probe.clone(),
+                module: module.clone(),
+                why: why.clone(),
+                closest: closest.clone(),
+            },
             Error::Dwarf { path, reason } => Error::Dwarf {
                 path: path.clone(),
                 reason: reason.clone(),
@@ -474,6 +502,7 @@ impl Error {
             | Error::InvalidSpec { .. }
             | Error::UnknownSymbol { .. }
             | Error::UnknownModule { .. }
+            | Error::ModuleNeverLoads { .. }
             | Error::NoLineInfo { .. }
             | Error::NoCodeAtLine { .. }
             | Error::NotInstructionBoundary { .. }
@@ -529,6 +558,11 @@ impl Error {
             Error::UnknownModule { .. } => {
                 Some("name a loaded module by its file name, e.g. libc".into())
             }
+            Error::ModuleNeverLoads { .. } => Some(
+                "name a module by its file name, e.g. libc, or by its path, as a plugin loaded \
+                 by path must be"
+                    .into(),
+            ),
             // Without any line table the program was built without -g; with
             // some, the file is simply not one of theirs.
             Error::NoLineInfo {

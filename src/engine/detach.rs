@@ -59,7 +59,6 @@ impl Tracer {
         // (Should it have ended meanwhile, the wait reaps it.)
         let _ =
             nix::sys::signal::Signal::try_from(sig).and_then(|s| nix::sys::signal::kill(root, s));
-        let requests = signal::requests();
         let (event, end) = loop {
             match waitpid(root, None) {
                 Ok(WaitStatus::Exited(_, code)) => {
@@ -80,8 +79,10 @@ impl Tracer {
                     );
                 }
                 Ok(_) => continue,
-                // The timer, say: wait on, unless another signal came.
-                Err(nix::errno::Errno::EINTR) if signal::requests() == requests => continue,
+                // The timer, say: wait on, unless another signal came since
+                // the detach began (one that lands just before the wait
+                // blocks arms the timer, which ends the wait).
+                Err(nix::errno::Errno::EINTR) if !signal::stop_requested() => continue,
                 Err(_) => return Ok(()),
             }
         };

@@ -342,6 +342,32 @@ impl Tracer {
                 self.report_skipped(id, spec, skipped);
             }
             Resolution::Pending => {
+                // Said at startup, not at the end after a run that traced
+                // nothing: a module the program can never load (a typo, a
+                // file that is no library) is an error, as an unknown name is.
+                let first_image = key == self.root && !self.root_execd;
+                if space.ready && first_image && !self.attach_reported {
+                    let module = probe.spec.module.as_deref().unwrap_or_default();
+                    let env = std::fs::read(format!("/proc/{key}/environ")).unwrap_or_default();
+                    let var = |name: &[u8]| {
+                        env.split(|&b| b == 0)
+                            .find_map(|v| v.strip_prefix(name))
+                            .map(String::from_utf8_lossy)
+                    };
+                    let (libs, path) = (var(b"LD_LIBRARY_PATH="), var(b"PATH="));
+                    if let Some(why) =
+                        space
+                            .modules
+                            .never_loads(module, libs.as_deref(), path.as_deref())
+                    {
+                        return Err(Error::ModuleNeverLoads {
+                            probe: probe.spec.as_str().to_string(),
+                            module: module.to_string(),
+                            why,
+                            closest: space.modules.closest(module),
+                        });
+                    }
+                }
                 space.placed.insert(id, Placement::Pending);
             }
             Resolution::NotFound { searched } => {

@@ -56,11 +56,7 @@ impl Module {
         if qualifier.starts_with('/') {
             return Path::new(qualifier) == self.path;
         }
-        let name = self.name();
-        match name.strip_prefix(qualifier) {
-            Some(rest) => rest.is_empty() || rest.starts_with(['.', '-']),
-            None => false,
-        }
+        names(qualifier, self.name())
     }
     /// Link address → runtime address.
     pub fn to_runtime(&self, a: LinkAddr) -> RuntimeAddr {
@@ -73,6 +69,15 @@ impl Module {
     /// True when `a` lies in one of the module's mapped ranges.
     pub fn contains(&self, a: RuntimeAddr) -> bool {
         self.ranges.iter().any(|&(s, e)| s <= a && a < e)
+    }
+}
+
+/// True when the name qualifier `q` names the file called `name`: equal, or
+/// followed in it by `.` or `-` (see [`Module::matches`]).
+fn names(q: &str, name: &str) -> bool {
+    match name.strip_prefix(q) {
+        Some(rest) => rest.is_empty() || rest.starts_with(['.', '-']),
+        None => false,
     }
 }
 
@@ -236,22 +241,162 @@ impl ModuleMap {
     }
 }
 
+impl ModuleMap {
+    /// Why a module qualifier that names no loaded module can never name one
+    /// in this process, or `None` when it may: a spec on it then waits for
+    /// the library to be loaded (dlopen). It may when it is
+    /// - an absolute path to a 64-bit x86 ELF file, or
+    /// - a name (see [`Module::matches`]) of a file that the dynamic linker
+    ///   would find by name: in a directory of the DT_RPATH or DT_RUNPATH of
+    ///   a loaded module (`$ORIGIN` expanded), of `ld_library_path` (the
+    ///   process's `LD_LIBRARY_PATH`), of `/etc/ld.so.conf.d` or the default
+    ///   ones, or in the dynamic linker's cache (`/etc/ld.so.cache`); or
+    /// - the name of a program in a directory of `path` (the process's
+    ///   `PATH`): the process may exec it.
+    ///
+    /// A library a program loads by a path of its own (a plugin) is named by
+    /// that path.
+    pub fn never_loads(
+        &self,
+        qualifier: &str,
+        ld_library_path: Option<&str>,
+        path: Option<&str>,
+    ) -> Option<String> {
+        if qualifier.starts_with('/') {
+            return not_loadable(Path::new(qualifier));
+        }
+        let mut dirs = Vec::new();
+        for m in &self.modules {
+            let deps = m.elf.dependencies();
+            let origin = m.path.parent().unwrap_or(Path::new("/"));
+            if deps.runpath.is_empty() {
+                dirs.extend(search_dirs(&deps.rpath, origin));
+            }
+            dirs.extend(search_dirs(&deps.runpath, origin));
+        }
+        for list in [ld_library_path, path].into_iter().flatten() {
+            dirs.extend(search_dirs(&[list.to_string()], Path::new("/")));
+        }
+        dirs.extend(system_library_dirs());
+        dirs.dedup();
+        let found = |name: &str| names(qualifier, name);
+        let in_dirs = dirs.iter().any(|d| {
+            std::fs::read_dir(d).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_str().is_some_and(found) && e.path().is_file())
+            })
+        });
+        if in_dirs
+            || ld_cache()
+                .iter()
+                .any(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(found))
+        {
+            return None;
+        }
+        Some("no library or program of that name can be found".into())
+    }
+
+    /// The loaded module whose name is closest to `qualifier`, as a name
+    /// qualifier (`libc` for `libc.so.6`): a typo's likely meaning.
+    pub fn closest(&self, qualifier: &str) -> Option<String> {
+        let stem = |name: &str| -> String {
+            let end = name.find(".so").unwrap_or(name.len());
+            name[..end].to_string()
+        };
+        self.modules
+            .iter()
+            .map(|m| stem(m.name()))
+            .filter(|s| !s.is_empty())
+            .map(|s| (edit_distance(qualifier, &s), s))
+            .filter(|(d, s)| *d <= (s.chars().count() / 3).max(2))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, s)| s)
+    }
+}
+
+/// Why `path` cannot be loaded into an x86-64 process, if it cannot.
+fn not_loadable(path: &Path) -> Option<String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some(format!("{shown} does not exist"))
+        }
+        Err(e) => return Some(format!("{shown} cannot be read ({e})")),
+    };
+    if meta.is_dir() {
+        return Some(format!("{shown} is a directory"));
+    }
+    if !meta.is_file() {
+        return Some(format!("{shown} is not a regular file"));
+    }
+    let mut head = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut head)
+    });
+    match read {
+        Err(e) => Some(format!("{shown} cannot be read ({e})")),
+        Ok(n) if n < head.len() || head[..4] != *b"\x7fELF" => {
+            Some(format!("{shown} is not an ELF file"))
+        }
+        // EI_CLASS 2 (64-bit), e_machine 62 (EM_X86_64), little-endian.
+        Ok(_) if head[4] != 2 || u16::from_le_bytes([head[18], head[19]]) != 62 => {
+            Some(format!("{shown} is not a 64-bit x86 ELF file"))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// The directories of colon-separated lists `dirs`, `$ORIGIN` being `origin`.
+fn search_dirs(dirs: &[String], origin: &Path) -> Vec<PathBuf> {
+    dirs.iter()
+        .flat_map(|d| d.split(':'))
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let d = d
+                .replace("${ORIGIN}", &origin.to_string_lossy())
+                .replace("$ORIGIN", &origin.to_string_lossy());
+            PathBuf::from(d)
+        })
+        .collect()
+}
+
+/// The libraries in the dynamic linker's cache, `/etc/ld.so.cache`: every
+/// absolute path among its strings (both of its formats keep the paths as
+/// NUL-terminated strings).
+fn ld_cache() -> Vec<PathBuf> {
+    let bytes = std::fs::read("/etc/ld.so.cache").unwrap_or_default();
+    bytes
+        .split(|&b| b == 0)
+        .filter(|s| s.first() == Some(&b'/'))
+        .filter_map(|s| std::str::from_utf8(s).ok())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The Levenshtein distance between `a` and `b`, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// The libraries `path` needs (DT_NEEDED of its `deps`), found on disk; see
 /// [`ModuleMap::from_program`] for the search order.
 fn needed(path: &Path, deps: &Dependencies) -> Vec<PathBuf> {
     let origin = path.parent().unwrap_or(Path::new("/"));
-    let expand = |dirs: &[String]| -> Vec<PathBuf> {
-        dirs.iter()
-            .flat_map(|d| d.split(':'))
-            .filter(|d| !d.is_empty())
-            .map(|d| {
-                let d = d
-                    .replace("${ORIGIN}", &origin.to_string_lossy())
-                    .replace("$ORIGIN", &origin.to_string_lossy());
-                PathBuf::from(d)
-            })
-            .collect()
-    };
+    let expand = |dirs: &[String]| search_dirs(dirs, origin);
     let mut dirs = Vec::new();
     if deps.runpath.is_empty() {
         dirs.extend(expand(&deps.rpath));

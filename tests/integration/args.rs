@@ -346,12 +346,8 @@ fn a_library_loaded_later_is_typed_from_its_own_debug_info() {
         let prog = fixture("dlopener", variant);
         let lib = crate::fixtures::library("libplug", variant);
         let test = format!("typed_libplug_{variant}");
-        let (run, events) = trace_json(
-            &test,
-            &["-s", "libplug:plugin_fn"],
-            &prog,
-            &[lib.to_str().unwrap()],
-        );
+        let plug = crate::fixtures::in_library("libplug", variant, "plugin_fn");
+        let (run, events) = trace_json(&test, &["-s", &plug], &prog, &[lib.to_str().unwrap()]);
         let what = format!("rtrace -s libplug:plugin_fn -- dlopener ({variant})");
         assert_eq!(run.code(), 0, "{what}\n{}", run.stderr);
         let entries = of_symbol(&events, "entry", "plugin_fn");

@@ -17,8 +17,8 @@ use crate::events::{
     trace_json,
 };
 use crate::fixtures::{
-    fixture, library, normalize, rtrace_bin, run_command, run_rtrace, run_untraced, source_dir,
-    supports, symbol_value, Variant, TIMEOUT,
+    code_matches_files, fixture, library, normalize, rtrace_bin, run_command, run_rtrace,
+    run_untraced, source_dir, supports, symbol_value, Spawned, Variant, TIMEOUT,
 };
 
 /// `work(i)` returns 2*i+1, for i in 0..n.
@@ -765,7 +765,8 @@ fn dlopen_arms_pending_probe() {
         let untraced = run_untraced(&prog, &[lib_arg]);
         assert_eq!(untraced.stdout, "plug=306\n");
         let test = format!("dlopen_{variant}");
-        let (run, events) = trace_json(&test, &["-s", "libplug:plugin_fn"], &prog, &[lib_arg]);
+        let plug = crate::fixtures::in_library("libplug", variant, "plugin_fn");
+        let (run, events) = trace_json(&test, &["-s", &plug], &prog, &[lib_arg]);
         let what = format!("rtrace -s libplug:plugin_fn -- dlopener ({variant})");
         assert_same_as_untraced(&run, &untraced, &what);
         let attach = of_kind(&events, "attach");
@@ -791,21 +792,26 @@ fn dlopen_arms_pending_probe() {
     }
 }
 
+/// A module that can be loaded (a library file, named by its path) but never
+/// is: the probe waits for it, and one warning at the end names it.
 #[test]
 fn never_loaded_module_warns_text() {
     let prog = fixture("count", Variant::Pie);
-    let run = run_rtrace(&["-s", "libnothere:f", "--color", "never"], &prog, &["3"]);
+    let spec = crate::fixtures::in_library("libplug", Variant::Pie, "f");
+    let run = run_rtrace(&["-s", &spec, "--color", "never"], &prog, &["3"]);
     assert_eq!(run.stdout, "sum=9\ntwice=41\n");
     assert_eq!(run.code(), 0, "{}", run.stderr);
     let warnings: Vec<&str> = run
         .stderr
         .lines()
-        .filter(|l| l.contains("warning") && l.contains("libnothere:f"))
+        .filter(|l| l.contains("warning") && l.contains(&spec))
         .collect();
     assert_eq!(
-        warnings.len(),
-        1,
-        "rtrace -s libnothere:f -- count 3: one warning line naming the probe expected, stderr:\n{}",
+        warnings,
+        [format!(
+            "rtrace: warning: probe {spec} never armed (its module was never loaded)"
+        )],
+        "rtrace -s {spec} -- count 3: one warning line naming the probe expected, stderr:\n{}",
         run.stderr
     );
 }
@@ -813,17 +819,82 @@ fn never_loaded_module_warns_text() {
 #[test]
 fn never_loaded_module_warns_json() {
     let prog = fixture("count", Variant::Pie);
-    let (run, events) = trace_json("never_loaded_json", &["-s", "libnothere:f"], &prog, &["3"]);
+    let spec = crate::fixtures::in_library("libplug", Variant::Pie, "f");
+    let (run, events) = trace_json("never_loaded_json", &["-s", &spec], &prog, &["3"]);
     assert_eq!(run.stdout, "sum=9\ntwice=41\n");
     assert_eq!(run.code(), 0, "{}", run.stderr);
     let warnings = of_kind(&events, "warning");
     assert_eq!(
         warnings.len(),
         1,
-        "rtrace --json -s libnothere:f -- count 3: one warning event expected\n{}",
+        "rtrace --json -s {spec} -- count 3: one warning event expected\n{}",
         show(&events)
     );
-    assert_eq!(str_field(warnings[0], "probe"), "libnothere:f");
+    assert_eq!(str_field(warnings[0], "probe"), spec);
+}
+
+/// A module no process could load is an error at startup, before the
+/// program runs (launch) or with the program untouched (attach), not a
+/// warning at the end of a run that traced nothing: a name the dynamic
+/// linker would not find (with the closest loaded module as a suggestion),
+/// and paths that are no library.
+#[test]
+fn a_module_that_can_never_load_is_an_error_at_startup() {
+    let prog = fixture("count", Variant::Pie);
+    let not_found = "no library or program of that name can be found";
+    let cases = [
+        (
+            "lbc:puts",
+            format!("no module \"lbc\" is loaded, and {not_found} (did you mean libc?)"),
+        ),
+        (
+            "nosuchlib:malloc",
+            format!("no module \"nosuchlib\" is loaded, and {not_found}"),
+        ),
+        (
+            "/etc/passwd:foo",
+            "no module \"/etc/passwd\" is loaded, and /etc/passwd is not an ELF file".into(),
+        ),
+        (
+            "/etc:foo",
+            "no module \"/etc\" is loaded, and /etc is a directory".into(),
+        ),
+        (
+            "/dev/null:foo",
+            "no module \"/dev/null\" is loaded, and /dev/null is not a regular file".into(),
+        ),
+        (
+            "/no/such/lib.so:foo",
+            "no module \"/no/such/lib.so\" is loaded, and /no/such/lib.so does not exist".into(),
+        ),
+    ];
+    let hint = " (name a module by its file name, e.g. libc, or by its path, as a plugin \
+                loaded by path must be)";
+    for (spec, said) in &cases {
+        let run = run_rtrace(&["-s", spec], &prog, &["3"]);
+        let what = format!("rtrace -s {spec} -- count 3");
+        assert_eq!(run.code(), 1, "{what}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{what}: the program never ran");
+        assert_eq!(
+            run.stderr,
+            format!("rtrace: probe {spec}: {said}{hint}\n"),
+            "{what}"
+        );
+    }
+    // Attached: the same line, and the process runs on untouched.
+    let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
+    let pid = spin.pid();
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["-s", "lbc:puts", "-p", &pid.to_string()]);
+    let run = run_command(cmd, TIMEOUT);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!("rtrace: probe lbc:puts: {}{hint}\n", cases[0].1)
+    );
+    code_matches_files(pid).unwrap_or_else(|e| panic!("after the error: {e}"));
+    let run = spin.terminate();
+    assert_eq!(run.code(), 0);
 }
 
 /// Time stamps as strace writes them, after the pid: under `-ttt` every

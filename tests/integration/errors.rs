@@ -171,14 +171,16 @@ fn unknown_module_attach_is_pending() {
     let prog = fixture("spin", Variant::Pie);
     let spin = Spawned::start(&prog, &[]);
     let pid = spin.pid();
-    let mut rt = Spawned::rtrace_attach(&["-s", "nomod:f", "--json"], pid);
+    // A library spin never loads, named by its path.
+    let spec = crate::fixtures::in_library("libplug", Variant::Pie, "f");
+    let mut rt = Spawned::rtrace_attach(&["-s", &spec, "--json"], pid);
     let attach = wait_event(&mut rt, Duration::from_secs(30), |e| {
         str_field(e, "event") == "attach"
     });
     assert_eq!(attach["pending"], 1, "{attach}");
     assert_eq!(attach["probes"], 0, "{attach}");
     rt.signal(Signal::SIGINT);
-    let what = format!("rtrace -p {pid} -s nomod:f --json, SIGINT right after the attach event");
+    let what = format!("rtrace -p {pid} -s {spec} --json, SIGINT right after the attach event");
     wait_detach(&mut rt, &what);
     let run = rt.wait();
     assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
@@ -188,10 +190,10 @@ fn unknown_module_attach_is_pending() {
     assert_eq!(
         warnings.len(),
         1,
-        "rtrace -p {pid} -s nomod:f --json, then SIGINT: one warning for the probe that never armed\n{}",
+        "rtrace -p {pid} -s {spec} --json, then SIGINT: one warning for the probe that never armed\n{}",
         show(&events)
     );
-    assert_eq!(str_field(warnings[0], "probe"), "nomod:f");
+    assert_eq!(str_field(warnings[0], "probe"), spec);
     let run = spin.terminate();
     assert_eq!(run.code(), 0);
 }

@@ -308,6 +308,13 @@ pub fn library(name: &str, variant: Variant) -> PathBuf {
     built(Kind::Library, name, variant)
 }
 
+/// The probe spec of `function` in fixture library `name` built as
+/// `variant`, the library named by its path: a library that a program loads
+/// by a path of its own (dlopen) can only be named so before it is loaded.
+pub fn in_library(name: &str, variant: Variant, function: &str) -> String {
+    format!("{}:{function}", library(name, variant).display())
+}
+
 /// The rtrace binary under test.
 pub fn rtrace_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rtrace"))

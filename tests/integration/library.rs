@@ -237,7 +237,7 @@ fn an_entry_handler_can_skip_the_call() {
         let returns = Rc::new(RefCell::new(Vec::new()));
         tracer
             .add_probe(
-                "count:twice".parse().unwrap(),
+                format!("{}:twice", prog.display()).parse().unwrap(),
                 SkipCall {
                     value: 99,
                     stack: returns.clone(),
@@ -246,7 +246,10 @@ fn an_entry_handler_can_skip_the_call() {
             .unwrap();
         let work = Rc::new(RefCell::new(Seen::default()));
         tracer
-            .add_probe("count:work".parse().unwrap(), Recorder(work.clone()))
+            .add_probe(
+                format!("{}:work", prog.display()).parse().unwrap(),
+                Recorder(work.clone()),
+            )
             .unwrap();
         assert_eq!(tracer.run().expect("run"), Outcome::Exited(6));
         assert_eq!(returns.borrow().len(), 1, "twice was entered once");

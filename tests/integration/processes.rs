@@ -574,7 +574,12 @@ fn pending_library_probe_arms_on_dlopen_after_exec() {
         let test = format!("exec_dlopen_{variant}");
         let (run, events) = trace_json(
             &test,
-            &["-s", "libplug:plugin_fn", "-s", "work"],
+            &[
+                "-s",
+                &crate::fixtures::in_library("libplug", variant, "plugin_fn"),
+                "-s",
+                "work",
+            ],
             &prog,
             &args,
         );
@@ -629,7 +634,13 @@ fn pending_library_probe_arms_in_a_spawned_child() {
     let what = "rtrace -f -s libplug:plugin_fn -s work -- spawner spawn dlopener";
     let (run, events) = trace_json(
         "spawn_dlopen_follow",
-        &["-f", "-s", "libplug:plugin_fn", "-s", "work"],
+        &[
+            "-f",
+            "-s",
+            &crate::fixtures::in_library("libplug", Variant::Pie, "plugin_fn"),
+            "-s",
+            "work",
+        ],
         &prog,
         &args,
     );

@@ -232,19 +232,11 @@ fn libraries_loaded_while_threads_hit_int3_probes() {
     let lib_str = lib.to_str().expect("UTF-8 path");
     let out = temp_path("dlhammer.txt");
     let out_str = out.to_str().expect("UTF-8 temp path");
+    let plug = crate::fixtures::in_library("libplug", Variant::Pie, "plugin_fn");
     for round in 0..rounds(40, 4) {
         let what = format!("round {round}");
         let run = run_rtrace(
-            &[
-                "--fast",
-                "-o",
-                out_str,
-                "-c",
-                "-s",
-                "hot",
-                "-s",
-                "libplug:plugin_fn",
-            ],
+            &["--fast", "-o", out_str, "-c", "-s", "hot", "-s", &plug],
             &prog,
             &[lib_str, "8", "50"],
         );
@@ -270,7 +262,7 @@ fn libraries_loaded_while_threads_hit_int3_probes() {
                 .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         };
         assert_eq!(counted("hot"), Some(made), "{what}: {table}");
-        assert_eq!(counted("libplug:plugin_fn"), Some(150), "{what}: {table}");
+        assert_eq!(counted(&plug), Some(150), "{what}: {table}");
     }
 }
 
@@ -408,7 +400,10 @@ fn killed_rtrace_leaves_a_program_loading_libraries_running() {
         attach_and_kill(
             program.pid(),
             &[],
-            &["work", "libplug:plugin_fn"],
+            &[
+                "work",
+                &crate::fixtures::in_library("libplug", Variant::Pie, "plugin_fn"),
+            ],
             1 + 13 * round,
             &what,
         );
@@ -518,9 +513,10 @@ fn detach_while_threads_are_in_rtrace_s_hooks() {
     let dlloop = fixture("dlloop", Variant::Pie);
     let lib = library("libplug", Variant::Pie);
     let lib_str = lib.to_str().expect("UTF-8 path");
+    let plug = crate::fixtures::in_library("libplug", Variant::Pie, "plugin_fn");
     let cases: [(&std::path::Path, Vec<&str>, &[&str]); 2] = [
         (&throwloop, vec![], &["inner", "middle", "outer"]),
-        (&dlloop, vec![lib_str], &["work", "libplug:plugin_fn"]),
+        (&dlloop, vec![lib_str], &["work", &plug]),
     ];
     for (prog, prog_args, specs) in cases {
         let name = prog.file_name().unwrap().to_string_lossy().to_string();

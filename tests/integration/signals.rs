@@ -289,7 +289,9 @@ fn exec_arms_a_spec_pending_on_the_new_module() {
     let target = fixture("count", Variant::NoPie);
     let args = [target.to_str().unwrap(), "4"];
     let untraced = run_untraced(&prog, &args);
-    let (run, events) = trace_json("exec_pending", &["-s", "count:work"], &prog, &args);
+    // (Named by its path: no directory of PATH holds it.)
+    let spec = format!("{}:work", target.display());
+    let (run, events) = trace_json("exec_pending", &["-s", &spec], &prog, &args);
     assert_same_as_untraced(&run, &untraced, "rtrace -s count:work -- execer count 4");
     assert_eq!(
         retvals(&events, "work"),
