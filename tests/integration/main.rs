@@ -17,6 +17,7 @@ mod debuginfo;
 mod errors;
 mod examples;
 mod fast;
+mod generate;
 mod handlers;
 mod hist;
 mod inject;

@@ -161,6 +161,9 @@ struct Raw {
     /// Colour text output.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     color: ColorWhen,
+    /// Write the man page or a shell's completion script to stdout and exit.
+    #[arg(long, value_enum, value_name = "KIND", exclusive = true)]
+    generate: Option<crate::generate::Kind>,
     /// The program to launch and its arguments (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -312,13 +315,19 @@ pub struct Cli {
     pub flamegraph: Option<PathBuf>,
 }
 
+/// The clap definition of the command line, for `--generate`.
+pub fn command() -> clap::Command {
+    <Raw as clap::CommandFactory>::command()
+}
+
 fn usage(msg: &str) -> ExitCode {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "rtrace: {msg} (see 'rtrace --help')");
     ExitCode::from(2)
 }
 
-/// Parses `std::env::args`. On `--help`/`--version` prints and returns exit 0;
+/// Parses `std::env::args`. On `--help`/`--version` prints and returns exit 0,
+/// on `--generate` writes what it names and returns its status;
 /// on a usage error prints one line and returns exit 2.
 pub fn parse() -> Result<Cli, ExitCode> {
     let raw = match Raw::try_parse() {
@@ -363,6 +372,9 @@ pub fn parse() -> Result<Cli, ExitCode> {
             return Err(usage(first));
         }
     };
+    if let Some(kind) = raw.generate {
+        return Err(crate::generate::run(kind));
+    }
     let script = scripts(&raw)?;
     let progress_delay = match std::env::var("RTRACE_PROGRESS_DELAY_MS") {
         Err(_) => rtrace::output::PROGRESS_DELAY,

@@ -1,7 +1,9 @@
 //! The `rtrace` command: parse the command line, build a tracer, run it, map the
-//! outcome to an exit status. Everything else lives in the library.
+//! outcome to an exit status (or, with `--generate`, write the man page or a
+//! completion script: `generate.rs`). Everything else lives in the library.
 
 mod args;
+mod generate;
 mod writer;
 
 use std::cell::RefCell;
