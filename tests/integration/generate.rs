@@ -299,3 +299,17 @@ fn generate_unknown_kind_or_with_other_options_is_a_usage_error() {
         assert_eq!(run.stdout, "", "{what}: stdout");
     }
 }
+
+/// What `cargo install` installs (the release profile) is at most 10 MB: no
+/// debug information, no symbol table (the profiling profile keeps them).
+#[test]
+fn the_installed_binary_is_at_most_10_mb() {
+    if cfg!(debug_assertions) {
+        eprintln!("note: a debug build: the size of the release binary is not measured");
+        return;
+    }
+    let size = std::fs::metadata(crate::fixtures::rtrace_bin())
+        .expect("the rtrace binary")
+        .len();
+    assert!(size <= 10_000_000, "{size} bytes");
+}
