@@ -300,8 +300,8 @@ fn generate_unknown_kind_or_with_other_options_is_a_usage_error() {
     }
 }
 
-/// What `cargo install` installs (the release profile) is at most 10 MB: no
-/// debug information, no symbol table (the profiling profile keeps them).
+/// What `cargo install` installs (the release profile) is at most 10 MB: its
+/// symbol table, no debug information (the profiling profile keeps it).
 #[test]
 fn the_installed_binary_is_at_most_10_mb() {
     if cfg!(debug_assertions) {
