@@ -279,6 +279,15 @@ impl Emitter for JsonEmitter {
                 .text("errno_name", &crate::inject::errno_name(e)),
             None => obj,
         };
+        // The argument the call filled (`read`'s buf), rendered now that it
+        // has: its entry event had the pointer.
+        let obj = match &value.filled {
+            Some((index, name, text)) => obj
+                .uint("filled_arg", *index as u64)
+                .text("filled_name", name)
+                .text("filled", text),
+            None => obj,
+        };
         match std::mem::take(&mut self.injected) {
             true => obj.field("injected", true).write(out),
             false => obj.write(out),

@@ -173,6 +173,9 @@ pub(crate) struct Call {
     /// `FILE:LINE` of an instruction probe's address, when its module has a
     /// line table (as gdb says where a breakpoint stopped).
     pub(crate) source: Option<String>,
+    /// The argument the call fills, shown at its return
+    /// ([`RetVal::filled`](render::RetVal)).
+    pub(crate) fill: Option<usize>,
 }
 
 /// `FILE:LINE` of the address `hit` stopped at, from its module's line table.
@@ -188,6 +191,8 @@ fn source_line(hit: &Hit<'_>) -> Option<String> {
 struct Pending {
     id: u64,
     known: Known,
+    /// The argument the call fills (`read`'s buf), shown at the return.
+    fill: Option<render::Fill>,
 }
 
 /// A value a script printed (a map entry, a global).
@@ -401,6 +406,7 @@ impl Handler for Printer {
         }
         let id = self.next_call;
         self.next_call += 1;
+        let fill = self.renderer.fill(&known, &args);
         let stack = self.stack_depth.map(|depth| hit.user_stack(depth));
         let source = match kind {
             ProbeKind::Instruction => source_line(hit),
@@ -414,10 +420,11 @@ impl Handler for Printer {
                 args,
                 stack,
                 source,
+                fill: fill.map(|f| f.index),
             },
         )?;
         if kind == (ProbeKind::Function { returns: true }) {
-            hit.set_data(Pending { id, known });
+            hit.set_data(Pending { id, known, fill });
         }
         Ok(())
     }
@@ -435,6 +442,14 @@ impl Handler for Printer {
         let mut value = self
             .renderer
             .retval(pending.as_ref().map(|p| &p.known), ret);
+        // What the call filled (`read`'s buf), now that it has.
+        if let Some(fill) = pending.as_ref().and_then(|p| p.fill) {
+            if injected.is_none() {
+                if let Some(text) = self.renderer.filled(&fill, ret, &value) {
+                    value.filled = Some((fill.index, fill.name, text));
+                }
+            }
+        }
         if let Some(errno) = injected {
             value.mark_injected(errno);
             self.emitter.injected();

@@ -49,6 +49,10 @@ const MAX_STACK_CAPTURE: usize = 256;
 /// and [`Return::read_cstr`](crate::Return::read_cstr) have this shape.
 pub(crate) type ReadCstr<'a> = &'a dyn Fn(RuntimeAddr, usize) -> Result<(Vec<u8>, bool)>;
 
+/// Reads `len` bytes of tracee memory. [`Hit::read_bytes`](crate::Hit::read_bytes)
+/// and [`Return::read_bytes`](crate::Return::read_bytes) have this shape.
+pub(crate) type ReadBytes<'a> = &'a dyn Fn(RuntimeAddr, usize) -> Result<Vec<u8>>;
+
 /// Reads `len` bytes of the entry stack at `sp + 8 + offset` (the first stack
 /// argument is at offset 0); None when it cannot be read.
 pub(crate) type ReadStack<'a> = &'a dyn Fn(u64, usize) -> Option<Vec<u8>>;
@@ -79,6 +83,15 @@ enum Arg {
     OpenMode,
     /// The mode of `access(2)`: `F_OK` or `R_OK|W_OK|X_OK`.
     AccessMode,
+    /// Bytes the function reads (`write`'s buf), as strace shows them: the
+    /// first `--string-limit` of them, quoted and escaped, `...` after when
+    /// there are more. Their count is argument `len`, times argument `times`
+    /// when there is one (`fwrite`'s size × nmemb).
+    Buf { len: usize, times: Option<usize> },
+    /// Bytes the function fills (`read`'s buf): shown at its return, as many
+    /// as it says it filled (its return value, times argument `times`:
+    /// `fread`'s size); the pointer at the entry.
+    OutBuf { times: Option<usize> },
 }
 
 /// How a prototype's return value is shown.
@@ -121,17 +134,36 @@ const PROTOTYPES: &[Prototype] = {
         (OpenMode, "mode"),
     ];
     const OPEN: &[(Arg, &str)] = &[(Str, "pathname"), (OpenFlags, "flags"), (OpenMode, "mode")];
-    const RW: &[(Arg, &str)] = &[(Int, "fd"), (Ptr, "buf"), (Size, "count")];
-    const PRW: &[(Arg, &str)] = &[(Int, "fd"), (Ptr, "buf"), (Size, "count"), (Long, "offset")];
-    const FRW: &[(Arg, &str)] = &[
-        (Ptr, "ptr"),
+    const IN: Arg = Buf {
+        len: 2,
+        times: None,
+    };
+    const OUT: Arg = OutBuf { times: None };
+    const READ: &[(Arg, &str)] = &[(Int, "fd"), (OUT, "buf"), (Size, "count")];
+    const WRITE: &[(Arg, &str)] = &[(Int, "fd"), (IN, "buf"), (Size, "count")];
+    const PREAD: &[(Arg, &str)] = &[(Int, "fd"), (OUT, "buf"), (Size, "count"), (Long, "offset")];
+    const PWRITE: &[(Arg, &str)] = &[(Int, "fd"), (IN, "buf"), (Size, "count"), (Long, "offset")];
+    const FREAD: &[(Arg, &str)] = &[
+        (OutBuf { times: Some(1) }, "ptr"),
+        (Size, "size"),
+        (Size, "nmemb"),
+        (Ptr, "stream"),
+    ];
+    const FWRITE: &[(Arg, &str)] = &[
+        (
+            Buf {
+                len: 2,
+                times: Some(1),
+            },
+            "ptr",
+        ),
         (Size, "size"),
         (Size, "nmemb"),
         (Ptr, "stream"),
     ];
     const SOCKADDR: &[(Arg, &str)] = &[(Int, "sockfd"), (Ptr, "addr"), (Size, "addrlen")];
-    const SENDRECV: &[(Arg, &str)] =
-        &[(Int, "sockfd"), (Ptr, "buf"), (Size, "len"), (Hex, "flags")];
+    const SEND: &[(Arg, &str)] = &[(Int, "sockfd"), (IN, "buf"), (Size, "len"), (Hex, "flags")];
+    const RECV: &[(Arg, &str)] = &[(Int, "sockfd"), (OUT, "buf"), (Size, "len"), (Hex, "flags")];
     &[
         proto("openat", OPENAT, Ret::Int),
         proto("openat64", OPENAT, Ret::Int),
@@ -139,12 +171,12 @@ const PROTOTYPES: &[Prototype] = {
         proto("open64", OPEN, Ret::Int),
         proto("creat", &[(Str, "pathname"), (Mode, "mode")], Ret::Int),
         proto("creat64", &[(Str, "pathname"), (Mode, "mode")], Ret::Int),
-        proto("read", RW, Ret::Long),
-        proto("write", RW, Ret::Long),
-        proto("pread", PRW, Ret::Long),
-        proto("pread64", PRW, Ret::Long),
-        proto("pwrite", PRW, Ret::Long),
-        proto("pwrite64", PRW, Ret::Long),
+        proto("read", READ, Ret::Long),
+        proto("write", WRITE, Ret::Long),
+        proto("pread", PREAD, Ret::Long),
+        proto("pread64", PREAD, Ret::Long),
+        proto("pwrite", PWRITE, Ret::Long),
+        proto("pwrite64", PWRITE, Ret::Long),
         proto("close", &[(Int, "fd")], Ret::Int),
         proto("malloc", &[(Size, "size")], Ret::Ptr),
         proto("calloc", &[(Size, "nmemb"), (Size, "size")], Ret::Ptr),
@@ -152,7 +184,7 @@ const PROTOTYPES: &[Prototype] = {
         proto("free", &[(Ptr, "ptr")], Ret::Void),
         proto(
             "memcpy",
-            &[(Ptr, "dest"), (Ptr, "src"), (Size, "n")],
+            &[(Ptr, "dest"), (IN, "src"), (Size, "n")],
             Ret::Ptr,
         ),
         proto("memset", &[(Ptr, "s"), (Int, "c"), (Size, "n")], Ret::Ptr),
@@ -162,8 +194,8 @@ const PROTOTYPES: &[Prototype] = {
         proto("fopen", &[(Str, "pathname"), (Str, "mode")], Ret::Ptr),
         proto("fopen64", &[(Str, "pathname"), (Str, "mode")], Ret::Ptr),
         proto("fclose", &[(Ptr, "stream")], Ret::Int),
-        proto("fread", FRW, Ret::Size),
-        proto("fwrite", FRW, Ret::Size),
+        proto("fread", FREAD, Ret::Size),
+        proto("fwrite", FWRITE, Ret::Size),
         proto("getenv", &[(Str, "name")], Ret::Str),
         proto(
             "setenv",
@@ -182,8 +214,8 @@ const PROTOTYPES: &[Prototype] = {
             &[(Int, "sockfd"), (Ptr, "addr"), (Ptr, "addrlen")],
             Ret::Int,
         ),
-        proto("send", SENDRECV, Ret::Long),
-        proto("recv", SENDRECV, Ret::Long),
+        proto("send", SEND, Ret::Long),
+        proto("recv", RECV, Ret::Long),
         proto(
             "mmap",
             &[
@@ -258,6 +290,24 @@ impl Args {
         }
         s
     }
+
+    /// Where value `i` is in [`Args::text`].
+    pub(crate) fn span(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        let before = Args {
+            names: self.names[..i].to_vec(),
+            values: self.values[..i].to_vec(),
+            raw: Vec::new(),
+            named: self.named,
+        };
+        let mut start = before.text().len();
+        if i > 0 {
+            start += 2;
+        }
+        if let (Some(Some(n)), true) = (self.names.get(i), self.named) {
+            start += n.len() + 1;
+        }
+        Some(start..start + self.values.get(i)?.len())
+    }
 }
 
 /// A rendered return value: the text, and the number for JSON's `retval`.
@@ -267,6 +317,9 @@ pub(crate) struct RetVal {
     pub(crate) number: Number,
     /// The errno a failing libc function left (see [`RetVal::mark_errno`]).
     pub(crate) errno: Option<i32>,
+    /// An argument the call filled (`read`'s buf), rendered at the return:
+    /// its index, its name, its value (see [`Renderer::filled`]).
+    pub(crate) filled: Option<(usize, &'static str, String)>,
 }
 
 impl RetVal {
@@ -374,7 +427,11 @@ impl Renderer {
     }
 
     fn look_up(&mut self, site: &Site, module: Option<&Module>) -> Known {
-        let proto = prototype(&site.symbol);
+        // An IFUNC's implementation (`__memcpy_avx_unaligned_erms` for
+        // `libc:memcpy`) has the prototype of the function the probe names.
+        let named = Some(site.probe.rsplit(':').next().unwrap_or_default())
+            .filter(|n| !site.probe.contains("::") && !n.contains(['*', '?', '[']));
+        let proto = prototype(&site.symbol).or_else(|| named.and_then(prototype));
         let in_libc = module.is_some_and(|m| m.matches("libc"));
         if let (Some(p), true) = (proto, in_libc) {
             return Known::Proto(p);
@@ -405,8 +462,18 @@ impl Renderer {
             Known::Raw => {}
             Known::Proto(p) => {
                 for (i, (kind, _)) in p.args.iter().enumerate() {
-                    if *kind == Arg::Str {
-                        capture.string_arg(i, max);
+                    match kind {
+                        Arg::Str => {
+                            capture.string_arg(i, max);
+                        }
+                        // (A record holds C strings, which end at a NUL:
+                        // data may hold NULs.)
+                        Arg::Buf { .. } | Arg::OutBuf { .. } => {
+                            return Fast::No(
+                                "its data buffer is read at the stop (entry or return)".into(),
+                            )
+                        }
+                        _ => {}
                     }
                 }
                 if p.ret == Ret::Str {
@@ -474,9 +541,54 @@ impl Renderer {
                 let xmm = |n| hit.xmm(n);
                 dwarf_args(sig, hit.regs(), &xmm, &stack, &read, self.string_limit)
             }
-            Known::Proto(p) => proto_args(p, regs, &read, self.string_limit),
+            Known::Proto(p) => {
+                let bytes = |addr, len| hit.read_bytes(addr, len);
+                proto_args(p, regs, &read, &bytes, self.string_limit)
+            }
             Known::Raw => raw_args(regs),
         }
+    }
+
+    /// The argument of a call of `known` that is filled by the call
+    /// (`read`'s buf), if it has one: its index, and what its entry
+    /// `args` say of it (the pointer, and the size its count is in).
+    pub(crate) fn fill(&self, known: &Known, args: &Args) -> Option<Fill> {
+        let Known::Proto(p) = known else { return None };
+        let (index, (kind, name)) = p
+            .args
+            .iter()
+            .enumerate()
+            .find(|(_, (kind, _))| matches!(kind, Arg::OutBuf { .. }))?;
+        let Arg::OutBuf { times } = kind else {
+            return None;
+        };
+        Some(Fill {
+            index,
+            name,
+            ptr: args.raw.get(index).copied().flatten()?,
+            unit: match times {
+                Some(t) => args.raw.get(*t).copied().flatten()?,
+                None => 1,
+            },
+        })
+    }
+
+    /// What `fill` holds once its call returned `value`: as many bytes as
+    /// the call says it filled, quoted as [`Arg::Buf`] is; None when it
+    /// filled nothing it says (a failure).
+    pub(crate) fn filled(&self, fill: &Fill, ret: &Return<'_>, value: &RetVal) -> Option<String> {
+        let count = match value.number {
+            Number::Signed(n) if n >= 0 => n as u64,
+            Number::Unsigned(n) => n,
+            _ => return None,
+        };
+        let bytes = |addr, len| ret.read_bytes(addr, len);
+        Some(buffer(
+            fill.ptr,
+            count.saturating_mul(fill.unit),
+            &bytes,
+            self.string_limit,
+        ))
     }
 
     /// The value the call `ret` stopped at returns, rendered; `known` is what
@@ -495,6 +607,20 @@ impl Renderer {
     }
 }
 
+/// An argument a call fills, to be shown at its return (see
+/// [`Renderer::fill`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fill {
+    /// Its index among the arguments.
+    pub(crate) index: usize,
+    /// Its name.
+    pub(crate) name: &'static str,
+    /// The pointer it was at the entry.
+    pub(crate) ptr: u64,
+    /// The bytes of one unit of the count the call returns.
+    pub(crate) unit: u64,
+}
+
 /// The six argument registers in hex, names unknown.
 fn raw_args(regs: [u64; 6]) -> Args {
     Args {
@@ -509,13 +635,24 @@ fn raw_args(regs: [u64; 6]) -> Args {
 /// the six SysV argument registers at its entry.
 #[cfg(test)]
 pub(crate) fn render_args(symbol: &str, regs: [u64; 6], read: ReadCstr<'_>) -> Vec<String> {
+    let bytes = |addr: RuntimeAddr, len: usize| -> Result<Vec<u8>> {
+        let (mut b, _) = read(addr, len)?;
+        b.resize(len, 0);
+        Ok(b)
+    };
     match prototype(symbol) {
-        Some(p) => proto_args(p, regs, read, DEFAULT_STRING_LIMIT).values,
+        Some(p) => proto_args(p, regs, read, &bytes, DEFAULT_STRING_LIMIT).values,
         None => raw_args(regs).values,
     }
 }
 
-fn proto_args(p: &Prototype, regs: [u64; 6], read: ReadCstr<'_>, limit: usize) -> Args {
+fn proto_args(
+    p: &Prototype,
+    regs: [u64; 6],
+    read: ReadCstr<'_>,
+    bytes: ReadBytes<'_>,
+    limit: usize,
+) -> Args {
     let mut out = Args::default();
     for (i, (&(kind, name), &v)) in p.args.iter().zip(regs.iter()).enumerate() {
         let s = match kind {
@@ -536,6 +673,12 @@ fn proto_args(p: &Prototype, regs: [u64; 6], read: ReadCstr<'_>, limit: usize) -
                 mode(v)
             }
             Arg::AccessMode => access_mode(v),
+            Arg::Buf { len, times } => {
+                let count = regs.get(len).copied().unwrap_or(0);
+                let unit = times.map_or(1, |t| regs.get(t).copied().unwrap_or(0));
+                buffer(v, count.saturating_mul(unit), bytes, limit)
+            }
+            Arg::OutBuf { .. } => pointer(v),
         };
         out.names.push(Some(name.to_string()));
         out.values.push(s);
@@ -883,6 +1026,7 @@ fn render_ret(
                 text,
                 number: typed_number(&sig.ret, rax),
                 errno: None,
+                filled: None,
             }
         }
         Known::Proto(p) => {
@@ -901,6 +1045,7 @@ fn render_ret(
                 text,
                 number,
                 errno: None,
+                filled: None,
             }
         }
         Known::Raw => {
@@ -917,6 +1062,7 @@ fn render_ret(
                 text,
                 number: raw_number,
                 errno: None,
+                filled: None,
             }
         }
     }
@@ -970,6 +1116,20 @@ fn access_mode(v: u64) -> String {
 
 /// A `const char *` argument: `NULL`, the quoted string (at most `limit`
 /// bytes, then `...`), or the pointer in hex when it cannot be read.
+/// `len` bytes at `ptr` as strace shows a buffer: the first `limit`,
+/// quoted, `...` after when there are more; the pointer when they cannot be
+/// read.
+fn buffer(ptr: u64, len: u64, read: ReadBytes<'_>, limit: usize) -> String {
+    if ptr == 0 {
+        return "NULL".into();
+    }
+    let shown = len.min(limit as u64) as usize;
+    match read(RuntimeAddr(ptr), shown) {
+        Ok(b) if b.len() == shown => quote(&b, len > shown as u64),
+        _ => format!("{ptr:#x}"),
+    }
+}
+
 fn cstr_arg(ptr: u64, read: ReadCstr<'_>, limit: usize) -> String {
     if ptr == 0 {
         return "NULL".into();

@@ -34,6 +34,10 @@ struct Held {
     shown: bool,
     /// The call's stack lines (`--stack`), written once its line is ended.
     frames: String,
+    /// Where in `text` the argument the call fills is (`read`'s buf): what
+    /// it filled replaces it there when the line is still unwritten at the
+    /// return.
+    fill: Option<std::ops::Range<usize>>,
 }
 
 /// The lines of `stack` under a call, strace -k / bpftrace `ustack` style:
@@ -260,12 +264,19 @@ impl Emitter for TextEmitter {
                 // thread is the one this call is nested in.)
                 self.release(out)?;
                 let text = self.call_text(hit, call);
+                // The arguments end the text, before its `)`.
+                let args_at = text.len() - 1 - call.args.text().len();
+                let fill = call
+                    .fill
+                    .and_then(|i| call.args.span(i))
+                    .map(|r| r.start + args_at..r.end + args_at);
                 self.held = Some(Held {
                     call: call.id,
                     tid: hit.tid(),
                     text,
                     shown: false,
                     frames,
+                    fill,
                 });
                 Ok(())
             }
@@ -312,8 +323,11 @@ impl Emitter for TextEmitter {
             seconds(ret.duration())
         );
         match self.held.take() {
-            Some(h) if Some(h.call) == call => {
+            Some(mut h) if Some(h.call) == call => {
                 if !h.shown {
+                    if let (Some(at), Some((_, _, filled))) = (h.fill.clone(), &value.filled) {
+                        h.text.replace_range(at, filled);
+                    }
                     out.write(&h.text)?;
                 }
                 out.write(&tail)?;
@@ -335,7 +349,7 @@ impl Emitter for TextEmitter {
                             None => false,
                         }
                     });
-                let head = match closed {
+                let mut head = match closed {
                     true => format!("{}}}", self.lead(tid, ret.time())),
                     false => format!(
                         "{}... {} resumed",
@@ -343,6 +357,11 @@ impl Emitter for TextEmitter {
                         self.name(&ret.site().name)
                     ),
                 };
+                // The line with the pointer is out: what it filled is said
+                // here.
+                if let Some((_, name, filled)) = &value.filled {
+                    head.push_str(&format!(" ({name}={filled})"));
+                }
                 out.write(&head)?;
                 out.write(&tail)
             }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::events::{of_symbol, show, str_field, temp_path, trace_json};
+use crate::events::{assert_same_as_untraced, of_symbol, show, str_field, temp_path, trace_json};
 use crate::fixtures::{
     fixture, normalize, rtrace_bin, run_command, run_rtrace, run_untraced, Variant, TIMEOUT,
 };
@@ -519,4 +519,101 @@ fn typed_json_values_are_the_raw_integers() {
     assert_eq!(values("area"), [json!([null])]);
     assert_eq!(values("mixed"), [json!([null, 1, null, null, 2])]);
     assert_eq!(values("nothing"), [json!([])]);
+}
+
+/// Buffers as strace shows them: what `write`, `fwrite` and `memcpy` read,
+/// at their entry; what `read` and `fread` filled, at their return, as many
+/// bytes as they say (`fread`'s count is in units of its size); escapes and
+/// binary bytes, a cut at `--string-limit`; a failed read shows its pointer.
+/// JSON's return event carries what was filled; the entry, the pointer.
+#[test]
+fn buffers_show_the_bytes_moved() {
+    let prog = fixture("buffers", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    assert_eq!(
+        (untraced.stdout.as_str(), untraced.code()),
+        ("hello\ndone\n", 0)
+    );
+    let specs = "libc:write,libc:read,libc:fwrite,libc:fread,libc:memcpy";
+    let run = run_rtrace(&["-s", specs, "--string-limit", "32"], &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "buffers");
+    // `[pid N] ` off, and the duration.
+    let calls: Vec<String> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+        .filter_map(|l| l.rsplit_once(" <").map(|(call, _)| call.to_string()))
+        .collect();
+    let has = |want: &str| calls.iter().any(|c| c == want);
+    for want in [
+        r#"write(1, "hello\n", 6) = 6"#,
+        r#"write(3, "a\x00\x01\x7f\xff\"\\z", 8) = 8"#,
+        r#"write(5, "hello world\n", 12) = 12"#,
+        r#"read(4, "hello world\n", 64) = 12"#,
+        r#"fwrite("abcdefghijkl", 4, 3, 0x"#,
+    ] {
+        let found = match want.ends_with("0x") {
+            true => calls.iter().any(|c| c.starts_with(want)),
+            false => has(want),
+        };
+        assert!(found, "no call {want:?} in:\n{}", run.stderr);
+    }
+    let failed = calls
+        .iter()
+        .find(|c| c.starts_with("read(-1, "))
+        .unwrap_or_else(|| panic!("the failed read:\n{}", run.stderr));
+    assert!(
+        failed.starts_with("read(-1, 0x") && failed.ends_with(", 64) = -1 EBADF (Bad file number)"),
+        "{failed}"
+    );
+    let x32 = "x".repeat(32);
+    let copy = calls
+        .iter()
+        .find(|c| c.contains(&x32))
+        .unwrap_or_else(|| panic!("the memcpy of 100 x:\n{}", run.stderr));
+    // (memcpy is an IFUNC: the line names its implementation.)
+    assert!(copy.contains("memcpy") && copy.contains("(0x"), "{copy}");
+    assert!(
+        copy.contains(&format!(", \"{x32}\"..., 100) = 0x")),
+        "{copy}"
+    );
+    // fread reads the pipe with read before it returns: its line is out
+    // with the pointer, and its return says what it filled.
+    let fread_line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("] fread("))
+        .unwrap_or_else(|| panic!("the fread:\n{}", run.stderr));
+    assert!(
+        fread_line.contains("] fread(0x") && fread_line.ends_with(") ..."),
+        "{fread_line}"
+    );
+    assert!(
+        has(r#"... fread resumed (ptr="0123456789") = 5"#),
+        "{}",
+        run.stderr
+    );
+
+    let (run, events) = trace_json("buffers_json", &["-s", "libc:read"], &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "buffers --json");
+    let returns = of_symbol(&events, "return", "read");
+    // main's two reads (fread's come after).
+    let filled: Vec<(&Value, &Value, &Value)> = returns[..2]
+        .iter()
+        .map(|r| (&r["filled_arg"], &r["filled_name"], &r["filled"]))
+        .collect();
+    assert_eq!(
+        filled,
+        [
+            (&json!(1), &json!("buf"), &json!("\"hello world\\n\"")),
+            (&Value::Null, &Value::Null, &Value::Null),
+        ],
+        "{}",
+        show(&events)
+    );
+    let entry = &of_symbol(&events, "entry", "read")[0];
+    assert!(
+        entry["args"][1].as_str().unwrap().starts_with("0x"),
+        "{entry}"
+    );
 }

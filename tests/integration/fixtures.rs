@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 63] = [
+pub const PROGRAMS: [&str; 64] = [
     "count",
     "sigtrap",
     "signals",
@@ -252,6 +252,7 @@ pub const PROGRAMS: [&str; 63] = [
     "tailsym",
     "forktail",
     "symlayer",
+    "buffers",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
