@@ -83,13 +83,14 @@ impl Tracer {
             return Ok(());
         };
         let Some(implementation) = ifunc::answer(&space.modules, &watch.ifunc, answer) else {
+            let what = unprobed_answer(key, answer);
             for id in &watch.probes {
                 if let Some(p) = self.consumers.probes.get(id.0).and_then(Option::as_ref) {
                     self.consumers.warnings.push(Event::Warning {
                         probe: p.spec.as_str().to_string(),
                         message: format!(
-                            "the resolver of the IFUNC {} returned {answer:#x}, which is not \
-                             code: its calls through that binding are not traced",
+                            "the resolver of the IFUNC {} returned {answer:#x}, {what}: its \
+                             calls through that binding are not traced",
                             watch.ifunc.symbol
                         ),
                     });
@@ -209,5 +210,22 @@ impl Tracer {
         space.resolving.remove(&tid);
         space.release_resolver_return(addr)?;
         self.on_resolver_returned(key, call.resolver, regs.retval())
+    }
+}
+
+/// What the address an IFUNC resolver returned is, when it is no function
+/// of a loaded module rtrace could probe: the vDSO (the kernel's code,
+/// mapped into every process: `time`, `gettimeofday`), code in no module
+/// (made at run time), or no code at all.
+fn unprobed_answer(pid: Pid, answer: u64) -> &'static str {
+    let at = RuntimeAddr(answer);
+    let maps = crate::symbols::maps::read(pid).unwrap_or_default();
+    match maps.iter().find(|m| m.start <= at && at < m.end) {
+        Some(m) if m.name == "[vdso]" => {
+            "in the vDSO (the kernel's code in every process, which rtrace does not probe)"
+        }
+        Some(m) if m.exec => "code in no module (made at run time), which rtrace does not probe",
+        Some(_) => "which is not code",
+        None => "which is not mapped",
     }
 }

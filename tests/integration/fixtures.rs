@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 64] = [
+pub const PROGRAMS: [&str; 65] = [
     "count",
     "sigtrap",
     "signals",
@@ -253,11 +253,18 @@ pub const PROGRAMS: [&str; 64] = [
     "forktail",
     "symlayer",
     "buffers",
+    "vdsoifunc",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
 /// `<name>.so`, whose soname is its file name).
-pub const LIBRARIES: [&str; 4] = ["libplug", "libinterpose", "libloader", "libsecond"];
+pub const LIBRARIES: [&str; 5] = [
+    "libplug",
+    "libinterpose",
+    "libloader",
+    "libsecond",
+    "libvdso",
+];
 
 /// The fixture libraries a program links against: they come before libc
 /// in its search order, as LD_PRELOAD libraries would, and are found
@@ -266,6 +273,7 @@ pub const LIBRARIES: [&str; 4] = ["libplug", "libinterpose", "libloader", "libse
 fn linked_libraries(name: &str) -> &'static [&'static str] {
     match name {
         "interposer" => &["libinterpose"],
+        "vdsoifunc" => &["libvdso"],
         _ => &[],
     }
 }
@@ -276,7 +284,7 @@ fn linked_libraries(name: &str) -> &'static [&'static str] {
 pub fn supports(name: &str, variant: Variant) -> bool {
     let dynamic = matches!(
         name,
-        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop"
+        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop" | "vdsoifunc"
     );
     !(dynamic && matches!(variant, Variant::Static | Variant::StaticPie))
 }

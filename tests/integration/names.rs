@@ -712,3 +712,35 @@ fn list_takes_the_program_without_dashes() {
     assert_eq!(without.code(), 0, "{}", without.stderr);
     assert_eq!(without.stdout, with.stdout);
 }
+
+/// An IFUNC whose resolver answers with the vDSO's `time` (bound lazily, at
+/// the first call): rtrace cannot probe the kernel's code, and says that in
+/// those words, once, rather than "not code"; the program runs as untraced.
+#[test]
+fn an_ifunc_resolved_into_the_vdso_is_said_to_be_there() {
+    let prog = fixture("vdsoifunc", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    assert_eq!((untraced.stdout.as_str(), untraced.code()), ("ok\n", 0));
+    let run = run_rtrace(&["-s", "libvdso:kernel_time"], &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "-s libvdso:kernel_time -- vdsoifunc");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("rtrace: warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    let (head, tail) = warnings[0]
+        .split_once(" returned 0x")
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert_eq!(
+        head,
+        "rtrace: warning: probe libvdso:kernel_time: the resolver of the IFUNC kernel_time"
+    );
+    let (address, said) = tail.split_once(", ").unwrap();
+    assert!(u64::from_str_radix(address, 16).is_ok(), "{address}");
+    assert_eq!(
+        said,
+        "in the vDSO (the kernel's code in every process, which rtrace does not probe): its \
+         calls through that binding are not traced"
+    );
+}
