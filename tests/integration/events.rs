@@ -1,6 +1,6 @@
 //! Helpers shared by the tracer tests: running rtrace with `--json -o FILE`
 //! and reading the events back, counting them, and checking that an error
-//! is reported the way SPEC says (one `rtrace: ` line, no panic).
+//! is reported the way the README says (one `rtrace: ` line, no panic).
 //!
 //! What it must not do: wait by sleeping. Everything here runs a process to
 //! completion (bounded by the harness's timeout) and then reads files.
@@ -197,7 +197,7 @@ pub fn assert_same_as_untraced(traced: &Run, untraced: &Run, what: &str) {
     );
 }
 
-/// Checks that `run` failed the way SPEC says errors fail: exit status
+/// Checks that `run` failed the way the README says errors fail: exit status
 /// `code`, stderr exactly one line starting `rtrace: `, no panic, no
 /// backtrace. Returns that line.
 pub fn assert_one_error_line(run: &Run, code: i32, what: &str) -> String {

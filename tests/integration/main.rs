@@ -14,6 +14,7 @@ mod callers;
 mod cli;
 mod concurrency;
 mod debuginfo;
+mod doc_examples;
 mod errors;
 mod examples;
 mod fast;

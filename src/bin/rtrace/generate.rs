@@ -200,8 +200,8 @@ impl<'a> Row<'a> {
     }
 }
 
-/// What rtrace's exit status says, as the README states it (after
-/// "Listing probe points") and `main` maps an outcome to it.
+/// What rtrace's exit status says, as the README states it ("Exit status
+/// and errors") and `main` maps an outcome to it.
 fn exit_status(roff: &mut Roff) {
     roff.control("SH", ["EXIT STATUS"]);
     roff.control("TP", []).text([roman("launch mode")]).text([
