@@ -272,7 +272,14 @@ impl Emitter for JsonEmitter {
             .site(ret.site(), &mut self.sites)
             .field("retval", value.number)
             .text("rendered", &value.text)
-            .uint("duration_ns", nanos(ret.duration()));
+            .uint("duration_ns", nanos(ret.duration()))
+            // When the call's clock started: its entry's stop, plus what
+            // the handlers took there (not the function's time), so that
+            // time_ns - entered_ns is duration_ns.
+            .uint(
+                "entered_ns",
+                nanos(ret.time().saturating_sub(ret.duration())),
+            );
         let obj = match value.errno {
             Some(e) => obj
                 .field("errno", e)

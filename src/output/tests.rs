@@ -484,7 +484,11 @@ fn json_events_have_exactly_the_spec_fields() {
         ),
         (
             "return",
-            [&site[..], &["address", "retval", "rendered", "duration_ns"]].concat(),
+            [
+                &site[..],
+                &["address", "retval", "rendered", "duration_ns", "entered_ns"],
+            ]
+            .concat(),
         ),
         ("hit", [&site[..], &["address"]].concat()),
         ("signal", vec!["tid", "signal"]),
@@ -535,6 +539,7 @@ fn json_events_have_exactly_the_spec_fields() {
     assert_eq!(ret["retval"], 83);
     assert_eq!(ret["rendered"], "83");
     assert_eq!(ret["duration_ns"], 10_000);
+    assert_eq!(ret["entered_ns"], 0);
 
     let open = events
         .iter()

@@ -1107,3 +1107,30 @@ fn tree_nests_a_recursion_exactly() {
         );
     }
 }
+
+/// An entry's `time_ns` is its stop; its return's `duration_ns` counts from
+/// `entered_ns`, after rtrace's handlers at the entry, to the return's
+/// `time_ns`: the three agree exactly, and the call's clock never starts
+/// before its entry.
+#[test]
+fn return_times_agree_with_durations() {
+    let prog = fixture("count", Variant::Pie);
+    let (run, events) = trace_json("times_agree", &["-s", "work"], &prog, &["5"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let entries = of_symbol(&events, "entry", "work");
+    let returns = of_symbol(&events, "return", "work");
+    assert_eq!((entries.len(), returns.len()), (5, 5), "{}", show(&events));
+    for (entry, ret) in entries.iter().zip(&returns) {
+        let n =
+            |e: &serde_json::Value, k: &str| e[k].as_u64().unwrap_or_else(|| panic!("{k}: {e}"));
+        assert_eq!(
+            n(ret, "time_ns") - n(ret, "entered_ns"),
+            n(ret, "duration_ns"),
+            "{ret}"
+        );
+        assert!(
+            n(ret, "entered_ns") >= n(entry, "time_ns"),
+            "{entry}\n{ret}"
+        );
+    }
+}
