@@ -32,6 +32,13 @@ impl Tracer {
         if self.world.tasks.is_empty() {
             return Ok(());
         }
+        // The other processes attached to (`-p A -p B`) that still run.
+        let others: Vec<_> = self
+            .extra_roots
+            .iter()
+            .copied()
+            .filter(|&pid| self.world.tasks.values().any(|t| t.pid == pid))
+            .collect();
         self.halting = true;
         let halted = self.halt().and_then(|()| self.take_pending_traps());
         let undone = self.undo_all();
@@ -40,6 +47,9 @@ impl Tracer {
         // What could not be undone, said before the detach is.
         let warned = self.flush_warnings();
         self.emit(Event::Detached { pid: self.root })?;
+        for pid in others {
+            self.emit(Event::Detached { pid })?;
+        }
         halted.and(undone).and(released).and(warned)
     }
 

@@ -1091,7 +1091,8 @@ impl Tracer {
                 .tasks
                 .values()
                 .any(|t| t.pid != self.root && !t.silent);
-            if self.opts.follow_forks && followed {
+            // So do the other processes attached to.
+            if (self.opts.follow_forks || !self.extra_roots.is_empty()) && followed {
                 self.root_end = Some(end);
             } else {
                 self.outcome = Some(end);

@@ -167,65 +167,51 @@ impl Tracer {
     /// Attaches to every thread of process `pid`, leaving them stopped until
     /// [`run`](Self::run).
     pub fn attach(pid: Pid, opts: Options) -> Result<Tracer> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map_err(|_| Error::NoSuchProcess { pid })?;
-        // What no privilege lets a tracer attach to: the kernel refuses it
-        // (`ptrace_attach`: a thread of the tracer's own group, a kernel
-        // thread), and "not permitted" would send the user after a
-        // privilege that does not help.
-        if u32::try_from(pid.as_raw()).ok() == Some(std::process::id()) {
-            return Err(Error::Untraceable {
-                pid,
-                why: "it is rtrace itself",
+        Tracer::attach_all(&[pid], opts)
+    }
+
+    /// Attaches to several running processes (as `strace -p A -p B`): the
+    /// first is the one [`Tracer::pid`] names and whose end is the outcome;
+    /// the others are traced as a child followed with `-f` is, until they
+    /// end or rtrace detaches from all of them. Probes are placed in each.
+    /// Fails, attached to none, when one cannot be attached to.
+    pub fn attach_all(pids: &[Pid], opts: Options) -> Result<Tracer> {
+        let Some(&first) = pids.first() else {
+            return Err(Error::NoSuchProcess {
+                pid: Pid::from_raw(0),
             });
+        };
+        for &pid in pids {
+            attachable(pid)?;
         }
-        let zombie = status
-            .lines()
-            .find_map(|l| l.strip_prefix("State:"))
-            .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if zombie {
-            return Err(Error::Untraceable {
-                pid,
-                why: "it is a zombie: it has exited, and waits for its parent to reap it",
-            });
+        let mut t = Tracer::new(first, opts);
+        t.extra_roots = pids[1..].to_vec();
+        for &pid in pids {
+            t.seize_process(pid)?;
         }
-        if task::status_field(&status, "Kthread:") == Some(1)
-            || (task::status_field(&status, "PPid:") == Some(0) && pid.as_raw() != 1)
-        {
-            return Err(Error::Untraceable {
-                pid,
-                why: "it is a kernel thread",
-            });
+        t.stop_all()?;
+        t.exec_during_attach();
+        for &pid in pids {
+            t.prepare_space(pid, pid)?;
         }
-        if let Some(tracer) = task::status_field(&status, "TracerPid:").filter(|&t| t != 0) {
-            return Err(Error::AlreadyTraced {
-                pid,
-                tracer: Pid::from_raw(tracer),
-            });
-        }
-        match task::status_field(&status, "Tgid:") {
-            Some(tgid) if tgid == pid.as_raw() => {}
-            Some(tgid) => {
-                return Err(Error::NotAProcess {
-                    tid: pid,
-                    pid: Pid::from_raw(tgid),
-                })
-            }
-            None => return Err(Error::NoSuchProcess { pid }),
-        }
-        let mut t = Tracer::new(pid, opts);
-        // Seize every thread, re-reading the list until it is stable: threads
-        // created meanwhile by a seized thread are auto-attached, but one created by
-        // a thread we had not seized yet must be found by the next read.
+        Ok(t)
+    }
+
+    /// Seizes every thread of process `pid`, re-reading the list until it is
+    /// stable: threads created meanwhile by a seized thread are
+    /// auto-attached, but one created by a thread not seized yet must be
+    /// found by the next read.
+    fn seize_process(&mut self, pid: Pid) -> Result<()> {
+        let before = self.world.tasks.len();
         loop {
             let mut added = false;
             for tid in list_threads(pid)? {
-                if t.world.tasks.contains_key(&tid) {
+                if self.world.tasks.contains_key(&tid) {
                     continue;
                 }
                 match ptrace::seize(tid, ptrace::options(false)) {
                     Ok(()) => {
-                        t.world
+                        self.world
                             .tasks
                             .insert(tid, Task::new(pid, pid, TaskState::Running));
                         added = true;
@@ -235,7 +221,7 @@ impl Tracer {
                     // already (its creator's clone event brings it in), or
                     // exiting: nothing to seize.
                     Err(Errno::EPERM) if traced_by_us_or_exiting(pid, tid) => {}
-                    Err(Errno::EPERM) if t.world.tasks.is_empty() => {
+                    Err(Errno::EPERM) if self.world.tasks.len() == before => {
                         if pid.as_raw() == 1 && effective_root() {
                             return Err(Error::Untraceable {
                                 pid,
@@ -258,13 +244,10 @@ impl Tracer {
                 break;
             }
         }
-        if t.world.tasks.is_empty() {
+        if self.world.tasks.len() == before {
             return Err(Error::NoSuchProcess { pid });
         }
-        t.stop_all()?;
-        t.exec_during_attach();
-        t.prepare_space(pid, pid)?;
-        Ok(t)
+        Ok(())
     }
 
     /// A thread that was in `execve` as rtrace attached reports the exec
@@ -710,27 +693,30 @@ impl Tracer {
             })
             .count();
         // Fast probes are patched before tracing is said to begin, so the
-        // attach line is followed by each probe's mode.
-        let root = self.root;
-        fast::on_attach(self, root)?;
-        let Some(space) = self.world.spaces.get(&self.root) else {
-            return Ok(());
-        };
-        let event = Event::Attached {
-            pid: self.root,
-            threads: self
-                .world
-                .tasks
-                .values()
-                .filter(|t| t.pid == self.root)
-                .count(),
-            probes: space.armed_sites(),
-            pending,
-            realtime: std::time::SystemTime::now(),
-        };
+        // attach line is followed by each probe's mode. Each process
+        // attached to has its line (`-p A -p B`), the first first.
+        let roots: Vec<Pid> = std::iter::once(self.root)
+            .chain(self.extra_roots.iter().copied())
+            .collect();
+        let mut events = Vec::new();
+        for pid in roots {
+            fast::on_attach(self, pid)?;
+            let Some(space) = self.world.spaces.get(&pid) else {
+                continue;
+            };
+            events.push(Event::Attached {
+                pid,
+                threads: self.world.tasks.values().filter(|t| t.pid == pid).count(),
+                probes: space.armed_sites(),
+                pending,
+                realtime: std::time::SystemTime::now(),
+            });
+        }
         self.attach_reported = true;
         self.consumers.progress.end();
-        self.emit(event)?;
+        for event in events {
+            self.emit(event)?;
+        }
         if !self.opts.fast {
             return Ok(());
         }
@@ -1086,4 +1072,57 @@ fn effective_root() -> bool {
                 .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
         })
         .unwrap_or(false)
+}
+
+/// Whether process `pid` may be attached to: it exists, is a process (not
+/// one of its threads), and is not rtrace itself, a zombie, a kernel thread
+/// or a process another tracer traces. Said with the reason when not.
+fn attachable(pid: Pid) -> Result<()> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|_| Error::NoSuchProcess { pid })?;
+    // What no privilege lets a tracer attach to: the kernel refuses it
+    // (`ptrace_attach`: a thread of the tracer's own group, a kernel
+    // thread), and "not permitted" would send the user after a
+    // privilege that does not help.
+    if u32::try_from(pid.as_raw()).ok() == Some(std::process::id()) {
+        return Err(Error::Untraceable {
+            pid,
+            why: "it is rtrace itself",
+        });
+    }
+    let zombie = status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .is_some_and(|s| s.trim_start().starts_with('Z'));
+    if zombie {
+        return Err(Error::Untraceable {
+            pid,
+            why: "it is a zombie: it has exited, and waits for its parent to reap it",
+        });
+    }
+    if task::status_field(&status, "Kthread:") == Some(1)
+        || (task::status_field(&status, "PPid:") == Some(0) && pid.as_raw() != 1)
+    {
+        return Err(Error::Untraceable {
+            pid,
+            why: "it is a kernel thread",
+        });
+    }
+    if let Some(tracer) = task::status_field(&status, "TracerPid:").filter(|&t| t != 0) {
+        return Err(Error::AlreadyTraced {
+            pid,
+            tracer: Pid::from_raw(tracer),
+        });
+    }
+    match task::status_field(&status, "Tgid:") {
+        Some(tgid) if tgid == pid.as_raw() => {}
+        Some(tgid) => {
+            return Err(Error::NotAProcess {
+                tid: pid,
+                pid: Pid::from_raw(tgid),
+            })
+        }
+        None => return Err(Error::NoSuchProcess { pid }),
+    }
+    Ok(())
 }

@@ -152,6 +152,9 @@ pub struct Tracer {
     pub(super) opts: Options,
     /// The process traced first; its end ends tracing.
     pub(super) root: Pid,
+    /// The other processes given to attach to ([`Tracer::attach_all`]):
+    /// traced as followed children are, and detached from with the root.
+    pub(super) extra_roots: Vec<Pid>,
     /// Set in launch mode: the child we forked.
     pub(super) launched: Option<spawn::Launched>,
     /// What is traced: tasks, address spaces (each with its probe table),
@@ -275,6 +278,7 @@ impl Tracer {
             root_end: None,
             attach_reported: false,
             root_execd: false,
+            extra_roots: Vec::new(),
             started: false,
             detach_requested: false,
             halting: false,

@@ -311,7 +311,7 @@ impl Emitter for JsonEmitter {
                 pending,
                 realtime,
             } => {
-                self.root = Some(*pid);
+                self.root.get_or_insert(*pid);
                 let realtime = realtime
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, nanos);

@@ -378,8 +378,10 @@ impl Emitter for TextEmitter {
                 pending,
                 realtime,
             } => {
-                self.root = Some(*pid);
-                self.anchor = Some((time, *realtime));
+                // (With several processes attached to, the first is the
+                // root: its lines go without a pid.)
+                self.root.get_or_insert(*pid);
+                self.anchor.get_or_insert((time, *realtime));
                 let mut s = format!(
                     "rtrace: attached to pid {pid} ({}), {} armed",
                     counted(*threads, "thread"),

@@ -439,3 +439,88 @@ fn attach_idle_probe_sigint_right_after_attach() {
     }
     stop_spin(spin);
 }
+
+/// Several processes at once, as `strace -p A -p B` (and `-p A,B`): each is
+/// attached to and said, their calls carry their pids, SIGINT detaches from
+/// both (the first's line without a pid, as its other lines), and both run
+/// on with their code as in their files. A pid that cannot be attached to
+/// fails the whole command, leaving the others untouched.
+#[test]
+fn several_processes_attached_to_at_once() {
+    let prog = fixture("spin", Variant::Pie);
+    for form in ["-p A -p B", "-p A,B"] {
+        let a = Spawned::start(&prog, &[]);
+        let b = Spawned::start(&prog, &[]);
+        let (pa, pb) = (a.pid(), b.pid());
+        let mut args = vec![
+            "-s".to_string(),
+            "work".into(),
+            "--color".into(),
+            "never".into(),
+        ];
+        match form {
+            "-p A -p B" => args.extend(["-p".into(), pa.to_string(), "-p".into(), pb.to_string()]),
+            _ => args.extend(["-p".into(), format!("{pa},{pb}")]),
+        }
+        let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+        cmd.args(&args);
+        let mut rtrace = Spawned::command(cmd);
+        for pid in [pa, pb] {
+            let line = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid"));
+            assert_eq!(
+                line,
+                format!("rtrace: attached to pid {pid} (1 thread), 1 probe armed"),
+                "{form}"
+            );
+        }
+        // A call of each.
+        rtrace.wait_stderr_line(|l| l.starts_with(&format!("[pid {pa}] work(")));
+        rtrace.wait_stderr_line(|l| l.starts_with(&format!("[pid {pb}] work(")));
+        assert_eq!(
+            (tracer_pid(pa), tracer_pid(pb)),
+            (rtrace.pid(), rtrace.pid())
+        );
+        rtrace.signal(Signal::SIGINT);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{form}: {}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(
+            lines[lines.len() - 2..],
+            [
+                "+++ detached +++".to_string(),
+                format!("[pid {pb}] +++ detached +++")
+            ],
+            "{form}: {}",
+            run.stderr
+        );
+        for pid in [pa, pb] {
+            code_matches_files(pid).unwrap_or_else(|e| panic!("{form}: pid {pid}: {e}"));
+            assert_eq!(tracer_pid(pid), 0, "{form}");
+        }
+        stop_spin(a);
+        stop_spin(b);
+    }
+    // One that cannot be: an error, and the other is never stopped.
+    let a = Spawned::start(&prog, &[]);
+    let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+    cmd.args(["-s", "work", "-p", &a.pid().to_string(), "-p", "999999999"]);
+    let run = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("rtrace: no process with pid 999999999"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(tracer_pid(a.pid()), 0);
+    stop_spin(a);
+    // --list reads one process.
+    let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+    cmd.args(["-l", "work", "-p", "1,2"]);
+    let run = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "rtrace: --list reads one process: give one -p PID (see 'rtrace --help')\n"
+    );
+}

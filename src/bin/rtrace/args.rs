@@ -42,9 +42,10 @@ pub enum OverflowWhen {
     after_help = "Probe specs:\n  openat              function in the executable or any loaded library\n  libc:openat         function in the module named libc (or an absolute path)\n  'str*'  'libc:mem?py'   every function matching the glob\n  work+0x8            instruction at offset 8 into work (entry-only)\n  0x401136  count:0x1139  absolute address, or link address in a module\n  count.c:12          first instruction of a source line\nC++ and Rust functions match by demangled name too: 'ns::Class::method', 'app::parse', 'ns::*'.\n\nExamples:\n  rtrace -s open -s close -- cat /etc/hostname\n  rtrace -p 1234 -s libc:write -c"
 )]
 struct Raw {
-    /// Attach to a running process (all its threads).
-    #[arg(short = 'p', long = "pid", value_name = "PID")]
-    pid: Option<i32>,
+    /// Attach to a running process (all its threads); repeatable, and
+    /// several pids separated by commas, as strace's -p.
+    #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_parser = parse_pids)]
+    pid: Vec<Vec<i32>>,
     /// Add probes (repeatable; several specs separated by commas, as
     /// strace's -e trace=; !SPEC removes the functions it names from the
     /// others). See "Probe specs" below.
@@ -221,6 +222,16 @@ pub struct Specs(Vec<ProbeSpec>, Vec<ProbeSpec>);
 /// brackets (a C++ name's parameters and template arguments keep theirs:
 /// `'ns::f(int, long)'`, `'std::map<int, int>::find'`). A spec after `!`
 /// excludes the functions it names, as strace's `-e trace=!…` does.
+/// `1234` or `1234,5678`: pids, each a positive integer.
+fn parse_pids(s: &str) -> Result<Vec<i32>, String> {
+    s.split(',')
+        .map(|p| match p.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => Ok(pid),
+            _ => Err(format!("invalid pid {p:?}")),
+        })
+        .collect()
+}
+
 fn parse_specs(s: &str) -> Result<Specs, String> {
     let parse = |one: &str| one.parse::<ProbeSpec>().map_err(|e| e.to_string());
     let mut specs = Specs(Vec::new(), Vec::new());
@@ -264,8 +275,8 @@ fn split_specs(s: &str) -> Vec<&str> {
 /// What to trace.
 #[derive(Debug)]
 pub enum Target {
-    /// `-p PID`.
-    Attach(Pid),
+    /// `-p PID` (several: `-p A -p B`, `-p A,B`), the first first.
+    Attach(Vec<Pid>),
     /// `-- COMMAND ARG…`.
     Launch(Vec<OsString>),
 }
@@ -390,7 +401,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
     let mut raw = raw;
     // `rtrace -l work ./prog`: the list's last word is the program when it
     // names a file (with `-l` taking several specs, clap cannot tell).
-    if raw.pid.is_none() && raw.command.is_empty() {
+    if raw.pid.is_empty() && raw.command.is_empty() {
         let specs: usize = raw.list.iter().map(|s| s.0.len()).sum();
         let program = raw
             .list
@@ -405,13 +416,22 @@ pub fn parse() -> Result<Cli, ExitCode> {
             raw.command.push(program.into());
         }
     }
-    let target = match (raw.pid, raw.command.is_empty()) {
-        (Some(_), false) => return Err(usage("give either -p PID or a command, not both")),
-        (None, true) => return Err(usage("give -p PID or a command to launch after --")),
-        (Some(pid), true) if pid <= 0 => return Err(usage(&format!("invalid pid {pid}"))),
-        (Some(pid), true) => Target::Attach(Pid::from_raw(pid)),
-        (None, false) => Target::Launch(raw.command),
+    // The same pid twice is one process.
+    let mut pids: Vec<Pid> = Vec::new();
+    for pid in raw.pid.iter().flatten().map(|&p| Pid::from_raw(p)) {
+        if !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    let target = match (pids.is_empty(), raw.command.is_empty()) {
+        (false, false) => return Err(usage("give either -p PID or a command, not both")),
+        (true, true) => return Err(usage("give -p PID or a command to launch after --")),
+        (false, true) => Target::Attach(pids),
+        (true, false) => Target::Launch(raw.command),
     };
+    if matches!(&target, Target::Attach(pids) if pids.len() > 1) && !raw.list.is_empty() {
+        return Err(usage("--list reads one process: give one -p PID"));
+    }
     if raw.list.iter().any(|s| !s.1.is_empty()) {
         return Err(usage(
             "an exclusion (!SPEC) removes functions from the probes of -s; --list takes none",

@@ -152,7 +152,7 @@ fn list(cli: &Cli) -> rtrace::Result<u8> {
     use rtrace::listing::{list, ListIn};
     use std::io::Write;
     let listed = match &cli.target {
-        Target::Attach(pid) => list(&cli.list, ListIn::Process(*pid))?,
+        Target::Attach(pids) => list(&cli.list, ListIn::Process(pids[0]))?,
         Target::Launch(argv) => {
             let program = rtrace::find_program(&argv[0])?;
             list(&cli.list, ListIn::Program(&program))?
@@ -342,7 +342,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         pass_signal_on: true,
     };
     let mut tracer = match &cli.target {
-        Target::Attach(pid) => Tracer::attach(*pid, opts)?,
+        Target::Attach(pids) => Tracer::attach_all(pids, opts)?,
         Target::Launch(argv) => {
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
