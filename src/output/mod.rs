@@ -5,6 +5,8 @@
 //! summary at [`Handler::on_finish`]. Files:
 //!
 //! - `render`: arguments and return values as strings (shared by both formats);
+//! - `cproto`: the user's prototypes (`--proto`, `--proto-file`), C
+//!   declarations parsed into the signatures `render` renders;
 //! - `text`: the text format, including the held entry that becomes one
 //!   `work(…) = 83 <0.000011>` line when nothing else comes in between;
 //! - `json`: the JSON Lines format;
@@ -21,6 +23,7 @@
 //! [`Error::Output`] so that the engine detaches cleanly; nothing here panics on
 //! what the tracee passes.
 
+mod cproto;
 mod folded;
 mod hist;
 mod json;
@@ -31,6 +34,7 @@ mod text;
 mod timeline;
 mod tui;
 
+pub use cproto::Prototypes;
 pub use folded::StackCounter;
 pub(crate) use hist::Log2Hist;
 pub use progress::{ProgressLine, PROGRESS_DELAY};
@@ -79,7 +83,7 @@ pub struct Timestamps {
 }
 
 /// How a [`Printer`] writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrinterOptions {
     /// Text or JSON Lines.
     pub format: Format,
@@ -113,6 +117,9 @@ pub struct PrinterOptions {
     /// most this many frames (text: one indented line per frame under the
     /// call; JSON: a `stack` array).
     pub stack_depth: Option<usize>,
+    /// The user's prototypes (`--proto`, `--proto-file`): a function named
+    /// in one is rendered by it, whatever its debug info says.
+    pub prototypes: Prototypes,
 }
 
 /// Where a printer writes: the buffered event stream, and stderr for the
@@ -338,7 +345,7 @@ impl Printer {
             emitter,
             stats: opts.summary.then(|| summary::Stats::new(opts.hist)),
             finished: false,
-            renderer: Renderer::new(opts.string_limit),
+            renderer: Renderer::with_prototypes(opts.string_limit, opts.prototypes),
             render_calls: !opts.summary,
             flush_interval: opts.flush_interval,
             next_call: 0,

@@ -1,8 +1,11 @@
 //! Rendering of arguments and return values, shared by the text and JSON printers.
 //!
 //! This file owns the mapping from raw register and stack values to the strings
-//! a user reads. Three sources, best first:
+//! a user reads. Four sources, best first:
 //!
+//! 0. **The user's prototypes** ([`Prototypes`], `--proto`): C declarations
+//!    made into the [`Signature`] DWARF would give, and rendered as DWARF's
+//!    ([`Known::Dwarf`]); they win over everything below, in any module.
 //! 1. **DWARF** ([`Signatures`]): parameter names and types of a function with
 //!    debug info. Integers by their width and sign, `char *` as a quoted
 //!    string, enums by name, `bool` as `true`/`false`, other pointers in hex, a
@@ -36,6 +39,8 @@ use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Site};
 use crate::symbols::dwarf::sysv::{self, Loc};
 use crate::symbols::dwarf::{Signature, Signatures, Type};
 use crate::symbols::Module;
+
+use super::cproto::Prototypes;
 
 /// How many bytes of a C string are shown by default, like strace's `-s`
 /// (`--string-limit`).
@@ -382,15 +387,30 @@ pub(crate) struct Renderer {
     /// nothing (a child traced with `-f` inherits calls in flight, not the
     /// handlers' data).
     by_site: AddrMap<u64, (PathBuf, String, Known)>,
+    /// The user's prototypes, which win over every other source.
+    prototypes: Prototypes,
 }
 
 impl Renderer {
     pub(crate) fn new(string_limit: usize) -> Renderer {
+        Renderer::with_prototypes(string_limit, Prototypes::new())
+    }
+
+    /// A renderer that renders the functions `prototypes` names by them.
+    pub(crate) fn with_prototypes(string_limit: usize, prototypes: Prototypes) -> Renderer {
         Renderer {
             signatures: Signatures::new(),
             string_limit,
             by_site: AddrMap::default(),
+            prototypes,
         }
+    }
+
+    /// Renders the functions `prototypes` names by them from now on.
+    pub(crate) fn set_prototypes(&mut self, prototypes: Prototypes) {
+        self.prototypes = prototypes;
+        // What was found before them no longer holds.
+        self.by_site = AddrMap::default();
     }
 
     fn seen(&self, site: &Site) -> Option<&Known> {
@@ -427,6 +447,9 @@ impl Renderer {
     }
 
     fn look_up(&mut self, site: &Site, module: Option<&Module>) -> Known {
+        if let Some(sig) = self.prototypes.get(site) {
+            return Known::Dwarf(sig);
+        }
         // An IFUNC's implementation (`__memcpy_avx_unaligned_erms` for
         // `libc:memcpy`) has the prototype of the function the probe names.
         let named = Some(site.probe.rsplit(':').next().unwrap_or_default())
@@ -601,7 +624,10 @@ impl Renderer {
         let read = |addr, max| ret.read_cstr(addr, max);
         let known = match known.or_else(|| self.seen(ret.site())) {
             Some(k) => k.clone(),
-            None => prototype(&ret.site().symbol).map_or(Known::Raw, Known::Proto),
+            None => match self.prototypes.get(ret.site()) {
+                Some(sig) => Known::Dwarf(sig),
+                None => prototype(&ret.site().symbol).map_or(Known::Raw, Known::Proto),
+            },
         };
         render_ret(&known, rax, rdx, ret.xmm(0), &read, self.string_limit)
     }
@@ -855,6 +881,7 @@ pub(crate) fn typed(ty: &Type, raw: Option<u128>, read: ReadCstr<'_>, limit: usi
             size,
             signed: false,
         } => truncate(raw, *size).to_string(),
+        Type::Octal { size } => format!("0{:03o}", truncate(raw, *size)),
         Type::Char => char_literal(raw as u8),
         Type::Bool { size } => match truncate(raw, *size) {
             0 => "false".into(),
@@ -930,6 +957,7 @@ fn typed_number(ty: &Type, rax: u64) -> Number {
             let size = match ty {
                 Type::Int { size, .. } | Type::Enum { size, .. } => *size,
                 Type::Void
+                | Type::Octal { .. }
                 | Type::Char
                 | Type::Bool { .. }
                 | Type::Float { .. }
@@ -944,6 +972,7 @@ fn typed_number(ty: &Type, rax: u64) -> Number {
             signed: false,
         }
         | Type::Enum { size, .. }
+        | Type::Octal { size }
         | Type::Bool { size } => Number::Unsigned(truncate(raw, *size) as u64),
         Type::Char => Number::Signed(i64::from(rax as u8 as i8)),
         Type::Pointer { .. } => Number::Unsigned(rax),
@@ -1017,6 +1046,7 @@ fn render_ret(
                 Type::Unknown => return render_ret(&Known::Raw, rax, rdx, xmm0, read, limit),
                 ty @ (Type::Void
                 | Type::Int { .. }
+                | Type::Octal { .. }
                 | Type::Char
                 | Type::Bool { .. }
                 | Type::Pointer { .. }

@@ -27,6 +27,7 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
+            prototypes: Default::default(),
         },
     );
     (p, out, diag)
@@ -700,6 +701,7 @@ fn a_closed_output_is_an_output_error() {
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
+            prototypes: Default::default(),
         };
         let mut p = Printer::with_diag(Box::new(BrokenPipe), Box::new(SharedBuf::default()), opts);
         let t = Tracee::new();
@@ -729,6 +731,7 @@ fn a_closed_output_is_an_output_error() {
         string_limit: super::DEFAULT_STRING_LIMIT,
         flush_interval: None,
         stack_depth: None,
+        prototypes: Default::default(),
     };
     let mut p = Printer::with_diag(Box::new(SharedBuf::default()), Box::new(BrokenPipe), opts);
     let r = p.on_event(
@@ -777,6 +780,7 @@ fn hist_adds_buckets_to_the_summary() {
                 tree: false,
                 string_limit: super::DEFAULT_STRING_LIMIT,
                 stack_depth: None,
+                prototypes: Default::default(),
                 flush_interval: None,
             },
         );
@@ -867,6 +871,7 @@ fn text_with(stamps: super::Timestamps, tree: bool) -> (Printer, SharedBuf) {
             string_limit: super::DEFAULT_STRING_LIMIT,
             flush_interval: None,
             stack_depth: None,
+            prototypes: Default::default(),
         },
     );
     (p, out)

@@ -272,6 +272,13 @@ impl Timeline {
         Timeline::with_names(out, string_limit, Box::new(proc_names))
     }
 
+    /// The same timeline, rendering the functions `prototypes` names by
+    /// them (`--proto`).
+    pub fn with_prototypes(mut self, prototypes: super::Prototypes) -> Timeline {
+        self.renderer.set_prototypes(prototypes);
+        self
+    }
+
     /// Like [`Timeline::new`], with names from `names`.
     pub(crate) fn with_names(out: Box<dyn Write>, string_limit: usize, names: Names) -> Timeline {
         Timeline {

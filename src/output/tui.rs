@@ -203,6 +203,13 @@ impl Tui {
         ))
     }
 
+    /// The same view, rendering the functions `prototypes` names by them
+    /// (`--proto`).
+    pub fn with_prototypes(mut self, prototypes: super::Prototypes) -> Tui {
+        self.renderer.set_prototypes(prototypes);
+        self
+    }
+
     fn with_output(out: Box<dyn Write>, string_limit: usize, size: Option<(u16, u16)>) -> Tui {
         let now = Instant::now();
         Tui {

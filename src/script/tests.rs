@@ -55,6 +55,7 @@ fn rig_with(text: &str, format: Format, limits: Limits) -> Rig {
             string_limit: 64,
             flush_interval: None,
             stack_depth: None,
+            prototypes: Default::default(),
         },
     );
     Rig {

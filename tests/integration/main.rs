@@ -28,6 +28,7 @@ mod lossless;
 mod names;
 mod processes;
 mod progress;
+mod proto;
 mod returns;
 mod runaway;
 mod safety;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use rtrace::inject::InjectRule;
+use rtrace::output::Prototypes;
 use rtrace::script::{Limits, Script, ScriptSource};
 use rtrace::{Pid, ProbeSpec, StepMode};
 
@@ -78,6 +79,16 @@ struct Raw {
     /// still stops a block).
     #[arg(long, value_name = "N", default_value_t = rtrace::script::Limits::DEFAULT_OPERATIONS)]
     script_ops: u64,
+    /// Render the function a C declaration names by it (repeatable), where it
+    /// has no debug info or whatever its debug info says, e.g. --proto 'int
+    /// parse(const char *s, size_t n)': arguments by name and type, as DWARF
+    /// gives them.
+    #[arg(long = "proto", value_name = "DECL")]
+    protos: Vec<String>,
+    /// Read prototypes from FILE (repeatable): one C declaration a line,
+    /// `;` optional, `//` and `#` comments; --proto wins over a file.
+    #[arg(long = "proto-file", value_name = "FILE")]
+    proto_files: Vec<PathBuf>,
     /// Function probes report entries only (no return probes).
     #[arg(long)]
     entry_only: bool,
@@ -210,6 +221,31 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
         .map_err(|e| usage(&e.to_string()))
 }
 
+/// Reads the `--proto-file`s, then the `--proto`s (a later declaration of
+/// a name wins). An unreadable file is a runtime error (exit 1); a
+/// declaration that does not parse is a usage error (exit 2).
+fn prototypes(raw: &Raw) -> Result<Prototypes, ExitCode> {
+    let mut prototypes = Prototypes::new();
+    for path in &raw.proto_files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "rtrace: cannot read --proto-file {}: {e} (check the path)",
+                path.display()
+            );
+            ExitCode::from(1)
+        })?;
+        prototypes
+            .add_file(&path.display().to_string(), &text)
+            .map_err(|e| usage(&e.to_string()))?;
+    }
+    for decl in &raw.protos {
+        prototypes.add(decl).map_err(|e| usage(&e.to_string()))?;
+    }
+    Ok(prototypes)
+}
+
 fn parse_inject(s: &str) -> Result<InjectRule, String> {
     s.parse::<InjectRule>().map_err(|e| e.to_string())
 }
@@ -315,6 +351,8 @@ pub struct Cli {
     pub tree: bool,
     pub color: ColorWhen,
     pub string_limit: usize,
+    /// `--proto`, `--proto-file`.
+    pub prototypes: Prototypes,
     /// How long the work before tracing goes on before a terminal shows its
     /// progress (`RTRACE_PROGRESS_DELAY_MS`, default one second).
     pub progress_delay: std::time::Duration,
@@ -387,6 +425,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         return Err(crate::generate::run(kind));
     }
     let script = scripts(&raw)?;
+    let prototypes = prototypes(&raw)?;
     let progress_delay = match std::env::var("RTRACE_PROGRESS_DELAY_MS") {
         Err(_) => rtrace::output::PROGRESS_DELAY,
         Ok(ms) => match ms.parse() {
@@ -474,6 +513,8 @@ pub fn parse() -> Result<Cli, ExitCode> {
             (raw.entry_only, "--entry-only"),
             (raw.follow_forks, "-f"),
             (raw.fast, "--fast"),
+            (!raw.protos.is_empty(), "--proto"),
+            (!raw.proto_files.is_empty(), "--proto-file"),
         ] {
             if given {
                 return Err(usage(&format!(
@@ -564,6 +605,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         },
         color: raw.color,
         string_limit: raw.string_limit,
+        prototypes,
         progress_delay,
         stack_depth: raw.stack.then_some(raw.stack_depth),
         depth: raw.stack_depth,

@@ -256,7 +256,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     rtrace::install_detach_handlers();
     // The live view draws on stderr: events go to -o FILE, or nowhere.
     let tui = match cli.tui {
-        true => Some(Rc::new(RefCell::new(Tui::new(cli.string_limit)?))),
+        true => Some(Rc::new(RefCell::new(
+            Tui::new(cli.string_limit)?.with_prototypes(cli.prototypes.clone()),
+        ))),
         false => None,
     };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
@@ -306,15 +308,16 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             // output; to a file or a pipe they are written in batches.
             flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
             stack_depth: cli.stack_depth,
+            prototypes: cli.prototypes.clone(),
         },
     )));
     // Created before anything runs, so a path that cannot be written is
     // said at once; dropped on every way out, which closes the file.
     let timeline = match &cli.perfetto {
-        Some(path) => Some(Rc::new(RefCell::new(Timeline::new(
-            Box::new(OutputFile::create(path)?),
-            cli.string_limit,
-        )))),
+        Some(path) => Some(Rc::new(RefCell::new(
+            Timeline::new(Box::new(OutputFile::create(path)?), cli.string_limit)
+                .with_prototypes(cli.prototypes.clone()),
+        ))),
         None => None,
     };
     // The files of --folded and --flamegraph are made now, so a path that

@@ -54,6 +54,13 @@ pub enum Type {
         /// Signed (`int`, `int8_t`) or unsigned (`unsigned`, `uint8_t`).
         signed: bool,
     },
+    /// An unsigned integer of `size` bytes shown in octal, as strace shows a
+    /// `mode_t` (`0644`). Only a user prototype (`--proto`) gives one: DWARF
+    /// describes a `mode_t` as the integer it is.
+    Octal {
+        /// Bytes.
+        size: u64,
+    },
     /// Plain `char` (not `signed char` nor `unsigned char`, which are integers).
     Char,
     /// `bool` / `_Bool`.
@@ -816,6 +823,7 @@ impl<'a> UnitReader<'_, 'a> {
             Some(Type::Int { signed, .. }) => signed,
             Some(
                 Type::Void
+                | Type::Octal { .. }
                 | Type::Char
                 | Type::Bool { .. }
                 | Type::Float { .. }
@@ -981,9 +989,10 @@ impl<'a> UnitReader<'_, 'a> {
             _ => {
                 let ty = self.resolve(offset, depth + 1).ok()?;
                 let (size, class) = match ty {
-                    Type::Int { size, .. } | Type::Bool { size } | Type::Enum { size, .. } => {
-                        (size, Class::Integer)
-                    }
+                    Type::Int { size, .. }
+                    | Type::Octal { size }
+                    | Type::Bool { size }
+                    | Type::Enum { size, .. } => (size, Class::Integer),
                     Type::Char => (1, Class::Integer),
                     Type::Pointer { .. } => (8, Class::Integer),
                     Type::Float {
@@ -1000,6 +1009,7 @@ impl<'a> UnitReader<'_, 'a> {
                     } => size / 2,
                     Type::Float { .. }
                     | Type::Int { .. }
+                    | Type::Octal { .. }
                     | Type::Bool { .. }
                     | Type::Enum { .. }
                     | Type::Char

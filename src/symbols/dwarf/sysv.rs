@@ -125,7 +125,7 @@ pub fn aggregate(size: u64, align: u64, fields: &[(u64, u64, Class)]) -> Passing
 /// alignment, so `__int128` and `_Alignas(16)` structs are 16-aligned).
 fn stack_align(ty: &Type) -> u64 {
     let own = match ty {
-        Type::Int { size, .. } | Type::Float { size, .. } => *size,
+        Type::Int { size, .. } | Type::Octal { size } | Type::Float { size, .. } => *size,
         Type::Aggregate { align, .. } => *align,
         Type::Char
         | Type::Bool { .. }
@@ -142,6 +142,7 @@ fn stack_align(ty: &Type) -> u64 {
 pub fn stack_size(ty: &Type) -> Option<u64> {
     match ty {
         Type::Int { size, .. }
+        | Type::Octal { size }
         | Type::Bool { size }
         | Type::Enum { size, .. }
         | Type::Float { size, .. } => Some(*size),
@@ -162,6 +163,7 @@ pub fn passing(ty: &Type) -> Passing {
     match ty {
         Type::Int { size: 16, .. } => Passing::Regs(vec![Class::Integer, Class::Integer]),
         Type::Int { .. }
+        | Type::Octal { .. }
         | Type::Char
         | Type::Bool { .. }
         | Type::Pointer { .. }
@@ -253,6 +255,7 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
                             _,
                             Type::Void
                             | Type::Int { .. }
+                            | Type::Octal { .. }
                             | Type::Char
                             | Type::Bool { .. }
                             | Type::Float { .. }
@@ -266,7 +269,7 @@ pub fn locate(sig: &Signature) -> Vec<Loc> {
                     // the stack, and no register is taken.
                     let bytes = (classes.len() as u64) * 8;
                     let size = match &p.ty {
-                        Type::Int { size, .. } => (*size).min(bytes),
+                        Type::Int { size, .. } | Type::Octal { size } => (*size).min(bytes),
                         Type::Void
                         | Type::Char
                         | Type::Bool { .. }
