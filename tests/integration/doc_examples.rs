@@ -55,6 +55,10 @@ const SKIPPED: &[(&str, &str)] = &[
         "the count fixture (fast.rs)",
     ),
     (
+        "rtrace -s parse -s scale --proto 'int parse(const char *s, size_t n)' --proto 'double scale(double x, int)' -- ./app",
+        "a stripped program of the reader's (proto.rs runs the typed fixture stripped)",
+    ),
+    (
         "rtrace -l 'ns::*' -- ./app",
         "a C++ program of the reader's (names.rs)",
     ),
