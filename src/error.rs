@@ -559,8 +559,8 @@ impl Error {
                 Some("name a loaded module by its file name, e.g. libc".into())
             }
             Error::ModuleNeverLoads { .. } => Some(
-                "name a module by its file name, e.g. libc, or by its path, as a plugin loaded \
-                 by path must be"
+                "name a module by its file name, e.g. libc, or by its path, as a library or \
+                 program loaded later from elsewhere (a plugin) must be"
                     .into(),
             ),
             // Without any line table the program was built without -g; with

@@ -54,22 +54,29 @@ impl Tracer {
     }
 
     /// After a detach asked for by `sig` (SIGINT, SIGTERM, SIGHUP): sends it
-    /// to the program rtrace launched, which runs untraced now, and waits for
-    /// the program to end. Its end is told to the listeners as if it had been
-    /// traced to it, and becomes the outcome. A second detach signal to rtrace
-    /// ends the wait, leaving the program to run on (the outcome stays
-    /// `Detached`).
-    pub(super) fn pass_on(&mut self, sig: i32) -> Result<()> {
+    /// to the program rtrace launched, which runs untraced now (unless `send`
+    /// is false: the program had it from the terminal already), and waits
+    /// for the program to end (if `wait`). Its end is told to the listeners
+    /// as if it had been traced to it, and becomes the outcome. A second
+    /// detach signal to rtrace ends the wait, leaving the program to run on
+    /// (the outcome stays `Detached`).
+    pub(super) fn pass_on(&mut self, sig: i32, send: bool, wait: bool) -> Result<()> {
         use nix::sys::wait::{waitpid, WaitStatus};
         let root = self.root;
         // The events so far are out before the program's last words.
         for l in &mut self.consumers.listeners {
             guarded(|| l.on_idle())?;
         }
-        // (Should it have ended meanwhile, the wait reaps it.)
-        let _ =
-            nix::sys::signal::Signal::try_from(sig).and_then(|s| nix::sys::signal::kill(root, s));
+        if send {
+            // (Should it have ended meanwhile, the wait reaps it.)
+            let _ = nix::sys::signal::Signal::try_from(sig)
+                .and_then(|s| nix::sys::signal::kill(root, s));
+        }
         let (event, end) = loop {
+            // Another signal came before or during the detach: no wait.
+            if !wait || signal::stop_requested() {
+                return Ok(());
+            }
             match waitpid(root, None) {
                 Ok(WaitStatus::Exited(_, code)) => {
                     break (Event::Exited { pid: root, code }, Outcome::Exited(code))

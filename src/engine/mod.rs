@@ -508,7 +508,7 @@ impl Tracer {
         if self.detach_requested || signal::detach_requested().is_some() {
             // A handler that runs long from now on (END) stops only for a
             // signal that comes later.
-            signal::honour();
+            let signals = signal::honour();
             self.detach_all()?;
             // (With -f the launched program may have ended already, its
             // children still traced.)
@@ -521,7 +521,15 @@ impl Tracer {
                         && self.launched.is_some()
                         && self.root_end.is_none() =>
                 {
-                    self.pass_on(sig)?
+                    // A terminal's signal reached the program already when
+                    // it shares rtrace's process group: it gets it once.
+                    let same_group = nix::unistd::getpgid(Some(self.root)).ok()
+                        == nix::unistd::getpgid(None).ok();
+                    let send = !(signal::from_kernel() && same_group);
+                    // Two signals before the detach began: the second is the
+                    // one that would end the wait.
+                    let wait = signals < 2;
+                    self.pass_on(sig, send, wait)?
                 }
                 _ => {}
             }

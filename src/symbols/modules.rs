@@ -44,8 +44,9 @@ impl Module {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
     }
-    /// True when a spec's module qualifier names this module: an absolute path equal
-    /// to `path`, or a file name equal to `q`, or starting with `q.` or `q-`.
+    /// True when a spec's module qualifier names this module: an absolute path of
+    /// `path` (through symbolic links too), or a file name equal to `q`, or
+    /// starting with `q.` or `q-`.
     ///
     /// So `libc` names `libc.so.6` and `libc-2.31.so`, and `ld-linux-x86-64` names
     /// `ld-linux-x86-64.so.2`, but `lib` names neither.
@@ -54,7 +55,10 @@ impl Module {
             return false;
         }
         if qualifier.starts_with('/') {
-            return Path::new(qualifier) == self.path;
+            // The maps name a file by its canonical path (`/usr/lib/…`);
+            // the user may give it through a symbolic link (`/lib/…`).
+            return Path::new(qualifier) == self.path
+                || std::fs::canonicalize(qualifier).is_ok_and(|c| c == self.path);
         }
         names(qualifier, self.name())
     }
@@ -264,6 +268,11 @@ impl ModuleMap {
     ) -> Option<String> {
         if qualifier.starts_with('/') {
             return not_loadable(Path::new(qualifier));
+        }
+        if qualifier.contains('/') {
+            return Some(format!(
+                "{qualifier} is a relative path (give the absolute one)"
+            ));
         }
         let mut dirs = Vec::new();
         for m in &self.modules {

@@ -37,8 +37,18 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// The timer (a `timer_t`, which may well be 0), once made.
 static TIMER: AtomicUsize = AtomicUsize::new(0);
 static TIMER_MADE: AtomicBool = AtomicBool::new(false);
+/// True when the last detach signal came from the kernel (`SI_KERNEL`): a
+/// terminal's Ctrl-C, hangup or the like, sent to the whole foreground
+/// process group, rather than `kill` from a process.
+static FROM_KERNEL: AtomicBool = AtomicBool::new(false);
+/// The signal mask rtrace started with, as [`install_detach_handlers`]
+/// found it: a program rtrace launches starts with it.
+static ORIGINAL_MASK: std::sync::OnceLock<[u64; 16]> = std::sync::OnceLock::new();
 
-extern "C" fn record(sig: libc::c_int) {
+extern "C" fn record(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let code = unsafe { info.as_ref().map_or(0, |i| i.si_code) };
+    FROM_KERNEL.store(code == libc::SI_KERNEL, Ordering::SeqCst);
     REQUESTED.store(sig, Ordering::SeqCst);
     REQUESTS.fetch_add(1, Ordering::SeqCst);
     // If this landed after the event loop looked at the flag but before it
@@ -75,31 +85,53 @@ const DETACH: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 /// Installs the handlers (process-wide) and the timer of the calling thread,
 /// which must be the one that traces. Call once, from the command line tool,
 /// before launching or attaching.
+///
+/// A detach signal rtrace was started with ignored (`nohup` ignores SIGHUP,
+/// a shell's background job SIGINT) stays ignored, as strace leaves it: it
+/// asks nothing of rtrace, and a program rtrace launches inherits it
+/// ignored, as it would untraced. The mask rtrace started with is kept for
+/// that program too ([`original_mask`]).
 pub fn install_detach_handlers() {
+    // SAFETY: `mask` is written by pthread_sigmask (no change asked) before
+    // it is read as 16 u64s, which sigset_t (128 bytes) is.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        let words: [u64; 16] = std::mem::transmute_copy(&mask);
+        let _ = ORIGINAL_MASK.set(words);
+    }
+    let mut handled = Vec::new();
     for sig in DETACH.into_iter().chain([libc::SIGALRM]) {
-        let handler: extern "C" fn(libc::c_int) = if sig == libc::SIGALRM {
-            nothing
-        } else {
-            record
+        // SAFETY: sigaction only writes `old`, a zeroed sigaction.
+        let ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
         };
+        if ignored && sig != libc::SIGALRM {
+            continue;
+        }
+        handled.push(sig);
         // SAFETY: `sa` is fully initialised (zeroed, then the handler and an
         // empty mask set) before sigaction reads it; both handlers are
         // async-signal-safe (atomics and one system call). No SA_RESTART: the
         // wait the signal lands in must return.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler as usize;
+            if sig == libc::SIGALRM {
+                sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+                sa.sa_flags = 0;
+            } else {
+                sa.sa_sigaction = record
+                    as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                    as usize;
+                sa.sa_flags = libc::SA_SIGINFO;
+            }
             libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = 0;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
-    let set = set_of(
-        &DETACH
-            .into_iter()
-            .chain([libc::SIGALRM])
-            .collect::<Vec<_>>(),
-    );
+    let set = set_of(&handled);
     // SAFETY: `set` is a valid sigset; the old mask is not wanted.
     unsafe {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
@@ -163,7 +195,28 @@ pub(crate) fn set_timer(period: Option<Duration>) -> bool {
 
 /// Asks for a detach, as a SIGINT to rtrace would (a key in the live view).
 pub fn request_detach() {
+    FROM_KERNEL.store(false, Ordering::SeqCst);
     REQUESTED.store(libc::SIGINT, Ordering::SeqCst);
+}
+
+/// True when the last detach signal came from the kernel (a terminal's
+/// Ctrl-C or hangup, sent to every process of the foreground group), not
+/// from a process's `kill`.
+pub fn from_kernel() -> bool {
+    FROM_KERNEL.load(Ordering::SeqCst)
+}
+
+/// The signal mask rtrace started with (all unblocked before
+/// [`install_detach_handlers`]), as a `sigset_t`.
+pub(crate) fn original_mask() -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is the empty set; the saved words are a
+    // sigset_t's bytes (written by `install_detach_handlers`).
+    unsafe {
+        match ORIGINAL_MASK.get() {
+            Some(words) => std::mem::transmute_copy(words),
+            None => std::mem::zeroed(),
+        }
+    }
 }
 
 /// How many detach signals (SIGINT, SIGTERM, SIGHUP) have arrived so far:
@@ -175,9 +228,11 @@ pub fn requests() -> usize {
 
 /// Notes that the tracer is acting on every detach signal that has arrived
 /// so far (it is detaching): [`stop_requested`] is false again until
-/// another one comes.
-pub(crate) fn honour() {
-    HONOURED.store(REQUESTS.load(Ordering::SeqCst), Ordering::SeqCst);
+/// another one comes. Returns how many it acts on now (two: a second
+/// Ctrl-C came before the detach began).
+pub(crate) fn honour() -> usize {
+    let now = REQUESTS.load(Ordering::SeqCst);
+    now.saturating_sub(HONOURED.swap(now, Ordering::SeqCst))
 }
 
 /// True when a detach signal (SIGINT, SIGTERM, SIGHUP) arrived that the

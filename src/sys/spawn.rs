@@ -84,6 +84,8 @@ pub fn launch(spec: &LaunchSpec) -> Result<Launched> {
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // Looked at before the fork: the child only closes.
     let placeholders = stdfds::placeholders();
+    // The mask rtrace was started with: the program's, as untraced.
+    let mask = super::signal::original_mask();
 
     // SAFETY: between fork and execve/_exit the child only calls async-signal-safe
     // functions (sigprocmask, signal, chdir, close, kill, getpid, execve, write,
@@ -97,9 +99,7 @@ pub fn launch(spec: &LaunchSpec) -> Result<Launched> {
         // SAFETY: see above; every pointer was built before the fork and stays
         // valid in the child's copy of our memory.
         unsafe {
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
             // Rust ignores SIGPIPE; the program must start with the default.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if let Some(cwd) = &spec.cwd {

@@ -867,9 +867,15 @@ fn a_module_that_can_never_load_is_an_error_at_startup() {
             "/no/such/lib.so:foo",
             "no module \"/no/such/lib.so\" is loaded, and /no/such/lib.so does not exist".into(),
         ),
+        (
+            "./lib.so:foo",
+            "no module \"./lib.so\" is loaded, and ./lib.so is a relative path (give the \
+             absolute one)"
+                .into(),
+        ),
     ];
-    let hint = " (name a module by its file name, e.g. libc, or by its path, as a plugin \
-                loaded by path must be)";
+    let hint = " (name a module by its file name, e.g. libc, or by its path, as a library \
+                or program loaded later from elsewhere (a plugin) must be)";
     for (spec, said) in &cases {
         let run = run_rtrace(&["-s", spec], &prog, &["3"]);
         let what = format!("rtrace -s {spec} -- count 3");
@@ -1133,4 +1139,27 @@ fn return_times_agree_with_durations() {
             "{entry}\n{ret}"
         );
     }
+}
+
+/// A module named by a path through a symbolic link is the module the maps
+/// name by its canonical path: `/lib/…/libc.so.6` is libc where `/lib`
+/// links to `/usr/lib`, and its probe arms.
+#[test]
+fn a_module_path_through_a_symbolic_link_names_the_module() {
+    let prog = fixture("count", Variant::Pie);
+    let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").expect("libc");
+    let dir = crate::events::temp_path("linked_lib_dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("libc.so.6");
+    std::os::unix::fs::symlink(&libc, &link).unwrap();
+    let spec = format!("{}:puts", link.display());
+    let run = run_rtrace(&["-s", &spec, "--color", "never"], &prog, &["3"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(", 1 probe armed\n"),
+        "{spec}: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("never armed"), "{}", run.stderr);
 }

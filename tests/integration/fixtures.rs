@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 65] = [
+pub const PROGRAMS: [&str; 66] = [
     "count",
     "sigtrap",
     "signals",
@@ -254,6 +254,7 @@ pub const PROGRAMS: [&str; 65] = [
     "symlayer",
     "buffers",
     "vdsoifunc",
+    "ctrlc",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -454,7 +454,7 @@ fn a_signal_to_rtrace_ends_the_program_it_launched() {
         let mut rtrace = Spawned::command(cmd);
         rtrace.wait_stdout_line(|l| l == "ready");
         // A call returned: calls are in flight on both threads from now on.
-        rtrace.wait_stderr_line(|l| l.contains("nap(") && l.contains(" = 10"));
+        rtrace.wait_stderr_line(|l| l.contains("nap") && l.contains(" = 10"));
         rtrace.signal(signal);
         let run = rtrace.wait();
         assert_eq!(run.code(), status, "{what}: {}", run.stderr);
@@ -523,4 +523,63 @@ fn a_second_signal_ends_the_wait_for_the_program() {
     let run = rtrace.wait();
     assert_eq!(run.stdout, "ready\nsum=25\n");
     assert_eq!(run.stderr.lines().last(), Some("+++ detached +++"));
+}
+
+/// The signals that are ignored in `/proc/PID/status` (`SigIgn`).
+fn ignored_signals(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("SigIgn")
+}
+
+/// A program rtrace launches inherits what rtrace was started with: SIGINT
+/// and SIGHUP ignored (a background job, `nohup`) stay ignored in it, as
+/// untraced, and rtrace does not take them as requests to detach (it
+/// never saw them as signals to it); SIGTERM still is, and spin ends on it
+/// by itself.
+#[test]
+fn signals_ignored_when_rtrace_starts_stay_ignored_in_the_program() {
+    use nix::sys::signal::Signal;
+    let spin = fixture("spin", Variant::Pie);
+    let shell = |program: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("trap '' INT HUP; exec {program}"));
+        cmd
+    };
+    let mut untraced = Spawned::command(shell(&spin.display().to_string()));
+    let line = untraced.wait_stdout_line(|l| l.starts_with("pid="));
+    let pid: i32 = line["pid=".len()..].parse().unwrap();
+    let want = ignored_signals(pid);
+    let bits = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGHUP - 1));
+    assert_eq!(want & bits, bits, "the shell ignored them: {want:#x}");
+    untraced.signal(Signal::SIGTERM);
+    let _ = untraced.wait();
+
+    let traced = format!("{} -s work -- {}", rtrace_bin().display(), spin.display());
+    let mut rtrace = Spawned::command(shell(&traced));
+    let line = rtrace.wait_stdout_line(|l| l.starts_with("pid="));
+    let pid: i32 = line["pid=".len()..].parse().unwrap();
+    rtrace.wait_stderr_line(|l| l.contains("work("));
+    assert_eq!(ignored_signals(pid), want, "the program's ignored signals");
+    // Ignored by rtrace too: still tracing after them.
+    rtrace.signal(Signal::SIGINT);
+    rtrace.signal(Signal::SIGHUP);
+    for _ in 0..3 {
+        rtrace.wait_stderr_line(|l| l.contains("work("));
+    }
+    assert_eq!(crate::attach::tracer_pid(pid), rtrace.pid());
+    rtrace.signal(Signal::SIGTERM);
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some("+++ exited with 0 +++"),
+        "{}",
+        run.stderr
+    );
 }

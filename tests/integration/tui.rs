@@ -223,3 +223,44 @@ fn live_view_needs_a_terminal() {
     assert!(line.contains("--tui draws on a terminal"), "{line}");
     assert_eq!(run.stdout, "", "the program never ran");
 }
+
+/// Ctrl-C at a terminal reaches every process of the foreground group: the
+/// program rtrace launched gets it from the terminal, so rtrace, which
+/// detaches, does not send it again (ctrlc counts its SIGINTs: one, as
+/// untraced). rtrace waits for it and exits with its status.
+#[test]
+fn ctrl_c_at_the_terminal_reaches_the_program_once() {
+    let prog = fixture("ctrlc", Variant::Pie);
+    let rc: PathBuf = temp_path("ctrlc_rc");
+    let events = temp_path("ctrlc_events");
+    // The shell catches SIGINT (its children start with the default), so
+    // it goes on to say how rtrace ended.
+    let command = format!(
+        "trap true INT; {} -s work -o {} -- {}; echo $? > {}; tmux wait-for -S {DONE}; sleep 60",
+        shell_quote(&rtrace_bin()),
+        shell_quote(&events),
+        shell_quote(&prog),
+        shell_quote(&rc)
+    );
+    let tmux = Tmux::start("ctrlc", 100, 20, &command);
+    tmux.wait("the program running", |s| s.contains("ready"));
+    tmux.keys("C-c");
+    let mut wait = Command::new("tmux");
+    wait.args(["-L", &tmux.socket, "wait-for", DONE]);
+    let run = run_command(wait, Duration::from_secs(30));
+    assert_eq!(run.code(), 0, "tmux wait-for: {run:?}\n{}", tmux.screen());
+    let screen = tmux.screen();
+    assert!(screen.contains("sigints=1\n"), "{screen}");
+    assert_eq!(
+        std::fs::read_to_string(&rc).unwrap().trim(),
+        "0",
+        "{screen}"
+    );
+    let events = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = events.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["+++ detached +++", "+++ exited with 0 +++"],
+        "{events}"
+    );
+}
