@@ -651,7 +651,13 @@ mod tests {
         assert!(libc6.matches("libc.so"));
         assert!(libc6.matches("libc.so.6"));
         assert!(libc6.matches("/usr/lib/x86_64-linux-gnu/libc.so.6"));
-        assert!(!libc6.matches("/lib/x86_64-linux-gnu/libc.so.6"));
+        // Through a symbolic link (`/lib` → `usr/lib` on a merged /usr).
+        let linked = "/lib/x86_64-linux-gnu/libc.so.6";
+        assert_eq!(
+            libc6.matches(linked),
+            std::fs::canonicalize(linked).is_ok_and(|c| c == libc6.path)
+        );
+        assert!(!libc6.matches("/lib64/ld-linux-x86-64.so.2"));
         assert!(!libc6.matches("lib"));
         assert!(!libc6.matches("libc.so.6.1"));
         assert!(!libc6.matches(""));
