@@ -72,12 +72,29 @@ impl Tracer {
             let _ = nix::sys::signal::Signal::try_from(sig)
                 .and_then(|s| nix::sys::signal::kill(root, s));
         }
+        let mut said_stopped = false;
         let (event, end) = loop {
             // Another signal came before or during the detach: no wait.
             if !wait || signal::stop_requested() {
                 return Ok(());
             }
-            match waitpid(root, None) {
+            match waitpid(root, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
+                // Stopped (SIGSTOP, a terminal's SIGTSTP): the signal waits
+                // with it, as untraced; rtrace says why it waits.
+                Ok(WaitStatus::Stopped(_, stop)) if !said_stopped => {
+                    said_stopped = true;
+                    self.emit(Event::ProcessWarning {
+                        pid: root,
+                        message: format!(
+                            "pid {root} is stopped ({}): rtrace waits for it to end; SIGCONT \
+                             it, or send rtrace another signal to leave it",
+                            stop.as_str()
+                        ),
+                    })?;
+                    for l in &mut self.consumers.listeners {
+                        guarded(|| l.on_idle())?;
+                    }
+                }
                 Ok(WaitStatus::Exited(_, code)) => {
                     break (Event::Exited { pid: root, code }, Outcome::Exited(code))
                 }

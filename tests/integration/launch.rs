@@ -583,3 +583,35 @@ fn signals_ignored_when_rtrace_starts_stay_ignored_in_the_program() {
         run.stderr
     );
 }
+
+/// A launched program that is stopped (SIGSTOP) when rtrace is told to end:
+/// the signal passed on waits with it, as untraced; rtrace says why it
+/// waits, and once the program is continued it takes the signal and rtrace
+/// reports its end.
+#[test]
+fn a_stopped_program_is_said_to_be_waited_for() {
+    use nix::sys::signal::{kill, Signal};
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["-s", "work", "--"])
+        .arg(fixture("spin", Variant::Pie));
+    let mut rtrace = Spawned::command(cmd);
+    let line = rtrace.wait_stdout_line(|l| l.starts_with("pid="));
+    let pid = nix::unistd::Pid::from_raw(line["pid=".len()..].parse().unwrap());
+    rtrace.wait_stderr_line(|l| l.contains("work("));
+    kill(pid, Signal::SIGSTOP).unwrap();
+    rtrace.wait_stderr_line(|l| l.ends_with("--- SIGSTOP ---"));
+    rtrace.signal(Signal::SIGTERM);
+    let said = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: warning: pid"));
+    assert_eq!(
+        said,
+        format!(
+            "rtrace: warning: pid {pid} is stopped (SIGSTOP): rtrace waits for it to end; \
+             SIGCONT it, or send rtrace another signal to leave it"
+        )
+    );
+    kill(pid, Signal::SIGCONT).unwrap();
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+    assert_eq!(run.stderr.lines().last(), Some("+++ exited with 0 +++"));
+}
