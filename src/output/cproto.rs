@@ -66,7 +66,9 @@ impl Prototypes {
             option: "--proto",
             reason: format!(
                 "--proto '{}': {} at column {}",
-                decl.trim(),
+                // On one line: a newline or another control character is
+                // shown escaped.
+                decl.trim().escape_default(),
                 bad.message,
                 bad.column
             ),
@@ -957,6 +959,12 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--proto 'int parse(cons char *s)': unknown type \"cons\" at column 11"
+        );
+        // One line, whatever the declaration holds.
+        let e = p.add("int f(in\nt x)").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--proto 'int f(in\\nt x)': unknown type \"in\" at column 7"
         );
         let text = "// parsers\n\nint parse(const char *s); # the one\nlong tell(FIL *f)\n";
         let e = p.add_file("protos.h", text).unwrap_err();
