@@ -219,8 +219,12 @@ fn live_view_in_a_terminal() {
 fn live_view_needs_a_terminal() {
     let prog = fixture("count", Variant::Pie);
     let run = run_rtrace(&["--tui", "-s", "work"], &prog, &["3"]);
-    let line = assert_one_error_line(&run, 1, "rtrace --tui with stderr a pipe");
-    assert!(line.contains("--tui draws on a terminal"), "{line}");
+    // A usage error: the command line asks for what cannot be.
+    let line = assert_one_error_line(&run, 2, "rtrace --tui with stderr a pipe");
+    assert_eq!(
+        line,
+        "rtrace: --tui needs a terminal on stderr; use -c for a summary (see 'rtrace --help')"
+    );
     assert_eq!(run.stdout, "", "the program never ran");
 }
 

@@ -523,6 +523,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
             }
         }
     }
+    if raw.tui && raw.list.is_empty() && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return Err(usage(
+            "--tui needs a terminal on stderr; use -c for a summary",
+        ));
+    }
     if raw.tui && !raw.list.is_empty() {
         return Err(usage(
             "--list lists specs instead of tracing; give no --tui with it",
