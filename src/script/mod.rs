@@ -1060,18 +1060,32 @@ impl Handler for ScriptProbe {
 pub struct ScriptListener {
     script: Rc<RefCell<Script>>,
     printer: Rc<RefCell<Printer>>,
+    /// Tracing began (the attach event came): END runs at the end only then.
+    attached: bool,
 }
 
 impl ScriptListener {
     /// The listener of `script`, printing through `printer`.
     pub fn new(script: Rc<RefCell<Script>>, printer: Rc<RefCell<Printer>>) -> ScriptListener {
-        ScriptListener { script, printer }
+        ScriptListener {
+            script,
+            printer,
+            attached: false,
+        }
+    }
+
+    /// As if tracing had begun (a test's listener made after the attach).
+    #[cfg(test)]
+    pub(crate) fn begun(mut self) -> ScriptListener {
+        self.attached = true;
+        self
     }
 }
 
 impl Handler for ScriptListener {
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
         if let Event::Attached { .. } = event {
+            self.attached = true;
             let begun = std::mem::take(&mut self.script.borrow_mut().begun);
             let mut printer = self.printer.borrow_mut();
             for p in begun {
@@ -1082,6 +1096,11 @@ impl Handler for ScriptListener {
     }
 
     fn on_finish(&mut self) -> Result<()> {
+        // Setup failed (a probe that cannot be placed, before tracing
+        // began): nothing ran, and END, which sums up a run, does not either.
+        if !self.attached {
+            return Ok(());
+        }
         let items = self.script.borrow_mut().finish()?;
         let mut printer = self.printer.borrow_mut();
         let time = printer.last_time();

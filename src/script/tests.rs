@@ -72,7 +72,7 @@ impl Rig {
     }
 
     fn finish(&self) {
-        let mut l = ScriptListener::new(self.script.clone(), self.printer.clone());
+        let mut l = ScriptListener::new(self.script.clone(), self.printer.clone()).begun();
         self.printer.borrow_mut().on_finish().unwrap();
         l.on_finish().unwrap();
     }

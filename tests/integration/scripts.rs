@@ -315,3 +315,37 @@ fn begin_and_end_frame_the_trace() {
         run.stderr
     );
 }
+
+/// END sums up a run: when setup fails before tracing begins (a probe that
+/// cannot be placed), it does not run; rtrace says the error alone.
+#[test]
+fn end_does_not_run_after_a_setup_error() {
+    let prog = fixture("count", Variant::Pie);
+    for args in [
+        &["-x", "END { print(\"end\") }", "-s", "nosuchfn"][..],
+        &[
+            "-x",
+            "END { print(\"end\") }",
+            "-x",
+            "nosuchfn { print(\"x\") }",
+        ][..],
+    ] {
+        let run = run_rtrace(args, &prog, &["3"]);
+        let line = assert_one_error_line(&run, 1, &format!("{args:?}"));
+        assert!(line.contains("no function \"nosuchfn\""), "{line}");
+        assert_eq!(run.stdout, "", "{args:?}: the program never ran");
+    }
+    // And it does run when tracing began.
+    let run = run_rtrace(
+        &["-x", "END { print(\"end\") }", "-s", "work"],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().filter(|l| *l == "end").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
