@@ -1247,6 +1247,12 @@ impl<'a> Return<'a> {
     pub fn site(&self) -> &Site {
         self.site
     }
+    /// The loaded module the probe is in (see [`Hit::module`]).
+    pub fn module(&self) -> Option<&Module> {
+        self.modules
+            .module_at(self.site.address)
+            .filter(|m| m.path == self.site.module)
+    }
     /// When the function returned, since the tracer started.
     pub fn time(&self) -> Duration {
         self.time

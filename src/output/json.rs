@@ -473,6 +473,12 @@ impl Emitter for JsonEmitter {
                 Counted::Hits => obj,
             }
             .field("missed", r.missed);
+            // Calls that failed, when rtrace saw every value (no fast
+            // probe counted some in the program).
+            let obj = match (r.counted, r.errors) {
+                (Counted::Calls, Some(e)) => obj.field("errors", e),
+                _ => obj,
+            };
             let obj = match &r.hist {
                 Some(h) => obj.field("hist", buckets(h)),
                 None => obj,

@@ -39,6 +39,7 @@ pub use folded::StackCounter;
 pub(crate) use hist::Log2Hist;
 pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
+pub use summary::SummaryOrder;
 pub use timeline::Timeline;
 pub use tui::Tui;
 
@@ -98,6 +99,9 @@ pub struct PrinterOptions {
     /// durations, in nanoseconds, under the text table or in each JSON
     /// `summary` event (`hist`: buckets of `low`, `high`, `count`).
     pub hist: bool,
+    /// `-S` (with `summary`): how the table's rows (and the JSON `summary`
+    /// events) are ordered.
+    pub order: SummaryOrder,
     /// How many bytes of a C string are shown before `...`
     /// ([`DEFAULT_STRING_LIMIT`] unless `--string-limit` says otherwise).
     pub string_limit: usize,
@@ -298,6 +302,8 @@ pub struct Printer {
     out: Out,
     emitter: Box<dyn Emitter>,
     stats: Option<summary::Stats>,
+    /// See [`PrinterOptions::order`].
+    order: SummaryOrder,
     finished: bool,
     renderer: Renderer,
     /// False in text mode with `-c`, where no call is printed.
@@ -344,6 +350,7 @@ impl Printer {
             out: Out::new(out, diag),
             emitter,
             stats: opts.summary.then(|| summary::Stats::new(opts.hist)),
+            order: opts.order,
             finished: false,
             renderer: Renderer::with_prototypes(opts.string_limit, opts.prototypes),
             render_calls: !opts.summary,
@@ -438,8 +445,11 @@ impl Handler for Printer {
 
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
         self.last = self.last.max(ret.time());
-        if let Some(stats) = &mut self.stats {
-            stats.ret(ret.site(), ret.duration());
+        if self.stats.is_some() {
+            let failed = self.renderer.failed(ret);
+            if let Some(stats) = &mut self.stats {
+                stats.ret(ret.site(), ret.duration(), failed);
+            }
         }
         let injected = self.injected.take();
         if !self.render_calls {
@@ -561,7 +571,7 @@ impl Handler for Printer {
                 };
                 self.emitter.event(&mut self.out, &event, self.last)?;
             }
-            let rows = self.stats.as_ref().map(summary::Stats::rows);
+            let rows = self.stats.as_ref().map(|s| s.rows(self.order));
             self.emitter.finish(&mut self.out, rows.as_deref())?;
         }
         self.out.flush()

@@ -614,6 +614,37 @@ impl Renderer {
         ))
     }
 
+    /// Whether the call `ret` returned from failed, by the errno rule
+    /// (a libc function's integer -1) or by its built-in prototype (a
+    /// pointer that is NULL, or `MAP_FAILED`): what `-c` counts as errors.
+    pub(crate) fn failed(&mut self, ret: &Return<'_>) -> bool {
+        let rax = ret.retval() as u64;
+        let in_libc = ret.module().is_some_and(|m| m.matches("libc"));
+        match self.known_at(ret.site(), ret.module()) {
+            Known::Proto(p) => match p.ret {
+                Ret::Int => rax as i32 == -1,
+                Ret::Long => rax as i64 == -1,
+                Ret::Ptr => rax == 0 || rax as i64 == -1,
+                Ret::Size | Ret::Str | Ret::Void => false,
+            },
+            Known::Dwarf(sig) => {
+                in_libc
+                    && match sig.ret {
+                        Type::Int {
+                            size: 4,
+                            signed: true,
+                        } => rax as i32 == -1,
+                        Type::Int {
+                            size: 8,
+                            signed: true,
+                        } => rax as i64 == -1,
+                        _ => false,
+                    }
+            }
+            Known::Raw => false,
+        }
+    }
+
     /// The value the call `ret` stopped at returns, rendered; `known` is what
     /// its entry found (None when the entry was not seen by this printer).
     pub(crate) fn retval(&self, known: Option<&Known>, ret: &Return<'_>) -> RetVal {

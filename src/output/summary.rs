@@ -44,6 +44,10 @@ pub(crate) struct Row {
     /// 64); calls unwound by longjmp or an exception did not return, and are
     /// not missed returns.
     pub(crate) missed: u64,
+    /// Calls that failed (see `Renderer::failed`); None when some calls
+    /// were counted in the program (fast probes), whose values rtrace never
+    /// saw.
+    pub(crate) errors: Option<u64>,
     /// `--hist`: the calls' durations in nanoseconds (None for hits, which
     /// have no time, and without `--hist`).
     pub(crate) hist: Option<Log2Hist>,
@@ -61,6 +65,7 @@ impl Row {
             min: Duration::ZERO,
             max: Duration::ZERO,
             missed: 0,
+            errors: Some(0),
             hist: (hist && counted == Counted::Calls).then(Log2Hist::default),
         }
     }
@@ -144,6 +149,7 @@ impl Stats {
             let row = self.row(site, Counted::Hits);
             row.min = Duration::ZERO;
             row.calls += n;
+            row.errors = None;
         }
     }
 
@@ -160,6 +166,7 @@ impl Stats {
         row.max = row.max.max(times.max);
         row.total += times.total;
         row.calls += calls;
+        row.errors = None;
         if let Some(h) = &mut row.hist {
             h.add_buckets(&times.log2_ns);
         }
@@ -176,16 +183,32 @@ impl Stats {
         row.missed += n;
     }
 
-    /// A probed function returned after `d`.
-    pub(crate) fn ret(&mut self, site: &Site, d: Duration) {
-        self.row(site, Counted::Calls).add(d);
+    /// A probed function returned after `d`; `failed` as `-c` counts errors.
+    pub(crate) fn ret(&mut self, site: &Site, d: Duration, failed: bool) {
+        let row = self.row(site, Counted::Calls);
+        row.add(d);
+        if failed {
+            if let Some(e) = &mut row.errors {
+                *e += 1;
+            }
+        }
     }
 
-    /// The rows, most total time first, then most calls, then by name.
-    pub(crate) fn rows(&self) -> Vec<Row> {
+    /// The rows in `order`: by default most total time first, then most
+    /// calls, then by name.
+    pub(crate) fn rows(&self, order: SummaryOrder) -> Vec<Row> {
         let mut rows: Vec<Row> = self.rows.values().cloned().collect();
         // The BTreeMap gives name order; a stable sort keeps it among equals.
-        rows.sort_by(|a, b| b.total.cmp(&a.total).then(b.calls.cmp(&a.calls)));
+        match order {
+            SummaryOrder::Time => {
+                rows.sort_by(|a, b| b.total.cmp(&a.total).then(b.calls.cmp(&a.calls)))
+            }
+            SummaryOrder::Calls => rows.sort_by_key(|r| std::cmp::Reverse(r.calls)),
+            SummaryOrder::Avg => rows.sort_by_key(|r| std::cmp::Reverse(r.average())),
+            SummaryOrder::Max => rows.sort_by_key(|r| std::cmp::Reverse(r.max)),
+            SummaryOrder::Errors => rows.sort_by_key(|r| std::cmp::Reverse(r.errors)),
+            SummaryOrder::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
+        }
         rows
     }
 }
@@ -194,30 +217,70 @@ fn micros(d: Duration) -> String {
     format!("{:.3}", d.as_nanos() as f64 / 1000.0)
 }
 
-/// The strace-style table, with a total line.
+/// How `-c` orders its rows (`-S`, as strace's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SummaryOrder {
+    /// Most total time first (the default), then most calls.
+    #[default]
+    Time,
+    /// Most calls first.
+    Calls,
+    /// Longest average first.
+    Avg,
+    /// Longest call first.
+    Max,
+    /// Most errors first.
+    Errors,
+    /// By function name.
+    Name,
+}
+
+/// The strace-style table, with a total line: per row its calls, their
+/// times, the missed returns, the errors (`-` where some calls were counted
+/// in the program) and its share of all the rows' time (`% time`).
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7}  function [probe]",
-        "calls", "total(s)", "avg(us)", "min(us)", "max(us)", "missed"
+        "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}  function [probe]",
+        "calls", "total(s)", "avg(us)", "min(us)", "max(us)", "missed", "errors", "% time"
     );
     let rule = format!(
-        "{} {} {} {} {} {}  {}\n",
+        "{} {} {} {} {} {} {} {}  {}\n",
         "-".repeat(7),
         "-".repeat(12),
         "-".repeat(11),
         "-".repeat(11),
         "-".repeat(11),
         "-".repeat(7),
+        "-".repeat(7),
+        "-".repeat(7),
         "-".repeat(16)
     );
     s.push_str(&rule);
+    let all: Duration = rows.iter().map(|r| r.total).sum();
+    let share = |d: Duration| match all.is_zero() {
+        true => "-".to_string(),
+        false => format!("{:.2}", d.as_secs_f64() * 100.0 / all.as_secs_f64()),
+    };
     let (mut calls, mut total, mut missed) = (0u64, Duration::ZERO, 0u64);
+    let mut errors = Some(0u64);
     for r in rows {
         calls += r.calls;
         total += r.total;
         missed += r.missed;
+        // Hits have no values: no errors either.
+        let errs = match (r.counted, r.errors) {
+            (Counted::Calls, Some(e)) => {
+                errors = errors.map(|a| a + e);
+                e.to_string()
+            }
+            (Counted::Calls, None) => {
+                errors = None;
+                "-".to_string()
+            }
+            (Counted::Hits, _) => "-".to_string(),
+        };
         // Hits have no time: a dash says so where a 0 would claim a measurement.
         let (tot, avg, min, max) = match r.counted {
             Counted::Calls => (
@@ -228,22 +291,28 @@ pub(crate) fn table(rows: &[Row]) -> String {
             ),
             Counted::Hits => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
+        let pct = match r.counted {
+            Counted::Calls => share(r.total),
+            Counted::Hits => "-".into(),
+        };
         let _ = writeln!(
             s,
-            "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7}  {} [{}]",
-            r.calls, tot, avg, min, max, r.missed, r.name, r.probe
+            "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}  {} [{}]",
+            r.calls, tot, avg, min, max, r.missed, errs, pct, r.name, r.probe
         );
     }
     s.push_str(&rule);
     let _ = writeln!(
         s,
-        "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7}  total",
+        "{:>7} {:>12} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}  total",
         calls,
         super::render::seconds(total),
         "",
         "",
         "",
-        missed
+        missed,
+        errors.map_or("-".to_string(), |e| e.to_string()),
+        if all.is_zero() { "-" } else { "100.00" }
     );
     s
 }
@@ -287,12 +356,12 @@ mod tests {
         let i = site("work+0x8", "work", ProbeKind::Instruction);
         let mut st = Stats::new(false);
         st.entry(&f);
-        st.ret(&f, Duration::from_micros(10));
+        st.ret(&f, Duration::from_micros(10), false);
         st.entry(&f);
-        st.ret(&f, Duration::from_micros(30));
+        st.ret(&f, Duration::from_micros(30), false);
         st.entry(&f); // never returns: not a call
         st.entry(&i);
-        let rows = st.rows();
+        let rows = st.rows(SummaryOrder::Time);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].symbol, "work");
         assert_eq!(rows[0].probe, "work");
@@ -312,11 +381,11 @@ mod tests {
         let i = site("work+0x8", "work", ProbeKind::Instruction);
         let mut st = Stats::new(true);
         for ns in [9_000, 10_000, 16_383, 16_384, 55_000] {
-            st.ret(&f, Duration::from_nanos(ns));
+            st.ret(&f, Duration::from_nanos(ns), false);
         }
         st.entry(&i);
         st.missed_n("libc:close", "close", 1);
-        let rows = st.rows();
+        let rows = st.rows(SummaryOrder::Time);
         let work = rows.iter().find(|r| r.probe == "work").unwrap();
         let buckets: Vec<(Option<i64>, u64)> = work
             .hist
@@ -344,9 +413,9 @@ work [work], ns:
         );
         // Without --hist, nothing is kept.
         let mut st = Stats::new(false);
-        st.ret(&f, Duration::from_nanos(9_000));
-        assert_eq!(st.rows()[0].hist, None);
-        assert_eq!(histograms(&st.rows()), "");
+        st.ret(&f, Duration::from_nanos(9_000), false);
+        assert_eq!(st.rows(SummaryOrder::Time)[0].hist, None);
+        assert_eq!(histograms(&st.rows(SummaryOrder::Time)), "");
     }
 
     #[test]
@@ -355,20 +424,20 @@ work [work], ns:
         let g = site("libc:str*", "strlen", ProbeKind::Function { returns: true });
         let i = site("work+0x8", "work", ProbeKind::Instruction);
         let mut st = Stats::new(false);
-        st.ret(&f, Duration::from_nanos(9_000));
-        st.ret(&f, Duration::from_nanos(55_000));
-        st.ret(&g, Duration::from_nanos(100_000));
+        st.ret(&f, Duration::from_nanos(9_000), false);
+        st.ret(&f, Duration::from_nanos(55_000), false);
+        st.ret(&g, Duration::from_nanos(100_000), false);
         st.entry(&i);
         st.entry(&i);
-        let t = table(&st.rows());
+        let t = table(&st.rows(SummaryOrder::Time));
         let expected =
-            "  calls     total(s)     avg(us)     min(us)     max(us)  missed  function [probe]
-------- ------------ ----------- ----------- ----------- -------  ----------------
-      1     0.000100     100.000     100.000     100.000       0  strlen [libc:str*]
-      2     0.000064      32.000       9.000      55.000       0  work [work]
-      2            -           -           -           -       0  work [work+0x8]
-------- ------------ ----------- ----------- ----------- -------  ----------------
-      5     0.000164                                           0  total
+            "  calls     total(s)     avg(us)     min(us)     max(us)  missed  errors  % time  function [probe]
+------- ------------ ----------- ----------- ----------- ------- ------- -------  ----------------
+      1     0.000100     100.000     100.000     100.000       0       0   60.98  strlen [libc:str*]
+      2     0.000064      32.000       9.000      55.000       0       0   39.02  work [work]
+      2            -           -           -           -       0       -       -  work [work+0x8]
+------- ------------ ----------- ----------- ----------- ------- ------- -------  ----------------
+      5     0.000164                                           0       0  100.00  total
 ";
         assert_eq!(t, expected);
     }

@@ -22,6 +22,7 @@ fn printer(format: Format, color: bool, summary: bool) -> (Printer, SharedBuf, S
             color,
             summary,
             hist: false,
+            order: Default::default(),
             timestamps: Default::default(),
             tree: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
@@ -406,13 +407,13 @@ fn summary_in_text_mode_prints_only_the_table_and_exits() {
 +++ exited with 3 +++
 +++ killed by SIGKILL +++
 +++ detached +++
-  calls     total(s)     avg(us)     min(us)     max(us)  missed  function [probe]
-------- ------------ ----------- ----------- ----------- -------  ----------------
-      1     0.000100     100.000     100.000     100.000       0  openat [libc:openat]
-      3     0.000060      20.000      10.000      30.000       0  work [work]
-      3            -           -           -           -       0  work [work+0x8]
-------- ------------ ----------- ----------- ----------- -------  ----------------
-      7     0.000160                                           0  total
+  calls     total(s)     avg(us)     min(us)     max(us)  missed  errors  % time  function [probe]
+------- ------------ ----------- ----------- ----------- ------- ------- -------  ----------------
+      1     0.000100     100.000     100.000     100.000       0       1   62.50  openat [libc:openat]
+      3     0.000060      20.000      10.000      30.000       0       0   37.50  work [work]
+      3            -           -           -           -       0       -       -  work [work+0x8]
+------- ------------ ----------- ----------- ----------- ------- ------- -------  ----------------
+      7     0.000160                                           0       1  100.00  total
 ";
     assert_eq!(out.text(), expected);
     assert!(diag.text().starts_with("rtrace: attached to pid 4242"));
@@ -503,6 +504,7 @@ fn json_events_have_exactly_the_spec_fields() {
             "summary",
             vec![
                 "probe", "symbol", "calls", "total_ns", "min_ns", "max_ns", "avg_ns", "missed",
+                "errors",
             ],
         ),
     ];
@@ -696,6 +698,7 @@ fn a_closed_output_is_an_output_error() {
             color: false,
             summary: false,
             hist: false,
+            order: Default::default(),
             timestamps: Default::default(),
             tree: false,
             string_limit: super::DEFAULT_STRING_LIMIT,
@@ -726,6 +729,7 @@ fn a_closed_output_is_an_output_error() {
         color: false,
         summary: false,
         hist: false,
+        order: Default::default(),
         timestamps: Default::default(),
         tree: false,
         string_limit: super::DEFAULT_STRING_LIMIT,
@@ -776,6 +780,7 @@ fn hist_adds_buckets_to_the_summary() {
                 color: false,
                 summary: true,
                 hist: true,
+                order: Default::default(),
                 timestamps: Default::default(),
                 tree: false,
                 string_limit: super::DEFAULT_STRING_LIMIT,
@@ -794,7 +799,7 @@ fn hist_adds_buckets_to_the_summary() {
         match format {
             Format::Text => assert!(
                 out.text().ends_with(
-                    "      4     0.000054                                           0  total
+                    "      4     0.000054                                           0       0  100.00  total
 
 work [work], ns:
 [2K, 4K)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
@@ -866,6 +871,7 @@ fn text_with(stamps: super::Timestamps, tree: bool) -> (Printer, SharedBuf) {
             color: false,
             summary: false,
             hist: false,
+            order: Default::default(),
             timestamps: stamps,
             tree,
             string_limit: super::DEFAULT_STRING_LIMIT,

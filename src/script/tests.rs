@@ -50,6 +50,7 @@ fn rig_with(text: &str, format: Format, limits: Limits) -> Rig {
             color: false,
             summary: false,
             hist: false,
+            order: Default::default(),
             timestamps: Default::default(),
             tree: false,
             string_limit: 64,

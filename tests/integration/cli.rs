@@ -1163,3 +1163,71 @@ fn a_module_path_through_a_symbolic_link_names_the_module() {
     );
     assert!(!run.stderr.contains("never armed"), "{}", run.stderr);
 }
+
+/// The rows of a `-c` table, as (function, calls, errors, % time), in order.
+fn table_rows(stderr: &str) -> Vec<(String, u64, String, String)> {
+    stderr
+        .lines()
+        .filter(|l| l.ends_with(']'))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let calls = w.first()?.parse().ok()?;
+            Some((
+                w.get(8)?.to_string(),
+                calls,
+                w[6].to_string(),
+                w[7].to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The `-c` columns strace users look for: `errors` (a libc call's -1, by
+/// the errno rule) and `% time` (each row's share, summing to 100); `-S`
+/// orders the rows by a column, as strace's.
+#[test]
+fn summary_errors_time_shares_and_order() {
+    let opener = fixture("opener", Variant::Pie);
+    let run = run_rtrace(
+        &["-c", "-S", "name", "-s", "libc:open,libc:close"],
+        &opener,
+        &["/etc/hostname"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let rows = table_rows(&run.stderr);
+    let counts: Vec<(&str, u64, &str)> = rows
+        .iter()
+        .map(|(f, c, e, _)| (f.as_str(), *c, e.as_str()))
+        .collect();
+    // open succeeds once and fails once (/nonexistent/x); both fds closed.
+    assert_eq!(
+        counts,
+        [("close", 2, "0"), ("open", 2, "1")],
+        "{}",
+        run.stderr
+    );
+    let total = run.stderr.lines().find(|l| l.ends_with(" total")).unwrap();
+    let w: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!((w[0], w[3], w[4]), ("4", "1", "100.00"), "{total}");
+
+    let count = fixture("count", Variant::Pie);
+    for (order, want) in [("calls", ["work", "twice"]), ("name", ["twice", "work"])] {
+        let run = run_rtrace(&["-c", "-S", order, "-s", "work,twice"], &count, &["30"]);
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let rows = table_rows(&run.stderr);
+        let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(names, want, "-S {order}: {}", run.stderr);
+        let shares: f64 = rows.iter().map(|r| r.3.parse::<f64>().unwrap()).sum();
+        assert!(
+            (shares - 100.0).abs() <= 0.1,
+            "-S {order}: {shares}\n{}",
+            run.stderr
+        );
+    }
+    let run = run_rtrace(&["-S", "calls", "-s", "work"], &count, &["3"]);
+    let line = assert_one_error_line(&run, 2, "-S without -c");
+    assert_eq!(
+        line,
+        "rtrace: -S orders the table of -c: give -c too (see 'rtrace --help')"
+    );
+}

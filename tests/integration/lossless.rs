@@ -445,7 +445,7 @@ fn hits_counted_in_the_program_are_every_hit() {
         let row = summary_line(&run.stderr, "work");
         assert_eq!(
             row.split_whitespace().collect::<Vec<_>>(),
-            ["1600000", "-", "-", "-", "-", "0", "work", "[work]"],
+            ["1600000", "-", "-", "-", "-", "0", "-", "-", "work", "[work]"],
             "{args:?}"
         );
     }

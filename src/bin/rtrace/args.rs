@@ -22,6 +22,23 @@ pub enum ColorWhen {
     Never,
 }
 
+/// How `-c` orders its rows (`-S`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Most calls first.
+    Calls,
+    /// Most total time first (the default).
+    Time,
+    /// Longest average first.
+    Avg,
+    /// Longest call first.
+    Max,
+    /// Most errors first.
+    Errors,
+    /// By function name.
+    Name,
+}
+
 /// What a fast probe does when the ring it shares with rtrace is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OverflowWhen {
@@ -152,6 +169,10 @@ struct Raw {
     /// each summary event).
     #[arg(long)]
     hist: bool,
+    /// With -c: order the rows by calls, time (the default), avg, max,
+    /// errors or name, as strace's -S.
+    #[arg(short = 'S', long = "sort", value_enum, value_name = "KEY")]
+    sort: Option<SortKey>,
     /// Show at most N bytes of each C string argument (then `...`).
     #[arg(long, value_name = "N", default_value_t = rtrace::output::DEFAULT_STRING_LIMIT)]
     string_limit: usize,
@@ -345,6 +366,8 @@ pub struct Cli {
     pub summary: bool,
     /// `--hist`: histograms in the summary.
     pub hist: bool,
+    /// `-S`: the order of the `-c` table's rows.
+    pub order: rtrace::output::SummaryOrder,
     /// `-t`, `-tt`, `-ttt`, `-r`.
     pub timestamps: rtrace::output::Timestamps,
     /// `--tree`.
@@ -523,6 +546,9 @@ pub fn parse() -> Result<Cli, ExitCode> {
             }
         }
     }
+    if raw.sort.is_some() && !raw.summary {
+        return Err(usage("-S orders the table of -c: give -c too"));
+    }
     if raw.tui && raw.list.is_empty() && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return Err(usage(
             "--tui needs a terminal on stderr; use -c for a summary",
@@ -598,6 +624,17 @@ pub fn parse() -> Result<Cli, ExitCode> {
         perfetto: raw.perfetto,
         summary: raw.summary,
         hist: raw.hist,
+        order: {
+            use rtrace::output::SummaryOrder;
+            match raw.sort.unwrap_or(SortKey::Time) {
+                SortKey::Calls => SummaryOrder::Calls,
+                SortKey::Time => SummaryOrder::Time,
+                SortKey::Avg => SummaryOrder::Avg,
+                SortKey::Max => SummaryOrder::Max,
+                SortKey::Errors => SummaryOrder::Errors,
+                SortKey::Name => SummaryOrder::Name,
+            }
+        },
         tree: raw.tree,
         timestamps: rtrace::output::Timestamps {
             clock: match raw.timestamps {

@@ -301,6 +301,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             color,
             summary: cli.summary,
             hist: cli.hist,
+            order: cli.order,
             timestamps: cli.timestamps,
             tree: cli.tree,
             string_limit: cli.string_limit,
