@@ -58,6 +58,7 @@
 //! of it: a script is a [`Handler`] on each probe it names ([`ScriptProbe`])
 //! and a listener ([`ScriptListener`]).
 
+mod printf;
 mod source;
 
 pub use source::{Block, Header, SyntaxError};
@@ -325,6 +326,29 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
         },
     );
     engine.register_fn("hex", |v: INT| format!("{:#x}", v as u64));
+    // printf(fmt, …), up to six values: one printed line (a last \n ends
+    // it).
+    macro_rules! printf {
+        ($($a:ident),*) => {{
+            let c = ctx.clone();
+            engine.register_fn(
+                "printf",
+                move |fmt: &str $(, $a: Dynamic)*| -> std::result::Result<(), Box<EvalAltResult>> {
+                    let line = printf::format(fmt, &[$($a),*]).map_err(runtime_error)?;
+                    let line = line.strip_suffix('\n').unwrap_or(&line).to_string();
+                    c.borrow_mut().printed.push(line);
+                    Ok(())
+                },
+            );
+        }};
+    }
+    printf!();
+    printf!(a);
+    printf!(a, b);
+    printf!(a, b, c3);
+    printf!(a, b, c3, d);
+    printf!(a, b, c3, d, e);
+    printf!(a, b, c3, d, e, f);
     let c = ctx.clone();
     engine.register_fn("hist", move |v: INT| {
         let mut ctx = c.borrow_mut();

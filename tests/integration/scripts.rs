@@ -349,3 +349,42 @@ fn end_does_not_run_after_a_setup_error() {
         run.stderr
     );
 }
+
+/// printf as bpftrace and C have it: widths, flags, conversions, one line
+/// per call; a conversion without its value is the block's error, said once.
+#[test]
+fn printf_formats_as_c_does() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            r#"work { printf("x=%-3d|%04x|%s|%p|%5.1f%%\n", arg(0), arg(0) * 100, func, 4096, 0.25) }"#,
+        ],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("x=")).collect();
+    assert_eq!(
+        lines,
+        [
+            "x=0  |0000|work|0x1000|  0.2%",
+            "x=1  |0064|work|0x1000|  0.2%",
+            "x=2  |00c8|work|0x1000|  0.2%"
+        ],
+        "{}",
+        run.stderr
+    );
+    let run = run_rtrace(
+        &["-x", r#"work { printf("%d %d\n", arg(0)) }"#],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("rtrace: warning: -x #1:1: printf: no argument for %d (reported once"),
+        "{}",
+        run.stderr
+    );
+}
