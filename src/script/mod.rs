@@ -129,7 +129,7 @@ pub const STOP_CHECK_OPS: u64 = 1024;
 const STOPPED: &str = "rtrace: stop requested";
 
 /// Names a probe block sees, set for each run.
-const HIT_VARS: [&str; 5] = ["tid", "pid", "probe", "func", "time"];
+const HIT_VARS: [&str; 7] = ["tid", "pid", "probe", "func", "time", "nsecs", "comm"];
 /// Names only a `:return` block sees.
 const RETURN_VARS: [&str; 2] = ["retval", "duration"];
 
@@ -458,6 +458,9 @@ pub struct Script {
     /// BEGIN's output, printed once tracing begins.
     begun: Vec<Printed>,
     ended: bool,
+    /// `comm` of each process seen (`/proc/PID/comm`), read once (again
+    /// after an exec).
+    comms: std::collections::HashMap<Pid, String>,
 }
 
 impl fmt::Debug for Script {
@@ -470,6 +473,19 @@ impl fmt::Debug for Script {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// The name of process `pid` (`/proc/PID/comm`, as bpftrace's `comm`),
+/// read once per process.
+fn comm_of(comms: &mut std::collections::HashMap<Pid, String>, pid: Pid) -> String {
+    comms
+        .entry(pid)
+        .or_insert_with(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim_end_matches('\n').to_string())
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 /// A script error before tracing: `trace.rhai:3: …`.
@@ -496,6 +512,7 @@ impl Script {
             blocks: Vec::new(),
             begun: Vec::new(),
             ended: false,
+            comms: Default::default(),
         };
         let mut all = Vec::new();
         for (i, src) in sources.iter().enumerate() {
@@ -704,7 +721,9 @@ impl Script {
                 .push_constant("pid", INT::from(run.pid.as_raw()))
                 .push_constant("probe", run.probe.to_string())
                 .push_constant("func", run.func.to_string())
-                .push_constant("time", nanos(run.time));
+                .push_constant("time", nanos(run.time))
+                .push_constant("nsecs", nanos(run.time))
+                .push_constant("comm", comm_of(&mut self.comms, run.pid));
             if let Some((retval, duration)) = run.ret {
                 self.scope
                     .push_constant("retval", retval)
@@ -1108,6 +1127,10 @@ impl ScriptListener {
 
 impl Handler for ScriptListener {
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        // A new image has a new name.
+        if let Event::Exec { pid, .. } = event {
+            self.script.borrow_mut().comms.remove(pid);
+        }
         if let Event::Attached { .. } = event {
             self.attached = true;
             let begun = std::mem::take(&mut self.script.borrow_mut().begun);

@@ -388,3 +388,23 @@ fn printf_formats_as_c_does() {
         run.stderr
     );
 }
+
+/// bpftrace's `comm` (the process's name, a new one after an exec) and
+/// `nsecs` (the hit's time in nanoseconds).
+#[test]
+fn comm_and_nsecs_as_bpftrace_has_them() {
+    let execer = fixture("execer", Variant::Pie);
+    let count = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &["-x", r#"work { printf("%s %d\n", comm, nsecs > 0) }"#],
+        &execer,
+        &[count.to_str().unwrap(), "2"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.ends_with(" 1") && !l.starts_with('['))
+        .collect();
+    assert_eq!(lines, ["execer 1", "count 1", "count 1"], "{}", run.stderr);
+}
