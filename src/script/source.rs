@@ -1,4 +1,7 @@
-//! Splitting a script's text into its blocks: `HEADER { BODY }`.
+//! Splitting a script's text into its blocks: `HEADER { BODY }`, where a
+//! probe block's header may end with a bpftrace predicate, `work /arg(0) >
+//! 10/ { … }`: the block runs only when it holds (its body becomes `if
+//! (PRED) { BODY }`, on the same lines).
 //!
 //! The bodies are Rhai; this file only has to find where each ends, which
 //! means skipping braces inside strings (`"…"`, `'…'`, and backtick templates
@@ -74,15 +77,53 @@ pub fn blocks(text: &str) -> Result<Vec<Block>, SyntaxError> {
                 ),
             });
         }
-        let header = parse_header(text[header_start..i].trim(), header_line)?;
+        let (spec, predicate) = predicate(text[header_start..i].trim());
+        let header = parse_header(spec, header_line)?;
         let body_start = i + 1;
         let body_end = block_end(b, body_start)?;
+        let body = &text[body_start..body_end];
+        let body = match predicate {
+            Some(p) if matches!(header, Header::Begin | Header::End) => {
+                return Err(SyntaxError {
+                    line: header_line,
+                    message: format!("BEGIN and END take no predicate (/{p}/)"),
+                })
+            }
+            Some(p) if p.trim().is_empty() => {
+                return Err(SyntaxError {
+                    line: header_line,
+                    message: "an empty predicate (//)".into(),
+                })
+            }
+            Some(p) => format!("if ({p}) {{{body}}}"),
+            None => body.to_string(),
+        };
         out.push(Block {
             header,
-            body: text[body_start..body_end].to_string(),
+            body,
             line: line_at(b, body_start),
         });
         i = body_end + 1;
+    }
+}
+
+/// A header's spec and its predicate, if it ends with one: `work /arg(0) >
+/// 1/` is `work` and `arg(0) > 1`. The predicate starts at the first `/`
+/// after a space (a spec's own `/`s, a module's path, come before any
+/// space) and ends at the header's last `/`.
+fn predicate(h: &str) -> (&str, Option<&str>) {
+    if !h.ends_with('/') {
+        return (h, None);
+    }
+    match h.find(|c: char| c.is_whitespace()) {
+        Some(space) => match h[space..].find('/') {
+            Some(at) if space + at < h.len() - 1 => {
+                let start = space + at;
+                (h[..start].trim_end(), Some(&h[start + 1..h.len() - 1]))
+            }
+            _ => (h, None),
+        },
+        None => (h, None),
     }
 }
 
@@ -268,6 +309,24 @@ mod tests {
             [3, 4, 7, 8],
             "the line each body starts on"
         );
+    }
+
+    #[test]
+    fn predicates_guard_their_bodies() {
+        let b = blocks(
+            "work /arg(0) > 10/ { n += 1 }
+/lib/x.so:f:return /retval < 0/ {
+x
+}",
+        )
+        .unwrap();
+        assert_eq!(b[0].header, Header::Entry("work".into()));
+        assert_eq!(b[0].body, "if (arg(0) > 10) { n += 1 }");
+        assert_eq!(b[1].header, Header::Return("/lib/x.so:f".into()));
+        assert_eq!(b[1].body, "if (retval < 0) {\nx\n}");
+        assert_eq!(b[1].line, 2);
+        let e = blocks("END /x/ { }").unwrap_err();
+        assert_eq!(e.message, "BEGIN and END take no predicate (/x/)");
     }
 
     #[test]

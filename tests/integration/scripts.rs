@@ -408,3 +408,26 @@ fn comm_and_nsecs_as_bpftrace_has_them() {
         .collect();
     assert_eq!(lines, ["execer 1", "count 1", "count 1"], "{}", run.stderr);
 }
+
+/// bpftrace's predicates: a block runs only on the hits its `/…/` lets
+/// through, on entries and on returns.
+#[test]
+fn predicates_choose_the_hits_a_block_runs_on() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            r#"work /arg(0) >= 2/ { printf("in %d\n", arg(0)) }
+               work:return /retval > 5/ { printf("out %d\n", retval) }"#,
+        ],
+        &prog,
+        &["4"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("in ") || l.starts_with("out "))
+        .collect();
+    assert_eq!(lines, ["in 2", "in 3", "out 7"], "{}", run.stderr);
+}
