@@ -326,6 +326,9 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
         },
     );
     engine.register_fn("hex", |v: INT| format!("{:#x}", v as u64));
+    // bpftrace's exit(): tracing ends as if rtrace had a SIGTERM, once this
+    // hit is done (END runs, a launched program gets the SIGTERM).
+    engine.register_fn("exit", crate::sys::signal::request_exit);
     // printf(fmt, …), up to six values: one printed line (a last \n ends
     // it).
     macro_rules! printf {

@@ -199,6 +199,14 @@ pub fn request_detach() {
     REQUESTED.store(libc::SIGINT, Ordering::SeqCst);
 }
 
+/// Asks for a detach as a SIGTERM to rtrace would, from within rtrace (a
+/// script's `exit()`): a launched program is passed the SIGTERM. Not a
+/// signal that arrived: a running block is not stopped by it.
+pub fn request_exit() {
+    FROM_KERNEL.store(false, Ordering::SeqCst);
+    REQUESTED.store(libc::SIGTERM, Ordering::SeqCst);
+}
+
 /// True when the last detach signal came from the kernel (a terminal's
 /// Ctrl-C or hangup, sent to every process of the foreground group), not
 /// from a process's `kill`.

@@ -431,3 +431,29 @@ fn predicates_choose_the_hits_a_block_runs_on() {
         .collect();
     assert_eq!(lines, ["in 2", "in 3", "out 7"], "{}", run.stderr);
 }
+
+/// bpftrace's exit(): tracing ends as if rtrace had a SIGTERM, END runs
+/// once, and a launched program gets the SIGTERM (spin ends on it by
+/// itself, after work(0), work(1), work(2)).
+#[test]
+fn exit_ends_tracing_as_sigterm_does() {
+    let prog = fixture("spin", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            r#"work /arg(0) == 2/ { exit() } END { print("end") }"#,
+        ],
+        &prog,
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[2..], ["calls=3", "done"], "{}", run.stdout);
+    let tail: Vec<&str> = run.stderr.lines().skip(1).collect();
+    assert_eq!(
+        tail,
+        ["+++ detached +++", "+++ exited with 0 +++", "end"],
+        "{}",
+        run.stderr
+    );
+}
