@@ -348,18 +348,7 @@ impl Tracer {
                 let first_image = key == self.root && !self.root_execd;
                 if space.ready && first_image && !self.attach_reported {
                     let module = probe.spec.module.as_deref().unwrap_or_default();
-                    let env = std::fs::read(format!("/proc/{key}/environ")).unwrap_or_default();
-                    let var = |name: &[u8]| {
-                        env.split(|&b| b == 0)
-                            .find_map(|v| v.strip_prefix(name))
-                            .map(String::from_utf8_lossy)
-                    };
-                    let (libs, path) = (var(b"LD_LIBRARY_PATH="), var(b"PATH="));
-                    if let Some(why) =
-                        space
-                            .modules
-                            .never_loads(module, libs.as_deref(), path.as_deref())
-                    {
+                    if let Some(why) = never_loads(&space.modules, key, module) {
                         return Err(Error::ModuleNeverLoads {
                             probe: probe.spec.as_str().to_string(),
                             module: module.to_string(),
@@ -1147,4 +1136,18 @@ impl Tracer {
 /// stopped.
 fn ifunc_implementation(space: &Space, loc: &Location) -> Option<Location> {
     ifunc::read_implementation(&space.modules, loc, &|a| space.mem.read_u64(a).ok())
+}
+
+/// Why `module` can never be loaded into process `pid` (see
+/// `ModuleMap::never_loads`), searched with the process's own
+/// `LD_LIBRARY_PATH` and `PATH`.
+fn never_loads(modules: &crate::symbols::ModuleMap, pid: Pid, module: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let var = |name: &[u8]| {
+        env.split(|&b| b == 0)
+            .find_map(|v| v.strip_prefix(name))
+            .map(String::from_utf8_lossy)
+    };
+    let (libs, path) = (var(b"LD_LIBRARY_PATH="), var(b"PATH="));
+    modules.never_loads(module, libs.as_deref(), path.as_deref())
 }

@@ -296,22 +296,21 @@ impl Args {
         s
     }
 
-    /// Where value `i` is in [`Args::text`].
+    /// Where value `i` is in [`Args::text`]: after each argument before it
+    /// and its `, `, and its own `name=`.
     pub(crate) fn span(&self, i: usize) -> Option<std::ops::Range<usize>> {
-        let before = Args {
-            names: self.names[..i].to_vec(),
-            values: self.values[..i].to_vec(),
-            raw: Vec::new(),
-            named: self.named,
+        if i >= self.values.len() || i >= self.names.len() {
+            return None;
+        }
+        let label = |k: usize| match (&self.names[k], self.named) {
+            (Some(n), true) => n.len() + 1,
+            _ => 0,
         };
-        let mut start = before.text().len();
-        if i > 0 {
-            start += 2;
-        }
-        if let (Some(Some(n)), true) = (self.names.get(i), self.named) {
-            start += n.len() + 1;
-        }
-        Some(start..start + self.values.get(i)?.len())
+        let start = (0..i)
+            .map(|k| label(k) + self.values[k].len() + 2)
+            .sum::<usize>()
+            + label(i);
+        Some(start..start + self.values[i].len())
     }
 }
 
@@ -1304,6 +1303,23 @@ pub(crate) fn seconds(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_is_where_its_value_is_in_the_text() {
+        for named in [true, false] {
+            let args = Args {
+                names: vec![Some("fd".into()), Some("buf".into()), None],
+                values: vec!["3".into(), "0x7ffd1000".into(), "64".into()],
+                raw: vec![Some(3), Some(0x7ffd1000), Some(64)],
+                named,
+            };
+            let text = args.text();
+            for (i, v) in args.values.iter().enumerate() {
+                assert_eq!(&text[args.span(i).unwrap()], v, "{text}");
+            }
+            assert_eq!(args.span(3), None);
+        }
+    }
     use crate::addr::RuntimeAddr;
     use crate::error::Error;
     use nix::errno::Errno;

@@ -265,11 +265,10 @@ impl Emitter for TextEmitter {
                 self.release(out)?;
                 let text = self.call_text(hit, call);
                 // The arguments end the text, before its `)`.
-                let args_at = text.len() - 1 - call.args.text().len();
-                let fill = call
-                    .fill
-                    .and_then(|i| call.args.span(i))
-                    .map(|r| r.start + args_at..r.end + args_at);
+                let fill = call.fill.and_then(|i| call.args.span(i)).map(|r| {
+                    let args_at = text.len() - 1 - call.args.text().len();
+                    r.start + args_at..r.end + args_at
+                });
                 self.held = Some(Held {
                     call: call.id,
                     tid: hit.tid(),

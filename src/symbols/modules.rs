@@ -54,11 +54,15 @@ impl Module {
         if qualifier.is_empty() {
             return false;
         }
+        let canonical = canonical_qualifier(qualifier);
+        self.matches_with(qualifier, canonical.as_deref())
+    }
+
+    /// [`Module::matches`], with the qualifier's canonical path (for an
+    /// absolute one) found already.
+    fn matches_with(&self, qualifier: &str, canonical: Option<&Path>) -> bool {
         if qualifier.starts_with('/') {
-            // The maps name a file by its canonical path (`/usr/lib/…`);
-            // the user may give it through a symbolic link (`/lib/…`).
-            return Path::new(qualifier) == self.path
-                || std::fs::canonicalize(qualifier).is_ok_and(|c| c == self.path);
+            return Path::new(qualifier) == self.path || canonical == Some(self.path.as_path());
         }
         names(qualifier, self.name())
     }
@@ -73,6 +77,16 @@ impl Module {
     /// True when `a` lies in one of the module's mapped ranges.
     pub fn contains(&self, a: RuntimeAddr) -> bool {
         self.ranges.iter().any(|&(s, e)| s <= a && a < e)
+    }
+}
+
+/// The canonical path of an absolute qualifier: the maps name a file by its
+/// canonical path (`/usr/lib/…`), the user may give it through a symbolic
+/// link (`/lib/…`).
+fn canonical_qualifier(qualifier: &str) -> Option<PathBuf> {
+    match qualifier.starts_with('/') {
+        true => std::fs::canonicalize(qualifier).ok(),
+        false => None,
     }
 }
 
@@ -165,7 +179,11 @@ impl ModuleMap {
     }
     /// The module for a qualifier (see [`Module::matches`]).
     pub fn find(&self, qualifier: &str) -> Option<&Module> {
-        self.modules.iter().find(|m| m.matches(qualifier))
+        // (Canonicalised once, not once per module.)
+        let canonical = canonical_qualifier(qualifier);
+        self.modules
+            .iter()
+            .find(|m| m.matches_with(qualifier, canonical.as_deref()))
     }
     /// Names `a` by function.
     pub fn symbolize(&self, a: RuntimeAddr) -> Option<Symbolized<'_>> {

@@ -44,6 +44,8 @@ static FROM_KERNEL: AtomicBool = AtomicBool::new(false);
 /// The signal mask rtrace started with, as [`install_detach_handlers`]
 /// found it: a program rtrace launches starts with it.
 static ORIGINAL_MASK: std::sync::OnceLock<[u64; 16]> = std::sync::OnceLock::new();
+// The copies between them read and write exactly a sigset_t's bytes.
+const _: () = assert!(std::mem::size_of::<libc::sigset_t>() == std::mem::size_of::<[u64; 16]>());
 
 extern "C" fn record(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
