@@ -253,6 +253,9 @@ pub enum Event {
         probes: usize,
         /// Probes waiting for a library.
         pending: usize,
+        /// How the returns of int3 probes' calls are seen
+        /// (`Options::returns`), when a probe armed watches returns.
+        returns: Option<crate::engine::ReturnMode>,
         /// The wall clock at this event: an event's wall-clock time is this
         /// plus its time less this event's (event times are the tracer's
         /// monotonic clock, from its start).
@@ -600,6 +603,34 @@ pub trait Handler {
         let _ = (site, module);
         Fast::No("its handler does not take fast hits".into())
     }
+    /// How this handler wants the returns of the calls an int3 probe at
+    /// `site` stopped at the entry of (asked once per probe and address).
+    /// [`Returns::Record`] (the default for a handler that takes fast hits,
+    /// [`Handler::fast`] not `No`): the thread is not stopped at the
+    /// return; the return stub in the program records it (rax, rdx, xmm0,
+    /// the stack pointer, the time, errno, the C string at rax up to the
+    /// length `fast` asked for) and [`Handler::on_return`] gets it from
+    /// that record, as a fast probe's return: [`Return::retval`],
+    /// [`Return::duration`], [`Return::errno`] and the string are what a
+    /// stop would have shown; other memory cannot be read, and a changed
+    /// return value is not written back. [`Returns::Stop`] (the default
+    /// otherwise): the thread stops at the return, as a kretprobe does, so
+    /// the handler may read memory live there, or change the return value.
+    /// A call's return is recorded only when every handler of the site's
+    /// return probes says `Record` (and `Options::returns` allows it).
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> Returns {
+        match self.fast(site, module) {
+            Fast::Yes(capture) => Returns::Record {
+                string: capture.ret_string,
+                errno: true,
+            },
+            Fast::Aggregate => Returns::Record {
+                string: 0,
+                errno: false,
+            },
+            Fast::No(_) => Returns::Stop,
+        }
+    }
     /// The hits, or the calls and their times, of fast `site` the program
     /// counted since the last call (`counts`), for a handler that answered
     /// [`Fast::Aggregate`] when every handler of the site did: instead of
@@ -647,11 +678,53 @@ impl<H: Handler + ?Sized> Handler for Rc<RefCell<H>> {
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         self.borrow_mut().fast(site, module)
     }
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> Returns {
+        self.borrow_mut().returns(site, module)
+    }
     fn on_aggregate(&mut self, site: &Site, counts: &Aggregate) -> Result<()> {
         self.borrow_mut().on_aggregate(site, counts)
     }
     fn on_finish(&mut self) -> Result<()> {
         self.borrow_mut().on_finish()
+    }
+}
+
+/// A handler's answer to [`Handler::returns`]: how the return of a call an
+/// int3 probe stopped at the entry of comes to [`Handler::on_return`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returns {
+    /// From the return stub's record, with no stop.
+    Record {
+        /// The most bytes of the C string at rax the handler reads (0:
+        /// none).
+        string: usize,
+        /// The handler reads errno ([`Return::errno`]).
+        errno: bool,
+    },
+    /// At a stop of the returning thread.
+    Stop,
+}
+
+impl Returns {
+    /// What two handlers of one site want together: a stop when either
+    /// does, else a record with what either reads.
+    pub fn both(a: Returns, b: Returns) -> Returns {
+        match (a, b) {
+            (
+                Returns::Record {
+                    string: x,
+                    errno: e,
+                },
+                Returns::Record {
+                    string: y,
+                    errno: f,
+                },
+            ) => Returns::Record {
+                string: x.max(y),
+                errno: e || f,
+            },
+            _ => Returns::Stop,
+        }
     }
 }
 
@@ -1020,6 +1093,9 @@ impl<A: Handler, B: Handler> Handler for Both<A, B> {
             (Fast::Yes(c), Fast::Aggregate) | (Fast::Aggregate, Fast::Yes(c)) => Fast::Yes(c),
         }
     }
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> Returns {
+        Returns::both(self.0.returns(site, module), self.1.returns(site, module))
+    }
     fn on_aggregate(&mut self, site: &Site, counts: &Aggregate) -> Result<()> {
         let ra = self.0.on_aggregate(site, counts);
         let rb = self.1.on_aggregate(site, counts);
@@ -1042,6 +1118,10 @@ pub(crate) struct ReturnAddrs<'a> {
     pub trampoline: Option<RuntimeAddr>,
     /// The thread's calls in flight.
     pub calls: Option<&'a ReturnStack>,
+    /// The return stub's address, when the process has one.
+    pub stub: Option<RuntimeAddr>,
+    /// The thread's calls in flight whose returns the stub watches.
+    pub stub_calls: Option<&'a ReturnStack>,
     /// (slot, original) rewritten for this very hit: the post handlers run
     /// before the call is recorded in `calls`.
     pub pending: Option<(RuntimeAddr, RuntimeAddr)>,
@@ -1051,7 +1131,10 @@ impl ReturnAddrs<'_> {
     fn original(&self, slot: RuntimeAddr) -> Option<RuntimeAddr> {
         match self.pending {
             Some((s, orig)) if s == slot => Some(orig),
-            _ => self.calls?.original_at(slot),
+            _ => self
+                .calls
+                .and_then(|c| c.original_at(slot))
+                .or_else(|| self.stub_calls?.original_at(slot)),
         }
     }
 }
@@ -1203,6 +1286,7 @@ impl<'a> Hit<'a> {
             max_depth,
             trampoline: self.returns.trampoline.map(|addr| unwind::Trampoline {
                 addr,
+                stub: self.returns.stub,
                 original: &original,
             }),
         };
@@ -1232,6 +1316,9 @@ pub struct Return<'a> {
     pub(crate) time: Duration,
     pub(crate) entered: Duration,
     pub(crate) data: Option<Box<dyn Any>>,
+    /// errno as the return stub copied it (a return recorded without a
+    /// stop, for a handler that asked: [`Returns::Record`]).
+    pub(crate) errno: Option<i32>,
 }
 
 impl<'a> Return<'a> {
@@ -1302,6 +1389,9 @@ impl<'a> Return<'a> {
     /// R_X86_64_TPOFF64 slot. None without libc, or where that cannot be
     /// read.
     pub fn errno(&self) -> Option<i32> {
+        if self.errno.is_some() {
+            return self.errno;
+        }
         let libc = self.modules.modules().iter().find(|m| m.matches("libc"))?;
         let slot = libc.elf.tls_offset_slot("errno")?;
         let mem = self.mem.live()?;

@@ -106,11 +106,11 @@ pub mod unwind;
 
 pub use addr::{LinkAddr, Pid, RuntimeAddr, Tid};
 pub use arch::{Gpr, RegSet, Regs, StepMode};
-pub use engine::{find_program, Options, Outcome, Overflow, Progress, Tracer};
+pub use engine::{find_program, Options, Outcome, Overflow, Progress, ReturnMode, Tracer};
 pub use error::{Error, Result};
 pub use handler::{
     signal_name, Aggregate, Both, CallTimes, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId,
-    ProbeKind, Return, Site, SkipReason,
+    ProbeKind, Return, Returns, Site, SkipReason,
 };
 pub use symbols::ProbeSpec;
 pub use sys::signal::{install_detach_handlers, stop_requested};

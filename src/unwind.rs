@@ -122,6 +122,9 @@ impl Rules for ModuleMap {
 pub(crate) struct Trampoline<'a> {
     /// The trampoline's address.
     pub addr: RuntimeAddr,
+    /// The return stub's, when the process has one: a call whose return it
+    /// watches has it in its slot.
+    pub stub: Option<RuntimeAddr>,
     /// The original return address of the call whose slot this is.
     pub original: &'a dyn Fn(RuntimeAddr) -> Option<RuntimeAddr>,
 }
@@ -284,7 +287,7 @@ pub(crate) fn unwind(
         }
         regs = next;
         if let (Some(t), Some(ra)) = (&walk.trampoline, regs[DWARF_RA as usize]) {
-            if ra == t.addr.get() {
+            if ra == t.addr.get() || t.stub.is_some_and(|s| s.get() == ra) {
                 match ra_slot.and_then(|slot| (t.original)(slot)) {
                     Some(real) => regs[DWARF_RA as usize] = Some(real.get()),
                     // A rewritten return address whose call is not known: the

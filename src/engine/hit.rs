@@ -80,15 +80,23 @@ impl Tracer {
         if let Some(step) = self.world.tasks.get(&tid).and_then(|t| t.step.clone()) {
             return self.on_trap_in_step(tid, wait::trap_cause(tid), &step);
         }
-        let mut regs = match ptrace::getregs(tid) {
+        let regs = match ptrace::getregs(tid) {
             Ok(r) => r,
             Err(e) if e.is_tracee_gone() => return Ok(()),
             Err(e) => return Err(e),
         };
         let key = self.world.tasks[&tid].space;
         // Fast records made before this trap are handled before it, so that
-        // a thread's fast and int3 events keep their order.
-        fast::before_trap(&mut self.reader(), key)?;
+        // a thread's fast and int3 events keep their order. A handler's
+        // error there (its output gone) is returned once the trap is
+        // handled: the thread is never left just past an int3 of ours.
+        let drained = fast::before_trap(&mut self.reader(), key);
+        let handled = self.handle_trap(tid, key, regs, stray_step);
+        drained.and(handled)
+    }
+
+    /// [`Tracer::on_trap`], once the records before the trap are read.
+    fn handle_trap(&mut self, tid: Tid, key: Pid, mut regs: Regs, stray_step: bool) -> Result<()> {
         let site = RuntimeAddr(regs.ip()).offset(-(BREAKPOINT_LEN as i64));
         // Just past the trampoline, or past a live breakpoint whose displaced
         // instruction is longer than one byte, no instruction boundary exists
@@ -197,6 +205,8 @@ impl Tracer {
         let returns = ReturnAddrs {
             trampoline: space.trampoline(),
             calls: Some(&self.world.tasks[&tid].returns),
+            stub: space.fast.stub_entry().map(RuntimeAddr),
+            stub_calls: Some(&self.world.tasks[&tid].fast_calls),
             pending: None,
         };
         run_handlers(
@@ -229,15 +239,41 @@ impl Tracer {
             .iter()
             .any(|p| p.kind == ProbeKind::Function { returns: true });
         let return_site_only = self.world.spaces[&key].unknown_unwinder || own.reads_return_address;
-        let hijacked =
-            match self.hijack_return(tid, &regs, wants_return, return_site_only, tail_call) {
-                Ok(h) => h,
-                Err(e) => {
-                    // Nothing changed but the registers: back to the site.
-                    ptrace::setregs(tid, &regs)?;
-                    return Err(e);
+        // Through the return stub (one stop per call) where the handlers
+        // take their returns from a record; else the trampoline's int3.
+        let by_stub = match wants_return && !return_site_only && !tail_call {
+            true => self.stub_want(key, addr, &probes),
+            false => None,
+        };
+        let by_stub = match by_stub {
+            Some(want) => {
+                let watching: Vec<Rc<Site>> = probes
+                    .iter()
+                    .filter(|p| p.kind == ProbeKind::Function { returns: true })
+                    .cloned()
+                    .collect();
+                match fast::stub_return(self, tid, addr, &regs, &watching, want) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        ptrace::setregs(tid, &regs)?;
+                        return Err(e);
+                    }
                 }
-            };
+            }
+            None => None,
+        };
+        let hijacked = match by_stub {
+            Some(h) => Ok(Some(h)),
+            None => self.hijack_return(tid, &regs, wants_return, return_site_only, tail_call),
+        };
+        let hijacked = match hijacked {
+            Ok(h) => h,
+            Err(e) => {
+                // Nothing changed but the registers: back to the site.
+                ptrace::setregs(tid, &regs)?;
+                return Err(e);
+            }
+        };
         let missed = wants_return && hijacked.is_none();
         let hit = PendingHit {
             probes,
@@ -250,6 +286,7 @@ impl Tracer {
         };
         // 3. The displaced instruction; 4. and 5. in `finish_hit`, or when
         // the step out of line completes.
+        let space = &self.world.spaces[&key];
         let len = u64::from(plan.len);
         match &plan.strategy {
             Strategy::Emulate(e) => {
@@ -342,6 +379,8 @@ impl Tracer {
                     orig: RuntimeAddr(orig),
                     chained,
                     watch: Watch::ReturnSite,
+                    by_stub: false,
+                    entry: None,
                 }));
             }
         };
@@ -351,6 +390,8 @@ impl Tracer {
                 orig: below.orig_ret,
                 chained: true,
                 watch: below.watch,
+                by_stub: false,
+                entry: None,
             }));
         }
         space.mem.write_u64(slot, tramp.get())?;
@@ -359,11 +400,65 @@ impl Tracer {
             orig: RuntimeAddr(orig),
             chained: false,
             watch: Watch::Trampoline,
+            by_stub: false,
+            entry: None,
         }))
+    }
+
+    /// What the handlers of the return probes among `probes` (at `addr` of
+    /// space `key`) want of a return recorded by the stub; None when one
+    /// of them wants the thread stopped at the return, or `--returns stop`.
+    /// Each handler's answer is asked once per probe and address.
+    fn stub_want(
+        &mut self,
+        key: Pid,
+        addr: RuntimeAddr,
+        probes: &[Rc<Site>],
+    ) -> Option<fast::StubWant> {
+        if self.opts.returns != super::tracer::ReturnMode::Stub {
+            return None;
+        }
+        let space = self.world.spaces.get(&key)?;
+        let module = space.modules.module_at(addr);
+        let mut want = crate::handler::Returns::Record {
+            string: 0,
+            errno: false,
+        };
+        for site in probes
+            .iter()
+            .filter(|p| p.kind == ProbeKind::Function { returns: true })
+        {
+            let asked = (site.id, addr);
+            let answer = match self.consumers.returns_wanted.get(&asked) {
+                Some((symbol, answer)) if *symbol == site.symbol => *answer,
+                _ => {
+                    let probe = self.consumers.probes.get_mut(site.id.0)?.as_mut()?;
+                    // (A handler that panics here wants what is always right.)
+                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        probe.handler.returns(site, module)
+                    }))
+                    .unwrap_or(crate::handler::Returns::Stop);
+                    self.consumers
+                        .returns_wanted
+                        .insert(asked, (site.symbol.clone(), answer));
+                    answer
+                }
+            };
+            want = crate::handler::Returns::both(want, answer);
+        }
+        match want {
+            crate::handler::Returns::Record { string, errno } => {
+                Some(fast::StubWant { string, errno })
+            }
+            crate::handler::Returns::Stop => None,
+        }
     }
 
     /// Puts back a return address rewritten for a hit that did not complete.
     pub(super) fn unhijack(&self, key: Pid, hijacked: Option<Hijack>) {
+        if let Some(h) = hijacked.as_ref().filter(|h| h.by_stub) {
+            return fast::undo_stub_return(self, key, h);
+        }
         let (Some(h), Some(space)) = (hijacked, self.world.spaces.get(&key)) else {
             return;
         };
@@ -426,6 +521,7 @@ impl Tracer {
                     time,
                     entered: inst.entered,
                     data,
+                    errno: None,
                 };
                 if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
                     failed.get_or_insert(e);
@@ -481,9 +577,12 @@ impl Tracer {
             let pending = hijacked
                 .filter(|h| h.watch == Watch::Trampoline && !h.chained)
                 .map(|h| (h.slot, h.orig));
+            let task = self.world.tasks.get(&tid);
             let returns = ReturnAddrs {
                 trampoline: space.trampoline(),
-                calls: self.world.tasks.get(&tid).map(|t| &t.returns),
+                calls: task.map(|t| &t.returns),
+                stub: space.fast.stub_entry().map(RuntimeAddr),
+                stub_calls: task.map(|t| &t.fast_calls),
                 pending,
             };
             run_handlers(
@@ -513,15 +612,35 @@ impl Tracer {
             // call of a function parses its debug information) is not the
             // function's.
             let entered = self.start.elapsed().max(time);
-            if let Some(task) = self.world.tasks.get_mut(&tid) {
-                task.returns.push(ReturnInstance {
+            if let (Some(task), Some(space)) = (
+                self.world.tasks.get_mut(&tid),
+                self.world.spaces.get_mut(&key),
+            ) {
+                let inst = ReturnInstance {
                     slot: h.slot,
                     orig_ret: h.orig,
                     entered,
                     probes,
                     chained: h.chained,
                     watch: h.watch,
-                });
+                };
+                match h.by_stub {
+                    // With the fast calls, whose rules it keeps (as
+                    // `drain::deliver` pushes a fast entry's): calls below
+                    // its slot, or in it, cannot return any more.
+                    true => {
+                        let calls = &mut task.fast_calls;
+                        let (pid, maps) = (space.pid, &mut space.maps);
+                        calls.drop_abandoned(h.slot, false, &mut |a, b| {
+                            maps.same_mapping(pid, a, b)
+                        });
+                        if !h.chained {
+                            calls.drop_overwritten(h.slot);
+                        }
+                        calls.push(inst);
+                    }
+                    false => task.returns.push(inst),
+                }
             }
             if h.watch == Watch::ReturnSite {
                 fast::before_arm(self, key, h.orig)?;

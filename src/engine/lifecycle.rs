@@ -871,6 +871,10 @@ impl Tracer {
             .expect("exec of a known task");
         let vfork_parent = task.vfork_parent.take();
         let old_space = task.space;
+        // The old image's fast records, while the calls they return from
+        // are known: a vfork child's are in its parent's ring, under the
+        // thread pointer lent to it.
+        fast::on_exec(&mut self.reader(), old_space)?;
         fast::on_thread_gone(&mut self.world, old_space, tid);
         let task = self
             .world
@@ -905,8 +909,7 @@ impl Tracer {
         if pid == self.root {
             self.root_execd = true;
         }
-        // The old image's fast records, before its ring goes with it.
-        fast::on_exec(&mut self.reader(), pid)?;
+        // (Its fast records were read above: the ring goes with it.)
         self.world.spaces.remove(&pid);
         self.prepare_space(pid, tid)?;
         let path = self.world.spaces[&pid].exe().to_path_buf();

@@ -102,7 +102,7 @@ use crate::sys::{signal, spawn};
 use space::Space;
 use task::{HeldSignal, Task, TaskState};
 use tracer::{guarded, Probe};
-pub use tracer::{Options, Outcome, Overflow, Progress, Tracer};
+pub use tracer::{Options, Outcome, Overflow, Progress, ReturnMode, Tracer};
 
 impl Tracer {
     /// Launches `cmd` (program, arguments, environment and working directory are
@@ -712,11 +712,17 @@ impl Tracer {
             let Some(space) = self.world.spaces.get(&pid) else {
                 continue;
             };
+            let returns = space.sites.iter().any(|(_, s)| {
+                s.probes
+                    .iter()
+                    .any(|p| p.kind == crate::handler::ProbeKind::Function { returns: true })
+            });
             events.push(Event::Attached {
                 pid,
                 threads: self.world.tasks.values().filter(|t| t.pid == pid).count(),
                 probes: space.armed_sites(),
                 pending,
+                returns: returns.then_some(self.opts.returns),
                 realtime: std::time::SystemTime::now(),
             });
         }

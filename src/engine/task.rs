@@ -70,6 +70,13 @@ pub(crate) struct Hijack {
     pub chained: bool,
     /// Trampoline in the slot, or a breakpoint at the return site.
     pub watch: Watch,
+    /// The return stub is in the slot (or the call is chained to one whose
+    /// slot holds it): the return is recorded by the stub, without a stop,
+    /// and the call goes with the thread's fast calls in flight.
+    pub by_stub: bool,
+    /// The table entry rtrace claimed for the call, when `by_stub` and not
+    /// chained (given back if the hit does not complete).
+    pub entry: Option<RuntimeAddr>,
 }
 
 impl XolStep {

@@ -62,6 +62,34 @@ pub struct Options {
     /// the wait: the outcome is then `Detached`, and the program runs on.
     /// Off, a launched program runs on untraced after any detach.
     pub pass_signal_on: bool,
+    /// How the returns of int3 probes' calls are seen (`--returns`).
+    pub returns: ReturnMode,
+}
+
+/// How the return of a call an int3 probe stopped at the entry of is seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReturnMode {
+    /// Through the return stub in the program, which records the return
+    /// without stopping the thread (one stop per call): wherever every
+    /// handler of the probe takes its returns from a record
+    /// ([`crate::handler::Handler::returns`]), the process can have the
+    /// stub, and no fast probe of the process claims the table of return
+    /// addresses. Elsewhere, as `Stop`.
+    #[default]
+    Stub,
+    /// At a stop: the return address is replaced by the trampoline's `int3`
+    /// (two stops per call), as kretprobes do.
+    Stop,
+}
+
+impl ReturnMode {
+    /// As `--returns` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnMode::Stub => "stub",
+            ReturnMode::Stop => "stop",
+        }
+    }
 }
 
 /// What a fast probe does when the ring it shares with rtrace is full.
@@ -235,6 +263,10 @@ pub(super) struct Consumers {
     pub(super) go_reported: std::collections::HashSet<ProbeId>,
     /// Probes whose fast or int3 mode was reported.
     pub(super) modes_reported: std::collections::HashSet<ProbeId>,
+    /// Each return probe's handler's answer to `Handler::returns` at an
+    /// address (with the function it was for).
+    pub(super) returns_wanted:
+        HashMap<(ProbeId, crate::addr::RuntimeAddr), (String, crate::handler::Returns)>,
 }
 
 impl Consumers {

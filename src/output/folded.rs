@@ -100,6 +100,14 @@ impl Handler for StackCounter {
         Fast::No("a stack is walked on the stopped thread".into())
     }
 
+    /// Stacks are counted at the entry: a return needs nothing.
+    fn returns(&mut self, _: &Site, _: Option<&Module>) -> crate::handler::Returns {
+        crate::handler::Returns::Record {
+            string: 0,
+            errno: false,
+        }
+    }
+
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let stack = hit.user_stack(self.depth);
         self.count(&stack, &hit.site().symbol);

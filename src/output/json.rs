@@ -309,18 +309,21 @@ impl Emitter for JsonEmitter {
                 threads,
                 probes,
                 pending,
+                returns,
                 realtime,
             } => {
                 self.root.get_or_insert(*pid);
                 let realtime = realtime
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, nanos);
-                Obj::new("attach", time, Some(*pid))
+                let mut obj = Obj::new("attach", time, Some(*pid))
                     .field("threads", *threads)
                     .field("probes", *probes)
-                    .field("pending", *pending)
-                    .uint("realtime_ns", realtime)
-                    .write(out)
+                    .field("pending", *pending);
+                if let Some(how) = returns {
+                    obj = obj.field("returns", how.as_str());
+                }
+                obj.uint("realtime_ns", realtime).write(out)
             }
             Event::Fork { pid, child, kind } => Obj::new("fork", time, Some(*pid))
                 .field("child", child.as_raw())

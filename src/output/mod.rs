@@ -287,6 +287,16 @@ trait Emitter {
     fn event(&mut self, out: &mut Out, event: &Event, time: Duration) -> Result<()>;
     /// The output is about to be flushed for the user to see while tracing goes on.
     fn before_flush(&mut self, out: &mut Out) -> Result<()>;
+    /// How soon an entry held for its return is to be shown by a flush,
+    /// if one waits (the printer then asks to be told it is idle by then).
+    fn held_shown_in(&self) -> Option<Duration> {
+        None
+    }
+    /// Makes the entry held for its return look held `by` longer.
+    #[cfg(test)]
+    fn age_held(&mut self, by: Duration) {
+        let _ = by;
+    }
     /// Tracing is over; `rows` is the summary when one was asked for.
     fn finish(&mut self, out: &mut Out, rows: Option<&[summary::Row]>) -> Result<()>;
     /// The next `ret` is of a call skipped by fault injection.
@@ -389,8 +399,15 @@ impl Printer {
         self.injected = Some(errno);
     }
 
+    /// Makes the entry line held for its return look held `by` longer.
+    #[cfg(test)]
+    pub(crate) fn age_held(&mut self, by: Duration) {
+        self.emitter.age_held(by);
+    }
+
     /// Writes out what is buffered, so the user sees events while the tracee
-    /// runs. In text mode an entry still waiting for its return is shown
+    /// runs. In text mode an entry that has waited a while for its return
+    /// (10 ms: a return the program recorded comes within a few) is shown
     /// unterminated (`[pid 7] work(0x29, …)`), as strace shows a pending
     /// syscall; the line is completed when the return or another event comes.
     pub fn flush(&mut self) -> Result<()> {
@@ -545,6 +562,21 @@ impl Handler for Printer {
         self.renderer.capture(site, module)
     }
 
+    /// A return recorded by the stub holds what the line (or the summary)
+    /// shows of it: the value, the returned string, errno. `--stack` is
+    /// walked at the entry.
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> crate::handler::Returns {
+        if !self.render_calls {
+            // The summary counts the call, its time, and a failure by the
+            // value alone.
+            return crate::handler::Returns::Record {
+                string: 0,
+                errno: false,
+            };
+        }
+        self.renderer.returns(site, module)
+    }
+
     fn on_aggregate(&mut self, site: &Site, counts: &crate::handler::Aggregate) -> Result<()> {
         if let Some(stats) = &mut self.stats {
             stats.hits(site, counts.hits);
@@ -557,6 +589,15 @@ impl Handler for Printer {
 
     fn idle_interval(&self) -> Option<std::time::Duration> {
         self.flush_interval
+    }
+
+    /// An entry line held for its return is shown on its own once it has
+    /// waited a while (see `text::SHOW_HELD_AFTER`): the tracer's idle
+    /// call must come then, even if nothing stops.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.emitter
+            .held_shown_in()
+            .map(|d| d.max(std::time::Duration::from_millis(1)))
     }
 
     fn on_finish(&mut self) -> Result<()> {

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use crate::addr::{AddrMap, RuntimeAddr};
 use crate::arch::{RegSet, Regs};
 use crate::error::Result;
-use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Site};
+use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Returns, Site};
 use crate::symbols::dwarf::sysv::{self, Loc};
 use crate::symbols::dwarf::{Signature, Signatures, Type};
 use crate::symbols::Module;
@@ -547,6 +547,36 @@ impl Renderer {
             }
         }
         Fast::Yes(capture)
+    }
+
+    /// What [`Renderer::retval`] and [`Renderer::filled`] read at the
+    /// return of the function at `site` (an int3 probe's call): the
+    /// returned C string (one byte past the string limit) and errno (a
+    /// libc function's), which the return stub copies; a buffer the call
+    /// fills (`read`'s) is read at a stop.
+    pub(crate) fn returns(&mut self, site: &Site, module: Option<&Module>) -> Returns {
+        let max = self.string_limit.saturating_add(1);
+        let errno = super::in_libc(site);
+        let string = match self.known_at(site, module) {
+            Known::Raw => 0,
+            Known::Proto(p) => {
+                if p.args
+                    .iter()
+                    .any(|(kind, _)| matches!(kind, Arg::OutBuf { .. }))
+                {
+                    return Returns::Stop;
+                }
+                match p.ret == Ret::Str {
+                    true => max,
+                    false => 0,
+                }
+            }
+            Known::Dwarf(sig) => match matches!(sig.ret, Type::Pointer { string: true }) {
+                true => max,
+                false => 0,
+            },
+        };
+        Returns::Record { string, errno }
     }
 
     /// The arguments of the call `hit` stopped at, rendered.

@@ -113,8 +113,14 @@ fn flush_shows_a_pending_entry_and_the_line_completes_later() {
     let work = function("work");
     let a = t.enter(&mut p, &work, 7, 100, ARGS).unwrap();
     assert_eq!(out.text(), "");
+    // Held for less than a while, it waits for its return.
+    p.flush().unwrap();
+    assert_eq!(out.text(), "");
+    assert!(p.tick_interval().is_some());
+    p.age_held(super::text::SHOW_HELD_AFTER);
     p.flush().unwrap();
     assert_eq!(out.text(), format!("[pid 7] work({WORK_ARGS})"));
+    assert_eq!(p.tick_interval(), None);
     p.flush().unwrap();
     t.leave(&mut p, &work, 7, 100, 111, 83, a).unwrap();
     let b = t.enter(&mut p, &work, 7, 200, ARGS).unwrap();
@@ -225,6 +231,7 @@ fn lifecycle_lines_and_status_lines() {
             threads: 2,
             probes: 3,
             pending: 0,
+            returns: None,
             realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
     );
@@ -288,6 +295,7 @@ fn lifecycle_lines_and_status_lines() {
             threads: 1,
             probes: 1,
             pending: 2,
+            returns: None,
             realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
     );
@@ -309,6 +317,7 @@ fn everything(p: &mut Printer) {
             threads: 1,
             probes: 2,
             pending: 0,
+            returns: None,
             realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
     );
@@ -902,6 +911,7 @@ fn timestamps_place_each_line_in_real_time() {
             threads: 1,
             probes: 1,
             pending: 0,
+            returns: None,
             realtime: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         },
         Duration::from_micros(500),

@@ -157,6 +157,7 @@ impl Tracee {
             time: Duration::from_micros(at_us),
             entered: Duration::from_micros(entered_us),
             data,
+            errno: None,
         };
         h.on_return(&mut ret)
     }

@@ -23,6 +23,14 @@ use crate::handler::{Event, Hit, ProbeKind, Return};
 use crate::unwind::Stack;
 
 /// An entry waiting for its return.
+/// How long an entry line waits for its return before a flush shows it
+/// alone (`work(x=1)`, the rest written at the return): a call's return
+/// that comes from the return stub's record arrives at the next read of
+/// the ring, a few milliseconds on, and the line is then written whole,
+/// not cut by the program's own output; a call that blocks (`read` on a
+/// terminal) is shown as it waits.
+pub(super) const SHOW_HELD_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+
 struct Held {
     call: u64,
     /// The thread that made it.
@@ -32,6 +40,9 @@ struct Held {
     /// True once `text` has been written (by a flush) and only the rest of the
     /// line is owed.
     shown: bool,
+    /// When it was held: a flush shows it without its return only once it
+    /// has been held [`SHOW_HELD_AFTER`].
+    since: std::time::Instant,
     /// The call's stack lines (`--stack`), written once its line is ended.
     frames: String,
     /// Where in `text` the argument the call fills is (`read`'s buf): what
@@ -274,6 +285,7 @@ impl Emitter for TextEmitter {
                     tid: hit.tid(),
                     text,
                     shown: false,
+                    since: std::time::Instant::now(),
                     frames,
                     fill,
                 });
@@ -375,6 +387,7 @@ impl Emitter for TextEmitter {
                 threads,
                 probes,
                 pending,
+                returns,
                 realtime,
             } => {
                 // (With several processes attached to, the first is the
@@ -388,6 +401,9 @@ impl Emitter for TextEmitter {
                 );
                 if *pending > 0 {
                     s.push_str(&format!(", {pending} pending"));
+                }
+                if let Some(how) = returns {
+                    s.push_str(&format!(", returns: {}", how.as_str()));
                 }
                 out.diag(&s)
             }
@@ -515,12 +531,24 @@ impl Emitter for TextEmitter {
 
     fn before_flush(&mut self, out: &mut Out) -> Result<()> {
         if let Some(h) = &mut self.held {
-            if !h.shown {
+            if !h.shown && h.since.elapsed() >= SHOW_HELD_AFTER {
                 h.shown = true;
                 out.write(&h.text)?;
             }
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    fn age_held(&mut self, by: std::time::Duration) {
+        if let Some(h) = &mut self.held {
+            h.since -= by;
+        }
+    }
+
+    fn held_shown_in(&self) -> Option<std::time::Duration> {
+        let h = self.held.as_ref().filter(|h| !h.shown)?;
+        Some(SHOW_HELD_AFTER.saturating_sub(h.since.elapsed()))
     }
 
     fn finish(&mut self, out: &mut Out, rows: Option<&[Row]>) -> Result<()> {

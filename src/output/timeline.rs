@@ -430,6 +430,10 @@ impl Timeline {
 }
 
 impl Handler for Timeline {
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> crate::handler::Returns {
+        self.renderer.returns(site, module)
+    }
+
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         // A record is drawn as its instant; a slice needs the return.
         match site.kind {

@@ -424,6 +424,10 @@ impl Handler for Tui {
 
     /// The live view shows arguments as the printer renders them: the same
     /// captures.
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> crate::handler::Returns {
+        self.renderer.returns(site, module)
+    }
+
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         if site.kind == ProbeKind::Instruction {
             return Fast::Yes(Capture::nothing());

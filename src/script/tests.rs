@@ -157,6 +157,7 @@ fn begin_declares_globals_end_sees_maps_and_prints_come_in_order() {
         threads: 1,
         probes: 1,
         pending: 0,
+        returns: None,
         realtime: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
     };
     l.on_event(&attached, std::time::Duration::ZERO).unwrap();

@@ -190,6 +190,7 @@ fn the_trampoline_is_replaced_by_the_real_return_address() {
         |slot: RuntimeAddr| (slot == RuntimeAddr(SP0 + 0x30)).then_some(RuntimeAddr(0x3050));
     let mut w = walk(regs, 64);
     w.trampoline = Some(Trampoline {
+        stub: None,
         addr: RuntimeAddr(TRAMPOLINE),
         original: &original,
     });
@@ -200,6 +201,7 @@ fn the_trampoline_is_replaced_by_the_real_return_address() {
     // A trampoline whose call is unknown ends the walk there.
     let nothing = |_: RuntimeAddr| None;
     w.trampoline = Some(Trampoline {
+        stub: None,
         addr: RuntimeAddr(TRAMPOLINE),
         original: &nothing,
     });

@@ -28,7 +28,7 @@ fn probe_args(extra: &[&'static str]) -> Vec<&'static str> {
 /// The text lines for one run of `typed` (after normalize(): `pid N`, `<T>`,
 /// the struct pointer as `0xADDR`).
 const TYPED_TEXT: &str = "\
-rtrace: attached to pid N (1 thread), 14 probes armed
+rtrace: attached to pid N (1 thread), 14 probes armed, returns: R
 [pid N] narrow(a=-5, b=250, c=-300, d=65000) = 64945 <T>
 [pid N] wide(a=-7, b=4000000000, c=-9000000000, d=18446744073709551615) = -9000000007 <T>
 [pid N] wide_max(d=18446744073709551615) = 18446744073709551615 <T>
@@ -393,7 +393,7 @@ fn abi_stack_alignment_register_pairs_and_memory() {
         let (big, res) = (&addrs[0], &addrs[1]);
         let expect = format!(
             "\
-rtrace: attached to pid N (1 thread), 7 probes armed
+rtrace: attached to pid N (1 thread), 7 probes armed, returns: R
 [pid N] wide_on_stack(a=1, b=2, c=3, d=4, e=5, f=6, s=50, x={{struct w: 0x7, 0x0}}, h=2) = 80 <T>
 [pid N] aligned_on_stack(a=1, b=2, c=3, d=4, e=5, f=6, s=50, x={{struct al: 0xb, 0xc}}, h=-3) = 91 <T>
 [pid N] pair(a=4) = {{struct two: 0x4, 0x5}} <T>
@@ -445,7 +445,8 @@ fn compiler_clones_show_their_own_parameters() {
         let what = format!("rtrace -s 'clones:scale*' -s 'clones:pick*' -- clones ({variant})");
         assert_eq!(run.code(), 0, "{what}\n{}", run.stderr);
         assert_eq!(run.stdout, "36\n", "{what}");
-        let mut expect = String::from("rtrace: attached to pid N (1 thread), 2 probes armed\n");
+        let mut expect =
+            String::from("rtrace: attached to pid N (1 thread), 2 probes armed, returns: R\n");
         for i in 0..3 {
             let args = if variant == Variant::O2 {
                 format!("unused=?, c=?, k={}", i + 1)
@@ -473,7 +474,7 @@ fn comma_lists_and_output_to_stdout() {
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(
         normalize(&run.stderr),
-        "rtrace: attached to pid N (1 thread), 2 probes armed\n\
+        "rtrace: attached to pid N (1 thread), 2 probes armed, returns: R\n\
          [pid N] work(x=0) = 1 <T>\n\
          [pid N] twice(x=20) = 41 <T>\n\
          +++ exited with 0 +++\n"

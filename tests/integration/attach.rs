@@ -232,7 +232,10 @@ fn attach_text_mode_status_line() {
     let line = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached"));
     assert_eq!(
         line,
-        format!("rtrace: attached to pid {pid} (1 thread), 1 probe armed")
+        format!(
+            "rtrace: attached to pid {pid} (1 thread), 1 probe armed, returns: {}",
+            crate::fixtures::returns_mode()
+        )
     );
     rtrace.wait_stderr_line(|l| l.contains("work("));
     rtrace.signal(Signal::SIGINT);
@@ -469,7 +472,10 @@ fn several_processes_attached_to_at_once() {
             let line = rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid"));
             assert_eq!(
                 line,
-                format!("rtrace: attached to pid {pid} (1 thread), 1 probe armed"),
+                format!(
+                    "rtrace: attached to pid {pid} (1 thread), 1 probe armed, returns: {}",
+                    crate::fixtures::returns_mode()
+                ),
                 "{form}"
             );
         }

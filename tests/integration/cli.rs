@@ -544,7 +544,7 @@ fn text_output_golden_twice() {
     assert_eq!(lines.len(), 3, "stderr:\n{text}");
     assert_eq!(
         lines[0],
-        "rtrace: attached to pid N (1 thread), 1 probe armed"
+        "rtrace: attached to pid N (1 thread), 1 probe armed, returns: R"
     );
     // twice has DWARF: its parameter by name and type.
     assert_eq!(lines[1], "[pid N] twice(x=20) = 41 <T>");
@@ -1157,7 +1157,7 @@ fn a_module_path_through_a_symbolic_link_names_the_module() {
     let run = run_rtrace(&["-s", &spec, "--color", "never"], &prog, &["3"]);
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains(", 1 probe armed\n"),
+        normalize(&run.stderr).contains(", 1 probe armed, returns: R\n"),
         "{spec}: {}",
         run.stderr
     );

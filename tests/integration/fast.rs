@@ -502,6 +502,7 @@ const FAST_ENTRIES: Options = Options {
     fast: true,
     overflow: rtrace::Overflow::Block,
     pass_signal_on: false,
+    returns: rtrace::ReturnMode::Stub,
 };
 
 /// A fast hit takes no stop: the stops of a run do not grow with its calls.

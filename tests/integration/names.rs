@@ -654,7 +654,7 @@ fn cold_fragments_are_not_probed_and_said_in_the_list() {
     let text = normalize(&run.stderr);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        lines[0], "rtrace: attached to pid N (1 thread), 1 probe armed",
+        lines[0], "rtrace: attached to pid N (1 thread), 1 probe armed, returns: R",
         "{text}"
     );
     let calls: Vec<&str> = lines

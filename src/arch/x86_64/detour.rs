@@ -849,8 +849,10 @@ fn hijack(
     a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
     a.mov(dword_ptr(r11 + table::INDEX as i32), index)?;
     a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?;
-    // Recorded, not timed (the entry may be a timed call's, taken over).
+    // Recorded, not timed (the entry may be a timed call's, taken over),
+    // and no errno copied.
     a.mov(qword_ptr(r11 + table::TIMED as i32), 0)?;
+    a.mov(qword_ptr(r11 + table::ERRNO as i32), 0)?;
     a.mov(rax, ret.stub)?;
     a.mov(qword_ptr(rdx), rax)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_STUB)?;
@@ -1161,11 +1163,13 @@ fn stub_lookup(
 
 /// The entry at r11 found for the slot at rdx: the slot gets its original
 /// return address back, rsi the site index (and in its high half the
-/// string to copy), and the entry is freed.
+/// string to copy), rcx errno's offset from the thread pointer (0: none),
+/// and the entry is freed.
 fn stub_take(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
     a.mov(rax, qword_ptr(r11 + table::ORIG as i32))?;
     a.mov(qword_ptr(rdx), rax)?;
     a.mov(rsi, qword_ptr(r11 + table::INDEX as i32))?;
+    a.mov(rcx, qword_ptr(r11 + table::ERRNO as i32))?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
     Ok(())
 }
@@ -1273,6 +1277,14 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.set_label(&mut found)?;
     stub_take(&mut a)?;
     a.pop(r11)?;
+    // errno as the function left it, when the entry says where it is.
+    let mut no_errno = a.create_label();
+    a.xor(eax, eax)?;
+    a.test(rcx, rcx)?;
+    a.je(no_errno)?;
+    a.mov(eax, dword_ptr(rcx).fs())?;
+    a.set_label(&mut no_errno)?;
+    a.mov(dword_ptr(r10 + ring::RET_ERRNO as i32), eax)?;
     a.mov(dword_ptr(r10 + ring::INDEX as i32), esi)?;
     a.mov(dword_ptr(r10 + ring::KIND as i32), KIND_RETURN)?;
     a.mov(rax, qword_ptr(rsp + saved_at(Register::RAX)))?;

@@ -38,7 +38,7 @@
 /// 0   SEQ, the slot's sequence word
 /// 8   INDEX (u32): the site      12  KIND (u32): entry, return, catch, none
 /// 16  TP: the thread pointer     24  TSC: the time stamp counter
-/// 32  RET_ADDR                   40  RET_WATCH (u32)
+/// 32  RET_ADDR                   40  RET_WATCH (u32)  44  RET_ERRNO (i32)
 /// 48  an entry: its site's registers, packed (general-purpose ones,
 ///     rflags, then xmm ones), then its captures
 ///     a return: rax (48), rdx (56), the stack pointer (64), xmm0 (72), the
@@ -162,6 +162,9 @@ pub mod ring {
     pub const RET_ADDR: u64 = 32;
     /// How the return of an entry is watched (u32, `WATCH_*`).
     pub const RET_WATCH: u64 = 40;
+    /// A return record's errno (i32) as the function left it, when its
+    /// table entry gave errno's place (see `table::ERRNO`); else 0.
+    pub const RET_ERRNO: u64 = 44;
     /// An entry record's registers: those of its site's set
     /// ([`RegSet`](crate::arch::RegSet), the stack pointer always among
     /// them), as at the probed instruction, one word each in encoding order,
@@ -269,6 +272,11 @@ pub mod table {
     pub const CHAIN: u64 = 44;
     /// The time stamp counter at the timed call's entry.
     pub const ENTERED: u64 = 48;
+    /// Where errno is, as an offset from the thread pointer (`fs:`), for
+    /// the stub to copy into the return record (`ring::RET_ERRNO`); 0: not
+    /// copied. rtrace writes it for the calls of int3 probes whose handlers
+    /// read errno at the return; the detours write 0.
+    pub const ERRNO: u64 = 56;
     /// The most timed calls chained to one (their keys are the slot plus
     /// 1 to 7).
     pub const MAX_CHAIN: u64 = 7;

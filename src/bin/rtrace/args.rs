@@ -39,6 +39,16 @@ pub enum SortKey {
     Name,
 }
 
+/// How the returns of int3 probes' calls are seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReturnsHow {
+    /// Recorded by a return stub in the program, without a stop (one stop
+    /// per call), where every handler of the probe allows it.
+    Stub,
+    /// At a stop of the returning thread (two stops per call).
+    Stop,
+}
+
 /// What a fast probe does when the ring it shares with rtrace is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OverflowWhen {
@@ -119,6 +129,12 @@ struct Raw {
     /// rtrace to read; nothing lost) or drop (count the record missed).
     #[arg(long, value_enum, default_value_t = OverflowWhen::Block, value_name = "WHAT")]
     overflow: OverflowWhen,
+    /// How an int3 probe sees a call's return: stub (recorded in the
+    /// program by a return stub, no stop: one stop per call) where its
+    /// handlers allow it, or stop (the thread stops at the return: two).
+    /// The attach line says which. Default: $RTRACE_RETURNS, else stub.
+    #[arg(long, value_enum, value_name = "HOW")]
+    returns: Option<ReturnsHow>,
     /// Also trace children created by fork, vfork and clone.
     #[arg(short = 'f', long)]
     follow_forks: bool,
@@ -355,6 +371,8 @@ pub struct Cli {
     pub fast: bool,
     /// `--overflow`.
     pub overflow: OverflowWhen,
+    /// `--returns`.
+    pub returns: ReturnsHow,
     pub follow_forks: bool,
     pub step: StepMode,
     pub pin: bool,
@@ -390,6 +408,19 @@ pub struct Cli {
 /// The clap definition of the command line, for `--generate`.
 pub fn command() -> clap::Command {
     <Raw as clap::CommandFactory>::command()
+}
+
+/// `--returns` when the command line does not say: `RTRACE_RETURNS`
+/// (`stub` or `stop`), else `stub`.
+fn returns_from_env() -> Result<ReturnsHow, ExitCode> {
+    match std::env::var("RTRACE_RETURNS") {
+        Err(_) => Ok(ReturnsHow::Stub),
+        Ok(v) => ReturnsHow::from_str(&v, false).map_err(|_| {
+            usage(&format!(
+                "RTRACE_RETURNS={v:?} is not a way to see returns; set it to stub or stop"
+            ))
+        }),
+    }
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -615,6 +646,10 @@ pub fn parse() -> Result<Cli, ExitCode> {
         entry_only: raw.entry_only,
         fast: raw.fast,
         overflow: raw.overflow,
+        returns: match raw.returns {
+            Some(how) => how,
+            None => returns_from_env()?,
+        },
         follow_forks: raw.follow_forks,
         step: raw.step.parse().expect("clap checked the value"),
         pin: raw.pin,

@@ -85,6 +85,17 @@ impl<H: Handler> Handler for Counted<H> {
             None => self.inner.fast(site, module),
         }
     }
+    fn returns(
+        &mut self,
+        site: &rtrace::Site,
+        module: Option<&rtrace::symbols::Module>,
+    ) -> rtrace::Returns {
+        let inner = self.inner.returns(site, module);
+        match &self.counter {
+            Some(c) => rtrace::Returns::both(inner, c.borrow_mut().returns(site, module)),
+            None => inner,
+        }
+    }
     fn on_aggregate(&mut self, site: &rtrace::Site, counts: &Aggregate) -> rtrace::Result<()> {
         self.inner.on_aggregate(site, counts)
     }
@@ -102,6 +113,13 @@ impl<H: Handler> Handler for Forward<H> {
     }
     fn fast(&mut self, site: &rtrace::Site, module: Option<&rtrace::symbols::Module>) -> Fast {
         self.0.borrow_mut().fast(site, module)
+    }
+    fn returns(
+        &mut self,
+        site: &rtrace::Site,
+        module: Option<&rtrace::symbols::Module>,
+    ) -> rtrace::Returns {
+        self.0.borrow_mut().returns(site, module)
     }
     fn on_aggregate(&mut self, site: &rtrace::Site, counts: &Aggregate) -> rtrace::Result<()> {
         self.0.borrow_mut().on_aggregate(site, counts)
@@ -344,6 +362,10 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             args::OverflowWhen::Drop => Overflow::Drop,
         },
         pass_signal_on: true,
+        returns: match cli.returns {
+            args::ReturnsHow::Stub => rtrace::ReturnMode::Stub,
+            args::ReturnsHow::Stop => rtrace::ReturnMode::Stop,
+        },
     };
     let mut tracer = match &cli.target {
         Target::Attach(pids) => Tracer::attach_all(pids, opts)?,

@@ -19,6 +19,7 @@ use crate::sys::shm::{self, SharedMap};
 use std::sync::atomic::AtomicU64;
 
 use super::clock::{Drain, Pace, TscClock};
+use super::int3::{int3_index, int3_position};
 use super::state::{Ring, STUB_INDEX};
 
 /// The most records one drain reads while the tracee runs (about 2 ms of
@@ -158,12 +159,13 @@ pub(super) fn made_room(map: &SharedMap, taken: &AtomicU64, n: u64) {
 }
 
 /// Checks what a detour, the stub or a hook writes into record `rec` of a ring
-/// serving `sites` fast sites (and a return stub, with `stub`): its kind,
-/// its site index, an entry's watch, and its time stamp (within `stamps`).
-/// Err says what no detour writes.
+/// serving `sites` fast sites and `int3` int3 sites whose returns the stub
+/// watches (with a return stub, `stub`): its kind, its site index (an int3
+/// site's only in a return), an entry's watch, and its time stamp (within
+/// `stamps`). Err says what no detour writes.
 pub(super) fn check_record(
     rec: &[u8],
-    sites: usize,
+    (sites, int3): (usize, usize),
     stub: bool,
     stamps: &std::ops::RangeInclusive<u64>,
 ) -> std::result::Result<(), String> {
@@ -187,7 +189,8 @@ pub(super) fn check_record(
         detour::KIND_NONE if stub && index == STUB_INDEX => {}
         _ => return Err(format!("a record is of kind {kind}")),
     }
-    if index as usize >= sites && kind != detour::KIND_NONE {
+    let int3_return = kind == detour::KIND_RETURN && int3_position(index, int3).is_some();
+    if index as usize >= sites && kind != detour::KIND_NONE && !int3_return {
         return Err(format!(
             "a record is of fast site {index}, of {sites} patched"
         ));
@@ -216,15 +219,15 @@ pub(super) struct Losses {
 }
 
 /// Reads the lost counters of `ring` when its total has moved since
-/// `ring.lost_seen` (None when it has not): `seen` has each site's counts
-/// (records lost, returns lost) as last seen, `elapsed` the time since they
+/// `ring.lost_seen` (None when it has not): `seen` has each site's index
+/// and counts (records lost, returns lost) as last seen, `elapsed` the time since they
 /// were read. Err when they cannot be counts of lost records: a counter
 /// that went back, one that leapt further than records can be lost in
 /// `elapsed` ([`MAX_LOSSES_PER_NS`]), or a total above the sum of the
 /// counters (each detour, and the stub, counts its own before the total).
 pub(super) fn read_losses(
     ring: &Ring,
-    seen: &[(u64, u64)],
+    seen: &[(usize, u64, u64)],
     elapsed: Duration,
 ) -> std::result::Result<Option<Losses>, String> {
     let total = ring.map.load_u64(ring::LOST_TOTAL);
@@ -258,7 +261,7 @@ pub(super) fn read_losses(
         total,
         ..Losses::default()
     };
-    for (i, &(before, ret_before)) in seen.iter().enumerate() {
+    for &(i, before, ret_before) in seen {
         let now = ring.map.load_u64(ring::LOST + 8 * i as u64);
         moved(&|| format!("the lost count of fast site {i}"), before, now)?;
         let ret_now = ring.map.load_u64(ring::RET_LOST + 8 * i as u64);
@@ -483,7 +486,7 @@ impl Reader<'_> {
         self.pace.clock = Some(clock);
         let (taken, slot) = {
             let space = self.world.spaces.get_mut(&key).expect("checked above");
-            let sites = space.fast.sites.len();
+            let sites = (space.fast.sites.len(), space.fast.int3_sites.len());
             let stub = space.fast.stub.is_some();
             let ring = space.fast.ring.as_mut().expect("checked above");
             clock.share(&ring.map);
@@ -755,11 +758,18 @@ pub(super) fn deliver(
             let sp = RuntimeAddr(regs.sp());
             let (_, returning) = calls.pop_returning(sp, &mut same_stack);
             let mut dirty = false;
-            let string = space
-                .fast
-                .sites
-                .get(index as usize)
-                .map_or(0, |f| f.ret_string);
+            // The string the stub was asked for (an int3 site's, by its
+            // call's table entry: the record keeps the limit it copied
+            // under), never past the slot.
+            let string = match int3_position(index, space.fast.int3_sites.len()) {
+                Some(_) => (word(ring::RET_WATCH) as u32)
+                    .min(slot.saturating_sub(ring::RET_STRING as usize + 8) as u32),
+                None => space
+                    .fast
+                    .sites
+                    .get(index as usize)
+                    .map_or(0, |f| f.ret_string),
+            };
             let field = CaptureField {
                 kind: CaptureKind::CStr {
                     reg: crate::arch::Gpr(0),
@@ -771,6 +781,11 @@ pub(super) fn deliver(
             let mut xmm = [None; 8];
             xmm[0] = Some(word(ring::RET_XMM0));
             let captured = captured(rec, fields, &regs, xmm);
+            // (0: not asked for, or no error: errno is read only after a
+            // failure, which sets it.)
+            let errno = Some(word(ring::RET_WATCH) >> 32)
+                .map(|e| e as u32 as i32)
+                .filter(|&e| e != 0);
             for inst in returning {
                 for (site, data) in inst.probes {
                     let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
@@ -787,6 +802,7 @@ pub(super) fn deliver(
                         time,
                         entered: inst.entered,
                         data,
+                        errno,
                     };
                     if let Err(e) = guarded(|| probe.handler.on_return(&mut ret)) {
                         failed.get_or_insert(e);
@@ -915,11 +931,22 @@ pub(super) fn report_lost(
         let Some(ring) = space.fast.ring.as_mut() else {
             return Ok(());
         };
-        let seen: Vec<(u64, u64)> = space
+        // The fast sites', then the int3 sites' (whose calls' returns the
+        // stub counts when it cannot record them).
+        let seen: Vec<(usize, u64, u64)> = space
             .fast
             .sites
             .iter()
-            .map(|f| (f.lost, f.ret_lost))
+            .enumerate()
+            .map(|(i, f)| (i, f.lost, f.ret_lost))
+            .chain(
+                space
+                    .fast
+                    .int3_sites
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (int3_index(i) as usize, 0, s.ret_lost)),
+            )
             .collect();
         let now = Instant::now();
         let Some(losses) = read_losses(ring, &seen, now - ring.lost_at)? else {
@@ -934,12 +961,31 @@ pub(super) fn report_lost(
         // counted as a call.
         let mut counts: Vec<(usize, u64)> = Vec::new();
         for (i, lost) in losses.sites {
-            let fs = &mut space.fast.sites[i];
+            let Some(fs) = space.fast.sites.get_mut(i) else {
+                continue;
+            };
             counts.push((i, lost - fs.lost));
             fs.lost = lost;
         }
+        let int3 = space.fast.int3_sites.len();
         for (i, lost) in losses.returns {
-            let fs = &mut space.fast.sites[i];
+            if let Some(p) = int3_position(i as u32, int3).filter(|_| i >= space.fast.sites.len()) {
+                let s = &mut space.fast.int3_sites[p];
+                let count = lost - s.ret_lost;
+                s.ret_lost = lost;
+                for site in &s.probes {
+                    events.push(Event::Lost {
+                        pid,
+                        probe: site.probe.clone(),
+                        symbol: site.symbol.clone(),
+                        count,
+                    });
+                }
+                continue;
+            }
+            let Some(fs) = space.fast.sites.get_mut(i) else {
+                continue;
+            };
             counts.push((i, lost - fs.ret_lost));
             fs.ret_lost = lost;
         }
@@ -1372,9 +1418,18 @@ pub(super) mod tests {
                 .copy_from_slice(&watch.to_le_bytes());
             rec
         };
-        assert_eq!(check_record(&rec(2, 0, 1, 1500), 3, false, &stamps), Ok(()));
-        assert_eq!(check_record(&rec(2, 1, 9, 1500), 3, true, &stamps), Ok(()));
-        assert_eq!(check_record(&rec(2, 2, 0, 1500), 3, true, &stamps), Ok(()));
+        assert_eq!(
+            check_record(&rec(2, 0, 1, 1500), (3, 0), false, &stamps),
+            Ok(())
+        );
+        assert_eq!(
+            check_record(&rec(2, 1, 9, 1500), (3, 0), true, &stamps),
+            Ok(())
+        );
+        assert_eq!(
+            check_record(&rec(2, 2, 0, 1500), (3, 0), true, &stamps),
+            Ok(())
+        );
         let bad = [
             (rec(3, 0, 0, 1500), false, "fast site 3, of 3"),
             (rec(u32::MAX, 0, 0, 1500), false, "fast site"),
@@ -1385,11 +1440,11 @@ pub(super) mod tests {
             (rec(0, 0, 0, u64::MAX), true, "time stamp"),
         ];
         for (rec, stub, what) in bad {
-            let e = check_record(&rec, 3, stub, &stamps).expect_err(what);
+            let e = check_record(&rec, (3, 0), stub, &stamps).expect_err(what);
             assert!(e.contains(what), "{e}");
         }
         // A truncated record reads as zeros, never panics.
-        assert!(check_record(&[0xff; 10], 3, true, &stamps).is_err());
+        assert!(check_record(&[0xff; 10], (3, 0), true, &stamps).is_err());
     }
 
     #[test]
@@ -1397,12 +1452,14 @@ pub(super) mod tests {
         let ms = Duration::from_millis(2);
         let r = test_ring(16);
         // Nothing lost: nothing to read.
-        assert_eq!(read_losses(&r, &[(0, 0), (0, 0)], ms), Ok(None));
+        assert_eq!(read_losses(&r, &[(0, 0, 0), (1, 0, 0)], ms), Ok(None));
         // Five records of site 1, two returns of site 0.
         r.map.store_u64(ring::LOST + 8, 5);
         r.map.store_u64(ring::RET_LOST, 2);
         r.map.store_u64(ring::LOST_TOTAL, 7);
-        let l = read_losses(&r, &[(0, 0), (0, 0)], ms).unwrap().unwrap();
+        let l = read_losses(&r, &[(0, 0, 0), (1, 0, 0)], ms)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             l,
             Losses {
@@ -1413,7 +1470,9 @@ pub(super) mod tests {
         );
         // A site counted before the total: fine.
         r.map.store_u64(ring::LOST, 1);
-        assert!(read_losses(&r, &[(0, 0), (0, 0)], ms).unwrap().is_some());
+        assert!(read_losses(&r, &[(0, 0, 0), (1, 0, 0)], ms)
+            .unwrap()
+            .is_some());
         let cases: [(&str, u64, u64); 6] = [
             ("leapt", ring::LOST_TOTAL, u64::MAX),
             ("leapt", ring::LOST + 8, u64::MAX),
@@ -1436,7 +1495,7 @@ pub(super) mod tests {
             r.map.store_u64(ring::RET_LOST + 8, 1);
             r.map.store_u64(ring::LOST_TOTAL, 6);
             r.map.store_u64(off, value);
-            let e = read_losses(&r, &[(0, 0), (5, 1)], ms)
+            let e = read_losses(&r, &[(0, 0, 0), (1, 5, 1)], ms)
                 .map(|_| ())
                 .expect_err(what);
             assert!(e.contains(what), "{what}: {e}");
@@ -1445,7 +1504,7 @@ pub(super) mod tests {
         let mut r = test_ring(16);
         r.lost_seen = 10;
         r.map.store_u64(ring::LOST_TOTAL, 3);
-        let e = read_losses(&r, &[(10, 0)], ms).unwrap_err();
+        let e = read_losses(&r, &[(0, 10, 0)], ms).unwrap_err();
         assert!(e.contains("went back from 10 to 3"), "{e}");
     }
 

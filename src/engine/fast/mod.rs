@@ -69,6 +69,7 @@
 //! | `clock.rs` | the clock (`TscClock`), the pace ([`DRAIN_INTERVAL`], [`Drain`], [`Pace`]) |
 //! | `refusal.rs` | why a site stays an int3 (`Refusal`) |
 //! | `hooks.rs` | rtrace's own hooks as fast sites, and their requests |
+//! | `int3.rs` | int3 probes' returns through the stub: the table entry claimed at the entry stop |
 //! | `watchman.rs` | the thread that keeps a ring's liveness words |
 //!
 //! # Hooks
@@ -82,6 +83,7 @@ mod clock;
 mod copier;
 mod drain;
 mod hooks;
+mod int3;
 mod leave;
 mod patch;
 mod plan;
@@ -93,6 +95,7 @@ mod watchman;
 
 pub(crate) use clock::{Drain, Pace, DRAIN_INTERVAL};
 pub(in crate::engine) use drain::Reader;
+pub(in crate::engine) use int3::StubWant;
 pub(crate) use state::FastState;
 pub(crate) use stub::restore_stub_slots;
 
@@ -123,6 +126,34 @@ pub(in crate::engine) fn before_trap(r: &mut Reader, key: Pid) -> Result<()> {
 /// caller resumes it). Touches that thread's registers and calls in flight.
 pub(in crate::engine) fn on_stray_trap(t: &mut Tracer, tid: Tid, regs: Regs) -> Result<bool> {
     t.orphan_return(tid, regs)
+}
+
+/// Thread `tid`, stopped at the entry of int3 site `addr` (registers
+/// `regs`), has its return watched by the return stub, when the process
+/// can have one (made now, by `tid`, if need be) and no detour there
+/// claims table entries: the entry claimed and the stub written into the
+/// return address slot. Ok(None): it cannot be, and the int3 engine watches
+/// the return itself. Touches the ring and the stub (made), the table, the
+/// thread's slot, `FastState::threads`.
+pub(in crate::engine) fn stub_return(
+    t: &mut Tracer,
+    tid: Tid,
+    addr: RuntimeAddr,
+    regs: &Regs,
+    probes: &[std::rc::Rc<crate::handler::Site>],
+    want: StubWant,
+) -> Result<Option<crate::engine::task::Hijack>> {
+    t.stub_return(tid, addr, regs, probes, want)
+}
+
+/// A hit whose return [`stub_return`] watched did not complete: the slot
+/// and the table entry are given back. Touches them only.
+pub(in crate::engine) fn undo_stub_return(
+    t: &Tracer,
+    key: Pid,
+    hijack: &crate::engine::task::Hijack,
+) {
+    t.undo_stub_return(key, hijack)
 }
 
 /// An int3 is about to be armed at `addr` in space `key` (a user probe, a

@@ -313,7 +313,7 @@ impl Tracer {
                 .max()
                 .unwrap_or(ring::MIN_SLOT)
                 .max(ring::MIN_SLOT);
-            if let Err(why) = self.make_ring(key, tid, slot, None) {
+            if let Err(why) = self.make_ring(key, tid, slot, None, false) {
                 let space = self.space_mut(key)?;
                 space.fast.broken = Some(why.clone());
                 for p in plans {
@@ -393,6 +393,10 @@ impl Tracer {
             .get_mut(&key)
             .ok_or("the process is gone")?;
         let index = space.fast.sites.len() as u32;
+        // (The ring's counters above are the int3 sites'.)
+        if index >= super::int3::int3_index(super::int3::MAX_INT3_SITES) {
+            return Err("the ring has no counters left for it".into());
+        }
         // Timed in the program while the ring has rows left; recorded past
         // that.
         let timed = match plan.timed {
@@ -462,6 +466,9 @@ impl Tracer {
             live: true,
             hook: None,
         });
+        // From now on rtrace claims no table entry from outside (see
+        // `int3`): this detour claims them in the program.
+        space.fast.detours_claim |= plan.returns || plan.timed;
         Ok(())
     }
 
@@ -619,13 +626,16 @@ impl Tracer {
     /// Makes the ring of space `key` by `tid` (stopped): `memfd_create` in the
     /// tracee, mapped there (at `fixed`, for a forked child taking its
     /// parent's place, else where the kernel likes) and here, then closed
-    /// there. `slot` is the record size.
+    /// there. `slot` is the record size. A `small` ring ([`MIN_SLOTS`],
+    /// its pages allocated as they are written) serves only the returns of
+    /// int3 probes, which come no faster than their entries' stops.
     pub(super) fn make_ring(
         &mut self,
         key: Pid,
         tid: Tid,
         slot: u64,
         fixed: Option<RingLayout>,
+        small: bool,
     ) -> std::result::Result<(), String> {
         let scratch = self.world.spaces[&key].scratch.ok_or("no scratch page")?;
         let pid = self.world.spaces[&key].pid;
@@ -633,7 +643,10 @@ impl Tracer {
         let name = scratch.offset(RING_NAME_OFFSET);
         let mut layout = fixed.unwrap_or_else(|| {
             let slot_size = slot.div_ceil(64) * 64;
-            let slots = (RING_BYTES / slot_size).clamp(MIN_SLOTS, MAX_SLOTS);
+            let slots = match small {
+                true => MIN_SLOTS,
+                false => (RING_BYTES / slot_size).clamp(MIN_SLOTS, MAX_SLOTS),
+            };
             RingLayout {
                 base: 0,
                 capacity: 1 << (63 - slots.leading_zeros()),
@@ -657,14 +670,15 @@ impl Tracer {
             // A followed child's ring (at its parent's place) is not
             // populated: thousands of children may live at once, most of
             // them making few calls; their pages come as they are written.
-            let populate = fixed.is_none();
+            let populate = fixed.is_none() && !small;
             let map = SharedMap::open(Path::new(&path), layout.size() as usize, populate)
                 .map_err(|e| e.to_string())?;
-            let flags = match fixed {
-                Some(_) => libc::MAP_SHARED | libc::MAP_FIXED,
+            let flags = match (fixed, small) {
+                (Some(_), _) => libc::MAP_SHARED | libc::MAP_FIXED,
+                (None, true) => libc::MAP_SHARED,
                 // The root's ring populated: no page fault in its detours
                 // on the first lap.
-                None => libc::MAP_SHARED | libc::MAP_POPULATE,
+                (None, false) => libc::MAP_SHARED | libc::MAP_POPULATE,
             };
             let base = self
                 .inject_syscall(

@@ -168,6 +168,17 @@ pub(crate) struct FastState {
     /// Why the ring is no longer read: the program wrote over it (see the
     /// module's docs). Its sites go back to int3.
     pub(super) corrupt: Option<String>,
+    /// A detour that claims table entries (a fast site watching returns,
+    /// or timing calls) was patched here: int3 probes' returns no longer
+    /// go through the stub (see `int3`).
+    pub(super) detours_claim: bool,
+    /// The int3 sites whose calls returned through the stub: index `i` is
+    /// site index `int3::int3_index(i)` (never reused).
+    pub(super) int3_sites: Vec<super::int3::Int3Site>,
+    /// Their places in `int3_sites`, by address.
+    pub(super) int3_index: HashMap<RuntimeAddr, usize>,
+    /// Where errno is, from the thread pointer (once libc is loaded).
+    pub(super) errno_tpoff: Option<u64>,
 }
 
 impl FastState {
@@ -210,7 +221,7 @@ impl FastState {
 
     /// True once anything of ours is in the tracee.
     pub(super) fn active(&self) -> bool {
-        !self.sites.is_empty() || self.ring.is_some()
+        !self.sites.is_empty() || self.ring.is_some() || self.ring_wanted.is_some()
     }
 
     /// Everything mapped into the tracee for fast probes: (address, length).
@@ -261,6 +272,17 @@ impl FastState {
             suspended_by: HashSet::new(),
             // A ring of its own, new.
             corrupt: None,
+            detours_claim: self.detours_claim,
+            int3_sites: self
+                .int3_sites
+                .iter()
+                .map(|s| super::int3::Int3Site {
+                    ret_lost: 0,
+                    ..s.clone()
+                })
+                .collect(),
+            int3_index: self.int3_index.clone(),
+            errno_tpoff: self.errno_tpoff,
         }
     }
 

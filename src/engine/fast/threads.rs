@@ -126,7 +126,7 @@ impl Tracer {
                 space.fast.threads.insert(regs.thread_pointer(), tid);
             }
         }
-        if let Err(why) = self.make_ring(key, tid, layout.slot_size, Some(layout)) {
+        if let Err(why) = self.make_ring(key, tid, layout.slot_size, Some(layout), false) {
             let space = self.space_mut(key)?;
             space.fast.broken = Some(why);
             space.fast.ring_wanted = None;

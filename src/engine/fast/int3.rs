@@ -1,0 +1,295 @@
+//! The returns of int3 probes' calls through the return stub: one stop per
+//! call. At the entry stop rtrace does what a recording detour's hijack
+//! does (`detour::hijack`), from outside: it claims the call's entry in the
+//! table of return addresses, writes the original return address, the
+//! thread pointer and a site index there, and puts the stub in the return
+//! address slot. The call goes with the thread's fast calls in flight
+//! (`Task::fast_calls`), so its return, recorded by the stub without a
+//! stop, is delivered to `on_return` as a fast probe's is, under every
+//! rule those keep (longjmp, tail calls, unwinders, fork, exec, detach).
+//!
+//! Claiming from outside is safe only while no detour of the process
+//! claims entries (a detour's `lock cmpxchg` and rtrace's write through
+//! `/proc/PID/mem` are not atomic together): once a fast site that watches
+//! returns (or times calls) is patched there, int3 probes go back to the
+//! trampoline. rtrace's own hooks never claim entries. The thread whose
+//! slot it is stays stopped while rtrace writes, so no return can find the
+//! entry half-written.
+//!
+//! Each int3 site gets a site index of its own, from the top of the ring's
+//! counters down (below the stub's own index), for the stub to count the
+//! returns it could not record (`ring::RET_LOST`) under.
+
+use std::rc::Rc;
+
+use crate::addr::{Pid, RuntimeAddr, Tid};
+use crate::arch::detour::{ring, table, ThreadPointer};
+use crate::arch::Regs;
+use crate::engine::task::Hijack;
+use crate::engine::tracer::Tracer;
+use crate::error::Result;
+use crate::handler::Site;
+use crate::probe::Watch;
+use crate::sys::shm;
+
+/// An int3 site whose calls return through the stub.
+#[derive(Clone, Debug)]
+pub(crate) struct Int3Site {
+    /// Its probes that watch returns, as when it was given its index.
+    pub probes: Vec<Rc<Site>>,
+    /// Its lost-return counter as last seen.
+    pub ret_lost: u64,
+}
+
+/// The most int3 sites one process gives indices to (the fast sites keep
+/// the rest of the ring's counters).
+pub(super) const MAX_INT3_SITES: usize = 4096;
+
+/// The site index of the `i`th int3 site: the ring's counters from the top
+/// down, below the stub's own index (`STUB_INDEX`, the last).
+pub(super) fn int3_index(i: usize) -> u32 {
+    (ring::MAX_SITES - 2) as u32 - i as u32
+}
+
+/// Which int3 site (its place in `FastState::int3_sites`) `index` is, if it
+/// is one of the `count` given.
+pub(super) fn int3_position(index: u32, count: usize) -> Option<usize> {
+    let top = (ring::MAX_SITES - 2) as u32;
+    let i = top.checked_sub(index)? as usize;
+    (i < count).then_some(i)
+}
+
+/// What the handlers of an int3 hit want of its return, when it is
+/// recorded by the stub.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::engine) struct StubWant {
+    /// Bytes of the returned C string to copy (0: none).
+    pub string: usize,
+    /// errno is copied too.
+    pub errno: bool,
+}
+
+impl Tracer {
+    /// Thread `tid`, stopped at the entry of int3 site `addr` (registers
+    /// `regs`, the stack pointer at the return address), has its return
+    /// watched by the stub when it can be: Ok(None) when it cannot (no
+    /// stub can be made here, a detour claims table entries, the table has
+    /// no free entry near the slot, the slot holds the trampoline), and the
+    /// caller watches it the int3 way.
+    pub(super) fn stub_return(
+        &mut self,
+        tid: Tid,
+        addr: RuntimeAddr,
+        regs: &Regs,
+        probes: &[Rc<Site>],
+        want: StubWant,
+    ) -> Result<Option<Hijack>> {
+        let key = self.world.tasks[&tid].space;
+        if !self.stub_ready(key, tid, addr, want.string) {
+            return Ok(None);
+        }
+        let slot = RuntimeAddr(regs.sp());
+        let space = &self.world.spaces[&key];
+        let Some(stub) = space.fast.stub.as_ref() else {
+            return Ok(None);
+        };
+        let (stub_at, table_at) = (stub.stub.entry, stub.table);
+        let orig = space.mem.read_u64(slot)?;
+        if orig == stub_at {
+            // A tail call from a call whose return the stub watches: this
+            // one returns with it, through the same slot.
+            let below = self.world.tasks[&tid].fast_calls.in_slot(slot);
+            return Ok(below.map(|below| Hijack {
+                slot,
+                orig: below.orig_ret,
+                chained: true,
+                watch: Watch::Trampoline,
+                by_stub: true,
+                entry: None,
+            }));
+        }
+        if space.trampoline().map(RuntimeAddr::get) == Some(orig) {
+            // A tail call from a call the trampoline watches: chained to
+            // it, the int3 way.
+            return Ok(None);
+        }
+        let Some(entry) = free_entry(&space.mem, table_at, slot)? else {
+            return Ok(None);
+        };
+        let Some(index) = self.int3_site_index(key, addr, probes) else {
+            return Ok(None);
+        };
+        let space = &self.world.spaces[&key];
+        let room = space.fast.ring.as_ref().map_or(0, |r| {
+            r.layout.slot_size.saturating_sub(ring::RET_STRING + 8)
+        });
+        let string = (want.string as u64).min(room) as u32;
+        let errno = match want.errno {
+            true => space.fast.errno_tpoff.unwrap_or(0),
+            false => 0,
+        };
+        let tp = regs.thread_pointer();
+        let mut bytes = [0u8; table::ENTRY as usize];
+        let mut put = |off: u64, v: &[u8]| {
+            bytes[off as usize..off as usize + v.len()].copy_from_slice(v);
+        };
+        put(table::KEY, &slot.get().to_le_bytes());
+        put(table::ORIG, &orig.to_le_bytes());
+        put(table::TP, &tp.to_le_bytes());
+        put(table::INDEX, &index.to_le_bytes());
+        put(table::RET_STRING, &string.to_le_bytes());
+        put(table::ERRNO, &errno.to_le_bytes());
+        space.mem.write(entry, &bytes)?;
+        if let Err(e) = space.mem.write_u64(slot, stub_at) {
+            let _ = space.mem.write_u64(entry, 0);
+            return Err(e);
+        }
+        if space.fast.threads.get(&tp) != Some(&tid) {
+            self.note_thread(tid, tp)?;
+        }
+        Ok(Some(Hijack {
+            slot,
+            orig: RuntimeAddr(orig),
+            chained: false,
+            watch: Watch::Trampoline,
+            by_stub: true,
+            entry: Some(entry),
+        }))
+    }
+
+    /// Undoes [`Tracer::stub_return`] for a hit that did not complete: the
+    /// slot gets its return address back, the entry is freed.
+    pub(super) fn undo_stub_return(&self, key: Pid, h: &Hijack) {
+        let (Some(space), Some(entry)) = (self.world.spaces.get(&key), h.entry) else {
+            return;
+        };
+        if let Some(stub) = space.fast.stub_entry() {
+            if space.mem.read_u64(h.slot).ok() == Some(stub) {
+                let _ = space.mem.write_u64(h.slot, h.orig.get());
+            }
+        }
+        let _ = space.mem.write_u64(entry, 0);
+    }
+
+    /// True when space `key` has a return stub int3 probes may use, made
+    /// now if need be (by `tid`, stopped at `near`; `string`: the returned
+    /// string its first user copies, for the ring's slot size).
+    fn stub_ready(&mut self, key: Pid, tid: Tid, near: RuntimeAddr, string: usize) -> bool {
+        let Some(space) = self.world.spaces.get(&key) else {
+            return false;
+        };
+        let fast = &space.fast;
+        if fast.detours_claim
+            || fast.corrupt.is_some()
+            || !fast.suspended_by.is_empty()
+            || fast.ring_wanted.is_some()
+            || space.unknown_unwinder
+        {
+            return false;
+        }
+        if fast.errno_tpoff.is_none() {
+            let tpoff = errno_tpoff(space);
+            self.world
+                .spaces
+                .get_mut(&key)
+                .expect("looked up above")
+                .fast
+                .errno_tpoff = tpoff;
+        }
+        let space = &self.world.spaces[&key];
+        if space.fast.stub.is_some() {
+            return true;
+        }
+        if space.fast.stub_failed.is_some()
+            || space.fast.broken.is_some()
+            || space.scratch.is_none()
+        {
+            return false;
+        }
+        if space.fast.ring.is_none() {
+            let ret = (ring::RET_STRING + 8 + string as u64).div_ceil(64) * 64;
+            // (With `--fast` the ring is the fast probes', made full size.)
+            let small = !self.opts.fast;
+            if let Err(why) = self.make_ring(key, tid, ret.max(ring::MIN_SLOT), None, small) {
+                if let Some(space) = self.world.spaces.get_mut(&key) {
+                    space.fast.broken = Some(why);
+                }
+                return false;
+            }
+        }
+        let tp = match shm::has_fsgsbase() {
+            true => ThreadPointer::Rdfsbase,
+            false => ThreadPointer::FsSelf,
+        };
+        if let Err(why) = self.make_stub(key, tid, near, tp) {
+            if let Some(space) = self.world.spaces.get_mut(&key) {
+                space.fast.stub_failed = Some(why);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// The site index of int3 site `addr` of space `key` (given one the
+    /// first time), None when the ring's counters have no more to give.
+    fn int3_site_index(&mut self, key: Pid, addr: RuntimeAddr, probes: &[Rc<Site>]) -> Option<u32> {
+        let fast = &mut self.world.spaces.get_mut(&key)?.fast;
+        if let Some(&i) = fast.int3_index.get(&addr) {
+            return Some(int3_index(i));
+        }
+        let i = fast.int3_sites.len();
+        if i >= MAX_INT3_SITES || int3_index(i) as usize <= fast.sites.len() {
+            return None;
+        }
+        fast.int3_sites.push(Int3Site {
+            probes: probes.to_vec(),
+            ret_lost: 0,
+        });
+        fast.int3_index.insert(addr, i);
+        Some(int3_index(i))
+    }
+}
+
+/// Where errno is in space `space`'s threads, as an offset from the thread
+/// pointer (libc's `R_X86_64_TPOFF64` slot for it), once libc is loaded.
+fn errno_tpoff(space: &crate::engine::space::Space) -> Option<u64> {
+    let libc = space.modules.modules().iter().find(|m| m.matches("libc"))?;
+    let slot = libc.elf.tls_offset_slot("errno")?;
+    space.mem.read_u64(libc.to_runtime(slot)).ok()
+}
+
+/// The table entry (its address) the call whose return address slot is
+/// `slot` may take in the table at `table`: one that holds the slot
+/// already (left by a call that never returned: longjmp), else a free one,
+/// among the [`table::PROBES`] entries the stub looks at from the slot's
+/// home. None when all are taken.
+fn free_entry(
+    mem: &crate::sys::mem::ProcMem,
+    table_at: RuntimeAddr,
+    slot: RuntimeAddr,
+) -> Result<Option<RuntimeAddr>> {
+    let home = table::home(slot.get());
+    // The entries looked at, in at most two runs (the table wraps).
+    let first = (table::ENTRIES - home).min(table::PROBES);
+    let mut keys = Vec::with_capacity(table::PROBES as usize);
+    for (start, count) in [(home, first), (0, table::PROBES - first)] {
+        if count == 0 {
+            continue;
+        }
+        let run = mem.read_vec(
+            table_at.offset((start * table::ENTRY) as i64),
+            (count * table::ENTRY) as usize,
+        )?;
+        for e in 0..count {
+            keys.push((
+                start + e,
+                table::word(&run, e, table::KEY).unwrap_or(u64::MAX),
+            ));
+        }
+    }
+    let at = |e: u64| table_at.offset((e * table::ENTRY) as i64);
+    if let Some(&(e, _)) = keys.iter().find(|&&(_, k)| k == slot.get()) {
+        return Ok(Some(at(e)));
+    }
+    Ok(keys.iter().find(|&&(_, k)| k == 0).map(|&(e, _)| at(e)))
+}
