@@ -184,6 +184,15 @@ fn main() {
         ),
         ("rtrace entry+return", &["-c"][..]),
         ("rtrace entry+return, --pin", &["-c", "--pin"][..]),
+        // The return at a stop of its own, as before the return stub.
+        (
+            "rtrace entry+return --returns stop",
+            &["-c", "--returns", "stop"][..],
+        ),
+        (
+            "rtrace entry+return --returns stop, --pin",
+            &["-c", "--returns", "stop", "--pin"][..],
+        ),
         (
             "rtrace entry+return, all of libc too",
             &["-c", "-s", "libc:*"][..],
@@ -368,8 +377,15 @@ fn main() {
             Some(1.2),
         ),
         (
-            "entry+return / floor emulate+ret",
+            // One stop per call: the return is recorded by the return stub.
+            "entry+return / floor emulate (1 stop)",
             "rtrace entry+return",
+            "floor emulate (1 stop)",
+            Some(1.3),
+        ),
+        (
+            "entry+return --returns stop / floor emulate+ret",
+            "rtrace entry+return --returns stop",
             "floor emulate+ret (2 stops)",
             Some(1.2),
         ),
@@ -383,14 +399,14 @@ fn main() {
             "entry+return / ltrace",
             "rtrace entry+return",
             "ltrace -x work",
-            Some(0.45),
+            Some(0.3),
         ),
         (
             // gdb's breakpoint reports entries only: against an entry probe.
             "entry / gdb",
             "rtrace entry, emulated",
             "gdb break + continue",
-            Some(0.15),
+            Some(0.12),
         ),
         (
             "--json -o FILE / counting only (-c)",

@@ -24,8 +24,10 @@
 //! 1. `on_entry` of every probe at S, in registration order (the order of the
 //!    `add_probe` calls; the kprobe pre handlers). Each probe has its own data
 //!    slot ([`Hit::set_data`]).
-//! 2. For a function probe that reports returns, the return address is replaced
-//!    by the trampoline's, using the stack pointer as `on_entry` left it.
+//! 2. For a function probe that reports returns, the return address is replaced,
+//!    using the stack pointer as `on_entry` left it: by the return stub's,
+//!    when every handler of the site's return probes takes its returns from a
+//!    record ([`Handler::returns`]), else by the trampoline's.
 //! 3. The displaced instruction executes (emulated, stepped out of line, or
 //!    stepped in place).
 //! 4. `on_post` of every probe at S, in the same order (the post handlers), with
@@ -36,7 +38,12 @@
 //! code where return addresses must stay untouched (an unwinder is walking the
 //! stack), at its real return site — `on_return` runs on the same thread, once
 //! per probe of that call, innermost call first when several return at once
-//! (tail calls). Calls whose frames are left without returning (`longjmp`, a C++
+//! (tail calls). Through the return stub the thread does not stop: the stub
+//! records the return and `on_return` gets it from that record, within a few
+//! milliseconds and before the thread's next event, with the same value,
+//! duration, errno and returned string (one stop per call instead of two;
+//! memory elsewhere cannot be read, and [`Return::set_retval`] changes
+//! nothing: a handler that needs either answers [`Returns::Stop`]). Calls whose frames are left without returning (`longjmp`, a C++
 //! exception unwinding through them) are dropped silently: no `on_return`,
 //! and what their handlers kept with [`Hit::set_data`] is dropped. A probe that
 //! does not report returns (an instruction probe, `--entry-only`) never gets
@@ -1352,7 +1359,10 @@ impl<'a> Return<'a> {
     pub fn retval(&self) -> i64 {
         self.regs.retval() as i64
     }
-    /// Changes the value the caller will see.
+    /// Changes the value the caller will see (at a stop: a return recorded
+    /// by the return stub has reached the caller already, and is not
+    /// changed; a handler that sets return values answers
+    /// [`Returns::Stop`] to [`Handler::returns`]).
     pub fn set_retval(&mut self, v: i64) {
         *self.regs_dirty = true;
         self.regs.set_retval(v as u64);

@@ -455,7 +455,7 @@ impl Tracer {
     }
 
     /// Puts back a return address rewritten for a hit that did not complete.
-    pub(super) fn unhijack(&self, key: Pid, hijacked: Option<Hijack>) {
+    pub(super) fn unhijack(&mut self, key: Pid, hijacked: Option<Hijack>) {
         if let Some(h) = hijacked.as_ref().filter(|h| h.by_stub) {
             return fast::undo_stub_return(self, key, h);
         }

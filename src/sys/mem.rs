@@ -7,11 +7,11 @@
 //! is readable by both; the fallback covers pages mapped without read permission).
 
 use std::fs::{File, OpenOptions};
-use std::io::IoSliceMut;
+use std::io::{IoSlice, IoSliceMut};
 use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
-use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 
 use crate::addr::{Pid, RuntimeAddr};
 use crate::error::{Error, Result};
@@ -201,5 +201,33 @@ impl ProcMem {
     /// Writes a little-endian u64.
     pub fn write_u64(&self, addr: RuntimeAddr, v: u64) -> Result<()> {
         self.write(addr, &v.to_le_bytes())
+    }
+
+    /// Writes `a` at `at_a` and `b` at `at_b`, both in writable memory, with
+    /// one `process_vm_writev` (the file's two writes when it refuses:
+    /// process_vm_writev(2) writes only where the process itself may).
+    pub fn write_two(
+        &self,
+        (at_a, a): (RuntimeAddr, &[u8]),
+        (at_b, b): (RuntimeAddr, &[u8]),
+    ) -> Result<()> {
+        let remote = [
+            RemoteIoVec {
+                base: at_a.get() as usize,
+                len: a.len(),
+            },
+            RemoteIoVec {
+                base: at_b.get() as usize,
+                len: b.len(),
+            },
+        ];
+        let local = [IoSlice::new(a), IoSlice::new(b)];
+        match process_vm_writev(self.pid, &local, &remote) {
+            Ok(n) if n == a.len() + b.len() => Ok(()),
+            _ => {
+                self.write(at_a, a)?;
+                self.write(at_b, b)
+            }
+        }
     }
 }

@@ -544,3 +544,219 @@ mod fast {
         fork_while_a_call_is_in_flight,
     );
 }
+
+// One stop per call: an int3 probe's return recorded by the return stub.
+
+/// What a [`Watcher`] saw: entries, returns (with their values), and the
+/// returns at which the thread's memory could be read (a stop).
+#[derive(Default)]
+struct Calls {
+    entries: u64,
+    retvals: Vec<i64>,
+    live: u64,
+}
+
+/// Counts the calls of its probe; `how` is its answer to
+/// `Handler::returns` (None: the default).
+struct Watcher {
+    calls: std::rc::Rc<std::cell::RefCell<Calls>>,
+    how: Option<rtrace::Returns>,
+}
+
+impl rtrace::Handler for Watcher {
+    fn on_entry(&mut self, _: &mut rtrace::Hit<'_>) -> rtrace::Result<()> {
+        self.calls.borrow_mut().entries += 1;
+        Ok(())
+    }
+    fn on_return(&mut self, ret: &mut rtrace::Return<'_>) -> rtrace::Result<()> {
+        let mut c = self.calls.borrow_mut();
+        c.retvals.push(ret.retval());
+        // The word under the stack pointer: readable only at a stop (a
+        // record holds no stack).
+        let sp = rtrace::RuntimeAddr(ret.regs().sp());
+        if ret.read_u64(sp).is_ok() {
+            c.live += 1;
+        }
+        Ok(())
+    }
+    fn fast(&mut self, _: &rtrace::Site, _: Option<&rtrace::symbols::Module>) -> rtrace::Fast {
+        rtrace::Fast::Yes(rtrace::Capture::nothing())
+    }
+    fn returns(
+        &mut self,
+        site: &rtrace::Site,
+        module: Option<&rtrace::symbols::Module>,
+    ) -> rtrace::Returns {
+        match self.how {
+            Some(how) => how,
+            None => {
+                // The trait's default, from `fast`.
+                struct Default;
+                impl rtrace::Handler for Default {
+                    fn fast(
+                        &mut self,
+                        _: &rtrace::Site,
+                        _: Option<&rtrace::symbols::Module>,
+                    ) -> rtrace::Fast {
+                        rtrace::Fast::Yes(rtrace::Capture::nothing())
+                    }
+                }
+                Default.returns(site, module)
+            }
+        }
+    }
+}
+
+/// Runs `count N` with a [`Watcher`] per entry of `how` on `work`, int3
+/// probes whose returns are seen `mode`: what each saw, and the stops.
+fn watched(n: u32, mode: rtrace::ReturnMode, how: &[Option<rtrace::Returns>]) -> (Vec<Calls>, u64) {
+    let how = how.to_vec();
+    crate::fixtures::bounded(move |session| {
+        let mut cmd = std::process::Command::new(fixture("count", Variant::Pie));
+        cmd.arg(n.to_string());
+        let opts = rtrace::Options {
+            returns: mode,
+            ..rtrace::Options::default()
+        };
+        let mut tracer = session.launch(&cmd, opts).expect("launch");
+        let seen: Vec<_> = how
+            .iter()
+            .map(|&how| {
+                let calls = std::rc::Rc::new(std::cell::RefCell::new(Calls::default()));
+                let w = Watcher {
+                    calls: calls.clone(),
+                    how,
+                };
+                tracer.add_probe("work".parse().unwrap(), w).unwrap();
+                calls
+            })
+            .collect();
+        assert_eq!(tracer.run().expect("run"), rtrace::Outcome::Exited(0));
+        let stops = tracer.stops();
+        drop(tracer);
+        let seen = seen
+            .into_iter()
+            .map(|c| std::rc::Rc::try_unwrap(c).ok().unwrap().into_inner())
+            .collect();
+        (seen, stops)
+    })
+}
+
+/// work(i) = 2i + 1 for i = 0..n.
+fn work_values(n: u32) -> Vec<i64> {
+    (0..i64::from(n)).map(|i| 2 * i + 1).collect()
+}
+
+/// A call an int3 probe stops at the entry of costs one stop when its
+/// return is recorded by the return stub, two with `--returns stop`
+/// (counted by the tracer, not timed): between 100 and 2,100 calls the
+/// stops grow by exactly 2,000 and 4,000. Every call is seen, with its
+/// value, either way.
+#[test]
+fn an_int3_call_costs_one_stop_with_the_return_stub_and_two_without() {
+    for (mode, per_call) in [(rtrace::ReturnMode::Stub, 1), (rtrace::ReturnMode::Stop, 2)] {
+        let (small, small_stops) = watched(100, mode, &[None]);
+        let (big, big_stops) = watched(2100, mode, &[None]);
+        assert_eq!(small[0].entries, 100, "{mode:?}");
+        assert_eq!(small[0].retvals, work_values(100), "{mode:?}");
+        assert_eq!(big[0].entries, 2100, "{mode:?}");
+        assert_eq!(big[0].retvals, work_values(2100), "{mode:?}");
+        assert_eq!(
+            big_stops - small_stops,
+            per_call * 2000,
+            "{mode:?}: {small_stops} stops for 100 calls, {big_stops} for 2100"
+        );
+        // Recorded returns hold no memory; a stop's are live.
+        let live = match mode {
+            rtrace::ReturnMode::Stub => 0,
+            rtrace::ReturnMode::Stop => 2100,
+        };
+        assert_eq!(big[0].live, live, "{mode:?}");
+    }
+}
+
+/// A handler that asks for a stop at the return (`Returns::Stop`) gets it,
+/// and the thread's memory there; a handler on the same probe that would
+/// take records gets the same returns, at the same stops. Alone, the second
+/// takes records.
+#[test]
+fn a_handler_that_asks_for_a_stop_at_the_return_gets_it() {
+    let (seen, stops_small) = watched(
+        100,
+        rtrace::ReturnMode::Stub,
+        &[Some(rtrace::Returns::Stop), None],
+    );
+    let (seen_big, stops_big) = watched(
+        1100,
+        rtrace::ReturnMode::Stub,
+        &[Some(rtrace::Returns::Stop), None],
+    );
+    for (s, n) in [(&seen, 100), (&seen_big, 1100)] {
+        for (i, c) in s.iter().enumerate() {
+            assert_eq!(c.entries, u64::from(n), "handler {i}");
+            assert_eq!(c.retvals, work_values(n), "handler {i}");
+            assert_eq!(c.live, u64::from(n), "handler {i}: returns at a stop");
+        }
+    }
+    assert_eq!(stops_big - stops_small, 2 * 1000);
+    let (alone, _) = watched(100, rtrace::ReturnMode::Stub, &[None]);
+    assert_eq!(alone[0].retvals, work_values(100));
+    assert_eq!(alone[0].live, 0);
+}
+
+/// The attach line says how returns are seen (`--returns`, else
+/// `RTRACE_RETURNS`, else stub), and so does the JSON attach event; with no
+/// return probe, nothing is said. A bad `RTRACE_RETURNS` is a usage error.
+#[test]
+fn the_attach_line_says_how_returns_are_seen() {
+    use crate::fixtures::{rtrace_bin, run_command, TIMEOUT};
+    // (The suite may run with RTRACE_RETURNS set: each run says its own.)
+    let run_rtrace_env =
+        |args: &[&str], prog: &std::path::Path, prog_args: &[&str], env: &[(&str, &str)]| {
+            let mut cmd = std::process::Command::new(rtrace_bin());
+            cmd.env_remove("RTRACE_RETURNS")
+                .envs(env.iter().copied())
+                .args(args)
+                .arg("--")
+                .arg(prog)
+                .args(prog_args);
+            run_command(cmd, TIMEOUT)
+        };
+    let prog = fixture("count", Variant::Pie);
+    let attach = |stderr: &str| stderr.lines().next().unwrap_or("").to_string();
+    for (args, env, says) in [
+        (&["--returns", "stub"][..], None, Some("stub")),
+        (&["--returns", "stop"][..], None, Some("stop")),
+        (&[][..], Some("stop"), Some("stop")),
+        (&[][..], Some("stub"), Some("stub")),
+        (&["--returns", "stub"][..], Some("stop"), Some("stub")),
+        (&["--entry-only"][..], None, None),
+    ] {
+        let mut all = vec!["-s", "work", "--color", "never"];
+        all.extend_from_slice(args);
+        let env: Vec<(&str, &str)> = env.map(|v| ("RTRACE_RETURNS", v)).into_iter().collect();
+        let run = run_rtrace_env(&all, &prog, &["2"], &env);
+        assert_eq!(run.code(), 0, "{all:?} {env:?}: {}", run.stderr);
+        let line = attach(&run.stderr);
+        let expect = match says {
+            Some(how) => format!(", 1 probe armed, returns: {how}"),
+            None => ", 1 probe armed".into(),
+        };
+        assert!(line.ends_with(&expect), "{all:?} {env:?}: {line}");
+        all.push("--json");
+        let run = run_rtrace_env(&all, &prog, &["2"], &env);
+        let event: Value = serde_json::from_str(&attach(&run.stderr)).unwrap();
+        assert_eq!(event["returns"].as_str(), says, "{all:?} {env:?}: {event}");
+    }
+    let run = run_rtrace_env(
+        &["-s", "work"],
+        &prog,
+        &["2"],
+        &[("RTRACE_RETURNS", "sometimes")],
+    );
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "rtrace: RTRACE_RETURNS=\"sometimes\" is not a way to see returns; set it to stub or stop (see 'rtrace --help')\n"
+    );
+}

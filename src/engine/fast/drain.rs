@@ -751,6 +751,9 @@ pub(super) fn deliver(
         let maps = &mut space.maps;
         let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
         if kind == detour::KIND_RETURN {
+            // The stub freed the slot's entry (rtrace's, for an int3 call).
+            let ret_slot = word(ring::RET_SP).wrapping_sub(8);
+            space.fast.int3_claims.returned(ret_slot);
             let Some(calls) = calls_of(tasks, departed, tid) else {
                 continue;
             };

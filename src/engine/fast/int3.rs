@@ -20,6 +20,7 @@
 //! counters down (below the stub's own index), for the stub to count the
 //! returns it could not record (`ring::RET_LOST`) under.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
@@ -113,9 +114,29 @@ impl Tracer {
             // it, the int3 way.
             return Ok(None);
         }
-        let Some(entry) = free_entry(&space.mem, table_at, slot)? else {
-            return Ok(None);
+        let home = table::home(slot.get());
+        let index_of = |e: u64| table_at.offset((e * table::ENTRY) as i64);
+        let entry = match space.fast.int3_claims.pick(slot.get(), home) {
+            Some(e) => e,
+            None => {
+                // rtrace's own claims fill the entries the stub looks at:
+                // the table says which of them the stub has freed since.
+                let keys = window(&space.mem, table_at, home)?;
+                let claims = &mut self
+                    .world
+                    .spaces
+                    .get_mut(&key)
+                    .expect("looked up")
+                    .fast
+                    .int3_claims;
+                claims.resync(&keys);
+                match claims.pick(slot.get(), home) {
+                    Some(e) => e,
+                    None => return Ok(None),
+                }
+            }
         };
+        let entry_at = index_of(entry);
         let Some(index) = self.int3_site_index(key, addr, probes) else {
             return Ok(None);
         };
@@ -139,12 +160,15 @@ impl Tracer {
         put(table::INDEX, &index.to_le_bytes());
         put(table::RET_STRING, &string.to_le_bytes());
         put(table::ERRNO, &errno.to_le_bytes());
-        space.mem.write(entry, &bytes)?;
-        if let Err(e) = space.mem.write_u64(slot, stub_at) {
-            let _ = space.mem.write_u64(entry, 0);
-            return Err(e);
-        }
-        if space.fast.threads.get(&tp) != Some(&tid) {
+        // The entry, then the slot (the key first: nothing reads the entry
+        // before the slot holds the stub).
+        space
+            .mem
+            .write_two((entry_at, &bytes), (slot, &stub_at.to_le_bytes()))?;
+        let known = space.fast.threads.get(&tp) == Some(&tid);
+        let space = self.world.spaces.get_mut(&key).expect("looked up");
+        space.fast.int3_claims.claim(entry, slot.get());
+        if !known {
             self.note_thread(tid, tp)?;
         }
         Ok(Some(Hijack {
@@ -153,14 +177,14 @@ impl Tracer {
             chained: false,
             watch: Watch::Trampoline,
             by_stub: true,
-            entry: Some(entry),
+            entry: Some(entry_at),
         }))
     }
 
     /// Undoes [`Tracer::stub_return`] for a hit that did not complete: the
     /// slot gets its return address back, the entry is freed.
-    pub(super) fn undo_stub_return(&self, key: Pid, h: &Hijack) {
-        let (Some(space), Some(entry)) = (self.world.spaces.get(&key), h.entry) else {
+    pub(super) fn undo_stub_return(&mut self, key: Pid, h: &Hijack) {
+        let (Some(space), Some(entry)) = (self.world.spaces.get_mut(&key), h.entry) else {
             return;
         };
         if let Some(stub) = space.fast.stub_entry() {
@@ -169,6 +193,7 @@ impl Tracer {
             }
         }
         let _ = space.mem.write_u64(entry, 0);
+        space.fast.int3_claims.returned(h.slot.get());
     }
 
     /// True when space `key` has a return stub int3 probes may use, made
@@ -258,18 +283,14 @@ fn errno_tpoff(space: &crate::engine::space::Space) -> Option<u64> {
     space.mem.read_u64(libc.to_runtime(slot)).ok()
 }
 
-/// The table entry (its address) the call whose return address slot is
-/// `slot` may take in the table at `table`: one that holds the slot
-/// already (left by a call that never returned: longjmp), else a free one,
-/// among the [`table::PROBES`] entries the stub looks at from the slot's
-/// home. None when all are taken.
-fn free_entry(
+/// The keys of the [`table::PROBES`] entries the stub looks at from
+/// `home`, in the table at `table_at`: (entry index, key).
+fn window(
     mem: &crate::sys::mem::ProcMem,
     table_at: RuntimeAddr,
-    slot: RuntimeAddr,
-) -> Result<Option<RuntimeAddr>> {
-    let home = table::home(slot.get());
-    // The entries looked at, in at most two runs (the table wraps).
+    home: u64,
+) -> Result<Vec<(u64, u64)>> {
+    // In at most two runs: the table wraps.
     let first = (table::ENTRIES - home).min(table::PROBES);
     let mut keys = Vec::with_capacity(table::PROBES as usize);
     for (start, count) in [(home, first), (0, table::PROBES - first)] {
@@ -281,15 +302,104 @@ fn free_entry(
             (count * table::ENTRY) as usize,
         )?;
         for e in 0..count {
-            keys.push((
-                start + e,
-                table::word(&run, e, table::KEY).unwrap_or(u64::MAX),
-            ));
+            let key = table::word(&run, e, table::KEY).unwrap_or(u64::MAX);
+            keys.push((start + e, key));
         }
     }
-    let at = |e: u64| table_at.offset((e * table::ENTRY) as i64);
-    if let Some(&(e, _)) = keys.iter().find(|&&(_, k)| k == slot.get()) {
-        return Ok(Some(at(e)));
+    Ok(keys)
+}
+
+/// The table entries rtrace claimed for int3 probes' calls, as it knows
+/// them: it claims them itself, and learns that the stub freed one from
+/// the return's record (every record a thread made is read before its next
+/// entry stop is handled). Entries freed otherwise (a return the ring had
+/// no room for, an unwinder's calls moved to their return sites) stay
+/// claimed here until a full window makes rtrace read the table
+/// ([`Claims::resync`]). While rtrace claims entries no detour claims any
+/// (see the module's docs), so nothing else takes a free one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Claims {
+    /// Entry index → the slot it holds.
+    by_entry: HashMap<u64, u64>,
+    /// Slot → its entry.
+    by_slot: HashMap<u64, u64>,
+}
+
+impl Claims {
+    /// The entry for the call whose return address slot is `slot` (its
+    /// entries looked at from `home`): the one holding the slot already
+    /// (left by a call that never returned), else the first rtrace has not
+    /// claimed.
+    pub(super) fn pick(&self, slot: u64, home: u64) -> Option<u64> {
+        if let Some(&e) = self.by_slot.get(&slot) {
+            return Some(e);
+        }
+        (0..table::PROBES)
+            .map(|i| (home + i) & (table::ENTRIES - 1))
+            .find(|e| !self.by_entry.contains_key(e))
     }
-    Ok(keys.iter().find(|&&(_, k)| k == 0).map(|&(e, _)| at(e)))
+
+    /// Entry `e` now holds `slot`.
+    pub(super) fn claim(&mut self, e: u64, slot: u64) {
+        if let Some(old) = self.by_entry.insert(e, slot) {
+            self.by_slot.remove(&old);
+        }
+        if let Some(old) = self.by_slot.insert(slot, e) {
+            if old != e {
+                self.by_entry.remove(&old);
+            }
+        }
+    }
+
+    /// The call whose slot is `slot` returned (or was taken back): its
+    /// entry is free.
+    pub(super) fn returned(&mut self, slot: u64) {
+        if let Some(e) = self.by_slot.remove(&slot) {
+            self.by_entry.remove(&e);
+        }
+    }
+
+    /// The table's own `keys` (entry, key) of a window: an entry free
+    /// there is free.
+    pub(super) fn resync(&mut self, keys: &[(u64, u64)]) {
+        for &(e, key) in keys {
+            if key == 0 {
+                if let Some(slot) = self.by_entry.remove(&e) {
+                    self.by_slot.remove(&slot);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_take_over_a_slot_s_entry_and_skip_claimed_ones() {
+        let mut c = Claims::default();
+        let home = table::ENTRIES - 1;
+        assert_eq!(c.pick(0x1000, home), Some(home));
+        c.claim(home, 0x1000);
+        // The same slot (a call left by longjmp): its entry again.
+        assert_eq!(c.pick(0x1000, home), Some(home));
+        // Another slot with the same home: the next entry, wrapping.
+        assert_eq!(c.pick(0x2000, home), Some(0));
+        c.claim(0, 0x2000);
+        c.returned(0x1000);
+        assert_eq!(c.pick(0x3000, home), Some(home));
+        // A full window: nothing, until the table says what is free.
+        for i in 0..table::PROBES {
+            c.claim((home + i) & (table::ENTRIES - 1), 0x10_000 + 8 * i);
+        }
+        assert_eq!(c.pick(0x4000, home), None);
+        c.resync(&[(3, 0), (4, 0x10_000 + 8 * 5)]);
+        assert_eq!(c.pick(0x4000, home), Some(3));
+        // An entry given to another slot is that slot's only.
+        c.claim(3, 0x4000);
+        c.claim(3, 0x5000);
+        assert_eq!(c.pick(0x4000, home), None);
+        assert_eq!(c.pick(0x5000, home), Some(3));
+    }
 }

@@ -149,7 +149,7 @@ pub(in crate::engine) fn stub_return(
 /// A hit whose return [`stub_return`] watched did not complete: the slot
 /// and the table entry are given back. Touches them only.
 pub(in crate::engine) fn undo_stub_return(
-    t: &Tracer,
+    t: &mut Tracer,
     key: Pid,
     hijack: &crate::engine::task::Hijack,
 ) {

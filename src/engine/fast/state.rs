@@ -179,6 +179,8 @@ pub(crate) struct FastState {
     pub(super) int3_index: HashMap<RuntimeAddr, usize>,
     /// Where errno is, from the thread pointer (once libc is loaded).
     pub(super) errno_tpoff: Option<u64>,
+    /// The table entries rtrace claimed for int3 probes' calls.
+    pub(super) int3_claims: super::int3::Claims,
 }
 
 impl FastState {
@@ -283,6 +285,8 @@ impl FastState {
                 .collect(),
             int3_index: self.int3_index.clone(),
             errno_tpoff: self.errno_tpoff,
+            // Its table is a copy of this one's.
+            int3_claims: self.int3_claims.clone(),
         }
     }
 
