@@ -421,6 +421,9 @@ pub struct Tui {
     finished: bool,
 }
 
+/// The width of the last table when the terminal's cannot be read.
+const RECORD_WIDTH: u16 = 200;
+
 /// How often the screen is drawn.
 const FRAME: Duration = Duration::from_millis(250);
 
@@ -1145,10 +1148,12 @@ impl Handler for Tui {
             return Ok(());
         }
         self.tick();
+        // (A terminal whose size cannot be read gets RECORD_WIDTH columns:
+        // the table is rendered into a buffer of its width.)
         let width = match (self.size, &self.terminal) {
             (Some((w, _)), _) => w,
-            (None, Some(t)) => t.size().map_or(u16::MAX, |s| s.width),
-            (None, None) => terminal::size().map_or(u16::MAX, |(w, _)| w),
+            (None, Some(t)) => t.size().map_or(RECORD_WIDTH, |s| s.width),
+            (None, None) => terminal::size().map_or(RECORD_WIDTH, |(w, _)| w),
         };
         self.stop_screen();
         if self.pid.is_none() {
