@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 66] = [
+pub const PROGRAMS: [&str; 67] = [
     "count",
     "sigtrap",
     "signals",
@@ -255,6 +255,7 @@ pub const PROGRAMS: [&str; 66] = [
     "buffers",
     "vdsoifunc",
     "ctrlc",
+    "naps",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

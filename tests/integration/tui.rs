@@ -88,6 +88,16 @@ impl Tmux {
         self.cmd(&["send-keys", keys]);
     }
 
+    /// Types `text` as it is (no key names).
+    fn type_text(&self, text: &str) {
+        self.cmd(&["send-keys", "-l", text]);
+    }
+
+    /// The screen's first line: the view's header.
+    fn header(&self, screen: &str) -> String {
+        screen.lines().next().unwrap_or("").to_string()
+    }
+
     /// The screen once `want` holds; looked at again each time the pane
     /// prints something (tmux has drawn it by then: it copies what it read to
     /// the pipe after parsing it). Panics with the screen when 30 s pass
@@ -136,6 +146,211 @@ fn shell_quote(p: &Path) -> String {
 /// The tmux channel the pane's shell signals when rtrace has ended.
 const DONE: &str = "rtrace-ended";
 
+/// The column titles of a table header line (titles are one word but for
+/// `function [probe]` and `last args`).
+fn titles(line: &str) -> Vec<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut titles = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        match (words[i], words.get(i + 1)) {
+            ("function", Some(w)) if w.starts_with("[probe]") => {
+                titles.push(format!("function {w}"));
+                i += 1;
+            }
+            ("last", Some(&"args")) => {
+                titles.push("last args".to_string());
+                i += 1;
+            }
+            (w, _) => titles.push(w.to_string()),
+        }
+        i += 1;
+    }
+    titles
+}
+
+/// The table's header line on `screen`, as titles.
+fn header_titles(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .find(|l| l.starts_with("function "))
+        .map_or_else(Vec::new, titles)
+}
+
+/// As the terminal narrows, the function column keeps its names whole
+/// while it can and the other columns drop in the README's order: last
+/// args, missed, errors, max, p50. Calls, calls/s and p99 stay.
+#[test]
+fn columns_drop_in_order_as_the_terminal_narrows() {
+    let spin = fixture("spin", Variant::Pie);
+    let command = format!(
+        "{} --tui -s work -s libc:nanosleep -- {}; tmux wait-for -S {DONE}; sleep 60",
+        shell_quote(&rtrace_bin()),
+        shell_quote(&spin),
+    );
+    let tmux = Tmux::start("columns", 120, 20, &command);
+    tmux.wait("both rows", |s| {
+        row(s, "work").is_some() && row(s, "libc:nanosleep").is_some()
+    });
+    let all = [
+        "function [probe]",
+        "calls*",
+        "calls/s",
+        "p50",
+        "p99",
+        "max",
+        "errors",
+        "missed",
+        "last args",
+    ];
+    let dropped = ["last args", "missed", "errors", "max", "p50"];
+    // (The longest name, `nanosleep [libc:nanosleep]`, is 26 characters.)
+    for (width, n) in [(120, 0), (100, 1), (85, 2), (80, 3), (70, 4), (60, 5)] {
+        tmux.cmd(&["resize-window", "-x", &width.to_string(), "-y", "20"]);
+        let want: Vec<String> = all
+            .iter()
+            .filter(|t| !dropped[..n].contains(t))
+            .map(|t| t.to_string())
+            .collect();
+        // Both rows drawn whole (a screen is read as tmux draws it), their
+        // names whole.
+        let screen = tmux.wait(&format!("the columns at {width}"), |s| {
+            let whole = |p| row(s, p).is_some_and(|r| r.len() >= want.len() - 1);
+            header_titles(s) == want
+                && s.lines().all(|l| l.chars().count() <= width)
+                && whole("work")
+                && whole("libc:nanosleep")
+                && s.contains("nanosleep [libc:nanosleep] ")
+        });
+        if width == 80 {
+            let r = row(&screen, "work").unwrap();
+            assert_eq!(r.len(), 5, "calls, calls/s, p50, p99, max:\n{screen}");
+        }
+    }
+    tmux.keys("q");
+    let mut wait = Command::new("tmux");
+    wait.args(["-L", &tmux.socket, "wait-for", DONE]);
+    let run = run_command(wait, Duration::from_secs(30));
+    assert_eq!(run.code(), 0, "tmux wait-for: {run:?}\n{}", tmux.screen());
+}
+
+/// A row's detail (`Enter`): the histogram of its durations, bucket by
+/// bucket as `--hist` draws it, and its last calls; the filter (`/`); the
+/// keys (`?`); and `q` in launch mode: the header says rtrace waits for the
+/// program, which got the SIGINT, until it ends; then the shell's prompt is
+/// back.
+#[test]
+fn a_rows_histogram_the_filter_the_keys_and_q_waiting_for_the_program() {
+    let naps = fixture("naps", Variant::Pie);
+    let prompt = "tui-prompt$";
+    let tmux = Tmux::start(
+        "detail",
+        100,
+        40,
+        &format!("env -i PATH=/usr/bin:/bin TERM=xterm PS1='{prompt} ' bash --norc --noprofile"),
+    );
+    tmux.wait("the shell", |s| s.contains(prompt));
+    // nap(ms) sleeps ms milliseconds: two calls in [1G, 2G) ns (1.07 to
+    // 2.15 s), one in [2G, 4G). Each sleeps just past the bottom of its
+    // bucket, so that the time rtrace adds (a duration ends when rtrace sees
+    // the return: on a loaded machine up to 0.8 s later was seen) does not
+    // carry a call past the top.
+    // (What the program prints at its end goes to a file: on the terminal
+    // it would land on the alternate screen, which rtrace leaves after.)
+    let out = temp_path("naps_out");
+    tmux.type_text(&format!(
+        "{} --tui -s nap -s libc:nanosleep -- {} 1100 1100 2200 > {}",
+        shell_quote(&rtrace_bin()),
+        shell_quote(&naps),
+        shell_quote(&out)
+    ));
+    tmux.keys("Enter");
+    let screen = tmux.wait("three calls of nap", |s| {
+        row(s, "nap").is_some_and(|r| r[0] == "3")
+    });
+    let pid: i32 = screen.split_whitespace().nth(2).unwrap().parse().unwrap();
+
+    // The filter: the rows whose name holds the text typed.
+    tmux.keys("/");
+    tmux.type_text("NANO");
+    tmux.wait("filtered", |s| {
+        s.contains("filter: NANO ") && row(s, "nap").is_none() && row(s, "libc:nanosleep").is_some()
+    });
+    tmux.keys("Escape");
+    tmux.wait("the filter cleared", |s| {
+        !s.contains("filter:") && row(s, "nap").is_some() && row(s, "libc:nanosleep").is_some()
+    });
+    tmux.keys("/");
+    tmux.type_text("nap");
+    tmux.keys("Enter");
+    tmux.wait("the filter kept", |s| {
+        s.contains("filter: nap   (/ edits it") && row(s, "libc:nanosleep").is_none()
+    });
+
+    // The only row shown is selected: Enter opens it.
+    tmux.keys("Enter");
+    // (Drawn to its last line: the third call, its duration.)
+    let screen = tmux.wait("nap's detail", |s| {
+        s.contains("last 3 calls:")
+            && s.lines()
+                .filter(|l| l.contains("] nap(ms=") && l.ends_with('s'))
+                .count()
+                == 3
+    });
+    let hist: Vec<&str> = screen.lines().filter(|l| l.ends_with('|')).collect();
+    assert_eq!(
+        hist,
+        [
+            "[1G, 2G)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "[2G, 4G)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |",
+        ],
+        "{screen}"
+    );
+    let calls: Vec<&str> = screen
+        .lines()
+        .filter_map(|l| l.split_once("] nap(").map(|(_, c)| c))
+        .map(|c| c.rsplit_once("  ").map_or(c, |(c, _)| c))
+        .collect();
+    assert_eq!(
+        calls,
+        ["ms=1100) = 2200", "ms=1100) = 2200", "ms=2200) = 4400"],
+        "{screen}"
+    );
+    tmux.keys("Escape");
+    tmux.wait("the table again", |s| row(s, "nap").is_some());
+    tmux.keys("?");
+    tmux.wait("the keys", |s| {
+        s.contains("Esc or q: back to the table") && s.contains("filter rows by name")
+    });
+    tmux.keys("q");
+    tmux.wait("the table again", |s| row(s, "nap").is_some());
+
+    // q: naps counts the SIGINT and goes on; rtrace waits, and says so.
+    tmux.keys("q");
+    let screen = tmux.wait("waiting", |s| {
+        tmux.header(s).starts_with(&format!(
+            "rtrace [waiting for pid {pid} to end (SIGINT sent)]"
+        ))
+    });
+    assert!(tmux.alternate_screen(), "{screen}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let screen = tmux.wait("the prompt back", |s| s.trim_end().ends_with(prompt));
+    assert!(!tmux.alternate_screen(), "{screen}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "sigints=1\n",
+        "the SIGINT reached naps once"
+    );
+    assert!(
+        screen.contains(&format!("rtrace [exited with 0]  pid {pid} ")),
+        "the last table: {screen}"
+    );
+}
+
 #[test]
 fn live_view_in_a_terminal() {
     let spin = fixture("spin", Variant::Pie);
@@ -153,11 +368,33 @@ fn live_view_in_a_terminal() {
                 .and_then(|r| r[0].parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        calls("work") > 10 && calls("libc:nanosleep") > 10
+        // (Each row drawn whole, to its last arguments.)
+        let whole = |p| row(s, p).is_some_and(|r| r.len() >= 8);
+        calls("work") > 10
+            && calls("libc:nanosleep") > 10
+            && whole("work")
+            && whole("libc:nanosleep")
+            && s.lines().any(|l| l.contains("[work]") && l.contains(" x="))
     });
     assert!(tmux.alternate_screen(), "drawn on the alternate screen");
     let header = screen.lines().next().unwrap();
     assert!(header.starts_with("rtrace  pid "), "{screen}");
+    // Every column at 140 columns, the sort column (calls) marked.
+    assert!(
+        screen.lines().any(|l| titles(l)
+            == [
+                "function [probe]",
+                "calls*",
+                "calls/s",
+                "p50",
+                "p99",
+                "max",
+                "errors",
+                "missed",
+                "last args"
+            ]),
+        "{screen}"
+    );
     assert!(header.contains("threads 3"), "main + 2 threads: {screen}");
     let pid: i32 = header.split_whitespace().nth(2).unwrap().parse().unwrap();
     let work = row(&screen, "work").unwrap();
@@ -170,11 +407,13 @@ fn live_view_in_a_terminal() {
         "the last arguments, by name: {screen}"
     );
 
-    // Sorting by name puts libc:nanosleep's function before work.
+    // Sorting by name puts libc:nanosleep's function before work, and
+    // marks the function column.
     tmux.keys("n");
     tmux.wait("sorted by name", |s| {
         let at = |p: &str| s.find(&format!(" [{p}]"));
         matches!((at("libc:nanosleep"), at("work")), (Some(a), Some(b)) if a < b)
+            && s.contains("function [probe]* ")
     });
     tmux.keys("p");
     tmux.wait("paused", |s| {
@@ -267,4 +506,47 @@ fn ctrl_c_at_the_terminal_reaches_the_program_once() {
         ["+++ detached +++", "+++ exited with 0 +++"],
         "{events}"
     );
+}
+
+/// After `q` in launch mode rtrace waits for the program without reading
+/// keys; a Ctrl-C then ends the wait as it does without the live view: the
+/// program (which ignores SIGINT) runs on, and rtrace exits 130.
+#[test]
+fn ctrl_c_while_waiting_for_the_program_leaves_it_running() {
+    let naps = fixture("naps", Variant::Pie);
+    let rc: PathBuf = temp_path("naps_rc");
+    let out = temp_path("naps_ctrlc_out");
+    let command = format!(
+        "trap true INT; {} --tui -s nap -- {} 1 > {}; echo $? > {}; tmux wait-for -S {DONE}; sleep 60",
+        shell_quote(&rtrace_bin()),
+        shell_quote(&naps),
+        shell_quote(&out),
+        shell_quote(&rc)
+    );
+    let tmux = Tmux::start("waiting", 100, 20, &command);
+    let screen = tmux.wait("nap's call", |s| row(s, "nap").is_some_and(|r| r[0] == "1"));
+    let pid: i32 = screen.split_whitespace().nth(2).unwrap().parse().unwrap();
+    tmux.keys("q");
+    tmux.wait("waiting", |s| {
+        tmux.header(s).starts_with(&format!(
+            "rtrace [waiting for pid {pid} to end (SIGINT sent)]"
+        ))
+    });
+    tmux.keys("C-c");
+    let mut wait = Command::new("tmux");
+    wait.args(["-L", &tmux.socket, "wait-for", DONE]);
+    let run = run_command(wait, Duration::from_secs(30));
+    assert_eq!(run.code(), 0, "tmux wait-for: {run:?}\n{}", tmux.screen());
+    assert_eq!(
+        std::fs::read_to_string(&rc).unwrap().trim(),
+        "130",
+        "{}",
+        tmux.screen()
+    );
+    let program = nix::unistd::Pid::from_raw(pid);
+    assert!(
+        nix::sys::signal::kill(program, None).is_ok(),
+        "naps runs on"
+    );
+    nix::sys::signal::kill(program, nix::sys::signal::Signal::SIGTERM).unwrap();
 }

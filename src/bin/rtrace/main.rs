@@ -275,7 +275,9 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     // The live view draws on stderr: events go to -o FILE, or nowhere.
     let tui = match cli.tui {
         true => Some(Rc::new(RefCell::new(
-            Tui::new(cli.string_limit)?.with_prototypes(cli.prototypes.clone()),
+            Tui::new(cli.string_limit)?
+                .with_prototypes(cli.prototypes.clone())
+                .launched(matches!(cli.target, Target::Launch(_))),
         ))),
         false => None,
     };
