@@ -224,9 +224,15 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
             }
         }
     }
+    // Errors name a -x program "script" (the Nth of several, "script #N"),
+    // a file by its path: `script line 1, column 12: …`.
     for (i, text) in raw.programs.iter().enumerate() {
+        let name = match raw.programs.len() {
+            1 => "script".to_string(),
+            _ => format!("script #{}", i + 1),
+        };
         sources.push(ScriptSource {
-            name: format!("-x #{}", i + 1),
+            name,
             text: text.clone(),
         });
     }
@@ -236,10 +242,22 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
     let limits = Limits {
         operations: raw.script_ops,
         string: raw.string_limit,
+        stack: raw.stack_depth,
     };
-    Script::compile(&sources, limits)
-        .map(Some)
-        .map_err(|e| usage(&e.to_string()))
+    use std::io::Write;
+    // A script's error says where in the script it is, and nothing of the
+    // command line's help.
+    let script = Script::compile(&sources, limits).map_err(|e| {
+        let _ = writeln!(std::io::stderr(), "rtrace: {e}");
+        ExitCode::from(2)
+    })?;
+    {
+        let mut err = std::io::stderr().lock();
+        for w in script.warnings() {
+            let _ = writeln!(err, "rtrace: warning: {w}");
+        }
+    }
+    Ok(Some(script))
 }
 
 /// Reads the `--proto-file`s, then the `--proto`s (a later declaration of
