@@ -87,8 +87,8 @@ struct Raw {
     /// each hit, `PROBE:return { … }` at each return, BEGIN and END once.
     #[arg(long = "script", value_name = "FILE")]
     scripts: Vec<PathBuf>,
-    /// Run a one-line script (repeatable), e.g. -x 'libc:openat { count[str(arg(1))] += 1 }'.
-    /// A block that returns true prints the call; maps and hist() print at the end.
+    /// Run a one-line script (repeatable), e.g. -x 'libc:openat { @opens[str(arg(1))] = count() }'.
+    /// A block that returns true prints the call; @maps print at the end.
     #[arg(short = 'x', value_name = "PROGRAM")]
     programs: Vec<String>,
     /// The most Rhai operations one script block may take per run; a block
