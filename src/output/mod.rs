@@ -234,7 +234,7 @@ impl std::fmt::Display for ScriptValue {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ScriptHist {
     /// `hist(x)`.
-    Log2(Log2Hist),
+    Log2(Box<Log2Hist>),
     /// `lhist(x, min, max, step)`.
     Linear(LinearHist),
 }

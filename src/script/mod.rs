@@ -7,19 +7,22 @@
 //! ```text
 //! BEGIN { let limit = 3; }                    // once, before tracing starts
 //! libc:openat { str(arg(1)).starts_with("/etc") }   // at each entry
-//! libc:openat:return { if retval < 0 { failed[str(arg(1))] += 1 } }
-//! work:return { hist(duration) }              // when the call returns
-//! END { print(`${failed.len()} paths failed`) }   // once, at the end
+//! libc:openat:return /retval < 0/ { @failed[str(arg(1))] = count() }
+//! work:return { @ns = hist(duration) }        // when the call returns
+//! interval:1s { print(@failed); clear(@failed) }   // every second
+//! END { print(`${@failed.len()} paths failed`) }   // once, at the end
 //! ```
 //!
 //! A probe block runs on the [`Handler`] path like any other handler: on the
 //! tracer's thread, with the hitting thread stopped. It sees `tid`, `pid`,
-//! `probe` (the spec), `func` (the function), `time` (nanoseconds since rtrace
-//! started), `arg(n)` (the SysV integer arguments at the entry, also in a
-//! return block), and in a `:return` block `retval` and `duration`
-//! (nanoseconds). `str(ptr)` and `str(ptr, max)` read a C string from the
-//! tracee, `read(ptr, len)` bytes, `hex(n)` formats an address. `print(x)`
-//! writes a line to the trace output.
+//! `comm`, `probe` (the spec), `func` (the function), `time` and `nsecs`
+//! (nanoseconds since rtrace started), `arg(n)` (the SysV integer arguments
+//! at the entry, also in a return block), `ustack`, and in a `:return`
+//! block `retval` and `duration` (nanoseconds). `str(ptr)` and `str(ptr,
+//! max)` read a C string from the tracee, `read(ptr, len)` bytes, `hex(n)`
+//! formats an address. `print(x)` and `printf(fmt, …)` write a line to the
+//! trace output. Interval blocks run on the tracer's thread from the
+//! listener's [`Handler::on_idle`].
 //!
 //! **Filtering.** The call is printed as `-s` prints it when a block returns
 //! `true`, and not otherwise (a block that returns `false`, or no value,
@@ -27,17 +30,18 @@
 //! only a `:return` block, the return block's value decides, and the whole
 //! call is printed then. A spec also given with `-s` is printed by `-s`.
 //!
-//! **Maps and histograms.** A variable the script uses without declaring it
-//! is global and starts empty: indexed (`count[key] += 1`, any value as key)
-//! it is a map, assigned (`n += 1`) a number. `hist(x)` counts `x` in a
-//! power-of-two histogram named after the block (`hist("name", x)` names
-//! it). When tracing is over, END blocks run, then every non-empty map,
-//! global number and histogram is printed, as bpftrace prints its maps.
-//! Variables declared in `BEGIN` (`let limit = 3;`) are global too, and not
-//! printed.
+//! **Maps and aggregations.** `@name` (the front end, [`source`], makes it a
+//! global [`Table`]) is a map: `@n` its entry of no key, `@m[k]` and `@m[a,
+//! b]` keyed ones. `count()`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`,
+//! `hist(x)` and `lhist(x, min, max, step)` are bpftrace's aggregations
+//! ([`Agg`]). When tracing is over, END blocks run, then every non-empty
+//! map is printed as bpftrace prints it. A name assigned without `@` or
+//! `let` is a deprecated map, with a warning; any other unknown name is an
+//! error with a did-you-mean. Variables declared in `BEGIN` (`let limit =
+//! 3;`) are global too, and not printed.
 //!
 //! **Errors and limits.** A script that does not compile is refused before
-//! anything is traced, with its line. An error while a block runs (a type
+//! anything is traced, with its line and column. An error while a block runs (a type
 //! mismatch, an unreadable pointer) is reported once per block with the
 //! script line, counted, and the hit goes on unprinted; the total is reported
 //! at the end. A block that runs past its operations budget (a runaway loop,
@@ -333,7 +337,7 @@ impl Agg {
 
     fn hist(&self) -> Option<ScriptHist> {
         match self {
-            Agg::Hist(h) => Some(ScriptHist::Log2((**h).clone())),
+            Agg::Hist(h) => Some(ScriptHist::Log2(h.clone())),
             Agg::Lhist(h) => Some(ScriptHist::Linear((**h).clone())),
             _ => None,
         }
@@ -756,9 +760,9 @@ impl Compiled {
 /// `1s`, `500ms`, `250us`: an interval's period as it is written.
 fn period(p: Duration) -> String {
     let us = p.as_micros();
-    if us % 1_000_000 == 0 {
+    if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1000 == 0 {
+    } else if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")
@@ -1244,7 +1248,7 @@ impl Script {
                 .engine
                 .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.blocks[i].ast);
             self.scope.rewind(base);
-            printed.extend(self.ctx.borrow_mut().printed.drain(..));
+            printed.append(&mut self.ctx.borrow_mut().printed);
             match r {
                 Ok(v) => show |= v.as_bool() == Ok(true),
                 Err(e) if stopped(&e) => {
@@ -1304,7 +1308,7 @@ impl Script {
             items.push(ScriptItem::Hist {
                 name,
                 key: None,
-                hist: Box::new(ScriptHist::Log2(hist)),
+                hist: Box::new(ScriptHist::Log2(Box::new(hist))),
             });
         }
         for b in &self.blocks {

@@ -8,9 +8,11 @@
 //!   spec and the slashes made parentheses, so nothing moves.
 //! - Maps carry bpftrace's sigil: `@name` (and `@` alone, the anonymous
 //!   map) is the Rhai global `_m_name`, a table; indexed (`@c[k]`, `@c[a,
-//!   b]`) it is that entry (`_m_c[[k]]`: the keys are an array), alone (`@n`) the table's entry of no key, `_m_n[()]`, but as
-//!   the sole argument of `print`, `clear`, `zero` or `len` the table
-//!   itself. `@n++` and `@n--` are `+= 1` and `-= 1`.
+//!   b]`) it is that entry (`_m_c[[k]]`: the keys are an array), alone
+//!   (`@n`) the table's entry of no key, `_m_n[()]`, but as the sole
+//!   argument of `print`, `clear`, `zero` or `len`, or the first of
+//!   `delete(@m, key)`, the table itself. `@n++` and `@n--` are `+= 1` and
+//!   `-= 1`.
 //! - `ustack` without parentheses is `ustack()`.
 //! - The older statement form `hist(x)` (a histogram named after the block)
 //!   becomes `_block_hist(x)`; `@h = hist(x)` is the aggregation.
@@ -780,9 +782,12 @@ impl<'a> Translator<'a> {
             }
             self.src.get(j).map(|c| c.to_string()).unwrap_or_default()
         };
-        let whole_map = after == ")"
-            && self.prev[1] == Tok::Op("(".into())
-            && matches!(&self.prev[0], Tok::Ident(f) if TAKE_MAPS.contains(&f.as_str()));
+        let whole_map = self.prev[1] == Tok::Op("(".into())
+            && match &self.prev[0] {
+                Tok::Ident(f) if f == "delete" => after == ",",
+                Tok::Ident(f) => after == ")" && TAKE_MAPS.contains(&f.as_str()),
+                _ => false,
+            };
         if after == "[" {
             self.replace(1 + n, &var);
             // The key is an array, so that `@m[a, b]` keys by both (one

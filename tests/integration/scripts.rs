@@ -749,26 +749,29 @@ fn one_liners_top_stacks_with_ustack() {
     }
 }
 
-/// The rate per interval, printed and cleared each time (attached to spin,
-/// until two intervals have printed and Ctrl-C); END runs once.
+/// The rate per interval, printed and cleared each time (spin, until two
+/// intervals have printed and Ctrl-C, which spin dies of); END runs once.
 #[test]
 fn one_liners_interval_prints_a_rate_and_clears() {
-    let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
-    let mut rtrace = Spawned::rtrace_attach(
-        &[
-            "-x",
-            "work { @calls = count() } interval:1s { print(@calls); clear(@calls) }",
-            "-x",
-            r#"END { print("end") }"#,
-        ],
-        spin.pid(),
-    );
-    rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached"));
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args([
+        "-x",
+        "work { @calls = count() } interval:1s { print(@calls); clear(@calls) }",
+        "-x",
+        r#"END { print("end") }"#,
+        "--",
+    ])
+    .arg(fixture("spin", Variant::Pie));
+    let mut rtrace = Spawned::command(cmd);
     rtrace.wait_stderr_line(|l| l.starts_with("@calls: "));
     rtrace.wait_stderr_line(|l| l.starts_with("@calls: "));
     rtrace.signal(Signal::SIGINT);
     let run = rtrace.wait();
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("+++ killed by SIGINT"),
+        "{}",
+        run.stderr
+    );
     let printed: Vec<u64> = run
         .stderr
         .lines()
@@ -781,14 +784,7 @@ fn one_liners_interval_prints_a_rate_and_clears() {
         "spin calls work every ms: {}",
         run.stderr
     );
-    assert_eq!(
-        run.stderr.lines().filter(|l| *l == "end").count(),
-        1,
-        "{}",
-        run.stderr
-    );
-    let spun = spin.terminate();
-    assert!(spun.stdout.contains("done"), "{}", spun.stdout);
+    assert_eq!(ends(&run), 1, "{}", run.stderr);
 }
 
 /// exit() after N calls: exactly N counted, END once, and the program
