@@ -115,13 +115,14 @@ impl Log2Hist {
 }
 
 /// Draws histogram rows as bpftrace does: the range in 16 columns, the
-/// count in 8, a bar of `@` scaled to the largest count.
+/// count in 8, a bar of `@` scaled to the largest count, rounded down (a
+/// count far below the largest draws no `@`, as in bpftrace's `hist()`).
 fn draw(rows: &[(String, u64)]) -> String {
     const WIDTH: u64 = 52;
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
     let mut s = String::new();
     for (range, count) in rows {
-        let bar = (count * WIDTH).div_ceil(max) as usize;
+        let bar = (count * WIDTH / max) as usize;
         let _ = writeln!(
             s,
             "{range:<16}{count:>8} |{:<width$}|",
@@ -313,15 +314,15 @@ mod tests {
             h.add(v);
         }
         assert_eq!(h.total(), 7);
-        let lines: Vec<String> = h.render().lines().map(|l| l[..26].to_string()).collect();
+        let lines: Vec<String> = h.render().lines().map(|l| l[..24].to_string()).collect();
         assert_eq!(
             lines,
             [
-                "(..., 0)                1 ",
-                "[0, 10)                 2 ",
-                "[10, 20)                1 ",
-                "[20, 30)                1 ",
-                "[30, ...)               2 ",
+                "(..., 0)               1",
+                "[0, 10)                2",
+                "[10, 20)               1",
+                "[20, 30)               1",
+                "[30, ...)              2",
             ]
         );
         let mut k = LinearHist::new(0, 4096, 1024).unwrap();
@@ -349,9 +350,9 @@ mod tests {
             lines,
             [
                 "[256, 512)             3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
-                "[512, 1K)              1 |@@@@@@@@@@@@@@@@@@                                  |",
+                "[512, 1K)              1 |@@@@@@@@@@@@@@@@@                                   |",
                 "[1K, 2K)               0 |                                                    |",
-                "[2K, 4K)               1 |@@@@@@@@@@@@@@@@@@                                  |",
+                "[2K, 4K)               1 |@@@@@@@@@@@@@@@@@                                   |",
             ]
         );
         assert_eq!(Log2Hist::default().render(), "");
