@@ -604,6 +604,10 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
                     Some(n) => Dynamic::from(n),
                     None => v.clone(),
                 },
+                // bpftrace's maps read 0 where nothing was stored (`if @n
+                // == 5` before the first `@n = count()`); a map without
+                // its `@` reads `()`, as it always did.
+                None if t.name.starts_with('@') => Dynamic::from(0 as INT),
                 None => Dynamic::UNIT,
             },
             |t: &mut Table,

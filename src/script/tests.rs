@@ -411,11 +411,13 @@ fn aggregations_print_as_bpftrace_prints_them_sorted_by_value() {
 }
 
 /// `print(@m)` prints the map as it is, `clear(@m)` empties it, `zero(@m)`
-/// keeps its keys at zero; an entry read is its aggregation's value.
+/// keeps its keys at zero; an entry read is its aggregation's value, or 0
+/// where nothing is stored.
 #[test]
 fn print_clear_and_zero_as_bpftrace_has_them() {
     let r = rig(
         "work {\n\
+           if @c[7] != 0 || @t != 0 && @c[1] == 0 { print(\"never\") }\n\
            @c[arg(0) % 2] = count(); @t = sum(arg(0));\n\
            if @c[0] == 2 { print(@c); zero(@t); clear(@c); }\n\
          }",

@@ -12,7 +12,7 @@ use crate::events::{
     assert_one_error_line, assert_same_as_untraced, of_kind, temp_path, trace_json,
 };
 use crate::fixtures::{
-    fixture, rtrace_bin, run_rtrace, run_untraced, source_dir, Run, Spawned, Variant,
+    fixture, rounds, rtrace_bin, run_rtrace, run_untraced, source_dir, Run, Spawned, Variant,
 };
 use crate::launch::assert_ran_on;
 
@@ -835,7 +835,7 @@ fn ends(run: &Run) -> usize {
 
 /// END runs exactly once on every way tracing ends: the program's exit,
 /// exit(), Ctrl-C to rtrace with a launched program, the detach of an
-/// attached one.
+/// attached one; the maps after it, once.
 #[test]
 fn end_runs_exactly_once_on_every_exit_path() {
     const END: &str = r#"END { print("end") }"#;
@@ -857,37 +857,50 @@ fn end_runs_exactly_once_on_every_exit_path() {
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(ends(&run), 1, "exit(): {}", run.stderr);
 
-    // Ctrl-C to rtrace, launch mode: passed on to spin, which dies of it.
-    let mut cmd = Command::new(rtrace_bin());
-    cmd.args(["-x", "work { @n = count() }", "-x", END, "--"])
-        .arg(fixture("spin", Variant::Pie));
-    let mut rtrace = Spawned::command(cmd);
-    rtrace.wait_stdout_line(|l| l == "ready");
-    rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached"));
-    rtrace.signal(Signal::SIGINT);
-    let run = rtrace.wait();
-    assert_eq!(ends(&run), 1, "SIGINT, launched: {}", run.stderr);
-    assert!(
-        run.stderr.contains("+++ killed by SIGINT"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.lines().any(|l| l.starts_with("@n: ")),
-        "{}",
-        run.stderr
-    );
+    // The signal comes at any point of the trace: several rounds
+    // (RTRACE_STRESS_ROUNDS for many).
+    const FIRST: &str = r#"work { @n = count(); if @n == 1 { print("first") } }"#;
+    for round in 0..rounds(50, 3) {
+        // Ctrl-C to rtrace, launch mode: passed on to spin, which dies of it.
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args(["-x", FIRST, "-x", END, "--"])
+            .arg(fixture("spin", Variant::Pie));
+        let mut rtrace = Spawned::command(cmd);
+        rtrace.wait_stderr_line(|l| l == "first");
+        rtrace.signal(Signal::SIGINT);
+        let run = rtrace.wait();
+        assert_eq!(
+            ends(&run),
+            1,
+            "SIGINT, launched, round {round}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("+++ killed by SIGINT"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("@n: ")),
+            "{}",
+            run.stderr
+        );
 
-    // The detach of an attached program (Ctrl-C to rtrace).
-    let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
-    let mut rtrace =
-        Spawned::rtrace_attach(&["-x", "work { @n = count() }", "-x", END], spin.pid());
-    rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached"));
-    rtrace.signal(Signal::SIGINT);
-    let run = rtrace.wait();
-    assert_eq!(run.code(), 0, "{}", run.stderr);
-    assert_eq!(ends(&run), 1, "detach: {}", run.stderr);
-    assert!(run.stderr.contains("+++ detached +++"), "{}", run.stderr);
-    let spun = spin.terminate();
-    assert!(spun.stdout.contains("done"), "{}", spun.stdout);
+        // The detach of an attached program (Ctrl-C to rtrace).
+        let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
+        let mut rtrace = Spawned::rtrace_attach(&["-x", FIRST, "-x", END], spin.pid());
+        rtrace.wait_stderr_line(|l| l == "first");
+        rtrace.signal(Signal::SIGINT);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(ends(&run), 1, "detach, round {round}: {}", run.stderr);
+        assert!(run.stderr.contains("+++ detached +++"), "{}", run.stderr);
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("@n: ")),
+            "{}",
+            run.stderr
+        );
+        let spun = spin.terminate();
+        assert!(spun.stdout.contains("done"), "{}", spun.stdout);
+    }
 }
