@@ -1005,6 +1005,19 @@ impl Script {
         &self.warnings
     }
 
+    /// Hands the compiler's warnings to [`ScriptListener`], which prints
+    /// them (as `warning` events in JSON) once tracing has begun, before
+    /// BEGIN's output.
+    pub fn defer_warnings(&mut self) {
+        let warnings = std::mem::take(&mut self.warnings);
+        let begun = std::mem::take(&mut self.begun);
+        self.begun = warnings
+            .into_iter()
+            .map(Printed::Warning)
+            .chain(begun)
+            .collect();
+    }
+
     fn compile_block(
         &mut self,
         source: usize,

@@ -543,6 +543,25 @@ fn a_map_without_its_sigil_is_deprecated_with_one_warning() {
         "{}",
         run.stderr
     );
+    // With --json, a warning event once tracing has begun.
+    let (run, events) = trace_json(
+        "script_deprecated",
+        &["-x", "work { n += 1 }"],
+        &prog,
+        &["5"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let warnings = of_kind(&events, "warning");
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    assert_eq!(
+        warnings[0]["message"],
+        "script line 1, column 8: map \"n\" without its @ is deprecated; write @n"
+    );
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[..2], ["attach", "warning"], "{kinds:?}");
 }
 
 /// The lines of a run's stderr that are not rtrace's own or its `+++` lines.

@@ -251,7 +251,12 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
         let _ = writeln!(std::io::stderr(), "rtrace: {e}");
         ExitCode::from(2)
     })?;
-    {
+    let mut script = script;
+    if raw.json {
+        // JSON: `warning` events, once tracing has begun.
+        script.defer_warnings();
+    } else {
+        // Text: at once, before anything runs.
         let mut err = std::io::stderr().lock();
         for w in script.warnings() {
             let _ = writeln!(err, "rtrace: warning: {w}");
