@@ -97,27 +97,168 @@ impl Log2Hist {
     /// [512, 1K)              1 |@@@@@@@@@@@@@@@@@                                   |
     /// ```
     pub fn render(&self) -> String {
-        const WIDTH: u64 = 52;
-        let buckets = self.buckets();
-        let max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
-        let mut s = String::new();
-        for b in &buckets {
-            let range = match (b.low, b.high) {
-                (None, _) => "(..., 0)".to_string(),
-                (Some(low), Some(high)) if high - low == 1 => format!("[{}]", human(low)),
-                (Some(low), Some(high)) => format!("[{}, {})", human(low), human(high)),
-                (Some(low), None) => format!("[{}, ...)", human(low)),
-            };
-            let bar = (b.count * WIDTH).div_ceil(max) as usize;
-            let _ = writeln!(
-                s,
-                "{range:<16}{:>8} |{:<width$}|",
-                b.count,
-                "@".repeat(bar),
-                width = WIDTH as usize
-            );
+        let rows: Vec<(String, u64)> = self
+            .buckets()
+            .iter()
+            .map(|b| {
+                let range = match (b.low, b.high) {
+                    (None, _) => "(..., 0)".to_string(),
+                    (Some(low), Some(high)) if high - low == 1 => format!("[{}]", human(low)),
+                    (Some(low), Some(high)) => format!("[{}, {})", human(low), human(high)),
+                    (Some(low), None) => format!("[{}, ...)", human(low)),
+                };
+                (range, b.count)
+            })
+            .collect();
+        draw(&rows)
+    }
+}
+
+/// Draws histogram rows as bpftrace does: the range in 16 columns, the
+/// count in 8, a bar of `@` scaled to the largest count, rounded down (a
+/// count far below the largest draws no `@`, as in bpftrace's `hist()`).
+fn draw(rows: &[(String, u64)]) -> String {
+    const WIDTH: u64 = 52;
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
+    let mut s = String::new();
+    for (range, count) in rows {
+        let bar = (count * WIDTH / max) as usize;
+        let _ = writeln!(
+            s,
+            "{range:<16}{count:>8} |{:<width$}|",
+            "@".repeat(bar),
+            width = WIDTH as usize
+        );
+    }
+    s
+}
+
+/// A linear histogram, bpftrace's `lhist(value, min, max, step)`: one bucket
+/// below `min`, one per `step` from `min` up to `max`, one from `max` on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinearHist {
+    min: i64,
+    max: i64,
+    step: i64,
+    /// Below `min`, then the steps, then `max` and above.
+    counts: Vec<u64>,
+}
+
+impl LinearHist {
+    /// An empty histogram; `None` unless `step` > 0, `max` > `min`, and at
+    /// most 1000 buckets.
+    pub fn new(min: i64, max: i64, step: i64) -> Option<LinearHist> {
+        if step <= 0 || max <= min {
+            return None;
         }
-        s
+        let steps = (max.checked_sub(min)? as u64).div_ceil(step as u64);
+        (steps <= 1000).then(|| LinearHist {
+            min,
+            max,
+            step,
+            counts: vec![0; steps as usize + 2],
+        })
+    }
+
+    /// Its `min`, `max` and `step`.
+    pub fn shape(&self) -> (i64, i64, i64) {
+        (self.min, self.max, self.step)
+    }
+
+    /// Counts `v`.
+    pub fn add(&mut self, v: i64) {
+        let last = self.counts.len() - 1;
+        let i = if v < self.min {
+            0
+        } else if v >= self.max {
+            last
+        } else {
+            (1 + (v - self.min) / self.step) as usize
+        };
+        self.counts[i.min(last)] += 1;
+    }
+
+    /// Adds another histogram of the same shape (false, and nothing
+    /// added, if its shape differs).
+    pub fn merge(&mut self, other: &LinearHist) -> bool {
+        if self.shape() != other.shape() {
+            return false;
+        }
+        for (c, n) in self.counts.iter_mut().zip(&other.counts) {
+            *c += n;
+        }
+        true
+    }
+
+    /// Forgets every count.
+    pub fn zero(&mut self) {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+    }
+
+    /// Values counted in all.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The buckets from the first to the last that counted something.
+    pub fn buckets(&self) -> Vec<Bucket> {
+        let Some(first) = self.counts.iter().position(|&c| c > 0) else {
+            return Vec::new();
+        };
+        let last = self.counts.iter().rposition(|&c| c > 0).unwrap_or(first);
+        let end = self.counts.len() - 1;
+        (first..=last)
+            .map(|i| {
+                let (low, high) = match i {
+                    0 => (None, Some(self.min)),
+                    i if i == end => (Some(self.max), None),
+                    i => {
+                        let low = self.min + (i as i64 - 1) * self.step;
+                        (Some(low), Some((low + self.step).min(self.max)))
+                    }
+                };
+                Bucket {
+                    low,
+                    high,
+                    count: self.counts[i],
+                }
+            })
+            .collect()
+    }
+
+    /// As bpftrace prints an lhist: `[0, 10)`, `(..., 0)`, `[100, ...)`.
+    pub fn render(&self) -> String {
+        let label = |v: i64| lhist_label(v, self.step);
+        let rows: Vec<(String, u64)> = self
+            .buckets()
+            .iter()
+            .map(|b| {
+                let range = match (b.low, b.high) {
+                    (None, Some(high)) => format!("(..., {})", label(high)),
+                    (Some(low), None) => format!("[{}, ...)", label(low)),
+                    (Some(low), Some(high)) => format!("[{}, {})", label(low), label(high)),
+                    (None, None) => String::new(),
+                };
+                (range, b.count)
+            })
+            .collect();
+        draw(&rows)
+    }
+}
+
+/// An lhist bound as bpftrace writes it: with a K or M suffix when the
+/// step is a multiple of 1024 and the bound of the unit.
+fn lhist_label(v: i64, step: i64) -> String {
+    const K: i64 = 1024;
+    if step % K != 0 || v == 0 {
+        return v.to_string();
+    }
+    if v % (K * K) == 0 {
+        format!("{}M", v / (K * K))
+    } else if v % K == 0 {
+        format!("{}K", v / K)
+    } else {
+        v.to_string()
     }
 }
 
@@ -167,6 +308,36 @@ mod tests {
     }
 
     #[test]
+    fn linear_buckets_as_bpftrace_has_them() {
+        let mut h = LinearHist::new(0, 30, 10).unwrap();
+        for v in [-1, 0, 9, 10, 25, 30, 99] {
+            h.add(v);
+        }
+        assert_eq!(h.total(), 7);
+        let lines: Vec<String> = h.render().lines().map(|l| l[..24].to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "(..., 0)               1",
+                "[0, 10)                2",
+                "[10, 20)               1",
+                "[20, 30)               1",
+                "[30, ...)              2",
+            ]
+        );
+        let mut k = LinearHist::new(0, 4096, 1024).unwrap();
+        k.add(1500);
+        assert!(k.render().starts_with("[1K, 2K)  "), "{}", k.render());
+        assert!(LinearHist::new(0, 10, 0).is_none());
+        assert!(LinearHist::new(10, 10, 1).is_none());
+        let mut other = LinearHist::new(0, 30, 10).unwrap();
+        other.add(5);
+        assert!(h.merge(&other));
+        assert_eq!(h.total(), 8);
+        assert!(!h.merge(&k));
+    }
+
+    #[test]
     fn renders_like_bpftrace() {
         let mut h = Log2Hist::default();
         for v in [300, 400, 500, 600] {
@@ -179,9 +350,9 @@ mod tests {
             lines,
             [
                 "[256, 512)             3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
-                "[512, 1K)              1 |@@@@@@@@@@@@@@@@@@                                  |",
+                "[512, 1K)              1 |@@@@@@@@@@@@@@@@@                                   |",
                 "[1K, 2K)               0 |                                                    |",
-                "[2K, 4K)               1 |@@@@@@@@@@@@@@@@@@                                  |",
+                "[2K, 4K)               1 |@@@@@@@@@@@@@@@@@                                   |",
             ]
         );
         assert_eq!(Log2Hist::default().render(), "");

@@ -57,7 +57,11 @@ fn nanos(d: Duration) -> u64 {
 /// A histogram's buckets, `{"low":…,"high":…,"count":…}` each, from the
 /// first that counted something to the last (`null` for an open end).
 fn buckets(h: &Log2Hist) -> Vec<Value> {
-    h.buckets()
+    bucket_values(&h.buckets())
+}
+
+fn bucket_values(buckets: &[super::hist::Bucket]) -> Vec<Value> {
+    buckets
         .iter()
         .map(|b| serde_json::json!({"low": b.low, "high": b.high, "count": b.count}))
         .collect()
@@ -434,10 +438,20 @@ impl Emitter for JsonEmitter {
             ScriptItem::Warning(w) => Obj::new("warning", time, self.root)
                 .field("message", w.as_str())
                 .write(out),
+            // A map of one entry of no key (`@n`) is one value, as a global.
+            ScriptItem::Map { name, entries } if matches!(entries[..], [(None, _)]) => {
+                Obj::new("map", time, self.root)
+                    .field("name", name.as_str())
+                    .field("value", json(&entries[0].1))
+                    .write(out)
+            }
             ScriptItem::Map { name, entries } => {
                 let entries: Vec<Value> = entries
                     .iter()
-                    .map(|(k, v)| serde_json::json!({"key": json(k), "value": json(v)}))
+                    .map(|(k, v)| {
+                        let key = k.as_ref().map_or(Value::Null, json);
+                        serde_json::json!({"key": key, "value": json(v)})
+                    })
                     .collect();
                 Obj::new("map", time, self.root)
                     .field("name", name.as_str())
@@ -448,10 +462,15 @@ impl Emitter for JsonEmitter {
                 .field("name", name.as_str())
                 .field("value", json(value))
                 .write(out),
-            ScriptItem::Hist { name, hist } => Obj::new("hist", time, self.root)
-                .field("name", name.as_str())
-                .field("buckets", buckets(hist))
-                .write(out),
+            ScriptItem::Hist { name, key, hist } => {
+                let obj = Obj::new("hist", time, self.root).field("name", name.as_str());
+                let obj = match key {
+                    Some(k) => obj.field("key", json(k)),
+                    None => obj,
+                };
+                obj.field("buckets", bucket_values(&hist.buckets()))
+                    .write(out)
+            }
         }
     }
 

@@ -36,7 +36,7 @@ mod tui;
 
 pub use cproto::Prototypes;
 pub use folded::StackCounter;
-pub(crate) use hist::Log2Hist;
+pub(crate) use hist::{LinearHist, Log2Hist};
 pub use progress::{ProgressLine, PROGRESS_DELAY};
 pub use render::DEFAULT_STRING_LIMIT;
 pub use summary::SummaryOrder;
@@ -230,6 +230,41 @@ impl std::fmt::Display for ScriptValue {
     }
 }
 
+/// A script's histogram: `hist()` (powers of two) or `lhist()` (linear).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum ScriptHist {
+    /// `hist(x)`.
+    Log2(Box<Log2Hist>),
+    /// `lhist(x, min, max, step)`.
+    Linear(LinearHist),
+}
+
+impl ScriptHist {
+    /// The buckets, from the first that counted something to the last.
+    pub(crate) fn buckets(&self) -> Vec<hist::Bucket> {
+        match self {
+            ScriptHist::Log2(h) => h.buckets(),
+            ScriptHist::Linear(h) => h.buckets(),
+        }
+    }
+
+    /// Drawn as bpftrace draws it.
+    pub(crate) fn render(&self) -> String {
+        match self {
+            ScriptHist::Log2(h) => h.render(),
+            ScriptHist::Linear(h) => h.render(),
+        }
+    }
+
+    /// Values counted in all.
+    pub(crate) fn total(&self) -> u64 {
+        match self {
+            ScriptHist::Log2(h) => h.total(),
+            ScriptHist::Linear(h) => h.total(),
+        }
+    }
+}
+
 /// What a script writes to the trace output (`crate::script`).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ScriptItem {
@@ -245,12 +280,14 @@ pub(crate) enum ScriptItem {
     },
     /// A script error reported while tracing goes on.
     Warning(String),
-    /// A map at the end: `count[key]: value` lines.
+    /// A map (at the end, or `print(@m)`): `@count[key]: value` lines, or
+    /// `@n: value` for the entry of no key, then an empty line.
     Map {
-        /// The variable.
+        /// The map, as the script names it (`@count`; `count` for a map
+        /// without its `@`).
         name: String,
-        /// Keys and values, in print order.
-        entries: Vec<(ScriptValue, ScriptValue)>,
+        /// Keys (None: the entry of no key) and values, in print order.
+        entries: Vec<(Option<ScriptValue>, ScriptValue)>,
     },
     /// A global that holds one value at the end: `n: 12`.
     Global {
@@ -259,12 +296,16 @@ pub(crate) enum ScriptItem {
         /// Its value.
         value: ScriptValue,
     },
-    /// A histogram at the end.
+    /// A histogram (at the end, or `print(@h)`): `@h[key]:` and its
+    /// buckets.
     Hist {
-        /// Its name.
+        /// Its name: the map's (`@h`), or the block's or the one given to
+        /// the older `hist(x)` and `hist("name", x)`.
         name: String,
+        /// The map's key (None: the entry of no key, or no map).
+        key: Option<ScriptValue>,
         /// Its counts.
-        hist: Box<Log2Hist>,
+        hist: Box<ScriptHist>,
     },
 }
 

@@ -517,14 +517,20 @@ impl Emitter for TextEmitter {
             ScriptItem::Map { name, entries } => {
                 self.release(out)?;
                 for (key, value) in entries {
-                    out.write(&format!("{name}[{key}]: {value}\n"))?;
+                    match key {
+                        Some(key) => out.write(&format!("{name}[{key}]: {value}\n"))?,
+                        None => out.write(&format!("{name}: {value}\n"))?,
+                    }
                 }
                 out.write("\n")
             }
             ScriptItem::Global { name, value } => self.line(out, &format!("{name}: {value}\n")),
-            ScriptItem::Hist { name, hist } => {
+            ScriptItem::Hist { name, key, hist } => {
                 self.release(out)?;
-                out.write(&format!("{name}:\n{}\n", hist.render()))
+                match key {
+                    Some(key) => out.write(&format!("{name}[{key}]:\n{}\n", hist.render())),
+                    None => out.write(&format!("{name}:\n{}\n", hist.render())),
+                }
             }
         }
     }

@@ -7,19 +7,22 @@
 //! ```text
 //! BEGIN { let limit = 3; }                    // once, before tracing starts
 //! libc:openat { str(arg(1)).starts_with("/etc") }   // at each entry
-//! libc:openat:return { if retval < 0 { failed[str(arg(1))] += 1 } }
-//! work:return { hist(duration) }              // when the call returns
-//! END { print(`${failed.len()} paths failed`) }   // once, at the end
+//! libc:openat:return /retval < 0/ { @failed[str(arg(1))] = count() }
+//! work:return { @ns = hist(duration) }        // when the call returns
+//! interval:1s { print(@failed); clear(@failed) }   // every second
+//! END { print(`${@failed.len()} paths failed`) }   // once, at the end
 //! ```
 //!
 //! A probe block runs on the [`Handler`] path like any other handler: on the
 //! tracer's thread, with the hitting thread stopped. It sees `tid`, `pid`,
-//! `probe` (the spec), `func` (the function), `time` (nanoseconds since rtrace
-//! started), `arg(n)` (the SysV integer arguments at the entry, also in a
-//! return block), and in a `:return` block `retval` and `duration`
-//! (nanoseconds). `str(ptr)` and `str(ptr, max)` read a C string from the
-//! tracee, `read(ptr, len)` bytes, `hex(n)` formats an address. `print(x)`
-//! writes a line to the trace output.
+//! `comm`, `probe` (the spec), `func` (the function), `time` and `nsecs`
+//! (nanoseconds since rtrace started), `arg(n)` (the SysV integer arguments
+//! at the entry, also in a return block), `ustack`, and in a `:return`
+//! block `retval` and `duration` (nanoseconds). `str(ptr)` and `str(ptr,
+//! max)` read a C string from the tracee, `read(ptr, len)` bytes, `hex(n)`
+//! formats an address. `print(x)` and `printf(fmt, …)` write a line to the
+//! trace output. Interval blocks run on the tracer's thread from the
+//! listener's [`Handler::on_idle`].
 //!
 //! **Filtering.** The call is printed as `-s` prints it when a block returns
 //! `true`, and not otherwise (a block that returns `false`, or no value,
@@ -27,17 +30,18 @@
 //! only a `:return` block, the return block's value decides, and the whole
 //! call is printed then. A spec also given with `-s` is printed by `-s`.
 //!
-//! **Maps and histograms.** A variable the script uses without declaring it
-//! is global and starts empty: indexed (`count[key] += 1`, any value as key)
-//! it is a map, assigned (`n += 1`) a number. `hist(x)` counts `x` in a
-//! power-of-two histogram named after the block (`hist("name", x)` names
-//! it). When tracing is over, END blocks run, then every non-empty map,
-//! global number and histogram is printed, as bpftrace prints its maps.
-//! Variables declared in `BEGIN` (`let limit = 3;`) are global too, and not
-//! printed.
+//! **Maps and aggregations.** `@name` (the front end, [`source`], makes it a
+//! global [`Table`]) is a map: `@n` its entry of no key, `@m[k]` and `@m[a,
+//! b]` keyed ones. `count()`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`,
+//! `hist(x)` and `lhist(x, min, max, step)` are bpftrace's aggregations
+//! ([`Agg`]). When tracing is over, END blocks run, then every non-empty
+//! map is printed as bpftrace prints it. A name assigned without `@` or
+//! `let` is a deprecated map, with a warning; any other unknown name is an
+//! error with a did-you-mean. Variables declared in `BEGIN` (`let limit =
+//! 3;`) are global too, and not printed.
 //!
 //! **Errors and limits.** A script that does not compile is refused before
-//! anything is traced, with its line. An error while a block runs (a type
+//! anything is traced, with its line and column. An error while a block runs (a type
 //! mismatch, an unreadable pointer) is reported once per block with the
 //! script line, counted, and the hit goes on unprinted; the total is reported
 //! at the end. A block that runs past its operations budget (a runaway loop,
@@ -68,7 +72,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Scope, AST, INT};
 
@@ -77,7 +81,7 @@ use crate::arch::Regs;
 use crate::error::{Error, Result};
 use crate::handler::{Event, Handler, Hit, ProbeKind, Return};
 use crate::output::render::{Known, Number, Renderer};
-use crate::output::{Log2Hist, Printer, ScriptItem, ScriptValue};
+use crate::output::{LinearHist, Log2Hist, Printer, ScriptHist, ScriptItem, ScriptValue};
 
 /// A script's text and the name its errors use (a file's path, `-x #2`).
 #[derive(Clone, Debug)]
@@ -96,6 +100,8 @@ pub struct Limits {
     pub operations: u64,
     /// Bytes `str(ptr)` reads at most (`--string-limit`).
     pub string: usize,
+    /// Frames `ustack` shows at most (`--stack-depth`).
+    pub stack: usize,
 }
 
 impl Limits {
@@ -109,6 +115,7 @@ impl Default for Limits {
         Limits {
             operations: Limits::DEFAULT_OPERATIONS,
             string: crate::output::DEFAULT_STRING_LIMIT,
+            stack: crate::unwind::DEFAULT_DEPTH,
         }
     }
 }
@@ -132,10 +139,17 @@ const STOPPED: &str = "rtrace: stop requested";
 const HIT_VARS: [&str; 7] = ["tid", "pid", "probe", "func", "time", "nsecs", "comm"];
 /// Names only a `:return` block sees.
 const RETURN_VARS: [&str; 2] = ["retval", "duration"];
+/// The functions rtrace adds to Rhai's, for did-you-means.
+const FUNCTIONS: [&str; 19] = [
+    "arg", "str", "read", "hex", "print", "printf", "exit", "ustack", "count", "sum", "avg", "min",
+    "max", "hist", "lhist", "clear", "zero", "len", "delete",
+];
 
 /// A key of a script map: what a value is compared and printed as.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
+    /// The entry of no key: `@n`.
+    Unit,
     Bool(bool),
     Int(INT),
     Text(String),
@@ -144,13 +158,19 @@ enum Key {
 
 impl Key {
     fn of(v: &Dynamic) -> Key {
-        if let Ok(i) = v.as_int() {
+        if v.is_unit() {
+            Key::Unit
+        } else if let Ok(i) = v.as_int() {
             Key::Int(i)
         } else if let Ok(b) = v.as_bool() {
             Key::Bool(b)
         } else if v.is_array() {
+            // `@m[k]` is `_m_m[[k]]` (see `source`): one value is its own key.
             let items = v.clone().into_array().unwrap_or_default();
-            Key::Tuple(items.iter().map(Key::of).collect())
+            match &items[..] {
+                [one] => Key::of(one),
+                _ => Key::Tuple(items.iter().map(Key::of).collect()),
+            }
         } else if v.is_string() {
             Key::Text(v.clone().into_string().unwrap_or_default())
         } else {
@@ -160,18 +180,21 @@ impl Key {
 }
 
 impl Key {
-    fn value(&self) -> ScriptValue {
-        match self {
+    /// How the key is printed; None for the entry of no key.
+    fn value(&self) -> Option<ScriptValue> {
+        Some(match self {
+            Key::Unit => return None,
             Key::Bool(b) => ScriptValue::Bool(*b),
             Key::Int(i) => ScriptValue::Int(*i),
             Key::Text(_) | Key::Tuple(_) => ScriptValue::Text(self.to_string()),
-        }
+        })
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Key::Unit => Ok(()),
             Key::Bool(b) => write!(f, "{b}"),
             Key::Int(i) => write!(f, "{i}"),
             Key::Text(s) => f.write_str(s),
@@ -188,21 +211,155 @@ impl fmt::Display for Key {
     }
 }
 
-/// A script map (bpftrace's `@name[key]`): any value as key, ordered.
+/// A script map (bpftrace's `@name[key]`): any value as key, ordered; `@n`
+/// is its entry of no key ([`Key::Unit`]). A value is a number, a string…,
+/// or an [`Agg`] that the next aggregation of its kind adds to.
 #[derive(Clone, Debug, Default)]
-struct Table(BTreeMap<Key, Dynamic>);
+struct Table {
+    /// As printed: `@count`, or `count` for a map without its `@`.
+    name: String,
+    entries: BTreeMap<Key, Dynamic>,
+}
+
+impl Table {
+    fn named(name: String) -> Table {
+        Table {
+            name,
+            entries: BTreeMap::new(),
+        }
+    }
+}
 
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
-        for (i, (k, v)) in self.0.iter().enumerate() {
+        for (i, (k, v)) in self.entries.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{k}: {v}")?;
+            match v.read_lock::<Agg>() {
+                Some(a) => write!(f, "{k}: {}", *a)?,
+                None => write!(f, "{k}: {v}")?,
+            }
         }
         f.write_str("}")
     }
+}
+
+/// A map entry's aggregation, bpftrace's `count()`, `sum(x)`, `avg(x)`,
+/// `min(x)`, `max(x)`, `hist(x)` and `lhist(x, min, max, step)`: assigned
+/// to an entry that holds one of its kind, it adds to it.
+#[derive(Clone, Debug)]
+enum Agg {
+    Count(INT),
+    Sum(INT),
+    Avg { sum: i128, n: INT },
+    Min(INT),
+    Max(INT),
+    Hist(Box<Log2Hist>),
+    Lhist(Box<LinearHist>),
+}
+
+impl Agg {
+    fn kind(&self) -> &'static str {
+        match self {
+            Agg::Count(_) => "count()",
+            Agg::Sum(_) => "sum()",
+            Agg::Avg { .. } => "avg()",
+            Agg::Min(_) => "min()",
+            Agg::Max(_) => "max()",
+            Agg::Hist(_) => "hist()",
+            Agg::Lhist(_) => "lhist()",
+        }
+    }
+
+    /// Adds `new` (one value's aggregation) to this one.
+    fn merge(&mut self, new: Agg) -> std::result::Result<(), Box<EvalAltResult>> {
+        match (self, new) {
+            (Agg::Count(a), Agg::Count(b)) | (Agg::Sum(a), Agg::Sum(b)) => *a = a.wrapping_add(b),
+            (Agg::Avg { sum, n }, Agg::Avg { sum: s, n: m }) => {
+                *sum += s;
+                *n += m;
+            }
+            (Agg::Min(a), Agg::Min(b)) => *a = (*a).min(b),
+            (Agg::Max(a), Agg::Max(b)) => *a = (*a).max(b),
+            (Agg::Hist(a), Agg::Hist(b)) => {
+                for bucket in b.buckets() {
+                    for _ in 0..bucket.count {
+                        a.add(bucket.low.unwrap_or(-1));
+                    }
+                }
+            }
+            (Agg::Lhist(a), Agg::Lhist(b)) => {
+                if !a.merge(&b) {
+                    let (min, max, step) = a.shape();
+                    return Err(runtime_error(format!(
+                        "this entry is an lhist(x, {min}, {max}, {step}): the same min, max and step each time"
+                    )));
+                }
+            }
+            (old, new) => {
+                return Err(runtime_error(format!(
+                    "this entry holds a {}; it cannot take a {}",
+                    old.kind(),
+                    new.kind()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of a count, sum, avg (the integer mean), min or max.
+    fn scalar(&self) -> Option<INT> {
+        match self {
+            Agg::Count(v) | Agg::Sum(v) | Agg::Min(v) | Agg::Max(v) => Some(*v),
+            Agg::Avg { sum, n } => Some(if *n == 0 {
+                0
+            } else {
+                (sum / *n as i128) as INT
+            }),
+            Agg::Hist(_) | Agg::Lhist(_) => None,
+        }
+    }
+
+    /// bpftrace's `zero()`: the aggregation of nothing.
+    fn zero(&mut self) {
+        match self {
+            Agg::Count(v) | Agg::Sum(v) | Agg::Min(v) | Agg::Max(v) => *v = 0,
+            Agg::Avg { sum, n } => {
+                *sum = 0;
+                *n = 0;
+            }
+            Agg::Hist(h) => **h = Log2Hist::default(),
+            Agg::Lhist(h) => h.zero(),
+        }
+    }
+
+    fn hist(&self) -> Option<ScriptHist> {
+        match self {
+            Agg::Hist(h) => Some(ScriptHist::Log2(h.clone())),
+            Agg::Lhist(h) => Some(ScriptHist::Linear((**h).clone())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Agg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.scalar(), self.hist()) {
+            (Some(v), _) => write!(f, "{v}"),
+            (None, Some(h)) => f.write_str(&h.render()),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// What one block's run left to print, in order.
+enum Printed {
+    Line(String),
+    Warning(String),
+    /// `print(@map)`.
+    Item(ScriptItem),
 }
 
 /// What the registered functions see of the current run.
@@ -214,10 +371,14 @@ struct Ctx {
     args: Option<[u64; 6]>,
     /// The current block's name, for `hist(x)`.
     block: String,
-    /// What `print` wrote during the run.
-    printed: Vec<String>,
+    /// What `print` and `printf` wrote during the run.
+    printed: Vec<Printed>,
+    /// The hit's stack as `ustack` shows it, when a block of the probe uses it.
+    ustack: Option<String>,
     hists: BTreeMap<String, Log2Hist>,
     string_limit: usize,
+    /// Frames `ustack` shows at most.
+    stack_depth: usize,
 }
 
 type Shared = Rc<RefCell<Ctx>>;
@@ -280,9 +441,9 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
             .then(|| Dynamic::from(STOPPED))
     });
     let c = ctx.clone();
-    engine.on_print(move |s| c.borrow_mut().printed.push(s.to_string()));
+    engine.on_print(move |s| c.borrow_mut().printed.push(Printed::Line(s.to_string())));
     let c = ctx.clone();
-    engine.on_debug(move |s, _, _| c.borrow_mut().printed.push(s.to_string()));
+    engine.on_debug(move |s, _, _| c.borrow_mut().printed.push(Printed::Line(s.to_string())));
 
     let c = ctx.clone();
     engine.register_fn(
@@ -339,7 +500,7 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
                 move |fmt: &str $(, $a: Dynamic)*| -> std::result::Result<(), Box<EvalAltResult>> {
                     let line = printf::format(fmt, &[$($a),*]).map_err(runtime_error)?;
                     let line = line.strip_suffix('\n').unwrap_or(&line).to_string();
-                    c.borrow_mut().printed.push(line);
+                    c.borrow_mut().printed.push(Printed::Line(line));
                     Ok(())
                 },
             );
@@ -352,8 +513,10 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
     printf!(a, b, c3, d);
     printf!(a, b, c3, d, e);
     printf!(a, b, c3, d, e, f);
+    // The older statement forms: a histogram named after the block, or
+    // the name given (the front end renames the first `_block_hist`).
     let c = ctx.clone();
-    engine.register_fn("hist", move |v: INT| {
+    engine.register_fn("_block_hist", move |v: INT| {
         let mut ctx = c.borrow_mut();
         let name = ctx.block.clone();
         ctx.hists.entry(name).or_default().add(v);
@@ -367,33 +530,131 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
             .add(v);
     });
 
+    // bpftrace's aggregations: the value of one hit, which the map's
+    // entry adds to what it holds.
+    engine
+        .register_type_with_name::<Agg>("aggregation")
+        .register_fn("to_string", |a: &mut Agg| a.to_string())
+        .register_fn("to_debug", |a: &mut Agg| a.to_string())
+        .register_fn("count", || Agg::Count(1))
+        .register_fn("sum", |v: INT| Agg::Sum(v))
+        .register_fn("avg", |v: INT| Agg::Avg {
+            sum: i128::from(v),
+            n: 1,
+        })
+        .register_fn("min", |v: INT| Agg::Min(v))
+        .register_fn("max", |v: INT| Agg::Max(v))
+        .register_fn("hist", |v: INT| {
+            let mut h = Log2Hist::default();
+            h.add(v);
+            Agg::Hist(Box::new(h))
+        })
+        .register_fn(
+            "lhist",
+            |v: INT, min: INT, max: INT, step: INT| -> std::result::Result<Agg, Box<EvalAltResult>> {
+                let mut h = LinearHist::new(min, max, step).ok_or_else(|| {
+                    runtime_error(format!(
+                        "lhist(x, {min}, {max}, {step}): needs min < max, a step > 0, and at most 1000 steps"
+                    ))
+                })?;
+                h.add(v);
+                Ok(Agg::Lhist(Box::new(h)))
+            },
+        );
+    let c = ctx.clone();
+    engine.register_fn(
+        "ustack",
+        move || -> std::result::Result<String, Box<EvalAltResult>> {
+            c.borrow()
+                .ustack
+                .clone()
+                .ok_or_else(|| runtime_error("ustack is only known in a probe block".into()))
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "ustack",
+        move |n: INT| -> std::result::Result<String, Box<EvalAltResult>> {
+            let stack = c
+                .borrow()
+                .ustack
+                .clone()
+                .ok_or_else(|| runtime_error("ustack is only known in a probe block".into()))?;
+            let n = usize::try_from(n).unwrap_or(0);
+            let mut lines: Vec<&str> = stack.lines().skip(1).take(n).collect();
+            lines.insert(0, "");
+            Ok(lines.join("\n") + "\n")
+        },
+    );
+    // print(@map): the map as it is, as at the end.
+    let c = ctx.clone();
+    engine.register_fn("_print_map", move |t: &mut Table| {
+        let items = table_items(t);
+        c.borrow_mut()
+            .printed
+            .extend(items.into_iter().map(Printed::Item));
+    });
+
     // Maps: global variables that start empty.
     engine
         .register_type_with_name::<Table>("map")
         .register_indexer_get_set(
-            |t: &mut Table, k: Dynamic| t.0.get(&Key::of(&k)).cloned().unwrap_or(Dynamic::UNIT),
+            |t: &mut Table, k: Dynamic| match t.entries.get(&Key::of(&k)) {
+                Some(v) => match v.read_lock::<Agg>().and_then(|a| a.scalar()) {
+                    Some(n) => Dynamic::from(n),
+                    None => v.clone(),
+                },
+                // bpftrace's maps read 0 where nothing was stored (`if @n
+                // == 5` before the first `@n = count()`); a map without
+                // its `@` reads `()`, as it always did.
+                None if t.name.starts_with('@') => Dynamic::from(0 as INT),
+                None => Dynamic::UNIT,
+            },
             |t: &mut Table,
              k: Dynamic,
              v: Dynamic|
              -> std::result::Result<(), Box<EvalAltResult>> {
                 let k = Key::of(&k);
-                if t.0.len() >= MAX_MAP_KEYS && !t.0.contains_key(&k) {
+                if t.entries.len() >= MAX_MAP_KEYS && !t.entries.contains_key(&k) {
                     return Err(runtime_error(format!(
                         "this map has {MAX_MAP_KEYS} keys, as many as a map may hold"
                     )));
                 }
-                t.0.insert(k, v);
+                if v.is::<Agg>() {
+                    if let Some(mut old) = t.entries.get_mut(&k).and_then(|o| o.write_lock::<Agg>())
+                    {
+                        let new = v.cast::<Agg>();
+                        return old.merge(new);
+                    }
+                }
+                t.entries.insert(k, v);
                 Ok(())
             },
         )
-        .register_fn("len", |t: &mut Table| t.0.len() as INT)
+        .register_fn("len", |t: &mut Table| t.entries.len() as INT)
         .register_fn("contains", |t: &mut Table, k: Dynamic| {
-            t.0.contains_key(&Key::of(&k))
+            t.entries.contains_key(&Key::of(&k))
         })
         .register_fn("remove", |t: &mut Table, k: Dynamic| {
-            t.0.remove(&Key::of(&k)).unwrap_or(Dynamic::UNIT)
+            t.entries.remove(&Key::of(&k)).unwrap_or(Dynamic::UNIT)
         })
-        .register_fn("clear", |t: &mut Table| t.0.clear())
+        .register_fn("delete", |t: &mut Table, k: Dynamic| {
+            t.entries.remove(&Key::of(&k));
+        })
+        .register_fn("clear", |t: &mut Table| t.entries.clear())
+        .register_fn("zero", |t: &mut Table| {
+            for v in t.entries.values_mut() {
+                if let Some(mut a) = v.write_lock::<Agg>() {
+                    a.zero();
+                    continue;
+                }
+                if v.is_int() {
+                    *v = Dynamic::from(0 as INT);
+                } else if v.is_float() {
+                    *v = Dynamic::from(0.0 as rhai::FLOAT);
+                }
+            }
+        })
         .register_fn("to_string", |t: &mut Table| t.to_string())
         .register_fn("to_debug", |t: &mut Table| t.to_string());
     // A map entry or a global not yet set is `()`, which counts as nothing:
@@ -411,7 +672,7 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
 
 /// `n += 1` on a global that starts as an empty map makes it a number.
 fn first_value<T>(t: &mut Table, v: T) -> std::result::Result<T, Box<EvalAltResult>> {
-    match t.0.is_empty() {
+    match t.entries.is_empty() {
         true => Ok(v),
         false => Err(runtime_error(
             "this variable is a map: index it (`m[key] += 1`)".into(),
@@ -419,12 +680,60 @@ fn first_value<T>(t: &mut Table, v: T) -> std::result::Result<T, Box<EvalAltResu
     }
 }
 
+/// The items that print table `t`: one map of its numbers (sorted by
+/// value, smallest first, as bpftrace prints them; by key where the values
+/// are no numbers), then its histograms (by their totals, smallest first).
+fn table_items(t: &Table) -> Vec<ScriptItem> {
+    let mut scalars: Vec<(Option<ScriptValue>, ScriptValue)> = Vec::new();
+    let mut hists: Vec<(Option<ScriptValue>, ScriptHist)> = Vec::new();
+    for (k, v) in &t.entries {
+        match v.read_lock::<Agg>() {
+            Some(a) => match (a.scalar(), a.hist()) {
+                (Some(n), _) => scalars.push((k.value(), ScriptValue::Int(n))),
+                (None, Some(h)) => hists.push((k.value(), h)),
+                (None, None) => {}
+            },
+            None => scalars.push((k.value(), value(v))),
+        }
+    }
+    if scalars
+        .iter()
+        .all(|(_, v)| matches!(v, ScriptValue::Int(_)))
+    {
+        // Stable: equal values stay in key order.
+        scalars.sort_by_key(|(_, v)| match v {
+            ScriptValue::Int(i) => *i,
+            ScriptValue::Float(_) | ScriptValue::Bool(_) | ScriptValue::Text(_) => 0,
+        });
+    }
+    hists.sort_by_key(|(_, h)| h.total());
+    let mut items = Vec::new();
+    if !scalars.is_empty() {
+        items.push(ScriptItem::Map {
+            name: t.name.clone(),
+            entries: scalars,
+        });
+    }
+    for (key, hist) in hists {
+        items.push(ScriptItem::Hist {
+            name: t.name.clone(),
+            key,
+            hist: Box::new(hist),
+        });
+    }
+    items
+}
+
 /// A compiled block.
 struct Compiled {
     source: usize,
+    /// Where its header is.
     line: usize,
+    column: usize,
     header: Header,
     ast: AST,
+    /// The front end's block, to map Rhai's positions to the script's.
+    block: Block,
     /// Errors while running, and whether the first was reported.
     errors: u64,
 }
@@ -437,14 +746,38 @@ impl Compiled {
             Header::End => "END".into(),
             Header::Entry(spec) => spec.clone(),
             Header::Return(spec) => format!("{spec}:return"),
+            Header::Interval(p) => format!("interval:{}", period(*p)),
+        }
+    }
+
+    /// The script's line and column of Rhai's `pos` (the header's when
+    /// Rhai has none).
+    fn at(&self, pos: rhai::Position) -> (usize, usize) {
+        match (pos.line(), pos.position()) {
+            (Some(l), Some(c)) => self.block.position(l, c),
+            (Some(l), None) => (l, 1),
+            _ => (self.line, self.column),
         }
     }
 }
 
-/// What one block's run left to print, in order.
-enum Printed {
-    Line(String),
-    Warning(String),
+/// `1s`, `500ms`, `250us`: an interval's period as it is written.
+fn period(p: Duration) -> String {
+    let us = p.as_micros();
+    if us.is_multiple_of(1_000_000) {
+        format!("{}s", us / 1_000_000)
+    } else if us.is_multiple_of(1000) {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{us}us")
+    }
+}
+
+/// An interval block's next run.
+struct Due {
+    block: usize,
+    period: Duration,
+    next: Instant,
 }
 
 /// A compiled script, its global variables and its histograms. Shared
@@ -454,12 +787,19 @@ pub struct Script {
     ctx: Shared,
     /// Globals: BEGIN's variables, then the maps the blocks use.
     scope: Scope<'static>,
-    /// The globals that started empty (maps and numbers printed at the end).
+    /// The maps, as Rhai names them (`_m_count`), in the order printed.
+    maps: Vec<String>,
+    /// The bare globals that started empty (maps without their `@`, and
+    /// numbers; deprecated), printed at the end after the maps.
     auto: Vec<String>,
     names: Vec<String>,
     blocks: Vec<Compiled>,
     /// BEGIN's output, printed once tracing begins.
     begun: Vec<Printed>,
+    /// What the compiler warns of (deprecated forms), one line each.
+    warnings: Vec<String>,
+    /// The interval blocks' next runs, from the attach.
+    intervals: Vec<Due>,
     ended: bool,
     /// `comm` of each process seen (`/proc/PID/comm`), read once (again
     /// after an exec).
@@ -491,18 +831,52 @@ fn comm_of(comms: &mut std::collections::HashMap<Pid, String>, pid: Pid) -> Stri
         .clone()
 }
 
-/// A script error before tracing: `trace.rhai:3: …`.
-fn located(name: &str, line: usize, msg: impl fmt::Display) -> Error {
-    Error::Script(format!("{name}:{line}: {msg}"))
+/// `script line 3, column 5: …`: where in a script something is.
+fn at(name: &str, (line, column): (usize, usize), msg: impl fmt::Display) -> String {
+    format!("{name} line {line}, column {column}: {msg}")
+}
+
+/// A script error before tracing: `script line 3, column 5: …`.
+fn located(name: &str, pos: (usize, usize), msg: impl fmt::Display) -> Error {
+    Error::Script(at(name, pos, msg))
+}
+
+/// The names a script may mean by an unknown one: the built-in variables
+/// and functions, its locals and its maps.
+fn candidates(names: &source::Names, globals: &[String]) -> Vec<String> {
+    HIT_VARS
+        .iter()
+        .chain(&RETURN_VARS)
+        .chain(&FUNCTIONS)
+        .map(|s| s.to_string())
+        .chain(names.locals.iter().cloned())
+        .chain(globals.iter().cloned())
+        .chain(names.maps.iter().map(|(m, _)| format!("@{m}")))
+        .collect()
+}
+
+/// ` (did you mean tid?)`, when a candidate is close to `word`.
+fn did_you_mean(word: &str, candidates: &[String]) -> String {
+    // A map is compared without its sigil: `totl` is a typo of `@total`.
+    let bare: Vec<&str> = candidates
+        .iter()
+        .map(|c| c.strip_prefix('@').unwrap_or(c))
+        .collect();
+    let word = word.strip_prefix('@').unwrap_or(word);
+    crate::symbols::modules::closest(word, bare.iter().copied())
+        .and_then(|c| bare.iter().position(|b| *b == c))
+        .map(|i| format!(" (did you mean {}?)", candidates[i]))
+        .unwrap_or_default()
 }
 
 impl Script {
     /// Splits and compiles the sources, runs their BEGIN blocks (their output
     /// is kept for [`ScriptListener`] to print once tracing begins), and
-    /// checks every probe spec.
+    /// checks every probe spec and every name.
     pub fn compile(sources: &[ScriptSource], limits: Limits) -> Result<Script> {
         let ctx: Shared = Rc::new(RefCell::new(Ctx {
             string_limit: limits.string,
+            stack_depth: limits.stack,
             ..Ctx::default()
         }));
         let engine = new_engine(&ctx, limits);
@@ -510,65 +884,149 @@ impl Script {
             engine,
             ctx,
             scope: Scope::new(),
+            maps: Vec::new(),
             auto: Vec::new(),
             names: sources.iter().map(|s| s.name.clone()).collect(),
             blocks: Vec::new(),
             begun: Vec::new(),
+            warnings: Vec::new(),
+            intervals: Vec::new(),
             ended: false,
             comms: Default::default(),
         };
         let mut all = Vec::new();
+        let mut names = Vec::new();
         for (i, src) in sources.iter().enumerate() {
-            let blocks =
-                source::blocks(&src.text).map_err(|e| located(&src.name, e.line, e.message))?;
+            let (blocks, n) = source::parse(&src.text)
+                .map_err(|e| located(&src.name, (e.line, e.column), e.message))?;
             if blocks.is_empty() {
                 return Err(Error::Script(format!(
                     "{}: no blocks; a script is `PROBE {{ … }}` blocks",
                     src.name
                 )));
             }
+            for pos in &n.old_hists {
+                script.warnings.push(at(
+                    &src.name,
+                    *pos,
+                    "hist(x) without a map is deprecated; write @name = hist(x)",
+                ));
+            }
             all.extend(blocks.into_iter().map(|b| (i, b)));
+            names.push(n);
+        }
+        // A map no block assigns is a typo: bpftrace refuses it too.
+        let assigned: Vec<String> = names
+            .iter()
+            .flat_map(|n| n.assigned.iter().map(|m| format!("@{m}")))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            for (map, pos) in &n.maps {
+                if !assigned.contains(&format!("@{map}")) {
+                    return Err(located(
+                        &sources[i].name,
+                        *pos,
+                        format!(
+                            "unknown map \"@{map}\": no block assigns it{}",
+                            did_you_mean(map, &assigned)
+                        ),
+                    ));
+                }
+            }
+        }
+        // The maps, by name (as bpftrace prints them), each once.
+        let mut maps: Vec<&String> = names
+            .iter()
+            .flat_map(|n| n.maps.iter().map(|(m, _)| m))
+            .collect();
+        maps.sort();
+        maps.dedup();
+        for m in maps {
+            let var = format!("_m_{m}");
+            script
+                .scope
+                .push(var.clone(), Table::named(format!("@{m}")));
+            script.maps.push(var);
         }
         // BEGIN first (it declares globals the others may use), END last (it
         // sees every map the probe blocks made).
         let rank = |h: &Header| match h {
             Header::Begin => 0,
             Header::End => 2,
-            Header::Entry(_) | Header::Return(_) => 1,
+            Header::Entry(_) | Header::Return(_) | Header::Interval(_) => 1,
         };
         all.sort_by_key(|(_, b)| rank(&b.header));
         for (source, block) in all {
+            let pos = (block.line, block.column);
             if let Header::Entry(spec) | Header::Return(spec) = &block.header {
                 let parsed: crate::ProbeSpec = spec
                     .parse()
-                    .map_err(|e| located(&sources[source].name, block.line, e))?;
+                    .map_err(|e| located(&sources[source].name, pos, e))?;
                 if matches!(block.header, Header::Return(_)) && !parsed.is_function() {
                     return Err(located(
                         &sources[source].name,
-                        block.line,
+                        pos,
                         format!("{spec} is not a function probe: it has no return"),
                     ));
                 }
             }
-            let compiled = script.compile_block(source, block)?;
-            if compiled.header == Header::Begin {
-                script.blocks.push(compiled);
+            if block.ustack && !matches!(block.header, Header::Entry(_) | Header::Return(_)) {
+                return Err(located(
+                    &sources[source].name,
+                    pos,
+                    "ustack is only known in a probe block",
+                ));
+            }
+            let compiled = script.compile_block(source, block, &names[source])?;
+            if let Header::Interval(period) = compiled.header {
+                script.intervals.push(Due {
+                    block: script.blocks.len(),
+                    period,
+                    next: Instant::now(),
+                });
+            }
+            script.blocks.push(compiled);
+            if script
+                .blocks
+                .last()
+                .is_some_and(|b| b.header == Header::Begin)
+            {
                 let i = script.blocks.len() - 1;
                 let printed = script.run_global(i)?;
                 script.begun.extend(printed);
-            } else {
-                script.blocks.push(compiled);
             }
         }
         Ok(script)
     }
 
-    fn compile_block(&mut self, source: usize, block: Block) -> Result<Compiled> {
-        let name = &self.names[source];
-        // Lines in Rhai's errors are the script's lines.
-        let text = "\n".repeat(block.line - 1) + block.body.as_str();
+    /// What the compiler warns of (deprecated forms): `script line 1,
+    /// column 8: …`, one line each, for the command line to say at once.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Hands the compiler's warnings to [`ScriptListener`], which prints
+    /// them (as `warning` events in JSON) once tracing has begun, before
+    /// BEGIN's output.
+    pub fn defer_warnings(&mut self) {
+        let warnings = std::mem::take(&mut self.warnings);
+        let begun = std::mem::take(&mut self.begun);
+        self.begun = warnings
+            .into_iter()
+            .map(Printed::Warning)
+            .chain(begun)
+            .collect();
+    }
+
+    fn compile_block(
+        &mut self,
+        source: usize,
+        block: Block,
+        names: &source::Names,
+    ) -> Result<Compiled> {
+        let name = self.names[source].clone();
         let (hit_vars, return_vars): (&[&str], &[&str]) = match block.header {
-            Header::Begin | Header::End => (&[], &[]),
+            Header::Begin | Header::End | Header::Interval(_) => (&[], &[]),
             Header::Entry(_) => (&HIT_VARS, &[]),
             Header::Return(_) => (&HIT_VARS, &RETURN_VARS),
         };
@@ -579,10 +1037,15 @@ impl Script {
             for v in hit_vars.iter().chain(return_vars) {
                 scope.push(*v, ());
             }
-            match self.engine.compile_with_scope(&scope, &text) {
+            match self.engine.compile_with_scope(&scope, &block.code) {
                 Ok(ast) => break ast,
                 Err(e) => {
-                    let line = e.position().line().unwrap_or(block.line);
+                    let pos = e.position();
+                    let pos = match (pos.line(), pos.position()) {
+                        (Some(l), Some(c)) => block.position(l, c),
+                        (Some(l), None) => (l, 1),
+                        _ => (block.line, block.column),
+                    };
                     match e.err_type() {
                         ParseErrorType::VariableUndefined(v) => {
                             if HIT_VARS.contains(&v.as_str()) || RETURN_VARS.contains(&v.as_str()) {
@@ -592,15 +1055,45 @@ impl Script {
                                     "a probe block"
                                 };
                                 return Err(located(
-                                    name,
-                                    line,
+                                    &name,
+                                    pos,
                                     format!("`{v}` is only known in {only}"),
                                 ));
                             }
-                            self.scope.push(v.clone(), Table::default());
-                            self.auto.push(v.clone());
+                            match names.bare_assigned.iter().find(|(n, _)| n == v) {
+                                // Assigned without `let`: a map without its
+                                // `@`, as scripts wrote them before.
+                                Some((_, first)) => {
+                                    self.warnings.push(at(
+                                        &name,
+                                        *first,
+                                        format!(
+                                            "map \"{v}\" without its @ is deprecated; write @{v}"
+                                        ),
+                                    ));
+                                    self.scope.push(v.clone(), Table::named(v.clone()));
+                                    self.auto.push(v.clone());
+                                }
+                                None => {
+                                    let globals: Vec<String> = self
+                                        .scope
+                                        .iter_raw()
+                                        .map(|(n, _, _)| n.to_string())
+                                        .filter(|n| !n.starts_with('_'))
+                                        .collect();
+                                    let candidates = candidates(names, &globals);
+                                    return Err(located(
+                                        &name,
+                                        pos,
+                                        format!(
+                                            "unknown name \"{v}\"{}",
+                                            did_you_mean(v, &candidates)
+                                        ),
+                                    ));
+                                }
+                            }
                         }
-                        other => return Err(located(name, line, other)),
+                        other => return Err(located(&name, pos, other)),
                     }
                 }
             }
@@ -608,8 +1101,10 @@ impl Script {
         Ok(Compiled {
             source,
             line: block.line,
-            header: block.header,
+            column: block.column,
+            header: block.header.clone(),
             ast,
+            block,
             errors: 0,
         })
     }
@@ -622,7 +1117,7 @@ impl Script {
             let (spec, entry) = match &b.header {
                 Header::Entry(s) => (s, true),
                 Header::Return(s) => (s, false),
-                Header::Begin | Header::End => continue,
+                Header::Begin | Header::End | Header::Interval(_) => continue,
             };
             match out.iter_mut().find(|(s, _, _)| s == spec) {
                 Some(p) if entry => p.1 = true,
@@ -633,24 +1128,26 @@ impl Script {
         out
     }
 
+    /// True when a block of probe `header` uses `ustack`.
+    fn uses_ustack(&self, header: &Header) -> bool {
+        self.blocks
+            .iter()
+            .any(|b| &b.header == header && b.block.ustack)
+    }
+
     /// Runs block `i` with the globals, keeping what it declares (BEGIN).
     fn run_global(&mut self, i: usize) -> Result<Vec<Printed>> {
         {
             let mut ctx = self.ctx.borrow_mut();
             ctx.pid = None;
             ctx.args = None;
+            ctx.ustack = None;
             ctx.block = self.blocks[i].name();
         }
         let r = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.blocks[i].ast);
-        let mut printed: Vec<Printed> = self
-            .ctx
-            .borrow_mut()
-            .printed
-            .drain(..)
-            .map(Printed::Line)
-            .collect();
+        let mut printed: Vec<Printed> = self.ctx.borrow_mut().printed.drain(..).collect();
         if let Err(e) = r {
             let b = &self.blocks[i];
             if stopped(&e) {
@@ -668,26 +1165,57 @@ impl Script {
         Ok(printed)
     }
 
-    /// `-x #1:3: block work stopped by SIGINT`: where a run was when a
-    /// signal asked rtrace to stop.
+    /// Runs the interval blocks whose time has come (each once, however
+    /// many periods went by), unless tracing is ending.
+    fn run_intervals(&mut self, now: Instant) -> Result<Vec<Printed>> {
+        let mut printed = Vec::new();
+        for d in 0..self.intervals.len() {
+            if self.ended || crate::sys::signal::detach_requested().is_some() {
+                break;
+            }
+            let due = &mut self.intervals[d];
+            if now < due.next {
+                continue;
+            }
+            due.next += due.period;
+            if due.next <= now {
+                due.next = now + due.period;
+            }
+            let i = due.block;
+            printed.extend(self.run_global(i)?);
+        }
+        Ok(printed)
+    }
+
+    /// Starts the interval blocks' clocks (tracing begins).
+    fn start_intervals(&mut self, now: Instant) {
+        for d in &mut self.intervals {
+            d.next = now + d.period;
+        }
+    }
+
+    /// The shortest interval, if the script has interval blocks.
+    fn shortest_interval(&self) -> Option<Duration> {
+        self.intervals.iter().map(|d| d.period).min()
+    }
+
+    /// `script line 1, column 8: block work stopped by SIGINT`: where a run
+    /// was when a signal asked rtrace to stop.
     fn stopped_at(&self, b: &Compiled, e: &EvalAltResult) -> String {
-        let line = e.position().line().unwrap_or(b.line);
         let by = crate::sys::signal::detach_requested()
             .map_or_else(|| "a request to stop".into(), crate::sys::signal::name);
-        format!(
-            "{}:{line}: block {} stopped by {by}",
-            self.names[b.source],
-            b.name()
+        at(
+            &self.names[b.source],
+            b.at(e.position()),
+            format!("block {} stopped by {by}", b.name()),
         )
     }
 
     fn describe(&self, b: &Compiled, e: &EvalAltResult) -> String {
-        let line = e.position().line().unwrap_or(b.line);
-        format!("{}:{line}: {}", self.names[b.source], message(e))
+        at(&self.names[b.source], b.at(e.position()), message(e))
     }
 
     fn limit_error(&self, b: &Compiled, e: &EvalAltResult) -> Error {
-        let line = e.position().line().unwrap_or(b.line);
         let what = match e {
             EvalAltResult::ErrorTooManyOperations(_) => format!(
                 "ran past its limit of {} operations (a loop that never ends?); \
@@ -696,11 +1224,11 @@ impl Script {
             ),
             _ => format!("ran past a script limit: {}", message(e)),
         };
-        Error::Script(format!(
-            "{}:{line}: block {} {what}",
-            self.names[b.source],
-            b.name()
-        ))
+        located(
+            &self.names[b.source],
+            b.at(e.position()),
+            format!("block {} {what}", b.name()),
+        )
     }
 
     /// Runs every block with `header` for one hit, with `vars` set; true when
@@ -716,6 +1244,7 @@ impl Script {
                 let mut ctx = self.ctx.borrow_mut();
                 ctx.pid = Some(run.mem_pid);
                 ctx.args = Some(run.args);
+                ctx.ustack = run.ustack.clone();
                 ctx.block = self.blocks[i].name();
             }
             let base = self.scope.len();
@@ -736,7 +1265,7 @@ impl Script {
                 .engine
                 .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.blocks[i].ast);
             self.scope.rewind(base);
-            printed.extend(self.ctx.borrow_mut().printed.drain(..).map(Printed::Line));
+            printed.append(&mut self.ctx.borrow_mut().printed);
             match r {
                 Ok(v) => show |= v.as_bool() == Ok(true),
                 Err(e) if stopped(&e) => {
@@ -779,33 +1308,15 @@ impl Script {
                 }
             }
         }
-        for name in &self.auto {
-            let Some(v) = self.scope.get(name) else {
+        for var in self.maps.iter().chain(&self.auto) {
+            let Some(v) = self.scope.get(var) else {
                 continue;
             };
-            if let Some(t) = v.clone().try_cast::<Table>() {
-                if t.0.is_empty() {
-                    continue;
-                }
-                let mut entries: Vec<(ScriptValue, ScriptValue)> =
-                    t.0.iter().map(|(k, v)| (k.value(), value(v))).collect();
-                // bpftrace's order: by value, smallest first, when they are numbers.
-                if entries
-                    .iter()
-                    .all(|(_, v)| matches!(v, ScriptValue::Int(_)))
-                {
-                    entries.sort_by_key(|(_, v)| match v {
-                        ScriptValue::Int(i) => *i,
-                        ScriptValue::Float(_) | ScriptValue::Bool(_) | ScriptValue::Text(_) => 0,
-                    });
-                }
-                items.push(ScriptItem::Map {
-                    name: name.clone(),
-                    entries,
-                });
+            if let Some(t) = v.read_lock::<Table>() {
+                items.extend(table_items(&t));
             } else if !v.is_unit() {
                 items.push(ScriptItem::Global {
-                    name: name.clone(),
+                    name: var.clone(),
                     value: value(v),
                 });
             }
@@ -813,17 +1324,16 @@ impl Script {
         for (name, hist) in std::mem::take(&mut self.ctx.borrow_mut().hists) {
             items.push(ScriptItem::Hist {
                 name,
-                hist: Box::new(hist),
+                key: None,
+                hist: Box::new(ScriptHist::Log2(Box::new(hist))),
             });
         }
         for b in &self.blocks {
             if b.errors > 1 {
-                items.push(ScriptItem::Warning(format!(
-                    "{}:{}: block {} failed {} times",
-                    self.names[b.source],
-                    b.line,
-                    b.name(),
-                    b.errors
+                items.push(ScriptItem::Warning(at(
+                    &self.names[b.source],
+                    (b.line, b.column),
+                    format!("block {} failed {} times", b.name(), b.errors),
                 )));
             }
         }
@@ -839,6 +1349,7 @@ fn printed_item(p: Printed, run: Option<&Run<'_>>) -> ScriptItem {
             text,
         },
         Printed::Warning(w) => ScriptItem::Warning(w),
+        Printed::Item(item) => item,
     }
 }
 
@@ -903,6 +1414,8 @@ struct Run<'a> {
     time: Duration,
     args: [u64; 6],
     ret: Option<(INT, Duration)>,
+    /// The stack at the entry, as `ustack` shows it, when a block uses it.
+    ustack: Option<String>,
 }
 
 /// What an entry leaves for the return, in the probe's data slot.
@@ -918,6 +1431,22 @@ struct Call {
     /// The stack at the entry (with the depth the printer shows), for a call
     /// the return block may print whole: at the return it is gone.
     stack: Option<(usize, Rc<crate::unwind::Stack>)>,
+    /// The entry's `ustack`, for the return block.
+    ustack: Option<String>,
+}
+
+/// A stack as bpftrace's `ustack` prints it: a newline, then one frame a
+/// line, `func+offset` (decimal) indented by 8, or the address where no
+/// symbol covers the code.
+fn ustack_text(stack: &crate::unwind::Stack) -> String {
+    let mut s = String::from("\n");
+    for f in &stack.frames {
+        match &f.symbol {
+            Some(sym) => s.push_str(&format!("        {sym}+{}\n", f.offset)),
+            None => s.push_str(&format!("        {}\n", f.address)),
+        }
+    }
+    s
 }
 
 /// The handler of one probe spec of a script: runs its entry and return
@@ -993,6 +1522,12 @@ impl Handler for ScriptProbe {
 
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let site = hit.site().clone();
+        let ustack = {
+            let s = self.script.borrow();
+            let uses = |h: &Option<Header>| h.as_ref().is_some_and(|h| s.uses_ustack(h));
+            (uses(&self.entry) || uses(&self.ret))
+                .then(|| ustack_text(&hit.user_stack(s.ctx.borrow().stack_depth)))
+        };
         let run = Run {
             pid: hit.pid(),
             mem_pid: hit.mem.live().map_or(hit.pid, |m| m.pid()),
@@ -1002,6 +1537,7 @@ impl Handler for ScriptProbe {
             time: hit.time(),
             args: args_of(hit.regs()),
             ret: None,
+            ustack,
         };
         let show = match &self.entry {
             Some(h) => {
@@ -1035,6 +1571,7 @@ impl Handler for ScriptProbe {
                 show,
                 printed,
                 stack,
+                ustack: run.ustack.clone(),
             });
         }
         Ok(())
@@ -1058,6 +1595,7 @@ impl Handler for ScriptProbe {
                 typed_retval(&self.renderer, &call.known, ret),
                 ret.duration(),
             )),
+            ustack: call.ustack.clone(),
         };
         let show_return = match &self.ret {
             Some(h) => {
@@ -1136,6 +1674,7 @@ impl Handler for ScriptListener {
         }
         if let Event::Attached { .. } = event {
             self.attached = true;
+            self.script.borrow_mut().start_intervals(Instant::now());
             let begun = std::mem::take(&mut self.script.borrow_mut().begun);
             let mut printer = self.printer.borrow_mut();
             for p in begun {
@@ -1143,6 +1682,35 @@ impl Handler for ScriptListener {
             }
         }
         Ok(())
+    }
+
+    /// Runs the interval blocks whose time has come.
+    fn on_idle(&mut self) -> Result<()> {
+        if !self.attached {
+            return Ok(());
+        }
+        let printed = self.script.borrow_mut().run_intervals(Instant::now())?;
+        if printed.is_empty() {
+            return Ok(());
+        }
+        let mut printer = self.printer.borrow_mut();
+        let time = printer.last_time();
+        for p in printed {
+            printer.script(&printed_item(p, None), time)?;
+        }
+        printer.flush()
+    }
+
+    /// With interval blocks: [`Handler::on_idle`] at least every shortest
+    /// period, even when the program does not stop.
+    fn tick_interval(&self) -> Option<Duration> {
+        self.script.borrow().shortest_interval()
+    }
+
+    /// With interval blocks, no flush before every wait on their account
+    /// (the printer says how often it wants one).
+    fn idle_interval(&self) -> Option<Duration> {
+        self.script.borrow().shortest_interval()
     }
 
     fn on_finish(&mut self) -> Result<()> {

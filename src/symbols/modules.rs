@@ -331,15 +331,30 @@ impl ModuleMap {
             let end = name.find(".so").unwrap_or(name.len());
             name[..end].to_string()
         };
-        self.modules
+        let stems: Vec<String> = self
+            .modules
             .iter()
             .map(|m| stem(m.name()))
             .filter(|s| !s.is_empty())
-            .map(|s| (edit_distance(qualifier, &s), s))
-            .filter(|(d, s)| *d <= (s.chars().count() / 3).max(2))
-            .min_by_key(|(d, _)| *d)
-            .map(|(_, s)| s)
+            .collect();
+        closest(qualifier, stems.iter().map(String::as_str)).map(str::to_string)
     }
+}
+
+/// The candidate closest to `word` by edit distance, if one is close enough
+/// to be a typo of it (at most a third of its characters, and at least 2,
+/// differ, and fewer than `word` has): a did-you-mean for module qualifiers and script names. The
+/// first of equally close candidates wins.
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2) && *d < word.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 /// Why `path` cannot be loaded into an x86-64 process, if it cannot.

@@ -264,7 +264,7 @@ fn attach_summary_on_detach() {
             "--json",
             "-c",
             "-x",
-            r#"work { n += 1; if n == 10 { print("tenth") } }"#,
+            r#"work { @n += 1; if @n == 10 { print("tenth") } }"#,
         ],
         pid,
     );
@@ -284,7 +284,7 @@ fn attach_summary_on_detach() {
     // counted, but one still in flight at the detach.
     let entries = of_kind(&events, "map")
         .iter()
-        .find(|m| m["name"] == "n")
+        .find(|m| m["name"] == "@n")
         .and_then(|m| m["value"].as_u64())
         .expect("the script's count");
     assert!(entries >= 10, "{}", show(&events));

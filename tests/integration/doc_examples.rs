@@ -66,6 +66,50 @@ const SKIPPED: &[(&str, &str)] = &[
         "rtrace -l work twice ./app",
         "a program of the reader's (cli.rs)",
     ),
+    (
+        r#"rtrace -x 'count:* { @[func] = count() }' -- ./count 5"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work { @[tid] = count() }' -- ./threads 4 1000"#,
+        "the threads fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work:return { @ns = hist(duration) }' -- ./count 100"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work:return { @ret = hist(retval) }' -- ./count 10"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work { @x = lhist(arg(0), 0, 100, 25) }' -- ./count 120"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'libc:write:return /retval > 0/ { @bytes[comm] = sum(retval) }' -- ./count 5"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work { printf("%s(%d) in %s\n", func, arg(0), comm) }' -- ./count 3"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work /arg(0) % 10 == 0/ { @tens = count() }' -- ./count 100"#,
+        "the count fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'c { @[ustack] = count() }' -- ./stacker 3"#,
+        "the stacker fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work { @calls = count() } interval:1s { print(@calls); clear(@calls) }' -- ./spin"#,
+        "the spin fixture (scripts.rs, one_liners_*)",
+    ),
+    (
+        r#"rtrace -x 'work { @n = count(); if @n == 5 { exit() } }' -- ./spin"#,
+        "the spin fixture (scripts.rs, one_liners_*)",
+    ),
 ];
 
 /// The process `-p PID` examples attach to: a shell that prints `ready`,

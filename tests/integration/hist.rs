@@ -18,7 +18,7 @@ fn hist_json_buckets_count_every_return_in_its_power_of_two() {
         "-s",
         "twice",
         "-x",
-        "work:return { hist(duration) } twice:return { hist(duration) }",
+        "work:return { @work = hist(duration) } twice:return { @twice = hist(duration) }",
     ];
     let (run, events) = trace_json("hist_json", &args, &prog, &["50"]);
     assert_eq!(run.code(), 0, "{}", run.stderr);
@@ -47,7 +47,7 @@ fn hist_json_buckets_count_every_return_in_its_power_of_two() {
         // as the script counted them.
         let script = of_kind(&events, "hist")
             .into_iter()
-            .find(|h| h["name"] == format!("{symbol}:return"))
+            .find(|h| h["name"] == format!("@{symbol}"))
             .unwrap_or_else(|| panic!("no script histogram of {symbol}: {}", show(&events)));
         assert_eq!(&summary["hist"], &script["buckets"], "{symbol}");
         assert!(of_kind(&events, "return").is_empty(), "{}", show(&events));

@@ -21,7 +21,7 @@ use crate::fixtures::{
 };
 
 /// A block that counts its runs and, from the second, never ends.
-const RUNAWAY: &str = "work { n += 1; if n >= 2 { loop { } } }";
+const RUNAWAY: &str = "work { @n += 1; if @n >= 2 { loop { } } }";
 
 fn is(kind: &'static str) -> impl Fn(&Value) -> bool {
     move |e| str_field(e, "event") == kind
@@ -64,7 +64,7 @@ fn assert_stopped_cleanly(run: &crate::fixtures::Run, signal: Signal, what: &str
     assert_eq!(
         warnings,
         [format!(
-            "-x #1:1: block work stopped by {}",
+            "script line 1, column 35: block work stopped by {}",
             signal.as_str()
         )],
         "{what}\n{}",
@@ -72,7 +72,7 @@ fn assert_stopped_cleanly(run: &crate::fixtures::Run, signal: Signal, what: &str
     );
     let maps = of_kind(&events, "map");
     assert_eq!(maps.len(), 1, "{what}\n{}", show(&events));
-    assert_eq!(maps[0]["name"], "n", "{what}");
+    assert_eq!(maps[0]["name"], "@n", "{what}");
     assert_eq!(maps[0]["value"], 2, "{what}");
     // The first call was printed whole; the second's entry too (`-s`), and
     // its return when the call, let go once the block stopped, returned

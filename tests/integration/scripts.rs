@@ -4,11 +4,16 @@
 //! with the program unharmed.
 
 use std::fs;
+use std::process::Command;
+
+use nix::sys::signal::Signal;
 
 use crate::events::{
     assert_one_error_line, assert_same_as_untraced, of_kind, temp_path, trace_json,
 };
-use crate::fixtures::{fixture, run_rtrace, run_untraced, source_dir, Variant};
+use crate::fixtures::{
+    fixture, rounds, rtrace_bin, run_rtrace, run_untraced, source_dir, Run, Spawned, Variant,
+};
 use crate::launch::assert_ran_on;
 
 /// The lines of rtrace's stderr that report calls of `symbol`.
@@ -97,10 +102,10 @@ fn maps_count_opens_and_failures_per_path_from_a_script_file() {
         "// opens per path, and which failed\n\
          libc:open*:return {\n\
          \x20   let p = str(if func.starts_with(\"openat\") { arg(1) } else { arg(0) });\n\
-         \x20   opens[p] += 1;\n\
-         \x20   if retval < 0 { failed[p] += 1; print(`failed: ${p}`); }\n\
+         \x20   @opens[p] = count();\n\
+         \x20   if retval < 0 { @failed[p] = count(); print(`failed: ${p}`); }\n\
          }\n\
-         END { print(`${opens.len()} paths`) }\n",
+         END { print(`${@opens.len()} paths`) }\n",
     )
     .unwrap();
     let untraced = run_untraced(&prog, &[path]);
@@ -119,10 +124,10 @@ fn maps_count_opens_and_failures_per_path_from_a_script_file() {
         rest,
         [
             "2 paths".to_string(),
-            "opens[/nonexistent/x]: 1".into(),
-            format!("opens[{path}]: 2"),
+            "@failed[/nonexistent/x]: 1".into(),
             "".into(),
-            "failed[/nonexistent/x]: 1".into(),
+            "@opens[/nonexistent/x]: 1".into(),
+            format!("@opens[{path}]: 2"),
             "".into(),
         ],
         "{}",
@@ -137,9 +142,9 @@ fn per_thread_counts_are_exact_under_four_threads() {
         "script_threads",
         &[
             "-x",
-            "threads:work { count[tid] += 1; all += 1 }",
+            "threads:work { @count[tid] = count(); @all += 1 }",
             "-x",
-            "work:return { hist(\"x\", arg(0)) }",
+            "work:return { @x = hist(arg(0)) }",
         ],
         &prog,
         &["4", "1000"],
@@ -152,14 +157,14 @@ fn per_thread_counts_are_exact_under_four_threads() {
     );
     let maps = of_kind(&events, "map");
     assert_eq!(maps.len(), 2, "{maps:?}");
-    let count = maps.iter().find(|m| m["name"] == "count").unwrap();
+    let count = maps.iter().find(|m| m["name"] == "@count").unwrap();
     let entries = count["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 4, "four threads: {count}");
     for e in entries {
         assert_eq!(e["value"], 1000, "{count}");
         assert!(e["key"].as_i64().unwrap() > 0, "a tid: {count}");
     }
-    let all = maps.iter().find(|m| m["name"] == "all").unwrap();
+    let all = maps.iter().find(|m| m["name"] == "@all").unwrap();
     assert_eq!(all["value"], 4000);
     let hists = of_kind(&events, "hist");
     assert_eq!(hists.len(), 1);
@@ -201,12 +206,12 @@ fn a_runtime_error_is_reported_once_with_its_line_and_tracing_goes_on() {
     // work(0) reads "(null)"; work(1) reads address 1, which is not mapped.
     assert_eq!(
         warnings[0],
-        "rtrace: warning: -x #1:2: cannot read tracee memory at 0x1 \
+        "rtrace: warning: script line 2, column 11: cannot read tracee memory at 0x1 \
          (reported once for this block; later errors are counted)"
     );
     assert_eq!(
         warnings[1],
-        "rtrace: warning: -x #1:1: block work failed 19 times"
+        "rtrace: warning: script line 1, column 1: block work failed 19 times"
     );
     // The failing runs printed nothing; the first did, and -s twice still does.
     assert_eq!(calls(&run.stderr, "work").len(), 1, "{}", run.stderr);
@@ -233,7 +238,7 @@ fn a_runaway_loop_ends_tracing_and_the_program_runs_on() {
     let error = assert_ran_on(&run, "", "exited with 3", "a runaway script");
     assert_eq!(
         error,
-        "rtrace: -x #1:1: block work ran past its limit of 5000 operations \
+        "rtrace: script line 1, column 30: block work ran past its limit of 5000 operations \
          (a loop that never ends?); raise --script-ops if it is meant to",
         "{}",
         run.stderr
@@ -248,17 +253,17 @@ fn bad_scripts_are_one_error_line() {
         (
             &["-x", "work {\n  let = 1;\n}"],
             2,
-            "rtrace: -x #1:2: Expecting name of a variable",
+            "rtrace: script line 2, column 7: Expecting name of a variable",
         ),
         (
             &["-x", "work { retval }"],
             2,
-            "rtrace: -x #1:1: `retval` is only known in a :return block",
+            "rtrace: script line 1, column 8: `retval` is only known in a :return block",
         ),
         (
             &["-x", "work { 1"],
             2,
-            "rtrace: -x #1:1: this block is never closed (`}`)",
+            "rtrace: script line 1, column 6: this block is never closed (`}`)",
         ),
         (
             &["-x", "BEGIN { 1 }"],
@@ -382,8 +387,9 @@ fn printf_formats_as_c_does() {
     );
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(
-        run.stderr
-            .contains("rtrace: warning: -x #1:1: printf: no argument for %d (reported once"),
+        run.stderr.contains(
+            "rtrace: warning: script line 1, column 8: printf: no argument for %d (reported once"
+        ),
         "{}",
         run.stderr
     );
@@ -456,4 +462,464 @@ fn exit_ends_tracing_as_sigterm_does() {
         "{}",
         run.stderr
     );
+}
+
+/// Every script error is one exact line, with the line and the column,
+/// and exit 2; nothing runs.
+#[test]
+fn script_errors_are_one_exact_line_with_line_and_column() {
+    let prog = fixture("count", Variant::Pie);
+    let script = temp_path("typo.rhai");
+    fs::write(
+        &script,
+        "work {\n  @calls = count();\n}\nEND { print(@cals) }\n",
+    )
+    .unwrap();
+    let script = script.to_str().unwrap();
+    let cases: [(&[&str], String); 7] = [
+        (
+            &["-x", "work { @cnt[tdi] += 1 }"],
+            "rtrace: script line 1, column 13: unknown name \"tdi\" (did you mean tid?)".into(),
+        ),
+        (
+            &["-x", "BEGIN { let limit = 3 } work /arg(0) > limt/ { }"],
+            "rtrace: script line 1, column 40: unknown name \"limt\" (did you mean limit?)".into(),
+        ),
+        (
+            &["-x", "work { @total += 1 } END { print(totl) }"],
+            "rtrace: script line 1, column 34: unknown name \"totl\" (did you mean @total?)".into(),
+        ),
+        (
+            &["-x", "work { @n = count() }", "-x", "END {\n  print(@m)\n}"],
+            "rtrace: script #2 line 2, column 9: unknown map \"@m\": no block assigns it".into(),
+        ),
+        (
+            &["-x", "work { @n = = 1 }"],
+            "rtrace: script line 1, column 13: Unexpected '='".into(),
+        ),
+        (
+            &["-x", "interval:5x { }"],
+            "rtrace: script line 1, column 1: interval:5x: a period is a number and a unit, s, ms or us (interval:1s, interval:500ms)".into(),
+        ),
+        (
+            &["--script", script],
+            format!("rtrace: {script} line 4, column 13: unknown map \"@cals\": no block assigns it (did you mean @calls?)"),
+        ),
+    ];
+    for (args, want) in cases {
+        let run = run_rtrace(args, &prog, &[]);
+        let line = assert_one_error_line(&run, 2, &format!("{args:?}"));
+        assert_eq!(line, want, "{args:?}");
+        assert!(run.stdout.is_empty(), "the program never ran: {args:?}");
+    }
+}
+
+/// A map without its `@` still counts, with one warning line for its name,
+/// where it is first assigned.
+#[test]
+fn a_map_without_its_sigil_is_deprecated_with_one_warning() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &["-x", "work { cnt[arg(0) % 2] += 1; cnt[2] += 1 }"],
+        &prog,
+        &["5"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        "rtrace: warning: script line 1, column 8: map \"cnt\" without its @ is deprecated; write @cnt"
+    );
+    assert!(lines[1].starts_with("rtrace: attached"), "{}", run.stderr);
+    assert_eq!(
+        lines[2..],
+        [
+            "+++ exited with 0 +++",
+            "cnt[1]: 2",
+            "cnt[0]: 3",
+            "cnt[2]: 5",
+            ""
+        ],
+        "{}",
+        run.stderr
+    );
+    // With --json, a warning event once tracing has begun.
+    let (run, events) = trace_json(
+        "script_deprecated",
+        &["-x", "work { n += 1 }"],
+        &prog,
+        &["5"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let warnings = of_kind(&events, "warning");
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    assert_eq!(
+        warnings[0]["message"],
+        "script line 1, column 8: map \"n\" without its @ is deprecated; write @n"
+    );
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[..2], ["attach", "warning"], "{kinds:?}");
+}
+
+/// The lines of a run's stderr that are not rtrace's own or its `+++` lines.
+fn script_lines(run: &Run) -> Vec<&str> {
+    run.stderr
+        .lines()
+        .filter(|l| !l.starts_with("rtrace: ") && !l.starts_with("+++ "))
+        .collect()
+}
+
+/// The README's one-liners (as bpftrace's one-liner tutorial has them), run
+/// as written on the fixtures they name: exact counts and maps.
+#[test]
+fn one_liners_count_calls_by_function() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(&["-x", "count:* { @[func] = count() }"], &prog, &["5"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines = script_lines(&run);
+    // Each function of the program once, but work five times: by value,
+    // then by name, work last.
+    assert_eq!(lines.last(), Some(&""), "{}", run.stderr);
+    assert_eq!(lines[lines.len() - 2], "@[work]: 5", "{}", run.stderr);
+    let ones = &lines[..lines.len() - 2];
+    for f in ["main", "twice"] {
+        assert!(
+            ones.contains(&format!("@[{f}]: 1").as_str()),
+            "{f}: {}",
+            run.stderr
+        );
+    }
+    assert!(ones.iter().all(|l| l.ends_with("]: 1")), "{}", run.stderr);
+    let mut sorted = ones.to_vec();
+    sorted.sort();
+    assert_eq!(sorted, ones, "equal values in key order");
+}
+
+/// Calls by thread, under four threads: exactly 1000 each.
+#[test]
+fn one_liners_count_calls_by_thread() {
+    let prog = fixture("threads", Variant::Pie);
+    let run = run_rtrace(&["-x", "work { @[tid] = count() }"], &prog, &["4", "1000"]);
+    assert_eq!(run.stdout, "total=4000000\n", "{}", run.stderr);
+    let lines = script_lines(&run);
+    assert_eq!(lines.len(), 5, "{}", run.stderr);
+    let mut tids = Vec::new();
+    for l in &lines[..4] {
+        let (key, value) = l.split_once("]: ").unwrap();
+        assert_eq!(value, "1000", "{}", run.stderr);
+        tids.push(key.strip_prefix("@[").unwrap().parse::<i32>().unwrap());
+    }
+    tids.sort();
+    tids.dedup();
+    assert_eq!(tids.len(), 4, "four threads: {}", run.stderr);
+    assert_eq!(lines[4], "");
+}
+
+/// Histograms of durations (every call counted once) and of return values
+/// (exact buckets), a linear histogram of an argument.
+#[test]
+fn one_liners_histograms() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &["-x", "work:return { @ns = hist(duration) }"],
+        &prog,
+        &["100"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines = script_lines(&run);
+    assert_eq!(lines[0], "@ns:", "{}", run.stderr);
+    let total: u64 = lines[1..]
+        .iter()
+        .take_while(|l| l.starts_with('['))
+        .map(|l| l[16..24].trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 100, "{}", run.stderr);
+
+    let run = run_rtrace(
+        &["-x", "work:return { @ret = hist(retval) }"],
+        &prog,
+        &["10"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    // 1, 3, 5 … 19.
+    assert_eq!(
+        script_lines(&run),
+        [
+            "@ret:",
+            "[1]                    1 |@@@@@@@@@@@@@                                       |",
+            "[2, 4)                 1 |@@@@@@@@@@@@@                                       |",
+            "[4, 8)                 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |",
+            "[8, 16)                4 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "[16, 32)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |",
+            "",
+        ],
+        "{}",
+        run.stderr
+    );
+
+    let run = run_rtrace(
+        &["-x", "work { @x = lhist(arg(0), 0, 100, 25) }"],
+        &prog,
+        &["120"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        [
+            "@x:",
+            "[0, 25)               25 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "[25, 50)              25 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "[50, 75)              25 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "[75, 100)             25 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "[100, ...)            20 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@           |",
+            "",
+        ],
+        "{}",
+        run.stderr
+    );
+}
+
+/// The bytes a program writes, by process name (the fixture's stdout is a
+/// pipe: one write of its 16 bytes at exit); printf per call; a predicate
+/// on an argument.
+#[test]
+fn one_liners_sum_printf_and_predicate() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "libc:write:return /retval > 0/ { @bytes[comm] = sum(retval) }",
+        ],
+        &prog,
+        &["5"],
+    );
+    assert_eq!(run.stdout, "sum=25\ntwice=41\n", "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        ["@bytes[count]: 16", ""],
+        "{}",
+        run.stderr
+    );
+
+    let run = run_rtrace(
+        &[
+            "-x",
+            r#"work { printf("%s(%d) in %s\n", func, arg(0), comm) }"#,
+        ],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        ["work(0) in count", "work(1) in count", "work(2) in count"],
+        "{}",
+        run.stderr
+    );
+
+    let run = run_rtrace(
+        &["-x", "work /arg(0) % 10 == 0/ { @tens = count() }"],
+        &prog,
+        &["100"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(script_lines(&run), ["@tens: 10", ""], "{}", run.stderr);
+}
+
+/// Stacks as map keys, as bpftrace's ustack prints them: one frame a line,
+/// `func+offset`. stacker calls c through a → b three times, and once each
+/// through through_fp → b and qsort → cmp: by count, those last.
+#[test]
+fn one_liners_top_stacks_with_ustack() {
+    let prog = fixture("stacker", Variant::Pie);
+    let run = run_rtrace(&["-x", "c { @[ustack] = count() }"], &prog, &["3"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let text: String = script_lines(&run).join("\n");
+    let stacks: Vec<&str> = text.split("\n]: ").collect();
+    assert_eq!(stacks.len(), 4, "three stacks:\n{text}");
+    let frames = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("        "))
+            .map(|l| l.trim().split('+').next().unwrap().to_string())
+            .collect()
+    };
+    let counts: Vec<&str> = stacks[1..]
+        .iter()
+        .map(|s| s.lines().next().unwrap())
+        .collect();
+    assert_eq!(counts, ["1", "1", "3"], "{text}");
+    assert!(stacks[0].starts_with("@[\n        c+"), "{text}");
+    assert_eq!(frames(stacks[2])[..4], ["c", "b", "a", "main"], "{text}");
+    let ones = [frames(stacks[0]), frames(stacks[1])];
+    assert!(
+        ones.iter()
+            .any(|f| f[..4] == ["c", "b", "through_fp", "main"]),
+        "{text}"
+    );
+    assert!(ones.iter().any(|f| f[..2] == ["c", "cmp"]), "{text}");
+    for s in &stacks[..3] {
+        for l in s.lines().filter(|l| l.starts_with("        ")) {
+            let (_, offset) = l.rsplit_once('+').unwrap_or(("", "x"));
+            assert!(offset.parse::<u64>().is_ok(), "a decimal offset: {l}");
+        }
+    }
+}
+
+/// The rate per interval, printed and cleared each time (spin, until two
+/// intervals have printed and Ctrl-C, which spin dies of); END runs once.
+#[test]
+fn one_liners_interval_prints_a_rate_and_clears() {
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args([
+        "-x",
+        "work { @calls = count() } interval:1s { print(@calls); clear(@calls) }",
+        "-x",
+        r#"END { print("end") }"#,
+        "--",
+    ])
+    .arg(fixture("spin", Variant::Pie));
+    let mut rtrace = Spawned::command(cmd);
+    rtrace.wait_stderr_line(|l| l.starts_with("@calls: "));
+    rtrace.wait_stderr_line(|l| l.starts_with("@calls: "));
+    rtrace.signal(Signal::SIGINT);
+    let run = rtrace.wait();
+    assert!(
+        run.stderr.contains("+++ killed by SIGINT"),
+        "{}",
+        run.stderr
+    );
+    let printed: Vec<u64> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("@calls: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(printed.len() >= 2, "{}", run.stderr);
+    assert!(
+        printed.iter().all(|&n| n > 0),
+        "spin calls work every ms: {}",
+        run.stderr
+    );
+    assert_eq!(ends(&run), 1, "{}", run.stderr);
+}
+
+/// exit() after N calls: exactly N counted, END once, and the program
+/// gets the SIGTERM (spin ends on it by itself).
+#[test]
+fn one_liners_exit_after_n_calls() {
+    let prog = fixture("spin", Variant::Pie);
+    let run = run_rtrace(
+        &["-x", "work { @n = count(); if @n == 5 { exit() } }"],
+        &prog,
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let out: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(out[2..], ["calls=5", "done"], "{}", run.stdout);
+    assert_eq!(script_lines(&run), ["@n: 5", ""], "{}", run.stderr);
+}
+
+/// interval blocks run on the tracer's thread while the program runs: the
+/// third run asks for the exit; END sees exactly three runs, and the
+/// program gets the SIGTERM.
+#[test]
+fn an_interval_block_runs_until_exit() {
+    let prog = fixture("spin", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work { } interval:50ms { @n += 1; if @n == 3 { exit() } } END { printf(\"END n=%d\\n\", @n) }",
+        ],
+        &prog,
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let out: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(out.last(), Some(&"done"), "{}", run.stdout);
+    assert_eq!(
+        script_lines(&run),
+        ["END n=3", "@n: 3", ""],
+        "{}",
+        run.stderr
+    );
+}
+
+/// The number of `end` lines END printed.
+fn ends(run: &Run) -> usize {
+    run.stderr.lines().filter(|l| *l == "end").count()
+}
+
+/// END runs exactly once on every way tracing ends: the program's exit,
+/// exit(), Ctrl-C to rtrace with a launched program, the detach of an
+/// attached one; the maps after it, once.
+#[test]
+fn end_runs_exactly_once_on_every_exit_path() {
+    const END: &str = r#"END { print("end") }"#;
+    // The program exits.
+    let run = run_rtrace(
+        &["-x", "work { }", "-x", END],
+        &fixture("count", Variant::Pie),
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(ends(&run), 1, "program exit: {}", run.stderr);
+
+    // exit().
+    let run = run_rtrace(
+        &["-x", "work { exit() }", "-x", END],
+        &fixture("spin", Variant::Pie),
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(ends(&run), 1, "exit(): {}", run.stderr);
+
+    // The signal comes at any point of the trace: several rounds
+    // (RTRACE_STRESS_ROUNDS for many).
+    const FIRST: &str = r#"work { @n = count(); if @n == 1 { print("first") } }"#;
+    for round in 0..rounds(50, 3) {
+        // Ctrl-C to rtrace, launch mode: passed on to spin, which dies of it.
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args(["-x", FIRST, "-x", END, "--"])
+            .arg(fixture("spin", Variant::Pie));
+        let mut rtrace = Spawned::command(cmd);
+        rtrace.wait_stderr_line(|l| l == "first");
+        rtrace.signal(Signal::SIGINT);
+        let run = rtrace.wait();
+        assert_eq!(
+            ends(&run),
+            1,
+            "SIGINT, launched, round {round}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("+++ killed by SIGINT"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("@n: ")),
+            "{}",
+            run.stderr
+        );
+
+        // The detach of an attached program (Ctrl-C to rtrace).
+        let spin = Spawned::start(&fixture("spin", Variant::Pie), &[]);
+        let mut rtrace = Spawned::rtrace_attach(&["-x", FIRST, "-x", END], spin.pid());
+        rtrace.wait_stderr_line(|l| l == "first");
+        rtrace.signal(Signal::SIGINT);
+        let run = rtrace.wait();
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(ends(&run), 1, "detach, round {round}: {}", run.stderr);
+        assert!(run.stderr.contains("+++ detached +++"), "{}", run.stderr);
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("@n: ")),
+            "{}",
+            run.stderr
+        );
+        let spun = spin.terminate();
+        assert!(spun.stdout.contains("done"), "{}", spun.stdout);
+    }
 }

@@ -97,8 +97,8 @@ struct Raw {
     /// each hit, `PROBE:return { … }` at each return, BEGIN and END once.
     #[arg(long = "script", value_name = "FILE")]
     scripts: Vec<PathBuf>,
-    /// Run a one-line script (repeatable), e.g. -x 'libc:openat { count[str(arg(1))] += 1 }'.
-    /// A block that returns true prints the call; maps and hist() print at the end.
+    /// Run a one-line script (repeatable), e.g. -x 'libc:openat { @opens[str(arg(1))] = count() }'.
+    /// A block that returns true prints the call; @maps print at the end.
     #[arg(short = 'x', value_name = "PROGRAM")]
     programs: Vec<String>,
     /// The most Rhai operations one script block may take per run; a block
@@ -240,9 +240,15 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
             }
         }
     }
+    // Errors name a -x program "script" (the Nth of several, "script #N"),
+    // a file by its path: `script line 1, column 12: …`.
     for (i, text) in raw.programs.iter().enumerate() {
+        let name = match raw.programs.len() {
+            1 => "script".to_string(),
+            _ => format!("script #{}", i + 1),
+        };
         sources.push(ScriptSource {
-            name: format!("-x #{}", i + 1),
+            name,
             text: text.clone(),
         });
     }
@@ -252,10 +258,27 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
     let limits = Limits {
         operations: raw.script_ops,
         string: raw.string_limit,
+        stack: raw.stack_depth,
     };
-    Script::compile(&sources, limits)
-        .map(Some)
-        .map_err(|e| usage(&e.to_string()))
+    use std::io::Write;
+    // A script's error says where in the script it is, and nothing of the
+    // command line's help.
+    let script = Script::compile(&sources, limits).map_err(|e| {
+        let _ = writeln!(std::io::stderr(), "rtrace: {e}");
+        ExitCode::from(2)
+    })?;
+    let mut script = script;
+    if raw.json {
+        // JSON: `warning` events, once tracing has begun.
+        script.defer_warnings();
+    } else {
+        // Text: at once, before anything runs.
+        let mut err = std::io::stderr().lock();
+        for w in script.warnings() {
+            let _ = writeln!(err, "rtrace: warning: {w}");
+        }
+    }
+    Ok(Some(script))
 }
 
 /// Reads the `--proto-file`s, then the `--proto`s (a later declaration of
