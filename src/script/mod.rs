@@ -1128,6 +1128,22 @@ impl Script {
         out
     }
 
+    /// True when a block of probe `header` may read the tracee's memory
+    /// (`str(…)`, `read(…)`): a return block that does needs the thread
+    /// stopped at the return. (A name that merely ends so, `mystr(`,
+    /// counts too: a stop is never wrong.)
+    fn reads_memory(&self, header: &Header) -> bool {
+        let reads = |code: &str| {
+            ["str", "read"].iter().any(|f| {
+                code.match_indices(f)
+                    .any(|(at, _)| code[at + f.len()..].trim_start().starts_with('('))
+            })
+        };
+        self.blocks
+            .iter()
+            .any(|b| &b.header == header && reads(&b.block.code))
+    }
+
     /// True when a block of probe `header` uses `ustack`.
     fn uses_ustack(&self, header: &Header) -> bool {
         self.blocks
@@ -1518,6 +1534,31 @@ impl Handler for ScriptProbe {
         _: Option<&crate::symbols::Module>,
     ) -> crate::handler::Fast {
         crate::handler::Fast::No("a script may read any memory of the stopped thread".into())
+    }
+
+    /// A return is taken from the return stub's record unless the return
+    /// block reads memory (`str(retval)`), or the whole call may be
+    /// printed at its return (only a return block decides), whose entry's
+    /// strings are read then. What the printer needs of it otherwise.
+    fn returns(
+        &mut self,
+        site: &crate::handler::Site,
+        module: Option<&crate::symbols::Module>,
+    ) -> crate::handler::Returns {
+        use crate::handler::Returns;
+        if let Some(h) = &self.ret {
+            if self.script.borrow().reads_memory(h) || (self.entry.is_none() && self.print_calls) {
+                return Returns::Stop;
+            }
+        }
+        let nothing = Returns::Record {
+            string: 0,
+            errno: false,
+        };
+        match self.print_calls {
+            true => Returns::both(nothing, self.printer.borrow_mut().returns(site, module)),
+            false => nothing,
+        }
     }
 
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
