@@ -101,13 +101,20 @@ impl Copying {
     }
 
     /// A ring's copying that the copier does not know: only what
-    /// [`Copying::take`] takes is taken.
-    #[cfg(test)]
-    pub(super) fn unregistered(map: Arc<SharedMap>, layout: RingLayout) -> Arc<Copying> {
+    /// [`Copying::take`] takes is taken (by the tracing thread). For a ring
+    /// that serves only int3 probes' returns: their records come no faster
+    /// than the stops of their entries, each of which reads the ring first,
+    /// and a copier thread waking for each would cost the program a switch
+    /// per call on a CPU it shares (`--pin`).
+    pub(super) fn unregistered(
+        map: Arc<SharedMap>,
+        layout: RingLayout,
+        taken: Arc<AtomicU64>,
+    ) -> Arc<Copying> {
         Arc::new(Copying {
             map,
             layout,
-            taken: Arc::default(),
+            taken,
             copied: Mutex::default(),
         })
     }

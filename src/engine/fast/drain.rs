@@ -1272,7 +1272,11 @@ pub(super) mod tests {
         std::fs::remove_file(&path).unwrap();
         let map = std::sync::Arc::new(map);
         Ring {
-            copying: super::super::copier::Copying::unregistered(map.clone(), layout),
+            copying: super::super::copier::Copying::unregistered(
+                map.clone(),
+                layout,
+                std::sync::Arc::default(),
+            ),
             map,
             _watchman: None,
             layout,

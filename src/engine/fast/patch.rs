@@ -715,7 +715,13 @@ impl Tracer {
         let watchman =
             super::watchman::Watchman::start(map.clone(), nix::unistd::gettid(), taken.clone())
                 .map_err(|e| format!("rtrace's watchman thread cannot start ({e})"))?;
-        let copying = super::copier::Copying::start(map.clone(), layout, taken.clone());
+        // The copier thread reads the fast probes' rings; a ring made for
+        // int3 probes' returns alone (no `--fast`) is read by the tracing
+        // thread, at each stop and every few milliseconds.
+        let copying = match self.opts.fast {
+            true => super::copier::Copying::start(map.clone(), layout, taken.clone()),
+            false => super::copier::Copying::unregistered(map.clone(), layout, taken.clone()),
+        };
         space.fast.ring = Some(Ring {
             map,
             _watchman: Some(watchman),
