@@ -30,11 +30,11 @@
 //! only a `:return` block, the return block's value decides, and the whole
 //! call is printed then. A spec also given with `-s` is printed by `-s`.
 //!
-//! **Maps and aggregations.** `@name` (the front end, [`source`], makes it a
-//! global [`Table`]) is a map: `@n` its entry of no key, `@m[k]` and `@m[a,
+//! **Maps and aggregations.** `@name` (the front end, `source`, makes it a
+//! global `Table`) is a map: `@n` its entry of no key, `@m[k]` and `@m[a,
 //! b]` keyed ones. `count()`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`,
 //! `hist(x)` and `lhist(x, min, max, step)` are bpftrace's aggregations
-//! ([`Agg`]). When tracing is over, END blocks run, then every non-empty
+//! (`Agg`). When tracing is over, END blocks run, then every non-empty
 //! map is printed as bpftrace prints it. A name assigned without `@` or
 //! `let` is a deprecated map, with a warning; any other unknown name is an
 //! error with a did-you-mean. Variables declared in `BEGIN` (`let limit =

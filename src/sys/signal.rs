@@ -92,7 +92,7 @@ const DETACH: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 /// a shell's background job SIGINT) stays ignored, as strace leaves it: it
 /// asks nothing of rtrace, and a program rtrace launches inherits it
 /// ignored, as it would untraced. The mask rtrace started with is kept for
-/// that program too ([`original_mask`]).
+/// that program too (`original_mask`).
 pub fn install_detach_handlers() {
     // SAFETY: `mask` is written by pthread_sigmask (no change asked) before
     // it is read as 16 u64s, which sigset_t (128 bytes) is.
