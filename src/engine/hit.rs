@@ -616,27 +616,36 @@ impl Tracer {
                 self.world.tasks.get_mut(&tid),
                 self.world.spaces.get_mut(&key),
             ) {
-                let inst = ReturnInstance {
+                let mut inst = ReturnInstance {
                     slot: h.slot,
                     orig_ret: h.orig,
                     entered,
                     probes,
                     chained: h.chained,
                     watch: h.watch,
+                    after: 0,
                 };
                 match h.by_stub {
                     // With the fast calls, whose rules it keeps (as
                     // `drain::deliver` pushes a fast entry's): calls below
-                    // its slot, or in it, cannot return any more.
+                    // its slot, or in it, cannot return any more. Unless
+                    // records wait unread in the ring (behind another
+                    // thread's unfinished one): this thread's earlier
+                    // calls may have returned there, and are not dropped
+                    // now; their records are older than this call (its
+                    // time stamp counter, `after`) and do not take it.
                     true => {
                         let calls = &mut task.fast_calls;
-                        let (pid, maps) = (space.pid, &mut space.maps);
-                        calls.drop_abandoned(h.slot, false, &mut |a, b| {
-                            maps.same_mapping(pid, a, b)
-                        });
-                        if !h.chained {
-                            calls.drop_overwritten(h.slot);
+                        if fast::all_read(space) {
+                            let (pid, maps) = (space.pid, &mut space.maps);
+                            calls.drop_abandoned(h.slot, false, &mut |a, b| {
+                                maps.same_mapping(pid, a, b)
+                            });
+                            if !h.chained {
+                                calls.drop_overwritten(h.slot);
+                            }
                         }
+                        inst.after = crate::sys::shm::tsc();
                         calls.push(inst);
                     }
                     false => task.returns.push(inst),

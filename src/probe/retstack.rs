@@ -53,6 +53,12 @@ pub struct ReturnInstance {
     pub chained: bool,
     /// How its return is caught.
     pub watch: Watch,
+    /// For a call an int3 probe stopped at the entry of whose return the
+    /// return stub records: the time stamp counter at that stop (0
+    /// otherwise). The thread's records stamped before it (returns of its
+    /// earlier calls, which may be read later, behind another thread's
+    /// unfinished record) are older than this call, and never take it.
+    pub after: u64,
 }
 
 impl std::fmt::Debug for ReturnInstance {
@@ -116,9 +122,28 @@ impl ReturnStack {
                     probes: i.probes.iter().map(|(s, _)| (s.clone(), None)).collect(),
                     chained: i.chained,
                     watch: i.watch,
+                    after: i.after,
                 })
                 .collect(),
         }
+    }
+
+    /// Takes out the calls entered after time stamp `tsc` (see
+    /// [`ReturnInstance::after`]): the innermost ones, since calls are
+    /// pushed as they are entered. A record stamped `tsc` is then applied
+    /// to the calls before it, and [`ReturnStack::put_back`] returns these.
+    pub fn newer_than(&mut self, tsc: u64) -> Vec<ReturnInstance> {
+        let keep = self
+            .instances
+            .iter()
+            .rposition(|i| i.after <= tsc)
+            .map_or(0, |i| i + 1);
+        self.instances.split_off(keep)
+    }
+
+    /// Puts back the calls [`ReturnStack::newer_than`] took out.
+    pub fn put_back(&mut self, newer: Vec<ReturnInstance>) {
+        self.instances.extend(newer);
     }
 
     /// The calls in flight, writable (to change how they are watched).
@@ -281,6 +306,7 @@ mod tests {
             probes: Vec::new(),
             chained: false,
             watch: Watch::Trampoline,
+            after: 0,
         }
     }
 

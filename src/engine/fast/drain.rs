@@ -759,7 +759,11 @@ pub(super) fn deliver(
             };
             let mut regs = detour::return_regs(rec, word(ring::RET_ADDR));
             let sp = RuntimeAddr(regs.sp());
+            // Calls entered at an int3 stop after this return (read late,
+            // behind another thread's unfinished record) are not its.
+            let newer = calls.newer_than(word(ring::TSC));
             let (_, returning) = calls.pop_returning(sp, &mut same_stack);
+            calls.put_back(newer);
             let mut dirty = false;
             // The string the stub was asked for (an int3 site's, by its
             // call's table entry: the record keeps the limit it copied
@@ -819,7 +823,9 @@ pub(super) fn deliver(
             // the calls at or below its stack pointer were unwound.
             let sp = RuntimeAddr(word(ring::RET_SP));
             if let Some(calls) = calls_of(tasks, departed, tid) {
+                let newer = calls.newer_than(word(ring::TSC));
                 calls.drop_abandoned(sp, true, &mut same_stack);
+                calls.put_back(newer);
             }
             continue;
         }
@@ -867,6 +873,7 @@ pub(super) fn deliver(
         // Calls below this one's slot, or in it, cannot return any more
         // (left by longjmp or an exception): dropped, unreported.
         let chained = watch == detour::WATCH_CHAINED;
+        let newer = calls.newer_than(word(ring::TSC));
         calls.drop_abandoned(slot, false, &mut same_stack);
         if !chained {
             calls.drop_overwritten(slot);
@@ -877,6 +884,7 @@ pub(super) fn deliver(
             _ => None,
         };
         let Some(orig) = orig else {
+            calls.put_back(newer);
             // The table was full (or the call it chains to was lost):
             // this return is not watched.
             for (site, _) in &kept {
@@ -896,7 +904,9 @@ pub(super) fn deliver(
             probes: kept,
             chained,
             watch: Watch::Trampoline,
+            after: 0,
         });
+        calls.put_back(newer);
     }
     for event in events {
         if let Err(e) = consumers.emit(event, start.elapsed()) {

@@ -146,6 +146,17 @@ pub(in crate::engine) fn stub_return(
     t.stub_return(tid, addr, regs, probes, want)
 }
 
+/// True when every record of space `space`'s ring has been read (none
+/// waits behind a record another thread has not finished). Reads the
+/// ring's enqueue position only.
+pub(in crate::engine) fn all_read(space: &crate::engine::space::Space) -> bool {
+    space
+        .fast
+        .ring
+        .as_ref()
+        .is_none_or(|r| r.map.load_u64(crate::arch::detour::ring::ENQUEUE) <= r.consumed)
+}
+
 /// A hit whose return [`stub_return`] watched did not complete: the slot
 /// and the table entry are given back. Touches them only.
 pub(in crate::engine) fn undo_stub_return(

@@ -283,6 +283,7 @@ impl Tracer {
                 probes: f.probes.iter().map(|s| (s.clone(), None)).collect(),
                 chained: c.chained,
                 watch: Watch::Trampoline,
+                after: 0,
             });
         }
         // Outermost first; in one slot, the call before those chained to
