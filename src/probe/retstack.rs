@@ -310,6 +310,34 @@ mod tests {
         }
     }
 
+    /// A thread's return read late (stamped 150) after it entered a call
+    /// in the same slot (at 200) and one deeper (at 300): the return is the
+    /// older call's, and leaves the newer ones alone.
+    #[test]
+    fn a_return_read_late_takes_only_the_calls_entered_before_it() {
+        let mut s = ReturnStack::default();
+        let at = |slot, ret, after| ReturnInstance {
+            after,
+            ..inst(slot, ret)
+        };
+        s.push(at(0x7f00, 1, 100));
+        s.push(at(0x7f00, 2, 200));
+        s.push(at(0x7e00, 3, 300));
+        let newer = s.newer_than(150);
+        assert_eq!(newer.len(), 2);
+        let (gone, returning) = s.pop_returning(RuntimeAddr(0x7f08), &mut |_, _| true);
+        assert!(gone.is_empty());
+        assert_eq!(returning.len(), 1);
+        assert_eq!(returning[0].orig_ret, RuntimeAddr(1));
+        s.put_back(newer);
+        let left: Vec<u64> = s.iter().map(|i| i.orig_ret.get()).collect();
+        assert_eq!(left, [2, 3]);
+        // Calls of no int3 stop (after 0) are never newer.
+        let mut s = ReturnStack::default();
+        s.push(inst(0x7f00, 4));
+        assert!(s.newer_than(0).is_empty());
+    }
+
     #[test]
     fn tail_calls_return_together_innermost_first() {
         // outer → mid (slot 0x7fd0) → tail-jumps to leaf (same slot, chained).
