@@ -563,15 +563,17 @@ impl Tracer {
             return Ok(());
         }
         let task = &self.world.tasks[&tid];
-        if !task.silent {
-            let event = Event::Signal {
-                pid: task.pid,
-                tid,
-                signal,
-            };
-            self.emit(event)?;
+        if task.silent {
+            return self.resume(tid, signal);
         }
-        self.resume(tid, signal)
+        let (pid, key) = (task.pid, task.space);
+        // The thread's returns recorded before the signal are reported
+        // before it. An error of a handler or a listener there is returned
+        // once the signal is on its way.
+        let drained = fast::before_signal(&mut self.reader(), key);
+        let emitted = self.emit(Event::Signal { pid, tid, signal });
+        let resumed = self.resume(tid, signal);
+        drained.and(emitted).and(resumed)
     }
 
     fn on_ptrace_event(&mut self, tid: Tid, event: wait::Event) -> Result<()> {

@@ -823,13 +823,21 @@ impl Tracer {
                 task.nudge = Some(next.signal);
             }
         }
+        let mut reported = Ok(());
         if let Some((pid, signal)) = report {
-            self.emit(Event::Signal { pid, tid, signal })?;
+            // (After the thread's returns recorded before it; an error is
+            // returned once the signal is on its way.)
+            let key = self.world.tasks.get(&tid).map(|t| t.space);
+            if let Some(key) = key {
+                reported = fast::before_signal(&mut self.reader(), key);
+            }
+            reported = reported.and(self.emit(Event::Signal { pid, tid, signal }));
         }
-        match ptrace::restart(tid, Restart::Continue(deliver)) {
+        let restarted = match ptrace::restart(tid, Restart::Continue(deliver)) {
             Err(e) if e.is_tracee_gone() => Ok(()), // its death is reported next
             r => r,
-        }
+        };
+        reported.and(restarted)
     }
 
     /// Notes what a stop left its thread in (see `Task::in_delivery_stop`).

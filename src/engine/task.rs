@@ -151,6 +151,10 @@ pub(crate) struct Task {
     /// for the return stub, as the records read so far tell (their slots
     /// hold the stub).
     pub(super) fast_calls: ReturnStack,
+    /// The latest time a record of its was given (see `drain::deliver`):
+    /// the records of one thread come in the order it made them, and so do
+    /// their times, whatever the clock's refinements between two reads.
+    pub(super) records_time: Duration,
     /// Signals that arrived while the thread could not take them (stepping
     /// out of line or in place, or while rtrace detaches), oldest first, with
     /// their `siginfo_t`. They are delivered, one per signal-delivery stop,
@@ -199,6 +203,7 @@ impl Task {
             state,
             returns: ReturnStack::default(),
             fast_calls: ReturnStack::default(),
+            records_time: Duration::ZERO,
             held: Vec::new(),
             nudge: None,
             in_delivery_stop: false,

@@ -1582,6 +1582,10 @@ impl Handler for ScriptProbe {
         };
         let show = match &self.entry {
             Some(h) => {
+                // What was printed before this hit is out before the block
+                // runs (a block may run long: a loop until Ctrl-C; the
+                // returns the ring held were printed just now).
+                self.printer.borrow_mut().flush()?;
                 let (show, printed) = self.script.borrow_mut().run_probe(h, &run)?;
                 self.emit(printed, &run)?;
                 Some(show)
@@ -1640,6 +1644,7 @@ impl Handler for ScriptProbe {
         };
         let show_return = match &self.ret {
             Some(h) => {
+                self.printer.borrow_mut().flush()?;
                 let (show, printed) = self.script.borrow_mut().run_probe(h, &run)?;
                 self.emit(printed, &run)?;
                 show

@@ -760,3 +760,28 @@ fn the_attach_line_says_how_returns_are_seen() {
         "rtrace: RTRACE_RETURNS=\"sometimes\" is not a way to see returns; set it to stub or stop (see 'rtrace --help')\n"
     );
 }
+
+/// A thread's return recorded by the stub is reported before the signal
+/// the thread then gets (signals: work(1) returns, then SIGUSR1 comes):
+/// every line whole, none cut by the signal's.
+#[test]
+fn a_return_is_reported_before_the_signal_that_follows_it() {
+    let prog = fixture("signals", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    let run =
+        crate::fixtures::run_rtrace(&["--color", "never", "-s", "in_handler,work"], &prog, &[]);
+    assert_eq!(run.code(), untraced.code(), "{}", run.stderr);
+    assert_eq!(run.stdout, untraced.stdout);
+    let text = crate::fixtures::normalize(&run.stderr);
+    assert!(!text.contains("resumed"), "{text}");
+    let works: Vec<&str> = text.lines().filter(|l| l.contains("work(")).collect();
+    assert!(!works.is_empty(), "{text}");
+    for (i, line) in works.iter().enumerate() {
+        let x = i + 1;
+        assert_eq!(
+            *line,
+            format!("[pid N] work(x={x}) = {} <T>", 2 * x + 1),
+            "{text}"
+        );
+    }
+}

@@ -747,13 +747,24 @@ pub(super) fn deliver(
             (None, Some(d)) => d.pid,
             (None, None) => own,
         };
+        // A thread's records come in the order it made them: their times
+        // never go back, though the clock's slope is refined between reads
+        // (a deep recursion's returns, read in several batches, once ended
+        // a few nanoseconds before the returns inside them).
         let time = clock.time(word(ring::TSC));
+        let time = match tasks.get_mut(&tid) {
+            Some(t) => {
+                t.records_time = t.records_time.max(time);
+                t.records_time
+            }
+            None => time,
+        };
         let maps = &mut space.maps;
         let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
         if kind == detour::KIND_RETURN {
             // The stub freed the slot's entry (rtrace's, for an int3 call).
             let ret_slot = word(ring::RET_SP).wrapping_sub(8);
-            space.fast.int3_claims.returned(ret_slot);
+            space.fast.int3_claims.returned(ret_slot, word(ring::TSC));
             let Some(calls) = calls_of(tasks, departed, tid) else {
                 continue;
             };
@@ -806,7 +817,9 @@ pub(super) fn deliver(
                         regs_dirty: &mut dirty,
                         mem: Memory::Captured(&captured),
                         modules: &space.modules,
-                        time,
+                        // (An int3 entry's time is rtrace's own clock: a
+                        // return mapped from the counter never before it.)
+                        time: time.max(inst.entered),
                         entered: inst.entered,
                         data,
                         errno,

@@ -144,7 +144,12 @@ impl Tracer {
         let room = space.fast.ring.as_ref().map_or(0, |r| {
             r.layout.slot_size.saturating_sub(ring::RET_STRING + 8)
         });
-        let string = (want.string as u64).min(room) as u32;
+        // A returned string longer than the ring's records hold (the ring
+        // was made for a shorter one): the trampoline reads it whole.
+        if want.string as u64 > room {
+            return Ok(None);
+        }
+        let string = want.string as u32;
         let errno = match want.errno {
             true => space.fast.errno_tpoff.unwrap_or(0),
             false => 0,
@@ -167,7 +172,7 @@ impl Tracer {
             .write_two((entry_at, &bytes), (slot, &stub_at.to_le_bytes()))?;
         let known = space.fast.threads.get(&tp) == Some(&tid);
         let space = self.world.spaces.get_mut(&key).expect("looked up");
-        space.fast.int3_claims.claim(entry, slot.get());
+        space.fast.int3_claims.claim(entry, slot.get(), shm::tsc());
         if !known {
             self.note_thread(tid, tp)?;
         }
@@ -193,7 +198,7 @@ impl Tracer {
             }
         }
         let _ = space.mem.write_u64(entry, 0);
-        space.fast.int3_claims.returned(h.slot.get());
+        space.fast.int3_claims.returned(h.slot.get(), u64::MAX);
     }
 
     /// True when space `key` has a return stub int3 probes may use, made
@@ -311,27 +316,30 @@ fn window(
 
 /// The table entries rtrace claimed for int3 probes' calls, as it knows
 /// them: it claims them itself, and learns that the stub freed one from
-/// the return's record (every record a thread made is read before its next
-/// entry stop is handled). Entries freed otherwise (a return the ring had
-/// no room for, an unwinder's calls moved to their return sites) stay
-/// claimed here until a full window makes rtrace read the table
-/// ([`Claims::resync`]). While rtrace claims entries no detour claims any
-/// (see the module's docs), so nothing else takes a free one.
+/// the return's record. A record may be read after the thread's next entry
+/// stop (behind another thread's unfinished record), when that entry has
+/// claimed the slot's entry again: so each claim keeps the time stamp
+/// counter of its entry stop, and only a record stamped after it frees it.
+/// Entries freed otherwise (a return the ring had no room for, an
+/// unwinder's calls moved to their return sites) stay claimed here until a
+/// full window makes rtrace read the table ([`Claims::resync`]). While
+/// rtrace claims entries no detour claims any (see the module's docs), so
+/// nothing else takes a free one.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Claims {
     /// Entry index → the slot it holds.
     by_entry: HashMap<u64, u64>,
-    /// Slot → its entry.
-    by_slot: HashMap<u64, u64>,
+    /// Slot → its entry, and the time stamp counter of the claim.
+    by_slot: HashMap<u64, (u64, u64)>,
 }
 
 impl Claims {
     /// The entry for the call whose return address slot is `slot` (its
     /// entries looked at from `home`): the one holding the slot already
-    /// (left by a call that never returned), else the first rtrace has not
-    /// claimed.
+    /// (left by a call that never returned, or by one whose return is not
+    /// read yet), else the first rtrace has not claimed.
     pub(super) fn pick(&self, slot: u64, home: u64) -> Option<u64> {
-        if let Some(&e) = self.by_slot.get(&slot) {
+        if let Some(&(e, _)) = self.by_slot.get(&slot) {
             return Some(e);
         }
         (0..table::PROBES)
@@ -339,23 +347,27 @@ impl Claims {
             .find(|e| !self.by_entry.contains_key(e))
     }
 
-    /// Entry `e` now holds `slot`.
-    pub(super) fn claim(&mut self, e: u64, slot: u64) {
+    /// Entry `e` now holds `slot`, claimed at time stamp `tsc`.
+    pub(super) fn claim(&mut self, e: u64, slot: u64, tsc: u64) {
         if let Some(old) = self.by_entry.insert(e, slot) {
             self.by_slot.remove(&old);
         }
-        if let Some(old) = self.by_slot.insert(slot, e) {
+        if let Some((old, _)) = self.by_slot.insert(slot, (e, tsc)) {
             if old != e {
                 self.by_entry.remove(&old);
             }
         }
     }
 
-    /// The call whose slot is `slot` returned (or was taken back): its
-    /// entry is free.
-    pub(super) fn returned(&mut self, slot: u64) {
-        if let Some(e) = self.by_slot.remove(&slot) {
-            self.by_entry.remove(&e);
+    /// A call whose slot is `slot` returned, by a record stamped `tsc` (or
+    /// was taken back: `u64::MAX`): the slot's entry is free, unless it was
+    /// claimed again after that.
+    pub(super) fn returned(&mut self, slot: u64, tsc: u64) {
+        if let Some(&(e, claimed)) = self.by_slot.get(&slot) {
+            if claimed < tsc {
+                self.by_slot.remove(&slot);
+                self.by_entry.remove(&e);
+            }
         }
     }
 
@@ -381,25 +393,40 @@ mod tests {
         let mut c = Claims::default();
         let home = table::ENTRIES - 1;
         assert_eq!(c.pick(0x1000, home), Some(home));
-        c.claim(home, 0x1000);
+        c.claim(home, 0x1000, 10);
         // The same slot (a call left by longjmp): its entry again.
         assert_eq!(c.pick(0x1000, home), Some(home));
         // Another slot with the same home: the next entry, wrapping.
         assert_eq!(c.pick(0x2000, home), Some(0));
-        c.claim(0, 0x2000);
-        c.returned(0x1000);
+        c.claim(0, 0x2000, 20);
+        c.returned(0x1000, 30);
         assert_eq!(c.pick(0x3000, home), Some(home));
         // A full window: nothing, until the table says what is free.
         for i in 0..table::PROBES {
-            c.claim((home + i) & (table::ENTRIES - 1), 0x10_000 + 8 * i);
+            c.claim((home + i) & (table::ENTRIES - 1), 0x10_000 + 8 * i, 40);
         }
         assert_eq!(c.pick(0x4000, home), None);
         c.resync(&[(3, 0), (4, 0x10_000 + 8 * 5)]);
         assert_eq!(c.pick(0x4000, home), Some(3));
         // An entry given to another slot is that slot's only.
-        c.claim(3, 0x4000);
-        c.claim(3, 0x5000);
+        c.claim(3, 0x4000, 50);
+        c.claim(3, 0x5000, 60);
         assert_eq!(c.pick(0x4000, home), None);
         assert_eq!(c.pick(0x5000, home), Some(3));
+    }
+
+    /// A return read after the slot's entry was claimed again (its record
+    /// stamped before the new claim) frees nothing: the entry is the new
+    /// call's.
+    #[test]
+    fn a_return_read_late_does_not_free_the_entry_claimed_since() {
+        let mut c = Claims::default();
+        c.claim(7, 0x1000, 100);
+        // Returned at 150; the thread entered again at 200, same slot.
+        c.claim(7, 0x1000, 200);
+        c.returned(0x1000, 150);
+        assert_eq!(c.pick(0x2000, 7), Some(8), "entry 7 is still claimed");
+        c.returned(0x1000, 250);
+        assert_eq!(c.pick(0x2000, 7), Some(7));
     }
 }

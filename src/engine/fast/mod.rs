@@ -121,6 +121,14 @@ pub(in crate::engine) fn before_trap(r: &mut Reader, key: Pid) -> Result<()> {
     r.drain_through(key)
 }
 
+/// A signal of the program's is about to be reported for a thread of space
+/// `key`: the records made before it are read first, so that the thread's
+/// returns the stub recorded come before its signal line. Touches what
+/// [`before_trap`] does.
+pub(in crate::engine) fn before_signal(r: &mut Reader, key: Pid) -> Result<()> {
+    r.drain_through(key)
+}
+
 /// A trap that is no probe's and none of rtrace's breakpoints: true when it
 /// is the return stub's orphan `int3` (the thread is then moved on; the
 /// caller resumes it). Touches that thread's registers and calls in flight.
