@@ -754,7 +754,12 @@ pub(super) fn deliver(
         let time = clock.time(word(ring::TSC));
         let time = match tasks.get_mut(&tid) {
             Some(t) => {
-                t.records_time = t.records_time.max(time);
+                // (A nanosecond on at least: no two of them at once.)
+                let after = t.records_time + Duration::from_nanos(1);
+                t.records_time = match t.records_time.is_zero() {
+                    true => time,
+                    false => time.max(after),
+                };
                 t.records_time
             }
             None => time,
