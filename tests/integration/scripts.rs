@@ -618,6 +618,32 @@ fn one_liners_count_calls_by_thread() {
     assert_eq!(lines[4], "");
 }
 
+/// An lhist whose bounds are near `i64::MAX`: the last step ends at `max`,
+/// no bound wraps to a negative.
+#[test]
+fn lhist_bounds_near_i64_max_do_not_wrap() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work { @n = lhist(9223372036854775806, 9223372036854775800, 9223372036854775807, 5) }",
+        ],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        [
+            "@n:",
+            "[9223372036854775805, 9223372036854775807)       3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "",
+        ],
+        "{}",
+        run.stderr
+    );
+}
+
 /// Histograms of durations (every call counted once) and of return values
 /// (exact buckets), a linear histogram of an argument.
 #[test]
