@@ -213,8 +213,14 @@ impl LinearHist {
                     0 => (None, Some(self.min)),
                     i if i == end => (Some(self.max), None),
                     i => {
-                        let low = self.min + (i as i64 - 1) * self.step;
-                        (Some(low), Some((low + self.step).min(self.max)))
+                        // `low` is below `max` (there are steps enough and
+                        // no more), but `low + step` may pass `i64::MAX`
+                        // when `max` is near it: the sums saturate, and the
+                        // last bucket ends at `max`.
+                        let low = (i as i64 - 1)
+                            .saturating_mul(self.step)
+                            .saturating_add(self.min);
+                        (Some(low), Some(low.saturating_add(self.step).min(self.max)))
                     }
                 };
                 Bucket {
@@ -335,6 +341,34 @@ mod tests {
         assert!(h.merge(&other));
         assert_eq!(h.total(), 8);
         assert!(!h.merge(&k));
+    }
+
+    /// Bounds near the ends of i64 do not wrap: the last step ends at `max`.
+    #[test]
+    fn linear_bounds_near_i64_max_and_min_do_not_wrap() {
+        let mut h = LinearHist::new(i64::MAX - 7, i64::MAX, 5).unwrap();
+        h.add(i64::MAX - 1);
+        h.add(i64::MAX - 7);
+        h.add(i64::MAX);
+        let rendered = h.render();
+        let lines: Vec<&str> = rendered
+            .lines()
+            .map(|l| l.split(" |").next().unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "[9223372036854775800, 9223372036854775805)       1",
+                "[9223372036854775805, 9223372036854775807)       1",
+                "[9223372036854775807, ...)       1",
+            ]
+        );
+        let mut l = LinearHist::new(i64::MIN, i64::MIN + 10, 7).unwrap();
+        l.add(i64::MIN + 8);
+        assert_eq!(
+            l.buckets()[0].low.zip(l.buckets()[0].high),
+            Some((i64::MIN + 7, i64::MIN + 10))
+        );
     }
 
     #[test]

@@ -487,6 +487,30 @@ fn new_engine(ctx: &Shared, limits: Limits) -> Engine {
         },
     );
     engine.register_fn("hex", |v: INT| format!("{:#x}", v as u64));
+    // A predicate (`/PRED/`, laid as `if(_truthy(PRED))` by `source`) holds
+    // as bpftrace's does: true, a non-zero number, a non-empty string; not
+    // false, 0, "" or an unset map entry (`()`).
+    engine.register_fn(
+        "_truthy",
+        |v: Dynamic| -> std::result::Result<bool, Box<EvalAltResult>> {
+            if let Ok(b) = v.as_bool() {
+                Ok(b)
+            } else if let Ok(i) = v.as_int() {
+                Ok(i != 0)
+            } else if let Ok(f) = v.as_float() {
+                Ok(f != 0.0)
+            } else if v.is_unit() {
+                Ok(false)
+            } else if v.is_string() {
+                Ok(!v.into_immutable_string().unwrap_or_default().is_empty())
+            } else {
+                Err(runtime_error(format!(
+                    "a predicate is a number, a string or true/false, not {}",
+                    v.type_name()
+                )))
+            }
+        },
+    );
     // bpftrace's exit(): tracing ends as if rtrace had a SIGTERM, once this
     // hit is done (END runs, a launched program gets the SIGTERM).
     engine.register_fn("exit", crate::sys::signal::request_exit);
@@ -801,6 +825,8 @@ pub struct Script {
     /// The interval blocks' next runs, from the attach.
     intervals: Vec<Due>,
     ended: bool,
+    /// A BEGIN block called `exit()`.
+    exited_in_begin: bool,
     /// `comm` of each process seen (`/proc/PID/comm`), read once (again
     /// after an exec).
     comms: std::collections::HashMap<Pid, String>,
@@ -892,6 +918,7 @@ impl Script {
             warnings: Vec::new(),
             intervals: Vec::new(),
             ended: false,
+            exited_in_begin: false,
             comms: Default::default(),
         };
         let mut all = Vec::new();
@@ -994,9 +1021,20 @@ impl Script {
                 let i = script.blocks.len() - 1;
                 let printed = script.run_global(i)?;
                 script.begun.extend(printed);
+                // BEGIN runs before rtrace's signal handlers are installed
+                // (module docs), so a request to stop now is its exit().
+                script.exited_in_begin |= crate::sys::signal::detach_requested().is_some();
             }
         }
         Ok(script)
+    }
+
+    /// Whether a BEGIN block called `exit()`: as in bpftrace, the script
+    /// ends before any probe fires: nothing is launched or attached to,
+    /// END runs and the maps are printed
+    /// ([`ScriptListener::end_before_tracing`]).
+    pub fn exited_in_begin(&self) -> bool {
+        self.exited_in_begin
     }
 
     /// What the compiler warns of (deprecated forms): `script line 1,
@@ -1193,10 +1231,14 @@ impl Script {
             if now < due.next {
                 continue;
             }
-            due.next += due.period;
-            if due.next <= now {
-                due.next = now + due.period;
-            }
+            // Periods are at most a day (source::MAX_INTERVAL), so these
+            // sums stay far inside `Instant`; they are checked all the same
+            // (an overflow would panic), a deadline past its end being due
+            // at once.
+            due.next = match due.next.checked_add(due.period) {
+                Some(next) if next > now => next,
+                _ => now.checked_add(due.period).unwrap_or(now),
+            };
             let i = due.block;
             printed.extend(self.run_global(i)?);
         }
@@ -1206,7 +1248,7 @@ impl Script {
     /// Starts the interval blocks' clocks (tracing begins).
     fn start_intervals(&mut self, now: Instant) {
         for d in &mut self.intervals {
-            d.next = now + d.period;
+            d.next = now.checked_add(d.period).unwrap_or(now);
         }
     }
 
@@ -1702,6 +1744,22 @@ impl ScriptListener {
             printer,
             attached: false,
         }
+    }
+
+    /// Ends a script whose BEGIN called `exit()` with no tracing at all:
+    /// prints BEGIN's output, runs END and prints the maps, as the attach
+    /// event and the end of tracing would have.
+    pub fn end_before_tracing(&mut self) -> Result<()> {
+        self.attached = true;
+        let begun = std::mem::take(&mut self.script.borrow_mut().begun);
+        {
+            let mut printer = self.printer.borrow_mut();
+            let time = printer.last_time();
+            for p in begun {
+                printer.script(&printed_item(p, None), time)?;
+            }
+        }
+        self.on_finish()
     }
 
     /// As if tracing had begun (a test's listener made after the attach).

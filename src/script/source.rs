@@ -4,14 +4,17 @@
 //! script's own line and column.
 //!
 //! - A probe block's header may end with a predicate, `work /arg(0) > 10/ {
-//!   … }`: the block becomes `if(PRED) { BODY }`, the `if` written over the
-//!   spec and the slashes made parentheses, so nothing moves.
+//!   … }`: the block becomes `if(_truthy(PRED)) { BODY }`, the `if(` written
+//!   over the spec and the first slash, `_truthy(`, `))` and every other
+//!   edit recorded, so positions map back. `_truthy` holds as bpftrace's
+//!   predicates do: a non-zero number, a non-empty string, true.
 //! - Maps carry bpftrace's sigil: `@name` (and `@` alone, the anonymous
 //!   map) is the Rhai global `_m_name`, a table; indexed (`@c[k]`, `@c[a,
 //!   b]`) it is that entry (`_m_c[[k]]`: the keys are an array), alone
 //!   (`@n`) the table's entry of no key, `_m_n[()]`, but as the sole
 //!   argument of `print`, `clear`, `zero` or `len`, or the first of
-//!   `delete(@m, key)`, the table itself. `@n++` and `@n--` are `+= 1` and
+//!   `delete(@m, key)`, the table itself; bpftrace's `delete(@m[k])` is
+//!   `delete(_m_m, [k])`. `@n++` and `@n--` are `+= 1` and
 //!   `-= 1`.
 //! - `ustack` without parentheses is `ustack()`.
 //! - The older statement form `hist(x)` (a histogram named after the block)
@@ -144,8 +147,19 @@ pub fn parse(text: &str) -> Result<(Vec<Block>, Names), SyntaxError> {
             return Ok((out, names));
         }
         let header_start = i;
+        // The header runs to its `{`; a predicate's strings may hold braces
+        // and slashes, and a comment is a comment (`work /* c */ { … }`),
+        // as in bpftrace.
+        let mut comments = Vec::new();
         while i < b.len() && b[i] != b'{' && b[i] != b'}' && b[i] != b'\n' {
-            i += 1;
+            if b[i] == b'"' {
+                i = quoted_end(b, i, b'"')?;
+            } else if let Some(end) = comment_end(b, i)? {
+                comments.push(i..end);
+                i = end;
+            } else {
+                i += 1;
+            }
         }
         let err = |at: usize, message: String| SyntaxError {
             line: line_at(b, at),
@@ -165,8 +179,20 @@ pub fn parse(text: &str) -> Result<(Vec<Block>, Names), SyntaxError> {
             ));
         }
         let open = i;
-        let header_text = &text[header_start..open];
-        let trimmed = header_text.trim_end();
+        // The header with its comments made spaces (character for
+        // character, newlines kept), so columns stay the script's own.
+        let blank: String = text[header_start..open]
+            .char_indices()
+            .map(|(k, c)| {
+                let in_comment = comments.iter().any(|r| r.contains(&(header_start + k)));
+                if in_comment && c != '\n' {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let trimmed = blank.trim_end();
         let (spec, predicate) = predicate(trimmed);
         let header = parse_header(spec).map_err(|m| err(header_start, m))?;
         let body_end = block_end(text, open + 1)?;
@@ -174,6 +200,8 @@ pub fn parse(text: &str) -> Result<(Vec<Block>, Names), SyntaxError> {
         // `if(…)` over it for a predicate), the body, and for a predicate
         // the braces that close it.
         let mut laid = String::new();
+        // Where the predicate's `if(` and its `)` are laid, if it has one.
+        let mut predicate_at = None;
         let line = line_at(b, header_start);
         let column = column_at(text, header_start);
         laid.extend(std::iter::repeat_n('\n', line - 1));
@@ -192,24 +220,25 @@ pub fn parse(text: &str) -> Result<(Vec<Block>, Names), SyntaxError> {
                 // `spec /p/`: the predicate's slashes are at `slash` and at
                 // the end of the trimmed header; at least one character of
                 // the spec and one space come before the first.
-                let slash = header_start + trimmed.len() - p.len() - 2;
-                let before = text[header_start..slash].chars().count();
+                let slash = trimmed.len() - p.len() - 2;
+                let before = blank[..slash].chars().count();
                 laid.extend(std::iter::repeat_n(' ', before - 2));
+                let at = laid.chars().count();
+                predicate_at = Some((at, at + 3 + p.chars().count()));
                 laid.push_str("if(");
                 laid.push_str(p);
                 laid.push(')');
-                laid.push_str(&text[header_start + trimmed.len()..open]);
+                laid.push_str(&blank[trimmed.len()..]);
                 laid.push_str(&text[open..=body_end]);
             }
             None => {
-                laid.extend(std::iter::repeat_n(
-                    ' ',
-                    text[header_start..=open].chars().count(),
-                ));
+                laid.extend(blank.chars().map(|c| if c == '\n' { c } else { ' ' }));
+                laid.push(' ');
                 laid.push_str(&text[open + 1..body_end]);
             }
         }
         let mut t = Translator::new(&laid, &mut names);
+        t.predicate = predicate_at;
         t.code(false)?;
         let Translator {
             out: code,
@@ -249,6 +278,11 @@ fn predicate(h: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The longest period an interval block may have: one day. A longer one
+/// never runs in any trace worth having, and keeping periods this small
+/// keeps every deadline (`now + period`) far from the end of `Instant`.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
 fn parse_header(h: &str) -> Result<Header, String> {
     match h {
         "" => Err("a block needs a probe spec, BEGIN, END or interval before its `{`".into()),
@@ -264,7 +298,8 @@ fn parse_header(h: &str) -> Result<Header, String> {
 }
 
 /// The period of `interval:1s`, `interval:500ms`, `interval:100us` (and
-/// bpftrace's older `interval:s:1`, `interval:ms:500`): at least 1 ms.
+/// bpftrace's older `interval:s:1`, `interval:ms:500`): at least 1 ms, at
+/// most [`MAX_INTERVAL`].
 fn interval(spec: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
@@ -289,6 +324,11 @@ fn interval(spec: &str) -> Result<Duration, String> {
     };
     if period < Duration::from_millis(1) {
         return Err(format!("interval:{spec}: the period must be at least 1ms"));
+    }
+    if period > MAX_INTERVAL {
+        return Err(format!(
+            "interval:{spec}: the period must be at most 1 day (86400s)"
+        ));
     }
     Ok(period)
 }
@@ -483,7 +523,19 @@ struct Translator<'a> {
     /// The last two significant tokens, the latest last.
     prev: [Tok; 2],
     brackets: Vec<Bracket>,
+    /// How many template interpolations (`${`) enclose the position: each
+    /// is one more call of [`Translator::code`], so their depth is bounded
+    /// ([`MAX_INTERPOLATION_DEPTH`]) to keep rtrace's own stack whole.
+    interpolations: usize,
+    /// Where a predicate's laid `if(` and its closing `)` are (character
+    /// indices): the predicate is wrapped in `_truthy(…)`, so that it
+    /// holds as bpftrace's does (a non-zero number, a non-empty string,
+    /// true; not 0, "", false or an unset map entry).
+    predicate: Option<(usize, usize)>,
 }
+
+/// How deep template interpolations may nest (`${`…`${…}`…`}`).
+const MAX_INTERPOLATION_DEPTH: usize = 64;
 
 impl<'a> Translator<'a> {
     fn new(code: &str, names: &'a mut Names) -> Translator<'a> {
@@ -499,6 +551,8 @@ impl<'a> Translator<'a> {
             names,
             prev: [Tok::Other, Tok::Other],
             brackets: Vec::new(),
+            interpolations: 0,
+            predicate: None,
         }
     }
 
@@ -608,6 +662,19 @@ impl<'a> Translator<'a> {
     fn code(&mut self, interpolation: bool) -> Result<(), SyntaxError> {
         let mut depth = 0usize;
         while let Some(c) = self.at(0) {
+            if let Some((open, close)) = self.predicate {
+                if self.i == open {
+                    self.replace(3, "if(_truthy(");
+                    self.push(Tok::Ident("_truthy".into()));
+                    self.push(Tok::Op("(".into()));
+                    continue;
+                }
+                if self.i == close {
+                    self.replace(1, "))");
+                    self.push(Tok::Other);
+                    continue;
+                }
+            }
             match c {
                 c if c.is_whitespace() => self.copy(1),
                 '/' if self.at(1) == Some('/') => {
@@ -656,8 +723,19 @@ impl<'a> Translator<'a> {
                                 break;
                             }
                             '$' if self.at(1) == Some('{') => {
+                                if self.interpolations == MAX_INTERPOLATION_DEPTH {
+                                    return Err(self.err(
+                                        self.line,
+                                        self.col,
+                                        format!(
+                                            "templates nest `${{…}}` at most {MAX_INTERPOLATION_DEPTH} deep"
+                                        ),
+                                    ));
+                                }
                                 self.copy(2);
+                                self.interpolations += 1;
                                 self.code(true)?;
+                                self.interpolations -= 1;
                             }
                             _ => self.copy(1),
                         }
@@ -788,6 +866,21 @@ impl<'a> Translator<'a> {
                 Tok::Ident(f) => after == ")" && TAKE_MAPS.contains(&f.as_str()),
                 _ => false,
             };
+        if after == "["
+            && self.prev[1] == Tok::Op("(".into())
+            && self.prev[0] == Tok::Ident("delete".into())
+        {
+            // bpftrace's `delete(@m[k])` is `delete(@m, k)`: the key,
+            // an array as everywhere, becomes the second argument.
+            self.replace(1 + n, &var);
+            while self.at(0).is_some_and(char::is_whitespace) {
+                self.copy(1);
+            }
+            self.replace(1, ", [");
+            self.brackets.push(Bracket::Other);
+            self.push(Tok::Op("[".into()));
+            return Ok(());
+        }
         if after == "[" {
             self.replace(1 + n, &var);
             // The key is an array, so that `@m[a, b]` keys by both (one
@@ -962,6 +1055,26 @@ mod tests {
         );
     }
 
+    /// `${…}` in a template is a recursion of the translator: its depth is
+    /// bounded, an error where the first interpolation too deep opens.
+    #[test]
+    fn template_interpolations_nest_a_bounded_depth() {
+        let nested = |n: usize| format!("w {{ let s = {}1{}; }}", "`${".repeat(n), "}`".repeat(n));
+        assert!(blocks(&nested(MAX_INTERPOLATION_DEPTH)).is_ok());
+        let e = blocks(&nested(MAX_INTERPOLATION_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (
+                1,
+                13 + 3 * MAX_INTERPOLATION_DEPTH + 1,
+                "templates nest `${…}` at most 64 deep"
+            )
+        );
+        // Far deeper than any stack would hold: the same error, no crash.
+        let e = blocks(&nested(100_000)).unwrap_err();
+        assert_eq!(e.column, 13 + 3 * MAX_INTERPOLATION_DEPTH + 1);
+    }
+
     #[test]
     fn intervals_take_a_period_and_a_unit() {
         let h = |t: &str| blocks(t).map(|b| b[0].header.clone());
@@ -984,6 +1097,18 @@ mod tests {
         assert_eq!(
             h("interval:10us { }").unwrap_err().message,
             "interval:10us: the period must be at least 1ms"
+        );
+        assert_eq!(
+            h("interval:18446744073709551615s { }").unwrap_err().message,
+            "interval:18446744073709551615s: the period must be at most 1 day (86400s)"
+        );
+        assert_eq!(
+            h("interval:86401s { }").unwrap_err().message,
+            "interval:86401s: the period must be at most 1 day (86400s)"
+        );
+        assert_eq!(
+            h("interval:ms:86400000 { }"),
+            Ok(Header::Interval(Duration::from_secs(86_400)))
         );
     }
 
@@ -1058,12 +1183,78 @@ x
         )
         .unwrap();
         assert_eq!(b[0].header, Header::Entry("work".into()));
-        assert_eq!(b[0].code, "   if(arg(0) > 10) { _m_n[()] += 1 }");
+        assert_eq!(b[0].code, "   if(_truthy(arg(0) > 10)) { _m_n[()] += 1 }");
         assert_eq!(b[1].header, Header::Return("/lib/x.so:f".into()));
-        assert_eq!(b[1].code, "\n                 if(retval < 0) {\nx\n}");
+        assert_eq!(
+            b[1].code,
+            "\n                 if(_truthy(retval < 0)) {\nx\n}"
+        );
         assert_eq!(b[1].line, 2);
+        // bpftrace's forms: a value as the predicate, `delete(@m[k])`.
+        let b = blocks("w /@start[tid]/ { delete(@start[tid]); delete(@m[a, b]) }").unwrap();
+        assert_eq!(
+            b[0].code,
+            "if(_truthy(_m_start[[tid]])) { delete(_m_start, [tid]); delete(_m_m, [a, b]) }"
+        );
+        // Positions past the wrapping map back to the script's own.
+        assert_eq!(b[0].position(1, 57), (1, 40));
+        assert_eq!(b[0].position(1, 74), (1, 53));
         let e = blocks("END /x/ { }").unwrap_err();
         assert_eq!(e.message, "BEGIN and END take no predicate (/x/)");
+    }
+
+    /// A predicate's strings may hold braces and slashes; a comment in a
+    /// header is a comment, as bpftrace's lexer has them.
+    #[test]
+    fn headers_skip_strings_and_comments() {
+        let one = |t: &str| {
+            let b = blocks(t).unwrap_or_else(|e| panic!("{t}: {e:?}"));
+            assert_eq!(b.len(), 1, "{t}");
+            (b[0].header.clone(), b[0].code.clone())
+        };
+        let work = Header::Entry("work".into());
+        assert_eq!(
+            one(r#"work /str(arg(0)) == "{"/ { @n = count() }"#),
+            (
+                work.clone(),
+                r#"   if(_truthy(str(arg(0)) == "{")) { _m_n[()] = count() }"#.into()
+            )
+        );
+        assert_eq!(
+            one(r#"work /str(arg(0)) != "}"/ { 1 }"#),
+            (
+                work.clone(),
+                r#"   if(_truthy(str(arg(0)) != "}")) { 1 }"#.into()
+            )
+        );
+        assert_eq!(
+            one(r#"work /str(arg(0)) == "/"/ { 1 }"#),
+            (
+                work.clone(),
+                r#"   if(_truthy(str(arg(0)) == "/")) { 1 }"#.into()
+            )
+        );
+        assert_eq!(
+            one("work /* c */ { 1 }"),
+            (work.clone(), "               1 ".into())
+        );
+        assert_eq!(
+            one("work /**/ { 1 }"),
+            (work.clone(), "            1 ".into())
+        );
+        assert_eq!(
+            one("work /x>0/ /* c */ { 1 }"),
+            (work.clone(), "   if(_truthy(x>0))         { 1 }".into())
+        );
+        // A multi-line comment keeps the body on its own lines.
+        let b = blocks("work /* a\nb */ { x }").unwrap();
+        assert_eq!(b[0].code, "         \n       x ");
+        assert_eq!(
+            blocks(r#"work /str(arg(0)) == "{/ { }"#)
+                .unwrap_err()
+                .message,
+            "this string is never closed"
+        );
     }
 
     #[test]

@@ -479,7 +479,20 @@ fn script_errors_are_one_exact_line_with_line_and_column() {
     )
     .unwrap();
     let script = script.to_str().unwrap();
-    let cases: [(&[&str], String); 7] = [
+    // Templates nested far deeper than rtrace's bound (64), from a file
+    // (an argument is at most 128 KiB).
+    let nested = temp_path("nested.rhai");
+    fs::write(
+        &nested,
+        format!(
+            "work {{ let s = {}1{}; }}",
+            "`${".repeat(30_000),
+            "}`".repeat(30_000)
+        ),
+    )
+    .unwrap();
+    let nested = nested.to_str().unwrap();
+    let cases: [(&[&str], String); 9] = [
         (
             &["-x", "work { @cnt[tdi] += 1 }"],
             "rtrace: script line 1, column 13: unknown name \"tdi\" (did you mean tid?)".into(),
@@ -503,6 +516,14 @@ fn script_errors_are_one_exact_line_with_line_and_column() {
         (
             &["-x", "interval:5x { }"],
             "rtrace: script line 1, column 1: interval:5x: a period is a number and a unit, s, ms or us (interval:1s, interval:500ms)".into(),
+        ),
+        (
+            &["-x", "work { @n = count() } interval:18446744073709551615s { }"],
+            "rtrace: script line 1, column 23: interval:18446744073709551615s: the period must be at most 1 day (86400s)".into(),
+        ),
+        (
+            &["--script", nested],
+            format!("rtrace: {nested} line 1, column 209: templates nest `${{…}}` at most 64 deep"),
         ),
         (
             &["--script", script],
@@ -619,6 +640,32 @@ fn one_liners_count_calls_by_thread() {
     tids.dedup();
     assert_eq!(tids.len(), 4, "four threads: {}", run.stderr);
     assert_eq!(lines[4], "");
+}
+
+/// An lhist whose bounds are near `i64::MAX`: the last step ends at `max`,
+/// no bound wraps to a negative.
+#[test]
+fn lhist_bounds_near_i64_max_do_not_wrap() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work { @n = lhist(9223372036854775806, 9223372036854775800, 9223372036854775807, 5) }",
+        ],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        [
+            "@n:",
+            "[9223372036854775805, 9223372036854775807)       3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+            "",
+        ],
+        "{}",
+        run.stderr
+    );
 }
 
 /// Histograms of durations (every call counted once) and of return values
@@ -932,4 +979,95 @@ fn end_runs_exactly_once_on_every_exit_path() {
         let spun = spin.terminate();
         assert!(spun.stdout.contains("done"), "{}", spun.stdout);
     }
+}
+
+/// `exit()` in BEGIN ends the script before any probe fires, as in
+/// bpftrace: the program is never launched, BEGIN's output and END's are
+/// printed once, the maps too, and rtrace exits 0.
+#[test]
+fn exit_in_begin_ends_before_anything_is_launched() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "BEGIN { @b = 7; print(\"b\"); exit() } work { @n = count() } END { print(\"e\") }",
+        ],
+        &prog,
+        &["3"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "", "the program never ran");
+    assert_eq!(run.stderr, "b\ne\n@b: 7\n\n");
+}
+
+/// Predicates hold as bpftrace's do: a non-zero number, a non-empty
+/// string, true; not 0, "", false or an unset map entry. And the standard
+/// latency script, with `delete(@m[k])`, counts every call once and leaves
+/// no start behind.
+#[test]
+fn predicates_are_values_as_in_bpftrace() {
+    let prog = fixture("count", Variant::Pie);
+    // work(k) returns 2k + 1: retval - 1 is 0 once, for k = 0.
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work:return /retval - 1/ { @r = count() } work /1/ { @one = count() } \
+             work /arg(0) % 2/ { @odd = count() } work /\"x\"/ { @s = count() } \
+             work /0/ { @zero = count() } work /\"\"/ { @empty = count() } \
+             work /false/ { @no = count() } work /@zero/ { @unset = count() }",
+        ],
+        &prog,
+        &["10"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        ["@odd: 5", "", "@one: 10", "", "@r: 9", "", "@s: 10", ""],
+        "{}",
+        run.stderr
+    );
+
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work { @start[tid] = nsecs } work:return /@start[tid]/ { @ns = hist(nsecs - @start[tid]); delete(@start[tid]) } END { print(len(@start)) }",
+        ],
+        &prog,
+        &["25"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let lines = script_lines(&run);
+    assert_eq!(lines[..2], ["0", "@ns:"], "{}", run.stderr);
+    let total: u64 = lines[2..]
+        .iter()
+        .take_while(|l| l.starts_with('['))
+        .map(|l| l[16..24].trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 25, "{}", run.stderr);
+    assert!(!run.stderr.contains("@start"), "{}", run.stderr);
+}
+
+/// A header's strings and comments are skipped as bpftrace's lexer skips
+/// them: braces and slashes in a predicate's strings, a comment between
+/// the header and its body.
+#[test]
+fn headers_hold_strings_and_comments() {
+    let prog = fixture("count", Variant::Pie);
+    let run = run_rtrace(
+        &[
+            "-x",
+            "work /* c */ { @a = count() } work /**/ { @b = count() } \
+             work /arg(0) > 4/ /* c */ { @c = count() } \
+             work /\"{\" != \"}\"/ { @d = count() } work /\"/\" == \"}\"/ { @e = count() }",
+        ],
+        &prog,
+        &["10"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        script_lines(&run),
+        ["@a: 10", "", "@b: 10", "", "@c: 5", "", "@d: 10", ""],
+        "{}",
+        run.stderr
+    );
 }

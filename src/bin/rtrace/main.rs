@@ -369,6 +369,15 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             args::ReturnsHow::Stop => rtrace::ReturnMode::Stop,
         },
     };
+    // exit() in BEGIN ends the script before any probe could fire, as in
+    // bpftrace: nothing is launched or attached to; BEGIN's output, END's
+    // and the maps are printed.
+    if cli.script.as_ref().is_some_and(|s| s.exited_in_begin()) {
+        if let Some(script) = cli.script {
+            ScriptListener::new(Rc::new(RefCell::new(script)), printer).end_before_tracing()?;
+        }
+        return Ok(0);
+    }
     let mut tracer = match &cli.target {
         Target::Attach(pids) => Tracer::attach_all(pids, opts)?,
         Target::Launch(argv) => {
