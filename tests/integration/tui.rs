@@ -467,6 +467,21 @@ fn live_view_needs_a_terminal() {
     assert_eq!(run.stdout, "", "the program never ran");
 }
 
+/// A script's output (its prints, END, its maps) has no place on the view's
+/// screen: without -o it would be lost, and the command line is refused.
+#[test]
+fn a_script_under_the_live_view_needs_a_file() {
+    let prog = fixture("count", Variant::Pie);
+    let script = "work { @calls = count(); } END { print(\"done\") }";
+    let run = run_rtrace(&["--tui", "-x", script], &prog, &["3"]);
+    let line = assert_one_error_line(&run, 2, "rtrace --tui -x SCRIPT without -o");
+    assert_eq!(
+        line,
+        "rtrace: --tui shows no script output; write it to a file with -o FILE (see 'rtrace --help')"
+    );
+    assert_eq!(run.stdout, "", "the program never ran");
+}
+
 /// Ctrl-C at a terminal reaches every process of the foreground group: the
 /// program rtrace launched gets it from the terminal, so rtrace, which
 /// detaches, does not send it again (ctrlc counts its SIGINTs: one, as
