@@ -891,6 +891,14 @@ impl Tui {
         Line::from(self.header())
             .style(Style::new().add_modifier(Modifier::BOLD))
             .render(line(0), buf);
+        // While rtrace waits for the program it launched, the terminal is in
+        // cooked mode and no key is read: Ctrl-C alone does something.
+        let waiting = self.waiting().map(|_| {
+            let pid = self.pid.map_or("-".to_string(), |p| p.to_string());
+            Line::from(format!(
+                "keys: none while rtrace waits; Ctrl-C: leave pid {pid} running and quit"
+            ))
+        });
         match self.view.clone() {
             View::Table => {
                 let second = if self.typing {
@@ -907,15 +915,19 @@ impl Tui {
                 } else {
                     Line::from("keys: c r 5 9 m e n sort, p pause, / filter, Enter details, ? help, q quit")
                 };
-                second.render(line(1), buf);
+                waiting.unwrap_or(second).render(line(1), buf);
                 self.render_table(body, buf, true);
             }
             View::Detail(key) => {
-                Line::from("Esc or q: back to the table").render(line(1), buf);
+                waiting
+                    .unwrap_or(Line::from("Esc or q: back to the table"))
+                    .render(line(1), buf);
                 self.render_detail(&key, body, buf);
             }
             View::Help => {
-                Line::from("Esc or q: back to the table").render(line(1), buf);
+                waiting
+                    .unwrap_or(Line::from("Esc or q: back to the table"))
+                    .render(line(1), buf);
                 let mut lines = vec![Line::from("keys:")];
                 lines.extend(
                     HELP.iter()

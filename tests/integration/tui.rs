@@ -542,10 +542,12 @@ fn ctrl_c_while_waiting_for_the_program_leaves_it_running() {
     let screen = tmux.wait("nap's call", |s| row(s, "nap").is_some_and(|r| r[0] == "1"));
     let pid: i32 = screen.split_whitespace().nth(2).unwrap().parse().unwrap();
     tmux.keys("q");
-    tmux.wait("waiting", |s| {
+    // The keys line says what a key does now: Ctrl-C alone.
+    let keys = format!("keys: none while rtrace waits; Ctrl-C: leave pid {pid} running and quit");
+    tmux.wait("waiting, and what Ctrl-C does", |s| {
         tmux.header(s).starts_with(&format!(
             "rtrace [waiting for pid {pid} to end (SIGINT sent)]"
-        ))
+        )) && s.lines().nth(1).is_some_and(|l| l.trim_end() == keys)
     });
     tmux.keys("C-c");
     let mut wait = Command::new("tmux");
