@@ -209,6 +209,15 @@ const DROP_ORDER: [Column; 5] = [
 /// before any name is cut.
 const FUNCTION_MIN: usize = 24;
 
+/// The fewest cells of name the function column keeps (or the longest name,
+/// when shorter): on a terminal too narrow for it and the columns that
+/// otherwise stay, those go too, in [`LAST_DROPS`].
+const NAME_MIN: usize = 8;
+
+/// The columns dropped, after [`DROP_ORDER`], to keep [`NAME_MIN`] cells of
+/// name: a row whose name cannot be read says nothing.
+const LAST_DROPS: [Column; 3] = [Column::Rate, Column::P99, Column::Calls];
+
 /// The last arguments' width before the column is dropped.
 const ARGS_MIN: usize = 16;
 
@@ -756,6 +765,13 @@ impl Tui {
                 false => longest.min(FUNCTION_MIN),
             };
             if fixed(&shown) + function <= width {
+                break;
+            }
+            shown.retain(|&c| c != drop);
+        }
+        let floor = longest.min(NAME_MIN);
+        for drop in LAST_DROPS {
+            if fixed(&shown) + floor <= width {
                 break;
             }
             shown.retain(|&c| c != drop);
@@ -1429,6 +1445,48 @@ mod tests {
         assert_eq!(cut("名前空間", 0), "");
         assert_eq!(cut("cafe\u{301}s", 5), "cafe\u{301}s");
         assert_eq!(cut("cafe\u{301}s", 4), "caf…");
+    }
+
+    #[test]
+    fn a_tiny_terminal_keeps_a_few_cells_of_name() {
+        let mut tui = Tui::with_output(Box::new(SharedBuf::default()), 64, Some((20, 5)));
+        let t = Tracee::new();
+        let f = function("a_function_with_a_long_name");
+        let d = t.enter(&mut tui, &f, 7, 0, [1, 0, 0, 0, 0, 0]).unwrap();
+        t.leave(&mut tui, &f, 7, 0, 10, 0, d).unwrap();
+        let whole = name(&f.probe, &f.symbol);
+        for (width, kept) in [
+            (40u16, &["function", "calls*", "calls/s", "p99"][..]),
+            (38, &["function", "calls*", "calls/s", "p99"]),
+            (37, &["function", "calls*", "p99"]),
+            (20, &["function", "calls*"]),
+            (18, &["function", "calls*"]),
+            (17, &["function"]),
+            (5, &[]),
+        ] {
+            let lines = tui.frame(width, 5);
+            assert!(lines.iter().all(|l| l.width() <= usize::from(width)));
+            let columns = tui.columns(usize::from(width), &tui.visible());
+            let w = columns[0].1;
+            assert!(
+                w >= NAME_MIN.min(usize::from(width)),
+                "{width}: {columns:?}"
+            );
+            let titles: Vec<&str> = lines[2]
+                .split_whitespace()
+                .filter(|t| !t.starts_with('['))
+                .collect();
+            if !kept.is_empty() {
+                // The function's title is cut with the name.
+                assert!(titles[0].starts_with("functi"), "at {width}: {lines:#?}");
+                let rest: Vec<&str> = titles[1..].iter().copied().filter(|&t| t != "…").collect();
+                assert_eq!(rest, kept[1..], "at {width}: {lines:#?}");
+            }
+            assert!(
+                lines[3].starts_with(&cut(&whole, w)) && cut(&whole, w).width() >= NAME_MIN.min(w),
+                "at {width}: {lines:#?}"
+            );
+        }
     }
 
     #[test]
