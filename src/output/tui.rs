@@ -34,6 +34,7 @@ use ratatui::widgets::{
     Cell, Paragraph, Row as TableRow, StatefulWidget, Table, TableState, Widget,
 };
 use ratatui::Terminal;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::hist::Log2Hist;
 use super::render::{Known, Number, Renderer};
@@ -207,6 +208,15 @@ const DROP_ORDER: [Column; 5] = [
 /// it (or the longest name, when shorter); the last arguments are dropped
 /// before any name is cut.
 const FUNCTION_MIN: usize = 24;
+
+/// The fewest cells of name the function column keeps (or the longest name,
+/// when shorter): on a terminal too narrow for it and the columns that
+/// otherwise stay, those go too, in [`LAST_DROPS`].
+const NAME_MIN: usize = 8;
+
+/// The columns dropped, after [`DROP_ORDER`], to keep [`NAME_MIN`] cells of
+/// name: a row whose name cannot be read says nothing.
+const LAST_DROPS: [Column; 3] = [Column::Rate, Column::P99, Column::Calls];
 
 /// The last arguments' width before the column is dropped.
 const ARGS_MIN: usize = 16;
@@ -427,15 +437,28 @@ const RECORD_WIDTH: u16 = 200;
 /// How often the screen is drawn.
 const FRAME: Duration = Duration::from_millis(250);
 
-/// `s` in at most `width` characters, `…` marking a cut.
+/// `s` in at most `width` terminal cells, `…` marking a cut. Widths are
+/// counted as ratatui counts them (unicode-width: a CJK character takes two
+/// cells, a combining mark none), so that ratatui never cuts the text again
+/// and the `…` stays.
 fn cut(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
+    if s.width() <= width {
         return s.to_string();
     }
-    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-    if width > 0 {
-        out.push('…');
+    let Some(room) = width.checked_sub(1) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > room {
+            break;
+        }
+        used += w;
+        out.push(c);
     }
+    out.push('…');
     out
 }
 
@@ -725,7 +748,7 @@ impl Tui {
     fn columns(&self, width: usize, visible: &[(&(String, String), &Row)]) -> Vec<(Column, usize)> {
         let longest = visible
             .iter()
-            .map(|((probe, symbol), _)| name(probe, symbol).chars().count())
+            .map(|((probe, symbol), _)| name(probe, symbol).width())
             .chain([Column::Function.title().len() + 1])
             .max()
             .unwrap_or(0);
@@ -742,6 +765,13 @@ impl Tui {
                 false => longest.min(FUNCTION_MIN),
             };
             if fixed(&shown) + function <= width {
+                break;
+            }
+            shown.retain(|&c| c != drop);
+        }
+        let floor = longest.min(NAME_MIN);
+        for drop in LAST_DROPS {
+            if fixed(&shown) + floor <= width {
                 break;
             }
             shown.retain(|&c| c != drop);
@@ -877,6 +907,14 @@ impl Tui {
         Line::from(self.header())
             .style(Style::new().add_modifier(Modifier::BOLD))
             .render(line(0), buf);
+        // While rtrace waits for the program it launched, the terminal is in
+        // cooked mode and no key is read: Ctrl-C alone does something.
+        let waiting = self.waiting().map(|_| {
+            let pid = self.pid.map_or("-".to_string(), |p| p.to_string());
+            Line::from(format!(
+                "keys: none while rtrace waits; Ctrl-C: leave pid {pid} running and quit"
+            ))
+        });
         match self.view.clone() {
             View::Table => {
                 let second = if self.typing {
@@ -893,15 +931,19 @@ impl Tui {
                 } else {
                     Line::from("keys: c r 5 9 m e n sort, p pause, / filter, Enter details, ? help, q quit")
                 };
-                second.render(line(1), buf);
+                waiting.unwrap_or(second).render(line(1), buf);
                 self.render_table(body, buf, true);
             }
             View::Detail(key) => {
-                Line::from("Esc or q: back to the table").render(line(1), buf);
+                waiting
+                    .unwrap_or(Line::from("Esc or q: back to the table"))
+                    .render(line(1), buf);
                 self.render_detail(&key, body, buf);
             }
             View::Help => {
-                Line::from("Esc or q: back to the table").render(line(1), buf);
+                waiting
+                    .unwrap_or(Line::from("Esc or q: back to the table"))
+                    .render(line(1), buf);
                 let mut lines = vec![Line::from("keys:")];
                 lines.extend(
                     HELP.iter()
@@ -963,14 +1005,22 @@ fn name(probe: &str, symbol: &str) -> String {
     format!("{symbol} [{probe}]")
 }
 
-/// A buffer's lines, without their trailing blanks.
+/// A buffer's lines, without their trailing blanks. A character two cells
+/// wide fills its cell and leaves the next one blank, a placeholder that is
+/// skipped (as ratatui's `Buffer::diff` skips it when it draws).
 fn text(buf: &Buffer) -> Vec<String> {
     let area = buf.area;
     (area.top()..area.bottom())
         .map(|y| {
-            let line: String = (area.left()..area.right())
-                .map(|x| buf[(x, y)].symbol())
-                .collect();
+            let mut line = String::new();
+            let mut skip = 0;
+            for x in area.left()..area.right() {
+                let symbol = buf[(x, y)].symbol();
+                if skip == 0 {
+                    line.push_str(symbol);
+                }
+                skip = skip.max(symbol.width()).saturating_sub(1);
+            }
             line.trim_end().to_string()
         })
         .collect()
@@ -1277,7 +1327,7 @@ mod tests {
         );
         assert!(lines[2].contains(" errors* "), "{lines:#?}");
         // Narrow terminals drop columns; short ones drop rows.
-        assert!(tui.frame(30, 20).iter().all(|l| l.chars().count() <= 30));
+        assert!(tui.frame(30, 20).iter().all(|l| l.width() <= 30));
         assert_eq!(tui.frame(200, 4).len(), 4);
         tui.key(Key::Char('p'));
         assert!(tui.frame(200, 20)[0].starts_with("rtrace [paused]  pid "));
@@ -1304,9 +1354,7 @@ mod tests {
         assert!(lines[2].ends_with("last args"), "{lines:#?}");
         let mut titles = |width| {
             let lines = tui.frame(width, 10);
-            assert!(lines
-                .iter()
-                .all(|l| l.chars().count() <= usize::from(width)));
+            assert!(lines.iter().all(|l| l.width() <= usize::from(width)));
             lines[2]
                 .replace("function [probe]", "function")
                 .replace("last args", "args")
@@ -1339,6 +1387,106 @@ mod tests {
         // The function column is cut to what is left, with a mark.
         let lines = tui.frame(80, 10);
         assert!(lines[3].starts_with(&cut(&whole, 30)), "{lines:#?}");
+    }
+
+    #[test]
+    fn wide_and_combining_characters_are_measured_in_cells() {
+        let mut tui = Tui::with_output(Box::new(SharedBuf::default()), 64, Some((160, 20)));
+        let t = Tracee::new();
+        // 名前空間 takes 8 cells in 4 characters; é is e and a combining
+        // accent (1 cell, 2 characters); 🦀 takes 2 cells.
+        let wide = function("名前空間::とても長い名前の関数");
+        let mixed = function("cafe\u{301}_🦀_work");
+        for f in [&wide, &mixed] {
+            let d = t.enter(&mut tui, f, 7, 0, [1, 0, 0, 0, 0, 0]).unwrap();
+            t.leave(&mut tui, f, 7, 0, 10, 0, d).unwrap();
+        }
+        let wide_name = name(&wide.probe, &wide.symbol);
+        let mixed_name = name(&mixed.probe, &mixed.symbol);
+        assert_eq!(
+            (wide_name.width(), mixed_name.width()),
+            (2 * 30 + 3, 2 * 12 + 3)
+        );
+        for width in [1000u16, 200, 100, 80, 60, 45, 41, 40] {
+            let lines = tui.frame(width, 10);
+            for l in &lines {
+                assert!(l.width() <= usize::from(width), "{width}: {l:?}");
+                assert!(
+                    !l.contains("名 前"),
+                    "a wide character's placeholder copied: {l:?}"
+                );
+            }
+            let w = tui.columns(usize::from(width), &tui.visible())[0].1;
+            for whole in [&wide_name, &mixed_name] {
+                let shown = cut(whole, w);
+                assert!(shown.width() <= w, "{width}: {shown:?} in {w}");
+                assert!(
+                    lines.iter().any(|l| l.starts_with(&shown)),
+                    "{width}: {shown:?} in {lines:#?}"
+                );
+                if whole.width() > w {
+                    assert!(shown.ends_with('…'), "{width}: {shown:?}");
+                    assert!(shown.width() >= w - 1, "{width}: cut short: {shown:?}");
+                }
+            }
+        }
+        // Wide enough, the names are whole.
+        let lines = tui.frame(1000, 10);
+        for whole in [&wide_name, &mixed_name] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(&format!("{whole} "))),
+                "{whole} whole at 1000 columns: {lines:#?}"
+            );
+        }
+        assert_eq!(cut("名前空間", 8), "名前空間");
+        assert_eq!(cut("名前空間", 7), "名前空…");
+        assert_eq!(cut("名前空間", 6), "名前…");
+        assert_eq!(cut("名前空間", 1), "…");
+        assert_eq!(cut("名前空間", 0), "");
+        assert_eq!(cut("cafe\u{301}s", 5), "cafe\u{301}s");
+        assert_eq!(cut("cafe\u{301}s", 4), "caf…");
+    }
+
+    #[test]
+    fn a_tiny_terminal_keeps_a_few_cells_of_name() {
+        let mut tui = Tui::with_output(Box::new(SharedBuf::default()), 64, Some((20, 5)));
+        let t = Tracee::new();
+        let f = function("a_function_with_a_long_name");
+        let d = t.enter(&mut tui, &f, 7, 0, [1, 0, 0, 0, 0, 0]).unwrap();
+        t.leave(&mut tui, &f, 7, 0, 10, 0, d).unwrap();
+        let whole = name(&f.probe, &f.symbol);
+        for (width, kept) in [
+            (40u16, &["function", "calls*", "calls/s", "p99"][..]),
+            (38, &["function", "calls*", "calls/s", "p99"]),
+            (37, &["function", "calls*", "p99"]),
+            (20, &["function", "calls*"]),
+            (18, &["function", "calls*"]),
+            (17, &["function"]),
+            (5, &[]),
+        ] {
+            let lines = tui.frame(width, 5);
+            assert!(lines.iter().all(|l| l.width() <= usize::from(width)));
+            let columns = tui.columns(usize::from(width), &tui.visible());
+            let w = columns[0].1;
+            assert!(
+                w >= NAME_MIN.min(usize::from(width)),
+                "{width}: {columns:?}"
+            );
+            let titles: Vec<&str> = lines[2]
+                .split_whitespace()
+                .filter(|t| !t.starts_with('['))
+                .collect();
+            if !kept.is_empty() {
+                // The function's title is cut with the name.
+                assert!(titles[0].starts_with("functi"), "at {width}: {lines:#?}");
+                let rest: Vec<&str> = titles[1..].iter().copied().filter(|&t| t != "…").collect();
+                assert_eq!(rest, kept[1..], "at {width}: {lines:#?}");
+            }
+            assert!(
+                lines[3].starts_with(&cut(&whole, w)) && cut(&whole, w).width() >= NAME_MIN.min(w),
+                "at {width}: {lines:#?}"
+            );
+        }
     }
 
     #[test]

@@ -467,6 +467,21 @@ fn live_view_needs_a_terminal() {
     assert_eq!(run.stdout, "", "the program never ran");
 }
 
+/// A script's output (its prints, END, its maps) has no place on the view's
+/// screen: without -o it would be lost, and the command line is refused.
+#[test]
+fn a_script_under_the_live_view_needs_a_file() {
+    let prog = fixture("count", Variant::Pie);
+    let script = "work { @calls = count(); } END { print(\"done\") }";
+    let run = run_rtrace(&["--tui", "-x", script], &prog, &["3"]);
+    let line = assert_one_error_line(&run, 2, "rtrace --tui -x SCRIPT without -o");
+    assert_eq!(
+        line,
+        "rtrace: --tui shows no script output; write it to a file with -o FILE (see 'rtrace --help')"
+    );
+    assert_eq!(run.stdout, "", "the program never ran");
+}
+
 /// Ctrl-C at a terminal reaches every process of the foreground group: the
 /// program rtrace launched gets it from the terminal, so rtrace, which
 /// detaches, does not send it again (ctrlc counts its SIGINTs: one, as
@@ -527,10 +542,12 @@ fn ctrl_c_while_waiting_for_the_program_leaves_it_running() {
     let screen = tmux.wait("nap's call", |s| row(s, "nap").is_some_and(|r| r[0] == "1"));
     let pid: i32 = screen.split_whitespace().nth(2).unwrap().parse().unwrap();
     tmux.keys("q");
-    tmux.wait("waiting", |s| {
+    // The keys line says what a key does now: Ctrl-C alone.
+    let keys = format!("keys: none while rtrace waits; Ctrl-C: leave pid {pid} running and quit");
+    tmux.wait("waiting, and what Ctrl-C does", |s| {
         tmux.header(s).starts_with(&format!(
             "rtrace [waiting for pid {pid} to end (SIGINT sent)]"
-        ))
+        )) && s.lines().nth(1).is_some_and(|l| l.trim_end() == keys)
     });
     tmux.keys("C-c");
     let mut wait = Command::new("tmux");

@@ -603,6 +603,13 @@ pub fn parse() -> Result<Cli, ExitCode> {
     if raw.sort.is_some() && !raw.summary {
         return Err(usage("-S orders the table of -c: give -c too"));
     }
+    // The view takes the terminal: a script's prints, END and maps would
+    // have nowhere to go, and are not thrown away unsaid.
+    if raw.tui && script.is_some() && raw.output.is_none() {
+        return Err(usage(
+            "--tui shows no script output; write it to a file with -o FILE",
+        ));
+    }
     if raw.tui && raw.list.is_empty() && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return Err(usage(
             "--tui needs a terminal on stderr; use -c for a summary",
