@@ -146,9 +146,13 @@ impl Tracer {
             self.consumers.warnings.push(Event::ProcessWarning {
                 pid,
                 message: format!(
-                    "pid {pid} disabled the time stamp counter the fast probes' records read \
+                    "pid {pid} disabled the time stamp counter that {} read \
                      (seccomp strict mode, or PR_SET_TSC): rtrace reads it for them, at a stop \
-                     per record"
+                     per record",
+                    match self.opts.fast {
+                        true => "the fast probes' records",
+                        false => "the return stub's records of int3 probes' returns",
+                    }
                 ),
             });
         }
