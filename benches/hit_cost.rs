@@ -104,6 +104,40 @@ fn measure(configs: &[Config], small: u32, n: u32, runs: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The work was done: each rtrace configuration that counts (`-c`), run
+/// once more at `n` calls with its table written to a file, counted every
+/// call of `work`, and missed none (a return the stub could not record is
+/// not a cheap call). Panics otherwise.
+fn every_call_counted(configs: &[Config], n: u32, out_dir: &Path) {
+    let table = out_dir.join("counted.txt");
+    for c in configs.iter().filter(|c| c.name.starts_with("rtrace")) {
+        let mut argv = (c.argv)(n);
+        if !argv.iter().any(|a| a == "-c") {
+            continue;
+        }
+        let Some(o) = argv.iter().position(|a| a == "-o") else {
+            continue;
+        };
+        argv[o + 1] = table.to_str().unwrap().to_string();
+        run(&argv);
+        let text = std::fs::read_to_string(&table).expect("the -c table");
+        // The row of `work`: calls first, `missed` sixth, `function [probe]` last.
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.ends_with(" [work]"))
+            .unwrap_or_else(|| panic!("{}: no row for work in\n{text}", c.name))
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            (row[0], row[5]),
+            (n.to_string().as_str(), "0"),
+            "{}: calls and missed of work\n{text}",
+            c.name
+        );
+    }
+    println!("every rtrace -c configuration counted all {n} calls of work, none missed");
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -322,6 +356,7 @@ fn main() {
         configs.retain(|c| c.name.contains(only.as_str()));
     }
     let per_call = measure(&configs, small, n, runs);
+    every_call_counted(&configs, n, &out_dir);
     let mut table: Vec<(&'static str, f64)> =
         configs.iter().map(|c| c.name).zip(per_call).collect();
 

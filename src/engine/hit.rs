@@ -419,7 +419,6 @@ impl Tracer {
             return None;
         }
         let space = self.world.spaces.get(&key)?;
-        let module = space.modules.module_at(addr);
         let mut want = crate::handler::Returns::Record {
             string: 0,
             errno: false,
@@ -432,6 +431,7 @@ impl Tracer {
             let answer = match self.consumers.returns_wanted.get(&asked) {
                 Some((symbol, answer)) if *symbol == site.symbol => *answer,
                 _ => {
+                    let module = space.modules.module_at(addr);
                     let probe = self.consumers.probes.get_mut(site.id.0)?.as_mut()?;
                     // (A handler that panics here wants what is always right.)
                     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

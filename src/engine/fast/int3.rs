@@ -151,9 +151,10 @@ impl Tracer {
         }
         let string = want.string as u32;
         let errno = match want.errno {
-            true => space.fast.errno_tpoff.unwrap_or(0),
+            true => errno_tpoff(self.world.spaces.get_mut(&key).expect("looked up")),
             false => 0,
         };
+        let space = &self.world.spaces[&key];
         let tp = regs.thread_pointer();
         let mut bytes = [0u8; table::ENTRY as usize];
         let mut put = |off: u64, v: &[u8]| {
@@ -217,16 +218,6 @@ impl Tracer {
         {
             return false;
         }
-        if fast.errno_tpoff.is_none() {
-            let tpoff = errno_tpoff(space);
-            self.world
-                .spaces
-                .get_mut(&key)
-                .expect("looked up above")
-                .fast
-                .errno_tpoff = tpoff;
-        }
-        let space = &self.world.spaces[&key];
         if space.fast.stub.is_some() {
             return true;
         }
@@ -281,11 +272,22 @@ impl Tracer {
 }
 
 /// Where errno is in space `space`'s threads, as an offset from the thread
-/// pointer (libc's `R_X86_64_TPOFF64` slot for it), once libc is loaded.
-fn errno_tpoff(space: &crate::engine::space::Space) -> Option<u64> {
-    let libc = space.modules.modules().iter().find(|m| m.matches("libc"))?;
-    let slot = libc.elf.tls_offset_slot("errno")?;
-    space.mem.read_u64(libc.to_runtime(slot)).ok()
+/// pointer (libc's `R_X86_64_TPOFF64` slot for it); 0 (not copied) without
+/// libc. Looked up once libc is loaded, and kept.
+fn errno_tpoff(space: &mut crate::engine::space::Space) -> u64 {
+    if let Some(tpoff) = space.fast.errno_tpoff {
+        return tpoff;
+    }
+    let Some(libc) = space.modules.modules().iter().find(|m| m.matches("libc")) else {
+        return 0;
+    };
+    let tpoff = libc
+        .elf
+        .tls_offset_slot("errno")
+        .and_then(|slot| space.mem.read_u64(libc.to_runtime(slot)).ok())
+        .unwrap_or(0);
+    space.fast.errno_tpoff = Some(tpoff);
+    tpoff
 }
 
 /// The keys of the [`table::PROBES`] entries the stub looks at from

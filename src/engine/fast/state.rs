@@ -177,7 +177,8 @@ pub(crate) struct FastState {
     pub(super) int3_sites: Vec<super::int3::Int3Site>,
     /// Their places in `int3_sites`, by address.
     pub(super) int3_index: HashMap<RuntimeAddr, usize>,
-    /// Where errno is, from the thread pointer (once libc is loaded).
+    /// Where errno is, from the thread pointer, once looked up with libc
+    /// loaded (0: nowhere rtrace knows).
     pub(super) errno_tpoff: Option<u64>,
     /// The table entries rtrace claimed for int3 probes' calls.
     pub(super) int3_claims: super::int3::Claims,
