@@ -119,12 +119,17 @@ struct Raw {
     /// Function probes report entries only (no return probes).
     #[arg(long)]
     entry_only: bool,
-    /// Fast probes: where the handlers allow it, the probed instruction is
-    /// replaced by a jump to a detour that records each hit (and, through a
-    /// return stub, each return) without stopping the thread; the other
-    /// probes stay int3. Says which at attach.
-    #[arg(long)]
+    /// Fast probes (the default): where the handlers allow it, the probed
+    /// instruction is replaced by a jump to a detour that records each hit
+    /// (and, through a return stub, each return) without stopping the
+    /// thread; the other probes stay int3. Says which at attach.
+    #[arg(long, conflicts_with = "int3")]
     fast: bool,
+    /// Every probe an int3 breakpoint: each hit stops the thread (no jump is
+    /// written into the program). Default: fast probes, unless
+    /// $RTRACE_INT3 is 1.
+    #[arg(long)]
+    int3: bool,
     /// When the ring a fast probe records into is full: block (wait for
     /// rtrace to read; nothing lost) or drop (count the record missed).
     #[arg(long, value_enum, default_value_t = OverflowWhen::Block, value_name = "WHAT")]
@@ -390,7 +395,7 @@ pub struct Cli {
     /// The compiled scripts (`--script`, `-x`), if any.
     pub script: Option<Script>,
     pub entry_only: bool,
-    /// `--fast`.
+    /// Fast probes: not `--int3` (nor `RTRACE_INT3=1`).
     pub fast: bool,
     /// `--overflow`.
     pub overflow: OverflowWhen,
@@ -443,6 +448,18 @@ fn returns_from_env() -> Result<ReturnsHow, ExitCode> {
                 "RTRACE_RETURNS={v:?} is not a way to see returns; set it to stub or stop"
             ))
         }),
+    }
+}
+
+/// `--int3` when the command line says neither `--int3` nor `--fast`:
+/// `RTRACE_INT3` set to 1 (0 or empty: fast probes).
+fn int3_from_env() -> Result<bool, ExitCode> {
+    match std::env::var("RTRACE_INT3").as_deref() {
+        Err(_) | Ok("" | "0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(v) => Err(usage(&format!(
+            "RTRACE_INT3={v:?} is neither 1 (every probe an int3) nor 0 (fast probes)"
+        ))),
     }
 }
 
@@ -590,6 +607,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
             (raw.entry_only, "--entry-only"),
             (raw.follow_forks, "-f"),
             (raw.fast, "--fast"),
+            (raw.int3, "--int3"),
             (!raw.protos.is_empty(), "--proto"),
             (!raw.proto_files.is_empty(), "--proto-file"),
         ] {
@@ -674,7 +692,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
         inject: raw.inject,
         script,
         entry_only: raw.entry_only,
-        fast: raw.fast,
+        fast: match (raw.fast, raw.int3) {
+            (true, _) => true,
+            (_, true) => false,
+            _ => !int3_from_env()?,
+        },
         overflow: raw.overflow,
         returns: match raw.returns {
             Some(how) => how,
