@@ -142,6 +142,13 @@ pub(crate) struct Space {
     /// Addresses whose code the program rewrote after rtrace changed it:
     /// left as the program wrote them, and reported (see [`undo_write`]).
     rewritten: Vec<RuntimeAddr>,
+    /// The dead fill (alignment padding between functions) that holds a
+    /// hop's `jmp rel32` (see `detour::plan_site`), with what was there:
+    /// code rtrace wrote outside any site, undone at the detach with the
+    /// sites, and in a forked child that is not followed. A fill stays
+    /// written while its site lives, fast or not (nothing else jumps
+    /// there: a dead jump to a live detour).
+    pub(super) fills: HashMap<RuntimeAddr, Undo>,
     /// The scratch area, once mapped.
     pub(super) scratch: Option<RuntimeAddr>,
     /// Why no scratch area could be mapped (the process's seccomp mode), if
@@ -190,6 +197,7 @@ impl Space {
             sites: self.sites.clone(),
             tombstones: self.tombstones.clone(),
             rewritten: Vec::new(),
+            fills: self.fills.clone(),
             scratch: self.scratch,
             no_injection: self.no_injection.clone(),
             slots: self.slots.clone(),
@@ -230,6 +238,7 @@ impl Space {
             sites: ProbeTable::new(),
             tombstones: HashMap::new(),
             rewritten: Vec::new(),
+            fills: HashMap::new(),
             scratch: None,
             no_injection: None,
             slots: HashMap::new(),
@@ -278,6 +287,7 @@ impl Space {
         let modules = &self.modules;
         self.tombstones
             .retain(|a, _| modules.module_at(*a).is_some());
+        self.fills.retain(|a, _| modules.module_at(*a).is_some());
         self.resolving
             .retain(|_, call| self.sites.get(call.ret).is_some());
         Ok(())
@@ -546,6 +556,16 @@ impl Space {
                 first = r;
             }
         }
+        for (addr, undo) in std::mem::take(&mut self.fills) {
+            let r = undo_write(&self.mem, addr, &undo);
+            if let Ok(Undone::Rewritten) = r {
+                self.rewritten.push(addr);
+            }
+            self.tombstones.insert(addr, undo);
+            if first.is_ok() {
+                first = r.map(|_| ());
+            }
+        }
         self.placed.clear();
         self.resolvers.clear();
         self.resolving.clear();
@@ -655,8 +675,9 @@ impl Space {
             };
             (a, undo)
         });
+        let fills = self.fills.iter().map(|(a, u)| (*a, u.clone()));
         let undone = self.tombstones.iter().map(|(a, u)| (*a, u.clone()));
-        live.chain(undone).collect()
+        live.chain(fills).chain(undone).collect()
     }
 }
 

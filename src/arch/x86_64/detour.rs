@@ -146,11 +146,67 @@ pub enum ThreadPointer {
 pub struct Patch {
     /// The probed address.
     pub addr: u64,
-    /// The bytes replaced (at least [`JMP_LEN`]): whole instructions.
+    /// The bytes replaced at `addr`: whole instructions, then, past a
+    /// function's last instruction, dead fill (the alignment padding up to
+    /// the next function). At least [`JMP_LEN`], or [`HOP_LEN`] for a hop.
     pub len: usize,
     /// The original bytes there.
     pub saved: Vec<u8>,
     pub(super) insns: Vec<Instruction>,
+    /// The site takes a 2-byte `jmp rel8` (it replaces only its first
+    /// instruction) to a `jmp rel32` written into dead fill within the
+    /// short jump's reach: [`Patch::fill`], which the caller chooses.
+    pub hop: bool,
+    /// For a hop: where its `jmp rel32` goes, and the fill's bytes there.
+    pub fill: Option<Fill>,
+    /// For a hop or a pun: why a plain `jmp rel32` at the site would not do.
+    pub near_refusal: Option<PatchRefusal>,
+    /// An instruction pun (see [`plan_pun`]): the `jmp rel32` at the site
+    /// replaces only its first instruction, the rest of its displacement
+    /// being the bytes that follow, unchanged; it leads to this address
+    /// (which the caller chooses within [`Patch::pun_window`] and fills with
+    /// a `jmp rel32` to the detour).
+    pub pun: Option<u64>,
+    /// For a pun: its first instruction's length (the bytes it may choose).
+    pub pun_free: usize,
+}
+
+/// Dead fill that holds a hop's `jmp rel32`: its address and the
+/// [`JMP_LEN`] bytes it had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fill {
+    pub at: u64,
+    pub saved: Vec<u8>,
+}
+
+/// The length of a hop (`jmp rel8`).
+pub const HOP_LEN: usize = 2;
+
+/// How far a hop reaches, before and after the end of its `jmp rel8`.
+pub const HOP_REACH: (i64, i64) = (-128, 127);
+
+/// How many leading bytes of `bytes` (at `ip`) are dead fill: `int3`
+/// bytes and whole `nop` instructions, which compilers and assemblers put
+/// between functions to align the next one. Nothing runs there.
+pub fn dead_fill(bytes: &[u8], ip: u64) -> usize {
+    let mut n = 0;
+    let mut decoder = decode_at(bytes, ip);
+    while n < bytes.len() {
+        if bytes[n] == 0xcc {
+            n += 1;
+            decoder = decode_at(&bytes[n..], ip + n as u64);
+            continue;
+        }
+        if !decoder.can_decode() {
+            break;
+        }
+        let insn = decoder.decode();
+        if insn.is_invalid() || insn.mnemonic() != Mnemonic::Nop {
+            break;
+        }
+        n += insn.len();
+    }
+    n
 }
 
 /// A generated detour.
@@ -229,8 +285,9 @@ fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
 ///   takes, lands strictly inside the replaced bytes (the kernel's
 ///   `can_optimize`), or the function jumps indirectly other than through a
 ///   RIP-relative slot (a jump table could land there).
+#[cfg(test)]
 pub fn plan_patch(function: &[u8], start: u64, addr: u64) -> Result<Patch, PatchRefusal> {
-    plan(function, start, addr, false)
+    plan(function, &[], start, addr, false)
 }
 
 /// [`plan_patch`] for one of rtrace's own hooks (see `hook`), at the entry
@@ -263,20 +320,202 @@ pub fn plan_hook_patch(
         let at = (insn.ip() - start) as usize - function.len();
         extended.extend_from_slice(&padding[at..at + insn.len()]);
     }
-    plan(&extended, start, addr, addr == start)
+    plan(&extended, &[], start, addr, addr == start)
 }
 
-fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patch, PatchRefusal> {
+/// [`plan_patch`] for a site of the program, with what follows its function
+/// (`after`: the bytes up to the next function, of which the leading
+/// [`dead_fill`] counts), and two more ways when a `jmp rel32` at the site
+/// cannot be written:
+///
+/// - a function that ends (`ret`, `jmp`) before [`JMP_LEN`] bytes may be
+///   patched over the dead fill that follows it;
+/// - otherwise a **hop**: a 2-byte `jmp rel8` replaces only the site's
+///   first instruction (at least 2 bytes, or its function's last one with
+///   dead fill after it), and leads to a `jmp rel32` the caller writes into
+///   dead fill nearby ([`Patch::fill`]). No other instruction moves, so a
+///   branch to the second instruction, a jump table's case, a call's return
+///   address past the first instruction, and a signal frame interrupted at
+///   an instruction boundary all stay valid: an instruction is never entered
+///   in its middle. The first instruction may be a call (see
+///   [`plan_patch`]).
+pub fn plan_site(
+    function: &[u8],
+    after: &[u8],
+    start: u64,
+    addr: u64,
+) -> Result<Patch, PatchRefusal> {
+    let fill = dead_fill(after, start + function.len() as u64);
+    let near = plan(function, &after[..fill], start, addr, false);
+    match near {
+        Ok(p) => Ok(p),
+        Err(why) if why.hop_may_help() => match hop(function, &after[..fill], start, addr) {
+            Ok(mut p) => {
+                p.near_refusal = Some(why);
+                Ok(p)
+            }
+            Err(_) => Err(why),
+        },
+        Err(why) => Err(why),
+    }
+}
+
+/// An instruction pun (e9patch's, Duck et al., PLDI 2020), for a site whose
+/// first instruction is shorter than a jump and no hop reaches fill: `jmp
+/// rel32` is written over the first instruction alone, and the bytes that
+/// follow it (the next instructions, left as they are) complete its
+/// displacement. The jump's target is then fixed but for the bytes the
+/// first instruction frees (none for a 1-byte one: one address; a 2-byte
+/// one: 256 addresses...): the caller maps a page there and writes a `jmp
+/// rel32` to the detour at the address chosen ([`Patch::pun`]). Only the
+/// first instruction is displaced and only its bytes change, so, as with a
+/// hop, branches to the next instructions stay valid.
+pub fn plan_pun(
+    function: &[u8],
+    after: &[u8],
+    start: u64,
+    addr: u64,
+) -> Result<Patch, PatchRefusal> {
     let end = start + function.len() as u64;
     if addr < start || addr >= end {
         return Err(PatchRefusal::OutsideFunction);
     }
     let from = (addr - start) as usize;
     let mut decoder = decode_at(&function[from..], addr);
-    let mut insns = Vec::new();
+    if !decoder.can_decode() {
+        return Err(PatchRefusal::TooShort { have: 0 });
+    }
+    let first = decoder.decode();
+    if first.is_invalid() {
+        return Err(PatchRefusal::Undecodable);
+    }
+    displaceable(&first)?;
+    if first.len() >= JMP_LEN {
+        return Err(PatchRefusal::TooShort { have: first.len() });
+    }
+    let mut bytes = function[from..].to_vec();
+    bytes.extend_from_slice(after);
+    if bytes.len() < JMP_LEN {
+        return Err(PatchRefusal::TooShort { have: bytes.len() });
+    }
+    check_branches(function, start, addr..addr + first.len() as u64, true)?;
+    Ok(Patch {
+        addr,
+        len: JMP_LEN,
+        saved: bytes[..JMP_LEN].to_vec(),
+        insns: vec![first],
+        hop: false,
+        fill: None,
+        near_refusal: None,
+        pun: None,
+        pun_free: first.len(),
+    })
+}
+
+impl Patch {
+    /// For a pun, the addresses its jump can reach (inclusive): the bytes
+    /// after the first instruction fixed, the others free.
+    pub fn pun_window(&self) -> Option<(u64, u64)> {
+        if self.pun_free == 0 {
+            return None;
+        }
+        let free = self.pun_free - 1;
+        let rel = |fill: u8| {
+            let mut r = [fill; 4];
+            r[free..].copy_from_slice(&self.saved[1 + free..JMP_LEN]);
+            i64::from(i32::from_le_bytes(r))
+        };
+        let next = (self.addr + JMP_LEN as u64) as i64;
+        Some(((next + rel(0)) as u64, (next + rel(0xff)) as u64))
+    }
+}
+
+/// Whether `insn` ends the code that runs on: nothing after it runs unless
+/// something jumps there.
+fn ends_flow(insn: &Instruction) -> bool {
+    matches!(
+        insn.flow_control(),
+        FlowControl::Return | FlowControl::UnconditionalBranch | FlowControl::IndirectBranch
+    ) || insn.mnemonic() == Mnemonic::Ud2
+}
+
+/// The hop of [`plan_site`], whether or not a `jmp rel32` would do (the
+/// caller may know of branches from elsewhere into the bytes it would
+/// replace).
+pub fn plan_hop(
+    function: &[u8],
+    after: &[u8],
+    start: u64,
+    addr: u64,
+) -> Result<Patch, PatchRefusal> {
+    let fill = dead_fill(after, start + function.len() as u64);
+    hop(function, &after[..fill], start, addr)
+}
+
+fn hop(function: &[u8], fill: &[u8], start: u64, addr: u64) -> Result<Patch, PatchRefusal> {
+    let end = start + function.len() as u64;
+    if addr < start || addr >= end {
+        return Err(PatchRefusal::OutsideFunction);
+    }
+    let from = (addr - start) as usize;
+    let mut decoder = decode_at(&function[from..], addr);
+    if !decoder.can_decode() {
+        return Err(PatchRefusal::TooShort { have: 0 });
+    }
+    let first = decoder.decode();
+    if first.is_invalid() {
+        return Err(PatchRefusal::Undecodable);
+    }
+    displaceable(&first)?;
+    let mut len = first.len();
+    let mut saved = function[from..from + len].to_vec();
+    if len < HOP_LEN {
+        // The function's last instruction, and dead fill after it.
+        if first.next_ip() != end || !ends_flow(&first) || fill.len() < HOP_LEN - len {
+            return Err(PatchRefusal::TooShort { have: len });
+        }
+        saved.extend_from_slice(&fill[..HOP_LEN - len]);
+        len = HOP_LEN;
+    }
+    check_branches(function, start, addr..addr + first.len() as u64, true)?;
+    Ok(Patch {
+        addr,
+        len,
+        saved,
+        insns: vec![first],
+        hop: true,
+        fill: None,
+        near_refusal: None,
+        pun: None,
+        pun_free: 0,
+    })
+}
+
+fn plan(
+    function: &[u8],
+    fill: &[u8],
+    start: u64,
+    addr: u64,
+    entry_hook: bool,
+) -> Result<Patch, PatchRefusal> {
+    let end = start + function.len() as u64;
+    if addr < start || addr >= end {
+        return Err(PatchRefusal::OutsideFunction);
+    }
+    let from = (addr - start) as usize;
+    let mut decoder = decode_at(&function[from..], addr);
+    let mut insns: Vec<Instruction> = Vec::new();
     let mut len = 0usize;
+    let mut over_fill = 0;
     while len < JMP_LEN {
         if !decoder.can_decode() {
+            // The function ends here: its last instruction must end the
+            // flow, and dead fill follow, for the jump to run over it.
+            let need = JMP_LEN - len;
+            if insns.last().is_some_and(ends_flow) && fill.len() >= need {
+                over_fill = need;
+                break;
+            }
             return Err(PatchRefusal::TooShort { have: len });
         }
         let insn = decoder.decode();
@@ -284,10 +523,55 @@ fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patc
             return Err(PatchRefusal::Undecodable);
         }
         displaceable(&insn)?;
+        let is_call = matches!(
+            insn.flow_control(),
+            FlowControl::Call | FlowControl::IndirectCall
+        );
         len += insn.len();
         insns.push(insn);
+        if is_call && len < JMP_LEN {
+            return Err(PatchRefusal::Displaced {
+                insn: insn.to_string(),
+                why: "is a call whose return address would land inside the bytes a jump \
+                      replaces",
+            });
+        }
     }
-    let range = (addr + 1)..(addr + len as u64);
+    let code_len = len;
+    // A jump table's cases are instruction boundaries: none is strictly
+    // inside a lone displaced instruction.
+    check_branches(
+        function,
+        start,
+        addr..addr + (code_len + over_fill) as u64,
+        entry_hook || insns.len() == 1,
+    )?;
+    let mut saved = function[from..from + code_len].to_vec();
+    saved.extend_from_slice(&fill[..over_fill]);
+    Ok(Patch {
+        addr,
+        len: code_len + over_fill,
+        saved,
+        insns,
+        hop: false,
+        fill: None,
+        near_refusal: None,
+        pun: None,
+        pun_free: 0,
+    })
+}
+
+/// Refuses when any direct branch in `function`, or any RIP-relative
+/// address it takes, lands strictly inside `replaced`, or (unless
+/// `indirect_ok`) the function jumps through anything but a RIP-relative
+/// slot.
+fn check_branches(
+    function: &[u8],
+    start: u64,
+    replaced: std::ops::Range<u64>,
+    indirect_ok: bool,
+) -> Result<(), PatchRefusal> {
+    let range = (replaced.start + 1)..replaced.end;
     let mut decoder = decode_at(function, start);
     let mut insn = Instruction::default();
     while decoder.can_decode() {
@@ -312,19 +596,14 @@ fn plan(function: &[u8], start: u64, addr: u64, entry_hook: bool) -> Result<Patc
             });
         }
         let through_slot = insn.op0_kind() == OpKind::Memory && insn.is_ip_rel_memory_operand();
-        if insn.flow_control() == FlowControl::IndirectBranch && !through_slot && !entry_hook {
+        if insn.flow_control() == FlowControl::IndirectBranch && !through_slot && !indirect_ok {
             return Err(PatchRefusal::IndirectJump {
                 insn: insn.to_string(),
                 at: insn.ip(),
             });
         }
     }
-    Ok(Patch {
-        addr,
-        len,
-        saved: function[from..from + len].to_vec(),
-        insns,
-    })
+    Ok(())
 }
 
 /// Whether `insn` can be moved into a detour.
@@ -343,8 +622,19 @@ fn displaceable(insn: &Instruction) -> Result<(), PatchRefusal> {
         return refuse("is a system call (a thread could block inside the detour)");
     }
     match insn.flow_control() {
+        // Moved as `push` of the return address in the original code, then
+        // `jmp` to the callee (see `relocated_call`).
         FlowControl::Call | FlowControl::IndirectCall => {
-            return refuse("is a call (its return address would point into the detour)")
+            if call_as_jump(insn.code()).is_none() {
+                return refuse("is a call of a kind rtrace does not move");
+            }
+            if insn.op0_kind() == OpKind::Memory
+                && matches!(insn.memory_base(), Register::RSP | Register::ESP)
+            {
+                return refuse(
+                    "is a call through the stack (the pushed return address would move it)",
+                );
+            }
         }
         FlowControl::Interrupt | FlowControl::Exception => {
             return refuse("traps (int, ud2, a system call)")
@@ -371,16 +661,52 @@ fn displaceable(insn: &Instruction) -> Result<(), PatchRefusal> {
     Ok(())
 }
 
-/// The bytes of the patch: `jmp rel32` from `patch.addr` to `detour`, then
-/// `int3` over the rest of the displaced bytes (never executed: no branch
-/// lands there). None when the detour is out of a rel32's reach.
-pub fn jump(patch: &Patch, detour: u64) -> Option<Vec<u8>> {
-    let rel = (detour as i64).wrapping_sub((patch.addr + JMP_LEN as u64) as i64);
+/// The jump that replaces a displaced call: the same operand, `jmp`.
+fn call_as_jump(code: Code) -> Option<Code> {
+    match code {
+        Code::Call_rel32_64 => Some(Code::Jmp_rel32_64),
+        Code::Call_rm64 => Some(Code::Jmp_rm64),
+        _ => None,
+    }
+}
+
+/// `jmp rel32` at `from` to `to`, when in reach.
+fn jmp_rel32(from: u64, to: u64) -> Option<Vec<u8>> {
+    let rel = (to as i64).wrapping_sub((from + JMP_LEN as u64) as i64);
     let rel = i32::try_from(rel).ok()?;
     let mut bytes = vec![0xe9];
     bytes.extend_from_slice(&rel.to_le_bytes());
-    bytes.resize(patch.len, 0xcc);
     Some(bytes)
+}
+
+/// The bytes of the patch, as (address, bytes) to write: `jmp rel32` from
+/// `patch.addr` to `detour`, then `int3` over the rest of the replaced
+/// bytes (never executed: no branch lands there); for a hop, the `jmp
+/// rel8` at the site to its fill, and the fill's `jmp rel32`, the fill
+/// first. None when the detour (or the fill) is out of reach.
+pub fn jump(patch: &Patch, detour: u64) -> Option<Vec<(u64, Vec<u8>)>> {
+    if let Some(at) = patch.pun {
+        // The site's jump, whose displacement ends in the bytes there.
+        let bytes = jmp_rel32(patch.addr, at)?;
+        if bytes[patch.pun_free..] != patch.saved[patch.pun_free..JMP_LEN] {
+            return None;
+        }
+        return Some(vec![(at, jmp_rel32(at, detour)?), (patch.addr, bytes)]);
+    }
+    if !patch.hop {
+        let mut bytes = jmp_rel32(patch.addr, detour)?;
+        bytes.resize(patch.len, 0xcc);
+        return Some(vec![(patch.addr, bytes)]);
+    }
+    let fill = patch.fill.as_ref()?;
+    let rel = (fill.at as i64).wrapping_sub((patch.addr + HOP_LEN as u64) as i64);
+    let rel = i8::try_from(rel).ok()?;
+    let mut bytes = vec![0xeb, rel as u8];
+    bytes.resize(patch.len, 0xcc);
+    Some(vec![
+        (fill.at, jmp_rel32(fill.at, detour)?),
+        (patch.addr, bytes),
+    ])
 }
 
 /// What one detour records.
@@ -1516,13 +1842,32 @@ pub(super) fn restore_and_resume(
 ) -> Result<Vec<CodeLabel>, iced_x86::IcedError> {
     let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
     restore(a, &mut steps)?;
+    let mut returns = Vec::new();
     for (i, insn) in patch.insns.iter().enumerate() {
         if i == 0 {
             a.set_label(displaced)?;
         }
-        a.add_instruction(*insn)?;
+        match call_as_jump(insn.code()) {
+            // A call (the last displaced instruction): its return address is
+            // the original code's, past the patch, as if it had run there.
+            Some(jump) => {
+                let at = a.create_label();
+                a.push(qword_ptr(at))?;
+                let mut j = *insn;
+                j.set_code(jump);
+                a.add_instruction(j)?;
+                returns.push((at, insn.next_ip()));
+            }
+            None => a.add_instruction(*insn)?,
+        }
     }
-    a.jmp(patch.addr + patch.len as u64)?;
+    // (Past a function's last instruction, over fill: never reached.)
+    let resume = patch.insns.last().map_or(patch.addr, Instruction::next_ip);
+    a.jmp(resume)?;
+    for (mut at, ret) in returns {
+        a.set_label(&mut at)?;
+        a.dq(&[ret])?;
+    }
     Ok(steps)
 }
 

@@ -89,6 +89,17 @@ impl std::fmt::Display for PatchRefusal {
 }
 
 impl PatchRefusal {
+    /// Whether a hop (only the site's first instruction replaced, see
+    /// [`super::detour::plan_site`]) may do where a `jmp rel32` would not.
+    pub fn hop_may_help(&self) -> bool {
+        !matches!(
+            self,
+            PatchRefusal::OutsideFunction
+                | PatchRefusal::Undecodable
+                | PatchRefusal::UndecodableAt { .. }
+        )
+    }
+
     /// The refusal without the instruction (`'…'`) and the addresses
     /// (`…`): the same for every site refused for the same reason.
     pub fn general(&self) -> String {

@@ -78,7 +78,10 @@ fn whole_instructions_covering_a_jump_are_displaced() {
 #[test]
 fn the_patch_is_a_rel32_jump_padded_with_int3() {
     let p = plan_patch(WORK_O0, START, START).unwrap();
-    let bytes = jump(&p, DETOUR).unwrap();
+    let writes = jump(&p, DETOUR).unwrap();
+    assert_eq!(writes.len(), 1);
+    let (at, bytes) = &writes[0];
+    assert_eq!(*at, START);
     assert_eq!(bytes.len(), 7);
     assert_eq!(bytes[0], 0xe9);
     let rel = i32::from_le_bytes(bytes[1..5].try_into().unwrap());
@@ -105,10 +108,15 @@ fn refused_when_the_function_is_shorter_than_a_jump() {
 
 #[test]
 fn refused_when_a_displaced_instruction_cannot_move() {
-    // call rel32 first.
-    let f = [0xe8, 0, 0, 0, 0, 0x5d, 0xc3, 0x90];
+    // A call before the jump's 5 bytes are covered: its return address
+    // would land inside them.
+    let f = [0xff, 0xd0, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
     let err = plan_patch(&f, START, START).unwrap_err().to_string();
-    assert!(err.contains("is a call"), "{err}");
+    assert!(err.contains("is a call whose return address"), "{err}");
+    // A call through the stack.
+    let f = [0xff, 0x14, 0x24, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+    let err = plan_patch(&f, START, START).unwrap_err().to_string();
+    assert!(err.contains("through the stack"), "{err}");
     // syscall.
     let f = [0x0f, 0x05, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
     let err = plan_patch(&f, START, START).unwrap_err().to_string();
@@ -1045,4 +1053,168 @@ fn vector_registers_asked_for_are_recorded_after_the_others() {
             && i.op1_register() == iced_x86::Register::XMM0
     });
     assert!(stored, "the stub stores xmm0");
+}
+
+/// A detour's relocated instructions (the first few), and the word a
+/// relocated call pushes (0: none).
+fn resumed(d: &Detour) -> (Vec<Instruction>, u64) {
+    let at = (d.displaced - DETOUR) as usize;
+    let insns: Vec<Instruction> = decode_all(&d.code[at..], d.displaced)
+        .into_iter()
+        .take(4)
+        .collect();
+    let word = match insns[0].code() {
+        Code::Push_rm64 => {
+            let w = (insns[0].ip_rel_memory_address() - DETOUR) as usize;
+            u64::from_le_bytes(d.code[w..w + 8].try_into().unwrap())
+        }
+        _ => 0,
+    };
+    (insns, word)
+}
+
+#[test]
+fn a_call_at_the_site_is_moved_as_a_push_of_its_return_address_and_a_jump() {
+    // call +0x100 (5 bytes); pop rbp; ret
+    let f = [0xe8, 0x00, 0x01, 0x00, 0x00, 0x5d, 0xc3, 0x90];
+    let patch = plan_patch(&f, START, START).unwrap();
+    assert_eq!(patch.len, 5);
+    let d = assemble_detour(&patch, &base_spec()).unwrap();
+    let (moved, word) = resumed(&d);
+    // push qword [rip+x] (x: the original return address); jmp callee;
+    // then the jump back, never reached by the call.
+    assert_eq!(moved[0].code(), Code::Push_rm64);
+    assert!(moved[0].is_ip_rel_memory_operand());
+    assert_eq!(moved[1].code(), Code::Jmp_rel32_64);
+    assert_eq!(moved[1].near_branch_target(), START + 5 + 0x100);
+    assert_eq!(moved[2].near_branch_target(), START + 5);
+    assert_eq!(
+        moved[0].ip_rel_memory_address(),
+        moved[2].next_ip(),
+        "the return address is the word after the jump back"
+    );
+    assert_eq!(word, START + 5, "the callee returns past the patch");
+    // sub rsp,8 (4 bytes) then call [rip+0x2000]: the call is last.
+    let f = [
+        0x48, 0x83, 0xec, 0x08, 0xff, 0x15, 0x00, 0x20, 0x00, 0x00, 0xc3,
+    ];
+    let patch = plan_patch(&f, START, START).unwrap();
+    assert_eq!(patch.len, 10);
+    let d = assemble_detour(&patch, &base_spec()).unwrap();
+    let (moved, _) = resumed(&d);
+    assert_eq!(moved[0].mnemonic(), Mnemonic::Sub);
+    assert_eq!(moved[1].code(), Code::Push_rm64);
+    let w = (moved[1].ip_rel_memory_address() - DETOUR) as usize;
+    let word = u64::from_le_bytes(d.code[w..w + 8].try_into().unwrap());
+    assert_eq!(moved[2].code(), Code::Jmp_rm64);
+    assert_eq!(moved[2].ip_rel_memory_address(), START + 10 + 0x2000);
+    assert_eq!(word, START + 10);
+}
+
+#[test]
+fn dead_fill_is_int3_bytes_and_whole_nops() {
+    // nopw cs:[rax+rax] (10), xchg ax,ax (2), int3, int3, then push rbp.
+    let fill = [
+        0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00, 0x66, 0x90, 0xcc, 0xcc, 0x55,
+    ];
+    assert_eq!(dead_fill(&fill, START), 14);
+    assert_eq!(dead_fill(&[0x55, 0x90], START), 0);
+    // A nop cut short by the end is not whole.
+    assert_eq!(dead_fill(&[0x90, 0x0f, 0x1f], START), 1);
+}
+
+#[test]
+fn a_short_function_is_patched_over_the_fill_after_it() {
+    // mov eax,edi; ret (3 bytes), then nops.
+    let f = [0x89, 0xf8, 0xc3];
+    let after = [0x0f, 0x1f, 0x40, 0x00, 0x90];
+    let p = plan_site(&f, &after, START, START).unwrap();
+    assert!(!p.hop);
+    assert_eq!(p.len, 5);
+    assert_eq!(p.saved, [0x89, 0xf8, 0xc3, 0x0f, 0x1f]);
+    assert_eq!(patch_insns(&p), 3, "mov, ret, and the start of the nop");
+    let d = assemble_detour(&p, &base_spec()).unwrap();
+    let (moved, _) = resumed(&d);
+    assert_eq!(moved[0].mnemonic(), Mnemonic::Mov);
+    assert_eq!(moved[1].mnemonic(), Mnemonic::Ret);
+    // A function that does not end its flow before the fill is not.
+    let f = [0x89, 0xf8, 0xff, 0xc0];
+    assert!(plan_site(&f, &after, START, START).unwrap().hop);
+    // Nor with too little fill: a hop then.
+    let f = [0x89, 0xf8, 0xc3];
+    let p = plan_site(&f, &[0x90], START, START).unwrap();
+    assert!(p.hop);
+    assert_eq!(p.len, 2);
+}
+
+#[test]
+fn a_lone_ret_takes_a_hop_over_one_byte_of_fill() {
+    let p = plan_site(&[0xc3], &[0xcc, 0xcc], START, START).unwrap();
+    assert!(p.hop);
+    assert_eq!(p.saved, [0xc3, 0xcc]);
+    // Or a jump over the whole fill when there are four bytes of it.
+    let p = plan_site(&[0xc3], &[0xcc; 7], START, START).unwrap();
+    assert!(!p.hop);
+    assert_eq!(p.saved, [0xc3, 0xcc, 0xcc, 0xcc, 0xcc]);
+    // No fill: nothing.
+    assert!(plan_site(&[0xc3], &[0x55], START, START).is_err());
+}
+
+#[test]
+fn a_branch_into_the_first_bytes_takes_a_hop_over_the_first_instruction() {
+    // mov ecx,edi (2); loop: dec ecx (2); jnz loop (2); ret
+    let f = [0x89, 0xf9, 0xff, 0xc9, 0x75, 0xfc, 0xc3];
+    assert_eq!(decode_all(&f, START)[2].near_branch_target(), START + 2);
+    let mut p = plan_site(&f, &[], START, START).unwrap();
+    assert!(p.hop);
+    assert_eq!(p.len, 2);
+    assert!(p
+        .near_refusal
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("jumps into"));
+    // Its jump: rel8 to the fill, the fill's rel32 to the detour.
+    assert_eq!(jump(&p, DETOUR), None, "no fill chosen yet");
+    let fill = START - 16;
+    p.fill = Some(Fill {
+        at: fill,
+        saved: vec![0xcc; 5],
+    });
+    let writes = jump(&p, DETOUR).unwrap();
+    assert_eq!(writes[0].0, fill, "the fill first");
+    let rel = i32::from_le_bytes(writes[0].1[1..5].try_into().unwrap());
+    assert_eq!(writes[0].1[0], 0xe9);
+    assert_eq!((fill as i64 + 5 + i64::from(rel)) as u64, DETOUR);
+    assert_eq!(writes[1], (START, vec![0xeb, (-18i8) as u8]));
+    // Out of a short jump's reach: none.
+    p.fill.as_mut().unwrap().at = START + 200;
+    assert_eq!(jump(&p, DETOUR), None);
+    // The detour runs the first instruction and goes back to the second.
+    let d = assemble_detour(&p, &base_spec()).unwrap();
+    let (moved, _) = resumed(&d);
+    assert_eq!(moved[0].mnemonic(), Mnemonic::Mov);
+    assert_eq!(moved[1].near_branch_target(), START + 2);
+}
+
+#[test]
+fn a_jump_table_or_a_call_after_the_first_instruction_takes_a_hop() {
+    // push r15 (2); push r14 (2); mov eax,edi (2); jmp rax; ret
+    let f = [0x41, 0x57, 0x41, 0x56, 0x89, 0xf8, 0xff, 0xe0, 0xc3];
+    let p = plan_site(&f, &[], START, START).unwrap();
+    assert!(p.hop);
+    assert!(p
+        .near_refusal
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("jumps indirectly"));
+    // call rax (2) first, then more: the return lands past the hop's bytes.
+    let f = [0xff, 0xd0, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+    let p = plan_site(&f, &[], START, START).unwrap();
+    assert!(p.hop);
+    assert_eq!(p.len, 2);
+    // A 1-byte first instruction cannot take a hop.
+    let f = [0x53, 0x89, 0xfb, 0xff, 0xcb, 0x75, 0xfc, 0x5b, 0xc3];
+    assert!(plan_site(&f, &[], START, START).is_err());
 }

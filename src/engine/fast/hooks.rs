@@ -204,13 +204,9 @@ impl Tracer {
             block: self.opts.overflow == Overflow::Block,
         };
         let code = hook::assemble_hook(&plan.patch, &spec)?;
-        let jump =
-            detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
+        detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
         super::patch::write_code(space, area, at, &code.code, "its hook")?;
-        space
-            .mem
-            .write(plan.addr, &jump)
-            .map_err(|e| format!("the jump cannot be written ({e})"))?;
+        let jump = super::patch::write_jump(space, &plan.patch, at)?;
         let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
         site.saved = plan.patch.saved.clone();
         site.written = jump;
@@ -233,6 +229,7 @@ impl Tracer {
             timed_seen: None,
             live: true,
             hook: Some(plan.kind),
+            fill: None,
         });
         Ok(())
     }

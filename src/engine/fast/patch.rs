@@ -123,6 +123,40 @@ pub(super) fn write_code(
     Ok(())
 }
 
+/// Writes the jump of `patch` to `detour` into the tracee (a hop's fill
+/// first, kept in the space's fills), and returns the bytes now at the
+/// site.
+pub(super) fn write_jump(
+    space: &mut crate::engine::space::Space,
+    patch: &detour::Patch,
+    detour: RuntimeAddr,
+) -> std::result::Result<Vec<u8>, String> {
+    let writes = detour::jump(patch, detour.get()).ok_or("its detour is out of a jump's reach")?;
+    let mut at_site = Vec::new();
+    for (at, bytes) in writes {
+        space
+            .mem
+            .write(RuntimeAddr(at), &bytes)
+            .map_err(|e| format!("the jump cannot be written ({e})"))?;
+        match at == patch.addr {
+            true => at_site = bytes,
+            false => {
+                let saved = patch
+                    .fill
+                    .as_ref()
+                    .map(|f| f.saved.clone())
+                    .unwrap_or_default();
+                let undo = crate::engine::space::Undo {
+                    saved,
+                    written: bytes,
+                };
+                space.fills.insert(RuntimeAddr(at), undo);
+            }
+        }
+    }
+    Ok(at_site)
+}
+
 impl Tracer {
     /// Takes the jump off any fast site of space `key` whose replaced bytes
     /// hold `addr`, before a breakpoint is armed there (an int3 written into
@@ -219,6 +253,9 @@ impl Tracer {
                 }
             }
         }
+        // (Each hop planned has its own fill; the ones not written are
+        // free again for the next batch.)
+        self.space_mut(key)?.fast.fills_planned.clear();
         // rtrace's own hooks: back to int3s if an int3 probe now watches
         // returns, else fast where they can be (see `hooks`).
         self.unfast_hooks(key)?;
@@ -374,9 +411,17 @@ impl Tracer {
         &mut self,
         key: Pid,
         tid: Tid,
-        plan: Planned,
+        mut plan: Planned,
         tp: ThreadPointer,
     ) -> std::result::Result<(), String> {
+        let near = match plan.patch.pun_free {
+            0 => plan.addr,
+            _ => {
+                let at = self.pun_at(key, tid, &plan.patch)?;
+                plan.patch.pun = Some(at.get());
+                at
+            }
+        };
         let layout = self.ring_layout(key)?;
         let (captures, record) = detour::layout_captures(&plan.kinds, plan.regs);
         let record = record.max(ring::RET_STRING + 8 + u64::from(plan.ret_string));
@@ -386,7 +431,7 @@ impl Tracer {
                 layout.slot_size
             ));
         }
-        let (area, at) = self.room_near(key, tid, plan.addr)?;
+        let (area, at) = self.room_near(key, tid, near)?;
         let space = self
             .world
             .spaces
@@ -436,16 +481,12 @@ impl Tracer {
             return Err("no return stub".into());
         }
         let code = detour::assemble_detour(&plan.patch, &spec)?;
-        let jump =
-            detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
+        detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
         write_code(space, area, at, &code.code, "its detour")?;
-        space
-            .mem
-            .write(plan.addr, &jump)
-            .map_err(|e| format!("the jump cannot be written ({e})"))?;
+        let jump = write_jump(space, &plan.patch, at)?;
         let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
         site.saved = plan.patch.saved.clone();
-        site.written = jump.clone();
+        site.written = jump;
         site.deferred = false;
         site.fast = Some(index);
         space.fast.sites.push(FastSite {
@@ -465,6 +506,10 @@ impl Tracer {
             timed_seen: None,
             live: true,
             hook: None,
+            fill: match plan.patch.pun {
+                Some(at) => Some(RuntimeAddr(at)),
+                None => plan.patch.fill.as_ref().map(|f| RuntimeAddr(f.at)),
+            },
         });
         // From now on rtrace claims no table entry from outside (see
         // `int3`): this detour claims them in the program.
@@ -601,6 +646,77 @@ impl Tracer {
             used: 0,
         });
         Ok(space.fast.areas.len() - 1)
+    }
+
+    /// Where the jump of pun `patch` (space `key`) leads: a free place in
+    /// its window, in a page of puns already mapped, or in one mapped (by
+    /// `tid`) in a gap of the address space. Taken.
+    fn pun_at(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        patch: &detour::Patch,
+    ) -> std::result::Result<RuntimeAddr, String> {
+        const LEN: u64 = detour::JMP_LEN as u64;
+        let (lo, hi) = patch.pun_window().ok_or("not a pun")?;
+        let free = |used: &[u64], at: u64| used.iter().all(|&u| at + LEN <= u || u + LEN <= at);
+        let space = &self.world.spaces[&key];
+        for (i, page) in space.fast.puns.iter().enumerate() {
+            let (from, to) = (
+                lo.max(page.base.get()),
+                hi.min(page.base.get() + page.size - LEN),
+            );
+            if let Some(at) = (from..=to).find(|&at| free(&page.used, at)) {
+                self.world
+                    .spaces
+                    .get_mut(&key)
+                    .ok_or("the process is gone")?
+                    .fast
+                    .puns[i]
+                    .used
+                    .push(at);
+                return Ok(RuntimeAddr(at));
+            }
+        }
+        let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
+        let size = 2 * PAGE;
+        let base = place_area(&maps, space.exe(), lo & !(PAGE - 1), size)
+            .filter(|&b| b <= hi && lo.max(b) + LEN <= b + size)
+            .ok_or("no free address where an instruction pun's jump leads")?;
+        let scratch = space.scratch.ok_or("no scratch page")?;
+        let got = self
+            .inject_syscall(
+                tid,
+                scratch.offset(SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_mmap,
+                &[
+                    base,
+                    size,
+                    (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .map_err(|e| format!("no page could be mapped for an instruction pun ({e})"))?
+            as u64;
+        if got != base {
+            let _ = self.munmap_in(tid, key, RuntimeAddr(got), size);
+            return Err("no page could be mapped where an instruction pun's jump leads".into());
+        }
+        let at = lo.max(base);
+        self.world
+            .spaces
+            .get_mut(&key)
+            .ok_or("the process is gone")?
+            .fast
+            .puns
+            .push(super::state::PunPage {
+                base: RuntimeAddr(base),
+                size,
+                used: vec![at],
+            });
+        Ok(RuntimeAddr(at))
     }
 
     /// Unmaps `len` bytes at `addr` in space `key`, by `tid` (stopped).

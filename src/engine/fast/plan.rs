@@ -9,7 +9,8 @@ use std::rc::Rc;
 use crate::addr::{Pid, RuntimeAddr};
 use crate::arch::detour::{self, ring, CaptureKind, Patch};
 use crate::arch::RegSet;
-use crate::engine::space::Placement;
+use crate::engine::space::{Placement, Space};
+use crate::symbols::Module;
 use std::time::Instant;
 
 use crate::engine::tracer::{Consumers, Tracer, World};
@@ -103,6 +104,9 @@ impl Tracer {
                 .all(|s| s.kind == ProbeKind::Function { returns: true });
         let probes_here = site.probes.clone();
         let patch = self.plan_bytes(key, addr, false)?;
+        if let (Some(fill), Some(space)) = (&patch.fill, self.world.spaces.get_mut(&key)) {
+            space.fast.fills_planned.insert(RuntimeAddr(fill.at));
+        }
         let mut kinds: Vec<CaptureKind> = capture
             .strings
             .iter()
@@ -188,7 +192,33 @@ impl Tracer {
             }
         }
         let patch = match hook {
-            false => detour::plan_patch(&bytes, start.get(), addr.get())?,
+            false => {
+                let after = fill_after(space, m, end);
+                let pun = |why: detour::PatchRefusal, refusal: Refusal| {
+                    let mut p = detour::plan_pun(&bytes, &after, start.get(), addr.get())
+                        .map_err(|_| refusal)?;
+                    p.near_refusal = Some(why);
+                    Ok::<_, Refusal>(p)
+                };
+                match detour::plan_site(&bytes, &after, start.get(), addr.get()) {
+                    Ok(mut p) if p.hop => {
+                        p.fill = fill_for(space, m, &p);
+                        match p.fill {
+                            Some(_) => p,
+                            None => {
+                                let why = p
+                                    .near_refusal
+                                    .clone()
+                                    .unwrap_or(detour::PatchRefusal::TooShort { have: p.len });
+                                pun(why.clone(), Refusal::NoFill(why))?
+                            }
+                        }
+                    }
+                    Ok(p) => p,
+                    Err(why) if why.hop_may_help() => pun(why.clone(), Refusal::Patch(why))?,
+                    Err(why) => return Err(why.into()),
+                }
+            }
             true => {
                 // What follows the function up to the next one (at most a
                 // jump's length is needed).
@@ -204,44 +234,176 @@ impl Tracer {
                 detour::plan_hook_patch(&bytes, &padding, start.get(), addr.get())?
             }
         };
-        let replaced = addr.get()..addr.get() + patch.len as u64;
-        // Code elsewhere in the module (another function) may jump in too.
-        let inside = m.to_link(addr.offset(1))..m.to_link(addr.offset(patch.len as i64));
-        if let Some((at, to)) = m.elf.code_ref_into(inside.start, inside.end) {
-            let whose = m
-                .elf
-                .function_at(at)
-                .map(|(s, off)| (m.elf.shown_name(s).to_string(), off));
-            return Err(Refusal::CodeRefInto {
-                at: m.to_runtime(at).get(),
-                whose,
-                to: m.to_runtime(to).get(),
-            });
+        let why = match check_module(space, m, addr, &patch) {
+            Ok(()) => return Ok(patch),
+            Err(why) => why,
+        };
+        // Code elsewhere jumps into the bytes, or they hold something of
+        // rtrace's: a hop or a pun replaces only the first instruction.
+        if hook || patch.hop || patch.pun_free > 0 {
+            return Err(why);
         }
-        // Nor may another function begin there.
-        let starts = m
-            .elf
-            .functions()
-            .iter()
-            .any(|f| f.addr > inside.start.offset(-1) && f.addr < inside.end);
-        if starts {
-            return Err(Refusal::FunctionBeginsInside);
+        let after = fill_after(space, m, end);
+        if let Ok(mut hop) = detour::plan_hop(&bytes, &after, start.get(), addr.get()) {
+            hop.fill = fill_for(space, m, &hop);
+            if hop.fill.is_some() && check_module(space, m, addr, &hop).is_ok() {
+                return Ok(hop);
+            }
         }
-        if space
-            .sites
-            .iter()
-            .any(|(a, _)| a != addr && replaced.contains(&a.get()))
-        {
-            return Err(Refusal::BreakpointInside);
+        match detour::plan_pun(&bytes, &after, start.get(), addr.get()) {
+            Ok(pun) if check_module(space, m, addr, &pun).is_ok() => Ok(pun),
+            _ => Err(why),
         }
-        let overlaps = space.fast.sites.iter().any(|f| {
-            f.live && f.addr.get() < replaced.end && replaced.start < f.addr.get() + f.len as u64
-        });
-        if overlaps {
-            return Err(Refusal::JumpOverlaps);
-        }
-        Ok(patch)
     }
+}
+
+/// Refuses `patch` (at `addr`, in module `m`) when code elsewhere in the
+/// module branches or refers strictly inside the bytes it replaces, another
+/// function begins there, or another breakpoint or jump is there.
+fn check_module(
+    space: &Space,
+    m: &Module,
+    addr: RuntimeAddr,
+    patch: &detour::Patch,
+) -> std::result::Result<(), Refusal> {
+    let replaced = addr.get()..addr.get() + patch.len as u64;
+    // Code elsewhere in the module (another function) may jump in too,
+    // but not into the bytes a pun writes as they were.
+    let moved = match patch.pun_free {
+        0 => patch.len,
+        n => n,
+    };
+    let inside = m.to_link(addr.offset(1))..m.to_link(addr.offset(moved as i64));
+    if let Some((at, to)) = m.elf.code_ref_into(inside.start, inside.end) {
+        let whose = m
+            .elf
+            .function_at(at)
+            .map(|(s, off)| (m.elf.shown_name(s).to_string(), off));
+        return Err(Refusal::CodeRefInto {
+            at: m.to_runtime(at).get(),
+            whose,
+            to: m.to_runtime(to).get(),
+        });
+    }
+    // Nor may another function begin there.
+    let starts = m
+        .elf
+        .functions()
+        .iter()
+        .any(|f| f.addr > inside.start.offset(-1) && f.addr < inside.end);
+    if starts {
+        return Err(Refusal::FunctionBeginsInside);
+    }
+    if space
+        .sites
+        .iter()
+        .any(|(a, _)| a != addr && replaced.contains(&a.get()))
+    {
+        return Err(Refusal::BreakpointInside);
+    }
+    let overlaps = space.fast.sites.iter().any(|f| {
+        f.live && f.addr.get() < replaced.end && replaced.start < f.addr.get() + f.len as u64
+    });
+    if overlaps {
+        return Err(Refusal::JumpOverlaps);
+    }
+    Ok(())
+}
+
+/// The most fill looked at after a function (functions are aligned to at
+/// most 64 bytes).
+const FILL_MAX: u64 = 64;
+
+/// The bytes after the function ending at `end` (runtime) up to the next
+/// function of module `m`, at most [`FILL_MAX`], as they are in memory now
+/// (a hop's fill already written there is not dead).
+fn fill_after(space: &Space, m: &Module, end: RuntimeAddr) -> Vec<u8> {
+    let link = m.to_link(end);
+    let functions = m.elf.functions();
+    let i = functions.partition_point(|f| f.addr < link);
+    let next = functions
+        .get(i)
+        .map_or(FILL_MAX, |f| (f.addr.get() - link.get()).min(FILL_MAX));
+    space.mem.read_vec(end, next as usize).unwrap_or_default()
+}
+
+/// Dead fill for the hop of `patch` (module `m`): [`detour::JMP_LEN`]
+/// bytes within a `jmp rel8`'s reach, in the fill right after the end of
+/// one of the module's functions, as the file has them and the memory
+/// still does, that no code refers to, no site, breakpoint or other fill
+/// uses, and outside the site's own replaced bytes.
+///
+/// The fill after a function runs up to the next known function, or, when
+/// a function the symbols do not name may follow (a stripped static one),
+/// up to the last 16-byte boundary within it: code begins on such a
+/// boundary, never in the middle of the `nop`s that lead to it.
+pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Option<detour::Fill> {
+    let from = patch.addr as i64 + detour::HOP_LEN as i64;
+    let (lo, hi) = (
+        from + detour::HOP_REACH.0,
+        from + detour::HOP_REACH.1 - detour::JMP_LEN as i64 + 1,
+    );
+    let reach = |slot: u64| (lo..=hi).contains(&(slot as i64));
+    let replaced = patch.addr..patch.addr + patch.len as u64;
+    let functions = m.elf.functions();
+    let link_hi = m.to_link(RuntimeAddr(hi as u64)).get();
+    let upto = functions.partition_point(|f| f.addr.get() <= link_hi);
+    // Functions ending within reach start before its end; the nearest few
+    // are enough (a long one could start far before: its end is checked).
+    for f in functions[..upto].iter().rev().take(64) {
+        if f.size == 0 {
+            continue;
+        }
+        let end = f.addr.get() + f.size;
+        let end_rt = m.to_runtime(crate::addr::LinkAddr(end)).get();
+        if (end_rt as i64) > hi || (end_rt as i64) + (FILL_MAX as i64) < lo {
+            continue;
+        }
+        let next = functions[functions.partition_point(|g| g.addr.get() < end)..]
+            .first()
+            .map(|g| g.addr.get());
+        let len = next.map_or(FILL_MAX, |n| (n - end).min(FILL_MAX)) as usize;
+        let Some(file) = m.elf.bytes_at(crate::addr::LinkAddr(end), len) else {
+            continue;
+        };
+        let mut dead = detour::dead_fill(file, end) as u64;
+        if Some(end + dead) != next {
+            dead = ((end + dead) & !15).saturating_sub(end);
+        }
+        let Ok(now) = space.mem.read_vec(RuntimeAddr(end_rt), dead as usize) else {
+            continue;
+        };
+        let mut k = 0;
+        while k + detour::JMP_LEN as u64 <= dead {
+            let slot = end_rt + k;
+            let span = slot..slot + detour::JMP_LEN as u64;
+            k += detour::JMP_LEN as u64;
+            let at = (slot - end_rt) as usize;
+            let bytes = &file[at..at + detour::JMP_LEN];
+            let free = reach(slot)
+                && (span.start >= replaced.end || span.end <= replaced.start)
+                && now[at..at + detour::JMP_LEN] == *bytes
+                && !space
+                    .fills
+                    .keys()
+                    .chain(space.fast.fills_planned.iter())
+                    .any(|f| f.get() < span.end && span.start < f.get() + detour::JMP_LEN as u64)
+                && !space.sites.iter().any(|(a, _)| span.contains(&a.get()))
+                && m.elf
+                    .code_ref_into(
+                        crate::addr::LinkAddr(end + at as u64).offset(-1),
+                        crate::addr::LinkAddr(end + at as u64 + detour::JMP_LEN as u64),
+                    )
+                    .is_none();
+            if free {
+                return Some(detour::Fill {
+                    at: slot,
+                    saved: bytes.to_vec(),
+                });
+            }
+        }
+    }
+    None
 }
 
 /// Tells the listeners how the sites of each probe armed in the traced

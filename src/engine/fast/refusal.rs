@@ -51,6 +51,9 @@ pub(crate) enum Refusal {
     CodeUnreadable(String),
     /// The bytes cannot take a jump ([`detour::plan_patch`]).
     Patch(PatchRefusal),
+    /// The bytes cannot take a jump (why), and no dead fill is within a
+    /// short jump's reach for a hop.
+    NoFill(PatchRefusal),
     /// Code elsewhere in the module (at `at`, in `whose`: function and
     /// offset) jumps to `to`, inside the bytes a jump would replace.
     CodeRefInto {
@@ -117,6 +120,7 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::CodeUnreadable(e) => write!(f, "its code cannot be read ({e})"),
             Refusal::Patch(why) => write!(f, "{why}"),
+            Refusal::NoFill(why) => write!(f, "{why}, and no padding is near for a short jump"),
             Refusal::CodeRefInto { at, whose, to } => {
                 write!(f, "code at {at:#x}")?;
                 if let Some((name, off)) = whose {
@@ -182,6 +186,9 @@ impl Refusal {
             | Refusal::ChildWithoutRing
             | Refusal::PatchedAfterFork => self.to_string(),
             Refusal::Patch(why) => why.general(),
+            Refusal::NoFill(why) => {
+                format!("{}, and no padding is near for a short jump", why.general())
+            }
             Refusal::CodeRefInto { whose, .. } => {
                 let whose = whose
                     .as_ref()

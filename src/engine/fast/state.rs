@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
-use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
+use crate::arch::detour::{self, ring, table, CaptureField, Detour, RingLayout, Stub};
 use crate::handler::Site;
 use crate::sys::shm::SharedMap;
 
@@ -51,6 +51,16 @@ pub(crate) struct Ring {
 pub(crate) struct Area {
     pub base: RuntimeAddr,
     pub used: u64,
+}
+
+/// Pages mapped where instruction puns' jumps lead (see
+/// `detour::plan_pun`): each holds the `jmp rel32`s to their detours, at
+/// the addresses the puns chose (`used`).
+#[derive(Clone, Debug)]
+pub(crate) struct PunPage {
+    pub base: RuntimeAddr,
+    pub size: u64,
+    pub used: Vec<u64>,
 }
 
 /// A thread that died with records possibly unread (see
@@ -99,11 +109,19 @@ pub(crate) struct FastSite {
     pub live: bool,
     /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
     pub hook: Option<crate::arch::hook::HookKind>,
+    /// A hop's fill or a pun's address: the `jmp rel32` to the detour.
+    pub fill: Option<RuntimeAddr>,
 }
 
 impl FastSite {
+    /// True when `ip` is in its detour, or at its fill's jump (a thread
+    /// there has done nothing yet: it is brought out as from the detour's
+    /// first instruction, after one step).
     pub(super) fn contains_ip(&self, ip: u64) -> bool {
-        (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
+        let fill = self
+            .fill
+            .is_some_and(|f| (f.get()..f.get() + detour::JMP_LEN as u64).contains(&ip));
+        fill || (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
     }
 }
 
@@ -136,6 +154,9 @@ pub(crate) struct FastState {
     /// Why no ring could be made here (every site stays int3).
     pub(super) broken: Option<String>,
     pub(super) areas: Vec<Area>,
+    pub(super) puns: Vec<PunPage>,
+    /// The fills chosen for hops planned and not yet written (one batch).
+    pub(super) fills_planned: HashSet<RuntimeAddr>,
     pub(super) sites: Vec<FastSite>,
     /// Why a site address cannot be fast (judged once per set of owners).
     pub(super) refused: HashMap<RuntimeAddr, Refusal>,
@@ -231,6 +252,7 @@ impl FastState {
     pub(super) fn mappings(&self) -> Vec<(RuntimeAddr, u64)> {
         let mut v: Vec<(RuntimeAddr, u64)> =
             self.areas.iter().map(|a| (a.base, AREA_SIZE)).collect();
+        v.extend(self.puns.iter().map(|p| (p.base, p.size)));
         let layout = self.ring.as_ref().map(|r| r.layout).or(self.ring_wanted);
         if let Some(l) = layout {
             v.push((RuntimeAddr(l.base), l.size()));
@@ -249,6 +271,8 @@ impl FastState {
             ring_wanted: self.ring.as_ref().map(|r| r.layout),
             broken: self.broken.clone(),
             areas: self.areas.clone(),
+            puns: self.puns.clone(),
+            fills_planned: HashSet::new(),
             // Its ring's counters start from zero.
             sites: self
                 .sites
@@ -339,6 +363,7 @@ impl FastState {
     /// there is forgotten.
     pub(in crate::engine) fn keep_mapped(&mut self, mapped: impl Fn(RuntimeAddr) -> bool) {
         self.areas.retain(|a| mapped(a.base));
+        self.puns.retain(|p| mapped(p.base));
         if self.stub.as_ref().is_some_and(|s| !mapped(s.table)) {
             self.stub = None;
         }
@@ -406,6 +431,7 @@ impl FastState {
         self.ring = None;
         self.ring_wanted = None;
         self.areas.clear();
+        self.puns.clear();
         fast
     }
 }
