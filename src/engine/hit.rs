@@ -285,7 +285,21 @@ impl Tracer {
             failed,
         };
         // 3. The displaced instruction; 4. and 5. in `finish_hit`, or when
-        // the step out of line completes.
+        // the step out of line completes. At a site's first hit, the jump
+        // may be written now: the thread then runs the detour's copy of
+        // the displaced instructions.
+        match fast::patch_at_hit(self, tid, key, addr, &regs) {
+            Ok(Some(displaced)) => {
+                regs.set_ip(displaced);
+                in_progress.done();
+                return self.finish_hit(tid, key, pid, regs, hit);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.unhijack(key, hit.hijacked);
+                return Err(e);
+            }
+        }
         let space = &self.world.spaces[&key];
         let len = u64::from(plan.len);
         match &plan.strategy {

@@ -52,6 +52,13 @@ pub struct Options {
     /// thread; the records reach the handlers' `on_entry` within a few
     /// milliseconds. Every other site stays an int3 breakpoint.
     pub fast: bool,
+    /// Fast sites are patched at their first hit rather than when they are
+    /// armed: each is an int3 until a thread stops there, then the jump
+    /// is written from that stop and the next hits take it (one stop per
+    /// site, whatever its calls). rtrace does this by itself for a site a
+    /// thread is inside when it is armed. Off, the others are patched at
+    /// once.
+    pub first_hit: bool,
     /// What a fast probe does when the ring it shares with rtrace is full
     /// (`--overflow`).
     pub overflow: Overflow,

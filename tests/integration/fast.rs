@@ -500,6 +500,7 @@ const FAST_ENTRIES: Options = Options {
     follow_forks: false,
     step: rtrace::StepMode::Auto,
     fast: true,
+    first_hit: false,
     overflow: rtrace::Overflow::Block,
     pass_signal_on: false,
     returns: rtrace::ReturnMode::Stub,

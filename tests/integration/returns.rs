@@ -610,14 +610,23 @@ impl rtrace::Handler for Watcher {
 /// Runs `count N` with a [`Watcher`] per entry of `how` on `work`, int3
 /// probes whose returns are seen `mode`: what each saw, and the stops.
 fn watched(n: u32, mode: rtrace::ReturnMode, how: &[Option<rtrace::Returns>]) -> (Vec<Calls>, u64) {
+    let opts = rtrace::Options {
+        returns: mode,
+        ..rtrace::Options::default()
+    };
+    watched_with(n, opts, how)
+}
+
+/// [`watched`] with the tracer's options given.
+fn watched_with(
+    n: u32,
+    opts: rtrace::Options,
+    how: &[Option<rtrace::Returns>],
+) -> (Vec<Calls>, u64) {
     let how = how.to_vec();
     crate::fixtures::bounded(move |session| {
         let mut cmd = std::process::Command::new(fixture("count", Variant::Pie));
         cmd.arg(n.to_string());
-        let opts = rtrace::Options {
-            returns: mode,
-            ..rtrace::Options::default()
-        };
         let mut tracer = session.launch(&cmd, opts).expect("launch");
         let seen: Vec<_> = how
             .iter()
@@ -673,6 +682,39 @@ fn an_int3_call_costs_one_stop_with_the_return_stub_and_two_without() {
         };
         assert_eq!(big[0].live, live, "{mode:?}");
     }
+}
+
+/// A fast site patched at its first hit (`Options::first_hit`): the first
+/// call is an int3 stop (one stop more than the same run with the site
+/// patched when armed), and every later call takes the jump (between 100
+/// and 2,100 calls the stops do not grow). Every call is seen, with its
+/// value, either way.
+#[test]
+fn a_site_patched_at_its_first_hit_stops_once() {
+    let opts = |first_hit| rtrace::Options {
+        fast: true,
+        first_hit,
+        ..rtrace::Options::default()
+    };
+    let mut stops = Vec::new();
+    for first_hit in [false, true] {
+        let (small, small_stops) = watched_with(100, opts(first_hit), &[None]);
+        let (big, big_stops) = watched_with(2100, opts(first_hit), &[None]);
+        assert_eq!(small[0].entries, 100, "first_hit {first_hit}");
+        assert_eq!(small[0].retvals, work_values(100), "first_hit {first_hit}");
+        assert_eq!(big[0].entries, 2100, "first_hit {first_hit}");
+        assert_eq!(big[0].retvals, work_values(2100), "first_hit {first_hit}");
+        assert_eq!(
+            big_stops, small_stops,
+            "first_hit {first_hit}: {small_stops} stops for 100 calls, {big_stops} for 2100"
+        );
+        stops.push(small_stops);
+    }
+    assert_eq!(
+        stops[1],
+        stops[0] + 1,
+        "patched when armed, at its first hit: {stops:?}"
+    );
 }
 
 /// A handler that asks for a stop at the return (`Returns::Stop`) gets it,

@@ -359,6 +359,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         follow_forks: cli.follow_forks,
         step: cli.step,
         fast: cli.fast,
+        first_hit: false,
         overflow: match cli.overflow {
             args::OverflowWhen::Block => Overflow::Block,
             args::OverflowWhen::Drop => Overflow::Drop,

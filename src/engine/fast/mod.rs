@@ -129,6 +129,25 @@ pub(in crate::engine) fn before_signal(r: &mut Reader, key: Pid) -> Result<()> {
     r.drain_through(key)
 }
 
+/// Thread `tid` of space `key` hit the int3 of `addr` (its registers
+/// `regs`, at `addr`), its handlers run and its return arranged: when the
+/// site waits for its first hit to be patched, it is patched now (stops
+/// the space's world) and the address the thread goes on at (the detour's
+/// displaced instructions) is returned. Touches that space's fast state and
+/// code.
+pub(in crate::engine) fn patch_at_hit(
+    t: &mut Tracer,
+    tid: Tid,
+    key: Pid,
+    addr: RuntimeAddr,
+    regs: &crate::arch::Regs,
+) -> Result<Option<u64>> {
+    match t.opts.fast {
+        true => t.patch_at_hit(tid, key, addr, regs),
+        false => Ok(None),
+    }
+}
+
 /// A trap that is no probe's and none of rtrace's breakpoints: true when it
 /// is the return stub's orphan `int3` (the thread is then moved on; the
 /// caller resumes it). Touches that thread's registers and calls in flight.

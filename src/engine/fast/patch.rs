@@ -240,7 +240,10 @@ impl Tracer {
             .sites
             .iter()
             .filter(|(a, s)| {
-                s.fast.is_none() && !s.probes.is_empty() && !space.fast.refused.contains_key(a)
+                s.fast.is_none()
+                    && !s.probes.is_empty()
+                    && !space.fast.refused.contains_key(a)
+                    && !space.fast.first_hit.contains(a)
             })
             .map(|(a, _)| a)
             .collect();
@@ -264,10 +267,52 @@ impl Tracer {
         }
         self.with_world_stopped(World::Space(key), |t, quiet| {
             if !plans.is_empty() {
-                t.patch_planned(key, plans, quiet)?;
+                t.patch_planned(key, plans, quiet, false)?;
             }
             // After the user's sites: the ring and the stub exist now.
             t.patch_planned_hooks(key, quiet)
+        })
+    }
+
+    /// Thread `tid` (of space `key`) is stopped at the int3 of `addr`, a
+    /// site waiting for its first hit to be patched (see
+    /// [`FastState::first_hit`]), its registers `regs` (the instruction
+    /// pointer at `addr`): with every other thread of the space stopped, the
+    /// site is patched, as the kernel optimises a uprobe at its first hit.
+    /// The thread is at the site, not inside the bytes; it goes on through
+    /// the detour's displaced instructions (the hit itself is this stop's).
+    /// The address to go on at, or None when the site stays an int3 (a
+    /// thread is inside its bytes again: the next hit tries; or it was
+    /// refused since).
+    pub(super) fn patch_at_hit(
+        &mut self,
+        tid: Tid,
+        key: Pid,
+        addr: RuntimeAddr,
+        regs: &crate::arch::Regs,
+    ) -> Result<Option<u64>> {
+        let waiting = self
+            .world
+            .spaces
+            .get_mut(&key)
+            .is_some_and(|s| s.fast.first_hit.remove(&addr));
+        if !waiting || self.halting {
+            return Ok(None);
+        }
+        ptrace::setregs(tid, regs)?;
+        self.with_world_stopped(World::Space(key), |t, quiet| {
+            match t.plan_fast(key, addr) {
+                Ok(plan) => t.patch_planned(key, vec![plan], quiet, true)?,
+                Err(why) => {
+                    t.space_mut(key)?.fast.refused.insert(addr, why);
+                }
+            }
+            let space = t.space_mut(key)?;
+            space.fast.fills_planned.clear();
+            let index = space.sites.get(addr).and_then(|s| s.fast);
+            Ok(index
+                .and_then(|i| space.fast.sites.get(i as usize))
+                .map(|f| f.detour.displaced))
         })
     }
 
@@ -325,6 +370,7 @@ impl Tracer {
         key: Pid,
         mut plans: Vec<Planned>,
         quiet: &[Tid],
+        at_hit: bool,
     ) -> Result<()> {
         let Some(tid) = self.injector(key, quiet) else {
             // Try again later.
@@ -392,8 +438,14 @@ impl Tracer {
         for plan in plans {
             let addr = plan.addr;
             let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;
-            if ips.iter().any(|ip| inside.contains(ip)) || stepping.contains(&addr) {
-                self.space_mut(key)?.fast.dirty = true;
+            // A thread inside the bytes (or stepping over the site's int3)
+            // now: the site is an int3 until its first hit, whose stop
+            // shows that thread out of them. So too every site, when asked.
+            if ips.iter().any(|ip| inside.contains(ip))
+                || stepping.contains(&addr)
+                || (self.opts.first_hit && !at_hit)
+            {
+                self.space_mut(key)?.fast.first_hit.insert(addr);
                 continue;
             }
             if let Err(why) = self.patch_one(key, tid, plan, tp) {

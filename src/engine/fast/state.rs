@@ -157,6 +157,9 @@ pub(crate) struct FastState {
     pub(super) puns: Vec<PunPage>,
     /// The fills chosen for hops planned and not yet written (one batch).
     pub(super) fills_planned: HashSet<RuntimeAddr>,
+    /// Sites judged fast that stay int3 until their first hit, patched
+    /// from that stop (see `Tracer::patch_at_hit`).
+    pub(super) first_hit: HashSet<RuntimeAddr>,
     pub(super) sites: Vec<FastSite>,
     /// Why a site address cannot be fast (judged once per set of owners).
     pub(super) refused: HashMap<RuntimeAddr, Refusal>,
@@ -273,6 +276,7 @@ impl FastState {
             areas: self.areas.clone(),
             puns: self.puns.clone(),
             fills_planned: HashSet::new(),
+            first_hit: self.first_hit.clone(),
             // Its ring's counters start from zero.
             sites: self
                 .sites
@@ -347,6 +351,7 @@ impl FastState {
     pub(in crate::engine) fn on_arm(&mut self, addr: RuntimeAddr, user: bool) {
         if user {
             self.refused.remove(&addr);
+            self.first_hit.remove(&addr);
         }
         self.dirty = true;
     }
@@ -357,6 +362,7 @@ impl FastState {
             f.live = false;
         }
         self.refused.remove(&addr);
+        self.first_hit.remove(&addr);
     }
 
     /// A forked child's memory: what of the copied state is not `mapped`
