@@ -679,6 +679,18 @@ fn jmp_rel32(from: u64, to: u64) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// The length of [`far_jump`].
+pub const FAR_JUMP_LEN: usize = 14;
+
+/// `jmp qword [rip]` and the address it reads: an indirect jump to `to`,
+/// at any distance, for a detour out of a `jmp rel32`'s reach (written into
+/// dead fill within reach of the site).
+pub fn far_jump(to: u64) -> Vec<u8> {
+    let mut bytes = vec![0xff, 0x25, 0, 0, 0, 0];
+    bytes.extend_from_slice(&to.to_le_bytes());
+    bytes
+}
+
 /// The bytes of the patch, as (address, bytes) to write: `jmp rel32` from
 /// `patch.addr` to `detour`, then `int3` over the rest of the replaced
 /// bytes (never executed: no branch lands there); for a hop, the `jmp

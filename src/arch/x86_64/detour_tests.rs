@@ -1218,3 +1218,33 @@ fn a_jump_table_or_a_call_after_the_first_instruction_takes_a_hop() {
     let f = [0x53, 0x89, 0xfb, 0xff, 0xcb, 0x75, 0xfc, 0x5b, 0xc3];
     assert!(plan_site(&f, &[], START, START).is_err());
 }
+
+#[test]
+fn a_detour_out_of_a_jumps_reach_goes_back_indirectly() {
+    // push rbp; mov rbp,rsp; mov [rbp-0x14],edi (7 bytes): no RIP-relative
+    // operand, so it runs anywhere.
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let far = START + (8 << 30);
+    let d = assemble_detour(
+        &patch,
+        &DetourSpec {
+            at: far,
+            ..base_spec()
+        },
+    )
+    .unwrap();
+    let at = (d.displaced - far) as usize;
+    let moved = decode_all(&d.code[at..], d.displaced);
+    let back = &moved[patch_insns(&patch)];
+    assert_eq!(back.code(), Code::Jmp_rm64, "{back}");
+    let w = (back.ip_rel_memory_address() - far) as usize;
+    let word = u64::from_le_bytes(d.code[w..w + 8].try_into().unwrap());
+    assert_eq!(word, START + 7);
+    // The far jump the site leads to reads its target after itself.
+    let bytes = far_jump(far);
+    assert_eq!(bytes.len(), FAR_JUMP_LEN);
+    let j = decode_all(&bytes, START - 64)[0];
+    assert_eq!(j.code(), Code::Jmp_rm64);
+    assert_eq!(j.ip_rel_memory_address(), START - 64 + 6);
+    assert_eq!(u64::from_le_bytes(bytes[6..].try_into().unwrap()), far);
+}

@@ -229,7 +229,7 @@ impl Tracer {
             timed_seen: None,
             live: true,
             hook: Some(plan.kind),
-            fill: None,
+            outside: Vec::new(),
         });
         Ok(())
     }

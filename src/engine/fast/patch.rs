@@ -58,7 +58,21 @@ pub(super) const PAGE: u64 = 4096;
 /// heap yet, above the executable's last mapping, where `brk` starts), and
 /// below the stack.
 pub(crate) fn place_area(maps: &[Mapping], exe: &Path, near: u64, size: u64) -> Option<u64> {
-    let reach = (1u64 << 31) - 2 * AREA_SIZE;
+    place_area_within(maps, exe, near, size, NEAR)
+}
+
+/// How far from the code it serves a detour area may be, for a `jmp rel32`
+/// to reach every detour in it.
+pub(super) const NEAR: u64 = (1u64 << 31) - 2 * AREA_SIZE;
+
+/// [`place_area`] within `reach` of `near` (anywhere: `u64::MAX`).
+pub(crate) fn place_area_within(
+    maps: &[Mapping],
+    exe: &Path,
+    near: u64,
+    size: u64,
+    reach: u64,
+) -> Option<u64> {
     let exe_last = maps
         .iter()
         .filter(|m| Path::new(&m.name) == exe)
@@ -483,7 +497,19 @@ impl Tracer {
                 layout.slot_size
             ));
         }
-        let (area, at) = self.room_near(key, tid, near)?;
+        // No room within a jump's reach (the address space around the code
+        // is taken): the detour goes anywhere, and the site's jump leads to
+        // an indirect jump written into the module's dead fill.
+        let (area, at, far) = match self.room_near(key, tid, near) {
+            Ok((area, at)) => (area, at, None),
+            Err(why) => {
+                let space = &self.world.spaces[&key];
+                let m = space.modules.module_at(plan.addr).ok_or(why.clone())?;
+                let far = super::plan::far_fill(space, m, plan.addr).ok_or(why)?;
+                let (area, at) = self.room_within(key, tid, near, u64::MAX)?;
+                (area, at, Some(far))
+            }
+        };
         let space = self
             .world
             .spaces
@@ -533,9 +559,30 @@ impl Tracer {
             return Err("no return stub".into());
         }
         let code = detour::assemble_detour(&plan.patch, &spec)?;
-        detour::jump(&plan.patch, at.get()).ok_or("its detour is out of a jump's reach")?;
+        let to = far.as_ref().map_or(at, |f| RuntimeAddr(f.at));
+        detour::jump(&plan.patch, to.get()).ok_or("its detour is out of a jump's reach")?;
         write_code(space, area, at, &code.code, "its detour")?;
-        let jump = write_jump(space, &plan.patch, at)?;
+        let mut outside = Vec::new();
+        if let Some(f) = far {
+            let bytes = detour::far_jump(at.get());
+            space
+                .mem
+                .write(RuntimeAddr(f.at), &bytes)
+                .map_err(|e| format!("the jump cannot be written ({e})"))?;
+            outside.push((RuntimeAddr(f.at), bytes.len() as u64));
+            let undo = crate::engine::space::Undo {
+                saved: f.saved,
+                written: bytes,
+            };
+            space.fills.insert(RuntimeAddr(f.at), undo);
+        }
+        let jump = write_jump(space, &plan.patch, to)?;
+        if let Some(at) = plan.patch.pun {
+            outside.push((RuntimeAddr(at), detour::JMP_LEN as u64));
+        }
+        if let Some(f) = &plan.patch.fill {
+            outside.push((RuntimeAddr(f.at), detour::JMP_LEN as u64));
+        }
         let site = space.sites.get_mut(plan.addr).ok_or("the site is gone")?;
         site.saved = plan.patch.saved.clone();
         site.written = jump;
@@ -558,10 +605,7 @@ impl Tracer {
             timed_seen: None,
             live: true,
             hook: None,
-            fill: match plan.patch.pun {
-                Some(at) => Some(RuntimeAddr(at)),
-                None => plan.patch.fill.as_ref().map(|f| RuntimeAddr(f.at)),
-            },
+            outside,
         });
         // From now on rtrace claims no table entry from outside (see
         // `int3`): this detour claims them in the program.
@@ -599,7 +643,9 @@ impl Tracer {
             as u64;
         let block = self.opts.overflow == Overflow::Block;
         let made = (|| {
-            let (area, at) = self.room_near(key, tid, near)?;
+            let (area, at) = self
+                .room_near(key, tid, near)
+                .or_else(|_| self.room_within(key, tid, near, u64::MAX))?;
             let space = self
                 .world
                 .spaces
@@ -644,20 +690,32 @@ impl Tracer {
         tid: Tid,
         near: RuntimeAddr,
     ) -> std::result::Result<(usize, RuntimeAddr), String> {
-        let area = self.area_near(key, tid, near)?;
+        self.room_within(key, tid, near, NEAR)
+    }
+
+    /// [`Tracer::room_near`] within `reach` of `near` (`u64::MAX`:
+    /// anywhere).
+    pub(super) fn room_within(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        near: RuntimeAddr,
+        reach: u64,
+    ) -> std::result::Result<(usize, RuntimeAddr), String> {
+        let area = self.area_near(key, tid, near, reach)?;
         let a = self.world.spaces[&key].fast.areas[area];
         Ok((area, a.base.offset(a.used as i64)))
     }
 
-    /// An area of space `key` with room for a detour within reach of `addr`,
-    /// mapped (by `tid`) if there is none.
+    /// An area of space `key` with room for a detour within `reach` of
+    /// `addr`, mapped (by `tid`) if there is none.
     pub(super) fn area_near(
         &mut self,
         key: Pid,
         tid: Tid,
         addr: RuntimeAddr,
+        reach: u64,
     ) -> std::result::Result<usize, String> {
-        let reach = (1u64 << 31) - 2 * AREA_SIZE;
         let space = &self.world.spaces[&key];
         if let Some(i) = space.fast.areas.iter().position(|a| {
             a.used + DETOUR_ROOM <= AREA_SIZE && a.base.get().abs_diff(addr.get()) < reach
@@ -665,7 +723,7 @@ impl Tracer {
             return Ok(i);
         }
         let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
-        let at = place_area(&maps, space.exe(), addr.get(), AREA_SIZE)
+        let at = place_area_within(&maps, space.exe(), addr.get(), AREA_SIZE, reach)
             .ok_or("no free address range within reach of a jump")?;
         let scratch = space.scratch.ok_or("no scratch page")?;
         let got = self

@@ -385,9 +385,16 @@ pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Opti
                 && now[at..at + detour::JMP_LEN] == *bytes
                 && !space
                     .fills
-                    .keys()
-                    .chain(space.fast.fills_planned.iter())
-                    .any(|f| f.get() < span.end && span.start < f.get() + detour::JMP_LEN as u64)
+                    .iter()
+                    .map(|(a, u)| (a.get(), u.saved.len() as u64))
+                    .chain(
+                        space
+                            .fast
+                            .fills_planned
+                            .iter()
+                            .map(|a| (a.get(), detour::JMP_LEN as u64)),
+                    )
+                    .any(|(a, n)| a < span.end && span.start < a + n)
                 && !space.sites.iter().any(|(a, _)| span.contains(&a.get()))
                 && m.elf
                     .code_ref_into(
@@ -401,6 +408,72 @@ pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Opti
                     saved: bytes.to_vec(),
                 });
             }
+        }
+    }
+    None
+}
+
+/// Dead fill in module `m` for a far detour's indirect jump
+/// ([`detour::FAR_JUMP_LEN`] bytes) within a `jmp rel32`'s reach of
+/// `site`: the fill after one of its functions (as [`fill_for`] judges
+/// fill), unused, unchanged, that no code refers to.
+pub(super) fn far_fill(space: &Space, m: &Module, site: RuntimeAddr) -> Option<detour::Fill> {
+    const LEN: u64 = detour::FAR_JUMP_LEN as u64;
+    let functions = m.elf.functions();
+    for (i, f) in functions.iter().enumerate() {
+        if f.size == 0 {
+            continue;
+        }
+        let end = f.addr.get() + f.size;
+        let next = functions[i + 1..]
+            .iter()
+            .map(|g| g.addr.get())
+            .find(|&a| a >= end);
+        let len = next.map_or(FILL_MAX, |n| (n - end).min(FILL_MAX)) as usize;
+        let Some(file) = m.elf.bytes_at(crate::addr::LinkAddr(end), len) else {
+            continue;
+        };
+        let mut dead = detour::dead_fill(file, end) as u64;
+        if Some(end + dead) != next {
+            dead = ((end + dead) & !15).saturating_sub(end);
+        }
+        if dead < LEN {
+            continue;
+        }
+        let at = m.to_runtime(crate::addr::LinkAddr(end));
+        if at.get().abs_diff(site.get()) >= super::patch::NEAR {
+            continue;
+        }
+        let span = at.get()..at.get() + LEN;
+        let taken = space
+            .fills
+            .iter()
+            .map(|(a, u)| (a.get(), u.saved.len() as u64))
+            .chain(
+                space
+                    .fast
+                    .fills_planned
+                    .iter()
+                    .map(|a| (a.get(), detour::JMP_LEN as u64)),
+            )
+            .any(|(a, n)| a < span.end && span.start < a + n)
+            || space.sites.iter().any(|(a, _)| span.contains(&a.get()));
+        let unchanged = space
+            .mem
+            .read_vec(at, LEN as usize)
+            .is_ok_and(|now| now == file[..LEN as usize]);
+        let referred = m
+            .elf
+            .code_ref_into(
+                crate::addr::LinkAddr(end).offset(-1),
+                crate::addr::LinkAddr(end + LEN),
+            )
+            .is_some();
+        if !taken && unchanged && !referred {
+            return Some(detour::Fill {
+                at: at.get(),
+                saved: file[..LEN as usize].to_vec(),
+            });
         }
     }
     None

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
-use crate::arch::detour::{self, ring, table, CaptureField, Detour, RingLayout, Stub};
+use crate::arch::detour::{ring, table, CaptureField, Detour, RingLayout, Stub};
 use crate::handler::Site;
 use crate::sys::shm::SharedMap;
 
@@ -109,19 +109,21 @@ pub(crate) struct FastSite {
     pub live: bool,
     /// One of rtrace's own hooks (see `hooks`), not a user probe's site.
     pub hook: Option<crate::arch::hook::HookKind>,
-    /// A hop's fill or a pun's address: the `jmp rel32` to the detour.
-    pub fill: Option<RuntimeAddr>,
+    /// The jumps outside the site that lead to its detour (address,
+    /// length): a hop's fill, a pun's, a far detour's indirect jump.
+    pub outside: Vec<(RuntimeAddr, u64)>,
 }
 
 impl FastSite {
-    /// True when `ip` is in its detour, or at its fill's jump (a thread
-    /// there has done nothing yet: it is brought out as from the detour's
-    /// first instruction, after one step).
+    /// True when `ip` is in its detour, or at one of the jumps that lead
+    /// there (a thread at one has done nothing yet: it is stepped to the
+    /// detour's first instruction, and brought out from there).
     pub(super) fn contains_ip(&self, ip: u64) -> bool {
-        let fill = self
-            .fill
-            .is_some_and(|f| (f.get()..f.get() + detour::JMP_LEN as u64).contains(&ip));
-        fill || (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
+        let outside = self
+            .outside
+            .iter()
+            .any(|&(a, len)| (a.get()..a.get() + len).contains(&ip));
+        outside || (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
     }
 }
 
