@@ -276,11 +276,14 @@ fn decode_at(code: &[u8], ip: u64) -> Decoder<'_> {
 ///
 /// - fewer than [`JMP_LEN`] bytes of whole instructions are left in the
 ///   function;
-/// - a displaced instruction cannot run elsewhere: a call (its return
-///   address would point into the detour), a system call or an interrupt (a
-///   thread could block or stop inside the detour), `pushf` (it would push
-///   the trap flag if a thread had to be stepped out of the detour),
-///   transactional memory, an invalid or privileged instruction;
+/// - a displaced instruction cannot run elsewhere: a system call or an
+///   interrupt (a thread could block or stop inside the detour), `pushf`
+///   (it would push the trap flag if a thread had to be stepped out of the
+///   detour), transactional memory, an invalid or privileged instruction,
+///   a call that is not the last displaced instruction (its return address
+///   would land inside the replaced bytes) or that calls through the stack
+///   pointer. The last displaced instruction may be a call: it moves as a
+///   push of its return address in the original code and a jump;
 /// - any direct branch in the function, or any RIP-relative address it
 ///   takes, lands strictly inside the replaced bytes (the kernel's
 ///   `can_optimize`), or the function jumps indirectly other than through a
