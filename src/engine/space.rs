@@ -145,9 +145,8 @@ pub(crate) struct Space {
     /// The dead fill (alignment padding between functions) that holds a
     /// hop's `jmp rel32` (see `detour::plan_site`), with what was there:
     /// code rtrace wrote outside any site, undone at the detach with the
-    /// sites, and in a forked child that is not followed. A fill stays
-    /// written while its site lives, fast or not (nothing else jumps
-    /// there: a dead jump to a live detour).
+    /// sites, and in a forked child that is not followed, or when its site
+    /// goes back to an int3 ([`Space::remove_fill`]).
     pub(super) fills: HashMap<RuntimeAddr, Undo>,
     /// The scratch area, once mapped.
     pub(super) scratch: Option<RuntimeAddr>,
@@ -462,6 +461,21 @@ impl Space {
             self.bury(site)?;
         }
         Ok(())
+    }
+
+    /// Puts back the bytes of the fill at `addr` (a hop's `jmp rel32`, a far
+    /// detour's indirect jump), if rtrace wrote there, and keeps its
+    /// tombstone (a child forked before has the jump).
+    pub fn remove_fill(&mut self, addr: RuntimeAddr) -> Result<()> {
+        let Some(undo) = self.fills.remove(&addr) else {
+            return Ok(());
+        };
+        let r = undo_write(&self.mem, addr, &undo);
+        if let Ok(Undone::Rewritten) = r {
+            self.rewritten.push(addr);
+        }
+        self.tombstones.insert(addr, undo);
+        r.map(|_| ())
     }
 
     /// Undoes a site taken out of the table, and keeps its tombstone.

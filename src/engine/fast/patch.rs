@@ -47,6 +47,10 @@ pub(super) const RING_NAME: &[u8] = b"rtrace-ring\0";
 
 pub(super) const RING_NAME_OFFSET: i64 = 8;
 
+/// The end of the user address space mappings go below without asking
+/// for more (x86-64's 47 bits, less the guard page: `TASK_SIZE_MAX`).
+pub(super) const USER_END: u64 = (1 << 47) - PAGE;
+
 /// Lowest address an area may take (`vm.mmap_min_addr`'s usual value).
 pub(super) const MIN_ADDR: u64 = 0x10000;
 
@@ -108,6 +112,8 @@ pub(crate) fn place_area_within(
             true => m.start.get().saturating_sub(GROWTH_ROOM),
             false => m.start.get(),
         };
+        // (Past the user address space: the vsyscall page, the kernel's.)
+        let hi = hi.min(USER_END);
         if hi > lo {
             consider(lo, hi);
         }
@@ -769,6 +775,9 @@ impl Tracer {
     ) -> std::result::Result<RuntimeAddr, String> {
         const LEN: u64 = detour::JMP_LEN as u64;
         let (lo, hi) = patch.pun_window().ok_or("not a pun")?;
+        if lo < MIN_ADDR || hi >= USER_END {
+            return Err("an instruction pun's jump would leave the address space".into());
+        }
         let free = |used: &[u64], at: u64| used.iter().all(|&u| at + LEN <= u || u + LEN <= at);
         let space = &self.world.spaces[&key];
         for (i, page) in space.fast.puns.iter().enumerate() {
@@ -991,12 +1000,57 @@ impl Tracer {
     /// int3, the rest the original bytes.
     fn take_jumps_off(&mut self, key: Pid, live: Vec<RuntimeAddr>) -> Result<()> {
         let mut first = Ok(());
+        let stopped: Vec<Tid> = self
+            .world
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
+            .map(|(t, _)| *t)
+            .collect();
         if let Some(space) = self.world.spaces.get_mut(&key) {
             for addr in live {
                 let Some(site) = space.sites.get_mut(addr) else {
                     continue;
                 };
                 let Some(index) = site.fast.take() else {
+                    continue;
+                };
+                // The jumps outside the site that lead to its detour go too:
+                // a thread at one has done nothing yet, and goes back to
+                // the site (an int3 again); a hop's fill and a far jump get
+                // their bytes back, a pun's place is free again.
+                let outside = space
+                    .fast
+                    .sites
+                    .get_mut(index as usize)
+                    .map(|f| std::mem::take(&mut f.outside))
+                    .unwrap_or_default();
+                for &tid in &stopped {
+                    let Ok(mut regs) = ptrace::getregs(tid) else {
+                        continue;
+                    };
+                    let ip = regs.ip();
+                    if outside
+                        .iter()
+                        .any(|&(a, n)| (a.get()..a.get() + n).contains(&ip))
+                    {
+                        regs.set_ip(addr.get());
+                        let r = ptrace::setregs(tid, &regs);
+                        if first.is_ok() {
+                            first = r;
+                        }
+                    }
+                }
+                for &(a, _) in &outside {
+                    let r = space.remove_fill(a);
+                    if first.is_ok() {
+                        first = r;
+                    }
+                    for page in space.fast.puns.iter_mut() {
+                        page.used.retain(|&u| u != a.get());
+                    }
+                }
+                let Some(site) = space.sites.get_mut(addr) else {
                     continue;
                 };
                 let mut bytes = site.saved.clone();

@@ -194,8 +194,14 @@ impl Tracer {
         let patch = match hook {
             false => {
                 let after = fill_after(space, m, end);
+                // A pun keeps the bytes after the first instruction, even the
+                // next function's (a breakpoint or jump there refuses it).
+                let raw = space
+                    .mem
+                    .read_vec(end, detour::JMP_LEN)
+                    .unwrap_or_default();
                 let pun = |why: detour::PatchRefusal, refusal: Refusal| {
-                    let mut p = detour::plan_pun(&bytes, &after, start.get(), addr.get())
+                    let mut p = detour::plan_pun(&bytes, &raw, start.get(), addr.get())
                         .map_err(|_| refusal)?;
                     p.near_refusal = Some(why);
                     Ok::<_, Refusal>(p)
@@ -250,7 +256,11 @@ impl Tracer {
                 return Ok(hop);
             }
         }
-        match detour::plan_pun(&bytes, &after, start.get(), addr.get()) {
+        let raw = space
+            .mem
+            .read_vec(end, detour::JMP_LEN)
+            .unwrap_or_default();
+        match detour::plan_pun(&bytes, &raw, start.get(), addr.get()) {
             Ok(pun) if check_module(space, m, addr, &pun).is_ok() => Ok(pun),
             _ => Err(why),
         }
