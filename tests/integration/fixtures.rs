@@ -187,8 +187,8 @@ impl fmt::Display for Variant {
 }
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
-/// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 67] = [
+/// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
+pub const PROGRAMS: [&str; 69] = [
     "count",
     "sigtrap",
     "signals",
@@ -256,6 +256,8 @@ pub const PROGRAMS: [&str; 67] = [
     "vdsoifunc",
     "ctrlc",
     "naps",
+    "shapes",
+    "far",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -276,6 +278,15 @@ fn linked_libraries(name: &str) -> &'static [&'static str] {
     match name {
         "interposer" => &["libinterpose"],
         "vdsoifunc" => &["libvdso"],
+        _ => &[],
+    }
+}
+
+/// More sources of a fixture, in `target-fixtures/`, compiled and linked
+/// with its own: hand-written assembly beside a C driver.
+fn extra_sources(name: &str) -> &'static [&'static str] {
+    match name {
+        "shapes" => &["shapes.S"],
         _ => &[],
     }
 }
@@ -428,6 +439,9 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         }
         args.push(format!("-I{}", src_dir.display()));
         args.push(source.display().to_string());
+        for extra in extra_sources(name) {
+            args.push(src_dir.join(extra).display().to_string());
+        }
         if matches!(name, "dlopener" | "dlhammer" | "dlloop") {
             args.push("-ldl".into());
         }
@@ -486,7 +500,12 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
     // A split build is whole only with its debug file.
     let debug_present = !variant.split_debug() || debug_file_of(&out).is_file();
     let header = src_dir.join("fixture.h");
+    let extras: Vec<PathBuf> = extra_sources(name)
+        .iter()
+        .map(|extra| src_dir.join(extra))
+        .collect();
     let mut inputs = vec![source.as_path(), header.as_path()];
+    inputs.extend(extras.iter().map(PathBuf::as_path));
     inputs.extend(linked.iter().map(PathBuf::as_path));
     if debug_present && is_fresh(&out, &stamp, &recipe, &inputs) {
         return out;

@@ -343,6 +343,135 @@ fn insns_first_instructions_compute_their_values() {
     check_all_variants("insns", &[], INSNS_OUTPUT, 0);
 }
 
+/// The sites of `shapes` and its control, `plain`.
+const SHAPES_SITES: [&str; 8] = [
+    "ret1", "three", "loop2", "call0", "call2", "jtab", "push1", "plain",
+];
+
+/// What `shapes launch 10` prints for every site (the values shapes.S's
+/// header says); `one`; `attach` with nothing on its stdin (end of file:
+/// it stops at once); and `far`, whose filling of the space around its
+/// code leaves no gap (else it exits 3), with nothing on its stdin.
+#[test]
+fn shapes_and_far_print_their_values() {
+    let mut args = vec!["launch", "10"];
+    args.extend(SHAPES_SITES);
+    let out = "ret1 calls=80 sum=554 bad=0\nthree calls=80 sum=554 bad=0\n\
+               loop2 calls=80 sum=2736 bad=0\ncall0 calls=80 sum=1354 bad=0\n\
+               call2 calls=80 sum=1354 bad=0\njtab calls=80 sum=2732 bad=0\n\
+               push1 calls=80 sum=2736 bad=0\nplain calls=80 sum=1188 bad=0\n";
+    check_all_variants("shapes", &args, out, 0);
+    check_all_variants(
+        "shapes",
+        &["one", "5", "jtab"],
+        "jtab calls=5 sum=147 bad=0\n",
+        0,
+    );
+    check_all_variants(
+        "shapes",
+        &["attach", "ret1", "jtab"],
+        "ready\ndone bad=0\n",
+        0,
+    );
+    check_all_variants("far", &["10"], "ready\ndone\n", 0);
+}
+
+/// The size of function symbol `name` in the ELF file `path` (`.symtab`,
+/// then `.dynsym`).
+fn symbol_size(path: &Path, name: &str) -> u64 {
+    let bytes = elf_bytes(path);
+    let elf = Elf::parse(&bytes).unwrap();
+    let in_symtab = elf
+        .syms
+        .iter()
+        .find(|sym| elf.strtab.get_at(sym.st_name) == Some(name));
+    let in_dynsym = || {
+        elf.dynsyms
+            .iter()
+            .find(|sym| elf.dynstrtab.get_at(sym.st_name) == Some(name))
+    };
+    in_symtab
+        .or_else(in_dynsym)
+        .map(|sym| sym.st_size)
+        .unwrap_or_else(|| panic!("no symbol {name} in {}", path.display()))
+}
+
+/// Each site of `shapes` has the bytes shapes.S's header gives it (a
+/// call's displacement aside), starts on a 16-byte boundary, and is
+/// followed by its padding up to the next one: int3 fill after `three`,
+/// nops after the others.
+#[test]
+fn shapes_sites_have_their_bytes() {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+    // None: a call's displacement, which the link decides.
+    let b = |v: &[u8]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+    let call = |before: &[u8], after: &[u8]| {
+        let mut v = b(before);
+        v.push(Some(0xe8));
+        v.extend([None; 4]);
+        v.extend(b(after));
+        v
+    };
+    let sites: [(&str, Vec<Option<u8>>); 7] = [
+        ("ret1", b(&[0xc3])),
+        ("three", b(&[0x89, 0xf8, 0xc3])),
+        (
+            "loop2",
+            b(&[0x31, 0xc0, 0x01, 0xf8, 0xff, 0xcf, 0x75, 0xfa, 0xc3]),
+        ),
+        ("call0", call(&[], &[0x01, 0xf8, 0xc3])),
+        ("call2", call(&[0x89, 0xfa], &[0x01, 0xd0, 0xc3])),
+        (
+            "jtab",
+            b(&[
+                0x89, 0xf8, 0x83, 0xe0, 0x03, 0x48, 0x8d, 0x15, 0x00, 0x00, 0x00, 0x00,
+            ]),
+        ),
+        (
+            "push1",
+            b(&[
+                0x53, 0x31, 0xdb, 0x01, 0xfb, 0xff, 0xcf, 0x75, 0xfa, 0x89, 0xd8, 0x5b, 0xc3,
+            ]),
+        ),
+    ];
+    for variant in Variant::ALL {
+        let path = fixture("shapes", variant);
+        let bytes = elf_bytes(&path);
+        for (name, want) in &sites {
+            let what = format!("shapes ({variant}) {name}");
+            let addr = symbol_value(&path, name);
+            let size = symbol_size(&path, name);
+            assert_eq!(addr % 16, 0, "{what}: at {addr:#x}");
+            let code = code_at_symbol(&path, &bytes, name, 16);
+            let mut got: Vec<Option<u8>> = b(&code[..want.len()]);
+            for (g, w) in got.iter_mut().zip(want) {
+                if w.is_none() {
+                    *g = None;
+                }
+            }
+            // jtab: its whole size, the table's displacement aside.
+            if *name == "jtab" {
+                assert_eq!(size, 37, "{what}");
+                got[8..12].fill(Some(0));
+            } else {
+                assert_eq!(size as usize, want.len(), "{what}");
+            }
+            assert_eq!(&got, want, "{what}: {code:02x?}");
+            let code = code_at_symbol(&path, &bytes, name, 48);
+            let padding = &code[size as usize..16 * (size as usize).div_ceil(16)];
+            if *name == "three" {
+                assert!(padding.iter().all(|&x| x == 0xcc), "{what}: {padding:02x?}");
+            } else {
+                let mut decoder = Decoder::with_ip(64, padding, 0, DecoderOptions::NONE);
+                while decoder.can_decode() {
+                    let insn = decoder.decode();
+                    assert_eq!(insn.mnemonic(), Mnemonic::Nop, "{what}: {padding:02x?}");
+                }
+            }
+        }
+    }
+}
+
 /// Each filter of `seccomp` holds: the call it forbids, made last, kills
 /// the program (SIGSYS, or SIGKILL in strict mode) or fails with EPERM.
 #[test]

@@ -34,6 +34,7 @@ mod runaway;
 mod safety;
 mod scripts;
 mod seccomp;
+mod shapes;
 mod signals;
 mod stacks;
 mod step;
