@@ -806,7 +806,7 @@ fn attach_while_threads_are_being_created() {
 /// all the same. At least 99.5% of the sites are fast: with returns
 /// watched, all but the functions that read their own return address
 /// (their returns are watched at their return sites, by int3); entries
-/// alone, every one.
+/// alone, every one (under `-c`, which needs no capture).
 #[test]
 fn all_of_libc_fast_under_a_real_program() {
     let ls = std::path::Path::new("/bin/ls");
@@ -814,7 +814,7 @@ fn all_of_libc_fast_under_a_real_program() {
     let untraced = run_untraced(ls, &args);
     assert_eq!(untraced.code(), 0);
     for (extra, int3) in [(&["--entry-only"][..], 0), (&[][..], 9)] {
-        let mut rtrace_args = vec!["--fast", "-s", "libc:*"];
+        let mut rtrace_args = vec!["--fast", "-c", "-s", "libc:*"];
         rtrace_args.extend(extra);
         let name = format!("libc_all_{}", extra.len());
         let (run, events) = trace_json(&name, &rtrace_args, ls, &args);

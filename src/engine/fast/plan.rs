@@ -196,10 +196,7 @@ impl Tracer {
                 let after = fill_after(space, m, end);
                 // A pun keeps the bytes after the first instruction, even the
                 // next function's (a breakpoint or jump there refuses it).
-                let raw = space
-                    .mem
-                    .read_vec(end, detour::JMP_LEN)
-                    .unwrap_or_default();
+                let raw = space.mem.read_vec(end, detour::JMP_LEN).unwrap_or_default();
                 let pun = |why: detour::PatchRefusal, refusal: Refusal| {
                     let mut p = detour::plan_pun(&bytes, &raw, start.get(), addr.get())
                         .map_err(|_| refusal)?;
@@ -256,10 +253,7 @@ impl Tracer {
                 return Ok(hop);
             }
         }
-        let raw = space
-            .mem
-            .read_vec(end, detour::JMP_LEN)
-            .unwrap_or_default();
+        let raw = space.mem.read_vec(end, detour::JMP_LEN).unwrap_or_default();
         match detour::plan_pun(&bytes, &raw, start.get(), addr.get()) {
             Ok(pun) if check_module(space, m, addr, &pun).is_ok() => Ok(pun),
             _ => Err(why),
