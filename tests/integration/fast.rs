@@ -837,6 +837,39 @@ fn all_of_libc_fast_under_a_real_program() {
     }
 }
 
+/// All of libstdc++ under a C++ program that throws, catches and rethrows:
+/// its output and status are its untraced ones, and at least 99% of the
+/// sites are fast; the ones that are not are rtrace's own breakpoints
+/// (`__cxa_begin_catch`, where the calls an exception abandons are given
+/// their return addresses back).
+#[test]
+fn all_of_libstdcxx_fast_under_a_cpp_program() {
+    let prog = fixture("thrower", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    assert_eq!(untraced.code(), 0);
+    let (run, events) = trace_json(
+        "libstdcxx_all",
+        &["--fast", "-c", "-s", "libstdc++:*"],
+        &prog,
+        &[],
+    );
+    assert_same_as_untraced(&run, &untraced, "libstdc++:*");
+    let probe = of_kind(&events, "probe");
+    assert_eq!(probe.len(), 1);
+    let fast = probe[0]["fast_sites"].as_u64().unwrap();
+    let int3 = probe[0]["int3_sites"].as_u64().unwrap();
+    assert!(fast > 1000, "{}", probe[0]);
+    assert!(fast * 100 >= (fast + int3) * 99, "{fast} fast, {int3} int3");
+    for reason in probe[0]["reasons"].as_array().unwrap() {
+        let reason = reason.as_str().unwrap();
+        assert!(
+            reason.contains("a breakpoint of its own"),
+            "{reason}\n{}",
+            probe[0]
+        );
+    }
+}
+
 /// What a handler that only aggregates is given: hits and calls one by one
 /// (`on_entry`, `on_return`), and hits counted or calls timed in the
 /// program (`on_aggregate`).
