@@ -7,8 +7,9 @@
  * trampoline, and forkret, reached by outer's tail jump, puts the fast
  * probes' return stub over it.
  *
- * outer(x) jumps to forkret through a register (an indirect jump: no jump
- * to a detour can replace it, so outer stays an int3). forkret(x) forks:
+ * outer(x) jumps to forkret through a register (an indirect jump),
+ * after a pushfq/popfq pair: a first instruction that moves the flags
+ * through the stack never runs in a detour, so outer stays an int3. forkret(x) forks:
  * the child returns x + 1 through outer to main, which exits with it;
  * the parent waits for the child and returns x + 1 when the child exited
  * with (x + 1) % 100.
@@ -39,6 +40,8 @@ __asm__(".text\n"
         ".globl outer\n"
         ".type outer, @function\n"
         "outer:\n"
+        "    pushfq\n"
+        "    popfq\n"
         "    lea forkret(%rip), %rax\n"
         "    jmp *%rax\n"
         ".size outer, .-outer\n");

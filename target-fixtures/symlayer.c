@@ -9,8 +9,9 @@
  * call wrote over the trampoline), and dlsym must find the real return
  * address, into main, in the slot.
  *
- * outer(name) jumps to findsym through a register (an indirect jump: no
- * jump to a detour can replace it, so outer stays an int3). findsym(name)
+ * outer(name) jumps to findsym through a register (an indirect jump),
+ * after a pushfq/popfq pair: a first instruction that moves the flags
+ * through the stack never runs in a detour, so outer stays an int3. findsym(name)
  * returns dlsym(RTLD_NEXT, name) by a tail call at -O2.
  *
  * Usage: symlayer [N]   N (default 1000) rounds of outer("puts").
@@ -36,6 +37,8 @@ __asm__(".text\n"
         ".globl outer\n"
         ".type outer, @function\n"
         "outer:\n"
+        "    pushfq\n"
+        "    popfq\n"
         "    lea findsym(%rip), %rax\n"
         "    jmp *%rax\n"
         ".size outer, .-outer\n");

@@ -345,6 +345,21 @@ impl std::fmt::Debug for CfiCache {
 }
 
 impl CfiCache {
+    /// Whether an FDE of `.eh_frame` (`eh()`) covers `pc`: code of some
+    /// function, named or not. None without the section.
+    pub fn covers<'a>(
+        &self,
+        pc: LinkAddr,
+        eh: impl FnOnce() -> Option<CfiSection<'a>>,
+    ) -> Option<bool> {
+        if let Some(index) = self.eh.get() {
+            return Some(index.find(pc.get()).is_some());
+        }
+        let section = eh()?;
+        let index = self.eh.get_or_init(|| FdeIndex::build(&section));
+        Some(index.find(pc.get()).is_some())
+    }
+
     /// The rule for `pc`: from `.eh_frame` (`eh()`), else from `.debug_frame`
     /// (`debug()`); each section is asked for (and indexed) only when needed.
     pub fn rule<'a>(

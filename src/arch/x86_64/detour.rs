@@ -169,6 +169,33 @@ pub struct Patch {
     pub pun: Option<u64>,
     /// For a pun: its first instruction's length (the bytes it may choose).
     pub pun_free: usize,
+    /// The function leaves by a jump out of itself (a tail call, direct or
+    /// indirect, or a jump table): its call's return address may be the one
+    /// another function returns to ([`tail_calls`]).
+    pub tail_calls: bool,
+}
+
+/// Whether `function` (at `start`) jumps out of itself: a direct jump
+/// whose target is outside it, or any indirect jump (a tail call through a
+/// pointer, or a jump table: it cannot tell).
+pub fn tail_calls(function: &[u8], start: u64) -> bool {
+    let end = start + function.len() as u64;
+    let mut decoder = decode_at(function, start);
+    let mut insn = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        match insn.flow_control() {
+            FlowControl::IndirectBranch => return true,
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
+                let t = insn.near_branch_target();
+                if t < start || t >= end {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Dead fill that holds a hop's `jmp rel32`: its address and the
@@ -412,6 +439,7 @@ pub fn plan_pun(
         near_refusal: None,
         pun: None,
         pun_free: first.len(),
+        tail_calls: tail_calls(function, start),
     })
 }
 
@@ -491,6 +519,7 @@ fn hop(function: &[u8], fill: &[u8], start: u64, addr: u64) -> Result<Patch, Pat
         near_refusal: None,
         pun: None,
         pun_free: 0,
+        tail_calls: tail_calls(function, start),
     })
 }
 
@@ -561,6 +590,7 @@ fn plan(
         near_refusal: None,
         pun: None,
         pun_free: 0,
+        tail_calls: tail_calls(function, start),
     })
 }
 

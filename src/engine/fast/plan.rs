@@ -104,6 +104,12 @@ impl Tracer {
                 .all(|s| s.kind == ProbeKind::Function { returns: true });
         let probes_here = site.probes.clone();
         let patch = self.plan_bytes(key, addr, false)?;
+        // A function that jumps out of itself may hand its return address to
+        // another (a tail call): one that reads its own return address
+        // (dlsym) has it given back by its hook, past the stub, and a
+        // timed call could then not be followed to its return. Such calls
+        // are recorded, and followed as recorded calls are.
+        let timed = timed && !patch.tail_calls;
         if let (Some(fill), Some(space)) = (&patch.fill, self.world.spaces.get_mut(&key)) {
             space.fast.fills_planned.insert(RuntimeAddr(fill.at));
         }
@@ -237,6 +243,18 @@ impl Tracer {
                 detour::plan_hook_patch(&bytes, &padding, start.get(), addr.get())?
             }
         };
+        // Bytes written past the function's end must be fill: no function's
+        // call frame information covers them (a pun writes the next bytes
+        // as they are).
+        let written_end = addr.get() + patch.len as u64;
+        if patch.pun_free == 0 && written_end > end.get() {
+            let over = written_end - end.get();
+            if in_any_function(m, m.to_link(end).get(), over) {
+                return Err(Refusal::Patch(detour::PatchRefusal::TooShort {
+                    have: (end.get() - addr.get()) as usize,
+                }));
+            }
+        }
         let why = match check_module(space, m, addr, &patch) {
             Ok(()) => return Ok(patch),
             Err(why) => why,
@@ -405,7 +423,8 @@ pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Opti
                         crate::addr::LinkAddr(end + at as u64).offset(-1),
                         crate::addr::LinkAddr(end + at as u64 + detour::JMP_LEN as u64),
                     )
-                    .is_none();
+                    .is_none()
+                && !in_any_function(m, end + at as u64, detour::JMP_LEN as u64);
             if free {
                 return Some(detour::Fill {
                     at: slot,
@@ -415,6 +434,13 @@ pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Opti
         }
     }
     None
+}
+
+/// Whether any of the `len` bytes at link address `at` of module `m` is a
+/// function's, by its call frame information (an FDE covers every
+/// function the compiler emitted, named or not): then they are not fill.
+fn in_any_function(m: &Module, at: u64, len: u64) -> bool {
+    (at..at + len).any(|a| m.elf.cfi_covers(crate::addr::LinkAddr(a)) == Some(true))
 }
 
 /// Dead fill in module `m` for a far detour's indirect jump
@@ -473,7 +499,7 @@ pub(super) fn far_fill(space: &Space, m: &Module, site: RuntimeAddr) -> Option<d
                 crate::addr::LinkAddr(end + LEN),
             )
             .is_some();
-        if !taken && unchanged && !referred {
+        if !taken && unchanged && !referred && !in_any_function(m, end, LEN) {
             return Some(detour::Fill {
                 at: at.get(),
                 saved: file[..LEN as usize].to_vec(),

@@ -252,6 +252,13 @@ impl ElfFile {
         })
     }
 
+    /// Whether call frame information (an FDE of `.eh_frame`) covers `addr`:
+    /// the code of a function, named by the symbols or not (a stripped
+    /// static one). None when the file has no `.eh_frame`.
+    pub fn cfi_covers(&self, addr: LinkAddr) -> Option<bool> {
+        self.cfi.covers(addr, || self.eh_frame_section())
+    }
+
     /// The call frame rule for the code at `addr`: from `.eh_frame`, else
     /// from `.debug_frame` (the file's own, or its separate debug file's).
     /// None where no FDE covers `addr` or the CFI does not parse. The first
