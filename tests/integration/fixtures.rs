@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 67] = [
+pub const PROGRAMS: [&str; 69] = [
     "count",
     "sigtrap",
     "signals",
@@ -256,6 +256,8 @@ pub const PROGRAMS: [&str; 67] = [
     "vdsoifunc",
     "ctrlc",
     "naps",
+    "gate",
+    "upcount",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -959,6 +961,12 @@ impl Spawned {
             .write_all(text.as_bytes())
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|e| panic!("write to the stdin of {}: {e}", self.what));
+    }
+
+    /// Closes the process's stdin (started with [`Spawned::with_stdin`]):
+    /// it reads end of file.
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
     }
 
     fn spawn(mut cmd: Command, stdin: bool) -> Spawned {
