@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
-pub const PROGRAMS: [&str; 69] = [
+pub const PROGRAMS: [&str; 71] = [
     "count",
     "sigtrap",
     "signals",
@@ -258,6 +258,8 @@ pub const PROGRAMS: [&str; 69] = [
     "naps",
     "shapes",
     "far",
+    "gate",
+    "upcount",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
@@ -978,6 +980,12 @@ impl Spawned {
             .write_all(text.as_bytes())
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|e| panic!("write to the stdin of {}: {e}", self.what));
+    }
+
+    /// Closes the process's stdin (started with [`Spawned::with_stdin`]):
+    /// it reads end of file.
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
     }
 
     fn spawn(mut cmd: Command, stdin: bool) -> Spawned {
