@@ -700,6 +700,26 @@ fn check(step: &Step, mode: Mode, reference: &Outcome, traced: &Traced) -> Strin
             path.display()
         );
     }
+    // Nothing lost: no call of a counted probe missed (a return not
+    // watched, a record dropped).
+    let missed: Vec<&str> = traced
+        .stderr
+        .lines()
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.len() >= 9
+                && words[0].parse::<u64>().is_ok()
+                && words[5].parse::<u64>().is_ok_and(|m| m > 0)
+                && words.last().is_some_and(|p| p.starts_with('['))
+        })
+        .collect();
+    if traced.kernel.is_some() {
+        assert!(
+            missed.is_empty(),
+            "{what}: calls missed:\n{}",
+            traced.stderr
+        );
+    }
     let Some(kernel) = &traced.kernel else {
         return String::new();
     };
@@ -1258,6 +1278,26 @@ fn all_of_libc(step: &Step, reset: &dyn Fn()) {
         };
     }
     eprintln!("{} under -s 'libc:*': {coverage}", step.what);
+    // At least 99.5% of libc's sites fast.
+    if !int3_forced() {
+        let number = |after: &str| -> u64 {
+            let at = coverage.find(after).map_or(0, |i| i + after.len());
+            coverage[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{}: {coverage}", step.what))
+        };
+        let (fast, int3) = match coverage.contains("int3 at ") {
+            true => (number("fast at "), number("int3 at ")),
+            false => (1, 0),
+        };
+        assert!(
+            fast * 1000 >= (fast + int3) * 995,
+            "{}: {fast} fast, {int3} int3: {coverage}",
+            step.what
+        );
+    }
 }
 
 #[test]
