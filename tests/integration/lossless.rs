@@ -581,9 +581,7 @@ fn timed_calls_an_unwinder_or_a_caller_reader_meets_are_counted() {
         let untraced = run_untraced(&prog, &[]);
         let count = |fast: bool| {
             let mut cmd = Command::new(rtrace_bin());
-            if fast {
-                cmd.arg("--fast");
-            }
+            cmd.arg(if fast { "--fast" } else { "--int3" });
             cmd.arg("-c");
             for f in functions.iter().chain(also) {
                 cmd.args(["-s", f]);

@@ -169,15 +169,14 @@ pub struct Patch {
     pub pun: Option<u64>,
     /// For a pun: its first instruction's length (the bytes it may choose).
     pub pun_free: usize,
-    /// The function leaves by a jump out of itself (a tail call, direct or
-    /// indirect, or a jump table): its call's return address may be the one
-    /// another function returns to ([`tail_calls`]).
+    /// The function jumps out of itself ([`tail_calls`]).
     pub tail_calls: bool,
 }
 
 /// Whether `function` (at `start`) jumps out of itself: a direct jump
-/// whose target is outside it, or any indirect jump (a tail call through a
-/// pointer, or a jump table: it cannot tell).
+/// whose target is outside it (a tail call), or any indirect jump (a tail
+/// call through a pointer, or a jump table: it cannot tell). Such a call's
+/// return address may be the one another function returns to.
 pub fn tail_calls(function: &[u8], start: u64) -> bool {
     let end = start + function.len() as u64;
     let mut decoder = decode_at(function, start);

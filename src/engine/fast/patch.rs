@@ -455,6 +455,26 @@ impl Tracer {
                 }
             }
         }
+        // Calls are timed in the program only while every site of the batch
+        // that watches returns can be: a call timed and one recorded cannot
+        // share a slot (a tail call from one to the other), and its return
+        // would be missed. Nor where a function jumps out of itself: a tail
+        // call into a function that reads its own return address (dlsym)
+        // has that given back by its hook, past the stub, and a timed call
+        // could not be followed to its return, where a recorded one is.
+        let rows = self.world.spaces[&key]
+            .fast
+            .sites
+            .iter()
+            .filter(|f| f.timed.is_some())
+            .count();
+        let watching = plans.iter().filter(|p| p.returns);
+        let untimed = watching.clone().any(|p| !p.timed || p.patch.tail_calls);
+        if untimed || rows + watching.filter(|p| p.timed).count() > ring::MAX_TIMED as usize {
+            for p in plans.iter_mut() {
+                p.timed = false;
+            }
+        }
         for plan in plans {
             let addr = plan.addr;
             let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;

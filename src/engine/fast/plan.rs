@@ -104,12 +104,6 @@ impl Tracer {
                 .all(|s| s.kind == ProbeKind::Function { returns: true });
         let probes_here = site.probes.clone();
         let patch = self.plan_bytes(key, addr, false)?;
-        // A function that jumps out of itself may hand its return address to
-        // another (a tail call): one that reads its own return address
-        // (dlsym) has it given back by its hook, past the stub, and a
-        // timed call could then not be followed to its return. Such calls
-        // are recorded, and followed as recorded calls are.
-        let timed = timed && !patch.tail_calls;
         if let (Some(fill), Some(space)) = (&patch.fill, self.world.spaces.get_mut(&key)) {
             space.fast.fills_planned.insert(RuntimeAddr(fill.at));
         }
