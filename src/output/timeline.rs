@@ -33,7 +33,11 @@
 //!   `path`) on the process (`"s":"p"`).
 //! - **Names** (`"ph":"M"`): `process_name` (the executable's file name) and
 //!   `thread_name` (`/proc/PID/task/TID/comm`), each written once, before the
-//!   first event of its process or thread; again after an exec.
+//!   first event of its process or thread; again after an exec. The names of
+//!   the traced process and its main thread are read at the attach, a
+//!   followed child's at the fork: a fast probe's records reach the
+//!   timeline after they were made (an image's last ones at its exec, when
+//!   `/proc` already names the new program).
 //!
 //! **Nesting.** The events of one thread must nest (any two slices of a track
 //! are disjoint or one is inside the other) for a timeline to draw them.
@@ -71,7 +75,7 @@ const RESERVED: [&str; 3] = ["return", "retval", "injected"];
 const BUFFER: usize = 64 * 1024;
 
 /// What a name is asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Named {
     /// A process: its executable's file name.
     Process(Pid),
@@ -98,6 +102,9 @@ pub struct Timeline {
     tracks: HashMap<Tid, Track>,
     /// Processes whose name is written.
     named: HashSet<Pid>,
+    /// Names read at an attach or a fork, for a process or a thread not
+    /// yet named: written before its first event, if it has one.
+    early: HashMap<Named, String>,
     /// Calls the engine dropped without a return, (thread, call id), shared
     /// with their tickets.
     forgotten: Rc<RefCell<Vec<(Tid, u64)>>>,
@@ -290,6 +297,7 @@ impl Timeline {
             finished: false,
             tracks: HashMap::new(),
             named: HashSet::new(),
+            early: HashMap::new(),
             forgotten: Rc::new(RefCell::new(Vec::new())),
             next_call: 0,
             injected: None,
@@ -361,9 +369,21 @@ impl Timeline {
         if !self.named.insert(pid) {
             return Ok(());
         }
-        match (self.names)(Named::Process(pid)) {
+        let name = self.early.remove(&Named::Process(pid));
+        match name.or_else(|| (self.names)(Named::Process(pid))) {
             Some(name) => self.write_name("process_name", pid, pid, &name),
             None => Ok(()),
+        }
+    }
+
+    /// Reads the names of process `pid` and its main thread now, for its
+    /// first events: a fast probe's records are read after they were made
+    /// (an image's last ones at its exec, when `/proc` names the new one).
+    fn read_names_early(&mut self, pid: Pid) {
+        for named in [Named::Process(pid), Named::Thread(pid, pid)] {
+            if let Some(name) = (self.names)(named) {
+                self.early.insert(named, name);
+            }
         }
     }
 
@@ -389,7 +409,8 @@ impl Timeline {
             return Ok(());
         }
         track.named = true;
-        match (self.names)(Named::Thread(pid, tid)) {
+        let name = self.early.remove(&Named::Thread(pid, tid));
+        match name.or_else(|| (self.names)(Named::Thread(pid, tid))) {
             Some(name) => self.write_name("thread_name", pid, tid, &name),
             None => Ok(()),
         }
@@ -558,6 +579,8 @@ impl Handler for Timeline {
                 self.write(ev)
             }
             Event::Fork { pid, child, kind } => {
+                // Its events may be read after it execs.
+                self.read_names_early(*child);
                 let args = [("child".to_string(), child.as_raw().into())];
                 self.process_instant(*pid, kind.as_str(), time, &args)
             }
@@ -573,10 +596,17 @@ impl Handler for Timeline {
                 for track in self.tracks.values_mut().filter(|t| t.pid == *pid) {
                     track.named = false;
                 }
+                self.early.retain(|named, _| match named {
+                    Named::Process(p) | Named::Thread(p, _) => p != pid,
+                });
                 Ok(())
             }
-            Event::Attached { .. }
-            | Event::Exited { .. }
+            // Its first events may be read after an exec.
+            Event::Attached { pid, .. } => {
+                self.read_names_early(*pid);
+                Ok(())
+            }
+            Event::Exited { .. }
             | Event::Killed { .. }
             | Event::Detached { .. }
             | Event::Missed { .. }
