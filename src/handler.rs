@@ -351,8 +351,9 @@ pub enum Event {
         probe: String,
     },
     /// With fast probes asked for (`Options::fast`): how the sites of a
-    /// probe run, once per probe, when tracing begins or when it first arms
-    /// (`rtrace: probe work: fast`, `… int3 (why)`).
+    /// probe run, once per probe, when tracing begins or when it first arms.
+    /// The text printer says it only when a site stays an int3 breakpoint
+    /// (`rtrace: probe work: int3 (why)`); JSON has one `probe` event each.
     ProbeMode {
         /// The probe spec.
         probe: String,
@@ -360,6 +361,8 @@ pub enum Event {
         fast: usize,
         /// Sites left to int3 breakpoints, by reason.
         int3: Vec<SkipReason>,
+        /// Every site, in address order, with its own mode.
+        sites: Vec<SiteMode>,
     },
     /// Records of fast hits were lost: the ring shared with the tracee was
     /// full when they were made (the tracee never waits for rtrace). They
@@ -400,6 +403,19 @@ pub enum Event {
         /// reason.
         reasons: Vec<SkipReason>,
     },
+}
+
+/// How one site of a probe runs (an [`Event::ProbeMode`]'s `sites`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteMode {
+    /// The function the site is in (its symbol).
+    pub symbol: String,
+    /// The probed address.
+    pub address: RuntimeAddr,
+    /// `None` when the site is patched with a jump to a detour; why it stays
+    /// an int3 breakpoint otherwise, said for this one site (with its
+    /// instruction or address where the reason has one).
+    pub int3: Option<String>,
 }
 
 /// Functions a glob probe skipped for one reason.

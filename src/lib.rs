@@ -110,7 +110,7 @@ pub use engine::{find_program, Options, Outcome, Overflow, Progress, ReturnMode,
 pub use error::{Error, Result};
 pub use handler::{
     signal_name, Aggregate, Both, CallTimes, Capture, Event, Fast, ForkKind, Handler, Hit, ProbeId,
-    ProbeKind, Return, Returns, Site, SkipReason,
+    ProbeKind, Return, Returns, Site, SiteMode, SkipReason,
 };
 pub use symbols::ProbeSpec;
 pub use sys::signal::{install_detach_handlers, stop_requested};

@@ -169,6 +169,23 @@ impl SiteEntry {
     }
 }
 
+/// One site of a `probe` event: `symbol`, `address` (hex string), `mode`
+/// (`fast` or `int3`) and, for an int3 site, `reason`.
+fn site_mode(site: &crate::handler::SiteMode) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("symbol".into(), site.symbol.as_str().into());
+    o.insert("address".into(), site.address.to_string().into());
+    let mode = match site.int3 {
+        None => "fast",
+        Some(_) => "int3",
+    };
+    o.insert("mode".into(), mode.into());
+    if let Some(why) = &site.int3 {
+        o.insert("reason".into(), why.as_str().into());
+    }
+    Value::Object(o)
+}
+
 /// A stack as JSON: one object per frame, innermost first, with `address`
 /// (hex string), `symbol` and `module` (null when unknown), `offset`, and
 /// `file` and `line` when the module has a line table for the code.
@@ -369,7 +386,12 @@ impl Emitter for JsonEmitter {
             Event::ProcessWarning { pid, message } => Obj::new("warning", time, Some(*pid))
                 .field("message", message.as_str())
                 .write(out),
-            Event::ProbeMode { probe, fast, int3 } => {
+            Event::ProbeMode {
+                probe,
+                fast,
+                int3,
+                sites,
+            } => {
                 let slow: usize = int3.iter().map(|r| r.count).sum();
                 let mode = match (*fast, slow) {
                     (_, 0) => "fast",
@@ -377,12 +399,14 @@ impl Emitter for JsonEmitter {
                     _ => "mixed",
                 };
                 let reasons: Vec<Value> = int3.iter().map(|r| Value::from(r.describe())).collect();
+                let sites: Vec<Value> = sites.iter().map(site_mode).collect();
                 Obj::new("probe", time, self.root)
                     .field("probe", probe.as_str())
                     .field("mode", mode)
                     .field("fast_sites", *fast as u64)
                     .field("int3_sites", slow as u64)
                     .field("reasons", reasons)
+                    .field("sites", sites)
                     .write(out)
             }
             Event::Lost {

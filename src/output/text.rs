@@ -427,7 +427,12 @@ impl Emitter for TextEmitter {
             Event::ProcessWarning { message, .. } => {
                 out.diag(&format!("rtrace: warning: {message}"))
             }
-            Event::ProbeMode { probe, fast, int3 } => out.diag(&format!(
+            // Fast is the default: a probe is said only when a site of it
+            // stays an int3 breakpoint, with why.
+            Event::ProbeMode { int3, .. } if int3.is_empty() => Ok(()),
+            Event::ProbeMode {
+                probe, fast, int3, ..
+            } => out.diag(&format!(
                 "rtrace: {}",
                 crate::handler::probe_mode_message(probe, *fast, int3)
             )),

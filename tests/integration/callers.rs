@@ -91,10 +91,7 @@ fn an_interposer_finds_the_next_malloc() {
     let specs: [&[&str]; 2] = [&["-s", "libc:*"], &["-s", "dlsym", "-s", "dlopen"]];
     for fast in [false, true] {
         for spec in specs {
-            let mut args: Vec<&str> = Vec::new();
-            if fast {
-                args.push("--fast");
-            }
+            let mut args: Vec<&str> = vec![if fast { "--fast" } else { "--int3" }];
             args.extend(spec);
             let what = format!("interposer under {args:?}");
             let name = format!("interposer_{}_{}", fast, spec.len());
@@ -140,10 +137,7 @@ fn a_plugin_loader_finds_its_origin() {
     ];
     for fast in [false, true] {
         for (name, spec) in &specs {
-            let mut args: Vec<&str> = Vec::new();
-            if fast {
-                args.push("--fast");
-            }
+            let mut args: Vec<&str> = vec![if fast { "--fast" } else { "--int3" }];
             args.extend(spec);
             let what = format!("pluginhost under {args:?}");
             let (run, events) = trace_json(
@@ -206,9 +200,7 @@ fn unwinders_probed_by_name_still_unwind() {
     let untraced = run_untraced(&prog, &[]);
     for fast in [false, true] {
         let mut args = vec!["-s", "_Unwind_RaiseException", "-s", "_Unwind_Resume"];
-        if fast {
-            args.insert(0, "--fast");
-        }
+        args.insert(0, if fast { "--fast" } else { "--int3" });
         let what = format!("thrower under {args:?}");
         let (run, events) = trace_json(&format!("unwinders_{fast}"), &args, &prog, &[]);
         assert_same_as_untraced(&run, &untraced, &what);

@@ -234,6 +234,11 @@ fn libc_line_probe_with_libc6_dbg_on_attach() {
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
         match str_field(&event, "event") {
             "attach" => assert_eq!(event["probes"], 1, "{what}: {event}"),
+            // Fast probes (the default) say how the line's one site runs.
+            "probe" => {
+                assert_eq!(event["mode"], "fast", "{what}: {event}");
+                assert_eq!(event["sites"][0]["symbol"], "usleep", "{what}: {event}");
+            }
             "hit" => {
                 assert_eq!(str_field(&event, "symbol"), "usleep", "{what}: {event}");
                 assert!(

@@ -303,20 +303,21 @@ fn already_traced_by_strace() {
 
 /// A file that cannot be written (`/dev/full`): the error comes while the
 /// program runs (a device is written as the events come, not by the
-/// thread that writes regular files), rtrace detaches and says so, and the
-/// program runs to its end; with 50 calls too, rtrace exits 1.
+/// thread that writes regular files; more calls than a fast probes' ring
+/// holds), rtrace detaches and says so, and the program runs to its end;
+/// with 50 calls too, rtrace exits 1.
 #[test]
 fn output_dev_full_detaches_and_tracee_completes() {
     let prog = fixture("count", Variant::Pie);
     let run = run_rtrace(
         &["--json", "-o", "/dev/full", "-s", "work"],
         &prog,
-        &["20000"],
+        &[crate::launch::OUTRUN],
     );
-    let what = "rtrace --json -o /dev/full -s work -- count 20000";
+    let what = "rtrace --json -o /dev/full -s work -- count 100000";
     assert_ran_on(&run, "No space left on device", "exited with 0", what);
     assert_eq!(
-        run.stdout, "sum=400000000\ntwice=41\n",
+        run.stdout, "sum=10000000000\ntwice=41\n",
         "{what}: the tracee runs to its end"
     );
     let run = run_rtrace(&["--json", "-o", "/dev/full", "-s", "work"], &prog, &["50"]);
@@ -333,14 +334,19 @@ fn output_dev_full_detaches_and_tracee_completes() {
 #[test]
 fn output_dev_full_text_mode() {
     let prog = fixture("count", Variant::Pie);
-    // 2000 calls: more events than the printer's buffer holds, so the
-    // first write, and the error, comes while the program runs traced.
-    let run = run_rtrace(&["-o", "/dev/full", "-s", "work"], &prog, &["2000", "3"]);
-    let what = "rtrace -o /dev/full -s work -- count 2000 3";
+    // More events than the printer's buffer holds, and than a fast probes'
+    // ring holds: the first write, and the error, comes while the program
+    // runs traced.
+    let run = run_rtrace(
+        &["-o", "/dev/full", "-s", "work"],
+        &prog,
+        &[crate::launch::OUTRUN, "3"],
+    );
+    let what = "rtrace -o /dev/full -s work -- count 100000 3";
     assert_ran_on(&run, "No space left on device", "exited with 3", what);
     // The attach line, the error, how the program ended: nothing else.
     assert_eq!(run.stderr.lines().count(), 3, "{what}: {}", run.stderr);
-    assert_eq!(run.stdout, "sum=4000000\ntwice=41\n", "{what}");
+    assert_eq!(run.stdout, "sum=10000000000\ntwice=41\n", "{what}");
 }
 
 #[test]
@@ -419,9 +425,7 @@ fn another_tracers_breakpoint_is_named() {
         let mut args = vec!["-s", "work", "-p"];
         let pid_s = pid.to_string();
         args.push(&pid_s);
-        if fast {
-            args.push("--fast");
-        }
+        args.push(if fast { "--fast" } else { "--int3" });
         let run = rtrace(&args);
         let line = assert_one_error_line(&run, 1, &what);
         assert_eq!(

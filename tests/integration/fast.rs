@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use rtrace::{Capture, Fast, Handler, Hit, Options, Outcome, Site, Tracer};
 
@@ -20,7 +20,7 @@ use crate::attach::{tracer_pid, wait_detach, wait_event};
 use crate::events::{assert_same_as_untraced, of_kind, of_symbol, show, str_field, trace_json};
 use crate::fixtures::{
     bounded, code_matches_files, fixture, maps, normalize, process_state, run_rtrace, run_untraced,
-    Spawned, Variant,
+    symbol_value, Spawned, Variant,
 };
 use crate::harness_selftest::INSNS_OUTPUT;
 
@@ -125,6 +125,101 @@ fn every_first_instruction_fast_or_int3() {
     }
 }
 
+/// Each site of a probe says how it runs. `pu*_first` matches push_first
+/// (fast) and pushf_first (int3: `pushfq` moves the flags through the
+/// stack), `lea_first` has one fast site: the JSON `probe` event of the
+/// glob lists both sites in address order, with their symbol, address,
+/// mode and, for the int3 one, why; the text says the glob once, and
+/// nothing of the probe whose sites are all fast. With `--int3` nothing is
+/// said at all. Every call is traced either way.
+#[test]
+fn each_site_of_a_probe_says_how_it_runs() {
+    let prog = fixture("insns", Variant::NoPie);
+    let untraced = run_untraced(&prog, &[]);
+    let push = symbol_value(&prog, "push_first");
+    let pushf = symbol_value(&prog, "pushf_first");
+    let lea = symbol_value(&prog, "lea_first");
+    assert!(push < pushf, "the fixture's layout");
+    let specs = ["--entry-only", "-s", "pu*_first", "-s", "lea_first"];
+    let why = "'pushfq' moves the flags through the stack (a thread stepped out of the detour \
+               would get the trap flag)";
+
+    let (run, events) = trace_json(
+        "fast_site_modes",
+        &[&["--fast"], &specs[..]].concat(),
+        &prog,
+        &[],
+    );
+    assert_same_as_untraced(&run, &untraced, "--fast pu*_first");
+    let probes = of_kind(&events, "probe");
+    assert_eq!(probes.len(), 2, "{}", show(&events));
+    let glob = probes
+        .iter()
+        .find(|e| e["probe"] == "pu*_first")
+        .expect("pu*_first");
+    assert_eq!(glob["mode"], "mixed", "{glob}");
+    assert_eq!(
+        (glob["fast_sites"].as_u64(), glob["int3_sites"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        glob["sites"],
+        json!([
+            {"symbol": "push_first", "address": format!("{push:#x}"), "mode": "fast"},
+            {"symbol": "pushf_first", "address": format!("{pushf:#x}"), "mode": "int3", "reason": why},
+        ]),
+        "{glob}"
+    );
+    let one = probes
+        .iter()
+        .find(|e| e["probe"] == "lea_first")
+        .expect("lea_first");
+    assert_eq!(
+        one["sites"],
+        json!([{"symbol": "lea_first", "address": format!("{lea:#x}"), "mode": "fast"}]),
+        "{one}"
+    );
+    for f in ["push_first", "pushf_first", "lea_first"] {
+        assert_eq!(
+            of_symbol(&events, "entry", f).len(),
+            1,
+            "{f}\n{}",
+            show(&events)
+        );
+    }
+
+    let said = |run: &crate::fixtures::Run| -> Vec<String> {
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("rtrace: probe "))
+            .map(str::to_string)
+            .collect()
+    };
+    let run = run_rtrace(&[&["--fast"], &specs[..]].concat(), &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "--fast pu*_first, text");
+    assert_eq!(
+        said(&run),
+        ["rtrace: probe pu*_first: fast at 1 site, int3 at 1 (1 '…' moves the flags through the \
+          stack (a thread stepped out of the detour would get the trap flag): pushf_first)"],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.matches("_first(").count(), 3, "{}", run.stderr);
+
+    let run = run_rtrace(&[&["--int3"], &specs[..]].concat(), &prog, &[]);
+    assert_same_as_untraced(&run, &untraced, "--int3 pu*_first, text");
+    assert_eq!(said(&run), Vec::<String>::new(), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("_first(").count(), 3, "{}", run.stderr);
+    let (_, events) = trace_json(
+        "int3_site_modes",
+        &[&["--int3"], &specs[..]].concat(),
+        &prog,
+        &[],
+    );
+    assert!(of_kind(&events, "probe").is_empty(), "{}", show(&events));
+    assert_eq!(of_kind(&events, "entry").len(), 3, "{}", show(&events));
+}
+
 /// The text rtrace prints for `args -- prog prog_args`, normalized, without
 /// the lines that say which probes are fast.
 fn trace_text(args: &[&str], prog: &std::path::Path, prog_args: &[&str]) -> String {
@@ -158,7 +253,7 @@ fn fast_hits_render_as_int3_hits() {
         let prog = fixture(name, Variant::Pie);
         // Entries alone, then calls with their typed return values.
         for entry_only in [true, false] {
-            let mut int3 = Vec::new();
+            let mut int3 = vec!["--int3"];
             if entry_only {
                 int3.push("--entry-only");
             }
@@ -166,7 +261,7 @@ fn fast_hits_render_as_int3_hits() {
                 int3.extend(["-s", s]);
             }
             let mut fast = int3.clone();
-            fast.push("--fast");
+            fast[0] = "--fast";
             let slow_text = trace_text(&int3, &prog, prog_args);
             let fast_text = trace_text(&fast, &prog, prog_args);
             assert_eq!(fast_text, slow_text, "{name}");
@@ -174,10 +269,11 @@ fn fast_hits_render_as_int3_hits() {
             if !entry_only {
                 assert!(fast_text.contains(") = "), "{fast_text}");
             }
+            // Every site fast: no probe is said to stay int3.
             let run = run_rtrace(&fast, &prog, prog_args);
             for s in specs {
                 assert!(
-                    run.stderr.contains(&format!("rtrace: probe {s}: fast")),
+                    !run.stderr.contains(&format!("rtrace: probe {s}:")),
                     "{name} {s}\n{}",
                     run.stderr
                 );
@@ -341,7 +437,7 @@ fn spawned_children_are_seen_as_with_int3() {
         let args = [mode, count, "3", "5"];
         let untraced = run_untraced(&prog, &args);
         for (follow, entry_only) in [(false, true), (true, true), (false, false), (true, false)] {
-            let mut int3 = vec!["-s", "work"];
+            let mut int3 = vec!["--int3", "-s", "work"];
             if entry_only {
                 int3.push("--entry-only");
             }
@@ -349,7 +445,7 @@ fn spawned_children_are_seen_as_with_int3() {
                 int3.push("-f");
             }
             let mut fast = int3.clone();
-            fast.push("--fast");
+            fast[0] = "--fast";
             let what = format!("spawner {mode} -f={follow} --entry-only={entry_only}");
             let (_, slow) = trace_json(
                 &format!("fast_spawner_{mode}_{follow}_{entry_only}_int3"),
@@ -427,12 +523,12 @@ fn longjmp_and_exceptions_through_fast_probes() {
     ] {
         let prog = fixture(name, Variant::Pie);
         let untraced = run_untraced(&prog, &[]);
-        let mut int3 = vec!["--entry-only"];
+        let mut int3 = vec!["--int3", "--entry-only"];
         for s in specs {
             int3.extend(["-s", s]);
         }
         let mut fast = int3.clone();
-        fast.push("--fast");
+        fast[0] = "--fast";
         let (_, slow) = trace_json(&format!("fast_{name}_int3"), &int3, &prog, &[]);
         let (run, events) = trace_json(&format!("fast_{name}"), &fast, &prog, &[]);
         assert_same_as_untraced(&run, &untraced, name);
@@ -472,8 +568,9 @@ fn what_falls_back_to_int3_says_why() {
         "{}",
         run.stderr
     );
+    // work is fast: nothing is said of it.
     assert!(
-        run.stderr.contains("rtrace: probe work: fast"),
+        !run.stderr.contains("rtrace: probe work:"),
         "{}",
         run.stderr
     );
@@ -681,14 +778,20 @@ fn detach_from_threads_inside_their_detours() {
             _ => &["--fast", "-c", "-s", "work"],
         };
         let mut rtrace = Spawned::rtrace_attach(args, pid);
+        // The jump is written before the attach line.
         let line = rtrace
-            .wait_stderr_line(|l| l.starts_with("rtrace: probe work:") || l.contains("no process"));
+            .wait_stderr_line(|l| l.starts_with("rtrace: attached") || l.contains("no process"));
         if line.contains("no process") {
             break;
         }
-        assert_eq!(line, "rtrace: probe work: fast");
         rtrace.signal(Signal::SIGINT);
         let run = rtrace.wait();
+        // work was fast: nothing is said of it.
+        assert!(
+            !run.stderr.contains("rtrace: probe work:"),
+            "{}",
+            run.stderr
+        );
         if !run.stderr.contains("+++ detached +++") {
             // The program ended first.
             assert!(
@@ -725,8 +828,9 @@ fn signals_reach_threads_out_of_their_detours() {
     );
     assert_eq!(run.stdout, "received=1500 bad=0\n", "{}", run.stderr);
     assert_eq!(run.code(), 0);
+    // work is fast: nothing is said of it.
     assert!(
-        run.stderr.contains("rtrace: probe work: fast"),
+        !run.stderr.contains("rtrace: probe work:"),
         "{}",
         run.stderr
     );
@@ -770,9 +874,7 @@ fn attach_while_threads_are_being_created() {
         let mut rounds = 0;
         while rounds < 12 && matches!(process_state(pid), Some('R' | 'S' | 'D')) {
             let mut rtrace_args = vec!["-c", "-s", "work"];
-            if fast {
-                rtrace_args.push("--fast");
-            }
+            rtrace_args.push(if fast { "--fast" } else { "--int3" });
             let mut rtrace = Spawned::rtrace_attach(&rtrace_args, pid);
             let line = rtrace.wait_stderr_line(|l| {
                 l.starts_with("rtrace: attached") || l.contains("no process")

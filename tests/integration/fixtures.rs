@@ -1347,6 +1347,14 @@ pub fn returns_mode() -> String {
     std::env::var("RTRACE_RETURNS").unwrap_or_else(|_| "stub".into())
 }
 
+/// True when the rtrace under test makes every probe an int3 breakpoint
+/// unless told `--fast`: the suite runs once as is (fast probes, the
+/// default) and once with `RTRACE_INT3=1` in its environment, which rtrace
+/// reads.
+pub fn int3_by_default() -> bool {
+    std::env::var("RTRACE_INT3").is_ok_and(|v| v == "1")
+}
+
 /// Replaces what changes from run to run so outputs can be compared with a
 /// golden text:
 /// - the attach line's `, returns: stub` (or `stop`) → `, returns: R`

@@ -205,6 +205,12 @@ pub fn assert_ran_on(run: &Run, error: &str, ended: &str, what: &str) -> String 
     error_line.to_string()
 }
 
+/// More calls of work than a fast probes' ring holds the records of (65,536
+/// at the most; two per call): the program cannot end before rtrace has
+/// read, and printed, some of them. (With int3 probes every call stops
+/// it.)
+pub const OUTRUN: &str = "100000";
+
 /// The events cannot be written (a full disk): rtrace says so, detaches, and
 /// waits for the program, which completes its work untraced and exits with
 /// its own status, which rtrace says.
@@ -212,15 +218,15 @@ pub fn assert_ran_on(run: &Run, error: &str, ended: &str, what: &str) -> String 
 fn an_output_error_waits_for_the_program() {
     let prog = fixture("stdfds", Variant::Pie);
     let untraced_file = temp_path("ran_on_full_untraced.txt");
-    let untraced = run_untraced(&prog, &[untraced_file.to_str().unwrap(), "2000", "7"]);
+    let untraced = run_untraced(&prog, &[untraced_file.to_str().unwrap(), OUTRUN, "7"]);
     assert_eq!(untraced.code(), 7);
     let file = temp_path("ran_on_full.txt");
     let mut cmd = Command::new(rtrace_bin());
     cmd.args(["-o", "/dev/full", "-s", "work", "--"])
         .arg(&prog)
-        .args([file.to_str().unwrap(), "2000", "7"]);
+        .args([file.to_str().unwrap(), OUTRUN, "7"]);
     let run = run_command(cmd, TIMEOUT);
-    let what = "rtrace -o /dev/full -s work -- stdfds FILE 2000 7";
+    let what = "rtrace -o /dev/full -s work -- stdfds FILE 100000 7";
     assert_ran_on(&run, "No space left on device", "exited with 7", what);
     assert_eq!(read(&file), read(&untraced_file), "{what}");
 }
@@ -233,6 +239,9 @@ fn an_output_error_waits_for_the_program() {
 /// calls across that, so the error lands before, during and after the
 /// program's exit. From 245 calls on (lines of 34 bytes at the least) the
 /// buffer fills before the program ends: that error is always mid-run.
+/// That holds while each call stops the program (`--int3`): fast probes
+/// let it run ahead of the printer, its end comes first for every count
+/// swept here (the tests above make it outrun the ring).
 #[test]
 fn an_error_at_any_moment_leaves_no_program_behind() {
     let prog = fixture("stdfds", Variant::Pie);
@@ -242,11 +251,12 @@ fn an_error_at_any_moment_leaves_no_program_behind() {
         let n = 140 + (round * 53) % 130;
         let file = temp_path(&format!("ran_on_any_moment_{round}.txt"));
         let mut cmd = Command::new(rtrace_bin());
-        cmd.args(["-o", "/dev/full", "-s", "work", "--"])
+        cmd.args(["--int3", "-o", "/dev/full", "-s", "work", "--"])
             .arg(&prog)
             .args([file.to_str().unwrap(), &n.to_string(), "7"]);
         let run = run_command(cmd, TIMEOUT);
-        let what = format!("round {round}: rtrace -o /dev/full -s work -- stdfds FILE {n} 7");
+        let what =
+            format!("round {round}: rtrace --int3 -o /dev/full -s work -- stdfds FILE {n} 7");
         let last = run.stderr.lines().last().unwrap_or_default();
         if last.ends_with("ran on untraced and exited with 7") {
             assert_ran_on(&run, "No space left on device", "exited with 7", &what);
@@ -288,9 +298,11 @@ fn a_broken_pipe_on_the_output_waits_for_the_program() {
         .arg(rtrace_bin())
         .args(["-o", "/dev/stdout", "-s", "work", "--"])
         .arg(&prog)
-        // 4000 calls, 8000 lines: more than the pipe holds and the one read
-        // below takes, so rtrace writes again after the reader is gone.
-        .args([file.to_str().unwrap(), "4000", "7"])
+        // 100,000 calls, 200,000 lines: more than the pipe holds and the
+        // one read below takes, so rtrace writes again after the reader is
+        // gone, and more than a fast probes' ring holds, so the program is
+        // still running then.
+        .args([file.to_str().unwrap(), OUTRUN, "7"])
         .stdin(Stdio::null())
         .stdout(Stdio::from(write_end))
         .stderr(Stdio::piped());
@@ -308,11 +320,11 @@ fn a_broken_pipe_on_the_output_waits_for_the_program() {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         status: out.status,
     };
-    let what = "rtrace -o /dev/stdout -s work -- stdfds FILE 4000 7 | head -1";
+    let what = "rtrace -o /dev/stdout -s work -- stdfds FILE 100000 7 | head -1";
     assert_ran_on(&run, "Broken pipe", "exited with 7", what);
     assert_eq!(
         read(&file),
-        "fd0=open fd1=open fd2=open write2=ok\nsum=16000000\n"
+        "fd0=open fd1=open fd2=open write2=ok\nsum=10000000000\n"
     );
 }
 
@@ -440,7 +452,7 @@ fn a_signal_to_rtrace_ends_the_program_it_launched() {
     use nix::sys::signal::Signal;
     let sleepers = fixture("sleepers", Variant::Pie);
     let cases = [
-        (Signal::SIGTERM, &[][..], 143),
+        (Signal::SIGTERM, &["--int3"][..], 143),
         (Signal::SIGINT, &["--fast"][..], 130),
         (Signal::SIGHUP, &[][..], 129),
     ];

@@ -1167,12 +1167,9 @@ fn attach_round(program: &mut Spawned, mode: Mode, work: &str, traced: &str, aft
         args.extend(["-s", probe]);
     }
     let mut rtrace = Spawned::rtrace_attach(&args, pid);
-    // The attach line comes once the breakpoints are written; with fast
-    // probes, a probe's line once its jumps are (libc:open*'s last).
+    // The attach line comes once the breakpoints and the fast probes'
+    // jumps are written.
     rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid"));
-    if mode == Mode::Default && !int3_forced() {
-        rtrace.wait_stderr_line(|l| l.starts_with("rtrace: probe libc:open*:"));
-    }
     program.send(work);
     let got = program.wait_stdout_line(|_| true);
     assert_eq!(got, traced, "{} while traced", mode.name());
@@ -1271,11 +1268,12 @@ fn all_of_libc(step: &Step, reset: &dyn Fn()) {
         check(step, Mode::Default, &reference, &traced);
         coverage = match int3_forced() {
             true => "every probe int3 (RTRACE_INT3=1)".into(),
+            // (Nothing is said of a probe whose every site is fast.)
             false => traced
                 .stderr
                 .lines()
                 .find(|l| l.starts_with("rtrace: probe libc:*:"))
-                .unwrap_or_else(|| panic!("{}: no coverage line:\n{}", step.what, traced.stderr))
+                .unwrap_or("rtrace: probe libc:*: every site fast")
                 .to_owned(),
         };
     }

@@ -18,7 +18,7 @@ use crate::engine::tracer::{Consumers, Tracer, World};
 use super::refusal::{Refusal, MAX_RECORD};
 use crate::error::Result;
 use crate::handler::{Capture, Event, Fast, ProbeId, ProbeKind};
-use crate::handler::{Site, SkipReason};
+use crate::handler::{Site, SiteMode, SkipReason};
 
 /// A site judged patchable, with what its detour must capture.
 pub(super) struct Planned {
@@ -532,31 +532,40 @@ pub(super) fn report_modes(
         }
         let mut fast = 0;
         let mut int3 = Vec::new();
+        let mut sites = Vec::with_capacity(addrs.len());
         for &a in addrs {
-            match space.fast.refused.get(&a) {
+            let symbol = space
+                .sites
+                .get(a)
+                .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
+                .unwrap_or_else(|| a.to_string());
+            let refused = space.fast.refused.get(&a);
+            match refused {
                 Some(why) => {
-                    let symbol = space
-                        .sites
-                        .get(a)
-                        .and_then(|s| s.probes.first().map(|p| p.symbol.clone()))
-                        .unwrap_or_else(|| a.to_string());
                     // A glob's many sites are grouped by what refused
                     // them, not by the instruction or address.
-                    let why = match addrs.len() {
+                    let grouped = match addrs.len() {
                         1 => why.to_string(),
                         _ => why.general(),
                     };
-                    SkipReason::add(&mut int3, &why, &symbol);
+                    SkipReason::add(&mut int3, &grouped, &symbol);
                 }
                 None => fast += 1,
             }
+            sites.push(SiteMode {
+                symbol,
+                address: a,
+                int3: refused.map(|why| why.to_string()),
+            });
         }
+        sites.sort_by_key(|s| s.address);
         events.push((
             id,
             Event::ProbeMode {
                 probe: p.spec.as_str().to_string(),
                 fast,
                 int3,
+                sites,
             },
         ));
     }
