@@ -399,6 +399,69 @@ fn popen_child_shell_execs_count() {
     });
 }
 
+/// Followed children that exec count and end at once, four programs at a
+/// time (the machine loaded): a child may have ended, its memory gone,
+/// before rtrace's next pass patches its new image's probes. rtrace used to
+/// patch it all the same: the code could not be read, which took its hooks
+/// off, by a write that failed (ESRCH), and that error ended the trace;
+/// then, waiting for the program, rtrace never reaped the exited child,
+/// still its tracee, that the program's `pclose` waited for: both hung
+/// until the test's timeout. Every run is exact: the program's output and
+/// status, nothing said, each process's calls. 4 rounds, 100 with
+/// `RTRACE_STRESS_ROUNDS`.
+#[test]
+fn followed_children_that_end_before_their_probes_are_patched() {
+    let variant = Variant::Static;
+    let prog = fixture("spawner", variant);
+    let count = fixture("count", variant);
+    let count = count.to_str().unwrap();
+    let modes = [
+        ("popen", "read: sum=9\nread: twice=41\nchild=5\n"),
+        ("system", "sum=9\ntwice=41\nchild=5\n"),
+        ("spawn", "sum=9\ntwice=41\nchild=5\n"),
+        ("vforkexec", "sum=9\ntwice=41\nchild=5\n"),
+    ];
+    for round in 0..crate::fixtures::rounds(100, 4) {
+        std::thread::scope(|scope| {
+            for (mode, stdout) in modes {
+                let prog = &prog;
+                scope.spawn(move || {
+                    let what = format!("round {round}: rtrace -f -s work -- spawner {mode}");
+                    let out = crate::events::temp_path(&format!("ended_early_{mode}.jsonl"));
+                    let out_str = out.to_str().unwrap();
+                    let run = crate::fixtures::run_rtrace(
+                        &["--json", "-o", out_str, "-f", "-s", "work"],
+                        prog,
+                        &[mode, count, "3", "5"],
+                    );
+                    assert_eq!(
+                        (run.stdout.as_str(), run.code(), run.stderr.as_str()),
+                        (stdout, 0, ""),
+                        "{what}"
+                    );
+                    let events = crate::events::read_events(&out);
+                    let root = root_pid(&events, &what);
+                    let by_pid = retvals_by_pid(&events, "work", &what);
+                    let child_work: Vec<i64> = match mode {
+                        "vforkexec" => [61].into_iter().chain(COUNT_WORK).collect(),
+                        _ => COUNT_WORK.to_vec(),
+                    };
+                    let child = *by_pid
+                        .keys()
+                        .find(|&&p| p != root)
+                        .unwrap_or_else(|| panic!("{what}: no child\n{}", show(&events)));
+                    assert_eq!(
+                        by_pid,
+                        BTreeMap::from([(root, PARENT_WORK.to_vec()), (child, child_work)]),
+                        "{what}\n{}",
+                        show(&events)
+                    );
+                });
+            }
+        });
+    }
+}
+
 // ---------------------------------------------------------------------------
 // exec
 // ---------------------------------------------------------------------------

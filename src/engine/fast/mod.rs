@@ -357,15 +357,30 @@ pub(in crate::engine) fn on_requests(t: &mut Tracer) -> Result<()> {
 /// a thread waits for room.
 pub(in crate::engine) fn on_pass(t: &mut Tracer, begun: bool) -> Result<()> {
     if t.opts.fast && begun {
+        // A space none of whose threads will run again (each has reported
+        // its exit: its memory may be gone already) is not patched: its
+        // sites would be refused for code that cannot be read, and its hooks
+        // taken off by writes that fail.
         let dirty: Vec<Pid> = t
             .world
             .spaces
             .iter()
-            .filter(|(_, s)| s.fast.dirty)
+            .filter(|(k, s)| {
+                s.fast.dirty
+                    && t.world
+                        .tasks
+                        .values()
+                        .any(|task| task.space == **k && !task.exiting)
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in dirty {
-            t.patch_fast(key)?;
+            match t.patch_fast(key) {
+                // The process died meanwhile (SIGKILL): its end is reported
+                // next, and nothing of it is to be patched or undone.
+                Err(e) if e.is_tracee_gone() => {}
+                r => r?,
+            }
         }
         plan::report_modes(&t.world, &mut t.consumers, t.root, t.start)?;
     }
