@@ -117,3 +117,7 @@ pub use sys::signal::{install_detach_handlers, stop_requested};
 // The command line's wait for the program it launched, after a detach.
 #[doc(hidden)]
 pub use sys::signal::{detach_requested, requests};
+// The command line's wait for the program it launched, after a detach that
+// left an exiting tracee to reap.
+#[doc(hidden)]
+pub use sys::wait::wait_program;

@@ -61,7 +61,7 @@ impl Tracer {
     /// detach signal to rtrace ends the wait, leaving the program to run on
     /// (the outcome stays `Detached`).
     pub(super) fn pass_on(&mut self, sig: i32, send: bool, wait: bool) -> Result<()> {
-        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::sys::wait::WaitStatus;
         let root = self.root;
         // The events so far are out before the program's last words.
         for l in &mut self.consumers.listeners {
@@ -78,7 +78,7 @@ impl Tracer {
             if !wait || signal::stop_requested() {
                 return Ok(());
             }
-            match waitpid(root, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
+            match wait::wait_program(root, true) {
                 // Stopped (SIGSTOP, a terminal's SIGTSTP): the signal waits
                 // with it, as untraced; rtrace says why it waits.
                 Ok(WaitStatus::Stopped(_, stop)) if !said_stopped => {

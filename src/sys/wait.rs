@@ -351,3 +351,32 @@ pub fn no_tracee_error() -> Error {
 fn wait_error(errno: Errno) -> Error {
     Error::io("waitpid", std::io::Error::from_raw_os_error(errno as i32))
 }
+
+/// Waits for process `pid`, rtrace's child and no longer its tracee, to
+/// change state: to end, or (with `stopped`) to stop. A thread rtrace
+/// could not let go at its detach (it was exiting: PTRACE_DETACH fails on
+/// it with ESRCH) is still its tracee, and its death is rtrace's to reap
+/// first: the kernel hands a ptraced zombie to its real parent only once
+/// its tracer has reaped it (`wait_task_zombie`, `do_notify_parent`). Such
+/// deaths are reaped on the way, so that a parent waiting for that child
+/// (popen's `pclose`) is not kept waiting as long as rtrace waits for it.
+/// ECHILD when `pid` is not rtrace's child.
+pub fn wait_program(pid: crate::Pid, stopped: bool) -> nix::Result<nix::sys::wait::WaitStatus> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut flags = WaitPidFlag::empty();
+    if stopped {
+        flags |= WaitPidFlag::WUNTRACED;
+    }
+    // Not a child (attached to): no tracee's death is waited for either.
+    match waitpid(pid, Some(flags | WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => {}
+        r => return r,
+    }
+    flags |= WaitPidFlag::__WALL;
+    loop {
+        let status = waitpid(crate::Pid::from_raw(-1), Some(flags))?;
+        if status.pid() == Some(pid) {
+            return Ok(status);
+        }
+    }
+}

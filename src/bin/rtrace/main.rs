@@ -549,10 +549,11 @@ impl Waited {
 }
 
 fn wait_child(pid: rtrace::Pid) -> Waited {
-    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::sys::wait::WaitStatus;
     let requests = rtrace::requests();
     loop {
-        match waitpid(pid, None) {
+        // (Reaping any thread the detach left exiting, for its parent.)
+        match rtrace::wait_program(pid, false) {
             Ok(WaitStatus::Exited(_, code)) => return Waited::Exited(code),
             Ok(WaitStatus::Signaled(_, sig, core_dumped)) => {
                 return Waited::Killed {
