@@ -634,6 +634,9 @@ impl Tracer {
                 }
             };
             task = Task::new(child, pspace, TaskState::Starting);
+            if shares_memory && kind != ForkKind::Vfork {
+                fast::on_shared_child(self, parent)?;
+            }
             if self.opts.follow_forks && !psilent {
                 if !shares_memory {
                     task.needs_setup = self.fork_space(pspace, child)?;

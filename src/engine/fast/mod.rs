@@ -272,6 +272,28 @@ pub(in crate::engine) fn on_thread_seen(t: &mut Tracer, key: Pid, tid: Tid) -> R
     Ok(())
 }
 
+/// Thread `parent` (stopped at its clone event) made a child that shares
+/// its memory without being one of its threads (CLONE_VM): the parent's
+/// thread pointer is noted now, so that a child on the same one (no TLS of
+/// its own) is seen to share it at its first stop, and fast probes are
+/// suspended while it lives. Noted later, or never (a program fresh from
+/// its exec has no thread pointer yet at its first stop), the pointer went
+/// to the child, and the parent's records were the child's, after its
+/// death too. Touches `FastState::threads`.
+pub(in crate::engine) fn on_shared_child(t: &mut Tracer, parent: Tid) -> Result<()> {
+    let Some(key) = t.world.tasks.get(&parent).map(|task| task.space) else {
+        return Ok(());
+    };
+    if !t.world.spaces.get(&key).is_some_and(|s| s.fast.active()) {
+        return Ok(());
+    }
+    match ptrace::getregs(parent) {
+        Ok(regs) => t.note_thread(parent, regs.thread_pointer()),
+        Err(e) if e.is_tracee_gone() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// What happened at a fork, for [`on_fork`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::engine) enum Fork {

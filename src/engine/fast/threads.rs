@@ -39,8 +39,19 @@ impl Tracer {
             if let Ok(regs) = ptrace::getregs(t) {
                 ips.push(regs.ip());
                 let tp = regs.thread_pointer();
-                if let Some(space) = self.world.spaces.get_mut(&key).filter(|_| tp != 0) {
-                    space.fast.threads.insert(tp, t);
+                let Some(space) = self.world.spaces.get(&key).filter(|_| tp != 0) else {
+                    continue;
+                };
+                // A pointer another live task has keeps it: a CLONE_VM child
+                // on its parent's TLS (fast probes are suspended while it
+                // lives) must not be taken for the parent once it is gone.
+                let taken = space.fast.threads.get(&tp).is_some_and(|&other| {
+                    other != t && self.world.tasks.get(&other).is_some_and(|o| !o.exiting)
+                });
+                if !taken {
+                    if let Some(space) = self.world.spaces.get_mut(&key) {
+                        space.fast.threads.insert(tp, t);
+                    }
                 }
             }
         }
