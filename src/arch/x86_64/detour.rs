@@ -795,6 +795,9 @@ pub struct ReturnSpec {
     /// The most bytes of the C string the return value points to, copied
     /// into the return record (0: none).
     pub ret_string: u32,
+    /// Where errno is, as an offset from the thread pointer, for the stub
+    /// to copy into the return record (`table::ERRNO`; 0: not copied).
+    pub errno: u64,
 }
 
 /// Saved on the stack by the detour, in push order (the last is at rsp).
@@ -1220,9 +1223,16 @@ fn hijack(
     a.mov(dword_ptr(r11 + table::INDEX as i32), index)?;
     a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?;
     // Recorded, not timed (the entry may be a timed call's, taken over),
-    // and no errno copied.
+    // with errno copied where the handlers read it (a TLS offset fits a
+    // sign-extended 32 bits).
     a.mov(qword_ptr(r11 + table::TIMED as i32), 0)?;
-    a.mov(qword_ptr(r11 + table::ERRNO as i32), 0)?;
+    match i32::try_from(ret.errno as i64) {
+        Ok(offset) => a.mov(qword_ptr(r11 + table::ERRNO as i32), offset)?,
+        Err(_) => {
+            a.mov(rax, ret.errno)?;
+            a.mov(qword_ptr(r11 + table::ERRNO as i32), rax)?;
+        }
+    }
     a.mov(rax, ret.stub)?;
     a.mov(qword_ptr(rdx), rax)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_STUB)?;

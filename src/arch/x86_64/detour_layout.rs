@@ -275,7 +275,8 @@ pub mod table {
     /// Where errno is, as an offset from the thread pointer (`fs:`), for
     /// the stub to copy into the return record (`ring::RET_ERRNO`); 0: not
     /// copied. rtrace writes it for the calls of int3 probes whose handlers
-    /// read errno at the return; the detours write 0.
+    /// read errno at the return; a detour writes its site's
+    /// (`ReturnSpec::errno`).
     pub const ERRNO: u64 = 56;
     /// The most timed calls chained to one (their keys are the slot plus
     /// 1 to 7).

@@ -378,6 +378,7 @@ fn returns_detour() -> Detour {
             stub: STUB,
             table: TABLE,
             ret_string: 65,
+            errno: 0,
         }),
         ..base_spec()
     };
@@ -818,6 +819,7 @@ fn timed_detour(row: u32) -> Result<Detour, String> {
             stub: STUB,
             table: TABLE,
             ret_string: 0,
+            errno: 0,
         }),
         block: true,
         timed: Some(row),
@@ -892,6 +894,7 @@ fn a_timed_detour_keeps_the_entry_time_in_the_table() {
             stub: STUB,
             table: TABLE,
             ret_string: 0,
+            errno: 0,
         }),
         block: true,
         timed: Some(1),

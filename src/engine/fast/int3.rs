@@ -273,8 +273,9 @@ impl Tracer {
 
 /// Where errno is in space `space`'s threads, as an offset from the thread
 /// pointer (libc's `R_X86_64_TPOFF64` slot for it); 0 (not copied) without
-/// libc. Looked up once libc is loaded, and kept.
-fn errno_tpoff(space: &mut crate::engine::space::Space) -> u64 {
+/// libc. Looked up once libc is loaded, and kept. (For the return stub of
+/// int3 probes' calls, and the detours of fast sites.)
+pub(super) fn errno_tpoff(space: &mut crate::engine::space::Space) -> u64 {
     if let Some(tpoff) = space.fast.errno_tpoff {
         return tpoff;
     }

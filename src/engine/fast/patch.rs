@@ -541,6 +541,12 @@ impl Tracer {
             .spaces
             .get_mut(&key)
             .ok_or("the process is gone")?;
+        // Where errno is, for a site whose handlers read it (0 without
+        // libc: not copied), as the int3 probes' claims have it.
+        let errno_tpoff = match plan.errno {
+            true => super::int3::errno_tpoff(space),
+            false => 0,
+        };
         let index = space.fast.sites.len() as u32;
         // (The ring's counters above are the int3 sites'.)
         if index >= super::int3::int3_index(super::int3::MAX_INT3_SITES) {
@@ -574,6 +580,7 @@ impl Tracer {
                     stub: s.stub.entry,
                     table: s.table.get(),
                     ret_string: plan.ret_string,
+                    errno: errno_tpoff,
                 }),
                 false => None,
             },

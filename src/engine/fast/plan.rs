@@ -41,6 +41,9 @@ pub(super) struct Planned {
     /// watches returns: the calls may be timed in the program (the detour
     /// and the stub record nothing).
     pub(super) timed: bool,
+    /// A handler reads errno at the return (`Returns::Record`'s `errno`, a
+    /// libc function's): the stub copies it into the return record.
+    pub(super) errno: bool,
 }
 
 impl Tracer {
@@ -70,6 +73,7 @@ impl Tracer {
         let mut capture = Capture::nothing();
         let mut returns = false;
         let mut count_only = true;
+        let mut errno = false;
         for s in &site.probes {
             if s.kind == (ProbeKind::Function { returns: true }) {
                 if space.unknown_unwinder {
@@ -90,6 +94,12 @@ impl Tracer {
                 Fast::Yes(c) => {
                     capture.merge(&c);
                     count_only = false;
+                    if s.kind == (ProbeKind::Function { returns: true }) {
+                        errno |= matches!(
+                            probe.handler.returns(s, module),
+                            crate::handler::Returns::Record { errno: true, .. }
+                        );
+                    }
                 }
                 Fast::Aggregate => {}
                 Fast::No(why) => return Err(Refusal::Handler(why)),
@@ -143,6 +153,7 @@ impl Tracer {
             },
             count_only,
             timed,
+            errno: returns && errno,
         })
     }
 
