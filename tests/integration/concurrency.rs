@@ -1,7 +1,9 @@
 //! Threads under tracing, in every step strategy: signals that arrive during
 //! a hit, faults raised by the displaced instruction, threads that come and
 //! go (the main thread first), exit_group in the middle of hits, threads
-//! blocked in system calls.
+//! blocked in system calls. The strategies are int3 probes' (how a
+//! breakpoint's displaced instruction runs): every probe here is one
+//! (`--int3`).
 
 use std::collections::BTreeMap;
 
@@ -34,7 +36,7 @@ fn signals_during_steps_are_delivered_once() {
     for mode in MODES {
         let (run, events) = trace_json(
             &format!("sigstorm_{mode}"),
-            &["--step", mode, "-s", "work", "--entry-only"],
+            &["--int3", "--step", mode, "-s", "work", "--entry-only"],
             &prog,
             &args,
         );
@@ -58,7 +60,7 @@ fn queued_signals_keep_their_siginfo_and_order_on_every_thread() {
         for mode in MODES {
             let (run, events) = trace_json(
                 &format!("sigqueuer_{variant}_{mode}"),
-                &["--step", mode, "-s", "work", "--entry-only"],
+                &["--int3", "--step", mode, "-s", "work", "--entry-only"],
                 &prog,
                 &args,
             );
@@ -83,7 +85,7 @@ fn fault_in_the_displaced_instruction_reaches_the_program() {
     for mode in MODES {
         let (run, events) = trace_json(
             &format!("faulter_{mode}"),
-            &["--step", mode, "-s", "load_first"],
+            &["--int3", "--step", mode, "-s", "load_first"],
             &prog,
             &[],
         );
@@ -111,7 +113,7 @@ fn unhandled_fault_in_the_displaced_instruction_kills_as_untraced() {
     for mode in MODES {
         let (run, events) = trace_json(
             &format!("faulter_crash_{mode}"),
-            &["--step", mode, "-s", "load_first"],
+            &["--int3", "--step", mode, "-s", "load_first"],
             &prog,
             &["crash"],
         );
@@ -140,7 +142,7 @@ fn threads_come_and_go_after_the_main_thread_left() {
     for mode in MODES {
         let (run, events) = trace_json(
             &format!("waves_{mode}"),
-            &["--step", mode, "-s", "work"],
+            &["--int3", "--step", mode, "-s", "work"],
             &prog,
             &[],
         );
@@ -175,7 +177,7 @@ fn exit_group_in_the_middle_of_hits() {
         for round in 0..5 {
             let (run, events) = trace_json(
                 &format!("exiter_{mode}_{round}"),
-                &["--step", mode, "-s", "work"],
+                &["--int3", "--step", mode, "-s", "work"],
                 &prog,
                 &[],
             );
@@ -199,7 +201,7 @@ fn threads_blocked_in_system_calls_do_not_hang() {
     for mode in MODES {
         let (run, events) = trace_json(
             &format!("blocker_{mode}"),
-            &["--step", mode, "-s", "work", "-s", "libc:read"],
+            &["--int3", "--step", mode, "-s", "work", "-s", "libc:read"],
             &prog,
             &[],
         );

@@ -748,7 +748,9 @@ fn ctrl_c_in_launch_mode_while_steps_are_in_flight() {
     let untraced = run_untraced(&prog, &["4", "300000"]);
     for _ in 0..5 {
         let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+        // (Int3 probes: the steps are theirs.)
         cmd.args([
+            "--int3",
             "--json",
             "--entry-only",
             "--step",
@@ -849,7 +851,12 @@ fn fifty_cycles(variant: Variant, step: &str) {
 
     for cycle in 0..CYCLES {
         let what = format!("cycle {cycle}: rtrace -p {pid} -s work --json --step {step}");
-        let mut rtrace = Spawned::rtrace_attach(&["-s", "work", "--json", "--step", step], pid);
+        let mut args = vec!["-s", "work", "--json", "--step", step];
+        if step == "xol" {
+            // Int3 probes: the steps out of line are theirs.
+            args.push("--int3");
+        }
+        let mut rtrace = Spawned::rtrace_attach(&args, pid);
         let attach = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
             str_field(e, "event") == "attach"
         });

@@ -55,7 +55,7 @@ fn check_insns(mode: &str, variant: Variant, names: &[&str]) {
     let prog = fixture("insns", variant);
     let untraced = run_untraced(&prog, &[]);
     assert_eq!(untraced.stdout, INSNS_OUTPUT);
-    let mut args = vec!["--step", mode];
+    let mut args = vec!["--int3", "--step", mode];
     for name in names {
         args.extend(["-s", name]);
     }
@@ -220,7 +220,7 @@ fn sixteen_threads_exact_per_thread_in_every_strategy() {
     for mode in ["auto", "xol", "inplace"] {
         let (run, events) = trace_json(
             &format!("threads16_{mode}"),
-            &["--step", mode, "-s", "work"],
+            &["--int3", "--step", mode, "-s", "work"],
             &prog,
             &["16", "300"],
         );
