@@ -1113,8 +1113,9 @@ fn a_child_forked_under_both_kinds_of_return_probe_returns_as_untraced() {
         .arg(&prog)
         .arg("5");
     let run = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
+    // forkret is fast: nothing is said of it.
     assert!(
-        run.stderr.contains("rtrace: probe forkret: fast"),
+        !run.stderr.contains("rtrace: probe forkret:"),
         "{}",
         run.stderr
     );
@@ -1153,7 +1154,8 @@ fn dlsym_under_both_kinds_of_return_probe_finds_its_caller() {
             let run = crate::fixtures::run_command(cmd, crate::fixtures::TIMEOUT);
             let what = format!("{also:?} count={count}: {}", run.stderr);
             assert!(run.stderr.contains("rtrace: probe outer: int3"), "{what}");
-            assert!(run.stderr.contains("rtrace: probe findsym: fast"), "{what}");
+            // findsym is fast: nothing is said of it.
+            assert!(!run.stderr.contains("rtrace: probe findsym:"), "{what}");
             assert_eq!(run.stdout, untraced.stdout, "{what}");
             assert_eq!(run.code(), 0, "{what}");
             assert!(!run.stderr.contains("warning"), "{what}");
