@@ -593,8 +593,16 @@ impl Handler for Printer {
             return Fast::No("--stack walks the stack of the stopped thread".into());
         }
         if !self.render_calls {
-            // The summary only aggregates: hits may be counted, and calls
-            // timed, in the program.
+            // The summary counts a call that failed by its value (see
+            // `Renderer::failed`): the calls of a function that can fail so
+            // are recorded, one by one, without a stop. Otherwise it only
+            // aggregates: hits may be counted, and calls timed, in the
+            // program.
+            if site.kind == (ProbeKind::Function { returns: true })
+                && self.renderer.may_fail(site, module)
+            {
+                return Fast::Yes(Capture::nothing());
+            }
             return Fast::Aggregate;
         }
         if site.kind == ProbeKind::Instruction {

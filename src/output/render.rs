@@ -643,6 +643,28 @@ impl Renderer {
         ))
     }
 
+    /// Whether a call of the function at `site` can count as failed (see
+    /// [`Renderer::failed`]): its built-in prototype returns an integer or
+    /// a pointer, or it is a libc function whose DWARF returns a signed
+    /// `int` or `long`.
+    pub(crate) fn may_fail(&mut self, site: &Site, module: Option<&Module>) -> bool {
+        let in_libc = module.is_some_and(|m| m.matches("libc"));
+        match self.known_at(site, module) {
+            Known::Proto(p) => matches!(p.ret, Ret::Int | Ret::Long | Ret::Ptr),
+            Known::Dwarf(sig) => {
+                in_libc
+                    && matches!(
+                        sig.ret,
+                        Type::Int {
+                            size: 4 | 8,
+                            signed: true,
+                        }
+                    )
+            }
+            Known::Raw => false,
+        }
+    }
+
     /// Whether the call `ret` returned from failed, by the errno rule
     /// (a libc function's integer -1) or by its built-in prototype (a
     /// pointer that is NULL, or `MAP_FAILED`): what `-c` counts as errors.
