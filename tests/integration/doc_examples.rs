@@ -51,7 +51,7 @@ const SKIPPED: &[(&str, &str)] = &[
         "the count fixture (hist.rs)",
     ),
     (
-        "rtrace --fast -s work -s twice -- ./count 3",
+        "rtrace -s work -s twice -- ./count 3",
         "the count fixture (fast.rs)",
     ),
     (
