@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 67] = [
+pub const PROGRAMS: [&str; 68] = [
     "count",
     "sigtrap",
     "signals",
@@ -256,6 +256,7 @@ pub const PROGRAMS: [&str; 67] = [
     "vdsoifunc",
     "ctrlc",
     "naps",
+    "fills",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

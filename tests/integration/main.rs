@@ -26,6 +26,7 @@ mod launch;
 mod library;
 mod lossless;
 mod names;
+mod padding;
 mod processes;
 mod progress;
 mod proto;

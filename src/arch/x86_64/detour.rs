@@ -442,6 +442,27 @@ fn ends_flow(insn: &Instruction) -> bool {
     ) || insn.mnemonic() == Mnemonic::Ud2
 }
 
+/// Whether the code after `function` (its bytes, at `start`) can only be
+/// reached by a branch: decoded from its start, its last instruction ends
+/// exactly at its end and ends the flow (`ret`, a jump, `ud2`). The
+/// padding after a function that does not is run: glibc's
+/// `__memcpy_chk_*` end with `jb __chk_fail` and fall through their
+/// padding into `__memcpy_*`. (A trailing call to a function that does not
+/// return counts as falling through: whether it returns is not known.)
+pub fn ends_flow_at_end(function: &[u8], start: u64) -> bool {
+    let mut decoder = decode_at(function, start);
+    let mut insn = Instruction::default();
+    let mut last = None;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() {
+            return false;
+        }
+        last = Some(insn);
+    }
+    last.is_some_and(|i| i.next_ip() == start + function.len() as u64 && ends_flow(&i))
+}
+
 /// The hop of [`plan_site`], whether or not a `jmp rel32` would do (the
 /// caller may know of branches from elsewhere into the bytes it would
 /// replace).

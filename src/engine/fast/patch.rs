@@ -270,22 +270,26 @@ impl Tracer {
                 }
             }
         }
-        // (Each hop planned has its own fill; the ones not written are
-        // free again for the next batch.)
-        self.space_mut(key)?.fast.fills_planned.clear();
         // rtrace's own hooks: back to int3s if an int3 probe now watches
         // returns, else fast where they can be (see `hooks`).
-        self.unfast_hooks(key)?;
-        if plans.is_empty() && self.plan_hooks(key).is_empty() {
-            return Ok(());
+        let written = match self.unfast_hooks(key) {
+            Ok(()) if plans.is_empty() && self.plan_hooks(key).is_empty() => Ok(()),
+            Ok(()) => self.with_world_stopped(World::Space(key), |t, quiet| {
+                if !plans.is_empty() {
+                    t.patch_planned(key, plans, quiet, false)?;
+                }
+                // After the user's sites: the ring and the stub exist now.
+                t.patch_planned_hooks(key, quiet)
+            }),
+            Err(e) => Err(e),
+        };
+        // The batch is written (a far detour's fill, chosen as its site
+        // was, kept clear of the others' bytes and fills): what was
+        // planned and not written is free again for the next batch.
+        if let Some(space) = self.world.spaces.get_mut(&key) {
+            space.fast.planned.clear();
         }
-        self.with_world_stopped(World::Space(key), |t, quiet| {
-            if !plans.is_empty() {
-                t.patch_planned(key, plans, quiet, false)?;
-            }
-            // After the user's sites: the ring and the stub exist now.
-            t.patch_planned_hooks(key, quiet)
-        })
+        written
     }
 
     /// Thread `tid` (of space `key`) is stopped at the int3 of `addr`, a
@@ -315,14 +319,15 @@ impl Tracer {
         }
         ptrace::setregs(tid, regs)?;
         self.with_world_stopped(World::Space(key), |t, quiet| {
-            match t.plan_fast(key, addr) {
-                Ok(plan) => t.patch_planned(key, vec![plan], quiet, true)?,
-                Err(why) => {
-                    t.space_mut(key)?.fast.refused.insert(addr, why);
-                }
-            }
+            let written = match t.plan_fast(key, addr) {
+                Ok(plan) => t.patch_planned(key, vec![plan], quiet, true),
+                Err(why) => t.space_mut(key).map(|s| {
+                    s.fast.refused.insert(addr, why);
+                }),
+            };
             let space = t.space_mut(key)?;
-            space.fast.fills_planned.clear();
+            space.fast.planned.clear();
+            written?;
             let index = space.sites.get(addr).and_then(|s| s.fast);
             Ok(index
                 .and_then(|i| space.fast.sites.get(i as usize))

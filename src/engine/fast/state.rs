@@ -157,8 +157,11 @@ pub(crate) struct FastState {
     pub(super) broken: Option<String>,
     pub(super) areas: Vec<Area>,
     pub(super) puns: Vec<PunPage>,
-    /// The fills chosen for hops planned and not yet written (one batch).
-    pub(super) fills_planned: HashSet<RuntimeAddr>,
+    /// The bytes the sites planned in one batch will write, until the
+    /// batch is written: each site's replaced bytes, and its hop's fill. No
+    /// fill is chosen there (a far detour's, chosen as its site is
+    /// written, included), and no jump runs over a fill planned.
+    pub(super) planned: Vec<std::ops::Range<u64>>,
     /// Sites judged fast that stay int3 until their first hit, patched
     /// from that stop (see `Tracer::patch_at_hit`).
     pub(super) first_hit: HashSet<RuntimeAddr>,
@@ -277,7 +280,7 @@ impl FastState {
             broken: self.broken.clone(),
             areas: self.areas.clone(),
             puns: self.puns.clone(),
-            fills_planned: HashSet::new(),
+            planned: Vec::new(),
             first_hit: self.first_hit.clone(),
             // Its ring's counters start from zero.
             sites: self
