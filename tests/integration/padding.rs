@@ -169,55 +169,113 @@ fn a_hop_planned_later_keeps_out_of_a_puns_bytes() {
     assert!(hop.0 > 0 && hop.1 == 0, "hop3: (fast, int3) {hop:?}");
 }
 
+/// The probes of [`a_detach_gives_the_padding_back`]: every kind of write
+/// into padding.
+const EVERY_KIND: [&str; 10] = [
+    "hop0",
+    "into0",
+    "twice",
+    "short2",
+    "hop2",
+    "into2",
+    "tailpop+0x17",
+    "hop3",
+    "into3",
+    "add1",
+];
+
+/// Attaches to `pid` (fills) with `probes`, waits for their modes and for
+/// 100 hits of each, and detaches: the code is its files' again (the
+/// padding included), the mappings are `before`'s (the pun's page and the
+/// detour areas are gone), the program runs on. The modes said.
+fn attach_and_detach(pid: i32, probes: &[&str], before: (usize, usize), what: &str) -> Vec<String> {
+    let mut args = vec!["--fast", "--entry-only", "--json"];
+    for p in probes {
+        args.extend(["-s", p]);
+    }
+    let mut rtrace = Spawned::rtrace_attach(&args, pid);
+    let mut modes = Vec::new();
+    for _ in probes {
+        let e = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+            str_field(e, "event") == "probe"
+        });
+        modes.push(format!(
+            "{} {}",
+            str_field(&e, "probe"),
+            str_field(&e, "mode")
+        ));
+    }
+    for p in probes {
+        let symbol = p.split('+').next().unwrap();
+        for _ in 0..100 {
+            wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+                matches!(str_field(e, "event"), "entry" | "hit") && str_field(e, "symbol") == symbol
+            });
+        }
+    }
+    rtrace.signal(Signal::SIGINT);
+    wait_detach(&mut rtrace, what);
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
+    if let Err(e) = code_matches_files(pid) {
+        panic!("{what}: after detach: {e}");
+    }
+    assert_eq!(our_mappings(pid), before, "{what}: mappings after detach");
+    assert_eq!(tracer_pid(pid), 0, "{what}");
+    assert!(matches!(process_state(pid), Some('R' | 'S')), "{what}");
+    modes.sort();
+    modes
+}
+
 /// Attached to fills with every kind of write into padding at once, and
-/// detached, three times: each time the code is its files' again (the
-/// padding included), the pun's page and the detour areas are gone, and
-/// the program runs on; at the end it finishes normally.
+/// detached, three times: each time the code is its files' again, nothing
+/// of rtrace's is left mapped, and the program runs on; at the end it
+/// finishes normally, every value right.
 #[test]
 fn a_detach_gives_the_padding_back() {
     let fills = Spawned::start(&fixture("fills", Variant::Pie), &["0"]);
     let pid = fills.pid();
     let before = our_mappings(pid);
-    let probes = [
-        "twice",
-        "short2",
-        "hop2",
-        "tailpop+0x17",
-        "hop3",
-        "into2",
-        "into3",
-    ];
     for round in 0..3 {
-        let what = format!("round {round}");
-        let mut args = vec!["--fast", "--entry-only", "--json"];
-        for p in probes {
-            args.extend(["-s", p]);
-        }
-        let mut rtrace = Spawned::rtrace_attach(&args, pid);
-        for _ in probes {
-            let e = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
-                str_field(e, "event") == "probe"
-            });
-            assert!(
-                matches!(str_field(&e, "mode"), "fast" | "int3"),
-                "{what}: {e}"
-            );
-        }
-        for _ in 0..100 {
-            wait_event(&mut rtrace, Duration::from_secs(30), |e| {
-                matches!(str_field(e, "event"), "entry" | "hit")
-            });
-        }
-        rtrace.signal(Signal::SIGINT);
-        wait_detach(&mut rtrace, &what);
-        let run = rtrace.wait();
-        assert_eq!(run.code(), 0, "{what}: {}", run.stderr);
-        if let Err(e) = code_matches_files(pid) {
-            panic!("{what}: after detach: {e}");
-        }
-        assert_eq!(our_mappings(pid), before, "{what}: mappings after detach");
-        assert_eq!(tracer_pid(pid), 0, "{what}");
-        assert!(matches!(process_state(pid), Some('R' | 'S')), "{what}");
+        attach_and_detach(pid, &EVERY_KIND, before, &format!("round {round}"));
+    }
+    let run = fills.terminate();
+    assert_eq!(run.code(), 0, "{}", run.stdout);
+    assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+}
+
+/// With the address space around the code taken (fills' `crowd`), the
+/// detours go anywhere, and each site's jump (or its hop's) leads to an
+/// indirect jump in padding: hop0's hop and the far jump it leads to once
+/// took the same padding (the first of the module), the far jump written
+/// over by a jump to itself, and hop0 spun forever. Each far jump now has
+/// padding of its own; every site but the pun (whose page cannot be
+/// placed) and twice (no padding a hop may use) is fast, the detach gives
+/// everything back, and the program computes what it does untraced.
+#[test]
+fn far_detours_keep_out_of_the_hops_padding() {
+    let fills = Spawned::start(&fixture("fills", Variant::Pie), &["0", "crowd"]);
+    let pid = fills.pid();
+    let before = our_mappings(pid);
+    for round in 0..2 {
+        let what = format!("crowded, round {round}");
+        let modes = attach_and_detach(pid, &EVERY_KIND, before, &what);
+        assert_eq!(
+            modes,
+            [
+                "add1 fast",
+                "hop0 fast",
+                "hop2 fast",
+                "hop3 fast",
+                "into0 fast",
+                "into2 fast",
+                "into3 fast",
+                "short2 fast",
+                "tailpop+0x17 int3",
+                "twice int3",
+            ],
+            "{what}"
+        );
     }
     let run = fills.terminate();
     assert_eq!(run.code(), 0, "{}", run.stdout);
