@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`).
-pub const PROGRAMS: [&str; 68] = [
+pub const PROGRAMS: [&str; 69] = [
     "count",
     "sigtrap",
     "signals",
@@ -257,16 +257,19 @@ pub const PROGRAMS: [&str; 68] = [
     "ctrlc",
     "naps",
     "fills",
+    "dlfill",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
 /// `<name>.so`, whose soname is its file name).
-pub const LIBRARIES: [&str; 5] = [
+pub const LIBRARIES: [&str; 7] = [
     "libplug",
     "libinterpose",
     "libloader",
     "libsecond",
     "libvdso",
+    "libfilla",
+    "libfillb",
 ];
 
 /// The fixture libraries a program links against: they come before libc
@@ -287,7 +290,7 @@ fn linked_libraries(name: &str) -> &'static [&'static str] {
 pub fn supports(name: &str, variant: Variant) -> bool {
     let dynamic = matches!(
         name,
-        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop" | "vdsoifunc"
+        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop" | "vdsoifunc" | "dlfill"
     );
     !(dynamic && matches!(variant, Variant::Static | Variant::StaticPie))
 }
@@ -429,7 +432,7 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         }
         args.push(format!("-I{}", src_dir.display()));
         args.push(source.display().to_string());
-        if matches!(name, "dlopener" | "dlhammer" | "dlloop") {
+        if matches!(name, "dlopener" | "dlhammer" | "dlloop" | "dlfill") {
             args.push("-ldl".into());
         }
         // The plugin loader finds what it loads next to itself.

@@ -19,7 +19,8 @@ use crate::attach::{tracer_pid, wait_detach, wait_event};
 use crate::events::{assert_same_as_untraced, of_symbol, show, str_field, trace_json};
 use crate::fast::our_mappings;
 use crate::fixtures::{
-    bounded, code_matches_files, fixture, process_state, run_untraced, Spawned, Variant,
+    bounded, code_matches_files, fixture, in_library, library, process_state, rtrace_bin,
+    run_untraced, Spawned, Variant,
 };
 
 /// Runs `fills` untraced and with `--fast --entry-only` and `probes`:
@@ -280,4 +281,41 @@ fn far_detours_keep_out_of_the_hops_padding() {
     let run = fills.terminate();
     assert_eq!(run.code(), 0, "{}", run.stdout);
     assert!(run.stdout.ends_with("done\n"), "{}", run.stdout);
+}
+
+/// libfilla's lib_hop takes a hop into the padding after it; the library
+/// is unloaded and libfillb loaded at its address, with a thread blocked
+/// in a read(2) whose `syscall` ends where that padding was. At the
+/// detach, rtrace once took that thread for one at the hop's jump and
+/// single-stepped it, into its read again: the detach waited for the
+/// program's input. Now it is immediate, and the program goes on.
+#[test]
+fn an_unloaded_librarys_padding_is_forgotten() {
+    let (a, b) = (
+        library("libfilla", Variant::Pie),
+        library("libfillb", Variant::Pie),
+    );
+    let probe = in_library("libfilla", Variant::Pie, "lib_hop");
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(["--fast", "--entry-only", "--json", "-s", &probe, "--"])
+        .arg(fixture("dlfill", Variant::Pie))
+        .args([&a, &b]);
+    let mut rtrace = Spawned::with_stdin(cmd);
+    let mode = wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "probe"
+    });
+    assert_eq!(str_field(&mode, "mode"), "fast", "{mode}");
+    rtrace.wait_stdout_line(|l| l == "loaded");
+    rtrace.send("go\n");
+    let line = rtrace.wait_stdout_line(|l| l == "ready" || l == "moved");
+    assert_eq!(
+        line, "ready",
+        "libfillb was not loaded at libfilla's address"
+    );
+    rtrace.signal(Signal::SIGINT);
+    wait_detach(&mut rtrace, "libfillb loaded where libfilla was");
+    rtrace.send("go\n");
+    rtrace.wait_stdout_line(|l| l == "done");
+    let run = rtrace.wait();
+    assert_eq!(run.code(), 0, "{}", run.stderr);
 }

@@ -361,10 +361,17 @@ impl FastState {
         self.dirty = true;
     }
 
-    /// The code at `addr` was unloaded: a site there is gone.
+    /// The code at `addr` was unloaded: a site there is gone, and so are
+    /// the jumps outside it that led to its detour (a hop's fill, a far
+    /// jump: in the module's padding, unmapped with it). Another library
+    /// may be mapped there next, whose code is not ours: a thread found
+    /// there is not to be stepped out as from a detour (one blocked in a
+    /// system call would be stepped into it again, and the detach wait
+    /// for it).
     pub(in crate::engine) fn on_unload(&mut self, addr: RuntimeAddr) {
         for f in self.sites.iter_mut().filter(|f| f.addr == addr) {
             f.live = false;
+            f.outside.clear();
         }
         self.refused.remove(&addr);
         self.first_hit.remove(&addr);
