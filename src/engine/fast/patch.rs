@@ -297,18 +297,18 @@ impl Tracer {
     /// [`FastState::first_hit`]), its registers `regs` (the instruction
     /// pointer at `addr`): with every other thread of the space stopped, the
     /// site is patched, as the kernel optimises a uprobe at its first hit.
-    /// The thread is at the site, not inside the bytes; it goes on through
-    /// the detour's displaced instructions (the hit itself is this stop's).
-    /// The address to go on at, or None when the site stays an int3 (a
-    /// thread is inside its bytes again: the next hit tries; or it was
-    /// refused since).
+    /// The thread is at the site, not inside the bytes; it runs the probed
+    /// instruction (the caller's) and goes on through the detour's copies
+    /// of the rest (the hit itself is this stop's). None when the site
+    /// stays an int3 (a thread is inside its bytes again: the next hit
+    /// tries; or it was refused since).
     pub(super) fn patch_at_hit(
         &mut self,
         tid: Tid,
         key: Pid,
         addr: RuntimeAddr,
         regs: &crate::arch::Regs,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<super::Patched>> {
         let waiting = self
             .world
             .spaces
@@ -331,8 +331,47 @@ impl Tracer {
             let index = space.sites.get(addr).and_then(|s| s.fast);
             Ok(index
                 .and_then(|i| space.fast.sites.get(i as usize))
-                .map(|f| f.detour.displaced))
+                .map(|f| super::Patched {
+                    len: f.len as u64,
+                    displaced: f.detour.displaced,
+                    after_first: f.detour.after_first,
+                    detour: (f.at.get(), f.detour.code.len() as u64),
+                }))
         })
+    }
+
+    /// See [`super::run_copy`].
+    pub(super) fn run_copy(
+        &mut self,
+        tid: Tid,
+        regs: &crate::arch::Regs,
+        patched: &super::Patched,
+    ) -> Result<super::AtHit> {
+        use crate::engine::step::StepEnd;
+        let mut at_copy = *regs;
+        at_copy.set_ip(patched.displaced);
+        ptrace::setregs(tid, &at_copy)?;
+        let (at, len) = patched.detour;
+        for _ in 0..16 {
+            let ip = ptrace::getregs(tid)?.ip();
+            if ip == patched.after_first || !(at..at + len).contains(&ip) {
+                break;
+            }
+            match self.single_step(tid)? {
+                StepEnd::Done => {}
+                StepEnd::Gone => return Ok(super::AtHit::Gone),
+                StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => {}
+                StepEnd::Faulted(signal) => {
+                    // It did not complete (x86 faults are precise; a moved
+                    // call's push is undone with the registers): the
+                    // thread goes back to the site, where the program gets
+                    // the signal as untraced.
+                    ptrace::setregs(tid, regs)?;
+                    return Ok(super::AtHit::Faulted(signal));
+                }
+            }
+        }
+        Ok(super::AtHit::Ran(Box::new(ptrace::getregs(tid)?)))
     }
 
     /// With every thread of space `key` stopped, patches rtrace's hooks
