@@ -283,16 +283,25 @@ impl Tracer {
             missed,
             rtld: own.rtld,
             failed,
+            resume: None,
         };
         // 3. The displaced instruction; 4. and 5. in `finish_hit`, or when
         // the step out of line completes. At a site's first hit, the jump
         // may be written now: the thread then runs the detour's copy of
-        // the displaced instructions.
+        // the probed instruction, stepped, and goes on through the copies
+        // of the rest.
         match fast::patch_at_hit(self, tid, key, addr, &regs) {
-            Ok(Some(displaced)) => {
-                regs.set_ip(displaced);
-                in_progress.done();
-                return self.finish_hit(tid, key, pid, regs, hit);
+            Ok(Some(patched)) => {
+                return self.run_patched(
+                    tid,
+                    (key, pid),
+                    addr,
+                    regs,
+                    hit,
+                    &plan,
+                    patched,
+                    in_progress,
+                )
             }
             Ok(None) => {}
             Err(e) => {
@@ -352,6 +361,66 @@ impl Tracer {
                 self.finish_hit(tid, key, pid, regs, hit)
             }
         }
+    }
+
+    /// Step 3 of a hit at which its site was patched (`patched`, see
+    /// `fast::patch_at_hit`): the probed instruction runs, emulated as an
+    /// int3 hit would (no stop), or as the detour's copy of it, stepped;
+    /// the post handlers see it done, the instruction pointer where the
+    /// original code has the next instruction; the thread goes on at the
+    /// detour's copy of that one when the jump covers it.
+    #[allow(clippy::too_many_arguments)]
+    fn run_patched(
+        &mut self,
+        tid: Tid,
+        (key, pid): (Pid, Pid),
+        addr: RuntimeAddr,
+        mut regs: Regs,
+        hit: PendingHit,
+        plan: &arch::InsnPlan,
+        patched: fast::Patched,
+        in_progress: HitInProgress,
+    ) -> Result<()> {
+        let len = u64::from(plan.len);
+        let next = addr.get() + len;
+        match &plan.strategy {
+            Strategy::Emulate(e) => {
+                let space = &self.world.spaces[&key];
+                if let Err(err) = arch::emulate(*e, addr, len, &mut regs, &space.mem) {
+                    self.unhijack(key, hit.hijacked);
+                    if err.is_tracee_gone() {
+                        return Ok(());
+                    }
+                    // Back to the site (`in_progress`): the detach this
+                    // error causes puts its bytes back.
+                    return Err(err);
+                }
+                in_progress.done();
+            }
+            _ => {
+                in_progress.done();
+                match fast::run_copy(self, tid, &regs, &patched)? {
+                    fast::AtHit::Ran(after) => {
+                        regs = *after;
+                        if regs.ip() == patched.after_first {
+                            regs.set_ip(next);
+                        }
+                    }
+                    fast::AtHit::Gone => return Ok(()),
+                    fast::AtHit::Faulted(signal) => {
+                        // As a fault of the instruction stepped in place:
+                        // the program gets the signal at the site.
+                        self.unhijack(key, hit.hijacked);
+                        return self.deliver_signal(tid, signal);
+                    }
+                }
+            }
+        }
+        // Past the probed instruction, inside the jump: the thread goes on
+        // at the copy of the next one (unless a post handler moves it).
+        let resume =
+            (regs.ip() == next && len < patched.len).then_some((next, patched.after_first));
+        self.finish_hit(tid, key, pid, regs, PendingHit { resume, ..hit })
     }
 
     /// Rewrites the return address at the stack pointer to the trampoline, when
@@ -567,6 +636,7 @@ impl Tracer {
             missed,
             rtld,
             mut failed,
+            resume,
         } = hit;
         if missed {
             for site in probes
@@ -610,6 +680,13 @@ impl Tracer {
                 returns,
                 &mut failed,
             );
+        }
+        // Where the post handlers saw the next instruction, the thread goes
+        // on at the detour's copy of it (unless they moved it).
+        if let Some((shown, real)) = resume {
+            if regs.ip() == shown {
+                regs.set_ip(real);
+            }
         }
         match ptrace::setregs(tid, &regs) {
             Err(e) if e.is_tracee_gone() => return Ok(()),

@@ -124,6 +124,11 @@ pub(crate) struct PendingHit {
     pub rtld: bool,
     /// A pre handler's error, returned once the hit is complete.
     pub failed: Option<Error>,
+    /// At the hit that patched its site (see `fast::AtHit`): the
+    /// instruction pointer the post handlers see (where the original code
+    /// has the next instruction), and where the thread goes on when they
+    /// leave it so (the detour's copy of that instruction).
+    pub resume: Option<(u64, u64)>,
 }
 
 /// A signal rtrace holds for a thread, to deliver it later as it came.

@@ -1250,3 +1250,90 @@ fn a_fast_hit_carries_the_registers_its_handler_asked_for() {
     assert!(few.iter().all(|s| s.1 == 0), "{few:x?}");
     assert!(all.iter().any(|s| s.1 != 0), "{all:x?}");
 }
+
+/// What a probe saw at its int3 hits: (ip, sp) in `on_entry`, and in
+/// `on_post`; fast hits counted.
+#[derive(Default)]
+struct Posts {
+    entries: Vec<(u64, u64)>,
+    posts: Vec<(u64, u64)>,
+    fast: u64,
+}
+
+struct PostWatcher(Rc<RefCell<Posts>>);
+
+impl Handler for PostWatcher {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        let mut p = self.0.borrow_mut();
+        match hit.is_fast() {
+            true => p.fast += 1,
+            false => p.entries.push((hit.ip().get(), hit.sp().get())),
+        }
+        Ok(())
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.0
+            .borrow_mut()
+            .posts
+            .push((hit.ip().get(), hit.sp().get()));
+        Ok(())
+    }
+    fn fast(&mut self, _: &Site, _: Option<&rtrace::symbols::Module>) -> Fast {
+        Fast::Yes(Capture::default())
+    }
+}
+
+/// The post handlers of the hit at which a site is patched
+/// (`Options::first_hit`) see the probed instruction done, as at any int3
+/// hit (they once saw the registers of the site, the instruction pointer
+/// in the detour): count's work begins with `push rbp` (emulated: one byte
+/// on, the stack pointer 8 bytes down), fills' add1 with `lea rax,
+/// [rdi+1]` (its copy in the detour stepped: four bytes on) before a `ret`
+/// the jump covers too (called 40 times, and entered 20 times by chk_add1
+/// falling through), and tailpop+0x17 is a `pop rbx` patched as an
+/// instruction pun (stepped: one byte on, 8 bytes up). The other calls are
+/// fast, and every call is seen once, computing what it does untraced.
+#[test]
+fn the_post_handlers_of_a_first_hit_see_the_instruction_done() {
+    let cases: [(&str, &str, &str, u64, i64, usize); 3] = [
+        ("count", "50", "work", 1, -8, 50),
+        ("fills", "20", "add1", 4, 0, 60),
+        ("fills", "20", "tailpop+0x17", 1, 8, 20),
+    ];
+    for (name, arg, probe, ip_on, sp_on, calls) in cases {
+        for first_hit in [false, true] {
+            let posts = bounded(move |session| {
+                let mut cmd = Command::new(fixture(name, Variant::Pie));
+                cmd.arg(arg).stdout(std::process::Stdio::null());
+                let opts = Options {
+                    fast: first_hit,
+                    first_hit,
+                    ..FAST_ENTRIES
+                };
+                let mut tracer = session.launch(&cmd, opts).expect("launch");
+                let posts = Rc::new(RefCell::new(Posts::default()));
+                tracer
+                    .add_probe(probe.parse().unwrap(), PostWatcher(posts.clone()))
+                    .unwrap();
+                // (fills checks every value it computes: 1 when one was
+                // wrong.)
+                assert_eq!(tracer.run().expect("run"), Outcome::Exited(0));
+                drop(tracer);
+                Rc::try_unwrap(posts).ok().unwrap().into_inner()
+            });
+            let what = format!("{name} {probe}, first_hit {first_hit}");
+            let int3 = match first_hit {
+                true => 1,
+                false => calls,
+            };
+            assert_eq!(posts.entries.len(), int3, "{what}");
+            assert_eq!(posts.fast as usize, calls - int3, "{what}");
+            let after: Vec<(u64, u64)> = posts
+                .entries
+                .iter()
+                .map(|&(ip, sp)| (ip + ip_on, sp.wrapping_add_signed(sp_on)))
+                .collect();
+            assert_eq!(posts.posts, after, "{what}");
+        }
+    }
+}

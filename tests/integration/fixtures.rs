@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
-pub const PROGRAMS: [&str; 71] = [
+pub const PROGRAMS: [&str; 73] = [
     "count",
     "sigtrap",
     "signals",
@@ -260,16 +260,20 @@ pub const PROGRAMS: [&str; 71] = [
     "far",
     "gate",
     "upcount",
+    "fills",
+    "dlfill",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
 /// `<name>.so`, whose soname is its file name).
-pub const LIBRARIES: [&str; 5] = [
+pub const LIBRARIES: [&str; 7] = [
     "libplug",
     "libinterpose",
     "libloader",
     "libsecond",
     "libvdso",
+    "libfilla",
+    "libfillb",
 ];
 
 /// The fixture libraries a program links against: they come before libc
@@ -299,7 +303,7 @@ fn extra_sources(name: &str) -> &'static [&'static str] {
 pub fn supports(name: &str, variant: Variant) -> bool {
     let dynamic = matches!(
         name,
-        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop" | "vdsoifunc"
+        "dlopener" | "pluginhost" | "interposer" | "dlhammer" | "dlloop" | "vdsoifunc" | "dlfill"
     );
     !(dynamic && matches!(variant, Variant::Static | Variant::StaticPie))
 }
@@ -444,7 +448,7 @@ fn build(kind: Kind, name: &str, variant: Variant) -> PathBuf {
         for extra in extra_sources(name) {
             args.push(src_dir.join(extra).display().to_string());
         }
-        if matches!(name, "dlopener" | "dlhammer" | "dlloop") {
+        if matches!(name, "dlopener" | "dlhammer" | "dlloop" | "dlfill") {
             args.push("-ldl".into());
         }
         // The plugin loader finds what it loads next to itself.

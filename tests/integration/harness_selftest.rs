@@ -31,6 +31,18 @@ fn check_all_variants(name: &str, args: &[&str], stdout: &str, code: i32) {
     }
 }
 
+/// What `fills` prints, untraced (three rounds).
+pub const FILLS_OUTPUT: &str =
+    "r=0 0 0 0 0 1 1 2 0 0 1 0 0 -2 -2 -3 -2 -1 0 1 -2 -2 -1 -2 -2\nready\n\
+r=1 2 2 3 2 2 2 3 2 2 2 2 2 -4 -4 -6 -4 -1 -1 0 -4 -4 -1 -4 -4\n\
+r=2 4 4 6 4 3 3 4 4 4 3 4 4 -6 -6 -9 -6 -1 -2 4294967295 -6 -6 -1 -6 -6\n\
+sum=4294967263\ndone\n";
+
+#[test]
+fn fills_computes_its_values() {
+    check_all_variants("fills", &[], FILLS_OUTPUT, 0);
+}
+
 #[test]
 fn hot_prints_its_calls() {
     check_all_variants("hot", &[], "ready\nstarted\ncalls=1000 sum=1000000\n", 0);

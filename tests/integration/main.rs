@@ -27,6 +27,7 @@ mod library;
 mod lossless;
 mod names;
 mod oracle;
+mod padding;
 mod processes;
 mod progress;
 mod proto;

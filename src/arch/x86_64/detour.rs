@@ -255,6 +255,11 @@ pub struct Detour {
     /// Where the relocated displaced instructions begin: past it the
     /// registers are the program's again.
     pub displaced: u64,
+    /// What follows the relocated copy of the first displaced instruction
+    /// (the next one's copy, or the jump back): a thread stepped there
+    /// from `displaced` has run the probed instruction, and stands where
+    /// the original code has the instruction after it.
+    pub after_first: u64,
     /// The instructions that give the saved registers back (six pops,
     /// `popfq`, the `lea` back over the red zone), in order: a thread
     /// stopped at one of them is finished by [`finish_restore`] rather than
@@ -467,6 +472,27 @@ fn ends_flow(insn: &Instruction) -> bool {
         insn.flow_control(),
         FlowControl::Return | FlowControl::UnconditionalBranch | FlowControl::IndirectBranch
     ) || insn.mnemonic() == Mnemonic::Ud2
+}
+
+/// Whether the code after `function` (its bytes, at `start`) can only be
+/// reached by a branch: decoded from its start, its last instruction ends
+/// exactly at its end and ends the flow (`ret`, a jump, `ud2`). The
+/// padding after a function that does not is run: glibc's
+/// `__memcpy_chk_*` end with `jb __chk_fail` and fall through their
+/// padding into `__memcpy_*`. (A trailing call to a function that does not
+/// return counts as falling through: whether it returns is not known.)
+pub fn ends_flow_at_end(function: &[u8], start: u64) -> bool {
+    let mut decoder = decode_at(function, start);
+    let mut insn = Instruction::default();
+    let mut last = None;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() {
+            return false;
+        }
+        last = Some(insn);
+    }
+    last.is_some_and(|i| i.next_ip() == start + function.len() as u64 && ends_flow(&i))
 }
 
 /// The hop of [`plan_site`], whether or not a `jmp rel32` would do (the
@@ -859,6 +885,7 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
     let mut entry = a.create_label();
     let mut pushf = a.create_label();
     let mut displaced = a.create_label();
+    let mut after_first = a.create_label();
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
     load_thread_pointer(&mut a, spec.tp, rax)?;
     a.mov(rdx, table::GOLDEN)?;
@@ -867,11 +894,12 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
     a.shl(rax, ring::AGG_SHARD.trailing_zeros())?;
     a.mov(rdx, spec.ring.base + ring::AGG + 8 * u64::from(spec.index))?;
     a.lock().inc(qword_ptr(rdx + rax))?;
-    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced, &mut after_first)?;
     let labels = DetourLabels {
         entry,
         pushf,
         displaced,
+        after_first,
         steps,
         body: None,
         faults: Vec::new(),
@@ -906,6 +934,7 @@ fn build_timed(
     let mut entry = a.create_label();
     let mut pushf = a.create_label();
     let mut displaced = a.create_label();
+    let mut after_first = a.create_label();
     let mut chained = a.create_label();
     let mut take = a.create_label();
     let mut outer = a.create_label();
@@ -969,11 +998,12 @@ fn build_timed(
     )?;
     a.set_label(&mut done)?;
     a.nop()?;
-    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced, &mut after_first)?;
     let labels = DetourLabels {
         entry,
         pushf,
         displaced,
+        after_first,
         steps,
         body: None,
         faults: Vec::new(),
@@ -1002,6 +1032,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     let mut lost = a.create_label();
     let mut claim = a.create_label();
     let mut displaced = a.create_label();
+    let mut after_first = a.create_label();
 
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
     a.set_label(&mut claim)?;
@@ -1109,7 +1140,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
     }
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
-    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced, &mut after_first)?;
     // The ring is full: wait for room, or count the record lost and record
     // nothing (the return is not watched either).
     a.set_label(&mut full)?;
@@ -1130,6 +1161,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         entry,
         pushf,
         displaced,
+        after_first,
         steps,
         body: body.map(|(from, to, _)| (from, to)),
         faults,
@@ -1143,6 +1175,7 @@ pub(super) struct DetourLabels {
     pub entry: CodeLabel,
     pub pushf: CodeLabel,
     pub displaced: CodeLabel,
+    pub after_first: CodeLabel,
     /// The restore's steps.
     pub steps: Vec<CodeLabel>,
     pub body: Option<(CodeLabel, CodeLabel)>,
@@ -1179,6 +1212,7 @@ pub(super) fn assembled(
         entry: ip(&labels.entry)?,
         pushf: ip(&labels.pushf)?,
         displaced: ip(&labels.displaced)?,
+        after_first: ip(&labels.after_first)?,
         faults,
         code: out.inner.code_buffer,
     })
@@ -1887,19 +1921,29 @@ fn add_timed_call(
 /// The end of a detour (or of a hook): the restore, each instruction of it
 /// labelled (a thread stopped among them finishes it by `finish_restore`,
 /// never by single steps; the labels are returned), then the displaced
-/// instructions (the first at `displaced`), then the jump back past the
-/// patch (unreachable after a displaced `ret` or jump, and harmless).
+/// instructions (the first at `displaced`, what follows its relocated copy
+/// at `after_first`), then the jump back past the patch (unreachable after
+/// a displaced `ret` or jump, and harmless).
 pub(super) fn restore_and_resume(
     a: &mut CodeAssembler,
     patch: &Patch,
     displaced: &mut CodeLabel,
+    after_first: &mut CodeLabel,
 ) -> Result<Vec<CodeLabel>, iced_x86::IcedError> {
     let mut steps: Vec<CodeLabel> = (0..RESTORE_STEPS).map(|_| a.create_label()).collect();
     restore(a, &mut steps)?;
     let mut returns = Vec::new();
     for (i, insn) in patch.insns.iter().enumerate() {
-        if i == 0 {
-            a.set_label(displaced)?;
+        // (On an empty instruction: the block encoder may make a branch's
+        // copy longer, and a label cannot stay on an instruction it
+        // rewrites.)
+        match i {
+            0 => a.set_label(displaced)?,
+            1 => a.set_label(after_first)?,
+            _ => {}
+        }
+        if i < 2 {
+            a.zero_bytes()?;
         }
         match call_as_jump(insn.code()) {
             // A call (the last displaced instruction): its return address is
@@ -1917,6 +1961,10 @@ pub(super) fn restore_and_resume(
     }
     // (Past a function's last instruction, over fill: never reached.)
     let resume = patch.insns.last().map_or(patch.addr, Instruction::next_ip);
+    if patch.insns.len() < 2 {
+        a.set_label(after_first)?;
+        a.zero_bytes()?;
+    }
     a.jmp(resume)?;
     for (mut at, ret) in returns {
         a.set_label(&mut at)?;

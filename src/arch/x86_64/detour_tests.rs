@@ -1127,6 +1127,23 @@ fn dead_fill_is_int3_bytes_and_whole_nops() {
 }
 
 #[test]
+fn padding_after_a_function_that_falls_through_runs() {
+    // mov rax,rdi; ret | jmp rel8 | ud2: the flow ends.
+    assert!(ends_flow_at_end(&[0x48, 0x89, 0xf8, 0xc3], START));
+    assert!(ends_flow_at_end(&[0x48, 0x89, 0xf8, 0xeb, 0x10], START));
+    assert!(ends_flow_at_end(&[0x0f, 0x0b], START));
+    // cmp rcx,rdx; jb rel32 (glibc's __memcpy_chk_*): falls through.
+    assert!(!ends_flow_at_end(
+        &[0x48, 0x39, 0xd1, 0x0f, 0x82, 0x10, 0x00, 0x00, 0x00],
+        START
+    ));
+    // A trailing call, an instruction cut short, nothing at all.
+    assert!(!ends_flow_at_end(&[0xe8, 0, 0, 0, 0], START));
+    assert!(!ends_flow_at_end(&[0x48, 0x89], START));
+    assert!(!ends_flow_at_end(&[], START));
+}
+
+#[test]
 fn a_short_function_is_patched_over_the_fill_after_it() {
     // mov eax,edi; ret (3 bytes), then nops.
     let f = [0x89, 0xf8, 0xc3];

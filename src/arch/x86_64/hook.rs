@@ -171,6 +171,7 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     let mut body = a.create_label();
     let mut body_end = a.create_label();
     let mut displaced = a.create_label();
+    let mut after_first = a.create_label();
 
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
     enter_frame(&mut a)?;
@@ -210,11 +211,12 @@ fn build(patch: &Patch, spec: &HookSpec, mask: i32) -> Result<Detour, iced_x86::
     a.nop()?;
     a.set_label(&mut body_end)?;
     leave_frame(&mut a)?;
-    let steps = restore_and_resume(&mut a, patch, &mut displaced)?;
+    let steps = restore_and_resume(&mut a, patch, &mut displaced, &mut after_first)?;
     let labels = DetourLabels {
         entry,
         pushf,
         displaced,
+        after_first,
         steps,
         body: Some((body, body_end)),
         faults: Vec::new(),

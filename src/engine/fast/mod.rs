@@ -132,20 +132,62 @@ pub(in crate::engine) fn before_signal(r: &mut Reader, key: Pid) -> Result<()> {
 /// Thread `tid` of space `key` hit the int3 of `addr` (its registers
 /// `regs`, at `addr`), its handlers run and its return arranged: when the
 /// site waits for its first hit to be patched, it is patched now (stops
-/// the space's world) and the address the thread goes on at (the detour's
-/// displaced instructions) is returned. Touches that space's fast state and
-/// code.
+/// the space's world), and where its detour's copies of the displaced
+/// instructions are is returned: the thread runs the probed instruction
+/// (emulated, or its copy stepped: [`run_copy`]) and goes on through the
+/// copies of the rest. Touches that space's fast state and code.
 pub(in crate::engine) fn patch_at_hit(
     t: &mut Tracer,
     tid: Tid,
     key: Pid,
     addr: RuntimeAddr,
     regs: &crate::arch::Regs,
-) -> Result<Option<u64>> {
+) -> Result<Option<Patched>> {
     match t.opts.fast {
         true => t.patch_at_hit(tid, key, addr, regs),
         false => Ok(None),
     }
+}
+
+/// A site patched at a thread's hit ([`patch_at_hit`]).
+#[derive(Clone, Copy, Debug)]
+pub(in crate::engine) struct Patched {
+    /// The bytes the jump replaced.
+    pub len: u64,
+    /// Where its detour's copy of the probed instruction is.
+    pub displaced: u64,
+    /// What follows that copy: the copy of the next displaced instruction,
+    /// or the jump back (`Detour::after_first`).
+    pub after_first: u64,
+    /// The detour's code: where it is, and its length.
+    pub detour: (u64, u64),
+}
+
+/// Thread `tid` (registers `regs`, at the site just patched, `patched`)
+/// runs the probed instruction as the detour's copy of
+/// it, single-stepped (two steps for a call moved as a push and a jump; a
+/// few for a branch the block encoder made longer), so that the post
+/// handlers see it done as at any int3 hit. Touches that thread.
+pub(in crate::engine) fn run_copy(
+    t: &mut Tracer,
+    tid: Tid,
+    regs: &crate::arch::Regs,
+    patched: &Patched,
+) -> Result<AtHit> {
+    t.run_copy(tid, regs, patched)
+}
+
+/// How [`run_copy`] went.
+#[derive(Debug)]
+pub(in crate::engine) enum AtHit {
+    /// The copy ran: the thread's registers after it (at `after_first`,
+    /// or where a branch took it).
+    Ran(Box<Regs>),
+    /// It raised this signal and did not complete: the thread is at the
+    /// site again, as before it.
+    Faulted(i32),
+    /// The thread died, or exec'd.
+    Gone,
 }
 
 /// A trap that is no probe's and none of rtrace's breakpoints: true when it

@@ -276,22 +276,26 @@ impl Tracer {
                 }
             }
         }
-        // (Each hop planned has its own fill; the ones not written are
-        // free again for the next batch.)
-        self.space_mut(key)?.fast.fills_planned.clear();
         // rtrace's own hooks: back to int3s if an int3 probe now watches
         // returns, else fast where they can be (see `hooks`).
-        self.unfast_hooks(key)?;
-        if plans.is_empty() && self.plan_hooks(key).is_empty() {
-            return Ok(());
+        let written = match self.unfast_hooks(key) {
+            Ok(()) if plans.is_empty() && self.plan_hooks(key).is_empty() => Ok(()),
+            Ok(()) => self.with_world_stopped(World::Space(key), |t, quiet| {
+                if !plans.is_empty() {
+                    t.patch_planned(key, plans, quiet, false)?;
+                }
+                // After the user's sites: the ring and the stub exist now.
+                t.patch_planned_hooks(key, quiet)
+            }),
+            Err(e) => Err(e),
+        };
+        // The batch is written (a far detour's fill, chosen as its site
+        // was, kept clear of the others' bytes and fills): what was
+        // planned and not written is free again for the next batch.
+        if let Some(space) = self.world.spaces.get_mut(&key) {
+            space.fast.planned.clear();
         }
-        self.with_world_stopped(World::Space(key), |t, quiet| {
-            if !plans.is_empty() {
-                t.patch_planned(key, plans, quiet, false)?;
-            }
-            // After the user's sites: the ring and the stub exist now.
-            t.patch_planned_hooks(key, quiet)
-        })
+        written
     }
 
     /// Thread `tid` (of space `key`) is stopped at the int3 of `addr`, a
@@ -299,18 +303,18 @@ impl Tracer {
     /// [`FastState::first_hit`]), its registers `regs` (the instruction
     /// pointer at `addr`): with every other thread of the space stopped, the
     /// site is patched, as the kernel optimises a uprobe at its first hit.
-    /// The thread is at the site, not inside the bytes; it goes on through
-    /// the detour's displaced instructions (the hit itself is this stop's).
-    /// The address to go on at, or None when the site stays an int3 (a
-    /// thread is inside its bytes again: the next hit tries; or it was
-    /// refused since).
+    /// The thread is at the site, not inside the bytes; it runs the probed
+    /// instruction (the caller's) and goes on through the detour's copies
+    /// of the rest (the hit itself is this stop's). None when the site
+    /// stays an int3 (a thread is inside its bytes again: the next hit
+    /// tries; or it was refused since).
     pub(super) fn patch_at_hit(
         &mut self,
         tid: Tid,
         key: Pid,
         addr: RuntimeAddr,
         regs: &crate::arch::Regs,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<super::Patched>> {
         let waiting = self
             .world
             .spaces
@@ -321,19 +325,59 @@ impl Tracer {
         }
         ptrace::setregs(tid, regs)?;
         self.with_world_stopped(World::Space(key), |t, quiet| {
-            match t.plan_fast(key, addr) {
-                Ok(plan) => t.patch_planned(key, vec![plan], quiet, true)?,
-                Err(why) => {
-                    t.space_mut(key)?.fast.refused.insert(addr, why);
-                }
-            }
+            let written = match t.plan_fast(key, addr) {
+                Ok(plan) => t.patch_planned(key, vec![plan], quiet, true),
+                Err(why) => t.space_mut(key).map(|s| {
+                    s.fast.refused.insert(addr, why);
+                }),
+            };
             let space = t.space_mut(key)?;
-            space.fast.fills_planned.clear();
+            space.fast.planned.clear();
+            written?;
             let index = space.sites.get(addr).and_then(|s| s.fast);
             Ok(index
                 .and_then(|i| space.fast.sites.get(i as usize))
-                .map(|f| f.detour.displaced))
+                .map(|f| super::Patched {
+                    len: f.len as u64,
+                    displaced: f.detour.displaced,
+                    after_first: f.detour.after_first,
+                    detour: (f.at.get(), f.detour.code.len() as u64),
+                }))
         })
+    }
+
+    /// See [`super::run_copy`].
+    pub(super) fn run_copy(
+        &mut self,
+        tid: Tid,
+        regs: &crate::arch::Regs,
+        patched: &super::Patched,
+    ) -> Result<super::AtHit> {
+        use crate::engine::step::StepEnd;
+        let mut at_copy = *regs;
+        at_copy.set_ip(patched.displaced);
+        ptrace::setregs(tid, &at_copy)?;
+        let (at, len) = patched.detour;
+        for _ in 0..16 {
+            let ip = ptrace::getregs(tid)?.ip();
+            if ip == patched.after_first || !(at..at + len).contains(&ip) {
+                break;
+            }
+            match self.single_step(tid)? {
+                StepEnd::Done => {}
+                StepEnd::Gone => return Ok(super::AtHit::Gone),
+                StepEnd::Faulted(signal) if self.emulate_rdtsc(tid, signal)? => {}
+                StepEnd::Faulted(signal) => {
+                    // It did not complete (x86 faults are precise; a moved
+                    // call's push is undone with the registers): the
+                    // thread goes back to the site, where the program gets
+                    // the signal as untraced.
+                    ptrace::setregs(tid, regs)?;
+                    return Ok(super::AtHit::Faulted(signal));
+                }
+            }
+        }
+        Ok(super::AtHit::Ran(Box::new(ptrace::getregs(tid)?)))
     }
 
     /// With every thread of space `key` stopped, patches rtrace's hooks

@@ -114,8 +114,14 @@ impl Tracer {
                 .all(|s| s.kind == ProbeKind::Function { returns: true });
         let probes_here = site.probes.clone();
         let patch = self.plan_bytes(key, addr, false)?;
-        if let (Some(fill), Some(space)) = (&patch.fill, self.world.spaces.get_mut(&key)) {
-            space.fast.fills_planned.insert(RuntimeAddr(fill.at));
+        if let Some(space) = self.world.spaces.get_mut(&key) {
+            // What this batch will write: no fill may be chosen in these
+            // bytes, nor a jump run over a fill chosen.
+            let planned = &mut space.fast.planned;
+            planned.push(addr.get()..addr.get() + patch.len as u64);
+            if let Some(fill) = &patch.fill {
+                planned.push(fill.at..fill.at + fill.saved.len() as u64);
+            }
         }
         let mut kinds: Vec<CaptureKind> = capture
             .strings
@@ -331,10 +337,68 @@ fn check_module(
     let overlaps = space.fast.sites.iter().any(|f| {
         f.live && f.addr.get() < replaced.end && replaced.start < f.addr.get() + f.len as u64
     });
-    if overlaps {
+    // A fill holding a hop's jump, written or planned in this batch (the
+    // fill after a short function is where its own jump would run over).
+    let fills = space
+        .fills
+        .iter()
+        .map(|(a, u)| a.get()..a.get() + u.saved.len() as u64)
+        .chain(space.fast.planned.iter().cloned())
+        .any(|r| r.start < replaced.end && replaced.start < r.end);
+    if overlaps || fills {
         return Err(Refusal::JumpOverlaps);
     }
     Ok(())
+}
+
+/// True when `span` (runtime addresses) holds anything rtrace wrote or is
+/// about to write: a fill (a hop's or a far detour's jump), the bytes of a
+/// live fast site (a jump run over padding, an instruction pun whose
+/// displacement ends in the padding: the bytes it leaves as they were are
+/// part of it), what this batch plans, or a breakpoint.
+fn taken(space: &Space, span: &std::ops::Range<u64>) -> bool {
+    let overlaps = |r: std::ops::Range<u64>| r.start < span.end && span.start < r.end;
+    space
+        .fills
+        .iter()
+        .any(|(a, u)| overlaps(a.get()..a.get() + u.saved.len() as u64))
+        || space.fast.planned.iter().any(|r| overlaps(r.clone()))
+        || space
+            .fast
+            .sites
+            .iter()
+            .any(|f| f.live && overlaps(f.addr.get()..f.addr.get() + f.len as u64))
+        || space.sites.iter().any(|(a, _)| span.contains(&a.get()))
+}
+
+/// The dead fill after function `f` of module `m` (`functions`, sorted;
+/// link addresses): where it begins, the file's bytes there, and how many
+/// of them are dead. The fill runs up to the next known function, or, when
+/// a function the symbols do not name may follow (a stripped static one),
+/// up to the last 16-byte boundary within it: code begins on such a
+/// boundary, never in the middle of the `nop`s that lead to it. None when
+/// the function's last instruction does not end the flow: the padding
+/// after it runs (see [`detour::ends_flow_at_end`]).
+fn dead_after<'m>(m: &'m Module, f: &crate::symbols::elf::Symbol) -> Option<(u64, &'m [u8], u64)> {
+    if f.size == 0 {
+        return None;
+    }
+    let functions = m.elf.functions();
+    let end = f.addr.get() + f.size;
+    let next = functions[functions.partition_point(|g| g.addr.get() < end)..]
+        .first()
+        .map(|g| g.addr.get());
+    let len = next.map_or(FILL_MAX, |n| (n - end).min(FILL_MAX)) as usize;
+    let file = m.elf.bytes_at(crate::addr::LinkAddr(end), len)?;
+    let mut dead = detour::dead_fill(file, end) as u64;
+    if Some(end + dead) != next {
+        dead = ((end + dead) & !15).saturating_sub(end);
+    }
+    if dead == 0 {
+        return None;
+    }
+    let code = m.elf.bytes_at(f.addr, f.size as usize)?;
+    detour::ends_flow_at_end(code, f.addr.get()).then_some((end, file, dead))
 }
 
 /// The most fill looked at after a function (functions are aligned to at
@@ -356,14 +420,10 @@ fn fill_after(space: &Space, m: &Module, end: RuntimeAddr) -> Vec<u8> {
 
 /// Dead fill for the hop of `patch` (module `m`): [`detour::JMP_LEN`]
 /// bytes within a `jmp rel8`'s reach, in the fill right after the end of
-/// one of the module's functions, as the file has them and the memory
-/// still does, that no code refers to, no site, breakpoint or other fill
-/// uses, and outside the site's own replaced bytes.
-///
-/// The fill after a function runs up to the next known function, or, when
-/// a function the symbols do not name may follow (a stripped static one),
-/// up to the last 16-byte boundary within it: code begins on such a
-/// boundary, never in the middle of the `nop`s that lead to it.
+/// one of the module's functions that ends its flow ([`dead_after`]), as
+/// the file has them and the memory still does, that no code refers to,
+/// outside the site's own replaced bytes and anything else rtrace wrote or
+/// plans to write ([`taken`]).
 pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Option<detour::Fill> {
     let from = patch.addr as i64 + detour::HOP_LEN as i64;
     let (lo, hi) = (
@@ -386,17 +446,9 @@ pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Opti
         if (end_rt as i64) > hi || (end_rt as i64) + (FILL_MAX as i64) < lo {
             continue;
         }
-        let next = functions[functions.partition_point(|g| g.addr.get() < end)..]
-            .first()
-            .map(|g| g.addr.get());
-        let len = next.map_or(FILL_MAX, |n| (n - end).min(FILL_MAX)) as usize;
-        let Some(file) = m.elf.bytes_at(crate::addr::LinkAddr(end), len) else {
+        let Some((_, file, dead)) = dead_after(m, f) else {
             continue;
         };
-        let mut dead = detour::dead_fill(file, end) as u64;
-        if Some(end + dead) != next {
-            dead = ((end + dead) & !15).saturating_sub(end);
-        }
         let Ok(now) = space.mem.read_vec(RuntimeAddr(end_rt), dead as usize) else {
             continue;
         };
@@ -410,19 +462,7 @@ pub(super) fn fill_for(space: &Space, m: &Module, patch: &detour::Patch) -> Opti
             let free = reach(slot)
                 && (span.start >= replaced.end || span.end <= replaced.start)
                 && now[at..at + detour::JMP_LEN] == *bytes
-                && !space
-                    .fills
-                    .iter()
-                    .map(|(a, u)| (a.get(), u.saved.len() as u64))
-                    .chain(
-                        space
-                            .fast
-                            .fills_planned
-                            .iter()
-                            .map(|a| (a.get(), detour::JMP_LEN as u64)),
-                    )
-                    .any(|(a, n)| a < span.end && span.start < a + n)
-                && !space.sites.iter().any(|(a, _)| span.contains(&a.get()))
+                && !taken(space, &span)
                 && m.elf
                     .code_ref_into(
                         crate::addr::LinkAddr(end + at as u64).offset(-1),
@@ -451,48 +491,28 @@ fn in_any_function(m: &Module, at: u64, len: u64) -> bool {
 /// Dead fill in module `m` for a far detour's indirect jump
 /// ([`detour::FAR_JUMP_LEN`] bytes) within a `jmp rel32`'s reach of
 /// `site`: the fill after one of its functions (as [`fill_for`] judges
-/// fill), unused, unchanged, that no code refers to.
+/// fill), not [`taken`] (the site's own hop's fill, planned, included),
+/// unchanged, that no code refers to.
 pub(super) fn far_fill(space: &Space, m: &Module, site: RuntimeAddr) -> Option<detour::Fill> {
     const LEN: u64 = detour::FAR_JUMP_LEN as u64;
-    let functions = m.elf.functions();
-    for (i, f) in functions.iter().enumerate() {
-        if f.size == 0 {
+    for f in m.elf.functions() {
+        let end = f.addr.get() + f.size;
+        if f.size == 0
+            || m.to_runtime(crate::addr::LinkAddr(end))
+                .get()
+                .abs_diff(site.get())
+                >= super::patch::NEAR
+        {
             continue;
         }
-        let end = f.addr.get() + f.size;
-        let next = functions[i + 1..]
-            .iter()
-            .map(|g| g.addr.get())
-            .find(|&a| a >= end);
-        let len = next.map_or(FILL_MAX, |n| (n - end).min(FILL_MAX)) as usize;
-        let Some(file) = m.elf.bytes_at(crate::addr::LinkAddr(end), len) else {
+        let Some((end, file, dead)) = dead_after(m, f) else {
             continue;
         };
-        let mut dead = detour::dead_fill(file, end) as u64;
-        if Some(end + dead) != next {
-            dead = ((end + dead) & !15).saturating_sub(end);
-        }
         if dead < LEN {
             continue;
         }
         let at = m.to_runtime(crate::addr::LinkAddr(end));
-        if at.get().abs_diff(site.get()) >= super::patch::NEAR {
-            continue;
-        }
         let span = at.get()..at.get() + LEN;
-        let taken = space
-            .fills
-            .iter()
-            .map(|(a, u)| (a.get(), u.saved.len() as u64))
-            .chain(
-                space
-                    .fast
-                    .fills_planned
-                    .iter()
-                    .map(|a| (a.get(), detour::JMP_LEN as u64)),
-            )
-            .any(|(a, n)| a < span.end && span.start < a + n)
-            || space.sites.iter().any(|(a, _)| span.contains(&a.get()));
         let unchanged = space
             .mem
             .read_vec(at, LEN as usize)
@@ -504,7 +524,7 @@ pub(super) fn far_fill(space: &Space, m: &Module, site: RuntimeAddr) -> Option<d
                 crate::addr::LinkAddr(end + LEN),
             )
             .is_some();
-        if !taken && unchanged && !referred && !in_any_function(m, end, LEN) {
+        if !taken(space, &span) && unchanged && !referred && !in_any_function(m, end, LEN) {
             return Some(detour::Fill {
                 at: at.get(),
                 saved: file[..LEN as usize].to_vec(),

@@ -157,8 +157,11 @@ pub(crate) struct FastState {
     pub(super) broken: Option<String>,
     pub(super) areas: Vec<Area>,
     pub(super) puns: Vec<PunPage>,
-    /// The fills chosen for hops planned and not yet written (one batch).
-    pub(super) fills_planned: HashSet<RuntimeAddr>,
+    /// The bytes the sites planned in one batch will write, until the
+    /// batch is written: each site's replaced bytes, and its hop's fill. No
+    /// fill is chosen there (a far detour's, chosen as its site is
+    /// written, included), and no jump runs over a fill planned.
+    pub(super) planned: Vec<std::ops::Range<u64>>,
     /// Sites judged fast that stay int3 until their first hit, patched
     /// from that stop (see `Tracer::patch_at_hit`).
     pub(super) first_hit: HashSet<RuntimeAddr>,
@@ -277,7 +280,7 @@ impl FastState {
             broken: self.broken.clone(),
             areas: self.areas.clone(),
             puns: self.puns.clone(),
-            fills_planned: HashSet::new(),
+            planned: Vec::new(),
             first_hit: self.first_hit.clone(),
             // Its ring's counters start from zero.
             sites: self
@@ -358,10 +361,17 @@ impl FastState {
         self.dirty = true;
     }
 
-    /// The code at `addr` was unloaded: a site there is gone.
+    /// The code at `addr` was unloaded: a site there is gone, and so are
+    /// the jumps outside it that led to its detour (a hop's fill, a far
+    /// jump: in the module's padding, unmapped with it). Another library
+    /// may be mapped there next, whose code is not ours: a thread found
+    /// there is not to be stepped out as from a detour (one blocked in a
+    /// system call would be stepped into it again, and the detach wait
+    /// for it).
     pub(in crate::engine) fn on_unload(&mut self, addr: RuntimeAddr) {
         for f in self.sites.iter_mut().filter(|f| f.addr == addr) {
             f.live = false;
+            f.outside.clear();
         }
         self.refused.remove(&addr);
         self.first_hit.remove(&addr);
