@@ -471,12 +471,13 @@ fn ends_flow(insn: &Instruction) -> bool {
     matches!(
         insn.flow_control(),
         FlowControl::Return | FlowControl::UnconditionalBranch | FlowControl::IndirectBranch
-    ) || insn.mnemonic() == Mnemonic::Ud2
+    ) || matches!(insn.mnemonic(), Mnemonic::Ud2 | Mnemonic::Hlt)
 }
 
 /// Whether the code after `function` (its bytes, at `start`) can only be
 /// reached by a branch: decoded from its start, its last instruction ends
-/// exactly at its end and ends the flow (`ret`, a jump, `ud2`). The
+/// exactly at its end and ends the flow (`ret`, a jump, `ud2`, `hlt`,
+/// which faults in a program: `_start` ends with it). The
 /// padding after a function that does not is run: glibc's
 /// `__memcpy_chk_*` end with `jb __chk_fail` and fall through their
 /// padding into `__memcpy_*`. (A trailing call to a function that does not
