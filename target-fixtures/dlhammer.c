@@ -9,8 +9,8 @@
  *
  * Usage: dlhammer PATH_TO_LIBPLUG_SO THREADS LOADS
  * THREADS threads (1..64) call hot(i) for i = 0, 1, 2… until the main
- * thread is done; hot(x) returns x and is 4 bytes long (so a fast probe
- * cannot replace it: it stays an int3 breakpoint, and its returns go
+ * thread is done; hot(x) returns x and begins with pushfq (so a fast
+ * probe cannot replace it: it stays an int3 breakpoint, and its returns go
  * through the trampoline). Once every thread has made a call, the main
  * thread LOADS times dlopens the library (RTLD_NOW), calls plugin_fn(1),
  * plugin_fn(2), plugin_fn(3) and dlcloses it.
@@ -31,12 +31,16 @@ static atomic_int done;
 static atomic_long calls;
 static atomic_int bad;
 
-/* long hot(long x) { return x; } in 4 bytes: mov %rdi,%rax; ret. */
+/* long hot(long x) { return x; }, after a pushfq/popfq pair: a first
+ * instruction that moves the flags through the stack never runs in a
+ * detour, so hot stays an int3 probe. */
 long hot(long x);
 __asm__(".text\n"
         ".globl hot\n"
         ".type hot, @function\n"
         "hot:\n"
+        "\tpushfq\n"
+        "\tpopfq\n"
         "\tmov %rdi, %rax\n"
         "\tret\n"
         ".size hot, .-hot\n");
