@@ -130,7 +130,8 @@ impl Drop for Tmux {
 }
 
 /// The numbers of the row of `probe` on `screen` (after its name, `function
-/// [probe]`): calls, calls/s, p50, p99, max, errors, missed.
+/// [probe]`): calls, calls/s, p50, p99, max, errors, missed. (Empty while the
+/// terminal shows the row cut after the name: a wait reads the next screen.)
 fn row<'a>(screen: &'a str, probe: &str) -> Option<Vec<&'a str>> {
     let tag = format!(" [{probe}]");
     screen.lines().find(|l| l.contains(&tag)).map(|l| {
@@ -266,7 +267,7 @@ fn a_rows_histogram_the_filter_the_keys_and_q_waiting_for_the_program() {
     ));
     tmux.keys("Enter");
     let screen = tmux.wait("three calls of nap", |s| {
-        row(s, "nap").is_some_and(|r| r[0] == "3")
+        row(s, "nap").is_some_and(|r| r.first() == Some(&"3"))
     });
     let pid: i32 = screen.split_whitespace().nth(2).unwrap().parse().unwrap();
 
@@ -365,7 +366,7 @@ fn live_view_in_a_terminal() {
     let screen = tmux.wait("two rows with calls", |s| {
         let calls = |p| {
             row(s, p)
-                .and_then(|r| r[0].parse::<u64>().ok())
+                .and_then(|r| r.first()?.parse::<u64>().ok())
                 .unwrap_or(0)
         };
         // (Each row drawn whole, to its last arguments.)
@@ -539,7 +540,9 @@ fn ctrl_c_while_waiting_for_the_program_leaves_it_running() {
         shell_quote(&rc)
     );
     let tmux = Tmux::start("waiting", 100, 20, &command);
-    let screen = tmux.wait("nap's call", |s| row(s, "nap").is_some_and(|r| r[0] == "1"));
+    let screen = tmux.wait("nap's call", |s| {
+        row(s, "nap").is_some_and(|r| r.first() == Some(&"1"))
+    });
     let pid: i32 = screen.split_whitespace().nth(2).unwrap().parse().unwrap();
     tmux.keys("q");
     // The keys line says what a key does now: Ctrl-C alone.
