@@ -410,20 +410,7 @@ pub fn plan_pun(
     start: u64,
     addr: u64,
 ) -> Result<Patch, PatchRefusal> {
-    let end = start + function.len() as u64;
-    if addr < start || addr >= end {
-        return Err(PatchRefusal::OutsideFunction);
-    }
-    let from = (addr - start) as usize;
-    let mut decoder = decode_at(&function[from..], addr);
-    if !decoder.can_decode() {
-        return Err(PatchRefusal::TooShort { have: 0 });
-    }
-    let first = decoder.decode();
-    if first.is_invalid() {
-        return Err(PatchRefusal::Undecodable);
-    }
-    displaceable(&first)?;
+    let (first, from, _) = first_insn(function, start, addr)?;
     if first.len() >= JMP_LEN {
         return Err(PatchRefusal::TooShort { have: first.len() });
     }
@@ -463,6 +450,30 @@ impl Patch {
         let next = (self.addr + JMP_LEN as u64) as i64;
         Some(((next + rel(0)) as u64, (next + rel(0xff)) as u64))
     }
+}
+
+/// The instruction at `addr` of `function` (at `start`), judged
+/// displaceable, with its offset in the function and the function's end.
+fn first_insn(
+    function: &[u8],
+    start: u64,
+    addr: u64,
+) -> Result<(Instruction, usize, u64), PatchRefusal> {
+    let end = start + function.len() as u64;
+    if addr < start || addr >= end {
+        return Err(PatchRefusal::OutsideFunction);
+    }
+    let from = (addr - start) as usize;
+    let mut decoder = decode_at(&function[from..], addr);
+    if !decoder.can_decode() {
+        return Err(PatchRefusal::TooShort { have: 0 });
+    }
+    let first = decoder.decode();
+    if first.is_invalid() {
+        return Err(PatchRefusal::Undecodable);
+    }
+    displaceable(&first)?;
+    Ok((first, from, end))
 }
 
 /// Whether `insn` ends the code that runs on: nothing after it runs unless
@@ -510,20 +521,7 @@ pub fn plan_hop(
 }
 
 fn hop(function: &[u8], fill: &[u8], start: u64, addr: u64) -> Result<Patch, PatchRefusal> {
-    let end = start + function.len() as u64;
-    if addr < start || addr >= end {
-        return Err(PatchRefusal::OutsideFunction);
-    }
-    let from = (addr - start) as usize;
-    let mut decoder = decode_at(&function[from..], addr);
-    if !decoder.can_decode() {
-        return Err(PatchRefusal::TooShort { have: 0 });
-    }
-    let first = decoder.decode();
-    if first.is_invalid() {
-        return Err(PatchRefusal::Undecodable);
-    }
-    displaceable(&first)?;
+    let (first, from, end) = first_insn(function, start, addr)?;
     let mut len = first.len();
     let mut saved = function[from..from + len].to_vec();
     if len < HOP_LEN {

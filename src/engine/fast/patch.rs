@@ -802,27 +802,8 @@ impl Tracer {
         let maps = crate::symbols::maps::read(space.pid).map_err(|e| e.to_string())?;
         let at = place_area_within(&maps, space.exe(), addr.get(), AREA_SIZE, reach)
             .ok_or("no free address range within reach of a jump")?;
-        let scratch = space.scratch.ok_or("no scratch page")?;
-        let got = self
-            .inject_syscall(
-                tid,
-                scratch.offset(SCRATCH_SYSCALL_OFFSET),
-                libc::SYS_mmap,
-                &[
-                    at,
-                    AREA_SIZE,
-                    (libc::PROT_READ | libc::PROT_EXEC) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )
-            .map_err(|e| format!("no detour area could be mapped ({e})"))? as u64;
-        if got != at {
-            // A kernel without MAP_FIXED_NOREPLACE took it as a hint.
-            let _ = self.munmap_in(tid, key, RuntimeAddr(got), AREA_SIZE);
-            return Err("no detour area could be mapped where a jump reaches".into());
-        }
+        self.map_code(key, tid, at, AREA_SIZE)
+            .map_err(|e| format!("no detour area could be mapped where a jump reaches ({e})"))?;
         let space = self
             .world
             .spaces
@@ -873,27 +854,9 @@ impl Tracer {
         let base = place_area(&maps, space.exe(), lo & !(PAGE - 1), size)
             .filter(|&b| b <= hi && lo.max(b) + LEN <= b + size)
             .ok_or("no free address where an instruction pun's jump leads")?;
-        let scratch = space.scratch.ok_or("no scratch page")?;
-        let got = self
-            .inject_syscall(
-                tid,
-                scratch.offset(SCRATCH_SYSCALL_OFFSET),
-                libc::SYS_mmap,
-                &[
-                    base,
-                    size,
-                    (libc::PROT_READ | libc::PROT_EXEC) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )
-            .map_err(|e| format!("no page could be mapped for an instruction pun ({e})"))?
-            as u64;
-        if got != base {
-            let _ = self.munmap_in(tid, key, RuntimeAddr(got), size);
-            return Err("no page could be mapped where an instruction pun's jump leads".into());
-        }
+        self.map_code(key, tid, base, size).map_err(|e| {
+            format!("no page could be mapped where an instruction pun's jump leads ({e})")
+        })?;
         let at = lo.max(base);
         self.world
             .spaces
@@ -907,6 +870,40 @@ impl Tracer {
                 used: vec![at],
             });
         Ok(RuntimeAddr(at))
+    }
+
+    /// Maps `len` bytes of anonymous `r-x` memory at exactly `at` in space
+    /// `key`, by `tid` (stopped), never over anything (`MAP_FIXED_NOREPLACE`;
+    /// a kernel without it takes the address as a hint: that mapping is
+    /// undone).
+    fn map_code(
+        &mut self,
+        key: Pid,
+        tid: Tid,
+        at: u64,
+        len: u64,
+    ) -> std::result::Result<(), String> {
+        let scratch = self.world.spaces[&key].scratch.ok_or("no scratch page")?;
+        let got = self
+            .inject_syscall(
+                tid,
+                scratch.offset(SCRATCH_SYSCALL_OFFSET),
+                libc::SYS_mmap,
+                &[
+                    at,
+                    len,
+                    (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .map_err(|e| e.to_string())? as u64;
+        if got != at {
+            let _ = self.munmap_in(tid, key, RuntimeAddr(got), len);
+            return Err("the kernel placed it elsewhere".into());
+        }
+        Ok(())
     }
 
     /// Unmaps `len` bytes at `addr` in space `key`, by `tid` (stopped).
@@ -1071,13 +1068,7 @@ impl Tracer {
     /// int3, the rest the original bytes.
     fn take_jumps_off(&mut self, key: Pid, live: Vec<RuntimeAddr>) -> Result<()> {
         let mut first = Ok(());
-        let stopped: Vec<Tid> = self
-            .world
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
-            .map(|(t, _)| *t)
-            .collect();
+        let stopped = self.stopped_threads(key);
         if let Some(space) = self.world.spaces.get_mut(&key) {
             for addr in live {
                 let Some(site) = space.sites.get_mut(addr) else {

@@ -24,16 +24,20 @@ impl Tracer {
         })
     }
 
-    /// Notes the thread pointer of every stopped thread of space `key`, and
-    /// returns where each of them is (their instruction pointers).
-    pub(super) fn note_stopped_threads(&mut self, key: Pid) -> Vec<u64> {
-        let stopped: Vec<Tid> = self
-            .world
+    /// The stopped threads of space `key` that are not exiting.
+    pub(super) fn stopped_threads(&self, key: Pid) -> Vec<Tid> {
+        self.world
             .tasks
             .iter()
             .filter(|(_, t)| t.space == key && t.state == TaskState::Stopped && !t.exiting)
             .map(|(t, _)| *t)
-            .collect();
+            .collect()
+    }
+
+    /// Notes the thread pointer of every stopped thread of space `key`, and
+    /// returns where each of them is (their instruction pointers).
+    pub(super) fn note_stopped_threads(&mut self, key: Pid) -> Vec<u64> {
+        let stopped = self.stopped_threads(key);
         let mut ips = Vec::with_capacity(stopped.len());
         for t in stopped {
             if let Ok(regs) = ptrace::getregs(t) {
