@@ -139,6 +139,9 @@ const FAST_ENTRIES: Options = Options {
 /// the pun's displacement ends in, which the pun left as they were (they
 /// once looked free, and the next call of tailpop jumped into the
 /// weeds). Every one of the 200,000 hits of tailpop+0x17 is counted, fast.
+/// hop3's int3 is live from `add_probe` until the next pass writes its
+/// jump, while the program runs on: its one thread may hit it once as an
+/// int3 (the pass runs before that stop is handled), never twice.
 #[test]
 fn a_hop_planned_later_keeps_out_of_a_puns_bytes() {
     const ROUNDS: u64 = 200_000;
@@ -167,7 +170,7 @@ fn a_hop_planned_later_keeps_out_of_a_puns_bytes() {
     // (fills checks every value it computes: 1 when one was wrong.)
     assert_eq!(outcome, Outcome::Exited(0));
     assert_eq!(pun, (ROUNDS, 0), "tailpop+0x17: (fast, int3)");
-    assert!(hop.0 > 0 && hop.1 == 0, "hop3: (fast, int3) {hop:?}");
+    assert!(hop.0 > 0 && hop.1 <= 1, "hop3: (fast, int3) {hop:?}");
 }
 
 /// The probes of [`a_detach_gives_the_padding_back`]: every kind of write
