@@ -1337,3 +1337,45 @@ fn the_post_handlers_of_a_first_hit_see_the_instruction_done() {
         }
     }
 }
+
+/// A signal handler is running when rtrace attaches, and will return into
+/// the middle of `work`'s first five bytes (sigfix: the handler of a fault
+/// at work+2 fixes the faulting load's pointer and returns to it). The
+/// site stays an int3 until its first hit, which shows every thread out of
+/// those bytes: a jump written over them at the attach would have been
+/// returned into in its middle. Every call after the fix-up is seen, and
+/// the program's output and status are its own.
+#[test]
+fn a_signal_handler_returns_into_the_original_instructions() {
+    const CALLS: usize = 1000;
+    let prog = fixture("sigfix", Variant::Pie);
+    let n = CALLS.to_string();
+    let mut cmd = Command::new(&prog);
+    cmd.arg(&n);
+    let mut program = Spawned::with_stdin(cmd);
+    assert_eq!(program.wait_stdout_line(|_| true), "fault");
+    let pid = program.pid();
+    let mut rtrace = Spawned::rtrace_attach(&["--json", "--entry-only", "-s", "work"], pid);
+    wait_event(&mut rtrace, Duration::from_secs(30), |e| {
+        str_field(e, "event") == "attach"
+    });
+    program.send("\n");
+    let out = program.wait();
+    assert_eq!(
+        (out.stdout.as_str(), out.code()),
+        (
+            format!("fault\nfirst=42 sum={}\n", CALLS * (CALLS - 1) / 2 + CALLS).as_str(),
+            0
+        ),
+        "sigfix under rtrace -p: {}",
+        out.stderr
+    );
+    let run = rtrace.wait();
+    let events = crate::events::parse_events(&run.stderr);
+    assert_eq!(
+        of_symbol(&events, "entry", "work").len(),
+        CALLS,
+        "{}",
+        show(&events)
+    );
+}

@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
-pub const PROGRAMS: [&str; 73] = [
+pub const PROGRAMS: [&str; 74] = [
     "count",
     "sigtrap",
     "signals",
@@ -262,6 +262,7 @@ pub const PROGRAMS: [&str; 73] = [
     "upcount",
     "fills",
     "dlfill",
+    "sigfix",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

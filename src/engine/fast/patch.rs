@@ -441,8 +441,10 @@ impl Tracer {
             self.space_mut(key)?.fast.dirty = true;
             return Ok(());
         };
-        // Where every thread is, and its thread pointer.
-        let ips = self.note_stopped_threads(key);
+        // Where every thread is (and its thread pointer), and where the
+        // signal handlers they are in will return to.
+        let mut ips = self.note_stopped_threads(key);
+        ips.extend(self.signal_returns(key));
         let stepping: Vec<RuntimeAddr> = self
             .world
             .tasks
@@ -522,9 +524,10 @@ impl Tracer {
         for plan in plans {
             let addr = plan.addr;
             let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;
-            // A thread inside the bytes (or stepping over the site's int3)
-            // now: the site is an int3 until its first hit, whose stop
-            // shows that thread out of them. So too every site, when asked.
+            // A thread inside the bytes (or stepping over the site's int3,
+            // or in a signal handler that will return inside them) now: the
+            // site is an int3 until its first hit, whose stop shows that
+            // thread out of them. So too every site, when asked.
             if ips.iter().any(|ip| inside.contains(ip))
                 || stepping.contains(&addr)
                 || (self.opts.first_hit && !at_hit)

@@ -11,8 +11,18 @@ use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::sys::ptrace;
 
+use std::collections::HashMap;
+
+use crate::arch::unwind;
+
 use super::clock::Drain;
 use super::refusal::Refusal;
+
+/// How far above a stopped thread's stack pointer its signal frames are
+/// looked for: deeper than any handler's own frames go.
+const SIGNAL_SCAN: usize = 1 << 20;
+/// How much of a stack one read takes.
+const CHUNK: usize = 64 << 10;
 
 impl Tracer {
     /// Reads the thread pointer of every thread of space `key`, stopping
@@ -60,6 +70,47 @@ impl Tracer {
             }
         }
         ips
+    }
+
+    /// Where the stopped threads of space `key` will return to from the
+    /// signal handlers they are in: the interrupted instruction pointers of
+    /// the signal frames on their stacks (up to [`SIGNAL_SCAN`] bytes above
+    /// each stack pointer). A handler that returns there must find the
+    /// instructions it left, as a thread stopped there must.
+    pub(super) fn signal_returns(&self, key: Pid) -> Vec<u64> {
+        let Some(space) = self.world.spaces.get(&key) else {
+            return Vec::new();
+        };
+        // A restorer is in a module; each candidate's code is read once.
+        let mut restorers: HashMap<u64, bool> = HashMap::new();
+        let mut restorer = |w: u64| {
+            *restorers.entry(w).or_insert_with(|| {
+                let mut code = [0; 9];
+                space.modules.module_at(RuntimeAddr(w)).is_some() && {
+                    let n = space.mem.read_partial(RuntimeAddr(w), &mut code);
+                    unwind::is_restorer(&code[..n])
+                }
+            })
+        };
+        let mut stack = Vec::new();
+        let mut returns = Vec::new();
+        for t in self.stopped_threads(key) {
+            let Ok(regs) = ptrace::getregs(t) else {
+                continue;
+            };
+            stack.clear();
+            let mut chunk = vec![0; CHUNK];
+            while stack.len() < SIGNAL_SCAN {
+                let at = RuntimeAddr(regs.sp().wrapping_add(stack.len() as u64));
+                let n = space.mem.read_partial(at, &mut chunk);
+                stack.extend_from_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    break;
+                }
+            }
+            returns.extend(unwind::signal_returns(&stack, &mut restorer));
+        }
+        returns
     }
 
     /// Notes thread `tid`'s thread pointer `tp` (read at its first stop):
