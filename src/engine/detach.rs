@@ -42,6 +42,15 @@ impl Tracer {
         self.halting = true;
         let halted = self.halt().and_then(|()| self.take_pending_traps());
         let undone = self.undo_all();
+        // (The program has not ended: its pid is its own still.)
+        if let Some(sig) = self
+            .signal_at_release
+            .take()
+            .filter(|_| self.root_end.is_none())
+        {
+            let _ = nix::sys::signal::Signal::try_from(sig)
+                .and_then(|s| nix::sys::signal::kill(self.root, s));
+        }
         let released = self.release_all();
         self.halting = false;
         // What could not be undone, said before the detach is.
@@ -53,24 +62,19 @@ impl Tracer {
         halted.and(undone).and(released).and(warned)
     }
 
-    /// After a detach asked for by `sig` (SIGINT, SIGTERM, SIGHUP): sends it
-    /// to the program rtrace launched, which runs untraced now (unless `send`
-    /// is false: the program had it from the terminal already), and waits
-    /// for the program to end (if `wait`). Its end is told to the listeners
-    /// as if it had been traced to it, and becomes the outcome. A second
-    /// detach signal to rtrace ends the wait, leaving the program to run on
-    /// (the outcome stays `Detached`).
-    pub(super) fn pass_on(&mut self, sig: i32, send: bool, wait: bool) -> Result<()> {
+    /// After a detach asked for by a signal (SIGINT, SIGTERM, SIGHUP), which
+    /// the program rtrace launched had at its release (`signal_at_release`)
+    /// or from the terminal: waits for the program, which runs untraced
+    /// now, to end (if `wait`). Its end is told to the listeners as if it
+    /// had been traced to it, and becomes the outcome. A second detach
+    /// signal to rtrace ends the wait, leaving the program to run on (the
+    /// outcome stays `Detached`).
+    pub(super) fn wait_for_program(&mut self, wait: bool) -> Result<()> {
         use nix::sys::wait::WaitStatus;
         let root = self.root;
         // The events so far are out before the program's last words.
         for l in &mut self.consumers.listeners {
             guarded(|| l.on_idle())?;
-        }
-        if send {
-            // (Should it have ended meanwhile, the wait reaps it.)
-            let _ = nix::sys::signal::Signal::try_from(sig)
-                .and_then(|s| nix::sys::signal::kill(root, s));
         }
         let mut said_stopped = false;
         let (event, end) = loop {

@@ -509,13 +509,10 @@ impl Tracer {
             // A handler that runs long from now on (END) stops only for a
             // signal that comes later.
             let signals = signal::honour();
-            self.detach_all()?;
-            // (With -f the launched program may have ended already, its
-            // children still traced.)
-            self.outcome = Some(self.root_end.unwrap_or(Outcome::Detached));
             // As strace does, the signal that ended the tracing of a program
-            // rtrace started ends the program too.
-            match signal::detach_requested() {
+            // rtrace started ends the program too: sent while its threads
+            // are stopped for the detach.
+            let pass = match signal::detach_requested() {
                 Some(sig)
                     if self.opts.pass_signal_on
                         && self.launched.is_some()
@@ -525,13 +522,21 @@ impl Tracer {
                     // it shares rtrace's process group: it gets it once.
                     let same_group = nix::unistd::getpgid(Some(self.root)).ok()
                         == nix::unistd::getpgid(None).ok();
-                    let send = !(signal::from_kernel() && same_group);
+                    if !(signal::from_kernel() && same_group) {
+                        self.signal_at_release = Some(sig);
+                    }
                     // Two signals before the detach began: the second is the
                     // one that would end the wait.
-                    let wait = signals < 2;
-                    self.pass_on(sig, send, wait)?
+                    Some(signals < 2)
                 }
-                _ => {}
+                _ => None,
+            };
+            self.detach_all()?;
+            // (With -f the launched program may have ended already, its
+            // children still traced.)
+            self.outcome = Some(self.root_end.unwrap_or(Outcome::Detached));
+            if let Some(wait) = pass.filter(|_| self.root_end.is_none()) {
+                self.wait_for_program(wait)?
             }
             return Ok(self.outcome);
         }

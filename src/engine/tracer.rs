@@ -225,6 +225,11 @@ pub struct Tracer {
     pub(super) detach_requested: bool,
     /// Set while detaching: threads are brought to a stop and kept there.
     pub(super) halting: bool,
+    /// The signal that ended the tracing, to send to the launched program
+    /// while its threads are still stopped for the detach: pending when
+    /// they are let go, it is the first thing each sees untraced (a program
+    /// near its end cannot finish before it arrives).
+    pub(super) signal_at_release: Option<i32>,
     /// Stops waited for so far.
     pub(super) stops: u64,
     /// When the listeners were last told the tracer is idle.
@@ -321,6 +326,7 @@ impl Tracer {
             started: false,
             detach_requested: false,
             halting: false,
+            signal_at_release: None,
             stops: 0,
             last_idle: Instant::now(),
             seccomp_refused: None,

@@ -360,6 +360,9 @@ fn wait_error(errno: Errno) -> Error {
 /// its tracer has reaped it (`wait_task_zombie`, `do_notify_parent`). Such
 /// deaths are reaped on the way, so that a parent waiting for that child
 /// (popen's `pclose`) is not kept waiting as long as rtrace waits for it.
+/// Such a thread may also stop at its exit (PTRACE_EVENT_EXIT: the program
+/// was killed while its threads were being let go): it is let go there,
+/// or the program could not end.
 /// ECHILD when `pid` is not rtrace's child.
 pub fn wait_program(pid: crate::Pid, stopped: bool) -> nix::Result<nix::sys::wait::WaitStatus> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -375,8 +378,12 @@ pub fn wait_program(pid: crate::Pid, stopped: bool) -> nix::Result<nix::sys::wai
     flags |= WaitPidFlag::__WALL;
     loop {
         let status = waitpid(crate::Pid::from_raw(-1), Some(flags))?;
-        if status.pid() == Some(pid) {
-            return Ok(status);
+        match status {
+            WaitStatus::PtraceEvent(tid, ..) | WaitStatus::PtraceSyscall(tid) if tid != pid => {
+                let _ = nix::sys::ptrace::detach(tid, None);
+            }
+            _ if status.pid() == Some(pid) => return Ok(status),
+            _ => {}
         }
     }
 }
