@@ -1881,8 +1881,12 @@ fn add_timed_call(
     a.imul_3(rsi, rsi, ring::TIMED_ROW as i32)?;
     a.lea(r10, ptr(r11 + rsi + ring::TIMED as i32))?;
     a.add(r10, rcx)?;
-    a.lock().add(qword_ptr(r10 + ring::ROW_SUM as i32), rax)?;
-    // The bucket: 1 for 0 ns, else 2 + log2.
+    // The bucket: 1 for 0 ns, else 2 + log2. Counted before the sum is
+    // added: rtrace reads a row's sum first and its buckets after, and
+    // looks at the buckets again only once the sum (or the bucket of 0 ns)
+    // moved, so a read between the two adds must not see the sum of a call
+    // without its count (the call would never be counted, were it the
+    // row's last).
     a.mov(rsi, rax)?;
     a.mov(ecx, 1)?;
     a.test(rax, rax)?;
@@ -1892,6 +1896,7 @@ fn add_timed_call(
     a.set_label(&mut zero)?;
     a.lock()
         .inc(qword_ptr(r10 + rcx * 8 + ring::ROW_HIST as i32))?;
+    a.lock().add(qword_ptr(r10 + ring::ROW_SUM as i32), rsi)?;
     // The longest (a failed cmpxchg loads the word again into rax).
     a.mov(rax, qword_ptr(r10 + ring::ROW_MAX as i32))?;
     a.set_label(&mut longest)?;

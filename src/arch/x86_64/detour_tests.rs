@@ -947,6 +947,25 @@ fn the_stub_adds_a_timed_call_to_its_row() {
         );
     }
     assert_eq!(syscalls(timed), 0);
+    // Each call counted in its bucket before its duration is added to the
+    // sum (rtrace reads the sum first).
+    let at = |m: Mnemonic, disp: u64| -> Vec<usize> {
+        (0..timed.len())
+            .filter(|&k| {
+                timed[k].mnemonic() == m
+                    && timed[k].has_lock_prefix()
+                    && timed[k].memory_displacement64() == disp
+            })
+            .collect()
+    };
+    let (counted, summed) = (
+        at(Mnemonic::Inc, ring::ROW_HIST),
+        at(Mnemonic::Add, ring::ROW_SUM),
+    );
+    assert!(
+        counted.iter().zip(&summed).all(|(c, s)| c < s),
+        "buckets at {counted:?}, sums at {summed:?}"
+    );
     // The entry freed after the adds.
     let freed = timed
         .iter()

@@ -1110,7 +1110,10 @@ impl Default for RowTotals {
     }
 }
 
-/// Row `row` of `ring`'s timed blocks, added up.
+/// Row `row` of `ring`'s timed blocks, added up: each block's sum read
+/// before its buckets (the stub counts a call in its bucket before it adds
+/// its duration to the sum: a sum read here has the calls it holds in the
+/// buckets read after it).
 pub(super) fn read_row(ring: &Ring, row: u32) -> RowTotals {
     let mut t = RowTotals::default();
     for shard in 0..ring::TIMED_SHARDS {
