@@ -115,14 +115,15 @@
 //!   handlers asked for in [`Capture::registers`], every one by default, and
 //!   the stack pointer and `fs_base`; the others read as 0; the instruction
 //!   pointer is the probed address), the time from the time stamp counter, and the memory
-//!   the handlers asked for in their [`Capture`] (C strings behind registers,
-//!   stack bytes): `read_cstr`, `read_bytes` and `read_u64` answer from it as
+//!   the handlers asked for in their [`Capture`] (C strings behind registers
+//!   or stack arguments, stack bytes, data buffers): `read_cstr`, `read_bytes` and `read_u64` answer from it as
 //!   the live reads would have at that moment, and fail with
 //!   [`Error::NotCaptured`] elsewhere;
 //! - `on_entry`, and `on_return` for a function probe that reports returns
 //!   (the detour swaps the return address for a return stub, which records
 //!   the return: rax and rdx as returned, rsp, the time, and the C string
-//!   rax points to when [`Capture::ret_string`] asks for it); no `on_post`;
+//!   rax points to when [`Capture::ret_string`] asks for it, or the buffer
+//!   the call filled when [`Capture::ret_buffer`] does); no `on_post`;
 //!   `regs_mut` changes nothing (the hit is over); data kept with
 //!   [`Hit::set_data`] comes back in [`Return::data`] as for int3 calls. A
 //!   call whose return was not recorded (the ring was full, or an unwinder
@@ -829,6 +830,21 @@ pub struct Capture {
     /// At a fast return: the most bytes of the C string the return value
     /// (rax) points to, served to `read_cstr` on the [`Return`] (0: none).
     pub ret_string: usize,
+    /// C strings whose pointers are stack arguments: the pointer's offset
+    /// from `sp + 8` (as [`Capture::stack`] counts), and the most bytes to
+    /// copy. The pointer is served to `read_u64` (the stack is captured up
+    /// to it), the string to `read_cstr`.
+    pub stack_strings: Vec<(usize, usize)>,
+    /// Data buffers: the register holding the pointer, the register holding
+    /// the length in bytes, and the most bytes to copy (the length is
+    /// copied when it is less). Served to `read_bytes` for any length up
+    /// to what was copied.
+    pub buffers: Vec<(Gpr, Gpr, usize)>,
+    /// At a fast return: the buffer the register held a pointer to at the
+    /// entry, as the call filled it (`read`'s): as many bytes as the return
+    /// value says when it is positive, at most the given number, served to
+    /// `read_bytes` on the [`Return`]. Only with no `ret_string`.
+    pub ret_buffer: Option<(Gpr, usize)>,
     /// The registers a fast [`Hit`] carries: every general-purpose one and
     /// rflags by default; a handler that says fewer makes each record
     /// smaller and the detour shorter (the printers ask for the argument
@@ -867,8 +883,33 @@ impl Capture {
         self
     }
 
+    /// Also the C string that the stack argument at `offset` from `sp + 8`
+    /// points to, at most `max` bytes (and the stack up to that argument).
+    pub fn stack_string(&mut self, offset: usize, max: usize) -> &mut Self {
+        match self.stack_strings.iter_mut().find(|(o, _)| *o == offset) {
+            Some((_, m)) => *m = (*m).max(max),
+            None => self.stack_strings.push((offset, max)),
+        }
+        self.stack = self.stack.max(offset.saturating_add(8));
+        self
+    }
+
+    /// Also the buffer register `ptr` points to, as many bytes as register
+    /// `len` says, at most `max`.
+    pub fn buffer(&mut self, ptr: Gpr, len: Gpr, max: usize) -> &mut Self {
+        match self
+            .buffers
+            .iter_mut()
+            .find(|(p, l, _)| (*p, *l) == (ptr, len))
+        {
+            Some((_, _, m)) => *m = (*m).max(max),
+            None => self.buffers.push((ptr, len, max)),
+        }
+        self
+    }
+
     /// Only `regs` (and the stack pointer, and the registers of the
-    /// strings) in a fast hit, rather than every register.
+    /// strings and buffers) in a fast hit, rather than every register.
     pub fn registers(&mut self, regs: RegSet) -> &mut Self {
         self.registers = regs;
         self
@@ -882,6 +923,19 @@ impl Capture {
         }
         self.stack = self.stack.max(other.stack);
         self.ret_string = self.ret_string.max(other.ret_string);
+        for &(offset, max) in &other.stack_strings {
+            self.stack_string(offset, max);
+        }
+        for &(ptr, len, max) in &other.buffers {
+            self.buffer(ptr, len, max);
+        }
+        self.ret_buffer = match (self.ret_buffer, other.ret_buffer) {
+            (Some((a, x)), Some((b, y))) if a == b => Some((a, x.max(y))),
+            (Some(mine), None) => Some(mine),
+            (None, theirs) => theirs,
+            // Two buffers at one return: a record holds one; the first wins.
+            (Some(mine), Some(_)) => Some(mine),
+        };
     }
 }
 
@@ -908,11 +962,24 @@ pub(crate) struct CapturedStr {
     pub readable: bool,
 }
 
+/// One data buffer a detour (or the return stub) copied.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CapturedBuf {
+    /// Where it is.
+    pub ptr: RuntimeAddr,
+    /// The bytes copied (as many as asked for, or its length).
+    pub bytes: Vec<u8>,
+    /// The memory could be read.
+    pub readable: bool,
+}
+
 /// What a fast record holds of the tracee's memory.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Captured {
     /// C strings.
     pub strings: Vec<CapturedStr>,
+    /// Data buffers.
+    pub buffers: Vec<CapturedBuf>,
     /// Stack bytes from this address, when they could be read.
     pub stack: Option<(RuntimeAddr, Vec<u8>)>,
     /// The low 64 bits of xmm0 to xmm7, those recorded.
@@ -946,14 +1013,27 @@ impl Captured {
         Ok((s.bytes[..s.bytes.len().min(max)].to_vec(), false))
     }
 
-    fn read_bytes(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
+    pub(crate) fn read_bytes(&self, addr: RuntimeAddr, len: usize) -> Result<Vec<u8>> {
         if let Some((at, bytes)) = &self.stack {
             let from = addr.distance_from(*at).unwrap_or(u64::MAX);
             if from.saturating_add(len as u64) <= bytes.len() as u64 {
                 return Ok(bytes[from as usize..from as usize + len].to_vec());
             }
         }
-        Err(Self::not_captured(addr))
+        let copied = self
+            .buffers
+            .iter()
+            .filter(|b| b.ptr == addr)
+            .max_by_key(|b| (b.readable, b.bytes.len()));
+        match copied {
+            Some(b) if !b.readable => Err(Error::Memory {
+                pid: Pid::from_raw(0),
+                addr,
+                errno: nix::errno::Errno::EFAULT,
+            }),
+            Some(b) if b.bytes.len() >= len => Ok(b.bytes[..len].to_vec()),
+            _ => Err(Self::not_captured(addr)),
+        }
     }
 }
 

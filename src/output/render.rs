@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::addr::{AddrMap, RuntimeAddr};
-use crate::arch::{RegSet, Regs};
+use crate::arch::{Gpr, RegSet, Regs};
 use crate::error::Result;
 use crate::handler::{Capture, Fast, Hit, ProbeKind, Return, Returns, Site};
 use crate::symbols::dwarf::sysv::{self, Loc};
@@ -470,10 +470,13 @@ impl Renderer {
     }
 
     /// What a fast probe must capture for [`Renderer::args`] to render the
-    /// entry of the function at `site` as it would live: the C strings its
-    /// arguments point to (one byte past the string limit, as `cstr_arg`
-    /// reads), and the stack arguments. A string passed on the stack (a
-    /// pointer to follow in captured memory) cannot be.
+    /// entry of the function at `site` as it would live, and
+    /// [`Renderer::filled`] its return: the C strings its arguments point
+    /// to (one byte past the string limit, as `cstr_arg` reads), those
+    /// passed on the stack too, the stack arguments, the data buffers it is
+    /// given (as many bytes as shown), and the buffer it fills (`read`'s),
+    /// copied at its return. A buffer whose length is a product (`fwrite`'s
+    /// size × nmemb) is read at a stop.
     pub(crate) fn capture(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         let max = self.string_limit.saturating_add(1);
         // The arguments are read from the argument registers (and from a
@@ -484,15 +487,21 @@ impl Renderer {
             Known::Raw => {}
             Known::Proto(p) => {
                 for (i, (kind, _)) in p.args.iter().enumerate() {
-                    match kind {
+                    match *kind {
                         Arg::Str => {
                             capture.string_arg(i, max);
                         }
-                        // (A record holds C strings, which end at a NUL:
-                        // data may hold NULs.)
+                        Arg::Buf { len, times: None } => {
+                            if let (Some(ptr), Some(len)) = (Gpr::arg(i), Gpr::arg(len)) {
+                                capture.buffer(ptr, len, self.string_limit);
+                            }
+                        }
+                        Arg::OutBuf { times: None } => {
+                            capture.ret_buffer = Gpr::arg(i).map(|r| (r, self.string_limit));
+                        }
                         Arg::Buf { .. } | Arg::OutBuf { .. } => {
                             return Fast::No(
-                                "its data buffer is read at the stop (entry or return)".into(),
+                                "its data buffer's length is a product, read at the stop".into(),
                             )
                         }
                         _ => {}
@@ -519,8 +528,8 @@ impl Renderer {
                                 }
                             }
                         }
-                        Loc::Stack { .. } if string => {
-                            return Fast::No("a string argument is passed on the stack".into())
+                        Loc::Stack { offset, .. } if string => {
+                            capture.stack_string(offset as usize, max);
                         }
                         Loc::Stack { offset, size } => {
                             let end = offset.saturating_add(size.min(16));

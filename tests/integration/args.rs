@@ -541,6 +541,26 @@ fn buffers_show_the_bytes_moved() {
     let specs = "libc:write,libc:read,libc:fwrite,libc:fread,libc:memcpy";
     let run = run_rtrace(&["-s", specs, "--string-limit", "32"], &prog, &[]);
     assert_same_as_untraced(&run, &untraced, "buffers");
+    // Fast probes copy the buffers (write's and memcpy's at the entry,
+    // read's at the return): only fwrite and fread, whose lengths are
+    // products, stop.
+    if !crate::fixtures::int3_by_default() {
+        let modes: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("rtrace: probe "))
+            .collect();
+        let product = "int3 (its data buffer's length is a product, read at the stop)";
+        assert_eq!(
+            modes,
+            [
+                format!("rtrace: probe libc:fwrite: {product}"),
+                format!("rtrace: probe libc:fread: {product}"),
+            ],
+            "{}",
+            run.stderr
+        );
+    }
     // `[pid N] ` off, and the duration.
     let calls: Vec<String> = run
         .stderr
@@ -620,4 +640,52 @@ fn buffers_show_the_bytes_moved() {
         entry["args"][1].as_str().unwrap().starts_with("0x"),
         "{entry}"
     );
+}
+
+/// C strings passed on the stack (the seventh and eighth arguments) are
+/// shown as live, cut at the string limit, NULL as NULL and an unmapped
+/// pointer as the pointer: by fast probes (whose detour copies them, and
+/// says nothing of the probe: it is fast) and by int3 probes alike.
+#[test]
+fn strings_passed_on_the_stack() {
+    let prog = fixture("stackstr", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    assert_eq!(
+        (untraced.stdout.as_str(), untraced.code()),
+        ("sum=292\n", 0)
+    );
+    for mode in ["--fast", "--int3"] {
+        let run = run_rtrace(&[mode, "-s", "seven", "--string-limit", "32"], &prog, &[]);
+        assert_same_as_untraced(&run, &untraced, &format!("stackstr {mode}"));
+        // Nothing said of the probe's mode: every site fast (with --fast),
+        // or int3 as asked.
+        assert!(
+            !run.stderr.contains("rtrace: probe seven"),
+            "{mode}:\n{}",
+            run.stderr
+        );
+        // `[pid N] ` off, and the duration.
+        let calls: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+            .filter_map(|l| l.rsplit_once(" <").map(|(call, _)| call))
+            .collect();
+        assert_eq!(calls.len(), 4, "{mode}:\n{}", run.stderr);
+        assert_eq!(
+            calls[..3],
+            [
+                r#"seven(a=1, b=2, c=3, d=4, e=5, f=6, g="seventh", h="eighth") = 34"#,
+                r#"seven(a=1, b=1, c=1, d=1, e=1, f=1, g="", h=NULL) = 6"#,
+                r#"seven(a=10, b=20, c=30, d=40, e=50, f=60, g="01234567890123456789012345678901"..., h="x") = 251"#,
+            ],
+            "{mode}"
+        );
+        let last = calls[3];
+        assert!(
+            last.starts_with(r#"seven(a=0, b=0, c=0, d=0, e=0, f=0, g="g", h=0x"#)
+                && last.ends_with(") = 1"),
+            "{mode}: {last}"
+        );
+    }
 }

@@ -937,6 +937,27 @@ fn all_of_libc_fast_under_a_real_program() {
             );
         }
     }
+    // With the JSON printer rendering every call (of a shorter listing):
+    // the strings and buffers it shows are copied by the detours and the
+    // stub, and the same nine stay int3.
+    let args = ["/"];
+    let untraced = run_untraced(ls, &args);
+    let (run, events) = trace_json("libc_all_printed", &["--fast", "-s", "libc:*"], ls, &args);
+    assert_same_as_untraced(&run, &untraced, "libc:* printed");
+    let probe = of_kind(&events, "probe");
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0]["int3_sites"], 9, "{}", probe[0]);
+    let reasons = probe[0]["reasons"].to_string();
+    assert!(
+        reasons.contains("9 the function reads its own return address"),
+        "{reasons}"
+    );
+    // Each call of read and write, with the bytes it read or wrote.
+    let written = of_symbol(&events, "entry", "write");
+    assert!(!written.is_empty(), "{}", show(&events));
+    for w in written {
+        assert!(w["args"][1].as_str().unwrap().starts_with('"'), "{w}");
+    }
 }
 
 /// All of libstdc++ under a C++ program that throws, catches and rethrows:

@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
-pub const PROGRAMS: [&str; 74] = [
+pub const PROGRAMS: [&str; 75] = [
     "count",
     "sigtrap",
     "signals",
@@ -263,6 +263,7 @@ pub const PROGRAMS: [&str; 74] = [
     "fills",
     "dlfill",
     "sigfix",
+    "stackstr",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

@@ -91,6 +91,24 @@ pub enum CaptureKind {
         /// Bytes.
         len: u32,
     },
+    /// The C string a stack argument points to: at most `max` bytes, up to
+    /// its NUL.
+    StackStr {
+        /// The pointer's offset from `sp + 8`.
+        offset: u32,
+        /// The most bytes copied.
+        max: u32,
+    },
+    /// The buffer `reg` points to: as many bytes as `len` holds, at most
+    /// `max`.
+    Bytes {
+        /// The register holding the pointer at the probed instruction.
+        reg: Gpr,
+        /// The register holding the length.
+        len: Gpr,
+        /// The most bytes copied.
+        max: u32,
+    },
 }
 
 /// One capture in a record: what, and where its status word is (the bytes
@@ -107,7 +125,9 @@ impl CaptureField {
     /// The most bytes it copies.
     pub fn max(&self) -> u32 {
         match self.kind {
-            CaptureKind::CStr { max, .. } => max,
+            CaptureKind::CStr { max, .. }
+            | CaptureKind::StackStr { max, .. }
+            | CaptureKind::Bytes { max, .. } => max,
             CaptureKind::Stack { len } => len,
         }
     }
@@ -823,6 +843,10 @@ pub struct ReturnSpec {
     /// Where errno is, as an offset from the thread pointer, for the stub
     /// to copy into the return record (`table::ERRNO`; 0: not copied).
     pub errno: u64,
+    /// The register whose value at the entry points to the buffer the call
+    /// fills: the stub copies as many bytes as the return value says (at
+    /// most `ret_string`) from there, instead of a C string.
+    pub ret_buffer: Option<Gpr>,
 }
 
 /// Saved on the stack by the detour, in push order (the last is at rsp).
@@ -1098,6 +1122,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         let mut terminated = a.create_label();
         let mut cut = a.create_label();
         let mut done = a.create_label();
+        let mut pointer = a.create_label();
         // Unreadable until the copy completes.
         a.mov(rax, CAPTURE_UNREADABLE)?;
         a.mov(qword_ptr(r10 + status), rax)?;
@@ -1110,6 +1135,42 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
                 a.mov(rdx, qword_ptr(r10 + gpr(4)))?;
                 a.add(rdx, 8)?;
                 (len, false)
+            }
+            CaptureKind::StackStr { offset, max } => {
+                // The pointer, from the stack (a load that may fault too).
+                a.mov(rdx, qword_ptr(r10 + gpr(4)))?;
+                a.set_label(&mut pointer)?;
+                a.mov(rdx, qword_ptr(rdx + 8 + offset as i32))?;
+                (max, true)
+            }
+            CaptureKind::Bytes { reg, len, max } => {
+                // As many bytes as the length says, at most `max`: counted
+                // up from minus the count to 0 over the buffer's end.
+                let mut load = a.create_label();
+                let mut end = a.create_label();
+                a.mov(rcx, qword_ptr(r10 + gpr(len.0)))?;
+                a.mov(eax, max)?;
+                a.cmp(rcx, rax)?;
+                a.cmova(rcx, rax)?;
+                a.mov(rdx, qword_ptr(r10 + gpr(reg.0)))?;
+                a.lea(rsi, ptr(r10 + status + 8))?;
+                a.add(rdx, rcx)?;
+                a.add(rsi, rcx)?;
+                a.neg(rcx)?;
+                a.je(end)?;
+                a.set_label(&mut load)?;
+                a.movzx(eax, byte_ptr(rdx + rcx))?;
+                a.mov(byte_ptr(rsi + rcx), al)?;
+                a.inc(rcx)?;
+                a.jne(load)?;
+                a.set_label(&mut end)?;
+                a.lea(rax, ptr(r10 + status + 8))?;
+                a.sub(rsi, rax)?;
+                a.mov(qword_ptr(r10 + status), rsi)?;
+                a.set_label(&mut done)?;
+                faults.push((load, done));
+                a.nop()?;
+                continue;
             }
         };
         a.lea(rsi, ptr(r10 + status + 8))?;
@@ -1132,10 +1193,14 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
         a.mov(qword_ptr(r10 + status), rcx)?;
         a.set_label(&mut done)?;
         faults.push((load, done));
+        if matches!(field.kind, CaptureKind::StackStr { .. }) {
+            faults.push((pointer, done));
+        }
         a.nop()?;
     }
     if let Some(ret) = spec.returns {
-        hijack(&mut a, ret, spec.index, gpr(4))?;
+        let buffer = ret.ret_buffer.map(|r| gpr(r.0));
+        hijack(&mut a, ret, spec.index, gpr(4), buffer)?;
     }
     // Publish (x86 stores are not reordered with earlier stores).
     a.mov(qword_ptr(r10 + ring::SEQ as i32), r11)?;
@@ -1222,11 +1287,14 @@ pub(super) fn assembled(
 /// (the publishing word) is kept on the stack meanwhile. The return address
 /// at the recorded rsp is swapped for the stub, its original kept in the
 /// table under the slot; a slot holding the stub already is a tail call.
+/// `buffer`: where the record holds the pointer of the buffer the stub
+/// copies at the return (`ReturnSpec::ret_buffer`).
 fn hijack(
     a: &mut CodeAssembler,
     ret: ReturnSpec,
     index: u32,
     gpr_rsp: i32,
+    buffer: Option<i32>,
 ) -> Result<(), iced_x86::IcedError> {
     let mut not_chained = a.create_label();
     let mut full = a.create_label();
@@ -1254,7 +1322,17 @@ fn hijack(
     a.mov(rax, qword_ptr(r10 + ring::TP as i32))?;
     a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
     a.mov(dword_ptr(r11 + table::INDEX as i32), index)?;
-    a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?;
+    match buffer {
+        Some(at) => {
+            a.mov(rax, qword_ptr(r10 + at))?;
+            a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
+            a.mov(
+                dword_ptr(r11 + table::RET_STRING as i32),
+                ret.ret_string | table::BUFFER,
+            )?;
+        }
+        None => a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?,
+    }
     // Recorded, not timed (the entry may be a timed call's, taken over),
     // with errno copied where the handlers read it (a TLS offset fits a
     // sign-extended 32 bits).
@@ -1583,6 +1661,7 @@ fn stub_take(a: &mut CodeAssembler) -> Result<(), iced_x86::IcedError> {
     a.mov(qword_ptr(rdx), rax)?;
     a.mov(rsi, qword_ptr(r11 + table::INDEX as i32))?;
     a.mov(rcx, qword_ptr(r11 + table::ERRNO as i32))?;
+    a.mov(rdx, qword_ptr(r11 + table::ENTERED as i32))?;
     a.mov(qword_ptr(r11 + table::KEY as i32), 0)?;
     Ok(())
 }
@@ -1728,6 +1807,9 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     let mut copied = a.create_label();
     let mut publish = a.create_label();
     let status = ring::RET_STRING as i32;
+    let mut string = a.create_label();
+    let mut buffer_load = a.create_label();
+    let mut buffer_end = a.create_label();
     a.mov(rcx, rsi)?;
     a.shr(rcx, 32)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), ecx)?;
@@ -1735,6 +1817,39 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.je(publish)?;
     a.mov(rax, CAPTURE_UNREADABLE)?;
     a.mov(qword_ptr(r10 + status), rax)?;
+    a.btr(ecx, 31)?;
+    a.jae(string)?;
+    // A filled buffer (rdx: its pointer, from the entry): as many bytes as
+    // the return value says when it is positive, at most the limit and
+    // never past the slot, counted up from minus the count to 0 over the
+    // buffer's end.
+    a.mov(qword_ptr(r10 + ring::RET_PTR as i32), rdx)?;
+    a.mov(rax, qword_ptr(rsp + saved_at(Register::RAX)))?;
+    a.xor(esi, esi)?;
+    a.test(rax, rax)?;
+    a.cmovs(rax, rsi)?;
+    a.cmp(rax, rcx)?;
+    a.cmova(rax, rcx)?;
+    a.mov(ecx, room)?;
+    a.cmp(rax, rcx)?;
+    a.cmova(rax, rcx)?;
+    a.mov(rcx, rax)?;
+    a.lea(rsi, ptr(r10 + status + 8))?;
+    a.add(rdx, rcx)?;
+    a.add(rsi, rcx)?;
+    a.neg(rcx)?;
+    a.je(buffer_end)?;
+    a.set_label(&mut buffer_load)?;
+    a.movzx(eax, byte_ptr(rdx + rcx))?;
+    a.mov(byte_ptr(rsi + rcx), al)?;
+    a.inc(rcx)?;
+    a.jne(buffer_load)?;
+    a.set_label(&mut buffer_end)?;
+    a.lea(rax, ptr(r10 + status + 8))?;
+    a.sub(rsi, rax)?;
+    a.mov(qword_ptr(r10 + status), rsi)?;
+    a.jmp(copied)?;
+    a.set_label(&mut string)?;
     a.mov(rdx, qword_ptr(rsp + saved_at(Register::RAX)))?;
     a.lea(rsi, ptr(r10 + status + 8))?;
     a.xor(ecx, ecx)?;
@@ -1787,7 +1902,10 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     for l in steps.iter().chain(&orphan_steps) {
         restore_ips.push(out.label_ip(l)?);
     }
-    let faults = vec![(out.label_ip(&load)?, out.label_ip(&copied)?)];
+    let faults = vec![
+        (out.label_ip(&load)?, out.label_ip(&copied)?),
+        (out.label_ip(&buffer_load)?, out.label_ip(&copied)?),
+    ];
     let (body, give_up) = match body {
         Some((from, to, give_up)) => (
             Some((out.label_ip(&from)?, out.label_ip(&to)?)),

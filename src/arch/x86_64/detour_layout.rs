@@ -41,8 +41,8 @@
 /// 32  RET_ADDR                   40  RET_WATCH (u32)  44  RET_ERRNO (i32)
 /// 48  an entry: its site's registers, packed (general-purpose ones,
 ///     rflags, then xmm ones), then its captures
-///     a return: rax (48), rdx (56), the stack pointer (64), xmm0 (72), the
-///     string (80)
+///     a return: rax (48), rdx (56), the stack pointer (64), xmm0 (72), a
+///     filled buffer's pointer (80), the string or the buffer (88)
 /// ```
 ///
 /// An entry carries only the registers its site's handlers asked for
@@ -182,9 +182,13 @@ pub mod ring {
     /// A return record's xmm0, low 64 bits (a `float` or `double` return
     /// value).
     pub const RET_XMM0: u64 = 72;
+    /// A return record's pointer to the buffer its call filled, when the
+    /// entry asked for that buffer (`table::BUFFER`).
+    pub const RET_PTR: u64 = 80;
     /// A return record's copy of the C string rax points to (a status
-    /// word, then the bytes), when the entry asked for it.
-    pub const RET_STRING: u64 = 80;
+    /// word, then the bytes), when the entry asked for it; or of the buffer
+    /// at `RET_PTR`, as many bytes as rax says.
+    pub const RET_STRING: u64 = 88;
     /// The least slot size: a ring's slots hold whatever the sites armed
     /// later capture, up to what they would hold at this size.
     pub const MIN_SLOT: u64 = 256;
@@ -230,7 +234,9 @@ pub const WATCH_FULL: u32 = 3;
 /// 40  a timed call: its row in the ring's `TIMED` blocks, plus one (u32,
 ///     0: the call's return is recorded)
 /// 44  a timed call: how many timed calls are chained to it (u32)
-/// 48  a timed call: the time stamp counter at its entry
+/// 48  a timed call: the time stamp counter at its entry; a recorded
+///     call whose return copies a buffer (`BUFFER`): its pointer
+/// 56  errno's offset from the thread pointer (0: not copied)
 /// ```
 ///
 /// A timed call chained to a timed call (a tail call: the slot holds the
@@ -278,6 +284,10 @@ pub mod table {
     /// read errno at the return; a detour writes its site's
     /// (`ReturnSpec::errno`).
     pub const ERRNO: u64 = 56;
+    /// Set in the return string's limit (`RET_STRING`): the stub copies
+    /// the buffer whose pointer is at `ENTERED`, as many bytes as the
+    /// return value says (at most the limit), not the C string at rax.
+    pub const BUFFER: u32 = 1 << 31;
     /// The most timed calls chained to one (their keys are the slot plus
     /// 1 to 7).
     pub const MAX_CHAIN: u64 = 7;

@@ -379,6 +379,7 @@ fn returns_detour() -> Detour {
             table: TABLE,
             ret_string: 65,
             errno: 0,
+            ret_buffer: None,
         }),
         ..base_spec()
     };
@@ -479,9 +480,16 @@ fn the_stub_puts_the_return_address_back_and_records_the_return() {
     assert_eq!(s.restore.len(), 16);
     assert_eq!(at(s.restore[6]).code(), Code::Popfq);
     assert_eq!(at(s.restore[14]).code(), Code::Popfq);
-    // The returned string's copy may fault, and has its fix-up.
-    assert_eq!(s.faults.len(), 1);
-    assert_eq!(at(s.faults[0].0).mnemonic(), Mnemonic::Movzx);
+    // The returned string's copy may fault, and the filled buffer's: each
+    // has its fix-up.
+    assert_eq!(s.faults.len(), 2);
+    for &(load, _) in &s.faults {
+        assert_eq!(at(load).mnemonic(), Mnemonic::Movzx);
+    }
+    // A filled buffer's pointer, from the table entry, into the record.
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Mov
+        && i.op0_kind() == OpKind::Memory
+        && i.memory_displacement64() == ring::RET_PTR));
 }
 
 /// A thread stopped among the stub's restoring pops is finished by rtrace:
@@ -820,6 +828,7 @@ fn timed_detour(row: u32) -> Result<Detour, String> {
             table: TABLE,
             ret_string: 0,
             errno: 0,
+            ret_buffer: None,
         }),
         block: true,
         timed: Some(row),
@@ -895,6 +904,7 @@ fn a_timed_detour_keeps_the_entry_time_in_the_table() {
             table: TABLE,
             ret_string: 0,
             errno: 0,
+            ret_buffer: None,
         }),
         block: true,
         timed: Some(1),
@@ -1286,4 +1296,39 @@ fn a_detour_out_of_a_jumps_reach_goes_back_indirectly() {
     assert_eq!(j.code(), Code::Jmp_rm64);
     assert_eq!(j.ip_rel_memory_address(), START - 64 + 6);
     assert_eq!(u64::from_le_bytes(bytes[6..].try_into().unwrap()), far);
+}
+
+/// A string a stack argument points to, and a buffer of a register's
+/// length: each load that may fault has its fix-up (the stack string's
+/// pointer load too), each fix-up past its load.
+#[test]
+fn stack_strings_and_buffers_are_copied_with_fix_ups() {
+    let captures = layout_captures(
+        &[
+            CaptureKind::Stack { len: 16 },
+            CaptureKind::StackStr { offset: 8, max: 33 },
+            CaptureKind::Bytes {
+                reg: Gpr(6),
+                len: Gpr(2),
+                max: 32,
+            },
+        ],
+        RegSet::ALL,
+    );
+    let (_, d) = detour(WORK_O0, 0, &captures.0);
+    let insns = decode_all(&d.code, DETOUR);
+    // The stack's load, the pointer's and the string's, the buffer's.
+    assert_eq!(d.faults.len(), 4);
+    for &(load, fixup) in &d.faults {
+        let i = insns.iter().find(|i| i.ip() == load).expect("a load");
+        assert_eq!(i.op1_kind(), OpKind::Memory, "{i}");
+        assert!(fixup > load && fixup < d.displaced);
+    }
+    // The pointer, read from rsp + 8 + 8 at the entry.
+    assert!(d.faults.iter().any(|&(load, _)| {
+        let i = insns.iter().find(|i| i.ip() == load).unwrap();
+        i.mnemonic() == Mnemonic::Mov && i.memory_displacement64() == 16
+    }));
+    // The buffer's length bounded by its maximum (unsigned).
+    assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Cmova));
 }

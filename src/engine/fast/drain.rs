@@ -11,7 +11,7 @@ use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
 use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
 use crate::handler::{
-    Aggregate, CallTimes, Captured, CapturedStr, Event, Hit, Memory, ProbeKind, Return,
+    Aggregate, CallTimes, Captured, CapturedBuf, CapturedStr, Event, Hit, Memory, ProbeKind, Return,
 };
 use crate::probe::{ReturnInstance, Watch};
 use crate::sys::ptrace;
@@ -297,6 +297,9 @@ pub(super) fn captured(
         xmm,
         ..Captured::default()
     };
+    // The stack first: a stack string's pointer is read from it.
+    let mut fields: Vec<&CaptureField> = fields.iter().collect();
+    fields.sort_by_key(|f| !matches!(f.kind, CaptureKind::Stack { .. }));
     for f in fields {
         let at = f.offset as usize;
         let Some(status) = rec.get(at..at + 8) else {
@@ -306,11 +309,26 @@ pub(super) fn captured(
         let len = ((status & detour::CAPTURE_LEN_MASK) as usize).min(f.max() as usize);
         let readable = status & detour::CAPTURE_UNREADABLE == 0;
         let bytes = rec.get(at + 8..at + 8 + len).unwrap_or_default().to_vec();
+        let string = |ptr| CapturedStr {
+            ptr,
+            bytes: bytes.clone(),
+            terminated: status & detour::CAPTURE_TERMINATED != 0,
+            readable,
+        };
         match f.kind {
-            CaptureKind::CStr { reg, .. } => c.strings.push(CapturedStr {
+            CaptureKind::CStr { reg, .. } => c.strings.push(string(RuntimeAddr(regs.gpr(reg)))),
+            CaptureKind::StackStr { offset, .. } => {
+                let slot = RuntimeAddr(regs.sp()).offset(8 + i64::from(offset));
+                // (Unknown when the stack could not be read: nothing to
+                // serve then.)
+                if let Ok(p) = c.read_bytes(slot, 8) {
+                    let ptr = u64::from_le_bytes(p.try_into().expect("8 bytes"));
+                    c.strings.push(string(RuntimeAddr(ptr)));
+                }
+            }
+            CaptureKind::Bytes { reg, .. } => c.buffers.push(CapturedBuf {
                 ptr: RuntimeAddr(regs.gpr(reg)),
                 bytes,
-                terminated: status & detour::CAPTURE_TERMINATED != 0,
                 readable,
             }),
             CaptureKind::Stack { .. } if readable => {
@@ -320,6 +338,21 @@ pub(super) fn captured(
         }
     }
     c
+}
+
+/// The buffer its call filled, as return record `rec` holds it (at most
+/// `max` bytes, from `ptr`).
+fn filled_buffer(rec: &[u8], max: u32, ptr: u64) -> CapturedBuf {
+    let at = ring::RET_STRING as usize;
+    let status = rec.get(at..at + 8).map_or(detour::CAPTURE_UNREADABLE, |s| {
+        u64::from_le_bytes(s.try_into().expect("8 bytes"))
+    });
+    let len = ((status & detour::CAPTURE_LEN_MASK) as usize).min(max as usize);
+    CapturedBuf {
+        ptr: RuntimeAddr(ptr),
+        bytes: rec.get(at + 8..at + 8 + len).unwrap_or_default().to_vec(),
+        readable: status & detour::CAPTURE_UNREADABLE == 0,
+    }
 }
 
 /// Records taken from a ring, checked, not yet handed to the handlers.
@@ -784,14 +817,17 @@ pub(super) fn deliver(
             // The string the stub was asked for (an int3 site's, by its
             // call's table entry: the record keeps the limit it copied
             // under), never past the slot.
-            let string = match int3_position(index, space.fast.int3_sites.len()) {
-                Some(_) => (word(ring::RET_WATCH) as u32)
-                    .min(slot.saturating_sub(ring::RET_STRING as usize + 8) as u32),
+            let (string, buffer) = match int3_position(index, space.fast.int3_sites.len()) {
+                Some(_) => (
+                    (word(ring::RET_WATCH) as u32)
+                        .min(slot.saturating_sub(ring::RET_STRING as usize + 8) as u32),
+                    false,
+                ),
                 None => space
                     .fast
                     .sites
                     .get(index as usize)
-                    .map_or(0, |f| f.ret_string),
+                    .map_or((0, false), |f| (f.ret_string, f.ret_buffer)),
             };
             let field = CaptureField {
                 kind: CaptureKind::CStr {
@@ -800,10 +836,19 @@ pub(super) fn deliver(
                 },
                 offset: ring::RET_STRING as u32,
             };
-            let fields = if string > 0 { &[field][..] } else { &[][..] };
+            let fields = if string > 0 && !buffer {
+                &[field][..]
+            } else {
+                &[][..]
+            };
             let mut xmm = [None; 8];
             xmm[0] = Some(word(ring::RET_XMM0));
-            let captured = captured(rec, fields, &regs, xmm);
+            let mut captured = captured(rec, fields, &regs, xmm);
+            if buffer {
+                captured
+                    .buffers
+                    .push(filled_buffer(rec, string, word(ring::RET_PTR)));
+            }
             // (0: not asked for, or no error: errno is read only after a
             // failure, which sets it.)
             let errno = Some(word(ring::RET_WATCH) >> 32)

@@ -221,6 +221,7 @@ impl Tracer {
             captures: Vec::new(),
             probes: Vec::new(),
             ret_string: 0,
+            ret_buffer: false,
             lost: 0,
             ret_lost: 0,
             count_only: false,

@@ -31,8 +31,12 @@ pub(super) struct Planned {
     pub(super) probes: Vec<Rc<Site>>,
     /// The detour swaps the return address for the stub.
     pub(super) returns: bool,
-    /// The most bytes of the returned C string its return record copies.
+    /// The most bytes of the returned C string its return record copies
+    /// (or of the filled buffer, with `ret_buffer`).
     pub(super) ret_string: u32,
+    /// The register that points at the entry to the buffer the call fills,
+    /// which its return record copies (see `Capture::ret_buffer`).
+    pub(super) ret_buffer: Option<crate::arch::Gpr>,
     /// Every handler of the site only counts (`Fast::Aggregate`) and no
     /// probe there watches returns: the detour counts its hits and
     /// records nothing.
@@ -94,10 +98,13 @@ impl Tracer {
                 Fast::Yes(c) => {
                     capture.merge(&c);
                     count_only = false;
+                    // errno copied unless the handler says it reads none
+                    // (one that would stop an int3 call's return, to read
+                    // a filled buffer say, may read it too).
                     if s.kind == (ProbeKind::Function { returns: true }) {
-                        errno |= matches!(
+                        errno |= !matches!(
                             probe.handler.returns(s, module),
-                            crate::handler::Returns::Record { errno: true, .. }
+                            crate::handler::Returns::Record { errno: false, .. }
                         );
                     }
                 }
@@ -131,16 +138,39 @@ impl Tracer {
                 max: u32::try_from(max).unwrap_or(u32::MAX),
             })
             .collect();
+        let bytes = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         if capture.stack > 0 {
             kinds.push(CaptureKind::Stack {
-                len: u32::try_from(capture.stack).unwrap_or(u32::MAX),
+                len: bytes(capture.stack),
             });
         }
+        for &(offset, max) in &capture.stack_strings {
+            kinds.push(CaptureKind::StackStr {
+                offset: bytes(offset),
+                max: bytes(max),
+            });
+        }
+        for &(reg, len, max) in &capture.buffers {
+            kinds.push(CaptureKind::Bytes {
+                reg,
+                len,
+                max: bytes(max),
+            });
+        }
+        let ret_buffer = capture.ret_buffer.filter(|_| returns);
         let regs = capture
             .strings
             .iter()
-            .fold(capture.registers, |set, &(reg, _)| set.with(reg));
-        if returns && ring::RET_STRING + 8 + capture.ret_string as u64 > MAX_RECORD {
+            .map(|&(reg, _)| reg)
+            .chain(capture.buffers.iter().flat_map(|&(p, l, _)| [p, l]))
+            .chain(ret_buffer.map(|(reg, _)| reg))
+            .fold(capture.registers, |set, reg| set.with(reg));
+        // (The limit's top bit marks a buffer in the stub's table.)
+        let ret_max = match ret_buffer {
+            Some((_, max)) => max.min(detour::table::BUFFER as usize - 1),
+            None => capture.ret_string,
+        };
+        if returns && ring::RET_STRING + 8 + ret_max as u64 > MAX_RECORD {
             return Err(Refusal::ReturnStringTooLong);
         }
         if detour::layout_captures(&kinds, regs).1 > MAX_RECORD {
@@ -154,9 +184,10 @@ impl Tracer {
             probes: probes_here,
             returns,
             ret_string: match returns {
-                true => u32::try_from(capture.ret_string).unwrap_or(u32::MAX),
+                true => bytes(ret_max),
                 false => 0,
             },
+            ret_buffer: ret_buffer.map(|(reg, _)| reg),
             count_only,
             timed,
             errno: returns && errno,
