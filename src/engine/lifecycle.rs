@@ -567,13 +567,18 @@ impl Tracer {
             return self.resume(tid, signal);
         }
         let (pid, key) = (task.pid, task.space);
-        // The thread's returns recorded before the signal are reported
-        // before it. An error of a handler or a listener there is returned
-        // once the signal is on its way.
-        let drained = fast::before_signal(&mut self.reader(), key);
-        let emitted = self.emit(Event::Signal { pid, tid, signal });
+        // The thread's calls recorded before the signal are reported before
+        // it: its line waits for the ring to be read that far, while the
+        // thread goes on. An error of a listener is returned once the
+        // signal is on its way.
+        let time = self.start.elapsed();
+        let event = Event::Signal { pid, tid, signal };
+        let emitted = match fast::defer_signal(&mut self.reader(), key, event, time) {
+            Some((event, time)) => self.consumers.emit(event, time),
+            None => Ok(()),
+        };
         let resumed = self.resume(tid, signal);
-        drained.and(emitted).and(resumed)
+        emitted.and(resumed)
     }
 
     fn on_ptrace_event(&mut self, tid: Tid, event: wait::Event) -> Result<()> {

@@ -830,13 +830,16 @@ impl Tracer {
         }
         let mut reported = Ok(());
         if let Some((pid, signal)) = report {
-            // (After the thread's returns recorded before it; an error is
+            // (After the thread's calls recorded before it; an error is
             // returned once the signal is on its way.)
-            let key = self.world.tasks.get(&tid).map(|t| t.space);
-            if let Some(key) = key {
-                reported = fast::before_signal(&mut self.reader(), key);
+            let (event, time) = (Event::Signal { pid, tid, signal }, self.start.elapsed());
+            let now = match self.world.tasks.get(&tid).map(|t| t.space) {
+                Some(key) => fast::defer_signal(&mut self.reader(), key, event, time),
+                None => Some((event, time)),
+            };
+            if let Some((event, time)) = now {
+                reported = self.consumers.emit(event, time);
             }
-            reported = reported.and(self.emit(Event::Signal { pid, tid, signal }));
         }
         let restarted = match ptrace::restart(tid, Restart::Continue(deliver)) {
             Err(e) if e.is_tracee_gone() => Ok(()), // its death is reported next

@@ -1400,3 +1400,53 @@ fn a_signal_handler_returns_into_the_original_instructions() {
         show(&events)
     );
 }
+
+/// Signals to threads that keep the ring busy: each is delivered at once
+/// (its report waits for the records made before it, not the thread), and
+/// reported once, after every call its thread made before it and before
+/// every call after it (the handler's own calls of work too).
+#[test]
+fn signals_are_reported_between_their_threads_calls() {
+    let prog = fixture("sigqueuer", Variant::Pie);
+    let args = ["4", "300"];
+    let (run, events) = trace_json(
+        "fast_sigqueuer_order",
+        &["--fast", "--entry-only", "-s", "work"],
+        &prog,
+        &args,
+    );
+    assert_eq!(run.stdout, "received=300 bad=0\n", "{}", run.stderr);
+    assert_eq!(run.code(), 0);
+    let mut signals = 0;
+    // Per thread: the last call's time, and the last signal's.
+    let mut last_call: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut last_signal: BTreeMap<u64, u64> = BTreeMap::new();
+    for e in &events {
+        let (Some(tid), Some(time)) = (e["tid"].as_u64(), e["time_ns"].as_u64()) else {
+            continue;
+        };
+        match str_field(e, "event") {
+            "entry" => {
+                if let Some(&s) = last_signal.get(&tid) {
+                    assert!(
+                        time > s,
+                        "a call at {time} ns after a signal at {s} ns: {e}"
+                    );
+                }
+                last_call.insert(tid, time);
+            }
+            "signal" => {
+                signals += 1;
+                if let Some(&c) = last_call.get(&tid) {
+                    assert!(
+                        time > c,
+                        "a signal at {time} ns after a call at {c} ns: {e}"
+                    );
+                }
+                last_signal.insert(tid, time);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(signals, 300);
+}

@@ -357,6 +357,9 @@ fn filled_buffer(rec: &[u8], max: u32, ptr: u64) -> CapturedBuf {
 
 /// Records taken from a ring, checked, not yet handed to the handlers.
 pub(super) struct Batch {
+    /// The ring position of the first (None when the records skip slots
+    /// never published).
+    from: Option<u64>,
     records: Vec<u8>,
     /// What makes the ring corrupt, found after these records: said once
     /// they are handed over.
@@ -492,10 +495,62 @@ impl Reader<'_> {
     /// its end, its last records taken even if a detour is still writing
     /// them: the process is gone or leaving).
     pub(in crate::engine) fn drain(&mut self, key: Pid, mode: Drain) -> Result<()> {
-        match self.take(key, mode)? {
+        let handed = match self.take(key, mode)? {
             Some(batch) => self.hand_over(key, batch),
             None => Ok(()),
+        };
+        // Read to its end, or not read any more: every signal waiting for
+        // records is reported.
+        let signalled = match mode == Drain::Final || !self.readable(key) {
+            true => self.report_signals(key, u64::MAX),
+            false => Ok(()),
+        };
+        handed.and(signalled)
+    }
+
+    /// Reports the signals of space `key` whose records (those made before
+    /// them) have been read up to ring position `upto`.
+    fn report_signals(&mut self, key: Pid, upto: u64) -> Result<()> {
+        let Some(space) = self.world.spaces.get_mut(&key) else {
+            return Ok(());
+        };
+        let mut first = Ok(());
+        while let Some(p) = space.fast.signals.front().filter(|p| p.upto <= upto) {
+            let _ = p;
+            let p = space.fast.signals.pop_front().expect("looked at");
+            let emitted = self.consumers.emit(p.event, p.time);
+            if first.is_ok() {
+                first = emitted;
+            }
         }
+        first
+    }
+
+    /// Signal `event` (at `time`) was delivered to a thread of space `key`:
+    /// reported once the records made before it are read (it is handed
+    /// back when there are none to wait for).
+    pub(in crate::engine) fn defer_signal(
+        &mut self,
+        key: Pid,
+        event: Event,
+        time: Duration,
+    ) -> Option<(Event, Duration)> {
+        let readable = self.readable(key);
+        let Some(space) = self.world.spaces.get_mut(&key) else {
+            return Some((event, time));
+        };
+        let Some(ring) = space.fast.ring.as_ref().filter(|_| readable) else {
+            return Some((event, time));
+        };
+        let upto = ring.map.load_u64(ring::ENQUEUE);
+        if upto <= ring.consumed && space.fast.signals.is_empty() {
+            return Some((event, time));
+        }
+        space
+            .fast
+            .signals
+            .push_back(super::state::PendingSignal { upto, event, time });
+        None
     }
 
     /// Takes the records published in the ring of space `key` (see
@@ -517,7 +572,7 @@ impl Reader<'_> {
         let mut clock = self.clock();
         clock.refine(self.start);
         self.pace.clock = Some(clock);
-        let (taken, slot) = {
+        let (taken, slot, from) = {
             let space = self.world.spaces.get_mut(&key).expect("checked above");
             let sites = (space.fast.sites.len(), space.fast.int3_sites.len());
             let stub = space.fast.stub.is_some();
@@ -541,6 +596,7 @@ impl Reader<'_> {
                         .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
                         .map(|()| taken)
                 });
+            let from = ring.consumed;
             if let Ok(super::copier::Taken { records, upto, .. }) = &taken {
                 // Stopped at the budget, or the copier has more: more may
                 // wait (the tracer then only polls for stops before
@@ -554,7 +610,7 @@ impl Reader<'_> {
                     }
                 }
             }
-            (taken, slot)
+            (taken, slot, from)
         };
         match taken {
             Ok(taken) => Ok(Some(Batch {
@@ -562,6 +618,8 @@ impl Reader<'_> {
                 corrupt: taken.corrupt,
                 slot,
                 clock,
+                // (A final read skips the slots never published.)
+                from: (mode != Drain::Final).then_some(from),
             })),
             // None of this batch is believed.
             Err(why) => self.ring_corrupt(key, why).map(|()| None),
@@ -572,17 +630,48 @@ impl Reader<'_> {
     /// records lost since the last look.
     fn hand_over(&mut self, key: Pid, batch: Batch) -> Result<()> {
         let mut failed = None;
-        if !batch.records.is_empty() {
+        // In runs between the signals reported on the way: each after the
+        // records made before it.
+        let mut rest = &batch.records[..];
+        let mut at = batch.from;
+        while !rest.is_empty() {
+            let mut run = rest.len();
+            if let Some(at) = at {
+                if let Err(e) = self.report_signals(key, at) {
+                    failed.get_or_insert(e);
+                }
+                let next = self
+                    .world
+                    .spaces
+                    .get(&key)
+                    .and_then(|s| s.fast.signals.front())
+                    .map(|p| p.upto);
+                if let Some(next) = next {
+                    let records = usize::try_from(next - at).unwrap_or(usize::MAX);
+                    run = run.min(records.saturating_mul(batch.slot));
+                }
+            }
             deliver(
                 self.world,
                 self.consumers,
                 self.start,
                 key,
-                &batch.records,
+                &rest[..run],
                 batch.slot,
                 batch.clock,
                 &mut failed,
             );
+            rest = &rest[run..];
+            at = at.map(|a| a + (run / batch.slot) as u64);
+        }
+        let read = self
+            .world
+            .spaces
+            .get(&key)
+            .and_then(|s| s.fast.ring.as_ref())
+            .map(|r| r.consumed);
+        if let Err(e) = self.report_signals(key, read.unwrap_or(u64::MAX)) {
+            failed.get_or_insert(e);
         }
         if let Err(why) = report_lost(self.world, self.consumers, self.start, key, &mut failed) {
             self.ring_corrupt(key, why)?;

@@ -121,12 +121,19 @@ pub(in crate::engine) fn before_trap(r: &mut Reader, key: Pid) -> Result<()> {
     r.drain_through(key)
 }
 
-/// A signal of the program's is about to be reported for a thread of space
-/// `key`: the records made before it are read first, so that the thread's
-/// returns the stub recorded come before its signal line. Touches what
-/// [`before_trap`] does.
-pub(in crate::engine) fn before_signal(r: &mut Reader, key: Pid) -> Result<()> {
-    r.drain_through(key)
+/// A signal of the program's is delivered to a thread of space `key`, to
+/// be reported by `event` (at `time`): when the ring holds records made
+/// before it, the report waits until they are read (so that the thread's
+/// calls the detours and the stub recorded come before its signal line),
+/// and None is returned; else the event is handed back, to report now.
+/// Touches the space's pending signals.
+pub(in crate::engine) fn defer_signal(
+    r: &mut Reader,
+    key: Pid,
+    event: crate::handler::Event,
+    time: std::time::Duration,
+) -> Option<(crate::handler::Event, std::time::Duration)> {
+    r.defer_signal(key, event, time)
 }
 
 /// Thread `tid` of space `key` hit the int3 of `addr` (its registers

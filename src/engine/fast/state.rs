@@ -63,6 +63,17 @@ pub(crate) struct PunPage {
     pub used: Vec<u64>,
 }
 
+/// A signal's report waiting for the records made before it (see
+/// `FastState::signals`).
+#[derive(Debug)]
+pub(crate) struct PendingSignal {
+    /// The ring's enqueue position when it was delivered.
+    pub upto: u64,
+    /// Its event, and when it was delivered.
+    pub event: crate::handler::Event,
+    pub time: std::time::Duration,
+}
+
 /// A thread that died with records possibly unread (see
 /// [`FastState::departed`]).
 #[derive(Debug)]
@@ -188,6 +199,11 @@ pub(crate) struct FastState {
     /// until the ring has been read that far, so that those records still
     /// find them.
     pub(super) departed: HashMap<Tid, Departed>,
+    /// Signals delivered to the program's threads, to be reported once the
+    /// ring has been read up to the enqueue position at their delivery
+    /// (the records made before them), in delivery order: the thread goes
+    /// on at once, its signal line after the calls it made before it.
+    pub(super) signals: std::collections::VecDeque<PendingSignal>,
     /// Sites may be waiting to be patched.
     pub(super) dirty: bool,
     /// The return stub, once a fast site watches returns (or why it could
@@ -304,6 +320,7 @@ impl FastState {
             lent: HashMap::new(),
             unknown: HashSet::new(),
             departed: HashMap::new(),
+            signals: Default::default(),
             dirty: false,
             // The child's table is a copy of its parent's (a private
             // mapping), matching its copy of the stack.
