@@ -126,6 +126,15 @@ impl Tracer {
         let Some(space) = self.world.spaces.get(&key) else {
             return self.deliver_signal(tid, libc::SIGTRAP);
         };
+        if space.sites.get(site).is_some_and(|s| s.fast.is_some()) {
+            // Its jump was written after this thread trapped at its int3
+            // (the trap not handled yet: see `Tracer::patch_planned`). The
+            // thread goes back to the site and takes the jump: its hit is
+            // the detour's to record.
+            regs.set_ip(site.get());
+            ptrace::setregs(tid, &regs)?;
+            return self.resume(tid, 0);
+        }
         if space.sites.get(site).is_some() && !self.halting {
             return self.on_breakpoint(tid, site, regs);
         }

@@ -676,3 +676,60 @@ fn a_site_patched_when_armed_costs_no_stop() {
         assert_eq!((hits, stops), (want, 0), "{site}");
     }
 }
+
+/// First-hit patching under eight threads started together at a barrier:
+/// the other threads that trapped at the site's int3 meanwhile (their
+/// traps not yet handled, or not yet reported: a thread interrupted as it
+/// trapped) are not inside its bytes, so the jump is written at the first
+/// hit all the same; each of them then goes back to the site and takes
+/// the jump. The first hit is the only int3 hit, every call counted once.
+#[test]
+fn first_hits_of_eight_threads_patch_the_site_at_once() {
+    const CALLS: u64 = 20_000;
+    for site in ["plain", "loop2", "call0"] {
+        let hits = bounded(move |session| {
+            let prog = fixture("shapes", Variant::Pie);
+            let out = temp_path(&format!("shapes_first_hits_{site}.out"));
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(format!(
+                "exec {} launch {CALLS} {site} > {}",
+                prog.display(),
+                out.display()
+            ));
+            let opts = Options {
+                entry_only: true,
+                fast: true,
+                first_hit: true,
+                ..Options::default()
+            };
+            let mut tracer = session.launch(&cmd, opts).expect("launch");
+            let hits = Rc::new(RefCell::new(Hits::default()));
+            tracer
+                .add_probe(
+                    format!("{}:{site}", prog.display()).parse().unwrap(),
+                    Counter(hits.clone()),
+                )
+                .unwrap();
+            assert_eq!(tracer.run().expect("run"), Outcome::Exited(0), "{site}");
+            assert_eq!(
+                std::fs::read_to_string(&out).unwrap(),
+                format!(
+                    "{site} calls={} sum={} bad=0\n",
+                    THREADS * CALLS,
+                    sum(site, THREADS, CALLS)
+                ),
+                "{site}"
+            );
+            let hits = *hits.borrow();
+            hits
+        });
+        assert_eq!(
+            hits,
+            Hits {
+                fast: THREADS * CALLS - 1,
+                int3: 1
+            },
+            "{site}: the first hit an int3's, every other fast"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::{
     self, ring, table, DetourSpec, ReturnSpec, RingLayout, StubSpec, ThreadPointer,
 };
-use crate::arch::SCRATCH_SYSCALL_OFFSET;
+use crate::arch::{BREAKPOINT_LEN, SCRATCH_SYSCALL_OFFSET};
 use crate::engine::guards::World;
 use crate::engine::task::TaskState;
 use crate::engine::tracer::{Overflow, Tracer};
@@ -443,7 +443,7 @@ impl Tracer {
         };
         // Where every thread is (and its thread pointer), and where the
         // signal handlers they are in will return to.
-        let mut ips = self.note_stopped_threads(key);
+        let (mut ips, past_traps) = self.note_stopped_threads(key);
         ips.extend(self.signal_returns(key));
         let stepping: Vec<RuntimeAddr> = self
             .world
@@ -528,7 +528,14 @@ impl Tracer {
             // or in a signal handler that will return inside them) now: the
             // site is an int3 until its first hit, whose stop shows that
             // thread out of them. So too every site, when asked.
+            // A thread stopped by a trap not yet handled just past this
+            // site's int3 is not inside: it goes back to the site when its
+            // trap is (a hit the int3 way), wherever it trapped.
+            let trapped_elsewhere = past_traps
+                .iter()
+                .any(|&ip| ip != addr.get() + BREAKPOINT_LEN && inside.contains(&ip));
             if ips.iter().any(|ip| inside.contains(ip))
+                || trapped_elsewhere
                 || stepping.contains(&addr)
                 || (self.opts.first_hit && !at_hit)
             {

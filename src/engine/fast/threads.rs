@@ -11,7 +11,7 @@ use crate::engine::tracer::Tracer;
 use crate::error::Result;
 use crate::sys::ptrace;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::arch::unwind;
 
@@ -45,13 +45,40 @@ impl Tracer {
     }
 
     /// Notes the thread pointer of every stopped thread of space `key`, and
-    /// returns where each of them is (their instruction pointers).
-    pub(super) fn note_stopped_threads(&mut self, key: Pid) -> Vec<u64> {
+    /// returns where each of them is (their instruction pointers), but for
+    /// the threads just past an int3 of a site by a trap not yet handled,
+    /// which go back to the site when it is: their instruction pointers are
+    /// returned apart. Such a trap is a stop put off (`World::deferred`),
+    /// or a SIGTRAP still pending in the thread's own queue (the thread
+    /// trapped as it was interrupted: the interrupt's stop came first).
+    pub(super) fn note_stopped_threads(&mut self, key: Pid) -> (Vec<u64>, Vec<u64>) {
         let stopped = self.stopped_threads(key);
+        let trapped: HashSet<Tid> = self
+            .world
+            .deferred
+            .iter()
+            .filter_map(|s| match s {
+                crate::sys::wait::Stop::Trap { tid } => Some(*tid),
+                _ => None,
+            })
+            .collect();
         let mut ips = Vec::with_capacity(stopped.len());
+        let mut past_traps = Vec::new();
         for t in stopped {
             if let Ok(regs) = ptrace::getregs(t) {
-                ips.push(regs.ip());
+                let site = RuntimeAddr(regs.ip().wrapping_sub(crate::arch::BREAKPOINT_LEN));
+                let past_int3 = self
+                    .world
+                    .spaces
+                    .get(&key)
+                    .and_then(|s| s.sites.get(site))
+                    .is_some_and(|s| s.fast.is_none());
+                let trap_waits = trapped.contains(&t)
+                    || (past_int3 && crate::engine::task::signal_pending(t, libc::SIGTRAP));
+                match past_int3 && trap_waits {
+                    true => past_traps.push(regs.ip()),
+                    false => ips.push(regs.ip()),
+                }
                 let tp = regs.thread_pointer();
                 let Some(space) = self.world.spaces.get(&key).filter(|_| tp != 0) else {
                     continue;
@@ -69,7 +96,7 @@ impl Tracer {
                 }
             }
         }
-        ips
+        (ips, past_traps)
     }
 
     /// Where the stopped threads of space `key` will return to from the
