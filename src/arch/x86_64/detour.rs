@@ -1153,20 +1153,7 @@ fn build(patch: &Patch, spec: &DetourSpec<'_>, mask: i32) -> Result<Detour, iced
                 a.cmp(rcx, rax)?;
                 a.cmova(rcx, rax)?;
                 a.mov(rdx, qword_ptr(r10 + gpr(reg.0)))?;
-                a.lea(rsi, ptr(r10 + status + 8))?;
-                a.add(rdx, rcx)?;
-                a.add(rsi, rcx)?;
-                a.neg(rcx)?;
-                a.je(end)?;
-                a.set_label(&mut load)?;
-                a.movzx(eax, byte_ptr(rdx + rcx))?;
-                a.mov(byte_ptr(rsi + rcx), al)?;
-                a.inc(rcx)?;
-                a.jne(load)?;
-                a.set_label(&mut end)?;
-                a.lea(rax, ptr(r10 + status + 8))?;
-                a.sub(rsi, rax)?;
-                a.mov(qword_ptr(r10 + status), rsi)?;
+                copy_counted(&mut a, status, &mut load, &mut end)?;
                 a.set_label(&mut done)?;
                 faults.push((load, done));
                 a.nop()?;
@@ -1280,6 +1267,34 @@ pub(super) fn assembled(
         faults,
         code: out.inner.code_buffer,
     })
+}
+
+/// Copies rcx bytes from rdx into the capture whose status word is at
+/// `status` in the record at r10, counting up from minus the count to 0
+/// over both ends, and writes the count into the status word. `load` is
+/// put at the load that may fault, `end` after the loop. Uses rax, rcx,
+/// rdx, rsi.
+fn copy_counted(
+    a: &mut CodeAssembler,
+    status: i32,
+    load: &mut CodeLabel,
+    end: &mut CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    a.lea(rsi, ptr(r10 + status + 8))?;
+    a.add(rdx, rcx)?;
+    a.add(rsi, rcx)?;
+    a.neg(rcx)?;
+    a.je(*end)?;
+    a.set_label(load)?;
+    a.movzx(eax, byte_ptr(rdx + rcx))?;
+    a.mov(byte_ptr(rsi + rcx), al)?;
+    a.inc(rcx)?;
+    a.jne(*load)?;
+    a.set_label(end)?;
+    a.lea(rax, ptr(r10 + status + 8))?;
+    a.sub(rsi, rax)?;
+    a.mov(qword_ptr(r10 + status), rsi)?;
+    Ok(())
 }
 
 /// The return hijack of a detour, with r10 pointing at the claimed slot of
@@ -1834,20 +1849,7 @@ fn build_stub(spec: &StubSpec, mask: i32) -> Result<Stub, iced_x86::IcedError> {
     a.cmp(rax, rcx)?;
     a.cmova(rax, rcx)?;
     a.mov(rcx, rax)?;
-    a.lea(rsi, ptr(r10 + status + 8))?;
-    a.add(rdx, rcx)?;
-    a.add(rsi, rcx)?;
-    a.neg(rcx)?;
-    a.je(buffer_end)?;
-    a.set_label(&mut buffer_load)?;
-    a.movzx(eax, byte_ptr(rdx + rcx))?;
-    a.mov(byte_ptr(rsi + rcx), al)?;
-    a.inc(rcx)?;
-    a.jne(buffer_load)?;
-    a.set_label(&mut buffer_end)?;
-    a.lea(rax, ptr(r10 + status + 8))?;
-    a.sub(rsi, rax)?;
-    a.mov(qword_ptr(r10 + status), rsi)?;
+    copy_counted(&mut a, status, &mut buffer_load, &mut buffer_end)?;
     a.jmp(copied)?;
     a.set_label(&mut string)?;
     a.mov(rdx, qword_ptr(rsp + saved_at(Register::RAX)))?;

@@ -515,8 +515,7 @@ impl Reader<'_> {
             return Ok(());
         };
         let mut first = Ok(());
-        while let Some(p) = space.fast.signals.front().filter(|p| p.upto <= upto) {
-            let _ = p;
+        while space.fast.signals.front().is_some_and(|p| p.upto <= upto) {
             let p = space.fast.signals.pop_front().expect("looked at");
             let emitted = self.consumers.emit(p.event, p.time);
             if first.is_ok() {
