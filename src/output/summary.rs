@@ -166,7 +166,8 @@ impl Stats {
         row.max = row.max.max(times.max);
         row.total += times.total;
         row.calls += calls;
-        row.errors = None;
+        // (Only the calls of a function that cannot fail are timed, not
+        // recorded: its errors stay known, none.)
         if let Some(h) = &mut row.hist {
             h.add_buckets(&times.log2_ns);
         }

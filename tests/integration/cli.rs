@@ -538,6 +538,45 @@ fn summary_text_table_lists_work_with_50_calls() {
     );
 }
 
+/// A function that cannot fail has no errors in the table, whether its
+/// calls are timed in the program (fast probes) or seen at stops (int3):
+/// `0` in the errors column and the total row alike, never `-` (unknown).
+#[test]
+fn summary_errors_of_a_function_that_cannot_fail_are_none_in_every_mode() {
+    let prog = fixture("count", Variant::Pie);
+    for mode in ["--fast", "--int3"] {
+        let run = run_rtrace(
+            &[mode, "-c", "--color", "never", "-s", "work"],
+            &prog,
+            &["50"],
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let columns = |name: &str| -> Vec<String> {
+            run.stderr
+                .lines()
+                .find(|l| l.split_whitespace().last() == Some(name))
+                .unwrap_or_else(|| panic!("{mode}: no row {name} in:\n{}", run.stderr))
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        };
+        // calls, total, avg, min, max, missed, errors, % time, function [probe]
+        let work = columns("[work]");
+        assert_eq!(
+            (work[0].as_str(), work[5].as_str(), work[6].as_str()),
+            ("50", "0", "0"),
+            "{mode}: {work:?}"
+        );
+        // calls, total, missed, errors, % time, "total"
+        let total = columns("total");
+        assert_eq!(
+            (total[0].as_str(), total[2].as_str(), total[3].as_str()),
+            ("50", "0", "0"),
+            "{mode}: {total:?}"
+        );
+    }
+}
+
 #[test]
 fn text_output_golden_twice() {
     let prog = fixture("count", Variant::Pie);
