@@ -335,11 +335,19 @@ impl Emitter for TextEmitter {
         );
         match self.held.take() {
             Some(mut h) if Some(h.call) == call => {
-                if !h.shown {
-                    if let (Some(at), Some((_, _, filled))) = (h.fill.clone(), &value.filled) {
-                        h.text.replace_range(at, filled);
+                match (h.shown, &value.filled) {
+                    (false, filled) => {
+                        if let (Some(at), Some((_, _, filled))) = (h.fill.clone(), filled) {
+                            h.text.replace_range(at, filled);
+                        }
+                        out.write(&h.text)?;
                     }
-                    out.write(&h.text)?;
+                    // The line with the pointer is out (the call took long):
+                    // what it filled is said after it, as on a resumed line.
+                    (true, Some((_, name, filled))) => {
+                        out.write(&format!(" ({name}={filled})"))?;
+                    }
+                    (true, None) => {}
                 }
                 out.write(&tail)?;
                 out.write(&h.frames)

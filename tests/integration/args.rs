@@ -689,3 +689,43 @@ fn strings_passed_on_the_stack() {
         );
     }
 }
+
+/// A read that blocks: its line is shown alone while the call waits (the
+/// pointer where the bytes will go), and the return says what it filled
+/// after it, as a resumed line does (not lost with the line already out).
+#[test]
+fn a_read_that_blocks_says_what_it_filled() {
+    for mode in ["--fast", "--int3"] {
+        let out = temp_path(&format!("blocking_read{mode}.txt"));
+        let mut cmd = Command::new(rtrace_bin());
+        cmd.args([mode, "--color", "never", "-s", "read", "-o"])
+            .arg(&out)
+            .args(["--", "cat"]);
+        let mut rtrace = crate::fixtures::Spawned::with_stdin(cmd);
+        // The line shown alone: the call is waiting for the pipe.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !fs::read_to_string(&out).is_ok_and(|t| t.contains("read(0, 0x")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode}: no read shown: {:?}",
+                fs::read_to_string(&out)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        rtrace.send("hello\n");
+        rtrace.close_stdin();
+        let run = rtrace.wait();
+        assert_eq!((run.stdout.as_str(), run.code()), ("hello\n", 0), "{mode}");
+        let text = fs::read_to_string(&out).unwrap();
+        let first = text
+            .lines()
+            .find(|l| l.contains("read(0, "))
+            .unwrap_or_else(|| panic!("{mode}: {text}"));
+        let (call, _) = first.rsplit_once(" <").unwrap();
+        let (_, call) = call.split_once("] ").unwrap();
+        assert!(
+            call.starts_with("read(0, 0x") && call.ends_with(r#") (buf="hello\n") = 6"#),
+            "{mode}: {call}"
+        );
+    }
+}
