@@ -1323,6 +1323,35 @@ fn hijack(
     a.cmp(rax, rcx)?;
     a.jne(not_chained)?;
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_CHAINED)?;
+    if buffer.is_some() || ret.ret_string > 0 {
+        // A tail call returns what the call whose slot it shares returns:
+        // what it wants copied at the return goes into that call's entry
+        // (the buffer it fills; the longer string), unless that call is
+        // timed (its entry holds its entry time) or copies a buffer.
+        let mut chained_entry = a.create_label();
+        home_entry(a)?;
+        find_entry(a, ret.table, chained_entry)?;
+        a.jmp(done)?;
+        a.set_label(&mut chained_entry)?;
+        a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
+        a.jne(done)?;
+        match buffer {
+            Some(at) => {
+                a.mov(rax, qword_ptr(r10 + at))?;
+                a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
+                a.mov(
+                    dword_ptr(r11 + table::RET_STRING as i32),
+                    ret.ret_string | table::BUFFER,
+                )?;
+            }
+            None => {
+                a.mov(eax, dword_ptr(r11 + table::RET_STRING as i32))?;
+                a.cmp(eax, ret.ret_string)?;
+                a.jae(done)?;
+                a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?;
+            }
+        }
+    }
     a.jmp(done)?;
     a.set_label(&mut not_chained)?;
     // rsi: the home entry of the slot.

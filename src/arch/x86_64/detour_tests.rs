@@ -1332,3 +1332,48 @@ fn stack_strings_and_buffers_are_copied_with_fix_ups() {
     // The buffer's length bounded by its maximum (unsigned).
     assert!(insns.iter().any(|i| i.mnemonic() == Mnemonic::Cmova));
 }
+
+/// A detour whose return copies a filled buffer puts the buffer's pointer
+/// and the flagged limit into its call's table entry, and, for a tail call
+/// (the slot holds the stub already), into the entry of the call whose
+/// slot it shares: two such writes each, the limit with `table::BUFFER`.
+#[test]
+fn a_filled_buffer_goes_into_the_entry_of_the_call_or_of_the_one_it_tail_calls() {
+    let patch = plan_patch(WORK_O0, START, START).unwrap();
+    let spec = DetourSpec {
+        returns: Some(ReturnSpec {
+            stub: STUB,
+            table: TABLE,
+            ret_string: 32,
+            errno: 0,
+            ret_buffer: Some(Gpr(6)),
+        }),
+        ..base_spec()
+    };
+    let d = assemble_detour(&patch, &spec).unwrap();
+    let insns = decode_all(&d.code, DETOUR);
+    let writes = |disp: u64| {
+        insns
+            .iter()
+            .filter(|i| {
+                i.mnemonic() == Mnemonic::Mov
+                    && i.op0_kind() == OpKind::Memory
+                    && i.memory_base() == iced_x86::Register::R11
+                    && i.memory_displacement64() == disp
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(writes(table::ENTERED).len(), 2);
+    let limits = writes(table::RET_STRING);
+    assert_eq!(limits.len(), 2);
+    for l in limits {
+        assert_eq!(l.immediate32(), 32 | table::BUFFER, "{l}");
+    }
+    // Without a buffer, the entry's limit only: no pointer.
+    let d = returns_detour();
+    let insns = decode_all(&d.code, DETOUR);
+    assert!(!insns.iter().any(|i| i.mnemonic() == Mnemonic::Mov
+        && i.op0_kind() == OpKind::Memory
+        && i.memory_base() == iced_x86::Register::R11
+        && i.memory_displacement64() == table::ENTERED));
+}

@@ -905,18 +905,14 @@ pub(super) fn deliver(
             // The string the stub was asked for (an int3 site's, by its
             // call's table entry: the record keeps the limit it copied
             // under), never past the slot.
-            let (string, buffer) = match int3_position(index, space.fast.int3_sites.len()) {
-                Some(_) => (
-                    (word(ring::RET_WATCH) as u32)
-                        .min(slot.saturating_sub(ring::RET_STRING as usize + 8) as u32),
-                    false,
-                ),
-                None => space
-                    .fast
-                    .sites
-                    .get(index as usize)
-                    .map_or((0, false), |f| (f.ret_string, f.ret_buffer)),
-            };
+            // What the stub copied, as the call's table entry asked (its
+            // site's, an int3 call's limit, or a tail call's: the record
+            // keeps the limit it copied under, and whether of a buffer),
+            // never past the slot.
+            let watch = word(ring::RET_WATCH) as u32;
+            let buffer = watch & detour::table::BUFFER != 0;
+            let string = (watch & !detour::table::BUFFER)
+                .min(slot.saturating_sub(ring::RET_STRING as usize + 8) as u32);
             let field = CaptureField {
                 kind: CaptureKind::CStr {
                     reg: crate::arch::Gpr(0),

@@ -220,8 +220,6 @@ impl Tracer {
             regs: detour::entry_regs(crate::arch::RegSet::NONE),
             captures: Vec::new(),
             probes: Vec::new(),
-            ret_string: 0,
-            ret_buffer: false,
             lost: 0,
             ret_lost: 0,
             count_only: false,

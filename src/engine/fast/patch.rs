@@ -684,8 +684,6 @@ impl Tracer {
             regs: detour::entry_regs(plan.regs),
             captures,
             probes: plan.probes,
-            ret_string: plan.ret_string,
-            ret_buffer: plan.ret_buffer.is_some(),
             lost: 0,
             ret_lost: 0,
             count_only: plan.count_only,

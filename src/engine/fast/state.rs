@@ -101,12 +101,6 @@ pub(crate) struct FastSite {
     pub captures: Vec<CaptureField>,
     /// The probes it records for.
     pub probes: Vec<Rc<Site>>,
-    /// The most bytes of the returned C string its return records hold
-    /// (of the filled buffer, with `ret_buffer`).
-    pub ret_string: u32,
-    /// Its return records hold the buffer the call filled (at `RET_PTR`),
-    /// not the C string at rax.
-    pub ret_buffer: bool,
     /// Its lost counter as last seen.
     pub lost: u64,
     /// Its lost-return counter as last seen.
