@@ -459,6 +459,23 @@ impl Tracer {
         }
         let slot = RuntimeAddr(regs.sp());
         let orig = space.mem.read_u64(slot)?;
+        // A tail call from a fast call whose return the stub watches: the
+        // slot holds the stub, and that call's table entry is keyed by it.
+        // This one returns with it, through the stub (its return recorded,
+        // as the stub records every call of that slot); the trampoline
+        // written there would send the stub's return to nowhere.
+        if space.fast.stub_entry() == Some(orig) {
+            if let Some(below) = task.fast_calls.in_slot(slot) {
+                return Ok(Some(Hijack {
+                    slot,
+                    orig: below.orig_ret,
+                    chained: true,
+                    watch: Watch::Trampoline,
+                    by_stub: true,
+                    entry: None,
+                }));
+            }
+        }
         let tramp = match space.trampoline() {
             Some(tramp) if !return_site_only || orig == tramp.get() => tramp,
             _ => {

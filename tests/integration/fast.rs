@@ -1461,3 +1461,49 @@ fn signals_are_reported_between_their_threads_calls() {
     }
     assert_eq!(signals, 300);
 }
+
+/// A fast call jumps to a function whose probe stays an int3 breakpoint,
+/// which jumps to a fast one (mixtail: outer → middle → inner, tail calls
+/// all): the int3 call's return slot holds the return stub, and it returns
+/// with the call it was made for, through the stub. Every call's entry and
+/// return are reported once, innermost return first, none missed.
+#[test]
+fn tail_calls_through_an_int3_probe_between_fast_ones() {
+    const CALLS: usize = 500;
+    let prog = fixture("mixtail", Variant::Pie);
+    let n = CALLS.to_string();
+    let args = [n.as_str()];
+    let untraced = run_untraced(&prog, &args);
+    assert_eq!(
+        untraced.stdout,
+        format!("sum={}\n", CALLS * (CALLS + 1) / 2)
+    );
+    let (run, events) = trace_json(
+        "mixtail",
+        &["--fast", "-s", "outer", "-s", "middle", "-s", "inner"],
+        &prog,
+        &args,
+    );
+    assert_same_as_untraced(&run, &untraced, "mixtail");
+    for f in ["outer", "middle", "inner"] {
+        assert_eq!(
+            (
+                of_symbol(&events, "entry", f).len(),
+                of_symbol(&events, "return", f).len()
+            ),
+            (CALLS, CALLS),
+            "{f}: {}",
+            show(&events)
+        );
+    }
+    // (A call missed is said by a warning.)
+    assert!(of_kind(&events, "warning").is_empty(), "{}", show(&events));
+    // Each call's returns, innermost first.
+    let order: Vec<&str> = events
+        .iter()
+        .filter(|e| str_field(e, "event") == "return")
+        .map(|e| str_field(e, "symbol"))
+        .take(3)
+        .collect();
+    assert_eq!(order, ["inner", "middle", "outer"]);
+}

@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
-pub const PROGRAMS: [&str; 75] = [
+pub const PROGRAMS: [&str; 76] = [
     "count",
     "sigtrap",
     "signals",
@@ -264,6 +264,7 @@ pub const PROGRAMS: [&str; 75] = [
     "dlfill",
     "sigfix",
     "stackstr",
+    "mixtail",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into
