@@ -740,15 +740,21 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Reads the ring of space `key` until it is empty (as far as records
-    /// published by now go), budget after budget.
+    /// Reads the ring of space `key` up to where it was written when this
+    /// began (the records made before now: not those the other threads
+    /// go on making meanwhile), budget after budget.
     pub(in crate::engine) fn drain_through(&mut self, key: Pid) -> Result<()> {
-        let Some(most) = self
+        let Some((most, upto)) = self
             .world
             .spaces
             .get(&key)
             .and_then(|s| s.fast.ring.as_ref())
-            .map(|r| r.layout.capacity + (super::copier::MAX_QUEUED as u64) / r.layout.slot_size)
+            .map(|r| {
+                (
+                    r.layout.capacity + (super::copier::MAX_QUEUED as u64) / r.layout.slot_size,
+                    r.map.load_u64(ring::ENQUEUE),
+                )
+            })
         else {
             return Ok(());
         };
@@ -756,7 +762,13 @@ impl Reader<'_> {
         for _ in 0..=most / DRAIN_BUDGET {
             self.pace.more_records = false;
             self.drain(key, Drain::Quick)?;
-            if !self.pace.more_records {
+            let read = self
+                .world
+                .spaces
+                .get(&key)
+                .and_then(|s| s.fast.ring.as_ref())
+                .is_none_or(|r| r.consumed >= upto);
+            if !self.pace.more_records || read {
                 break;
             }
         }
