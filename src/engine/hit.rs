@@ -126,21 +126,16 @@ impl Tracer {
         let Some(space) = self.world.spaces.get(&key) else {
             return self.deliver_signal(tid, libc::SIGTRAP);
         };
-        if space.sites.get(site).is_some_and(|s| s.fast.is_some()) {
-            // Its jump was written after this thread trapped at its int3
-            // (the trap not handled yet: see `Tracer::patch_planned`). The
-            // thread goes back to the site and takes the jump: its hit is
-            // the detour's to record.
-            regs.set_ip(site.get());
-            ptrace::setregs(tid, &regs)?;
-            return self.resume(tid, 0);
-        }
-        if space.sites.get(site).is_some() && !self.halting {
+        if space.sites.get(site).is_some_and(|s| s.fast.is_none()) && !self.halting {
             return self.on_breakpoint(tid, site, regs);
         }
         if space.is_our_trap(site) {
             // Ours, but removed since (or we are detaching): run the original
-            // instruction as if the breakpoint had never been there.
+            // instruction as if the breakpoint had never been there. Or a
+            // jump was written over it after this thread trapped there (the
+            // trap not handled yet: see `Tracer::patch_planned`): the
+            // thread goes back to the site and takes the jump, its hit the
+            // detour's to record.
             regs.set_ip(site.get());
             ptrace::setregs(tid, &regs)?;
             return self.resume(tid, 0);
@@ -465,15 +460,8 @@ impl Tracer {
         // as the stub records every call of that slot); the trampoline
         // written there would send the stub's return to nowhere.
         if space.fast.stub_entry() == Some(orig) {
-            if let Some(below) = task.fast_calls.in_slot(slot) {
-                return Ok(Some(Hijack {
-                    slot,
-                    orig: below.orig_ret,
-                    chained: true,
-                    watch: Watch::Trampoline,
-                    by_stub: true,
-                    entry: None,
-                }));
+            if let Some(chained) = Hijack::chained_to_fast(&task.fast_calls, slot) {
+                return Ok(Some(chained));
             }
         }
         let tramp = match space.trampoline() {

@@ -79,6 +79,26 @@ pub(crate) struct Hijack {
     pub entry: Option<RuntimeAddr>,
 }
 
+impl Hijack {
+    /// A call made by a tail call from the fast call in flight in `slot`
+    /// (among `fast_calls`), whose return the stub watches: it returns with
+    /// that call, through the same slot and the stub. None when no fast call
+    /// is known there.
+    pub(crate) fn chained_to_fast(
+        fast_calls: &crate::probe::ReturnStack,
+        slot: RuntimeAddr,
+    ) -> Option<Hijack> {
+        fast_calls.in_slot(slot).map(|below| Hijack {
+            slot,
+            orig: below.orig_ret,
+            chained: true,
+            watch: Watch::Trampoline,
+            by_stub: true,
+            entry: None,
+        })
+    }
+}
+
 impl XolStep {
     fn xol(&self) -> &Xol {
         match &self.plan.strategy {

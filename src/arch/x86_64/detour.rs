@@ -1336,14 +1336,7 @@ fn hijack(
         a.cmp(dword_ptr(r11 + table::TIMED as i32), 0)?;
         a.jne(done)?;
         match buffer {
-            Some(at) => {
-                a.mov(rax, qword_ptr(r10 + at))?;
-                a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
-                a.mov(
-                    dword_ptr(r11 + table::RET_STRING as i32),
-                    ret.ret_string | table::BUFFER,
-                )?;
-            }
+            Some(at) => buffer_into_entry(a, at, ret.ret_string)?,
             None => {
                 a.mov(eax, dword_ptr(r11 + table::RET_STRING as i32))?;
                 a.cmp(eax, ret.ret_string)?;
@@ -1367,14 +1360,7 @@ fn hijack(
     a.mov(qword_ptr(r11 + table::TP as i32), rax)?;
     a.mov(dword_ptr(r11 + table::INDEX as i32), index)?;
     match buffer {
-        Some(at) => {
-            a.mov(rax, qword_ptr(r10 + at))?;
-            a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
-            a.mov(
-                dword_ptr(r11 + table::RET_STRING as i32),
-                ret.ret_string | table::BUFFER,
-            )?;
-        }
+        Some(at) => buffer_into_entry(a, at, ret.ret_string)?,
         None => a.mov(dword_ptr(r11 + table::RET_STRING as i32), ret.ret_string)?,
     }
     // Recorded, not timed (the entry may be a timed call's, taken over),
@@ -1393,6 +1379,19 @@ fn hijack(
     a.mov(dword_ptr(r10 + ring::RET_WATCH as i32), WATCH_STUB)?;
     a.set_label(&mut done)?;
     a.pop(r11)?;
+    Ok(())
+}
+
+/// Into the table entry at r11: the pointer of the buffer the call fills
+/// (the record's word at `at`) and the limit `max`, flagged as a buffer's,
+/// for the stub to copy at the return. Uses rax.
+fn buffer_into_entry(a: &mut CodeAssembler, at: i32, max: u32) -> Result<(), iced_x86::IcedError> {
+    a.mov(rax, qword_ptr(r10 + at))?;
+    a.mov(qword_ptr(r11 + table::ENTERED as i32), rax)?;
+    a.mov(
+        dword_ptr(r11 + table::RET_STRING as i32),
+        max | table::BUFFER,
+    )?;
     Ok(())
 }
 

@@ -99,15 +99,10 @@ impl Tracer {
         if orig == stub_at {
             // A tail call from a call whose return the stub watches: this
             // one returns with it, through the same slot.
-            let below = self.world.tasks[&tid].fast_calls.in_slot(slot);
-            return Ok(below.map(|below| Hijack {
+            return Ok(Hijack::chained_to_fast(
+                &self.world.tasks[&tid].fast_calls,
                 slot,
-                orig: below.orig_ret,
-                chained: true,
-                watch: Watch::Trampoline,
-                by_stub: true,
-                entry: None,
-            }));
+            ));
         }
         if space.trampoline().map(RuntimeAddr::get) == Some(orig) {
             // A tail call from a call the trampoline watches: chained to
