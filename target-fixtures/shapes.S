@@ -38,6 +38,16 @@
  *                                    1-byte first instruction (no 2-byte
  *                                    jump fits either). Returns x(x+1)/2
  *                                    (x >= 1), rbx kept.
+ *   evict  53 | bb 00 00 00 00 | 01 fe ff cf 75 f5 89 f0 5b c3
+ *                                    push %rbx (1 byte), then a loop whose
+ *                                    head is byte 1, mov $0,%ebx (5 bytes):
+ *                                    a pun's jump at byte 0 would lead to
+ *                                    evict+0xc0 (its displacement the bytes
+ *                                    bb 00 00 00), inside this code, where
+ *                                    no page can be mapped; the loop head
+ *                                    is a whole instruction that can be
+ *                                    evicted. evict(x, acc) returns
+ *                                    acc + x(x+1)/2 (x >= 1), rbx kept.
  *
  * helper (not a site) returns 10 when its return address is where call0 or
  * call2 called it from (the byte past the call), 0 otherwise: a call
@@ -52,6 +62,21 @@
         .section .note.GNU-stack, "", @progbits
 
         .text
+
+        .p2align 4
+        .globl evict
+        .type evict, @function
+evict:
+        pushq %rbx
+.Levict_head:
+        movl $0, %ebx
+        addl %edi, %esi
+        decl %edi
+        jnz .Levict_head
+        movl %esi, %eax
+        popq %rbx
+        ret
+        .size evict, .-evict
 
         .p2align 4
         .globl helper

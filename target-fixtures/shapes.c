@@ -7,7 +7,7 @@
  * attached while threads hit them, counted exactly, detached from while
  * threads run through them.
  *
- * Sites (SITE): ret1 three loop2 call0 call2 jtab push1, and plain, the
+ * Sites (SITE): ret1 three loop2 call0 call2 jtab push1 evict, and plain, the
  * control: an ordinary C function (2x + 1) whose first bytes a jump
  * replaces as they are. Call i of thread
  * t passes x = 1 + (7t + i) % 13 and checks the value returned against
@@ -70,6 +70,7 @@ int call0(int x);
 int call2(int x);
 int jtab(int x);
 int push1(int x);
+int evict(int x, int acc);
 
 PROBED void mark(int phase)
 {
@@ -90,6 +91,7 @@ static long do_call0(long x) { return call0((int)x); }
 static long do_call2(long x) { return call2((int)x); }
 static long do_jtab(long x) { return jtab((int)x); }
 static long do_push1(long x) { return push1((int)x); }
+static long do_evict(long x) { return evict((int)x, 0); }
 static long do_plain(long x) { return plain((int)x); }
 
 static long same(long x) { return x; }
@@ -112,6 +114,7 @@ static const struct site SITES[] = {
     {"call2", do_call2, plus10},
     {"jtab", do_jtab, cases},
     {"push1", do_push1, triangle},
+    {"evict", do_evict, triangle},
     {"plain", do_plain, odd},
 };
 

@@ -356,8 +356,8 @@ fn insns_first_instructions_compute_their_values() {
 }
 
 /// The sites of `shapes` and its control, `plain`.
-const SHAPES_SITES: [&str; 8] = [
-    "ret1", "three", "loop2", "call0", "call2", "jtab", "push1", "plain",
+const SHAPES_SITES: [&str; 9] = [
+    "ret1", "three", "loop2", "call0", "call2", "jtab", "push1", "evict", "plain",
 ];
 
 /// What `shapes launch 10` prints for every site (the values shapes.S's
@@ -371,7 +371,8 @@ fn shapes_and_far_print_their_values() {
     let out = "ret1 calls=80 sum=554 bad=0\nthree calls=80 sum=554 bad=0\n\
                loop2 calls=80 sum=2736 bad=0\ncall0 calls=80 sum=1354 bad=0\n\
                call2 calls=80 sum=1354 bad=0\njtab calls=80 sum=2732 bad=0\n\
-               push1 calls=80 sum=2736 bad=0\nplain calls=80 sum=1188 bad=0\n";
+               push1 calls=80 sum=2736 bad=0\nevict calls=80 sum=2736 bad=0\n\
+               plain calls=80 sum=1188 bad=0\n";
     check_all_variants("shapes", &args, out, 0);
     check_all_variants(
         "shapes",
@@ -424,7 +425,7 @@ fn shapes_sites_have_their_bytes() {
         v.extend(b(after));
         v
     };
-    let sites: [(&str, Vec<Option<u8>>); 7] = [
+    let sites: [(&str, Vec<Option<u8>>); 8] = [
         ("ret1", b(&[0xc3])),
         ("three", b(&[0x89, 0xf8, 0xc3])),
         (
@@ -443,6 +444,13 @@ fn shapes_sites_have_their_bytes() {
             "push1",
             b(&[
                 0x53, 0x31, 0xdb, 0x01, 0xfb, 0xff, 0xcf, 0x75, 0xfa, 0x89, 0xd8, 0x5b, 0xc3,
+            ]),
+        ),
+        (
+            "evict",
+            b(&[
+                0x53, 0xbb, 0x00, 0x00, 0x00, 0x00, 0x01, 0xfe, 0xff, 0xcf, 0x75, 0xf5, 0x89, 0xf0,
+                0x5b, 0xc3,
             ]),
         ),
     ];
@@ -481,6 +489,18 @@ fn shapes_sites_have_their_bytes() {
                 }
             }
         }
+        // evict's pun would jump into the program's code, where nothing
+        // can be mapped.
+        let target = symbol_value(&path, "evict") + 0xc0;
+        let elf = Elf::parse(&bytes).unwrap();
+        assert!(
+            elf.program_headers
+                .iter()
+                .any(|ph| ph.p_type == program_header::PT_LOAD
+                    && ph.is_executable()
+                    && (ph.p_vaddr..ph.p_vaddr + ph.p_memsz).contains(&target)),
+            "shapes ({variant}): evict+0xc0 is not in its code"
+        );
     }
 }
 

@@ -53,7 +53,7 @@ fn input(t: u64, i: u64) -> i64 {
 fn value(site: &str, x: i64) -> i64 {
     match site {
         "ret1" | "three" => x,
-        "loop2" | "push1" => x * (x + 1) / 2,
+        "loop2" | "push1" | "evict" => x * (x + 1) / 2,
         "call0" | "call2" => x + 10,
         "jtab" => x + 11 * ((x & 3) + 1),
         "plain" | "far_work" => 2 * x + 1,
@@ -432,6 +432,15 @@ fn jtab_a_jump_table() {
 #[test]
 fn push1_a_branch_target_behind_a_one_byte_instruction() {
     site("push1", true);
+}
+
+/// `push %rbx` (1 byte) before a loop whose head is byte 1, a 5-byte
+/// `mov`: the pun's jump would lead into the program's own code (its
+/// displacement is the `mov`'s bytes), so the `mov` is evicted to a
+/// trampoline, and the two jumps lead where there is room.
+#[test]
+fn evict_a_pun_whose_jump_leads_into_code() {
+    site("evict", true);
 }
 
 /// The control: an ordinary C function, fast as it is.

@@ -189,8 +189,89 @@ pub struct Patch {
     pub pun: Option<u64>,
     /// For a pun: its first instruction's length (the bytes it may choose).
     pub pun_free: usize,
+    /// For a pun: the instructions after the first that may be evicted
+    /// when no place in the pun's window can be had (see [`plan_evict`]).
+    pub evict: Option<Evict>,
     /// The function jumps out of itself ([`tail_calls`]).
     pub tail_calls: bool,
+}
+
+/// The successor of a pun's first instruction, evicted (e9patch's
+/// successor eviction): its instructions (whole, at least [`JMP_LEN`]
+/// bytes, none a branch, a call or a return) are moved to a trampoline of
+/// their own, which runs them and jumps back past them, and their bytes
+/// take a `jmp rel32` to it. The site's jump then ends in that jump's bytes
+/// (its `0xe9` and displacement), which rtrace chooses too: where the
+/// original bytes would send the site's jump somewhere it cannot go
+/// (past the top of the address space, into a mapping), the pair of jumps
+/// can go where there is room. Code that branches to the successor still
+/// lands on an instruction: its jump.
+#[derive(Clone, Debug)]
+pub struct Evict {
+    /// The instructions moved, from the successor on.
+    pub insns: Vec<Instruction>,
+    /// Their bytes, as they were.
+    pub saved: Vec<u8>,
+    /// Where their trampoline is (chosen by the caller, see
+    /// [`Evict::rel_fixed`]); None while the plain pun is tried.
+    pub at: Option<u64>,
+}
+
+impl Evict {
+    /// The successor's address.
+    pub fn addr(&self) -> u64 {
+        self.insns.first().map_or(0, Instruction::ip)
+    }
+
+    /// The bytes the successor's instructions take.
+    pub fn len(&self) -> usize {
+        self.saved.len()
+    }
+
+    /// The trampoline at `at`: the instructions, relocated, then `jmp`
+    /// back past them.
+    pub fn trampoline(&self, at: u64) -> Result<Vec<u8>, String> {
+        let mut a = CodeAssembler::new(64).map_err(|e| e.to_string())?;
+        let back = self.addr() + self.len() as u64;
+        let built = (|| {
+            for insn in &self.insns {
+                a.add_instruction(*insn)?;
+            }
+            a.jmp(back)?;
+            a.assemble(at)
+        })();
+        built.map_err(|e| format!("the evicted instructions cannot be moved there ({e})"))
+    }
+
+    /// The most bytes [`Evict::trampoline`] takes.
+    pub fn trampoline_room(&self) -> u64 {
+        (self.len() + JMP_LEN) as u64
+    }
+}
+
+/// The displacements (of a `jmp rel32`) that a pun whose first
+/// instruction is `pun_free` bytes long can take when the successor is
+/// evicted: the displacement's byte `pun_free - 1` is the successor's
+/// `jmp` opcode (`0xe9`), the bytes below it are free, and those above it
+/// are the low bytes of the successor's own displacement. As a periodic
+/// set: `(period, first, run)`: `r` is one when `r mod period` is in
+/// `first..first + run`.
+pub fn evicting_pun_rels(pun_free: usize) -> (i64, i64, i64) {
+    let shift = 8 * (pun_free as u32 - 1);
+    (1i64 << (shift + 8), 0xe9i64 << shift, 1i64 << shift)
+}
+
+/// The successor's displacements that go with the site's displacement
+/// `rel` (one of [`evicting_pun_rels`]): its low bytes are `rel`'s high
+/// ones; as `(period, first)`.
+pub fn evicted_rels(pun_free: usize, rel: i32) -> (i64, i64) {
+    let shift = 8 * pun_free as u32;
+    let period = 1i64 << (32 - shift);
+    let first = match shift {
+        32 => 0,
+        _ => i64::from((rel as u32) >> shift),
+    };
+    (period, first)
 }
 
 /// Whether `function` (at `start`) jumps out of itself: a direct jump
@@ -450,11 +531,95 @@ pub fn plan_pun(
         near_refusal: None,
         pun: None,
         pun_free: first.len(),
+        evict: None,
         tail_calls: tail_calls(function, start),
     })
 }
 
+/// The successor eviction (see [`Evict`]) that pun `pun` (of `function`,
+/// at `start`) may fall back on: whole instructions from the one after the
+/// first, covering at least [`JMP_LEN`] bytes, inside the function, each
+/// displaceable and none changing the flow, with no branch landing
+/// strictly inside them (more than one only when the function has no
+/// indirect jump, whose targets are not known: a lone instruction's start
+/// stays an instruction's).
+pub fn plan_evict(function: &[u8], start: u64, pun: &Patch) -> Result<Evict, PatchRefusal> {
+    let at = pun.addr + pun.pun_free as u64;
+    let end = start + function.len() as u64;
+    if pun.pun_free == 0 || at < start || at >= end {
+        return Err(PatchRefusal::OutsideFunction);
+    }
+    let from = (at - start) as usize;
+    let mut decoder = decode_at(&function[from..], at);
+    let mut insns = Vec::new();
+    let mut len = 0;
+    while len < JMP_LEN {
+        if !decoder.can_decode() {
+            return Err(PatchRefusal::TooShort { have: len });
+        }
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return Err(PatchRefusal::Undecodable);
+        }
+        displaceable(&insn)?;
+        if insn.flow_control() != FlowControl::Next {
+            return Err(PatchRefusal::Displaced {
+                insn: insn.to_string(),
+                why: "changes the flow (an evicted instruction must fall through)",
+            });
+        }
+        len += insn.len();
+        insns.push(insn);
+    }
+    check_branches(function, start, at..at + len as u64, insns.len() == 1)?;
+    Ok(Evict {
+        insns,
+        saved: function[from..from + len].to_vec(),
+        at: None,
+    })
+}
+
 impl Patch {
+    /// The most bytes from the site the patch may replace: a pun's
+    /// successor's too, when it may be evicted.
+    pub fn span(&self) -> usize {
+        match &self.evict {
+            Some(e) => self.len.max(self.pun_free + e.len()),
+            None => self.len,
+        }
+    }
+
+    /// True when a thread at `ip` would be in the middle of an instruction
+    /// once the patch is written (or about to be): inside the bytes it
+    /// replaces but at no instruction that keeps its start. A pun keeps the
+    /// instructions after its first (the successor, when evicted, starts
+    /// with its jump).
+    pub fn splits(&self, ip: u64) -> bool {
+        let inside = |from: u64, len: usize| (from + 1..from + len as u64).contains(&ip);
+        match self.pun_free {
+            0 => inside(self.addr, self.len),
+            n => {
+                inside(self.addr, n)
+                    || self
+                        .evict
+                        .as_ref()
+                        .is_some_and(|e| inside(e.addr(), e.len()))
+            }
+        }
+    }
+
+    /// Takes the eviction: the patch replaces the successor's bytes too,
+    /// and its trampoline is at `at`; the site's jump leads to `pun`.
+    pub fn take_eviction(&mut self, pun: u64, at: u64) {
+        if let Some(e) = self.evict.as_mut() {
+            e.at = Some(at);
+            self.saved.truncate(self.pun_free);
+            self.saved.extend_from_slice(&e.saved);
+            self.len = self.saved.len();
+            self.pun = Some(pun);
+        }
+    }
+
     /// For a pun, the addresses its jump can reach (inclusive): the bytes
     /// after the first instruction fixed, the others free.
     pub fn pun_window(&self) -> Option<(u64, u64)> {
@@ -563,6 +728,7 @@ fn hop(function: &[u8], fill: &[u8], start: u64, addr: u64) -> Result<Patch, Pat
         near_refusal: None,
         pun: None,
         pun_free: 0,
+        evict: None,
         tail_calls: tail_calls(function, start),
     })
 }
@@ -634,6 +800,7 @@ fn plan(
         near_refusal: None,
         pun: None,
         pun_free: 0,
+        evict: None,
         tail_calls: tail_calls(function, start),
     })
 }
@@ -774,6 +941,20 @@ pub fn far_jump(to: u64) -> Vec<u8> {
 /// rel8` at the site to its fill, and the fill's `jmp rel32`, the fill
 /// first. None when the detour (or the fill) is out of reach.
 pub fn jump(patch: &Patch, detour: u64) -> Option<Vec<(u64, Vec<u8>)>> {
+    if let (Some(at), Some(e)) = (patch.pun, patch.evict.as_ref()) {
+        if let Some(to) = e.at {
+            // The site's jump, whose displacement ends in the successor's.
+            let mut bytes = jmp_rel32(patch.addr, at)?;
+            let mut successor = jmp_rel32(e.addr(), to)?;
+            successor.resize(e.len(), 0xcc);
+            if bytes[patch.pun_free..] != successor[..JMP_LEN - patch.pun_free] {
+                return None;
+            }
+            bytes.truncate(patch.pun_free);
+            bytes.extend_from_slice(&successor);
+            return Some(vec![(at, jmp_rel32(at, detour)?), (patch.addr, bytes)]);
+        }
+    }
     if let Some(at) = patch.pun {
         // The site's jump, whose displacement ends in the bytes there.
         let bytes = jmp_rel32(patch.addr, at)?;

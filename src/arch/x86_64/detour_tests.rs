@@ -1379,3 +1379,69 @@ fn a_filled_buffer_goes_into_the_entry_of_the_call_or_of_the_one_it_tail_calls()
         && i.memory_base() == iced_x86::Register::R11
         && i.memory_displacement64() == table::ENTERED));
 }
+
+/// `push %rbx`, then a 5-byte `mov $0,%ebx` that a loop branches back to,
+/// then `rest`.
+fn evict_function(rest: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x53, 0xbb, 0, 0, 0, 0];
+    f.extend_from_slice(rest);
+    f
+}
+
+#[test]
+fn a_successor_that_falls_through_is_evicted_whole() {
+    const AT: u64 = 0x40_1000;
+    // add %edi,%esi; dec %edi; jnz (to byte 1); mov %esi,%eax; pop; ret
+    let f = evict_function(&[0x01, 0xfe, 0xff, 0xcf, 0x75, 0xf5, 0x89, 0xf0, 0x5b, 0xc3]);
+    let pun = plan_pun(&f, &[], AT, AT).unwrap();
+    let e = plan_evict(&f, AT, &pun).unwrap();
+    assert_eq!((e.addr(), e.len(), e.insns.len()), (AT + 1, 5, 1));
+    // Past the pun's 1 byte and the successor's 5, nothing is split; at
+    // the successor's start, a thread takes its jump.
+    let mut p = pun.clone();
+    p.evict = Some(e.clone());
+    assert_eq!(p.span(), 6);
+    let split: Vec<u64> = (AT..AT + 8).filter(|&ip| p.splits(ip)).collect();
+    assert_eq!(split, (AT + 2..AT + 6).collect::<Vec<_>>());
+    // The trampoline runs the `mov` and jumps back to byte 6.
+    let code = e.trampoline(0x7000_0000).unwrap();
+    let insns = decode_all(&code, 0x7000_0000);
+    assert_eq!(insns[0].code(), Code::Mov_r32_imm32);
+    assert_eq!(insns[1].near_branch_target(), AT + 6);
+    assert!(code.len() as u64 <= e.trampoline_room());
+    // Taken: the bytes restored on undo are both instructions'.
+    p.take_eviction(0x3000_0000, 0x7000_0000);
+    assert_eq!(p.saved, f[..6]);
+    assert_eq!(p.len, 6);
+}
+
+#[test]
+fn a_successor_that_branches_or_is_branched_into_is_not_evicted() {
+    const AT: u64 = 0x40_1000;
+    // The successor is a call.
+    let f = [0x53, 0xe8, 0, 0, 0, 0, 0x5b, 0xc3];
+    let pun = plan_pun(&f, &[], AT, AT).unwrap();
+    assert!(plan_evict(&f, AT, &pun).is_err());
+    // Two short instructions (xor %eax,%eax; xor %ecx,%ecx; xor %edx,%edx),
+    // the loop back to the second: a branch strictly inside them.
+    let f = [
+        0x53, 0x31, 0xc0, 0x31, 0xc9, 0x31, 0xd2, 0xff, 0xcf, 0x75, 0xf8, 0x5b, 0xc3,
+    ];
+    let pun = plan_pun(&f, &[], AT, AT).unwrap();
+    assert!(matches!(
+        plan_evict(&f, AT, &pun),
+        Err(PatchRefusal::JumpsInto { .. })
+    ));
+    // The same with the loop back to the first (byte 1): evicted, three
+    // instructions moved.
+    let mut g = f;
+    g[10] = 0xf6;
+    let pun = plan_pun(&g, &[], AT, AT).unwrap();
+    assert_eq!(plan_evict(&g, AT, &pun).unwrap().insns.len(), 3);
+    // ... but not when the function jumps through a register: a jump
+    // table's case could be the second or third.
+    let mut h = g.to_vec();
+    h.splice(11..11, [0xff, 0xe0]);
+    let pun = plan_pun(&h, &[], AT, AT).unwrap();
+    assert!(plan_evict(&h, AT, &pun).is_err());
+}

@@ -229,6 +229,7 @@ impl Tracer {
             live: true,
             hook: Some(plan.kind),
             outside: Vec::new(),
+            trampoline: None,
         });
         Ok(())
     }

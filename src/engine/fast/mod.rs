@@ -62,6 +62,7 @@
 //! | `state.rs` | [`FastState`]: the ring, areas, fast sites, stub, threads, refusals of one space; its per-space side of the hooks (`on_arm`, `on_unload`, `keep_mapped`, `on_jump_missing`, `for_child`, `scrub`, `stub_entry`, `release`) |
 //! | `plan.rs` | which sites can be fast, and why not; the attach line's grouping |
 //! | `patch.rs` | detour areas, the ring's making, the stub's, the jumps written and undone |
+//! | `evict.rs` | successor eviction: where a pun's jump and its evicted successor's trampoline go |
 //! | `drain.rs` | reading the ring: records → hits and returns, losses, corruption |
 //! | `threads.rs` | thread pointers: threads seen, vfork lending, `CLONE_VM` suspension, a child's ring |
 //! | `leave.rs` | leaving fast code: detours, faults of fast code, signals, the detach's quiesce |
@@ -82,6 +83,7 @@
 mod clock;
 mod copier;
 mod drain;
+mod evict;
 mod hooks;
 mod int3;
 mod leave;

@@ -77,28 +77,35 @@ pub(crate) fn place_area_within(
     size: u64,
     reach: u64,
 ) -> Option<u64> {
-    let exe_last = maps
-        .iter()
-        .filter(|m| Path::new(&m.name) == exe)
-        .map(|m| m.end.get())
-        .max();
     let mut best: Option<u64> = None;
-    let mut consider = |lo: u64, hi: u64| {
-        // One page free on each side.
-        let (lo, hi) = (lo + PAGE, hi.saturating_sub(PAGE));
+    for (lo, hi) in gaps(maps, exe) {
         if hi < lo + size {
-            return;
+            continue;
         }
         let want = near & !(PAGE - 1);
         let at = want.clamp(lo, hi - size);
         let far = at.abs_diff(near).max((at + size).abs_diff(near));
         if far >= reach {
-            return;
+            continue;
         }
         if best.is_none_or(|b| at.abs_diff(near) < b.abs_diff(near)) {
             best = Some(at);
         }
-    };
+    }
+    best
+}
+
+/// The stretches of the address space between `maps` (sorted) where
+/// rtrace may map something: a page kept free on each side, and room left
+/// where a mapping grows (above the heap, or, with no heap yet, above the
+/// executable's last mapping, where `brk` starts; below the stack).
+pub(super) fn gaps(maps: &[Mapping], exe: &Path) -> Vec<(u64, u64)> {
+    let exe_last = maps
+        .iter()
+        .filter(|m| Path::new(&m.name) == exe)
+        .map(|m| m.end.get())
+        .max();
+    let mut gaps = Vec::new();
     let mut prev_end = MIN_ADDR;
     let mut prev: Option<&Mapping> = None;
     for m in maps {
@@ -114,13 +121,15 @@ pub(crate) fn place_area_within(
         };
         // (Past the user address space: the vsyscall page, the kernel's.)
         let hi = hi.min(USER_END);
+        // One page free on each side.
+        let (lo, hi) = (lo + PAGE, hi.saturating_sub(PAGE));
         if hi > lo {
-            consider(lo, hi);
+            gaps.push((lo, hi));
         }
         prev_end = prev_end.max(m.end.get());
         prev = Some(m);
     }
-    best
+    gaps
 }
 
 /// Writes `code` (assembled for `at`, the room of area `area`) into the
@@ -523,7 +532,7 @@ impl Tracer {
         }
         for plan in plans {
             let addr = plan.addr;
-            let inside = addr.get() + 1..addr.get() + plan.patch.len as u64;
+
             // A thread inside the bytes (or stepping over the site's int3,
             // or in a signal handler that will return inside them) now: the
             // site is an int3 until its first hit, whose stop shows that
@@ -533,8 +542,8 @@ impl Tracer {
             // trap is (a hit the int3 way), wherever it trapped.
             let trapped_elsewhere = past_traps
                 .iter()
-                .any(|&ip| ip != addr.get() + BREAKPOINT_LEN && inside.contains(&ip));
-            if ips.iter().any(|ip| inside.contains(ip))
+                .any(|&ip| ip != addr.get() + BREAKPOINT_LEN && plan.patch.splits(ip));
+            if ips.iter().any(|&ip| plan.patch.splits(ip))
                 || trapped_elsewhere
                 || stepping.contains(&addr)
                 || (self.opts.first_hit && !at_hit)
@@ -562,11 +571,18 @@ impl Tracer {
     ) -> std::result::Result<(), String> {
         let near = match plan.patch.pun_free {
             0 => plan.addr,
-            _ => {
-                let at = self.pun_at(key, tid, &plan.patch)?;
-                plan.patch.pun = Some(at.get());
-                at
-            }
+            _ => match self.pun_at(key, tid, &plan.patch) {
+                Ok(at) => {
+                    plan.patch.pun = Some(at.get());
+                    at
+                }
+                // Nowhere for the pun's jump: the successor is evicted,
+                // if it can be.
+                Err(why) if plan.patch.evict.is_some() => self
+                    .evict_at(key, tid, &mut plan.patch)
+                    .map_err(|e| format!("{why}; {e}"))?,
+                Err(why) => return Err(why),
+            },
         };
         let layout = self.ring_layout(key)?;
         let (captures, record) = detour::layout_captures(&plan.kinds, plan.regs);
@@ -668,6 +684,10 @@ impl Tracer {
         if let Some(at) = plan.patch.pun {
             outside.push((RuntimeAddr(at), detour::JMP_LEN as u64));
         }
+        let trampoline = plan.patch.evict.as_ref().and_then(|e| {
+            let at = e.at?;
+            Some((RuntimeAddr(at), e.trampoline_room()))
+        });
         if let Some(f) = &plan.patch.fill {
             outside.push((RuntimeAddr(f.at), detour::JMP_LEN as u64));
         }
@@ -693,6 +713,7 @@ impl Tracer {
             live: true,
             hook: None,
             outside,
+            trampoline,
         });
         // From now on rtrace claims no table entry from outside (see
         // `int3`): this detour claims them in the program.
@@ -840,14 +861,13 @@ impl Tracer {
         if lo < MIN_ADDR || hi >= USER_END {
             return Err("an instruction pun's jump would leave the address space".into());
         }
-        let free = |used: &[u64], at: u64| used.iter().all(|&u| at + LEN <= u || u + LEN <= at);
         let space = &self.world.spaces[&key];
         for (i, page) in space.fast.puns.iter().enumerate() {
             let (from, to) = (
                 lo.max(page.base.get()),
                 hi.min(page.base.get() + page.size - LEN),
             );
-            if let Some(at) = (from..=to).find(|&at| free(&page.used, at)) {
+            if let Some(at) = (from..=to).find(|&at| page.free(at, LEN)) {
                 self.world
                     .spaces
                     .get_mut(&key)
@@ -855,7 +875,7 @@ impl Tracer {
                     .fast
                     .puns[i]
                     .used
-                    .push(at);
+                    .push((at, LEN));
                 return Ok(RuntimeAddr(at));
             }
         }
@@ -877,7 +897,7 @@ impl Tracer {
             .push(super::state::PunPage {
                 base: RuntimeAddr(base),
                 size,
-                used: vec![at],
+                used: vec![(at, LEN)],
             });
         Ok(RuntimeAddr(at))
     }
@@ -886,7 +906,7 @@ impl Tracer {
     /// `key`, by `tid` (stopped), never over anything (`MAP_FIXED_NOREPLACE`;
     /// a kernel without it takes the address as a hint: that mapping is
     /// undone).
-    fn map_code(
+    pub(super) fn map_code(
         &mut self,
         key: Pid,
         tid: Tid,
@@ -1119,7 +1139,7 @@ impl Tracer {
                         first = r;
                     }
                     for page in space.fast.puns.iter_mut() {
-                        page.used.retain(|&u| u != a.get());
+                        page.used.retain(|&(u, _)| u != a.get());
                     }
                 }
                 let Some(site) = space.sites.get_mut(addr) else {

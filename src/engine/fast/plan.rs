@@ -125,7 +125,7 @@ impl Tracer {
             // What this batch will write: no fill may be chosen in these
             // bytes, nor a jump run over a fill chosen.
             let planned = &mut space.fast.planned;
-            planned.push(addr.get()..addr.get() + patch.len as u64);
+            planned.push(addr.get()..addr.get() + patch.span() as u64);
             if let Some(fill) = &patch.fill {
                 planned.push(fill.at..fill.at + fill.saved.len() as u64);
             }
@@ -249,6 +249,7 @@ impl Tracer {
                     let mut p = detour::plan_pun(&bytes, &raw, start.get(), addr.get())
                         .map_err(|_| refusal)?;
                     p.near_refusal = Some(why);
+                    p.evict = evictable(space, m, &bytes, start, &p);
                     Ok::<_, Refusal>(p)
                 };
                 match detour::plan_site(&bytes, &after, start.get(), addr.get()) {
@@ -315,10 +316,34 @@ impl Tracer {
         }
         let raw = space.mem.read_vec(end, detour::JMP_LEN).unwrap_or_default();
         match detour::plan_pun(&bytes, &raw, start.get(), addr.get()) {
-            Ok(pun) if check_module(space, m, addr, &pun).is_ok() => Ok(pun),
+            Ok(mut pun) if check_module(space, m, addr, &pun).is_ok() => {
+                pun.evict = evictable(space, m, &bytes, start, &pun);
+                Ok(pun)
+            }
             _ => Err(why),
         }
     }
+}
+
+/// The eviction pun `pun` (of the function `bytes` at `start`, module `m`)
+/// may fall back on: [`detour::plan_evict`], with the successor's bytes
+/// checked against the module's code and what rtrace has there as the
+/// site's are ([`check_module`]).
+fn evictable(
+    space: &Space,
+    m: &Module,
+    bytes: &[u8],
+    start: RuntimeAddr,
+    pun: &detour::Patch,
+) -> Option<detour::Evict> {
+    let e = detour::plan_evict(bytes, start.get(), pun).ok()?;
+    let at = RuntimeAddr(e.addr());
+    // (A breakpoint at the successor itself is inside too.)
+    if space.sites.get(at).is_some() {
+        return None;
+    }
+    check_bytes(space, m, at, e.len(), e.len()).ok()?;
+    Some(e)
 }
 
 /// Refuses `patch` (at `addr`, in module `m`) when code elsewhere in the
@@ -330,13 +355,25 @@ fn check_module(
     addr: RuntimeAddr,
     patch: &detour::Patch,
 ) -> std::result::Result<(), Refusal> {
-    let replaced = addr.get()..addr.get() + patch.len as u64;
     // Code elsewhere in the module (another function) may jump in too,
     // but not into the bytes a pun writes as they were.
     let moved = match patch.pun_free {
         0 => patch.len,
         n => n,
     };
+    check_bytes(space, m, addr, patch.len, moved)
+}
+
+/// [`check_module`] for the `len` bytes at `addr`, of which the first
+/// `moved` are moved (no code may refer strictly inside them).
+fn check_bytes(
+    space: &Space,
+    m: &Module,
+    addr: RuntimeAddr,
+    len: usize,
+    moved: usize,
+) -> std::result::Result<(), Refusal> {
+    let replaced = addr.get()..addr.get() + len as u64;
     let inside = m.to_link(addr.offset(1))..m.to_link(addr.offset(moved as i64));
     if let Some((at, to)) = m.elf.code_ref_into(inside.start, inside.end) {
         let whose = m

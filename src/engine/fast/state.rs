@@ -55,12 +55,23 @@ pub(crate) struct Area {
 
 /// Pages mapped where instruction puns' jumps lead (see
 /// `detour::plan_pun`): each holds the `jmp rel32`s to their detours, at
-/// the addresses the puns chose (`used`).
+/// the addresses the puns chose, and evicted instructions' trampolines
+/// (`detour::Evict`), at the addresses chosen for them: `used`, as
+/// (address, length).
 #[derive(Clone, Debug)]
 pub(crate) struct PunPage {
     pub base: RuntimeAddr,
     pub size: u64,
-    pub used: Vec<u64>,
+    pub used: Vec<(u64, u64)>,
+}
+
+impl PunPage {
+    /// True when the `len` bytes at `at` are in the page and free.
+    pub(super) fn free(&self, at: u64, len: u64) -> bool {
+        at >= self.base.get()
+            && at + len <= self.base.get() + self.size
+            && self.used.iter().all(|&(u, n)| at + len <= u || u + n <= at)
+    }
 }
 
 /// A signal's report waiting for the records made before it (see
@@ -121,6 +132,11 @@ pub(crate) struct FastSite {
     /// The jumps outside the site that lead to its detour (address,
     /// length): a hop's fill, a pun's, a far detour's indirect jump.
     pub outside: Vec<(RuntimeAddr, u64)>,
+    /// The trampoline of the instructions its pun evicted (address, most
+    /// length): a thread there runs them, and is stepped out at a detach.
+    /// It stays when the site goes back to int3 (a thread in it goes on
+    /// into the original code).
+    pub trampoline: Option<(RuntimeAddr, u64)>,
 }
 
 impl FastSite {
@@ -131,6 +147,7 @@ impl FastSite {
         let outside = self
             .outside
             .iter()
+            .chain(&self.trampoline)
             .any(|&(a, len)| (a.get()..a.get() + len).contains(&ip));
         outside || (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
     }
