@@ -5,6 +5,9 @@
  * (read, fread) at its return, as many as it says it filled; escapes, a
  * cut at the string limit, binary bytes, and a failed read.
  *
+ * pull(fd, buf, n) is read's tail call (`jmp read`), as glibc's
+ * _IO_file_read makes one: the read returns through pull's return address.
+ *
  * Usage: buffers
  * Output (stdout), exactly: "hello\n" (written by write(1, "hello\n", 6)),
  * then "done\n"; exit status 0. */
@@ -14,6 +17,14 @@
 #include <unistd.h>
 
 #include "fixture.h"
+
+ssize_t pull(int fd, void *buf, size_t n);
+__asm__(".text\n"
+        ".globl pull\n"
+        ".type pull, @function\n"
+        "pull:\n"
+        "\tjmp read@PLT\n"
+        ".size pull, .-pull\n");
 
 int main(void)
 {
@@ -31,6 +42,8 @@ int main(void)
     ssize_t got = read(fds[0], buf, sizeof buf);
     /* A failed read fills nothing. */
     read(-1, buf, sizeof buf);
+    write(fds[1], "pulled\n", 7);
+    ssize_t pulled = pull(fds[0], buf, sizeof buf);
     FILE *out = fdopen(null, "w");
     fwrite("abcdefghijkl", 4, 3, out);
     fclose(out);
@@ -47,5 +60,5 @@ int main(void)
     volatile size_t n = sizeof big;
     memcpy(copy, big, n);
     printf("done\n");
-    return got == 12 && units == 5 && copy[99] == 'x' ? 0 : 1;
+    return got == 12 && pulled == 7 && units == 5 && copy[99] == 'x' ? 0 : 1;
 }

@@ -278,6 +278,16 @@ impl Tracer {
                 return Err(e);
             }
         };
+        // Chained to a call whose return the stub records: its return is
+        // recorded with that one, and what it wants copied then goes into
+        // that call's table entry.
+        if hijacked.as_ref().is_some_and(|h| h.by_stub && h.chained) {
+            if let Err(e) = fast::chained_wants(self, tid, addr, &regs, &probes) {
+                if !e.is_tracee_gone() {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
         let missed = wants_return && hijacked.is_none();
         let hit = PendingHit {
             probes,

@@ -525,6 +525,43 @@ fn typed_json_values_are_the_raw_integers() {
     assert_eq!(values("nothing"), [json!([])]);
 }
 
+/// A read tail-called from a probed function (`pull`: `jmp read`, as
+/// glibc's `_IO_file_read` makes one) returns through the same return
+/// address, recorded by the return stub with the caller's: the bytes it
+/// filled still show, fast and with `--int3` (its entry an int3 stop,
+/// chained to pull's return).
+#[test]
+fn a_tail_called_read_shows_what_it_filled() {
+    let prog = fixture("buffers", Variant::Pie);
+    let untraced = run_untraced(&prog, &[]);
+    for mode in ["--fast", "--int3"] {
+        let run = run_rtrace(&[mode, "-s", "pull", "-s", "libc:read"], &prog, &[]);
+        assert_same_as_untraced(&run, &untraced, mode);
+        let lines: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+            .map(|l| l.rsplit_once(" <").map_or(l, |(call, _)| call))
+            .filter(|l| l.contains("pull"))
+            // (pull's raw arguments: the first two are enough.)
+            .map(|l| match l.starts_with("pull(") {
+                true => &l[..12],
+                false => l,
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "pull(0x4, 0x",
+                r#"read(4, "pulled\n", 64) = 7"#,
+                "... pull resumed = 7"
+            ],
+            "{mode}\n{}",
+            run.stderr
+        );
+    }
+}
+
 /// Buffers as strace shows them: what `write`, `fwrite` and `memcpy` read,
 /// at their entry; what `read` and `fread` filled, at their return, as many
 /// bytes as they say (`fread`'s count is in units of its size); escapes and

@@ -182,6 +182,91 @@ impl Tracer {
         }))
     }
 
+    /// Thread `tid` (stopped at the entry of int3 site `addr`, registers
+    /// `regs`) made a call chained to the one whose return the stub records
+    /// through `slot` (a tail call from it): what the handlers of `probes`
+    /// take of its return from a record (a buffer the call fills, a longer
+    /// returned string: [`Handler::fast`](crate::handler::Handler::fast)'s
+    /// capture) goes into that call's table entry, as a fast tail call's
+    /// detour puts it there, for the stub to copy. Nothing when that call
+    /// is timed (its entry holds its entry time) or the entry is not found.
+    /// The entry's call is the thread's own, so nothing else writes it.
+    pub(super) fn chained_wants(
+        &mut self,
+        tid: Tid,
+        addr: RuntimeAddr,
+        regs: &Regs,
+        probes: &[Rc<Site>],
+    ) -> Result<()> {
+        let key = self.world.tasks[&tid].space;
+        let mut buffer = None;
+        let mut string = 0;
+        for site in probes
+            .iter()
+            .filter(|p| p.kind == crate::handler::ProbeKind::Function { returns: true })
+        {
+            let module = self.world.spaces[&key].modules.module_at(addr);
+            let Some(probe) = self
+                .consumers
+                .probes
+                .get_mut(site.id.0)
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            // (A handler that panics here takes nothing fast.)
+            let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                probe.handler.fast(site, module)
+            }));
+            if let Ok(crate::handler::Fast::Yes(c)) = fast {
+                buffer = buffer.or(c.ret_buffer);
+                string = string.max(c.ret_string);
+            }
+        }
+        if buffer.is_none() && string == 0 {
+            return Ok(());
+        }
+        let space = &self.world.spaces[&key];
+        let (Some(stub), Some(ring)) = (space.fast.stub.as_ref(), space.fast.ring.as_ref()) else {
+            return Ok(());
+        };
+        let room = ring.layout.slot_size.saturating_sub(ring::RET_STRING + 8);
+        let table_at = stub.table;
+        let keys = window(&space.mem, table_at, table::home(slot_of(regs).get()))?;
+        let Some(&(e, _)) = keys.iter().find(|&&(_, k)| k == slot_of(regs).get()) else {
+            return Ok(());
+        };
+        let entry_at = table_at.offset((e * table::ENTRY) as i64);
+        let entry = space.mem.read_vec(entry_at, table::ENTRY as usize)?;
+        let word32 = |off: u64| {
+            u32::from_le_bytes(entry[off as usize..off as usize + 4].try_into().expect("4"))
+        };
+        if word32(table::TIMED) != 0 {
+            return Ok(());
+        }
+        let limit = |max: usize| u32::try_from((max as u64).min(room)).unwrap_or(0);
+        match buffer {
+            Some((reg, max)) => {
+                let pointer = regs.gpr(reg).to_le_bytes();
+                let limit = (limit(max) | table::BUFFER).to_le_bytes();
+                space.mem.write_two(
+                    (entry_at.offset(table::ENTERED as i64), &pointer),
+                    (entry_at.offset(table::RET_STRING as i64), &limit),
+                )?;
+            }
+            None => {
+                let had = word32(table::RET_STRING);
+                if had & table::BUFFER == 0 && had < limit(string) {
+                    space.mem.write(
+                        entry_at.offset(table::RET_STRING as i64),
+                        &limit(string).to_le_bytes(),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Undoes [`Tracer::stub_return`] for a hit that did not complete: the
     /// slot gets its return address back, the entry is freed.
     pub(super) fn undo_stub_return(&mut self, key: Pid, h: &Hijack) {
@@ -284,6 +369,11 @@ pub(super) fn errno_tpoff(space: &mut crate::engine::space::Space) -> u64 {
         .unwrap_or(0);
     space.fast.errno_tpoff = Some(tpoff);
     tpoff
+}
+
+/// The slot of the return address of a call stopped at its entry.
+fn slot_of(regs: &Regs) -> RuntimeAddr {
+    RuntimeAddr(regs.sp())
 }
 
 /// The keys of the [`table::PROBES`] entries the stub looks at from

@@ -224,6 +224,20 @@ pub(in crate::engine) fn stub_return(
     t.stub_return(tid, addr, regs, probes, want)
 }
 
+/// Thread `tid`, stopped at the entry of int3 site `addr` (registers
+/// `regs`), made a call chained to one whose return the stub records (a
+/// tail call from it): what `probes`' handlers take of its return from a
+/// record goes into that call's table entry. Touches the table.
+pub(in crate::engine) fn chained_wants(
+    t: &mut Tracer,
+    tid: Tid,
+    addr: RuntimeAddr,
+    regs: &Regs,
+    probes: &[std::rc::Rc<crate::handler::Site>],
+) -> Result<()> {
+    t.chained_wants(tid, addr, regs, probes)
+}
+
 /// True when every record of space `space`'s ring has been read (none
 /// waits behind a record another thread has not finished). Reads the
 /// ring's enqueue position only.
