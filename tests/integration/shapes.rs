@@ -647,7 +647,9 @@ const ONE_THREAD_CALLS: u64 = 300;
 /// technique the site takes: 30 calls and 300 cost the same stops (the
 /// first hit's, and the system calls that make the ring and the detours'
 /// area then).
-const FIRST_HIT_SITES: [&str; 7] = ["ret1", "three", "loop2", "call0", "call2", "jtab", "plain"];
+const FIRST_HIT_SITES: [&str; 9] = [
+    "ret1", "three", "loop2", "call0", "call2", "jtab", "push1", "evict", "plain",
+];
 
 #[test]
 fn a_site_whose_safety_is_proven_at_its_first_hit() {
@@ -695,7 +697,7 @@ fn a_site_patched_when_armed_costs_no_stop() {
 #[test]
 fn first_hits_of_eight_threads_patch_the_site_at_once() {
     const CALLS: u64 = 20_000;
-    for site in ["plain", "loop2", "call0"] {
+    for site in ["plain", "loop2", "call0", "evict"] {
         let hits = bounded(move |session| {
             let prog = fixture("shapes", Variant::Pie);
             let out = temp_path(&format!("shapes_first_hits_{site}.out"));
