@@ -17,10 +17,12 @@ use serde_json::{json, Value};
 use rtrace::{Capture, Fast, Handler, Hit, Options, Outcome, Site, Tracer};
 
 use crate::attach::{tracer_pid, wait_detach, wait_event};
-use crate::events::{assert_same_as_untraced, of_kind, of_symbol, show, str_field, trace_json};
+use crate::events::{
+    assert_same_as_untraced, of_kind, of_symbol, show, str_field, temp_path, trace_json,
+};
 use crate::fixtures::{
-    bounded, code_matches_files, fixture, maps, normalize, process_state, run_rtrace, run_untraced,
-    symbol_value, Spawned, Variant,
+    bounded, code_matches_files, fixture, maps, normalize, process_state, rtrace_bin, run_command,
+    run_rtrace, run_untraced, symbol_value, Spawned, Variant, TIMEOUT,
 };
 use crate::harness_selftest::INSNS_OUTPUT;
 
@@ -969,6 +971,88 @@ fn all_of_libc_fast_under_a_real_program() {
             "{r}"
         );
     }
+}
+
+/// All of libc with address space randomisation off (as under gdb or
+/// `setarch -R`), where libc lies just under the stack: a pun whose next
+/// bytes make a large displacement would jump past the top of the address
+/// space, so its next instruction is evicted where it can be (`psiginfo`,
+/// `_IO_sgetn`, `dlinfo`: one instruction of 5 bytes or more after the
+/// first). Nine more sites stay int3 than with randomisation on: their
+/// next instruction is shorter than a jump, in a function that jumps
+/// through a register. The output is the untraced run's, and `_IO_sgetn`
+/// (md5sum reads its file with it), evicted, counts the calls the int3
+/// probe counts.
+#[test]
+fn all_of_libc_with_randomisation_off() {
+    let norandom = |args: &[&str]| {
+        let mut cmd = Command::new("setarch");
+        cmd.arg("-R").args(args);
+        cmd
+    };
+    let ls = ["/bin/ls", "/"];
+    let untraced = run_command(norandom(&ls), TIMEOUT);
+    assert_eq!(untraced.code(), 0, "{}", untraced.stderr);
+    let out = temp_path("libc_all_norandom.jsonl");
+    let rtrace = rtrace_bin();
+    let mut args = vec![rtrace.to_str().unwrap(), "--json", "-o"];
+    args.extend([out.to_str().unwrap(), "--fast", "-s", "libc:*", "--"]);
+    args.extend(ls);
+    let run = run_command(norandom(&args), TIMEOUT);
+    assert_same_as_untraced(&run, &untraced, "setarch -R rtrace -s libc:* -- ls /");
+    let events = crate::events::read_events(&out);
+    let probe = of_kind(&events, "probe");
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0]["int3_sites"], 18, "{}", probe[0]);
+    let reasons = probe[0]["reasons"].to_string();
+    for want in [
+        "9 the function reads its own return address",
+        "9 an instruction pun's jump would leave the address space",
+    ] {
+        assert!(reasons.contains(want), "{reasons}");
+    }
+    let modes: BTreeMap<&str, &str> = probe[0]["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["symbol"].as_str().unwrap(), s["mode"].as_str().unwrap()))
+        .collect();
+    for evicted in ["psiginfo", "_IO_sgetn", "dlinfo"] {
+        assert_eq!(modes.get(evicted), Some(&"fast"), "{evicted}");
+    }
+
+    // A file read through _IO_sgetn, counted both ways.
+    let file = temp_path("libc_norandom.bin");
+    let bytes: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let md5 = ["/usr/bin/md5sum", file.to_str().unwrap()];
+    let untraced = run_command(norandom(&md5), TIMEOUT);
+    assert_eq!(untraced.code(), 0, "{}", untraced.stderr);
+    let mut counts = Vec::new();
+    for mode in ["--fast", "--int3"] {
+        let out = temp_path(&format!("libc_norandom_sgetn{mode}.jsonl"));
+        let mut args = vec![rtrace.to_str().unwrap(), "--json", "-o"];
+        args.extend([out.to_str().unwrap(), mode, "-s", "libc:_IO_sgetn", "--"]);
+        args.extend(md5);
+        let run = run_command(norandom(&args), TIMEOUT);
+        assert_same_as_untraced(&run, &untraced, &format!("setarch -R rtrace {mode} md5sum"));
+        let events = crate::events::read_events(&out);
+        let entries = of_symbol(&events, "entry", "_IO_sgetn").len();
+        let returns = of_symbol(&events, "return", "_IO_sgetn").len();
+        if mode == "--fast" {
+            let probe = of_kind(&events, "probe");
+            assert_eq!(probe[0]["mode"], "fast", "{}", probe[0]);
+        }
+        counts.push((mode, entries, returns));
+    }
+    assert!(counts[0].1 > 10, "{counts:?}");
+    assert_eq!(
+        (counts[0].1, counts[0].2),
+        (counts[1].1, counts[1].2),
+        "{counts:?}"
+    );
 }
 
 /// All of libstdc++ under a C++ program that throws, catches and rethrows:
