@@ -212,8 +212,9 @@ pub struct Evict {
     pub insns: Vec<Instruction>,
     /// Their bytes, as they were.
     pub saved: Vec<u8>,
-    /// Where their trampoline is (chosen by the caller, see
-    /// [`Evict::rel_fixed`]); None while the plain pun is tried.
+    /// Where their trampoline is (chosen by the caller with the site's
+    /// jump: see [`evicting_pun_rels`] and [`evicted_rels`]); None while
+    /// the plain pun is tried.
     pub at: Option<u64>,
 }
 

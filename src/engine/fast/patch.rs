@@ -532,7 +532,6 @@ impl Tracer {
         }
         for plan in plans {
             let addr = plan.addr;
-
             // A thread inside the bytes (or stepping over the site's int3,
             // or in a signal handler that will return inside them) now: the
             // site is an int3 until its first hit, whose stop shows that
