@@ -80,6 +80,14 @@ pub enum Error {
         /// What the parser said.
         reason: String,
     },
+    /// A file given as a recording cannot be read as one.
+    #[error("{}: cannot be replayed: {why}", path.display())]
+    Recording {
+        /// The file.
+        path: PathBuf,
+        /// Why: foreign, of a newer format, or damaged (where).
+        why: String,
+    },
     /// A probe spec does not parse.
     #[error("invalid probe spec {spec:?}: {reason}")]
     InvalidSpec {
@@ -459,6 +467,10 @@ impl Error {
                 source: io_again(source),
             },
             Error::Output(e) => Error::Output(io_again(e)),
+            Error::Recording { path, why } => Error::Recording {
+                path: path.clone(),
+                why: why.clone(),
+            },
             Error::NotAProcess { tid, pid } => Error::NotAProcess {
                 tid: *tid,
                 pid: *pid,
@@ -514,6 +526,7 @@ impl Error {
             | Error::LostReturn { .. }
             | Error::Io { .. }
             | Error::Output(_)
+            | Error::Recording { .. }
             | Error::NotAProcess { .. }
             | Error::LeaderExited { .. }
             | Error::UnmappedAddress { .. }
@@ -544,6 +557,10 @@ impl Error {
             Error::UnsupportedElf { .. } => {
                 Some("trace its x86-64 build; `file PROGRAM` says what a program is built for".into())
             }
+            Error::Recording { .. } => Some(
+                "give a file `rtrace record` wrote; a cut one is read up to its last whole record"
+                    .into(),
+            ),
             Error::Dwarf { .. } => {
                 Some("build the program with -g, or install its debug package".into())
             }

@@ -947,6 +947,10 @@ pub(crate) enum Memory<'a> {
     Live(&'a ProcMem),
     /// A fast record's captures.
     Captured(&'a Captured),
+    /// The stopped tracee's, each read kept in the log as a capture would
+    /// have it (a recording's int3 hits: what the printers read of them is
+    /// what a replay has).
+    Logged(&'a ProcMem, &'a RefCell<Captured>),
 }
 
 /// One C string a detour copied.
@@ -1042,7 +1046,7 @@ impl Captured {
 impl unwind::Memory for Memory<'_> {
     fn read(&self, addr: RuntimeAddr, buf: &mut [u8]) -> usize {
         match self {
-            Memory::Live(mem) => mem.read_partial(addr, buf),
+            Memory::Live(mem) | Memory::Logged(mem, _) => mem.read_partial(addr, buf),
             Memory::Captured(c) => match &c.stack {
                 Some((at, bytes)) if addr >= *at => {
                     let from = (addr.get() - at.get()) as usize;
@@ -1061,7 +1065,7 @@ impl<'a> Memory<'a> {
     /// The live tracee's memory, unless this is a fast record.
     pub(crate) fn live(&self) -> Option<&'a ProcMem> {
         match self {
-            Memory::Live(mem) => Some(mem),
+            Memory::Live(mem) | Memory::Logged(mem, _) => Some(mem),
             Memory::Captured(_) => None,
         }
     }
@@ -1070,14 +1074,23 @@ impl<'a> Memory<'a> {
         match self {
             Memory::Live(mem) => mem.read_vec(addr, len),
             Memory::Captured(c) => c.read_bytes(addr, len),
+            Memory::Logged(mem, log) => {
+                let got = mem.read_vec(addr, len);
+                log.borrow_mut().buffers.push(CapturedBuf {
+                    ptr: addr,
+                    bytes: got.as_ref().map_or_else(|_| Vec::new(), Clone::clone),
+                    readable: got.is_ok(),
+                });
+                got
+            }
         }
     }
 
     fn read_u64(&self, addr: RuntimeAddr) -> Result<u64> {
         match self {
             Memory::Live(mem) => mem.read_u64(addr),
-            Memory::Captured(c) => {
-                let b = c.read_bytes(addr, 8)?;
+            Memory::Captured(_) | Memory::Logged(..) => {
+                let b = self.read_bytes(addr, 8)?;
                 Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
             }
         }
@@ -1087,6 +1100,17 @@ impl<'a> Memory<'a> {
         match self {
             Memory::Live(mem) => mem.read_cstr(addr, max),
             Memory::Captured(c) => c.read_cstr(addr, max),
+            Memory::Logged(mem, log) => {
+                let got = mem.read_cstr(addr, max);
+                let (bytes, terminated) = got.as_ref().map_or((Vec::new(), false), Clone::clone);
+                log.borrow_mut().strings.push(CapturedStr {
+                    ptr: addr,
+                    bytes,
+                    terminated,
+                    readable: got.is_ok(),
+                });
+                got
+            }
         }
     }
 }
@@ -1304,6 +1328,13 @@ impl<'a> Hit<'a> {
         match self.mem {
             Memory::Captured(c) => c.xmm.get(n).copied().flatten(),
             Memory::Live(_) => crate::sys::ptrace::xmm_low(self.tid).ok()?.get(n).copied(),
+            Memory::Logged(_, log) => {
+                let v = crate::sys::ptrace::xmm_low(self.tid).ok()?.get(n).copied();
+                if let Some(slot) = log.borrow_mut().xmm.get_mut(n) {
+                    *slot = v;
+                }
+                v
+            }
         }
     }
     /// SysV integer argument `n` (0..6) at a function's entry. A pointer
@@ -1487,6 +1518,13 @@ impl<'a> Return<'a> {
         match self.mem {
             Memory::Captured(c) => c.xmm.get(n).copied().flatten(),
             Memory::Live(_) => crate::sys::ptrace::xmm_low(self.tid).ok()?.get(n).copied(),
+            Memory::Logged(_, log) => {
+                let v = crate::sys::ptrace::xmm_low(self.tid).ok()?.get(n).copied();
+                if let Some(slot) = log.borrow_mut().xmm.get_mut(n) {
+                    *slot = v;
+                }
+                v
+            }
         }
     }
     /// glibc's `errno` of the returning thread, live (not for a fast

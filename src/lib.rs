@@ -97,6 +97,7 @@ pub mod inject;
 pub mod listing;
 pub mod output;
 pub(crate) mod probe;
+pub mod record;
 #[doc(hidden)]
 pub mod script;
 pub mod symbols;

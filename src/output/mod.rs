@@ -383,11 +383,7 @@ impl Printer {
     }
 
     /// Like [`Printer::new`], with the status lines going to `diag`.
-    pub(crate) fn with_diag(
-        out: Box<dyn Write>,
-        diag: Box<dyn Write>,
-        opts: PrinterOptions,
-    ) -> Printer {
+    pub fn with_diag(out: Box<dyn Write>, diag: Box<dyn Write>, opts: PrinterOptions) -> Printer {
         let emitter: Box<dyn Emitter> = match opts.format {
             Format::Text => Box::new(text::TextEmitter::new(
                 opts.color,

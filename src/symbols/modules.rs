@@ -37,6 +37,22 @@ pub struct Module {
 }
 
 impl Module {
+    /// The module a recording describes: `path`'s file (parsed already),
+    /// at `bias`, over `ranges`.
+    pub(crate) fn recorded(
+        path: PathBuf,
+        bias: u64,
+        ranges: Vec<(RuntimeAddr, RuntimeAddr)>,
+        elf: Arc<ElfFile>,
+    ) -> Module {
+        Module {
+            path,
+            bias,
+            ranges,
+            elf,
+        }
+    }
+
     /// The file name (`libc.so.6`); empty if it is not UTF-8.
     pub fn name(&self) -> &str {
         self.path
@@ -169,6 +185,11 @@ impl ModuleMap {
         }
         Ok(ModuleMap { modules })
     }
+    /// The map of `modules` (the executable first).
+    pub(crate) fn from_modules(modules: Vec<Module>) -> ModuleMap {
+        ModuleMap { modules }
+    }
+
     /// The modules.
     pub fn modules(&self) -> &[Module] {
         &self.modules

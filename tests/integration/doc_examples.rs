@@ -31,6 +31,10 @@ use crate::fixtures::{rtrace_bin, run_command, Run, Spawned, TIMEOUT};
 /// README writes it (without a `$ ` prompt or a trailing `# comment`).
 const SKIPPED: &[(&str, &str)] = &[
     (
+        "rtrace replay 2>/dev/null",
+        "the recording the example before makes (that one is checked replayed)",
+    ),
+    (
         "rtrace --stack -s c -- ./stacker",
         "the stacker fixture (stacks.rs)",
     ),
@@ -283,6 +287,8 @@ struct Asks {
     pid_at: Option<usize>,
     /// The traced program and its arguments.
     command: Vec<String>,
+    /// `rtrace record`: the calls are in the recording, checked replayed.
+    record: bool,
 }
 
 /// Options that take a value (the value is not a program to launch).
@@ -309,8 +315,11 @@ const WITH_VALUE: &[&str] = &[
 ];
 
 fn asks(args: &[String]) -> Asks {
-    let mut asks = Asks::default();
-    let mut i = 0;
+    let mut asks = Asks {
+        record: args.first().is_some_and(|a| a == "record"),
+        ..Asks::default()
+    };
+    let mut i = usize::from(asks.record);
     while i < args.len() {
         let arg = args[i].as_str();
         let value = args.get(i + 1).cloned().unwrap_or_default();
@@ -631,7 +640,18 @@ fn run_all(source: &str, examples: &[Example]) {
             run.stdout,
             run.stderr
         );
-        let trace = trace_of(&asks, &run, &dir);
+        let trace = match asks.record {
+            // What `rtrace replay` shows of the recording.
+            true => {
+                let data = dir.join(asks.output.as_deref().unwrap_or("rtrace.data"));
+                let mut replay = Command::new(rtrace_bin());
+                replay.arg("replay").arg(&data);
+                let replayed = run_command(replay, TIMEOUT);
+                assert_eq!(replayed.code(), 0, "{}", replayed.stderr);
+                replayed.stdout
+            }
+            false => trace_of(&asks, &run, &dir),
+        };
         if let Err(missing) = promised(&asks, &trace) {
             panic!(
                 "{what}: {missing}\n--- trace:\n{trace}--- stdout:\n{}--- stderr:\n{}",

@@ -31,6 +31,7 @@ mod padding;
 mod processes;
 mod progress;
 mod proto;
+mod recording;
 mod returns;
 mod runaway;
 mod safety;

@@ -66,7 +66,7 @@ pub enum OverflowWhen {
     name = "rtrace",
     version,
     about = "Trace function calls in a running process or a program it launches (int3 probes over ptrace).",
-    override_usage = "rtrace [OPTIONS] -s SPEC... -p PID\n       rtrace [OPTIONS] -s SPEC... -- COMMAND [ARG]...\n       rtrace -l SPEC... (-p PID | -- COMMAND)",
+    override_usage = "rtrace [OPTIONS] -s SPEC... -p PID\n       rtrace [OPTIONS] -s SPEC... -- COMMAND [ARG]...\n       rtrace -l SPEC... (-p PID | -- COMMAND)\n       rtrace record [-o FILE] [OPTIONS] -s SPEC... (-p PID | -- COMMAND)\n       rtrace replay [FILE] [OPTIONS]   (rtrace replay --help)\n       rtrace report [FILE] [OPTIONS]",
     after_help = "Probe specs:\n  openat              function in the executable or any loaded library\n  libc:openat         function in the module named libc (or an absolute path)\n  'str*'  'libc:mem?py'   every function matching the glob\n  work+0x8            instruction at offset 8 into work (entry-only)\n  0x401136  count:0x1139  absolute address, or link address in a module\n  count.c:12          first instruction of a source line\nC++ and Rust functions match by demangled name too: 'ns::Class::method', 'app::parse', 'ns::*'.\n\nExamples:\n  rtrace -s open -s close -- cat /etc/hostname\n  rtrace -p 1234 -s libc:write -c"
 )]
 struct Raw {
@@ -431,6 +431,179 @@ pub struct Cli {
     pub depth: usize,
     pub folded: Option<PathBuf>,
     pub flamegraph: Option<PathBuf>,
+    /// `rtrace record`: the calls go into the recording at `output`.
+    pub record: bool,
+}
+
+/// The file `rtrace record` writes and `rtrace replay` reads when none is
+/// named, as `perf.data` and uftrace's `uftrace.data`.
+pub const RECORDING: &str = "rtrace.data";
+
+/// `rtrace record [OPTIONS] -s SPEC… (-p PID | -- COMMAND)`: the tracing
+/// options, the output a recording (`-o`, `rtrace.data` by default). What
+/// renders or prints calls belongs to `rtrace replay` and `rtrace report`.
+pub fn parse_record(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    let mut args = args;
+    args.remove(1);
+    let mut cli = parse_from(args)?;
+    let renders = [
+        (cli.json, "--json"),
+        (cli.summary, "-c"),
+        (cli.hist, "--hist"),
+        (cli.tree, "--tree"),
+        (cli.tui, "--tui"),
+        (
+            cli.timestamps.clock.is_some() || cli.timestamps.relative,
+            "-t",
+        ),
+        (cli.perfetto.is_some(), "--perfetto"),
+        (cli.folded.is_some(), "--folded"),
+        (cli.flamegraph.is_some(), "--flamegraph"),
+        (cli.stack_depth.is_some(), "--stack"),
+        (cli.script.is_some(), "a script"),
+        (!cli.inject.is_empty(), "--inject"),
+        (!cli.list.is_empty(), "--list"),
+    ];
+    if let Some((_, what)) = renders.iter().find(|(given, _)| *given) {
+        return Err(usage(&format!(
+            "rtrace record takes no {what}: it writes the calls as they come; \
+             `rtrace replay FILE` and `rtrace report FILE` render them"
+        )));
+    }
+    if cli.output.as_ref().is_some_and(|o| o.as_os_str() == "-") {
+        return Err(usage("rtrace record writes a file: name it with -o FILE"));
+    }
+    cli.output.get_or_insert_with(|| PathBuf::from(RECORDING));
+    cli.record = true;
+    Ok(cli)
+}
+
+/// `rtrace replay` / `rtrace report`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rtrace replay",
+    about = "Render a recording made by `rtrace record` (rtrace report: its -c table)",
+    disable_version_flag = true
+)]
+struct ReplayRaw {
+    /// The recording (default rtrace.data).
+    file: Option<PathBuf>,
+    /// JSON Lines, as `rtrace --json`.
+    #[arg(long)]
+    json: bool,
+    /// Write to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Nested calls indented, as `rtrace --tree`.
+    #[arg(long)]
+    tree: bool,
+    /// Only these threads (repeatable).
+    #[arg(long = "tid", value_name = "TID")]
+    tids: Vec<i32>,
+    /// Only the calls of these probes: a probe spec as given to `rtrace
+    /// record`, or a function's name (repeatable).
+    #[arg(short = 's', value_name = "SPEC")]
+    probes: Vec<String>,
+    /// Only events from this many seconds after the start of the
+    /// recording.
+    #[arg(long, value_name = "SECONDS")]
+    from: Option<f64>,
+    /// Only events before this many seconds after the start.
+    #[arg(long, value_name = "SECONDS")]
+    to: Option<f64>,
+    /// The most bytes of a string or buffer shown (default: the
+    /// recording's).
+    #[arg(long = "string-limit", value_name = "N")]
+    string_limit: Option<usize>,
+    /// Colour: auto, always, never.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    color: ColorWhen,
+    /// (report) Histograms of the calls' times under the table.
+    #[arg(long)]
+    hist: bool,
+    /// (report) Order of the table's rows.
+    #[arg(short = 'S', value_enum, value_name = "KEY")]
+    sort: Option<SortKey>,
+}
+
+/// What `rtrace replay` and `rtrace report` were asked.
+pub struct ReplayCli {
+    pub file: PathBuf,
+    pub json: bool,
+    pub output: Option<PathBuf>,
+    pub tree: bool,
+    pub filter: rtrace::record::Filter,
+    pub string_limit: Option<usize>,
+    pub color: ColorWhen,
+    /// `rtrace report`: the `-c` table.
+    pub summary: bool,
+    pub hist: bool,
+    pub order: rtrace::output::SummaryOrder,
+}
+
+/// Parses `rtrace replay …` (or `rtrace report …`, `report`).
+pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, ExitCode> {
+    let mut args = args;
+    let word = args.remove(1);
+    args[0] = OsString::from(format!("rtrace {}", word.to_string_lossy()));
+    let raw = match ReplayRaw::try_parse_from(args) {
+        Ok(raw) => raw,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return Err(ExitCode::SUCCESS);
+            }
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            return Err(usage(first.trim_start_matches("error: ")));
+        }
+    };
+    let seconds = |s: Option<f64>, what: &str| match s {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(std::time::Duration::from_secs_f64(v))),
+        Some(v) => Err(usage(&format!(
+            "--{what} {v}: give seconds from the start, 0 or more"
+        ))),
+    };
+    if !report && (raw.hist || raw.sort.is_some()) {
+        return Err(usage("--hist and -S are for `rtrace report`"));
+    }
+    if report && (raw.json || raw.tree) {
+        return Err(usage(
+            "rtrace report prints the -c table: --json and --tree are for `rtrace replay`",
+        ));
+    }
+    Ok(ReplayCli {
+        file: raw.file.unwrap_or_else(|| PathBuf::from(RECORDING)),
+        json: raw.json,
+        output: raw.output,
+        tree: raw.tree,
+        filter: rtrace::record::Filter {
+            tids: raw.tids,
+            probes: raw.probes,
+            from: seconds(raw.from, "from")?,
+            to: seconds(raw.to, "to")?,
+        },
+        string_limit: raw.string_limit,
+        color: raw.color,
+        summary: report,
+        hist: raw.hist,
+        order: order(raw.sort),
+    })
+}
+
+/// The `-c` table's order for `-S`.
+fn order(sort: Option<SortKey>) -> rtrace::output::SummaryOrder {
+    use rtrace::output::SummaryOrder;
+    match sort.unwrap_or(SortKey::Time) {
+        SortKey::Calls => SummaryOrder::Calls,
+        SortKey::Time => SummaryOrder::Time,
+        SortKey::Avg => SummaryOrder::Avg,
+        SortKey::Max => SummaryOrder::Max,
+        SortKey::Errors => SummaryOrder::Errors,
+        SortKey::Name => SummaryOrder::Name,
+    }
 }
 
 /// The clap definition of the command line, for `--generate`.
@@ -473,7 +646,12 @@ fn usage(msg: &str) -> ExitCode {
 /// on `--generate` writes what it names and returns its status;
 /// on a usage error prints one line and returns exit 2.
 pub fn parse() -> Result<Cli, ExitCode> {
-    let raw = match Raw::try_parse() {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] of `args` (the program's name first).
+fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> {
+    let raw = match Raw::try_parse_from(args) {
         Ok(raw) => raw,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -711,17 +889,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         perfetto: raw.perfetto,
         summary: raw.summary,
         hist: raw.hist,
-        order: {
-            use rtrace::output::SummaryOrder;
-            match raw.sort.unwrap_or(SortKey::Time) {
-                SortKey::Calls => SummaryOrder::Calls,
-                SortKey::Time => SummaryOrder::Time,
-                SortKey::Avg => SummaryOrder::Avg,
-                SortKey::Max => SummaryOrder::Max,
-                SortKey::Errors => SummaryOrder::Errors,
-                SortKey::Name => SummaryOrder::Name,
-            }
-        },
+        order: order(raw.sort),
         tree: raw.tree,
         timestamps: rtrace::output::Timestamps {
             clock: match raw.timestamps {
@@ -740,6 +908,7 @@ pub fn parse() -> Result<Cli, ExitCode> {
         depth: raw.stack_depth,
         folded: raw.folded,
         flamegraph: raw.flamegraph,
+        record: false,
     })
 }
 

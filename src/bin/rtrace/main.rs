@@ -21,11 +21,23 @@ use rtrace::{
 use args::{Cli, ColorWhen, Target};
 
 fn main() -> ExitCode {
-    let cli = match args::parse() {
-        Ok(cli) => cli,
-        Err(code) => return code,
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let word = argv.get(1).and_then(|a| a.to_str()).map(str::to_string);
+    let done = match word.as_deref() {
+        Some(word @ ("replay" | "report")) => match args::parse_replay(argv, word == "report") {
+            Ok(cli) => replay(cli),
+            Err(code) => return code,
+        },
+        Some("record") => match args::parse_record(argv) {
+            Ok(cli) => run(cli),
+            Err(code) => return code,
+        },
+        _ => match args::parse() {
+            Ok(cli) => run(cli),
+            Err(code) => return code,
+        },
     };
-    match run(cli) {
+    match done {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             report(&e);
@@ -314,6 +326,32 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
             to_terminal && !cli.json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         }
     };
+    // `rtrace record`: the calls go into the recording, rendered by
+    // nothing; the printer says only what a run says on stderr (attached,
+    // the probes' modes, warnings).
+    let (out, recorder) = match cli.record {
+        true => {
+            let header = serde_json::json!({
+                "command": match &cli.target {
+                    Target::Launch(argv) => argv.clone(),
+                    Target::Attach(_) => Vec::new(),
+                },
+                "attached": match &cli.target {
+                    Target::Attach(pids) => pids.iter().map(|p| p.as_raw()).collect(),
+                    Target::Launch(_) => Vec::new(),
+                },
+            });
+            let recorder = rtrace::record::Recorder::new(
+                out,
+                cli.string_limit,
+                cli.prototypes.clone(),
+                header,
+            )?;
+            let none: Box<dyn std::io::Write> = Box::new(std::io::sink());
+            (none, Some(Rc::new(RefCell::new(recorder))))
+        }
+        false => (out, None),
+    };
     let printer = Rc::new(RefCell::new(Printer::new(
         out,
         PrinterOptions {
@@ -420,14 +458,24 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         if cli.inject.iter().any(|r| &r.spec == spec) {
             continue;
         }
-        let forward = Forward(printer.clone());
-        add_probe(
-            &mut tracer,
-            spec.clone(),
-            forward,
-            timeline.as_ref(),
-            counter.as_ref(),
-        )?;
+        match &recorder {
+            Some(r) => {
+                tracer.add_probe(spec.clone(), Forward(r.clone()))?;
+            }
+            None => {
+                let forward = Forward(printer.clone());
+                add_probe(
+                    &mut tracer,
+                    spec.clone(),
+                    forward,
+                    timeline.as_ref(),
+                    counter.as_ref(),
+                )?;
+            }
+        }
+    }
+    if let Some(r) = &recorder {
+        tracer.add_listener(r.clone());
     }
     if let Some(tui) = &tui {
         // Its own probe beside each one given: the same breakpoints.
@@ -470,7 +518,15 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         tracer.add_listener(tui);
     }
     let launched = matches!(cli.target, Target::Launch(_));
-    let outcome = match tracer.run() {
+    let ran = tracer.run();
+    if let (Some(r), Some(path)) = (&recorder, &cli.output) {
+        let (entries, returns) = r.borrow().written();
+        say(&format!(
+            "rtrace: recorded {entries} entries and {returns} returns in {} (`rtrace replay {0}` shows them)",
+            path.display()
+        ));
+    }
+    let outcome = match ran {
         Ok(outcome) => outcome,
         // Tracing stopped on an error once it had begun (an output error, a
         // script past its limit, an exec into an image rtrace cannot trace):
@@ -503,6 +559,75 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         // status is still ours to report, as when it runs traced to the end.
         (Outcome::Detached, Target::Launch(_)) => wait_child(tracer.pid()).status(),
     })
+}
+
+/// `rtrace replay FILE` and `rtrace report FILE`: the recording rendered by
+/// the printer, as the live run would have rendered it.
+fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
+    let bytes = std::fs::read(&cli.file)
+        .map_err(|e| rtrace::Error::io(format!("cannot read {}", cli.file.display()), e))?;
+    // The string limit the recording was made with, unless asked.
+    let limit = match cli.string_limit {
+        Some(n) => n,
+        None => {
+            rtrace::record::string_limit(&bytes).unwrap_or(rtrace::output::DEFAULT_STRING_LIMIT)
+        }
+    };
+    let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
+        Some(path) if path.as_os_str() != "-" => (
+            Box::new(std::io::BufWriter::new(OutputFile::create(path)?)),
+            false,
+        ),
+        _ => (
+            Box::new(std::io::BufWriter::new(std::io::stdout())),
+            std::io::stdout().is_terminal(),
+        ),
+    };
+    let color = match cli.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            to_terminal && !cli.json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    // The report is the table alone; a replay says what the run said on
+    // stderr, as the run did.
+    let diag: Box<dyn std::io::Write> = match cli.summary {
+        true => Box::new(std::io::sink()),
+        false => Box::new(std::io::stderr()),
+    };
+    let mut printer = Printer::with_diag(
+        out,
+        diag,
+        PrinterOptions {
+            format: if cli.json { Format::Json } else { Format::Text },
+            color,
+            summary: cli.summary,
+            hist: cli.hist,
+            order: cli.order,
+            timestamps: Default::default(),
+            tree: cli.tree,
+            string_limit: limit,
+            flush_interval: None,
+            stack_depth: None,
+            prototypes: Default::default(),
+        },
+    );
+    let read = rtrace::record::replay(&cli.file, &bytes, &mut printer, &cli.filter)?;
+    printer.flush()?;
+    for path in &read.changed {
+        say(&format!(
+            "rtrace: warning: {path} changed since it was recorded (its build-id differs, or it is gone): \
+             its calls are shown without what its symbols and debug information say"
+        ));
+    }
+    if read.truncated {
+        say(&format!(
+            "rtrace: warning: {} ends inside a record (the recording was cut): what came before it is shown",
+            cli.file.display()
+        ));
+    }
+    Ok(0)
 }
 
 /// How the wait for a launched program rtrace has let go ended.

@@ -1,0 +1,1080 @@
+//! Record now, read later: [`Recorder`] writes what the probes saw into a
+//! file, rendering nothing; [`replay`] reads the file back into the same
+//! handlers the live run would have had (the printers: text, JSON, the
+//! `-c` table), as often as wanted.
+//!
+//! A recording holds, for each call, what the printers read of it: the
+//! registers, and the memory captured with them. A fast hit's captures are
+//! what its detour copied (the printers' plan, [`Handler::fast`]); at an
+//! int3 hit the [`Recorder`] runs the printers' reading of the arguments
+//! (and at the return, of the value and the buffer filled) over the live
+//! memory, and keeps each read. The replay serves the same reads from what
+//! was kept, so it renders what the live run would have printed.
+//!
+//! Sites and the modules of each process are written before the first
+//! event that needs them; lifecycle events go in as they come. The file's
+//! layout is `format`'s, described in docs/RECORDING.md.
+
+pub(crate) mod format;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::addr::{Pid, RuntimeAddr};
+use crate::arch::Regs;
+use crate::error::{Error, Result};
+use crate::handler::{
+    Captured, CapturedBuf, CapturedStr, Event, Fast, ForkKind, Handler, Hit, Memory, ProbeId,
+    ProbeKind, Return, Returns, Site, SiteMode, SkipReason,
+};
+use crate::output::render::{Known, Renderer};
+use crate::output::Prototypes;
+use crate::symbols::{Module, ModuleMap};
+use format::{Get, Kind, Put, Short};
+
+/// Writes a recording: attach it as the handler of every probe and as a
+/// listener, and call [`Handler::on_finish`] at the end.
+pub struct Recorder {
+    out: Box<dyn Write>,
+    renderer: Renderer,
+    /// Site → its number in the file.
+    sites: HashMap<(usize, u64, bool), u32>,
+    /// The modules last written for each process: (path, bias) of each.
+    modules: HashMap<Pid, Vec<(PathBuf, u64)>>,
+    next_call: u64,
+    /// Calls entered at int3 stops: what the printers knew of them.
+    entries: u64,
+    returns: u64,
+}
+
+/// What the recorder keeps of a call between its entry and its return.
+struct Call {
+    id: u64,
+    known: Known,
+    fill: Option<crate::output::render::Fill>,
+}
+
+impl Recorder {
+    /// A recorder writing to `out` (a file: it writes the header now),
+    /// with the printers' string limit and prototypes; `header` is kept
+    /// in the file's header (the command, the options).
+    pub fn new(
+        mut out: Box<dyn Write>,
+        string_limit: usize,
+        prototypes: Prototypes,
+        header: Value,
+    ) -> Result<Recorder> {
+        let mut head = header;
+        head["format"] = json!(format::VERSION);
+        head["string_limit"] = json!(string_limit);
+        head["rtrace"] = json!(env!("CARGO_PKG_VERSION"));
+        format::write_start(&mut out).map_err(Error::Output)?;
+        format::write_frame(&mut out, Kind::Header, head.to_string().as_bytes())
+            .map_err(Error::Output)?;
+        Ok(Recorder {
+            out,
+            renderer: Renderer::with_prototypes(string_limit, prototypes),
+            sites: HashMap::new(),
+            modules: HashMap::new(),
+            next_call: 0,
+            entries: 0,
+            returns: 0,
+        })
+    }
+
+    /// Entries and returns written so far.
+    pub fn written(&self) -> (u64, u64) {
+        (self.entries, self.returns)
+    }
+
+    fn frame(&mut self, kind: Kind, payload: &[u8]) -> Result<()> {
+        format::write_frame(&mut self.out, kind, payload).map_err(Error::Output)
+    }
+
+    /// The number of `site` in the file, written first if new.
+    fn site(&mut self, site: &Site) -> Result<u32> {
+        let key = (
+            site.id.0,
+            site.address.get(),
+            site.kind == ProbeKind::Instruction,
+        );
+        if let Some(&n) = self.sites.get(&key) {
+            return Ok(n);
+        }
+        let n = self.sites.len() as u32;
+        let v = json!({
+            "n": n,
+            "probe": site.probe,
+            "probe_id": site.id.0,
+            "kind": match site.kind {
+                ProbeKind::Function { returns: true } => "function",
+                ProbeKind::Function { returns: false } => "entry",
+                ProbeKind::Instruction => "instruction",
+            },
+            "symbol": site.symbol,
+            "name": site.name,
+            "offset": site.offset,
+            "module": site.module.to_string_lossy(),
+            "address": site.address.get(),
+        });
+        self.frame(Kind::Site, v.to_string().as_bytes())?;
+        self.sites.insert(key, n);
+        Ok(n)
+    }
+
+    /// Writes the modules of `pid` when the site at `addr` is in none of
+    /// those written last (a library loaded since, an exec).
+    fn modules(&mut self, pid: Pid, modules: &ModuleMap, addr: RuntimeAddr) -> Result<()> {
+        let known = self.modules.get(&pid).is_some_and(|m| {
+            m.len() == modules.modules().len()
+                && modules
+                    .module_at(addr)
+                    .is_none_or(|at| m.iter().any(|(p, b)| *p == at.path && *b == bias(at)))
+        });
+        if known {
+            return Ok(());
+        }
+        let list: Vec<Value> = modules
+            .modules()
+            .iter()
+            .map(|m| {
+                json!({
+                    "path": m.path.to_string_lossy(),
+                    "bias": bias(m),
+                    "ranges": m.ranges.iter().map(|(s, e)| [s.get(), e.get()]).collect::<Vec<_>>(),
+                    "build_id": m.elf.build_id().map(hex),
+                })
+            })
+            .collect();
+        let v = json!({"pid": pid.as_raw(), "modules": list});
+        self.frame(Kind::Modules, v.to_string().as_bytes())?;
+        self.modules.insert(
+            pid,
+            modules
+                .modules()
+                .iter()
+                .map(|m| (m.path.clone(), bias(m)))
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
+/// A module's bias: runtime address = link address + bias.
+fn bias(m: &Module) -> u64 {
+    m.to_runtime(crate::addr::LinkAddr(0)).get()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Handler for Recorder {
+    fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        match site.kind {
+            ProbeKind::Instruction => Fast::Yes(crate::handler::Capture::nothing()),
+            ProbeKind::Function { .. } => self.renderer.capture(site, module),
+        }
+    }
+
+    fn returns(&mut self, site: &Site, module: Option<&Module>) -> Returns {
+        self.renderer.returns(site, module)
+    }
+
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        let n = self.site(hit.site)?;
+        self.modules(hit.pid, hit.modules, hit.site.address)?;
+        let id = self.next_call;
+        self.next_call += 1;
+        let function = matches!(hit.site.kind, ProbeKind::Function { .. });
+        // At a stop: the printers' reads, kept.
+        let (captured, known, fill) = match hit.mem {
+            Memory::Captured(c) => (c.clone(), None, None),
+            Memory::Live(mem) | Memory::Logged(mem, _) => {
+                let log = RefCell::new(Captured::default());
+                let mut regs = *hit.regs;
+                let mut dirty = false;
+                let mut data = None;
+                let logged = Hit {
+                    pid: hit.pid,
+                    tid: hit.tid,
+                    site: hit.site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Logged(mem, &log),
+                    modules: hit.modules,
+                    time: hit.time,
+                    data: &mut data,
+                    returns: Default::default(),
+                    stack: Default::default(),
+                };
+                let (known, fill) = match function {
+                    true => {
+                        let known = self.renderer.known(&logged);
+                        let args = self.renderer.args(&known, &logged);
+                        let fill = self.renderer.fill(&known, &args);
+                        (Some(known), fill)
+                    }
+                    false => (None, None),
+                };
+                drop(logged);
+                (log.into_inner(), known, fill)
+            }
+        };
+        let mut p = Put::default();
+        p.u32(n)
+            .u32(hit.pid.as_raw() as u32)
+            .u32(hit.tid.as_raw() as u32)
+            .u64(hit.time.as_nanos() as u64)
+            .u64(id);
+        put_regs(&mut p, hit.regs);
+        put_captured(&mut p, &captured);
+        self.frame(Kind::Entry, &p.0)?;
+        self.entries += 1;
+        if let Some(known) = known {
+            hit.set_data(Call { id, known, fill });
+        } else {
+            hit.set_data(id);
+        }
+        Ok(())
+    }
+
+    fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        let n = self.site(ret.site)?;
+        let (id, call) = match ret.data.take() {
+            Some(d) => match d.downcast::<Call>() {
+                Ok(c) => (c.id, Some(*c)),
+                Err(d) => (d.downcast::<u64>().map_or(u64::MAX, |id| *id), None),
+            },
+            None => (u64::MAX, None),
+        };
+        let errno = ret.errno();
+        let captured = match ret.mem {
+            Memory::Captured(c) => c.clone(),
+            Memory::Live(mem) | Memory::Logged(mem, _) => {
+                let log = RefCell::new(Captured::default());
+                let mut regs = *ret.regs;
+                let mut dirty = false;
+                let logged = Return {
+                    pid: ret.pid,
+                    tid: ret.tid,
+                    site: ret.site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Logged(mem, &log),
+                    modules: ret.modules,
+                    time: ret.time,
+                    entered: ret.entered,
+                    data: None,
+                    errno,
+                };
+                let value = self
+                    .renderer
+                    .retval(call.as_ref().map(|c| &c.known), &logged);
+                if let Some(fill) = call.as_ref().and_then(|c| c.fill.as_ref()) {
+                    let _ = self.renderer.filled(fill, &logged, &value);
+                }
+                drop(logged);
+                log.into_inner()
+            }
+        };
+        let mut p = Put::default();
+        p.u32(n)
+            .u32(ret.pid.as_raw() as u32)
+            .u32(ret.tid.as_raw() as u32)
+            .u64(ret.time.as_nanos() as u64)
+            .u64(ret.entered.as_nanos() as u64)
+            .u64(id);
+        match errno {
+            Some(e) => p.u8(1).u32(e as u32),
+            None => p.u8(0),
+        };
+        put_regs(&mut p, ret.regs);
+        put_captured(&mut p, &captured);
+        self.frame(Kind::Return, &p.0)?;
+        self.returns += 1;
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        let mut v = event_json(event);
+        v["time_ns"] = json!(time.as_nanos() as u64);
+        self.frame(Kind::Event, v.to_string().as_bytes())
+    }
+
+    fn on_finish(&mut self) -> Result<()> {
+        self.out.flush().map_err(Error::Output)
+    }
+
+    fn on_idle(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The registers: a mask of those not zero (general-purpose 0..16, then
+/// rip, rflags, fs_base), then each.
+fn put_regs(p: &mut Put, regs: &Regs) {
+    let values = reg_values(regs);
+    let mask = values
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v != 0)
+        .fold(0u32, |m, (i, _)| m | 1 << i);
+    p.u32(mask);
+    for v in values.iter().filter(|&&v| v != 0) {
+        p.u64(*v);
+    }
+}
+
+fn reg_values(regs: &Regs) -> [u64; 19] {
+    let mut v = [0u64; 19];
+    for (n, slot) in v.iter_mut().enumerate().take(16) {
+        *slot = regs.gpr(crate::arch::Gpr(n as u8));
+    }
+    let raw = regs.raw();
+    v[16] = raw.rip;
+    v[17] = raw.eflags;
+    v[18] = raw.fs_base;
+    v
+}
+
+fn get_regs(g: &mut Get<'_>) -> std::result::Result<Regs, Short> {
+    let mask = g.u32()?;
+    if mask >> 19 != 0 {
+        return Err(Short);
+    }
+    let mut regs = Regs::default();
+    for i in 0..19 {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        let v = g.u64()?;
+        match i {
+            0..=15 => regs.set_gpr(crate::arch::Gpr(i as u8), v),
+            16 => regs.raw_mut().rip = v,
+            17 => regs.raw_mut().eflags = v,
+            _ => regs.raw_mut().fs_base = v,
+        }
+    }
+    Ok(regs)
+}
+
+fn put_captured(p: &mut Put, c: &Captured) {
+    p.u32(c.strings.len() as u32);
+    for s in &c.strings {
+        p.u64(s.ptr.get())
+            .u8(u8::from(s.terminated) | u8::from(s.readable) << 1)
+            .bytes(&s.bytes);
+    }
+    p.u32(c.buffers.len() as u32);
+    for b in &c.buffers {
+        p.u64(b.ptr.get()).u8(u8::from(b.readable)).bytes(&b.bytes);
+    }
+    match &c.stack {
+        Some((at, bytes)) => p.u8(1).u64(at.get()).bytes(bytes),
+        None => p.u8(0),
+    };
+    let mask = c
+        .xmm
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.is_some())
+        .fold(0u8, |m, (i, _)| m | 1 << i);
+    p.u8(mask);
+    for x in c.xmm.iter().flatten() {
+        p.u64(*x);
+    }
+}
+
+fn get_captured(g: &mut Get<'_>) -> std::result::Result<Captured, Short> {
+    let mut c = Captured::default();
+    for _ in 0..g.count(13)? {
+        let ptr = RuntimeAddr(g.u64()?);
+        let flags = g.u8()?;
+        c.strings.push(CapturedStr {
+            ptr,
+            bytes: g.bytes()?.to_vec(),
+            terminated: flags & 1 != 0,
+            readable: flags & 2 != 0,
+        });
+    }
+    for _ in 0..g.count(13)? {
+        let ptr = RuntimeAddr(g.u64()?);
+        let readable = g.u8()? != 0;
+        c.buffers.push(CapturedBuf {
+            ptr,
+            bytes: g.bytes()?.to_vec(),
+            readable,
+        });
+    }
+    if g.u8()? != 0 {
+        let at = RuntimeAddr(g.u64()?);
+        c.stack = Some((at, g.bytes()?.to_vec()));
+    }
+    let mask = g.u8()?;
+    for (i, x) in c.xmm.iter_mut().enumerate() {
+        if mask & (1 << i) != 0 {
+            *x = Some(g.u64()?);
+        }
+    }
+    Ok(c)
+}
+
+/// A lifecycle event as JSON (`e` names it).
+fn event_json(event: &Event) -> Value {
+    let reasons = |r: &[SkipReason]| {
+        r.iter()
+            .map(|s| json!({"reason": s.reason, "count": s.count, "examples": s.examples}))
+            .collect::<Vec<_>>()
+    };
+    match event {
+        Event::Attached {
+            pid,
+            threads,
+            probes,
+            pending,
+            returns,
+            realtime,
+        } => json!({
+            "e": "attached", "pid": pid.as_raw(), "threads": threads, "probes": probes,
+            "pending": pending,
+            "returns": returns.map(|r| match r {
+                crate::engine::ReturnMode::Stub => "stub",
+                crate::engine::ReturnMode::Stop => "stop",
+            }),
+            "realtime_ns": realtime
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        }),
+        Event::Fork { pid, child, kind } => json!({
+            "e": "fork", "pid": pid.as_raw(), "child": child.as_raw(), "kind": kind.as_str(),
+        }),
+        Event::Exec { pid, path } => {
+            json!({"e": "exec", "pid": pid.as_raw(), "path": path.to_string_lossy()})
+        }
+        Event::Signal { pid, tid, signal } => json!({
+            "e": "signal", "pid": pid.as_raw(), "tid": tid.as_raw(), "signal": signal,
+        }),
+        Event::Exited { pid, code } => json!({"e": "exited", "pid": pid.as_raw(), "code": code}),
+        Event::Killed {
+            pid,
+            signal,
+            core_dumped,
+        } => json!({
+            "e": "killed", "pid": pid.as_raw(), "signal": signal, "core_dumped": core_dumped,
+        }),
+        Event::Detached { pid } => json!({"e": "detached", "pid": pid.as_raw()}),
+        Event::Missed {
+            pid,
+            tid,
+            probe,
+            symbol,
+        } => json!({
+            "e": "missed", "pid": pid.as_raw(), "tid": tid.as_raw(), "probe": probe,
+            "symbol": symbol,
+        }),
+        Event::Warning { probe, message } => {
+            json!({"e": "warning", "probe": probe, "message": message})
+        }
+        Event::ProcessWarning { pid, message } => {
+            json!({"e": "process_warning", "pid": pid.as_raw(), "message": message})
+        }
+        Event::NeverArmed { probe } => json!({"e": "never_armed", "probe": probe}),
+        Event::ProbeMode {
+            probe,
+            fast,
+            int3,
+            sites,
+        } => json!({
+            "e": "probe_mode", "probe": probe, "fast": fast, "int3": reasons(int3),
+            "sites": sites.iter().map(|s| json!({
+                "symbol": s.symbol, "address": s.address.get(), "int3": s.int3,
+            })).collect::<Vec<_>>(),
+        }),
+        Event::Lost {
+            pid,
+            probe,
+            symbol,
+            count,
+        } => json!({
+            "e": "lost", "pid": pid.as_raw(), "probe": probe, "symbol": symbol, "count": count,
+        }),
+        Event::Unwatched {
+            pid,
+            probe,
+            symbol,
+            count,
+        } => json!({
+            "e": "unwatched", "pid": pid.as_raw(), "probe": probe, "symbol": symbol,
+            "count": count,
+        }),
+        Event::Skipped { probe, reasons: r } => {
+            json!({"e": "skipped", "probe": probe, "reasons": reasons(r)})
+        }
+    }
+}
+
+/// The event `v` holds (see [`event_json`]), and its time; None when it
+/// is not one.
+fn json_event(v: &Value) -> Option<(Event, Duration)> {
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    let u = |k: &str| v[k].as_u64();
+    let i = |k: &str| v[k].as_i64().and_then(|x| i32::try_from(x).ok());
+    let pid = |k: &str| i(k).map(Pid::from_raw);
+    let reasons = |k: &str| -> Option<Vec<SkipReason>> {
+        v[k].as_array()?
+            .iter()
+            .map(|r| {
+                Some(SkipReason {
+                    reason: r["reason"].as_str()?.to_string(),
+                    count: usize::try_from(r["count"].as_u64()?).ok()?,
+                    examples: r["examples"]
+                        .as_array()?
+                        .iter()
+                        .map(|e| e.as_str().map(str::to_string))
+                        .collect::<Option<_>>()?,
+                })
+            })
+            .collect()
+    };
+    let time = Duration::from_nanos(u("time_ns")?);
+    let event = match v["e"].as_str()? {
+        "attached" => Event::Attached {
+            pid: pid("pid")?,
+            threads: u("threads")? as usize,
+            probes: u("probes")? as usize,
+            pending: u("pending")? as usize,
+            returns: match v["returns"].as_str() {
+                Some("stub") => Some(crate::engine::ReturnMode::Stub),
+                Some("stop") => Some(crate::engine::ReturnMode::Stop),
+                _ => None,
+            },
+            realtime: std::time::UNIX_EPOCH + Duration::from_nanos(u("realtime_ns")?),
+        },
+        "fork" => Event::Fork {
+            pid: pid("pid")?,
+            child: pid("child")?,
+            kind: match v["kind"].as_str()? {
+                "vfork" => ForkKind::Vfork,
+                "clone" => ForkKind::Clone,
+                _ => ForkKind::Fork,
+            },
+        },
+        "exec" => Event::Exec {
+            pid: pid("pid")?,
+            path: PathBuf::from(s("path")?),
+        },
+        "signal" => Event::Signal {
+            pid: pid("pid")?,
+            tid: pid("tid")?,
+            signal: i("signal")?,
+        },
+        "exited" => Event::Exited {
+            pid: pid("pid")?,
+            code: i("code")?,
+        },
+        "killed" => Event::Killed {
+            pid: pid("pid")?,
+            signal: i("signal")?,
+            core_dumped: v["core_dumped"].as_bool()?,
+        },
+        "detached" => Event::Detached { pid: pid("pid")? },
+        "missed" => Event::Missed {
+            pid: pid("pid")?,
+            tid: pid("tid")?,
+            probe: s("probe")?,
+            symbol: s("symbol")?,
+        },
+        "warning" => Event::Warning {
+            probe: s("probe")?,
+            message: s("message")?,
+        },
+        "process_warning" => Event::ProcessWarning {
+            pid: pid("pid")?,
+            message: s("message")?,
+        },
+        "never_armed" => Event::NeverArmed { probe: s("probe")? },
+        "probe_mode" => Event::ProbeMode {
+            probe: s("probe")?,
+            fast: u("fast")? as usize,
+            int3: reasons("int3")?,
+            sites: v["sites"]
+                .as_array()?
+                .iter()
+                .map(|m| {
+                    Some(SiteMode {
+                        symbol: m["symbol"].as_str()?.to_string(),
+                        address: RuntimeAddr(m["address"].as_u64()?),
+                        int3: m["int3"].as_str().map(str::to_string),
+                    })
+                })
+                .collect::<Option<_>>()?,
+        },
+        "lost" => Event::Lost {
+            pid: pid("pid")?,
+            probe: s("probe")?,
+            symbol: s("symbol")?,
+            count: u("count")?,
+        },
+        "unwatched" => Event::Unwatched {
+            pid: pid("pid")?,
+            probe: s("probe")?,
+            symbol: s("symbol")?,
+            count: u("count")?,
+        },
+        "skipped" => Event::Skipped {
+            probe: s("probe")?,
+            reasons: reasons("reasons")?,
+        },
+        _ => return None,
+    };
+    Some((event, time))
+}
+
+/// The string limit the recording `bytes` was made with, as its header
+/// says.
+pub fn string_limit(bytes: &[u8]) -> Option<usize> {
+    let (kind, _, payload) = format::Frames::new(bytes).ok()?.next()?.ok()?;
+    if kind != Kind::Header {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    usize::try_from(v["string_limit"].as_u64()?).ok()
+}
+
+/// What a replay keeps to: the processes, threads and probes asked for,
+/// and a window of time (from the start of the recording).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only these threads' calls (empty: all).
+    pub tids: Vec<i32>,
+    /// Only the calls of probes whose spec or function is one of these
+    /// (empty: all).
+    pub probes: Vec<String>,
+    /// Only events at or after this time.
+    pub from: Option<Duration>,
+    /// Only events before this time.
+    pub to: Option<Duration>,
+}
+
+/// What a replay read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Entries handed to the handler (those the filter kept).
+    pub entries: u64,
+    /// Returns handed to it.
+    pub returns: u64,
+    /// Lifecycle events handed to it.
+    pub events: u64,
+    /// The file ends inside a record (the recording was cut): every whole
+    /// record before it was read.
+    pub truncated: bool,
+    /// Modules whose files changed since the recording (their build-ids
+    /// differ, or they are gone), said once each.
+    pub changed: Vec<String>,
+    /// The header.
+    pub header: Value,
+}
+
+/// Reads the recording `bytes` (of the file `path`) into `handler`, as the
+/// live run would have called it (entries, returns and events in order,
+/// then [`Handler::on_finish`]), keeping to `filter`. Modules are read
+/// from the paths recorded; one whose build-id changed is
+/// said in the result. A foreign or damaged file is an error naming
+/// `path`; a cut one is read up to its last whole record.
+pub fn replay(
+    path: &Path,
+    bytes: &[u8],
+    handler: &mut dyn Handler,
+    filter: &Filter,
+) -> Result<Replayed> {
+    let cache = &mut crate::symbols::ElfCache::new();
+    let bad = |why: format::BadFile| Error::Recording {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    let corrupt = |what: &str, at: usize| {
+        bad(format::BadFile::Corrupt {
+            what: what.to_string(),
+            at,
+        })
+    };
+    let mut frames = format::Frames::new(bytes).map_err(bad)?;
+    let mut out = Replayed::default();
+    let mut sites: HashMap<u32, Rc<Site>> = HashMap::new();
+    let mut maps: HashMap<i32, ModuleMap> = HashMap::new();
+    let mut calls: HashMap<u64, Option<Box<dyn Any>>> = HashMap::new();
+    let mut first = true;
+    let keep_time =
+        |t: Duration| filter.from.is_none_or(|f| t >= f) && filter.to.is_none_or(|e| t < e);
+    let keep_site = |s: &Site| {
+        filter.probes.is_empty()
+            || filter
+                .probes
+                .iter()
+                .any(|p| *p == s.probe || *p == s.symbol || *p == s.name)
+    };
+    let keep_tid = |t: i32| filter.tids.is_empty() || filter.tids.contains(&t);
+    for frame in frames.by_ref() {
+        let (kind, at, payload) = frame.map_err(bad)?;
+        if first != (kind == Kind::Header) {
+            return Err(corrupt("the header is not first, or not alone", at));
+        }
+        first = false;
+        let json = || -> Result<Value> {
+            serde_json::from_slice(payload)
+                .map_err(|e| corrupt(&format!("a record that is not JSON ({e})"), at))
+        };
+        match kind {
+            Kind::Header => {
+                out.header = json()?;
+                if !out.header.is_object() {
+                    return Err(corrupt("a header that is not an object", at));
+                }
+            }
+            Kind::Site => {
+                let v = json()?;
+                let site = json_site(&v).ok_or_else(|| corrupt("a site record", at))?;
+                sites.insert(site.0, Rc::new(site.1));
+            }
+            Kind::Modules => {
+                let v = json()?;
+                let (pid, map, changed) =
+                    json_modules(&v, cache).ok_or_else(|| corrupt("a modules record", at))?;
+                for c in changed {
+                    if !out.changed.contains(&c) {
+                        out.changed.push(c);
+                    }
+                }
+                maps.insert(pid, map);
+            }
+            Kind::Event => {
+                let v = json()?;
+                let (event, time) = json_event(&v).ok_or_else(|| corrupt("an event record", at))?;
+                if keep_time(time) {
+                    out.events += 1;
+                    handler.on_event(&event, time)?;
+                }
+            }
+            Kind::Entry => {
+                let mut g = Get::new(payload);
+                let e = (|| {
+                    let n = g.u32()?;
+                    let pid = g.u32()? as i32;
+                    let tid = g.u32()? as i32;
+                    let time = Duration::from_nanos(g.u64()?);
+                    let id = g.u64()?;
+                    let regs = get_regs(&mut g)?;
+                    let captured = get_captured(&mut g)?;
+                    if !g.done() {
+                        return Err(Short);
+                    }
+                    Ok::<_, Short>((n, pid, tid, time, id, regs, captured))
+                })();
+                let Ok((n, pid, tid, time, id, mut regs, captured)) = e else {
+                    return Err(corrupt("an entry record", at));
+                };
+                let site = sites
+                    .get(&n)
+                    .ok_or_else(|| corrupt("an entry of no site", at))?;
+                if !(keep_time(time) && keep_site(site) && keep_tid(tid)) {
+                    continue;
+                }
+                let empty = ModuleMap::default();
+                let modules = maps.get(&pid).unwrap_or(&empty);
+                let mut dirty = false;
+                let mut data = None;
+                let mut hit = Hit {
+                    pid: Pid::from_raw(pid),
+                    tid: Pid::from_raw(tid),
+                    site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Captured(&captured),
+                    modules,
+                    time,
+                    data: &mut data,
+                    returns: Default::default(),
+                    stack: Default::default(),
+                };
+                handler.on_entry(&mut hit)?;
+                handler.on_post(&mut hit)?;
+                out.entries += 1;
+                if matches!(site.kind, ProbeKind::Function { returns: true }) {
+                    calls.insert(id, data);
+                }
+            }
+            Kind::Return => {
+                let mut g = Get::new(payload);
+                let r = (|| {
+                    let n = g.u32()?;
+                    let pid = g.u32()? as i32;
+                    let tid = g.u32()? as i32;
+                    let time = Duration::from_nanos(g.u64()?);
+                    let entered = Duration::from_nanos(g.u64()?);
+                    let id = g.u64()?;
+                    let errno = match g.u8()? {
+                        0 => None,
+                        _ => Some(g.u32()? as i32),
+                    };
+                    let regs = get_regs(&mut g)?;
+                    let captured = get_captured(&mut g)?;
+                    if !g.done() {
+                        return Err(Short);
+                    }
+                    Ok::<_, Short>((n, pid, tid, time, entered, id, errno, regs, captured))
+                })();
+                let Ok((n, pid, tid, time, entered, id, errno, mut regs, captured)) = r else {
+                    return Err(corrupt("a return record", at));
+                };
+                let site = sites
+                    .get(&n)
+                    .ok_or_else(|| corrupt("a return of no site", at))?;
+                // The entry kept (a return whose entry was left out is).
+                let Some(data) = calls.remove(&id) else {
+                    continue;
+                };
+                if !(keep_time(time) && keep_site(site) && keep_tid(tid)) {
+                    continue;
+                }
+                let empty = ModuleMap::default();
+                let modules = maps.get(&pid).unwrap_or(&empty);
+                let mut dirty = false;
+                let mut ret = Return {
+                    pid: Pid::from_raw(pid),
+                    tid: Pid::from_raw(tid),
+                    site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Captured(&captured),
+                    modules,
+                    time,
+                    entered,
+                    data,
+                    errno,
+                };
+                handler.on_return(&mut ret)?;
+                out.returns += 1;
+            }
+        }
+    }
+    if first {
+        return Err(corrupt("no header", frames.offset()));
+    }
+    out.truncated = frames.truncated;
+    handler.on_finish()?;
+    Ok(out)
+}
+
+/// A site record: its number, and the site.
+fn json_site(v: &Value) -> Option<(u32, Site)> {
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    let kind = match v["kind"].as_str()? {
+        "function" => ProbeKind::Function { returns: true },
+        "entry" => ProbeKind::Function { returns: false },
+        "instruction" => ProbeKind::Instruction,
+        _ => return None,
+    };
+    Some((
+        u32::try_from(v["n"].as_u64()?).ok()?,
+        Site {
+            probe: s("probe")?,
+            id: ProbeId(usize::try_from(v["probe_id"].as_u64()?).ok()?),
+            kind,
+            symbol: s("symbol")?,
+            name: s("name")?,
+            offset: v["offset"].as_u64()?,
+            module: PathBuf::from(s("module")?),
+            address: RuntimeAddr(v["address"].as_u64()?),
+        },
+    ))
+}
+
+/// A modules record: the process, its modules read from their files, and
+/// the paths of those whose file changed since (or is gone).
+fn json_modules(
+    v: &Value,
+    cache: &mut crate::symbols::ElfCache,
+) -> Option<(i32, ModuleMap, Vec<String>)> {
+    let pid = i32::try_from(v["pid"].as_i64()?).ok()?;
+    let mut modules = Vec::new();
+    let mut changed = Vec::new();
+    for m in v["modules"].as_array()? {
+        let path = PathBuf::from(m["path"].as_str()?);
+        let bias = m["bias"].as_u64()?;
+        let ranges = m["ranges"]
+            .as_array()?
+            .iter()
+            .map(|r| Some((RuntimeAddr(r[0].as_u64()?), RuntimeAddr(r[1].as_u64()?))))
+            .collect::<Option<Vec<_>>>()?;
+        let want = m["build_id"].as_str().map(str::to_string);
+        match cache.get(&path) {
+            Ok(elf) if elf.build_id().map(hex) == want => {
+                modules.push(Module::recorded(path, bias, ranges, elf));
+            }
+            _ => changed.push(path.to_string_lossy().into_owned()),
+        }
+    }
+    Some((pid, ModuleMap::from_modules(modules), changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_comes_back_as_recorded() {
+        let pid = Pid::from_raw(41);
+        let reasons = vec![SkipReason {
+            reason: "why".into(),
+            count: 2,
+            examples: vec!["a".into(), "b".into()],
+        }];
+        let events = [
+            Event::Attached {
+                pid,
+                threads: 3,
+                probes: 4,
+                pending: 1,
+                returns: Some(crate::engine::ReturnMode::Stop),
+                realtime: std::time::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
+            },
+            Event::Fork {
+                pid,
+                child: Pid::from_raw(42),
+                kind: ForkKind::Vfork,
+            },
+            Event::Exec {
+                pid,
+                path: "/bin/true".into(),
+            },
+            Event::Signal {
+                pid,
+                tid: Pid::from_raw(43),
+                signal: 10,
+            },
+            Event::Exited { pid, code: -1 },
+            Event::Killed {
+                pid,
+                signal: 9,
+                core_dumped: true,
+            },
+            Event::Detached { pid },
+            Event::Missed {
+                pid,
+                tid: pid,
+                probe: "p".into(),
+                symbol: "s".into(),
+            },
+            Event::Warning {
+                probe: "p".into(),
+                message: "m \"quoted\"\n".into(),
+            },
+            Event::ProcessWarning {
+                pid,
+                message: "m".into(),
+            },
+            Event::NeverArmed { probe: "p".into() },
+            Event::ProbeMode {
+                probe: "libc:*".into(),
+                fast: 5,
+                int3: reasons.clone(),
+                sites: vec![
+                    SiteMode {
+                        symbol: "f".into(),
+                        address: RuntimeAddr(0x1000),
+                        int3: None,
+                    },
+                    SiteMode {
+                        symbol: "g".into(),
+                        address: RuntimeAddr(0x2000),
+                        int3: Some("why".into()),
+                    },
+                ],
+            },
+            Event::Lost {
+                pid,
+                probe: "p".into(),
+                symbol: "s".into(),
+                count: 7,
+            },
+            Event::Unwatched {
+                pid,
+                probe: "p".into(),
+                symbol: "s".into(),
+                count: 8,
+            },
+            Event::Skipped {
+                probe: "p".into(),
+                reasons,
+            },
+        ];
+        for (n, e) in events.into_iter().enumerate() {
+            let mut v = event_json(&e);
+            v["time_ns"] = json!(n as u64 * 1000);
+            let back = json_event(&serde_json::from_str(&v.to_string()).unwrap());
+            assert_eq!(back, Some((e, Duration::from_nanos(n as u64 * 1000))));
+        }
+        assert_eq!(json_event(&json!({"e": "nonsense", "time_ns": 1})), None);
+        assert_eq!(json_event(&json!({"e": "exited", "time_ns": 1})), None);
+    }
+
+    #[test]
+    fn registers_and_captures_come_back_as_recorded() {
+        let mut regs = Regs::default();
+        regs.set_gpr(crate::arch::Gpr(7), 0xdead);
+        regs.set_gpr(crate::arch::Gpr(15), u64::MAX);
+        regs.raw_mut().rip = 0x40_1000;
+        regs.raw_mut().fs_base = 0x7f00_0000;
+        let captured = Captured {
+            strings: vec![CapturedStr {
+                ptr: RuntimeAddr(0x10),
+                bytes: b"hi".to_vec(),
+                terminated: true,
+                readable: true,
+            }],
+            buffers: vec![CapturedBuf {
+                ptr: RuntimeAddr(0x20),
+                bytes: vec![0, 1, 2],
+                readable: false,
+            }],
+            stack: Some((RuntimeAddr(0x30), vec![9; 16])),
+            xmm: [None, Some(5), None, None, None, None, None, Some(7)],
+        };
+        let mut p = Put::default();
+        put_regs(&mut p, &regs);
+        put_captured(&mut p, &captured);
+        let mut g = Get::new(&p.0);
+        let back = get_regs(&mut g).unwrap();
+        assert_eq!(reg_values(&back), reg_values(&regs));
+        let c = get_captured(&mut g).unwrap();
+        assert!(g.done());
+        assert_eq!(
+            (
+                c.strings[0].bytes.as_slice(),
+                c.strings[0].terminated,
+                c.strings[0].readable
+            ),
+            (&b"hi"[..], true, true)
+        );
+        assert_eq!(
+            (c.buffers[0].bytes.len(), c.buffers[0].readable),
+            (3, false)
+        );
+        assert_eq!(c.stack, captured.stack);
+        assert_eq!(c.xmm, captured.xmm);
+        // Cut anywhere: an error, never a panic.
+        for cut in 0..p.0.len() {
+            let mut g = Get::new(&p.0[..cut]);
+            let r = get_regs(&mut g).and_then(|_| get_captured(&mut g));
+            assert!(r.is_err(), "{cut}");
+        }
+    }
+}

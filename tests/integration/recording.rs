@@ -1,0 +1,581 @@
+//! Record now, read later: `rtrace record` writes the calls into a file,
+//! `rtrace replay` renders them as the live run would have, `rtrace report`
+//! prints the `-c` table. Each round trip runs the program twice with
+//! address space randomisation off (`setarch -R`), once traced live and once
+//! recorded, so that both runs see the same addresses; what differs between
+//! two runs (times, process ids) is set aside before the comparison.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::events::temp_path;
+use crate::fixtures::{fixture, rtrace_bin, run_command, Run, Variant, TIMEOUT};
+
+/// `rtrace ARGS` under `setarch -R`.
+fn norandom(args: &[&str]) -> Run {
+    let mut cmd = Command::new("setarch");
+    cmd.arg("-R").arg(rtrace_bin()).args(args);
+    run_command(cmd, TIMEOUT)
+}
+
+/// `rtrace ARGS` as it is.
+fn rtrace(args: &[&str]) -> Run {
+    let mut cmd = Command::new(rtrace_bin());
+    cmd.args(args);
+    run_command(cmd, TIMEOUT)
+}
+
+/// Text output with its process ids numbered in order of first appearance
+/// (`[pid 123]`, and the same numbers elsewhere: `fork: child 123`) and its
+/// durations left out.
+fn normalize_text(text: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for l in text.lines() {
+        if let Some((pid, _)) = l.strip_prefix("[pid ").and_then(|r| r.split_once(']')) {
+            if !ids.iter().any(|p| p == pid) {
+                ids.push(pid.to_string());
+            }
+        }
+    }
+    text.lines()
+        .map(|l| {
+            let mut line = l.to_string();
+            // ` <0.000012>` at the end.
+            if let Some((call, time)) = line.rsplit_once(" <") {
+                if time.ends_with('>') && time[..time.len() - 1].parse::<f64>().is_ok() {
+                    line = call.to_string();
+                }
+            }
+            line.split(' ')
+                .map(|w| {
+                    let digits = w.trim_end_matches([']', ',', ')']);
+                    match ids.iter().position(|p| p == digits) {
+                        Some(i) => w.replacen(digits, &format!("P{i}"), 1),
+                        None => w.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// JSON Lines with the times left out and process and thread ids numbered
+/// in order of first appearance.
+fn normalize_json(text: &str) -> Vec<Value> {
+    let mut ids: HashMap<u64, usize> = HashMap::new();
+    text.lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            let o = v.as_object_mut().expect("an object");
+            for k in ["time_ns", "duration_ns", "entered_ns", "realtime_ns"] {
+                o.remove(k);
+            }
+            for k in ["pid", "tid", "child"] {
+                if let Some(p) = o.get(k).and_then(Value::as_u64) {
+                    let n = ids.len();
+                    let id = *ids.entry(p).or_insert(n);
+                    o.insert(k.to_string(), Value::from(format!("P{id}")));
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// Runs `prog ARGS` traced live (`rtrace RENDER -o FILE SPECS`) and
+/// recorded (`rtrace record -o FILE SPECS`), replays the recording with
+/// `RENDER`, and returns (live, replayed) output.
+fn round_trip(
+    name: &str,
+    render: &[&str],
+    specs: &[&str],
+    prog: &Path,
+    args: &[&str],
+) -> (String, String) {
+    let live = temp_path(&format!("rec_{name}_live"));
+    let data = temp_path(&format!("rec_{name}.data"));
+    let replayed = temp_path(&format!("rec_{name}_replayed"));
+    let (live_s, data_s, replayed_s) = (
+        live.to_str().unwrap(),
+        data.to_str().unwrap(),
+        replayed.to_str().unwrap(),
+    );
+    let untraced = {
+        let mut cmd = Command::new("setarch");
+        cmd.arg("-R").arg(prog).args(args);
+        run_command(cmd, TIMEOUT)
+    };
+    let mut a = vec!["-o", live_s];
+    a.extend(render);
+    a.extend(specs);
+    a.push("--");
+    a.push(prog.to_str().unwrap());
+    a.extend(args);
+    let run = norandom(&a);
+    assert_eq!(
+        (run.stdout.as_str(), run.code()),
+        (untraced.stdout.as_str(), untraced.code()),
+        "{name}, live\n{}",
+        run.stderr
+    );
+    let mut a = vec!["record", "-o", data_s];
+    a.extend(specs);
+    a.push("--");
+    a.push(prog.to_str().unwrap());
+    a.extend(args);
+    let run = norandom(&a);
+    assert_eq!(
+        (run.stdout.as_str(), run.code()),
+        (untraced.stdout.as_str(), untraced.code()),
+        "{name}, recorded\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("rtrace: recorded ")),
+        "{}",
+        run.stderr
+    );
+    let mut a = vec!["replay", data_s, "-o", replayed_s];
+    a.extend(render);
+    let run = rtrace(&a);
+    assert_eq!(run.code(), 0, "{name}, replay\n{}", run.stderr);
+    (
+        std::fs::read_to_string(&live).unwrap(),
+        std::fs::read_to_string(&replayed).unwrap(),
+    )
+}
+
+/// Text and JSON, replayed, are what the live run printed: strings and
+/// buffers (fast sites, and `fwrite`/`fread`, which stop), typed DWARF
+/// arguments and values.
+#[test]
+fn a_replay_prints_what_the_live_run_printed() {
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "buffers",
+            &["-s", "libc:write,libc:read,libc:fwrite,libc:fread,libc:memcpy"],
+            "buffers",
+        ),
+        (
+            "typed",
+            &["-s", "narrow,wide,wide_max,negate,measure,upper,paint,name_of,flip,move,area,mixed,eight,nothing"],
+            "typed",
+        ),
+        ("recurse", &["-s", "fact"], "recurse"),
+    ];
+    for (name, specs, fixture_name) in cases {
+        let prog = fixture(fixture_name, Variant::Pie);
+        let (live, replayed) = round_trip(name, &[], specs, &prog, &[]);
+        let (live, replayed) = (normalize_text(&live), normalize_text(&replayed));
+        assert!(live.len() > 3, "{name}: {live:?}");
+        assert_eq!(replayed, live, "{name}: text");
+        let (live, replayed) = round_trip(&format!("{name}_json"), &["--json"], specs, &prog, &[]);
+        let (live, replayed) = (normalize_json(&live), normalize_json(&replayed));
+        assert_eq!(replayed, live, "{name}: JSON");
+        let (live, replayed) = round_trip(&format!("{name}_tree"), &["--tree"], specs, &prog, &[]);
+        assert_eq!(
+            normalize_text(&replayed),
+            normalize_text(&live),
+            "{name}: --tree"
+        );
+    }
+}
+
+/// Threads, fork and exec: every call of each process and thread, and the
+/// lifecycle events, are replayed (the threads' lines in any order).
+#[test]
+fn threads_forks_and_execs_are_replayed() {
+    // (JSON: a call's entry and return are lines of their own, however the
+    // threads' lines interleave; the threads, numbered as they come, are
+    // left out.)
+    let threads = fixture("threads", Variant::Pie);
+    let (live, replayed) = round_trip(
+        "threads",
+        &["--json"],
+        &["-s", "work"],
+        &threads,
+        &["4", "50"],
+    );
+    let events = |text: &str| {
+        let mut v: Vec<String> = normalize_json(text)
+            .into_iter()
+            .map(|mut e| {
+                let o = e.as_object_mut().unwrap();
+                o.remove("tid");
+                o.remove("pid");
+                e.to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (live, replayed) = (events(&live), events(&replayed));
+    let entries = replayed
+        .iter()
+        .filter(|e| e.contains(r#""event":"entry""#))
+        .count();
+    assert_eq!(entries, 200, "{replayed:?}");
+    assert_eq!(replayed, live, "threads");
+
+    let forker = fixture("forker", Variant::Pie);
+    let (live, replayed) = round_trip("forker", &[], &["-f", "-s", "work"], &forker, &[]);
+    let (live, replayed) = (normalize_text(&live), normalize_text(&replayed));
+    assert!(live.iter().any(|l| l.contains("work(")), "{live:?}");
+    let mut l = live.clone();
+    let mut r = replayed.clone();
+    l.sort();
+    r.sort();
+    assert_eq!(r, l, "forker");
+
+    let execer = fixture("execer", Variant::Pie);
+    let target = fixture("forker", Variant::Pie);
+    let (live, replayed) = round_trip(
+        "execer",
+        &[],
+        &["-s", "work"],
+        &execer,
+        &[target.to_str().unwrap()],
+    );
+    assert_eq!(normalize_text(&replayed), normalize_text(&live), "execer");
+}
+
+/// `rtrace report` prints the `-c` table of the recording: the calls and
+/// errors of the live `-c` run of the same program.
+#[test]
+fn a_report_is_the_c_table() {
+    let prog = fixture("threads", Variant::Pie);
+    let data = temp_path("rec_report.data");
+    let run = rtrace(&[
+        "record",
+        "-o",
+        data.to_str().unwrap(),
+        "-s",
+        "work",
+        "--",
+        prog.to_str().unwrap(),
+        "4",
+        "250",
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with(&format!(
+            "rtrace: recorded 1000 entries and 1000 returns in {}",
+            data.display()
+        ))),
+        "{}",
+        run.stderr
+    );
+    let report = rtrace(&["report", data.to_str().unwrap()]);
+    assert_eq!(report.code(), 0, "{}", report.stderr);
+    assert_eq!(report.stderr, "", "a report says nothing else");
+    let row = report
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("work [work]"))
+        .unwrap_or_else(|| panic!("{}", report.stdout));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // calls, …, missed, errors.
+    assert_eq!((cols[0], cols[5], cols[6]), ("1000", "0", "0"), "{row}");
+    // Filters: one thread's calls, by --tid.
+    let replay = rtrace(&["replay", data.to_str().unwrap()]);
+    let tid: String = replay
+        .stdout
+        .lines()
+        .find(|l| l.contains("work("))
+        .and_then(|l| l.strip_prefix("[pid "))
+        .and_then(|l| l.split_once(']'))
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_else(|| panic!("{}", replay.stdout));
+    let one = rtrace(&["replay", data.to_str().unwrap(), "--tid", &tid]);
+    let calls = one.stdout.lines().filter(|l| l.contains("work(")).count();
+    assert_eq!(calls, 250, "{}", one.stdout);
+    assert!(one
+        .stdout
+        .lines()
+        .filter(|l| l.contains("work("))
+        .all(|l| l.starts_with(&format!("[pid {tid}]"))));
+}
+
+/// A cut recording (rtrace killed while it wrote) is read up to its last
+/// whole record, and says so; a damaged, foreign or missing file is one
+/// line and status 1.
+#[test]
+fn cut_damaged_and_foreign_files() {
+    let prog = fixture("recurse", Variant::Pie);
+    let data = temp_path("rec_cut.data");
+    let data_s = data.to_str().unwrap();
+    let run = rtrace(&[
+        "record",
+        "-o",
+        data_s,
+        "-s",
+        "fact",
+        "--",
+        prog.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let bytes = std::fs::read(&data).unwrap();
+    let whole = rtrace(&["replay", data_s]);
+    let whole_calls = whole.stdout.lines().count();
+    assert!(whole_calls > 5, "{}", whole.stdout);
+    let cut = temp_path("rec_cut_part.data");
+    let cut_s = cut.to_str().unwrap();
+    for at in [bytes.len() - 1, bytes.len() * 2 / 3, bytes.len() / 2] {
+        std::fs::write(&cut, &bytes[..at]).unwrap();
+        let run = rtrace(&["replay", cut_s]);
+        assert_eq!(run.code(), 0, "cut at {at}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim_end().lines().last().unwrap_or_default(),
+            format!(
+                "rtrace: warning: {cut_s} ends inside a record (the recording was cut): what came before it is shown"
+            ),
+            "cut at {at}"
+        );
+        // What it shows is the start of the whole replay.
+        let shown: Vec<&str> = run.stdout.lines().collect();
+        let all: Vec<&str> = whole.stdout.lines().collect();
+        assert!(shown.len() < all.len(), "cut at {at}");
+        assert_eq!(
+            shown[..shown.len().saturating_sub(1)],
+            all[..shown.len().saturating_sub(1)]
+        );
+    }
+    let bad = |bytes: &[u8], name: &str| {
+        let p = temp_path(name);
+        std::fs::write(&p, bytes).unwrap();
+        let run = rtrace(&["replay", p.to_str().unwrap()]);
+        (run.code(), run.stdout, run.stderr, p)
+    };
+    // Foreign: a program.
+    let elf = std::fs::read(&prog).unwrap();
+    let (code, out, err, p) = bad(&elf, "rec_foreign.data");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        format!(
+            "rtrace: {}: cannot be replayed: it is not an rtrace recording (its first bytes are not rtrace's) \
+             (give a file `rtrace record` wrote; a cut one is read up to its last whole record)\n",
+            p.display()
+        )
+    );
+    // A damaged header, and a record of no kind rtrace writes.
+    let mut header = bytes.clone();
+    header[18] ^= 0xff;
+    let (code, _, err, _) = bad(&header, "rec_header.data");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("rtrace: ") && err.contains("cannot be replayed: it is damaged"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A newer format.
+    let mut newer = bytes.clone();
+    newer[8] = 9;
+    let (code, _, err, _) = bad(&newer, "rec_newer.data");
+    assert_eq!(code, 1);
+    assert!(err.contains("newer rtrace (format version 9"), "{err}");
+    // No such file.
+    let run = rtrace(&["replay", "/nonexistent/rtrace.data"]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr
+            .starts_with("rtrace: cannot read /nonexistent/rtrace.data"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A replay after the traced program was rebuilt says so.
+#[test]
+fn a_rebuilt_program_is_said() {
+    let built = fixture("recurse", Variant::Pie);
+    let prog = temp_path("rec_rebuilt_prog");
+    std::fs::copy(&built, &prog).unwrap();
+    let data = temp_path("rec_rebuilt.data");
+    let run = rtrace(&[
+        "record",
+        "-o",
+        data.to_str().unwrap(),
+        "-s",
+        "fact",
+        "--",
+        prog.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let same = rtrace(&["replay", data.to_str().unwrap()]);
+    assert_eq!(
+        (same.code(), same.stderr.contains("changed")),
+        (0, false),
+        "{}",
+        same.stderr
+    );
+    // Another build in its place (another program: another build-id).
+    std::fs::copy(fixture("threads", Variant::Pie), &prog).unwrap();
+    let run = rtrace(&["replay", data.to_str().unwrap()]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.lines().any(|l| l
+            == format!(
+                "rtrace: warning: {} changed since it was recorded (its build-id differs, or it is gone): \
+                 its calls are shown without what its symbols and debug information say",
+                prog.display()
+            )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout.lines().filter(|l| l.contains("fact(")).count(),
+        same.stdout.lines().filter(|l| l.contains("fact(")).count()
+    );
+}
+
+/// `rtrace record` takes the tracing options only: one line, status 2.
+#[test]
+fn record_refuses_what_renders() {
+    let run = rtrace(&["record", "--json", "-s", "work", "--", "/bin/true"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr,
+        "rtrace: rtrace record takes no --json: it writes the calls as they come; \
+         `rtrace replay FILE` and `rtrace report FILE` render them (see 'rtrace --help')\n"
+    );
+    let run = rtrace(&["report", "x.data", "--json"]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr
+            .starts_with("rtrace: rtrace report prints the -c table"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The reader never panics on a damaged file: bytes of a real recording
+/// changed at random (a fixed seed; 3000 files), each read to its end or
+/// refused.
+#[test]
+fn damaged_recordings_never_panic_the_reader() {
+    let prog = fixture("buffers", Variant::Pie);
+    let data = temp_path("rec_fuzz.data");
+    let run = rtrace(&[
+        "record",
+        "-o",
+        data.to_str().unwrap(),
+        "-s",
+        "libc:write,libc:read,libc:fwrite",
+        "--",
+        prog.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let bytes = std::fs::read(&data).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut read, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let mut b = bytes.clone();
+        let changes = 1 + next() % 8;
+        for _ in 0..changes {
+            let at = (next() % b.len() as u64) as usize;
+            match next() % 3 {
+                0 => b[at] ^= 1 << (next() % 8),
+                1 => b[at] = next() as u8,
+                _ => b.truncate(at.max(1)),
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        let got = std::panic::catch_unwind(|| {
+            let mut sink = rtrace::output::Printer::with_diag(
+                Box::new(std::io::sink()),
+                Box::new(std::io::sink()),
+                rtrace::output::PrinterOptions {
+                    format: rtrace::output::Format::Json,
+                    color: false,
+                    summary: false,
+                    hist: false,
+                    order: rtrace::output::SummaryOrder::Time,
+                    timestamps: Default::default(),
+                    tree: false,
+                    string_limit: 32,
+                    flush_interval: None,
+                    stack_depth: None,
+                    prototypes: Default::default(),
+                },
+            );
+            rtrace::record::replay(
+                Path::new("fuzzed"),
+                &b,
+                &mut sink,
+                &rtrace::record::Filter::default(),
+            )
+            .map(|_| ())
+        });
+        match got {
+            Ok(Ok(())) => read += 1,
+            Ok(Err(e)) => {
+                refused += 1;
+                assert!(
+                    e.to_string().starts_with("fuzzed: cannot be replayed: "),
+                    "{e}"
+                );
+            }
+            Err(_) => panic!("round {round}: the reader panicked"),
+        }
+    }
+    assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+}
+
+/// 8 threads × 125,000 calls of a function that does almost nothing,
+/// recorded: the file holds every entry and every return (the recorder's
+/// count), and the report counts each call once, none missed.
+#[test]
+fn a_recording_of_a_million_calls_holds_every_one() {
+    let prog = fixture("hot", Variant::O2);
+    let data = temp_path("rec_hot.data");
+    let data_s = data.to_str().unwrap();
+    let run = rtrace(&[
+        "record",
+        "-o",
+        data_s,
+        "-s",
+        "work",
+        "--",
+        prog.to_str().unwrap(),
+        "8",
+        "125000",
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stdout.ends_with("calls=1000000 sum=125000000000\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with(&format!(
+            "rtrace: recorded 1000000 entries and 1000000 returns in {data_s}"
+        ))),
+        "{}",
+        run.stderr
+    );
+    let report = rtrace(&["report", data_s]);
+    assert_eq!(report.code(), 0, "{}", report.stderr);
+    let row = report
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("work [work]"))
+        .unwrap_or_else(|| panic!("{}", report.stdout));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!((cols[0], cols[5]), ("1000000", "0"), "{row}");
+    let _ = std::fs::remove_file(&data);
+}
