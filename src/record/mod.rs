@@ -46,13 +46,19 @@ pub struct Recorder {
     renderer: Renderer,
     /// Site → its number in the file.
     sites: HashMap<(usize, u64, bool), u32>,
-    /// The modules last written for each process: (path, bias) of each.
-    modules: HashMap<Pid, Vec<(PathBuf, u64)>>,
+    /// The modules last written for each process.
+    modules: HashMap<Pid, Written>,
+    /// The frame being built.
+    buf: Put,
     next_call: u64,
     /// Calls entered at int3 stops: what the printers knew of them.
     entries: u64,
     returns: u64,
 }
+
+/// The modules written for a process: (path, bias) of each, and the sites
+/// found in them since.
+type Written = (Vec<(PathBuf, u64)>, std::collections::HashSet<u32>);
 
 /// What the recorder keeps of a call between its entry and its return.
 struct Call {
@@ -83,6 +89,7 @@ impl Recorder {
             renderer: Renderer::with_prototypes(string_limit, prototypes),
             sites: HashMap::new(),
             modules: HashMap::new(),
+            buf: Put::default(),
             next_call: 0,
             entries: 0,
             returns: 0,
@@ -96,6 +103,23 @@ impl Recorder {
 
     fn frame(&mut self, kind: Kind, payload: &[u8]) -> Result<()> {
         format::write_frame(&mut self.out, kind, payload).map_err(Error::Output)
+    }
+
+    /// Writes the frame built in `buf`, of `kind` (its kind and length
+    /// were left room for at the start), and empties `buf`.
+    fn flush_built(&mut self, kind: Kind) -> Result<()> {
+        let len = self.buf.0.len() - 5;
+        if len as u64 > u64::from(format::MAX_FRAME) {
+            self.buf.0.clear();
+            return Err(Error::Output(std::io::Error::other(
+                "a record too large for the file",
+            )));
+        }
+        self.buf.0[0] = kind as u8;
+        self.buf.0[1..5].copy_from_slice(&(len as u32).to_le_bytes());
+        let r = self.out.write_all(&self.buf.0).map_err(Error::Output);
+        self.buf.0.clear();
+        r
     }
 
     /// The number of `site` in the file, written first if new.
@@ -131,15 +155,26 @@ impl Recorder {
 
     /// Writes the modules of `pid` when the site at `addr` is in none of
     /// those written last (a library loaded since, an exec).
-    fn modules(&mut self, pid: Pid, modules: &ModuleMap, addr: RuntimeAddr) -> Result<()> {
-        let known = self.modules.get(&pid).is_some_and(|m| {
-            m.len() == modules.modules().len()
-                && modules
+    fn modules(
+        &mut self,
+        pid: Pid,
+        modules: &ModuleMap,
+        site: u32,
+        addr: RuntimeAddr,
+    ) -> Result<()> {
+        if let Some((m, seen)) = self.modules.get_mut(&pid) {
+            if m.len() == modules.modules().len() {
+                if seen.contains(&site) {
+                    return Ok(());
+                }
+                let found = modules
                     .module_at(addr)
-                    .is_none_or(|at| m.iter().any(|(p, b)| *p == at.path && *b == bias(at)))
-        });
-        if known {
-            return Ok(());
+                    .is_none_or(|at| m.iter().any(|(p, b)| *p == at.path && *b == bias(at)));
+                if found {
+                    seen.insert(site);
+                    return Ok(());
+                }
+            }
         }
         let list: Vec<Value> = modules
             .modules()
@@ -157,11 +192,14 @@ impl Recorder {
         self.frame(Kind::Modules, v.to_string().as_bytes())?;
         self.modules.insert(
             pid,
-            modules
-                .modules()
-                .iter()
-                .map(|m| (m.path.clone(), bias(m)))
-                .collect(),
+            (
+                modules
+                    .modules()
+                    .iter()
+                    .map(|m| (m.path.clone(), bias(m)))
+                    .collect(),
+                std::collections::HashSet::from([site]),
+            ),
         );
         Ok(())
     }
@@ -190,13 +228,13 @@ impl Handler for Recorder {
 
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let n = self.site(hit.site)?;
-        self.modules(hit.pid, hit.modules, hit.site.address)?;
+        self.modules(hit.pid, hit.modules, n, hit.site.address)?;
         let id = self.next_call;
         self.next_call += 1;
         let function = matches!(hit.site.kind, ProbeKind::Function { .. });
         // At a stop: the printers' reads, kept.
-        let (captured, known, fill) = match hit.mem {
-            Memory::Captured(c) => (c.clone(), None, None),
+        let (logged, known, fill) = match hit.mem {
+            Memory::Captured(_) => (None, None, None),
             Memory::Live(mem) | Memory::Logged(mem, _) => {
                 let log = RefCell::new(Captured::default());
                 let mut regs = *hit.regs;
@@ -225,18 +263,24 @@ impl Handler for Recorder {
                     false => (None, None),
                 };
                 drop(logged);
-                (log.into_inner(), known, fill)
+                (Some(log.into_inner()), known, fill)
             }
         };
-        let mut p = Put::default();
+        let captured = match (&hit.mem, &logged) {
+            (Memory::Captured(c), _) => c,
+            (_, Some(c)) => c,
+            _ => &Captured::default(),
+        };
+        let p = &mut self.buf;
+        p.0.extend_from_slice(&[0; 5]);
         p.u32(n)
             .u32(hit.pid.as_raw() as u32)
             .u32(hit.tid.as_raw() as u32)
             .u64(hit.time.as_nanos() as u64)
             .u64(id);
-        put_regs(&mut p, hit.regs);
-        put_captured(&mut p, &captured);
-        self.frame(Kind::Entry, &p.0)?;
+        put_regs(p, hit.regs);
+        put_captured(p, captured);
+        self.flush_built(Kind::Entry)?;
         self.entries += 1;
         if let Some(known) = known {
             hit.set_data(Call { id, known, fill });
@@ -256,8 +300,8 @@ impl Handler for Recorder {
             None => (u64::MAX, None),
         };
         let errno = ret.errno();
-        let captured = match ret.mem {
-            Memory::Captured(c) => c.clone(),
+        let logged = match ret.mem {
+            Memory::Captured(_) => None,
             Memory::Live(mem) | Memory::Logged(mem, _) => {
                 let log = RefCell::new(Captured::default());
                 let mut regs = *ret.regs;
@@ -282,10 +326,16 @@ impl Handler for Recorder {
                     let _ = self.renderer.filled(fill, &logged, &value);
                 }
                 drop(logged);
-                log.into_inner()
+                Some(log.into_inner())
             }
         };
-        let mut p = Put::default();
+        let captured = match (&ret.mem, &logged) {
+            (Memory::Captured(c), _) => c,
+            (_, Some(c)) => c,
+            _ => &Captured::default(),
+        };
+        let p = &mut self.buf;
+        p.0.extend_from_slice(&[0; 5]);
         p.u32(n)
             .u32(ret.pid.as_raw() as u32)
             .u32(ret.tid.as_raw() as u32)
@@ -296,9 +346,9 @@ impl Handler for Recorder {
             Some(e) => p.u8(1).u32(e as u32),
             None => p.u8(0),
         };
-        put_regs(&mut p, ret.regs);
-        put_captured(&mut p, &captured);
-        self.frame(Kind::Return, &p.0)?;
+        put_regs(p, ret.regs);
+        put_captured(p, captured);
+        self.flush_built(Kind::Return)?;
         self.returns += 1;
         Ok(())
     }
