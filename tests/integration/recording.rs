@@ -292,6 +292,41 @@ fn a_report_is_the_c_table() {
         .and_then(|l| l.split_once(']'))
         .map(|(t, _)| t.to_string())
         .unwrap_or_else(|| panic!("{}", replay.stdout));
+    // By probe (or function name), and by time: the calls of the second
+    // half of the run, from the time of the middle entry on.
+    let by_name = rtrace(&["replay", data.to_str().unwrap(), "-s", "work"]);
+    assert_eq!(by_name.stdout, replay.stdout);
+    let none = rtrace(&["replay", data.to_str().unwrap(), "-s", "other"]);
+    assert_eq!(
+        none.stdout.lines().filter(|l| l.contains("work(")).count(),
+        0
+    );
+    let json = rtrace(&["replay", "--json", data.to_str().unwrap()]);
+    let times: Vec<u64> = json
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "entry")
+        .filter_map(|e| e["time_ns"].as_u64())
+        .collect();
+    assert_eq!(times.len(), 1000);
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    let middle = sorted[500];
+    let from = format!("{:.9}", middle as f64 / 1e9);
+    let later = rtrace(&["replay", "--json", data.to_str().unwrap(), "--from", &from]);
+    let kept = later
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "entry")
+        .count();
+    let want = times.iter().filter(|&&t| t >= middle).count();
+    // (Seconds with 9 decimals can round a nanosecond either way.)
+    assert!(
+        kept.abs_diff(want) <= 1 && kept >= 499,
+        "{kept} kept, {want} at or after"
+    );
     let one = rtrace(&["replay", data.to_str().unwrap(), "--tid", &tid]);
     let calls = one.stdout.lines().filter(|l| l.contains("work(")).count();
     assert_eq!(calls, 250, "{}", one.stdout);
