@@ -520,6 +520,15 @@ fn main() {
         }
     }
 
+    // Recordings: see `recording`.
+    if args
+        .get(2)
+        .is_none_or(|only| "record".contains(only.as_str()))
+    {
+        let hot = build_fixture(&out_dir, "hot");
+        recording(&rtrace, &hot, &out_dir, runs);
+    }
+
     // Startup with all of libc probed: launch /bin/true, resolve and arm
     // every libc function, run it.
     let mut startup: Vec<Duration> = (0..runs)
@@ -581,6 +590,203 @@ fn main() {
         let r = rtrace_kib as f64 / gdb_kib as f64;
         let verdict = if r <= 1.0 { "met" } else { "MISSED" };
         println!("  {:<52} {r:>6.2}  (goal <= 1: {verdict})", "rtrace / gdb");
+    }
+}
+
+/// `rtrace record` over millions of calls of `hot`'s `work()`, one thread
+/// and eight, sustained: the cost per call over the untraced program (the
+/// slope between a fifth of the calls and all of them, medians of `runs`),
+/// the events written a second and the bytes an event, counted only when
+/// every run recorded every entry and every return (the recorder's count);
+/// then `rtrace replay --json` of the larger recording, its events a second,
+/// checked to be every event; and, with uftrace installed, `uftrace
+/// record` of the same program built with -pg, the same calls (each run
+/// checked by `uftrace report`: every call of work), as a ratio.
+fn recording(rtrace: &str, hot: &str, out_dir: &Path, runs: usize) {
+    const CALLS: u32 = 2_000_000;
+    let data = out_dir.join("rtrace.data");
+    let data_s = data.to_str().unwrap().to_string();
+    let err = out_dir.join("record-stderr.txt");
+    let recorded = |stderr: &str| -> Option<(u64, u64)> {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("rtrace: recorded "))?;
+        let w: Vec<&str> = line.split_whitespace().collect();
+        Some((w.get(2)?.parse().ok()?, w.get(5)?.parse().ok()?))
+    };
+    println!(
+        "recordings (hot -O2, work() almost nothing; µs per call over the untraced program, the \
+         slope between a fifth of the calls and all of them, medians of {runs} runs; every run \
+         checked):"
+    );
+    let mut rtrace_us = None;
+    for threads in [1u32, 8] {
+        let argv = |record: bool, calls: u32| -> Vec<String> {
+            let mut v = Vec::new();
+            if record {
+                v.extend(strings(&[
+                    rtrace, "record", "-o", &data_s, "-s", "work", "--",
+                ]));
+            }
+            v.extend(strings(&[
+                hot,
+                &threads.to_string(),
+                &(calls / threads).to_string(),
+            ]));
+            v
+        };
+        let mut times: [Vec<Duration>; 2] = [vec![], vec![]];
+        let mut bare: [Vec<Duration>; 2] = [vec![], vec![]];
+        let mut exact = true;
+        let mut bytes = 0u64;
+        for _ in 0..runs {
+            for (i, calls) in [CALLS / 5, CALLS].into_iter().enumerate() {
+                let calls = calls / threads * threads;
+                bare[i].push(run_read(&argv(false, calls), &err).0);
+                let (t, stderr, _) = run_read(&argv(true, calls), &err);
+                times[i].push(t);
+                exact &= recorded(&stderr) == Some((u64::from(calls), u64::from(calls)));
+                bytes = std::fs::metadata(&data).map_or(0, |m| m.len());
+            }
+        }
+        let slope = |v: &mut [Vec<Duration>; 2]| {
+            let (lo, hi) = (median(&mut v[0]), median(&mut v[1]));
+            (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(CALLS - CALLS / 5)
+        };
+        let us = slope(&mut times) - slope(&mut bare);
+        let per_s = 2.0 / (us * 1e-6) / 1e6;
+        let per_event = bytes as f64 / (2.0 * f64::from(CALLS));
+        let name = format!("rtrace record entry+return, {threads} thread(s)");
+        match exact {
+            true => {
+                let met = |ok: bool| if ok { "met" } else { "MISSED" };
+                println!(
+                    "  {name:<50} {us:>6.3}  ({CALLS} calls, every event recorded; {per_s:.1} M \
+                     events/s, goal >= 20: {}; {per_event:.0} bytes an event, goal <= 24: {})",
+                    met(per_s >= 20.0),
+                    met(per_event <= 24.0)
+                );
+                if threads == 1 {
+                    rtrace_us = Some(us);
+                }
+            }
+            false => println!("  {name:<50}      -  (CALLS LOST: no cost reported)"),
+        }
+    }
+    // The replay of the last (largest) recording, as JSON.
+    let out = out_dir.join("replayed.jsonl");
+    let mut replays = Vec::new();
+    let mut all = true;
+    for _ in 0..runs {
+        let (t, _, _) = run_read(
+            &strings(&[
+                rtrace,
+                "replay",
+                "--json",
+                "-o",
+                out.to_str().unwrap(),
+                &data_s,
+            ]),
+            &err,
+        );
+        replays.push(t);
+        let (entries, returns, _) = events_in(&out);
+        all &= entries == u64::from(CALLS) && returns == u64::from(CALLS);
+    }
+    let t = median(&mut replays).as_secs_f64();
+    let _ = std::fs::remove_file(&out);
+    match all {
+        true => println!(
+            "  {:<50} {:>6.2}  (M events/s, every event rendered; goal >= 2: {})",
+            "rtrace replay --json",
+            2.0 * f64::from(CALLS) / t / 1e6,
+            if 2.0 * f64::from(CALLS) / t / 1e6 >= 2.0 {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+        false => println!("  {:<50}      -  (EVENTS MISSING)", "rtrace replay --json"),
+    }
+    let _ = std::fs::remove_file(&data);
+    if !installed("uftrace") {
+        println!("  uftrace record: not installed (apt-get install uftrace)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = root.join("target-fixtures");
+    let pg = out_dir.join("hot-pg");
+    let status = Command::new("gcc")
+        .args([
+            "-O2",
+            "-pg",
+            "-pthread",
+            &format!("-I{}", fixtures.display()),
+        ])
+        .arg(fixtures.join("hot.c"))
+        .arg("-o")
+        .arg(&pg)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc -pg hot.c");
+    let pg = pg.to_str().unwrap().to_string();
+    // (A -pg program writes gmon.out where it runs.)
+    let back = std::env::current_dir().expect("the current directory");
+    std::env::set_current_dir(out_dir).expect("cd to the bench's directory");
+    let udata = out_dir.join("uftrace.data");
+    let udata_s = udata.to_str().unwrap().to_string();
+    let argv = |record: bool, calls: u32| -> Vec<String> {
+        let mut v = Vec::new();
+        if record {
+            v.extend(strings(&["uftrace", "record", "-d", &udata_s]));
+        }
+        v.extend(strings(&[&pg, "1", &calls.to_string()]));
+        v
+    };
+    let mut times: [Vec<Duration>; 2] = [vec![], vec![]];
+    let mut bare: [Vec<Duration>; 2] = [vec![], vec![]];
+    let mut exact = true;
+    for _ in 0..runs {
+        for (i, calls) in [CALLS / 5, CALLS].into_iter().enumerate() {
+            bare[i].push(run_read(&argv(false, calls), &err).0);
+            times[i].push(run_read(&argv(true, calls), &err).0);
+            let report = Command::new("uftrace")
+                .args(["report", "-d", &udata_s, "-F", "work", "-f", "call"])
+                .output()
+                .expect("uftrace report");
+            let text = String::from_utf8_lossy(&report.stdout);
+            exact &= text.lines().any(|l| {
+                l.trim_end().ends_with("work")
+                    && l.split_whitespace().next() == Some(&calls.to_string())
+            });
+        }
+    }
+    let slope = |v: &mut [Vec<Duration>; 2]| {
+        let (lo, hi) = (median(&mut v[0]), median(&mut v[1]));
+        (hi.as_secs_f64() - lo.as_secs_f64()) * 1e6 / f64::from(CALLS - CALLS / 5)
+    };
+    let us = slope(&mut times) - slope(&mut bare);
+    let _ = std::fs::remove_dir_all(&udata);
+    std::env::set_current_dir(back).expect("cd back");
+    match exact {
+        true => {
+            println!(
+                "  {:<50} {us:>6.3}  (every call recorded)",
+                "uftrace record (-pg)"
+            );
+            if let Some(r) = rtrace_us {
+                let ratio = r / us;
+                let met = if ratio <= 1.0 { "met" } else { "MISSED" };
+                println!(
+                    "  {:<50} {ratio:>6.2}  (goal <= 1: {met})",
+                    "rtrace record / uftrace record"
+                );
+            }
+        }
+        false => println!(
+            "  {:<50}      -  (CALLS LOST: no cost reported)",
+            "uftrace record (-pg)"
+        ),
     }
 }
 
