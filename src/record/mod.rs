@@ -105,6 +105,13 @@ impl Recorder {
         format::write_frame(&mut self.out, kind, payload).map_err(Error::Output)
     }
 
+    /// A frame begun in `buf`: room for its kind and length, then its
+    /// payload (see [`Recorder::flush_built`]).
+    fn begin(&mut self) -> &mut Put {
+        self.buf.0.extend_from_slice(&[0; 5]);
+        &mut self.buf
+    }
+
     /// Writes the frame built in `buf`, of `kind` (its kind and length
     /// were left room for at the start), and empties `buf`.
     fn flush_built(&mut self, kind: Kind) -> Result<()> {
@@ -205,6 +212,20 @@ impl Recorder {
     }
 }
 
+/// What a call's record holds of memory: a fast record's captures, or
+/// the reads `logged` at a stop (`none` when there were none).
+fn captures<'c>(
+    mem: &'c Memory<'_>,
+    logged: &'c Option<Captured>,
+    none: &'c Captured,
+) -> &'c Captured {
+    match (mem, logged) {
+        (Memory::Captured(c), _) => c,
+        (_, Some(c)) => c,
+        _ => none,
+    }
+}
+
 /// A module's bias: runtime address = link address + bias.
 fn bias(m: &Module) -> u64 {
     m.to_runtime(crate::addr::LinkAddr(0)).get()
@@ -266,13 +287,9 @@ impl Handler for Recorder {
                 (Some(log.into_inner()), known, fill)
             }
         };
-        let captured = match (&hit.mem, &logged) {
-            (Memory::Captured(c), _) => c,
-            (_, Some(c)) => c,
-            _ => &Captured::default(),
-        };
-        let p = &mut self.buf;
-        p.0.extend_from_slice(&[0; 5]);
+        let none = Captured::default();
+        let captured = captures(&hit.mem, &logged, &none);
+        let p = self.begin();
         p.u32(n)
             .u32(hit.pid.as_raw() as u32)
             .u32(hit.tid.as_raw() as u32)
@@ -329,13 +346,9 @@ impl Handler for Recorder {
                 Some(log.into_inner())
             }
         };
-        let captured = match (&ret.mem, &logged) {
-            (Memory::Captured(c), _) => c,
-            (_, Some(c)) => c,
-            _ => &Captured::default(),
-        };
-        let p = &mut self.buf;
-        p.0.extend_from_slice(&[0; 5]);
+        let none = Captured::default();
+        let captured = captures(&ret.mem, &logged, &none);
+        let p = self.begin();
         p.u32(n)
             .u32(ret.pid.as_raw() as u32)
             .u32(ret.tid.as_raw() as u32)

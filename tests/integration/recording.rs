@@ -28,6 +28,16 @@ fn rtrace(args: &[&str]) -> Run {
     run_command(cmd, TIMEOUT)
 }
 
+/// `rtrace record -o DATA -s SPEC -- PROG ARGS`, run to its end: status 0.
+fn record(data: &Path, spec: &str, prog: &Path, args: &[&str]) -> Run {
+    let mut a = vec!["record", "-o", data.to_str().unwrap(), "-s", spec, "--"];
+    a.push(prog.to_str().unwrap());
+    a.extend(args);
+    let run = rtrace(&a);
+    assert_eq!(run.code(), 0, "{a:?}\n{}", run.stderr);
+    run
+}
+
 /// Text output with its process ids numbered in order of first appearance
 /// (`[pid 123]`, and the same numbers elsewhere: `fork: child 123`) and its
 /// durations left out.
@@ -251,18 +261,7 @@ fn threads_forks_and_execs_are_replayed() {
 fn a_report_is_the_c_table() {
     let prog = fixture("threads", Variant::Pie);
     let data = temp_path("rec_report.data");
-    let run = rtrace(&[
-        "record",
-        "-o",
-        data.to_str().unwrap(),
-        "-s",
-        "work",
-        "--",
-        prog.to_str().unwrap(),
-        "4",
-        "250",
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let run = record(&data, "work", &prog, &["4", "250"]);
     assert!(
         run.stderr.lines().any(|l| l.starts_with(&format!(
             "rtrace: recorded 1000 entries and 1000 returns in {}",
@@ -345,16 +344,7 @@ fn cut_damaged_and_foreign_files() {
     let prog = fixture("recurse", Variant::Pie);
     let data = temp_path("rec_cut.data");
     let data_s = data.to_str().unwrap();
-    let run = rtrace(&[
-        "record",
-        "-o",
-        data_s,
-        "-s",
-        "fact",
-        "--",
-        prog.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    record(&data, "fact", &prog, &[]);
     let bytes = std::fs::read(&data).unwrap();
     let whole = rtrace(&["replay", data_s]);
     let whole_calls = whole.stdout.lines().count();
@@ -433,16 +423,7 @@ fn a_rebuilt_program_is_said() {
     let prog = temp_path("rec_rebuilt_prog");
     std::fs::copy(&built, &prog).unwrap();
     let data = temp_path("rec_rebuilt.data");
-    let run = rtrace(&[
-        "record",
-        "-o",
-        data.to_str().unwrap(),
-        "-s",
-        "fact",
-        "--",
-        prog.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    record(&data, "fact", &prog, &[]);
     let same = rtrace(&["replay", data.to_str().unwrap()]);
     assert_eq!(
         (same.code(), same.stderr.contains("changed")),
@@ -497,16 +478,7 @@ fn record_refuses_what_renders() {
 fn damaged_recordings_never_panic_the_reader() {
     let prog = fixture("buffers", Variant::Pie);
     let data = temp_path("rec_fuzz.data");
-    let run = rtrace(&[
-        "record",
-        "-o",
-        data.to_str().unwrap(),
-        "-s",
-        "libc:write,libc:read,libc:fwrite",
-        "--",
-        prog.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    record(&data, "libc:write,libc:read,libc:fwrite", &prog, &[]);
     let bytes = std::fs::read(&data).unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -579,18 +551,7 @@ fn a_recording_of_a_million_calls_holds_every_one() {
     let prog = fixture("hot", Variant::O2);
     let data = temp_path("rec_hot.data");
     let data_s = data.to_str().unwrap();
-    let run = rtrace(&[
-        "record",
-        "-o",
-        data_s,
-        "-s",
-        "work",
-        "--",
-        prog.to_str().unwrap(),
-        "8",
-        "125000",
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let run = record(&data, "work", &prog, &["8", "125000"]);
     assert!(
         run.stdout.ends_with("calls=1000000 sum=125000000000\n"),
         "{}",

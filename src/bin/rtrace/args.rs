@@ -549,10 +549,8 @@ pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, Exit
     let raw = match ReplayRaw::try_parse_from(args) {
         Ok(raw) => raw,
         Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return Err(ExitCode::SUCCESS);
+            if let Some(code) = help_or_version(&e) {
+                return Err(code);
             }
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
@@ -649,15 +647,24 @@ pub fn parse() -> Result<Cli, ExitCode> {
     parse_from(std::env::args_os())
 }
 
+/// `--help` or `--version` asked for: printed, and exit 0.
+fn help_or_version(e: &clap::Error) -> Option<ExitCode> {
+    use clap::error::ErrorKind;
+    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return None;
+    }
+    let _ = e.print();
+    Some(ExitCode::SUCCESS)
+}
+
 /// [`parse`] of `args` (the program's name first).
 fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> {
     let raw = match Raw::try_parse_from(args) {
         Ok(raw) => raw,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return Err(ExitCode::SUCCESS);
+            if let Some(code) = help_or_version(&e) {
+                return Err(code);
             }
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");

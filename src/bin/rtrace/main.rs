@@ -316,16 +316,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
     };
-    let color = match cli.color {
-        ColorWhen::Always => true,
-        ColorWhen::Never => false,
-        // NO_COLOR (no-color.org), set and not empty, turns every escape
-        // sequence off, attributes too; `--color always` is asked for
-        // explicitly, and wins.
-        ColorWhen::Auto => {
-            to_terminal && !cli.json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
+    let color = colored(cli.color, to_terminal, cli.json);
     // `rtrace record`: the calls go into the recording, rendered by
     // nothing; the printer says only what a run says on stderr (attached,
     // the probes' modes, warnings).
@@ -561,6 +552,20 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     })
 }
 
+/// Whether text goes out with colour: asked for, or on a terminal (not
+/// JSON). NO_COLOR (no-color.org), set and not empty, turns every escape
+/// sequence off, attributes too; `--color always` is asked for
+/// explicitly, and wins.
+fn colored(when: ColorWhen, to_terminal: bool, json: bool) -> bool {
+    match when {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            to_terminal && !json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
 /// `rtrace replay FILE` and `rtrace report FILE`: the recording rendered by
 /// the printer, as the live run would have rendered it.
 fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
@@ -583,13 +588,7 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
             std::io::stdout().is_terminal(),
         ),
     };
-    let color = match cli.color {
-        ColorWhen::Always => true,
-        ColorWhen::Never => false,
-        ColorWhen::Auto => {
-            to_terminal && !cli.json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
+    let color = colored(cli.color, to_terminal, cli.json);
     // The report is the table alone; a replay says what the run said on
     // stderr, as the run did.
     let diag: Box<dyn std::io::Write> = match cli.summary {
