@@ -10,13 +10,18 @@
  * Usage: faulter            calls load_first(&v[i]) for i = 0..4 (v[i] =
  *                           i+1) and load_first(NULL) three times in
  *                           between, recovering from each SIGSEGV.
+ *        faulter retry      the same, the handler fixing the fault up
+ *                           instead (rdi pointed at a 0, in the signal's
+ *                           context) and returning: the load is retried.
  *        faulter crash      calls load_first(NULL) without a handler.
  * Output (stdout), exactly: "faults=3 sum=15\n", exit status 0.
  * In crash mode: "crashing\n", then death by SIGSEGV. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <ucontext.h>
 
 __asm__(".text\n"
         ".globl load_first\n"
@@ -37,8 +42,20 @@ static void on_segv(int sig)
     siglongjmp(recover, 1);
 }
 
+static int zero;
+
+static void on_segv_retry(int sig, siginfo_t *si, void *context)
+{
+    (void)sig;
+    (void)si;
+    ucontext_t *uc = context;
+    uc->uc_mcontext.gregs[REG_RDI] = (greg_t)&zero;
+    faults++;
+}
+
 int main(int argc, char **argv)
 {
+    int retry = argc > 1 && strcmp(argv[1], "retry") == 0;
     if (argc > 1 && strcmp(argv[1], "crash") == 0) {
         printf("crashing\n");
         fflush(stdout);
@@ -46,7 +63,12 @@ int main(int argc, char **argv)
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_segv;
+    if (retry) {
+        sa.sa_sigaction = on_segv_retry;
+        sa.sa_flags = SA_SIGINFO;
+    } else {
+        sa.sa_handler = on_segv;
+    }
     sigaction(SIGSEGV, &sa, NULL);
 
     int v[5] = {1, 2, 3, 4, 5};
@@ -54,7 +76,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < 5; i++) {
         sum += load_first(&v[i]);
         if (i % 2 == 0) {
-            if (sigsetjmp(recover, 1) == 0)
+            if (retry)
+                sum += load_first(NULL);
+            else if (sigsetjmp(recover, 1) == 0)
                 sum += load_first(NULL);
         }
     }

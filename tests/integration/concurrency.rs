@@ -105,6 +105,27 @@ fn fault_in_the_displaced_instruction_reaches_the_program() {
     }
 }
 
+/// The same fault, fixed up by a handler that returns (it points rdi at a
+/// 0): the load is retried, and the handler runs once per fault, fast and
+/// int3, as untraced. (A fast probe's detour holds the faulting copy; the
+/// step that brings the thread out of it faults again, the same fault.)
+#[test]
+fn a_fault_fixed_up_by_its_handler_is_delivered_once() {
+    let prog = fixture("faulter", Variant::Pie);
+    let untraced = run_untraced(&prog, &["retry"]);
+    assert_eq!(untraced.stdout, "faults=3 sum=15\n");
+    for mode in ["--fast", "--int3"] {
+        let (run, events) = trace_json(
+            &format!("faulter_retry{mode}"),
+            &[mode, "-s", "load_first"],
+            &prog,
+            &["retry"],
+        );
+        assert_same_as_untraced(&run, &untraced, mode);
+        assert_eq!(signals_named(&events, "SIGSEGV").len(), 3, "{mode}");
+    }
+}
+
 /// The same fault with no handler kills the program as it does untraced.
 #[test]
 fn unhandled_fault_in_the_displaced_instruction_kills_as_untraced() {

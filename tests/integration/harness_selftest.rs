@@ -211,6 +211,7 @@ fn execer_runs_its_program_after_its_own_work() {
 #[test]
 fn faulter_recovers_from_its_faults_or_dies() {
     check_all_variants("faulter", &[], "faults=3 sum=15\n", 0);
+    check_all_variants("faulter", &["retry"], "faults=3 sum=15\n", 0);
     let run = run_untraced(&fixture("faulter", Variant::Pie), &["crash"]);
     assert_eq!(run.stdout, "crashing\n");
     assert_eq!(

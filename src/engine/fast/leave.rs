@@ -103,7 +103,21 @@ impl Tracer {
                             ptrace::setregs(tid, &regs)?;
                         }
                         _ => {
-                            self.hold_signal(tid, signal)?;
+                            // Stepped, the instruction faults again: when the
+                            // signal that stopped the thread there is held
+                            // already (`signal_in_detour`), this is the same
+                            // fault, and a standard signal is pending once,
+                            // as the kernel would have it: held twice, a
+                            // handler that fixes the fault up and returns ran
+                            // twice.
+                            let held = self
+                                .world
+                                .tasks
+                                .get(&tid)
+                                .is_some_and(|t| t.held.iter().any(|h| h.signal == signal));
+                            if !held || signal >= libc::SIGRTMIN() {
+                                self.hold_signal(tid, signal)?;
+                            }
                             return Ok(false);
                         }
                     }
