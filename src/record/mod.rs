@@ -316,7 +316,12 @@ impl Handler for Recorder {
             },
             None => (u64::MAX, None),
         };
-        let errno = ret.errno();
+        // (A recorded return has errno in its record, or none: no lookup
+        // of libc's errno on every return.)
+        let errno = match ret.mem {
+            Memory::Captured(_) => ret.errno,
+            _ => ret.errno(),
+        };
         let logged = match ret.mem {
             Memory::Captured(_) => None,
             Memory::Live(mem) | Memory::Logged(mem, _) => {
@@ -374,10 +379,6 @@ impl Handler for Recorder {
 
     fn on_finish(&mut self) -> Result<()> {
         self.out.flush().map_err(Error::Output)
-    }
-
-    fn on_idle(&mut self) -> Result<()> {
-        Ok(())
     }
 }
 
