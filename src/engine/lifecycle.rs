@@ -20,7 +20,7 @@ use crate::sys::wait::{self, Stop};
 
 use super::fast::{self, Exit, Fork};
 use super::space::{Placement, Rtld, Space, RT_CONSISTENT, R_STATE_OFFSET};
-use super::task::{tgid_of, Scrub, Task, TaskState};
+use super::task::{self, status_field, tgid_of, Scrub, Task, TaskState};
 use super::tracer::{kind_for, Outcome, Tracer};
 
 impl Tracer {
@@ -503,12 +503,13 @@ impl Tracer {
     pub(super) fn dispatch(&mut self, stop: Stop) -> Result<()> {
         let tid = stop.tid();
         if stop.is_death() {
-            return self.on_death(stop);
+            let r = self.on_death(stop);
+            return r.and_then(|()| self.adopt_orphans());
         }
         let Some(task) = self.world.tasks.get_mut(&tid) else {
             // A new task whose creation event has not been handled yet.
             self.world.orphans.insert(tid, stop);
-            return Ok(());
+            return self.adopt_orphans();
         };
         let was_starting = task.state == TaskState::Starting;
         task.state = TaskState::Stopped;
@@ -689,6 +690,44 @@ impl Tracer {
         self.world.tasks.insert(child, task);
         if let Some(stop) = self.world.orphans.remove(&child) {
             self.world.deferred.push_front(stop);
+        }
+        Ok(())
+    }
+
+    /// New tasks whose first stop came before the event of their creation,
+    /// when that event will never come: their creator was killed as it made
+    /// them (a group exit: another thread called `_exit`), and a task with
+    /// a fatal signal pending does not stop for the event. Such a task
+    /// would wait in its stop for ever, and its process with it (a leader
+    /// is reaped after its last thread). When no task rtrace knows of the
+    /// creator's process (the task's own for a thread, its parent for a
+    /// process) is alive and not exiting, the task is registered as the
+    /// event would have registered it, by a task of that process, and its
+    /// stop is handled.
+    fn adopt_orphans(&mut self) -> Result<()> {
+        let orphans: Vec<Tid> = self.world.orphans.keys().copied().collect();
+        for child in orphans {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
+                continue;
+            };
+            let (Some(tgid), Some(ppid)) = (
+                status_field(&status, "Tgid:"),
+                status_field(&status, "PPid:"),
+            ) else {
+                continue;
+            };
+            let creator = Pid::from_raw(if tgid == child.as_raw() { ppid } else { tgid });
+            let mut parent = None;
+            let mut live = false;
+            for (&tid, t) in self.world.tasks.iter().filter(|(_, t)| t.pid == creator) {
+                if parent.is_none() || tid == creator {
+                    parent = Some(tid);
+                }
+                live |= !t.exiting && !task::is_dead(tid);
+            }
+            if let (Some(parent), false) = (parent, live) {
+                self.on_new_child(parent, child, ForkKind::Clone)?;
+            }
         }
         Ok(())
     }

@@ -252,6 +252,18 @@ pub(crate) fn tgid_of(tid: Tid) -> Option<Pid> {
     status_field(&status, "Tgid:").map(Pid::from_raw)
 }
 
+/// True when thread `tid` is gone, or a zombie (it runs no more, and
+/// reports nothing before its death).
+pub(crate) fn is_dead(tid: Tid) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .is_none_or(|v| matches!(v.trim_start().chars().next(), Some('Z' | 'X')))
+}
+
 /// True when signal `sig` is pending for thread `tid` itself (`SigPnd` in
 /// /proc/TID/status: the thread's own queue, where a trap's SIGTRAP goes).
 pub(crate) fn signal_pending(tid: Tid, sig: i32) -> bool {

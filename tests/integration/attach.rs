@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use crate::events::{of_kind, parse_events, show, str_field};
 use crate::fixtures::{
-    code_matches_files, fixture, process_state, threads_of, Run, Spawned, Variant,
+    code_matches_files, fixture, process_state, rtrace_bin, threads_of, Run, Spawned, Variant,
 };
 
 /// The `TracerPid:` of `pid` from `/proc/PID/status`.
@@ -529,4 +530,47 @@ fn several_processes_attached_to_at_once() {
         run.stderr,
         "rtrace: --list reads one process: give one -p PID (see 'rtrace --help')\n"
     );
+}
+
+/// A program's SIGSEGV handler, entered from a fault of a probed function's
+/// first or second instruction, still runs when rtrace detaches. When it
+/// returns (the load retried), the program goes on as untraced, fast and
+/// int3: the first instruction's fault was delivered at the function's own
+/// address, and the second's, in a fast probe's copy of it, returns into
+/// that copy, which the detach leaves mapped. Before, the copy was unmapped
+/// under the handler, and its return faulted again.
+#[test]
+fn a_detach_while_a_fault_handler_runs_leaves_it_its_way_back() {
+    let prog = fixture("faulter", Variant::Pie);
+    for function in ["load_first", "load_second"] {
+        for mode in ["--fast", "--int3"] {
+            let what = format!("faulter hold {function}, rtrace {mode}");
+            let mut cmd = Command::new(&prog);
+            cmd.args(["hold", function]);
+            let mut program = Spawned::with_stdin(cmd);
+            program.wait_stdout_line(|line| line == "ready");
+            let pid = program.pid();
+            let mut cmd = Command::new(rtrace_bin());
+            cmd.args([mode, "-s", function, "--json", "-p", &pid.to_string()]);
+            let mut rtrace = Spawned::command(cmd);
+            wait_event(&mut rtrace, Duration::from_secs(30), is("attach"));
+            program.send("go\n");
+            program.wait_stdout_line(|line| line == "in handler");
+            rtrace.signal(Signal::SIGINT);
+            wait_detach(&mut rtrace, &what);
+            let run = rtrace.wait();
+            assert_eq!(run.code(), 0, "{what}: rtrace's status\n{}", run.stderr);
+            if let Err(e) = code_matches_files(pid) {
+                panic!("{what}: after detach: {e}");
+            }
+            assert_eq!(tracer_pid(pid), 0, "{what}: TracerPid after detach");
+            program.send("\n");
+            let run = program.wait();
+            assert_eq!(
+                run.stdout, "ready\nin handler\nfaults=1 got=0\n",
+                "{what}: the program's output"
+            );
+            assert_eq!(run.code(), 0, "{what}: the program's status");
+        }
+    }
 }

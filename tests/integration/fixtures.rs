@@ -188,7 +188,7 @@ impl fmt::Display for Variant {
 
 /// The fixture programs in `target-fixtures/` (each `<name>.c`, `<name>.cpp`,
 /// `<name>.S` or `<name>.rs`, with the [`extra_sources`] linked in).
-pub const PROGRAMS: [&str; 76] = [
+pub const PROGRAMS: [&str; 77] = [
     "count",
     "sigtrap",
     "signals",
@@ -265,6 +265,7 @@ pub const PROGRAMS: [&str; 76] = [
     "sigfix",
     "stackstr",
     "mixtail",
+    "exitrace",
 ];
 
 /// The fixture libraries in `target-fixtures/` (each `<name>.c`, built into

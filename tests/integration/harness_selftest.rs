@@ -211,7 +211,7 @@ fn execer_runs_its_program_after_its_own_work() {
 #[test]
 fn faulter_recovers_from_its_faults_or_dies() {
     check_all_variants("faulter", &[], "faults=3 sum=15\n", 0);
-    check_all_variants("faulter", &["retry"], "faults=3 sum=15\n", 0);
+    check_all_variants("faulter", &["retry"], "faults=3 sum=15 off_site=0\n", 0);
     let run = run_untraced(&fixture("faulter", Variant::Pie), &["crash"]);
     assert_eq!(run.stdout, "crashing\n");
     assert_eq!(
@@ -242,6 +242,11 @@ fn sigstorm_receives_every_signal() {
 #[test]
 fn waves_counts_every_thread() {
     check_all_variants("waves", &[], "threads=20 total=200000\n", 0);
+}
+
+#[test]
+fn exitrace_exits_7() {
+    check_all_variants("exitrace", &[], "", 7);
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! (`Tracer::quiesce_fast`).
 
 use crate::addr::{Pid, RuntimeAddr, Tid};
-use crate::arch::detour::{self};
+use crate::arch::detour::{self, table};
+use crate::arch::Regs;
 use crate::engine::step::StepEnd;
 use crate::engine::tracer::Tracer;
 use crate::error::Result;
@@ -27,9 +28,11 @@ impl Tracer {
     /// as if it had not got there yet; among the restoring pops rtrace does
     /// the rest of them itself; elsewhere it is single-stepped until it
     /// leaves (a capture load that faults goes to its fix-up). `pushfq` and
-    /// `popfq` are never stepped: the kernel would leave the trap flag set. False when
-    /// it could not be (it died, or a displaced instruction faulted: its
-    /// signal is then held for it).
+    /// `popfq` are never stepped: the kernel would leave the trap flag set.
+    /// A displaced instruction that faults has its signal held for it, and
+    /// is left at the program's address when it has one
+    /// (`FastSite::program_address`). False when it could not be brought
+    /// out (it died, or it faulted in a copy with no program address).
     pub(super) fn leave_detour(&mut self, tid: Tid) -> Result<bool> {
         let Some(key) = self.world.tasks.get(&tid).map(|t| t.space) else {
             return Ok(false);
@@ -103,6 +106,28 @@ impl Tracer {
                             ptrace::setregs(tid, &regs)?;
                         }
                         _ => {
+                            // The program's own instruction faulted, as it
+                            // would have at its address: delivered there
+                            // (`FastSite::program_address`), where its
+                            // handler returns to the program's code.
+                            let ip = regs.ip();
+                            let moved = self.world.spaces.get(&key).and_then(|s| {
+                                let index = s.fast.sites.iter().position(|f| f.contains_ip(ip))?;
+                                let site = &s.fast.sites[index];
+                                let addr = site.program_address(ip)?;
+                                Some((addr, (addr == site.addr).then_some(index as u32)))
+                            });
+                            if let Some((addr, first)) = moved {
+                                let mut regs = regs;
+                                regs.set_ip(addr.get());
+                                ptrace::setregs(tid, &regs)?;
+                                if let Some(index) = first {
+                                    // The probe runs again there: the
+                                    // return address is the call's own
+                                    // again, as before its first run.
+                                    self.undo_detour_return(key, index, &regs)?;
+                                }
+                            }
                             // Stepped, the instruction faults again: when the
                             // signal that stopped the thread there is held
                             // already (`signal_in_detour`), this is the same
@@ -118,13 +143,58 @@ impl Tracer {
                             if !held || signal >= libc::SIGRTMIN() {
                                 self.hold_signal(tid, signal)?;
                             }
-                            return Ok(false);
+                            return Ok(moved.is_some());
                         }
                     }
                 }
             }
         }
         Ok(false)
+    }
+
+    /// The detour of fast site `index` (of space `key`) ran for a call it
+    /// will run for again (its first displaced instruction faulted; the
+    /// thread, `regs`, is back at the site): when it swapped the return
+    /// address at the stack pointer for the stub, the slot gets it back and
+    /// the call's table entry is freed, so that the call's next run watches
+    /// its return as its own (not as a tail call chained to itself). Its
+    /// first run's entry is left without a return, as an int3 probe's hit
+    /// whose instruction faulted is. Only the thread's own entry is touched
+    /// (the slot is on its stack), so the program's other threads may run.
+    fn undo_detour_return(&mut self, key: Pid, index: u32, regs: &Regs) -> Result<()> {
+        let Some(space) = self.world.spaces.get(&key) else {
+            return Ok(());
+        };
+        let Some(stub) = space.fast.stub.as_ref() else {
+            return Ok(());
+        };
+        let slot = RuntimeAddr(regs.sp());
+        if space.mem.read_u64(slot)? != stub.stub.entry {
+            return Ok(());
+        }
+        let home = table::home(slot.get());
+        for i in 0..table::PROBES {
+            let at = stub
+                .table
+                .offset((((home + i) & (table::ENTRIES - 1)) * table::ENTRY) as i64);
+            let entry = space.mem.read_vec(at, table::ENTRY as usize)?;
+            let field = |off| table::word(&entry, 0, off).unwrap_or(0);
+            if field(table::KEY) != slot.get() {
+                continue;
+            }
+            // A tail call's slot holds the entry of the call it came from
+            // (another site), or of a timed call with calls chained to it:
+            // not this call's to undo.
+            let ours = field(table::INDEX) as u32 == index
+                && field(table::TP) == regs.thread_pointer()
+                && field(table::CHAIN) as u32 == 0;
+            if ours {
+                space.mem.write_u64(slot, field(table::ORIG))?;
+                space.mem.write_u64(at, 0)?;
+            }
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// `tid` (stopped) faulted with `signal` at the `rdtsc` of a detour or
@@ -252,11 +322,19 @@ impl Tracer {
                 }
             }
         }
-        if stuck {
-            // A detour still in use stays mapped (its code no longer
-            // reached from the program's once the jumps are gone).
+        // A handler entered from a fault in a copy with no program address
+        // (`FastSite::program_address`) returns into that copy.
+        let framed = self.signal_returns(key).into_iter().any(|ip| {
+            self.world
+                .spaces
+                .get(&key)
+                .is_some_and(|s| s.fast.in_fast_code(ip))
+        });
+        if stuck || framed {
+            // Code still in use stays mapped (no longer reached from the
+            // program's once the jumps are gone).
             if let Some(space) = self.world.spaces.get_mut(&key) {
-                space.fast.areas.clear();
+                space.fast.keep_code_mapped();
             }
         }
         let r = self.drain(key, Drain::Final);

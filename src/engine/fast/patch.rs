@@ -23,7 +23,7 @@ use crate::sys::shm::{self, SharedMap};
 
 use super::plan::Planned;
 use super::refusal::Refusal;
-use super::state::{Area, FastSite, ReturnStub, Ring, AREA_SIZE, STUB_INDEX};
+use super::state::{Area, FastSite, ReturnStub, Ring, Trampoline, AREA_SIZE, STUB_INDEX};
 
 /// Room left free above the heap (or where `brk` starts) and below the
 /// stack, which grow into it.
@@ -684,8 +684,11 @@ impl Tracer {
             outside.push((RuntimeAddr(at), detour::JMP_LEN as u64));
         }
         let trampoline = plan.patch.evict.as_ref().and_then(|e| {
-            let at = e.at?;
-            Some((RuntimeAddr(at), e.trampoline_room()))
+            Some(Trampoline {
+                at: RuntimeAddr(e.at?),
+                room: e.trampoline_room(),
+                successor: RuntimeAddr(e.addr()),
+            })
         });
         if let Some(f) = &plan.patch.fill {
             outside.push((RuntimeAddr(f.at), detour::JMP_LEN as u64));

@@ -132,11 +132,20 @@ pub(crate) struct FastSite {
     /// The jumps outside the site that lead to its detour (address,
     /// length): a hop's fill, a pun's, a far detour's indirect jump.
     pub outside: Vec<(RuntimeAddr, u64)>,
-    /// The trampoline of the instructions its pun evicted (address, most
-    /// length): a thread there runs them, and is stepped out at a detach.
-    /// It stays when the site goes back to int3 (a thread in it goes on
-    /// into the original code).
-    pub trampoline: Option<(RuntimeAddr, u64)>,
+    /// The trampoline of the instructions its pun evicted: a thread there
+    /// runs them, and is stepped out at a detach. It stays when the site
+    /// goes back to int3 (a thread in it goes on into the original code).
+    pub trampoline: Option<Trampoline>,
+}
+
+/// Where the instructions a pun evicted run (see [`FastSite::trampoline`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Trampoline {
+    pub at: RuntimeAddr,
+    /// The most bytes it takes.
+    pub room: u64,
+    /// The first evicted instruction's address in the program's code.
+    pub successor: RuntimeAddr,
 }
 
 impl FastSite {
@@ -147,9 +156,29 @@ impl FastSite {
         let outside = self
             .outside
             .iter()
-            .chain(&self.trampoline)
-            .any(|&(a, len)| (a.get()..a.get() + len).contains(&ip));
+            .copied()
+            .chain(self.trampoline.map(|t| (t.at, t.room)))
+            .any(|(a, len)| (a.get()..a.get() + len).contains(&ip));
         outside || (self.at.get()..self.at.get() + self.detour.code.len() as u64).contains(&ip)
+    }
+
+    /// The program's address of the instruction whose relocated copy
+    /// starts at `ip`, when a thread there stands exactly as it would at
+    /// that address (the registers the program's, nothing of the
+    /// instruction done): the site for the copy of the first displaced
+    /// instruction, the successor for the start of the trampoline. A fault
+    /// there is the program's instruction's, and is delivered at the
+    /// program's address: its handler sees the instruction it knows, and
+    /// returns to the program's code, not into rtrace's (which a detach
+    /// unmaps). Returning there runs the probe again, as a breakpoint
+    /// would be hit again.
+    pub(super) fn program_address(&self, ip: u64) -> Option<RuntimeAddr> {
+        if ip == self.detour.displaced {
+            return Some(self.addr);
+        }
+        self.trampoline
+            .filter(|t| t.at.get() == ip)
+            .map(|t| t.successor)
     }
 }
 
@@ -472,6 +501,14 @@ impl FastState {
             returns: self.stub.as_ref().map(|s| (s.stub.entry, s.table)),
             unmap: self.mappings(),
         }
+    }
+
+    /// A thread is still in the detours, the trampolines or the pun pages,
+    /// or a signal handler will return there: the detach leaves them
+    /// mapped (the ring and the stub's table go).
+    pub(super) fn keep_code_mapped(&mut self) {
+        self.areas.clear();
+        self.puns.clear();
     }
 
     /// The detach: the mappings to unmap, forgotten here (the jumps went
