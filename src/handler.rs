@@ -1411,7 +1411,30 @@ impl<'a> Hit<'a> {
             if *depth == max_depth {
                 return stack.clone();
             }
+            // A deeper walk's first frames are this one's (a recording's
+            // stack is set as the deepest there is).
+            if *depth > max_depth {
+                return Rc::new(Stack {
+                    frames: stack.frames.iter().take(max_depth).cloned().collect(),
+                    truncated: stack.truncated || stack.frames.len() > max_depth,
+                });
+            }
         }
+        let (raw, truncated) = self.raw_stack(max_depth);
+        let stack = Rc::new(Stack {
+            frames: raw
+                .iter()
+                .map(|f| unwind::symbolize(f, self.modules))
+                .collect(),
+            truncated,
+        });
+        *self.stack.borrow_mut() = Some((max_depth, stack.clone()));
+        stack
+    }
+
+    /// The frames of [`Hit::user_stack`], unnamed, and whether the walk
+    /// stopped at `max_depth` (what a recording keeps).
+    pub(crate) fn raw_stack(&self, max_depth: usize) -> (Vec<unwind::RawFrame>, bool) {
         let original = |slot| self.returns.original(slot);
         let walk = unwind::Walk {
             registers: crate::arch::unwind::dwarf_registers(self.regs),
@@ -1424,9 +1447,8 @@ impl<'a> Hit<'a> {
                 original: &original,
             }),
         };
-        let stack = Rc::new(unwind::user_stack(&walk, self.modules, &self.mem));
-        *self.stack.borrow_mut() = Some((max_depth, stack.clone()));
-        stack
+        let chunked = unwind::ChunkedMemory::new(&self.mem);
+        unwind::unwind(&walk, self.modules, &chunked)
     }
 
     /// Keeps `data` with this call; [`Return::data`] gives it back at return.

@@ -492,16 +492,5 @@ pub(crate) fn symbolize(raw: &RawFrame, modules: &ModuleMap) -> Frame {
     frame
 }
 
-/// Walks and names the stack of a stopped thread: `walk` over the rules of
-/// `modules`, reading `mem`.
-pub(crate) fn user_stack(walk: &Walk<'_>, modules: &ModuleMap, mem: &dyn Memory) -> Stack {
-    let chunked = ChunkedMemory::new(mem);
-    let (raw, truncated) = unwind(walk, modules, &chunked);
-    Stack {
-        frames: raw.iter().map(|f| symbolize(f, modules)).collect(),
-        truncated,
-    }
-}
-
 #[cfg(test)]
 mod tests;

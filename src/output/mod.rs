@@ -31,7 +31,7 @@ mod progress;
 pub(crate) mod render;
 mod summary;
 mod text;
-mod timeline;
+pub(crate) mod timeline;
 mod tui;
 
 pub use cproto::Prototypes;
@@ -42,6 +42,9 @@ pub use render::DEFAULT_STRING_LIMIT;
 pub use summary::SummaryOrder;
 pub use timeline::Timeline;
 pub use tui::Tui;
+
+/// Why a probe whose stacks are shown (or recorded) is an int3.
+pub(crate) const STACK_WALKED: &str = "--stack walks the stack of the stopped thread";
 
 use std::io::{self, BufWriter, Write};
 use std::rc::Rc;
@@ -586,7 +589,7 @@ impl Handler for Printer {
     /// arguments point to: every site may be fast.
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
         if self.render_calls && self.stack_depth.is_some() {
-            return Fast::No("--stack walks the stack of the stopped thread".into());
+            return Fast::No(STACK_WALKED.into());
         }
         if !self.render_calls {
             // The summary counts a call that failed by its value (see

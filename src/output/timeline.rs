@@ -252,7 +252,7 @@ fn arg_pairs(args: &Args) -> Vec<(String, Value)> {
 }
 
 /// `/proc`'s names: the executable's file name, a thread's `comm`.
-fn proc_names(what: Named) -> Option<String> {
+pub(crate) fn proc_names(what: Named) -> Option<String> {
     match what {
         Named::Process(pid) => {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
@@ -284,6 +284,17 @@ impl Timeline {
     pub fn with_prototypes(mut self, prototypes: super::Prototypes) -> Timeline {
         self.renderer.set_prototypes(prototypes);
         self
+    }
+
+    /// A timeline of a recording: processes and threads are named as
+    /// `names` has them (what [`replay`](crate::record::replay) read of
+    /// the file so far), not from `/proc`.
+    pub fn from_recording(
+        out: Box<dyn Write>,
+        string_limit: usize,
+        names: crate::record::Names,
+    ) -> Timeline {
+        Timeline::with_names(out, string_limit, Box::new(move |what| names.get(what)))
     }
 
     /// Like [`Timeline::new`], with names from `names`.

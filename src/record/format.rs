@@ -36,6 +36,8 @@ pub enum Kind {
     Return = 5,
     /// A lifecycle event (JSON).
     Event = 6,
+    /// The name of a process or thread (JSON), before its first event.
+    Name = 7,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             4 => Kind::Entry,
             5 => Kind::Return,
             6 => Kind::Event,
+            7 => Kind::Name,
             _ => return None,
         })
     }

@@ -35,8 +35,10 @@ use crate::handler::{
     ProbeKind, Return, Returns, Site, SiteMode, SkipReason,
 };
 use crate::output::render::{Known, Renderer};
+use crate::output::timeline::Named;
 use crate::output::Prototypes;
 use crate::symbols::{Module, ModuleMap};
+use crate::unwind::{FrameSource, RawFrame, Stack};
 use format::{Get, Kind, Put, Short};
 
 /// Writes a recording: attach it as the handler of every probe and as a
@@ -54,6 +56,10 @@ pub struct Recorder {
     /// Calls entered at int3 stops: what the printers knew of them.
     entries: u64,
     returns: u64,
+    /// The most frames of the user stack kept at each hit (`--stack`).
+    stack_depth: Option<usize>,
+    /// The processes (tid 0) and threads whose names are written.
+    named: std::collections::HashSet<(i32, i32)>,
 }
 
 /// The modules written for a process: (path, bias) of each, and the sites
@@ -69,17 +75,23 @@ struct Call {
 
 impl Recorder {
     /// A recorder writing to `out` (a file: it writes the header now),
-    /// with the printers' string limit and prototypes; `header` is kept
-    /// in the file's header (the command, the options).
+    /// with the printers' string limit and prototypes, keeping the user
+    /// stack at each hit up to `stack_depth` frames when given (its probes
+    /// are then int3s: a stack is walked on the stopped thread); `header`
+    /// is kept in the file's header (the command, the options).
     pub fn new(
         mut out: Box<dyn Write>,
         string_limit: usize,
         prototypes: Prototypes,
+        stack_depth: Option<usize>,
         header: Value,
     ) -> Result<Recorder> {
         let mut head = header;
         head["format"] = json!(format::VERSION);
         head["string_limit"] = json!(string_limit);
+        if let Some(depth) = stack_depth {
+            head["stack_depth"] = json!(depth);
+        }
         head["rtrace"] = json!(env!("CARGO_PKG_VERSION"));
         format::write_start(&mut out).map_err(Error::Output)?;
         format::write_frame(&mut out, Kind::Header, head.to_string().as_bytes())
@@ -93,7 +105,28 @@ impl Recorder {
             next_call: 0,
             entries: 0,
             returns: 0,
+            stack_depth,
+            named: Default::default(),
         })
+    }
+
+    /// Writes the names of process `pid` and of its thread `tid` (as
+    /// `/proc` has them now), each the first time it is seen, for a
+    /// timeline drawn from the file.
+    fn name(&mut self, pid: Pid, tid: Pid) -> Result<()> {
+        for (named, key) in [
+            (Named::Process(pid), (pid.as_raw(), 0)),
+            (Named::Thread(pid, tid), (pid.as_raw(), tid.as_raw())),
+        ] {
+            if !self.named.insert(key) {
+                continue;
+            }
+            if let Some(name) = crate::output::timeline::proc_names(named) {
+                let v = json!({"pid": key.0, "tid": key.1, "name": name});
+                self.frame(Kind::Name, v.to_string().as_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     /// Entries and returns written so far.
@@ -237,6 +270,9 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Handler for Recorder {
     fn fast(&mut self, site: &Site, module: Option<&Module>) -> Fast {
+        if self.stack_depth.is_some() {
+            return Fast::No(crate::output::STACK_WALKED.into());
+        }
         match site.kind {
             ProbeKind::Instruction => Fast::Yes(crate::handler::Capture::nothing()),
             ProbeKind::Function { .. } => self.renderer.capture(site, module),
@@ -250,6 +286,12 @@ impl Handler for Recorder {
     fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
         let n = self.site(hit.site)?;
         self.modules(hit.pid, hit.modules, n, hit.site.address)?;
+        self.name(hit.pid, hit.tid)?;
+        // The stack's frames, named at the replay from the modules.
+        let stack = match (self.stack_depth, hit.mem) {
+            (Some(depth), Memory::Live(_) | Memory::Logged(..)) => Some(hit.raw_stack(depth)),
+            _ => None,
+        };
         let id = self.next_call;
         self.next_call += 1;
         let function = matches!(hit.site.kind, ProbeKind::Function { .. });
@@ -297,6 +339,9 @@ impl Handler for Recorder {
             .u64(id);
         put_regs(p, hit.regs);
         put_captured(p, captured);
+        if let Some((frames, truncated)) = &stack {
+            put_stack(p, frames, *truncated);
+        }
         self.flush_built(Kind::Entry)?;
         self.entries += 1;
         if let Some(known) = known {
@@ -309,6 +354,7 @@ impl Handler for Recorder {
 
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
         let n = self.site(ret.site)?;
+        self.name(ret.pid, ret.tid)?;
         let (id, call) = match ret.data.take() {
             Some(d) => match d.downcast::<Call>() {
                 Ok(c) => (c.id, Some(*c)),
@@ -372,6 +418,19 @@ impl Handler for Recorder {
     }
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        // Names are read as a live timeline reads them: at the attach and
+        // the fork (a fast probe's records are read later, maybe after an
+        // exec), and the new image's at its exec, written before its event.
+        match event {
+            Event::Attached { pid, .. } => self.name(*pid, *pid)?,
+            Event::Fork { child, .. } => self.name(*child, *child)?,
+            Event::Exec { pid, .. } => {
+                let raw = pid.as_raw();
+                self.named.retain(|&(p, _)| p != raw);
+                self.name(*pid, *pid)?;
+            }
+            _ => {}
+        }
         let mut v = event_json(event);
         v["time_ns"] = json!(time.as_nanos() as u64);
         self.frame(Kind::Event, v.to_string().as_bytes())
@@ -395,6 +454,52 @@ fn put_regs(p: &mut Put, regs: &Regs) {
     for v in values.iter().filter(|&&v| v != 0) {
         p.u64(*v);
     }
+}
+
+/// A user stack (after an entry's captures): 1, whether the walk stopped
+/// at its depth, the number of frames, then each frame's address and how
+/// it was found (bit 0: a return address; bits 1–2: the source).
+fn put_stack(p: &mut Put, frames: &[RawFrame], truncated: bool) {
+    p.u8(1).u8(u8::from(truncated)).u32(frames.len() as u32);
+    for f in frames {
+        let source = match f.source {
+            FrameSource::Registers => 0,
+            FrameSource::Cfi => 1,
+            FrameSource::Entry => 2,
+            FrameSource::FramePointer => 3,
+        };
+        p.u64(f.pc.get()).u8(u8::from(f.after_call) | source << 1);
+    }
+}
+
+fn get_stack(g: &mut Get<'_>) -> std::result::Result<(Vec<RawFrame>, bool), Short> {
+    if g.u8()? != 1 {
+        return Err(Short);
+    }
+    let truncated = match g.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(Short),
+    };
+    let count = g.count(9)?;
+    let mut frames = Vec::with_capacity(count);
+    for _ in 0..count {
+        let pc = RuntimeAddr(g.u64()?);
+        let flags = g.u8()?;
+        let source = match flags >> 1 {
+            0 => FrameSource::Registers,
+            1 => FrameSource::Cfi,
+            2 => FrameSource::Entry,
+            3 => FrameSource::FramePointer,
+            _ => return Err(Short),
+        };
+        frames.push(RawFrame {
+            pc,
+            after_call: flags & 1 != 0,
+            source,
+        });
+    }
+    Ok((frames, truncated))
 }
 
 fn reg_values(regs: &Regs) -> [u64; 19] {
@@ -702,15 +807,15 @@ fn json_event(v: &Value) -> Option<(Event, Duration)> {
     Some((event, time))
 }
 
-/// The string limit the recording `bytes` was made with, as its header
-/// says.
-pub fn string_limit(bytes: &[u8]) -> Option<usize> {
+/// The header of the recording `bytes` (the command, the string limit,
+/// the stack depth when stacks were kept, rtrace's version); None when
+/// the file does not begin with one (the replay says why).
+pub fn header(bytes: &[u8]) -> Option<Value> {
     let (kind, _, payload) = format::Frames::new(bytes).ok()?.next()?.ok()?;
     if kind != Kind::Header {
         return None;
     }
-    let v: Value = serde_json::from_slice(payload).ok()?;
-    usize::try_from(v["string_limit"].as_u64()?).ok()
+    serde_json::from_slice(payload).ok()
 }
 
 /// What a replay keeps to: the processes, threads and probes asked for,
@@ -726,6 +831,23 @@ pub struct Filter {
     pub from: Option<Duration>,
     /// Only events before this time.
     pub to: Option<Duration>,
+}
+
+/// The names of processes and threads a recording holds, filled as
+/// [`replay`] reads them (each before the first event that needs it): what
+/// a timeline drawn from the file names its tracks by
+/// ([`Timeline::from_recording`](crate::output::Timeline::from_recording)).
+#[derive(Clone, Debug, Default)]
+pub struct Names(Rc<RefCell<HashMap<(i32, i32), String>>>);
+
+impl Names {
+    pub(crate) fn get(&self, what: Named) -> Option<String> {
+        let key = match what {
+            Named::Process(pid) => (pid.as_raw(), 0),
+            Named::Thread(pid, tid) => (pid.as_raw(), tid.as_raw()),
+        };
+        self.0.borrow().get(&key).cloned()
+    }
 }
 
 /// What a replay read.
@@ -751,13 +873,16 @@ pub struct Replayed {
 /// live run would have called it (entries, returns and events in order,
 /// then [`Handler::on_finish`]), keeping to `filter`. Modules are read
 /// from the paths recorded; one whose build-id changed is
-/// said in the result. A foreign or damaged file is an error naming
-/// `path`; a cut one is read up to its last whole record.
+/// said in the result. A hit recorded with its stack has it as its
+/// [`Hit::user_stack`] (at most the depth recorded). The names of
+/// processes and threads go into `names`. A foreign or damaged file is an
+/// error naming `path`; a cut one is read up to its last whole record.
 pub fn replay(
     path: &Path,
     bytes: &[u8],
     handler: &mut dyn Handler,
     filter: &Filter,
+    names: &Names,
 ) -> Result<Replayed> {
     let cache = &mut crate::symbols::ElfCache::new();
     let bad = |why: format::BadFile| Error::Recording {
@@ -819,6 +944,15 @@ pub fn replay(
                 }
                 maps.insert(pid, map);
             }
+            Kind::Name => {
+                let v = json()?;
+                let name = (|| {
+                    let id = |k: &str| i32::try_from(v[k].as_i64()?).ok();
+                    Some(((id("pid")?, id("tid")?), v["name"].as_str()?.to_string()))
+                })();
+                let (key, name) = name.ok_or_else(|| corrupt("a name record", at))?;
+                names.0.borrow_mut().insert(key, name);
+            }
             Kind::Event => {
                 let v = json()?;
                 let (event, time) = json_event(&v).ok_or_else(|| corrupt("an event record", at))?;
@@ -837,12 +971,16 @@ pub fn replay(
                     let id = g.u64()?;
                     let regs = get_regs(&mut g)?;
                     let captured = get_captured(&mut g)?;
+                    let stack = match g.done() {
+                        true => None,
+                        false => Some(get_stack(&mut g)?),
+                    };
                     if !g.done() {
                         return Err(Short);
                     }
-                    Ok::<_, Short>((n, pid, tid, time, id, regs, captured))
+                    Ok::<_, Short>((n, pid, tid, time, id, regs, captured, stack))
                 })();
-                let Ok((n, pid, tid, time, id, mut regs, captured)) = e else {
+                let Ok((n, pid, tid, time, id, mut regs, captured, stack)) = e else {
                     return Err(corrupt("an entry record", at));
                 };
                 let site = sites
@@ -866,7 +1004,14 @@ pub fn replay(
                     time,
                     data: &mut data,
                     returns: Default::default(),
-                    stack: Default::default(),
+                    // The deepest there is (see `Hit::user_stack`).
+                    stack: RefCell::new(stack.map(|(frames, truncated)| {
+                        let frames = frames
+                            .iter()
+                            .map(|f| crate::unwind::symbolize(f, modules))
+                            .collect();
+                        (usize::MAX, Rc::new(Stack { frames, truncated }))
+                    })),
                 };
                 handler.on_entry(&mut hit)?;
                 handler.on_post(&mut hit)?;
@@ -1140,5 +1285,36 @@ mod tests {
             let r = get_regs(&mut g).and_then(|_| get_captured(&mut g));
             assert!(r.is_err(), "{cut}");
         }
+    }
+
+    #[test]
+    fn a_stack_comes_back_as_recorded() {
+        let frames = [
+            (0x40_1000, false, FrameSource::Registers),
+            (0x40_2004, true, FrameSource::Cfi),
+            (0x7f00_0010, true, FrameSource::Entry),
+            (0x40_0100, true, FrameSource::FramePointer),
+        ]
+        .map(|(pc, after_call, source)| RawFrame {
+            pc: RuntimeAddr(pc),
+            after_call,
+            source,
+        });
+        let mut p = Put::default();
+        put_stack(&mut p, &frames, true);
+        let mut g = Get::new(&p.0);
+        let (back, truncated) = get_stack(&mut g).unwrap();
+        assert!(g.done() && truncated);
+        let fields = |f: &[RawFrame]| -> Vec<_> {
+            f.iter().map(|f| (f.pc, f.after_call, f.source)).collect()
+        };
+        assert_eq!(fields(&back), fields(&frames));
+        // Cut anywhere, or a frame's source out of range: an error.
+        for cut in 0..p.0.len() {
+            assert!(get_stack(&mut Get::new(&p.0[..cut])).is_err(), "{cut}");
+        }
+        let mut bad = p.0.clone();
+        *bad.last_mut().unwrap() = 4 << 1;
+        assert!(get_stack(&mut Get::new(&bad)).is_err());
     }
 }

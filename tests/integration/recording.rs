@@ -131,6 +131,18 @@ fn round_trip(
     prog: &Path,
     args: &[&str],
 ) -> (String, String) {
+    round_trip_keeping(name, render, &[], specs, prog, args)
+}
+
+/// [`round_trip`], recording with `keep` too (`--stack`).
+fn round_trip_keeping(
+    name: &str,
+    render: &[&str],
+    keep: &[&str],
+    specs: &[&str],
+    prog: &Path,
+    args: &[&str],
+) -> (String, String) {
     let live = temp_path(&format!("rec_{name}_live"));
     let data = temp_path(&format!("rec_{name}.data"));
     let replayed = temp_path(&format!("rec_{name}_replayed"));
@@ -158,6 +170,7 @@ fn round_trip(
         run.stderr
     );
     let mut a = vec!["record", "-o", data_s];
+    a.extend(keep);
     a.extend(specs);
     a.push("--");
     a.push(prog.to_str().unwrap());
@@ -220,6 +233,169 @@ fn a_replay_prints_what_the_live_run_printed() {
             "{name}: --tree"
         );
     }
+}
+
+/// Stacks kept by `rtrace record --stack` are replayed: each hit's stack
+/// under its line (text and JSON, as the live `--stack` run printed them),
+/// the folded stacks of `--folded` as the live run counted them, and a
+/// flame graph. A recording without stacks is said to hold none.
+#[test]
+fn recorded_stacks_are_replayed() {
+    let prog = fixture("recurse", Variant::Pie);
+    let specs = ["-s", "fact"];
+    let (live, replayed) =
+        round_trip_keeping("stack", &["--stack"], &["--stack"], &specs, &prog, &[]);
+    let (live, replayed) = (normalize_text(&live), normalize_text(&replayed));
+    assert!(
+        live.iter().filter(|l| l.contains(" main+0x")).count() >= 6,
+        "{live:?}"
+    );
+    assert_eq!(replayed, live, "--stack, text");
+    let (live, replayed) = round_trip_keeping(
+        "stack_json",
+        &["--stack", "--json"],
+        &["--stack"],
+        &specs,
+        &prog,
+        &[],
+    );
+    assert_eq!(
+        normalize_json(&replayed),
+        normalize_json(&live),
+        "--stack, JSON"
+    );
+
+    let data = temp_path("rec_stack_folded.data");
+    let live_folded = temp_path("rec_stack_live.folded");
+    let replayed_folded = temp_path("rec_stack_replayed.folded");
+    let svg = temp_path("rec_stack_replayed.svg");
+    let prog_s = prog.to_str().unwrap();
+    let run = rtrace(&[
+        "--folded",
+        live_folded.to_str().unwrap(),
+        "-s",
+        "fact",
+        "--",
+        prog_s,
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let run = rtrace(&[
+        "record",
+        "--stack",
+        "-o",
+        data.to_str().unwrap(),
+        "-s",
+        "fact",
+        "--",
+        prog_s,
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let run = rtrace(&[
+        "replay",
+        data.to_str().unwrap(),
+        "--folded",
+        replayed_folded.to_str().unwrap(),
+        "--flamegraph",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let live = std::fs::read_to_string(&live_folded).unwrap();
+    let replayed = std::fs::read_to_string(&replayed_folded).unwrap();
+    assert_eq!(live.lines().count(), 6, "{live}");
+    assert!(live.contains("main;fact;fact;fact;fact;fact 1\n"), "{live}");
+    assert_eq!(replayed, live, "--folded");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("fact"), "{svg}");
+
+    // Without stacks: said, status 1.
+    let bare = temp_path("rec_stack_bare.data");
+    record(&bare, "fact", &prog, &[]);
+    let run = rtrace(&["replay", bare.to_str().unwrap(), "--folded", "/dev/null"]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "rtrace: {} holds no stacks: record them with `rtrace record --stack` \
+             (see `rtrace --help` for --stack)\n",
+            bare.display()
+        )
+    );
+}
+
+/// A timeline drawn from a recording (`rtrace replay --perfetto`) is the
+/// live run's: the same slices, instants and names (processes and threads,
+/// the program an exec brings), times and ids set aside. Threads, and an
+/// exec.
+#[test]
+fn a_timeline_drawn_from_a_recording_is_the_live_one() {
+    let threads = fixture("threads", Variant::Pie);
+    let execer = fixture("execer", Variant::Pie);
+    let count = fixture("count", Variant::Pie);
+    let cases: [(&str, &Path, Vec<&str>); 2] = [
+        ("threads", &threads, vec![]),
+        ("exec", &execer, vec![count.to_str().unwrap(), "3"]),
+    ];
+    for (name, prog, args) in cases {
+        let live = temp_path(&format!("rec_tl_{name}_live.json"));
+        let replayed = temp_path(&format!("rec_tl_{name}_replayed.json"));
+        let data = temp_path(&format!("rec_tl_{name}.data"));
+        let mut a = vec![
+            "--perfetto",
+            live.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-s",
+            "work",
+            "--",
+        ];
+        a.push(prog.to_str().unwrap());
+        a.extend(&args);
+        let run = norandom(&a);
+        assert_eq!(run.code(), 0, "{name}, live\n{}", run.stderr);
+        let mut a = vec!["record", "-o", data.to_str().unwrap(), "-s", "work", "--"];
+        a.push(prog.to_str().unwrap());
+        a.extend(&args);
+        let run = norandom(&a);
+        assert_eq!(run.code(), 0, "{name}, recorded\n{}", run.stderr);
+        let run = rtrace(&[
+            "replay",
+            data.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "--perfetto",
+            replayed.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code(), 0, "{name}, replay\n{}", run.stderr);
+        let (live, replayed) = (timeline_events(&live), timeline_events(&replayed));
+        assert!(
+            live.iter().any(|e| e.contains("thread_name")) && live.len() > 4,
+            "{name}: {live:?}"
+        );
+        assert_eq!(replayed, live, "{name}");
+    }
+}
+
+/// The events of a `--perfetto` file, each without its times and ids, in
+/// a sorted list (threads interleave differently in two runs).
+fn timeline_events(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let mut events: Vec<String> = v["traceEvents"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}"))
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if let Some(o) = e.as_object_mut() {
+                for key in ["ts", "dur", "pid", "tid", "id"] {
+                    o.remove(key);
+                }
+            }
+            e.to_string()
+        })
+        .collect();
+    events.sort();
+    events
 }
 
 /// Threads, fork and exec: every call of each process and thread, and the
@@ -490,6 +666,20 @@ fn record_refuses_what_renders() {
         "rtrace: rtrace record takes no --json: it writes the calls as they come; \
          `rtrace replay FILE` and `rtrace report FILE` render them (see 'rtrace --help')\n"
     );
+    for what in ["--json", "--stack", "--perfetto"] {
+        let mut a = vec!["report", "x.data", what];
+        if what == "--perfetto" {
+            a.push("t.json");
+        }
+        let run = rtrace(&a);
+        assert_eq!(run.code(), 2, "{what}");
+        assert!(
+            run.stderr
+                .contains(&format!("{what} is for `rtrace replay`")),
+            "{}",
+            run.stderr
+        );
+    }
     let run = rtrace(&["report", "x.data", "--json"]);
     assert_eq!(run.code(), 2);
     assert!(
@@ -554,6 +744,7 @@ fn damaged_recordings_never_panic_the_reader() {
                 &b,
                 &mut sink,
                 &rtrace::record::Filter::default(),
+                &rtrace::record::Names::default(),
             )
             .map(|_| ())
         });

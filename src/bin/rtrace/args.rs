@@ -459,7 +459,6 @@ pub fn parse_record(args: Vec<OsString>) -> Result<Cli, ExitCode> {
         (cli.perfetto.is_some(), "--perfetto"),
         (cli.folded.is_some(), "--folded"),
         (cli.flamegraph.is_some(), "--flamegraph"),
-        (cli.stack_depth.is_some(), "--stack"),
         (cli.script.is_some(), "a script"),
         (!cli.inject.is_empty(), "--inject"),
         (!cli.list.is_empty(), "--list"),
@@ -518,6 +517,25 @@ struct ReplayRaw {
     /// Colour: auto, always, never.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     color: ColorWhen,
+    /// Show each hit's user stack, one indented line per frame under the
+    /// call (recorded with `rtrace record --stack`).
+    #[arg(long)]
+    stack: bool,
+    /// The most frames a stack shows (--stack, --folded, --flamegraph;
+    /// default: the recording's).
+    #[arg(long, value_name = "N")]
+    stack_depth: Option<usize>,
+    /// Write the calls to FILE as a timeline, one track per thread, for
+    /// ui.perfetto.dev or chrome://tracing.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
+    /// Write the recorded stacks of every hit to FILE in the folded
+    /// format of flamegraph.pl and inferno.
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+    /// Draw the recorded stacks of every hit as an SVG flame graph in FILE.
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
     /// (report) Histograms of the calls' times under the table.
     #[arg(long)]
     hist: bool,
@@ -535,6 +553,13 @@ pub struct ReplayCli {
     pub filter: rtrace::record::Filter,
     pub string_limit: Option<usize>,
     pub color: ColorWhen,
+    /// `--stack`: each hit's recorded stack shown.
+    pub stack: bool,
+    /// `--stack-depth` (default: the recording's).
+    pub stack_depth: Option<usize>,
+    pub perfetto: Option<PathBuf>,
+    pub folded: Option<PathBuf>,
+    pub flamegraph: Option<PathBuf>,
     /// `rtrace report`: the `-c` table.
     pub summary: bool,
     pub hist: bool,
@@ -567,10 +592,21 @@ pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, Exit
     if !report && (raw.hist || raw.sort.is_some()) {
         return Err(usage("--hist and -S are for `rtrace report`"));
     }
-    if report && (raw.json || raw.tree) {
-        return Err(usage(
-            "rtrace report prints the -c table: --json and --tree are for `rtrace replay`",
-        ));
+    let drawn = [
+        (raw.json, "--json"),
+        (raw.tree, "--tree"),
+        (raw.stack, "--stack"),
+        (raw.perfetto.is_some(), "--perfetto"),
+        (raw.folded.is_some(), "--folded"),
+        (raw.flamegraph.is_some(), "--flamegraph"),
+    ];
+    if let Some((_, what)) = drawn.iter().find(|(given, _)| report && *given) {
+        return Err(usage(&format!(
+            "rtrace report prints the -c table: {what} is for `rtrace replay`"
+        )));
+    }
+    if raw.stack_depth == Some(0) {
+        return Err(usage("--stack-depth 0: give 1 or more frames"));
     }
     Ok(ReplayCli {
         file: raw.file.unwrap_or_else(|| PathBuf::from(RECORDING)),
@@ -585,6 +621,11 @@ pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, Exit
         },
         string_limit: raw.string_limit,
         color: raw.color,
+        stack: raw.stack,
+        stack_depth: raw.stack_depth,
+        perfetto: raw.perfetto,
+        folded: raw.folded,
+        flamegraph: raw.flamegraph,
         summary: report,
         hist: raw.hist,
         order: order(raw.sort),

@@ -336,6 +336,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
                 out,
                 cli.string_limit,
                 cli.prototypes.clone(),
+                cli.stack_depth,
                 header,
             )?;
             let none: Box<dyn std::io::Write> = Box::new(std::io::sink());
@@ -566,17 +567,71 @@ fn colored(when: ColorWhen, to_terminal: bool, json: bool) -> bool {
     }
 }
 
+/// What a replay renders with: the printer, and the stack counter of
+/// `--folded`/`--flamegraph` after it at each entry. Both see the events
+/// and the end, as a live run's listeners do.
+struct Replaying {
+    printer: Printer,
+    counter: Option<StackCounter>,
+}
+
+impl Handler for Replaying {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.printer.on_entry(hit)?;
+        match &mut self.counter {
+            Some(c) => c.on_entry(hit),
+            None => Ok(()),
+        }
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        self.printer.on_post(hit)
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
+        self.printer.on_return(ret)
+    }
+    fn on_event(&mut self, event: &rtrace::Event, time: std::time::Duration) -> rtrace::Result<()> {
+        self.printer.on_event(event, time)
+    }
+    fn on_finish(&mut self) -> rtrace::Result<()> {
+        self.printer.on_finish()?;
+        match &mut self.counter {
+            Some(c) => c.on_finish(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `rtrace replay FILE` and `rtrace report FILE`: the recording rendered by
 /// the printer, as the live run would have rendered it.
 fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
     let bytes = std::fs::read(&cli.file)
         .map_err(|e| rtrace::Error::io(format!("cannot read {}", cli.file.display()), e))?;
-    // The string limit the recording was made with, unless asked.
-    let limit = match cli.string_limit {
-        Some(n) => n,
-        None => {
-            rtrace::record::string_limit(&bytes).unwrap_or(rtrace::output::DEFAULT_STRING_LIMIT)
+    let header = rtrace::record::header(&bytes);
+    // The string limit and stack depth the recording was made with, unless
+    // asked.
+    let recorded = |key: &str| {
+        header
+            .as_ref()
+            .and_then(|h| h[key].as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    let limit = cli
+        .string_limit
+        .or_else(|| recorded("string_limit"))
+        .unwrap_or(rtrace::output::DEFAULT_STRING_LIMIT);
+    let stacks = cli.stack || cli.folded.is_some() || cli.flamegraph.is_some();
+    let depth = match (recorded("stack_depth"), cli.stack_depth) {
+        (Some(kept), asked) => asked.unwrap_or(kept),
+        (None, _) if stacks && header.is_some() => {
+            return Err(rtrace::Error::InvalidValue {
+                option: "--stack",
+                reason: format!(
+                    "{} holds no stacks: record them with `rtrace record --stack`",
+                    cli.file.display()
+                ),
+            })
         }
+        (None, asked) => asked.unwrap_or(rtrace::unwind::DEFAULT_DEPTH),
     };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         Some(path) if path.as_os_str() != "-" => (
@@ -595,7 +650,7 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
         true => Box::new(std::io::sink()),
         false => Box::new(std::io::stderr()),
     };
-    let mut printer = Printer::with_diag(
+    let printer = Printer::with_diag(
         out,
         diag,
         PrinterOptions {
@@ -608,11 +663,35 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
             tree: cli.tree,
             string_limit: limit,
             flush_interval: None,
-            stack_depth: None,
+            stack_depth: cli.stack.then_some(depth),
             prototypes: Default::default(),
         },
     );
-    let read = rtrace::record::replay(&cli.file, &bytes, &mut printer, &cli.filter)?;
+    let create = |path: &std::path::PathBuf| -> rtrace::Result<Box<dyn std::io::Write>> {
+        Ok(Box::new(std::io::BufWriter::new(OutputFile::create(path)?)))
+    };
+    let counter = match (&cli.folded, &cli.flamegraph) {
+        (None, None) => None,
+        (folded, svg) => Some(StackCounter::new(
+            depth,
+            folded.as_ref().map(create).transpose()?,
+            svg.as_ref().map(create).transpose()?,
+        )),
+    };
+    let names = rtrace::record::Names::default();
+    let mut part = Replaying { printer, counter };
+    let read = match &cli.perfetto {
+        Some(path) => {
+            let timeline =
+                Timeline::from_recording(Box::new(OutputFile::create(path)?), limit, names.clone());
+            let mut both = Both(part, timeline);
+            let read = rtrace::record::replay(&cli.file, &bytes, &mut both, &cli.filter, &names);
+            part = both.0;
+            read?
+        }
+        None => rtrace::record::replay(&cli.file, &bytes, &mut part, &cli.filter, &names)?,
+    };
+    let mut printer = part.printer;
     printer.flush()?;
     for path in &read.changed {
         say(&format!(
