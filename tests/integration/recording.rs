@@ -269,27 +269,15 @@ fn recorded_stacks_are_replayed() {
     let live_folded = temp_path("rec_stack_live.folded");
     let replayed_folded = temp_path("rec_stack_replayed.folded");
     let svg = temp_path("rec_stack_replayed.svg");
-    let prog_s = prog.to_str().unwrap();
-    let run = rtrace(&[
-        "--folded",
-        live_folded.to_str().unwrap(),
-        "-s",
-        "fact",
-        "--",
-        prog_s,
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
-    let run = rtrace(&[
-        "record",
-        "--stack",
-        "-o",
-        data.to_str().unwrap(),
-        "-s",
-        "fact",
-        "--",
-        prog_s,
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    // `rtrace FIRST… -s fact -- recurse`, to its end.
+    let traced = |first: &[&str]| {
+        let mut a = first.to_vec();
+        a.extend(["-s", "fact", "--", prog.to_str().unwrap()]);
+        let run = rtrace(&a);
+        assert_eq!(run.code(), 0, "{a:?}\n{}", run.stderr);
+    };
+    traced(&["--folded", live_folded.to_str().unwrap()]);
+    traced(&["record", "--stack", "-o", data.to_str().unwrap()]);
     let run = rtrace(&[
         "replay",
         data.to_str().unwrap(),
