@@ -1,6 +1,7 @@
 //! The recording's bytes (see docs/RECORDING.md for the layout): a magic
-//! number and version, then frames, each a kind byte, a 32-bit length and
-//! that many bytes of payload. Integers are little-endian. The reader
+//! number and version, then frames, each a kind byte, a length (a varint)
+//! and that many bytes of payload. Fixed-size integers are little-endian;
+//! a varint is LEB128 (7 bits a byte, low bits first). The reader
 //! trusts nothing: every length is checked against what is left, every
 //! count against the bytes it would need, and a frame that ends past the
 //! end of the file is the cut of a recording that was stopped (rtrace
@@ -38,6 +39,9 @@ pub enum Kind {
     Event = 6,
     /// The name of a process or thread (JSON), before its first event.
     Name = 7,
+    /// A thread's number (binary), before its first call: the calls'
+    /// records name their thread by it.
+    Thread = 8,
 }
 
 impl Kind {
@@ -50,6 +54,7 @@ impl Kind {
             5 => Kind::Return,
             6 => Kind::Event,
             7 => Kind::Name,
+            8 => Kind::Thread,
             _ => return None,
         })
     }
@@ -63,14 +68,18 @@ pub fn write_start(out: &mut impl Write) -> std::io::Result<()> {
 
 /// Writes one frame.
 pub fn write_frame(out: &mut impl Write, kind: Kind, payload: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|&n| n <= MAX_FRAME)
-        .ok_or_else(|| std::io::Error::other("a record too large for the file"))?;
-    out.write_all(&[kind as u8])?;
-    out.write_all(&len.to_le_bytes())?;
+    if payload.len() > MAX_FRAME as usize {
+        return Err(std::io::Error::other("a record too large for the file"));
+    }
+    let mut head = Put::default();
+    head.u8(kind as u8).var(payload.len() as u64);
+    out.write_all(&head.0)?;
     out.write_all(payload)
 }
+
+/// The most bytes a frame's length takes (a varint of at most
+/// [`MAX_FRAME`]).
+const LEN_BYTES: usize = 4;
 
 /// Why a file cannot be read as a recording.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -130,10 +139,6 @@ impl<'a> Iterator for Frames<'a> {
         if rest.is_empty() || self.truncated {
             return None;
         }
-        if rest.len() < 5 {
-            self.truncated = true;
-            return None;
-        }
         let at = self.at;
         let Some(kind) = Kind::from_u8(rest[0]) else {
             // Nothing more is believed.
@@ -143,19 +148,28 @@ impl<'a> Iterator for Frames<'a> {
                 at,
             }));
         };
-        let len = u32::from_le_bytes(rest[1..5].try_into().expect("4 bytes"));
-        if len > MAX_FRAME {
-            self.at = self.bytes.len();
-            return Some(Err(BadFile::Corrupt {
-                what: format!("a record of {len} bytes"),
-                at,
-            }));
-        }
-        let Some(payload) = rest.get(5..5 + len as usize) else {
+        let mut g = Get::new(&rest[1..rest.len().min(1 + LEN_BYTES)]);
+        let len = match g.var() {
+            Ok(len) if len <= u64::from(MAX_FRAME) => len as usize,
+            // A length cut by the end of the file.
+            Err(Short) if rest.len() < 1 + LEN_BYTES => {
+                self.truncated = true;
+                return None;
+            }
+            _ => {
+                self.at = self.bytes.len();
+                return Some(Err(BadFile::Corrupt {
+                    what: "a record longer than 16 MiB".into(),
+                    at,
+                }));
+            }
+        };
+        let head = 1 + g.at;
+        let Some(payload) = rest.get(head..head + len) else {
             self.truncated = true;
             return None;
         };
-        self.at += 5 + len as usize;
+        self.at += head + len;
         Some(Ok((kind, at, payload)))
     }
 }
@@ -169,19 +183,30 @@ impl Put {
         self.0.push(v);
         self
     }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
     pub fn u64(&mut self, v: u64) -> &mut Self {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
-    /// A length (u32), then the bytes.
+    /// A length (a varint), then the bytes.
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.u32(v.len() as u32);
+        self.var(v.len() as u64);
         self.0.extend_from_slice(v);
         self
+    }
+    /// A varint: LEB128, 7 bits a byte, low bits first (1 byte under 128,
+    /// at most 10).
+    pub fn var(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+        self
+    }
+    /// A signed difference, zigzagged into a varint (small either way).
+    pub fn delta(&mut self, from: u64, to: u64) -> &mut Self {
+        let d = to.wrapping_sub(from) as i64;
+        self.var(((d << 1) ^ (d >> 63)) as u64)
     }
 }
 
@@ -208,20 +233,40 @@ impl<'a> Get<'a> {
     pub fn u8(&mut self) -> Result<u8, Short> {
         Ok(self.take(1)?[0])
     }
-    pub fn u32(&mut self) -> Result<u32, Short> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
     pub fn u64(&mut self) -> Result<u64, Short> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
     pub fn bytes(&mut self) -> Result<&'a [u8], Short> {
-        let n = self.u32()? as usize;
+        let n = usize::try_from(self.var()?).map_err(|_| Short)?;
         self.take(n)
+    }
+    /// A varint ([`Put::var`]); one longer than 10 bytes, or past 64 bits,
+    /// is damage.
+    pub fn var(&mut self) -> Result<u64, Short> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && bits > 1 {
+                return Err(Short);
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Short)
+    }
+    /// The value `from` plus a difference ([`Put::delta`]).
+    pub fn delta(&mut self, from: u64) -> Result<u64, Short> {
+        let z = self.var()?;
+        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        Ok(from.wrapping_add(d as u64))
     }
     /// A count of items of at least `each` bytes, checked against what is
     /// left (a damaged count cannot ask for more than the payload holds).
     pub fn count(&mut self, each: usize) -> Result<usize, Short> {
-        let n = self.u32()? as usize;
+        let n = usize::try_from(self.var()?).map_err(|_| Short)?;
         match n.checked_mul(each.max(1)) {
             Some(need) if need <= self.bytes.len() - self.at => Ok(n),
             _ => Err(Short),
@@ -254,11 +299,11 @@ mod tests {
             frames,
             [
                 (Kind::Header, 12, &b"{}"[..]),
-                (Kind::Entry, 19, &[1, 2, 3][..])
+                (Kind::Entry, 16, &[1, 2, 3][..])
             ]
         );
         // Cut anywhere inside the second frame: the first alone, truncated.
-        for cut in 20..bytes.len() {
+        for cut in 17..bytes.len() {
             let mut f = Frames::new(&bytes[..cut]).unwrap();
             assert_eq!(f.next().unwrap().unwrap().0, Kind::Header, "{cut}");
             assert!(f.next().is_none(), "{cut}");
@@ -286,29 +331,48 @@ mod tests {
             matches!(got[..], [Err(BadFile::Corrupt { at: 12, .. })]),
             "{got:?}"
         );
-        let mut huge = file(&[(Kind::Header, b"{}")]);
-        huge[13..17].copy_from_slice(&u32::MAX.to_le_bytes());
-        let got: Vec<_> = Frames::new(&huge).unwrap().collect();
-        assert!(matches!(got[..], [Err(BadFile::Corrupt { .. })]), "{got:?}");
+        // A length over 16 MiB, or a varint that does not end.
+        for len in [
+            &[0x80, 0x80, 0x80, 0x09][..],
+            &[0xff, 0xff, 0xff, 0xff, 0x7f],
+        ] {
+            let mut huge = file(&[]);
+            huge.push(Kind::Entry as u8);
+            huge.extend_from_slice(len);
+            huge.extend_from_slice(&[0; 8]);
+            let got: Vec<_> = Frames::new(&huge).unwrap().collect();
+            assert!(matches!(got[..], [Err(BadFile::Corrupt { .. })]), "{got:?}");
+        }
     }
 
     #[test]
     fn payload_reads_never_pass_its_end() {
         let mut p = Put::default();
-        p.u8(7).u32(3).u64(9).bytes(b"abc");
+        p.u8(7).var(300).u64(9).bytes(b"abc").var(u64::MAX);
+        p.delta(1000, 990).delta(5, u64::MAX).delta(0, 1 << 40);
         let mut g = Get::new(&p.0);
         assert_eq!(g.u8().unwrap(), 7);
-        assert_eq!(g.u32().unwrap(), 3);
+        assert_eq!(g.var().unwrap(), 300);
         assert_eq!(g.u64().unwrap(), 9);
         assert_eq!(g.bytes().unwrap(), b"abc");
+        assert_eq!(g.var().unwrap(), u64::MAX);
+        assert_eq!(g.delta(1000).unwrap(), 990);
+        assert_eq!(g.delta(5).unwrap(), u64::MAX);
+        assert_eq!(g.delta(0).unwrap(), 1 << 40);
         assert!(g.done());
         assert!(g.u8().is_err());
+        // Varints: one byte under 128; past 64 bits, or unended, refused.
+        assert_eq!(Put::default().var(127).0.len(), 1);
+        assert!(Get::new(&[0xff; 9]).var().is_err());
+        assert!(
+            Get::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .var()
+                .is_err()
+        );
         // A count larger than the payload could hold.
         let mut p = Put::default();
-        p.u32(u32::MAX);
+        p.var(u64::from(u32::MAX));
         assert!(Get::new(&p.0).count(8).is_err());
-        let mut p = Put::default();
-        p.u32(u32::MAX);
         assert!(Get::new(&p.0).bytes().is_err());
     }
 }

@@ -52,7 +52,8 @@ pub struct Recorder {
     modules: HashMap<Pid, Written>,
     /// The frame being built.
     buf: Put,
-    next_call: u64,
+    /// What the calls' records are coded against.
+    ctx: Context,
     /// Calls entered at int3 stops: what the printers knew of them.
     entries: u64,
     returns: u64,
@@ -102,12 +103,30 @@ impl Recorder {
             sites: HashMap::new(),
             modules: HashMap::new(),
             buf: Put::default(),
-            next_call: 0,
+            ctx: Context::default(),
             entries: 0,
             returns: 0,
             stack_depth,
             named: Default::default(),
         })
+    }
+
+    /// The number of thread `tid` of process `pid` in the file, written
+    /// first if new.
+    fn thread(&mut self, pid: Pid, tid: Pid) -> Result<usize> {
+        let key = (pid.as_raw(), tid.as_raw());
+        if let Some(&t) = self.ctx.numbers.get(&key) {
+            return Ok(t);
+        }
+        let t = self.ctx.threads.len();
+        let mut p = Put::default();
+        p.var(t as u64)
+            .var(u64::from(key.0 as u32))
+            .var(u64::from(key.1 as u32));
+        self.frame(Kind::Thread, &p.0)?;
+        self.ctx.numbers.insert(key, t);
+        self.ctx.threads.push(ThreadContext::new(key));
+        Ok(t)
     }
 
     /// Writes the names of process `pid` and of its thread `tid` (as
@@ -138,13 +157,6 @@ impl Recorder {
         format::write_frame(&mut self.out, kind, payload).map_err(Error::Output)
     }
 
-    /// A frame begun in `buf`: room for its kind and length, then its
-    /// payload (see [`Recorder::flush_built`]).
-    fn begin(&mut self) -> &mut Put {
-        self.buf.0.extend_from_slice(&[0; 5]);
-        &mut self.buf
-    }
-
     /// Writes the frame built in `buf`, of `kind` (its kind and length
     /// were left room for at the start), and empties `buf`.
     fn flush_built(&mut self, kind: Kind) -> Result<()> {
@@ -155,9 +167,7 @@ impl Recorder {
                 "a record too large for the file",
             )));
         }
-        self.buf.0[0] = kind as u8;
-        self.buf.0[1..5].copy_from_slice(&(len as u32).to_le_bytes());
-        let r = self.out.write_all(&self.buf.0).map_err(Error::Output);
+        let r = format::write_frame(&mut self.out, kind, &self.buf.0[5..]).map_err(Error::Output);
         self.buf.0.clear();
         r
     }
@@ -292,8 +302,9 @@ impl Handler for Recorder {
             (Some(depth), Memory::Live(_) | Memory::Logged(..)) => Some(hit.raw_stack(depth)),
             _ => None,
         };
-        let id = self.next_call;
-        self.next_call += 1;
+        let t = self.thread(hit.pid, hit.tid)?;
+        // Its call number: the entries before it.
+        let id = self.ctx.entries;
         let function = matches!(hit.site.kind, ProbeKind::Function { .. });
         // At a stop: the printers' reads, kept.
         let (logged, known, fill) = match hit.mem {
@@ -331,13 +342,13 @@ impl Handler for Recorder {
         };
         let none = Captured::default();
         let captured = captures(&hit.mem, &logged, &none);
-        let p = self.begin();
-        p.u32(n)
-            .u32(hit.pid.as_raw() as u32)
-            .u32(hit.tid.as_raw() as u32)
-            .u64(hit.time.as_nanos() as u64)
-            .u64(id);
-        put_regs(p, hit.regs);
+        let time = hit.time.as_nanos() as u64;
+        self.buf.0.extend_from_slice(&[0; 5]);
+        let (p, ctx) = (&mut self.buf, &mut self.ctx);
+        p.var(u64::from(n)).var(t as u64).delta(ctx.time, time);
+        ctx.time = time;
+        ctx.entries += 1;
+        put_regs(p, hit.regs, &mut ctx.threads[t].entry);
         put_captured(p, captured);
         if let Some((frames, truncated)) = &stack {
             put_stack(p, frames, *truncated);
@@ -399,18 +410,18 @@ impl Handler for Recorder {
         };
         let none = Captured::default();
         let captured = captures(&ret.mem, &logged, &none);
-        let p = self.begin();
-        p.u32(n)
-            .u32(ret.pid.as_raw() as u32)
-            .u32(ret.tid.as_raw() as u32)
-            .u64(ret.time.as_nanos() as u64)
-            .u64(ret.entered.as_nanos() as u64)
-            .u64(id);
-        match errno {
-            Some(e) => p.u8(1).u32(e as u32),
-            None => p.u8(0),
-        };
-        put_regs(p, ret.regs);
+        let t = self.thread(ret.pid, ret.tid)?;
+        let time = ret.time.as_nanos() as u64;
+        self.buf.0.extend_from_slice(&[0; 5]);
+        let (p, ctx) = (&mut self.buf, &mut self.ctx);
+        p.var(u64::from(n)).var(t as u64).delta(ctx.time, time);
+        ctx.time = time;
+        // Its entry, as how many entries back (0: not known); how long
+        // before it; errno plus one (0: none).
+        p.var(ctx.entries.saturating_sub(id))
+            .var(time.saturating_sub(ret.entered.as_nanos() as u64))
+            .var(errno.map_or(0, |e| u64::from(e as u32) + 1));
+        put_regs(p, ret.regs, &mut ctx.threads[t].ret);
         put_captured(p, captured);
         self.flush_built(Kind::Return)?;
         self.returns += 1;
@@ -441,26 +452,194 @@ impl Handler for Recorder {
     }
 }
 
-/// The registers: a mask of those not zero (general-purpose 0..16, then
-/// rip, rflags, fs_base), then each.
-fn put_regs(p: &mut Put, regs: &Regs) {
+/// What the calls' records are coded against, the same when written and
+/// read: the last record's time, the entries so far (an entry's call
+/// number is their count before it), and each thread's number and its last
+/// registers, apart for entries and returns.
+#[derive(Default)]
+struct Context {
+    time: u64,
+    entries: u64,
+    threads: Vec<ThreadContext>,
+    /// (pid, tid) → its number (written).
+    numbers: HashMap<(i32, i32), usize>,
+}
+
+/// One thread's part of the [`Context`].
+struct ThreadContext {
+    pid: i32,
+    tid: i32,
+    entry: LastRegs,
+    ret: LastRegs,
+}
+
+impl ThreadContext {
+    fn new((pid, tid): (i32, i32)) -> ThreadContext {
+        ThreadContext {
+            pid,
+            tid,
+            entry: LastRegs::default(),
+            ret: LastRegs::default(),
+        }
+    }
+}
+
+/// A thread's registers in its last record of a kind (0 where not
+/// recorded), and which were recorded.
+#[derive(Default)]
+struct LastRegs {
+    values: [u64; 19],
+    mask: u32,
+}
+
+/// The registers: which are not zero (a mask of the general-purpose
+/// registers 0..16, then rip, rflags, fs_base), as a varint of its
+/// difference (xor) from the thread's last mask; then each, as its
+/// difference from its value in the thread's last record of the kind (a
+/// hot loop's registers repeat, or move a little).
+fn put_regs(p: &mut Put, regs: &Regs, last: &mut LastRegs) {
     let values = reg_values(regs);
     let mask = values
         .iter()
         .enumerate()
         .filter(|(_, &v)| v != 0)
         .fold(0u32, |m, (i, _)| m | 1 << i);
-    p.u32(mask);
-    for v in values.iter().filter(|&&v| v != 0) {
-        p.u64(*v);
+    p.var(u64::from(mask ^ last.mask));
+    for (i, v) in values.iter().enumerate().filter(|&(_, &v)| v != 0) {
+        p.delta(last.values[i], *v);
     }
+    *last = LastRegs { values, mask };
+}
+
+fn reg_values(regs: &Regs) -> [u64; 19] {
+    let mut v = [0u64; 19];
+    for (n, slot) in v.iter_mut().enumerate().take(16) {
+        *slot = regs.gpr(crate::arch::Gpr(n as u8));
+    }
+    let raw = regs.raw();
+    v[16] = raw.rip;
+    v[17] = raw.eflags;
+    v[18] = raw.fs_base;
+    v
+}
+
+fn get_regs(g: &mut Get<'_>, last: &mut LastRegs) -> std::result::Result<Regs, Short> {
+    let mask = u32::try_from(g.var()?).map_err(|_| Short)? ^ last.mask;
+    if mask >> 19 != 0 {
+        return Err(Short);
+    }
+    let mut values = [0u64; 19];
+    for (i, v) in values.iter_mut().enumerate() {
+        if mask & (1 << i) != 0 {
+            *v = g.delta(last.values[i])?;
+        }
+    }
+    *last = LastRegs { values, mask };
+    let mut regs = Regs::default();
+    for (i, &v) in values.iter().enumerate() {
+        match i {
+            0..=15 => regs.set_gpr(crate::arch::Gpr(i as u8), v),
+            16 => regs.raw_mut().rip = v,
+            17 => regs.raw_mut().eflags = v,
+            _ => regs.raw_mut().fs_base = v,
+        }
+    }
+    Ok(regs)
+}
+
+/// What a call's record holds of memory: a byte of which parts follow
+/// (bit 0 C strings, 1 buffers, 2 the stack copied, 3 xmm registers),
+/// then each: a count (varint) of strings, each its pointer (8), flags
+/// (1: bit 0 the NUL was read, bit 1 the memory was readable) and its
+/// bytes (a varint length, the bytes); a count of buffers, each its
+/// pointer (8), readable (1) and its bytes; the stack's address (8) and
+/// bytes; a mask (1) of the xmm registers whose low 8 bytes follow.
+fn put_captured(p: &mut Put, c: &Captured) {
+    let xmm = c
+        .xmm
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.is_some())
+        .fold(0u8, |m, (i, _)| m | 1 << i);
+    let parts = u8::from(!c.strings.is_empty())
+        | u8::from(!c.buffers.is_empty()) << 1
+        | u8::from(c.stack.is_some()) << 2
+        | u8::from(xmm != 0) << 3;
+    p.u8(parts);
+    if !c.strings.is_empty() {
+        p.var(c.strings.len() as u64);
+        for s in &c.strings {
+            p.u64(s.ptr.get())
+                .u8(u8::from(s.terminated) | u8::from(s.readable) << 1)
+                .bytes(&s.bytes);
+        }
+    }
+    if !c.buffers.is_empty() {
+        p.var(c.buffers.len() as u64);
+        for b in &c.buffers {
+            p.u64(b.ptr.get()).u8(u8::from(b.readable)).bytes(&b.bytes);
+        }
+    }
+    if let Some((at, bytes)) = &c.stack {
+        p.u64(at.get()).bytes(bytes);
+    }
+    if xmm != 0 {
+        p.u8(xmm);
+        for x in c.xmm.iter().flatten() {
+            p.u64(*x);
+        }
+    }
+}
+
+fn get_captured(g: &mut Get<'_>) -> std::result::Result<Captured, Short> {
+    let mut c = Captured::default();
+    let parts = g.u8()?;
+    if parts >> 4 != 0 {
+        return Err(Short);
+    }
+    if parts & 1 != 0 {
+        for _ in 0..g.count(10)? {
+            let ptr = RuntimeAddr(g.u64()?);
+            let flags = g.u8()?;
+            c.strings.push(CapturedStr {
+                ptr,
+                bytes: g.bytes()?.to_vec(),
+                terminated: flags & 1 != 0,
+                readable: flags & 2 != 0,
+            });
+        }
+    }
+    if parts & 2 != 0 {
+        for _ in 0..g.count(10)? {
+            let ptr = RuntimeAddr(g.u64()?);
+            let readable = g.u8()? != 0;
+            c.buffers.push(CapturedBuf {
+                ptr,
+                bytes: g.bytes()?.to_vec(),
+                readable,
+            });
+        }
+    }
+    if parts & 4 != 0 {
+        let at = RuntimeAddr(g.u64()?);
+        c.stack = Some((at, g.bytes()?.to_vec()));
+    }
+    if parts & 8 != 0 {
+        let mask = g.u8()?;
+        for (i, x) in c.xmm.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 {
+                *x = Some(g.u64()?);
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// A user stack (after an entry's captures): 1, whether the walk stopped
 /// at its depth, the number of frames, then each frame's address and how
 /// it was found (bit 0: a return address; bits 1–2: the source).
 fn put_stack(p: &mut Put, frames: &[RawFrame], truncated: bool) {
-    p.u8(1).u8(u8::from(truncated)).u32(frames.len() as u32);
+    p.u8(1).u8(u8::from(truncated)).var(frames.len() as u64);
     for f in frames {
         let source = match f.source {
             FrameSource::Registers => 0,
@@ -500,100 +679,6 @@ fn get_stack(g: &mut Get<'_>) -> std::result::Result<(Vec<RawFrame>, bool), Shor
         });
     }
     Ok((frames, truncated))
-}
-
-fn reg_values(regs: &Regs) -> [u64; 19] {
-    let mut v = [0u64; 19];
-    for (n, slot) in v.iter_mut().enumerate().take(16) {
-        *slot = regs.gpr(crate::arch::Gpr(n as u8));
-    }
-    let raw = regs.raw();
-    v[16] = raw.rip;
-    v[17] = raw.eflags;
-    v[18] = raw.fs_base;
-    v
-}
-
-fn get_regs(g: &mut Get<'_>) -> std::result::Result<Regs, Short> {
-    let mask = g.u32()?;
-    if mask >> 19 != 0 {
-        return Err(Short);
-    }
-    let mut regs = Regs::default();
-    for i in 0..19 {
-        if mask & (1 << i) == 0 {
-            continue;
-        }
-        let v = g.u64()?;
-        match i {
-            0..=15 => regs.set_gpr(crate::arch::Gpr(i as u8), v),
-            16 => regs.raw_mut().rip = v,
-            17 => regs.raw_mut().eflags = v,
-            _ => regs.raw_mut().fs_base = v,
-        }
-    }
-    Ok(regs)
-}
-
-fn put_captured(p: &mut Put, c: &Captured) {
-    p.u32(c.strings.len() as u32);
-    for s in &c.strings {
-        p.u64(s.ptr.get())
-            .u8(u8::from(s.terminated) | u8::from(s.readable) << 1)
-            .bytes(&s.bytes);
-    }
-    p.u32(c.buffers.len() as u32);
-    for b in &c.buffers {
-        p.u64(b.ptr.get()).u8(u8::from(b.readable)).bytes(&b.bytes);
-    }
-    match &c.stack {
-        Some((at, bytes)) => p.u8(1).u64(at.get()).bytes(bytes),
-        None => p.u8(0),
-    };
-    let mask = c
-        .xmm
-        .iter()
-        .enumerate()
-        .filter(|(_, x)| x.is_some())
-        .fold(0u8, |m, (i, _)| m | 1 << i);
-    p.u8(mask);
-    for x in c.xmm.iter().flatten() {
-        p.u64(*x);
-    }
-}
-
-fn get_captured(g: &mut Get<'_>) -> std::result::Result<Captured, Short> {
-    let mut c = Captured::default();
-    for _ in 0..g.count(13)? {
-        let ptr = RuntimeAddr(g.u64()?);
-        let flags = g.u8()?;
-        c.strings.push(CapturedStr {
-            ptr,
-            bytes: g.bytes()?.to_vec(),
-            terminated: flags & 1 != 0,
-            readable: flags & 2 != 0,
-        });
-    }
-    for _ in 0..g.count(13)? {
-        let ptr = RuntimeAddr(g.u64()?);
-        let readable = g.u8()? != 0;
-        c.buffers.push(CapturedBuf {
-            ptr,
-            bytes: g.bytes()?.to_vec(),
-            readable,
-        });
-    }
-    if g.u8()? != 0 {
-        let at = RuntimeAddr(g.u64()?);
-        c.stack = Some((at, g.bytes()?.to_vec()));
-    }
-    let mask = g.u8()?;
-    for (i, x) in c.xmm.iter_mut().enumerate() {
-        if mask & (1 << i) != 0 {
-            *x = Some(g.u64()?);
-        }
-    }
-    Ok(c)
 }
 
 /// A lifecycle event as JSON (`e` names it).
@@ -900,6 +985,7 @@ pub fn replay(
     let mut sites: HashMap<u32, Rc<Site>> = HashMap::new();
     let mut maps: HashMap<i32, ModuleMap> = HashMap::new();
     let mut calls: HashMap<u64, Option<Box<dyn Any>>> = HashMap::new();
+    let mut ctx = Context::default();
     let mut first = true;
     let keep_time =
         |t: Duration| filter.from.is_none_or(|f| t >= f) && filter.to.is_none_or(|e| t < e);
@@ -944,6 +1030,20 @@ pub fn replay(
                 }
                 maps.insert(pid, map);
             }
+            Kind::Thread => {
+                let mut g = Get::new(payload);
+                let t = (|| {
+                    let n = g.var()?;
+                    let id = |v: u64| u32::try_from(v).map(|v| v as i32).map_err(|_| Short);
+                    let key = (id(g.var()?)?, id(g.var()?)?);
+                    match (n == ctx.threads.len() as u64, g.done()) {
+                        (true, true) => Ok(key),
+                        _ => Err(Short),
+                    }
+                })();
+                let key = t.map_err(|_| corrupt("a thread record", at))?;
+                ctx.threads.push(ThreadContext::new(key));
+            }
             Kind::Name => {
                 let v = json()?;
                 let name = (|| {
@@ -964,12 +1064,13 @@ pub fn replay(
             Kind::Entry => {
                 let mut g = Get::new(payload);
                 let e = (|| {
-                    let n = g.u32()?;
-                    let pid = g.u32()? as i32;
-                    let tid = g.u32()? as i32;
-                    let time = Duration::from_nanos(g.u64()?);
-                    let id = g.u64()?;
-                    let regs = get_regs(&mut g)?;
+                    let n = u32::try_from(g.var()?).map_err(|_| Short)?;
+                    let t = ctx.threads.get_mut(g.var()? as usize).ok_or(Short)?;
+                    let (pid, tid) = (t.pid, t.tid);
+                    ctx.time = g.delta(ctx.time)?;
+                    let (time, id) = (Duration::from_nanos(ctx.time), ctx.entries);
+                    ctx.entries += 1;
+                    let regs = get_regs(&mut g, &mut t.entry)?;
                     let captured = get_captured(&mut g)?;
                     let stack = match g.done() {
                         true => None,
@@ -1023,17 +1124,22 @@ pub fn replay(
             Kind::Return => {
                 let mut g = Get::new(payload);
                 let r = (|| {
-                    let n = g.u32()?;
-                    let pid = g.u32()? as i32;
-                    let tid = g.u32()? as i32;
-                    let time = Duration::from_nanos(g.u64()?);
-                    let entered = Duration::from_nanos(g.u64()?);
-                    let id = g.u64()?;
-                    let errno = match g.u8()? {
-                        0 => None,
-                        _ => Some(g.u32()? as i32),
+                    let n = u32::try_from(g.var()?).map_err(|_| Short)?;
+                    let t = ctx.threads.get_mut(g.var()? as usize).ok_or(Short)?;
+                    let (pid, tid) = (t.pid, t.tid);
+                    ctx.time = g.delta(ctx.time)?;
+                    let time = Duration::from_nanos(ctx.time);
+                    // (u64::MAX: no entry known.)
+                    let id = match g.var()? {
+                        0 => u64::MAX,
+                        back => ctx.entries.wrapping_sub(back),
                     };
-                    let regs = get_regs(&mut g)?;
+                    let entered = Duration::from_nanos(ctx.time.saturating_sub(g.var()?));
+                    let errno = match g.var()? {
+                        0 => None,
+                        e => Some(u32::try_from(e - 1).map_err(|_| Short)? as i32),
+                    };
+                    let regs = get_regs(&mut g, &mut t.ret)?;
                     let captured = get_captured(&mut g)?;
                     if !g.done() {
                         return Err(Short);
@@ -1258,12 +1364,25 @@ mod tests {
             xmm: [None, Some(5), None, None, None, None, None, Some(7)],
         };
         let mut p = Put::default();
-        put_regs(&mut p, &regs);
+        let mut last = LastRegs::default();
+        put_regs(&mut p, &regs, &mut last);
         put_captured(&mut p, &captured);
+        // The same thread's next record: rdi moved by one, r15 gone;
+        // coded against the first, it takes a byte a register left (and 3
+        // for the change of mask).
+        let mut next = regs;
+        next.set_gpr(crate::arch::Gpr(7), 0xdeae);
+        next.set_gpr(crate::arch::Gpr(15), 0);
+        let second = p.0.len();
+        put_regs(&mut p, &next, &mut last);
+        assert_eq!(p.0.len() - second, 3 + 3);
         let mut g = Get::new(&p.0);
-        let back = get_regs(&mut g).unwrap();
+        let mut last = LastRegs::default();
+        let back = get_regs(&mut g, &mut last).unwrap();
         assert_eq!(reg_values(&back), reg_values(&regs));
         let c = get_captured(&mut g).unwrap();
+        let back = get_regs(&mut g, &mut last).unwrap();
+        assert_eq!(reg_values(&back), reg_values(&next));
         assert!(g.done());
         assert_eq!(
             (
@@ -1280,9 +1399,10 @@ mod tests {
         assert_eq!(c.stack, captured.stack);
         assert_eq!(c.xmm, captured.xmm);
         // Cut anywhere: an error, never a panic.
-        for cut in 0..p.0.len() {
+        for cut in 0..second {
             let mut g = Get::new(&p.0[..cut]);
-            let r = get_regs(&mut g).and_then(|_| get_captured(&mut g));
+            let mut last = LastRegs::default();
+            let r = get_regs(&mut g, &mut last).and_then(|_| get_captured(&mut g));
             assert!(r.is_err(), "{cut}");
         }
     }
