@@ -634,10 +634,19 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
         (None, asked) => asked.unwrap_or(rtrace::unwind::DEFAULT_DEPTH),
     };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
-        Some(path) if path.as_os_str() != "-" => (
-            Box::new(std::io::BufWriter::new(OutputFile::create(path)?)),
-            false,
-        ),
+        // A regular file is written by a thread of its own, as a live
+        // run's: the kernel's copy overlaps with decoding and rendering.
+        Some(path) if path.as_os_str() != "-" => {
+            let file = OutputFile::create(path)?;
+            let out: Box<dyn std::io::Write> = match file.file.metadata().is_ok_and(|m| m.is_file())
+            {
+                true => Box::new(writer::Background::new(file).map_err(|e| {
+                    rtrace::Error::io(format!("cannot write {}", path.display()), e)
+                })?),
+                false => Box::new(std::io::BufWriter::new(file)),
+            };
+            (out, false)
+        }
         _ => (
             Box::new(std::io::BufWriter::new(std::io::stdout())),
             std::io::stdout().is_terminal(),
