@@ -1,21 +1,27 @@
-/* exitrace: exit_group while another thread is creating threads.
+/* exitrace: exit_group while another thread is creating threads, or
+ * forking.
  *
- * Exercises: a thread created just as its process exits. Its creator,
- * killed by the group exit in the middle of clone, never reports the
- * creation event; the new thread stops for its tracer all the same, and
- * its process is reaped only after it. A tracer that waits for the event
- * before it lets the thread go holds the process (and itself) for ever.
+ * Exercises: a thread or a process created just as its creator's process
+ * exits. A creator killed by the group exit in the middle of clone never
+ * reports the creation event (or reports a fork with no child pid); the
+ * new task stops for its tracer all the same, and (a thread) its process
+ * is reaped only after it. A tracer that waits for the event, or for a
+ * child numbered 0, before it lets the task go holds it (and itself) for
+ * ever.
  *
- * Usage: exitrace [K]   the main thread creates short-lived threads
- *                       (running brief()) without end; another thread
- *                       waits until K were made (default 20), then calls
- *                       _exit(7).
+ * Usage: exitrace [K]        the main thread creates short-lived threads
+ *                            (running brief()) without end; another thread
+ *                            waits until K were made (default 20), then
+ *                            calls _exit(7).
+ *        exitrace fork [K]   the same with child processes (each calls
+ *                            brief() and exits 0).
  * Output: none, exit status 7. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -39,6 +45,11 @@ static void *quitter(void *arg)
 
 int main(int argc, char **argv)
 {
+    int forks = argc > 1 && strcmp(argv[1], "fork") == 0;
+    if (forks) {
+        argc--;
+        argv++;
+    }
     target = argc > 1 ? atoi(argv[1]) : 20;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -48,7 +59,16 @@ int main(int argc, char **argv)
     if (pthread_create(&t, &attr, quitter, NULL) != 0)
         return 1;
     for (;;) {
-        if (pthread_create(&t, &attr, brief, NULL) == 0)
+        if (forks) {
+            pid_t child = fork();
+            if (child == 0) {
+                brief(NULL);
+                _exit(0);
+            }
+            if (child > 0)
+                atomic_fetch_add(&made, 1);
+        } else if (pthread_create(&t, &attr, brief, NULL) == 0) {
             atomic_fetch_add(&made, 1);
+        }
     }
 }

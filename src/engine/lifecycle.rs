@@ -618,6 +618,30 @@ impl Tracer {
     /// A traced task created `child` (a thread or a process). Registers it; its
     /// first stop may already have arrived (it is then among the orphans).
     pub(super) fn on_new_child(&mut self, parent: Tid, child: Tid, kind: ForkKind) -> Result<()> {
+        // A creator killed in the middle of fork may report the event with
+        // no child (0). The child is among the thread's own processes
+        // (`/proc/PID/task/TID/children`, newest last), not known yet and
+        // traced by rtrace (attached with the event): the one whose first
+        // stop came already (an orphan), else the newest. (A thread made so
+        // is adopted from its first stop: `adopt_orphans`.)
+        let child = match (child.as_raw(), kind) {
+            (0, ForkKind::Clone) => return Ok(()),
+            (0, ForkKind::Fork | ForkKind::Vfork) => {
+                let Some(p) = self.world.tasks.get(&parent) else {
+                    return Ok(());
+                };
+                let new: Vec<Tid> = task::children_of(p.pid, parent)
+                    .into_iter()
+                    .filter(|c| !self.world.tasks.contains_key(c) && task::traced_by_us(*c))
+                    .collect();
+                let stopped = new.iter().find(|c| self.world.orphans.contains_key(c));
+                match stopped.or(new.last()) {
+                    Some(&c) => c,
+                    None => return Ok(()),
+                }
+            }
+            _ => child,
+        };
         // The parent's fast records up to the fork, so that its calls in
         // flight are known (a followed child inherits them).
         if let Some(space) = self.world.tasks.get(&parent).map(|t| t.space) {

@@ -252,6 +252,27 @@ pub(crate) fn tgid_of(tid: Tid) -> Option<Pid> {
     status_field(&status, "Tgid:").map(Pid::from_raw)
 }
 
+/// The children thread `tid` (of process `pid`) made that are still its
+/// own (`/proc/PID/task/TID/children`), oldest first.
+pub(crate) fn children_of(pid: Pid, tid: Tid) -> Vec<Tid> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// True when task `tid` is alive and traced by the calling thread (the
+/// tracer: `TracerPid` is the tracing thread's id).
+pub(crate) fn traced_by_us(tid: Tid) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| status_field(&s, "TracerPid:"))
+        == Some(nix::unistd::gettid().as_raw())
+        && !is_dead(tid)
+}
+
 /// True when thread `tid` is gone, or a zombie (it runs no more, and
 /// reports nothing before its death).
 pub(crate) fn is_dead(tid: Tid) -> bool {

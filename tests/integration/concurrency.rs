@@ -256,6 +256,30 @@ fn exit_group_while_threads_are_being_created() {
     }
 }
 
+/// The same `_exit` while the main thread forks: a parent killed in the
+/// middle of fork may report the fork event with no child (pid 0). rtrace
+/// finds the child among the thread's own, scrubs it and lets it go, and
+/// ends with status 7. Before, it registered a task 0 and waited for its
+/// first stop for ever (in about 3% of the runs: the stress rounds).
+#[test]
+fn exit_group_while_children_are_being_forked() {
+    let prog = fixture("exitrace", Variant::Pie);
+    let untraced = run_untraced(&prog, &["fork"]);
+    assert_eq!(untraced.code(), 7);
+    for round in 0..crate::fixtures::rounds(200, 30) {
+        let (run, events) = trace_json(
+            &format!("exitrace_fork_{round}"),
+            &["-s", "brief"],
+            &prog,
+            &["fork"],
+        );
+        assert_same_as_untraced(&run, &untraced, "fork");
+        let exits = of_kind(&events, "exit");
+        assert_eq!(exits.len(), 1, "round {round}\n{}", show(&events));
+        assert_eq!(exits[0]["code"].as_i64(), Some(7), "round {round}");
+    }
+}
+
 /// One thread blocked in read() on a pipe and one in a futex wait while the
 /// main thread makes 2000 probed calls, then wakes them: nothing hangs, the
 /// blocked read completes once (and is reported once), values are exact.

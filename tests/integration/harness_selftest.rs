@@ -247,6 +247,7 @@ fn waves_counts_every_thread() {
 #[test]
 fn exitrace_exits_7() {
     check_all_variants("exitrace", &[], "", 7);
+    check_all_variants("exitrace", &["fork"], "", 7);
 }
 
 #[test]
