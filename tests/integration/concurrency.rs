@@ -237,23 +237,24 @@ fn exit_group_in_the_middle_of_hits() {
 /// Twelve rounds each, fast and int3.
 #[test]
 fn exit_group_while_threads_are_being_created() {
-    let prog = fixture("exitrace", Variant::Pie);
-    let untraced = run_untraced(&prog, &[]);
-    assert_eq!(untraced.code(), 7);
     for mode in ["--fast", "--int3"] {
         for round in 0..12 {
-            let (run, events) = trace_json(
-                &format!("exitrace{mode}_{round}"),
-                &[mode, "-s", "brief"],
-                &prog,
-                &[],
-            );
-            assert_same_as_untraced(&run, &untraced, mode);
-            let exits = of_kind(&events, "exit");
-            assert_eq!(exits.len(), 1, "{mode}\n{}", show(&events));
-            assert_eq!(exits[0]["code"].as_i64(), Some(7), "{mode}");
+            exits_7(&format!("exitrace{mode}_{round}"), mode, &[]);
         }
     }
+}
+
+/// `rtrace --json MODE -s brief -- exitrace ARGS`: the program's output
+/// and status are the untraced run's (7), and one exit event says 7.
+fn exits_7(test: &str, mode: &str, args: &[&str]) {
+    let prog = fixture("exitrace", Variant::Pie);
+    let untraced = run_untraced(&prog, args);
+    assert_eq!(untraced.code(), 7);
+    let (run, events) = trace_json(test, &[mode, "-s", "brief"], &prog, args);
+    assert_same_as_untraced(&run, &untraced, test);
+    let exits = of_kind(&events, "exit");
+    assert_eq!(exits.len(), 1, "{test}\n{}", show(&events));
+    assert_eq!(exits[0]["code"].as_i64(), Some(7), "{test}");
 }
 
 /// The same `_exit` while the main thread forks: a parent killed in the
@@ -263,20 +264,8 @@ fn exit_group_while_threads_are_being_created() {
 /// first stop for ever (in about 3% of the runs: the stress rounds).
 #[test]
 fn exit_group_while_children_are_being_forked() {
-    let prog = fixture("exitrace", Variant::Pie);
-    let untraced = run_untraced(&prog, &["fork"]);
-    assert_eq!(untraced.code(), 7);
     for round in 0..crate::fixtures::rounds(200, 30) {
-        let (run, events) = trace_json(
-            &format!("exitrace_fork_{round}"),
-            &["-s", "brief"],
-            &prog,
-            &["fork"],
-        );
-        assert_same_as_untraced(&run, &untraced, "fork");
-        let exits = of_kind(&events, "exit");
-        assert_eq!(exits.len(), 1, "round {round}\n{}", show(&events));
-        assert_eq!(exits[0]["code"].as_i64(), Some(7), "round {round}");
+        exits_7(&format!("exitrace_fork_{round}"), "--fast", &["fork"]);
     }
 }
 

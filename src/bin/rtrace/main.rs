@@ -241,6 +241,22 @@ fn add_probe(
     }
 }
 
+/// The file of `-o FILE` (a live run's or a replay's events). A regular
+/// file is written by a thread of its own: the kernel's copy of the events
+/// overlaps with reading and rendering the next ones. Anything else (a
+/// device, a FIFO) is written as it comes, so that it pushes back, or
+/// fails, at once.
+fn events_file(path: &std::path::Path) -> rtrace::Result<Box<dyn std::io::Write>> {
+    let file = OutputFile::create(path)?;
+    Ok(match file.file.metadata().is_ok_and(|m| m.is_file()) {
+        true => Box::new(
+            writer::Background::new(file)
+                .map_err(|e| rtrace::Error::io(format!("cannot write {}", path.display()), e))?,
+        ),
+        false => Box::new(file),
+    })
+}
+
 /// A file rtrace writes its output to (`-o`, `--perfetto`, `--folded`,
 /// `--flamegraph`), whose write errors name it: `rtrace: cannot write
 /// output: out.json: No space left on device (os error 28)`.
@@ -298,21 +314,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         Some(path) if path.as_os_str() == "-" => {
             (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
         }
-        // A regular file is written by a thread of its own: the kernel's
-        // copy of the events overlaps with reading and rendering the next
-        // ones. Anything else (a device, a FIFO) is written as it comes, so
-        // that it pushes back, or fails, at once.
-        Some(path) => {
-            let file = OutputFile::create(path)?;
-            let regular = file.file.metadata().is_ok_and(|m| m.is_file());
-            let out: Box<dyn std::io::Write> = match regular {
-                true => Box::new(writer::Background::new(file).map_err(|e| {
-                    rtrace::Error::io(format!("cannot write {}", path.display()), e)
-                })?),
-                false => Box::new(file),
-            };
-            (out, false)
-        }
+        Some(path) => (events_file(path)?, false),
         None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
     };
@@ -634,19 +636,7 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
         (None, asked) => asked.unwrap_or(rtrace::unwind::DEFAULT_DEPTH),
     };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
-        // A regular file is written by a thread of its own, as a live
-        // run's: the kernel's copy overlaps with decoding and rendering.
-        Some(path) if path.as_os_str() != "-" => {
-            let file = OutputFile::create(path)?;
-            let out: Box<dyn std::io::Write> = match file.file.metadata().is_ok_and(|m| m.is_file())
-            {
-                true => Box::new(writer::Background::new(file).map_err(|e| {
-                    rtrace::Error::io(format!("cannot write {}", path.display()), e)
-                })?),
-                false => Box::new(std::io::BufWriter::new(file)),
-            };
-            (out, false)
-        }
+        Some(path) if path.as_os_str() != "-" => (events_file(path)?, false),
         _ => (
             Box::new(std::io::BufWriter::new(std::io::stdout())),
             std::io::stdout().is_terminal(),
