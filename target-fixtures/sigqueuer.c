@@ -6,11 +6,15 @@
  * sigqueue() code and value the sender gave it, as untraced. The handler
  * calls work() too, so hits also happen with the signal blocked.
  *
- * Usage: sigqueuer [T [N]]   T worker threads (default 4, at most 16) call
+ * Usage: sigqueuer [T [N [C]]] T worker threads (default 4, at most 16) call
  *                            work() in a loop; the main thread queues N
  *                            SIGRTMIN signals (default 2000) at them, round
  *                            robin, with values 0..N-1, a few in flight at a
- *                            time, then stops them.
+ *                            time, then stops them. With C, each worker
+ *                            makes at most C calls of its own, then waits
+ *                            (taking its signals) until it is stopped: the
+ *                            calls a trace holds are bounded, however slow
+ *                            the machine.
  * A signal whose si_code is not SI_QUEUE, or whose value is not the next one
  * its thread expects, counts as bad.
  * Output (stdout), exactly: "received=<N> bad=0\n", exit status 0. */
@@ -26,6 +30,7 @@
 #define MAX_THREADS 16
 
 static int threads = 4;
+static long budget = -1;
 static pthread_t workers[MAX_THREADS];
 static volatile int next_value[MAX_THREADS];
 static volatile int received, bad, stop, started;
@@ -61,8 +66,10 @@ static void *worker(void *arg)
     long n = 0;
     (void)arg;
     __atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
-    while (!stop)
+    for (long calls = 0; !stop && calls != budget; calls++)
         n += work((int)(n & 7));
+    while (!stop)
+        usleep(100);
     return (void *)n;
 }
 
@@ -73,6 +80,8 @@ int main(int argc, char **argv)
         threads = atoi(argv[1]);
     if (argc > 2)
         n = atoi(argv[2]);
+    if (argc > 3)
+        budget = atol(argv[3]);
     if (threads < 1 || threads > MAX_THREADS)
         return 64;
     struct sigaction sa = {0};

@@ -1503,7 +1503,9 @@ fn a_signal_handler_returns_into_the_original_instructions() {
 #[test]
 fn signals_are_reported_between_their_threads_calls() {
     let prog = fixture("sigqueuer", Variant::Pie);
-    let args = ["4", "300"];
+    // At most 25000 calls a worker: the workers call as fast as they can for
+    // as long as the signals take, and a slow machine must not fill its disk.
+    let args = ["4", "300", "25000"];
     let (run, events) = trace_json(
         "fast_sigqueuer_order",
         &["--fast", "--entry-only", "-s", "work"],
