@@ -659,6 +659,7 @@ pub(crate) fn parse(decl: &str) -> std::result::Result<(String, Signature), Bad>
             variadic,
             ret,
             described: None,
+            located: Default::default(),
         },
     ))
 }

@@ -72,9 +72,19 @@ fn bucket_values(buckets: &[super::hist::Bucket]) -> Vec<Value> {
 /// string per field on the paths of calls and returns).
 struct Obj(Vec<u8>);
 
+thread_local! {
+    /// The buffer of the last [`Obj`] written, for the next.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl Obj {
     fn new(event: &str, time: Duration, pid: Option<Pid>) -> Obj {
-        let mut obj = Obj(Vec::with_capacity(256));
+        // The buffer of the last object written, emptied (no allocation
+        // per event).
+        let mut buf = SPARE.take();
+        buf.clear();
+        buf.reserve(256);
+        let mut obj = Obj(buf);
         obj.0.extend_from_slice(b"{\"event\":");
         obj.string(event);
         obj.0.extend_from_slice(b",\"time_ns\":");
@@ -101,7 +111,15 @@ impl Obj {
     }
 
     fn number(&mut self, n: impl Into<serde_json::Number>) {
-        let _ = serde_json::to_writer(&mut self.0, &n.into());
+        let n = n.into();
+        let mut digits = itoa::Buffer::new();
+        match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => self.0.extend_from_slice(digits.format(u).as_bytes()),
+            (None, Some(i)) => self.0.extend_from_slice(digits.format(i).as_bytes()),
+            _ => {
+                let _ = serde_json::to_writer(&mut self.0, &n);
+            }
+        }
     }
 
     /// A field of any JSON value (the events that are not calls).
@@ -140,7 +158,9 @@ impl Obj {
 
     fn write(mut self, out: &mut Out) -> Result<()> {
         self.0.extend_from_slice(b"}\n");
-        out.write_bytes(&self.0)
+        let r = out.write_bytes(&self.0);
+        SPARE.set(std::mem::take(&mut self.0));
+        r
     }
 }
 

@@ -512,7 +512,7 @@ impl Renderer {
                 }
             }
             Known::Dwarf(sig) => {
-                for (p, loc) in sig.params.iter().zip(sig.locations()) {
+                for (p, loc) in sig.params.iter().zip(sig.locations().iter().cloned()) {
                     let string = matches!(p.ty, Type::Pointer { string: true });
                     match loc {
                         Loc::Gp(ns) if string => {
@@ -819,9 +819,9 @@ pub(crate) fn dwarf_args(
         ..Args::default()
     };
     for (p, loc) in sig.params.iter().zip(sig.locations()) {
-        let value = match loc {
-            Loc::Gp(ns) => Found::Words(ns.iter().map(|n| regs.arg(*n)).collect()),
-            Loc::Split(ws) => {
+        let value = match *loc {
+            Loc::Gp(ref ns) => Found::Words(ns.iter().map(|n| regs.arg(*n)).collect()),
+            Loc::Split(ref ws) => {
                 Found::Words(ws.iter().map(|w| w.and_then(|n| regs.arg(n))).collect())
             }
             Loc::Reg(r) => Found::Words(vec![regs.dwarf(r)]),
@@ -1677,6 +1677,7 @@ mod tests {
             variadic: true,
             ret: Type::Void,
             described: None,
+            located: Default::default(),
         };
         // g is the first stack argument (offset 0), the unnamed one the second.
         let stack = |offset: u64, len: usize| -> Option<Vec<u8>> {
@@ -1724,6 +1725,7 @@ mod tests {
                 variadic: false,
                 ret,
                 described: None,
+                located: Default::default(),
             }))
         };
         let int = sig(Type::Int {
@@ -1778,6 +1780,7 @@ mod tests {
             variadic: false,
             ret,
             described: None,
+            located: Default::default(),
         };
         // big: in memory at sp + 8; two: rdi, rsi; mix: xmm0 and rdx.
         let s = sig(

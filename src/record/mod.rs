@@ -61,6 +61,14 @@ pub struct Recorder {
     stack_depth: Option<usize>,
     /// The processes (tid 0) and threads whose names are written.
     named: std::collections::HashSet<(i32, i32)>,
+    /// The last hit's answers, asked again by the next hit of a hot loop
+    /// (no hashing then): its site and number, its thread's number, its
+    /// thread (pid, tid) named, and its site found in the modules written for its process
+    /// (pid, site, how many modules).
+    last_site: Option<((usize, u64, bool), u32)>,
+    last_thread: usize,
+    last_named: Option<(i32, i32)>,
+    last_in_modules: Option<(Pid, u32, usize)>,
 }
 
 /// The modules written for a process: (path, bias) of each, and the sites
@@ -108,6 +116,10 @@ impl Recorder {
             returns: 0,
             stack_depth,
             named: Default::default(),
+            last_site: None,
+            last_thread: 0,
+            last_named: None,
+            last_in_modules: None,
         })
     }
 
@@ -115,7 +127,13 @@ impl Recorder {
     /// first if new.
     fn thread(&mut self, pid: Pid, tid: Pid) -> Result<usize> {
         let key = (pid.as_raw(), tid.as_raw());
+        if let Some(t) = self.ctx.threads.get(self.last_thread) {
+            if (t.pid, t.tid) == key {
+                return Ok(self.last_thread);
+            }
+        }
         if let Some(&t) = self.ctx.numbers.get(&key) {
+            self.last_thread = t;
             return Ok(t);
         }
         let t = self.ctx.threads.len();
@@ -126,6 +144,7 @@ impl Recorder {
         self.frame(Kind::Thread, &p.0)?;
         self.ctx.numbers.insert(key, t);
         self.ctx.threads.push(ThreadContext::new(key));
+        self.last_thread = t;
         Ok(t)
     }
 
@@ -133,6 +152,10 @@ impl Recorder {
     /// `/proc` has them now), each the first time it is seen, for a
     /// timeline drawn from the file.
     fn name(&mut self, pid: Pid, tid: Pid) -> Result<()> {
+        if self.last_named == Some((pid.as_raw(), tid.as_raw())) {
+            return Ok(());
+        }
+        self.last_named = Some((pid.as_raw(), tid.as_raw()));
         for (named, key) in [
             (Named::Process(pid), (pid.as_raw(), 0)),
             (Named::Thread(pid, tid), (pid.as_raw(), tid.as_raw())),
@@ -179,7 +202,13 @@ impl Recorder {
             site.address.get(),
             site.kind == ProbeKind::Instruction,
         );
+        if let Some((k, n)) = self.last_site {
+            if k == key {
+                return Ok(n);
+            }
+        }
         if let Some(&n) = self.sites.get(&key) {
+            self.last_site = Some((key, n));
             return Ok(n);
         }
         let n = self.sites.len() as u32;
@@ -200,6 +229,7 @@ impl Recorder {
         });
         self.frame(Kind::Site, v.to_string().as_bytes())?;
         self.sites.insert(key, n);
+        self.last_site = Some((key, n));
         Ok(n)
     }
 
@@ -212,9 +242,14 @@ impl Recorder {
         site: u32,
         addr: RuntimeAddr,
     ) -> Result<()> {
+        let count = modules.modules().len();
+        if self.last_in_modules == Some((pid, site, count)) {
+            return Ok(());
+        }
         if let Some((m, seen)) = self.modules.get_mut(&pid) {
-            if m.len() == modules.modules().len() {
+            if m.len() == count {
                 if seen.contains(&site) {
+                    self.last_in_modules = Some((pid, site, count));
                     return Ok(());
                 }
                 let found = modules
@@ -240,6 +275,7 @@ impl Recorder {
             .collect();
         let v = json!({"pid": pid.as_raw(), "modules": list});
         self.frame(Kind::Modules, v.to_string().as_bytes())?;
+        self.last_in_modules = None;
         self.modules.insert(
             pid,
             (
@@ -438,6 +474,7 @@ impl Handler for Recorder {
             Event::Exec { pid, .. } => {
                 let raw = pid.as_raw();
                 self.named.retain(|&(p, _)| p != raw);
+                self.last_named = None;
                 self.name(*pid, *pid)?;
             }
             _ => {}
@@ -499,31 +536,45 @@ struct LastRegs {
 /// hot loop's registers repeat, or move a little).
 fn put_regs(p: &mut Put, regs: &Regs, last: &mut LastRegs) {
     let values = reg_values(regs);
-    let mask = values
-        .iter()
-        .enumerate()
-        .filter(|(_, &v)| v != 0)
-        .fold(0u32, |m, (i, _)| m | 1 << i);
+    let mut mask = 0u32;
+    for (i, v) in values.iter().enumerate() {
+        mask |= u32::from(*v != 0) << i;
+    }
+    // (At most a varint of each: one growth, not one a byte.)
+    p.0.reserve(10 * (values.len() + 1));
     p.var(u64::from(mask ^ last.mask));
-    for (i, v) in values.iter().enumerate().filter(|&(_, &v)| v != 0) {
-        p.delta(last.values[i], *v);
+    for (i, v) in values.iter().enumerate() {
+        if *v != 0 {
+            p.delta(last.values[i], *v);
+        }
     }
     *last = LastRegs { values, mask };
 }
 
+/// The registers in the order [`put_regs`] codes them: the general-purpose
+/// registers by their number (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi,
+/// r8..r15), then rip, rflags and fs_base.
 fn reg_values(regs: &Regs) -> [u64; 19] {
-    let mut v = [0u64; 19];
-    for (n, slot) in v.iter_mut().enumerate().take(16) {
-        *slot = regs.gpr(crate::arch::Gpr(n as u8));
-    }
-    let raw = regs.raw();
-    v[16] = raw.rip;
-    v[17] = raw.eflags;
-    v[18] = raw.fs_base;
-    v
+    let r = regs.raw();
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15, r.rip, r.eflags, r.fs_base,
+    ]
 }
 
+#[cfg(test)]
 fn get_regs(g: &mut Get<'_>, last: &mut LastRegs) -> std::result::Result<Regs, Short> {
+    let mut regs = Regs::default();
+    get_regs_into(g, last, &mut regs)?;
+    Ok(regs)
+}
+
+/// [`get_regs`] into `regs` (all of them set).
+fn get_regs_into(
+    g: &mut Get<'_>,
+    last: &mut LastRegs,
+    regs: &mut Regs,
+) -> std::result::Result<(), Short> {
     let mask = u32::try_from(g.var()?).map_err(|_| Short)? ^ last.mask;
     if mask >> 19 != 0 {
         return Err(Short);
@@ -535,16 +586,12 @@ fn get_regs(g: &mut Get<'_>, last: &mut LastRegs) -> std::result::Result<Regs, S
         }
     }
     *last = LastRegs { values, mask };
-    let mut regs = Regs::default();
-    for (i, &v) in values.iter().enumerate() {
-        match i {
-            0..=15 => regs.set_gpr(crate::arch::Gpr(i as u8), v),
-            16 => regs.raw_mut().rip = v,
-            17 => regs.raw_mut().eflags = v,
-            _ => regs.raw_mut().fs_base = v,
-        }
-    }
-    Ok(regs)
+    let r = regs.raw_mut();
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15, r.rip, r.eflags, r.fs_base,
+    ] = values;
+    Ok(())
 }
 
 /// What a call's record holds of memory: a byte of which parts follow
@@ -591,8 +638,19 @@ fn put_captured(p: &mut Put, c: &Captured) {
     }
 }
 
+#[cfg(test)]
 fn get_captured(g: &mut Get<'_>) -> std::result::Result<Captured, Short> {
     let mut c = Captured::default();
+    get_captured_into(g, &mut c)?;
+    Ok(c)
+}
+
+/// [`get_captured`] into `c`, emptied first (its lists keep their room).
+fn get_captured_into(g: &mut Get<'_>, c: &mut Captured) -> std::result::Result<(), Short> {
+    c.strings.clear();
+    c.buffers.clear();
+    c.stack = None;
+    c.xmm = [None; 8];
     let parts = g.u8()?;
     if parts >> 4 != 0 {
         return Err(Short);
@@ -632,7 +690,7 @@ fn get_captured(g: &mut Get<'_>) -> std::result::Result<Captured, Short> {
             }
         }
     }
-    Ok(c)
+    Ok(())
 }
 
 /// A user stack (after an entry's captures): 1, whether the walk stopped
@@ -984,8 +1042,14 @@ pub fn replay(
     let mut out = Replayed::default();
     let mut sites: HashMap<u32, Rc<Site>> = HashMap::new();
     let mut maps: HashMap<i32, ModuleMap> = HashMap::new();
-    let mut calls: HashMap<u64, Option<Box<dyn Any>>> = HashMap::new();
+    let mut calls: HashMap<u64, Option<Box<dyn Any>>, CallNumbers> = HashMap::default();
     let mut ctx = Context::default();
+    // Decoded into, call after call (their lists keep their room).
+    let mut regs = Regs::default();
+    let mut captured = Captured::default();
+    // The last site and process map asked for (a hot loop's, again).
+    let mut last_site: Option<(u32, Rc<Site>)> = None;
+    let empty = ModuleMap::default();
     let mut first = true;
     let keep_time =
         |t: Duration| filter.from.is_none_or(|f| t >= f) && filter.to.is_none_or(|e| t < e);
@@ -1018,6 +1082,7 @@ pub fn replay(
                 let v = json()?;
                 let site = json_site(&v).ok_or_else(|| corrupt("a site record", at))?;
                 sites.insert(site.0, Rc::new(site.1));
+                last_site = None;
             }
             Kind::Modules => {
                 let v = json()?;
@@ -1070,8 +1135,8 @@ pub fn replay(
                     ctx.time = g.delta(ctx.time)?;
                     let (time, id) = (Duration::from_nanos(ctx.time), ctx.entries);
                     ctx.entries += 1;
-                    let regs = get_regs(&mut g, &mut t.entry)?;
-                    let captured = get_captured(&mut g)?;
+                    get_regs_into(&mut g, &mut t.entry, &mut regs)?;
+                    get_captured_into(&mut g, &mut captured)?;
                     let stack = match g.done() {
                         true => None,
                         false => Some(get_stack(&mut g)?),
@@ -1079,25 +1144,23 @@ pub fn replay(
                     if !g.done() {
                         return Err(Short);
                     }
-                    Ok::<_, Short>((n, pid, tid, time, id, regs, captured, stack))
+                    Ok::<_, Short>((n, pid, tid, time, id, stack))
                 })();
-                let Ok((n, pid, tid, time, id, mut regs, captured, stack)) = e else {
+                let Ok((n, pid, tid, time, id, stack)) = e else {
                     return Err(corrupt("an entry record", at));
                 };
-                let site = sites
-                    .get(&n)
+                let site = site_numbered(&sites, &mut last_site, n)
                     .ok_or_else(|| corrupt("an entry of no site", at))?;
-                if !(keep_time(time) && keep_site(site) && keep_tid(tid)) {
+                if !(keep_time(time) && keep_site(&site) && keep_tid(tid)) {
                     continue;
                 }
-                let empty = ModuleMap::default();
                 let modules = maps.get(&pid).unwrap_or(&empty);
                 let mut dirty = false;
                 let mut data = None;
                 let mut hit = Hit {
                     pid: Pid::from_raw(pid),
                     tid: Pid::from_raw(tid),
-                    site,
+                    site: &site,
                     regs: &mut regs,
                     regs_dirty: &mut dirty,
                     mem: Memory::Captured(&captured),
@@ -1139,33 +1202,31 @@ pub fn replay(
                         0 => None,
                         e => Some(u32::try_from(e - 1).map_err(|_| Short)? as i32),
                     };
-                    let regs = get_regs(&mut g, &mut t.ret)?;
-                    let captured = get_captured(&mut g)?;
+                    get_regs_into(&mut g, &mut t.ret, &mut regs)?;
+                    get_captured_into(&mut g, &mut captured)?;
                     if !g.done() {
                         return Err(Short);
                     }
-                    Ok::<_, Short>((n, pid, tid, time, entered, id, errno, regs, captured))
+                    Ok::<_, Short>((n, pid, tid, time, entered, id, errno))
                 })();
-                let Ok((n, pid, tid, time, entered, id, errno, mut regs, captured)) = r else {
+                let Ok((n, pid, tid, time, entered, id, errno)) = r else {
                     return Err(corrupt("a return record", at));
                 };
-                let site = sites
-                    .get(&n)
+                let site = site_numbered(&sites, &mut last_site, n)
                     .ok_or_else(|| corrupt("a return of no site", at))?;
                 // The entry kept (a return whose entry was left out is).
                 let Some(data) = calls.remove(&id) else {
                     continue;
                 };
-                if !(keep_time(time) && keep_site(site) && keep_tid(tid)) {
+                if !(keep_time(time) && keep_site(&site) && keep_tid(tid)) {
                     continue;
                 }
-                let empty = ModuleMap::default();
                 let modules = maps.get(&pid).unwrap_or(&empty);
                 let mut dirty = false;
                 let mut ret = Return {
                     pid: Pid::from_raw(pid),
                     tid: Pid::from_raw(tid),
-                    site,
+                    site: &site,
                     regs: &mut regs,
                     regs_dirty: &mut dirty,
                     mem: Memory::Captured(&captured),
@@ -1186,6 +1247,51 @@ pub fn replay(
     out.truncated = frames.truncated;
     handler.on_finish()?;
     Ok(out)
+}
+
+/// Site `n` of `sites`, by way of the last one asked for.
+fn site_numbered(
+    sites: &HashMap<u32, Rc<Site>>,
+    last: &mut Option<(u32, Rc<Site>)>,
+    n: u32,
+) -> Option<Rc<Site>> {
+    match last {
+        Some((m, site)) if *m == n => Some(site.clone()),
+        _ => {
+            let site = sites.get(&n)?.clone();
+            *last = Some((n, site.clone()));
+            Some(site)
+        }
+    }
+}
+
+/// Hashes the call numbers of the calls in flight at a replay: they are
+/// counted up from 0, so spread by Fibonacci hashing, as the probe table
+/// spreads addresses (no SipHash on every call).
+#[derive(Default, Clone, Copy)]
+struct CallNumbers;
+
+impl std::hash::BuildHasher for CallNumbers {
+    type Hasher = CallNumber;
+    fn build_hasher(&self) -> CallNumber {
+        CallNumber(0)
+    }
+}
+
+struct CallNumber(u64);
+
+impl std::hash::Hasher for CallNumber {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).rotate_left(5);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// A site record: its number, and the site.

@@ -28,6 +28,9 @@ enum Job {
 pub struct Background {
     jobs: Option<SyncSender<Job>>,
     flushed: Receiver<io::Result<()>>,
+    /// Batches written, given back to be filled again (fresh memory is
+    /// faulted in page by page).
+    spent: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
     batch: Vec<u8>,
     /// The writing thread failed: later writes fail at once.
@@ -38,6 +41,7 @@ impl Background {
     pub fn new(mut file: impl Write + Send + 'static) -> io::Result<Background> {
         let (jobs, todo) = mpsc::sync_channel::<Job>(QUEUED);
         let (answer, flushed) = mpsc::channel();
+        let (give_back, spent) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("rtrace-write".into())
             .spawn(move || {
@@ -46,10 +50,12 @@ impl Background {
                 let mut failed: Option<(io::ErrorKind, String)> = None;
                 for job in todo {
                     match job {
-                        Job::Bytes(b) if failed.is_none() => {
+                        Job::Bytes(mut b) if failed.is_none() => {
                             if let Err(e) = file.write_all(&b) {
                                 failed = Some((e.kind(), e.to_string()));
                             }
+                            b.clear();
+                            let _ = give_back.send(b);
                         }
                         Job::Bytes(_) => {}
                         Job::Flush => {
@@ -69,6 +75,7 @@ impl Background {
         Ok(Background {
             jobs: Some(jobs),
             flushed,
+            spent,
             thread: Some(thread),
             batch: Vec::with_capacity(BATCH),
             failed: None,
@@ -94,7 +101,11 @@ impl Background {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let next = self
+            .spent
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
         self.send(Job::Bytes(batch))
     }
 }
@@ -103,6 +114,10 @@ impl Write for Background {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if let Some(e) = self.error() {
             return Err(e);
+        }
+        // A batch is handed over before it would grow (a copy of it all).
+        if self.batch.len() + bytes.len() > self.batch.capacity() {
+            self.hand_over()?;
         }
         self.batch.extend_from_slice(bytes);
         if self.batch.len() >= BATCH {

@@ -132,15 +132,17 @@ pub struct Signature {
     /// argument may be dropped, replaced by what it pointed to, or fixed to a
     /// constant). None for every other function: the SysV convention.
     pub described: Option<Vec<Loc>>,
+    /// [`Signature::locations`], worked out at the first call.
+    pub located: std::sync::OnceLock<Vec<Loc>>,
 }
 
 impl Signature {
     /// Where each parameter is at the function's first instruction.
-    pub fn locations(&self) -> Vec<Loc> {
-        match &self.described {
+    pub fn locations(&self) -> &[Loc] {
+        self.located.get_or_init(|| match &self.described {
             Some(locs) => locs.clone(),
             None => sysv::locate(self),
-        }
+        })
     }
 }
 
@@ -514,6 +516,7 @@ impl<'a> UnitReader<'_, 'a> {
             variadic: declared.variadic,
             ret,
             described,
+            located: Default::default(),
         })
     }
 

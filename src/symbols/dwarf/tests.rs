@@ -279,6 +279,7 @@ fn an_unknown_type_makes_later_arguments_unavailable() {
         variadic: false,
         ret: Type::Void,
         described: None,
+        located: Default::default(),
     };
     assert_eq!(
         sysv::locate(&s),
