@@ -599,7 +599,8 @@ fn main() {
 /// the events written a second and the bytes an event, counted only when
 /// every run recorded every entry and every return (the recorder's count);
 /// then `rtrace replay --json` of the larger recording, its events a second,
-/// checked to be every event; and, with uftrace installed, `uftrace
+/// checked to be every event; a recording of 10 M calls over 8 threads,
+/// checked to hold every entry and return; and, with uftrace installed, `uftrace
 /// record` of the same program built with -pg, the same calls (each run
 /// checked by `uftrace report`: every call of work), as a ratio.
 fn recording(rtrace: &str, hot: &str, out_dir: &Path, runs: usize) {
@@ -707,6 +708,36 @@ fn recording(rtrace: &str, hot: &str, out_dir: &Path, runs: usize) {
             }
         ),
         false => println!("  {:<50}      -  (EVENTS MISSING)", "rtrace replay --json"),
+    }
+    // Ten million calls over eight threads, once: the file holds every
+    // entry and every return.
+    let big: u32 = 10_000_000;
+    let (t, stderr, _) = run_read(
+        &strings(&[
+            rtrace,
+            "record",
+            "-o",
+            &data_s,
+            "-s",
+            "work",
+            "--",
+            hot,
+            "8",
+            &(big / 8).to_string(),
+        ]),
+        &err,
+    );
+    let size = std::fs::metadata(&data).map_or(0, |m| m.len());
+    let name = "rtrace record, 10 M calls over 8 threads";
+    match recorded(&stderr) == Some((u64::from(big), u64::from(big))) {
+        true => println!(
+            "  {name:<50} {:>6.2}  (s; every entry and return recorded, {:.0} MB, {:.1} M \
+             events/s)",
+            t.as_secs_f64(),
+            size as f64 / 1e6,
+            2.0 * f64::from(big) / t.as_secs_f64() / 1e6
+        ),
+        false => println!("  {name:<50}      -  (CALLS LOST: {:?})", recorded(&stderr)),
     }
     let _ = std::fs::remove_file(&data);
     if !installed("uftrace") {

@@ -2423,10 +2423,9 @@ pub fn record_regs(record: &[u8], regs: RegSet, ip: u64) -> super::regs::Regs {
     let regs = entry_regs(regs);
     let word = |off| record_word(record, off);
     let mut out = super::regs::Regs::default();
-    for g in regs.gprs() {
-        if let Some(at) = reg_offset(regs, g) {
-            out.set_gpr(g, word(at));
-        }
+    // In encoding order, one word each (as `reg_offset` places them).
+    for (g, at) in regs.gprs().zip((ring::REGS..).step_by(8)) {
+        out.set_gpr(g, word(at));
     }
     let raw = out.raw_mut();
     if regs.has_flags() {
