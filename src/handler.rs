@@ -995,7 +995,7 @@ impl Captured {
         Error::NotCaptured { addr }
     }
 
-    fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
+    pub(crate) fn read_cstr(&self, addr: RuntimeAddr, max: usize) -> Result<(Vec<u8>, bool)> {
         let best = self
             .strings
             .iter()
@@ -1067,6 +1067,14 @@ impl<'a> Memory<'a> {
         match self {
             Memory::Live(mem) | Memory::Logged(mem, _) => Some(mem),
             Memory::Captured(_) => None,
+        }
+    }
+
+    /// What a record holds of the memory, when this is a record.
+    pub(crate) fn captured(&self) -> Option<&'a Captured> {
+        match self {
+            Memory::Captured(c) => Some(c),
+            Memory::Live(_) | Memory::Logged(..) => None,
         }
     }
 

@@ -1062,6 +1062,10 @@ pub fn replay(
     };
     let keep_tid = |t: i32| filter.tids.is_empty() || filter.tids.contains(&t);
     for frame in frames.by_ref() {
+        // A script's `exit()` ends the replay, as it ends a live run.
+        if !first && crate::sys::signal::detach_requested().is_some() {
+            break;
+        }
         let (kind, at, payload) = frame.map_err(bad)?;
         if first != (kind == Kind::Header) {
             return Err(corrupt("the header is not first, or not alone", at));

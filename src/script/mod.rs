@@ -367,6 +367,10 @@ enum Printed {
 struct Ctx {
     /// The process whose memory `str` and `read` read; None in BEGIN and END.
     pid: Option<Pid>,
+    /// What a recorded hit holds of that memory (a replay's, or a return
+    /// taken from the return stub's record): `str` and `read` read it, and
+    /// nothing else.
+    recorded: Option<crate::handler::Captured>,
     /// The entry's argument registers; None in BEGIN and END.
     args: Option<[u64; 6]>,
     /// The current block's name, for `hist(x)`.
@@ -392,12 +396,28 @@ fn mem_read(
     addr: INT,
     buf: &mut [u8],
 ) -> std::result::Result<(), Box<EvalAltResult>> {
+    if let Some(c) = &ctx.borrow().recorded {
+        let bytes = c
+            .read_bytes(RuntimeAddr(addr as u64), buf.len())
+            .map_err(|_| not_recorded(addr))?;
+        buf.copy_from_slice(&bytes);
+        return Ok(());
+    }
     let pid = ctx
         .borrow()
         .pid
         .ok_or_else(|| runtime_error("tracee memory can only be read in a probe block".into()))?;
     crate::sys::mem::read_process(pid, RuntimeAddr(addr as u64), buf)
         .map_err(|_| runtime_error(format!("cannot read tracee memory at {:#x}", addr as u64)))
+}
+
+/// A read of memory a recorded hit does not hold.
+fn not_recorded(addr: INT) -> Box<EvalAltResult> {
+    runtime_error(format!(
+        "tracee memory at {:#x} is not in the record of this hit (a recording keeps what the \
+         printers show of a call: its string and buffer arguments)",
+        addr as u64
+    ))
 }
 
 fn read_str(
@@ -407,6 +427,12 @@ fn read_str(
 ) -> std::result::Result<String, Box<EvalAltResult>> {
     if addr == 0 {
         return Ok("(null)".into());
+    }
+    if let Some(c) = &ctx.borrow().recorded {
+        let (bytes, _) = c
+            .read_cstr(RuntimeAddr(addr as u64), max)
+            .map_err(|_| not_recorded(addr))?;
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
     }
     let mut out = Vec::new();
     let mut at = addr as u64;
@@ -830,6 +856,9 @@ pub struct Script {
     /// `comm` of each process seen (`/proc/PID/comm`), read once (again
     /// after an exec).
     comms: std::collections::HashMap<Pid, String>,
+    /// A replay's names of processes, as they were recorded: `comm` is
+    /// theirs, not `/proc`'s.
+    recorded_names: Option<crate::record::Names>,
 }
 
 impl fmt::Debug for Script {
@@ -920,6 +949,7 @@ impl Script {
             ended: false,
             exited_in_begin: false,
             comms: Default::default(),
+            recorded_names: None,
         };
         let mut all = Vec::new();
         let mut names = Vec::new();
@@ -1027,6 +1057,28 @@ impl Script {
             }
         }
         Ok(script)
+    }
+
+    /// Runs over a replay: `comm` is the recorded name of the process
+    /// (`names`), and memory is what each hit's record holds.
+    pub fn replaying(&mut self, names: crate::record::Names) {
+        self.recorded_names = Some(names);
+    }
+
+    /// Whether the script has interval blocks (which run on a live run's
+    /// clock).
+    pub fn has_intervals(&self) -> bool {
+        !self.intervals.is_empty()
+    }
+
+    /// `comm` of process `pid`.
+    fn comm(&mut self, pid: Pid) -> String {
+        match &self.recorded_names {
+            Some(names) => names
+                .get(crate::output::timeline::Named::Process(pid))
+                .unwrap_or_default(),
+            None => comm_of(&mut self.comms, pid),
+        }
     }
 
     /// Whether a BEGIN block called `exit()`: as in bpftrace, the script
@@ -1194,6 +1246,7 @@ impl Script {
         {
             let mut ctx = self.ctx.borrow_mut();
             ctx.pid = None;
+            ctx.recorded = None;
             ctx.args = None;
             ctx.ustack = None;
             ctx.block = self.blocks[i].name();
@@ -1301,11 +1354,13 @@ impl Script {
             {
                 let mut ctx = self.ctx.borrow_mut();
                 ctx.pid = Some(run.mem_pid);
+                ctx.recorded = run.recorded.cloned();
                 ctx.args = Some(run.args);
                 ctx.ustack = run.ustack.clone();
                 ctx.block = self.blocks[i].name();
             }
             let base = self.scope.len();
+            let comm = self.comm(run.pid);
             self.scope
                 .push_constant("tid", INT::from(run.tid.as_raw()))
                 .push_constant("pid", INT::from(run.pid.as_raw()))
@@ -1313,7 +1368,7 @@ impl Script {
                 .push_constant("func", run.func.to_string())
                 .push_constant("time", nanos(run.time))
                 .push_constant("nsecs", nanos(run.time))
-                .push_constant("comm", comm_of(&mut self.comms, run.pid));
+                .push_constant("comm", comm);
             if let Some((retval, duration)) = run.ret {
                 self.scope
                     .push_constant("retval", retval)
@@ -1466,6 +1521,8 @@ struct Run<'a> {
     pid: Pid,
     /// Whose memory `str` and `read` read (the address space's process).
     mem_pid: Pid,
+    /// What the hit's record holds of that memory, when it is a record.
+    recorded: Option<&'a crate::handler::Captured>,
     tid: crate::addr::Tid,
     probe: &'a str,
     func: &'a str,
@@ -1614,6 +1671,7 @@ impl Handler for ScriptProbe {
         let run = Run {
             pid: hit.pid(),
             mem_pid: hit.mem.live().map_or(hit.pid, |m| m.pid()),
+            recorded: hit.mem.captured(),
             tid: hit.tid(),
             probe: &site.probe,
             func: &site.symbol,
@@ -1673,6 +1731,7 @@ impl Handler for ScriptProbe {
         let run = Run {
             pid: ret.pid(),
             mem_pid: ret.mem.live().map_or(ret.pid, |m| m.pid()),
+            recorded: ret.mem.captured(),
             tid: ret.tid(),
             probe: &site.probe,
             func: &site.symbol,

@@ -783,3 +783,129 @@ fn a_recording_of_a_million_calls_holds_every_one() {
     assert_eq!((cols[0], cols[5]), ("1000000", "0"), "{row}");
     let _ = std::fs::remove_file(&data);
 }
+
+/// What a script's run printed on stderr (a live run's output), less
+/// rtrace's own lines (the attach, the probes' modes).
+fn script_output(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("rtrace: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// A script run over a recording prints what it printed over the live run:
+/// its maps and histograms from the arguments and return values of 4000
+/// calls on four threads; strings the printers captured (`str(arg(0))` of
+/// `open`), `comm` as recorded, a predicate on the return value, `printf`.
+/// Memory the record does not hold is said, never read from a process.
+#[test]
+fn a_script_runs_over_a_recording_as_over_the_live_run() {
+    let cases: [(&str, &str, &[&str], &str); 2] = [
+        (
+            "threads",
+            "work",
+            &["4", "1000"],
+            "work { @calls = count(); @args = sum(arg(0)); } \
+             work:return { @ret = sum(retval); @h = hist(retval); }",
+        ),
+        (
+            "opener",
+            "open",
+            &["/etc/hostname"],
+            "open { @paths[str(arg(0))] = count(); } \
+             open:return /retval < 0/ { printf(\"%s: open failed: %d\\n\", comm, retval); }",
+        ),
+    ];
+    for (name, spec, args, script) in cases {
+        let prog = fixture(name, Variant::Pie);
+        let mut live = vec!["-x", script, "--", prog.to_str().unwrap()];
+        live.extend(args);
+        let live = rtrace(&live);
+        assert_eq!(live.code(), 0, "{name}: {}", live.stderr);
+        let data = temp_path(&format!("rec_script_{name}.data"));
+        let data_s = data.to_str().unwrap();
+        record(&data, spec, &prog, args);
+        let replay = rtrace(&["replay", data_s, "-x", script]);
+        assert_eq!(replay.code(), 0, "{name}: {}", replay.stderr);
+        assert_eq!(replay.stdout, script_output(&live.stderr), "{name}");
+        let _ = std::fs::remove_file(&data);
+    }
+    // The exact output, once: the sums of 4000 calls, and the failed open.
+    let prog = fixture("opener", Variant::Pie);
+    let data = temp_path("rec_script_open.data");
+    let data_s = data.to_str().unwrap();
+    record(&data, "open", &prog, &["/etc/hostname"]);
+    let replay = rtrace(&["replay", data_s, "-x", cases[1].3]);
+    assert_eq!(
+        replay.stdout,
+        "opener: open failed: -1\n+++ exited with 0 +++\n\
+         @paths[/etc/hostname]: 1\n@paths[/nonexistent/x]: 1\n\n"
+    );
+    // At the return, the entry's string is not in the record.
+    let replay = rtrace(&["replay", data_s, "-x", "open:return { print(str(arg(0))) }"]);
+    assert_eq!(replay.code(), 0, "{}", replay.stderr);
+    assert!(
+        replay.stderr.contains(
+            "is not in the record of this hit (a recording keeps what the printers show of a \
+             call: its string and buffer arguments)"
+        ),
+        "{}",
+        replay.stderr
+    );
+    assert!(
+        replay
+            .stderr
+            .contains("rtrace: warning: script line 1, column 1: block open:return failed 2 times"),
+        "{}",
+        replay.stderr
+    );
+    // exit() ends the replay; END runs.
+    let replay = rtrace(&[
+        "replay",
+        data_s,
+        "-x",
+        "open { printf(\"%s\\n\", str(arg(0))); exit(); } END { print(\"end\"); }",
+    ]);
+    assert_eq!(replay.stdout, "/etc/hostname\nend\n", "{}", replay.stderr);
+    // A probe the recording does not have is said.
+    let replay = rtrace(&["replay", data_s, "-x", "close { @n = count(); }"]);
+    assert_eq!(replay.code(), 0);
+    assert!(
+        replay.stderr.contains(&format!(
+            "rtrace: warning: the script's probe close names no call in {data_s} (a probe is \
+             named as it was recorded, or by its function)\n"
+        )),
+        "{}",
+        replay.stderr
+    );
+    // What a replay cannot run, one line each, status 2.
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &["replay", data_s, "-x", "interval:1s { print(1); }"],
+            "rtrace: interval blocks run on a live run's clock, which a replay has not: take \
+             them out of the script\n",
+        ),
+        (
+            &["report", data_s, "-x", "open { }"],
+            "rtrace: rtrace report prints the -c table: a script (--script, -x) is for `rtrace \
+             replay` (see 'rtrace --help')\n",
+        ),
+        (
+            &["replay", data_s, "-x", "open { }", "--perfetto", "t.json"],
+            "rtrace: --perfetto is drawn from the whole recording: replay it without the script \
+             (see 'rtrace --help')\n",
+        ),
+        (
+            &["record", "-x", "open { }", "-s", "open", "--", "/bin/true"],
+            "rtrace: rtrace record takes no script (--script, -x): it writes the calls as they \
+             come; `rtrace replay FILE` and `rtrace report FILE` render them (see 'rtrace \
+             --help')\n",
+        ),
+    ];
+    for (args, said) in refused {
+        let run = rtrace(args);
+        assert_eq!((run.code(), run.stderr.as_str()), (2, said), "{args:?}");
+    }
+    let _ = std::fs::remove_file(&data);
+}

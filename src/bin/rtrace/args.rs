@@ -227,8 +227,25 @@ struct Raw {
 /// An unreadable file is a runtime error (exit 1); a script that does not
 /// compile is a usage error (exit 2).
 fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
+    let limits = Limits {
+        operations: raw.script_ops,
+        string: raw.string_limit,
+        stack: raw.stack_depth,
+    };
+    compile_scripts(&raw.scripts, &raw.programs, limits, raw.json).map_err(ExitCode::from)
+}
+
+/// [`scripts`] of these files and programs, under `limits`; the warnings
+/// said at once, or kept for JSON's `warning` events. Err with the exit
+/// status after saying why.
+pub fn compile_scripts(
+    paths: &[PathBuf],
+    programs: &[String],
+    limits: Limits,
+    json: bool,
+) -> Result<Option<Script>, u8> {
     let mut sources = Vec::new();
-    for path in &raw.scripts {
+    for path in paths {
         match std::fs::read_to_string(path) {
             Ok(text) => sources.push(ScriptSource {
                 name: path.display().to_string(),
@@ -241,14 +258,14 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
                     "rtrace: cannot read script {}: {e} (check the path)",
                     path.display()
                 );
-                return Err(ExitCode::from(1));
+                return Err(1);
             }
         }
     }
     // Errors name a -x program "script" (the Nth of several, "script #N"),
     // a file by its path: `script line 1, column 12: …`.
-    for (i, text) in raw.programs.iter().enumerate() {
-        let name = match raw.programs.len() {
+    for (i, text) in programs.iter().enumerate() {
+        let name = match programs.len() {
             1 => "script".to_string(),
             _ => format!("script #{}", i + 1),
         };
@@ -260,20 +277,15 @@ fn scripts(raw: &Raw) -> Result<Option<Script>, ExitCode> {
     if sources.is_empty() {
         return Ok(None);
     }
-    let limits = Limits {
-        operations: raw.script_ops,
-        string: raw.string_limit,
-        stack: raw.stack_depth,
-    };
     use std::io::Write;
     // A script's error says where in the script it is, and nothing of the
     // command line's help.
     let script = Script::compile(&sources, limits).map_err(|e| {
         let _ = writeln!(std::io::stderr(), "rtrace: {e}");
-        ExitCode::from(2)
+        2
     })?;
     let mut script = script;
-    if raw.json {
+    if json {
         // JSON: `warning` events, once tracing has begun.
         script.defer_warnings();
     } else {
@@ -459,7 +471,7 @@ pub fn parse_record(args: Vec<OsString>) -> Result<Cli, ExitCode> {
         (cli.perfetto.is_some(), "--perfetto"),
         (cli.folded.is_some(), "--folded"),
         (cli.flamegraph.is_some(), "--flamegraph"),
-        (cli.script.is_some(), "a script"),
+        (cli.script.is_some(), "script (--script, -x)"),
         (!cli.inject.is_empty(), "--inject"),
         (!cli.list.is_empty(), "--list"),
     ];
@@ -536,6 +548,17 @@ struct ReplayRaw {
     /// Draw the recorded stacks of every hit as an SVG flame graph in FILE.
     #[arg(long, value_name = "FILE")]
     flamegraph: Option<PathBuf>,
+    /// Run the Rhai script in FILE over the recorded calls (repeatable), as
+    /// `rtrace --script` runs it over a live run's.
+    #[arg(long = "script", value_name = "FILE")]
+    scripts: Vec<PathBuf>,
+    /// Run a one-line script over the recorded calls (repeatable), e.g. -x
+    /// 'work { @calls[tid] = count() }'.
+    #[arg(short = 'x', value_name = "PROGRAM")]
+    programs: Vec<String>,
+    /// The most Rhai operations one script block may take per run.
+    #[arg(long, value_name = "N", default_value_t = rtrace::script::Limits::DEFAULT_OPERATIONS)]
+    script_ops: u64,
     /// (report) Histograms of the calls' times under the table.
     #[arg(long)]
     hist: bool,
@@ -560,6 +583,11 @@ pub struct ReplayCli {
     pub perfetto: Option<PathBuf>,
     pub folded: Option<PathBuf>,
     pub flamegraph: Option<PathBuf>,
+    /// `--script` files and `-x` programs, compiled once the recording's
+    /// limits are known, and `--script-ops`.
+    pub scripts: Vec<PathBuf>,
+    pub programs: Vec<String>,
+    pub script_ops: u64,
     /// `rtrace report`: the `-c` table.
     pub summary: bool,
     pub hist: bool,
@@ -608,6 +636,22 @@ pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, Exit
     if raw.stack_depth == Some(0) {
         return Err(usage("--stack-depth 0: give 1 or more frames"));
     }
+    let scripted = !raw.scripts.is_empty() || !raw.programs.is_empty();
+    if report && scripted {
+        return Err(usage(
+            "rtrace report prints the -c table: a script (--script, -x) is for `rtrace replay`",
+        ));
+    }
+    let drawn = [
+        (raw.perfetto.is_some(), "--perfetto"),
+        (raw.folded.is_some(), "--folded"),
+        (raw.flamegraph.is_some(), "--flamegraph"),
+    ];
+    if let Some((_, what)) = drawn.iter().find(|(given, _)| scripted && *given) {
+        return Err(usage(&format!(
+            "{what} is drawn from the whole recording: replay it without the script"
+        )));
+    }
     Ok(ReplayCli {
         file: raw.file.unwrap_or_else(|| PathBuf::from(RECORDING)),
         json: raw.json,
@@ -626,6 +670,9 @@ pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, Exit
         perfetto: raw.perfetto,
         folded: raw.folded,
         flamegraph: raw.flamegraph,
+        scripts: raw.scripts,
+        programs: raw.programs,
+        script_ops: raw.script_ops,
         summary: report,
         hist: raw.hist,
         order: order(raw.sort),

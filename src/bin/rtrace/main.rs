@@ -678,6 +678,45 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
         )),
     };
     let names = rtrace::record::Names::default();
+    let limits = rtrace::script::Limits {
+        operations: cli.script_ops,
+        string: limit,
+        stack: depth,
+    };
+    let script = match args::compile_scripts(&cli.scripts, &cli.programs, limits, cli.json) {
+        Ok(script) => script,
+        Err(code) => return Ok(code),
+    };
+    if let Some(mut script) = script {
+        if script.has_intervals() {
+            say(
+                "rtrace: interval blocks run on a live run's clock, which a replay has not: \
+                 take them out of the script",
+            );
+            return Ok(2);
+        }
+        script.replaying(names.clone());
+        let printer = Rc::new(RefCell::new(printer));
+        // exit() in BEGIN: nothing is read; END runs, the maps are printed.
+        if script.exited_in_begin() {
+            ScriptListener::new(Rc::new(RefCell::new(script)), printer).end_before_tracing()?;
+            return Ok(0);
+        }
+        let mut scripted = Scripted::new(script, printer.clone());
+        let read = rtrace::record::replay(&cli.file, &bytes, &mut scripted, &cli.filter, &names)?;
+        printer.borrow_mut().flush()?;
+        for (spec, _, matched) in &scripted.probes {
+            if !matched {
+                say(&format!(
+                    "rtrace: warning: the script's probe {spec} names no call in {} (a probe is \
+                     named as it was recorded, or by its function)",
+                    cli.file.display()
+                ));
+            }
+        }
+        say_how_it_was_read(&cli.file, &read);
+        return Ok(0);
+    }
     let mut part = Replaying { printer, counter };
     let read = match &cli.perfetto {
         Some(path) => {
@@ -692,6 +731,13 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
     };
     let mut printer = part.printer;
     printer.flush()?;
+    say_how_it_was_read(&cli.file, &read);
+    Ok(0)
+}
+
+/// The warnings of a replay of `file`: the binaries that changed since,
+/// and a recording that was cut.
+fn say_how_it_was_read(file: &std::path::Path, read: &rtrace::record::Replayed) {
     for path in &read.changed {
         say(&format!(
             "rtrace: warning: {path} changed since it was recorded (its build-id differs, or it is gone): \
@@ -701,10 +747,79 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
     if read.truncated {
         say(&format!(
             "rtrace: warning: {} ends inside a record (the recording was cut): what came before it is shown",
-            cli.file.display()
+            file.display()
         ));
     }
-    Ok(0)
+}
+
+/// A replay under a script: each recorded call goes to the script's probe
+/// that names it (by the spec it was recorded under, or its function's
+/// name, as `-s` filters a replay), as a live run's calls go to theirs;
+/// the calls of the probes the script does not name are not shown, as
+/// `rtrace -x` traces only the script's.
+struct Scripted {
+    printer: Rc<RefCell<Printer>>,
+    /// Each spec of the script, its handler, and whether it named a call.
+    probes: Vec<(String, ScriptProbe, bool)>,
+    listener: ScriptListener,
+}
+
+impl Scripted {
+    fn new(script: rtrace::script::Script, printer: Rc<RefCell<Printer>>) -> Scripted {
+        let specs = script.probes();
+        let script = Rc::new(RefCell::new(script));
+        let probes = specs
+            .into_iter()
+            .map(|(spec, _, _)| {
+                let handler = ScriptProbe::new(script.clone(), &spec, printer.clone(), true);
+                (spec, handler, false)
+            })
+            .collect();
+        Scripted {
+            listener: ScriptListener::new(script, printer.clone()),
+            printer,
+            probes,
+        }
+    }
+
+    /// The handler of the script's probe that names `site`.
+    fn probe(&mut self, site: &rtrace::Site) -> Option<&mut ScriptProbe> {
+        let (_, handler, matched) = self
+            .probes
+            .iter_mut()
+            .find(|(spec, _, _)| [&site.probe, &site.symbol, &site.name].contains(&spec))?;
+        *matched = true;
+        Some(handler)
+    }
+}
+
+impl Handler for Scripted {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        match self.probe(hit.site()) {
+            Some(handler) => handler.on_entry(hit),
+            None => Ok(()),
+        }
+    }
+    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
+        match self.probe(hit.site()) {
+            Some(handler) => handler.on_post(hit),
+            None => Ok(()),
+        }
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
+        match self.probe(ret.site()) {
+            Some(handler) => handler.on_return(ret),
+            None => Ok(()),
+        }
+    }
+    fn on_event(&mut self, event: &rtrace::Event, time: std::time::Duration) -> rtrace::Result<()> {
+        self.printer.borrow_mut().on_event(event, time)?;
+        self.listener.on_event(event, time)
+    }
+    fn on_finish(&mut self) -> rtrace::Result<()> {
+        self.printer.borrow_mut().on_finish()?;
+        self.listener.on_finish()
+    }
 }
 
 /// How the wait for a launched program rtrace has let go ended.
