@@ -637,9 +637,17 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
     };
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         Some(path) if path.as_os_str() != "-" => (events_file(path)?, false),
+        _ if std::io::stdout().is_terminal() => {
+            (Box::new(std::io::BufWriter::new(std::io::stdout())), true)
+        }
+        // A pipe or a file: written from a thread of its own, as -o's file
+        // is, in large writes while the next events render.
         _ => (
-            Box::new(std::io::BufWriter::new(std::io::stdout())),
-            std::io::stdout().is_terminal(),
+            Box::new(
+                writer::Background::new(std::io::stdout())
+                    .map_err(|e| rtrace::Error::io("cannot write output", e))?,
+            ),
+            false,
         ),
     };
     let color = colored(cli.color, to_terminal, cli.json);
