@@ -10,11 +10,15 @@
  * ever.
  *
  * Usage: exitrace [K]        the main thread creates short-lived threads
- *                            (running brief()) without end; another thread
- *                            waits until K were made (default 20), then
- *                            calls _exit(7).
+ *                            (running brief()) until the process ends, at
+ *                            most K + 1000 of them; another thread waits
+ *                            until K were made (default 20), then calls
+ *                            _exit(7).
  *        exitrace fork [K]   the same with child processes (each calls
- *                            brief() and exits 0).
+ *                            brief() and exits 0; none is waited for).
+ * The bound keeps the machine's process ids: a tracer slow to let the new
+ * tasks go, while the quitter waits for its turn, must not let the
+ * program make thousands (other programs could not fork).
  * Output: none, exit status 7. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -59,6 +63,10 @@ int main(int argc, char **argv)
     if (pthread_create(&t, &attr, quitter, NULL) != 0)
         return 1;
     for (;;) {
+        if (atomic_load(&made) >= target + 1000) {
+            sched_yield();
+            continue;
+        }
         if (forks) {
             pid_t child = fork();
             if (child == 0) {

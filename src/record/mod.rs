@@ -475,6 +475,11 @@ impl Handler for Recorder {
                 let raw = pid.as_raw();
                 self.named.retain(|&(p, _)| p != raw);
                 self.last_named = None;
+                // A new image: its modules are written again at its first
+                // call (the same site number and as many modules as before
+                // are no sign that they are the same).
+                self.modules.remove(pid);
+                self.last_in_modules = None;
                 self.name(*pid, *pid)?;
             }
             _ => {}
@@ -1061,9 +1066,11 @@ pub fn replay(
                 .any(|p| *p == s.probe || *p == s.symbol || *p == s.name)
     };
     let keep_tid = |t: i32| filter.tids.is_empty() || filter.tids.contains(&t);
+    // A script's `exit()` during the replay ends it, as it ends a live run
+    // (a request made before it began is not this replay's).
+    let asked = crate::sys::signal::detach_requested();
     for frame in frames.by_ref() {
-        // A script's `exit()` ends the replay, as it ends a live run.
-        if !first && crate::sys::signal::detach_requested().is_some() {
+        if !first && crate::sys::signal::detach_requested() != asked {
             break;
         }
         let (kind, at, payload) = frame.map_err(bad)?;
@@ -1286,7 +1293,11 @@ struct CallNumber(u64);
 
 impl std::hash::Hasher for CallNumber {
     fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        // (The product's high bits folded down: the table takes its
+        // buckets from the low ones, which a product alone leaves as they
+        // were.)
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {

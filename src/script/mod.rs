@@ -1354,7 +1354,12 @@ impl Script {
             {
                 let mut ctx = self.ctx.borrow_mut();
                 ctx.pid = Some(run.mem_pid);
-                ctx.recorded = run.recorded.cloned();
+                // (Live, memory is the process's: a return taken from the
+                // stub's record has only what the printers asked of it.)
+                ctx.recorded = match self.recorded_names {
+                    Some(_) => run.recorded.cloned(),
+                    None => None,
+                };
                 ctx.args = Some(run.args);
                 ctx.ustack = run.ustack.clone();
                 ctx.block = self.blocks[i].name();
@@ -1548,6 +1553,9 @@ struct Call {
     stack: Option<(usize, Rc<crate::unwind::Stack>)>,
     /// The entry's `ustack`, for the return block.
     ustack: Option<String>,
+    /// What a replayed entry's record holds of memory: the return block
+    /// reads it too (after the return's own).
+    recorded: Option<crate::handler::Captured>,
 }
 
 /// A stack as bpftrace's `ustack` prints it: a newline, then one frame a
@@ -1709,6 +1717,7 @@ impl Handler for ScriptProbe {
                 Some(d) if may_print_at_return => Some((d, hit.user_stack(d))),
                 _ => None,
             };
+            let replaying = self.script.borrow().recorded_names.is_some();
             hit.set_data(Call {
                 regs: *hit.regs(),
                 known,
@@ -1717,6 +1726,7 @@ impl Handler for ScriptProbe {
                 printed,
                 stack,
                 ustack: run.ustack.clone(),
+                recorded: hit.mem.captured().filter(|_| replaying).cloned(),
             });
         }
         Ok(())
@@ -1728,10 +1738,20 @@ impl Handler for ScriptProbe {
             return Ok(());
         };
         let site = ret.site().clone();
+        // A replayed call's memory: the return's record, then the entry's.
+        let both = call.recorded.as_ref().map(|entry| {
+            let mut both = ret.mem.captured().cloned().unwrap_or_default();
+            both.strings.extend(entry.strings.iter().cloned());
+            both.buffers.extend(entry.buffers.iter().cloned());
+            if both.stack.is_none() {
+                both.stack = entry.stack.clone();
+            }
+            both
+        });
         let run = Run {
             pid: ret.pid(),
             mem_pid: ret.mem.live().map_or(ret.pid, |m| m.pid()),
-            recorded: ret.mem.captured(),
+            recorded: both.as_ref().or(ret.mem.captured()),
             tid: ret.tid(),
             probe: &site.probe,
             func: &site.symbol,
@@ -1785,6 +1805,138 @@ impl Handler for ScriptProbe {
     }
 }
 
+/// A replay under a script: each recorded call goes to the script's probes
+/// that name it (by the spec it was recorded under, or its function's
+/// name, as `-s` filters a replay), every one of them, as a live run's
+/// calls go to each probe on their address; the calls of the probes the
+/// script does not name are not shown, as `rtrace -x` traces only the
+/// script's.
+pub struct ScriptReplay {
+    printer: Rc<RefCell<Printer>>,
+    /// Each spec of the script, its handler, and whether it named a call.
+    probes: Vec<(String, ScriptProbe, bool)>,
+    listener: ScriptListener,
+}
+
+/// Whether probe spec `spec` names recorded site `site`: the spec it was
+/// recorded under, its function's name, or what the spec would have
+/// resolved to live (`libc:open` names `open` in `libc.so.6`, `str*`
+/// names `strlen`, `work+0x8` that instruction of `work`).
+fn names_site(spec: &str, site: &crate::handler::Site) -> bool {
+    use crate::symbols::{ProbeSpec, Target};
+    if [&site.probe, &site.symbol, &site.name].contains(&&spec.to_string()) {
+        return true;
+    }
+    let Ok(parsed) = spec.parse::<ProbeSpec>() else {
+        return false;
+    };
+    let module = parsed
+        .module
+        .as_deref()
+        .is_none_or(|q| crate::symbols::modules::qualifies(q, &site.module));
+    let function = |f: &str| {
+        crate::symbols::glob::matches(f, &site.symbol)
+            || crate::symbols::glob::matches(f, &site.name)
+    };
+    module
+        && match &parsed.target {
+            Target::Function { name } => site.offset == 0 && function(name),
+            Target::Offset {
+                function: f,
+                offset,
+            } => site.offset == *offset && function(f),
+            _ => false,
+        }
+}
+
+/// What each probe of a [`ScriptReplay`] replay kept of a call at its entry,
+/// by the probe's place.
+struct Kept(Vec<(usize, Option<Box<dyn Any>>)>);
+
+impl ScriptReplay {
+    /// The replay of `script`'s probes, printing through `printer`.
+    pub fn new(script: Script, printer: Rc<RefCell<Printer>>) -> ScriptReplay {
+        let specs = script.probes();
+        let script = Rc::new(RefCell::new(script));
+        let probes = specs
+            .into_iter()
+            .map(|(spec, _, _)| {
+                let handler = ScriptProbe::new(script.clone(), &spec, printer.clone(), true);
+                (spec, handler, false)
+            })
+            .collect();
+        ScriptReplay {
+            listener: ScriptListener::new(script, printer.clone()),
+            printer,
+            probes,
+        }
+    }
+
+    /// The specs of the script that named no call, at the end.
+    pub fn unmatched(&self) -> Vec<&str> {
+        self.probes
+            .iter()
+            .filter(|(_, _, matched)| !matched)
+            .map(|(spec, _, _)| spec.as_str())
+            .collect()
+    }
+
+    /// The places of the script's probes that name `site`.
+    fn naming(&mut self, site: &crate::handler::Site) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, (spec, _, matched)) in self.probes.iter_mut().enumerate() {
+            if names_site(spec, site) {
+                *matched = true;
+                out.push(i);
+            }
+        }
+        out
+    }
+}
+
+impl Handler for ScriptReplay {
+    fn on_entry(&mut self, hit: &mut Hit<'_>) -> Result<()> {
+        // (The attach may have been left out by --from.)
+        self.listener.begin(hit.time())?;
+        let mut kept = Vec::new();
+        for i in self.naming(hit.site()) {
+            *hit.data = None;
+            let handler = &mut self.probes[i].1;
+            handler.on_entry(hit)?;
+            handler.on_post(hit)?;
+            kept.push((i, hit.data.take()));
+        }
+        if !kept.is_empty() {
+            hit.set_data(Kept(kept));
+        }
+        Ok(())
+    }
+    fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
+        self.listener.begin(ret.time())?;
+        let Some(Kept(kept)) = ret.take_data::<Kept>() else {
+            return Ok(());
+        };
+        for (i, data) in kept {
+            ret.data = data;
+            self.probes[i].1.on_return(ret)?;
+        }
+        Ok(())
+    }
+    fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
+        if !matches!(event, Event::Attached { .. }) {
+            self.listener.begin(time)?;
+        }
+        self.printer.borrow_mut().on_event(event, time)?;
+        self.listener.on_event(event, time)
+    }
+    fn on_finish(&mut self) -> Result<()> {
+        let time = self.printer.borrow().last_time();
+        self.listener.begin(time)?;
+        self.printer.borrow_mut().on_finish()?;
+        self.listener.on_finish()
+    }
+}
+
 /// The script's listener: prints BEGIN's output once tracing has begun, and
 /// at the end runs END and prints the maps and histograms. Add it after the
 /// printer's own listener, so that BEGIN's output follows the attach line.
@@ -1821,6 +1973,23 @@ impl ScriptListener {
         self.on_finish()
     }
 
+    /// Tracing has begun (the attach, or a replay's first call when its
+    /// filters left the attach out): BEGIN's output is printed, the
+    /// interval blocks' clocks start, and END will run at the end. Once.
+    pub fn begin(&mut self, time: Duration) -> Result<()> {
+        if self.attached {
+            return Ok(());
+        }
+        self.attached = true;
+        self.script.borrow_mut().start_intervals(Instant::now());
+        let begun = std::mem::take(&mut self.script.borrow_mut().begun);
+        let mut printer = self.printer.borrow_mut();
+        for p in begun {
+            printer.script(&printed_item(p, None), time)?;
+        }
+        Ok(())
+    }
+
     /// As if tracing had begun (a test's listener made after the attach).
     #[cfg(test)]
     pub(crate) fn begun(mut self) -> ScriptListener {
@@ -1836,13 +2005,7 @@ impl Handler for ScriptListener {
             self.script.borrow_mut().comms.remove(pid);
         }
         if let Event::Attached { .. } = event {
-            self.attached = true;
-            self.script.borrow_mut().start_intervals(Instant::now());
-            let begun = std::mem::take(&mut self.script.borrow_mut().begun);
-            let mut printer = self.printer.borrow_mut();
-            for p in begun {
-                printer.script(&printed_item(p, None), time)?;
-            }
+            self.begin(time)?;
         }
         Ok(())
     }

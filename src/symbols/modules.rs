@@ -106,6 +106,20 @@ fn canonical_qualifier(qualifier: &str) -> Option<PathBuf> {
     }
 }
 
+/// True when a spec's module qualifier names the module file at `path`,
+/// as [`Module::matches`] has it (a recording's module, known by its path).
+pub(crate) fn qualifies(qualifier: &str, path: &Path) -> bool {
+    if qualifier.starts_with('/') {
+        return Path::new(qualifier) == path
+            || canonical_qualifier(qualifier).as_deref() == Some(path);
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    !qualifier.is_empty() && names(qualifier, name)
+}
+
 /// True when the name qualifier `q` names the file called `name`: equal, or
 /// followed in it by `.` or `-` (see [`Module::matches`]).
 fn names(q: &str, name: &str) -> bool {

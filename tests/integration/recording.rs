@@ -801,7 +801,7 @@ fn script_output(stderr: &str) -> String {
 /// Memory the record does not hold is said, never read from a process.
 #[test]
 fn a_script_runs_over_a_recording_as_over_the_live_run() {
-    let cases: [(&str, &str, &[&str], &str); 2] = [
+    let cases: [(&str, &str, &[&str], &str); 3] = [
         (
             "threads",
             "work",
@@ -816,14 +816,23 @@ fn a_script_runs_over_a_recording_as_over_the_live_run() {
             "open { @paths[str(arg(0))] = count(); } \
              open:return /retval < 0/ { printf(\"%s: open failed: %d\\n\", comm, retval); }",
         ),
+        // Three probes on one call, each run; the entry's string read at
+        // the return.
+        (
+            "opener",
+            "open",
+            &["/etc/hostname"],
+            "open { @a = count(); } libc:open { @b = count(); } o?en { @c = count(); } \
+             open:return { printf(\"%s = %d\\n\", str(arg(0)), retval); }",
+        ),
     ];
-    for (name, spec, args, script) in cases {
+    for (n, (name, spec, args, script)) in cases.into_iter().enumerate() {
         let prog = fixture(name, Variant::Pie);
         let mut live = vec!["-x", script, "--", prog.to_str().unwrap()];
         live.extend(args);
         let live = rtrace(&live);
         assert_eq!(live.code(), 0, "{name}: {}", live.stderr);
-        let data = temp_path(&format!("rec_script_{name}.data"));
+        let data = temp_path(&format!("rec_script_{name}_{n}.data"));
         let data_s = data.to_str().unwrap();
         record(&data, spec, &prog, args);
         let replay = rtrace(&["replay", data_s, "-x", script]);
@@ -842,8 +851,27 @@ fn a_script_runs_over_a_recording_as_over_the_live_run() {
         "opener: open failed: -1\n+++ exited with 0 +++\n\
          @paths[/etc/hostname]: 1\n@paths[/nonexistent/x]: 1\n\n"
     );
-    // At the return, the entry's string is not in the record.
-    let replay = rtrace(&["replay", data_s, "-x", "open:return { print(str(arg(0))) }"]);
+    assert_eq!(
+        rtrace(&["replay", data_s, "-x", cases[2].3]).stdout,
+        "/etc/hostname = 3\n/nonexistent/x = -1\n+++ exited with 0 +++\n\
+         @a: 2\n\n@b: 2\n\n@c: 2\n\n"
+    );
+    // BEGIN, END and the maps when the filters leave the attach out.
+    let replay = rtrace(&[
+        "replay",
+        data_s,
+        "--from",
+        "0.000001",
+        "-x",
+        "BEGIN { print(\"begin\"); } open { @n = count(); } END { print(\"end\"); }",
+    ]);
+    assert_eq!(
+        replay.stdout,
+        "begin\n+++ exited with 0 +++\nend\n@n: 2\n\n"
+    );
+    // Memory no record holds is said (the path from its second byte: a
+    // record keeps each string it copied by its pointer).
+    let replay = rtrace(&["replay", data_s, "-x", "open { print(str(arg(0) + 1)) }"]);
     assert_eq!(replay.code(), 0, "{}", replay.stderr);
     assert!(
         replay.stderr.contains(
@@ -856,7 +884,7 @@ fn a_script_runs_over_a_recording_as_over_the_live_run() {
     assert!(
         replay
             .stderr
-            .contains("rtrace: warning: script line 1, column 1: block open:return failed 2 times"),
+            .contains("rtrace: warning: script line 1, column 1: block open failed 2 times"),
         "{}",
         replay.stderr
     );
@@ -907,5 +935,43 @@ fn a_script_runs_over_a_recording_as_over_the_live_run() {
         let run = rtrace(args);
         assert_eq!((run.code(), run.stderr.as_str()), (2, said), "{args:?}");
     }
+    let _ = std::fs::remove_file(&data);
+}
+
+/// A program that execs itself (no PIE: its site at the same address, as
+/// many modules) has its new image's modules recorded again: libc, mapped
+/// elsewhere in each image, names the frames of each image's stacks (where
+/// the first image's modules would leave them unknown).
+#[test]
+fn an_exec_of_the_same_program_records_its_modules_again() {
+    let execer = fixture("execer", Variant::NoPie);
+    let count = fixture("count", Variant::NoPie);
+    let (e, c) = (execer.to_str().unwrap(), count.to_str().unwrap());
+    let data = temp_path("rec_reexec.data");
+    let data_s = data.to_str().unwrap();
+    let recorded = rtrace(&[
+        "record", "-o", data_s, "--stack", "-s", "work", "--", e, e, c, "2",
+    ]);
+    assert_eq!(recorded.code(), 0, "{}", recorded.stderr);
+    let replay = rtrace(&["replay", "--stack", data_s]);
+    assert_eq!(replay.code(), 0, "{}", replay.stderr);
+    let frames: Vec<&str> = replay
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .collect();
+    // work's five frames in each of the four calls: work, main, libc's
+    // two, _start.
+    assert_eq!(frames.len(), 20, "{}", replay.stdout);
+    assert_eq!(
+        frames
+            .iter()
+            .filter(|l| l.contains(" __libc_start_main+0x") && l.contains("libc.so.6"))
+            .count(),
+        4,
+        "{}",
+        replay.stdout
+    );
+    assert!(!replay.stdout.contains("??"), "{}", replay.stdout);
     let _ = std::fs::remove_file(&data);
 }

@@ -710,17 +710,15 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
             ScriptListener::new(Rc::new(RefCell::new(script)), printer).end_before_tracing()?;
             return Ok(0);
         }
-        let mut scripted = Scripted::new(script, printer.clone());
+        let mut scripted = rtrace::script::ScriptReplay::new(script, printer.clone());
         let read = rtrace::record::replay(&cli.file, &bytes, &mut scripted, &cli.filter, &names)?;
         printer.borrow_mut().flush()?;
-        for (spec, _, matched) in &scripted.probes {
-            if !matched {
-                say(&format!(
-                    "rtrace: warning: the script's probe {spec} names no call in {} (a probe is \
-                     named as it was recorded, or by its function)",
-                    cli.file.display()
-                ));
-            }
+        for spec in scripted.unmatched() {
+            say(&format!(
+                "rtrace: warning: the script's probe {spec} names no call in {} (a probe is \
+                 named as it was recorded, or by its function)",
+                cli.file.display()
+            ));
         }
         say_how_it_was_read(&cli.file, &read);
         return Ok(0);
@@ -757,76 +755,6 @@ fn say_how_it_was_read(file: &std::path::Path, read: &rtrace::record::Replayed) 
             "rtrace: warning: {} ends inside a record (the recording was cut): what came before it is shown",
             file.display()
         ));
-    }
-}
-
-/// A replay under a script: each recorded call goes to the script's probe
-/// that names it (by the spec it was recorded under, or its function's
-/// name, as `-s` filters a replay), as a live run's calls go to theirs;
-/// the calls of the probes the script does not name are not shown, as
-/// `rtrace -x` traces only the script's.
-struct Scripted {
-    printer: Rc<RefCell<Printer>>,
-    /// Each spec of the script, its handler, and whether it named a call.
-    probes: Vec<(String, ScriptProbe, bool)>,
-    listener: ScriptListener,
-}
-
-impl Scripted {
-    fn new(script: rtrace::script::Script, printer: Rc<RefCell<Printer>>) -> Scripted {
-        let specs = script.probes();
-        let script = Rc::new(RefCell::new(script));
-        let probes = specs
-            .into_iter()
-            .map(|(spec, _, _)| {
-                let handler = ScriptProbe::new(script.clone(), &spec, printer.clone(), true);
-                (spec, handler, false)
-            })
-            .collect();
-        Scripted {
-            listener: ScriptListener::new(script, printer.clone()),
-            printer,
-            probes,
-        }
-    }
-
-    /// The handler of the script's probe that names `site`.
-    fn probe(&mut self, site: &rtrace::Site) -> Option<&mut ScriptProbe> {
-        let (_, handler, matched) = self
-            .probes
-            .iter_mut()
-            .find(|(spec, _, _)| [&site.probe, &site.symbol, &site.name].contains(&spec))?;
-        *matched = true;
-        Some(handler)
-    }
-}
-
-impl Handler for Scripted {
-    fn on_entry(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
-        match self.probe(hit.site()) {
-            Some(handler) => handler.on_entry(hit),
-            None => Ok(()),
-        }
-    }
-    fn on_post(&mut self, hit: &mut Hit<'_>) -> rtrace::Result<()> {
-        match self.probe(hit.site()) {
-            Some(handler) => handler.on_post(hit),
-            None => Ok(()),
-        }
-    }
-    fn on_return(&mut self, ret: &mut Return<'_>) -> rtrace::Result<()> {
-        match self.probe(ret.site()) {
-            Some(handler) => handler.on_return(ret),
-            None => Ok(()),
-        }
-    }
-    fn on_event(&mut self, event: &rtrace::Event, time: std::time::Duration) -> rtrace::Result<()> {
-        self.printer.borrow_mut().on_event(event, time)?;
-        self.listener.on_event(event, time)
-    }
-    fn on_finish(&mut self) -> rtrace::Result<()> {
-        self.printer.borrow_mut().on_finish()?;
-        self.listener.on_finish()
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Bytes gathered before they are handed to the writing thread.
@@ -23,8 +24,9 @@ enum Job {
 /// A writer whose writes happen on a thread of its own, in batches of
 /// [`BATCH`] bytes. `flush` waits until everything written before it is in
 /// the file, and returns the first error the file gave (the error of a
-/// write in the background is also returned by the next `write`). The
-/// file is closed when the `Background` is dropped, after its last bytes.
+/// write in the background is also returned by the next `write` that hands
+/// a batch over, at most a batch later). The file is closed when the
+/// `Background` is dropped, after its last bytes.
 pub struct Background {
     jobs: Option<SyncSender<Job>>,
     flushed: Receiver<io::Result<()>>,
@@ -33,8 +35,14 @@ pub struct Background {
     spent: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
     batch: Vec<u8>,
-    /// The writing thread failed: later writes fail at once.
-    failed: Option<(io::ErrorKind, String)>,
+    /// The writing thread's first error (set by it): later writes fail at
+    /// once, so that a reader gone (`| head`) ends the output soon.
+    failed: Arc<Mutex<Option<(io::ErrorKind, String)>>>,
+    /// Bytes written since the last flush: a flush with none waits for
+    /// nothing.
+    unflushed: bool,
+    /// An error was seen: every write fails at once.
+    broken: bool,
 }
 
 impl Background {
@@ -42,17 +50,23 @@ impl Background {
         let (jobs, todo) = mpsc::sync_channel::<Job>(QUEUED);
         let (answer, flushed) = mpsc::channel();
         let (give_back, spent) = mpsc::channel();
+        let failed = Arc::new(Mutex::new(None));
+        let shared = failed.clone();
         let thread = std::thread::Builder::new()
             .name("rtrace-write".into())
             .spawn(move || {
                 // The first error stops the writing; it is the answer to
-                // every flush from then on.
+                // every flush from then on, and to every write.
                 let mut failed: Option<(io::ErrorKind, String)> = None;
+                let fail = |e: &io::Error, failed: &mut Option<_>| {
+                    *failed = Some((e.kind(), e.to_string()));
+                    *shared.lock().unwrap_or_else(|p| p.into_inner()) = failed.clone();
+                };
                 for job in todo {
                     match job {
                         Job::Bytes(mut b) if failed.is_none() => {
                             if let Err(e) = file.write_all(&b) {
-                                failed = Some((e.kind(), e.to_string()));
+                                fail(&e, &mut failed);
                             }
                             b.clear();
                             let _ = give_back.send(b);
@@ -60,9 +74,7 @@ impl Background {
                         Job::Bytes(_) => {}
                         Job::Flush => {
                             let r = match &failed {
-                                None => file.flush().inspect_err(|e| {
-                                    failed = Some((e.kind(), e.to_string()));
-                                }),
+                                None => file.flush().inspect_err(|e| fail(e, &mut failed)),
                                 Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
                             };
                             if answer.send(r).is_err() {
@@ -78,7 +90,9 @@ impl Background {
             spent,
             thread: Some(thread),
             batch: Vec::with_capacity(BATCH),
-            failed: None,
+            failed,
+            unflushed: false,
+            broken: false,
         })
     }
 
@@ -90,14 +104,23 @@ impl Background {
         }
     }
 
-    fn error(&self) -> Option<io::Error> {
-        self.failed
+    fn error(&mut self) -> Option<io::Error> {
+        let e = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|(kind, msg)| io::Error::new(*kind, msg.clone()))
+            .map(|(kind, msg)| io::Error::new(*kind, msg.clone()));
+        self.broken |= e.is_some();
+        e
     }
 
-    /// Hands the gathered bytes to the writing thread.
+    /// Hands the gathered bytes to the writing thread; the error it met
+    /// writing the last ones, if it did.
     fn hand_over(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -112,9 +135,12 @@ impl Background {
 
 impl Write for Background {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if let Some(e) = self.error() {
-            return Err(e);
+        if self.broken {
+            return Err(self
+                .error()
+                .unwrap_or_else(|| io::Error::other("write failed")));
         }
+        self.unflushed = true;
         // A batch is handed over before it would grow (a copy of it all).
         if self.batch.len() + bytes.len() > self.batch.capacity() {
             self.hand_over()?;
@@ -130,6 +156,9 @@ impl Write for Background {
         if let Some(e) = self.error() {
             return Err(e);
         }
+        if !std::mem::take(&mut self.unflushed) {
+            return Ok(());
+        }
         self.hand_over()?;
         self.send(Job::Flush)?;
         let r = self
@@ -137,7 +166,9 @@ impl Write for Background {
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("the output's writing thread ended")));
         if let Err(e) = &r {
-            self.failed = Some((e.kind(), e.to_string()));
+            *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((e.kind(), e.to_string()));
+            self.broken = true;
         }
         r
     }
@@ -217,5 +248,42 @@ mod tests {
             io::ErrorKind::StorageFull
         );
         assert_eq!(w.flush().unwrap_err().kind(), io::ErrorKind::StorageFull);
+    }
+
+    /// A reader gone (`| head`) is met without a flush: the writes fail
+    /// within a few batches, not at the end of the output.
+    #[test]
+    fn an_error_of_the_file_stops_the_writes_without_a_flush() {
+        let file = Memory {
+            bytes: Arc::default(),
+            limit: 1000,
+        };
+        let mut w = Background::new(file).unwrap();
+        let chunk = [b'x'; 1024];
+        let mut written = 0;
+        let e = loop {
+            match w.write_all(&chunk) {
+                Ok(()) => written += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(written < 64 * BATCH, "still writing after {written} bytes");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+    }
+
+    /// A flush with nothing written since the last one sends nothing to
+    /// the writing thread.
+    #[test]
+    fn a_flush_with_nothing_new_waits_for_nothing() {
+        let file = Memory {
+            bytes: Arc::default(),
+            limit: usize::MAX,
+        };
+        let mut w = Background::new(file.clone()).unwrap();
+        w.write_all(b"one\n").unwrap();
+        w.flush().unwrap();
+        assert!(!w.unflushed);
+        w.flush().unwrap();
+        assert_eq!(*file.bytes.lock().unwrap(), b"one\n");
     }
 }
