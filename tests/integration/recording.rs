@@ -598,15 +598,43 @@ fn cut_damaged_and_foreign_files() {
     let (code, _, err, _) = bad(&newer, "rec_newer.data");
     assert_eq!(code, 1);
     assert!(err.contains("newer rtrace (format version 9"), "{err}");
-    // No such file.
+    // No such file: one line, what to do.
     let run = rtrace(&["replay", "/nonexistent/rtrace.data"]);
-    assert_eq!(run.code(), 1);
-    assert!(
-        run.stderr
-            .starts_with("rtrace: cannot read /nonexistent/rtrace.data"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        (run.code(), run.stderr.as_str()),
+        (
+            1,
+            "rtrace: /nonexistent/rtrace.data: cannot be replayed: No such file or directory \
+             (os error 2) (give a file `rtrace record` wrote; a cut one is read up to its last \
+             whole record)\n"
+        )
     );
+}
+
+/// A reader that has seen enough (`| head -1`) ends a replay quietly, status
+/// 0, long before its end, as it ends `cat`.
+#[test]
+fn a_replay_into_a_pipe_closed_early_ends_quietly() {
+    let prog = fixture("hot", Variant::O2);
+    let data = temp_path("rec_head.data");
+    let data_s = data.to_str().unwrap();
+    record(&data, "work", &prog, &["1", "200000"]);
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(format!(
+        "{} replay --json {data_s} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+        rtrace_bin().display()
+    ));
+    let run = run_command(cmd, TIMEOUT);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with("{\"event\":\"attach\""),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1], "status=0", "{}", run.stderr);
+    assert!(!run.stderr.contains("Broken pipe"), "{}", run.stderr);
+    let _ = std::fs::remove_file(&data);
 }
 
 /// A replay after the traced program was rebuilt says so.

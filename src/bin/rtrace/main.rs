@@ -25,7 +25,14 @@ fn main() -> ExitCode {
     let word = argv.get(1).and_then(|a| a.to_str()).map(str::to_string);
     let done = match word.as_deref() {
         Some(word @ ("replay" | "report")) => match args::parse_replay(argv, word == "report") {
-            Ok(cli) => replay(cli),
+            // A reader that has seen enough (`| head`) ends the replay, as
+            // it ends `cat`: quietly.
+            Ok(cli) => match replay(cli) {
+                Err(rtrace::Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    Ok(0)
+                }
+                done => done,
+            },
             Err(code) => return code,
         },
         Some("record") => match args::parse_record(argv) {
@@ -606,8 +613,10 @@ impl Handler for Replaying {
 /// `rtrace replay FILE` and `rtrace report FILE`: the recording rendered by
 /// the printer, as the live run would have rendered it.
 fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
-    let bytes = std::fs::read(&cli.file)
-        .map_err(|e| rtrace::Error::io(format!("cannot read {}", cli.file.display()), e))?;
+    let bytes = std::fs::read(&cli.file).map_err(|e| rtrace::Error::Recording {
+        path: cli.file.clone(),
+        why: e.to_string(),
+    })?;
     let header = rtrace::record::header(&bytes);
     // The string limit and stack depth the recording was made with, unless
     // asked.
