@@ -1816,18 +1816,34 @@ pub struct ScriptReplay {
     /// Each spec of the script, its handler, and whether it named a call.
     probes: Vec<(String, ScriptProbe, bool)>,
     listener: ScriptListener,
+    /// The script's specs, parsed once.
+    parsed: Vec<Option<crate::symbols::ProbeSpec>>,
+    /// The probes that name each site seen, by (probe id, address,
+    /// offset), with the site's symbol and module they were found for.
+    named: std::collections::HashMap<(usize, u64, u64), Named>,
+}
+
+/// The probes of a [`ScriptReplay`] that name one site.
+struct Named {
+    symbol: String,
+    module: std::path::PathBuf,
+    probes: Vec<usize>,
 }
 
 /// Whether probe spec `spec` names recorded site `site`: the spec it was
 /// recorded under, its function's name, or what the spec would have
 /// resolved to live (`libc:open` names `open` in `libc.so.6`, `str*`
 /// names `strlen`, `work+0x8` that instruction of `work`).
-fn names_site(spec: &str, site: &crate::handler::Site) -> bool {
-    use crate::symbols::{ProbeSpec, Target};
+fn names_site(
+    spec: &str,
+    parsed: Option<&crate::symbols::ProbeSpec>,
+    site: &crate::handler::Site,
+) -> bool {
+    use crate::symbols::Target;
     if [&site.probe, &site.symbol, &site.name].contains(&&spec.to_string()) {
         return true;
     }
-    let Ok(parsed) = spec.parse::<ProbeSpec>() else {
+    let Some(parsed) = parsed else {
         return false;
     };
     let module = parsed
@@ -1858,17 +1874,23 @@ impl ScriptReplay {
     pub fn new(script: Script, printer: Rc<RefCell<Printer>>) -> ScriptReplay {
         let specs = script.probes();
         let script = Rc::new(RefCell::new(script));
-        let probes = specs
+        let probes: Vec<(String, ScriptProbe, bool)> = specs
             .into_iter()
             .map(|(spec, _, _)| {
                 let handler = ScriptProbe::new(script.clone(), &spec, printer.clone(), true);
                 (spec, handler, false)
             })
             .collect();
+        let parsed = probes
+            .iter()
+            .map(|(spec, _, _)| spec.parse().ok())
+            .collect();
         ScriptReplay {
             listener: ScriptListener::new(script, printer.clone()),
             printer,
             probes,
+            parsed,
+            named: Default::default(),
         }
     }
 
@@ -1883,13 +1905,25 @@ impl ScriptReplay {
 
     /// The places of the script's probes that name `site`.
     fn naming(&mut self, site: &crate::handler::Site) -> Vec<usize> {
+        let key = (site.id.0, site.address.get(), site.offset);
+        if let Some(n) = self.named.get(&key) {
+            if n.symbol == site.symbol && n.module == site.module {
+                return n.probes.clone();
+            }
+        }
         let mut out = Vec::new();
         for (i, (spec, _, matched)) in self.probes.iter_mut().enumerate() {
-            if names_site(spec, site) {
+            if names_site(spec, self.parsed[i].as_ref(), site) {
                 *matched = true;
                 out.push(i);
             }
         }
+        let named = Named {
+            symbol: site.symbol.clone(),
+            module: site.module.clone(),
+            probes: out.clone(),
+        };
+        self.named.insert(key, named);
         out
     }
 }
