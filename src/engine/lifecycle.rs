@@ -1068,9 +1068,13 @@ impl Tracer {
         task.pending_hit = None;
         task.state = TaskState::Running;
         match ptrace::restart(tid, Restart::Continue(0)) {
-            Err(e) if e.is_tracee_gone() => Ok(()),
-            r => r,
+            Err(e) if e.is_tracee_gone() => {}
+            r => r?,
         }
+        // The last of a process's other tasks may be this one: a leader's
+        // death is not reported while an orphan of its process lives on, so
+        // its exit is the last sign that the orphan's creator is gone.
+        self.adopt_orphans()
     }
 
     /// A thread died.
