@@ -275,11 +275,23 @@ impl ReturnStack {
         sp: RuntimeAddr,
         same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
     ) -> (Vec<ReturnInstance>, Vec<ReturnInstance>) {
+        let mut returning = Vec::new();
+        let dropped = self.pop_returning_into(sp, same_stack, &mut returning);
+        (dropped, returning)
+    }
+
+    /// [`ReturnStack::pop_returning`], the returning instances appended to
+    /// `returning` (a vector kept from one return to the next).
+    pub fn pop_returning_into(
+        &mut self,
+        sp: RuntimeAddr,
+        same_stack: &mut dyn FnMut(RuntimeAddr, RuntimeAddr) -> bool,
+        returning: &mut Vec<ReturnInstance>,
+    ) -> Vec<ReturnInstance> {
         let slot = sp.offset(-(WORD as i64));
         let dropped = self.drop_abandoned(slot, false, same_stack);
-        let mut returning = Vec::new();
         let Some(mut k) = self.instances.iter().rposition(|i| i.slot == slot) else {
-            return (dropped, returning);
+            return dropped;
         };
         loop {
             let inst = self.instances.remove(k);
@@ -290,7 +302,7 @@ impl ReturnStack {
             }
             k -= 1;
         }
-        (dropped, returning)
+        dropped
     }
 }
 

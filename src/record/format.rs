@@ -205,9 +205,27 @@ impl Put {
     }
     /// A signed difference, zigzagged into a varint (small either way).
     pub fn delta(&mut self, from: u64, to: u64) -> &mut Self {
-        let d = to.wrapping_sub(from) as i64;
-        self.var(((d << 1) ^ (d >> 63)) as u64)
+        self.var(zigzag(from, to))
     }
+}
+
+/// The difference from `from` to `to`, zigzagged: 0, -1, 1, -2… become
+/// 0, 1, 2, 3…
+pub fn zigzag(from: u64, to: u64) -> u64 {
+    let d = to.wrapping_sub(from) as i64;
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+/// Writes `v` as a varint into `out` at `at` (room for 10 bytes there);
+/// returns where it ends.
+pub fn put_var(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        out[at] = v as u8 | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    out[at] = v as u8;
+    at + 1
 }
 
 /// Reads a binary payload; every read is checked against what is left.

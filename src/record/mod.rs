@@ -69,7 +69,14 @@ pub struct Recorder {
     last_thread: usize,
     last_named: Option<(i32, i32)>,
     last_in_modules: Option<(Pid, u32, usize)>,
+    /// Boxes of call numbers given back by returns, for the next entries
+    /// (boxed: each is handed to a call as its data).
+    #[allow(clippy::vec_box)]
+    spare_ids: Vec<Box<u64>>,
 }
+
+/// The most boxes of call numbers kept for reuse.
+const SPARE_IDS: usize = 256;
 
 /// The modules written for a process: (path, bias) of each, and the sites
 /// found in them since.
@@ -120,6 +127,7 @@ impl Recorder {
             last_thread: 0,
             last_named: None,
             last_in_modules: None,
+            spare_ids: Vec::new(),
         })
     }
 
@@ -190,7 +198,17 @@ impl Recorder {
                 "a record too large for the file",
             )));
         }
-        let r = format::write_frame(&mut self.out, kind, &self.buf.0[5..]).map_err(Error::Output);
+        // The kind and the length go in the room left before the payload,
+        // ending where it begins: one write, nothing allocated.
+        let mut head = [0u8; 11];
+        head[0] = kind as u8;
+        let n = format::put_var(&mut head, 1, len as u64);
+        let from = 5 - n;
+        self.buf.0[from..5].copy_from_slice(&head[..n]);
+        let r = self
+            .out
+            .write_all(&self.buf.0[from..])
+            .map_err(Error::Output);
         self.buf.0.clear();
         r
     }
@@ -394,7 +412,16 @@ impl Handler for Recorder {
         if let Some(known) = known {
             hit.set_data(Call { id, known, fill });
         } else {
-            hit.set_data(id);
+            // (A box of a returned call's, reused: a hot loop allocates
+            // nothing for its calls' numbers.)
+            let boxed: Box<dyn std::any::Any> = match self.spare_ids.pop() {
+                Some(mut b) => {
+                    *b = id;
+                    b
+                }
+                None => Box::new(id),
+            };
+            *hit.data = Some(boxed);
         }
         Ok(())
     }
@@ -405,7 +432,16 @@ impl Handler for Recorder {
         let (id, call) = match ret.data.take() {
             Some(d) => match d.downcast::<Call>() {
                 Ok(c) => (c.id, Some(*c)),
-                Err(d) => (d.downcast::<u64>().map_or(u64::MAX, |id| *id), None),
+                Err(d) => match d.downcast::<u64>() {
+                    Ok(b) => {
+                        let id = *b;
+                        if self.spare_ids.len() < SPARE_IDS {
+                            self.spare_ids.push(b);
+                        }
+                        (id, None)
+                    }
+                    Err(_) => (u64::MAX, None),
+                },
             },
             None => (u64::MAX, None),
         };
@@ -545,14 +581,15 @@ fn put_regs(p: &mut Put, regs: &Regs, last: &mut LastRegs) {
     for (i, v) in values.iter().enumerate() {
         mask |= u32::from(*v != 0) << i;
     }
-    // (At most a varint of each: one growth, not one a byte.)
-    p.0.reserve(10 * (values.len() + 1));
-    p.var(u64::from(mask ^ last.mask));
+    // (Coded on the stack, then added at once: at most a varint of each.)
+    let mut out = [0u8; 10 * 20];
+    let mut n = format::put_var(&mut out, 0, u64::from(mask ^ last.mask));
     for (i, v) in values.iter().enumerate() {
         if *v != 0 {
-            p.delta(last.values[i], *v);
+            n = format::put_var(&mut out, n, format::zigzag(last.values[i], *v));
         }
     }
+    p.0.extend_from_slice(&out[..n]);
     *last = LastRegs { values, mask };
 }
 

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::handler::{
     Aggregate, CallTimes, Captured, CapturedBuf, CapturedStr, Event, Hit, Memory, ProbeKind, Return,
 };
-use crate::probe::{ReturnInstance, Watch};
+use crate::probe::{HandlerData, ReturnInstance, Watch};
 use crate::sys::ptrace;
 use crate::sys::shm::{self, SharedMap};
 use std::sync::atomic::AtomicU64;
@@ -298,9 +298,12 @@ pub(super) fn captured(
         ..Captured::default()
     };
     // The stack first: a stack string's pointer is read from it.
-    let mut fields: Vec<&CaptureField> = fields.iter().collect();
-    fields.sort_by_key(|f| !matches!(f.kind, CaptureKind::Stack { .. }));
-    for f in fields {
+    let is_stack = |f: &&CaptureField| matches!(f.kind, CaptureKind::Stack { .. });
+    let ordered = fields
+        .iter()
+        .filter(is_stack)
+        .chain(fields.iter().filter(|f| !is_stack(f)));
+    for f in ordered {
         let at = f.offset as usize;
         let Some(status) = rec.get(at..at + 8) else {
             continue;
@@ -309,21 +312,23 @@ pub(super) fn captured(
         let len = ((status & detour::CAPTURE_LEN_MASK) as usize).min(f.max() as usize);
         let readable = status & detour::CAPTURE_UNREADABLE == 0;
         let bytes = rec.get(at + 8..at + 8 + len).unwrap_or_default().to_vec();
-        let string = |ptr| CapturedStr {
+        let string = |ptr, bytes| CapturedStr {
             ptr,
-            bytes: bytes.clone(),
+            bytes,
             terminated: status & detour::CAPTURE_TERMINATED != 0,
             readable,
         };
         match f.kind {
-            CaptureKind::CStr { reg, .. } => c.strings.push(string(RuntimeAddr(regs.gpr(reg)))),
+            CaptureKind::CStr { reg, .. } => {
+                c.strings.push(string(RuntimeAddr(regs.gpr(reg)), bytes));
+            }
             CaptureKind::StackStr { offset, .. } => {
                 let slot = RuntimeAddr(regs.sp()).offset(8 + i64::from(offset));
                 // (Unknown when the stack could not be read: nothing to
                 // serve then.)
                 if let Ok(p) = c.read_bytes(slot, 8) {
                     let ptr = u64::from_le_bytes(p.try_into().expect("8 bytes"));
-                    c.strings.push(string(RuntimeAddr(ptr)));
+                    c.strings.push(string(RuntimeAddr(ptr), bytes));
                 }
             }
             CaptureKind::Bytes { reg, .. } => c.buffers.push(CapturedBuf {
@@ -589,10 +594,17 @@ impl Reader<'_> {
                 .and_then(|taken| {
                     // Read after the records were: none is later than this.
                     let stamps = clock.plausible(shm::tsc());
-                    taken
-                        .records
+                    let records = &taken.records;
+                    records
                         .chunks(slot)
-                        .try_for_each(|rec| check_record(rec, sites, stub, &stamps))
+                        .enumerate()
+                        .try_for_each(|(k, rec)| {
+                            // (As `deliver` does: the copier wrote them.)
+                            if let Some(ahead) = records.get((k + 4) * slot..(k + 4) * slot + 64) {
+                                shm::prefetch(ahead);
+                            }
+                            check_record(rec, sites, stub, &stamps)
+                        })
                         .map(|()| taken)
                 });
             let from = ring.consumed;
@@ -843,8 +855,19 @@ pub(super) fn deliver(
         return;
     };
     let space_pid = space.pid;
-    let mut last_thread: Option<(u64, (crate::addr::Tid, bool))> = None;
-    for rec in records.chunks(slot) {
+    // (Records come in runs of one thread's: the last thread looked up,
+    // by its thread pointer, is kept with its process.)
+    let mut last_thread: Option<(u64, Option<(Tid, Pid)>)> = None;
+    // The calls returning at a record, and the probes of a call entered:
+    // vectors kept for the next record.
+    let mut returning = Vec::new();
+    let mut spare_kept: Vec<Vec<(std::rc::Rc<crate::handler::Site>, HandlerData)>> = Vec::new();
+    for (k, rec) in records.chunks(slot).enumerate() {
+        // (The records a few ahead are read from memory meanwhile: the
+        // copier wrote them, maybe on the other CPU.)
+        if let Some(ahead) = records.get((k + 4) * slot..(k + 4) * slot + slot.min(128)) {
+            shm::prefetch(ahead);
+        }
         let word = |off: u64| {
             let at = off as usize;
             u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"))
@@ -855,37 +878,44 @@ pub(super) fn deliver(
             continue;
         }
         let tp = word(ring::TP);
-        // (Records come in runs of one thread's: the last one looked up
-        // is kept.)
-        let (tid, silent) = match last_thread {
+        let found = match last_thread {
             Some((t, found)) if t == tp => found,
             _ => {
-                let found = space.fast.thread(tp).unwrap_or((space_pid, false));
+                let found = match space.fast.thread(tp).unwrap_or((space_pid, false)) {
+                    (_, true) => None,
+                    (tid, false) => {
+                        // A vfork child is a process of its own, and may
+                        // be gone from the tasks already (its records are
+                        // read as it dies).
+                        let own = match space.fast.lent.contains_key(&tp) {
+                            true => tid,
+                            false => space_pid,
+                        };
+                        let pid = match (tasks.get(&tid), space.fast.departed.get(&tid)) {
+                            (Some(t), _) => t.pid,
+                            (None, Some(d)) => d.pid,
+                            (None, None) => own,
+                        };
+                        Some((tid, pid))
+                    }
+                };
                 last_thread = Some((tp, found));
                 found
             }
         };
-        if silent {
+        // (A silent thread's records are not reported.)
+        let Some((tid, pid)) = found else {
             continue;
-        }
-        // A vfork child is a process of its own, and may be gone from
-        // the tasks already (its records are read as it dies).
-        let own = match space.fast.lent.contains_key(&tp) {
-            true => tid,
-            false => space_pid,
         };
         let departed = &mut space.fast.departed;
-        let pid = match (tasks.get(&tid), departed.get(&tid)) {
-            (Some(t), _) => t.pid,
-            (None, Some(d)) => d.pid,
-            (None, None) => own,
-        };
         // A thread's records come in the order it made them: their times
         // never go back, though the clock's slope is refined between reads
         // (a deep recursion's returns, read in several batches, once ended
         // a few nanoseconds before the returns inside them).
+        // The thread's calls in flight: a live task's, or those of a
+        // thread that died with records of its unread.
         let time = clock.time(word(ring::TSC));
-        let time = match tasks.get_mut(&tid) {
+        let (time, calls) = match tasks.get_mut(&tid) {
             Some(t) => {
                 // (A nanosecond on at least: no two of them at once.)
                 let after = t.records_time + Duration::from_nanos(1);
@@ -893,9 +923,9 @@ pub(super) fn deliver(
                     true => time,
                     false => time.max(after),
                 };
-                t.records_time
+                (t.records_time, Some(&mut t.fast_calls))
             }
-            None => time,
+            None => (time, departed.get_mut(&tid).map(|d| &mut d.calls)),
         };
         let maps = &mut space.maps;
         let mut same_stack = |a, b| maps.same_mapping_known(space_pid, a, b);
@@ -903,7 +933,7 @@ pub(super) fn deliver(
             // The stub freed the slot's entry (rtrace's, for an int3 call).
             let ret_slot = word(ring::RET_SP).wrapping_sub(8);
             space.fast.int3_claims.returned(ret_slot, word(ring::TSC));
-            let Some(calls) = calls_of(tasks, departed, tid) else {
+            let Some(calls) = calls else {
                 continue;
             };
             let mut regs = detour::return_regs(rec, word(ring::RET_ADDR));
@@ -911,7 +941,8 @@ pub(super) fn deliver(
             // Calls entered at an int3 stop after this return (read late,
             // behind another thread's unfinished record) are not its.
             let newer = calls.newer_than(word(ring::TSC));
-            let (_, returning) = calls.pop_returning(sp, &mut same_stack);
+            returning.clear();
+            calls.pop_returning_into(sp, &mut same_stack, &mut returning);
             calls.put_back(newer);
             let mut dirty = false;
             // The string the stub was asked for (an int3 site's, by its
@@ -950,8 +981,9 @@ pub(super) fn deliver(
             let errno = Some(word(ring::RET_WATCH) >> 32)
                 .map(|e| e as u32 as i32)
                 .filter(|&e| e != 0);
-            for inst in returning {
-                for (site, data) in inst.probes {
+            for inst in returning.drain(..) {
+                let mut done = inst.probes;
+                for (site, data) in done.drain(..) {
                     let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
                         continue;
                     };
@@ -974,6 +1006,9 @@ pub(super) fn deliver(
                         failed.get_or_insert(e);
                     }
                 }
+                if spare_kept.len() < 64 {
+                    spare_kept.push(done);
+                }
             }
             continue;
         }
@@ -981,7 +1016,7 @@ pub(super) fn deliver(
             // A catch handler began (rtrace's hook at `__cxa_begin_catch`):
             // the calls at or below its stack pointer were unwound.
             let sp = RuntimeAddr(word(ring::RET_SP));
-            if let Some(calls) = calls_of(tasks, departed, tid) {
+            if let Some(calls) = calls {
                 let newer = calls.newer_than(word(ring::TSC));
                 calls.drop_abandoned(sp, true, &mut same_stack);
                 calls.put_back(newer);
@@ -995,7 +1030,7 @@ pub(super) fn deliver(
         let xmm = std::array::from_fn(|n| detour::xmm_offset(fs.regs, n).map(&word));
         let captured = captured(rec, &fs.captures, &regs, xmm);
         let watch = word(ring::RET_WATCH) as u32;
-        let mut kept = Vec::new();
+        let mut kept = spare_kept.pop().unwrap_or_default();
         for site in &fs.probes {
             let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
                 continue;
@@ -1023,9 +1058,12 @@ pub(super) fn deliver(
             }
         }
         if kept.is_empty() {
+            if spare_kept.len() < 64 {
+                spare_kept.push(kept);
+            }
             continue;
         }
-        let Some(calls) = calls_of(tasks, departed, tid) else {
+        let Some(calls) = calls else {
             continue;
         };
         let slot = RuntimeAddr(regs.sp());
@@ -1071,19 +1109,6 @@ pub(super) fn deliver(
         if let Err(e) = consumers.emit(event, start.elapsed()) {
             failed.get_or_insert(e);
         }
-    }
-}
-
-/// The calls in flight of thread `tid`: a live task's, or those of a
-/// thread that died with records of its unread.
-fn calls_of<'a>(
-    tasks: &'a mut std::collections::BTreeMap<Tid, crate::engine::task::Task>,
-    departed: &'a mut std::collections::HashMap<Tid, super::state::Departed>,
-    tid: Tid,
-) -> Option<&'a mut crate::probe::ReturnStack> {
-    match tasks.get_mut(&tid) {
-        Some(t) => Some(&mut t.fast_calls),
-        None => departed.get_mut(&tid).map(|d| &mut d.calls),
     }
 }
 

@@ -451,6 +451,10 @@ impl Claims {
     /// was taken back: `u64::MAX`): the slot's entry is free, unless it was
     /// claimed again after that.
     pub(super) fn returned(&mut self, slot: u64, tsc: u64) {
+        // (No int3 call in flight, the common case: no hashing.)
+        if self.by_slot.is_empty() {
+            return;
+        }
         if let Some(&(e, claimed)) = self.by_slot.get(&slot) {
             if claimed < tsc {
                 self.by_slot.remove(&slot);
