@@ -154,6 +154,7 @@ impl Tracer {
         }
         let mut t = Tracer::new(pid, opts);
         t.launched = Some(launched);
+        t.exit_kill = true;
         t.world
             .tasks
             .insert(pid, Task::new(pid, pid, TaskState::Stopped));
@@ -733,6 +734,7 @@ impl Tracer {
         }
         self.attach_reported = true;
         self.consumers.progress.end();
+        self.release_exit_kill();
         for event in events {
             self.emit(event)?;
         }
@@ -740,6 +742,40 @@ impl Tracer {
             return Ok(());
         }
         fast::report_modes(&self.world, &mut self.consumers, self.root, self.start)
+    }
+
+    /// A launched program whose probes all began fast (no breakpoint in
+    /// it) is no longer killed with rtrace: it runs on without it, its
+    /// detours needing nothing of rtrace's. Its threads are all stopped
+    /// here (tracing begins); the threads and children it makes later
+    /// inherit the option.
+    fn release_exit_kill(&mut self) {
+        if !self.exit_kill {
+            return;
+        }
+        let breakpoints = self.world.spaces.values().any(|space| {
+            space
+                .sites
+                .iter()
+                .any(|(_, s)| s.written.first() == Some(&crate::arch::BREAKPOINT[0]))
+        });
+        if breakpoints {
+            return;
+        }
+        let stopped: Vec<Tid> = self
+            .world
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state == TaskState::Stopped)
+            .map(|(tid, _)| *tid)
+            .collect();
+        if stopped.len() != self.world.tasks.len() {
+            return;
+        }
+        self.exit_kill = false;
+        for tid in stopped {
+            let _ = nix::sys::ptrace::setoptions(tid, ptrace::options(false));
+        }
     }
 
     /// Resumes every stopped task that has no stop waiting to be handled.

@@ -146,7 +146,7 @@ impl Tracer {
                         why: Some(why.clone()),
                     });
                 }
-                let options = ptrace::options(self.launched.is_some());
+                let options = ptrace::options(self.exit_kill);
                 let errno = match Suspension::begin(tid, options) {
                     Ok(s) => return Ok(Some(s)),
                     Err(errno) => errno,

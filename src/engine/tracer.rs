@@ -192,6 +192,11 @@ pub struct Tracer {
     pub(super) extra_roots: Vec<Pid>,
     /// Set in launch mode: the child we forked.
     pub(super) launched: Option<spawn::Launched>,
+    /// The launched program is killed if rtrace dies (PTRACE_O_EXITKILL):
+    /// until tracing begins, and on while int3 breakpoints are in it then
+    /// (it would die of the next one it reached). A program whose probes
+    /// all began fast runs on without rtrace, as one attached to does.
+    pub(super) exit_kill: bool,
     /// What is traced: tasks, address spaces (each with its probe table),
     /// stops waiting to be handled.
     pub(super) world: World,
@@ -309,6 +314,7 @@ impl Tracer {
             opts,
             root,
             launched: None,
+            exit_kill: false,
             world: World::default(),
             consumers: Consumers::default(),
             pace: Pace::default(),

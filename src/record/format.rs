@@ -13,8 +13,12 @@ use std::io::Write;
 /// ending in a newline that a transfer in text mode would change.
 pub const MAGIC: &[u8; 8] = b"\x7fRTRACE\n";
 
-/// The version of the layout this rtrace writes and reads.
-pub const VERSION: u32 = 1;
+/// The version of the layout this rtrace writes (and the newest it
+/// reads). Version 2 ends a whole recording with an [`Kind::End`] frame.
+pub const VERSION: u32 = 2;
+
+/// The oldest version this rtrace reads (version 1: without the end).
+pub const OLDEST: u32 = 1;
 
 /// The most bytes one frame may hold (a header, a site, a list of
 /// modules, or an event with its captures).
@@ -42,6 +46,10 @@ pub enum Kind {
     /// A thread's number (binary), before its first call: the calls'
     /// records name their thread by it.
     Thread = 8,
+    /// The end of the recording (JSON: the entries and returns written),
+    /// the last frame, written when tracing ends: a file without it was
+    /// cut (rtrace killed) wherever its last frame ends.
+    End = 9,
 }
 
 impl Kind {
@@ -55,6 +63,7 @@ impl Kind {
             6 => Kind::Event,
             7 => Kind::Name,
             8 => Kind::Thread,
+            9 => Kind::End,
             _ => return None,
         })
     }
@@ -100,6 +109,8 @@ pub struct Frames<'a> {
     at: usize,
     /// The file ends inside a frame (set once reading reaches it).
     pub truncated: bool,
+    /// The version of its layout.
+    pub version: u32,
 }
 
 impl<'a> Frames<'a> {
@@ -115,13 +126,14 @@ impl<'a> Frames<'a> {
             });
         };
         let version = u32::from_le_bytes(v.try_into().expect("4 bytes"));
-        if version != VERSION {
+        if !(OLDEST..=VERSION).contains(&version) {
             return Err(BadFile::Version(version));
         }
         Ok(Frames {
             bytes,
             at: 12,
             truncated: false,
+            version,
         })
     }
 

@@ -20,7 +20,7 @@ pub(crate) mod format;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -69,6 +69,8 @@ pub struct Recorder {
     last_thread: usize,
     last_named: Option<(i32, i32)>,
     last_in_modules: Option<(Pid, u32, usize)>,
+    /// The end is written (at the first `on_finish`).
+    ended: bool,
     /// Boxes of call numbers given back by returns, for the next entries
     /// (boxed: each is handed to a call as its data).
     #[allow(clippy::vec_box)]
@@ -128,6 +130,7 @@ impl Recorder {
             last_named: None,
             last_in_modules: None,
             spare_ids: Vec::new(),
+            ended: false,
         })
     }
 
@@ -526,6 +529,10 @@ impl Handler for Recorder {
     }
 
     fn on_finish(&mut self) -> Result<()> {
+        if !std::mem::replace(&mut self.ended, true) {
+            let v = json!({"entries": self.entries, "returns": self.returns});
+            self.frame(Kind::End, v.to_string().as_bytes())?;
+        }
         self.out.flush().map_err(Error::Output)
     }
 }
@@ -992,6 +999,28 @@ fn json_event(v: &Value) -> Option<(Event, Duration)> {
     Some((event, time))
 }
 
+/// The bytes of the recording at `path`, its beginning checked first: a
+/// file that is not a recording (`/dev/zero`, a log) is refused after its
+/// first twelve bytes, not read to its end.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    let failed = |why: String| Error::Recording {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| failed(e.to_string()))?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(12)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(e.to_string()))?;
+    if bytes.len() == 12 {
+        format::Frames::new(&bytes).map_err(|e| failed(e.to_string()))?;
+    }
+    file.read_to_end(&mut bytes)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(bytes)
+}
+
 /// The header of the recording `bytes` (the command, the string limit,
 /// the stack depth when stacks were kept, rtrace's version); None when
 /// the file does not begin with one (the replay says why).
@@ -1047,6 +1076,9 @@ pub struct Replayed {
     /// The file ends inside a record (the recording was cut): every whole
     /// record before it was read.
     pub truncated: bool,
+    /// The file ends at a record's end without the recording's end: rtrace
+    /// stopped before it finished the file (killed), or it was cut there.
+    pub unfinished: bool,
     /// Modules whose files changed since the recording (their build-ids
     /// differ, or they are gone), said once each.
     pub changed: Vec<String>,
@@ -1093,6 +1125,7 @@ pub fn replay(
     let mut last_site: Option<(u32, Rc<Site>)> = None;
     let empty = ModuleMap::default();
     let mut first = true;
+    let mut ended = false;
     let keep_time =
         |t: Duration| filter.from.is_none_or(|f| t >= f) && filter.to.is_none_or(|e| t < e);
     let keep_site = |s: &Site| {
@@ -1119,7 +1152,17 @@ pub fn replay(
             serde_json::from_slice(payload)
                 .map_err(|e| corrupt(&format!("a record that is not JSON ({e})"), at))
         };
+        if ended {
+            return Err(corrupt("a record after the recording's end", at));
+        }
         match kind {
+            Kind::End => {
+                let v = json()?;
+                if !(v["entries"].is_u64() && v["returns"].is_u64()) {
+                    return Err(corrupt("an end that does not count the calls", at));
+                }
+                ended = true;
+            }
             Kind::Header => {
                 out.header = json()?;
                 if !out.header.is_object() {
@@ -1293,6 +1336,7 @@ pub fn replay(
         return Err(corrupt("no header", frames.offset()));
     }
     out.truncated = frames.truncated;
+    out.unfinished = !ended && !frames.truncated && frames.version >= 2;
     handler.on_finish()?;
     Ok(out)
 }

@@ -544,6 +544,7 @@ fn cut_damaged_and_foreign_files() {
     assert!(whole_calls > 5, "{}", whole.stdout);
     let cut = temp_path("rec_cut_part.data");
     let cut_s = cut.to_str().unwrap();
+    // (Cut in its end, the last record: every call is still there.)
     for at in [bytes.len() - 1, bytes.len() * 2 / 3, bytes.len() / 2] {
         std::fs::write(&cut, &bytes[..at]).unwrap();
         let run = rtrace(&["replay", cut_s]);
@@ -558,7 +559,10 @@ fn cut_damaged_and_foreign_files() {
         // What it shows is the start of the whole replay.
         let shown: Vec<&str> = run.stdout.lines().collect();
         let all: Vec<&str> = whole.stdout.lines().collect();
-        assert!(shown.len() < all.len(), "cut at {at}");
+        match at == bytes.len() - 1 {
+            true => assert_eq!(shown, all, "cut at {at}"),
+            false => assert!(shown.len() < all.len(), "cut at {at}"),
+        }
         assert_eq!(
             shown[..shown.len().saturating_sub(1)],
             all[..shown.len().saturating_sub(1)]
@@ -608,6 +612,226 @@ fn cut_damaged_and_foreign_files() {
              (os error 2) (give a file `rtrace record` wrote; a cut one is read up to its last \
              whole record)\n"
         )
+    );
+}
+
+/// The frames of a recording (`bytes`), each its kind and payload, after
+/// its twelve bytes of start.
+fn frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at < bytes.len() {
+        let kind = bytes[at];
+        at += 1;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = bytes[at];
+            at += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        out.push((kind, bytes[at..at + len].to_vec()));
+        at += len;
+    }
+    out
+}
+
+/// A recording of `frames` after the start `start` (twelve bytes).
+fn unframe(start: &[u8], frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = start[..12].to_vec();
+    for (kind, payload) in frames {
+        out.push(*kind);
+        let mut len = payload.len();
+        while len >= 0x80 {
+            out.push(len as u8 | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// A recording ends with its end, the entries and returns it holds: a
+/// file without it was cut at a record's end (rtrace killed between two
+/// writes, the usual way), and its replay says so, showing every call it
+/// holds. A file of the first version, which had no end, is not said to
+/// be cut.
+#[test]
+fn a_recording_without_its_end_is_said_to_be_cut() {
+    let prog = fixture("recurse", Variant::Pie);
+    let data = temp_path("rec_unfinished.data");
+    record(&data, "fact", &prog, &[]);
+    let bytes = std::fs::read(&data).unwrap();
+    let whole = rtrace(&["replay", data.to_str().unwrap()]);
+    assert_eq!(whole.code(), 0, "{}", whole.stderr);
+    assert!(!whole.stderr.contains("warning"), "{}", whole.stderr);
+    let mut all = frames(&bytes);
+    let (kind, end) = all.pop().unwrap();
+    let calls = whole.stdout.lines().filter(|l| l.contains("fact(")).count();
+    assert_eq!(
+        (kind, String::from_utf8(end).unwrap()),
+        (9, format!("{{\"entries\":{calls},\"returns\":{calls}}}"))
+    );
+    let cut = temp_path("rec_unfinished_cut.data");
+    let cut_s = cut.to_str().unwrap();
+    std::fs::write(&cut, unframe(&bytes, &all)).unwrap();
+    let run = rtrace(&["replay", cut_s]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "rtrace: warning: {cut_s} ends before its recording did (rtrace was killed, or the \
+             file was cut): what came before is shown"
+        )
+    );
+    assert_eq!(run.stdout, whole.stdout);
+    // The first version of the layout.
+    let mut first = unframe(&bytes, &all);
+    first[8] = 1;
+    std::fs::write(&cut, first).unwrap();
+    let run = rtrace(&["replay", cut_s]);
+    assert_eq!(
+        (run.code(), run.stdout.as_str()),
+        (0, whole.stdout.as_str())
+    );
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    // A record after the end is damage.
+    let mut after = frames(&bytes);
+    after.push(after[after.len() - 2].clone());
+    std::fs::write(&cut, unframe(&bytes, &after)).unwrap();
+    let run = rtrace(&["replay", cut_s]);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("it is damaged: a record after the recording's end at byte"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Input that is no recording is refused at its first bytes, not read to
+/// its end first: `/dev/zero` has none.
+#[test]
+fn an_endless_input_is_refused_at_its_first_bytes() {
+    for path in ["/dev/zero", "/dev/urandom"] {
+        let run = rtrace(&["replay", path]);
+        assert_eq!(
+            (run.code(), run.stdout.as_str(), run.stderr.as_str()),
+            (
+                1,
+                "",
+                format!(
+                    "rtrace: {path}: cannot be replayed: it is not an rtrace recording (its first \
+                     bytes are not rtrace's) (give a file `rtrace record` wrote; a cut one is read \
+                     up to its last whole record)\n"
+                )
+                .as_str()
+            )
+        );
+    }
+}
+
+/// A recording takes the place of the one at its path only once tracing
+/// begins: a `record` that fails before (a probe that names nothing, a
+/// program that cannot be run, a process that is not there) says why in
+/// one line, says nothing of a recording, and leaves the last one as it
+/// was, with nothing beside it. The header names the command as text.
+#[test]
+fn a_record_that_never_began_leaves_the_last_recording() {
+    let prog = fixture("recurse", Variant::Pie);
+    let prog_s = prog.to_str().unwrap();
+    let data = temp_path("rec_unborn.data");
+    let data_s = data.to_str().unwrap();
+    record(&data, "fact", &prog, &[]);
+    let bytes = std::fs::read(&data).unwrap();
+    let header = rtrace::record::header(&bytes).expect("a header");
+    assert_eq!(header["command"], serde_json::json!([prog_s]));
+    for args in [
+        vec![
+            "record",
+            "-o",
+            data_s,
+            "-s",
+            "no_such_function",
+            "--",
+            prog_s,
+        ],
+        vec![
+            "record",
+            "-o",
+            data_s,
+            "-s",
+            "fact",
+            "--",
+            "/nonexistent/program",
+        ],
+        vec!["record", "-o", data_s, "-s", "fact", "-p", "999999999"],
+    ] {
+        let run = rtrace(&args);
+        assert_eq!(run.code(), 1, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("recorded"), "{}", run.stderr);
+        assert!(std::fs::read(&data).unwrap() == bytes, "{args:?}");
+        let dir = data.parent().unwrap();
+        let name = data.file_name().unwrap().to_str().unwrap();
+        let beside: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&format!(".{name}.")))
+            .collect();
+        assert!(beside.is_empty(), "{args:?}: {beside:?}");
+    }
+}
+
+/// `--from` and `--to` past what a duration holds (some 584 years) mean
+/// after the end of any recording, and a module path that names a FIFO
+/// (a hand-made file) is not waited on: it is said to have changed.
+#[test]
+fn far_times_and_odd_module_paths_are_replayed() {
+    let prog = fixture("recurse", Variant::Pie);
+    let data = temp_path("rec_far.data");
+    let data_s = data.to_str().unwrap();
+    record(&data, "fact", &prog, &[]);
+    let whole = rtrace(&["replay", data_s]);
+    let run = rtrace(&["replay", "--from", "1e20", data_s]);
+    assert_eq!((run.code(), run.stdout.as_str()), (0, ""), "{}", run.stderr);
+    let run = rtrace(&["replay", "--to", "18446744073709551616", data_s]);
+    assert_eq!(
+        (run.code(), &run.stdout),
+        (0, &whole.stdout),
+        "{}",
+        run.stderr
+    );
+    let run = rtrace(&["report", "--from", "2e19", data_s]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    // The program's path in the modules made a FIFO's.
+    let fifo = temp_path("rec_far.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let bytes = std::fs::read(&data).unwrap();
+    let mut all = frames(&bytes);
+    let (_, modules) = all.iter_mut().find(|(k, _)| *k == 3).expect("modules");
+    let text = String::from_utf8(modules.clone()).unwrap();
+    let json_path = |p: &Path| serde_json::to_string(p.to_str().unwrap()).unwrap();
+    assert!(text.contains(&json_path(&prog)), "{text}");
+    *modules = text
+        .replace(&json_path(&prog), &json_path(&fifo))
+        .into_bytes();
+    let odd = temp_path("rec_far_fifo.data");
+    std::fs::write(&odd, unframe(&bytes, &all)).unwrap();
+    let run = rtrace(&["replay", odd.to_str().unwrap()]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "rtrace: warning: {} changed since it was recorded",
+            fifo.display()
+        )),
+        "{}",
+        run.stderr
     );
 }
 

@@ -387,6 +387,40 @@ fn killed_rtrace_leaves_a_throwing_program_running() {
     }
 }
 
+/// rtrace killed while it traces a program it launched: with every probe
+/// fast the program runs on without it, as one attached to does (the
+/// detours and the return stub need nothing of rtrace's), and finishes with
+/// its own output; with int3 breakpoints in it, it is killed with rtrace
+/// (PTRACE_O_EXITKILL) rather than left to die of the next one it reaches.
+#[test]
+fn killed_rtrace_leaves_a_program_it_launched_with_fast_probes_running() {
+    let prog = fixture("hot", Variant::O2);
+    let untraced = run_untraced(&prog, &["2", "20000"]);
+    for mode in ["--fast", "--int3"] {
+        let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
+        cmd.args([mode, "-c", "-s", "work", "--"])
+            .arg(&prog)
+            .args(["2", "20000"]);
+        let mut rtrace = Spawned::with_stdin(cmd);
+        rtrace.wait_stdout_line(|l| l == "ready");
+        rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid"));
+        rtrace.send("\n");
+        rtrace.wait_stdout_line(|l| l == "started");
+        // (The program waits for its next line: killed while it waits.)
+        rtrace.signal(Signal::SIGKILL);
+        rtrace.wait_ended();
+        if mode == "--fast" {
+            rtrace.send("\n");
+        }
+        rtrace.close_stdin();
+        let run = rtrace.wait();
+        match mode {
+            "--fast" => assert_eq!(run.stdout, untraced.stdout, "{mode}: {}", run.stderr),
+            _ => assert_eq!(run.stdout, "ready\nstarted\n", "{mode}: {}", run.stderr),
+        }
+    }
+}
+
 /// rtrace killed while it traces, with fast probes, a program that loads
 /// and unloads a library in a loop: rtrace's hook at the dynamic linker's
 /// `_dl_debug_state` goes on without it, and the library's probes, placed

@@ -612,7 +612,11 @@ pub fn parse_replay(args: Vec<OsString>, report: bool) -> Result<ReplayCli, Exit
     };
     let seconds = |s: Option<f64>, what: &str| match s {
         None => Ok(None),
-        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(std::time::Duration::from_secs_f64(v))),
+        // (Past what a duration holds, some 584 years: the end of any
+        // recording.)
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(
+            std::time::Duration::try_from_secs_f64(v).unwrap_or(std::time::Duration::MAX),
+        )),
         Some(v) => Err(usage(&format!(
             "--{what} {v}: give seconds from the start, 0 or more"
         ))),

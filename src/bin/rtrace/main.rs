@@ -264,6 +264,55 @@ fn events_file(path: &std::path::Path) -> rtrace::Result<Box<dyn std::io::Write>
     })
 }
 
+/// A recording written under another name in its directory until
+/// tracing begins (the first event), then renamed to its path: until then
+/// a recording already at the path stays.
+struct Unborn {
+    written: std::path::PathBuf,
+    path: std::path::PathBuf,
+    born: bool,
+}
+
+impl Unborn {
+    /// For the recording at `path`: None when it is not a file, or may not
+    /// be (a FIFO, a device: written to as it is).
+    fn beside(path: &std::path::Path) -> Option<Unborn> {
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => return None,
+            _ => {}
+        }
+        let name = path.file_name()?.to_string_lossy();
+        let written = path.with_file_name(format!(".{name}.rtrace-{}", std::process::id()));
+        Some(Unborn {
+            written,
+            path: path.to_path_buf(),
+            born: false,
+        })
+    }
+}
+
+impl Drop for Unborn {
+    /// Tracing never began (an error before it, wherever it came from):
+    /// the recording made for it goes.
+    fn drop(&mut self) {
+        if !self.born {
+            let _ = std::fs::remove_file(&self.written);
+        }
+    }
+}
+
+impl Handler for Unborn {
+    fn on_event(&mut self, _: &rtrace::Event, _: std::time::Duration) -> rtrace::Result<()> {
+        if !self.born {
+            self.born = true;
+            std::fs::rename(&self.written, &self.path).map_err(|e| {
+                rtrace::Error::io(format!("cannot write {}", self.path.display()), e)
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// A file rtrace writes its output to (`-o`, `--perfetto`, `--folded`,
 /// `--flamegraph`), whose write errors name it: `rtrace: cannot write
 /// output: out.json: No space left on device (os error 28)`.
@@ -316,10 +365,25 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         ))),
         false => None,
     };
+    let mut unborn_recording = None;
     let (out, to_terminal): (Box<dyn std::io::Write>, bool) = match &cli.output {
         // `-o -`: standard output, as for strace.
         Some(path) if path.as_os_str() == "-" => {
             (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
+        }
+        // A recording is written beside its path, and put in its place once
+        // tracing begins: a run that fails before (a probe that names
+        // nothing, a program that cannot be started) leaves the last
+        // recording there as it was.
+        // (A directory rtrace may not create in: the path itself.)
+        Some(path) if cli.record => {
+            match Unborn::beside(path).and_then(|u| Some((events_file(&u.written).ok()?, u))) {
+                Some((out, unborn)) => {
+                    unborn_recording = Some(unborn);
+                    (out, false)
+                }
+                None => (events_file(path)?, false),
+            }
         }
         Some(path) => (events_file(path)?, false),
         None if tui.is_some() => (Box::new(std::io::sink()), false),
@@ -333,7 +397,10 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         true => {
             let header = serde_json::json!({
                 "command": match &cli.target {
-                    Target::Launch(argv) => argv.clone(),
+                    Target::Launch(argv) => argv
+                        .iter()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .collect::<Vec<String>>(),
                     Target::Attach(_) => Vec::new(),
                 },
                 "attached": match &cli.target {
@@ -478,6 +545,10 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     if let Some(r) = &recorder {
         tracer.add_listener(r.clone());
     }
+    let unborn_recording = unborn_recording.map(|u| Rc::new(RefCell::new(u)));
+    if let Some(u) = &unborn_recording {
+        tracer.add_listener(u.clone());
+    }
     if let Some(tui) = &tui {
         // Its own probe beside each one given: the same breakpoints.
         let mut specs: Vec<String> = cli.probes.iter().map(|p| p.as_str().to_string()).collect();
@@ -520,6 +591,13 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     }
     let launched = matches!(cli.target, Target::Launch(_));
     let ran = tracer.run();
+    // Tracing never began (an error before it): the recording made for it
+    // goes, and the path keeps what it held.
+    if let (Some(u), Err(_)) = (&unborn_recording, &ran) {
+        if !u.borrow().born {
+            return ran.map(|_| 1);
+        }
+    }
     if let (Some(r), Some(path)) = (&recorder, &cli.output) {
         let (entries, returns) = r.borrow().written();
         say(&format!(
@@ -613,10 +691,7 @@ impl Handler for Replaying {
 /// `rtrace replay FILE` and `rtrace report FILE`: the recording rendered by
 /// the printer, as the live run would have rendered it.
 fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
-    let bytes = std::fs::read(&cli.file).map_err(|e| rtrace::Error::Recording {
-        path: cli.file.clone(),
-        why: e.to_string(),
-    })?;
+    let bytes = rtrace::record::read(&cli.file)?;
     let header = rtrace::record::header(&bytes);
     // The string limit and stack depth the recording was made with, unless
     // asked.
@@ -757,6 +832,13 @@ fn say_how_it_was_read(file: &std::path::Path, read: &rtrace::record::Replayed) 
         say(&format!(
             "rtrace: warning: {path} changed since it was recorded (its build-id differs, or it is gone): \
              its calls are shown without what its symbols and debug information say"
+        ));
+    }
+    if read.unfinished {
+        say(&format!(
+            "rtrace: warning: {} ends before its recording did (rtrace was killed, or the file \
+             was cut): what came before is shown",
+            file.display()
         ));
     }
     if read.truncated {

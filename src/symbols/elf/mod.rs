@@ -38,6 +38,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -144,7 +145,16 @@ impl ElfFile {
     /// costs four bytes, not the whole file.
     pub fn open(path: &Path) -> Result<ElfFile> {
         let context = || format!("cannot read {}", path.display());
-        let mut file = std::fs::File::open(path).map_err(|e| Error::io(context(), e))?;
+        // (Opened without waiting: a FIFO named where a module was, in a
+        // recording, would block the open until someone wrote to it.)
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| Error::io(context(), e))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(Error::NotElf { path: path.into() });
+        }
         let mut magic = [0u8; 4];
         match file.read_exact(&mut magic) {
             Ok(()) => {}
