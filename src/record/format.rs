@@ -352,8 +352,13 @@ mod tests {
         );
         assert_eq!(Frames::new(b"").err(), Some(BadFile::Foreign));
         let mut v = file(&[]);
-        v[8] = 2;
-        assert_eq!(Frames::new(&v).err(), Some(BadFile::Version(2)));
+        v[8] = VERSION as u8 + 1;
+        assert_eq!(Frames::new(&v).err(), Some(BadFile::Version(VERSION + 1)));
+        // The oldest version read, and none before it.
+        v[8] = OLDEST as u8;
+        assert!(Frames::new(&v).is_ok());
+        v[8] = 0;
+        assert_eq!(Frames::new(&v).err(), Some(BadFile::Version(0)));
         let mut bad = file(&[(Kind::Header, b"{}")]);
         bad[12] = 99;
         let got: Vec<_> = Frames::new(&bad).unwrap().collect();

@@ -1082,6 +1082,8 @@ pub struct Replayed {
     /// Modules whose files changed since the recording (their build-ids
     /// differ, or they are gone), said once each.
     pub changed: Vec<String>,
+    /// The `-s` filters that named no site of the recording.
+    pub unmatched: Vec<String>,
     /// The header.
     pub header: Value,
 }
@@ -1336,6 +1338,16 @@ pub fn replay(
         return Err(corrupt("no header", frames.offset()));
     }
     out.truncated = frames.truncated;
+    out.unmatched = filter
+        .probes
+        .iter()
+        .filter(|p| {
+            !sites
+                .values()
+                .any(|s| **p == s.probe || **p == s.symbol || **p == s.name)
+        })
+        .cloned()
+        .collect();
     out.unfinished = !ended && !frames.truncated && frames.version >= 2;
     handler.on_finish()?;
     Ok(out)

@@ -89,29 +89,30 @@ impl SharedMap {
         self.word(offset).store(value, Ordering::Release)
     }
 
-    /// Copies `buf.len()` bytes from `offset`, which must be 8-aligned
-    /// (volatile loads, a word at a time: the tracee writes the mapping,
-    /// though not a record while it is published).
-    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+    /// Appends the `len` bytes at `offset` (both multiples of 8) to `out`,
+    /// a word at a time (a record another process writes is read as its
+    /// words are), without first filling the room they take.
+    pub fn read_append(&self, offset: u64, len: usize, out: &mut Vec<u8>) {
         let offset = usize::try_from(offset).expect("an offset in the mapping");
         assert!(
-            offset % 8 == 0 && offset + buf.len() <= self.len,
+            offset.is_multiple_of(8) && len.is_multiple_of(8) && offset + len <= self.len,
             "read outside the mapping"
         );
-        let mut chunks = buf.chunks_exact_mut(8);
-        let mut at = offset;
-        for chunk in &mut chunks {
+        out.reserve(len);
+        let room = &mut out.spare_capacity_mut()[..len];
+        for (i, chunk) in room.chunks_exact_mut(8).enumerate() {
             // SAFETY: in bounds and 8-aligned (checked above; the mapping is
             // page-aligned) in a live mapping; a volatile load of memory
             // another process may write is defined.
-            let word = unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(at).cast::<u64>()) };
-            chunk.copy_from_slice(&word.to_ne_bytes());
-            at += 8;
+            let word = unsafe {
+                std::ptr::read_volatile(self.ptr.as_ptr().add(offset + 8 * i).cast::<u64>())
+            };
+            for (d, b) in chunk.iter_mut().zip(word.to_ne_bytes()) {
+                d.write(b);
+            }
         }
-        for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-            // SAFETY: in bounds (checked above) of a live mapping.
-            *b = unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(at + i)) };
-        }
+        // SAFETY: the `len` bytes past the length were all written above.
+        unsafe { out.set_len(out.len() + len) };
     }
 
     /// Copies `bytes` to `offset` (for tests: the tracee writes the ring).

@@ -788,8 +788,9 @@ fn a_record_that_never_began_leaves_the_last_recording() {
 }
 
 /// `--from` and `--to` past what a duration holds (some 584 years) mean
-/// after the end of any recording, and a module path that names a FIFO
-/// (a hand-made file) is not waited on: it is said to have changed.
+/// after the end of any recording; a `-s` that names nothing recorded is
+/// said; a module path that names a FIFO (a hand-made file) is not waited
+/// on: it is said to have changed.
 #[test]
 fn far_times_and_odd_module_paths_are_replayed() {
     let prog = fixture("recurse", Variant::Pie);
@@ -808,6 +809,25 @@ fn far_times_and_odd_module_paths_are_replayed() {
     );
     let run = rtrace(&["report", "--from", "2e19", data_s]);
     assert_eq!(run.code(), 0, "{}", run.stderr);
+    // A -s that names nothing recorded is said; one that names is not.
+    let run = rtrace(&["replay", "-s", "fac*", data_s]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("fact("), "{}", run.stdout);
+    assert_eq!(
+        run.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "rtrace: warning: -s fac* names no probe or function of {data_s} (give a probe \
+             spec as recorded, or a function's name: `rtrace report` lists them)"
+        )
+    );
+    let run = rtrace(&["replay", "-s", "fact", data_s]);
+    assert_eq!(
+        (run.code(), &run.stdout),
+        (0, &whole.stdout),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
     // The program's path in the modules made a FIFO's.
     let fifo = temp_path("rec_far.fifo");
     let _ = std::fs::remove_file(&fifo);

@@ -825,9 +825,16 @@ fn replay(cli: args::ReplayCli) -> rtrace::Result<u8> {
     Ok(0)
 }
 
-/// The warnings of a replay of `file`: the binaries that changed since,
-/// and a recording that was cut.
+/// The warnings of a replay of `file`: `-s` filters that named nothing,
+/// the binaries that changed since, and a recording that was cut.
 fn say_how_it_was_read(file: &std::path::Path, read: &rtrace::record::Replayed) {
+    for name in &read.unmatched {
+        say(&format!(
+            "rtrace: warning: -s {name} names no probe or function of {} (give a probe spec as \
+             recorded, or a function's name: `rtrace report` lists them)",
+            file.display()
+        ));
+    }
     for path in &read.changed {
         say(&format!(
             "rtrace: warning: {path} changed since it was recorded (its build-id differs, or it is gone): \

@@ -116,9 +116,7 @@ pub(super) fn take_records(
                 lap + 1
             ));
         }
-        let at = out.len();
-        out.resize(at + slot, 0);
-        map.read(off, &mut out[at..]);
+        map.read_append(off, slot, &mut out);
         if map.load_u64(off + ring::SEQ) != seq {
             return Err(format!("record {pos} was written while it was read"));
         }

@@ -152,7 +152,8 @@ impl ElfFile {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| Error::io(context(), e))?;
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
+        // (A directory fails at the read, as it always did.)
+        if file.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) {
             return Err(Error::NotElf { path: path.into() });
         }
         let mut magic = [0u8; 4];

@@ -260,6 +260,15 @@ fn non_elf_inputs() {
         Err(Error::Io { .. })
     ));
     assert!(matches!(ElfFile::open(&dir), Err(Error::Io { .. })));
+    // A FIFO is not waited on (nobody may ever write to it).
+    let fifo = dir.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert!(matches!(ElfFile::open(&fifo), Err(Error::NotElf { .. })));
+    assert!(matches!(
+        ElfFile::open(Path::new("/dev/null")),
+        Err(Error::NotElf { .. })
+    ));
 }
 
 #[test]
