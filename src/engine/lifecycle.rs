@@ -937,6 +937,15 @@ impl Tracer {
     /// A task exec'd: its process has a new image (and no other thread).
     fn on_exec(&mut self, tid: Tid, former: Tid) -> Result<()> {
         self.adopt_exec(tid, former);
+        // A new image's probes begin as breakpoints: a launched program
+        // (or a child of it) that execs dies with rtrace again, as one
+        // with breakpoints in it at its launch does (one thread with the
+        // option is enough: the kill is the whole process's). Stopped at
+        // its exec event, it takes the option now.
+        if self.launched.is_some() {
+            self.exit_kill = true;
+            let _ = nix::sys::ptrace::setoptions(tid, ptrace::options(true));
+        }
         let task = self
             .world
             .tasks

@@ -194,8 +194,9 @@ pub struct Tracer {
     pub(super) launched: Option<spawn::Launched>,
     /// The launched program is killed if rtrace dies (PTRACE_O_EXITKILL):
     /// until tracing begins, and on while int3 breakpoints are in it then
-    /// (it would die of the next one it reached). A program whose probes
-    /// all began fast runs on without rtrace, as one attached to does.
+    /// (it would die of the next one it reached), and again from an exec.
+    /// A program whose probes all began fast runs on without rtrace, as
+    /// one attached to does.
     pub(super) exit_kill: bool,
     /// What is traced: tasks, address spaces (each with its probe table),
     /// stops waiting to be handled.

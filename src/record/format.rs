@@ -126,8 +126,14 @@ impl<'a> Frames<'a> {
             });
         };
         let version = u32::from_le_bytes(v.try_into().expect("4 bytes"));
-        if !(OLDEST..=VERSION).contains(&version) {
+        if version > VERSION {
             return Err(BadFile::Version(version));
+        }
+        if version < OLDEST {
+            return Err(BadFile::Corrupt {
+                what: format!("format version {version}"),
+                at: 8,
+            });
         }
         Ok(Frames {
             bytes,
@@ -358,7 +364,13 @@ mod tests {
         v[8] = OLDEST as u8;
         assert!(Frames::new(&v).is_ok());
         v[8] = 0;
-        assert_eq!(Frames::new(&v).err(), Some(BadFile::Version(0)));
+        assert_eq!(
+            Frames::new(&v).err(),
+            Some(BadFile::Corrupt {
+                what: "format version 0".into(),
+                at: 8
+            })
+        );
         let mut bad = file(&[(Kind::Header, b"{}")]);
         bad[12] = 99;
         let got: Vec<_> = Frames::new(&bad).unwrap().collect();

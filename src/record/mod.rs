@@ -69,8 +69,6 @@ pub struct Recorder {
     last_thread: usize,
     last_named: Option<(i32, i32)>,
     last_in_modules: Option<(Pid, u32, usize)>,
-    /// The end is written (at the first `on_finish`).
-    ended: bool,
     /// Boxes of call numbers given back by returns, for the next entries
     /// (boxed: each is handed to a call as its data).
     #[allow(clippy::vec_box)]
@@ -130,7 +128,6 @@ impl Recorder {
             last_named: None,
             last_in_modules: None,
             spare_ids: Vec::new(),
-            ended: false,
         })
     }
 
@@ -529,11 +526,19 @@ impl Handler for Recorder {
     }
 
     fn on_finish(&mut self) -> Result<()> {
-        if !std::mem::replace(&mut self.ended, true) {
-            let v = json!({"entries": self.entries, "returns": self.returns});
-            self.frame(Kind::End, v.to_string().as_bytes())?;
-        }
         self.out.flush().map_err(Error::Output)
+    }
+}
+
+impl Drop for Recorder {
+    /// The recording's end, its last frame: written once nothing more can
+    /// come (a detach's events may follow the tracer's finish), and flushed
+    /// as the output is dropped. An error here leaves the file without its
+    /// end, which its replay says.
+    fn drop(&mut self) {
+        let v = json!({"entries": self.entries, "returns": self.returns});
+        let _ = self.frame(Kind::End, v.to_string().as_bytes());
+        let _ = self.out.flush();
     }
 }
 
@@ -1141,8 +1146,11 @@ pub fn replay(
     // A script's `exit()` during the replay ends it, as it ends a live run
     // (a request made before it began is not this replay's).
     let asked = crate::sys::signal::detach_requested();
+    // (Stopped before the end: what follows is not known.)
+    let mut stopped = false;
     for frame in frames.by_ref() {
         if !first && crate::sys::signal::detach_requested() != asked {
+            stopped = true;
             break;
         }
         let (kind, at, payload) = frame.map_err(bad)?;
@@ -1341,6 +1349,7 @@ pub fn replay(
     out.unmatched = filter
         .probes
         .iter()
+        .filter(|_| !stopped)
         .filter(|p| {
             !sites
                 .values()
@@ -1348,7 +1357,7 @@ pub fn replay(
         })
         .cloned()
         .collect();
-    out.unfinished = !ended && !frames.truncated && frames.version >= 2;
+    out.unfinished = !ended && !stopped && !frames.truncated && frames.version >= 2;
     handler.on_finish()?;
     Ok(out)
 }

@@ -787,6 +787,56 @@ fn a_record_that_never_began_leaves_the_last_recording() {
     }
 }
 
+/// A recording replaces only a file of its own at its path: written
+/// through a symbolic link (the link stays, its target holds the
+/// recording), refused at once where the path cannot be a file (ending in
+/// `/`), with the mode of the file it replaces.
+#[test]
+fn a_recording_replaces_only_a_file_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let prog = fixture("recurse", Variant::Pie);
+    let target = temp_path("rec_own_target.data");
+    let link = temp_path("rec_own_link.data");
+    let _ = std::fs::remove_file(&link);
+    std::fs::write(&target, b"old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    record(&link, "fact", &prog, &[]);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let run = rtrace(&["replay", target.to_str().unwrap()]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(run.stdout.contains("fact("), "{}", run.stdout);
+    // The mode of the file replaced.
+    let own = temp_path("rec_own_mode.data");
+    std::fs::write(&own, b"old").unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o600)).unwrap();
+    record(&own, "fact", &prog, &[]);
+    let mode = std::fs::metadata(&own).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A path that names a directory-to-be.
+    let dir = temp_path("rec_own_no_dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    let slash = format!("{}/", dir.display());
+    let run = rtrace(&[
+        "record",
+        "-o",
+        &slash,
+        "-s",
+        "fact",
+        "--",
+        prog.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "", "the program ran: {}", run.stderr);
+    assert!(
+        run.stderr.starts_with("rtrace: cannot create"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// `--from` and `--to` past what a duration holds (some 584 years) mean
 /// after the end of any recording; a `-s` that names nothing recorded is
 /// said; a module path that names a FIFO (a hand-made file) is not waited
@@ -1168,6 +1218,8 @@ fn a_script_runs_over_a_recording_as_over_the_live_run() {
         "open { printf(\"%s\\n\", str(arg(0))); exit(); } END { print(\"end\"); }",
     ]);
     assert_eq!(replay.stdout, "/etc/hostname\nend\n", "{}", replay.stderr);
+    // (Stopped before the recording's end: not said to be cut.)
+    assert!(!replay.stderr.contains("ends before"), "{}", replay.stderr);
     // A probe the recording does not have is said.
     let replay = rtrace(&["replay", data_s, "-x", "close { @n = count(); }"]);
     assert_eq!(replay.code(), 0);

@@ -391,16 +391,37 @@ fn killed_rtrace_leaves_a_throwing_program_running() {
 /// fast the program runs on without it, as one attached to does (the
 /// detours and the return stub need nothing of rtrace's), and finishes with
 /// its own output; with int3 breakpoints in it, it is killed with rtrace
-/// (PTRACE_O_EXITKILL) rather than left to die of the next one it reaches.
+/// (PTRACE_O_EXITKILL) rather than left to die of the next one it reaches,
+/// and so is one that execed (a new image's probes begin as breakpoints).
 #[test]
 fn killed_rtrace_leaves_a_program_it_launched_with_fast_probes_running() {
     let prog = fixture("hot", Variant::O2);
+    let prog_s = prog.to_str().unwrap();
     let untraced = run_untraced(&prog, &["2", "20000"]);
-    for mode in ["--fast", "--int3"] {
+    // (The last: a shell that execs the program, whose new image's probes
+    // began as breakpoints: killed with rtrace too.)
+    let exec = format!("exec {prog_s} 2 20000");
+    let runs: [&[&str]; 3] = [
+        &["--fast", "-c", "-s", "work", "--", prog_s, "2", "20000"],
+        &["--int3", "-c", "-s", "work", "--", prog_s, "2", "20000"],
+        &[
+            "--fast",
+            "-c",
+            "-s",
+            "libc:malloc",
+            "--",
+            "/bin/sh",
+            "-c",
+            &exec,
+        ],
+    ];
+    for args in runs {
+        let mode = match args[0] == "--fast" && args[3] == "work" {
+            true => "--fast",
+            false => "killed",
+        };
         let mut cmd = std::process::Command::new(crate::fixtures::rtrace_bin());
-        cmd.args([mode, "-c", "-s", "work", "--"])
-            .arg(&prog)
-            .args(["2", "20000"]);
+        cmd.args(args);
         let mut rtrace = Spawned::with_stdin(cmd);
         rtrace.wait_stdout_line(|l| l == "ready");
         rtrace.wait_stderr_line(|l| l.starts_with("rtrace: attached to pid"));
@@ -415,8 +436,8 @@ fn killed_rtrace_leaves_a_program_it_launched_with_fast_probes_running() {
         rtrace.close_stdin();
         let run = rtrace.wait();
         match mode {
-            "--fast" => assert_eq!(run.stdout, untraced.stdout, "{mode}: {}", run.stderr),
-            _ => assert_eq!(run.stdout, "ready\nstarted\n", "{mode}: {}", run.stderr),
+            "--fast" => assert_eq!(run.stdout, untraced.stdout, "{args:?}: {}", run.stderr),
+            _ => assert_eq!(run.stdout, "ready\nstarted\n", "{args:?}: {}", run.stderr),
         }
     }
 }

@@ -254,7 +254,15 @@ fn add_probe(
 /// device, a FIFO) is written as it comes, so that it pushes back, or
 /// fails, at once.
 fn events_file(path: &std::path::Path) -> rtrace::Result<Box<dyn std::io::Write>> {
-    let file = OutputFile::create(path)?;
+    events_writer(OutputFile::create(path)?, path)
+}
+
+/// The writer of events file `file`, at `path`: written from a thread of
+/// its own when it is a regular file.
+fn events_writer(
+    file: OutputFile,
+    path: &std::path::Path,
+) -> rtrace::Result<Box<dyn std::io::Write>> {
     Ok(match file.file.metadata().is_ok_and(|m| m.is_file()) {
         true => Box::new(
             writer::Background::new(file)
@@ -265,8 +273,8 @@ fn events_file(path: &std::path::Path) -> rtrace::Result<Box<dyn std::io::Write>
 }
 
 /// A recording written under another name in its directory until
-/// tracing begins (the first event), then renamed to its path: until then
-/// a recording already at the path stays.
+/// tracing begins (the attach), then renamed to its path: until then a
+/// recording already at the path stays, and stays if tracing never begins.
 struct Unborn {
     written: std::path::PathBuf,
     path: std::path::PathBuf,
@@ -274,20 +282,46 @@ struct Unborn {
 }
 
 impl Unborn {
-    /// For the recording at `path`: None when it is not a file, or may not
-    /// be (a FIFO, a device: written to as it is).
-    fn beside(path: &std::path::Path) -> Option<Unborn> {
-        match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => return None,
-            _ => {}
+    /// For the recording at `path`, the file made beside it (created new,
+    /// with the mode of the one it is to replace). None when the path is
+    /// not simply a file of its own to replace, or none yet: a symbolic
+    /// link (`/dev/stdout`; written through), a FIFO or a device, a file
+    /// with other names (hard links), a path ending in `/`, or a directory
+    /// rtrace may not create in. Such a path is written to as it is.
+    fn beside(path: &std::path::Path) -> Option<(Unborn, OutputFile)> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let mode = match std::fs::symlink_metadata(path) {
+            // (One rtrace may not write: refused there, as always.)
+            Ok(m) if m.file_type().is_file() && m.nlink() == 1 => {
+                std::fs::OpenOptions::new().write(true).open(path).ok()?;
+                m.mode() & 0o7777
+            }
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0o666,
+            Err(_) => return None,
+        };
+        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            return None;
         }
         let name = path.file_name()?.to_string_lossy();
         let written = path.with_file_name(format!(".{name}.rtrace-{}", std::process::id()));
-        Some(Unborn {
-            written,
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&written)
+            .ok()?;
+        let unborn = Unborn {
+            written: written.clone(),
             path: path.to_path_buf(),
             born: false,
-        })
+        };
+        // (Its errors name the path given.)
+        let file = OutputFile {
+            file,
+            path: path.to_path_buf(),
+        };
+        Some((unborn, file))
     }
 }
 
@@ -302,12 +336,14 @@ impl Drop for Unborn {
 }
 
 impl Handler for Unborn {
-    fn on_event(&mut self, _: &rtrace::Event, _: std::time::Duration) -> rtrace::Result<()> {
-        if !self.born {
-            self.born = true;
+    /// Tracing begins at the first attach (events before it, warnings of
+    /// the probes placed, are not a beginning).
+    fn on_event(&mut self, event: &rtrace::Event, _: std::time::Duration) -> rtrace::Result<()> {
+        if !self.born && matches!(event, rtrace::Event::Attached { .. }) {
             std::fs::rename(&self.written, &self.path).map_err(|e| {
                 rtrace::Error::io(format!("cannot write {}", self.path.display()), e)
             })?;
+            self.born = true;
         }
         Ok(())
     }
@@ -376,15 +412,14 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         // nothing, a program that cannot be started) leaves the last
         // recording there as it was.
         // (A directory rtrace may not create in: the path itself.)
-        Some(path) if cli.record => {
-            match Unborn::beside(path).and_then(|u| Some((events_file(&u.written).ok()?, u))) {
-                Some((out, unborn)) => {
-                    unborn_recording = Some(unborn);
-                    (out, false)
-                }
-                None => (events_file(path)?, false),
+        Some(path) if cli.record => match Unborn::beside(path) {
+            Some((unborn, file)) => {
+                let out = events_writer(file, path)?;
+                unborn_recording = Some(unborn);
+                (out, false)
             }
-        }
+            None => (events_file(path)?, false),
+        },
         Some(path) => (events_file(path)?, false),
         None if tui.is_some() => (Box::new(std::io::sink()), false),
         None => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
@@ -593,12 +628,11 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
     let ran = tracer.run();
     // Tracing never began (an error before it): the recording made for it
     // goes, and the path keeps what it held.
-    if let (Some(u), Err(_)) = (&unborn_recording, &ran) {
-        if !u.borrow().born {
-            return ran.map(|_| 1);
-        }
+    let unborn = unborn_recording.as_ref().is_some_and(|u| !u.borrow().born);
+    if let (true, Err(_)) = (unborn, &ran) {
+        return ran.map(|_| 1);
     }
-    if let (Some(r), Some(path)) = (&recorder, &cli.output) {
+    if let (Some(r), Some(path), false) = (&recorder, &cli.output, unborn) {
         let (entries, returns) = r.borrow().written();
         say(&format!(
             "rtrace: recorded {entries} entries and {returns} returns in {} (`rtrace replay {0}` shows them)",
