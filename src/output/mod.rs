@@ -376,9 +376,21 @@ pub struct Printer {
     lost: std::collections::BTreeMap<(String, String), (crate::Pid, u64)>,
     /// See [`PrinterOptions::stack_depth`].
     stack_depth: Option<usize>,
+    /// See [`Printer::summary_once_attached`]; and whether an attach was
+    /// seen.
+    needs_attach: bool,
+    attached: bool,
 }
 
 impl Printer {
+    /// Ends with the `-c` summary (and what else ends the output) only
+    /// once tracing has begun, an attach seen: a live run that fails
+    /// before it says its error alone, as strace does, and no empty table.
+    pub fn summary_once_attached(mut self) -> Printer {
+        self.needs_attach = true;
+        self
+    }
+
     /// A printer writing events to `out`, and its status lines (text mode) to
     /// the process's stderr.
     pub fn new(out: Box<dyn Write>, opts: PrinterOptions) -> Printer {
@@ -411,6 +423,8 @@ impl Printer {
             missed_warned: std::collections::HashSet::new(),
             lost: Default::default(),
             stack_depth: opts.stack_depth,
+            needs_attach: false,
+            attached: false,
         }
     }
 
@@ -540,6 +554,7 @@ impl Handler for Printer {
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
         self.last = self.last.max(time);
+        self.attached |= matches!(event, Event::Attached { .. });
         // A return that could not be watched (a timed call's: counted),
         // said once per probe; the summary has the count.
         let missed = match event {
@@ -661,7 +676,9 @@ impl Handler for Printer {
                 self.emitter.event(&mut self.out, &event, self.last)?;
             }
             let rows = self.stats.as_ref().map(|s| s.rows(self.order));
-            self.emitter.finish(&mut self.out, rows.as_deref())?;
+            if self.attached || !self.needs_attach {
+                self.emitter.finish(&mut self.out, rows.as_deref())?;
+            }
         }
         self.out.flush()
     }

@@ -42,7 +42,9 @@ use crate::unwind::{FrameSource, RawFrame, Stack};
 use format::{Get, Kind, Put, Short};
 
 /// Writes a recording: attach it as the handler of every probe and as a
-/// listener, and call [`Handler::on_finish`] at the end.
+/// listener, and call [`Handler::on_finish`] at the end (it flushes); the
+/// recording's end record is written when the recorder is dropped, after
+/// every event the tracer still sends (a detach's).
 pub struct Recorder {
     out: Box<dyn Write>,
     renderer: Renderer,

@@ -146,6 +146,15 @@ fn unknown_symbol_launch() {
         "{what}: lists the searched modules (count, libc): {line}"
     );
     assert_eq!(run.stdout, "", "{what}: the program must not have run");
+    // With -c (text, JSON): the error alone, no table of nothing.
+    for extra in [&["-c"][..], &["-c", "--json"]] {
+        let mut args = extra.to_vec();
+        args.extend(["-s", "no_such_fn"]);
+        let run = run_rtrace(&args, &prog, &["3"]);
+        let what = format!("rtrace {args:?} -- count 3");
+        assert_one_error_line(&run, 1, &what);
+        assert_eq!(run.stdout, "", "{what}");
+    }
 }
 
 #[test]

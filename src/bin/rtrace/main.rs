@@ -455,24 +455,27 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         }
         false => (out, None),
     };
-    let printer = Rc::new(RefCell::new(Printer::new(
-        out,
-        PrinterOptions {
-            format: if cli.json { Format::Json } else { Format::Text },
-            color,
-            summary: cli.summary,
-            hist: cli.hist,
-            order: cli.order,
-            timestamps: cli.timestamps,
-            tree: cli.tree,
-            string_limit: cli.string_limit,
-            // On a terminal, events keep in step with the program's own
-            // output; to a file or a pipe they are written in batches.
-            flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
-            stack_depth: cli.stack_depth,
-            prototypes: cli.prototypes.clone(),
-        },
-    )));
+    let printer = Rc::new(RefCell::new(
+        Printer::new(
+            out,
+            PrinterOptions {
+                format: if cli.json { Format::Json } else { Format::Text },
+                color,
+                summary: cli.summary,
+                hist: cli.hist,
+                order: cli.order,
+                timestamps: cli.timestamps,
+                tree: cli.tree,
+                string_limit: cli.string_limit,
+                // On a terminal, events keep in step with the program's own
+                // output; to a file or a pipe they are written in batches.
+                flush_interval: (!to_terminal).then(|| std::time::Duration::from_millis(10)),
+                stack_depth: cli.stack_depth,
+                prototypes: cli.prototypes.clone(),
+            },
+        )
+        .summary_once_attached(),
+    ));
     // Created before anything runs, so a path that cannot be written is
     // said at once; dropped on every way out, which closes the file.
     let timeline = match &cli.perfetto {
