@@ -176,14 +176,7 @@ impl Tracer {
     /// to the site, or sent on from the trampoline to its return address, or
     /// (the trap of a completed out-of-line step) moved out of the slot.
     fn take_pending_traps(&mut self) -> Result<()> {
-        let stopped: Vec<Tid> = self
-            .world
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.state == TaskState::Stopped)
-            .map(|(tid, _)| *tid)
-            .collect();
-        for tid in stopped {
+        for tid in self.world.stopped() {
             if !task::signal_pending(tid, libc::SIGTRAP) {
                 continue;
             }

@@ -762,13 +762,7 @@ impl Tracer {
         if breakpoints {
             return;
         }
-        let stopped: Vec<Tid> = self
-            .world
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.state == TaskState::Stopped)
-            .map(|(tid, _)| *tid)
-            .collect();
+        let stopped = self.world.stopped();
         if stopped.len() != self.world.tasks.len() {
             return;
         }

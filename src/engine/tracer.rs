@@ -262,6 +262,17 @@ pub(super) struct World {
     pub(super) orphans: HashMap<Tid, Stop>,
 }
 
+impl World {
+    /// The tasks stopped now (in tracer-stop), in order.
+    pub(super) fn stopped(&self) -> Vec<Tid> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| t.state == super::task::TaskState::Stopped)
+            .map(|(tid, _)| *tid)
+            .collect()
+    }
+}
+
 /// The consumers of what the tracer sees: the probes (spec and handler),
 /// the listeners (printers), warnings waiting for the listeners, and the
 /// sets that make a report once per probe.
