@@ -1,7 +1,8 @@
 /* spawner: children made every way a program makes them.
  *
  * Exercises: fork, vfork, clone without CLONE_THREAD, posix_spawn, system()
- * and popen() while probes are armed. Without --follow-forks every child must
+ * and popen() while probes are armed, and a vfork child traced by its own
+ * parent, as a debugger's is. Without --follow-forks every child must
  * run untraced and unharmed; with it, the children's work() calls are
  * reported too, and a child that execs has its probes resolved again in the
  * new image.
@@ -16,6 +17,12 @@
  *                work(20), work(21) and _exits 8
  *     vforkexec  vfork(); the child calls work(20), then execv()s PROGRAM
  *                with ARGs (argv[0] is PROGRAM)
+ *     traceme    as a debugger starts its program: vfork(); the child calls
+ *                work(20), asks its parent to trace it (PTRACE_TRACEME; on
+ *                failure it _exits 100 + errno) and execv()s PROGRAM; the
+ *                parent sees it stop at the exec, prints "traced child
+ *                stopped at its exec by signal <N>", lets it go on
+ *                (PTRACE_DETACH) and waits for its end
  *     clone      raw clone(2) with SIGCHLD, no CLONE_VM, a separate stack;
  *                the child calls work(30), work(31), work(32) and exits 9
  *     clonevm    clone(2) with CLONE_VM | SIGCHLD, a separate stack: the
@@ -27,19 +34,22 @@
  *                prints is printed as "read: <line>"
  * Output (stdout), exactly: for fork "child=7\n", vfork "child=8\n", clone
  * "child=9\n", clonevm "child=10\n"; for vforkexec, spawn and system what
- * PROGRAM prints, then "child=<its status>\n"; for popen the "read: " lines,
+ * PROGRAM prints, then "child=<its status>\n"; for traceme the line of its
+ * stop, then the same; for popen the "read: " lines,
  * then "child=<its status>\n". Exit status 0.
  * With PROGRAM = count and ARGs "3 5": "sum=9\ntwice=41\nchild=5\n".
  * If the child dies by a signal (e.g. SIGTRAP from a leftover breakpoint):
  * "child=signal <N>\n", exit status 1. Usage errors exit 64; a failure to
  * make the child exits 1 with a message on stderr. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +103,37 @@ static pid_t vfork_exec(char **argv)
         _exit(127);
     }
     return child;
+}
+
+static int wait_for(pid_t child, const char *what);
+
+static pid_t vfork_traced(char **argv)
+{
+    pid_t child = vfork();
+    if (child == 0) {
+        work(20);
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
+            _exit(100 + errno);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return child;
+}
+
+/* A debugger's first steps with a child that asked to be traced: it stops
+ * at its exec, and is let go. The status of its end. */
+static int debug_child(pid_t child)
+{
+    int status = wait_for(child, "vfork");
+    if (!WIFSTOPPED(status))
+        return status;
+    printf("traced child stopped at its exec by signal %d\n", WSTOPSIG(status));
+    fflush(stdout);
+    if (ptrace(PTRACE_DETACH, child, NULL, NULL) != 0) {
+        perror("PTRACE_DETACH");
+        exit(1);
+    }
+    return wait_for(child, "waitpid");
 }
 
 static pid_t clone_child(int (*fn)(void *), int flags)
@@ -153,8 +194,9 @@ int main(int argc, char **argv)
     }
     const char *mode = argv[1];
     char **program = argv + 2;
-    int needs_program = strcmp(mode, "vforkexec") == 0 || strcmp(mode, "spawn") == 0 ||
-                        strcmp(mode, "system") == 0 || strcmp(mode, "popen") == 0;
+    int needs_program = strcmp(mode, "vforkexec") == 0 || strcmp(mode, "traceme") == 0 ||
+                        strcmp(mode, "spawn") == 0 || strcmp(mode, "system") == 0 ||
+                        strcmp(mode, "popen") == 0;
     if (needs_program && argc < 3) {
         fprintf(stderr, "spawner %s: PROGRAM missing\n", mode);
         return 64;
@@ -176,6 +218,8 @@ int main(int argc, char **argv)
         status = wait_for(vfork_work(), "vfork");
     } else if (strcmp(mode, "vforkexec") == 0) {
         status = wait_for(vfork_exec(program), "vfork");
+    } else if (strcmp(mode, "traceme") == 0) {
+        status = debug_child(vfork_traced(program));
     } else if (strcmp(mode, "clone") == 0) {
         status = wait_for(clone_child(in_clone, 0), "clone");
     } else if (strcmp(mode, "clonevm") == 0) {

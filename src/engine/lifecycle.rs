@@ -595,7 +595,10 @@ impl Tracer {
                 // step, would wait for it forever.
                 let parent_space = self.world.tasks[&tid].space;
                 if let Some(task) = self.world.tasks.get_mut(&child) {
-                    task.vfork_parent = Some(tid);
+                    let let_go = task.let_go;
+                    if !let_go {
+                        task.vfork_parent = Some(tid);
+                    }
                     if task.space == parent_space {
                         // It runs on its parent's TLS until it execs.
                         fast::on_fork(
@@ -605,10 +608,19 @@ impl Tracer {
                             Fork::Vfork { child },
                         )?;
                     }
-                    return Ok(());
+                    // A child let go hits no breakpoint: its parent waits for
+                    // it in the kernel, and reports the end of the wait.
+                    if !let_go {
+                        return Ok(());
+                    }
                 }
             }
-            wait::Event::VforkDone => {}
+            wait::Event::VforkDone => {
+                // The child it lent its thread pointer to exec'd or died:
+                // the records under it are the child's up to now.
+                let key = self.world.tasks[&tid].space;
+                fast::on_fork(&mut self.reader(), key, tid, Fork::VforkDone)?;
+            }
             wait::Event::Exit => return self.on_exiting(tid),
             wait::Event::Exec { former } => return self.on_exec(tid, former),
         }
@@ -685,7 +697,15 @@ impl Tracer {
             } else if shares_memory {
                 // It runs in our memory, over our breakpoints, until it execs:
                 // keep it traced, silently, so a hit there is stepped, not fatal.
+                // A vfork child in memory with no breakpoint (every probe
+                // fast) is let go instead: its calls run through the detours
+                // as its parent's would, their records silent under the
+                // thread pointer it borrows, and it may be traced by its own
+                // parent, as a debugger's child asks before its exec.
                 task.silent = true;
+                task.let_go = kind == ForkKind::Vfork
+                    && self.world.tasks[&parent].step.is_none()
+                    && !self.world.spaces[&pspace].has_breakpoints();
             } else {
                 let space = &self.world.spaces[&pspace];
                 let fast = space.fast.scrub();
@@ -783,6 +803,10 @@ impl Tracer {
         if let Some(scrub) = self.world.tasks.get_mut(&tid).and_then(|t| t.scrub.take()) {
             return self.release_child(tid, stop, scrub);
         }
+        if self.world.tasks.get(&tid).is_some_and(|t| t.let_go) {
+            // In its parent's memory, which stays as it is.
+            return self.let_go(tid, &stop);
+        }
         let key = self.world.tasks[&tid].space;
         if std::mem::take(
             &mut self
@@ -826,15 +850,6 @@ impl Tracer {
     /// Removes from a forked child (which will not be traced) everything it
     /// inherited from us, then lets it go.
     fn release_child(&mut self, tid: Tid, stop: Stop, scrub: Scrub) -> Result<()> {
-        let sig = match stop {
-            Stop::Signal { signal, .. } => signal,
-            Stop::Exited { .. }
-            | Stop::Killed { .. }
-            | Stop::Trap { .. }
-            | Stop::GroupStop { .. }
-            | Stop::Interrupt { .. }
-            | Stop::Event { .. } => 0,
-        };
         let result = (|| -> Result<()> {
             let mem = crate::sys::mem::ProcMem::open(tid)?;
             let maps = crate::symbols::maps::read(tid)?;
@@ -916,11 +931,30 @@ impl Tracer {
             }
             Ok(())
         })();
+        let detached = self.let_go(tid, &stop);
+        match result {
+            Err(e) if !e.is_tracee_gone() => Err(e),
+            _ => detached,
+        }
+    }
+
+    /// Detaches new task `tid` (in its first stop, `stop`) for good: its
+    /// CPUs are its own again, the signal of its stop is delivered by the
+    /// detach, and signals held for it are queued again.
+    fn let_go(&mut self, tid: Tid, stop: &Stop) -> Result<()> {
+        let sig = match stop {
+            Stop::Signal { signal, .. } => *signal,
+            Stop::Exited { .. }
+            | Stop::Killed { .. }
+            | Stop::Trap { .. }
+            | Stop::GroupStop { .. }
+            | Stop::Interrupt { .. }
+            | Stop::Event { .. } => 0,
+        };
         let task = self.world.tasks.remove(&tid).expect("child registered");
         if let Some(mask) = &task.affinity {
             crate::sys::sched::set_affinity(tid, mask);
         }
-        // `sig` is the signal of the stop it is in, delivered by the detach.
         match ptrace::restart(tid, Restart::Detach(sig)) {
             Err(e) if !e.is_tracee_gone() => return Err(e),
             _ => {}
@@ -928,10 +962,7 @@ impl Tracer {
         for held in task.held.iter().skip(usize::from(task.nudge.is_some())) {
             signal::requeue(tid, tid, held.signal, held.info.as_ref());
         }
-        match result {
-            Err(e) if !e.is_tracee_gone() => Err(e),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// A task exec'd: its process has a new image (and no other thread).

@@ -753,13 +753,7 @@ impl Tracer {
         if !self.exit_kill {
             return;
         }
-        let breakpoints = self.world.spaces.values().any(|space| {
-            space
-                .sites
-                .iter()
-                .any(|(_, s)| s.written.first() == Some(&crate::arch::BREAKPOINT[0]))
-        });
-        if breakpoints {
+        if self.world.spaces.values().any(Space::has_breakpoints) {
             return;
         }
         let stopped = self.world.stopped();

@@ -292,6 +292,15 @@ impl Space {
         Ok(())
     }
 
+    /// True when a breakpoint of rtrace's is written in this memory (a
+    /// probe that is not fast, or rtrace's own): a thread that ran into it
+    /// untraced would die of its trap.
+    pub(super) fn has_breakpoints(&self) -> bool {
+        self.sites
+            .iter()
+            .any(|(_, s)| s.written.first() == Some(&crate::arch::BREAKPOINT[0]))
+    }
+
     /// The return trampoline's address.
     pub fn trampoline(&self) -> Option<RuntimeAddr> {
         self.scratch

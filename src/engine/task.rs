@@ -218,6 +218,11 @@ pub(crate) struct Task {
     /// For a vfork child: the thread that vforked it. That thread is kept in its
     /// vfork event stop until this child execs or dies (see `on_ptrace_event`).
     pub(super) vfork_parent: Option<Tid>,
+    /// A vfork child not followed, in memory with no breakpoint of rtrace's
+    /// (every probe there is fast): let go at its first stop, untraced, so
+    /// that it may be traced by its own parent (`PTRACE_TRACEME`, as gdb's
+    /// child asks before its exec). Its parent is not held meanwhile.
+    pub(super) let_go: bool,
 }
 
 impl Task {
@@ -242,6 +247,7 @@ impl Task {
             stray_step: false,
             exiting: false,
             vfork_parent: None,
+            let_go: false,
         }
     }
 }
