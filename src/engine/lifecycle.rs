@@ -595,10 +595,7 @@ impl Tracer {
                 // step, would wait for it forever.
                 let parent_space = self.world.tasks[&tid].space;
                 if let Some(task) = self.world.tasks.get_mut(&child) {
-                    let let_go = task.let_go;
-                    if !let_go {
-                        task.vfork_parent = Some(tid);
-                    }
+                    task.vfork_parent = Some(tid);
                     if task.space == parent_space {
                         // It runs on its parent's TLS until it execs.
                         fast::on_fork(
@@ -608,11 +605,8 @@ impl Tracer {
                             Fork::Vfork { child },
                         )?;
                     }
-                    // A child let go hits no breakpoint: its parent waits for
-                    // it in the kernel, and reports the end of the wait.
-                    if !let_go {
-                        return Ok(());
-                    }
+                    // (A child let go releases it at once: see `let_go`.)
+                    return Ok(());
                 }
             }
             wait::Event::VforkDone => {
@@ -940,7 +934,12 @@ impl Tracer {
 
     /// Detaches new task `tid` (in its first stop, `stop`) for good: its
     /// CPUs are its own again, the signal of its stop is delivered by the
-    /// detach, and signals held for it are queued again.
+    /// detach, and signals held for it are queued again. A vfork child let
+    /// go (`Task::let_go`) releases its parent, held in its vfork event stop
+    /// until now (so that nothing of rtrace's waits for a parent in the
+    /// kernel's vfork wait while the child is still rtrace's): the parent
+    /// waits for the child in the kernel, and its VFORKDONE event gives the
+    /// thread pointer it lent back.
     fn let_go(&mut self, tid: Tid, stop: &Stop) -> Result<()> {
         let sig = match stop {
             Stop::Signal { signal, .. } => *signal,
@@ -962,7 +961,18 @@ impl Tracer {
         for held in task.held.iter().skip(usize::from(task.nudge.is_some())) {
             signal::requeue(tid, tid, held.signal, held.info.as_ref());
         }
-        Ok(())
+        match task.vfork_parent.filter(|_| task.let_go) {
+            Some(parent)
+                if self
+                    .world
+                    .tasks
+                    .get(&parent)
+                    .is_some_and(|t| t.state == TaskState::Stopped) =>
+            {
+                self.resume(parent, 0)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A task exec'd: its process has a new image (and no other thread).
