@@ -216,12 +216,14 @@ pub(crate) struct Task {
     /// It reported PTRACE_EVENT_EXIT: it will not stop again, only die.
     pub(super) exiting: bool,
     /// For a vfork child: the thread that vforked it. That thread is kept in its
-    /// vfork event stop until this child execs or dies (see `on_ptrace_event`).
+    /// vfork event stop until this child execs or dies, or is let go (see
+    /// `on_ptrace_event`, `let_go`).
     pub(super) vfork_parent: Option<Tid>,
     /// A vfork child not followed, in memory with no breakpoint of rtrace's
     /// (every probe there is fast): let go at its first stop, untraced, so
     /// that it may be traced by its own parent (`PTRACE_TRACEME`, as gdb's
-    /// child asks before its exec). Its parent is not held meanwhile.
+    /// child asks before its exec). Its parent is resumed then, not at the
+    /// child's exec.
     pub(super) let_go: bool,
 }
 

@@ -18,9 +18,9 @@ fn fail(op: &'static str, tid: Tid) -> impl Fn(Errno) -> Error {
 /// The options rtrace always sets: report clone/fork/vfork/exec as events, so
 /// that new threads and children are traced from their first instruction and a
 /// new image is noticed, the end of a vfork parent's wait (its child, let go
-/// untraced, no longer runs in its memory), and thread exits, so that a thread that will never stop
-/// again (a thread-group leader that called pthread_exit stays a zombie until the
-/// last thread ends) is never waited for. `exit_kill` adds PTRACE_O_EXITKILL
+/// untraced, no longer runs in its memory), and thread exits, so that a thread
+/// that will never stop again (a thread-group leader that called pthread_exit
+/// stays a zombie until the last thread ends) is never waited for. `exit_kill` adds PTRACE_O_EXITKILL
 /// (launch mode).
 pub fn options(exit_kill: bool) -> Options {
     let mut o = Options::PTRACE_O_TRACECLONE
