@@ -83,10 +83,12 @@ mod syscall;
 mod task;
 mod tracer;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -306,10 +308,33 @@ impl Tracer {
         spec: ProbeSpec,
         handler: impl Handler + 'static,
     ) -> Result<ProbeId> {
+        self.add(spec, Box::new(handler), None)
+    }
+
+    /// Adds a probe whose handler is `recorder` (see [`add_probe`](Self::add_probe)):
+    /// as `add_probe(spec, recorder)` does, but a fast probe's records are
+    /// written into the recording as they are read, without the [`Hit`](crate::Hit)
+    /// and [`Return`](crate::Return) a handler is given (the same records, at
+    /// a fraction of the cost).
+    pub fn add_recorded_probe(
+        &mut self,
+        spec: ProbeSpec,
+        recorder: Rc<RefCell<crate::record::Recorder>>,
+    ) -> Result<ProbeId> {
+        self.add(spec, Box::new(recorder.clone()), Some(recorder))
+    }
+
+    fn add(
+        &mut self,
+        spec: ProbeSpec,
+        handler: Box<dyn Handler>,
+        recorder: Option<Rc<RefCell<crate::record::Recorder>>>,
+    ) -> Result<ProbeId> {
         let id = ProbeId(self.consumers.probes.len());
         self.consumers.probes.push(Some(Probe {
             spec,
-            handler: Box::new(handler),
+            handler,
+            recorder,
         }));
         let keys: Vec<Pid> = self.world.spaces.keys().copied().collect();
         for key in keys {

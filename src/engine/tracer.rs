@@ -116,6 +116,9 @@ pub enum Overflow {
 pub(super) struct Probe {
     pub(super) spec: ProbeSpec,
     pub(super) handler: Box<dyn Handler>,
+    /// The recording `handler` is, when added as one
+    /// (`Tracer::add_recorded_probe`): its fast records go to it directly.
+    pub(super) recorder: Option<std::rc::Rc<std::cell::RefCell<crate::record::Recorder>>>,
 }
 
 /// Work before tracing begins that can take a while (a glob over every

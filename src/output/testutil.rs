@@ -24,7 +24,11 @@ pub(crate) struct SharedBuf(Rc<RefCell<Vec<u8>>>);
 
 impl SharedBuf {
     pub(crate) fn text(&self) -> String {
-        String::from_utf8(self.0.borrow().clone()).expect("utf-8 output")
+        String::from_utf8(self.bytes()).expect("utf-8 output")
+    }
+
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        self.0.borrow().clone()
     }
 }
 

@@ -37,9 +37,13 @@ use crate::handler::{
 use crate::output::render::{Known, Renderer};
 use crate::output::timeline::Named;
 use crate::output::Prototypes;
+use crate::probe::HandlerData;
 use crate::symbols::{Module, ModuleMap};
 use crate::unwind::{FrameSource, RawFrame, Stack};
 use format::{Get, Kind, Put, Short};
+
+/// The registers a record codes, in the order `reg_values` gives.
+const REGS: usize = crate::arch::detour::RECORD_VALUES;
 
 /// Writes a recording: attach it as the handler of every probe and as a
 /// listener, and call [`Handler::on_finish`] at the end (it flushes); the
@@ -311,6 +315,159 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Writes the entry record of site number `n` by thread number `t` at
+    /// `time`, with its registers (`values`, in the order `reg_values`
+    /// gives), what it captured and its stack; returns its call number.
+    fn entry_record(
+        &mut self,
+        n: u32,
+        t: usize,
+        time: Duration,
+        values: &[u64; REGS],
+        captured: &Captured,
+        stack: Option<&(Vec<RawFrame>, bool)>,
+    ) -> Result<u64> {
+        let id = self.ctx.entries;
+        let time = time.as_nanos() as u64;
+        self.buf.0.extend_from_slice(&[0; 5]);
+        let (p, ctx) = (&mut self.buf, &mut self.ctx);
+        p.var(u64::from(n)).var(t as u64).delta(ctx.time, time);
+        ctx.time = time;
+        ctx.entries += 1;
+        put_regs(p, values, &mut ctx.threads[t].entry);
+        put_captured(p, captured);
+        if let Some((frames, truncated)) = stack {
+            put_stack(p, frames, *truncated);
+        }
+        self.flush_built(Kind::Entry)?;
+        self.entries += 1;
+        Ok(id)
+    }
+
+    /// Writes the return record of site number `n` by thread number `t`
+    /// (`times`: its time and its entry's), of call number `id`
+    /// (`u64::MAX`: not known).
+    #[allow(clippy::too_many_arguments)]
+    fn return_record(
+        &mut self,
+        n: u32,
+        t: usize,
+        (time, entered): (Duration, Duration),
+        id: u64,
+        errno: Option<i32>,
+        values: &[u64; REGS],
+        captured: &Captured,
+    ) -> Result<()> {
+        let time = time.as_nanos() as u64;
+        self.buf.0.extend_from_slice(&[0; 5]);
+        let (p, ctx) = (&mut self.buf, &mut self.ctx);
+        p.var(u64::from(n)).var(t as u64).delta(ctx.time, time);
+        ctx.time = time;
+        // Its entry, as how many entries back (0: not known); how long
+        // before it; errno plus one (0: none).
+        p.var(ctx.entries.saturating_sub(id))
+            .var(time.saturating_sub(entered.as_nanos() as u64))
+            .var(errno.map_or(0, |e| u64::from(e as u32) + 1));
+        put_regs(p, values, &mut ctx.threads[t].ret);
+        put_captured(p, captured);
+        self.flush_built(Kind::Return)?;
+        self.returns += 1;
+        Ok(())
+    }
+
+    /// Call number `id` as a call's data. (A box of a returned call's,
+    /// reused: a hot loop allocates nothing for its calls' numbers.)
+    fn call_box(&mut self, id: u64) -> Box<dyn Any> {
+        match self.spare_ids.pop() {
+            Some(mut b) => {
+                *b = id;
+                b
+            }
+            None => Box::new(id),
+        }
+    }
+
+    /// The call number in a call's data (`u64::MAX`: none), and what the
+    /// printers knew of it at a stop.
+    fn call_of(&mut self, data: HandlerData) -> (u64, Option<Call>) {
+        match data {
+            Some(d) => match d.downcast::<Call>() {
+                Ok(c) => (c.id, Some(*c)),
+                Err(d) => match d.downcast::<u64>() {
+                    Ok(b) => {
+                        let id = *b;
+                        if self.spare_ids.len() < SPARE_IDS {
+                            self.spare_ids.push(b);
+                        }
+                        (id, None)
+                    }
+                    Err(_) => (u64::MAX, None),
+                },
+            },
+            None => (u64::MAX, None),
+        }
+    }
+
+    /// A fast probe's entry record, written as [`Handler::on_entry`] writes
+    /// the hit made of it, without the hit: `site` hit by thread `tid` of
+    /// `pid` (whose modules are `modules`) at `time`, its registers
+    /// `values` (as `detour::record_values` reads them) and its xmm
+    /// registers `xmm` (the record captured nothing else). Its call number
+    /// goes to `data`, for [`Recorder::fast_return`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fast_entry(
+        &mut self,
+        site: &Site,
+        pid: Pid,
+        tid: Pid,
+        modules: &ModuleMap,
+        time: Duration,
+        values: &[u64; REGS],
+        xmm: [Option<u64>; 8],
+        data: &mut HandlerData,
+    ) -> Result<()> {
+        let n = self.site(site)?;
+        self.modules(pid, modules, n, site.address)?;
+        self.name(pid, tid)?;
+        let t = self.thread(pid, tid)?;
+        let captured = Captured {
+            xmm,
+            ..Captured::default()
+        };
+        let id = self.entry_record(n, t, time, values, &captured, None)?;
+        *data = Some(self.call_box(id));
+        Ok(())
+    }
+
+    /// A fast probe's return record, written as [`Handler::on_return`]
+    /// writes the return made of it, without the return: the call of
+    /// `site` whose data is `data` (its entry at `entered`) returned in
+    /// thread `tid` of `pid` at `time`, with registers `values` (as
+    /// `detour::return_values` reads them), `xmm0`'s low 64 bits and
+    /// `errno` (the record captured no string or buffer).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fast_return(
+        &mut self,
+        site: &Site,
+        pid: Pid,
+        tid: Pid,
+        (time, entered): (Duration, Duration),
+        data: HandlerData,
+        errno: Option<i32>,
+        values: &[u64; REGS],
+        xmm0: u64,
+    ) -> Result<()> {
+        let n = self.site(site)?;
+        self.name(pid, tid)?;
+        let (id, _) = self.call_of(data);
+        let mut captured = Captured::default();
+        captured.xmm[0] = Some(xmm0);
+        let t = self.thread(pid, tid)?;
+        self.return_record(n, t, (time, entered), id, errno, values, &captured)
+    }
+}
+
 /// What a call's record holds of memory: a fast record's captures, or
 /// the reads `logged` at a stop (`none` when there were none).
 fn captures<'c>(
@@ -398,32 +555,12 @@ impl Handler for Recorder {
         };
         let none = Captured::default();
         let captured = captures(&hit.mem, &logged, &none);
-        let time = hit.time.as_nanos() as u64;
-        self.buf.0.extend_from_slice(&[0; 5]);
-        let (p, ctx) = (&mut self.buf, &mut self.ctx);
-        p.var(u64::from(n)).var(t as u64).delta(ctx.time, time);
-        ctx.time = time;
-        ctx.entries += 1;
-        put_regs(p, hit.regs, &mut ctx.threads[t].entry);
-        put_captured(p, captured);
-        if let Some((frames, truncated)) = &stack {
-            put_stack(p, frames, *truncated);
-        }
-        self.flush_built(Kind::Entry)?;
-        self.entries += 1;
+        let values = reg_values(hit.regs);
+        self.entry_record(n, t, hit.time, &values, captured, stack.as_ref())?;
         if let Some(known) = known {
             hit.set_data(Call { id, known, fill });
         } else {
-            // (A box of a returned call's, reused: a hot loop allocates
-            // nothing for its calls' numbers.)
-            let boxed: Box<dyn std::any::Any> = match self.spare_ids.pop() {
-                Some(mut b) => {
-                    *b = id;
-                    b
-                }
-                None => Box::new(id),
-            };
-            *hit.data = Some(boxed);
+            *hit.data = Some(self.call_box(id));
         }
         Ok(())
     }
@@ -431,22 +568,7 @@ impl Handler for Recorder {
     fn on_return(&mut self, ret: &mut Return<'_>) -> Result<()> {
         let n = self.site(ret.site)?;
         self.name(ret.pid, ret.tid)?;
-        let (id, call) = match ret.data.take() {
-            Some(d) => match d.downcast::<Call>() {
-                Ok(c) => (c.id, Some(*c)),
-                Err(d) => match d.downcast::<u64>() {
-                    Ok(b) => {
-                        let id = *b;
-                        if self.spare_ids.len() < SPARE_IDS {
-                            self.spare_ids.push(b);
-                        }
-                        (id, None)
-                    }
-                    Err(_) => (u64::MAX, None),
-                },
-            },
-            None => (u64::MAX, None),
-        };
+        let (id, call) = self.call_of(ret.data.take());
         // (A recorded return has errno in its record, or none: no lookup
         // of libc's errno on every return.)
         let errno = match ret.mem {
@@ -485,21 +607,9 @@ impl Handler for Recorder {
         let none = Captured::default();
         let captured = captures(&ret.mem, &logged, &none);
         let t = self.thread(ret.pid, ret.tid)?;
-        let time = ret.time.as_nanos() as u64;
-        self.buf.0.extend_from_slice(&[0; 5]);
-        let (p, ctx) = (&mut self.buf, &mut self.ctx);
-        p.var(u64::from(n)).var(t as u64).delta(ctx.time, time);
-        ctx.time = time;
-        // Its entry, as how many entries back (0: not known); how long
-        // before it; errno plus one (0: none).
-        p.var(ctx.entries.saturating_sub(id))
-            .var(time.saturating_sub(ret.entered.as_nanos() as u64))
-            .var(errno.map_or(0, |e| u64::from(e as u32) + 1));
-        put_regs(p, ret.regs, &mut ctx.threads[t].ret);
-        put_captured(p, captured);
-        self.flush_built(Kind::Return)?;
-        self.returns += 1;
-        Ok(())
+        let values = reg_values(ret.regs);
+        let times = (ret.time, ret.entered);
+        self.return_record(n, t, times, id, errno, &values, captured)
     }
 
     fn on_event(&mut self, event: &Event, time: Duration) -> Result<()> {
@@ -580,7 +690,7 @@ impl ThreadContext {
 /// recorded), and which were recorded.
 #[derive(Default)]
 struct LastRegs {
-    values: [u64; 19],
+    values: [u64; REGS],
     mask: u32,
 }
 
@@ -589,28 +699,34 @@ struct LastRegs {
 /// difference (xor) from the thread's last mask; then each, as its
 /// difference from its value in the thread's last record of the kind (a
 /// hot loop's registers repeat, or move a little).
-fn put_regs(p: &mut Put, regs: &Regs, last: &mut LastRegs) {
-    let values = reg_values(regs);
+fn put_regs(p: &mut Put, values: &[u64; REGS], last: &mut LastRegs) {
     let mut mask = 0u32;
     for (i, v) in values.iter().enumerate() {
         mask |= u32::from(*v != 0) << i;
     }
-    // (Coded on the stack, then added at once: at most a varint of each.)
-    let mut out = [0u8; 10 * 20];
-    let mut n = format::put_var(&mut out, 0, u64::from(mask ^ last.mask));
-    for (i, v) in values.iter().enumerate() {
-        if *v != 0 {
-            n = format::put_var(&mut out, n, format::zigzag(last.values[i], *v));
-        }
+    // (At most a varint of each; `last` becomes `values` in place: those
+    // left out were 0.)
+    p.0.reserve(10 * (REGS + 1));
+    p.var(u64::from(mask ^ last.mask));
+    let mut dropped = last.mask & !mask;
+    while dropped != 0 {
+        last.values[dropped.trailing_zeros() as usize] = 0;
+        dropped &= dropped - 1;
     }
-    p.0.extend_from_slice(&out[..n]);
-    *last = LastRegs { values, mask };
+    let mut left = mask;
+    while left != 0 {
+        let i = left.trailing_zeros() as usize;
+        left &= left - 1;
+        p.var(format::zigzag(last.values[i], values[i]));
+        last.values[i] = values[i];
+    }
+    last.mask = mask;
 }
 
 /// The registers in the order [`put_regs`] codes them: the general-purpose
 /// registers by their number (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi,
 /// r8..r15), then rip, rflags and fs_base.
-fn reg_values(regs: &Regs) -> [u64; 19] {
+fn reg_values(regs: &Regs) -> [u64; REGS] {
     let r = regs.raw();
     [
         r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
@@ -635,7 +751,7 @@ fn get_regs_into(
     if mask >> 19 != 0 {
         return Err(Short);
     }
-    let mut values = [0u64; 19];
+    let mut values = [0u64; REGS];
     for (i, v) in values.iter_mut().enumerate() {
         if mask & (1 << i) != 0 {
             *v = g.delta(last.values[i])?;
@@ -1590,7 +1706,7 @@ mod tests {
         };
         let mut p = Put::default();
         let mut last = LastRegs::default();
-        put_regs(&mut p, &regs, &mut last);
+        put_regs(&mut p, &reg_values(&regs), &mut last);
         put_captured(&mut p, &captured);
         // The same thread's next record: rdi moved by one, r15 gone;
         // coded against the first, it takes a byte a register left (and 3
@@ -1599,7 +1715,7 @@ mod tests {
         next.set_gpr(crate::arch::Gpr(7), 0xdeae);
         next.set_gpr(crate::arch::Gpr(15), 0);
         let second = p.0.len();
-        put_regs(&mut p, &next, &mut last);
+        put_regs(&mut p, &reg_values(&next), &mut last);
         assert_eq!(p.0.len() - second, 3 + 3);
         let mut g = Get::new(&p.0);
         let mut last = LastRegs::default();
@@ -1630,6 +1746,102 @@ mod tests {
             let r = get_regs(&mut g, &mut last).and_then(|_| get_captured(&mut g));
             assert!(r.is_err(), "{cut}");
         }
+    }
+
+    /// A fast probe's records written straight into the recording are
+    /// the bytes its hit and its return (as `drain` makes them of the same
+    /// records) would have been written as.
+    #[test]
+    fn a_fast_record_is_written_as_the_hit_made_of_it() {
+        use crate::arch::detour::regs_of;
+        use crate::output::testutil::{function, SharedBuf, PID};
+        let site = function("work");
+        let modules = ModuleMap::default();
+        let (pid, tid) = (Pid::from_raw(PID), Pid::from_raw(PID + 1));
+        let mut entry = [0u64; REGS];
+        (entry[4], entry[7]) = (0x7ffd_1000, 41);
+        (entry[16], entry[18]) = (site.address.get(), 0x7f00_0000);
+        let mut back = [0u64; REGS];
+        (back[0], back[4]) = (83, 0x7ffd_1008);
+        (back[16], back[18]) = (0x55d0_0000_1234, 0x7f00_0000);
+        let xmm = [None, Some(3), None, None, None, None, None, Some(u64::MAX)];
+        let ret_xmm = |x0| std::array::from_fn(|n| (n == 0).then_some(x0));
+        let recording = |fast: bool| -> Vec<u8> {
+            let buf = SharedBuf::default();
+            let out = Box::new(buf.clone());
+            let mut r = Recorder::new(out, 32, Prototypes::default(), None, json!({})).unwrap();
+            for k in 0..3u64 {
+                let mut values = entry;
+                values[7] += k;
+                values[4] -= 64 * k;
+                let at = Duration::from_nanos(1000 + 900 * k);
+                let mut data = None;
+                match fast {
+                    true => r
+                        .fast_entry(&site, pid, tid, &modules, at, &values, xmm, &mut data)
+                        .unwrap(),
+                    false => {
+                        let mut regs = regs_of(&values);
+                        let mut dirty = false;
+                        let captured = Captured {
+                            xmm,
+                            ..Captured::default()
+                        };
+                        let mut hit = Hit {
+                            pid,
+                            tid,
+                            site: &site,
+                            regs: &mut regs,
+                            regs_dirty: &mut dirty,
+                            mem: Memory::Captured(&captured),
+                            modules: &modules,
+                            time: at,
+                            data: &mut data,
+                            returns: Default::default(),
+                            stack: Default::default(),
+                        };
+                        r.on_entry(&mut hit).unwrap();
+                    }
+                }
+                let mut values = back;
+                values[0] += k;
+                let times = (at + Duration::from_nanos(300 + k), at);
+                let errno = (k == 1).then_some(2);
+                match fast {
+                    true => r
+                        .fast_return(&site, pid, tid, times, data, errno, &values, k)
+                        .unwrap(),
+                    false => {
+                        let mut regs = regs_of(&values);
+                        let mut dirty = false;
+                        let captured = Captured {
+                            xmm: ret_xmm(k),
+                            ..Captured::default()
+                        };
+                        let mut ret = Return {
+                            pid,
+                            tid,
+                            site: &site,
+                            regs: &mut regs,
+                            regs_dirty: &mut dirty,
+                            mem: Memory::Captured(&captured),
+                            modules: &modules,
+                            time: times.0,
+                            entered: times.1,
+                            data,
+                            errno,
+                        };
+                        r.on_return(&mut ret).unwrap();
+                    }
+                }
+            }
+            assert_eq!(r.written(), (3, 3));
+            drop(r);
+            buf.bytes()
+        };
+        let (slow, fast) = (recording(false), recording(true));
+        assert!(slow.len() > 80, "{slow:?}");
+        assert_eq!(fast, slow);
     }
 
     #[test]

@@ -2416,38 +2416,55 @@ fn record_word(record: &[u8], off: u64) -> u64 {
         .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
+/// How many registers [`record_values`] and [`return_values`] give: the
+/// general-purpose ones in encoding order (rax, rcx, rdx, rbx, rsp, rbp,
+/// rsi, rdi, r8–r15), then rip, rflags and `fs_base`.
+pub const RECORD_VALUES: usize = 19;
+
 /// The registers an entry record of registers `regs` holds, as at the
-/// probed instruction `ip` (`fs_base` is the thread pointer; registers not
-/// recorded read as 0, segment registers are not recorded).
-pub fn record_regs(record: &[u8], regs: RegSet, ip: u64) -> super::regs::Regs {
+/// probed instruction `ip`, in the order [`RECORD_VALUES`] gives (`fs_base`
+/// is the thread pointer; registers not recorded are 0).
+pub fn record_values(record: &[u8], regs: RegSet, ip: u64) -> [u64; RECORD_VALUES] {
     let regs = entry_regs(regs);
     let word = |off| record_word(record, off);
-    let mut out = super::regs::Regs::default();
+    let mut out = [0; RECORD_VALUES];
     // In encoding order, one word each (as `reg_offset` places them).
     for (g, at) in regs.gprs().zip((ring::REGS..).step_by(8)) {
-        out.set_gpr(g, word(at));
+        out[usize::from(g.0)] = word(at);
     }
-    let raw = out.raw_mut();
+    out[16] = ip;
     if regs.has_flags() {
-        raw.eflags = word(flags_offset(regs));
+        out[17] = word(flags_offset(regs));
     }
-    raw.fs_base = word(ring::TP);
-    raw.rip = ip;
-    raw.orig_rax = u64::MAX;
+    out[18] = word(ring::TP);
     out
 }
 
 /// The registers a return record holds (rax, rdx and the stack pointer
-/// past the slot), at `ip`, the address returned to.
-pub fn return_regs(record: &[u8], ip: u64) -> super::regs::Regs {
+/// past the slot), at `ip`, the address returned to, in the order
+/// [`RECORD_VALUES`] gives.
+pub fn return_values(record: &[u8], ip: u64) -> [u64; RECORD_VALUES] {
     let word = |off| record_word(record, off);
+    let mut out = [0; RECORD_VALUES];
+    out[0] = word(ring::RET_RAX);
+    out[2] = word(ring::RET_RDX);
+    out[usize::from(Gpr::RSP.0)] = word(ring::RET_SP);
+    out[16] = ip;
+    out[18] = word(ring::TP);
+    out
+}
+
+/// `values` (in the order [`RECORD_VALUES`] gives) as registers, not in a
+/// system call (segment registers 0).
+pub fn regs_of(values: &[u64; RECORD_VALUES]) -> super::regs::Regs {
     let mut out = super::regs::Regs::default();
-    out.set_gpr(Gpr(0), word(ring::RET_RAX));
-    out.set_gpr(Gpr(2), word(ring::RET_RDX));
-    out.set_gpr(Gpr::RSP, word(ring::RET_SP));
+    for (n, v) in values[..16].iter().enumerate() {
+        out.set_gpr(Gpr(n as u8), *v);
+    }
     let raw = out.raw_mut();
-    raw.fs_base = word(ring::TP);
-    raw.rip = ip;
+    raw.rip = values[16];
+    raw.eflags = values[17];
+    raw.fs_base = values[18];
     raw.orig_rax = u64::MAX;
     out
 }

@@ -1006,7 +1006,7 @@ fn recording_detour(regs: RegSet, fields: &[CaptureField]) -> Detour {
 /// A site whose handlers ask for the argument registers records those and
 /// the stack pointer, packed after the header in encoding order (rcx, rdx,
 /// rsp, rsi, rdi, r8, r9), and no other register, nor rflags; its captures
-/// follow them. `record_regs` reads them back, the others as 0; with every
+/// follow them. `record_values` reads them back, the others as 0; with every
 /// register asked for, all 16 and rflags are stored.
 #[test]
 fn a_record_carries_only_the_registers_asked_for() {
@@ -1041,7 +1041,7 @@ fn a_record_carries_only_the_registers_asked_for() {
         let off = (ring::REGS + 8 * k as u64) as usize;
         record[off..off + 8].copy_from_slice(&v.to_le_bytes());
     }
-    let regs = record_regs(&record, RegSet::NONE.with_args(), 0x1234);
+    let regs = regs_of(&record_values(&record, RegSet::NONE.with_args(), 0x1234));
     let raw = regs.raw();
     assert_eq!(
         (raw.rcx, raw.rdx, raw.rsp, raw.rsi, raw.rdi, raw.r8, raw.r9),

@@ -566,7 +566,7 @@ fn run(cli: Cli) -> rtrace::Result<u8> {
         }
         match &recorder {
             Some(r) => {
-                tracer.add_probe(spec.clone(), Forward(r.clone()))?;
+                tracer.add_recorded_probe(spec.clone(), r.clone())?;
             }
             None => {
                 let forward = Forward(printer.clone());

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::addr::{Pid, RuntimeAddr, Tid};
 use crate::arch::detour::RingLayout;
 use crate::arch::detour::{self, ring, CaptureField, CaptureKind};
+use crate::arch::Gpr;
 use crate::engine::tracer::{guarded, Consumers, Tracer, World};
 use crate::error::{Error, Result};
 use crate::handler::{
@@ -25,6 +26,10 @@ use super::state::{Ring, STUB_INDEX};
 /// The most records one drain reads while the tracee runs (about 2 ms of
 /// printing): stops waiting meanwhile are not kept waiting longer.
 pub(super) const DRAIN_BUDGET: u64 = 4096;
+
+/// How many records ahead of the one read [`take_records`] asks the CPU
+/// to bring in.
+const PREFETCH_AHEAD: u64 = 8;
 
 /// Thread pointers no thread had, remembered so that the threads are not
 /// stopped again for them; past this many (a ring written over with
@@ -99,6 +104,9 @@ pub(super) fn take_records(
         let pos = *consumed;
         let off = ring::SLOTS + (pos & (l.capacity - 1)) * l.slot_size;
         let lap = pos & !(l.capacity - 1);
+        // (The records a few ahead are brought in meanwhile: their writer
+        // ran on another CPU.)
+        map.prefetch_at(ring::SLOTS + ((pos + PREFETCH_AHEAD) & (l.capacity - 1)) * l.slot_size);
         let seq = map.load_u64(off + ring::SEQ);
         if seq == lap && skip_unpublished && pos < enqueued {
             map.store_u64(off + ring::SEQ, lap + l.capacity);
@@ -295,6 +303,9 @@ pub(super) fn captured(
         xmm,
         ..Captured::default()
     };
+    if fields.is_empty() {
+        return c;
+    }
     // The stack first: a stack string's pointer is read from it.
     let is_stack = |f: &&CaptureField| matches!(f.kind, CaptureKind::Stack { .. });
     let ordered = fields
@@ -934,15 +945,14 @@ pub(super) fn deliver(
             let Some(calls) = calls else {
                 continue;
             };
-            let mut regs = detour::return_regs(rec, word(ring::RET_ADDR));
-            let sp = RuntimeAddr(regs.sp());
+            let values = detour::return_values(rec, word(ring::RET_ADDR));
+            let sp = RuntimeAddr(values[usize::from(Gpr::RSP.0)]);
             // Calls entered at an int3 stop after this return (read late,
             // behind another thread's unfinished record) are not its.
             let newer = calls.newer_than(word(ring::TSC));
             returning.clear();
             calls.pop_returning_into(sp, &mut same_stack, &mut returning);
             calls.put_back(newer);
-            let mut dirty = false;
             // The string the stub was asked for (an int3 site's, by its
             // call's table entry: the record keeps the limit it copied
             // under), never past the slot.
@@ -966,6 +976,46 @@ pub(super) fn deliver(
             } else {
                 &[][..]
             };
+            // (0: not asked for, or no error: errno is read only after a
+            // failure, which sets it.)
+            let errno = Some(word(ring::RET_WATCH) >> 32)
+                .map(|e| e as u32 as i32)
+                .filter(|&e| e != 0);
+            // Calls only recordings take, of a return that copied no
+            // memory: written as they are.
+            let recorded = fields.is_empty()
+                && !buffer
+                && returning.iter().all(|inst| {
+                    inst.probes
+                        .iter()
+                        .all(|(site, _)| recorder(probes, site).is_some())
+                });
+            if recorded {
+                for inst in returning.drain(..) {
+                    let mut done = inst.probes;
+                    for (site, data) in done.drain(..) {
+                        let Some(recorder) = recorder(probes, &site) else {
+                            continue;
+                        };
+                        let times = (time.max(inst.entered), inst.entered);
+                        let xmm0 = word(ring::RET_XMM0);
+                        let written = guarded(|| {
+                            recorder
+                                .borrow_mut()
+                                .fast_return(&site, pid, tid, times, data, errno, &values, xmm0)
+                        });
+                        if let Err(e) = written {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                    if spare_kept.len() < 64 {
+                        spare_kept.push(done);
+                    }
+                }
+                continue;
+            }
+            let mut regs = detour::regs_of(&values);
+            let mut dirty = false;
             let mut xmm = [None; 8];
             xmm[0] = Some(word(ring::RET_XMM0));
             let mut captured = captured(rec, fields, &regs, xmm);
@@ -974,11 +1024,6 @@ pub(super) fn deliver(
                     .buffers
                     .push(filled_buffer(rec, string, word(ring::RET_PTR)));
             }
-            // (0: not asked for, or no error: errno is read only after a
-            // failure, which sets it.)
-            let errno = Some(word(ring::RET_WATCH) >> 32)
-                .map(|e| e as u32 as i32)
-                .filter(|&e| e != 0);
             for inst in returning.drain(..) {
                 let mut done = inst.probes;
                 for (site, data) in done.drain(..) {
@@ -1024,35 +1069,70 @@ pub(super) fn deliver(
         let Some(fs) = space.fast.sites.get(index as usize) else {
             continue;
         };
-        let mut regs = detour::record_regs(rec, fs.regs, fs.addr.get());
+        let values = detour::record_values(rec, fs.regs, fs.addr.get());
         let xmm = std::array::from_fn(|n| detour::xmm_offset(fs.regs, n).map(&word));
-        let captured = captured(rec, &fs.captures, &regs, xmm);
         let watch = word(ring::RET_WATCH) as u32;
         let mut kept = spare_kept.pop().unwrap_or_default();
-        for site in &fs.probes {
-            let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut dirty = false;
-            let mut data = None;
-            let mut hit = Hit {
-                pid,
-                tid,
-                site,
-                regs: &mut regs,
-                regs_dirty: &mut dirty,
-                mem: Memory::Captured(&captured),
-                modules: &space.modules,
-                time,
-                data: &mut data,
-                returns: Default::default(),
-                stack: Default::default(),
-            };
-            if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
-                failed.get_or_insert(e);
+        // A site only recordings take, whose records hold registers only:
+        // written as they are.
+        let recorded = fs.captures.is_empty()
+            && fs
+                .probes
+                .iter()
+                .all(|site| recorder(probes, site).is_some());
+        if recorded {
+            for site in &fs.probes {
+                let Some(recorder) = recorder(probes, site) else {
+                    continue;
+                };
+                let mut data = None;
+                let written = guarded(|| {
+                    recorder.borrow_mut().fast_entry(
+                        site,
+                        pid,
+                        tid,
+                        &space.modules,
+                        time,
+                        &values,
+                        xmm,
+                        &mut data,
+                    )
+                });
+                if let Err(e) = written {
+                    failed.get_or_insert(e);
+                }
+                if site.kind == (ProbeKind::Function { returns: true }) {
+                    kept.push((site.clone(), data));
+                }
             }
-            if site.kind == (ProbeKind::Function { returns: true }) {
-                kept.push((site.clone(), data));
+        } else {
+            let mut regs = detour::regs_of(&values);
+            let captured = captured(rec, &fs.captures, &regs, xmm);
+            for site in &fs.probes {
+                let Some(probe) = probes.get_mut(site.id.0).and_then(Option::as_mut) else {
+                    continue;
+                };
+                let mut dirty = false;
+                let mut data = None;
+                let mut hit = Hit {
+                    pid,
+                    tid,
+                    site,
+                    regs: &mut regs,
+                    regs_dirty: &mut dirty,
+                    mem: Memory::Captured(&captured),
+                    modules: &space.modules,
+                    time,
+                    data: &mut data,
+                    returns: Default::default(),
+                    stack: Default::default(),
+                };
+                if let Err(e) = guarded(|| probe.handler.on_entry(&mut hit)) {
+                    failed.get_or_insert(e);
+                }
+                if site.kind == (ProbeKind::Function { returns: true }) {
+                    kept.push((site.clone(), data));
+                }
             }
         }
         if kept.is_empty() {
@@ -1064,7 +1144,7 @@ pub(super) fn deliver(
         let Some(calls) = calls else {
             continue;
         };
-        let slot = RuntimeAddr(regs.sp());
+        let slot = RuntimeAddr(values[usize::from(Gpr::RSP.0)]);
         // Calls below this one's slot, or in it, cannot return any more
         // (left by longjmp or an exception): dropped, unreported.
         let chained = watch == detour::WATCH_CHAINED;
@@ -1108,6 +1188,18 @@ pub(super) fn deliver(
             failed.get_or_insert(e);
         }
     }
+}
+
+/// The recording `site`'s probe is, when it was added as one
+/// (`Tracer::add_recorded_probe`).
+fn recorder<'p>(
+    probes: &'p [Option<crate::engine::tracer::Probe>],
+    site: &crate::handler::Site,
+) -> Option<&'p std::cell::RefCell<crate::record::Recorder>> {
+    probes
+        .get(site.id.0)
+        .and_then(Option::as_ref)
+        .and_then(|p| p.recorder.as_deref())
 }
 
 /// Reports records of space `key` lost since the last look (an emit
