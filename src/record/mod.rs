@@ -42,6 +42,9 @@ use crate::symbols::{Module, ModuleMap};
 use crate::unwind::{FrameSource, RawFrame, Stack};
 use format::{Get, Kind, Put, Short};
 
+/// How many threads numbered lately the recorder finds without hashing.
+const RECENT_THREADS: usize = 16;
+
 /// The registers a record codes, in the order `reg_values` gives.
 const REGS: usize = crate::arch::detour::RECORD_VALUES;
 
@@ -74,6 +77,8 @@ pub struct Recorder {
     last_site: Option<((usize, u64, bool), u32)>,
     last_thread: usize,
     last_named: Option<(i32, i32)>,
+    /// Threads numbered lately, by tid: (pid, tid) and its number.
+    recent: [Option<((i32, i32), usize)>; RECENT_THREADS],
     last_in_modules: Option<(Pid, u32, usize)>,
     /// Boxes of call numbers given back by returns, for the next entries
     /// (boxed: each is handed to a call as its data).
@@ -132,22 +137,39 @@ impl Recorder {
             last_site: None,
             last_thread: 0,
             last_named: None,
+            recent: [None; RECENT_THREADS],
             last_in_modules: None,
             spare_ids: Vec::new(),
         })
+    }
+
+    /// The number of thread `key` (pid, tid) in the file, if it has one.
+    /// (The threads of a hot loop take turns: the last few are kept by
+    /// tid, so that no hashing is done for them.)
+    fn known_thread(&mut self, key: (i32, i32)) -> Option<usize> {
+        if let Some(t) = self.ctx.threads.get(self.last_thread) {
+            if (t.pid, t.tid) == key {
+                return Some(self.last_thread);
+            }
+        }
+        let recent = key.1 as usize % RECENT_THREADS;
+        let t = match self.recent[recent] {
+            Some((k, t)) if k == key => t,
+            _ => {
+                let t = *self.ctx.numbers.get(&key)?;
+                self.recent[recent] = Some((key, t));
+                t
+            }
+        };
+        self.last_thread = t;
+        Some(t)
     }
 
     /// The number of thread `tid` of process `pid` in the file, written
     /// first if new.
     fn thread(&mut self, pid: Pid, tid: Pid) -> Result<usize> {
         let key = (pid.as_raw(), tid.as_raw());
-        if let Some(t) = self.ctx.threads.get(self.last_thread) {
-            if (t.pid, t.tid) == key {
-                return Ok(self.last_thread);
-            }
-        }
-        if let Some(&t) = self.ctx.numbers.get(&key) {
-            self.last_thread = t;
+        if let Some(t) = self.known_thread(key) {
             return Ok(t);
         }
         let t = self.ctx.threads.len();
@@ -166,10 +188,17 @@ impl Recorder {
     /// `/proc` has them now), each the first time it is seen, for a
     /// timeline drawn from the file.
     fn name(&mut self, pid: Pid, tid: Pid) -> Result<()> {
-        if self.last_named == Some((pid.as_raw(), tid.as_raw())) {
+        let key = (pid.as_raw(), tid.as_raw());
+        if self.last_named == Some(key) {
             return Ok(());
         }
-        self.last_named = Some((pid.as_raw(), tid.as_raw()));
+        self.last_named = Some(key);
+        // (A thread numbered already, and named since its process's last
+        // exec: both names are written.)
+        let known = self.known_thread(key);
+        if known.is_some_and(|t| self.ctx.threads[t].named) {
+            return Ok(());
+        }
         for (named, key) in [
             (Named::Process(pid), (pid.as_raw(), 0)),
             (Named::Thread(pid, tid), (pid.as_raw(), tid.as_raw())),
@@ -181,6 +210,9 @@ impl Recorder {
                 let v = json!({"pid": key.0, "tid": key.1, "name": name});
                 self.frame(Kind::Name, v.to_string().as_bytes())?;
             }
+        }
+        if let Some(t) = known {
+            self.ctx.threads[t].named = true;
         }
         Ok(())
     }
@@ -622,6 +654,9 @@ impl Handler for Recorder {
             Event::Exec { pid, .. } => {
                 let raw = pid.as_raw();
                 self.named.retain(|&(p, _)| p != raw);
+                for t in self.ctx.threads.iter_mut().filter(|t| t.pid == raw) {
+                    t.named = false;
+                }
                 self.last_named = None;
                 // A new image: its modules are written again at its first
                 // call (the same site number and as many modules as before
@@ -673,6 +708,9 @@ struct ThreadContext {
     tid: i32,
     entry: LastRegs,
     ret: LastRegs,
+    /// Its process's name and its own are written (since the process's
+    /// last exec), for the recorder; the reader leaves it false.
+    named: bool,
 }
 
 impl ThreadContext {
@@ -682,6 +720,7 @@ impl ThreadContext {
             tid,
             entry: LastRegs::default(),
             ret: LastRegs::default(),
+            named: false,
         }
     }
 }
