@@ -27,6 +27,14 @@ use super::state::{Ring, STUB_INDEX};
 /// printing): stops waiting meanwhile are not kept waiting longer.
 pub(super) const DRAIN_BUDGET: u64 = 4096;
 
+/// A thread pointer's thread and process, as [`deliver`] found them
+/// (None: a silent thread, whose records are not reported).
+type Found = Option<(Tid, Pid)>;
+
+/// How many threads [`deliver`] keeps as it found them (by their thread
+/// pointers) while it reads a batch.
+const RECENT_THREADS: usize = 8;
+
 /// How many records ahead of the one read [`take_records`] asks the CPU
 /// to bring in.
 const PREFETCH_AHEAD: u64 = 8;
@@ -864,9 +872,11 @@ pub(super) fn deliver(
         return;
     };
     let space_pid = space.pid;
-    // (Records come in runs of one thread's: the last thread looked up,
-    // by its thread pointer, is kept with its process.)
-    let mut last_thread: Option<(u64, Option<(Tid, Pid)>)> = None;
+    // (The threads looked up lately, by their thread pointers, are kept
+    // with their processes: records come in runs of one thread's, or of a
+    // few taking turns.)
+    let mut recent: [Option<(u64, Found)>; RECENT_THREADS] = [None; RECENT_THREADS];
+    let mut next_recent = 0;
     // The calls returning at a record, and the probes of a call entered:
     // vectors kept for the next record.
     let mut returning = Vec::new();
@@ -887,9 +897,9 @@ pub(super) fn deliver(
             continue;
         }
         let tp = word(ring::TP);
-        let found = match last_thread {
-            Some((t, found)) if t == tp => found,
-            _ => {
+        let found = match recent.iter().flatten().find(|(t, _)| *t == tp) {
+            Some(&(_, found)) => found,
+            None => {
                 let found = match space.fast.thread(tp).unwrap_or((space_pid, false)) {
                     (_, true) => None,
                     (tid, false) => {
@@ -908,7 +918,8 @@ pub(super) fn deliver(
                         Some((tid, pid))
                     }
                 };
-                last_thread = Some((tp, found));
+                recent[next_recent] = Some((tp, found));
+                next_recent = (next_recent + 1) % RECENT_THREADS;
                 found
             }
         };
