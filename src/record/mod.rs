@@ -1473,8 +1473,15 @@ pub fn replay(
                 let site = site_numbered(&sites, &mut last_site, n)
                     .ok_or_else(|| corrupt("a return of no site", at))?;
                 // The entry kept (a return whose entry was left out is).
-                let Some(data) = calls.remove(&id) else {
-                    continue;
+                // A return of no entry recorded (a forked child's return of
+                // a call its parent made) is shown as the live run showed
+                // it, with nothing kept of its entry.
+                let data = match id {
+                    u64::MAX => None,
+                    id => match calls.remove(&id) {
+                        Some(data) => data,
+                        None => continue,
+                    },
                 };
                 if !(keep_time(time) && keep_site(&site) && keep_tid(tid)) {
                     continue;

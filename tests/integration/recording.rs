@@ -431,6 +431,25 @@ fn threads_forks_and_execs_are_replayed() {
     );
     assert_eq!(replayed, live, "forker");
 
+    // A followed child returns from the calls its parent made before the
+    // fork (their entries are its parent's records): shown as live.
+    let forktail = fixture("forktail", Variant::Pie);
+    let (live, replayed) = round_trip(
+        "forktail",
+        &["--json"],
+        &["-f", "-s", "outer", "-s", "forkret"],
+        &forktail,
+        &["3"],
+    );
+    let (live, replayed) = (events(&live), events(&replayed));
+    let returns = |v: &[String]| {
+        v.iter()
+            .filter(|e| e.contains(r#""event":"return""#))
+            .count()
+    };
+    assert_eq!(returns(&live), 12, "{live:?}");
+    assert_eq!(replayed, live, "forktail");
+
     let execer = fixture("execer", Variant::Pie);
     let target = fixture("forker", Variant::Pie);
     let (live, replayed) = round_trip(
