@@ -57,6 +57,9 @@ pub struct Recorder {
     renderer: Renderer,
     /// Site → its number in the file.
     sites: HashMap<(usize, u64, bool), u32>,
+    /// Sites numbered in the file (an exec's new image numbers its sites
+    /// anew: the same address may be another function there).
+    numbered: u32,
     /// The modules last written for each process.
     modules: HashMap<Pid, Written>,
     /// The frame being built.
@@ -127,6 +130,7 @@ impl Recorder {
             out,
             renderer: Renderer::with_prototypes(string_limit, prototypes),
             sites: HashMap::new(),
+            numbered: 0,
             modules: HashMap::new(),
             buf: Put::default(),
             ctx: Context::default(),
@@ -267,7 +271,8 @@ impl Recorder {
             self.last_site = Some((key, n));
             return Ok(n);
         }
-        let n = self.sites.len() as u32;
+        let n = self.numbered;
+        self.numbered += 1;
         let v = json!({
             "n": n,
             "probe": site.probe,
@@ -660,9 +665,13 @@ impl Handler for Recorder {
                 self.last_named = None;
                 // A new image: its modules are written again at its first
                 // call (the same site number and as many modules as before
-                // are no sign that they are the same).
+                // are no sign that they are the same), and its sites, even
+                // at an address a site of the old image had (another
+                // function, or the same in another module).
                 self.modules.remove(pid);
                 self.last_in_modules = None;
+                self.sites.clear();
+                self.last_site = None;
                 self.name(*pid, *pid)?;
             }
             _ => {}

@@ -465,6 +465,25 @@ fn threads_forks_and_execs_are_replayed() {
         "{live:?}"
     );
     assert_eq!(replayed, live, "execer");
+
+    // The new image's `work` at the address the old one's had (both
+    // programs built alike, without address randomisation): its calls are
+    // the new program's, as live.
+    let (live, replayed) = round_trip(
+        "execer_same",
+        &["--json"],
+        &["-s", "work"],
+        &execer,
+        &[threads.to_str().unwrap(), "2", "3"],
+    );
+    let (live, replayed) = (events(&live), events(&replayed));
+    let module = format!(r#""module":"{}""#, threads.display());
+    assert_eq!(
+        live.iter().filter(|e| e.contains(&module)).count(),
+        12,
+        "{live:?}"
+    );
+    assert_eq!(replayed, live, "execer into threads");
 }
 
 /// `rtrace report` prints the `-c` table of the recording: the calls and
