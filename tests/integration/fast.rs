@@ -474,6 +474,54 @@ fn spawned_children_are_seen_as_with_int3() {
     }
 }
 
+/// An untraced vfork child runs through its parent's detours in its
+/// parent's memory: those that count or time calls in the program (`-c`;
+/// with `--entry-only`, counted only) count none of its calls, as its
+/// records are not reported. Followed (`-f`), its calls are counted. The
+/// counts are those int3 probes make.
+#[test]
+fn a_vfork_childs_calls_are_counted_only_when_followed() {
+    let prog = fixture("spawner", Variant::Pie);
+    let count = fixture("count", Variant::Pie);
+    let count = count.to_str().unwrap();
+    let calls = |stderr: &str| -> u64 {
+        let line = stderr
+            .lines()
+            .find(|l| l.ends_with(" [work]"))
+            .unwrap_or_else(|| panic!("no summary row for work:\n{stderr}"));
+        line.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    for mode in ["vfork", "vforkexec"] {
+        let args = [mode, count, "3", "5"];
+        let untraced = run_untraced(&prog, &args);
+        for (follow, entry_only) in [(false, false), (false, true), (true, false), (true, true)] {
+            let mut given = vec!["-c", "-s", "work"];
+            if follow {
+                given.push("-f");
+            }
+            if entry_only {
+                given.push("--entry-only");
+            }
+            let what = format!("spawner {mode} {given:?}");
+            let fast = run_rtrace(&[&["--fast"][..], &given].concat(), &prog, &args);
+            let int3 = run_rtrace(&[&["--int3"][..], &given].concat(), &prog, &args);
+            assert_same_as_untraced(&fast, &untraced, &what);
+            let (fast, int3) = (calls(&fast.stderr), calls(&int3.stderr));
+            // The parent's work(1) and work(2); followed, a vfork child's
+            // work(20) and work(21).
+            let expected = match (follow, mode) {
+                (false, _) => Some(2),
+                (true, "vfork") => Some(4),
+                _ => None,
+            };
+            assert_eq!(fast, int3, "{what}");
+            if let Some(n) = expected {
+                assert_eq!(fast, n, "{what}");
+            }
+        }
+    }
+}
+
 /// exec: the old image's records are read before it goes, the new image's
 /// probes are patched afresh.
 #[test]

@@ -1076,11 +1076,30 @@ pub fn assemble_detour(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, S
     build(patch, spec, mask).map_err(|e| format!("the detour cannot be assembled: {e}"))
 }
 
+/// Jumps to `skip` when the thread pointer in rax is the one an untraced
+/// vfork child borrows ([`ring::SILENT_TP`], not 0). Uses rdx.
+fn unless_silent(
+    a: &mut CodeAssembler,
+    ring: RingLayout,
+    skip: CodeLabel,
+) -> Result<(), iced_x86::IcedError> {
+    let mut counted = a.create_label();
+    a.mov(rdx, ring.base + ring::SILENT_TP)?;
+    a.cmp(rax, qword_ptr(rdx))?;
+    a.jne(counted)?;
+    a.test(rax, rax)?;
+    a.jne(skip)?;
+    a.set_label(&mut counted)?;
+    a.nop()?;
+    Ok(())
+}
+
 /// A detour that only counts its hit:
 ///
 /// ```text
 /// lea rsp, [rsp-128]; pushfq; push rax, rcx, rdx, rsi, r10, r11
-/// rax = the thread pointer; rax = shard_of(rax) * AGG_SHARD
+/// rax = the thread pointer; not counted when it is SILENT_TP's
+/// rax = shard_of(rax) * AGG_SHARD
 /// lock inc qword [ring + AGG + index * 8 + rax]
 /// pop …; popfq; lea rsp, [rsp+128]
 /// the displaced instructions, relocated; jmp back
@@ -1091,14 +1110,18 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
     let mut pushf = a.create_label();
     let mut displaced = a.create_label();
     let mut after_first = a.create_label();
+    let mut silent = a.create_label();
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
     load_thread_pointer(&mut a, spec.tp, rax)?;
+    unless_silent(&mut a, spec.ring, silent)?;
     a.mov(rdx, table::GOLDEN)?;
     a.imul_2(rax, rdx)?;
     a.shr(rax, 64 - ring::AGG_SHARDS.trailing_zeros())?;
     a.shl(rax, ring::AGG_SHARD.trailing_zeros())?;
     a.mov(rdx, spec.ring.base + ring::AGG + 8 * u64::from(spec.index))?;
     a.lock().inc(qword_ptr(rdx + rax))?;
+    a.set_label(&mut silent)?;
+    a.nop()?;
     let steps = restore_and_resume(&mut a, patch, &mut displaced, &mut after_first)?;
     let labels = DetourLabels {
         entry,
@@ -1116,6 +1139,7 @@ fn build_counting(patch: &Patch, spec: &DetourSpec<'_>) -> Result<Detour, iced_x
 ///
 /// ```text
 /// lea rsp, [rsp-128]; pushfq; push rax, rcx, rdx, rsi, r10, r11
+/// the thread pointer is SILENT_TP's: nothing timed
 /// the return address is the stub already (a tail call from a watched
 ///     call): when the caller's entry is timed, with fewer than MAX_CHAIN
 ///     calls chained to it, an entry keyed by the slot plus one more than
@@ -1147,6 +1171,9 @@ fn build_timed(
     let mut lost = a.create_label();
     let mut done = a.create_label();
     save(&mut a, RED_ZONE as i32, &mut entry, &mut pushf)?;
+    // (An untraced vfork child's calls are not timed.)
+    load_thread_pointer(&mut a, spec.tp, rax)?;
+    unless_silent(&mut a, spec.ring, done)?;
     // rdx: the slot; r10: the return address in it.
     a.lea(rdx, ptr(rsp + frame))?;
     a.mov(r10, qword_ptr(rdx))?;

@@ -21,6 +21,9 @@
 ///          rtrace up; cleared by rtrace when it reads
 /// 48       NS_MULT (u64): nanoseconds per time stamp counter tick, in 32.32
 ///          fixed point, written by rtrace: the return stub's durations
+/// 56       SILENT_TP (u64): the thread pointer an untraced vfork child
+///          borrows while it runs (0: none): counting and timed detours
+///          count nothing under it
 /// LOST     one u64 per fast site: records lost because the ring was full
 /// RET_LOST one u64 per fast site: its calls' return records lost
 /// REQUESTS REQUEST_COUNT requests of rtrace's own hooks (see `hook`)
@@ -91,6 +94,11 @@ pub mod ring {
     /// as rtrace's clock has it: the return stub's durations of timed
     /// calls are `(ticks * NS_MULT) >> 32`.
     pub const NS_MULT: u64 = 48;
+    /// The thread pointer a vfork child rtrace let go borrows from its
+    /// parent while it runs (u64; 0: none), written by rtrace: the
+    /// detours that count or time calls in the program count none made
+    /// under it, as the child's records are not reported either.
+    pub const SILENT_TP: u64 = 56;
     /// The bit the kernel sets in a robust futex whose owner died
     /// (`FUTEX_OWNER_DIED`, linux/futex.h).
     pub const OWNER_DIED: u32 = 0x4000_0000;

@@ -480,6 +480,11 @@ impl Reader<'_> {
         let silent = self.world.tasks.get(&child).is_some_and(|t| t.silent);
         if let Some(space) = self.world.spaces.get_mut(&key) {
             space.fast.lent.insert(tp, (child, silent));
+            // Its calls are counted in the program by none of the detours
+            // that count (one such child at a time: another's calls are).
+            if let Some(ring) = space.fast.ring.as_ref().filter(|_| silent) {
+                ring.map.store_u64(ring::SILENT_TP, tp);
+            }
         }
         Ok(())
     }

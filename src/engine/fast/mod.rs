@@ -386,7 +386,13 @@ pub(in crate::engine) fn on_fork(r: &mut Reader, key: Pid, parent: Tid, what: Fo
             };
             r.drain_through(key)?;
             if let Some(space) = r.world.spaces.get_mut(&key) {
-                space.fast.lent.remove(&regs.thread_pointer());
+                let tp = regs.thread_pointer();
+                space.fast.lent.remove(&tp);
+                if let Some(ring) = space.fast.ring.as_ref() {
+                    if ring.map.load_u64(crate::arch::detour::ring::SILENT_TP) == tp {
+                        ring.map.store_u64(crate::arch::detour::ring::SILENT_TP, 0);
+                    }
+                }
             }
             Ok(())
         }
