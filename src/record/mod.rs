@@ -48,8 +48,9 @@ const RECENT_THREADS: usize = 16;
 /// The registers a record codes, in the order `reg_values` gives.
 const REGS: usize = crate::arch::detour::RECORD_VALUES;
 
-/// Writes a recording: attach it as the handler of every probe and as a
-/// listener, and call [`Handler::on_finish`] at the end (it flushes); the
+/// Writes a recording: attach it as the handler of every probe (with
+/// `Tracer::add_recorded_probe`, which writes a fast probe's records
+/// without building a hit for them) and as a listener, and call [`Handler::on_finish`] at the end (it flushes); the
 /// recording's end record is written when the recorder is dropped, after
 /// every event the tracer still sends (a detach's).
 pub struct Recorder {
@@ -553,8 +554,6 @@ impl Handler for Recorder {
             _ => None,
         };
         let t = self.thread(hit.pid, hit.tid)?;
-        // Its call number: the entries before it.
-        let id = self.ctx.entries;
         let function = matches!(hit.site.kind, ProbeKind::Function { .. });
         // At a stop: the printers' reads, kept.
         let (logged, known, fill) = match hit.mem {
@@ -593,7 +592,8 @@ impl Handler for Recorder {
         let none = Captured::default();
         let captured = captures(&hit.mem, &logged, &none);
         let values = reg_values(hit.regs);
-        self.entry_record(n, t, hit.time, &values, captured, stack.as_ref())?;
+        // Its call number: the entries before it.
+        let id = self.entry_record(n, t, hit.time, &values, captured, stack.as_ref())?;
         if let Some(known) = known {
             hit.set_data(Call { id, known, fill });
         } else {

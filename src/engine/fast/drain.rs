@@ -1007,14 +1007,14 @@ pub(super) fn deliver(
                         .all(|(site, _)| recorder(probes, site).is_some())
                 });
             if recorded {
+                let xmm0 = word(ring::RET_XMM0);
                 for inst in returning.drain(..) {
+                    let times = (time.max(inst.entered), inst.entered);
                     let mut done = inst.probes;
                     for (site, data) in done.drain(..) {
                         let Some(recorder) = recorder(probes, &site) else {
                             continue;
                         };
-                        let times = (time.max(inst.entered), inst.entered);
-                        let xmm0 = word(ring::RET_XMM0);
                         let written = guarded(|| {
                             recorder
                                 .borrow_mut()
